@@ -1,0 +1,54 @@
+"""Shared test set-up: real MNIST from ../shared/data/mnist, isolated caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+if "MNISTLAB_DATA" not in os.environ and (_SHARED / "train-images-idx3-ubyte.gz").exists():
+    os.environ["MNISTLAB_DATA"] = str(_SHARED)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_user_dirs(tmp_path_factory):
+    """Keep caches and saved models of the test run out of the user's home."""
+    root = tmp_path_factory.getbasetemp()
+    old = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "XDG_DATA_HOME")}
+    os.environ["XDG_CACHE_HOME"] = str(root / "xdg-cache")
+    os.environ["XDG_DATA_HOME"] = str(root / "xdg-data")
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    path = Path(os.environ["MNISTLAB_DATA"])
+    assert (path / "train-images-idx3-ubyte.gz").exists(), f"MNIST not found in {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_full():
+    from mnistlab import load_mnist
+
+    return load_mnist("mnist")
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist_full):
+    """3000 train / 1000 test digits, stratified from the official split."""
+    from sklearn.model_selection import train_test_split
+
+    X, y = mnist_full.data, mnist_full.target
+    n = mnist_full.details["n_train"]
+    X_tr, _, y_tr, _ = train_test_split(X[:n], y[:n], train_size=3000, stratify=y[:n], random_state=0)
+    X_te, _, y_te, _ = train_test_split(X[n:], y[n:], train_size=1000, stratify=y[n:], random_state=0)
+    return np.ascontiguousarray(X_tr), np.ascontiguousarray(X_te), y_tr, y_te
