@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import tempfile
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +215,7 @@ def download_dataset(
             url = base.rstrip("/") + "/" + fname
             try:
                 _fetch_verified(url, final, spec.sha256[role], progress, timeout)
-            except (OSError, urllib.error.URLError, ValueError, IDXFormatError, ChecksumError) as exc:
+            except (OSError, http.client.HTTPException, ValueError, IDXFormatError, ChecksumError) as exc:
                 problems.append(f"{url}: {exc}")
                 continue
             out[role] = final
@@ -250,7 +250,10 @@ def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float
                 raise OSError(f"connection closed after {done} of {total} bytes")
             out.flush()
             os.fsync(out.fileno())
-        got = sha256_decompressed(Path(tmp))
+        try:
+            got = sha256_decompressed(Path(tmp))
+        except IDXFormatError:
+            raise ChecksumError("served bytes are not a valid gzip stream (corrupt copy)") from None
         if got != sha256:
             raise ChecksumError(f"served bytes have sha256 {got[:12]}..., expected {sha256[:12]}...")
         os.replace(tmp, final)

@@ -1,0 +1,157 @@
+import hashlib
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from mnistlab import ChecksumError, DatasetError, InputError, load_mnist, load_split, write_idx
+from mnistlab._datasets import DATASETS, ROLES, sha256_decompressed
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_real_mnist_shapes_labels_and_checksums(mnist_full, mnist_dir):
+    b = mnist_full
+    assert b.data.shape == (70000, 784) and b.data.dtype == np.uint8
+    assert b.images.shape == (70000, 28, 28)
+    assert b.target.dtype == np.int64 and b.target[:5].tolist() == [5, 0, 4, 1, 9]
+    assert b.feature_names[0] == "pixel1" and b.feature_names[-1] == "pixel784"
+    assert b.target_names == [str(i) for i in range(10)]
+    d = b.details
+    assert d["verified"] and d["n_train"] == 60000 and d["n_test"] == 10000
+    assert d["checksums"] == DATASETS["mnist"].sha256
+    assert np.bincount(b.target[:60000]).tolist() == MNIST_TRAIN_COUNTS
+    assert np.bincount(b.target[60000:]).tolist() == MNIST_TEST_COUNTS
+    # The published pixel mean of the training set (README of the shared copy).
+    assert b.data[:60000].mean() == pytest.approx(33.3184, abs=1e-3)
+
+
+def test_x0_is_the_first_image_not_a_keyerror(mnist_full):
+    X = mnist_full.data
+    assert X[0].shape == (784,) and X[0].reshape(28, 28).tolist() == mnist_full.images[0].tolist()
+
+
+def test_as_frame_adds_a_frame_and_keeps_numpy_data():
+    b = load_mnist("mnist", as_frame=True)
+    assert isinstance(b.data, np.ndarray) and b.data[0].shape == (784,)
+    assert b.frame.shape == (70000, 785)
+    assert list(b.frame.columns[:2]) == ["pixel1", "pixel2"] and b.frame.columns[-1] == "class"
+    assert b.frame["class"].iloc[0] == 5
+
+
+def test_float_dtype_is_scaled_to_unit_range():
+    b = load_mnist("mnist", dtype=np.float32)
+    assert b.data.dtype == np.float32 and 0.0 <= b.data.min() and b.data.max() == 1.0
+    assert b.data[:60000].mean() == pytest.approx(0.1307, abs=1e-4)
+    with pytest.raises(InputError, match="dtype"):
+        load_mnist("mnist", dtype=np.int16)
+
+
+def test_warm_load_is_a_memory_map(mnist_full):
+    b = load_mnist("mnist")
+    assert isinstance(b.images.base, np.memmap) or isinstance(b.images, np.memmap)
+    assert np.shares_memory(b.data, b.images)
+
+
+def test_official_split_sizes(mnist_full):
+    X_tr, X_te, y_tr, y_te = load_split("mnist")
+    assert X_tr.shape == (60000, 784) and X_te.shape == (10000, 784)
+    assert y_tr[:3].tolist() == [5, 0, 4] and y_te[:3].tolist() == [7, 2, 1]
+
+
+def test_random_split_is_stratified_and_seeded():
+    a = load_split("mnist", split="random", test_size=0.2, seed=3)
+    b = load_split("mnist", split="random", test_size=0.2, seed=3)
+    c = load_split("mnist", split="random", test_size=0.2, seed=4)
+    X_tr, X_te, y_tr, y_te = a
+    assert len(y_te) == 14000 and len(y_tr) == 56000
+    np.testing.assert_array_equal(a[3], b[3])
+    assert not np.array_equal(a[3], c[3])
+    overall = np.bincount(np.concatenate([y_tr, y_te])) / 70000
+    np.testing.assert_allclose(np.bincount(y_te) / len(y_te), overall, atol=2e-4)
+    with pytest.raises(InputError, match="split"):
+        load_split("mnist", split="nope")
+
+
+def test_digits_smoke_set_is_offline_and_instant():
+    b = load_mnist("digits")
+    assert b.data.shape == (1797, 64) and b.images.shape == (1797, 8, 8)
+    assert b.details["n_train"] + b.details["n_test"] == 1797
+
+
+def test_unknown_dataset_names_known_ones():
+    with pytest.raises(DatasetError, match="expected one of mnist, fashion-mnist, digits"):
+        load_mnist("emnist")
+
+
+def _tiny_idx_folder(folder, n_train=20, n_test=10, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", (np.arange(n_train) % 10).astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte", (np.arange(n_test) % 10).astype(np.uint8))
+    return folder
+
+
+def test_any_folder_of_idx_files_loads_unverified(tmp_path):
+    folder = _tiny_idx_folder(tmp_path / "mine")
+    b = load_mnist(data_dir=folder)
+    assert b.data.shape == (30, 784) and not b.details["verified"]
+    assert b.details["n_train"] == 20 and b.target[:3].tolist() == [0, 1, 2]
+
+
+def test_cache_notices_when_its_source_changed(tmp_path):
+    folder = _tiny_idx_folder(tmp_path / "mine")
+    first = load_mnist(data_dir=folder).target.copy()
+    write_idx(folder / "t10k-labels-idx1-ubyte", np.full(10, 7, np.uint8))
+    second = load_mnist(data_dir=folder)
+    assert second.target[20:].tolist() == [7] * 10 and first[20:].tolist() != [7] * 10
+
+
+def test_registered_name_with_wrong_files_is_a_checksum_error(tmp_path):
+    folder = _tiny_idx_folder(tmp_path / "fake")
+    with pytest.raises(ChecksumError, match="does not match the published sha256"):
+        load_mnist("mnist", data_dir=folder)
+
+
+def test_corrupt_copy_in_data_env_is_reported(tmp_path, mnist_dir, monkeypatch):
+    folder = tmp_path / "env"
+    shutil.copytree(mnist_dir, folder)
+    os.chmod(folder / "t10k-labels-idx1-ubyte.gz", 0o644)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(10000, np.uint8))
+    monkeypatch.setenv("MNISTLAB_DATA", str(folder))
+    with pytest.raises(ChecksumError, match="t10k-labels"):
+        load_mnist("mnist")
+
+
+def test_flat_data_env_with_another_dataset_is_skipped(tmp_path, mnist_dir, monkeypatch):
+    # MNIST files in MNISTLAB_DATA must not be taken for Fashion-MNIST (same file names).
+    monkeypatch.setenv("MNISTLAB_DATA", str(mnist_dir))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        assert load_mnist("fashion-mnist").target_names[0] == "T-shirt/top"
+    else:
+        with pytest.raises(DatasetError, match="fashion-mnist was not found"):
+            load_mnist("fashion-mnist", download=False)
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CI"),
+                    reason="Debian's dataset-fashion-mnist is not installed (CI installs it)")
+def test_fashion_mnist_from_debian_package():
+    b = load_mnist("fashion-mnist")
+    assert b.details["verified"] and b.details["path"] == "/usr/share/datasets/fashion-mnist"
+    assert b.data.shape == (70000, 784) and np.bincount(b.target).tolist() == [7000] * 10
+
+
+def test_decompressed_checksum_is_independent_of_compression(tmp_path, mnist_dir):
+    raw = tmp_path / "t10k-labels-idx1-ubyte"
+    import gzip
+
+    raw.write_bytes(gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    assert sha256_decompressed(raw) == DATASETS["mnist"].sha256["test_labels"]
+    assert hashlib.sha256(raw.read_bytes()).hexdigest() == sha256_decompressed(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    assert set(ROLES) == set(DATASETS["mnist"].sha256)

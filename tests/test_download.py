@@ -1,0 +1,125 @@
+"""Downloads against a real HTTP server on 127.0.0.1 serving good, corrupt and cut-off copies."""
+
+import threading
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab import DatasetError, DownloadError, download_dataset, load_mnist, write_idx
+from mnistlab._datasets import DATASETS, ROLES, DatasetSpec, sha256_decompressed
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """/good/<file> serves the file, /bad/<file> flipped bytes, /cut/<file> half then hangs up."""
+
+    def __init__(self, root: Path, log: list, *args, **kwargs):
+        self.root, self.log = root, log
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self):
+        self.log.append(self.path)
+        mode, _, name = self.path.strip("/").partition("/")
+        path = self.root / name
+        if not path.is_file():
+            self.send_error(404)
+            return
+        body = path.read_bytes()
+        if mode == "bad":
+            body = body[:-8] + bytes(8)  # same length, wrong content
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if mode == "cut" else body)
+        if mode == "cut":
+            self.wfile.flush()
+            self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def tiny(tmp_path, monkeypatch):
+    """A registered dataset 'tiny' whose files a loopback server publishes."""
+    src = tmp_path / "published"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    arrays = {
+        "train_images": rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
+        "train_labels": (np.arange(300) % 10).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+        "test_labels": (np.arange(50) % 10).astype(np.uint8),
+    }
+    spec0 = DATASETS["mnist"]
+    for role, arr in arrays.items():
+        write_idx(src / spec0.files[role], arr)
+    log: list[str] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, src, log))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    spec = DatasetSpec(
+        name="tiny",
+        description="test set",
+        url=base,
+        sha256={role: sha256_decompressed(src / spec0.files[role]) for role in ROLES},
+        mirrors=(f"{base}/cut/", f"{base}/bad/", f"{base}/good/"),
+    )
+    monkeypatch.setitem(DATASETS, "tiny", spec)
+    monkeypatch.delenv("MNISTLAB_DATA", raising=False)
+    monkeypatch.delenv("MNISTLAB_MIRRORS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    yield spec, base, log, arrays
+    server.shutdown()
+    server.server_close()
+
+
+def test_bad_mirrors_are_rejected_and_the_good_copy_is_cached(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    seen = []
+    files = download_dataset("tiny", progress=lambda f, done, total: seen.append((f, done, total)))
+    dest = tmp_path / "cache" / "mnistlab" / "tiny"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(spec.files.values())  # no .part left
+    for role in ROLES:
+        assert files[role].parent == dest and sha256_decompressed(files[role]) == spec.sha256[role]
+    # Every file was tried on the cut and the corrupt mirror before the good one.
+    fname = spec.files["train_images"]
+    assert [p for p in log if p.endswith(fname)] == [f"/cut/{fname}", f"/bad/{fname}", f"/good/{fname}"]
+    assert seen and seen[-1][1] == seen[-1][2]
+
+
+def test_load_downloads_once_then_uses_the_cache(tiny):
+    spec, base, log, arrays = tiny
+    b = load_mnist("tiny")
+    assert b.details["verified"] and b.details["n_train"] == 300 and b.details["n_test"] == 50
+    np.testing.assert_array_equal(b.images[:300], arrays["train_images"])
+    n_requests = len(log)
+    again = load_mnist("tiny")
+    assert len(log) == n_requests  # second load touches no network
+    np.testing.assert_array_equal(again.target, b.target)
+
+
+def test_interrupted_download_leaves_no_partial_file(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    dest = tmp_path / "dl"
+    with pytest.raises(DownloadError, match="could not download a verified"):
+        download_dataset("tiny", dest, mirrors=(f"{base}/cut/",))
+    assert list(dest.iterdir()) == []
+
+
+def test_only_corrupt_mirrors_fail_with_a_clear_message(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    with pytest.raises(DownloadError, match="corrupt copy|sha256"):
+        download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/bad/",))
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_no_copy_and_no_network_names_the_places_searched(tiny, monkeypatch):
+    monkeypatch.setitem(DATASETS, "tiny", DatasetSpec(**{**tiny[0].__dict__, "mirrors": ("http://127.0.0.1:9/",)}))
+    with pytest.raises(DatasetError) as info:
+        load_mnist("tiny")
+    msg = str(info.value)
+    assert "tiny was not found" in msg and "MNISTLAB_DATA" in msg and "/usr/share/datasets/tiny" in msg
+    assert "Download failed" in msg

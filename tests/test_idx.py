@@ -1,0 +1,118 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mnistlab import IDXFormatError, parse_idx, read_idx, write_idx
+
+DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("suffix", [".idx", ".idx.gz"])
+@pytest.mark.parametrize("shape", [(7,), (3, 4), (2, 3, 5), (1, 2, 1, 3)])
+def test_round_trip_every_dtype_rank_and_compression(tmp_path, dtype, suffix, shape):
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    a = (rng.integers(info.min, info.max, size=shape, endpoint=True) if info else rng.standard_normal(shape)).astype(dtype)
+    path = write_idx(tmp_path / f"a{suffix}", a)
+    b = read_idx(path)
+    assert b.dtype == np.dtype(dtype) and b.shape == a.shape
+    np.testing.assert_array_equal(a, b)
+    assert parse_idx(path.read_bytes()).tolist() == a.tolist()
+
+
+def test_header_is_big_endian_as_published(tmp_path):
+    path = write_idx(tmp_path / "x.idx", np.arange(6, dtype=np.int32).reshape(2, 3))
+    raw = path.read_bytes()
+    assert raw[:4] == b"\x00\x00\x0c\x02"
+    assert struct.unpack(">II", raw[4:12]) == (2, 3)
+    assert struct.unpack(">6i", raw[12:]) == tuple(range(6))
+
+
+def _valid(shape=(2, 3), dtype=np.uint8):
+    return bytes([0, 0, 0x08, len(shape)]) + np.asarray(shape, ">u4").tobytes() + np.zeros(shape, dtype).tobytes()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (_valid()[:-1], "holds 5"),  # truncated payload
+        (_valid() + b"\x00", "holds (7|more than 6)"),  # padded payload
+        (b"\x01\x00\x08\x02" + _valid()[4:], "bad magic"),
+        (b"\x00\x00\x07\x02" + _valid()[4:], "unknown dtype code 0x07"),
+        (b"\x00\x00\x08\x00", "rank 0"),
+        (b"\x00\x00\x08\x03" + b"\x00\x00\x00\x02", "ends inside the header"),
+        (b"\x00\x00", "too short"),
+    ],
+)
+def test_malformed_files_are_rejected_with_reason(tmp_path, data, message):
+    for payload in (data, gzip.compress(data)):
+        path = tmp_path / "bad.idx"
+        path.write_bytes(payload)
+        with pytest.raises(IDXFormatError, match=message) as info:
+            read_idx(path)
+        assert str(path) in str(info.value)
+        with pytest.raises(IDXFormatError, match=message):
+            parse_idx(payload)
+
+
+def test_huge_declared_size_is_refused_before_allocating(tmp_path):
+    # 100 bytes that claim 4 x 2**30 x 2**30 elements (an exabyte-scale payload).
+    head = bytes([0, 0, 0x08, 3]) + np.asarray([4, 2**30, 2**30], ">u4").tobytes()
+    path = tmp_path / "huge.idx"
+    path.write_bytes(head + b"\x00" * (100 - len(head)))
+    with pytest.raises(IDXFormatError, match="limit"):
+        read_idx(path)
+    path.write_bytes(gzip.compress(head))
+    with pytest.raises(IDXFormatError, match="limit"):
+        read_idx(path)
+
+
+def test_gzip_that_lies_about_size_below_limit_is_truncated_not_allocated(tmp_path):
+    # Declares 1 GB (under the limit) but holds 10 bytes: read in chunks, then refused.
+    head = bytes([0, 0, 0x08, 1]) + np.asarray([10**9], ">u4").tobytes()
+    path = tmp_path / "liar.idx.gz"
+    path.write_bytes(gzip.compress(head + b"\x01" * 10))
+    with pytest.raises(IDXFormatError, match="holds 10"):
+        read_idx(path)
+
+
+def test_corrupt_gzip_stream(tmp_path):
+    good = gzip.compress(_valid((50, 50)))
+    path = tmp_path / "cut.gz"
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(IDXFormatError, match="truncated or corrupt|holds"):
+        read_idx(path)
+
+
+def test_missing_file_and_unwritable_dtype(tmp_path):
+    with pytest.raises(IDXFormatError, match="no such file"):
+        read_idx(tmp_path / "nope")
+    with pytest.raises(IDXFormatError, match="cannot write dtype"):
+        write_idx(tmp_path / "x.idx", np.zeros(3, np.uint16))
+    with pytest.raises(IDXFormatError, match="dimensional"):
+        write_idx(tmp_path / "x.idx", np.array(3, np.uint8))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise_anything_but_idx_format_error(data):
+    try:
+        parse_idx(data)
+    except IDXFormatError:
+        pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(min_size=4, max_size=40))
+def test_random_bytes_behind_a_valid_magic_and_as_gzip(data):
+    for payload in (b"\x00\x00" + data, gzip.compress(b"\x00\x00" + data)):
+        try:
+            arr = parse_idx(payload)
+        except IDXFormatError:
+            continue
+        assert arr.size * arr.itemsize + 4 + 4 * arr.ndim == len(b"\x00\x00" + data)
