@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from ._errors import ChecksumError, DatasetError, DownloadError, IDXFormatError
-from ._idx import atomic_write_bytes, read_idx
+from ._idx import atomic_write_bytes, parse_idx, read_idx
 
 __all__ = ["DatasetSpec", "DATASETS", "ROLES", "find_idx_files", "cache_root", "download_dataset", "locate", "load_arrays"]
 
@@ -115,19 +116,20 @@ def find_idx_files(folder: Path) -> dict[str, Path] | None:
     return found
 
 
+def decompressed_bytes(path: Path) -> bytes:
+    """The file's content after gunzip (or the raw file)."""
+    data = path.read_bytes()
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IDXFormatError(f"{path}: cannot decompress ({exc}); the file is truncated or corrupt.") from None
+
+
 def sha256_decompressed(path: Path) -> str:
     """sha256 of the file's content after gunzip (or of the raw file)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        try:
-            stream = gzip.GzipFile(fileobj=raw) if gz else raw
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                h.update(chunk)
-        except (OSError, EOFError) as exc:
-            raise IDXFormatError(f"{path}: cannot decompress ({exc}); the file is truncated or corrupt.") from None
-    return h.hexdigest()
+    return hashlib.sha256(decompressed_bytes(path)).hexdigest()
 
 
 def _candidates(name: str, data_dir: Path | None) -> list[tuple[str, Path]]:
@@ -143,7 +145,7 @@ def _candidates(name: str, data_dir: Path | None) -> list[tuple[str, Path]]:
     return out
 
 
-def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], dict[str, str], list[str]]:
+def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], Checksums, list[str]]:
     """Find the four verified files of ``name``: (files, checksums, places searched).
 
     Checksums come from a fresh array-cache manifest when there is one (so a warm
@@ -173,15 +175,28 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
         raise ChecksumError(
             f"{files[bad[0]]} does not match the published sha256 of {name}'s {bad[0].replace('_', ' ')}; delete or replace the file (mnistlab then finds or downloads a good copy)."
         )
-    return {}, {}, searched
+    return {}, Checksums(), searched
 
 
-def checksums_of(name: str, files: dict[str, Path]) -> dict[str, str]:
-    """role -> sha256 of decompressed bytes, from a fresh cache manifest if present."""
+def checksums_of(name: str, files: dict[str, Path]) -> Checksums:
+    """role -> sha256 of decompressed bytes, from a fresh cache manifest if present.
+
+    When it has to hash, it keeps the decompressed bytes on the result
+    (``.payloads``) so that a cold load parses them without a second gunzip.
+    """
     manifest = _fresh_manifest(name, files)
     if manifest is not None:
-        return manifest["checksums"]
-    return {role: sha256_decompressed(files[role]) for role in ROLES}
+        return Checksums(manifest["checksums"])
+    payloads = {role: decompressed_bytes(files[role]) for role in ROLES}
+    result = Checksums({role: hashlib.sha256(payloads[role]).hexdigest() for role in ROLES})
+    result.payloads = payloads
+    return result
+
+
+class Checksums(dict):
+    """role -> sha256; may carry the decompressed ``payloads`` it was computed from."""
+
+    payloads: dict[str, bytes] | None = None
 
 
 def download_dataset(
@@ -304,7 +319,10 @@ def load_arrays(name: str, files: dict[str, Path], checksums: dict[str, str]) ->
         except (OSError, ValueError):
             pass  # damaged cache: rebuild below
 
-    arrays = {role: read_idx(files[role]) for role in ROLES}
+    payloads = getattr(checksums, "payloads", None)
+    arrays = {
+        role: parse_idx(payloads[role], source=str(files[role])) if payloads else read_idx(files[role]) for role in ROLES
+    }
     _check_consistent(arrays, files)
     images = np.concatenate([arrays["train_images"], arrays["test_images"]])
     labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
@@ -312,7 +330,7 @@ def load_arrays(name: str, files: dict[str, Path], checksums: dict[str, str]) ->
         "format": 1,
         "name": name,
         "stamp": _stamp(files),
-        "checksums": checksums,
+        "checksums": dict(checksums),
         "n_train": len(arrays["train_labels"]),
         "n_test": len(arrays["test_labels"]),
     }

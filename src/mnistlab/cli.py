@@ -62,21 +62,27 @@ def _root(
 
 @contextmanager
 def download_progress(enabled: bool = True):
-    """A rich progress bar on stderr fed by ``load_mnist(progress=...)`` during downloads."""
+    """A rich progress bar on stderr, fed by ``load_mnist(progress=...)``; shown only once bytes flow."""
     if not enabled:
         yield None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err)
     tasks = {}
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err, transient=True) as bar:
 
-        def update(fname: str, done: int, total: int | None):
-            if fname not in tasks:
-                tasks[fname] = bar.add_task(f"download {fname}", total=total)
-            bar.update(tasks[fname], completed=done)
+    def update(fname: str, done: int, total: int | None):
+        if not tasks:
+            bar.start()
+        if fname not in tasks:
+            tasks[fname] = bar.add_task(f"download {fname}", total=total)
+        bar.update(tasks[fname], completed=done)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def load_with_progress(name: str | None, data_dir: Path | None, *, quiet: bool = False):

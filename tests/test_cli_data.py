@@ -1,0 +1,85 @@
+"""`mnistlab data info` and `mnistlab show` through typer's test runner."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from mnistlab.cli import app
+
+runner = CliRunner()
+
+
+def test_data_info_json_contract(mnist_full):
+    result = runner.invoke(app, ["data", "info", "mnist", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert {"name", "n_train", "n_test", "verified", "path"} <= info.keys()
+    assert (info["name"], info["n_train"], info["n_test"], info["verified"]) == ("mnist", 60000, 10000, True)
+    assert info["class_counts"]["test"][1] == 1135
+
+
+def test_data_info_human_output(mnist_full):
+    result = runner.invoke(app, ["data", "info"])
+    assert result.exit_code == 0
+    assert "60,000 train + 10,000 test" in result.stdout and "verified" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["data", "info", "emnist"], "Unknown dataset 'emnist'"),
+        (["data", "info", "--data-dir", "/nonexistent/folder"], "does not hold the four IDX files"),
+        (["show", "--index", "60000"], "out of range"),
+        (["show", "--split", "validation"], "expected one of train, test"),
+        (["show", "--first", "0"], "--first must be between"),
+        (["show", "--first", "3", "--random", "3"], "Choose one of"),
+        (["show", "--out", "/proc/forbidden/x.png"], "Cannot write"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line_and_no_traceback(mnist_full, args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output and result.stderr.startswith("Error: ")
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+def _png(path):
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("L"))
+    assert arr.std() > 10  # not a blank image
+    return arr
+
+
+def test_show_grid_random_index_mean_balance_write_pngs(mnist_full, tmp_path):
+    for args in (["--first", "12"], ["--index", "0", "--index", "7"], ["--random", "20", "--seed", "1", "--split", "test"], ["--mean"], ["--balance"]):
+        out = tmp_path / ("_".join(a.strip("-") for a in args) + ".png")
+        result = runner.invoke(app, ["show", *args, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert out.is_file() and f"wrote {out}" in result.stderr.replace("\n", "")
+        _png(out)
+
+
+def test_show_ascii_prints_the_digit(mnist_full):
+    result = runner.invoke(app, ["show", "--ascii", "--index", "0"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "train[0]: label 5"
+    assert len(lines) == 29 and lines[1].strip() == ""  # MNIST's top row is empty
+    assert any(set(line) - {" "} for line in lines[5:25])
+
+
+def test_recipes_lists_names_as_json():
+    result = runner.invoke(app, ["recipes", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert all({"recipe", "family", "description"} <= r.keys() for r in rows)
+
+
+def test_version_and_help():
+    assert runner.invoke(app, ["--version"]).stdout.startswith("mnistlab ")
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "show" in result.stdout and "data" in result.stdout
