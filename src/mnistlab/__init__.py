@@ -32,6 +32,14 @@ __all__ = [
     "Recipe",
     "get_recipe",
     "list_recipes",
+    # figures (loaded on first use: matplotlib adds ~0.8 s to `import mnistlab`)
+    "save_digit_grid",
+    "save_mean_digits",
+    "save_class_balance",
+    "save_confusion_matrix",
+    "save_misclassified_gallery",
+    "save_accuracy_vs_time",
+    "ascii_digit",
     # errors
     "MnistlabError",
     "IDXFormatError",
@@ -43,3 +51,17 @@ __all__ = [
     "InputError",
     "ImageError",
 ]
+
+_FIGURES = {
+    "save_digit_grid", "save_mean_digits", "save_class_balance", "save_confusion_matrix",
+    "save_misclassified_gallery", "save_accuracy_vs_time", "ascii_digit",
+}
+
+
+def __getattr__(name):
+    # Figures import matplotlib, which most commands never need; load it on first use.
+    if name in _FIGURES:
+        from . import _plots
+
+        return getattr(_plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

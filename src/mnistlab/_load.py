@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from sklearn.utils import Bunch
 
 from ._datasets import DATASETS, ROLES, checksums_of, download_dataset, find_idx_files, load_arrays, locate
 from ._errors import DatasetError, InputError
@@ -31,7 +30,7 @@ def load_mnist(
     dtype=np.uint8,
     download: bool = True,
     progress: Callable[[str, int, int | None], None] | None = None,
-) -> Bunch:
+) -> "Bunch":
     """Load an MNIST-format dataset, train then test, verified by checksum.
 
     Parameters
@@ -52,6 +51,8 @@ def load_mnist(
     ``details`` (name, path, verified, checksums, data_sha256, n_train, n_test).
     The first ``details["n_train"]`` rows are the official training set.
     """
+    from sklearn.utils import Bunch
+
     dtype = np.dtype(dtype)
     if dtype.kind not in "uf" or (dtype.kind == "u" and dtype != np.uint8):
         raise InputError(f"dtype must be uint8 or a float dtype, got {dtype}.")
@@ -191,7 +192,7 @@ def load_split(
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
     dtype=np.uint8,
-    bunch: Bunch | None = None,
+    bunch=None,
 ):
     """``X_train, X_test, y_train, y_test`` with X as N x H*W arrays.
 

@@ -1,0 +1,209 @@
+"""Figures: real PNGs drawn from real MNIST digits and real (nearest-centroid) predictions."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab import InputError
+from mnistlab._plots import (
+    ascii_digit,
+    confusion_counts,
+    most_confident_mistakes,
+    save_accuracy_vs_time,
+    save_class_balance,
+    save_confusion_matrix,
+    save_digit_grid,
+    save_mean_digits,
+    save_misclassified_gallery,
+)
+
+
+@pytest.fixture(scope="module")
+def predicted(mnist_small):
+    """Test digits with predictions and probabilities of a nearest-centroid classifier.
+
+    It is about 80% right on MNIST, so there are plenty of real mistakes to show.
+    """
+    X_train, X_test, y_train, y_test = mnist_small
+    train = X_train.astype(np.float32) / 255
+    test = X_test.astype(np.float32) / 255
+    centroids = np.stack([train[y_train == c].mean(axis=0) for c in range(10)])  # (10, 784)
+    sq_dist = ((test[:, None, :] - centroids[None]) ** 2).sum(axis=-1)  # (N, 10)
+    logits = -sq_dist
+    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    return X_test, y_test, proba.argmax(axis=1), proba
+
+
+def read_png(path):
+    """Pixels of a written PNG as an (H, W, 3) uint8 array; fails if the file is not a PNG."""
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"))
+
+
+def assert_drawn(path, min_w=300, min_h=100):
+    pixels = read_png(path)
+    h, w, _ = pixels.shape
+    assert min_w <= w <= 3000 and min_h <= h <= 6000, (w, h)
+    assert pixels.std() > 10, "figure is blank"
+    return pixels
+
+
+def red_pixels(pixels):
+    r, g, b = (pixels[..., i].astype(int) for i in range(3))
+    return int(((r > 150) & (g < 90) & (b < 90)).sum())
+
+
+def test_every_writer_draws_a_png(tmp_path, mnist_small, predicted):
+    X_train, _, y_train, y_test = mnist_small
+    X_test, y_true, y_pred, proba = predicted
+    rows = [
+        {"recipe": "knn", "test_accuracy": 0.9688, "fit_seconds": 0.05},
+        {"recipe": "logreg", "test_accuracy": 0.9255, "fit_seconds": 31.0},
+        {"recipe": "svm-rbf", "test_accuracy": 0.9865, "fit_seconds": 180.0},
+    ]
+    counts = {"train": np.bincount(y_train, minlength=10), "test": np.bincount(y_test, minlength=10)}
+    paths = [
+        save_digit_grid(X_train[:30], y_train[:30], tmp_path / "grid.png"),
+        save_mean_digits(X_train, y_train, tmp_path / "mean.png"),
+        save_class_balance(counts, tmp_path / "balance.png"),
+        save_confusion_matrix(y_true, y_pred, tmp_path / "cm.png"),
+        save_misclassified_gallery(X_test, y_true, y_pred, proba, tmp_path / "gallery.png"),
+        save_accuracy_vs_time(rows, tmp_path / "acc_time.png"),
+    ]
+    for path in paths:
+        assert path.parent == tmp_path
+        assert_drawn(path)
+    # Atomic writes leave nothing else behind.
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in paths)
+
+
+def test_grid_takes_flat_or_square_images_and_sizes_by_columns(tmp_path, mnist_small):
+    X, _, y, _ = mnist_small
+    flat = assert_drawn(save_digit_grid(X[:20], y[:20], tmp_path / "flat.png"))
+    square = assert_drawn(save_digit_grid(X[:20].reshape(-1, 28, 28), y[:20], tmp_path / "square.png"))
+    np.testing.assert_array_equal(flat, square)
+    narrow = read_png(save_digit_grid(X[:20], y[:20], tmp_path / "narrow.png", ncols=5))
+    assert narrow.shape[1] < flat.shape[1] and narrow.shape[0] > flat.shape[0]
+
+
+def test_grid_draws_sklearn_8x8_digits_with_class_names(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # 0..16 intensities, float64
+    names = [str(t) for t in digits.target[:12]]
+    assert_drawn(save_digit_grid(digits.images[:12], names, tmp_path / "digits.png", title="8x8 digits"))
+
+
+def test_wrong_predictions_are_titled_in_red(tmp_path, predicted):
+    X, y_true, y_pred, _ = predicted
+    right = np.flatnonzero(y_true == y_pred)[:10]
+    wrong = np.flatnonzero(y_true != y_pred)[:3]
+    all_right = read_png(save_digit_grid(X[right], y_true[right], tmp_path / "ok.png", predictions=y_pred[right]))
+    some_wrong = np.concatenate([right[:7], wrong])
+    mixed = read_png(save_digit_grid(X[some_wrong], y_true[some_wrong], tmp_path / "bad.png",
+                                     predictions=y_pred[some_wrong]))
+    assert red_pixels(all_right) == 0
+    assert red_pixels(mixed) > 20
+
+
+def test_most_confident_mistakes_known_answer():
+    y_true = np.array([0, 1, 2, 3, 4, 5])
+    y_pred = np.array([0, 7, 2, 8, 9, 6])  # wrong at 1, 3, 4, 5
+    proba = np.full((6, 10), 0.01)
+    proba[[0, 1, 2, 3, 4, 5], y_pred] = [0.99, 0.60, 0.95, 0.90, 0.75, 0.90]
+    assert most_confident_mistakes(y_true, y_pred, proba, 3).tolist() == [3, 5, 4]  # tie keeps order
+    assert most_confident_mistakes(y_true, y_pred, proba, 10).tolist() == [3, 5, 4, 1]
+    assert most_confident_mistakes(y_true, y_true, proba, 5).tolist() == []
+
+
+def test_most_confident_mistakes_on_real_predictions(predicted):
+    _, y_true, y_pred, proba = predicted
+    picked = most_confident_mistakes(y_true, y_pred, proba, 25)
+    confidence = proba[np.arange(len(y_pred)), y_pred]
+    assert len(picked) == 25 and len(set(picked.tolist())) == 25
+    assert (y_true[picked] != y_pred[picked]).all()
+    assert np.all(np.diff(confidence[picked]) <= 0)
+    others = np.setdiff1d(np.flatnonzero(y_true != y_pred), picked)
+    assert confidence[picked].min() >= confidence[others].max()
+
+
+def test_gallery_without_mistakes_says_so(tmp_path, predicted):
+    X, y_true, _, proba = predicted
+    pixels = assert_drawn(save_misclassified_gallery(X[:50], y_true[:50], y_true[:50], proba[:50],
+                                                     tmp_path / "none.png"))
+    assert pixels.shape[0] < 300  # a one-line message, not a grid of digits
+
+
+def test_confusion_counts_known_answer_and_matches_sklearn(predicted):
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_counts([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2])
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert confusion_counts([3, 3], [3, 3], classes=[1, 3]).tolist() == [[0, 0], [0, 2]]
+    _, y_true, y_pred, _ = predicted
+    counts = confusion_counts(y_true, y_pred)
+    np.testing.assert_array_equal(counts, confusion_matrix(y_true, y_pred))
+    assert counts.sum() == len(y_true) and np.trace(counts) == (y_true == y_pred).sum()
+    with pytest.raises(InputError, match="holds label 7"):
+        confusion_counts([1, 7], [1, 1], classes=[1, 2])
+
+
+def test_unwritable_path_is_an_input_error(tmp_path, mnist_small):
+    X, _, y, _ = mnist_small
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(InputError, match=r"^Cannot write PNG to .*not-a-dir/x\.png: .*; choose a writable --out path\.$"):
+        save_digit_grid(X[:4], y[:4], blocker / "x.png")
+    with pytest.raises(InputError, match=r"\.png"):
+        save_digit_grid(X[:4], y[:4], tmp_path / "x.jpg")
+    assert os.listdir(tmp_path) == ["not-a-dir"]
+
+
+def test_writer_creates_parents_and_replaces_existing_file(tmp_path, mnist_small):
+    X, _, y, _ = mnist_small
+    target = tmp_path / "a" / "b" / "grid.png"
+    first = read_png(save_digit_grid(X[:4], y[:4], target))
+    second = read_png(save_digit_grid(X[4:14], y[4:14], target))
+    assert first.shape != second.shape
+    assert os.listdir(target.parent) == ["grid.png"]
+
+
+def test_bad_inputs_say_what_was_expected(tmp_path, mnist_small, predicted):
+    X, _, y, _ = mnist_small
+    out = tmp_path / "x.png"
+    with pytest.raises(InputError, match="shape \\(9,\\), expected 10 labels"):
+        save_digit_grid(X[:10], y[:9], out)
+    with pytest.raises(InputError, match="783 pixels per row"):
+        save_digit_grid(X[:10, :783], y[:10], out)
+    with pytest.raises(InputError, match="at most 400"):
+        save_digit_grid(X[:401], y[:401], out)
+    _, y_true, y_pred, proba = predicted
+    with pytest.raises(InputError, match="proba has shape \\(999, 10\\), expected \\(1000, n_classes\\)"):
+        most_confident_mistakes(y_true, y_pred, proba[:-1], 5)
+    with pytest.raises(InputError, match="expected \\(10,\\)"):
+        save_class_balance({"train": np.ones(10, int), "test": np.ones(9, int)}, out)
+    with pytest.raises(InputError, match="lacks fit_seconds"):
+        save_accuracy_vs_time([{"recipe": "knn", "test_accuracy": 0.97}], out)
+    with pytest.raises(InputError, match="positive times"):
+        save_accuracy_vs_time([{"recipe": "knn", "test_accuracy": 0.97, "fit_seconds": 0.0}], out)
+    assert not out.exists()
+
+
+def test_ascii_digit_renders_ink_on_a_blank_background(mnist_small):
+    X, _, y, _ = mnist_small
+    image = X[0].reshape(28, 28)
+    text = ascii_digit(image)
+    lines = text.split("\n")
+    assert len(lines) == 28 and {len(line) for line in lines} == {56}
+    assert text == ascii_digit(X[0])  # flat 784 gives the same picture
+    chars = np.array([list(line[::2]) for line in lines])  # one character per pixel
+    assert (chars[image == 0] == " ").all()
+    assert (chars[image == image.max()] == "@").all()
+    np.testing.assert_array_equal(chars != " ", image >= 0.1 * image.max())
+    assert ascii_digit(np.zeros((28, 28), np.uint8)).strip() == ""
+    with pytest.raises(InputError):
+        ascii_digit(X[:2])
