@@ -13,8 +13,13 @@ from ._errors import (
     RecipeError,
 )
 from ._idx import parse_idx, read_idx, write_idx
+from ._handwriting import center_by_mass, fit_to_box, segment_digits, to_mnist
 from ._load import load_mnist, load_split
 from ._recipes import Recipe, get_recipe, list_recipes
+from ._modelfiles import default_model_dir, find_best_model, load_model, models_root, save_model
+from ._training import compare, evaluate_model, train_recipe
+from ._transforms import Deskew, PixelScaler
+from ._predict import predict_array, predict_image, read_number
 
 __version__ = "0.1.0"
 
@@ -32,6 +37,28 @@ __all__ = [
     "Recipe",
     "get_recipe",
     "list_recipes",
+    "train_recipe",
+    "evaluate_model",
+    "compare",
+    "save_model",
+    "load_model",
+    "find_best_model",
+    "default_model_dir",
+    "models_root",
+    "Deskew",
+    "PixelScaler",
+    # CNNs (loaded on first use: torch adds seconds to `import mnistlab`)
+    "CNNClassifier",
+    "export_onnx",
+    "OnnxPredictor",
+    # handwriting: photos, scans and drawings
+    "to_mnist",
+    "segment_digits",
+    "fit_to_box",
+    "center_by_mass",
+    "predict_image",
+    "predict_array",
+    "read_number",
     # figures (loaded on first use: matplotlib adds ~0.8 s to `import mnistlab`)
     "save_digit_grid",
     "save_mean_digits",
@@ -64,4 +91,12 @@ def __getattr__(name):
         from . import _plots
 
         return getattr(_plots, name)
+    if name == "CNNClassifier":  # torch, likewise
+        from ._cnn import CNNClassifier
+
+        return CNNClassifier
+    if name in ("export_onnx", "OnnxPredictor"):
+        from . import _onnx
+
+        return getattr(_onnx, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,166 @@
+"""Reading photos of handwriting: resize-and-flatten against ``to_mnist``, same model, one run.
+
+Usage:
+    python benchmarks/bench_photos.py [--model DIR | --recipe NAME] [--photos 300] [--numbers 100]
+                                      [--non-digits 60] [--seed 0] [--json]
+
+Default model: the best model saved on this machine (``mnistlab train ...``); if
+there is none, ``--recipe`` (default knn-deskew) is fitted on the 60,000
+training digits here. All generated images come from MNIST test digits of the
+*evaluation* half (the half the confidence calibration never saw), through
+``mnistlab._synthetic``: paper photos (JPEG, textured, unevenly lit, rotated,
+off-centre) and canvas exports (PNG, black on white, white on black, RGBA).
+
+Figures: accuracy of the naive answer (grey, resize to 28x28, flatten; also
+with the colours inverted) and of ``to_mnist`` on the same photos; numbers read
+exactly; non-digit images flagged (per kind); MNIST test digits flagged (both
+calibration halves); time per image. Spread: 95% Wilson intervals, one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import time
+
+import numpy as np
+from PIL import Image
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 0.0)
+    p, z = k / n, 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rate(flags) -> dict:
+    flags = np.asarray(flags, bool)
+    lo, hi = wilson(int(flags.sum()), len(flags))
+    return {"rate": float(flags.mean()) if len(flags) else 0.0, "n": int(len(flags)), "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def naive(data: bytes) -> np.ndarray:
+    """The usual advice: open as grayscale, resize to 28x28, flatten."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L").resize((28, 28))).reshape(784)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="a saved model folder (default: the best saved model)")
+    ap.add_argument("--recipe", default="knn-deskew", help="fitted here when no saved model exists")
+    ap.add_argument("--photos", type=int, default=300)
+    ap.add_argument("--numbers", type=int, default=100)
+    ap.add_argument("--non-digits", type=int, default=60, help="images per non-digit kind")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from mnistlab import get_recipe, load_mnist, to_mnist
+    from mnistlab._calibration import held_out_halves
+    from mnistlab._handwriting import segment_digits
+    from mnistlab._modelfiles import find_best_model
+    from mnistlab._predict import load_predictor
+    from mnistlab._synthetic import NON_DIGIT_KINDS, make_non_digit, make_number_photo, make_photo
+
+    data = load_mnist("mnist")
+    n_train = data.details["n_train"]
+    model_dir = args.model or find_best_model()
+    t0 = time.perf_counter()
+    if model_dir is not None:
+        predictor = load_predictor(model_dir)
+        model_name = f"{predictor.card.get('recipe')} ({model_dir})"
+    else:
+        est = get_recipe(args.recipe).build(args.seed, os.cpu_count() or 1)
+        est.fit(data.data[:n_train], data.target[:n_train])
+        predictor = load_predictor(est)
+        model_name = f"{args.recipe} fitted here on the 60,000 training digits (no saved model found)"
+    setup_s = time.perf_counter() - t0
+    model = predictor.estimator
+
+    test, cal_idx, eval_idx = held_out_halves()
+    labels = np.asarray(data.target[n_train:])
+    rng = np.random.default_rng(args.seed)
+    pick = rng.choice(eval_idx, args.photos, replace=False)
+
+    # Single digits: the same photos through both paths, the same model.
+    photos = [make_photo(test[i], rng) for i in pick]
+    t = time.perf_counter()
+    ours_images = np.stack([to_mnist(p) for p in photos])
+    to_mnist_ms = (time.perf_counter() - t) / len(photos) * 1000
+    ours = predictor.describe(ours_images, top=1)
+    naive_x = np.stack([naive(p) for p in photos])
+    truth = labels[pick]
+    right_ours = np.array([r["digit"] for r in ours]) == truth
+    right_naive = np.asarray(model.predict(naive_x)) == truth
+    right_naive_inv = np.asarray(model.predict(255 - naive_x)) == truth
+    photo_flagged = np.array([not r["confident"] for r in ours])
+
+    # Numbers: rows of 3 to 6 digits.
+    exact, count_right = [], []
+    t = time.perf_counter()
+    for _ in range(args.numbers):
+        idx = rng.choice(eval_idx, int(rng.integers(3, 7)), replace=False)
+        digits = segment_digits(make_number_photo(test[idx], rng))
+        got = "".join(str(r["digit"]) for r in predictor.describe(np.stack(digits), top=1)) if digits else ""
+        exact.append(got == "".join(map(str, labels[idx])))
+        count_right.append(len(digits) == len(idx))
+    number_ms = (time.perf_counter() - t) / max(args.numbers, 1) * 1000
+
+    # Non-digits, per kind.
+    per_kind = {}
+    all_flags = []
+    for kind in NON_DIGIT_KINDS:
+        images = np.stack([to_mnist(make_non_digit(kind, rng)) for _ in range(args.non_digits)])
+        flags = [not r["confident"] for r in predictor.describe(images, top=1)]
+        per_kind[kind] = rate(flags)
+        all_flags += flags
+
+    # MNIST test digits as they are (784 values), both halves.
+    mnist_eval = [not r["confident"] for r in predictor.describe(test[eval_idx], top=1)]
+    mnist_cal = [not r["confident"] for r in predictor.describe(test[cal_idx], top=1)]
+
+    result = {
+        "benchmark": "bench_photos",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
+        "model": model_name,
+        "model_setup_seconds": round(setup_s, 1),
+        "seed": args.seed,
+        "single_digit_photos": {
+            "to_mnist_accuracy": rate(right_ours),
+            "naive_accuracy": rate(right_naive),
+            "naive_inverted_accuracy": rate(right_naive_inv),
+            "to_mnist_flagged": rate(photo_flagged),
+            "to_mnist_accuracy_when_confident": rate(right_ours[~photo_flagged]),
+            "to_mnist_ms_per_image": round(to_mnist_ms, 1),
+        },
+        "numbers": {"exact": rate(exact), "digit_count_right": rate(count_right), "ms_per_number": round(number_ms, 1)},
+        "non_digits_flagged": {"all": rate(all_flags), **per_kind},
+        "mnist_test_flagged": {"evaluation_half": rate(mnist_eval), "calibration_half": rate(mnist_cal)},
+        "calibration": {"method": predictor.calibration.method, "min_probability": predictor.calibration.min_probability},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    pct = lambda r: f"{r['rate']:.1%} (95% CI {r['ci95'][0]:.1%}-{r['ci95'][1]:.1%}, n={r['n']})"  # noqa: E731
+    s = result["single_digit_photos"]
+    print(f"machine: {result['machine']}\nmodel: {model_name} (setup {setup_s:.1f} s), seed {args.seed}, one run")
+    print(f"single-digit photos, naive resize+flatten: {pct(s['naive_accuracy'])}")
+    print(f"single-digit photos, naive inverted:       {pct(s['naive_inverted_accuracy'])}")
+    print(f"single-digit photos, to_mnist:             {pct(s['to_mnist_accuracy'])}  ({s['to_mnist_ms_per_image']} ms/image)")
+    print(f"  flagged not confident: {pct(s['to_mnist_flagged'])}; accuracy when confident {pct(s['to_mnist_accuracy_when_confident'])}")
+    print(f"numbers read exactly: {pct(result['numbers']['exact'])}; digit count right {pct(result['numbers']['digit_count_right'])}")
+    print(f"non-digit images flagged: {pct(result['non_digits_flagged']['all'])}")
+    for kind in NON_DIGIT_KINDS:
+        print(f"  {kind:9s} {pct(per_kind[kind])}")
+    print(f"MNIST test digits flagged, evaluation half: {pct(result['mnist_test_flagged']['evaluation_half'])}")
+    print(f"MNIST test digits flagged, calibration half: {pct(result['mnist_test_flagged']['calibration_half'])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""CNNClassifier: a scikit-learn estimator that trains the nets in ``_cnn_model``.
+
+The training loop is written for a small CPU: the whole training set is one
+float tensor, each epoch is one random permutation cut into batches,
+augmentation warps a whole batch in one call (``_augment``), and the
+learning rate follows a one-cycle schedule (linear warm-up, linear decay)
+so that a few epochs suffice. Nothing runs per image in Python.
+
+Pixels: integer inputs are on the 0-255 scale. Float inputs are taken as
+[0, 1], except rows whose maximum exceeds 1, which are taken as 0-255 and
+divided by 255 (so both ``load_mnist(dtype=float)`` output and raw float
+pixels work, and each row is scaled on its own). Inputs are N x 784 vectors,
+N x 28 x 28 images, or N x 1 x 28 x 28; flat vectors of another length n are
+laid out row-major in the smallest square image that holds them.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._augment import AUGMENTATIONS, augment_batch
+from ._cnn_model import ARCHITECTURES, Averaged, build_net
+from ._errors import InputError, RecipeError
+
+__all__ = ["CNNClassifier"]
+
+# Measured on the 2-core AMD EPYC dev machine (benchmarks/RESULTS.md): the
+# oneDNN NHWC kernels make a training step 1.5-1.8x faster than NCHW.
+CHANNELS_LAST = torch.channels_last
+_BACKENDS = ("torch", "onnxruntime")
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise RecipeError(f"{name} got {value!r}, expected one of: {', '.join(map(repr, allowed))}.")
+
+
+def _check_number(name: str, value, low, high=None, *, integer=False) -> None:
+    kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and value >= low
+    if not ok or (high is not None and value > high):
+        expected = f"{'an integer' if integer else 'a number'} >= {low}" + (f" and <= {high}" if high else "")
+        raise RecipeError(f"{name} got {value!r}, expected {expected}.")
+
+
+def _unit_pixels(X: np.ndarray) -> np.ndarray:
+    """(N, F) pixels of any numeric dtype -> float32 in [0, 1] (see module docstring)."""
+    if X.dtype.kind in "iu":
+        if X.size and (X.min() < 0 or X.max() > 255):
+            raise InputError(
+                f"Integer pixels must lie in 0-255, got values from {X.min()} to {X.max()}; "
+                "pass uint8 images or floats in [0, 1]."
+            )
+        return X.astype(np.float32) / np.float32(255)
+    X = X.astype(np.float32)  # a copy we may scale in place
+    X[X.max(axis=1, initial=0) > 1] /= np.float32(255)
+    return X
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator):
+    """A convolutional net for digit images with the scikit-learn interface.
+
+    Parameters
+    ----------
+    arch : one of ``_cnn_model.ARCHITECTURES`` ("tiny", "small", "standard", "deep").
+    epochs : passes over the training data (per ensemble member).
+    batch_size, lr, weight_decay, label_smoothing, dropout : the usual; ``lr`` is
+        the peak of the one-cycle schedule for SGD with Nesterov momentum 0.9.
+    augment : "none", "light" (shift/rotate/scale) or "full" (plus elastic).
+    n_members : nets trained with different seeds whose probabilities are averaged.
+    target : stop a member once its accuracy on a held-out ``validation_fraction``
+        of the training data reaches this value (None: run all epochs on all data).
+    backend : "torch" or "onnxruntime" for predict/predict_proba. onnxruntime answers a
+        single image ~20x sooner (0.03 vs 0.6 ms for cnn-fast, benchmarks/RESULTS.md) but
+        exports the net on first use (a few seconds).
+    device : "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+    n_threads : CPU threads for torch during fit/predict (None: torch's current setting).
+        Results are bit-identical for the same seed, device and thread count. The default
+        is 1: measured on the shared 2-core dev machine, a second thread made training
+        4-9x *slower* whenever other processes were running (OpenMP threads wait on each
+        other), and one thread gives the same weights on machines with any core count.
+    random_state : int seed (None: a fresh one each fit).
+    verbose : print one line per epoch to stderr when > 0.
+    callback : called after every epoch with a dict (member, epoch, epochs, loss,
+        train_accuracy, val_accuracy, seconds, elapsed).
+
+    Fitted attributes: ``classes_``, ``n_features_in_``, ``image_shape_``,
+    ``model_`` (an ``Averaged`` module returning probabilities), ``seeds_``, ``n_threads_``,
+    ``n_epochs_`` (epochs run, summed over members), ``train_seconds_``, ``history_``.
+    """
+
+    def __init__(
+        self,
+        arch="standard",
+        epochs=4,
+        batch_size=128,
+        lr=0.1,
+        weight_decay=5e-4,
+        label_smoothing=0.1,
+        dropout=0.0,
+        augment="none",
+        n_members=1,
+        target=None,
+        validation_fraction=0.1,
+        backend="torch",
+        device="auto",
+        n_threads=1,
+        random_state=0,
+        verbose=0,
+        callback=None,
+    ):
+        self.arch = arch
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
+        self.dropout = dropout
+        self.augment = augment
+        self.n_members = n_members
+        self.target = target
+        self.validation_fraction = validation_fraction
+        self.backend = backend
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+
+    # ----------------------------------------------------------------- input
+    def _check_params(self) -> None:
+        _choice("arch", self.arch, tuple(ARCHITECTURES))
+        _choice("augment", self.augment, tuple(AUGMENTATIONS))
+        _choice("backend", self.backend, _BACKENDS)
+        _check_number("epochs", self.epochs, 1, integer=True)
+        _check_number("batch_size", self.batch_size, 1, integer=True)
+        _check_number("n_members", self.n_members, 1, integer=True)
+        _check_number("lr", self.lr, 0)
+        _check_number("weight_decay", self.weight_decay, 0)
+        _check_number("label_smoothing", self.label_smoothing, 0, 1)
+        _check_number("dropout", self.dropout, 0, 1)
+        _check_number("validation_fraction", self.validation_fraction, 0, 1)
+        if self.target is not None:
+            _check_number("target", self.target, 0, 1)
+        if self.n_threads is not None:
+            _check_number("n_threads", self.n_threads, 1, integer=True)
+        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+            raise RecipeError(f"device got {self.device!r}, expected one of: 'auto', 'cpu', 'cuda', 'cuda:N'.")
+
+    def _images(self, X, y=None, *, reset: bool):
+        """Validate X (and y); return float32 images (N, 1, H, W) as a numpy array."""
+        shape = None
+        if getattr(X, "ndim", 2) in (3, 4):  # images: (N, H, W) or (N, 1, H, W)
+            X = np.asarray(X)
+            if X.ndim == 4 and X.shape[1] != 1:
+                raise InputError(f"Images must have one channel, got shape {X.shape}; pass N x 28 x 28 grey images.")
+            shape = X.shape[-2:]
+            X = X.reshape(len(X), -1)
+        if y is None:
+            X = validate_data(self, X, reset=reset, dtype="numeric")
+        else:
+            X, y = validate_data(self, X, y, reset=reset, dtype="numeric")
+        if reset:
+            side = math.isqrt(X.shape[1] - 1) + 1 if X.shape[1] > 1 else 1
+            self.image_shape_ = tuple(int(s) for s in shape) if shape else (28, 28) if X.shape[1] == 784 else (side, side)
+        h, w = self.image_shape_
+        pixels = _unit_pixels(X)
+        if pixels.shape[1] < h * w:  # flat vectors padded to the square image
+            pixels = np.pad(pixels, ((0, 0), (0, h * w - pixels.shape[1])))
+        return pixels.reshape(-1, 1, h, w), y
+
+    def _device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device != "cpu" and not torch.cuda.is_available():
+            raise RecipeError(f"device got {self.device!r}, but torch sees no CUDA GPU here; use device='auto' or 'cpu'.")
+        return torch.device(self.device)
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y):
+        self._check_params()
+        images, y = self._images(X, y, reset=True)
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise InputError(f"Training data must hold at least 2 classes, got 1 class ({self.classes_[0]!r}).")
+        device = self._device()
+        self.seeds_ = [int(s) for s in check_random_state(self.random_state).randint(2**31 - 1, size=self.n_members)]
+        threads, cudnn_deterministic = torch.get_num_threads(), torch.backends.cudnn.deterministic
+        # Recorded: the thread count changes the order of float sums, so results
+        # are bit-identical only for the same seed, device and thread count.
+        self.n_threads_ = self.n_threads or threads
+        torch.set_num_threads(self.n_threads_)
+        torch.backends.cudnn.deterministic = True  # CUDA: reproducible convolutions (CPU ones already are)
+        start = time.perf_counter()
+        try:
+            X_all = torch.from_numpy(images).to(device)  # (N, 1, H, W) float32, uploaded once
+            y_all = torch.from_numpy(y_idx.astype(np.int64)).to(device)
+            self.history_, members = [], []
+            for i, seed in enumerate(self.seeds_):
+                members.append(self._fit_member(X_all, y_all, i, seed, start))
+        finally:
+            torch.set_num_threads(threads)
+            torch.backends.cudnn.deterministic = cudnn_deterministic
+        self.model_ = Averaged(members).eval()
+        self.n_epochs_ = len(self.history_)
+        self.train_seconds_ = time.perf_counter() - start
+        self._ort_session = None
+        return self
+
+    def _fit_member(self, X_all, y_all, member: int, seed: int, start: float):
+        device = X_all.device
+        gpus = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=gpus):
+            torch.manual_seed(seed)  # weight init and dropout
+            gen = torch.Generator(device=device).manual_seed(seed)  # order, split, augmentation
+            X, y, X_val, y_val = X_all, y_all, None, None
+            if self.target is not None:  # hold out a random validation part to check the target on
+                order = torch.randperm(len(X_all), generator=gen, device=device)
+                n_val = max(1, round(self.validation_fraction * len(X_all)))
+                X_val, y_val = X_all[order[:n_val]], y_all[order[:n_val]]
+                X, y = X_all[order[n_val:]], y_all[order[n_val:]]
+            net = build_net(self.arch, len(self.classes_), self.image_shape_, dropout=self.dropout)
+            net = net.to(device, memory_format=CHANNELS_LAST)
+            n_batches = max(1, len(X) // self.batch_size)  # the remainder is spread over the batches
+            total_steps = n_batches * self.epochs
+            opt = torch.optim.SGD(
+                net.parameters(), lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay
+            )
+            # One-cycle: linear warm-up over the first 20% of steps, then linear decay to 0.
+            warm = max(1, int(0.2 * total_steps))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total_steps - s) / (total_steps - warm + 1))
+            )
+            aug = AUGMENTATIONS[self.augment]
+            for epoch in range(1, self.epochs + 1):
+                t0 = time.perf_counter()
+                net.train()
+                loss_sum = torch.zeros((), device=device)
+                correct = torch.zeros((), device=device, dtype=torch.long)
+                for idx in torch.tensor_split(torch.randperm(len(X), generator=gen, device=device), n_batches):
+                    xb, yb = X[idx], y[idx]  # (B, 1, H, W), (B,)
+                    if aug is not None:
+                        xb = augment_batch(xb, aug, gen)
+                    logits = net(xb.contiguous(memory_format=CHANNELS_LAST))
+                    loss = F.cross_entropy(logits, yb, label_smoothing=self.label_smoothing)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    loss_sum += loss.detach() * len(idx)
+                    correct += (logits.argmax(1) == yb).sum()
+                val_acc = None
+                if X_val is not None:
+                    val_acc = float((_probabilities(Averaged([net]), X_val).argmax(1) == y_val).float().mean())
+                self._report(member, epoch, float(loss_sum) / len(X), float(correct) / len(X), val_acc, t0, start)
+                if val_acc is not None and val_acc >= self.target:
+                    break
+        return net.eval()
+
+    def _report(self, member, epoch, loss, acc, val_acc, t0, start) -> None:
+        row = {
+            "member": member,
+            "epoch": epoch,
+            "epochs": self.epochs,
+            "loss": loss,
+            "train_accuracy": acc,
+            "val_accuracy": val_acc,
+            "seconds": time.perf_counter() - t0,
+            "elapsed": time.perf_counter() - start,
+        }
+        self.history_.append(row)
+        if self.verbose:
+            who = f"member {member + 1}/{self.n_members} " if self.n_members > 1 else ""
+            val = "" if val_acc is None else f" held-out acc {val_acc:.4f}"
+            print(
+                f"{who}epoch {epoch}/{self.epochs}: loss {loss:.4f} train acc {acc:.4f}{val}"
+                f" ({row['seconds']:.1f} s, {row['elapsed']:.1f} s total)",
+                file=sys.stderr,
+                flush=True,
+            )
+        if self.callback is not None:
+            self.callback(row)
+
+    # --------------------------------------------------------------- predict
+    def predict_proba(self, X):
+        check_is_fitted(self, "model_")
+        images, _ = self._images(X, reset=False)
+        if self.backend == "onnxruntime":
+            from ._onnx import OnnxPredictor
+
+            if getattr(self, "_ort_session", None) is None:
+                self._ort_session = OnnxPredictor.from_module(self.model_, self.image_shape_, n_threads=self.n_threads)
+            proba = self._ort_session.predict_proba(images).astype(np.float64)
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.n_threads or threads)
+            try:
+                device = next(self.model_.parameters()).device
+                proba = _probabilities(self.model_, torch.from_numpy(images).to(device)).cpu().double().numpy()
+            finally:
+                torch.set_num_threads(threads)
+        return proba / proba.sum(axis=1, keepdims=True)  # exact sums after float32 softmax
+
+    def predict(self, X):
+        proba = self.predict_proba(X)  # checks fitted-ness first
+        return self.classes_[proba.argmax(axis=1)]
+
+    def __getstate__(self):  # an onnxruntime session cannot be pickled; it is rebuilt on demand
+        state = self.__dict__.copy()
+        state.pop("_ort_session", None)
+        return state
+
+    # ------------------------------------------------------------ model files
+    def _export_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Weights as numpy arrays (for safetensors) and a JSON-able config."""
+        check_is_fitted(self, "model_")
+        # .contiguous(): channels-last conv weights would otherwise reach safetensors
+        # as strided numpy views, whose raw buffer is in the wrong order.
+        tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in self.model_.state_dict().items()}
+        params = self.get_params()
+        params.pop("callback")
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None  # a RandomState object; the member seeds below still apply
+        config = {
+            "estimator": type(self).__name__,
+            "params": params,
+            "classes": self.classes_.tolist(),
+            "classes_dtype": self.classes_.dtype.str,
+            "n_features_in": int(self.n_features_in_),
+            "image_shape": list(self.image_shape_),
+            "seeds": self.seeds_,
+            "n_threads": self.n_threads_,
+            "n_epochs": self.n_epochs_,
+            "train_seconds": self.train_seconds_,
+            "history": self.history_,
+        }
+        return tensors, config
+
+    @classmethod
+    def _from_state(cls, tensors: dict[str, np.ndarray], config: dict) -> CNNClassifier:
+        est = cls(**config["params"])
+        est._check_params()
+        est.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+        est.n_features_in_ = config["n_features_in"]
+        est.image_shape_ = tuple(config["image_shape"])
+        est.seeds_ = list(config["seeds"])
+        est.n_threads_ = config["n_threads"]
+        est.n_epochs_ = config["n_epochs"]
+        est.train_seconds_ = config["train_seconds"]
+        est.history_ = list(config["history"])
+        members = [
+            build_net(est.arch, len(est.classes_), est.image_shape_, dropout=est.dropout).to(memory_format=CHANNELS_LAST)
+            for _ in est.seeds_
+        ]
+        est.model_ = Averaged(members).eval()
+        est.model_.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()})
+        est._ort_session = None
+        return est
+
+
+@torch.inference_mode()
+def _probabilities(model: torch.nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """Class probabilities (N, n_classes) of images (N, 1, H, W), in eval mode and batches."""
+    was_training = model.training
+    model.eval()
+    out = [model(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in images.split(batch)]
+    model.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,500 @@
+"""Photos, scans and canvas drawings of handwriting -> MNIST-style 28x28 digits.
+
+MNIST digits are white ink on black, anti-aliased grey, the longer side fitted
+into a 20x20 box with the aspect ratio kept, and placed in 28x28 so that the
+centre of mass sits at the centre. A photo is none of that, which is why "resize
+it to 28x28 and flatten" gives near-random answers. ``to_mnist`` runs the steps
+below, each a function of its own:
+
+    load_image -> to_grey -> decide_polarity -> remove_background -> binarise
+    -> drop_specks -> clean_ink -> crop_to_ink -> fit_to_box -> center_by_mass
+
+``segment_digits`` runs the same front end on a row of digits, groups the ink
+into digits (broken strokes merged) and returns one 28x28 image per digit, left
+to right. Working arrays are float32 in [0, 1], shape (H, W).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from ._errors import ImageError
+
+__all__ = [
+    "MAX_PIXELS",
+    "load_image",
+    "to_grey",
+    "decide_polarity",
+    "estimate_background",
+    "remove_background",
+    "binarise",
+    "drop_specks",
+    "clean_ink",
+    "crop_to_ink",
+    "fit_to_box",
+    "center_by_mass",
+    "to_mnist",
+    "segment_digits",
+]
+
+# Refuse images above this many pixels before decoding them (a 50 MP phone photo
+# still passes; a PNG header claiming 100000 x 100000 does not).
+MAX_PIXELS = 50_000_000
+# Images are reduced to this longer side first: plenty for one digit or a short
+# number, and it keeps every later step in the milliseconds.
+WORK_SIDE = 640
+_EIGHT = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1]], bool)  # 8-connectivity
+
+
+# --- reading -----------------------------------------------------------------
+
+
+def _check_pixels(size: tuple[int, int], label: str) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{label} has zero size ({w}x{h} pixels); send an image with content.")
+    if w * h > MAX_PIXELS:
+        raise ImageError(
+            f"{label} declares {w}x{h} pixels, more than the {MAX_PIXELS:,} allowed; "
+            "send a smaller image (a digit needs far fewer pixels)."
+        )
+
+
+def load_image(source) -> Image.Image:
+    """Open and decode an image from a path, bytes, a file object or a PIL image.
+
+    The pixel count is checked right after the header is read, before decoding,
+    so decompression bombs are refused cheaply. EXIF orientation is applied.
+    Any failure raises ``ImageError`` with one sentence saying what was wrong.
+    """
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, "the image")
+        return ImageOps.exif_transpose(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError("The image data is empty (0 bytes); send a PNG, JPEG, BMP, TIFF or WebP file.")
+        fp, label = io.BytesIO(bytes(source)), "the image data"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{path} does not exist or is not a file; check the path.")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path} is empty (0 bytes); send a PNG, JPEG, BMP, TIFF or WebP file.")
+        fp, label = path, str(path)
+    elif hasattr(source, "read"):
+        fp, label = source, "the uploaded file"
+    else:
+        raise ImageError(
+            f"Cannot read an image from a {type(source).__name__}; "
+            "expected a path, bytes, a PIL image or a numpy array."
+        )
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below is stricter; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(fp)
+            _check_pixels(im.size, label)
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
+            im.draft(im.mode, (WORK_SIDE, WORK_SIDE))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{label} has far too many pixels to decode safely; send a smaller image.") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{label} is not an image format Pillow can read; send a PNG, JPEG, BMP, TIFF or WebP file.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.") from None
+    return im
+
+
+def _scale_integers(a: np.ndarray) -> np.ndarray:
+    """Integer pixels -> [0, 1]; deeper than 8 bits uses the smallest power-of-two range holding the data."""
+    a = a.astype(np.float64)
+    top = float(a.max()) if a.size else 0.0
+    if top <= 255:
+        return a / 255.0
+    return a / (2.0 ** np.ceil(np.log2(top + 1)) - 1)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    # ITU-R 601-2, as Pillow's convert("L").
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Flatten transparency onto the colour that reads as background.
+
+    A canvas export has a transparent background and opaque strokes: the strokes
+    are the minority, so the background becomes the contrasting colour (white
+    under dark ink, black under light ink). A mostly opaque image (a cut-out
+    photo) gets its own median colour behind the transparent parts.
+    """
+    if alpha.min() >= 0.999:
+        return grey
+    opaque = alpha > 0.5
+    if opaque.mean() < 0.5:
+        if opaque.any():
+            ink_level = float((grey * alpha).sum() / max(alpha.sum(), 1e-6))
+        else:  # only faint, semi-transparent strokes
+            ink_level = 0.0
+        background = 1.0 if ink_level < 0.5 else 0.0
+    else:
+        background = float(np.median(grey[opaque]))
+    return alpha * grey + (1.0 - alpha) * background
+
+
+def _array_to_grey(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise ImageError(f"Cannot use an array of shape {a.shape} as an image; expected (H, W), (H, W, 3) or (H, W, 4).")
+    _check_pixels((a.shape[1], a.shape[0]), "the image array")
+    if a.dtype == bool:
+        a = a.astype(np.float64)
+    elif a.dtype.kind in "ui":
+        a = _scale_integers(a)
+    elif a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise ImageError("The image array contains NaN or infinite values; pass finite pixel values.")
+        a = a.astype(np.float64) / (255.0 if a.max() > 1.0 else 1.0)
+    else:
+        raise ImageError(f"Cannot use an array of dtype {a.dtype} as an image; expected integers or floats.")
+    a = np.clip(a, 0.0, 1.0)
+    if a.ndim == 2:
+        return a
+    grey = _luma(a)
+    return _composite(grey, a[..., 3]) if a.shape[-1] == 4 else grey
+
+
+def _pil_to_grey(im: Image.Image) -> np.ndarray:
+    if im.mode == "P" or (im.mode in ("L", "RGB") and "transparency" in im.info):
+        im = im.convert("RGBA")
+    elif im.mode in ("LA", "PA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im)
+        return _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / (255.0 if a.max() > 1 else 1.0), 0, 1)
+    elif im.mode not in ("L", "RGB", "RGBA"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    return _array_to_grey(np.asarray(im))
+
+
+def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
+    """Any image (path, bytes, PIL image, array) -> float32 grey (H, W) in [0, 1].
+
+    Transparency is composited (see ``_composite``); images are reduced (area
+    average) so that the longer side is at most ``max_side``.
+    """
+    if isinstance(image, np.ndarray):
+        grey = _array_to_grey(image)
+    else:
+        grey = _pil_to_grey(load_image(image))
+    grey = grey.astype(np.float32)
+    h, w = grey.shape
+    if max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        grey = np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX))
+    return np.clip(grey, 0.0, 1.0)
+
+
+# --- finding the ink ----------------------------------------------------------
+
+
+def estimate_background(grey: np.ndarray, ink_is_dark: bool | None = None, *, degree: int = 3) -> np.ndarray:
+    """A smooth estimate of the paper under uneven lighting, same shape as ``grey``.
+
+    A degree-3 polynomial surface is fitted to a 64-px thumbnail by trimmed least
+    squares: pixels far from the fit on the ink side (either side when the
+    polarity is not known yet) are left out and the fit repeated. Unlike a
+    median filter it has no window to out-grow and no bias at the borders.
+    """
+    h, w = grey.shape
+    scale = min(1.0, 64 / max(h, w))
+    small = grey
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX))
+    terms = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
+    vy, vx = _powers(small.shape[0], degree), _powers(small.shape[1], degree)
+    design = np.stack([np.outer(vy[:, j], vx[:, i]).ravel() for i, j in terms], axis=1)
+    z = small.ravel().astype(np.float64)
+    # Start from a flat background at the median: ink is the minority, so it
+    # never drags the first fit towards itself.
+    coef = np.zeros(len(terms))
+    coef[0] = np.median(z)
+    for _ in range(5):
+        r = z - design @ coef
+        sigma = _robust_sigma(r) + 1e-3
+        if ink_is_dark is None:
+            keep = np.abs(r) < 2.5 * sigma
+        elif ink_is_dark:
+            keep = r > -2.5 * sigma
+        else:
+            keep = r < 2.5 * sigma
+        if keep.sum() < design.shape[1] * 4:
+            break
+        a = design[keep]
+        coef = np.linalg.solve(a.T @ a + 1e-9 * np.eye(a.shape[1]), a.T @ z[keep])
+    # The surface is sum coef * x^i * y^j: evaluate it separably, (h, d+1) @ (d+1, d+1) @ (d+1, w).
+    c = np.zeros((degree + 1, degree + 1))
+    for (i, j), value in zip(terms, coef):
+        c[j, i] = value
+    return (_powers(h, degree) @ c @ _powers(w, degree).T).astype(np.float32)
+
+
+def _powers(n: int, degree: int) -> np.ndarray:
+    """(n, degree + 1): t^0 .. t^degree for n points t evenly spaced in [-1, 1]."""
+    t = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+    return t[:, None] ** np.arange(degree + 1)[None, :]
+
+
+def _robust_sigma(r: np.ndarray) -> float:
+    """Noise level from the median absolute deviation (on <= 65536 evenly spaced pixels, for speed)."""
+    r = r.ravel()[:: max(1, r.size // 65536)]
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def decide_polarity(grey: np.ndarray) -> bool:
+    """True when the ink is darker than the paper, False for light ink on dark.
+
+    The ink is the minority that stands out from the smooth background: compare
+    how much mass lies more than 4 noise-sigmas below and above it.
+    """
+    r = grey - estimate_background(grey)
+    sigma = max(_robust_sigma(r), 1.0 / 255)
+    dark = np.clip(-r - 4 * sigma, 0, None).sum()
+    light = np.clip(r - 4 * sigma, 0, None).sum()
+    return bool(dark >= light)
+
+
+def remove_background(grey: np.ndarray, ink_is_dark: bool) -> np.ndarray:
+    """Ink strength (H, W): about 0 on the paper (its noise on either side), larger where the ink is.
+
+    Dark ink is measured relative to the local paper brightness, which cancels
+    multiplicative lighting (shade, vignetting); light ink by its excess over
+    the background.
+    """
+    bg = estimate_background(grey, ink_is_dark)
+    if ink_is_dark:
+        ink = (bg - grey) / np.maximum(bg, 0.05)
+    else:
+        ink = (grey - bg) / np.maximum(1.0 - bg, 0.05)
+    return ink.astype(np.float32)  # signed: the paper's noise in both directions measures it
+
+
+def _otsu(values: np.ndarray) -> float:
+    hist, edges = np.histogram(values, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def binarise(ink: np.ndarray, *, min_contrast: float = 0.1) -> np.ndarray:
+    """Boolean ink mask: Otsu's threshold with hysteresis, never below the paper's noise.
+
+    The floor (5 noise-sigmas above the paper, and at least ``min_contrast``)
+    keeps texture and JPEG noise of an empty page from becoming "ink".
+    """
+    floor = float(np.median(ink)) + max(5 * _robust_sigma(ink), min_contrast)
+    if not (ink > floor).any():
+        return np.zeros(ink.shape, bool)
+    high = max(_otsu(ink[ink > floor / 2]), floor)
+    # Hysteresis: faint stretches of a stroke (a thin pen, a lighter digit) are
+    # kept when they are connected to clearly dark ink.
+    weak, _ = ndimage.label(ink > max(high / 2, floor), structure=_EIGHT)
+    strong = np.unique(weak[ink > high])
+    return np.isin(weak, strong[strong > 0])
+
+
+def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: float = 0.03) -> np.ndarray:
+    """Remove connected components smaller than ``min_fraction`` of the largest
+    one's area, or whose height and width are both under ``min_extent`` of the
+    image's longer side (dust and pen dots on an otherwise empty page)."""
+    labels, n = ndimage.label(mask, structure=_EIGHT)
+    if n == 0:
+        return mask.copy()
+    areas = np.bincount(labels.ravel())[1:]
+    extents = np.array([max(s[0].stop - s[0].start, s[1].stop - s[1].start) for s in ndimage.find_objects(labels)])
+    keep = (areas >= min_fraction * areas.max()) & (extents >= min_extent * max(mask.shape))
+    return np.concatenate([[False], keep])[labels]
+
+
+def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Grey ink in [0, 1]: stroke cores at 1, anti-aliased edges kept, zero beyond 2 px of the mask."""
+    if not mask.any():
+        return np.zeros(ink.shape, np.float32)
+    paper = ink[~mask]
+    base = float(np.median(paper)) + 2 * _robust_sigma(paper) if paper.size else 0.0
+    core = float(np.percentile(ink[mask], 90))
+    grey = np.clip((ink - base) / max(core - base, 1e-3), 0.0, 1.0)
+    return (grey * _halo(mask)).astype(np.float32)
+
+
+def crop_to_ink(ink: np.ndarray, level: float = 0.05) -> np.ndarray:
+    """The bounding box of the pixels above ``level`` cut out of ``ink`` (faint
+    anti-aliased edges included, as MNIST's box is); (0, 0) when there is no ink."""
+    inked = ink > level
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    if rows.size == 0:
+        return np.zeros((0, 0), np.float32)
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+# --- MNIST geometry -------------------------------------------------------------
+
+
+def fit_to_box(crop: np.ndarray, box: int = 20) -> np.ndarray:
+    """Scale so the longer side is ``box`` px, aspect ratio kept, anti-aliased (Lanczos); max 1."""
+    h, w = crop.shape
+    if h == 0 or w == 0:
+        return np.zeros((0, 0), np.float32)
+    scale = box / max(h, w)
+    size = (min(box, max(1, round(w * scale))), min(box, max(1, round(h * scale))))
+    small = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS))
+    small = np.clip(small, 0.0, None)  # Lanczos rings slightly below zero
+    top = small.max()
+    return (small / top if top > 0 else small).astype(np.float32)
+
+
+def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
+    """Place ``digit`` (at most size x size, values in [0, 1]) in a size x size uint8
+    image so its centre of mass lands on the centre, as MNIST does (whole-pixel shift)."""
+    out = np.zeros((size, size), np.uint8)
+    h, w = digit.shape
+    if h == 0 or w == 0 or digit.sum() <= 0:
+        return out
+    cy, cx = ndimage.center_of_mass(digit)
+    top = int(np.clip(round(size / 2 - cy), 0, size - h))
+    left = int(np.clip(round(size / 2 - cx), 0, size - w))
+    out[top : top + h, left : left + w] = np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
+    return out
+
+
+def _ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
+    grey = to_grey(image)
+    ink = remove_background(grey, decide_polarity(grey))
+    mask = drop_specks(binarise(ink))
+    return clean_ink(ink, mask), mask
+
+
+def _digit_from(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return center_by_mass(fit_to_box(crop_to_ink(ink * _halo(mask))))
+
+
+def _halo(mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by 2 px: the region whose grey edges belong to the strokes."""
+    return ndimage.binary_dilation(mask, structure=_EIGHT, iterations=2)
+
+
+def to_mnist(image) -> np.ndarray:
+    """Any image of one handwritten digit -> (28, 28) uint8, white ink on black, MNIST-style.
+
+    ``image``: a path, bytes, file object, PIL image, or an array (H, W), (H, W, 3)
+    or (H, W, 4). An image without ink (an empty page) gives all zeros.
+    """
+    ink, mask = _ink_and_mask(image)
+    return _digit_from(ink, mask)
+
+
+# --- rows of digits ---------------------------------------------------------------
+
+
+def _group_components(mask: np.ndarray, overlap: float = 0.3) -> list[np.ndarray]:
+    """Masks of the digits in a row, left to right.
+
+    Components whose x-ranges overlap by more than ``overlap`` of the narrower
+    one are one digit (the two strokes of a 5 or a 4); a group with less than
+    35% of the median group's ink and under 60% of the median height is a
+    fragment (a 5's detached bar) and joins its nearest neighbour.
+    """
+    labels, _ = ndimage.label(mask, structure=_EIGHT)
+    areas = np.bincount(labels.ravel())
+    slices = ndimage.find_objects(labels)
+    spans = sorted((s[1].start, s[1].stop, i + 1) for i, s in enumerate(slices))
+    groups: list[list[int]] = []
+    ranges: list[list[int]] = []
+    for x0, x1, label in spans:
+        if ranges:
+            g0, g1 = ranges[-1]
+            if min(x1, g1) - max(x0, g0) > overlap * min(x1 - x0, g1 - g0):
+                groups[-1].append(label)
+                ranges[-1] = [min(x0, g0), max(x1, g1)]
+                continue
+        groups.append([label])
+        ranges.append([x0, x1])
+    def height(group: list[int]) -> int:
+        return max(slices[g - 1][0].stop for g in group) - min(slices[g - 1][0].start for g in group)
+
+    while len(groups) > 1:
+        ink = np.array([areas[g].sum() for g in groups])
+        heights = np.array([height(g) for g in groups])
+        small = (ink < 0.35 * np.median(ink)) & (heights < 0.6 * np.median(heights))
+        if not small.any():
+            break
+        i = int(np.flatnonzero(small)[np.argmin(ink[small])])
+        gap_left = ranges[i][0] - ranges[i - 1][1] if i > 0 else np.inf
+        gap_right = ranges[i + 1][0] - ranges[i][1] if i + 1 < len(groups) else np.inf
+        j = i - 1 if gap_left <= gap_right else i + 1
+        lo, hi = min(i, j), max(i, j)
+        groups[lo] += groups.pop(hi)
+        right = ranges.pop(hi)
+        ranges[lo] = [min(ranges[lo][0], right[0]), max(ranges[lo][1], right[1])]
+    return [np.isin(labels, g) for g in groups]
+
+
+def _split_touching(part: np.ndarray, h: int, max_aspect: float = 1.8) -> list[np.ndarray]:
+    """Split a group much wider than the row's digits are tall (``h``: digits that
+    touch) at the columns with least ink."""
+    cols = np.flatnonzero(part.any(axis=0))
+    w = cols[-1] - cols[0] + 1
+    if w <= max_aspect * h:
+        return [part]
+    n = max(2, round(w / (0.85 * h)))  # a digit is about 0.85 times as wide as tall
+    profile = part[:, cols[0] : cols[-1] + 1].sum(axis=0)
+    cuts = [cols[0]]
+    for k in range(1, n):
+        lo, hi = int(w * (k - 0.3) / n), int(w * (k + 0.3) / n)
+        cuts.append(cols[0] + lo + int(np.argmin(profile[lo : hi + 1])))
+    cuts.append(cols[-1] + 1)
+    pieces = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        piece = np.zeros_like(part)
+        piece[:, a:b] = part[:, a:b]
+        if piece.any():
+            pieces.append(piece)
+    return pieces
+
+
+def segment_digits(image) -> list[np.ndarray]:
+    """A row of handwritten digits -> one (28, 28) uint8 MNIST-style image per digit, left to right.
+
+    Connected components are grouped into digits (broken strokes merged, small
+    fragments joined to their neighbour), groups much wider than tall are split
+    where the ink is thinnest (touching digits), and each digit goes through
+    ``crop_to_ink``, ``fit_to_box`` and ``center_by_mass`` like ``to_mnist``.
+    """
+    ink, mask = _ink_and_mask(image)
+    groups = _group_components(mask)
+    if not groups:
+        return []
+    row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))
+    parts = [piece for group in groups for piece in _split_touching(group, row_height)]
+    return [_digit_from(ink, part) for part in parts]

@@ -1,0 +1,298 @@
+// The draw-a-digit page: a pad that keeps its strokes, a debounced call to the
+// JSON API, and a view of the answer. Plain script, no build step, no CDN.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const pad = $("pad");
+  const drop = $("drop");
+  const ctx = pad.getContext("2d");
+  const answer = $("answer");
+
+  // Strokes are kept in pad-relative coordinates (0..1 of the width and height)
+  // so they redraw crisply after a resize and export at a fixed resolution.
+  const state = {
+    mode: "digit",       // "digit" -> /api/predict, "number" -> /api/read-number
+    strokes: [],         // [[{x, y}, ...], ...]
+    drawing: null,       // the stroke under the pointer, or null
+    photo: null,         // {image, file} while an uploaded photo is shown
+    timer: 0,
+    version: 0,          // bumped on every change, so a late canvas export is dropped
+    request: null,       // AbortController of the request in flight
+  };
+  // Export size in CSS pixels; the brush is 1/10 of the pad height, like MNIST's strokes.
+  const EXPORT_HEIGHT = 280;
+  const BRUSH = 1 / 10;
+  const DEBOUNCE_MS = 250;
+
+  // ---- drawing ---------------------------------------------------------------
+
+  function resize() {
+    const ratio = window.devicePixelRatio || 1;
+    const { width, height } = pad.getBoundingClientRect();
+    pad.width = Math.max(1, Math.round(width * ratio));
+    pad.height = Math.max(1, Math.round(height * ratio));
+    render(ctx, pad.width, pad.height);
+  }
+
+  function render(target, width, height) {
+    target.fillStyle = "#000";
+    target.fillRect(0, 0, width, height);
+    if (state.photo) {
+      const img = state.photo.image;
+      const scale = Math.min(width / img.naturalWidth, height / img.naturalHeight);
+      const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+      target.drawImage(img, (width - w) / 2, (height - h) / 2, w, h);
+    }
+    target.strokeStyle = target.fillStyle = "#fff";
+    target.lineCap = target.lineJoin = "round";
+    target.lineWidth = height * BRUSH;
+    for (const stroke of state.strokes) drawStroke(target, stroke, width, height);
+  }
+
+  function drawStroke(target, stroke, width, height) {
+    target.beginPath();
+    if (stroke.length === 1) {
+      target.arc(stroke[0].x * width, stroke[0].y * height, target.lineWidth / 2, 0, 2 * Math.PI);
+      target.fill();
+      return;
+    }
+    target.moveTo(stroke[0].x * width, stroke[0].y * height);
+    for (const p of stroke.slice(1)) target.lineTo(p.x * width, p.y * height);
+    target.stroke();
+  }
+
+  function point(event) {
+    const r = pad.getBoundingClientRect();
+    return { x: (event.clientX - r.left) / r.width, y: (event.clientY - r.top) / r.height };
+  }
+
+  pad.addEventListener("pointerdown", (event) => {
+    if (event.pointerType === "mouse" && event.button !== 0) return;
+    event.preventDefault();
+    if (state.photo) clearAll();
+    pad.setPointerCapture(event.pointerId);
+    state.drawing = [point(event)];
+    state.strokes.push(state.drawing);
+    changed();
+  });
+
+  pad.addEventListener("pointermove", (event) => {
+    if (!state.drawing) return;
+    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+    for (const e of events.length ? events : [event]) state.drawing.push(point(e));
+    changed();
+  });
+
+  for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
+    pad.addEventListener(type, () => {
+      if (!state.drawing) return;
+      state.drawing = null;
+      changed();
+    });
+  }
+
+  function changed() {
+    state.version++;
+    render(ctx, pad.width, pad.height);
+    const empty = !state.strokes.length && !state.photo;
+    $("hint").hidden = !empty;
+    $("undo").disabled = !state.strokes.length;
+    clearTimeout(state.timer);
+    if (empty) {
+      if (state.request) state.request.abort();
+      showEmpty();
+    } else {
+      // "pending" until the answer for this very drawing is back: an answer to an
+      // earlier, half-drawn stroke never counts as "done".
+      answer.dataset.state = "pending";
+      state.timer = setTimeout(submit, DEBOUNCE_MS);
+    }
+  }
+
+  function undo() {
+    if (!state.strokes.length) return;
+    state.strokes.pop();
+    state.drawing = null;
+    changed();
+  }
+
+  function clearAll() {
+    state.strokes = [];
+    state.drawing = null;
+    state.photo = null;
+    changed();
+  }
+
+  // ---- photos ------------------------------------------------------------------
+
+  function usePhoto(file) {
+    if (!file) return;
+    state.strokes = [];
+    const image = new Image();
+    const url = URL.createObjectURL(file);
+    image.onload = () => { URL.revokeObjectURL(url); state.photo = { image, file }; changed(); };
+    // Not something the browser can show: still ask the server, which says what is wrong.
+    image.onerror = () => { URL.revokeObjectURL(url); state.photo = null; changed(); send(file, file.name); };
+    image.src = url;
+  }
+
+  $("upload").addEventListener("click", () => $("file").click());
+  $("file").addEventListener("change", (event) => { usePhoto(event.target.files[0]); event.target.value = ""; });
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("dragging"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("dragging"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("dragging");
+    usePhoto(event.dataTransfer.files[0]);
+  });
+  // A file dropped beside the pad must not navigate away from the page.
+  for (const type of ["dragover", "drop"]) document.addEventListener(type, (event) => event.preventDefault());
+
+  // ---- asking the server ---------------------------------------------------------
+
+  function submit() {
+    if (state.photo) { send(state.photo.file, state.photo.file.name); return; }
+    // Export the strokes at a fixed size so the answer does not depend on the screen.
+    const out = document.createElement("canvas");
+    out.height = EXPORT_HEIGHT;
+    out.width = Math.round(EXPORT_HEIGHT * pad.width / pad.height);
+    render(out.getContext("2d"), out.width, out.height);
+    const version = state.version;
+    out.toBlob((blob) => { if (version === state.version) send(blob, "drawing.png"); }, "image/png");
+  }
+
+  async function send(blob, name) {
+    if (state.request) state.request.abort();
+    const controller = new AbortController();
+    const version = state.version;
+    state.request = controller;
+    const form = new FormData();
+    form.append("file", blob, name);
+    const url = state.mode === "number" ? "/api/read-number" : "/api/predict?top=10";
+    answer.dataset.state = "busy";
+    try {
+      const response = await fetch(url, { method: "POST", body: form, signal: controller.signal });
+      const body = await response.json().catch(() => ({ detail: `The server answered ${response.status}.` }));
+      if (controller !== state.request) return;
+      if (!response.ok) throw new Error(body.detail || `The server answered ${response.status}.`);
+      if (state.mode === "number") showNumber(body); else showDigit(body);
+      // Drawing went on while this request was out: show it, but another answer is due.
+      answer.dataset.state = version === state.version ? "done" : "pending";
+    } catch (error) {
+      if (error.name === "AbortError" || controller !== state.request) return;
+      showError(error.message);
+    } finally {
+      if (controller === state.request) state.request = null;
+    }
+  }
+
+  // ---- showing the answer -----------------------------------------------------------
+
+  const percent = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+
+  const bars = [];
+  for (let d = 0; d < 10; d++) {
+    const li = document.createElement("li");
+    li.innerHTML = `<span class="label">${d}</span><span class="track"><span class="fill"></span></span><span class="pct">0%</span>`;
+    $("bars").append(li);
+    bars.push(li);
+  }
+
+  function setBars(top) {
+    const probs = new Map(top.map(([digit, p]) => [digit, p]));
+    const best = top.length ? top[0][0] : -1;
+    bars.forEach((li, d) => {
+      const p = probs.get(d) || 0;
+      li.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
+      li.querySelector(".pct").textContent = percent(p);
+      li.classList.toggle("best", d === best);
+    });
+  }
+
+  function seenImage(src, caption, unsure) {
+    const figure = document.createElement("figure");
+    figure.className = unsure ? "unsure" : "";
+    const img = document.createElement("img");
+    img.src = src;
+    img.width = img.height = 28;
+    img.alt = `28 by 28 image the model read as ${caption}`;
+    const text = document.createElement("figcaption");
+    text.textContent = caption;
+    figure.append(img, text);
+    return figure;
+  }
+
+  function showDigit(r) {
+    answer.classList.toggle("unsure", !r.confident);
+    $("digit").textContent = r.digit;
+    $("verdict").textContent = r.confident
+      ? `${percent(r.probability)} sure.`
+      : `Not sure: ${r.reason || "the model hesitates"}. Best guess ${r.digit} (${percent(r.probability)}).`;
+    setBars(r.top);
+    $("seen").replaceChildren(seenImage(r.mnist_image_png, `${r.digit}`, !r.confident));
+  }
+
+  function showNumber(r) {
+    answer.classList.toggle("unsure", !r.confident);
+    $("digit").textContent = r.number || "?";
+    const doubtful = r.digits.filter((d) => !d.confident);
+    $("verdict").textContent = !r.digits.length
+      ? "No digits found."
+      : r.confident
+        ? `Read ${r.digits.length} digit${r.digits.length > 1 ? "s" : ""} with confidence.`
+        : `Not sure about ${doubtful.length} of ${r.digits.length} digits: ${doubtful[0].reason || "the model hesitates"}.`;
+    $("seen").replaceChildren(...r.digits.map((d) => seenImage(d.mnist_image_png, `${d.digit} ${percent(d.probability)}`, !d.confident)));
+  }
+
+  function showEmpty() {
+    answer.dataset.state = "empty";
+    answer.classList.remove("unsure");
+    $("digit").textContent = "?";
+    $("verdict").textContent = state.mode === "number" ? "Write a number to start." : "Draw a digit to start.";
+    setBars([]);
+    $("seen").replaceChildren();
+  }
+
+  function showError(message) {
+    answer.dataset.state = "error";
+    answer.classList.add("unsure");
+    $("digit").textContent = "!";
+    $("verdict").textContent = message;
+    setBars([]);
+    $("seen").replaceChildren();
+  }
+
+  // ---- modes and keys -------------------------------------------------------------------
+
+  function setMode(mode) {
+    state.mode = mode;
+    $("mode-digit").setAttribute("aria-pressed", String(mode === "digit"));
+    $("mode-number").setAttribute("aria-pressed", String(mode === "number"));
+    drop.dataset.mode = mode;
+    $("digit-details").hidden = mode === "number";
+    $("hint").textContent = mode === "number" ? "Write a number here" : "Draw a digit here";
+    state.strokes = [];
+    state.photo = null;
+    resize();
+    changed();
+  }
+
+  $("mode-digit").addEventListener("click", () => setMode("digit"));
+  $("mode-number").addEventListener("click", () => setMode("number"));
+  $("undo").addEventListener("click", undo);
+  $("clear").addEventListener("click", clearAll);
+
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, textarea, select, [contenteditable]") || event.altKey || event.metaKey) return;
+    const key = event.key.toLowerCase();
+    if (key === "z" && !event.shiftKey) { event.preventDefault(); undo(); }
+    else if (event.ctrlKey) return;
+    else if (key === "c") clearAll();
+    else if (key === "u") $("file").click();
+    else if (key === "n") setMode(state.mode === "digit" ? "number" : "digit");
+  });
+
+  new ResizeObserver(resize).observe(pad);
+  showEmpty();
+})();

@@ -1,0 +1,200 @@
+"""The page in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+Draws digits with the mouse and with a finger, uploads and drops photos, reads
+a number, undoes and clears, and opens the API docs, checking that the page
+never fetches anything from elsewhere. Screenshots (desktop, phone, "not sure",
+number mode) land in each test's tmp_path for a human to look at.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _webserver import live_server, web_model_dir  # noqa: F401  (fixtures)
+from mnistlab._synthetic import make_photo
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = pytest.mark.browser
+
+if not CHROMIUM.exists() and not os.environ.get("CI"):
+    pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); the browser tests need it", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():  # only reached with CI set: there a missing browser is a broken set-up
+        pytest.fail(f"{CHROMIUM} is absent but CI is set; install Debian's chromium package")
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith((live_server, "data:", "blob:")) else outside.append(r.url))
+    page.goto(live_server)
+    yield page
+    assert not errors, errors
+    assert not outside, f"the page fetched from elsewhere: {outside}"
+    context.close()
+
+
+def draw(page, strokes, selector="#pad"):
+    """Drag the mouse along polylines given in 0..1 pad coordinates."""
+    box = page.locator(selector).bounding_box()
+    at = lambda x, y: (box["x"] + x * box["width"], box["y"] + y * box["height"])  # noqa: E731
+    for stroke in strokes:
+        page.mouse.move(*at(*stroke[0]))
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+            for t in np.linspace(0, 1, 12)[1:]:
+                page.mouse.move(*at(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t))
+        page.mouse.up()
+
+
+ONE = [[(0.5, 0.18), (0.5, 0.82)]]
+SEVEN = [[(0.28, 0.22), (0.72, 0.22), (0.42, 0.82)]]
+
+
+def result_bars(page) -> list[float]:
+    return page.eval_on_selector_all("#bars .fill", "els => els.map(e => parseFloat(e.style.width) || 0)")
+
+
+def result(page) -> dict:
+    page.wait_for_selector('#answer[data-state="done"]', timeout=15_000)
+    return {"digit": page.inner_text("#digit"), "verdict": page.inner_text("#verdict"), "bars": result_bars(page),
+            "seen": page.locator("#seen img").count()}
+
+
+def test_draw_a_one_and_a_seven_then_undo_and_clear(page, tmp_path):
+    assert page.inner_text("#digit") == "?"
+    draw(page, ONE)
+    r = result(page)
+    assert r["digit"] == "1", r
+    assert max(r["bars"]) > 50 and r["bars"][1] == max(r["bars"])
+    assert sum(r["bars"]) == pytest.approx(100, abs=1)
+    assert r["seen"] == 1
+
+    page.click("#clear")
+    page.wait_for_selector('#answer[data-state="empty"]')
+    assert page.inner_text("#digit") == "?" and not any(result_bars(page))
+
+    draw(page, SEVEN)
+    assert result(page)["digit"] == "7"
+    page.keyboard.press("z")  # undo the only stroke: back to empty
+    page.wait_for_selector('#answer[data-state="empty"]')
+    assert page.locator("#undo").is_disabled()
+
+
+def test_a_scribble_is_not_sure(page, tmp_path):
+    zigzag = [(0.1 + 0.8 * (i % 2), 0.1 + 0.08 * i) for i in range(11)]
+    draw(page, [zigzag, [(0.1, 0.5), (0.9, 0.5)], [(0.5, 0.1), (0.5, 0.9)]])
+    r = result(page)
+    assert r["verdict"].startswith("Not sure"), r
+    assert "unsure" in page.get_attribute("#answer", "class")
+    page.wait_for_timeout(300)  # let the bars finish their 0.15 s transition
+    page.screenshot(path=tmp_path / "not-sure.png", full_page=True)
+
+
+def test_upload_a_photo(page, mnist_small, tmp_path):
+    _, X_test, _, y_test = mnist_small
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(make_photo(X_test[0], np.random.default_rng(0), style="paper"))
+    page.set_input_files("#file", str(photo))
+    r = result(page)
+    assert r["digit"] == str(y_test[0]), r
+    assert r["seen"] == 1
+    page.keyboard.press("c")
+    page.wait_for_selector('#answer[data-state="empty"]')
+
+
+def test_drop_a_photo_on_the_pad(page, mnist_small):
+    _, X_test, _, y_test = mnist_small
+    photo = make_photo(X_test[1], np.random.default_rng(1), style="canvas-black-on-white")
+    transfer = page.evaluate_handle(
+        """bytes => { const t = new DataTransfer();
+                      t.items.add(new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"}));
+                      return t; }""",
+        list(photo),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    assert result(page)["digit"] == str(y_test[1])
+
+
+def test_a_text_file_upload_shows_the_servers_message(page, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image at all")
+    page.set_input_files("#file", str(notes))
+    page.wait_for_selector('#answer[data-state="error"]')
+    assert "image" in page.inner_text("#verdict")
+
+
+def test_number_mode(page, tmp_path):
+    page.click("#mode-number")
+    assert page.get_attribute("#mode-number", "aria-pressed") == "true"
+    box = page.locator("#pad").bounding_box()
+    assert box["width"] > 2.5 * box["height"]
+    draw(page, [[(0.15, 0.2), (0.15, 0.8)], [(0.4, 0.25), (0.6, 0.25), (0.47, 0.8)]])  # "17"
+    page.wait_for_selector('#answer[data-state="done"]', timeout=15_000)
+    assert page.inner_text("#digit") == "17"
+    assert page.locator("#seen img").count() == 2
+    page.screenshot(path=tmp_path / "number.png", full_page=True)
+    page.keyboard.press("n")  # back to one digit, by keyboard
+    assert page.get_attribute("#mode-digit", "aria-pressed") == "true"
+    assert page.inner_text("#digit") == "?"
+
+
+def test_drawing_with_a_finger(browser, live_server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(live_server)
+    box = page.locator("#pad").bounding_box()
+    cdp = context.new_cdp_session(page)  # Playwright's touchscreen only taps; CDP can drag a finger
+
+    def touch(kind, x, y):
+        points = [] if kind == "touchEnd" else [{"x": box["x"] + x * box["width"], "y": box["y"] + y * box["height"]}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", 0.5, 0.15)
+    for y in np.linspace(0.15, 0.85, 15)[1:]:
+        touch("touchMove", 0.5, y)
+    touch("touchEnd", 0, 0)
+    assert result(page)["digit"] == "1"
+    assert page.evaluate("window.scrollY") == 0  # the stroke drew; it did not scroll the page
+    context.close()
+
+
+def test_screenshots_desktop_and_phone(browser, live_server, tmp_path):
+    for name, viewport in (("desktop", {"width": 1200, "height": 900}), ("phone", {"width": 390, "height": 844})):
+        context = browser.new_context(viewport=viewport, device_scale_factor=2, has_touch=name == "phone")
+        page = context.new_page()
+        page.goto(live_server)
+        box = page.locator("#pad").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]  # the pad fits the screen
+        draw(page, SEVEN)
+        assert result(page)["digit"] == "7"
+        page.wait_for_timeout(300)  # let the bars finish their 0.15 s transition
+        page.screenshot(path=tmp_path / f"{name}.png", full_page=True)
+        context.close()
+
+
+def test_api_docs_render_offline(page, live_server):
+    page.goto(f"{live_server}/docs")
+    page.locator(".swagger-ui .opblock-summary-path", has_text="/api/predict").wait_for(timeout=15_000)
+    assert "mnistlab" in page.inner_text(".swagger-ui .info .title")

@@ -1,0 +1,270 @@
+"""Photos, scans and canvas drawings -> MNIST-style 28x28 digits, step by step."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from mnistlab import ImageError
+from mnistlab._handwriting import (
+    MAX_PIXELS,
+    binarise,
+    center_by_mass,
+    crop_to_ink,
+    decide_polarity,
+    drop_specks,
+    fit_to_box,
+    load_image,
+    remove_background,
+    segment_digits,
+    to_grey,
+    to_mnist,
+)
+from mnistlab._synthetic import NON_DIGIT_KINDS, STYLES, make_non_digit, make_number_photo, make_photo
+
+
+@pytest.fixture(scope="session")
+def test_digits(mnist_full):
+    n = mnist_full.details["n_train"]
+    return np.asarray(mnist_full.images[n:]), np.asarray(mnist_full.target[n:])
+
+
+def big(digit: np.ndarray, size: int = 224) -> np.ndarray:
+    """A 28x28 digit drawn large, anti-aliased: float (size, size), ink 1 on 0."""
+    return np.asarray(Image.fromarray(digit.astype(np.float32) / 255, "F").resize((size, size), Image.Resampling.BICUBIC)).clip(0, 1)
+
+
+def encode(array01: np.ndarray, fmt: str, mode: str = "L", **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.round(array01 * 255).astype(np.uint8), mode).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(float).ravel(), b.astype(float).ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature and header declaring width x height, with a tiny body."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+# --- load_image and to_grey ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "WEBP"])
+def test_every_format_gives_the_same_digit(test_digits, fmt):
+    digit = test_digits[0][0]
+    page = 1 - 0.8 * big(digit)  # dark ink on white paper
+    reference = to_mnist(encode(page, "PNG"))
+    assert similarity(to_mnist(encode(page, fmt)), reference) > 0.97
+    assert similarity(reference, digit) > 0.8
+
+
+def test_exif_orientation_is_applied(test_digits):
+    upright = Image.fromarray(np.round((1 - big(test_digits[0][1])) * 255).astype(np.uint8), "L")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a sideways phone writes
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    assert load_image(buf.getvalue()).size == upright.size
+    assert similarity(to_mnist(buf.getvalue()), to_mnist(upright)) > 0.97
+
+
+def test_sixteen_bit_grey(test_digits):
+    page = 1 - 0.8 * big(test_digits[0][2])
+    buf = io.BytesIO()
+    Image.fromarray(np.round(page * 40000 + 2000).astype(np.uint16)).save(buf, "PNG")
+    im = load_image(buf.getvalue())
+    assert im.mode.startswith("I")
+    assert similarity(to_mnist(buf.getvalue()), to_mnist(encode(page, "PNG"))) > 0.98
+
+
+@pytest.mark.parametrize("stroke", [0, 255])
+def test_transparent_canvas_with_black_or_white_strokes(test_digits, stroke):
+    digit = test_digits[0][3]
+    alpha = big(digit)
+    rgba = np.zeros(alpha.shape + (4,), np.uint8)
+    rgba[..., :3] = stroke  # the colour of transparent pixels is irrelevant, strokes carry alpha
+    rgba[..., 3] = np.round(alpha * 255)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    grey = to_grey(buf.getvalue())
+    # The strokes contrast with what the transparent background became.
+    assert abs(float(grey[alpha > 0.9].mean()) - float(grey[alpha == 0].mean())) > 0.9
+    assert similarity(to_mnist(buf.getvalue()), digit) > 0.9
+
+
+def test_palette_rgb_and_arrays_agree(test_digits):
+    page = 1 - big(test_digits[0][4])
+    grey_png = encode(page, "PNG")
+    rgb = np.repeat(np.round(page * 255).astype(np.uint8)[..., None], 3, -1)
+    reference = to_mnist(grey_png)
+    assert similarity(to_mnist(rgb), reference) > 0.99
+    assert similarity(to_mnist(Image.open(io.BytesIO(grey_png)).convert("P")), reference) > 0.97
+    assert similarity(to_mnist(page.astype(np.float32)), reference) > 0.99
+
+
+def test_large_photo_is_reduced_before_processing():
+    grey = to_grey(np.full((3000, 2000), 200, np.uint8))
+    assert max(grey.shape) == 640
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"", "empty"),
+        (b"hello, this is a text file\n", "not an image"),
+        (png_header_only(100_000, 100_000), "pixels"),
+        (png_header_only(8_000, 8_000), "pixels"),  # 64 MP: under Pillow's own limit, over ours
+    ],
+)
+def test_bad_bytes_raise_image_error(data, words):
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match=words):
+        load_image(data)
+    assert time.perf_counter() - start < 1.0  # refused before decoding
+
+
+def test_truncated_and_missing_files(tmp_path, test_digits):
+    whole = encode(1 - big(test_digits[0][5]), "PNG")
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        to_mnist(tmp_path / "cut.png")
+    with pytest.raises(ImageError, match="empty"):
+        to_mnist(tmp_path / "empty.png")
+    with pytest.raises(ImageError, match="does not exist"):
+        to_mnist(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="shape"):
+        to_mnist(np.zeros((4, 4, 7)))
+    assert MAX_PIXELS >= 24_000_000  # a phone photo still passes
+
+
+# --- the steps ----------------------------------------------------------------------------
+
+
+def lit_page(ink: np.ndarray, rng) -> np.ndarray:
+    """Dark ink on paper under strong uneven light, with texture."""
+    h, w = ink.shape
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    light = 0.45 + 0.5 * x + 0.15 * np.sin(3 * y)
+    paper = 0.9 + 0.03 * ndimage.gaussian_filter(rng.standard_normal((h, w)), 1.5) / 0.2
+    return np.clip(light * paper * (1 - 0.75 * ink), 0, 1).astype(np.float32)
+
+
+def test_decide_polarity(test_digits):
+    rng = np.random.default_rng(0)
+    ink = big(test_digits[0][6])
+    assert decide_polarity(lit_page(ink, rng)) is True
+    assert decide_polarity(ink.astype(np.float32)) is False  # white on black, like MNIST
+    assert decide_polarity(0.2 + 0.6 * ink.astype(np.float32)) is False  # chalk on a blackboard
+
+
+def test_remove_background_flattens_uneven_light(test_digits):
+    rng = np.random.default_rng(1)
+    ink = big(test_digits[0][7], 300)
+    page = lit_page(ink, rng)
+    assert not binarise(remove_background(lit_page(np.zeros_like(ink), rng), True)).any()  # empty page: no ink
+    mask = binarise(remove_background(page, True))
+    truth = ink > 0.5
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.75
+
+
+def test_drop_specks_keeps_broken_strokes():
+    mask = np.zeros((200, 200), bool)
+    mask[40:160, 90:100] = True  # the main stroke
+    mask[30:36, 60:110] = True  # a detached top bar (like a 5's)
+    mask[180:182, 10:12] = True  # dust
+    mask[5, 150] = True
+    kept = drop_specks(mask)
+    assert kept[40:160, 90:100].all() and kept[30:36, 60:110].all()
+    assert not kept[180:182, 10:12].any() and not kept[5, 150]
+
+
+def test_crop_fit_and_center_follow_mnist_geometry():
+    canvas = np.zeros((300, 300), np.float32)
+    canvas[50:250, 100:150] = 1.0  # 200 tall, 50 wide
+    crop = crop_to_ink(canvas)
+    assert crop.shape == (200, 50)
+    box = fit_to_box(crop)
+    assert box.shape == (20, 5) and box.max() == pytest.approx(1.0)
+    wide = fit_to_box(np.ones((30, 90), np.float32))
+    assert wide.shape == (7, 20) or wide.shape == (6, 20) or wide.shape == (10, 20)
+    out = center_by_mass(box)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    cy, cx = ndimage.center_of_mass(out.astype(float))
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    assert crop_to_ink(np.zeros((10, 10))).shape == (0, 0)
+    assert not center_by_mass(fit_to_box(np.zeros((0, 0)))).any()
+
+
+def test_mnist_digits_pass_through_nearly_unchanged(test_digits):
+    images = test_digits[0][:200]
+    again = np.array([to_mnist(img) for img in images])
+    assert np.abs(again.astype(int) - images).mean() < 2.0
+    assert np.mean([similarity(a, b) for a, b in zip(again, images)]) > 0.97
+
+
+def test_grey_levels_are_kept(test_digits):
+    out = to_mnist(encode(1 - big(test_digits[0][8]), "JPEG", quality=80))
+    values = np.unique(out)
+    assert out.max() == 255 and len(values) > 30  # anti-aliased, not binary
+
+
+def test_empty_page_gives_no_ink():
+    rng = np.random.default_rng(2)
+    assert not to_mnist(make_non_digit("blank", rng)).any()
+    assert not to_mnist(np.full((50, 80), 255, np.uint8)).any()
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_photos_resemble_the_digit_they_were_made_from(test_digits, style):
+    images, _ = test_digits
+    rng = np.random.default_rng(3)
+    scores = [similarity(to_mnist(make_photo(images[i], rng, style=style, rotate=0)), images[i]) for i in range(20)]
+    assert np.median(scores) > 0.75
+
+
+def test_segment_digits_reads_rows_left_to_right(test_digits):
+    images, labels = test_digits
+    rng = np.random.default_rng(4)
+    right = 0
+    for trial in range(10):
+        idx = rng.choice(len(images), int(rng.integers(2, 6)), replace=False)
+        digits = segment_digits(make_number_photo(images[idx], rng, rotate=0))
+        if len(digits) == len(idx):
+            right += all(similarity(d, images[i]) > 0.5 for d, i in zip(digits, idx))
+    assert right >= 8
+
+
+def test_segment_merges_a_broken_five(test_digits):
+    images, labels = test_digits
+    five = images[np.flatnonzero(labels == 5)[0]].copy()
+    rows = np.flatnonzero(five.max(1) > 0)
+    five[rows[0] + 4 : rows[0] + 6] = 0  # cut the top bar off the body
+    seven = images[np.flatnonzero(labels == 7)[0]]
+    row = np.hstack([big(five, 140), np.zeros((140, 40)), big(seven, 140)])
+    digits = segment_digits(encode(1 - row, "PNG"))
+    assert len(digits) == 2
+    assert similarity(digits[1], seven) > 0.8
+
+
+def test_non_digit_generators_make_images():
+    rng = np.random.default_rng(5)
+    for kind in NON_DIGIT_KINDS:
+        assert load_image(make_non_digit(kind, rng)).size[0] > 50

@@ -1,0 +1,180 @@
+"""Model directories: skops/safetensors weights, the JSON card, and every way loading refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import skops.io as sio
+
+from mnistlab._errors import ModelFileError
+from mnistlab._modelfiles import (
+    FORMAT_VERSION,
+    TRUSTED_TYPES,
+    default_model_dir,
+    find_best_model,
+    load_model,
+    models_root,
+    read_card,
+    save_model,
+)
+from mnistlab._recipes import RECIPES, get_recipe
+
+CLASSIC = [name for name, r in RECIPES.items() if r.family == "classic"]
+
+
+@pytest.fixture(scope="module")
+def small(mnist_small):
+    X_tr, X_te, y_tr, y_te = mnist_small
+    return X_tr[:600], X_te[:200], y_tr[:600], y_te[:200]
+
+
+@pytest.fixture(scope="module")
+def fitted(small):
+    """knn-deskew: our own transformers plus PCA and KNN, fitted in a second."""
+    X_tr, _, y_tr, _ = small
+    return get_recipe("knn-deskew").build(0, 1).fit(X_tr, y_tr)
+
+
+@pytest.fixture
+def saved(tmp_path, fitted):
+    return save_model(fitted, tmp_path / "m", card={"recipe": "knn-deskew", "metrics": {"test_accuracy": 0.5}})
+
+
+def _rewrite_card(model_dir, **changes):
+    card = json.loads((model_dir / "model.json").read_text())
+    card.update(changes)
+    (model_dir / "model.json").write_text(json.dumps(card))
+
+
+def test_round_trip_gives_identical_predictions(saved, fitted, small):
+    X_te = small[1]
+    model, card = load_model(saved)
+    np.testing.assert_array_equal(model.predict(X_te), fitted.predict(X_te))
+    # Distances are summed in threads, so probabilities agree to rounding, not bits.
+    np.testing.assert_allclose(model.predict_proba(X_te), fitted.predict_proba(X_te), rtol=0, atol=1e-6)
+    assert card["recipe"] == "knn-deskew" and card["format_version"] == FORMAT_VERSION
+    assert card["weights_file"] == "model.skops"
+    assert card["weights_sha256"] == hashlib.sha256((saved / "model.skops").read_bytes()).hexdigest()
+    # Atomic writes leave no temp files behind.
+    assert sorted(p.name for p in saved.iterdir()) == ["model.json", "model.skops"]
+
+
+def test_allow_list_is_exactly_what_our_recipes_need(small):
+    """TRUSTED_TYPES must cover every classic recipe, and hold nothing they do not use."""
+    X_tr, _, y_tr, _ = small
+    needed = set()
+    for name in CLASSIC:
+        est = get_recipe(name).build(0, 1)
+        if name.startswith("sgd"):
+            est.set_params(sgd__max_iter=5, sgd__tol=None)  # structure, not accuracy, matters here
+        est.fit(X_tr[:300], y_tr[:300])
+        needed |= set(sio.get_untrusted_types(data=sio.dumps(est)))
+    assert needed == set(TRUSTED_TYPES)
+
+
+def test_tampered_weights_are_refused(saved):
+    weights = saved / "model.skops"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_model(saved)
+
+
+def test_other_format_version_is_refused(saved):
+    _rewrite_card(saved, format_version=FORMAT_VERSION + 1)
+    with pytest.raises(ModelFileError, match="format version.*retrain"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("weights_file", ["../model.skops", "/etc/passwd", None])
+def test_card_cannot_point_elsewhere(saved, weights_file):
+    _rewrite_card(saved, weights_file=weights_file)
+    with pytest.raises(ModelFileError, match="weights file"):
+        load_model(saved)
+
+
+def test_missing_pieces_say_what_to_do(tmp_path, saved):
+    with pytest.raises(ModelFileError, match="does not exist.*mnistlab train"):
+        load_model(tmp_path / "nowhere")
+    (saved / "model.skops").unlink()
+    with pytest.raises(ModelFileError, match="no readable model.skops"):
+        load_model(saved)
+    (saved / "model.json").unlink()
+    with pytest.raises(ModelFileError, match="no model.json"):
+        load_model(saved)
+    (saved / "model.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        load_model(saved)
+
+
+def test_foreign_types_are_refused_even_with_a_matching_sha256(tmp_path):
+    """A .skops file holding a type outside the allow-list never gets rebuilt."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    evil = FunctionTransformer(func=print)  # a callable: exactly what an allow-list must stop
+    with pytest.raises(ModelFileError, match="allow-list"):
+        save_model(evil, tmp_path / "refused", card={})
+    assert not (tmp_path / "refused" / "model.json").exists()
+
+    model_dir = tmp_path / "forged"
+    model_dir.mkdir()
+    data = sio.dumps(evil)
+    (model_dir / "model.skops").write_bytes(data)
+    card = {"format_version": FORMAT_VERSION, "weights_file": "model.skops", "weights_sha256": hashlib.sha256(data).hexdigest()}
+    (model_dir / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="does not trust"):
+        load_model(model_dir)
+
+
+def test_saving_again_replaces_the_model(tmp_path, fitted, small):
+    X_tr, X_te, y_tr, _ = small
+    model_dir = save_model(fitted, tmp_path / "m", card={"recipe": "a"})
+    other = get_recipe("knn").build(0, 1).fit(X_tr, y_tr)
+    save_model(other, model_dir, card={"recipe": "b"})
+    model, card = load_model(model_dir)
+    assert card["recipe"] == "b"
+    np.testing.assert_array_equal(model.predict(X_te), other.predict(X_te))
+
+
+def test_models_root_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert models_root() == tmp_path / "mnistlab" / "models"
+    assert default_model_dir("knn") == tmp_path / "mnistlab" / "models" / "knn"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert str(models_root()).endswith(".local/share/mnistlab/models")
+
+
+def test_find_best_model_picks_highest_test_accuracy(monkeypatch, tmp_path, fitted):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert find_best_model() is None
+    for name, acc in (("a", 0.91), ("b", 0.97), ("c", 0.95)):
+        save_model(fitted, default_model_dir(name), card={"recipe": name, "metrics": {"test_accuracy": acc}})
+    broken = default_model_dir("z-broken")
+    broken.mkdir()
+    (broken / "model.json").write_text("{")
+    assert find_best_model() == default_model_dir("b")
+    assert read_card(find_best_model())["recipe"] == "b"
+
+
+def test_cnn_round_trip_through_safetensors(tmp_path, small):
+    """CNN estimators go through _export_state/_from_state and safetensors, never skops."""
+    pytest.importorskip("torch")
+    from mnistlab._cnn import CNNClassifier
+
+    X_tr, X_te, y_tr, _ = small
+    cnn = CNNClassifier(arch="tiny", epochs=1, batch_size=64, random_state=0, n_threads=1).fit(X_tr, y_tr)
+    model_dir = save_model(cnn, tmp_path / "cnn", card={"recipe": "cnn-fast"})
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.json", "model.safetensors"]
+    model, card = load_model(model_dir)
+    assert isinstance(model, CNNClassifier) and card["format"] == "safetensors"
+    np.testing.assert_array_equal(model.predict(X_te), cnn.predict(X_te))
+    np.testing.assert_allclose(model.predict_proba(X_te), cnn.predict_proba(X_te), rtol=0, atol=1e-6)
+    data = bytearray((model_dir / "model.safetensors").read_bytes())
+    data[-5] ^= 0x01
+    (model_dir / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_model(model_dir)

@@ -1,0 +1,273 @@
+"""The JSON API against a real uvicorn server on 127.0.0.1 (no test client, no mocks)."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from _webserver import MAX_UPLOAD_BYTES, live_server, web_model_dir  # noqa: F401  (fixtures)
+from mnistlab._synthetic import make_number_photo, make_photo
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def canvas_png(digit: np.ndarray) -> bytes:
+    """An MNIST digit as a 280x280 black-on-white canvas export."""
+    big = Image.fromarray(255 - digit.reshape(28, 28)).resize((280, 280), Image.BILINEAR)
+    return png_bytes(np.asarray(big))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height pixels, with a single tiny data chunk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def client(live_server):
+    with httpx.Client(base_url=live_server, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def easy_digits(mnist_small):
+    """Ten test digits, one per class, the first of each class in the test split."""
+    _, X_test, _, y_test = mnist_small
+    idx = [int(np.flatnonzero(y_test == d)[0]) for d in range(10)]
+    return X_test[idx], y_test[idx]
+
+
+def test_health_and_model_card(client):
+    health = client.get("/api/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert health.json()["model"] == "knn-deskew"
+    card = client.get("/api/model").json()
+    assert card["recipe"] == "knn-deskew"
+    assert card["seed"] == 0
+
+
+def test_predict_multipart_png_of_real_digits(client, easy_digits):
+    X, y = easy_digits
+    right = 0
+    for digit, label in zip(X, y):
+        r = client.post("/api/predict", files={"file": ("digit.png", canvas_png(digit), "image/png")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) >= {"file", "digit", "probability", "top", "confident", "reason", "mnist_image_png"}
+        assert body["file"] == "digit.png"
+        assert len(body["top"]) == 3 and body["top"][0][0] == body["digit"]
+        assert body["mnist_image_png"].startswith("data:image/png;base64,")
+        right += body["digit"] == label
+    assert right >= 9, f"{right}/10 digits right"
+
+
+def test_predict_photo_and_top(client, mnist_small):
+    _, X_test, _, y_test = mnist_small
+    photo = make_photo(X_test[3], np.random.default_rng(0), style="paper")
+    r = client.post("/api/predict", params={"top": 10}, files={"file": ("photo.jpg", photo, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert sorted(d for d, _ in body["top"]) == list(range(10))
+    assert body["digit"] == y_test[3]
+    assert sum(p for _, p in body["top"]) == pytest.approx(1, abs=1e-3)
+
+
+def test_predict_json_pixels(client, easy_digits):
+    X, y = easy_digits
+    right = 0
+    for digit, label in zip(X, y):
+        r = client.post("/api/predict", json={"pixels": digit.tolist(), "top": 5})
+        assert r.status_code == 200, r.text
+        assert r.json()["file"] is None and len(r.json()["top"]) == 5
+        right += r.json()["digit"] == label
+    assert right >= 9, f"{right}/10 digits right"
+
+
+def test_read_number(client, mnist_small):
+    _, X_test, _, y_test = mnist_small
+    idx = [int(np.flatnonzero(y_test == d)[1]) for d in (4, 0, 7)]
+    photo = make_number_photo(X_test[idx], np.random.default_rng(1), style="canvas-black-on-white")
+    r = client.post("/api/read-number", files={"file": ("number.png", photo, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["number"] == "407"
+    assert len(body["digits"]) == 3
+    assert all(d["mnist_image_png"].startswith("data:image/png") for d in body["digits"])
+
+
+def test_a_client_can_go_on_after_a_413(client):
+    assert client.post("/api/predict", content=b"\0" * (MAX_UPLOAD_BYTES + 1)).status_code == 413
+    assert client.get("/api/health").status_code == 200
+
+
+def test_blank_page_is_not_confident(client):
+    r = client.post("/api/predict", files={"file": ("blank.png", png_bytes(np.full((200, 200), 255, np.uint8)), "image/png")})
+    assert r.status_code == 200, r.text
+    assert r.json()["confident"] is False
+    assert r.json()["reason"]
+
+
+def test_oversize_upload_declared_length_is_413(client):
+    r = client.post("/api/predict", files={"file": ("big.png", b"\0" * (MAX_UPLOAD_BYTES + 1), "image/png")})
+    assert r.status_code == 413
+    assert "MiB" in r.json()["detail"]
+
+
+def test_oversize_upload_without_length_is_413(client):
+    def chunks():  # no Content-Length: the server must count the bytes itself
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        for _ in range(MAX_UPLOAD_BYTES // 2**16 + 2):
+            yield b"\0" * 2**16
+
+    r = client.post("/api/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize("payload", [b"hello, this is text\n", b"", b"\x89PNG\r\n\x1a\n garbage"])
+def test_non_images_are_refused_with_a_message(client, payload):
+    r = client.post("/api/predict", files={"file": ("notes.txt", payload, "text/plain")})
+    assert r.status_code in (415, 422)
+    assert r.json()["detail"].endswith(".")
+
+
+def test_huge_declared_image_is_refused_before_decoding(client):
+    r = client.post("/api/predict", files={"file": ("bomb.png", png_header_only(100_000, 100_000), "image/png")})
+    assert r.status_code == 413
+    assert "pixels" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (b'{"pixels": [1, 2, 3', "application/json"),
+        (b'{"pixels": [1, 2, 3]}', "application/json"),
+        (b'{"pixels": [' + b"300, " * 783 + b"0]}", "application/json"),
+        (b'{"pictures": []}', "application/json"),
+        (b'{"pixels": [NaN' + b", 0" * 783 + b"]}", "application/json"),
+        (b"[]", "application/json"),
+        (b"pixels=1", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_malformed_requests_are_4xx_with_one_sentence(client, body, content_type):
+    r = client.post("/api/predict", content=body, headers={"content-type": content_type})
+    assert 400 <= r.status_code < 500
+    assert isinstance(r.json()["detail"], str)
+
+
+def odd_images(digit: np.ndarray) -> dict[str, bytes]:
+    """Valid but unusual images, and broken ones: none may crash the server."""
+    png = canvas_png(digit)
+    out = {"truncated png": png[: len(png) // 2], "png with zeroed data": png[:60] + b"\0" * (len(png) - 60)}
+    for name, mode, fmt in (("1x1 gif", "P", "GIF"), ("rgba webp", "RGBA", "WEBP"), ("16-bit png", "I;16", "PNG"),
+                            ("cmyk jpeg", "CMYK", "JPEG"), ("1-bit bmp", "1", "BMP"), ("float tiff", "F", "TIFF")):
+        size = (1, 1) if name.startswith("1x1") else (64, 48)
+        buf = io.BytesIO()
+        Image.new(mode, size).save(buf, format=fmt)
+        out[name] = buf.getvalue()
+    jpeg = io.BytesIO()
+    Image.fromarray(255 - digit.reshape(28, 28)).resize((200, 200)).save(jpeg, format="JPEG")
+    out["truncated jpeg"] = jpeg.getvalue()[:-300]
+    return out
+
+
+def test_odd_and_broken_images_never_give_a_500(client, easy_digits):
+    for name, data in odd_images(easy_digits[0][3]).items():
+        for route in ("/api/predict", "/api/read-number"):
+            r = client.post(route, files={"file": ("x", data, "application/octet-stream")})
+            assert r.status_code in (200, 415, 422), (name, route, r.status_code, r.text)
+            if r.status_code != 200:
+                assert r.json()["detail"].endswith("."), (name, r.text)
+
+
+def test_wrong_pixel_count_says_what_it_needs(client):
+    r = client.post("/api/predict", json={"pixels": [0] * 100})
+    assert r.status_code == 422
+    assert "784" in r.json()["detail"] and "100" in r.json()["detail"]
+
+
+def test_bad_top_and_missing_file(client):
+    assert client.post("/api/predict?top=11", json={"pixels": [0] * 784}).status_code == 422
+    r = client.post("/api/predict", files={"other": ("a.png", b"x", "image/png")})
+    assert r.status_code == 422 and "file" in r.json()["detail"]
+
+
+def test_concurrent_requests(live_server, mnist_small):
+    _, X_test, _, y_test = mnist_small
+    photos = [canvas_png(X_test[i]) for i in range(16)]
+
+    def one(png):
+        r = httpx.post(f"{live_server}/api/predict", files={"file": ("d.png", png, "image/png")}, timeout=60)
+        return r.status_code, r.json()["digit"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, photos))
+    assert all(code == 200 for code, _ in results)
+    assert sum(d == label for (_, d), label in zip(results, y_test[:16])) >= 14
+
+
+def test_page_static_and_docs_are_served_locally(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+        assert asset in page.text
+    assert "http" not in page.text.split("<body>")[0]  # nothing loaded from elsewhere
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/predict", "/api/read-number", "/api/health", "/api/model"} <= set(paths)
+
+
+def test_cli_serve_without_a_model_says_so(tmp_path):
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path / "no-such-model")])
+    assert result.exit_code == 2
+    assert "Error:" in result.output and "no-such-model" in result.output
+
+
+def test_cli_serve_runs_on_localhost(web_model_dir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--model", str(web_model_dir), "--port", str(port)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read()
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "mnistlab serve did not answer within 120 s"
+                time.sleep(0.2)
+        assert health.json()["model"] == "knn-deskew"
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert "127.0.0.1" in server.stderr.read()  # uvicorn's "running on" line: localhost only by default

@@ -1,0 +1,167 @@
+"""train / evaluate / compare: the Python API and the CLI through typer's test runner."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnistlab._errors import InputError, RecipeError
+from mnistlab._modelfiles import load_model, models_root
+from mnistlab._training import evaluate_model, train_recipe
+from mnistlab.cli import app
+
+runner = CliRunner()
+CONTRACT = {"recipe", "cv_scores", "test_accuracy", "fit_seconds", "predict_seconds", "model_dir"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist_full):
+    """`mnistlab train knn-deskew` on 1,000 digits, 2-fold CV, saved to a temp folder."""
+    out = tmp_path_factory.mktemp("train") / "knn-deskew"
+    result = runner.invoke(app, ["train", "knn-deskew", "--limit", "1000", "--cv", "2", "--n-jobs", "1", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_train_json_is_one_object_with_the_contract_keys(trained, mnist_full):
+    out, row = trained
+    assert CONTRACT <= row.keys()
+    assert row["recipe"] == "knn-deskew" and row["model_dir"] == str(out)
+    assert len(row["cv_scores"]) == 2 and all(0.8 < s <= 1 for s in row["cv_scores"])
+    assert row["cv_mean"] == pytest.approx(np.mean(row["cv_scores"]))
+    assert row["test_accuracy"] > 0.9 and row["n_train"] == 1000 and row["n_test"] == 10000
+    assert row["seed"] == 42 and row["model_size_bytes"] > 0
+    assert row["data_sha256"] == mnist_full.details["data_sha256"]
+
+
+def test_card_records_how_to_reproduce(trained, mnist_full):
+    out, row = trained
+    card = json.loads((out / "model.json").read_text())
+    assert card["recipe"] == "knn-deskew" and card["seed"] == 42 and card["limit"] == 1000
+    assert card["split"] == "official" and card["data_sha256"] == mnist_full.details["data_sha256"]
+    assert card["params"]["knn__n_neighbors"] == 4 and card["params"]["pca__random_state"] == 42
+    assert {"python", "numpy", "scikit-learn", "mnistlab"} <= card["versions"].keys()
+    assert card["metrics"]["test_accuracy"] == row["test_accuracy"]
+    assert len(card["weights_sha256"]) == 64 and card["format_version"] == 1
+
+
+def test_evaluate_round_trip_gives_identical_predictions(trained, mnist_full, tmp_path):
+    out, row = trained
+    result = runner.invoke(app, ["evaluate", str(out), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["accuracy"] == row["test_accuracy"]
+    assert report["same_predictions_as_training"] is True and report["same_data_as_training"] is True
+    assert [c["digit"] for c in report["per_class"]] == list(range(10))
+    assert sum(c["support"] for c in report["per_class"]) == 10000
+    assert all(0 < c["f1"] <= 1 for c in report["per_class"])
+    assert np.trace(np.array(report["confusion_matrix"])) == round(row["test_accuracy"] * 10000)
+    for key in ("confusion_png", "gallery_png"):
+        path = Path(report[key])
+        assert path.parent == tmp_path and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # And directly: the reloaded model predicts exactly what training recorded.
+    model, card = load_model(out)
+    n = mnist_full.details["n_train"]
+    y_pred = model.predict(mnist_full.data[n:])
+    assert float(np.mean(y_pred == mnist_full.target[n:])) == row["test_accuracy"]
+
+
+def test_train_and_evaluate_human_output(trained):
+    out, _ = trained
+    result = runner.invoke(app, ["train", "knn-deskew", "--limit", "500", "--cv", "3", "--n-jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"array\(\[0\.[0-9 ]+, 0\.[0-9 ]+, 0\.[0-9 ]+\]\)", result.stdout), result.stdout
+    assert "test accuracy" in result.stdout and "fit" in result.stdout
+    assert (models_root() / "knn-deskew" / "model.json").exists()  # the default model dir
+    result = runner.invoke(app, ["evaluate", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "precision" in result.stdout and "confusion.png" in result.stdout and "mistakes.png" in result.stdout
+
+
+def test_tampered_weights_exit_2_without_traceback(trained, tmp_path):
+    out, _ = trained
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in out.glob("model.*"):
+        (copy / f.name).write_bytes(f.read_bytes())
+    weights = copy / "model.skops"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    weights.write_bytes(bytes(data))
+    result = runner.invoke(app, ["evaluate", str(copy)])
+    assert result.exit_code == 2
+    assert "sha256" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "sgd-hing"], "Unknown recipe 'sgd-hing'; expected one of: sgd-hinge, sgd-log"),
+        (["compare", "knn", "nope"], "Unknown recipe 'nope'"),
+        (["train", "knn", "--cv", "1", "--limit", "100"], "--cv must be 0"),
+        (["train", "knn", "--split", "sideways"], "expected one of official, random"),
+        (["train", "knn", "--limit", "5"], "--limit must be between"),
+        (["evaluate", "/nonexistent/model"], "does not exist"),
+    ],
+)
+def test_user_errors_exit_2_with_one_sentence(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_other_format_version_exits_2(trained, tmp_path):
+    out, _ = trained
+    copy = tmp_path / "old"
+    copy.mkdir()
+    (copy / "model.skops").write_bytes((out / "model.skops").read_bytes())
+    card = json.loads((out / "model.json").read_text())
+    card["format_version"] = 0
+    (copy / "model.json").write_text(json.dumps(card))
+    result = runner.invoke(app, ["evaluate", str(copy)])
+    assert result.exit_code == 2 and "format version" in result.output
+
+
+def test_compare_writes_a_self_contained_report(tmp_path, mnist_full):
+    out = tmp_path / "report"
+    args = ["compare", "knn-deskew", "knn", "--limit", "600", "--cv", "0", "--n-jobs", "1", "--out", str(out), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)  # one JSON list, an object per recipe
+    assert [r["recipe"] for r in rows] == ["knn-deskew", "knn"]
+    assert all(CONTRACT <= r.keys() and r["cv_scores"] == [] for r in rows)
+    page = (out / "index.html").read_text()
+    refs = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert len(refs) >= 4  # digits, chart, a confusion matrix per model
+    for ref in refs:
+        assert "://" not in ref and not ref.startswith("/"), ref
+        assert (out / ref).is_file(), ref
+    assert "<script" not in page and "knn-deskew" in page
+
+
+def test_compare_human_output_shows_the_table(tmp_path):
+    result = runner.invoke(app, ["compare", "knn-deskew", "--limit", "400", "--cv", "2", "--n-jobs", "1", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "knn-deskew" in result.stdout and "test acc" in result.stdout and "report:" in result.stdout
+    assert "✓" in result.output  # step lines with timings on stderr
+
+
+def test_api_accepts_arrays_and_reports_progress(mnist_small, tmp_path):
+    X_tr, X_te, y_tr, y_te = mnist_small
+    steps = []
+    row = train_recipe(
+        "knn-deskew", cv=0, data=(X_tr[:800], X_te[:300], y_tr[:800], y_te[:300]), out=tmp_path / "m", progress=steps.append
+    )
+    assert row["n_train"] == 800 and row["n_test"] == 300 and row["cv_scores"] == []
+    assert any("fitting on 800" in s for s in steps) and any("saving" in s for s in steps)
+    with pytest.raises(InputError, match="data="):
+        evaluate_model(tmp_path / "m")
+    report = evaluate_model(tmp_path / "m", data=(X_tr[:800], X_te[:300], y_tr[:800], y_te[:300]))
+    assert report["accuracy"] == row["test_accuracy"] and report["same_predictions_as_training"]
+    with pytest.raises(RecipeError):
+        train_recipe("no-such-recipe")

@@ -1,0 +1,121 @@
+"""Deskew and PixelScaler on real MNIST digits."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from scipy.ndimage import affine_transform
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+
+from mnistlab._errors import InputError
+from mnistlab._transforms import Deskew, PixelScaler, image_moments
+
+
+def _shear(images: np.ndarray, skew: float) -> np.ndarray:
+    """Shear 28x28 images about the centre row with scipy (independent of our sampler):
+    ink at row r moves ``skew * (r - 14)`` columns right."""
+    matrix = np.array([[1.0, 0.0], [-skew, 1.0]])  # output (r, c) reads input (r, c - skew * r)
+    offset = np.array([0.0, skew * 14.0])
+    return np.stack([affine_transform(im.astype(np.float32), matrix, offset=offset, order=1) for im in images])
+
+
+def _corr(a, b) -> np.ndarray:
+    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
+    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
+    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_small):
+    return mnist_small[0][:300]
+
+
+def test_pixel_scaler_maps_0_255_to_unit_float32(digits):
+    out = PixelScaler().fit(digits).transform(digits)
+    assert out.dtype == np.float32 and out.shape == digits.shape
+    assert out.min() == 0.0 and out.max() == 1.0
+    np.testing.assert_allclose(out * 255, digits, atol=1e-4)
+    assert PixelScaler().fit_transform(digits.reshape(-1, 28, 28)).shape == (300, 784)
+
+
+def test_pixel_scaler_rejects_non_positive_max(digits):
+    with pytest.raises(InputError, match="positive"):
+        PixelScaler(max_value=0).fit(digits)
+
+
+def test_moments_of_mnist_match_its_centring(digits):
+    cy, cx, skew = image_moments(digits)
+    # MNIST centres each digit's mass at (14, 14); typical slants are a few tenths.
+    assert abs(cy.mean() - 14) < 0.3 and abs(cx.mean() - 14) < 0.3
+    assert 0.1 < np.abs(skew).mean() < 0.5
+
+
+def test_deskew_makes_digits_upright_and_centred(digits):
+    out = Deskew().fit(digits).transform(digits)
+    assert out.dtype == np.float32 and out.shape == digits.shape
+    cy, cx, skew = image_moments(out)
+    assert np.abs(skew).max() < 0.05
+    assert np.abs(cy - 14).max() < 0.5 and np.abs(cx - 14).max() < 0.5
+    # Resampling keeps the ink: total intensity within a few percent.
+    ratio = out.sum(1) / digits.sum(1)
+    assert np.all(np.abs(ratio - 1) < 0.05)
+
+
+def test_deskew_leaves_an_upright_digit_nearly_unchanged(digits):
+    upright = Deskew().fit_transform(digits)
+    again = Deskew().fit_transform(upright)
+    assert np.abs(again - upright).mean() < 1.0  # on a 0-255 scale
+    assert _corr(again, upright).min() > 0.99
+    # Raw MNIST digits that are already upright and centred barely move.
+    cy, cx, skew = image_moments(digits)
+    calm = (np.abs(skew) < 0.03) & (np.abs(cy - 14) < 0.25) & (np.abs(cx - 14) < 0.25)
+    assert calm.sum() >= 3
+    assert _corr(Deskew().fit_transform(digits[calm]), digits[calm].astype(np.float32)).min() > 0.97
+
+
+@pytest.mark.parametrize("shear", [-0.4, 0.25, 0.5])
+def test_deskew_straightens_a_sheared_digit(digits, shear):
+    upright = Deskew().fit_transform(digits[:50]).reshape(-1, 28, 28)
+    sheared = _shear(upright, shear)
+    _, _, measured = image_moments(sheared)
+    # The estimate recovers the shear we applied (ink clipped at the border aside).
+    assert np.median(np.abs(measured - shear)) < 0.03
+    straightened = Deskew().fit_transform(sheared)
+    _, _, after = image_moments(straightened)
+    assert np.abs(after).max() < 0.05
+    assert np.median(_corr(straightened, upright)) > 0.95
+    assert np.median(_corr(sheared, upright)) < np.median(_corr(straightened, upright))
+
+
+def test_deskew_handles_blank_images_and_images_input():
+    blank = np.zeros((3, 28, 28), np.uint8)
+    out = Deskew().fit_transform(blank)
+    assert out.shape == (3, 784) and np.all(out == 0)
+
+
+def test_deskew_validates_shapes(digits):
+    with pytest.raises(InputError, match="784|square"):
+        Deskew().fit(digits[:, :700])
+    fitted = Deskew().fit(digits)
+    with pytest.raises(InputError, match="784"):
+        fitted.transform(np.zeros((2, 20, 20)))
+
+
+def test_transformers_are_sklearn_citizens(digits):
+    pipe = make_pipeline(PixelScaler(), Deskew())
+    twin = clone(pipe)
+    np.testing.assert_array_equal(pipe.fit_transform(digits), twin.fit_transform(digits))
+    assert PixelScaler(max_value=16).get_params() == {"max_value": 16}
+
+
+def test_deskew_is_fast(mnist_full):
+    X = mnist_full.data[:20000]
+    Deskew().fit_transform(X[:100])  # warm-up
+    # CPU time, not wall time, so that other work on the machine does not count:
+    # ~0.5 s for 20,000 digits here; a per-image Python loop takes ~10x longer.
+    start = time.process_time()
+    Deskew().fit_transform(X)
+    assert time.process_time() - start < 3
