@@ -1,7 +1,7 @@
 """The classic lesson as plain scikit-learn beside mnistlab's recipes, in one run.
 
     MNISTLAB_DATA=../shared/data/mnist .venv/bin/python benchmarks/bench_classic.py \
-        [--part lesson|recipes|all] [--recipes logreg knn ...] [--trials 1] [--n-jobs 1]
+        [--part lesson|recipes|all] [--lesson sgd-hinge ...] [--recipes logreg knn ...] [--trials 1] [--n-jobs 1]
 
 Part "lesson": the lesson's code written out with scikit-learn only
 (``SGDClassifier(loss=..., random_state=42)`` on raw pixels, ``cross_val_score(cv=3)``,
@@ -64,6 +64,8 @@ def part_lesson(bunch, args, out_root: Path) -> None:
     print(f"{'recipe':<10} {'plain CV scores':<28} {'plain test':>10} {'ours test':>10} {'same':>5} "
           f"{'plain s':>8} {'ours s':>8} {'ratio':>6}")
     for name, make, cv in cases:
+        if args.lesson and name not in args.lesson:
+            continue
         for trial in range(args.trials):
             scores, acc, plain_s = lesson(X_train, y_train, X_test, y_test, make(), cv, args.n_jobs)
             start = time.perf_counter()
@@ -102,6 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("lesson", "recipes", "all"), default="all")
     ap.add_argument("--recipes", nargs="*", help="recipes for part 'recipes' (default: every classic recipe)")
+    ap.add_argument("--lesson", nargs="*", help="cases for part 'lesson' (default: sgd-hinge sgd-log knn)")
     ap.add_argument("--trials", type=int, default=1)
     ap.add_argument("--n-jobs", type=int, default=1)
     args = ap.parse_args()

@@ -20,6 +20,7 @@ from mnistlab._handwriting import (
     crop_to_ink,
     decide_polarity,
     drop_specks,
+    isolate_page,
     fit_to_box,
     load_image,
     remove_background,
@@ -27,7 +28,7 @@ from mnistlab._handwriting import (
     to_grey,
     to_mnist,
 )
-from mnistlab._synthetic import NON_DIGIT_KINDS, STYLES, make_non_digit, make_number_photo, make_photo
+from mnistlab._synthetic import NON_DIGIT_KINDS, STYLES, make_non_digit, make_number_photo, make_photo, place_on_table
 
 
 @pytest.fixture(scope="session")
@@ -164,6 +165,21 @@ def lit_page(ink: np.ndarray, rng) -> np.ndarray:
     light = 0.45 + 0.5 * x + 0.15 * np.sin(3 * y)
     paper = 0.9 + 0.03 * ndimage.gaussian_filter(rng.standard_normal((h, w)), 1.5) / 0.2
     return np.clip(light * paper * (1 - 0.75 * ink), 0, 1).astype(np.float32)
+
+
+def test_isolate_page_finds_a_sheet_on_a_table(test_digits):
+    images, _ = test_digits
+    rng = np.random.default_rng(6)
+    photos = [make_photo(images[i], rng, style="paper") for i in range(12)]
+    on_table = [place_on_table(p, rng) for p in photos]
+    for photo, table in zip(photos[:3], on_table[:3]):
+        grey = to_grey(table)
+        assert isolate_page(grey).size < 0.8 * grey.size  # cut down to the sheet
+        assert isolate_page(to_grey(photo)).shape == to_grey(photo).shape  # a sheet filling the frame is left alone
+    scores = [similarity(to_mnist(t), to_mnist(p)) for t, p in zip(on_table, photos)]
+    assert np.median(scores) > 0.8  # the sheet is turned a little, so is the digit
+    canvas = make_photo(images[0], rng, style="canvas-white-on-black")
+    assert isolate_page(to_grey(canvas)).shape == to_grey(canvas).shape  # a drawn digit is not a page
 
 
 def test_decide_polarity(test_digits):

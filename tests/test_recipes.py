@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from mnistlab._errors import RecipeError
 from mnistlab._recipes import DEFAULT_LINEUP, RECIPES, get_recipe, list_recipes
@@ -19,6 +20,13 @@ CLASSIC = [r.name for r in list_recipes() if r.family == "classic"]
 # Well above the 10% of chance on 1,500 training digits; the full-size targets
 # (0.92 .. 0.985) are measured in benchmarks/bench_classic.py.
 FLOOR = {"sgd-hinge": 0.75, "sgd-log": 0.75, "extra-trees": 0.85, "hist-gb": 0.8}
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """Fit as train_recipe does: one BLAS thread (spinning BLAS threads crawl on a busy machine)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @pytest.fixture(scope="module")

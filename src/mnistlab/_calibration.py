@@ -39,7 +39,11 @@ __all__ = [
     "digit_space",
     "digit_scores",
     "calibrate",
+    "calibrate_model",
     "assess",
+    "held_out_halves",
+    "load_calibration",
+    "save_calibration",
 ]
 
 SCORES = ("reconstruction_error", "neighbour_distance", "ink_fraction", "blobs", "stroke_width")
@@ -201,7 +205,8 @@ def assess(cal: Calibration, scores: np.ndarray, probability: float, ink: bool) 
     """The reason not to trust one prediction, or None when it is confident."""
     if not ink:
         return "no ink found"
-    for j, name in enumerate(SCORES):
+    for name in sorted(SCORES, key=lambda n: n != "blobs"):  # "looks like noise" says most, so first
+        j = SCORES.index(name)
         if scores[j] > cal.upper.get(name, np.inf) or scores[j] < cal.lower.get(name, -np.inf):
             return _REASONS[name]
     if probability <= cal.min_probability:

@@ -6,7 +6,7 @@ centre of mass sits at the centre. A photo is none of that, which is why "resize
 it to 28x28 and flatten" gives near-random answers. ``to_mnist`` runs the steps
 below, each a function of its own:
 
-    load_image -> to_grey -> decide_polarity -> remove_background -> binarise
+    load_image -> to_grey -> isolate_page -> decide_polarity -> remove_background -> binarise
     -> drop_specks -> clean_ink -> crop_to_ink -> fit_to_box -> center_by_mass
 
 ``segment_digits`` runs the same front end on a row of digits, groups the ink
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_PIXELS",
     "load_image",
     "to_grey",
+    "isolate_page",
     "decide_polarity",
     "estimate_background",
     "remove_background",
@@ -213,6 +214,48 @@ def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
 # --- finding the ink ----------------------------------------------------------
 
 
+def isolate_page(grey: np.ndarray) -> np.ndarray:
+    """A photo of a sheet lying on a darker table -> the sheet alone.
+
+    The page is the largest region brighter than halfway between the image's
+    border and its median (holes such as the digit filled in) when it is large
+    (>= 40% of the image), solid (>= 70% of it
+    bright: a drawn digit is not), clearly brighter than the rest, which must
+    take most of the image border, and bounded by a step in brightness (not the
+    slope of a vignette). It is cut out to its bounding box, shrunk a
+    little to leave its edge behind, with whatever is not page set to the paper's
+    median. Any other image is returned unchanged.
+    """
+    if min(grey.shape) < 64:  # a digit-sized image, not a photo of a sheet
+        return grey
+    # Halfway between the border (the table, if there is one) and the bulk of the image (the sheet).
+    rim = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    bright = grey > (np.median(rim) + np.median(grey)) / 2
+    labels, n = ndimage.label(bright)
+    if n == 0:
+        return grey
+    largest = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    page = ndimage.binary_fill_holes(largest)
+    border = np.concatenate([page[0], page[-1], page[:, 0], page[:, -1]])
+    if not (0.4 <= page.mean() <= 0.97 and largest.sum() >= 0.7 * page.sum() and (~border).mean() >= 0.6):
+        return grey
+    # A sheet's edge is a step; vignetting (a dark corner) is a slope.
+    inner = page & ~ndimage.binary_erosion(page, iterations=3)
+    outer = ndimage.binary_dilation(page, iterations=3) & ~page
+    contrast = np.median(grey[page]) - np.median(grey[~page])
+    step = np.median(grey[inner]) - np.median(grey[outer])
+    if not (contrast > 0.2 and step > 0.5 * contrast):
+        return grey
+    inset = max(2, int(0.02 * max(grey.shape)))
+    page = ndimage.binary_erosion(page, iterations=inset)
+    if not page.any():
+        return grey
+    rows, cols = np.flatnonzero(page.any(axis=1)), np.flatnonzero(page.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    return np.where(page[box], grey[box], np.float32(np.median(grey[page]))).astype(np.float32)
+
+
+
 def estimate_background(grey: np.ndarray, ink_is_dark: bool | None = None, *, degree: int = 3) -> np.ndarray:
     """A smooth estimate of the paper under uneven lighting, same shape as ``grey``.
 
@@ -389,7 +432,7 @@ def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
 
 
 def _ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
-    grey = to_grey(image)
+    grey = isolate_page(to_grey(image))
     ink = remove_background(grey, decide_polarity(grey))
     mask = drop_specks(binarise(ink))
     return clean_ink(ink, mask), mask

@@ -11,6 +11,7 @@ from ``load_predictor``, or None for the best model saved on this machine.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,7 @@ def _proba10(estimator, X: np.ndarray) -> np.ndarray:
 # Loaded models are kept: the CLI reads many files, the web server many requests.
 _BY_DIR: dict[tuple[str, str], Predictor] = {}
 _BY_ESTIMATOR: "weakref.WeakKeyDictionary[Any, Predictor]" = weakref.WeakKeyDictionary()
+_LOADING = threading.Lock()
 
 
 def load_predictor(model=None) -> Predictor:
@@ -101,6 +103,11 @@ def load_predictor(model=None) -> Predictor:
     """
     if isinstance(model, Predictor):
         return model
+    with _LOADING:  # concurrent first requests in the web server calibrate once, not once each
+        return _load_predictor(model)
+
+
+def _load_predictor(model) -> Predictor:
     from . import _modelfiles
 
     if model is None:

@@ -3,7 +3,7 @@
 ``make_photo`` turns a 28x28 MNIST digit into what a user would send: dark ink
 on textured, unevenly lit paper, off-centre, rotated a little and JPEG-compressed,
 or a canvas export (black on white, white on black, or strokes on a transparent
-background). ``make_number_photo`` does the same for a row of digits, and
+background); ``place_on_table`` shows such a sheet on a dark table. ``make_number_photo`` does the same for a row of digits, and
 ``make_non_digit`` makes the inputs a digit reader must refuse: empty pages,
 noise, scribbles, letters and photos of other things. Every function returns
 encoded file bytes, so the whole reading path (decoding included) is exercised.
@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-__all__ = ["STYLES", "NON_DIGIT_KINDS", "make_photo", "make_number_photo", "make_non_digit"]
+__all__ = ["STYLES", "NON_DIGIT_KINDS", "make_photo", "make_number_photo", "place_on_table", "make_non_digit"]
 
 STYLES = ("paper", "canvas-black-on-white", "canvas-white-on-black", "canvas-transparent")
 NON_DIGIT_KINDS = ("blank", "noise", "scribble", "letter", "shapes", "texture")
@@ -147,6 +147,20 @@ def make_number_photo(digits, rng: np.random.Generator, *, style: str | None = N
     """Encoded image of a row of 28x28 uint8 MNIST digits, left to right, with gaps."""
     height = int(rng.integers(60, 140))
     return _render(_row_ink(list(digits), rng, height, rotate), rng, style)
+
+
+def place_on_table(photo: bytes, rng: np.random.Generator) -> bytes:
+    """The same sheet photographed from further away: on a dark table, slightly turned (JPEG)."""
+    sheet = Image.open(io.BytesIO(photo)).convert("RGB")
+    w, h = sheet.size
+    margin = int(rng.uniform(0.08, 0.2) * max(w, h))
+    table_colour = tuple(int(c) for c in rng.integers(20, 90, 3))
+    table = Image.new("RGB", (w + 2 * margin, h + 2 * margin), table_colour)
+    turned = sheet.rotate(rng.uniform(-4, 4), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=table_colour)
+    table.paste(turned, (margin + int(rng.integers(-margin // 2, margin // 2 + 1)) - (turned.size[0] - w) // 2, margin - (turned.size[1] - h) // 2))
+    buf = io.BytesIO()
+    table.save(buf, "JPEG", quality=int(rng.integers(70, 93)))
+    return buf.getvalue()
 
 
 # --- inputs that are not digits -------------------------------------------------------

@@ -361,7 +361,10 @@ def evaluate(
         return
     from rich.table import Table
 
-    out.print(f"[bold]{result['recipe']}[/bold] from {result['model_dir']}: accuracy [bold]{result['accuracy']:.4f}[/bold] on {result['n_test']:,} test images")
+    out.print(
+        f"[bold]{result['recipe']}[/bold] from {result['model_dir']}: accuracy [bold]{result['accuracy']:.4f}[/bold] "
+        f"on {result['n_test']:,} test images", soft_wrap=True,
+    )
     if result["same_predictions_as_training"] is False:
         out.print("[yellow]warning:[/yellow] predictions differ from those recorded at training time (other library versions?).")
     table = Table(title="per class")
@@ -370,8 +373,8 @@ def evaluate(
     for row in result["per_class"]:
         table.add_row(str(row["digit"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
     out.print(table)
-    out.print(f"confusion matrix: {result['confusion_png']}")
-    out.print(f"most confident mistakes: {result['gallery_png']}")
+    out.print(f"confusion matrix: {result['confusion_png']}", soft_wrap=True)
+    out.print(f"most confident mistakes: {result['gallery_png']}", soft_wrap=True)
 
 
 @app.command("compare")
@@ -478,7 +481,11 @@ def predict(
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     if save_preprocessed is not None:
         save_preprocessed.mkdir(parents=True, exist_ok=True)
-    table = Table("File", "Number" if number else "Digit", "Probability" if not number else "Digits", "Top" if not number else "", "Confident")
+    table = Table()
+    table.add_column("File", overflow="fold")
+    for title in ("Number", "Digits") if number else ("Digit", "Probability", "Top"):
+        table.add_column(title)
+    table.add_column("Confident")
     failed = False
     for path in files:
         try:
@@ -501,7 +508,7 @@ def predict(
             digits = " ".join(f"{d['digit']}:{_probability_text(d)}" for d in result["digits"])
             unsure = [f"{i + 1}: {d['reason']}" for i, d in enumerate(result["digits"]) if not d["confident"]]
             verdict = "yes" if result["confident"] else "no" + (f" ({'; '.join(unsure)})" if unsure else ": no digits found")
-            table.add_row(str(path), result["number"] or "-", digits, "", verdict)
+            table.add_row(str(path), result["number"] or "-", digits, verdict)
         else:
             ranked = ", ".join(f"{d} {p:.1%}" for d, p in result["top"])
             table.add_row(str(path), str(result["digit"]), _probability_text(result), ranked, reason(result))
