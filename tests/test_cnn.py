@@ -1,7 +1,7 @@
 """CNNClassifier: learning, reproducibility, files, ONNX, scikit-learn compatibility.
 
-Nets and epochs are tiny: the file takes ~20 s of CPU (2 minutes of wall time when
-the 2-core dev machine was shared with load average ~10).
+Nets and epochs are tiny: the file takes ~15 s on a quiet 2-core machine (2 minutes
+when the dev machine was shared at load average ~10).
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     target : stop a member once its accuracy on a held-out ``validation_fraction``
         of the training data reaches this value (None: run all epochs on all data).
     backend : "torch" or "onnxruntime" for predict/predict_proba. onnxruntime answers a
-        single image ~20x sooner (0.03 vs 0.6 ms for cnn-fast, benchmarks/RESULTS.md) but
+        single image ~50x sooner (0.03 vs ~1.5 ms for cnn-fast, benchmarks/RESULTS.md) but
         exports the net on first use (a few seconds).
     device : "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
     n_threads : CPU threads for torch during fit/predict (None: torch's current setting).
