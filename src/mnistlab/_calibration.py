@@ -106,7 +106,7 @@ def digit_space() -> DigitSpace:
     """The digit space of the MNIST training set: from memory, the user cache, or fitted (seconds) and cached."""
     from safetensors.numpy import load, save
 
-    from ._idx import atomic_write_bytes
+    from ._atomic import atomic_write_bytes
     from ._load import load_mnist
 
     data = load_mnist("mnist")
@@ -254,7 +254,7 @@ def load_calibration(weights_sha256: str) -> Calibration | None:
 
 
 def save_calibration(weights_sha256: str, cal: Calibration) -> None:
-    from ._idx import atomic_write_bytes
+    from ._atomic import atomic_write_bytes
 
     path = _cache_dir() / f"model-{weights_sha256}.json"
     atomic_write_bytes(path, (json.dumps(asdict(cal), indent=2, sort_keys=True) + "\n").encode())

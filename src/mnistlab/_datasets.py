@@ -27,7 +27,8 @@ from typing import Callable
 import numpy as np
 
 from ._errors import ChecksumError, DatasetError, DownloadError, IDXFormatError
-from ._idx import atomic_write_bytes, parse_idx, read_idx
+from ._atomic import atomic_write_bytes, atomic_writer
+from ._idx import parse_idx, read_idx
 
 __all__ = ["DatasetSpec", "DATASETS", "ROLES", "find_idx_files", "cache_root", "download_dataset", "locate", "load_arrays"]
 
@@ -346,14 +347,8 @@ def load_arrays(name: str, files: dict[str, Path], checksums: dict[str, str]) ->
 
 
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        np.save(f, arr, allow_pickle=False)
 
 
 def _check_consistent(arrays: dict[str, np.ndarray], files: dict[str, Path]) -> None:

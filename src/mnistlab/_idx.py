@@ -13,12 +13,12 @@ import gzip
 import io
 import math
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write_bytes
 from ._errors import IDXFormatError
 
 __all__ = ["read_idx", "parse_idx", "write_idx", "IDX_DTYPES", "MAX_IDX_BYTES"]
@@ -152,18 +152,3 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
         body = gzip.compress(body, compresslevel=6, mtime=0)
     atomic_write_bytes(path, body)
     return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so no reader sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

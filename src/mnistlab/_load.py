@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sklearn.utils import Bunch
 
 from ._datasets import DATASETS, ROLES, checksums_of, download_dataset, find_idx_files, load_arrays, locate
 from ._errors import DatasetError, InputError

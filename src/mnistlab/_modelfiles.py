@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._atomic import atomic_write_bytes
 from ._errors import ModelFileError
 
 __all__ = [
@@ -56,20 +56,6 @@ def models_root() -> Path:
 
 def default_model_dir(recipe: str) -> Path:
     return models_root() / recipe
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _serialise(estimator) -> tuple[str, bytes, dict]:
@@ -112,8 +98,8 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
     try:
         # Weights first: a crash in between leaves an old card whose sha256 no
         # longer matches, which load_model refuses, rather than a silent mix.
-        _atomic_write(model_dir / weights_file, data)
-        _atomic_write(model_dir / CARD_FILE, text.encode())
+        atomic_write_bytes(model_dir / weights_file, data)
+        atomic_write_bytes(model_dir / CARD_FILE, text.encode())
     except OSError as exc:
         raise ModelFileError(f"Cannot write the model into {model_dir} ({exc.strerror}); choose a writable --out folder.") from None
     # A directory keeps one model: drop the other format's weights if a

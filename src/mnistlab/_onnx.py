@@ -15,7 +15,6 @@ import copy
 import json
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from ._atomic import atomic_write_bytes
 from ._errors import InputError, ModelFileError
 
 __all__ = ["export_onnx", "OnnxPredictor"]
@@ -83,15 +83,7 @@ def export_onnx(estimator, path) -> Path:
     proto = _model_proto(model, estimator.image_shape_, estimator.classes_.tolist())
     _check_matches(proto, model, estimator.image_shape_)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, proto.SerializeToString())
     return path
 
 

@@ -9,10 +9,7 @@ and returns the path. Bad input raises ``InputError`` with one sentence.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from ._atomic import atomic_writer
 from ._errors import InputError
 
 __all__ = [
@@ -101,19 +99,12 @@ def _save(fig: Figure, path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InputError(f"Output file {path} has suffix {path.suffix!r}, expected a name ending in .png.")
-    # A random name rather than mkstemp: mkstemp makes 0600 files, and the PNG
-    # should get the user's normal permissions (umask) like any other output.
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.tmp.png")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
+        with atomic_writer(path) as f:
+            fig.savefig(f, format="png", dpi=DPI)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise InputError(f"Cannot write PNG to {path}: {reason}; choose a writable --out path.") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # only still there if writing failed
     return path
 
 

@@ -8,13 +8,12 @@ folder, so the folder can be zipped, mailed or opened from disk.
 from __future__ import annotations
 
 import html
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write_bytes
 from ._errors import InputError
 from ._plots import save_accuracy_vs_time, save_confusion_matrix, save_digit_grid
 
@@ -148,12 +147,5 @@ training set (“skipped” for recipes whose default is no CV).</p>
 </html>
 """
     index = out_dir / "index.html"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".index.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.replace(tmp, index)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(index, page.encode("utf-8"))
     return index

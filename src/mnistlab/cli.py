@@ -8,7 +8,6 @@ bad input. Heavy modules are imported inside commands to keep start-up quick.
 from __future__ import annotations
 
 import json
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
@@ -450,7 +449,7 @@ def _save_preprocessed(folder: Path, source: Path, result: dict) -> None:
 
     from PIL import Image
 
-    from ._idx import atomic_write_bytes
+    from ._atomic import atomic_write_bytes
 
     images = [d["mnist_image"] for d in result["digits"]] if "digits" in result else [result["mnist_image"]]
     for i, image in enumerate(images):
