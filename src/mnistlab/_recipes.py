@@ -181,8 +181,10 @@ register(Recipe(
     _cnn(arch="standard", epochs=4, batch_size=128, lr=0.1, augment="light"), family="cnn", cv=0,
 ))
 register(Recipe(
-    "cnn-best", "The 32-64-128 CNN, 10 epochs, shift/rotation/scale/elastic augmentation: 99.56% measured (aim: 99.65%).",
-    _cnn(arch="standard", epochs=10, batch_size=128, lr=0.1, augment="full"), family="cnn", cv=0,
+    "cnn-best", "The 32-64-128 CNN, 15 epochs, shift/rotation/scale augmentation, one-cycle: 99.68% measured (~6 min on 2 threads).",
+    # Full augmentation (with elastic) for 10 epochs gave 99.56%: too strong for
+    # this net; light augmentation with more epochs gave 99.68% (RESULTS.md).
+    _cnn(arch="standard", epochs=15, batch_size=128, lr=0.1, augment="light"), family="cnn", cv=0,
 ))
 register(Recipe(
     "ensemble", "5 CNNs (32-64-128, 5 epochs each, light augmentation), probabilities averaged: 99.62% measured (aim: 99.75%).",
