@@ -52,3 +52,12 @@ def mnist_small(mnist_full):
     X_tr, _, y_tr, _ = train_test_split(X[:n], y[:n], train_size=3000, stratify=y[:n], random_state=0)
     X_te, _, y_te, _ = train_test_split(X[n:], y[n:], train_size=1000, stratify=y[n:], random_state=0)
     return np.ascontiguousarray(X_tr), np.ascontiguousarray(X_te), y_tr, y_te
+
+
+@pytest.fixture()
+def one_blas_thread():
+    """Fit as train_recipe does for classic recipes: one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import skops.io as sio
-from threadpoolctl import threadpool_limits
 
 from mnistlab._errors import ModelFileError
 from mnistlab._modelfiles import (
@@ -26,11 +25,8 @@ from mnistlab._recipes import RECIPES, get_recipe
 CLASSIC = [name for name, r in RECIPES.items() if r.family == "classic"]
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    """Fit as train_recipe does: one BLAS thread (spinning BLAS threads crawl on a busy machine)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Fit as train_recipe does: one BLAS thread (see conftest.one_blas_thread).
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
