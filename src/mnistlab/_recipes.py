@@ -188,7 +188,7 @@ register(Recipe(
 ))
 register(Recipe(
     "ensemble", "5 CNNs (32-64-128, 5 epochs each, light augmentation), probabilities averaged: 99.62% measured (aim: 99.75%).",
-    _cnn(arch="standard", epochs=5, batch_size=128, lr=0.1, augment="light", n_members=5), family="cnn", cv=0,
+    _cnn(arch="standard", epochs=15, batch_size=128, lr=0.1, augment="light", n_members=5), family="cnn", cv=0,
 ))
 
 # cnn-fast trains in seconds, so the default comparison shows a CNN next to the classics.

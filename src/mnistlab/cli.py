@@ -477,6 +477,7 @@ def predict(
 
     from ._predict import load_predictor, predict_file, to_json
 
+    _announce_detector(model)
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     if save_preprocessed is not None:
         save_preprocessed.mkdir(parents=True, exist_ok=True)
@@ -528,7 +529,23 @@ def serve(
     """Serve the draw-a-digit page and its JSON API (docs at /docs) until Ctrl+C."""
     from ._server import serve as run_server
 
+    _announce_detector(model)
     run_server(model, host=host, port=port)
+
+
+def _announce_detector(model: Optional[Path]) -> None:
+    """Say so before the one long wait of a first prediction on this machine."""
+    from ._digit_detector import detector_ready
+    from ._modelfiles import find_best_model
+
+    try:
+        if (model is not None or find_best_model() is not None) and not detector_ready():
+            err.print(
+                "Fitting the digit / not-a-digit detector for the confidence checks: "
+                "once per machine, about 2 minutes on one CPU core."
+            )
+    except MnistlabError:
+        pass  # loading the model reports it, with the same message
 
 
 def main() -> None:
