@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mnistlab import InputError, ModelFileError, get_recipe, predict_array, predict_image, read_number, to_mnist
 from mnistlab._calibration import held_out_halves
+from mnistlab._digit_detector import DETECTOR_VERSION
 from mnistlab._predict import load_predictor
 from mnistlab._synthetic import make_non_digit, make_number_photo, make_photo
 from mnistlab.cli import app
@@ -158,9 +159,13 @@ def test_saved_model_directory_and_cached_calibration(model_dir, evaluation_digi
     result = predict_image(image, model_dir)
     assert result["digit"] == int(evaluation_digits[1][7])
     card = json.loads((model_dir / "model.json").read_text())
-    cached = os.path.join(os.environ["XDG_CACHE_HOME"], "mnistlab", "calibration", f"model-{card['weights_sha256']}.json")
-    saved = json.loads(open(cached).read())
-    assert {"lower", "upper", "min_probability", "method", "flag_rate_evaluation"} <= set(saved)
+    folder = os.path.join(os.environ["XDG_CACHE_HOME"], "mnistlab", "calibration")
+    # One file per model *and* digit space / detector version: a new detector means new thresholds.
+    (cached,) = [f for f in os.listdir(folder) if f.startswith(f"model-{card['weights_sha256']}-digit-space-")]
+    assert f"-detector-v{DETECTOR_VERSION}.json" in cached
+    saved = json.loads(open(os.path.join(folder, cached)).read())
+    assert {"lower", "upper", "min_probability", "detector_share", "method", "flag_rate_evaluation"} <= set(saved)
+    assert saved["upper"].get("not_a_digit", 1.0) <= 1.0
 
 
 # --- the command line -------------------------------------------------------------------

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ._digit_detector import FIT_DIGITS, non_digit_probability
+from ._digit_detector import DETECTOR_VERSION, FIT_DIGITS, non_digit_probability
 
 __all__ = [
     "SCORES",
@@ -81,6 +81,7 @@ class DigitSpace:
     components: np.ndarray  # (k, 784), orthonormal rows
     reference: np.ndarray  # (16667, k): every third of the first 50,000 training digits, in PCA coordinates
     detector: object = None  # the digit / not-a-digit CNN of ``_digit_detector`` (not saved with the arrays)
+    key: str = ""  # names the training data and the versions of space and detector: calibrations depend on all three
 
 
 @dataclass
@@ -137,8 +138,10 @@ def digit_space() -> DigitSpace:
     if space is None:
         space = fit_digit_space(data.images[:FIT_DIGITS])
         meta = {"source": "MNIST training set", "components": str(_COMPONENTS)}
-        atomic_write_bytes(path, save({k: v for k, v in asdict(space).items() if k != "detector"}, metadata=meta))
+        arrays = {k: v for k, v in asdict(space).items() if isinstance(v, np.ndarray)}
+        atomic_write_bytes(path, save(arrays, metadata=meta))
     space.detector = digit_detector()
+    space.key = f"{path.stem}-detector-v{DETECTOR_VERSION}"
     _SPACES[path] = space
     return space
 
@@ -308,18 +311,21 @@ def calibrate_model(predict_proba, space: DigitSpace) -> Calibration:
     )
 
 
-def load_calibration(weights_sha256: str) -> Calibration | None:
-    path = _cache_dir() / f"model-{weights_sha256}.json"
+def _calibration_path(weights_sha256: str, space: DigitSpace) -> Path:
+    return _cache_dir() / f"model-{weights_sha256}-{space.key}.json"
+
+
+def load_calibration(weights_sha256: str, space: DigitSpace) -> Calibration | None:
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(_calibration_path(weights_sha256, space).read_text())
         cal = Calibration(**raw)
     except (OSError, ValueError, TypeError):
         return None
     return cal if cal.version == _VERSION else None
 
 
-def save_calibration(weights_sha256: str, cal: Calibration) -> None:
+def save_calibration(weights_sha256: str, space: DigitSpace, cal: Calibration) -> None:
     from ._atomic import atomic_write_bytes
 
-    path = _cache_dir() / f"model-{weights_sha256}.json"
+    path = _calibration_path(weights_sha256, space)
     atomic_write_bytes(path, (json.dumps(asdict(cal), indent=2, sort_keys=True) + "\n").encode())

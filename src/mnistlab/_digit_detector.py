@@ -40,6 +40,7 @@ from scipy import ndimage
 from ._handwriting import center_by_mass, crop_to_ink, fit_to_box
 
 __all__ = [
+    "DETECTOR_VERSION",
     "FIT_DIGITS",
     "non_digits",
     "training_set",
@@ -51,7 +52,7 @@ __all__ = [
     "detector_ready",
 ]
 
-_VERSION = 4
+DETECTOR_VERSION = 4  # bump when the training set or the net changes: cached detectors and calibrations go stale
 # The first 50,000 training digits fit the detector (and _calibration's PCA space);
 # the last 10,000 are kept out of both, so their scores are fair calibration data.
 FIT_DIGITS = 50_000
@@ -222,7 +223,7 @@ def _detector_path() -> Path:
     from ._load import load_mnist
 
     sha = load_mnist("mnist").details["data_sha256"]
-    return cache_root() / "calibration" / f"digit-detector-{sha[:16]}-v{_VERSION}.safetensors"
+    return cache_root() / "calibration" / f"digit-detector-{sha[:16]}-v{DETECTOR_VERSION}.safetensors"
 
 
 def detector_ready() -> bool:

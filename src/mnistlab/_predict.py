@@ -124,10 +124,10 @@ def _load_predictor(model) -> Predictor:
             estimator, card = _modelfiles.load_model(model)
             sha = card["weights_sha256"]
             space = calib.digit_space()
-            cal = calib.load_calibration(sha)
+            cal = calib.load_calibration(sha, space)
             if cal is None:
                 cal = calib.calibrate_model(lambda X: _proba10(estimator, X), space)
-                calib.save_calibration(sha, cal)
+                calib.save_calibration(sha, space, cal)
             _BY_DIR[key] = Predictor(estimator, card, cal, space)
         return _BY_DIR[key]
     if not (hasattr(model, "predict_proba") or hasattr(model, "decision_function")):
