@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,7 +164,7 @@ def test_saved_model_directory_and_cached_calibration(model_dir, evaluation_digi
     # One file per model *and* digit space / detector version: a new detector means new thresholds.
     (cached,) = [f for f in os.listdir(folder) if f.startswith(f"model-{card['weights_sha256']}-digit-space-")]
     assert f"-detector-v{DETECTOR_VERSION}.json" in cached
-    saved = json.loads(open(os.path.join(folder, cached)).read())
+    saved = json.loads(Path(folder, cached).read_text())
     assert {"lower", "upper", "min_probability", "detector_share", "method", "flag_rate_evaluation"} <= set(saved)
     assert saved["upper"].get("not_a_digit", 1.0) <= 1.0
 
