@@ -132,8 +132,10 @@ def train_members_one_by_one(name: str, X_tr, y_tr, X_te, y_te, seed: int, n_job
     accuracy of the average of the first k members is printed as soon as member k is done."""
     recipe_est = get_recipe(name).build(seed, n_jobs)
     proba_sum, members, train_s, cpu_s = 0.0, [], 0.0, 0.0
-    for i in range(recipe_est.n_members):
-        member = clone(recipe_est).set_params(n_members=1, random_state=seed + i, verbose=1)
+    for i, deskewed in enumerate(recipe_est._member_deskews()):
+        # Member i reads the same kind of input as the recipe's member i ("mixed": every second deskewed).
+        inputs = "deskewed" if deskewed else "raw"
+        member = clone(recipe_est).set_params(n_members=1, inputs=inputs, n_jobs=1, random_state=seed + i, verbose=1)
         start, cpu = time.perf_counter(), time.process_time()
         member.fit(X_tr, y_tr)
         train_s, cpu_s = train_s + time.perf_counter() - start, cpu_s + time.process_time() - cpu

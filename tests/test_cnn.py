@@ -20,9 +20,12 @@ from typer.testing import CliRunner
 
 from mnistlab._augment import Augmentation, augment_batch
 from mnistlab._cnn import CNNClassifier
+from mnistlab._cnn_model import deskew
 from mnistlab._errors import InputError, RecipeError
 from mnistlab._modelfiles import load_model, save_model
 from mnistlab._onnx import OnnxPredictor, export_onnx
+from mnistlab._training import _configure_cnn
+from mnistlab._transforms import Deskew
 from mnistlab.cli import app
 
 TINY = dict(arch="tiny", batch_size=64, lr=0.05, n_threads=1, random_state=0)
@@ -89,12 +92,59 @@ def test_ensemble_averages_member_probabilities(mnist_small):
     np.testing.assert_allclose(est.predict_proba(X[:10]), np.mean(members, axis=0), atol=1e-6)
 
 
+def test_torch_deskew_matches_the_numpy_deskew(mnist_small):
+    X = mnist_small[1][:500]
+    expected = Deskew().fit(X).transform(X) / 255
+    images = torch.from_numpy(X.reshape(-1, 1, 28, 28) / np.float32(255))
+    got = deskew(images).reshape(len(X), -1).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert not torch.any(deskew(torch.zeros(2, 1, 28, 28)))  # blank stays blank, no NaN
+
+
+def test_mixed_members_read_deskewed_digits_inside_the_net(mnist_small, tmp_path):
+    X, y, X_te = mnist_small[0][:400], mnist_small[2][:400], mnist_small[1][:200]
+    est = CNNClassifier(**TINY, epochs=1, n_members=2, inputs="mixed").fit(X, y)
+    raw_net, deskew_net = est.model_.members
+    assert (raw_net.deskew_input, deskew_net.deskew_input) == (False, True)
+    images = torch.from_numpy(X_te.reshape(-1, 1, 28, 28) / np.float32(255))
+    with torch.no_grad():
+        # The saved net deskews by itself, so callers and ONNX files pass digits as they are.
+        torch.testing.assert_close(deskew_net(images), deskew_net.logits(deskew(images)))
+        assert not torch.allclose(deskew_net(images), deskew_net.logits(images))
+    save_model(est, tmp_path / "model", card={"recipe": "test"})
+    loaded, _ = load_model(tmp_path / "model")
+    assert [m.deskew_input for m in loaded.model_.members] == [False, True]
+    np.testing.assert_array_equal(loaded.predict_proba(X_te), est.predict_proba(X_te))
+    export_onnx(est, tmp_path / "mixed.onnx")
+    onnx_proba = OnnxPredictor(tmp_path / "mixed.onnx").predict_proba(images.numpy())
+    np.testing.assert_allclose(onnx_proba, est.predict_proba(X_te), atol=1e-5)
+
+
+def test_members_trained_in_parallel_processes_equal_a_sequential_fit(mnist_small):
+    X, y = mnist_small[0][:600], mnist_small[2][:600]
+    settings = dict(**TINY, epochs=2, n_members=3, inputs="mixed", augment="light")
+    one = CNNClassifier(**settings, n_jobs=1).fit(X, y)
+    two = CNNClassifier(**settings, n_jobs=2)
+    messages = []
+    _configure_cnn(two, "ensemble", None, messages.append)  # what `mnistlab train` shows
+    two.fit(X, y)
+    a, b = one.model_.state_dict(), two.model_.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # Every epoch of every member reached the callback in this process, and the history is in order.
+    assert [(r["member"], r["epoch"]) for r in two.history_] == [(m, e) for m in range(3) for e in (1, 2)]
+    assert [m.split(" member epochs")[0] for m in messages] == [f"ensemble: {k}/6" for k in range(1, 7)]
+
+
 def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
     X, y = mnist_small[0][:50], mnist_small[2][:50]
     with pytest.raises(RecipeError, match="arch got 'huge', expected one of"):
         CNNClassifier(arch="huge").fit(X, y)
     with pytest.raises(RecipeError, match="epochs got 0"):
         CNNClassifier(epochs=0).fit(X, y)
+    with pytest.raises(RecipeError, match="inputs got 'slanted', expected one of: 'raw', 'deskewed', 'mixed'"):
+        CNNClassifier(inputs="slanted").fit(X, y)
+    with pytest.raises(RecipeError, match="n_jobs got 0"):
+        CNNClassifier(n_jobs=0).fit(X, y)
     if not torch.cuda.is_available():
         with pytest.raises(RecipeError, match="no CUDA GPU"):
             CNNClassifier(device="cuda").fit(X, y)

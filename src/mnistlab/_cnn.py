@@ -4,7 +4,10 @@ The training loop is written for a small CPU: the whole training set is one
 float tensor, each epoch is one random permutation cut into batches,
 augmentation warps a whole batch in one call (``_augment``), and the
 learning rate follows a one-cycle schedule (linear warm-up, linear decay)
-so that a few epochs suffice. Nothing runs per image in Python.
+so that a few epochs suffice. Nothing runs per image in Python. Ensemble
+members are independent, so with ``n_jobs`` they train side by side in
+separate processes with one torch thread each, which keeps every core busy
+without the waits of several threads inside one small convolution.
 
 Pixels: integer inputs are on the 0-255 scale. Float inputs are taken as
 [0, 1], except rows whose maximum exceeds 1, which are taken as 0-255 and
@@ -16,9 +19,15 @@ laid out row-major in the smallest square image that holds them.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
+import os
 import sys
+import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, wait
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +38,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._augment import AUGMENTATIONS, augment_batch
-from ._cnn_model import ARCHITECTURES, Averaged, build_net
+from ._cnn_model import ARCHITECTURES, Averaged, build_net, deskew
 from ._errors import InputError, RecipeError
 
 __all__ = ["CNNClassifier"]
@@ -38,6 +47,9 @@ __all__ = ["CNNClassifier"]
 # oneDNN NHWC kernels make a training step 1.5-1.8x faster than NCHW.
 CHANNELS_LAST = torch.channels_last
 _BACKENDS = ("torch", "onnxruntime")
+# What the members read: the digits as written, deskewed (``_cnn_model.deskew``),
+# or "mixed": members 2, 4, ... read deskewed digits, the others raw ones.
+_INPUTS = ("raw", "deskewed", "mixed")
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -77,7 +89,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     batch_size, lr, weight_decay, label_smoothing, dropout : the usual; ``lr`` is
         the peak of the one-cycle schedule for SGD with Nesterov momentum 0.9.
     augment : "none", "light" (shift/rotate/scale) or "full" (plus elastic).
+    inputs : "raw", "deskewed" (each digit is straightened by its image moments before
+        augmentation and inside the saved net) or "mixed" (every second member deskewed:
+        the two kinds miss different digits, so their average makes fewer mistakes).
     n_members : nets trained with different seeds whose probabilities are averaged.
+    n_jobs : members trained at once, each in its own process with ``n_threads`` threads
+        (-1: one per CPU core). The weights are the same as with ``n_jobs=1``. Ignored on CUDA.
     target : stop a member once its accuracy on a held-out ``validation_fraction``
         of the training data reaches this value (None: run all epochs on all data).
     backend : "torch" or "onnxruntime" for predict/predict_proba. onnxruntime answers a
@@ -109,7 +126,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         label_smoothing=0.1,
         dropout=0.0,
         augment="none",
+        inputs="raw",
         n_members=1,
+        n_jobs=1,
         target=None,
         validation_fraction=0.1,
         backend="torch",
@@ -127,7 +146,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.label_smoothing = label_smoothing
         self.dropout = dropout
         self.augment = augment
+        self.inputs = inputs
         self.n_members = n_members
+        self.n_jobs = n_jobs
         self.target = target
         self.validation_fraction = validation_fraction
         self.backend = backend
@@ -142,6 +163,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         _choice("arch", self.arch, tuple(ARCHITECTURES))
         _choice("augment", self.augment, tuple(AUGMENTATIONS))
         _choice("backend", self.backend, _BACKENDS)
+        _choice("inputs", self.inputs, _INPUTS)
         _check_number("epochs", self.epochs, 1, integer=True)
         _check_number("batch_size", self.batch_size, 1, integer=True)
         _check_number("n_members", self.n_members, 1, integer=True)
@@ -154,6 +176,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             _check_number("target", self.target, 0, 1)
         if self.n_threads is not None:
             _check_number("n_threads", self.n_threads, 1, integer=True)
+        if self.n_jobs != -1:
+            _check_number("n_jobs", self.n_jobs, 1, integer=True)
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise RecipeError(f"device got {self.device!r}, expected one of: 'auto', 'cpu', 'cuda', 'cuda:N'.")
 
@@ -203,22 +227,77 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         torch.set_num_threads(self.n_threads_)
         torch.backends.cudnn.deterministic = True  # CUDA: reproducible convolutions (CPU ones already are)
         start = time.perf_counter()
+        self.history_ = []
         try:
-            X_all = torch.from_numpy(images).to(device)  # (N, 1, H, W) float32, uploaded once
+            raw = torch.from_numpy(images).to(device)  # (N, 1, H, W) float32, uploaded once
+            # Deskewing is part of the input, not of the augmentation: done once,
+            # before it, so a deskewed member sees straightened digits warped.
+            inputs = {flag: _deskewed(raw) if flag else raw for flag in set(self._member_deskews())}
             y_all = torch.from_numpy(y_idx.astype(np.int64)).to(device)
-            self.history_, members = [], []
-            for i, seed in enumerate(self.seeds_):
-                members.append(self._fit_member(X_all, y_all, i, seed, start))
+            jobs = [(i, seed, flag) for i, (seed, flag) in enumerate(zip(self.seeds_, self._member_deskews()))]
+            n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+            n_workers = 1 if device.type == "cuda" else min(len(jobs), n_jobs)
+            if n_workers > 1:
+                states = self._fit_in_processes(jobs, inputs, y_all, n_workers, start)
+            else:
+                states = [self._fit_member(inputs[flag], y_all, i, seed, flag, start).state_dict() for i, seed, flag in jobs]
         finally:
             torch.set_num_threads(threads)
             torch.backends.cudnn.deterministic = cudnn_deterministic
-        self.model_ = Averaged(members).eval()
+        self.history_.sort(key=lambda row: (row["member"], row["epoch"]))
+        self.model_ = self._assemble(states, device)
         self.n_epochs_ = len(self.history_)
         self.train_seconds_ = time.perf_counter() - start
         self._ort_session = None
         return self
 
-    def _fit_member(self, X_all, y_all, member: int, seed: int, start: float):
+    def _member_deskews(self) -> list[bool]:
+        """Whether each member reads deskewed digits (see ``inputs``)."""
+        return [self.inputs == "deskewed" or (self.inputs == "mixed" and i % 2 == 1) for i in range(self.n_members)]
+
+    def _new_net(self, deskew_input: bool, device="cpu"):
+        net = build_net(self.arch, len(self.classes_), self.image_shape_, dropout=self.dropout, deskew_input=deskew_input)
+        return net.to(device, memory_format=CHANNELS_LAST)
+
+    def _assemble(self, states: list[dict], device) -> Averaged:
+        members = [self._new_net(flag, device) for flag in self._member_deskews()]
+        for net, state in zip(members, states):
+            net.load_state_dict(state)
+        return Averaged(members).eval()
+
+    def _fit_in_processes(self, jobs, inputs, y_all, n_workers: int, start: float) -> list[dict]:
+        """Train members in worker processes; their epoch rows reach ``_record`` here as they come.
+
+        loky (scikit-learn's process pool) starts clean interpreters, so torch's
+        thread pools are not forked mid-use and user scripts need no
+        ``if __name__ == "__main__"`` guard. Workers append each epoch row as a
+        JSON line to a file of their own, which this process tails.
+        """
+        from joblib.externals.loky import get_reusable_executor
+
+        worker = copy.copy(self)  # what a worker needs: the parameters and classes_, image_shape_
+        worker.callback, worker.verbose = None, 0  # a callback may not pickle; rows come back instead
+        arrays = {flag: x.cpu().numpy() for flag, x in inputs.items()}
+        y = y_all.cpu().numpy()
+        states: dict[int, dict] = {}
+        with tempfile.TemporaryDirectory(prefix="mnistlab-members-") as tmp:
+            logs = [_RowLog(Path(tmp) / f"member-{i}.jsonl") for i, _, _ in jobs]
+            pool = get_reusable_executor(max_workers=n_workers)
+            pending = {
+                pool.submit(_member_in_process, worker, arrays[flag], y, i, seed, flag, start, str(logs[i].path)): i
+                for i, seed, flag in jobs
+            }
+            while pending:
+                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for log in logs:
+                    log.read(self._record)
+                for future in done:
+                    states[pending.pop(future)] = {k: torch.from_numpy(v) for k, v in future.result().items()}
+            for log in logs:
+                log.read(self._record)
+        return [states[i] for i, _, _ in jobs]
+
+    def _fit_member(self, X_all, y_all, member: int, seed: int, deskew_input: bool, start: float):
         device = X_all.device
         gpus = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=gpus):
@@ -230,8 +309,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 n_val = max(1, round(self.validation_fraction * len(X_all)))
                 X_val, y_val = X_all[order[:n_val]], y_all[order[:n_val]]
                 X, y = X_all[order[n_val:]], y_all[order[n_val:]]
-            net = build_net(self.arch, len(self.classes_), self.image_shape_, dropout=self.dropout)
-            net = net.to(device, memory_format=CHANNELS_LAST)
+            net = self._new_net(deskew_input, device)
             n_batches = max(1, len(X) // self.batch_size)  # the remainder is spread over the batches
             total_steps = n_batches * self.epochs
             opt = torch.optim.SGD(
@@ -249,10 +327,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 loss_sum = torch.zeros((), device=device)
                 correct = torch.zeros((), device=device, dtype=torch.long)
                 for idx in torch.tensor_split(torch.randperm(len(X), generator=gen, device=device), n_batches):
-                    xb, yb = X[idx], y[idx]  # (B, 1, H, W), (B,)
+                    xb, yb = X[idx], y[idx]  # (B, 1, H, W), (B,): already deskewed for a deskewing net
                     if aug is not None:
                         xb = augment_batch(xb, aug, gen)
-                    logits = net(xb.contiguous(memory_format=CHANNELS_LAST))
+                    logits = net.logits(xb.contiguous(memory_format=CHANNELS_LAST))
                     loss = F.cross_entropy(logits, yb, label_smoothing=self.label_smoothing)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -262,14 +340,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                     correct += (logits.argmax(1) == yb).sum()
                 val_acc = None
                 if X_val is not None:
-                    val_acc = float((_probabilities(Averaged([net]), X_val).argmax(1) == y_val).float().mean())
+                    val_acc = float((_logits(net, X_val).argmax(1) == y_val).float().mean())
                 self._report(member, epoch, float(loss_sum) / len(X), float(correct) / len(X), val_acc, t0, start)
                 if val_acc is not None and val_acc >= self.target:
                     break
         return net.eval()
 
     def _report(self, member, epoch, loss, acc, val_acc, t0, start) -> None:
-        row = {
+        self._record({
             "member": member,
             "epoch": epoch,
             "epochs": self.epochs,
@@ -278,13 +356,15 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             "val_accuracy": val_acc,
             "seconds": time.perf_counter() - t0,
             "elapsed": time.perf_counter() - start,
-        }
+        })
+
+    def _record(self, row: dict) -> None:
         self.history_.append(row)
         if self.verbose:
-            who = f"member {member + 1}/{self.n_members} " if self.n_members > 1 else ""
-            val = "" if val_acc is None else f" held-out acc {val_acc:.4f}"
+            who = f"member {row['member'] + 1}/{self.n_members} " if self.n_members > 1 else ""
+            val = "" if row["val_accuracy"] is None else f" held-out acc {row['val_accuracy']:.4f}"
             print(
-                f"{who}epoch {epoch}/{self.epochs}: loss {loss:.4f} train acc {acc:.4f}{val}"
+                f"{who}epoch {row['epoch']}/{self.epochs}: loss {row['loss']:.4f} train acc {row['train_accuracy']:.4f}{val}"
                 f" ({row['seconds']:.1f} s, {row['elapsed']:.1f} s total)",
                 file=sys.stderr,
                 flush=True,
@@ -359,14 +439,58 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         est.n_epochs_ = config["n_epochs"]
         est.train_seconds_ = config["train_seconds"]
         est.history_ = list(config["history"])
-        members = [
-            build_net(est.arch, len(est.classes_), est.image_shape_, dropout=est.dropout).to(memory_format=CHANNELS_LAST)
-            for _ in est.seeds_
-        ]
-        est.model_ = Averaged(members).eval()
+        est.model_ = Averaged([est._new_net(flag) for flag in est._member_deskews()]).eval()
         est.model_.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()})
         est._ort_session = None
         return est
+
+
+def _member_in_process(est, X, y, member, seed, deskew_input, start, row_file) -> dict[str, np.ndarray]:
+    """Worker-process side of ``_fit_in_processes``: one member's weights as numpy arrays."""
+    torch.set_num_threads(est.n_threads_)  # the parent's setting, so the weights match a sequential fit
+    with open(row_file, "a", encoding="utf-8") as rows:
+
+        def send(row: dict) -> None:  # one whole line per row, flushed: the parent reads whole lines
+            rows.write(json.dumps(row) + "\n")
+            rows.flush()
+
+        est._record = send  # this copy's epoch rows go to the parent, which reports them
+        net = est._fit_member(torch.from_numpy(X), torch.from_numpy(y), member, seed, deskew_input, start)
+    return {k: v.detach().contiguous().numpy() for k, v in net.state_dict().items()}
+
+
+class _RowLog:
+    """Reads the complete JSON lines a worker appended to ``path`` since the last read."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, 0
+
+    def read(self, record) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            record(json.loads(line))
+
+
+@torch.inference_mode()
+def _deskewed(images: torch.Tensor, batch: int = 8192) -> torch.Tensor:
+    """``_cnn_model.deskew`` over (N, 1, H, W) in chunks (its sampling grid is 2 floats per pixel)."""
+    return torch.cat([deskew(chunk) for chunk in images.split(batch)])
+
+
+@torch.inference_mode()
+def _logits(net, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """Logits of prepared inputs (already deskewed where the net wants it), in eval mode."""
+    was_training = net.training
+    net.eval()
+    out = torch.cat([net.logits(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in images.split(batch)])
+    net.train(was_training)
+    return out
 
 
 @torch.inference_mode()

@@ -12,7 +12,8 @@ width of the stages is the knob that trades time for accuracy:
     deep        32-32, 64-64, 128   5         ~43
 
 Inputs are float images in [0, 1] shaped (N, 1, H, W); the net normalises
-them itself so that exported (ONNX) models take the same input as
+them itself (and, if built with ``deskew_input``, straightens them first) so
+that exported (ONNX) models take the same input as
 ``CNNClassifier.predict_proba``. Any H x W works (28 x 28 for MNIST): pools
 use ``ceil_mode`` so even a 1 x 1 image survives three halvings.
 """
@@ -22,9 +23,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "DigitNet", "Averaged", "build_net"]
+__all__ = ["ARCHITECTURES", "Averaged", "DigitNet", "build_net", "deskew"]
 
 # Mean and standard deviation of MNIST training pixels in [0, 1].
 MNIST_MEAN = 0.1307
@@ -37,6 +39,35 @@ ARCHITECTURES: dict[str, tuple[tuple[int, ...], ...]] = {
     "standard": ((32,), (64,), (128,)),
     "deep": ((32, 32), (64, 64), (128,)),
 }
+
+
+def deskew(x: torch.Tensor) -> torch.Tensor:
+    """Straighten slanted digits x (N, 1, H, W): the classic moment deskew, as tensor ops.
+
+    Same map as ``_transforms.Deskew`` (numpy): each image is shifted so that
+    its centre of ink sits at (H/2, W/2) and sheared by skew = cov(col, row) /
+    var(row), so its main vertical axis stands upright. One ``grid_sample``
+    for the batch (ONNX GridSample), bilinear, zeros outside the image.
+    """
+    n, _, h, w = x.shape
+    rows = torch.arange(h, dtype=x.dtype, device=x.device)  # (H,)
+    cols = torch.arange(w, dtype=x.dtype, device=x.device)  # (W,)
+    img = x[:, 0]  # (N, H, W)
+    row_mass, col_mass = img.sum(2), img.sum(1)  # (N, H), (N, W)
+    mass = row_mass.sum(1).clamp_min(1e-6)  # (N,); a blank image stays blank
+    cy = (row_mass * rows).sum(1) / mass
+    cx = (col_mass * cols).sum(1) / mass
+    dr = rows - cy[:, None]  # (N, H)
+    var = (row_mass * dr**2).sum(1) / mass
+    cov = (dr * ((img * cols).sum(2) - cx[:, None] * row_mass)).sum(1) / mass
+    skew = torch.where(var > 1e-6, cov / var.clamp_min(1e-6), torch.zeros_like(var))
+    # Output pixel (r, c) reads input (r + cy - H/2, c + cx - W/2 + skew * (r - H/2)).
+    r, c = rows.view(1, h, 1), cols.view(1, 1, w)
+    in_r = r + (cy - h / 2).view(n, 1, 1) + 0 * c  # (N, H, W)
+    in_c = c + (cx - w / 2).view(n, 1, 1) + skew.view(n, 1, 1) * (r - h / 2)  # (N, H, W)
+    # align_corners=True: -1 and +1 are the centres of the first and last pixel.
+    grid = torch.stack([in_c * (2 / max(w - 1, 1)) - 1, in_r * (2 / max(h - 1, 1)) - 1], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def _stage(c_in: int, widths: tuple[int, ...], kernel: int) -> nn.Sequential:
@@ -65,8 +96,12 @@ class DigitNet(nn.Module):
         *,
         first_kernel: int = 5,
         dropout: float = 0.0,
+        deskew_input: bool = False,
     ):
         super().__init__()
+        # A member that reads deskewed digits misses other digits than one that
+        # reads them as written, which is what an ensemble needs.
+        self.deskew_input = deskew_input
         blocks, c_in = [], 1
         for i, widths in enumerate(stages):
             # A 5x5 first conv sees a whole pen stroke at full resolution for
@@ -81,6 +116,10 @@ class DigitNet(nn.Module):
         self.head = nn.Linear(c_in * h * w, n_classes)  # standard: 128*4*4 = 2048 -> 10
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(deskew(x) if self.deskew_input else x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of images already deskewed if the net wants them so (training feeds these)."""
         x = (x - MNIST_MEAN) / MNIST_STD  # (N, 1, H, W), zero mean / unit spread on MNIST
         x = self.features(x)  # (N, C, ceil(H/8), ceil(W/8))
         x = torch.flatten(x, 1)  # (N, C*h*w)
@@ -103,5 +142,7 @@ class Averaged(nn.Module):
         return torch.stack([m(x).softmax(dim=1) for m in self.members]).mean(dim=0)
 
 
-def build_net(arch: str, n_classes: int, image_shape: tuple[int, int], *, dropout: float = 0.0) -> DigitNet:
-    return DigitNet(ARCHITECTURES[arch], n_classes, image_shape, dropout=dropout)
+def build_net(
+    arch: str, n_classes: int, image_shape: tuple[int, int], *, dropout: float = 0.0, deskew_input: bool = False
+) -> DigitNet:
+    return DigitNet(ARCHITECTURES[arch], n_classes, image_shape, dropout=dropout, deskew_input=deskew_input)

@@ -251,6 +251,8 @@ def _configure_cnn(estimator, name: str, target: float | None, progress: Progres
         return
 
     members, goal = params["n_members"], estimator.get_params()["target"]
+    parallel = members > 1 and params.get("n_jobs", 1) != 1
+    done = []
 
     def on_epoch(row: dict) -> None:
         # Called after each epoch. The message names the step now starting, so its
@@ -258,6 +260,10 @@ def _configure_cnn(estimator, name: str, target: float | None, progress: Progres
         stats = f"epoch {row['epoch']}: loss {row['loss']:.4f}, train acc {row['train_accuracy']:.4f}"
         if row["val_accuracy"] is not None:
             stats += f", held-out acc {row['val_accuracy']:.4f}"
+        if parallel:  # members run side by side: rows interleave, so count epochs instead
+            done.append(row)
+            progress(f"{name}: {len(done)}/{members * row['epochs']} member epochs done (member {row['member'] + 1} {stats})")
+            return
         member, epoch = row["member"], row["epoch"] + 1
         reached = row["val_accuracy"] is not None and row["val_accuracy"] >= goal
         if epoch > row["epochs"] or reached:

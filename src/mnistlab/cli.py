@@ -289,7 +289,7 @@ SPLIT_OPT = typer.Option("official", "--split", help="official (first 60,000 / l
 TEST_SIZE_OPT = typer.Option(None, "--test-size", help="Test fraction (<1) or count, for --split random.")
 SEED_OPT = typer.Option(42, "--seed", help="Seed for the model, the random split and --limit (42 reproduces the lesson).")
 LIMIT_OPT = typer.Option(None, "--limit", help="Train on a stratified subset of N training images.")
-N_JOBS_OPT = typer.Option(-1, "--n-jobs", help="Parallel processes for CV folds and parallel models (-1: all cores).")
+N_JOBS_OPT = typer.Option(-1, "--n-jobs", help="Parallel processes for CV folds, parallel models and ensemble members; torch threads for single CNNs (-1: all cores; one thread for a single CNN).")
 
 
 def _test_size(value: Optional[float]):
