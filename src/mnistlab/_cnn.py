@@ -477,7 +477,7 @@ class _RowLog:
             record(json.loads(line))
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: training indexes into the result
 def _deskewed(images: torch.Tensor, batch: int = 8192) -> torch.Tensor:
     """``_cnn_model.deskew`` over (N, 1, H, W) in chunks (its sampling grid is 2 floats per pixel)."""
     return torch.cat([deskew(chunk) for chunk in images.split(batch)])
