@@ -287,12 +287,16 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 pool.submit(_member_in_process, worker, arrays[flag], y, i, seed, flag, start, str(logs[i].path)): i
                 for i, seed, flag in jobs
             }
-            while pending:
-                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for log in logs:
-                    log.read(self._record)
-                for future in done:
-                    states[pending.pop(future)] = {k: torch.from_numpy(v) for k, v in future.result().items()}
+            try:
+                while pending:
+                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for log in logs:
+                        log.read(self._record)
+                    for future in done:
+                        states[pending.pop(future)] = {k: torch.from_numpy(v) for k, v in future.result().items()}
+            except BaseException:  # a failed member or Ctrl-C: stop the others instead of leaving them running
+                pool.shutdown(wait=False, kill_workers=True)
+                raise
             for log in logs:
                 log.read(self._record)
         return [states[i] for i, _, _ in jobs]
