@@ -344,7 +344,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                     correct += (logits.argmax(1) == yb).sum()
                 val_acc = None
                 if X_val is not None:
-                    val_acc = float((_logits(net, X_val).argmax(1) == y_val).float().mean())
+                    # logits, not forward: X_val is already deskewed for a deskewing net
+                    val_acc = float((_in_eval_mode(net, net.logits, X_val).argmax(1) == y_val).float().mean())
                 self._report(member, epoch, float(loss_sum) / len(X), float(correct) / len(X), val_acc, t0, start)
                 if val_acc is not None and val_acc >= self.target:
                     break
@@ -391,7 +392,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             torch.set_num_threads(self.n_threads or threads)
             try:
                 device = next(self.model_.parameters()).device
-                proba = _probabilities(self.model_, torch.from_numpy(images).to(device)).cpu().double().numpy()
+                proba = _in_eval_mode(self.model_, self.model_, torch.from_numpy(images).to(device)).cpu().double().numpy()
             finally:
                 torch.set_num_threads(threads)
         return proba / proba.sum(axis=1, keepdims=True)  # exact sums after float32 softmax
@@ -488,20 +489,10 @@ def _deskewed(images: torch.Tensor, batch: int = 8192) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _logits(net, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    """Logits of prepared inputs (already deskewed where the net wants it), in eval mode."""
-    was_training = net.training
-    net.eval()
-    out = torch.cat([net.logits(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in images.split(batch)])
-    net.train(was_training)
-    return out
-
-
-@torch.inference_mode()
-def _probabilities(model: torch.nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    """Class probabilities (N, n_classes) of images (N, 1, H, W), in eval mode and batches."""
-    was_training = model.training
-    model.eval()
-    out = [model(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in images.split(batch)]
-    model.train(was_training)
+def _in_eval_mode(module: torch.nn.Module, forward, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """``forward`` (``module`` or one of its methods) over images (N, 1, H, W), in eval mode and batches."""
+    was_training = module.training
+    module.eval()
+    out = [forward(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in images.split(batch)]
+    module.train(was_training)
     return torch.cat(out)
