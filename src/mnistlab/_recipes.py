@@ -186,6 +186,8 @@ register(Recipe(
     # this net; light augmentation with more epochs gave 99.68% (RESULTS.md).
     _cnn(arch="standard", epochs=15, batch_size=128, lr=0.1, augment="light"), family="cnn", cv=0,
 ))
+
+
 def _ensemble(seed: int, n_jobs: int):
     from ._cnn import CNNClassifier
 
