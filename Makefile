@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_MNIST)/train-images-idx3-ubyte.gz),)
 export MNISTLAB_DATA ?= $(SHARED_MNIST)
 endif
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install pretrained clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,20 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/mnistlab compare --out report
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# The linter, the formatter's check and the type checker: CI fails on any of them.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+# Rebuild the reader shipped in the package (classifier, detector, thresholds) with its
+# fixed seed: about 10 minutes on 2 cores. Needs MNIST and Debian's handwriting fonts
+# (fonts-comic-neue fonts-dancingscript fonts-levien-typoscript).
+pretrained: $(VENV)/.installed
+	$(BIN)/python -m mnistlab.lab.pretrained --out src/mnistlab/pretrained --seed 0
 
 clean:
 	rm -rf $(VENV) report .pytest_cache

@@ -33,8 +33,8 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from mnistlab import load_mnist
-from mnistlab._recipes import get_recipe, list_recipes
-from mnistlab._training import train_recipe
+from mnistlab.lab.train import train_recipe
+from mnistlab.models.recipes import get_recipe, list_recipes
 
 warnings.simplefilter("ignore", ConvergenceWarning)  # the lesson's SGD stops at max_iter; that is the point
 
@@ -61,8 +61,10 @@ def part_lesson(bunch, args, out_root: Path) -> None:
         ("knn", lambda: KNeighborsClassifier(n_neighbors=4, weights="distance", n_jobs=n_jobs), 0),
     ]
     print("\n== the lesson (plain scikit-learn) against mnistlab train_recipe, same process ==")
-    print(f"{'recipe':<10} {'plain CV scores':<28} {'plain test':>10} {'ours test':>10} {'same':>5} "
-          f"{'plain s':>8} {'ours s':>8} {'ratio':>6}")
+    print(
+        f"{'recipe':<10} {'plain CV scores':<28} {'plain test':>10} {'ours test':>10} {'same':>5} "
+        f"{'plain s':>8} {'ours s':>8} {'ratio':>6}"
+    )
     for name, make, cv in cases:
         if args.lesson and name not in args.lesson:
             continue
@@ -73,15 +75,23 @@ def part_lesson(bunch, args, out_root: Path) -> None:
             ours_s = time.perf_counter() - start
             same = row["test_accuracy"] == acc and np.array_equal(np.array(row["cv_scores"]), scores)
             cv_text = np.array2string(scores, precision=5, separator=", ") if cv else "(not run)"
-            print(f"{name:<10} {cv_text:<28} {acc:>10.4f} {row['test_accuracy']:>10.4f} {str(same):>5} "
-                  f"{plain_s:>8.1f} {ours_s:>8.1f} {ours_s / plain_s:>6.3f}", flush=True)
-            print(f"{'':<10} ours: cv {row['cv_seconds']:.1f} s, fit {row['fit_seconds']:.1f} s, "
-                  f"predict {row['predict_seconds']:.2f} s, trial {trial + 1}/{args.trials}", flush=True)
+            print(
+                f"{name:<10} {cv_text:<28} {acc:>10.4f} {row['test_accuracy']:>10.4f} {str(same):>5} "
+                f"{plain_s:>8.1f} {ours_s:>8.1f} {ours_s / plain_s:>6.3f}",
+                flush=True,
+            )
+            print(
+                f"{'':<10} ours: cv {row['cv_seconds']:.1f} s, fit {row['fit_seconds']:.1f} s, "
+                f"predict {row['predict_seconds']:.2f} s, trial {trial + 1}/{args.trials}",
+                flush=True,
+            )
 
 
 def part_recipes(args, out_root: Path) -> None:
     names = args.recipes or [r.name for r in list_recipes() if r.family == "classic"]
-    print(f"\n== recipes on the official split (60,000 / 10,000), no CV, n_jobs={args.n_jobs}, {args.trials} trial(s) ==")
+    print(
+        f"\n== recipes on the official split (60,000 / 10,000), no CV, n_jobs={args.n_jobs}, {args.trials} trial(s) =="
+    )
     print(f"{'recipe':<12} {'test acc':>9} {'fit s':>16} {'predict s':>16} {'fit+predict':>12} {'model size':>11}")
     for name in names:
         get_recipe(name)
@@ -96,8 +106,11 @@ def part_recipes(args, out_root: Path) -> None:
             return f"{statistics.mean(v):7.1f} ± {statistics.stdev(v) if len(v) > 1 else 0:5.1f}"
 
         acc = f"{statistics.mean(accs):.4f}" + ("" if len(set(accs)) == 1 else "*")
-        print(f"{name:<12} {acc:>9} {ms(fits):>16} {ms(preds):>16} {statistics.mean(fits) + statistics.mean(preds):>12.1f} "
-              f"{row['model_size_bytes'] / 1e6:>9.1f} MB", flush=True)
+        print(
+            f"{name:<12} {acc:>9} {ms(fits):>16} {ms(preds):>16} {statistics.mean(fits) + statistics.mean(preds):>12.1f} "
+            f"{row['model_size_bytes'] / 1e6:>9.1f} MB",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -108,8 +121,10 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=1)
     ap.add_argument("--n-jobs", type=int, default=1)
     args = ap.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, scikit-learn {sklearn.__version__}; load average at start {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, scikit-learn {sklearn.__version__}; load average at start {os.getloadavg()[0]:.1f}"
+    )
     bunch = load_mnist("mnist")
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("lesson", "all"):

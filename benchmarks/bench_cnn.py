@@ -37,8 +37,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mnistlab import load_split
-from mnistlab._onnx import OnnxPredictor
-from mnistlab._recipes import get_recipe
+from mnistlab.models.cnn.estimator import member_deskews
+from mnistlab.models.cnn.onnx import OnnxPredictor
+from mnistlab.models.recipes import get_recipe
 
 GOAL = 0.99
 
@@ -105,14 +106,22 @@ def train_reference(X_tr, y_tr, X_te, y_te, budget: float):
         with torch.no_grad():
             correct = sum(int((model(d).argmax(1) == t).sum()) for d, t in test_loader)
         acc, epochs = correct / len(y_te), epoch
-        print(f"  reference epoch {epoch}: test acc {acc:.4f}, {train_s:.1f} s of training ({cpu_s:.1f} s CPU)", flush=True)
+        print(
+            f"  reference epoch {epoch}: test acc {acc:.4f}, {train_s:.1f} s of training ({cpu_s:.1f} s CPU)",
+            flush=True,
+        )
         if acc >= GOAL:
             reached = train_s
             break
         if train_s > budget:
             break
-    return model.eval(), {"train_seconds": train_s, "cpu_seconds": cpu_s, "seconds_to_99": reached, "test_accuracy": acc,
-                          "epochs": epochs}
+    return model.eval(), {
+        "train_seconds": train_s,
+        "cpu_seconds": cpu_s,
+        "seconds_to_99": reached,
+        "test_accuracy": acc,
+        "epochs": epochs,
+    }
 
 
 def train_recipe_model(name: str, X_tr, y_tr, X_te, y_te, seed: int, n_jobs: int):
@@ -121,8 +130,14 @@ def train_recipe_model(name: str, X_tr, y_tr, X_te, y_te, seed: int, n_jobs: int
     est.fit(X_tr, y_tr)
     fit_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     acc = float(est.score(X_te, y_te))
-    row = {"fit_seconds": fit_s, "cpu_seconds": cpu_s, "train_seconds": est.train_seconds_, "epochs": est.n_epochs_,
-           "test_accuracy": acc, "seconds_to_99": fit_s if acc >= GOAL else None}
+    row = {
+        "fit_seconds": fit_s,
+        "cpu_seconds": cpu_s,
+        "train_seconds": est.train_seconds_,
+        "epochs": est.n_epochs_,
+        "test_accuracy": acc,
+        "seconds_to_99": fit_s if acc >= GOAL else None,
+    }
     print(f"  {name}: test acc {acc:.4f}, fit {fit_s:.1f} s ({cpu_s:.1f} s CPU, {est.n_epochs_} epochs)", flush=True)
     return est, row
 
@@ -132,7 +147,7 @@ def train_members_one_by_one(name: str, X_tr, y_tr, X_te, y_te, seed: int, n_job
     accuracy of the average of the first k members is printed as soon as member k is done."""
     recipe_est = get_recipe(name).build(seed, n_jobs)
     proba_sum, members, train_s, cpu_s = 0.0, [], 0.0, 0.0
-    for i, deskewed in enumerate(recipe_est._member_deskews()):
+    for i, deskewed in enumerate(member_deskews(recipe_est.inputs, recipe_est.n_members)):
         # Member i reads the same kind of input as the recipe's member i ("mixed": every second deskewed).
         inputs = "deskewed" if deskewed else "raw"
         member = clone(recipe_est).set_params(n_members=1, inputs=inputs, n_jobs=1, random_state=seed + i, verbose=1)
@@ -141,14 +156,26 @@ def train_members_one_by_one(name: str, X_tr, y_tr, X_te, y_te, seed: int, n_job
         train_s, cpu_s = train_s + time.perf_counter() - start, cpu_s + time.process_time() - cpu
         proba = member.predict_proba(X_te)
         proba_sum = proba_sum + proba
-        row = {"member_accuracy": float(np.mean(member.classes_[proba.argmax(1)] == y_te)),
-               "ensemble_accuracy": float(np.mean(member.classes_[proba_sum.argmax(1)] == y_te)),
-               "fit_seconds_so_far": train_s, "cpu_seconds_so_far": cpu_s}
+        row = {
+            "member_accuracy": float(np.mean(member.classes_[proba.argmax(1)] == y_te)),
+            "ensemble_accuracy": float(np.mean(member.classes_[proba_sum.argmax(1)] == y_te)),
+            "fit_seconds_so_far": train_s,
+            "cpu_seconds_so_far": cpu_s,
+        }
         members.append(row)
-        print(f"  {name} member {i + 1}/{recipe_est.n_members}: member acc {row['member_accuracy']:.4f}, "
-              f"average of {i + 1}: {row['ensemble_accuracy']:.4f}, {train_s:.0f} s so far ({cpu_s:.0f} s CPU)", flush=True)
-    return {"members": members, "test_accuracy": members[-1]["ensemble_accuracy"], "fit_seconds": train_s,
-            "cpu_seconds": cpu_s, "train_seconds": train_s, "epochs": recipe_est.epochs * recipe_est.n_members}
+        print(
+            f"  {name} member {i + 1}/{recipe_est.n_members}: member acc {row['member_accuracy']:.4f}, "
+            f"average of {i + 1}: {row['ensemble_accuracy']:.4f}, {train_s:.0f} s so far ({cpu_s:.0f} s CPU)",
+            flush=True,
+        )
+    return {
+        "members": members,
+        "test_accuracy": members[-1]["ensemble_accuracy"],
+        "fit_seconds": train_s,
+        "cpu_seconds": cpu_s,
+        "train_seconds": train_s,
+        "epochs": recipe_est.epochs * recipe_est.n_members,
+    }
 
 
 def mean_sd(values):
@@ -169,8 +196,12 @@ def inference(predict, batch, single, trials: int) -> dict:
         predict(single)
         lat.append(time.perf_counter() - start)
     rate, rate_sd = mean_sd(rates)
-    return {"images_per_s": rate, "images_per_s_sd": rate_sd, "latency_ms": 1000 * statistics.median(lat),
-            "latency_ms_p90": 1000 * sorted(lat)[int(0.9 * len(lat))]}
+    return {
+        "images_per_s": rate,
+        "images_per_s_sd": rate_sd,
+        "latency_ms": 1000 * statistics.median(lat),
+        "latency_ms_p90": 1000 * sorted(lat)[int(0.9 * len(lat))],
+    }
 
 
 def fmt_time(seconds):
@@ -189,10 +220,15 @@ def main():
     ap.add_argument("--json-out")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    info = (f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'}), torch {torch.__version__}, "
-            f"onnxruntime {onnxruntime.__version__}, {args.threads} torch thread(s), CUDA: {torch.cuda.is_available()}")
-    print(f"machine: {info}; load average {os.getloadavg()[0]:.1f} (CPU seconds are process time: with 1 thread, "
-          "about what the wall time would be on an idle core)", flush=True)
+    info = (
+        f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'}), torch {torch.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}, {args.threads} torch thread(s), CUDA: {torch.cuda.is_available()}"
+    )
+    print(
+        f"machine: {info}; load average {os.getloadavg()[0]:.1f} (CPU seconds are process time: with 1 thread, "
+        "about what the wall time would be on an idle core)",
+        flush=True,
+    )
     X_tr, X_te, y_tr, y_te = load_split("mnist")
     X_tr, y_tr = X_tr[: args.limit], y_tr[: args.limit]
     results: dict = {"machine": info, "threads": args.threads, "trials": args.trials}
@@ -205,8 +241,11 @@ def main():
             results[name] = train_members_one_by_one(name, X_tr, y_tr, X_te, y_te, args.seed, args.threads)
         else:
             _, results[name] = train_recipe_model(name, X_tr, y_tr, X_te, y_te, args.seed, args.threads)
-        print(f"{name}: test accuracy {results[name]['test_accuracy']:.4f}, training {results[name]['train_seconds']:.0f} s "
-              f"({results[name]['epochs']} epochs in all)", flush=True)
+        print(
+            f"{name}: test accuracy {results[name]['test_accuracy']:.4f}, training {results[name]['train_seconds']:.0f} s "
+            f"({results[name]['epochs']} epochs in all)",
+            flush=True,
+        )
     results["load_average_end"] = os.getloadavg()[0]
     print(f"load average at the end: {results['load_average_end']:.1f}")
     if args.json_out:
@@ -222,7 +261,9 @@ def compare(args, X_tr, X_te, y_tr, y_te, results: dict) -> None:
     models = {}
     fast_runs = []
     for trial in range(args.trials):
-        models["cnn-fast"], row = train_recipe_model("cnn-fast", X_tr, y_tr, X_te, y_te, args.seed + trial, args.threads)
+        models["cnn-fast"], row = train_recipe_model(
+            "cnn-fast", X_tr, y_tr, X_te, y_te, args.seed + trial, args.threads
+        )
         fast_runs.append(row)
     results["cnn-fast"] = {"runs": fast_runs}
     models["cnn"], results["cnn"] = train_recipe_model("cnn", X_tr, y_tr, X_te, y_te, args.seed, args.threads)
@@ -230,16 +271,22 @@ def compare(args, X_tr, X_te, y_tr, y_te, results: dict) -> None:
     fast_fit = mean_sd([r["fit_seconds"] for r in fast_runs])
     fast_acc = mean_sd([r["test_accuracy"] for r in fast_runs])
     print(f"\n{'model':10s} {'to 99.0%':>14s} {'final acc':>10s} {'epochs':>7s}")
-    print(f"{'reference':10s} {fmt_time(ref['seconds_to_99']):>14s} {ref['test_accuracy']:10.4f} {ref['epochs']:7d}"
-          + ("" if ref["seconds_to_99"] else f"  (stopped after {ref['train_seconds']:.0f} s)"))
+    print(
+        f"{'reference':10s} {fmt_time(ref['seconds_to_99']):>14s} {ref['test_accuracy']:10.4f} {ref['epochs']:7d}"
+        + ("" if ref["seconds_to_99"] else f"  (stopped after {ref['train_seconds']:.0f} s)")
+    )
     accs = ", ".join(f"{r['test_accuracy']:.4f}" for r in fast_runs)
     reached = sum(r["seconds_to_99"] is not None for r in fast_runs)
     cpu = mean_sd([r["cpu_seconds"] for r in fast_runs])
-    print(f"{'cnn-fast':10s} {fast_fit[0]:9.1f} ± {fast_fit[1]:.1f} {fast_acc[0]:10.4f} {fast_runs[0]['epochs']:7d}"
-          f"  (fit s mean ± sd of {len(fast_runs)}, CPU {cpu[0]:.1f} ± {cpu[1]:.1f} s; {reached}/{len(fast_runs)} "
-          f"reached 99.0%; accuracies {accs})")
-    print(f"{'cnn':10s} {fmt_time(results['cnn']['seconds_to_99']):>14s} {results['cnn']['test_accuracy']:10.4f} "
-          f"{results['cnn']['epochs']:7d}")
+    print(
+        f"{'cnn-fast':10s} {fast_fit[0]:9.1f} ± {fast_fit[1]:.1f} {fast_acc[0]:10.4f} {fast_runs[0]['epochs']:7d}"
+        f"  (fit s mean ± sd of {len(fast_runs)}, CPU {cpu[0]:.1f} ± {cpu[1]:.1f} s; {reached}/{len(fast_runs)} "
+        f"reached 99.0%; accuracies {accs})"
+    )
+    print(
+        f"{'cnn':10s} {fmt_time(results['cnn']['seconds_to_99']):>14s} {results['cnn']['test_accuracy']:10.4f} "
+        f"{results['cnn']['epochs']:7d}"
+    )
     for name in ("cnn-fast", "cnn"):
         runs = fast_runs if name == "cnn-fast" else [results["cnn"]]
         ours = [r["seconds_to_99"] for r in runs]
@@ -247,21 +294,32 @@ def compare(args, X_tr, X_te, y_tr, y_te, results: dict) -> None:
         if ref["seconds_to_99"] and all(ours):
             ratio = ref["seconds_to_99"] / statistics.mean(ours)
             results[name]["speedup_to_99"] = ratio
-            print(f"time to 99.0%: {name} is {ratio:.1f}x faster than the reference "
-                  f"({ref['cpu_seconds'] / ours_cpu:.1f}x in CPU seconds)")
+            print(
+                f"time to 99.0%: {name} is {ratio:.1f}x faster than the reference "
+                f"({ref['cpu_seconds'] / ours_cpu:.1f}x in CPU seconds)"
+            )
         elif all(ours):
-            print(f"time to 99.0%: the reference did not reach it within {ref['train_seconds']:.0f} s "
-                  f"({ref['cpu_seconds']:.0f} s CPU); {name} did in {statistics.mean(ours):.1f} s ({ours_cpu:.1f} s CPU): "
-                  f"ratio > {ref['train_seconds'] / statistics.mean(ours):.1f} (> {ref['cpu_seconds'] / ours_cpu:.1f} in CPU s)")
+            print(
+                f"time to 99.0%: the reference did not reach it within {ref['train_seconds']:.0f} s "
+                f"({ref['cpu_seconds']:.0f} s CPU); {name} did in {statistics.mean(ours):.1f} s ({ours_cpu:.1f} s CPU): "
+                f"ratio > {ref['train_seconds'] / statistics.mean(ours):.1f} (> {ref['cpu_seconds'] / ours_cpu:.1f} in CPU s)"
+            )
 
     print(f"\ninference ({args.trials} trials; latency: median of 200 single images)", flush=True)
     batch_u8, single_u8 = X_te[:1000], X_te[:1]
-    batch_f, single_f = X_te[:1000].reshape(-1, 1, 28, 28) / np.float32(255), X_te[:1].reshape(-1, 1, 28, 28) / np.float32(255)
+    batch_f, single_f = (
+        X_te[:1000].reshape(-1, 1, 28, 28) / np.float32(255),
+        X_te[:1].reshape(-1, 1, 28, 28) / np.float32(255),
+    )
     ref_ort = OnnxPredictor.from_module(ref_model, (28, 28), n_threads=args.threads)
     with torch.inference_mode():
         paths = {
             ("reference", "torch"): (lambda x: ref_model(x), normalised(batch_u8), normalised(single_u8)),
-            ("reference", "onnxruntime"): (lambda x: ref_ort.predict_proba(x), normalised(batch_u8).numpy(), normalised(single_u8).numpy()),
+            ("reference", "onnxruntime"): (
+                lambda x: ref_ort.predict_proba(x),
+                normalised(batch_u8).numpy(),
+                normalised(single_u8).numpy(),
+            ),
         }
         for name, est in models.items():
             ort = OnnxPredictor.from_module(est.model_, (28, 28), n_threads=args.threads)
@@ -271,9 +329,11 @@ def compare(args, X_tr, X_te, y_tr, y_te, results: dict) -> None:
         for (name, backend), (fn, batch, single) in paths.items():
             r = inference(fn, batch, single, args.trials)
             results.setdefault("inference", []).append({"model": name, "backend": backend, **r})
-            print(f"{name:10s} {backend:12s} {r['images_per_s']:10.0f} ± {r['images_per_s_sd']:5.0f} "
-                  f"{r['latency_ms']:11.2f} {r['latency_ms_p90']:6.2f}", flush=True)
-
+            print(
+                f"{name:10s} {backend:12s} {r['images_per_s']:10.0f} ± {r['images_per_s_sd']:5.0f} "
+                f"{r['latency_ms']:11.2f} {r['latency_ms_p90']:6.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

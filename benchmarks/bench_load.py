@@ -23,7 +23,12 @@ import numpy as np
 
 from mnistlab import load_mnist
 
-FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def plain_reader(folder: Path):
@@ -57,7 +62,9 @@ def main():
     ap.add_argument("--trials", type=int, default=5)
     args = ap.parse_args()
     folder = Path(os.environ.get("MNISTLAB_DATA", "../shared/data/mnist"))
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+    )
     print(f"data: {folder}, {args.trials} trials each, mean ± stdev")
 
     (ref_x, ref_y), t_plain = timed(lambda: plain_reader(folder), args.trials)

@@ -8,7 +8,7 @@ Default model: the best model saved on this machine (``mnistlab train ...``); if
 there is none, ``--recipe`` (default knn-deskew) is fitted on the 60,000
 training digits here. All generated images come from MNIST test digits of the
 *evaluation* half (the half the confidence calibration never saw), through
-``mnistlab._synthetic``: paper photos (JPEG, textured, unevenly lit, rotated,
+``mnistlab.testing``: paper photos (JPEG, textured, unevenly lit, rotated,
 off-centre) and canvas exports (PNG, black on white, white on black, RGBA).
 
 Figures: accuracy of the naive answer (grey, resize to 28x28, flatten; also
@@ -43,7 +43,11 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 def rate(flags) -> dict:
     flags = np.asarray(flags, bool)
     lo, hi = wilson(int(flags.sum()), len(flags))
-    return {"rate": float(flags.mean()) if len(flags) else 0.0, "n": int(len(flags)), "ci95": [round(lo, 4), round(hi, 4)]}
+    return {
+        "rate": float(flags.mean()) if len(flags) else 0.0,
+        "n": int(len(flags)),
+        "ci95": [round(lo, 4), round(hi, 4)],
+    }
 
 
 def naive(data: bytes) -> np.ndarray:
@@ -63,11 +67,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from mnistlab import get_recipe, load_mnist, to_mnist
-    from mnistlab._calibration import held_out_halves
-    from mnistlab._handwriting import segment_digits
-    from mnistlab._modelfiles import find_best_model
-    from mnistlab._predict import load_predictor
-    from mnistlab._synthetic import NON_DIGIT_KINDS, make_non_digit, make_number_photo, make_photo, place_on_table
+    from mnistlab.models.files import find_best_model
+    from mnistlab.reading.segment import segment_digits
+    from mnistlab.testing import NON_DIGIT_KINDS, make_non_digit, make_number_photo, make_photo, place_on_table
+    from mnistlab.trust.calibration import held_out_halves
+    from mnistlab.trust.predict import load_predictor
 
     data = load_mnist("mnist")
     n_train = data.details["n_train"]
@@ -148,7 +152,10 @@ def main() -> None:
         "numbers": {"exact": rate(exact), "digit_count_right": rate(count_right), "ms_per_number": round(number_ms, 1)},
         "non_digits_flagged": {"all": rate(all_flags), **per_kind},
         "mnist_test_flagged": {"evaluation_half": rate(mnist_eval), "calibration_half": rate(mnist_cal)},
-        "calibration": {"method": predictor.calibration.method, "min_probability": predictor.calibration.min_probability},
+        "calibration": {
+            "method": predictor.calibration.method,
+            "min_probability": predictor.calibration.min_probability,
+        },
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -158,10 +165,16 @@ def main() -> None:
     print(f"machine: {result['machine']}\nmodel: {model_name} (setup {setup_s:.1f} s), seed {args.seed}, one run")
     print(f"single-digit photos, naive resize+flatten: {pct(s['naive_accuracy'])}")
     print(f"single-digit photos, naive inverted:       {pct(s['naive_inverted_accuracy'])}")
-    print(f"single-digit photos, to_mnist:             {pct(s['to_mnist_accuracy'])}  ({s['to_mnist_ms_per_image']} ms/image)")
-    print(f"  flagged not confident: {pct(s['to_mnist_flagged'])}; accuracy when confident {pct(s['to_mnist_accuracy_when_confident'])}")
+    print(
+        f"single-digit photos, to_mnist:             {pct(s['to_mnist_accuracy'])}  ({s['to_mnist_ms_per_image']} ms/image)"
+    )
+    print(
+        f"  flagged not confident: {pct(s['to_mnist_flagged'])}; accuracy when confident {pct(s['to_mnist_accuracy_when_confident'])}"
+    )
     print(f"  the paper photos again, sheet on a dark table: {pct(s['to_mnist_accuracy_paper_on_table'])}")
-    print(f"numbers read exactly: {pct(result['numbers']['exact'])}; digit count right {pct(result['numbers']['digit_count_right'])}")
+    print(
+        f"numbers read exactly: {pct(result['numbers']['exact'])}; digit count right {pct(result['numbers']['digit_count_right'])}"
+    )
     print(f"non-digit images flagged: {pct(result['non_digits_flagged']['all'])}")
     for kind in NON_DIGIT_KINDS:
         print(f"  {kind:9s} {pct(per_kind[kind])}")

@@ -5,7 +5,7 @@
 
 A real server runs in a subprocess on 127.0.0.1 (``python -m mnistlab.cli
 serve``); the clients are httpx AsyncClients in this process, each posting
-photo-like JPEG/PNG digits (``mnistlab._synthetic.make_photo``) to
+photo-like JPEG/PNG digits (``mnistlab.testing.make_photo``) to
 /api/predict until the fixed count of requests is spent. Printed per trial:
 requests/s, p50 and p99 latency, errors (must be 0), accuracy of the answers;
 and the server's resident memory (VmRSS, and peak VmHWM, from /proc/PID/status)
@@ -36,10 +36,10 @@ import httpx
 import numpy as np
 
 from mnistlab import load_mnist
-from mnistlab._modelfiles import find_best_model, load_model, save_model
-from mnistlab._predict import predict_image
-from mnistlab._recipes import get_recipe
-from mnistlab._synthetic import make_photo
+from mnistlab.models.files import find_best_model, load_model, save_model
+from mnistlab.models.recipes import get_recipe
+from mnistlab.testing import make_photo
+from mnistlab.trust.predict import predict_image
 
 
 def memory(pid: int) -> dict[str, int]:
@@ -73,7 +73,7 @@ def quick_model(folder: Path) -> Path:
     n = 10_000
     model = get_recipe("knn-deskew").build(seed=0, n_jobs=1).fit(b.data[:n], b.target[:n])
     test = b.details["n_train"]
-    acc = float(model.score(b.data[test:test + 2000], b.target[test:test + 2000]))
+    acc = float(model.score(b.data[test : test + 2000], b.target[test : test + 2000]))
     card = {"recipe": "knn-deskew", "seed": 0, "n_train": n, "metrics": {"test_accuracy_2000": acc}}
     return save_model(model, folder, card=card)
 
@@ -128,8 +128,14 @@ async def load_run(url: str, photos: list[tuple[str, bytes, int]], n_requests: i
         await asyncio.gather(*(worker() for _ in range(n_clients)))
         wall = time.perf_counter() - t0
     q = np.quantile(latencies, [0.5, 0.99]) if latencies else [float("nan")] * 2
-    return {"wall": wall, "rps": n_requests / wall, "p50": q[0], "p99": q[1], "errors": errors,
-            "accuracy": right / n_requests}
+    return {
+        "wall": wall,
+        "rps": n_requests / wall,
+        "p50": q[0],
+        "p99": q[1],
+        "errors": errors,
+        "accuracy": right / n_requests,
+    }
 
 
 def main():
@@ -156,8 +162,10 @@ def main():
             kind = "jpg" if data[:2] == b"\xff\xd8" else "png"
             photos.append((f"photo{i}.{kind}", data, int(b.target[test + i])))
         sizes = [len(d) for _, d, _ in photos]
-        print(f"photos: {len(photos)} generated, {np.mean(sizes) / 1024:.0f} KiB mean, "
-              f"{sum(n.endswith('jpg') for n, _, _ in photos)} JPEG / {sum(n.endswith('png') for n, _, _ in photos)} PNG")
+        print(
+            f"photos: {len(photos)} generated, {np.mean(sizes) / 1024:.0f} KiB mean, "
+            f"{sum(n.endswith('jpg') for n, _, _ in photos)} JPEG / {sum(n.endswith('png') for n, _, _ in photos)} PNG"
+        )
 
         # Reference: the same pipeline in this process, no HTTP, first one photo at a time, then in
         # as many worker threads as the server runs inferences at once (one per CPU, at least two).
@@ -170,15 +178,19 @@ def main():
                 answers = list(pool.map(lambda p: predict_image(p[1], estimator)["digit"] == p[2], photos))
                 refs[label] = len(photos) / (time.perf_counter() - t)
                 ref_cpu = (time.process_time() - cpu) / len(photos)
-            print(f"in-process predict_image, {label:>10}: {refs[label]:6.1f} photos/s, "
-                  f"{ref_cpu * 1000:5.1f} CPU-ms per photo, accuracy {np.mean(answers):.3f}")
+            print(
+                f"in-process predict_image, {label:>10}: {refs[label]:6.1f} photos/s, "
+                f"{ref_cpu * 1000:5.1f} CPU-ms per photo, accuracy {np.mean(answers):.3f}"
+            )
 
         port = free_port()
         server = start_server(Path(model_dir), port)
         try:
             before = memory(server.pid)
-            print(f"server pid {server.pid}: RSS {mib(before['VmRSS'])} when ready, "
-                  f"peak so far {mib(before['VmHWM'])} (model loading and confidence calibration)")
+            print(
+                f"server pid {server.pid}: RSS {mib(before['VmRSS'])} when ready, "
+                f"peak so far {mib(before['VmHWM'])} (model loading and confidence calibration)"
+            )
             print(f"{args.trials} trials x {args.requests} requests, {args.clients} concurrent clients")
             runs = []
             for trial in range(args.trials):
@@ -186,9 +198,11 @@ def main():
                 r = asyncio.run(load_run(f"http://127.0.0.1:{port}", photos, args.requests, args.clients))
                 r["cpu"] = (cpu_seconds(server.pid) - cpu) / args.requests
                 runs.append(r)
-                print(f"  trial {trial + 1}: {r['rps']:6.1f} req/s  p50 {r['p50'] * 1000:6.0f} ms  "
-                      f"p99 {r['p99'] * 1000:6.0f} ms  errors {len(r['errors'])}  accuracy {r['accuracy']:.3f}  "
-                      f"server {r['cpu'] * 1000:.1f} CPU-ms/request  ({r['wall']:.1f} s)")
+                print(
+                    f"  trial {trial + 1}: {r['rps']:6.1f} req/s  p50 {r['p50'] * 1000:6.0f} ms  "
+                    f"p99 {r['p99'] * 1000:6.0f} ms  errors {len(r['errors'])}  accuracy {r['accuracy']:.3f}  "
+                    f"server {r['cpu'] * 1000:.1f} CPU-ms/request  ({r['wall']:.1f} s)"
+                )
                 for e in r["errors"][:5]:
                     print(f"    error: {e}")
             after = memory(server.pid)
@@ -200,15 +214,21 @@ def main():
     p50 = [r["p50"] * 1000 for r in runs]
     p99 = [r["p99"] * 1000 for r in runs]
     spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
-    print(f"requests/s: {statistics.mean(rps):.1f} ± {spread(rps):.1f}   "
-          f"p50 {statistics.mean(p50):.0f} ± {spread(p50):.0f} ms   p99 {statistics.mean(p99):.0f} ± {spread(p99):.0f} ms")
-    print(f"server CPU per request: {statistics.mean(r['cpu'] for r in runs) * 1000:.1f} ms "
-          f"(in-process, {lanes} threads: {ref_cpu * 1000:.1f} ms per photo)")
+    print(
+        f"requests/s: {statistics.mean(rps):.1f} ± {spread(rps):.1f}   "
+        f"p50 {statistics.mean(p50):.0f} ± {spread(p50):.0f} ms   p99 {statistics.mean(p99):.0f} ± {spread(p99):.0f} ms"
+    )
+    print(
+        f"server CPU per request: {statistics.mean(r['cpu'] for r in runs) * 1000:.1f} ms "
+        f"(in-process, {lanes} threads: {ref_cpu * 1000:.1f} ms per photo)"
+    )
     for label, rate in refs.items():
         print(f"server / in-process {label}: {statistics.mean(rps) / rate:.2f}x")
     print(f"errors: {sum(len(r['errors']) for r in runs)} of {args.trials * args.requests}")
-    print(f"server memory: RSS {mib(before['VmRSS'])} before, {mib(after['VmRSS'])} after; "
-          f"peak {mib(before['VmHWM'])} at start-up, {mib(after['VmHWM'])} overall")
+    print(
+        f"server memory: RSS {mib(before['VmRSS'])} before, {mib(after['VmRSS'])} after; "
+        f"peak {mib(before['VmHWM'])} at start-up, {mib(after['VmHWM'])} overall"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared test set-up: real MNIST from ../shared/data/mnist, isolated caches."""
+"""Shared test set-up: real MNIST from ../shared/data/mnist, isolated caches, a real web server."""
 
 from __future__ import annotations
 
@@ -61,3 +61,37 @@ def one_blas_thread():
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+@pytest.fixture(scope="session")
+def max_upload_bytes() -> int:
+    """The live server's upload limit: small enough to make the 413 tests cheap, large enough for any photo."""
+    return 2 * 2**20
+
+
+@pytest.fixture(scope="session")
+def web_model_dir(mnist_small, tmp_path_factory):
+    """knn-deskew on 3000 digits (fits in ~2 s, ~95% accurate), saved as a real model directory.
+
+    Its confidence is calibrated here, once (cached by weights sha256), so that
+    each server's start-up only reads files.
+    """
+    from mnistlab.models.files import save_model
+    from mnistlab.models.recipes import get_recipe
+    from mnistlab.trust.predict import load_predictor
+
+    X_train, X_test, y_train, y_test = mnist_small
+    model = get_recipe("knn-deskew").build(seed=0, n_jobs=1).fit(X_train, y_train)
+    card = {"recipe": "knn-deskew", "seed": 0, "metrics": {"test_accuracy": float(model.score(X_test, y_test))}}
+    model_dir = save_model(model, tmp_path_factory.mktemp("web") / "web-model", card=card)
+    load_predictor(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def live_server(web_model_dir, max_upload_bytes):
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    with running_server(create_app(web_model_dir, max_upload_bytes=max_upload_bytes)) as url:
+        yield url

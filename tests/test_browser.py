@@ -14,12 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _webserver import live_server, web_model_dir  # noqa: F401  (fixtures)
-from mnistlab._synthetic import make_photo
+from mnistlab.testing import make_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 pytestmark = pytest.mark.browser
 
@@ -78,8 +84,12 @@ def result_bars(page) -> list[float]:
 
 def result(page) -> dict:
     page.wait_for_selector('#answer[data-state="done"]', timeout=15_000)
-    return {"digit": page.inner_text("#digit"), "verdict": page.inner_text("#verdict"), "bars": result_bars(page),
-            "seen": page.locator("#seen img").count()}
+    return {
+        "digit": page.inner_text("#digit"),
+        "verdict": page.inner_text("#verdict"),
+        "bars": result_bars(page),
+        "seen": page.locator("#seen img").count(),
+    }
 
 
 def test_draw_a_one_and_a_seven_then_undo_and_clear(page, tmp_path):

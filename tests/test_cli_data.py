@@ -55,7 +55,13 @@ def _png(path):
 
 
 def test_show_grid_random_index_mean_balance_write_pngs(mnist_full, tmp_path):
-    for args in (["--first", "12"], ["--index", "0", "--index", "7"], ["--random", "20", "--seed", "1", "--split", "test"], ["--mean"], ["--balance"]):
+    for args in (
+        ["--first", "12"],
+        ["--index", "0", "--index", "7"],
+        ["--random", "20", "--seed", "1", "--split", "test"],
+        ["--mean"],
+        ["--balance"],
+    ):
         out = tmp_path / ("_".join(a.strip("-") for a in args) + ".png")
         result = runner.invoke(app, ["show", *args, "--out", str(out)])
         assert result.exit_code == 0, result.output

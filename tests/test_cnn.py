@@ -18,17 +18,21 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from typer.testing import CliRunner
 
-from mnistlab._augment import Augmentation, augment_batch
-from mnistlab._cnn import CNNClassifier
-from mnistlab._cnn_model import deskew
-from mnistlab._errors import InputError, RecipeError
-from mnistlab._modelfiles import load_model, save_model
-from mnistlab._onnx import OnnxPredictor, export_onnx
-from mnistlab._training import _configure_cnn
-from mnistlab._transforms import Deskew
 from mnistlab.cli import app
+from mnistlab.errors import InputError, RecipeError
+from mnistlab.lab.train import _configure_cnn
+from mnistlab.models.cnn.augment import Augmentation, augment_batch
+from mnistlab.models.cnn.estimator import CNNClassifier
+from mnistlab.models.cnn.net import deskew
+from mnistlab.models.cnn.onnx import OnnxPredictor, export_onnx
+from mnistlab.models.files import load_model, save_model
+from mnistlab.models.transforms import Deskew
 
 TINY = dict(arch="tiny", batch_size=64, lr=0.05, n_threads=1, random_state=0)
+
+
+def _weights(est: CNNClassifier) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in est.model_.state_dict().items()}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def test_images_flat_rows_and_pixel_scales_give_the_same_predictions(fitted, mni
 def test_same_seed_gives_identical_weights_other_seed_differs(mnist_small):
     X, y = mnist_small[0][:600], mnist_small[2][:600]
     weights = [
-        CNNClassifier(**{**TINY, "random_state": seed}, epochs=1, augment="full").fit(X, y)._export_state()[0]
+        _weights(CNNClassifier(**{**TINY, "random_state": seed}, epochs=1, augment="full").fit(X, y))
         for seed in (3, 3, 4)
     ]
     assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -174,7 +178,19 @@ def test_onnxruntime_backend_matches_pytorch(fitted, mnist_small):
 
 def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):
     model_dir, onnx_file = tmp_path / "cnn-fast", tmp_path / "out" / "digits.onnx"
-    args = ["train", "cnn-fast", "--limit", "6000", "--target", "0.5", "--n-jobs", "1", "--out", str(model_dir), "--json"]
+    args = [
+        "train",
+        "cnn-fast",
+        "--limit",
+        "6000",
+        "--target",
+        "0.5",
+        "--n-jobs",
+        "1",
+        "--out",
+        str(model_dir),
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)
@@ -188,7 +204,9 @@ def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):
     X = mnist_small[1]
     ort = OnnxPredictor(onnx_file)
     np.testing.assert_array_equal(ort.predict(X), model.predict(X))
-    np.testing.assert_allclose(ort.predict_proba(X.reshape(-1, 1, 28, 28) / np.float32(255)), model.predict_proba(X), atol=1e-5)
+    np.testing.assert_allclose(
+        ort.predict_proba(X.reshape(-1, 1, 28, 28) / np.float32(255)), model.predict_proba(X), atol=1e-5
+    )
 
 
 def test_export_refuses_a_model_that_is_not_a_cnn(tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mnistlab import ChecksumError, DatasetError, InputError, load_mnist, load_split, write_idx
-from mnistlab._datasets import DATASETS, ROLES, sha256_decompressed
+from mnistlab.data.registry import DATASETS, ROLES
+from mnistlab.data.sources import sha256_decompressed
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -139,8 +140,10 @@ def test_flat_data_env_with_another_dataset_is_skipped(tmp_path, mnist_dir, monk
             load_mnist("fashion-mnist", download=False)
 
 
-@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CI"),
-                    reason="Debian's dataset-fashion-mnist is not installed (CI installs it)")
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CI"),
+    reason="Debian's dataset-fashion-mnist is not installed (CI installs it)",
+)
 def test_fashion_mnist_from_debian_package():
     b = load_mnist("fashion-mnist")
     assert b.details["verified"] and b.details["path"] == "/usr/share/datasets/fashion-mnist"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mnistlab import DatasetError, DownloadError, download_dataset, load_mnist, write_idx
-from mnistlab._datasets import DATASETS, ROLES, DatasetSpec, sha256_decompressed
+from mnistlab.data.registry import DATASETS, ROLES, DatasetSpec
+from mnistlab.data.sources import sha256_decompressed
 
 
 class _Handler(BaseHTTPRequestHandler):

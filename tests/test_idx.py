@@ -17,7 +17,9 @@ DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 def test_round_trip_every_dtype_rank_and_compression(tmp_path, dtype, suffix, shape):
     rng = np.random.default_rng(0)
     info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
-    a = (rng.integers(info.min, info.max, size=shape, endpoint=True) if info else rng.standard_normal(shape)).astype(dtype)
+    a = (rng.integers(info.min, info.max, size=shape, endpoint=True) if info else rng.standard_normal(shape)).astype(
+        dtype
+    )
     path = write_idx(tmp_path / f"a{suffix}", a)
     b = read_idx(path)
     assert b.dtype == np.dtype(dtype) and b.shape == a.shape

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
 import skops.io as sio
 
-from mnistlab._errors import ModelFileError
-from mnistlab._modelfiles import (
+from mnistlab.errors import ModelFileError
+from mnistlab.models.files import (
     FORMAT_VERSION,
     TRUSTED_TYPES,
+    cnn_from_bytes,
+    cnn_to_bytes,
     default_model_dir,
     find_best_model,
     load_model,
@@ -20,7 +24,7 @@ from mnistlab._modelfiles import (
     read_card,
     save_model,
 )
-from mnistlab._recipes import RECIPES, get_recipe
+from mnistlab.models.recipes import RECIPES, get_recipe
 
 CLASSIC = [name for name, r in RECIPES.items() if r.family == "classic"]
 
@@ -45,6 +49,20 @@ def fitted(small):
 @pytest.fixture
 def saved(tmp_path, fitted):
     return save_model(fitted, tmp_path / "m", card={"recipe": "knn-deskew", "metrics": {"test_accuracy": 0.5}})
+
+
+def _rewrite_skops_modules(model_dir, old: str, new: str) -> None:
+    """Rename module paths inside model.skops (its schema.json records each type's module) and re-sign the card."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(model_dir / "model.skops") as src, zipfile.ZipFile(buffer, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "schema.json":
+                assert f'"{old}"'.encode() in data
+                data = data.replace(f'"{old}"'.encode(), f'"{new}"'.encode())
+            dst.writestr(item, data)
+    (model_dir / "model.skops").write_bytes(buffer.getvalue())
+    _rewrite_card(model_dir, weights_sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
 
 
 def _rewrite_card(model_dir, **changes):
@@ -128,10 +146,27 @@ def test_foreign_types_are_refused_even_with_a_matching_sha256(tmp_path):
     model_dir.mkdir()
     data = sio.dumps(evil)
     (model_dir / "model.skops").write_bytes(data)
-    card = {"format_version": FORMAT_VERSION, "weights_file": "model.skops", "weights_sha256": hashlib.sha256(data).hexdigest()}
+    card = {
+        "format_version": FORMAT_VERSION,
+        "weights_file": "model.skops",
+        "weights_sha256": hashlib.sha256(data).hexdigest(),
+    }
     (model_dir / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelFileError, match="does not trust"):
         load_model(model_dir)
+
+
+def test_models_saved_before_the_package_had_wings_still_load(saved, fitted, small):
+    """Old model.skops files name our transformers by their old module, mnistlab._transforms."""
+    _rewrite_skops_modules(saved, "mnistlab.models.transforms", "mnistlab._transforms")
+    model, _ = load_model(saved)
+    np.testing.assert_array_equal(model.predict(small[1]), fitted.predict(small[1]))
+
+
+def test_an_unknown_module_path_is_still_refused(saved):
+    _rewrite_skops_modules(saved, "mnistlab.models.transforms", "mnistlab._elsewhere")
+    with pytest.raises(ModelFileError, match=r"does not trust \(mnistlab\._elsewhere\.Deskew"):
+        load_model(saved)
 
 
 def test_saving_again_replaces_the_model(tmp_path, fitted, small):
@@ -165,9 +200,9 @@ def test_find_best_model_picks_highest_test_accuracy(monkeypatch, tmp_path, fitt
 
 
 def test_cnn_round_trip_through_safetensors(tmp_path, small):
-    """CNN estimators go through _export_state/_from_state and safetensors, never skops."""
+    """CNN estimators go through cnn_to_bytes/cnn_from_bytes and safetensors, never skops."""
     pytest.importorskip("torch")
-    from mnistlab._cnn import CNNClassifier
+    from mnistlab.models.cnn.estimator import CNNClassifier
 
     X_tr, X_te, y_tr, _ = small
     cnn = CNNClassifier(arch="tiny", epochs=1, batch_size=64, random_state=0, n_threads=1).fit(X_tr, y_tr)
@@ -182,3 +217,21 @@ def test_cnn_round_trip_through_safetensors(tmp_path, small):
     (model_dir / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="sha256"):
         load_model(model_dir)
+
+
+def test_cnn_bytes_can_carry_their_own_config(small):
+    """What the digit detector caches: one safetensors file whose metadata holds the config."""
+    pytest.importorskip("torch")
+    from mnistlab.models.cnn.estimator import CNNClassifier
+
+    X_tr, X_te, y_tr, _ = small
+    cnn = CNNClassifier(arch="tiny", epochs=1, batch_size=64, random_state=0, n_threads=1).fit(X_tr, y_tr)
+    plain, config = cnn_to_bytes(cnn)
+    embedded, same_config = cnn_to_bytes(cnn, embed_config=True)
+    assert config == same_config and config["n_epochs"] == 1 and plain != embedded
+    for model in (cnn_from_bytes(embedded), cnn_from_bytes(plain, config)):
+        np.testing.assert_array_equal(model.predict_proba(X_te), cnn.predict_proba(X_te))
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
+        cnn_from_bytes(plain)  # no config given, none inside
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
+        cnn_from_bytes(b"not safetensors", config)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mnistlab import InputError
-from mnistlab._plots import (
+from mnistlab.lab.plots import (
     ascii_digit,
     confusion_counts,
     most_confident_mistakes,
@@ -104,8 +104,9 @@ def test_wrong_predictions_are_titled_in_red(tmp_path, predicted):
     wrong = np.flatnonzero(y_true != y_pred)[:3]
     all_right = read_png(save_digit_grid(X[right], y_true[right], tmp_path / "ok.png", predictions=y_pred[right]))
     some_wrong = np.concatenate([right[:7], wrong])
-    mixed = read_png(save_digit_grid(X[some_wrong], y_true[some_wrong], tmp_path / "bad.png",
-                                     predictions=y_pred[some_wrong]))
+    mixed = read_png(
+        save_digit_grid(X[some_wrong], y_true[some_wrong], tmp_path / "bad.png", predictions=y_pred[some_wrong])
+    )
     assert red_pixels(all_right) == 0
     assert red_pixels(mixed) > 20
 
@@ -133,8 +134,9 @@ def test_most_confident_mistakes_on_real_predictions(predicted):
 
 def test_gallery_without_mistakes_says_so(tmp_path, predicted):
     X, y_true, _, proba = predicted
-    pixels = assert_drawn(save_misclassified_gallery(X[:50], y_true[:50], y_true[:50], proba[:50],
-                                                     tmp_path / "none.png"))
+    pixels = assert_drawn(
+        save_misclassified_gallery(X[:50], y_true[:50], y_true[:50], proba[:50], tmp_path / "none.png")
+    )
     assert pixels.shape[0] < 300  # a one-line message, not a grid of digits
 
 
@@ -156,7 +158,9 @@ def test_unwritable_path_is_an_input_error(tmp_path, mnist_small):
     X, _, y, _ = mnist_small
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a folder should be")
-    with pytest.raises(InputError, match=r"^Cannot write PNG to .*not-a-dir/x\.png: .*; choose a writable --out path\.$"):
+    with pytest.raises(
+        InputError, match=r"^Cannot write PNG to .*not-a-dir/x\.png: .*; choose a writable --out path\.$"
+    ):
         save_digit_grid(X[:4], y[:4], blocker / "x.png")
     with pytest.raises(InputError, match=r"\.png"):
         save_digit_grid(X[:4], y[:4], tmp_path / "x.jpg")

@@ -13,11 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mnistlab import InputError, ModelFileError, get_recipe, predict_array, predict_image, read_number, to_mnist
-from mnistlab._calibration import held_out_halves
-from mnistlab._digit_detector import DETECTOR_VERSION
-from mnistlab._predict import load_predictor
-from mnistlab._synthetic import make_non_digit, make_number_photo, make_photo
 from mnistlab.cli import app
+from mnistlab.testing import make_non_digit, make_number_photo, make_photo
+from mnistlab.trust.calibration import mnist_test_halves
+from mnistlab.trust.predict import load_predictor
 
 runner = CliRunner()
 DIGIT_KEYS = {"digit", "probability", "top", "confident", "reason"}
@@ -32,12 +31,12 @@ def model(mnist_full):
 
 @pytest.fixture(scope="session")
 def predictor(model):
-    return load_predictor(model)  # calibrates once on the held-out MNIST test digits
+    return load_predictor(model)  # an unsaved estimator: its probability cut comes from the MNIST test set, once
 
 
 @pytest.fixture(scope="session")
 def model_dir(model, tmp_path_factory):
-    from mnistlab._modelfiles import save_model
+    from mnistlab.models.files import save_model
 
     path = tmp_path_factory.mktemp("models") / "knn-deskew"
     return save_model(model, path, card={"recipe": "knn-deskew", "seed": 0, "metrics": {"test_accuracy": 0.96}})
@@ -46,16 +45,14 @@ def model_dir(model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def evaluation_digits():
     """Test digits from the half that calibration never saw: (images, labels)."""
-    from mnistlab import load_mnist
-
-    test, _, eval_idx = held_out_halves()
-    data = load_mnist("mnist")
-    labels = np.asarray(data.target[data.details["n_train"] :])
+    test, labels, _, eval_idx = mnist_test_halves()
     return test[eval_idx], labels[eval_idx]
 
 
 def same(a: dict, b: dict) -> bool:
-    return a["digit"] == b["digit"] and a["reason"] == b["reason"] and np.array_equal(a["mnist_image"], b["mnist_image"])
+    return (
+        a["digit"] == b["digit"] and a["reason"] == b["reason"] and np.array_equal(a["mnist_image"], b["mnist_image"])
+    )
 
 
 def naive(data: bytes) -> np.ndarray:
@@ -107,8 +104,8 @@ def test_real_digits_are_rarely_flagged(predictor, evaluation_digits):
     flagged = np.mean([not r["confident"] for r in predictor.describe(images[:1000], top=1)])
     assert flagged <= 0.025, flagged
     assert same(predict_array(images[0], predictor), predictor.describe(images[:1], top=3)[0])
-    cal = predictor.calibration
-    assert cal.flag_rate_evaluation <= 0.02 and "calibration" in cal.method
+    cut = predictor.cut
+    assert cut.flag_rate_evaluation <= 0.02 and "split at random" in cut.method
 
 
 @pytest.mark.parametrize("kind", ["blank", "noise", "texture"])
@@ -149,24 +146,38 @@ def test_arrays_and_array_files(predictor, evaluation_digits, tmp_path):
         predict_array(np.full(784, 300.0), predictor)
 
 
-def test_no_saved_model_says_how_to_train_one(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
-    with pytest.raises(ModelFileError, match="mnistlab train cnn"):
-        predict_image(np.zeros((28, 28), np.uint8))
+def test_without_a_model_the_shipped_reader_answers(evaluation_digits):
+    images, labels = evaluation_digits
+    results = [predict_image(images[i]) for i in range(20)]
+    assert np.mean([r["digit"] == labels[i] for i, r in enumerate(results)]) >= 0.95
+    assert load_predictor().card["name"] == "mnistlab default reader"
+    assert predict_image(np.zeros((28, 28), np.uint8))["reason"] == "no ink found"
+    with pytest.raises(ModelFileError, match="fitted classifier"):
+        predict_image(images[0], object())
 
 
-def test_saved_model_directory_and_cached_calibration(model_dir, evaluation_digits):
+def test_a_model_saved_without_its_cut_is_calibrated_once_and_cached(model_dir, evaluation_digits):
     image = evaluation_digits[0][7]
     result = predict_image(image, model_dir)
     assert result["digit"] == int(evaluation_digits[1][7])
     card = json.loads((model_dir / "model.json").read_text())
+    assert "calibration" not in card  # saved by hand, as cards were before `mnistlab train` stored the cut
     folder = os.path.join(os.environ["XDG_CACHE_HOME"], "mnistlab", "calibration")
-    # One file per model *and* digit space / detector version: a new detector means new thresholds.
-    (cached,) = [f for f in os.listdir(folder) if f.startswith(f"model-{card['weights_sha256']}-digit-space-")]
-    assert f"-detector-v{DETECTOR_VERSION}.json" in cached
+    # One file per model *and* reader: other not-a-digit thresholds mean another cut.
+    (cached,) = [f for f in os.listdir(folder) if f.startswith(f"cut-{card['weights_sha256']}-")]
     saved = json.loads(Path(folder, cached).read_text())
-    assert {"lower", "upper", "min_probability", "detector_share", "method", "flag_rate_evaluation"} <= set(saved)
-    assert saved["upper"].get("not_a_digit", 1.0) <= 1.0
+    assert set(saved) == {"min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method"}
+    assert 0 <= saved["min_probability"] < 1 and saved["flag_rate_evaluation"] <= 0.02
+
+
+def test_a_trained_model_carries_its_cut_in_its_card(tmp_path):
+    from mnistlab import train_recipe
+
+    result = train_recipe("knn-deskew", limit=2000, cv=0, out=tmp_path / "knn", seed=0)
+    card = json.loads((tmp_path / "knn" / "model.json").read_text())
+    cut = card["calibration"]
+    assert 0 < cut["min_probability"] < 1 and "the run's test set" in cut["method"]
+    assert load_predictor(result["model_dir"]).cut.min_probability == cut["min_probability"]
 
 
 # --- the command line -------------------------------------------------------------------
@@ -213,8 +224,17 @@ def test_cli_json_lines_and_per_file_errors(model_dir, files):
 def test_cli_number_table_and_preprocessed_images(model_dir, files, tmp_path, monkeypatch):
     folder, labels = files
     result = runner.invoke(
-        app, ["predict", str(folder / "number.png"), "--number", "--json", "--model", str(model_dir),
-              "--save-preprocessed", str(tmp_path / "seen")],
+        app,
+        [
+            "predict",
+            str(folder / "number.png"),
+            "--number",
+            "--json",
+            "--model",
+            str(model_dir),
+            "--save-preprocessed",
+            str(tmp_path / "seen"),
+        ],
     )
     assert result.exit_code == 0, result.output
     line = json.loads(result.stdout)
@@ -232,8 +252,8 @@ def test_cli_number_table_and_preprocessed_images(model_dir, files, tmp_path, mo
     assert "notes.txt" in table.stderr and "not an image" in table.stderr
 
 
-def test_cli_without_a_model(tmp_path, monkeypatch, files):
+def test_cli_without_a_model_uses_the_shipped_reader(tmp_path, monkeypatch, files):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
-    result = runner.invoke(app, ["predict", str(files[0] / "digit.jpg")])
-    assert result.exit_code == 2
-    assert "No saved model" in result.stderr and "mnistlab train" in result.stderr
+    result = runner.invoke(app, ["predict", str(files[0] / "digit.jpg"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["digit"] == files[1][0]

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _webserver import MAX_UPLOAD_BYTES, live_server, web_model_dir  # noqa: F401  (fixtures)
-from mnistlab._synthetic import make_number_photo, make_photo
+from mnistlab.testing import make_number_photo, make_photo
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -115,28 +114,42 @@ def test_read_number(client, mnist_small):
     assert all(d["mnist_image_png"].startswith("data:image/png") for d in body["digits"])
 
 
-def test_a_client_can_go_on_after_a_413(client):
-    assert client.post("/api/predict", content=b"\0" * (MAX_UPLOAD_BYTES + 1)).status_code == 413
+def test_answers_carry_exactly_the_published_keys(client, easy_digits, mnist_small):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    digit = client.post("/api/predict", json={"pixels": easy_digits[0][0].tolist()}).json()
+    assert list(digit) == list(schemas["DigitOut"]["properties"])  # file first, as in predict --json
+    _, X_test, _, _ = mnist_small
+    photo = make_number_photo(X_test[:2], np.random.default_rng(2), style="canvas-black-on-white")
+    number = client.post("/api/read-number", files={"file": ("n.png", photo, "image/png")}).json()
+    assert list(number) == list(schemas["NumberOut"]["properties"])
+    assert all(list(d) == list(schemas["DigitSeen"]["properties"]) for d in number["digits"])
+    assert list(client.get("/api/health").json()) == list(schemas["Health"]["properties"])
+
+
+def test_a_client_can_go_on_after_a_413(client, max_upload_bytes):
+    assert client.post("/api/predict", content=b"\0" * (max_upload_bytes + 1)).status_code == 413
     assert client.get("/api/health").status_code == 200
 
 
 def test_blank_page_is_not_confident(client):
-    r = client.post("/api/predict", files={"file": ("blank.png", png_bytes(np.full((200, 200), 255, np.uint8)), "image/png")})
+    r = client.post(
+        "/api/predict", files={"file": ("blank.png", png_bytes(np.full((200, 200), 255, np.uint8)), "image/png")}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["confident"] is False
     assert r.json()["reason"]
 
 
-def test_oversize_upload_declared_length_is_413(client):
-    r = client.post("/api/predict", files={"file": ("big.png", b"\0" * (MAX_UPLOAD_BYTES + 1), "image/png")})
+def test_oversize_upload_declared_length_is_413(client, max_upload_bytes):
+    r = client.post("/api/predict", files={"file": ("big.png", b"\0" * (max_upload_bytes + 1), "image/png")})
     assert r.status_code == 413
     assert "MiB" in r.json()["detail"]
 
 
-def test_oversize_upload_without_length_is_413(client):
+def test_oversize_upload_without_length_is_413(client, max_upload_bytes):
     def chunks():  # no Content-Length: the server must count the bytes itself
         yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
-        for _ in range(MAX_UPLOAD_BYTES // 2**16 + 2):
+        for _ in range(max_upload_bytes // 2**16 + 2):
             yield b"\0" * 2**16
 
     r = client.post("/api/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
@@ -178,8 +191,14 @@ def odd_images(digit: np.ndarray) -> dict[str, bytes]:
     """Valid but unusual images, and broken ones: none may crash the server."""
     png = canvas_png(digit)
     out = {"truncated png": png[: len(png) // 2], "png with zeroed data": png[:60] + b"\0" * (len(png) - 60)}
-    for name, mode, fmt in (("1x1 gif", "P", "GIF"), ("rgba webp", "RGBA", "WEBP"), ("16-bit png", "I;16", "PNG"),
-                            ("cmyk jpeg", "CMYK", "JPEG"), ("1-bit bmp", "1", "BMP"), ("float tiff", "F", "TIFF")):
+    for name, mode, fmt in (
+        ("1x1 gif", "P", "GIF"),
+        ("rgba webp", "RGBA", "WEBP"),
+        ("16-bit png", "I;16", "PNG"),
+        ("cmyk jpeg", "CMYK", "JPEG"),
+        ("1-bit bmp", "1", "BMP"),
+        ("float tiff", "F", "TIFF"),
+    ):
         size = (1, 1) if name.startswith("1x1") else (64, 48)
         buf = io.BytesIO()
         Image.new(mode, size).save(buf, format=fmt)

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnistlab._errors import InputError, RecipeError
-from mnistlab._modelfiles import load_model, models_root
-from mnistlab._training import evaluate_model, train_recipe
 from mnistlab.cli import app
+from mnistlab.errors import InputError, ParameterError, RecipeError
+from mnistlab.lab.evaluate import evaluate_model
+from mnistlab.lab.formats import format_size
+from mnistlab.lab.options import RunOptions
+from mnistlab.lab.train import train_recipe
+from mnistlab.models.files import load_model, models_root
 
 runner = CliRunner()
 CONTRACT = {"recipe", "cv_scores", "test_accuracy", "fit_seconds", "predict_seconds", "model_dir"}
@@ -23,7 +26,9 @@ CONTRACT = {"recipe", "cv_scores", "test_accuracy", "fit_seconds", "predict_seco
 def trained(tmp_path_factory, mnist_full):
     """`mnistlab train knn-deskew` on 1,000 digits, 2-fold CV, saved to a temp folder."""
     out = tmp_path_factory.mktemp("train") / "knn-deskew"
-    result = runner.invoke(app, ["train", "knn-deskew", "--limit", "1000", "--cv", "2", "--n-jobs", "1", "--out", str(out), "--json"])
+    result = runner.invoke(
+        app, ["train", "knn-deskew", "--limit", "1000", "--cv", "2", "--n-jobs", "1", "--out", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
@@ -145,7 +150,9 @@ def test_compare_writes_a_self_contained_report(tmp_path, mnist_full):
 
 
 def test_compare_human_output_shows_the_table(tmp_path):
-    result = runner.invoke(app, ["compare", "knn-deskew", "--limit", "400", "--cv", "2", "--n-jobs", "1", "--out", str(tmp_path / "r")])
+    result = runner.invoke(
+        app, ["compare", "knn-deskew", "--limit", "400", "--cv", "2", "--n-jobs", "1", "--out", str(tmp_path / "r")]
+    )
     assert result.exit_code == 0, result.output
     assert "knn-deskew" in result.stdout and "test acc" in result.stdout and "report:" in result.stdout
     assert "✓" in result.output  # step lines with timings on stderr
@@ -155,7 +162,11 @@ def test_api_accepts_arrays_and_reports_progress(mnist_small, tmp_path):
     X_tr, X_te, y_tr, y_te = mnist_small
     steps = []
     row = train_recipe(
-        "knn-deskew", cv=0, data=(X_tr[:800], X_te[:300], y_tr[:800], y_te[:300]), out=tmp_path / "m", progress=steps.append
+        "knn-deskew",
+        cv=0,
+        data=(X_tr[:800], X_te[:300], y_tr[:800], y_te[:300]),
+        out=tmp_path / "m",
+        progress=steps.append,
     )
     assert row["n_train"] == 800 and row["n_test"] == 300 and row["cv_scores"] == []
     assert any("fitting on 800" in s for s in steps) and any("saving" in s for s in steps)
@@ -165,3 +176,45 @@ def test_api_accepts_arrays_and_reports_progress(mnist_small, tmp_path):
     assert report["accuracy"] == row["test_accuracy"] and report["same_predictions_as_training"]
     with pytest.raises(RecipeError):
         train_recipe("no-such-recipe")
+
+
+@pytest.mark.parametrize(
+    "kwargs, param, flag_message",
+    [
+        ({"limit": 5}, "limit", "--limit must be between 20 and 60000 training images, got 5."),
+        ({"cv": 1}, "cv", "--cv must be 0 (skip cross-validation) or at least 2 folds, got 1."),
+        ({"n_jobs": 0}, "n_jobs", "--n-jobs must be a positive number of processes or -1 for all cores, got 0."),
+        (
+            {"target": 0.9},
+            "target",
+            "--target applies to CNN recipes only, got 'knn'; drop --target or pick a CNN recipe.",
+        ),
+    ],
+)
+def test_library_errors_name_parameters_and_the_cli_names_flags(kwargs, param, flag_message):
+    with pytest.raises(ParameterError) as info:
+        train_recipe("knn", **kwargs)
+    assert info.value.param == param and isinstance(info.value, InputError)
+    assert str(info.value).startswith(param + " ") and "--" not in str(info.value)
+    flag = flag_message.split()[0]
+    args = ["train", "knn", flag, str(next(iter(kwargs.values()))), "--json"]
+    result = runner.invoke(app, args if param != "limit" else [*args, "--cv", "0"])
+    assert result.exit_code == 2 and flag_message in result.output
+
+
+def test_run_options_check_once_for_library_and_cli():
+    assert RunOptions().n_jobs == 1 and RunOptions(cv=0).cv == 0
+    with pytest.raises(ParameterError, match="^Unknown split 'sideways'"):
+        RunOptions(split="sideways")
+    result = runner.invoke(app, ["compare", "knn", "--cv", "1"])
+    assert result.exit_code == 2 and "--cv must be 0" in result.output
+
+
+def test_format_size():
+    assert [format_size(n) for n in (None, 812, 96_300, 2_100_000, 3e9)] == [
+        "–",
+        "812 B",
+        "96.3 kB",
+        "2.1 MB",
+        "3.0 GB",
+    ]

@@ -10,8 +10,8 @@ from scipy.ndimage import affine_transform
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 
-from mnistlab._errors import InputError
-from mnistlab._transforms import Deskew, PixelScaler, image_moments
+from mnistlab.errors import InputError
+from mnistlab.models.transforms import Deskew, PixelScaler, image_moments
 
 
 def _shear(images: np.ndarray, skew: float) -> np.ndarray:

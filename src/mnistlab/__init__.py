@@ -1,102 +1,128 @@
-"""mnistlab: handwritten-digit classification, from verified data to a web page."""
+"""mnistlab: handwritten-digit classification, from verified data to a web page.
 
-from ._datasets import DATASETS, download_dataset
-from ._errors import (
-    ChecksumError,
-    DatasetError,
-    DownloadError,
-    IDXFormatError,
-    ImageError,
-    InputError,
-    MnistlabError,
-    ModelFileError,
-    RecipeError,
-)
-from ._idx import parse_idx, read_idx, write_idx
-from ._handwriting import center_by_mass, fit_to_box, segment_digits, to_mnist
-from ._load import load_mnist, load_split
-from ._recipes import Recipe, get_recipe, list_recipes
-from ._modelfiles import default_model_dir, find_best_model, load_model, models_root, save_model
-from ._training import compare, evaluate_model, train_recipe
-from ._transforms import Deskew, PixelScaler
-from ._predict import predict_array, predict_image, read_number
+The public API is ``__all__``: every name below, with the module it comes
+from. Names load on first use (PEP 562), so ``import mnistlab`` and
+``mnistlab --help`` pay for neither scikit-learn, torch, matplotlib nor the
+web stack.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-__all__ = [
-    "__version__",
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mnistlab._version import __version__
+
+# name -> the module that defines it
+_SOURCES = {
     # data
-    "DATASETS",
-    "download_dataset",
-    "load_mnist",
-    "load_split",
-    "parse_idx",
-    "read_idx",
-    "write_idx",
+    "DATASETS": "mnistlab.data.registry",
+    "download_dataset": "mnistlab.data.download",
+    "load_mnist": "mnistlab.data.load",
+    "load_split": "mnistlab.data.load",
+    "parse_idx": "mnistlab.data.idx",
+    "read_idx": "mnistlab.data.idx",
+    "write_idx": "mnistlab.data.idx",
     # models
-    "Recipe",
-    "get_recipe",
-    "list_recipes",
-    "train_recipe",
-    "evaluate_model",
-    "compare",
-    "save_model",
-    "load_model",
-    "find_best_model",
-    "default_model_dir",
-    "models_root",
-    "Deskew",
-    "PixelScaler",
-    # CNNs (loaded on first use: torch adds seconds to `import mnistlab`)
-    "CNNClassifier",
-    "export_onnx",
-    "OnnxPredictor",
-    # handwriting: photos, scans and drawings
-    "to_mnist",
-    "segment_digits",
-    "fit_to_box",
-    "center_by_mass",
-    "predict_image",
-    "predict_array",
-    "read_number",
-    # figures (loaded on first use: matplotlib adds ~0.8 s to `import mnistlab`)
-    "save_digit_grid",
-    "save_mean_digits",
-    "save_class_balance",
-    "save_confusion_matrix",
-    "save_misclassified_gallery",
-    "save_accuracy_vs_time",
-    "ascii_digit",
-    # errors
-    "MnistlabError",
-    "IDXFormatError",
-    "DatasetError",
-    "ChecksumError",
-    "DownloadError",
-    "RecipeError",
-    "ModelFileError",
-    "InputError",
-    "ImageError",
-]
-
-_FIGURES = {
-    "save_digit_grid", "save_mean_digits", "save_class_balance", "save_confusion_matrix",
-    "save_misclassified_gallery", "save_accuracy_vs_time", "ascii_digit",
+    "Recipe": "mnistlab.models.recipes",
+    "get_recipe": "mnistlab.models.recipes",
+    "list_recipes": "mnistlab.models.recipes",
+    "save_model": "mnistlab.models.files",
+    "load_model": "mnistlab.models.files",
+    "find_best_model": "mnistlab.models.files",
+    "default_model_dir": "mnistlab.models.files",
+    "models_root": "mnistlab.models.files",
+    "Deskew": "mnistlab.models.transforms",
+    "PixelScaler": "mnistlab.models.transforms",
+    "CNNClassifier": "mnistlab.models.cnn.estimator",
+    "export_onnx": "mnistlab.models.cnn.onnx",
+    "OnnxPredictor": "mnistlab.models.cnn.onnx",
+    # reading photos, scans and drawings
+    "to_mnist": "mnistlab.reading.steps",
+    "fit_to_box": "mnistlab.reading.steps",
+    "center_by_mass": "mnistlab.reading.steps",
+    "segment_digits": "mnistlab.reading.segment",
+    # answers and when not to trust them
+    "predict_image": "mnistlab.trust.predict",
+    "predict_array": "mnistlab.trust.predict",
+    "read_number": "mnistlab.trust.predict",
+    # the lab: train, evaluate, compare, figures
+    "train_recipe": "mnistlab.lab.train",
+    "evaluate_model": "mnistlab.lab.evaluate",
+    "compare": "mnistlab.lab.compare",
+    "save_digit_grid": "mnistlab.lab.plots",
+    "save_mean_digits": "mnistlab.lab.plots",
+    "save_class_balance": "mnistlab.lab.plots",
+    "save_confusion_matrix": "mnistlab.lab.plots",
+    "save_misclassified_gallery": "mnistlab.lab.plots",
+    "save_accuracy_vs_time": "mnistlab.lab.plots",
+    "ascii_digit": "mnistlab.lab.plots",
+    # one exception tree: each class carries its CLI exit code and HTTP status
+    "MnistlabError": "mnistlab.errors",
+    "IDXFormatError": "mnistlab.errors",
+    "DatasetError": "mnistlab.errors",
+    "ChecksumError": "mnistlab.errors",
+    "DownloadError": "mnistlab.errors",
+    "RecipeError": "mnistlab.errors",
+    "ModelFileError": "mnistlab.errors",
+    "InputError": "mnistlab.errors",
+    "ImageError": "mnistlab.errors",
+    "ImageTooLargeError": "mnistlab.errors",
+    "NotAnImageError": "mnistlab.errors",
+    "ParameterError": "mnistlab.errors",
 }
 
+__all__ = ["__version__", *_SOURCES]
 
-def __getattr__(name):
-    # Figures import matplotlib, which most commands never need; load it on first use.
-    if name in _FIGURES:
-        from . import _plots
 
-        return getattr(_plots, name)
-    if name == "CNNClassifier":  # torch, likewise
-        from ._cnn import CNNClassifier
-
-        return CNNClassifier
-    if name in ("export_onnx", "OnnxPredictor"):
-        from . import _onnx
-
-        return getattr(_onnx, name)
+def __getattr__(name: str) -> Any:
+    if name in _SOURCES:
+        value = getattr(importlib.import_module(_SOURCES[name]), name)
+        globals()[name] = value  # next time without this hook
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from mnistlab.data.download import download_dataset
+    from mnistlab.data.idx import parse_idx, read_idx, write_idx
+    from mnistlab.data.load import load_mnist, load_split
+    from mnistlab.data.registry import DATASETS
+    from mnistlab.errors import (
+        ChecksumError,
+        DatasetError,
+        DownloadError,
+        IDXFormatError,
+        ImageError,
+        ImageTooLargeError,
+        InputError,
+        MnistlabError,
+        ModelFileError,
+        NotAnImageError,
+        ParameterError,
+        RecipeError,
+    )
+    from mnistlab.lab.compare import compare
+    from mnistlab.lab.evaluate import evaluate_model
+    from mnistlab.lab.plots import (
+        ascii_digit,
+        save_accuracy_vs_time,
+        save_class_balance,
+        save_confusion_matrix,
+        save_digit_grid,
+        save_mean_digits,
+        save_misclassified_gallery,
+    )
+    from mnistlab.lab.train import train_recipe
+    from mnistlab.models.cnn.estimator import CNNClassifier
+    from mnistlab.models.cnn.onnx import OnnxPredictor, export_onnx
+    from mnistlab.models.files import default_model_dir, find_best_model, load_model, models_root, save_model
+    from mnistlab.models.recipes import Recipe, get_recipe, list_recipes
+    from mnistlab.models.transforms import Deskew, PixelScaler
+    from mnistlab.reading.segment import segment_digits
+    from mnistlab.reading.steps import center_by_mass, fit_to_box, to_mnist
+    from mnistlab.trust.predict import predict_array, predict_image, read_number

@@ -1,0 +1,272 @@
+"""Reading hands MNIST never saw: per source and surface, digits right, flagged, confident and wrong.
+
+    MNISTLAB_DATA=../shared/data/mnist nice .venv/bin/python benchmarks/bench_hands.py \
+        [--model DIR] [--recipe knn-deskew] [--n 50] [--numbers 30] [--non-digits 50] [--mnist 2000] \
+        [--seed 0] [--json] [--json-out FILE]
+
+Model: ``--model DIR`` (a folder written by ``mnistlab train``), else the
+reader ``mnistlab.predict_image`` uses with ``model=None``; where that finds
+none, ``--recipe`` is fitted here on the 60,000 training digits (and said so).
+
+Images (``mnistlab.testing.hands``, none of them MNIST's): ``--n`` single
+digits per source and surface (sources ``pen``, ``fonts``, ``optdigits``;
+surfaces: three canvas exports, photos of plain, ruled and squared paper),
+``--numbers`` rows of 3-6 digits per source (random surfaces), and
+``--non-digits`` images per non-digit kind (letters, words, symbols, doodles,
+Fashion-MNIST items, empty pages, two digits side by side). Also the first
+``--mnist`` MNIST test digits, as 28x28 arrays.
+
+Figures: single digits right, flagged "not confident", and confident and
+wrong, per source, per surface and per style (pen style, font); numbers read
+exactly (and with the right count of digits); non-digits flagged per kind,
+with the commonest confident answers; MNIST test digits flagged; CPU ms per
+photo (``time.process_time`` around one ``predict_image`` call: decode,
+``to_mnist``, classify, confidence), BLAS/OpenMP and torch held to one
+thread. Spread: 95% Wilson intervals (statsmodels where installed, else
+scipy's ``binomtest``); one run of one seed. The machine and the load
+average at start and end are printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mnistlab import ModelFileError, get_recipe, load_mnist, predict_array, predict_image, read_number
+from mnistlab.testing.hands import (
+    DIGIT_SOURCES,
+    NON_DIGIT_KINDS,
+    SURFACES,
+    digit_samples,
+    non_digit_samples,
+    number_samples,
+)
+
+TARGETS = "targets: digits right >= 98%, flagged <= 2%, confident and wrong <= 0.5%; numbers exact >= 95%; " \
+    "every non-digit kind flagged >= 95%; MNIST test digits flagged <= 1%; <= 5 CPU ms per photo"  # fmt: skip
+
+
+def interval(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson interval for k successes in n trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    try:
+        from statsmodels.stats.proportion import proportion_confint  # optional: scipy gives the same interval
+    except ImportError:
+        from scipy.stats import binomtest
+
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        return (float(ci.low), float(ci.high))
+    low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return (float(low), float(high))
+
+
+def rate(flags) -> dict:
+    flags = np.asarray(flags, bool)
+    low, high = interval(int(flags.sum()), len(flags))
+    return {
+        "rate": float(flags.mean()) if len(flags) else 0.0,
+        "n": int(len(flags)),
+        "ci95": [round(low, 4), round(high, 4)],
+    }
+
+
+def load_reader(args) -> tuple[object, str]:
+    """The ``model`` argument to pass to ``predict_image`` and a line saying what it is.
+
+    The reader is loaded (and calibrated, where it must be) here, by reading one
+    empty image, so that the timings below are of reading only.
+    """
+    name = "the default reader (predict_image with model=None)"
+    if args.model:
+        card = json.loads((Path(args.model) / "model.json").read_text())
+        name = f"{card.get('recipe')} ({args.model})"
+    try:
+        predict_array(np.zeros((28, 28), np.uint8), args.model)
+        return args.model, name
+    except ModelFileError:
+        if args.model:
+            raise
+    data = load_mnist("mnist")
+    n = data.details["n_train"]
+    est = get_recipe(args.recipe).build(args.seed, os.cpu_count() or 1).fit(data.data[:n], data.target[:n])
+    predict_array(np.zeros((28, 28), np.uint8), est)
+    return est, f"{args.recipe} fitted here on the 60,000 training digits (no default reader found)"
+
+
+def read_digits(samples, reader) -> list[dict]:
+    """One row per sample: where it came from, what was read, and the CPU time the read took."""
+    rows = []
+    for s in samples:
+        start = time.process_time()
+        result = predict_image(s.data, reader, top=1)
+        ms = (time.process_time() - start) * 1000
+        right = result["digit"] == s.label
+        rows.append({"source": s.source, "surface": s.surface, "style": s.style, "right": right,
+                     "flagged": not result["confident"], "confident_wrong": result["confident"] and not right, "ms": ms})  # fmt: skip
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    return {
+        "right": rate([r["right"] for r in rows]),
+        "flagged": rate([r["flagged"] for r in rows]),
+        "confident_wrong": rate([r["confident_wrong"] for r in rows]),
+        "cpu_ms_mean": round(float(np.mean([r["ms"] for r in rows])), 2),
+        "cpu_ms_median": round(float(np.median([r["ms"] for r in rows])), 2),
+    }
+
+
+def digits_report(rows: list[dict]) -> dict:
+    """Per source: all of it, per surface and per style; then all sources together."""
+    out = {}
+    for source in DIGIT_SOURCES:
+        mine = [r for r in rows if r["source"] == source]
+        by = {key: defaultdict(list) for key in ("surface", "style")}
+        for r in mine:
+            by["surface"][r["surface"]].append(r)
+            by["style"][r["style"]].append(r)
+        out[source] = {
+            "all": summarise(mine),
+            "surfaces": {k: summarise(v) for k, v in by["surface"].items()},
+            "styles": {k: summarise(v) for k, v in sorted(by["style"].items())},
+        }
+    out["all"] = summarise(rows)
+    return out
+
+
+def numbers_report(args, rng, reader) -> dict:
+    out = {}
+    for source in DIGIT_SOURCES:
+        exact, count = [], []
+        for s in number_samples(source, args.numbers, rng):
+            got = read_number(s.data, reader)["number"]
+            exact.append(got == s.label)
+            count.append(len(got) == len(s.label))
+        out[source] = {"exact": rate(exact), "digit_count_right": rate(count)}
+    return out
+
+
+def non_digits_report(args, rng, reader) -> dict:
+    out = {}
+    for kind in NON_DIGIT_KINDS:
+        flags, answers = [], Counter()
+        for s in non_digit_samples(kind, args.non_digits, rng):
+            result = predict_image(s.data, reader, top=1)
+            flags.append(not result["confident"])
+            if result["confident"]:
+                answers[f"{s.label}->{result['digit']}"] += 1
+        out[kind] = {"flagged": rate(flags), "confident_answers": dict(answers.most_common(6))}
+    return out
+
+
+def mnist_report(n: int, reader) -> dict:
+    data = load_mnist("mnist")
+    start = data.details["n_train"]
+    images = np.asarray(data.images[start : start + n])
+    return {"flagged": rate([not predict_array(image, reader, top=1)["confident"] for image in images])}
+
+
+def measure(args) -> dict:
+    load_start = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    reader, model_name = load_reader(args)
+    setup_s = time.perf_counter() - t0
+    rng = np.random.default_rng(args.seed)
+    with threadpool_limits(limits=1):
+        if "torch" in sys.modules:  # a CNN reader: torch keeps its own thread pool
+            sys.modules["torch"].set_num_threads(1)
+        samples = [
+            s for src in DIGIT_SOURCES for surface in SURFACES for s in digit_samples(src, args.n, rng, surface=surface)
+        ]
+        digits = digits_report(read_digits(samples, reader))
+        numbers = numbers_report(args, rng, reader)
+        non_digits = non_digits_report(args, rng, reader)
+        mnist = mnist_report(args.mnist, reader)
+    return {
+        "benchmark": "bench_hands",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, numpy {np.__version__}",
+        "load_average": [round(load_start, 1), round(os.getloadavg()[0], 1)],
+        "model": model_name,
+        "model_setup_seconds": round(setup_s, 1),
+        "seed": args.seed,
+        "n_per_source_and_surface": args.n,
+        "digits": digits,
+        "numbers": numbers,
+        "non_digits": non_digits,
+        "mnist_test": {"first": args.mnist, **mnist},
+    }
+
+
+def pct(r: dict) -> str:
+    return f"{r['rate']:6.1%} ({r['ci95'][0]:.1%}-{r['ci95'][1]:.1%})"
+
+
+def print_table(result: dict) -> None:
+    print(
+        f"machine: {result['machine']}; load average {result['load_average'][0]} at start, {result['load_average'][1]} at end"
+    )
+    print(
+        f"model: {result['model']} (setup {result['model_setup_seconds']} s); seed {result['seed']}, one run, 95% Wilson intervals"
+    )
+    print(f"\nsingle digits, {result['n_per_source_and_surface']} per source and surface")
+    print(
+        f"{'source / surface / style':30s} {'n':>5s}  {'right':22s} {'flagged':22s} {'confident and wrong':22s} {'CPU ms':>6s}"
+    )
+    digits = result["digits"]
+
+    def line(name: str, s: dict) -> None:
+        cells = "  ".join(f"{pct(s[k]):21s}" for k in ("right", "flagged", "confident_wrong"))
+        print(f"{name:30s} {s['right']['n']:5d}  {cells} {s['cpu_ms_mean']:6.1f}")
+
+    for source in DIGIT_SOURCES:
+        line(source, digits[source]["all"])
+        for surface, s in digits[source]["surfaces"].items():
+            line(f"  {surface}", s)
+        for style, s in digits[source]["styles"].items():
+            line(f"  style {style}", s)
+    line("all sources", digits["all"])
+    print(f"\nnumbers of 3-6 digits {'':8s} {'n':>5s}  {'exact':22s} {'count of digits right':22s}")
+    for source, s in result["numbers"].items():
+        print(f"{source:30s} {s['exact']['n']:5d}  {pct(s['exact']):21s}  {pct(s['digit_count_right']):21s}")
+    print(f"\nnon-digits {'':19s} {'n':>5s}  {'flagged':22s} commonest confident answers")
+    for kind, s in result["non_digits"].items():
+        answers = ", ".join(f"{k} x{v}" for k, v in s["confident_answers"].items())
+        print(f"{kind:30s} {s['flagged']['n']:5d}  {pct(s['flagged']):21s}  {answers}")
+    m = result["mnist_test"]
+    print(f"\nMNIST test digits (first {m['first']}) flagged: {pct(m['flagged'])}")
+    print(TARGETS)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="a saved model folder (default: the reader predict_image uses)")
+    ap.add_argument("--recipe", default="knn-deskew", help="fitted here when there is no reader at all")
+    ap.add_argument("--n", type=int, default=50, help="single digits per source and surface")
+    ap.add_argument("--numbers", type=int, default=30, help="rows of digits per source")
+    ap.add_argument("--non-digits", type=int, default=50, help="images per non-digit kind")
+    ap.add_argument("--mnist", type=int, default=2000, help="the first N MNIST test digits")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ap.add_argument("--json-out", help="also write the JSON to this file")
+    args = ap.parse_args()
+    result = measure(args)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The ``mnistlab`` command line: one module per group of commands.
+
+``data`` finds and draws datasets, ``lab`` trains, evaluates, compares and
+exports models, ``predict`` reads digits in files and serves the web page.
+Their commands are merged into one ``app``; ``common.Group`` turns every
+``MnistlabError`` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from mnistlab._version import __version__
+from mnistlab.cli import data, lab, predict
+from mnistlab.cli.common import Group
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    cls=Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Classify handwritten digits: data, models, photos and a web page.",
+)
+app.add_typer(data.data_app, name="data")
+for commands in (data.app, lab.app, predict.app):
+    app.add_typer(commands)  # no name: the commands join the top level
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mnistlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+):
+    """mnistlab: verified MNIST data, classic and CNN models, photos of digits, a draw-a-digit page."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,87 @@
+"""What every command shares: the error handler, the consoles, the step spinner.
+
+Every user mistake surfaces as a ``MnistlabError``; ``Group.invoke`` turns it
+into one line on stderr and exit code 2, so no command prints a traceback for
+bad input. A ``ParameterError`` names a library parameter (``limit``); the
+line names the flag that set it (``--limit``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from mnistlab.errors import MnistlabError, ParameterError
+
+__all__ = ["Group", "error_text", "out", "err", "step_progress"]
+
+out = Console()
+err = Console(stderr=True)
+
+# The flag that sets each library parameter, for error messages.
+FLAGS = {
+    "cv": "--cv",
+    "split": "--split",
+    "test_size": "--test-size",
+    "seed": "--seed",
+    "limit": "--limit",
+    "n_jobs": "--n-jobs",
+    "target": "--target",
+    "out_dir": "--out",
+}
+
+
+def error_text(exc: MnistlabError) -> str:
+    """The error's sentence, with a library parameter renamed to its flag."""
+    if isinstance(exc, ParameterError):
+        return exc.named(FLAGS.get(exc.param, exc.param))
+    return str(exc)
+
+
+class Group(TyperGroup):
+    """A command group that prints a ``MnistlabError`` as one line and exits 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MnistlabError as exc:
+            typer.echo(f"Error: {error_text(exc)}", err=True)
+            raise typer.Exit(2) from None
+
+
+@contextmanager
+def step_progress(enabled: bool = True) -> Iterator:
+    """Yield ``progress(message)``: a live spinner with elapsed time on stderr, and one
+    finished line per step (also when stderr is not a terminal, e.g. in a log)."""
+    if not enabled:
+        yield None
+        return
+    # rich.progress is only needed once a long command runs, not for --help.
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    task, message, start = None, None, 0.0
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    ) as bar:
+
+        def finish_step():
+            if message is not None:
+                seconds = time.perf_counter() - start
+                bar.console.print(f"[green]✓[/green] {escape(message)} [dim]({seconds:.1f} s)[/dim]", soft_wrap=True)
+
+        def update(text: str):
+            nonlocal task, message, start
+            finish_step()
+            message, start = text, time.perf_counter()
+            if task is not None:
+                bar.remove_task(task)
+            task = bar.add_task(escape(text), total=None)
+
+        yield update
+        finish_step()

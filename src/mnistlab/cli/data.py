@@ -1,0 +1,182 @@
+"""``mnistlab data info`` and ``mnistlab show``: find, verify, describe and draw datasets.
+
+numpy and the figure module are imported inside the commands: ``mnistlab
+--help`` should not pay for them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from mnistlab.cli.common import Group, err, out
+from mnistlab.errors import InputError
+
+__all__ = ["app", "data_app"]
+
+app = typer.Typer()
+data_app = typer.Typer(cls=Group, no_args_is_help=True, help="Find, verify and describe datasets.")
+
+NAME_ARG = typer.Argument(None, help="Dataset: mnist (default), fashion-mnist or digits.")
+DATA_DIR_OPT = typer.Option(None, "--data-dir", help="A folder holding the four IDX files (.gz or raw).")
+MAX_GRID = 400  # more digits than this make an unreadable grid
+
+
+@contextmanager
+def download_progress(enabled: bool = True) -> Iterator:
+    """A rich progress bar on stderr, fed by ``load_mnist(progress=...)``; shown only once bytes flow."""
+    if not enabled:
+        yield None
+        return
+    # rich.progress is only needed when a dataset is loaded, not for --help.
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err
+    )
+    tasks: dict[str, Any] = {}  # file name -> its bar's task id
+
+    def update(fname: str, done: int, total: int | None):
+        if not tasks:
+            bar.start()
+        if fname not in tasks:
+            tasks[fname] = bar.add_task(f"download {fname}", total=total)
+        bar.update(tasks[fname], completed=done)
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            bar.stop()
+
+
+def load_with_progress(name: str | None, data_dir: Path | None, *, quiet: bool = False):
+    """``load_mnist`` with a download bar on stderr unless ``quiet``."""
+    from mnistlab.data.load import load_mnist  # numpy and scikit-learn: not at start-up
+
+    with download_progress(not quiet) as progress:
+        return load_mnist(name, data_dir=data_dir, progress=progress)
+
+
+@data_app.command("info")
+def data_info(
+    name: str | None = NAME_ARG,
+    data_dir: Path | None = DATA_DIR_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Where the data was found, sizes, class counts per split, checksums verified."""
+    import numpy as np  # not at start-up: see the module docstring
+
+    b = load_with_progress(name, data_dir, quiet=as_json)
+    d = b.details
+    n = d["n_train"]
+    counts = {
+        "train": np.bincount(b.target[:n], minlength=len(b.target_names)).tolist(),
+        "test": np.bincount(b.target[n:], minlength=len(b.target_names)).tolist(),
+    }
+    info = {
+        "name": d["name"],
+        "path": d["path"],
+        "verified": d["verified"],
+        "n_train": n,
+        "n_test": d["n_test"],
+        "image_shape": list(b.images.shape[1:]),
+        "target_names": b.target_names,
+        "class_counts": counts,
+        "checksums": d["checksums"],
+        "data_sha256": d["data_sha256"],
+    }
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    out.print(f"[bold]{info['name']}[/bold]  {b.DESCR}")
+    out.print(f"path      {info['path']}")
+    verified = (
+        "[green]yes[/green] (sha256 of every file matches)"
+        if d["verified"]
+        else "[yellow]no[/yellow] (not a registered dataset)"
+    )
+    out.print(f"verified  {verified}")
+    out.print(f"images    {n:,} train + {d['n_test']:,} test, {info['image_shape'][0]}x{info['image_shape'][1]} uint8")
+    table = Table(title="class counts")
+    table.add_column("class")
+    table.add_column("train", justify="right")
+    table.add_column("test", justify="right")
+    for i, label in enumerate(b.target_names):
+        table.add_row(label, f"{counts['train'][i]:,}", f"{counts['test'][i]:,}")
+    out.print(table)
+
+
+@app.command()
+def show(
+    name: str | None = NAME_ARG,
+    data_dir: Path | None = DATA_DIR_OPT,
+    first: int | None = typer.Option(None, "--first", help="Show the first N images (default 30)."),
+    index: list[int] | None = typer.Option(None, "--index", help="Show these image indices (repeatable)."),
+    random: int | None = typer.Option(None, "--random", help="Show N images drawn at random."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --random."),
+    split: str = typer.Option("train", "--split", help="train or test."),
+    out_path: Path = typer.Option(Path("digits.png"), "--out", help="PNG file to write."),
+    ascii_art: bool = typer.Option(False, "--ascii", help="Print the first selected digit in the terminal instead."),
+    mean: bool = typer.Option(False, "--mean", help="Plot the mean digit of each class."),
+    balance: bool = typer.Option(False, "--balance", help="Plot the class counts of both splits."),
+):
+    """Draw a labelled grid of digits (or mean digits, or class balance) to a PNG."""
+    import numpy as np  # not at start-up: see the module docstring
+
+    from mnistlab.lab import plots  # matplotlib: only for the commands that draw
+
+    if split not in ("train", "test"):
+        raise InputError(f"Unknown split {split!r}; expected one of train, test.")
+    if sum(x is not None and x != [] for x in (first, index, random)) > 1:
+        raise InputError("Choose one of --first, --index or --random.")
+    b = load_with_progress(name, data_dir)
+    n = b.details["n_train"]
+    images, labels = (b.images[:n], b.target[:n]) if split == "train" else (b.images[n:], b.target[n:])
+
+    if balance:
+        counts = {
+            s: np.bincount(t, minlength=len(b.target_names))
+            for s, t in (("train", b.target[:n]), ("test", b.target[n:]))
+        }
+        path = plots.save_class_balance(counts, out_path)
+    elif mean:
+        path = plots.save_mean_digits(np.asarray(images), labels, out_path)
+    else:
+        chosen = _chosen(len(images), split, first=first, index=index, random=random, seed=seed)
+        if ascii_art:
+            i = int(chosen[0])
+            typer.echo(f"{split}[{i}]: label {b.target_names[labels[i]]}")
+            typer.echo(plots.ascii_digit(np.asarray(images[i])))
+            return
+        if len(chosen) > MAX_GRID:
+            raise InputError(f"A grid of {len(chosen)} digits is unreadable; show at most {MAX_GRID}.")
+        title = f"{b.details['name']} {split}: {len(chosen)} digits"
+        names = [b.target_names[k] for k in labels[chosen]]
+        path = plots.save_digit_grid(np.asarray(images[chosen]), names, out_path, title=title)
+    err.print(f"wrote {path}")
+
+
+def _chosen(n: int, split: str, *, first: int | None, index: list[int] | None, random: int | None, seed: int):
+    """Indices of the images ``--first``, ``--index`` or ``--random`` select from ``n``."""
+    import numpy as np  # not at start-up: see the module docstring
+
+    if index:
+        bad = [i for i in index if not -n <= i < n]
+        if bad:
+            raise InputError(f"Index {bad[0]} is out of range for the {split} split; expected 0 to {n - 1}.")
+        return np.array(index)
+    if random is not None:
+        if not 1 <= random <= n:
+            raise InputError(f"--random must be between 1 and {n}, got {random}.")
+        return np.sort(np.random.default_rng(seed).choice(n, random, replace=False))
+    count = 30 if first is None else first
+    if not 1 <= count <= n:
+        raise InputError(f"--first must be between 1 and {n}, got {count}.")
+    return np.arange(count)

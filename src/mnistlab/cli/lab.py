@@ -1,0 +1,187 @@
+"""``recipes``, ``train``, ``evaluate``, ``compare`` and ``export``: the lab's commands.
+
+The lab (scikit-learn, matplotlib, torch for CNNs) is imported inside the
+commands: ``mnistlab --help`` should not pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from mnistlab.cli.common import out, step_progress
+from mnistlab.cli.options import with_run_options
+from mnistlab.lab.formats import format_size
+from mnistlab.lab.options import RunOptions
+
+__all__ = ["app"]
+
+app = typer.Typer()
+
+
+@app.command("recipes")
+def recipes_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """List the model recipes that train and compare accept."""
+    from mnistlab.models.recipes import DEFAULT_LINEUP, list_recipes  # scikit-learn: not at start-up
+
+    recipes = list_recipes()
+    if as_json:
+        rows = [
+            {"recipe": r.name, "family": r.family, "default": r.name in DEFAULT_LINEUP, "description": r.description}
+            for r in recipes
+        ]
+        typer.echo(json.dumps(rows))
+        return
+    table = Table(title="recipes (* = in the default compare line-up)")
+    for col in ("recipe", "family", "description"):
+        table.add_column(col)
+    for r in recipes:
+        table.add_row(r.name + (" *" if r.name in DEFAULT_LINEUP else ""), r.family, r.description)
+    out.print(table)
+
+
+@app.command()
+@with_run_options(target=True)
+def train(
+    recipe: str = typer.Argument(..., help="Recipe name; see `mnistlab recipes`."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Model directory (default: $XDG_DATA_HOME/mnistlab/models/RECIPE)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the results."),
+    *,
+    options: RunOptions,
+):
+    """Fit a recipe: per-fold CV accuracies, test accuracy, times; save the model."""
+    from mnistlab.lab.train import run_recipe  # scikit-learn: not at start-up
+    from mnistlab.models.recipes import get_recipe
+
+    get_recipe(recipe)  # an unknown name fails before any data is loaded
+    with step_progress(not as_json) as progress:
+        result = run_recipe(recipe, options, out=out_dir, progress=progress).result
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+
+    def say(text: str) -> None:  # soft_wrap: long lines (the CV array, the model path) stay whole in logs and pipes
+        out.print(text, soft_wrap=True)
+
+    say(f"[bold]{result['recipe']}[/bold]: {result['description']}")
+    say(
+        f"cross-validation ({result['cv']} folds): {_cv_text(result)}"
+        if result["cv"]
+        else f"cross-validation: {_cv_text(result)}"
+    )
+    say(f"test accuracy  [bold]{result['test_accuracy']:.4f}[/bold] on {result['n_test']:,} images")
+    say(f"fit            {result['fit_seconds']:.1f} s on {result['n_train']:,} images")
+    if "epochs" in result:  # CNN recipes
+        say(f"epochs         {result['epochs']} ({result['train_seconds']:.1f} s in the training loop)")
+    say(f"predict        {result['predict_seconds']:.2f} s")
+    for note in result.get("notes", []):
+        say(f"[dim]note: {note}[/dim]")
+    say(f"model          {result['model_dir']} ({format_size(result['model_size_bytes'])})")
+
+
+def _cv_text(result: dict) -> str:
+    import numpy as np  # not at start-up: see the module docstring
+
+    if not result["cv_scores"]:
+        return "skipped (this recipe's default is no CV; pass --cv 3 to run it)"
+    # The lesson prints cross_val_score's array as is.
+    scores = np.array2string(np.array(result["cv_scores"]), precision=5, separator=", ")
+    return f"array({scores})  mean {result['cv_mean']:.4f} ± {result['cv_std']:.4f}"
+
+
+@app.command()
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="A model directory written by `mnistlab train`."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Folder for the PNGs (default: the model directory)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Accuracy, per-class precision/recall/F1, a confusion matrix and the most confident mistakes."""
+    from mnistlab.lab.evaluate import evaluate_model  # scikit-learn: not at start-up
+
+    with step_progress(not as_json) as progress:
+        result = evaluate_model(model_dir, out_dir=out_dir, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    out.print(
+        f"[bold]{result['recipe']}[/bold] from {result['model_dir']}: accuracy [bold]{result['accuracy']:.4f}[/bold] "
+        f"on {result['n_test']:,} test images",
+        soft_wrap=True,
+    )
+    if result["same_predictions_as_training"] is False:
+        out.print(
+            "[yellow]warning:[/yellow] predictions differ from those recorded at training time (other library versions?)."
+        )
+    table = Table(title="per class")
+    for col in ("digit", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right")
+    for row in result["per_class"]:
+        table.add_row(
+            str(row["digit"]),
+            f"{row['precision']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['f1']:.4f}",
+            f"{row['support']:,}",
+        )
+    out.print(table)
+    out.print(f"confusion matrix: {result['confusion_png']}", soft_wrap=True)
+    out.print(f"most confident mistakes: {result['gallery_png']}", soft_wrap=True)
+
+
+@app.command("compare")
+@with_run_options()
+def compare_cmd(
+    recipes: list[str] | None = typer.Argument(None, help="Recipes to run (default: the standard line-up)."),
+    out_dir: Path = typer.Option(Path("report"), "--out", help="Folder for index.html and its images."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON list with an object per recipe."),
+    *,
+    options: RunOptions,
+):
+    """Run several recipes, print a comparison table and write an HTML report."""
+    from mnistlab.lab.compare import run_comparison  # scikit-learn: not at start-up
+
+    with step_progress(not as_json) as progress:
+        rows = run_comparison(recipes, options, out_dir=out_dir, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table(title=f"{rows[0]['n_train']:,} training / {rows[0]['n_test']:,} test images, seed {options.seed}")
+    for col in ("recipe", "CV mean ± std", "test acc", "fit s", "predict s", "size"):
+        table.add_column(col, justify="left" if col == "recipe" else "right", no_wrap=True)
+    best = max(r["test_accuracy"] for r in rows)
+    for r in rows:
+        cv_text = f"{r['cv_mean']:.4f} ± {r['cv_std']:.4f}" if r["cv_scores"] else "skipped"
+        acc = f"{r['test_accuracy']:.4f}"
+        table.add_row(
+            r["recipe"],
+            cv_text,
+            f"[bold green]{acc}[/bold green]" if r["test_accuracy"] == best else acc,
+            f"{r['fit_seconds']:.1f}",
+            f"{r['predict_seconds']:.2f}",
+            format_size(r["model_size_bytes"]),
+        )
+    out.print(table)
+    out.print(f"report: {rows[0]['report']}")
+
+
+@app.command("export")
+def export_cmd(
+    model_dir: Path = typer.Argument(..., help="A CNN model directory written by `mnistlab train`."),
+    onnx_file: Path = typer.Option(..., "--onnx", help="The ONNX file to write.", metavar="FILE"),
+):
+    """Write a CNN model as ONNX (any batch size), checked to predict as PyTorch does."""
+    from mnistlab.models.cnn.onnx import OPSET, export_onnx  # torch and onnx: seconds to import
+    from mnistlab.models.files import load_model
+
+    estimator, card = load_model(model_dir)
+    path = export_onnx(estimator, onnx_file)
+    out.print(
+        f"wrote {path} ({format_size(path.stat().st_size)}): {card.get('recipe', 'model')}, opset {OPSET}, "
+        f"input 'image' float32 (N, 1, {', '.join(map(str, estimator.image_shape_))}) in [0, 1], "
+        f"output 'probabilities' (N, {len(estimator.classes_)}); checked against PyTorch"
+    )

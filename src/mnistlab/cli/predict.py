@@ -1,0 +1,120 @@
+"""``predict`` and ``serve``: read digits in files, or serve the draw-a-digit page.
+
+The predictor (numpy, onnxruntime, PIL, the web stack) is imported inside
+the commands: ``mnistlab --help`` should not pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from mnistlab._atomic import atomic_write_bytes
+from mnistlab.cli.common import err, error_text, out
+from mnistlab.errors import MnistlabError
+
+__all__ = ["app"]
+
+app = typer.Typer()
+
+MODEL_OPT = typer.Option(
+    None, "--model", help="A model folder written by `mnistlab train` (default: the reader shipped with mnistlab)."
+)
+
+
+@app.command()
+def predict(
+    files: list[Path] = typer.Argument(
+        ..., help="Images (PNG, JPEG, BMP, TIFF, WebP) or .npy/.csv files of 784 pixel values."
+    ),
+    model: Path | None = MODEL_OPT,
+    number: bool = typer.Option(
+        False, "--number", help="Read a row of digits (a house number, a code) instead of one digit."
+    ),
+    top: int = typer.Option(3, "--top", min=1, max=10, help="How many ranked digits to show."),
+    save_preprocessed: Path | None = typer.Option(
+        None, "--save-preprocessed", help="Folder to write the 28x28 images the model saw."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
+):
+    """Which digit (or number, with --number) is in each file, and is the model sure?"""
+    # Not at start-up: see the module docstring.
+    from mnistlab.trust.predict import load_predictor, predict_file, to_json
+
+    predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
+    if save_preprocessed is not None:
+        save_preprocessed.mkdir(parents=True, exist_ok=True)
+    table = _result_table(number)
+    failed = False
+    for path in files:
+        try:
+            result = predict_file(path, predictor, top=top, number=number)
+        except MnistlabError as exc:  # one unreadable file: say so, read the others, exit 1 at the end
+            failed = True
+            if as_json:
+                typer.echo(json.dumps({"file": str(path), "error": error_text(exc)}))
+            else:
+                message = error_text(exc) if str(path) in str(exc) else f"{path}: {error_text(exc)}"
+                err.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
+            continue
+        if save_preprocessed is not None:
+            _save_preprocessed(save_preprocessed, path, result)
+        if as_json:
+            typer.echo(json.dumps(to_json(result, str(path))))
+        else:
+            table.add_row(str(path), *_result_cells(result, number))
+    if not as_json and table.row_count:
+        out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _result_table(number: bool) -> Table:
+    table = Table()
+    table.add_column("File", overflow="fold")
+    for title in ("Number", "Digits") if number else ("Digit", "Probability", "Top"):
+        table.add_column(title)
+    table.add_column("Confident")
+    return table
+
+
+def _result_cells(result: dict, number: bool) -> list[str]:
+    """The table cells after the file name for one file's answer."""
+    if number:
+        digits = " ".join(f"{d['digit']}:{d['probability']:.1%}" for d in result["digits"])
+        unsure = [f"{i + 1}: {d['reason']}" for i, d in enumerate(result["digits"]) if not d["confident"]]
+        verdict = (
+            "yes" if result["confident"] else "no" + (f" ({'; '.join(unsure)})" if unsure else ": no digits found")
+        )
+        return [result["number"] or "-", digits, verdict]
+    ranked = ", ".join(f"{d} {p:.1%}" for d, p in result["top"])
+    verdict = "yes" if result["confident"] else f"no: {result['reason']}"
+    return [str(result["digit"]), f"{result['probability']:.1%}", ranked, verdict]
+
+
+def _save_preprocessed(folder: Path, source: Path, result: dict) -> None:
+    """Write the 28x28 image(s) the model saw as PNG: <stem>.png, or <stem>-<i>.png per digit of a number."""
+    from mnistlab.reading.decode import encode_png  # PIL: not at start-up
+
+    if "digits" in result:
+        for i, digit in enumerate(result["digits"]):
+            atomic_write_bytes(folder / f"{source.stem}-{i}.png", encode_png(digit["mnist_image"]))
+    else:
+        atomic_write_bytes(folder / f"{source.stem}.png", encode_png(result["mnist_image"]))
+
+
+@app.command()
+def serve(
+    model: Path | None = MODEL_OPT,
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 exposes the page to your network."
+    ),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+):
+    """Serve the draw-a-digit page and its JSON API (docs at /docs) until Ctrl+C."""
+    from mnistlab.web.app import serve as run_server  # FastAPI and uvicorn: not at start-up
+
+    run_server(model, host=host, port=port)

@@ -1,0 +1,99 @@
+"""Download a registered dataset from its mirrors, verified by the sha256 of the decompressed bytes.
+
+Each file is streamed to a temp file beside its final place and renamed only
+once its content matches; a mirror serving bad or partial bytes is skipped for
+the next one.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from mnistlab.data.cache import cache_root
+from mnistlab.data.registry import DATASETS, ROLES
+from mnistlab.data.sources import sha256_decompressed
+from mnistlab.errors import ChecksumError, DownloadError, IDXFormatError
+
+__all__ = ["download_dataset"]
+
+
+def download_dataset(
+    name: str,
+    dest: Path | None = None,
+    *,
+    mirrors: tuple[str, ...] | None = None,
+    progress: Callable[[str, int, int | None], None] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Path]:
+    """Download and verify the four files of ``name`` into ``dest`` (default: the cache).
+
+    Each file is streamed to a temp file beside its final place and renamed only
+    once its decompressed sha256 matches; a mirror serving bad or partial bytes is
+    skipped for the next. ``progress(filename, done_bytes, total_bytes)`` is called
+    as bytes arrive.
+    """
+    spec = DATASETS[name]
+    dest = Path(dest) if dest is not None else cache_root() / name
+    dest.mkdir(parents=True, exist_ok=True)
+    mirrors = mirrors if mirrors is not None else _env_mirrors() + spec.mirrors
+    out = {}
+    for role in ROLES:
+        fname = spec.files[role]
+        final = dest / fname
+        if final.is_file() and sha256_decompressed(final) == spec.sha256[role]:
+            out[role] = final
+            continue
+        problems = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + fname
+            try:
+                _fetch_verified(url, final, spec.sha256[role], progress, timeout)
+            except (OSError, http.client.HTTPException, ValueError, IDXFormatError, ChecksumError) as exc:
+                problems.append(f"{url}: {exc}")
+                continue
+            out[role] = final
+            break
+        else:
+            raise DownloadError(
+                f"could not download a verified {fname} for {name} ({'; '.join(problems) or 'no mirrors'}); "
+                f"check the network or put the four IDX files in a folder and set MNISTLAB_DATA to it."
+            )
+    return out
+
+
+def _env_mirrors() -> tuple[str, ...]:
+    value = os.environ.get("MNISTLAB_MIRRORS", "")
+    return tuple(m for m in value.split() if m)
+
+
+def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float) -> None:
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = resp.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            done = 0
+            # http.client raises IncompleteRead when the body ends before Content-Length.
+            for chunk in iter(lambda: resp.read(1 << 16), b""):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(final.name, done, total)
+            if total is not None and done != total:
+                raise OSError(f"connection closed after {done} of {total} bytes")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            got = sha256_decompressed(Path(tmp))
+        except IDXFormatError:
+            raise ChecksumError("served bytes are not a valid gzip stream (corrupt copy)") from None
+        if got != sha256:
+            raise ChecksumError(f"served bytes have sha256 {got[:12]}..., expected {sha256[:12]}...")
+        os.replace(tmp, final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

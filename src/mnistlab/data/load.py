@@ -1,0 +1,233 @@
+"""``load_mnist`` and ``load_split``: the data in one call, shaped like ``fetch_openml``.
+
+Unlike ``fetch_openml('mnist_784')``, ``data`` is always a numpy array (``X[0]``
+is the first image, never a ``KeyError``), targets are integers, and a warm load
+is a memory map of a cached ``.npy`` file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sklearn.utils import Bunch
+
+from mnistlab.data.cache import load_arrays
+from mnistlab.data.download import download_dataset
+from mnistlab.data.registry import DATASETS, ROLES
+from mnistlab.data.sources import checksums_of, find_idx_files, locate
+from mnistlab.errors import DatasetError, InputError
+
+__all__ = ["load_mnist", "load_split", "KNOWN_DATASETS"]
+
+KNOWN_DATASETS = (*DATASETS, "digits")
+
+
+def load_mnist(
+    name: str | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    as_frame: bool = False,
+    dtype=np.uint8,
+    download: bool = True,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> Bunch:
+    """Load an MNIST-format dataset, train then test, verified by checksum.
+
+    Parameters
+    ----------
+    name : "mnist" (default), "fashion-mnist", "digits" (scikit-learn's bundled
+        8x8 set), or None with ``data_dir`` to load any folder of four IDX files.
+    data_dir : a folder holding the four IDX files (``.gz`` or raw).
+    as_frame : also return ``frame``, a pandas DataFrame of the pixels plus a
+        ``class`` column. ``data`` stays a numpy array either way.
+    dtype : ``np.uint8`` (0-255, default) or a float dtype (scaled to 0-1).
+    download : fetch from the public mirrors when no local copy is found.
+    progress : ``progress(filename, done_bytes, total_bytes)`` during downloads.
+
+    Returns
+    -------
+    Bunch with ``data`` (N x H*W), ``images`` (N x H x W view), ``target`` (int64),
+    ``feature_names`` (pixel1..), ``target_names``, ``DESCR``, ``url`` and
+    ``details`` (name, path, verified, checksums, data_sha256, n_train, n_test).
+    The first ``details["n_train"]`` rows are the official training set.
+    """
+    from sklearn.utils import Bunch
+
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "uf" or (dtype.kind == "u" and dtype != np.uint8):
+        raise InputError(f"dtype must be uint8 or a float dtype, got {dtype}.")
+    if name == "digits":
+        images, labels, details, spec_info = _digits()
+    else:
+        images, labels, details, spec_info = _idx_dataset(name, data_dir, download, progress)
+
+    if dtype.kind == "f":
+        images = np.asarray(images, dtype) / dtype.type(images_max(details))
+    n, h, w = images.shape
+    data = images.reshape(n, h * w)
+    target = np.asarray(labels, np.int64)
+    bunch = Bunch(
+        data=data,
+        target=target,
+        images=images,
+        feature_names=[f"pixel{i}" for i in range(1, h * w + 1)],
+        target_names=list(spec_info["target_names"]),
+        DESCR=spec_info["description"],
+        url=spec_info["url"],
+        details=details,
+    )
+    if as_frame:
+        import pandas as pd
+
+        frame = pd.DataFrame(np.asarray(data), columns=bunch.feature_names)
+        frame["class"] = pd.Categorical(target)
+        bunch.frame = frame
+    return bunch
+
+
+def images_max(details: dict) -> int:
+    return 16 if details["name"] == "digits" else 255
+
+
+def _idx_dataset(name, data_dir, download, progress):
+    data_dir = Path(data_dir) if data_dir is not None else None
+    if name is None and data_dir is not None:
+        return _any_folder(data_dir)
+    name = name or "mnist"
+    if name not in DATASETS:
+        raise DatasetError(
+            f"Unknown dataset {name!r}; expected one of {', '.join(KNOWN_DATASETS)}, or --data-dir DIR for any folder of IDX files."
+        )
+    files, checksums, searched = locate(name, data_dir)
+    if not files:
+        if not download:
+            raise DatasetError(_not_found(name, searched))
+        try:
+            files = download_dataset(name, progress=progress)
+        except DatasetError as exc:
+            raise DatasetError(f"{_not_found(name, searched)} Download failed too: {exc}") from None
+        checksums = dict(DATASETS[name].sha256)
+    spec = DATASETS[name]
+    images, labels, manifest = load_arrays(name, files, checksums)
+    details = _details(name, files, manifest, verified=True)
+    return (
+        images,
+        labels,
+        details,
+        {"target_names": spec.target_names, "description": spec.description, "url": spec.url},
+    )
+
+
+def _any_folder(folder: Path):
+    """A folder of four IDX files: a registered dataset if the checksums say so, else custom."""
+    files = find_idx_files(folder) if folder.is_dir() else None
+    if files is None:
+        raise DatasetError(
+            f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); point --data-dir at the folder that does."
+        )
+    name = folder.name or "custom"
+    checksums = checksums_of(name, files)
+    for spec in DATASETS.values():
+        if all(checksums[r] == spec.sha256[r] for r in ROLES):
+            images, labels, manifest = load_arrays(spec.name, files, checksums)
+            info = {"target_names": spec.target_names, "description": spec.description, "url": spec.url}
+            return images, labels, _details(spec.name, files, manifest, verified=True), info
+    images, labels, manifest = load_arrays(name, files, checksums)
+    classes = np.unique(np.asarray(labels))
+    info = {
+        "target_names": [str(c) for c in classes],
+        "description": f"IDX dataset from {folder} (not a registered dataset, so not verified against published checksums).",
+        "url": str(folder),
+    }
+    return images, labels, _details(name, files, manifest, verified=False), info
+
+
+def _details(name, files, manifest, verified):
+    checksums = manifest["checksums"]
+    return {
+        "name": name,
+        "path": str(files["train_images"].resolve().parent),
+        "files": {role: str(files[role]) for role in ROLES},
+        "verified": verified,
+        "checksums": checksums,
+        "data_sha256": hashlib.sha256("".join(checksums[r] for r in ROLES).encode()).hexdigest(),
+        "n_train": manifest["n_train"],
+        "n_test": manifest["n_test"],
+    }
+
+
+def _not_found(name: str, searched: list[str]) -> str:
+    places = ", ".join(searched)
+    return (
+        f"{name} was not found (searched {places}); set MNISTLAB_DATA or pass --data-dir to a folder "
+        f"holding the four IDX files, or connect to the network to download them."
+    )
+
+
+def _digits():
+    """scikit-learn's bundled 8x8 digits: instant and offline, for smoke runs."""
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    images = raw.images.astype(np.uint8)  # values 0..16
+    labels = raw.target
+    n_test = 360  # the last fifth, kept in order like MNIST's official split
+    digest = hashlib.sha256(images.tobytes() + labels.astype(np.int64).tobytes()).hexdigest()
+    details = {
+        "name": "digits",
+        "path": "sklearn.datasets.load_digits",
+        "files": {},
+        "verified": True,
+        "checksums": {"bundled": digest},
+        "data_sha256": digest,
+        "n_train": len(labels) - n_test,
+        "n_test": n_test,
+    }
+    info = {
+        "target_names": [str(i) for i in range(10)],
+        "description": "scikit-learn's bundled 8x8 handwritten digits (1,797 images, pixel values 0-16).",
+        "url": "https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html",
+    }
+    return images, labels, details, info
+
+
+def load_split(
+    name: str | None = None,
+    *,
+    split: str = "official",
+    test_size: int | float | None = None,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    dtype=np.uint8,
+    bunch=None,
+):
+    """``X_train, X_test, y_train, y_test`` with X as N x H*W arrays.
+
+    ``official``: the published split (first ``n_train`` rows / the rest).
+    ``random``: a stratified, seeded split of all images; ``test_size`` is a
+    count or a fraction (default: the official test size).
+    """
+    if split not in ("official", "random"):
+        raise InputError(f"Unknown split {split!r}; expected one of official, random.")
+    b = bunch if bunch is not None else load_mnist(name, data_dir=data_dir, dtype=dtype)
+    X, y = b.data, b.target
+    n_train = b.details["n_train"]
+    if split == "official":
+        if test_size is not None:
+            raise InputError("test_size applies to the random split only; drop it or use split='random'.")
+        return X[:n_train], X[n_train:], y[:n_train], y[n_train:]
+    from sklearn.model_selection import train_test_split
+
+    test_size = len(y) - n_train if test_size is None else test_size
+    if isinstance(test_size, float) and not 0 < test_size < 1:
+        raise InputError(f"test_size as a fraction must be between 0 and 1, got {test_size}.")
+    if isinstance(test_size, int) and not 10 <= test_size <= len(y) - 10:
+        raise InputError(f"test_size as a count must be between 10 and {len(y) - 10}, got {test_size}.")
+    return train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)

@@ -1,0 +1,86 @@
+"""What counts as "digit pixels", in one place.
+
+MNIST stores a digit as 28 x 28 uint8 intensities, 0 (paper) to 255 (ink).
+Users bring the same thing as flat rows (N x 784), image stacks (N x 28 x 28,
+or N x 1 x 28 x 28 as torch lays them out), or floats in [0, 1]. Every model,
+figure and predictor goes through these functions, so each accepts the same
+inputs and refuses the same mistakes with the same sentence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mnistlab.errors import InputError
+
+__all__ = ["as_images", "unit_pixels", "as_digit"]
+
+
+def as_images(X, *, what: str = "images") -> np.ndarray:
+    """(N, H, W) view of flat square rows (N, side*side), images (N, H, W) or (N, 1, H, W); no copy.
+
+    Flat rows must be square images flattened row by row (784 = 28 x 28).
+    """
+    X = np.asarray(X)
+    if X.ndim == 4 and X.shape[1] == 1:
+        return X[:, 0]
+    if X.ndim == 3:
+        return X
+    if X.ndim != 2:
+        raise InputError(f"{what} have shape {X.shape}, expected N x 784 rows or N x 28 x 28 images.")
+    side = math.isqrt(X.shape[1])
+    if side * side != X.shape[1]:
+        raise InputError(
+            f"{what} have {X.shape[1]} pixels per row, expected a square number such as 784 (28 x 28) flattened row by row."
+        )
+    return X.reshape(len(X), side, side)
+
+
+def unit_pixels(X: np.ndarray) -> np.ndarray:
+    """Pixels of any numeric dtype -> a float32 copy in [0, 1], same shape.
+
+    Integers are on the 0-255 scale (values outside it are refused). Floats are
+    taken as [0, 1], except images whose brightest pixel exceeds 1, which are
+    taken as 0-255 and divided by 255; each image (first axis) is judged on its
+    own, so ``load_mnist(dtype=float)`` output and raw float pixels both work.
+    """
+    X = np.asarray(X)
+    if X.dtype.kind == "b":
+        return X.astype(np.float32)
+    if X.dtype.kind in "iu":
+        if X.size and (X.min() < 0 or X.max() > 255):
+            raise InputError(
+                f"Integer pixels must lie in 0-255, got values from {X.min()} to {X.max()}; "
+                "pass uint8 images or floats in [0, 1]."
+            )
+        return X.astype(np.float32) / np.float32(255)
+    if X.dtype.kind != "f":
+        raise InputError(f"Pixels must be numbers, got dtype {X.dtype}; pass uint8 images or floats in [0, 1].")
+    out = X.astype(np.float32)  # a copy we may scale in place
+    if out.size and not np.isfinite(out).all():
+        raise InputError("Pixels contain NaN or infinite values; pass finite numbers from 0 to 255 (or 0 to 1).")
+    if out.ndim >= 2:
+        brightest = out.reshape(len(out), -1).max(axis=1, initial=0)
+        out[brightest > 1] /= np.float32(255)
+    elif out.size and out.max() > 1:
+        out /= np.float32(255)
+    return out
+
+
+def as_digit(values, *, label: str = "the array") -> np.ndarray:
+    """One (28, 28) uint8 digit from 784 values (flat or 28 x 28), 0-255 or 0-1 floats."""
+    a = np.asarray(values)
+    if a.size != 784 or a.squeeze().shape not in ((784,), (28, 28)):
+        raise InputError(
+            f"{label}: got {a.size} values with shape {a.shape}, expected 784 values or a 28x28 array (one digit)."
+        )
+    if a.dtype.kind not in "uifb":
+        raise InputError(f"{label} holds {a.dtype} values, expected numbers from 0 to 255.")
+    a = a.astype(np.float64).reshape(28, 28)
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 255:
+        raise InputError(f"{label} has values outside 0-255 (or NaN); expected pixel values from 0 to 255 (or 0 to 1).")
+    if a.max() <= 1.0:
+        a = a * 255
+    return np.rint(a).astype(np.uint8)

@@ -1,0 +1,82 @@
+"""The datasets mnistlab knows: their files, published checksums and mirrors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["DatasetSpec", "DATASETS", "ROLES", "FILE_PATTERNS"]
+
+ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+_DEFAULT_NAMES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    description: str
+    url: str
+    sha256: dict[str, str]  # role -> sha256 of the decompressed IDX bytes
+    mirrors: tuple[str, ...]  # base URLs, tried in order
+    target_names: tuple[str, ...] = tuple(str(i) for i in range(10))
+    files: dict[str, str] = field(default_factory=lambda: dict(_DEFAULT_NAMES))
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        description="MNIST handwritten digits (LeCun, Cortes, Burges): 60,000 training and 10,000 test images, 28x28 grey, white ink on black.",
+        url="http://yann.lecun.com/exdb/mnist/",
+        sha256={
+            "train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "test_images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
+        # torchvision's mirror first, then TensorFlow's, then the original site.
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+    ),
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist",
+        description="Fashion-MNIST (Zalando Research): 60,000 training and 10,000 test images of clothing, 28x28 grey, in MNIST's format.",
+        url="https://github.com/zalandoresearch/fashion-mnist",
+        sha256={
+            "train_images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train_labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "test_images": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "test_labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        },
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+        ),
+        target_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+    ),
+}
+
+# Other spellings of the four files found in the wild (raw, dotted, "test" for "t10k").
+FILE_PATTERNS = {
+    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte", "test-images-idx3-ubyte"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte", "test-labels-idx1-ubyte"),
+}

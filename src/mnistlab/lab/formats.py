@@ -1,0 +1,19 @@
+"""Number formats shared by the HTML report and the CLI's tables.
+
+Kept free of heavy imports: the CLI loads it at start-up.
+"""
+
+from __future__ import annotations
+
+__all__ = ["format_size"]
+
+
+def format_size(n: float | None) -> str:
+    """Bytes as people read them: "812 B", "96.3 kB", "2.1 MB"; a dash when unknown."""
+    if n is None:
+        return "–"
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"

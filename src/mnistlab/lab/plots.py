@@ -1,0 +1,396 @@
+"""Figures of digits and results, written to PNG files.
+
+Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas
+rather than through pyplot: no global figure state, no GUI backend, and safe
+to call from web-server threads. Every writer creates the parent folder,
+writes the PNG atomically (temp file in the same folder, then ``os.replace``)
+and returns the path. Bad input raises ``InputError`` with one sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from mnistlab._atomic import atomic_writer
+from mnistlab.data.pixels import as_images
+from mnistlab.errors import InputError
+
+__all__ = [
+    "save_digit_grid",
+    "save_mean_digits",
+    "save_class_balance",
+    "save_confusion_matrix",
+    "save_misclassified_gallery",
+    "save_accuracy_vs_time",
+    "ascii_digit",
+    "confusion_counts",
+    "most_confident_mistakes",
+]
+
+DPI = 100
+CELL = 0.9  # inches per digit in a grid
+MAX_GRID = 400  # more digits than this make an unreadable, slow-to-render figure
+ASCII_RAMP = " .:-=+*#%@"  # dark (background) -> bright (ink)
+WRONG = "#c62828"
+
+
+def _unit_images(images, what: str = "images") -> np.ndarray:
+    """Float32 images (N, H, W) scaled for drawing: divided by the brightest pixel of the batch.
+
+    Takes square images in any layout ``as_images`` takes (flat rows, stacks). The
+    batch maximum, rather than a fixed 255, makes 0-255 MNIST, [0, 1] floats
+    and scikit-learn's 0-16 digits all draw with full-strength ink.
+    """
+    arr = as_images(images, what=what)
+    if arr.shape[1] != arr.shape[2]:  # a digit grid has square cells
+        raise InputError(f"{what} have shape {np.shape(images)}, expected square images: (N, 28, 28) or (N, 784).")
+    if arr.size == 0:
+        raise InputError(f"got 0 {what}, expected at least one.")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"{what} have dtype {arr.dtype}, expected integer or float pixels.")
+    out = arr.astype(np.float32)
+    lo, hi = float(out.min()), float(out.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0:
+        raise InputError(f"{what} have pixel values from {lo:g} to {hi:g}, expected finite intensities >= 0.")
+    if hi > 0:  # an all-black batch stays black
+        out /= hi
+    return out
+
+
+def _labels(values, n: int | None, what: str, *, integer: bool = True) -> np.ndarray:
+    """Validate a 1-D label array, of length ``n`` when given.
+
+    Integer labels are needed where a label indexes a probability column;
+    figures that only print labels also take class names such as "7" or "Sneaker".
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1 or (n is not None and len(arr) != n):
+        expected = "a 1-D array of labels" if n is None else f"{n} labels (one per image)"
+        raise InputError(f"{what} has shape {arr.shape}, expected {expected}.")
+    if not integer:
+        return arr
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{what} has dtype {arr.dtype}, expected integer class labels.")
+    return arr.astype(np.int64)
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path) -> Path:
+    """Write ``fig`` to ``path`` as PNG atomically; OS failures become InputError."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InputError(f"Output file {path} has suffix {path.suffix!r}, expected a name ending in .png.")
+    try:
+        with atomic_writer(path) as f:
+            fig.savefig(f, format="png", dpi=DPI)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise InputError(f"Cannot write PNG to {path}: {reason}; choose a writable --out path.") from None
+    return path
+
+
+def _grid(n: int, ncols: int, cell_w: float, cell_h: float, title: str | None):
+    """A figure with ``n`` image axes laid out ``ncols`` wide, titled cells of cell_w x cell_h inches."""
+    if n > MAX_GRID:
+        raise InputError(f"got {n} digits to draw, expected at most {MAX_GRID}; pick fewer.")
+    if ncols < 1:
+        raise InputError(f"got ncols={ncols}, expected a positive number of columns.")
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    top = 0.55 if title else 0.05  # inches kept for the figure title
+    width, height = ncols * cell_w + 0.2, nrows * cell_h + top + 0.1
+    fig = _new_figure(width, height)
+    if title:
+        fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig.subplots_adjust(
+        left=0.1 / width,
+        right=1 - 0.1 / width,
+        bottom=0.1 / height,
+        top=1 - top / height,
+        wspace=0.08,
+        hspace=0.3,
+    )
+    for ax in axes:
+        ax.set_axis_off()
+    return fig, axes[:n]
+
+
+def _show(ax, image: np.ndarray) -> None:
+    # Dark ink on white paper reads better than MNIST's raw white-on-black.
+    ax.imshow(image, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+
+
+def save_digit_grid(images, labels, path, *, predictions=None, ncols: int = 10, title: str | None = None) -> Path:
+    """A grid of digits titled by label, or by "true→pred" (red when wrong) given predictions."""
+    imgs = _unit_images(images)
+    n = len(imgs)
+    true = None if labels is None else _labels(labels, n, "labels", integer=False).astype(str)
+    pred = None if predictions is None else _labels(predictions, n, "predictions", integer=False).astype(str)
+    if pred is not None and true is None:
+        raise InputError("got predictions without labels, expected true labels to compare them with.")
+    if title is None and pred is not None and true is not None:
+        title = f"{int((true != pred).sum())} of {n} predictions wrong"
+    fig, axes = _grid(n, ncols, CELL, CELL + 0.2, title)
+    for i, ax in enumerate(axes):
+        _show(ax, imgs[i])
+        if pred is not None and true is not None:
+            wrong = true[i] != pred[i]
+            ax.set_title(
+                f"{true[i]}→{pred[i]}",
+                fontsize=9,
+                color=WRONG if wrong else "black",
+                fontweight="bold" if wrong else "normal",
+                pad=2,
+            )
+        elif true is not None:
+            ax.set_title(true[i], fontsize=9, pad=2)
+    return _save(fig, path)
+
+
+def save_mean_digits(images, labels, path) -> Path:
+    """The mean digit of each class in one row, each titled with its class and count."""
+    imgs = _unit_images(images)
+    true = _labels(labels, len(imgs), "labels", integer=False)
+    classes = np.unique(true)
+    fig, axes = _grid(len(classes), len(classes), CELL, CELL + 0.35, "Mean digit per class")
+    for ax, c in zip(axes, classes):
+        members = true == c
+        _show(ax, imgs[members].mean(axis=0))
+        ax.set_title(f"{c}\nn={int(members.sum()):,}", fontsize=8, pad=2)
+    return _save(fig, path)
+
+
+def save_class_balance(counts_by_split: dict, path) -> Path:
+    """Grouped bars of per-class counts, one colour per split (index of a count = its class)."""
+    if not counts_by_split:
+        raise InputError("got no splits to plot, expected e.g. {'train': counts, 'test': counts}.")
+    counts = {str(k): np.asarray(v) for k, v in counts_by_split.items()}
+    k = len(next(iter(counts.values())))
+    for name, c in counts.items():
+        if c.ndim != 1 or len(c) != k or len(c) == 0:
+            raise InputError(f"counts for split {name!r} have shape {c.shape}, expected ({k},) like the first split.")
+        if not np.issubdtype(c.dtype, np.integer) or (c < 0).any():
+            raise InputError(f"counts for split {name!r} are not all non-negative integers, expected class counts.")
+    fig = _new_figure(max(6.0, 0.35 * k * len(counts) + 2.5), 4.5)
+    ax = fig.add_subplot()
+    width = 0.8 / len(counts)
+    x = np.arange(k)
+    for j, (name, c) in enumerate(counts.items()):
+        bars = ax.bar(x + (j - (len(counts) - 1) / 2) * width, c, width, label=f"{name} ({int(c.sum()):,})")
+        ax.bar_label(bars, labels=[f"{v:,}" for v in c], fontsize=7, rotation=90, padding=2)
+    ax.set_xticks(x, [str(i) for i in range(k)])
+    ax.set_xlabel("class")
+    ax.set_ylabel("images")
+    ax.set_ylim(0, max(int(c.max()) for c in counts.values()) * 1.18 or 1)  # room for the labels
+    ax.set_title("Images per class")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion_counts(y_true, y_pred, classes=None) -> np.ndarray:
+    """Counts[i, j] = images of class ``classes[i]`` predicted as ``classes[j]``.
+
+    ``classes`` defaults to the union of both label arrays; rows and columns
+    follow sorted class order.
+    """
+    true = _labels(y_true, None, "y_true", integer=False)
+    pred = _labels(y_pred, len(true), "y_pred", integer=False)
+    classes = np.union1d(true, pred) if classes is None else np.unique(np.asarray(classes))
+    k = len(classes)
+    ti, pi = np.searchsorted(classes, true), np.searchsorted(classes, pred)
+    for name, labels, idx in (("y_true", true, ti), ("y_pred", pred, pi)):
+        ok = (idx < k) & (classes[np.minimum(idx, k - 1)] == labels)
+        if not ok.all():
+            raise InputError(f"{name} holds label {labels[~ok][0]}, expected one of {classes.tolist()}.")
+    return np.bincount(ti * k + pi, minlength=k * k).reshape(k, k)
+
+
+def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None) -> Path:
+    """Annotated confusion matrix (rows true, columns predicted).
+
+    With 100 or more images in a cell the colour is on a log scale, so that a
+    handful of mistakes beside a diagonal of thousands still shows.
+    """
+    true = _labels(y_true, None, "y_true", integer=False)
+    pred = _labels(y_pred, len(true), "y_pred", integer=False)
+    if len(true) == 0:
+        raise InputError("got 0 predictions, expected at least one to build a confusion matrix.")
+    classes = np.union1d(true, pred)
+    counts = confusion_counts(true, pred, classes)
+    k = len(classes)
+    if title is None:
+        title = f"Confusion matrix: accuracy {np.trace(counts) / counts.sum():.2%} on {counts.sum():,} images"
+    size = max(4.5, 0.6 * k + 1.8)
+    fig = _new_figure(size + 1.0, size)
+    ax = fig.add_subplot()
+    top = int(counts.max())
+    log = top >= 100
+    norm = LogNorm(vmin=1, vmax=top) if log else Normalize(vmin=0, vmax=top)
+    # Zero cells are masked (drawn white, unlabelled): LogNorm cannot place 0, and blanks read faster.
+    image = ax.imshow(np.ma.masked_equal(counts, 0), cmap="Blues", norm=norm)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="images (log scale)" if log else "images")
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))  # 1,000 rather than 10^3
+    bar.ax.yaxis.set_minor_formatter(NullFormatter())
+    dark = norm(counts) > 0.5  # white text on the darker half of the colour map
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    f"{counts[i, j]:,}",
+                    ha="center",
+                    va="center",
+                    fontsize=8 if counts[i, j] < 10_000 else 6,
+                    color="white" if dark[i, j] else "black",
+                )
+    names = [str(c) for c in classes]
+    ax.set_xticks(range(k), names)
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def most_confident_mistakes(y_true, y_pred, proba, n: int) -> np.ndarray:
+    """Indices of up to ``n`` wrong predictions, highest predicted-class probability first.
+
+    ``proba[i, c]`` is the probability of class ``c`` (columns are classes 0..K-1).
+    Ties keep the original order.
+    """
+    true = _labels(y_true, None, "y_true")
+    pred = _labels(y_pred, len(true), "y_pred")
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or len(p) != len(true):
+        raise InputError(f"proba has shape {p.shape}, expected ({len(true)}, n_classes).")
+    outside = (pred < 0) | (pred >= p.shape[1])
+    if outside.any():
+        raise InputError(
+            f"y_pred holds label {pred[outside][0]}, expected classes 0..{p.shape[1] - 1} (one proba column each)."
+        )
+    if n < 0:
+        raise InputError(f"got n={n}, expected a number of mistakes >= 0.")
+    wrong = np.flatnonzero(true != pred)
+    confidence = p[wrong, pred[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")[:n]]
+
+
+def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 25) -> Path:
+    """The ``n`` most confident mistakes, each titled "true 4, pred 9 (97%)"."""
+    imgs = _unit_images(images)
+    true = _labels(y_true, len(imgs), "y_true")
+    picked = most_confident_mistakes(true, y_pred, proba, n)
+    pred, p = np.asarray(y_pred), np.asarray(proba)
+    n_wrong = int((true != pred).sum())
+    if len(picked) == 0:
+        fig = _new_figure(6.0, 1.5)
+        fig.text(
+            0.5,
+            0.5,
+            f"No misclassified digits: all {len(true):,} predictions are correct.",
+            ha="center",
+            va="center",
+            fontsize=12,
+        )
+        return _save(fig, path)
+    title = f"Most confident mistakes: {len(picked)} of {n_wrong:,} wrong (of {len(true):,})"
+    fig, axes = _grid(len(picked), 5 if len(picked) <= 25 else 10, 1.45, 1.45, title)
+    for ax, i in zip(axes, picked):
+        _show(ax, imgs[i])
+        # Rounded down so that a wrong answer is never shown as "100%" sure.
+        sure = math.floor(p[i, pred[i]] * 100)
+        ax.set_title(f"true {true[i]}, pred {pred[i]} ({sure}%)", fontsize=8, pad=2)
+    return _save(fig, path)
+
+
+def _spread_labels(log_x, y, labels, decades_per_inch, units_per_inch) -> list[float]:
+    """Label heights (data units) such that labels right of their points never overlap.
+
+    Points are placed from lowest to highest accuracy; a label is pushed up
+    above any placed label it would collide with (8 pt text: ~0.17 in a line,
+    ~0.065 in a character).
+    """
+    line = 0.17 * units_per_inch
+    placed: list[tuple[float, float, float]] = []  # (label start log-x, label end log-x, label y)
+    out = [0.0] * len(y)
+    for i in np.argsort(y, kind="stable"):
+        start = log_x[i] + 0.1 * decades_per_inch
+        end = start + len(labels[i]) * 0.065 * decades_per_inch
+        ty = float(y[i])
+        for p_start, p_end, p_y in sorted(placed, key=lambda p: p[2]):
+            if start < p_end and p_start < end and abs(ty - p_y) < line:
+                ty = p_y + line
+        placed.append((start, end, ty))
+        out[i] = ty
+    return out
+
+
+def save_accuracy_vs_time(rows: list, path) -> Path:
+    """Test accuracy against fit time (log scale), one labelled point per recipe."""
+    if not rows:
+        raise InputError("got no results to plot, expected rows with recipe, test_accuracy, fit_seconds.")
+    needed = ("recipe", "test_accuracy", "fit_seconds")
+    for row in rows:
+        missing = [key for key in needed if key not in row]
+        if missing:
+            raise InputError(f"result row {row!r} lacks {', '.join(missing)}, expected keys {', '.join(needed)}.")
+    names = [str(r["recipe"]) for r in rows]
+    acc = np.array([float(r["test_accuracy"]) for r in rows])
+    secs = np.array([float(r["fit_seconds"]) for r in rows])
+    if not (np.isfinite(secs).all() and (secs > 0).all()):
+        raise InputError(f"fit_seconds are {secs.tolist()}, expected positive times for a log-scale axis.")
+    if not (np.isfinite(acc).all() and ((acc >= 0) & (acc <= 1)).all()):
+        raise InputError(f"test_accuracy values are {acc.tolist()}, expected fractions between 0 and 1.")
+    pct = acc * 100
+    labels = [f"{name} {a:.2f}%" for name, a in zip(names, pct)]
+    fig = _new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
+    ax.scatter(secs, pct, s=45, color="#1f77b4", zorder=3)
+    ax.set_xscale("log")
+    x_lo, x_hi = np.log10(secs.min() / 2), np.log10(secs.max() * 6)  # room on the right for labels
+    spread = max(np.ptp(pct), 1.0)
+    y_lo, y_hi = pct.min() - 0.1 * spread, pct.max() + 0.1 * spread
+    label_y = _spread_labels(np.log10(secs), pct, labels, (x_hi - x_lo) / 6.3, (y_hi - y_lo) / 3.5)
+    for label, x, y, ty in zip(labels, secs, pct, label_y):
+        line = dict(arrowstyle="-", color="0.6", lw=0.6) if ty != y else None  # a moved label points to its dot
+        ax.annotate(label, (x, y), xytext=(x * 1.25, ty), fontsize=8, va="center", arrowprops=line)
+    ax.set_xlim(10**x_lo, 10**x_hi)
+    ax.set_ylim(y_lo, max(y_hi, max(label_y) + 0.05 * spread))
+    ax.set_xlabel("fit time (seconds, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy against fit time")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def ascii_digit(image) -> str:
+    """One line per pixel row; background is spaces, ink runs " .:-=+*#%@".
+
+    Each pixel is two characters wide because terminal cells are about twice as
+    tall as they are wide, so the digit keeps its proportions.
+    """
+    arr = np.asarray(image)
+    if arr.ndim not in (1, 2):
+        raise InputError(f"image has shape {arr.shape}, expected one digit of shape (28, 28) or (784,).")
+    unit = _unit_images(arr[None], "image")[0]
+    levels = np.minimum((unit * len(ASCII_RAMP)).astype(int), len(ASCII_RAMP) - 1)
+    return "\n".join("".join(ASCII_RAMP[v] * 2 for v in row) for row in levels)

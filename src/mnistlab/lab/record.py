@@ -1,0 +1,147 @@
+"""What a training run records: its result object and its model card, from one source.
+
+``train_recipe`` returns the result (flat, for people and ``--json``); the
+model directory keeps the card (nested, for reproducing and checking the
+model later). Both are views of one ``Record``, so the fields they share
+cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy
+import sklearn
+import skops
+from sklearn.base import BaseEstimator
+
+from mnistlab._version import __version__
+from mnistlab.lab.options import RunOptions
+from mnistlab.models.recipes import Recipe
+
+__all__ = ["Record", "run_metrics", "json_safe_params", "package_versions", "predictions_sha256"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One fitted and tested recipe."""
+
+    recipe: Recipe
+    options: RunOptions  # with the recipe's folds filled in
+    dataset: str  # "mnist", or "arrays" for data passed from Python
+    data_sha256: str
+    params: dict  # the estimator's parameters, JSON-safe
+    metrics: dict  # see run_metrics
+    notes: list[str]  # convergence warnings of the fit, one sentence each
+    calibration: dict | None = None  # the probability cut for "not sure" answers (trust.calibration)
+
+    def _shared(self) -> dict:
+        """The fields the result and the card both hold: what ran, on which data, from which seed."""
+        o = self.options
+        return {
+            "recipe": self.recipe.name,
+            "description": self.recipe.description,
+            "family": self.recipe.family,
+            "seed": o.seed,
+            "split": o.split,
+            "test_size": o.test_size,
+            "limit": o.limit,
+            "data_sha256": self.data_sha256,
+        }
+
+    def card(self) -> dict:
+        """The model card saved beside the weights: enough to reproduce the model and check a reload."""
+        return {
+            **self._shared(),
+            "params": self.params,
+            "dataset": self.dataset,
+            "versions": package_versions(),
+            "metrics": self.metrics,
+            **({"calibration": self.calibration} if self.calibration is not None else {}),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+
+    def result(self, model_dir: Path) -> dict:
+        """The result object of ``train_recipe`` and ``mnistlab train --json``."""
+        return {
+            **self._shared(),
+            "cv": self.options.cv,
+            **self.metrics,
+            "n_jobs": self.options.n_jobs,
+            "notes": self.notes,
+            "model_dir": str(model_dir),
+            "model_size_bytes": _dir_size(model_dir),
+        }
+
+
+def run_metrics(
+    estimator, cv_scores: list[float], seconds: dict, *, n_train: int, y_test: np.ndarray, y_pred: np.ndarray
+) -> dict:
+    """Accuracies and timings (``seconds``) of one run, as saved in the card and flattened into the result."""
+    metrics = {
+        "cv_scores": cv_scores,
+        "cv_mean": float(np.mean(cv_scores)) if cv_scores else None,
+        "cv_std": float(np.std(cv_scores)) if cv_scores else None,
+        "test_accuracy": float(np.mean(y_pred == y_test)),
+        **seconds,  # fit_seconds, predict_seconds, cv_seconds
+        "n_train": int(n_train),
+        "n_test": int(len(y_test)),
+        # Lets `evaluate` prove that the reloaded model predicts exactly as the trained one did.
+        "test_predictions_sha256": predictions_sha256(y_pred),
+    }
+    # CNNs also report how many epochs ran (fewer with a target) and the time in their training loop.
+    for key, attr in (("epochs", "n_epochs_"), ("train_seconds", "train_seconds_")):
+        if hasattr(estimator, attr):
+            metrics[key] = getattr(estimator, attr)
+    return metrics
+
+
+def json_safe_params(estimator) -> dict:
+    """``get_params(deep=True)`` with estimators named by class and other objects by repr."""
+
+    def safe(value):
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value if not (isinstance(value, float) and not np.isfinite(value)) else str(value)
+        if isinstance(value, np.generic):
+            return safe(value.item())
+        if isinstance(value, BaseEstimator):
+            return type(value).__name__
+        if isinstance(value, (list, tuple)):
+            return [safe(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): safe(v) for k, v in value.items()}
+        return repr(value)
+
+    # A progress callback is how a run reports, not what it learns: keep it out of the card.
+    return {key: safe(value) for key, value in sorted(estimator.get_params(deep=True).items()) if key != "callback"}
+
+
+def package_versions() -> dict:
+    """Versions that decide whether a saved model behaves the same elsewhere."""
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "skops": skops.__version__,
+        "mnistlab": __version__,
+    }
+    if "torch" in sys.modules:  # only when a CNN was involved; importing torch costs seconds
+        versions["torch"] = sys.modules["torch"].__version__
+    return versions
+
+
+def predictions_sha256(y_pred: np.ndarray) -> str:
+    """A fingerprint of predictions that is the same on every machine (int64 labels, C order)."""
+    return hashlib.sha256(np.ascontiguousarray(y_pred, dtype=np.int64).tobytes()).hexdigest()
+
+
+def _dir_size(model_dir: Path) -> int:
+    """Bytes on disk of the model directory's weights and card."""
+    return sum(p.stat().st_size for p in Path(model_dir).iterdir() if p.is_file() and not p.name.startswith("."))

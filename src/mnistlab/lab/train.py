@@ -1,0 +1,229 @@
+"""Train, cross-validate and test one recipe on MNIST, and save it.
+
+``train_recipe`` is the lesson in one call: cross-validation accuracies per
+fold, a fit on the training set, the test accuracy, timings, and a saved
+model directory whose card records everything needed to reproduce it.
+``run_recipe`` does the same work for ``compare``, which also needs the test
+set and its predictions to draw the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+from threadpoolctl import threadpool_limits
+
+from mnistlab.data.load import load_mnist, load_split
+from mnistlab.lab.options import Progress, RunOptions, noop
+from mnistlab.lab.record import Record, json_safe_params, run_metrics
+from mnistlab.models.files import default_model_dir, save_model
+from mnistlab.models.proba import digit_probabilities
+from mnistlab.models.recipes import Recipe, get_recipe
+from mnistlab.trust.calibration import probability_cut_for
+from mnistlab.trust.reader import load_reader
+
+__all__ = ["train_recipe", "run_recipe", "load_data", "thread_limits", "TrainTest", "Scored"]
+
+
+@dataclass(frozen=True)
+class TrainTest:
+    """The arrays of one run and where they came from."""
+
+    X_train: np.ndarray  # (n_train, 784) pixels
+    X_test: np.ndarray  # (n_test, 784)
+    y_train: np.ndarray  # (n_train,) int labels
+    y_test: np.ndarray  # (n_test,)
+    sha256: str  # of MNIST's files, or of the four arrays passed from Python
+    dataset: str  # "mnist" or "arrays"
+
+
+class Scored(NamedTuple):
+    """What ``run_recipe`` gives back: the result object, the data, and the test predictions."""
+
+    result: dict
+    data: TrainTest
+    y_pred: np.ndarray  # (n_test,)
+
+
+def load_data(options: RunOptions, data=None) -> TrainTest:
+    """MNIST split as ``options`` say (or the caller's arrays), with ``options.limit`` applied to the training set."""
+    if data is not None:
+        X_train, X_test, y_train, y_test = (np.asarray(a) for a in data)
+        digest = hashlib.sha256()
+        for part in (X_train, X_test, y_train, y_test):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        sha256, dataset = digest.hexdigest(), "arrays"
+    else:
+        bunch = load_mnist("mnist")
+        X_train, X_test, y_train, y_test = load_split(
+            split=options.split, test_size=options.test_size, seed=options.seed, bunch=bunch
+        )
+        sha256, dataset = bunch.details["data_sha256"], "mnist"
+    options.check_limit(len(y_train))
+    if options.limit is not None and options.limit < len(y_train):
+        X_train, _, y_train, _ = train_test_split(
+            X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
+        )
+    return TrainTest(X_train, X_test, y_train, y_test, sha256, dataset)
+
+
+def thread_limits(family: str):
+    """One BLAS thread for classic recipes; CNNs keep torch's own thread settings.
+
+    Their BLAS work (logistic regression, PCA) is memory-bound, and OpenBLAS's
+    spinning threads slow it down several times on a busy machine. A fixed
+    thread count also makes the floating-point results independent of the machine.
+    """
+    if family != "classic":
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def cross_validate(recipe: Recipe, options: RunOptions, X, y) -> tuple[list[float], float]:
+    """Per-fold accuracies of ``options.cv``-fold stratified CV (none when it is 0), and the seconds taken."""
+    if not options.cv:
+        return [], 0.0
+    start = time.perf_counter()
+    folds = StratifiedKFold(n_splits=options.cv)  # what cross_val_score(cv=K) uses for a classifier
+    with warnings.catch_warnings():
+        # The final fit reports non-convergence once; K more copies add nothing.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # Folds run in parallel processes; each estimator then runs single-job so the cores are not oversubscribed.
+        scores = cross_val_score(
+            recipe.build(options.seed, 1), X, y, cv=folds, n_jobs=options.n_jobs, scoring="accuracy"
+        )
+    return [float(s) for s in scores], time.perf_counter() - start
+
+
+def fit(estimator, X, y) -> tuple[float, list[str]]:
+    """Fit in place; return the seconds taken and the fit's convergence warnings as sentences."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(X, y)
+    seconds = time.perf_counter() - start
+    notes: list[str] = []
+    for w in caught:  # other warnings are re-issued as they came
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif str(w.message) not in notes:
+            notes.append(str(w.message))
+    return seconds, notes
+
+
+def calibrate(estimator, d: TrainTest, progress: Progress, name: str) -> dict | None:
+    """The probability cut for "not sure" answers, from the run's own test digits (None for other data)."""
+    X_test = np.asarray(d.X_test)
+    if X_test.ndim != 2 or X_test.shape[1] != 784 or not np.isin(np.unique(d.y_test), np.arange(10)).all():
+        return None  # not 28x28 digits: the reader's checks do not apply
+    progress(f'{name}: calibrating when to say "not sure" on {len(X_test):,} test digits')
+    cut = probability_cut_for(
+        lambda images: digit_probabilities(estimator, images.reshape(len(images), 784)),
+        load_reader(),
+        X_test.reshape(-1, 28, 28),
+        "the run's test set",
+    )
+    return cut.to_json()
+
+
+def run_recipe(
+    recipe_name: str, options: RunOptions, *, out=None, progress: Progress | None = None, data=None
+) -> Scored:
+    """Cross-validate, fit, test and save one recipe (to ``out``, default ``default_model_dir``)."""
+    recipe = get_recipe(recipe_name)
+    options = options.for_recipe(recipe)
+    progress = progress or noop
+    progress(f"{recipe.name}: loading data")
+    d = load_data(options, data)
+    with thread_limits(recipe.family):
+        if options.cv:
+            progress(f"{recipe.name}: {options.cv}-fold cross-validation on {len(d.y_train):,} images")
+        cv_scores, cv_seconds = cross_validate(recipe, options, d.X_train, d.y_train)
+        estimator = recipe.build(options.seed, options.n_jobs)
+        _configure_cnn(estimator, recipe.name, options.target, progress)
+        params = json_safe_params(estimator)
+        progress(f"{recipe.name}: fitting on {len(d.y_train):,} images")
+        fit_seconds, notes = fit(estimator, d.X_train, d.y_train)
+        progress(f"{recipe.name}: predicting {len(d.y_test):,} test images")
+        start = time.perf_counter()
+        y_pred = np.asarray(estimator.predict(d.X_test))
+        predict_seconds = time.perf_counter() - start
+    calibration = calibrate(estimator, d, progress, recipe.name)
+    seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
+    metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
+    record = Record(recipe, options, d.dataset, d.sha256, params, metrics, notes, calibration)
+    model_dir = Path(out) if out is not None else default_model_dir(recipe.name)
+    progress(f"{recipe.name}: saving to {model_dir}")
+    save_model(estimator, model_dir, card=record.card())
+    return Scored(record.result(model_dir), d, y_pred)
+
+
+def _configure_cnn(estimator, name: str, target: float | None, progress: Progress) -> None:
+    """Pass ``target`` to estimators that take one, and show per-epoch progress of CNNs."""
+    params = estimator.get_params()
+    if target is not None:
+        estimator.set_params(target=target)
+    if "callback" not in params or progress is noop:
+        return
+
+    members, goal = params["n_members"], estimator.get_params()["target"]
+    parallel = members > 1 and params.get("n_jobs", 1) != 1
+    done = []
+
+    def on_epoch(row: dict) -> None:
+        # Called after each epoch. The message names the step now starting, so its
+        # finished line shows that step's time, and carries the stats of the epoch just done.
+        stats = f"epoch {row['epoch']}: loss {row['loss']:.4f}, train acc {row['train_accuracy']:.4f}"
+        if row["val_accuracy"] is not None:
+            stats += f", held-out acc {row['val_accuracy']:.4f}"
+        if parallel:  # members run side by side: rows interleave, so count epochs instead
+            done.append(row)
+            progress(
+                f"{name}: {len(done)}/{members * row['epochs']} member epochs done (member {row['member'] + 1} {stats})"
+            )
+            return
+        member, epoch = row["member"], row["epoch"] + 1
+        reached = row["val_accuracy"] is not None and row["val_accuracy"] >= goal
+        if epoch > row["epochs"] or reached:
+            member, epoch = member + 1, 1
+        who = f"member {member + 1}/{members} " if members > 1 else ""
+        step = f"{who}epoch {epoch}/{row['epochs']}" if member < members else "training done"
+        progress(f"{name}: {step} ({stats})")
+
+    estimator.set_params(callback=on_epoch)
+
+
+def train_recipe(
+    recipe: str,
+    *,
+    cv: int | None = None,
+    split: str = "official",
+    test_size=None,
+    seed: int = 42,
+    limit: int | None = None,
+    n_jobs: int = 1,
+    out=None,
+    progress: Progress | None = None,
+    data=None,
+    target: float | None = None,
+) -> dict:
+    """Cross-validate, fit, test and save one recipe; return the result object.
+
+    ``cv=None`` uses the recipe's default folds (3, or 0 = skipped for slow
+    recipes). ``limit`` keeps a stratified subset of that many training images.
+    ``data=(X_train, X_test, y_train, y_test)`` replaces loading MNIST.
+    The model is saved to ``out`` or ``default_model_dir(recipe)``. ``target``
+    (CNN recipes) stops training once a held-out accuracy reaches it; CNN
+    results also hold ``epochs`` and ``train_seconds``. See ``RunOptions``.
+    """
+    options = RunOptions(cv=cv, split=split, test_size=test_size, seed=seed, limit=limit, n_jobs=n_jobs, target=target)
+    return run_recipe(recipe, options, out=out, progress=progress, data=data).result

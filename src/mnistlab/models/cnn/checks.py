@@ -1,0 +1,55 @@
+"""Parameter checks of ``CNNClassifier``: each error names the parameter, the value and what it expects."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnistlab.errors import RecipeError
+from mnistlab.models.cnn.augment import AUGMENTATIONS
+from mnistlab.models.cnn.net import ARCHITECTURES
+
+__all__ = ["BACKENDS", "INPUTS", "choice", "check_number", "check_params"]
+
+BACKENDS = ("torch", "onnxruntime")
+# What the members read: the digits as written, deskewed (``net.deskew``),
+# or "mixed": members 2, 4, ... read deskewed digits, the others raw ones.
+INPUTS = ("raw", "deskewed", "mixed")
+
+
+def choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise RecipeError(f"{name} got {value!r}, expected one of: {', '.join(map(repr, allowed))}.")
+
+
+def check_number(name: str, value, low, high=None, *, integer=False) -> None:
+    kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and value >= low
+    if not ok or (high is not None and value > high):
+        expected = f"{'an integer' if integer else 'a number'} >= {low}" + (f" and <= {high}" if high else "")
+        raise RecipeError(f"{name} got {value!r}, expected {expected}.")
+
+
+def check_params(p: dict) -> None:
+    """Raise RecipeError for the first of ``CNNClassifier.get_params()`` that fit cannot use."""
+    choice("arch", p["arch"], tuple(ARCHITECTURES))
+    choice("augment", p["augment"], tuple(AUGMENTATIONS))
+    choice("backend", p["backend"], BACKENDS)
+    choice("inputs", p["inputs"], INPUTS)
+    choice("nesterov", p["nesterov"], (True, False))
+    for name in ("epochs", "batch_size", "n_members"):
+        check_number(name, p[name], 1, integer=True)
+    for name in ("lr", "weight_decay"):
+        check_number(name, p[name], 0)
+    for name in ("label_smoothing", "dropout", "momentum", "warmup_fraction", "validation_fraction"):
+        check_number(name, p[name], 0, 1)
+    if p["nesterov"] and p["momentum"] <= 0:
+        raise RecipeError("nesterov=True needs a momentum above 0; set momentum > 0 or nesterov=False.")
+    if p["target"] is not None:
+        check_number("target", p["target"], 0, 1)
+    if p["n_threads"] is not None:
+        check_number("n_threads", p["n_threads"], 1, integer=True)
+    if p["n_jobs"] != -1:
+        check_number("n_jobs", p["n_jobs"], 1, integer=True)
+    device = p["device"]
+    if not (device in ("auto", "cpu", "cuda") or str(device).startswith("cuda:")):
+        raise RecipeError(f"device got {device!r}, expected one of: 'auto', 'cpu', 'cuda', 'cuda:N'.")

@@ -1,0 +1,130 @@
+"""ONNX export of fitted CNN models, and inference with onnxruntime.
+
+The exported graph is the whole ``Averaged`` module: input ``image`` float32
+(N, 1, H, W) in [0, 1] (N is dynamic), output ``probabilities`` (N, n_classes).
+The class labels are stored in the model's metadata (``classes``, JSON), so
+an exported file is usable on its own::
+
+    pred = OnnxPredictor("digits.onnx")
+    pred.predict(images_uint8)  # -> labels
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from mnistlab._atomic import atomic_write_bytes
+from mnistlab.data.pixels import as_images, unit_pixels
+from mnistlab.errors import InputError, ModelFileError
+
+__all__ = ["export_onnx", "OnnxPredictor"]
+
+OPSET = 18
+
+
+def _model_proto(module: torch.nn.Module, image_shape: tuple[int, int], classes: list) -> onnx.ModelProto:
+    module = copy.deepcopy(module).cpu().eval()  # never move or retrace the caller's model
+    example = torch.zeros(2, 1, *image_shape)  # batch 2: a batch of 1 would be specialised away
+    # The exporter logs and warns about things that do not concern us (torchvision
+    # ops, its own deprecations); keep the user's terminal clean.
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=["image"],
+                output_names=["probabilities"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                verbose=False,
+            )
+    finally:
+        exporter_log.setLevel(level)
+    assert program is not None  # dynamo=True always returns an ONNXProgram
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, {"classes": json.dumps(classes), "input": "float32 (N, 1, H, W) in [0, 1]"})
+    return proto
+
+
+def _check_matches(proto: onnx.ModelProto, module: torch.nn.Module, image_shape) -> None:
+    """Refuse to write a graph whose probabilities differ from PyTorch's on probe images."""
+    probe = np.random.default_rng(0).random((16, 1, *image_shape), dtype=np.float32)
+    with torch.inference_mode():
+        expected = copy.deepcopy(module).cpu().eval()(torch.from_numpy(probe)).numpy()
+    got = OnnxPredictor(proto.SerializeToString()).predict_proba(probe)
+    if not np.allclose(got, expected, atol=1e-4):
+        raise ModelFileError(
+            f"The ONNX graph's probabilities differ from PyTorch's by up to {np.abs(got - expected).max():.2g}; "
+            "report this with your torch and onnxruntime versions."
+        )
+
+
+def export_onnx(estimator, path) -> Path:
+    """Write a fitted CNN estimator as an ONNX file (atomically); returns the path."""
+    model = getattr(estimator, "model_", None)
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(
+            f"ONNX export needs a fitted CNN model, got {type(estimator).__name__}; "
+            "train a CNN recipe (for example `mnistlab train cnn`) and export that."
+        )
+    proto = _model_proto(model, estimator.image_shape_, estimator.classes_.tolist())
+    _check_matches(proto, model, estimator.image_shape_)
+    path = Path(path)
+    atomic_write_bytes(path, proto.SerializeToString())
+    return path
+
+
+class OnnxPredictor:
+    """Runs an exported model with onnxruntime on the CPU.
+
+    ``source`` is a path to an .onnx file or its bytes. ``predict_proba`` takes
+    float32 images (N, 1, H, W) in [0, 1]; ``predict`` takes any digit pixels
+    (``mnistlab.data.pixels``: flat rows or images, uint8 0-255 or floats) and
+    returns class labels.
+    """
+
+    def __init__(self, source, *, n_threads: int | None = None):
+        options = ort.SessionOptions()
+        if n_threads:
+            options.intra_op_num_threads = n_threads
+        if isinstance(source, (str, os.PathLike)):
+            if not Path(source).is_file():
+                raise ModelFileError(
+                    f"No ONNX file at {source}; export one with `mnistlab export MODEL_DIR --onnx FILE`."
+                )
+            source = Path(source).read_bytes()
+        try:
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelFileError(f"Not a readable ONNX model ({exc}); export it again.") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.classes_ = np.asarray(json.loads(meta["classes"])) if "classes" in meta else None
+        self.image_shape_ = tuple(self.session.get_inputs()[0].shape[2:])
+
+    @classmethod
+    def from_module(cls, module: torch.nn.Module, image_shape, classes=(), **kwargs) -> OnnxPredictor:
+        return cls(_model_proto(module, image_shape, list(classes)).SerializeToString(), **kwargs)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        return self.session.run(None, {"image": images})[0]
+
+    def predict(self, images) -> np.ndarray:
+        pixels = unit_pixels(as_images(images))  # (N, H, W) float32 in [0, 1]
+        proba = self.predict_proba(pixels.reshape(-1, 1, *self.image_shape_))
+        return self.classes_[proba.argmax(axis=1)] if self.classes_ is not None else proba.argmax(axis=1)

@@ -1,0 +1,313 @@
+"""Saved model directories: weights without pickle, plus a JSON card.
+
+A model directory holds the weights (``model.skops`` for scikit-learn
+pipelines, ``model.safetensors`` for CNNs) and ``model.json``, the card:
+recipe, parameters, seed, data checksum, package versions, metrics, the
+weights file name, its sha256 and ``format_version``. Loading checks the
+version and the sha256 *before* deserialising anything, and skops only
+rebuilds the types on an explicit allow-list, so a model directory from
+elsewhere cannot run code.
+
+A CNN is its weights as safetensors plus a JSON config (parameters, classes,
+seeds, history): ``cnn_to_bytes`` / ``cnn_from_bytes``, used for model
+directories (config in the card) and for the digit detector's cache (config in
+the file's metadata). torch is imported only when a CNN is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load, save
+from sklearn.utils.validation import check_is_fitted
+
+from mnistlab._atomic import atomic_write_bytes
+from mnistlab.errors import ModelFileError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "TRUSTED_TYPES",
+    "save_model",
+    "load_model",
+    "read_card",
+    "models_root",
+    "default_model_dir",
+    "find_best_model",
+    "is_cnn",
+    "cnn_to_bytes",
+    "cnn_from_bytes",
+]
+
+FORMAT_VERSION = 1
+CARD_FILE = "model.json"
+SKOPS_FILE = "model.skops"
+SAFETENSORS_FILE = "model.safetensors"
+
+# Types that skops does not trust by default but that our classic recipes
+# contain: our own stateless transformers and scikit-learn's tree structure.
+# Exactly what `skops.io.get_untrusted_types` reports for the registered
+# recipes (tests/test_modelfiles.py keeps this list honest). Anything else in
+# a .skops file is refused.
+TRUSTED_TYPES = (
+    "mnistlab.models.transforms.Deskew",
+    "mnistlab.models.transforms.PixelScaler",
+    "sklearn.tree._tree.Tree",
+)
+# Where our transformers lived before the package had wings: skops files record a
+# type by its module path, so model directories saved then name these.
+_LEGACY_MODULES = {"mnistlab._transforms": "mnistlab.models.transforms"}
+_LEGACY_TYPES = tuple(
+    name.replace(new, old, 1)
+    for old, new in _LEGACY_MODULES.items()
+    for name in TRUSTED_TYPES
+    if name.startswith(new + ".")
+)
+
+
+def models_root() -> Path:
+    """``$XDG_DATA_HOME/mnistlab/models``, else ``~/.local/share/mnistlab/models``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mnistlab" / "models"
+
+
+def default_model_dir(recipe: str) -> Path:
+    return models_root() / recipe
+
+
+def _serialise(estimator) -> tuple[str, bytes, dict]:
+    """Return (weights file name, weights bytes, extra card fields)."""
+    if is_cnn(estimator):
+        data, config = cnn_to_bytes(estimator)
+        return SAFETENSORS_FILE, data, {"format": "safetensors", "config": config}
+
+    import skops.io as sio  # skops imports torch (seconds): only for classic models
+
+    data = sio.dumps(estimator)
+    unknown = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+    if unknown:
+        # Saving what load_model would refuse only moves the error to later.
+        raise ModelFileError(
+            f"Cannot save this model safely: it contains types outside mnistlab's allow-list ({', '.join(unknown)}); "
+            "use a registered recipe or extend TRUSTED_TYPES after reviewing them."
+        )
+    return SKOPS_FILE, data, {"format": "skops"}
+
+
+def save_model(estimator, model_dir, *, card: dict) -> Path:
+    """Save a fitted estimator and its card into ``model_dir`` (created if needed)."""
+    model_dir = Path(model_dir)
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelFileError(
+            f"Cannot create model directory {model_dir} ({exc.strerror}); choose a writable --out folder."
+        ) from None
+    weights_file, data, extra = _serialise(estimator)
+    full_card = {
+        **card,
+        **extra,
+        "weights_file": weights_file,
+        "weights_sha256": hashlib.sha256(data).hexdigest(),
+        "format_version": FORMAT_VERSION,
+    }
+    text = json.dumps(full_card, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    try:
+        # Weights first: a crash in between leaves an old card whose sha256 no
+        # longer matches, which load_model refuses, rather than a silent mix.
+        atomic_write_bytes(model_dir / weights_file, data)
+        atomic_write_bytes(model_dir / CARD_FILE, text.encode())
+    except OSError as exc:
+        raise ModelFileError(
+            f"Cannot write the model into {model_dir} ({exc.strerror}); choose a writable --out folder."
+        ) from None
+    # A directory keeps one model: drop the other format's weights if a
+    # different kind of model was saved here before.
+    for other in (SKOPS_FILE, SAFETENSORS_FILE):
+        if other != weights_file:
+            (model_dir / other).unlink(missing_ok=True)
+    return model_dir
+
+
+def read_card(model_dir) -> dict:
+    """Read and check ``model.json`` (version, weights file name) without touching the weights."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelFileError(
+            f"Model directory {model_dir} does not exist; train one with `mnistlab train RECIPE --out {model_dir}`."
+        )
+    card_path = model_dir / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise ModelFileError(
+            f"{model_dir} has no {CARD_FILE}, so it is not a mnistlab model directory; point at one written by `mnistlab train`."
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(
+            f"{card_path} is not valid JSON ({exc}); retrain the model with `mnistlab train`."
+        ) from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"{card_path} does not hold a JSON object; retrain the model with `mnistlab train`.")
+    version = card.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{model_dir} was saved in model format version {version!r}, but this mnistlab reads version "
+            f"{FORMAT_VERSION}; retrain it with `mnistlab train {card.get('recipe', 'RECIPE')}`."
+        )
+    weights_file = card.get("weights_file")
+    if weights_file not in (SKOPS_FILE, SAFETENSORS_FILE):
+        # Only our two fixed names: a card must not point at arbitrary paths.
+        raise ModelFileError(
+            f"{card_path} names weights file {weights_file!r}, expected one of {SKOPS_FILE!r}, {SAFETENSORS_FILE!r}; retrain the model."
+        )
+    return card
+
+
+def load_model(model_dir) -> tuple[Any, dict]:
+    """Load ``(estimator, card)`` from a directory written by ``save_model``.
+
+    Raises ModelFileError for a missing directory or file, another format
+    version, weights whose sha256 differs from the card's, or types outside
+    the allow-list.
+    """
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    weights_path = model_dir / card["weights_file"]
+    try:
+        data = weights_path.read_bytes()
+    except OSError:
+        raise ModelFileError(
+            f"{model_dir} has no readable {card['weights_file']}; retrain the model with `mnistlab train {card.get('recipe', 'RECIPE')}`."
+        ) from None
+    if hashlib.sha256(data).hexdigest() != card.get("weights_sha256"):
+        raise ModelFileError(
+            f"{weights_path} does not match the sha256 recorded in {CARD_FILE}, so it was changed or corrupted; "
+            "restore the original file or retrain the model."
+        )
+    if card["weights_file"] == SAFETENSORS_FILE:
+        return cnn_from_bytes(data, card.get("config", {}), source=str(weights_path)), card
+    return _load_skops(data, weights_path), card
+
+
+def _load_skops(data: bytes, weights_path: Path):
+    import skops.io as sio  # skops imports torch (seconds): only for classic models
+
+    try:
+        found = set(sio.get_untrusted_types(data=data))
+    except Exception as exc:  # skops raises assorted errors on a damaged archive
+        raise ModelFileError(f"{weights_path} is not a readable skops file ({exc}); retrain the model.") from None
+    unknown = sorted(found - set(TRUSTED_TYPES) - set(_LEGACY_TYPES))
+    if unknown:
+        raise ModelFileError(
+            f"{weights_path} contains types mnistlab does not trust ({', '.join(unknown)}); only load models written by mnistlab."
+        )
+    if found & set(_LEGACY_TYPES):
+        # skops imports each type by its recorded module path: point the old paths at the new modules.
+        for old, new in _LEGACY_MODULES.items():
+            sys.modules.setdefault(old, importlib.import_module(new))
+    try:
+        return sio.loads(data, trusted=list(TRUSTED_TYPES + _LEGACY_TYPES))
+    except Exception as exc:
+        raise ModelFileError(
+            f"{weights_path} could not be rebuilt ({type(exc).__name__}: {exc}); retrain the model."
+        ) from None
+
+
+def find_best_model() -> Path | None:
+    """The saved model under ``models_root()`` with the highest test accuracy, or None."""
+    best, best_acc = None, -1.0
+    root = models_root()
+    if not root.is_dir():
+        return None
+    for card_path in sorted(root.glob(f"*/{CARD_FILE}")):
+        try:
+            card = read_card(card_path.parent)
+        except ModelFileError:
+            continue  # stale or foreign folders are skipped, not fatal
+        acc = (card.get("metrics") or {}).get("test_accuracy")
+        if isinstance(acc, (int, float)) and acc > best_acc:
+            best, best_acc = card_path.parent, float(acc)
+    return best
+
+
+# --- CNNs: safetensors weights and a JSON config ------------------------------
+
+
+def is_cnn(estimator) -> bool:
+    """Whether ``estimator`` is a ``CNNClassifier``; never imports torch (no CNN exists before its module is imported)."""
+    module = sys.modules.get("mnistlab.models.cnn.estimator")
+    return module is not None and isinstance(estimator, module.CNNClassifier)
+
+
+def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]:
+    """A fitted ``CNNClassifier`` as (safetensors bytes, JSON-able config).
+
+    ``embed_config`` also stores the config in the file's metadata (key "config"),
+    so that the bytes alone rebuild the estimator with ``cnn_from_bytes(data)``.
+    """
+    check_is_fitted(estimator, "model_")
+    # .contiguous(): channels-last conv weights would otherwise reach safetensors
+    # as strided numpy views, whose raw buffer is in the wrong order.
+    tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in estimator.model_.state_dict().items()}
+    params = estimator.get_params()
+    params.pop("callback")
+    if not isinstance(params["random_state"], (int, type(None))):
+        params["random_state"] = None  # a RandomState object; the member seeds below still apply
+    config = {
+        "estimator": type(estimator).__name__,
+        "params": params,
+        "classes": estimator.classes_.tolist(),
+        "classes_dtype": estimator.classes_.dtype.str,
+        "n_features_in": int(estimator.n_features_in_),
+        "image_shape": list(estimator.image_shape_),
+        "seeds": estimator.seeds_,
+        "n_threads": estimator.n_threads_,
+        "n_epochs": estimator.n_epochs_,
+        "train_seconds": estimator.train_seconds_,
+        "history": estimator.history_,
+    }
+    return save(tensors, metadata={"config": json.dumps(config)} if embed_config else None), config
+
+
+def cnn_from_bytes(data: bytes, config: dict | None = None, *, source: str = "The CNN file"):
+    """The fitted ``CNNClassifier`` of ``cnn_to_bytes``; ``config`` None reads it from the file's metadata.
+
+    ``source`` names the file in the ModelFileError raised for unreadable bytes.
+    """
+    import torch  # seconds to import: only when a CNN is loaded (as is the estimator below)
+
+    from mnistlab.models.cnn.checks import check_params
+    from mnistlab.models.cnn.estimator import CNNClassifier, build_model
+
+    try:
+        tensors = load(data)
+        if config is None:
+            config = json.loads(_safetensors_metadata(data)["config"])
+    except Exception as exc:  # safetensors raises its own errors on damaged bytes
+        raise ModelFileError(f"{source} is not a readable safetensors file ({exc}); retrain the model.") from None
+    est = CNNClassifier(**config["params"])
+    check_params(est.get_params())
+    est.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+    est.n_features_in_ = config["n_features_in"]
+    est.image_shape_ = tuple(config["image_shape"])
+    est.seeds_ = list(config["seeds"])
+    est.n_threads_ = config["n_threads"]
+    est.n_epochs_ = config["n_epochs"]
+    est.train_seconds_ = config["train_seconds"]
+    est.history_ = list(config["history"])
+    est.model_ = build_model(est)
+    est.model_.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()})
+    return est
+
+
+def _safetensors_metadata(data: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors file: its header is 8 bytes of length, then JSON."""
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + n]).get("__metadata__") or {}

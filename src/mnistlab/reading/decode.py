@@ -1,0 +1,194 @@
+"""Decode any image a user sends (path, bytes, file, PIL image, array) into float32 grey.
+
+The pixel count is checked from the header before decoding, so decompression
+bombs are refused cheaply; transparency is composited onto the colour that
+reads as background; big images are reduced to ``WORK_SIDE``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mnistlab.errors import ImageError
+
+__all__ = ["MAX_PIXELS", "WORK_SIDE", "load_image", "to_grey", "encode_png"]
+
+# Refuse images above this many pixels before decoding them (a 50 MP phone photo
+# still passes; a PNG header claiming 100000 x 100000 does not).
+MAX_PIXELS = 50_000_000
+# Images are reduced to this longer side first: plenty for one digit or a short
+# number, and it keeps every later step in the milliseconds.
+WORK_SIDE = 640
+
+
+def _check_pixels(size: tuple[int, int], label: str) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{label} has zero size ({w}x{h} pixels); send an image with content.")
+    if w * h > MAX_PIXELS:
+        raise ImageError(
+            f"{label} declares {w}x{h} pixels, more than the {MAX_PIXELS:,} allowed; "
+            "send a smaller image (a digit needs far fewer pixels)."
+        )
+
+
+def load_image(source) -> Image.Image:
+    """Open and decode an image from a path, bytes, a file object or a PIL image.
+
+    The pixel count is checked right after the header is read, before decoding,
+    so decompression bombs are refused cheaply. EXIF orientation is applied.
+    Any failure raises ``ImageError`` with one sentence saying what was wrong.
+    """
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, "the image")
+        return ImageOps.exif_transpose(source)
+    fp: IO[bytes] | Path
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError("The image data is empty (0 bytes); send a PNG, JPEG, BMP, TIFF or WebP file.")
+        fp, label = io.BytesIO(bytes(source)), "the image data"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{path} does not exist or is not a file; check the path.")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path} is empty (0 bytes); send a PNG, JPEG, BMP, TIFF or WebP file.")
+        fp, label = path, str(path)
+    elif hasattr(source, "read"):
+        fp, label = source, "the uploaded file"
+    else:
+        raise ImageError(
+            f"Cannot read an image from a {type(source).__name__}; "
+            "expected a path, bytes, a PIL image or a numpy array."
+        )
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below is stricter; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(fp)
+            _check_pixels(opened.size, label)
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
+            opened.draft(opened.mode, (WORK_SIDE, WORK_SIDE))
+            opened.load()
+            im = ImageOps.exif_transpose(opened)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{label} has far too many pixels to decode safely; send a smaller image.") from None
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{label} is not an image format Pillow can read; send a PNG, JPEG, BMP, TIFF or WebP file."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.") from None
+    return im
+
+
+def _scale_integers(a: np.ndarray) -> np.ndarray:
+    """Integer pixels -> [0, 1]; deeper than 8 bits uses the smallest power-of-two range holding the data."""
+    a = a.astype(np.float64)
+    top = float(a.max()) if a.size else 0.0
+    if top <= 255:
+        return a / 255.0
+    return a / (2.0 ** np.ceil(np.log2(top + 1)) - 1)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    # ITU-R 601-2, as Pillow's convert("L").
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Flatten transparency onto the colour that reads as background.
+
+    A canvas export has a transparent background and opaque strokes: the strokes
+    are the minority, so the background becomes the contrasting colour (white
+    under dark ink, black under light ink). A mostly opaque image (a cut-out
+    photo) gets its own median colour behind the transparent parts.
+    """
+    if alpha.min() >= 0.999:
+        return grey
+    opaque = alpha > 0.5
+    if opaque.mean() < 0.5:
+        if opaque.any():
+            ink_level = float((grey * alpha).sum() / max(alpha.sum(), 1e-6))
+        else:  # only faint, semi-transparent strokes
+            ink_level = 0.0
+        background = 1.0 if ink_level < 0.5 else 0.0
+    else:
+        background = float(np.median(grey[opaque]))
+    return alpha * grey + (1.0 - alpha) * background
+
+
+def _array_to_grey(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise ImageError(
+            f"Cannot use an array of shape {a.shape} as an image; expected (H, W), (H, W, 3) or (H, W, 4)."
+        )
+    _check_pixels((a.shape[1], a.shape[0]), "the image array")
+    if a.dtype == bool:
+        a = a.astype(np.float64)
+    elif a.dtype.kind in "ui":
+        a = _scale_integers(a)
+    elif a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise ImageError("The image array contains NaN or infinite values; pass finite pixel values.")
+        a = a.astype(np.float64) / (255.0 if a.max() > 1.0 else 1.0)
+    else:
+        raise ImageError(f"Cannot use an array of dtype {a.dtype} as an image; expected integers or floats.")
+    a = np.clip(a, 0.0, 1.0)
+    if a.ndim == 2:
+        return a
+    grey = _luma(a)
+    return _composite(grey, a[..., 3]) if a.shape[-1] == 4 else grey
+
+
+def _pil_to_grey(im: Image.Image) -> np.ndarray:
+    if im.mode == "P" or (im.mode in ("L", "RGB") and "transparency" in im.info):
+        im = im.convert("RGBA")
+    elif im.mode in ("LA", "PA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im)
+        return _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / (255.0 if a.max() > 1 else 1.0), 0, 1)
+    elif im.mode not in ("L", "RGB", "RGBA"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    return _array_to_grey(np.asarray(im))
+
+
+def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
+    """Any image (path, bytes, PIL image, array) -> float32 grey (H, W) in [0, 1].
+
+    Transparency is composited (see ``_composite``); images are reduced (area
+    average) so that the longer side is at most ``max_side``.
+    """
+    if isinstance(image, np.ndarray):
+        grey = _array_to_grey(image)
+    else:
+        grey = _pil_to_grey(load_image(image))
+    grey = grey.astype(np.float32)
+    h, w = grey.shape
+    if max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        grey = np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX))
+    return np.clip(grey, 0.0, 1.0)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A grey uint8 image (H, W) as PNG file bytes (what the model saw, for people to look at)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,104 @@
+"""A row of handwritten digits (a house number, a code) -> one MNIST-style image per digit.
+
+The ink is found as ``to_mnist`` finds it; connected components are grouped
+into digits (broken strokes merged, small fragments joined to a neighbour),
+and groups much wider than the row is tall are split where the ink is thinnest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from mnistlab.reading.steps import digit_from, ink_and_mask
+
+__all__ = ["segment_digits"]
+
+_EIGHT = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1]], bool)  # 8-connectivity
+
+
+# --- rows of digits ---------------------------------------------------------------
+
+
+def _group_components(mask: np.ndarray, overlap: float = 0.3) -> list[np.ndarray]:
+    """Masks of the digits in a row, left to right.
+
+    Components whose x-ranges overlap by more than ``overlap`` of the narrower
+    one are one digit (the two strokes of a 5 or a 4); a group with less than
+    35% of the median group's ink and under 60% of the median height is a
+    fragment (a 5's detached bar) and joins its nearest neighbour.
+    """
+    labels, _ = ndimage.label(mask, structure=_EIGHT)
+    areas = np.bincount(labels.ravel())
+    slices = ndimage.find_objects(labels)
+    spans = sorted((s[1].start, s[1].stop, i + 1) for i, s in enumerate(slices))
+    groups: list[list[int]] = []
+    ranges: list[list[int]] = []
+    for x0, x1, label in spans:
+        if ranges:
+            g0, g1 = ranges[-1]
+            if min(x1, g1) - max(x0, g0) > overlap * min(x1 - x0, g1 - g0):
+                groups[-1].append(label)
+                ranges[-1] = [min(x0, g0), max(x1, g1)]
+                continue
+        groups.append([label])
+        ranges.append([x0, x1])
+
+    def height(group: list[int]) -> int:
+        return max(slices[g - 1][0].stop for g in group) - min(slices[g - 1][0].start for g in group)
+
+    while len(groups) > 1:
+        ink = np.array([areas[g].sum() for g in groups])
+        heights = np.array([height(g) for g in groups])
+        small = (ink < 0.35 * np.median(ink)) & (heights < 0.6 * np.median(heights))
+        if not small.any():
+            break
+        i = int(np.flatnonzero(small)[np.argmin(ink[small])])
+        gap_left = ranges[i][0] - ranges[i - 1][1] if i > 0 else np.inf
+        gap_right = ranges[i + 1][0] - ranges[i][1] if i + 1 < len(groups) else np.inf
+        j = i - 1 if gap_left <= gap_right else i + 1
+        lo, hi = min(i, j), max(i, j)
+        groups[lo] += groups.pop(hi)
+        right = ranges.pop(hi)
+        ranges[lo] = [min(ranges[lo][0], right[0]), max(ranges[lo][1], right[1])]
+    return [np.isin(labels, g) for g in groups]
+
+
+def _split_touching(part: np.ndarray, h: int, max_aspect: float = 1.8) -> list[np.ndarray]:
+    """Split a group much wider than the row's digits are tall (``h``: digits that
+    touch) at the columns with least ink."""
+    cols = np.flatnonzero(part.any(axis=0))
+    w = cols[-1] - cols[0] + 1
+    if w <= max_aspect * h:
+        return [part]
+    n = max(2, round(w / (0.85 * h)))  # a digit is about 0.85 times as wide as tall
+    profile = part[:, cols[0] : cols[-1] + 1].sum(axis=0)
+    cuts = [cols[0]]
+    for k in range(1, n):
+        lo, hi = int(w * (k - 0.3) / n), int(w * (k + 0.3) / n)
+        cuts.append(cols[0] + lo + int(np.argmin(profile[lo : hi + 1])))
+    cuts.append(cols[-1] + 1)
+    pieces = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        piece = np.zeros_like(part)
+        piece[:, a:b] = part[:, a:b]
+        if piece.any():
+            pieces.append(piece)
+    return pieces
+
+
+def segment_digits(image) -> list[np.ndarray]:
+    """A row of handwritten digits -> one (28, 28) uint8 MNIST-style image per digit, left to right.
+
+    Connected components are grouped into digits (broken strokes merged, small
+    fragments joined to their neighbour), groups much wider than tall are split
+    where the ink is thinnest (touching digits), and each digit goes through
+    ``crop_to_ink``, ``fit_to_box`` and ``center_by_mass`` like ``to_mnist``.
+    """
+    ink, mask = ink_and_mask(image)
+    groups = _group_components(mask)
+    if not groups:
+        return []
+    row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))
+    parts = [piece for group in groups for piece in _split_touching(group, row_height)]
+    return [digit_from(ink, part) for part in parts]

@@ -1,0 +1,137 @@
+"""Make any pen look like MNIST's: rules of lined and squared paper removed, stroke width normalised.
+
+MNIST's digits were written with similar pens and scanned alike: in the 20 px
+box their strokes are about 2.6 px wide (half-width ~0.065 of the box). A
+fountain pen's hair line or a felt marker's blot is far outside that, and
+both a classifier and the "not digit-shaped" scores trip on it. Paper lines
+are not ink of the digit at all. Both steps work on the boolean ink mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+__all__ = ["remove_rules", "stroke_half_width", "normalize_stroke_width", "MNIST_HALF_WIDTH"]
+
+MNIST_HALF_WIDTH = 0.065  # stroke half-width / longer side of the digit, as in MNIST's 20 px box
+_WORK = 64  # longer side (px) at which strokes are measured and redrawn
+_EIGHT = np.ones((3, 3), bool)
+
+
+def _long_runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Pixels of ``mask`` on straight runs at least ``length`` long along ``axis`` (tolerating a slight tilt)."""
+    band = ndimage.maximum_filter1d(mask, 5, axis=1 - axis)  # a 3-degree tilt stays inside a 5-px band over the run
+    full = ndimage.uniform_filter1d(band.astype(np.float32), length, axis=axis) > 0.999
+    return ndimage.maximum_filter1d(full, length, axis=axis) & mask
+
+
+def _along_fitted_line(mask: np.ndarray, component: np.ndarray, box: tuple[slice, slice], axis: int) -> np.ndarray:
+    """Pixels of ``mask`` within the rule's thickness of the straight line fitted to ``component``.
+
+    The line is fitted only where the component is as thin as the rule
+    itself (most of its length): where a digit's stroke touches or runs along
+    the rule, the component is wider there and those positions are left out.
+    """
+    part = component[box] if axis == 1 else component[box].T  # rows: across the rule, cols: along it
+    counts = part.sum(axis=0)  # pixels across the rule at each position along it
+    positions = np.flatnonzero(counts)
+    thickness = float(np.median(counts[positions]))
+    thin = positions[counts[positions] <= thickness + 1]
+    across = (part[:, thin] * np.arange(part.shape[0])[:, None]).sum(0) / counts[thin]
+    slope, offset = np.polyfit(thin.astype(np.float64), across, 1) if len(thin) > 1 else (0.0, float(across.mean()))
+    half = thickness / 2 + 0.5
+    ink = mask[box] if axis == 1 else mask[box].T
+    rows = np.arange(part.shape[0])[:, None]
+    near = np.abs(rows - (slope * np.arange(part.shape[1])[None, :] + offset)) <= half + 1
+    # Where a stroke runs along the rule, the ink across it is thicker than the rule: keep that ink.
+    line = ink & near & (_run_lengths(ink, 0) <= 2 * half + 2)
+    out = np.zeros_like(mask)
+    out[box] = line if axis == 1 else line.T
+    return out
+
+
+def _run_lengths(mask: np.ndarray, axis: int) -> np.ndarray:
+    """For every pixel of ``mask``, the length of the straight run of ink through it along ``axis``."""
+    line = np.zeros((3, 3), bool)
+    if axis == 1:
+        line[1, :] = True
+    else:
+        line[:, 1] = True
+    runs, _ = ndimage.label(mask, structure=line)
+    return np.bincount(runs.ravel())[runs]
+
+
+def _widened(box: tuple[slice, slice], axis: int, shape: tuple[int, int], by: int = 3) -> tuple[slice, slice]:
+    """``box`` grown by ``by`` pixels across the rule (so the whole rule's thickness is inside)."""
+    across = 1 - axis
+    grown = slice(max(0, box[across].start - by), min(shape[across], box[across].stop + by))
+    return (grown, box[1]) if across == 0 else (box[0], grown)
+
+
+def remove_rules(mask: np.ndarray) -> np.ndarray:
+    """``mask`` without the lines of ruled or squared paper.
+
+    A rule is a straight run across more than 85% of the image, thin for its
+    length, with at least one more like it (a single long stroke is a "1").
+    Each is fitted with a straight line and only the pixels along that line
+    go; strokes that crossed it are joined again across the gap.
+    """
+    h, w = mask.shape
+    if min(h, w) < 64:  # a digit-sized image has no paper lines to speak of
+        return mask
+    rules = np.zeros_like(mask)
+    for axis, size in ((1, w), (0, h)):  # horizontal rules (runs along x), then vertical ones
+        labels, n = ndimage.label(_long_runs(mask, max(16, size // 4), axis), structure=_EIGHT)
+        boxes = ndimage.find_objects(labels)
+        found = [k + 1 for k, box in enumerate(boxes) if box[axis].stop - box[axis].start > 0.85 * size]
+        if len(found) < 2:
+            continue
+        for k in found:
+            box = _widened(boxes[k - 1], axis, mask.shape)
+            rules |= _along_fitted_line(mask, labels == k, box, axis)
+    if not rules.any():
+        return mask
+    kept = mask & ~rules
+    # A stroke crossing a rule continues on both sides: close the gap across it.
+    bridged = ndimage.binary_closing(kept, structure=np.ones((7, 1), bool)) | ndimage.binary_closing(
+        kept, structure=np.ones((1, 7), bool)
+    )
+    return kept | (bridged & rules & mask)
+
+
+def stroke_half_width(mask: np.ndarray) -> float:
+    """Median half-width (px) of the strokes: the distance to the edge along their middle line."""
+    dist = ndimage.distance_transform_edt(mask)
+    ridge = mask & (dist >= ndimage.maximum_filter(dist, size=3))
+    return float(np.median(dist[ridge])) if ridge.any() else 0.0
+
+
+def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2.0) -> np.ndarray:
+    """A cropped digit's ink (H, W) in [0, 1], redrawn with MNIST's stroke width if its own is far off.
+
+    Strokes within ``low``..``high`` times MNIST's width are left as they are
+    (99% of MNIST's own digits are); others are thinned to their middle line
+    and drawn again with a round pen of MNIST's width.
+    """
+    h, w = ink.shape
+    if min(h, w) == 0:
+        return ink
+    scale = _WORK / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # Area-averaged, then cut at half the peak: a hair line 4x thinner than a pixel here still stays a line.
+    work = np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
+    mask = work > 0.5 * work.max()
+    target = MNIST_HALF_WIDTH * _WORK
+    half = stroke_half_width(mask)
+    if half == 0.0 or low * target <= half <= high * target:
+        return ink
+    pad = int(np.ceil(target)) + 1
+    mask = np.pad(mask, pad)
+    dist = ndimage.distance_transform_edt(mask)
+    ridge = mask & (dist >= ndimage.maximum_filter(dist, size=3))
+    to_ridge = ndimage.distance_transform_edt(~ridge)
+    redrawn = np.clip(target + 0.5 - to_ridge, 0.0, 1.0).astype(np.float32)  # a round pen, anti-aliased edge
+    rows, cols = np.flatnonzero(redrawn.any(axis=1)), np.flatnonzero(redrawn.any(axis=0))
+    return redrawn[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]

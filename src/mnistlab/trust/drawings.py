@@ -1,0 +1,152 @@
+"""Images drawn to train the reader: glyphs in fonts, pairs of digits, pen strokes, noise.
+
+None of it comes from ``mnistlab.testing``, whose test sets use other fonts
+and other pens. Everything is brought to the geometry ``to_mnist`` gives a
+photo (crop, stroke width, 20 px box, centre of mass), so the nets see what
+they will be shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib  # only for the folder of its bundled fonts
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from mnistlab.reading.steps import center_by_mass, crop_to_ink, fit_to_box
+from mnistlab.reading.strokes import normalize_stroke_width
+
+__all__ = ["LETTERS", "HANDWRITING_FONTS", "font_paths", "mnist_geometry", "glyphs", "strokes", "noise", "pair"]
+
+_CANVAS = 64  # strokes and glyphs are drawn on a 64 x 64 canvas, then brought to MNIST geometry
+# Letters and symbols that are not digits. Left out, as fair readings of a digit
+# when written by hand: O o Q D (0), I l i j J | ! ( ) [ ] { } / \ (1), Z z (2),
+# S s (5), b G (6), B (8), g q (9).
+LETTERS = "ACEFHKLMNPRTUVWXYacdefhkmnprtuvwxyαβγδεζηθλμξπρσφψωΓΔΘΛΞΠΣΦΨΩ#@%&?*=<>~^$€£¥§¶"
+_FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "cmr10.ttf",
+    "cmss10.ttf",
+    "cmtt10.ttf",
+    "cmti10.ttf",
+)
+# Handwriting fonts from Debian (fonts-comic-neue, fonts-dancingscript, fonts-levien-typoscript):
+# three more hands for training. The test sets in ``mnistlab.testing`` use other ones.
+HANDWRITING_FONTS = (
+    "/usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf",
+    "/usr/share/fonts/opentype/comic-neue/ComicNeue-Bold.otf",
+    "/usr/share/fonts/opentype/comic-neue/ComicNeue-Italic.otf",
+    "/usr/share/fonts/opentype/dancingscript/DancingScript-Regular.otf",
+    "/usr/share/fonts/opentype/dancingscript/DancingScript-Bold.otf",
+    "/usr/share/fonts/opentype/levien/TypoScript.otf",
+)
+
+
+def mnist_geometry(ink: np.ndarray) -> np.ndarray:
+    """(H, W) float ink in [0, 1] -> (28, 28) uint8, the way ``to_mnist`` places a digit."""
+    return center_by_mass(fit_to_box(normalize_stroke_width(crop_to_ink(ink))))
+
+
+def font_paths() -> list[Path]:
+    """matplotlib's fonts and the handwriting fonts of ``HANDWRITING_FONTS`` (those that are installed)."""
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return [folder / name for name in _FONTS if (folder / name).is_file()] + [
+        Path(name) for name in HANDWRITING_FONTS if Path(name).is_file()
+    ]
+
+
+def _glyph(font: ImageFont.FreeTypeFont, char: str, rng: np.random.Generator) -> np.ndarray:
+    """One char as ink (128, 128) in [0, 1]: a pen's weight, a slant and a tilt of its own."""
+    im = Image.new("F", (_CANVAS * 2, _CANVAS * 2), 0.0)
+    ImageDraw.Draw(im).text((_CANVAS // 2, _CANVAS // 4), char, fill=1.0, font=font)
+    ink = np.asarray(im)
+    # A pen is thicker than most fonts' strokes: thicken by 0-4 px (at ~60 px glyph height).
+    grow = int(rng.integers(0, 5))
+    if grow:
+        ink = ndimage.grey_dilation(ink, size=(grow, grow))
+    # Hands slant: shear by up to 0.3 column per row, about the middle row.
+    shear = rng.uniform(-0.3, 0.3)
+    matrix = np.array([[1.0, 0.0], [shear, 1.0]])
+    ink = ndimage.affine_transform(ink, matrix, offset=(0.0, -shear * _CANVAS), order=1)
+    return ndimage.rotate(ink, rng.uniform(-12, 12), reshape=False, order=1)
+
+
+def _drawn(font: ImageFont.FreeTypeFont, char: str) -> np.ndarray:
+    im = Image.new("L", (_CANVAS * 2, _CANVAS * 2), 0)
+    ImageDraw.Draw(im).text((_CANVAS // 2, _CANVAS // 4), char, fill=255, font=font)
+    return np.asarray(im)
+
+
+def glyphs(chars: str, rng: np.random.Generator, copies: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each char in each font, ``copies`` times: images (N, 28, 28) uint8 and each one's index in ``chars``."""
+    images, which = [], []
+    for path in font_paths():
+        font = ImageFont.truetype(str(path), size=56)
+        missing = _drawn(font, "\uffff")  # what the font draws for a char it lacks (often an empty box)
+        for k, char in enumerate(chars):
+            drawn = _drawn(font, char)
+            if not drawn.any() or np.array_equal(drawn, missing):
+                continue
+            for _ in range(copies):
+                images.append(mnist_geometry(_glyph(font, char, rng)))
+                which.append(k)
+    return np.stack(images), np.asarray(which, np.int64)
+
+
+def strokes(rng: np.random.Generator) -> np.ndarray:
+    """2-4 random cubic Bezier pen strokes, a polygon outline (crossed half the time), or 2-4 filled boxes and ellipses."""
+    im = Image.new("F", (_CANVAS, _CANVAS), 0.0)
+    draw = ImageDraw.Draw(im)
+    width = int(rng.integers(3, 8))
+    kind = rng.integers(4)
+    if kind <= 1:
+        t = np.linspace(0, 1, 40)[:, None]
+        for _ in range(int(rng.integers(2 if kind == 0 else 3, 5))):
+            p = rng.uniform(4, _CANVAS - 4, (4, 2))  # control points
+            curve = (1 - t) ** 3 * p[0] + 3 * (1 - t) ** 2 * t * p[1] + 3 * (1 - t) * t**2 * p[2] + t**3 * p[3]
+            draw.line([tuple(q) for q in curve], fill=1.0, width=width, joint="curve")
+    elif kind == 2:
+        n = int(rng.integers(3, 9))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radius = rng.uniform(12, 30, n)
+        pts = [(32 + r * np.cos(a), 32 + r * np.sin(a)) for r, a in zip(radius, angles)]
+        # (ImageDraw.polygon draws nothing on a float image when given a width: lines instead.)
+        draw.line(pts + [pts[0]], fill=1.0, width=width, joint="curve")
+        if rng.random() < 0.5:
+            draw.line([pts[0], pts[len(pts) // 2]], fill=1.0, width=width)  # a crossed outline
+    else:
+        for _ in range(int(rng.integers(2, 5))):
+            x0, y0 = rng.uniform(0, 40, 2)
+            x1, y1 = x0 + rng.uniform(8, 24), y0 + rng.uniform(8, 24)
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=float(rng.uniform(0.5, 1)))
+    return np.asarray(im)
+
+
+def noise(rng: np.random.Generator) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.random((_CANVAS, _CANVAS)), rng.uniform(1.5, 5))
+    return (field > np.quantile(field, rng.uniform(0.75, 0.95))).astype(np.float32)
+
+
+def pair(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two 28x28 digits side by side (overlapping a little) or drawn on top of each other."""
+    a, b = a.astype(np.float32) / 255, b.astype(np.float32) / 255
+    if rng.random() < 0.5:
+        canvas = np.zeros((28, 56), np.float32)
+        gap = int(rng.integers(10, 22))
+        canvas[:, :28] = a
+        canvas[:, gap : gap + 28] = np.maximum(canvas[:, gap : gap + 28], b)
+        return canvas
+    dy, dx = rng.integers(-4, 5, 2)
+    return np.maximum(a, np.roll(b, (dy, dx), axis=(0, 1)))

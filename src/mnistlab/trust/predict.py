@@ -1,0 +1,223 @@
+"""Predict handwritten digits and numbers from images, arrays and files.
+
+``predict_image`` and ``read_number`` take a photo, scan or canvas drawing
+(anything ``to_mnist`` reads), ``predict_array`` an MNIST-shaped array or a
+``.npy``/``.csv`` file holding one. Every answer says whether it is
+``confident``, and if not, why. ``model`` is None for the reader shipped with
+the package, a model directory written by ``mnistlab train``, a fitted
+estimator, or a ``Predictor`` from ``load_predictor``.
+
+Answering is inference only: the classifier, the not-a-digit detector and the
+thresholds are read from files; nothing is trained and no data set is read,
+except to calibrate a model that was saved without its probability cut.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistlab.data.pixels import as_digit
+from mnistlab.errors import InputError, ModelFileError
+from mnistlab.models.files import load_model, read_card
+from mnistlab.models.proba import digit_probabilities
+from mnistlab.reading.segment import segment_digits
+from mnistlab.reading.steps import to_mnist
+from mnistlab.trust.calibration import calibrate_on_mnist
+from mnistlab.trust.reader import Reader, load_reader
+from mnistlab.trust.thresholds import ProbabilityCut, assess
+
+__all__ = [
+    "Predictor",
+    "load_predictor",
+    "predict_image",
+    "predict_array",
+    "read_number",
+    "predict_file",
+    "to_json",
+    "ARRAY_SUFFIXES",
+]
+
+ARRAY_SUFFIXES = (".npy", ".csv")
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A classifier with the reader's not-a-digit checks and its own probability cut."""
+
+    classify: Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10) probabilities, column d = digit d
+    card: dict
+    reader: Reader
+    cut: ProbabilityCut  # the classifier's own: at or below ``cut.min_probability`` it is not sure
+
+    def describe(self, images: np.ndarray, top: int) -> list[dict]:
+        """One result dict per (28, 28) uint8 image, in order."""
+        images = np.asarray(images, np.uint8).reshape(-1, 28, 28)
+        proba = self.classify(images)
+        scores = self.reader.scores(images)
+        results = []
+        for img, p, s in zip(images, proba, scores):
+            order = np.argsort(-p, kind="stable")
+            reason = assess(
+                self.reader.thresholds, self.cut.min_probability, s, float(p[order[0]]), ink=bool(img.any())
+            )
+            results.append(
+                {
+                    "digit": int(order[0]),
+                    "probability": float(p[order[0]]),
+                    "top": [[int(d), float(p[d])] for d in order[:top]],
+                    "confident": reason is None,
+                    "reason": reason,
+                    "mnist_image": img,
+                }
+            )
+        return results
+
+
+# Loaded models are kept: the CLI reads many files, the web server many requests.
+_BY_DIR: dict[tuple[str, str], Predictor] = {}
+_BY_ESTIMATOR: weakref.WeakKeyDictionary[Any, Predictor] = weakref.WeakKeyDictionary()
+_LOADING = threading.Lock()
+
+
+def load_predictor(model=None) -> Predictor:
+    """Resolve ``model`` (None, a directory, a fitted estimator or a Predictor) with its probability cut."""
+    if isinstance(model, Predictor):
+        return model
+    with _LOADING:  # concurrent first requests in the web server load once, not once each
+        if model is None:
+            reader = load_reader()
+            return Predictor(reader.digit_proba, reader.card, reader, reader.probability_cut)
+        if isinstance(model, (str, os.PathLike)):
+            return _from_directory(Path(model))
+        return _from_estimator(model)
+
+
+def _classifier(estimator) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda images: digit_probabilities(estimator, images.reshape(len(images), 784))
+
+
+def _from_directory(model_dir: Path) -> Predictor:
+    card = read_card(model_dir)
+    key = (str(model_dir.resolve()), str(card.get("weights_sha256")))
+    if key not in _BY_DIR:
+        estimator, card = load_model(model_dir)
+        reader = load_reader()
+        classify = _classifier(estimator)
+        cut = _card_cut(card) or calibrate_on_mnist(classify, reader, card["weights_sha256"])
+        _BY_DIR[key] = Predictor(classify, card, reader, cut)
+    return _BY_DIR[key]
+
+
+def _card_cut(card: dict) -> ProbabilityCut | None:
+    """The probability cut ``mnistlab train`` stored in the card; None for cards saved before it did."""
+    try:
+        return ProbabilityCut(**card["calibration"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _from_estimator(model) -> Predictor:
+    if not (hasattr(model, "predict_proba") or hasattr(model, "decision_function")):
+        raise ModelFileError(
+            f"model must be a fitted classifier, a model directory or None, got {type(model).__name__}."
+        )
+    try:
+        return _BY_ESTIMATOR[model]
+    except (KeyError, TypeError):
+        pass
+    reader = load_reader()
+    classify = _classifier(model)
+    predictor = Predictor(classify, {"estimator": type(model).__name__}, reader, calibrate_on_mnist(classify, reader))
+    try:
+        _BY_ESTIMATOR[model] = predictor
+    except TypeError:  # not weak-referenceable: calibrated again next time
+        pass
+    return predictor
+
+
+def _check_top(top: int) -> int:
+    if not isinstance(top, (int, np.integer)) or not 1 <= top <= 10:
+        raise InputError(f"top must be a whole number from 1 to 10, got {top!r}.")
+    return int(top)
+
+
+def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
+    """Which digit is in this image? Keys: digit, probability, top, confident, reason, mnist_image."""
+    top = _check_top(top)
+    predictor = load_predictor(model)
+    return predictor.describe(to_mnist(image_or_path)[None], top)[0]
+
+
+def read_number(image_or_path, model=None) -> dict:
+    """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts), confident."""
+    predictor = load_predictor(model)
+    digits = segment_digits(image_or_path)
+    results = predictor.describe(np.stack(digits), 3) if digits else []
+    return {
+        "number": "".join(str(r["digit"]) for r in results),
+        "digits": results,
+        "confident": bool(results) and all(r["confident"] for r in results),
+    }
+
+
+def _read_array(source) -> tuple[np.ndarray, str]:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = str(path)
+        if not path.is_file():
+            raise InputError(f"{path} does not exist or is not a file; check the path.")
+        try:
+            if path.suffix.lower() == ".npy":
+                return np.load(path, allow_pickle=False), label
+            return np.loadtxt(path, delimiter=",", ndmin=1), label
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(
+                f"{path} could not be read as numbers ({exc}); save one digit as 784 comma-separated values or with numpy.save."
+            ) from None
+    return np.asarray(source), "the array"
+
+
+def predict_array(array_or_path, model=None, *, top: int = 3) -> dict:
+    """Predict one digit given as 784 values or a 28x28 array (or a .npy/.csv file of one), used as is."""
+    top = _check_top(top)
+    array, label = _read_array(array_or_path)
+    digit = as_digit(array, label=label)
+    return load_predictor(model).describe(digit[None], top)[0]
+
+
+def predict_file(path, model=None, *, top: int = 3, number: bool = False) -> dict:
+    """What ``mnistlab predict`` does with one file: arrays by suffix, everything else as an image."""
+    if Path(path).suffix.lower() in ARRAY_SUFFIXES:
+        result = predict_array(path, model, top=top)
+        if number:
+            return {"number": str(result["digit"]), "digits": [result], "confident": result["confident"]}
+        return result
+    return read_number(path, model) if number else predict_image(path, model, top=top)
+
+
+def _round(result: dict) -> dict:
+    out = {}
+    for key, value in result.items():
+        if key == "mnist_image":
+            continue
+        if key == "probability":
+            value = round(value, 4)
+        elif key == "top":
+            value = [[d, round(p, 4)] for d, p in value]
+        elif key == "digits":
+            value = [_round(r) for r in value]
+        out[key] = value
+    return out
+
+
+def to_json(result: dict, file: str | None = None) -> dict:
+    """A result as ``mnistlab predict --json`` prints it: ``file`` first, no image, probabilities to 4 places."""
+    return {"file": file, **_round(result)}

@@ -1,0 +1,144 @@
+"""The reader shipped inside the package: classifier, not-a-digit detector, digit space, thresholds.
+
+``src/mnistlab/pretrained/`` holds files that the project's own code trains
+with a fixed seed (``make pretrained``, see ``mnistlab.lab.pretrained``):
+
+    card.json          seed, data checksum, versions, metrics, thresholds, the sha256 of every file
+    classifier.onnx    digits 0-9 from a 28x28 image (float32 (N, 1, 28, 28) in [0, 1] -> probabilities)
+    detector.onnx      the same input -> 11 probabilities: the ten digits and "not a digit"
+    space.safetensors  the PCA of MNIST digits behind ``reconstruction_error``
+
+Reading them needs neither torch nor a data set: the nets run on onnxruntime,
+and every file is checked against the card's sha256 before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from safetensors.numpy import load as load_safetensors
+
+from mnistlab.errors import ModelFileError
+from mnistlab.trust.scores import DigitSpace, digit_scores, silhouette
+from mnistlab.trust.thresholds import ProbabilityCut, Thresholds
+
+__all__ = ["PRETRAINED_DIR", "CARD_FILE", "READER_FILES", "OnnxNet", "Reader", "load_reader", "verified_bytes"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+CARD_FILE = "card.json"
+READER_FILES = ("classifier.onnx", "detector.onnx", "space.safetensors")
+FORMAT_VERSION = 1
+
+
+class OnnxNet:
+    """One exported net on onnxruntime: (N, 28, 28) uint8 images -> (N, n_classes) float64 probabilities."""
+
+    def __init__(self, model: bytes, *, threads: int = 1):
+        options = ort.SessionOptions()
+        # One thread: a 28x28 image is microseconds of work, and threads would only
+        # wait on each other; concurrent requests get parallelism from batching and workers.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.model_bytes = model
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def proba(self, images: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(images.reshape(-1, 1, 28, 28), np.float32) / np.float32(255)  # (N, 1, 28, 28)
+        p = self.session.run(None, {self.input: x})[0].astype(np.float64)
+        return p / p.sum(axis=1, keepdims=True)  # exact sums after float32 softmax
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Everything the shipped reader needs to answer, loaded and verified."""
+
+    classifier: OnnxNet
+    detector: OnnxNet
+    space: DigitSpace
+    thresholds: Thresholds
+    probability_cut: ProbabilityCut  # the shipped classifier's
+    card: dict
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        """(N, len(SCORES)) "not a digit" scores of (N, 28, 28) uint8 images."""
+        not_a_digit = self.detector.proba(silhouette(images))[:, -1]
+        return digit_scores(self.space, images, not_a_digit)
+
+    def digit_proba(self, images: np.ndarray) -> np.ndarray:
+        """(N, 10) probabilities of the shipped classifier."""
+        return self.classifier.proba(images)
+
+
+def verified_bytes(folder: Path, name: str, sha256: str | None) -> bytes:
+    """The file's bytes, if they match the sha256 the card records for it."""
+    path = folder / name
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise ModelFileError(f"{path} is missing; reinstall mnistlab or rebuild it with `make pretrained`.") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelFileError(
+            f"{path} does not match the sha256 in {folder / CARD_FILE}, so it was changed or corrupted; "
+            "reinstall mnistlab or rebuild it with `make pretrained`."
+        )
+    return data
+
+
+def _read_card(folder: Path) -> dict:
+    path = folder / CARD_FILE
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelFileError(f"{path} is missing; reinstall mnistlab or rebuild it with `make pretrained`.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(
+            f"{path} is not valid JSON ({exc}); reinstall mnistlab or rebuild it with `make pretrained`."
+        ) from None
+    if (
+        not isinstance(card, dict)
+        or card.get("format_version") != FORMAT_VERSION
+        or not isinstance(card.get("files"), dict)
+    ):
+        raise ModelFileError(
+            f"{path} is not a reader card this mnistlab reads; reinstall mnistlab or rebuild it with `make pretrained`."
+        )
+    return card
+
+
+def _build(folder: Path) -> Reader:
+    card = _read_card(folder)
+    blobs = {name: verified_bytes(folder, name, card["files"].get(name)) for name in READER_FILES}
+    try:
+        space = DigitSpace(**load_safetensors(blobs["space.safetensors"]))
+        return Reader(
+            classifier=OnnxNet(blobs["classifier.onnx"]),
+            detector=OnnxNet(blobs["detector.onnx"]),
+            space=space,
+            thresholds=Thresholds(**card["thresholds"]),
+            probability_cut=ProbabilityCut(**card["classifier"]["probability_cut"]),
+            card=card,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{folder} holds a reader this mnistlab cannot use ({exc}); rebuild it with `make pretrained`."
+        ) from None
+
+
+_READERS: dict[Path, Reader] = {}
+_LOCK = threading.Lock()
+
+
+def load_reader(folder: str | Path | None = None) -> Reader:
+    """The reader in ``folder`` (default: the one shipped in the package), loaded once per process."""
+    folder = Path(folder) if folder is not None else PRETRAINED_DIR
+    with _LOCK:  # concurrent first requests load it once
+        if folder not in _READERS:
+            _READERS[folder] = _build(folder)
+        return _READERS[folder]

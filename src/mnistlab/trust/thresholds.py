@@ -1,0 +1,157 @@
+"""When to say "not sure": thresholds on the scores and on the classifier's probability.
+
+No threshold is set by hand; each is a quantile of held-out digits:
+
+* ``calibrate_thresholds`` (once, for the shipped reader): 0.5% of real digits
+  may be flagged as "not a digit". Part of that budget goes to the detector
+  alone (its own quantile), the rest to the fixed scores at one common quantile
+  ``q`` (both tails for ink fraction and stroke width; ``q`` by bisection). The
+  detector's share (0, 10%, ..., 100%) is the one that flags most held-out
+  non-digits.
+* ``calibrate_probability`` (per classifier, when it is trained): the least
+  sure answers on held-out digits are flagged until 0.8% are flagged in all,
+  0.2 points under the 1% aim because tails this thin move on new digits. The
+  threshold comes from one half of the held-out digits, the flag rate recorded
+  with it from the other half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mnistlab.trust.scores import SCORES, TWO_SIDED
+
+__all__ = [
+    "Thresholds",
+    "ProbabilityCut",
+    "calibrate_thresholds",
+    "calibrate_probability",
+    "flags",
+    "assess",
+    "OOD_RATE",
+    "TOTAL_RATE",
+]
+
+OOD_RATE = 0.005  # share of real digits the scores may flag as "not a digit"
+TOTAL_RATE = 0.008  # share of real digits flagged in all, the classifier's doubt included
+_DETECTOR = "not_a_digit"
+_REASONS = {
+    "blobs": "looks like noise",
+    "reconstruction_error": "not digit-shaped",
+    "ink_fraction": "not digit-shaped",
+    "stroke_width": "not digit-shaped",
+    "not_a_digit": "does not look like a digit",
+}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Score limits outside which an image is "not a digit" (``SCORES`` names -> value)."""
+
+    lower: dict
+    upper: dict
+    detector_share: float  # of the 0.5% budget on digits, the share left to the detector alone
+    method: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProbabilityCut:
+    """A classifier's probability at or below which its answer is "not sure"."""
+
+    min_probability: float
+    flag_rate_calibration: float
+    flag_rate_evaluation: float
+    method: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def flags(scores: np.ndarray, lower: dict, upper: dict) -> np.ndarray:
+    """(N,) bool: which rows of (N, len(SCORES)) scores fall outside the limits."""
+    out = np.zeros(len(scores), bool)
+    for j, name in enumerate(SCORES):
+        if name in upper:
+            out |= scores[:, j] > upper[name]
+        if name in lower:
+            out |= scores[:, j] < lower[name]
+    return out
+
+
+def _limits(scores: np.ndarray, q: float, q_detector: float) -> tuple[dict, dict]:
+    """Limits at quantile ``q`` of each fixed score and ``q_detector`` of the detector's."""
+    lower, upper = {}, {}
+    for j, name in enumerate(SCORES):
+        if name == _DETECTOR:
+            if q_detector > 0:
+                upper[name] = float(np.quantile(scores[:, j], 1 - q_detector))
+        elif name in TWO_SIDED:
+            lower[name] = float(np.quantile(scores[:, j], q / 2))
+            upper[name] = float(np.quantile(scores[:, j], 1 - q / 2))
+        else:
+            upper[name] = float(np.quantile(scores[:, j], 1 - q))
+    return lower, upper
+
+
+def _budgeted(digits: np.ndarray, share: float) -> tuple[dict, dict]:
+    """Limits flagging ``OOD_RATE`` of ``digits``: ``share`` of it by the detector, the rest by the fixed scores."""
+    q_detector = share * OOD_RATE
+    lo, hi = 0.0, 0.05
+    for _ in range(40):  # the flag rate grows with q: bisect
+        q = (lo + hi) / 2
+        if flags(digits, *_limits(digits, q, q_detector)).mean() > OOD_RATE:
+            hi = q
+        else:
+            lo = q
+    return _limits(digits, lo, q_detector)
+
+
+def calibrate_thresholds(digits: np.ndarray, non_digits: np.ndarray, method: str) -> Thresholds:
+    """Thresholds from scores of held-out digits and of held-out non-digits."""
+    shares = np.linspace(0, 1, 11)
+    caught = [flags(non_digits, *_budgeted(digits, share)).mean() for share in shares]
+    share = float(shares[int(np.argmax(caught))])  # the smallest share among equals
+    lower, upper = _budgeted(digits, share)
+    return Thresholds(lower, upper, share, method)
+
+
+def calibrate_probability(
+    thresholds: Thresholds,
+    scores: np.ndarray,
+    proba: np.ndarray,
+    calibration: np.ndarray,
+    evaluation: np.ndarray,
+    method: str,
+) -> ProbabilityCut:
+    """The probability cut for one classifier, from held-out digits' scores and (N, 10) probabilities.
+
+    ``calibration`` and ``evaluation`` index two disjoint halves of those digits.
+    """
+    ood = flags(scores, thresholds.lower, thresholds.upper)
+    top = proba.max(1)
+    cal_ood, cal_top = ood[calibration], top[calibration]
+    extra = max(0, int(round(TOTAL_RATE * len(cal_top))) - int(cal_ood.sum()))
+    kept = np.sort(cal_top[~cal_ood])
+    cut = float(kept[extra - 1]) if extra > 0 and len(kept) else 0.0
+    rate = lambda idx: float((ood[idx] | (top[idx] <= cut)).mean()) if len(idx) else 0.0  # noqa: E731
+    return ProbabilityCut(cut, rate(calibration), rate(evaluation), method)
+
+
+def assess(
+    thresholds: Thresholds, min_probability: float, scores: np.ndarray, probability: float, ink: bool
+) -> str | None:
+    """The reason not to trust one answer, or None when it is confident."""
+    if not ink:
+        return "no ink found"
+    for name in sorted(SCORES, key=lambda n: n != "blobs"):  # "looks like noise" says most, so first
+        j = SCORES.index(name)
+        if scores[j] > thresholds.upper.get(name, np.inf) or scores[j] < thresholds.lower.get(name, -np.inf):
+            return _REASONS[name]
+    if probability <= min_probability:
+        return f"low probability ({probability:.2f})"
+    return None

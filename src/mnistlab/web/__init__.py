@@ -1,0 +1,5 @@
+"""The web face: the draw-a-digit page and its JSON API (``mnistlab serve``)."""
+
+from mnistlab.web.app import create_app, serve
+
+__all__ = ["create_app", "serve"]

@@ -1,0 +1,180 @@
+"""The page and the JSON API, as one ``APIRouter`` that ``create_app`` includes.
+
+Routes reach the loaded model through the ``served`` dependency (state the
+app's lifespan sets up once) and answer with plain dicts that FastAPI
+validates against the models in ``schemas``. Every prediction goes through the
+same ``predict_image`` / ``predict_array`` / ``read_number`` pipeline as
+``mnistlab predict``, in a worker thread under the app's limiter, so a slow
+photo never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, cast
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+
+from mnistlab._version import __version__
+from mnistlab.errors import InputError, NotAnImageError
+from mnistlab.reading.decode import encode_png
+from mnistlab.trust import predict as answering
+from mnistlab.trust.predict import Predictor
+from mnistlab.web.limits import check_image_header
+from mnistlab.web.schemas import (
+    PROBLEMS,
+    DigitOut,
+    Health,
+    ImageUpload,
+    NumberOut,
+    PixelsIn,
+    request_body,
+)
+
+__all__ = ["router", "Served", "served", "STATIC_DIR"]
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+# The page may only load what this server sends: no CDN, no inline script.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+UPLOAD_BODY = request_body(multipart=ImageUpload)
+PREDICT_BODY = request_body(multipart=ImageUpload, json=PixelsIn)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Served:
+    """What every request shares, set up once when the app starts."""
+
+    predictor: Predictor
+    limiter: anyio.CapacityLimiter  # inferences at a time: bounds memory (a photo decodes to tens of MB) and CPU
+    max_pixels: int  # uploads whose header declares more pixels are refused undecoded
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread once the limiter has a free slot."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+
+async def served(request: Request) -> Served:
+    """The dependency that hands a route the app's ``Served`` state."""
+    return cast(Served, request.app.state.served)
+
+
+State = Annotated[Served, Depends(served)]
+Top = Annotated[int, Query(ge=1, le=10, description="How many ranked digits to return.")]
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+
+
+@router.get("/api/health", summary="Is the server up, and with which model", response_model=Health)
+async def health(state: State) -> dict[str, Any]:
+    return {"status": "ok", "version": __version__, "model": state.predictor.card.get("recipe")}
+
+
+@router.get("/api/model", summary="The model card of the loaded model (model.json)", response_model=None)
+async def model_card(state: State) -> dict[str, Any]:
+    return state.predictor.card
+
+
+@router.post(
+    "/api/predict",
+    summary="Which digit is this image?",
+    response_model=DigitOut,
+    responses=PROBLEMS,
+    openapi_extra=PREDICT_BODY,
+)
+async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any]:
+    """Send an image as multipart field ``file`` (any photo, scan or canvas export),
+    or JSON ``{"pixels": [784 values 0-255]}`` for a digit already in MNIST form."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        pixels = await _read_pixels(request)
+        return await state.run(_predict_pixels, pixels, state.predictor, pixels.top or top)
+    data, name = await _read_upload(request, state)
+    return await state.run(_predict_bytes, data, name, state.predictor, top)
+
+
+@router.post(
+    "/api/read-number",
+    summary="Read a row of handwritten digits",
+    response_model=NumberOut,
+    responses=PROBLEMS,
+    openapi_extra=UPLOAD_BODY,
+)
+async def read_number(request: Request, state: State) -> dict[str, Any]:
+    """Send an image of a short number (a house number, a code) as multipart field ``file``."""
+    data, name = await _read_upload(request, state)
+    return await state.run(_read_number_bytes, data, name, state.predictor)
+
+
+async def _read_pixels(request: Request) -> PixelsIn:
+    """The JSON body as ``PixelsIn``; a bad one goes to the same 422 handler as FastAPI's own checks."""
+    try:
+        return PixelsIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+async def _read_upload(request: Request, state: Served) -> tuple[bytes, str | None]:
+    """The bytes and name of the multipart field ``file``, checked to be a plausible image."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise NotAnImageError(
+            "Expected a multipart/form-data upload with an image in the field 'file', "
+            f"got {content_type or 'no content type'}."
+        )
+    form = await request.form(max_files=1, max_fields=4)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise InputError("The form has no file in the field 'file'; attach the image as file=@photo.png.")
+    data = await upload.read()
+    await state.run(check_image_header, data, state.max_pixels)
+    return data, upload.filename
+
+
+# The three below run in worker threads: decoding, segmenting and predicting are CPU work.
+
+
+def _predict_bytes(data: bytes, name: str | None, predictor: Predictor, top: int) -> dict[str, Any]:
+    return _with_images(answering.predict_image(data, predictor, top=top), name)
+
+
+def _predict_pixels(pixels: PixelsIn, predictor: Predictor, top: int) -> dict[str, Any]:
+    return _with_images(answering.predict_array(np.asarray(pixels.pixels), predictor, top=top), None)
+
+
+def _read_number_bytes(data: bytes, name: str | None, predictor: Predictor) -> dict[str, Any]:
+    return _with_images(answering.read_number(data, predictor), name)
+
+
+def _with_images(result: dict[str, Any], file: str | None) -> dict[str, Any]:
+    """``result`` as ``mnistlab predict --json`` prints it, plus each 28x28 image the model saw as a PNG."""
+    out = answering.to_json(result, file)
+    if "digits" in result:
+        for shown, seen in zip(out["digits"], result["digits"]):
+            shown["mnist_image_png"] = _png_data_url(seen["mnist_image"])
+    else:
+        out["mnist_image_png"] = _png_data_url(result["mnist_image"])
+    return out
+
+
+def _png_data_url(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")

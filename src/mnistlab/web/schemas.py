@@ -1,0 +1,107 @@
+"""What the API takes and gives back, as pydantic models.
+
+The answers mirror ``mnistlab predict --json`` (same keys, in the same order,
+probabilities to 4 places) plus the 28x28 image the model saw. FastAPI
+validates every answer against these models before sending it, so the
+published schema is the one clients get.
+
+Both request bodies are read by the routes themselves (``/api/predict`` takes
+either one), so FastAPI cannot infer them: ``request_body`` turns the models
+declared here into the route's OpenAPI ``requestBody``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "PixelsIn",
+    "ImageUpload",
+    "DigitSeen",
+    "DigitOut",
+    "NumberOut",
+    "Health",
+    "Problem",
+    "PROBLEMS",
+    "request_body",
+]
+
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+
+
+class PixelsIn(BaseModel):
+    """A digit already in MNIST form: 784 grey values row by row, white ink on black, 0-255.
+
+    Used as is, like a .npy file given to ``mnistlab predict`` (values that all
+    lie within 0-1 are taken as floats and scaled to 0-255).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    pixels: Annotated[list[Pixel], Field(min_length=784, max_length=784)]
+    top: int | None = Field(None, ge=1, le=10, description="How many ranked digits to return (overrides ?top=).")
+
+
+class ImageUpload(BaseModel):
+    """A multipart/form-data upload: any photo, scan or canvas export in the field `file`."""
+
+    file: bytes = Field(description="A PNG, JPEG, BMP, TIFF or WebP image.")
+
+
+class _Named(BaseModel):
+    # A base of its own so that ``file`` comes first in the answers, as in ``predict --json``.
+    file: str | None = Field(description="The uploaded file's name; null for JSON pixels.")
+
+
+class DigitSeen(BaseModel):
+    """One digit as the model read it (in a number, or as a single answer)."""
+
+    digit: int
+    probability: float
+    top: list[tuple[int, float]] = Field(description="The most likely digits, best first, as [digit, probability].")
+    confident: bool
+    reason: str | None = Field(description="Why the answer is not to be trusted; null when it is.")
+    mnist_image_png: str = Field(
+        pattern=r"^data:image/png;base64,",
+        description="The 28x28 image the model saw, as a data:image/png;base64 URL.",
+    )
+
+
+class DigitOut(DigitSeen, _Named):
+    """One prediction, as ``mnistlab predict --json`` prints it, plus the image the model saw."""
+
+
+class NumberOut(_Named):
+    """A row of digits read left to right, as ``mnistlab predict --number --json`` prints it."""
+
+    number: str
+    digits: list[DigitSeen]
+    confident: bool
+
+
+class Health(BaseModel):
+    """The server is up; which version, and the recipe of the model it serves."""
+
+    status: Literal["ok"]
+    version: str
+    model: str | None = Field(description="The loaded model's recipe; null for a model without a card.")
+
+
+class Problem(BaseModel):
+    """Every refusal: one sentence saying what was wrong and what to do."""
+
+    detail: str
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (413, 415, 422)}
+
+
+def request_body(*, multipart: type[BaseModel] | None = None, json: type[BaseModel] | None = None) -> dict[str, Any]:
+    """``openapi_extra`` declaring a required body as ``multipart`` form fields and/or a ``json`` object."""
+    content = {}
+    if multipart is not None:
+        content["multipart/form-data"] = {"schema": multipart.model_json_schema()}
+    if json is not None:
+        content["application/json"] = {"schema": json.model_json_schema()}
+    return {"requestBody": {"required": True, "content": content}}

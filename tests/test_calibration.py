@@ -1,0 +1,62 @@
+"""Thresholds of the not-a-digit scores and of a classifier's probability, calibrated on held-out digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnistlab.trust.calibration import halves
+from mnistlab.trust.scores import SCORES
+from mnistlab.trust.thresholds import OOD_RATE, TOTAL_RATE, assess, calibrate_probability, calibrate_thresholds, flags
+
+
+def _fake_scores(rng, n, shift_detector=0.0, shift_fixed=0.0):
+    """(n, 5) scores: four fixed ones and the detector's (last), all larger for non-digits."""
+    s = rng.normal(size=(n, len(SCORES)))
+    s[:, -1] += shift_detector
+    s[:, :-1] += shift_fixed
+    return s
+
+
+@pytest.mark.parametrize("who, lo, hi", [("detector", 0.7, 1.0), ("fixed", 0.0, 0.3)])
+def test_the_budget_goes_to_the_score_that_catches_non_digits(who, lo, hi):
+    assert SCORES[-1] == "not_a_digit"
+    rng = np.random.default_rng(0)
+    digits = _fake_scores(rng, 10000)
+    others = _fake_scores(rng, 2000, **({"shift_detector": 3.0} if who == "detector" else {"shift_fixed": 3.0}))
+    thresholds = calibrate_thresholds(digits, others, "test")
+    assert lo <= thresholds.detector_share <= hi
+    # Whatever the share, the digits flagged stay at the budget.
+    assert flags(digits, thresholds.lower, thresholds.upper).mean() == pytest.approx(OOD_RATE, abs=0.0005)
+    assert flags(others, thresholds.lower, thresholds.upper).mean() > 0.5
+
+
+def test_the_probability_cut_flags_the_least_sure_up_to_the_total_rate():
+    rng = np.random.default_rng(1)
+    digits = _fake_scores(rng, 20000)
+    thresholds = calibrate_thresholds(digits[:10000], _fake_scores(rng, 1000, shift_detector=3.0), "test")
+    proba = rng.dirichlet(np.full(10, 0.1), 10000)
+    cal, ev = halves(10000)
+    cut = calibrate_probability(thresholds, digits[10000:], proba, cal, ev, "test")
+    assert 0 < cut.min_probability < 1
+    assert cut.flag_rate_calibration == pytest.approx(TOTAL_RATE, abs=0.0005)
+    assert 0.004 <= cut.flag_rate_evaluation <= 0.014
+
+
+def test_halves_are_disjoint_seeded_and_cover_everything():
+    a, b = halves(101)
+    assert len(a) == 50 and len(b) == 51 and not set(a) & set(b) and set(a) | set(b) == set(range(101))
+    assert np.array_equal(halves(101)[0], a)
+
+
+def test_assess_names_the_reason():
+    rng = np.random.default_rng(2)
+    thresholds = calibrate_thresholds(_fake_scores(rng, 5000), _fake_scores(rng, 500, shift_detector=3), "test")
+    calm = np.zeros(len(SCORES))
+    assert assess(thresholds, 0.5, calm, 0.9, ink=True) is None
+    assert assess(thresholds, 0.5, calm, 0.9, ink=False) == "no ink found"
+    assert assess(thresholds, 0.5, calm, 0.4, ink=True) == "low probability (0.40)"
+    noisy = calm.copy()
+    noisy[SCORES.index("blobs")] = 100
+    noisy[-1] = 100
+    assert assess(thresholds, 0.5, noisy, 0.9, ink=True) == "looks like noise"  # said first: it says most

@@ -1,0 +1,76 @@
+"""The not-a-digit detector's training side: what it sees (silhouettes) and what it learns from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from mnistlab.trust.detector import training_set
+from mnistlab.trust.drawings import HANDWRITING_FONTS, font_paths, glyphs
+from mnistlab.trust.scores import silhouette
+
+
+def test_silhouette_ignores_grey_levels_but_keeps_the_shape(mnist_full):
+    digits = np.asarray(mnist_full.images[:50])
+    faint = (digits.astype(np.float32) * 0.5).astype(np.uint8)  # the same digits in grey ink
+    same = np.abs(silhouette(digits).astype(int) - silhouette(faint)) <= 2
+    assert same.mean() > 0.995  # equal but for pixels right at the 40% threshold
+    out = silhouette(digits)
+    assert out.shape == (50, 28, 28) and out.dtype == np.uint8
+    # Same ink, same place: the silhouette covers the strokes and little else.
+    inked, covered = digits > 127, out > 127
+    assert (inked & covered).sum() / inked.sum() > 0.9
+    assert not silhouette(np.zeros((1, 28, 28), np.uint8)).any()
+
+
+@pytest.fixture(scope="module")
+def small_set(mnist_full):
+    digits, labels = np.asarray(mnist_full.images[:2000]), np.asarray(mnist_full.target[:2000])
+    return training_set(digits, labels, seed=3, stride=1, copies=1, n_strokes=300)
+
+
+def test_training_set_has_digits_printed_digits_and_non_digits(small_set, mnist_full):
+    images, y = small_set
+    assert images.dtype == np.uint8 and images.shape[1:] == (28, 28) and len(images) == len(y)
+    assert set(np.unique(y)) == set(range(11))  # 0-9, and 10 = not a digit
+    n_printed = (y[2000:] < 10).sum()
+    assert n_printed >= 10 * 10  # every digit in at least 10 fonts
+    assert (y == 10).sum() >= 600  # letters, pairs of digits, strokes, noise
+    # Everything is placed as to_mnist places a digit: ink inside the 20x20 box, centred by mass.
+    for img in images[2000::97]:
+        rows, cols = np.flatnonzero(img.any(1)), np.flatnonzero(img.any(0))
+        assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 20
+        cy, cx = ndimage.center_of_mass(img.astype(float))
+        assert abs(cy - 14) <= 1.5 and abs(cx - 14) <= 1.5
+    again = training_set(
+        np.asarray(mnist_full.images[:2000]),
+        np.asarray(mnist_full.target[:2000]),
+        seed=3,
+        stride=1,
+        copies=1,
+        n_strokes=300,
+    )
+    assert np.array_equal(again[0], images) and np.array_equal(again[1], y)
+
+
+def test_fonts_without_a_glyph_draw_nothing_instead_of_a_box():
+    chars = "0123456789"
+    images, which = glyphs(chars, np.random.default_rng(0), copies=1)
+    assert len(images) <= len(font_paths()) * len(chars)
+    # A missing glyph is drawn by many fonts as an empty box: none of those may pass as a digit.
+    boxes = [img for img in images if (img[4:24, 4:24] > 0).mean() > 0.6 and img[13:15, 13:15].max() == 0]
+    assert not boxes
+
+
+def test_training_uses_handwriting_fonts_that_the_test_sets_do_not():
+    from mnistlab.testing import hands
+
+    installed = [f for f in HANDWRITING_FONTS if Path(f).is_file()]
+    if not installed:
+        pytest.skip("Debian's fonts-comic-neue, fonts-dancingscript, fonts-levien-typoscript are not installed")
+    assert {str(p) for p in font_paths()} >= set(installed)
+    test_fonts = " ".join(str(f) for f in getattr(hands, "FONT_FILES", ()))
+    assert not any(Path(f).stem.split("-")[0] in test_fonts for f in installed)

@@ -1,0 +1,279 @@
+"""Test images from hands MNIST never saw (``mnistlab.testing.hands``), and the reader on them per source."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from mnistlab import ModelFileError, predict_array, predict_image, read_number, to_mnist
+from mnistlab.testing.fonts import FONTS, available_fonts
+from mnistlab.testing.hands import (
+    DIGIT_SOURCES,
+    LETTERS,
+    NON_DIGIT_KINDS,
+    SURFACES,
+    Sample,
+    digit_samples,
+    non_digit_samples,
+    number_samples,
+)
+
+needs_fonts = pytest.mark.skipif(
+    len(available_fonts()) < len(FONTS),
+    reason="apt-get install fonts-dkg-handwriting fonts-humor-sans fonts-kaushanscript fonts-rufscript",
+)
+
+
+def sources() -> list:
+    return [pytest.param(s, marks=needs_fonts) if s == "fonts" else s for s in DIGIT_SOURCES]
+
+
+def available_sources() -> tuple[str, ...]:
+    return tuple(s for s in DIGIT_SOURCES if s != "fonts" or len(available_fonts()) == len(FONTS))
+
+
+def decode(sample: Sample) -> Image.Image:
+    return Image.open(io.BytesIO(sample.data))
+
+
+def ink_mask(sample: Sample, level: int = 128) -> np.ndarray:
+    """Dark ink on a white canvas export -> boolean mask (H, W) of pixels darker than ``level``."""
+    return np.asarray(decode(sample).convert("L")) < level
+
+
+# --- the generators ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", sources())
+def test_digits_are_deterministic_and_labelled(source):
+    a = digit_samples(source, 10, np.random.default_rng(7))
+    b = digit_samples(source, 10, np.random.default_rng(7))
+    assert a == b
+    assert sorted(s.label for s in a) == list(range(10))  # every digit once in ten
+    assert {s.source for s in a} == {source}
+    assert digit_samples(source, 10, np.random.default_rng(8)) != a
+
+
+@pytest.mark.parametrize("source", sources())
+@pytest.mark.parametrize("surface", SURFACES)
+def test_every_surface_decodes_in_its_format(source, surface):
+    (sample,) = digit_samples(source, 1, np.random.default_rng(1), surface=surface)
+    image = decode(sample)
+    assert sample.surface == surface
+    assert image.format == ("JPEG" if surface.startswith("paper") else "PNG")
+    assert image.mode == ("RGBA" if surface == "canvas-transparent" else "RGB")
+    assert min(image.size) >= 60
+    assert to_mnist(sample.data).max() > 0  # the whole reading path finds ink
+
+
+@pytest.mark.parametrize("source", sources())
+def test_numbers_are_rows_of_three_to_six_digits(source):
+    a = number_samples(source, 4, np.random.default_rng(2))
+    assert a == number_samples(source, 4, np.random.default_rng(2))
+    for s in a:
+        assert s.label.isdigit() and 3 <= len(s.label) <= 6
+        width, height = decode(s).size
+        assert width > height  # a row, not a column
+
+
+@needs_fonts
+@pytest.mark.parametrize("kind", NON_DIGIT_KINDS)
+def test_non_digits_are_deterministic_and_decodable(kind):
+    a = non_digit_samples(kind, 3, np.random.default_rng(5))
+    assert a == non_digit_samples(kind, 3, np.random.default_rng(5))
+    for s in a:
+        assert decode(s).size[0] >= 60
+        assert isinstance(s.label, str)
+
+
+def test_letters_leave_out_those_that_pass_for_digits():
+    assert not set(LETTERS) & set("OoQDIlijJZzSsbGBgq")
+    rng = np.random.default_rng(0)
+    labels = [s.label for kind in ("pen-letters", "font-letters") for s in non_digit_samples(kind, 20, rng)]
+    assert set(labels) <= set(LETTERS)
+
+
+def test_test_fonts_are_not_the_training_fonts():
+    paths = " ".join(FONTS.values()).lower()
+    for training in ("comic", "dancing", "typoscript", "matplotlib", "dejavu"):
+        assert training not in paths
+
+
+def test_unknown_names_are_refused():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="unknown source"):
+        digit_samples("mnist", 1, rng)
+    with pytest.raises(ValueError, match="unknown kind"):
+        non_digit_samples("cats", 1, rng)
+    with pytest.raises(ValueError, match="unknown surface"):
+        digit_samples("pen", 1, rng, surface="wall")
+    with pytest.raises(ValueError, match="unknown pen style"):
+        digit_samples("pen", 1, rng, style="crayon")
+
+
+# --- they differ from MNIST where they should -------------------------------------------
+
+
+def test_hair_pen_strokes_are_thin_and_marker_strokes_thick():
+    rng = np.random.default_rng(3)
+    hair = digit_samples("pen", 10, rng, surface="canvas-black-on-white", style="hair")
+    marker = digit_samples("pen", 10, rng, surface="canvas-black-on-white", style="marker")
+    for s in hair:  # a 1-2 px line: one erosion leaves (almost) nothing
+        mask = ink_mask(s)
+        assert mask.sum() > 0 and ndimage.binary_erosion(mask).sum() < 0.15 * mask.sum()
+    for s in marker:
+        mask = ink_mask(s)
+        assert ndimage.binary_erosion(mask, iterations=2).sum() > 0.4 * mask.sum()
+
+
+def test_hollow_strokes_enclose_paper():
+    for s in digit_samples("pen", 10, np.random.default_rng(4), surface="canvas-black-on-white", style="hollow"):
+        mask = ink_mask(s, 230)  # any ink: a light pen's outline has no gaps at this level
+        assert ndimage.binary_fill_holes(mask).sum() > 1.5 * mask.sum(), s.label
+
+
+def test_cursive_rows_join_their_digits():
+    """A cursive hand joins digits where a pen would: fewer pieces of ink than digits in a row."""
+    pieces, digits = 0, 0
+    for s in number_samples("pen", 6, np.random.default_rng(6), surface="canvas-black-on-white", style="cursive"):
+        assert s.style == "cursive"
+        pieces += ndimage.label(ink_mask(s), structure=np.ones((3, 3)))[1]
+        digits += len(s.label)
+    assert pieces < digits
+
+
+def test_optdigits_are_smooth_not_blocky():
+    """Blown up from 8x8 with a spline and a threshold: crisp edges, no 8x8 staircase."""
+    for s in digit_samples("optdigits", 10, np.random.default_rng(5), surface="canvas-black-on-white"):
+        grey = np.asarray(decode(s).convert("L"), float) / 255
+        ink = grey < 0.9
+        edge = ink & (grey > 0.1)
+        assert edge.sum() < 0.25 * ink.sum()
+        rows = np.flatnonzero(ink.any(1))
+        assert rows[-1] - rows[0] >= 80  # canvas size, not 8 px
+
+
+def _line_depth(data: bytes, axis: int) -> float:
+    """How far the darkest row (axis 1: column) of a central strip dips below its smooth trend, grey levels."""
+    grey = np.asarray(Image.open(io.BytesIO(data)).convert("L"), float)
+    grey = grey if axis == 1 else grey.T
+    w = grey.shape[1]
+    strip = grey[:, int(0.45 * w) : int(0.55 * w)].mean(1)
+    trend = ndimage.median_filter(strip, size=31, mode="nearest")
+    return float(np.sort(trend - strip)[-2])
+
+
+def test_ruled_and_squared_pages_show_their_lines():
+    def depth(surface, axis):
+        pages = non_digit_samples("empty-pages", 8, np.random.default_rng(3), surface=surface)
+        return np.median([_line_depth(p.data, axis) for p in pages])
+
+    plain_rows, plain_cols = depth("paper-plain", 1), depth("paper-plain", 0)
+    assert depth("paper-ruled", 1) > 2 * plain_rows
+    assert depth("paper-squared", 1) > 2 * plain_rows and depth("paper-squared", 0) > 2 * plain_cols
+
+
+# --- the reader on them, per source --------------------------------------------------
+# Floors are what the reader meets today; the xfail tests hold the targets for
+# other hands: >= 98% of digits right, <= 2% flagged, <= 0.5% confident and
+# wrong; numbers >= 95% exact; every non-digit kind >= 95% flagged.
+
+N_DIGITS, N_NUMBERS, N_NON_DIGITS = 30, 8, 10
+TARGET = "target for hands MNIST never saw, not met yet"
+
+
+def xfail_target(param: str):
+    return pytest.param(param, marks=pytest.mark.xfail(strict=False, reason=TARGET))
+
+
+@pytest.fixture(scope="module")
+def reader():
+    try:
+        predict_array(np.zeros((28, 28), np.uint8))
+    except ModelFileError as exc:
+        pytest.skip(f"no default reader to measure: {exc}")
+    return None  # predict_image(..., model=None): the reader a user gets
+
+
+@pytest.fixture(scope="module")
+def digit_reads(reader):
+    """Per source: (right, flagged, confident and wrong) booleans over N_DIGITS images."""
+    out = {}
+    for source in available_sources():
+        results = []
+        for s in digit_samples(source, N_DIGITS, np.random.default_rng(12)):
+            r = predict_image(s.data, reader, top=1)
+            results.append((r["digit"] == s.label, not r["confident"], r["confident"] and r["digit"] != s.label))
+        out[source] = np.array(results)
+    return out
+
+
+# Floors the shipped reader meets on these images, with room for the spread of
+# 30 images: (right at least, flagged at most) per source, flagged at least per kind.
+FLOORS = {"pen": (0.8, 0.2), "fonts": (0.9, 0.1), "optdigits": (0.65, 0.3)}
+FLAG_FLOORS = {
+    "pen-letters": 0.7,
+    "font-letters": 0.6,
+    "words": 0.9,
+    "symbols": 0.5,
+    "doodles": 0.5,
+    "fashion": 0.7,
+    "empty-pages": 0.9,
+    "digit-pairs": 0.8,
+}
+
+
+@pytest.mark.parametrize("source", DIGIT_SOURCES)
+def test_digits_by_other_hands_are_mostly_read(digit_reads, source):
+    if source not in digit_reads:
+        pytest.skip("handwriting fonts not installed")
+    right, flagged, _ = digit_reads[source].mean(0)
+    assert right >= FLOORS[source][0] and flagged <= FLOORS[source][1]
+
+
+@pytest.mark.xfail(strict=False, reason=TARGET)
+@pytest.mark.parametrize("source", DIGIT_SOURCES)
+def test_digits_by_other_hands_meet_the_target(digit_reads, source):
+    if source not in digit_reads:
+        pytest.skip("handwriting fonts not installed")
+    right, flagged, confident_wrong = digit_reads[source].mean(0)
+    assert right >= 0.98 and flagged <= 0.02 and confident_wrong <= 0.005
+
+
+@pytest.mark.xfail(strict=False, reason=TARGET)
+@pytest.mark.parametrize("source", DIGIT_SOURCES)
+def test_numbers_by_other_hands_meet_the_target(reader, source):
+    if source not in available_sources():
+        pytest.skip("handwriting fonts not installed")
+    samples = number_samples(source, N_NUMBERS, np.random.default_rng(13))
+    exact = np.mean([read_number(s.data, reader)["number"] == s.label for s in samples])
+    assert exact >= 0.95
+
+
+@pytest.fixture(scope="module")
+def non_digit_flags(reader):
+    """Per non-digit kind: the share of N_NON_DIGITS images flagged "not confident"."""
+    flags = {}
+    for kind in NON_DIGIT_KINDS:
+        samples = non_digit_samples(kind, N_NON_DIGITS, np.random.default_rng(14))
+        flags[kind] = float(np.mean([not predict_image(s.data, reader, top=1)["confident"] for s in samples]))
+    return flags
+
+
+@needs_fonts
+@pytest.mark.parametrize("kind", NON_DIGIT_KINDS)
+def test_non_digits_are_mostly_flagged(non_digit_flags, kind):
+    assert non_digit_flags[kind] >= FLAG_FLOORS[kind]
+
+
+@needs_fonts
+@pytest.mark.parametrize(
+    "kind",
+    [k if k in ("words", "empty-pages", "digit-pairs") else xfail_target(k) for k in NON_DIGIT_KINDS],
+)
+def test_non_digits_meet_the_target(non_digit_flags, kind):
+    assert non_digit_flags[kind] >= 0.95

@@ -1,0 +1,48 @@
+"""`make pretrained`'s code path: a tiny reader built the same way loads and answers like the shipped one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mnistlab.lab.pretrained import Plan, build_reader
+from mnistlab.models.cnn.hyper import Hyper
+from mnistlab.trust.reader import CARD_FILE, PRETRAINED_DIR, READER_FILES, load_reader
+
+TINY = Plan(
+    fit_digits=2000,
+    detector_strokes=300,
+    classifier=Hyper(arch="tiny", epochs=2, batch_size=64, lr=0.1),
+    classifier_digits=5000,
+    printed_copies=1,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_reader(tmp_path_factory, mnist_full):
+    folder = tmp_path_factory.mktemp("reader")
+    return folder, build_reader(folder, TINY)
+
+
+def test_a_build_writes_every_file_and_a_card_that_covers_them(tiny_reader, mnist_full):
+    folder, card = tiny_reader
+    assert sorted(p.name for p in folder.iterdir()) == sorted([CARD_FILE, *READER_FILES])
+    assert json.loads((folder / CARD_FILE).read_text()) == card
+    assert card["data_sha256"] == mnist_full.details["data_sha256"]
+    assert card["plan"]["fit_digits"] == 2000 and card["plan"]["classifier"]["arch"] == "tiny"
+    shipped = json.loads((PRETRAINED_DIR / CARD_FILE).read_text())
+    assert set(card) == set(shipped)  # the shipped reader was written by this same code
+
+
+def test_the_built_reader_answers(tiny_reader, mnist_full):
+    folder, card = tiny_reader
+    reader = load_reader(folder)
+    n = mnist_full.details["n_train"]
+    digits, labels = np.asarray(mnist_full.images[n : n + 500]), np.asarray(mnist_full.target[n : n + 500])
+    assert (reader.digit_proba(digits).argmax(1) == labels).mean() >= 0.8
+    scores = reader.scores(digits)
+    assert scores.shape == (500, 5) and np.isfinite(scores).all()
+    assert card["metrics"]["mnist_test_flagged_not_a_digit"] <= 0.02
+    assert 0 < reader.probability_cut.min_probability < 1

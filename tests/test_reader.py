@@ -1,0 +1,170 @@
+"""The reader shipped in the package: its files match their card, and it answers with nothing else at hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from mnistlab import ModelFileError
+from mnistlab.testing import make_photo
+from mnistlab.trust.reader import CARD_FILE, PRETRAINED_DIR, READER_FILES, load_reader, verified_bytes
+
+
+def test_shipped_files_match_their_card():
+    card = json.loads((PRETRAINED_DIR / CARD_FILE).read_text())
+    assert set(card["files"]) == set(READER_FILES)
+    for name in READER_FILES:
+        verified_bytes(PRETRAINED_DIR, name, card["files"][name])  # raises on a mismatch
+    size = sum((PRETRAINED_DIR / name).stat().st_size for name in READER_FILES)
+    assert size < 4 * 2**20, f"the shipped reader is {size / 2**20:.1f} MiB; it should stay a few MB"
+    for key in ("data_sha256", "plan", "versions", "metrics", "thresholds", "classifier"):
+        assert key in card
+    assert card["plan"]["seed"] == 0
+
+
+def test_shipped_classifier_scores_what_its_card_says(mnist_full):
+    card = json.loads((PRETRAINED_DIR / CARD_FILE).read_text())
+    assert card["data_sha256"] == mnist_full.details["data_sha256"]  # trained on this very MNIST
+    n = mnist_full.details["n_train"]
+    reader = load_reader()
+    test, labels = np.asarray(mnist_full.images[n:]), np.asarray(mnist_full.target[n:])
+    accuracy = float((reader.digit_proba(test).argmax(1) == labels).mean())
+    assert accuracy == pytest.approx(card["metrics"]["classifier_test_accuracy"], abs=1e-4)
+    assert accuracy >= 0.99
+
+
+@pytest.mark.parametrize("name", READER_FILES)
+def test_a_tampered_file_is_refused(tmp_path, name):
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    data = bytearray((folder / name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / name).write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="does not match the sha256"):
+        load_reader(folder)
+
+
+def test_a_missing_or_foreign_card_is_refused(tmp_path):
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    (folder / CARD_FILE).write_text('{"format_version": 99}')
+    with pytest.raises(ModelFileError, match="reader card"):
+        load_reader(folder)
+    (folder / CARD_FILE).unlink()
+    with pytest.raises(ModelFileError, match="missing"):
+        load_reader(folder)
+
+
+# Runs in a fresh interpreter with empty HOME, XDG folders and MNISTLAB_DATA. An audit hook
+# (sys.addaudithook: the interpreter's own event stream, not a mock) records every socket
+# connection and every file opened under the MNIST folder or the user's folders.
+_EMPTY_MACHINE = textwrap.dedent(
+    """
+    import json, os, sys
+    watched = [os.environ["MNISTLAB_DATA"], os.environ["HOME"]]
+    touched = []
+    def hook(event, args):
+        if event == "socket.connect":
+            touched.append(f"network: {args[1]!r}")
+        elif event == "open" and isinstance(args[0], str) and any(args[0].startswith(w) for w in watched):
+            touched.append(f"file: {args[0]}")
+    sys.addaudithook(hook)
+    from mnistlab import predict_image
+    result = predict_image(sys.argv[1])
+    print(json.dumps({"digit": result["digit"], "confident": result["confident"], "touched": touched}))
+    """
+)
+
+
+@pytest.fixture()
+def empty_machine(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "MNISTLAB_"))}
+    for name in ("home", "data", "cache", "share"):
+        (tmp_path / name).mkdir()
+    env.update(
+        HOME=str(tmp_path / "home"),
+        MNISTLAB_DATA=str(tmp_path / "data"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        XDG_DATA_HOME=str(tmp_path / "share"),
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def photo_of_a_seven(mnist_full, tmp_path_factory):
+    n = mnist_full.details["n_train"]
+    sevens = np.flatnonzero(np.asarray(mnist_full.target[n:]) == 7)
+    path = tmp_path_factory.mktemp("photo") / "seven.jpg"
+    path.write_bytes(make_photo(mnist_full.images[n + sevens[0]], np.random.default_rng(0), style="paper"))
+    return path
+
+
+def test_python_api_answers_on_an_empty_machine_without_network_or_mnist(empty_machine, photo_of_a_seven):
+    run = subprocess.run(
+        [sys.executable, "-c", _EMPTY_MACHINE, str(photo_of_a_seven)],
+        env=empty_machine,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    assert answer == {"digit": 7, "confident": True, "touched": []}
+
+
+def test_cli_answers_on_an_empty_machine(empty_machine, photo_of_a_seven):
+    mnistlab = shutil.which("mnistlab", path=os.path.dirname(sys.executable))
+    run = subprocess.run(
+        [mnistlab, "predict", str(photo_of_a_seven), "--json"],
+        env=empty_machine,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    line = json.loads(run.stdout)
+    assert line["digit"] == 7 and line["confident"] is True
+    assert set(line) == {"file", "digit", "probability", "top", "confident", "reason"}
+    assert not os.path.exists(os.path.join(empty_machine["XDG_CACHE_HOME"], "mnistlab"))  # no data was read
+
+
+def test_web_api_answers_on_an_empty_machine(empty_machine, photo_of_a_seven):
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mnistlab = shutil.which("mnistlab", path=os.path.dirname(sys.executable))
+    server = subprocess.Popen(
+        [mnistlab, "serve", "--port", str(port)],
+        env=empty_machine,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+            time.sleep(0.1)
+        with open(photo_of_a_seven, "rb") as f:
+            r = httpx.post(f"http://127.0.0.1:{port}/api/predict", files={"file": ("seven.jpg", f, "image/jpeg")})
+        assert r.status_code == 200, r.text
+        assert r.json()["digit"] == 7 and r.json()["confident"] is True
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -1,0 +1,74 @@
+"""Pens and paper that MNIST never saw: stroke width normalised, ruled and squared paper lines removed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnistlab.reading.steps import crop_to_ink, to_mnist
+from mnistlab.reading.strokes import MNIST_HALF_WIDTH, normalize_stroke_width, remove_rules, stroke_half_width
+from mnistlab.trust.scores import digit_scores, fit_digit_space
+
+SEVEN = [(70, 60), (200, 60), (120, 230)]
+FOUR = ([(180, 80), (150, 190), (240, 190)], [(220, 110), (215, 250)])
+
+
+def drawn(strokes, width: int, size=(280, 280), paper=255, ink=0, lines=()) -> np.ndarray:
+    im = Image.new("L", size, paper)
+    draw = ImageDraw.Draw(im)
+    for line in lines:
+        draw.line(line, fill=160, width=2)
+    for stroke in strokes:
+        draw.line(stroke, fill=ink, width=width, joint="curve")
+    return np.asarray(im)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def width_of(digit: np.ndarray) -> float:
+    return digit_scores(fit_digit_space(np.zeros((2, 28, 28), np.uint8), k=1), digit[None], np.zeros(1))[0, 3]
+
+
+@pytest.mark.parametrize("width", [1, 2, 24, 40])
+def test_hair_lines_and_markers_come_out_with_a_pen_like_stroke(width):
+    reference = to_mnist(drawn([SEVEN], 5))
+    got = to_mnist(drawn([SEVEN], width))
+    assert similarity(got, reference) > 0.8
+    assert 0.6 * width_of(reference) <= width_of(got) <= 1.6 * width_of(reference)
+
+
+def test_mnist_digits_keep_their_own_strokes(mnist_full):
+    digits = np.asarray(mnist_full.images[60000:60500]).astype(np.float32) / 255
+    unchanged = [np.array_equal(normalize_stroke_width(crop_to_ink(d)), crop_to_ink(d)) for d in digits]
+    assert np.mean(unchanged) >= 0.98
+
+
+def test_stroke_half_width_measures_the_pen():
+    for width in (4, 8, 16):
+        mask = drawn([[(20, 100), (180, 100)]], width, size=(200, 200)) < 128
+        assert stroke_half_width(mask) == pytest.approx(width / 2, abs=1.0)
+    assert stroke_half_width(np.zeros((10, 10), bool)) == 0.0
+    assert MNIST_HALF_WIDTH * 20 == pytest.approx(1.3)  # 2.6 px strokes in MNIST's 20 px box
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_ruled_and_squared_paper_lose_their_lines_and_keep_the_digit(grid):
+    rules = [[(0, y), (400, y + 6)] for y in range(20, 300, 50)]
+    if grid:
+        rules += [[(x, 0), (x + 4, 300)] for x in range(10, 400, 50)]
+    plain = to_mnist(drawn(FOUR, 6, size=(400, 300), paper=235, ink=20))
+    ruled = to_mnist(drawn(FOUR, 6, size=(400, 300), paper=235, ink=20, lines=rules))
+    assert similarity(ruled, plain) > 0.85
+    mask = drawn(FOUR, 6, size=(400, 300), paper=235, ink=20, lines=rules) < 200
+    cleaned = remove_rules(mask)
+    assert cleaned.sum() < 0.5 * mask.sum()  # the lines were most of the ink
+    assert cleaned[190, 160:235].mean() > 0.8  # the 4's bar survives the rules near it
+
+
+def test_one_long_stroke_is_a_one_not_a_rule():
+    mask = drawn([[(140, 5), (140, 275)]], 6) < 128
+    assert np.array_equal(remove_rules(mask), mask)
