@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 from mnistlab import ModelFileError, get_recipe, load_mnist, predict_array, predict_image, read_number
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,
-    NON_DIGIT_KINDS,
+    NON_DIGIT_SOURCES,
     SURFACES,
     digit_samples,
     non_digit_samples,
@@ -158,7 +158,7 @@ def numbers_report(args, rng, reader) -> dict:
 
 def non_digits_report(args, rng, reader) -> dict:
     out = {}
-    for kind in NON_DIGIT_KINDS:
+    for kind in NON_DIGIT_SOURCES:
         flags, answers = [], Counter()
         for s in non_digit_samples(kind, args.non_digits, rng):
             result = predict_image(s.data, reader, top=1)

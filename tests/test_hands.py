@@ -10,11 +10,11 @@ from PIL import Image
 from scipy import ndimage
 
 from mnistlab import ModelFileError, predict_array, predict_image, read_number, to_mnist
-from mnistlab.testing.fonts import FONTS, available_fonts
+from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,
     LETTERS,
-    NON_DIGIT_KINDS,
+    NON_DIGIT_SOURCES,
     SURFACES,
     Sample,
     digit_samples,
@@ -24,7 +24,7 @@ from mnistlab.testing.hands import (
 
 needs_fonts = pytest.mark.skipif(
     len(available_fonts()) < len(FONTS),
-    reason="apt-get install fonts-dkg-handwriting fonts-humor-sans fonts-kaushanscript fonts-rufscript",
+    reason=f"apt-get install {FONT_PACKAGES}",
 )
 
 
@@ -81,7 +81,7 @@ def test_numbers_are_rows_of_three_to_six_digits(source):
 
 
 @needs_fonts
-@pytest.mark.parametrize("kind", NON_DIGIT_KINDS)
+@pytest.mark.parametrize("kind", NON_DIGIT_SOURCES)
 def test_non_digits_are_deterministic_and_decodable(kind):
     a = non_digit_samples(kind, 3, np.random.default_rng(5))
     assert a == non_digit_samples(kind, 3, np.random.default_rng(5))
@@ -113,6 +113,8 @@ def test_unknown_names_are_refused():
         digit_samples("pen", 1, rng, surface="wall")
     with pytest.raises(ValueError, match="unknown pen style"):
         digit_samples("pen", 1, rng, style="crayon")
+    with pytest.raises(ValueError, match="unknown font"):
+        digit_samples("fonts", 1, rng, style="comic-neue")
 
 
 # --- they differ from MNIST where they should -------------------------------------------
@@ -258,14 +260,14 @@ def test_numbers_by_other_hands_meet_the_target(reader, source):
 def non_digit_flags(reader):
     """Per non-digit kind: the share of N_NON_DIGITS images flagged "not confident"."""
     flags = {}
-    for kind in NON_DIGIT_KINDS:
+    for kind in NON_DIGIT_SOURCES:
         samples = non_digit_samples(kind, N_NON_DIGITS, np.random.default_rng(14))
         flags[kind] = float(np.mean([not predict_image(s.data, reader, top=1)["confident"] for s in samples]))
     return flags
 
 
 @needs_fonts
-@pytest.mark.parametrize("kind", NON_DIGIT_KINDS)
+@pytest.mark.parametrize("kind", NON_DIGIT_SOURCES)
 def test_non_digits_are_mostly_flagged(non_digit_flags, kind):
     assert non_digit_flags[kind] >= FLAG_FLOORS[kind]
 
@@ -273,7 +275,7 @@ def test_non_digits_are_mostly_flagged(non_digit_flags, kind):
 @needs_fonts
 @pytest.mark.parametrize(
     "kind",
-    [k if k in ("words", "empty-pages", "digit-pairs") else xfail_target(k) for k in NON_DIGIT_KINDS],
+    [k if k == "empty-pages" else xfail_target(k) for k in NON_DIGIT_SOURCES],
 )
 def test_non_digits_meet_the_target(non_digit_flags, kind):
     assert non_digit_flags[kind] >= 0.95

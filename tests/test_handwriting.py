@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -25,7 +23,15 @@ from mnistlab.reading.steps import (
     remove_background,
     to_mnist,
 )
-from mnistlab.testing import NON_DIGIT_KINDS, STYLES, make_non_digit, make_number_photo, make_photo, place_on_table
+from mnistlab.testing import (
+    NON_DIGIT_KINDS,
+    STYLES,
+    make_non_digit,
+    make_number_photo,
+    make_photo,
+    make_pixel_bomb,
+    place_on_table,
+)
 
 
 @pytest.fixture(scope="session")
@@ -50,18 +56,6 @@ def encode(array01: np.ndarray, fmt: str, mode: str = "L", **kw) -> bytes:
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(float).ravel(), b.astype(float).ravel()
     return float(np.corrcoef(a, b)[0, 1])
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A valid PNG signature and header declaring width x height, with a tiny body."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
 
 
 # --- load_image and to_grey ---------------------------------------------------------
@@ -131,8 +125,8 @@ def test_large_photo_is_reduced_before_processing():
     [
         (b"", "empty"),
         (b"hello, this is a text file\n", "not an image"),
-        (png_header_only(100_000, 100_000), "pixels"),
-        (png_header_only(8_000, 8_000), "pixels"),  # 64 MP: under Pillow's own limit, over ours
+        (make_pixel_bomb(100_000, 100_000), "pixels"),
+        (make_pixel_bomb(8_000, 8_000), "pixels"),  # 64 MP: under Pillow's own limit, over ours
     ],
 )
 def test_bad_bytes_raise_image_error(data, words):

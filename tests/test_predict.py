@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mnistlab import InputError, ModelFileError, get_recipe, predict_array, predict_image, read_number, to_mnist
 from mnistlab.cli import app
-from mnistlab.testing import make_non_digit, make_number_photo, make_photo
+from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb
 from mnistlab.trust.calibration import mnist_test_halves
 from mnistlab.trust.predict import load_predictor
 
@@ -195,9 +195,7 @@ def files(tmp_path_factory, evaluation_digits):
     (folder / "cut.png").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     (folder / "notes.txt").write_text("not an image\n")
     (folder / "empty.png").write_bytes(b"")
-    from test_handwriting import png_header_only
-
-    (folder / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
+    (folder / "bomb.png").write_bytes(make_pixel_bomb(100_000, 100_000))
     np.save(folder / "wrong.npy", np.zeros(36))
     np.save(folder / "digit.npy", images[13])
     return folder, labels[10:15]

@@ -14,6 +14,7 @@ from mnistlab.trust.reader import CARD_FILE, PRETRAINED_DIR, READER_FILES, load_
 TINY = Plan(
     fit_digits=2000,
     detector_strokes=300,
+    detector=Hyper(arch="tiny", epochs=2, batch_size=128, lr=0.1),
     classifier=Hyper(arch="tiny", epochs=2, batch_size=64, lr=0.1),
     classifier_digits=5000,
     printed_copies=1,

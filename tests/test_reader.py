@@ -108,30 +108,23 @@ def photo_of_a_seven(mnist_full, tmp_path_factory):
     return path
 
 
-def test_python_api_answers_on_an_empty_machine_without_network_or_mnist(empty_machine, photo_of_a_seven):
-    run = subprocess.run(
-        [sys.executable, "-c", _EMPTY_MACHINE, str(photo_of_a_seven)],
-        env=empty_machine,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+MNISTLAB = shutil.which("mnistlab", path=os.path.dirname(sys.executable))
+
+
+def _answer(args: list[str], env: dict) -> dict:
+    """Run ``args`` in ``env``; its JSON answer."""
+    run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    answer = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_python_api_answers_on_an_empty_machine_without_network_or_mnist(empty_machine, photo_of_a_seven):
+    answer = _answer([sys.executable, "-c", _EMPTY_MACHINE, str(photo_of_a_seven)], empty_machine)
     assert answer == {"digit": 7, "confident": True, "touched": []}
 
 
 def test_cli_answers_on_an_empty_machine(empty_machine, photo_of_a_seven):
-    mnistlab = shutil.which("mnistlab", path=os.path.dirname(sys.executable))
-    run = subprocess.run(
-        [mnistlab, "predict", str(photo_of_a_seven), "--json"],
-        env=empty_machine,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    line = json.loads(run.stdout)
+    line = _answer([MNISTLAB, "predict", str(photo_of_a_seven), "--json"], empty_machine)
     assert line["digit"] == 7 and line["confident"] is True
     assert set(line) == {"file", "digit", "probability", "top", "confident", "reason"}
     assert not os.path.exists(os.path.join(empty_machine["XDG_CACHE_HOME"], "mnistlab"))  # no data was read
@@ -143,9 +136,8 @@ def test_web_api_answers_on_an_empty_machine(empty_machine, photo_of_a_seven):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mnistlab = shutil.which("mnistlab", path=os.path.dirname(sys.executable))
     server = subprocess.Popen(
-        [mnistlab, "serve", "--port", str(port)],
+        [MNISTLAB, "serve", "--port", str(port)],
         env=empty_machine,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -16,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.testing import make_number_photo, make_photo
+from mnistlab.testing import make_number_photo, make_photo, make_pixel_bomb
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -29,16 +27,6 @@ def canvas_png(digit: np.ndarray) -> bytes:
     """An MNIST digit as a 280x280 black-on-white canvas export."""
     big = Image.fromarray(255 - digit.reshape(28, 28)).resize((280, 280), Image.BILINEAR)
     return png_bytes(np.asarray(big))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height pixels, with a single tiny data chunk."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +152,7 @@ def test_non_images_are_refused_with_a_message(client, payload):
 
 
 def test_huge_declared_image_is_refused_before_decoding(client):
-    r = client.post("/api/predict", files={"file": ("bomb.png", png_header_only(100_000, 100_000), "image/png")})
+    r = client.post("/api/predict", files={"file": ("bomb.png", make_pixel_bomb(100_000, 100_000), "image/png")})
     assert r.status_code == 413
     assert "pixels" in r.json()["detail"]
 

@@ -37,7 +37,7 @@ from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.models.cnn.onnx import export_onnx
 from mnistlab.models.recipes import CNN
 from mnistlab.trust.calibration import probability_cut_for
-from mnistlab.trust.detector import FIT_DIGITS, fit_detector, held_out_non_digits, training_set
+from mnistlab.trust.detector import DETECTOR, FIT_DIGITS, fit_detector, held_out_non_digits, training_set
 from mnistlab.trust.drawings import glyphs
 from mnistlab.trust.reader import CARD_FILE, FORMAT_VERSION, OnnxNet, Reader
 from mnistlab.trust.scores import DigitSpace, fit_digit_space
@@ -66,6 +66,7 @@ class Plan:
     seed: int = 0
     fit_digits: int = FIT_DIGITS  # MNIST training digits for the detector and the digit space
     detector_strokes: int = 10_000  # random pen strokes (and a sixth as much noise) among its non-digits
+    detector: Hyper = DETECTOR
     classifier: Hyper = CLASSIFIER
     classifier_digits: int | None = None  # MNIST training digits for the classifier (None: all)
     printed_copies: int = PRINTED_COPIES
@@ -74,7 +75,7 @@ class Plan:
 def _detector_and_space(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[OnnxNet, DigitSpace]:
     k = plan.fit_digits
     images, y = training_set(train[:k], labels[:k], seed=plan.seed, n_strokes=plan.detector_strokes)
-    detector = fit_detector(images, y, seed=plan.seed)
+    detector = fit_detector(images, y, plan.detector, seed=plan.seed)
     return OnnxNet(_onnx_bytes(detector)), fit_digit_space(train[:k:3])
 
 
@@ -123,7 +124,7 @@ def build_reader(out: Path, plan: Plan | None = None) -> dict:
     card = {
         "format_version": FORMAT_VERSION,
         "name": "mnistlab default reader",
-        "plan": {**asdict(plan), "classifier": asdict(plan.classifier)},
+        "plan": asdict(plan),
         "data_sha256": data.details["data_sha256"],
         "versions": package_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from mnistlab.reading.steps import digit_from, ink_and_mask
 
-__all__ = ["segment_digits"]
+__all__ = ["segment_digits", "find_digits", "cut"]
 
 _EIGHT = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1]], bool)  # 8-connectivity
 
@@ -71,7 +71,13 @@ def _split_touching(part: np.ndarray, h: int, max_aspect: float = 1.8) -> list[n
     w = cols[-1] - cols[0] + 1
     if w <= max_aspect * h:
         return [part]
-    n = max(2, round(w / (0.85 * h)))  # a digit is about 0.85 times as wide as tall
+    return cut(part, max(2, round(w / (0.85 * h))))  # a digit is about 0.85 times as wide as tall
+
+
+def cut(part: np.ndarray, n: int) -> list[np.ndarray]:
+    """``part`` cut into ``n`` pieces side by side, each cut at the column with least ink near its share."""
+    cols = np.flatnonzero(part.any(axis=0))
+    w = cols[-1] - cols[0] + 1
     profile = part[:, cols[0] : cols[-1] + 1].sum(axis=0)
     cuts = [cols[0]]
     for k in range(1, n):
@@ -87,6 +93,16 @@ def _split_touching(part: np.ndarray, h: int, max_aspect: float = 1.8) -> list[n
     return pieces
 
 
+def find_digits(image) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The ink of a row of digits (H, W) and one boolean mask per digit, left to right (see ``segment_digits``)."""
+    ink, mask = ink_and_mask(image)
+    groups = _group_components(mask)
+    if not groups:
+        return ink, []
+    row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))
+    return ink, [piece for group in groups for piece in _split_touching(group, row_height)]
+
+
 def segment_digits(image) -> list[np.ndarray]:
     """A row of handwritten digits -> one (28, 28) uint8 MNIST-style image per digit, left to right.
 
@@ -95,10 +111,5 @@ def segment_digits(image) -> list[np.ndarray]:
     where the ink is thinnest (touching digits), and each digit goes through
     ``crop_to_ink``, ``fit_to_box`` and ``center_by_mass`` like ``to_mnist``.
     """
-    ink, mask = ink_and_mask(image)
-    groups = _group_components(mask)
-    if not groups:
-        return []
-    row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))
-    parts = [piece for group in groups for piece in _split_touching(group, row_height)]
+    ink, parts = find_digits(image)
     return [digit_from(ink, part) for part in parts]

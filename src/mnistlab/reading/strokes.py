@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-__all__ = ["remove_rules", "stroke_half_width", "normalize_stroke_width", "MNIST_HALF_WIDTH"]
+__all__ = ["remove_rules", "stroke_half_width", "thin", "normalize_stroke_width", "MNIST_HALF_WIDTH"]
 
 MNIST_HALF_WIDTH = 0.065  # stroke half-width / longer side of the digit, as in MNIST's 20 px box
 _WORK = 64  # longer side (px) at which strokes are measured and redrawn
@@ -108,12 +108,52 @@ def stroke_half_width(mask: np.ndarray) -> float:
     return float(np.median(dist[ridge])) if ridge.any() else 0.0
 
 
-def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2.0) -> np.ndarray:
+def thin(mask: np.ndarray) -> np.ndarray:
+    """The middle lines of the strokes, one pixel wide and connected as the strokes are (Zhang-Suen thinning).
+
+    Each pass peels the border pixels whose removal neither breaks a stroke
+    nor shortens its end, first from the south-east, then from the north-west,
+    until nothing changes; every test runs on the whole image at once.
+    """
+    img = np.pad(mask, 1).astype(np.uint8)
+    while True:
+        changed = False
+        for first in (True, False):
+            c = img[1:-1, 1:-1]
+            # Neighbours p2..p9, clockwise from north: N, NE, E, SE, S, SW, W, NW.
+            p = [
+                img[:-2, 1:-1],
+                img[:-2, 2:],
+                img[1:-1, 2:],
+                img[2:, 2:],
+                img[2:, 1:-1],
+                img[2:, :-2],
+                img[1:-1, :-2],
+                img[:-2, :-2],
+            ]
+            count = sum(q.astype(np.int8) for q in p)
+            rises = sum(((p[i] == 0) & (p[(i + 1) % 8] == 1)).astype(np.int8) for i in range(8))
+            n, e, s_, w = p[0], p[2], p[4], p[6]
+            if first:
+                side = (n * e * s_ == 0) & (e * s_ * w == 0)
+            else:
+                side = (n * e * w == 0) & (n * s_ * w == 0)
+            peel = (c == 1) & (count >= 2) & (count <= 6) & (rises == 1) & side
+            if peel.any():
+                c[peel] = 0
+                changed = True
+        if not changed:
+            return img[1:-1, 1:-1].astype(bool)
+
+
+def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2.0, blob: float = 2.6) -> np.ndarray:
     """A cropped digit's ink (H, W) in [0, 1], redrawn with MNIST's stroke width if its own is far off.
 
     Strokes within ``low``..``high`` times MNIST's width are left as they are
-    (99% of MNIST's own digits are); others are thinned to their middle line
-    and drawn again with a round pen of MNIST's width.
+    (99% of MNIST's own digits are); others are thinned to their middle lines
+    (``thin``) and drawn again with a round pen of MNIST's width. Ink more than
+    ``blob`` times as wide is no pen stroke but a filled shape (a shoe, a
+    blot): it is left as it is, for the "not a digit" checks to see.
     """
     h, w = ink.shape
     if min(h, w) == 0:
@@ -125,13 +165,10 @@ def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2
     mask = work > 0.5 * work.max()
     target = MNIST_HALF_WIDTH * _WORK
     half = stroke_half_width(mask)
-    if half == 0.0 or low * target <= half <= high * target:
+    if half == 0.0 or low * target <= half <= high * target or half > blob * target:
         return ink
     pad = int(np.ceil(target)) + 1
-    mask = np.pad(mask, pad)
-    dist = ndimage.distance_transform_edt(mask)
-    ridge = mask & (dist >= ndimage.maximum_filter(dist, size=3))
-    to_ridge = ndimage.distance_transform_edt(~ridge)
-    redrawn = np.clip(target + 0.5 - to_ridge, 0.0, 1.0).astype(np.float32)  # a round pen, anti-aliased edge
+    to_middle = ndimage.distance_transform_edt(~thin(np.pad(mask, pad)))
+    redrawn = np.clip(target + 0.5 - to_middle, 0.0, 1.0).astype(np.float32)  # a round pen, anti-aliased edge
     rows, cols = np.flatnonzero(redrawn.any(axis=1)), np.flatnonzero(redrawn.any(axis=0))
     return redrawn[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]

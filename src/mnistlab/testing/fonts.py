@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["FONTS", "CAPITALS_ONLY", "available_fonts", "font_text"]
+__all__ = ["FONTS", "FONT_PACKAGES", "CAPITALS_ONLY", "available_fonts", "font_text"]
 
 FONTS: dict[str, str] = {
     "dkg": "/usr/share/fonts/truetype/fifthhorseman/dkg.ttf",
@@ -28,7 +28,7 @@ FONTS: dict[str, str] = {
     "rufscript": "/usr/share/fonts/truetype/rufscript/Rufscript010.ttf",
 }
 CAPITALS_ONLY = ("humor-sans",)
-_PACKAGES = "fonts-dkg-handwriting fonts-humor-sans fonts-kaushanscript fonts-rufscript"
+FONT_PACKAGES = "fonts-dkg-handwriting fonts-humor-sans fonts-kaushanscript fonts-rufscript"
 
 
 def available_fonts() -> tuple[str, ...]:
@@ -41,7 +41,7 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     path = FONTS[name]
     if not Path(path).is_file():
         raise FileNotFoundError(
-            f"handwriting font {name!r} is missing ({path}); install it: apt-get install {_PACKAGES}"
+            f"handwriting font {name!r} is missing ({path}); install it: apt-get install {FONT_PACKAGES}"
         )
     return ImageFont.truetype(path, size)
 

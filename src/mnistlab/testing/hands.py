@@ -13,7 +13,7 @@ digit sources (``DIGIT_SOURCES``)
 surfaces (``SURFACES``)
     canvas exports (PNG) and photos of plain, ruled and squared paper (JPEG);
     see ``mnistlab.testing.surfaces``.
-non-digits (``NON_DIGIT_KINDS``)
+non-digits (``NON_DIGIT_SOURCES``)
     letters from the pen and the fonts (none that a careful reader would take
     for a digit), short words, symbols, doodles, Fashion-MNIST test items
     (Debian's ``dataset-fashion-mnist``), empty pages, and two digits where
@@ -35,14 +35,14 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mnistlab.testing.fonts import CAPITALS_ONLY, available_fonts, font_text
+from mnistlab.testing.fonts import CAPITALS_ONLY, FONT_PACKAGES, FONTS, available_fonts, font_text
 from mnistlab.testing.glyphs import DOODLES
 from mnistlab.testing.surfaces import SURFACES, digit_height, render
 from mnistlab.testing.writer import PEN_STYLES, random_writer, write, write_glyph
 
 __all__ = [
     "DIGIT_SOURCES",
-    "NON_DIGIT_KINDS",
+    "NON_DIGIT_SOURCES",
     "SURFACES",
     "PEN_STYLES",
     "Sample",
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 DIGIT_SOURCES = ("pen", "fonts", "optdigits")
-NON_DIGIT_KINDS = (
+NON_DIGIT_SOURCES = (
     "pen-letters",
     "font-letters",
     "words",
@@ -108,11 +108,14 @@ def _row_gap(rng: np.random.Generator) -> tuple[float, float]:
 
 
 def _font_name(rng: np.random.Generator, style: str | None) -> str:
+    """``style`` if given, else a random installed handwriting font (the draw depends on which are installed)."""
     fonts = available_fonts()
     if style is not None:
+        if style not in FONTS:
+            raise ValueError(f"unknown font {style!r}, expected one of {tuple(FONTS)}")
         return style
     if not fonts:
-        font_text("0", "dkg", rng, 10)  # raises, saying which packages to install
+        raise FileNotFoundError(f"no handwriting fonts are installed; apt-get install {FONT_PACKAGES}")
     return str(fonts[int(rng.integers(len(fonts)))])
 
 
@@ -275,7 +278,7 @@ def _non_digit(kind: str, rng: np.random.Generator, where: str) -> Sample:
 
 
 def non_digit_samples(kind: str, n: int, rng: np.random.Generator, *, surface: str | None = None) -> list[Sample]:
-    """``n`` images of ``kind`` (one of ``NON_DIGIT_KINDS``) that a digit reader must answer "not confident"."""
-    if kind not in NON_DIGIT_KINDS:
-        raise ValueError(f"unknown kind {kind!r}, expected one of {NON_DIGIT_KINDS}")
+    """``n`` images of ``kind`` (one of ``NON_DIGIT_SOURCES``) that a digit reader must answer "not confident"."""
+    if kind not in NON_DIGIT_SOURCES:
+        raise ValueError(f"unknown kind {kind!r}, expected one of {NON_DIGIT_SOURCES}")
     return [_non_digit(kind, rng, _surface(rng, surface)) for _ in range(n)]

@@ -34,7 +34,8 @@ def parse(spec: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """Strokes of a glyph: per stroke, control points (K, 2) and corner flags (K,)."""
     strokes = []
     for stroke in spec.split("/"):
-        points, corners = [], []
+        points: list[tuple[float, ...]] = []
+        corners: list[bool] = []
         for token in stroke.split(","):
             parts = token.split()
             corner = parts[-1] == "c"
@@ -42,7 +43,7 @@ def parse(spec: str) -> list[tuple[np.ndarray, np.ndarray]]:
             new = _arc(*numbers) if parts[0] == "a" else [tuple(numbers)]
             points += new
             corners += [False] * (len(new) - 1) + [corner]
-        strokes.append((np.array(points, float), np.array(corners, bool)))
+        strokes.append((np.array(points, dtype=np.float64), np.array(corners, dtype=bool)))
     return strokes
 
 

@@ -15,6 +15,8 @@ how well a model reads other hands (for that, see ``benchmarks/``).
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -27,6 +29,7 @@ __all__ = [
     "make_number_photo",
     "place_on_table",
     "make_non_digit",
+    "make_pixel_bomb",
 ]
 
 STYLES = ("paper", "canvas-black-on-white", "canvas-white-on-black", "canvas-transparent")
@@ -123,7 +126,12 @@ def _paper_photo(ink: np.ndarray, rng: np.random.Generator) -> bytes:
     lightness = paper.mean(-1, keepdims=True)
     a = (ink * rng.uniform(0.75, 1.0))[..., None]
     img = paper * (1 - a) + colour * lightness * a
-    img = ndimage.gaussian_filter(img, (rng.uniform(0.3, 1.2),) * 2 + (0,))
+    return camera(img, rng, blur=1.2)
+
+
+def camera(img: np.ndarray, rng: np.random.Generator, *, blur: float) -> bytes:
+    """What a phone camera adds to a sheet (H, W, 3) in [0, 1]: blur up to ``blur`` px, dust, noise, JPEG."""
+    img = ndimage.gaussian_filter(img, (rng.uniform(0.3, blur),) * 2 + (0,))
     for _ in range(int(rng.integers(0, 4))):  # dust specks
         y, x = rng.integers(0, img.shape[0]), rng.integers(0, img.shape[1])
         img[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] *= 0.5
@@ -241,3 +249,19 @@ def make_non_digit(kind: str, rng: np.random.Generator) -> bytes:
         )
         return _encode(img / img.max(), "JPEG", quality=85)
     raise ValueError(f"unknown kind {kind!r}, expected one of {NON_DIGIT_KINDS}")
+
+
+def make_pixel_bomb(width: int, height: int) -> bytes:
+    """A valid PNG whose header declares ``width`` x ``height`` pixels, with almost no data behind it.
+
+    A decoder that trusts the header allocates width x height bytes; a careful
+    one refuses it from the header alone.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )

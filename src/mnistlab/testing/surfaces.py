@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from mnistlab.testing.photos import _canvas, _encode, _paper, _place
+from mnistlab.testing.photos import _canvas, _paper, _place, camera
 
 __all__ = ["SURFACES", "CANVASES", "PAPERS", "digit_height", "render"]
 
@@ -90,12 +89,7 @@ def _paper_photo(ink: np.ndarray, rng: np.random.Generator, surface: str, height
     a = (ink * rng.uniform(0.75, 1.0))[..., None]
     img = paper * (1 - a) + _INKS[int(rng.integers(len(_INKS)))] * lightness * a
     img = _turn(img, rng, pad)
-    img = ndimage.gaussian_filter(img, (rng.uniform(0.3, 1.1),) * 2 + (0,))
-    for _ in range(int(rng.integers(0, 4))):  # dust specks
-        y, x = rng.integers(0, img.shape[0]), rng.integers(0, img.shape[1])
-        img[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] *= 0.5
-    img += rng.normal(0, rng.uniform(0.005, 0.02), img.shape)
-    return _encode(img, "JPEG", quality=int(rng.integers(55, 93)))
+    return camera(img, rng, blur=1.1)
 
 
 def render(ink: np.ndarray, rng: np.random.Generator, surface: str, height: float) -> bytes:

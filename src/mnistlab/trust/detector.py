@@ -25,13 +25,16 @@ answering reads its exported file.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from mnistlab.models.cnn.estimator import CNNClassifier
+from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.trust.drawings import LETTERS, glyphs, mnist_geometry, noise, pair, strokes
 from mnistlab.trust.scores import silhouette
 
-__all__ = ["FIT_DIGITS", "non_digits", "training_set", "held_out_non_digits", "fit_detector"]
+__all__ = ["DETECTOR", "FIT_DIGITS", "non_digits", "training_set", "held_out_non_digits", "fit_detector"]
 
 # The first 50,000 training digits fit the detector (and the PCA digit space);
 # the last 10,000 are kept out of both, so their scores are fair calibration data.
@@ -76,8 +79,11 @@ def held_out_non_digits(digits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return non_digits(digits, labels, np.random.default_rng(1), copies=1, n_strokes=1000)
 
 
-def fit_detector(images: np.ndarray, y: np.ndarray, seed: int = 0) -> CNNClassifier:
-    """The ``small`` CNN on silhouettes, 11 outputs (the ten digits, then "not a digit")."""
-    return CNNClassifier(
-        arch="small", epochs=4, batch_size=256, lr=0.2, augment="light", random_state=seed, n_threads=1
-    ).fit(silhouette(images), y)
+# The detector's net: small (it runs on every answer), with the augmentation for other
+# hands, so that a slanted, thin or wobbly letter is still a letter.
+DETECTOR = Hyper(arch="small", epochs=5, batch_size=256, lr=0.2, augment="hands")
+
+
+def fit_detector(images: np.ndarray, y: np.ndarray, hyper: Hyper = DETECTOR, seed: int = 0) -> CNNClassifier:
+    """A CNN on silhouettes with 11 outputs (the ten digits, then "not a digit")."""
+    return CNNClassifier(**asdict(hyper), random_state=seed, n_threads=1).fit(silhouette(images), y)

@@ -24,7 +24,7 @@ _CANVAS = 64  # strokes and glyphs are drawn on a 64 x 64 canvas, then brought t
 # Letters and symbols that are not digits. Left out, as fair readings of a digit
 # when written by hand: O o Q D (0), I l i j J | ! ( ) [ ] { } / \ (1), Z z (2),
 # S s (5), b G (6), B (8), g q (9).
-LETTERS = "ACEFHKLMNPRTUVWXYacdefhkmnprtuvwxyαβγδεζηθλμξπρσφψωΓΔΘΛΞΠΣΦΨΩ#@%&?*=<>~^$€£¥§¶"
+LETTERS = "ACEFHKLMNPRTUVWXYacdefhkmnprtuvwxyαβγδεζηθλμξπρσφψωΓΔΘΛΞΠΣΦΨΩ#@%&?*=<>~^$€£¥§¶+-×÷±"
 _FONTS = (
     "DejaVuSans.ttf",
     "DejaVuSans-Bold.ttf",

@@ -28,8 +28,8 @@ from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
 from mnistlab.models.proba import digit_probabilities
-from mnistlab.reading.segment import segment_digits
-from mnistlab.reading.steps import to_mnist
+from mnistlab.reading.segment import cut, find_digits
+from mnistlab.reading.steps import digit_from, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
 from mnistlab.trust.reader import Reader, load_reader
 from mnistlab.trust.thresholds import ProbabilityCut, assess
@@ -159,13 +159,36 @@ def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
 def read_number(image_or_path, model=None) -> dict:
     """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts), confident."""
     predictor = load_predictor(model)
-    digits = segment_digits(image_or_path)
-    results = predictor.describe(np.stack(digits), 3) if digits else []
+    ink, parts = find_digits(image_or_path)
+    results = [r for part in parts for r in _read_part(predictor, ink, part, parts)]
     return {
         "number": "".join(str(r["digit"]) for r in results),
         "digits": results,
         "confident": bool(results) and all(r["confident"] for r in results),
     }
+
+
+def _width(part: np.ndarray) -> int:
+    cols = np.flatnonzero(part.any(axis=0))
+    return int(cols[-1] - cols[0] + 1)
+
+
+def _read_part(predictor: Predictor, ink: np.ndarray, part: np.ndarray, parts: list[np.ndarray]) -> list[dict]:
+    """One segmented part's answer; or two, when it reads as two touching digits rather than one.
+
+    A part the reader doubts, and that is wider than the row's other digits (or
+    than tall, when alone), is cut in two where the ink is thinnest; the cut is
+    kept when both pieces are confident digits. Reading decides where the
+    segmentation alone cannot.
+    """
+    (whole,) = predictor.describe(digit_from(ink, part)[None], 3)
+    rows = np.flatnonzero(part.any(axis=1))
+    others = [_width(p) for p in parts if p is not part]
+    wide = _width(part) > (1.2 * float(np.median(others)) if others else 0.9 * (rows[-1] - rows[0] + 1))
+    if whole["confident"] or not wide:
+        return [whole]
+    pieces = predictor.describe(np.stack([digit_from(ink, piece) for piece in cut(part, 2)]), 3)
+    return pieces if len(pieces) == 2 and all(r["confident"] for r in pieces) else [whole]
 
 
 def _read_array(source) -> tuple[np.ndarray, str]:
