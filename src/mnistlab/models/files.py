@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 from safetensors.numpy import load, save
-from sklearn.utils.validation import check_is_fitted
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ModelFileError
@@ -252,7 +251,10 @@ def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]
     ``embed_config`` also stores the config in the file's metadata (key "config"),
     so that the bytes alone rebuild the estimator with ``cnn_from_bytes(data)``.
     """
-    check_is_fitted(estimator, "model_")
+    if not hasattr(estimator, "model_"):
+        raise ModelFileError(
+            f"This {type(estimator).__name__} is not fitted yet, so there is nothing to save; call fit first."
+        )
     # .contiguous(): channels-last conv weights would otherwise reach safetensors
     # as strided numpy views, whose raw buffer is in the wrong order.
     tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in estimator.model_.state_dict().items()}

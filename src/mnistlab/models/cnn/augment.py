@@ -31,6 +31,7 @@ class Augmentation:
     elastic: float  # max elastic displacement in pixels (0: none)
     shear: float = 0.0  # max slant, columns per row (hands lean left and right); 0: none
     stroke: float = 0.0  # chance that a digit's strokes are thickened, and again that they are thinned; 0: none
+    coarse: float = 0.0  # chance that a digit is seen at 10-14 px and blown up again (a low-resolution scan); 0: none
 
 
 AUGMENTATIONS: dict[str, Augmentation | None] = {
@@ -38,7 +39,7 @@ AUGMENTATIONS: dict[str, Augmentation | None] = {
     "light": Augmentation(shift=2.0, rotation=8.0, scale=0.08, elastic=0.0),
     "full": Augmentation(shift=2.5, rotation=12.0, scale=0.12, elastic=1.5),
     # Other hands than MNIST's ~500 writers: more slant, other pens, wobblier strokes.
-    "hands": Augmentation(shift=2.0, rotation=12.0, scale=0.12, elastic=1.0, shear=0.3, stroke=0.25),
+    "hands": Augmentation(shift=2.0, rotation=12.0, scale=0.12, elastic=1.0, shear=0.3, stroke=0.25, coarse=0.15),
 }
 
 
@@ -70,7 +71,20 @@ def augment_batch(x: torch.Tensor, aug: Augmentation, generator: torch.Generator
         scale = torch.tensor([2 / w, 2 / h], device=dev) * aug.elastic  # pixels -> grid units
         grid = grid + field.permute(0, 2, 3, 1) * scale
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return _restroke(x, aug.stroke, generator) if aug.stroke > 0 else x
+    if aug.stroke > 0:
+        x = _restroke(x, aug.stroke, generator)
+    return _coarsen(x, aug.coarse, generator) if aug.coarse > 0 else x
+
+
+def _coarsen(x: torch.Tensor, chance: float, generator: torch.Generator) -> torch.Tensor:
+    """A share ``chance`` of the images shrunk to 10-14 px, blown up again and sharpened: blobby, thick strokes."""
+    n, _, h, w = x.shape
+    draw = torch.rand((n, 1, 1, 1), generator=generator, device=x.device)  # (N, 1, 1, 1)
+    side = int(torch.randint(10, 15, (1,), generator=generator, device=x.device))  # one size per batch
+    small = F.interpolate(x, size=(side, side), mode="area")  # (N, 1, side, side)
+    blown = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    blown = ((blown - 0.3) * 4.0).clamp(0, 1)  # the crisp edge of a thresholded blow-up
+    return torch.where(draw < chance, blown, x)
 
 
 def _restroke(x: torch.Tensor, chance: float, generator: torch.Generator) -> torch.Tensor:
