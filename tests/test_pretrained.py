@@ -16,6 +16,7 @@ TINY = Plan(
     detector_strokes=300,
     detector=Hyper(arch="tiny", epochs=2, batch_size=128, lr=0.1),
     classifier=Hyper(arch="tiny", epochs=2, batch_size=64, lr=0.1),
+    classifier_members=1,
     classifier_digits=5000,
     printed_copies=1,
 )

@@ -68,6 +68,9 @@ class Plan:
     detector_strokes: int = 10_000  # random pen strokes (and a sixth as much noise) among its non-digits
     detector: Hyper = DETECTOR
     classifier: Hyper = CLASSIFIER
+    # Two nets, the second reading deskewed digits: they miss different digits, and
+    # their average is less often sure of a wrong answer (CNNClassifier's inputs="mixed").
+    classifier_members: int = 2
     classifier_digits: int | None = None  # MNIST training digits for the classifier (None: all)
     printed_copies: int = PRINTED_COPIES
 
@@ -95,7 +98,15 @@ def _classifier(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[Onnx
     printed, printed_labels = glyphs("0123456789", np.random.default_rng(plan.seed + 1), copies=plan.printed_copies)
     X = np.concatenate([train[: plan.classifier_digits], printed]).reshape(-1, 784)
     y = np.concatenate([labels[: plan.classifier_digits], printed_labels])
-    clf = CNNClassifier(**asdict(plan.classifier), random_state=plan.seed, n_threads=1).fit(X, y)
+    members = plan.classifier_members
+    clf = CNNClassifier(
+        **asdict(plan.classifier),
+        n_members=members,
+        inputs="mixed" if members > 1 else "raw",
+        n_jobs=-1,
+        random_state=plan.seed,
+        n_threads=1,
+    ).fit(X, y)
     return OnnxNet(_onnx_bytes(clf)), len(printed)
 
 
