@@ -106,7 +106,7 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelFileError(
-            f"Cannot create model directory {model_dir} ({exc.strerror}); choose a writable --out folder."
+            f"Cannot create model directory {model_dir} ({exc.strerror}); choose a folder you can write to."
         ) from None
     weights_file, data, extra = _serialise(estimator)
     full_card = {
@@ -124,7 +124,7 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
         atomic_write_bytes(model_dir / CARD_FILE, text.encode())
     except OSError as exc:
         raise ModelFileError(
-            f"Cannot write the model into {model_dir} ({exc.strerror}); choose a writable --out folder."
+            f"Cannot write the model into {model_dir} ({exc.strerror}); choose a folder you can write to."
         ) from None
     # A directory keeps one model: drop the other format's weights if a
     # different kind of model was saved here before.
