@@ -255,3 +255,31 @@ def test_cli_without_a_model_uses_the_shipped_reader(tmp_path, monkeypatch, file
     result = runner.invoke(app, ["predict", str(files[0] / "digit.jpg"), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["digit"] == files[1][0]
+
+
+def _touching(a: np.ndarray, b: np.ndarray, overlap: int = 2) -> np.ndarray:
+    """Two 28x28 digits cropped to their ink and set side by side, ``overlap`` columns into each other."""
+    a, b = (d[:, np.flatnonzero(d.any(0))[0] : np.flatnonzero(d.any(0))[-1] + 1].astype(float) for d in (a, b))
+    row = np.zeros((28, a.shape[1] + b.shape[1] + 16))
+    row[:, 8 : 8 + a.shape[1]] = a
+    x = 8 + a.shape[1] - overlap
+    row[:, x : x + b.shape[1]] = np.maximum(row[:, x : x + b.shape[1]], b)
+    return 255 - np.kron(row, np.ones((8, 8))).astype(np.uint8)  # a black-on-white canvas, 8x larger
+
+
+def test_touching_digits_are_read_as_two(evaluation_digits):
+    images, labels = evaluation_digits
+    rng = np.random.default_rng(0)
+    pairs = [rng.choice(len(images), 2, replace=False) for _ in range(20)]
+    exact = [read_number(_touching(images[i], images[j]))["number"] == f"{labels[i]}{labels[j]}" for i, j in pairs]
+    assert np.mean(exact) >= 0.6, np.mean(exact)
+
+
+def test_numbers_on_ruled_and_squared_paper():
+    from mnistlab.testing import number_samples
+
+    rng = np.random.default_rng(1)
+    for surface in ("paper-ruled", "paper-squared"):
+        samples = number_samples("fonts", 6, rng, surface=surface)
+        exact = [read_number(s.data)["number"] == s.label for s in samples]
+        assert np.mean(exact) >= 0.8, (surface, exact)
