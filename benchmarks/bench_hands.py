@@ -50,34 +50,10 @@ from mnistlab.testing.hands import (
     non_digit_samples,
     number_samples,
 )
+from rates import rate  # benchmarks/rates.py, beside this script
 
 TARGETS = "targets: digits right >= 98%, flagged <= 2%, confident and wrong <= 0.5%; numbers exact >= 95%; " \
     "every non-digit kind flagged >= 95%; MNIST test digits flagged <= 1%; <= 5 CPU ms per photo"  # fmt: skip
-
-
-def interval(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval for k successes in n trials."""
-    if n == 0:
-        return (0.0, 1.0)
-    try:
-        from statsmodels.stats.proportion import proportion_confint  # optional: scipy gives the same interval
-    except ImportError:
-        from scipy.stats import binomtest
-
-        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-        return (float(ci.low), float(ci.high))
-    low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
-    return (float(low), float(high))
-
-
-def rate(flags) -> dict:
-    flags = np.asarray(flags, bool)
-    low, high = interval(int(flags.sum()), len(flags))
-    return {
-        "rate": float(flags.mean()) if len(flags) else 0.0,
-        "n": int(len(flags)),
-        "ci95": [round(low, 4), round(high, 4)],
-    }
 
 
 def load_reader(args) -> tuple[object, str]:

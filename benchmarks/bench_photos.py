@@ -4,10 +4,10 @@ Usage:
     python benchmarks/bench_photos.py [--model DIR | --recipe NAME] [--photos 300] [--numbers 100]
                                       [--non-digits 60] [--seed 0] [--json]
 
-Default model: the best model saved on this machine (``mnistlab train ...``); if
-there is none, ``--recipe`` (default knn-deskew) is fitted on the 60,000
-training digits here. All generated images come from MNIST test digits of the
-*evaluation* half (the half the confidence calibration never saw), through
+Default model: the reader shipped with mnistlab; ``--model DIR`` a saved model,
+``--recipe NAME`` a recipe fitted here on the 60,000 training digits. All
+generated images come from MNIST test digits of the *evaluation* half (the
+half the shipped probability cut was not set on), through
 ``mnistlab.testing``: paper photos (JPEG, textured, unevenly lit, rotated,
 off-centre) and canvas exports (PNG, black on white, white on black, RGBA).
 
@@ -30,24 +30,7 @@ import time
 import numpy as np
 from PIL import Image
 
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 0.0)
-    p, z = k / n, 1.96
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def rate(flags) -> dict:
-    flags = np.asarray(flags, bool)
-    lo, hi = wilson(int(flags.sum()), len(flags))
-    return {
-        "rate": float(flags.mean()) if len(flags) else 0.0,
-        "n": int(len(flags)),
-        "ci95": [round(lo, 4), round(hi, 4)],
-    }
+from rates import rate  # benchmarks/rates.py, beside this script
 
 
 def naive(data: bytes) -> np.ndarray:
@@ -57,8 +40,8 @@ def naive(data: bytes) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="a saved model folder (default: the best saved model)")
-    ap.add_argument("--recipe", default="knn-deskew", help="fitted here when no saved model exists")
+    ap.add_argument("--model", help="a saved model folder (default: the shipped reader)")
+    ap.add_argument("--recipe", help="a recipe to fit here on the 60,000 training digits instead")
     ap.add_argument("--photos", type=int, default=300)
     ap.add_argument("--numbers", type=int, default=100)
     ap.add_argument("--non-digits", type=int, default=60, help="images per non-digit kind")
@@ -67,28 +50,28 @@ def main() -> None:
     args = ap.parse_args()
 
     from mnistlab import get_recipe, load_mnist, to_mnist
-    from mnistlab.models.files import find_best_model
     from mnistlab.reading.segment import segment_digits
     from mnistlab.testing import NON_DIGIT_KINDS, make_non_digit, make_number_photo, make_photo, place_on_table
-    from mnistlab.trust.calibration import held_out_halves
+    from mnistlab.trust.calibration import mnist_test_halves
     from mnistlab.trust.predict import load_predictor
 
     data = load_mnist("mnist")
     n_train = data.details["n_train"]
-    model_dir = args.model or find_best_model()
     t0 = time.perf_counter()
-    if model_dir is not None:
-        predictor = load_predictor(model_dir)
-        model_name = f"{predictor.card.get('recipe')} ({model_dir})"
-    else:
+    if args.recipe:
         est = get_recipe(args.recipe).build(args.seed, os.cpu_count() or 1)
         est.fit(data.data[:n_train], data.target[:n_train])
         predictor = load_predictor(est)
-        model_name = f"{args.recipe} fitted here on the 60,000 training digits (no saved model found)"
+        model_name = f"{args.recipe} fitted here on the 60,000 training digits"
+    else:
+        predictor = load_predictor(args.model)
+        model_name = f"{predictor.card.get('recipe') or predictor.card.get('name')} ({args.model or 'shipped'})"
     setup_s = time.perf_counter() - t0
-    model = predictor.estimator
 
-    test, cal_idx, eval_idx = held_out_halves()
+    def model_predict(rows: np.ndarray) -> np.ndarray:
+        return predictor.classify(np.asarray(rows, np.uint8).reshape(-1, 28, 28)).argmax(1)
+
+    test, _, cal_idx, eval_idx = mnist_test_halves()
     labels = np.asarray(data.target[n_train:])
     rng = np.random.default_rng(args.seed)
     pick = rng.choice(eval_idx, args.photos, replace=False)
@@ -102,8 +85,8 @@ def main() -> None:
     naive_x = np.stack([naive(p) for p in photos])
     truth = labels[pick]
     right_ours = np.array([r["digit"] for r in ours]) == truth
-    right_naive = np.asarray(model.predict(naive_x)) == truth
-    right_naive_inv = np.asarray(model.predict(255 - naive_x)) == truth
+    right_naive = model_predict(naive_x) == truth
+    right_naive_inv = model_predict(255 - naive_x) == truth
     photo_flagged = np.array([not r["confident"] for r in ours])
     # The paper photos again, taken from further away: the sheet on a dark table.
     paper = [k for k, p in enumerate(photos) if p[:2] == b"\xff\xd8"]  # JPEG = paper style
@@ -153,8 +136,8 @@ def main() -> None:
         "non_digits_flagged": {"all": rate(all_flags), **per_kind},
         "mnist_test_flagged": {"evaluation_half": rate(mnist_eval), "calibration_half": rate(mnist_cal)},
         "calibration": {
-            "method": predictor.calibration.method,
-            "min_probability": predictor.calibration.min_probability,
+            "method": predictor.cut.method,
+            "min_probability": predictor.cut.min_probability,
         },
     }
     if args.json:
