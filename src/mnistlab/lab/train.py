@@ -29,7 +29,7 @@ from mnistlab.models.files import default_model_dir, save_model
 from mnistlab.models.proba import digit_probabilities
 from mnistlab.models.recipes import Recipe, get_recipe
 from mnistlab.trust.calibration import probability_cut_for
-from mnistlab.trust.reader import load_reader
+from mnistlab.trust.reader import Reader, load_reader
 
 __all__ = ["train_recipe", "run_recipe", "load_data", "thread_limits", "TrainTest", "Scored"]
 
@@ -120,15 +120,27 @@ def fit(estimator, X, y) -> tuple[float, list[str]]:
     return seconds, notes
 
 
-def calibrate(estimator, d: TrainTest, progress: Progress, name: str) -> dict | None:
-    """The probability cut for "not sure" answers, from the run's own test digits (None for other data)."""
+def reader_for(d: TrainTest) -> Reader | None:
+    """The shipped reader whose checks a model of these digits answers with; None for other data.
+
+    Loaded (and its files verified) before anything is fitted: a damaged
+    install fails in a second, not after minutes of training.
+    """
     X_test = np.asarray(d.X_test)
     if X_test.ndim != 2 or X_test.shape[1] != 784 or not np.isin(np.unique(d.y_test), np.arange(10)).all():
         return None  # not 28x28 digits: the reader's checks do not apply
+    return load_reader()
+
+
+def calibrate(estimator, d: TrainTest, reader: Reader | None, progress: Progress, name: str) -> dict | None:
+    """The probability cut for "not sure" answers, from the run's own test digits (None without a reader)."""
+    if reader is None:
+        return None
+    X_test = np.asarray(d.X_test)
     progress(f'{name}: calibrating when to say "not sure" on {len(X_test):,} test digits')
     cut = probability_cut_for(
         lambda images: digit_probabilities(estimator, images.reshape(len(images), 784)),
-        load_reader(),
+        reader,
         X_test.reshape(-1, 28, 28),
         "the run's test set",
     )
@@ -144,6 +156,7 @@ def run_recipe(
     progress = progress or noop
     progress(f"{recipe.name}: loading data")
     d = load_data(options, data)
+    reader = reader_for(d)
     with thread_limits(recipe.family):
         if options.cv:
             progress(f"{recipe.name}: {options.cv}-fold cross-validation on {len(d.y_train):,} images")
@@ -157,7 +170,7 @@ def run_recipe(
         start = time.perf_counter()
         y_pred = np.asarray(estimator.predict(d.X_test))
         predict_seconds = time.perf_counter() - start
-    calibration = calibrate(estimator, d, progress, recipe.name)
+    calibration = calibrate(estimator, d, reader, progress, recipe.name)
     seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
     metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
     record = Record(recipe, options, d.dataset, d.sha256, params, metrics, notes, calibration)
