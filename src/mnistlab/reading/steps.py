@@ -36,6 +36,7 @@ __all__ = [
     "fit_to_box",
     "center_by_mass",
     "to_mnist",
+    "mnist_digit",
 ]
 
 _EIGHT = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1]], bool)  # 8-connectivity
@@ -279,8 +280,13 @@ def ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def digit_from(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The (28, 28) uint8 MNIST image of the ink under ``mask``."""
-    return center_by_mass(fit_to_box(normalize_stroke_width(crop_to_ink(ink * _halo(mask)))))
+    """The (28, 28) uint8 MNIST image of the ink under ``mask`` (one digit's part of the whole mask)."""
+    return mnist_digit(ink * _halo(mask))
+
+
+def mnist_digit(ink: np.ndarray) -> np.ndarray:
+    """The (28, 28) uint8 MNIST image of all of ``ink`` (H, W) in [0, 1]: MNIST's stroke width and geometry."""
+    return center_by_mass(fit_to_box(normalize_stroke_width(crop_to_ink(ink))))
 
 
 def _halo(mask: np.ndarray) -> np.ndarray:
@@ -294,5 +300,5 @@ def to_mnist(image) -> np.ndarray:
     ``image``: a path, bytes, file object, PIL image, or an array (H, W), (H, W, 3)
     or (H, W, 4). An image without ink (an empty page) gives all zeros.
     """
-    ink, mask = ink_and_mask(image)
-    return digit_from(ink, mask)
+    ink, _ = ink_and_mask(image)
+    return mnist_digit(ink)  # clean_ink already kept only the ink near the mask

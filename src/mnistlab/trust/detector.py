@@ -18,7 +18,7 @@ from ``mnistlab.testing`` (whose letters are in Pillow's own font):
 
 Every image goes through the same geometry as ``to_mnist`` and is seen as a
 ``silhouette``, so the net judges shape and not grey-level texture. The net
-is the ``small`` CNN with 11 outputs (the ten digits, then "not a digit").
+is the classifier's 32-64-128 CNN with 11 outputs (the ten digits, then "not a digit").
 It is fitted only when the shipped reader is rebuilt (``make pretrained``);
 answering reads its exported file.
 """
@@ -26,12 +26,14 @@ answering reads its exported file.
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.hyper import Hyper
-from mnistlab.trust.drawings import LETTERS, glyphs, mnist_geometry, noise, pair, strokes
+from mnistlab.reading.steps import mnist_digit
+from mnistlab.trust.drawings import HANDWRITING_FONTS, LETTERS, glyphs, noise, pair, strokes
 from mnistlab.trust.scores import silhouette
 
 __all__ = ["DETECTOR", "FIT_DIGITS", "non_digits", "training_set", "held_out_non_digits", "fit_detector"]
@@ -50,9 +52,11 @@ def non_digits(
     return np.concatenate(
         [
             glyphs(LETTERS, rng, copies=copies)[0],
-            np.stack([mnist_geometry(pair(digits[a], digits[b], rng)) for a, b in zip(i[keep], j[keep])]),
-            np.stack([mnist_geometry(strokes(rng)) for _ in range(n_strokes)]),
-            np.stack([mnist_geometry(noise(rng)) for _ in range(n_strokes // 6)]),
+            # The handwriting fonts once more: their letters are the nearest to a hand's.
+            glyphs(LETTERS, rng, copies=copies, fonts=[Path(f) for f in HANDWRITING_FONTS if Path(f).is_file()])[0],
+            np.stack([mnist_digit(pair(digits[a], digits[b], rng)) for a, b in zip(i[keep], j[keep])]),
+            np.stack([mnist_digit(strokes(rng)) for _ in range(n_strokes)]),
+            np.stack([mnist_digit(noise(rng)) for _ in range(n_strokes // 6)]),
         ]
     )
 
@@ -79,9 +83,9 @@ def held_out_non_digits(digits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return non_digits(digits, labels, np.random.default_rng(1), copies=1, n_strokes=1000)
 
 
-# The detector's net: small (it runs on every answer), with the augmentation for other
-# hands, so that a slanted, thin or wobbly letter is still a letter.
-DETECTOR = Hyper(arch="small", epochs=5, batch_size=256, lr=0.2, augment="hands")
+# The detector's net: the classifier's width (a letter and a digit differ in details),
+# with the augmentation for other hands, so that a slanted, thin or wobbly letter is still a letter.
+DETECTOR = Hyper(arch="standard", epochs=5, batch_size=256, lr=0.2, augment="hands")
 
 
 def fit_detector(images: np.ndarray, y: np.ndarray, hyper: Hyper = DETECTOR, seed: int = 0) -> CNNClassifier:

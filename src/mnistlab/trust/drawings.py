@@ -15,10 +15,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from mnistlab.reading.steps import center_by_mass, crop_to_ink, fit_to_box
-from mnistlab.reading.strokes import normalize_stroke_width
+from mnistlab.reading.steps import mnist_digit
 
-__all__ = ["LETTERS", "HANDWRITING_FONTS", "font_paths", "mnist_geometry", "glyphs", "strokes", "noise", "pair"]
+__all__ = ["LETTERS", "HANDWRITING_FONTS", "font_paths", "glyphs", "strokes", "noise", "pair"]
 
 _CANVAS = 64  # strokes and glyphs are drawn on a 64 x 64 canvas, then brought to MNIST geometry
 # Letters and symbols that are not digits. Left out, as fair readings of a digit
@@ -54,11 +53,6 @@ HANDWRITING_FONTS = (
 )
 
 
-def mnist_geometry(ink: np.ndarray) -> np.ndarray:
-    """(H, W) float ink in [0, 1] -> (28, 28) uint8, the way ``to_mnist`` places a digit."""
-    return center_by_mass(fit_to_box(normalize_stroke_width(crop_to_ink(ink))))
-
-
 def font_paths() -> list[Path]:
     """matplotlib's fonts and the handwriting fonts of ``HANDWRITING_FONTS`` (those that are installed)."""
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -89,10 +83,13 @@ def _drawn(font: ImageFont.FreeTypeFont, char: str) -> np.ndarray:
     return np.asarray(im)
 
 
-def glyphs(chars: str, rng: np.random.Generator, copies: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each char in each font, ``copies`` times: images (N, 28, 28) uint8 and each one's index in ``chars``."""
+def glyphs(
+    chars: str, rng: np.random.Generator, copies: int, fonts: list[Path] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each char in each font (default: ``font_paths()``), ``copies`` times: images (N, 28, 28) uint8
+    and each one's index in ``chars``."""
     images, which = [], []
-    for path in font_paths():
+    for path in font_paths() if fonts is None else fonts:
         font = ImageFont.truetype(str(path), size=56)
         missing = _drawn(font, "\uffff")  # what the font draws for a char it lacks (often an empty box)
         for k, char in enumerate(chars):
@@ -100,7 +97,7 @@ def glyphs(chars: str, rng: np.random.Generator, copies: int) -> tuple[np.ndarra
             if not drawn.any() or np.array_equal(drawn, missing):
                 continue
             for _ in range(copies):
-                images.append(mnist_geometry(_glyph(font, char, rng)))
+                images.append(mnist_digit(_glyph(font, char, rng)))
                 which.append(k)
     return np.stack(images), np.asarray(which, np.int64)
 

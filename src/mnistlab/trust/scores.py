@@ -11,7 +11,7 @@ say whether the input deserves an answer at all; large means unlike a digit:
 * ``not_a_digit``: the detector's probability (``trust.detector``), the one
   score that tells a clean "C" or "T" from a "0" or "7".
 
-All of it is a few matrix products and one small net: cheap enough per request.
+All of it is a few matrix products and one net: cheap enough per request.
 """
 
 from __future__ import annotations
