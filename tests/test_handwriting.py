@@ -10,7 +10,7 @@ from PIL import Image
 from scipy import ndimage
 
 from mnistlab import ImageError
-from mnistlab.reading.decode import MAX_PIXELS, load_image, to_grey
+from mnistlab.reading.decode import MAX_PIXELS, WORK_SIDE, load_image, to_grey
 from mnistlab.reading.segment import segment_digits
 from mnistlab.reading.steps import (
     binarise,
@@ -117,7 +117,7 @@ def test_palette_rgb_and_arrays_agree(test_digits):
 
 def test_large_photo_is_reduced_before_processing():
     grey = to_grey(np.full((3000, 2000), 200, np.uint8))
-    assert max(grey.shape) == 640
+    assert max(grey.shape) == WORK_SIDE == 320
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ __all__ = ["MAX_PIXELS", "WORK_SIDE", "load_image", "to_grey", "encode_png"]
 MAX_PIXELS = 50_000_000
 # Images are reduced to this longer side first: plenty for one digit or a short
 # number, and it keeps every later step in the milliseconds.
-WORK_SIDE = 640
+WORK_SIDE = 320
 
 
 def _check_pixels(size: tuple[int, int], label: str) -> None:
