@@ -20,7 +20,7 @@ from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.cache import cache_root
 from mnistlab.data.load import load_mnist
 from mnistlab.trust.reader import Reader
-from mnistlab.trust.thresholds import ProbabilityCut, calibrate_probability
+from mnistlab.trust.thresholds import TOTAL_RATE, ProbabilityCut, calibrate_probability
 
 __all__ = ["halves", "probability_cut_for", "calibrate_on_mnist", "mnist_test_halves"]
 
@@ -38,7 +38,7 @@ def probability_cut_for(classify: Classify, reader: Reader, images: np.ndarray, 
     images = np.asarray(images, np.uint8).reshape(-1, 28, 28)
     calibration, evaluation = halves(len(images))
     method = (
-        f"{source} ({len(images)} digits) split at random (seed 0): the cut flags {0.8:.1f}% of {len(calibration)} "
+        f"{source} ({len(images)} digits) split at random (seed 0): the cut flags {TOTAL_RATE:.1%} of {len(calibration)} "
         f"digits in all, with the reader's not-a-digit flags; the flag rate is measured on the other {len(evaluation)}"
     )
     return calibrate_probability(

@@ -2,7 +2,7 @@
 
 ``create_app`` builds one FastAPI application: the page (``static/``, no CDN),
 the API under ``/api`` (``routes``), offline OpenAPI docs at ``/docs``. The
-model is loaded, and its confidence calibrated, once, when the app starts.
+model is loaded once, when the app starts.
 
 Limits are enforced before any work is done: the request body is counted
 while it arrives (413 past ``max_upload_bytes``), an image's header is read
@@ -46,9 +46,8 @@ def create_app(
     """Build the application.
 
     ``model`` is a fitted estimator with ``predict_proba``, a model directory,
-    a ``Predictor`` from ``load_predictor``, or None for the best model saved
-    on this machine; it is loaded (and its confidence calibrated) once, when
-    the application starts. Request bodies over ``max_upload_bytes`` get 413,
+    a ``Predictor`` from ``load_predictor``, or None for the reader shipped with
+    mnistlab; it is loaded once, when the application starts. Request bodies over ``max_upload_bytes`` get 413,
     and so do images whose header declares more than ``max_pixels`` (default:
     the photo reader's own limit, ``MAX_PIXELS``).
     """
@@ -73,7 +72,8 @@ def create_app(
 
 
 def _lifespan(model: Any, max_pixels: int) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Load ``model`` once at start-up (in a thread: calibrating can take minutes) and share it as ``Served``."""
+    """Load ``model`` once at start-up and share it as ``Served`` (in a thread: a model saved without its
+    probability cut is calibrated then, which takes seconds)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
