@@ -160,7 +160,8 @@ def read_number(image_or_path, model=None) -> dict:
     """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts), confident."""
     predictor = load_predictor(model)
     ink, parts = find_digits(image_or_path)
-    results = [r for part in parts for r in _read_part(predictor, ink, part, parts)]
+    wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), 3) if parts else []
+    results = [r for part, whole in zip(parts, wholes) for r in _read_part(predictor, ink, part, whole, parts)]
     return {
         "number": "".join(str(r["digit"]) for r in results),
         "digits": results,
@@ -173,15 +174,16 @@ def _width(part: np.ndarray) -> int:
     return int(cols[-1] - cols[0] + 1)
 
 
-def _read_part(predictor: Predictor, ink: np.ndarray, part: np.ndarray, parts: list[np.ndarray]) -> list[dict]:
-    """One segmented part's answer; or two, when it reads as two touching digits rather than one.
+def _read_part(
+    predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: dict, parts: list[np.ndarray]
+) -> list[dict]:
+    """One segmented part's answer (``whole``); or two, when it reads as two touching digits rather than one.
 
     A part the reader doubts, and that is wider than the row's other digits (or
     than tall, when alone), is cut in two where the ink is thinnest; the cut is
     kept when both pieces are confident digits. Reading decides where the
     segmentation alone cannot.
     """
-    (whole,) = predictor.describe(digit_from(ink, part)[None], 3)
     rows = np.flatnonzero(part.any(axis=1))
     others = [_width(p) for p in parts if p is not part]
     wide = _width(part) > (1.2 * float(np.median(others)) if others else 0.9 * (rows[-1] - rows[0] + 1))
