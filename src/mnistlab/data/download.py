@@ -91,7 +91,7 @@ def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float
         try:
             got = sha256_decompressed(Path(tmp))
         except IDXFormatError:
-            raise ChecksumError("served bytes are not a valid gzip stream (corrupt copy)") from None
+            raise ChecksumError("served bytes are not a valid IDX file (corrupt copy)") from None
         if got != sha256:
             raise ChecksumError(f"served bytes have sha256 {got[:12]}..., expected {sha256[:12]}...")
         os.replace(tmp, final)
