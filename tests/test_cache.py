@@ -94,6 +94,19 @@ def test_damaged_cache_is_rebuilt_with_one_line_never_served(case, cache_copy, m
     assert np.array_equal(again.target, mnist_full.target)
 
 
+def test_an_older_cache_without_checksums_is_replaced_silently(cache_copy, mnist_full, caplog):
+    def as_format_1(m):
+        for key in ("arrays", "manifest_sha256"):
+            del m[key]
+        m["format"] = 1
+
+    _edit_manifest(cache_copy, as_format_1)
+    with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+        b = load_mnist("mnist")
+    assert not caplog.records and np.array_equal(b.target, mnist_full.target)
+    assert json.loads((cache_copy / "manifest.json").read_text())["format"] == 2
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mnistlab.cli", *args], capture_output=True, text=True, timeout=300, env=dict(os.environ)
