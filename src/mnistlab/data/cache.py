@@ -40,8 +40,6 @@ __all__ = ["cache_root", "load_arrays", "fresh_manifest", "array_cache_dir", "FO
 
 FORMAT = 2  # the manifest layout; another value is an older mnistlab's cache, rebuilt without a word
 log = logging.getLogger("mnistlab.data")
-# Fault the whole file in with one call instead of page by page while hashing (Linux only).
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 class _Damaged(Exception):
@@ -110,7 +108,7 @@ def _digest(f) -> str:
     size = os.fstat(f.fileno()).st_size
     if size == 0:
         return xxhash.xxh3_128_hexdigest(b"")
-    with mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ) as mm:
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         return xxhash.xxh3_128_hexdigest(mm)
 
 
