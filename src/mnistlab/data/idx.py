@@ -2,9 +2,11 @@
 
 Layout: two zero bytes, a dtype code, the rank ``r``; then ``r`` big-endian
 uint32 dimensions; then the payload, row-major and big-endian. A reader must
-not trust the header: a 100-byte file may claim terabytes, so the declared
-size is checked against a limit and against the bytes actually present before
-anything that size is allocated.
+not trust the header, nor the file behind it: a 100-byte file may claim
+terabytes, and a 1 MB gzip file may inflate to a gigabyte. So the header is
+read first and its declared size checked against a limit; the payload is then
+inflated in 1 MiB steps, never past what the header declares, and memory is
+allocated only for a payload the caller keeps (hashing streams).
 """
 
 from __future__ import annotations
