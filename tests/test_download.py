@@ -124,3 +124,14 @@ def test_no_copy_and_no_network_names_the_places_searched(tiny, monkeypatch):
     msg = str(info.value)
     assert "tiny was not found" in msg and "MNISTLAB_DATA" in msg and "/usr/share/datasets/tiny" in msg
     assert "Download failed" in msg
+
+
+def test_a_damaged_file_already_in_place_is_downloaded_again(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    dest = tmp_path / "dl"
+    dest.mkdir()
+    fname = spec.files["test_images"]
+    (dest / fname).write_bytes(b"\x1f\x8b\x08\x00 cut short")  # a gzip header and no more
+    files = download_dataset("tiny", dest, mirrors=(f"{base}/good/",))
+    assert sha256_decompressed(files["test_images"]) == spec.sha256["test_images"]
+    assert f"/good/{fname}" in log

@@ -1,4 +1,5 @@
 import gzip
+import hashlib
 import struct
 
 import numpy as np
@@ -7,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mnistlab import IDXFormatError, parse_idx, read_idx, write_idx
+from mnistlab.data.idx import idx_sha256
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 
@@ -118,3 +120,18 @@ def test_random_bytes_behind_a_valid_magic_and_as_gzip(data):
         except IDXFormatError:
             continue
         assert arr.size * arr.itemsize + 4 + 4 * arr.ndim == len(b"\x00\x00" + data)
+
+
+def test_gzip_members_padding_and_trailing_garbage(tmp_path):
+    head, body = _valid((4, 5))[:12], _valid((4, 5))[12:]
+    path = tmp_path / "members.idx.gz"
+    # A header and a payload in two members, then the zero padding gzip allows.
+    path.write_bytes(gzip.compress(head) + gzip.compress(body) + bytes(100))
+    assert read_idx(path).shape == (4, 5)
+    assert idx_sha256(path) == hashlib.sha256(head + body).hexdigest()
+    path.write_bytes(gzip.compress(head + body) + b"not gzip")
+    with pytest.raises(IDXFormatError, match="cannot decompress"):
+        read_idx(path)
+    path.write_bytes(gzip.compress(head + body)[:-4])  # the length field cut off
+    with pytest.raises(IDXFormatError, match="cannot decompress"):
+        idx_sha256(path)

@@ -98,7 +98,7 @@ def data_info(
     out.print(f"[bold]{info['name']}[/bold]  {b.DESCR}")
     out.print(f"path      {info['path']}")
     verified = (
-        "[green]yes[/green] (sha256 of every file matches)"
+        "[green]yes[/green] (sha256 of every file matches; the cached arrays match their digests)"
         if d["verified"]
         else "[yellow]no[/yellow] (not a registered dataset)"
     )

@@ -45,7 +45,7 @@ def download_dataset(
     for role in ROLES:
         fname = spec.files[role]
         final = dest / fname
-        if final.is_file() and sha256_decompressed(final) == spec.sha256[role]:
+        if final.is_file() and _verified(final, spec.sha256[role]):
             out[role] = final
             continue
         problems = []
@@ -64,6 +64,14 @@ def download_dataset(
                 f"check the network or put the four IDX files in a folder and set MNISTLAB_DATA to it."
             )
     return out
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    """Whether a file already in place is a good copy; a damaged one is downloaded again."""
+    try:
+        return sha256_decompressed(path) == sha256
+    except IDXFormatError:
+        return False
 
 
 def _env_mirrors() -> tuple[str, ...]:
@@ -91,7 +99,7 @@ def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float
         try:
             got = sha256_decompressed(Path(tmp))
         except IDXFormatError:
-            raise ChecksumError("served bytes are not a valid gzip stream (corrupt copy)") from None
+            raise ChecksumError("served bytes are not a valid IDX file (corrupt copy)") from None
         if got != sha256:
             raise ChecksumError(f"served bytes have sha256 {got[:12]}..., expected {sha256[:12]}...")
         os.replace(tmp, final)

@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from sklearn.utils import Bunch
 
-from mnistlab.data.cache import load_arrays
+from mnistlab.data.cache import fresh_manifest, load_arrays
 from mnistlab.data.download import download_dataset
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import checksums_of, find_idx_files, locate
@@ -27,6 +27,7 @@ from mnistlab.errors import DatasetError, InputError
 __all__ = ["load_mnist", "load_split", "KNOWN_DATASETS"]
 
 KNOWN_DATASETS = (*DATASETS, "digits")
+_DIGIT_NAMES = tuple(str(i) for i in range(10))  # the classes of a folder of IDX files that is not registered
 
 
 def load_mnist(
@@ -115,7 +116,7 @@ def _idx_dataset(name, data_dir, download, progress):
             raise DatasetError(f"{_not_found(name, searched)} Download failed too: {exc}") from None
         checksums = dict(DATASETS[name].sha256)
     spec = DATASETS[name]
-    images, labels, manifest = load_arrays(name, files, checksums)
+    images, labels, manifest = load_arrays(name, files, checksums, n_classes=len(spec.target_names))
     details = _details(name, files, manifest, verified=True)
     return (
         images,
@@ -133,16 +134,18 @@ def _any_folder(folder: Path):
             f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); point --data-dir at the folder that does."
         )
     name = folder.name or "custom"
-    checksums = checksums_of(name, files)
+    # A folder loaded before as a registered dataset has that dataset's manifest: then a warm load hashes no source.
+    known = (fresh_manifest(spec.name, files) for spec in DATASETS.values())
+    checksums = next((dict(m["checksums"]) for m in known if m is not None), None) or checksums_of(name, files)
     for spec in DATASETS.values():
         if all(checksums[r] == spec.sha256[r] for r in ROLES):
-            images, labels, manifest = load_arrays(spec.name, files, checksums)
+            images, labels, manifest = load_arrays(spec.name, files, checksums, n_classes=len(spec.target_names))
             info = {"target_names": spec.target_names, "description": spec.description, "url": spec.url}
             return images, labels, _details(spec.name, files, manifest, verified=True), info
-    images, labels, manifest = load_arrays(name, files, checksums)
-    classes = np.unique(np.asarray(labels))
+    # Any other folder holds digits: the ten classes 0-9, so a label of 200 is refused, not an 11th class.
+    images, labels, manifest = load_arrays(name, files, checksums, n_classes=len(_DIGIT_NAMES))
     info = {
-        "target_names": [str(c) for c in classes],
+        "target_names": list(_DIGIT_NAMES),
         "description": f"IDX dataset from {folder} (not a registered dataset, so not verified against published checksums).",
         "url": str(folder),
     }
@@ -191,7 +194,7 @@ def _digits():
         "n_test": n_test,
     }
     info = {
-        "target_names": [str(i) for i in range(10)],
+        "target_names": list(_DIGIT_NAMES),
         "description": "scikit-learn's bundled 8x8 handwritten digits (1,797 images, pixel values 0-16).",
         "url": "https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html",
     }

@@ -5,24 +5,23 @@ Lookup order for a registered dataset: an explicit ``data_dir``; ``$MNISTLAB_DAT
 (``$XDG_CACHE_HOME/mnistlab``, else ``~/.cache/mnistlab``); Debian's
 ``/usr/share/datasets/<name>/``; then the public mirrors. Files are verified by
 the sha256 of their *decompressed* bytes, which holds whichever mirror
-compressed them. After the first verified load the arrays are kept as ``.npy``
-files that ``np.load(mmap_mode="r")`` opens in milliseconds; they are rebuilt
-when the source files change (size or mtime).
+compressed them, hashed as a stream with the IDX header checked first. After
+the first verified load the arrays are kept in a cache that proves itself (see
+``cache``); it is rebuilt when the source files change (size or mtime) or when
+it fails a check.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import zlib
 from pathlib import Path
 
 from mnistlab.data.cache import cache_root, fresh_manifest
+from mnistlab.data.idx import idx_sha256
 from mnistlab.data.registry import DATASETS, FILE_PATTERNS, ROLES
-from mnistlab.errors import ChecksumError, DatasetError, IDXFormatError
+from mnistlab.errors import ChecksumError, DatasetError
 
-__all__ = ["find_idx_files", "locate", "checksums_of", "Checksums", "sha256_decompressed", "decompressed_bytes"]
+__all__ = ["find_idx_files", "locate", "checksums_of", "sha256_decompressed"]
 
 
 def find_idx_files(folder: Path) -> dict[str, Path] | None:
@@ -40,20 +39,9 @@ def find_idx_files(folder: Path) -> dict[str, Path] | None:
     return found
 
 
-def decompressed_bytes(path: Path) -> bytes:
-    """The file's content after gunzip (or the raw file)."""
-    data = path.read_bytes()
-    if data[:2] != b"\x1f\x8b":
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise IDXFormatError(f"{path}: cannot decompress ({exc}); the file is truncated or corrupt.") from None
-
-
 def sha256_decompressed(path: Path) -> str:
-    """sha256 of the file's content after gunzip (or of the raw file)."""
-    return hashlib.sha256(decompressed_bytes(path)).hexdigest()
+    """sha256 of the file's content after gunzip (or of the raw file), streamed; the IDX header is checked first."""
+    return idx_sha256(path)
 
 
 def _candidates(name: str, data_dir: Path | None) -> list[tuple[str, Path]]:
@@ -69,7 +57,7 @@ def _candidates(name: str, data_dir: Path | None) -> list[tuple[str, Path]]:
     return out
 
 
-def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], Checksums, list[str]]:
+def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], dict[str, str], list[str]]:
     """Find the four verified files of ``name``: (files, checksums, places searched).
 
     Checksums come from a fresh array-cache manifest when there is one (so a warm
@@ -99,25 +87,16 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], Ch
         raise ChecksumError(
             f"{files[bad[0]]} does not match the published sha256 of {name}'s {bad[0].replace('_', ' ')}; delete or replace the file (mnistlab then finds or downloads a good copy)."
         )
-    return {}, Checksums(), searched
+    return {}, {}, searched
 
 
-def checksums_of(name: str, files: dict[str, Path]) -> Checksums:
-    """role -> sha256 of decompressed bytes, from a fresh cache manifest if present.
+def checksums_of(name: str, files: dict[str, Path]) -> dict[str, str]:
+    """role -> sha256 of decompressed bytes, from an intact, fresh cache manifest if present.
 
-    When it has to hash, it keeps the decompressed bytes on the result
-    (``.payloads``) so that a cold load parses them without a second gunzip.
+    Otherwise each file is hashed as a stream (header first, one chunk of memory),
+    so a file that is not what it claims costs little before it is refused.
     """
     manifest = fresh_manifest(name, files)
     if manifest is not None:
-        return Checksums(manifest["checksums"])
-    payloads = {role: decompressed_bytes(files[role]) for role in ROLES}
-    result = Checksums({role: hashlib.sha256(payloads[role]).hexdigest() for role in ROLES})
-    result.payloads = payloads
-    return result
-
-
-class Checksums(dict):
-    """role -> sha256; may carry the decompressed ``payloads`` it was computed from."""
-
-    payloads: dict[str, bytes] | None = None
+        return dict(manifest["checksums"])
+    return {role: idx_sha256(files[role]) for role in ROLES}

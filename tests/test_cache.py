@@ -1,0 +1,241 @@
+"""The array cache proves itself, and a data folder costs little before it is refused.
+
+Each damaged cache is a copy of the real MNIST cache under a temp
+``XDG_CACHE_HOME``, damaged on disk the way a disk, a careless edit or another
+program would: it must be rebuilt from the verified sources with one line
+saying so, never served and never a traceback.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnistlab import IDXFormatError, load_mnist, write_idx
+from mnistlab.cli import app
+from mnistlab.data.cache import array_cache_dir
+from mnistlab.data.sources import find_idx_files
+
+REBUILT = "failed their check"
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(data)
+
+
+def _replace(path: Path, old: bytes, new: bytes) -> None:
+    data = path.read_bytes()
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, new))
+
+
+def _edit_manifest(folder: Path, edit) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest, indent=1))  # its own checksum left as it was
+
+
+DAMAGE = {
+    "flipped image byte": lambda d: _flip(d / "images.npy", -400),  # a pixel of the last test image
+    "flipped label byte": lambda d: _flip(d / "labels.npy", -1),
+    "all labels replaced": lambda d: np.save(d / "labels.npy", np.zeros(70000, np.uint8)),
+    "images as float32 zeros": lambda d: np.save(d / "images.npy", np.zeros((70000, 28, 28), np.float32)),
+    "n_train edited": lambda d: _edit_manifest(d, lambda m: m.update(n_train=50000)),
+    "0-byte images": lambda d: (d / "images.npy").write_bytes(b""),
+    "edited npy header": lambda d: _replace(d / "images.npy", b"(70000, 28, 28)", b"(28, 70000, 28)"),
+    "manifest checksum edited": lambda d: _edit_manifest(d, lambda m: m["checksums"].update(train_images="0" * 64)),
+    "images missing": lambda d: (d / "images.npy").unlink(),
+    "manifest not JSON": lambda d: (d / "manifest.json").write_bytes(b"\x00garbage{"),
+}
+
+
+@pytest.fixture()
+def cache_copy(mnist_full, mnist_dir, tmp_path, monkeypatch) -> Path:
+    """A copy of the session's MNIST array cache, under this test's own XDG_CACHE_HOME."""
+    files = find_idx_files(mnist_dir)
+    clean = array_cache_dir("mnist", files)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    copy = array_cache_dir("mnist", files)
+    shutil.copytree(clean, copy)
+    return copy
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_damaged_cache_is_rebuilt_with_one_line_never_served(case, cache_copy, mnist_full, caplog):
+    DAMAGE[case](cache_copy)
+    with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+        b = load_mnist("mnist")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and REBUILT in lines[0] and "rebuilt them" in lines[0], lines
+    assert str(cache_copy) in lines[0]
+    assert b.details["verified"] and (b.details["n_train"], b.details["n_test"]) == (60000, 10000)
+    assert b.images.dtype == np.uint8 and np.array_equal(b.images, mnist_full.images)
+    assert np.array_equal(b.target, mnist_full.target)
+    # The rebuilt cache passes its own checks: the next load is silent and memory-mapped.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+        again = load_mnist("mnist")
+    assert not caplog.records and isinstance(again.images, np.memmap)
+    assert np.array_equal(again.target, mnist_full.target)
+
+
+def test_an_older_cache_without_checksums_is_replaced_silently(cache_copy, mnist_full, caplog):
+    def as_format_1(m):
+        for key in ("arrays", "manifest_sha256"):
+            del m[key]
+        m["format"] = 1
+
+    _edit_manifest(cache_copy, as_format_1)
+    with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+        b = load_mnist("mnist")
+    assert not caplog.records and np.array_equal(b.target, mnist_full.target)
+    assert json.loads((cache_copy / "manifest.json").read_text())["format"] == 2
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", *args], capture_output=True, text=True, timeout=300, env=dict(os.environ)
+    )
+
+
+@pytest.mark.parametrize("case", list(DAMAGE)[:8])  # the probed cases; the library test covers the rest
+def test_data_commands_on_a_damaged_cache_exit_0_with_the_rebuild_line(case, cache_copy):
+    DAMAGE[case](cache_copy)
+    if case in ("flipped image byte", "edited npy header"):
+        run = _cli("show", "--ascii", "--index", "0")
+        assert run.stdout.startswith("train[0]: label 5\n"), run.stdout
+    else:
+        run = _cli("data", "info", "--json")
+        info = json.loads(run.stdout)
+        assert info["verified"] and (info["n_train"], info["n_test"]) == (60000, 10000)
+        assert info["class_counts"]["test"][1] == 1135 and sum(info["class_counts"]["train"]) == 60000
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("\n") == 1 and REBUILT in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and "Aborted" not in run.stderr
+
+
+def test_damaged_cache_of_changed_sources_exits_2_with_one_line(mnist_dir, tmp_path, monkeypatch, caplog):
+    # Raw copies of the sources; the cache is built from them, then both are damaged.
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for path in find_idx_files(mnist_dir).values():
+        (folder / path.name.removesuffix(".gz")).write_bytes(gzip.decompress(path.read_bytes()))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+        load_mnist(data_dir=folder)
+    assert not caplog.records  # a first build says nothing
+    files = find_idx_files(folder)
+    _flip(array_cache_dir("mnist", files) / "labels.npy", -1)
+    # One label of the test set changed in place, size and time stamp kept: only its sha256 can tell.
+    labels = files["test_labels"]
+    st = labels.stat()
+    data = bytearray(labels.read_bytes())
+    data[-1] = (data[-1] + 1) % 10
+    labels.write_bytes(data)
+    os.utime(labels, ns=(st.st_atime_ns, st.st_mtime_ns))
+    run = _cli("data", "info", "--data-dir", str(folder))
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.startswith("Error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert str(labels) in run.stderr and "no longer matches the sha256" in run.stderr
+
+
+def _zero_bomb(mib: int = 1000) -> bytes:
+    """One gzip member of about 1 MB that inflates to ``mib`` MiB of zeros (valid CRC and size)."""
+    block = 1 << 20
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    # After a full flush the compressor starts afresh, so every MiB of zeros compresses to the same bytes.
+    one = c.compress(bytes(block)) + c.flush(zlib.Z_FULL_FLUSH)
+    tail = c.flush()
+    crc = 0
+    for _ in range(mib):
+        crc = zlib.crc32(bytes(block), crc)
+    head = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return head + one * mib + tail + struct.pack("<II", crc, (mib * block) & 0xFFFFFFFF)
+
+
+def _tiny_folder(folder: Path, train_labels=None, test_labels=None) -> Path:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    train_labels = np.arange(20, dtype=np.uint8) % 10 if train_labels is None else train_labels
+    test_labels = np.arange(10, dtype=np.uint8) if test_labels is None else test_labels
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28), dtype=np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", train_labels)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (10, 28, 28), dtype=np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_labels)
+    return folder
+
+
+_BOUNDED = """
+import resource, sys
+import sklearn.utils  # what load_mnist imports on its first call, counted in the baseline
+from mnistlab import load_mnist
+from mnistlab.errors import MnistlabError
+
+vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + 200 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+try:
+    load_mnist(sys.argv[2] or None, data_dir=sys.argv[1])
+except MnistlabError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("name", ["", "mnist"])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        (b"", "unknown dtype code 0x00"),  # zeros all the way
+        (bytes([0, 0, 8, 3]) + np.asarray([20, 28, 28], ">u4").tobytes(), "holds more than 15,680"),
+    ],
+    ids=["zeros", "valid header"],
+)
+def test_gzip_bomb_is_refused_with_little_memory(tmp_path, name, header, message):
+    folder = _tiny_folder(tmp_path / "bomb")
+    bomb = folder / "train-images-idx3-ubyte.gz"
+    # The header in its own gzip member, then 1 MB that inflates to 1000 MiB of zeros.
+    bomb.write_bytes(gzip.compress(header) + _zero_bomb())
+    assert bomb.stat().st_size < 1.1e6
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "OPENBLAS_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _BOUNDED, str(folder), name], capture_output=True, text=True, timeout=120, env=env
+    )
+    # Over the 200 MiB allowed beyond start-up, the process dies with a MemoryError instead.
+    assert run.returncode == 0 and run.stderr == "", run.stderr[-2000:]
+    assert run.stdout.startswith(f"IDXFormatError {bomb}: ") and message in run.stdout, run.stdout
+
+
+def test_label_outside_the_ten_digits_is_refused(tmp_path):
+    labels = np.arange(20, dtype=np.uint8) % 10
+    labels[3] = 200
+    folder = _tiny_folder(tmp_path / "labels200", labels)
+    with pytest.raises(IDXFormatError, match=r"label 200 \(at index 3\) is outside the 10 classes 0-9"):
+        load_mnist(data_dir=folder)
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(folder)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: {folder / 'train-labels-idx1-ubyte.gz'}: label 200")
+
+
+def test_custom_folder_names_the_ten_digits_whichever_occur(tmp_path):
+    two = np.where(np.arange(30) % 2, 7, 2).astype(np.uint8)  # only 2s and 7s
+    folder = _tiny_folder(tmp_path / "some", two[:20], two[20:])
+    b = load_mnist(data_dir=folder)
+    assert b.target_names == [str(i) for i in range(10)]
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(folder), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["class_counts"]["train"][7] == 10
+    result = CliRunner().invoke(app, ["show", "--ascii", "--index", "1", "--data-dir", str(folder)])
+    assert result.exit_code == 0 and result.stdout.startswith("train[1]: label 7\n"), result.output
