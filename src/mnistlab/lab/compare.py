@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ParameterError
 from mnistlab.lab.fitting import Fitted, fit_one, open_dataset, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop, run_options
@@ -127,6 +128,8 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
 
                 model_dir = _model_dir(out, contender, name, seed, seed_list[0], update_models)
                 row, y_pred = run_unit(contender, seed_options, d, tracker, model_dir, retrain, numbered)
+                if update_models and row.get("reused") and model_dir == default_model_dir(contender.name):
+                    _install(Path(row["model_dir"]), model_dir)  # a reused model, copied where it was asked for
                 rows[contender.name].append(row)
                 preds[contender.name].append(y_pred)
                 if on_result is not None:
@@ -266,6 +269,16 @@ def _writable_folder(folder: Path) -> Path:
             "out_dir", f"Cannot write into {folder} ({exc.strerror}); choose a writable {{param}} folder."
         ) from None
     return folder
+
+
+def _install(source: Path, target: Path) -> None:
+    """Copy a verified model directory's files into ``target`` (weights first, the card last, as ``save_model``)."""
+    if target.resolve() == source.resolve():
+        return
+    card = source / "model.json"
+    for path in [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]:
+        if not path.name.startswith("."):
+            atomic_write_bytes(target / path.name, path.read_bytes())
 
 
 def _slug(text: str) -> str:

@@ -121,8 +121,10 @@ def _attribute(module, attr: str, spec: str):
         raise RecipeError(f"{spec!r} names no {attr!r} in its module; give 'module:callable' with an existing name.")
     value = getattr(module, attr)
     if not callable(value):
+        kind = type(value).__name__
         raise RecipeError(
-            f"{spec!r} is a {type(value).__name__}, not a callable; point at a function that returns a classifier."
+            f"{spec!r} is not callable (it is {'an' if kind[0] in 'aeiou' else 'a'} {kind}); "
+            "point at a function that returns a classifier."
         )
     return value
 
