@@ -50,6 +50,12 @@ def net():
 
 def not_a_classifier(seed, n_jobs):
     return "hello"
+
+
+def wrong_net():
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))
 '''
 SETTINGS = {"limit": 1000, "n_jobs": 1, "cv": 0}
 SETTING_FLAGS = ["--limit", "1000", "--n-jobs", "1", "--cv", "0"]
@@ -256,6 +262,7 @@ def test_datasets_and_seeds_with_random_splits(bench, tiny_idx):
         ("{root}/mine.py:CONSTANT", "is not callable (it is an int)"),
         ("{root}/mine.py:not_a_classifier", "returned a str, not a classifier"),
         ("knn-deskw", "Unknown recipe 'knn-deskw'"),
+        ("{root}/mine.py:wrong_net", "returned shape (2, 3) for 2 images, expected (2, 10)"),
     ],
 )
 def test_bad_specs_are_refused_before_anything_trains(bench, tmp_path, spec, message):

@@ -28,7 +28,7 @@ from mnistlab.lab.fitting import Fitted, fit_one, open_dataset, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop, run_options
 from mnistlab.lab.record import json_safe_params
 from mnistlab.lab.reuse import find_reusable, reuse_key
-from mnistlab.lab.specs import Contender, resolve_specs
+from mnistlab.lab.specs import Contender, check_for_data, resolve_specs
 from mnistlab.lab.stats import accuracy_summary, comparisons, significance_matrix
 from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
@@ -105,6 +105,9 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     out = _writable_folder(Path(out_dir))
     progress("loading and verifying the data")
     opened = [open_dataset(str(d)) for d in datasets]
+    for _, bunch in opened:
+        for contender in contenders:
+            check_for_data(contender, len(np.unique(bunch.target)), bunch.images.shape[1:])
     progress("opening the tracking store")
     tracker = Tracker(tracking_uri)
     seed_list = [options.seed + k for k in range(seeds)]

@@ -33,7 +33,7 @@ from mnistlab.errors import RecipeError
 from mnistlab.models.files import is_cnn
 from mnistlab.models.recipes import RECIPES, Recipe, get_recipe
 
-__all__ = ["Contender", "resolve_specs", "resolve_spec"]
+__all__ = ["Contender", "resolve_specs", "resolve_spec", "check_for_data"]
 
 
 @dataclass(frozen=True)
@@ -192,3 +192,16 @@ def _from_estimator(estimator) -> Contender:
     family = "cnn" if is_cnn(estimator) else "classic"
     recipe = Recipe(name, f"your {name}", build, family=family, cv=0)
     return Contender(recipe, _source_sha256(inspect.getmodule(type(estimator))), name)
+
+
+def check_for_data(contender: Contender, n_classes: int, image_shape: tuple[int, int]) -> None:
+    """Refuse a torch module that does not map these images to one logit per class, before anything trains."""
+    module = getattr(contender.recipe.build(0, 1), "module", None)
+    if module is None:
+        return
+    from mnistlab.models.cnn.usernet import check_module  # torch is loaded already: the module exists
+
+    try:
+        check_module(module, n_classes, image_shape)
+    except RecipeError as exc:
+        raise RecipeError(f"{contender.spec}: {exc}") from None
