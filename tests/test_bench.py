@@ -253,6 +253,36 @@ def test_datasets_and_seeds_with_random_splits(bench, tiny_idx):
     assert all(len(r["cv_scores"]) == 2 for r in runs) and len({r["run_id"] for r in runs}) == 12
 
 
+def nearest_centroid(seed: int, n_jobs: int):
+    """A callable spec from Python: gets the seed and n_jobs it asks for."""
+    from sklearn.neighbors import NearestCentroid
+
+    assert isinstance(seed, int) and isinstance(n_jobs, int)
+    return NearestCentroid()
+
+
+def test_python_compare_takes_callables_estimators_and_recipe_names(bench):
+    from sklearn.linear_model import LogisticRegression
+
+    steps: list[str] = []
+    out = compare(
+        [nearest_centroid, LogisticRegression(max_iter=50), "knn-deskew"],
+        datasets=["digits"],
+        seeds=2,
+        cv=0,
+        n_jobs=1,
+        tracking_uri=bench["uri"],
+        out_dir=bench["root"] / "py",
+        progress=steps.append,
+    )
+    assert [r["model"] for r in out["results"]] == ["nearest_centroid", "LogisticRegression", "knn-deskew"]
+    runs = {(r["model"], r["seed"]): r for r in out["runs"]}
+    # The estimator was cloned per seed with its random_state set to the seed.
+    card = json.loads((Path(runs[("LogisticRegression", 43)]["model_dir"]) / "model.json").read_text())
+    assert card["params"]["random_state"] == 43 and card["seed"] == 43
+    assert all(r["reused"] is False for r in out["runs"]) and len(steps) > 6
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [

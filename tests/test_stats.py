@@ -93,6 +93,9 @@ def test_accuracy_summary_of_one_seed_is_a_wilson_interval():
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     assert got["std"] is None and got["ci95"] == pytest.approx([centre - half, centre + half])
+    # Seeds that all agree say nothing about spread: the test sample's interval again, with std 0.
+    same = accuracy_summary([0.9, 0.9, 0.9], 1000)
+    assert same["std"] == 0 and same["ci95"] == pytest.approx(got["ci95"])
 
 
 def test_comparisons_test_everyone_against_the_best_and_the_baseline_holm_corrected():

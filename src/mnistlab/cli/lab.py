@@ -185,7 +185,7 @@ def compare_cmd(
         out.print(_compare_table(dataset, summary, baseline))
     out.print(
         "[dim]vs: McNemar's exact test, Holm-corrected; n.d. = not distinguishable at 5%. "
-        "Interval: t over seeds (Wilson for one seed).[/dim]"
+        "Interval: t over seeds (Wilson for one seed or seeds that agree).[/dim]"
     )
     out.print(f"report: {summary['report']}", soft_wrap=True)
     out.print(f"runs recorded in {summary['tracking_uri']} (`mnistlab runs`, `mlflow ui`)", soft_wrap=True)

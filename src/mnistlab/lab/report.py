@@ -175,7 +175,7 @@ def write_bench_report(sections: list[dict], out_dir) -> Path:
 <body>
 <h1>Classifiers compared</h1>
 <p class="sub">Every model was fitted once per seed on the same training images and tested on the same test images.
-With several seeds the interval is Student's t over seeds, with one seed the Wilson interval of the test sample.
+With several seeds the interval is Student's t over seeds, with one seed (or seeds that all agree) the Wilson interval of the test sample.
 Two models are compared image by image with McNemar's exact test (the discordant pairs of all seeds pooled),
 Holm-corrected within each family; "not distinguishable at 5%" means the test images cannot tell them apart.
 Times are seconds of wall clock on this machine; "reused" counts seeds taken from recorded runs instead of fitted.</p>

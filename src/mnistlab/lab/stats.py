@@ -30,18 +30,17 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
     """Mean, standard deviation and 95% interval of test accuracies, one per seed.
 
     Several seeds: Student's t interval of the mean over seeds (how much the
-    result moves with the seed, the split and the subset). One seed: the
-    Wilson interval of one accuracy measured on ``n_test`` images (how much it
-    moves with the test sample); the standard deviation is then undefined (None).
+    result moves with the seed, the split and the subset). One seed, or seeds
+    that all give the same accuracy: the Wilson interval of one accuracy
+    measured on ``n_test`` images (how much it moves with the test sample); the
+    standard deviation of one seed is undefined (None).
     """
     acc = np.asarray(accuracies, dtype=float)
     mean = float(acc.mean())
-    if len(acc) == 1:
+    std = float(acc.std(ddof=1)) if len(acc) > 1 else None
+    if not std:  # one seed, or seeds that all agree (a deterministic model on the same data): the test sample's spread
         low, high = proportion_confint(round(mean * n_test), n_test, alpha=ALPHA, method="wilson")
-        return {"mean": mean, "std": None, "ci95": [float(low), float(high)]}
-    std = float(acc.std(ddof=1))
-    if std == 0:
-        return {"mean": mean, "std": 0.0, "ci95": [mean, mean]}
+        return {"mean": mean, "std": std, "ci95": [float(low), float(high)]}
     low, high = sps.t.interval(1 - ALPHA, len(acc) - 1, loc=mean, scale=std / math.sqrt(len(acc)))
     return {"mean": mean, "std": std, "ci95": [max(0.0, float(low)), min(1.0, float(high))]}
 
