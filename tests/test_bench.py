@@ -309,6 +309,7 @@ def test_bad_specs_are_refused_before_anything_trains(bench, tmp_path, spec, mes
     "extra, message",
     [
         (["--seeds", "0"], "--seeds must be a whole number from 1 to 100"),
+        (["--seeds", "3", "--seed", "4294967294"], "--seeds 3 from seed 4294967294 runs past 4294967295"),
         (["--baseline", "svm-rbf"], "--baseline 'svm-rbf' is not among the compared models"),
         (["--dataset", "nowhere-set"], "Unknown dataset 'nowhere-set'"),
     ],

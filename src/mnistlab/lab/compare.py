@@ -101,7 +101,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     progress = progress or noop
     contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
     names = [c.name for c in contenders]
-    _check(seeds, baseline, names, datasets)
+    _check(seeds, baseline, names, datasets, options.seed)
     out = _writable_folder(Path(out_dir))
     progress("loading and verifying the data")
     opened = [open_dataset(str(d)) for d in datasets]
@@ -246,10 +246,14 @@ def _npy(y_pred: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _check(seeds: int, baseline: str | None, names: list[str], datasets) -> None:
+def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_seed: int) -> None:
     """Refuse settings that cannot run, before any data is loaded."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise ParameterError("seeds", f"{{param}} must be a whole number from 1 to {MAX_SEEDS}, got {seeds!r}.")
+    if first_seed + seeds - 1 > 2**32 - 1:  # numpy's and scikit-learn's largest seed
+        raise ParameterError(
+            "seeds", f"{{param}} {seeds} from seed {first_seed} runs past 4294967295, the largest seed; start lower."
+        )
     if baseline is not None and baseline not in names:
         raise ParameterError(
             "baseline",

@@ -120,7 +120,7 @@ def _matrix_table(names: list[str], matrix: dict) -> str:
             t = matrix[(a, b)]
             cls = {"better": "better", "worse": "worse"}.get(t["verdict"], "same")
             cells.append(
-                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{t["verdict"].split(" ")[0]} (p {t["p_holm"]:.2g})</td>'
+                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{cls if cls != "same" else "n.d."} (p {t["p_holm"]:.2g})</td>'
             )
         out.append(f"<tr><td>{html.escape(a)}</td>{''.join(cells)}</tr>")
     return "\n".join([*out, "</table>"])
@@ -152,7 +152,7 @@ def _section_html(section: dict, out_dir: Path) -> str:
 {_results_table(results)}
 <h3>Against the best model and the baseline</h3>
 {_comparisons_table(section["comparisons"])}
-<h3>Every pair (Holm-corrected across all pairs)</h3>
+<h3>Every pair (Holm-corrected across all pairs; n.d.: not distinguishable at 5%)</h3>
 {_matrix_table(names, section["matrix"])}
 <h3>Accuracy against training time</h3>
 <img src="{chart.name}" alt="test accuracy against fit time on {html.escape(name)}">
