@@ -327,3 +327,32 @@ def test_an_unusable_store_is_one_sentence(tmp_path):
     uri = f"sqlite:///{tmp_path / 'file' / 'x.db'}"
     result = runner.invoke(app, ["runs", "--tracking-uri", uri])
     assert result.exit_code == 2 and "Cannot open the tracking store" in result.output, result.output
+
+
+def test_the_environment_names_the_store_too(bench, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", bench["uri"])
+    listed = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+    assert {r["run_id"] for r in listed} == {r["run_id"] for r in Tracker(bench["uri"]).runs()}
+
+
+def test_a_user_module_trains_from_its_seed_not_from_how_it_was_built(mnist_small):
+    import torch
+    from torch import nn
+
+    from mnistlab.models.cnn.estimator import CNNClassifier
+
+    X_train, X_test, y_train, y_test = mnist_small
+
+    def net(torch_seed: int) -> nn.Module:
+        torch.manual_seed(torch_seed)  # the user's own (or no) seeding must not matter
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+
+    def fit(torch_seed: int, seed: int):
+        return CNNClassifier(module=net(torch_seed), epochs=1, batch_size=64, random_state=seed).fit(
+            X_train[:600], y_train[:600]
+        )
+
+    a, b, c = fit(1, 7), fit(2, 7), fit(1, 8)
+    assert np.array_equal(a.predict_proba(X_test[:200]), b.predict_proba(X_test[:200]))
+    assert not np.array_equal(a.predict_proba(X_test[:200]), c.predict_proba(X_test[:200]))
+    assert a.score(X_test[:200], y_test[:200]) > 0.5
