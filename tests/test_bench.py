@@ -312,6 +312,7 @@ def test_bad_specs_are_refused_before_anything_trains(bench, tmp_path, spec, mes
         (["--seeds", "3", "--seed", "4294967294"], "--seeds 3 from seed 4294967294 runs past 4294967295"),
         (["--baseline", "svm-rbf"], "--baseline 'svm-rbf' is not among the compared models"),
         (["--dataset", "nowhere-set"], "Unknown dataset 'nowhere-set'"),
+        (["--dataset", "mnist", "--dataset", "digits", "--limit", "5000"], "--limit must be between 20 and 1437"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, extra, message):

@@ -108,9 +108,13 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     for _, bunch in opened:
         for contender in contenders:
             check_for_data(contender, len(np.unique(bunch.target)), bunch.images.shape[1:])
+    seed_list = [options.seed + k for k in range(seeds)]
+    # The first seed's splits now: a --limit or --test-size that a dataset cannot give fails before any fit.
+    first_splits = {
+        name: split_for(name, bunch, dataclasses.replace(options, seed=seed_list[0])) for name, bunch in opened
+    }
     progress("opening the tracking store")
     tracker = Tracker(tracking_uri)
-    seed_list = [options.seed + k for k in range(seeds)]
     total, done = len(opened) * len(seed_list) * len(contenders), 0
     sections = []
     for name, bunch in opened:
@@ -120,7 +124,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         first: TrainTest | None = None
         for seed in seed_list:
             seed_options = dataclasses.replace(options, seed=seed)
-            d = split_for(name, bunch, seed_options)
+            d = first_splits[name] if seed == seed_list[0] else split_for(name, bunch, seed_options)
             first = first or d
             truth.append(d.y_test)
             for contender in contenders:
