@@ -132,32 +132,6 @@ def test_other_format_version_exits_2(trained, tmp_path):
     assert result.exit_code == 2 and "format version" in result.output
 
 
-def test_compare_writes_a_self_contained_report(tmp_path, mnist_full):
-    out = tmp_path / "report"
-    args = ["compare", "knn-deskew", "knn", "--limit", "600", "--cv", "0", "--n-jobs", "1", "--out", str(out), "--json"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)  # one JSON list, an object per recipe
-    assert [r["recipe"] for r in rows] == ["knn-deskew", "knn"]
-    assert all(CONTRACT <= r.keys() and r["cv_scores"] == [] for r in rows)
-    page = (out / "index.html").read_text()
-    refs = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert len(refs) >= 4  # digits, chart, a confusion matrix per model
-    for ref in refs:
-        assert "://" not in ref and not ref.startswith("/"), ref
-        assert (out / ref).is_file(), ref
-    assert "<script" not in page and "knn-deskew" in page
-
-
-def test_compare_human_output_shows_the_table(tmp_path):
-    result = runner.invoke(
-        app, ["compare", "knn-deskew", "--limit", "400", "--cv", "2", "--n-jobs", "1", "--out", str(tmp_path / "r")]
-    )
-    assert result.exit_code == 0, result.output
-    assert "knn-deskew" in result.stdout and "test acc" in result.stdout and "report:" in result.stdout
-    assert "✓" in result.output  # step lines with timings on stderr
-
-
 def test_api_accepts_arrays_and_reports_progress(mnist_small, tmp_path):
     X_tr, X_te, y_tr, y_te = mnist_small
     steps = []

@@ -70,6 +70,7 @@ _SOURCES = {
     "ImageTooLargeError": "mnistlab.errors",
     "NotAnImageError": "mnistlab.errors",
     "ParameterError": "mnistlab.errors",
+    "TrackingError": "mnistlab.errors",
 }
 
 __all__ = ["__version__", *_SOURCES]
@@ -105,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         NotAnImageError,
         ParameterError,
         RecipeError,
+        TrackingError,
     )
     from mnistlab.lab.compare import compare
     from mnistlab.lab.evaluate import evaluate_model

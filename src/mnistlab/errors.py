@@ -21,6 +21,7 @@ __all__ = [
     "ImageError",
     "ImageTooLargeError",
     "NotAnImageError",
+    "TrackingError",
 ]
 
 
@@ -103,3 +104,9 @@ class NotAnImageError(ImageError):
     """The bytes are not an image at all, or the upload is empty."""
 
     http_status = 415
+
+
+class TrackingError(MnistlabError):
+    """The run-tracking store (MLflow) cannot be opened, read or written."""
+
+    http_status = 503

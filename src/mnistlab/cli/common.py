@@ -34,6 +34,9 @@ FLAGS = {
     "n_jobs": "--n-jobs",
     "target": "--target",
     "out_dir": "--out",
+    "seeds": "--seeds",
+    "baseline": "--baseline",
+    "datasets": "--dataset",
 }
 
 

@@ -136,37 +136,118 @@ def evaluate(
 @app.command("compare")
 @with_run_options()
 def compare_cmd(
-    recipes: list[str] | None = typer.Argument(None, help="Recipes to run (default: the standard line-up)."),
-    out_dir: Path = typer.Option(Path("report"), "--out", help="Folder for index.html and its images."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON list with an object per recipe."),
+    models: list[str] | None = typer.Argument(
+        None,
+        help="Recipes, 'module:callable' or 'file.py:callable' (returning a scikit-learn classifier or a torch "
+        "nn.Module); default: the standard line-up.",
+    ),
+    datasets: list[str] | None = typer.Option(
+        None,
+        "--dataset",
+        help="mnist, fashion-mnist, digits or a folder of IDX files; repeat for several (default: mnist).",
+    ),
+    seeds: int = typer.Option(1, "--seeds", help="Fit every model with K seeds (--seed, --seed+1, ...).", metavar="K"),
+    baseline: str | None = typer.Option(None, "--baseline", help="Also test every model against this one."),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking store (default: $MLFLOW_TRACKING_URI, else SQLite in $XDG_DATA_HOME/mnistlab/tracking).",
+    ),
+    retrain: bool = typer.Option(False, "--retrain", help="Fit even where a recorded run could be reused."),
+    update_models: bool = typer.Option(
+        False, "--update-models", help="Save mnistlab's recipes (MNIST, first seed) to their default model folders."
+    ),
+    out_dir: Path = typer.Option(Path("report"), "--out", help="Folder for index.html, its images and the models."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and comparisons."),
     *,
     options: RunOptions,
 ):
-    """Run several recipes, print a comparison table and write an HTML report."""
-    from mnistlab.lab.compare import run_comparison  # scikit-learn: not at start-up
+    """Compare models over seeds and datasets: intervals, paired tests, tracked runs, an HTML report."""
+    from mnistlab.lab.compare import run_comparison  # scikit-learn and MLflow: not at start-up
 
     with step_progress(not as_json) as progress:
-        rows = run_comparison(recipes, options, out_dir=out_dir, progress=progress)
-    if as_json:
-        typer.echo(json.dumps(rows))
-        return
-    table = Table(title=f"{rows[0]['n_train']:,} training / {rows[0]['n_test']:,} test images, seed {options.seed}")
-    for col in ("recipe", "CV mean ± std", "test acc", "fit s", "predict s", "size"):
-        table.add_column(col, justify="left" if col == "recipe" else "right", no_wrap=True)
-    best = max(r["test_accuracy"] for r in rows)
-    for r in rows:
-        cv_text = f"{r['cv_mean']:.4f} ± {r['cv_std']:.4f}" if r["cv_scores"] else "skipped"
-        acc = f"{r['test_accuracy']:.4f}"
-        table.add_row(
-            r["recipe"],
-            cv_text,
-            f"[bold green]{acc}[/bold green]" if r["test_accuracy"] == best else acc,
-            f"{r['fit_seconds']:.1f}",
-            f"{r['predict_seconds']:.2f}",
-            format_size(r["model_size_bytes"]),
+        summary = run_comparison(
+            models,
+            options,
+            datasets=datasets or ["mnist"],
+            seeds=seeds,
+            baseline=baseline,
+            tracking_uri=tracking_uri,
+            retrain=retrain,
+            update_models=update_models,
+            out_dir=out_dir,
+            progress=progress,
         )
+    if as_json:
+        typer.echo(json.dumps({k: summary[k] for k in ("results", "comparisons", "report", "tracking_uri")}))
+        return
+    for dataset in dict.fromkeys(r["dataset"] for r in summary["results"]):
+        out.print(_compare_table(dataset, summary, baseline))
+    out.print(
+        "[dim]vs: McNemar's exact test, Holm-corrected; n.d. = not distinguishable at 5%. "
+        "Interval: t over seeds (Wilson for one seed or seeds that agree).[/dim]"
+    )
+    out.print(f"report: {summary['report']}", soft_wrap=True)
+    out.print(f"runs recorded in {summary['tracking_uri']} (`mnistlab runs`, `mlflow ui`)", soft_wrap=True)
+
+
+def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
+    """One dataset's results: accuracy over seeds with its interval, times, reuse, and the verdicts."""
+    results = [r for r in summary["results"] if r["dataset"] == dataset]
+    verdicts = {(c["a"], c["against"]): c for c in summary["comparisons"] if c["dataset"] == dataset}
+    first = results[0]
+    table = Table(
+        title=f"{dataset}: {first['n_train']:,} training / {first['n_test']:,} test images, {len(first['seeds'])} seed(s)"
+    )
+    columns = ["model", "acc %", "95% CI", "fit s", "reused", "vs best"]  # the std: in --json and the report
+    if baseline is not None:
+        columns.append(f"vs {baseline}")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "model" or col.startswith("vs ") else "right", no_wrap=True)
+    best = max(r["test_accuracy_mean"] for r in results)
+    for r in results:
+        low, high = r["test_accuracy_ci95"]
+        mean = f"{100 * r['test_accuracy_mean']:.2f}"
+        row = [
+            r["model"],
+            f"[bold green]{mean}[/bold green]" if r["test_accuracy_mean"] == best else mean,
+            f"{100 * low:.2f}-{100 * high:.2f}",  # the 95% interval
+            f"{r['fit_seconds_mean']:.1f}",
+            f"{r['reused']}/{len(r['seeds'])}" if r["reused"] else "no",
+        ]
+        for against in ("best",) + (("baseline",) if baseline is not None else ()):
+            c = verdicts.get((r["model"], against)) or verdicts.get((r["model"], "best and baseline"))
+            short = {"better": "better", "worse": "worse"}.get(c["verdict"], "n.d.") if c else ""
+            p_text = "p<0.001" if c and c["p_holm"] < 0.001 else f"p={c['p_holm']:.2g}" if c else ""
+            row.append("–" if c is None else f"{short} {p_text}")
+        table.add_row(*row)
+    return table
+
+
+@app.command("runs")
+def runs_cmd(
+    dataset: str | None = typer.Option(None, "--dataset", help="Only runs on this dataset."),
+    recipe: str | None = typer.Option(None, "--recipe", help="Only runs of this model (recipe or spec name)."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking store (as for compare)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs."),
+):
+    """List the runs `compare` recorded (newest first); `mlflow ui` shows them too."""
+    from mnistlab.lab.tracking import Tracker  # MLflow: about a second to import
+
+    tracker = Tracker(tracking_uri)
+    runs = tracker.runs(dataset=dataset, model=recipe)
+    if as_json:
+        typer.echo(json.dumps(runs))
+        return
+    table = Table(title=f"{len(runs)} run(s) in {tracker.uri}")
+    for col in ("run", "model", "dataset", "seed", "test acc", "fit s"):
+        table.add_column(col, justify="left" if col in ("run", "model", "dataset") else "right")
+    for r in runs:
+        acc = "–" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+        fit_s = "–" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}"
+        table.add_row(r["run_id"], str(r["model"]), str(r["dataset"]), str(r["seed"]), acc, fit_s)
     out.print(table)
-    out.print(f"report: {rows[0]['report']}")
+    out.print(f"mlflow ui --backend-store-uri {tracker.uri}", soft_wrap=True)
 
 
 @app.command("export")

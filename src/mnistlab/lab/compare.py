@@ -1,70 +1,344 @@
-"""Run several recipes on the same data and write the comparison report."""
+"""Compare classifiers fairly: every model, every seed, every dataset; paired tests; tracked runs; a report.
+
+One unit of work is one (model, dataset, seed) fit, recorded once as a
+tracked run (``tracking``). A unit whose recorded run still verifies is
+reused instead of fitted (``reuse``). Per dataset the accuracies over seeds
+become a mean, a standard deviation and a 95% interval, and every model is
+tested against the best one (and a baseline) with McNemar's exact test,
+Holm-corrected (``stats``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
+import json
+import re
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
-from mnistlab.errors import InputError
+import numpy as np
+
+from mnistlab._atomic import atomic_write_bytes
+from mnistlab.errors import ParameterError
+from mnistlab.lab.fitting import Fitted, fit_one, open_dataset, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop, run_options
-from mnistlab.lab.train import run_recipe
-from mnistlab.models.recipes import DEFAULT_LINEUP, get_recipe
+from mnistlab.lab.record import json_safe_params
+from mnistlab.lab.reuse import find_reusable, reuse_key
+from mnistlab.lab.specs import Contender, check_for_data, resolve_specs
+from mnistlab.lab.stats import accuracy_summary, comparisons, significance_matrix
+from mnistlab.lab.tracking import Tracker
+from mnistlab.lab.train import TrainTest
+from mnistlab.models.files import default_model_dir
+from mnistlab.models.recipes import DEFAULT_LINEUP, RECIPES
 
-__all__ = ["compare", "run_comparison"]
+__all__ = ["compare", "run_comparison", "run_unit", "MAX_SEEDS"]
+
+MAX_SEEDS = 100
 
 
 def compare(
-    recipes=None,
+    specs=None,
     *,
+    datasets=("mnist",),
+    seeds: int = 1,
+    baseline: str | None = None,
+    tracking_uri: str | None = None,
+    retrain: bool = False,
+    update_models: bool = False,
     out_dir="report",
     progress: Progress | None = None,
-    data=None,
     on_result: Callable[[dict], None] | None = None,
     **settings,
-) -> list[dict]:
-    """Train each recipe (default: ``DEFAULT_LINEUP``), save it, and write ``out_dir/index.html``.
+) -> dict:
+    """Fit (or reuse) every model with ``seeds`` seeds on each of ``datasets``, test them, write ``out_dir/index.html``.
 
-    ``settings`` are those of ``train_recipe`` (``cv``, ``split``, ``test_size``,
-    ``seed``, ``limit``, ``n_jobs``), described in ``RunOptions``; ``cv=None``
-    uses each recipe's default folds. Each model goes to its default model
-    directory. ``on_result`` is called after each recipe.
+    ``specs`` are recipe names, ``"module:callable"`` / ``"file.py:callable"``
+    strings, callables or unfitted classifiers (``lab.specs``); default
+    ``DEFAULT_LINEUP``. ``datasets`` are names or IDX folders. Seeds run from
+    ``seed`` up; with ``split="random"`` each seed draws its own stratified
+    split. Models are saved under ``out_dir/models`` (``update_models``: mnistlab's
+    recipes on MNIST with the first seed go to their default model directories).
+    ``settings`` are ``RunOptions`` fields (``cv``, ``split``, ``test_size``,
+    ``seed``, ``limit``, ``n_jobs``). ``retrain`` fits even when a recorded run
+    could be reused. Returns ``{"results": [...], "comparisons": [...], ...}``.
     """
-    options = run_options(**settings)
-    return run_comparison(recipes, options, out_dir=out_dir, progress=progress, data=data, on_result=on_result)
+    return run_comparison(
+        specs,
+        run_options(**settings),
+        datasets=datasets,
+        seeds=seeds,
+        baseline=baseline,
+        tracking_uri=tracking_uri,
+        retrain=retrain,
+        update_models=update_models,
+        out_dir=out_dir,
+        progress=progress,
+        on_result=on_result,
+    )
 
 
-def run_comparison(
-    recipes,
+def run_comparison(  # long: the whole run reads top to bottom: check, load, fit or reuse, test, report
+    specs,
     options: RunOptions,
     *,
+    datasets=("mnist",),
+    seeds: int = 1,
+    baseline: str | None = None,
+    tracking_uri: str | None = None,
+    retrain: bool = False,
+    update_models: bool = False,
     out_dir="report",
     progress: Progress | None = None,
-    data=None,
     on_result: Callable[[dict], None] | None = None,
-) -> list[dict]:
-    """``compare`` with its settings in one ``RunOptions`` (what the CLI calls)."""
-    # The report draws with matplotlib, which costs ~0.8 s to import: only when a comparison runs.
-    from mnistlab.lab.report import write_report
+) -> dict:
+    """``compare`` with its run settings in one ``RunOptions`` (what the CLI calls)."""
+    from mnistlab.lab.report import write_bench_report  # matplotlib: ~0.8 s to import, only once a comparison runs
 
-    names = list(recipes) if recipes else list(DEFAULT_LINEUP)
-    if not names:
-        raise InputError("No recipes to compare; name some, e.g. `mnistlab compare logreg knn`.")
-    for name in names:
-        get_recipe(name)  # fail on a typo before spending minutes on the others
     progress = progress or noop
-    rows, predictions = [], {}
-    for i, name in enumerate(names, start=1):
+    contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
+    names = [c.name for c in contenders]
+    _check(seeds, baseline, names, datasets, options.seed)
+    out = _writable_folder(Path(out_dir))
+    progress("loading and verifying the data")
+    opened = [open_dataset(str(d)) for d in datasets]
+    for _, bunch in opened:
+        for contender in contenders:
+            check_for_data(contender, len(np.unique(bunch.target)), bunch.images.shape[1:])
+    seed_list = [options.seed + k for k in range(seeds)]
+    # The first seed's splits now: a --limit or --test-size that a dataset cannot give fails before any fit.
+    first_splits = {
+        name: split_for(name, bunch, dataclasses.replace(options, seed=seed_list[0])) for name, bunch in opened
+    }
+    progress("opening the tracking store")
+    tracker = Tracker(tracking_uri)
+    total, done = len(opened) * len(seed_list) * len(contenders), 0
+    sections = []
+    for name, bunch in opened:
+        rows: dict[str, list[dict]] = {m: [] for m in names}
+        preds: dict[str, list[np.ndarray]] = {m: [] for m in names}
+        truth: list[np.ndarray] = []
+        first: TrainTest | None = None
+        for seed in seed_list:
+            seed_options = dataclasses.replace(options, seed=seed)
+            d = first_splits[name] if seed == seed_list[0] else split_for(name, bunch, seed_options)
+            first = first or d
+            truth.append(d.y_test)
+            for contender in contenders:
+                done += 1
 
-        def numbered(message: str, prefix=f"[{i}/{len(names)}] ") -> None:
-            progress(prefix + message)  # "[2/6] knn: fitting ..." shows how far a long run has got
+                def numbered(message: str, prefix=f"[{done}/{total}] ") -> None:
+                    progress(prefix + message)
 
-        scored = run_recipe(name, options, progress=numbered, data=data)
-        rows.append(scored.result)
-        predictions[name] = scored.y_pred
-        if on_result is not None:
-            on_result(scored.result)
-    progress(f"writing the report into {out_dir}")
-    test = scored.data  # every recipe ran on the same data
-    report = write_report(rows, out_dir, X_test=test.X_test, y_test=test.y_test, predictions=predictions)
-    for row in rows:
-        row["report"] = str(report)
-    return rows
+                model_dir = _model_dir(out, contender, name, seed, seed_list[0], update_models)
+                row, y_pred = run_unit(contender, seed_options, d, tracker, model_dir, retrain, numbered)
+                if update_models and row.get("reused") and model_dir == default_model_dir(contender.name):
+                    _install(Path(row["model_dir"]), model_dir)  # a reused model, copied where it was asked for
+                rows[contender.name].append(row)
+                preds[contender.name].append(y_pred)
+                if on_result is not None:
+                    on_result(row)
+        assert first is not None  # seeds >= 1
+        sections.append(_section(name, names, rows, preds, truth, first, baseline))
+    progress(f"writing the report into {out}")
+    report = write_bench_report(sections, out)
+    return {
+        "results": [r for s in sections for r in s["results"]],
+        "comparisons": [c for s in sections for c in s["comparisons"]],
+        "runs": [row for s in sections for rows in s["rows"].values() for row in rows],
+        "report": str(report),
+        "tracking_uri": tracker.uri,
+    }
+
+
+def run_unit(
+    contender: Contender,
+    options: RunOptions,
+    d: TrainTest,
+    tracker: Tracker,
+    model_dir: Path,
+    retrain: bool,
+    progress: Progress,
+) -> tuple[dict, np.ndarray]:
+    """One (model, dataset, seed): the verified recorded run with the same key, else a fit recorded once."""
+    options = options.for_recipe(contender.recipe)
+    label = f"{d.dataset} seed {options.seed}: {contender.name}"
+    params = json_safe_params(contender.recipe.build(options.seed, options.n_jobs))
+    key = reuse_key(contender.name, params, contender.code_sha256, d.sha256, options)
+    start = time.perf_counter()
+    if not retrain:
+        found, y_found, why = find_reusable(tracker, key)
+        if found is not None and y_found is not None:
+            progress(f"{label}: reusing recorded run {found['run_id']}")
+            return {**found, "tracking_seconds": time.perf_counter() - start}, y_found
+        if why:
+            progress(f"{label}: {why}; fitting again")
+    fitted = fit_one(contender, options, d, model_dir, progress)
+    result = {**fitted.result, "model": contender.name, "dataset": d.dataset}
+    progress(f"{label}: recording the run")
+    start = time.perf_counter()
+    run_id = _record(tracker, key, contender, options, d, params, fitted, result)
+    return {**result, "run_id": run_id, "reused": False, "tracking_seconds": time.perf_counter() - start}, fitted.y_pred
+
+
+_METRICS = (
+    "test_accuracy",
+    "fit_seconds",
+    "predict_seconds",
+    "cv_seconds",
+    "cv_mean",
+    "cv_std",
+    "epochs",
+    "train_seconds",
+    "n_train",
+    "n_test",
+)
+
+
+def _record(
+    tracker: Tracker,
+    key: str,
+    contender: Contender,
+    options: RunOptions,
+    d: TrainTest,
+    params: dict,
+    fitted: Fitted,
+    result: dict,
+) -> str:
+    """Record one fit as a finished run: tags for finding and verifying it, parameters, metrics, artifacts."""
+    model_dir = Path(result["model_dir"]) if result["model_dir"] is not None else None
+    card_bytes = (model_dir / "model.json").read_bytes() if model_dir is not None else None
+    run_params = {
+        **params,
+        **{k: getattr(options, k) for k in ("seed", "split", "test_size", "limit", "cv")},
+        "dataset": d.dataset,
+        "data_sha256": d.sha256,
+        **{f"version.{k}": v for k, v in fitted.card["versions"].items()},
+    }
+    return tracker.record(
+        name=f"{contender.name} {d.dataset} seed {options.seed}",
+        tags={
+            "key": key,
+            "model": contender.name,
+            "dataset": d.dataset,
+            "seed": options.seed,
+            "spec": contender.spec,
+            "code_sha256": contender.code_sha256,
+            "data_sha256": d.sha256,
+            "test_predictions_sha256": result["test_predictions_sha256"],
+            "model_dir": result["model_dir"],
+            "card_sha256": hashlib.sha256(card_bytes).hexdigest() if card_bytes is not None else None,
+        },
+        params=run_params,
+        metrics={k: result.get(k) for k in _METRICS},
+        cv_scores=result["cv_scores"],
+        artifacts={
+            "model.json": card_bytes if card_bytes is not None else json.dumps(fitted.card, indent=2).encode(),
+            "confusion.json": json.dumps({"labels": fitted.labels, "matrix": fitted.confusion}).encode(),
+            "report.json": json.dumps(result, indent=2).encode(),
+            "predictions.npy": _npy(fitted.y_pred),
+        },
+    )
+
+
+def _npy(y_pred: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(y_pred, dtype=np.int64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_seed: int) -> None:
+    """Refuse settings that cannot run, before any data is loaded."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ParameterError("seeds", f"{{param}} must be a whole number from 1 to {MAX_SEEDS}, got {seeds!r}.")
+    if first_seed + seeds - 1 > 2**32 - 1:  # numpy's and scikit-learn's largest seed
+        raise ParameterError(
+            "seeds", f"{{param}} {seeds} from seed {first_seed} runs past 4294967295, the largest seed; start lower."
+        )
+    if baseline is not None and baseline not in names:
+        raise ParameterError(
+            "baseline",
+            f"{{param}} {baseline!r} is not among the compared models ({', '.join(names)}); name one of them.",
+        )
+    if not datasets:
+        raise ParameterError("datasets", "{param} is empty; name at least one dataset, e.g. mnist.")
+    if len(set(map(str, datasets))) != len(datasets):
+        raise ParameterError("datasets", "{param} names a dataset twice; name each once.")
+
+
+def _writable_folder(folder: Path) -> Path:
+    """``folder``, created and checked writable now rather than after the fits."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ParameterError(
+            "out_dir", f"Cannot write into {folder} ({exc.strerror}); choose a writable {{param}} folder."
+        ) from None
+    return folder
+
+
+def _install(source: Path, target: Path) -> None:
+    """Copy a verified model directory's files into ``target`` (weights first, the card last, as ``save_model``)."""
+    if target.resolve() == source.resolve():
+        return
+    card = source / "model.json"
+    for path in [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]:
+        if not path.name.startswith("."):
+            atomic_write_bytes(target / path.name, path.read_bytes())
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
+
+
+def _model_dir(out: Path, contender: Contender, dataset: str, seed: int, first_seed: int, update: bool) -> Path:
+    """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory."""
+    is_recipe = contender.spec in RECIPES and contender.code_sha256 is None
+    if update and is_recipe and dataset == "mnist" and seed == first_seed:
+        return default_model_dir(contender.name)
+    return out / "models" / _slug(dataset) / _slug(contender.name) / f"seed-{seed}"
+
+
+def _section(
+    dataset: str, names: list[str], rows: dict, preds: dict, truth: list, first: TrainTest, baseline: str | None
+) -> dict:
+    """One dataset's summary per model, its comparisons and significance matrix, and what the report draws."""
+    results = []
+    for m in names:
+        accs = [r["test_accuracy"] for r in rows[m]]
+        summary = accuracy_summary(accs, rows[m][0]["n_test"])
+        fit_s = [r["fit_seconds"] for r in rows[m]]
+        results.append(
+            {
+                "model": m,
+                "dataset": dataset,
+                "seeds": [r["seed"] for r in rows[m]],
+                "test_accuracy_mean": summary["mean"],
+                "test_accuracy_std": summary["std"],
+                "test_accuracy_ci95": summary["ci95"],
+                "test_accuracies": accs,
+                "reused": sum(bool(r.get("reused")) for r in rows[m]),
+                "fit_seconds_mean": float(np.mean(fit_s)),
+                "fit_seconds_std": float(np.std(fit_s, ddof=1)) if len(fit_s) > 1 else None,
+                "predict_seconds_mean": float(np.mean([r["predict_seconds"] for r in rows[m]])),
+                "n_train": rows[m][0]["n_train"],
+                "n_test": rows[m][0]["n_test"],
+                "description": rows[m][0].get("description", ""),
+                "run_ids": [r["run_id"] for r in rows[m]],
+            }
+        )
+    means = {r["model"]: r["test_accuracy_mean"] for r in results}
+    return {
+        "dataset": dataset,
+        "results": results,
+        "comparisons": comparisons(dataset, means, truth, preds, baseline),
+        "matrix": significance_matrix(names, truth, preds),
+        "rows": rows,
+        "first": first,
+        "first_predictions": {m: preds[m][0] for m in names},
+    }

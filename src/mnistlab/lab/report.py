@@ -1,8 +1,12 @@
 """The comparison report: ``index.html`` plus PNG files beside it.
 
-The page is self-contained and works offline: inline CSS, no scripts, no
-CDN, and every image is a relative link to a PNG written into the same
-folder, so the folder can be zipped, mailed or opened from disk.
+Per dataset: the table (mean accuracy over seeds with its 95% interval, the
+standard deviation, times, how many seeds were reused), each model against
+the best one and the baseline (McNemar, Holm-corrected, with the interval of
+the difference), the matrix of all pairs, accuracy against time with error
+bars, and the best model's mistakes. The page is self-contained and works
+offline: inline CSS, no scripts, every image a relative link to a PNG in the
+same folder, so the folder can be zipped, mailed or opened from disk.
 """
 
 from __future__ import annotations
@@ -14,124 +18,153 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.errors import InputError, ParameterError
-from mnistlab.lab.formats import format_size
-from mnistlab.lab.plots import save_accuracy_vs_time, save_confusion_matrix, save_digit_grid
+from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
+from mnistlab.lab.plots import save_digit_grid
 
-__all__ = ["write_report"]
+__all__ = ["write_bench_report"]
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 76rem;
        padding: 0 1rem; color: #1b1b1b; line-height: 1.45; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; font-size: 1.2rem; }
-.sub { color: #555; margin-top: 0; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.4rem; font-size: 1.3rem; }
+h3 { font-size: 1.05rem; margin-top: 1.6rem; } .sub { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: 1rem 0; }
-th, td { padding: .35rem .7rem; border-bottom: 1px solid #ddd; text-align: right; }
+th, td { padding: .3rem .6rem; border-bottom: 1px solid #ddd; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child, .desc { text-align: left; }
-td:first-child { white-space: nowrap; }
-td.desc { color: #555; font-size: .9rem; max-width: 28rem; }
+td.desc { color: #555; font-size: .9rem; max-width: 26rem; }
 tr.best td { font-weight: 600; background: #eef7ee; }
-.grid { display: flex; flex-wrap: wrap; gap: 1rem; }
-figure { margin: 0; } figcaption { font-size: .9rem; color: #444; text-align: center; }
+td.better { background: #e3f2e3; } td.worse { background: #fbe3e3; } td.same { color: #777; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
-.grid img { width: 22rem; }
 """
+_MISTAKES = 40  # digits in the best model's mistake grid
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dataset"
 
 
-def _fmt(value, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
 
 
-def _table(rows: list[dict]) -> str:
-    best = max(range(len(rows)), key=lambda i: rows[i]["test_accuracy"])
-    head = ("recipe", "CV accuracy (mean ± std)", "test accuracy", "fit s", "predict s", "model size", "what it is")
-    out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head[:-1]) + f'<th class="desc">{head[-1]}</th></tr>']
-    for i, r in enumerate(rows):
-        if r.get("cv_scores"):
-            cv = f"{r['cv_mean']:.4f} ± {r['cv_std']:.4f}"
-        else:
-            cv = "skipped"
+def _results_table(results: list[dict]) -> str:
+    best = max(results, key=lambda r: r["test_accuracy_mean"])["model"]
+    head = ("model", "seeds", "test acc % (mean)", "95% interval", "std", "fit s", "predict s", "reused", "what it is")
+    out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for r in results:
+        low, high = r["test_accuracy_ci95"]
         cells = (
-            html.escape(r["recipe"]),
-            cv,
-            f"{r['test_accuracy']:.4f}",
-            _fmt(r.get("fit_seconds"), ".1f"),
-            _fmt(r.get("predict_seconds"), ".2f"),
-            format_size(r.get("model_size_bytes")),
+            html.escape(r["model"]),
+            str(len(r["seeds"])),
+            _pct(r["test_accuracy_mean"]),
+            f"{_pct(low)} – {_pct(high)}",
+            _pct(r["test_accuracy_std"]),
+            f"{r['fit_seconds_mean']:.1f}",
+            f"{r['predict_seconds_mean']:.2f}",
+            f"{r['reused']} of {len(r['seeds'])}",
         )
-        cls = ' class="best"' if i == best else ""
+        cls = ' class="best"' if r["model"] == best else ""
         out.append(
             f"<tr{cls}>"
             + "".join(f"<td>{c}</td>" for c in cells)
-            + f'<td class="desc">{html.escape(r.get("description", ""))}</td></tr>'
+            + f'<td class="desc">{html.escape(r["description"])}</td></tr>'
         )
-    out.append("</table>")
-    return "\n".join(out)
+    return "\n".join([*out, "</table>"])
 
 
-def write_report(rows: list[dict], out_dir, *, X_test, y_test, predictions: dict, n_sample: int = 30) -> Path:
-    """Write ``out_dir/index.html`` and its PNGs; return the path of index.html.
+def _comparisons_table(comparisons: list[dict]) -> str:
+    if not comparisons:
+        return "<p>One model: nothing to compare.</p>"
+    head = (
+        "model",
+        "against",
+        "difference (points)",
+        "95% interval",
+        "only it right",
+        "only other right",
+        "p",
+        "p (Holm)",
+        "verdict",
+    )
+    out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for c in comparisons:
+        low, high = c["diff_ci95"]
+        cells = (
+            html.escape(c["a"]),
+            f"{html.escape(c['b'])} ({html.escape(c['against'])})",
+            f"{100 * c['diff']:+.2f}",
+            f"{100 * low:+.2f} – {100 * high:+.2f}",
+            f"{c['a_only']:,}",
+            f"{c['b_only']:,}",
+            f"{c['p_value']:.3g}",
+            f"{c['p_holm']:.3g}",
+            html.escape(c["verdict"]),
+        )
+        out.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    return "\n".join([*out, "</table>"])
 
-    ``rows`` are result objects from ``train_recipe``; ``predictions`` maps a
-    recipe name to its predictions on ``X_test``.
-    """
-    if not rows:
-        raise InputError("got no results, expected at least one recipe's result to report.")
+
+def _matrix_table(names: list[str], matrix: dict) -> str:
+    if len(names) < 2:
+        return ""
+    out = [
+        "<table>",
+        "<tr><th>row against column</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>",
+    ]
+    for a in names:
+        cells = []
+        for b in names:
+            if a == b:
+                cells.append('<td class="same">–</td>')
+                continue
+            t = matrix[(a, b)]
+            cls = {"better": "better", "worse": "worse"}.get(t["verdict"], "same")
+            cells.append(
+                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{cls if cls != "same" else "n.d."} (p {t["p_holm"]:.2g})</td>'
+            )
+        out.append(f"<tr><td>{html.escape(a)}</td>{''.join(cells)}</tr>")
+    return "\n".join([*out, "</table>"])
+
+
+def _section_html(section: dict, out_dir: Path) -> str:
+    """One dataset's part of the page; writes its two PNGs."""
+    name, results = section["dataset"], section["results"]
+    slug = _slug(name)
+    chart = save_accuracy_vs_time_bars(results, out_dir / f"accuracy-vs-time-{slug}.png")
+    best = max(results, key=lambda r: r["test_accuracy_mean"])["model"]
+    first = section["first"]
+    y_pred = np.asarray(section["first_predictions"][best])
+    wrong = np.flatnonzero(y_pred != first.y_test)[:_MISTAKES]
+    mistakes = ""
+    if len(wrong):
+        grid = save_digit_grid(
+            np.asarray(first.X_test)[wrong],
+            first.y_test[wrong],
+            out_dir / f"mistakes-{slug}.png",
+            predictions=y_pred[wrong],
+            title=f"{best}: the first {len(wrong)} mistakes (true→predicted), seed {results[0]['seeds'][0]}",
+        )
+        mistakes = f'<h3>Mistakes of the best model</h3>\n<img src="{grid.name}" alt="mistakes of {html.escape(best)}">'
+    r0 = results[0]
+    names = [r["model"] for r in results]
+    return f"""<h2>{html.escape(name)}</h2>
+<p class="sub">{r0["n_train"]:,} training and {r0["n_test"]:,} test images per seed; seeds {", ".join(map(str, r0["seeds"]))}.</p>
+{_results_table(results)}
+<h3>Against the best model and the baseline</h3>
+{_comparisons_table(section["comparisons"])}
+<h3>Every pair (Holm-corrected across all pairs; n.d.: not distinguishable at 5%)</h3>
+{_matrix_table(names, section["matrix"])}
+<h3>Accuracy against training time</h3>
+<img src="{chart.name}" alt="test accuracy against fit time on {html.escape(name)}">
+{mistakes}
+"""
+
+
+def write_bench_report(sections: list[dict], out_dir) -> Path:
+    """Write ``out_dir/index.html`` and its PNGs for the sections of ``compare``; return the page's path."""
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ParameterError(
-            "out_dir", f"Cannot create report folder {out_dir} ({exc.strerror}); choose a writable {{param}} folder."
-        ) from None
-    figures = _draw_figures(rows, out_dir, np.asarray(X_test), np.asarray(y_test), predictions, n_sample)
-    index = out_dir / "index.html"
-    atomic_write_bytes(index, _page(rows, figures).encode("utf-8"))
-    return index
-
-
-def _draw_figures(rows, out_dir: Path, X_test, y_test, predictions: dict, n_sample: int) -> list[str]:
-    """Write the sample, the accuracy chart and a confusion matrix per recipe; return the matrices' HTML."""
-    # A fixed, evenly spaced sample of the test set so that reports compare across runs.
-    sample = np.linspace(0, len(y_test) - 1, num=min(n_sample, len(y_test))).astype(int)
-    best = max(rows, key=lambda r: r["test_accuracy"])
-    save_digit_grid(
-        X_test[sample],
-        y_test[sample],
-        out_dir / "digits.png",
-        predictions=np.asarray(predictions[best["recipe"]])[sample],
-        title=f"Test digits: true→predicted by {best['recipe']} (red: wrong)",
-    )
-    save_accuracy_vs_time(rows, out_dir / "accuracy_vs_time.png")
-    figures = []
-    for r in rows:
-        png = f"confusion-{_slug(r['recipe'])}.png"
-        save_confusion_matrix(
-            y_test,
-            predictions[r["recipe"]],
-            out_dir / png,
-            title=f"{r['recipe']}: test accuracy {r['test_accuracy']:.4f}",
-        )
-        figures.append(
-            f'<figure><a href="{png}"><img src="{png}" alt="confusion matrix of {html.escape(r["recipe"])}"></a>'
-            f"<figcaption>{html.escape(r['recipe'])}</figcaption></figure>"
-        )
-    return figures
-
-
-def _page(rows: list[dict], figures: list[str]) -> str:
-    """The HTML of index.html; every image is a PNG in the same folder."""
-    first = rows[0]
-    setup = (
-        f"{html.escape(str(first.get('split')))} split: {first.get('n_train', 0):,} training"
-        + (" (a stratified subset)" if first.get("limit") else "")
-        + f" and {first.get('n_test', 0):,} test images, seed {first.get('seed')}"
-    )
-    return f"""<!DOCTYPE html>
+    body = "\n".join(_section_html(s, out_dir) for s in sections)
+    page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -140,19 +173,16 @@ def _page(rows: list[dict], figures: list[str]) -> str:
 <style>{_CSS}</style>
 </head>
 <body>
-<h1>MNIST classifiers compared</h1>
-<p class="sub">{setup}. Times are seconds of wall clock on this machine; CV is stratified K-fold on the
-training set (“skipped” for recipes whose default is no CV).</p>
-<h2>Results</h2>
-{_table(rows)}
-<h2>Accuracy against training time</h2>
-<img src="accuracy_vs_time.png" alt="test accuracy against fit time">
-<h2>A sample of test digits</h2>
-<img src="digits.png" alt="sample of test digits with predictions">
-<h2>Confusion matrices</h2>
-<div class="grid">
-{chr(10).join(figures)}
-</div>
+<h1>Classifiers compared</h1>
+<p class="sub">Every model was fitted once per seed on the same training images and tested on the same test images.
+With several seeds the interval is Student's t over seeds, with one seed (or seeds that all agree) the Wilson interval of the test sample.
+Two models are compared image by image with McNemar's exact test (the discordant pairs of all seeds pooled),
+Holm-corrected within each family; "not distinguishable at 5%" means the test images cannot tell them apart.
+Times are seconds of wall clock on this machine; "reused" counts seeds taken from recorded runs instead of fitted.</p>
+{body}
 </body>
 </html>
 """
+    index = out_dir / "index.html"
+    atomic_write_bytes(index, page.encode("utf-8"))
+    return index

@@ -262,6 +262,8 @@ def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]
     params.pop("callback")
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None  # a RandomState object; the member seeds below still apply
+    if params.get("module") is not None:  # a user's module: its code is not in the file, only its class is named
+        params["module"] = f"{type(params['module']).__module__}.{type(params['module']).__qualname__}"
     config = {
         "estimator": type(estimator).__name__,
         "params": params,
@@ -294,6 +296,11 @@ def cnn_from_bytes(data: bytes, config: dict | None = None, *, source: str = "Th
             config = json.loads(_safetensors_metadata(data)["config"])
     except Exception as exc:  # safetensors raises its own errors on damaged bytes
         raise ModelFileError(f"{source} is not a readable safetensors file ({exc}); retrain the model.") from None
+    if isinstance(config["params"].get("module"), str):
+        raise ModelFileError(
+            f"{source} holds the weights of your own torch module {config['params']['module']}, whose code is not "
+            "in the model directory; use its model.onnx with mnistlab.OnnxPredictor, or rebuild the module and load the weights."
+        )
     est = CNNClassifier(**config["params"])
     check_params(est.get_params())
     est.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))

@@ -34,6 +34,7 @@ from mnistlab.models.cnn.hyper import HYPER_FIELDS, Hyper
 from mnistlab.models.cnn.loop import Member, deskew_all, eval_batches, new_net, torch_settings, train_member
 from mnistlab.models.cnn.net import Averaged
 from mnistlab.models.cnn.parallel import train_in_processes
+from mnistlab.models.cnn.usernet import check_module
 
 __all__ = ["CNNClassifier", "build_model", "member_deskews"]
 
@@ -63,6 +64,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         is 1: on a shared small machine a second thread made training slower whenever other
         processes ran (OpenMP threads wait on each other), and one thread gives the same
         weights on machines with any core count.
+    module : a ``torch.nn.Module`` of your own to train instead of ``arch`` (None: mnistlab's
+        nets). It takes images (N, 1, H, W), float32 in [0, 1], and returns logits
+        (N, n_classes); each member starts from a copy re-initialised from its seed and is
+        trained by the same loop (batched augmentation, one-cycle schedule). Members of a
+        user module train in this process: the module's code may not import elsewhere.
     random_state : int seed (None: a fresh one each fit).
     verbose : print one line per epoch to stderr when > 0.
     callback : called after every epoch with a dict (member, epoch, epochs, loss,
@@ -95,6 +101,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         backend="torch",
         device="auto",
         n_threads=1,
+        module=None,
         random_state=0,
         verbose=0,
         callback=None,
@@ -118,6 +125,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.backend = backend
         self.device = device
         self.n_threads = n_threads
+        self.module = module
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
@@ -129,6 +137,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise InputError(f"Training data must hold at least 2 classes, got 1 class ({self.classes_[0]!r}).")
+        if self.module is not None:
+            check_module(self.module, len(self.classes_), self.image_shape_)
         device = _torch_device(self.device)
         self.seeds_ = [int(s) for s in check_random_state(self.random_state).randint(2**31 - 1, size=self.n_members)]
         # Recorded: the thread count changes the order of float sums, so results
@@ -148,6 +158,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 target=self.target,
                 validation_fraction=self.validation_fraction,
                 start=start,
+                module=self.module,
             )
             for i, (seed, flag) in enumerate(zip(self.seeds_, deskews))
         ]
@@ -168,7 +179,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         inputs = {flag: deskew_all(raw) if flag else raw for flag in {m.deskew_input for m in members}}
         y_all = torch.from_numpy(y_idx.astype(np.int64)).to(device)  # (N,) class indices
         n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
-        n_workers = 1 if device.type == "cuda" else min(len(members), n_jobs)
+        # A user module trains here: its class may live in a file a worker process cannot import.
+        in_process = device.type == "cuda" or self.module is not None
+        n_workers = 1 if in_process else min(len(members), n_jobs)
         if n_workers == 1:
             return [train_member(m, inputs[m.deskew_input], y_all, self._record).state_dict() for m in members]
         tasks = [(m, inputs[m.deskew_input].cpu().numpy()) for m in members]
@@ -250,7 +263,7 @@ def build_model(est: CNNClassifier, states: list[dict] | None = None, device="cp
     Needs ``est``'s parameters and its ``classes_`` and ``image_shape_``.
     """
     deskews = member_deskews(est.inputs, est.n_members)
-    members = [new_net(_hyper(est), len(est.classes_), est.image_shape_, flag, device) for flag in deskews]
+    members = [new_net(_hyper(est), len(est.classes_), est.image_shape_, flag, device, est.module) for flag in deskews]
     for net, state in zip(members, states or []):
         net.load_state_dict(state)
     return Averaged(members).eval()

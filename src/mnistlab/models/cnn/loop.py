@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from mnistlab.models.cnn.augment import AUGMENTATIONS, augment_batch
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.models.cnn.net import DigitNet, build_net, deskew
+from mnistlab.models.cnn.usernet import UserNet, fresh_copy
 
 __all__ = [
     "CHANNELS_LAST",
@@ -42,7 +44,7 @@ CHANNELS_LAST = torch.channels_last
 
 
 def train(
-    net: DigitNet,
+    net: DigitNet | UserNet,
     X: torch.Tensor,
     y: torch.Tensor,
     hyp: Hyper,
@@ -51,7 +53,7 @@ def train(
     *,
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     target: float | None = None,
-) -> DigitNet:
+) -> DigitNet | UserNet:
     """Train ``net`` in place on X (N, 1, H, W) float32 in [0, 1] and y (N,) int64 class indices.
 
     X is already deskewed for a net that deskews its input (``net.logits`` reads it).
@@ -124,9 +126,12 @@ class Member:
     target: float | None  # stop at this held-out accuracy (None: all epochs on all data)
     validation_fraction: float  # share of X held out to check ``target`` on
     start: float  # time.perf_counter() when the fit began: rows report seconds elapsed since
+    module: Any = None  # a user's torch.nn.Module to train instead of hyp.arch (usernet)
 
 
-def train_member(member: Member, X_all: torch.Tensor, y_all: torch.Tensor, on_row: Callable[[dict], None]) -> DigitNet:
+def train_member(
+    member: Member, X_all: torch.Tensor, y_all: torch.Tensor, on_row: Callable[[dict], None]
+) -> DigitNet | UserNet:
     """Seed, hold out, build and train one member on X_all (N, 1, H, W), y_all (N,); returns its net.
 
     ``on_row`` gets each epoch row with the member's index and the seconds since ``member.start``.
@@ -142,7 +147,7 @@ def train_member(member: Member, X_all: torch.Tensor, y_all: torch.Tensor, on_ro
             n_val = max(1, round(member.validation_fraction * len(X_all)))
             val = X_all[order[:n_val]], y_all[order[:n_val]]
             X, y = X_all[order[n_val:]], y_all[order[n_val:]]
-        net = new_net(member.hyp, member.n_classes, member.image_shape, member.deskew_input, device)
+        net = new_net(member.hyp, member.n_classes, member.image_shape, member.deskew_input, device, member.module)
 
         def on_epoch(row: dict) -> None:
             on_row({"member": member.index, **row, "elapsed": time.perf_counter() - member.start})
@@ -150,9 +155,12 @@ def train_member(member: Member, X_all: torch.Tensor, y_all: torch.Tensor, on_ro
         return train(net, X, y, member.hyp, gen, on_epoch, val=val, target=member.target)
 
 
-def new_net(hyp: Hyper, n_classes: int, image_shape, deskew_input: bool, device="cpu") -> DigitNet:
-    """An untrained net of ``hyp.arch``, channels-last on ``device``."""
-    net = build_net(hyp.arch, n_classes, tuple(image_shape), dropout=hyp.dropout, deskew_input=deskew_input)
+def new_net(hyp: Hyper, n_classes: int, image_shape, deskew_input: bool, device="cpu", module=None):
+    """An untrained net of ``hyp.arch`` (or a re-initialised copy of ``module``), channels-last on ``device``."""
+    if module is not None:
+        net: DigitNet | UserNet = UserNet(fresh_copy(module), deskew_input)
+    else:
+        net = build_net(hyp.arch, n_classes, tuple(image_shape), dropout=hyp.dropout, deskew_input=deskew_input)
     return net.to(device, memory_format=CHANNELS_LAST)  # type: ignore[call-overload]  # torch stubs omit memory_format
 
 

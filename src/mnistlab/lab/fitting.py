@@ -1,0 +1,121 @@
+"""One unit of a comparison: one model fitted and tested on one dataset with one seed.
+
+``open_dataset`` loads (and verifies) a dataset once; ``split_for`` cuts the
+split a seed asks for; ``fit_one`` cross-validates, fits, tests and saves one
+contender on it. Each unit is independent of the others, so they can run in
+any order or place; recording and reuse are the caller's (``compare``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.metrics import confusion_matrix
+from sklearn.model_selection import train_test_split
+
+from mnistlab.data.load import KNOWN_DATASETS, load_mnist, load_split
+from mnistlab.errors import DatasetError, ModelFileError
+from mnistlab.lab.options import Progress, RunOptions
+from mnistlab.lab.record import Record, json_safe_params, run_metrics
+from mnistlab.lab.specs import Contender
+from mnistlab.lab.train import TrainTest, cross_validate, fit, thread_limits
+from mnistlab.models.files import save_model
+
+__all__ = ["open_dataset", "split_for", "fit_one", "Fitted"]
+
+
+def open_dataset(dataset: str):
+    """``(name, bunch)`` of a dataset name (mnist, fashion-mnist, digits) or a folder of four IDX files."""
+    if dataset in KNOWN_DATASETS:
+        return dataset, load_mnist(dataset)
+    if Path(dataset).is_dir():
+        bunch = load_mnist(data_dir=dataset)
+        return bunch.details["name"], bunch
+    raise DatasetError(
+        f"Unknown dataset {dataset!r}; give one of {', '.join(KNOWN_DATASETS)} or a folder holding the four IDX files."
+    )
+
+
+def split_for(name: str, bunch, options: RunOptions) -> TrainTest:
+    """The training and test sets of ``options`` (split, test size, seed, limit) from a loaded dataset."""
+    X_train, X_test, y_train, y_test = load_split(
+        split=options.split, test_size=options.test_size, seed=options.seed, bunch=bunch
+    )
+    options.check_limit(len(y_train))
+    if options.limit is not None and options.limit < len(y_train):
+        X_train, _, y_train, _ = train_test_split(
+            X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
+        )
+    return TrainTest(X_train, X_test, y_train, y_test, bunch.details["data_sha256"], name)
+
+
+class Fitted(NamedTuple):
+    """What ``fit_one`` gives back: the result object, the test predictions and the artifacts to record."""
+
+    result: dict
+    y_pred: np.ndarray  # (n_test,)
+    card: dict  # as saved in model.json (the recorded model card)
+    labels: list  # the classes of the confusion matrix, in order
+    confusion: list  # confusion matrix, rows true, columns predicted
+
+
+def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: Path, progress: Progress) -> Fitted:
+    """Cross-validate (``options.cv`` folds), fit, test and save one contender on ``d``.
+
+    A user's torch module is also written as ``model.onnx`` beside its weights
+    (the weights alone need the module's code to load). A model whose types
+    mnistlab's safe format does not allow is tested and recorded but not saved.
+    """
+    recipe = contender.recipe
+    name = f"{d.dataset} seed {options.seed}: {recipe.name}"
+    with thread_limits(recipe.family):
+        if options.cv:
+            progress(f"{name}: {options.cv}-fold cross-validation on {len(d.y_train):,} images")
+        # Classes defined in a user's file cannot be imported by worker processes.
+        cv_options = dataclasses.replace(options, n_jobs=1) if contender.in_process else options
+        cv_scores, cv_seconds = cross_validate(recipe, cv_options, d.X_train, d.y_train)
+        estimator = recipe.build(options.seed, options.n_jobs)
+        params = json_safe_params(estimator)
+        progress(f"{name}: fitting on {len(d.y_train):,} images")
+        fit_seconds, notes = fit(estimator, d.X_train, d.y_train)
+        progress(f"{name}: predicting {len(d.y_test):,} test images")
+        start = time.perf_counter()
+        y_pred = np.asarray(estimator.predict(d.X_test))
+        predict_seconds = time.perf_counter() - start
+    seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
+    metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
+    record = Record(recipe, options, d.dataset, d.sha256, params, metrics, notes)
+    card = {**record.card(), "spec": contender.spec, "code_sha256": contender.code_sha256}
+    saved = _save(estimator, model_dir, card, progress, name)
+    if saved is None:
+        notes = [*notes, "not saved: its types are outside mnistlab's safe model format, so it is never reused"]
+        record = dataclasses.replace(record, notes=notes)
+    if saved is None:
+        Path(model_dir).mkdir(parents=True, exist_ok=True)  # so that the result can say the folder holds nothing
+        result = {**record.result(model_dir), "model_dir": None, "model_size_bytes": None}
+    else:
+        result = record.result(model_dir)
+    labels = np.union1d(d.y_test, y_pred)
+    matrix = confusion_matrix(d.y_test, y_pred, labels=labels).tolist()
+    return Fitted(result, y_pred, card, labels.tolist(), matrix)
+
+
+def _save(estimator, model_dir: Path, card: dict, progress: Progress, name: str) -> Path | None:
+    """Save into ``model_dir`` (plus ``model.onnx`` for a user's torch module); None when the format refuses it."""
+    progress(f"{name}: saving to {model_dir}")
+    if getattr(estimator, "module", None) is not None:
+        from mnistlab.models.cnn.onnx import export_onnx  # torch is loaded already; onnx only here
+
+        onnx_file = export_onnx(estimator, Path(model_dir) / "model.onnx")
+        card["onnx_sha256"] = hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    try:
+        return save_model(estimator, model_dir, card=card)
+    except ModelFileError as exc:
+        if "allow-list" not in str(exc):
+            raise
+        return None

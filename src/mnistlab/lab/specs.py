@@ -1,0 +1,207 @@
+"""What ``compare`` compares: recipe names, your own code, or Python objects, checked before anything trains.
+
+A spec is one of
+
+- a recipe name (``mnistlab recipes``);
+- ``package.module:callable`` or ``path/to/file.py:callable``: the callable
+  returns an unfitted scikit-learn classifier (anything with ``fit`` and
+  ``predict``) or a ``torch.nn.Module``, which mnistlab trains with its own loop
+  (``CNNClassifier(module=...)``). It may take ``seed`` and ``n_jobs`` keywords;
+- in Python, such a callable itself, or an unfitted classifier (cloned for each
+  seed, with every ``random_state`` parameter set to the seed).
+
+``resolve_specs`` imports and calls each one once (seed 0) so that a typo, a
+missing file or a callable that returns no classifier is one sentence before
+any minutes are spent. Each contender is a ``Recipe`` (its ``build(seed,
+n_jobs)`` gives a fresh estimator) plus the sha256 of the code behind it, which
+decides, with the parameters, whether a recorded run can be reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistlab.errors import RecipeError
+from mnistlab.models.files import is_cnn
+from mnistlab.models.recipes import RECIPES, Recipe, get_recipe
+
+__all__ = ["Contender", "resolve_specs", "resolve_spec", "check_for_data"]
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One model of a comparison: how to build it and what code it came from."""
+
+    recipe: Recipe  # name, description, build(seed, n_jobs), family ("classic"/"cnn"), default CV folds
+    code_sha256: str | None  # of the file that defines the user's code (None for mnistlab's recipes)
+    spec: str  # as the user wrote it
+    in_process: bool = False  # its classes live in a file worker processes cannot import: CV runs single-process
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+
+def resolve_specs(specs) -> list[Contender]:
+    """Check every spec and turn it into a ``Contender``; names must be unique."""
+    contenders = [resolve_spec(s) for s in specs]
+    seen: set[str] = set()
+    for c in contenders:
+        if c.name in seen:
+            raise RecipeError(f"Two models are named {c.name!r}; name each one once.")
+        seen.add(c.name)
+    return contenders
+
+
+def resolve_spec(spec) -> Contender:
+    """One spec (see the module docstring) as a checked ``Contender``."""
+    if isinstance(spec, str):
+        if spec in RECIPES or ":" not in spec:
+            return Contender(get_recipe(spec), None, spec)  # an unknown bare name: the registry's sentence
+        target, _, attr = spec.rpartition(":")
+        if target.endswith(".py"):
+            module, code = _load_file(target, spec)
+            return _from_object(_attribute(module, attr, spec), Path(target).name + ":" + attr, spec, code, True)
+        module = _import(target, spec)
+        return _from_object(_attribute(module, attr, spec), spec, spec, _source_sha256(module), False)
+    if callable(spec) and (isinstance(spec, type) or not hasattr(spec, "fit")):
+        name = getattr(spec, "__name__", type(spec).__name__)
+        return _from_object(spec, name, name, _source_sha256(inspect.getmodule(spec)), False)
+    if hasattr(spec, "fit") and hasattr(spec, "predict"):
+        return _from_estimator(spec)
+    raise RecipeError(
+        f"Cannot compare a {type(spec).__name__}; give a recipe name, 'module:callable', 'file.py:callable', "
+        "a callable or an unfitted classifier."
+    )
+
+
+def _load_file(path: str, spec: str):
+    """Execute the user's file as a module of its own (kept in sys.modules so its classes pickle in-process)."""
+    file = Path(path)
+    if not file.is_file():
+        raise RecipeError(f"No file {path} for {spec!r}; check the path (relative to the current folder).")
+    data = file.read_bytes()
+    code = hashlib.sha256(data).hexdigest()
+    name = f"mnistlab_user_{file.stem.replace('-', '_')}_{code[:12]}"
+    if name in sys.modules:
+        return sys.modules[name], code
+    loader_spec = importlib.util.spec_from_file_location(name, file)
+    if loader_spec is None or loader_spec.loader is None:
+        raise RecipeError(f"Cannot load {path} as Python for {spec!r}; point at a .py file.")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code failed: say how, in one sentence
+        del sys.modules[name]
+        raise RecipeError(f"Running {path} for {spec!r} failed ({type(exc).__name__}: {exc}); fix the file.") from None
+    return module, code
+
+
+def _import(target: str, spec: str):
+    try:
+        return importlib.import_module(target)
+    except Exception as exc:  # ModuleNotFoundError, or any error of the module's own code
+        raise RecipeError(
+            f"Cannot import module {target!r} for {spec!r} ({type(exc).__name__}: {exc}); "
+            "check the name and that it is on PYTHONPATH, or give 'path/to/file.py:callable'."
+        ) from None
+
+
+def _attribute(module, attr: str, spec: str):
+    if not attr or not hasattr(module, attr):
+        raise RecipeError(f"{spec!r} names no {attr!r} in its module; give 'module:callable' with an existing name.")
+    value = getattr(module, attr)
+    if not callable(value):
+        kind = type(value).__name__
+        raise RecipeError(
+            f"{spec!r} is not callable (it is {'an' if kind[0] in 'aeiou' else 'a'} {kind}); "
+            "point at a function that returns a classifier."
+        )
+    return value
+
+
+def _source_sha256(module) -> str | None:
+    """The sha256 of the file a module was loaded from (None for built-ins and interactive code)."""
+    try:
+        path = inspect.getsourcefile(module) if module is not None else None
+    except TypeError:
+        path = None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).is_file() else None
+
+
+def _call(fn: Callable, seed: int, n_jobs: int):
+    """``fn`` called with the ``seed`` and ``n_jobs`` keywords it accepts."""
+    params = inspect.signature(fn).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    given = {"seed": seed, "n_jobs": n_jobs}
+    return fn(**{k: v for k, v in given.items() if takes_all or k in params})
+
+
+def _as_estimator(obj, seed: int, n_jobs: int):
+    """A classifier as is; a torch module as ``CNNClassifier(module=obj)`` seeded by ``seed``."""
+    torch = sys.modules.get("torch")  # a module can only exist once torch has been imported
+    if torch is not None and isinstance(obj, torch.nn.Module):
+        from mnistlab.models.cnn.estimator import CNNClassifier  # torch is already loaded here
+
+        return CNNClassifier(module=obj, random_state=seed, n_threads=1 if n_jobs == -1 else n_jobs)
+    return obj
+
+
+def _from_object(fn: Callable, name: str, spec: str, code: str | None, in_process: bool) -> Contender:
+    """A contender built by calling ``fn``; called once now to check it returns a classifier."""
+    try:
+        probe = _call(fn, 0, 1)
+    except Exception as exc:  # the user's code failed: say how, in one sentence
+        raise RecipeError(f"Calling {spec}(seed=0) failed ({type(exc).__name__}: {exc}); fix the callable.") from None
+    probe = _as_estimator(probe, 0, 1)
+    fits = callable(getattr(probe, "fit", None)) and callable(getattr(probe, "predict", None))
+    if isinstance(probe, type) or not fits:
+        raise RecipeError(
+            f"{spec} returned a {type(probe).__name__}, not a classifier; return an unfitted scikit-learn "
+            "classifier (with fit and predict) or a torch.nn.Module."
+        )
+
+    def build(seed: int, n_jobs: int) -> Any:
+        return _as_estimator(_call(fn, seed, n_jobs), seed, n_jobs)
+
+    family = "cnn" if is_cnn(probe) else "classic"
+    doc = (inspect.getdoc(fn) or "").split("\n")[0]
+    recipe = Recipe(name, doc or f"your classifier from {spec}", build, family=family, cv=0)
+    return Contender(recipe, code, spec, in_process)
+
+
+def _from_estimator(estimator) -> Contender:
+    """A contender cloned from an unfitted classifier, every ``random_state`` set to the seed."""
+    from sklearn.base import clone  # scikit-learn: only once a comparison runs
+
+    def build(seed: int, n_jobs: int) -> Any:
+        est = clone(estimator)
+        seeds = {k: seed for k in est.get_params(deep=True) if k == "random_state" or k.endswith("__random_state")}
+        return est.set_params(**seeds)
+
+    name = type(estimator).__name__
+    family = "cnn" if is_cnn(estimator) else "classic"
+    recipe = Recipe(name, f"your {name}", build, family=family, cv=0)
+    return Contender(recipe, _source_sha256(inspect.getmodule(type(estimator))), name)
+
+
+def check_for_data(contender: Contender, n_classes: int, image_shape: tuple[int, int]) -> None:
+    """Refuse a torch module that does not map these images to one logit per class, before anything trains."""
+    module = getattr(contender.recipe.build(0, 1), "module", None)
+    if module is None:
+        return
+    from mnistlab.models.cnn.usernet import check_module  # torch is loaded already: the module exists
+
+    try:
+        check_module(module, n_classes, image_shape)
+    except RecipeError as exc:
+        raise RecipeError(f"{contender.spec}: {exc}") from None

@@ -1,0 +1,179 @@
+"""Tracked runs: each fit of a comparison recorded in an MLflow tracking store, and found again.
+
+The store is MLflow's embedded SQLite database in the user data folder
+(``$XDG_DATA_HOME/mnistlab/tracking/mlflow.db``, artifacts beside it) unless
+``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names another (any tracking
+server). ``mlflow ui --backend-store-uri sqlite:///...`` shows the runs. All
+runs go to one experiment, ``mnistlab-compare``; each carries ``mnistlab_*``
+tags (model, dataset, seed, the reuse key, the model directory and checksums),
+the estimator's parameters, the metrics (per-fold CV as steps of
+``cv_accuracy``) and artifacts: the model card, the confusion matrix, the
+fit's report and its test predictions.
+
+MLflow takes about a second to import and a fresh SQLite store a few more to
+set up, so it is imported here only, and this module only when a comparison
+or ``mnistlab runs`` needs it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.errors import TrackingError
+from mnistlab.models.files import models_root
+
+__all__ = ["EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
+
+EXPERIMENT = "mnistlab-compare"
+TAG = "mnistlab_"  # prefix of mnistlab's tags (underscores: filter strings need no quoting)
+_PARAM_CHARS = 500  # a parameter's value is cut to this length (module reprs can run long)
+
+
+def default_tracking_uri() -> str:
+    """MLflow's SQLite store in the user data folder, beside the saved models."""
+    return f"sqlite:///{_default_folder() / 'mlflow.db'}"
+
+
+def _default_folder() -> Path:
+    return models_root().parent / "tracking"
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``default_tracking_uri()``."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+class Tracker:
+    """One tracking store, opened (and its experiment created) before anything trains."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = resolve_uri(uri)
+        # A tracking server that does not answer should fail in seconds, not after MLflow's minutes of retries.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+        from mlflow.tracking import MlflowClient  # about a second to import: only when runs are tracked
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines on database set-up are noise here
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        artifacts = None
+        if self.uri == default_tracking_uri():
+            _default_folder().mkdir(parents=True, exist_ok=True)
+            artifacts = (_default_folder() / "artifacts").as_uri()
+        elif self.uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of wherever we run
+            artifacts = (Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "artifacts").as_uri()
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            found = self.client.get_experiment_by_name(EXPERIMENT)
+            self.experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+            )
+        except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
+            raise TrackingError(
+                f"Cannot open the tracking store {self.uri} ({type(exc).__name__}: {_first_line(exc)}); "
+                "check --tracking-uri / MLFLOW_TRACKING_URI."
+            ) from None
+
+    def find(self, key: str) -> list:
+        """Finished runs recorded under the reuse ``key``, newest first."""
+        return self._guard(
+            lambda: self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.{TAG}key = '{key}' and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+                max_results=5,
+            )
+        )
+
+    def record(self, *, name: str, tags: dict, params: dict, metrics: dict, cv_scores, artifacts: dict) -> str:
+        """One finished run: tags (prefixed ``mnistlab_``), params, metrics, per-fold CV and artifacts; its id."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        def write() -> str:
+            run = self.client.create_run(self.experiment_id, run_name=name)
+            run_id = run.info.run_id
+            now = run.info.start_time
+            batch_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
+            batch_metrics += [Metric("cv_accuracy", float(s), now, i) for i, s in enumerate(cv_scores)]
+            batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
+            batch_tags = [RunTag(TAG + k, str(v)) for k, v in tags.items()]
+            for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(run_id, params=batch_params[i : i + 100])
+            self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
+            with tempfile.TemporaryDirectory() as tmp:
+                for file_name, data in artifacts.items():
+                    (Path(tmp) / file_name).write_bytes(data)
+                self.client.log_artifacts(run_id, tmp)
+            self.client.set_terminated(run_id)
+            return run_id
+
+        return self._guard(write)
+
+    def artifact(self, run_id: str, file_name: str) -> bytes:
+        """The bytes of one artifact of a run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self._guard(lambda: self.client.download_artifacts(run_id, file_name, tmp))
+            return Path(path).read_bytes()
+
+    def predictions(self, run_id: str) -> np.ndarray:
+        """A run's test predictions (``predictions.npy``, read without pickle)."""
+        return np.load(io.BytesIO(self.artifact(run_id, "predictions.npy")), allow_pickle=False)
+
+    def runs(self, *, dataset: str | None = None, model: str | None = None) -> list[dict]:
+        """Every recorded run (newest first) as a flat object, optionally of one dataset and one model."""
+        found, token = [], None
+        while True:
+            page = self._guard(lambda t=token: self._page(t))
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+        rows = [_run_row(r) for r in found]
+        return [
+            r for r in rows if (dataset is None or r["dataset"] == dataset) and (model is None or r["model"] == model)
+        ]
+
+    def _page(self, token: str | None):
+        return self.client.search_runs(
+            [self.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000, page_token=token
+        )
+
+    def _guard(self, call):
+        try:
+            return call()
+        except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
+            raise TrackingError(
+                f"The tracking store {self.uri} failed ({type(exc).__name__}: {_first_line(exc)}); "
+                "check that it is reachable and writable."
+            ) from None
+
+
+def _run_row(run) -> dict:
+    tags, metrics = run.data.tags, run.data.metrics
+    seed = tags.get(TAG + "seed")
+    return {
+        "run_id": run.info.run_id,
+        "model": tags.get(TAG + "model"),
+        "dataset": tags.get(TAG + "dataset"),
+        "seed": int(seed) if seed is not None and seed.lstrip("-").isdigit() else None,
+        "test_accuracy": metrics.get("test_accuracy"),
+        "fit_seconds": metrics.get("fit_seconds"),
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "model_dir": tags.get(TAG + "model_dir"),
+    }
+
+
+def _param_text(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= _PARAM_CHARS else text[: _PARAM_CHARS - 1] + "…"
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]

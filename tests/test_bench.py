@@ -1,0 +1,359 @@
+"""The research bench end to end: your classifiers through `compare`, tracked in a real MLflow store, reused, refused.
+
+One SQLite tracking store (MLflow's import and migrations take seconds) serves the
+whole module; the tests after the first build on the runs it recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnistlab.cli import app
+from mnistlab.data.idx import write_idx
+from mnistlab.data.load import load_mnist
+from mnistlab.lab.compare import compare
+from mnistlab.lab.tracking import Tracker
+from mnistlab.models.cnn.onnx import OnnxPredictor
+from mnistlab.models.files import default_model_dir, load_model
+
+runner = CliRunner()
+RESULT_KEYS = {"model", "dataset", "seeds", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", "reused"}
+COMPARISON_KEYS = {"a", "b", "dataset", "p_value", "p_holm", "verdict"}
+VERDICTS = {"better", "worse", "not distinguishable at 5%"}
+
+USER_FILE = '''
+"""A researcher's models."""
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+CONSTANT = 3
+
+
+def build(seed):
+    """Standardised pixels into logistic regression."""
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=100, random_state=seed))
+
+
+def net():
+    """A one-convolution net, trained by mnistlab's loop."""
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Linear(4 * 49, 10))
+
+
+def not_a_classifier(seed, n_jobs):
+    return "hello"
+
+
+def wrong_net():
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))
+'''
+SETTINGS = {"limit": 1000, "n_jobs": 1, "cv": 0}
+SETTING_FLAGS = ["--limit", "1000", "--n-jobs", "1", "--cv", "0"]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, mnist_full):
+    """A user file, a store, and one recorded CLI comparison of four models (file, module:callable, torch, recipe)."""
+    root = tmp_path_factory.mktemp("bench")
+    (root / "mine.py").write_text(USER_FILE)
+    uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
+    (root / "store").mkdir()
+    specs = ["knn-deskew", f"{root / 'mine.py'}:build", "sklearn.naive_bayes:GaussianNB", f"{root / 'mine.py'}:net"]
+    # The user's own full-size model, which a small comparison must leave alone.
+    default_card = default_model_dir("knn-deskew") / "model.json"
+    default_card.parent.mkdir(parents=True, exist_ok=True)
+    default_card.write_text('{"note": "the user\'s full-size model"}')
+    before = default_card.read_text()
+    args = ["compare", *specs, *SETTING_FLAGS, "--out", str(root / "report"), "--tracking-uri", uri, "--json"]
+    result = runner.invoke(app, [*args, "--baseline", "knn-deskew"])
+    assert result.exit_code == 0, result.output
+    after = default_card.read_text()
+    return {
+        "root": root,
+        "uri": uri,
+        "specs": specs,
+        "summary": json.loads(result.stdout),
+        "default_card": (before, after),
+    }
+
+
+def _run_count(uri: str) -> int:
+    return len(Tracker(uri).runs())
+
+
+def test_your_classifiers_run_through_compare_with_statistics(bench):
+    summary = bench["summary"]
+    results = {r["model"]: r for r in summary["results"]}
+    assert list(results) == ["knn-deskew", "mine.py:build", "sklearn.naive_bayes:GaussianNB", "mine.py:net"]
+    for r in results.values():
+        assert RESULT_KEYS <= r.keys() and r["dataset"] == "mnist" and r["seeds"] == [42] and r["reused"] == 0
+        low, high = r["test_accuracy_ci95"]
+        assert low < r["test_accuracy_mean"] < high and r["n_train"] == 1000 and r["n_test"] == 10_000
+    assert results["knn-deskew"]["test_accuracy_mean"] > 0.9 and results["mine.py:net"]["test_accuracy_mean"] > 0.3
+    comparisons = summary["comparisons"]
+    assert comparisons and all(COMPARISON_KEYS <= c.keys() and c["verdict"] in VERDICTS for c in comparisons)
+    assert all(0 <= c["p_value"] <= c["p_holm"] <= 1 for c in comparisons)
+    best = max(results.values(), key=lambda r: r["test_accuracy_mean"])["model"]
+    assert {c["a"] for c in comparisons if c["b"] == best} == set(results) - {best}
+    page = Path(summary["report"]).read_text()
+    for ref in re.findall(r'src="([^"]*)"', page):
+        assert (Path(summary["report"]).parent / ref).is_file(), ref
+    assert "Every pair" in page and "mine.py:net" in page and "<script" not in page
+    # compare saved into its own folder: the user's default model folders are untouched.
+    assert bench["default_card"][0] == bench["default_card"][1]
+
+
+def test_a_torch_module_is_exported_to_onnx_beside_its_weights(bench, mnist_full):
+    folder = bench["root"] / "report" / "models" / "mnist" / "mine.py-net" / "seed-42"
+    card = json.loads((folder / "model.json").read_text())
+    assert card["params"]["module"].startswith("Sequential(") and "onnx_sha256" in card
+    run = next(r for r in Tracker(bench["uri"]).runs() if r["model"] == "mine.py:net")
+    recorded = Tracker(bench["uri"]).predictions(run["run_id"])
+    X_test = mnist_full.data[60_000:]
+    assert np.mean(OnnxPredictor(folder / "model.onnx").predict(X_test) == recorded) > 0.999
+    with pytest.raises(Exception, match="your own torch module"):
+        load_model(folder)
+
+
+def test_runs_land_in_the_store_and_runs_lists_them(bench):
+    listed = json.loads(runner.invoke(app, ["runs", "--tracking-uri", bench["uri"], "--json"]).stdout)
+    assert len(listed) >= 4
+    assert all({"run_id", "model", "dataset", "seed", "test_accuracy"} <= r.keys() for r in listed)
+    only = runner.invoke(app, ["runs", "--tracking-uri", bench["uri"], "--recipe", "knn-deskew", "--json"])
+    assert {r["model"] for r in json.loads(only.stdout)} == {"knn-deskew"}
+    none = runner.invoke(app, ["runs", "--tracking-uri", bench["uri"], "--dataset", "fashion-mnist", "--json"])
+    assert json.loads(none.stdout) == []
+    # What MLflow itself holds: params, per-run metrics and the artifacts.
+    client = Tracker(bench["uri"]).client
+    run = client.get_run(json.loads(only.stdout)[0]["run_id"])
+    assert run.data.params["seed"] == "42" and run.data.params["knn__n_neighbors"] == "4"
+    assert {"test_accuracy", "fit_seconds", "predict_seconds"} <= run.data.metrics.keys()
+    assert run.data.tags["mnistlab_data_sha256"] and run.data.params["version.scikit-learn"]
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.json", "confusion.json", "report.json", "predictions.npy"} <= names
+    human = runner.invoke(app, ["runs", "--tracking-uri", bench["uri"]])
+    assert human.exit_code == 0 and "knn-deskew" in human.stdout and "mlflow ui" in human.stdout
+
+
+def test_a_second_compare_reuses_every_recorded_fit(bench):
+    n_runs = _run_count(bench["uri"])
+    steps: list[str] = []
+    again = compare(
+        bench["specs"], tracking_uri=bench["uri"], out_dir=bench["root"] / "again", progress=steps.append, **SETTINGS
+    )
+    assert all(r["reused"] == 1 for r in again["results"])
+    assert not [s for s in steps if "fitting on" in s], steps  # nothing was fitted
+    assert _run_count(bench["uri"]) == n_runs  # and nothing recorded twice
+    first = {r["model"]: r["test_accuracy_mean"] for r in bench["summary"]["results"]}
+    assert {r["model"]: r["test_accuracy_mean"] for r in again["results"]} == first
+
+
+def test_the_human_output_shows_the_table_and_where_things_are(bench):
+    args = ["compare", "knn-deskew", *SETTING_FLAGS, "--tracking-uri", bench["uri"], "--out", str(bench["root"] / "h")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "knn-deskew" in result.stdout and "acc %" in result.stdout and "1/1" in result.stdout  # reused
+    assert "report:" in result.stdout and "mlflow ui" in result.stdout
+    assert "reusing recorded run" in result.output  # the step lines on stderr
+
+
+def test_retrain_fits_again(bench):
+    n_runs = _run_count(bench["uri"])
+    steps: list[str] = []
+    spec = "sklearn.naive_bayes:GaussianNB"
+    out = compare(
+        [spec], tracking_uri=bench["uri"], out_dir=bench["root"] / "re", retrain=True, progress=steps.append, **SETTINGS
+    )
+    assert out["results"][0]["reused"] == 0 and any("fitting on" in s for s in steps)
+    assert _run_count(bench["uri"]) == n_runs + 1
+
+
+def test_a_tampered_model_directory_is_not_reused(bench):
+    folder = bench["root"] / "report" / "models" / "mnist" / "knn-deskew" / "seed-42"
+    weights = folder / "model.skops"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    card = folder.parent.parent / "mine.py-build" / "seed-42" / "model.json"
+    card.write_text(card.read_text().replace('"limit": 1000', '"limit": 999'))
+    n_runs = _run_count(bench["uri"])
+    steps: list[str] = []
+    specs = ["knn-deskew", f"{bench['root'] / 'mine.py'}:build"]
+    out = compare(specs, tracking_uri=bench["uri"], out_dir=bench["root"] / "t", progress=steps.append, **SETTINGS)
+    assert [r["reused"] for r in out["results"]] == [0, 0]
+    assert len([s for s in steps if "not reused" in s]) == 2 and _run_count(bench["uri"]) == n_runs + 2
+
+
+def test_update_models_installs_the_recipe_in_its_default_folder(bench):
+    out = compare(
+        ["knn-deskew"],
+        tracking_uri=bench["uri"],
+        out_dir=bench["root"] / "u",
+        update_models=True,
+        **SETTINGS,
+    )
+    model_dir = default_model_dir("knn-deskew")
+    assert out["results"][0]["reused"] == 1  # the refit of the tampered run, now reused
+    estimator, card = load_model(model_dir)
+    assert card["limit"] == 1000 and card["recipe"] == "knn-deskew"
+
+
+@pytest.fixture(scope="module")
+def tiny_idx(tmp_path_factory):
+    """scikit-learn's 8x8 digits written as a folder of four IDX files: "any IDX folder"."""
+    digits = load_mnist("digits")
+    folder = tmp_path_factory.mktemp("idx") / "tiny-digits"
+    folder.mkdir()
+    n = digits.details["n_train"]
+    for name, arr in (
+        ("train-images-idx3-ubyte", digits.images[:n]),
+        ("train-labels-idx1-ubyte", digits.target[:n].astype(np.uint8)),
+        ("t10k-images-idx3-ubyte", digits.images[n:]),
+        ("t10k-labels-idx1-ubyte", digits.target[n:].astype(np.uint8)),
+    ):
+        write_idx(folder / name, np.ascontiguousarray(arr))
+    return folder
+
+
+def test_datasets_and_seeds_with_random_splits(bench, tiny_idx):
+    specs = ["sklearn.naive_bayes:GaussianNB", "sklearn.neighbors:NearestCentroid"]
+    out = compare(
+        specs,
+        datasets=["digits", str(tiny_idx)],
+        seeds=3,
+        split="random",
+        test_size=0.25,
+        cv=2,
+        n_jobs=1,
+        tracking_uri=bench["uri"],
+        out_dir=bench["root"] / "ds",
+    )
+    assert [(r["model"], r["dataset"]) for r in out["results"]] == [
+        (m, d)
+        for d in ("digits", "tiny-digits")
+        for m in ("sklearn.naive_bayes:GaussianNB", "sklearn.neighbors:NearestCentroid")
+    ]
+    for r in out["results"]:
+        assert r["seeds"] == [42, 43, 44] and r["test_accuracy_std"] is not None
+        low, high = r["test_accuracy_ci95"]
+        assert low <= r["test_accuracy_mean"] <= high
+        assert len(set(r["test_accuracies"])) > 1  # each seed drew its own split
+    assert {c["dataset"] for c in out["comparisons"]} == {"digits", "tiny-digits"}
+    runs = out["runs"]
+    assert all(len(r["cv_scores"]) == 2 for r in runs) and len({r["run_id"] for r in runs}) == 12
+
+
+def nearest_centroid(seed: int, n_jobs: int):
+    """A callable spec from Python: gets the seed and n_jobs it asks for."""
+    from sklearn.neighbors import NearestCentroid
+
+    assert isinstance(seed, int) and isinstance(n_jobs, int)
+    return NearestCentroid()
+
+
+def test_python_compare_takes_callables_estimators_and_recipe_names(bench):
+    from sklearn.linear_model import LogisticRegression
+
+    steps: list[str] = []
+    out = compare(
+        [nearest_centroid, LogisticRegression(max_iter=50), "knn-deskew"],
+        datasets=["digits"],
+        seeds=2,
+        cv=0,
+        n_jobs=1,
+        tracking_uri=bench["uri"],
+        out_dir=bench["root"] / "py",
+        progress=steps.append,
+    )
+    assert [r["model"] for r in out["results"]] == ["nearest_centroid", "LogisticRegression", "knn-deskew"]
+    runs = {(r["model"], r["seed"]): r for r in out["runs"]}
+    # The estimator was cloned per seed with its random_state set to the seed.
+    card = json.loads((Path(runs[("LogisticRegression", 43)]["model_dir"]) / "model.json").read_text())
+    assert card["params"]["random_state"] == 43 and card["seed"] == 43
+    assert all(r["reused"] is False for r in out["runs"]) and len(steps) > 6
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no_such_module_xyz:make", "Cannot import module 'no_such_module_xyz'"),
+        ("{root}/missing.py:build", "No file"),
+        ("{root}/mine.py:nothing", "names no 'nothing'"),
+        ("{root}/mine.py:CONSTANT", "is not callable (it is an int)"),
+        ("{root}/mine.py:not_a_classifier", "returned a str, not a classifier"),
+        ("knn-deskw", "Unknown recipe 'knn-deskw'"),
+        ("{root}/mine.py:wrong_net", "returned shape (2, 3) for 2 images, expected (2, 10)"),
+    ],
+)
+def test_bad_specs_are_refused_before_anything_trains(bench, tmp_path, spec, message):
+    store = tmp_path / "fresh.db"
+    args = ["compare", "knn-deskew", spec.format(root=bench["root"]), "--tracking-uri", f"sqlite:///{store}"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert not store.exists()  # refused before the store was opened, let alone anything fitted
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--seeds", "0"], "--seeds must be a whole number from 1 to 100"),
+        (["--seeds", "3", "--seed", "4294967294"], "--seeds 3 from seed 4294967294 runs past 4294967295"),
+        (["--baseline", "svm-rbf"], "--baseline 'svm-rbf' is not among the compared models"),
+        (["--dataset", "nowhere-set"], "Unknown dataset 'nowhere-set'"),
+        (["--dataset", "mnist", "--dataset", "digits", "--limit", "5000"], "--limit must be between 20 and 1437"),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path, extra, message):
+    store = tmp_path / "fresh.db"
+    args = ["compare", "knn-deskew", *extra, "--tracking-uri", f"sqlite:///{store}", "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not store.exists()
+
+
+def test_an_unusable_store_is_one_sentence(tmp_path):
+    (tmp_path / "file").write_text("")
+    uri = f"sqlite:///{tmp_path / 'file' / 'x.db'}"
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri])
+    assert result.exit_code == 2 and "Cannot open the tracking store" in result.output, result.output
+
+
+def test_the_environment_names_the_store_too(bench, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", bench["uri"])
+    listed = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+    assert {r["run_id"] for r in listed} == {r["run_id"] for r in Tracker(bench["uri"]).runs()}
+
+
+def test_a_user_module_trains_from_its_seed_not_from_how_it_was_built(mnist_small):
+    import torch
+    from torch import nn
+
+    from mnistlab.models.cnn.estimator import CNNClassifier
+
+    X_train, X_test, y_train, y_test = mnist_small
+
+    def net(torch_seed: int) -> nn.Module:
+        torch.manual_seed(torch_seed)  # the user's own (or no) seeding must not matter
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+
+    def fit(torch_seed: int, seed: int):
+        return CNNClassifier(module=net(torch_seed), epochs=1, batch_size=64, random_state=seed).fit(
+            X_train[:600], y_train[:600]
+        )
+
+    a, b, c = fit(1, 7), fit(2, 7), fit(1, 8)
+    assert np.array_equal(a.predict_proba(X_test[:200]), b.predict_proba(X_test[:200]))
+    assert not np.array_equal(a.predict_proba(X_test[:200]), c.predict_proba(X_test[:200]))
+    assert a.score(X_test[:200], y_test[:200]) > 0.5
