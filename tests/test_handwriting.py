@@ -11,16 +11,14 @@ from scipy import ndimage
 
 from mnistlab import ImageError
 from mnistlab.reading.decode import MAX_PIXELS, WORK_SIDE, load_image, to_grey
+from mnistlab.reading.paper import decide_polarity, isolate_page, remove_background
 from mnistlab.reading.segment import segment_digits
 from mnistlab.reading.steps import (
     binarise,
     center_by_mass,
     crop_to_ink,
-    decide_polarity,
     drop_specks,
     fit_to_box,
-    isolate_page,
-    remove_background,
     to_mnist,
 )
 from mnistlab.testing import (

@@ -75,7 +75,8 @@ def load_image(source) -> Image.Image:
             opened = Image.open(fp)
             _check_pixels(opened.size, label)
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
-            opened.draft(opened.mode, (WORK_SIDE, WORK_SIDE))
+            # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
+            opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (WORK_SIDE, WORK_SIDE))
             opened.load()
             im = ImageOps.exif_transpose(opened)
     except ImageError:
@@ -153,19 +154,53 @@ def _array_to_grey(a: np.ndarray) -> np.ndarray:
     return _composite(grey, a[..., 3]) if a.shape[-1] == 4 else grey
 
 
-def _pil_to_grey(im: Image.Image) -> np.ndarray:
-    if im.mode == "P" or (im.mode in ("L", "RGB") and "transparency" in im.info):
+def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
+    """A decoded PIL image -> float32 grey (H, W) in [0, 1], longer side at most ``max_side``.
+
+    8-bit grey, colour and RGBA images (nearly every photo and canvas) take a
+    fast path in Pillow's C code: one luma conversion (ITU-R 601-2, as
+    ``_luma``) and, without transparency, an area-averaging reduction on uint8
+    before the one float32 copy.
+    """
+    unit = np.float32(1 / 255)
+    transparent = "transparency" in im.info
+    if im.mode in ("L", "RGB") and not transparent:
+        return np.asarray(_reduced(im.convert("L"), max_side), dtype=np.float32) * unit
+    if im.mode in ("P", "LA", "PA", "La", "RGBa") or (im.mode in ("L", "RGB") and transparent):
         im = im.convert("RGBA")
-    elif im.mode in ("LA", "PA", "La", "RGBa"):
-        im = im.convert("RGBA")
-    elif im.mode == "1":
-        im = im.convert("L")
-    elif im.mode.startswith("I") or im.mode == "F":
+    if im.mode == "RGBA":
+        grey = np.asarray(im.convert("L"), dtype=np.float32) * unit
+        alpha = np.asarray(im.getchannel("A"), dtype=np.float32) * unit
+        return _reduce_array(_composite(grey, alpha).astype(np.float32), max_side)
+    if im.mode == "1":
+        return np.asarray(_reduced(im.convert("L"), max_side), dtype=np.float32) * unit
+    if im.mode.startswith("I") or im.mode == "F":
         a = np.asarray(im)
-        return _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / (255.0 if a.max() > 1 else 1.0), 0, 1)
-    elif im.mode not in ("L", "RGB", "RGBA"):
-        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV
-    return _array_to_grey(np.asarray(im))
+        a = _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / (255.0 if a.max() > 1 else 1.0), 0, 1)
+        return _reduce_array(a.astype(np.float32), max_side)
+    # CMYK, YCbCr, LAB, HSV
+    return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side), dtype=np.float32) * unit
+
+
+def _fitted_size(w: int, h: int, max_side: int) -> tuple[int, int]:
+    scale = max_side / max(h, w)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _reduced(im: Image.Image, max_side: int) -> Image.Image:
+    """An 8-bit image area-averaged down to ``max_side`` (unchanged when it already fits)."""
+    if max(im.size) <= max_side:
+        return im
+    return im.resize(_fitted_size(*im.size, max_side), Image.Resampling.BOX)
+
+
+def _reduce_array(grey: np.ndarray, max_side: int) -> np.ndarray:
+    """A float32 grey array area-averaged down to ``max_side`` (unchanged when it already fits)."""
+    h, w = grey.shape
+    if max(h, w) <= max_side:
+        return grey
+    small = Image.fromarray(grey, mode="F").resize(_fitted_size(w, h, max_side), Image.Resampling.BOX)
+    return np.asarray(small)
 
 
 def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
@@ -175,15 +210,9 @@ def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
     average) so that the longer side is at most ``max_side``.
     """
     if isinstance(image, np.ndarray):
-        grey = _array_to_grey(image)
+        grey = _reduce_array(_array_to_grey(image).astype(np.float32), max_side)
     else:
-        grey = _pil_to_grey(load_image(image))
-    grey = grey.astype(np.float32)
-    h, w = grey.shape
-    if max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        grey = np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX))
+        grey = _pil_to_grey(load_image(image), max_side)
     return np.clip(grey, 0.0, 1.0)
 
 

@@ -1,0 +1,243 @@
+"""The paper under the ink: a sheet found on a table, its uneven light, and which way the ink goes.
+
+Global measurements of a photo, made on thumbnails and samples (a cubic
+light surface, a sheet's outline and the paper's noise need no detail), plus
+the small statistics helpers the reading steps share. Arrays are float32 in
+[0, 1], shape (H, W).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "isolate_page",
+    "estimate_background",
+    "decide_polarity",
+    "remove_background",
+    "ink_strength",
+    "thumbnail",
+    "components",
+    "sample",
+    "median_of",
+    "middle",
+    "robust_sigma",
+]
+
+# The paper's light is fitted on a thumbnail this size: a cubic surface needs
+# few points, and each trimming round costs in proportion to them.
+_BACKGROUND_SIDE = 32
+
+
+def isolate_page(grey: np.ndarray) -> np.ndarray:
+    """A photo of a sheet lying on a darker table -> the sheet alone.
+
+    The page is the largest region brighter than halfway between the image's
+    border and its median (holes such as the digit filled in) when it is large
+    (>= 40% of the image), solid (>= 70% of it
+    bright: a drawn digit is not), clearly brighter than the rest, which must
+    take most of the image border, and bounded by a step in brightness (not the
+    slope of a vignette). It is cut out to its bounding box, shrunk a
+    little to leave its edge behind, with whatever is not page set to the paper's
+    median. Any other image is returned unchanged.
+    """
+    if min(grey.shape) < 64:  # a digit-sized image, not a photo of a sheet
+        return grey
+    # Most images hold no sheet on a table: a thumbnail says so at a fraction of the cost.
+    if _page_region(thumbnail(grey, 96)) is None:
+        return grey
+    page = _page_region(grey)
+    if page is None:
+        return grey
+    # A sheet's edge is a step; vignetting (a dark corner) is a slope.
+    inner = page & ~ndimage.binary_erosion(page, iterations=3)
+    outer = ndimage.binary_dilation(page, iterations=3) & ~page
+    contrast = median_of(grey[page]) - median_of(grey[~page])
+    step = median_of(grey[inner]) - median_of(grey[outer])
+    if not (contrast > 0.2 and step > 0.5 * contrast):
+        return grey
+    inset = max(2, int(0.02 * max(grey.shape)))
+    page = ndimage.binary_erosion(page, iterations=inset)
+    if not page.any():
+        return grey
+    rows, cols = np.flatnonzero(page.any(axis=1)), np.flatnonzero(page.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    return np.where(page[box], grey[box], np.float32(median_of(grey[page]))).astype(np.float32)
+
+
+def _page_region(grey: np.ndarray) -> np.ndarray | None:
+    """The candidate sheet (holes filled), or None when no region passes as a sheet."""
+    # Halfway between the border (the table, if there is one) and the bulk of the image (the sheet).
+    bright = grey > (middle(_border(grey)) + median_of(grey)) / 2
+    n, labels = components(bright)
+    if n == 1:
+        return None
+    largest = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    # The sheet contains its bright part: when that alone already covers too much
+    # of the border or too little of the image, no filling in can make a sheet.
+    if _border(largest).mean() > 0.4 or largest.mean() < 0.4 * 0.7:
+        return None
+    page = ndimage.binary_fill_holes(largest)
+    if not (0.4 <= page.mean() <= 0.97 and largest.sum() >= 0.7 * page.sum() and (~_border(page)).mean() >= 0.6):
+        return None
+    return page
+
+
+def _border(a: np.ndarray) -> np.ndarray:
+    """The values along the four edges of ``a`` (corners twice)."""
+    return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+
+
+def thumbnail(grey: np.ndarray, side: int) -> np.ndarray:
+    """``grey`` area-averaged down so its longer side is at most ``side`` px."""
+    h, w = grey.shape
+    scale = min(1.0, side / max(h, w))
+    if scale == 1.0:
+        return grey
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
+def components(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """8-connected components of a boolean mask: their count (background included) and int32 labels (H, W)."""
+    return cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+
+
+def estimate_background(grey: np.ndarray, ink_is_dark: bool | None = None, *, degree: int = 3) -> np.ndarray:
+    """A smooth estimate of the paper under uneven lighting, same shape as ``grey``.
+
+    A degree-3 polynomial surface is fitted to a 32-px thumbnail by trimmed least
+    squares: pixels far from the fit on the ink side (either side when the
+    polarity is not known yet) are left out and the fit repeated. Unlike a
+    median filter it has no window to out-grow and no bias at the borders.
+    """
+    return _surface(_fit_background(thumbnail(grey, _BACKGROUND_SIDE), ink_is_dark, degree), grey.shape)
+
+
+def _fit_background(
+    small: np.ndarray, ink_is_dark: bool | None, degree: int = 3, start: np.ndarray | None = None
+) -> np.ndarray:
+    """Coefficients of the trimmed least-squares surface (see ``estimate_background``) of a thumbnail.
+
+    ``start``: coefficients already fitted (say, blind to the polarity) to refine in two rounds.
+    """
+    design = _design(small.shape, degree)  # (n, terms)
+    z = small.ravel().astype(np.float64)
+    if start is None:
+        # Start from a flat background at the median: ink is the minority, so it
+        # never drags the first fit towards itself.
+        coef = np.zeros(design.shape[1])
+        coef[0] = middle(z)
+    else:
+        coef = start
+    for _ in range(5 if start is None else 2):
+        r = z - design @ coef
+        sigma = robust_sigma(r) + 1e-3
+        if ink_is_dark is None:
+            keep = np.abs(r) < 2.5 * sigma
+        elif ink_is_dark:
+            keep = r > -2.5 * sigma
+        else:
+            keep = r < 2.5 * sigma
+        if keep.sum() < design.shape[1] * 4:
+            break
+        a = design[keep]
+        coef = np.linalg.solve(a.T @ a + 1e-9 * np.eye(a.shape[1]), a.T @ z[keep])
+    return coef
+
+
+def _surface(coef: np.ndarray, shape: tuple[int, int], degree: int = 3) -> np.ndarray:
+    """The fitted surface at full size, float32 ``shape``."""
+    # sum coef * x^i * y^j, evaluated separably: (h, d+1) @ (d+1, d+1) @ (d+1, w).
+    c = np.zeros((degree + 1, degree + 1))
+    for (i, j), value in zip(_terms(degree), coef):
+        c[j, i] = value
+    return (_powers(shape[0], degree) @ c @ _powers(shape[1], degree).T).astype(np.float32)
+
+
+def _terms(degree: int) -> list[tuple[int, int]]:
+    """The (i, j) of the monomials x^i y^j of total degree at most ``degree``."""
+    return [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
+
+
+@functools.lru_cache(maxsize=64)
+def _design(shape: tuple[int, int], degree: int) -> np.ndarray:
+    """(h * w, terms) monomials at every pixel of a thumbnail of ``shape`` (few shapes recur: cached)."""
+    vy, vx = _powers(shape[0], degree), _powers(shape[1], degree)
+    design = np.stack([np.outer(vy[:, j], vx[:, i]).ravel() for i, j in _terms(degree)], axis=1)
+    design.flags.writeable = False
+    return design
+
+
+@functools.lru_cache(maxsize=256)
+def _powers(n: int, degree: int) -> np.ndarray:
+    """(n, degree + 1): t^0 .. t^degree for n points t evenly spaced in [-1, 1]."""
+    t = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+    powers = t[:, None] ** np.arange(degree + 1)[None, :]
+    powers.flags.writeable = False
+    return powers
+
+
+def sample(a: np.ndarray, n: int = 2048) -> np.ndarray:
+    """At most about ``n`` evenly spaced values of ``a``: plenty for a median, at a fraction of its cost."""
+    flat = a.ravel()
+    return flat[:: max(1, flat.size // n)]
+
+
+def median_of(a: np.ndarray) -> float:
+    return middle(sample(a))
+
+
+def middle(a: np.ndarray) -> float:
+    """The median of a 1-d array (the upper one for an even size): one partition, none of ``np.median``'s overhead."""
+    k = a.size // 2
+    return float(np.partition(a, k)[k])
+
+
+def robust_sigma(r: np.ndarray) -> float:
+    """Noise level from the median absolute deviation."""
+    r = sample(r)
+    return 1.4826 * middle(np.abs(r - middle(r)))
+
+
+def decide_polarity(grey: np.ndarray, background: np.ndarray | None = None) -> bool:
+    """True when the ink is darker than the paper, False for light ink on dark.
+
+    The ink is the minority that stands out from the smooth background: compare
+    how much mass lies more than 4 noise-sigmas below and above it.
+    ``background``: ``estimate_background(grey)``, where the caller has it.
+    """
+    r = grey - (estimate_background(grey) if background is None else background)
+    sigma = max(robust_sigma(r), 1.0 / 255)
+    dark = np.clip(-r - 4 * sigma, 0, None).sum()
+    light = np.clip(r - 4 * sigma, 0, None).sum()
+    return bool(dark >= light)
+
+
+def remove_background(grey: np.ndarray, ink_is_dark: bool) -> np.ndarray:
+    """Ink strength (H, W): about 0 on the paper (its noise on either side), larger where the ink is."""
+    return _ink(grey, estimate_background(grey, ink_is_dark), ink_is_dark)
+
+
+def _ink(grey: np.ndarray, background: np.ndarray, ink_is_dark: bool) -> np.ndarray:
+    """Dark ink is measured relative to the local paper brightness, which cancels
+    multiplicative lighting (shade, vignetting); light ink by its excess over
+    the background."""
+    if ink_is_dark:
+        ink = (background - grey) / np.maximum(background, 0.05)
+    else:
+        ink = (grey - background) / np.maximum(1.0 - background, 0.05)
+    return ink.astype(np.float32)  # signed: the paper's noise in both directions measures it
+
+
+def ink_strength(grey: np.ndarray) -> np.ndarray:
+    """``remove_background(grey, decide_polarity(grey))`` with one thumbnail and one
+    polarity-blind fit shared by both, refined on the ink's side."""
+    small = thumbnail(grey, _BACKGROUND_SIDE)
+    blind = _fit_background(small, None)
+    dark = decide_polarity(grey, _surface(blind, grey.shape))
+    return _ink(grey, _surface(_fit_background(small, dark, start=blind), grey.shape), dark)
