@@ -48,7 +48,7 @@ def isolate_page(grey: np.ndarray) -> np.ndarray:
     if min(grey.shape) < 64:  # a digit-sized image, not a photo of a sheet
         return grey
     # Most images hold no sheet on a table: a thumbnail says so at a fraction of the cost.
-    if _page_region(thumbnail(grey, 96)) is None:
+    if _page_region(thumbnail(grey, 96, averaged=False)) is None:
         return grey
     page = _page_region(grey)
     if page is None:
@@ -92,14 +92,15 @@ def _border(a: np.ndarray) -> np.ndarray:
     return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
 
 
-def thumbnail(grey: np.ndarray, side: int) -> np.ndarray:
-    """``grey`` area-averaged down so its longer side is at most ``side`` px."""
+def thumbnail(grey: np.ndarray, side: int, *, averaged: bool = True) -> np.ndarray:
+    """``grey`` reduced so its longer side is at most ``side`` px: area-averaged, or where
+    ``averaged`` is False, sampled (bilinear; a twentieth of the cost, for outlines of large regions)."""
     h, w = grey.shape
     scale = min(1.0, side / max(h, w))
     if scale == 1.0:
         return grey
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA if averaged else cv2.INTER_LINEAR)
 
 
 def components(mask: np.ndarray) -> tuple[int, np.ndarray]:

@@ -82,7 +82,7 @@ def _may_hold_rules(mask: np.ndarray, axis: int, size: int) -> bool:
     A rule over 85% of ``size``, tilted at most 3 degrees, lies within a band
     of 0.05 * size + 6 lines across it, so within two neighbouring blocks of
     that many lines, and has ink in 85% of the positions along it (in a
-    photo, broken by gaps: half of them is enough to look further).
+    photo, broken by gaps: 70% of them is enough to look further).
     """
     ink = mask if axis == 1 else mask.T  # rows across the rules, columns along them
     block = int(0.05 * size) + 6
@@ -91,7 +91,7 @@ def _may_hold_rules(mask: np.ndarray, axis: int, size: int) -> bool:
         return True
     blocks = np.any(ink[: n * block].reshape(n, block, -1), axis=1)  # (n, size): ink anywhere in the block
     pairs = np.logical_or(blocks[:-1], blocks[1:])
-    return bool((pairs.mean(axis=1) > 0.5).any())
+    return bool((pairs.mean(axis=1) > 0.7).any())
 
 
 def remove_rules(mask: np.ndarray) -> np.ndarray:
