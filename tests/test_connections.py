@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from mnistlab.testing import running_server
-from mnistlab.web.protocol import ConnectionLimits
+from mnistlab.web.protocol import ConnectionLimits, protocol_for
 
 READ_TIMEOUT = 1.0
 PATIENCE = 20.0  # seconds a test waits for an answer: far above READ_TIMEOUT, far below "forever"
@@ -219,7 +219,7 @@ def test_connections_over_the_cap_get_503_and_the_rest_go_on(web_model_dir):
     from mnistlab.web.app import create_app
 
     limits = ConnectionLimits(read_timeout=60, max_connections=3)
-    with running_server(create_app(web_model_dir), limits=limits) as url:
+    with running_server(create_app(web_model_dir), http=protocol_for(limits)) as url:
         port = int(url.rsplit(":", 1)[1])
         held = [socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) for _ in range(3)]
         try:

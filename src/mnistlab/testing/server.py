@@ -14,19 +14,19 @@ __all__ = ["running_server"]
 
 @contextmanager
 def running_server(
-    app: Any, *, limits: Any = None, log_level: str = "warning", start_timeout: float = 120.0
+    app: Any, *, log_level: str = "warning", start_timeout: float = 120.0, **uvicorn_options: Any
 ) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a port the OS picks) in a thread, as ``mnistlab serve`` serves it
-    (uvicorn with the connection ``limits`` of ``mnistlab.web.protocol``); yield its base URL."""
-    import uvicorn  # only tests that serve need it
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a port the OS picks) in a thread; yield its base URL.
 
-    from mnistlab.web.protocol import ConnectionLimits, server_config
+    ``uvicorn_options`` go to ``uvicorn.Config``: serve as ``mnistlab serve`` does with
+    ``http=mnistlab.web.protocol.protocol_for(limits)``.
+    """
+    import uvicorn  # only tests that serve need it
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = server_config(app, host="127.0.0.1", port=port, limits=limits or ConnectionLimits(), log_level=log_level)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, **uvicorn_options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout

@@ -4,9 +4,9 @@
 middleware, so that every answer (the page, the API, static files, the docs,
 404s, 422s, a 500) leaves with the same security headers:
 
-- a Content-Security-Policy chosen by path (``policy_for``): the page and
-  the docs page may load only what this server sends, and run no inline
-  script; everything else (JSON, errors) may load nothing. Each forbids
+- a Content-Security-Policy (``policy_for``): the page and the docs page
+  may load only what this server sends, and run no inline script; every
+  other response (JSON, errors, files) may load nothing. Each forbids
   framing (``frame-ancestors 'none'``);
 - ``X-Frame-Options: DENY`` for browsers without frame-ancestors,
   ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``.
@@ -35,28 +35,30 @@ DOCS_CSP = (
 # JSON answers, errors and files: nothing in them may load or run anything.
 API_CSP = f"default-src 'none'; {_COMMON}"
 
-# Longest prefix first: "/" only matches the page itself.
-_POLICIES = (
-    ("/static-offline-docs/", DOCS_CSP),
-    ("/static/", PAGE_CSP),
-    ("/docs", DOCS_CSP),
-)
+# Pages by path; "/" only matches the page itself.
+_PAGES = (("/docs", DOCS_CSP), ("/static-offline-docs/", DOCS_CSP), ("/static/", PAGE_CSP))
 
 
-def policy_for(path: str) -> str:
-    """The Content-Security-Policy for a response to ``path``."""
+def policy_for(path: str, content_type: str) -> str:
+    """The Content-Security-Policy for a response to ``path`` of ``content_type``.
+
+    Only an HTML page gets a policy that lets it load anything; every other
+    response (JSON, errors, scripts, styles, images) gets ``API_CSP``.
+    """
+    if not content_type.startswith("text/html"):
+        return API_CSP
     if path == "/":
         return PAGE_CSP
-    for prefix, policy in _POLICIES:
+    for prefix, policy in _PAGES:
         if path == prefix or path.startswith(prefix):
             return policy
     return API_CSP
 
 
-def security_headers(path: str) -> list[tuple[bytes, bytes]]:
+def security_headers(path: str, content_type: str = "application/json") -> list[tuple[bytes, bytes]]:
     """The headers every response to ``path`` carries, as ASGI (lower-case bytes) pairs."""
     return [
-        (b"content-security-policy", policy_for(path).encode("ascii")),
+        (b"content-security-policy", policy_for(path, content_type).encode("ascii")),
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"no-referrer"),
@@ -84,11 +86,13 @@ class Guard:
         head = scope["method"] == "HEAD"
         if head:  # a copy: the server's own scope still says HEAD, so it sends no body either
             scope = {**scope, "method": "GET"}
-        extra = security_headers(_app_path(scope))
+        path = _app_path(scope)
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _NAMES]
+                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                extra = security_headers(path, content_type.decode("latin-1"))
                 message = {**message, "headers": headers + extra}
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}

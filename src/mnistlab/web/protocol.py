@@ -20,7 +20,8 @@ with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
 - a client that goes away before its body is complete is one log line;
 - malformed HTTP gets the API's JSON error shape instead of plain text.
 
-``server_config`` builds the uvicorn ``Config`` that serves an app this way.
+``server_config`` builds the uvicorn ``Config`` that serves an app this way
+(``protocol_for`` the protocol class alone).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from mnistlab.errors import ParameterError
 from mnistlab.web.guard import security_headers
 
-__all__ = ["ConnectionLimits", "GuardedProtocol", "server_config", "DISCARD_BYTES"]
+__all__ = ["ConnectionLimits", "GuardedProtocol", "protocol_for", "server_config", "raw_response", "DISCARD_BYTES"]
 
 # The most of a refused body read and dropped so that its client sees the answer, not a reset.
 DISCARD_BYTES = 64 * 2**20
@@ -76,7 +77,7 @@ def raw_response(status: int, detail: str) -> bytes:
         b"content-type: application/json",
         b"content-length: %d" % len(body),
         b"connection: close",
-        *(name + b": " + value for name, value in security_headers("/api")),
+        *(name + b": " + value for name, value in security_headers("/api", "application/json")),
     ]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
@@ -223,13 +224,17 @@ class GuardedProtocol(H11Protocol):
         detail = f"The server is busy ({limit} connections open); try again in a few seconds."
         headers = {"retry-after": "2", "connection": "close"}
         response = JSONResponse({"detail": detail}, status_code=503, headers=headers)
-        response.raw_headers += security_headers("/api")
+        response.raw_headers += security_headers("/api", "application/json")
         await response(scope, receive, send)
+
+
+def protocol_for(limits: ConnectionLimits) -> type[GuardedProtocol]:
+    """``GuardedProtocol`` under ``limits``, as uvicorn's ``http`` protocol class (it makes one per connection)."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
 
 
 def server_config(
     app: Any, *, host: str, port: int, limits: ConnectionLimits, log_level: str = "info"
 ) -> uvicorn.Config:
     """uvicorn's ``Config`` serving ``app`` with ``GuardedProtocol`` under ``limits``."""
-    protocol = type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
-    return uvicorn.Config(app, host=host, port=port, http=protocol, log_level=log_level)
+    return uvicorn.Config(app, host=host, port=port, http=protocol_for(limits), log_level=log_level)
