@@ -141,7 +141,7 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     if exc.status_code == 404:
         detail = f"There is nothing at {path}; the page is at /, the API under /api (see /docs)."
     elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "another method")
+        allowed = (exc.headers or {}).get("Allow", "GET")  # only static files refuse without naming methods
         detail = f"{request.method} is not allowed on {path}; use {allowed}."
     else:
         detail = str(exc.detail).rstrip(".") + "."
