@@ -1,7 +1,8 @@
-"""`mnistlab serve` under load: 50 concurrent clients posting photos of digits.
+"""`mnistlab serve` under load: 50 concurrent clients posting photos of digits, then the same with faults.
 
     MNISTLAB_DATA=../shared/data/mnist .venv/bin/python benchmarks/bench_serve.py \
-        [--model DIR] [--requests 1000] [--clients 50] [--trials 3]
+        [--model DIR] [--requests 1000] [--clients 50] [--trials 3] \
+        [--faults] [--junk-share 0.3] [--slow-clients 5] [--read-timeout 10]
 
 A real server runs in a subprocess on 127.0.0.1 (``python -m mnistlab.cli
 serve``); the clients are httpx AsyncClients in this process, each posting
@@ -12,6 +13,16 @@ and the server's resident memory (VmRSS, and peak VmHWM, from /proc/PID/status)
 before the first and after the last trial. The reference is the same
 ``predict_image`` called in-process with no HTTP, one photo at a time and in
 as many threads as the server runs inferences at once.
+
+With --faults, a load-with-faults run follows the clean trials, on the same
+server: the clients mix valid photos with junk (``--junk-share`` of the
+requests: text files, truncated photos, empty files, pixel bombs, uploads over
+the 16 MiB limit, JSON with strings for pixels), while ``--slow-clients``
+raw connections each declare a 1000-byte upload and send it at 1 byte/s,
+reconnecting when let go. Printed: the count of 5xx answers (must be 0), the
+junk answered 4xx by kind, the valid requests' p50/p99 beside the clean run's,
+and how each slow connection ended (408 or closed by the server, and after how
+long, against the server's ``--read-timeout``; none may stay held).
 
 Without --model, the best model saved on this machine is used, else a
 knn-deskew model fitted on 10,000 training digits (seed 0) in a temp dir.
@@ -38,7 +49,7 @@ import numpy as np
 from mnistlab import load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model
 from mnistlab.models.recipes import get_recipe
-from mnistlab.testing import make_photo
+from mnistlab.testing import make_photo, make_pixel_bomb
 from mnistlab.trust.predict import predict_image
 
 
@@ -78,8 +89,9 @@ def quick_model(folder: Path) -> Path:
     return save_model(model, folder, card=card)
 
 
-def start_server(model_dir: Path, port: int) -> subprocess.Popen:
+def start_server(model_dir: Path, port: int, read_timeout: float) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--model", str(model_dir), "--port", str(port)]
+    cmd += ["--read-timeout", str(read_timeout)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -138,6 +150,145 @@ async def load_run(url: str, photos: list[tuple[str, bytes, int]], n_requests: i
     }
 
 
+def junk_requests(photos: list[tuple[str, bytes, int]]) -> dict[str, dict]:
+    """One request of each kind of junk, as httpx ``post`` keyword arguments, by name."""
+    photo = photos[0][1]
+    return {
+        "text file": {"files": {"file": ("notes.txt", b"not an image at all\n" * 50, "text/plain")}},
+        "truncated photo": {"files": {"file": ("cut.jpg", photo[: len(photo) // 2], "image/jpeg")}},
+        "empty file": {"files": {"file": ("empty.png", b"", "image/png")}},
+        "pixel bomb": {"files": {"file": ("bomb.png", make_pixel_bomb(100_000, 100_000), "image/png")}},
+        "over 16 MiB": {"files": {"file": ("huge.png", b"\0" * (17 * 2**20), "image/png")}},
+        "strings for pixels": {"json": {"pixels": ["12"] * 784}},
+    }
+
+
+async def slow_client(host: str, port: int, stop: asyncio.Event, ends: list[tuple[str, float]], patience: float):
+    """Declare a 1000-byte upload and send it at 1 byte/s; record how each connection ends, then reconnect.
+
+    An end is ("408", seconds) or ("closed", seconds) when the server let go, or ("held", seconds) when it
+    still held the connection after ``patience`` seconds (a failure).
+    """
+    head = (  # JSON: the server waits for all of it before parsing any
+        b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    while not stop.is_set():
+        reader, writer = await asyncio.open_connection(host, port)
+        t = time.perf_counter()
+        writer.write(head)
+        end = "held"
+        while time.perf_counter() - t < patience:
+            try:
+                data = await asyncio.wait_for(reader.read(4096), timeout=1.0)
+                end = "408" if data.startswith(b"HTTP/1.1 408") else "closed" if not data else data[:12].decode()
+                break
+            except TimeoutError:
+                try:
+                    writer.write(b" ")
+                    await writer.drain()
+                except ConnectionError:
+                    end = "closed"
+                    break
+        ends.append((end, time.perf_counter() - t))
+        writer.close()
+
+
+async def fault_run(url: str, photos: list[tuple[str, bytes, int]], args) -> dict:
+    """Valid photos and junk from ``args.clients`` clients, beside ``args.slow_clients`` 1-byte/s uploads."""
+    junk = junk_requests(photos)
+    kinds = list(junk)
+    rng = np.random.default_rng(1)
+    junk_at = np.flatnonzero(rng.random(args.requests) < args.junk_share)
+    plan: list[str | None] = [None] * args.requests
+    for n, i in enumerate(junk_at):
+        plan[i] = kinds[n % len(kinds)]
+    latencies: list[float] = []
+    statuses: dict[str, list[int]] = {k: [] for k in ["valid", *kinds]}
+    errors: list[str] = []
+    right = 0
+    next_index = 0
+    host, port = url.removeprefix("http://").split(":")
+    stop, ends = asyncio.Event(), []
+    patience = 3 * args.read_timeout + 5
+    slow = [asyncio.create_task(slow_client(host, int(port), stop, ends, patience)) for _ in range(args.slow_clients)]
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+
+        async def worker():
+            nonlocal next_index, right
+            while next_index < args.requests:
+                i = next_index
+                next_index += 1
+                kind = plan[i]
+                name, data, label = photos[i % len(photos)]
+                kwargs = junk[kind] if kind else {"files": {"file": (name, data)}}
+                t = time.perf_counter()
+                try:
+                    r = await client.post("/api/predict", **kwargs)
+                except httpx.HTTPError as exc:
+                    errors.append(f"{kind or 'valid'}: {exc!r}")
+                    continue
+                statuses[kind or "valid"].append(r.status_code)
+                if kind is None and r.status_code == 200:
+                    latencies.append(time.perf_counter() - t)
+                    right += r.json()["digit"] == label
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(args.clients)))
+        wall = time.perf_counter() - t0
+    stop.set()
+    await asyncio.gather(*slow)  # each finishes the connection it has open: released, or held past patience
+    q = np.quantile(latencies, [0.5, 0.99]) if latencies else [float("nan")] * 2
+    n_valid = sum(k is None for k in plan)
+    return {
+        "wall": wall,
+        "p50": q[0],
+        "p99": q[1],
+        "statuses": statuses,
+        "errors": errors,
+        "ends": ends,
+        "accuracy": right / max(1, n_valid),
+    }
+
+
+def report_faults(faults: dict, clean: list[dict], args) -> None:
+    statuses = faults["statuses"]
+    every = [s for codes in statuses.values() for s in codes]
+    print(
+        f"\nload with faults: {args.requests} requests, {args.clients} clients, {args.junk_share:.0%} junk, "
+        f"{args.slow_clients} clients at 1 byte/s ({faults['wall']:.1f} s)"
+    )
+    print(f"  5xx answers: {sum(s >= 500 for s in every)} (must be 0); transport errors: {len(faults['errors'])}")
+    for e in faults["errors"][:5]:
+        print(f"    error: {e}")
+    for kind, codes in statuses.items():
+        if kind != "valid":
+            counts = ", ".join(f"{code}: {codes.count(code)}" for code in sorted(set(codes)))
+            print(f"  junk {kind:>18}: {sum(400 <= c < 500 for c in codes)} of {len(codes)} answered 4xx ({counts})")
+    valid = statuses["valid"]
+    print(f"  valid photos: {valid.count(200)} of {len(valid)} answered 200, accuracy {faults['accuracy']:.3f}")
+    p50 = statistics.mean(r["p50"] for r in clean) * 1000
+    p99 = statistics.mean(r["p99"] for r in clean) * 1000
+    print(
+        f"  valid p50 {faults['p50'] * 1000:.0f} ms (clean {p50:.0f} ms), p99 {faults['p99'] * 1000:.0f} ms "
+        f"(clean {p99:.0f} ms)"
+    )
+    ends = faults["ends"]
+    released = [t for end, t in ends if end != "held"]
+    how = ", ".join(f"{end}: {sum(e == end for e, _ in ends)}" for end in sorted({e for e, _ in ends}))
+    print(
+        f"  slow connections: {len(ends)} ({how}); released by the timeouts: {len(released)} of {len(ends)}"
+        + (
+            f", after {min(released):.1f}-{max(released):.1f} s (read timeout {args.read_timeout:g} s)"
+            if released
+            else ""
+        )
+    )
+    print(f"  server memory after: RSS {mib(faults['memory']['VmRSS'])}, peak {mib(faults['memory']['VmHWM'])}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
@@ -145,6 +296,10 @@ def main():
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--photos", type=int, default=200, help="distinct photos, cycled through")
+    ap.add_argument("--faults", action="store_true", help="then a load-with-faults run (module docstring)")
+    ap.add_argument("--junk-share", type=float, default=0.3, help="share of junk requests in the faults run")
+    ap.add_argument("--slow-clients", type=int, default=5, help="connections sending 1 byte/s in the faults run")
+    ap.add_argument("--read-timeout", type=float, default=10.0, help="the server's --read-timeout")
     args = ap.parse_args()
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -184,7 +339,7 @@ def main():
             )
 
         port = free_port()
-        server = start_server(Path(model_dir), port)
+        server = start_server(Path(model_dir), port, args.read_timeout)
         try:
             before = memory(server.pid)
             print(
@@ -206,6 +361,9 @@ def main():
                 for e in r["errors"][:5]:
                     print(f"    error: {e}")
             after = memory(server.pid)
+            if args.faults:
+                faults = asyncio.run(fault_run(f"http://127.0.0.1:{port}", photos, args))
+                faults["memory"] = memory(server.pid)
         finally:
             server.terminate()
             server.wait(30)
@@ -229,6 +387,8 @@ def main():
         f"server memory: RSS {mib(before['VmRSS'])} before, {mib(after['VmRSS'])} after; "
         f"peak {mib(before['VmHWM'])} at start-up, {mib(after['VmHWM'])} overall"
     )
+    if args.faults:
+        report_faults(faults, runs, args)
 
 
 if __name__ == "__main__":

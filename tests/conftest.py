@@ -92,6 +92,8 @@ def web_model_dir(mnist_small, tmp_path_factory):
 def live_server(web_model_dir, max_upload_bytes):
     from mnistlab.testing import running_server
     from mnistlab.web.app import create_app
+    from mnistlab.web.protocol import ConnectionLimits, protocol_for
 
-    with running_server(create_app(web_model_dir, max_upload_bytes=max_upload_bytes)) as url:
+    app = create_app(web_model_dir, max_upload_bytes=max_upload_bytes)
+    with running_server(app, http=protocol_for(ConnectionLimits())) as url:  # as `mnistlab serve` serves it
         yield url

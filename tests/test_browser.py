@@ -54,10 +54,13 @@ def page(browser, live_server):
     page.on("pageerror", lambda e: errors.append(str(e)))
     outside: list[str] = []
     page.on("request", lambda r: None if r.url.startswith((live_server, "data:", "blob:")) else outside.append(r.url))
+    refused: list[str] = []  # what the Content-Security-Policy blocked: the page must need nothing it forbids
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(live_server)
     yield page
     assert not errors, errors
     assert not outside, f"the page fetched from elsewhere: {outside}"
+    assert not refused, refused
     context.close()
 
 
@@ -205,6 +208,23 @@ def test_screenshots_desktop_and_phone(browser, live_server, tmp_path):
 
 
 def test_api_docs_render_offline(page, live_server):
-    page.goto(f"{live_server}/docs")
+    response = page.goto(f"{live_server}/docs")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "unsafe" not in response.headers["content-security-policy"]  # Swagger UI runs without inline code
     page.locator(".swagger-ui .opblock-summary-path", has_text="/api/predict").wait_for(timeout=15_000)
     assert "mnistlab" in page.inner_text(".swagger-ui .info .title")
+    # Try it out: the docs page may call the API it documents (connect-src 'self').
+    page.locator(".opblock-summary-path", has_text="/api/health").click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    page.locator(".responses-wrapper .response-col_status", has_text="200").first.wait_for(timeout=15_000)
+
+
+def test_the_page_refuses_to_be_framed(browser, live_server):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_content(f'<iframe id="f" src="{live_server}/"></iframe>')  # a page elsewhere framing ours
+    page.wait_for_timeout(1000)
+    frame = page.frame_locator("#f")
+    assert frame.locator("#pad").count() == 0  # Chromium blocked it: frame-ancestors 'none'
+    context.close()

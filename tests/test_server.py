@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from mnistlab.testing import make_number_photo, make_photo, make_pixel_bomb
@@ -278,3 +281,135 @@ def test_cli_serve_runs_on_localhost(web_model_dir):
         server.terminate()
         server.wait(30)
     assert "127.0.0.1" in server.stderr.read()  # uvicorn's "running on" line: localhost only by default
+
+
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
+GET_ROUTES = ["/", "/api/health", "/api/model", "/static/app.js", "/static/style.css", "/docs", "/openapi.json"]
+
+
+@pytest.mark.parametrize("path", GET_ROUTES + ["/static-offline-docs/swagger-ui.css"])
+def test_head_is_answered_wherever_get_is(client, path):
+    got, headed = client.get(path), client.head(path)
+    assert got.status_code == headed.status_code == 200
+    assert headed.content == b""
+    assert headed.headers["content-type"] == got.headers["content-type"]
+    assert int(headed.headers["content-length"]) == len(got.content)
+
+
+def kinds_of_response(client, max_upload_bytes):
+    """One response of each kind the server gives, by name."""
+    return {
+        "page": client.get("/"),
+        "page HEAD": client.head("/"),
+        "api": client.get("/api/health"),
+        "static": client.get("/static/app.js"),
+        "docs": client.get("/docs"),
+        "docs files": client.get("/static-offline-docs/swagger-ui-bundle.js"),
+        "openapi": client.get("/openapi.json"),
+        "prediction": client.post("/api/predict", json={"pixels": [0] * 784}),
+        "404": client.get("/no/such/page"),
+        "404 static": client.get("/static/no-such-file.js"),
+        "405": client.delete("/api/predict"),
+        "413": client.post("/api/predict", content=b"\0" * (max_upload_bytes + 1)),
+        "413 json": client.post("/api/predict", content=b" " * 2**17, headers={"content-type": "application/json"}),
+        "415": client.post("/api/predict", files={"file": ("a.txt", b"plain text", "text/plain")}),
+        "422": client.post("/api/predict", json={"pixels": "no"}),
+        "400 form": client.post(
+            "/api/predict", content=b"--x\r\nbroken", headers={"content-type": "multipart/form-data"}
+        ),
+    }
+
+
+def test_every_kind_of_response_carries_the_security_headers(client, max_upload_bytes):
+    for kind, r in kinds_of_response(client, max_upload_bytes).items():
+        for name, value in SECURITY_HEADERS.items():
+            assert r.headers.get(name) == value, (kind, name, r.headers)
+        policy = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "unsafe" not in policy, (kind, policy)
+        assert len(r.headers.get_list("content-security-policy")) == 1, kind
+        if kind in ("page", "page HEAD", "docs"):
+            assert "script-src 'self'" in policy, (kind, policy)
+        else:  # JSON, errors and files may load nothing at all
+            assert policy.startswith("default-src 'none'"), (kind, policy)
+
+
+def test_every_4xx_is_json_with_one_sentence(client, max_upload_bytes):
+    refusals = {k: r for k, r in kinds_of_response(client, max_upload_bytes).items() if r.status_code >= 400}
+    assert {r.status_code for r in refusals.values()} == {400, 404, 405, 413, 415, 422}
+    for kind, r in refusals.items():
+        assert r.headers["content-type"] == "application/json", (kind, r.text)
+        detail = r.json()["detail"]
+        assert isinstance(detail, str) and detail.endswith(".") and "\n" not in detail, (kind, detail)
+    assert "/no/such/page" in refusals["404"].json()["detail"]
+    assert refusals["405"].headers["allow"] == "POST" and "POST" in refusals["405"].json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"pixels": ["12"] + [0] * 783}, "pixels.0"),
+        ({"pixels": [0] * 783 + [True]}, "pixels.783"),
+        ({"pixels": [False] * 784}, "pixels.0"),
+        ({"pixels": [None] * 784}, "pixels.0"),
+        ({"pixels": [[0]] * 784}, "pixels.0"),
+        ({"pixels": [0] * 784, "top": True}, "top"),
+        ({"pixels": [0] * 784, "top": "3"}, "top"),
+        ({"pixels": [0] * 784, "top": 3.0}, "top"),
+        ({"pixels": [0] * 784, "extra": 1}, "extra"),
+        ({"pixels": "0" * 784}, "pixels"),
+    ],
+)
+def test_json_types_are_strict(client, body, field):
+    r = client.post("/api/predict", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"Invalid request: {field}:"), r.json()
+
+
+def test_json_numbers_may_be_integers_or_floats(client, easy_digits):
+    digit = easy_digits[0][2].astype(float).tolist()
+    digit[0] = 0  # an int among floats
+    r = client.post("/api/predict", json={"pixels": digit, "top": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["digit"] == easy_digits[1][2] and len(r.json()["top"]) == 2
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    max_leaves=30,
+)
+NEAR_VALID = st.fixed_dictionaries(
+    {"pixels": st.lists(st.integers(0, 255) | JSON_SCALARS, min_size=783, max_size=785)},
+    optional={"top": JSON_VALUES},
+)
+BODIES = st.one_of(
+    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+    NEAR_VALID.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=4000),
+    st.binary(max_size=2000).map(lambda b: b'--x\r\nContent-Disposition: form-data; name="file"\r\n\r\n' + b),
+)
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=latin-1",
+        "multipart/form-data; boundary=x",
+        "multipart/form-data",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "",
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=BODIES, content_type=CONTENT_TYPES, route=st.sampled_from(["/api/predict", "/api/read-number"]))
+def test_random_bodies_get_an_answer_or_a_clean_4xx(client, body, content_type, route):
+    r = client.post(route, content=body, headers={"content-type": content_type} if content_type else {})
+    assert r.status_code < 500, (r.status_code, r.text)
+    if r.status_code == 200:
+        assert "digit" in r.json() or "number" in r.json()
+    else:
+        assert 400 <= r.status_code < 500
+        assert r.headers["content-type"] == "application/json"
+        assert isinstance(r.json()["detail"], str) and r.json()["detail"].endswith(".")

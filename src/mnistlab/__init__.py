@@ -66,6 +66,7 @@ _SOURCES = {
     "RecipeError": "mnistlab.errors",
     "ModelFileError": "mnistlab.errors",
     "InputError": "mnistlab.errors",
+    "BodyTooLargeError": "mnistlab.errors",
     "ImageError": "mnistlab.errors",
     "ImageTooLargeError": "mnistlab.errors",
     "NotAnImageError": "mnistlab.errors",
@@ -94,6 +95,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from mnistlab.data.load import load_mnist, load_split
     from mnistlab.data.registry import DATASETS
     from mnistlab.errors import (
+        BodyTooLargeError,
         ChecksumError,
         DatasetError,
         DownloadError,

@@ -17,6 +17,7 @@ __all__ = [
     "RecipeError",
     "ModelFileError",
     "InputError",
+    "BodyTooLargeError",
     "ParameterError",
     "ImageError",
     "ImageTooLargeError",
@@ -66,6 +67,12 @@ class InputError(MnistlabError, ValueError):
     """User-supplied data has the wrong shape, type, or range."""
 
     http_status = 422
+
+
+class BodyTooLargeError(InputError):
+    """A request body is larger than the server takes, refused from its declared or counted size."""
+
+    http_status = 413
 
 
 class ParameterError(InputError):

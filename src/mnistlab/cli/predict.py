@@ -113,8 +113,16 @@ def serve(
         "127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 exposes the page to your network."
     ),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    read_timeout: float = typer.Option(
+        10.0, "--read-timeout", min=0.1, max=3600, help="Seconds a request head may take, and a body may pause."
+    ),
+    max_connections: int = typer.Option(
+        100, "--max-connections", min=1, help="Open connections at once; a request on one more gets 503."
+    ),
 ):
     """Serve the draw-a-digit page and its JSON API (docs at /docs) until Ctrl+C."""
     from mnistlab.web.app import serve as run_server  # FastAPI and uvicorn: not at start-up
+    from mnistlab.web.protocol import ConnectionLimits
 
-    run_server(model, host=host, port=port)
+    limits = ConnectionLimits(read_timeout=read_timeout, max_connections=max_connections)
+    run_server(model, host=host, port=port, limits=limits)

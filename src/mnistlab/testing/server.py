@@ -7,19 +7,26 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 __all__ = ["running_server"]
 
 
 @contextmanager
-def running_server(app, *, start_timeout: float = 120.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a port the OS picks) in a thread; yield its base URL."""
+def running_server(
+    app: Any, *, log_level: str = "warning", start_timeout: float = 120.0, **uvicorn_options: Any
+) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a port the OS picks) in a thread; yield its base URL.
+
+    ``uvicorn_options`` go to ``uvicorn.Config``: serve as ``mnistlab serve`` does with
+    ``http=mnistlab.web.protocol.protocol_for(limits)``.
+    """
     import uvicorn  # only tests that serve need it
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, **uvicorn_options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout

@@ -4,12 +4,17 @@
 the API under ``/api`` (``routes``), offline OpenAPI docs at ``/docs``. The
 model is loaded once, when the app starts.
 
-Limits are enforced before any work is done: the request body is counted
-while it arrives (413 past ``max_upload_bytes``), an image's header is read
-before its pixels (413 past ``max_pixels``), and inference runs in worker
-threads, at most one per CPU at a time, so a slow request never blocks the
-event loop and fifty uploads never decode fifty photos at once. Every refusal
-is ``{"detail": one sentence}`` with the status its exception class carries.
+Limits are enforced before any work is done: a body declared over
+``max_upload_bytes`` is refused unread and the others are counted while they
+arrive (413), a JSON body is held to ``MAX_JSON_BYTES``, an image's header is
+read before its pixels (413 past ``max_pixels``), and inference runs in
+worker threads, at most one per CPU at a time, of which at most
+``max_decodes`` hold a photo, so a slow request never blocks the event loop
+and fifty uploads never decode fifty photos at once. Every response carries
+the security headers of ``guard``; HEAD is answered wherever GET is. Every
+refusal is ``{"detail": one sentence}`` with the status its exception class
+carries, 404 and 405 included. ``serve`` runs the app under uvicorn with the
+connection limits of ``protocol`` (read timeouts, a connection cap).
 """
 
 from __future__ import annotations
@@ -17,24 +22,44 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
+import fastapi_offline
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from mnistlab._version import __version__
-from mnistlab.errors import InputError, MnistlabError
+from mnistlab.errors import MnistlabError, ParameterError
 from mnistlab.reading.decode import MAX_PIXELS
 from mnistlab.trust.predict import load_predictor
+from mnistlab.web.guard import Guard
 from mnistlab.web.limits import DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
+from mnistlab.web.protocol import ConnectionLimits, server_config
 from mnistlab.web.routes import STATIC_DIR, Served, router
 
-__all__ = ["create_app", "serve", "DEFAULT_MAX_UPLOAD_BYTES"]
+__all__ = ["create_app", "serve", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_DECODES"]
+
+# Photos decoded at once, whatever the CPU count: each may take a few hundred MB while it is read.
+DEFAULT_MAX_DECODES = 4
+# Swagger UI's script and styles, shipped in the fastapi-offline wheel.
+DOCS_FILES = Path(fastapi_offline.__file__).with_name("static")
+
+
+class _GuardedAPI(FastAPI):
+    """FastAPI with ``Guard`` outside everything, Starlette's error middleware included, so a 500 gets the
+    security headers too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Guard(super().build_middleware_stack())
 
 
 def create_app(
@@ -42,36 +67,52 @@ def create_app(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_pixels: int | None = None,
+    max_decodes: int | None = None,
 ) -> FastAPI:
     """Build the application.
 
     ``model`` is a fitted estimator with ``predict_proba``, a model directory,
     a ``Predictor`` from ``load_predictor``, or None for the reader shipped with
-    mnistlab; it is loaded once, when the application starts. Request bodies over ``max_upload_bytes`` get 413,
-    and so do images whose header declares more than ``max_pixels`` (default:
-    the photo reader's own limit, ``MAX_PIXELS``).
+    mnistlab; it is loaded once, when the application starts. Request bodies
+    over ``max_upload_bytes`` get 413, and so do images whose header declares
+    more than ``max_pixels`` (default: the photo reader's own limit,
+    ``MAX_PIXELS``). At most ``max_decodes`` photos are read and decoded at
+    once (default: one per CPU, at most ``DEFAULT_MAX_DECODES``).
     """
     if max_pixels is None:
         max_pixels = MAX_PIXELS
-    if max_upload_bytes < 1 or max_pixels < 1:
-        raise InputError(f"Limits must be positive, got max_upload_bytes={max_upload_bytes}, max_pixels={max_pixels}.")
+    if max_decodes is None:
+        max_decodes = min(max(2, os.cpu_count() or 2), DEFAULT_MAX_DECODES)
+    for name, value in (
+        ("max_upload_bytes", max_upload_bytes),
+        ("max_pixels", max_pixels),
+        ("max_decodes", max_decodes),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ParameterError(name, f"{{param}} must be a whole number of at least 1, got {value!r}.")
 
-    app = FastAPIOffline(
+    app = _GuardedAPI(
         title="mnistlab",
         version=__version__,
         description="Draw or photograph a digit; the model says which it is and whether it is sure.",
-        lifespan=_lifespan(model, max_pixels),
+        lifespan=_lifespan(model, max_pixels, max_decodes),
+        docs_url=None,  # routes.docs serves its own page: Swagger UI without inline script
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     # Starlette types handlers as taking any Exception; these take the class they are registered for.
     app.add_exception_handler(MnistlabError, _user_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _server_error)
+    app.mount("/static-offline-docs", StaticFiles(directory=DOCS_FILES), name="static-offline-docs")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
     return app
 
 
-def _lifespan(model: Any, max_pixels: int) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(model: Any, max_pixels: int, max_decodes: int) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Load ``model`` once at start-up and share it as ``Served`` (in a thread: a model saved without its
     probability cut is calibrated then, which takes seconds)."""
 
@@ -79,7 +120,8 @@ def _lifespan(model: Any, max_pixels: int) -> Callable[[FastAPI], AbstractAsyncC
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictor = await anyio.to_thread.run_sync(load_predictor, model)
         limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
-        app.state.served = Served(predictor=predictor, limiter=limiter, max_pixels=max_pixels)
+        decodes = anyio.CapacityLimiter(max_decodes)
+        app.state.served = Served(predictor=predictor, limiter=limiter, decodes=decodes, max_pixels=max_pixels)
         yield
 
     return lifespan
@@ -93,6 +135,31 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse({"detail": _one_sentence(exc.errors())}, status_code=422)
 
 
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own refusals (no such route, wrong method, a broken multipart form) as one sentence."""
+    path = request.url.path
+    if exc.status_code == 404:
+        detail = f"There is nothing at {path}; the page is at /, the API under /api (see /docs)."
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "GET")  # only static files refuse without naming methods
+        detail = f"{request.method} is not allowed on {path}; use {allowed}."
+    else:
+        detail = str(exc.detail).rstrip(".") + "."
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    """The client left before its request was complete: nobody to answer, and the server's protocol has
+    logged it in one line (not as an exception in the application)."""
+    return Response(status_code=400)
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: the JSON error shape for the client (the server still logs the traceback)."""
+    detail = "The server failed on this request; this is a bug in mnistlab, please report it."
+    return JSONResponse({"detail": detail}, status_code=500)
+
+
 def _one_sentence(errors: Sequence[Any]) -> str:
     """The first of pydantic's validation errors as one sentence a person can act on."""
     err = errors[0]
@@ -102,9 +169,22 @@ def _one_sentence(errors: Sequence[Any]) -> str:
     if where.startswith("pixels") and err.get("type") in ("too_short", "too_long"):
         got = len(err.get("input", ()))
         return f"pixels must hold 784 values (28 x 28, row by row), got {got}."
-    return f"Invalid request: {where or 'body'}: {err.get('msg', 'invalid value')}."
+    shown = repr(err["input"]) if "input" in err and where else ""
+    shown = f" (got {shown[:40]}{'...' if len(shown) > 40 else ''})" if shown else ""
+    return f"Invalid request: {where or 'body'}: {err.get('msg', 'invalid value')}{shown}."
 
 
-def serve(model_dir: Any = None, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Load the model (failing fast with a ModelFileError), then run the app under uvicorn until Ctrl+C."""
-    uvicorn.run(create_app(load_predictor(model_dir)), host=host, port=port, log_level="info")
+def serve(
+    model_dir: Any = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    limits: ConnectionLimits | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_decodes: int | None = None,
+) -> None:
+    """Load the model (failing fast with a ModelFileError), then serve it under uvicorn until Ctrl+C,
+    with the connection ``limits`` of ``protocol`` (default ``ConnectionLimits()``)."""
+    limits = limits or ConnectionLimits()
+    app = create_app(load_predictor(model_dir), max_upload_bytes=max_upload_bytes, max_decodes=max_decodes)
+    uvicorn.Server(server_config(app, host=host, port=port, limits=limits)).run()

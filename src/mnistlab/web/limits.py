@@ -1,9 +1,11 @@
 """Limits that stop a request before it costs memory or time.
 
-Two checks run before any pixel is decoded: ``BodyLimit`` counts the request
-body while it arrives and answers 413 past ``max_bytes``, and
-``check_image_header`` reads an upload's image header and refuses non-images
-(415) and images with more than ``max_pixels`` pixels (413).
+Checks that run before any pixel is decoded: ``BodyLimit`` refuses a body
+whose declared Content-Length is over ``max_bytes`` at once (413, nothing
+read) and counts the bytes of the others as they arrive; ``read_capped``
+holds a JSON body to its own, much smaller limit; ``check_image_header``
+reads an upload's image header and refuses non-images (415) and images with
+more than ``max_pixels`` pixels (413).
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ from __future__ import annotations
 import io
 
 from PIL import Image, UnidentifiedImageError
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnistlab.errors import ImageTooLargeError, NotAnImageError
+from mnistlab.errors import BodyTooLargeError, ImageTooLargeError, NotAnImageError
+from mnistlab.web.protocol import DISCARD_BYTES
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "BodyLimit", "check_image_header"]
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "MAX_JSON_BYTES", "BodyLimit", "read_capped", "check_image_header"]
 
 # A phone photo is 2-12 MB; anything much larger is not a picture of a digit.
 DEFAULT_MAX_UPLOAD_BYTES = 16 * 2**20
-# An over-limit body up to this size is read and dropped so the client can read its 413;
-# past it the connection is closed without reading (the client may see a reset instead).
-DRAIN_BYTES = 64 * 2**20
+# 784 pixel values as JSON take 4 KB as integers, under 20 KB as full-precision floats.
+MAX_JSON_BYTES = 64 * 2**10
 
 
 class _BodyTooLarge(Exception):
@@ -32,12 +35,13 @@ class _BodyTooLarge(Exception):
 class BodyLimit:
     """ASGI middleware: refuse request bodies over ``max_bytes`` with 413.
 
-    The declared Content-Length is checked before the application runs; the
-    bytes are also counted as they arrive, so a chunked upload without a
-    length, or one that lies about it, is cut off at the same limit. Before
-    answering, the rest of the body (up to ``DRAIN_BYTES``) is read and
-    dropped: a client still sending would otherwise get a connection reset
-    instead of the 413 and its message.
+    A declared Content-Length over the limit is answered before the body is
+    read at all. The bytes of other bodies are counted as they arrive, so a
+    chunked upload without a length is cut off at the same limit. What is
+    left of a refused body is not read here: the server reads and drops it
+    (bounded in time and size, ``protocol``), so the client sees the 413 and
+    not a reset; one declared past ``DISCARD_BYTES`` is not worth reading,
+    and its connection is closed after the answer.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int):
@@ -48,19 +52,16 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_bytes:
-            more = declared.isdigit() and int(declared) <= DRAIN_BYTES
-            return await self._refuse(scope, receive, send, more)
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(scope, receive, send, close=int(declared) > DISCARD_BYTES)
         received = 0
-        more_body = True
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal received, more_body
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                more_body = message.get("more_body", False)
                 if received > self.max_bytes:
                     raise _BodyTooLarge
             return message
@@ -75,22 +76,30 @@ class BodyLimit:
         except _BodyTooLarge:
             if started:  # too late for a 413: let the server drop the connection
                 raise
-            await self._refuse(scope, receive, send, more_body)
+            await self._refuse(scope, receive, send, close=False)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, more_body: bool) -> None:
-        """Drain what is left of the body (within ``DRAIN_BYTES``), then answer 413 and close."""
-        drained = 0
-        while more_body and drained <= DRAIN_BYTES:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            drained += len(message.get("body", b""))
-            more_body = message.get("more_body", False)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, close: bool) -> None:
         detail = f"The upload is larger than {self.max_bytes / 2**20:g} MiB; send a smaller or more compressed image."
-        response = JSONResponse(
-            {"detail": detail}, status_code=ImageTooLargeError.http_status, headers={"connection": "close"}
-        )
+        headers = {"connection": "close"} if close else None
+        response = JSONResponse({"detail": detail}, status_code=BodyTooLargeError.http_status, headers=headers)
         await response(scope, receive, send)
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refused with ``BodyTooLargeError`` as soon as it is known to pass ``limit`` bytes."""
+    too_large = BodyTooLargeError(
+        f"A JSON body may hold at most {limit // 1024} KiB (784 pixel values take under 20 KiB); "
+        'send {"pixels": [784 numbers from 0 to 255]}.'
+    )
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
 
 
 def check_image_header(data: bytes, max_pixels: int) -> None:

@@ -4,14 +4,16 @@ Routes reach the loaded model through the ``served`` dependency (state the
 app's lifespan sets up once) and answer with plain dicts that FastAPI
 validates against the models in ``schemas``. Every prediction goes through the
 same ``predict_image`` / ``predict_array`` / ``read_number`` pipeline as
-``mnistlab predict``, in a worker thread under the app's limiter, so a slow
-photo never blocks the event loop.
+``mnistlab predict``, in a worker thread under the app's limiters, so a slow
+photo never blocks the event loop and only a few photos are in memory,
+decoded, at once.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
@@ -22,13 +24,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from mnistlab._version import __version__
 from mnistlab.errors import InputError, NotAnImageError
 from mnistlab.reading.decode import encode_png
 from mnistlab.trust import predict as answering
 from mnistlab.trust.predict import Predictor
-from mnistlab.web.limits import check_image_header
+from mnistlab.web.limits import MAX_JSON_BYTES, check_image_header, read_capped
 from mnistlab.web.schemas import (
     PROBLEMS,
     DigitOut,
@@ -43,13 +46,6 @@ __all__ = ["router", "Served", "served", "STATIC_DIR"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 
-# The page may only load what this server sends: no CDN, no inline script.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
-    "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-}
-
 UPLOAD_BODY = request_body(multipart=ImageUpload)
 PREDICT_BODY = request_body(multipart=ImageUpload, json=PixelsIn)
 
@@ -61,12 +57,18 @@ class Served:
     """What every request shares, set up once when the app starts."""
 
     predictor: Predictor
-    limiter: anyio.CapacityLimiter  # inferences at a time: bounds memory (a photo decodes to tens of MB) and CPU
+    limiter: anyio.CapacityLimiter  # inferences at a time, one per CPU: bounds CPU
+    decodes: anyio.CapacityLimiter  # photos read into memory and decoded at a time: bounds memory
     max_pixels: int  # uploads whose header declares more pixels are refused undecoded
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread once the limiter has a free slot."""
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    async def run_on_photo(self, fn: Callable[..., T], *args: Any) -> T:
+        """``run(fn, *args)`` holding one of the few photo slots: ``fn`` reads and decodes an upload."""
+        async with self.decodes:
+            return await self.run(fn, *args)
 
 
 async def served(request: Request) -> Served:
@@ -82,7 +84,13 @@ router = APIRouter()
 
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
-    return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+    return FileResponse(STATIC_DIR / "index.html")
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs() -> FileResponse:
+    """Swagger UI from the fastapi-offline wheel, started by static/docs.js: no inline script, no CDN."""
+    return FileResponse(STATIC_DIR / "docs.html")
 
 
 @router.get("/api/health", summary="Is the server up, and with which model", response_model=Health)
@@ -108,8 +116,8 @@ async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any
     if request.headers.get("content-type", "").startswith("application/json"):
         pixels = await _read_pixels(request)
         return await state.run(_predict_pixels, pixels, state.predictor, pixels.top or top)
-    data, name = await _read_upload(request, state)
-    return await state.run(_predict_bytes, data, name, state.predictor, top)
+    async with _upload(request) as upload:
+        return await state.run_on_photo(_predict_upload, upload, state, top)
 
 
 @router.post(
@@ -121,20 +129,25 @@ async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any
 )
 async def read_number(request: Request, state: State) -> dict[str, Any]:
     """Send an image of a short number (a house number, a code) as multipart field ``file``."""
-    data, name = await _read_upload(request, state)
-    return await state.run(_read_number_bytes, data, name, state.predictor)
+    async with _upload(request) as upload:
+        return await state.run_on_photo(_read_number_upload, upload, state)
 
 
 async def _read_pixels(request: Request) -> PixelsIn:
     """The JSON body as ``PixelsIn``; a bad one goes to the same 422 handler as FastAPI's own checks."""
     try:
-        return PixelsIn.model_validate_json(await request.body())
+        return PixelsIn.model_validate_json(await read_capped(request, MAX_JSON_BYTES))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
 
 
-async def _read_upload(request: Request, state: Served) -> tuple[bytes, str | None]:
-    """The bytes and name of the multipart field ``file``, checked to be a plausible image."""
+@asynccontextmanager
+async def _upload(request: Request) -> AsyncIterator[UploadFile]:
+    """The multipart field ``file``, as Starlette spooled it (in memory up to 1 MiB, then on disk).
+
+    Its bytes are read later, in a photo slot, so that waiting uploads do not
+    all sit in memory at once.
+    """
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise NotAnImageError(
@@ -142,27 +155,38 @@ async def _read_upload(request: Request, state: Served) -> tuple[bytes, str | No
             f"got {content_type or 'no content type'}."
         )
     form = await request.form(max_files=1, max_fields=4)
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise InputError("The form has no file in the field 'file'; attach the image as file=@photo.png.")
-    data = await upload.read()
-    await state.run(check_image_header, data, state.max_pixels)
-    return data, upload.filename
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InputError("The form has no file in the field 'file'; attach the image as file=@photo.png.")
+        yield upload
+    finally:
+        await form.close()
 
 
-# The three below run in worker threads: decoding, segmenting and predicting are CPU work.
+# The three below run in worker threads: reading, decoding, segmenting and predicting are blocking or CPU work.
 
 
-def _predict_bytes(data: bytes, name: str | None, predictor: Predictor, top: int) -> dict[str, Any]:
-    return _with_images(answering.predict_image(data, predictor, top=top), name)
+def _photo_bytes(upload: UploadFile, state: Served) -> bytes:
+    """The upload's bytes, checked from the image header to be a plausible image before anything is decoded."""
+    upload.file.seek(0)
+    data = upload.file.read()
+    check_image_header(data, state.max_pixels)
+    return data
+
+
+def _predict_upload(upload: UploadFile, state: Served, top: int) -> dict[str, Any]:
+    result = answering.predict_image(_photo_bytes(upload, state), state.predictor, top=top)
+    return _with_images(result, upload.filename)
 
 
 def _predict_pixels(pixels: PixelsIn, predictor: Predictor, top: int) -> dict[str, Any]:
     return _with_images(answering.predict_array(np.asarray(pixels.pixels), predictor, top=top), None)
 
 
-def _read_number_bytes(data: bytes, name: str | None, predictor: Predictor) -> dict[str, Any]:
-    return _with_images(answering.read_number(data, predictor), name)
+def _read_number_upload(upload: UploadFile, state: Served) -> dict[str, Any]:
+    result = answering.read_number(_photo_bytes(upload, state), state.predictor)
+    return _with_images(result, upload.filename)
 
 
 def _with_images(result: dict[str, Any], file: str | None) -> dict[str, Any]:

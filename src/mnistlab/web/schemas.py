@@ -35,10 +35,12 @@ class PixelsIn(BaseModel):
     """A digit already in MNIST form: 784 grey values row by row, white ink on black, 0-255.
 
     Used as is, like a .npy file given to ``mnistlab predict`` (values that all
-    lie within 0-1 are taken as floats and scaled to 0-255).
+    lie within 0-1 are taken as floats and scaled to 0-255). Strict: pixels
+    must be JSON numbers and ``top`` a JSON integer; strings, booleans and
+    unknown keys are refused, not converted.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     pixels: Annotated[list[Pixel], Field(min_length=784, max_length=784)]
     top: int | None = Field(None, ge=1, le=10, description="How many ranked digits to return (overrides ?top=).")
 
@@ -94,7 +96,7 @@ class Problem(BaseModel):
     detail: str
 
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (413, 415, 422)}
+PROBLEMS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (408, 413, 415, 422, 503)}
 
 
 def request_body(*, multipart: type[BaseModel] | None = None, json: type[BaseModel] | None = None) -> dict[str, Any]:

@@ -1,0 +1,240 @@
+"""Connections with limits: uvicorn's HTTP/1.1 protocol with read timeouts, a connection cap and JSON refusals.
+
+uvicorn has no timeout for a request in transit (its keep-alive timer runs
+only between requests, and every byte received cancels it), and answers
+malformed HTTP itself in plain text. ``GuardedProtocol`` is its h11 protocol
+with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
+
+- a request head must arrive within ``read_timeout`` seconds of the
+  connection opening (or of its first byte, on a kept-alive connection);
+  otherwise 408 and close (a connection that sent nothing is closed quietly);
+- a body may pause at most ``read_timeout`` seconds, and must average
+  ``min_upload_rate`` bytes/s after its first ``read_timeout`` seconds, so a
+  client trickling one byte a second is let go too; 408 and close. Time the
+  server itself is behind (it stopped reading) does not count;
+- the rest of a body the application refused early (413 from its declared
+  length) is read and dropped within the same limits, up to ``DISCARD_BYTES``,
+  so the client can read its answer; past that the connection is closed;
+- a request arriving while more than ``max_connections`` connections are
+  open is answered 503 (JSON, ``Retry-After``) and its connection closed;
+- a client that goes away before its body is complete is one log line;
+- malformed HTTP gets the API's JSON error shape instead of plain text.
+
+``server_config`` builds the uvicorn ``Config`` that serves an app this way
+(``protocol_for`` the protocol class alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import h11
+import uvicorn
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from mnistlab.errors import ParameterError
+from mnistlab.web.guard import security_headers
+
+__all__ = ["ConnectionLimits", "GuardedProtocol", "protocol_for", "server_config", "raw_response", "DISCARD_BYTES"]
+
+# The most of a refused body read and dropped so that its client sees the answer, not a reset.
+DISCARD_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long a request may take to arrive, and how many connections may be open at once."""
+
+    read_timeout: float = 10.0  # seconds for a request head; the longest pause in a body
+    min_upload_rate: float = 1024.0  # bytes/s a body must average once read_timeout has passed
+    max_connections: int = 100  # open connections; a request on one more is answered 503
+
+    def __post_init__(self) -> None:
+        for name in ("read_timeout", "min_upload_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ParameterError(name, f"{{param}} must be a positive number, got {value!r}.")
+        n = self.max_connections
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParameterError("max_connections", f"{{param}} must be a whole number of at least 1, got {n!r}.")
+
+
+def raw_response(status: int, detail: str) -> bytes:
+    """A complete HTTP/1.1 response ``{"detail": detail}`` that closes the connection, as bytes.
+
+    For answers the protocol gives before (or instead of) the application: no
+    request was parsed, so the JSON API's headers apply.
+    """
+    body = json.dumps({"detail": detail}).encode()
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode("ascii"),
+        b"content-type: application/json",
+        b"content-length: %d" % len(body),
+        b"connection: close",
+        *(name + b": " + value for name, value in security_headers("/api", "application/json")),
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class GuardedProtocol(H11Protocol):
+    """uvicorn's h11 protocol with read timeouts, a connection cap and JSON refusals (module docstring)."""
+
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._application = self.app
+        self.app = self._app_unless_busy
+        self._timer: asyncio.TimerHandle | None = None
+        self._phase: str | None = None  # "head" or "body" while one is being read; None otherwise
+        self._since = self._last = 0.0  # loop time the phase began, and its last bytes arrived
+        self._received = 0  # bytes received in this phase
+        self._ended_by_us = False
+
+    # Reading, phase by phase. h11's state for the client says what is being read after each chunk.
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._enter("head")
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.is_closing():
+            return self._leave()
+        state = self.conn.their_state
+        if state is h11.IDLE:  # waiting for a request head (bytes of it may be buffered)
+            if self._phase != "head":
+                self._enter("head")
+        elif state is h11.SEND_BODY:
+            if self._phase != "body":  # this chunk ended the head; what of it was body is in the cycle
+                self._enter("body")
+                self._received = len(self.cycle.body) if self.cycle is not None else 0
+            else:
+                self._received += len(data)
+            self._last = self.loop.time()
+            if self.conn.our_state in (h11.DONE, h11.MUST_CLOSE) and self._received > DISCARD_BYTES:
+                self._end()  # answered already; not worth reading more of the body
+        else:  # the request is in; the application has it
+            self._leave()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._leave()
+        cycle = self.cycle
+        if self.conn.their_state is h11.SEND_BODY and not self._ended_by_us and cycle and not cycle.response_started:
+            declared = dict(self.headers or []).get(b"content-length", b"?").decode("latin-1")
+            self.logger.info(
+                '%s - "%s %s" client went away after %d of %s body bytes',
+                self._peer(),
+                cycle.scope["method"],
+                cycle.scope["path"],
+                self._received,
+                declared,
+            )
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """Malformed HTTP (uvicorn has logged it): the API's JSON error shape, not uvicorn's plain text."""
+        if self.cycle is not None and self.cycle.response_started:
+            return self._end()
+        self._refuse(400, "The request is not valid HTTP/1.1; send a well-formed request (see /docs).")
+
+    def _enter(self, phase: str) -> None:
+        self._phase = phase
+        self._since = self._last = self.loop.time()
+        self._received = 0
+        self._arm(self.limits.read_timeout)
+
+    def _leave(self) -> None:
+        self._phase = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(delay, self._expire)
+
+    def _deadline(self) -> float:
+        timeout = self.limits.read_timeout
+        if self._phase == "head":
+            return self._since + timeout
+        by_rate = self._since + timeout + self._received / self.limits.min_upload_rate
+        return min(self._last + timeout, by_rate)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._phase is None or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the application is behind, not the client: start the clock again
+            return self._enter(self._phase)
+        remaining = self._deadline() - self.loop.time()
+        if remaining > 0:
+            return self._arm(remaining)
+        timeout = self.limits.read_timeout
+        if self._phase == "head":
+            if not self.conn.trailing_data[0]:  # an idle connection, not a slow request: close quietly
+                return self._end()
+            self.logger.warning("%s - request head not received within %g s; answered 408", self._peer(), timeout)
+            return self._refuse(408, f"The request head did not arrive within {timeout:g} s; send it faster.")
+        if self.cycle is None or self.cycle.response_started:  # answered already: stop reading the rest
+            return self._end()
+        self.logger.warning(
+            '%s - "%s %s" body stalled after %d bytes (%g s per pause, %g bytes/s at least); answered 408',
+            *(self._peer(), self.cycle.scope["method"], self.cycle.scope["path"], self._received, timeout),
+            self.limits.min_upload_rate,
+        )
+        self._refuse(
+            408,
+            f"The request body did not arrive in time (pauses of at most {timeout:g} s, "
+            f"{self.limits.min_upload_rate:g} bytes/s at least); send it again.",
+        )
+
+    def _refuse(self, status: int, detail: str) -> None:
+        """Answer ``status`` with ``detail`` and close; the application, if running, sees a disconnect."""
+        if not self.transport.is_closing():
+            self.transport.write(raw_response(status, detail))
+        self._end()
+
+    def _end(self) -> None:
+        self._ended_by_us = True
+        self._leave()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # nothing more goes out; its receive() now says http.disconnect
+            self.cycle.message_event.set()
+        self.transport.close()
+
+    def _peer(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "?"
+
+    async def _app_unless_busy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The application, unless more than ``max_connections`` connections are open: then 503 and close."""
+        limit = self.limits.max_connections
+        if len(self.connections) <= limit:
+            return await self._application(scope, receive, send)
+        self.logger.warning(
+            "%s - %d connections open, over the limit of %d; answered 503", self._peer(), len(self.connections), limit
+        )
+        detail = f"The server is busy ({limit} connections open); try again in a few seconds."
+        headers = {"retry-after": "2", "connection": "close"}
+        response = JSONResponse({"detail": detail}, status_code=503, headers=headers)
+        response.raw_headers += security_headers("/api", "application/json")
+        await response(scope, receive, send)
+
+
+def protocol_for(limits: ConnectionLimits) -> type[GuardedProtocol]:
+    """``GuardedProtocol`` under ``limits``, as uvicorn's ``http`` protocol class (it makes one per connection)."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
+
+
+def server_config(
+    app: Any, *, host: str, port: int, limits: ConnectionLimits, log_level: str = "info"
+) -> uvicorn.Config:
+    """uvicorn's ``Config`` serving ``app`` with ``GuardedProtocol`` under ``limits``."""
+    return uvicorn.Config(app, host=host, port=port, http=protocol_for(limits), log_level=log_level)

@@ -1,0 +1,248 @@
+"""Connections with limits, against ``mnistlab serve`` in a subprocess on 127.0.0.1, spoken to over raw sockets.
+
+Stalled and lying uploads, an oversize declared length, a client leaving
+mid-body, malformed HTTP and the connection cap. Every wait is bounded by a
+socket timeout well above the server's read timeout (1 s here), so a server
+that never lets go fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from mnistlab.testing import running_server
+from mnistlab.web.protocol import ConnectionLimits, protocol_for
+
+READ_TIMEOUT = 1.0
+PATIENCE = 20.0  # seconds a test waits for an answer: far above READ_TIMEOUT, far below "forever"
+SECURITY = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    log: list[str] = field(default_factory=list)  # the server's stderr, line by line, as it comes
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=PATIENCE)
+
+    def wait_for_log(self, text: str) -> list[str]:
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            if found := [line for line in self.log if text in line]:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never appeared in the server's log:\n" + "".join(self.log))
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        assert self.headers["content-type"] == "application/json", self.headers
+        return json.loads(self.body)
+
+
+def read_answer(sock: socket.socket) -> Answer:
+    """One HTTP/1.1 response from ``sock`` (Content-Length framed), within the socket's timeout."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a full response head: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    while len(body) < int(headers.get("content-length", 0)):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-body"
+        body += chunk
+    return Answer(int(status_line.split()[1]), headers, body)
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True once the server has closed the connection (reading what is left until EOF)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def head(method: str, path: str, **headers: str) -> bytes:
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.fixture(scope="module")
+def server(web_model_dir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--model", str(web_model_dir), "--port", str(port)]
+    cmd += ["--read-timeout", str(READ_TIMEOUT)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    served = Server(f"http://127.0.0.1:{port}", port)
+    reader = threading.Thread(target=lambda: served.log.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, "".join(served.log)
+            try:
+                httpx.get(f"{served.url}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "mnistlab serve did not answer within 120 s"
+                time.sleep(0.2)
+        yield served
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        reader.join(10)
+    assert "Traceback" not in "".join(served.log), "".join(served.log)
+
+
+def test_a_lying_upload_is_answered_408_and_closed(server):
+    with server.connect() as sock:  # declares 1000 bytes, sends 10, then waits
+        sock.sendall(
+            head("POST", "/api/predict", content_type="application/json", content_length="1000") + b"0123456789"
+        )
+        answer = read_answer(sock)
+        assert answer.status == 408
+        assert "did not arrive" in answer.json()["detail"]
+        assert all(name in answer.headers for name in SECURITY)
+        assert closed_by_server(sock)
+    assert server.wait_for_log("body stalled after 10 bytes")
+
+
+def test_a_stalled_request_head_is_answered_408(server):
+    with server.connect() as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+        answer = read_answer(sock)
+        assert answer.status == 408 and answer.json()["detail"].endswith(".")
+        assert closed_by_server(sock)
+
+
+def test_a_connection_that_sends_nothing_is_closed(server):
+    with server.connect() as sock:
+        assert sock.recv(100) == b""  # closed quietly within PATIENCE (the socket's timeout would raise)
+
+
+def test_a_body_trickling_in_is_let_go(server):
+    """One byte every 0.2 s never pauses long enough for the pause limit, but is far below the minimum rate."""
+    with server.connect() as sock:
+        sock.sendall(head("POST", "/api/predict", content_type="application/json", content_length="60000"))
+        sock.settimeout(0.2)
+        for _ in range(100):
+            sock.sendall(b" ")
+            try:
+                answer = read_answer(sock)
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("the server still took bytes after 100 of them at 5 bytes/s")
+        assert answer.status == 408
+        sock.settimeout(PATIENCE)
+        assert closed_by_server(sock)
+
+
+def test_a_declared_oversize_body_is_refused_before_it_is_sent(server):
+    with server.connect() as sock:  # the head only: a server waiting for the body would answer 408, not 413
+        sock.sendall(
+            head("POST", "/api/predict", content_type="multipart/form-data; boundary=x", content_length=str(17 * 2**20))
+        )
+        answer = read_answer(sock)
+        assert answer.status == 413
+        assert "16 MiB" in answer.json()["detail"]
+        assert all(name in answer.headers for name in SECURITY)
+        assert closed_by_server(sock)  # the rest of the body never came: let go after the read timeout
+
+
+def test_a_client_leaving_mid_upload_is_one_log_line(server):
+    form_start = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n\x89PNG'
+    sock = server.connect()
+    sock.sendall(head("POST", "/api/predict", content_type="multipart/form-data; boundary=x", content_length="5000"))
+    sock.sendall(form_start)
+    time.sleep(0.3)  # let the application start reading the form
+    port = sock.getsockname()[1]
+    sock.close()
+    lines = server.wait_for_log(f"127.0.0.1:{port} ")
+    assert len(lines) == 1 and "went away after" in lines[0] and "of 5000 body bytes" in lines[0], lines
+    time.sleep(0.3)  # anything the application would log about it comes right after
+    assert "Traceback" not in "".join(server.log) and "Exception in ASGI" not in "".join(server.log)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    ],
+)
+def test_malformed_http_gets_the_json_error_shape(server, request_bytes):
+    with server.connect() as sock:
+        sock.sendall(request_bytes)
+        answer = read_answer(sock)
+        assert answer.status == 400
+        assert "not valid HTTP" in answer.json()["detail"]
+        assert all(name in answer.headers for name in SECURITY)
+
+
+def test_serve_refuses_a_bad_read_timeout(web_model_dir):
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--model", str(web_model_dir), "--read-timeout", "0"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_connections_over_the_cap_get_503_and_the_rest_go_on(web_model_dir):
+    from mnistlab.web.app import create_app
+
+    limits = ConnectionLimits(read_timeout=60, max_connections=3)
+    with running_server(create_app(web_model_dir), http=protocol_for(limits)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        held = [socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) for _ in range(3)]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
+                sock.sendall(head("GET", "/api/health"))
+                answer = read_answer(sock)
+                assert answer.status == 503
+                assert "busy" in answer.json()["detail"] and answer.headers["retry-after"].isdigit()
+                assert all(name in answer.headers for name in SECURITY)
+                assert closed_by_server(sock)
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + PATIENCE  # the server notices the closed connections asynchronously
+        while (status := httpx.get(f"{url}/api/health", timeout=PATIENCE).status_code) == 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert status == 200
+
+
+def test_limits_must_be_sensible():
+    from mnistlab.errors import ParameterError
+
+    for bad in ({"read_timeout": 0}, {"read_timeout": float("inf")}, {"min_upload_rate": -1}, {"max_connections": 0}):
+        with pytest.raises(ParameterError):
+            ConnectionLimits(**bad)
