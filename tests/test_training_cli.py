@@ -52,7 +52,7 @@ def test_card_records_how_to_reproduce(trained, mnist_full):
     assert card["params"]["knn__n_neighbors"] == 4 and card["params"]["pca__random_state"] == 42
     assert {"python", "numpy", "scikit-learn", "mnistlab"} <= card["versions"].keys()
     assert card["metrics"]["test_accuracy"] == row["test_accuracy"]
-    assert len(card["weights_sha256"]) == 64 and card["format_version"] == 1
+    assert len(card["weights_sha256"]) == 64 and card["format_version"] == 2
 
 
 def test_evaluate_round_trip_gives_identical_predictions(trained, mnist_full, tmp_path):
