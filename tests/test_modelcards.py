@@ -215,7 +215,11 @@ def test_nan_and_giant_cards_are_refused(model_copy):
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=8,
 )
@@ -243,3 +247,19 @@ def test_random_configs_give_a_model_or_one_sentence(cnn_dir, data):
         assert "\n" not in str(exc)
     else:
         assert model.predict_proba(np.zeros((1, 784), np.uint8)).shape == (1, 10)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    key=st.sampled_from(["seed", "split", "test_size", "limit", "metrics", "calibration", "format", "recipe", "x"]),
+    value=_JSON,
+)
+def test_random_card_fields_give_a_card_or_one_sentence(cnn_dir, tmp_path_factory, key, value):
+    """Any value in a (re-signed) card field: the card, or a ModelFileError in one sentence."""
+    folder = tmp_path_factory.mktemp("random-card")
+    card = {**_card(cnn_dir), key: value}
+    _write(folder, card, resign=True)
+    try:
+        assert read_card(folder)[key] == value
+    except ModelFileError as exc:
+        assert "\n" not in str(exc)

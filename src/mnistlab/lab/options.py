@@ -189,7 +189,7 @@ def _probe(folder: Path, param: str, shown: Path | None = None) -> None:
             reason = exc.strerror or type(exc).__name__
     if reason is not None:
         raise ParameterError(
-            param, f"{{param}} {shown or folder} cannot be written ({reason}); choose a place you can write to."
+            param, f"Cannot write {{param}} {shown or folder} ({reason}); choose a place you can write to."
         )
 
 
