@@ -73,7 +73,7 @@ class RunOptions:
     n_jobs: int = 1
     target: float | None = None
 
-    def __post_init__(self) -> None:  # long: one check per field, each with its own sentence
+    def __post_init__(self) -> None:
         if not _is_int(self.cv, optional=True) or (self.cv is not None and self.cv != 0 and self.cv < 2):
             raise ParameterError(
                 "cv", f"{{param}} must be 0 (skip cross-validation) or at least 2 folds, got {self.cv!r}."
