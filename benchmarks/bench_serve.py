@@ -85,7 +85,7 @@ def quick_model(folder: Path) -> Path:
     model = get_recipe("knn-deskew").build(seed=0, n_jobs=1).fit(b.data[:n], b.target[:n])
     test = b.details["n_train"]
     acc = float(model.score(b.data[test : test + 2000], b.target[test : test + 2000]))
-    card = {"recipe": "knn-deskew", "seed": 0, "n_train": n, "metrics": {"test_accuracy_2000": acc}}
+    card = {"recipe": "knn-deskew", "seed": 0, "metrics": {"n_train": n, "test_accuracy_2000": acc}}
     return save_model(model, folder, card=card)
 
 

@@ -8,6 +8,8 @@ Their commands are merged into one ``app``; ``common.Group`` turns every
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from mnistlab._version import __version__
@@ -44,4 +46,11 @@ def _root(
 
 
 def main() -> None:
+    # SIGTERM (kill, a job scheduler, a container stopping) ends a command as Ctrl+C
+    # does: `finally` blocks run, temporary files go, worker processes are stopped.
+    signal.signal(signal.SIGTERM, _terminate)
     app()
+
+
+def _terminate(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)  # the shell's code for "killed by this signal"

@@ -8,9 +8,11 @@ line names the flag that set it (``--limit``).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,10 +21,15 @@ from typer.core import TyperGroup
 
 from mnistlab.errors import MnistlabError, ParameterError
 
-__all__ = ["Group", "error_text", "out", "err", "step_progress"]
+__all__ = ["Group", "error_text", "usage_text", "out", "err", "step_progress"]
 
 out = Console()
 err = Console(stderr=True)
+
+# click's exceptions, from whichever click typer runs on (its own copy in recent versions).
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_NO_ARGS_IS_HELP = getattr(sys.modules[_CLICK_ERROR.__module__], "NoArgsIsHelpError", ())
+_ABORT = tuple({typer.Abort, getattr(sys.modules[_CLICK_ERROR.__module__], "Abort", typer.Abort)})
 
 # The flag that sets each library parameter, for error messages.
 FLAGS = {
@@ -37,6 +44,11 @@ FLAGS = {
     "seeds": "--seeds",
     "baseline": "--baseline",
     "datasets": "--dataset",
+    "update_models": "--update-models",
+    "out": "--out",
+    "out_path": "--out",
+    "onnx_file": "--onnx",
+    "save_preprocessed": "--save-preprocessed",
 }
 
 
@@ -48,7 +60,7 @@ def error_text(exc: MnistlabError) -> str:
 
 
 class Group(TyperGroup):
-    """A command group that prints a ``MnistlabError`` as one line and exits 2."""
+    """A command group that prints a ``MnistlabError`` or a usage error as one line and exits 2."""
 
     def invoke(self, ctx):
         try:
@@ -56,6 +68,35 @@ class Group(TyperGroup):
         except MnistlabError as exc:
             typer.echo(f"Error: {error_text(exc)}", err=True)
             raise typer.Exit(2) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Run the command line; a usage error (unknown option, bad value, missing argument) is one line too.
+
+        click's own handling prints a usage block and a boxed panel; here it is
+        the one ``Error:`` line every other mistake gets, with exit code 2.
+        """
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # `mnistlab` alone: the help, and click's exit code 2, as before
+            typer.echo(exc.ctx.get_help())
+            code = exc.exit_code
+        except _CLICK_ERROR as exc:
+            typer.echo(f"Error: {usage_text(exc)}", err=True)
+            code = exc.exit_code
+        except _ABORT:  # Ctrl+C at a prompt, or end of input
+            typer.echo("Aborted.", err=True)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_text(exc: Any) -> str:
+    """A usage error as one sentence that says where the help is."""
+    message = exc.format_message().strip().rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    where = f"`{ctx.command_path} --help`" if ctx is not None else "`mnistlab --help`"
+    return f"{message}; see {where}."
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from mnistlab.cli.common import Group, err, out
 from mnistlab.errors import InputError
+from mnistlab.lab.options import check_seed, check_writable_file
 
 __all__ = ["app", "data_app"]
 
@@ -132,6 +133,9 @@ def show(
 
     from mnistlab.lab import plots  # matplotlib: only for the commands that draw
 
+    check_seed(seed)
+    if not ascii_art:
+        check_writable_file(out_path, "out_path")
     if split not in ("train", "test"):
         raise InputError(f"Unknown split {split!r}; expected one of train, test.")
     if sum(x is not None and x != [] for x in (first, index, random)) > 1:

@@ -15,7 +15,7 @@ from rich.table import Table
 from mnistlab.cli.common import out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.lab.formats import format_size
-from mnistlab.lab.options import RunOptions
+from mnistlab.lab.options import RunOptions, check_writable_dir, check_writable_file
 
 __all__ = ["app"]
 
@@ -56,9 +56,11 @@ def train(
 ):
     """Fit a recipe: per-fold CV accuracies, test accuracy, times; save the model."""
     from mnistlab.lab.train import run_recipe  # scikit-learn: not at start-up
+    from mnistlab.models.files import default_model_dir
     from mnistlab.models.recipes import get_recipe
 
     get_recipe(recipe)  # an unknown name fails before any data is loaded
+    check_writable_dir(out_dir if out_dir is not None else default_model_dir(recipe), "out_dir")  # before training
     with step_progress(not as_json) as progress:
         result = run_recipe(recipe, options, out=out_dir, progress=progress).result
     if as_json:
@@ -103,6 +105,7 @@ def evaluate(
     """Accuracy, per-class precision/recall/F1, a confusion matrix and the most confident mistakes."""
     from mnistlab.lab.evaluate import evaluate_model  # scikit-learn: not at start-up
 
+    check_writable_dir(out_dir if out_dir is not None else model_dir, "out_dir")  # before the model is measured
     with step_progress(not as_json) as progress:
         result = evaluate_model(model_dir, out_dir=out_dir, progress=progress)
     if as_json:
@@ -259,6 +262,7 @@ def export_cmd(
     from mnistlab.models.cnn.onnx import OPSET, export_onnx  # torch and onnx: seconds to import
     from mnistlab.models.files import load_model
 
+    check_writable_file(onnx_file, "onnx_file")  # before seconds of loading and exporting
     estimator, card = load_model(model_dir)
     path = export_onnx(estimator, onnx_file)
     out.print(

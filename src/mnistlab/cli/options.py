@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 
 import typer
@@ -52,8 +53,11 @@ def _flags(
 
 def _options(values: dict) -> RunOptions:
     test_size = values.get("test_size")
-    if test_size is not None and test_size >= 1:  # a whole number is a count of test images, as in train_test_split
-        values = {**values, "test_size": int(test_size)}
+    if test_size is not None and math.isfinite(test_size) and test_size >= 1 and test_size == int(test_size):
+        values = {
+            **values,
+            "test_size": int(test_size),
+        }  # a whole number is a count of test images, as in train_test_split
     return RunOptions(**values)
 
 

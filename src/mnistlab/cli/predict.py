@@ -7,6 +7,7 @@ the commands: ``mnistlab --help`` should not pay for it.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import typer
@@ -14,7 +15,8 @@ from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli.common import err, error_text, out
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import InputError, MnistlabError
+from mnistlab.lab.options import check_writable_dir
 
 __all__ = ["app"]
 
@@ -44,9 +46,9 @@ def predict(
     # Not at start-up: see the module docstring.
     from mnistlab.trust.predict import load_predictor, predict_file, to_json
 
-    predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     if save_preprocessed is not None:
-        save_preprocessed.mkdir(parents=True, exist_ok=True)
+        check_writable_dir(save_preprocessed, "save_preprocessed")  # before the model loads
+    predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     table = _result_table(number)
     failed = False
     for path in files:
@@ -124,5 +126,25 @@ def serve(
     from mnistlab.web.app import serve as run_server  # FastAPI and uvicorn: not at start-up
     from mnistlab.web.protocol import ConnectionLimits
 
+    check_free_port(host, port)  # before the model loads, not after
     limits = ConnectionLimits(read_timeout=read_timeout, max_connections=max_connections)
     run_server(model, host=host, port=port, limits=limits)
+
+
+def check_free_port(host: str, port: int) -> None:
+    """Refuse a --host that does not resolve or a --port another program holds, by binding it for a moment."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(
+            f"--host {host!r} is not an address of this machine ({exc}); use 127.0.0.1 or 0.0.0.0."
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing socket is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InputError(
+                f"Cannot listen on {host} port {port} ({exc.strerror}); stop the program using it or pick another --port."
+            ) from None

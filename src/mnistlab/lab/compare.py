@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ParameterError
 from mnistlab.lab.fitting import Fitted, fit_one, open_dataset, split_for
-from mnistlab.lab.options import Progress, RunOptions, noop, run_options
+from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_dir, noop, run_options
 from mnistlab.lab.record import json_safe_params
 from mnistlab.lab.reuse import find_reusable, reuse_key
 from mnistlab.lab.specs import Contender, check_for_data, resolve_specs
@@ -102,7 +101,8 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
     names = [c.name for c in contenders]
     _check(seeds, baseline, names, datasets, options.seed)
-    out = _writable_folder(Path(out_dir))
+    out = Path(out_dir)
+    _check_outputs(out, contenders, update_models)
     progress("loading and verifying the data")
     opened = [open_dataset(str(d)) for d in datasets]
     for _, bunch in opened:
@@ -113,6 +113,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     first_splits = {
         name: split_for(name, bunch, dataclasses.replace(options, seed=seed_list[0])) for name, bunch in opened
     }
+    _make_folder(out)  # checked writable above; made once the settings are known to run
     progress("opening the tracking store")
     tracker = Tracker(tracking_uri)
     total, done = len(opened) * len(seed_list) * len(contenders), 0
@@ -254,9 +255,9 @@ def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_s
     """Refuse settings that cannot run, before any data is loaded."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise ParameterError("seeds", f"{{param}} must be a whole number from 1 to {MAX_SEEDS}, got {seeds!r}.")
-    if first_seed + seeds - 1 > 2**32 - 1:  # numpy's and scikit-learn's largest seed
+    if first_seed + seeds - 1 > MAX_SEED:  # numpy's and scikit-learn's largest seed
         raise ParameterError(
-            "seeds", f"{{param}} {seeds} from seed {first_seed} runs past 4294967295, the largest seed; start lower."
+            "seeds", f"{{param}} {seeds} from seed {first_seed} runs past {MAX_SEED}, the largest seed; start lower."
         )
     if baseline is not None and baseline not in names:
         raise ParameterError(
@@ -269,17 +270,23 @@ def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_s
         raise ParameterError("datasets", "{param} names a dataset twice; name each once.")
 
 
-def _writable_folder(folder: Path) -> Path:
-    """``folder``, created and checked writable now rather than after the fits."""
+def _check_outputs(out_dir: Path, contenders: list[Contender], update_models: bool) -> None:
+    """Refuse now, not after the fits, an ``out_dir`` (or with ``update_models`` a recipe's default model
+    folder) that cannot be written; probed, nothing is created."""
+    check_writable_dir(out_dir, "out_dir")
+    if update_models:
+        for contender in contenders:
+            if _is_recipe(contender):
+                check_writable_dir(default_model_dir(contender.name), "update_models")
+
+
+def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
+    except OSError as exc:  # probed writable before the data was read: something changed it since
         raise ParameterError(
-            "out_dir", f"Cannot write into {folder} ({exc.strerror}); choose a writable {{param}} folder."
+            "out_dir", f"Cannot write {{param}} {folder} ({exc.strerror}); choose a place you can write to."
         ) from None
-    return folder
 
 
 def _install(source: Path, target: Path) -> None:
@@ -292,14 +299,17 @@ def _install(source: Path, target: Path) -> None:
             atomic_write_bytes(target / path.name, path.read_bytes())
 
 
+def _is_recipe(contender: Contender) -> bool:
+    return contender.spec in RECIPES and contender.code_sha256 is None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
 
 
 def _model_dir(out: Path, contender: Contender, dataset: str, seed: int, first_seed: int, update: bool) -> Path:
     """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory."""
-    is_recipe = contender.spec in RECIPES and contender.code_sha256 is None
-    if update and is_recipe and dataset == "mnist" and seed == first_seed:
+    if update and _is_recipe(contender) and dataset == "mnist" and seed == first_seed:
         return default_model_dir(contender.name)
     return out / "models" / _slug(dataset) / _slug(contender.name) / f"seed-{seed}"
 

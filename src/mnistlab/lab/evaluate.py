@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from mnistlab.errors import InputError
-from mnistlab.lab.options import Progress, RunOptions, noop
+from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import predictions_sha256
 from mnistlab.lab.train import load_data, thread_limits
 from mnistlab.models.files import load_model
@@ -28,6 +28,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     # The figures need matplotlib, which costs ~0.8 s to import: only when a model is evaluated.
     from mnistlab.lab.plots import save_confusion_matrix, save_misclassified_gallery
 
+    check_writable_dir(out_dir if out_dir is not None else model_dir, "out_dir")  # before the model is measured
     progress = progress or noop
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)

@@ -4,13 +4,21 @@
 same settings; each builds one ``RunOptions``, so a setting, its default and
 the sentence that refuses a bad value are written once. Errors are
 ``ParameterError``s that name the Python parameter (``limit``); the CLI
-renames it to its flag (``--limit``).
+renames it to its flag (``--limit``). Every value is checked when the options
+are made, before any data is read; what depends on the data (``limit``,
+``cv`` against the smallest class) as soon as it is loaded. Output folders
+and files are checked the same way (``check_writable_dir``,
+``check_writable_file``), before the work whose result they would hold.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnistlab.errors import ParameterError
@@ -18,11 +26,25 @@ from mnistlab.errors import ParameterError
 if TYPE_CHECKING:  # for annotations only: the CLI imports this module at start-up, recipes pull in scikit-learn
     from mnistlab.models.recipes import Recipe
 
-__all__ = ["run_options", "RunOptions", "Progress", "noop", "SPLITS", "MIN_LIMIT"]
+__all__ = [
+    "run_options",
+    "RunOptions",
+    "Progress",
+    "noop",
+    "SPLITS",
+    "MIN_LIMIT",
+    "MAX_SEED",
+    "MAX_JOBS",
+    "check_seed",
+    "check_writable_dir",
+    "check_writable_file",
+]
 
 Progress = Callable[[str], None]  # receives a short description of the step now starting
 SPLITS = ("official", "random")
 MIN_LIMIT = 20  # a stratified subset needs a couple of images of each of the 10 classes
+MAX_SEED = 2**32 - 1  # numpy and scikit-learn take seeds from 0 to 2**32 - 1
+MAX_JOBS = 256  # processes: more than any machine mnistlab runs on has cores
 
 
 def noop(_: str) -> None:
@@ -52,15 +74,45 @@ class RunOptions:
     target: float | None = None
 
     def __post_init__(self) -> None:
-        if self.cv is not None and self.cv != 0 and self.cv < 2:
+        if not _is_int(self.cv, optional=True) or (self.cv is not None and self.cv != 0 and self.cv < 2):
             raise ParameterError(
-                "cv", f"{{param}} must be 0 (skip cross-validation) or at least 2 folds, got {self.cv}."
+                "cv", f"{{param}} must be 0 (skip cross-validation) or at least 2 folds, got {self.cv!r}."
             )
         if self.split not in SPLITS:
             raise ParameterError("split", f"Unknown split {self.split!r}; expected one of {', '.join(SPLITS)}.")
-        if self.n_jobs == 0 or self.n_jobs < -1:
+        self._check_test_size()
+        check_seed(self.seed)
+        if not _is_int(self.limit, optional=True) or (self.limit is not None and self.limit < MIN_LIMIT):
             raise ParameterError(
-                "n_jobs", f"{{param}} must be a positive number of processes or -1 for all cores, got {self.n_jobs}."
+                "limit", f"{{param}} must be at least {MIN_LIMIT} training images, got {self.limit!r}."
+            )
+        if self.cv and self.limit is not None and self.cv > self.limit:
+            raise ParameterError(
+                "cv", f"{{param}} must be at most the {self.limit} training images of the limit, got {self.cv}."
+            )
+        if not _is_int(self.n_jobs) or not (self.n_jobs == -1 or 1 <= self.n_jobs <= MAX_JOBS):
+            raise ParameterError(
+                "n_jobs",
+                f"{{param}} must be a positive number of processes (at most {MAX_JOBS}) or -1 for all cores, "
+                f"got {self.n_jobs!r}.",
+            )
+        target = self.target
+        if target is not None and not (_is_number(target) and 0 < target <= 1):
+            raise ParameterError("target", f"{{param}} must be an accuracy above 0 and at most 1, got {target!r}.")
+
+    def _check_test_size(self) -> None:
+        size = self.test_size
+        if size is None:
+            return
+        if self.split != "random":
+            raise ParameterError(
+                "test_size", "{param} applies to the random split only; drop it or use the random split."
+            )
+        fraction = _is_number(size) and not _is_int(size) and 0 < size < 1
+        if not (fraction or (_is_int(size) and size >= 10)):
+            raise ParameterError(
+                "test_size",
+                f"{{param}} must be a fraction between 0 and 1 or a whole count of at least 10 test images, got {size!r}.",
             )
 
     def for_recipe(self, recipe: Recipe) -> RunOptions:
@@ -78,6 +130,77 @@ class RunOptions:
             raise ParameterError(
                 "limit", f"{{param}} must be between {MIN_LIMIT} and {n_train} training images, got {self.limit}."
             )
+
+    def check_cv(self, y_train) -> None:
+        """Refuse more folds than the rarest class of the training labels ``y_train`` has images."""
+        if not self.cv:
+            return
+        import numpy as np  # not at start-up: the CLI imports this module for its flags
+
+        # Each fold of a stratified split needs an image of every class.
+        fewest = int(np.unique(np.asarray(y_train), return_counts=True)[1].min())
+        if self.cv > fewest:
+            raise ParameterError(
+                "cv", f"{{param}} must be at most {fewest}, the training images of the rarest class, got {self.cv}."
+            )
+
+
+def check_seed(seed, param: str = "seed") -> None:
+    """Refuse a seed numpy and scikit-learn cannot take."""
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise ParameterError(param, f"{{param}} must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
+
+
+def check_writable_dir(path, param: str) -> Path:
+    """Refuse a folder (existing or to be made) that cannot take new files; returns it as a Path.
+
+    Tried, not guessed from permission bits (which say yes to root in /proc):
+    a temporary file is made and removed in the folder, or in the nearest
+    existing folder above it. Nothing is left behind.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ParameterError(param, f"{{param}} {path} is a file, not a folder; choose a folder.")
+    _probe(path, param)
+    return path
+
+
+def check_writable_file(path, param: str) -> Path:
+    """Refuse a file path that cannot be written: a folder, or a place without a writable folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ParameterError(param, f"{{param}} {path} is a folder; give a file name inside it.")
+    _probe(path.parent, param, shown=path)
+    return path
+
+
+def _probe(folder: Path, param: str, shown: Path | None = None) -> None:
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    reason = None
+    if not existing.is_dir():
+        reason = f"{existing} is a file"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+    if reason is not None:
+        raise ParameterError(
+            param, f"Cannot write {{param}} {shown or folder} ({reason}); choose a place you can write to."
+        )
+
+
+def _is_int(value, *, optional: bool = False) -> bool:
+    if optional and value is None:
+        return True
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def run_options(**settings) -> RunOptions:

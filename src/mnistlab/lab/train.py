@@ -14,7 +14,6 @@ import hashlib
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test
 from threadpoolctl import threadpool_limits
 
 from mnistlab.data.load import load_mnist, load_split
-from mnistlab.lab.options import Progress, RunOptions, noop
+from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import Record, json_safe_params, run_metrics
 from mnistlab.models.files import default_model_dir, save_model
 from mnistlab.models.proba import digit_probabilities
@@ -73,6 +72,7 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
         X_train, _, y_train, _ = train_test_split(
             X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
         )
+    options.check_cv(y_train)
     return TrainTest(X_train, X_test, y_train, y_test, sha256, dataset)
 
 
@@ -153,6 +153,8 @@ def run_recipe(
     """Cross-validate, fit, test and save one recipe (to ``out``, default ``default_model_dir``)."""
     recipe = get_recipe(recipe_name)
     options = options.for_recipe(recipe)
+    # Checked before minutes of training, not when saving after them.
+    model_dir = check_writable_dir(out if out is not None else default_model_dir(recipe.name), "out")
     progress = progress or noop
     progress(f"{recipe.name}: loading data")
     d = load_data(options, data)
@@ -174,7 +176,6 @@ def run_recipe(
     seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
     metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
     record = Record(recipe, options, d.dataset, d.sha256, params, metrics, notes, calibration)
-    model_dir = Path(out) if out is not None else default_model_dir(recipe.name)
     progress(f"{recipe.name}: saving to {model_dir}")
     save_model(estimator, model_dir, card=record.card())
     return Scored(record.result(model_dir), d, y_pred)

@@ -3,15 +3,18 @@
 A model directory holds the weights (``model.skops`` for scikit-learn
 pipelines, ``model.safetensors`` for CNNs) and ``model.json``, the card:
 recipe, parameters, seed, data checksum, package versions, metrics, the
-weights file name, its sha256 and ``format_version``. Loading checks the
-version and the sha256 *before* deserialising anything, and skops only
-rebuilds the types on an explicit allow-list, so a model directory from
-elsewhere cannot run code.
+weights file name, its sha256, ``format_version`` and ``card_sha256``, which
+covers the whole card (``models.cards``: its schema and checksum). Loading
+checks the card, then the weights' sha256, *before* deserialising anything,
+and skops only rebuilds the types on an explicit allow-list, so a model
+directory from elsewhere cannot run code.
 
 A CNN is its weights as safetensors plus a JSON config (parameters, classes,
 seeds, history): ``cnn_to_bytes`` / ``cnn_from_bytes``, used for model
 directories (config in the card) and for the digit detector's cache (config in
-the file's metadata). torch is imported only when a CNN is loaded.
+the file's metadata). The config is checked against its schema and the
+weights against the net it describes before a net is built
+(``models.cnn.config``). torch is imported only when a CNN is loaded.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from safetensors.numpy import load, save
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ModelFileError
+from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, parse_card
 
 __all__ = [
     "FORMAT_VERSION",
@@ -44,7 +48,6 @@ __all__ = [
     "cnn_from_bytes",
 ]
 
-FORMAT_VERSION = 1
 CARD_FILE = "model.json"
 SKOPS_FILE = "model.skops"
 SAFETENSORS_FILE = "model.safetensors"
@@ -116,7 +119,10 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
         "weights_sha256": hashlib.sha256(data).hexdigest(),
         "format_version": FORMAT_VERSION,
     }
+    full_card.pop("card_sha256", None)  # a card passed on from a loaded model: its checksum is recomputed
+    full_card["card_sha256"] = card_sha256(full_card)
     text = json.dumps(full_card, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    parse_card(text.encode(), model_dir / CARD_FILE)  # never write a card that read_card would refuse
     try:
         # Weights first: a crash in between leaves an old card whose sha256 no
         # longer matches, which load_model refuses, rather than a silent mix.
@@ -135,7 +141,7 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
 
 
 def read_card(model_dir) -> dict:
-    """Read and check ``model.json`` (version, weights file name) without touching the weights."""
+    """Read and check ``model.json`` (schema, checksum, weights file name) without touching the weights."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelFileError(
@@ -143,30 +149,19 @@ def read_card(model_dir) -> dict:
         )
     card_path = model_dir / CARD_FILE
     try:
-        card = json.loads(card_path.read_text())
+        with open(card_path, "rb") as f:
+            text = f.read(MAX_CARD_BYTES + 1)  # bounded: a card is kilobytes
     except FileNotFoundError:
         raise ModelFileError(
             f"{model_dir} has no {CARD_FILE}, so it is not a mnistlab model directory; point at one written by `mnistlab train`."
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise ModelFileError(f"Cannot read {card_path} ({exc.strerror}); check its permissions.") from None
+    if len(text) > MAX_CARD_BYTES:
         raise ModelFileError(
-            f"{card_path} is not valid JSON ({exc}); retrain the model with `mnistlab train`."
-        ) from None
-    if not isinstance(card, dict):
-        raise ModelFileError(f"{card_path} does not hold a JSON object; retrain the model with `mnistlab train`.")
-    version = card.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{model_dir} was saved in model format version {version!r}, but this mnistlab reads version "
-            f"{FORMAT_VERSION}; retrain it with `mnistlab train {card.get('recipe', 'RECIPE')}`."
+            f"{card_path} is larger than any card mnistlab writes ({MAX_CARD_BYTES // 2**20} MiB); retrain the model."
         )
-    weights_file = card.get("weights_file")
-    if weights_file not in (SKOPS_FILE, SAFETENSORS_FILE):
-        # Only our two fixed names: a card must not point at arbitrary paths.
-        raise ModelFileError(
-            f"{card_path} names weights file {weights_file!r}, expected one of {SKOPS_FILE!r}, {SAFETENSORS_FILE!r}; retrain the model."
-        )
-    return card
+    return parse_card(text, card_path)
 
 
 def load_model(model_dir) -> tuple[Any, dict]:
@@ -191,7 +186,10 @@ def load_model(model_dir) -> tuple[Any, dict]:
             "restore the original file or retrain the model."
         )
     if card["weights_file"] == SAFETENSORS_FILE:
-        return cnn_from_bytes(data, card.get("config", {}), source=str(weights_path)), card
+        from mnistlab.models.cnn.config import check_config  # torch: only when a CNN is loaded
+
+        check_config(card["config"], str(model_dir / CARD_FILE))
+        return cnn_from_bytes(data, card["config"], source=str(weights_path)), card
     return _load_skops(data, weights_path), card
 
 
@@ -277,17 +275,26 @@ def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]
         "train_seconds": estimator.train_seconds_,
         "history": estimator.history_,
     }
+    from mnistlab.models.cnn.config import check_config  # torch is loaded: a CNN exists
+
+    check_config(
+        json.loads(json.dumps(config)), f"This fitted {type(estimator).__name__}"
+    )  # never save what load refuses
     return save(tensors, metadata={"config": json.dumps(config)} if embed_config else None), config
 
 
 def cnn_from_bytes(data: bytes, config: dict | None = None, *, source: str = "The CNN file"):
     """The fitted ``CNNClassifier`` of ``cnn_to_bytes``; ``config`` None reads it from the file's metadata.
 
-    ``source`` names the file in the ModelFileError raised for unreadable bytes.
+    The config is checked against its schema and the weights against the net
+    it describes before any net is built (``models.cnn.config``). A CNN of the
+    user's own torch module is refused in one sentence: only its class name was
+    saved, not its code. ``source`` names the file in the ModelFileError raised
+    for unreadable, mismatched or unbuildable bytes.
     """
     import torch  # seconds to import: only when a CNN is loaded (as is the estimator below)
 
-    from mnistlab.models.cnn.checks import check_params
+    from mnistlab.models.cnn.config import check_config, check_tensors
     from mnistlab.models.cnn.estimator import CNNClassifier, build_model
 
     try:
@@ -296,13 +303,13 @@ def cnn_from_bytes(data: bytes, config: dict | None = None, *, source: str = "Th
             config = json.loads(_safetensors_metadata(data)["config"])
     except Exception as exc:  # safetensors raises its own errors on damaged bytes
         raise ModelFileError(f"{source} is not a readable safetensors file ({exc}); retrain the model.") from None
-    if isinstance(config["params"].get("module"), str):
+    check_config(config, source)
+    if config["params"].get("module") is not None:  # the schema let through only the name of the module's class
         raise ModelFileError(
             f"{source} holds the weights of your own torch module {config['params']['module']}, whose code is not "
             "in the model directory; use its model.onnx with mnistlab.OnnxPredictor, or rebuild the module and load the weights."
         )
     est = CNNClassifier(**config["params"])
-    check_params(est.get_params())
     est.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
     est.n_features_in_ = config["n_features_in"]
     est.image_shape_ = tuple(config["image_shape"])
@@ -311,6 +318,9 @@ def cnn_from_bytes(data: bytes, config: dict | None = None, *, source: str = "Th
     est.n_epochs_ = config["n_epochs"]
     est.train_seconds_ = config["train_seconds"]
     est.history_ = list(config["history"])
+    with torch.device("meta"):  # shapes without memory: the real net is built once they match the file's
+        skeleton = build_model(est, device="meta")
+    check_tensors(skeleton, tensors, source)
     est.model_ = build_model(est)
     est.model_.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()})
     return est

@@ -8,12 +8,14 @@ from mnistlab.errors import RecipeError
 from mnistlab.models.cnn.augment import AUGMENTATIONS
 from mnistlab.models.cnn.net import ARCHITECTURES
 
-__all__ = ["BACKENDS", "INPUTS", "choice", "check_number", "check_params"]
+__all__ = ["BACKENDS", "INPUTS", "MAX_MEMBERS", "MAX_THREADS", "choice", "check_number", "check_params"]
 
 BACKENDS = ("torch", "onnxruntime")
 # What the members read: the digits as written, deskewed (``net.deskew``),
 # or "mixed": members 2, 4, ... read deskewed digits, the others raw ones.
 INPUTS = ("raw", "deskewed", "mixed")
+MAX_MEMBERS = 32  # the largest recipe averages 10 nets; more buys nothing measurable
+MAX_THREADS = 256  # torch threads: more than any machine mnistlab runs on has cores
 
 
 def choice(name: str, value, allowed) -> None:
@@ -36,8 +38,9 @@ def check_params(p: dict) -> None:
     choice("backend", p["backend"], BACKENDS)
     choice("inputs", p["inputs"], INPUTS)
     choice("nesterov", p["nesterov"], (True, False))
-    for name in ("epochs", "batch_size", "n_members"):
+    for name in ("epochs", "batch_size"):
         check_number(name, p[name], 1, integer=True)
+    check_number("n_members", p["n_members"], 1, MAX_MEMBERS, integer=True)
     for name in ("lr", "weight_decay"):
         check_number(name, p[name], 0)
     for name in ("label_smoothing", "dropout", "momentum", "warmup_fraction", "validation_fraction"):
@@ -47,7 +50,7 @@ def check_params(p: dict) -> None:
     if p["target"] is not None:
         check_number("target", p["target"], 0, 1)
     if p["n_threads"] is not None:
-        check_number("n_threads", p["n_threads"], 1, integer=True)
+        check_number("n_threads", p["n_threads"], 1, MAX_THREADS, integer=True)
     if p["n_jobs"] != -1:
         check_number("n_jobs", p["n_jobs"], 1, integer=True)
     device = p["device"]

@@ -9,12 +9,21 @@ loky (scikit-learn's process pool) starts clean interpreters, so torch's thread
 pools are not forked mid-use and user scripts need no ``if __name__ ==
 "__main__"`` guard. Each worker appends its epoch rows as JSON lines to a file
 of its own, which the parent tails and hands to ``on_row`` as they come.
+
+Workers end with their parent: an exception or Ctrl-C in the parent kills
+them, and each worker watches its parent's pid, so a parent that is
+terminated or killed outright (SIGTERM, SIGKILL, a crash) leaves no worker
+behind: loky would otherwise keep an orphan alive for its idle timeout
+(minutes), holding the parent's pipes and its resource tracker.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
@@ -48,7 +57,7 @@ def train_in_processes(
     states: dict[int, dict[str, torch.Tensor]] = {}
     with tempfile.TemporaryDirectory(prefix="mnistlab-members-") as tmp:
         logs = [_RowLog(Path(tmp) / f"member-{i}.jsonl") for i in range(len(tasks))]
-        pool = get_reusable_executor(max_workers=n_workers)
+        pool = get_reusable_executor(max_workers=n_workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
         pending = {
             pool.submit(_worker, train, job, X, y, n_threads, str(logs[i].path)): i for i, (job, X) in enumerate(tasks)
         }
@@ -65,6 +74,21 @@ def train_in_processes(
         for log in logs:
             log.read(on_row)
     return [states[i] for i in range(len(tasks))]
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """Worker start-up: a daemon thread ends this process once ``parent`` is no longer its parent.
+
+    When a process dies its children are handed to another (init, or a
+    subreaper), so the parent pid changing is the signal, whatever killed it.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)  # the work is lost with the parent: nothing to flush or return
+
+    threading.Thread(target=watch, name="mnistlab-exit-with-parent", daemon=True).start()
 
 
 def _worker(train: Train, job, X: np.ndarray, y: np.ndarray, n_threads: int, row_file: str) -> dict[str, np.ndarray]:

@@ -1,0 +1,218 @@
+"""What a model card (``model.json``) may hold, and the checksum that covers all of it.
+
+The card decides how a model is rebuilt and how its answers are judged: the
+weights file and its sha256, a CNN's config (classes, shapes, members), the
+probability cut for "not sure" answers, the split and seed that give back its
+test set. So every field is checked against this schema (types, ranges; a key
+the schema does not know is refused), and from format version 2 on
+``card_sha256`` covers the whole card: an edited card is refused before its
+weights are read. A CNN's config is checked field by field when the net is
+rebuilt (``models.cnn.config``); here it only has to be an object.
+
+Cards of format version 1 have no ``card_sha256``; they are still read, with
+this same schema, and the weights' sha256 as their only checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mnistlab.errors import ModelFileError
+
+__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "MAX_CARD_BYTES", "WEIGHTS_FILES", "card_sha256", "parse_card"]
+
+FORMAT_VERSION = 2  # version 2: card_sha256 covers the card
+READABLE_VERSIONS = (1, 2)
+MAX_CARD_BYTES = 16 * 2**20  # a card holds a config and a history: kilobytes; a larger file is not ours
+WEIGHTS_FILES = {"model.skops": "skops", "model.safetensors": "safetensors"}  # file name -> format
+MAX_SEED = 2**32 - 1  # what scikit-learn and numpy take as a seed
+
+
+class _Invalid(Exception):
+    """One field breaks the schema; the message says which and how."""
+
+
+def card_sha256(card: dict) -> str:
+    """sha256 of the card without its own checksum, as canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in card.items() if k != "card_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _refuse_constant(name: str):
+    raise _Invalid(f"it holds {name}, which mnistlab never writes")
+
+
+def parse_card(text: bytes, card_path: Path) -> dict:
+    """The card in ``text`` (the bytes of ``card_path``), checked against the schema and its checksum.
+
+    Raises ModelFileError in one sentence naming the file, the field and what to do.
+    """
+    try:
+        card = json.loads(text, parse_constant=_refuse_constant)
+        if not isinstance(card, dict):
+            raise _Invalid("it does not hold a JSON object")
+        _check_version(card, card_path)
+        for key, value in card.items():
+            check = _FIELDS.get(key)
+            if check is None:
+                raise _Invalid(f"it has the unknown field {key!r}")
+            check(key, value)
+        _check_consistency(card)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(
+            f"{card_path} is not valid JSON ({exc}); restore the original file or retrain the model with `mnistlab train`."
+        ) from None
+    except _Invalid as exc:
+        raise ModelFileError(
+            f"{card_path} is not a model card mnistlab wrote: {exc}; restore the original file or retrain the model "
+            f"with `mnistlab train`."
+        ) from None
+    if card["format_version"] >= 2 and card.get("card_sha256") != card_sha256(card):
+        raise ModelFileError(
+            f"{card_path} does not match its card_sha256, so it was edited or corrupted; "
+            "restore the original file or retrain the model with `mnistlab train`."
+        )
+    return card
+
+
+def _check_version(card: dict, card_path: Path) -> None:
+    version = card.get("format_version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        recipe = card.get("recipe") if isinstance(card.get("recipe"), str) else "RECIPE"
+        raise ModelFileError(
+            f"{card_path.parent} was saved in model format version {version!r}, but this mnistlab reads versions "
+            f"{' and '.join(map(str, READABLE_VERSIONS))}; retrain it with `mnistlab train {recipe}`."
+        )
+
+
+def _check_consistency(card: dict) -> None:
+    """The fields that must appear together, and agree."""
+    for key in ("weights_file", "weights_sha256", "format"):
+        if key not in card:
+            raise _Invalid(f"it has no {key!r}")
+    if WEIGHTS_FILES[card["weights_file"]] != card["format"]:
+        raise _Invalid(f"format {card['format']!r} does not go with weights file {card['weights_file']!r}")
+    if (card["format"] == "safetensors") != ("config" in card):
+        raise _Invalid("a safetensors model needs a config and a skops model has none")
+    if card["format_version"] >= 2 and "card_sha256" not in card:
+        raise _Invalid("it has no card_sha256")
+    if card["format_version"] < 2 and "card_sha256" in card:
+        raise _Invalid("a version 1 card cannot carry a card_sha256")
+
+
+# --- one check per field: (key, value) -> None, raising _Invalid ------------------
+
+
+def _is_int(value) -> bool:
+    return type(value) is int
+
+
+def _is_number(value) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _text(key: str, value) -> None:
+    if not isinstance(value, str) or len(value) > 10_000:
+        raise _Invalid(f"{key} must be a string")
+
+
+def _sha256(key: str, value) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise _Invalid(f"{key} must be 64 lower-case hex digits")
+
+
+def _sha256_or_null(key: str, value) -> None:
+    if value is not None:
+        _sha256(key, value)
+
+
+def _one_of(*allowed) -> Callable[[str, Any], None]:
+    def check(key: str, value) -> None:
+        if value not in allowed or isinstance(value, bool):
+            raise _Invalid(f"{key} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
+
+    return check
+
+
+def _integer(low: int, high: int, *, optional: bool = False) -> Callable[[str, Any], None]:
+    def check(key: str, value) -> None:
+        if optional and value is None:
+            return
+        if not _is_int(value) or not low <= value <= high:
+            raise _Invalid(f"{key} must be an integer from {low} to {high}, not {value!r}")
+
+    return check
+
+
+def _object(key: str, value) -> None:
+    if not isinstance(value, dict):
+        raise _Invalid(f"{key} must be an object")
+
+
+def _test_size(key: str, value) -> None:
+    if value is None or (_is_int(value) and value >= 1) or (type(value) is float and 0 < value < 1):
+        return
+    raise _Invalid(f"{key} must be null, a fraction between 0 and 1 or a count of at least 1, not {value!r}")
+
+
+def _versions(key: str, value) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _Invalid(f"{key} must map package names to version strings")
+
+
+def _metrics(key: str, value) -> None:
+    _object(key, value)
+    accuracy = value.get("test_accuracy")
+    if accuracy is not None and not (_is_number(accuracy) and 0 <= accuracy <= 1):
+        raise _Invalid(f"metrics.test_accuracy must be a number from 0 to 1, not {accuracy!r}")
+    if "test_predictions_sha256" in value:
+        _sha256("metrics.test_predictions_sha256", value["test_predictions_sha256"])
+
+
+CALIBRATION_FIELDS = ("min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method")
+
+
+def _calibration(key: str, value) -> None:
+    """The probability cut at or below which an answer is "not sure" (``trust.thresholds.ProbabilityCut``)."""
+    if not isinstance(value, dict) or sorted(value) != sorted(CALIBRATION_FIELDS):
+        raise _Invalid(f"{key} must hold exactly {', '.join(CALIBRATION_FIELDS)}")
+    for name in CALIBRATION_FIELDS[:3]:
+        if not (_is_number(value[name]) and 0 <= value[name] <= 1):
+            raise _Invalid(f"{key}.{name} must be a number from 0 to 1, not {value[name]!r}")
+    _text(f"{key}.method", value["method"])
+
+
+_FIELDS: dict[str, Callable[[str, Any], None]] = {
+    "format_version": _integer(1, FORMAT_VERSION),
+    "card_sha256": _sha256,
+    "weights_file": _one_of(*WEIGHTS_FILES),
+    "weights_sha256": _sha256,
+    "format": _one_of(*WEIGHTS_FILES.values()),
+    "config": _object,  # a CNN's: checked field by field when the net is rebuilt
+    "recipe": _text,
+    "description": _text,
+    "family": _text,
+    "seed": _integer(0, MAX_SEED),
+    "split": _one_of("official", "random"),
+    "test_size": _test_size,
+    "limit": _integer(1, 2**31, optional=True),
+    "dataset": _text,
+    "data_sha256": _sha256,
+    "params": _object,  # what the estimator was built with, for people: the weights hold the model
+    "versions": _versions,
+    "metrics": _metrics,
+    "calibration": _calibration,
+    "created": _text,
+    # Written by `compare` (lab.fitting): what the user named, the sha256 of the file that
+    # defines their code (null for mnistlab's recipes) and of the model.onnx beside a user's torch module.
+    "spec": _text,
+    "code_sha256": _sha256_or_null,
+    "onnx_sha256": _sha256,
+}

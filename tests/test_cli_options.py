@@ -1,0 +1,199 @@
+"""Every CLI option is checked before work starts: one `Error:` line, exit code 2, never a traceback.
+
+The same values are refused by the Python API (``RunOptions``, ``train_recipe``),
+which names the parameter where the CLI names its flag.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mnistlab.cli import app
+from mnistlab.errors import ParameterError
+from mnistlab.lab.options import MAX_SEED, RunOptions, check_writable_dir, check_writable_file
+from mnistlab.lab.train import train_recipe
+
+runner = CliRunner()
+
+
+def one_error_line(result) -> str:
+    """The single `Error:` line of a refused command (exit 2, nothing else printed, no traceback)."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "╭" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "taken"
+    path.write_text("not a folder")
+    return path
+
+
+# Each of these printed a Python traceback.
+TRACEBACK_CASES = {
+    "show seed -1": (["show", "--random", "3", "--seed", "-1"], "--seed must be a whole number from 0 to 4294967295"),
+    "cv 100000": (["train", "logreg", "--limit", "2000", "--cv", "100000"], "--cv must be at most the 2000"),
+    "test-size inf": (["train", "knn", "--split", "random", "--test-size", "inf"], "--test-size must be a fraction"),
+    "train seed -1": (["train", "knn", "--seed", "-1"], "--seed must be a whole number"),
+    "train seed huge": (["train", "knn", "--seed", "99999999999"], "got 99999999999"),
+    "compare seed -1": (["compare", "knn", "--seed", "-1"], "--seed must be a whole number"),
+    "compare seed huge": (["compare", "knn", "--seed", "99999999999"], "got 99999999999"),
+    "onnx in /proc": (["export", "{model}", "--onnx", "/proc/x/y.onnx"], "Cannot write --onnx /proc/x/y.onnx"),
+    "onnx a folder": (["export", "{model}", "--onnx", "{folder}"], "is a folder; give a file name"),
+    "preprocessed in /proc": (
+        ["predict", "x.jpg", "--save-preprocessed", "/proc/x"],
+        "Cannot write --save-preprocessed /proc/x",
+    ),
+    "preprocessed a file": (
+        ["predict", "x.jpg", "--save-preprocessed", "{file}"],
+        "is a file, not a folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TRACEBACK_CASES))
+def test_bad_options_give_one_line_and_exit_2(case, tmp_path, a_file):
+    args, message = TRACEBACK_CASES[case]
+    args = [a.format(model=tmp_path, folder=tmp_path, file=a_file) for a in args]
+    line = one_error_line(runner.invoke(app, args))
+    assert message in line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "knn", "--nope"], "No such option: --nope; see `"),
+        (["train", "knn", "--cv", "abc"], "Invalid value for '--cv'"),
+        (["train"], "Missing argument"),
+        (["predict", "x.png", "--top", "11"], "Invalid value for '--top'"),
+        (["serve", "--port", "70000"], "Invalid value for '--port'"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'"),
+        (["data", "nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_usage_errors_are_one_line_too(args, message):
+    assert message in one_error_line(runner.invoke(app, args))
+
+
+def test_usage_errors_in_a_real_process_are_one_line():
+    """The installed entry point, not the test runner: no boxed panel, no usage block."""
+    env = {**os.environ, "COLUMNS": "80"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", "train", "knn", "--cv", "abc"], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("Error: Invalid value for '--cv'"), run.stderr
+
+
+def test_no_command_still_shows_the_help():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2 and "train" in result.output and "Error" not in result.output
+
+
+# compare's own options: usage errors and refused values alike, before the tracking store opens.
+COMPARE_CASES = {
+    "seeds not a number": (["--seeds", "abc"], "Invalid value for '--seeds'"),
+    "seeds 0": (["--seeds", "0"], "--seeds must be a whole number from 1 to 100, got 0."),
+    "seeds huge": (["--seeds", "99999999999"], "got 99999999999"),
+    "seeds past the last seed": (["--seeds", "2", "--seed", str(MAX_SEED)], "runs past 4294967295"),
+    "dataset without a value": (["--dataset"], "Option '--dataset' requires an argument"),
+    "dataset twice": (["--dataset", "mnist", "--dataset", "mnist"], "--dataset names a dataset twice"),
+    "unknown dataset": (["--dataset", "nowhere-set"], "Unknown dataset 'nowhere-set'"),
+    "baseline not compared": (["--baseline", "svm-rbf"], "--baseline 'svm-rbf' is not among the compared models"),
+    "baseline without a value": (["--baseline"], "Option '--baseline' requires an argument"),
+    "retrain with a value": (["--retrain=yes"], "Option '--retrain' does not take a value"),
+    "update-models with a value": (["--update-models=1"], "Option '--update-models' does not take a value"),
+    "tracking-uri without a value": (["--tracking-uri"], "Option '--tracking-uri' requires an argument"),
+    "out in /proc": (["--out", "/proc/x"], "Cannot write --out /proc/x"),
+    "out a file": (["--out", "{file}"], "is a file, not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(COMPARE_CASES))
+def test_compare_options_give_one_line_and_exit_2(case, tmp_path, a_file):
+    extra, message = COMPARE_CASES[case]
+    store = tmp_path / "store.db"
+    args = ["compare", "knn", "--tracking-uri", f"sqlite:///{store}", "--out", str(tmp_path / "report")]
+    result = runner.invoke(app, [*args, *(a.format(file=a_file) for a in extra)])
+    assert message in one_error_line(result)
+    assert not store.exists() and not (tmp_path / "report").exists()  # refused before any work
+
+
+def test_compare_checks_the_default_model_folders_it_would_update(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", "/proc/x")
+    args = ["compare", "knn", "--update-models", "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "report")])
+    assert "Cannot write --update-models /proc/x/mnistlab/models/knn" in one_error_line(result)
+    assert "loading" not in result.output
+
+
+def test_train_refuses_an_unwritable_out_before_loading_data():
+    result = runner.invoke(app, ["train", "knn", "--out", "/proc/x"])
+    assert "Cannot write --out /proc/x" in one_error_line(result)
+    assert "loading" not in result.output and "fitting" not in result.output
+
+
+def test_cv_beyond_the_rarest_class_is_refused_once_the_data_is_known(tmp_path):
+    result = runner.invoke(app, ["train", "knn", "--limit", "100", "--cv", "50", "--json", "--out", str(tmp_path)])
+    assert "the training images of the rarest class, got 50" in one_error_line(result)
+
+
+def test_serve_refuses_a_busy_port_before_loading_the_model():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--port", str(port), "--model", "/nonexistent/model"])
+    assert f"Cannot listen on 127.0.0.1 port {port}" in one_error_line(result)
+
+
+def test_serve_refuses_an_unknown_host():
+    result = runner.invoke(app, ["serve", "--host", "no-such-host.invalid"])
+    assert "--host 'no-such-host.invalid' is not an address" in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    "kwargs, param, message",
+    [
+        ({"seed": -1}, "seed", "seed must be a whole number from 0 to 4294967295, got -1."),
+        ({"seed": MAX_SEED + 1}, "seed", "got 4294967296"),
+        ({"seed": 1.5}, "seed", "got 1.5"),
+        ({"cv": 100000, "limit": 2000}, "cv", "cv must be at most the 2000 training images"),
+        ({"cv": True}, "cv", "got True"),
+        ({"split": "random", "test_size": float("inf")}, "test_size", "got inf"),
+        ({"split": "random", "test_size": float("nan")}, "test_size", "got nan"),
+        ({"split": "random", "test_size": 5}, "test_size", "at least 10 test images, got 5"),
+        ({"test_size": 0.2}, "test_size", "applies to the random split only"),
+        ({"limit": 5}, "limit", "limit must be at least 20"),
+        ({"n_jobs": 100000}, "n_jobs", "at most 256"),
+        ({"target": 1.5}, "target", "target must be an accuracy above 0 and at most 1, got 1.5."),
+    ],
+)
+def test_run_options_refuse_what_the_cli_refuses(kwargs, param, message):
+    with pytest.raises(ParameterError) as info:
+        RunOptions(**kwargs)
+    assert info.value.param == param and message in str(info.value)
+
+
+def test_train_recipe_checks_its_output_folder_first(a_file):
+    with pytest.raises(ParameterError, match="Cannot write out /proc/x") as info:
+        train_recipe("knn", out="/proc/x")
+    assert info.value.param == "out"
+    with pytest.raises(ParameterError, match="is a file, not a folder"):
+        train_recipe("knn", out=a_file)
+
+
+def test_writable_checks_accept_what_can_be_written_and_leave_nothing(tmp_path):
+    assert check_writable_dir(tmp_path / "new" / "deeper", "out") == tmp_path / "new" / "deeper"
+    assert check_writable_file(tmp_path / "new" / "model.onnx", "onnx") == tmp_path / "new" / "model.onnx"
+    assert list(tmp_path.iterdir()) == []  # probed, not created

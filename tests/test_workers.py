@@ -1,0 +1,111 @@
+"""Worker processes end with their parent: a terminated or killed training leaves no process behind.
+
+Real subprocesses: ``mnistlab train ensemble`` (members in loky workers) and a
+two-member CNN fitted from the Python API, stopped once their workers have
+reported an epoch. Every process below the parent at that moment (workers,
+loky's and multiprocessing's resource trackers) must be gone after a short,
+bounded wait.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+PROC = Path("/proc")
+pytestmark = pytest.mark.skipif(not PROC.is_dir(), reason="reads the process table from /proc")
+
+API_SCRIPT = """
+import sys
+import numpy as np
+from mnistlab.models.cnn.estimator import CNNClassifier
+
+rng = np.random.default_rng(0)
+X, y = rng.integers(0, 256, (600, 784), dtype=np.uint8), np.arange(600) % 10
+report = lambda row: print("epoch done", file=sys.stderr, flush=True)
+CNNClassifier(arch="tiny", epochs=200, n_members=2, n_jobs=2, n_threads=1, callback=report).fit(X, y)
+"""
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process now running."""
+    table = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended while we looked
+                continue
+            table[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return table
+
+
+def _descendants(root: int) -> set[int]:
+    table, found, frontier = _parents(), set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in table.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (a zombie waiting to be reaped has ended)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _stop_during_training(command: list[str], marker: str, sig: int) -> tuple[int, set[int], set[int]]:
+    """Run ``command``, send ``sig`` once stderr shows ``marker``; return (exit code, processes below it, survivors)."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen, below = b"", set()
+    try:
+        deadline = time.monotonic() + 240
+        while marker.encode() not in seen and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stderr], [], [], 1)[0]:
+                seen += os.read(proc.stderr.fileno(), 65536)
+        assert marker.encode() in seen, seen.decode(errors="replace")[-2000:]
+        below = _descendants(proc.pid)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+        deadline = time.monotonic() + 15  # the workers look at their parent every half second
+        while _running(below) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return code, below, _running(below)
+    finally:
+        proc.kill()
+        proc.stderr.close()
+        for pid in _running(below):  # a failing run must not leave its orphans to the next test
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_of_train_stops_its_workers(tmp_path):
+    command = [sys.executable, "-m", "mnistlab.cli", "train", "ensemble", "--limit", "500", "--n-jobs", "2"]
+    code, below, survivors = _stop_during_training(
+        [*command, "--out", str(tmp_path / "m")], "member epochs done", signal.SIGTERM
+    )
+    assert len(below) >= 2  # the two workers at least (and loky's resource tracker)
+    assert code == 128 + signal.SIGTERM and survivors == set()
+    assert not (tmp_path / "m" / "model.json").exists()
+
+
+def test_sigkill_of_a_python_fit_stops_its_workers():
+    """No handler runs on SIGKILL: the workers notice on their own that their parent is gone."""
+    code, below, survivors = _stop_during_training([sys.executable, "-c", API_SCRIPT], "epoch done", signal.SIGKILL)
+    assert len(below) >= 2 and code == -signal.SIGKILL
+    assert survivors == set()
