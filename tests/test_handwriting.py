@@ -193,6 +193,18 @@ def test_remove_background_flattens_uneven_light(test_digits):
     assert iou > 0.75
 
 
+def test_binarise_keeps_the_faint_stretches_of_a_hair_thin_stroke():
+    rng = np.random.default_rng(2)
+    ink = rng.normal(0.0, 0.01, (120, 120)).astype(np.float32)  # the paper: its noise, well under the 0.1 floor
+    ink[40, 20:60] = 0.12  # a hair line, just darker than the floor...
+    ink[40, 60:100] = 0.08  # ...fading below it further on
+    ink[80, 20:100] = 0.08  # as faint, but touching no clearly dark ink: paper texture, not a stroke
+    mask = binarise(ink)
+    assert mask[40, 20:100].all()
+    assert not mask[80].any()
+    assert mask.sum() == 80
+
+
 def test_drop_specks_keeps_broken_strokes():
     mask = np.zeros((200, 200), bool)
     mask[40:160, 90:100] = True  # the main stroke
