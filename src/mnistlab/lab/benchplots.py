@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from mnistlab._atomic import atomic_writer
+from mnistlab.lab.charts import new_figure, style_time_axes
 
 __all__ = ["save_accuracy_vs_time_bars"]
 
@@ -19,21 +18,15 @@ def save_accuracy_vs_time_bars(results: list[dict], path) -> Path:
     pct = np.array([100 * float(r["test_accuracy_mean"]) for r in results])
     ci = np.array([[100 * float(x) for x in r["test_accuracy_ci95"]] for r in results])  # (n, 2)
     t_err = np.array([float(r["fit_seconds_std"] or 0.0) for r in results])
-    fig = Figure(figsize=(7.5, 4.8), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(7.5, 4.8)
     ax = fig.add_subplot()
     y_err = np.stack([pct - ci[:, 0], ci[:, 1] - pct]).clip(min=0)  # (2, n): below, above
     x_err = np.stack([np.minimum(t_err, secs * 0.9), t_err])  # a log axis cannot reach 0
     ax.errorbar(secs, pct, yerr=y_err, xerr=x_err, fmt="o", ms=6, capsize=3, color="#1f77b4", zorder=3)
     for r, x, y in zip(results, secs, pct):
         ax.annotate(f"{r['model']} {y:.2f}%", (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8)
-    ax.set_xscale("log")
+    style_time_axes(ax, "fit time (seconds, log scale; bars: std over seeds)", "test accuracy (%; bars: 95% interval)")
     ax.set_xlim(secs.min() / 2, secs.max() * 6)  # room on the right for the labels
-    ax.set_xlabel("fit time (seconds, log scale; bars: std over seeds)")
-    ax.set_ylabel("test accuracy (%; bars: 95% interval)")
-    ax.set_title("Test accuracy against fit time")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     path = Path(path)
     with atomic_writer(path) as f:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,9 +20,9 @@ from sklearn.model_selection import train_test_split
 from mnistlab.data.load import KNOWN_DATASETS, load_mnist, load_split
 from mnistlab.errors import DatasetError, ModelFileError
 from mnistlab.lab.options import Progress, RunOptions
-from mnistlab.lab.record import Record, json_safe_params, run_metrics
+from mnistlab.lab.record import Record
 from mnistlab.lab.specs import Contender
-from mnistlab.lab.train import TrainTest, cross_validate, fit, thread_limits
+from mnistlab.lab.train import TrainTest, fit_and_test
 from mnistlab.models.files import save_model
 
 __all__ = ["open_dataset", "split_for", "fit_one", "Fitted"]
@@ -73,23 +72,11 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
     """
     recipe = contender.recipe
     name = f"{d.dataset} seed {options.seed}: {recipe.name}"
-    with thread_limits(recipe.family):
-        if options.cv:
-            progress(f"{name}: {options.cv}-fold cross-validation on {len(d.y_train):,} images")
-        # Classes defined in a user's file cannot be imported by worker processes.
-        cv_options = dataclasses.replace(options, n_jobs=1) if contender.in_process else options
-        cv_scores, cv_seconds = cross_validate(recipe, cv_options, d.X_train, d.y_train)
-        estimator = recipe.build(options.seed, options.n_jobs)
-        params = json_safe_params(estimator)
-        progress(f"{name}: fitting on {len(d.y_train):,} images")
-        fit_seconds, notes = fit(estimator, d.X_train, d.y_train)
-        progress(f"{name}: predicting {len(d.y_test):,} test images")
-        start = time.perf_counter()
-        y_pred = np.asarray(estimator.predict(d.X_test))
-        predict_seconds = time.perf_counter() - start
-    seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
-    metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
-    record = Record(recipe, options, d.dataset, d.sha256, params, metrics, notes)
+    # Classes defined in a user's file cannot be imported by worker processes.
+    cv_options = dataclasses.replace(options, n_jobs=1) if contender.in_process else options
+    run = fit_and_test(recipe, options, d, progress, name, cv_options=cv_options)
+    estimator, notes, y_pred = run.estimator, run.notes, run.y_pred
+    record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, notes)
     card = {**record.card(), "spec": contender.spec, "code_sha256": contender.code_sha256}
     saved = _save(estimator, model_dir, card, progress, name)
     if saved is None:

@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -21,6 +20,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from mnistlab._atomic import atomic_writer
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
+from mnistlab.lab.charts import DPI, new_figure, style_time_axes
 
 __all__ = [
     "save_digit_grid",
@@ -34,7 +34,6 @@ __all__ = [
     "most_confident_mistakes",
 ]
 
-DPI = 100
 CELL = 0.9  # inches per digit in a grid
 MAX_GRID = 400  # more digits than this make an unreadable, slow-to-render figure
 ASCII_RAMP = " .:-=+*#%@"  # dark (background) -> bright (ink)
@@ -81,12 +80,6 @@ def _labels(values, n: int | None, what: str, *, integer: bool = True) -> np.nda
     return arr.astype(np.int64)
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _save(fig: Figure, path) -> Path:
     """Write ``fig`` to ``path`` as PNG atomically; OS failures become InputError."""
     path = Path(path)
@@ -111,7 +104,7 @@ def _grid(n: int, ncols: int, cell_w: float, cell_h: float, title: str | None):
     nrows = math.ceil(n / ncols)
     top = 0.55 if title else 0.05  # inches kept for the figure title
     width, height = ncols * cell_w + 0.2, nrows * cell_h + top + 0.1
-    fig = _new_figure(width, height)
+    fig = new_figure(width, height)
     if title:
         fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
@@ -184,7 +177,7 @@ def save_class_balance(counts_by_split: dict, path) -> Path:
             raise InputError(f"counts for split {name!r} have shape {c.shape}, expected ({k},) like the first split.")
         if not np.issubdtype(c.dtype, np.integer) or (c < 0).any():
             raise InputError(f"counts for split {name!r} are not all non-negative integers, expected class counts.")
-    fig = _new_figure(max(6.0, 0.35 * k * len(counts) + 2.5), 4.5)
+    fig = new_figure(max(6.0, 0.35 * k * len(counts) + 2.5), 4.5)
     ax = fig.add_subplot()
     width = 0.8 / len(counts)
     x = np.arange(k)
@@ -236,7 +229,7 @@ def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None) -> 
     if title is None:
         title = f"Confusion matrix: accuracy {np.trace(counts) / counts.sum():.2%} on {counts.sum():,} images"
     size = max(4.5, 0.6 * k + 1.8)
-    fig = _new_figure(size + 1.0, size)
+    fig = new_figure(size + 1.0, size)
     ax = fig.add_subplot()
     top = int(counts.max())
     log = top >= 100
@@ -300,7 +293,7 @@ def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 
     pred, p = np.asarray(y_pred), np.asarray(proba)
     n_wrong = int((true != pred).sum())
     if len(picked) == 0:
-        fig = _new_figure(6.0, 1.5)
+        fig = new_figure(6.0, 1.5)
         fig.text(
             0.5,
             0.5,
@@ -360,10 +353,10 @@ def save_accuracy_vs_time(rows: list, path) -> Path:
         raise InputError(f"test_accuracy values are {acc.tolist()}, expected fractions between 0 and 1.")
     pct = acc * 100
     labels = [f"{name} {a:.2f}%" for name, a in zip(names, pct)]
-    fig = _new_figure(7.5, 4.8)
+    fig = new_figure(7.5, 4.8)
     ax = fig.add_subplot()
     ax.scatter(secs, pct, s=45, color="#1f77b4", zorder=3)
-    ax.set_xscale("log")
+    style_time_axes(ax, "fit time (seconds, log scale)", "test accuracy (%)")
     x_lo, x_hi = np.log10(secs.min() / 2), np.log10(secs.max() * 6)  # room on the right for labels
     spread = max(np.ptp(pct), 1.0)
     y_lo, y_hi = pct.min() - 0.1 * spread, pct.max() + 0.1 * spread
@@ -373,11 +366,6 @@ def save_accuracy_vs_time(rows: list, path) -> Path:
         ax.annotate(label, (x, y), xytext=(x * 1.25, ty), fontsize=8, va="center", arrowprops=line)
     ax.set_xlim(10**x_lo, 10**x_hi)
     ax.set_ylim(y_lo, max(y_hi, max(label_y) + 0.05 * spread))
-    ax.set_xlabel("fit time (seconds, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Test accuracy against fit time")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -13,8 +13,9 @@ import contextlib
 import hashlib
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -30,7 +31,7 @@ from mnistlab.models.recipes import Recipe, get_recipe
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.reader import Reader, load_reader
 
-__all__ = ["train_recipe", "run_recipe", "load_data", "thread_limits", "TrainTest", "Scored"]
+__all__ = ["train_recipe", "run_recipe", "fit_and_test", "load_data", "thread_limits", "TrainTest", "Scored", "FitTest"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,53 @@ def fit(estimator, X, y) -> tuple[float, list[str]]:
     return seconds, notes
 
 
+class FitTest(NamedTuple):
+    """What ``fit_and_test`` gives back: the fitted estimator and what its record needs."""
+
+    estimator: Any
+    params: dict  # json_safe_params of the estimator as built, before fitting
+    metrics: dict  # run_metrics: CV scores, test accuracy, timings
+    notes: list[str]  # the fit's convergence warnings
+    y_pred: np.ndarray  # (n_test,)
+
+
+def fit_and_test(
+    recipe: Recipe,
+    options: RunOptions,
+    d: TrainTest,
+    progress: Progress,
+    name: str,
+    *,
+    cv_options: RunOptions | None = None,
+    prepare: Callable[[Any], None] | None = None,
+) -> FitTest:
+    """Cross-validate, build, fit and predict the test set under the recipe's thread limits, timing each step.
+
+    ``cv_options`` (default ``options``) run the cross-validation; ``prepare``
+    adjusts the built estimator before its parameters are recorded and it is
+    fitted. Progress messages start with ``name``.
+    """
+    with thread_limits(recipe.family):
+        if options.cv:
+            progress(f"{name}: {options.cv}-fold cross-validation on {len(d.y_train):,} images")
+        cv_scores, cv_seconds = cross_validate(
+            recipe, options if cv_options is None else cv_options, d.X_train, d.y_train
+        )
+        estimator = recipe.build(options.seed, options.n_jobs)
+        if prepare is not None:
+            prepare(estimator)
+        params = json_safe_params(estimator)
+        progress(f"{name}: fitting on {len(d.y_train):,} images")
+        fit_seconds, notes = fit(estimator, d.X_train, d.y_train)
+        progress(f"{name}: predicting {len(d.y_test):,} test images")
+        start = time.perf_counter()
+        y_pred = np.asarray(estimator.predict(d.X_test))
+        predict_seconds = time.perf_counter() - start
+    seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
+    metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
+    return FitTest(estimator, params, metrics, notes, y_pred)
+
+
 def reader_for(d: TrainTest) -> Reader | None:
     """The shipped reader whose checks a model of these digits answers with; None for other data.
 
@@ -159,26 +207,19 @@ def run_recipe(
     progress(f"{recipe.name}: loading data")
     d = load_data(options, data)
     reader = reader_for(d)
-    with thread_limits(recipe.family):
-        if options.cv:
-            progress(f"{recipe.name}: {options.cv}-fold cross-validation on {len(d.y_train):,} images")
-        cv_scores, cv_seconds = cross_validate(recipe, options, d.X_train, d.y_train)
-        estimator = recipe.build(options.seed, options.n_jobs)
-        _configure_cnn(estimator, recipe.name, options.target, progress)
-        params = json_safe_params(estimator)
-        progress(f"{recipe.name}: fitting on {len(d.y_train):,} images")
-        fit_seconds, notes = fit(estimator, d.X_train, d.y_train)
-        progress(f"{recipe.name}: predicting {len(d.y_test):,} test images")
-        start = time.perf_counter()
-        y_pred = np.asarray(estimator.predict(d.X_test))
-        predict_seconds = time.perf_counter() - start
-    calibration = calibrate(estimator, d, reader, progress, recipe.name)
-    seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
-    metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
-    record = Record(recipe, options, d.dataset, d.sha256, params, metrics, notes, calibration)
+    run = fit_and_test(
+        recipe,
+        options,
+        d,
+        progress,
+        recipe.name,
+        prepare=lambda estimator: _configure_cnn(estimator, recipe.name, options.target, progress),
+    )
+    calibration = calibrate(run.estimator, d, reader, progress, recipe.name)
+    record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, run.notes, calibration)
     progress(f"{recipe.name}: saving to {model_dir}")
-    save_model(estimator, model_dir, card=record.card())
-    return Scored(record.result(model_dir), d, y_pred)
+    save_model(run.estimator, model_dir, card=record.card())
+    return Scored(record.result(model_dir), d, run.y_pred)
 
 
 def _configure_cnn(estimator, name: str, target: float | None, progress: Progress) -> None:

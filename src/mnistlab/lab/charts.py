@@ -1,0 +1,31 @@
+"""What the result charts share: a figure outside pyplot, and the accuracy-against-fit-time axes.
+
+Figures get an explicit Agg canvas rather than pyplot's: no global figure
+state, no GUI backend, and safe to draw from web-server threads.
+"""
+
+from __future__ import annotations
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["DPI", "new_figure", "style_time_axes"]
+
+DPI = 100
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A ``width`` x ``height`` inch figure on its own Agg canvas."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def style_time_axes(ax, x_label: str, y_label: str) -> None:
+    """Log-scale fit-time x axis, labels, title, grid and an open frame: the look of every accuracy-vs-time chart."""
+    ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title("Test accuracy against fit time")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
