@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import struct
+import subprocess
+import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -125,11 +129,50 @@ def test_large_photo_is_reduced_before_processing():
         (b"hello, this is a text file\n", "not an image"),
         (make_pixel_bomb(100_000, 100_000), "pixels"),
         (make_pixel_bomb(8_000, 8_000), "pixels"),  # 64 MP: under Pillow's own limit, over ours
+        (make_pixel_bomb(1, 49_990_000), "strip"),  # under the pixel limit, but no photo is that shape
+        (make_pixel_bomb(5_000, 5_000), "JPEG"),  # 25 MP that a PNG decoder must decode whole
     ],
 )
 def test_bad_bytes_raise_image_error(data, words):
     with pytest.raises(ImageError, match=words):
         load_image(data)  # a pixel bomb is refused from its header: these bytes hold no pixels to decode
+
+
+def _strip_png(width: int, height: int) -> bytes:
+    """A real PNG of ``width`` x ``height`` black pixels, its data compressed as it is written (about 100 KB)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte, then the row's pixels
+    rows_per_block = max(1, 2**20 // len(row))
+    data = b"".join(packer.compress(row * min(rows_per_block, height - i)) for i in range(0, height, rows_per_block))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data + packer.flush()) + chunk(b"IEND", b"")
+
+
+_BOUNDED_DECODE = """
+import resource, sys
+from mnistlab.errors import ImageTooLargeError
+from mnistlab.reading.decode import load_image
+data = open(sys.argv[1], "rb").read()
+size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (size + 200 * 2**20, resource.RLIM_INFINITY))  # 200 MiB more than now
+resource.setrlimit(resource.RLIMIT_CPU, (10, 10))
+try:
+    load_image(data)
+except ImageTooLargeError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_a_pixel_strip_is_refused_within_a_fixed_memory_and_cpu_bound(tmp_path):
+    path = tmp_path / "strip.png"
+    path.write_bytes(_strip_png(1, 49_990_000))  # about 100 KB that decode to 50 MB and take seconds
+    run = subprocess.run([sys.executable, "-c", _BOUNDED_DECODE, str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith("refused:") and "strip" in run.stdout
 
 
 def test_truncated_and_missing_files(tmp_path, test_digits):

@@ -154,10 +154,14 @@ def test_non_images_are_refused_with_a_message(client, payload):
     assert r.json()["detail"].endswith(".")
 
 
-def test_huge_declared_image_is_refused_before_decoding(client):
-    r = client.post("/api/predict", files={"file": ("bomb.png", make_pixel_bomb(100_000, 100_000), "image/png")})
+@pytest.mark.parametrize(
+    "width, height, words",
+    [(100_000, 100_000, "pixels"), (1, 49_990_000, "strip"), (5_000, 5_000, "JPEG")],
+)
+def test_huge_declared_image_is_refused_before_decoding(client, width, height, words):
+    r = client.post("/api/predict", files={"file": ("bomb.png", make_pixel_bomb(width, height), "image/png")})
     assert r.status_code == 413
-    assert "pixels" in r.json()["detail"]
+    assert words in r.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Decode any image a user sends (path, bytes, file, PIL image, array) into float32 grey.
 
-The pixel count is checked from the header before decoding, so decompression
-bombs are refused cheaply; transparency is composited onto the colour that
+The pixel count and shape are checked from the header before decoding, so
+decompression bombs and pixel strips are refused cheaply; transparency is composited onto the colour that
 reads as background; big images are reduced to ``WORK_SIDE``.
 """
 
@@ -16,13 +16,28 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnistlab.errors import ImageError
+from mnistlab.errors import ImageError, ImageTooLargeError
 
-__all__ = ["MAX_PIXELS", "WORK_SIDE", "load_image", "to_grey", "encode_png"]
+__all__ = [
+    "MAX_PIXELS",
+    "MAX_FULL_DECODE_PIXELS",
+    "MAX_ASPECT",
+    "WORK_SIDE",
+    "check_decodable",
+    "load_image",
+    "to_grey",
+    "encode_png",
+]
 
 # Refuse images above this many pixels before decoding them (a 50 MP phone photo
 # still passes; a PNG header claiming 100000 x 100000 does not).
 MAX_PIXELS = 50_000_000
+# JPEG decodes at 1/8 of its size when asked; other formats only whole. Those are
+# refused past this many pixels (a 16 MP PNG is 16-64 MB decoded, a second of CPU).
+MAX_FULL_DECODE_PIXELS = 16_000_000
+# No photo, scan or canvas of digits is longer than this many times its width:
+# a 1 x 49,990,000 "image" is a strip built to cost seconds and gigabytes.
+MAX_ASPECT = 20
 # Images are reduced to this longer side first: plenty for one digit or a short
 # number, and it keeps every later step in the milliseconds.
 WORK_SIDE = 320
@@ -33,9 +48,30 @@ def _check_pixels(size: tuple[int, int], label: str) -> None:
     if w <= 0 or h <= 0:
         raise ImageError(f"{label} has zero size ({w}x{h} pixels); send an image with content.")
     if w * h > MAX_PIXELS:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{label} declares {w}x{h} pixels, more than the {MAX_PIXELS:,} allowed; "
             "send a smaller image (a digit needs far fewer pixels)."
+        )
+
+
+def check_decodable(size: tuple[int, int], image_format: str | None, label: str = "the image") -> None:
+    """Refuse, from the header alone, an image whose decoding would cost more than a digit is worth.
+
+    Any image: at most ``MAX_PIXELS`` pixels, at most ``MAX_ASPECT`` times as
+    long as wide. Formats that cannot be decoded reduced (all but JPEG): at most
+    ``MAX_FULL_DECODE_PIXELS``. Raises ``ImageTooLargeError`` (413 on the web).
+    """
+    _check_pixels(size, label)
+    w, h = size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageTooLargeError(
+            f"{label} is a strip of {w}x{h} pixels, more than {MAX_ASPECT} times as long as it is wide; "
+            "crop it to the digits."
+        )
+    if image_format != "JPEG" and w * h > MAX_FULL_DECODE_PIXELS:
+        raise ImageTooLargeError(
+            f"{label} is a {image_format or 'non-JPEG'} image of {w}x{h} pixels, which decodes only at full size; "
+            f"send it scaled down to at most {MAX_FULL_DECODE_PIXELS:,} pixels, or as a JPEG."
         )
 
 
@@ -47,7 +83,10 @@ def load_image(source) -> Image.Image:
     Any failure raises ``ImageError`` with one sentence saying what was wrong.
     """
     if isinstance(source, Image.Image):
-        _check_pixels(source.size, "the image")
+        if source.format is None:  # made in memory, already decoded: only its size matters
+            _check_pixels(source.size, "the image")
+        else:  # opened from a file: its pixels may not be decoded yet
+            check_decodable(source.size, source.format, "the image")
         return ImageOps.exif_transpose(source)
     fp: IO[bytes] | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -73,7 +112,7 @@ def load_image(source) -> Image.Image:
             # Our own limit below is stricter; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(fp)
-            _check_pixels(opened.size, label)
+            check_decodable(opened.size, opened.format, label)
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
             opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (WORK_SIDE, WORK_SIDE))

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab.errors import BodyTooLargeError, ImageTooLargeError, NotAnImageError
+from mnistlab.reading.decode import check_decodable
 from mnistlab.web.protocol import DISCARD_BYTES
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "MAX_JSON_BYTES", "BodyLimit", "read_capped", "check_image_header"]
@@ -110,6 +111,7 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
         # Image.open reads only the header; DecompressionBombError fires past 2x Pillow's own limit.
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
+            image_format = im.format
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"The image has more than {max_pixels:,} pixels; send a smaller image.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
@@ -121,3 +123,4 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
             f"The image is {width} x {height} = {width * height:,} pixels, over the limit of {max_pixels:,}; "
             "send a smaller image."
         )
+    check_decodable((width, height), image_format, "The image")  # strips, and giants that decode only whole
