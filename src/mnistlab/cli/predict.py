@@ -119,10 +119,13 @@ def serve(
     max_connections: int = typer.Option(
         100, "--max-connections", min=1, help="Open connections at once; a request on one more gets 503."
     ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=256, help="Server processes on the one port (one per CPU core uses them all)."
+    ),
 ):
-    """Serve the draw-a-digit page and its JSON API (docs at /docs) until Ctrl+C."""
+    """Serve the draw-a-digit page and its JSON API (docs at /docs) until Ctrl+C or SIGTERM."""
     from mnistlab.web.app import serve as run_server  # FastAPI and uvicorn: not at start-up
     from mnistlab.web.protocol import ConnectionLimits
 
     limits = ConnectionLimits(read_timeout=read_timeout, max_connections=max_connections)
-    run_server(model, host=host, port=port, limits=limits)
+    run_server(model, host=host, port=port, limits=limits, workers=workers)

@@ -48,6 +48,7 @@ from mnistlab.web.guard import Guard
 from mnistlab.web.limits import DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
 from mnistlab.web.protocol import ConnectionLimits, server_config
 from mnistlab.web.routes import STATIC_DIR, Served, router
+from mnistlab.web.workers import GRACEFUL_SHUTDOWN, run_workers
 
 __all__ = ["create_app", "serve", "ready_predictor", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_DECODES"]
 
@@ -220,9 +221,18 @@ def serve(
     limits: ConnectionLimits | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_decodes: int | None = None,
+    workers: int = 1,
 ) -> None:
-    """Load the model (failing fast with a ModelFileError), then serve it under uvicorn until Ctrl+C,
-    with the connection ``limits`` of ``protocol`` (default ``ConnectionLimits()``)."""
+    """Load the model (failing fast with a ModelFileError), then serve it under uvicorn until Ctrl+C or
+    SIGTERM (requests in flight are finished first), with the connection ``limits`` of ``protocol``
+    (default ``ConnectionLimits()``), from ``workers`` processes (``web.workers``)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError("workers", f"{{param}} must be a whole number of at least 1, got {workers!r}.")
     limits = limits or ConnectionLimits()
     app = create_app(load_predictor(model_dir), max_upload_bytes=max_upload_bytes, max_decodes=max_decodes)
-    uvicorn.Server(server_config(app, host=host, port=port, limits=limits)).run()
+    config = server_config(app, host=host, port=port, limits=limits)
+    if workers > 1:
+        run_workers(config, workers)
+        return
+    config.timeout_graceful_shutdown = int(GRACEFUL_SHUTDOWN)
+    uvicorn.Server(config).run()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -120,7 +121,8 @@ async def docs() -> FileResponse:
 async def health(request: Request) -> dict[str, Any]:
     """Alive: answered while the process runs, before the model is loaded too (``model`` is null then)."""
     state: Served | None = request.app.state.served
-    return {"status": "ok", "version": __version__, "model": state.predictor.card.get("recipe") if state else None}
+    model = state.predictor.card.get("recipe") if state else None
+    return {"status": "ok", "version": __version__, "model": model, "worker": os.getpid()}
 
 
 @router.get("/api/ready", summary="Can the server answer predictions now", response_model=Health, responses=PROBLEMS)
@@ -129,7 +131,7 @@ async def ready(request: Request) -> dict[str, Any]:
     state: Served | None = request.app.state.served
     if state is None:
         raise NotReadyError(request.app.state.load_error or "The model is still loading; try again in a few seconds.")
-    return {"status": "ok", "version": __version__, "model": state.predictor.card.get("recipe")}
+    return {"status": "ok", "version": __version__, "model": state.predictor.card.get("recipe"), "worker": os.getpid()}
 
 
 @router.get("/api/model", summary="The model card of the loaded model (model.json)", response_model=None)
