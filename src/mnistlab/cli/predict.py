@@ -14,7 +14,6 @@ from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli.common import err, error_text, out
-from mnistlab.errors import MnistlabError
 
 __all__ = ["app"]
 
@@ -28,7 +27,8 @@ MODEL_OPT = typer.Option(
 @app.command()
 def predict(
     files: list[Path] = typer.Argument(
-        ..., help="Images (PNG, JPEG, BMP, TIFF, WebP) or .npy/.csv files of 784 pixel values."
+        ...,
+        help="Images (PNG, JPEG, BMP, TIFF, WebP) or .npy/.csv files of 784 pixel values, or folders of them.",
     ),
     model: Path | None = MODEL_OPT,
     number: bool = typer.Option(
@@ -39,20 +39,24 @@ def predict(
         None, "--save-preprocessed", help="Folder to write the 28x28 images the model saw."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
+    jobs: int | None = typer.Option(
+        None, "--jobs", min=1, max=256, help="Processes reading files at once (default: one per CPU)."
+    ),
 ):
     """Which digit (or number, with --number) is in each file, and is the model sure?"""
     # Not at start-up: see the module docstring.
-    from mnistlab.trust.predict import load_predictor, predict_file, to_json
+    from mnistlab.trust.many import expand_paths, predict_files
+    from mnistlab.trust.predict import load_predictor, to_json
 
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     if save_preprocessed is not None:
         save_preprocessed.mkdir(parents=True, exist_ok=True)
     table = _result_table(number)
     failed = False
-    for path in files:
-        try:
-            result = predict_file(path, predictor, top=top, number=number)
-        except MnistlabError as exc:  # one unreadable file: say so, read the others, exit 1 at the end
+    # Answers stream in the order given, from one worker process per CPU.
+    for path, result, exc in predict_files(expand_paths(files), predictor, top=top, number=number, jobs=jobs):
+        if result is None:  # one unreadable file: say so, read the others, exit 1 at the end
+            assert exc is not None  # predict_files gives a result or the error, never neither
             failed = True
             if as_json:
                 typer.echo(json.dumps({"file": str(path), "error": error_text(exc)}))
