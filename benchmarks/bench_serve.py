@@ -76,9 +76,19 @@ def memory(pid: int) -> dict[str, int]:
 
 
 def tree_memory(pid: int) -> dict[str, int]:
-    """``memory`` summed over ``pid`` and its children (the workers of ``serve --workers N``)."""
+    """``memory`` summed over ``pid`` and its children (the workers of ``serve --workers N``), and their
+    proportional set size (Pss: shared pages counted once in all, where RSS counts them in every process)."""
     pids = [pid, *children(pid)]
-    return {key: sum(memory(p)[key] for p in pids) for key in ("VmRSS", "VmHWM")}
+    out = {key: sum(memory(p)[key] for p in pids) for key in ("VmRSS", "VmHWM")}
+    out["Pss"] = sum(pss(p) for p in pids)
+    return out
+
+
+def pss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
 
 
 def children(pid: int) -> list[int]:
@@ -430,7 +440,7 @@ def main():
             before = tree_memory(server.pid)
             print(
                 f"server pid {server.pid}, {args.workers} worker(s): ready in {ready_s:.2f} s; "
-                f"RSS {mib(before['VmRSS'])} when ready (all processes)"
+                f"RSS {mib(before['VmRSS'])} when ready (all processes; Pss {mib(before['Pss'])})"
             )
             print(f"{args.trials} trials x {args.requests} requests, {args.clients} concurrent clients ({args.client})")
             runs = load_trials(url, port, server, inputs, args)
