@@ -6,7 +6,8 @@
 1. The shipped nets on onnxruntime (one intra-op thread, as served): images/s
    at batch 1000 and the latency of one image (median of many calls).
 2. ``Predictor.describe`` per image at batch 1 and batch 64 (what micro-batching
-   saves), split into the classifier and the not-a-digit scores.
+   saves), split into the classifier and the not-a-digit scores; with
+   OpenBLAS's default threads and with one (as the server and predict run).
 3. One photo's CPU split: decode + ``to_mnist``, ``describe``, the answer's
    PNG and JSON; the HTTP/multipart share is the server's CPU per request
    (``bench_serve.py``) less these.
@@ -33,6 +34,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from mnistlab import load_mnist
 from mnistlab.reading.decode import encode_png
@@ -159,8 +161,11 @@ def main():
     predictor = load_predictor(None)
     print("1. shipped nets on onnxruntime, one thread")
     nets(predictor, digits, args.repeat)
-    print("2. describe per image")
+    print("2. describe per image, BLAS threads as found (OpenBLAS: one per CPU)")
     describe_split(predictor, digits)
+    print("   ... with one BLAS thread, as `mnistlab serve` and `predict` run")
+    with threadpool_limits(1, user_api="blas"):
+        describe_split(predictor, digits)
     print("3. one photo's CPU")
     photo_split(predictor, photos)
     print("4. predict_image on photos, 2 cores")

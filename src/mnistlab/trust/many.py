@@ -21,6 +21,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from mnistlab.errors import InputError, MnistlabError
 from mnistlab.trust.predict import ARRAY_SUFFIXES, Predictor, load_predictor, predict_file
 
@@ -94,13 +96,21 @@ def predict_files(
     ``jobs`` processes (default: every CPU) share the work when there are
     more files than one chunk; otherwise, or with ``jobs=1``, it runs here.
     """
-    global _PREDICTOR, _OPTIONS
     predictor = load_predictor(model)
     options = {"top": top, "number": number}
     jobs = min(jobs or default_jobs(), -(-len(paths) // CHUNK))
-    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from (_answer(path, predictor, options) for path in paths)
-        return
+    # One BLAS thread here and in the workers forked meanwhile: the scores' small matrix products cost
+    # twice the CPU with OpenBLAS's threads spinning, and the files are the parallelism.
+    with threadpool_limits(1, user_api="blas"):
+        if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+            yield from (_answer(path, predictor, options) for path in paths)
+        else:
+            yield from _in_workers(paths, predictor, options, jobs)
+
+
+def _in_workers(paths: list[Path], predictor: Predictor, options: dict[str, Any], jobs: int) -> Iterator[Answer]:
+    """The answers from ``jobs`` forked processes, a few chunks ahead of the one given back, in order."""
+    global _PREDICTOR, _OPTIONS
     _PREDICTOR, _OPTIONS = predictor, options
     chunks = (paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK))
     pending: deque[Future[list[Answer]]] = deque()

@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp
+from threadpoolctl import threadpool_limits
 
 from mnistlab._version import __version__
 from mnistlab.errors import MnistlabError, ModelFileError, ParameterError
@@ -229,6 +230,10 @@ def serve(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError("workers", f"{{param}} must be a whole number of at least 1, got {workers!r}.")
     limits = limits or ConnectionLimits()
+    # One BLAS thread in this process and the workers it forks: the confidence scores' small matrix
+    # products cost twice the CPU with OpenBLAS's threads spinning, and a server's parallelism comes
+    # from its requests (decode threads, workers), not from BLAS.
+    threadpool_limits(1, user_api="blas")
     app = create_app(load_predictor(model_dir), max_upload_bytes=max_upload_bytes, max_decodes=max_decodes)
     config = server_config(app, host=host, port=port, limits=limits)
     if workers > 1:
