@@ -58,3 +58,11 @@ def test_predict_files_streams_every_path_in_order(tmp_path, mnist_small):
     failed = {path.name for path, result, exc in answers if exc is not None}
     assert failed == set(broken) | {"notes.txt"}
     assert all((result is None) == (exc is not None) for _, result, exc in answers)
+
+
+def test_a_folder_without_images_is_one_error_before_any_work(tmp_path):
+    (tmp_path / "notes.txt").write_text("no digits here\n")
+    result = runner.invoke(app, ["predict", str(tmp_path), "--json"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"Error: {tmp_path} holds no image") and result.stderr.count("\n") == 1

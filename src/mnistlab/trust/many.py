@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -43,17 +44,23 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 
     Files named directly are kept whatever their suffix (reading them says
     what is wrong); a folder contributes only files it can read, not hidden
-    ones and not subfolders.
+    ones and not subfolders, and one with none is an ``InputError``.
     """
     readable = IMAGE_SUFFIXES + ARRAY_SUFFIXES
     out: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            out += sorted(
-                p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in readable
-            )
-        else:
+        if not path.is_dir():
             out.append(path)
+            continue
+        found = sorted(
+            p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in readable
+        )
+        if not found:
+            raise InputError(
+                f"{path} holds no image ({', '.join(IMAGE_SUFFIXES)}) and no .npy or .csv file; "
+                "name the files, or a folder that holds some."
+            )
+        out += found
     return out
 
 
@@ -81,6 +88,11 @@ def _portable(answer: Answer) -> Answer:
         except Exception:  # an error class whose __init__ takes other arguments than its message
             exc = InputError(str(exc))
     return path, result, exc
+
+
+def _ignore_interrupt() -> None:
+    """In each worker: Ctrl+C is the parent's to handle (it stops the pool), not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _chunk(paths: list[Path]) -> list[Answer]:
@@ -114,7 +126,8 @@ def _in_workers(paths: list[Path], predictor: Predictor, options: dict[str, Any]
     _PREDICTOR, _OPTIONS = predictor, options
     chunks = (paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK))
     pending: deque[Future[list[Answer]]] = deque()
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupt) as pool:
         try:
             for chunk in chunks:
                 pending.append(pool.submit(_chunk, chunk))
