@@ -48,7 +48,7 @@ def reuseport_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
     except OSError as exc:
         sock.close()
         raise ParameterError(
-            "port", f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host."
+            "port", f"Cannot listen on {host}:{port} ({exc.strerror}); choose another port, or stop what holds it."
         ) from None
     sock.listen(backlog)
     return sock
