@@ -104,3 +104,14 @@ def test_ready_says_200_once_the_model_answers():
         assert answer.status_code == 200  # a request made while the model loads waits for it
         ready = httpx.get(f"{url}/api/ready", timeout=PATIENCE)
         assert ready.status_code == 200 and ready.json()["status"] == "ok"
+
+
+def test_workers_on_a_taken_port_is_one_error_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=PATIENCE)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Error: Cannot listen on 127.0.0.1:{port}") and result.stderr.count("\n") == 1
