@@ -1,8 +1,16 @@
 """`mnistlab serve` under load: 50 concurrent clients posting photos of digits, then the same with faults.
 
     MNISTLAB_DATA=../shared/data/mnist .venv/bin/python benchmarks/bench_serve.py \
-        [--model DIR] [--requests 1000] [--clients 50] [--trials 3] \
+        [--model DIR | --shipped] [--payload photos|canvas|json] [--workers 1] [--client raw|httpx] \
+        [--requests 1000] [--clients 50] [--trials 3] [--growth 20000] \
         [--faults] [--junk-share 0.3] [--slow-clients 5] [--read-timeout 10]
+
+``--payload``: photo-like JPEG/PNG digits (about 13-16 KiB), 280 px canvas
+drawings (PNG), or JSON with 784 pixels. ``--client raw`` (the default) sends
+prebuilt requests on keep-alive sockets (``loadgen``), cheap enough not to
+starve a server sharing the machine; ``httpx`` is the old client. Printed
+also: seconds from start to ``/api/ready``, the server's memory (all its
+worker processes) when ready, and its growth over ``--growth`` more requests.
 
 A real server runs in a subprocess on 127.0.0.1 (``python -m mnistlab.cli
 serve``); the clients are httpx AsyncClients in this process, each posting
@@ -32,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
+import json
 import os
 import platform
 import socket
@@ -45,12 +55,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from PIL import Image
 
+from loadgen import json_request, multipart_request, run_load
 from mnistlab import load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model
 from mnistlab.models.recipes import get_recipe
 from mnistlab.testing import make_photo, make_pixel_bomb
-from mnistlab.trust.predict import predict_image
+from mnistlab.trust.predict import predict_array, predict_image
 
 
 def memory(pid: int) -> dict[str, int]:
@@ -61,6 +73,31 @@ def memory(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0])
     return fields
+
+
+def tree_memory(pid: int) -> dict[str, int]:
+    """``memory`` summed over ``pid`` and its children (the workers of ``serve --workers N``), and their
+    proportional set size (Pss: shared pages counted once in all, where RSS counts them in every process)."""
+    pids = [pid, *children(pid)]
+    out = {key: sum(memory(p)[key] for p in pids) for key in ("VmRSS", "VmHWM")}
+    out["Pss"] = sum(pss(p) for p in pids)
+    return out
+
+
+def pss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def tree_cpu(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in [pid, *children(pid)])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -89,20 +126,29 @@ def quick_model(folder: Path) -> Path:
     return save_model(model, folder, card=card)
 
 
-def start_server(model_dir: Path, port: int, read_timeout: float) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--model", str(model_dir), "--port", str(port)]
-    cmd += ["--read-timeout", str(read_timeout)]
+def start_server(
+    model_dir: Path | None, port: int, read_timeout: float, workers: int = 1
+) -> tuple[subprocess.Popen, float]:
+    """The server, and the seconds from its start until every worker answers ``/api/ready`` with 200."""
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    cmd += ["--read-timeout", str(read_timeout)] + (["--model", str(model_dir)] if model_dir else [])
+    t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
+    ready: set[int] = set()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stderr.read()}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                return proc
+            r = httpx.get(f"http://127.0.0.1:{port}/api/ready", timeout=1)
+            if r.status_code == 200:
+                ready.add(r.json()["worker"])
+                if len(ready) >= workers:
+                    return proc, time.perf_counter() - t0
+                continue
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.01)
     proc.kill()
     raise SystemExit("server did not start in 120 s")
 
@@ -289,106 +335,151 @@ def report_faults(faults: dict, clean: list[dict], args) -> None:
     print(f"  server memory after: RSS {mib(faults['memory']['VmRSS'])}, peak {mib(faults['memory']['VmHWM'])}")
 
 
+def make_inputs(kind: str, n: int) -> list[tuple[str, bytes, int]]:
+    """``n`` test digits as (name, bytes, label): photos, 280 px canvas PNGs, or JSON bodies of 784 pixels."""
+    b = load_mnist("mnist")
+    test = b.details["n_train"]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        digit, label = b.images[test + i], int(b.target[test + i])
+        if kind == "photos":
+            data = make_photo(digit, rng)
+            suffix = "jpg" if data[:2] == b"\xff\xd8" else "png"
+            out.append((f"photo{i}.{suffix}", data, label))
+        elif kind == "canvas":
+            big = Image.fromarray(255 - digit).resize((280, 280), Image.BILINEAR)
+            buf = io.BytesIO()
+            big.save(buf, format="PNG")
+            out.append((f"canvas{i}.png", buf.getvalue(), label))
+        else:
+            out.append((f"pixels{i}.json", json.dumps({"pixels": digit.ravel().tolist()}).encode(), label))
+    return out
+
+
+def as_request(name: str, data: bytes) -> bytes:
+    if name.endswith(".json"):
+        return json_request("/api/predict", json.loads(data))
+    return multipart_request("/api/predict", name, data, "image/jpeg" if name.endswith("jpg") else "image/png")
+
+
+def in_process(model, inputs) -> None:
+    """The reference: the same answers in this process, no HTTP, one at a time and in threads."""
+    ask = lambda p: (  # noqa: E731
+        predict_array(json.loads(p[1])["pixels"], model) if p[0].endswith(".json") else predict_image(p[1], model)
+    )
+    ask(inputs[0])  # loads (and calibrates) the model once
+    lanes = max(2, os.cpu_count() or 2)
+    for label, workers in (("sequential", 1), (f"{lanes} threads", lanes)):
+        with ThreadPoolExecutor(workers) as pool:
+            t, cpu = time.perf_counter(), time.process_time()
+            answers = list(pool.map(lambda p: ask(p)["digit"] == p[2], inputs))
+            rate = len(inputs) / (time.perf_counter() - t)
+            per = (time.process_time() - cpu) / len(inputs)
+        print(
+            f"in-process, {label:>10}: {rate:7.1f} inputs/s, {per * 1000:5.2f} CPU-ms each, "
+            f"accuracy {np.mean(answers):.3f}"
+        )
+
+
+def load_trials(url: str, port: int, server: subprocess.Popen, inputs, args) -> list[dict]:
+    requests = [(as_request(n, d), label) for n, d, label in inputs]
+    runs = []
+    for trial in range(args.trials):
+        cpu = tree_cpu(server.pid)
+        if args.client == "raw":
+            r = asyncio.run(run_load("127.0.0.1", port, requests, args.requests, args.clients))
+        else:
+            r = asyncio.run(load_run(url, inputs, args.requests, args.clients))
+        r["cpu"] = (tree_cpu(server.pid) - cpu) / args.requests
+        runs.append(r)
+        print(
+            f"  trial {trial + 1}: {r['rps']:7.1f} req/s  p50 {r['p50'] * 1000:6.1f} ms  "
+            f"p99 {r['p99'] * 1000:6.1f} ms  errors {len(r['errors'])}  accuracy {r['accuracy']:.3f}  "
+            f"server {r['cpu'] * 1000:.2f} CPU-ms/request  ({r['wall']:.1f} s)"
+        )
+        for e in r["errors"][:5]:
+            print(f"    error: {e}")
+    return runs
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--shipped", action="store_true", help="serve the reader shipped with mnistlab")
+    ap.add_argument("--payload", choices=["photos", "canvas", "json"], default="photos")
+    ap.add_argument("--workers", type=int, default=1, help="the server's --workers")
+    ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--photos", type=int, default=200, help="distinct photos, cycled through")
+    ap.add_argument("--growth", type=int, default=0, help="then this many more requests: memory growth")
+    ap.add_argument("--photos", type=int, default=200, help="distinct inputs, cycled through")
     ap.add_argument("--faults", action="store_true", help="then a load-with-faults run (module docstring)")
     ap.add_argument("--junk-share", type=float, default=0.3, help="share of junk requests in the faults run")
     ap.add_argument("--slow-clients", type=int, default=5, help="connections sending 1 byte/s in the faults run")
     ap.add_argument("--read-timeout", type=float, default=10.0, help="the server's --read-timeout")
     args = ap.parse_args()
 
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, load {os.getloadavg()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model or find_best_model() or quick_model(Path(tmp) / "knn-deskew")
-        estimator, card = load_model(model_dir)
-        print(f"model: {model_dir} (recipe {card.get('recipe')}, {card.get('metrics')})")
-
-        b = load_mnist("mnist")
-        test = b.details["n_train"]
-        rng = np.random.default_rng(0)
-        photos = []
-        for i in range(args.photos):
-            data = make_photo(b.images[test + i], rng)
-            kind = "jpg" if data[:2] == b"\xff\xd8" else "png"
-            photos.append((f"photo{i}.{kind}", data, int(b.target[test + i])))
-        sizes = [len(d) for _, d, _ in photos]
-        print(
-            f"photos: {len(photos)} generated, {np.mean(sizes) / 1024:.0f} KiB mean, "
-            f"{sum(n.endswith('jpg') for n, _, _ in photos)} JPEG / {sum(n.endswith('png') for n, _, _ in photos)} PNG"
-        )
-
-        # Reference: the same pipeline in this process, no HTTP, first one photo at a time, then in
-        # as many worker threads as the server runs inferences at once (one per CPU, at least two).
-        predict_image(photos[0][1], estimator)  # calibrates the in-memory estimator once
-        lanes = max(2, os.cpu_count() or 2)
-        refs = {}
-        for label, workers in (("sequential", 1), (f"{lanes} threads", lanes)):
-            with ThreadPoolExecutor(workers) as pool:
-                t, cpu = time.perf_counter(), time.process_time()
-                answers = list(pool.map(lambda p: predict_image(p[1], estimator)["digit"] == p[2], photos))
-                refs[label] = len(photos) / (time.perf_counter() - t)
-                ref_cpu = (time.process_time() - cpu) / len(photos)
-            print(
-                f"in-process predict_image, {label:>10}: {refs[label]:6.1f} photos/s, "
-                f"{ref_cpu * 1000:5.1f} CPU-ms per photo, accuracy {np.mean(answers):.3f}"
-            )
+        model_dir = None if args.shipped else args.model or find_best_model() or quick_model(Path(tmp) / "knn")
+        model = load_model(model_dir)[0] if model_dir else None
+        print(f"model: {model_dir or 'the shipped reader'}")
+        inputs = make_inputs(args.payload, args.photos)
+        sizes = [len(d) for _, d, _ in inputs]
+        print(f"{args.payload}: {len(inputs)} distinct, {np.mean(sizes) / 1024:.1f} KiB mean")
+        in_process(model, inputs)
 
         port = free_port()
-        server = start_server(Path(model_dir), port, args.read_timeout)
+        server, ready_s = start_server(model_dir, port, args.read_timeout, args.workers)
+        url = f"http://127.0.0.1:{port}"
         try:
-            before = memory(server.pid)
+            before = tree_memory(server.pid)
             print(
-                f"server pid {server.pid}: RSS {mib(before['VmRSS'])} when ready, "
-                f"peak so far {mib(before['VmHWM'])} (model loading and confidence calibration)"
+                f"server pid {server.pid}, {args.workers} worker(s): ready in {ready_s:.2f} s; "
+                f"RSS {mib(before['VmRSS'])} when ready (all processes; Pss {mib(before['Pss'])})"
             )
-            print(f"{args.trials} trials x {args.requests} requests, {args.clients} concurrent clients")
-            runs = []
-            for trial in range(args.trials):
-                cpu = cpu_seconds(server.pid)
-                r = asyncio.run(load_run(f"http://127.0.0.1:{port}", photos, args.requests, args.clients))
-                r["cpu"] = (cpu_seconds(server.pid) - cpu) / args.requests
-                runs.append(r)
+            print(f"{args.trials} trials x {args.requests} requests, {args.clients} concurrent clients ({args.client})")
+            runs = load_trials(url, port, server, inputs, args)
+            after = tree_memory(server.pid)
+            if args.growth:
+                requests = [(as_request(n, d), label) for n, d, label in inputs]
+                asyncio.run(run_load("127.0.0.1", port, requests, args.growth, args.clients))
+                grown = tree_memory(server.pid)
                 print(
-                    f"  trial {trial + 1}: {r['rps']:6.1f} req/s  p50 {r['p50'] * 1000:6.0f} ms  "
-                    f"p99 {r['p99'] * 1000:6.0f} ms  errors {len(r['errors'])}  accuracy {r['accuracy']:.3f}  "
-                    f"server {r['cpu'] * 1000:.1f} CPU-ms/request  ({r['wall']:.1f} s)"
+                    f"memory growth over {args.growth} more requests: RSS {mib(after['VmRSS'])} -> "
+                    f"{mib(grown['VmRSS'])} ({(grown['VmRSS'] - after['VmRSS']) / 1024:+.1f} MiB)"
                 )
-                for e in r["errors"][:5]:
-                    print(f"    error: {e}")
-            after = memory(server.pid)
             if args.faults:
-                faults = asyncio.run(fault_run(f"http://127.0.0.1:{port}", photos, args))
-                faults["memory"] = memory(server.pid)
+                faults = asyncio.run(fault_run(url, inputs, args))
+                faults["memory"] = tree_memory(server.pid)
         finally:
             server.terminate()
-            server.wait(30)
+            server.wait(60)
 
+    summarise(runs, before, after)
+    if args.faults:
+        report_faults(faults, runs, args)
+
+
+def summarise(runs: list[dict], before: dict, after: dict) -> None:
     rps = [r["rps"] for r in runs]
     p50 = [r["p50"] * 1000 for r in runs]
     p99 = [r["p99"] * 1000 for r in runs]
     spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
     print(
         f"requests/s: {statistics.mean(rps):.1f} ± {spread(rps):.1f}   "
-        f"p50 {statistics.mean(p50):.0f} ± {spread(p50):.0f} ms   p99 {statistics.mean(p99):.0f} ± {spread(p99):.0f} ms"
+        f"p50 {statistics.mean(p50):.1f} ± {spread(p50):.1f} ms   p99 {statistics.mean(p99):.1f} ± {spread(p99):.1f} ms"
     )
+    print(f"server CPU per request: {statistics.mean(r['cpu'] for r in runs) * 1000:.2f} ms")
+    print(f"errors: {sum(len(r['errors']) for r in runs)} in {len(runs)} trials")
     print(
-        f"server CPU per request: {statistics.mean(r['cpu'] for r in runs) * 1000:.1f} ms "
-        f"(in-process, {lanes} threads: {ref_cpu * 1000:.1f} ms per photo)"
+        f"server memory: RSS {mib(before['VmRSS'])} when ready, {mib(after['VmRSS'])} after the trials; "
+        f"peak {mib(after['VmHWM'])} (sum of the processes' peaks)"
     )
-    for label, rate in refs.items():
-        print(f"server / in-process {label}: {statistics.mean(rps) / rate:.2f}x")
-    print(f"errors: {sum(len(r['errors']) for r in runs)} of {args.trials * args.requests}")
-    print(
-        f"server memory: RSS {mib(before['VmRSS'])} before, {mib(after['VmRSS'])} after; "
-        f"peak {mib(before['VmHWM'])} at start-up, {mib(after['VmHWM'])} overall"
-    )
-    if args.faults:
-        report_faults(faults, runs, args)
 
 
 if __name__ == "__main__":

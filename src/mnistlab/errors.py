@@ -16,6 +16,7 @@ __all__ = [
     "DownloadError",
     "RecipeError",
     "ModelFileError",
+    "NotReadyError",
     "InputError",
     "BodyTooLargeError",
     "ParameterError",
@@ -61,6 +62,12 @@ class ModelFileError(MnistlabError):
     """A model directory is missing, incompatible, or has been tampered with."""
 
     http_status = 503  # a server without a usable model: not the client's fault
+
+
+class NotReadyError(MnistlabError):
+    """The server is still loading its model, or failed to: ask again later (or fix the model)."""
+
+    http_status = 503
 
 
 class InputError(MnistlabError, ValueError):

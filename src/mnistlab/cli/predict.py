@@ -15,7 +15,7 @@ from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli.common import err, error_text, out
-from mnistlab.errors import InputError, MnistlabError
+from mnistlab.errors import InputError
 from mnistlab.lab.options import check_writable_dir
 
 __all__ = ["app"]
@@ -30,7 +30,8 @@ MODEL_OPT = typer.Option(
 @app.command()
 def predict(
     files: list[Path] = typer.Argument(
-        ..., help="Images (PNG, JPEG, BMP, TIFF, WebP) or .npy/.csv files of 784 pixel values."
+        ...,
+        help="Images (PNG, JPEG, BMP, TIFF, WebP) or .npy/.csv files of 784 pixel values, or folders of them.",
     ),
     model: Path | None = MODEL_OPT,
     number: bool = typer.Option(
@@ -41,20 +42,24 @@ def predict(
         None, "--save-preprocessed", help="Folder to write the 28x28 images the model saw."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
+    jobs: int | None = typer.Option(
+        None, "--jobs", min=1, max=256, help="Processes reading files at once (default: one per CPU)."
+    ),
 ):
     """Which digit (or number, with --number) is in each file, and is the model sure?"""
     # Not at start-up: see the module docstring.
-    from mnistlab.trust.predict import load_predictor, predict_file, to_json
+    from mnistlab.trust.many import expand_paths, predict_files
+    from mnistlab.trust.predict import load_predictor, to_json
 
     if save_preprocessed is not None:
         check_writable_dir(save_preprocessed, "save_preprocessed")  # before the model loads
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     table = _result_table(number)
     failed = False
-    for path in files:
-        try:
-            result = predict_file(path, predictor, top=top, number=number)
-        except MnistlabError as exc:  # one unreadable file: say so, read the others, exit 1 at the end
+    # Answers stream in the order given, from one worker process per CPU.
+    for path, result, exc in predict_files(expand_paths(files), predictor, top=top, number=number, jobs=jobs):
+        if result is None:  # one unreadable file: say so, read the others, exit 1 at the end
+            assert exc is not None  # predict_files gives a result or the error, never neither
             failed = True
             if as_json:
                 typer.echo(json.dumps({"file": str(path), "error": error_text(exc)}))
@@ -121,14 +126,17 @@ def serve(
     max_connections: int = typer.Option(
         100, "--max-connections", min=1, help="Open connections at once; a request on one more gets 503."
     ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=256, help="Server processes on the one port (one per CPU core uses them all)."
+    ),
 ):
-    """Serve the draw-a-digit page and its JSON API (docs at /docs) until Ctrl+C."""
+    """Serve the draw-a-digit page and its JSON API (docs at /docs) until Ctrl+C or SIGTERM."""
     from mnistlab.web.app import serve as run_server  # FastAPI and uvicorn: not at start-up
     from mnistlab.web.protocol import ConnectionLimits
 
     check_free_port(host, port)  # before the model loads, not after
     limits = ConnectionLimits(read_timeout=read_timeout, max_connections=max_connections)
-    run_server(model, host=host, port=port, limits=limits)
+    run_server(model, host=host, port=port, limits=limits, workers=workers)
 
 
 def check_free_port(host: str, port: int) -> None:

@@ -19,6 +19,7 @@ connection limits of ``protocol`` (read timeouts, a connection cap).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -27,6 +28,7 @@ from typing import Any
 
 import anyio
 import fastapi_offline
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,17 +38,20 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp
+from threadpoolctl import threadpool_limits
 
 from mnistlab._version import __version__
-from mnistlab.errors import MnistlabError, ParameterError
+from mnistlab.errors import MnistlabError, ModelFileError, ParameterError
 from mnistlab.reading.decode import MAX_PIXELS
-from mnistlab.trust.predict import load_predictor
+from mnistlab.trust.batching import BatchedPredictor, batched
+from mnistlab.trust.predict import Predictor, load_predictor
 from mnistlab.web.guard import Guard
 from mnistlab.web.limits import DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
 from mnistlab.web.protocol import ConnectionLimits, server_config
 from mnistlab.web.routes import STATIC_DIR, Served, router
+from mnistlab.web.workers import GRACEFUL_SHUTDOWN, run_workers
 
-__all__ = ["create_app", "serve", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_DECODES"]
+__all__ = ["create_app", "serve", "ready_predictor", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_DECODES"]
 
 # Photos decoded at once, whatever the CPU count: each may take a few hundred MB while it is read.
 DEFAULT_MAX_DECODES = 4
@@ -113,18 +118,53 @@ def create_app(
 
 
 def _lifespan(model: Any, max_pixels: int, max_decodes: int) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Load ``model`` once at start-up and share it as ``Served`` (in a thread: a model saved without its
-    probability cut is calibrated then, which takes seconds)."""
+    """Load ``model`` once, in a worker thread while the server already answers (a model saved without its
+    probability cut is calibrated then, which takes seconds), and share it as ``Served``; until then
+    ``/api/ready`` says 503 and predictions wait. A ``Predictor`` already loaded is ready at once."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        predictor = await anyio.to_thread.run_sync(load_predictor, model)
-        limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
-        decodes = anyio.CapacityLimiter(max_decodes)
-        app.state.served = Served(predictor=predictor, limiter=limiter, decodes=decodes, max_pixels=max_pixels)
+        app.state.served = None
+        app.state.load_error = None
+        app.state.loaded = anyio.Event()
+
+        def ready(predictor: BatchedPredictor) -> None:
+            app.state.served = Served(
+                predictor=predictor,
+                limiter=anyio.CapacityLimiter(max(2, os.cpu_count() or 2)),
+                decodes=anyio.CapacityLimiter(max_decodes),
+                max_pixels=max_pixels,
+            )
+            app.state.loaded.set()
+
+        async def load() -> None:
+            try:
+                ready(await anyio.to_thread.run_sync(ready_predictor, model))
+            except MnistlabError as exc:  # a broken model: the server stays up and says why, with 503
+                app.state.load_error = str(exc)
+                app.state.loaded.set()
+
+        if isinstance(model, Predictor):
+            ready(ready_predictor(model))
+            yield
+            return
+        loading = asyncio.create_task(load())
         yield
+        loading.cancel()
 
     return lifespan
+
+
+def ready_predictor(model: Any) -> BatchedPredictor:
+    """``model`` loaded (its files verified), answering through a micro-batcher, checked on a blank image.
+
+    The check also warms the nets up: the first onnxruntime run allocates.
+    """
+    predictor = batched(load_predictor(model))
+    answer = predictor.describe(np.zeros((1, 28, 28), np.uint8), 10)
+    if len(answer) != 1 or not np.isfinite(answer[0]["probability"]) or len(answer[0]["top"]) != 10:
+        raise ModelFileError("The model gave no valid answer for a test image; check or retrain it.")
+    return predictor
 
 
 async def _user_error(request: Request, exc: MnistlabError) -> JSONResponse:
@@ -182,9 +222,22 @@ def serve(
     limits: ConnectionLimits | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_decodes: int | None = None,
+    workers: int = 1,
 ) -> None:
-    """Load the model (failing fast with a ModelFileError), then serve it under uvicorn until Ctrl+C,
-    with the connection ``limits`` of ``protocol`` (default ``ConnectionLimits()``)."""
+    """Load the model (failing fast with a ModelFileError), then serve it under uvicorn until Ctrl+C or
+    SIGTERM (requests in flight are finished first), with the connection ``limits`` of ``protocol``
+    (default ``ConnectionLimits()``), from ``workers`` processes (``web.workers``)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError("workers", f"{{param}} must be a whole number of at least 1, got {workers!r}.")
     limits = limits or ConnectionLimits()
+    # One BLAS thread in this process and the workers it forks: the confidence scores' small matrix
+    # products cost twice the CPU with OpenBLAS's threads spinning, and a server's parallelism comes
+    # from its requests (decode threads, workers), not from BLAS.
+    threadpool_limits(1, user_api="blas")
     app = create_app(load_predictor(model_dir), max_upload_bytes=max_upload_bytes, max_decodes=max_decodes)
-    uvicorn.Server(server_config(app, host=host, port=port, limits=limits)).run()
+    config = server_config(app, host=host, port=port, limits=limits)
+    if workers > 1:
+        run_workers(config, workers)
+        return
+    config.timeout_graceful_shutdown = int(GRACEFUL_SHUTDOWN)
+    uvicorn.Server(config).run()

@@ -3,15 +3,23 @@
 Routes reach the loaded model through the ``served`` dependency (state the
 app's lifespan sets up once) and answer with plain dicts that FastAPI
 validates against the models in ``schemas``. Every prediction goes through the
-same ``predict_image`` / ``predict_array`` / ``read_number`` pipeline as
-``mnistlab predict``, in a worker thread under the app's limiters, so a slow
-photo never blocks the event loop and only a few photos are in memory,
-decoded, at once.
+same steps as ``mnistlab predict`` (``to_mnist``, ``Predictor.describe``,
+``read_number``): reading and decoding run in a worker thread under the app's
+limiters, so a slow photo never blocks the event loop and only a few photos
+are in memory, decoded, at once; the 28x28 images of concurrent requests are
+then answered together, one ``describe`` call per batch (``trust.batching``).
+
+``/api/health`` answers as long as the process runs; ``/api/ready`` only once
+the model is loaded and has answered a test image (503 before), for a load
+balancer or a Kubernetes readiness probe. Requests for a prediction that
+arrive while the model loads wait for it, up to ``LOAD_WAIT`` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,10 +35,12 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from mnistlab._version import __version__
-from mnistlab.errors import InputError, NotAnImageError
+from mnistlab.data.pixels import as_digit
+from mnistlab.errors import InputError, NotAnImageError, NotReadyError
 from mnistlab.reading.decode import encode_png
+from mnistlab.reading.steps import to_mnist
 from mnistlab.trust import predict as answering
-from mnistlab.trust.predict import Predictor
+from mnistlab.trust.batching import BatchedPredictor
 from mnistlab.web.limits import MAX_JSON_BYTES, check_image_header, read_capped
 from mnistlab.web.schemas import (
     PROBLEMS,
@@ -42,7 +52,7 @@ from mnistlab.web.schemas import (
     request_body,
 )
 
-__all__ = ["router", "Served", "served", "STATIC_DIR"]
+__all__ = ["router", "Served", "served", "STATIC_DIR", "LOAD_WAIT"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -51,12 +61,15 @@ PREDICT_BODY = request_body(multipart=ImageUpload, json=PixelsIn)
 
 T = TypeVar("T")
 
+# Seconds a prediction request waits for a model still loading before it is answered 503.
+LOAD_WAIT = 60.0
+
 
 @dataclass(frozen=True)
 class Served:
     """What every request shares, set up once when the app starts."""
 
-    predictor: Predictor
+    predictor: BatchedPredictor  # its describe batches concurrent requests' images
     limiter: anyio.CapacityLimiter  # inferences at a time, one per CPU: bounds CPU
     decodes: anyio.CapacityLimiter  # photos read into memory and decoded at a time: bounds memory
     max_pixels: int  # uploads whose header declares more pixels are refused undecoded
@@ -70,10 +83,21 @@ class Served:
         async with self.decodes:
             return await self.run(fn, *args)
 
+    async def describe(self, image: np.ndarray, top: int) -> dict[str, Any]:
+        """The answer for one (28, 28) image, from the next batch (the event loop waits, no thread does)."""
+        assert self.predictor.batcher is not None
+        return (await asyncio.wrap_future(self.predictor.batcher.submit(image[None], top)))[0]
+
 
 async def served(request: Request) -> Served:
-    """The dependency that hands a route the app's ``Served`` state."""
-    return cast(Served, request.app.state.served)
+    """The dependency that hands a route the app's ``Served`` state, once the model is loaded."""
+    state = request.app.state
+    if state.served is None:
+        with anyio.move_on_after(LOAD_WAIT):
+            await state.loaded.wait()
+    if state.served is None:
+        raise NotReadyError(state.load_error or "The model is still loading; try again in a few seconds.")
+    return cast(Served, state.served)
 
 
 State = Annotated[Served, Depends(served)]
@@ -94,8 +118,20 @@ async def docs() -> FileResponse:
 
 
 @router.get("/api/health", summary="Is the server up, and with which model", response_model=Health)
-async def health(state: State) -> dict[str, Any]:
-    return {"status": "ok", "version": __version__, "model": state.predictor.card.get("recipe")}
+async def health(request: Request) -> dict[str, Any]:
+    """Alive: answered while the process runs, before the model is loaded too (``model`` is null then)."""
+    state: Served | None = request.app.state.served
+    model = state.predictor.card.get("recipe") if state else None
+    return {"status": "ok", "version": __version__, "model": model, "worker": os.getpid()}
+
+
+@router.get("/api/ready", summary="Can the server answer predictions now", response_model=Health, responses=PROBLEMS)
+async def ready(request: Request) -> dict[str, Any]:
+    """200 once the model is loaded, verified and has answered a test image; 503 before, or if it failed."""
+    state: Served | None = request.app.state.served
+    if state is None:
+        raise NotReadyError(request.app.state.load_error or "The model is still loading; try again in a few seconds.")
+    return {"status": "ok", "version": __version__, "model": state.predictor.card.get("recipe"), "worker": os.getpid()}
 
 
 @router.get("/api/model", summary="The model card of the loaded model (model.json)", response_model=None)
@@ -115,9 +151,11 @@ async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any
     or JSON ``{"pixels": [784 values 0-255]}`` for a digit already in MNIST form."""
     if request.headers.get("content-type", "").startswith("application/json"):
         pixels = await _read_pixels(request)
-        return await state.run(_predict_pixels, pixels, state.predictor, pixels.top or top)
+        digit = as_digit(np.asarray(pixels.pixels))  # 784 checked values: no thread needed
+        return _with_images(await state.describe(digit, pixels.top or top), None)
     async with _upload(request) as upload:
-        return await state.run_on_photo(_predict_upload, upload, state, top)
+        image = await state.run_on_photo(_mnist_of_upload, upload, state)
+        return _with_images(await state.describe(image, top), upload.filename)
 
 
 @router.post(
@@ -175,13 +213,9 @@ def _photo_bytes(upload: UploadFile, state: Served) -> bytes:
     return data
 
 
-def _predict_upload(upload: UploadFile, state: Served, top: int) -> dict[str, Any]:
-    result = answering.predict_image(_photo_bytes(upload, state), state.predictor, top=top)
-    return _with_images(result, upload.filename)
-
-
-def _predict_pixels(pixels: PixelsIn, predictor: Predictor, top: int) -> dict[str, Any]:
-    return _with_images(answering.predict_array(np.asarray(pixels.pixels), predictor, top=top), None)
+def _mnist_of_upload(upload: UploadFile, state: Served) -> np.ndarray:
+    """The upload as the (28, 28) uint8 image the model sees."""
+    return to_mnist(_photo_bytes(upload, state))
 
 
 def _read_number_upload(upload: UploadFile, state: Served) -> dict[str, Any]:

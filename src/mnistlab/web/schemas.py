@@ -87,7 +87,10 @@ class Health(BaseModel):
 
     status: Literal["ok"]
     version: str
-    model: str | None = Field(description="The loaded model's recipe; null for a model without a card.")
+    model: str | None = Field(
+        description="The loaded model's recipe; null for a model without a card, or while it loads."
+    )
+    worker: int = Field(description="The id of the server process that answered (one of several with --workers).")
 
 
 class Problem(BaseModel):

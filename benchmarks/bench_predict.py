@@ -1,0 +1,185 @@
+"""Where a prediction's CPU goes, and ``mnistlab predict`` over many files, with the shipped reader.
+
+    MNISTLAB_DATA=../shared/data/mnist .venv/bin/python benchmarks/bench_predict.py \
+        [--files 2000] [--photos 200] [--repeat 3]
+
+1. The shipped nets on onnxruntime (one intra-op thread, as served): images/s
+   at batch 1000 and the latency of one image (median of many calls).
+2. ``Predictor.describe`` per image at batch 1 and batch 64 (what micro-batching
+   saves), split into the classifier and the not-a-digit scores; with
+   OpenBLAS's default threads and with one (as the server and predict run).
+3. One photo's CPU split: decode + ``to_mnist``, ``describe``, the answer's
+   PNG and JSON; the HTTP/multipart share is the server's CPU per request
+   (``bench_serve.py``) less these.
+4. Photos/s through ``predict_image`` on 2 cores: one thread, two threads,
+   two processes (threads help only as far as the reading steps drop the GIL).
+5. ``mnistlab predict DIR --json`` over ``--files`` photo files in a
+   subprocess, ``--jobs 1`` and one per CPU: photos/s, start-up included and
+   without it (the time to the first answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mnistlab import load_mnist
+from mnistlab.reading.decode import encode_png
+from mnistlab.reading.steps import to_mnist
+from mnistlab.testing import make_photo
+from mnistlab.trust.predict import load_predictor, predict_image, to_json
+from mnistlab.trust.scores import silhouette
+
+
+def cpu_ms(fn, n: int) -> float:
+    """CPU-ms per call of ``fn`` over ``n`` calls (CPU time: less sensitive to a busy machine than wall)."""
+    t = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t) / n * 1000
+
+
+def nets(predictor, digits: np.ndarray, repeat: int) -> None:
+    batch = np.resize(digits, (1000, 28, 28))
+    for name, net, x in (
+        ("classifier", predictor.reader.classifier, batch),
+        ("detector", predictor.reader.detector, silhouette(batch)),
+    ):
+        rates = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            net.proba(x)
+            rates.append(len(x) / (time.perf_counter() - t))
+        one = []
+        for i in range(2000):
+            t = time.perf_counter()
+            net.proba(x[i % 1000 : i % 1000 + 1])
+            one.append(time.perf_counter() - t)
+        print(
+            f"  {name:>10}: {statistics.median(rates):9,.0f} images/s at batch 1000, "
+            f"one image {statistics.median(one) * 1000:.3f} ms (median of 2000)"
+        )
+
+
+def describe_split(predictor, digits: np.ndarray) -> None:
+    for n in (1, 64):
+        x = digits[:n]
+        total = cpu_ms(lambda x=x: predictor.describe(x, 3), 2000 // n) / n
+        classify = cpu_ms(lambda x=x: predictor.classify(x), 2000 // n) / n
+        scores = cpu_ms(lambda x=x: predictor.reader.scores(x), 2000 // n) / n
+        print(
+            f"  batch {n:>2}: describe {total:.3f} CPU-ms per image (classifier {classify:.3f}, "
+            f"not-a-digit scores {scores:.3f})"
+        )
+
+
+def photo_split(predictor, photos: list[bytes]) -> None:
+    images = [to_mnist(p) for p in photos]
+    read = cpu_ms(lambda: [to_mnist(p) for p in photos], 1) / len(photos)
+    ask = cpu_ms(lambda: [predictor.describe(im[None], 3) for im in images], 1) / len(photos)
+    results = [predictor.describe(im[None], 3)[0] for im in images]
+
+    def answer(r):
+        out = to_json(r, "photo.jpg")
+        out["mnist_image_png"] = "data:image/png;base64," + base64.b64encode(encode_png(r["mnist_image"])).decode()
+        return json.dumps(out)
+
+    write = cpu_ms(lambda: [answer(r) for r in results], 1) / len(photos)
+    print(
+        f"  decode + to_mnist {read:.2f}, describe (alone) {ask:.2f}, answer PNG + JSON {write:.2f} CPU-ms per photo "
+        f"({np.mean([len(p) for p in photos]) / 1024:.1f} KiB mean)"
+    )
+
+
+def _digit(photo: bytes) -> int:
+    return int(predict_image(photo)["digit"])
+
+
+def lanes(photos: list[bytes]) -> None:
+    _digit(photos[0])
+    for label, pool in (
+        ("1 thread", ThreadPoolExecutor(1)),
+        ("2 threads", ThreadPoolExecutor(2)),
+        ("2 processes", ProcessPoolExecutor(2)),
+    ):
+        with pool:
+            list(pool.map(_digit, photos[:4]))  # started and warm
+            t = time.perf_counter()
+            list(pool.map(_digit, photos, **({"chunksize": 8} if "process" in label else {})))
+            print(f"  {label:>11}: {len(photos) / (time.perf_counter() - t):6.1f} photos/s")
+
+
+def predict_dir(folder: Path, n: int, jobs: int | None) -> None:
+    cmd = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json"]
+    cmd += ["--jobs", str(jobs)] if jobs else []
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = None
+    lines = 0
+    for _ in proc.stdout:
+        lines += 1
+        first = first or time.perf_counter()
+    proc.wait()
+    wall = time.perf_counter() - t
+    assert lines == n, f"{lines} answers for {n} files"
+    after = wall - (first - t if first else 0)
+    print(
+        f"  --jobs {jobs or 'all':>3}: {n / wall:6.1f} photos/s with start-up ({wall:.1f} s), "
+        f"{(n - 1) / after:6.1f} photos/s after the first answer ({first - t if first else 0:.1f} s to it)"
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=2000, help="photo files for `mnistlab predict DIR`")
+    ap.add_argument("--photos", type=int, default=200, help="photos for the CPU split and the lanes")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load {os.getloadavg()}"
+    )
+    b = load_mnist("mnist")
+    test = b.details["n_train"]
+    digits = b.images[test : test + 1000]
+    rng = np.random.default_rng(0)
+    photos = [make_photo(d, rng) for d in digits[: args.photos]]
+    predictor = load_predictor(None)
+    print("1. shipped nets on onnxruntime, one thread")
+    nets(predictor, digits, args.repeat)
+    print("2. describe per image, BLAS threads as found (OpenBLAS: one per CPU)")
+    describe_split(predictor, digits)
+    print("   ... with one BLAS thread, as `mnistlab serve` and `predict` run")
+    with threadpool_limits(1, user_api="blas"):
+        describe_split(predictor, digits)
+    print("3. one photo's CPU")
+    photo_split(predictor, photos)
+    print("4. predict_image on photos, 2 cores")
+    lanes(photos)
+    print(f"5. mnistlab predict DIR over {args.files} photo files")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for i in range(args.files):
+            data = photos[i % len(photos)] if i < len(photos) else make_photo(digits[i % 1000], rng)
+            suffix = "jpg" if data[:2] == b"\xff\xd8" else "png"
+            (folder / f"{i:05d}.{suffix}").write_bytes(data)
+        for jobs in (1, None):
+            predict_dir(folder, args.files, jobs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Micro-batching: the 28x28 images of concurrent requests answered in one ``Predictor.describe`` call.
+
+One call costs two onnxruntime runs (classifier and detector) plus a few
+matrix products whatever the batch size, so fifty requests that arrive
+together should share one call, not make fifty. ``MicroBatcher`` collects
+what callers submit from any thread: the first image opens a batch, which
+is run once ``max_batch`` images are waiting or ``max_wait`` seconds after it
+was opened, whichever comes first (the wait is bounded: a lone request pays
+at most ``max_wait``). One background thread runs the batches, so while it
+runs one, the next fills up.
+
+Answers are those of one-by-one calls: ``describe`` is run with ``top=10``
+and each caller's ranking cut to its own ``top``, and the nets give the same
+floats for an image whatever its batch (``OnnxNet.proba``). If a batch fails,
+each request in it is run again alone, so a bad image fails only its own
+request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mnistlab.trust.predict import Predictor
+
+__all__ = ["MicroBatcher", "BatchedPredictor", "batched"]
+
+DEFAULT_MAX_BATCH = 256
+DEFAULT_MAX_WAIT = 0.002  # seconds: a few times the cost of one describe call, far below a request's
+
+
+@dataclass
+class _Job:
+    images: np.ndarray  # (n, 28, 28) uint8
+    top: int
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """Runs ``describe(images, top)`` for many callers as one call; thread-safe.
+
+    ``describe`` is a ``Predictor.describe``: (N, 28, 28) uint8 images and a
+    ``top`` -> one result dict per image.
+    """
+
+    def __init__(
+        self,
+        describe: Callable[[np.ndarray, int], list[dict]],
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_wait: float = DEFAULT_MAX_WAIT,
+    ):
+        self.describe_all = describe
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._jobs: list[_Job] = []
+        self._waiting = 0  # images in self._jobs
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # batches run so far: how well requests were batched (images / batches)
+        self.images = 0
+
+    def submit(self, images: np.ndarray, top: int) -> Future:
+        """A Future of ``describe(images, top)``'s results, answered with the next batch."""
+        images = np.asarray(images)
+        job = _Job(images, top)
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                # Started lazily and again after a fork: a child process has none of its parent's threads.
+                self._thread = threading.Thread(target=self._run_forever, name="micro-batcher", daemon=True)
+                self._thread.start()
+            self._jobs.append(job)
+            self._waiting += max(1, images.size // 784)
+            self._cond.notify()
+        return job.future
+
+    def __call__(self, images: np.ndarray, top: int) -> list[dict]:
+        """``describe(images, top)``, batched with whatever other threads submit meanwhile."""
+        return self.submit(images, top).result()
+
+    def _next_batch(self) -> list[_Job]:
+        """Wait for a first job, then up to ``max_wait`` for the batch to fill; take every job waiting."""
+        with self._cond:
+            while not self._jobs:
+                self._cond.wait()
+            deadline = time.monotonic() + self.max_wait
+            while self._waiting < self.max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            jobs, self._jobs, self._waiting = self._jobs, [], 0
+            return jobs
+
+    def _run_forever(self) -> None:
+        while True:
+            jobs = [job for job in self._next_batch() if job.future.set_running_or_notify_cancel()]
+            if jobs:
+                self._answer(jobs)
+
+    def _answer(self, jobs: list[_Job]) -> None:
+        """Answer ``jobs`` from one describe call; if it fails, each job from its own call."""
+        try:
+            stacked = np.concatenate([np.asarray(job.images, np.uint8).reshape(-1, 28, 28) for job in jobs])
+            results = self.describe_all(stacked, 10)
+        except Exception:  # one bad image: find it by answering each request alone
+            for job in jobs:
+                _settle(job, self.describe_all)
+            return
+        self.batches += 1
+        self.images += len(stacked)
+        start = 0
+        for job in jobs:
+            n = len(job.images.reshape(-1, 28, 28))
+            mine = results[start : start + n]
+            start += n
+            job.future.set_result([{**r, "top": r["top"][: job.top]} for r in mine])
+
+
+def _settle(job: _Job, describe: Callable[[np.ndarray, int], list[dict]]) -> None:
+    """Answer ``job`` from its own describe call, or hand its caller the exception."""
+    try:
+        job.future.set_result(describe(job.images, job.top))
+    except Exception as exc:  # delivered to the caller that submitted the image
+        job.future.set_exception(exc)
+
+
+@dataclass(frozen=True)
+class BatchedPredictor(Predictor):
+    """A ``Predictor`` whose ``describe`` goes through a shared ``MicroBatcher``."""
+
+    batcher: MicroBatcher | None = None
+
+    def describe(self, images: np.ndarray, top: int) -> list[dict]:
+        assert self.batcher is not None  # set by ``batched``
+        return self.batcher(images, top)
+
+
+def batched(
+    predictor: Predictor, *, max_batch: int = DEFAULT_MAX_BATCH, max_wait: float = DEFAULT_MAX_WAIT
+) -> BatchedPredictor:
+    """``predictor`` answering through a ``MicroBatcher`` (pass the result wherever a model is taken)."""
+    base = Predictor(predictor.classify, predictor.card, predictor.reader, predictor.cut)
+    batcher = MicroBatcher(base.describe, max_batch=max_batch, max_wait=max_wait)
+    return BatchedPredictor(base.classify, base.card, base.reader, base.cut, batcher)

@@ -1,0 +1,141 @@
+"""Many files at once: ``mnistlab predict DIR`` on every core, answers streamed in input order.
+
+Reading a photo is CPU work that holds the GIL most of the time (Pillow,
+numpy and OpenCV release it only in parts), so threads gain little; the
+files are shared out to forked worker processes instead, which inherit the
+loaded model (no second load, its memory shared). Files go out in small
+chunks, at most a few chunks per worker ahead of the one being printed, so
+answers come back in the order given while memory stays bounded however
+many files there are. A file that cannot be read is an error for that file
+alone.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+from mnistlab.errors import InputError, MnistlabError
+from mnistlab.trust.predict import ARRAY_SUFFIXES, Predictor, load_predictor, predict_file
+
+__all__ = ["IMAGE_SUFFIXES", "expand_paths", "default_jobs", "predict_files"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+CHUNK = 8  # files per task: a photo is a few ms, a task's round trip a fraction of one
+AHEAD = 4  # chunks queued per worker beyond the one it works on
+
+Answer = tuple[Path, dict | None, MnistlabError | None]  # (file, result, or the error that file gave)
+
+_PREDICTOR: Predictor | None = None  # set before the workers fork: they inherit it
+_OPTIONS: dict[str, Any] = {}
+
+
+def expand_paths(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the images and .npy/.csv files in it, by name.
+
+    Files named directly are kept whatever their suffix (reading them says
+    what is wrong); a folder contributes only files it can read, not hidden
+    ones and not subfolders, and one with none is an ``InputError``.
+    """
+    readable = IMAGE_SUFFIXES + ARRAY_SUFFIXES
+    out: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        found = sorted(
+            p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in readable
+        )
+        if not found:
+            raise InputError(
+                f"{path} holds no image ({', '.join(IMAGE_SUFFIXES)}) and no .npy or .csv file; "
+                "name the files, or a folder that holds some."
+            )
+        out += found
+    return out
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _answer(path: Path, predictor: Any, options: dict[str, Any]) -> Answer:
+    try:
+        return path, predict_file(path, predictor, **options), None
+    except MnistlabError as exc:
+        return path, None, exc
+
+
+def _portable(answer: Answer) -> Answer:
+    """``answer`` with an error that may not survive pickling replaced by an ``InputError`` saying the same."""
+    path, result, exc = answer
+    if exc is not None:
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # an error class whose __init__ takes other arguments than its message
+            exc = InputError(str(exc))
+    return path, result, exc
+
+
+def _ignore_interrupt() -> None:
+    """In each worker: Ctrl+C is the parent's to handle (it stops the pool), not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _chunk(paths: list[Path]) -> list[Answer]:
+    """Runs in a worker: the answers for a few files, with the predictor the parent loaded."""
+    return [_portable(_answer(path, _PREDICTOR, _OPTIONS)) for path in paths]
+
+
+def predict_files(
+    paths: list[Path], model: Any = None, *, top: int = 3, number: bool = False, jobs: int | None = None
+) -> Iterator[Answer]:
+    """``(path, result, None)`` or ``(path, None, error)`` for each path, in order, as ``predict_file`` answers.
+
+    ``jobs`` processes (default: every CPU) share the work when there are
+    more files than one chunk; otherwise, or with ``jobs=1``, it runs here.
+    """
+    predictor = load_predictor(model)
+    options = {"top": top, "number": number}
+    jobs = min(jobs or default_jobs(), -(-len(paths) // CHUNK))
+    # One BLAS thread here and in the workers forked meanwhile: the scores' small matrix products cost
+    # twice the CPU with OpenBLAS's threads spinning, and the files are the parallelism.
+    with threadpool_limits(1, user_api="blas"):
+        if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+            yield from (_answer(path, predictor, options) for path in paths)
+        else:
+            yield from _in_workers(paths, predictor, options, jobs)
+
+
+def _in_workers(paths: list[Path], predictor: Predictor, options: dict[str, Any], jobs: int) -> Iterator[Answer]:
+    """The answers from ``jobs`` forked processes, a few chunks ahead of the one given back, in order."""
+    global _PREDICTOR, _OPTIONS
+    _PREDICTOR, _OPTIONS = predictor, options
+    chunks = (paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK))
+    pending: deque[Future[list[Answer]]] = deque()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupt) as pool:
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(_chunk, chunk))
+                if len(pending) >= jobs * (AHEAD + 1):
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:  # the caller stopped early: drop what is queued
+                future.cancel()
+            _PREDICTOR, _OPTIONS = None, {}

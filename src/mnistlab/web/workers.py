@@ -1,0 +1,108 @@
+"""``mnistlab serve --workers N``: N server processes on one port, for machines with more cores.
+
+The parent loads and verifies the model (so a broken one stops everything
+with one line, before any worker starts), then forks the workers: each
+inherits the loaded model (its memory shared until written) and listens on
+its own socket bound with ``SO_REUSEPORT``, so the kernel spreads new
+connections over the workers. The app keeps no state between requests, so
+any worker may answer any request, and N such servers may as well sit
+behind a load balancer.
+
+SIGTERM (or Ctrl+C) to the parent is passed to every worker; each stops
+accepting, finishes the requests it has (``GRACEFUL_SHUTDOWN`` seconds at
+most), and exits; the parent exits after the last. A worker that dies on
+its own is replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from types import FrameType
+
+import uvicorn
+
+from mnistlab.errors import ParameterError
+
+__all__ = ["GRACEFUL_SHUTDOWN", "reuseport_socket", "run_workers"]
+
+# Seconds a stopping server gives the requests in flight before it closes their connections.
+GRACEFUL_SHUTDOWN = 30.0
+# A worker that dies sooner than this after its start is replaced only after this long: no fork storm.
+RESTART_PAUSE = 1.0
+
+log = logging.getLogger("uvicorn.error")
+
+
+def reuseport_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on ``host:port`` that other processes may bind too (``SO_REUSEPORT``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ParameterError(
+            "port", f"Cannot listen on {host}:{port} ({exc.strerror}); choose another port, or stop what holds it."
+        ) from None
+    sock.listen(backlog)
+    return sock
+
+
+def _worker(config: uvicorn.Config) -> None:
+    """One worker process: serve on its own reuse-port socket until SIGTERM, then exit."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own once it runs
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    code = 1
+    try:
+        sock = reuseport_socket(config.host, config.port, config.backlog)
+        uvicorn.Server(config).run(sockets=[sock])
+        code = 0
+    finally:
+        os._exit(code)  # never return into the parent's code
+
+
+def run_workers(config: uvicorn.Config, workers: int) -> None:
+    """Serve ``config`` from ``workers`` forked processes until SIGTERM or SIGINT; replace any that dies."""
+    config.timeout_graceful_shutdown = int(GRACEFUL_SHUTDOWN)
+    reuseport_socket(config.host, config.port).close()  # a port taken by another program: one line, exit 2
+    children: dict[int, float] = {}  # pid -> when it started
+    stopping = False
+
+    def start() -> None:
+        pid = os.fork()
+        if pid == 0:
+            _worker(config)
+        children[pid] = time.monotonic()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:  # already gone: reaped below
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        start()
+    log.info("Serving from %d worker processes: %s", workers, " ".join(map(str, children)))
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        started = children.pop(pid, None)
+        if stopping or started is None:
+            continue
+        log.warning("Worker %d exited (status %d); starting another.", pid, status)
+        if time.monotonic() - started < RESTART_PAUSE:
+            time.sleep(RESTART_PAUSE)
+        start()

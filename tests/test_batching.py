@@ -1,0 +1,90 @@
+"""Micro-batching: concurrent requests share one describe call and get the answers of one-by-one calls."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from mnistlab.testing import make_photo
+from mnistlab.trust.batching import MicroBatcher, batched
+from mnistlab.trust.predict import load_predictor, predict_image
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return load_predictor(None)
+
+
+def _images(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.random((n, 28, 28)) ** 3 * 255).astype(np.uint8)
+
+
+def test_one_image_gets_the_floats_it_gets_in_any_batch(predictor):
+    images = _images(64)
+    one_by_one = np.concatenate([predictor.classify(im[None]) for im in images])
+    np.testing.assert_array_equal(one_by_one, predictor.classify(images))
+    not_a_digit = np.concatenate([predictor.reader.scores(im[None]) for im in images])
+    np.testing.assert_allclose(not_a_digit, predictor.reader.scores(images), rtol=0, atol=1e-6)
+
+
+def _assert_same(got: dict, want: dict) -> None:
+    assert got["digit"] == want["digit"]
+    assert got["probability"] == pytest.approx(want["probability"], abs=1e-6)
+    assert [d for d, _ in got["top"]] == [d for d, _ in want["top"]]
+    np.testing.assert_allclose([p for _, p in got["top"]], [p for _, p in want["top"]], rtol=0, atol=1e-6)
+    assert (got["confident"], got["reason"]) == (want["confident"], want["reason"])
+    np.testing.assert_array_equal(got["mnist_image"], want["mnist_image"])
+
+
+def test_concurrent_requests_are_batched_and_answered_as_one_by_one(predictor):
+    images = _images(48)
+    tops = [1 + i % 10 for i in range(len(images))]
+    alone = [predictor.describe(im[None], top)[0] for im, top in zip(images, tops)]
+    batcher = MicroBatcher(predictor.describe, max_wait=0.05)
+    start = threading.Barrier(len(images))
+
+    def ask(i: int) -> dict:
+        start.wait()
+        return batcher(images[i][None], tops[i])[0]
+
+    with ThreadPoolExecutor(len(images)) as pool:
+        together = list(pool.map(ask, range(len(images))))
+    for got, want, top in zip(together, alone, tops):
+        _assert_same(got, want)
+        assert len(got["top"]) == top
+    assert batcher.images == len(images)
+    assert batcher.batches < len(images) / 4  # most requests shared a call
+
+
+def test_a_failing_image_fails_only_its_own_request(predictor):
+    images = _images(12)
+    batcher = MicroBatcher(predictor.describe, max_wait=0.05)
+    start = threading.Barrier(len(images) + 1)
+
+    def ask(image: np.ndarray):
+        start.wait()
+        return batcher.submit(image, 3)
+
+    with ThreadPoolExecutor(len(images) + 1) as pool:
+        futures = [pool.submit(ask, im[None]) for im in images]
+        bad = pool.submit(ask, np.zeros((27, 27), np.uint8))  # not 28x28: describe cannot reshape it
+        answers = [f.result().result(timeout=30) for f in futures]
+        with pytest.raises(ValueError):
+            bad.result().result(timeout=30)
+    for image, got in zip(images, answers):
+        _assert_same(got[0], predictor.describe(image[None], 3)[0])
+
+
+def test_a_batched_predictor_answers_photos_like_the_plain_one(predictor, mnist_small):
+    rng = np.random.default_rng(3)
+    photos = [make_photo(digit, rng) for digit in mnist_small[1][:10]]
+    fast = batched(predictor)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda photo: predict_image(photo, fast, top=3), photos))
+    for photo, answer in zip(photos, got):
+        _assert_same(answer, predict_image(photo, predictor, top=3))
+    assert fast.batcher is not None and fast.batcher.images == len(photos)

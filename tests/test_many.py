@@ -1,0 +1,68 @@
+"""``mnistlab predict DIR``: every core, answers in input order, each unreadable file its own error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from mnistlab.cli import app
+from mnistlab.testing import make_photo
+from mnistlab.trust.many import expand_paths, predict_files
+
+runner = CliRunner()
+
+
+def _folder(tmp_path, digits: np.ndarray):
+    """30 files: photos of ``digits``, every fifth one broken (text, or a photo cut short), and a stray."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    broken = {}
+    for i, digit in enumerate(digits[:30]):
+        name = f"{i:02d}.{'png' if i % 2 else 'jpg'}"
+        photo = make_photo(digit, rng, style="canvas-black-on-white" if i % 2 else "paper")
+        if i % 5 == 3:
+            photo, broken[name] = photo[: len(photo) // 3], "truncated"
+        elif i % 5 == 4:
+            photo, broken[name] = b"not an image\n", "not an image"
+        (folder / name).write_bytes(photo)
+    (folder / "notes.txt").write_text("a folder may hold other files: they are not read\n")
+    (folder / ".hidden.png").write_bytes(b"")
+    return folder, broken
+
+
+def test_a_folder_is_read_in_order_on_all_cores_with_per_file_errors(tmp_path, mnist_small):
+    folder, broken = _folder(tmp_path, mnist_small[1])
+    parallel = runner.invoke(app, ["predict", str(folder), "--json", "--jobs", "2"])
+    serial = runner.invoke(app, ["predict", str(folder), "--json", "--jobs", "1"])
+    assert parallel.exit_code == serial.exit_code == 1, parallel.output
+    assert parallel.stdout == serial.stdout  # same answers, same order, whichever process read a file
+    lines = [json.loads(line) for line in parallel.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(folder / f"{i:02d}.{'png' if i % 2 else 'jpg'}") for i in range(30)]
+    for line in lines:
+        name = line["file"].rsplit("/", 1)[1]
+        if name in broken:
+            assert set(line) == {"file", "error"} and broken[name] in line["error"], line
+        else:
+            assert "error" not in line and line["digit"] in range(10)
+
+
+def test_predict_files_streams_every_path_in_order(tmp_path, mnist_small):
+    folder, broken = _folder(tmp_path, mnist_small[1])
+    paths = expand_paths([folder, folder / "notes.txt"])  # a file named directly is read whatever its suffix
+    assert paths[-1].name == "notes.txt" and len(paths) == 31
+    answers = list(predict_files(paths, None, jobs=2))
+    assert [path for path, _, _ in answers] == paths
+    failed = {path.name for path, result, exc in answers if exc is not None}
+    assert failed == set(broken) | {"notes.txt"}
+    assert all((result is None) == (exc is not None) for _, result, exc in answers)
+
+
+def test_a_folder_without_images_is_one_error_before_any_work(tmp_path):
+    (tmp_path / "notes.txt").write_text("no digits here\n")
+    result = runner.invoke(app, ["predict", str(tmp_path), "--json"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"Error: {tmp_path} holds no image") and result.stderr.count("\n") == 1

@@ -1,0 +1,120 @@
+"""``mnistlab serve --workers 2`` in a subprocess: two processes answer, SIGTERM finishes what is in flight;
+``/api/ready`` for load balancers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mnistlab.testing import running_server
+from mnistlab.web.app import create_app
+
+PATIENCE = 60.0  # seconds: far above what any step takes, far below "forever"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _wait_for(log: list[str], text: str) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not any(text in line for line in log):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in the server's log:\n" + "".join(log)
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("n_workers", [2, 1])
+def test_workers_answer_and_sigterm_finishes_the_request_in_flight(n_workers):
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", str(n_workers), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + PATIENCE
+        while len(workers) < n_workers:  # each request on a new connection, which the kernel hands to any worker
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(log)
+            try:
+                ready = httpx.get(f"{url}/api/ready", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.1)
+                continue
+            assert ready.status_code == 200, ready.text
+            workers.add(ready.json()["worker"])
+        assert all(_parent_of(pid) == proc.pid for pid in workers) if n_workers > 1 else workers == {proc.pid}
+
+        body = json.dumps({"pixels": [0] * 784}).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
+            head = f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            sock.sendall(head.encode() + body[:100])  # the request is in flight: head and part of the body sent
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            _wait_for(log, "Shutting down")
+            sock.sendall(body[100:])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line.split()[1] == b"200", answer[:300]
+        assert json.loads(rest.partition(b"\r\n\r\n")[2])["digit"] in range(10)
+        # The parent of workers exits 0; a lone uvicorn server re-raises the SIGTERM it caught once it is done.
+        assert proc.wait(PATIENCE) == (0 if n_workers > 1 else -signal.SIGTERM)
+        assert not any(Path(f"/proc/{pid}").exists() and _parent_of(pid) == proc.pid for pid in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        reader.join(10)
+    assert "Traceback" not in "".join(log), "".join(log)
+
+
+def test_ready_says_503_with_the_reason_while_there_is_no_model(tmp_path):
+    with running_server(create_app(tmp_path)) as url:  # an empty folder: no model card in it
+        deadline = time.monotonic() + PATIENCE
+        while (ready := httpx.get(f"{url}/api/ready", timeout=PATIENCE)).status_code == 503:
+            if "model.json" in ready.json()["detail"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert ready.status_code == 503
+        assert str(tmp_path) in ready.json()["detail"]
+        health = httpx.get(f"{url}/api/health", timeout=PATIENCE)
+        assert health.status_code == 200 and health.json()["model"] is None  # alive, not ready
+        refused = httpx.post(f"{url}/api/predict", json={"pixels": [0] * 784}, timeout=PATIENCE)
+        assert refused.status_code == 503 and refused.json()["detail"] == ready.json()["detail"]
+
+
+def test_ready_says_200_once_the_model_answers():
+    with running_server(create_app(None)) as url:  # the shipped reader
+        answer = httpx.post(f"{url}/api/predict", json={"pixels": [0] * 784}, timeout=PATIENCE)
+        assert answer.status_code == 200  # a request made while the model loads waits for it
+        ready = httpx.get(f"{url}/api/ready", timeout=PATIENCE)
+        assert ready.status_code == 200 and ready.json()["status"] == "ok"
+
+
+def test_workers_on_a_taken_port_is_one_error_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=PATIENCE)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Error: Cannot listen on 127.0.0.1:{port}") and result.stderr.count("\n") == 1
