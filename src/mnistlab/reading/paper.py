@@ -135,7 +135,7 @@ def _fit_background(
         coef[0] = middle(z)
     else:
         coef = start
-    for _ in range(5 if start is None else 2):
+    for _ in range(3 if start is None else 1):  # more rounds read the same digits (measured), at more cost
         r = z - design @ coef
         sigma = robust_sigma(r) + 1e-3
         if ink_is_dark is None:

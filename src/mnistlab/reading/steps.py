@@ -76,7 +76,7 @@ def binarise(ink: np.ndarray, *, min_contrast: float = 0.1) -> np.ndarray:
     keep = np.zeros(n, bool)
     keep[weak[ink > high]] = True
     keep[0] = False
-    return weak > 0 if keep[1:].all() else keep[weak]  # the common case without the lookup
+    return weak > 0 if keep[1:].all() else np.take(keep, weak)  # np.take: a third of indexing's cost
 
 
 def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: float = 0.03) -> np.ndarray:
@@ -94,7 +94,7 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
         keep[k] = max(rows.stop - rows.start, cols.stop - cols.start) >= min_extent * max(mask.shape)
     if keep.all():  # a clean drawing: nothing to drop, no lookup
         return mask.copy()
-    return np.concatenate([[False], keep])[labels]
+    return np.take(np.concatenate([[False], keep]), labels)
 
 
 def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
