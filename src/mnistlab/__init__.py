@@ -71,6 +71,7 @@ _SOURCES = {
     "NotAnImageError": "mnistlab.errors",
     "ParameterError": "mnistlab.errors",
     "TrackingError": "mnistlab.errors",
+    "ClusterError": "mnistlab.errors",
 }
 
 __all__ = ["__version__", *_SOURCES]
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from mnistlab.data.registry import DATASETS
     from mnistlab.errors import (
         ChecksumError,
+        ClusterError,
         DatasetError,
         DownloadError,
         IDXFormatError,

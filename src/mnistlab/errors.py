@@ -22,6 +22,7 @@ __all__ = [
     "ImageTooLargeError",
     "NotAnImageError",
     "TrackingError",
+    "ClusterError",
 ]
 
 
@@ -108,5 +109,11 @@ class NotAnImageError(ImageError):
 
 class TrackingError(MnistlabError):
     """The run-tracking store (MLflow) cannot be opened, read or written."""
+
+    http_status = 503
+
+
+class ClusterError(MnistlabError):
+    """A Ray cluster cannot be reached, or lost the run's work for good."""
 
     http_status = 503

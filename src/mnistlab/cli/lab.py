@@ -159,6 +159,14 @@ def compare_cmd(
     ),
     out_dir: Path = typer.Option(Path("report"), "--out", help="Folder for index.html, its images and the models."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and comparisons."),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        envvar="RAY_ADDRESS",
+        metavar="ADDRESS",
+        help="Run the fits as tasks on a Ray cluster: host:port of its head, ray://host:port, auto, or local "
+        "(a Ray runtime on this machine). Default: $RAY_ADDRESS, else this machine's process pool.",
+    ),
     *,
     options: RunOptions,
 ):
@@ -177,6 +185,7 @@ def compare_cmd(
             update_models=update_models,
             out_dir=out_dir,
             progress=progress,
+            cluster=cluster,
         )
     if as_json:
         typer.echo(json.dumps({k: summary[k] for k in ("results", "comparisons", "report", "tracking_uri")}))
