@@ -50,6 +50,7 @@ def compare(
     out_dir="report",
     progress: Progress | None = None,
     on_result: Callable[[dict], None] | None = None,
+    cluster: str | None = None,
     **settings,
 ) -> dict:
     """Fit (or reuse) every model with ``seeds`` seeds on each of ``datasets``, test them, write ``out_dir/index.html``.
@@ -62,7 +63,9 @@ def compare(
     recipes on MNIST with the first seed go to their default model directories).
     ``settings`` are ``RunOptions`` fields (``cv``, ``split``, ``test_size``,
     ``seed``, ``limit``, ``n_jobs``). ``retrain`` fits even when a recorded run
-    could be reused. Returns ``{"results": [...], "comparisons": [...], ...}``.
+    could be reused. ``cluster`` runs the fits on a Ray cluster: its address,
+    ``local`` for a runtime on this machine; default ``$RAY_ADDRESS``, else here
+    (``lab.cluster``). Returns ``{"results": [...], "comparisons": [...], ...}``.
     """
     return run_comparison(
         specs,
@@ -76,6 +79,7 @@ def compare(
         out_dir=out_dir,
         progress=progress,
         on_result=on_result,
+        cluster=cluster,
     )
 
 
