@@ -146,6 +146,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         progress("opening the tracking store")
         tracker = Tracker(tracking_uri)
         done: dict[int, tuple[dict, np.ndarray]] = {}
+        shipped: dict | None = None  # on a cluster: how many tasks ran and the bytes put into the object store
 
         def finished(i: int, row: dict, y_pred: np.ndarray) -> None:
             unit = units[i]
@@ -156,7 +157,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
                 on_result(row)
 
         if address is not None:
-            run_units_on_cluster(units, bunches, split_of, tracker, retrain, progress, finished)
+            shipped = run_units_on_cluster(units, bunches, split_of, tracker, retrain, progress, finished)
         else:
             for i, u in enumerate(units):
                 d = split_of(u.dataset, u.options.seed)
@@ -178,6 +179,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         "runs": [row for s in sections for rows in s["rows"].values() for row in rows],
         "report": str(report),
         "tracking_uri": tracker.uri,
+        "cluster": shipped,
     }
 
 
