@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,46 @@ def test_an_address_that_does_not_answer_is_one_sentence_and_records_nothing(tmp
     assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in done.stderr, done.stderr
     assert ("No Ray cluster answers" in lines[0]) or ("names no host and port" in lines[0])
     assert not store.exists() and not (tmp_path / "r" / "models").exists()
+
+
+SLOW_FILE = """
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Slow(ClassifierMixin, BaseEstimator):
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        time.sleep(600)
+        return self
+
+    def predict(self, X):
+        return np.zeros(len(X), dtype=int)
+
+
+def build(seed):
+    return Slow(random_state=seed)
+"""
+
+
+def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path):
+    """Ctrl-C in the driver (here: raised when the first fit is in) stops the fit still running on the cluster."""
+    (tmp_path / "slow.py").write_text(SLOW_FILE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def interrupt(row: dict) -> None:
+        raise KeyboardInterrupt
+
+    specs = ["logreg", f"{tmp_path / 'slow.py'}:build"]
+    with pytest.raises(KeyboardInterrupt):
+        compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", on_result=interrupt, **SETTINGS)
+    assert _runs(uri) == [("logreg", 42)]  # the fit that finished is kept, for the next run to reuse
+    # The slow fit would hold its CPU for 10 minutes; cancelled, both CPUs are free again within seconds.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2
