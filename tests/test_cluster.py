@@ -109,7 +109,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # free once the socket closes: nothing listens there
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "ray://127.0.0.1:{port}", "nohost"])
+@pytest.mark.parametrize("address", ["ray://127.0.0.1:{port}", "nohost"])
 def test_an_address_that_does_not_answer_is_one_sentence_and_records_nothing(tmp_path, address):
     store = tmp_path / "mlflow.db"
     address = address.format(port=_closed_port())
@@ -163,3 +163,15 @@ def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path):
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert ray.available_resources().get("CPU", 0) == 2
+
+
+def test_train_runs_its_cv_folds_on_the_cluster_with_the_local_scores(runtime, tmp_path):
+    from mnistlab.lab.train import train_recipe
+
+    here = train_recipe("logreg", cv=3, limit=300, n_jobs=2, out=tmp_path / "here")
+    args = ["train", "logreg", "--cv", "3", "--limit", "300", "--n-jobs", "2", "--out", str(tmp_path / "there")]
+    done = _cli([*args, "--json"], env={"RAY_ADDRESS": runtime})
+    assert done.returncode == 0, done.stderr
+    there = json.loads(done.stdout)
+    assert len(there["cv_scores"]) == 3 and there["cv_scores"] == here["cv_scores"]
+    assert there["test_accuracy"] == here["test_accuracy"]

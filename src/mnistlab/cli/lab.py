@@ -51,16 +51,29 @@ def train(
         None, "--out", help="Model directory (default: $XDG_DATA_HOME/mnistlab/models/RECIPE)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the results."),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        envvar="RAY_ADDRESS",
+        metavar="ADDRESS",
+        help="Run the CV folds as tasks on a Ray cluster (host:port, ray://host:port, auto or local); "
+        "default: $RAY_ADDRESS, else this machine's process pool.",
+    ),
     *,
     options: RunOptions,
 ):
     """Fit a recipe: per-fold CV accuracies, test accuracy, times; save the model."""
+    import contextlib
+
+    from mnistlab.lab.cluster import parallel_on_cluster  # Ray itself: only when a cluster is asked for
     from mnistlab.lab.train import run_recipe  # scikit-learn: not at start-up
     from mnistlab.models.recipes import get_recipe
 
     get_recipe(recipe)  # an unknown name fails before any data is loaded
     with step_progress(not as_json) as progress:
-        result = run_recipe(recipe, options, out=out_dir, progress=progress).result
+        on_cluster = parallel_on_cluster(cluster) if cluster else contextlib.nullcontext()
+        with on_cluster:
+            result = run_recipe(recipe, options, out=out_dir, progress=progress).result
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -44,7 +44,14 @@ from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
 from mnistlab.lab.units import Unit, look_up, record_fit
 
-__all__ = ["cluster_address", "connect", "run_units_on_cluster", "CONNECT_TIMEOUT_S", "MAX_RETRIES"]
+__all__ = [
+    "cluster_address",
+    "connect",
+    "parallel_on_cluster",
+    "run_units_on_cluster",
+    "CONNECT_TIMEOUT_S",
+    "MAX_RETRIES",
+]
 
 CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is taken as down
 MAX_RETRIES = 3  # reruns of a task whose worker or node died; the fit is pure, so a rerun is harmless
@@ -87,6 +94,25 @@ def connect(address: str) -> Iterator[dict]:
         yield ray.cluster_resources()
     finally:
         ray.shutdown()  # leaves a remote cluster running; stops the runtime that "local" started
+
+
+@contextlib.contextmanager
+def parallel_on_cluster(address: str) -> Iterator[dict]:
+    """For the block, scikit-learn's parallel work (``n_jobs``: CV folds) runs as tasks on the cluster at ``address``.
+
+    Ray's joblib backend: each joblib call becomes a task, and an argument
+    passed to several calls (the training set, to every fold) is put into the
+    object store once. Code that uses its own process pool (the CNN
+    ensemble's members) still runs here. Yields the cluster's resources.
+    """
+    import joblib
+
+    with connect(address) as resources:
+        from ray.util.joblib import register_ray  # with ray, only when a cluster is asked for
+
+        register_ray()
+        with joblib.parallel_backend("ray"):
+            yield resources
 
 
 def _check_reachable(address: str) -> None:
