@@ -37,6 +37,8 @@ FLAGS = {
     "seeds": "--seeds",
     "baseline": "--baseline",
     "datasets": "--dataset",
+    "param": "--param",
+    "samples": "--samples",
 }
 
 

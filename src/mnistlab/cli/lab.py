@@ -22,6 +22,17 @@ __all__ = ["app"]
 app = typer.Typer()
 
 
+def _cluster_option(what: str):
+    return typer.Option(
+        None,
+        "--cluster",
+        envvar="RAY_ADDRESS",
+        metavar="ADDRESS",
+        help=f"Run {what} as tasks on a Ray cluster: host:port of its head, ray://host:port, auto, or local "
+        "(a Ray runtime on this machine). Default: $RAY_ADDRESS, else this machine's process pool.",
+    )
+
+
 @app.command("recipes")
 def recipes_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """List the model recipes that train and compare accept."""
@@ -51,14 +62,7 @@ def train(
         None, "--out", help="Model directory (default: $XDG_DATA_HOME/mnistlab/models/RECIPE)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the results."),
-    cluster: str | None = typer.Option(
-        None,
-        "--cluster",
-        envvar="RAY_ADDRESS",
-        metavar="ADDRESS",
-        help="Run the CV folds as tasks on a Ray cluster (host:port, ray://host:port, auto or local); "
-        "default: $RAY_ADDRESS, else this machine's process pool.",
-    ),
+    cluster: str | None = _cluster_option("the CV folds"),
     *,
     options: RunOptions,
 ):
@@ -172,14 +176,7 @@ def compare_cmd(
     ),
     out_dir: Path = typer.Option(Path("report"), "--out", help="Folder for index.html, its images and the models."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and comparisons."),
-    cluster: str | None = typer.Option(
-        None,
-        "--cluster",
-        envvar="RAY_ADDRESS",
-        metavar="ADDRESS",
-        help="Run the fits as tasks on a Ray cluster: host:port of its head, ray://host:port, auto, or local "
-        "(a Ray runtime on this machine). Default: $RAY_ADDRESS, else this machine's process pool.",
-    ),
+    cluster: str | None = _cluster_option("the fits"),
     *,
     options: RunOptions,
 ):
