@@ -71,3 +71,35 @@ def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and says in lines[0], done.stderr
     assert not (tmp_path / "b.json").exists()
+
+
+def test_with_seeds_each_configuration_runs_per_seed_and_the_best_mean_wins(runtime, tmp_path):
+    from mnistlab.lab.options import RunOptions
+    from mnistlab.lab.sweep import sweep
+
+    result = sweep(
+        "logreg",
+        {"logreg__C": [0.0001, 0.1, 1.0]},
+        RunOptions(limit=300, seed=7),
+        samples=2,
+        seeds=2,
+        out=tmp_path / "best.json",
+    )
+    trials, configs = result["trials"], result["configs"]
+    assert sorted(t["seed"] for t in trials) == [7, 7, 8, 8] and len(configs) == 2
+    for c in configs:
+        mine = sorted((t["seed"], t["val_accuracy"]) for t in trials if t["config"] == c["config"])
+        assert c["val_accuracies"] == [acc for _, acc in mine] and c["val_accuracy"] == pytest.approx(
+            sum(c["val_accuracies"]) / 2
+        )
+    assert result["best"] == max(configs, key=lambda c: c["val_accuracy"])
+    assert json.loads((tmp_path / "best.json").read_text())["seeds"] == [7, 8]
+
+
+def test_random_draws_are_seeded():
+    from mnistlab.lab.sweep import _configs
+
+    params = {"a": [1, 2, 3, 4], "b": [5, 6]}
+    draws = [_configs(params, 3, seed) for seed in (0, 0, 1)]
+    assert draws[0] == draws[1] and len(draws[0]) == 3 and len({str(c) for c in draws[0]}) == 3
+    assert _configs(params, 20, 0) == _configs(params, None, 0)  # more draws than points: the whole grid

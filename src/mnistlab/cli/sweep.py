@@ -32,6 +32,9 @@ def sweep_cmd(
     samples: int | None = typer.Option(
         None, "--samples", metavar="N", help="Draw N random configurations instead of the whole grid."
     ),
+    seeds: int = typer.Option(
+        1, "--seeds", metavar="K", help="Run each configuration with K seeds; judge by the mean."
+    ),
     dataset: str = typer.Option("mnist", "--dataset", help="mnist, fashion-mnist, digits or a folder of IDX files."),
     split: str = typer.Option("official", "--split", help="official or random (stratified)."),
     seed: int = typer.Option(42, "--seed", help="Seed for the models, the split, --limit and the held-out part."),
@@ -53,18 +56,28 @@ def sweep_cmd(
     options = RunOptions(split=split, seed=seed, limit=limit, n_jobs=1)
     with step_progress(not as_json) as progress:
         result = sweep(
-            recipe, grid, options, samples=samples, dataset=dataset, cluster=cluster, out=spec_file, progress=progress
+            recipe,
+            grid,
+            options,
+            samples=samples,
+            seeds=seeds,
+            dataset=dataset,
+            cluster=cluster,
+            out=spec_file,
+            progress=progress,
         )
     if as_json:
         typer.echo(json.dumps(result))
         return
     table = Table(title=f"{recipe}: {len(result['trials'])} trial(s), held-out accuracy (10% of the training set)")
-    for col in (*grid, "held-out acc", "epochs", "ended"):
+    for col in (*grid, "seed", "held-out acc", "epochs", "ended"):
         table.add_column(col, justify="right")
-    for t in sorted(result["trials"], key=lambda t: -t["val_accuracy"]):
+    for t in sorted(result["trials"], key=lambda t: (-t["val_accuracy"], t["seed"])):
         ended = "stopped early" if t["stopped"] else "completed"
-        table.add_row(*(str(t["config"][k]) for k in grid), f"{t['val_accuracy']:.4f}", str(t["epochs"]), ended)
+        values = [str(t["config"][k]) for k in grid]
+        table.add_row(*values, str(t["seed"]), f"{t['val_accuracy']:.4f}", str(t["epochs"]), ended)
     out.print(table)
     best = result["best"]
-    out.print(f"best: {json.dumps(best['config'])} (held-out accuracy {best['val_accuracy']:.4f})", soft_wrap=True)
+    mean = f"mean over {len(best['val_accuracies'])} seeds" if len(best["val_accuracies"]) > 1 else "held-out"
+    out.print(f"best: {json.dumps(best['config'])} ({mean} accuracy {best['val_accuracy']:.4f})", soft_wrap=True)
     out.print(f"saved {result['spec']}: `mnistlab compare {result['spec']} {recipe}` tests it", soft_wrap=True)

@@ -5,8 +5,9 @@ held-out 10% and scored on that held-out part: the test set takes no part in
 choosing, so a later ``compare`` of the chosen configuration is still a fair
 test. CNN trials report their held-out accuracy after every epoch and ASHA
 (asynchronous successive halving) stops those that trail; a classic recipe's
-trial reports once. The best configuration is saved as a spec file (JSON)
-that ``compare`` takes like a recipe name.
+trial reports once. With several seeds each configuration runs once per seed
+and is judged by its mean. The best configuration is saved as a spec file
+(JSON) that ``compare`` takes like a recipe name.
 
 The dataset goes into Ray's object store once (``tune.with_parameters``);
 trials run on the cluster ``connect`` joined (``local``: this machine). Ray
@@ -15,6 +16,7 @@ Tune is imported only here, and this module only when a sweep runs.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -65,38 +67,95 @@ def sweep(  # long: check, plan, run the trials, pick, save; one reading order
     options: RunOptions,
     *,
     samples: int | None = None,
+    seeds: int = 1,
     dataset: str = "mnist",
     cluster: str = "local",
     out: Path | str = "best.json",
     progress: Progress | None = None,
 ) -> dict:
-    """Search ``params`` for ``recipe_name`` (grid, or ``samples`` random draws); the trials and the best, saved.
+    """Search ``params`` for ``recipe_name``: the grid, or ``samples`` configurations drawn from it, each with ``seeds``.
 
-    Returns ``{"best": {...}, "trials": [...], "spec": path}``; each trial has
-    its ``config``, ``val_accuracy`` (the last reported), ``epochs`` reported
-    and ``stopped`` (ended early by ASHA).
+    A trial is one (configuration, seed). Returns ``{"best", "configs",
+    "trials", "spec"}``: each trial has its ``config``, ``seed``,
+    ``val_accuracy`` (the last reported), ``epochs`` reported and ``stopped``
+    (ended early by ASHA); each configuration its mean held-out accuracy over
+    the seeds. The best configuration is the one with the highest mean.
     """
     progress = progress or noop
     recipe = get_recipe(recipe_name)
-    estimator = recipe.build(options.seed, 1)
-    known = estimator.get_params()
+    known = recipe.build(options.seed, 1).get_params()
     for name in params:
         if name not in known:
             steps = sorted(k for k in known if k.count("__") == 1)  # a pipeline's step__param names
             near = ", ".join((steps or sorted(known))[:8])
             raise ParameterError("param", f"{recipe_name} has no parameter {name!r}; it takes e.g. {near}.")
-    grid = list(itertools.product(*params.values()))
-    n_trials = samples if samples is not None else len(grid)
-    if samples is not None and not 1 <= samples <= MAX_TRIALS:
+    configs = _configs(params, samples, options.seed)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_TRIALS // len(configs):
+        raise ParameterError("seeds", f"{{param}} must be from 1 to {MAX_TRIALS // len(configs)} for this sweep.")
+    out = _writable_spec(Path(out))
+    seed_list = [options.seed + k for k in range(seeds)]
+    default_epochs = known.get("epochs", 1) if recipe.family == "cnn" else 1
+    max_epochs = max(int(c.get("epochs", default_epochs)) for c in configs)
+    progress("loading and verifying the data")
+    name, bunch = open_dataset(dataset)
+    for seed in seed_list:  # a --limit the dataset cannot give fails before any trial
+        split_for(name, bunch, dataclasses.replace(options, seed=seed))
+    # Tune's progress tables would bury the one-line steps; the trials' rows come back in the result.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    with connect(cluster):
+        from ray import tune  # Ray Tune: only when a sweep runs
+        from ray.tune.schedulers import ASHAScheduler
+
+        trainable = tune.with_parameters(_trial, recipe_name=recipe_name, options=options, dataset=name, bunch=bunch)
+        scheduler = ASHAScheduler(max_t=max_epochs, grace_period=1, reduction_factor=2) if max_epochs > 1 else None
+        progress(f"running {len(configs) * seeds} trial(s) of {recipe_name}")
+        with tempfile.TemporaryDirectory() as storage:
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, {"cpu": 1}),
+                param_space={"params": tune.grid_search(configs), "seed": tune.grid_search(seed_list)},
+                tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", scheduler=scheduler),
+                run_config=tune.RunConfig(storage_path=storage, name="sweep", verbose=0),
+            )
+            found = tuner.fit()
+            trials = [_trial_row(found[i], default_epochs) for i in range(len(found))]
+    if any(t["error"] for t in trials):
+        bad = next(t for t in trials if t["error"])
+        raise ParameterError("param", f"The trial {bad['config']} failed ({bad['error']}); check the values.")
+    summary = [_config_row(c, [t for t in trials if t["config"] == c]) for c in configs]
+    best = max(summary, key=lambda c: (c["val_accuracy"], -c["stopped"]))
+    spec = {
+        "recipe": recipe_name,
+        "name": f"{recipe_name}-tuned",
+        "params": best["config"],
+        "val_accuracy": best["val_accuracy"],
+        "seeds": seed_list,
+        "data_sha256": bunch.details["data_sha256"],
+        **{k: getattr(options, k) for k in ("split", "limit")},
+    }
+    atomic_write_bytes(out, (json.dumps(spec, indent=2) + "\n").encode())
+    return {"best": best, "configs": summary, "trials": trials, "spec": str(out)}
+
+
+def _configs(params: dict[str, list], samples: int | None, seed: int) -> list[dict]:
+    """The grid's configurations, or ``samples`` of them drawn without repeats (seeded: the same draw each time)."""
+    grid = [dict(zip(params, values)) for values in itertools.product(*params.values())]
+    if samples is None:
+        if len(grid) > MAX_TRIALS:
+            raise ParameterError(
+                "param", f"The grid of {{param}} values has {len(grid)} points, over {MAX_TRIALS}; use --samples N."
+            )
+        return grid
+    if not 1 <= samples <= MAX_TRIALS:
         raise ParameterError("samples", f"{{param}} must be from 1 to {MAX_TRIALS} trials, got {samples}.")
-    if not 1 <= n_trials <= MAX_TRIALS:
-        raise ParameterError(
-            "param", f"The grid of {{param}} values has {n_trials} points, over {MAX_TRIALS}; use --samples N."
-        )
-    out = Path(out)
+    picked = np.random.default_rng(seed).permutation(len(grid))[:samples]  # all of a grid smaller than samples
+    return [grid[i] for i in sorted(picked)]
+
+
+def _writable_spec(out: Path) -> Path:
+    """``out``, a .json path in a folder checked writable now rather than after the trials."""
     if out.suffix != ".json":
         raise ParameterError("out_dir", f"{{param}} {out} must end in .json: it is a spec file compare takes.")
-    try:  # the spec's folder, checked writable now rather than after the trials
+    try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out.parent):
             pass
@@ -104,63 +163,35 @@ def sweep(  # long: check, plan, run the trials, pick, save; one reading order
         raise ParameterError(
             "out_dir", f"Cannot write into {out.parent} ({exc.strerror}); choose another {{param}}."
         ) from None
-    max_epochs = max(params.get("epochs", [known.get("epochs", 1)])) if recipe.family == "cnn" else 1
-    progress("loading and verifying the data")
-    name, bunch = open_dataset(dataset)
-    split_for(name, bunch, options)  # a --limit the dataset cannot give fails before any trial
-    # Tune's progress tables would bury the one-line steps; the trials' rows come back in the result.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    with connect(cluster):
-        from ray import tune  # Ray Tune: only when a sweep runs
-        from ray.tune.schedulers import ASHAScheduler
+    return out
 
-        space = (
-            {k: tune.grid_search(v) for k, v in params.items()}
-            if samples is None
-            else {k: tune.choice(v) for k, v in params.items()}
-        )
-        trainable = tune.with_parameters(_trial, recipe_name=recipe_name, options=options, dataset=name, bunch=bunch)
-        scheduler = ASHAScheduler(max_t=max_epochs, grace_period=1, reduction_factor=2) if max_epochs > 1 else None
-        progress(f"running {n_trials} trial(s) of {recipe_name}")
-        with tempfile.TemporaryDirectory() as storage:
-            tuner = tune.Tuner(
-                tune.with_resources(trainable, {"cpu": 1}),
-                param_space=space,
-                tune_config=tune.TuneConfig(
-                    metric="val_accuracy", mode="max", scheduler=scheduler, num_samples=samples or 1
-                ),
-                run_config=tune.RunConfig(storage_path=storage, name="sweep", verbose=0),
-            )
-            grid_results = tuner.fit()
-            default_epochs = known.get("epochs", 1) if recipe.family == "cnn" else 1
-            trials = [_trial_row(grid_results[i], list(params), default_epochs) for i in range(len(grid_results))]
-    if any(t["error"] for t in trials):
-        bad = next(t for t in trials if t["error"])
-        raise ParameterError("param", f"The trial {bad['config']} failed ({bad['error']}); check the values.")
-    best = max(trials, key=lambda t: (t["val_accuracy"], not t["stopped"]))
-    spec = {
-        "recipe": recipe_name,
-        "name": f"{recipe_name}-tuned",
-        "params": best["config"],
-        "val_accuracy": best["val_accuracy"],
-        "data_sha256": bunch.details["data_sha256"],
-        **{k: getattr(options, k) for k in ("seed", "split", "limit")},
+
+def _config_row(config: dict, trials: list[dict]) -> dict:
+    """One configuration over its seeds: the mean held-out accuracy, each seed's, how many ASHA stopped."""
+    accuracies = [t["val_accuracy"] for t in sorted(trials, key=lambda t: t["seed"])]
+    return {
+        "config": config,
+        "val_accuracy": float(np.mean(accuracies)),
+        "val_accuracies": accuracies,
+        "stopped": sum(t["stopped"] for t in trials),
     }
-    atomic_write_bytes(out, (json.dumps(spec, indent=2) + "\n").encode())
-    return {"best": best, "trials": trials, "spec": str(out)}
 
 
 def _trial(config: dict, *, recipe_name: str, options: RunOptions, dataset: str, bunch) -> None:
-    """One configuration, on a worker: fit on 90% of the training set, report held-out accuracy (per epoch: CNNs)."""
+    """One configuration and seed, on a worker: fit on 90% of the training set, report held-out accuracy.
+
+    CNNs report after every epoch (ASHA decides from those), others once.
+    """
     from ray import tune
     from sklearn.model_selection import train_test_split
 
     recipe = get_recipe(recipe_name)
+    options = dataclasses.replace(options, seed=config["seed"])
     d = split_for(dataset, bunch, options)
     X_fit, X_val, y_fit, y_val = train_test_split(
         d.X_train, d.y_train, test_size=HELD_OUT, stratify=d.y_train, random_state=options.seed
     )
-    estimator = recipe.build(options.seed, 1).set_params(**config)
+    estimator = recipe.build(options.seed, 1).set_params(**config["params"])
     if recipe.family == "cnn":
         # The loop scores a held-out part every epoch when a target is set; 1.0 never stops it early.
         estimator.set_params(target=1.0, validation_fraction=HELD_OUT)
@@ -171,15 +202,16 @@ def _trial(config: dict, *, recipe_name: str, options: RunOptions, dataset: str,
     tune.report({"val_accuracy": float(np.mean(estimator.predict(X_val) == y_val))})
 
 
-def _trial_row(result, names: list[str], default_epochs: int) -> dict:
-    """One trial as reported: its configuration, last held-out accuracy, epochs run, and whether ASHA stopped it."""
+def _trial_row(result, default_epochs: int) -> dict:
+    """One trial as reported: configuration, seed, last held-out accuracy, epochs run, whether ASHA stopped it."""
     metrics = result.metrics or {}
     epochs = int(metrics.get("training_iteration", 0))
-    planned = int(result.config.get("epochs", default_epochs))
+    config = dict(result.config["params"])
     return {
-        "config": {k: result.config[k] for k in names},
+        "config": config,
+        "seed": int(result.config["seed"]),
         "val_accuracy": float(metrics.get("val_accuracy", float("nan"))),
         "epochs": epochs,
-        "stopped": result.error is None and epochs < planned,
+        "stopped": result.error is None and epochs < int(config.get("epochs", default_epochs)),
         "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:300],
     }
