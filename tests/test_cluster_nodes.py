@@ -4,7 +4,8 @@
 and two one-CPU worker nodes as separate raylets, as on separate machines.
 Six fits are queued on them; when the first result is in, one node is killed
 without warning, so the fit it was running is lost and Ray reruns it on the
-other node (``max_retries``). Recording happens in the driver once a fit
+other node (``max_retries``): a model that notes each start of its fit shows
+the rerun. Recording happens in the driver once a fit
 returns, so the rerun cannot record twice.
 """
 
@@ -18,7 +19,30 @@ from mnistlab.lab.tracking import Tracker
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 SETTINGS = {"limit": 300, "n_jobs": 1, "cv": 0}
-SPECS = ["logreg", "knn"]
+# Logistic regressions that note each start of their fit in a folder and take a second more, so that
+# a node removed mid-run is surely running one (Ray's own retries are otherwise invisible from outside).
+COUNTED = """
+import time
+import uuid
+from pathlib import Path
+
+from sklearn.linear_model import LogisticRegression
+
+
+class Counted(LogisticRegression):
+    def fit(self, X, y):
+        (Path({starts!r}) / f"{{self.random_state}}-{{uuid.uuid4().hex}}").touch()
+        time.sleep(1)
+        return super().fit(X, y)
+
+
+def build(seed):
+    return Counted(max_iter=50, random_state=seed)
+
+
+def build_strong(seed):
+    return Counted(C=0.1, max_iter=50, random_state=seed)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +59,10 @@ def cluster():
 
 def test_a_node_lost_mid_run_still_gives_every_result_once(cluster, tmp_path):
     head, nodes = cluster
+    starts = tmp_path / "starts"
+    starts.mkdir()
+    (tmp_path / "counted.py").write_text(COUNTED.format(starts=str(starts)))
+    specs = [f"{tmp_path / 'counted.py'}:build", f"{tmp_path / 'counted.py'}:build_strong"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     removed = []
 
@@ -44,7 +72,7 @@ def test_a_node_lost_mid_run_still_gives_every_result_once(cluster, tmp_path):
             removed.append(row["run_id"])
 
     summary = compare(
-        SPECS,
+        specs,
         seeds=3,
         tracking_uri=uri,
         out_dir=tmp_path / "cluster",
@@ -53,11 +81,14 @@ def test_a_node_lost_mid_run_still_gives_every_result_once(cluster, tmp_path):
         **SETTINGS,
     )
     assert removed
+    fits_started = sorted(p.name.split("-")[0] for p in starts.iterdir())
+    assert set(fits_started) == {"42", "43", "44"} and len(fits_started) > 6  # a lost fit ran again elsewhere
     runs = Tracker(uri).runs()
-    assert sorted((r["model"], r["seed"]) for r in runs) == sorted((m, s) for m in SPECS for s in (42, 43, 44))
+    names = ["counted.py:build", "counted.py:build_strong"]
+    assert sorted((r["model"], r["seed"]) for r in runs) == sorted((m, s) for m in names for s in (42, 43, 44))
     assert all(r["status"] == "FINISHED" for r in runs)
     here = compare(
-        SPECS, seeds=3, tracking_uri=uri.replace("mlflow.db", "local.db"), out_dir=tmp_path / "local", **SETTINGS
+        specs, seeds=3, tracking_uri=uri.replace("mlflow.db", "local.db"), out_dir=tmp_path / "local", **SETTINGS
     )
     accuracies = {r["model"]: r["test_accuracies"] for r in summary["results"]}
     assert accuracies == {r["model"]: r["test_accuracies"] for r in here["results"]}
