@@ -111,10 +111,10 @@ def test_the_package_is_typed():
 
 
 def test_importing_the_package_and_the_cli_stays_light():
-    """`mnistlab --help` and `import mnistlab` must not pay for torch, matplotlib, MLflow or the web stack."""
+    """`mnistlab --help` and `import mnistlab` must not pay for torch, matplotlib, MLflow, Ray or the web stack."""
     code = (
         "import sys, mnistlab, mnistlab.cli; "
-        "heavy = [m for m in ('torch', 'matplotlib', 'fastapi', 'onnx', 'sklearn', 'mlflow', 'statsmodels') if m in sys.modules]; "
+        "heavy = [m for m in ('torch', 'matplotlib', 'fastapi', 'onnx', 'sklearn', 'mlflow', 'statsmodels', 'ray') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -73,6 +73,7 @@ _SOURCES = {
     "NotAnImageError": "mnistlab.errors",
     "ParameterError": "mnistlab.errors",
     "TrackingError": "mnistlab.errors",
+    "ClusterError": "mnistlab.errors",
 }
 
 __all__ = ["__version__", *_SOURCES]
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from mnistlab.errors import (
         BodyTooLargeError,
         ChecksumError,
+        ClusterError,
         DatasetError,
         DownloadError,
         IDXFormatError,

@@ -24,6 +24,7 @@ __all__ = [
     "ImageTooLargeError",
     "NotAnImageError",
     "TrackingError",
+    "ClusterError",
 ]
 
 
@@ -122,5 +123,11 @@ class NotAnImageError(ImageError):
 
 class TrackingError(MnistlabError):
     """The run-tracking store (MLflow) cannot be opened, read or written."""
+
+    http_status = 503
+
+
+class ClusterError(MnistlabError):
+    """A Ray cluster cannot be reached, or lost the run's work for good."""
 
     http_status = 503

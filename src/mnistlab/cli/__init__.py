@@ -1,7 +1,7 @@
 """The ``mnistlab`` command line: one module per group of commands.
 
 ``data`` finds and draws datasets, ``lab`` trains, evaluates, compares and
-exports models, ``predict`` reads digits in files and serves the web page.
+exports models, ``sweep`` searches a recipe's parameters with Ray Tune, ``predict`` reads digits in files and serves the web page.
 Their commands are merged into one ``app``; ``common.Group`` turns every
 ``MnistlabError`` into one line on stderr and exit code 2.
 """
@@ -13,7 +13,7 @@ import signal
 import typer
 
 from mnistlab._version import __version__
-from mnistlab.cli import data, lab, predict
+from mnistlab.cli import data, lab, predict, sweep
 from mnistlab.cli.common import Group
 
 __all__ = ["app", "main"]
@@ -26,7 +26,7 @@ app = typer.Typer(
     help="Classify handwritten digits: data, models, photos and a web page.",
 )
 app.add_typer(data.data_app, name="data")
-for commands in (data.app, lab.app, predict.app):
+for commands in (data.app, lab.app, predict.app, sweep.app):
     app.add_typer(commands)  # no name: the commands join the top level
 
 

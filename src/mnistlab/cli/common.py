@@ -49,6 +49,8 @@ FLAGS = {
     "out_path": "--out",
     "onnx_file": "--onnx",
     "save_preprocessed": "--save-preprocessed",
+    "param": "--param",
+    "samples": "--samples",
 }
 
 

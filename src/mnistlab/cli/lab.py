@@ -22,6 +22,17 @@ __all__ = ["app"]
 app = typer.Typer()
 
 
+def _cluster_option(what: str):
+    return typer.Option(
+        None,
+        "--cluster",
+        envvar="RAY_ADDRESS",
+        metavar="ADDRESS",
+        help=f"Run {what} as tasks on a Ray cluster: host:port of its head, ray://host:port, auto, or local "
+        "(a Ray runtime on this machine). Default: $RAY_ADDRESS, else this machine's process pool.",
+    )
+
+
 @app.command("recipes")
 def recipes_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """List the model recipes that train and compare accept."""
@@ -51,10 +62,14 @@ def train(
         None, "--out", help="Model directory (default: $XDG_DATA_HOME/mnistlab/models/RECIPE)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the results."),
+    cluster: str | None = _cluster_option("the CV folds"),
     *,
     options: RunOptions,
 ):
     """Fit a recipe: per-fold CV accuracies, test accuracy, times; save the model."""
+    import contextlib
+
+    from mnistlab.lab.cluster import parallel_on_cluster  # Ray itself: only when a cluster is asked for
     from mnistlab.lab.train import run_recipe  # scikit-learn: not at start-up
     from mnistlab.models.files import default_model_dir
     from mnistlab.models.recipes import get_recipe
@@ -62,7 +77,9 @@ def train(
     get_recipe(recipe)  # an unknown name fails before any data is loaded
     check_writable_dir(out_dir if out_dir is not None else default_model_dir(recipe), "out_dir")  # before training
     with step_progress(not as_json) as progress:
-        result = run_recipe(recipe, options, out=out_dir, progress=progress).result
+        on_cluster = parallel_on_cluster(cluster) if cluster else contextlib.nullcontext()
+        with on_cluster:
+            result = run_recipe(recipe, options, out=out_dir, progress=progress).result
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -162,6 +179,7 @@ def compare_cmd(
     ),
     out_dir: Path = typer.Option(Path("report"), "--out", help="Folder for index.html, its images and the models."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and comparisons."),
+    cluster: str | None = _cluster_option("the fits"),
     *,
     options: RunOptions,
 ):
@@ -180,6 +198,7 @@ def compare_cmd(
             update_models=update_models,
             out_dir=out_dir,
             progress=progress,
+            cluster=cluster,
         )
     if as_json:
         typer.echo(json.dumps({k: summary[k] for k in ("results", "comparisons", "report", "tracking_uri")}))

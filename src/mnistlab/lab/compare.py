@@ -10,12 +10,10 @@ Holm-corrected (``stats``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
-import io
-import json
+import functools
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,14 +21,14 @@ import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ParameterError
-from mnistlab.lab.fitting import Fitted, fit_one, open_dataset, split_for
+from mnistlab.lab.cluster import cluster_address, connect, run_units_on_cluster
+from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_dir, noop, run_options
-from mnistlab.lab.record import json_safe_params
-from mnistlab.lab.reuse import find_reusable, reuse_key
 from mnistlab.lab.specs import Contender, check_for_data, resolve_specs
 from mnistlab.lab.stats import accuracy_summary, comparisons, significance_matrix
 from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
+from mnistlab.lab.units import Unit, numbered, run_unit
 from mnistlab.models.files import default_model_dir
 from mnistlab.models.recipes import DEFAULT_LINEUP, RECIPES
 
@@ -51,6 +49,7 @@ def compare(
     out_dir="report",
     progress: Progress | None = None,
     on_result: Callable[[dict], None] | None = None,
+    cluster: str | None = None,
     **settings,
 ) -> dict:
     """Fit (or reuse) every model with ``seeds`` seeds on each of ``datasets``, test them, write ``out_dir/index.html``.
@@ -63,7 +62,9 @@ def compare(
     recipes on MNIST with the first seed go to their default model directories).
     ``settings`` are ``RunOptions`` fields (``cv``, ``split``, ``test_size``,
     ``seed``, ``limit``, ``n_jobs``). ``retrain`` fits even when a recorded run
-    could be reused. Returns ``{"results": [...], "comparisons": [...], ...}``.
+    could be reused. ``cluster`` runs the fits on a Ray cluster: its address,
+    ``local`` for a runtime on this machine; default ``$RAY_ADDRESS``, else here
+    (``lab.cluster``). Returns ``{"results": [...], "comparisons": [...], ...}``.
     """
     return run_comparison(
         specs,
@@ -77,6 +78,7 @@ def compare(
         out_dir=out_dir,
         progress=progress,
         on_result=on_result,
+        cluster=cluster,
     )
 
 
@@ -93,8 +95,13 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     out_dir="report",
     progress: Progress | None = None,
     on_result: Callable[[dict], None] | None = None,
+    cluster: str | None = None,
 ) -> dict:
-    """``compare`` with its run settings in one ``RunOptions`` (what the CLI calls)."""
+    """``compare`` with its run settings in one ``RunOptions`` (what the CLI calls).
+
+    ``cluster`` (a Ray address, ``local``, else ``$RAY_ADDRESS``) runs the fits
+    as tasks on a Ray cluster (``lab.cluster``); the same runs are recorded.
+    """
     from mnistlab.lab.report import write_bench_report  # matplotlib: ~0.8 s to import, only once a comparison runs
 
     progress = progress or noop
@@ -103,47 +110,68 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     _check(seeds, baseline, names, datasets, options.seed)
     out = Path(out_dir)
     _check_outputs(out, contenders, update_models)
-    progress("loading and verifying the data")
-    opened = [open_dataset(str(d)) for d in datasets]
-    for _, bunch in opened:
-        for contender in contenders:
-            check_for_data(contender, len(np.unique(bunch.target)), bunch.images.shape[1:])
-    seed_list = [options.seed + k for k in range(seeds)]
-    # The first seed's splits now: a --limit or --test-size that a dataset cannot give fails before any fit.
-    first_splits = {
-        name: split_for(name, bunch, dataclasses.replace(options, seed=seed_list[0])) for name, bunch in opened
-    }
-    _make_folder(out)  # checked writable above; made once the settings are known to run
-    progress("opening the tracking store")
-    tracker = Tracker(tracking_uri)
-    total, done = len(opened) * len(seed_list) * len(contenders), 0
-    sections = []
-    for name, bunch in opened:
-        rows: dict[str, list[dict]] = {m: [] for m in names}
-        preds: dict[str, list[np.ndarray]] = {m: [] for m in names}
-        truth: list[np.ndarray] = []
-        first: TrainTest | None = None
-        for seed in seed_list:
-            seed_options = dataclasses.replace(options, seed=seed)
-            d = first_splits[name] if seed == seed_list[0] else split_for(name, bunch, seed_options)
-            first = first or d
-            truth.append(d.y_test)
+    address = cluster_address(cluster)
+    with contextlib.ExitStack() as stack:
+        if address is not None:  # an address that does not answer fails here, before any data is loaded
+            progress(f"joining the Ray cluster at {address}")
+            stack.enter_context(connect(address))
+        progress("loading and verifying the data")
+        opened = [open_dataset(str(d)) for d in datasets]
+        for _, bunch in opened:
             for contender in contenders:
-                done += 1
+                check_for_data(contender, len(np.unique(bunch.target)), bunch.images.shape[1:])
+        seed_list = [options.seed + k for k in range(seeds)]
+        bunches = dict(opened)
+        truth: dict[tuple[str, int], np.ndarray] = {}
 
-                def numbered(message: str, prefix=f"[{done}/{total}] ") -> None:
-                    progress(prefix + message)
+        @functools.lru_cache(maxsize=1)  # units come seed by seed: one split in memory at a time
+        def split_of(name: str, seed: int) -> TrainTest:
+            d = split_for(name, bunches[name], dataclasses.replace(options, seed=seed))
+            truth[name, seed] = d.y_test
+            return d
 
-                model_dir = _model_dir(out, contender, name, seed, seed_list[0], update_models)
-                row, y_pred = run_unit(contender, seed_options, d, tracker, model_dir, retrain, numbered)
-                if update_models and row.get("reused") and model_dir == default_model_dir(contender.name):
-                    _install(Path(row["model_dir"]), model_dir)  # a reused model, copied where it was asked for
-                rows[contender.name].append(row)
-                preds[contender.name].append(y_pred)
-                if on_result is not None:
-                    on_result(row)
-        assert first is not None  # seeds >= 1
-        sections.append(_section(name, names, rows, preds, truth, first, baseline))
+        for name, _ in opened:  # a --limit or --test-size that a dataset cannot give fails before any fit
+            split_of(name, seed_list[0])
+        _make_folder(out)  # checked writable above; made once the settings are known to run
+        units = [
+            Unit(
+                contender,
+                dataclasses.replace(options, seed=seed),
+                name,
+                _model_dir(out, contender, name, seed, seed_list[0], update_models),
+            )
+            for name, _ in opened
+            for seed in seed_list
+            for contender in contenders
+        ]
+        progress("opening the tracking store")
+        tracker = Tracker(tracking_uri)
+        done: dict[int, tuple[dict, np.ndarray]] = {}
+        shipped: dict | None = None  # on a cluster: how many tasks ran and the bytes put into the object store
+
+        def finished(i: int, row: dict, y_pred: np.ndarray) -> None:
+            unit = units[i]
+            if update_models and row.get("reused") and unit.model_dir == default_model_dir(unit.contender.name):
+                _install(Path(row["model_dir"]), unit.model_dir)  # a reused model, copied where it was asked for
+            done[i] = (row, y_pred)
+            if on_result is not None:
+                on_result(row)
+
+        if address is not None:
+            shipped = run_units_on_cluster(units, bunches, split_of, tracker, retrain, progress, finished)
+        else:
+            for i, u in enumerate(units):
+                d = split_of(u.dataset, u.options.seed)
+                steps = numbered(progress, i, len(units))
+                finished(i, *run_unit(u.contender, u.options, d, tracker, u.model_dir, retrain, steps))
+    sections = []
+    for name, _ in opened:
+        mine = [(unit, *done[i]) for i, unit in enumerate(units) if unit.dataset == name]
+        rows = {m: [row for unit, row, _ in mine if unit.contender.name == m] for m in names}
+        preds = {m: [y for unit, _, y in mine if unit.contender.name == m] for m in names}
+        first = split_for(name, bunches[name], dataclasses.replace(options, seed=seed_list[0]))  # for the report
+        y_tests = [truth[name, seed] for seed in seed_list]
+        sections.append(_section(name, names, rows, preds, y_tests, first, baseline))
     progress(f"writing the report into {out}")
     report = write_bench_report(sections, out)
     return {
@@ -152,103 +180,8 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         "runs": [row for s in sections for rows in s["rows"].values() for row in rows],
         "report": str(report),
         "tracking_uri": tracker.uri,
+        "cluster": shipped,
     }
-
-
-def run_unit(
-    contender: Contender,
-    options: RunOptions,
-    d: TrainTest,
-    tracker: Tracker,
-    model_dir: Path,
-    retrain: bool,
-    progress: Progress,
-) -> tuple[dict, np.ndarray]:
-    """One (model, dataset, seed): the verified recorded run with the same key, else a fit recorded once."""
-    options = options.for_recipe(contender.recipe)
-    label = f"{d.dataset} seed {options.seed}: {contender.name}"
-    params = json_safe_params(contender.recipe.build(options.seed, options.n_jobs))
-    key = reuse_key(contender.name, params, contender.code_sha256, d.sha256, options)
-    start = time.perf_counter()
-    if not retrain:
-        found, y_found, why = find_reusable(tracker, key)
-        if found is not None and y_found is not None:
-            progress(f"{label}: reusing recorded run {found['run_id']}")
-            return {**found, "tracking_seconds": time.perf_counter() - start}, y_found
-        if why:
-            progress(f"{label}: {why}; fitting again")
-    fitted = fit_one(contender, options, d, model_dir, progress)
-    result = {**fitted.result, "model": contender.name, "dataset": d.dataset}
-    progress(f"{label}: recording the run")
-    start = time.perf_counter()
-    run_id = _record(tracker, key, contender, options, d, params, fitted, result)
-    return {**result, "run_id": run_id, "reused": False, "tracking_seconds": time.perf_counter() - start}, fitted.y_pred
-
-
-_METRICS = (
-    "test_accuracy",
-    "fit_seconds",
-    "predict_seconds",
-    "cv_seconds",
-    "cv_mean",
-    "cv_std",
-    "epochs",
-    "train_seconds",
-    "n_train",
-    "n_test",
-)
-
-
-def _record(
-    tracker: Tracker,
-    key: str,
-    contender: Contender,
-    options: RunOptions,
-    d: TrainTest,
-    params: dict,
-    fitted: Fitted,
-    result: dict,
-) -> str:
-    """Record one fit as a finished run: tags for finding and verifying it, parameters, metrics, artifacts."""
-    model_dir = Path(result["model_dir"]) if result["model_dir"] is not None else None
-    card_bytes = (model_dir / "model.json").read_bytes() if model_dir is not None else None
-    run_params = {
-        **params,
-        **{k: getattr(options, k) for k in ("seed", "split", "test_size", "limit", "cv")},
-        "dataset": d.dataset,
-        "data_sha256": d.sha256,
-        **{f"version.{k}": v for k, v in fitted.card["versions"].items()},
-    }
-    return tracker.record(
-        name=f"{contender.name} {d.dataset} seed {options.seed}",
-        tags={
-            "key": key,
-            "model": contender.name,
-            "dataset": d.dataset,
-            "seed": options.seed,
-            "spec": contender.spec,
-            "code_sha256": contender.code_sha256,
-            "data_sha256": d.sha256,
-            "test_predictions_sha256": result["test_predictions_sha256"],
-            "model_dir": result["model_dir"],
-            "card_sha256": hashlib.sha256(card_bytes).hexdigest() if card_bytes is not None else None,
-        },
-        params=run_params,
-        metrics={k: result.get(k) for k in _METRICS},
-        cv_scores=result["cv_scores"],
-        artifacts={
-            "model.json": card_bytes if card_bytes is not None else json.dumps(fitted.card, indent=2).encode(),
-            "confusion.json": json.dumps({"labels": fitted.labels, "matrix": fitted.confusion}).encode(),
-            "report.json": json.dumps(result, indent=2).encode(),
-            "predictions.npy": _npy(fitted.y_pred),
-        },
-    )
-
-
-def _npy(y_pred: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(y_pred, dtype=np.int64), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_seed: int) -> None:

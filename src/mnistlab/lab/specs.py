@@ -7,6 +7,8 @@ A spec is one of
   returns an unfitted scikit-learn classifier (anything with ``fit`` and
   ``predict``) or a ``torch.nn.Module``, which mnistlab trains with its own loop
   (``CNNClassifier(module=...)``). It may take ``seed`` and ``n_jobs`` keywords;
+- ``path/to/best.json``: the best configuration a ``mnistlab sweep`` saved
+  (a recipe with some parameters set);
 - in Python, such a callable itself, or an unfitted classifier (cloned for each
   seed, with every ``random_state`` parameter set to the seed).
 
@@ -23,6 +25,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +67,8 @@ def resolve_specs(specs) -> list[Contender]:
 def resolve_spec(spec) -> Contender:
     """One spec (see the module docstring) as a checked ``Contender``."""
     if isinstance(spec, str):
+        if spec.endswith(".json") and spec not in RECIPES:
+            return _from_spec_file(spec)
         if spec in RECIPES or ":" not in spec:
             return Contender(get_recipe(spec), None, spec)  # an unknown bare name: the registry's sentence
         target, _, attr = spec.rpartition(":")
@@ -81,6 +86,30 @@ def resolve_spec(spec) -> Contender:
         f"Cannot compare a {type(spec).__name__}; give a recipe name, 'module:callable', 'file.py:callable', "
         "a callable or an unfitted classifier."
     )
+
+
+def _from_spec_file(path: str) -> Contender:
+    """A recipe with some parameters set, from the JSON file ``mnistlab sweep`` wrote (its best configuration)."""
+    try:
+        data = Path(path).read_bytes()
+        saved = json.loads(data)
+        base_name, params = saved["recipe"], dict(saved["params"])
+        name = str(saved.get("name") or f"{base_name}-tuned")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RecipeError(
+            f"Cannot read the spec file {path} ({type(exc).__name__}); give a JSON file written by `mnistlab sweep`."
+        ) from None
+    base = get_recipe(base_name)
+
+    def build(seed: int, n_jobs: int):
+        return base.build(seed, n_jobs).set_params(**params)
+
+    try:
+        build(0, 1)  # a parameter the recipe does not take: one sentence now, not after the other fits
+    except ValueError as exc:
+        raise RecipeError(f"The spec file {path} sets a parameter {base_name} does not take ({exc}).") from None
+    recipe = Recipe(name, f"{base.description} Tuned: {json.dumps(params)}.", build, base.family, base.cv)
+    return Contender(recipe, hashlib.sha256(data).hexdigest(), path)
 
 
 def _load_file(path: str, spec: str):

@@ -1,0 +1,258 @@
+"""Run a comparison's fits as tasks on a Ray cluster, recording each result once, here.
+
+``--cluster ADDRESS`` (or ``$RAY_ADDRESS``) names a running cluster
+(``host:port`` of its head, ``ray://host:port`` for Ray Client, ``auto``);
+``local`` starts a Ray runtime on this machine. Without it nothing here runs.
+
+Who does what:
+
+- the driver (this process) looks every unit up in the tracking store, so a
+  reusable run never becomes a task;
+- each dataset goes into the object store once (``ray.put``); a task gets its
+  reference, cuts its seed's split itself (``fitting.split_for``: the same
+  function and seed as here, so the same arrays) and fits in a temporary
+  folder, returning the fit and its model files as bytes;
+- the driver writes those files into the unit's model folder and records the
+  run. Recording here rather than in the task means a task that Ray reruns
+  (a worker or node lost: ``max_retries``) can never record twice, and the
+  workers need no access to the tracking store or the driver's disk.
+
+Ray takes a second or two to import and seconds to start, so it is imported
+in the functions that use it, only when a cluster is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from mnistlab._atomic import atomic_write_bytes
+from mnistlab.errors import ClusterError, MnistlabError
+from mnistlab.lab.fitting import Fitted, fit_one, split_for
+from mnistlab.lab.options import Progress, RunOptions, noop
+from mnistlab.lab.specs import Contender
+from mnistlab.lab.tracking import Tracker
+from mnistlab.lab.train import TrainTest
+from mnistlab.lab.units import Unit, look_up, numbered, record_fit
+
+__all__ = [
+    "cluster_address",
+    "connect",
+    "parallel_on_cluster",
+    "run_units_on_cluster",
+    "CONNECT_TIMEOUT_S",
+    "MAX_RETRIES",
+]
+
+CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is taken as down
+MAX_RETRIES = 3  # reruns of a task whose worker or node died; the fit is pure, so a rerun is harmless
+
+
+def cluster_address(cluster: str | None) -> str | None:
+    """``cluster``, else ``$RAY_ADDRESS``, else None (run in this process, as without a cluster)."""
+    return cluster or os.environ.get("RAY_ADDRESS") or None
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[dict]:
+    """Join the cluster at ``address`` (``local``: start one here) for the block; its resources.
+
+    A Ray runtime this process already runs (``ray.init`` by the caller) is
+    used as it is and left running. An address whose head does not accept a
+    connection within ``CONNECT_TIMEOUT_S`` is one ``ClusterError``, before
+    anything is loaded or recorded.
+    """
+    import ray  # seconds to import: only when a cluster is asked for
+
+    if ray.is_initialized():
+        yield ray.cluster_resources()
+        return
+    if address not in ("local", "auto"):
+        _check_reachable(address)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False if address == "local" else None,
+            logging_level=logging.ERROR,  # its INFO and WARNING lines (start-up, auth token) are noise here
+            log_to_driver=False,  # the driver prints each unit's progress; the workers' own lines are noise
+        )
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError from a bad or absent cluster alike
+        raise ClusterError(
+            f"Cannot join the Ray cluster at {address!r} ({type(exc).__name__}: {_first_line(exc)}); "
+            "check --cluster / RAY_ADDRESS (host:port of the head, ray://host:port, auto or local)."
+        ) from None
+    try:
+        yield ray.cluster_resources()
+    finally:
+        ray.shutdown()  # leaves a remote cluster running; stops the runtime that "local" started
+
+
+@contextlib.contextmanager
+def parallel_on_cluster(address: str) -> Iterator[dict]:
+    """For the block, scikit-learn's parallel work (``n_jobs``: CV folds) runs as tasks on the cluster at ``address``.
+
+    Ray's joblib backend: each joblib call becomes a task, and an argument
+    passed to several calls (the training set, to every fold) is put into the
+    object store once. Code that uses its own process pool (the CNN
+    ensemble's members) still runs here. Yields the cluster's resources.
+    """
+    import joblib
+
+    with connect(address) as resources:
+        from ray.util.joblib import register_ray  # with ray, only when a cluster is asked for
+
+        register_ray()
+        with joblib.parallel_backend("ray"):
+            yield resources
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse, in bounded time, an address whose head does not answer on its port."""
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ClusterError(
+            f"The Ray address {address!r} names no host and port; give host:port of the head "
+            "(e.g. 10.0.0.5:6379), ray://host:10001, auto or local."
+        )
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ClusterError(
+            f"No Ray cluster answers at {host}:{port} ({reason}); start one (`ray start --head`) "
+            "or check --cluster / RAY_ADDRESS."
+        ) from None
+
+
+def _fit_task(contender: Contender, options: RunOptions, dataset: str, bunch) -> tuple[Fitted, dict[str, bytes]]:
+    """On a worker: cut the seed's split, fit in a temporary folder, return the fit and the model's files."""
+    d = split_for(dataset, bunch, options)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        fitted = fit_one(contender, options, d, folder, noop)
+        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
+    return fitted, files
+
+
+def run_units_on_cluster(  # long: submit, then collect in completion order, cancelling everything on Ctrl-C
+    units: list[Unit],
+    bunches: dict,
+    split_of: Callable[[str, int], TrainTest],
+    tracker: Tracker,
+    retrain: bool,
+    progress: Progress,
+    on_result: Callable[[int, dict, np.ndarray], None],
+) -> dict:
+    """Look up every unit here, fit the others as Ray tasks, record each returned fit once; what was shipped.
+
+    ``bunches`` maps each dataset name to its loaded data; ``split_of(dataset,
+    seed)`` cuts a unit's split here (its checksum and name are recorded). ``on_result(i, row,
+    y_pred)`` is called once per unit, reused ones first, the rest as they
+    finish. Returns ``{"tasks", "shipped_bytes"}``.
+    """
+    import ray  # seconds to import: only when a cluster is asked for
+
+    _pickle_user_code_by_value()
+    total = len(units)
+    submitted: dict = {}  # ObjectRef -> (unit index, its lookup)
+    refs: dict[str, object] = {}
+    shipped = 0
+    fit = ray.remote(_fit_task)
+    for i, unit in enumerate(units):
+        d = split_of(unit.dataset, unit.options.seed)
+        looked = look_up(unit.contender, unit.options, d, tracker, retrain, numbered(progress, i, total))
+        if looked.found is not None and looked.y_found is not None:
+            on_result(i, looked.found, looked.y_found)
+            continue
+        if unit.dataset not in refs:  # each dataset once into the object store, shared by all its tasks
+            slim = _slim(bunches[unit.dataset])
+            shipped += slim["data"].nbytes + slim["target"].nbytes
+            refs[unit.dataset] = ray.put(slim)
+        cpus = looked.options.n_jobs if looked.options.n_jobs > 0 else 1
+        ref = fit.options(num_cpus=cpus, max_retries=MAX_RETRIES, retry_exceptions=False).remote(
+            unit.contender, looked.options, unit.dataset, refs[unit.dataset]
+        )
+        submitted[ref] = (i, looked)
+    if submitted:
+        progress(f"{len(submitted)} fit(s) submitted to the cluster; {total - len(submitted)} reused")
+    pending = list(submitted)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            i, looked = submitted[ready[0]]
+            fitted, files = _result(ray, ready[0], looked.label)
+            unit = units[i]
+            fitted = _install(fitted, files, unit.model_dir)
+            d = split_of(unit.dataset, unit.options.seed)
+            row = record_fit(tracker, unit.contender, d, looked, fitted, numbered(progress, i, total))
+            on_result(i, row, fitted.y_pred)
+    except BaseException:  # Ctrl-C or a failed unit: nothing of this run keeps running on the cluster
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    return {"tasks": len(submitted), "shipped_bytes": shipped}
+
+
+def _result(ray, ref, label: str) -> tuple[Fitted, dict[str, bytes]]:
+    """A task's return value; its own one-sentence error as it is, a cluster failure as a ``ClusterError``."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, MnistlabError):
+            raise exc.cause from None
+        raise ClusterError(
+            f"{label}: the fit failed on the cluster ({type(exc.cause).__name__}: {_first_line(exc.cause)})."
+        ) from None
+    except ray.exceptions.RayError as exc:  # a worker or node lost more often than max_retries, an object lost
+        raise ClusterError(
+            f"{label}: the cluster lost this fit ({type(exc).__name__}) after {MAX_RETRIES} retries; "
+            "check the cluster's nodes and run again (finished fits are reused)."
+        ) from None
+
+
+def _install(fitted: Fitted, files: dict[str, bytes], model_dir: Path) -> Fitted:
+    """Write a task's model files into ``model_dir`` (weights first, the card last); the fit, pointing there."""
+    result = dict(fitted.result)
+    if result.get("model_dir") is None or not files:
+        Path(model_dir).mkdir(parents=True, exist_ok=True)
+        result.update(model_dir=None, model_size_bytes=None)
+        return fitted._replace(result=result)
+    for name in sorted(files, key=lambda n: n == "model.json"):
+        atomic_write_bytes(Path(model_dir) / name, files[name])
+    result["model_dir"] = str(model_dir)
+    result["model_size_bytes"] = sum(len(b) for n, b in files.items() if not n.startswith("."))
+    return fitted._replace(result=result)
+
+
+def _slim(bunch):
+    """What a task needs of a dataset to cut its split: pixels, labels and the details (size, checksum, name)."""
+    from sklearn.utils import Bunch  # loaded already by fitting
+
+    return Bunch(data=bunch.data, target=bunch.target, details=bunch.details)
+
+
+def _pickle_user_code_by_value() -> None:
+    """Ship the code of users' ``file.py:callable`` models with the tasks: workers cannot import those files."""
+    from ray import cloudpickle
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("mnistlab_user_"):
+            cloudpickle.register_pickle_by_value(module)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]

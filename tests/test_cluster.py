@@ -1,0 +1,177 @@
+"""`compare --cluster` on a real local Ray runtime: the same answers as in-process, each run recorded once.
+
+One Ray runtime (two CPUs) serves the module; it starts in seconds, so the
+tests share it and it stops at the end. The CLI tests run in subprocesses
+that join it by address, as a user joins a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnistlab.lab.compare import compare
+from mnistlab.lab.tracking import Tracker
+from mnistlab.models.files import load_model
+
+ray = pytest.importorskip("ray")
+
+SETTINGS = {"limit": 300, "n_jobs": 1, "cv": 0}
+FLAGS = ["--limit", "300", "--n-jobs", "1", "--cv", "0"]
+USER_FILE = """
+from sklearn.linear_model import LogisticRegression
+
+
+def build(seed):
+    return LogisticRegression(max_iter=50, random_state=seed)
+"""
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    """A local Ray runtime with two CPUs; its address, for other processes to join."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    """Two recipes x 2 seeds fitted here, without a cluster: the answers a cluster must give."""
+    root = tmp_path_factory.mktemp("local")
+    summary = compare(
+        ["logreg", "knn"],
+        seeds=2,
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        out_dir=root / "report",
+        **SETTINGS,
+    )
+    return {r["model"]: r["test_accuracies"] for r in summary["results"]}
+
+
+def _accuracies(summary: dict) -> dict:
+    return {r["model"]: r["test_accuracies"] for r in summary["results"]}
+
+
+def _runs(uri: str) -> list[tuple]:
+    return sorted((r["model"], r["seed"]) for r in Tracker(uri).runs())
+
+
+def test_a_cluster_comparison_gives_the_local_answers_and_records_each_run_once(runtime, in_process, tmp_path):
+    (tmp_path / "mine.py").write_text(USER_FILE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    specs = ["logreg", "knn", f"{tmp_path / 'mine.py'}:build"]  # a user's file: its code travels with the task
+    summary = compare(specs, seeds=2, tracking_uri=uri, out_dir=tmp_path / "report", cluster="local", **SETTINGS)
+    accuracies = _accuracies(summary)
+    assert {m: accuracies[m] for m in in_process} == in_process
+    assert all(0.5 < a < 1 for a in accuracies["mine.py:build"])
+    expected = sorted((m, s) for m in ("logreg", "knn", "mine.py:build") for s in (42, 43))
+    assert _runs(uri) == expected
+    # The model files came back from the workers into the report folder and load as saved.
+    for run in summary["runs"]:
+        estimator, card = load_model(run["model_dir"])
+        assert card["seed"] == run["seed"] and Path(run["model_dir"]).is_relative_to(tmp_path / "report")
+    # Again: every unit is reused from the store, no task runs and nothing is recorded twice.
+    again = compare(specs, seeds=2, tracking_uri=uri, out_dir=tmp_path / "report", cluster="local", **SETTINGS)
+    assert _accuracies(again) == accuracies and all(r["reused"] == 2 for r in again["results"])
+    assert _runs(uri) == expected
+
+
+def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_the_cli_joins_a_cluster_by_ray_address(runtime, in_process, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["compare", "logreg", "knn", "--seeds", "2", *FLAGS, "--out", str(tmp_path / "r"), "--tracking-uri", uri]
+    done = _cli([*args, "--json"], env={"RAY_ADDRESS": runtime})
+    assert done.returncode == 0, done.stderr
+    assert _accuracies(json.loads(done.stdout)) == in_process
+    assert _runs(uri) == sorted((m, s) for m in ("logreg", "knn") for s in (42, 43))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # free once the socket closes: nothing listens there
+
+
+@pytest.mark.parametrize("address", ["ray://127.0.0.1:{port}", "nohost"])
+def test_an_address_that_does_not_answer_is_one_sentence_and_records_nothing(tmp_path, address):
+    store = tmp_path / "mlflow.db"
+    address = address.format(port=_closed_port())
+    args = ["compare", "logreg", *FLAGS, "--out", str(tmp_path / "r"), "--tracking-uri", f"sqlite:///{store}"]
+    done = _cli([*args, "--cluster", address])
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in done.stderr, done.stderr
+    assert ("No Ray cluster answers" in lines[0]) or ("names no host and port" in lines[0])
+    assert not store.exists() and not (tmp_path / "r" / "models").exists()
+
+
+SLOW_FILE = """
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Slow(ClassifierMixin, BaseEstimator):
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        time.sleep(600)
+        return self
+
+    def predict(self, X):
+        return np.zeros(len(X), dtype=int)
+
+
+def build(seed):
+    return Slow(random_state=seed)
+"""
+
+
+def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path):
+    """Ctrl-C in the driver (here: raised when the first fit is in) stops the fit still running on the cluster."""
+    (tmp_path / "slow.py").write_text(SLOW_FILE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def interrupt(row: dict) -> None:
+        raise KeyboardInterrupt
+
+    specs = ["logreg", f"{tmp_path / 'slow.py'}:build"]
+    with pytest.raises(KeyboardInterrupt):
+        compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", on_result=interrupt, **SETTINGS)
+    assert _runs(uri) == [("logreg", 42)]  # the fit that finished is kept, for the next run to reuse
+    # The slow fit would hold its CPU for 10 minutes; cancelled, both CPUs are free again within seconds.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2
+
+
+def test_train_runs_its_cv_folds_on_the_cluster_with_the_local_scores(runtime, tmp_path):
+    from mnistlab.lab.train import train_recipe
+
+    here = train_recipe("logreg", cv=3, limit=300, n_jobs=2, out=tmp_path / "here")
+    args = ["train", "logreg", "--cv", "3", "--limit", "300", "--n-jobs", "2", "--out", str(tmp_path / "there")]
+    done = _cli([*args, "--json"], env={"RAY_ADDRESS": runtime})
+    assert done.returncode == 0, done.stderr
+    there = json.loads(done.stdout)
+    assert len(there["cv_scores"]) == 3 and there["cv_scores"] == here["cv_scores"]
+    assert there["test_accuracy"] == here["test_accuracy"]

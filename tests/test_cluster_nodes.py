@@ -1,0 +1,94 @@
+"""A Ray cluster of two worker nodes on this machine loses one mid-run: the run completes, each result recorded once.
+
+``ray.cluster_utils.Cluster`` starts a head (no CPUs: it only holds the data)
+and two one-CPU worker nodes as separate raylets, as on separate machines.
+Six fits are queued on them; when the first result is in, one node is killed
+without warning, so the fit it was running is lost and Ray reruns it on the
+other node (``max_retries``): a model that notes each start of its fit shows
+the rerun. Recording happens in the driver once a fit
+returns, so the rerun cannot record twice.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mnistlab.lab.compare import compare
+from mnistlab.lab.tracking import Tracker
+
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+SETTINGS = {"limit": 300, "n_jobs": 1, "cv": 0}
+# Logistic regressions that note each start of their fit in a folder and take a second more, so that
+# a node removed mid-run is surely running one (Ray's own retries are otherwise invisible from outside).
+COUNTED = """
+import time
+import uuid
+from pathlib import Path
+
+from sklearn.linear_model import LogisticRegression
+
+
+class Counted(LogisticRegression):
+    def fit(self, X, y):
+        (Path({starts!r}) / f"{{self.random_state}}-{{uuid.uuid4().hex}}").touch()
+        time.sleep(1)
+        return super().fit(X, y)
+
+
+def build(seed):
+    return Counted(max_iter=50, random_state=seed)
+
+
+def build_strong(seed):
+    return Counted(C=0.1, max_iter=50, random_state=seed)
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head without CPUs and two one-CPU worker nodes; shut down at the end."""
+    # A killed node is declared dead after ~1.5 s of missed health checks rather than Ray's default ~30 s.
+    health = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 3}
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": health})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, nodes
+    cluster.shutdown()
+
+
+def test_a_node_lost_mid_run_still_gives_every_result_once(cluster, tmp_path):
+    head, nodes = cluster
+    starts = tmp_path / "starts"
+    starts.mkdir()
+    (tmp_path / "counted.py").write_text(COUNTED.format(starts=str(starts)))
+    specs = [f"{tmp_path / 'counted.py'}:build", f"{tmp_path / 'counted.py'}:build_strong"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    removed = []
+
+    def lose_a_node(row: dict) -> None:
+        if not removed:  # the other five fits are queued or running on the two nodes now
+            head.remove_node(nodes[0], allow_graceful=False)
+            removed.append(row["run_id"])
+
+    summary = compare(
+        specs,
+        seeds=3,
+        tracking_uri=uri,
+        out_dir=tmp_path / "cluster",
+        cluster=head.address,
+        on_result=lose_a_node,
+        **SETTINGS,
+    )
+    assert removed
+    fits_started = sorted(p.name.split("-")[0] for p in starts.iterdir())
+    assert set(fits_started) == {"42", "43", "44"} and len(fits_started) > 6  # a lost fit ran again elsewhere
+    runs = Tracker(uri).runs()
+    names = ["counted.py:build", "counted.py:build_strong"]
+    assert sorted((r["model"], r["seed"]) for r in runs) == sorted((m, s) for m in names for s in (42, 43, 44))
+    assert all(r["status"] == "FINISHED" for r in runs)
+    here = compare(
+        specs, seeds=3, tracking_uri=uri.replace("mlflow.db", "local.db"), out_dir=tmp_path / "local", **SETTINGS
+    )
+    accuracies = {r["model"]: r["test_accuracies"] for r in summary["results"]}
+    assert accuracies == {r["model"]: r["test_accuracies"] for r in here["results"]}
