@@ -22,7 +22,7 @@ exactly (and with the right count of digits); non-digits flagged per kind,
 with the commonest confident answers; MNIST test digits flagged; CPU ms per
 photo (``time.process_time`` around one ``predict_image`` call: decode,
 ``to_mnist``, classify, confidence), BLAS/OpenMP and torch held to one
-thread. Spread: 95% Wilson intervals (statsmodels where installed, else
+thread (OpenCV's pool too). Spread: 95% Wilson intervals (statsmodels where installed, else
 scipy's ``binomtest``); one run of one seed. The machine and the load
 average at start and end are printed with the figures.
 """
@@ -38,6 +38,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -158,6 +159,7 @@ def measure(args) -> dict:
     reader, model_name = load_reader(args)
     setup_s = time.perf_counter() - t0
     rng = np.random.default_rng(args.seed)
+    cv2.setNumThreads(1)  # OpenCV's own pool: idle, its threads spin on the second core and count as CPU
     with threadpool_limits(limits=1):
         if "torch" in sys.modules:  # a CNN reader: torch keeps its own thread pool
             sys.modules["torch"].set_num_threads(1)

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cv2
 from threadpoolctl import threadpool_limits
 
 from mnistlab.errors import InputError, MnistlabError
@@ -113,6 +114,7 @@ def predict_files(
     jobs = min(jobs or default_jobs(), -(-len(paths) // CHUNK))
     # One BLAS thread here and in the workers forked meanwhile: the scores' small matrix products cost
     # twice the CPU with OpenBLAS's threads spinning, and the files are the parallelism.
+    cv2.setNumThreads(1)  # and one OpenCV thread: a 320-px photo is no work to share, only to spin on
     with threadpool_limits(1, user_api="blas"):
         if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
             yield from (_answer(path, predictor, options) for path in paths)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import cv2
 import fastapi_offline
 import numpy as np
 import uvicorn
@@ -234,6 +235,7 @@ def serve(
     # products cost twice the CPU with OpenBLAS's threads spinning, and a server's parallelism comes
     # from its requests (decode threads, workers), not from BLAS.
     threadpool_limits(1, user_api="blas")
+    cv2.setNumThreads(1)  # the same for OpenCV's pool: a 320-px photo is no work to share, only to spin on
     app = create_app(load_predictor(model_dir), max_upload_bytes=max_upload_bytes, max_decodes=max_decodes)
     config = server_config(app, host=host, port=port, limits=limits)
     if workers > 1:
