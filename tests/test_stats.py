@@ -96,6 +96,10 @@ def test_accuracy_summary_of_one_seed_is_a_wilson_interval():
     # Seeds that all agree say nothing about spread: the test sample's interval again, with std 0.
     same = accuracy_summary([0.9, 0.9, 0.9], 1000)
     assert same["std"] == 0 and same["ci95"] == pytest.approx(got["ci95"])
+    # Equal accuracies whose float mean rounds (std 1.4e-16, not 0) agree too: not a zero-width t interval.
+    knn = accuracy_summary([0.9841, 0.9841, 0.9841], 10_000)
+    assert knn["std"] == 0 and knn["ci95"] == pytest.approx(accuracy_summary([0.9841], 10_000)["ci95"])
+    assert knn["ci95"][1] - knn["ci95"][0] > 0.004
 
 
 def test_comparisons_test_everyone_against_the_best_and_the_baseline_holm_corrected():

@@ -36,11 +36,12 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
     standard deviation of one seed is undefined (None).
     """
     acc = np.asarray(accuracies, dtype=float)
-    mean = float(acc.mean())
-    std = float(acc.std(ddof=1)) if len(acc) > 1 else None
-    if not std:  # one seed, or seeds that all agree (a deterministic model on the same data): the test sample's spread
+    # Seeds that agree are found by equality, not by std == 0: the mean of equal floats may round (std 1e-16).
+    if bool(np.all(acc == acc[0])):  # one seed, or a deterministic model on the same data: the test sample's spread
+        mean = float(acc[0])
         low, high = proportion_confint(round(mean * n_test), n_test, alpha=ALPHA, method="wilson")
-        return {"mean": mean, "std": std, "ci95": [float(low), float(high)]}
+        return {"mean": mean, "std": 0.0 if len(acc) > 1 else None, "ci95": [float(low), float(high)]}
+    mean, std = float(acc.mean()), float(acc.std(ddof=1))
     low, high = sps.t.interval(1 - ALPHA, len(acc) - 1, loc=mean, scale=std / math.sqrt(len(acc)))
     return {"mean": mean, "std": std, "ci95": [max(0.0, float(low)), min(1.0, float(high))]}
 
