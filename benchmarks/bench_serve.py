@@ -57,7 +57,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from loadgen import json_request, multipart_request, run_load
+from loadgen import json_request, multipart_request, outcome, run_load
 from mnistlab import load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model
 from mnistlab.models.recipes import get_recipe
@@ -185,15 +185,7 @@ async def load_run(url: str, photos: list[tuple[str, bytes, int]], n_requests: i
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(n_clients)))
         wall = time.perf_counter() - t0
-    q = np.quantile(latencies, [0.5, 0.99]) if latencies else [float("nan")] * 2
-    return {
-        "wall": wall,
-        "rps": n_requests / wall,
-        "p50": q[0],
-        "p99": q[1],
-        "errors": errors,
-        "accuracy": right / n_requests,
-    }
+    return outcome(latencies, wall, n_requests, errors, right)
 
 
 def junk_requests(photos: list[tuple[str, bytes, int]]) -> dict[str, dict]:
@@ -420,6 +412,8 @@ def main():
     ap.add_argument("--slow-clients", type=int, default=5, help="connections sending 1 byte/s in the faults run")
     ap.add_argument("--read-timeout", type=float, default=10.0, help="the server's --read-timeout")
     args = ap.parse_args()
+    if args.client == "httpx" and args.payload == "json":
+        ap.error("--client httpx posts file uploads only; use --client raw for --payload json")
 
     print(
         f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, load {os.getloadavg()}"

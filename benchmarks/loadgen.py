@@ -92,7 +92,11 @@ async def run_load(
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(n_clients)))
-    wall = time.perf_counter() - t0
+    return outcome(latencies, time.perf_counter() - t0, n_requests, errors, right)
+
+
+def outcome(latencies: list[float], wall: float, n_requests: int, errors, right: int) -> dict:
+    """One trial's figures: wall time, requests/s, p50 and p99 latency, errors, accuracy of the answers."""
     q = np.quantile(latencies, [0.5, 0.99]) if latencies else [float("nan")] * 2
     return {
         "wall": wall,
