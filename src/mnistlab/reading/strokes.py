@@ -82,7 +82,9 @@ def _may_hold_rules(mask: np.ndarray, axis: int, size: int) -> bool:
     A rule over 85% of ``size``, tilted at most 3 degrees, lies within a band
     of 0.05 * size + 6 lines across it, so within two neighbouring blocks of
     that many lines, and has ink in 85% of the positions along it (in a
-    photo, broken by gaps: 70% of them is enough to look further).
+    photo, broken by gaps: 70% of them is enough to look further), with ink
+    in the first and the last 15% of them (a digit drawn inside a canvas's
+    margins has not).
     """
     ink = mask if axis == 1 else mask.T  # rows across the rules, columns along them
     block = int(0.05 * size) + 6
@@ -91,7 +93,9 @@ def _may_hold_rules(mask: np.ndarray, axis: int, size: int) -> bool:
         return True
     blocks = np.any(ink[: n * block].reshape(n, block, -1), axis=1)  # (n, size): ink anywhere in the block
     pairs = np.logical_or(blocks[:-1], blocks[1:])
-    return bool((pairs.mean(axis=1) > 0.7).any())
+    edge = max(1, int(0.15 * size))  # a run over 85% of the width starts in its first 15% and ends in its last
+    reach = pairs[:, :edge].any(axis=1) & pairs[:, -edge:].any(axis=1)
+    return bool(((pairs.mean(axis=1) > 0.7) & reach).any())
 
 
 def remove_rules(mask: np.ndarray) -> np.ndarray:
