@@ -139,6 +139,17 @@ def test_members_trained_in_parallel_processes_equal_a_sequential_fit(mnist_smal
     assert [m.split(" member epochs")[0] for m in messages] == [f"ensemble: {k}/6" for k in range(1, 7)]
 
 
+def test_scikit_learns_process_pool_still_works_after_members_trained_in_processes(mnist_small):
+    # joblib takes loky's reusable executor for its own: a pool mnistlab left there broke the next n_jobs=2 call.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    X, y = mnist_small[0][:300], mnist_small[2][:300]
+    CNNClassifier(**TINY, epochs=1, n_members=2, n_jobs=2).fit(X, y)
+    scores = cross_val_score(LogisticRegression(max_iter=50), X / 255.0, y, cv=2, n_jobs=2)
+    assert len(scores) == 2 and scores.min() > 0.5
+
+
 def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
     X, y = mnist_small[0][:50], mnist_small[2][:50]
     with pytest.raises(RecipeError, match="arch got 'huge', expected one of"):

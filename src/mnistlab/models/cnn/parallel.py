@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from joblib.externals.loky import get_reusable_executor
+from joblib.externals.loky import ProcessPoolExecutor
 
 __all__ = ["train_in_processes"]
 
@@ -57,7 +57,9 @@ def train_in_processes(
     states: dict[int, dict[str, torch.Tensor]] = {}
     with tempfile.TemporaryDirectory(prefix="mnistlab-members-") as tmp:
         logs = [_RowLog(Path(tmp) / f"member-{i}.jsonl") for i in range(len(tasks))]
-        pool = get_reusable_executor(max_workers=n_workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
+        # A pool of our own, not loky's reusable one: joblib (scikit-learn's n_jobs) takes that global
+        # executor for its own and fails on one it did not set up.
+        pool = ProcessPoolExecutor(max_workers=n_workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
         pending = {
             pool.submit(_worker, train, job, X, y, n_threads, str(logs[i].path)): i for i, (job, X) in enumerate(tasks)
         }
@@ -71,6 +73,7 @@ def train_in_processes(
         except BaseException:  # a failed member or Ctrl-C: stop the others instead of leaving them running
             pool.shutdown(wait=False, kill_workers=True)
             raise
+        pool.shutdown(wait=True)
         for log in logs:
             log.read(on_row)
     return [states[i] for i in range(len(tasks))]
