@@ -2,14 +2,16 @@
 
 ``ray.cluster_utils.Cluster`` starts a head (no CPUs: it only holds the data)
 and two one-CPU worker nodes as separate raylets, as on separate machines.
-Six fits are queued on them; when the first result is in, one node is killed
-without warning, so the fit it was running is lost and Ray reruns it on the
-other node (``max_retries``): a model that notes each start of its fit shows
-the rerun. Recording happens in the driver once a fit
+Six fits are queued on them; once the first result is in and a fit has
+started on one node and not ended, that node is killed without warning, so the
+fit is lost and Ray reruns it on the other node (``max_retries``): a model that
+notes each start and end of its fit, with its node, shows the rerun. Recording happens in the driver once a fit
 returns, so the rerun cannot record twice.
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -26,14 +28,19 @@ import time
 import uuid
 from pathlib import Path
 
+import ray
 from sklearn.linear_model import LogisticRegression
 
 
 class Counted(LogisticRegression):
     def fit(self, X, y):
-        (Path({starts!r}) / f"{{self.random_state}}-{{uuid.uuid4().hex}}").touch()
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+        start = Path({starts!r}) / f"{{self.random_state}}-{{uuid.uuid4().hex}}-{{node}}.start"
+        start.touch()
         time.sleep(1)
-        return super().fit(X, y)
+        fitted = super().fit(X, y)
+        start.with_suffix(".done").touch()
+        return fitted
 
 
 def build(seed):
@@ -67,9 +74,17 @@ def test_a_node_lost_mid_run_still_gives_every_result_once(cluster, tmp_path):
     removed = []
 
     def lose_a_node(row: dict) -> None:
-        if not removed:  # the other five fits are queued or running on the two nodes now
-            head.remove_node(nodes[0], allow_graceful=False)
-            removed.append(row["run_id"])
+        if removed:
+            return
+        # Kill the node while a fit has started there and not ended (its worker may still be starting
+        # when the first result comes in from the other node): that fit is lost and must run again.
+        target, deadline = nodes[0].node_id, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(not p.with_suffix(".done").exists() for p in starts.glob(f"*-{target}.start")):
+                break
+            time.sleep(0.02)
+        head.remove_node(nodes[0], allow_graceful=False)
+        removed.append(row["run_id"])
 
     summary = compare(
         specs,
@@ -81,7 +96,7 @@ def test_a_node_lost_mid_run_still_gives_every_result_once(cluster, tmp_path):
         **SETTINGS,
     )
     assert removed
-    fits_started = sorted(p.name.split("-")[0] for p in starts.iterdir())
+    fits_started = sorted(p.name.split("-")[0] for p in starts.glob("*.start"))
     assert set(fits_started) == {"42", "43", "44"} and len(fits_started) > 6  # a lost fit ran again elsewhere
     runs = Tracker(uri).runs()
     names = ["counted.py:build", "counted.py:build_strong"]
