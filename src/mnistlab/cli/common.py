@@ -8,6 +8,7 @@ line names the flag that set it (``--limit``).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterator
@@ -104,7 +105,17 @@ def usage_text(exc: Any) -> str:
 @contextmanager
 def step_progress(enabled: bool = True) -> Iterator:
     """Yield ``progress(message)``: a live spinner with elapsed time on stderr, and one
-    finished line per step (also when stderr is not a terminal, e.g. in a log)."""
+    finished line per step (also when stderr is not a terminal, e.g. in a log).
+
+    While the work runs, whatever a library prints to stdout goes to stderr (Ray's
+    driver prints its workers' system errors there): the command's own output,
+    ``--json`` above all, is printed after the block and stays alone on stdout.
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        yield from _steps(enabled)
+
+
+def _steps(enabled: bool) -> Iterator:
     if not enabled:
         yield None
         return
