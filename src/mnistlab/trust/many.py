@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -85,7 +84,7 @@ def _portable(answer: Answer) -> Answer:
     path, result, exc = answer
     if exc is not None:
         try:
-            pickle.loads(pickle.dumps(exc))
+            type(exc)(*exc.args)  # what unpickling it in the parent would do
         except Exception:  # an error class whose __init__ takes other arguments than its message
             exc = InputError(str(exc))
     return path, result, exc
