@@ -1,20 +1,19 @@
 """`mnistlab serve` under load: 50 concurrent clients posting photos of digits, then the same with faults.
 
     MNISTLAB_DATA=../shared/data/mnist .venv/bin/python benchmarks/bench_serve.py \
-        [--model DIR | --shipped] [--payload photos|canvas|json] [--workers 1] [--client raw|httpx] \
+        [--model DIR | --shipped] [--payload photos|canvas|json] [--workers 1] \
         [--requests 1000] [--clients 50] [--trials 3] [--growth 20000] \
         [--faults] [--junk-share 0.3] [--slow-clients 5] [--read-timeout 10]
 
 ``--payload``: photo-like JPEG/PNG digits (about 13-16 KiB), 280 px canvas
-drawings (PNG), or JSON with 784 pixels. ``--client raw`` (the default) sends
-prebuilt requests on keep-alive sockets (``loadgen``), cheap enough not to
-starve a server sharing the machine; ``httpx`` is the old client. Printed
+drawings (PNG), or JSON with 784 pixels. The clients send prebuilt requests
+on keep-alive sockets (``loadgen``), cheap enough not to starve a server
+sharing the machine (httpx costs about a CPU-millisecond a request). Printed
 also: seconds from start to ``/api/ready``, the server's memory (all its
 worker processes) when ready, and its growth over ``--growth`` more requests.
 
 A real server runs in a subprocess on 127.0.0.1 (``python -m mnistlab.cli
-serve``); the clients are httpx AsyncClients in this process, each posting
-photo-like JPEG/PNG digits (``mnistlab.testing.make_photo``) to
+serve``); the clients run in this process, each posting its inputs to
 /api/predict until the fixed count of requests is spent. Printed per trial:
 requests/s, p50 and p99 latency, errors (must be 0), accuracy of the answers;
 and the server's resident memory (VmRSS, and peak VmHWM, from /proc/PID/status)
@@ -23,7 +22,7 @@ before the first and after the last trial. The reference is the same
 as many threads as the server runs inferences at once.
 
 With --faults, a load-with-faults run follows the clean trials, on the same
-server: the clients mix valid photos with junk (``--junk-share`` of the
+server and with the same clients: they mix valid photos with junk (``--junk-share`` of the
 requests: text files, truncated photos, empty files, pixel bombs, uploads over
 the 16 MiB limit, JSON with strings for pixels), while ``--slow-clients``
 raw connections each declare a 1000-byte upload and send it at 1 byte/s,
@@ -57,7 +56,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from loadgen import json_request, multipart_request, outcome, run_load
+from loadgen import json_request, multipart_request, run_load, run_plan
 from mnistlab import load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model
 from mnistlab.models.recipes import get_recipe
@@ -153,51 +152,17 @@ def start_server(
     raise SystemExit("server did not start in 120 s")
 
 
-async def load_run(url: str, photos: list[tuple[str, bytes, int]], n_requests: int, n_clients: int) -> dict:
-    latencies: list[float] = []
-    errors: list[str] = []
-    right = 0
-    next_index = 0
-    limits = httpx.Limits(max_connections=n_clients, max_keepalive_connections=n_clients)
-
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-
-        async def worker():
-            nonlocal next_index, right
-            while next_index < n_requests:
-                i = next_index
-                next_index += 1
-                name, data, label = photos[i % len(photos)]
-                t = time.perf_counter()
-                try:
-                    r = await client.post("/api/predict", files={"file": (name, data)})
-                    ok = r.status_code == 200
-                    if ok:
-                        right += r.json()["digit"] == label
-                    else:
-                        errors.append(f"{r.status_code} {r.text[:100]}")
-                except httpx.HTTPError as exc:
-                    errors.append(repr(exc))
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(n_clients)))
-        wall = time.perf_counter() - t0
-    return outcome(latencies, wall, n_requests, errors, right)
-
-
-def junk_requests(photos: list[tuple[str, bytes, int]]) -> dict[str, dict]:
-    """One request of each kind of junk, as httpx ``post`` keyword arguments, by name."""
+def junk_requests(photos: list[tuple[str, bytes, int]]) -> dict[str, bytes]:
+    """One complete raw request of each kind of junk, by name."""
     photo = photos[0][1]
+    upload = lambda name, data, kind: multipart_request("/api/predict", name, data, kind)  # noqa: E731
     return {
-        "text file": {"files": {"file": ("notes.txt", b"not an image at all\n" * 50, "text/plain")}},
-        "truncated photo": {"files": {"file": ("cut.jpg", photo[: len(photo) // 2], "image/jpeg")}},
-        "empty file": {"files": {"file": ("empty.png", b"", "image/png")}},
-        "pixel bomb": {"files": {"file": ("bomb.png", make_pixel_bomb(100_000, 100_000), "image/png")}},
-        "over 16 MiB": {"files": {"file": ("huge.png", b"\0" * (17 * 2**20), "image/png")}},
-        "strings for pixels": {"json": {"pixels": ["12"] * 784}},
+        "text file": upload("notes.txt", b"not an image at all\n" * 50, "text/plain"),
+        "truncated photo": upload("cut.jpg", photo[: len(photo) // 2], "image/jpeg"),
+        "empty file": upload("empty.png", b"", "image/png"),
+        "pixel bomb": upload("bomb.png", make_pixel_bomb(100_000, 100_000), "image/png"),
+        "over 16 MiB": upload("huge.png", b"\0" * (17 * 2**20), "image/png"),
+        "strings for pixels": json_request("/api/predict", {"pixels": ["12"] * 784}),
     }
 
 
@@ -232,62 +197,40 @@ async def slow_client(host: str, port: int, stop: asyncio.Event, ends: list[tupl
         writer.close()
 
 
-async def fault_run(url: str, photos: list[tuple[str, bytes, int]], args) -> dict:
-    """Valid photos and junk from ``args.clients`` clients, beside ``args.slow_clients`` 1-byte/s uploads."""
+async def fault_run(port: int, photos: list[tuple[str, bytes, int]], args) -> dict:
+    """Valid photos and junk from ``args.clients`` raw clients (as in the clean run), beside
+    ``args.slow_clients`` 1-byte/s uploads."""
     junk = junk_requests(photos)
     kinds = list(junk)
     rng = np.random.default_rng(1)
-    junk_at = np.flatnonzero(rng.random(args.requests) < args.junk_share)
-    plan: list[str | None] = [None] * args.requests
-    for n, i in enumerate(junk_at):
-        plan[i] = kinds[n % len(kinds)]
-    latencies: list[float] = []
-    statuses: dict[str, list[int]] = {k: [] for k in ["valid", *kinds]}
-    errors: list[str] = []
-    right = 0
-    next_index = 0
-    host, port = url.removeprefix("http://").split(":")
+    junk_at = set(np.flatnonzero(rng.random(args.requests) < args.junk_share).tolist())
+    plan: list[tuple[bytes, int | None, str]] = []
+    n_junk = 0
+    for i in range(args.requests):
+        if i in junk_at:  # the kinds of junk in turn
+            kind = kinds[n_junk % len(kinds)]
+            n_junk += 1
+            plan.append((junk[kind], None, kind))
+        else:
+            name, data, label = photos[i % len(photos)]
+            plan.append((as_request(name, data), label, "valid"))
     stop, ends = asyncio.Event(), []
     patience = 3 * args.read_timeout + 5
-    slow = [asyncio.create_task(slow_client(host, int(port), stop, ends, patience)) for _ in range(args.slow_clients)]
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-
-        async def worker():
-            nonlocal next_index, right
-            while next_index < args.requests:
-                i = next_index
-                next_index += 1
-                kind = plan[i]
-                name, data, label = photos[i % len(photos)]
-                kwargs = junk[kind] if kind else {"files": {"file": (name, data)}}
-                t = time.perf_counter()
-                try:
-                    r = await client.post("/api/predict", **kwargs)
-                except httpx.HTTPError as exc:
-                    errors.append(f"{kind or 'valid'}: {exc!r}")
-                    continue
-                statuses[kind or "valid"].append(r.status_code)
-                if kind is None and r.status_code == 200:
-                    latencies.append(time.perf_counter() - t)
-                    right += r.json()["digit"] == label
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(args.clients)))
-        wall = time.perf_counter() - t0
+    slow = [asyncio.create_task(slow_client("127.0.0.1", port, stop, ends, patience)) for _ in range(args.slow_clients)]
+    done = await run_plan("127.0.0.1", port, plan, args.clients)
     stop.set()
     await asyncio.gather(*slow)  # each finishes the connection it has open: released, or held past patience
+    latencies = done["latencies"]["valid"]
     q = np.quantile(latencies, [0.5, 0.99]) if latencies else [float("nan")] * 2
-    n_valid = sum(k is None for k in plan)
+    n_valid = sum(kind == "valid" for _, _, kind in plan)
     return {
-        "wall": wall,
+        "wall": done["wall"],
         "p50": q[0],
         "p99": q[1],
-        "statuses": statuses,
-        "errors": errors,
+        "statuses": done["statuses"],
+        "errors": done["errors"],
         "ends": ends,
-        "accuracy": right / max(1, n_valid),
+        "accuracy": done["right"] / max(1, n_valid),
     }
 
 
@@ -379,10 +322,7 @@ def load_trials(url: str, port: int, server: subprocess.Popen, inputs, args) -> 
     runs = []
     for trial in range(args.trials):
         cpu = tree_cpu(server.pid)
-        if args.client == "raw":
-            r = asyncio.run(run_load("127.0.0.1", port, requests, args.requests, args.clients))
-        else:
-            r = asyncio.run(load_run(url, inputs, args.requests, args.clients))
+        r = asyncio.run(run_load("127.0.0.1", port, requests, args.requests, args.clients))
         r["cpu"] = (tree_cpu(server.pid) - cpu) / args.requests
         runs.append(r)
         print(
@@ -401,7 +341,6 @@ def main():
     ap.add_argument("--shipped", action="store_true", help="serve the reader shipped with mnistlab")
     ap.add_argument("--payload", choices=["photos", "canvas", "json"], default="photos")
     ap.add_argument("--workers", type=int, default=1, help="the server's --workers")
-    ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--trials", type=int, default=3)
@@ -412,8 +351,6 @@ def main():
     ap.add_argument("--slow-clients", type=int, default=5, help="connections sending 1 byte/s in the faults run")
     ap.add_argument("--read-timeout", type=float, default=10.0, help="the server's --read-timeout")
     args = ap.parse_args()
-    if args.client == "httpx" and args.payload == "json":
-        ap.error("--client httpx posts file uploads only; use --client raw for --payload json")
 
     print(
         f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, load {os.getloadavg()}"
@@ -436,7 +373,7 @@ def main():
                 f"server pid {server.pid}, {args.workers} worker(s): ready in {ready_s:.2f} s; "
                 f"RSS {mib(before['VmRSS'])} when ready (all processes; Pss {mib(before['Pss'])})"
             )
-            print(f"{args.trials} trials x {args.requests} requests, {args.clients} concurrent clients ({args.client})")
+            print(f"{args.trials} trials x {args.requests} requests, {args.clients} concurrent clients")
             runs = load_trials(url, port, server, inputs, args)
             after = tree_memory(server.pid)
             if args.growth:
@@ -448,7 +385,7 @@ def main():
                     f"{mib(grown['VmRSS'])} ({(grown['VmRSS'] - after['VmRSS']) / 1024:+.1f} MiB)"
                 )
             if args.faults:
-                faults = asyncio.run(fault_run(url, inputs, args))
+                faults = asyncio.run(fault_run(port, inputs, args))
                 faults["memory"] = tree_memory(server.pid)
         finally:
             server.terminate()

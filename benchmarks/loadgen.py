@@ -15,7 +15,7 @@ import uuid
 
 import numpy as np
 
-__all__ = ["multipart_request", "json_request", "run_load"]
+__all__ = ["multipart_request", "json_request", "run_load", "run_plan", "outcome"]
 
 
 def multipart_request(path: str, name: str, data: bytes, content_type: str) -> bytes:
@@ -51,12 +51,17 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     return int(lines[0].split()[1]), body, headers.get("connection", "").lower() == "close"
 
 
-async def run_load(
-    host: str, port: int, requests: list[tuple[bytes, int | None]], n_requests: int, n_clients: int
-) -> dict:
-    """``n_requests`` of ``requests`` (cycled; each with the digit it shows, or None) from ``n_clients``
-    keep-alive connections at once. Returns requests/s, p50, p99 (s), errors, accuracy."""
-    latencies: list[float] = []
+async def run_plan(host: str, port: int, plan: list[tuple[bytes, int | None, str]], n_clients: int) -> dict:
+    """Send every request of ``plan`` (bytes, the digit it shows or None, its kind) from ``n_clients``
+    keep-alive connections at once, in plan order as clients free up.
+
+    Returns ``wall`` (s), and per kind the ``statuses`` answered and the ``latencies`` (s) of its 200s;
+    ``errors`` (transport failures, and answers other than 200 to a request of kind ``valid``) and
+    ``right`` (answers naming the digit shown). A response that says ``connection: close`` (or a
+    transport failure) makes the client open a new connection for its next request.
+    """
+    statuses: dict[str, list[int]] = {kind: [] for _, _, kind in plan}
+    latencies: dict[str, list[float]] = {kind: [] for _, _, kind in plan}
     errors: list[str] = []
     right = 0
     next_index = 0
@@ -64,10 +69,9 @@ async def run_load(
     async def client() -> None:
         nonlocal next_index, right
         conn = None
-        while next_index < n_requests:
-            i = next_index
+        while next_index < len(plan):
+            data, label, kind = plan[next_index]
             next_index += 1
-            data, label = requests[i % len(requests)]
             t = time.perf_counter()
             try:
                 if conn is None:
@@ -75,15 +79,18 @@ async def run_load(
                 conn[1].write(data)
                 status, body, close = await _answer(conn[0])
             except (OSError, asyncio.IncompleteReadError) as exc:
-                errors.append(repr(exc))
+                errors.append(f"{kind}: {exc!r}")
+                if conn is not None:
+                    conn[1].close()
                 conn = None
                 continue
-            if status != 200:
-                errors.append(f"{status} {body[:100]!r}")
-            else:
-                latencies.append(time.perf_counter() - t)
+            statuses[kind].append(status)
+            if status == 200:
+                latencies[kind].append(time.perf_counter() - t)
                 if label is not None:
                     right += json.loads(body)["digit"] == label
+            elif kind == "valid":
+                errors.append(f"{status} {body[:100]!r}")
             if close:
                 conn[1].close()
                 conn = None
@@ -92,7 +99,18 @@ async def run_load(
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(n_clients)))
-    return outcome(latencies, time.perf_counter() - t0, n_requests, errors, right)
+    wall = time.perf_counter() - t0
+    return {"wall": wall, "statuses": statuses, "latencies": latencies, "errors": errors, "right": right}
+
+
+async def run_load(
+    host: str, port: int, requests: list[tuple[bytes, int | None]], n_requests: int, n_clients: int
+) -> dict:
+    """``n_requests`` of ``requests`` (cycled; each with the digit it shows, or None) from ``n_clients``
+    keep-alive connections at once. Returns requests/s, p50, p99 (s), errors, accuracy."""
+    plan = [(*requests[i % len(requests)], "valid") for i in range(n_requests)]
+    done = await run_plan(host, port, plan, n_clients)
+    return outcome(done["latencies"]["valid"], done["wall"], n_requests, done["errors"], done["right"])
 
 
 def outcome(latencies: list[float], wall: float, n_requests: int, errors, right: int) -> dict:
