@@ -54,26 +54,24 @@ def runtime():
 
 
 @pytest.fixture(scope="module")
-def deployment(runtime, web_model_dir):
-    """`mnistlab serve --ray-replicas 2` joined to ``runtime``: the process and its base URL, once every
-    replica is ready."""
+def deployment(runtime, web_model_dir, tmp_path_factory):
+    """`mnistlab serve --ray-replicas 2` joined to ``runtime``: the process, its base URL and its stderr file,
+    once it says that every replica is ready."""
     port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("rayserve") / "stderr.txt"
     cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--ray-replicas", "2", "--cluster", runtime]
     cmd += ["--model", str(web_model_dir), "--port", str(port)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    with open(log, "w") as stderr:
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            try:
-                if httpx.get(f"{url}/api/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the deployment did not answer within {START_TIMEOUT_S} s"
+        while f"Serving 2 replica(s) at {url}" not in log.read_text():
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"no deployment within {START_TIMEOUT_S} s: {log.read_text()}"
             time.sleep(0.2)
-        yield server, url
+        assert httpx.get(f"{url}/api/ready", timeout=30).status_code == 200
+        yield server, url, log
     finally:
         if server.poll() is None:
             server.kill()
@@ -85,7 +83,7 @@ def _post_both(path: str, urls: tuple[str, str], **request) -> tuple[httpx.Respo
 
 
 def test_a_photo_gets_the_plain_servers_answer(deployment, live_server, mnist_small):
-    _, url = deployment
+    _, url, _ = deployment
     _, X_test, _, y_test = mnist_small
     photo = make_photo(X_test[3], np.random.default_rng(0), style="paper")
     ours, plain = _post_both("/api/predict", (url, live_server), files={"file": ("photo.jpg", photo, "image/jpeg")})
@@ -98,7 +96,7 @@ def test_a_photo_gets_the_plain_servers_answer(deployment, live_server, mnist_sm
 
 
 def test_both_replicas_answer_with_the_model_they_were_sent(deployment):
-    server, url = deployment
+    server, url, _ = deployment
     workers = set()
     for _ in range(100):  # Serve's router picks the less loaded of two replicas: both answer soon
         health = httpx.get(f"{url}/api/health", timeout=30).json()
@@ -119,19 +117,20 @@ def test_both_replicas_answer_with_the_model_they_were_sent(deployment):
     ],
 )
 def test_a_junk_request_gets_the_plain_servers_refusal(deployment, live_server, path, request_args):
-    _, url = deployment
+    _, url, _ = deployment
     ours, plain = _post_both(path, (url, live_server), **request_args)
     assert 400 <= ours.status_code < 500 and ours.status_code == plain.status_code
     assert ours.json() == plain.json() and ours.json()["detail"].endswith(".")
 
 
-def test_bad_values_are_one_line_and_exit_2(runtime):
+def test_bad_values_are_one_line_and_exit_2(runtime, tmp_path):
     """Refused before anything is deployed (Ray runs in this process: the command uses it as it is)."""
     cases = {
         ("--ray-replicas", "0"): "--ray-replicas",
         ("--ray-replicas", "2", "--workers", "2"): "exclude each other",
         ("--cluster", "local"): "--cluster needs --ray-replicas",
         ("--ray-replicas", "3", "--port", str(_free_port())): "needs 3 CPUs",
+        ("--ray-replicas", "1", "--model", str(tmp_path / "no-such-model")): "no-such-model",
     }
     for args, words in cases.items():
         result = CliRunner().invoke(cli, ["serve", *args])
@@ -146,9 +145,10 @@ def test_a_second_deployment_on_the_same_cluster_is_refused(deployment):
 
 def test_sigterm_shuts_the_deployment_down(deployment):
     """Last: stops the module's deployment. Nothing of Serve is left on the runtime, and the CPUs are free."""
-    server, url = deployment
+    server, url, log = deployment
     server.send_signal(signal.SIGTERM)
-    assert server.wait(120) == 0, server.stderr.read() if server.stderr else ""
+    assert server.wait(120) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
     left = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve"]
     assert left == []
     deadline = time.monotonic() + 60

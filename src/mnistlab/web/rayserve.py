@@ -3,16 +3,18 @@
 Each replica is one Ray actor holding one CPU that builds the application of
 ``app.create_app`` (same routes, limits, errors and headers as the plain
 server) around a model it loads once, when it starts. The model's files
-travel with the deployment (read here, a few MB), so the cluster's nodes need
-mnistlab installed but no copy of the model folder; without ``--model`` every
-replica loads the reader shipped with mnistlab.
+travel with the deployment (read here: a few MB, ``MAX_MODEL_BYTES`` at most),
+so the cluster's nodes need mnistlab installed but no copy of the model
+folder; without ``--model`` every replica loads the reader shipped with
+mnistlab.
 
 Serve sends a replica traffic only once its constructor has returned, that
 is once the model is loaded and verified; after that Serve's periodic health
 check asks the same question as ``/api/ready`` (the route's own function),
-so a replica whose model is gone is replaced. Serve's proxy (one per node
-with a replica) listens on ``host:port``; the app's ``/api/health`` names
-the replica process that answered (``worker``).
+and Serve replaces a replica that fails it. Serve's proxy (one per node with
+a replica) listens on ``host:port``; the app's ``/api/health`` names the
+replica process that answered (``worker``). ``run_on_ray`` deploys and
+waits; SIGTERM or Ctrl+C shuts Serve down (replicas, proxies, controller).
 
 Ray takes seconds to import, so it is imported in the functions here, only
 when a deployment is asked for; the caller connects to the cluster first.
@@ -25,6 +27,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -71,14 +74,13 @@ class MnistlabReplica:
         # One CPU per replica: as the plain server, one BLAS and one OpenCV thread (see app.serve).
         threadpool_limits(1, user_api="blas")
         cv2.setNumThreads(1)
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
-        source: Path | None = None
-        if files is not None:
-            self._folder = tempfile.TemporaryDirectory(prefix="mnistlab-model-")
-            source = Path(self._folder.name)
-            for name, data in files.items():
-                (source / name).write_bytes(data)
-        self._predictor: Predictor = load_predictor(source)
+        if files is None:
+            self._predictor: Predictor = load_predictor(None)
+        else:  # loaded into memory, so the folder goes at once: nothing is left on the node when Serve kills us
+            with tempfile.TemporaryDirectory(prefix="mnistlab-model-") as folder:
+                for name, data in files.items():
+                    (Path(folder) / name).write_bytes(data)
+                self._predictor = load_predictor(folder)
         self._settings: dict[str, Any] = {"max_upload_bytes": max_upload_bytes, "max_decodes": max_decodes}
         self._app: FastAPI | None = None
 
@@ -125,7 +127,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def run_on_ray(application: Any, host: str, port: int, *, on_ready: Any = None) -> None:
+def run_on_ray(application: Any, host: str, port: int, *, on_ready: Callable[[str], None] | None = None) -> None:
     """Deploy ``application`` on the connected Ray cluster, its proxies on ``host:port``; block until SIGTERM or
     Ctrl+C, then shut Serve down (its replicas, proxies and controller). ``on_ready(url)`` runs once every
     replica answers."""
