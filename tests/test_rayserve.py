@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -23,7 +24,10 @@ import ray
 from typer.testing import CliRunner
 
 from mnistlab.cli import app as cli
+from mnistlab.errors import NotReadyError
 from mnistlab.testing import make_number_photo, make_photo
+from mnistlab.web.app import DEFAULT_MAX_UPLOAD_BYTES
+from mnistlab.web.rayserve import MnistlabReplica
 
 # Ray Serve's own config models use pydantic features pydantic 2 deprecates: not this project's to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.serve._private.config")
@@ -141,6 +145,22 @@ def test_bad_values_are_one_line_and_exit_2(runtime, tmp_path):
 def test_a_second_deployment_on_the_same_cluster_is_refused(deployment):
     result = CliRunner().invoke(cli, ["serve", "--ray-replicas", "1", "--port", str(_free_port())])
     assert result.exit_code == 2 and "Ray Serve already runs on this cluster" in result.output, result.output
+
+
+def test_the_health_check_says_what_api_ready_says():
+    """Serve's health check of a replica, run here on the replica class: passes once the app has started,
+    raises the route's own NotReadyError when the model is not there."""
+    replica = MnistlabReplica(None, DEFAULT_MAX_UPLOAD_BYTES, None)
+    app = replica.__serve_build_asgi_app__()
+
+    async def check() -> None:
+        async with app.router.lifespan_context(app):  # as Serve starts it
+            await replica.check_health()
+            app.state.served, app.state.load_error = None, "The model files were removed."
+            with pytest.raises(NotReadyError, match="removed"):
+                await replica.check_health()
+
+    anyio.run(check)
 
 
 def test_sigterm_shuts_the_deployment_down(deployment):

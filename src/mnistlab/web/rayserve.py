@@ -40,7 +40,15 @@ from mnistlab.trust.predict import Predictor, load_predictor
 from mnistlab.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
 from mnistlab.web.routes import ready
 
-__all__ = ["APP_NAME", "HEALTH_CHECK_PERIOD_S", "model_files", "ray_application", "run_on_ray"]
+__all__ = [
+    "APP_NAME",
+    "HEALTH_CHECK_PERIOD_S",
+    "MAX_MODEL_BYTES",
+    "MnistlabReplica",
+    "model_files",
+    "ray_application",
+    "run_on_ray",
+]
 
 APP_NAME = "mnistlab"  # the Serve application's name on the cluster
 HEALTH_CHECK_PERIOD_S = 10.0  # seconds between Serve's readiness checks of each replica
