@@ -15,7 +15,7 @@ from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli.common import err, error_text, out
-from mnistlab.errors import InputError
+from mnistlab.errors import ClusterError, InputError
 from mnistlab.lab.options import check_writable_dir
 
 __all__ = ["app"]
@@ -129,14 +129,61 @@ def serve(
     workers: int = typer.Option(
         1, "--workers", min=1, max=256, help="Server processes on the one port (one per CPU core uses them all)."
     ),
+    ray_replicas: int | None = typer.Option(
+        None,
+        "--ray-replicas",
+        min=1,
+        max=1024,
+        help="Serve as a Ray Serve deployment of N replicas (one CPU each) behind Serve's proxy on --host/--port "
+        "(--read-timeout and --max-connections are the plain server's).",
+    ),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        metavar="ADDRESS",
+        help="With --ray-replicas: the Ray cluster (host:port of its head, ray://host:port, auto) or local "
+        "(this machine; the default, or $RAY_ADDRESS).",
+    ),
 ):
     """Serve the draw-a-digit page and its JSON API (docs at /docs) until Ctrl+C or SIGTERM."""
+    if ray_replicas is not None:
+        if workers != 1:
+            raise InputError("--workers and --ray-replicas exclude each other; Ray Serve's replicas are the workers.")
+        _serve_on_ray(model, host, port, ray_replicas, cluster)
+        return
+    if cluster is not None:
+        raise InputError("--cluster needs --ray-replicas N: the plain server runs on this machine only.")
     from mnistlab.web.app import serve as run_server  # FastAPI and uvicorn: not at start-up
     from mnistlab.web.protocol import ConnectionLimits
 
     check_free_port(host, port)  # before the model loads, not after
     limits = ConnectionLimits(read_timeout=read_timeout, max_connections=max_connections)
     run_server(model, host=host, port=port, limits=limits, workers=workers)
+
+
+def _serve_on_ray(model: Path | None, host: str, port: int, replicas: int, cluster: str | None) -> None:
+    """``serve --ray-replicas``: check the port (on this machine), the model and the cluster's CPUs, then deploy."""
+    # Ray, FastAPI and the model: only when a deployment is asked for.
+    from mnistlab.lab.cluster import cluster_address, connect
+    from mnistlab.web.rayserve import ray_application, run_on_ray
+
+    address = cluster_address(cluster) or "local"
+    if address == "local":
+        check_free_port(host, port)  # a remote cluster's proxies listen on its nodes, not here
+    application = ray_application(model, replicas)  # a missing or broken model stops here, before Ray starts
+    with connect(address) as resources:
+        cpus = int(resources.get("CPU", 0))
+        if replicas > cpus:  # Serve would wait for the missing CPUs forever
+            raise ClusterError(
+                f"--ray-replicas {replicas} needs {replicas} CPUs (one per replica); the cluster at {address} "
+                f"has {cpus}; ask for fewer or add nodes."
+            )
+
+        def ready(url: str) -> None:
+            where = url if address == "local" else f"{url} on each of the cluster's nodes that holds one"
+            err.print(f"Serving {replicas} replica(s) at {where} (Ctrl+C to stop)", markup=False, highlight=False)
+
+        run_on_ray(application, host, port, on_ready=ready)
 
 
 def check_free_port(host: str, port: int) -> None:

@@ -1,0 +1,179 @@
+"""``mnistlab serve --ray-replicas N``: the same app as N Ray Serve replicas behind Serve's HTTP proxy.
+
+Each replica is one Ray actor holding one CPU that builds the application of
+``app.create_app`` (same routes, limits, errors and headers as the plain
+server) around a model it loads once, when it starts. The model's files
+travel with the deployment (read here: a few MB, ``MAX_MODEL_BYTES`` at most),
+so the cluster's nodes need mnistlab installed but no copy of the model
+folder; without ``--model`` every replica loads the reader shipped with
+mnistlab.
+
+Serve sends a replica traffic only once its constructor has returned, that
+is once the model is loaded and verified; after that Serve's periodic health
+check asks the same question as ``/api/ready`` (the route's own function),
+and Serve replaces a replica that fails it. Serve's proxy (one per node with
+a replica) listens on ``host:port``; the app's ``/api/health`` names the
+replica process that answered (``worker``). ``run_on_ray`` deploys and
+waits; SIGTERM or Ctrl+C shuts Serve down (replicas, proxies, controller).
+
+Ray takes seconds to import, so it is imported in the functions here, only
+when a deployment is asked for; the caller connects to the cluster first.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+
+from mnistlab.errors import ClusterError, ParameterError
+from mnistlab.trust.predict import Predictor, load_predictor
+from mnistlab.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+from mnistlab.web.routes import ready
+
+__all__ = [
+    "APP_NAME",
+    "HEALTH_CHECK_PERIOD_S",
+    "MAX_MODEL_BYTES",
+    "MnistlabReplica",
+    "model_files",
+    "ray_application",
+    "run_on_ray",
+]
+
+APP_NAME = "mnistlab"  # the Serve application's name on the cluster
+HEALTH_CHECK_PERIOD_S = 10.0  # seconds between Serve's readiness checks of each replica
+MAX_MODEL_BYTES = 256 * 2**20  # model files shipped with the deployment; larger: a folder on each node
+
+
+def model_files(model_dir: str | Path | None) -> dict[str, bytes] | None:
+    """The files of ``model_dir`` (verified here first: a broken model stops before anything starts), or None
+    for the shipped reader."""
+    if model_dir is None:
+        return None
+    load_predictor(model_dir)  # a missing or broken model: its one-sentence ModelFileError, now
+    paths = sorted(p for p in Path(model_dir).iterdir() if p.is_file())
+    size = sum(p.stat().st_size for p in paths)
+    if size > MAX_MODEL_BYTES:
+        raise ParameterError(
+            "model",
+            f"The model folder holds {size / 2**20:.0f} MiB, more than the {MAX_MODEL_BYTES // 2**20} MiB "
+            "shipped to Serve replicas; serve it with plain replicas (see the README).",
+        )
+    return {p.name: p.read_bytes() for p in paths}
+
+
+class MnistlabReplica:
+    """One Serve replica: loads the model once, in its constructor, then answers through ``create_app``."""
+
+    def __init__(self, files: dict[str, bytes] | None, max_upload_bytes: int, max_decodes: int | None) -> None:
+        import cv2
+        from threadpoolctl import threadpool_limits
+
+        # One CPU per replica: as the plain server, one BLAS and one OpenCV thread (see app.serve).
+        threadpool_limits(1, user_api="blas")
+        cv2.setNumThreads(1)
+        if files is None:
+            self._predictor: Predictor = load_predictor(None)
+        else:  # loaded into memory, so the folder goes at once: nothing is left on the node when Serve kills us
+            with tempfile.TemporaryDirectory(prefix="mnistlab-model-") as folder:
+                for name, data in files.items():
+                    (Path(folder) / name).write_bytes(data)
+                self._predictor = load_predictor(folder)
+        self._settings: dict[str, Any] = {"max_upload_bytes": max_upload_bytes, "max_decodes": max_decodes}
+        self._app: FastAPI | None = None
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """The replica's application, built after the constructor; Serve runs its lifespan."""
+        self._app = create_app(self._predictor, **self._settings)
+        return self._app
+
+    async def check_health(self) -> None:
+        """Serve's health check: what ``/api/ready`` answers, raising its NotReadyError where that says 503."""
+        if self._app is None:
+            raise ClusterError("The replica's application is not built yet.")
+        await ready(Request({"type": "http", "app": self._app}))
+
+
+def ray_application(
+    model_dir: str | Path | None,
+    replicas: int,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_decodes: int | None = None,
+) -> Any:
+    """The Serve application (``serve.Application``): ``replicas`` replicas of one CPU each serving
+    ``model_dir`` (None: the shipped reader)."""
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ParameterError("ray_replicas", f"{{param}} must be a whole number of at least 1, got {replicas!r}.")
+    files = model_files(model_dir)
+    from ray import serve  # seconds to import: only when a deployment is asked for
+
+    deployment = serve.deployment(
+        name="Mnistlab",
+        num_replicas=replicas,
+        ray_actor_options={"num_cpus": 1},
+        health_check_period_s=HEALTH_CHECK_PERIOD_S,
+    )(serve.ingress()(MnistlabReplica))
+    return deployment.bind(files, max_upload_bytes, max_decodes)
+
+
+class _Stop(BaseException):
+    """SIGTERM or Ctrl+C: stop serving (a BaseException, so no ``except Exception`` on the way swallows it)."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def run_on_ray(application: Any, host: str, port: int, *, on_ready: Callable[[str], None] | None = None) -> None:
+    """Deploy ``application`` on the connected Ray cluster, its proxies on ``host:port``; block until SIGTERM or
+    Ctrl+C, then shut Serve down (its replicas, proxies and controller). ``on_ready(url)`` runs once every
+    replica answers."""
+    from ray import serve  # seconds to import: only when a deployment is asked for
+
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("run_on_ray must run in the main thread: it waits for SIGTERM and Ctrl+C.")
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its INFO lines ("Started Serve ...") are noise here
+    already = serve.status()
+    if already.applications or already.proxies:  # ours would replace its settings, and our shutdown end it
+        raise ClusterError(
+            f"Ray Serve already runs on this cluster (applications: {', '.join(already.applications) or 'none'}); "
+            "stop it (`serve shutdown`) or use another cluster."
+        )
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
+        try:
+            serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
+        except _Stop:
+            raise
+        except Exception as exc:  # a replica that failed to start, a port the proxy could not take
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ClusterError(
+                f"The Serve deployment failed to start ({type(exc).__name__}: {first}); "
+                "see the replicas' logs under the cluster's session folder."
+            ) from None
+        if on_ready is not None:
+            on_ready(f"http://{host}:{port}")
+        while True:  # until a signal raises _Stop in this thread
+            time.sleep(3600)
+    except _Stop:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the shutdown short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            serve.shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

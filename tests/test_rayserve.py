@@ -1,0 +1,179 @@
+"""`mnistlab serve --ray-replicas 2` on a real local Ray runtime: the plain server's answers, from two replicas.
+
+One Ray runtime (two CPUs) serves the module. The command runs in a
+subprocess that joins it by address, as it would join a cluster, and serves
+a model folder it ships to its replicas; the plain app (``live_server``, the
+same model in this process) gives the answers it must match. The first test
+runs before the runtime starts; the last stops the command with SIGTERM and
+looks for what Serve left on the runtime.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import anyio
+import httpx
+import numpy as np
+import pytest
+import ray
+from typer.testing import CliRunner
+
+from mnistlab.cli import app as cli
+from mnistlab.errors import NotReadyError
+from mnistlab.testing import make_number_photo, make_photo
+from mnistlab.web.app import DEFAULT_MAX_UPLOAD_BYTES
+from mnistlab.web.rayserve import MnistlabReplica
+
+# Ray Serve's own config models use pydantic features pydantic 2 deprecates: not this project's to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.serve._private.config")
+
+START_TIMEOUT_S = 180.0  # Serve's controller, proxy and two replicas on a busy 2-core machine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_cluster_is_one_line_and_exit_2():
+    """First, before the module's runtime starts: with Ray running here the command would use it as it is."""
+    assert not ray.is_initialized()
+    result = CliRunner().invoke(cli, ["serve", "--ray-replicas", "1", "--cluster", "127.0.0.1:1"])
+    assert result.exit_code == 2 and "No Ray cluster answers at 127.0.0.1:1" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    """A local Ray runtime with two CPUs; its address, for the command to join."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def deployment(runtime, web_model_dir, tmp_path_factory):
+    """`mnistlab serve --ray-replicas 2` joined to ``runtime``: the process, its base URL and its stderr file,
+    once it says that every replica is ready."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("rayserve") / "stderr.txt"
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--ray-replicas", "2", "--cluster", runtime]
+    cmd += ["--model", str(web_model_dir), "--port", str(port)]
+    with open(log, "w") as stderr:
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while f"Serving 2 replica(s) at {url}" not in log.read_text():
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"no deployment within {START_TIMEOUT_S} s: {log.read_text()}"
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/api/ready", timeout=30).status_code == 200
+        yield server, url, log
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(30)
+
+
+def _post_both(path: str, urls: tuple[str, str], **request) -> tuple[httpx.Response, httpx.Response]:
+    return tuple(httpx.post(base + path, timeout=60, **request) for base in urls)  # type: ignore[return-value]
+
+
+def test_a_photo_gets_the_plain_servers_answer(deployment, live_server, mnist_small):
+    _, url, _ = deployment
+    _, X_test, _, y_test = mnist_small
+    photo = make_photo(X_test[3], np.random.default_rng(0), style="paper")
+    ours, plain = _post_both("/api/predict", (url, live_server), files={"file": ("photo.jpg", photo, "image/jpeg")})
+    assert ours.status_code == plain.status_code == 200
+    assert ours.json() == plain.json() and ours.json()["digit"] == int(y_test[3])
+    number = make_number_photo(X_test[:3], np.random.default_rng(1), style="canvas-black-on-white")
+    ours, plain = _post_both("/api/read-number", (url, live_server), files={"file": ("n.png", number, "image/png")})
+    assert ours.status_code == plain.status_code == 200 and ours.json() == plain.json()
+    assert ours.headers["x-content-type-options"] == "nosniff"  # the app's own security headers, through the proxy
+
+
+def test_both_replicas_answer_with_the_model_they_were_sent(deployment):
+    server, url, _ = deployment
+    workers = set()
+    for _ in range(100):  # Serve's router picks the less loaded of two replicas: both answer soon
+        health = httpx.get(f"{url}/api/health", timeout=30).json()
+        assert health["model"] == "knn-deskew"
+        workers.add(health["worker"])
+        if len(workers) == 2:
+            break
+    assert len(workers) == 2 and server.pid not in workers
+
+
+@pytest.mark.parametrize(
+    "path, request_args",
+    [
+        ("/api/predict", {"content": b"not an image", "headers": {"content-type": "image/png"}}),
+        ("/api/predict", {"files": {"file": ("notes.txt", b"hello, this is text\n", "text/plain")}}),
+        ("/api/predict", {"content": b"{pixels: [1, 2", "headers": {"content-type": "application/json"}}),
+        ("/api/no/such/route", {"content": b""}),
+    ],
+)
+def test_a_junk_request_gets_the_plain_servers_refusal(deployment, live_server, path, request_args):
+    _, url, _ = deployment
+    ours, plain = _post_both(path, (url, live_server), **request_args)
+    assert 400 <= ours.status_code < 500 and ours.status_code == plain.status_code
+    assert ours.json() == plain.json() and ours.json()["detail"].endswith(".")
+
+
+def test_bad_values_are_one_line_and_exit_2(runtime, tmp_path):
+    """Refused before anything is deployed (Ray runs in this process: the command uses it as it is)."""
+    cases = {
+        ("--ray-replicas", "0"): "--ray-replicas",
+        ("--ray-replicas", "2", "--workers", "2"): "exclude each other",
+        ("--cluster", "local"): "--cluster needs --ray-replicas",
+        ("--ray-replicas", "3", "--port", str(_free_port())): "needs 3 CPUs",
+        ("--ray-replicas", "1", "--model", str(tmp_path / "no-such-model")): "no-such-model",
+    }
+    for args, words in cases.items():
+        result = CliRunner().invoke(cli, ["serve", *args])
+        assert result.exit_code == 2 and words in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_a_second_deployment_on_the_same_cluster_is_refused(deployment):
+    result = CliRunner().invoke(cli, ["serve", "--ray-replicas", "1", "--port", str(_free_port())])
+    assert result.exit_code == 2 and "Ray Serve already runs on this cluster" in result.output, result.output
+
+
+def test_the_health_check_says_what_api_ready_says():
+    """Serve's health check of a replica, run here on the replica class: passes once the app has started,
+    raises the route's own NotReadyError when the model is not there."""
+    replica = MnistlabReplica(None, DEFAULT_MAX_UPLOAD_BYTES, None)
+    app = replica.__serve_build_asgi_app__()
+
+    async def check() -> None:
+        async with app.router.lifespan_context(app):  # as Serve starts it
+            await replica.check_health()
+            app.state.served, app.state.load_error = None, "The model files were removed."
+            with pytest.raises(NotReadyError, match="removed"):
+                await replica.check_health()
+
+    anyio.run(check)
+
+
+def test_sigterm_shuts_the_deployment_down(deployment):
+    """Last: stops the module's deployment. Nothing of Serve is left on the runtime, and the CPUs are free."""
+    server, url, log = deployment
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(120) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+    left = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve"]
+    assert left == []
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2:  # a killed actor's CPU returns a moment later
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.2)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/api/health", timeout=5)
