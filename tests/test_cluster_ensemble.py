@@ -1,0 +1,136 @@
+"""A CNN ensemble on a real local Ray runtime, and `train` taking the spec file `sweep` writes.
+
+The ensemble is a spec file over the ``ensemble`` recipe that makes it small
+(two tiny nets, one epoch, on 300 images): under ``train --cluster`` its
+members are Ray tasks, and the model must be the one a local fit (the
+estimator's own process pool) gives. One Ray runtime with two CPUs serves
+the module; the CLI runs in subprocesses that join it by address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab.data.load import load_mnist
+from mnistlab.lab.compare import compare
+from mnistlab.lab.evaluate import evaluate_model
+from mnistlab.lab.train import train_recipe
+from mnistlab.models.files import load_model, read_card
+
+ray = pytest.importorskip("ray")
+
+# Architecture-relevant fields changed from the recipe's: the loaded config must rebuild these nets.
+SMALL = {"arch": "tiny", "epochs": 1, "n_members": 2, "batch_size": 64, "augment": "none"}
+SPEC = {"recipe": "ensemble", "name": "ensemble-small", "params": SMALL, "val_accuracy": 0.5}
+SETTINGS = {"limit": 300, "n_jobs": 2}
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    """A local Ray runtime with two CPUs; its address, for other processes to join."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "best.json"
+    path.write_text(json.dumps(SPEC))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_fit(spec_file, tmp_path_factory) -> dict:
+    """The small ensemble trained here, its members in the estimator's own process pool (n_jobs=2)."""
+    return train_recipe(str(spec_file), cv=0, out=tmp_path_factory.mktemp("local") / "model", **SETTINGS)
+
+
+def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def _test_images(n: int = 500) -> np.ndarray:
+    return load_mnist("mnist").data[-n:]  # the official test set's last images
+
+
+def test_a_spec_file_trains_under_its_name_and_loads_back_to_the_same_predictions(local_fit, spec_file):
+    assert local_fit["recipe"] == "ensemble-small" and local_fit["spec"] == str(spec_file)
+    assert local_fit["tuned"] == {"recipe": "ensemble", "params": SMALL}
+    card = read_card(local_fit["model_dir"])
+    assert card["recipe"] == "ensemble-small" and card["spec"] == str(spec_file) and len(card["code_sha256"]) == 64
+    assert {k: card["config"]["params"][k] for k in SMALL} == SMALL
+    assert card["params"]["inputs"] == "mixed"  # the recipe's own settings stay where the spec sets nothing
+    estimator, _ = load_model(local_fit["model_dir"])
+    assert len(estimator.model_.members) == 2
+    evaluated = evaluate_model(local_fit["model_dir"])
+    assert evaluated["recipe"] == "ensemble-small" and evaluated["same_predictions_as_training"] is True
+
+
+def test_train_cluster_fits_the_members_as_tasks_with_the_local_weights(runtime, local_fit, spec_file, tmp_path):
+    there = tmp_path / "there"
+    args = ["train", str(spec_file), "--limit", "300", "--n-jobs", "2", "--out", str(there)]
+    done = _cli([*args, "--cluster", runtime])
+    assert done.returncode == 0, done.stderr
+    assert "2 ensemble members submitted to the cluster" in done.stderr
+    here_model, _ = load_model(local_fit["model_dir"])
+    there_model, card = load_model(there)
+    X = _test_images()
+    np.testing.assert_allclose(there_model.predict_proba(X), here_model.predict_proba(X), rtol=0, atol=1e-6)
+    # Each member's rows arrive once, whole, however the tasks finished.
+    assert [(r["member"], r["epoch"]) for r in there_model.history_] == [(0, 1), (1, 1)]
+    losses = [r["loss"] for r in there_model.history_]
+    assert losses == [r["loss"] for r in here_model.history_]
+    assert card["metrics"]["test_accuracy"] == local_fit["test_accuracy"]
+
+
+def test_compare_on_the_cluster_fits_an_ensemble_unit_with_the_local_answer(runtime, local_fit, spec_file, tmp_path):
+    """Each unit is one task of n_jobs CPUs; the ensemble's members use the local pool on that node."""
+    summary = compare(
+        [str(spec_file)],
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        out_dir=tmp_path / "report",
+        cluster="local",
+        cv=0,
+        **SETTINGS,
+    )
+    (row,) = summary["results"]
+    assert row["model"] == "ensemble-small" and row["test_accuracies"] == [local_fit["test_accuracy"]]
+    assert summary["cluster"]["tasks"] == 1
+
+
+BAD_SPECS = {
+    "missing": None,
+    "not-json": "{recipe: ensemble",
+    "unknown-recipe": json.dumps({**SPEC, "recipe": "no-such-recipe"}),
+    "unknown-param": json.dumps({**SPEC, "params": {"no_such_param": 1}}),
+    "path-as-name": json.dumps({**SPEC, "name": "../../elsewhere"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_a_bad_spec_file_is_one_sentence_before_any_data_loads(tmp_path, case):
+    spec = tmp_path / "best.json"
+    if BAD_SPECS[case] is not None:
+        spec.write_text(BAD_SPECS[case])
+    # No data where MNIST is looked for: a command that got as far as loading it would fail otherwise.
+    env = {"MNISTLAB_DATA": str(tmp_path / "no-data"), "XDG_DATA_HOME": str(tmp_path / "home")}
+    done = _cli(["train", str(spec), "--limit", "300", "--out", str(tmp_path / "model")], env=env)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in done.stderr, done.stderr
+    assert str(spec) in lines[0] or "no-such-recipe" in lines[0]
+    assert not (tmp_path / "model").exists() and not (tmp_path / "no-data").exists()
