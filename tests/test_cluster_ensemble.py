@@ -112,6 +112,67 @@ def test_compare_on_the_cluster_fits_an_ensemble_unit_with_the_local_answer(runt
     assert summary["cluster"]["tasks"] == 1
 
 
+# A train function whose first attempt at member 0 kills its Ray worker process after sending a row,
+# as a lost worker or node would: the member must rerun, and the lost attempt's row never arrive.
+DIES_ONCE = """
+import os
+from pathlib import Path
+
+from mnistlab.models.cnn.loop import train_member
+
+MARKS = Path({marks!r})
+
+
+def dies_once(member, X, y, on_row):
+    died = MARKS / "died"
+    if member.index == 0 and not died.exists():
+        on_row({{"member": 0, "epoch": -1}})
+        died.write_text(str(os.getpid()))
+        os._exit(1)
+    (MARKS / f"{{member.index}}-{{os.getpid()}}.start").touch()
+    return train_member(member, X, y, on_row)
+"""
+
+
+def test_a_member_whose_worker_dies_reruns_and_its_rows_come_once(runtime, tmp_path):
+    import functools
+    import importlib.util
+
+    from ray import cloudpickle
+
+    from mnistlab.lab.cluster import run_members_on_cluster
+    from mnistlab.models.cnn.estimator import CNNClassifier
+    from mnistlab.models.cnn.parallel import members_run_by
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "dies_once.py").write_text(DIES_ONCE.format(marks=str(marks)))
+    spec = importlib.util.spec_from_file_location("mnistlab_test_dies_once", tmp_path / "dies_once.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    cloudpickle.register_pickle_by_value(module)  # the workers cannot import a file in a test's folder
+    try:
+        bunch = load_mnist("mnist")
+        X, y = bunch.data[:300], bunch.target[:300]
+        settings = {**SMALL, "inputs": "mixed", "n_threads": 1, "random_state": 7}
+        here = CNNClassifier(**settings, n_jobs=1).fit(X, y)
+
+        def runner(train, tasks, y, **kw):  # the estimator's members, trained by the dying function
+            return run_members_on_cluster(module.dies_once, tasks, y, **kw)
+
+        with members_run_by(functools.partial(runner, progress=lambda _: None)):
+            there = CNNClassifier(**settings, n_jobs=1).fit(X, y)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+        del sys.modules[spec.name]
+    assert (marks / "died").exists()  # the first attempt was lost with its worker ...
+    assert sorted(p.name.split("-")[0] for p in marks.glob("*.start")) == ["0", "1"]  # ... and member 0 ran again
+    assert [(r["member"], r["epoch"]) for r in there.history_] == [(0, 1), (1, 1)]
+    a, b = here.model_.state_dict(), there.model_.state_dict()
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
 BAD_SPECS = {
     "missing": None,
     "not-json": "{recipe: ensemble",

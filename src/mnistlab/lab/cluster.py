@@ -1,4 +1,4 @@
-"""Run a comparison's fits as tasks on a Ray cluster, recording each result once, here.
+"""Run a comparison's fits, or one fit's parallel parts, as tasks on a Ray cluster, recording each result once, here.
 
 ``--cluster ADDRESS`` (or ``$RAY_ADDRESS``) names a running cluster
 (``host:port`` of its head, ``ray://host:port`` for Ray Client, ``auto``);
@@ -16,6 +16,12 @@ Who does what:
   run. Recording here rather than in the task means a task that Ray reruns
   (a worker or node lost: ``max_retries``) can never record twice, and the
   workers need no access to the tracking store or the driver's disk.
+
+``train --cluster`` fits here, with its parallel parts on the cluster
+(``parallel_on_cluster``): CV folds through Ray's joblib backend, and a CNN
+ensemble's members as one task each (``run_members_on_cluster``, plugged
+into ``models.cnn.parallel`` for the block), returning their weights and
+epoch rows; a rerun member's lost attempt leaves no row behind.
 
 Ray takes a second or two to import and seconds to start, so it is imported
 in the functions that use it, only when a cluster is asked for.
