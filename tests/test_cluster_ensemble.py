@@ -112,10 +112,12 @@ def test_compare_on_the_cluster_fits_an_ensemble_unit_with_the_local_answer(runt
     assert summary["cluster"]["tasks"] == 1
 
 
-# A train function whose first attempt at member 0 kills its Ray worker process after sending a row,
-# as a lost worker or node would: the member must rerun, and the lost attempt's row never arrive.
-DIES_ONCE = """
+# Train functions run on the workers. dies_once: the first attempt at member 0 kills its Ray worker
+# process after sending a row, as a lost worker or node would; the member must rerun, and the lost
+# attempt's row never arrive. stalls: member 1 never ends (Ctrl-C must cancel it).
+HELPERS = """
 import os
+import time
 from pathlib import Path
 
 from mnistlab.models.cnn.loop import train_member
@@ -131,46 +133,90 @@ def dies_once(member, X, y, on_row):
         os._exit(1)
     (MARKS / f"{{member.index}}-{{os.getpid()}}.start").touch()
     return train_member(member, X, y, on_row)
+
+
+def stalls(member, X, y, on_row):
+    if member.index == 1:
+        time.sleep(600)
+    return train_member(member, X, y, on_row)
 """
 
 
-def test_a_member_whose_worker_dies_reruns_and_its_rows_come_once(runtime, tmp_path):
-    import functools
+@pytest.fixture()
+def helpers(tmp_path):
+    """HELPERS as a module whose code travels with the tasks (workers cannot import a test's folder); its marks."""
     import importlib.util
 
     from ray import cloudpickle
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "helpers.py").write_text(HELPERS.format(marks=str(marks)))
+    spec = importlib.util.spec_from_file_location("mnistlab_test_member_helpers", tmp_path / "helpers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    cloudpickle.register_pickle_by_value(module)
+    yield module, marks
+    cloudpickle.unregister_pickle_by_value(module)
+    del sys.modules[spec.name]
+
+
+def _fit_on_cluster(train, settings: dict, X, y, on_row=None):
+    """A CNNClassifier fit whose members are trained on the cluster by ``train`` instead of the estimator's own."""
+    import functools
 
     from mnistlab.lab.cluster import run_members_on_cluster
     from mnistlab.models.cnn.estimator import CNNClassifier
     from mnistlab.models.cnn.parallel import members_run_by
 
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    (tmp_path / "dies_once.py").write_text(DIES_ONCE.format(marks=str(marks)))
-    spec = importlib.util.spec_from_file_location("mnistlab_test_dies_once", tmp_path / "dies_once.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    cloudpickle.register_pickle_by_value(module)  # the workers cannot import a file in a test's folder
-    try:
-        bunch = load_mnist("mnist")
-        X, y = bunch.data[:300], bunch.target[:300]
-        settings = {**SMALL, "inputs": "mixed", "n_threads": 1, "random_state": 7}
-        here = CNNClassifier(**settings, n_jobs=1).fit(X, y)
+    def runner(_, tasks, y, **kw):
+        if on_row is not None:
+            kw["on_row"] = on_row
+        return run_members_on_cluster(train, tasks, y, **kw)
 
-        def runner(train, tasks, y, **kw):  # the estimator's members, trained by the dying function
-            return run_members_on_cluster(module.dies_once, tasks, y, **kw)
+    with members_run_by(functools.partial(runner, progress=lambda _: None)):
+        return CNNClassifier(**settings).fit(X, y)
 
-        with members_run_by(functools.partial(runner, progress=lambda _: None)):
-            there = CNNClassifier(**settings, n_jobs=1).fit(X, y)
-    finally:
-        cloudpickle.unregister_pickle_by_value(module)
-        del sys.modules[spec.name]
+
+def _small_data():
+    bunch = load_mnist("mnist")
+    return bunch.data[:300], bunch.target[:300]
+
+
+def test_a_member_whose_worker_dies_reruns_and_its_rows_come_once(runtime, helpers):
+    from mnistlab.models.cnn.estimator import CNNClassifier
+
+    module, marks = helpers
+    X, y = _small_data()
+    settings = {**SMALL, "inputs": "mixed", "n_threads": 1, "n_jobs": 1, "random_state": 7}
+    here = CNNClassifier(**settings).fit(X, y)
+    there = _fit_on_cluster(module.dies_once, settings, X, y)
     assert (marks / "died").exists()  # the first attempt was lost with its worker ...
     assert sorted(p.name.split("-")[0] for p in marks.glob("*.start")) == ["0", "1"]  # ... and member 0 ran again
     assert [(r["member"], r["epoch"]) for r in there.history_] == [(0, 1), (1, 1)]
     a, b = here.model_.state_dict(), there.model_.state_dict()
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers):
+    """Ctrl-C in the driver (here: raised when the first member's rows arrive) stops the member still running."""
+    import time
+
+    module, _ = helpers
+    X, y = _small_data()
+
+    def interrupt(row: dict) -> None:
+        raise KeyboardInterrupt
+
+    settings = {**SMALL, "n_threads": 1, "random_state": 7}
+    with pytest.raises(KeyboardInterrupt):
+        _fit_on_cluster(module.stalls, settings, X, y, on_row=interrupt)
+    # The stalled member would hold its CPU for 10 minutes; cancelled, both CPUs are free again within seconds.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2
 
 
 BAD_SPECS = {

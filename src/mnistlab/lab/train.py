@@ -26,6 +26,7 @@ from mnistlab.data.load import load_mnist, load_split
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import Record, json_safe_params, run_metrics
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
+from mnistlab.models.cnn.parallel import member_runner
 from mnistlab.models.files import default_model_dir, save_model
 from mnistlab.models.proba import digit_probabilities
 from mnistlab.models.recipes import Recipe
@@ -244,7 +245,8 @@ def _configure_cnn(estimator, name: str, target: float | None, progress: Progres
         return
 
     members, goal = params["n_members"], estimator.get_params()["target"]
-    parallel = members > 1 and params.get("n_jobs", 1) != 1
+    # Members side by side: in local processes (n_jobs), or as cluster tasks (a runner installed for this block).
+    parallel = members > 1 and (params.get("n_jobs", 1) != 1 or member_runner() is not None)
     done = []
 
     def on_epoch(row: dict) -> None:

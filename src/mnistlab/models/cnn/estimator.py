@@ -56,7 +56,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : members trained at once, each in its own process with ``n_threads`` threads
         (-1: one per CPU core). The weights are the same as with ``n_jobs=1``. Ignored on CUDA.
         Inside ``parallel.members_run_by`` (``mnistlab train --cluster``) the members of an
-        ensemble go to that runner instead, whatever ``n_jobs`` says: each a task on the cluster.
+        ensemble go to that runner instead, whatever ``n_jobs`` says: each a task on the cluster
+        (not on CUDA, nor for a user's ``module``: those members train in this process).
     target : stop a member once its accuracy on a held-out ``validation_fraction``
         of the training data reaches this value (None: run all epochs on all data).
     backend : "torch" or "onnxruntime" for predict/predict_proba. onnxruntime answers a
