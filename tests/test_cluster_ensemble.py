@@ -86,6 +86,7 @@ def test_train_cluster_fits_the_members_as_tasks_with_the_local_weights(runtime,
     done = _cli([*args, "--cluster", runtime])
     assert done.returncode == 0, done.stderr
     assert "2 ensemble members submitted to the cluster" in done.stderr
+    assert "ensemble-small: 2/2 member epochs done" in done.stderr  # counted as they come, in any order
     here_model, _ = load_model(local_fit["model_dir"])
     there_model, card = load_model(there)
     X = _test_images()
