@@ -163,7 +163,7 @@ def helpers(tmp_path):
     del sys.modules[spec.name]
 
 
-def _fit_on_cluster(train, settings: dict, X, y, on_row=None):
+def _fit_on_cluster(train, settings: dict, X, y, on_row=None, progress=lambda _: None):
     """A CNNClassifier fit whose members are trained on the cluster by ``train`` instead of the estimator's own."""
     import functools
 
@@ -176,7 +176,7 @@ def _fit_on_cluster(train, settings: dict, X, y, on_row=None):
             kw["on_row"] = on_row
         return run_members_on_cluster(train, tasks, y, **kw)
 
-    with members_run_by(functools.partial(runner, progress=lambda _: None)):
+    with members_run_by(functools.partial(runner, progress=progress)):
         return CNNClassifier(**settings).fit(X, y)
 
 
@@ -210,9 +210,15 @@ def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers):
     def interrupt(row: dict) -> None:
         raise KeyboardInterrupt
 
-    settings = {**SMALL, "n_threads": 1, "random_state": 7}
+    settings = {**SMALL, "n_threads": 1, "random_state": 7}  # both members read the raw images
+    messages: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        _fit_on_cluster(module.stalls, settings, X, y, on_row=interrupt)
+        _fit_on_cluster(module.stalls, settings, X, y, on_row=interrupt, progress=messages.append)
+    # The images went into the object store once for both members (float32), and the labels (int64).
+    assert messages == [
+        f"2 ensemble members submitted to the cluster ({(300 * 784 * 4 + 300 * 8) / 2**20:.1f} MiB"
+        " of data shared by them)"
+    ]
     # The stalled member would hold its CPU for 10 minutes; cancelled, both CPUs are free again within seconds.
     deadline = time.monotonic() + 60
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:

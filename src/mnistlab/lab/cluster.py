@@ -161,17 +161,19 @@ def run_members_on_cluster(  # long: submit, then collect in completion order, c
     import ray  # loaded already: the block that installed this runner joined the cluster
     import torch
 
-    start = time.perf_counter()
     member = ray.remote(_member_task).options(num_cpus=n_threads, max_retries=MAX_RETRIES, retry_exceptions=False)
     shared: dict[int, Any] = {}  # id(array) -> its ObjectRef: an array shared by members is put once
-    y_ref = ray.put(y)
+    y_ref, shipped = ray.put(y), y.nbytes
     refs = []
     for job, X in tasks:
         if id(X) not in shared:
-            shared[id(X)] = ray.put(X)
-        refs.append(member.remote(train, job, shared[id(X)], y_ref, n_threads, time.perf_counter() - start))
+            shared[id(X)], shipped = ray.put(X), shipped + X.nbytes
+        since_start = time.perf_counter() - getattr(job, "start", time.perf_counter())  # of the fit, for "elapsed"
+        refs.append(member.remote(train, job, shared[id(X)], y_ref, n_threads, since_start))
     index = {ref: i for i, ref in enumerate(refs)}
-    progress(f"{len(refs)} ensemble members submitted to the cluster")
+    progress(
+        f"{len(refs)} ensemble members submitted to the cluster ({shipped / 2**20:.1f} MiB of data shared by them)"
+    )
     states: dict[int, dict] = {}
     pending = list(refs)
     try:
