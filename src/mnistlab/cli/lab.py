@@ -57,27 +57,29 @@ def recipes_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 @app.command()
 @with_run_options(target=True)
 def train(
-    recipe: str = typer.Argument(..., help="Recipe name; see `mnistlab recipes`."),
+    recipe: str = typer.Argument(
+        ..., help="Recipe name (see `mnistlab recipes`) or a spec file (best.json) written by `mnistlab sweep`."
+    ),
     out_dir: Path | None = typer.Option(
-        None, "--out", help="Model directory (default: $XDG_DATA_HOME/mnistlab/models/RECIPE)."
+        None, "--out", help="Model directory (default: $XDG_DATA_HOME/mnistlab/models/NAME, the recipe's or spec's)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the results."),
-    cluster: str | None = _cluster_option("the CV folds"),
+    cluster: str | None = _cluster_option("the CV folds and a CNN ensemble's members"),
     *,
     options: RunOptions,
 ):
-    """Fit a recipe: per-fold CV accuracies, test accuracy, times; save the model."""
+    """Fit a recipe (or a sweep's best spec): per-fold CV accuracies, test accuracy, times; save the model."""
     import contextlib
 
     from mnistlab.lab.cluster import parallel_on_cluster  # Ray itself: only when a cluster is asked for
+    from mnistlab.lab.specs import resolve_recipe_or_spec_file
     from mnistlab.lab.train import run_recipe  # scikit-learn: not at start-up
     from mnistlab.models.files import default_model_dir
-    from mnistlab.models.recipes import get_recipe
 
-    get_recipe(recipe)  # an unknown name fails before any data is loaded
-    check_writable_dir(out_dir if out_dir is not None else default_model_dir(recipe), "out_dir")  # before training
+    name = resolve_recipe_or_spec_file(recipe).name  # an unknown name or a bad spec file fails before any data loads
+    check_writable_dir(out_dir if out_dir is not None else default_model_dir(name), "out_dir")  # before training
     with step_progress(not as_json) as progress:
-        on_cluster = parallel_on_cluster(cluster) if cluster else contextlib.nullcontext()
+        on_cluster = parallel_on_cluster(cluster, progress) if cluster else contextlib.nullcontext()
         with on_cluster:
             result = run_recipe(recipe, options, out=out_dir, progress=progress).result
     if as_json:

@@ -1,4 +1,4 @@
-"""Run a comparison's fits as tasks on a Ray cluster, recording each result once, here.
+"""Run a comparison's fits, or one fit's parallel parts, as tasks on a Ray cluster, recording each result once, here.
 
 ``--cluster ADDRESS`` (or ``$RAY_ADDRESS``) names a running cluster
 (``host:port`` of its head, ``ray://host:port`` for Ray Client, ``auto``);
@@ -17,6 +17,12 @@ Who does what:
   (a worker or node lost: ``max_retries``) can never record twice, and the
   workers need no access to the tracking store or the driver's disk.
 
+``train --cluster`` fits here, with its parallel parts on the cluster
+(``parallel_on_cluster``): CV folds through Ray's joblib backend, and a CNN
+ensemble's members as one task each (``run_members_on_cluster``, plugged
+into ``models.cnn.parallel`` for the block), returning their weights and
+epoch rows; a rerun member's lost attempt leaves no row behind.
+
 Ray takes a second or two to import and seconds to start, so it is imported
 in the functions that use it, only when a cluster is asked for.
 """
@@ -24,13 +30,16 @@ in the functions that use it, only when a cluster is asked for.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -49,6 +58,7 @@ __all__ = [
     "connect",
     "parallel_on_cluster",
     "run_units_on_cluster",
+    "run_members_on_cluster",
     "CONNECT_TIMEOUT_S",
     "MAX_RETRIES",
 ]
@@ -97,22 +107,88 @@ def connect(address: str) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
-def parallel_on_cluster(address: str) -> Iterator[dict]:
-    """For the block, scikit-learn's parallel work (``n_jobs``: CV folds) runs as tasks on the cluster at ``address``.
+def parallel_on_cluster(address: str, progress: Progress | None = None) -> Iterator[dict]:
+    """For the block, a fit's parallel work runs as tasks on the cluster at ``address``; yields its resources.
 
-    Ray's joblib backend: each joblib call becomes a task, and an argument
-    passed to several calls (the training set, to every fold) is put into the
-    object store once. Code that uses its own process pool (the CNN
-    ensemble's members) still runs here. Yields the cluster's resources.
+    - scikit-learn's ``n_jobs`` work (CV folds): Ray's joblib backend makes
+      each joblib call a task, and an argument passed to several calls (the
+      training set, to every fold) is put into the object store once;
+    - a CNN ensemble's members: one task each (``run_members_on_cluster``,
+      installed with ``models.cnn.parallel.members_run_by``), instead of the
+      estimator's own process pool here.
     """
+    import functools
+
     import joblib
+
+    from mnistlab.models.cnn.parallel import members_run_by  # no torch: that loads when an ensemble fits
 
     with connect(address) as resources:
         from ray.util.joblib import register_ray  # with ray, only when a cluster is asked for
 
         register_ray()
-        with joblib.parallel_backend("ray"):
+        runner = functools.partial(run_members_on_cluster, progress=progress or noop)
+        with joblib.parallel_backend("ray"), members_run_by(runner):
             yield resources
+
+
+def _member_task(train, job, X: np.ndarray, y: np.ndarray, n_threads: int, since_start: float):
+    """On a worker: one ensemble member (``parallel.train_one``); its state and its epoch rows."""
+    from mnistlab.models.cnn.parallel import train_one  # torch: loaded by the worker that trains
+
+    if dataclasses.is_dataclass(job) and not isinstance(job, type) and hasattr(job, "start"):
+        # The rows' "elapsed" counts from the fit's start; this node's clock has another origin.
+        job = dataclasses.replace(job, start=time.perf_counter() - since_start)
+    rows: list[dict] = []
+    return train_one(train, job, X, y, n_threads, rows.append), rows
+
+
+def run_members_on_cluster(  # long: submit, then collect in completion order, cancelling everything on Ctrl-C
+    train, tasks, y: np.ndarray, *, n_threads: int, on_row: Callable[[dict], None], progress: Progress = noop
+) -> list:
+    """Train each (job, X) of ``tasks`` as a Ray task of ``n_threads`` CPUs; their state dicts, in task order.
+
+    A ``models.cnn.parallel`` member runner. Each distinct input array and
+    the labels go into the object store once, whatever the number of members
+    that read them. A member's epoch rows reach ``on_row`` when the member
+    is done (not epoch by epoch: streaming them from other nodes would need
+    an actor for no gain in the result), so a rerun after a lost worker or
+    node (``max_retries``) never hands on a row twice. Every task runs
+    ``parallel.train_one`` with the same member seed and thread count as a
+    local fit, so the weights are the same. A failure or Ctrl-C cancels the
+    members still running.
+    """
+    import ray  # loaded already: the block that installed this runner joined the cluster
+    import torch
+
+    member = ray.remote(_member_task).options(num_cpus=n_threads, max_retries=MAX_RETRIES, retry_exceptions=False)
+    shared: dict[int, Any] = {}  # id(array) -> its ObjectRef: an array shared by members is put once
+    y_ref, shipped = ray.put(y), y.nbytes
+    refs = []
+    for job, X in tasks:
+        if id(X) not in shared:
+            shared[id(X)], shipped = ray.put(X), shipped + X.nbytes
+        since_start = time.perf_counter() - getattr(job, "start", time.perf_counter())  # of the fit, for "elapsed"
+        refs.append(member.remote(train, job, shared[id(X)], y_ref, n_threads, since_start))
+    index = {ref: i for i, ref in enumerate(refs)}
+    progress(
+        f"{len(refs)} ensemble members submitted to the cluster ({shipped / 2**20:.1f} MiB of data shared by them)"
+    )
+    states: dict[int, dict] = {}
+    pending = list(refs)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            i = index[ready[0]]
+            state, rows = _result(ray, ready[0], f"ensemble member {i + 1}")
+            states[i] = {k: torch.from_numpy(np.array(v)) for k, v in state.items()}  # np.array: a writable copy
+            for row in rows:
+                on_row(row)
+    except BaseException:  # Ctrl-C or a failed member: nothing of this fit keeps running on the cluster
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    return [states[i] for i in range(len(tasks))]
 
 
 def _check_reachable(address: str) -> None:
@@ -207,7 +283,7 @@ def run_units_on_cluster(  # long: submit, then collect in completion order, can
     return {"tasks": len(submitted), "shipped_bytes": shipped}
 
 
-def _result(ray, ref, label: str) -> tuple[Fitted, dict[str, bytes]]:
+def _result(ray, ref, label: str) -> Any:
     """A task's return value; its own one-sentence error as it is, a cluster failure as a ``ClusterError``."""
     try:
         return ray.get(ref)

@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +37,9 @@ from mnistlab.errors import RecipeError
 from mnistlab.models.files import is_cnn
 from mnistlab.models.recipes import RECIPES, Recipe, get_recipe
 
-__all__ = ["Contender", "resolve_specs", "resolve_spec", "check_for_data"]
+__all__ = ["Contender", "resolve_specs", "resolve_spec", "resolve_recipe_or_spec_file", "check_for_data"]
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a spec's model name, also a folder name
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Contender:
     code_sha256: str | None  # of the file that defines the user's code (None for mnistlab's recipes)
     spec: str  # as the user wrote it
     in_process: bool = False  # its classes live in a file worker processes cannot import: CV runs single-process
+    tuned: dict | None = None  # a spec file's {"recipe": base recipe name, "params": what it sets on it}
 
     @property
     def name(self) -> str:
@@ -62,6 +66,13 @@ def resolve_specs(specs) -> list[Contender]:
             raise RecipeError(f"Two models are named {c.name!r}; name each one once.")
         seen.add(c.name)
     return contenders
+
+
+def resolve_recipe_or_spec_file(name: str) -> Contender:
+    """What ``train`` takes: a recipe name or a spec file ``mnistlab sweep`` wrote, checked as ``compare`` checks it."""
+    if name.endswith(".json") and name not in RECIPES:
+        return _from_spec_file(name)
+    return Contender(get_recipe(name), None, name)
 
 
 def resolve_spec(spec) -> Contender:
@@ -93,12 +104,17 @@ def _from_spec_file(path: str) -> Contender:
     try:
         data = Path(path).read_bytes()
         saved = json.loads(data)
-        base_name, params = saved["recipe"], dict(saved["params"])
+        base_name, params = str(saved["recipe"]), dict(saved["params"])
         name = str(saved.get("name") or f"{base_name}-tuned")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RecipeError(
             f"Cannot read the spec file {path} ({type(exc).__name__}); give a JSON file written by `mnistlab sweep`."
         ) from None
+    if not _MODEL_NAME.fullmatch(name):  # it names model folders: no path separators, no dot-folders
+        raise RecipeError(
+            f"The spec file {path} names its model {name[:80]!r}; use letters, digits, '.', '_' and '-' "
+            '(at most 100, starting with a letter or digit) in its "name".'
+        )
     base = get_recipe(base_name)
 
     def build(seed: int, n_jobs: int):
@@ -109,7 +125,7 @@ def _from_spec_file(path: str) -> Contender:
     except ValueError as exc:
         raise RecipeError(f"The spec file {path} sets a parameter {base_name} does not take ({exc}).") from None
     recipe = Recipe(name, f"{base.description} Tuned: {json.dumps(params)}.", build, base.family, base.cv)
-    return Contender(recipe, hashlib.sha256(data).hexdigest(), path)
+    return Contender(recipe, hashlib.sha256(data).hexdigest(), path, tuned={"recipe": base_name, "params": params})
 
 
 def _load_file(path: str, spec: str):

@@ -25,9 +25,11 @@ from threadpoolctl import threadpool_limits
 from mnistlab.data.load import load_mnist, load_split
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import Record, json_safe_params, run_metrics
+from mnistlab.lab.specs import resolve_recipe_or_spec_file
+from mnistlab.models.cnn.parallel import member_runner
 from mnistlab.models.files import default_model_dir, save_model
 from mnistlab.models.proba import digit_probabilities
-from mnistlab.models.recipes import Recipe, get_recipe
+from mnistlab.models.recipes import Recipe
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.reader import Reader, load_reader
 
@@ -198,8 +200,16 @@ def calibrate(estimator, d: TrainTest, reader: Reader | None, progress: Progress
 def run_recipe(
     recipe_name: str, options: RunOptions, *, out=None, progress: Progress | None = None, data=None
 ) -> Scored:
-    """Cross-validate, fit, test and save one recipe (to ``out``, default ``default_model_dir``)."""
-    recipe = get_recipe(recipe_name)
+    """Cross-validate, fit, test and save one recipe (to ``out``, default ``default_model_dir``).
+
+    ``recipe_name`` is a recipe or the path of a spec file ``mnistlab sweep``
+    wrote (``*.json``): its base recipe with the spec's parameters set, named,
+    saved and recorded under the spec's name; the card and the result also
+    hold the file (``spec``), and the card its sha256 (``code_sha256``), as
+    ``compare`` records them. A bad spec file fails here, before any data loads.
+    """
+    contender = resolve_recipe_or_spec_file(recipe_name)
+    recipe = contender.recipe
     options = options.for_recipe(recipe)
     # Checked before minutes of training, not when saving after them.
     model_dir = check_writable_dir(out if out is not None else default_model_dir(recipe.name), "out")
@@ -218,8 +228,12 @@ def run_recipe(
     calibration = calibrate(run.estimator, d, reader, progress, recipe.name)
     record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, run.notes, calibration)
     progress(f"{recipe.name}: saving to {model_dir}")
-    save_model(run.estimator, model_dir, card=record.card())
-    return Scored(record.result(model_dir), d, run.y_pred)
+    card, from_spec = record.card(), {}
+    if contender.tuned is not None:  # a spec file: which one, and what it set on which recipe
+        card.update(spec=contender.spec, code_sha256=contender.code_sha256)
+        from_spec = {"spec": contender.spec, "tuned": contender.tuned}
+    save_model(run.estimator, model_dir, card=card)
+    return Scored({**record.result(model_dir), **from_spec}, d, run.y_pred)
 
 
 def _configure_cnn(estimator, name: str, target: float | None, progress: Progress) -> None:
@@ -231,7 +245,8 @@ def _configure_cnn(estimator, name: str, target: float | None, progress: Progres
         return
 
     members, goal = params["n_members"], estimator.get_params()["target"]
-    parallel = members > 1 and params.get("n_jobs", 1) != 1
+    # Members side by side: in local processes (n_jobs), or as cluster tasks (a runner installed for this block).
+    parallel = members > 1 and (params.get("n_jobs", 1) != 1 or member_runner() is not None)
     done = []
 
     def on_epoch(row: dict) -> None:
@@ -271,9 +286,10 @@ def train_recipe(
     data=None,
     target: float | None = None,
 ) -> dict:
-    """Cross-validate, fit, test and save one recipe; return the result object.
+    """Cross-validate, fit, test and save one recipe (or a sweep's spec file); return the result object.
 
-    ``cv=None`` uses the recipe's default folds (3, or 0 = skipped for slow
+    ``recipe`` is a name (``mnistlab recipes``) or a spec file ``mnistlab sweep``
+    wrote (see ``run_recipe``). ``cv=None`` uses the recipe's default folds (3, or 0 = skipped for slow
     recipes). ``limit`` keeps a stratified subset of that many training images.
     ``data=(X_train, X_test, y_train, y_test)`` replaces loading MNIST.
     The model is saved to ``out`` or ``default_model_dir(recipe)``. ``target``

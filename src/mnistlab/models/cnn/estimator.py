@@ -1,8 +1,9 @@
 """CNNClassifier: the CNN recipes as one scikit-learn estimator.
 
 The estimator checks its parameters and inputs, draws one seed per ensemble
-member and hands the members to ``loop.train_member``, one after the other or
-side by side in worker processes (``parallel``); what it keeps is an
+member and hands the members to ``loop.train_member``, one after the other,
+side by side in worker processes, or to the runner a cluster installed
+(``parallel``); what it keeps is an
 ``Averaged`` module of the trained nets. Saving and loading live in
 ``mnistlab.models.files``.
 
@@ -33,7 +34,7 @@ from mnistlab.models.cnn.checks import check_params
 from mnistlab.models.cnn.hyper import HYPER_FIELDS, Hyper
 from mnistlab.models.cnn.loop import Member, deskew_all, eval_batches, new_net, torch_settings, train_member
 from mnistlab.models.cnn.net import Averaged
-from mnistlab.models.cnn.parallel import train_in_processes
+from mnistlab.models.cnn.parallel import member_runner, train_in_processes
 from mnistlab.models.cnn.usernet import check_module
 
 __all__ = ["CNNClassifier", "build_model", "member_deskews"]
@@ -54,6 +55,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     n_members : nets trained with different seeds whose probabilities are averaged.
     n_jobs : members trained at once, each in its own process with ``n_threads`` threads
         (-1: one per CPU core). The weights are the same as with ``n_jobs=1``. Ignored on CUDA.
+        Inside ``parallel.members_run_by`` (``mnistlab train --cluster``) the members of an
+        ensemble go to that runner instead, whatever ``n_jobs`` says: each a task on the cluster
+        (not on CUDA, nor for a user's ``module``: those members train in this process).
     target : stop a member once its accuracy on a held-out ``validation_fraction``
         of the training data reaches this value (None: run all epochs on all data).
     backend : "torch" or "onnxruntime" for predict/predict_proba. onnxruntime answers a
@@ -181,10 +185,16 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
         # A user module trains here: its class may live in a file a worker process cannot import.
         in_process = device.type == "cuda" or self.module is not None
+        # A cluster's runner, for the block that installed it (members_run_by); for ensembles only.
+        runner = member_runner() if len(members) > 1 and not in_process else None
         n_workers = 1 if in_process else min(len(members), n_jobs)
-        if n_workers == 1:
+        if n_workers == 1 and runner is None:
             return [train_member(m, inputs[m.deskew_input], y_all, self._record).state_dict() for m in members]
-        tasks = [(m, inputs[m.deskew_input].cpu().numpy()) for m in members]
+        # One array per kind of input, shared by the members that read it (a runner ships each once).
+        arrays = {flag: x.cpu().numpy() for flag, x in inputs.items()}
+        tasks = [(m, arrays[m.deskew_input]) for m in members]
+        if runner is not None:
+            return runner(train_member, tasks, y_all.cpu().numpy(), n_threads=self.n_threads_, on_row=self._record)
         return train_in_processes(
             train_member,
             tasks,

@@ -15,28 +15,59 @@ them, and each worker watches its parent's pid, so a parent that is
 terminated or killed outright (SIGTERM, SIGKILL, a crash) leaves no worker
 behind: loky would otherwise keep an orphan alive for its idle timeout
 (minutes), holding the parent's pipes and its resource tracker.
+
+Elsewhere than in this machine's pool: ``members_run_by(runner)`` installs,
+for a block, a function that trains the members instead (``mnistlab.lab.cluster``
+installs one that makes each member a task on a Ray cluster). It gets the same
+arguments as ``train_in_processes`` less ``n_workers`` (the place decides how
+many run at once) and must return the same state dicts; ``train_one`` is the
+worker side to call, so that a member's weights are the same wherever it trains.
+This module knows nothing of Ray: the runner is plugged in from outside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from joblib.externals.loky import ProcessPoolExecutor
 
-__all__ = ["train_in_processes"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["train_in_processes", "train_one", "members_run_by", "member_runner", "MemberRunner"]
 
 # (job, X, y, on_row) -> trained module: loop.train_member
-Train = Callable[..., torch.nn.Module]
+Train = Callable[..., "torch.nn.Module"]
+# (train, tasks, y, *, n_threads, on_row) -> each member's state dict, in task order
+MemberRunner = Callable[..., "list[dict[str, torch.Tensor]]"]
+
+_runner: ContextVar[MemberRunner | None] = ContextVar("mnistlab_member_runner", default=None)
+
+
+@contextlib.contextmanager
+def members_run_by(runner: MemberRunner) -> Iterator[None]:
+    """For the block, ensembles fitted in this thread train their members with ``runner`` instead of a local pool."""
+    token = _runner.set(runner)
+    try:
+        yield
+    finally:
+        _runner.reset(token)
+
+
+def member_runner() -> MemberRunner | None:
+    """The runner ``members_run_by`` installed for this block; None: this machine's processes."""
+    return _runner.get()
 
 
 def train_in_processes(
@@ -54,6 +85,8 @@ def train_in_processes(
     each trained module's state dict, in task order. A failed task or Ctrl-C kills the
     other workers instead of leaving them running, then raises.
     """
+    import torch  # loaded already by the estimator that calls this; not at import, see members_run_by
+
     states: dict[int, dict[str, torch.Tensor]] = {}
     with tempfile.TemporaryDirectory(prefix="mnistlab-members-") as tmp:
         logs = [_RowLog(Path(tmp) / f"member-{i}.jsonl") for i in range(len(tasks))]
@@ -95,15 +128,31 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
 
 
 def _worker(train: Train, job, X: np.ndarray, y: np.ndarray, n_threads: int, row_file: str) -> dict[str, np.ndarray]:
-    """Worker-process side: one trained module's state as numpy arrays (they pickle cheaply)."""
-    torch.set_num_threads(n_threads)  # the parent's setting, so the weights match a sequential fit
+    """Worker-process side: ``train_one``, its epoch rows appended to ``row_file`` for the parent to tail."""
     with open(row_file, "a", encoding="utf-8") as rows:
 
         def send(row: dict) -> None:  # one whole line per row, flushed: the parent reads whole lines
             rows.write(json.dumps(row) + "\n")
             rows.flush()
 
-        net = train(job, torch.from_numpy(X), torch.from_numpy(y), send)
+        return train_one(train, job, X, y, n_threads, send)
+
+
+def train_one(
+    train: Train, job, X: np.ndarray, y: np.ndarray, n_threads: int, on_row: Callable[[dict], None]
+) -> dict[str, np.ndarray]:
+    """One member trained in this process with ``n_threads`` torch threads; its state as numpy arrays.
+
+    The same steps wherever a member trains (a local worker, a cluster task),
+    so the weights are those of a sequential fit with that thread count.
+    Arrays come back as numpy: they pickle cheaply and need no torch to ship.
+    """
+    import torch  # seconds to import: only in a process that trains
+
+    torch.set_num_threads(n_threads)  # the fitting process's setting, so the weights match a sequential fit
+    # Read-only arrays (zero-copy from an object store) are copied: torch tensors must be writable.
+    X, y = np.require(X, requirements="W"), np.require(y, requirements="W")
+    net = train(job, torch.from_numpy(X), torch.from_numpy(y), on_row)
     return {k: v.detach().contiguous().numpy() for k, v in net.state_dict().items()}
 
 
