@@ -92,7 +92,7 @@ def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtim
         (["--param", "lr=0.1", "--samples", "0"], "--samples must be from 1 to 1000 trials, got 0"),
         (["--param", "lr=0.1", "--seeds", "2", "--seed", "4294967295"], "--seeds 2 from seed 4294967295 runs past"),
         (["--param", "lr=0.1", "--limit", "60001"], "--limit must be between 20 and 60000"),
-        (["--param", "lr=0.1", "--concurrent", "0"], "--concurrent must be from 1 to 1000, got 0"),
+        (["--param", "lr=0.1", "--concurrent", "0"], "--concurrent must be a whole number from 1 to 1000, got 0"),
     ],
 )
 def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):

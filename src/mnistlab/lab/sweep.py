@@ -108,8 +108,11 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         raise ParameterError(
             "seeds", f"{{param}} {seeds} from seed {options.seed} runs past {MAX_SEED}, the largest seed; start lower."
         )
-    if max_concurrent is not None and (isinstance(max_concurrent, bool) or not 1 <= max_concurrent <= MAX_TRIALS):
-        raise ParameterError("max_concurrent", f"{{param}} must be from 1 to {MAX_TRIALS}, got {max_concurrent!r}.")
+    whole = isinstance(max_concurrent, int) and not isinstance(max_concurrent, bool)
+    if max_concurrent is not None and not (whole and 1 <= max_concurrent <= MAX_TRIALS):
+        raise ParameterError(
+            "max_concurrent", f"{{param}} must be a whole number from 1 to {MAX_TRIALS}, got {max_concurrent!r}."
+        )
     out = _writable_spec(Path(out))
     seed_list = [options.seed + k for k in range(seeds)]
     default_epochs = known.get("epochs", 1) if recipe.family == "cnn" else 1
