@@ -55,7 +55,9 @@ def run_sweep(args, root: Path, name: str, cluster: str) -> float:
 
     start = time.perf_counter()
     options = RunOptions(limit=args.limit, n_jobs=1)
-    sweep(args.sweep_recipe, parse_params(args.sweep_param), options, cluster=cluster, out=root / f"{name}.json")
+    store = f"sqlite:///{root / name / 'mlflow.db'}"  # compare's (set up already), not the user's default store
+    grid = parse_params(args.sweep_param)
+    sweep(args.sweep_recipe, grid, options, cluster=cluster, tracking_uri=store, out=root / f"{name}.json")
     return time.perf_counter() - start
 
 

@@ -1,4 +1,4 @@
-"""`mnistlab sweep` on a real local Ray runtime: a 4-point grid of a small CNN with ASHA, the best saved and compared.
+"""`mnistlab sweep` on a real local Ray runtime and a real MLflow store: ASHA stops a trial, every trial is tracked.
 
 One Ray runtime (two CPUs) serves the module and stops at the end; the
 command joins it (a runtime already running in the process is used as it is).
@@ -25,36 +25,64 @@ def runtime():
     ray.shutdown()
 
 
-def test_a_grid_sweep_reports_every_trial_and_saves_the_best_as_a_spec(runtime, tmp_path):
-    spec = tmp_path / "best.json"
-    args = ["sweep", "cnn-fast", "--param", "lr=0.0001,0.2", "--param", "epochs=1,3", "--limit", "500"]
-    done = runner.invoke(app, [*args, "--out", str(spec), "--json"])
+def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtime, tmp_path):
+    # One trial at a time, in grid order: the lr 1e-4 trial reaches epoch 1 after both lr 0.05 trials recorded
+    # theirs, so ASHA's cutoff there (their median) is known and far above what lr 1e-4 reaches in one epoch.
+    # Batches of 32: 14 steps an epoch on the 450 images fitted, enough for lr 0.05 to learn in 3 epochs.
+    spec, store = tmp_path / "best.json", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = ["--param", "lr=0.05,0.0001", "--param", "epochs=3,1", "--param", "batch_size=32"]
+    grid += ["--limit", "500", "--concurrent", "1"]
+    done = runner.invoke(app, ["sweep", "cnn-fast", *grid, "--tracking-uri", store, "--out", str(spec), "--json"])
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout)
-    trials = result["trials"]
-    assert sorted((t["config"]["lr"], t["config"]["epochs"]) for t in trials) == [
-        (0.0001, 1),
-        (0.0001, 3),
-        (0.2, 1),
-        (0.2, 3),
-    ]
-    for t in trials:  # each trial ran all its epochs, or fewer and is marked stopped by ASHA
-        assert t["error"] is None and 1 <= t["epochs"] <= t["config"]["epochs"]
-        assert t["stopped"] == (t["epochs"] < t["config"]["epochs"])
-        assert 0 <= t["val_accuracy"] <= 1
-    assert result["best"]["val_accuracy"] == max(t["val_accuracy"] for t in trials)
-    assert result["best"]["config"]["lr"] == 0.2  # lr 1e-4 barely moves the weights in 3 epochs
+    trials = {(t["config"]["lr"], t["config"]["epochs"]): t for t in result["trials"]}
+    assert list(trials) == [(0.05, 3), (0.05, 1), (0.0001, 3), (0.0001, 1)]  # grid order
+    for key, t in trials.items():
+        assert t["error"] is None and len(t["history"]) == t["epochs"] and t["history"][-1] == t["val_accuracy"]
+        assert t["stopped"] == (key == (0.0001, 3)), key
+    assert trials[0.0001, 3]["epochs"] == 1 and trials[0.05, 3]["epochs"] == 3
+    assert trials[0.0001, 3]["val_accuracy"] < min(trials[0.05, 3]["history"][0], trials[0.05, 1]["history"][0])
+    assert result["best"]["val_accuracy"] == max(t["val_accuracy"] for t in trials.values())
+    assert result["best"]["config"] == {"lr": 0.05, "epochs": 3, "batch_size": 32}  # lr 1e-4 barely moves the weights
     saved = json.loads(spec.read_text())
     assert saved["recipe"] == "cnn-fast" and saved["params"] == result["best"]["config"]
-    # compare takes the saved configuration like a recipe name
+
+    # MLflow: the sweep's run holds the plan and the best; one nested run per trial, with its epochs as steps
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("mnistlab-sweep").experiment_id
+    runs = client.search_runs([experiment])
+    assert result["tracking_uri"] == store and len(runs) == 5
+    parent = client.get_run(result["run_id"])
+    assert (
+        parent.info.status == "FINISHED" and parent.data.metrics["best_val_accuracy"] == result["best"]["val_accuracy"]
+    )
+    assert {k: parent.data.params[k] for k in ("recipe", "limit", "seeds", "spec", "best.lr", "best.epochs")} == {
+        "recipe": "cnn-fast", "limit": "500", "seeds": "[42]", "spec": str(spec), "best.lr": "0.05", "best.epochs": "3",
+    }  # fmt: skip
+    assert parent.data.params["data_sha256"] == saved["data_sha256"] and "version.ray" in parent.data.params
+    children = [r for r in runs if r.info.run_id != result["run_id"]]
+    assert sorted(r.info.run_id for r in children) == sorted(t["run_id"] for t in trials.values())
+    for run in children:
+        t = next(t for t in trials.values() if t["run_id"] == run.info.run_id)
+        assert run.data.tags["mlflow.parentRunId"] == result["run_id"] and run.info.status == "FINISHED"
+        assert run.data.params == {**{k: str(v) for k, v in t["config"].items()}, "seed": "42"}
+        steps = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert sorted((m.step, m.value) for m in steps) == list(enumerate(t["history"], start=1))
+        assert run.data.tags["mnistlab_stopped"] == str(t["stopped"]) and run.data.metrics["epochs"] == t["epochs"]
+
+    # compare takes the saved configuration like a recipe name; `runs` lists compare's runs, not the sweep's
     compared = runner.invoke(
         app,
         ["compare", str(spec), "--limit", "500", "--cv", "0", "--n-jobs", "1", "--out", str(tmp_path / "r")]
-        + ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--json"],
+        + ["--tracking-uri", store, "--json"],
     )
     assert compared.exit_code == 0, compared.output
     (row,) = json.loads(compared.stdout)["results"]
-    assert row["model"] == "cnn-fast-tuned" and row["test_accuracy_mean"] > 0.1
+    assert row["model"] == "cnn-fast-tuned" and row["test_accuracy_mean"] > 0.5
+    listed = json.loads(runner.invoke(app, ["runs", "--tracking-uri", store, "--json"]).stdout)
+    assert [r["model"] for r in listed] == ["cnn-fast-tuned"]
 
 
 @pytest.mark.parametrize(
@@ -65,6 +93,7 @@ def test_a_grid_sweep_reports_every_trial_and_saves_the_best_as_a_spec(runtime, 
         (["--param", "lr=0.1", "--samples", "0"], "--samples must be from 1 to 1000 trials, got 0"),
         (["--param", "lr=0.1", "--seeds", "2", "--seed", "4294967295"], "--seeds 2 from seed 4294967295 runs past"),
         (["--param", "lr=0.1", "--limit", "60001"], "--limit must be between 20 and 60000"),
+        (["--param", "lr=0.1", "--concurrent", "0"], "--concurrent must be a whole number from 1 to 1000, got 0"),
     ],
 )
 def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
@@ -74,6 +103,18 @@ def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and says in lines[0], done.stderr
     assert not spec.parent.exists()  # checked writable, not made, before the settings were known to run
+
+
+def test_a_store_that_cannot_be_opened_is_one_sentence_before_any_trial(tmp_path):
+    (tmp_path / "file").write_text("")
+    store, spec = f"sqlite:///{tmp_path / 'file' / 'x.db'}", tmp_path / "b.json"
+    # epochs=0 fails in a trial: the store's error instead shows that it was checked before any trial ran
+    args = ["sweep", "cnn-fast", "--param", "epochs=0", "--limit", "500", "--tracking-uri", store]
+    done = runner.invoke(app, [*args, "--out", str(spec), "--json"])
+    assert done.exit_code == 2 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Cannot open the tracking store {store} (") and line.endswith("MLFLOW_TRACKING_URI.")
+    assert not spec.exists()
 
 
 def test_with_seeds_each_configuration_runs_per_seed_and_the_best_mean_wins(runtime, tmp_path):
@@ -97,6 +138,15 @@ def test_with_seeds_each_configuration_runs_per_seed_and_the_best_mean_wins(runt
         )
     assert result["best"] == max(configs, key=lambda c: c["val_accuracy"])
     assert json.loads((tmp_path / "best.json").read_text())["seeds"] == [7, 8]
+    # no tracking_uri: the store compare uses by default, the trials nested under the sweep's run
+    from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker, default_tracking_uri
+
+    tracker = Tracker(None, SWEEP_EXPERIMENT)
+    assert result["tracking_uri"] == tracker.uri == default_tracking_uri()
+    nested = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'"
+    )
+    assert sorted(r.info.run_id for r in nested) == sorted(t["run_id"] for t in trials)
 
 
 def test_random_draws_are_seeded():

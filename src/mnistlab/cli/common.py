@@ -52,6 +52,7 @@ FLAGS = {
     "save_preprocessed": "--save-preprocessed",
     "param": "--param",
     "samples": "--samples",
+    "max_concurrent": "--concurrent",
 }
 
 

@@ -46,6 +46,12 @@ def sweep_cmd(
         metavar="ADDRESS",
         help="Ray cluster for the trials: host:port, ray://host:port, auto, or local (this machine; the default).",
     ),
+    concurrent: int | None = typer.Option(
+        None, "--concurrent", metavar="N", help="At most N trials at once (default: one per CPU); 1: repeatable ASHA."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking store (as for compare); experiment mnistlab-sweep."
+    ),
     spec_file: Path = typer.Option(Path("best.json"), "--out", help="Where to save the best configuration (JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: the trials and the best."),
 ):
@@ -63,21 +69,29 @@ def sweep_cmd(
             seeds=seeds,
             dataset=dataset,
             cluster=cluster,
+            max_concurrent=concurrent,
+            tracking_uri=tracking_uri,
             out=spec_file,
             progress=progress,
         )
     if as_json:
         typer.echo(json.dumps(result))
         return
+    _print(result, recipe, list(grid))
+
+
+def _print(result: dict, recipe: str, names: list[str]) -> None:
+    """The trials as a table, best first; the best configuration, where it was saved and recorded."""
     table = Table(title=f"{recipe}: {len(result['trials'])} trial(s), held-out accuracy (10% of the training set)")
-    for col in (*grid, "seed", "held-out acc", "epochs", "ended"):
+    for col in (*names, "seed", "held-out acc", "epochs", "ended"):
         table.add_column(col, justify="right")
     for t in sorted(result["trials"], key=lambda t: (-t["val_accuracy"], t["seed"])):
         ended = "stopped early" if t["stopped"] else "completed"
-        values = [str(t["config"][k]) for k in grid]
+        values = [str(t["config"][k]) for k in names]
         table.add_row(*values, str(t["seed"]), f"{t['val_accuracy']:.4f}", str(t["epochs"]), ended)
     out.print(table)
     best = result["best"]
     mean = f"mean over {len(best['val_accuracies'])} seeds" if len(best["val_accuracies"]) > 1 else "held-out"
     out.print(f"best: {json.dumps(best['config'])} ({mean} accuracy {best['val_accuracy']:.4f})", soft_wrap=True)
+    out.print(f"recorded as run {result['run_id']} in {result['tracking_uri']} (`mlflow ui`)", soft_wrap=True)
     out.print(f"saved {result['spec']}: `mnistlab compare {result['spec']} {recipe}` tests it", soft_wrap=True)

@@ -7,7 +7,9 @@ test. CNN trials report their held-out accuracy after every epoch and ASHA
 (asynchronous successive halving) stops those that trail; a classic recipe's
 trial reports once. With several seeds each configuration runs once per seed
 and is judged by its mean. The best configuration is saved as a spec file
-(JSON) that ``compare`` takes like a recipe name.
+(JSON) that ``compare`` takes like a recipe name. The sweep is tracked in
+MLflow (``tracking``) as one run with a nested run per trial, written by the
+driver once the trials have returned, so a trial Ray reruns is one run.
 
 The dataset goes into Ray's object store once (``tune.with_parameters``);
 trials run on the cluster ``connect`` joined (``local``: this machine). Ray
@@ -17,6 +19,7 @@ Tune is imported only here, and this module only when a sweep runs.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import itertools
 import json
 import os
@@ -30,6 +33,8 @@ from mnistlab.errors import ParameterError
 from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
+from mnistlab.lab.record import package_versions
+from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker
 from mnistlab.models.recipes import get_recipe
 
 __all__ = ["parse_params", "sweep", "MAX_TRIALS", "HELD_OUT"]
@@ -61,7 +66,7 @@ def _value(text: str):
         return text
 
 
-def sweep(  # long: check, plan, run the trials, pick, save; one reading order
+def sweep(  # long: check, plan, run the trials, pick, save, record; one reading order
     recipe_name: str,
     params: dict[str, list],
     options: RunOptions,
@@ -70,16 +75,23 @@ def sweep(  # long: check, plan, run the trials, pick, save; one reading order
     seeds: int = 1,
     dataset: str = "mnist",
     cluster: str = "local",
+    max_concurrent: int | None = None,
+    tracking_uri: str | None = None,
     out: Path | str = "best.json",
     progress: Progress | None = None,
 ) -> dict:
     """Search ``params`` for ``recipe_name``: the grid, or ``samples`` configurations drawn from it, each with ``seeds``.
 
     A trial is one (configuration, seed). Returns ``{"best", "configs",
-    "trials", "spec"}``: each trial has its ``config``, ``seed``,
-    ``val_accuracy`` (the last reported), ``epochs`` reported and ``stopped``
-    (ended early by ASHA); each configuration its mean held-out accuracy over
-    the seeds. The best configuration is the one with the highest mean.
+    "trials", "spec", "run_id", "tracking_uri"}``: each trial has its
+    ``config``, ``seed``, ``val_accuracy`` (the last reported), ``history``
+    (held-out accuracy after each epoch), ``epochs`` reported, ``stopped``
+    (ended early by ASHA) and its tracked ``run_id``; each configuration its
+    mean held-out accuracy over the seeds. The best configuration is the one
+    with the highest mean. Trials start in grid order (configuration, then
+    seed), at most ``max_concurrent`` at once (None: as many as the cluster
+    has CPUs). The sweep is recorded in the tracking store (``tracking_uri``,
+    as for ``compare``) as one run with a nested run per trial.
     """
     progress = progress or noop
     recipe = get_recipe(recipe_name)
@@ -96,6 +108,11 @@ def sweep(  # long: check, plan, run the trials, pick, save; one reading order
         raise ParameterError(
             "seeds", f"{{param}} {seeds} from seed {options.seed} runs past {MAX_SEED}, the largest seed; start lower."
         )
+    whole = isinstance(max_concurrent, int) and not isinstance(max_concurrent, bool)
+    if max_concurrent is not None and not (whole and 1 <= max_concurrent <= MAX_TRIALS):
+        raise ParameterError(
+            "max_concurrent", f"{{param}} must be a whole number from 1 to {MAX_TRIALS}, got {max_concurrent!r}."
+        )
     out = _writable_spec(Path(out))
     seed_list = [options.seed + k for k in range(seeds)]
     default_epochs = known.get("epochs", 1) if recipe.family == "cnn" else 1
@@ -104,6 +121,8 @@ def sweep(  # long: check, plan, run the trials, pick, save; one reading order
     name, bunch = open_dataset(dataset)
     for seed in seed_list:  # a --limit the dataset cannot give fails before any trial
         split_for(name, bunch, dataclasses.replace(options, seed=seed))
+    progress("opening the tracking store")
+    tracker = Tracker(tracking_uri, SWEEP_EXPERIMENT)
     # Tune's progress tables would bury the one-line steps; the trials' rows come back in the result.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with connect(cluster):
@@ -113,31 +132,47 @@ def sweep(  # long: check, plan, run the trials, pick, save; one reading order
         trainable = tune.with_parameters(_trial, recipe_name=recipe_name, options=options, dataset=name, bunch=bunch)
         scheduler = ASHAScheduler(max_t=max_epochs, grace_period=1, reduction_factor=2) if max_epochs > 1 else None
         progress(f"running {len(configs) * seeds} trial(s) of {recipe_name}")
+        # One grid over (configuration, seed) pairs: Tune creates trials in this order.
+        units = [{"params": c, "seed": s} for c in configs for s in seed_list]
         with tempfile.TemporaryDirectory() as storage:
             tuner = tune.Tuner(
                 tune.with_resources(trainable, {"cpu": 1}),
-                param_space={"params": tune.grid_search(configs), "seed": tune.grid_search(seed_list)},
-                tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", scheduler=scheduler),
+                param_space={"unit": tune.grid_search(units)},
+                tune_config=tune.TuneConfig(
+                    metric="val_accuracy", mode="max", scheduler=scheduler, max_concurrent_trials=max_concurrent
+                ),
                 run_config=tune.RunConfig(storage_path=storage, name="sweep", verbose=0),
             )
             found = tuner.fit()
-            trials = [_trial_row(found[i], default_epochs) for i in range(len(found))]
-    if any(t["error"] for t in trials):
-        bad = next(t for t in trials if t["error"])
-        raise ParameterError("param", f"The trial {bad['config']} failed ({bad['error']}); check the values.")
+            trials = [_trial_row(found[i], default_epochs) for i in range(len(found))]  # read before storage goes
+    trials.sort(key=lambda t: units.index({"params": t["config"], "seed": t["seed"]}))
+    failed = next((t for t in trials if t["error"]), None)
     summary = [_config_row(c, [t for t in trials if t["config"] == c]) for c in configs]
-    best = max(summary, key=lambda c: (c["val_accuracy"], -c["stopped"]))
+    best = None if failed else max(summary, key=lambda c: (c["val_accuracy"], -c["stopped"]))
     spec = {
         "recipe": recipe_name,
         "name": f"{recipe_name}-tuned",
-        "params": best["config"],
-        "val_accuracy": best["val_accuracy"],
+        "params": best["config"] if best else None,
+        "val_accuracy": best["val_accuracy"] if best else None,
         "seeds": seed_list,
         "data_sha256": bunch.details["data_sha256"],
         **{k: getattr(options, k) for k in ("split", "limit")},
     }
-    atomic_write_bytes(out, (json.dumps(spec, indent=2) + "\n").encode())
-    return {"best": best, "configs": summary, "trials": trials, "spec": str(out)}
+    if best is not None:
+        atomic_write_bytes(out, (json.dumps(spec, indent=2) + "\n").encode())
+    progress(f"recording {len(trials)} trial(s) in {tracker.uri}")
+    plan = {"grid": params, "samples": samples, "dataset": name, "max_concurrent": max_concurrent}
+    run_id = _record(tracker, spec, plan, trials, best, str(out) if best else None)
+    if failed is not None:
+        raise ParameterError("param", f"The trial {failed['config']} failed ({failed['error']}); check the values.")
+    return {
+        "best": best,
+        "configs": summary,
+        "trials": trials,
+        "spec": str(out),
+        "run_id": run_id,
+        "tracking_uri": tracker.uri,
+    }
 
 
 def _configs(params: dict[str, list], samples: int | None, seed: int) -> list[dict]:
@@ -182,6 +217,7 @@ def _trial(config: dict, *, recipe_name: str, options: RunOptions, dataset: str,
     from sklearn.model_selection import train_test_split
 
     recipe = get_recipe(recipe_name)
+    config = config["unit"]
     options = dataclasses.replace(options, seed=config["seed"])
     d = split_for(dataset, bunch, options)
     X_fit, X_val, y_fit, y_val = train_test_split(
@@ -199,15 +235,70 @@ def _trial(config: dict, *, recipe_name: str, options: RunOptions, dataset: str,
 
 
 def _trial_row(result, default_epochs: int) -> dict:
-    """One trial as reported: configuration, seed, last held-out accuracy, epochs run, whether ASHA stopped it."""
+    """One trial as reported: configuration, seed, held-out accuracy per epoch, whether ASHA stopped it."""
     metrics = result.metrics or {}
     epochs = int(metrics.get("training_iteration", 0))
-    config = dict(result.config["params"])
+    unit = result.config["unit"]
+    config = dict(unit["params"])
     return {
         "config": config,
-        "seed": int(result.config["seed"]),
+        "seed": int(unit["seed"]),
         "val_accuracy": float(metrics.get("val_accuracy", float("nan"))),
+        "history": _history(result.metrics_dataframe),
         "epochs": epochs,
         "stopped": result.error is None and epochs < int(config.get("epochs", default_epochs)),
         "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:300],
     }
+
+
+def _history(frame) -> list[float]:
+    """Held-out accuracy after each reported epoch, from a trial's table of results (one row per report)."""
+    if frame is None or "val_accuracy" not in frame or "training_iteration" not in frame:
+        return []
+    rows = frame.dropna(subset=["val_accuracy"]).drop_duplicates("training_iteration", keep="last")
+    return [float(v) for v in rows.sort_values("training_iteration")["val_accuracy"]]
+
+
+def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: dict | None, spec_path) -> str:
+    """The sweep as one run and each trial as a run nested in it, once, from the driver; the sweep's run id.
+
+    Recording here rather than in the trials means a trial Ray reruns is still
+    one run, and workers never need the store.
+    """
+    versions = {**package_versions(), "ray": _version("ray"), "torch": _version("torch")}
+    parent = tracker.start_run(
+        f"sweep {spec['recipe']} {plan['dataset']}",
+        tags={"kind": "sweep", "model": spec["recipe"], "dataset": plan["dataset"], "spec": spec_path},
+        params={
+            "recipe": spec["recipe"],
+            **plan,
+            **{k: spec[k] for k in ("seeds", "data_sha256", "split", "limit")},
+            "spec": spec_path,
+            **{f"best.{k}": v for k, v in (best["config"] if best else {}).items()},
+            **{f"version.{k}": v for k, v in versions.items() if v is not None},
+        },
+    )
+    for t in trials:
+        t["run_id"] = tracker.start_run(
+            " ".join(f"{k}={v}" for k, v in t["config"].items()) + f" seed {t['seed']}",
+            tags={"kind": "trial", "model": spec["recipe"], "dataset": plan["dataset"], "seed": t["seed"]}
+            | {"stopped": t["stopped"], **({"error": t["error"]} if t["error"] else {})},
+            params={**t["config"], "seed": t["seed"]},
+            parent=parent,
+        )
+        tracker.end_run(
+            t["run_id"],
+            metrics={"epochs": t["epochs"], "stopped": int(t["stopped"])},
+            series={"val_accuracy": t["history"]},
+            failed=t["error"] is not None,
+        )
+    tracker.end_run(parent, metrics={"best_val_accuracy": best["val_accuracy"] if best else None}, failed=not best)
+    return parent
+
+
+def _version(package: str) -> str | None:
+    """An installed package's version, read without importing it (torch takes seconds)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -4,11 +4,12 @@ The store is MLflow's embedded SQLite database in the user data folder
 (``$XDG_DATA_HOME/mnistlab/tracking/mlflow.db``, artifacts beside it) unless
 ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names another (any tracking
 server). ``mlflow ui --backend-store-uri sqlite:///...`` shows the runs. All
-runs go to one experiment, ``mnistlab-compare``; each carries ``mnistlab_*``
-tags (model, dataset, seed, the reuse key, the model directory and checksums),
-the estimator's parameters, the metrics (per-fold CV as steps of
-``cv_accuracy``) and artifacts: the model card, the confusion matrix, the
-fit's report and its test predictions.
+of ``compare`` go to one experiment, ``mnistlab-compare``; each carries
+``mnistlab_*`` tags (model, dataset, seed, the reuse key, the model directory
+and checksums), the estimator's parameters, the metrics (per-fold CV as steps
+of ``cv_accuracy``) and artifacts: the model card, the confusion matrix, the
+fit's report and its test predictions. Sweeps go to ``mnistlab-sweep``: one
+parent run per sweep, a nested run per trial (``start_run``, ``end_run``).
 
 MLflow takes about a second to import and a fresh SQLite store a few more to
 set up, so it is imported here only, and this module only when a comparison
@@ -22,6 +23,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,10 @@ import numpy as np
 from mnistlab.errors import TrackingError
 from mnistlab.models.files import models_root
 
-__all__ = ["EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
+__all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
 
 EXPERIMENT = "mnistlab-compare"
+SWEEP_EXPERIMENT = "mnistlab-sweep"  # apart: its runs score held-out parts, compare's the test set
 TAG = "mnistlab_"  # prefix of mnistlab's tags (underscores: filter strings need no quoting)
 _PARAM_CHARS = 500  # a parameter's value is cut to this length (module reprs can run long)
 
@@ -53,7 +56,7 @@ def resolve_uri(uri: str | None = None) -> str:
 class Tracker:
     """One tracking store, opened (and its experiment created) before anything trains."""
 
-    def __init__(self, uri: str | None = None):
+    def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT):
         self.uri = resolve_uri(uri)
         # A tracking server that does not answer should fail in seconds, not after MLflow's minutes of retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -70,9 +73,9 @@ class Tracker:
             artifacts = (Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "artifacts").as_uri()
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
-            found = self.client.get_experiment_by_name(EXPERIMENT)
+            found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+                found.experiment_id if found else self.client.create_experiment(experiment, artifact_location=artifacts)
             )
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise TrackingError(
@@ -114,6 +117,36 @@ class Tracker:
             return run_id
 
         return self._guard(write)
+
+    def start_run(self, name: str, *, tags: dict, params: dict, parent: str | None = None) -> str:
+        """A new run (nested under the run ``parent`` when given) with its tags and parameters; its id."""
+        from mlflow.entities import Param, RunTag
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        def write() -> str:
+            nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=nested).info.run_id
+            batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
+            for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(run_id, params=batch_params[i : i + 100])
+            self.client.log_batch(run_id, tags=[RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None])
+            return run_id
+
+        return self._guard(write)
+
+    def end_run(self, run_id: str, *, metrics: dict, series: dict | None = None, failed: bool = False) -> None:
+        """Log a run's metrics (``series``: name to values for steps 1, 2, ...) and mark it finished or failed."""
+        from mlflow.entities import Metric
+
+        def write() -> None:
+            now = int(time.time() * 1000)
+            batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
+            batch += [Metric(k, float(v), now, i + 1) for k, vs in (series or {}).items() for i, v in enumerate(vs)]
+            for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
+                self.client.log_batch(run_id, metrics=batch[i : i + 1000])
+            self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+        self._guard(write)
 
     def artifact(self, run_id: str, file_name: str) -> bytes:
         """The bytes of one artifact of a run."""
