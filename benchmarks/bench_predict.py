@@ -4,7 +4,10 @@
         [--files 2000] [--photos 200] [--repeat 3]
 
 1. The shipped nets on onnxruntime (one intra-op thread, as served): images/s
-   at batch 1000 and the latency of one image (median of many calls).
+   at batch 1000 and the latency of one image (median of many calls); then
+   the nets of the ``cnn-fast`` and ``cnn`` recipes (built as ``train`` builds
+   them, weights untrained: the speed does not depend on them) with one
+   intra-op thread and with one per CPU.
 2. ``Predictor.describe`` per image at batch 1 and batch 64 (what micro-batching
    saves), split into the classifier and the not-a-digit scores; with
    OpenBLAS's default threads and with one (as the server and predict run).
@@ -72,6 +75,35 @@ def nets(predictor, digits: np.ndarray, repeat: int) -> None:
             f"  {name:>10}: {statistics.median(rates):9,.0f} images/s at batch 1000, "
             f"one image {statistics.median(one) * 1000:.3f} ms (median of 2000)"
         )
+
+
+def recipe_nets(digits: np.ndarray, repeat: int) -> None:
+    """The recipes' nets alone on onnxruntime: images/s at batch 1000 and one image, 1 thread and all cores."""
+    from mnistlab.models.cnn.net import build_net
+    from mnistlab.models.cnn.onnx import OnnxPredictor
+    from mnistlab.models.recipes import get_recipe
+
+    x = np.resize(digits, (1000, 1, 28, 28)).astype(np.float32) / 255
+    for recipe in ("cnn-fast", "cnn"):
+        arch = get_recipe(recipe).build(0, 1).get_params()["arch"]
+        module = build_net(arch, 10, (28, 28)).eval()
+        for threads in sorted({1, os.cpu_count() or 1}):
+            net = OnnxPredictor.from_module(module, (28, 28), range(10), n_threads=threads)
+            net.predict_proba(x)
+            rates = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                net.predict_proba(x)
+                rates.append(len(x) / (time.perf_counter() - t))
+            one = []
+            for i in range(2000):
+                t = time.perf_counter()
+                net.predict_proba(x[i % 1000 : i % 1000 + 1])
+                one.append(time.perf_counter() - t)
+            print(
+                f"  {recipe:>10} ({arch}), {threads} thread(s): {statistics.median(rates):9,.0f} images/s at batch "
+                f"1000, one image {statistics.median(one) * 1000:.3f} ms (median of 2000)"
+            )
 
 
 def describe_split(predictor, digits: np.ndarray) -> None:
@@ -161,6 +193,8 @@ def main():
     predictor = load_predictor(None)
     print("1. shipped nets on onnxruntime, one thread")
     nets(predictor, digits, args.repeat)
+    print("   the recipes' nets, weights untrained")
+    recipe_nets(digits, args.repeat)
     print("2. describe per image, BLAS threads as found (OpenBLAS: one per CPU)")
     describe_split(predictor, digits)
     print("   ... with one BLAS thread, as `mnistlab serve` and `predict` run")
