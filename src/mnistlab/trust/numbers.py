@@ -24,16 +24,16 @@ import numpy as np
 
 from mnistlab.reading.segment import upright_columns
 from mnistlab.reading.steps import digit_from
-from mnistlab.trust.scores import SCORES
+from mnistlab.trust.scores import silhouette
 
 if TYPE_CHECKING:  # the Predictor's module imports this one
     from mnistlab.trust.predict import Predictor
 
 __all__ = ["Row", "row_of", "read_part"]
 
-_NOT_A_DIGIT = SCORES.index("not_a_digit")
 _STEP = 0.1  # cut spacing, in row heights
 _EDGE = 0.2  # no cut nearer a part's ends than this many row heights
+_MAX_CUTS = 40  # parts wider than about 4 row heights are left as they are
 _PIECE = (0.3, 1.0)  # widths (row heights) of runs of pieces read as one digit; single pieces always are
 _RECHECK = 1.2  # a confident part is re-read when this many times as wide as the row's digits
 _DETECTOR = 2.0  # weight of log(1 - detector's not-a-digit probability)
@@ -72,24 +72,27 @@ def read_part(predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: di
     if whole["confident"] and width <= _RECHECK * row.digit_width:
         return [whole]
     inner = np.arange(_EDGE * row.height, width - _EDGE * row.height + 1e-9, _STEP * row.height)
+    if len(inner) > _MAX_CUTS:  # a row whose height was misjudged (a page of specks): no reading to gain
+        return [whole]
     bounds = lo + np.concatenate([[0.0], inner, [width]])
     spans, ink_widths = _spans(np.sort(upright), bounds, row.height)
     if len(spans) < 2:
         return [whole]
     images = np.stack([digit_from(ink, _piece(part, ys, xs, upright, bounds[i], bounds[j])) for i, j in spans])
-    proba, scores = predictor.classify(images), predictor.reader.scores(images)
+    proba = predictor.classify(images)
+    not_a_digit = predictor.reader.detector.proba(silhouette(images))[:, -1]  # the reader's other scores: chosen only
     digits = proba.argmax(axis=1)
     relative = ink_widths * row.height / row.digit_width
     value = (
         np.log(np.maximum(proba.max(axis=1), 1e-6))
-        + _DETECTOR * np.log(np.maximum(1 - scores[:, _NOT_A_DIGIT], 1e-6))
+        + _DETECTOR * np.log(np.maximum(1 - not_a_digit, 1e-6))
         - _WIDTH_COST * np.where(digits != 1, np.maximum(0.0, _NARROW - relative), 0.0)
         - _WIDTH_COST * np.maximum(0.0, relative - _WIDE)
     )
     chosen = _best_reading(spans, value, len(bounds), width / row.digit_width)
     if len(chosen) <= 1:
         return [whole]
-    return predictor.results(images[chosen], proba[chosen], scores[chosen], len(whole["top"]))
+    return predictor.results(images[chosen], proba[chosen], predictor.reader.scores(images[chosen]), len(whole["top"]))
 
 
 def _around(ink: np.ndarray, part: np.ndarray, margin: int = 3) -> tuple[np.ndarray, np.ndarray]:
