@@ -3,6 +3,8 @@
 The ink is found as ``to_mnist`` finds it; connected components are grouped
 into digits (broken strokes merged, small fragments joined to a neighbour),
 and groups much wider than the row is tall are split where the ink is thinnest.
+``row_slant`` and ``upright_columns`` give the lean of the hand, along which
+touching digits are cut apart (``mnistlab.trust.numbers``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from scipy import ndimage
 
 from mnistlab.reading.steps import digit_from, ink_and_mask
 
-__all__ = ["segment_digits", "find_digits", "cut"]
+__all__ = ["segment_digits", "find_digits", "cut", "row_slant", "upright_columns"]
 
 _EIGHT = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1]], bool)  # 8-connectivity
 
@@ -113,3 +115,40 @@ def segment_digits(image) -> list[np.ndarray]:
     """
     ink, parts = find_digits(image)
     return [digit_from(ink, part) for part in parts]
+
+
+# --- the row's slant ----------------------------------------------------------------
+
+
+def row_slant(mask: np.ndarray) -> float:
+    """The hand's lean: columns of shift per row downwards (negative when it leans right).
+
+    The ink-weighted median of the second-moment slants (covariance of x and y
+    over the variance of y) of the components at least half as tall as the
+    tallest, held within +-0.6 (about 30 degrees).
+    """
+    labels, n = ndimage.label(mask, structure=_EIGHT)
+    if n == 0:
+        return 0.0
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    count = np.bincount(lab, minlength=n + 1).astype(float)
+    mean_y = np.bincount(lab, ys, n + 1) / np.maximum(count, 1)
+    mean_x = np.bincount(lab, xs, n + 1) / np.maximum(count, 1)
+    dy, dx = ys - mean_y[lab], xs - mean_x[lab]
+    var_y, cov_xy = np.bincount(lab, dy * dy, n + 1), np.bincount(lab, dx * dy, n + 1)
+    heights = np.array([0] + [s[0].stop - s[0].start for s in ndimage.find_objects(labels)])
+    tall = (heights >= 0.5 * heights.max()) & (var_y > 0)
+    if not tall.any():
+        return 0.0
+    slopes, weights = cov_xy[tall] / var_y[tall], count[tall]
+    order = np.argsort(slopes)
+    cumulative = np.cumsum(weights[order])
+    return float(np.clip(slopes[order][np.searchsorted(cumulative, cumulative[-1] / 2)], -0.6, 0.6))
+
+
+def upright_columns(part: np.ndarray, slant: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and upright columns (float) of ``part``'s pixels: the column each would have
+    with the hand's lean ``slant`` sheared away, so that a cut along the slant is a cut at one value."""
+    ys, xs = np.nonzero(part)
+    return ys, xs, xs - slant * (ys - ys.mean())

@@ -28,9 +28,10 @@ from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
 from mnistlab.models.proba import digit_probabilities
-from mnistlab.reading.segment import cut, find_digits
+from mnistlab.reading.segment import find_digits, row_slant
 from mnistlab.reading.steps import digit_from, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
+from mnistlab.trust.numbers import read_part, row_of
 from mnistlab.trust.reader import Reader, load_reader
 from mnistlab.trust.thresholds import ProbabilityCut, assess
 
@@ -60,8 +61,10 @@ class Predictor:
     def describe(self, images: np.ndarray, top: int) -> list[dict]:
         """One result dict per (28, 28) uint8 image, in order."""
         images = np.asarray(images, np.uint8).reshape(-1, 28, 28)
-        proba = self.classify(images)
-        scores = self.reader.scores(images)
+        return self.results(images, self.classify(images), self.reader.scores(images), top)
+
+    def results(self, images: np.ndarray, proba: np.ndarray, scores: np.ndarray, top: int) -> list[dict]:
+        """``describe``'s dicts from the classifier's (N, 10) probabilities and the reader's (N, len(SCORES)) scores."""
         results = []
         for img, p, s in zip(images, proba, scores):
             order = np.argsort(-p, kind="stable")
@@ -157,40 +160,24 @@ def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
 
 
 def read_number(image_or_path, model=None) -> dict:
-    """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts), confident."""
+    """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts), confident.
+
+    Each part of the row is read as one digit; a part the reader doubts, or
+    one wider than the row's other digits, may be read as several touching
+    digits instead (``mnistlab.trust.numbers``).
+    """
     predictor = load_predictor(model)
     ink, parts = find_digits(image_or_path)
-    wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), 3) if parts else []
-    results = [r for part, whole in zip(parts, wholes) for r in _read_part(predictor, ink, part, whole, parts)]
+    results: list[dict] = []
+    if parts:
+        wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), 3)
+        row = row_of(parts, wholes, row_slant(np.logical_or.reduce(parts)))
+        results = [r for part, whole in zip(parts, wholes) for r in read_part(predictor, ink, part, whole, row)]
     return {
         "number": "".join(str(r["digit"]) for r in results),
         "digits": results,
         "confident": bool(results) and all(r["confident"] for r in results),
     }
-
-
-def _width(part: np.ndarray) -> int:
-    cols = np.flatnonzero(part.any(axis=0))
-    return int(cols[-1] - cols[0] + 1)
-
-
-def _read_part(
-    predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: dict, parts: list[np.ndarray]
-) -> list[dict]:
-    """One segmented part's answer (``whole``); or two, when it reads as two touching digits rather than one.
-
-    A part the reader doubts, and that is wider than the row's other digits (or
-    than tall, when alone), is cut in two where the ink is thinnest; the cut is
-    kept when both pieces are confident digits. Reading decides where the
-    segmentation alone cannot.
-    """
-    rows = np.flatnonzero(part.any(axis=1))
-    others = [_width(p) for p in parts if p is not part]
-    wide = _width(part) > (1.2 * float(np.median(others)) if others else 0.9 * (rows[-1] - rows[0] + 1))
-    if whole["confident"] or not wide:
-        return [whole]
-    pieces = predictor.describe(np.stack([digit_from(ink, piece) for piece in cut(part, 2)]), 3)
-    return pieces if len(pieces) == 2 and all(r["confident"] for r in pieces) else [whole]
 
 
 def _read_array(source) -> tuple[np.ndarray, str]:

@@ -1,0 +1,166 @@
+"""Touching digits in a row of handwriting: a part read as the digits it holds.
+
+Slanted hands lean their digits into each other, so one connected part of a
+row may hold two or three digits. A part the reader doubts, or one wider than
+the row's other digits, is over-cut along the hand's slant (every tenth of the
+row height, across the sheared columns), each run of neighbouring pieces that
+could be one digit is read in one batch, and dynamic programming picks how many
+digits the part holds and where they are: the sum of the pieces' scores
+(classifier's log-probability, the not-a-digit detector's doubt, widths against
+the row's own digits), less a cost per extra digit and a prior on the count
+from the part's width. A classifier reads fragments of digits confidently, so
+the detector and the widths carry as much weight as the probabilities.
+
+The weights were chosen on generated rows (``mnistlab.testing.hands``, dev
+seeds apart from the benchmark's) by exact reads per source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mnistlab.reading.segment import upright_columns
+from mnistlab.reading.steps import digit_from
+from mnistlab.trust.scores import silhouette
+
+if TYPE_CHECKING:  # the Predictor's module imports this one
+    from mnistlab.trust.predict import Predictor
+
+__all__ = ["Row", "row_of", "read_part"]
+
+_STEP = 0.1  # cut spacing, in row heights
+_EDGE = 0.2  # no cut nearer a part's ends than this many row heights
+_MAX_CUTS = 40  # parts wider than about 4 row heights are left as they are
+_PIECE = (0.3, 1.0)  # widths (row heights) of runs of pieces read as one digit; single pieces always are
+_RECHECK = 1.2  # a confident part is re-read when this many times as wide as the row's digits
+_DETECTOR = 2.0  # weight of log(1 - detector's not-a-digit probability)
+_NARROW, _WIDE = 0.6, 1.5  # widths (in the row's digit widths) beyond which a piece is penalised ...
+_WIDTH_COST = 3.0  # ... by this much per digit width (narrow only for digits other than 1)
+_EXTRA_DIGIT = 2.0  # cost of each digit beyond the first in a part
+_COUNT_COST, _COUNT_SLACK = 1.0, 0.4  # cost per digit of a count further than the slack from width / digit width
+
+
+@dataclass(frozen=True)
+class Row:
+    """What a part is measured against: the row's height, the hand's slant and a typical digit's upright width."""
+
+    height: int
+    slant: float
+    digit_width: float
+
+
+def row_of(parts: list[np.ndarray], wholes: list[dict], slant: float) -> Row:
+    """The row's measures: median height of its parts, and median upright width of the parts read confidently
+    as digits other than 1 (0.6 heights when there are none)."""
+    height = int(np.median([np.ptp(np.flatnonzero(p.any(axis=1))) + 1 for p in parts]))
+    widths = [_upright_width(p, slant) for p, w in zip(parts, wholes) if w["confident"] and w["digit"] != 1]
+    return Row(height, slant, float(np.median(widths)) if widths else 0.6 * height)
+
+
+def _upright_width(part: np.ndarray, slant: float) -> float:
+    return float(np.ptp(upright_columns(part, slant)[2]) + 1)
+
+
+def read_part(predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: dict, row: Row) -> list[dict]:
+    """The digits in one part of a row (``whole``: the part read as one digit), left to right."""
+    ink, part = _around(ink, part)
+    ys, xs, upright = upright_columns(part, row.slant)
+    lo, width = float(upright.min()), float(np.ptp(upright) + 1)
+    if whole["confident"] and width <= _RECHECK * row.digit_width:
+        return [whole]
+    inner = np.arange(_EDGE * row.height, width - _EDGE * row.height + 1e-9, _STEP * row.height)
+    if len(inner) > _MAX_CUTS:  # a row whose height was misjudged (a page of specks): no reading to gain
+        return [whole]
+    bounds = lo + np.concatenate([[0.0], inner, [width]])
+    spans, ink_widths = _spans(np.sort(upright), bounds, row.height)
+    if len(spans) < 2:
+        return [whole]
+    images = np.stack([digit_from(ink, _piece(part, ys, xs, upright, bounds[i], bounds[j])) for i, j in spans])
+    proba = predictor.classify(images)
+    not_a_digit = predictor.reader.detector.proba(silhouette(images))[:, -1]  # the reader's other scores: chosen only
+    digits = proba.argmax(axis=1)
+    relative = ink_widths * row.height / row.digit_width
+    value = (
+        np.log(np.maximum(proba.max(axis=1), 1e-6))
+        + _DETECTOR * np.log(np.maximum(1 - not_a_digit, 1e-6))
+        - _WIDTH_COST * np.where(digits != 1, np.maximum(0.0, _NARROW - relative), 0.0)
+        - _WIDTH_COST * np.maximum(0.0, relative - _WIDE)
+    )
+    chosen = _best_reading(spans, value, len(bounds), width / row.digit_width)
+    if len(chosen) <= 1:
+        return [whole]
+    return predictor.results(images[chosen], proba[chosen], predictor.reader.scores(images[chosen]), len(whole["top"]))
+
+
+def _around(ink: np.ndarray, part: np.ndarray, margin: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """``ink`` and ``part`` cut to the part's box and ``margin`` px around it: the pieces' images
+    (``digit_from`` keeps ink within 2 px of a piece) come out the same, for less work."""
+    rows, cols = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
+    box = (
+        slice(max(0, rows[0] - margin), rows[-1] + margin + 1),
+        slice(max(0, cols[0] - margin), cols[-1] + margin + 1),
+    )
+    return ink[box], part[box]
+
+
+def _spans(upright_sorted: np.ndarray, bounds: np.ndarray, height: int) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Runs of pieces (bound i to bound j) worth reading as one digit, and their ink's upright widths in row heights.
+
+    Single pieces always (a 1 may be one), longer runs when their ink is as wide
+    as a digit can be, and the whole part; runs without ink never.
+    """
+    n = len(bounds)
+    first = np.searchsorted(upright_sorted, bounds, side="left")  # first pixel at or right of each bound
+    spans, widths = [], []
+    for i in range(n - 1):
+        for j in range(i + 1, n):
+            a, b = first[i], first[j] - 1 if j < n - 1 else len(upright_sorted) - 1
+            if b < a:
+                continue
+            w = float(upright_sorted[b] - upright_sorted[a] + 1) / height
+            if j == i + 1 or (i == 0 and j == n - 1) or _PIECE[0] <= w <= _PIECE[1]:
+                spans.append((i, j))
+                widths.append(w)
+    return spans, np.array(widths)
+
+
+def _piece(part: np.ndarray, ys: np.ndarray, xs: np.ndarray, upright: np.ndarray, a: float, b: float) -> np.ndarray:
+    inside = (upright >= a) & (upright < b)
+    piece = np.zeros_like(part)
+    piece[ys[inside], xs[inside]] = True
+    return piece
+
+
+def _best_reading(spans: list[tuple[int, int]], value: np.ndarray, n: int, expected: float) -> list[int]:
+    """Indices into ``spans`` of the best reading of bounds 0 to n - 1 as consecutive runs.
+
+    best[k, j]: the best sum of values reading the part up to bound j as k
+    digits; each count k then pays for its extra digits and for its distance
+    from ``expected`` (the part's width in digit widths).
+    """
+    best = np.full((n, n), -np.inf)
+    back = np.zeros((n, n), int)
+    best[0, 0] = 0.0
+    for k in range(1, n):
+        for s, (i, j) in enumerate(spans):
+            total = best[k - 1, i] + value[s]
+            if total > best[k, j]:
+                best[k, j], back[k, j] = total, s
+    counts = np.arange(n)
+    totals = (
+        best[:, n - 1]
+        - _EXTRA_DIGIT * (counts - 1)
+        - _COUNT_COST * np.maximum(0.0, abs(counts - expected) - _COUNT_SLACK)
+    )
+    totals[0] = -np.inf
+    if not np.isfinite(totals).any():
+        return []
+    k, j, chosen = int(np.argmax(totals)), n - 1, []
+    while k > 0:
+        s = int(back[k, j])
+        chosen.append(s)
+        j, k = spans[s][0], k - 1
+    return chosen[::-1]
