@@ -88,10 +88,15 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
         return mask.copy()
     areas = np.bincount(labels.ravel())[1:]
     keep = areas >= min_fraction * areas.max()
-    boxes = ndimage.find_objects(labels)
-    for k in np.flatnonzero(keep):  # few: the specks already failed on area
-        rows, cols = boxes[k]
-        keep[k] = max(rows.stop - rows.start, cols.stop - cols.start) >= min_extent * max(mask.shape)
+    extent = min_extent * max(mask.shape)
+    # A component of more than (ceil(extent) - 1)^2 pixels spans at least ``extent`` one way:
+    # only smaller ones need their bounding boxes (none, most of the time).
+    small = keep & (areas <= (np.ceil(extent) - 1) ** 2)
+    if small.any():
+        boxes = ndimage.find_objects(labels)
+        for k in np.flatnonzero(small):  # few: the specks already failed on area
+            rows, cols = boxes[k]
+            keep[k] = max(rows.stop - rows.start, cols.stop - cols.start) >= extent
     if keep.all():  # a clean drawing: nothing to drop, no lookup
         return mask.copy()
     return np.take(np.concatenate([[False], keep]), labels)
