@@ -12,7 +12,6 @@ import functools
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 __all__ = [
     "isolate_page",
@@ -54,14 +53,14 @@ def isolate_page(grey: np.ndarray) -> np.ndarray:
     if page is None:
         return grey
     # A sheet's edge is a step; vignetting (a dark corner) is a slope.
-    inner = page & ~ndimage.binary_erosion(page, iterations=3)
-    outer = ndimage.binary_dilation(page, iterations=3) & ~page
+    inner = page & ~_eroded(page, 3)
+    outer = _dilated(page, 3) & ~page
     contrast = median_of(grey[page]) - median_of(grey[~page])
     step = median_of(grey[inner]) - median_of(grey[outer])
     if not (contrast > 0.2 and step > 0.5 * contrast):
         return grey
     inset = max(2, int(0.02 * max(grey.shape)))
-    page = ndimage.binary_erosion(page, iterations=inset)
+    page = _eroded(page, inset)
     if not page.any():
         return grey
     rows, cols = np.flatnonzero(page.any(axis=1)), np.flatnonzero(page.any(axis=0))
@@ -81,10 +80,36 @@ def _page_region(grey: np.ndarray) -> np.ndarray | None:
     # of the border or too little of the image, no filling in can make a sheet.
     if _border(largest).mean() > 0.4 or largest.mean() < 0.4 * 0.7:
         return None
-    page = ndimage.binary_fill_holes(largest)
+    page = _holes_filled(largest)
     if not (0.4 <= page.mean() <= 0.97 and largest.sum() >= 0.7 * page.sum() and (~_border(page)).mean() >= 0.6):
         return None
     return page
+
+
+# Binary morphology on OpenCV, as scipy.ndimage's defaults do it (4-connected steps, nothing
+# beyond the edge) at a fraction of the cost.
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` eroded ``steps`` times by a 4-connected step; pixels beyond the edge count as empty."""
+    out = cv2.erode(mask.view(np.uint8), _CROSS, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.view(bool)
+
+
+def _dilated(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` dilated ``steps`` times by a 4-connected step."""
+    out = cv2.dilate(mask.view(np.uint8), _CROSS, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.view(bool)
+
+
+def _holes_filled(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled: the empty regions (4-connected) that do not reach the edge."""
+    n, labels = cv2.connectedComponents((~mask).view(np.uint8), connectivity=4)  # label 0: ``mask`` itself
+    outside = np.zeros(n, bool)
+    outside[_border(labels)] = True
+    outside[0] = False
+    return ~np.take(outside, labels)
 
 
 def _border(a: np.ndarray) -> np.ndarray:
