@@ -25,12 +25,30 @@ def _long_runs(mask: np.ndarray, length: int, axis: int, gap: int = 1) -> np.nda
     """The region of straight runs of ``mask`` at least ``length`` long along ``axis`` (tolerating a
     slight tilt, and gaps in the run shorter than ``gap``): the run's pixels, widened a little across
     it and joined over the gaps, so that one rule is one connected region."""
-    band = ndimage.maximum_filter1d(mask, 5, axis=1 - axis)  # a 3-degree tilt stays inside a 5-px band over the run
+    band = _dilated(mask, _line(5, 1 - axis))  # a 3-degree tilt stays inside a 5-px band over the run
     if gap > 1:
-        kernel = np.ones((1, gap) if axis == 1 else (gap, 1), np.uint8)
-        band = cv2.morphologyEx(band.view(np.uint8), cv2.MORPH_CLOSE, kernel).view(bool)
-    full = ndimage.uniform_filter1d(band.astype(np.float32), length, axis=axis) > 0.999
-    return ndimage.maximum_filter1d(full, length, axis=axis) & band
+        band = cv2.morphologyEx(band.view(np.uint8), cv2.MORPH_CLOSE, _line(gap, axis)).view(bool)
+    # Where ``length`` pixels in a row are all ink: a minimum filter (the edge mirrored, as scipy.ndimage does).
+    full = cv2.erode(band.view(np.uint8), _line(length, axis), borderType=cv2.BORDER_REFLECT).view(bool)
+    return _dilated(full, _line(length, axis)) & band
+
+
+def _line(length: int, axis: int) -> np.ndarray:
+    """A straight structuring element ``length`` pixels long along ``axis``."""
+    return np.ones((1, length) if axis == 1 else (length, 1), np.uint8)
+
+
+def _dilated(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``mask`` grown by ``kernel`` (its anchor at the centre, ``length // 2`` for even lengths)."""
+    return cv2.dilate(mask.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
+
+
+def _closed(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``mask`` closed by ``kernel``, nothing beyond the edge (as scipy's ``binary_closing``)."""
+    closed = cv2.morphologyEx(
+        mask.view(np.uint8), cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    return closed.view(bool)
 
 
 def _along_fitted_line(mask: np.ndarray, component: np.ndarray, box: tuple[slice, slice], axis: int) -> np.ndarray:
@@ -86,7 +104,8 @@ def _may_hold_rules(mask: np.ndarray, axis: int, size: int) -> bool:
     in the first and the last 15% of them (a digit drawn inside a canvas's
     margins has not).
     """
-    ink = mask if axis == 1 else mask.T  # rows across the rules, columns along them
+    # Rows across the rules, columns along them; a transposed copy made by OpenCV reduces 3x faster than a view.
+    ink = mask if axis == 1 else cv2.transpose(mask.view(np.uint8)).view(bool)
     block = int(0.05 * size) + 6
     n = ink.shape[0] // block
     if n < 2:
@@ -128,9 +147,7 @@ def remove_rules(mask: np.ndarray) -> np.ndarray:
         return mask
     kept = mask & ~rules
     # A stroke crossing a rule continues on both sides: close the gap across it.
-    bridged = ndimage.binary_closing(kept, structure=np.ones((7, 1), bool)) | ndimage.binary_closing(
-        kept, structure=np.ones((1, 7), bool)
-    )
+    bridged = _closed(kept, _line(7, 0)) | _closed(kept, _line(7, 1))
     return kept | (bridged & rules & mask)
 
 
