@@ -25,6 +25,7 @@ __all__ = [
     "median_of",
     "middle",
     "robust_sigma",
+    "level_and_noise",
 ]
 
 # The paper's light is fitted on a thumbnail this size: a cubic surface needs
@@ -227,8 +228,14 @@ def middle(a: np.ndarray) -> float:
 
 def robust_sigma(r: np.ndarray) -> float:
     """Noise level from the median absolute deviation."""
-    r = sample(r)
-    return 1.4826 * middle(np.abs(r - middle(r)))
+    return level_and_noise(r)[1]
+
+
+def level_and_noise(a: np.ndarray) -> tuple[float, float]:
+    """``median_of(a)`` and ``robust_sigma(a)`` from one sample, its median found once."""
+    s = sample(a)
+    level = middle(s)
+    return level, 1.4826 * middle(np.abs(s - level))
 
 
 def decide_polarity(grey: np.ndarray, background: np.ndarray | None = None) -> bool:
@@ -254,11 +261,14 @@ def _ink(grey: np.ndarray, background: np.ndarray, ink_is_dark: bool) -> np.ndar
     """Dark ink is measured relative to the local paper brightness, which cancels
     multiplicative lighting (shade, vignetting); light ink by its excess over
     the background."""
+    # float32 throughout (H, W), in place; signed: the paper's noise in both directions measures it.
     if ink_is_dark:
-        ink = (background - grey) / np.maximum(background, 0.05)
+        ink = background - grey
+        ink /= np.maximum(background, 0.05)
     else:
-        ink = (grey - background) / np.maximum(1.0 - background, 0.05)
-    return ink.astype(np.float32)  # signed: the paper's noise in both directions measures it
+        ink = grey - background
+        ink /= np.maximum(1.0 - background, 0.05)
+    return ink.astype(np.float32, copy=False)
 
 
 def ink_strength(grey: np.ndarray) -> np.ndarray:
