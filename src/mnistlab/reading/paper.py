@@ -76,7 +76,7 @@ def _page_region(grey: np.ndarray) -> np.ndarray | None:
     n, labels = components(bright)
     if n == 1:
         return None
-    largest = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    largest = labels == 1 + int(np.argmax(np.bincount(labels[bright], minlength=n)[1:]))
     # The sheet contains its bright part: when that alone already covers too much
     # of the border or too little of the image, no filling in can make a sheet.
     if _border(largest).mean() > 0.4 or largest.mean() < 0.4 * 0.7:
@@ -130,8 +130,14 @@ def thumbnail(grey: np.ndarray, side: int, *, averaged: bool = True) -> np.ndarr
 
 
 def components(mask: np.ndarray) -> tuple[int, np.ndarray]:
-    """8-connected components of a boolean mask: their count (background included) and int32 labels (H, W)."""
-    return cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+    """8-connected components of a boolean mask: their count (background included) and integer labels (H, W).
+
+    The labels are uint16 where they surely fit (at most one component per 2x2 pixels; every
+    image ``to_grey`` makes): OpenCV labels them faster, and they take half the memory.
+    """
+    h, w = mask.shape
+    fits = (h + 1) * (w + 1) // 4 < 2**16
+    return cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_16U if fits else cv2.CV_32S)
 
 
 def estimate_background(grey: np.ndarray, ink_is_dark: bool | None = None, *, degree: int = 3) -> np.ndarray:

@@ -83,10 +83,11 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
     """Remove connected components smaller than ``min_fraction`` of the largest
     one's area, or whose height and width are both under ``min_extent`` of the
     image's longer side (dust and pen dots on an otherwise empty page)."""
+    mask = np.asarray(mask, bool)  # it also selects the labels below
     n, labels = components(mask)
     if n == 1:
         return mask.copy()
-    areas = np.bincount(labels.ravel())[1:]
+    areas = np.bincount(labels[mask], minlength=n)[1:]  # the ink's labels alone: a tenth of the pixels
     keep = areas >= min_fraction * areas.max()
     extent = min_extent * max(mask.shape)
     # A component of more than (ceil(extent) - 1)^2 pixels spans at least ``extent`` one way:
