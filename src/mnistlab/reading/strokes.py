@@ -114,7 +114,8 @@ def _may_hold_rules(mask: np.ndarray, axis: int, size: int) -> bool:
     pairs = np.logical_or(blocks[:-1], blocks[1:])
     edge = max(1, int(0.15 * size))  # a run over 85% of the width starts in its first 15% and ends in its last
     reach = pairs[:, :edge].any(axis=1) & pairs[:, -edge:].any(axis=1)
-    return bool(((pairs.mean(axis=1) > 0.7) & reach).any())
+    share = np.count_nonzero(pairs, axis=1) / pairs.shape[1]  # of the positions along, those with ink
+    return bool(((share > 0.7) & reach).any())
 
 
 def remove_rules(mask: np.ndarray) -> np.ndarray:
