@@ -21,6 +21,7 @@ __all__ = [
     "ink_strength",
     "thumbnail",
     "components",
+    "select",
     "sample",
     "median_of",
     "middle",
@@ -144,6 +145,19 @@ def components(mask: np.ndarray) -> tuple[int, np.ndarray]:
     h, w = mask.shape
     fits = (h + 1) * (w + 1) // 4 < 2**16
     return cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_16U if fits else cv2.CV_32S)
+
+
+def select(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The boolean mask ``keep[labels]`` of the chosen labels (``keep``: one bool per label).
+
+    With fewer than 256 labels a byte lookup table on OpenCV does it at half
+    the cost of ``np.take``, which first widens every label to 64 bits.
+    """
+    if len(keep) <= 256:
+        table = np.zeros(256, np.uint8)
+        table[: len(keep)] = keep
+        return cv2.LUT(labels.astype(np.uint8), table).view(bool)
+    return np.take(keep, labels)
 
 
 def estimate_background(grey: np.ndarray, ink_is_dark: bool | None = None, *, degree: int = 3) -> np.ndarray:
