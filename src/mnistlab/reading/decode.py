@@ -156,15 +156,16 @@ def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if alpha.min() >= 0.999:
         return grey
     opaque = alpha > 0.5
-    if 2 * np.count_nonzero(opaque) < opaque.size:  # most of it transparent
-        if opaque.any():
-            ink_level = float((grey * alpha).sum() / max(alpha.sum(), 1e-6))
+    n_opaque = np.count_nonzero(opaque)
+    out = alpha * grey  # the blend's first term, and the weights of the ink's level
+    if 2 * n_opaque < opaque.size:  # most of it transparent
+        if n_opaque:
+            ink_level = float(out.sum() / max(alpha.sum(), 1e-6))
         else:  # only faint, semi-transparent strokes
             ink_level = 0.0
         background = 1.0 if ink_level < 0.5 else 0.0
     else:
         background = float(np.median(grey[opaque]))
-    out = alpha * grey
     if background != 0.0:  # (1 - alpha) * 0 adds nothing
         out += (1.0 - alpha) * background
     return out
