@@ -112,7 +112,7 @@ def _holes_filled(mask: np.ndarray) -> np.ndarray:
     outside = np.zeros(n, bool)
     outside[_border(labels)] = True
     outside[0] = False
-    return ~np.take(outside, labels)
+    return ~select(labels, outside)
 
 
 def _share(mask: np.ndarray) -> float:

@@ -193,7 +193,7 @@ def thin(mask: np.ndarray) -> np.ndarray:
         changed = False
         for table in _PEEL:
             code = cv2.filter2D(img, cv2.CV_8U, _CODE, borderType=cv2.BORDER_CONSTANT)  # exact: sums of at most 255
-            peel = cv2.LUT(code, table) & img
+            peel = np.bitwise_and(cv2.LUT(code, table), img)
             if peel.any():
                 img ^= peel
                 changed = True
