@@ -164,9 +164,12 @@ def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
     image so its centre of mass lands on the centre, as MNIST does (whole-pixel shift)."""
     out = np.zeros((size, size), np.uint8)
     h, w = digit.shape
-    if h == 0 or w == 0 or digit.sum() <= 0:
+    mass = digit.sum()
+    if h == 0 or w == 0 or mass <= 0:
         return out
-    cy, cx = ndimage.center_of_mass(digit)
+    # scipy.ndimage.center_of_mass's own arithmetic (float64 moments over the float32 mass), without its overhead.
+    cy = (digit * np.arange(h, dtype=float)[:, None]).sum() / mass
+    cx = (digit * np.arange(w, dtype=float)[None, :]).sum() / mass
     top = int(np.clip(round(size / 2 - cy), 0, size - h))
     left = int(np.clip(round(size / 2 - cx), 0, size - w))
     out[top : top + h, left : left + w] = np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
