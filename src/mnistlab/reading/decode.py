@@ -117,7 +117,7 @@ def load_image(source) -> Image.Image:
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
             opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (WORK_SIDE, WORK_SIDE))
             opened.load()
-            im = ImageOps.exif_transpose(opened)
+            ImageOps.exif_transpose(opened, in_place=True)  # ours to change: no copy of the pixels
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -128,7 +128,7 @@ def load_image(source) -> Image.Image:
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.") from None
-    return im
+    return opened
 
 
 def _scale_integers(a: np.ndarray) -> np.ndarray:
@@ -156,15 +156,19 @@ def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if alpha.min() >= 0.999:
         return grey
     opaque = alpha > 0.5
-    if opaque.mean() < 0.5:
-        if opaque.any():
-            ink_level = float((grey * alpha).sum() / max(alpha.sum(), 1e-6))
+    n_opaque = np.count_nonzero(opaque)
+    out = alpha * grey  # the blend's first term, and the weights of the ink's level
+    if 2 * n_opaque < opaque.size:  # most of it transparent
+        if n_opaque:
+            ink_level = float(out.sum() / max(alpha.sum(), 1e-6))
         else:  # only faint, semi-transparent strokes
             ink_level = 0.0
         background = 1.0 if ink_level < 0.5 else 0.0
     else:
         background = float(np.median(grey[opaque]))
-    return alpha * grey + (1.0 - alpha) * background
+    if background != 0.0:  # (1 - alpha) * 0 adds nothing
+        out += (1.0 - alpha) * background
+    return out
 
 
 def _array_to_grey(a: np.ndarray) -> np.ndarray:
@@ -201,24 +205,24 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
     ``_luma``) and, without transparency, an area-averaging reduction on uint8
     before the one float32 copy.
     """
-    unit = np.float32(1 / 255)
+    unit = np.float32(1 / 255)  # uint8 * unit: float32 in one pass, and 255 * unit is exactly 1
     transparent = "transparency" in im.info
     if im.mode in ("L", "RGB") and not transparent:
-        return np.asarray(_reduced(im.convert("L"), max_side), dtype=np.float32) * unit
+        return np.asarray(_reduced(im.convert("L"), max_side)) * unit
     if im.mode in ("P", "LA", "PA", "La", "RGBa") or (im.mode in ("L", "RGB") and transparent):
         im = im.convert("RGBA")
     if im.mode == "RGBA":
-        grey = np.asarray(im.convert("L"), dtype=np.float32) * unit
-        alpha = np.asarray(im.getchannel("A"), dtype=np.float32) * unit
-        return _reduce_array(_composite(grey, alpha).astype(np.float32), max_side)
+        grey = np.asarray(im.convert("L")) * unit
+        alpha = np.asarray(im.getchannel("A")) * unit
+        return np.clip(_reduce_array(_composite(grey, alpha), max_side), 0.0, 1.0)
     if im.mode == "1":
-        return np.asarray(_reduced(im.convert("L"), max_side), dtype=np.float32) * unit
+        return np.asarray(_reduced(im.convert("L"), max_side)) * unit
     if im.mode.startswith("I") or im.mode == "F":
         a = np.asarray(im)
         a = _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / (255.0 if a.max() > 1 else 1.0), 0, 1)
-        return _reduce_array(a.astype(np.float32), max_side)
+        return np.clip(_reduce_array(a.astype(np.float32), max_side), 0.0, 1.0)
     # CMYK, YCbCr, LAB, HSV
-    return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side), dtype=np.float32) * unit
+    return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side)) * unit
 
 
 def _fitted_size(w: int, h: int, max_side: int) -> tuple[int, int]:
@@ -249,10 +253,8 @@ def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
     average) so that the longer side is at most ``max_side``.
     """
     if isinstance(image, np.ndarray):
-        grey = _reduce_array(_array_to_grey(image).astype(np.float32), max_side)
-    else:
-        grey = _pil_to_grey(load_image(image), max_side)
-    return np.clip(grey, 0.0, 1.0)
+        return np.clip(_reduce_array(_array_to_grey(image).astype(np.float32), max_side), 0.0, 1.0)
+    return _pil_to_grey(load_image(image), max_side)  # within [0, 1] on each of its paths
 
 
 def encode_png(image: np.ndarray) -> bytes:

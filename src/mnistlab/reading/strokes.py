@@ -25,12 +25,30 @@ def _long_runs(mask: np.ndarray, length: int, axis: int, gap: int = 1) -> np.nda
     """The region of straight runs of ``mask`` at least ``length`` long along ``axis`` (tolerating a
     slight tilt, and gaps in the run shorter than ``gap``): the run's pixels, widened a little across
     it and joined over the gaps, so that one rule is one connected region."""
-    band = ndimage.maximum_filter1d(mask, 5, axis=1 - axis)  # a 3-degree tilt stays inside a 5-px band over the run
+    band = _dilated(mask, _line(5, 1 - axis))  # a 3-degree tilt stays inside a 5-px band over the run
     if gap > 1:
-        kernel = np.ones((1, gap) if axis == 1 else (gap, 1), np.uint8)
-        band = cv2.morphologyEx(band.view(np.uint8), cv2.MORPH_CLOSE, kernel).view(bool)
-    full = ndimage.uniform_filter1d(band.astype(np.float32), length, axis=axis) > 0.999
-    return ndimage.maximum_filter1d(full, length, axis=axis) & band
+        band = cv2.morphologyEx(band.view(np.uint8), cv2.MORPH_CLOSE, _line(gap, axis)).view(bool)
+    # Where ``length`` pixels in a row are all ink: a minimum filter (the edge mirrored, as scipy.ndimage does).
+    full = cv2.erode(band.view(np.uint8), _line(length, axis), borderType=cv2.BORDER_REFLECT).view(bool)
+    return _dilated(full, _line(length, axis)) & band
+
+
+def _line(length: int, axis: int) -> np.ndarray:
+    """A straight structuring element ``length`` pixels long along ``axis``."""
+    return np.ones((1, length) if axis == 1 else (length, 1), np.uint8)
+
+
+def _dilated(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``mask`` grown by ``kernel`` (its anchor at the centre, ``length // 2`` for even lengths)."""
+    return cv2.dilate(mask.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
+
+
+def _closed(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``mask`` closed by ``kernel``, nothing beyond the edge (as scipy's ``binary_closing``)."""
+    closed = cv2.morphologyEx(
+        mask.view(np.uint8), cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    return closed.view(bool)
 
 
 def _along_fitted_line(mask: np.ndarray, component: np.ndarray, box: tuple[slice, slice], axis: int) -> np.ndarray:
@@ -86,7 +104,8 @@ def _may_hold_rules(mask: np.ndarray, axis: int, size: int) -> bool:
     in the first and the last 15% of them (a digit drawn inside a canvas's
     margins has not).
     """
-    ink = mask if axis == 1 else mask.T  # rows across the rules, columns along them
+    # Rows across the rules, columns along them; a transposed copy made by OpenCV reduces 3x faster than a view.
+    ink = mask if axis == 1 else cv2.transpose(mask.view(np.uint8)).view(bool)
     block = int(0.05 * size) + 6
     n = ink.shape[0] // block
     if n < 2:
@@ -95,7 +114,8 @@ def _may_hold_rules(mask: np.ndarray, axis: int, size: int) -> bool:
     pairs = np.logical_or(blocks[:-1], blocks[1:])
     edge = max(1, int(0.15 * size))  # a run over 85% of the width starts in its first 15% and ends in its last
     reach = pairs[:, :edge].any(axis=1) & pairs[:, -edge:].any(axis=1)
-    return bool(((pairs.mean(axis=1) > 0.7) & reach).any())
+    share = np.count_nonzero(pairs, axis=1) / pairs.shape[1]  # of the positions along, those with ink
+    return bool(((share > 0.7) & reach).any())
 
 
 def remove_rules(mask: np.ndarray) -> np.ndarray:
@@ -128,9 +148,7 @@ def remove_rules(mask: np.ndarray) -> np.ndarray:
         return mask
     kept = mask & ~rules
     # A stroke crossing a rule continues on both sides: close the gap across it.
-    bridged = ndimage.binary_closing(kept, structure=np.ones((7, 1), bool)) | ndimage.binary_closing(
-        kept, structure=np.ones((1, 7), bool)
-    )
+    bridged = _closed(kept, _line(7, 0)) | _closed(kept, _line(7, 1))
     return kept | (bridged & rules & mask)
 
 
@@ -141,42 +159,46 @@ def stroke_half_width(mask: np.ndarray) -> float:
     return float(np.median(dist[ridge])) if ridge.any() else 0.0
 
 
+def _peel_tables() -> np.ndarray:
+    """(2, 256) uint8: 1 where Zhang-Suen's first (second) pass peels an ink pixel with that neighbourhood.
+
+    A neighbourhood's code has bit i set when neighbour i is ink: N, NE, E, SE, S, SW, W, NW.
+    """
+    tables = np.zeros((2, 256), np.uint8)
+    for code in range(256):
+        p = [(code >> i) & 1 for i in range(8)]
+        rises = sum(p[i] == 0 and p[(i + 1) % 8] == 1 for i in range(8))  # 0 -> 1 steps going round
+        n, e, s, w = p[0], p[2], p[4], p[6]
+        shape = 2 <= sum(p) <= 6 and rises == 1  # neither a stroke's end nor a bridge between its sides
+        tables[0, code] = shape and n * e * s == 0 and e * s * w == 0  # south-east border pixels
+        tables[1, code] = shape and n * e * w == 0 and n * s * w == 0  # north-west ones
+    return tables
+
+
+_PEEL = _peel_tables()
+# The neighbours' weights about the centre (N = 1, clockwise to NW = 128): a correlation with it gives the code.
+_CODE = np.array([[128, 1, 2], [64, 0, 4], [32, 16, 8]], np.float32)
+
+
 def thin(mask: np.ndarray) -> np.ndarray:
     """The middle lines of the strokes, one pixel wide and connected as the strokes are (Zhang-Suen thinning).
 
     Each pass peels the border pixels whose removal neither breaks a stroke
     nor shortens its end, first from the south-east, then from the north-west,
-    until nothing changes; every test runs on the whole image at once.
+    until nothing changes; each pass decides for the whole image at once, from
+    every pixel's neighbourhood code (nothing beyond the edge) and a table.
     """
-    img = np.pad(mask, 1).astype(np.uint8)
+    img = mask.astype(np.uint8)
     while True:
         changed = False
-        for first in (True, False):
-            c = img[1:-1, 1:-1]
-            # Neighbours p2..p9, clockwise from north: N, NE, E, SE, S, SW, W, NW.
-            p = [
-                img[:-2, 1:-1],
-                img[:-2, 2:],
-                img[1:-1, 2:],
-                img[2:, 2:],
-                img[2:, 1:-1],
-                img[2:, :-2],
-                img[1:-1, :-2],
-                img[:-2, :-2],
-            ]
-            count = sum(q.astype(np.int8) for q in p)
-            rises = sum(((p[i] == 0) & (p[(i + 1) % 8] == 1)).astype(np.int8) for i in range(8))
-            n, e, s_, w = p[0], p[2], p[4], p[6]
-            if first:
-                side = (n * e * s_ == 0) & (e * s_ * w == 0)
-            else:
-                side = (n * e * w == 0) & (n * s_ * w == 0)
-            peel = (c == 1) & (count >= 2) & (count <= 6) & (rises == 1) & side
+        for table in _PEEL:
+            code = cv2.filter2D(img, cv2.CV_8U, _CODE, borderType=cv2.BORDER_CONSTANT)  # exact: sums of at most 255
+            peel = np.bitwise_and(cv2.LUT(code, table), img)
             if peel.any():
-                c[peel] = 0
+                img ^= peel
                 changed = True
         if not changed:
-            return img[1:-1, 1:-1].astype(bool)
+            return img.astype(bool)
 
 
 def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2.0, blob: float = 2.6) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -25,7 +26,6 @@ __all__ = ["SCORES", "TWO_SIDED", "DigitSpace", "fit_digit_space", "digit_scores
 
 SCORES = ("reconstruction_error", "ink_fraction", "blobs", "stroke_width", "not_a_digit")
 TWO_SIDED = frozenset({"ink_fraction", "stroke_width"})
-_EIGHT = np.ones((3, 3), bool)  # 8-connectivity, as the reading steps use
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,25 @@ def silhouette(images: np.ndarray) -> np.ndarray:
 
 
 def _blobs_and_width(img: np.ndarray) -> tuple[int, float]:
-    labels, _ = ndimage.label(img > 76, structure=_EIGHT)
-    blobs = int((np.bincount(labels.ravel())[1:] >= 2).sum())
+    n, labels = cv2.connectedComponents((img > 76).view(np.uint8), connectivity=8)
+    blobs = int((np.bincount(labels.ravel(), minlength=n)[1:] >= 2).sum())
     core = img > 127
-    width = 2 * float(ndimage.distance_transform_edt(core)[core].mean()) if core.any() else 0.0
-    return blobs, width
+    if not core.any():
+        return blobs, 0.0
+    return blobs, 2 * float(_edge_distance(core)[core].mean())
+
+
+def _edge_distance(core: np.ndarray) -> np.ndarray:
+    """(28, 28) float64: ``scipy.ndimage.distance_transform_edt(core)``, the very values, at a third of the cost.
+
+    OpenCV's exact transform gives float32 square roots of whole squared
+    distances: squared and rounded back, their float64 roots are scipy's.
+    Without a single empty pixel scipy measures to a corner: left to scipy.
+    """
+    if core.all():
+        return ndimage.distance_transform_edt(core)
+    dist = cv2.distanceTransform(core.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.sqrt(np.round(dist.astype(np.float64) ** 2))
 
 
 def digit_scores(space: DigitSpace, images: np.ndarray, not_a_digit: np.ndarray) -> np.ndarray:

@@ -1,0 +1,104 @@
+"""The reading steps' fast paths give the very numbers of the plain computations they replace.
+
+Each shortcut (OpenCV for scipy.ndimage, a partition for np.percentile, a
+lookup table for np.take, table-driven thinning) is checked against the
+plain version on random masks and images, edges and corner cases included:
+a reading must not change when a step gets faster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from mnistlab.reading.paper import _dilated, _eroded, _holes_filled, components, select
+from mnistlab.reading.steps import _percentile_90, drop_specks
+from mnistlab.reading.strokes import thin
+from mnistlab.trust.scores import _edge_distance
+
+
+def _masks(seed: int, n: int = 120) -> list[np.ndarray]:
+    """Random masks: blobs, noise, full and empty, touching the edges, 1 to 90 pixels a side."""
+    rng = np.random.default_rng(seed)
+    out = [np.ones((9, 7), bool), np.zeros((8, 11), bool), np.ones((1, 5), bool)]
+    for k in range(n):
+        shape = tuple(int(s) for s in rng.integers(1, 91, 2))
+        noise = rng.random(shape) > rng.uniform(0.1, 0.95)
+        out.append(noise if k % 3 == 0 else ndimage.binary_dilation(noise, iterations=int(rng.integers(1, 4))))
+    return out
+
+
+def _zhang_suen(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning written out neighbour by neighbour (the textbook form), for reference."""
+    img = np.pad(mask, 1).astype(np.uint8)
+    while True:
+        changed = False
+        for first in (True, False):
+            c = img[1:-1, 1:-1]
+            p = [img[:-2, 1:-1], img[:-2, 2:], img[1:-1, 2:], img[2:, 2:],
+                 img[2:, 1:-1], img[2:, :-2], img[1:-1, :-2], img[:-2, :-2]]  # fmt: skip
+            count = sum(q.astype(np.int8) for q in p)
+            rises = sum(((p[i] == 0) & (p[(i + 1) % 8] == 1)).astype(np.int8) for i in range(8))
+            n, e, s, w = p[0], p[2], p[4], p[6]
+            side = ((n * e * s == 0) & (e * s * w == 0)) if first else ((n * e * w == 0) & (n * s * w == 0))
+            peel = (c == 1) & (count >= 2) & (count <= 6) & (rises == 1) & side
+            if peel.any():
+                c[peel] = 0
+                changed = True
+        if not changed:
+            return img[1:-1, 1:-1].astype(bool)
+
+
+def test_thinning_matches_the_textbook_form():
+    for mask in _masks(0):
+        np.testing.assert_array_equal(thin(mask), _zhang_suen(mask))
+
+
+def test_page_morphology_matches_scipy():
+    for k, mask in enumerate(_masks(1)):
+        steps = 1 + k % 6
+        np.testing.assert_array_equal(_eroded(mask, steps), ndimage.binary_erosion(mask, iterations=steps))
+        np.testing.assert_array_equal(_dilated(mask, steps), ndimage.binary_dilation(mask, iterations=steps))
+        np.testing.assert_array_equal(_holes_filled(mask), ndimage.binary_fill_holes(mask))
+
+
+def test_edge_distance_is_scipys():
+    rng = np.random.default_rng(2)
+    cores = [np.ones((28, 28), bool), np.eye(28, dtype=bool)]
+    cores += [ndimage.gaussian_filter(rng.random((28, 28)), rng.uniform(0.5, 2.5)) > 0.5 for _ in range(200)]
+    for core in cores:
+        if core.any():
+            expected = ndimage.distance_transform_edt(core)
+            np.testing.assert_array_equal(_edge_distance(core), expected)
+
+
+@pytest.mark.parametrize("n_labels", [5, 256, 257, 3000])
+def test_select_is_take(n_labels):
+    rng = np.random.default_rng(n_labels)
+    labels = rng.integers(0, n_labels, (60, 70)).astype(np.uint16)
+    keep = rng.random(n_labels) > 0.5
+    np.testing.assert_array_equal(select(labels, keep), np.take(keep, labels))
+
+
+def test_percentile_90_is_numpys():
+    rng = np.random.default_rng(3)
+    for n in [*range(1, 400), 1001, 4097, 65_536]:
+        values = (rng.random(n) ** 3).astype(np.float32)
+        if n % 5 == 0:  # ties
+            values = np.round(values * 10).astype(np.float32)
+        assert _percentile_90(values) == float(np.percentile(values, 90))
+
+
+def test_drop_specks_keeps_what_the_plain_rule_keeps():
+    """Components under 5% of the largest area, or within 3% of the longer side both ways, go."""
+    for mask in _masks(4, 200):
+        n, labels = components(mask)
+        areas = np.bincount(labels.ravel(), minlength=n)[1:]
+        boxes = ndimage.find_objects(labels.astype(np.int32))
+        keep = [
+            area >= 0.05 * areas.max() and max(r.stop - r.start, c.stop - c.start) >= 0.03 * max(mask.shape)
+            for area, (r, c) in zip(areas, boxes)
+        ]
+        expected = np.isin(labels, 1 + np.flatnonzero(keep))
+        np.testing.assert_array_equal(drop_specks(mask), expected)
