@@ -102,3 +102,22 @@ def test_drop_specks_keeps_what_the_plain_rule_keeps():
         ]
         expected = np.isin(labels, 1 + np.flatnonzero(keep))
         np.testing.assert_array_equal(drop_specks(mask), expected)
+
+
+def test_the_answer_png_decodes_to_the_very_pixels_and_bad_shapes_are_refused():
+    import io
+
+    from PIL import Image
+
+    from mnistlab.reading.decode import encode_png
+
+    rng = np.random.default_rng(5)
+    for shape in ((28, 28), (1, 1), (3, 40), (40, 3)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        with Image.open(io.BytesIO(encode_png(image))) as png:
+            png.verify()  # every chunk's CRC checked
+        with Image.open(io.BytesIO(encode_png(image))) as png:
+            assert png.mode == "L" and np.array_equal(np.asarray(png), image)
+    for bad in (np.zeros((0, 5), np.uint8), np.zeros((2, 2, 3), np.uint8)):
+        with pytest.raises(ValueError):
+            encode_png(bad)
