@@ -36,6 +36,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -197,7 +198,8 @@ def main():
     recipe_nets(digits, args.repeat)
     print("2. describe per image, BLAS threads as found (OpenBLAS: one per CPU)")
     describe_split(predictor, digits)
-    print("   ... with one BLAS thread, as `mnistlab serve` and `predict` run")
+    print("   ... with one BLAS and one OpenCV thread, as `mnistlab serve` and `predict` run (from here on)")
+    cv2.setNumThreads(1)  # the scores' components and distances: OpenCV's pool only wakes threads for 28x28
     with threadpool_limits(1, user_api="blas"):
         describe_split(predictor, digits)
     print("3. one photo's CPU")
