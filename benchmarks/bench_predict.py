@@ -56,26 +56,32 @@ def cpu_ms(fn, n: int) -> float:
     return (time.process_time() - t) / n * 1000
 
 
+def speed(run, x: np.ndarray, repeat: int) -> str:
+    """``run``'s images/s on the batch ``x`` (median of ``repeat``) and its latency for one image (of 2000)."""
+    run(x)  # a first run sets up the session's buffers
+    rates = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        run(x)
+        rates.append(len(x) / (time.perf_counter() - t))
+    one = []
+    for i in range(2000):
+        t = time.perf_counter()
+        run(x[i % len(x) : i % len(x) + 1])
+        one.append(time.perf_counter() - t)
+    return (
+        f"{statistics.median(rates):9,.0f} images/s at batch {len(x)}, "
+        f"one image {statistics.median(one) * 1000:.3f} ms (median of 2000)"
+    )
+
+
 def nets(predictor, digits: np.ndarray, repeat: int) -> None:
     batch = np.resize(digits, (1000, 28, 28))
     for name, net, x in (
         ("classifier", predictor.reader.classifier, batch),
         ("detector", predictor.reader.detector, silhouette(batch)),
     ):
-        rates = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            net.proba(x)
-            rates.append(len(x) / (time.perf_counter() - t))
-        one = []
-        for i in range(2000):
-            t = time.perf_counter()
-            net.proba(x[i % 1000 : i % 1000 + 1])
-            one.append(time.perf_counter() - t)
-        print(
-            f"  {name:>10}: {statistics.median(rates):9,.0f} images/s at batch 1000, "
-            f"one image {statistics.median(one) * 1000:.3f} ms (median of 2000)"
-        )
+        print(f"  {name:>10}: {speed(net.proba, x, repeat)}")
 
 
 def recipe_nets(digits: np.ndarray, repeat: int) -> None:
@@ -90,21 +96,7 @@ def recipe_nets(digits: np.ndarray, repeat: int) -> None:
         module = build_net(arch, 10, (28, 28)).eval()
         for threads in sorted({1, os.cpu_count() or 1}):
             net = OnnxPredictor.from_module(module, (28, 28), range(10), n_threads=threads)
-            net.predict_proba(x)
-            rates = []
-            for _ in range(repeat):
-                t = time.perf_counter()
-                net.predict_proba(x)
-                rates.append(len(x) / (time.perf_counter() - t))
-            one = []
-            for i in range(2000):
-                t = time.perf_counter()
-                net.predict_proba(x[i % 1000 : i % 1000 + 1])
-                one.append(time.perf_counter() - t)
-            print(
-                f"  {recipe:>10} ({arch}), {threads} thread(s): {statistics.median(rates):9,.0f} images/s at batch "
-                f"1000, one image {statistics.median(one) * 1000:.3f} ms (median of 2000)"
-            )
+            print(f"  {recipe:>10} ({arch}), {threads} thread(s): {speed(net.predict_proba, x, repeat)}")
 
 
 def describe_split(predictor, digits: np.ndarray) -> None:

@@ -97,3 +97,13 @@ def live_server(web_model_dir, max_upload_bytes):
     app = create_app(web_model_dir, max_upload_bytes=max_upload_bytes)
     with running_server(app, http=protocol_for(ConnectionLimits())) as url:  # as `mnistlab serve` serves it
         yield url
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    """A local Ray runtime with two CPUs for the module that asks for it; its address, for other processes
+    (a command under test) to join."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

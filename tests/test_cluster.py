@@ -35,14 +35,6 @@ def build(seed):
 
 
 @pytest.fixture(scope="module")
-def runtime():
-    """A local Ray runtime with two CPUs; its address, for other processes to join."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def in_process(tmp_path_factory):
     """Two recipes x 2 seeds fitted here, without a cluster: the answers a cluster must give."""
     root = tmp_path_factory.mktemp("local")

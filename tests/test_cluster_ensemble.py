@@ -33,14 +33,6 @@ SETTINGS = {"limit": 300, "n_jobs": 2}
 
 
 @pytest.fixture(scope="module")
-def runtime():
-    """A local Ray runtime with two CPUs; its address, for other processes to join."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def spec_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("spec") / "best.json"
     path.write_text(json.dumps(SPEC))

@@ -50,14 +50,6 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2():
 
 
 @pytest.fixture(scope="module")
-def runtime():
-    """A local Ray runtime with two CPUs; its address, for the command to join."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def deployment(runtime, web_model_dir, tmp_path_factory):
     """`mnistlab serve --ray-replicas 2` joined to ``runtime``: the process, its base URL and its stderr file,
     once it says that every replica is ready."""

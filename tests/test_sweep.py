@@ -18,13 +18,6 @@ pytest.importorskip("ray.tune")
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def runtime():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtime, tmp_path):
     # One trial at a time, in grid order: the lr 1e-4 trial reaches epoch 1 after both lr 0.05 trials recorded
     # theirs, so ASHA's cutoff there (their median) is known and far above what lr 1e-4 reaches in one epoch.
