@@ -72,9 +72,9 @@ def test_a_failing_image_fails_only_its_own_request(predictor):
     with ThreadPoolExecutor(len(images) + 1) as pool:
         futures = [pool.submit(ask, im[None]) for im in images]
         bad = pool.submit(ask, np.zeros((27, 27), np.uint8))  # not 28x28: describe cannot reshape it
-        answers = [f.result().result(timeout=30) for f in futures]
+        answers = [f.result().future.result(timeout=30) for f in futures]
         with pytest.raises(ValueError):
-            bad.result().result(timeout=30)
+            bad.result().future.result(timeout=30)
     for image, got in zip(images, answers):
         _assert_same(got[0], predictor.describe(image[None], 3)[0])
 
@@ -88,3 +88,30 @@ def test_a_batched_predictor_answers_photos_like_the_plain_one(predictor, mnist_
     for photo, answer in zip(photos, got):
         _assert_same(answer, predict_image(photo, predictor, top=3))
     assert fast.batcher is not None and fast.batcher.images == len(photos)
+
+
+def test_coroutines_share_a_batch_get_one_by_one_answers_and_a_bad_image_fails_only_its_own(predictor):
+    import asyncio
+
+    images = _images(12)
+    batcher = MicroBatcher(predictor.describe, max_wait=0.05)
+
+    async def ask(batch: list[tuple[np.ndarray, int]]):
+        return await asyncio.gather(*(batcher.answer(image, top) for image, top in batch), return_exceptions=True)
+
+    async def with_a_quitter():
+        gone = asyncio.ensure_future(batcher.answer(images[0][None], 3))
+        asked = asyncio.ensure_future(ask([(image[None], top) for image, top in zip(images, range(1, 13))]))
+        await asyncio.sleep(0)
+        gone.cancel()  # a caller that stopped waiting: the others are still answered
+        return await asked
+
+    answers = asyncio.run(with_a_quitter())
+    for image, top, got in zip(images, range(1, 13), answers):
+        _assert_same(got[0], predictor.describe(image[None], top)[0])
+        assert len(got[0]["top"]) == min(top, 10)
+    assert batcher.images == len(images) + 1 and batcher.batches <= 2  # the quitter's image was run too
+
+    bad, good = asyncio.run(ask([(np.zeros((27, 27), np.uint8), 3), (images[1][None], 3)]))
+    assert isinstance(bad, ValueError)  # not 28x28: describe cannot reshape it
+    _assert_same(good[0], predictor.describe(images[1][None], 3)[0])

@@ -18,8 +18,10 @@ request.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ class _Job:
     images: np.ndarray  # (n, 28, 28) uint8
     top: int
     future: Future = field(default_factory=Future)
+    waiter: asyncio.Future | None = None  # an event loop's caller (``answer``): settled in that loop
 
 
 class MicroBatcher:
@@ -65,10 +68,11 @@ class MicroBatcher:
         self.batches = 0  # batches run so far: how well requests were batched (images / batches)
         self.images = 0
 
-    def submit(self, images: np.ndarray, top: int) -> Future:
-        """A Future of ``describe(images, top)``'s results, answered with the next batch."""
+    def submit(self, images: np.ndarray, top: int, *, waiter: asyncio.Future | None = None) -> _Job:
+        """The job of ``describe(images, top)``, answered with the next batch: its ``future``, or ``waiter``
+        (an asyncio future, settled in its own loop) when given."""
         images = np.asarray(images)
-        job = _Job(images, top)
+        job = _Job(images, top, waiter=waiter)
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
                 # Started lazily and again after a fork: a child process has none of its parent's threads.
@@ -77,11 +81,21 @@ class MicroBatcher:
             self._jobs.append(job)
             self._waiting += max(1, images.size // 784)
             self._cond.notify()
-        return job.future
+        return job
 
     def __call__(self, images: np.ndarray, top: int) -> list[dict]:
         """``describe(images, top)``, batched with whatever other threads submit meanwhile."""
-        return self.submit(images, top).result()
+        return self.submit(images, top).future.result()
+
+    async def answer(self, images: np.ndarray, top: int) -> list[dict]:
+        """``describe(images, top)`` for a coroutine, batched; the event loop waits, no thread does.
+
+        The batch's answers reach each event loop in one callback for all its
+        callers, not one wake-up of the loop per request.
+        """
+        job = self.submit(images, top, waiter=asyncio.get_running_loop().create_future())
+        assert job.waiter is not None
+        return await job.waiter
 
     def _next_batch(self) -> list[_Job]:
         """Wait for a first job, then up to ``max_wait`` for the batch to fill; take every job waiting."""
@@ -99,7 +113,9 @@ class MicroBatcher:
 
     def _run_forever(self) -> None:
         while True:
-            jobs = [job for job in self._next_batch() if job.future.set_running_or_notify_cancel()]
+            jobs = [
+                job for job in self._next_batch() if job.waiter is not None or job.future.set_running_or_notify_cancel()
+            ]
             if jobs:
                 self._answer(jobs)
 
@@ -115,19 +131,54 @@ class MicroBatcher:
         self.batches += 1
         self.images += len(stacked)
         start = 0
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, list[dict] | None, Exception | None]]]
+        by_loop = defaultdict(list)
         for job in jobs:
             n = len(job.images.reshape(-1, 28, 28))
-            mine = results[start : start + n]
+            mine = [{**r, "top": r["top"][: job.top]} for r in results[start : start + n]]
             start += n
-            job.future.set_result([{**r, "top": r["top"][: job.top]} for r in mine])
+            _deliver(job, mine, None, by_loop)
+        _wake(by_loop)
 
 
 def _settle(job: _Job, describe: Callable[[np.ndarray, int], list[dict]]) -> None:
     """Answer ``job`` from its own describe call, or hand its caller the exception."""
+    by_loop: dict = defaultdict(list)
     try:
-        job.future.set_result(describe(job.images, job.top))
+        _deliver(job, describe(job.images, job.top), None, by_loop)
     except Exception as exc:  # delivered to the caller that submitted the image
-        job.future.set_exception(exc)
+        _deliver(job, None, exc, by_loop)
+    _wake(by_loop)
+
+
+def _deliver(job: _Job, result: list[dict] | None, error: Exception | None, by_loop: dict) -> None:
+    """Settle a thread's job now; queue a coroutine's for its loop (``_wake``)."""
+    if job.waiter is not None:
+        by_loop[job.waiter.get_loop()].append((job.waiter, result, error))
+    elif error is not None:
+        job.future.set_exception(error)
+    else:
+        job.future.set_result(result)
+
+
+def _wake(by_loop: dict) -> None:
+    """One callback per event loop settles all of its waiters (a loop that has closed is skipped)."""
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_waiters, settled)
+        except RuntimeError:  # the loop is closed: its callers are gone
+            pass
+
+
+def _settle_waiters(settled: list[tuple[asyncio.Future, list[dict] | None, Exception | None]]) -> None:
+    """In the waiters' loop: each result or exception, unless its caller stopped waiting (cancelled)."""
+    for waiter, result, error in settled:
+        if waiter.done():
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
 
 
 @dataclass(frozen=True)

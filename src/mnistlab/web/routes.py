@@ -17,7 +17,6 @@ arrive while the model loads wait for it, up to ``LOAD_WAIT`` seconds.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator, Callable
@@ -86,7 +85,7 @@ class Served:
     async def describe(self, image: np.ndarray, top: int) -> dict[str, Any]:
         """The answer for one (28, 28) image, from the next batch (the event loop waits, no thread does)."""
         assert self.predictor.batcher is not None
-        return (await asyncio.wrap_future(self.predictor.batcher.submit(image[None], top)))[0]
+        return (await self.predictor.batcher.answer(image[None], top))[0]
 
 
 async def served(request: Request) -> Served:
