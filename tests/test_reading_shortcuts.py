@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mnistlab.reading.paper import _dilated, _eroded, _holes_filled, components, select
+from mnistlab.reading.paper import _holes_filled, components, dilated, eroded, select
 from mnistlab.reading.steps import _percentile_90, drop_specks
 from mnistlab.reading.strokes import thin
 from mnistlab.trust.scores import _edge_distance
@@ -58,8 +58,8 @@ def test_thinning_matches_the_textbook_form():
 def test_page_morphology_matches_scipy():
     for k, mask in enumerate(_masks(1)):
         steps = 1 + k % 6
-        np.testing.assert_array_equal(_eroded(mask, steps), ndimage.binary_erosion(mask, iterations=steps))
-        np.testing.assert_array_equal(_dilated(mask, steps), ndimage.binary_dilation(mask, iterations=steps))
+        np.testing.assert_array_equal(eroded(mask, steps), ndimage.binary_erosion(mask, iterations=steps))
+        np.testing.assert_array_equal(dilated(mask, steps), ndimage.binary_dilation(mask, iterations=steps))
         np.testing.assert_array_equal(_holes_filled(mask), ndimage.binary_fill_holes(mask))
 
 

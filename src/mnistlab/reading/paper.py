@@ -21,6 +21,8 @@ __all__ = [
     "ink_strength",
     "thumbnail",
     "components",
+    "eroded",
+    "dilated",
     "select",
     "sample",
     "median_of",
@@ -55,14 +57,14 @@ def isolate_page(grey: np.ndarray) -> np.ndarray:
     if page is None:
         return grey
     # A sheet's edge is a step; vignetting (a dark corner) is a slope.
-    inner = page & ~_eroded(page, 3)
-    outer = _dilated(page, 3) & ~page
+    inner = page & ~eroded(page, 3)
+    outer = dilated(page, 3) & ~page
     contrast = median_of(grey[page]) - median_of(grey[~page])
     step = median_of(grey[inner]) - median_of(grey[outer])
     if not (contrast > 0.2 and step > 0.5 * contrast):
         return grey
     inset = max(2, int(0.02 * max(grey.shape)))
-    page = _eroded(page, inset)
+    page = eroded(page, inset)
     if not page.any():
         return grey
     rows, cols = np.flatnonzero(page.any(axis=1)), np.flatnonzero(page.any(axis=0))
@@ -94,15 +96,16 @@ def _page_region(grey: np.ndarray) -> np.ndarray | None:
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
-def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
-    """``mask`` eroded ``steps`` times by a 4-connected step; pixels beyond the edge count as empty."""
-    out = cv2.erode(mask.view(np.uint8), _CROSS, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+def eroded(mask: np.ndarray, steps: int = 1, kernel: np.ndarray = _CROSS) -> np.ndarray:
+    """``mask`` eroded ``steps`` times by ``kernel`` (a 4-connected step); pixels beyond the edge count as empty."""
+    out = cv2.erode(mask.view(np.uint8), kernel, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return out.view(bool)
 
 
-def _dilated(mask: np.ndarray, steps: int) -> np.ndarray:
-    """``mask`` dilated ``steps`` times by a 4-connected step."""
-    out = cv2.dilate(mask.view(np.uint8), _CROSS, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+def dilated(mask: np.ndarray, steps: int = 1, kernel: np.ndarray = _CROSS) -> np.ndarray:
+    """``mask`` dilated ``steps`` times by ``kernel`` (a 4-connected step; its anchor at the centre,
+    ``length // 2`` for even lengths)."""
+    out = cv2.dilate(mask.view(np.uint8), kernel, iterations=steps, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return out.view(bool)
 
 

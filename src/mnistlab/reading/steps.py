@@ -17,13 +17,20 @@ to right. Working arrays are float32 in [0, 1], shape (H, W).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
 from mnistlab.reading.decode import to_grey
-from mnistlab.reading.paper import components, ink_strength, isolate_page, level_and_noise, sample, select
+from mnistlab.reading.paper import (
+    components,
+    dilated,
+    ink_strength,
+    isolate_page,
+    level_and_noise,
+    sample,
+    select,
+)
 from mnistlab.reading.strokes import normalize_stroke_width, remove_rules
 
 __all__ = [
@@ -196,7 +203,7 @@ def mnist_digit(ink: np.ndarray) -> np.ndarray:
 
 def _halo(mask: np.ndarray) -> np.ndarray:
     """``mask`` grown by 2 px (8-connected): the region whose grey edges belong to the strokes, as 0/1 float32."""
-    return cv2.dilate(mask.view(np.uint8), _FIVE).astype(np.float32)
+    return dilated(mask, kernel=_FIVE).astype(np.float32)
 
 
 def to_mnist(image) -> np.ndarray:

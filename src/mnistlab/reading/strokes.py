@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from mnistlab.reading.paper import dilated
+
 __all__ = ["remove_rules", "stroke_half_width", "thin", "normalize_stroke_width", "MNIST_HALF_WIDTH"]
 
 MNIST_HALF_WIDTH = 0.065  # stroke half-width / longer side of the digit, as in MNIST's 20 px box
@@ -25,22 +27,17 @@ def _long_runs(mask: np.ndarray, length: int, axis: int, gap: int = 1) -> np.nda
     """The region of straight runs of ``mask`` at least ``length`` long along ``axis`` (tolerating a
     slight tilt, and gaps in the run shorter than ``gap``): the run's pixels, widened a little across
     it and joined over the gaps, so that one rule is one connected region."""
-    band = _dilated(mask, _line(5, 1 - axis))  # a 3-degree tilt stays inside a 5-px band over the run
+    band = dilated(mask, kernel=_line(5, 1 - axis))  # a 3-degree tilt stays inside a 5-px band over the run
     if gap > 1:
         band = cv2.morphologyEx(band.view(np.uint8), cv2.MORPH_CLOSE, _line(gap, axis)).view(bool)
     # Where ``length`` pixels in a row are all ink: a minimum filter (the edge mirrored, as scipy.ndimage does).
     full = cv2.erode(band.view(np.uint8), _line(length, axis), borderType=cv2.BORDER_REFLECT).view(bool)
-    return _dilated(full, _line(length, axis)) & band
+    return dilated(full, kernel=_line(length, axis)) & band
 
 
 def _line(length: int, axis: int) -> np.ndarray:
     """A straight structuring element ``length`` pixels long along ``axis``."""
     return np.ones((1, length) if axis == 1 else (length, 1), np.uint8)
-
-
-def _dilated(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``mask`` grown by ``kernel`` (its anchor at the centre, ``length // 2`` for even lengths)."""
-    return cv2.dilate(mask.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
 
 
 def _closed(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:

@@ -44,6 +44,9 @@ class _Job:
     waiter: asyncio.Future | None = None  # an event loop's caller (``answer``): settled in that loop
 
 
+_Settled = tuple[asyncio.Future, list[dict] | None, Exception | None]  # a waiter, its result or its error
+
+
 class MicroBatcher:
     """Runs ``describe(images, top)`` for many callers as one call; thread-safe.
 
@@ -121,37 +124,33 @@ class MicroBatcher:
 
     def _answer(self, jobs: list[_Job]) -> None:
         """Answer ``jobs`` from one describe call; if it fails, each job from its own call."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = defaultdict(list)
         try:
             stacked = np.concatenate([np.asarray(job.images, np.uint8).reshape(-1, 28, 28) for job in jobs])
             results = self.describe_all(stacked, 10)
         except Exception:  # one bad image: find it by answering each request alone
             for job in jobs:
-                _settle(job, self.describe_all)
-            return
-        self.batches += 1
-        self.images += len(stacked)
-        start = 0
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, list[dict] | None, Exception | None]]]
-        by_loop = defaultdict(list)
-        for job in jobs:
-            n = len(job.images.reshape(-1, 28, 28))
-            mine = [{**r, "top": r["top"][: job.top]} for r in results[start : start + n]]
-            start += n
-            _deliver(job, mine, None, by_loop)
+                try:
+                    _deliver(job, self.describe_all(job.images, job.top), None, by_loop)
+                except Exception as exc:  # delivered to the caller that submitted the image
+                    _deliver(job, None, exc, by_loop)
+        else:
+            self.batches += 1
+            self.images += len(stacked)
+            start = 0
+            for job in jobs:
+                n = len(job.images.reshape(-1, 28, 28))
+                _deliver(job, [{**r, "top": r["top"][: job.top]} for r in results[start : start + n]], None, by_loop)
+                start += n
         _wake(by_loop)
 
 
-def _settle(job: _Job, describe: Callable[[np.ndarray, int], list[dict]]) -> None:
-    """Answer ``job`` from its own describe call, or hand its caller the exception."""
-    by_loop: dict = defaultdict(list)
-    try:
-        _deliver(job, describe(job.images, job.top), None, by_loop)
-    except Exception as exc:  # delivered to the caller that submitted the image
-        _deliver(job, None, exc, by_loop)
-    _wake(by_loop)
-
-
-def _deliver(job: _Job, result: list[dict] | None, error: Exception | None, by_loop: dict) -> None:
+def _deliver(
+    job: _Job,
+    result: list[dict] | None,
+    error: Exception | None,
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]],
+) -> None:
     """Settle a thread's job now; queue a coroutine's for its loop (``_wake``)."""
     if job.waiter is not None:
         by_loop[job.waiter.get_loop()].append((job.waiter, result, error))
@@ -161,7 +160,7 @@ def _deliver(job: _Job, result: list[dict] | None, error: Exception | None, by_l
         job.future.set_result(result)
 
 
-def _wake(by_loop: dict) -> None:
+def _wake(by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]]) -> None:
     """One callback per event loop settles all of its waiters (a loop that has closed is skipped)."""
     for loop, settled in by_loop.items():
         try:
@@ -170,7 +169,7 @@ def _wake(by_loop: dict) -> None:
             pass
 
 
-def _settle_waiters(settled: list[tuple[asyncio.Future, list[dict] | None, Exception | None]]) -> None:
+def _settle_waiters(settled: list[_Settled]) -> None:
     """In the waiters' loop: each result or exception, unless its caller stopped waiting (cancelled)."""
     for waiter, result, error in settled:
         if waiter.done():

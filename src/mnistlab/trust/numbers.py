@@ -24,7 +24,6 @@ import numpy as np
 
 from mnistlab.reading.segment import upright_columns
 from mnistlab.reading.steps import digit_from
-from mnistlab.trust.scores import silhouette
 
 if TYPE_CHECKING:  # the Predictor's module imports this one
     from mnistlab.trust.predict import Predictor
@@ -80,7 +79,7 @@ def read_part(predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: di
         return [whole]
     images = np.stack([digit_from(ink, _piece(part, ys, xs, upright, bounds[i], bounds[j])) for i, j in spans])
     proba = predictor.classify(images)
-    not_a_digit = predictor.reader.detector.proba(silhouette(images))[:, -1]  # the reader's other scores: chosen only
+    not_a_digit = predictor.reader.not_a_digit(images)  # the reader's other scores: for the chosen only
     digits = proba.argmax(axis=1)
     relative = ink_widths * row.height / row.digit_width
     value = (
@@ -92,7 +91,8 @@ def read_part(predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: di
     chosen = _best_reading(spans, value, len(bounds), width / row.digit_width)
     if len(chosen) <= 1:
         return [whole]
-    return predictor.results(images[chosen], proba[chosen], predictor.reader.scores(images[chosen]), len(whole["top"]))
+    scores = predictor.reader.scores(images[chosen], not_a_digit[chosen])  # the detector ran above
+    return predictor.results(images[chosen], proba[chosen], scores, len(whole["top"]))
 
 
 def _around(ink: np.ndarray, part: np.ndarray, margin: int = 3) -> tuple[np.ndarray, np.ndarray]:

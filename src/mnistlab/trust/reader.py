@@ -72,9 +72,15 @@ class Reader:
     probability_cut: ProbabilityCut  # the shipped classifier's
     card: dict
 
-    def scores(self, images: np.ndarray) -> np.ndarray:
-        """(N, len(SCORES)) "not a digit" scores of (N, 28, 28) uint8 images."""
-        not_a_digit = self.detector.proba(silhouette(images))[:, -1]
+    def not_a_digit(self, images: np.ndarray) -> np.ndarray:
+        """(N,) the detector's probability that each of (N, 28, 28) uint8 images is not a digit."""
+        return self.detector.proba(silhouette(images))[:, -1]
+
+    def scores(self, images: np.ndarray, not_a_digit: np.ndarray | None = None) -> np.ndarray:
+        """(N, len(SCORES)) "not a digit" scores of (N, 28, 28) uint8 images (``not_a_digit``: the
+        detector's answers for them, where the caller has them already)."""
+        if not_a_digit is None:
+            not_a_digit = self.not_a_digit(images)
         return digit_scores(self.space, images, not_a_digit)
 
     def digit_proba(self, images: np.ndarray) -> np.ndarray:

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from mnistlab.reading.paper import components
+
 __all__ = ["SCORES", "TWO_SIDED", "DigitSpace", "fit_digit_space", "digit_scores", "silhouette"]
 
 SCORES = ("reconstruction_error", "ink_fraction", "blobs", "stroke_width", "not_a_digit")
@@ -58,7 +60,7 @@ def silhouette(images: np.ndarray) -> np.ndarray:
 
 
 def _blobs_and_width(img: np.ndarray) -> tuple[int, float]:
-    n, labels = cv2.connectedComponents((img > 76).view(np.uint8), connectivity=8)
+    n, labels = components(img > 76)
     blobs = int((np.bincount(labels.ravel(), minlength=n)[1:] >= 2).sum())
     core = img > 127
     if not core.any():

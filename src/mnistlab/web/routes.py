@@ -95,8 +95,19 @@ async def served(request: Request) -> Served:
         with anyio.move_on_after(LOAD_WAIT):
             await state.loaded.wait()
     if state.served is None:
-        raise NotReadyError(state.load_error or "The model is still loading; try again in a few seconds.")
+        raise _not_ready(state)
     return cast(Served, state.served)
+
+
+def _not_ready(state) -> NotReadyError:
+    """Why the app's model cannot answer yet: it failed to load (and why), or it is still loading."""
+    return NotReadyError(state.load_error or "The model is still loading; try again in a few seconds.")
+
+
+def _status(state: Served | None) -> dict[str, Any]:
+    """``Health``: the version, the model's recipe (null before it is loaded) and the worker process."""
+    model = state.predictor.card.get("recipe") if state else None
+    return {"status": "ok", "version": __version__, "model": model, "worker": os.getpid()}
 
 
 State = Annotated[Served, Depends(served)]
@@ -119,18 +130,15 @@ async def docs() -> FileResponse:
 @router.get("/api/health", summary="Is the server up, and with which model", response_model=Health)
 async def health(request: Request) -> dict[str, Any]:
     """Alive: answered while the process runs, before the model is loaded too (``model`` is null then)."""
-    state: Served | None = request.app.state.served
-    model = state.predictor.card.get("recipe") if state else None
-    return {"status": "ok", "version": __version__, "model": model, "worker": os.getpid()}
+    return _status(request.app.state.served)
 
 
 @router.get("/api/ready", summary="Can the server answer predictions now", response_model=Health, responses=PROBLEMS)
 async def ready(request: Request) -> dict[str, Any]:
     """200 once the model is loaded, verified and has answered a test image; 503 before, or if it failed."""
-    state: Served | None = request.app.state.served
-    if state is None:
-        raise NotReadyError(request.app.state.load_error or "The model is still loading; try again in a few seconds.")
-    return {"status": "ok", "version": __version__, "model": state.predictor.card.get("recipe"), "worker": os.getpid()}
+    if request.app.state.served is None:
+        raise _not_ready(request.app.state)
+    return _status(request.app.state.served)
 
 
 @router.get("/api/model", summary="The model card of the loaded model (model.json)", response_model=None)
