@@ -78,3 +78,43 @@ def test_a_filled_shape_is_not_redrawn_as_strokes():
     blob = np.zeros((60, 60), np.float32)
     blob[10:50, 5:55] = 1.0  # a filled box, as a shoe or a blot is
     assert np.array_equal(normalize_stroke_width(blob), blob)
+
+
+def faint_ruled_page(rng: np.random.Generator, tilt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ink strength (240, 320) of a photo of ruled and squared paper whose rules, faint as a thin pen's line,
+    come out of binarisation in pieces; a digit's strokes. Returns (ink, rule pixels, digit pixels)."""
+    h, w = 240, 320
+    rows, cols = np.mgrid[0:h, 0:w]
+    rules = np.zeros((h, w), bool)
+    for y in range(18, h, 40):  # horizontal rules, turned by ``tilt`` rows per column
+        rules |= np.abs(rows - (y + tilt * cols)) < 0.8
+    for x in range(25, w, 40):  # and vertical ones, sheared the other way
+        rules |= np.abs(cols - (x - tilt * rows)) < 0.8
+    digit = np.zeros((h, w), bool)
+    digit[60:180, 150:156] = True  # a "1", 6 px wide, crossing three rules
+    ink = rng.normal(0.0, 0.04, (h, w)).astype(np.float32)  # paper texture and sensor noise
+    ink[rules] += 0.2  # 5 noise-sigmas: a fifth of the rules pass binarisation, in short pieces
+    ink[digit] = 0.4
+    return ink, rules & ~digit, digit
+
+
+@pytest.mark.parametrize("tilt", [0.0, 0.05])
+def test_faint_rules_broken_by_binarisation_are_still_found_and_removed(tilt):
+    from mnistlab.reading.steps import binarise
+
+    ink, rules, digit = faint_ruled_page(np.random.default_rng(0), tilt)
+    mask = binarise(ink)
+    assert 0.1 < mask[rules].mean() < 0.5  # the rules are there in pieces, as in a photo
+    cleaned = remove_rules(mask, ink)
+    assert cleaned[rules].sum() < 0.1 * mask[rules].sum()  # nearly all of them gone
+    assert cleaned[digit].mean() > 0.97  # the digit kept, where it crosses the rules too
+
+
+def test_a_sliver_of_a_rule_along_the_edge_is_no_writing():
+    from mnistlab.reading.steps import drop_specks
+
+    mask = np.zeros((200, 200), bool)
+    mask[60:140, 98:104] = True  # a "1"
+    mask[20:120, 198:200] = True  # a rule cut by the frame: long, but wholly within the edge strip
+    assert np.array_equal(drop_specks(mask)[:, :190], mask[:, :190])
+    assert not drop_specks(mask)[:, 190:].any()

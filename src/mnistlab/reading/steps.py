@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 _FIVE = np.ones((5, 5), np.uint8)  # two 8-connected dilation steps in one
+_EDGE = 3  # px: ink wholly this close to the image's edge is no writing (``drop_specks``)
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -89,13 +90,18 @@ def binarise(ink: np.ndarray, *, min_contrast: float = 0.1) -> np.ndarray:
 def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: float = 0.03) -> np.ndarray:
     """Remove connected components smaller than ``min_fraction`` of the largest
     one's area, or whose height and width are both under ``min_extent`` of the
-    image's longer side (dust and pen dots on an otherwise empty page)."""
+    image's longer side (dust and pen dots on an otherwise empty page), or that
+    lie wholly within ``_EDGE`` px of the image's edge (a sliver of a rule or of
+    the page's edge that the frame cut off: no writing is that thin)."""
     mask = np.asarray(mask, bool)  # it also selects the labels below
     n, labels = components(mask)
     if n == 1:
         return mask.copy()
     areas = np.bincount(labels[mask], minlength=n)[1:]  # the ink's labels alone: a tenth of the pixels
     keep = areas >= min_fraction * areas.max()
+    if min(mask.shape) > 4 * _EDGE:
+        inner = labels[_EDGE:-_EDGE, _EDGE:-_EDGE]
+        keep &= np.bincount(inner[inner > 0], minlength=n)[1:] > 0  # components reaching inside the edge strip
     extent = min_extent * max(mask.shape)
     # A component of more than (ceil(extent) - 1)^2 pixels spans at least ``extent`` one way:
     # only smaller ones need their bounding boxes (none, most of the time).
@@ -187,7 +193,7 @@ def ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
     """The front end shared by single digits and numbers: grey ink in [0, 1] and its boolean mask."""
     grey = isolate_page(to_grey(image))
     ink = ink_strength(grey)
-    mask = drop_specks(remove_rules(binarise(ink)))
+    mask = drop_specks(remove_rules(binarise(ink), ink))
     return clean_ink(ink, mask), mask
 
 
