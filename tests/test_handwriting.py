@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from mnistlab import ImageError
 from mnistlab.reading.decode import MAX_PIXELS, WORK_SIDE, load_image, to_grey
-from mnistlab.reading.paper import decide_polarity, isolate_page, remove_background
+from mnistlab.reading.paper import decide_polarity, flat_paper, ink_strength, isolate_page, remove_background
 from mnistlab.reading.segment import segment_digits
 from mnistlab.reading.steps import (
     binarise,
@@ -34,6 +34,8 @@ from mnistlab.testing import (
     make_pixel_bomb,
     place_on_table,
 )
+from mnistlab.testing.hands import digit_samples
+from mnistlab.testing.surfaces import CANVASES
 
 
 @pytest.fixture(scope="session")
@@ -234,6 +236,63 @@ def test_remove_background_flattens_uneven_light(test_digits):
     truth = ink > 0.5
     iou = (mask & truth).sum() / (mask | truth).sum()
     assert iou > 0.75
+
+
+def full_fit(grey: np.ndarray) -> np.ndarray:
+    """Ink strength with the paper fitted, whatever the image: what a clean drawing's shortcut must agree with."""
+    return remove_background(grey, decide_polarity(grey))
+
+
+@pytest.mark.parametrize(("paper", "stroke"), [(1.0, 0.0), (0.0, 1.0), (0.6, 0.1), (0.3, 0.9)])
+def test_a_clean_drawing_takes_its_paper_as_is_and_reads_as_the_fit_does(test_digits, paper, stroke):
+    # Hard-edged strokes on a canvas whose fitting thumbnail is 8x8-pixel blocks: no block is
+    # barely touched by ink, so nothing pulls the fit off the paper and the two agree to float rounding.
+    drawn = big(test_digits[0][3], 256) > 0.5
+    grey = np.where(drawn, stroke, paper).astype(np.float32)
+    assert flat_paper(grey) == (pytest.approx(paper), stroke < paper)
+    ink = ink_strength(grey)
+    np.testing.assert_allclose(ink, full_fit(grey), atol=1e-6)
+    assert (ink[~drawn] == 0).all() and ink[drawn].min() > 0.5
+
+
+def test_canvas_exports_take_the_shortcut_and_read_as_the_fit_does():
+    rng = np.random.default_rng(5)
+    greys = [
+        to_grey(s.data)
+        for src in ("pen", "optdigits")
+        for where in CANVASES
+        for s in digit_samples(src, 4, rng, surface=where)
+    ]
+    flat = [grey for grey in greys if flat_paper(grey) is not None]
+    assert len(flat) >= 0.8 * len(greys)  # the others: a digit filling most of its canvas
+    for grey in flat:
+        # Anti-aliased edges averaged into the fit's thumbnail move it by a hair, no more.
+        np.testing.assert_allclose(ink_strength(grey), full_fit(grey), atol=1e-3)
+
+
+def test_a_photo_with_flat_patches_takes_the_full_fit(test_digits):
+    rng = np.random.default_rng(3)
+    drawn = big(test_digits[0][4], 240)
+    page = lit_page(drawn, rng)  # the light rises from left to right
+    dim_paper = drawn[:, :80] < 0.01
+    # Blown out on its bright side: a flat white patch along the border. Flat in places is not flat.
+    clipped = page.copy()
+    clipped[:, 160:] = 1.0
+    clipped[:6] = clipped[-6:] = 1.0
+    assert flat_paper(clipped) is None
+    guess = 1.0 - clipped  # the white of the patch taken for the paper, as a clean drawing's would be
+    ink = ink_strength(clipped)
+    assert np.median(guess[:, :80][dim_paper]) > 0.3  # the dim paper would read as ink...
+    assert abs(np.median(ink[:, :80][dim_paper])) < 0.05  # ...the fitted light leaves it paper
+    # A white frame all round (a scanner's margin) around an ordinary photo: not flat either.
+    framed = page.copy()
+    framed[:10] = framed[-10:] = framed[:, :10] = framed[:, -10:] = 1.0
+    assert flat_paper(framed) is None
+    # Blown out nearly everywhere: it passes, and then the fit settles on the same white.
+    burnt = np.clip(2.5 * page, 0.0, 1.0)
+    burnt[:6] = burnt[-6:] = burnt[:, :6] = burnt[:, -6:] = 1.0
+    assert flat_paper(burnt) == (1.0, True)
+    np.testing.assert_allclose(ink_strength(burnt), full_fit(burnt), atol=1e-3)
 
 
 def test_binarise_keeps_the_faint_stretches_of_a_hair_thin_stroke():

@@ -210,7 +210,7 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
     unit = np.float32(1 / 255)  # uint8 * unit: float32 in one pass, and 255 * unit is exactly 1
     transparent = "transparency" in im.info
     if im.mode in ("L", "RGB") and not transparent:
-        return np.asarray(_reduced(im.convert("L"), max_side)) * unit
+        return np.asarray(_reduced(im if im.mode == "L" else im.convert("L"), max_side)) * unit
     if im.mode in ("P", "LA", "PA", "La", "RGBa") or (im.mode in ("L", "RGB") and transparent):
         im = im.convert("RGBA")
     if im.mode == "RGBA":

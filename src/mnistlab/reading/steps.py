@@ -17,6 +17,7 @@ to right. Working arrays are float32 in [0, 1], shape (H, W).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -76,9 +77,10 @@ def binarise(ink: np.ndarray, *, min_contrast: float = 0.1) -> np.ndarray:
     """
     paper, sigma = level_and_noise(ink)
     floor = paper + max(5 * sigma, min_contrast)
-    if not (ink > floor).any():
+    candidates = ink[ink > min(floor / 2, floor)]  # Otsu's values (floor > 0 on any paper), and all above the floor
+    if not (candidates.size and candidates.max() > floor):
         return np.zeros(ink.shape, bool)
-    high = max(_otsu(ink[ink > floor / 2]), floor)
+    high = max(_otsu(candidates if floor > 0 else candidates[candidates > floor / 2]), floor)
     low = max(high / 2, paper + 0.7 * max(5 * sigma, min_contrast))
     n, weak = components(ink > low)
     keep = np.zeros(n, bool)
@@ -125,23 +127,27 @@ def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     level, noise = level_and_noise(paper) if paper.size else (0.0, 0.0)
     base = level + 2 * noise
     core = _percentile_90(ink[mask])
-    # (H, W) float32, in place: one array for all the steps.
-    grey = ink - base
-    grey *= np.float32(1 / max(core - base, 1e-3))
+    # (H, W) float32, in place: one array for all the steps (on a clean drawing's exact paper, base is 0).
+    scale = np.float32(1 / max(core - base, 1e-3))
+    if base:
+        grey = ink - base
+        grey *= scale
+    else:
+        grey = ink * scale
     np.clip(grey, 0.0, 1.0, out=grey)
-    grey *= _halo(mask)
-    return grey
+    return _near_strokes(grey, mask)
 
 
 def _percentile_90(values: np.ndarray) -> float:
     """``np.percentile(values, 90)`` of 1-d float32 ``values`` (linear interpolation, its very
-    arithmetic), from one partition and without its overhead."""
+    arithmetic), without its overhead: numpy's vectorised sort finds the two values around the
+    90th percentile in a fraction of the time of a two-point partition (measured, 3,000 to 50,000 values)."""
     index = (values.size - 1) * 0.9
     k = int(index)
     if k + 1 >= values.size:
         return float(values.max())
-    part = np.partition(values, (k, k + 1))
-    low, high = part[k], part[k + 1]
+    ordered = np.sort(values)
+    low, high = ordered[k], ordered[k + 1]
     t = index - k  # a Python float: the arithmetic below stays float32, as numpy's does
     return float(high - (high - low) * (1 - t)) if t >= 0.5 else float(low + (high - low) * t)
 
@@ -199,7 +205,7 @@ def ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
 
 def digit_from(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The (28, 28) uint8 MNIST image of the ink under ``mask`` (one digit's part of the whole mask)."""
-    return mnist_digit(ink * _halo(mask))
+    return mnist_digit(_near_strokes(ink, mask))
 
 
 def mnist_digit(ink: np.ndarray) -> np.ndarray:
@@ -207,9 +213,10 @@ def mnist_digit(ink: np.ndarray) -> np.ndarray:
     return center_by_mass(fit_to_box(normalize_stroke_width(crop_to_ink(ink))))
 
 
-def _halo(mask: np.ndarray) -> np.ndarray:
-    """``mask`` grown by 2 px (8-connected): the region whose grey edges belong to the strokes, as 0/1 float32."""
-    return dilated(mask, kernel=_FIVE).astype(np.float32)
+def _near_strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``ink`` (float32, H, W) kept within 2 px of ``mask`` (8-connected: the grey edges that belong to
+    the strokes), zero beyond: a new array, as ``ink * halo`` but in one masked copy."""
+    return cv2.copyTo(ink, dilated(mask, kernel=_FIVE).view(np.uint8))
 
 
 def to_mnist(image) -> np.ndarray:
