@@ -14,8 +14,7 @@ from scipy import ndimage
 
 from mnistlab.reading.paper import _holes_filled, components, dilated, eroded, select
 from mnistlab.reading.steps import _percentile_90, drop_specks
-from mnistlab.reading.strokes import thin
-from mnistlab.trust.scores import _edge_distance
+from mnistlab.reading.strokes import edge_distance, thin
 
 
 def _masks(seed: int, n: int = 120) -> list[np.ndarray]:
@@ -70,7 +69,7 @@ def test_edge_distance_is_scipys():
     for core in cores:
         if core.any():
             expected = ndimage.distance_transform_edt(core)
-            np.testing.assert_array_equal(_edge_distance(core), expected)
+            np.testing.assert_array_equal(edge_distance(core), expected)
 
 
 @pytest.mark.parametrize("n_labels", [5, 256, 257, 3000])

@@ -12,8 +12,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
-__all__ = ["remove_rules", "stroke_half_width", "thin", "normalize_stroke_width", "MNIST_HALF_WIDTH"]
+__all__ = ["remove_rules", "edge_distance", "stroke_half_width", "thin", "normalize_stroke_width", "MNIST_HALF_WIDTH"]
 
 MNIST_HALF_WIDTH = 0.065  # stroke half-width / longer side of the digit, as in MNIST's 20 px box
 _WORK = 64  # longer side (px) at which strokes are measured and redrawn
@@ -186,9 +187,25 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     return kept | (bridged & rules & mask)
 
 
+def edge_distance(mask: np.ndarray) -> np.ndarray:
+    """(H, W) float64: each pixel's Euclidean distance to the nearest pixel outside ``mask`` (0 outside it).
+
+    OpenCV's exact transform, made repeatable: its float32 results differ in the
+    last bit from one call to the next (its vectorised paths depend on where the
+    buffers lie in memory), enough to flip a comparison of two equal distances.
+    Squared and rounded back to the whole squared distances they are, their
+    roots are exact (``scipy.ndimage.distance_transform_edt``'s values). Without
+    a single pixel outside the mask, scipy measures to a corner: left to scipy.
+    """
+    if mask.all():
+        return ndimage.distance_transform_edt(mask)
+    dist = cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.sqrt(np.round(dist.astype(np.float64) ** 2))
+
+
 def stroke_half_width(mask: np.ndarray) -> float:
     """Median half-width (px) of the strokes: the distance to the edge along their middle line."""
-    dist = cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # exact Euclidean
+    dist = edge_distance(mask)
     ridge = mask & (dist >= cv2.dilate(dist, _EIGHT.view(np.uint8)))
     return float(np.median(dist[ridge])) if ridge.any() else 0.0
 
@@ -257,7 +274,7 @@ def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2
     if half == 0.0 or low * target <= half <= high * target or half > blob * target:
         return ink
     pad = int(np.ceil(target)) + 1
-    to_middle = cv2.distanceTransform((~thin(np.pad(mask, pad))).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    to_middle = edge_distance(~thin(np.pad(mask, pad)))
     redrawn = np.clip(target + 0.5 - to_middle, 0.0, 1.0).astype(np.float32)  # a round pen, anti-aliased edge
     rows, cols = np.flatnonzero(redrawn.any(axis=1)), np.flatnonzero(redrawn.any(axis=0))
     return redrawn[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
 from mnistlab.reading.paper import components
+from mnistlab.reading.strokes import edge_distance
 
 __all__ = ["SCORES", "TWO_SIDED", "DigitSpace", "fit_digit_space", "digit_scores", "silhouette"]
 
@@ -65,20 +65,7 @@ def _blobs_and_width(img: np.ndarray) -> tuple[int, float]:
     core = img > 127
     if not core.any():
         return blobs, 0.0
-    return blobs, 2 * float(_edge_distance(core)[core].mean())
-
-
-def _edge_distance(core: np.ndarray) -> np.ndarray:
-    """(28, 28) float64: ``scipy.ndimage.distance_transform_edt(core)``, the very values, at a third of the cost.
-
-    OpenCV's exact transform gives float32 square roots of whole squared
-    distances: squared and rounded back, their float64 roots are scipy's.
-    Without a single empty pixel scipy measures to a corner: left to scipy.
-    """
-    if core.all():
-        return ndimage.distance_transform_edt(core)
-    dist = cv2.distanceTransform(core.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.sqrt(np.round(dist.astype(np.float64) ** 2))
+    return blobs, 2 * float(edge_distance(core)[core].mean())
 
 
 def digit_scores(space: DigitSpace, images: np.ndarray, not_a_digit: np.ndarray) -> np.ndarray:
