@@ -4,7 +4,8 @@ MNIST's digits were written with similar pens and scanned alike: in the 20 px
 box their strokes are about 2.6 px wide (half-width ~0.065 of the box). A
 fountain pen's hair line or a felt marker's blot is far outside that, and
 both a classifier and the "not digit-shaped" scores trip on it. Paper lines
-are not ink of the digit at all. Both steps work on the boolean ink mask.
+are not ink of the digit at all. Both steps work on the boolean ink mask;
+rules are found in the grey ink strength it was cut from.
 """
 
 from __future__ import annotations
@@ -190,9 +191,9 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
 def edge_distance(mask: np.ndarray) -> np.ndarray:
     """(H, W) float64: each pixel's Euclidean distance to the nearest pixel outside ``mask`` (0 outside it).
 
-    OpenCV's exact transform, made repeatable: its float32 results differ in the
-    last bit from one call to the next (its vectorised paths depend on where the
-    buffers lie in memory), enough to flip a comparison of two equal distances.
+    OpenCV's exact transform, made repeatable: its float32 results can differ in
+    the last bit from one call to the next on the same mask (seen in one process
+    of many calls), enough to flip a comparison of two equal distances.
     Squared and rounded back to the whole squared distances they are, their
     roots are exact (``scipy.ndimage.distance_transform_edt``'s values). Without
     a single pixel outside the mask, scipy measures to a corner: left to scipy.
