@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnistlab.reading.steps import crop_to_ink, to_mnist
+from mnistlab.reading.steps import binarise, crop_to_ink, drop_specks, to_mnist
 from mnistlab.reading.strokes import MNIST_HALF_WIDTH, normalize_stroke_width, remove_rules, stroke_half_width
 from mnistlab.trust.scores import digit_scores, fit_digit_space
 
@@ -100,8 +100,6 @@ def faint_ruled_page(rng: np.random.Generator, tilt: float) -> tuple[np.ndarray,
 
 @pytest.mark.parametrize("tilt", [0.0, 0.05])
 def test_faint_rules_broken_by_binarisation_are_still_found_and_removed(tilt):
-    from mnistlab.reading.steps import binarise
-
     ink, rules, digit = faint_ruled_page(np.random.default_rng(0), tilt)
     mask = binarise(ink)
     assert 0.1 < mask[rules].mean() < 0.5  # the rules are there in pieces, as in a photo
@@ -111,8 +109,6 @@ def test_faint_rules_broken_by_binarisation_are_still_found_and_removed(tilt):
 
 
 def test_a_sliver_of_a_rule_along_the_edge_is_no_writing():
-    from mnistlab.reading.steps import drop_specks
-
     mask = np.zeros((200, 200), bool)
     mask[60:140, 98:104] = True  # a "1"
     mask[20:120, 198:200] = True  # a rule cut by the frame: long, but wholly within the edge strip
