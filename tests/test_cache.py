@@ -27,6 +27,7 @@ from mnistlab import IDXFormatError, load_mnist, write_idx
 from mnistlab.cli import app
 from mnistlab.data.cache import array_cache_dir
 from mnistlab.data.sources import find_idx_files
+from mnistlab.testing.cli import run_cli
 
 REBUILT = "failed their check"
 
@@ -107,20 +108,14 @@ def test_an_older_cache_without_checksums_is_replaced_silently(cache_copy, mnist
     assert json.loads((cache_copy / "manifest.json").read_text())["format"] == 2
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnistlab.cli", *args], capture_output=True, text=True, timeout=300, env=dict(os.environ)
-    )
-
-
 @pytest.mark.parametrize("case", list(DAMAGE)[:8])  # the probed cases; the library test covers the rest
 def test_data_commands_on_a_damaged_cache_exit_0_with_the_rebuild_line(case, cache_copy):
     DAMAGE[case](cache_copy)
     if case in ("flipped image byte", "edited npy header"):
-        run = _cli("show", "--ascii", "--index", "0")
+        run = run_cli(["show", "--ascii", "--index", "0"])
         assert run.stdout.startswith("train[0]: label 5\n"), run.stdout
     else:
-        run = _cli("data", "info", "--json")
+        run = run_cli(["data", "info", "--json"])
         info = json.loads(run.stdout)
         assert info["verified"] and (info["n_train"], info["n_test"]) == (60000, 10000)
         assert info["class_counts"]["test"][1] == 1135 and sum(info["class_counts"]["train"]) == 60000
@@ -148,7 +143,7 @@ def test_damaged_cache_of_changed_sources_exits_2_with_one_line(mnist_dir, tmp_p
     data[-1] = (data[-1] + 1) % 10
     labels.write_bytes(data)
     os.utime(labels, ns=(st.st_atime_ns, st.st_mtime_ns))
-    run = _cli("data", "info", "--data-dir", str(folder))
+    run = run_cli(["data", "info", "--data-dir", str(folder)])
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.startswith("Error: ") and run.stderr.count("\n") == 1, run.stderr
     assert str(labels) in run.stderr and "no longer matches the sha256" in run.stderr

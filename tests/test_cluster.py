@@ -8,10 +8,7 @@ that join it by address, as a user joins a cluster.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import pytest
 from mnistlab.lab.compare import compare
 from mnistlab.lab.tracking import Tracker
 from mnistlab.models.files import load_model
+from mnistlab.testing.cli import run_cli
 
 ray = pytest.importorskip("ray")
 
@@ -76,20 +74,10 @@ def test_a_cluster_comparison_gives_the_local_answers_and_records_each_run_once(
     assert _runs(uri) == expected
 
 
-def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnistlab.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
-
-
 def test_the_cli_joins_a_cluster_by_ray_address(runtime, in_process, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["compare", "logreg", "knn", "--seeds", "2", *FLAGS, "--out", str(tmp_path / "r"), "--tracking-uri", uri]
-    done = _cli([*args, "--json"], env={"RAY_ADDRESS": runtime})
+    done = run_cli([*args, "--json"], env={"RAY_ADDRESS": runtime})
     assert done.returncode == 0, done.stderr
     assert _accuracies(json.loads(done.stdout)) == in_process
     assert _runs(uri) == sorted((m, s) for m in ("logreg", "knn") for s in (42, 43))
@@ -106,7 +94,7 @@ def test_an_address_that_does_not_answer_is_one_sentence_and_records_nothing(tmp
     store = tmp_path / "mlflow.db"
     address = address.format(port=_closed_port())
     args = ["compare", "logreg", *FLAGS, "--out", str(tmp_path / "r"), "--tracking-uri", f"sqlite:///{store}"]
-    done = _cli([*args, "--cluster", address])
+    done = run_cli([*args, "--cluster", address])
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in done.stderr, done.stderr
@@ -162,7 +150,7 @@ def test_train_runs_its_cv_folds_on_the_cluster_with_the_local_scores(runtime, t
 
     here = train_recipe("logreg", cv=3, limit=300, n_jobs=2, out=tmp_path / "here")
     args = ["train", "logreg", "--cv", "3", "--limit", "300", "--n-jobs", "2", "--out", str(tmp_path / "there")]
-    done = _cli([*args, "--json"], env={"RAY_ADDRESS": runtime})
+    done = run_cli([*args, "--json"], env={"RAY_ADDRESS": runtime})
     assert done.returncode == 0, done.stderr
     there = json.loads(done.stdout)
     assert len(there["cv_scores"]) == 3 and there["cv_scores"] == here["cv_scores"]

@@ -10,8 +10,6 @@ the module; the CLI runs in subprocesses that join it by address.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from mnistlab.lab.compare import compare
 from mnistlab.lab.evaluate import evaluate_model
 from mnistlab.lab.train import train_recipe
 from mnistlab.models.files import load_model, read_card
+from mnistlab.testing.cli import run_cli
 
 ray = pytest.importorskip("ray")
 
@@ -45,16 +44,6 @@ def local_fit(spec_file, tmp_path_factory) -> dict:
     return train_recipe(str(spec_file), cv=0, out=tmp_path_factory.mktemp("local") / "model", **SETTINGS)
 
 
-def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnistlab.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
-
-
 def _test_images(n: int = 500) -> np.ndarray:
     return load_mnist("mnist").data[-n:]  # the official test set's last images
 
@@ -75,7 +64,7 @@ def test_a_spec_file_trains_under_its_name_and_loads_back_to_the_same_prediction
 def test_train_cluster_fits_the_members_as_tasks_with_the_local_weights(runtime, local_fit, spec_file, tmp_path):
     there = tmp_path / "there"
     args = ["train", str(spec_file), "--limit", "300", "--n-jobs", "2", "--out", str(there)]
-    done = _cli([*args, "--cluster", runtime])
+    done = run_cli([*args, "--cluster", runtime])
     assert done.returncode == 0, done.stderr
     assert "2 ensemble members submitted to the cluster" in done.stderr
     assert "ensemble-small: 2/2 member epochs done" in done.stderr  # counted as they come, in any order
@@ -234,7 +223,7 @@ def test_a_bad_spec_file_is_one_sentence_before_any_data_loads(tmp_path, case):
         spec.write_text(BAD_SPECS[case])
     # No data where MNIST is looked for: a command that got as far as loading it would fail otherwise.
     env = {"MNISTLAB_DATA": str(tmp_path / "no-data"), "XDG_DATA_HOME": str(tmp_path / "home")}
-    done = _cli(["train", str(spec), "--limit", "300", "--out", str(tmp_path / "model")], env=env)
+    done = run_cli(["train", str(spec), "--limit", "300", "--out", str(tmp_path / "model")], env=env)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in done.stderr, done.stderr
