@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from mnistlab.reading.paper import components
 from mnistlab.reading.steps import binarise, crop_to_ink, drop_specks, to_mnist
 from mnistlab.reading.strokes import MNIST_HALF_WIDTH, normalize_stroke_width, remove_rules, stroke_half_width
 from mnistlab.trust.scores import digit_scores, fit_digit_space
@@ -41,6 +43,22 @@ def test_hair_lines_and_markers_come_out_with_a_pen_like_stroke(width):
     assert 0.6 * width_of(reference) <= width_of(got) <= 1.6 * width_of(reference)
 
 
+@pytest.mark.parametrize("size", [400, 600])
+def test_a_hair_line_that_crosses_itself_is_redrawn_unbroken(size):
+    # Anti-aliased 1 px lines: area-averaged to the 64 px working size they are a fifth of a pixel's
+    # ink, twice that where they cross; cut at half the crossing's ink, the lines fell apart into dots.
+    ink = np.zeros((size, size), np.float32)
+    for a, b in [
+        ((60, 40), (size - 60, size - 40)),
+        ((size - 60, 40), (60, size - 40)),
+        ((40, size // 2), (size - 40, size // 2 + 10)),
+    ]:
+        cv2.line(ink, a, b, 1.0, 1, cv2.LINE_AA)
+    redrawn = normalize_stroke_width(crop_to_ink(ink))
+    assert components(redrawn > 0.5)[0] - 1 == 1  # one piece of ink, as drawn
+    assert redrawn.shape[0] >= 0.9 * max(redrawn.shape)  # and all of it: the ends were not lost
+
+
 def test_mnist_digits_keep_their_own_strokes(mnist_full):
     digits = np.asarray(mnist_full.images[60000:60500]).astype(np.float32) / 255
     unchanged = [np.array_equal(normalize_stroke_width(crop_to_ink(d)), crop_to_ink(d)) for d in digits]
@@ -74,10 +92,25 @@ def test_one_long_stroke_is_a_one_not_a_rule():
     assert np.array_equal(remove_rules(mask), mask)
 
 
-def test_a_filled_shape_is_not_redrawn_as_strokes():
+def test_a_filled_shape_keeps_its_outline_and_gets_a_soft_edge():
     blob = np.zeros((60, 60), np.float32)
-    blob[10:50, 5:55] = 1.0  # a filled box, as a shoe or a blot is
-    assert np.array_equal(normalize_stroke_width(blob), blob)
+    blob[10:50, 5:55] = 1.0  # a filled box, as a shoe, a blot or a blown-up 8x8 digit is
+    out = normalize_stroke_width(crop_to_ink(blob))
+    assert out.shape[1] / out.shape[0] == pytest.approx(50 / 40, abs=0.05)  # not thinned to a line
+    assert out[out.shape[0] // 2, out.shape[1] // 2] == 1.0  # solid inside
+    assert out[0].max() < 0.2 and out[:, 0].max() < 0.2  # fading to its edge, as MNIST's strokes do
+    assert 0.5 < (out > 0.5).mean() < 0.9
+
+
+def test_a_wedge_shaped_stroke_is_not_thinned_to_a_fork():
+    # A "1" of a blown-up low-resolution scan: wide at the foot, narrow at the top. Thinned to its
+    # middle lines it became a "Y" whose arms read as a 4 or an 8.
+    wedge = np.zeros((200, 120), np.float32)
+    cv2.fillPoly(wedge, [np.array([[50, 0], [70, 0], [110, 199], [10, 199]])], 1.0)
+    out = normalize_stroke_width(wedge)
+    rows = (out > 0.5).sum(axis=1)  # ink across each row, top to bottom
+    assert rows[-5] > 3 * rows[5]  # still a wedge: wider at the foot than at the top
+    assert (np.diff(rows[2:-2]) >= -1).all()  # widening all the way down, no fork
 
 
 def faint_ruled_page(rng: np.random.Generator, tilt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -253,27 +253,41 @@ def thin(mask: np.ndarray) -> np.ndarray:
             return img.astype(bool)
 
 
-def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2.0, blob: float = 2.6) -> np.ndarray:
+def _stroke_height(work: np.ndarray) -> float:
+    """The ink along a stroke's middle in ``work`` (h, w): the median of the local peaks (3x3) over the inked
+    pixels, at most the brightest pixel. Area-averaged, a hair line is a fraction of a pixel's ink and twice
+    that where two strokes cross or the pen turns back: half of the brightest pixel cuts the line into dots."""
+    peak = float(work.max())
+    local = cv2.dilate(work, _EIGHT.view(np.uint8))  # (h, w): the brightest ink within one pixel
+    return min(peak, float(np.median(local[work > 0.25 * peak])))
+
+
+def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2.0) -> np.ndarray:
     """A cropped digit's ink (H, W) in [0, 1], redrawn with MNIST's stroke width if its own is far off.
 
     Strokes within ``low``..``high`` times MNIST's width are left as they are
-    (99% of MNIST's own digits are); others are thinned to their middle lines
-    (``thin``) and drawn again with a round pen of MNIST's width. Ink more than
-    ``blob`` times as wide is no pen stroke but a filled shape (a shoe, a
-    blot): it is left as it is, for the "not a digit" checks to see.
+    (99% of MNIST's own digits are). Thinner ones (a hair-thin pen) are thinned
+    to their middle lines (``thin``) and drawn again with a round pen of MNIST's
+    width. Wider ones (a marker, a blown-up low-resolution scan, a filled shape)
+    keep their outline, which a middle line would lose (a wedge-shaped "1" thins
+    to a "Y"), and get MNIST's soft edge: the ink fades from the stroke's
+    middle to its edge over half the stroke's half-width.
     """
     h, w = ink.shape
     if min(h, w) == 0:
         return ink
     scale = _WORK / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    # Area-averaged, then cut at half the peak: a hair line 4x thinner than a pixel here still stays a line.
+    # Area-averaged, then cut at half the strokes' height: a hair line 4x thinner than a pixel here still stays a line.
     work = np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
-    mask = work > 0.5 * work.max()
+    # A blank pixel around: the crop's border is the ink's edge (OpenCV measures no distance to it).
+    mask = np.pad(work > 0.5 * _stroke_height(work), 1)
     target = MNIST_HALF_WIDTH * _WORK
     half = stroke_half_width(mask)
-    if half == 0.0 or low * target <= half <= high * target or half > blob * target:
+    if half == 0.0 or low * target <= half <= high * target:
         return ink
+    if half > high * target:  # (h', w') at the working size
+        return np.clip(edge_distance(mask)[1:-1, 1:-1] / (0.5 * half), 0.0, 1.0).astype(np.float32)
     pad = int(np.ceil(target)) + 1
     to_middle = edge_distance(~thin(np.pad(mask, pad)))
     redrawn = np.clip(target + 0.5 - to_middle, 0.0, 1.0).astype(np.float32)  # a round pen, anti-aliased edge
