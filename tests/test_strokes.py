@@ -87,6 +87,18 @@ def test_ruled_and_squared_paper_lose_their_lines_and_keep_the_digit(grid):
     assert cleaned[190, 160:235].mean() > 0.8  # the 4's bar survives the rules near it
 
 
+def test_a_stroke_written_on_a_rule_stays():
+    # People write on the line: the foot of this "2" runs along a rule for 80 px, as thin as the rule
+    # and darker (pen on print), and is all that tells it from a "7".
+    rules = [[(0, y), (400, y)] for y in range(40, 300, 60)]  # a rule at y = 220
+    two = [[(150, 100), (200, 70), (240, 110), (160, 220), (240, 220)]]
+    page = drawn(two, 2, size=(400, 300), paper=235, ink=20, lines=rules)
+    mask = page < 200
+    cleaned = remove_rules(mask, (255 - page.astype(np.float32)) / 255)
+    assert cleaned[219:222, 165:235].any(axis=0).mean() > 0.9  # the foot is kept
+    assert cleaned[219:222, 20:140].mean() < 0.05 and cleaned[219:222, 260:380].mean() < 0.05  # the rule is not
+
+
 def test_one_long_stroke_is_a_one_not_a_rule():
     mask = drawn([[(140, 5), (140, 275)]], 6) < 128
     assert np.array_equal(remove_rules(mask), mask)

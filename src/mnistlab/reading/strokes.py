@@ -156,6 +156,33 @@ def _rule_pixels(mask: np.ndarray, offset: float, slope: float, reach: float = 4
     return lo, _fitted_line(strip, near) if near.any() else np.zeros_like(strip)
 
 
+_WRITTEN_RUN = 8  # px along a rule: a pen stroke written on it is at least this long (the foot of a "1", a "2")
+
+
+def _written_on(ink: np.ndarray, rule: np.ndarray) -> np.ndarray:
+    """(along,) bool: where a pen stroke runs on the rule. ``ink`` and ``rule`` (rows, along): the grey ink of
+    the rule's strip and its pixels. The darkest ink on the rule, averaged over ``_WRITTEN_RUN`` px, stands
+    out of the rule's own (its median) by 4 of its deviations and a fifth of its level, that long at least."""
+    on = cv2.dilate(rule.view(np.uint8), np.ones((3, 1), np.uint8)).view(bool)  # the rule and a pixel either side
+    darkest = np.where(on, ink, 0.0).max(axis=0)  # (along,)
+    present = darkest[rule.any(axis=0)]
+    if present.size < 2 * _WRITTEN_RUN:
+        return np.zeros(len(darkest), bool)
+    level = float(np.median(present))
+    spread = float(np.median(np.abs(present - level)))
+    window = np.ones(_WRITTEN_RUN) / _WRITTEN_RUN
+    darker = np.convolve(darkest, window, mode="same") > level + max(4 * spread, 0.2 * level)
+    # Runs at least _WRITTEN_RUN long: an opening of the (along,) run by that length.
+    run = cv2.morphologyEx(
+        darker.view(np.uint8)[None, :],
+        cv2.MORPH_OPEN,
+        _line(_WRITTEN_RUN, 1),
+        borderType=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return run[0].view(bool)
+
+
 def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     """``mask`` without the lines of ruled or squared paper.
 
@@ -169,6 +196,7 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     h, w = mask.shape
     if min(h, w) < 64:  # a digit-sized image has no paper lines to speak of
         return mask
+    grey = ink is not None
     ink = mask.astype(np.float32) if ink is None else ink
     rules = np.zeros_like(mask)
     for axis in (1, 0):  # horizontal rules (runs along x), then vertical ones
@@ -177,8 +205,11 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
             continue
         found = rules if axis == 1 else rules.T  # (across, along) views: rows across the rules
         ink_mask = mask if axis == 1 else np.ascontiguousarray(mask.T)
+        ink_along = ink if axis == 1 else ink.T
         for offset, slope in lines:
             lo, pixels = _rule_pixels(ink_mask, offset, slope)
+            if grey:  # a stroke written on the rule stays: darker than the rule, as pen is than print
+                pixels &= ~_written_on(ink_along[lo : lo + len(pixels)], pixels)
             found[lo : lo + len(pixels)] |= pixels
     if not rules.any():
         return mask
