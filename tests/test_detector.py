@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from mnistlab.reading.strokes import thin
 from mnistlab.trust.detector import training_set
-from mnistlab.trust.drawings import HANDWRITING_FONTS, font_paths, glyphs
+from mnistlab.trust.drawings import HANDWRITING_FONTS, font_paths, glyphs, restroked
 from mnistlab.trust.scores import silhouette
 
 
@@ -54,6 +55,30 @@ def test_training_set_has_digits_printed_digits_and_non_digits(small_set, mnist_
         n_strokes=300,
     )
     assert np.array_equal(again[0], images) and np.array_equal(again[1], y)
+
+
+def test_restroked_digits_are_mnist_digits_in_a_marker_or_a_hair_thin_pen_read_back(mnist_full):
+    digits = np.asarray(mnist_full.images[:40])
+    out = restroked(digits, np.random.default_rng(0))
+    assert out.shape == digits.shape and out.dtype == np.uint8
+    widths = np.array([(img > 127).sum() / thin(img > 127).sum() for img in out])  # ink per px of middle line
+    # MNIST's own: 1.3 to 4.6 px. Swollen by a marker, or redrawn by reading at MNIST's 2.6 px.
+    marker, hair = widths >= 4.5, (widths >= 2.0) & (widths <= 2.9)
+    assert marker.sum() >= 10 and hair.sum() >= 10
+    for img, digit in zip(out, digits):  # the same digit, placed as to_mnist places one
+        cy, cx = ndimage.center_of_mass(img.astype(float))
+        assert abs(cy - 14) <= 1.5 and abs(cx - 14) <= 1.5
+        assert ((img > 64) & (digit > 64)).sum() >= 0.5 * min((img > 64).sum(), (digit > 64).sum())
+    assert restroked(digits[:0], np.random.default_rng(0)).shape == (0, 28, 28)
+
+
+def test_a_training_set_with_restroked_digits_labels_them_as_their_digits(mnist_full):
+    digits, labels = np.asarray(mnist_full.images[:500]), np.asarray(mnist_full.target[:500])
+    plain = training_set(digits, labels, seed=3, copies=1, n_strokes=50)
+    more = training_set(digits, labels, seed=3, copies=1, n_strokes=50, n_restroked=100)
+    assert len(more[1]) == len(plain[1]) + 100
+    assert np.array_equal(more[1][500:600], more[1][500:600].clip(0, 9))  # digits, not "not a digit"
+    assert np.bincount(more[1], minlength=11)[10] == np.bincount(plain[1], minlength=11)[10]
 
 
 def test_fonts_without_a_glyph_draw_nothing_instead_of_a_box():

@@ -3,12 +3,14 @@
 Everything is trained by mnistlab's own code from MNIST with a fixed seed, in
 this order, and written with a card that records how:
 
-1. the not-a-digit detector on the first ``FIT_DIGITS`` training digits and
-   generated non-digits (``trust.detector``), exported to ONNX;
+1. the not-a-digit detector on the first ``FIT_DIGITS`` training digits (some
+   of them again in other pens) and generated non-digits (``trust.detector``),
+   exported to ONNX;
 2. the PCA digit space on every third of those digits;
 3. the score thresholds on the last 10,000 training digits (which fitted
    neither) and on non-digits drawn with a seed the detector never saw;
-4. the classifier on all 60,000 training digits and digits printed in fonts,
+4. the classifier on all 60,000 training digits, some of them again written
+   with a marker or a hair-thin pen and read back, and digits printed in fonts,
    with augmentation for other hands (slant, pens), exported to ONNX, and its
    probability cut on the MNIST test set (one half sets it, the other measures it).
 
@@ -38,7 +40,7 @@ from mnistlab.models.cnn.onnx import export_onnx
 from mnistlab.models.recipes import CNN
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.detector import DETECTOR, FIT_DIGITS, fit_detector, held_out_non_digits, training_set
-from mnistlab.trust.drawings import glyphs
+from mnistlab.trust.drawings import glyphs, restroked
 from mnistlab.trust.reader import CARD_FILE, FORMAT_VERSION, OnnxNet, Reader
 from mnistlab.trust.scores import DigitSpace, fit_digit_space
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds, calibrate_thresholds, flags
@@ -66,6 +68,9 @@ class Plan:
     seed: int = 0
     fit_digits: int = FIT_DIGITS  # MNIST training digits for the detector and the digit space
     detector_strokes: int = 10_000  # random pen strokes (and a sixth as much noise) among its non-digits
+    # Digits written again with a marker or a hair-thin pen and read back (``restroked``), for the detector
+    # and for the classifier: reading gives such strokes a look that MNIST's own digits never have.
+    restroked_digits: int = 5_000
     detector: Hyper = DETECTOR
     classifier: Hyper = CLASSIFIER
     # Two nets, the second reading deskewed digits: they miss different digits, and
@@ -77,7 +82,9 @@ class Plan:
 
 def _detector_and_space(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[OnnxNet, DigitSpace]:
     k = plan.fit_digits
-    images, y = training_set(train[:k], labels[:k], seed=plan.seed, n_strokes=plan.detector_strokes)
+    images, y = training_set(
+        train[:k], labels[:k], seed=plan.seed, n_strokes=plan.detector_strokes, n_restroked=plan.restroked_digits
+    )
     detector = fit_detector(images, y, plan.detector, seed=plan.seed)
     return OnnxNet(_onnx_bytes(detector)), fit_digit_space(train[:k:3])
 
@@ -95,9 +102,12 @@ def _thresholds(plan: Plan, reader: Reader, train: np.ndarray, labels: np.ndarra
 
 def _classifier(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[OnnxNet, int]:
     """The classifier on MNIST and printed digits; returns it and how many printed digits it saw."""
-    printed, printed_labels = glyphs("0123456789", np.random.default_rng(plan.seed + 1), copies=plan.printed_copies)
-    X = np.concatenate([train[: plan.classifier_digits], printed]).reshape(-1, 784)
-    y = np.concatenate([labels[: plan.classifier_digits], printed_labels])
+    rng = np.random.default_rng(plan.seed + 1)
+    printed, printed_labels = glyphs("0123456789", rng, copies=plan.printed_copies)
+    digits, digit_labels = train[: plan.classifier_digits], labels[: plan.classifier_digits]
+    again = rng.choice(len(digits), min(plan.restroked_digits, len(digits)), replace=False)
+    X = np.concatenate([digits, restroked(digits[again], rng), printed]).reshape(-1, 784)
+    y = np.concatenate([digit_labels, digit_labels[again], printed_labels])
     members = plan.classifier_members
     clf = CNNClassifier(
         **asdict(plan.classifier),

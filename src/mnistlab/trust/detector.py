@@ -6,8 +6,10 @@ U or T is made of clean pen-like strokes and passes them all; the classifier
 then reads it as 0 or 7 at 99%. What separates a "C" from a "0" is shape, so
 a net learns it from examples of both.
 
-Digits: the first ``FIT_DIGITS`` MNIST training digits, and the digits 0-9
-printed in matplotlib's fonts (so "printed" is not the cue). Negatives, none
+Digits: the first ``FIT_DIGITS`` MNIST training digits, some of them again
+written with a marker or a hair-thin pen (``restroked``: so the pen is not the
+cue), and the digits 0-9 printed in matplotlib's fonts (so "printed" is not
+the cue either). Negatives, none
 from ``mnistlab.testing`` (whose letters are in Pillow's own font):
 
 * letters and symbols printed in those fonts (DejaVu, STIX, Computer Modern),
@@ -33,7 +35,7 @@ import numpy as np
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.reading.steps import mnist_digit
-from mnistlab.trust.drawings import HANDWRITING_FONTS, LETTERS, glyphs, noise, pair, strokes
+from mnistlab.trust.drawings import HANDWRITING_FONTS, LETTERS, glyphs, noise, pair, restroked, strokes
 from mnistlab.trust.scores import silhouette
 
 __all__ = ["DETECTOR", "FIT_DIGITS", "non_digits", "training_set", "held_out_non_digits", "fit_detector"]
@@ -62,7 +64,14 @@ def non_digits(
 
 
 def training_set(
-    digits: np.ndarray, labels: np.ndarray, seed: int = 0, *, stride: int = 1, copies: int = 6, n_strokes: int = 10000
+    digits: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    *,
+    stride: int = 1,
+    copies: int = 6,
+    n_strokes: int = 10000,
+    n_restroked: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, 28, 28) uint8, y (N,)) from MNIST training digits: y is the digit, or 10 for "not a digit".
 
@@ -73,8 +82,9 @@ def training_set(
     rng = np.random.default_rng(seed)
     printed, printed_digit = glyphs("0123456789", rng, copies=2 * copies)
     neg = non_digits(digits, labels, rng, copies=copies, n_strokes=n_strokes)
-    images = np.concatenate([digits[::stride], printed, neg])
-    y = np.concatenate([labels[::stride], printed_digit, np.full(len(neg), 10, np.int64)])
+    again = rng.choice(len(digits), n_restroked, replace=False)  # (n_restroked,) digits written with other pens
+    images = np.concatenate([digits[::stride], restroked(digits[again], rng), printed, neg])
+    y = np.concatenate([labels[::stride], labels[again], printed_digit, np.full(len(neg), 10, np.int64)])
     return images, y
 
 

@@ -1,4 +1,4 @@
-"""Images drawn to train the reader: glyphs in fonts, pairs of digits, pen strokes, noise.
+"""Images drawn to train the reader: glyphs in fonts, digits in other pens, pairs of digits, pen strokes, noise.
 
 None of it comes from ``mnistlab.testing``, whose test sets use other fonts
 and other pens. Everything is brought to the geometry ``to_mnist`` gives a
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import matplotlib  # only for the folder of its bundled fonts
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from mnistlab.reading.steps import mnist_digit
+from mnistlab.reading.strokes import thin
 
-__all__ = ["LETTERS", "HANDWRITING_FONTS", "font_paths", "glyphs", "strokes", "noise", "pair"]
+__all__ = ["LETTERS", "HANDWRITING_FONTS", "font_paths", "glyphs", "restroked", "strokes", "noise", "pair"]
 
 _CANVAS = 64  # strokes and glyphs are drawn on a 64 x 64 canvas, then brought to MNIST geometry
 # Letters and symbols that are not digits. Left out, as fair readings of a digit
@@ -100,6 +102,28 @@ def glyphs(
                 images.append(mnist_digit(_glyph(font, char, rng)))
                 which.append(k)
     return np.stack(images), np.asarray(which, np.int64)
+
+
+def restroked(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """MNIST digits (N, 28, 28) uint8 written again with a marker or a hair-thin pen, half each, and read
+    back through ``mnist_digit`` as a photo of them would be: (N, 28, 28) uint8.
+
+    Reading redraws a hair line at MNIST's width and gives a marker's wide
+    strokes a soft edge; MNIST's writers used neither pen, so without these the
+    nets would see such strokes only on non-digits.
+    """
+    out = [np.zeros((0, 28, 28), np.uint8)]  # (nothing to stack without one)
+    for digit in digits:
+        # On the 64 px canvas MNIST's strokes are ~6 px wide; a marker's 12-18 px.
+        mask = cv2.resize(digit, (_CANVAS, _CANVAS), interpolation=cv2.INTER_LINEAR) > 127
+        if rng.random() < 0.5:
+            r = int(rng.integers(3, 6))
+            pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            ink = cv2.dilate(mask.view(np.uint8), pen).astype(np.float32)
+        else:
+            ink = thin(mask).astype(np.float32)  # its middle line, one pixel wide
+        out.append(mnist_digit(ink)[None])
+    return np.concatenate(out)
 
 
 def strokes(rng: np.random.Generator) -> np.ndarray:
