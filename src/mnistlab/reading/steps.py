@@ -26,6 +26,8 @@ from mnistlab.reading.decode import to_grey
 from mnistlab.reading.paper import (
     components,
     dilated,
+    flat_paper,
+    ink_against,
     ink_strength,
     isolate_page,
     level_and_noise,
@@ -120,22 +122,40 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
 
 def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Grey ink in [0, 1]: stroke cores at 1, anti-aliased edges kept, zero beyond 2 px of the mask."""
-    if not mask.any():
-        return np.zeros(ink.shape, np.float32)
+    out = np.zeros(ink.shape, np.float32)
+    box = _halo_box(mask)
+    if box is not None:
+        out[box] = _clean_ink_in(ink, mask, box)
+    return out
+
+
+def _halo_box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of ``mask`` grown by the 2 px ``clean_ink`` keeps around it (None: no ink)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    return slice(max(rows[0] - 2, 0), min(rows[-1] + 3, h)), slice(max(cols[0] - 2, 0), min(cols[-1] + 3, w))
+
+
+def _clean_ink_in(ink: np.ndarray, mask: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
+    """``clean_ink(ink, mask)[box]`` (``box``: ``_halo_box(mask)``, beyond which it is all zero), computed
+    in the box alone; the paper's level and noise are still those of the whole image."""
     some, inked = sample(ink), sample(mask)  # the paper's level and noise need no more
     paper = some[~inked]
     level, noise = level_and_noise(paper) if paper.size else (0.0, 0.0)
     base = level + 2 * noise
-    core = _percentile_90(ink[mask])
-    # (H, W) float32, in place: one array for all the steps (on a clean drawing's exact paper, base is 0).
+    part, part_mask = ink[box], mask[box]
+    core = _percentile_90(part[part_mask])
+    # (h, w) float32, in place: one array for all the steps (on a clean drawing's exact paper, base is 0).
     scale = np.float32(1 / max(core - base, 1e-3))
     if base:
-        grey = ink - base
+        grey = part - base
         grey *= scale
     else:
-        grey = ink * scale
+        grey = part * scale
     np.clip(grey, 0.0, 1.0, out=grey)
-    return _near_strokes(grey, mask)
+    return _near_strokes(grey, part_mask)
 
 
 def _percentile_90(values: np.ndarray) -> float:
@@ -196,11 +216,42 @@ def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
 
 
 def ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
-    """The front end shared by single digits and numbers: grey ink in [0, 1] and its boolean mask."""
-    grey = isolate_page(to_grey(image))
-    ink = ink_strength(grey)
-    mask = drop_specks(remove_rules(binarise(ink), ink))
+    """The front end shared by single digits and numbers: grey ink in [0, 1] and its boolean mask.
+
+    A clean drawing (``flat_paper``) has no rules to remove: a rule runs
+    through the image's edges, and a clean drawing's edges are all paper.
+    """
+    ink, mask = _ink_and_raw_mask(image)
     return clean_ink(ink, mask), mask
+
+
+def _ink_and_raw_mask(image) -> tuple[np.ndarray, np.ndarray]:
+    """``ink_and_mask`` before ``clean_ink``: the ink strength as it came from the paper."""
+    ink, flat = _page_ink(to_grey(image))
+    mask = binarise(ink)
+    if not flat:
+        mask = remove_rules(mask, ink)
+    return ink, drop_specks(mask)
+
+
+def _page_ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``ink_strength(isolate_page(grey))``, and whether that page is a clean drawing (``flat_paper``);
+    ``grey`` (``to_grey``'s own array) may be overwritten.
+
+    The paper's flatness is measured once, for both steps. A clean drawing in
+    dark ink holds no sheet on a table: ``isolate_page`` looks for pixels
+    brighter than halfway between the border's median and the image's, both
+    the paper's exact grey then, and no pixel is brighter than the paper.
+    """
+    flat = flat_paper(grey)
+    if flat is None or not flat[1]:  # light ink on a dark paper may yet be a white sheet on a dark table
+        page = isolate_page(grey)
+        if page is not grey:  # a sheet cut out: its paper is measured anew
+            grey, flat = page, flat_paper(page)
+    if flat is None:
+        return ink_strength(grey), False
+    level, dark = flat
+    return ink_against(grey, np.float32(level), dark, out=grey), True
 
 
 def digit_from(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -225,5 +276,8 @@ def to_mnist(image) -> np.ndarray:
     ``image``: a path, bytes, file object, PIL image, or an array (H, W), (H, W, 3)
     or (H, W, 4). An image without ink (an empty page) gives all zeros.
     """
-    ink, _ = ink_and_mask(image)
-    return mnist_digit(ink)  # clean_ink already kept only the ink near the mask
+    ink, mask = _ink_and_raw_mask(image)
+    box = _halo_box(mask)
+    if box is None:
+        return np.zeros((28, 28), np.uint8)
+    return mnist_digit(_clean_ink_in(ink, mask, box))  # clean_ink's ink, all of it: zero beyond the box
