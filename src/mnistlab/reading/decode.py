@@ -168,7 +168,9 @@ def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         background = 1.0 if ink_level < 0.5 else 0.0
     else:
         background = float(np.median(grey[opaque]))
-    if background != 0.0:  # (1 - alpha) * 0 adds nothing
+    if background == 1.0:  # (1 - alpha) * 1: the very numbers, one pass fewer
+        out += 1.0 - alpha
+    elif background != 0.0:  # (1 - alpha) * 0 adds nothing
         out += (1.0 - alpha) * background
     return out
 
@@ -215,8 +217,11 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
         im = im.convert("RGBA")
     if im.mode == "RGBA":
         grey = np.asarray(im.convert("L")) * unit
-        alpha = np.asarray(im.getchannel("A")) * unit
-        return np.clip(_reduce_array(_composite(grey, alpha), max_side), 0.0, 1.0)
+        alpha = np.asarray(im.getchannel("A"))
+        if alpha.min() < 255:
+            return _clipped(_reduce_array(_composite(grey, alpha * unit), max_side))
+        # Opaque (a browser's canvas export): nothing to composite, and uint8 * unit lies in [0, 1].
+        return grey if max(im.size) <= max_side else _clipped(_reduce_array(grey, max_side))
     if im.mode == "1":
         return np.asarray(_reduced(im.convert("L"), max_side)) * unit
     if im.mode.startswith("I") or im.mode == "F":
@@ -225,6 +230,11 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
         return np.clip(_reduce_array(a.astype(np.float32), max_side), 0.0, 1.0)
     # CMYK, YCbCr, LAB, HSV
     return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side)) * unit
+
+
+def _clipped(grey: np.ndarray) -> np.ndarray:
+    """``np.clip(grey, 0, 1)``, in place where ``grey`` is writeable (ours: no other reference to it)."""
+    return np.clip(grey, 0.0, 1.0, out=grey if grey.flags.writeable else None)
 
 
 def _fitted_size(w: int, h: int, max_side: int) -> tuple[int, int]:

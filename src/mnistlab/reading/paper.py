@@ -37,7 +37,7 @@ __all__ = [
 _BACKGROUND_SIDE = 32
 
 
-def isolate_page(grey: np.ndarray) -> np.ndarray:
+def isolate_page(grey: np.ndarray, paper: float | None = None) -> np.ndarray:
     """A photo of a sheet lying on a darker table -> the sheet alone.
 
     The page is the largest region brighter than halfway between the image's
@@ -47,9 +47,13 @@ def isolate_page(grey: np.ndarray) -> np.ndarray:
     take most of the image border, and bounded by a step in brightness (not the
     slope of a vignette). It is cut out to its bounding box, shrunk a
     little to leave its edge behind, with whatever is not page set to the paper's
-    median. Any other image is returned unchanged.
+    median. Any other image is returned unchanged. ``paper``: a clean drawing's
+    grey (``flat_paper``), its border's and its median: what is brighter is all
+    that may be a sheet, usually too little to look further.
     """
     if min(grey.shape) < 64:  # a digit-sized image, not a photo of a sheet
+        return grey
+    if paper is not None and np.count_nonzero(grey > paper) < 0.4 * 0.7 * grey.size:
         return grey
     # Most images hold no sheet on a table: a thumbnail says so at a fraction of the cost.
     if _page_region(thumbnail(grey, 96, averaged=False)) is None:

@@ -68,7 +68,9 @@ def _otsu(values: np.ndarray) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def binarise(ink: np.ndarray, *, min_contrast: float = 0.1) -> np.ndarray:
+def binarise(
+    ink: np.ndarray, *, min_contrast: float = 0.1, paper_noise: tuple[float, float] | None = None
+) -> np.ndarray:
     """Boolean ink mask: Otsu's threshold with hysteresis, never below the paper's noise.
 
     Ink must rise above a floor (5 noise-sigmas above the paper, and at least
@@ -76,8 +78,11 @@ def binarise(ink: np.ndarray, *, min_contrast: float = 0.1) -> np.ndarray:
     below it. Connected to such ink, fainter stretches of a stroke (a thin pen,
     a lighter digit) count down to 70% of that floor: a hair-thin pen line,
     area-averaged, is barely darker than the paper's noise.
+
+    ``paper_noise``: the paper's level and noise (``level_and_noise`` of the
+    whole image) where ``ink`` is a part of it cut out around the ink.
     """
-    paper, sigma = level_and_noise(ink)
+    paper, sigma = level_and_noise(ink) if paper_noise is None else paper_noise
     floor = paper + max(5 * sigma, min_contrast)
     candidates = ink[ink > min(floor / 2, floor)]  # Otsu's values (floor > 0 on any paper), and all above the floor
     if not (candidates.size and candidates.max() > floor):
@@ -228,26 +233,38 @@ def ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
 def _ink_and_raw_mask(image) -> tuple[np.ndarray, np.ndarray]:
     """``ink_and_mask`` before ``clean_ink``: the ink strength as it came from the paper."""
     ink, flat = _page_ink(to_grey(image))
-    mask = binarise(ink)
-    if not flat:
-        mask = remove_rules(mask, ink)
+    if flat:
+        mask = _clean_drawing_mask(ink)
+    else:
+        mask = remove_rules(binarise(ink), ink)
     return ink, drop_specks(mask)
+
+
+def _clean_drawing_mask(ink: np.ndarray) -> np.ndarray:
+    """``binarise(ink)`` of a clean drawing (``flat_paper``), binarised in the ink's bounding box alone.
+
+    Its paper is exactly 0 ink and most of the image, every other pixel above
+    it: the paper's level and noise are 0, and nothing beyond the box is ink.
+    """
+    mask = np.zeros(ink.shape, bool)
+    inked = ink > 0
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    if rows.size:
+        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        mask[box] = binarise(ink[box], paper_noise=(0.0, 0.0))
+    return mask
 
 
 def _page_ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
     """``ink_strength(isolate_page(grey))``, and whether that page is a clean drawing (``flat_paper``);
     ``grey`` (``to_grey``'s own array) may be overwritten.
 
-    The paper's flatness is measured once, for both steps. A clean drawing in
-    dark ink holds no sheet on a table: ``isolate_page`` looks for pixels
-    brighter than halfway between the border's median and the image's, both
-    the paper's exact grey then, and no pixel is brighter than the paper.
+    The paper's flatness is measured once, for both steps.
     """
     flat = flat_paper(grey)
-    if flat is None or not flat[1]:  # light ink on a dark paper may yet be a white sheet on a dark table
-        page = isolate_page(grey)
-        if page is not grey:  # a sheet cut out: its paper is measured anew
-            grey, flat = page, flat_paper(page)
+    page = isolate_page(grey, None if flat is None else flat[0])
+    if page is not grey:  # a sheet cut out: its paper is measured anew
+        grey, flat = page, flat_paper(page)
     if flat is None:
         return ink_strength(grey), False
     level, dark = flat
