@@ -48,8 +48,8 @@ def isolate_page(grey: np.ndarray, paper: float | None = None) -> np.ndarray:
     slope of a vignette). It is cut out to its bounding box, shrunk a
     little to leave its edge behind, with whatever is not page set to the paper's
     median. Any other image is returned unchanged. ``paper``: a clean drawing's
-    grey (``flat_paper``), its border's and its median: what is brighter is all
-    that may be a sheet, usually too little to look further.
+    grey (``flat_paper``), its border's and its median: only what is brighter
+    may be the sheet's bright part, usually less than 70% of 40% of the image.
     """
     if min(grey.shape) < 64:  # a digit-sized image, not a photo of a sheet
         return grey

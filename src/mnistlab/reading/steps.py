@@ -10,6 +10,10 @@ below, each a function of its own:
     remove_background) -> binarise -> remove_rules (strokes) -> drop_specks -> clean_ink
     -> crop_to_ink -> normalize_stroke_width (strokes) -> fit_to_box -> center_by_mass
 
+A clean drawing (a canvas export, its paper one exact grey: ``flat_paper``) is
+binarised and cleaned in its ink's bounding box (the same numbers), with no
+search for a sheet where too little is brighter than its paper, and none for
+rules, which would cross its edges.
 ``segment_digits`` runs the same front end on a row of digits, groups the ink
 into digits (broken strokes merged) and returns one 28x28 image per digit, left
 to right. Working arrays are float32 in [0, 1], shape (H, W).
