@@ -12,13 +12,17 @@ plain steps still run.
 from __future__ import annotations
 
 import io
+import re
+import struct
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.reading.decode import WORK_SIDE, to_grey
+from mnistlab import ImageError
+from mnistlab.reading.decode import WORK_SIDE, _pil_to_grey, _plain_png, load_image, to_grey
 from mnistlab.reading.paper import flat_paper, ink_against, ink_strength, isolate_page
 from mnistlab.reading.segment import segment_digits
 from mnistlab.reading.steps import (
@@ -166,3 +170,66 @@ def test_a_transparent_canvas_composites_as_the_blend_formula(stroke):
     a, grey = alpha * unit, np.float32(stroke) * unit
     background = 1.0 if stroke == 0 else 0.0
     np.testing.assert_array_equal(to_grey(png(rgba)), np.clip(a * grey + (1.0 - a) * background, 0.0, 1.0))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _with_chunk(data: bytes, kind: bytes, body: bytes, after_idat: bool = False) -> bytes:
+    """A PNG with one more chunk, before its first IDAT or right after its last."""
+    at = data.rindex(b"IEND") - 4 if after_idat else data.index(b"IDAT") - 4
+    return data[:at] + _chunk(kind, body) + data[at:]
+
+
+def png_variants() -> dict[str, tuple[bytes, bool]]:
+    """PNG files of one drawing, each with whether OpenCV may decode it (a plain PNG) or Pillow must."""
+    rng = np.random.default_rng(8)
+    rgba = (rng.random((60, 50, 4)) * 255).astype(np.uint8)
+    rgba[..., 3] = np.where(rng.random((60, 50)) < 0.6, 0, 255)
+    images = {"L": Image.fromarray(rgba[..., 0]), "RGB": Image.fromarray(rgba[..., :3]), "RGBA": Image.fromarray(rgba)}
+    out = {}
+    for mode, image in images.items():
+        for name, kw in {"": {}, " optimised": {"optimize": True}, " stored": {"compress_level": 0}}.items():
+            buf = io.BytesIO()
+            image.save(buf, "PNG", **kw)
+            out[mode + name] = (buf.getvalue(), True)
+    grey = out["L"][0]
+    more = {
+        "dpi and gamma": (_with_chunk(_with_chunk(grey, b"pHYs", bytes(9)), b"gAMA", struct.pack(">I", 45455)), True),
+        "opaque RGBA": (png(np.dstack([rgba[..., :3], np.full((60, 50), 255, np.uint8)])), True),
+        "text": (_with_chunk(grey, b"tEXt", b"Comment\x00drawn"), False),
+        "transparent grey": (_with_chunk(grey, b"tRNS", b"\x00\x00"), False),
+        "a chunk after the pixels": (_with_chunk(grey, b"tIME", bytes(7), after_idat=True), False),
+        "a short gamma": (_with_chunk(grey, b"gAMA", b"\x00\x01"), False),
+        "bad pixel checksum": (grey[:-20] + bytes([grey[-20] ^ 1]) + grey[-19:], False),
+        "bytes after the end": (grey + b"\x00junk", False),
+        "truncated": (grey[: len(grey) // 2], False),
+    }
+    for name, image in {
+        "16-bit": Image.fromarray(rgba[..., 0].astype(np.uint16) * 257),
+        "palette": images["RGB"].quantize(16),
+        "LA": images["RGBA"].convert("LA"),
+    }.items():
+        buf = io.BytesIO()
+        image.save(buf, "PNG")
+        more[name] = (buf.getvalue(), False)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turned
+    buf = io.BytesIO()
+    images["L"].save(buf, "PNG", exif=exif)
+    more["EXIF orientation"] = (buf.getvalue(), False)
+    return out | more
+
+
+@pytest.mark.parametrize("name", list(png_variants()))
+def test_png_files_read_as_pillow_reads_them(name):
+    data, plain = png_variants()[name]
+    assert (_plain_png(data) is not None) == plain
+    try:
+        expected = _pil_to_grey(load_image(data), WORK_SIDE)
+    except ImageError as exc:
+        with pytest.raises(ImageError, match=re.escape(str(exc))):
+            to_grey(data)
+        return
+    np.testing.assert_array_equal(to_grey(data), expected)
