@@ -6,7 +6,8 @@ where nothing is bright enough to be a sheet, and it skips the search for the
 rules of lined paper (a rule would cross its edges, which are all paper).
 Each shortcut is checked against the plain chain of steps, byte for byte;
 where a shortcut must not apply (a ruled canvas, a sheet on a dark table) the
-plain steps still run.
+plain steps still run. Plain PNG files (a canvas export) are decoded by
+OpenCV: every kind of PNG reads as Pillow reads it, errors included.
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ def png_variants() -> dict[str, tuple[bytes, bool]]:
             image.save(buf, "PNG", **kw)
             out[mode + name] = (buf.getvalue(), True)
     grey = out["L"][0]
+    out["L larger than the work size"] = (png((rng.random((WORK_SIDE + 80, 300)) * 255).astype(np.uint8)), True)
     more = {
         "dpi and gamma": (_with_chunk(_with_chunk(grey, b"pHYs", bytes(9)), b"gAMA", struct.pack(">I", 45455)), True),
         "opaque RGBA": (png(np.dstack([rgba[..., :3], np.full((60, 50), 255, np.uint8)])), True),
