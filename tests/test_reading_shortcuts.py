@@ -13,7 +13,7 @@ import pytest
 from scipy import ndimage
 
 from mnistlab.reading.paper import _holes_filled, components, dilated, eroded, select
-from mnistlab.reading.steps import _percentile_90, drop_specks
+from mnistlab.reading.steps import _otsu, _percentile_90, drop_specks
 from mnistlab.reading.strokes import edge_distance, thin
 
 
@@ -124,3 +124,28 @@ def test_the_answer_png_decodes_to_the_very_pixels_and_bad_shapes_are_refused():
     for bad in (np.zeros((0, 5), np.uint8), np.zeros((2, 2, 3), np.uint8)):
         with pytest.raises(ValueError):
             encode_png(bad)
+
+
+def _plain_otsu(values: np.ndarray) -> float:
+    """Otsu's threshold over 256 even bins of the values' range, the bins counted by np.bincount."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return float(np.nextafter(np.float32(lo), np.float32(-np.inf)))
+    width = (hi - lo) / 256
+    hist = np.bincount(np.minimum(((values - lo) / width).astype(np.intp), 255), minlength=256)
+    centres = lo + width * (np.arange(256) + 0.5)
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    between = w0 * w1 * (m0 / np.maximum(w0, 1) - (m0[-1] - m0) / np.maximum(w1, 1)) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def test_otsu_counts_its_bins_as_bincount_does():
+    rng = np.random.default_rng(6)
+    for k in range(600):
+        values = (rng.random(int(rng.integers(1, 30_000))) ** rng.uniform(0.3, 3.0)).astype(np.float32)
+        values *= np.float32(rng.uniform(0.05, 3.0))
+        if k % 3 == 0:  # few distinct values, many on the bins' edges
+            values = np.round(values * 50).astype(np.float32) / np.float32(50)
+        assert _otsu(values) == _plain_otsu(values)

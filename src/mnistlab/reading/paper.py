@@ -18,6 +18,7 @@ __all__ = [
     "estimate_background",
     "decide_polarity",
     "remove_background",
+    "ink_against",
     "ink_strength",
     "thumbnail",
     "components",
@@ -36,7 +37,7 @@ __all__ = [
 _BACKGROUND_SIDE = 32
 
 
-def isolate_page(grey: np.ndarray) -> np.ndarray:
+def isolate_page(grey: np.ndarray, paper: float | None = None) -> np.ndarray:
     """A photo of a sheet lying on a darker table -> the sheet alone.
 
     The page is the largest region brighter than halfway between the image's
@@ -46,9 +47,13 @@ def isolate_page(grey: np.ndarray) -> np.ndarray:
     take most of the image border, and bounded by a step in brightness (not the
     slope of a vignette). It is cut out to its bounding box, shrunk a
     little to leave its edge behind, with whatever is not page set to the paper's
-    median. Any other image is returned unchanged.
+    median. Any other image is returned unchanged. ``paper``: a clean drawing's
+    grey (``flat_paper``), its border's and its median: only what is brighter
+    may be the sheet's bright part, usually less than 70% of 40% of the image.
     """
     if min(grey.shape) < 64:  # a digit-sized image, not a photo of a sheet
+        return grey
+    if paper is not None and np.count_nonzero(grey > paper) < 0.4 * 0.7 * grey.size:
         return grey
     # Most images hold no sheet on a table: a thumbnail says so at a fraction of the cost.
     if _page_region(thumbnail(grey, 96, averaged=False)) is None:
@@ -304,21 +309,24 @@ def decide_polarity(grey: np.ndarray, background: np.ndarray | None = None) -> b
 
 def remove_background(grey: np.ndarray, ink_is_dark: bool) -> np.ndarray:
     """Ink strength (H, W): about 0 on the paper (its noise on either side), larger where the ink is."""
-    return _ink(grey, estimate_background(grey, ink_is_dark), ink_is_dark)
+    return ink_against(grey, estimate_background(grey, ink_is_dark), ink_is_dark)
 
 
-def _ink(grey: np.ndarray, background: np.ndarray | np.float32, ink_is_dark: bool) -> np.ndarray:
-    """Ink strength against ``background`` (H, W), or one grey for a flat paper.
+def ink_against(
+    grey: np.ndarray, background: np.ndarray | np.float32, ink_is_dark: bool, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Ink strength against ``background`` (H, W), or one grey for a flat paper; into ``out`` where given
+    (``grey`` itself, say, when the caller has no more use for it).
 
     Dark ink is measured relative to the local paper brightness, which cancels
     multiplicative lighting (shade, vignetting); light ink by its excess over
     the background."""
     # float32 throughout (H, W), in place; signed: the paper's noise in both directions measures it.
     if ink_is_dark:
-        ink = background - grey
+        ink = np.subtract(background, grey, out=out)
         paper = np.maximum(background, 0.05)
     else:
-        ink = grey - background
+        ink = np.subtract(grey, background, out=out)
         paper = np.maximum(1.0 - background, 0.05)
     if paper.ndim or paper != 1:  # a flat white (for light ink, black) paper divides by 1: nothing to do
         ink /= paper
@@ -334,11 +342,11 @@ def ink_strength(grey: np.ndarray) -> np.ndarray:
     flat = flat_paper(grey)
     if flat is not None:
         level, dark = flat
-        return _ink(grey, np.float32(level), dark)
+        return ink_against(grey, np.float32(level), dark)
     small = thumbnail(grey, _BACKGROUND_SIDE)
     blind = _fit_background(small, None)
     dark = decide_polarity(grey, _surface(blind, grey.shape))
-    return _ink(grey, _surface(_fit_background(small, dark, start=blind), grey.shape), dark)
+    return ink_against(grey, _surface(_fit_background(small, dark, start=blind), grey.shape), dark)
 
 
 def flat_paper(grey: np.ndarray) -> tuple[float, bool] | None:

@@ -10,6 +10,10 @@ below, each a function of its own:
     remove_background) -> binarise -> remove_rules (strokes) -> drop_specks -> clean_ink
     -> crop_to_ink -> normalize_stroke_width (strokes) -> fit_to_box -> center_by_mass
 
+A clean drawing (a canvas export, its paper one exact grey: ``flat_paper``) is
+binarised and cleaned in its ink's bounding box (the same numbers), with no
+search for a sheet where too little is brighter than its paper, and none for
+rules, which would cross its edges.
 ``segment_digits`` runs the same front end on a row of digits, groups the ink
 into digits (broken strokes merged) and returns one 28x28 image per digit, left
 to right. Working arrays are float32 in [0, 1], shape (H, W).
@@ -26,6 +30,8 @@ from mnistlab.reading.decode import to_grey
 from mnistlab.reading.paper import (
     components,
     dilated,
+    flat_paper,
+    ink_against,
     ink_strength,
     isolate_page,
     level_and_noise,
@@ -55,7 +61,11 @@ def _otsu(values: np.ndarray) -> float:
     if hi <= lo:  # one value (a clean drawing): everything at it is above the threshold
         return float(np.nextafter(np.float32(lo), np.float32(-np.inf)))
     width = (hi - lo) / 256
-    hist = np.bincount(np.minimum(((values - lo) / width).astype(np.intp), 255), minlength=256)
+    bins = np.minimum((values - lo) / width, 255).astype(np.uint8)  # truncated as floored: no value is below lo
+    if bins.size < 2**24:  # OpenCV counts bytes twice as fast as bincount, which widens them (exact float32 counts)
+        hist = cv2.calcHist([bins], [0], None, [256], [0, 256]).ravel().astype(np.intp)
+    else:
+        hist = np.bincount(bins, minlength=256)
     centres = lo + width * (np.arange(256) + 0.5)
     w0 = np.cumsum(hist)
     w1 = w0[-1] - w0
@@ -66,7 +76,9 @@ def _otsu(values: np.ndarray) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def binarise(ink: np.ndarray, *, min_contrast: float = 0.1) -> np.ndarray:
+def binarise(
+    ink: np.ndarray, *, min_contrast: float = 0.1, paper_noise: tuple[float, float] | None = None
+) -> np.ndarray:
     """Boolean ink mask: Otsu's threshold with hysteresis, never below the paper's noise.
 
     Ink must rise above a floor (5 noise-sigmas above the paper, and at least
@@ -74,8 +86,11 @@ def binarise(ink: np.ndarray, *, min_contrast: float = 0.1) -> np.ndarray:
     below it. Connected to such ink, fainter stretches of a stroke (a thin pen,
     a lighter digit) count down to 70% of that floor: a hair-thin pen line,
     area-averaged, is barely darker than the paper's noise.
+
+    ``paper_noise``: the paper's level and noise (``level_and_noise`` of the
+    whole image) where ``ink`` is a part of it cut out around the ink.
     """
-    paper, sigma = level_and_noise(ink)
+    paper, sigma = level_and_noise(ink) if paper_noise is None else paper_noise
     floor = paper + max(5 * sigma, min_contrast)
     candidates = ink[ink > min(floor / 2, floor)]  # Otsu's values (floor > 0 on any paper), and all above the floor
     if not (candidates.size and candidates.max() > floor):
@@ -120,22 +135,40 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
 
 def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Grey ink in [0, 1]: stroke cores at 1, anti-aliased edges kept, zero beyond 2 px of the mask."""
-    if not mask.any():
-        return np.zeros(ink.shape, np.float32)
+    out = np.zeros(ink.shape, np.float32)
+    box = _halo_box(mask)
+    if box is not None:
+        out[box] = _clean_ink_in(ink, mask, box)
+    return out
+
+
+def _halo_box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of ``mask`` grown by the 2 px ``clean_ink`` keeps around it (None: no ink)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    return slice(max(rows[0] - 2, 0), min(rows[-1] + 3, h)), slice(max(cols[0] - 2, 0), min(cols[-1] + 3, w))
+
+
+def _clean_ink_in(ink: np.ndarray, mask: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
+    """``clean_ink(ink, mask)[box]`` (``box``: ``_halo_box(mask)``, beyond which it is all zero), computed
+    in the box alone; the paper's level and noise are still those of the whole image."""
     some, inked = sample(ink), sample(mask)  # the paper's level and noise need no more
     paper = some[~inked]
     level, noise = level_and_noise(paper) if paper.size else (0.0, 0.0)
     base = level + 2 * noise
-    core = _percentile_90(ink[mask])
-    # (H, W) float32, in place: one array for all the steps (on a clean drawing's exact paper, base is 0).
+    part, part_mask = ink[box], mask[box]
+    core = _percentile_90(part[part_mask])
+    # (h, w) float32, in place: one array for all the steps (on a clean drawing's exact paper, base is 0).
     scale = np.float32(1 / max(core - base, 1e-3))
     if base:
-        grey = ink - base
+        grey = part - base
         grey *= scale
     else:
-        grey = ink * scale
+        grey = part * scale
     np.clip(grey, 0.0, 1.0, out=grey)
-    return _near_strokes(grey, mask)
+    return _near_strokes(grey, part_mask)
 
 
 def _percentile_90(values: np.ndarray) -> float:
@@ -196,11 +229,54 @@ def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
 
 
 def ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
-    """The front end shared by single digits and numbers: grey ink in [0, 1] and its boolean mask."""
-    grey = isolate_page(to_grey(image))
-    ink = ink_strength(grey)
-    mask = drop_specks(remove_rules(binarise(ink), ink))
+    """The front end shared by single digits and numbers: grey ink in [0, 1] and its boolean mask.
+
+    A clean drawing (``flat_paper``) has no rules to remove: a rule runs
+    through the image's edges, and a clean drawing's edges are all paper.
+    """
+    ink, mask = _ink_and_raw_mask(image)
     return clean_ink(ink, mask), mask
+
+
+def _ink_and_raw_mask(image) -> tuple[np.ndarray, np.ndarray]:
+    """``ink_and_mask`` before ``clean_ink``: the ink strength as it came from the paper."""
+    ink, flat = _page_ink(to_grey(image))
+    if flat:
+        mask = _clean_drawing_mask(ink)
+    else:
+        mask = remove_rules(binarise(ink), ink)
+    return ink, drop_specks(mask)
+
+
+def _clean_drawing_mask(ink: np.ndarray) -> np.ndarray:
+    """``binarise(ink)`` of a clean drawing (``flat_paper``), binarised in the ink's bounding box alone.
+
+    Its paper is exactly 0 ink and most of the image, every other pixel above
+    it: the paper's level and noise are 0, and nothing beyond the box is ink.
+    """
+    mask = np.zeros(ink.shape, bool)
+    inked = ink > 0
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    if rows.size:
+        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        mask[box] = binarise(ink[box], paper_noise=(0.0, 0.0))
+    return mask
+
+
+def _page_ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``ink_strength(isolate_page(grey))``, and whether that page is a clean drawing (``flat_paper``);
+    ``grey`` (``to_grey``'s own array) may be overwritten.
+
+    The paper's flatness is measured once, for both steps.
+    """
+    flat = flat_paper(grey)
+    page = isolate_page(grey, None if flat is None else flat[0])
+    if page is not grey:  # a sheet cut out: its paper is measured anew
+        grey, flat = page, flat_paper(page)
+    if flat is None:
+        return ink_strength(grey), False
+    level, dark = flat
+    return ink_against(grey, np.float32(level), dark, out=grey), True
 
 
 def digit_from(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -225,5 +301,8 @@ def to_mnist(image) -> np.ndarray:
     ``image``: a path, bytes, file object, PIL image, or an array (H, W), (H, W, 3)
     or (H, W, 4). An image without ink (an empty page) gives all zeros.
     """
-    ink, _ = ink_and_mask(image)
-    return mnist_digit(ink)  # clean_ink already kept only the ink near the mask
+    ink, mask = _ink_and_raw_mask(image)
+    box = _halo_box(mask)
+    if box is None:
+        return np.zeros((28, 28), np.uint8)
+    return mnist_digit(_clean_ink_in(ink, mask, box))  # clean_ink's ink, all of it: zero beyond the box
