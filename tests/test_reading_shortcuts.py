@@ -92,7 +92,14 @@ def test_percentile_90_is_numpys():
 def test_drop_specks_keeps_what_the_plain_rule_keeps():
     """Components under 5% of the largest area, within 3% of the longer side both ways, or wholly
     within 3 px of the image's edge, go."""
-    for mask in _masks(4, 200):
+    single = [np.zeros((120, 200), bool) for _ in range(4)]  # one component each, as most drawings are
+    single[0][30:90, 60:66] = True  # a stroke: kept
+    single[1][1:3, 20:180] = True  # a sliver along the edge: dropped
+    single[2][50:52, 50:52] = True  # a speck: dropped
+    single[3][5:9, 5:9] = True  # a speck near the edge: dropped
+    tiny = np.zeros((10, 10), bool)
+    tiny[0:2, 2:8] = True  # no edge strip in an image this small: kept
+    for mask in [*_masks(4, 200), *single, tiny]:
         n, labels = components(mask)
         areas = np.bincount(labels.ravel(), minlength=n)[1:]
         boxes = ndimage.find_objects(labels.astype(np.int32))

@@ -114,11 +114,15 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
     n, labels = components(mask)
     if n == 1:
         return mask.copy()
-    areas = np.bincount(labels[mask], minlength=n)[1:]  # the ink's labels alone: a tenth of the pixels
-    keep = areas >= min_fraction * areas.max()
-    if min(mask.shape) > 4 * _EDGE:
-        inner = labels[_EDGE:-_EDGE, _EDGE:-_EDGE]
-        keep &= np.bincount(inner[inner > 0], minlength=n)[1:] > 0  # components reaching inside the edge strip
+    if n == 2:  # one stroke (most drawings): its area and reach without counting labels
+        areas = np.array([np.count_nonzero(mask)])
+        keep = np.array([min(mask.shape) <= 4 * _EDGE or bool(mask[_EDGE:-_EDGE, _EDGE:-_EDGE].any())])
+    else:
+        areas = np.bincount(labels[mask], minlength=n)[1:]  # the ink's labels alone: a tenth of the pixels
+        keep = areas >= min_fraction * areas.max()
+        if min(mask.shape) > 4 * _EDGE:
+            inner = labels[_EDGE:-_EDGE, _EDGE:-_EDGE]
+            keep &= np.bincount(inner[inner > 0], minlength=n)[1:] > 0  # components reaching inside the edge strip
     extent = min_extent * max(mask.shape)
     # A component of more than (ceil(extent) - 1)^2 pixels spans at least ``extent`` one way:
     # only smaller ones need their bounding boxes (none, most of the time).
