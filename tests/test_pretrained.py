@@ -19,6 +19,7 @@ TINY = Plan(
     classifier_members=1,
     classifier_digits=5000,
     printed_copies=1,
+    restroked_digits=200,
 )
 
 

@@ -82,7 +82,7 @@ def training_set(
     rng = np.random.default_rng(seed)
     printed, printed_digit = glyphs("0123456789", rng, copies=2 * copies)
     neg = non_digits(digits, labels, rng, copies=copies, n_strokes=n_strokes)
-    again = rng.choice(len(digits), n_restroked, replace=False)  # (n_restroked,) digits written with other pens
+    again = rng.choice(len(digits), min(n_restroked, len(digits)), replace=False)  # (k,) digits in other pens
     images = np.concatenate([digits[::stride], restroked(digits[again], rng), printed, neg])
     y = np.concatenate([labels[::stride], labels[again], printed_digit, np.full(len(neg), 10, np.int64)])
     return images, y
