@@ -101,7 +101,8 @@ def _thresholds(plan: Plan, reader: Reader, train: np.ndarray, labels: np.ndarra
 
 
 def _classifier(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[OnnxNet, int]:
-    """The classifier on MNIST and printed digits; returns it and how many printed digits it saw."""
+    """The classifier on MNIST digits (some again in other pens) and printed digits; returns it and how many
+    printed digits it saw."""
     rng = np.random.default_rng(plan.seed + 1)
     printed, printed_labels = glyphs("0123456789", rng, copies=plan.printed_copies)
     digits, digit_labels = train[: plan.classifier_digits], labels[: plan.classifier_digits]

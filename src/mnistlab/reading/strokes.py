@@ -196,7 +196,7 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     h, w = mask.shape
     if min(h, w) < 64:  # a digit-sized image has no paper lines to speak of
         return mask
-    grey = ink is not None
+    given = ink is not None
     ink = mask.astype(np.float32) if ink is None else ink
     rules = np.zeros_like(mask)
     for axis in (1, 0):  # horizontal rules (runs along x), then vertical ones
@@ -208,7 +208,7 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
         ink_along = ink if axis == 1 else ink.T
         for offset, slope in lines:
             lo, pixels = _rule_pixels(ink_mask, offset, slope)
-            if grey:  # a stroke written on the rule stays: darker than the rule, as pen is than print
+            if given:  # a stroke written on the rule stays: darker than the rule, as pen is than print
                 pixels &= ~_written_on(ink_along[lo : lo + len(pixels)], pixels)
             found[lo : lo + len(pixels)] |= pixels
     if not rules.any():

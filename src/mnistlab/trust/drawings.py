@@ -114,7 +114,7 @@ def restroked(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """
     out = [np.zeros((0, 28, 28), np.uint8)]  # (nothing to stack without one)
     for digit in digits:
-        # On the 64 px canvas MNIST's strokes are ~6 px wide; a marker's 12-18 px.
+        # On the 64 px canvas MNIST's strokes are ~6 px wide; a marker's 12-16 px.
         mask = cv2.resize(digit, (_CANVAS, _CANVAS), interpolation=cv2.INTER_LINEAR) > 127
         if rng.random() < 0.5:
             r = int(rng.integers(3, 6))
