@@ -118,11 +118,13 @@ def test_a_wedge_shaped_stroke_is_not_thinned_to_a_fork():
     # A "1" of a blown-up low-resolution scan: wide at the foot, narrow at the top. Thinned to its
     # middle lines it became a "Y" whose arms read as a 4 or an 8.
     wedge = np.zeros((200, 120), np.float32)
-    cv2.fillPoly(wedge, [np.array([[50, 0], [70, 0], [110, 199], [10, 199]])], 1.0)
-    out = normalize_stroke_width(wedge)
-    rows = (out > 0.5).sum(axis=1)  # ink across each row, top to bottom
-    assert rows[-5] > 3 * rows[5]  # still a wedge: wider at the foot than at the top
-    assert (np.diff(rows[2:-2]) >= -1).all()  # widening all the way down, no fork
+    cv2.fillPoly(wedge, [np.array([[45, 0], [75, 0], [105, 199], [15, 199]])], 1.0)  # 30 px wide atop, 90 at the foot
+    out = normalize_stroke_width(wedge) > 0.5
+    rows = out.sum(axis=1)  # ink across each row, top to bottom
+    assert rows[-5] > 2 * rows[5]  # still a wedge: wider at the foot than at the top
+    assert (np.diff(rows[2:-2]) >= -1).all()  # widening all the way down
+    starts = np.diff(np.pad(out.astype(np.int8), ((0, 0), (1, 0))), axis=1) == 1
+    assert starts.sum(axis=1).max() == 1  # one run of ink in every row: no fork
 
 
 def faint_ruled_page(rng: np.random.Generator, tilt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
