@@ -51,7 +51,8 @@ __all__ = [
     "mnist_digit",
 ]
 
-_FIVE = np.ones((5, 5), np.uint8)  # two 8-connected dilation steps in one
+_HALO = 2  # px around the mask whose grey edges belong to the strokes (``clean_ink``)
+_FIVE = np.ones((2 * _HALO + 1,) * 2, np.uint8)  # the halo's dilation: two 8-connected steps in one
 _EDGE = 3  # px: ink wholly this close to the image's edge is no writing (``drop_specks``)
 
 
@@ -140,23 +141,26 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
 def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Grey ink in [0, 1]: stroke cores at 1, anti-aliased edges kept, zero beyond 2 px of the mask."""
     out = np.zeros(ink.shape, np.float32)
-    box = _halo_box(mask)
+    box = _box(mask, _HALO)
     if box is not None:
         out[box] = _clean_ink_in(ink, mask, box)
     return out
 
 
-def _halo_box(mask: np.ndarray) -> tuple[slice, slice] | None:
-    """The bounding box of ``mask`` grown by the 2 px ``clean_ink`` keeps around it (None: no ink)."""
+def _box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice] | None:
+    """The bounding box of ``mask`` grown by ``margin`` px within the image (None: no ink)."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return None
     h, w = mask.shape
-    return slice(max(rows[0] - 2, 0), min(rows[-1] + 3, h)), slice(max(cols[0] - 2, 0), min(cols[-1] + 3, w))
+    return (
+        slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, h)),
+        slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, w)),
+    )
 
 
 def _clean_ink_in(ink: np.ndarray, mask: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
-    """``clean_ink(ink, mask)[box]`` (``box``: ``_halo_box(mask)``, beyond which it is all zero), computed
+    """``clean_ink(ink, mask)[box]`` (``box``: ``_box(mask, _HALO)``, beyond which it is all zero), computed
     in the box alone; the paper's level and noise are still those of the whole image."""
     some, inked = sample(ink), sample(mask)  # the paper's level and noise need no more
     paper = some[~inked]
@@ -259,10 +263,8 @@ def _clean_drawing_mask(ink: np.ndarray) -> np.ndarray:
     it: the paper's level and noise are 0, and nothing beyond the box is ink.
     """
     mask = np.zeros(ink.shape, bool)
-    inked = ink > 0
-    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
-    if rows.size:
-        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    box = _box(ink > 0)
+    if box is not None:
         mask[box] = binarise(ink[box], paper_noise=(0.0, 0.0))
     return mask
 
@@ -271,7 +273,8 @@ def _page_ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
     """``ink_strength(isolate_page(grey))``, and whether that page is a clean drawing (``flat_paper``);
     ``grey`` (``to_grey``'s own array) may be overwritten.
 
-    The paper's flatness is measured once, for both steps.
+    The paper's flatness is measured once for both steps (``ink_strength`` looks
+    again on a photo, where the first edge already says no).
     """
     flat = flat_paper(grey)
     page = isolate_page(grey, None if flat is None else flat[0])
@@ -306,7 +309,7 @@ def to_mnist(image) -> np.ndarray:
     or (H, W, 4). An image without ink (an empty page) gives all zeros.
     """
     ink, mask = _ink_and_raw_mask(image)
-    box = _halo_box(mask)
+    box = _box(mask, _HALO)
     if box is None:
         return np.zeros((28, 28), np.uint8)
     return mnist_digit(_clean_ink_in(ink, mask, box))  # clean_ink's ink, all of it: zero beyond the box
