@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from mnistlab.models.sessions import CHUNK
 from mnistlab.testing import make_photo
 from mnistlab.trust.batching import MicroBatcher, batched
 from mnistlab.trust.predict import load_predictor, predict_image
@@ -29,6 +30,17 @@ def test_one_image_gets_the_floats_it_gets_in_any_batch(predictor):
     np.testing.assert_array_equal(one_by_one, predictor.classify(images))
     not_a_digit = np.concatenate([predictor.reader.scores(im[None]) for im in images])
     np.testing.assert_allclose(not_a_digit, predictor.reader.scores(images), rtol=0, atol=1e-6)
+
+
+def test_a_batch_larger_than_a_session_run_gets_the_floats_of_one_by_one(predictor):
+    images = _images(CHUNK + 16)
+    one_by_one = np.concatenate([predictor.classify(im[None]) for im in images])
+    np.testing.assert_array_equal(one_by_one, predictor.classify(images))
+    # The batch is run in parts; each of these images, last in a batch of CHUNK + 1, would be
+    # run alone by a naive split, and the classifier's floats for one image alone differ.
+    for i in range(CHUNK, CHUNK + 16):
+        batch = np.concatenate([images[:CHUNK], images[i : i + 1]])
+        np.testing.assert_array_equal(predictor.classify(batch)[-1], one_by_one[i])
 
 
 def _assert_same(got: dict, want: dict) -> None:

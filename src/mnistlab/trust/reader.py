@@ -25,6 +25,7 @@ import onnxruntime as ort
 from safetensors.numpy import load as load_safetensors
 
 from mnistlab.errors import ModelFileError
+from mnistlab.models.sessions import run_in_chunks
 from mnistlab.trust.scores import DigitSpace, digit_scores, silhouette
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds
 
@@ -56,7 +57,7 @@ class OnnxNet:
     def proba(self, images: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(images.reshape(-1, 1, 28, 28), np.float32) / np.float32(255)  # (N, 1, 28, 28)
         single = self.pad_single and len(x) == 1
-        p = self.session.run(None, {self.input: np.concatenate([x, x]) if single else x})[0][: len(x)]
+        p = run_in_chunks(self.session, self.input, np.concatenate([x, x]) if single else x)[: len(x)]
         p = p.astype(np.float64)
         return p / p.sum(axis=1, keepdims=True)  # exact sums after float32 softmax
 

@@ -26,6 +26,7 @@ import torch
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError
+from mnistlab.models.sessions import run_in_chunks
 
 __all__ = ["export_onnx", "OnnxPredictor"]
 
@@ -121,8 +122,7 @@ class OnnxPredictor:
         return cls(_model_proto(module, image_shape, list(classes)).SerializeToString(), **kwargs)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        return self.session.run(None, {"image": images})[0]
+        return run_in_chunks(self.session, "image", np.ascontiguousarray(images, dtype=np.float32))
 
     def predict(self, images) -> np.ndarray:
         pixels = unit_pixels(as_images(images))  # (N, H, W) float32 in [0, 1]
