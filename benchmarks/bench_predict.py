@@ -7,7 +7,8 @@
    at batch 1000 and the latency of one image (median of many calls); then
    the nets of the ``cnn-fast`` and ``cnn`` recipes (built as ``train`` builds
    them, weights untrained: the speed does not depend on them) with one
-   intra-op thread and with one per CPU.
+   intra-op thread and with one per CPU, through ``OnnxPredictor`` (about
+   128 images a session run) and, for reference, the batch in one run.
 2. ``Predictor.describe`` per image at batch 1 and batch 64 (what micro-batching
    saves), split into the classifier and the not-a-digit scores; with
    OpenBLAS's default threads and with one (as the server and predict run).
@@ -96,7 +97,12 @@ def recipe_nets(digits: np.ndarray, repeat: int) -> None:
         module = build_net(arch, 10, (28, 28)).eval()
         for threads in sorted({1, os.cpu_count() or 1}):
             net = OnnxPredictor.from_module(module, (28, 28), range(10), n_threads=threads)
+
+            def whole(batch, session=net.session):  # the reference: the batch in one session run
+                return session.run(None, {"image": batch})[0]
+
             print(f"  {recipe:>10} ({arch}), {threads} thread(s): {speed(net.predict_proba, x, repeat)}")
+            print(f"  {'':>10}   in one session run: {speed(whole, x, repeat)}")
 
 
 def describe_split(predictor, digits: np.ndarray) -> None:
