@@ -36,9 +36,7 @@ def test_a_batch_larger_than_a_session_run_gets_the_floats_of_one_by_one(predict
     images = _images(CHUNK + 16)
     one_by_one = np.concatenate([predictor.classify(im[None]) for im in images])
     np.testing.assert_array_equal(one_by_one, predictor.classify(images))
-    # The batch is run in parts; each of these images, last in a batch of CHUNK + 1, would be
-    # run alone by a naive split, and the classifier's floats for one image alone differ.
-    for i in range(CHUNK, CHUNK + 16):
+    for i in range(CHUNK, CHUNK + 16):  # each last in a batch of CHUNK + 1, run in two parts
         batch = np.concatenate([images[:CHUNK], images[i : i + 1]])
         np.testing.assert_array_equal(predictor.classify(batch)[-1], one_by_one[i])
 

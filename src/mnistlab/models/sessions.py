@@ -15,12 +15,8 @@ CHUNK = 128
 
 
 def run_in_chunks(session: ort.InferenceSession, name: str, x: np.ndarray) -> np.ndarray:
-    """The session's first output for the batch ``x`` (N, ...), run ``CHUNK`` images or so at a time.
-
-    The chunks are near-equal (``np.array_split``), so a large batch never ends in a run of
-    one image: onnxruntime multiplies a single row by another kernel than many, whose last
-    bits differ, and an image's answer would then depend on the batch it came in.
-    """
+    """The session's first output for the batch ``x`` (N, ...), run ``CHUNK`` images or so at a time
+    (near-equal parts, ``np.array_split``: no short run left at the end)."""
     if len(x) <= CHUNK:
         return session.run(None, {name: x})[0]
     parts = np.array_split(x, -(-len(x) // CHUNK))

@@ -40,25 +40,19 @@ FORMAT_VERSION = 1
 class OnnxNet:
     """One exported net on onnxruntime: (N, 28, 28) uint8 images -> (N, n_classes) float64 probabilities."""
 
-    def __init__(self, model: bytes, *, threads: int = 1, pad_single: bool = False):
+    def __init__(self, model: bytes, *, threads: int = 1):
         options = ort.SessionOptions()
         # One thread: a 28x28 image is microseconds of work, and threads would only
         # wait on each other; concurrent requests get parallelism from batching and workers.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.model_bytes = model
-        # onnxruntime multiplies one row by another kernel than many, and for some nets the last bits
-        # differ (up to 1e-6 in a probability): those run one image as a batch of two, so that an
-        # answer does not depend on the batch it was asked in (at the cost of a second image).
-        self.pad_single = pad_single
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 
     def proba(self, images: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(images.reshape(-1, 1, 28, 28), np.float32) / np.float32(255)  # (N, 1, 28, 28)
-        single = self.pad_single and len(x) == 1
-        p = run_in_chunks(self.session, self.input, np.concatenate([x, x]) if single else x)[: len(x)]
-        p = p.astype(np.float64)
+        p = run_in_chunks(self.session, self.input, x).astype(np.float64)
         return p / p.sum(axis=1, keepdims=True)  # exact sums after float32 softmax
 
 
@@ -131,7 +125,7 @@ def _build(folder: Path) -> Reader:
     try:
         space = DigitSpace(**load_safetensors(blobs["space.safetensors"]))
         return Reader(
-            classifier=OnnxNet(blobs["classifier.onnx"], pad_single=True),  # its last bits depend on the batch
+            classifier=OnnxNet(blobs["classifier.onnx"]),
             detector=OnnxNet(blobs["detector.onnx"]),
             space=space,
             thresholds=Thresholds(**card["thresholds"]),

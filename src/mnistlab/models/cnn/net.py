@@ -42,18 +42,25 @@ ARCHITECTURES: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 
 
-def deskew(x: torch.Tensor) -> torch.Tensor:
+def deskew(x: torch.Tensor, *, exact: bool = False) -> torch.Tensor:
     """Straighten slanted digits x (N, 1, H, W): the classic moment deskew, as tensor ops.
 
     Same map as ``mnistlab.models.transforms.Deskew`` (numpy): each image is shifted so that
     its centre of ink sits at (H/2, W/2) and sheared by skew = cov(col, row) /
     var(row), so its main vertical axis stands upright. One ``grid_sample``
     for the batch (ONNX GridSample), bilinear, zeros outside the image.
+
+    ``exact``: the moments in float64, as a net's ``forward`` (and so its ONNX
+    graph) takes them. onnxruntime sums float32 rows in another order for a
+    batch of one than for many, and the last bits of the sampling grid, then of
+    the probabilities, would depend on the batch an image came in; float64 sums
+    round to the same float32 grid. Training deskews its images once, in float32.
     """
     n, _, h, w = x.shape
-    rows = torch.arange(h, dtype=x.dtype, device=x.device)  # (H,)
-    cols = torch.arange(w, dtype=x.dtype, device=x.device)  # (W,)
-    img = x[:, 0]  # (N, H, W)
+    dtype = torch.float64 if exact else x.dtype
+    rows = torch.arange(h, dtype=dtype, device=x.device)  # (H,)
+    cols = torch.arange(w, dtype=dtype, device=x.device)  # (W,)
+    img = x[:, 0].to(dtype)  # (N, H, W)
     row_mass, col_mass = img.sum(2), img.sum(1)  # (N, H), (N, W)
     mass = row_mass.sum(1).clamp_min(1e-6)  # (N,); a blank image stays blank
     cy = (row_mass * rows).sum(1) / mass
@@ -67,7 +74,7 @@ def deskew(x: torch.Tensor) -> torch.Tensor:
     in_r = r + (cy - h / 2).view(n, 1, 1) + 0 * c  # (N, H, W)
     in_c = c + (cx - w / 2).view(n, 1, 1) + skew.view(n, 1, 1) * (r - h / 2)  # (N, H, W)
     # align_corners=True: -1 and +1 are the centres of the first and last pixel.
-    grid = torch.stack([in_c * (2 / max(w - 1, 1)) - 1, in_r * (2 / max(h - 1, 1)) - 1], dim=-1)
+    grid = torch.stack([in_c * (2 / max(w - 1, 1)) - 1, in_r * (2 / max(h - 1, 1)) - 1], dim=-1).to(x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
@@ -117,7 +124,7 @@ class DigitNet(nn.Module):
         self.head = nn.Linear(c_in * h * w, n_classes)  # standard: 128*4*4 = 2048 -> 10
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(deskew(x) if self.deskew_input else x)
+        return self.logits(deskew(x, exact=True) if self.deskew_input else x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of images already deskewed if the net wants them so (training feeds these)."""

@@ -29,7 +29,7 @@ class UserNet(nn.Module):
         self.deskew_input = deskew_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(deskew(x) if self.deskew_input else x)
+        return self.logits(deskew(x, exact=True) if self.deskew_input else x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)  # (N, n_classes)
