@@ -11,7 +11,8 @@ runs one, the next fills up.
 
 Answers are those of one-by-one calls: ``describe`` is run with ``top=10``
 and each caller's ranking cut to its own ``top``, and the nets give the same
-floats for an image whatever its batch (``OnnxNet.proba``). If a batch fails,
+floats for an image whatever its batch (a deskewing net sums its image moments
+in float64: ``models.cnn.net.deskew``). If a batch fails,
 each request in it is run again alone, so a bad image fails only its own
 request.
 """
