@@ -40,7 +40,7 @@ from mnistlab.models.cnn.onnx import export_onnx
 from mnistlab.models.recipes import CNN
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.detector import DETECTOR, FIT_DIGITS, fit_detector, held_out_non_digits, training_set
-from mnistlab.trust.drawings import glyphs, restroked
+from mnistlab.trust.drawings import glyphs, restroked_sample
 from mnistlab.trust.reader import CARD_FILE, FORMAT_VERSION, OnnxNet, Reader
 from mnistlab.trust.scores import DigitSpace, fit_digit_space
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds, calibrate_thresholds, flags
@@ -106,9 +106,9 @@ def _classifier(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[Onnx
     rng = np.random.default_rng(plan.seed + 1)
     printed, printed_labels = glyphs("0123456789", rng, copies=plan.printed_copies)
     digits, digit_labels = train[: plan.classifier_digits], labels[: plan.classifier_digits]
-    again = rng.choice(len(digits), min(plan.restroked_digits, len(digits)), replace=False)
-    X = np.concatenate([digits, restroked(digits[again], rng), printed]).reshape(-1, 784)
-    y = np.concatenate([digit_labels, digit_labels[again], printed_labels])
+    again, again_labels = restroked_sample(digits, digit_labels, plan.restroked_digits, rng)
+    X = np.concatenate([digits, again, printed]).reshape(-1, 784)
+    y = np.concatenate([digit_labels, again_labels, printed_labels])
     members = plan.classifier_members
     clf = CNNClassifier(
         **asdict(plan.classifier),

@@ -196,11 +196,8 @@ def _percentile_90(values: np.ndarray) -> float:
 def crop_to_ink(ink: np.ndarray, level: float = 0.05) -> np.ndarray:
     """The bounding box of the pixels above ``level`` cut out of ``ink`` (faint
     anti-aliased edges included, as MNIST's box is); (0, 0) when there is no ink."""
-    inked = ink > level
-    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
-    if rows.size == 0:
-        return np.zeros((0, 0), np.float32)
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    box = _box(ink > level)
+    return np.zeros((0, 0), np.float32) if box is None else ink[box]
 
 
 # --- MNIST geometry -------------------------------------------------------------

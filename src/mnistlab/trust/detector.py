@@ -35,7 +35,7 @@ import numpy as np
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.reading.steps import mnist_digit
-from mnistlab.trust.drawings import HANDWRITING_FONTS, LETTERS, glyphs, noise, pair, restroked, strokes
+from mnistlab.trust.drawings import HANDWRITING_FONTS, LETTERS, glyphs, noise, pair, restroked_sample, strokes
 from mnistlab.trust.scores import silhouette
 
 __all__ = ["DETECTOR", "FIT_DIGITS", "non_digits", "training_set", "held_out_non_digits", "fit_detector"]
@@ -82,9 +82,9 @@ def training_set(
     rng = np.random.default_rng(seed)
     printed, printed_digit = glyphs("0123456789", rng, copies=2 * copies)
     neg = non_digits(digits, labels, rng, copies=copies, n_strokes=n_strokes)
-    again = rng.choice(len(digits), min(n_restroked, len(digits)), replace=False)  # (k,) digits in other pens
-    images = np.concatenate([digits[::stride], restroked(digits[again], rng), printed, neg])
-    y = np.concatenate([labels[::stride], labels[again], printed_digit, np.full(len(neg), 10, np.int64)])
+    again, again_labels = restroked_sample(digits, labels, n_restroked, rng)  # digits in other pens
+    images = np.concatenate([digits[::stride], again, printed, neg])
+    y = np.concatenate([labels[::stride], again_labels, printed_digit, np.full(len(neg), 10, np.int64)])
     return images, y
 
 

@@ -19,7 +19,17 @@ from scipy import ndimage
 from mnistlab.reading.steps import mnist_digit
 from mnistlab.reading.strokes import thin
 
-__all__ = ["LETTERS", "HANDWRITING_FONTS", "font_paths", "glyphs", "restroked", "strokes", "noise", "pair"]
+__all__ = [
+    "LETTERS",
+    "HANDWRITING_FONTS",
+    "font_paths",
+    "glyphs",
+    "restroked",
+    "restroked_sample",
+    "strokes",
+    "noise",
+    "pair",
+]
 
 _CANVAS = 64  # strokes and glyphs are drawn on a 64 x 64 canvas, then brought to MNIST geometry
 # Letters and symbols that are not digits. Left out, as fair readings of a digit
@@ -124,6 +134,14 @@ def restroked(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             ink = thin(mask).astype(np.float32)  # its middle line, one pixel wide
         out.append(mnist_digit(ink)[None])
     return np.concatenate(out)
+
+
+def restroked_sample(
+    digits: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` of ``digits`` (N, 28, 28) picked at random (at most all of them), ``restroked``, and their labels."""
+    again = rng.choice(len(digits), min(n, len(digits)), replace=False)  # (k,)
+    return restroked(digits[again], rng), labels[again]
 
 
 def strokes(rng: np.random.Generator) -> np.ndarray:
