@@ -32,6 +32,7 @@ from mnistlab.reading.steps import (
     drop_specks,
     ink_and_mask,
     mnist_digit,
+    remove_grain,
     to_mnist,
 )
 from mnistlab.reading.strokes import remove_rules
@@ -42,7 +43,7 @@ from mnistlab.testing.surfaces import CANVASES
 def plain_ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
     """Every step on the whole image, none skipped: what the shortcuts must agree with."""
     ink = ink_strength(isolate_page(to_grey(image)))
-    mask = drop_specks(remove_rules(binarise(ink), ink))
+    mask = drop_specks(remove_rules(binarise(remove_grain(ink)), ink))
     return clean_ink(ink, mask), mask
 
 

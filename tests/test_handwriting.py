@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -384,6 +385,18 @@ def test_segment_merges_a_broken_five(test_digits):
     digits = segment_digits(encode(1 - row, "PNG"))
     assert len(digits) == 2
     assert similarity(digits[1], seven) > 0.8
+
+
+def test_segment_keeps_two_slanted_ones_apart():
+    # "110" leaning right about 0.6 columns a row: the 1s 22 px apart. Their x-ranges overlap by
+    # nearly two thirds (one digit, when x-ranges decided); sheared upright by the row's slant, they
+    # are 22 px apart.
+    row = np.full((140, 260), 255, np.uint8)
+    for x in (40, 62):
+        cv2.line(row, (x + 30, 20), (x - 30, 120), 0, 5, cv2.LINE_AA)
+    cv2.ellipse(row, (170, 70), (22, 50), 30, 0, 360, 0, 5, cv2.LINE_AA)  # tilted 30 degrees
+    digits = segment_digits(encode(row / 255.0, "PNG"))
+    assert len(digits) == 3
 
 
 def test_non_digit_generators_make_images():

@@ -22,20 +22,29 @@ _EIGHT = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1]], bool)  # 8-connectivity
 # --- rows of digits ---------------------------------------------------------------
 
 
-def _group_components(mask: np.ndarray, overlap: float = 0.3) -> list[np.ndarray]:
+def _group_components(mask: np.ndarray, slant: float = 0.0, overlap: float = 0.3) -> list[np.ndarray]:
     """Masks of the digits in a row, left to right.
 
-    Components whose x-ranges overlap by more than ``overlap`` of the narrower
-    one are one digit (the two strokes of a 5 or a 4); a group with less than
-    35% of the median group's ink and under 60% of the median height is a
-    fragment (a 5's detached bar) and joins its nearest neighbour.
+    Components whose upright x-ranges (the hand's lean ``slant`` sheared away:
+    two slanted 1s side by side overlap in x, not upright) overlap by more than
+    ``overlap`` of the narrower one are one digit (the two strokes of a 5 or a
+    4); a group with less than 35% of the median group's ink and under 60% of
+    the median height is a fragment (a 5's detached bar) and joins its nearest
+    neighbour.
     """
-    labels, _ = ndimage.label(mask, structure=_EIGHT)
+    labels, n = ndimage.label(mask, structure=_EIGHT)
     areas = np.bincount(labels.ravel())
     slices = ndimage.find_objects(labels)
-    spans = sorted((s[1].start, s[1].stop, i + 1) for i, s in enumerate(slices))
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    centre = np.bincount(lab, ys, n + 1) / np.maximum(np.bincount(lab, minlength=n + 1), 1)
+    upright = xs - slant * (ys - centre[lab])
+    first, last = np.full(n + 1, np.inf), np.full(n + 1, -np.inf)  # (n + 1,): each label's upright x-range
+    np.minimum.at(first, lab, upright)
+    np.maximum.at(last, lab, upright + 1)
+    spans = sorted((float(first[i]), float(last[i]), i) for i in range(1, n + 1))
     groups: list[list[int]] = []
-    ranges: list[list[int]] = []
+    ranges: list[list[float]] = []
     for x0, x1, label in spans:
         if ranges:
             g0, g1 = ranges[-1]
@@ -98,7 +107,7 @@ def cut(part: np.ndarray, n: int) -> list[np.ndarray]:
 def find_digits(image) -> tuple[np.ndarray, list[np.ndarray]]:
     """The ink of a row of digits (H, W) and one boolean mask per digit, left to right (see ``segment_digits``)."""
     ink, mask = ink_and_mask(image)
-    groups = _group_components(mask)
+    groups = _group_components(mask, row_slant(mask))
     if not groups:
         return ink, []
     row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))

@@ -189,8 +189,11 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     A rule is a straight line through the whole image (``_rule_lines``, found in
     ``ink``, the grey ink strength the mask was cut from, or in the mask itself),
     with at least one more like it along the same axis (a single long stroke is
-    a "1"). Where the mask has pixels along it, a straight line is fitted to
-    them and only the pixels along that line go; strokes that crossed it are
+    a "1"). On paper found ruled that way, a line of the mask's own pixels
+    through the whole image is a rule too (``_mask_lines``: one too faint in
+    places to be found in the ink, or the one grid line found across the other
+    rules). Where the mask has pixels along a rule, a straight line is fitted
+    to them and only the pixels along that line go; strokes that crossed it are
     joined again across the gap.
     """
     h, w = mask.shape
@@ -198,16 +201,21 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
         return mask
     given = ink is not None
     ink = mask.astype(np.float32) if ink is None else ink
+    found_lines = {axis: _rule_lines(ink, axis) for axis in (1, 0)}  # horizontal rules (along x), vertical ones
+    if max(len(lines) for lines in found_lines.values()) < 2:
+        return mask
     rules = np.zeros_like(mask)
-    for axis in (1, 0):  # horizontal rules (runs along x), then vertical ones
-        lines = _rule_lines(ink, axis)
-        if len(lines) < 2:
-            continue
+    for axis, lines in found_lines.items():
         found = rules if axis == 1 else rules.T  # (across, along) views: rows across the rules
         ink_mask = mask if axis == 1 else np.ascontiguousarray(mask.T)
         ink_along = ink if axis == 1 else ink.T
-        for offset, slope in lines:
-            lo, pixels = _rule_pixels(ink_mask, offset, slope)
+        other = found_lines[1 - axis]
+        # A turned page tilts one axis's rules by the other's slope the other way.
+        slope = float(np.median([s for _, s in lines])) if lines else -float(np.median([s for _, s in other]))
+        if len(lines) < 2:
+            lines = []
+        for offset, slope_ in lines + _mask_lines(ink_mask, slope):
+            lo, pixels = _rule_pixels(ink_mask, offset, slope_)
             if given:  # a stroke written on the rule stays: darker than the rule, as pen is than print
                 pixels &= ~_written_on(ink_along[lo : lo + len(pixels)], pixels)
             found[lo : lo + len(pixels)] |= pixels
@@ -217,6 +225,28 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     # A stroke crossing a rule continues on both sides: close the gap across it.
     bridged = _closed(kept, _line(7, 0)) | _closed(kept, _line(7, 1))
     return kept | (bridged & rules & mask)
+
+
+_MASK_RULE_SPAN = 0.7  # a line of mask pixels through this share of the image along a ruled axis is a rule
+
+
+def _mask_lines(mask: np.ndarray, slope: float) -> list[tuple[float, float]]:
+    """Lines (offset, slope) of ``mask`` (across, along) at ``slope``: rows of the mask sheared by it that hold
+    pixels in at least ``_MASK_RULE_SPAN`` of the positions along (three rows together: a line's pixels
+    step across rows). Local peaks only, one per line."""
+    n_across, n_along = mask.shape
+    across, along = np.nonzero(mask)
+    rows = np.round(across - slope * along).astype(np.intp)
+    lo = int(rows.min()) if rows.size else 0
+    # (rows,): the positions along covered in each sheared row and its two neighbours (a position counted once).
+    cover = np.zeros((int(rows.max()) - lo + 3 if rows.size else 0, n_along), bool)
+    for shift in (0, 1, 2):
+        cover[rows - lo + shift, along] = True
+    count = cover.sum(axis=1)
+    strong = count >= _MASK_RULE_SPAN * n_along
+    peaks = strong & (count >= np.maximum(np.roll(count, 1), np.roll(count, -1)))
+    peaks[1:] &= ~(peaks[:-1] & (count[1:] == count[:-1]))  # a flat top is one line
+    return [(float(r + lo - 1), slope) for r in np.flatnonzero(peaks)]
 
 
 def edge_distance(mask: np.ndarray) -> np.ndarray:
