@@ -62,6 +62,7 @@ _EDGE = 3  # px: ink wholly this close to the image's edge is no writing (``drop
 # pen's stroke, smaller than the blotches of a photographed sheet that the cubic light surface leaves
 # (measured: 15 and 31 px read fewer hair-pen digits on paper photos than 21).
 _GRAIN = 21
+_CELL = 3  # px: ``remove_grain`` averages the paper in cells this wide, seven to its square
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -99,13 +100,25 @@ def remove_grain(ink: np.ndarray) -> np.ndarray:
     is paper (inside a blot of ink) the page's level stands. A clean drawing's
     exact paper comes out unchanged. Returns a new array.
     """
+    h, w = ink.shape
+    if min(h, w) < _GRAIN:  # smaller than the square: no blotches to even out
+        return ink.copy()
     level, sigma = level_and_noise(ink)
     paper = (np.abs(ink - level) < 2 * sigma).astype(np.float32)  # (H, W) 1 on the paper, 0 on the ink
-    window = (_GRAIN, _GRAIN)
-    share = cv2.blur(paper, window, borderType=cv2.BORDER_REFLECT)
-    total = cv2.blur(ink * paper, window, borderType=cv2.BORDER_REFLECT)
-    local = np.where(share > 0.2, total / np.maximum(share, 1e-6), np.float32(level))
-    return (ink - local + np.float32(level)).astype(np.float32)
+    # The means are taken on thirds: a 7-cell square of 3x3-px cells is the _GRAIN square, at a ninth of
+    # the work (an exact 3:1 area reduction; the image's last rows and columns beyond whole cells take the
+    # nearest cells' paper). A 21-px box over the whole image cost twice as much as the rest of the step.
+    rows, cols = max(1, h // _CELL), max(1, w // _CELL)
+    whole = (slice(0, rows * _CELL), slice(0, cols * _CELL))  # the image in whole cells
+    share = cv2.resize(paper[whole], (cols, rows), interpolation=cv2.INTER_AREA)  # (rows, cols)
+    total = cv2.resize((ink * paper)[whole], (cols, rows), interpolation=cv2.INTER_AREA)
+    window = (_GRAIN // _CELL, _GRAIN // _CELL)
+    share = cv2.blur(share, window, borderType=cv2.BORDER_REFLECT)
+    total = cv2.blur(total, window, borderType=cv2.BORDER_REFLECT)
+    local = np.where(share > 0.2, total / np.maximum(share, 1e-6), np.float32(level)) - np.float32(level)
+    local = cv2.resize(local, (cols * _CELL, rows * _CELL), interpolation=cv2.INTER_LINEAR)  # (h', w') <= (h, w)
+    local = cv2.copyMakeBorder(local, 0, h - local.shape[0], 0, w - local.shape[1], cv2.BORDER_REPLICATE)
+    return np.subtract(ink, local, dtype=np.float32)
 
 
 def binarise(
