@@ -115,10 +115,10 @@ def remove_grain(ink: np.ndarray) -> np.ndarray:
     window = (_GRAIN // _CELL, _GRAIN // _CELL)
     share = cv2.blur(share, window, borderType=cv2.BORDER_REFLECT)
     total = cv2.blur(total, window, borderType=cv2.BORDER_REFLECT)
-    local = np.where(share > 0.2, total / np.maximum(share, 1e-6), np.float32(level)) - np.float32(level)
-    local = cv2.resize(local, (cols * _CELL, rows * _CELL), interpolation=cv2.INTER_LINEAR)  # (h', w') <= (h, w)
-    local = cv2.copyMakeBorder(local, 0, h - local.shape[0], 0, w - local.shape[1], cv2.BORDER_REPLICATE)
-    return np.subtract(ink, local, dtype=np.float32)
+    offset = np.where(share > 0.2, total / np.maximum(share, 1e-6), np.float32(level)) - np.float32(level)
+    spread = cv2.resize(offset, (cols * _CELL, rows * _CELL), interpolation=cv2.INTER_LINEAR)  # (h', w') <= (h, w)
+    spread = cv2.copyMakeBorder(spread, 0, h - spread.shape[0], 0, w - spread.shape[1], cv2.BORDER_REPLICATE)
+    return np.subtract(ink, spread, dtype=np.float32)
 
 
 def binarise(
