@@ -60,7 +60,7 @@ _FIVE = np.ones((2 * _HALO + 1,) * 2, np.uint8)  # the halo's dilation: two 8-co
 _EDGE = 3  # px: ink wholly this close to the image's edge is no writing (``drop_specks``)
 # px: the square over which ``remove_grain`` measures the paper around each pixel. Larger than a
 # pen's stroke, smaller than the blotches of a photographed sheet that the cubic light surface leaves
-# (measured: 15 and 31 px read fewer hair-pen digits on paper photos than 21).
+# (measured on a first version of the step: 15 and 31 px read fewer hair-pen digits on paper than 21).
 _GRAIN = 21
 _CELL = 3  # px: ``remove_grain`` averages the paper in cells this wide, seven to its square
 

@@ -209,13 +209,12 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
         found = rules if axis == 1 else rules.T  # (across, along) views: rows across the rules
         ink_mask = mask if axis == 1 else np.ascontiguousarray(mask.T)
         ink_along = ink if axis == 1 else ink.T
-        other = found_lines[1 - axis]
-        # A turned page tilts one axis's rules by the other's slope the other way.
-        slope = float(np.median([s for _, s in lines])) if lines else -float(np.median([s for _, s in other]))
-        if len(lines) < 2:
+        # The slope of this axis's rules; a turned page tilts one axis's rules by the other's the other way.
+        tilt = np.median([s for _, s in lines]) if lines else -np.median([s for _, s in found_lines[1 - axis]])
+        if len(lines) < 2:  # a lone line found in the ink may be a stroke; in the mask, it must run through
             lines = []
-        for offset, slope_ in lines + _mask_lines(ink_mask, slope):
-            lo, pixels = _rule_pixels(ink_mask, offset, slope_)
+        for offset, slope in lines + _mask_lines(ink_mask, float(tilt)):
+            lo, pixels = _rule_pixels(ink_mask, offset, slope)
             if given:  # a stroke written on the rule stays: darker than the rule, as pen is than print
                 pixels &= ~_written_on(ink_along[lo : lo + len(pixels)], pixels)
             found[lo : lo + len(pixels)] |= pixels
@@ -234,11 +233,11 @@ def _mask_lines(mask: np.ndarray, slope: float) -> list[tuple[float, float]]:
     """Lines (offset, slope) of ``mask`` (across, along) at ``slope``: rows of the mask sheared by it that hold
     pixels in at least ``_MASK_RULE_SPAN`` of the positions along (three rows together: a line's pixels
     step across rows). Local peaks only, one per line."""
-    n_across, n_along = mask.shape
+    n_along = mask.shape[1]
     across, along = np.nonzero(mask)
     rows = np.round(across - slope * along).astype(np.intp)
     lo = int(rows.min()) if rows.size else 0
-    # (rows,): the positions along covered in each sheared row and its two neighbours (a position counted once).
+    # (sheared rows + 2, along): the positions covered in each sheared row and its two neighbours, once each.
     cover = np.zeros((int(rows.max()) - lo + 3 if rows.size else 0, n_along), bool)
     for shift in (0, 1, 2):
         cover[rows - lo + shift, along] = True
