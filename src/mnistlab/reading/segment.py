@@ -104,14 +104,16 @@ def cut(part: np.ndarray, n: int) -> list[np.ndarray]:
     return pieces
 
 
-def find_digits(image) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The ink of a row of digits (H, W) and one boolean mask per digit, left to right (see ``segment_digits``)."""
+def find_digits(image) -> tuple[np.ndarray, list[np.ndarray], float]:
+    """The ink of a row of digits (H, W), one boolean mask per digit, left to right (see ``segment_digits``),
+    and the hand's slant (``row_slant`` of all the ink: the masks together)."""
     ink, mask = ink_and_mask(image)
-    groups = _group_components(mask, row_slant(mask))
+    slant = row_slant(mask)
+    groups = _group_components(mask, slant)
     if not groups:
-        return ink, []
+        return ink, [], slant
     row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))
-    return ink, [piece for group in groups for piece in _split_touching(group, row_height)]
+    return ink, [piece for group in groups for piece in _split_touching(group, row_height)], slant
 
 
 def segment_digits(image) -> list[np.ndarray]:
@@ -122,7 +124,7 @@ def segment_digits(image) -> list[np.ndarray]:
     where the ink is thinnest (touching digits), and each digit goes through
     ``crop_to_ink``, ``fit_to_box`` and ``center_by_mass`` like ``to_mnist``.
     """
-    ink, parts = find_digits(image)
+    ink, parts, _ = find_digits(image)
     return [digit_from(ink, part) for part in parts]
 
 

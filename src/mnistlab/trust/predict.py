@@ -28,7 +28,7 @@ from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
 from mnistlab.models.proba import digit_probabilities
-from mnistlab.reading.segment import find_digits, row_slant
+from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
 from mnistlab.trust.numbers import read_part, row_of
@@ -167,11 +167,11 @@ def read_number(image_or_path, model=None) -> dict:
     digits instead (``mnistlab.trust.numbers``).
     """
     predictor = load_predictor(model)
-    ink, parts = find_digits(image_or_path)
+    ink, parts, slant = find_digits(image_or_path)
     results: list[dict] = []
     if parts:
         wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), 3)
-        row = row_of(parts, wholes, row_slant(np.logical_or.reduce(parts)))
+        row = row_of(parts, wholes, slant)
         results = [r for part, whole in zip(parts, wholes) for r in read_part(predictor, ink, part, whole, row)]
     return {
         "number": "".join(str(r["digit"]) for r in results),
