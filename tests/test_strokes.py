@@ -178,6 +178,31 @@ def test_the_one_grid_line_found_across_the_rules_goes_too():
     assert cleaned[digit].mean() > 0.97
 
 
+@pytest.mark.parametrize("x0", [14, 120, 200])
+def test_grid_lines_fanned_out_or_leaving_through_the_side_go_too(x0):
+    # A sheared photo of squared paper: its rules lean by 0.06, but its vertical lines by 0.115 the other way,
+    # too steep to be found in the ink and 0.055 off the rules' own lean, so that at that lean alone their
+    # mask pixels spread over too many rows to count. The one from x = 14 leaves the image through its left
+    # side at half its height. Each stayed (this test fails on the previous code), read as a 1 beside a digit.
+    rng = np.random.default_rng(0)
+    h, w = 240, 320
+    rows, cols = np.mgrid[0:h, 0:w]
+    ink = rng.normal(0.0, 0.03, (h, w)).astype(np.float32)
+    rules = np.zeros((h, w), bool)
+    for y in range(18, h, 40):
+        rules |= np.abs(rows - (y + 0.06 * cols)) < 0.8
+    vertical = np.abs(cols - (x0 - 0.115 * rows)) < 0.8
+    digit = np.zeros((h, w), bool)
+    digit[60:180, 250:256] = True  # a "1" crossing three rules, half the image's height
+    ink[rules | vertical] += 0.3
+    ink[digit] = 0.5
+    mask = binarise(ink)
+    cleaned = remove_rules(mask, ink)
+    assert cleaned[vertical & ~rules].sum() < 0.1 * mask[vertical & ~rules].sum()
+    assert cleaned[rules].sum() < 0.1 * mask[rules].sum()
+    assert cleaned[digit].mean() > 0.97
+
+
 def mottled_paper(rng: np.random.Generator, h: int = 240, w: int = 320) -> np.ndarray:
     """Ink strength (h, w) of a photographed sheet's paper: blotches of about 8 px (0.02) that the cubic
     light surface leaves, and sensor noise (0.025), as measured on the paper photos of ``testing.hands``."""

@@ -190,9 +190,10 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     ``ink``, the grey ink strength the mask was cut from, or in the mask itself),
     with at least one more like it along the same axis (a single long stroke is
     a "1"). On paper found ruled that way, a line of the mask's own pixels
-    through the whole image is a rule too (``_mask_lines``: one too faint in
-    places to be found in the ink, or the one grid line found across the other
-    rules). Where the mask has pixels along a rule, a straight line is fitted
+    through most of the image is a rule too (``_mask_lines``: one too faint in
+    places to be found in the ink, the one grid line found across the other
+    rules, or one fanned out from the others' lean or leaving the image through
+    its side). Where the mask has pixels along a rule, a straight line is fitted
     to them and only the pixels along that line go; strokes that crossed it are
     joined again across the gap.
     """
@@ -226,26 +227,60 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     return kept | (bridged & rules & mask)
 
 
-_MASK_RULE_SPAN = 0.7  # a line of mask pixels through this share of the image along a ruled axis is a rule
+_MASK_RULE_SPAN = 0.7  # a line of mask pixels through this share of the image (where it is inside) is a rule
+_MASK_RULE_TILT = 0.06  # its slope may differ from the axis's by this much: shear and perspective fan a grid out
+_MASK_RULE_INSIDE = 0.5  # and it must be inside the image for half the length at least
 
 
 def _mask_lines(mask: np.ndarray, slope: float) -> list[tuple[float, float]]:
-    """Lines (offset, slope) of ``mask`` (across, along) at ``slope``: rows of the mask sheared by it that hold
-    pixels in at least ``_MASK_RULE_SPAN`` of the positions along (three rows together: a line's pixels
-    step across rows). Local peaks only, one per line."""
-    n_along = mask.shape[1]
-    across, along = np.nonzero(mask)
-    rows = np.round(across - slope * along).astype(np.intp)
-    lo = int(rows.min()) if rows.size else 0
-    # (sheared rows + 2, along): the positions covered in each sheared row and its two neighbours, once each.
-    cover = np.zeros((int(rows.max()) - lo + 3 if rows.size else 0, n_along), bool)
+    """Lines (offset, slope) of ``mask`` (across, along) at about ``slope``: rows of the mask sheared by each
+    slope within ``_MASK_RULE_TILT`` of it that hold pixels in at least ``_MASK_RULE_SPAN`` of the positions
+    along where they lie inside the image. One per line: the same line found at neighbouring slopes is
+    kept where it covers most.
+
+    A grid's lines are not parallel in a photo: a sheared or tilted page fans
+    them out by several hundredths, and a line near the image's side leaves it
+    through that side. At the axis's own slope alone, such a line's pixels
+    spread over too many rows (or over too little of the length) to count.
+    The lines are looked for at half the resolution (2x2 px cells holding any
+    of the mask), a quarter of the pixels and half the slopes: ``_rule_pixels``
+    fits each line to the full mask's pixels within a few rows of it anyway.
+    """
+    even = mask[: mask.shape[0] // 2 * 2, : mask.shape[1] // 2 * 2].view(np.uint8) * np.uint8(255)
+    half = cv2.resize(even, (even.shape[1] // 2, even.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    across, along = np.nonzero(half)  # any of the cell's 4 pixels: a mean of 64 or more
+    if across.size == 0:
+        return []
+    (n_across, n_along), step = half.shape, 2.0 / half.shape[1]  # slopes a step apart: 1 row apart at the ends
+    slopes = slope + step * np.arange(-np.ceil(_MASK_RULE_TILT / step), np.ceil(_MASK_RULE_TILT / step) + 1)
+    rows = np.round(across[None, :] - slopes[:, None] * along[None, :]).astype(np.intp)  # (slopes, pixels)
+    lo = int(rows.min())
+    n_rows = int(rows.max()) - lo + 3
+    # (slopes, sheared rows + 2, along): the positions covered in each sheared row and its two neighbours
+    # (a line's pixels step across rows), once each.
+    cover = np.zeros((len(slopes), n_rows, n_along), bool)
+    which = np.broadcast_to(np.arange(len(slopes))[:, None], rows.shape)
     for shift in (0, 1, 2):
-        cover[rows - lo + shift, along] = True
-    count = cover.sum(axis=1)
-    strong = count >= _MASK_RULE_SPAN * n_along
-    peaks = strong & (count >= np.maximum(np.roll(count, 1), np.roll(count, -1)))
-    peaks[1:] &= ~(peaks[:-1] & (count[1:] == count[:-1]))  # a flat top is one line
-    return [(float(r + lo - 1), slope) for r in np.flatnonzero(peaks)]
+        cover[which, rows - lo + shift, along[None, :]] = True
+    count = cover.sum(axis=2)  # (slopes, rows)
+    offsets = np.arange(n_rows) + lo - 1.0  # each sheared row's line: across = offset + slope * along
+    with np.errstate(divide="ignore", invalid="ignore"):  # where along = 0 would need slope 0: see below
+        t0, t1 = -offsets[None, :] / slopes[:, None], (n_across - offsets[None, :]) / slopes[:, None]
+        inside = np.clip(np.minimum(np.maximum(t0, t1), n_along) - np.maximum(np.minimum(t0, t1), 0.0), 0.0, None)
+    flat = np.abs(slopes) < 1e-9  # a level line is inside all along, or not at all
+    inside[flat] = np.where((offsets >= 0) & (offsets < n_across), float(n_along), 0.0)
+    strong = (count >= _MASK_RULE_SPAN * inside) & (inside >= _MASK_RULE_INSIDE * n_along)
+    padded = np.pad(count, ((0, 0), (1, 1)))
+    peaks = strong & (count >= np.maximum(padded[:, :-2], padded[:, 2:]))
+    peaks[:, 1:] &= ~(peaks[:, :-1] & (count[:, 1:] == count[:, :-1]))  # a flat top is one line
+    found = sorted(zip(*np.nonzero(peaks)), key=lambda sr: -count[sr])  # most covered first
+    kept: list[tuple[float, float]] = []
+    for i, r in found:
+        offset, s = float(offsets[r]), float(slopes[i])
+        middle = offset + s * n_along / 2
+        if all(abs(middle - (o + t * n_along / 2)) > 2 for o, t in kept):
+            kept.append((offset, s))
+    return [(2 * offset + 0.5, s) for offset, s in kept]  # a cell's row i holds full rows 2i and 2i + 1
 
 
 def edge_distance(mask: np.ndarray) -> np.ndarray:
