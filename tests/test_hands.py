@@ -21,6 +21,7 @@ from mnistlab.testing.hands import (
     non_digit_samples,
     number_samples,
 )
+from mnistlab.trust.predict import load_predictor
 
 needs_fonts = pytest.mark.skipif(
     len(available_fonts()) < len(FONTS),
@@ -279,3 +280,51 @@ def test_non_digits_are_mostly_flagged(non_digit_flags, kind):
 )
 def test_non_digits_meet_the_target(non_digit_flags, kind):
     assert non_digit_flags[kind] >= 0.95
+
+
+# --- a doubted photo's second look --------------------------------------------------------------
+
+
+def first_look(data: bytes) -> dict:
+    """The answer ``predict_image`` gives before any second look."""
+    return load_predictor().describe(to_mnist(data)[None], 3)[0]
+
+
+@pytest.fixture(scope="module")
+def faint_five(reader) -> Sample:
+    """A hair-thin pen's 5 on plain paper that binarising at the usual floor leaves in pieces."""
+    sample = digit_samples("pen", 60, np.random.default_rng(5), surface="paper-plain")[50]
+    assert (sample.label, sample.style) == (5, "hair")
+    return sample
+
+
+def test_a_doubted_photo_is_read_again_with_a_lower_floor(faint_five):
+    assert not first_look(faint_five.data)["confident"]
+    answer = predict_image(faint_five.data)
+    assert answer["confident"] and answer["digit"] == 5
+    again = predict_image(io.BytesIO(faint_five.data))  # a file object is read again from where it started
+    assert (again["digit"], again["confident"], again["probability"]) == (5, True, answer["probability"])
+
+
+def test_a_second_look_does_not_answer_an_empty_squared_page(reader):
+    # The grid's remnants on this page, found at the lower floor, are read as a confident 1 (0.85): the
+    # second look's answer must also be surer (0.8) and far from the not-a-digit detector's threshold.
+    page = non_digit_samples("empty-pages", 39, np.random.default_rng(104))[38]
+    assert page.surface == "paper-squared"
+    faint = load_predictor().describe(to_mnist(page.data, faint=True)[None], 1)[0]
+    assert faint["confident"] and faint["digit"] == 1
+    assert not predict_image(page.data)["confident"]
+
+
+def test_the_web_api_gives_a_doubted_photo_the_same_second_look(faint_five):
+    import httpx
+
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    with running_server(create_app()) as url:
+        r = httpx.post(f"{url}/api/predict", files={"file": ("five.jpg", faint_five.data, "image/jpeg")}, timeout=60)
+    assert r.status_code == 200, r.text
+    body, expected = r.json(), predict_image(faint_five.data)
+    assert (body["digit"], body["confident"]) == (5, True)
+    assert body["probability"] == pytest.approx(expected["probability"], abs=1e-6)

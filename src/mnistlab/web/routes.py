@@ -3,7 +3,7 @@
 Routes reach the loaded model through the ``served`` dependency (state the
 app's lifespan sets up once) and answer with plain dicts that FastAPI
 validates against the models in ``schemas``. Every prediction goes through the
-same steps as ``mnistlab predict`` (``to_mnist``, ``Predictor.describe``,
+same steps as ``mnistlab predict`` (``to_mnist``, ``Predictor.describe``, a doubted photo's ``second_look``,
 ``read_number``): reading and decoding run in a worker thread under the app's
 limiters, so a slow photo never blocks the event loop and only a few photos
 are in memory, decoded, at once; the 28x28 images of concurrent requests are
@@ -162,7 +162,10 @@ async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any
         return _with_images(await state.describe(digit, pixels.top or top), None)
     async with _upload(request) as upload:
         image = await state.run_on_photo(_mnist_of_upload, upload, state)
-        return _with_images(await state.describe(image, top), upload.filename)
+        answer = await state.describe(image, top)
+        if not answer["confident"]:  # as ``predict_image``: a doubted photo gets a second look
+            answer = await state.run_on_photo(_second_look_at_upload, upload, state, answer, top)
+        return _with_images(answer, upload.filename)
 
 
 @router.post(
@@ -223,6 +226,11 @@ def _photo_bytes(upload: UploadFile, state: Served) -> bytes:
 def _mnist_of_upload(upload: UploadFile, state: Served) -> np.ndarray:
     """The upload as the (28, 28) uint8 image the model sees."""
     return to_mnist(_photo_bytes(upload, state))
+
+
+def _second_look_at_upload(upload: UploadFile, state: Served, first: dict[str, Any], top: int) -> dict[str, Any]:
+    faint = to_mnist(_photo_bytes(upload, state), faint=True)
+    return answering.second_look(state.predictor, faint, first, top)
 
 
 def _read_number_upload(upload: UploadFile, state: Served) -> dict[str, Any]:
