@@ -52,7 +52,7 @@ ARRAY_SUFFIXES = (".npy", ".csv")
 # and the detector's not-a-digit probability at most _SECOND_LOOK_DOUBT of its threshold (0.19). Chosen on
 # dev seeds 3-6 (3,600 digits on paper, 4,800 non-digits): of the second looks that came out confident, 33
 # read digits right (probability 0.46-0.96, not-a-digit 0.00-0.41), 4 wrong (0.52-0.76; 0.01-0.24) and 15
-# non-digits (0.45-0.92; 0.05-0.46; an empty squared page's grid remnants among them). Both bounds keep 23
+# non-digits (0.45-0.93; 0.05-0.46; an empty squared page's grid remnants among them). Both bounds keep 23
 # of the 33, none of the 4, none of the 15.
 _SECOND_LOOK_PROBABILITY = 0.8
 _SECOND_LOOK_DOUBT = 0.4
