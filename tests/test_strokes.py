@@ -157,27 +157,41 @@ def test_faint_rules_broken_by_binarisation_are_still_found_and_removed(tilt):
     assert cleaned[digit].mean() > 0.97  # the digit kept, where it crosses the rules too
 
 
-def test_the_one_grid_line_found_across_the_rules_goes_too():
-    # Squared paper whose one vertical line that shows is broken at the bottom (the others too faint to
-    # show): a single line along an axis could be a "1", but on a page ruled the other way it is a rule
-    # when the mask holds it through most of the image. It stayed, and an empty page read as a 1.
+def squared_page(rule_lean: float, vertical_line, digit_cols: slice):
+    """Ink strength (240, 320) of squared paper whose rules (every 40 px, leaning ``rule_lean``) and one
+    vertical line (``vertical_line(rows, cols)``: its mask) show, the others too faint to, beside a "1"
+    (``digit_cols`` wide) that crosses three rules; with the rules', the line's and the digit's masks."""
     rng = np.random.default_rng(0)
     h, w = 240, 320
     rows, cols = np.mgrid[0:h, 0:w]
     ink = rng.normal(0.0, 0.03, (h, w)).astype(np.float32)
     rules = np.zeros((h, w), bool)
     for y in range(18, h, 40):
-        rules |= np.abs(rows - (y + 0.03 * cols)) < 0.8
-    vertical = (np.abs(cols - (100 - 0.03 * rows)) < 0.8) & (rows < 180)  # three quarters of the height
+        rules |= np.abs(rows - (y + rule_lean * cols)) < 0.8
+    vertical = vertical_line(rows, cols)
     digit = np.zeros((h, w), bool)
-    digit[60:180, 220:226] = True  # a "1" beside it, crossing three rules
+    digit[60:180, digit_cols] = True
     ink[rules | vertical] += 0.3
     ink[digit] = 0.5
+    return ink, rules, vertical, digit
+
+
+def assert_only_the_digit_is_left(ink, rules, vertical, digit) -> None:
     mask = binarise(ink)
     cleaned = remove_rules(mask, ink)
     assert cleaned[vertical & ~rules].sum() < 0.1 * mask[vertical & ~rules].sum()
     assert cleaned[rules].sum() < 0.1 * mask[rules].sum()
     assert cleaned[digit].mean() > 0.97
+
+
+def test_the_one_grid_line_found_across_the_rules_goes_too():
+    # Squared paper whose one vertical line that shows is broken at the bottom (the others too faint to
+    # show): a single line along an axis could be a "1", but on a page ruled the other way it is a rule
+    # when the mask holds it through most of the image. It stayed, and an empty page read as a 1.
+    def broken(rows, cols):  # three quarters of the height
+        return (np.abs(cols - (100 - 0.03 * rows)) < 0.8) & (rows < 180)
+
+    assert_only_the_digit_is_left(*squared_page(0.03, broken, slice(220, 226)))
 
 
 @pytest.mark.parametrize("x0", [14, 120, 200])
@@ -186,23 +200,10 @@ def test_grid_lines_fanned_out_or_leaving_through_the_side_go_too(x0):
     # too steep to be found in the ink and 0.055 off the rules' own lean, so that at that lean alone their
     # mask pixels spread over too many rows to count. The one from x = 14 leaves the image through its left
     # side at half its height. Each stayed (this test fails on the previous code), read as a 1 beside a digit.
-    rng = np.random.default_rng(0)
-    h, w = 240, 320
-    rows, cols = np.mgrid[0:h, 0:w]
-    ink = rng.normal(0.0, 0.03, (h, w)).astype(np.float32)
-    rules = np.zeros((h, w), bool)
-    for y in range(18, h, 40):
-        rules |= np.abs(rows - (y + 0.06 * cols)) < 0.8
-    vertical = np.abs(cols - (x0 - 0.115 * rows)) < 0.8
-    digit = np.zeros((h, w), bool)
-    digit[60:180, 250:256] = True  # a "1" crossing three rules, half the image's height
-    ink[rules | vertical] += 0.3
-    ink[digit] = 0.5
-    mask = binarise(ink)
-    cleaned = remove_rules(mask, ink)
-    assert cleaned[vertical & ~rules].sum() < 0.1 * mask[vertical & ~rules].sum()
-    assert cleaned[rules].sum() < 0.1 * mask[rules].sum()
-    assert cleaned[digit].mean() > 0.97
+    def fanned(rows, cols):
+        return np.abs(cols - (x0 - 0.115 * rows)) < 0.8
+
+    assert_only_the_digit_is_left(*squared_page(0.06, fanned, slice(250, 256)))
 
 
 def mottled_paper(rng: np.random.Generator, h: int = 240, w: int = 320) -> np.ndarray:
