@@ -3,11 +3,12 @@
 Routes reach the loaded model through the ``served`` dependency (state the
 app's lifespan sets up once) and answer with plain dicts that FastAPI
 validates against the models in ``schemas``. Every prediction goes through the
-same steps as ``mnistlab predict`` (``to_mnist``, ``Predictor.describe``, a doubted photo's ``second_look``,
-``read_number``): reading and decoding run in a worker thread under the app's
-limiters, so a slow photo never blocks the event loop and only a few photos
-are in memory, decoded, at once; the 28x28 images of concurrent requests are
-then answered together, one ``describe`` call per batch (``trust.batching``).
+same steps as ``mnistlab predict`` (``to_mnist``, ``Predictor.describe``, a
+doubted photo's ``second_look``, ``read_number``): reading and decoding run in
+a worker thread under the app's limiters, so a slow photo never blocks the
+event loop and only a few photos are in memory, decoded, at once; the 28x28
+images of concurrent requests are then answered together, one ``describe``
+call per batch (``trust.batching``).
 
 ``/api/health`` answers as long as the process runs; ``/api/ready`` only once
 the model is loaded and has answered a test image (503 before), for a load
