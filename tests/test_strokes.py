@@ -257,6 +257,19 @@ def test_a_second_look_finds_a_faint_stroke_the_usual_floor_misses():
     np.testing.assert_array_equal(to_mnist(drawing, faint=True), to_mnist(drawing))
 
 
+@pytest.mark.parametrize(("length", "is_digit"), [(14, False), (40, True)])
+def test_a_speck_is_no_digit(length, is_digit):
+    # A 14 px dash on a 320 px photo (a grid line's stub, a pen's touch) is more than drop_specks drops
+    # (3% of the longer side) but under 6% of it: blown up to MNIST's box it read as a 1. A 40 px stroke
+    # is a digit's size.
+    ink = mottled_paper(np.random.default_rng(2))
+    ink[100 : 100 + length, 150:153] += 0.5
+    grey = np.clip(0.75 - ink, 0, 1)
+    buf = io.BytesIO()
+    Image.fromarray((grey * 255).round().astype(np.uint8)).save(buf, "PNG")
+    assert to_mnist(buf.getvalue()).any() == is_digit
+
+
 def test_removing_the_grain_keeps_a_markers_core_and_a_clean_drawing():
     ink = mottled_paper(np.random.default_rng(1))
     ink[60:180, 140:170] += 0.5  # a marker's stroke, 30 px wide: wider than half the grain's square
