@@ -186,11 +186,13 @@ def second_look(predictor: Predictor, faint: np.ndarray, first: dict, top: int) 
     """
     if np.array_equal(faint, first["mnist_image"]):
         return first
-    second = predictor.describe(faint[None], top)[0]
-    if not second["confident"] or second["probability"] < _SECOND_LOOK_PROBABILITY:
-        return first
+    images = faint[None]
+    not_a_digit = predictor.reader.not_a_digit(images)  # (1,): for the bound below and the scores, run once
+    scores = predictor.reader.scores(images, not_a_digit)
+    second = predictor.results(images, predictor.classify(images), scores, top)[0]
     limit = _SECOND_LOOK_DOUBT * predictor.reader.thresholds.upper.get("not_a_digit", np.inf)
-    return second if predictor.reader.not_a_digit(faint[None])[0] <= limit else first
+    surer = second["confident"] and second["probability"] >= _SECOND_LOOK_PROBABILITY
+    return second if surer and not_a_digit[0] <= limit else first
 
 
 def _position(source) -> int | None:
