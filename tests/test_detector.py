@@ -1,4 +1,4 @@
-"""The not-a-digit detector's training side: what it sees (silhouettes) and what it learns from."""
+"""The reader's training side: what the detector sees (silhouettes), and what the nets learn from."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from mnistlab.reading.strokes import thin
 from mnistlab.trust.detector import training_set
-from mnistlab.trust.drawings import HANDWRITING_FONTS, font_paths, glyphs, restroked
+from mnistlab.trust.drawings import HANDWRITING_FONTS, flag_ones, font_paths, glyphs, restroked
 from mnistlab.trust.scores import silhouette
 
 
@@ -99,3 +99,37 @@ def test_training_uses_handwriting_fonts_that_the_test_sets_do_not():
     assert {str(p) for p in font_paths()} >= set(installed)
     assert not set(HANDWRITING_FONTS) & set(FONTS.values())  # no hand is both taught and tested
     assert not {Path(f).parent for f in HANDWRITING_FONTS} & {Path(f).parent for f in FONTS.values()}
+
+
+def bar(lean: int) -> np.ndarray:
+    """A 1 as MNIST has them: a bar 3 px wide, 20 px tall, its top ``lean`` px right of its foot (28, 28)."""
+    img = np.zeros((28, 28), np.uint8)
+    for row in range(4, 24):
+        x = round(14 + lean * (14 - row) / 20)
+        img[row, x - 1 : x + 2] = 255
+    return img
+
+
+def test_a_flagged_one_gets_its_flag_up_left_of_the_stem_and_keeps_mnist_geometry():
+    for seed in range(5):
+        (out,) = flag_ones(bar(0)[None], np.random.default_rng(seed))
+        assert out.dtype == np.uint8
+        ink = out > 64
+        stem = np.flatnonzero(ink[15:19].any(axis=0))  # its columns below the flag, above the foot
+        top = np.flatnonzero(ink[:12].any(axis=0))
+        assert top[0] <= stem[0] - 3 and top[-1] <= stem[-1] + 1  # a flag to the left of the top alone
+        cy, cx = ndimage.center_of_mass(out.astype(float))
+        assert abs(cy - 14) <= 1.5 and abs(cx - 14) <= 1.5
+
+
+def test_flag_ones_leaves_out_a_one_leaning_like_a_seven_and_flags_mnists_ones(mnist_full):
+    flat = np.zeros((28, 28), np.uint8)
+    for row in range(8, 20):  # rising 12 px over 20: a stroke 31 degrees over the horizontal
+        flat[row, 24 - round((row - 8) * 20 / 12) - 1 : 24 - round((row - 8) * 20 / 12) + 2] = 255
+    assert flag_ones(flat[None], np.random.default_rng(0)).shape == (0, 28, 28)
+    images, labels = np.asarray(mnist_full.images[:2000]), np.asarray(mnist_full.target[:2000])
+    ones = images[labels == 1][:30]
+    out = flag_ones(ones, np.random.default_rng(1))
+    assert out.shape == ones.shape  # MNIST's 1s lean less than 45 degrees: each gets a flag
+    more = np.array([(new > 64).sum() - (old > 64).sum() for new, old in zip(out, ones)])  # px of ink added
+    assert (more > 0).mean() >= 0.8 and more.mean() >= 10  # (a wide flag shrinks the rest to fit the box)

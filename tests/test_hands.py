@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from mnistlab import ModelFileError, predict_array, predict_image, read_number, to_mnist
@@ -282,6 +282,39 @@ def test_non_digits_meet_the_target(non_digit_flags, kind):
     assert non_digit_flags[kind] >= 0.95
 
 
+# --- a 1 with a flag, a 7 with its bar ----------------------------------------------------------
+
+
+def canvas_png(*strokes: list[tuple[float, float]], width: int) -> bytes:
+    """A 280 px canvas export (black on white) of pen strokes, each a list of (x, y) points."""
+    im = Image.new("L", (280, 280), 255)
+    for points in strokes:
+        ImageDraw.Draw(im).line(points, fill=0, width=width, joint="curve")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("width", [6, 14, 22])
+@pytest.mark.parametrize("lean", [0, 15])
+@pytest.mark.parametrize("angle", [40, 50])
+def test_a_one_with_a_flag_is_read_as_a_one(reader, angle, lean, width):
+    # MNIST's writers seldom flagged a 1: before the classifier was taught flagged 1s, 6 of these 12 were
+    # a 7 or doubted. The flag is 70 px long, ``angle`` degrees below the horizontal.
+    top, a = (150 + lean, 40), np.radians(angle)
+    flag = (top[0] - 70 * np.cos(a), top[1] + 70 * np.sin(a))
+    answer = predict_image(canvas_png([top, (150 - lean, 240)], [top, flag], width=width), reader)
+    assert (answer["digit"], answer["confident"]) == (1, True)
+
+
+@pytest.mark.parametrize("width", [6, 14, 22])
+@pytest.mark.parametrize("tilt", [0, 8, 15])
+def test_a_seven_stays_a_seven(reader, tilt, width):
+    bar = [(80, 40), (190, 40 + 110 * np.tan(np.radians(tilt)))]  # the bar, tilted down to the right
+    answer = predict_image(canvas_png(bar + [(120, 240)], width=width), reader)
+    assert (answer["digit"], answer["confident"]) == (7, True)
+
+
 # --- a doubted photo's second look --------------------------------------------------------------
 
 
@@ -327,4 +360,4 @@ def test_the_web_api_gives_a_doubted_photo_the_same_second_look(faint_five):
     assert r.status_code == 200, r.text
     body, expected = r.json(), predict_image(faint_five.data)
     assert (body["digit"], body["confident"]) == (5, True)
-    assert body["probability"] == pytest.approx(expected["probability"], abs=1e-6)
+    assert body["probability"] == round(expected["probability"], 4)  # the API's JSON gives 4 places
