@@ -183,8 +183,8 @@ def flag_ones(ones: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _line(ink: np.ndarray, a: tuple[float, float], b: tuple[float, float], width: int) -> None:
     """A straight stroke ``width`` px wide from ``a`` to ``b`` ((x, y), sub-pixel) drawn into ``ink`` in place."""
-    shift = 4  # OpenCV's fixed point: coordinates in 1/16 px
-    p, q = (round(a[0] * 16), round(a[1] * 16)), (round(b[0] * 16), round(b[1] * 16))
+    shift = 4  # OpenCV's fixed point: coordinates in 1/2**shift px
+    p, q = (round(a[0] * 2**shift), round(a[1] * 2**shift)), (round(b[0] * 2**shift), round(b[1] * 2**shift))
     cv2.line(ink, p, q, 1, width, cv2.LINE_8, shift)
 
 
