@@ -211,10 +211,15 @@ def _box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice] | None:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return None
-    h, w = mask.shape
+    return _grown((slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)), margin, mask.shape)
+
+
+def _grown(box: tuple[slice, slice], margin: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """``box`` grown by ``margin`` px on every side, within an image of ``shape``."""
+    (rows, cols), (h, w) = box, shape
     return (
-        slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, h)),
-        slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, w)),
+        slice(max(rows.start - margin, 0), min(rows.stop + margin, h)),
+        slice(max(cols.start - margin, 0), min(cols.stop + margin, w)),
     )
 
 
@@ -374,7 +379,5 @@ def to_mnist(image, *, faint: bool = False) -> np.ndarray:
     core = _box(mask)
     if core is None or max(s.stop - s.start for s in core) < _MIN_DIGIT * max(mask.shape):
         return np.zeros((28, 28), np.uint8)  # no ink, or only a speck: no digit
-    (top, bottom), (left, right) = ((s.start, s.stop) for s in core)
-    h, w = mask.shape
-    box = (slice(max(top - _HALO, 0), min(bottom + _HALO, h)), slice(max(left - _HALO, 0), min(right + _HALO, w)))
+    box = _grown(core, _HALO, mask.shape)
     return mnist_digit(_clean_ink_in(ink, mask, box))  # clean_ink's ink, all of it: zero beyond the box
