@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import ImageError
+from mnistlab import ImageError, predict_image
 from mnistlab.reading.decode import WORK_SIDE, _pil_to_grey, _plain_png, load_image, to_grey
 from mnistlab.reading.paper import flat_paper, ink_against, ink_strength, isolate_page
+from mnistlab.reading.rules import remove_rules
 from mnistlab.reading.segment import segment_digits
 from mnistlab.reading.steps import (
     binarise,
@@ -32,17 +33,20 @@ from mnistlab.reading.steps import (
     drop_specks,
     ink_and_mask,
     mnist_digit,
+    reduce_drawing,
     remove_grain,
     to_mnist,
 )
-from mnistlab.reading.strokes import remove_rules
 from mnistlab.testing.hands import digit_samples
 from mnistlab.testing.surfaces import CANVASES
 
 
 def plain_ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
     """Every step on the whole image, none skipped: what the shortcuts must agree with."""
-    ink = ink_strength(isolate_page(to_grey(image)))
+    page = isolate_page(to_grey(image))
+    ink = ink_strength(page)
+    if flat_paper(page) is not None:  # a clean drawing is read at its work size, shortcuts or not
+        ink = reduce_drawing(ink)
     mask = drop_specks(remove_rules(binarise(remove_grain(ink)), ink))
     return clean_ink(ink, mask), mask
 
@@ -96,6 +100,31 @@ def zees(ruled: bool = False) -> np.ndarray:
         for start, end in (((left, 30), (right, 30)), ((right, 30), (left, 112)), ((left, 112), (right, 112))):
             cv2.line(img, start, end, 255, 9, cv2.LINE_AA)
     return img
+
+
+@pytest.mark.parametrize(("shape", "k"), [((280, 280), 2), ((300, 431), 2), ((450, 440), 3), ((120, 560), 1)])
+def test_a_clean_drawing_is_averaged_in_whole_blocks_down_to_its_work_size(shape, k):
+    rng = np.random.default_rng(0)
+    ink = np.where(rng.random(shape) < 0.1, rng.random(shape), 0).astype(np.float32)  # paper exactly 0
+    small = reduce_drawing(ink)
+    h, w = -(-shape[0] // k), -(-shape[1] // k)  # the last, partial blocks filled with paper
+    assert small.shape == (h, w)
+    blocks = np.zeros((h * k, w * k), np.float32)
+    blocks[: shape[0], : shape[1]] = ink
+    np.testing.assert_allclose(small, blocks.reshape(h, k, w, k).mean(axis=(1, 3)), atol=1e-6)
+    np.testing.assert_array_equal(small == 0, blocks.reshape(h, k, w, k).max(axis=(1, 3)) == 0)  # paper stays 0
+
+
+def test_the_web_page_canvas_is_read_at_half_its_size():
+    """The page's 280 px canvas, a 2 drawn 14 px wide: its ink and mask at 140 px, read as a confident 2."""
+    img = np.full((280, 280), 255, np.uint8)
+    cv2.polylines(
+        img, [np.array([[70, 80], [140, 50], [200, 90], [80, 220], [210, 220]], np.int32)], False, 0, 14, cv2.LINE_AA
+    )
+    ink, mask = ink_and_mask(img)
+    assert mask.shape == ink.shape == (140, 140)
+    answer = predict_image(img)
+    assert (answer["digit"], answer["confident"]) == (2, True)
 
 
 def test_a_clean_drawing_keeps_the_long_straight_strokes_a_rule_search_would_cut():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mnistlab.reading.strokes import thin
+from mnistlab.reading.width import thin
 from mnistlab.trust.detector import training_set
 from mnistlab.trust.drawings import HANDWRITING_FONTS, flag_ones, font_paths, glyphs, restroked
 from mnistlab.trust.scores import silhouette

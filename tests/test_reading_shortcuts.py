@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from mnistlab.reading.paper import _holes_filled, components, dilated, eroded, select
 from mnistlab.reading.steps import _otsu, _percentile_90, drop_specks
-from mnistlab.reading.strokes import edge_distance, thin
+from mnistlab.reading.width import edge_distance, thin
 
 
 def _masks(seed: int, n: int = 120) -> list[np.ndarray]:

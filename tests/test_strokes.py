@@ -10,8 +10,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnistlab.reading.paper import components
+from mnistlab.reading.rules import remove_rules
 from mnistlab.reading.steps import binarise, crop_to_ink, drop_specks, remove_grain, to_mnist
-from mnistlab.reading.strokes import MNIST_HALF_WIDTH, normalize_stroke_width, remove_rules, stroke_half_width
+from mnistlab.reading.width import MNIST_HALF_WIDTH, normalize_stroke_width, stroke_half_width
 from mnistlab.trust.scores import digit_scores, fit_digit_space
 
 SEVEN = [(70, 60), (200, 60), (120, 230)]

@@ -39,8 +39,8 @@ _SOURCES = {
     "OnnxPredictor": "mnistlab.models.cnn.onnx",
     # reading photos, scans and drawings
     "to_mnist": "mnistlab.reading.steps",
-    "fit_to_box": "mnistlab.reading.steps",
-    "center_by_mass": "mnistlab.reading.steps",
+    "fit_to_box": "mnistlab.reading.geometry",
+    "center_by_mass": "mnistlab.reading.geometry",
     "segment_digits": "mnistlab.reading.segment",
     # answers and when not to trust them
     "predict_image": "mnistlab.trust.predict",
@@ -131,6 +131,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from mnistlab.models.files import default_model_dir, find_best_model, load_model, models_root, save_model
     from mnistlab.models.recipes import Recipe, get_recipe, list_recipes
     from mnistlab.models.transforms import Deskew, PixelScaler
+    from mnistlab.reading.geometry import center_by_mass, fit_to_box
     from mnistlab.reading.segment import segment_digits
-    from mnistlab.reading.steps import center_by_mass, fit_to_box, to_mnist
+    from mnistlab.reading.steps import to_mnist
     from mnistlab.trust.predict import predict_array, predict_image, read_number

@@ -44,6 +44,7 @@ MAX_ASPECT = 20
 # Images are reduced to this longer side first: plenty for one digit or a short
 # number, and it keeps every later step in the milliseconds.
 WORK_SIDE = 320
+_UNIT = np.float32(1 / 255)  # uint8 * _UNIT: float32 in [0, 1] in one pass, and 255 * _UNIT is exactly 1
 
 
 def _check_pixels(size: tuple[int, int], label: str) -> None:
@@ -210,27 +211,26 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
     ``_luma``) and, without transparency, an area-averaging reduction on uint8
     before the one float32 copy.
     """
-    unit = np.float32(1 / 255)  # uint8 * unit: float32 in one pass, and 255 * unit is exactly 1
     transparent = "transparency" in im.info
     if im.mode in ("L", "RGB") and not transparent:
-        return np.asarray(_reduced(im if im.mode == "L" else im.convert("L"), max_side)) * unit
+        return np.asarray(_reduced(im if im.mode == "L" else im.convert("L"), max_side)) * _UNIT
     if im.mode in ("P", "LA", "PA", "La", "RGBa") or (im.mode in ("L", "RGB") and transparent):
         im = im.convert("RGBA")
     if im.mode == "RGBA":
-        grey = np.asarray(im.convert("L")) * unit
+        grey = np.asarray(im.convert("L")) * _UNIT
         alpha = np.asarray(im.getchannel("A"))
         if alpha.min() < 255:
-            return _clipped(_reduce_array(_composite(grey, alpha * unit), max_side))
-        # Opaque (a browser's canvas export): nothing to composite, and uint8 * unit lies in [0, 1].
+            return _clipped(_reduce_array(_composite(grey, alpha * _UNIT), max_side))
+        # Opaque (a browser's canvas export): nothing to composite, and uint8 * _UNIT lies in [0, 1].
         return grey if max(im.size) <= max_side else _clipped(_reduce_array(grey, max_side))
     if im.mode == "1":
-        return np.asarray(_reduced(im.convert("L"), max_side)) * unit
+        return np.asarray(_reduced(im.convert("L"), max_side)) * _UNIT
     if im.mode.startswith("I") or im.mode == "F":
         a = np.asarray(im)
         a = _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / (255.0 if a.max() > 1 else 1.0), 0, 1)
         return np.clip(_reduce_array(a.astype(np.float32), max_side), 0.0, 1.0)
     # CMYK, YCbCr, LAB, HSV
-    return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side)) * unit
+    return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side)) * _UNIT
 
 
 def _clipped(grey: np.ndarray) -> np.ndarray:
@@ -268,6 +268,10 @@ def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return np.clip(_reduce_array(_array_to_grey(image).astype(np.float32), max_side), 0.0, 1.0)
     plain = _plain_png(image) if isinstance(image, bytes) else None
+    if isinstance(plain, np.ndarray):  # a plain grey PNG: Pillow's own numbers with none of its calls
+        if max(plain.shape) <= max_side:
+            return plain * _UNIT
+        plain = Image.fromarray(plain)
     return _pil_to_grey(load_image(image) if plain is None else plain, max_side)  # in [0, 1] on each path
 
 
@@ -276,8 +280,9 @@ _PLAIN_CHUNKS = {b"sRGB": 1, b"gAMA": 4, b"cHRM": 32, b"pHYs": 9}
 _PLAIN_MODES = {0: "L", 2: "RGB", 6: "RGBA"}  # PNG colour type -> the mode Pillow opens it in
 
 
-def _plain_png(data: bytes) -> Image.Image | None:
-    """A plain PNG decoded by OpenCV, as the very image Pillow makes of it (None: any other file).
+def _plain_png(data: bytes) -> Image.Image | np.ndarray | None:
+    """A plain PNG decoded by OpenCV, as the very image Pillow makes of it, a grey one as its (H, W) uint8
+    array (None: any other file).
 
     Plain: 8-bit grey, RGB or RGBA, not interlaced, no chunk that could change
     what Pillow reads (transparency, palette, EXIF, text), every chunk's CRC
@@ -313,7 +318,7 @@ def _plain_png(data: bytes) -> Image.Image | None:
     if pixels is None or pixels.dtype != np.uint8 or pixels.shape != ((h, w) if channels == 1 else (h, w, channels)):
         return None
     if channels == 1:
-        return Image.fromarray(pixels)
+        return pixels
     return Image.frombuffer(_PLAIN_MODES[colour], (w, h), pixels, "raw", "BGR" if channels == 3 else "BGRA", 0, 1)
 
 

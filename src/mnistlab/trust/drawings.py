@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from mnistlab.reading.steps import mnist_digit
-from mnistlab.reading.strokes import stroke_half_width, thin
+from mnistlab.reading.width import stroke_half_width, thin
 
 __all__ = [
     "LETTERS",

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from mnistlab.reading.paper import components
-from mnistlab.reading.strokes import edge_distance
+from mnistlab.reading.width import edge_distance
 
 __all__ = ["SCORES", "TWO_SIDED", "DigitSpace", "fit_digit_space", "digit_scores", "silhouette"]
 

@@ -20,8 +20,9 @@
     version: 0,          // bumped on every change, so a late canvas export is dropped
     request: null,       // AbortController of the request in flight
   };
-  // Export size in CSS pixels; the brush is 1/10 of the pad height, like MNIST's strokes.
-  const EXPORT_HEIGHT = 280;
+  // Export size in CSS pixels; the brush is 1/10 of the pad height, like MNIST's strokes. The server
+  // reads a clean drawing at about 140 px (reading/steps.py, _DRAWING_SIDE): more is only more to send and decode.
+  const EXPORT_HEIGHT = 140;
   const BRUSH = 1 / 10;
   const DEBOUNCE_MS = 250;
 

@@ -1,0 +1,43 @@
+"""MNIST's geometry: the digit's longer side fitted into a 20x20 box, its centre of mass at the centre of 28x28.
+
+LeCun's MNIST digits were size-normalised into 20x20 with their aspect ratio
+kept (anti-aliased grey) and then placed in 28x28 by their centre of mass;
+``fit_to_box`` and ``center_by_mass`` do the same to a cropped digit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["fit_to_box", "center_by_mass"]
+
+
+def fit_to_box(crop: np.ndarray, box: int = 20) -> np.ndarray:
+    """Scale so the longer side is ``box`` px, aspect ratio kept, anti-aliased (Lanczos); max 1."""
+    h, w = crop.shape
+    if h == 0 or w == 0:
+        return np.zeros((0, 0), np.float32)
+    scale = box / max(h, w)
+    size = (min(box, max(1, round(w * scale))), min(box, max(1, round(h * scale))))
+    small = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS))
+    small = np.clip(small, 0.0, None)  # Lanczos rings slightly below zero
+    top = small.max()
+    return (small / top if top > 0 else small).astype(np.float32)
+
+
+def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
+    """Place ``digit`` (at most size x size, values in [0, 1]) in a size x size uint8
+    image so its centre of mass lands on the centre, as MNIST does (whole-pixel shift)."""
+    out = np.zeros((size, size), np.uint8)
+    h, w = digit.shape
+    mass = digit.sum()
+    if h == 0 or w == 0 or mass <= 0:
+        return out
+    # scipy.ndimage.center_of_mass's own arithmetic (float64 moments over the float32 mass), without its overhead.
+    cy = (digit * np.arange(h, dtype=float)[:, None]).sum() / mass
+    cx = (digit * np.arange(w, dtype=float)[None, :]).sum() / mass
+    top = int(np.clip(round(size / 2 - cy), 0, size - h))
+    left = int(np.clip(round(size / 2 - cx), 0, size - w))
+    out[top : top + h, left : left + w] = np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
+    return out
