@@ -38,13 +38,15 @@ def _wait_for(log: list[str], text: str) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("n_workers", [2, 1])
-def test_workers_answer_and_sigterm_finishes_the_request_in_flight(n_workers):
+@pytest.mark.parametrize(("n_workers", "access_log"), [(2, True), (1, False)])
+def test_workers_answer_and_sigterm_finishes_the_request_in_flight(n_workers, access_log):
     port = _free_port()
     cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", str(n_workers), "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd += ["--access-log"] if access_log else []
+    # uvicorn logs to stderr, and its access lines to stdout: one log of both
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log: list[str] = []
-    reader = threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -85,6 +87,8 @@ def test_workers_answer_and_sigterm_finishes_the_request_in_flight(n_workers):
             proc.wait(10)
         reader.join(10)
     assert "Traceback" not in "".join(log), "".join(log)
+    # One line per request with --access-log (the readiness probes), none without.
+    assert any('"GET /api/ready HTTP/1.1" 200' in line for line in log) == access_log, "".join(log)
 
 
 def test_ready_says_503_with_the_reason_while_there_is_no_model(tmp_path):

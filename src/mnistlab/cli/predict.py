@@ -137,6 +137,12 @@ def serve(
         help="Serve as a Ray Serve deployment of N replicas (one CPU each) behind Serve's proxy on --host/--port "
         "(--read-timeout and --max-connections are the plain server's).",
     ),
+    access_log: bool = typer.Option(
+        False,
+        "--access-log",
+        help="Log one line per request (off by default, as in gunicorn: hundreds of lines a second cost the "
+        "server CPU, and a proxy or load balancer in front usually logs them).",
+    ),
     cluster: str | None = typer.Option(
         None,
         "--cluster",
@@ -158,7 +164,7 @@ def serve(
 
     check_free_port(host, port)  # before the model loads, not after
     limits = ConnectionLimits(read_timeout=read_timeout, max_connections=max_connections)
-    run_server(model, host=host, port=port, limits=limits, workers=workers)
+    run_server(model, host=host, port=port, limits=limits, workers=workers, access_log=access_log)
 
 
 def _serve_on_ray(model: Path | None, host: str, port: int, replicas: int, cluster: str | None) -> None:

@@ -224,10 +224,12 @@ def serve(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_decodes: int | None = None,
     workers: int = 1,
+    access_log: bool = False,
 ) -> None:
     """Load the model (failing fast with a ModelFileError), then serve it under uvicorn until Ctrl+C or
     SIGTERM (requests in flight are finished first), with the connection ``limits`` of ``protocol``
-    (default ``ConnectionLimits()``), from ``workers`` processes (``web.workers``)."""
+    (default ``ConnectionLimits()``), from ``workers`` processes (``web.workers``); ``access_log``: one log
+    line per request."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError("workers", f"{{param}} must be a whole number of at least 1, got {workers!r}.")
     limits = limits or ConnectionLimits()
@@ -237,7 +239,7 @@ def serve(
     threadpool_limits(1, user_api="blas")
     cv2.setNumThreads(1)  # the same for OpenCV's pool: a 320-px photo is no work to share, only to spin on
     app = create_app(load_predictor(model_dir), max_upload_bytes=max_upload_bytes, max_decodes=max_decodes)
-    config = server_config(app, host=host, port=port, limits=limits)
+    config = server_config(app, host=host, port=port, limits=limits, access_log=access_log)
     if workers > 1:
         run_workers(config, workers)
         return
