@@ -81,6 +81,18 @@ ONE = [[(0.5, 0.18), (0.5, 0.82)]]
 SEVEN = [[(0.28, 0.22), (0.72, 0.22), (0.42, 0.82)]]
 
 
+# Wraps the page's fetch to note the height of each PNG it uploads (the PNG header's IHDR height, bytes 20-24).
+SENT_HEIGHTS = """() => {
+  window.sentHeights = [];
+  const send = window.fetch;
+  window.fetch = async (url, options) => {
+    const file = options && options.body instanceof FormData ? options.body.get("file") : null;
+    if (file) window.sentHeights.push(new DataView(await file.slice(0, 24).arrayBuffer()).getUint32(20));
+    return send(url, options);
+  };
+}"""
+
+
 def result_bars(page) -> list[float]:
     return page.eval_on_selector_all("#bars .fill", "els => els.map(e => parseFloat(e.style.width) || 0)")
 
@@ -97,8 +109,11 @@ def result(page) -> dict:
 
 def test_draw_a_one_and_a_seven_then_undo_and_clear(page, tmp_path):
     assert page.inner_text("#digit") == "?"
+    page.evaluate(SENT_HEIGHTS)
     draw(page, ONE)
     r = result(page)
+    sent = page.evaluate("window.sentHeights")
+    assert sent and set(sent) == {140}, sent  # exported at the size the server reads a drawing at
     assert r["digit"] == "1", r
     assert max(r["bars"]) > 50 and r["bars"][1] == max(r["bars"])
     assert sum(r["bars"]) == pytest.approx(100, abs=1)
