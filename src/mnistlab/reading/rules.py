@@ -1,10 +1,10 @@
 """Rules of lined and squared paper removed from a digit's ink mask.
 
-Paper lines are not ink of the digit at all: blown up into MNIST's box they
-read as a 7's bar or a 4's cross. ``remove_rules`` finds straight runs that
-cross the image (at the paper's own lean, fanned out by perspective) in the
-grey ink strength, and drops them from the boolean mask, keeping any stroke
-written along one.
+Paper lines are not ink of the digit, yet binarising keeps them with it.
+``remove_rules`` finds straight lines through the image (each at its own lean:
+a photographed grid's lines fan out) in the grey ink strength and in the mask,
+and drops their pixels from the boolean mask, keeping a stroke written along
+one where it is darker or thicker than the rule.
 """
 
 from __future__ import annotations

@@ -304,8 +304,8 @@ def _clean_drawing_mask(ink: np.ndarray) -> np.ndarray:
 
 
 def _page_ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``ink_strength(isolate_page(grey))``, and whether that page is a clean drawing (``flat_paper``);
-    ``grey`` (``to_grey``'s own array) may be overwritten.
+    """``ink_strength(isolate_page(grey))``, and whether that page is a clean drawing (``flat_paper``: its ink
+    then at its work size, ``reduce_drawing``); ``grey`` (``to_grey``'s own array) may be overwritten.
 
     The paper's flatness is measured once for both steps (``ink_strength`` looks
     again on a photo, where the first edge already says no).
@@ -322,8 +322,8 @@ def _page_ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def reduce_drawing(ink: np.ndarray) -> np.ndarray:
     """A clean drawing's ink (paper exactly 0) averaged over k x k blocks, k the whole number of times
-    ``_DRAWING_SIDE`` fits in its shorter side (unchanged below 2): the web page's 280 px canvas is read at
-    140 px. A row of digits, wide and short, keeps its size. The paper stays exactly 0."""
+    ``_DRAWING_SIDE`` fits in its shorter side (unchanged below 2): a 280 px canvas export is read at 140 px.
+    A row of digits, wide and short, keeps its size. The paper stays exactly 0."""
     h, w = ink.shape
     k = min(h, w) // _DRAWING_SIDE
     if k < 2:
