@@ -1,12 +1,13 @@
 """`mnistlab serve` under load: 50 concurrent clients posting photos of digits, then the same with faults.
 
     MNISTLAB_DATA=../shared/data/mnist .venv/bin/python benchmarks/bench_serve.py \
-        [--model DIR | --shipped] [--payload photos|canvas|json] [--workers 1] \
+        [--model DIR | --shipped] [--payload photos|canvas|page|json] [--workers 1] \
         [--requests 1000] [--clients 50] [--trials 3] [--growth 20000] \
         [--faults] [--junk-share 0.3] [--slow-clients 5] [--read-timeout 10]
 
 ``--payload``: photo-like JPEG/PNG digits (about 13-16 KiB), 280 px canvas
-drawings (PNG), or JSON with 784 pixels. The clients send prebuilt requests
+drawings (grey PNG), what the web page sends (its 140 px canvas exported as an
+opaque RGBA PNG, white ink on black), or JSON with 784 pixels. The clients send prebuilt requests
 on keep-alive sockets (``loadgen``), cheap enough not to starve a server
 sharing the machine (httpx costs about a CPU-millisecond a request). Printed
 also: seconds from start to ``/api/ready``, the server's memory (all its
@@ -271,7 +272,8 @@ def report_faults(faults: dict, clean: list[dict], args) -> None:
 
 
 def make_inputs(kind: str, n: int) -> list[tuple[str, bytes, int]]:
-    """``n`` test digits as (name, bytes, label): photos, 280 px canvas PNGs, or JSON bodies of 784 pixels."""
+    """``n`` test digits as (name, bytes, label): photos, 280 px canvas PNGs, the page's 140 px RGBA PNGs, or JSON
+    bodies of 784 pixels."""
     b = load_mnist("mnist")
     test = b.details["n_train"]
     rng = np.random.default_rng(0)
@@ -282,11 +284,14 @@ def make_inputs(kind: str, n: int) -> list[tuple[str, bytes, int]]:
             data = make_photo(digit, rng)
             suffix = "jpg" if data[:2] == b"\xff\xd8" else "png"
             out.append((f"photo{i}.{suffix}", data, label))
-        elif kind == "canvas":
-            big = Image.fromarray(255 - digit).resize((280, 280), Image.BILINEAR)
+        elif kind in ("canvas", "page"):
+            if kind == "canvas":  # dark ink on white, grey
+                big = Image.fromarray(255 - digit).resize((280, 280), Image.BILINEAR)
+            else:  # as a browser exports the page's canvas: white ink on black, RGBA
+                big = Image.fromarray(digit).resize((140, 140), Image.BILINEAR).convert("RGBA")
             buf = io.BytesIO()
             big.save(buf, format="PNG")
-            out.append((f"canvas{i}.png", buf.getvalue(), label))
+            out.append((f"{kind}{i}.png", buf.getvalue(), label))
         else:
             out.append((f"pixels{i}.json", json.dumps({"pixels": digit.ravel().tolist()}).encode(), label))
     return out
@@ -339,7 +344,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--shipped", action="store_true", help="serve the reader shipped with mnistlab")
-    ap.add_argument("--payload", choices=["photos", "canvas", "json"], default="photos")
+    ap.add_argument("--payload", choices=["photos", "canvas", "page", "json"], default="photos")
     ap.add_argument("--workers", type=int, default=1, help="the server's --workers")
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=50)
