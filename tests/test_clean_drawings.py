@@ -33,12 +33,14 @@ from mnistlab.reading.steps import (
     drop_specks,
     ink_and_mask,
     mnist_digit,
+    read_digit,
     reduce_drawing,
     remove_grain,
     to_mnist,
 )
 from mnistlab.testing.hands import digit_samples
 from mnistlab.testing.surfaces import CANVASES
+from mnistlab.trust import predict as predict_module
 
 
 def plain_ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +127,28 @@ def test_the_web_page_canvas_is_read_at_half_its_size():
     assert mask.shape == ink.shape == (140, 140)
     answer = predict_image(img)
     assert (answer["digit"], answer["confident"]) == (2, True)
+
+
+def test_a_doubted_drawing_gets_no_second_look_and_a_doubted_photo_does(monkeypatch):
+    """A clean drawing's second look at a lower floor would read the same image: ``read_digit`` says which
+    images are drawings, and ``predict_image`` reads a doubted one once."""
+    looks = []
+    reread = predict_module.to_mnist  # what predict_image calls for a second look only
+
+    def counted(image, **kwargs):
+        looks.append(kwargs)
+        return reread(image, **kwargs)
+
+    monkeypatch.setattr(predict_module, "to_mnist", counted)
+    scribble = np.full((280, 280), 255, np.uint8)  # a W: doubted ("does not look like a digit")
+    cv2.polylines(scribble, [np.array([[40, 60], [90, 220], [140, 80], [190, 220], [240, 60]], np.int32)], False, 0, 12)
+    noise = np.random.default_rng(0).integers(90, 170, (200, 200)).astype(np.uint8)  # a page of grain: no drawing
+    assert read_digit(png(scribble))[1] and not read_digit(png(noise))[1]
+    for image, second_looks in ((scribble, 0), (noise, 1)):
+        looks.clear()
+        answer = predict_image(png(image))
+        np.testing.assert_array_equal(answer["mnist_image"], to_mnist(png(image)))
+        assert not answer["confident"] and looks == [{"faint": True}] * second_looks, (answer["reason"], looks)
 
 
 def test_a_clean_drawing_keeps_the_long_straight_strokes_a_rule_search_would_cut():

@@ -53,6 +53,7 @@ __all__ = [
     "clean_ink",
     "crop_to_ink",
     "to_mnist",
+    "read_digit",
     "mnist_digit",
 ]
 
@@ -275,19 +276,20 @@ def ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
     A clean drawing (``flat_paper``) has no rules to remove: a rule runs
     through the image's edges, and a clean drawing's edges are all paper.
     """
-    ink, mask = _ink_and_raw_mask(image)
+    ink, mask, _ = _ink_and_raw_mask(image)
     return clean_ink(ink, mask), mask
 
 
-def _ink_and_raw_mask(image, faint: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _ink_and_raw_mask(image, faint: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
     """``ink_and_mask`` before ``clean_ink``: the ink strength as it came from the paper (``faint``: a photo
-    binarised down to ``_FAINT`` of the usual floor; a clean drawing has no noise to go below)."""
+    binarised down to ``_FAINT`` of the usual floor; a clean drawing has no noise to go below), and whether
+    the image is a clean drawing."""
     ink, flat = _page_ink(to_grey(image))
     if flat:
         mask = _clean_drawing_mask(ink)
     else:
         mask = remove_rules(binarise(remove_grain(ink), floor_scale=_FAINT if faint else 1.0), ink)
-    return ink, drop_specks(mask)
+    return ink, drop_specks(mask), flat
 
 
 def _clean_drawing_mask(ink: np.ndarray) -> np.ndarray:
@@ -360,9 +362,15 @@ def to_mnist(image, *, faint: bool = False) -> np.ndarray:
     light stroke that came out in pieces may come out whole); a clean drawing
     comes out as without it.
     """
-    ink, mask = _ink_and_raw_mask(image, faint)
+    return read_digit(image, faint=faint)[0]
+
+
+def read_digit(image, *, faint: bool = False) -> tuple[np.ndarray, bool]:
+    """``to_mnist(image, faint=faint)``, and whether ``image`` is a clean drawing (``flat_paper``): a
+    doubted drawing's second look at the lower floor would read the very same image, so it needs none."""
+    ink, mask, flat = _ink_and_raw_mask(image, faint)
     core = _box(mask)
     if core is None or max(s.stop - s.start for s in core) < _MIN_DIGIT * max(mask.shape):
-        return np.zeros((28, 28), np.uint8)  # no ink, or only a speck: no digit
+        return np.zeros((28, 28), np.uint8), flat  # no ink, or only a speck: no digit
     box = _grown(core, _HALO, mask.shape)
-    return mnist_digit(_clean_ink_in(ink, mask, box))  # clean_ink's ink, all of it: zero beyond the box
+    return mnist_digit(_clean_ink_in(ink, mask, box)), flat  # clean_ink's ink, all of it: zero beyond the box

@@ -29,7 +29,7 @@ from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
 from mnistlab.models.proba import digit_probabilities
 from mnistlab.reading.segment import find_digits
-from mnistlab.reading.steps import digit_from, to_mnist
+from mnistlab.reading.steps import digit_from, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
 from mnistlab.trust.numbers import read_part, row_of
 from mnistlab.trust.reader import Reader, load_reader
@@ -164,13 +164,15 @@ def _check_top(top: int) -> int:
 def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
     """Which digit is in this image? Keys: digit, probability, top, confident, reason, mnist_image.
 
-    A photo whose answer is not confident gets a second look (``second_look``).
+    A photo whose answer is not confident gets a second look (``second_look``); a clean drawing (a canvas
+    export) needs none, its ink having no paper noise to look below.
     """
     top = _check_top(top)
     predictor = load_predictor(model)
     start = _position(image_or_path)
-    first = predictor.describe(to_mnist(image_or_path)[None], top)[0]
-    if first["confident"] or not _rewound(image_or_path, start):
+    image, drawing = read_digit(image_or_path)
+    first = predictor.describe(image[None], top)[0]
+    if first["confident"] or drawing or not _rewound(image_or_path, start):
         return first
     return second_look(predictor, to_mnist(image_or_path, faint=True), first, top)
 

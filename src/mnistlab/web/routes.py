@@ -38,7 +38,7 @@ from mnistlab._version import __version__
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, NotAnImageError, NotReadyError
 from mnistlab.reading.decode import encode_png
-from mnistlab.reading.steps import to_mnist
+from mnistlab.reading.steps import read_digit, to_mnist
 from mnistlab.trust import predict as answering
 from mnistlab.trust.batching import BatchedPredictor
 from mnistlab.web.limits import MAX_JSON_BYTES, check_image_header, read_capped
@@ -162,9 +162,9 @@ async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any
         digit = as_digit(np.asarray(pixels.pixels))  # 784 checked values: no thread needed
         return _with_images(await state.describe(digit, pixels.top or top), None)
     async with _upload(request) as upload:
-        image = await state.run_on_photo(_mnist_of_upload, upload, state)
+        image, drawing = await state.run_on_photo(_mnist_of_upload, upload, state)
         answer = await state.describe(image, top)
-        if not answer["confident"]:  # as ``predict_image``: a doubted photo gets a second look
+        if not (answer["confident"] or drawing):  # as ``predict_image``: a doubted photo gets a second look
             answer = await state.run_on_photo(_second_look_at_upload, upload, state, answer, top)
         return _with_images(answer, upload.filename)
 
@@ -224,9 +224,9 @@ def _photo_bytes(upload: UploadFile, state: Served) -> bytes:
     return data
 
 
-def _mnist_of_upload(upload: UploadFile, state: Served) -> np.ndarray:
-    """The upload as the (28, 28) uint8 image the model sees."""
-    return to_mnist(_photo_bytes(upload, state))
+def _mnist_of_upload(upload: UploadFile, state: Served) -> tuple[np.ndarray, bool]:
+    """The upload as the (28, 28) uint8 image the model sees, and whether it is a clean drawing."""
+    return read_digit(_photo_bytes(upload, state))
 
 
 def _second_look_at_upload(upload: UploadFile, state: Served, first: dict[str, Any], top: int) -> dict[str, Any]:
