@@ -184,7 +184,8 @@ def second_look(predictor: Predictor, faint: np.ndarray, first: dict, top: int) 
     whole with the lower floor. So may a grid's remnants, a texture, or a wrong
     digit, so that reading stands only when it is confident by a wider margin
     (``_SECOND_LOOK_PROBABILITY``, ``_SECOND_LOOK_DOUBT``); the first answer
-    stands otherwise (and a clean drawing's second image is its first).
+    stands otherwise, and when the second image is the first. (A clean drawing's
+    always is: ``predict_image`` and the API ask for none.)
     """
     if np.array_equal(faint, first["mnist_image"]):
         return first
