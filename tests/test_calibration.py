@@ -7,7 +7,16 @@ import pytest
 
 from mnistlab.trust.calibration import halves
 from mnistlab.trust.scores import SCORES
-from mnistlab.trust.thresholds import OOD_RATE, TOTAL_RATE, assess, calibrate_probability, calibrate_thresholds, flags
+from mnistlab.trust.thresholds import (
+    OOD_RATE,
+    TOTAL_RATE,
+    ProbabilityCut,
+    Thresholds,
+    assess,
+    calibrate_probability,
+    calibrate_thresholds,
+    flags,
+)
 
 
 def _fake_scores(rng, n, shift_detector=0.0, shift_fixed=0.0):
@@ -37,10 +46,47 @@ def test_the_probability_cut_flags_the_least_sure_up_to_the_total_rate():
     thresholds = calibrate_thresholds(digits[:10000], _fake_scores(rng, 1000, shift_detector=3.0), "test")
     proba = rng.dirichlet(np.full(10, 0.1), 10000)
     cal, ev = halves(10000)
-    cut = calibrate_probability(thresholds, digits[10000:], proba, cal, ev, "test")
+    # (These fake detector scores are not probabilities: the probability alone is the measure here.)
+    cut = calibrate_probability(thresholds, digits[10000:], proba, cal, ev, "test", measure="probability")
     assert 0 < cut.min_probability < 1
     assert cut.flag_rate_calibration == pytest.approx(TOTAL_RATE, abs=0.0005)
     assert 0.004 <= cut.flag_rate_evaluation <= 0.014
+
+
+def test_the_cut_weighs_the_probability_by_how_digit_shaped_the_detector_finds_the_image():
+    rng = np.random.default_rng(3)
+    n = 4000
+    scores = np.zeros((n, len(SCORES)))
+    scores[:, -1] = rng.uniform(0, 0.4, n)  # the detector's not-a-digit probability, under any limit
+    proba = rng.dirichlet(np.full(10, 0.1), n)
+    no_limits = Thresholds({}, {}, 0.0, "test")
+    cal, ev = halves(n)
+    cut = calibrate_probability(no_limits, scores, proba, cal, ev, "test")
+    assert cut.measure == "probability_x_digit_shape"  # what a new calibration records
+    sure = proba.max(1) * (1 - scores[:, -1])
+    flagged = [assess(no_limits, cut, s, float(p.max()), ink=True) is not None for s, p in zip(scores, proba)]
+    assert np.array_equal(flagged, sure <= cut.min_probability)
+    # Between two equally probable answers, the less digit-shaped image is the one flagged.
+    p = cut.min_probability + 0.05
+    shaped, doubted = np.zeros(len(SCORES)), np.zeros(len(SCORES))
+    doubted[-1] = 1 - cut.min_probability / p + 0.01
+    assert assess(no_limits, cut, shaped, p, ink=True) is None
+    assert (
+        assess(no_limits, cut, doubted, p, ink=True) == f"low probability ({p:.2f}; {1 - doubted[-1]:.2f} digit-shaped)"
+    )
+
+
+def test_a_cut_stored_before_it_had_a_measure_compares_the_probability_alone():
+    stored = {"min_probability": 0.5, "flag_rate_calibration": 0.008, "flag_rate_evaluation": 0.01, "method": "old"}
+    cut = ProbabilityCut(**stored)
+    assert cut.measure == "probability"
+    doubted = np.zeros(len(SCORES))
+    doubted[-1] = 0.4  # 0.6 x 0.6 = 0.36 would be flagged by the newer measure
+    no_limits = Thresholds({}, {}, 0.0, "test")
+    assert assess(no_limits, cut, doubted, 0.6, ink=True) is None
+    assert assess(no_limits, cut, doubted, 0.5, ink=True) == "low probability (0.50)"
+    with pytest.raises(ValueError, match="unknown measure"):
+        ProbabilityCut(**stored, measure="vibes")
 
 
 def test_halves_are_disjoint_seeded_and_cover_everything():
@@ -53,10 +99,11 @@ def test_assess_names_the_reason():
     rng = np.random.default_rng(2)
     thresholds = calibrate_thresholds(_fake_scores(rng, 5000), _fake_scores(rng, 500, shift_detector=3), "test")
     calm = np.zeros(len(SCORES))
-    assert assess(thresholds, 0.5, calm, 0.9, ink=True) is None
-    assert assess(thresholds, 0.5, calm, 0.9, ink=False) == "no ink found"
-    assert assess(thresholds, 0.5, calm, 0.4, ink=True) == "low probability (0.40)"
+    cut = ProbabilityCut(0.5, 0.008, 0.008, "test", "probability_x_digit_shape")
+    assert assess(thresholds, cut, calm, 0.9, ink=True) is None
+    assert assess(thresholds, cut, calm, 0.9, ink=False) == "no ink found"
+    assert assess(thresholds, cut, calm, 0.4, ink=True) == "low probability (0.40; 1.00 digit-shaped)"
     noisy = calm.copy()
     noisy[SCORES.index("blobs")] = 100
     noisy[-1] = 100
-    assert assess(thresholds, 0.5, noisy, 0.9, ink=True) == "looks like noise"  # said first: it says most
+    assert assess(thresholds, cut, noisy, 0.9, ink=True) == "looks like noise"  # said first: it says most

@@ -194,6 +194,13 @@ def test_version_1_cards_still_load_with_the_schema(model_copy, small_digits):
         ({"split": "sideways"}, "split must be one of"),
         ({"test_size": 0}, "test_size must be"),
         ({"calibration": {"min_probability": 2}}, "calibration must hold exactly"),
+        (
+            {
+                "calibration": {"min_probability": 0.5, "flag_rate_calibration": 0, "flag_rate_evaluation": 0}
+                | {"method": "m", "measure": "vibes"}
+            },
+            "calibration.measure must be one of",
+        ),
         ({"weights_sha256": "0" * 63}, "weights_sha256 must be 64"),
         ({"format": "skops"}, "does not go with weights file"),
         ({"card_sha256": None}, "card_sha256 must be 64"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from mnistlab import InputError, ModelFileError, get_recipe, predict_array, predict_image, read_number, to_mnist
 from mnistlab.cli import app
+from mnistlab.models.cards import card_sha256
 from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb
 from mnistlab.trust.calibration import mnist_test_halves
 from mnistlab.trust.predict import load_predictor
@@ -166,7 +168,7 @@ def test_a_model_saved_without_its_cut_is_calibrated_once_and_cached(model_dir, 
     # One file per model *and* reader: other not-a-digit thresholds mean another cut.
     (cached,) = [f for f in os.listdir(folder) if f.startswith(f"cut-{card['weights_sha256']}-")]
     saved = json.loads(Path(folder, cached).read_text())
-    assert set(saved) == {"min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method"}
+    assert set(saved) == {"min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method", "measure"}
     assert 0 <= saved["min_probability"] < 1 and saved["flag_rate_evaluation"] <= 0.02
 
 
@@ -177,7 +179,15 @@ def test_a_trained_model_carries_its_cut_in_its_card(tmp_path):
     card = json.loads((tmp_path / "knn" / "model.json").read_text())
     cut = card["calibration"]
     assert 0 < cut["min_probability"] < 1 and "the run's test set" in cut["method"]
-    assert load_predictor(result["model_dir"]).cut.min_probability == cut["min_probability"]
+    assert cut["measure"] == "probability_x_digit_shape"
+    loaded = load_predictor(result["model_dir"]).cut
+    assert (loaded.min_probability, loaded.measure) == (cut["min_probability"], cut["measure"])
+    # A card written before cuts recorded their measure still loads, and compares the probability alone.
+    older = shutil.copytree(tmp_path / "knn", tmp_path / "older")
+    card["calibration"] = {k: v for k, v in cut.items() if k != "measure"}
+    card["card_sha256"] = card_sha256(card)
+    (older / "model.json").write_text(json.dumps(card))
+    assert load_predictor(older).cut.measure == "probability"
 
 
 # --- the command line -------------------------------------------------------------------

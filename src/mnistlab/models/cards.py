@@ -25,7 +25,15 @@ from typing import Any
 
 from mnistlab.errors import ModelFileError
 
-__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "MAX_CARD_BYTES", "WEIGHTS_FILES", "card_sha256", "parse_card"]
+__all__ = [
+    "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "MAX_CARD_BYTES",
+    "WEIGHTS_FILES",
+    "MEASURES",
+    "card_sha256",
+    "parse_card",
+]
 
 FORMAT_VERSION = 2  # version 2: card_sha256 covers the card
 READABLE_VERSIONS = (1, 2)
@@ -176,17 +184,23 @@ def _metrics(key: str, value) -> None:
         _sha256("metrics.test_predictions_sha256", value["test_predictions_sha256"])
 
 
-CALIBRATION_FIELDS = ("min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method")
+CALIBRATION_FIELDS = ("min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method", "measure")
+# What the cut is compared with (``trust.thresholds.sureness``): the classifier's probability alone (what cards
+# without a measure meant), or that times how digit-shaped the detector finds the image.
+MEASURES = ("probability", "probability_x_digit_shape")
 
 
 def _calibration(key: str, value) -> None:
-    """The probability cut at or below which an answer is "not sure" (``trust.thresholds.ProbabilityCut``)."""
-    if not isinstance(value, dict) or sorted(value) != sorted(CALIBRATION_FIELDS):
-        raise _Invalid(f"{key} must hold exactly {', '.join(CALIBRATION_FIELDS)}")
+    """The probability cut at or below which an answer is "not sure" (``trust.thresholds.ProbabilityCut``).
+    Cards written before the cut recorded its ``measure`` hold the other four fields only."""
+    if not isinstance(value, dict) or sorted(value) not in (sorted(CALIBRATION_FIELDS), sorted(CALIBRATION_FIELDS[:4])):
+        raise _Invalid(f"{key} must hold exactly {', '.join(CALIBRATION_FIELDS)} (measure may be left out)")
     for name in CALIBRATION_FIELDS[:3]:
         if not (_is_number(value[name]) and 0 <= value[name] <= 1):
             raise _Invalid(f"{key}.{name} must be a number from 0 to 1, not {value[name]!r}")
     _text(f"{key}.method", value["method"])
+    if value.get("measure", MEASURES[0]) not in MEASURES:
+        raise _Invalid(f"{key}.measure must be one of {', '.join(MEASURES)}, not {value['measure']!r}")
 
 
 _FIELDS: dict[str, Callable[[str, Any], None]] = {

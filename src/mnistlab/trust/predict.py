@@ -65,7 +65,7 @@ class Predictor:
     classify: Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10) probabilities, column d = digit d
     card: dict
     reader: Reader
-    cut: ProbabilityCut  # the classifier's own: at or below ``cut.min_probability`` it is not sure
+    cut: ProbabilityCut  # the classifier's own: at or below ``cut.min_probability`` (its measure) it is not sure
 
     def describe(self, images: np.ndarray, top: int) -> list[dict]:
         """One result dict per (28, 28) uint8 image, in order."""
@@ -77,9 +77,7 @@ class Predictor:
         results = []
         for img, p, s in zip(images, proba, scores):
             order = np.argsort(-p, kind="stable")
-            reason = assess(
-                self.reader.thresholds, self.cut.min_probability, s, float(p[order[0]]), ink=bool(img.any())
-            )
+            reason = assess(self.reader.thresholds, self.cut, s, float(p[order[0]]), ink=bool(img.any()))
             results.append(
                 {
                     "digit": int(order[0]),

@@ -12,7 +12,13 @@ No threshold is set by hand; each is a quantile of held-out digits:
   sure answers on held-out digits are flagged until 0.8% are flagged in all,
   0.2 points under the 1% aim because tails this thin move on new digits. The
   threshold comes from one half of the held-out digits, the flag rate recorded
-  with it from the other half.
+  with it from the other half. How sure an answer is: the classifier's
+  probability times how digit-shaped the detector finds the image (1 - its
+  not-a-digit probability). At the same share of MNIST digits flagged, that
+  flagged 2-4 points more of each kind of letter and of symbols than the
+  probability alone, with digits of other hands flagged and misread about as
+  often (benchmarks/RESULTS.md). Cuts calibrated before carry no ``measure``
+  and keep comparing the probability alone.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mnistlab.models.cards import MEASURES
 from mnistlab.trust.scores import SCORES, TWO_SIDED
 
 __all__ = [
     "Thresholds",
     "ProbabilityCut",
+    "MEASURES",
+    "sureness",
     "calibrate_thresholds",
     "calibrate_probability",
     "flags",
@@ -61,15 +70,25 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class ProbabilityCut:
-    """A classifier's probability at or below which its answer is "not sure"."""
+    """How sure a classifier's answer must be (``sureness`` above ``min_probability``) to be trusted."""
 
     min_probability: float
     flag_rate_calibration: float
     flag_rate_evaluation: float
     method: str
+    measure: str = MEASURES[0]  # cards written before the measure was recorded compared the probability
+
+    def __post_init__(self):
+        if self.measure not in MEASURES:
+            raise ValueError(f"unknown measure {self.measure!r}; expected one of {', '.join(MEASURES)}")
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def sureness(measure: str, probability, not_a_digit):
+    """What the cut is compared with: the probability, or that times 1 - ``not_a_digit`` (numbers or arrays)."""
+    return probability if measure == MEASURES[0] else probability * (1 - not_a_digit)
 
 
 def flags(scores: np.ndarray, lower: dict, upper: dict) -> np.ndarray:
@@ -127,23 +146,24 @@ def calibrate_probability(
     calibration: np.ndarray,
     evaluation: np.ndarray,
     method: str,
+    measure: str = MEASURES[1],
 ) -> ProbabilityCut:
-    """The probability cut for one classifier, from held-out digits' scores and (N, 10) probabilities.
+    """The cut for one classifier, from held-out digits' (N, len(SCORES)) scores and (N, 10) probabilities.
 
     ``calibration`` and ``evaluation`` index two disjoint halves of those digits.
     """
     ood = flags(scores, thresholds.lower, thresholds.upper)
-    top = proba.max(1)
-    cal_ood, cal_top = ood[calibration], top[calibration]
-    extra = max(0, int(round(TOTAL_RATE * len(cal_top))) - int(cal_ood.sum()))
-    kept = np.sort(cal_top[~cal_ood])
+    sure = sureness(measure, proba.max(1), scores[:, SCORES.index(_DETECTOR)])  # (N,)
+    cal_ood, cal_sure = ood[calibration], sure[calibration]
+    extra = max(0, int(round(TOTAL_RATE * len(cal_sure))) - int(cal_ood.sum()))
+    kept = np.sort(cal_sure[~cal_ood])
     cut = float(kept[extra - 1]) if extra > 0 and len(kept) else 0.0
-    rate = lambda idx: float((ood[idx] | (top[idx] <= cut)).mean()) if len(idx) else 0.0  # noqa: E731
-    return ProbabilityCut(cut, rate(calibration), rate(evaluation), method)
+    rate = lambda idx: float((ood[idx] | (sure[idx] <= cut)).mean()) if len(idx) else 0.0  # noqa: E731
+    return ProbabilityCut(cut, rate(calibration), rate(evaluation), method, measure)
 
 
 def assess(
-    thresholds: Thresholds, min_probability: float, scores: np.ndarray, probability: float, ink: bool
+    thresholds: Thresholds, cut: ProbabilityCut, scores: np.ndarray, probability: float, ink: bool
 ) -> str | None:
     """The reason not to trust one answer, or None when it is confident."""
     if not ink:
@@ -152,6 +172,9 @@ def assess(
         j = SCORES.index(name)
         if scores[j] > thresholds.upper.get(name, np.inf) or scores[j] < thresholds.lower.get(name, -np.inf):
             return _REASONS[name]
-    if probability <= min_probability:
-        return f"low probability ({probability:.2f})"
+    shape = 1 - float(scores[SCORES.index(_DETECTOR)])
+    if sureness(cut.measure, probability, 1 - shape) <= cut.min_probability:
+        if cut.measure == MEASURES[0]:
+            return f"low probability ({probability:.2f})"
+        return f"low probability ({probability:.2f}; {shape:.2f} digit-shaped)"
     return None
