@@ -72,7 +72,8 @@ def test_the_cut_weighs_the_probability_by_how_digit_shaped_the_detector_finds_t
     doubted[-1] = 1 - cut.min_probability / p + 0.01
     assert assess(no_limits, cut, shaped, p, ink=True) is None
     assert (
-        assess(no_limits, cut, doubted, p, ink=True) == f"low probability ({p:.2f}; {1 - doubted[-1]:.2f} digit-shaped)"
+        assess(no_limits, cut, doubted, p, ink=True)
+        == f"not sure it is a digit (probability {p:.2f}, {1 - doubted[-1]:.2f} digit-shaped)"
     )
 
 
@@ -102,7 +103,7 @@ def test_assess_names_the_reason():
     cut = ProbabilityCut(0.5, 0.008, 0.008, "test", "probability_x_digit_shape")
     assert assess(thresholds, cut, calm, 0.9, ink=True) is None
     assert assess(thresholds, cut, calm, 0.9, ink=False) == "no ink found"
-    assert assess(thresholds, cut, calm, 0.4, ink=True) == "low probability (0.40; 1.00 digit-shaped)"
+    assert assess(thresholds, cut, calm, 0.4, ink=True) == "low probability (0.40)"
     noisy = calm.copy()
     noisy[SCORES.index("blobs")] = 100
     noisy[-1] = 100

@@ -173,8 +173,8 @@ def assess(
         if scores[j] > thresholds.upper.get(name, np.inf) or scores[j] < thresholds.lower.get(name, -np.inf):
             return _REASONS[name]
     shape = 1 - float(scores[SCORES.index(_DETECTOR)])
-    if sureness(cut.measure, probability, 1 - shape) <= cut.min_probability:
-        if cut.measure == MEASURES[0]:
-            return f"low probability ({probability:.2f})"
-        return f"low probability ({probability:.2f}; {shape:.2f} digit-shaped)"
+    if probability <= cut.min_probability:
+        return f"low probability ({probability:.2f})"
+    if sureness(cut.measure, probability, 1 - shape) <= cut.min_probability:  # a sure answer, a doubted shape
+        return f"not sure it is a digit (probability {probability:.2f}, {shape:.2f} digit-shaped)"
     return None
