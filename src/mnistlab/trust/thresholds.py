@@ -172,9 +172,9 @@ def assess(
         j = SCORES.index(name)
         if scores[j] > thresholds.upper.get(name, np.inf) or scores[j] < thresholds.lower.get(name, -np.inf):
             return _REASONS[name]
-    shape = 1 - float(scores[SCORES.index(_DETECTOR)])
     if probability <= cut.min_probability:
         return f"low probability ({probability:.2f})"
-    if sureness(cut.measure, probability, 1 - shape) <= cut.min_probability:  # a sure answer, a doubted shape
-        return f"not sure it is a digit (probability {probability:.2f}, {shape:.2f} digit-shaped)"
+    not_a_digit = float(scores[SCORES.index(_DETECTOR)])
+    if sureness(cut.measure, probability, not_a_digit) <= cut.min_probability:  # a sure answer, a doubted shape
+        return f"not sure it is a digit (probability {probability:.2f}, {1 - not_a_digit:.2f} digit-shaped)"
     return None
