@@ -17,8 +17,9 @@ from mnistlab import InputError, ModelFileError, get_recipe, predict_array, pred
 from mnistlab.cli import app
 from mnistlab.models.cards import card_sha256
 from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb
-from mnistlab.trust.calibration import mnist_test_halves
+from mnistlab.trust.calibration import calibrate_on_mnist, mnist_test_halves
 from mnistlab.trust.predict import load_predictor
+from mnistlab.trust.reader import load_reader
 
 runner = CliRunner()
 DIGIT_KEYS = {"digit", "probability", "top", "confident", "reason"}
@@ -170,6 +171,11 @@ def test_a_model_saved_without_its_cut_is_calibrated_once_and_cached(model_dir, 
     saved = json.loads(Path(folder, cached).read_text())
     assert set(saved) == {"min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method", "measure"}
     assert 0 <= saved["min_probability"] < 1 and saved["flag_rate_evaluation"] <= 0.02
+    # A cut cached before cuts weighed the probability by the digit's shape is calibrated again.
+    older = {k: v for k, v in saved.items() if k != "measure"} | {"min_probability": 0.99}
+    Path(folder, cached).write_text(json.dumps(older))
+    cut = calibrate_on_mnist(load_predictor(model_dir).classify, load_reader(), card["weights_sha256"])
+    assert cut.to_json() == saved == json.loads(Path(folder, cached).read_text())
 
 
 def test_a_trained_model_carries_its_cut_in_its_card(tmp_path):

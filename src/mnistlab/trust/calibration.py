@@ -5,7 +5,8 @@ and stores the result in the model card, so answering later reads a number
 instead of a data set. Models saved before cards carried it, and estimators
 handed over from Python unsaved, are calibrated here on the MNIST test set
 (``calibrate_on_mnist``) once: the cut of a saved model is cached in the user
-cache, keyed by its weights' sha256 and the reader's thresholds.
+cache, keyed by its weights' sha256 and the reader's thresholds (a cut cached
+under an older measure is calibrated again).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.cache import cache_root
 from mnistlab.data.load import load_mnist
 from mnistlab.trust.reader import Reader
-from mnistlab.trust.thresholds import TOTAL_RATE, ProbabilityCut, calibrate_probability
+from mnistlab.trust.thresholds import MEASURES, TOTAL_RATE, ProbabilityCut, calibrate_probability
 
 __all__ = ["halves", "probability_cut_for", "calibrate_on_mnist", "mnist_test_halves"]
 
@@ -64,7 +65,10 @@ def calibrate_on_mnist(classify: Classify, reader: Reader, weights_sha256: str |
     path = _cache_path(weights_sha256, reader) if weights_sha256 else None
     if path is not None:
         try:
-            return ProbabilityCut(**json.loads(path.read_text()))
+            cached = ProbabilityCut(**json.loads(path.read_text()))
+            if cached.measure == MEASURES[1]:
+                return cached
+            # cached before cuts weighed the probability by the digit's shape: calibrate again below
         except (OSError, ValueError, TypeError):
             pass  # not cached yet, or damaged: calibrate below
     images = mnist_test_halves()[0]
