@@ -21,7 +21,7 @@ from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.cache import cache_root
 from mnistlab.data.load import load_mnist
 from mnistlab.trust.reader import Reader
-from mnistlab.trust.thresholds import MEASURES, TOTAL_RATE, ProbabilityCut, calibrate_probability
+from mnistlab.trust.thresholds import MEASURE, TOTAL_RATE, ProbabilityCut, calibrate_probability
 
 __all__ = ["halves", "probability_cut_for", "calibrate_on_mnist", "mnist_test_halves"]
 
@@ -66,7 +66,7 @@ def calibrate_on_mnist(classify: Classify, reader: Reader, weights_sha256: str |
     if path is not None:
         try:
             cached = ProbabilityCut(**json.loads(path.read_text()))
-            if cached.measure == MEASURES[1]:
+            if cached.measure == MEASURE:
                 return cached
             # cached before cuts weighed the probability by the digit's shape: calibrate again below
         except (OSError, ValueError, TypeError):

@@ -34,6 +34,7 @@ __all__ = [
     "Thresholds",
     "ProbabilityCut",
     "MEASURES",
+    "MEASURE",
     "sureness",
     "calibrate_thresholds",
     "calibrate_probability",
@@ -45,6 +46,7 @@ __all__ = [
 
 OOD_RATE = 0.005  # share of real digits the scores may flag as "not a digit"
 TOTAL_RATE = 0.008  # share of real digits flagged in all, the classifier's doubt included
+MEASURE = MEASURES[1]  # what a cut calibrated now compares with: the probability times digit shape
 _DETECTOR = "not_a_digit"
 _REASONS = {
     "blobs": "looks like noise",
@@ -146,7 +148,7 @@ def calibrate_probability(
     calibration: np.ndarray,
     evaluation: np.ndarray,
     method: str,
-    measure: str = MEASURES[1],
+    measure: str = MEASURE,
 ) -> ProbabilityCut:
     """The cut for one classifier, from held-out digits' (N, len(SCORES)) scores and (N, 10) probabilities.
 
