@@ -138,7 +138,11 @@ def _spans(upright_sorted: np.ndarray, bounds: np.ndarray, height: int) -> tuple
 
 
 def _joining(
-    upright_sorted: np.ndarray, bounds: np.ndarray, spans: list[tuple[int, int]], ink_widths: np.ndarray, digits
+    upright_sorted: np.ndarray,
+    bounds: np.ndarray,
+    spans: list[tuple[int, int]],
+    ink_widths: np.ndarray,
+    digits: np.ndarray,
 ) -> np.ndarray:
     """(len(spans),) bool: the runs that may be a pen's stroke joining two digits: inside the part (not at
     either end), read as a 1, at most ``_JOIN_WIDTH`` row heights wide, with ink across both of their cuts."""
@@ -146,7 +150,7 @@ def _joining(
     crossed = (at[1] > at[0]) & (at[2] > at[1])  # (n,): ink within a column on both sides of the bound
     i, j = np.array(spans).T
     inside = (i > 0) & (j < len(bounds) - 1)
-    return inside & crossed[i] & crossed[j] & (ink_widths <= _JOIN_WIDTH) & (np.asarray(digits) == 1)
+    return inside & crossed[i] & crossed[j] & (ink_widths <= _JOIN_WIDTH) & (digits == 1)
 
 
 def _piece(part: np.ndarray, ys: np.ndarray, xs: np.ndarray, upright: np.ndarray, a: float, b: float) -> np.ndarray:
