@@ -52,7 +52,7 @@ def test_a_pen_stroke_joining_two_digits_is_not_read_as_a_1():
         assert read_number(s.data)["number"] == label
 
 
-def test_a_joining_run_is_left_out_only_between_two_digits():
+def test_a_joining_run_that_reads_poorly_as_a_1_is_left_out():
     # Bounds 0-3: a digit, a thin run read as a 1 with ink across both its cuts, a digit;
     # the part 2.5 digit widths wide (two and three digits cost the same).
     spans = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]

@@ -45,7 +45,7 @@ _EXTRA_DIGIT = 2.0  # cost of each digit beyond the first in a part
 _COUNT_COST, _COUNT_SLACK = 1.0, 0.4  # cost per digit of a count further than the slack from width / digit width
 # A pen stroke joining two digits (``_joining``): at most this wide (its ink's upright width, in row heights; on
 # dev rows 0.35 and 0.5 read the same, 0.25 changed none), and left out at this cost. Read as a digit instead, it
-# would pay _EXTRA_DIGIT and add its own value: it stays a 1 only where its value beats -0.5.
+# would pay _EXTRA_DIGIT and add its own value: it stays a 1 only where its value beats -0.5 (count costs aside).
 _JOIN_WIDTH = 0.35
 _LEAVE_OUT = _EXTRA_DIGIT + 0.5
 
