@@ -339,14 +339,35 @@ def test_a_doubted_photo_is_read_again_with_a_lower_floor(faint_five):
     assert (again["digit"], again["confident"], again["probability"]) == (5, True, answer["probability"])
 
 
-def test_a_second_look_does_not_answer_an_empty_squared_page(reader):
-    # The grid's remnants on this page, found at the lower floor, are read as a confident 1 (0.70): the
-    # second look's answer must also be surer (0.8) and far from the not-a-digit detector's threshold.
-    page = non_digit_samples("empty-pages", 183, np.random.default_rng(105))[182]
+def test_a_second_look_reads_a_hair_pen_on_ruled_paper(reader):
+    # At the usual floor this 9 comes out in dots among the rules' dashes (a doubted 3). The second look
+    # averages the ink along its strokes, and finds the rules where the paper's grain hid them.
+    nine = digit_samples("pen", 30, np.random.default_rng(202), surface="paper-ruled", style="hair")[8]
+    assert nine.label == 9
+    first = first_look(nine.data)
+    assert not first["confident"] and first["digit"] != 9
+    answer = predict_image(nine.data)
+    assert answer["confident"] and answer["digit"] == 9
+
+
+def test_a_second_look_adds_no_ink_the_first_never_saw(reader):
+    # An empty squared page: the first look finds no ink; ink averaged along lines brings out a grid line's
+    # remnant, which read as a sure 1 (0.90) before the second look kept to the first look's ink.
+    page = non_digit_samples("empty-pages", 138, np.random.default_rng(101))[137]
     assert page.surface == "paper-squared"
-    faint = load_predictor().describe(to_mnist(page.data, faint=True)[None], 1)[0]
-    assert faint["confident"] and faint["digit"] == 1
+    assert not to_mnist(page.data).any()
+    assert not to_mnist(page.data, faint=True).any()
     assert not predict_image(page.data)["confident"]
+
+
+def test_a_second_look_must_be_surer_than_a_first(reader):
+    # A smiley on squared paper: the second look reads a confident 0 at 0.79. A second look's answer
+    # stands only at 0.8 and more (and far from the not-a-digit detector's threshold).
+    smiley = non_digit_samples("doodles", 60, np.random.default_rng(41))[59]
+    assert smiley.label == "doodle:smiley"
+    second = load_predictor().describe(to_mnist(smiley.data, faint=True)[None], 1)[0]
+    assert second["confident"] and 0.7 < second["probability"] < 0.8
+    assert not predict_image(smiley.data)["confident"]
 
 
 def test_the_web_api_gives_a_doubted_photo_the_same_second_look(faint_five):

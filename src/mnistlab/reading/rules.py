@@ -177,7 +177,7 @@ def _written_on(ink: np.ndarray, rule: np.ndarray) -> np.ndarray:
     return run[0].view(bool)
 
 
-def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
+def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None, *, lines_in: np.ndarray | None = None) -> np.ndarray:
     """``mask`` without the lines of ruled or squared paper.
 
     A rule is a straight line through the whole image (``_rule_lines``, found in
@@ -190,13 +190,18 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     its side). Where the mask has pixels along a rule, a straight line is fitted
     to them and only the pixels along that line go; strokes that crossed it are
     joined again across the gap.
+
+    ``lines_in``: another image (H, W) to find the rules in, where ``ink``
+    still measures the strokes written on them.
     """
     h, w = mask.shape
     if min(h, w) < 64:  # a digit-sized image has no paper lines to speak of
         return mask
     given = ink is not None
     ink = mask.astype(np.float32) if ink is None else ink
-    found_lines = {axis: _rule_lines(ink, axis) for axis in (1, 0)}  # horizontal rules (along x), vertical ones
+    found_lines = {
+        axis: _rule_lines(ink if lines_in is None else lines_in, axis) for axis in (1, 0)
+    }  # horizontal rules (along x), vertical ones
     if max(len(lines) for lines in found_lines.values()) < 2:
         return mask
     rules = np.zeros_like(mask)

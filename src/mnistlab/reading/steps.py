@@ -11,7 +11,10 @@ below, each a function of its own:
     -> clean_ink -> crop_to_ink -> normalize_stroke_width (width) -> fit_to_box -> center_by_mass (geometry)
 
 ``remove_grain`` evens out the paper for ``binarise`` alone: the rules are
-found, and the strokes' grey measured, in the ink strength as it came.
+found, and the strokes' grey measured, in the ink strength as it came. A second
+look at a doubted photo (``to_mnist(faint=True)``) binarises the grain-free ink
+averaged along its strokes (``along_strokes``, faint) and finds the rules in
+the grain-free ink.
 
 A clean drawing (a canvas export, its paper one exact grey: ``flat_paper``) is
 first averaged down to about ``_DRAWING_SIDE`` px (``reduce_drawing``), then
@@ -30,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from mnistlab.reading.decode import to_grey
+from mnistlab.reading.faint import along_strokes
 from mnistlab.reading.geometry import center_by_mass, fit_to_box
 from mnistlab.reading.paper import (
     components,
@@ -65,10 +69,6 @@ _EDGE = 3  # px: ink wholly this close to the image's edge is no writing (``drop
 # (measured on a first version of the step: 15 and 31 px read fewer hair-pen digits on paper than 21).
 _GRAIN = 21
 _CELL = 3  # px: ``remove_grain`` averages the paper in cells this wide, seven to its square
-# ``to_mnist(faint=True)``, a second look at a doubted photo, binarises down to this share of the usual
-# floor (3.5 noise-sigmas, not 5). On dev seeds 3.0-3.5 found as many more pen digits on paper; 2.5
-# read an empty page as a digit.
-_FAINT = 0.7
 # A digit's ink spans at least this share of the image's longer side (19 px of a 320 px photo): less is a
 # speck (dust, a pen's dot, a grid line's stub), which blown up to MNIST's 20 px box reads as a 1 or a 4. On
 # dev seeds digits spanned 0.23 and more, where their ink was found at all; the empty pages answered, 0.03-0.04.
@@ -140,7 +140,6 @@ def binarise(
     *,
     min_contrast: float = 0.1,
     paper_noise: tuple[float, float] | None = None,
-    floor_scale: float = 1.0,
 ) -> np.ndarray:
     """Boolean ink mask: Otsu's threshold with hysteresis, never below the paper's noise.
 
@@ -152,11 +151,9 @@ def binarise(
 
     ``paper_noise``: the paper's level and noise (``level_and_noise`` of the
     whole image) where ``ink`` is a part of it cut out around the ink.
-    ``floor_scale``: the floor (and the fainter stretches' 70% of it) scaled by
-    this, for a second look at a faint photo.
     """
     paper, sigma = level_and_noise(ink) if paper_noise is None else paper_noise
-    contrast = floor_scale * max(5 * sigma, min_contrast)  # the floor above the paper
+    contrast = max(5 * sigma, min_contrast)  # the floor above the paper
     floor = paper + contrast
     candidates = ink[ink > min(floor / 2, floor)]  # Otsu's values (floor > 0 on any paper), and all above the floor
     if not (candidates.size and candidates.max() > floor):
@@ -281,15 +278,31 @@ def ink_and_mask(image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ink_and_raw_mask(image, faint: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``ink_and_mask`` before ``clean_ink``: the ink strength as it came from the paper (``faint``: a photo
-    binarised down to ``_FAINT`` of the usual floor; a clean drawing has no noise to go below), and whether
+    """``ink_and_mask`` before ``clean_ink``: the ink strength as it came from the paper (``faint``: a photo's
+    second look, ``_faint_mask``; a clean drawing has no noise to look below), and whether
     the image is a clean drawing."""
     ink, flat = _page_ink(to_grey(image))
     if flat:
         mask = _clean_drawing_mask(ink)
+    elif faint:
+        mask = _faint_mask(ink)
     else:
-        mask = remove_rules(binarise(remove_grain(ink), floor_scale=_FAINT if faint else 1.0), ink)
+        mask = remove_rules(binarise(remove_grain(ink)), ink)
     return ink, drop_specks(mask), flat
+
+
+def _faint_mask(ink: np.ndarray) -> np.ndarray:
+    """The mask of a second look at a doubted photo (``mnistlab.reading.faint`` says why): the grain-free
+    ink averaged along its strokes and binarised, rules found in the grain-free ink; on ruled or squared
+    paper, the first look's mask unless half of this one lies within 3 px of it."""
+    grain_free = remove_grain(ink)
+    raw = binarise(along_strokes(grain_free))
+    faint = remove_rules(raw, ink, lines_in=grain_free)
+    if np.array_equal(faint, raw):  # no rules: plain paper
+        return faint
+    first = drop_specks(remove_rules(binarise(grain_free), ink))
+    near = np.count_nonzero(faint & dilated(first, 3))
+    return faint if near >= 0.5 * np.count_nonzero(faint) else first
 
 
 def _clean_drawing_mask(ink: np.ndarray) -> np.ndarray:
@@ -358,8 +371,9 @@ def to_mnist(image, *, faint: bool = False) -> np.ndarray:
     or (H, W, 4). An image without ink (an empty page), or with only a speck of
     it (under ``_MIN_DIGIT`` of its longer side), gives all zeros.
     ``faint``: a second look at a photo whose first reading was doubted, its ink
-    found down to 3.5 noise-sigmas over the paper instead of 5 (a hair-thin or
-    light stroke that came out in pieces may come out whole); a clean drawing
+    averaged along its strokes before it is binarised, and faint rules looked
+    for where the paper's grain hid them (``_faint_mask``): a hair-thin or
+    light stroke that came out in pieces may come out whole. A clean drawing
     comes out as without it.
     """
     return read_digit(image, faint=faint)[0]
@@ -367,7 +381,7 @@ def to_mnist(image, *, faint: bool = False) -> np.ndarray:
 
 def read_digit(image, *, faint: bool = False) -> tuple[np.ndarray, bool]:
     """``to_mnist(image, faint=faint)``, and whether ``image`` is a clean drawing (``flat_paper``): a
-    doubted drawing's second look at the lower floor would read the very same image, so it needs none."""
+    doubted drawing's second look would read the very same image, so it needs none."""
     ink, mask, flat = _ink_and_raw_mask(image, faint)
     core = _box(mask)
     if core is None or max(s.stop - s.start for s in core) < _MIN_DIGIT * max(mask.shape):
