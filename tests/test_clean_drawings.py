@@ -81,7 +81,7 @@ def test_clean_drawings_read_as_the_plain_steps_do(canvases):
     flat = 0
     for data in canvases:
         flat += flat_paper(to_grey(data)) is not None
-        ink, mask = ink_and_mask(data)
+        ink, mask, _ = ink_and_mask(data)
         plain_ink, plain_mask = plain_ink_and_mask(data)
         np.testing.assert_array_equal(mask, plain_mask)
         np.testing.assert_array_equal(ink, plain_ink)
@@ -123,7 +123,7 @@ def test_the_web_page_canvas_is_read_at_half_its_size():
     cv2.polylines(
         img, [np.array([[70, 80], [140, 50], [200, 90], [80, 220], [210, 220]], np.int32)], False, 0, 14, cv2.LINE_AA
     )
-    ink, mask = ink_and_mask(img)
+    ink, mask, _ = ink_and_mask(img)
     assert mask.shape == ink.shape == (140, 140)
     answer = predict_image(img)
     assert (answer["digit"], answer["confident"]) == (2, True)
@@ -157,7 +157,7 @@ def test_a_clean_drawing_keeps_the_long_straight_strokes_a_rule_search_would_cut
     ink = ink_strength(to_grey(img))
     binarised = binarise(ink)
     assert (binarised & ~remove_rules(binarised, ink)).sum() > 1000  # the tops and bottoms, taken for rules
-    _, mask = ink_and_mask(img)
+    _, mask, _ = ink_and_mask(img)
     np.testing.assert_array_equal(mask, drop_specks(binarised))  # all of them kept
     assert len(segment_digits(img)) == 3
 
@@ -172,7 +172,7 @@ def test_a_ruled_canvas_still_loses_its_rules():
     assert flat_paper(to_grey(img)) is None  # the rules cross its edges
     ink = ink_strength(to_grey(img))
     assert binarise(ink)[rows, :40].sum() > 100
-    _, mask = ink_and_mask(img)
+    _, mask, _ = ink_and_mask(img)
     assert mask[rows, :40].sum() == 0 and mask[35:45, 75:125].all()  # the rules gone, the digit's top kept
 
 

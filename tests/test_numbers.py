@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from mnistlab.reading.segment import row_slant, upright_columns
 from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts
 from mnistlab.testing.hands import number_samples
 from mnistlab.trust.numbers import _best_reading
+from mnistlab.trust.predict import surer_row
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,3 +96,29 @@ def test_read_number_keeps_its_keys_on_touching_digits():
     for d in result["digits"]:
         assert {"digit", "probability", "top", "confident", "reason", "mnist_image"} == set(d)
         assert len(d["top"]) == 3 and d["mnist_image"].shape == (28, 28)
+
+
+def test_a_doubted_row_on_ruled_paper_is_read_again_with_a_second_look():
+    # Hollow digits in a thin pen on ruled paper: the first look finds them in pieces among the rules'
+    # dashes and reads 735882, doubted. The second look (as ``predict_image``'s) reads the row right.
+    s = number_samples("pen", 1, np.random.default_rng(300), surface="paper-ruled")[0]
+    assert (s.label, s.style) == ("73926", "hollow")
+    result = read_number(s.data)
+    assert (result["number"], result["confident"]) == ("73926", True)
+    assert read_number(io.BytesIO(s.data))["number"] == "73926"  # a file object is read again from its start
+
+
+def _row(number: str, confident: list[bool], probability: float = 0.9) -> dict:
+    digits = [{"digit": int(c), "probability": probability, "confident": k} for c, k in zip(number, confident)]
+    return {"number": number, "digits": digits, "confident": all(confident)}
+
+
+def test_a_second_reading_stands_when_sure_and_keeps_the_doubt_otherwise():
+    first = _row("1483", [True, False, True, False])
+    # Every digit confident at 0.8 and more: the second reading stands.
+    assert surer_row(first, _row("74836", [True] * 5)) == _row("74836", [True] * 5)
+    # Confident at under 0.8: more of its digits are confident, so its digits stand, still doubted.
+    surer = surer_row(first, _row("74836", [True] * 5, probability=0.7))
+    assert (surer["number"], surer["confident"]) == ("74836", False)
+    # Fewer confident digits than the first's: the first stands.
+    assert surer_row(first, _row("7483", [False, True, False, False])) is first

@@ -104,16 +104,17 @@ def cut(part: np.ndarray, n: int) -> list[np.ndarray]:
     return pieces
 
 
-def find_digits(image) -> tuple[np.ndarray, list[np.ndarray], float]:
+def find_digits(image, *, faint: bool = False) -> tuple[np.ndarray, list[np.ndarray], float, bool]:
     """The ink of a row of digits (H, W), one boolean mask per digit, left to right (see ``segment_digits``),
-    and the hand's slant (``row_slant`` of all the ink: the masks together)."""
-    ink, mask = ink_and_mask(image)
+    the hand's slant (``row_slant`` of all the ink: the masks together), and whether the image is a clean
+    drawing. ``faint``: a photo's second look (``ink_and_mask``)."""
+    ink, mask, drawing = ink_and_mask(image, faint=faint)
     slant = row_slant(mask)
     groups = _group_components(mask, slant)
     if not groups:
-        return ink, [], slant
+        return ink, [], slant, drawing
     row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))
-    return ink, [piece for group in groups for piece in _split_touching(group, row_height)], slant
+    return ink, [piece for group in groups for piece in _split_touching(group, row_height)], slant, drawing
 
 
 def segment_digits(image) -> list[np.ndarray]:
@@ -124,7 +125,7 @@ def segment_digits(image) -> list[np.ndarray]:
     where the ink is thinnest (touching digits), and each digit goes through
     ``crop_to_ink``, ``fit_to_box`` and ``center_by_mass`` like ``to_mnist``.
     """
-    ink, parts, _ = find_digits(image)
+    ink, parts, _, _ = find_digits(image)
     return [digit_from(ink, part) for part in parts]
 
 
