@@ -4,9 +4,8 @@ A hair-thin pen on photographed paper is about as dark as the paper's JPEG
 noise, so binarising leaves it in dots. Averaged over ``_LENGTH`` px along a
 line, a stroke keeps its strength while noise falls by about the square root
 of the pixels averaged; a stroke's direction is not known, so each pixel takes
-the strongest of ``_DIRECTIONS`` averages (a matched filter for lines, like the
-ridge detectors used on faint vessels and cracks). Curves of a digit are
-straight enough over 7 px.
+the strongest of ``_DIRECTIONS`` averages (a matched filter for lines). Curves
+of a digit are straight enough over 7 px.
 
 A second look at a doubted photo (``to_mnist(faint=True)``) binarises the ink
 averaged so: a stroke in dots at the usual 5 noise-sigmas clears 5 sigmas of

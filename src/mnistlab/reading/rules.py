@@ -199,9 +199,8 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None, *, lines_in: n
         return mask
     given = ink is not None
     ink = mask.astype(np.float32) if ink is None else ink
-    found_lines = {
-        axis: _rule_lines(ink if lines_in is None else lines_in, axis) for axis in (1, 0)
-    }  # horizontal rules (along x), vertical ones
+    find_in = ink if lines_in is None else lines_in
+    found_lines = {axis: _rule_lines(find_in, axis) for axis in (1, 0)}  # horizontal rules (along x), vertical ones
     if max(len(lines) for lines in found_lines.values()) < 2:
         return mask
     rules = np.zeros_like(mask)

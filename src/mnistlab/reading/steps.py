@@ -13,7 +13,7 @@ below, each a function of its own:
 ``remove_grain`` evens out the paper for ``binarise`` alone: the rules are
 found, and the strokes' grey measured, in the ink strength as it came. A second
 look at a doubted photo (``to_mnist(faint=True)``) binarises the grain-free ink
-averaged along its strokes (``along_strokes``, faint) and finds the rules in
+averaged along its strokes (``faint.along_strokes``) and finds the rules in
 the grain-free ink.
 
 A clean drawing (a canvas export, its paper one exact grey: ``flat_paper``) is
