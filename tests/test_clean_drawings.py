@@ -130,7 +130,7 @@ def test_the_web_page_canvas_is_read_at_half_its_size():
 
 
 def test_a_doubted_drawing_gets_no_second_look_and_a_doubted_photo_does(monkeypatch):
-    """A clean drawing's second look at a lower floor would read the same image: ``read_digit`` says which
+    """A clean drawing's second look would read the same image: ``read_digit`` says which
     images are drawings, and ``predict_image`` reads a doubted one once."""
     looks = []
     reread = predict_module.to_mnist  # what predict_image calls for a second look only

@@ -331,7 +331,7 @@ def faint_five(reader) -> Sample:
     return sample
 
 
-def test_a_doubted_photo_is_read_again_with_a_lower_floor(faint_five):
+def test_a_doubted_photo_gets_a_second_look(faint_five):
     assert not first_look(faint_five.data)["confident"]
     answer = predict_image(faint_five.data)
     assert answer["confident"] and answer["digit"] == 5

@@ -180,7 +180,7 @@ def second_look(predictor: Predictor, faint: np.ndarray, first: dict, top: int) 
     """The answer for a doubted photo, given ``faint``: the photo read again with ``to_mnist(faint=True)``.
 
     A hair-thin or light stroke that binarising left in pieces may come out
-    whole with the lower floor. So may a grid's remnants, a texture, or a wrong
+    whole in the ink averaged along its strokes. So may a grid's remnants, a texture, or a wrong
     digit, so that reading stands only when it is confident by a wider margin
     (``_SECOND_LOOK_PROBABILITY``, ``_SECOND_LOOK_DOUBT``); the first answer
     stands otherwise, and when the second image is the first. (A clean drawing's
