@@ -288,8 +288,13 @@ def _ink_and_raw_mask(image, faint: bool = False) -> tuple[np.ndarray, np.ndarra
     elif faint:
         mask = _faint_mask(ink)
     else:
-        mask = remove_rules(binarise(remove_grain(ink)), ink)
+        mask = _first_look_mask(ink, remove_grain(ink))
     return ink, drop_specks(mask), flat
+
+
+def _first_look_mask(ink: np.ndarray, grain_free: np.ndarray) -> np.ndarray:
+    """A photo's mask at the first look: ``grain_free`` (``remove_grain(ink)``) binarised, rules found in ``ink``."""
+    return remove_rules(binarise(grain_free), ink)
 
 
 def _faint_mask(ink: np.ndarray) -> np.ndarray:
@@ -301,7 +306,7 @@ def _faint_mask(ink: np.ndarray) -> np.ndarray:
     faint = remove_rules(raw, ink, lines_in=grain_free)
     if np.array_equal(faint, raw):  # no rules: plain paper
         return faint
-    first = drop_specks(remove_rules(binarise(grain_free), ink))
+    first = drop_specks(_first_look_mask(ink, grain_free))
     near = np.count_nonzero(faint & dilated(first, 3))
     return faint if near >= 0.5 * np.count_nonzero(faint) else first
 
