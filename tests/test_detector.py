@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from mnistlab.reading.steps import mnist_digit
 from mnistlab.reading.width import thin
 from mnistlab.trust.detector import training_set
-from mnistlab.trust.drawings import HANDWRITING_FONTS, flag_ones, font_paths, glyphs, restroked
+from mnistlab.trust.drawings import HANDWRITING_FONTS, doodle, flag_ones, font_paths, glyphs, restroked
+from mnistlab.trust.reader import load_reader
 from mnistlab.trust.scores import silhouette
+from mnistlab.trust.thresholds import flags
 
 
 def test_silhouette_ignores_grey_levels_but_keeps_the_shape(mnist_full):
@@ -39,7 +42,7 @@ def test_training_set_has_digits_printed_digits_and_non_digits(small_set, mnist_
     assert set(np.unique(y)) == set(range(11))  # 0-9, and 10 = not a digit
     n_printed = (y[2000:] < 10).sum()
     assert n_printed >= 10 * 10  # every digit in at least 10 fonts
-    assert (y == 10).sum() >= 600  # letters, pairs of digits, strokes, noise
+    assert (y == 10).sum() >= 750  # letters, pairs of digits, strokes, doodles, noise
     # Everything is placed as to_mnist places a digit: ink inside the 20x20 box, centred by mass.
     for img in images[2000::97]:
         rows, cols = np.flatnonzero(img.any(1)), np.flatnonzero(img.any(0))
@@ -131,3 +134,19 @@ def test_flag_ones_leaves_out_a_one_leaning_like_a_seven_and_flags_mnists_ones(m
     assert out.shape == ones.shape  # MNIST's 1s lean less than 45 degrees: each gets a flag
     more = np.array([(new > 64).sum() - (old > 64).sum() for new, old in zip(out, ones)])  # px of ink added
     assert (more > 0).mean() >= 0.8 and more.mean() >= 10  # (a wide flag shrinks the rest to fit the box)
+
+
+def test_doodles_are_drawn_inside_the_canvas_and_the_same_for_a_seed():
+    drawn = [doodle(np.random.default_rng(seed)) for seed in range(60)]
+    assert all(d.shape == (64, 64) and d.dtype == np.float32 for d in drawn)
+    assert all(d.sum() > 60 and d.max() == 1.0 for d in drawn)  # a pen's line of some length
+    assert np.mean([d[[0, -1]].any() or d[:, [0, -1]].any() for d in drawn]) < 0.2  # few cut at the edge
+    assert np.array_equal(doodle(np.random.default_rng(7)), drawn[7])
+    assert len({d.tobytes() for d in drawn}) == 60
+
+
+def test_the_shipped_detector_flags_doodles_of_a_seed_it_never_saw():
+    # It trained on seed 0's doodles (and calibrated on seed 1's): these are new ones of the same kinds.
+    reader = load_reader()
+    images = np.stack([mnist_digit(doodle(np.random.default_rng(1000 + k))) for k in range(200)])
+    assert flags(reader.scores(images), reader.thresholds.lower, reader.thresholds.upper).mean() >= 0.9

@@ -1,5 +1,5 @@
 """Images drawn to train the reader: glyphs in fonts, digits in other pens, flagged 1s, pairs of digits,
-pen strokes, noise.
+pen strokes, doodles, noise.
 
 None of it comes from ``mnistlab.testing``, whose test sets use other fonts
 and other pens. Everything is brought to the geometry ``to_mnist`` gives a
@@ -29,6 +29,7 @@ __all__ = [
     "restroked_sample",
     "flag_ones",
     "strokes",
+    "doodle",
     "noise",
     "pair",
 ]
@@ -215,6 +216,88 @@ def strokes(rng: np.random.Generator) -> np.ndarray:
             x1, y1 = x0 + rng.uniform(8, 24), y0 + rng.uniform(8, 24)
             (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=float(rng.uniform(0.5, 1)))
     return np.asarray(im)
+
+
+def _outline(rng: np.random.Generator, centre: tuple[float, float], radii: tuple[float, float], bumps: int) -> list:
+    """(x, y) points of a closed curve round ``centre``: an ellipse with a wobble, scalloped into ``bumps``
+    bumps when that is not 0 (a cloud, a bush)."""
+    t = np.linspace(0, 2 * np.pi, 90)
+    r = 1 + rng.uniform(0.15, 0.25) * np.abs(np.sin(bumps * t / 2)) if bumps else np.ones_like(t)
+    for k in (2, 3, 5):  # a hand's circle is not round
+        r = r * (1 + rng.uniform(0, 0.04) * np.sin(k * t + rng.uniform(0, 2 * np.pi)))
+    return list(zip(centre[0] + radii[0] * r * np.cos(t), centre[1] + radii[1] * r * np.sin(t)))
+
+
+def _marks(draw: ImageDraw.ImageDraw, rng: np.random.Generator, n: int, radii: tuple[float, float], width: int) -> None:
+    """``n`` dots, dashes or arcs inside an outline centred on the 64 px canvas (eyes and a mouth)."""
+    for _ in range(n):
+        x, y = 32 + rng.uniform(-0.5, 0.5) * radii[0], 32 + rng.uniform(-0.5, 0.5) * radii[1]
+        mark, size = rng.integers(3), min(radii)
+        if mark == 0:
+            s = rng.uniform(2.5, 4)  # big enough to outlast the 28 px box
+            draw.ellipse((x - s, y - s, x + s, y + s), fill=1.0)
+        elif mark == 1:
+            a, s = rng.uniform(0, np.pi), rng.uniform(5, 0.4 * size)
+            draw.line([(x - s * np.cos(a), y - s * np.sin(a)), (x + s * np.cos(a), y + s * np.sin(a))], 1.0, width)
+        else:
+            s, start = rng.uniform(0.3, 0.55) * size, rng.uniform(0, 360)
+            draw.arc((x - s, y - s, x + s, y + s), start, start + rng.uniform(90, 200), fill=1.0, width=width)
+
+
+def doodle(rng: np.random.Generator) -> np.ndarray:
+    """A doodle on the 64 px canvas (64, 64) float32: an outline with marks inside or bumps (a face, a cloud),
+    a spiral of 1.8-3 turns, a zigzag or wave of 2.5-5 periods, a crown on a trunk of two lines (a tree), or a
+    question mark as a hand writes one (the fonts' ones are too neat to teach it: a hand's read as a 7).
+
+    Each is a digit's shape plus what no digit has: a 0 with eyes, a 6 that goes on
+    turning, a 9 on two legs. The test sets' doodles (``mnistlab.testing.glyphs``)
+    include these kinds (a smiley, a cloud, a spiral, a tree), skeletons of their
+    own in another hand's pens: they were the doodles read as digits most often.
+    """
+    im = Image.new("F", (_CANVAS, _CANVAS), 0.0)
+    draw, width, kind = ImageDraw.Draw(im), int(rng.integers(3, 7)), rng.integers(5)
+    if kind == 0:
+        radii = (rng.uniform(14, 24), rng.uniform(14, 24))  # up to 30 px with bumps: inside the canvas
+        bumps = int(rng.choice([0, 0, 5, 6, 7, 8, 9]))
+        draw.line(_outline(rng, (32, 32), radii, bumps), fill=1.0, width=width, joint="curve")
+        _marks(draw, rng, int(rng.integers(0 if bumps else 1, 4)), radii, width)  # a plain loop is a 0
+    elif kind == 1:
+        t = np.linspace(0, rng.uniform(1.8, 3.0) * 2 * np.pi, 120)
+        r = rng.uniform(1, 4) + rng.uniform(18, 26) * t / t[-1]
+        (sx, sy), a = rng.uniform(0.7, 1.0, 2), rng.choice([-1, 1]) * t + rng.uniform(0, 2 * np.pi)
+        draw.line(list(zip(32 + sx * r * np.cos(a), 32 + sy * r * np.sin(a))), fill=1.0, width=width, joint="curve")
+    elif kind == 2:
+        u = np.linspace(-25, 25, 100)
+        phase = 2 * np.pi * rng.uniform(2.5, 5) * (u + 25) / 50
+        v = rng.uniform(6, 14) * (np.sin(phase) if rng.random() < 0.5 else 2 / np.pi * np.arcsin(np.sin(phase)))
+        a = rng.uniform(-0.6, 0.6)  # its angle
+        x, y = 32 + u * np.cos(a) - v * np.sin(a), 32 + u * np.sin(a) + v * np.cos(a)
+        draw.line(list(zip(x, y)), fill=1.0, width=width, joint="curve")
+    elif kind == 3:
+        rx, ry = rng.uniform(12, 24), rng.uniform(10, 15)
+        cy = 1.3 * ry + 3  # room above for the bumps
+        draw.line(_outline(rng, (32, cy), (rx, ry), int(rng.choice([0, 5, 6, 7]))), 1.0, width, "curve")
+        gap = rng.uniform(9, 16)  # apart enough that the two lines stay two at 28 px, not one thick stem
+        for x in (32 - gap / 2, 32 + gap / 2):
+            draw.line([(x, cy + ry), (x + rng.uniform(-2, 2), rng.uniform(50, 58))], fill=1.0, width=width)
+    else:
+        _question_mark(draw, rng, width)
+    return np.asarray(im)
+
+
+def _question_mark(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int) -> None:
+    """A hook from the left over the top and down the right, a stem, and a dot under it, slanted."""
+    rx, ry = rng.uniform(10, 18), rng.uniform(10, 16)
+    cy = ry + rng.uniform(3, 6)
+    t = np.radians(np.linspace(rng.uniform(160, 210), rng.uniform(430, 460), 60))  # y grows down: 270 is the top
+    x, y = 32 + rx * np.cos(t), cy + ry * np.sin(t)
+    foot = rng.uniform(cy + ry + 8, 48)
+    x, y = np.append(x, x[-1] + rng.uniform(-2, 2)), np.append(y, foot)
+    slant = rng.uniform(-0.3, 0.3)  # columns per row, about the middle row
+    draw.line(list(zip(x + slant * (y - 32), y)), fill=1.0, width=width, joint="curve")
+    s, dy = rng.uniform(2, 4), rng.uniform(5, 8)
+    cx = x[-1] + slant * (foot + dy - 32)
+    draw.ellipse((cx - s, foot + dy - s, cx + s, foot + dy + s), fill=1.0)
 
 
 def noise(rng: np.random.Generator) -> np.ndarray:
