@@ -74,8 +74,8 @@ def non_digits(
     return np.concatenate(
         [
             letters,
-            # Some letters again in a marker or a hair-thin pen, as digits are (``training_set``): else an
-            # even pen line is a cue for "digit", and a pen's U passes as a 0.
+            # Some letters again in a marker or a hair-thin pen, as digits are (``training_set``), so that
+            # an even pen line is no cue for "digit".
             restroked(letters[rng.choice(len(letters), min(n_strokes // 2, len(letters)), replace=False)], rng),
             np.stack([mnist_digit(pair(digits[a], digits[b], rng)) for a, b in zip(i[keep], j[keep])]),
             np.stack([mnist_digit(strokes(rng)) for _ in range(n_strokes)]),

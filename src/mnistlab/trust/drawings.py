@@ -247,7 +247,7 @@ def _marks(draw: ImageDraw.ImageDraw, rng: np.random.Generator, n: int, radii: t
 def doodle(rng: np.random.Generator) -> np.ndarray:
     """A doodle on the 64 px canvas (64, 64) float32: an outline with marks inside or bumps (a face, a cloud),
     a spiral of 1.8-3 turns, a zigzag or wave of 2.5-5 periods, a crown on a trunk of two lines (a tree), or a
-    question mark as a hand writes one (the fonts' ones are too neat to teach it: a hand's read as a 7).
+    question mark as a hand writes one (taught the fonts' ones alone, the detector let a hand's pass as a 7).
 
     Each is a digit's shape plus what no digit has: a 0 with eyes, a 6 that goes on
     turning, a 9 on two legs. The test sets' doodles (``mnistlab.testing.glyphs``)
