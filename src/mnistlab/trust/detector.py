@@ -44,7 +44,6 @@ from mnistlab.trust.drawings import (
     glyphs,
     noise,
     pair,
-    restroked,
     restroked_sample,
     strokes,
 )
@@ -64,19 +63,16 @@ def non_digits(
     doodles, noise."""
     i, j = rng.integers(len(digits), size=(2, n_strokes))
     keep = labels[i] != labels[j]  # two different digits; "11" overlapped would still be a 1
-    letters = np.concatenate(
-        [
-            glyphs(LETTERS, rng, copies=copies)[0],
-            # The handwriting fonts once more: their letters are the nearest to a hand's.
-            glyphs(LETTERS, rng, copies=copies, fonts=[Path(f) for f in HANDWRITING_FONTS if Path(f).is_file()])[0],
-        ]
-    )
+    printed = glyphs(LETTERS, rng, copies=copies)
+    # The handwriting fonts once more: their letters are the nearest to a hand's.
+    handwritten = glyphs(LETTERS, rng, copies=copies, fonts=[Path(f) for f in HANDWRITING_FONTS if Path(f).is_file()])
+    letters, which = np.concatenate([printed[0], handwritten[0]]), np.concatenate([printed[1], handwritten[1]])
     return np.concatenate(
         [
             letters,
             # Some letters again in a marker or a hair-thin pen, as digits are (``training_set``), so that
             # an even pen line is no cue for "digit".
-            restroked(letters[rng.choice(len(letters), min(n_strokes // 2, len(letters)), replace=False)], rng),
+            restroked_sample(letters, which, n_strokes // 2, rng)[0],
             np.stack([mnist_digit(pair(digits[a], digits[b], rng)) for a, b in zip(i[keep], j[keep])]),
             np.stack([mnist_digit(strokes(rng)) for _ in range(n_strokes)]),
             np.stack([mnist_digit(doodle(rng)) for _ in range(n_strokes // 2)]),
