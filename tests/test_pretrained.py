@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
+from mnistlab.lab import pretrained
 from mnistlab.lab.pretrained import Plan, build_reader
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.trust.reader import CARD_FILE, PRETRAINED_DIR, READER_FILES, load_reader
@@ -49,3 +51,15 @@ def test_the_built_reader_answers(tiny_reader, mnist_full):
     assert scores.shape == (500, 5) and np.isfinite(scores).all()
     assert card["metrics"]["mnist_test_flagged_not_a_digit"] <= 0.02
     assert 0 < reader.probability_cut.min_probability < 1
+
+
+def test_a_build_without_its_handwriting_fonts_stops_before_training(monkeypatch, tmp_path, capsys):
+    # Without a font the build would quietly draw fewer letters and digits, and differ from the shipped reader.
+    monkeypatch.setattr(pretrained, "HANDWRITING_FONTS", (*pretrained.HANDWRITING_FONTS, str(tmp_path / "Gone.otf")))
+    monkeypatch.setattr(sys, "argv", ["pretrained", "--out", str(tmp_path / "reader")])
+    with pytest.raises(SystemExit) as stopped:
+        pretrained.main()
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Gone.otf" in err and "apt-get install fonts-comic-neue" in err and "Traceback" not in err
+    assert not (tmp_path / "reader").exists()

@@ -41,7 +41,7 @@ from mnistlab.models.cnn.onnx import export_onnx
 from mnistlab.models.recipes import CNN
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.detector import DETECTOR, FIT_DIGITS, fit_detector, held_out_non_digits, training_set
-from mnistlab.trust.drawings import flag_ones, glyphs, restroked_sample
+from mnistlab.trust.drawings import FONT_PACKAGES, HANDWRITING_FONTS, flag_ones, glyphs, restroked_sample
 from mnistlab.trust.reader import CARD_FILE, FORMAT_VERSION, OnnxNet, Reader
 from mnistlab.trust.scores import DigitSpace, fit_digit_space
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds, calibrate_thresholds, flags
@@ -180,6 +180,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder to write (src/mnistlab/pretrained)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    missing = [Path(name).name for name in HANDWRITING_FONTS if not Path(name).is_file()]
+    if missing:  # ``glyphs`` would leave them out, and the reader built would not be the shipped one
+        parser.error(
+            f"the handwriting fonts {', '.join(missing)} are missing; install them: apt-get install {FONT_PACKAGES}"
+        )
     build_reader(args.out, Plan(seed=args.seed))
 
 

@@ -23,6 +23,7 @@ from mnistlab.reading.width import stroke_half_width, thin
 __all__ = [
     "LETTERS",
     "HANDWRITING_FONTS",
+    "FONT_PACKAGES",
     "font_paths",
     "glyphs",
     "restroked",
@@ -66,6 +67,7 @@ HANDWRITING_FONTS = (
     "/usr/share/fonts/opentype/dancingscript/DancingScript-Bold.otf",
     "/usr/share/fonts/opentype/levien/TypoScript.otf",
 )
+FONT_PACKAGES = "fonts-comic-neue fonts-dancingscript fonts-levien-typoscript"  # the Debian packages of those
 
 
 def font_paths() -> list[Path]:
