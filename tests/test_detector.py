@@ -11,7 +11,7 @@ from scipy import ndimage
 from mnistlab.reading.steps import mnist_digit
 from mnistlab.reading.width import thin
 from mnistlab.trust.detector import training_set
-from mnistlab.trust.drawings import HANDWRITING_FONTS, doodle, flag_ones, font_paths, glyphs, restroked
+from mnistlab.trust.drawings import FONT_PACKAGES, HANDWRITING_FONTS, doodle, flag_ones, font_paths, glyphs, restroked
 from mnistlab.trust.reader import load_reader
 from mnistlab.trust.scores import silhouette
 from mnistlab.trust.thresholds import flags
@@ -98,7 +98,7 @@ def test_training_uses_handwriting_fonts_that_the_test_sets_do_not():
 
     installed = [f for f in HANDWRITING_FONTS if Path(f).is_file()]
     if not installed:
-        pytest.skip("Debian's fonts-comic-neue, fonts-dancingscript, fonts-levien-typoscript are not installed")
+        pytest.skip(f"Debian's {FONT_PACKAGES} are not installed")
     assert {str(p) for p in font_paths()} >= set(installed)
     assert not set(HANDWRITING_FONTS) & set(FONTS.values())  # no hand is both taught and tested
     assert not {Path(f).parent for f in HANDWRITING_FONTS} & {Path(f).parent for f in FONTS.values()}
