@@ -30,7 +30,6 @@ answering reads its exported file.
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
@@ -38,10 +37,10 @@ from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.reading.steps import mnist_digit
 from mnistlab.trust.drawings import (
-    HANDWRITING_FONTS,
     LETTERS,
     doodle,
     glyphs,
+    handwriting_fonts,
     noise,
     pair,
     restroked_sample,
@@ -65,7 +64,7 @@ def non_digits(
     keep = labels[i] != labels[j]  # two different digits; "11" overlapped would still be a 1
     printed = glyphs(LETTERS, rng, copies=copies)
     # The handwriting fonts once more: their letters are the nearest to a hand's.
-    handwritten = glyphs(LETTERS, rng, copies=copies, fonts=[Path(f) for f in HANDWRITING_FONTS if Path(f).is_file()])
+    handwritten = glyphs(LETTERS, rng, copies=copies, fonts=handwriting_fonts())
     letters, which = np.concatenate([printed[0], handwritten[0]]), np.concatenate([printed[1], handwritten[1]])
     return np.concatenate(
         [

@@ -24,6 +24,7 @@ __all__ = [
     "LETTERS",
     "HANDWRITING_FONTS",
     "FONT_PACKAGES",
+    "handwriting_fonts",
     "font_paths",
     "glyphs",
     "restroked",
@@ -70,12 +71,15 @@ HANDWRITING_FONTS = (
 FONT_PACKAGES = "fonts-comic-neue fonts-dancingscript fonts-levien-typoscript"  # the Debian packages of those
 
 
+def handwriting_fonts() -> list[Path]:
+    """Those of ``HANDWRITING_FONTS`` that are installed, in order."""
+    return [Path(name) for name in HANDWRITING_FONTS if Path(name).is_file()]
+
+
 def font_paths() -> list[Path]:
-    """matplotlib's fonts and the handwriting fonts of ``HANDWRITING_FONTS`` (those that are installed)."""
+    """matplotlib's fonts and the installed handwriting fonts (``handwriting_fonts``)."""
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    return [folder / name for name in _FONTS if (folder / name).is_file()] + [
-        Path(name) for name in HANDWRITING_FONTS if Path(name).is_file()
-    ]
+    return [folder / name for name in _FONTS if (folder / name).is_file()] + handwriting_fonts()
 
 
 def _glyph(font: ImageFont.FreeTypeFont, char: str, rng: np.random.Generator) -> np.ndarray:
