@@ -1,7 +1,7 @@
 """Reading hands MNIST never saw: per source and surface, digits right, flagged, confident and wrong.
 
     MNISTLAB_DATA=../shared/data/mnist nice .venv/bin/python benchmarks/bench_hands.py \
-        [--model DIR] [--recipe knn-deskew] [--n 50] [--numbers 30] [--non-digits 50] [--mnist 2000] \
+        [--model DIR] [--recipe knn-deskew] [--n 50] [--numbers 30] [--non-digits 50] [--mnist 5000] \
         [--seed 0] [--json] [--json-out FILE]
 
 Model: ``--model DIR`` (a folder written by ``mnistlab train``), else the
@@ -13,8 +13,11 @@ digits per source and surface (sources ``pen``, ``fonts``, ``optdigits``;
 surfaces: three canvas exports, photos of plain, ruled and squared paper),
 ``--numbers`` rows of 3-6 digits per source (random surfaces), and
 ``--non-digits`` images per non-digit kind (letters, words, symbols, doodles,
-Fashion-MNIST items, empty pages, two digits side by side). Also the first
-``--mnist`` MNIST test digits, as 28x28 arrays.
+Fashion-MNIST items, empty pages, two digits side by side). Also ``--mnist``
+MNIST test digits, as 28x28 arrays, from the half of the test set that set no
+probability cut (``mnistlab.trust.calibration.mnist_test_halves``: the
+shipped reader's cut, ``mnistlab train``'s and ``calibrate_on_mnist``'s are
+all set on the other half), in that half's random order.
 
 Figures: single digits right, flagged "not confident", and confident and
 wrong, per source, per surface and per style (pen style, font); numbers read
@@ -51,6 +54,7 @@ from mnistlab.testing.hands import (
     non_digit_samples,
     number_samples,
 )
+from mnistlab.trust.calibration import mnist_test_halves
 from rates import rate  # benchmarks/rates.py, beside this script
 
 TARGETS = "targets: digits right >= 98%, flagged <= 2%, confident and wrong <= 0.5%; numbers exact >= 95%; " \
@@ -147,10 +151,11 @@ def non_digits_report(args, rng, reader) -> dict:
 
 
 def mnist_report(n: int, reader) -> dict:
-    data = load_mnist("mnist")
-    start = data.details["n_train"]
-    images = np.asarray(data.images[start : start + n])
-    return {"flagged": rate([not predict_array(image, reader, top=1)["confident"] for image in images])}
+    """Flagged among ``n`` MNIST test digits that no probability cut was set on (the evaluation half)."""
+    images, _, _, evaluation = mnist_test_halves()
+    chosen = evaluation[:n]
+    flags = [not predict_array(images[i], reader, top=1)["confident"] for i in chosen]
+    return {"held_out": len(chosen), "of": len(evaluation), "flagged": rate(flags)}
 
 
 def measure(args) -> dict:
@@ -181,7 +186,7 @@ def measure(args) -> dict:
         "digits": digits,
         "numbers": numbers,
         "non_digits": non_digits,
-        "mnist_test": {"first": args.mnist, **mnist},
+        "mnist_test": mnist,
     }
 
 
@@ -221,7 +226,7 @@ def print_table(result: dict) -> None:
         answers = ", ".join(f"{k} x{v}" for k, v in s["confident_answers"].items())
         print(f"{kind:30s} {s['flagged']['n']:5d}  {pct(s['flagged']):21s}  {answers}")
     m = result["mnist_test"]
-    print(f"\nMNIST test digits (first {m['first']}) flagged: {pct(m['flagged'])}")
+    print(f"\nMNIST test digits that set no cut ({m['held_out']} of the {m['of']:,}) flagged: {pct(m['flagged'])}")
     print(TARGETS)
 
 
@@ -232,7 +237,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50, help="single digits per source and surface")
     ap.add_argument("--numbers", type=int, default=30, help="rows of digits per source")
     ap.add_argument("--non-digits", type=int, default=50, help="images per non-digit kind")
-    ap.add_argument("--mnist", type=int, default=2000, help="the first N MNIST test digits")
+    ap.add_argument("--mnist", type=int, default=5000, help="MNIST test digits that set no cut (at most 5,000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--json-out", help="also write the JSON to this file")
