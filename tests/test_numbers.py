@@ -64,6 +64,11 @@ def test_a_joining_run_that_reads_poorly_as_a_1_is_left_out():
     assert [spans[s] for s in _best_reading(spans, value, joining, 4, 2.5)] == [(0, 1), (2, 3)]
     # Not joining: three digits, the run among them.
     assert [spans[s] for s in _best_reading(spans, value, np.zeros(6, bool), 4, 2.5)] == [(0, 1), (1, 2), (2, 3)]
+    # Read well as a 1 (-0.2): left out where the part's width asks for two or three digits alike, read
+    # where it asks for a third (3.5 digit widths).
+    value[3] = -0.2
+    assert [spans[s] for s in _best_reading(spans, value, joining, 4, 2.5)] == [(0, 1), (2, 3)]
+    assert [spans[s] for s in _best_reading(spans, value, joining, 4, 3.5)] == [(0, 1), (1, 2), (2, 3)]
 
 
 def test_two_neighbouring_joining_runs_are_never_both_left_out():

@@ -45,8 +45,9 @@ _EXTRA_DIGIT = 2.0  # cost of each digit beyond the first in a part
 _COUNT_COST, _COUNT_SLACK = 1.0, 0.4  # cost per digit of a count further than the slack from width / digit width
 # A pen stroke joining two digits (``_joining``): at most this wide (its ink's upright width, in row heights; on
 # dev rows 0.35 and 0.5 read the same, 0.25 changed none), and left out at this cost, never two runs in a row.
-# Read as a digit instead, it would pay _EXTRA_DIGIT (0.5 more) and its own value, less what the count saves (at
-# most _COUNT_COST): it stays a 1 only where the part's width asks for one more digit and it reads well as a 1.
+# Read as a digit instead, it would pay _EXTRA_DIGIT (0.5 more than leaving it out) and its own value, less what
+# the count saves (at most _COUNT_COST): it stays a 1 only where the part's width asks for one more digit and it
+# reads well as a 1 (its value above -0.5 where the count saves all of _COUNT_COST).
 # On dev seeds 41, 43, 45, 47 and 49 (300 rows a source each), costs of 2.5 (before), 2.0, 1.5 and 1.0 read
 # 1,316, 1,326, 1,329 and 1,332 of the 1,500 pen rows exactly; at 1.5 optdigits 1,328 (1,329 before), fonts
 # 1,453 (the same) and 207 rows of the 4,500 confidently wrong (210 before). At 1.0 a 2 touching a 0 and a 3 lost
