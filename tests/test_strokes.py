@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from mnistlab.reading.faint import along_strokes
 from mnistlab.reading.paper import components
 from mnistlab.reading.rules import remove_rules
+from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import binarise, crop_to_ink, drop_specks, remove_grain, to_mnist
 from mnistlab.reading.width import MNIST_HALF_WIDTH, normalize_stroke_width, stroke_half_width
 from mnistlab.trust.scores import digit_scores, fit_digit_space
@@ -297,13 +298,14 @@ def test_a_second_look_finds_a_faint_stroke_the_usual_floor_misses():
 def test_a_speck_is_no_digit(length, is_digit):
     # A 14 px dash on a 320 px photo (a grid line's stub, a pen's touch) is more than drop_specks drops
     # (3% of the longer side) but under 6% of it: blown up to MNIST's box it read as a 1. A 40 px stroke
-    # is a digit's size.
+    # is a digit's size. A row of digits is held to the same rule: ``read_number`` read the dash as a sure 1.
     ink = mottled_paper(np.random.default_rng(2))
     ink[100 : 100 + length, 150:153] += 0.5
     grey = np.clip(0.75 - ink, 0, 1)
     buf = io.BytesIO()
     Image.fromarray((grey * 255).round().astype(np.uint8)).save(buf, "PNG")
     assert to_mnist(buf.getvalue()).any() == is_digit
+    assert len(find_digits(buf.getvalue())[1]) == int(is_digit)
 
 
 def test_removing_the_grain_keeps_a_markers_core_and_a_clean_drawing():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from mnistlab.reading.steps import digit_from, ink_and_mask
+from mnistlab.reading.steps import digit_from, holds_writing, ink_and_mask
 
 __all__ = ["segment_digits", "find_digits", "cut", "row_slant", "upright_columns"]
 
@@ -110,7 +110,8 @@ def find_digits(image, *, faint: bool = False) -> tuple[np.ndarray, list[np.ndar
     drawing. ``faint``: a photo's second look (``ink_and_mask``)."""
     ink, mask, drawing = ink_and_mask(image, faint=faint)
     slant = row_slant(mask)
-    groups = _group_components(mask, slant)
+    # As for one digit (``to_mnist``): ink that spans too little of the image is a speck, not a row.
+    groups = _group_components(mask, slant) if holds_writing(mask) else []
     if not groups:
         return ink, [], slant, drawing
     row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))

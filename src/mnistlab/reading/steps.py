@@ -59,6 +59,7 @@ __all__ = [
     "to_mnist",
     "read_digit",
     "mnist_digit",
+    "holds_writing",
 ]
 
 _HALO = 2  # px around the mask whose grey edges belong to the strokes (``clean_ink``)
@@ -207,6 +208,17 @@ def clean_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if box is not None:
         out[box] = _clean_ink_in(ink, mask, box)
     return out
+
+
+def holds_writing(mask: np.ndarray) -> bool:
+    """Whether ``mask`` (H, W) holds ink that can be writing: ink that spans at least ``_MIN_DIGIT`` of the
+    image's longer side, one way or the other (less is a speck: dust, a pen's dot, a grid line's stub)."""
+    core = _box(mask)
+    return core is not None and _spans_a_digit(core, mask.shape)
+
+
+def _spans_a_digit(core: tuple[slice, slice], shape: tuple[int, ...]) -> bool:
+    return max(s.stop - s.start for s in core) >= _MIN_DIGIT * max(shape)
 
 
 def _box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice] | None:
@@ -390,7 +402,7 @@ def read_digit(image, *, faint: bool = False) -> tuple[np.ndarray, bool]:
     doubted drawing's second look would read the very same image, so it needs none."""
     ink, mask, flat = _ink_and_raw_mask(image, faint)
     core = _box(mask)
-    if core is None or max(s.stop - s.start for s in core) < _MIN_DIGIT * max(mask.shape):
+    if core is None or not _spans_a_digit(core, mask.shape):
         return np.zeros((28, 28), np.uint8), flat  # no ink, or only a speck: no digit
     box = _grown(core, _HALO, mask.shape)
     return mnist_digit(_clean_ink_in(ink, mask, box)), flat  # clean_ink's ink, all of it: zero beyond the box
