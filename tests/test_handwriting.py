@@ -15,11 +15,12 @@ from PIL import Image
 from scipy import ndimage
 
 from mnistlab import ImageError
+from mnistlab.reading.binarise import binarise
 from mnistlab.reading.decode import MAX_PIXELS, WORK_SIDE, load_image, to_grey
 from mnistlab.reading.geometry import center_by_mass, fit_to_box
 from mnistlab.reading.paper import decide_polarity, flat_paper, ink_strength, isolate_page, remove_background
 from mnistlab.reading.segment import segment_digits
-from mnistlab.reading.steps import binarise, crop_to_ink, drop_specks, to_mnist
+from mnistlab.reading.steps import crop_to_ink, drop_specks, to_mnist
 from mnistlab.testing import (
     NON_DIGIT_KINDS,
     STYLES,

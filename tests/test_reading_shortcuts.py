@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from mnistlab.reading.binarise import _otsu
 from mnistlab.reading.paper import _holes_filled, components, dilated, eroded, select
-from mnistlab.reading.steps import _otsu, _percentile_90, drop_specks
+from mnistlab.reading.steps import _percentile_90, drop_specks
 from mnistlab.reading.width import edge_distance, thin
 
 

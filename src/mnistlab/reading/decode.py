@@ -79,12 +79,14 @@ def check_decodable(size: tuple[int, int], image_format: str | None, label: str 
         )
 
 
-def load_image(source) -> Image.Image:
+def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     """Open and decode an image from a path, bytes, a file object or a PIL image.
 
     The pixel count is checked right after the header is read, before decoding,
     so decompression bombs are refused cheaply. EXIF orientation is applied.
-    Any failure raises ``ImageError`` with one sentence saying what was wrong.
+    A JPEG is decoded reduced (1/2, 1/4 or 1/8) where it stays at least
+    ``max_side`` px. Any failure raises ``ImageError`` with one sentence saying
+    what was wrong.
     """
     if isinstance(source, Image.Image):
         if source.format is None:  # made in memory, already decoded: only its size matters
@@ -119,7 +121,7 @@ def load_image(source) -> Image.Image:
             check_decodable(opened.size, opened.format, label)
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
-            opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (WORK_SIDE, WORK_SIDE))
+            opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (max_side, max_side))
             opened.load()
             ImageOps.exif_transpose(opened, in_place=True)  # ours to change: no copy of the pixels
     except ImageError:
@@ -272,7 +274,7 @@ def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
         if max(plain.shape) <= max_side:
             return plain * _UNIT
         plain = Image.fromarray(plain)
-    return _pil_to_grey(load_image(image) if plain is None else plain, max_side)  # in [0, 1] on each path
+    return _pil_to_grey(load_image(image, max_side=max_side) if plain is None else plain, max_side)  # in [0, 1]
 
 
 # Chunks a plain PNG may hold besides IHDR, IDAT and IEND, with their lengths: they change no pixel.

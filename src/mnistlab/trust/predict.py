@@ -42,6 +42,7 @@ __all__ = [
     "predict_array",
     "read_number",
     "second_look",
+    "look_again",
     "surer_row",
     "predict_file",
     "to_json",
@@ -163,8 +164,9 @@ def _check_top(top: int) -> int:
 def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
     """Which digit is in this image? Keys: digit, probability, top, confident, reason, mnist_image.
 
-    A photo whose answer is not confident gets a second look (``second_look``); a clean drawing (a canvas
-    export) needs none, its ink having no paper noise to look below.
+    A photo whose answer is not confident gets a second look, and a third where that does not stand
+    (``look_again``); a clean drawing (a canvas export) needs none, its ink having no paper noise to look
+    below.
     """
     top = _check_top(top)
     predictor = load_predictor(model)
@@ -173,7 +175,20 @@ def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
     first = predictor.describe(image[None], top)[0]
     if first["confident"] or drawing or not _rewound(image_or_path, start):
         return first
-    return second_look(predictor, to_mnist(image_or_path, faint=True), first, top)
+    return look_again(predictor, image_or_path, first, top, start)
+
+
+def look_again(predictor: Predictor, image_or_path, first: dict, top: int, start: int | None = None) -> dict:
+    """The answer for a doubted photo (``first``): a second look (``second_look`` of ``to_mnist(faint=True)``)
+    and, where its answer does not stand, a third with the mask found at twice the work size
+    (``to_mnist(closer=True)``), its answer held to the same margin. ``start``: where a file object's image
+    starts (``image_or_path`` is read again)."""
+    faint = to_mnist(image_or_path, faint=True)
+    answer = second_look(predictor, faint, first, top)
+    if answer is not first or not _rewound(image_or_path, start):
+        return answer
+    closer = to_mnist(image_or_path, closer=True)
+    return first if np.array_equal(closer, faint) else second_look(predictor, closer, first, top)
 
 
 def second_look(predictor: Predictor, faint: np.ndarray, first: dict, top: int) -> dict:

@@ -4,7 +4,7 @@ Routes reach the loaded model through the ``served`` dependency (state the
 app's lifespan sets up once) and answer with plain dicts that FastAPI
 validates against the models in ``schemas``. Every prediction goes through the
 same steps as ``mnistlab predict`` (``to_mnist``, ``Predictor.describe``, a
-doubted photo's ``second_look``, ``read_number``): reading and decoding run in
+doubted photo's ``look_again``, ``read_number``): reading and decoding run in
 a worker thread under the app's limiters, so a slow photo never blocks the
 event loop and only a few photos are in memory, decoded, at once; the 28x28
 images of concurrent requests are then answered together, one ``describe``
@@ -38,7 +38,7 @@ from mnistlab._version import __version__
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, NotAnImageError, NotReadyError
 from mnistlab.reading.decode import encode_png
-from mnistlab.reading.steps import read_digit, to_mnist
+from mnistlab.reading.steps import read_digit
 from mnistlab.trust import predict as answering
 from mnistlab.trust.batching import BatchedPredictor
 from mnistlab.web.limits import MAX_JSON_BYTES, check_image_header, read_capped
@@ -230,8 +230,7 @@ def _mnist_of_upload(upload: UploadFile, state: Served) -> tuple[np.ndarray, boo
 
 
 def _second_look_at_upload(upload: UploadFile, state: Served, first: dict[str, Any], top: int) -> dict[str, Any]:
-    faint = to_mnist(_photo_bytes(upload, state), faint=True)
-    return answering.second_look(state.predictor, faint, first, top)
+    return answering.look_again(state.predictor, _photo_bytes(upload, state), first, top)
 
 
 def _read_number_upload(upload: UploadFile, state: Served) -> dict[str, Any]:
