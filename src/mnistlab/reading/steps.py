@@ -77,7 +77,7 @@ _DRAWING_SIDE = 140
 # A third look at a doubted photo (``_closer_look``) finds its mask at this many times the work size, and a
 # work-size pixel is ink where that mask covers this share of it: a 1 px line at twice the size covers about
 # half of each pixel it crosses, a quarter where it crosses a corner. On dev seed 61 (800 pen digits on ruled
-# and squared paper), after the second look: 5 more read right, 5 fewer flagged, none wrong.
+# and squared paper), after the second look: 5 more read right, 5 fewer flagged, no more wrong.
 _CLOSER = 2
 _COVERED = 0.25
 
