@@ -368,6 +368,15 @@ def test_a_third_look_reads_a_hair_pen_the_second_misses(hair_seven):
     assert answer["confident"] and answer["digit"] == 7
 
 
+def test_a_doubted_row_gets_a_third_look(reader):
+    # A hair-thin pen's 77506 on squared paper: its strokes come out in pieces at the first and second
+    # looks (read 111711725110161, doubted); with its mask found at twice the work size, it reads right.
+    row = number_samples("pen", 12, np.random.default_rng(505), surface="paper-squared", style="hair")[7]
+    assert row.label == "77506"
+    answer = read_number(row.data)
+    assert answer["number"] == "77506" and answer["confident"]
+
+
 def test_a_second_look_adds_no_ink_the_first_never_saw(reader):
     # An empty squared page: the first look finds no ink; ink averaged along lines brings out a grid line's
     # remnant, which read as a sure 1 (0.90) before the second look kept to the first look's ink.

@@ -104,11 +104,13 @@ def cut(part: np.ndarray, n: int) -> list[np.ndarray]:
     return pieces
 
 
-def find_digits(image, *, faint: bool = False) -> tuple[np.ndarray, list[np.ndarray], float, bool]:
+def find_digits(
+    image, *, faint: bool = False, closer: bool = False
+) -> tuple[np.ndarray, list[np.ndarray], float, bool]:
     """The ink of a row of digits (H, W), one boolean mask per digit, left to right (see ``segment_digits``),
     the hand's slant (``row_slant`` of all the ink: the masks together), and whether the image is a clean
-    drawing. ``faint``: a photo's second look (``ink_and_mask``)."""
-    ink, mask, drawing = ink_and_mask(image, faint=faint)
+    drawing. ``faint``, ``closer``: a photo's second and third looks (``ink_and_mask``)."""
+    ink, mask, drawing = ink_and_mask(image, faint=faint, closer=closer)
     slant = row_slant(mask)
     # As for one digit (``to_mnist``): ink that spans too little of the image is a speck, not a row.
     groups = _group_components(mask, slant) if holds_writing(mask) else []

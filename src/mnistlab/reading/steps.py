@@ -193,14 +193,15 @@ def crop_to_ink(ink: np.ndarray, level: float = 0.05) -> np.ndarray:
     return np.zeros((0, 0), np.float32) if box is None else ink[box]
 
 
-def ink_and_mask(image, *, faint: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+def ink_and_mask(image, *, faint: bool = False, closer: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
     """The front end shared by single digits and numbers: grey ink in [0, 1], its boolean mask, and whether
-    the image is a clean drawing (``faint``: a photo's second look, as ``to_mnist`` takes it).
+    the image is a clean drawing (``faint``, ``closer``: a photo's second and third looks, as ``to_mnist``
+    takes them).
 
     A clean drawing (``flat_paper``) has no rules to remove: a rule runs
     through the image's edges, and a clean drawing's edges are all paper.
     """
-    ink, mask, flat = _ink_and_raw_mask(image, faint)
+    ink, mask, flat = _ink_and_raw_mask(image, faint or closer, closer)
     return clean_ink(ink, mask), mask, flat
 
 
