@@ -270,11 +270,12 @@ def test_a_thin_faint_line_on_mottled_paper_is_found_in_one_piece():
     assert np.mean(found[1::2]) > 0.8 and np.mean(longest[1::2]) > 0.6
 
 
-def faint_seven_photo(seed: int, strength: float = 0.08) -> bytes:
-    """A PNG photo of a thin pen's 7 (2 px, ``strength`` darker than the paper) on mottled paper."""
-    ink = mottled_paper(np.random.default_rng(seed), 280, 280)
+def faint_seven_photo(seed: int, strength: float = 0.08, *, scale: int = 1, width: int = 2) -> bytes:
+    """A PNG photo of a thin pen's 7 (``width`` px, ``strength`` darker than the paper) on mottled paper,
+    ``scale`` times 280 px."""
+    ink = mottled_paper(np.random.default_rng(seed), 280 * scale, 280 * scale)
     line = np.zeros(ink.shape, np.float32)
-    cv2.polylines(line, [np.array(SEVEN, np.int32)], False, 1.0, 2, cv2.LINE_AA)
+    cv2.polylines(line, [np.array(SEVEN, np.int32) * scale], False, 1.0, width, cv2.LINE_AA)
     grey = np.clip(0.75 - ink - strength * line, 0, 1)
     buf = io.BytesIO()
     Image.fromarray((grey * 255).round().astype(np.uint8)).save(buf, "PNG")
@@ -295,23 +296,12 @@ def test_a_second_look_finds_a_faint_stroke_the_usual_floor_misses():
     np.testing.assert_array_equal(to_mnist(drawing, faint=True), to_mnist(drawing))
 
 
-def hair_seven_photo(seed: int, scale: int = 3, strength: float = 0.22) -> bytes:
-    """A PNG photo of a hair-thin pen's 7 (1 px, ``strength`` darker than the paper) on mottled paper,
-    ``scale`` times 280 px: reduced to the work size, the line keeps a third of its contrast."""
-    ink = mottled_paper(np.random.default_rng(seed), 280 * scale, 280 * scale)
-    line = np.zeros(ink.shape, np.float32)
-    cv2.polylines(line, [np.array(SEVEN, np.int32) * scale], False, 1.0, 1, cv2.LINE_AA)
-    grey = np.clip(0.75 - ink - strength * line, 0, 1)
-    buf = io.BytesIO()
-    Image.fromarray((grey * 255).round().astype(np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def test_a_third_look_finds_a_hair_line_the_work_size_loses():
     reference = to_mnist(drawn([SEVEN], 5))
     second, third = [], []
     for seed in range(6):
-        photo = hair_seven_photo(seed)
+        # A hair-thin 7 (1 px) on an 840 px photo: reduced to the work size, a third of its contrast is left.
+        photo = faint_seven_photo(seed, 0.22, scale=3, width=1)
         faint, closer = to_mnist(photo, faint=True), to_mnist(photo, closer=True)
         second.append(similarity(faint, reference) if faint.any() else 0.0)
         third.append(similarity(closer, reference) if closer.any() else 0.0)
@@ -319,7 +309,7 @@ def test_a_third_look_finds_a_hair_line_the_work_size_loses():
     # similarity 0.37); its mask found at 640 px, whole (0.85).
     assert np.mean(second) < 0.5 and np.mean(third) > 0.75
     # No more to see: a photo no larger than the work size, a clean drawing.
-    small = hair_seven_photo(0, scale=1, strength=0.5)
+    small = faint_seven_photo(0, 0.5, width=1)
     np.testing.assert_array_equal(to_mnist(small, closer=True), to_mnist(small, faint=True))
     drawing = drawn([SEVEN], 5, size=(840, 840))
     np.testing.assert_array_equal(to_mnist(drawing, closer=True), to_mnist(drawing))
