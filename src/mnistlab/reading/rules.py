@@ -30,6 +30,17 @@ def _closed(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return closed.view(bool)
 
 
+def _least_squares_line(along: np.ndarray, across: np.ndarray) -> tuple[float, float]:
+    """(offset, slope) of the straight line ``across = offset + slope * along`` nearest the points (least squares);
+    level through their mean when they all lie at one position along."""
+    offset, slope = float(across.mean()), 0.0
+    if len(along) > 1:
+        x = along - along.mean()
+        slope = float((x * (across - offset)).sum() / max(float((x * x).sum()), 1e-9))
+        offset -= slope * float(along.mean())
+    return offset, slope
+
+
 def _fitted_line(strip: np.ndarray, part: np.ndarray) -> np.ndarray:
     """Pixels of ``strip`` (across, along) within the rule's thickness of the straight line fitted to ``part``.
 
@@ -44,11 +55,7 @@ def _fitted_line(strip: np.ndarray, part: np.ndarray) -> np.ndarray:
     thickness = float(np.sort(counts[positions])[len(positions) // 4])
     thin = positions[counts[positions] <= thickness + 1]
     across = (part[:, thin] * np.arange(part.shape[0])[:, None]).sum(0) / counts[thin]
-    slope, offset = 0.0, float(across.mean())
-    if len(thin) > 1:  # least squares, across = offset + slope * position
-        x = thin - thin.mean()
-        slope = float((x * (across - offset)).sum() / max(float((x * x).sum()), 1e-9))
-        offset -= slope * float(thin.mean())
+    offset, slope = _least_squares_line(thin, across)
     half = thickness / 2 + 0.5
     rows = np.arange(part.shape[0])[:, None]
     near = np.abs(rows - (slope * np.arange(part.shape[1])[None, :] + offset)) <= half + 1
@@ -186,11 +193,8 @@ def _along_line(ink: np.ndarray, rule: np.ndarray) -> np.ndarray:
     """(along,) the darkest ink within a pixel of the straight line through ``rule``'s pixels (rows, along),
     at every position along the strip: the rule's own ink where the mask holds it and where it does not."""
     rows, cols = np.nonzero(rule)
-    slope = 0.0
-    if np.ptp(cols) > 0:  # least squares, row = offset + slope * col
-        x = cols - cols.mean()
-        slope = float((x * (rows - rows.mean())).sum() / float((x * x).sum()))
-    centre = rows.mean() + slope * (np.arange(rule.shape[1]) - cols.mean())  # (along,)
+    offset, slope = _least_squares_line(cols, rows)
+    centre = offset + slope * np.arange(rule.shape[1])  # (along,)
     at = np.clip(np.round(centre).astype(np.intp)[None, :] + np.arange(-1, 2)[:, None], 0, rule.shape[0] - 1)
     return ink[at, np.arange(rule.shape[1])].max(axis=0)
 

@@ -201,7 +201,7 @@ def ink_and_mask(image, *, faint: bool = False, closer: bool = False) -> tuple[n
     A clean drawing (``flat_paper``) has no rules to remove: a rule runs
     through the image's edges, and a clean drawing's edges are all paper.
     """
-    ink, mask, flat = _ink_and_raw_mask(image, faint or closer, closer)
+    ink, mask, flat = _ink_and_raw_mask(image, faint, closer)
     return clean_ink(ink, mask), mask, flat
 
 
@@ -215,7 +215,7 @@ def _ink_and_raw_mask(image, faint: bool = False, closer: bool = False) -> tuple
     ink, flat = _page_ink(to_grey(image))
     if flat:
         mask = _clean_drawing_mask(ink)
-    elif faint:
+    elif faint or closer:  # a third look that shows no more than the work size is the second
         mask = _faint_mask(ink)
     else:
         mask = _first_look_mask(ink, remove_grain(ink))
@@ -351,7 +351,7 @@ def to_mnist(image, *, faint: bool = False, closer: bool = False) -> np.ndarray:
 def read_digit(image, *, faint: bool = False, closer: bool = False) -> tuple[np.ndarray, bool]:
     """``to_mnist(image, faint=faint, closer=closer)``, and whether ``image`` is a clean drawing
     (``flat_paper``): a doubted drawing's second look would read the very same image, so it needs none."""
-    ink, mask, flat = _ink_and_raw_mask(image, faint or closer, closer)
+    ink, mask, flat = _ink_and_raw_mask(image, faint, closer)
     core = _box(mask)
     if core is None or not _spans_a_digit(core, mask.shape):
         return np.zeros((28, 28), np.uint8), flat  # no ink, or only a speck: no digit
