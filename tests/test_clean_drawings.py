@@ -24,9 +24,10 @@ from PIL import Image
 
 from mnistlab import ImageError, predict_image
 from mnistlab.reading.decode import WORK_SIDE, _pil_to_grey, _plain_png, load_image, to_grey
-from mnistlab.reading.paper import flat_paper, ink_against, ink_strength, isolate_page
+from mnistlab.reading.paper import flat_paper, ink_against, ink_strength
 from mnistlab.reading.rules import remove_rules
 from mnistlab.reading.segment import segment_digits
+from mnistlab.reading.sheet import isolate_page
 from mnistlab.reading.steps import (
     binarise,
     clean_ink,
@@ -178,9 +179,10 @@ def test_a_ruled_canvas_still_loses_its_rules():
 
 
 def test_the_sheet_search_is_skipped_only_where_no_sheet_can_be():
-    # Light ink on black: a clean drawing, and a white sheet with a dark digit lying on a black table.
+    # Light ink on black: a clean drawing, and a white sheet with a dark digit lying on a black table, its
+    # paper grainy as a camera sees it (a sheet of one exact grey on a canvas of another is a shape drawn there).
     sheet = np.zeros((200, 200), np.uint8)
-    sheet[30:165, 40:175] = 240
+    sheet[30:165, 40:175] = np.random.default_rng(1).integers(232, 249, (135, 135))
     cv2.line(sheet, (80, 60), (130, 140), 30, 7, cv2.LINE_AA)
     drawing = np.asarray(Image.fromarray(zees()).convert("L"))
     for img in (sheet, drawing):

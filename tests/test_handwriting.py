@@ -11,15 +11,16 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnistlab import ImageError
+from mnistlab import ImageError, predict_image
 from mnistlab.reading.binarise import binarise
 from mnistlab.reading.decode import MAX_PIXELS, WORK_SIDE, load_image, to_grey
 from mnistlab.reading.geometry import center_by_mass, fit_to_box
-from mnistlab.reading.paper import decide_polarity, flat_paper, ink_strength, isolate_page, remove_background
+from mnistlab.reading.paper import decide_polarity, flat_paper, ink_strength, remove_background
 from mnistlab.reading.segment import segment_digits
+from mnistlab.reading.sheet import isolate_page
 from mnistlab.reading.steps import crop_to_ink, drop_specks, to_mnist
 from mnistlab.testing import (
     NON_DIGIT_KINDS,
@@ -213,6 +214,30 @@ def test_isolate_page_finds_a_sheet_on_a_table(test_digits):
     assert np.median(scores) > 0.8  # the sheet is turned a little, so is the digit
     canvas = make_photo(images[0], rng, style="canvas-white-on-black")
     assert isolate_page(to_grey(canvas)).shape == to_grey(canvas).shape  # a drawn digit is not a page
+
+
+def bold_eight(width: int, height: int, *, touching: bool) -> np.ndarray:
+    """A fat 8 drawn white on black, as a finger draws it on a small canvas: (height, width) uint8, a third
+    of it ink, its lower loop running off the bottom edge where ``touching``."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.ellipse((0.22 * width, 4, 0.78 * width, 0.45 * height), outline=255, width=int(0.16 * width))
+    bottom = height + 0.08 * width if touching else height - 4
+    draw.ellipse((0.12 * width, 0.40 * height, 0.88 * width, bottom), outline=255, width=int(0.17 * width))
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize("touching", [False, True])
+@pytest.mark.parametrize("white_on_black", [True, False])
+def test_a_fat_digit_filling_a_canvas_is_no_sheet_on_a_table(touching, white_on_black):
+    eight = bold_eight(200, 276, touching=touching)
+    drawing = encode((eight if white_on_black else 255 - eight) / 255, "PNG")
+    grey = to_grey(drawing)
+    # Its filled-in outline is large, solid and brighter than the rest, as a sheet's is; but the 8 and the
+    # canvas are each one exact grey. Cut out as a sheet, the 8's holes were read as ink (a 6, not sure).
+    assert isolate_page(grey).shape == grey.shape
+    result = predict_image(drawing)
+    assert (result["digit"], result["confident"]) == (8, True)
 
 
 def test_decide_polarity(test_digits):

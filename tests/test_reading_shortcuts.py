@@ -13,7 +13,8 @@ import pytest
 from scipy import ndimage
 
 from mnistlab.reading.binarise import _otsu
-from mnistlab.reading.paper import _holes_filled, components, dilated, eroded, select
+from mnistlab.reading.paper import components, dilated, eroded, select
+from mnistlab.reading.sheet import _holes_filled
 from mnistlab.reading.steps import _percentile_90, drop_specks
 from mnistlab.reading.width import edge_distance, thin
 

@@ -6,7 +6,7 @@ centre of mass sits at the centre. A photo is none of that, which is why "resize
 it to 28x28 and flatten" gives near-random answers. ``to_mnist`` runs the steps
 below, each a function of its own:
 
-    load_image -> to_grey (decode) -> isolate_page -> ink_strength (paper: decide_polarity and
+    load_image -> to_grey (decode) -> isolate_page (sheet) -> ink_strength (paper: decide_polarity and
     remove_background) -> remove_grain -> binarise -> remove_rules (rules) -> drop_specks
     -> clean_ink -> crop_to_ink -> normalize_stroke_width (width) -> fit_to_box -> center_by_mass (geometry)
 
@@ -44,12 +44,12 @@ from mnistlab.reading.paper import (
     flat_paper,
     ink_against,
     ink_strength,
-    isolate_page,
     level_and_noise,
     sample,
     select,
 )
 from mnistlab.reading.rules import remove_rules
+from mnistlab.reading.sheet import isolate_page
 from mnistlab.reading.width import normalize_stroke_width
 
 __all__ = [
