@@ -83,7 +83,7 @@ def _drawn(grey: np.ndarray, page: np.ndarray) -> bool:
 
 
 def _one_grey(some: np.ndarray) -> bool:
-    return some.size > 0 and 2 * np.count_nonzero(some == middle(some)) > some.size
+    return bool(some.size > 0 and 2 * np.count_nonzero(some == middle(some)) > some.size)
 
 
 def _holes_filled(mask: np.ndarray) -> np.ndarray:
