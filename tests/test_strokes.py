@@ -128,6 +128,27 @@ def test_one_long_stroke_is_a_one_not_a_rule():
     assert np.array_equal(remove_rules(mask), mask)
 
 
+def test_a_lone_rule_running_on_past_the_digit_goes():
+    # A photo that shows one rule of the paper only: no second line says the paper is ruled. Kept, the rule
+    # the "7" stands on made it a "2" (a hair pen on a photographed ruled page, read confidently).
+    rule = [[(0, 233), (280, 236)]]
+    page = drawn([SEVEN], 3, paper=235, ink=20, lines=rule)
+    mask = page < 200
+    cleaned = remove_rules(mask, (255 - page.astype(np.float32)) / 255)
+    assert cleaned[228:240, :90].sum() == 0 and cleaned[228:240, 160:].sum() == 0  # the rule is gone
+    assert cleaned[60, 70:200].mean() > 0.9  # the 7 is not
+    plain = to_mnist(drawn([SEVEN], 3, paper=235, ink=20))
+    assert similarity(to_mnist(page), plain) > 0.9
+
+
+def test_a_bar_across_a_tight_crop_is_not_a_rule():
+    # The bar of a "7" cropped to its edges is a line through the whole image too, but ends with the digit.
+    seven = [[(0, 20), (279, 20), (120, 279)]]
+    page = drawn(seven, 6, paper=235, ink=20)
+    mask = page < 200
+    assert np.array_equal(remove_rules(mask, (255 - page.astype(np.float32)) / 255), mask)
+
+
 def test_a_filled_shape_keeps_its_outline_and_gets_a_soft_edge():
     blob = np.zeros((60, 60), np.float32)
     blob[10:50, 5:55] = 1.0  # a filled box, as a shoe, a blot or a blown-up 8x8 digit is

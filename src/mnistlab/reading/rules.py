@@ -223,18 +223,22 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None, *, lines_in: n
     ink = mask.astype(np.float32) if ink is None else ink
     find_in = ink if lines_in is None else lines_in
     found_lines = {axis: _rule_lines(find_in, axis) for axis in (1, 0)}  # horizontal rules (along x), vertical ones
-    if max(len(lines) for lines in found_lines.values()) < 2:
-        return mask
+    masks = {1: mask, 0: np.ascontiguousarray(mask.T)}  # (across, along): rows across each axis's rules
+    ruled = max(len(lines) for lines in found_lines.values()) >= 2
+    if not ruled:  # a lone line found in the ink may be a stroke: a rule only where it runs on past the writing
+        found_lines = {axis: [ln for ln in lines if _beyond_the_writing(masks[axis], *ln)] for axis, lines in found_lines.items()}  # fmt: skip
+        if not any(found_lines.values()):
+            return mask
     rules = np.zeros_like(mask)
     for axis, lines in found_lines.items():
         found = rules if axis == 1 else rules.T  # (across, along) views: rows across the rules
-        ink_mask = mask if axis == 1 else np.ascontiguousarray(mask.T)
+        ink_mask = masks[axis]
         ink_along = ink if axis == 1 else ink.T
         # The slope of this axis's rules; a turned page tilts one axis's rules by the other's the other way.
         tilt = np.median([s for _, s in lines]) if lines else -np.median([s for _, s in found_lines[1 - axis]])
-        if len(lines) < 2:  # a lone line found in the ink may be a stroke; in the mask, it must run through
-            lines = []
-        for offset, slope in lines + _mask_lines(ink_mask, float(tilt)):
+        if ruled:  # a lone line on ruled paper: in the mask, it must run through
+            lines = (lines if len(lines) >= 2 else []) + _mask_lines(ink_mask, float(tilt))
+        for offset, slope in lines:
             lo, pixels = _rule_pixels(ink_mask, offset, slope)
             if given:  # a stroke written on the rule stays: darker than the rule, as pen is than print
                 pixels &= ~_written_on(ink_along[lo : lo + len(pixels)], pixels)
@@ -245,6 +249,31 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None, *, lines_in: n
     # A stroke crossing a rule continues on both sides: close the gap across it.
     bridged = _closed(kept, _line(7, 0)) | _closed(kept, _line(7, 1))
     return kept | (bridged & rules & mask)
+
+
+_BEYOND = 0.1  # a lone rule runs on past the writing by this share of the image's length at both ends ...
+_WRITING = 64  # ... where the writing holds this many mask pixels at least (a stroke, not a few specks)
+
+
+def _beyond_the_writing(mask: np.ndarray, offset: float, slope: float) -> bool:
+    """Whether a lone line of ``_rule_lines`` is a rule: the mask's pixels along it (``mask``: across, along)
+    run on past the rest of the mask (the 1st to 99th percentile of its positions along) at both ends.
+
+    Where a photo shows one rule of the paper only, no second line says the
+    paper is ruled; but a rule runs on past the writing, where a stroke long
+    enough to be found (a "1" filling the image, a "7"'s bar in a tight crop)
+    ends with its digit. Left, the rule read as part of the digit (a "7"
+    standing on it as a "2").
+    """
+    lo, pixels = _rule_pixels(mask, offset, slope)
+    rest = mask.copy()
+    rest[lo : lo + len(pixels)] &= ~pixels
+    along_line, along_rest = np.flatnonzero(pixels.any(axis=0)), np.nonzero(rest)[1]
+    if along_line.size == 0 or along_rest.size < _WRITING:
+        return False
+    first, last = np.percentile(along_rest, [1, 99])
+    margin = _BEYOND * mask.shape[1]
+    return bool(along_line[0] < first - margin and along_line[-1] > last + margin)
 
 
 _MASK_RULE_SPAN = 0.7  # a line of mask pixels through this share of the image (where it is inside) is a rule
