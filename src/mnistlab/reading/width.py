@@ -115,7 +115,7 @@ def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2
     Strokes within ``low``..``high`` times MNIST's width are left as they are
     (99% of MNIST's own digits are). Thinner ones (a hair-thin pen) are thinned
     to their middle lines (``thin``) and drawn again with a round pen of MNIST's
-    width. Wider ones (a marker, a blown-up low-resolution scan, a filled shape)
+    width, or thinner where that would fill a loop (``_loops_kept_open``). Wider ones (a marker, a blown-up low-resolution scan, a filled shape)
     keep their outline, which a middle line would lose (a wedge-shaped "1" thins
     to a "Y"), and get MNIST's soft edge: the ink fades from the stroke's
     middle to its edge over half the stroke's half-width.
@@ -136,7 +136,36 @@ def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2
     if half > high * target:  # (h', w') at the working size
         return np.clip(edge_distance(mask)[1:-1, 1:-1] / (0.5 * half), 0.0, 1.0).astype(np.float32)
     pad = int(np.ceil(target)) + 1
-    to_middle = edge_distance(~thin(_framed(mask, pad)))
-    redrawn = np.clip(target + 0.5 - to_middle, 0.0, 1.0).astype(np.float32)  # a round pen, anti-aliased edge
+    middle = thin(_framed(mask, pad))
+    to_middle = edge_distance(~middle)
+    pen = _loops_kept_open(middle, to_middle, target)
+    redrawn = np.clip(pen + 0.5 - to_middle, 0.0, 1.0).astype(np.float32)  # a round pen, anti-aliased edge
     rows, cols = np.flatnonzero(redrawn.any(axis=1)), np.flatnonzero(redrawn.any(axis=0))
     return redrawn[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+_LOOP = 1.5  # px at the working size: a hole in the middle lines this far across from them at least is a loop
+_THINNEST = 0.5  # of MNIST's half-width: the thinnest pen a loop is kept open with
+
+
+def _loops_kept_open(middle: np.ndarray, to_middle: np.ndarray, target: float) -> float:
+    """The pen's half-width (px) to redraw the middle lines ``middle`` with: ``target``, or less where a loop
+    (a hole in the middle lines, ``_LOOP`` px or more from them inside) would be filled by it, down to
+    ``_THINNEST`` of it. ``to_middle``: each pixel's distance to the middle lines.
+
+    A hair-thin pen's small loop (the top of a slanted "8" in a handwriting
+    font) stays open; at MNIST's width it was filled, and the "8" read as a
+    confident "0". Smaller holes are where the middle lines cross themselves.
+    """
+    n, labels = cv2.connectedComponents((~middle).view(np.uint8), connectivity=4)
+    if n <= 2:  # the paper around the digit alone: no loop
+        return target
+    inside = np.zeros(n, bool)
+    inside[1:] = True
+    inside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False  # reaching the edge
+    holes = np.flatnonzero(inside)
+    radius = np.asarray(ndimage.maximum(to_middle, labels, holes))  # each hole's farthest pixel from the lines
+    loops = radius[radius >= _LOOP]
+    if loops.size == 0:
+        return target
+    return max(_THINNEST * target, min(target, float(loops.min()) - 1.0))
