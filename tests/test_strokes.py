@@ -153,6 +153,19 @@ def test_a_lone_rule_running_on_past_the_digit_goes():
     assert similarity(to_mnist(page), plain) > 0.9
 
 
+def test_a_lone_rule_under_a_wide_digit_goes():
+    # A wide, heavy digit sitting on the photo's one rule covers it where they meet: no ridge in the ink
+    # there, so the search in the ink finds no line, but in the mask the rule runs through (an 8x8 digit
+    # blown up on ruled paper kept it under its foot and was taken for no digit).
+    page = np.full((280, 320), 235, np.uint8)
+    cv2.line(page, (0, 240), (320, 242), 150, 2)
+    cv2.ellipse(page, (160, 140), (75, 92), 0, 0, 360, 20, 30)
+    mask = page < 200
+    cleaned = remove_rules(mask, (255 - page.astype(np.float32)) / 255)
+    assert cleaned[236:246, :60].sum() == 0 and cleaned[236:246, 260:].sum() == 0  # the rule is gone
+    assert np.array_equal(cleaned[:225], mask[:225])  # the digit is not
+
+
 def test_a_bar_across_a_tight_crop_is_not_a_rule():
     # The bar of a "7" cropped to its edges is a line through the whole image too, but ends with the digit.
     seven = [[(0, 20), (279, 20), (120, 279)]]

@@ -225,8 +225,8 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None, *, lines_in: n
     found_lines = {axis: _rule_lines(find_in, axis) for axis in (1, 0)}  # horizontal rules (along x), vertical ones
     masks = {1: mask, 0: np.ascontiguousarray(mask.T)}  # (across, along): rows across each axis's rules
     ruled = max(len(lines) for lines in found_lines.values()) >= 2
-    if not ruled:  # a lone line found in the ink may be a stroke: a rule only where it runs on past the writing
-        found_lines = {axis: [ln for ln in lines if _beyond_the_writing(masks[axis], *ln)] for axis, lines in found_lines.items()}  # fmt: skip
+    if not ruled:  # a lone line may be a stroke: a rule only where it runs on past the writing
+        found_lines = {axis: _lone_rules(masks[axis], lines, in_mask=axis == 1) for axis, lines in found_lines.items()}  # fmt: skip
         if not any(found_lines.values()):
             return mask
     rules = np.zeros_like(mask)
@@ -253,6 +253,25 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None, *, lines_in: n
 
 _BEYOND = 0.1  # a lone rule runs on past the writing by this share of the image's length at both ends ...
 _WRITING = 64  # ... where the writing holds this many mask pixels at least (a stroke, not a few specks)
+_LONE_SPAN = 0.6  # a lone rule looked for in the mask covers this share of the image's width at least
+
+
+def _lone_rules(mask: np.ndarray, lines: list[tuple[float, float]], *, in_mask: bool) -> list[tuple[float, float]]:
+    """The rules of ``mask`` (across, along) on paper not found ruled: ``lines`` (found in the ink) and, where
+    ``in_mask`` (horizontal rules: the ones digits sit on), the lines of the mask itself (``_mask_lines``,
+    level within their tilt) that run on past the writing at both ends (``_beyond_the_writing``).
+
+    A rule a digit sits on is no ridge in the ink where the digit covers it,
+    but in the mask it runs through. The mask is searched only where some band
+    of rows holds ink across ``_LONE_SPAN`` of its length (few photos: a digit
+    spans less, and a rule runs past it).
+    """
+    band = int(np.ceil(2 * _MASK_RULE_TILT * mask.shape[1])) + 3  # rows a line at the largest tilt spans
+    if in_mask:
+        reach = cv2.dilate(mask.view(np.uint8), np.ones((band, 1), np.uint8)).sum(axis=1)  # (across,) columns
+        if reach.max() >= _LONE_SPAN * mask.shape[1]:
+            lines = lines + _mask_lines(mask, 0.0)
+    return [line for line in lines if _beyond_the_writing(mask, *line)]
 
 
 def _beyond_the_writing(mask: np.ndarray, offset: float, slope: float) -> bool:
