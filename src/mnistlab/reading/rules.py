@@ -209,7 +209,9 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None, *, lines_in: n
     through most of the image is a rule too (``_mask_lines``: one too faint in
     places to be found in the ink, the one grid line found across the other
     rules, or one fanned out from the others' lean or leaving the image through
-    its side). Where the mask has pixels along a rule, a straight line is fitted
+    its side). On paper not found ruled, a lone line (found in the ink, or a
+    level one in the mask) is a rule where it runs on past the rest of the
+    writing at both ends (``_lone_rules``). Where the mask has pixels along a rule, a straight line is fitted
     to them and only the pixels along that line go; strokes that crossed it are
     joined again across the gap.
 
@@ -226,7 +228,7 @@ def remove_rules(mask: np.ndarray, ink: np.ndarray | None = None, *, lines_in: n
     masks = {1: mask, 0: np.ascontiguousarray(mask.T)}  # (across, along): rows across each axis's rules
     ruled = max(len(lines) for lines in found_lines.values()) >= 2
     if not ruled:  # a lone line may be a stroke: a rule only where it runs on past the writing
-        found_lines = {axis: _lone_rules(masks[axis], lines, in_mask=axis == 1) for axis, lines in found_lines.items()}  # fmt: skip
+        found_lines = {axis: _lone_rules(masks[axis], lines, search_mask=axis == 1) for axis, lines in found_lines.items()}  # fmt: skip
         if not any(found_lines.values()):
             return mask
     rules = np.zeros_like(mask)
@@ -256,9 +258,9 @@ _WRITING = 64  # ... where the writing holds this many mask pixels at least (a s
 _LONE_SPAN = 0.6  # a lone rule looked for in the mask covers this share of the image's width at least
 
 
-def _lone_rules(mask: np.ndarray, lines: list[tuple[float, float]], *, in_mask: bool) -> list[tuple[float, float]]:
+def _lone_rules(mask: np.ndarray, lines: list[tuple[float, float]], *, search_mask: bool) -> list[tuple[float, float]]:
     """The rules of ``mask`` (across, along) on paper not found ruled: ``lines`` (found in the ink) and, where
-    ``in_mask`` (horizontal rules: the ones digits sit on), the lines of the mask itself (``_mask_lines``,
+    ``search_mask`` (horizontal rules: the ones digits sit on), the lines of the mask itself (``_mask_lines``,
     level within their tilt) that run on past the writing at both ends (``_beyond_the_writing``).
 
     A rule a digit sits on is no ridge in the ink where the digit covers it,
@@ -266,8 +268,8 @@ def _lone_rules(mask: np.ndarray, lines: list[tuple[float, float]], *, in_mask: 
     of rows holds ink across ``_LONE_SPAN`` of its length (few photos: a digit
     spans less, and a rule runs past it).
     """
-    band = int(np.ceil(2 * _MASK_RULE_TILT * mask.shape[1])) + 3  # rows a line at the largest tilt spans
-    if in_mask:
+    if search_mask:
+        band = int(np.ceil(2 * _MASK_RULE_TILT * mask.shape[1])) + 3  # rows a line at the largest tilt spans
         reach = cv2.dilate(mask.view(np.uint8), np.ones((band, 1), np.uint8)).sum(axis=1)  # (across,) columns
         if reach.max() >= _LONE_SPAN * mask.shape[1]:
             lines = lines + _mask_lines(mask, 0.0)
@@ -275,7 +277,7 @@ def _lone_rules(mask: np.ndarray, lines: list[tuple[float, float]], *, in_mask: 
 
 
 def _beyond_the_writing(mask: np.ndarray, offset: float, slope: float) -> bool:
-    """Whether a lone line of ``_rule_lines`` is a rule: the mask's pixels along it (``mask``: across, along)
+    """Whether a lone line (``_lone_rules``) is a rule: the mask's pixels along it (``mask``: across, along)
     run on past the rest of the mask (the 1st to 99th percentile of its positions along) at both ends.
 
     Where a photo shows one rule of the paper only, no second line says the

@@ -115,7 +115,8 @@ def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2
     Strokes within ``low``..``high`` times MNIST's width are left as they are
     (99% of MNIST's own digits are). Thinner ones (a hair-thin pen) are thinned
     to their middle lines (``thin``) and drawn again with a round pen of MNIST's
-    width, or thinner where that would fill a loop (``_loops_kept_open``). Wider ones (a marker, a blown-up low-resolution scan, a filled shape)
+    width, or thinner where that would fill a loop (``_loops_kept_open``).
+    Wider ones (a marker, a blown-up low-resolution scan, a filled shape)
     keep their outline, which a middle line would lose (a wedge-shaped "1" thins
     to a "Y"), and get MNIST's soft edge: the ink fades from the stroke's
     middle to its edge over half the stroke's half-width.
