@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnistlab import ModelFileError, predict_array, read_number
-from mnistlab.reading.segment import row_slant, upright_columns
+from mnistlab.reading.segment import _group_components, row_slant, upright_columns
 from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts
 from mnistlab.testing.hands import number_samples
 from mnistlab.trust.numbers import _best_reading
@@ -136,3 +136,53 @@ def test_a_second_reading_stands_when_sure_and_keeps_the_doubt_otherwise():
     assert (surer["number"], surer["confident"]) == ("74836", False)
     # Fewer confident digits than the first's: the first stands.
     assert surer_row(first, _row("7483", [False, True, False, False])) is first
+
+
+def _slanted_stroke(mask: np.ndarray, x0: int, rows: range, slant: float = -0.4) -> None:
+    """A 3 px stroke leaning right (``slant`` columns per row downwards) through column ``x0`` at row 50."""
+    for y in rows:
+        x = x0 + round(slant * (y - 50))
+        mask[y, x : x + 3] = True
+
+
+def _strokes_with_a_broken_one(offset: int) -> np.ndarray:
+    """Three leaning strokes, the middle one broken across its middle, its top piece ``offset`` columns
+    right of the line of its foot (a hair pen's 1 in two pieces)."""
+    mask = np.zeros((100, 200), bool)
+    _slanted_stroke(mask, 40, range(20, 81))
+    _slanted_stroke(mask, 100 + offset, range(20, 48))
+    _slanted_stroke(mask, 100, range(53, 81))
+    _slanted_stroke(mask, 160, range(20, 81))
+    return mask
+
+
+@pytest.mark.parametrize("offset", [0, 6])
+def test_a_slanted_stroke_broken_in_two_is_one_digit(offset):
+    # In line (0): sheared upright about their own middles, the pieces stood 8 columns apart and read as two
+    # 1s; about the row's middle they share a column. Off the line (6): apart even so, but one above the other
+    # and each too short to be a digit, they are joined as stacked pieces.
+    mask = _strokes_with_a_broken_one(offset)
+    groups = _group_components(mask, row_slant(mask))
+    assert [int(g.sum()) for g in groups] == [int(mask[:, a:b].sum()) for a, b in ((0, 70), (70, 130), (130, 200))]
+
+
+def test_two_whole_strokes_side_by_side_stay_two_digits():
+    mask = np.zeros((100, 200), bool)
+    _slanted_stroke(mask, 90, range(20, 81))
+    _slanted_stroke(mask, 105, range(20, 81))
+    assert len(_group_components(mask, row_slant(mask))) == 2
+
+
+@pytest.mark.parametrize(
+    ("seed", "index", "label", "was"),
+    [
+        (41, 6, "645216", "64526"),  # a hair pen's 1 leaning into the 6 beside it
+        (43, 50, "1374", "11374"),  # a hair pen's 1 broken across its middle
+        (47, 49, "22290", "222520"),  # a marker's 9 in two pieces on squared paper
+    ],
+)
+def test_pieces_of_a_slanted_digit_are_grouped_by_the_row_s_lean(seed, index, label, was):
+    # Rows from dev seeds (``number_samples("pen", ...)``, as bench_hands draws them) that were read as ``was``.
+    s = number_samples("pen", index + 1, np.random.default_rng(seed))[index]
+    assert s.label == label
+    assert read_number(s.data)["number"] == label
