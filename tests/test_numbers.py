@@ -158,8 +158,8 @@ def _strokes_with_a_broken_one(offset: int) -> np.ndarray:
 
 @pytest.mark.parametrize("offset", [0, 6])
 def test_a_slanted_stroke_broken_in_two_is_one_digit(offset):
-    # In line (0): sheared upright about their own middles, the pieces stood 8 columns apart and read as two
-    # 1s; about the row's middle they share a column. Off the line (6): apart even so, but one above the other
+    # In line (0): sheared upright about their own middles, the pieces' columns stood 13 apart (10 between
+    # them) and read as two 1s; about the row's middle they share their columns. Off the line (6): apart even so, but one above the other
     # and each too short to be a digit, they are joined as stacked pieces.
     mask = _strokes_with_a_broken_one(offset)
     groups = _group_components(mask, row_slant(mask))
@@ -185,4 +185,4 @@ def test_pieces_of_a_slanted_digit_are_grouped_by_the_row_s_lean(seed, index, la
     # Rows from dev seeds (``number_samples("pen", ...)``, as bench_hands draws them) that were read as ``was``.
     s = number_samples("pen", index + 1, np.random.default_rng(seed))[index]
     assert s.label == label
-    assert read_number(s.data)["number"] == label
+    assert read_number(s.data)["number"] == label, f"read {was} before the pieces were grouped so"
