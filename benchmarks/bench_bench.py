@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import machine  # benchmarks/machine.py, beside this script
 
 
 def user_cnn(seed: int):
@@ -95,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     args.dataset = args.dataset or ["mnist", "fashion-mnist"]
     models = ["knn-deskew", "svm-rbf", "cnn-fast", f"{Path(__file__).resolve()}:user_cnn"]
-    print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load {os.getloadavg()}")
+    print(f"{machine.describe()}, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-bench-") as tmp:
         store, out = Path(tmp) / "store", Path(tmp) / "report"
         store.mkdir()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -32,6 +31,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
+import machine  # benchmarks/machine.py, beside this script
 from mnistlab import load_mnist
 from mnistlab.lab.train import train_recipe
 from mnistlab.models.recipes import get_recipe, list_recipes
@@ -122,7 +122,7 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=1)
     args = ap.parse_args()
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"machine: {machine.describe()}, "
         f"numpy {np.__version__}, scikit-learn {sklearn.__version__}; load average at start {os.getloadavg()[0]:.1f}"
     )
     bunch = load_mnist("mnist")

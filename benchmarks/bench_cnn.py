@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -36,6 +35,7 @@ from sklearn.base import clone
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+import machine  # benchmarks/machine.py, beside this script
 from mnistlab import load_split
 from mnistlab.models.cnn.estimator import member_deskews
 from mnistlab.models.cnn.onnx import OnnxPredictor
@@ -221,7 +221,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     info = (
-        f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'}), torch {torch.__version__}, "
+        f"{machine.describe()}, torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, {args.threads} torch thread(s), CUDA: {torch.cuda.is_available()}"
     )
     print(

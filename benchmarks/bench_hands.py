@@ -27,7 +27,10 @@ photo (``time.process_time`` around one ``predict_image`` call: decode,
 ``to_mnist``, classify, confidence), BLAS/OpenMP and torch held to one
 thread (OpenCV's pool too). Spread: 95% Wilson intervals (statsmodels where installed, else
 scipy's ``binomtest``); one run of one seed. The machine and the load
-average at start and end are printed with the figures.
+average at start and end are printed with the figures, and, as a yardstick
+of the machine's speed, the shipped classifier's time for one image (median
+of 1,000 runs in this process): the CPU a photo moves with it from one
+machine to another.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections import Counter, defaultdict
@@ -45,6 +47,7 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+import machine  # benchmarks/machine.py, beside this script
 from mnistlab import ModelFileError, get_recipe, load_mnist, predict_array, predict_image, read_number
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,
@@ -55,6 +58,7 @@ from mnistlab.testing.hands import (
     number_samples,
 )
 from mnistlab.trust.calibration import mnist_test_halves
+from mnistlab.trust.reader import load_reader as load_shipped_reader
 from rates import rate  # benchmarks/rates.py, beside this script
 
 TARGETS = "targets: digits right >= 98%, flagged <= 2%, confident and wrong <= 0.5%; numbers exact >= 95%; " \
@@ -158,6 +162,19 @@ def mnist_report(n: int, reader) -> dict:
     return {"held_out": len(chosen), "of": len(evaluation), "flagged": rate(flags)}
 
 
+def yardstick_ms(runs: int = 1000) -> float:
+    """The shipped classifier's time for one 28x28 image, in ms (median of ``runs`` after 100 to warm up)."""
+    net = load_shipped_reader().classifier
+    image = np.zeros((1, 28, 28), np.uint8)
+    image[0, 4:24, 12:16] = 255  # a 1: any image costs the same
+    times = []
+    for _ in range(runs + 100):
+        start = time.perf_counter()
+        net.proba(image)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[100:]) * 1000)
+
+
 def measure(args) -> dict:
     load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -175,10 +192,12 @@ def measure(args) -> dict:
         numbers = numbers_report(args, rng, reader)
         non_digits = non_digits_report(args, rng, reader)
         mnist = mnist_report(args.mnist, reader)
+        yardstick = yardstick_ms()
     return {
         "benchmark": "bench_hands",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, numpy {np.__version__}",
+        "machine": f"{machine.describe()}, numpy {np.__version__}",
         "load_average": [round(load_start, 1), round(os.getloadavg()[0], 1)],
+        "shipped_classifier_one_image_ms": round(yardstick, 3),
         "model": model_name,
         "model_setup_seconds": round(setup_s, 1),
         "seed": args.seed,
@@ -198,6 +217,7 @@ def print_table(result: dict) -> None:
     print(
         f"machine: {result['machine']}; load average {result['load_average'][0]} at start, {result['load_average'][1]} at end"
     )
+    print(f"its speed: the shipped classifier reads one image in {result['shipped_classifier_one_image_ms']:.3f} ms")
     print(
         f"model: {result['model']} (setup {result['model_setup_seconds']} s); seed {result['seed']}, one run, 95% Wilson intervals"
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+import machine  # benchmarks/machine.py, beside this script
 from mnistlab import load_mnist
 from mnistlab.data.cache import array_cache_dir
 from mnistlab.data.sources import find_idx_files
@@ -71,9 +71,7 @@ def main():
     ap.add_argument("--trials", type=int, default=5)
     args = ap.parse_args()
     folder = Path(os.environ.get("MNISTLAB_DATA", "../shared/data/mnist"))
-    print(
-        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
-    )
+    print(f"machine: {machine.describe()}, numpy {np.__version__}")
     print(f"data: {folder}, {args.trials} cold trials, {args.trials * 4} warm trials, mean ± stdev")
 
     (ref_x, ref_y), t_plain = timed(lambda: plain_reader(folder), args.trials)

@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import machine  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,7 +107,7 @@ def main() -> None:
                 last[name] = run_tree(trees[name], photos, args.reps)
                 ms[name].extend(last[name]["ms"])
     same_answers = sum(a == b for a, b in zip(last["ours"]["answers"], last["theirs"]["answers"]))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
+    print(f"machine: {machine.describe()}; "
           f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end")  # fmt: skip
     print(f"{count} photos (seed {args.seed}), {args.rounds} processes per tree x {args.reps} passes; "
           f"ours: this tree, theirs: {args.against}")  # fmt: skip

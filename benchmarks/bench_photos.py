@@ -24,12 +24,12 @@ import argparse
 import io
 import json
 import os
-import platform
 import time
 
 import numpy as np
 from PIL import Image
 
+import machine  # benchmarks/machine.py, beside this script
 from rates import rate  # benchmarks/rates.py, beside this script
 
 
@@ -119,7 +119,7 @@ def main() -> None:
 
     result = {
         "benchmark": "bench_photos",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
+        "machine": machine.describe(),
         "model": model_name,
         "model_setup_seconds": round(setup_s, 1),
         "seed": args.seed,

@@ -28,7 +28,6 @@ import argparse
 import base64
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+import machine  # benchmarks/machine.py, beside this script
 from mnistlab import load_mnist
 from mnistlab.reading.decode import encode_png
 from mnistlab.reading.steps import to_mnist
@@ -180,10 +180,7 @@ def main():
     ap.add_argument("--photos", type=int, default=200, help="photos for the CPU split and the lanes")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(
-        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load {os.getloadavg()}"
-    )
+    print(f"machine: {machine.describe()}, load {os.getloadavg()}")
     b = load_mnist("mnist")
     test = b.details["n_train"]
     digits = b.images[test : test + 1000]

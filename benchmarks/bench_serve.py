@@ -43,7 +43,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -57,6 +56,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+import machine  # benchmarks/machine.py, beside this script
 from loadgen import json_request, multipart_request, run_load, run_plan
 from mnistlab import load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model
@@ -357,9 +357,7 @@ def main():
     ap.add_argument("--read-timeout", type=float, default=10.0, help="the server's --read-timeout")
     args = ap.parse_args()
 
-    print(
-        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, load {os.getloadavg()}"
-    )
+    print(f"machine: {machine.describe()}, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = None if args.shipped else args.model or find_best_model() or quick_model(Path(tmp) / "knn")
         model = load_model(model_dir)[0] if model_dir else None
