@@ -31,5 +31,5 @@ def _processor() -> str:
 
 
 def describe() -> str:
-    """ "x86_64 (AMD EPYC, 2596 MHz), 2 CPU cores, Python 3.11.7": what a benchmark's figures were measured on."""
+    """What a benchmark's figures were measured on, as "x86_64 (AMD EPYC, 2596 MHz), 2 CPU cores, Python 3.11.7"."""
     return f"{platform.machine()} ({_processor()}), {os.cpu_count()} CPU cores, Python {platform.python_version()}"
