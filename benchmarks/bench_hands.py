@@ -274,16 +274,26 @@ def print_table(result: dict) -> None:
     print(TARGETS)
 
 
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (0 photos or passes would leave every mean empty)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a saved model folder (default: the reader predict_image uses)")
     ap.add_argument("--recipe", default="knn-deskew", help="fitted here when there is no reader at all")
-    ap.add_argument("--n", type=int, default=50, help="single digits per source and surface")
+    ap.add_argument("--n", type=at_least_one, default=50, help="single digits per source and surface")
     ap.add_argument("--numbers", type=int, default=30, help="rows of digits per source")
     ap.add_argument("--non-digits", type=int, default=50, help="images per non-digit kind")
     ap.add_argument("--mnist", type=int, default=5000, help="MNIST test digits that set no cut (at most 5,000)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cpu-passes", type=int, default=3, help="reads of every single-digit photo, for its CPU ms")
+    ap.add_argument(
+        "--cpu-passes", type=at_least_one, default=3, help="reads of every single-digit photo, for its CPU ms"
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--json-out", help="also write the JSON to this file")
     args = ap.parse_args()
