@@ -30,7 +30,7 @@ scipy's ``binomtest``); one run of one seed. The CPU a photo is the mean
 over ``--cpu-passes`` reads of every single-digit photo (the first pass's
 answers are the ones counted; the later ones must give the same), printed
 with each pass's mean: on a shared or virtual machine one pass can be a
-quarter off the next. The machine and the load
+fifth off another. The machine and the load
 average at start and end are printed with the figures, and, as a yardstick
 of the machine's speed, the shipped classifier's time for one image (median
 of 1,000 runs in this process): the CPU a photo moves with it from one
