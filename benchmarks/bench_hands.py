@@ -104,8 +104,8 @@ def read_digits(samples, reader, passes: int = 1) -> tuple[list[dict], list[floa
             answer = (result["digit"], result["confident"])
             if p == 0:
                 rows.append({"source": s.source, "surface": s.surface, "style": s.style, "answer": answer})
-            elif answer != rows[i]["answer"]:
-                raise SystemExit(f"pass {p + 1} read {s.source} sample {i} otherwise than pass 1: {answer} against {rows[i]['answer']}")  # fmt: skip
+            elif answer != (first := rows[i]["answer"]):
+                raise SystemExit(f"pass {p + 1} read {s.source} sample {i} as {answer}, pass 1 as {first}")
     for r, s, cost in zip(rows, samples, ms.mean(axis=0)):
         digit, confident = r.pop("answer")
         r.update(right=digit == s.label, flagged=not confident, confident_wrong=confident and digit != s.label, ms=cost)

@@ -159,8 +159,8 @@ def _strokes_with_a_broken_one(offset: int) -> np.ndarray:
 @pytest.mark.parametrize("offset", [0, 6])
 def test_a_slanted_stroke_broken_in_two_is_one_digit(offset):
     # In line (0): sheared upright about their own middles, the pieces' columns stood 13 apart (10 between
-    # them) and read as two 1s; about the row's middle they share their columns. Off the line (6): apart even so, but one above the other
-    # and each too short to be a digit, they are joined as stacked pieces.
+    # them) and read as two 1s; about the row's middle they share their columns. Off the line (6): apart even
+    # so, but one above the other and each too short to be a digit, they are joined as stacked pieces.
     mask = _strokes_with_a_broken_one(offset)
     groups = _group_components(mask, row_slant(mask))
     assert [int(g.sum()) for g in groups] == [int(mask[:, a:b].sum()) for a, b in ((0, 70), (70, 130), (130, 200))]
