@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # benchmarks/machine.py, beside this script
+
 
 def run(args, root: Path, name: str, cluster: str | None) -> tuple[float, dict]:
     from mnistlab.lab.compare import compare
@@ -122,7 +124,7 @@ def main() -> None:  # long: three set-ups measured one after the other, then on
     tasks = len(args.models) * args.seeds
     print(
         f"\n{tasks} fits ({', '.join(args.models)} x {args.seeds} seeds), limit {args.limit or 'none'}, "
-        f"n_jobs {args.n_jobs}, {os.cpu_count()} cores here"
+        f"n_jobs {args.n_jobs}; machine: {machine.describe()}"
     )
     trials = len(list(itertools.product(*(p.split("=", 1)[1].split(",") for p in args.sweep_param))))
     print(f"sweep: {args.sweep_recipe} over {' '.join(args.sweep_param)} ({trials} trials; Ray only)")
