@@ -266,6 +266,25 @@ def test_cli_number_table_and_preprocessed_images(model_dir, files, tmp_path, mo
     assert "notes.txt" in table.stderr and "not an image" in table.stderr
 
 
+def test_cli_exits_2_when_no_file_could_be_read(files):
+    """Nothing read is bad input (exit 2, one `Error:` line a file, no traceback); some read is exit 1."""
+    folder, _ = files
+    one = runner.invoke(app, ["predict", str(folder / "notes.txt")])
+    assert one.exit_code == 2, one.output
+    assert one.stderr.startswith("Error: ") and one.stderr.count("\n") == 1, one.stderr
+    assert "notes.txt" in one.stderr and "not an image" in one.stderr and "Traceback" not in one.output
+    assert one.stdout == ""  # no empty table
+
+    broken = [str(folder / n) for n in ("cut.png", "empty.png", "wrong.npy")]
+    every = runner.invoke(app, ["predict", *broken, "--json"])
+    assert every.exit_code == 2, every.output
+    assert [json.loads(line)["file"] for line in every.stdout.splitlines()] == broken
+    assert all("error" in json.loads(line) for line in every.stdout.splitlines())
+
+    some = runner.invoke(app, ["predict", *broken, str(folder / "digit.npy"), "--json"])
+    assert some.exit_code == 1, some.output
+
+
 def test_cli_without_a_model_uses_the_shipped_reader(tmp_path, monkeypatch, files):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
     result = runner.invoke(app, ["predict", str(files[0] / "digit.jpg"), "--json"])

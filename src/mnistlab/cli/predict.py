@@ -55,18 +55,19 @@ def predict(
         check_writable_dir(save_preprocessed, "save_preprocessed")  # before the model loads
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     table = _result_table(number)
-    failed = False
+    failed = answered = 0
     # Answers stream in the order given, from one worker process per CPU.
     for path, result, exc in predict_files(expand_paths(files), predictor, top=top, number=number, jobs=jobs):
-        if result is None:  # one unreadable file: say so, read the others, exit 1 at the end
+        if result is None:  # one unreadable file: say so, read the others, then exit 1 (or 2: none read)
             assert exc is not None  # predict_files gives a result or the error, never neither
-            failed = True
+            failed += 1
             if as_json:
                 typer.echo(json.dumps({"file": str(path), "error": error_text(exc)}))
             else:
                 message = error_text(exc) if str(path) in str(exc) else f"{path}: {error_text(exc)}"
                 err.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
             continue
+        answered += 1
         if save_preprocessed is not None:
             _save_preprocessed(save_preprocessed, path, result)
         if as_json:
@@ -76,7 +77,9 @@ def predict(
     if not as_json and table.row_count:
         out.print(table)
     if failed:
-        raise typer.Exit(1)
+        # Bad input and nothing read is exit 2, as for any other bad input; some files read is exit 1,
+        # so a script can tell "some answers are missing" from "no answer at all".
+        raise typer.Exit(1 if answered else 2)
 
 
 def _result_table(number: bool) -> Table:
