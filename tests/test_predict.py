@@ -285,6 +285,29 @@ def test_cli_exits_2_when_no_file_could_be_read(files):
     assert some.exit_code == 1, some.output
 
 
+def test_preprocessed_images_never_overwrite_each_other(files, tmp_path):
+    folder, _ = files
+    seen = tmp_path / "seen"
+    both = runner.invoke(
+        app, ["predict", str(folder / "digit.jpg"), str(folder / "digit.npy"), "--save-preprocessed", str(seen)]
+    )
+    assert both.exit_code == 0, both.output
+    assert sorted(p.name for p in seen.iterdir()) == ["digit.jpg.png", "digit.npy.png"]  # one stem, two files
+    assert not np.array_equal(
+        np.asarray(Image.open(seen / "digit.jpg.png")), np.asarray(Image.open(seen / "digit.npy.png"))
+    )
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(folder / "canvas.png", other / "digit.jpg")
+    clash = runner.invoke(
+        app,
+        ["predict", str(folder / "digit.jpg"), str(other / "digit.jpg"), "--save-preprocessed", str(tmp_path / "new")],
+    )
+    assert clash.exit_code == 2 and "would both be saved as digit.jpg.png" in clash.stderr, clash.output
+    assert not (tmp_path / "new").exists()  # refused before anything was read or written
+
+
 def test_cli_without_a_model_uses_the_shipped_reader(tmp_path, monkeypatch, files):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
     result = runner.invoke(app, ["predict", str(files[0] / "digit.jpg"), "--json"])

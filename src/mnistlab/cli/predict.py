@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -39,7 +40,9 @@ def predict(
     ),
     top: int = typer.Option(3, "--top", min=1, max=10, help="How many ranked digits to show."),
     save_preprocessed: Path | None = typer.Option(
-        None, "--save-preprocessed", help="Folder to write the 28x28 images the model saw."
+        None,
+        "--save-preprocessed",
+        help="Folder to write the 28x28 images the model saw: <file stem>.png (<file name>.png where stems repeat).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
     jobs: int | None = typer.Option(
@@ -51,13 +54,15 @@ def predict(
     from mnistlab.trust.many import expand_paths, predict_files
     from mnistlab.trust.predict import load_predictor, to_json
 
+    paths = expand_paths(files)
     if save_preprocessed is not None:
         check_writable_dir(save_preprocessed, "save_preprocessed")  # before the model loads
+        saved_as = _preprocessed_names(paths, save_preprocessed)
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     table = _result_table(number)
     failed = answered = 0
     # Answers stream in the order given, from one worker process per CPU.
-    for path, result, exc in predict_files(expand_paths(files), predictor, top=top, number=number, jobs=jobs):
+    for path, result, exc in predict_files(paths, predictor, top=top, number=number, jobs=jobs):
         if result is None:  # one unreadable file: say so, read the others, then exit 1 (or 2: none read)
             assert exc is not None  # predict_files gives a result or the error, never neither
             failed += 1
@@ -69,7 +74,7 @@ def predict(
             continue
         answered += 1
         if save_preprocessed is not None:
-            _save_preprocessed(save_preprocessed, path, result)
+            _save_preprocessed(save_preprocessed, saved_as[path], result)
         if as_json:
             typer.echo(json.dumps(to_json(result, str(path))))
         else:
@@ -105,15 +110,31 @@ def _result_cells(result: dict, number: bool) -> list[str]:
     return [str(result["digit"]), f"{result['probability']:.1%}", ranked, verdict]
 
 
-def _save_preprocessed(folder: Path, source: Path, result: dict) -> None:
-    """Write the 28x28 image(s) the model saw as PNG: <stem>.png, or <stem>-<i>.png per digit of a number."""
+def _preprocessed_names(paths: list[Path], folder: Path) -> dict[Path, str]:
+    """The name each file's 28x28 image is saved under (before ``.png``): its stem, or its whole name where
+    files share a stem (``7.jpg``, ``7.png``), so that no image overwrites another's."""
+    stems = Counter(p.stem for p in {p.resolve(): p for p in paths}.values())  # a file named twice counts once
+    names = {p: p.stem if stems[p.stem] == 1 else p.name for p in paths}
+    first: dict[str, Path] = {}
+    for path, name in names.items():
+        other = first.setdefault(name, path)
+        if other.resolve() != path.resolve():  # one name in two folders
+            raise InputError(
+                f"{other} and {path} would both be saved as {name}.png in {folder}; "
+                "rename one, or save them in separate runs."
+            )
+    return names
+
+
+def _save_preprocessed(folder: Path, name: str, result: dict) -> None:
+    """Write the 28x28 image(s) the model saw as PNG: <name>.png, or <name>-<i>.png per digit of a number."""
     from mnistlab.reading.decode import encode_png  # PIL: not at start-up
 
     if "digits" in result:
         for i, digit in enumerate(result["digits"]):
-            atomic_write_bytes(folder / f"{source.stem}-{i}.png", encode_png(digit["mnist_image"]))
+            atomic_write_bytes(folder / f"{name}-{i}.png", encode_png(digit["mnist_image"]))
     else:
-        atomic_write_bytes(folder / f"{source.stem}.png", encode_png(result["mnist_image"]))
+        atomic_write_bytes(folder / f"{name}.png", encode_png(result["mnist_image"]))
 
 
 @app.command()
