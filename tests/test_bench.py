@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from mnistlab.cli import app
 from mnistlab.data.idx import write_idx
 from mnistlab.data.load import load_mnist
+from mnistlab.errors import ParameterError, RecipeError
 from mnistlab.lab.compare import compare
 from mnistlab.lab.tracking import Tracker
 from mnistlab.models.cnn.onnx import OnnxPredictor
@@ -321,6 +322,14 @@ def test_bad_settings_are_refused(tmp_path, extra, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     assert not store.exists()
+
+
+def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
+    with pytest.raises(RecipeError, match="Unknown recipe 'knn-deskw'"):  # the name, not its first letter
+        compare("knn-deskw", datasets="mnist", out_dir=tmp_path / "r")
+    with pytest.raises(ParameterError, match="specs is empty"):
+        compare([], out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
 
 
 def test_an_unusable_store_is_one_sentence(tmp_path):

@@ -167,6 +167,8 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
         fitted.predict(X.astype(np.int32) * 2)
     with pytest.raises(ValueError, match="784 features"):
         fitted.predict(X[:, :100])
+    with pytest.raises(InputError, match="Got 14 x 56 images, but this model was fitted on 28 x 28"):
+        fitted.predict(X.reshape(-1, 14, 56))  # as many pixels, another shape
 
 
 def test_save_and_load_give_identical_predictions(fitted, mnist_small, tmp_path):

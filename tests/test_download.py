@@ -135,3 +135,9 @@ def test_a_damaged_file_already_in_place_is_downloaded_again(tiny, tmp_path):
     files = download_dataset("tiny", dest, mirrors=(f"{base}/good/",))
     assert sha256_decompressed(files["test_images"]) == spec.sha256["test_images"]
     assert f"/good/{fname}" in log
+
+
+@pytest.mark.parametrize("name", ["bogus", "digits", None])
+def test_a_dataset_without_a_download_is_named(name):
+    with pytest.raises(DatasetError, match="No download is known for .*expected one of mnist, fashion-mnist"):
+        download_dataset(name)

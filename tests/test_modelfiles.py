@@ -87,6 +87,23 @@ def test_round_trip_gives_identical_predictions(saved, fitted, small):
     assert sorted(p.name for p in saved.iterdir()) == ["model.json", "model.skops"]
 
 
+def test_what_cannot_be_a_model_is_not_saved(tmp_path, small):
+    X_tr, _, y_tr, _ = small
+    with pytest.raises(ModelFileError, match="not fitted yet, so there is nothing to save"):
+        save_model(get_recipe("logreg").build(0, 1), tmp_path / "unfitted", card={})
+    with pytest.raises(ModelFileError, match="saves a fitted classifier"):
+        save_model("hello", tmp_path / "text", card={})
+    assert not (tmp_path / "unfitted").exists() and not (tmp_path / "text").exists()  # nothing left behind
+
+
+def test_a_path_that_is_no_model_directory_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    with pytest.raises(ModelFileError, match="is a file, not a model directory"):
+        load_model(tmp_path / "notes.txt")
+    with pytest.raises(ModelFileError, match="is a path, got NoneType"):
+        load_model(None)
+
+
 def test_allow_list_is_exactly_what_our_recipes_need(small):
     """TRUSTED_TYPES must cover every classic recipe, and hold nothing they do not use."""
     X_tr, _, y_tr, _ = small
@@ -138,11 +155,16 @@ def test_missing_pieces_say_what_to_do(tmp_path, saved):
 
 def test_foreign_types_are_refused_even_with_a_matching_sha256(tmp_path):
     """A .skops file holding a type outside the allow-list never gets rebuilt."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     evil = FunctionTransformer(func=print)  # a callable: exactly what an allow-list must stop
-    with pytest.raises(ModelFileError, match="allow-list"):
-        save_model(evil, tmp_path / "refused", card={})
+    # A fitted classifier with such a callable inside is not saved either.
+    classifier = make_pipeline(FunctionTransformer(func=abs), LogisticRegression(max_iter=50))
+    classifier.fit(np.random.default_rng(0).random((40, 4)), np.arange(40) % 2)
+    with pytest.raises(ModelFileError, match=r"allow-list \(builtins.abs\)"):
+        save_model(classifier, tmp_path / "refused", card={})
     assert not (tmp_path / "refused" / "model.json").exists()
 
     model_dir = tmp_path / "forged"

@@ -308,6 +308,37 @@ def test_preprocessed_images_never_overwrite_each_other(files, tmp_path):
     assert not (tmp_path / "new").exists()  # refused before anything was read or written
 
 
+def test_a_model_of_other_classes_or_unfitted_is_refused_when_loaded(mnist_full):
+    from sklearn.base import clone
+
+    X, y = mnist_full.data[:600], mnist_full.target[:600]
+    base = get_recipe("logreg").build(0, 1)
+    for labels, shown in [(np.where(y == 3, 200, y), "200"), (np.array(list("abcdefghij"))[y], "'a'")]:
+        with pytest.raises(ModelFileError, match=f"trained on the classes .*{shown}.*not on digits 0-9"):
+            load_predictor(clone(base).fit(X, labels))
+    assert load_predictor(clone(base).fit(X, y.astype(str))).classify(X[:2].reshape(2, 28, 28)).shape == (2, 10)
+    with pytest.raises(ModelFileError, match="not fitted yet"):
+        predict_array(X[0], model=clone(base))
+
+
+def test_float_images_that_overshoot_1_are_read_on_the_0_1_scale(evaluation_digits):
+    """A 0-1 image resampled bicubically overshoots 1 a little; it is still a 0-1 image, not a blank 0-255 one."""
+    import cv2
+
+    images, labels = evaluation_digits
+    paper = (255 - images[:5].astype(np.float64)) / 255  # black ink on white, 0-1
+    for image, label in zip(paper, labels[:5]):
+        big = cv2.resize(image, (200, 200), interpolation=cv2.INTER_CUBIC)
+        assert big.max() > 1.0 or big.min() < 0.0  # the overshoot this is about
+        assert predict_image(big)["digit"] == predict_image(np.clip(big, 0, 1))["digit"] == label
+    bright = np.clip(images[0] / 255 * 1.02, 0, 1.02)  # ink at 1.02
+    np.testing.assert_array_equal(
+        predict_array(bright)["mnist_image"], predict_array(np.clip(bright, 0, 1))["mnist_image"]
+    )
+    with pytest.raises(InputError, match="outside 0-255"):
+        predict_array(images[0] * -1.0)
+
+
 def test_cli_without_a_model_uses_the_shipped_reader(tmp_path, monkeypatch, files):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
     result = runner.invoke(app, ["predict", str(files[0] / "digit.jpg"), "--json"])

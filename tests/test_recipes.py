@@ -76,6 +76,16 @@ def test_recipe_learns_on_a_small_subset(name, subset):
     assert accuracy > FLOOR.get(name, 0.85), f"{name}: {accuracy:.3f}"
 
 
+def test_a_recipe_reads_float_pixels_as_load_mnist_gives_them(subset):
+    """``load_mnist(dtype=np.float32)`` gives pixels in [0, 1]: a classic recipe fits and predicts them as well
+    as the uint8 ones (it used to divide them by 255 again and answer at chance)."""
+    X_tr, X_te, y_tr, y_te = subset
+    on_uint8 = get_recipe("logreg").build(0, 1).fit(X_tr, y_tr)
+    on_floats = get_recipe("logreg").build(0, 1).fit(X_tr.astype(np.float32) / 255, y_tr)
+    assert np.mean(on_floats.predict(X_te.astype(np.float32) / 255) == y_te) > 0.85
+    assert (on_uint8.predict(X_te.astype(np.float32) / 255) == on_uint8.predict(X_te)).mean() > 0.99
+
+
 @pytest.mark.parametrize("name, loss", [("sgd-hinge", "hinge"), ("sgd-log", "log_loss")])
 def test_sgd_recipes_are_exactly_the_lesson(name, loss, subset):
     X_tr, X_te, y_tr, _ = subset

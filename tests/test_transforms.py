@@ -41,6 +41,16 @@ def test_pixel_scaler_maps_0_255_to_unit_float32(digits):
     assert PixelScaler().fit_transform(digits.reshape(-1, 28, 28)).shape == (300, 784)
 
 
+def test_pixel_scaler_reads_floats_on_either_scale_and_checks_the_width(digits):
+    scaler = PixelScaler().fit(digits)
+    expected = scaler.transform(digits)
+    # load_mnist(dtype=np.float32) gives 0-1 floats; raw float pixels are 0-255: both mean the same digits.
+    np.testing.assert_allclose(scaler.transform(digits.astype(np.float32) / 255), expected, atol=1e-6)
+    np.testing.assert_allclose(scaler.transform(digits.astype(np.float64)), expected, atol=1e-6)
+    with pytest.raises(InputError, match="100 pixels, but this model was fitted on 784"):
+        scaler.transform(digits[:, :100])
+
+
 def test_pixel_scaler_rejects_non_positive_max(digits):
     with pytest.raises(InputError, match="positive"):
         PixelScaler(max_value=0).fit(digits)

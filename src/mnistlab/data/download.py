@@ -17,7 +17,7 @@ from pathlib import Path
 from mnistlab.data.cache import cache_root
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
-from mnistlab.errors import ChecksumError, DownloadError, IDXFormatError
+from mnistlab.errors import ChecksumError, DatasetError, DownloadError, IDXFormatError
 
 __all__ = ["download_dataset"]
 
@@ -37,6 +37,11 @@ def download_dataset(
     skipped for the next. ``progress(filename, done_bytes, total_bytes)`` is called
     as bytes arrive.
     """
+    if not isinstance(name, str) or name not in DATASETS:
+        raise DatasetError(
+            f"No download is known for {name!r}; expected one of {', '.join(DATASETS)} "
+            "(scikit-learn's digits come with scikit-learn)."
+        )
     spec = DATASETS[name]
     dest = Path(dest) if dest is not None else cache_root() / name
     dest.mkdir(parents=True, exist_ok=True)

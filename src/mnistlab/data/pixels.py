@@ -15,7 +15,17 @@ import numpy as np
 
 from mnistlab.errors import InputError
 
-__all__ = ["as_images", "unit_pixels", "as_digit"]
+__all__ = ["UNIT_SCALE_MAX", "float_scale", "as_images", "unit_pixels", "as_digit"]
+
+# Floats whose brightest value is at most this are on the 0-1 scale, others on 0-255. Not 1: a 0-1
+# image resampled (bicubic, Lanczos) overshoots 1 by a tenth or two, and read as 0-255 it would be a
+# blank page; on the 0-255 scale, nothing brighter than 1.5 is blank paper either way.
+UNIT_SCALE_MAX = 1.5
+
+
+def float_scale(brightest):
+    """The full-ink value (1.0 or 255.0) of float pixels whose brightest is ``brightest`` (a number or array)."""
+    return np.where(np.asarray(brightest) > UNIT_SCALE_MAX, 255.0, 1.0)
 
 
 def as_images(X, *, what: str = "images") -> np.ndarray:
@@ -42,9 +52,11 @@ def unit_pixels(X: np.ndarray) -> np.ndarray:
     """Pixels of any numeric dtype -> a float32 copy in [0, 1], same shape.
 
     Integers are on the 0-255 scale (values outside it are refused). Floats are
-    taken as [0, 1], except images whose brightest pixel exceeds 1, which are
-    taken as 0-255 and divided by 255; each image (first axis) is judged on its
-    own, so ``load_mnist(dtype=float)`` output and raw float pixels both work.
+    taken as [0, 1], except images whose brightest pixel exceeds ``UNIT_SCALE_MAX``,
+    which are taken as 0-255 and divided by 255; each image (first axis) is
+    judged on its own, so ``load_mnist(dtype=float)`` output and raw float
+    pixels both work. Floats are then clipped to [0, 1] (a resampled image's
+    overshoot).
     """
     X = np.asarray(X)
     if X.dtype.kind == "b":
@@ -63,10 +75,10 @@ def unit_pixels(X: np.ndarray) -> np.ndarray:
         raise InputError("Pixels contain NaN or infinite values; pass finite numbers from 0 to 255 (or 0 to 1).")
     if out.ndim >= 2:
         brightest = out.reshape(len(out), -1).max(axis=1, initial=0)
-        out[brightest > 1] /= np.float32(255)
-    elif out.size and out.max() > 1:
+        out[brightest > UNIT_SCALE_MAX] /= np.float32(255)
+    elif out.size and out.max() > UNIT_SCALE_MAX:
         out /= np.float32(255)
-    return out
+    return np.clip(out, 0, 1, out=out)
 
 
 def as_digit(values, *, label: str = "the array") -> np.ndarray:
@@ -79,8 +91,10 @@ def as_digit(values, *, label: str = "the array") -> np.ndarray:
     if a.dtype.kind not in "uifb":
         raise InputError(f"{label} holds {a.dtype} values, expected numbers from 0 to 255.")
     a = a.astype(np.float64).reshape(28, 28)
-    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 255:
-        raise InputError(f"{label} has values outside 0-255 (or NaN); expected pixel values from 0 to 255 (or 0 to 1).")
-    if a.max() <= 1.0:
-        a = a * 255
-    return np.rint(a).astype(np.uint8)
+    if not np.isfinite(a).all():
+        raise InputError(f"{label} holds NaN or infinite values; expected pixel values from 0 to 255 (or 0 to 1).")
+    scale = float(float_scale(a.max()))
+    # A resampled 0-1 digit's overshoot is clipped; on the 0-255 scale, values outside it are a mistake.
+    if a.min() < (-0.5 if scale == 1 else 0) or (scale == 255 and a.max() > 255):
+        raise InputError(f"{label} has values outside 0-255; expected pixel values from 0 to 255 (or 0 to 1).")
+    return np.rint(np.clip(a * (255 / scale), 0, 255)).astype(np.uint8)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +66,18 @@ def compare(
     could be reused. ``cluster`` runs the fits on a Ray cluster: its address,
     ``local`` for a runtime on this machine; default ``$RAY_ADDRESS``, else here
     (``lab.cluster``). Returns ``{"results": [...], "comparisons": [...], ...}``.
+    One spec or one dataset may be given alone, without a list.
     """
+    if isinstance(specs, (str, os.PathLike)) or callable(specs) or hasattr(specs, "fit"):
+        specs = [specs]  # one model, not the characters of its name
+    elif specs is not None:
+        specs = list(specs)
+        if not specs:
+            raise ParameterError(
+                "specs", "{param} is empty; name at least one model, or pass None for the default line-up."
+            )
+    if isinstance(datasets, (str, os.PathLike)):
+        datasets = [datasets]
     return run_comparison(
         specs,
         run_options(**settings),

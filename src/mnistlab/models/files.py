@@ -91,6 +91,7 @@ def _serialise(estimator) -> tuple[str, bytes, dict]:
 
     import skops.io as sio  # skops imports torch (seconds): only for classic models
 
+    _check_fitted_classifier(estimator)
     data = sio.dumps(estimator)
     unknown = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
     if unknown:
@@ -102,16 +103,36 @@ def _serialise(estimator) -> tuple[str, bytes, dict]:
     return SKOPS_FILE, data, {"format": "skops"}
 
 
+def _check_fitted_classifier(estimator) -> None:
+    """Refuse what no one could load and predict with: an object without ``predict``, or one not fitted."""
+    from sklearn.base import BaseEstimator
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    if not callable(getattr(estimator, "predict", None)):
+        raise ModelFileError(
+            f"Cannot save a {type(estimator).__name__}: save_model saves a fitted classifier (one with fit and "
+            "predict, such as a recipe's)."
+        )
+    if isinstance(estimator, BaseEstimator):
+        try:
+            check_is_fitted(estimator)
+        except NotFittedError:
+            raise ModelFileError(
+                f"This {type(estimator).__name__} is not fitted yet, so there is nothing to save; call fit first."
+            ) from None
+
+
 def save_model(estimator, model_dir, *, card: dict) -> Path:
     """Save a fitted estimator and its card into ``model_dir`` (created if needed)."""
     model_dir = Path(model_dir)
+    weights_file, data, extra = _serialise(estimator)  # before the folder: a refused model leaves nothing behind
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelFileError(
             f"Cannot create model directory {model_dir} ({exc.strerror}); choose a folder you can write to."
         ) from None
-    weights_file, data, extra = _serialise(estimator)
     full_card = {
         **card,
         **extra,
@@ -142,7 +163,13 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
 
 def read_card(model_dir) -> dict:
     """Read and check ``model.json`` (schema, checksum, weights file name) without touching the weights."""
+    if not isinstance(model_dir, (str, os.PathLike)):
+        raise ModelFileError(f"A model directory is a path, got {type(model_dir).__name__}; pass the folder's path.")
     model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ModelFileError(
+            f"{model_dir} is a file, not a model directory; pass the folder that `mnistlab train` wrote."
+        )
     if not model_dir.is_dir():
         raise ModelFileError(
             f"Model directory {model_dir} does not exist; train one with `mnistlab train RECIPE --out {model_dir}`."
@@ -171,8 +198,8 @@ def load_model(model_dir) -> tuple[Any, dict]:
     version, weights whose sha256 differs from the card's, or types outside
     the allow-list.
     """
+    card = read_card(model_dir)  # first: it says what is wrong with a path that is none
     model_dir = Path(model_dir)
-    card = read_card(model_dir)
     weights_path = model_dir / card["weights_file"]
     try:
         data = weights_path.read_bytes()

@@ -6,7 +6,7 @@ import numpy as np
 
 from mnistlab.errors import ModelFileError
 
-__all__ = ["class_probabilities", "digit_probabilities"]
+__all__ = ["class_probabilities", "digit_probabilities", "digit_classes"]
 
 
 def class_probabilities(estimator, X) -> np.ndarray:
@@ -33,7 +33,31 @@ def class_probabilities(estimator, X) -> np.ndarray:
 def digit_probabilities(estimator, X) -> np.ndarray:
     """(N, 10) probabilities with column d for digit d, whatever subset of digits the model knows."""
     raw = class_probabilities(estimator, X)
-    classes = np.asarray(getattr(estimator, "classes_", np.arange(raw.shape[1]))).astype(int)
+    classes = digit_classes(estimator) if hasattr(estimator, "classes_") else np.arange(raw.shape[1])
     out = np.zeros((len(raw), 10))
     out[:, classes] = raw
     return out
+
+
+def digit_classes(estimator) -> np.ndarray:
+    """The digit that each of a fitted classifier's ``classes_`` names (7, 7.0 or "7"); a ``ModelFileError``
+    for a model of other classes, which cannot read digits."""
+    classes = list(estimator.classes_)
+    digits = [_digit(c) for c in classes]
+    if None in digits:
+        shown = ", ".join(repr(c.item() if isinstance(c, np.generic) else c) for c in classes[:12])
+        shown += ", ..." if len(classes) > 12 else ""
+        raise ModelFileError(
+            f"{type(estimator).__name__} was trained on the classes {shown}, not on digits 0-9, so it cannot "
+            "read digits; train it on MNIST's labels 0-9."
+        )
+    return np.array(digits)
+
+
+def _digit(label) -> int | None:
+    """A class label as the digit it names, or None."""
+    try:
+        value = float(label)
+    except (TypeError, ValueError):
+        return None
+    return int(value) if value.is_integer() and 0 <= value <= 9 else None

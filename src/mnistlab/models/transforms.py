@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from mnistlab.data.pixels import as_images
+from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError
 
 __all__ = ["PixelScaler", "Deskew", "image_moments"]
@@ -26,6 +26,9 @@ class PixelScaler(TransformerMixin, BaseEstimator):
 
     Unlike ``StandardScaler`` it keeps blank border pixels at exactly 0 and
     needs no statistics, so one scaled digit means the same in every model.
+    With the default ``max_value`` (255), float pixels are read as every
+    mnistlab model reads them (``unit_pixels``): each row on the 0-1 scale
+    (``load_mnist(dtype=np.float32)``) or on 0-255, whichever it is.
     """
 
     def __init__(self, max_value: float = 255.0):
@@ -40,6 +43,13 @@ class PixelScaler(TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self, "n_features_in_")
         X = np.asarray(X).reshape(len(X), -1)
+        if X.shape[1] != self.n_features_in_:
+            raise InputError(
+                f"Got images of {X.shape[1]} pixels, but this model was fitted on {self.n_features_in_}; "
+                "pass images of the size it was trained on."
+            )
+        if X.dtype.kind == "f" and self.max_value == 255:
+            return unit_pixels(X)
         return np.multiply(X, np.float32(1.0 / self.max_value), dtype=np.float32)
 
 

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mnistlab.data.pixels import float_scale
 from mnistlab.errors import ImageError, ImageTooLargeError
 
 __all__ = [
@@ -195,7 +196,7 @@ def _array_to_grey(a: np.ndarray) -> np.ndarray:
     elif a.dtype.kind == "f":
         if not np.isfinite(a).all():
             raise ImageError("The image array contains NaN or infinite values; pass finite pixel values.")
-        a = a.astype(np.float64) / (255.0 if a.max() > 1.0 else 1.0)
+        a = a.astype(np.float64) / float_scale(a.max())
     else:
         raise ImageError(f"Cannot use an array of dtype {a.dtype} as an image; expected integers or floats.")
     a = np.clip(a, 0.0, 1.0)
@@ -229,7 +230,7 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
         return np.asarray(_reduced(im.convert("L"), max_side)) * _UNIT
     if im.mode.startswith("I") or im.mode == "F":
         a = np.asarray(im)
-        a = _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / (255.0 if a.max() > 1 else 1.0), 0, 1)
+        a = _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / float_scale(a.max()), 0, 1)
         return np.clip(_reduce_array(a.astype(np.float32), max_side), 0.0, 1.0)
     # CMYK, YCbCr, LAB, HSV
     return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side)) * _UNIT

@@ -27,7 +27,7 @@ import numpy as np
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
-from mnistlab.models.proba import digit_probabilities
+from mnistlab.models.proba import digit_classes, digit_probabilities
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
@@ -113,6 +113,8 @@ def load_predictor(model=None) -> Predictor:
 
 
 def _classifier(estimator) -> Callable[[np.ndarray], np.ndarray]:
+    if hasattr(estimator, "classes_"):
+        digit_classes(estimator)  # a model of other classes is refused when loaded, not at each answer
     return lambda images: digit_probabilities(estimator, images.reshape(len(images), 784))
 
 
@@ -147,7 +149,13 @@ def _from_estimator(model) -> Predictor:
         pass
     reader = load_reader()
     classify = _classifier(model)
-    predictor = Predictor(classify, {"estimator": type(model).__name__}, reader, calibrate_on_mnist(classify, reader))
+    try:
+        cut = calibrate_on_mnist(classify, reader)
+    except (AttributeError, ValueError) as exc:  # scikit-learn's NotFittedError is both; not imported here
+        if type(exc).__name__ != "NotFittedError":
+            raise
+        raise ModelFileError(f"This {type(model).__name__} is not fitted yet; call fit first.") from None
+    predictor = Predictor(classify, {"estimator": type(model).__name__}, reader, cut)
     try:
         _BY_ESTIMATOR[model] = predictor
     except TypeError:  # not weak-referenceable: calibrated again next time

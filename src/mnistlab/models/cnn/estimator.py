@@ -234,6 +234,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             X, y = validate_data(self, X, y, reset=reset, dtype="numeric")
         if reset:
             self.image_shape_ = tuple(int(s) for s in shape) if shape else _square_shape(X.shape[1])
+        elif shape is not None and tuple(shape) != tuple(self.image_shape_):
+            raise InputError(
+                f"Got {shape[0]} x {shape[1]} images, but this model was fitted on {self.image_shape_[0]} x "
+                f"{self.image_shape_[1]}; pass images of the size it was trained on."
+            )
         h, w = self.image_shape_
         pixels = unit_pixels(X)  # (N, F) float32 in [0, 1]
         if pixels.shape[1] < h * w:  # flat vectors padded to the square image
