@@ -50,6 +50,8 @@ TRACEBACK_CASES = {
     "compare seed huge": (["compare", "knn", "--seed", "99999999999"], "got 99999999999"),
     "onnx in /proc": (["export", "{model}", "--onnx", "/proc/x/y.onnx"], "Cannot write --onnx /proc/x/y.onnx"),
     "onnx a folder": (["export", "{model}", "--onnx", "{folder}"], "is a folder; give a file name"),
+    # Named after the model's own card or weights, the export would have replaced them.
+    "onnx over the card": (["export", "{model}", "--onnx", "{model}/model.json"], "give a file name ending in .onnx"),
     "preprocessed in /proc": (
         ["predict", "x.jpg", "--save-preprocessed", "/proc/x"],
         "Cannot write --save-preprocessed /proc/x",

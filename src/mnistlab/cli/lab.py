@@ -14,6 +14,7 @@ from rich.table import Table
 
 from mnistlab.cli.common import out, step_progress
 from mnistlab.cli.options import with_run_options
+from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_size
 from mnistlab.lab.options import RunOptions, check_writable_dir, check_writable_file
 
@@ -283,7 +284,7 @@ def export_cmd(
     from mnistlab.models.cnn.onnx import OPSET, export_onnx  # torch and onnx: seconds to import
     from mnistlab.models.files import load_model
 
-    check_writable_file(onnx_file, "onnx_file")  # before seconds of loading and exporting
+    _check_onnx_target(onnx_file)  # before seconds of loading and exporting
     estimator, card = load_model(model_dir)
     path = export_onnx(estimator, onnx_file)
     out.print(
@@ -291,3 +292,11 @@ def export_cmd(
         f"input 'image' float32 (N, 1, {', '.join(map(str, estimator.image_shape_))}) in [0, 1], "
         f"output 'probabilities' (N, {len(estimator.classes_)}); checked against PyTorch"
     )
+
+
+def _check_onnx_target(onnx_file: Path) -> None:
+    """Refuse a name that does not end in .onnx: a typo's file would not open as ONNX, and the model's own
+    files (model.json, model.safetensors) would be overwritten by an export named after them."""
+    check_writable_file(onnx_file, "onnx_file")
+    if onnx_file.suffix.lower() != ".onnx":
+        raise InputError(f"--onnx {onnx_file} has suffix {onnx_file.suffix!r}; give a file name ending in .onnx.")
