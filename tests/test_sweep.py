@@ -98,6 +98,27 @@ def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
     assert not spec.parent.exists()  # checked writable, not made, before the settings were known to run
 
 
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"logreg__C": -1}, "The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]"),
+        ({"logreg__C": "abc"}, "Got 'abc' instead"),
+        ({"nope": 1}, "sets a parameter logreg does not take"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_a_spec_file_with_a_bad_value_is_one_sentence_before_the_data_loads(tmp_path, params, says, command):
+    """scikit-learn checks a value only in fit: the spec file's values are checked before anything is read."""
+    spec = tmp_path / "tuned.json"
+    spec.write_text(json.dumps({"recipe": "logreg", "params": params}))
+    done = runner.invoke(app, [command, str(spec), "--limit", "500", "--cv", "0", "--out", str(tmp_path / "out")])
+    assert done.exit_code == 2, done.output
+    assert "loading" not in done.output and "Traceback" not in done.output
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: The spec file {spec} sets a ") and says in line, line
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_store_that_cannot_be_opened_is_one_sentence_before_any_trial(tmp_path):
     (tmp_path / "file").write_text("")
     store, spec = f"sqlite:///{tmp_path / 'file' / 'x.db'}", tmp_path / "b.json"

@@ -120,12 +120,35 @@ def _from_spec_file(path: str) -> Contender:
     def build(seed: int, n_jobs: int):
         return base.build(seed, n_jobs).set_params(**params)
 
+    known = base.build(0, 1).get_params(deep=True)
+    unknown = sorted(set(params) - set(known))
+    if unknown:  # one sentence now, not after the other fits
+        raise RecipeError(
+            f"The spec file {path} sets a parameter {base_name} does not take ({', '.join(map(repr, unknown))}); "
+            f"its parameters include {', '.join(sorted(k for k in known if '__' in k or base.family == 'cnn')[:8])}."
+        )
     try:
-        build(0, 1)  # a parameter the recipe does not take: one sentence now, not after the other fits
+        built = build(0, 1)
     except ValueError as exc:
         raise RecipeError(f"The spec file {path} sets a parameter {base_name} does not take ({exc}).") from None
+    try:
+        check_values(built)
+    except (ValueError, TypeError) as exc:
+        raise RecipeError(f"The spec file {path} sets a value {base_name} cannot take ({exc}).") from None
     recipe = Recipe(name, f"{base.description} Tuned: {json.dumps(params)}.", build, base.family, base.cv)
     return Contender(recipe, hashlib.sha256(data).hexdigest(), path, tuned={"recipe": base_name, "params": params})
+
+
+def check_values(estimator) -> None:
+    """Check the values of ``estimator``'s parameters and its steps' without data: scikit-learn checks them
+    only in ``fit``, after the data is loaded (and the other models fitted)."""
+    for part in [estimator, *estimator.get_params(deep=True).values()]:
+        if is_cnn(part):
+            from mnistlab.models.cnn.checks import check_params
+
+            check_params(part.get_params())
+        elif hasattr(part, "_parameter_constraints") and callable(getattr(part, "_validate_params", None)):
+            part._validate_params()  # scikit-learn's own check, as fit makes it
 
 
 def _load_file(path: str, spec: str):
