@@ -57,6 +57,24 @@ def wrong_net():
     from torch import nn
 
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))
+
+
+class _Fails(LogisticRegression):
+    def fit(self, X, y):
+        raise RuntimeError("boom in fit")
+
+
+class _TooFew(LogisticRegression):
+    def predict(self, X):
+        return super().predict(X)[:3]
+
+
+def fails_to_fit(seed):
+    return _Fails()
+
+
+def predicts_too_few(seed):
+    return _TooFew(max_iter=20)
 '''
 SETTINGS = {"limit": 1000, "n_jobs": 1, "cv": 0}
 SETTING_FLAGS = ["--limit", "1000", "--n-jobs", "1", "--cv", "0"]
@@ -330,6 +348,20 @@ def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
     with pytest.raises(ParameterError, match="specs is empty"):
         compare([], out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("fails_to_fit", "mnist seed 42: mine.py:fails_to_fit failed (RuntimeError: boom in fit); fix the classifier"),
+        ("predicts_too_few", "predict returned shape (3,) for 10,000 test images; it must return one label per image"),
+    ],
+)
+def test_a_classifier_that_fails_in_its_run_is_one_sentence(bench, tmp_path, spec, message):
+    args = ["compare", f"{bench['root'] / 'mine.py'}:{spec}", *SETTING_FLAGS, "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{tmp_path / 'fresh.db'}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ") and message in result.stderr, result.stderr
 
 
 def test_an_unusable_store_is_one_sentence(tmp_path):

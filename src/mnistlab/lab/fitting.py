@@ -18,7 +18,7 @@ from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import train_test_split
 
 from mnistlab.data.load import KNOWN_DATASETS, load_mnist, load_split
-from mnistlab.errors import DatasetError, ModelFileError
+from mnistlab.errors import DatasetError, MnistlabError, ModelFileError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions
 from mnistlab.lab.record import Record
 from mnistlab.lab.specs import Contender
@@ -74,7 +74,14 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
     name = f"{d.dataset} seed {options.seed}: {recipe.name}"
     # Classes defined in a user's file cannot be imported by worker processes.
     cv_options = dataclasses.replace(options, n_jobs=1) if contender.in_process else options
-    run = fit_and_test(recipe, options, d, progress, name, cv_options=cv_options)
+    try:
+        run = fit_and_test(recipe, options, d, progress, name, cv_options=cv_options)
+    except MnistlabError:
+        raise
+    except Exception as exc:  # the user's code failed: say how, in one sentence (ours keeps its traceback)
+        if not contender.users_code:
+            raise
+        raise RecipeError(f"{name} failed ({type(exc).__name__}: {exc}); fix the classifier's code.") from None
     estimator, notes, y_pred = run.estimator, run.notes, run.y_pred
     record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, notes)
     card = {**record.card(), "spec": contender.spec, "code_sha256": contender.code_sha256}

@@ -56,6 +56,11 @@ class Contender:
     def name(self) -> str:
         return self.recipe.name
 
+    @property
+    def users_code(self) -> bool:
+        """Whether the model is the user's own code: not a recipe, nor a recipe a spec file tuned."""
+        return self.tuned is None and self.spec not in RECIPES
+
 
 def resolve_specs(specs) -> list[Contender]:
     """Check every spec and turn it into a ``Contender``; names must be unique."""

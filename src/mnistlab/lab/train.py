@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test
 from threadpoolctl import threadpool_limits
 
 from mnistlab.data.load import load_mnist, load_split
+from mnistlab.errors import RecipeError
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import Record, json_safe_params, run_metrics
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
@@ -165,6 +166,11 @@ def fit_and_test(
         start = time.perf_counter()
         y_pred = np.asarray(estimator.predict(d.X_test))
         predict_seconds = time.perf_counter() - start
+    if y_pred.shape != np.shape(d.y_test):
+        raise RecipeError(
+            f"{name}: predict returned shape {y_pred.shape} for {len(d.y_test):,} test images; "
+            "it must return one label per image."
+        )
     seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
     metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
     return FitTest(estimator, params, metrics, notes, y_pred)
