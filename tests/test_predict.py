@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +265,17 @@ def test_cli_number_table_and_preprocessed_images(model_dir, files, tmp_path, mo
     assert table.exit_code == 1
     assert "digit.jpg" in table.stdout and "Digit" in table.stdout
     assert "notes.txt" in table.stderr and "not an image" in table.stderr
+
+
+def test_array_files_are_bounded_before_reading_and_an_empty_one_is_named(tmp_path):
+    np.save(tmp_path / "big.npy", np.zeros(100_000))  # 800 kB: refused by its size, not loaded
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="holds 800,128 bytes, more than one digit's 784 values"):
+        predict_array(tmp_path / "big.npy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no loadtxt warning printed before the error's sentence
+        with pytest.raises(InputError, match="got 0 values"):
+            predict_array(tmp_path / "empty.csv")
 
 
 def test_cli_exits_2_when_no_file_could_be_read(files):

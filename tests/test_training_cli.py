@@ -86,6 +86,8 @@ def test_train_and_evaluate_human_output(trained):
     result = runner.invoke(app, ["evaluate", str(out)])
     assert result.exit_code == 0, result.output
     assert "precision" in result.stdout and "confusion.png" in result.stdout and "mistakes.png" in result.stdout
+    skipped = runner.invoke(app, ["train", "knn-deskew", "--limit", "500", "--cv", "0", "--n-jobs", "1"])
+    assert skipped.exit_code == 0 and "cross-validation: skipped (--cv 0)" in skipped.stdout, skipped.output
 
 
 def test_tampered_weights_exit_2_without_traceback(trained, tmp_path):

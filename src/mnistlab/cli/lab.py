@@ -92,9 +92,9 @@ def train(
 
     say(f"[bold]{result['recipe']}[/bold]: {result['description']}")
     say(
-        f"cross-validation ({result['cv']} folds): {_cv_text(result)}"
+        f"cross-validation ({result['cv']} folds): {_cv_text(result, options.cv)}"
         if result["cv"]
-        else f"cross-validation: {_cv_text(result)}"
+        else f"cross-validation: {_cv_text(result, options.cv)}"
     )
     say(f"test accuracy  [bold]{result['test_accuracy']:.4f}[/bold] on {result['n_test']:,} images")
     say(f"fit            {result['fit_seconds']:.1f} s on {result['n_train']:,} images")
@@ -106,10 +106,13 @@ def train(
     say(f"model          {result['model_dir']} ({format_size(result['model_size_bytes'])})")
 
 
-def _cv_text(result: dict) -> str:
+def _cv_text(result: dict, asked: int | None) -> str:
+    """The CV line's text; ``asked``: the --cv given (None: the recipe's default)."""
     import numpy as np  # not at start-up: see the module docstring
 
     if not result["cv_scores"]:
+        if asked == 0:
+            return "skipped (--cv 0)"
         return "skipped (this recipe's default is no CV; pass --cv 3 to run it)"
     # The lesson prints cross_val_score's array as is.
     scores = np.array2string(np.array(result["cv_scores"]), precision=5, separator=", ")

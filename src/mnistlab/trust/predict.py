@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 ARRAY_SUFFIXES = (".npy", ".csv")
+# A .npy or .csv digit is 784 values: 6 KiB as float64, under 40 KiB as text even with 17 digits a value.
+MAX_ARRAY_FILE_BYTES = 256 * 1024
 # A second look's answer stands when it is confident, its probability is at least _SECOND_LOOK_PROBABILITY
 # and the detector's not-a-digit probability at most _SECOND_LOOK_DOUBT of its threshold (0.19). Chosen on
 # dev seeds 3-6 (3,600 digits on paper, 4,800 non-digits): of the second looks that came out confident, 33
@@ -308,10 +311,18 @@ def _read_array(source) -> tuple[np.ndarray, str]:
         label = str(path)
         if not path.is_file():
             raise InputError(f"{path} does not exist or is not a file; check the path.")
+        size = path.stat().st_size
+        if size > MAX_ARRAY_FILE_BYTES:  # checked before reading: a digit's 784 values are a few KiB
+            raise InputError(
+                f"{path} holds {size:,} bytes, more than one digit's 784 values can take "
+                f"({MAX_ARRAY_FILE_BYTES:,} at most); save one digit per file."
+            )
         try:
             if path.suffix.lower() == ".npy":
                 return np.load(path, allow_pickle=False), label
-            return np.loadtxt(path, delimiter=",", ndmin=1), label
+            with warnings.catch_warnings():  # an empty file: as_digit says so in its own sentence
+                warnings.simplefilter("ignore", UserWarning)
+                return np.loadtxt(path, delimiter=",", ndmin=1), label
         except (ValueError, OSError, EOFError) as exc:
             raise InputError(
                 f"{path} could not be read as numbers ({exc}); save one digit as 784 comma-separated values or with numpy.save."
