@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,20 @@ def tiny_idx(tmp_path_factory):
     ):
         write_idx(folder / name, np.ascontiguousarray(arr))
     return folder
+
+
+def test_a_dataset_of_one_class_is_one_sentence(tiny_idx, tmp_path):
+    folder = tmp_path / "one-class"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(tiny_idx / name, folder / name)
+    n = load_mnist("digits").details["n_train"]
+    write_idx(folder / "train-labels-idx1-ubyte", np.zeros(n, np.uint8))  # every training label a 0
+    for cv in ("0", "2"):
+        args = ["compare", "logreg", "--dataset", str(folder), "--cv", cv, "--out", str(tmp_path / "r")]
+        result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert "The training images of one-class hold one class only (0); a classifier needs two" in result.stderr
 
 
 def test_datasets_and_seeds_with_random_splits(bench, tiny_idx):

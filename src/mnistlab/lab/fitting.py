@@ -22,7 +22,7 @@ from mnistlab.errors import DatasetError, MnistlabError, ModelFileError, RecipeE
 from mnistlab.lab.options import Progress, RunOptions
 from mnistlab.lab.record import Record
 from mnistlab.lab.specs import Contender
-from mnistlab.lab.train import TrainTest, fit_and_test
+from mnistlab.lab.train import TrainTest, check_classes, fit_and_test
 from mnistlab.models.files import save_model
 
 __all__ = ["open_dataset", "split_for", "fit_one", "Fitted"]
@@ -46,6 +46,7 @@ def split_for(name: str, bunch, options: RunOptions) -> TrainTest:
         split=options.split, test_size=options.test_size, seed=options.seed, bunch=bunch
     )
     options.check_limit(len(y_train))
+    check_classes(y_train, name)
     if options.limit is not None and options.limit < len(y_train):
         X_train, _, y_train, _ = train_test_split(
             X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed

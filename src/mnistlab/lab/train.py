@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test
 from threadpoolctl import threadpool_limits
 
 from mnistlab.data.load import load_mnist, load_split
-from mnistlab.errors import RecipeError
+from mnistlab.errors import DatasetError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import Record, json_safe_params, run_metrics
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
@@ -76,8 +76,20 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
         X_train, _, y_train, _ = train_test_split(
             X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
         )
+    check_classes(y_train, dataset)
     options.check_cv(y_train)
     return TrainTest(X_train, X_test, y_train, y_test, sha256, dataset)
+
+
+def check_classes(y_train, dataset: str) -> None:
+    """Refuse training labels of one class: no classifier can learn from them."""
+    classes = np.unique(np.asarray(y_train))
+    if len(classes) < 2:
+        shown = repr(classes[0].item()) if len(classes) else "none"
+        raise DatasetError(
+            f"The training images of {dataset} hold one class only ({shown}); a classifier needs two or more, "
+            "so check the labels file."
+        )
 
 
 def thread_limits(family: str):
