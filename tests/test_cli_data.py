@@ -36,6 +36,11 @@ def test_data_info_human_output(mnist_full):
         (["show", "--split", "validation"], "expected one of train, test"),
         (["show", "--first", "0"], "--first must be between"),
         (["show", "--first", "3", "--random", "3"], "Choose one of"),
+        (["show", "--index", "-1"], "Index -1 is out of range for the train split; expected 0 to 59999"),
+        (["show", "--first", "60000"], "--first must be between 1 and 400, got 60000"),  # the grid's own bound
+        (["show", "--mean", "--balance"], "Choose one of --mean or --balance"),
+        (["show", "--ascii", "--mean"], "--mean plots every image of the split; drop --first"),
+        (["show", "--balance", "--index", "3"], "--balance plots every image of the split"),
         (["show", "--out", "/proc/forbidden/x.png"], "Cannot write"),
     ],
 )

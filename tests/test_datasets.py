@@ -1,5 +1,6 @@
 import hashlib
 import os
+import re
 import shutil
 
 import numpy as np
@@ -74,6 +75,24 @@ def test_random_split_is_stratified_and_seeded():
     np.testing.assert_allclose(np.bincount(y_te) / len(y_te), overall, atol=2e-4)
     with pytest.raises(InputError, match="split"):
         load_split("mnist", split="nope")
+
+
+@pytest.mark.parametrize(
+    "kwargs, says",
+    [
+        ({"seed": -1}, "seed must be a whole number from 0 to 4294967295, got -1"),
+        ({"seed": "a"}, "seed must be a whole number"),
+        ({"test_size": np.int64(5)}, "test_size must leave 10 images or more on each side"),
+        ({"test_size": 0.00001}, "a count between 10 and 1787, or a fraction that gives one, got 1e-05"),
+        ({"test_size": 0.99999}, "test_size must leave 10 images or more on each side"),
+        ({"test_size": "0.2"}, "test_size must be a count of images or a fraction, got '0.2'"),
+        ({"test_size": 1.5}, "test_size as a fraction must be between 0 and 1"),
+    ],
+)
+def test_a_random_split_checks_its_seed_and_test_size(kwargs, says):
+    with pytest.raises(InputError, match=re.escape(says)):
+        load_split("digits", split="random", **kwargs)
+    assert len(load_split("digits", split="random", test_size=np.int64(100))[3]) == 100  # numpy counts are counts
 
 
 def test_digits_smoke_set_is_offline_and_instant():

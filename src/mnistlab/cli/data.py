@@ -138,8 +138,16 @@ def show(
         check_writable_file(out_path, "out_path")
     if split not in ("train", "test"):
         raise InputError(f"Unknown split {split!r}; expected one of train, test.")
-    if sum(x is not None and x != [] for x in (first, index, random)) > 1:
+    selecting = [x is not None and x != [] for x in (first, index, random)]
+    if sum(selecting) > 1:
         raise InputError("Choose one of --first, --index or --random.")
+    if mean and balance:
+        raise InputError("Choose one of --mean or --balance.")
+    if (mean or balance) and (any(selecting) or ascii_art):
+        raise InputError(
+            f"--{'mean' if mean else 'balance'} plots every image of the split; drop --first, --index, --random "
+            "and --ascii, which pick images to show."
+        )
     b = load_with_progress(name, data_dir)
     n = b.details["n_train"]
     images, labels = (b.images[:n], b.target[:n]) if split == "train" else (b.images[n:], b.target[n:])
@@ -153,7 +161,8 @@ def show(
     elif mean:
         path = plots.save_mean_digits(np.asarray(images), labels, out_path)
     else:
-        chosen = _chosen(len(images), split, first=first, index=index, random=random, seed=seed)
+        most = len(images) if ascii_art else min(len(images), MAX_GRID)  # --ascii prints the first only
+        chosen = _chosen(len(images), most, split, first=first, index=index, random=random, seed=seed)
         if ascii_art:
             i = int(chosen[0])
             typer.echo(f"{split}[{i}]: label {b.target_names[labels[i]]}")
@@ -167,20 +176,22 @@ def show(
     err.print(f"wrote {path}")
 
 
-def _chosen(n: int, split: str, *, first: int | None, index: list[int] | None, random: int | None, seed: int):
-    """Indices of the images ``--first``, ``--index`` or ``--random`` select from ``n``."""
+def _chosen(
+    n: int, most: int, split: str, *, first: int | None, index: list[int] | None, random: int | None, seed: int
+):
+    """Indices of the images ``--first``, ``--index`` or ``--random`` select from ``n`` (``most`` at most)."""
     import numpy as np  # not at start-up: see the module docstring
 
     if index:
-        bad = [i for i in index if not -n <= i < n]
+        bad = [i for i in index if not 0 <= i < n]
         if bad:
             raise InputError(f"Index {bad[0]} is out of range for the {split} split; expected 0 to {n - 1}.")
         return np.array(index)
     if random is not None:
-        if not 1 <= random <= n:
-            raise InputError(f"--random must be between 1 and {n}, got {random}.")
+        if not 1 <= random <= most:
+            raise InputError(f"--random must be between 1 and {most}, got {random}.")
         return np.sort(np.random.default_rng(seed).choice(n, random, replace=False))
     count = 30 if first is None else first
-    if not 1 <= count <= n:
-        raise InputError(f"--first must be between 1 and {n}, got {count}.")
+    if not 1 <= count <= most:
+        raise InputError(f"--first must be between 1 and {most}, got {count}.")
     return np.arange(count)

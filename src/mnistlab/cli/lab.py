@@ -127,7 +127,9 @@ def evaluate(
 ):
     """Accuracy, per-class precision/recall/F1, a confusion matrix and the most confident mistakes."""
     from mnistlab.lab.evaluate import evaluate_model  # scikit-learn: not at start-up
+    from mnistlab.models.files import read_card
 
+    read_card(model_dir)  # a path that is no model folder is said as such, not as a bad --out
     check_writable_dir(out_dir if out_dir is not None else model_dir, "out_dir")  # before the model is measured
     with step_progress(not as_json) as progress:
         result = evaluate_model(model_dir, out_dir=out_dir, progress=progress)

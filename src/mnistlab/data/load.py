@@ -8,6 +8,7 @@ is a memory map of a cached ``.npy`` file.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from mnistlab.data.cache import fresh_manifest, load_arrays
 from mnistlab.data.download import download_dataset
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import checksums_of, find_idx_files, locate
-from mnistlab.errors import DatasetError, InputError
+from mnistlab.errors import DatasetError, InputError, ParameterError
 
 __all__ = ["load_mnist", "load_split", "KNOWN_DATASETS"]
 
@@ -131,7 +132,7 @@ def _any_folder(folder: Path):
     files = find_idx_files(folder) if folder.is_dir() else None
     if files is None:
         raise DatasetError(
-            f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); point --data-dir at the folder that does."
+            f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); give the folder that holds them."
         )
     name = folder.name or "custom"
     # A folder loaded before as a registered dataset has that dataset's manifest: then a warm load hashes no source.
@@ -228,9 +229,23 @@ def load_split(
         return X[:n_train], X[n_train:], y[:n_train], y[n_train:]
     from sklearn.model_selection import train_test_split
 
-    test_size = len(y) - n_train if test_size is None else test_size
-    if isinstance(test_size, float) and not 0 < test_size < 1:
-        raise InputError(f"test_size as a fraction must be between 0 and 1, got {test_size}.")
-    if isinstance(test_size, int) and not 10 <= test_size <= len(y) - 10:
-        raise InputError(f"test_size as a count must be between 10 and {len(y) - 10}, got {test_size}.")
-    return train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)
+    test_size = len(y) - n_train if test_size is None else _checked_test_size(test_size, len(y))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ParameterError("seed", f"{{param}} must be a whole number from 0 to {2**32 - 1}, got {seed!r}.")
+    return train_test_split(X, y, test_size=test_size, stratify=y, random_state=int(seed))
+
+
+def _checked_test_size(test_size, n: int) -> int | float:
+    """``test_size`` (a count, or a fraction of ``n`` images) if it leaves 10 images or more on each side."""
+    if isinstance(test_size, (float, np.floating)) and not 0 < test_size < 1:
+        raise ParameterError("test_size", f"{{param}} as a fraction must be between 0 and 1, got {test_size}.")
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, np.integer, float, np.floating)):
+        raise ParameterError("test_size", f"{{param}} must be a count of images or a fraction, got {test_size!r}.")
+    count = math.ceil(test_size * n) if isinstance(test_size, (float, np.floating)) else int(test_size)
+    if not 10 <= count <= n - 10:
+        raise ParameterError(
+            "test_size",
+            f"{{param}} must leave 10 images or more on each side: a count between 10 and {n - 10}, or a fraction "
+            f"that gives one, got {test_size}.",
+        )
+    return float(test_size) if isinstance(test_size, (float, np.floating)) else count

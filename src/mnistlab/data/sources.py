@@ -75,7 +75,7 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
         if files is None:
             if kind == "explicit":
                 raise DatasetError(
-                    f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); point --data-dir at the folder that does."
+                    f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); give the folder that holds them."
                 )
             continue
         checksums = checksums_of(name, files)
