@@ -76,6 +76,14 @@ def fails_to_fit(seed):
 
 def predicts_too_few(seed):
     return _TooFew(max_iter=20)
+
+
+class Own(LogisticRegression):
+    """A class of the user's file: outside the safe format's allow-list."""
+
+
+def own_class(seed):
+    return Own(max_iter=20)
 '''
 SETTINGS = {"limit": 1000, "n_jobs": 1, "cv": 0}
 SETTING_FLAGS = ["--limit", "1000", "--n-jobs", "1", "--cv", "0"]
@@ -377,6 +385,18 @@ def test_a_classifier_that_fails_in_its_run_is_one_sentence(bench, tmp_path, spe
     result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{tmp_path / 'fresh.db'}"])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ") and message in result.stderr, result.stderr
+
+
+def test_a_model_the_safe_format_cannot_hold_is_tested_and_said_to_be_unsaved(bench, tmp_path):
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["compare", f"{bench['root'] / 'mine.py'}:own_class", *SETTING_FLAGS, "--out", str(tmp_path / "r")]
+    said = runner.invoke(app, [*args, "--tracking-uri", store])
+    assert said.exit_code == 0, said.output
+    assert "own_class: not saved: its types are outside mnistlab's safe model format" in said.stderr
+    again = runner.invoke(app, [*args, "--tracking-uri", store, "--json"])
+    (row,) = json.loads(again.stdout)["results"]
+    assert row["reused"] is False and row["test_accuracy_mean"] > 0.5  # tested, and fitted again each run
+    assert list((tmp_path / "r" / "models" / "mnist" / "mine.py-own_class" / "seed-42").iterdir()) == []
 
 
 def test_an_unusable_store_is_one_sentence(tmp_path):

@@ -90,6 +90,7 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
     if saved is None:
         notes = [*notes, "not saved: its types are outside mnistlab's safe model format, so it is never reused"]
         record = dataclasses.replace(record, notes=notes)
+        progress(f"{name}: {notes[-1]} (tested and recorded all the same)")
     if saved is None:
         Path(model_dir).mkdir(parents=True, exist_ok=True)  # so that the result can say the folder holds nothing
         result = {**record.result(model_dir), "model_dir": None, "model_size_bytes": None}
