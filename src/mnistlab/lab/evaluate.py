@@ -32,9 +32,12 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     progress = progress or noop
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
-    if data is None and card.get("dataset") not in (None, "mnist"):
+    dataset = card.get("dataset")
+    if data is None and dataset not in (None, "mnist"):  # only MNIST is found again from the card alone
+        trained_on = "arrays passed from Python" if dataset == "arrays" else f"the dataset {dataset!r}, not MNIST"
         raise InputError(
-            f"{model_dir} was trained on arrays passed from Python, so evaluate it with evaluate_model(..., data=...)."
+            f"{model_dir} was trained on {trained_on}, and evaluate measures MNIST models only; in Python, pass "
+            "its data: evaluate_model(model_dir, data=(X_train, X_test, y_train, y_test))."
         )
     # The card's split and seed give back the very test set of training (``limit`` only thins the training set).
     options = RunOptions(
