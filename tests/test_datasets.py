@@ -159,6 +159,19 @@ def test_flat_data_env_with_another_dataset_is_skipped(tmp_path, mnist_dir, monk
             load_mnist("fashion-mnist", download=False)
 
 
+def test_a_data_env_of_another_dataset_is_named_in_the_not_found_sentence(tmp_path, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 40), ("t10k", 20)):
+        write_idx(folder / f"{part}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{part}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    monkeypatch.setenv("MNISTLAB_DATA", str(folder))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match=re.escape(f"{folder} [four IDX files, not mnist's];")):
+        load_mnist("mnist", download=False)
+
+
 @pytest.mark.skipif(
     not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CI"),
     reason="Debian's dataset-fashion-mnist is not installed (CI installs it)",

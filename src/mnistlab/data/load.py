@@ -168,7 +168,7 @@ def _details(name, files, manifest, verified):
 
 
 def _not_found(name: str, searched: list[str]) -> str:
-    places = ", ".join(searched)
+    places = "; ".join(searched)
     return (
         f"{name} was not found (searched {places}); set MNISTLAB_DATA or pass --data-dir to a folder "
         f"holding the four IDX files, or connect to the network to download them."

@@ -83,7 +83,8 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
         if not bad:
             return files, checksums, searched
         if kind == "env-flat" and len(bad) == len(ROLES):
-            continue  # another dataset's files: keep looking
+            searched[-1] = f"{folder} [four IDX files, not {name}'s]"  # another dataset's: keep looking
+            continue
         raise ChecksumError(
             f"{files[bad[0]]} does not match the published sha256 of {name}'s {bad[0].replace('_', ' ')}; delete or replace the file (mnistlab then finds or downloads a good copy)."
         )
