@@ -44,7 +44,7 @@ def _valid(shape=(2, 3), dtype=np.uint8):
 @pytest.mark.parametrize(
     "data, message",
     [
-        (_valid()[:-1], "holds 5"),  # truncated payload
+        (_valid()[:-1], "holds 5; it is cut short or padded, so replace it with a complete copy"),  # truncated
         (_valid() + b"\x00", "holds (7|more than 6)"),  # padded payload
         (b"\x01\x00\x08\x02" + _valid()[4:], "bad magic"),
         (b"\x00\x00\x07\x02" + _valid()[4:], "unknown dtype code 0x07"),

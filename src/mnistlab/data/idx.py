@@ -173,7 +173,8 @@ def _pump(stream: _Stream, hdr: _Header, source: str, hasher, dest: np.ndarray |
     if done != expected or extra:
         got = f"{done:,}" if not extra else f"more than {expected:,}"
         raise IDXFormatError(
-            f"{source}: header declares shape {hdr.shape} ({expected:,} payload bytes) but the file holds {got}."
+            f"{source}: header declares shape {hdr.shape} ({expected:,} payload bytes) but the file holds {got}; "
+            "it is cut short or padded, so replace it with a complete copy."
         )
 
 
@@ -201,7 +202,8 @@ def _scan(
         hdr = _read_header(stream, source, max_bytes)
         if not compressed and size is not None and size - len(hdr.raw) != hdr.payload_bytes:
             raise IDXFormatError(
-                f"{source}: header declares shape {hdr.shape} ({hdr.payload_bytes:,} payload bytes) but the file holds {size - len(hdr.raw):,}."
+                f"{source}: header declares shape {hdr.shape} ({hdr.payload_bytes:,} payload bytes) but the file holds "
+                f"{size - len(hdr.raw):,}; it is cut short or padded, so replace it with a complete copy."
             )
         if not payload:
             return hdr, None, None
