@@ -160,6 +160,15 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
         CNNClassifier(inputs="slanted").fit(X, y)
     with pytest.raises(RecipeError, match="n_jobs got 0"):
         CNNClassifier(n_jobs=0).fit(X, y)
+    # Each of these trained an epoch or more before failing, or trained on to NaN weights.
+    with pytest.raises(RecipeError, match="lr got inf, expected a finite number"):
+        CNNClassifier(lr=float("inf")).fit(X, y)
+    with pytest.raises(RecipeError, match="callback got 3, expected a function"):
+        CNNClassifier(callback=3).fit(X, y)
+    with pytest.raises(RecipeError, match="validation_fraction got 1.0; with a target it must be above 0 and below 1"):
+        CNNClassifier(target=0.5, validation_fraction=1.0).fit(X, y)
+    with pytest.raises(RecipeError, match="validation_fraction 0.999 of 50 images leaves no image"):
+        CNNClassifier(target=0.5, validation_fraction=0.999).fit(X, y)
     if not torch.cuda.is_available():
         with pytest.raises(RecipeError, match="no CUDA GPU"):
             CNNClassifier(device="cuda").fit(X, y)

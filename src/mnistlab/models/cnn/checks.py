@@ -25,9 +25,9 @@ def choice(name: str, value, allowed) -> None:
 
 def check_number(name: str, value, low, high=None, *, integer=False) -> None:
     kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and value >= low
+    ok = isinstance(value, kind) and not isinstance(value, bool) and np.isfinite(value) and value >= low
     if not ok or (high is not None and value > high):
-        expected = f"{'an integer' if integer else 'a number'} >= {low}" + (f" and <= {high}" if high else "")
+        expected = f"{'an integer' if integer else 'a finite number'} >= {low}" + (f" and <= {high}" if high else "")
         raise RecipeError(f"{name} got {value!r}, expected {expected}.")
 
 
@@ -49,6 +49,14 @@ def check_params(p: dict) -> None:
         raise RecipeError("nesterov=True needs a momentum above 0; set momentum > 0 or nesterov=False.")
     if p["target"] is not None:
         check_number("target", p["target"], 0, 1)
+        if not 0 < p["validation_fraction"] < 1:  # the target is checked on a held-out part, and trained beside it
+            raise RecipeError(
+                f"validation_fraction got {p['validation_fraction']!r}; with a target it must be above 0 and below 1."
+            )
+    if not isinstance(p["verbose"], bool):  # True and False, as scikit-learn's estimators take them, or a level
+        check_number("verbose", p["verbose"], 0, integer=True)
+    if p["callback"] is not None and not callable(p["callback"]):
+        raise RecipeError(f"callback got {p['callback']!r}, expected a function taking each epoch's row, or None.")
     if p["n_threads"] is not None:
         check_number("n_threads", p["n_threads"], 1, MAX_THREADS, integer=True)
     if p["n_jobs"] != -1:

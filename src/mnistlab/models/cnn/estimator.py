@@ -138,6 +138,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         check_params(self.get_params())
         images, y = self._images(X, y, reset=True)
         check_classification_targets(y)
+        if self.target is not None and not 1 <= round(self.validation_fraction * len(images)) < len(images):
+            raise RecipeError(
+                f"validation_fraction {self.validation_fraction} of {len(images):,} images leaves no image to "
+                "check the target on, or none to train on; choose a fraction that leaves some of each."
+            )
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise InputError(f"Training data must hold at least 2 classes, got 1 class ({self.classes_[0]!r}).")
