@@ -95,6 +95,13 @@ def test_a_random_split_checks_its_seed_and_test_size(kwargs, says):
     assert len(load_split("digits", split="random", test_size=np.int64(100))[3]) == 100  # numpy counts are counts
 
 
+def test_a_dataset_name_or_dtype_that_cannot_be_is_one_sentence():
+    with pytest.raises(DatasetError, match="A dataset is named by a string, got list; expected one of mnist"):
+        load_mnist(["mnist"])
+    with pytest.raises(InputError, match="dtype must be uint8 or a float dtype, got 'bogus'"):
+        load_mnist("digits", dtype="bogus")
+
+
 def test_digits_smoke_set_is_offline_and_instant():
     b = load_mnist("digits")
     assert b.data.shape == (1797, 64) and b.images.shape == (1797, 8, 8)

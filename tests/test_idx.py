@@ -135,3 +135,14 @@ def test_gzip_members_padding_and_trailing_garbage(tmp_path):
     path.write_bytes(gzip.compress(head + body)[:-4])  # the length field cut off
     with pytest.raises(IDXFormatError, match="cannot decompress"):
         idx_sha256(path)
+
+
+def test_unwritable_paths_and_non_bytes_say_what_to_do(tmp_path):
+    from mnistlab import InputError
+
+    with pytest.raises(InputError, match="Cannot write .* give a file path you can write to"):
+        write_idx(tmp_path, np.zeros(3, np.uint8))  # a folder
+    with pytest.raises(InputError, match=r"Cannot write /proc/x/y.idx \(No such file or directory\)"):
+        write_idx("/proc/x/y.idx", np.zeros(3, np.uint8))
+    with pytest.raises(IDXFormatError, match="parse_idx takes the file's bytes, got str; use read_idx for a path"):
+        parse_idx(str(tmp_path / "x.idx"))

@@ -96,6 +96,20 @@ def test_what_cannot_be_a_model_is_not_saved(tmp_path, small):
     assert not (tmp_path / "unfitted").exists() and not (tmp_path / "text").exists()  # nothing left behind
 
 
+@pytest.mark.parametrize(
+    "card, says",
+    [
+        ({"metrics": {"test_accuracy": float("nan")}}, "holds a value JSON cannot store"),
+        ({"note": object()}, "holds a value JSON cannot store"),
+        (None, "card must be a dict"),
+    ],
+)
+def test_a_card_json_cannot_hold_is_refused_before_anything_is_written(tmp_path, fitted, card, says):
+    with pytest.raises(ModelFileError, match=says):
+        save_model(fitted, tmp_path / "m", card=card)
+    assert not (tmp_path / "m").exists()
+
+
 def test_a_path_that_is_no_model_directory_says_so(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model\n")
     with pytest.raises(ModelFileError, match="is a file, not a model directory"):

@@ -118,3 +118,8 @@ def test_knn_deskew_searches_neighbours_in_40_dimensions_not_784(mnist_small):
     reduced = get_recipe("knn-deskew").build(0, 1).fit(X_tr[:500], y_tr[:500])
     assert plain.named_steps["knn"].n_features_in_ == 784
     assert reduced.named_steps["knn"].n_features_in_ == 40
+
+
+def test_a_recipe_name_that_is_no_string_is_one_sentence():
+    with pytest.raises(RecipeError, match="A recipe is named by a string, got list; expected one of: sgd-hinge"):
+        get_recipe(["knn"])

@@ -23,7 +23,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.errors import IDXFormatError
+from mnistlab.errors import IDXFormatError, InputError
 
 __all__ = [
     "read_idx",
@@ -224,6 +224,8 @@ def _scan(
 
 def parse_idx(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Parse IDX bytes (raw or gzip-compressed) into a native-endian array."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise IDXFormatError(f"parse_idx takes the file's bytes, got {type(data).__name__}; use read_idx for a path.")
     _, arr, _ = _scan(io.BytesIO(data), source, max_bytes, keep=True, hashed=False, size=len(data))
     assert arr is not None
     return arr
@@ -297,5 +299,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
         compress = path.suffix == ".gz"
     if compress:
         body = gzip.compress(body, compresslevel=6, mtime=0)
-    atomic_write_bytes(path, body)
+    try:
+        atomic_write_bytes(path, body)
+    except OSError as exc:
+        raise InputError(f"Cannot write {path} ({exc.strerror or exc}); give a file path you can write to.") from None
     return path

@@ -62,7 +62,14 @@ def load_mnist(
     """
     from sklearn.utils import Bunch
 
-    dtype = np.dtype(dtype)
+    if name is not None and not isinstance(name, str):
+        raise DatasetError(
+            f"A dataset is named by a string, got {type(name).__name__}; expected one of {', '.join(KNOWN_DATASETS)}."
+        )
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"dtype must be uint8 or a float dtype, got {dtype!r}.") from None
     if dtype.kind not in "uf" or (dtype.kind == "u" and dtype != np.uint8):
         raise InputError(f"dtype must be uint8 or a float dtype, got {dtype}.")
     if name == "digits":

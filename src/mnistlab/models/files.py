@@ -126,13 +126,10 @@ def _check_fitted_classifier(estimator) -> None:
 def save_model(estimator, model_dir, *, card: dict) -> Path:
     """Save a fitted estimator and its card into ``model_dir`` (created if needed)."""
     model_dir = Path(model_dir)
-    weights_file, data, extra = _serialise(estimator)  # before the folder: a refused model leaves nothing behind
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ModelFileError(
-            f"Cannot create model directory {model_dir} ({exc.strerror}); choose a folder you can write to."
-        ) from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"card must be a dict of what to record with the model, got {type(card).__name__}.")
+    # The weights and the card are made and checked before the folder: a refused model leaves nothing behind.
+    weights_file, data, extra = _serialise(estimator)
     full_card = {
         **card,
         **extra,
@@ -141,9 +138,20 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
         "format_version": FORMAT_VERSION,
     }
     full_card.pop("card_sha256", None)  # a card passed on from a loaded model: its checksum is recomputed
-    full_card["card_sha256"] = card_sha256(full_card)
-    text = json.dumps(full_card, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    try:
+        full_card["card_sha256"] = card_sha256(full_card)
+        text = json.dumps(full_card, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:  # NaN, infinity or an object JSON has no form for
+        raise ModelFileError(
+            f"The model card holds a value JSON cannot store ({exc}); pass numbers, strings, lists and dicts."
+        ) from None
     parse_card(text.encode(), model_dir / CARD_FILE)  # never write a card that read_card would refuse
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelFileError(
+            f"Cannot create model directory {model_dir} ({exc.strerror}); choose a folder you can write to."
+        ) from None
     try:
         # Weights first: a crash in between leaves an old card whose sha256 no
         # longer matches, which load_model refuses, rather than a silent mix.

@@ -48,6 +48,10 @@ def register(recipe: Recipe) -> Recipe:
 
 
 def get_recipe(name: str) -> Recipe:
+    if not isinstance(name, str):
+        raise RecipeError(
+            f"A recipe is named by a string, got {type(name).__name__}; expected one of: {', '.join(RECIPES)}."
+        )
     try:
         return RECIPES[name]
     except KeyError:

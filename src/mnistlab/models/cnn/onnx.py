@@ -86,7 +86,10 @@ def export_onnx(estimator, path) -> Path:
     proto = _model_proto(model, estimator.image_shape_, estimator.classes_.tolist())
     _check_matches(proto, model, estimator.image_shape_)
     path = Path(path)
-    atomic_write_bytes(path, proto.SerializeToString())
+    try:
+        atomic_write_bytes(path, proto.SerializeToString())
+    except OSError as exc:
+        raise InputError(f"Cannot write {path} ({exc.strerror or exc}); give a file path you can write to.") from None
     return path
 
 
