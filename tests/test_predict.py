@@ -333,6 +333,11 @@ def test_a_model_of_other_classes_or_unfitted_is_refused_when_loaded(mnist_full)
         predict_array(X[0], model=clone(base))
 
 
+def test_top_is_a_whole_number_not_a_flag(evaluation_digits):
+    with pytest.raises(InputError, match="top must be a whole number from 1 to 10, got True"):
+        predict_array(evaluation_digits[0][0], top=True)
+
+
 def test_float_images_that_overshoot_1_are_read_on_the_0_1_scale(evaluation_digits):
     """A 0-1 image resampled bicubically overshoots 1 a little; it is still a 0-1 image, not a blank 0-255 one."""
     import cv2

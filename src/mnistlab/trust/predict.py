@@ -167,7 +167,7 @@ def _from_estimator(model) -> Predictor:
 
 
 def _check_top(top: int) -> int:
-    if not isinstance(top, (int, np.integer)) or not 1 <= top <= 10:
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or not 1 <= top <= 10:
         raise InputError(f"top must be a whole number from 1 to 10, got {top!r}.")
     return int(top)
 

@@ -233,10 +233,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             X = as_images(X)  # (N, H, W)
             shape = X.shape[1:]
             X = X.reshape(len(X), -1)
+        # NaN and infinity are left to unit_pixels, which says so in mnistlab's sentence (scikit-learn's
+        # suggests other estimators).
         if y is None:
-            X = validate_data(self, X, reset=reset, dtype="numeric")
+            X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=False)
         else:
-            X, y = validate_data(self, X, y, reset=reset, dtype="numeric")
+            X, y = validate_data(self, X, y, reset=reset, dtype="numeric", ensure_all_finite=False)
         if reset:
             self.image_shape_ = tuple(int(s) for s in shape) if shape else _square_shape(X.shape[1])
         elif shape is not None and tuple(shape) != tuple(self.image_shape_):
