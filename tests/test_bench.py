@@ -399,6 +399,15 @@ def test_a_model_the_safe_format_cannot_hold_is_tested_and_said_to_be_unsaved(be
     assert list((tmp_path / "r" / "models" / "mnist" / "mine.py-own_class" / "seed-42").iterdir()) == []
 
 
+def test_runs_record_where_the_model_is_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # --out relative to here
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    done = runner.invoke(app, ["compare", "knn", *SETTING_FLAGS, "--out", "rel", "--tracking-uri", store])
+    assert done.exit_code == 0, done.output
+    (run,) = json.loads(runner.invoke(app, ["runs", "--tracking-uri", store, "--json"]).stdout)
+    assert run["model_dir"] == str(tmp_path / "rel" / "models" / "mnist" / "knn" / "seed-42")
+
+
 def test_an_unusable_store_is_one_sentence(tmp_path):
     (tmp_path / "file").write_text("")
     uri = f"sqlite:///{tmp_path / 'file' / 'x.db'}"

@@ -75,7 +75,7 @@ class Record:
             **self.metrics,
             "n_jobs": self.options.n_jobs,
             "notes": self.notes,
-            "model_dir": str(model_dir),
+            "model_dir": str(Path(model_dir).absolute()),  # recorded runs are read from other folders too
             "model_size_bytes": _dir_size(model_dir),
         }
 
