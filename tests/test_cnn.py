@@ -161,6 +161,8 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
     with pytest.raises(RecipeError, match="n_jobs got 0"):
         CNNClassifier(n_jobs=0).fit(X, y)
     # Each of these trained an epoch or more before failing, or trained on to NaN weights.
+    with pytest.raises(RecipeError, match="epochs got 100000, expected an integer >= 1 and <= 1000"):
+        CNNClassifier(epochs=100000).fit(X, y)
     with pytest.raises(RecipeError, match="lr got inf, expected a finite number"):
         CNNClassifier(lr=float("inf")).fit(X, y)
     with pytest.raises(RecipeError, match="callback got 3, expected a function"):

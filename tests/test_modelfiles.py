@@ -116,6 +116,9 @@ def test_a_path_that_is_no_model_directory_says_so(tmp_path):
         load_model(tmp_path / "notes.txt")
     with pytest.raises(ModelFileError, match="is a path, got NoneType"):
         load_model(None)
+    (tmp_path / "odd" / "model.json").mkdir(parents=True)
+    with pytest.raises(ModelFileError, match="model.json is a folder, not a model card"):
+        load_model(tmp_path / "odd")
 
 
 def test_allow_list_is_exactly_what_our_recipes_need(small):

@@ -190,6 +190,10 @@ def read_card(model_dir) -> dict:
         raise ModelFileError(
             f"{model_dir} has no {CARD_FILE}, so it is not a mnistlab model directory; point at one written by `mnistlab train`."
         ) from None
+    except IsADirectoryError:
+        raise ModelFileError(
+            f"{card_path} is a folder, not a model card; point at a folder written by `mnistlab train`."
+        ) from None
     except OSError as exc:
         raise ModelFileError(f"Cannot read {card_path} ({exc.strerror}); check its permissions.") from None
     if len(text) > MAX_CARD_BYTES:

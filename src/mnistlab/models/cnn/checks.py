@@ -8,7 +8,7 @@ from mnistlab.errors import RecipeError
 from mnistlab.models.cnn.augment import AUGMENTATIONS
 from mnistlab.models.cnn.net import ARCHITECTURES
 
-__all__ = ["BACKENDS", "INPUTS", "MAX_MEMBERS", "MAX_THREADS", "choice", "check_number", "check_params"]
+__all__ = ["BACKENDS", "INPUTS", "MAX_EPOCHS", "MAX_MEMBERS", "MAX_THREADS", "choice", "check_number", "check_params"]
 
 BACKENDS = ("torch", "onnxruntime")
 # What the members read: the digits as written, deskewed (``net.deskew``),
@@ -16,6 +16,7 @@ BACKENDS = ("torch", "onnxruntime")
 INPUTS = ("raw", "deskewed", "mixed")
 MAX_MEMBERS = 32  # the largest recipe averages 10 nets; more buys nothing measurable
 MAX_THREADS = 256  # torch threads: more than any machine mnistlab runs on has cores
+MAX_EPOCHS = 1000  # the longest recipe trains 15; a bound on the cost of a typo (100000) before it starts
 
 
 def choice(name: str, value, allowed) -> None:
@@ -38,8 +39,8 @@ def check_params(p: dict) -> None:
     choice("backend", p["backend"], BACKENDS)
     choice("inputs", p["inputs"], INPUTS)
     choice("nesterov", p["nesterov"], (True, False))
-    for name in ("epochs", "batch_size"):
-        check_number(name, p[name], 1, integer=True)
+    check_number("epochs", p["epochs"], 1, MAX_EPOCHS, integer=True)
+    check_number("batch_size", p["batch_size"], 1, integer=True)
     check_number("n_members", p["n_members"], 1, MAX_MEMBERS, integer=True)
     for name in ("lr", "weight_decay"):
         check_number(name, p[name], 0)
