@@ -423,3 +423,20 @@ def test_non_digit_generators_make_images():
     rng = np.random.default_rng(5)
     for kind in NON_DIGIT_KINDS:
         assert load_image(make_non_digit(kind, rng)).size[0] > 50
+
+
+@pytest.mark.parametrize(
+    "step, says",
+    [
+        (lambda: fit_to_box(np.zeros(10)), "fit_to_box takes a 2-d array of grey levels, got shape (10,)"),
+        (lambda: fit_to_box(np.ones((5, 5)), box=0), "box must be a whole number of pixels, 1 or more, got 0"),
+        (lambda: center_by_mass(np.ones((40, 40))), "at most 28 x 28 pixels, got 40 x 40; fit it to a box first"),
+        (lambda: center_by_mass(np.full((4, 4), np.nan)), "center_by_mass got NaN or infinite grey levels"),
+    ],
+)
+def test_the_geometry_steps_say_what_they_take(step, says):
+    from mnistlab import InputError
+
+    with pytest.raises(InputError) as info:
+        step()
+    assert says in str(info.value)

@@ -10,11 +10,16 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from mnistlab.errors import InputError
+
 __all__ = ["fit_to_box", "center_by_mass"]
 
 
 def fit_to_box(crop: np.ndarray, box: int = 20) -> np.ndarray:
     """Scale so the longer side is ``box`` px, aspect ratio kept, anti-aliased (Lanczos); max 1."""
+    _check_image(crop, "fit_to_box")
+    if isinstance(box, bool) or not isinstance(box, (int, np.integer)) or box < 1:
+        raise InputError(f"fit_to_box's box must be a whole number of pixels, 1 or more, got {box!r}.")
     h, w = crop.shape
     if h == 0 or w == 0:
         return np.zeros((0, 0), np.float32)
@@ -29,9 +34,19 @@ def fit_to_box(crop: np.ndarray, box: int = 20) -> np.ndarray:
 def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
     """Place ``digit`` (at most size x size, values in [0, 1]) in a size x size uint8
     image so its centre of mass lands on the centre, as MNIST does (whole-pixel shift)."""
+    _check_image(digit, "center_by_mass")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise InputError(f"center_by_mass's size must be a whole number of pixels, 1 or more, got {size!r}.")
+    if max(digit.shape) > size:
+        raise InputError(
+            f"center_by_mass places a digit of at most {size} x {size} pixels, got {digit.shape[0]} x "
+            f"{digit.shape[1]}; fit it to a box first (fit_to_box)."
+        )
     out = np.zeros((size, size), np.uint8)
     h, w = digit.shape
     mass = digit.sum()
+    if not np.isfinite(mass):
+        raise InputError("center_by_mass got NaN or infinite grey levels; pass finite numbers in [0, 1].")
     if h == 0 or w == 0 or mass <= 0:
         return out
     # scipy.ndimage.center_of_mass's own arithmetic (float64 moments over the float32 mass), without its overhead.
@@ -41,3 +56,10 @@ def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
     left = int(np.clip(round(size / 2 - cx), 0, size - w))
     out[top : top + h, left : left + w] = np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
     return out
+
+
+def _check_image(a, step: str) -> None:
+    """A 2-d array of numbers, as every geometry step takes (NaN is found by its cheaper sum, where it matters)."""
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype.kind not in "uifb":
+        shown = f"shape {a.shape}, dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise InputError(f"{step} takes a 2-d array of grey levels, got {shown}.")
