@@ -221,8 +221,13 @@ def test_connections_over_the_cap_get_503_and_the_rest_go_on(web_model_dir):
     limits = ConnectionLimits(read_timeout=60, max_connections=3)
     with running_server(create_app(web_model_dir), http=protocol_for(limits)) as url:
         port = int(url.rsplit(":", 1)[1])
+        # Three uploads under way: each holds a request, so a fourth request is one too many.
         held = [socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) for _ in range(3)]
         try:
+            for sock in held:
+                sock.sendall(head("POST", "/api/predict", content_type="application/json", content_length="100"))
+                sock.sendall(b'{"pixels": [')
+            time.sleep(0.3)  # the server has read those heads
             with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
                 sock.sendall(head("GET", "/api/health"))
                 answer = read_answer(sock)
@@ -238,6 +243,33 @@ def test_connections_over_the_cap_get_503_and_the_rest_go_on(web_model_dir):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert status == 200
+
+
+def test_connections_that_send_nothing_make_room_for_a_request(web_model_dir):
+    """Idle connections (a crowd that opens sockets and waits) do not lock out requests, health probes among
+    them: a request over the cap closes connections that hold none, and is answered."""
+    from mnistlab.web.app import create_app
+
+    limits = ConnectionLimits(read_timeout=60, max_connections=3)
+    with running_server(create_app(web_model_dir), http=protocol_for(limits)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) for _ in range(10)]
+        try:
+            time.sleep(0.3)  # the server has accepted them all
+            for _ in range(3):
+                answer = httpx.get(f"{url}/api/health", timeout=PATIENCE)
+                assert answer.status_code == 200 and answer.json()["status"] == "ok"
+            closed = 0
+            for sock in idle:
+                sock.settimeout(0.5)
+                try:
+                    closed += closed_by_server(sock)
+                except TimeoutError:  # still open: the cap left room for it
+                    pass
+            assert closed == 8, closed  # 10 idle and one request, 3 allowed: 8 closed to make room
+        finally:
+            for sock in idle:
+                sock.close()
 
 
 def test_limits_must_be_sensible():

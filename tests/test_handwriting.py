@@ -440,3 +440,20 @@ def test_the_geometry_steps_say_what_they_take(step, says):
     with pytest.raises(InputError) as info:
         step()
     assert says in str(info.value)
+
+
+def test_only_the_documented_formats_are_opened_and_scan_bombs_are_refused(tmp_path):
+    from mnistlab import ImageTooLargeError
+
+    eps = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(eps, "EPS")  # Pillow would hand it to Ghostscript
+    with pytest.raises(ImageError, match=r"not an image mnistlab reads \(PNG, JPEG, BMP, TIFF, WebP or GIF\)"):
+        predict_image(eps.getvalue())
+    jpeg = io.BytesIO()
+    Image.new("L", (1000, 1000)).save(jpeg, "JPEG", progressive=True)
+    data = jpeg.getvalue()
+    last_scan = data.rindex(b"\xff\xda")
+    (tmp_path / "scans.jpg").write_bytes(data[:-2] + data[last_scan:-2] * 200 + data[-2:])
+    with pytest.raises(ImageTooLargeError, match="is a JPEG of 20[0-9] scans over 1000x1000 pixels"):
+        predict_image(tmp_path / "scans.jpg")
+    assert predict_image(data)["digit"] in range(10)  # the progressive JPEG itself reads

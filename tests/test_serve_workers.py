@@ -112,6 +112,8 @@ def test_ready_says_200_once_the_model_answers():
         assert answer.status_code == 200  # a request made while the model loads waits for it
         ready = httpx.get(f"{url}/api/ready", timeout=PATIENCE)
         assert ready.status_code == 200 and ready.json()["status"] == "ok"
+        health = httpx.get(f"{url}/api/health", timeout=PATIENCE).json()
+        assert health["model"] == "mnistlab default reader"  # loaded: named, not null as while it loads
 
 
 def test_workers_on_a_taken_port_is_one_error_line():

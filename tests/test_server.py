@@ -164,6 +164,45 @@ def test_huge_declared_image_is_refused_before_decoding(client, width, height, w
     assert words in r.json()["detail"]
 
 
+def _scan_bomb(repeats: int) -> bytes:
+    """A progressive JPEG whose last scan is repeated: each repeat a decode pass over every pixel."""
+    buf = io.BytesIO()
+    Image.new("L", (2000, 2000)).save(buf, "JPEG", quality=50, progressive=True)
+    data = buf.getvalue()
+    last_scan = data.rindex(b"\xff\xda")
+    return data[:-2] + data[last_scan:-2] * repeats + data[-2:]
+
+
+def test_a_jpeg_of_repeated_scans_is_refused_before_decoding(client):
+    r = client.post("/api/predict", files={"file": ("scans.jpg", _scan_bomb(300), "image/jpeg")})
+    assert r.status_code == 413 and "is a JPEG of 3" in r.json()["detail"] and "scans" in r.json()["detail"]
+    ordinary = client.post("/api/predict", files={"file": ("fine.jpg", _scan_bomb(0), "image/jpeg")})
+    assert ordinary.status_code == 200  # a progressive JPEG as encoders write it
+
+
+def test_formats_beyond_the_documented_ones_are_not_opened(client):
+    """Pillow would open EPS (through Ghostscript, where installed), PPM, TGA, ICO...: 415 before any plugin runs."""
+    for fmt in ("EPS", "PPM", "TGA", "ICO"):
+        buf = io.BytesIO()
+        Image.new("L", (64, 64), 255).save(buf, fmt)
+        r = client.post("/api/predict", files={"file": (f"x.{fmt.lower()}", buf.getvalue(), "image/x")})
+        assert r.status_code == 415 and "PNG, JPEG, BMP, TIFF, WebP or GIF" in r.json()["detail"], fmt
+
+
+def test_media_types_are_read_without_regard_to_case(client, easy_digits):
+    X, y = easy_digits
+    body = json.dumps({"pixels": X[3].tolist()})
+    r = client.post("/api/predict", content=body, headers={"content-type": "Application/JSON; charset=utf-8"})
+    assert r.status_code == 200 and r.json()["digit"] == y[3]
+    odd = client.post("/api/predict", content=body, headers={"content-type": "application/jsonfoo"})
+    assert odd.status_code == 415 and 'JSON {"pixels"' in odd.json()["detail"]
+
+
+def test_a_long_unknown_path_is_not_echoed_whole(client):
+    r = client.get("/nothing/" + "x" * 5000)
+    assert r.status_code == 404 and len(r.json()["detail"]) < 400
+
+
 @pytest.mark.parametrize(
     "body, content_type",
     [

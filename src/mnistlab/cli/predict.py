@@ -32,7 +32,7 @@ MODEL_OPT = typer.Option(
 def predict(
     files: list[Path] = typer.Argument(
         ...,
-        help="Images (PNG, JPEG, BMP, TIFF, WebP) or .npy/.csv files of 784 pixel values, or folders of them.",
+        help="Images (PNG, JPEG, BMP, TIFF, WebP, GIF) or .npy/.csv files of 784 pixel values, or folders of them.",
     ),
     model: Path | None = MODEL_OPT,
     number: bool = typer.Option(

@@ -27,7 +27,10 @@ __all__ = [
     "MAX_FULL_DECODE_PIXELS",
     "MAX_ASPECT",
     "WORK_SIDE",
+    "IMAGE_FORMATS",
+    "FORMAT_NAMES",
     "check_decodable",
+    "check_jpeg_scans",
     "load_image",
     "to_grey",
     "encode_png",
@@ -42,6 +45,15 @@ MAX_FULL_DECODE_PIXELS = 16_000_000
 # No photo, scan or canvas of digits is longer than this many times its width:
 # a 1 x 49,990,000 "image" is a strip built to cost seconds and gigabytes.
 MAX_ASPECT = 20
+# The formats read. Pillow opens many more (EPS and PDF through Ghostscript among them), none of them a
+# photo or drawing of digits: those are refused before their plugin runs.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
+FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP or GIF"
+# A progressive JPEG is decoded scan by scan over the whole image, whatever the draft size; libjpeg writes
+# about 10 scans, and a file that repeats one costs a decode each (about 0.6 ns a pixel a scan on the
+# machines measured): counted from the bytes and refused before decoding past either bound.
+MAX_JPEG_SCANS = 100
+MAX_JPEG_SCAN_PIXELS = 1_000_000_000  # pixels x scans: a 50 MP photo in 20 scans, about half a second
 # Images are reduced to this longer side first: plenty for one digit or a short
 # number, and it keeps every later step in the milliseconds.
 WORK_SIDE = 320
@@ -80,6 +92,34 @@ def check_decodable(size: tuple[int, int], image_format: str | None, label: str 
         )
 
 
+def check_jpeg_scans(data: bytes, size: tuple[int, int], label: str = "the image") -> None:
+    """Refuse a JPEG whose scans would cost more to decode than any photo's (``MAX_JPEG_SCANS``,
+    ``MAX_JPEG_SCAN_PIXELS``). Counted as start-of-scan markers: entropy-coded data stuffs every 0xFF with
+    a 0x00, so 0xFFDA appears only as a marker (or in metadata, which can only add a few)."""
+    scans = data.count(b"\xff\xda")
+    w, h = size
+    if scans > MAX_JPEG_SCANS or scans * w * h > MAX_JPEG_SCAN_PIXELS:
+        raise ImageTooLargeError(
+            f"{label} is a JPEG of {scans} scans over {w}x{h} pixels, more decoding than a photo needs (at most "
+            f"{MAX_JPEG_SCANS} scans and {MAX_JPEG_SCAN_PIXELS:,} pixels times scans); save it again as an "
+            "ordinary JPEG or a PNG."
+        )
+
+
+def _bytes_of(fp) -> bytes:
+    """All the bytes of ``fp`` (a path or a seekable file object, left where it was)."""
+    if isinstance(fp, Path):
+        return fp.read_bytes()
+    if isinstance(fp, io.BytesIO):
+        return fp.getvalue()
+    position = fp.tell()
+    fp.seek(0)
+    try:
+        return fp.read()
+    finally:
+        fp.seek(position)
+
+
 def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     """Open and decode an image from a path, bytes, a file object or a PIL image.
 
@@ -98,14 +138,14 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     fp: IO[bytes] | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
-            raise ImageError("The image data is empty (0 bytes); send a PNG, JPEG, BMP, TIFF or WebP file.")
+            raise ImageError(f"The image data is empty (0 bytes); send a {FORMAT_NAMES} file.")
         fp, label = io.BytesIO(bytes(source)), "the image data"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise ImageError(f"{path} does not exist or is not a file; check the path.")
         if path.stat().st_size == 0:
-            raise ImageError(f"{path} is empty (0 bytes); send a PNG, JPEG, BMP, TIFF or WebP file.")
+            raise ImageError(f"{path} is empty (0 bytes); send a {FORMAT_NAMES} file.")
         fp, label = path, str(path)
     elif hasattr(source, "read"):
         fp, label = source, "the uploaded file"
@@ -118,8 +158,10 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         with warnings.catch_warnings():
             # Our own limit below is stricter; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(fp)
+            opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)
+            if opened.format == "JPEG":
+                check_jpeg_scans(_bytes_of(fp), opened.size, label)
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
             opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (max_side, max_side))
@@ -131,7 +173,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         raise ImageError(f"{label} has far too many pixels to decode safely; send a smaller image.") from None
     except UnidentifiedImageError:
         raise ImageError(
-            f"{label} is not an image format Pillow can read; send a PNG, JPEG, BMP, TIFF or WebP file."
+            f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those."
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.") from None

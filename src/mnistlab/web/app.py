@@ -178,7 +178,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Starlette's own refusals (no such route, wrong method, a broken multipart form) as one sentence."""
-    path = request.url.path
+    path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."  # not echoed whole
     if exc.status_code == 404:
         detail = f"There is nothing at {path}; the page is at /, the API under /api (see /docs)."
     elif exc.status_code == 405:

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab.errors import BodyTooLargeError, ImageTooLargeError, NotAnImageError
-from mnistlab.reading.decode import check_decodable
+from mnistlab.reading.decode import FORMAT_NAMES, IMAGE_FORMATS, check_decodable, check_jpeg_scans
 from mnistlab.web.protocol import DISCARD_BYTES
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "MAX_JSON_BYTES", "BodyLimit", "read_capped", "check_image_header"]
@@ -106,17 +106,17 @@ async def read_capped(request: Request, limit: int) -> bytes:
 def check_image_header(data: bytes, max_pixels: int) -> None:
     """Refuse non-images and pixel bombs from the header alone, before any pixel is decoded."""
     if not data:
-        raise NotAnImageError("The upload is empty; send a PNG, JPEG, BMP, TIFF or WebP image.")
+        raise NotAnImageError(f"The upload is empty; send a {FORMAT_NAMES} image.")
     try:
         # Image.open reads only the header; DecompressionBombError fires past 2x Pillow's own limit.
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
             width, height = im.size
             image_format = im.format
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"The image has more than {max_pixels:,} pixels; send a smaller image.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise NotAnImageError(
-            "The upload is not an image this server can read; send a PNG, JPEG, BMP, TIFF or WebP image."
+            f"The upload is not a {FORMAT_NAMES} image, the formats this server reads; send one of those."
         ) from None
     if width * height > max_pixels:
         raise ImageTooLargeError(
@@ -124,3 +124,5 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
             "send a smaller image."
         )
     check_decodable((width, height), image_format, "The image")  # strips, and giants that decode only whole
+    if image_format == "JPEG":
+        check_jpeg_scans(data, (width, height), "The image")  # a progressive JPEG's repeated scans

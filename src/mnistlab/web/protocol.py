@@ -16,7 +16,10 @@ with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
   length) is read and dropped within the same limits, up to ``DISCARD_BYTES``,
   so the client can read its answer; past that the connection is closed;
 - a request arriving while more than ``max_connections`` connections are
-  open is answered 503 (JSON, ``Retry-After``) and its connection closed;
+  open first closes connections that hold no request (just opened and
+  silent, or kept alive between requests); if more than ``max_connections``
+  still hold one, it is answered 503 (JSON, ``Retry-After``) and its
+  connection closed;
 - a client that goes away before its body is complete is one log line;
 - malformed HTTP gets the API's JSON error shape instead of plain text.
 
@@ -213,10 +216,34 @@ class GuardedProtocol(H11Protocol):
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "?"
 
+    def _holds_no_request(self) -> bool:
+        """Open, but with no byte of a request on it: just opened, or kept alive between requests."""
+        if self.conn.their_state is not h11.IDLE or self.conn.trailing_data[0] or self.transport.is_closing():
+            return False
+        return self.cycle is None or self.cycle.response_complete
+
+    def _make_room(self, limit: int) -> int:
+        """Close connections that hold no request until at most ``limit`` are open; the count left open.
+
+        A crowd of connections that send nothing must not lock requests out
+        (``/api/health`` among them): they wait for nothing, so closing them
+        costs their clients only a new connection, as a kept-alive connection
+        closed by any server does.
+        """
+        open_now = [c for c in self.connections if not c.transport.is_closing()]
+        excess = len(open_now) - limit
+        for other in open_now:
+            if excess <= 0:
+                break
+            if other is not self and isinstance(other, GuardedProtocol) and other._holds_no_request():
+                other._end()
+                excess -= 1
+        return limit + max(excess, 0)
+
     async def _app_unless_busy(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The application, unless more than ``max_connections`` connections are open: then 503 and close."""
+        """The application, unless more than ``max_connections`` connections hold requests: then 503 and close."""
         limit = self.limits.max_connections
-        if len(self.connections) <= limit:
+        if len(self.connections) <= limit or self._make_room(limit) <= limit:
             return await self._application(scope, receive, send)
         self.logger.warning(
             "%s - %d connections open, over the limit of %d; answered 503", self._peer(), len(self.connections), limit
@@ -239,4 +266,6 @@ def server_config(
     """uvicorn's ``Config`` serving ``app`` with ``GuardedProtocol`` under ``limits`` (``access_log``: a line
     per request; uvicorn's own default is on, which cost 3% of a canvas request's CPU, 0.07 ms)."""
     http = protocol_for(limits)
-    return uvicorn.Config(app, host=host, port=port, http=http, log_level=log_level, access_log=access_log)
+    # ws="none": no WebSocket routes exist, and an Upgrade request is then served as the plain request it
+    # also is, with the API's headers, instead of uvicorn's plain-text refusal.
+    return uvicorn.Config(app, host=host, port=port, http=http, ws="none", log_level=log_level, access_log=access_log)

@@ -107,7 +107,8 @@ def _not_ready(state) -> NotReadyError:
 
 def _status(state: Served | None) -> dict[str, Any]:
     """``Health``: the version, the model's recipe (null before it is loaded) and the worker process."""
-    model = state.predictor.card.get("recipe") if state else None
+    card = state.predictor.card if state else {}
+    model = card.get("recipe") or card.get("name")  # a trained model's recipe; the shipped reader's name
     return {"status": "ok", "version": __version__, "model": model, "worker": os.getpid()}
 
 
@@ -157,7 +158,7 @@ async def model_card(state: State) -> dict[str, Any]:
 async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any]:
     """Send an image as multipart field ``file`` (any photo, scan or canvas export),
     or JSON ``{"pixels": [784 values 0-255]}`` for a digit already in MNIST form."""
-    if request.headers.get("content-type", "").startswith("application/json"):
+    if _media_type(request) == "application/json":
         pixels = await _read_pixels(request)
         digit = as_digit(np.asarray(pixels.pixels))  # 784 checked values: no thread needed
         return _with_images(await state.describe(digit, pixels.top or top), None)
@@ -182,6 +183,11 @@ async def read_number(request: Request, state: State) -> dict[str, Any]:
         return await state.run_on_photo(_read_number_upload, upload, state)
 
 
+def _media_type(request: Request) -> str:
+    """The request's media type, without parameters, in lower case (media types ignore case)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 async def _read_pixels(request: Request) -> PixelsIn:
     """The JSON body as ``PixelsIn``; a bad one goes to the same 422 handler as FastAPI's own checks."""
     try:
@@ -197,11 +203,11 @@ async def _upload(request: Request) -> AsyncIterator[UploadFile]:
     Its bytes are read later, in a photo slot, so that waiting uploads do not
     all sit in memory at once.
     """
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
+    if _media_type(request) != "multipart/form-data":
+        content_type = request.headers.get("content-type", "")[:100]
         raise NotAnImageError(
-            "Expected a multipart/form-data upload with an image in the field 'file', "
-            f"got {content_type or 'no content type'}."
+            "Expected a multipart/form-data upload with an image in the field 'file' (or, on /api/predict, "
+            f'JSON {{"pixels": [784 values]}}), got {content_type or "no content type"}.'
         )
     form = await request.form(max_files=1, max_fields=4)
     try:

@@ -48,7 +48,7 @@ class PixelsIn(BaseModel):
 class ImageUpload(BaseModel):
     """A multipart/form-data upload: any photo, scan or canvas export in the field `file`."""
 
-    file: bytes = Field(description="A PNG, JPEG, BMP, TIFF or WebP image.")
+    file: bytes = Field(description="A PNG, JPEG, BMP, TIFF, WebP or GIF image.")
 
 
 class _Named(BaseModel):
@@ -88,7 +88,7 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     model: str | None = Field(
-        description="The loaded model's recipe; null for a model without a card, or while it loads."
+        description="The loaded model's recipe (the shipped reader's name); null while it loads or without a card."
     )
     worker: int = Field(description="The id of the server process that answered (one of several with --workers).")
 
