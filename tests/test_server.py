@@ -384,6 +384,11 @@ def test_every_4xx_is_json_with_one_sentence(client, max_upload_bytes):
         detail = r.json()["detail"]
         assert isinstance(detail, str) and detail.endswith(".") and "\n" not in detail, (kind, detail)
     assert "/no/such/page" in refusals["404"].json()["detail"]
+    assert (
+        refusals["400 form"]
+        .json()["detail"]
+        .endswith("send one image in the field 'file', as curl -F file=@photo.png does.")
+    )
     assert refusals["405"].headers["allow"] == "POST" and "POST" in refusals["405"].json()["detail"]
 
 

@@ -172,9 +172,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageError(f"{label} has far too many pixels to decode safely; send a smaller image.") from None
     except UnidentifiedImageError:
-        raise ImageError(
-            f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those."
-        ) from None
+        raise ImageError(f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.") from None
     return opened

@@ -80,7 +80,10 @@ class BodyLimit:
             await self._refuse(scope, receive, send, close=False)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, close: bool) -> None:
-        detail = f"The upload is larger than {self.max_bytes / 2**20:g} MiB; send a smaller or more compressed image."
+        detail = (
+            f"The request body is larger than {self.max_bytes / 2**20:g} MiB; send a smaller or more compressed "
+            'image (or, as JSON, {"pixels": [784 values]}, which takes under 20 KiB).'
+        )
         headers = {"connection": "close"} if close else None
         response = JSONResponse({"detail": detail}, status_code=BodyTooLargeError.http_status, headers=headers)
         await response(scope, receive, send)

@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from mnistlab._version import __version__
 from mnistlab.data.pixels import as_digit
@@ -209,7 +210,15 @@ async def _upload(request: Request) -> AsyncIterator[UploadFile]:
             "Expected a multipart/form-data upload with an image in the field 'file' (or, on /api/predict, "
             f'JSON {{"pixels": [784 values]}}), got {content_type or "no content type"}.'
         )
-    form = await request.form(max_files=1, max_fields=4)
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except HTTPException as exc:  # Starlette's multipart parser: a form it cannot read, said with what to do
+        reason = str(exc.detail).rstrip(".").replace(". ", "; ")
+        detail = (
+            f"The multipart form could not be read ({reason}); send one image in the field 'file', as "
+            "curl -F file=@photo.png does."
+        )
+        raise HTTPException(status_code=400, detail=detail) from None  # malformed: 400, as Starlette says it
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
