@@ -49,9 +49,9 @@ MAX_ASPECT = 20
 # photo or drawing of digits: those are refused before their plugin runs.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
 FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP or GIF"
-# A progressive JPEG is decoded scan by scan over the whole image, whatever the draft size; libjpeg writes
-# about 10 scans, and a file that repeats one costs a decode each (about 0.6 ns a pixel a scan on the
-# machines measured): counted from the bytes and refused before decoding past either bound.
+# A progressive JPEG is decoded scan by scan over the whole image, whatever the draft size (Pillow writes
+# a grey one in 6 scans); a file that repeats a scan costs a pass over every pixel each time: the scans
+# are counted from the bytes, and a file past either bound is refused before decoding.
 MAX_JPEG_SCANS = 100
 MAX_JPEG_SCAN_PIXELS = 1_000_000_000  # pixels x scans: a 50 MP photo in 20 scans, about half a second
 # Images are reduced to this longer side first: plenty for one digit or a short
@@ -92,11 +92,12 @@ def check_decodable(size: tuple[int, int], image_format: str | None, label: str 
         )
 
 
-def check_jpeg_scans(data: bytes, size: tuple[int, int], label: str = "the image") -> None:
-    """Refuse a JPEG whose scans would cost more to decode than any photo's (``MAX_JPEG_SCANS``,
-    ``MAX_JPEG_SCAN_PIXELS``). Counted as start-of-scan markers: entropy-coded data stuffs every 0xFF with
-    a 0x00, so 0xFFDA appears only as a marker (or in metadata, which can only add a few)."""
-    scans = data.count(b"\xff\xda")
+def check_jpeg_scans(source, size: tuple[int, int], label: str = "the image") -> None:
+    """Refuse a JPEG (its bytes, a path or a seekable file) whose scans would cost more to decode than any
+    photo's (``MAX_JPEG_SCANS``, ``MAX_JPEG_SCAN_PIXELS``). Counted as start-of-scan markers: entropy-coded
+    data stuffs every 0xFF with a 0x00, so 0xFFDA appears only as a marker (or in metadata, which can only
+    add a few)."""
+    scans = source.count(b"\xff\xda") if isinstance(source, (bytes, bytearray)) else _count_scans(source)
     w, h = size
     if scans > MAX_JPEG_SCANS or scans * w * h > MAX_JPEG_SCAN_PIXELS:
         raise ImageTooLargeError(
@@ -106,18 +107,25 @@ def check_jpeg_scans(data: bytes, size: tuple[int, int], label: str = "the image
         )
 
 
-def _bytes_of(fp) -> bytes:
-    """All the bytes of ``fp`` (a path or a seekable file object, left where it was)."""
-    if isinstance(fp, Path):
-        return fp.read_bytes()
+def _count_scans(fp) -> int:
+    """Start-of-scan markers in a path's or a seekable file's bytes (left where it was), read 1 MiB at a
+    time and no further than one past ``MAX_JPEG_SCANS``: memory stays bounded whatever the file's size."""
     if isinstance(fp, io.BytesIO):
-        return fp.getvalue()
-    position = fp.tell()
-    fp.seek(0)
+        return fp.getbuffer().tobytes().count(b"\xff\xda")
+    f = open(fp, "rb") if isinstance(fp, Path) else fp
+    position = None if isinstance(fp, Path) else f.tell()
     try:
-        return fp.read()
+        f.seek(0)
+        scans, last = 0, b""
+        while scans <= MAX_JPEG_SCANS and (chunk := f.read(2**20)):
+            scans += (last + chunk).count(b"\xff\xda")  # a marker split by the chunks counted once
+            last = chunk[-1:]
+        return scans
     finally:
-        fp.seek(position)
+        if position is None:
+            f.close()
+        else:
+            f.seek(position)
 
 
 def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
@@ -161,7 +169,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)
             if opened.format == "JPEG":
-                check_jpeg_scans(_bytes_of(fp), opened.size, label)
+                check_jpeg_scans(fp, opened.size, label)
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
             opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (max_side, max_side))
