@@ -246,6 +246,8 @@ def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):
     X = mnist_small[1]
     ort = OnnxPredictor(onnx_file)
     np.testing.assert_array_equal(ort.predict(X), model.predict(X))
+    with pytest.raises(InputError, match="Got 10 x 10 images, but this model reads 28 x 28"):
+        ort.predict(X[:, :100])
     np.testing.assert_allclose(
         ort.predict_proba(X.reshape(-1, 1, 28, 28) / np.float32(255)), model.predict_proba(X), atol=1e-5
     )

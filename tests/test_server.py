@@ -203,6 +203,14 @@ def test_a_long_unknown_path_is_not_echoed_whole(client):
     assert r.status_code == 404 and len(r.json()["detail"]) < 400
 
 
+def test_no_redirect_takes_its_host_from_the_request_and_allow_names_head(client):
+    r = client.get("/api/health/", headers={"host": "evil.example"})
+    assert r.status_code == 404 and "location" not in r.headers and "/api" in r.json()["detail"]
+    refused = client.post("/api/health")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
+    assert refused.json()["detail"].endswith("use GET, HEAD.")
+
+
 @pytest.mark.parametrize(
     "body, content_type",
     [

@@ -104,6 +104,9 @@ def create_app(
         lifespan=_lifespan(model, max_pixels, max_decodes),
         docs_url=None,  # routes.docs serves its own page: Swagger UI without inline script
         redoc_url=None,
+        # No redirect from /api/health/ to /api/health: Starlette builds its Location from the request's Host
+        # header, so a client could make the server point elsewhere; a 404 that names the right paths instead.
+        redirect_slashes=False,
     )
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     # Starlette types handlers as taking any Exception; these take the class they are registered for.
@@ -179,14 +182,17 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Starlette's own refusals (no such route, wrong method, a broken multipart form) as one sentence."""
     path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."  # not echoed whole
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = f"There is nothing at {path}; the page is at /, the API under /api (see /docs)."
     elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "GET")  # only static files refuse without naming methods
+        allowed = headers.get("Allow", "GET")  # only static files refuse without naming methods
+        if "GET" in allowed.split(", ") and "HEAD" not in allowed:  # HEAD is answered wherever GET is (guard)
+            allowed = headers["Allow"] = f"{allowed}, HEAD"
         detail = f"{request.method} is not allowed on {path}; use {allowed}."
     else:
         detail = str(exc.detail).rstrip(".") + "."
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers or None)
 
 
 async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:

@@ -129,5 +129,10 @@ class OnnxPredictor:
 
     def predict(self, images) -> np.ndarray:
         pixels = unit_pixels(as_images(images))  # (N, H, W) float32 in [0, 1]
+        if pixels.shape[1:] != self.image_shape_:
+            raise InputError(
+                f"Got {pixels.shape[1]} x {pixels.shape[2]} images, but this model reads "
+                f"{self.image_shape_[0]} x {self.image_shape_[1]}; pass images of that size."
+            )
         proba = self.predict_proba(pixels.reshape(-1, 1, *self.image_shape_))
         return self.classes_[proba.argmax(axis=1)] if self.classes_ is not None else proba.argmax(axis=1)
