@@ -457,3 +457,12 @@ def test_only_the_documented_formats_are_opened_and_scan_bombs_are_refused(tmp_p
     with pytest.raises(ImageTooLargeError, match="is a JPEG of 20[0-9] scans over 1000x1000 pixels"):
         predict_image(tmp_path / "scans.jpg")
     assert predict_image(data)["digit"] in range(10)  # the progressive JPEG itself reads
+
+
+def test_image_arrays_are_held_to_the_photos_rules():
+    from mnistlab import ImageTooLargeError
+
+    with pytest.raises(ImageError, match="holds negative values"):
+        predict_image(np.full((28, 28), -5, np.int32))
+    with pytest.raises(ImageTooLargeError, match="is a strip of 2000x10 pixels"):
+        predict_image(np.zeros((10, 2000)))

@@ -71,6 +71,15 @@ def _check_pixels(size: tuple[int, int], label: str) -> None:
         )
 
 
+def _check_strip(size: tuple[int, int], label: str) -> None:
+    w, h = size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageTooLargeError(
+            f"{label} is a strip of {w}x{h} pixels, more than {MAX_ASPECT} times as long as it is wide; "
+            "crop it to the digits."
+        )
+
+
 def check_decodable(size: tuple[int, int], image_format: str | None, label: str = "the image") -> None:
     """Refuse, from the header alone, an image whose decoding would cost more than a digit is worth.
 
@@ -79,12 +88,8 @@ def check_decodable(size: tuple[int, int], image_format: str | None, label: str 
     ``MAX_FULL_DECODE_PIXELS``. Raises ``ImageTooLargeError`` (413 on the web).
     """
     _check_pixels(size, label)
+    _check_strip(size, label)
     w, h = size
-    if max(w, h) > MAX_ASPECT * min(w, h):
-        raise ImageTooLargeError(
-            f"{label} is a strip of {w}x{h} pixels, more than {MAX_ASPECT} times as long as it is wide; "
-            "crop it to the digits."
-        )
     if image_format != "JPEG" and w * h > MAX_FULL_DECODE_PIXELS:
         raise ImageTooLargeError(
             f"{label} is a {image_format or 'non-JPEG'} image of {w}x{h} pixels, which decodes only at full size; "
@@ -237,9 +242,14 @@ def _array_to_grey(a: np.ndarray) -> np.ndarray:
             f"Cannot use an array of shape {a.shape} as an image; expected (H, W), (H, W, 3) or (H, W, 4)."
         )
     _check_pixels((a.shape[1], a.shape[0]), "the image array")
+    _check_strip((a.shape[1], a.shape[0]), "the image array")
     if a.dtype == bool:
         a = a.astype(np.float64)
     elif a.dtype.kind in "ui":
+        if a.dtype.kind == "i" and a.size and a.min() < 0:
+            raise ImageError(
+                f"The image array holds negative values (down to {a.min()}); pass pixel values of 0 or more."
+            )
         a = _scale_integers(a)
     elif a.dtype.kind == "f":
         if not np.isfinite(a).all():
