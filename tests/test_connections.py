@@ -209,6 +209,15 @@ def test_malformed_http_gets_the_json_error_shape(server, request_bytes):
         assert all(name in answer.headers for name in SECURITY)
 
 
+def test_a_request_head_too_long_is_431_not_malformed(server):
+    """h11 holds at most 16 KiB of a head not yet complete: past that it is too long, not malformed."""
+    with server.connect() as sock:
+        sock.sendall(b"GET /api/health?x=" + b"a" * 30_000)  # 30 KB of a request line, not yet ended
+        answer = read_answer(sock)
+        assert answer.status == 431 and "request head is over 16 KiB" in answer.json()["detail"]
+        assert all(name in answer.headers for name in SECURITY)
+
+
 def test_serve_refuses_a_bad_read_timeout(web_model_dir):
     cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--model", str(web_model_dir), "--read-timeout", "0"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

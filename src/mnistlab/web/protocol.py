@@ -39,7 +39,7 @@ import h11
 import uvicorn
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
 
 from mnistlab.errors import ParameterError
 from mnistlab.web.guard import security_headers
@@ -142,9 +142,15 @@ class GuardedProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        """Malformed HTTP (uvicorn has logged it): the API's JSON error shape, not uvicorn's plain text."""
+        """Malformed HTTP (uvicorn has logged it): the API's JSON error shape, not uvicorn's plain text; a head
+        that outgrew h11's buffer is 431, not a malformed one."""
         if self.cycle is not None and self.cycle.response_started:
             return self._end()
+        if len(self.conn.trailing_data[0]) > DEFAULT_MAX_INCOMPLETE_EVENT_SIZE:
+            kib = DEFAULT_MAX_INCOMPLETE_EVENT_SIZE // 1024
+            return self._refuse(
+                431, f"The request head is over {kib} KiB (a URL or headers that long); send a shorter one."
+            )
         self._refuse(400, "The request is not valid HTTP/1.1; send a well-formed request (see /docs).")
 
     def _enter(self, phase: str) -> None:
