@@ -47,8 +47,15 @@ def test_pixel_scaler_reads_floats_on_either_scale_and_checks_the_width(digits):
     # load_mnist(dtype=np.float32) gives 0-1 floats; raw float pixels are 0-255: both mean the same digits.
     np.testing.assert_allclose(scaler.transform(digits.astype(np.float32) / 255), expected, atol=1e-6)
     np.testing.assert_allclose(scaler.transform(digits.astype(np.float64)), expected, atol=1e-6)
-    with pytest.raises(InputError, match="100 pixels, but this model was fitted on 784"):
+    with pytest.raises(ValueError, match="X has 100 features, but PixelScaler is expecting 784"):
         scaler.transform(digits[:, :100])
+
+
+def test_pixel_scaler_passes_scikit_learns_estimator_checks():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    failed = [r["check_name"] for r in check_estimator(PixelScaler(), on_fail=None) if r["status"] == "failed"]
+    assert failed == []
 
 
 def test_pixel_scaler_rejects_non_positive_max(digits):

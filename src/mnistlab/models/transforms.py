@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError
@@ -37,20 +37,26 @@ class PixelScaler(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         if not self.max_value > 0:
             raise InputError(f"PixelScaler max_value must be positive, got {self.max_value!r}.")
-        self.n_features_in_ = np.asarray(X).reshape(len(X), -1).shape[1]
+        validate_data(self, _flat(X), reset=True, dtype="numeric")  # refuses 1-d, empty, NaN, sparse, complex
         return self
 
     def transform(self, X):
         check_is_fitted(self, "n_features_in_")
-        X = np.asarray(X).reshape(len(X), -1)
-        if X.shape[1] != self.n_features_in_:
-            raise InputError(
-                f"Got images of {X.shape[1]} pixels, but this model was fitted on {self.n_features_in_}; "
-                "pass images of the size it was trained on."
-            )
+        X = validate_data(self, _flat(X), reset=False, dtype="numeric")  # and a width other than fit's
         if X.dtype.kind == "f" and self.max_value == 255:
             return unit_pixels(X)
         return np.multiply(X, np.float32(1.0 / self.max_value), dtype=np.float32)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # every output is float32, as the models read it
+        return tags
+
+
+def _flat(X):
+    """Image stacks (N, H, W) or (N, 1, H, W) as rows (N, H*W); anything else as it is, for scikit-learn's checks."""
+    X = X if hasattr(X, "ndim") else np.asarray(X)
+    return X.reshape(len(X), -1) if X.ndim in (3, 4) else X
 
 
 def image_moments(images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
