@@ -15,8 +15,9 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from mnistlab import ImageError, predict_image
+from mnistlab.reading.admission import MAX_PIXELS
 from mnistlab.reading.binarise import binarise
-from mnistlab.reading.decode import MAX_PIXELS, WORK_SIDE, load_image, to_grey
+from mnistlab.reading.decode import WORK_SIDE, load_image, to_grey
 from mnistlab.reading.geometry import center_by_mass, fit_to_box
 from mnistlab.reading.paper import decide_polarity, flat_paper, ink_strength, remove_background
 from mnistlab.reading.segment import segment_digits

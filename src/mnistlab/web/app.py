@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 
 from mnistlab._version import __version__
 from mnistlab.errors import MnistlabError, ModelFileError, ParameterError
-from mnistlab.reading.decode import MAX_PIXELS
+from mnistlab.reading.admission import MAX_PIXELS
 from mnistlab.trust.batching import BatchedPredictor, batched
 from mnistlab.trust.predict import Predictor, load_predictor
 from mnistlab.web.guard import Guard

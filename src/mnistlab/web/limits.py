@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab.errors import BodyTooLargeError, ImageTooLargeError, NotAnImageError
-from mnistlab.reading.decode import FORMAT_NAMES, IMAGE_FORMATS, check_decodable, check_jpeg_scans
+from mnistlab.reading.admission import FORMAT_NAMES, IMAGE_FORMATS, check_decodable, check_jpeg_scans
 from mnistlab.web.protocol import DISCARD_BYTES
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "MAX_JSON_BYTES", "BodyLimit", "read_capped", "check_image_header"]

@@ -1,0 +1,121 @@
+"""What an image may cost before it is decoded: its pixels, its shape, its format and a JPEG's scans.
+
+Every check reads the header or counts bytes, so a bomb (a PNG that declares
+100000 x 100000 pixels, a 1 x 49,990,000 strip, a progressive JPEG that repeats
+one scan hundreds of times, an EPS file for Ghostscript) is refused before a
+pixel is decoded. ``decode.load_image`` applies them to every file, the web
+server to every upload's header.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from mnistlab.errors import ImageError, ImageTooLargeError
+
+__all__ = [
+    "MAX_PIXELS",
+    "MAX_FULL_DECODE_PIXELS",
+    "MAX_ASPECT",
+    "IMAGE_FORMATS",
+    "FORMAT_NAMES",
+    "MAX_JPEG_SCANS",
+    "MAX_JPEG_SCAN_PIXELS",
+    "check_pixels",
+    "check_strip",
+    "check_decodable",
+    "check_jpeg_scans",
+]
+
+# Refuse images above this many pixels before decoding them (a 50 MP phone photo
+# still passes; a PNG header claiming 100000 x 100000 does not).
+MAX_PIXELS = 50_000_000
+# JPEG decodes at 1/8 of its size when asked; other formats only whole. Those are
+# refused past this many pixels (a 16 MP PNG is 16-64 MB decoded, a second of CPU).
+MAX_FULL_DECODE_PIXELS = 16_000_000
+# No photo, scan or canvas of digits is longer than this many times its width:
+# a 1 x 49,990,000 "image" is a strip built to cost seconds and gigabytes.
+MAX_ASPECT = 20
+# The formats read. Pillow opens many more (EPS and PDF through Ghostscript among them), none of them a
+# photo or drawing of digits: those are refused before their plugin runs.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
+FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP or GIF"
+# A progressive JPEG is decoded scan by scan over the whole image, whatever the draft size (Pillow writes
+# a grey one in 6 scans); a file that repeats a scan costs a pass over every pixel each time: the scans
+# are counted from the bytes, and a file past either bound is refused before decoding.
+MAX_JPEG_SCANS = 100
+MAX_JPEG_SCAN_PIXELS = 1_000_000_000  # pixels x scans: a 50 MP photo in 20 scans
+
+
+def check_pixels(size: tuple[int, int], label: str) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{label} has zero size ({w}x{h} pixels); send an image with content.")
+    if w * h > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"{label} declares {w}x{h} pixels, more than the {MAX_PIXELS:,} allowed; "
+            "send a smaller image (a digit needs far fewer pixels)."
+        )
+
+
+def check_strip(size: tuple[int, int], label: str) -> None:
+    w, h = size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageTooLargeError(
+            f"{label} is a strip of {w}x{h} pixels, more than {MAX_ASPECT} times as long as it is wide; "
+            "crop it to the digits."
+        )
+
+
+def check_decodable(size: tuple[int, int], image_format: str | None, label: str = "the image") -> None:
+    """Refuse, from the header alone, an image whose decoding would cost more than a digit is worth.
+
+    Any image: at most ``MAX_PIXELS`` pixels, at most ``MAX_ASPECT`` times as
+    long as wide. Formats that cannot be decoded reduced (all but JPEG): at most
+    ``MAX_FULL_DECODE_PIXELS``. Raises ``ImageTooLargeError`` (413 on the web).
+    """
+    check_pixels(size, label)
+    check_strip(size, label)
+    w, h = size
+    if image_format != "JPEG" and w * h > MAX_FULL_DECODE_PIXELS:
+        raise ImageTooLargeError(
+            f"{label} is a {image_format or 'non-JPEG'} image of {w}x{h} pixels, which decodes only at full size; "
+            f"send it scaled down to at most {MAX_FULL_DECODE_PIXELS:,} pixels, or as a JPEG."
+        )
+
+
+def check_jpeg_scans(source, size: tuple[int, int], label: str = "the image") -> None:
+    """Refuse a JPEG (its bytes, a path or a seekable file) whose scans would cost more to decode than any
+    photo's (``MAX_JPEG_SCANS``, ``MAX_JPEG_SCAN_PIXELS``). Counted as start-of-scan markers: entropy-coded
+    data stuffs every 0xFF with a 0x00, so 0xFFDA appears only as a marker (or in metadata, which can only
+    add a few)."""
+    scans = source.count(b"\xff\xda") if isinstance(source, (bytes, bytearray)) else _count_scans(source)
+    w, h = size
+    if scans > MAX_JPEG_SCANS or scans * w * h > MAX_JPEG_SCAN_PIXELS:
+        raise ImageTooLargeError(
+            f"{label} is a JPEG of {scans} scans over {w}x{h} pixels, more decoding than a photo needs (at most "
+            f"{MAX_JPEG_SCANS} scans and {MAX_JPEG_SCAN_PIXELS:,} pixels times scans); save it again as an "
+            "ordinary JPEG or a PNG."
+        )
+
+
+def _count_scans(fp) -> int:
+    """Start-of-scan markers in a path's or a seekable file's bytes (left where it was), read 1 MiB at a
+    time and no further than one past ``MAX_JPEG_SCANS``: memory stays bounded whatever the file's size."""
+    if isinstance(fp, io.BytesIO):
+        return fp.getbuffer().tobytes().count(b"\xff\xda")
+    f = open(fp, "rb") if isinstance(fp, Path) else fp
+    position = None if isinstance(fp, Path) else f.tell()
+    try:
+        f.seek(0)
+        scans, last = 0, b""
+        while scans <= MAX_JPEG_SCANS and (chunk := f.read(2**20)):
+            scans += (last + chunk).count(b"\xff\xda")  # a marker split by the chunks counted once
+            last = chunk[-1:]
+        return scans
+    finally:
+        if position is None:
+            f.close()
+        else:
+            f.seek(position)
