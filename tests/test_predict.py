@@ -346,7 +346,7 @@ def test_float_images_that_overshoot_1_are_read_on_the_0_1_scale(evaluation_digi
     paper = (255 - images[:5].astype(np.float64)) / 255  # black ink on white, 0-1
     for image, label in zip(paper, labels[:5]):
         big = cv2.resize(image, (200, 200), interpolation=cv2.INTER_CUBIC)
-        assert big.max() > 1.0 or big.min() < 0.0  # the overshoot this is about
+        assert big.max() > 1.0  # the overshoot this is about: read as 0-255 before, a blank page
         assert predict_image(big)["digit"] == predict_image(np.clip(big, 0, 1))["digit"] == label
     bright = np.clip(images[0] / 255 * 1.02, 0, 1.02)  # ink at 1.02
     np.testing.assert_array_equal(
