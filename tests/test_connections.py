@@ -209,6 +209,24 @@ def test_malformed_http_gets_the_json_error_shape(server, request_bytes):
         assert all(name in answer.headers for name in SECURITY)
 
 
+def test_a_websocket_upgrade_is_served_as_the_plain_request_it_also_is(server):
+    """No WebSocket routes: uvicorn's own plain-text 403 without the API's headers is not given."""
+    with server.connect() as sock:
+        sock.sendall(
+            head(
+                "GET",
+                "/api/health",
+                connection="Upgrade",
+                upgrade="websocket",
+                sec_websocket_version="13",
+                sec_websocket_key="dGhlIHNhbXBsZSBub25jZQ==",
+            )
+        )
+        answer = read_answer(sock)
+        assert answer.status == 200 and answer.json()["status"] == "ok"
+        assert all(name in answer.headers for name in SECURITY)
+
+
 def test_a_request_head_too_long_is_431_not_malformed(server):
     """h11 holds at most 16 KiB of a head not yet complete: past that it is too long, not malformed."""
     with server.connect() as sock:
