@@ -180,6 +180,8 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
         fitted.predict(X[:, :100])
     with pytest.raises(InputError, match="Pixels contain NaN or infinite values"):  # mnistlab's sentence
         fitted.predict(np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X))
+    with pytest.raises(InputError, match=r"Cannot write /proc/x/c.onnx \(No such file or directory\)"):
+        export_onnx(fitted, "/proc/x/c.onnx")
     with pytest.raises(InputError, match="Got 14 x 56 images, but this model was fitted on 28 x 28"):
         fitted.predict(X.reshape(-1, 14, 56))  # as many pixels, another shape
 

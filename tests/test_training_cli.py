@@ -114,6 +114,7 @@ def test_tampered_weights_exit_2_without_traceback(trained, tmp_path):
         (["train", "knn", "--split", "sideways"], "expected one of official, random"),
         (["train", "knn", "--limit", "5"], "--limit must be at least 20"),
         (["evaluate", "/nonexistent/model"], "does not exist"),
+        (["evaluate", "/etc/passwd"], "/etc/passwd is a file, not a model directory"),  # not a bad "--out"
     ],
 )
 def test_user_errors_exit_2_with_one_sentence(args, message):
