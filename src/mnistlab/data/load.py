@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from mnistlab.data.cache import fresh_manifest, load_arrays
 from mnistlab.data.download import download_dataset
 from mnistlab.data.registry import DATASETS, ROLES
+from mnistlab.data.seeds import check_seed
 from mnistlab.data.sources import checksums_of, find_idx_files, locate
 from mnistlab.errors import DatasetError, InputError, ParameterError
 
@@ -237,8 +238,7 @@ def load_split(
     from sklearn.model_selection import train_test_split
 
     test_size = len(y) - n_train if test_size is None else _checked_test_size(test_size, len(y))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ParameterError("seed", f"{{param}} must be a whole number from 0 to {2**32 - 1}, got {seed!r}.")
+    check_seed(seed)
     return train_test_split(X, y, test_size=test_size, stratify=y, random_state=int(seed))
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mnistlab.data.seeds import MAX_SEED, check_seed
 from mnistlab.errors import ParameterError
 
 if TYPE_CHECKING:  # for annotations only: the CLI imports this module at start-up, recipes pull in scikit-learn
@@ -43,7 +44,6 @@ __all__ = [
 Progress = Callable[[str], None]  # receives a short description of the step now starting
 SPLITS = ("official", "random")
 MIN_LIMIT = 20  # a stratified subset needs a couple of images of each of the 10 classes
-MAX_SEED = 2**32 - 1  # numpy and scikit-learn take seeds from 0 to 2**32 - 1
 MAX_JOBS = 256  # processes: more than any machine mnistlab runs on has cores
 
 
@@ -143,12 +143,6 @@ class RunOptions:
             raise ParameterError(
                 "cv", f"{{param}} must be at most {fewest}, the training images of the rarest class, got {self.cv}."
             )
-
-
-def check_seed(seed, param: str = "seed") -> None:
-    """Refuse a seed numpy and scikit-learn cannot take."""
-    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
-        raise ParameterError(param, f"{{param}} must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
 
 
 def check_writable_dir(path, param: str) -> Path:

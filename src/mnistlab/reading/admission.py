@@ -10,7 +10,6 @@ server to every upload's header.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from mnistlab.errors import ImageError, ImageTooLargeError
 
@@ -86,7 +85,7 @@ def check_decodable(size: tuple[int, int], image_format: str | None, label: str 
 
 
 def check_jpeg_scans(source, size: tuple[int, int], label: str = "the image") -> None:
-    """Refuse a JPEG (its bytes, a path or a seekable file) whose scans would cost more to decode than any
+    """Refuse a JPEG (its bytes or a seekable file) whose scans would cost more to decode than any
     photo's (``MAX_JPEG_SCANS``, ``MAX_JPEG_SCAN_PIXELS``). Counted as start-of-scan markers: entropy-coded
     data stuffs every 0xFF with a 0x00, so 0xFFDA appears only as a marker (or in metadata, which can only
     add a few)."""
@@ -100,13 +99,12 @@ def check_jpeg_scans(source, size: tuple[int, int], label: str = "the image") ->
         )
 
 
-def _count_scans(fp) -> int:
-    """Start-of-scan markers in a path's or a seekable file's bytes (left where it was), read 1 MiB at a
-    time and no further than one past ``MAX_JPEG_SCANS``: memory stays bounded whatever the file's size."""
-    if isinstance(fp, io.BytesIO):
-        return fp.getbuffer().tobytes().count(b"\xff\xda")
-    f = open(fp, "rb") if isinstance(fp, Path) else fp
-    position = None if isinstance(fp, Path) else f.tell()
+def _count_scans(f) -> int:
+    """Start-of-scan markers in a seekable file's bytes (left where it was), read 1 MiB at a time and no
+    further than one past ``MAX_JPEG_SCANS``: memory stays bounded whatever the file's size."""
+    if isinstance(f, io.BytesIO):
+        return f.getbuffer().tobytes().count(b"\xff\xda")
+    position = f.tell()
     try:
         f.seek(0)
         scans, last = 0, b""
@@ -115,7 +113,4 @@ def _count_scans(fp) -> int:
             last = chunk[-1:]
         return scans
     finally:
-        if position is None:
-            f.close()
-        else:
-            f.seek(position)
+        f.seek(position)

@@ -84,7 +84,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)
             if opened.format == "JPEG":
-                check_jpeg_scans(fp, opened.size, label)
+                check_jpeg_scans(opened.fp, opened.size, label)  # Pillow's own file: not opened twice
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
             opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (max_side, max_side))
