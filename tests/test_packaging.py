@@ -1,0 +1,107 @@
+"""What a user installs: the wheel built from this tree, not the editable checkout the other tests import.
+
+The wheel must hold every file of the package (the shipped reader and the
+page are data files, which a build leaves out unless ``package-data`` names
+them), and the package installed from it must read a photo with nothing else
+at hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab.testing import make_photo
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "mnistlab"
+_BUILT_FROM = ("pyproject.toml", "README.md", "LICENSE")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of the tree (a build writes ``build/`` and ``*.egg-info`` beside its sources)."""
+    tree = tmp_path_factory.mktemp("tree")
+    for name in _BUILT_FROM:
+        shutil.copy2(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    out = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out), str(tree)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (path,) = out.glob("mnistlab-*.whl")
+    return path
+
+
+def _package_files() -> set[str]:
+    """Every file of the package in the tree, as the wheel names it (``mnistlab/...``)."""
+    return {
+        path.relative_to(PACKAGE.parent).as_posix()
+        for path in PACKAGE.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+
+
+def test_the_wheel_holds_every_file_of_the_package(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        shipped = {name for name in z.namelist() if name.startswith("mnistlab/")}
+    expected = _package_files()
+    assert {"mnistlab/pretrained/card.json", "mnistlab/web/static/index.html"} <= expected
+    assert expected - shipped == set(), "files of the package missing from the wheel (see package-data)"
+    assert shipped - expected == set(), "files in the wheel that the tree does not have"
+
+
+def test_the_installed_wheel_reads_a_photo_with_its_shipped_reader(wheel, tmp_path, mnist_full):
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    n = mnist_full.details["n_train"]
+    seven = n + int(np.flatnonzero(np.asarray(mnist_full.target[n:]) == 7)[0])
+    photo = tmp_path / "seven.jpg"
+    photo.write_bytes(make_photo(mnist_full.images[seven], np.random.default_rng(0), style="paper"))
+    for name in ("home", "data", "cache"):
+        (tmp_path / name).mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "MNISTLAB_", "PYTHON"))}
+    env.update(
+        PYTHONPATH=str(site),  # ahead of the checkout's editable install
+        HOME=str(tmp_path / "home"),
+        MNISTLAB_DATA=str(tmp_path / "data"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+    )
+    where = subprocess.run(
+        [sys.executable, "-c", "import mnistlab; print(mnistlab.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(site), where.stdout + where.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", "predict", str(photo), "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    assert answer["digit"] == 7 and answer["confident"] is True
