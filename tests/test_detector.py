@@ -30,6 +30,19 @@ def test_silhouette_ignores_grey_levels_but_keeps_the_shape(mnist_full):
     assert not silhouette(np.zeros((1, 28, 28), np.uint8)).any()
 
 
+def test_silhouette_blurs_as_scipy_did_bit_for_bit(mnist_full):
+    # The shipped detector was trained on silhouettes blurred by scipy's gaussian_filter; the reading path
+    # blurs without scipy (to start faster), and its nets must see the very same images.
+    digits = np.asarray(mnist_full.images[:3000])
+    rng = np.random.default_rng(0)
+    noise = (rng.random((300, 28, 28)) < rng.random((300, 1, 1))) * rng.integers(1, 256, (300, 1, 1))
+    for images in (digits, noise.astype(np.uint8), np.full((1, 28, 28), 255, np.uint8)):
+        x = images.astype(np.float32)
+        mask = (x > 0.4 * np.maximum(x.max(axis=(1, 2), keepdims=True), 1)).astype(np.float32)
+        scipys = np.round(ndimage.gaussian_filter(mask, (0, 0.8, 0.8)) * 255).astype(np.uint8)
+        np.testing.assert_array_equal(silhouette(images), scipys)
+
+
 @pytest.fixture(scope="module")
 def small_set(mnist_full):
     digits, labels = np.asarray(mnist_full.images[:2000]), np.asarray(mnist_full.target[:2000])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnistlab import ModelFileError, predict_array, read_number
-from mnistlab.reading.segment import _group_components, row_slant, upright_columns
+from mnistlab.reading.segment import _group_components, _labelled, row_slant, upright_columns
 from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts
 from mnistlab.testing.hands import number_samples
 from mnistlab.trust.numbers import _best_reading
@@ -88,6 +88,21 @@ def test_wide_font_digits_are_not_cut_apart():
     # a confident digit of a digit's width stays one digit.
     reads = _reads("fonts", (26, 28, 31, 33))
     assert all(label == got for label, got in reads), [r for r in reads if r[0] != r[1]]
+
+
+def test_components_are_numbered_as_scipy_numbered_them():
+    # Grouping breaks ties by label, as it did with scipy's ndimage.label: OpenCV's own numbering would
+    # change which of two equal pieces comes first.
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        blobs = rng.random((int(rng.integers(10, 80)), int(rng.integers(10, 200)))) < rng.uniform(0.05, 0.5)
+        labels, n = _labelled(blobs)
+        theirs, m = ndimage.label(blobs, structure=np.ones((3, 3), bool))
+        assert n == m
+        np.testing.assert_array_equal(labels, theirs)
+    assert _labelled(np.zeros((5, 5), bool))[1] == 0
 
 
 def test_row_slant_measures_the_lean_of_the_strokes():

@@ -66,7 +66,8 @@ def test_a_missing_or_foreign_card_is_refused(tmp_path):
 
 # Runs in a fresh interpreter with empty HOME, XDG folders and MNISTLAB_DATA. An audit hook
 # (sys.addaudithook: the interpreter's own event stream, not a mock) records every socket
-# connection and every file opened under the MNIST folder or the user's folders.
+# connection and every file opened under the MNIST folder or the user's folders; and whether
+# scipy was imported, there or by the modules of the CLI and the server.
 _EMPTY_MACHINE = textwrap.dedent(
     """
     import json, os, sys
@@ -78,8 +79,11 @@ _EMPTY_MACHINE = textwrap.dedent(
         elif event == "open" and isinstance(args[0], str) and any(args[0].startswith(w) for w in watched):
             touched.append(f"file: {args[0]}")
     sys.addaudithook(hook)
+    import mnistlab.cli, mnistlab.web.app  # what `mnistlab predict` and `mnistlab serve` import
     from mnistlab import predict_image
     result = predict_image(sys.argv[1])
+    if "scipy" in sys.modules:  # 0.2 s of start-up that answering does not need
+        touched.append("scipy imported")
     print(json.dumps({"digit": result["digit"], "confident": result["confident"], "touched": touched}))
     """
 )

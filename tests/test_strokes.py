@@ -16,7 +16,7 @@ from mnistlab.reading.paper import components
 from mnistlab.reading.rules import remove_rules
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import crop_to_ink, drop_specks, to_mnist
-from mnistlab.reading.width import MNIST_HALF_WIDTH, normalize_stroke_width, stroke_half_width
+from mnistlab.reading.width import MNIST_HALF_WIDTH, edge_distance, normalize_stroke_width, stroke_half_width
 from mnistlab.trust.scores import digit_scores, fit_digit_space
 
 SEVEN = [(70, 60), (200, 60), (120, 230)]
@@ -89,6 +89,16 @@ def test_stroke_half_width_measures_the_pen():
         assert stroke_half_width(mask) == pytest.approx(width / 2, abs=1.0)
     assert stroke_half_width(np.zeros((10, 10), bool)) == 0.0
     assert MNIST_HALF_WIDTH * 20 == pytest.approx(1.3)  # 2.6 px strokes in MNIST's 20 px box
+
+
+def test_edge_distances_are_scipys_exact_ones():
+    rng = np.random.default_rng(0)
+    masks = [cv2.GaussianBlur(rng.random((60, 90)).astype(np.float32), (0, 0), 3) > 0.5 for _ in range(20)]
+    masks += [np.ones((1, 1), bool), np.ones((7, 3), bool), np.ones((28, 28), bool)]  # nothing outside: scipy's rule
+    for mask in masks:
+        ours, theirs = edge_distance(mask), ndimage.distance_transform_edt(mask)
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.parametrize("grid", [False, True])

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from mnistlab.reading.binarise import binarise, remove_grain
 from mnistlab.reading.decode import WORK_SIDE, to_grey
@@ -103,13 +102,10 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
             keep &= np.bincount(inner[inner > 0], minlength=n)[1:] > 0  # components reaching inside the edge strip
     extent = min_extent * max(mask.shape)
     # A component of more than (ceil(extent) - 1)^2 pixels spans at least ``extent`` one way:
-    # only smaller ones need their bounding boxes (none, most of the time).
-    small = keep & (areas <= (np.ceil(extent) - 1) ** 2)
-    if small.any():
-        boxes = ndimage.find_objects(labels)
-        for k in np.flatnonzero(small):  # few: the specks already failed on area
-            rows, cols = boxes[k]
-            keep[k] = max(rows.stop - rows.start, cols.stop - cols.start) >= extent
+    # only smaller ones need their bounding boxes (none, most of the time; a few where there are specks).
+    for k in np.flatnonzero(keep & (areas <= (np.ceil(extent) - 1) ** 2)):
+        _, _, width, height = cv2.boundingRect((labels == k + 1).view(np.uint8))
+        keep[k] = max(width, height) >= extent
     if keep.all():  # a clean drawing: nothing to drop, no lookup
         return mask.copy()
     return select(labels, np.concatenate([[False], keep]))

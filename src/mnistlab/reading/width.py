@@ -13,7 +13,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 __all__ = ["edge_distance", "stroke_half_width", "thin", "normalize_stroke_width", "MNIST_HALF_WIDTH"]
 
@@ -30,10 +29,12 @@ def edge_distance(mask: np.ndarray) -> np.ndarray:
     of many calls), enough to flip a comparison of two equal distances.
     Squared and rounded back to the whole squared distances they are, their
     roots are exact (``scipy.ndimage.distance_transform_edt``'s values). Without
-    a single pixel outside the mask, scipy measures to a corner: left to scipy.
+    a single pixel outside the mask, the distances are scipy's too: to the
+    point just above the top left corner.
     """
     if mask.all():
-        return ndimage.distance_transform_edt(mask)
+        rows, cols = np.indices(mask.shape, dtype=np.float64)
+        return np.sqrt((rows + 1) ** 2 + cols**2)
     dist = cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     return np.sqrt(np.round(dist.astype(np.float64) ** 2))
 
@@ -165,7 +166,9 @@ def _loops_kept_open(middle: np.ndarray, to_middle: np.ndarray, target: float) -
     inside[1:] = True
     inside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False  # reaching the edge
     holes = np.flatnonzero(inside)
-    radius = np.asarray(ndimage.maximum(to_middle, labels, holes))  # each hole's farthest pixel from the lines
+    farthest = np.full(n, -np.inf)
+    np.maximum.at(farthest, np.asarray(labels, np.intp), to_middle)  # each hole's farthest pixel from the lines
+    radius = farthest[holes]
     loops = radius[radius >= _LOOP]
     if loops.size == 0:
         return target
