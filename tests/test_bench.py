@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,25 @@ def fails_to_fit(seed):
 
 def predicts_too_few(seed):
     return _TooFew(max_iter=20)
+
+
+class _Blanks(LogisticRegression):
+    def predict(self, X):
+        X[:] = 0  # changes the test images every model of the comparison shares
+        return super().predict(X)
+
+
+class _Words(LogisticRegression):
+    def predict(self, X):
+        return super().predict(X).astype(str)
+
+
+def blanks_its_input(seed):
+    return _Blanks(max_iter=20)
+
+
+def predicts_words(seed):
+    return _Words(max_iter=20)
 
 
 class Own(LogisticRegression):
@@ -378,6 +398,8 @@ def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
     [
         ("fails_to_fit", "mnist seed 42: mine.py:fails_to_fit failed (RuntimeError: boom in fit); fix the classifier"),
         ("predicts_too_few", "predict returned shape (3,) for 10,000 test images; it must return one label per image"),
+        ("blanks_its_input", "mine.py:blanks_its_input failed: it changed the images or labels it was given"),
+        ("predicts_words", "predict returned labels the training labels do not hold (such as np.str_('"),
     ],
 )
 def test_a_classifier_that_fails_in_its_run_is_one_sentence(bench, tmp_path, spec, message):
@@ -385,6 +407,50 @@ def test_a_classifier_that_fails_in_its_run_is_one_sentence(bench, tmp_path, spe
     result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{tmp_path / 'fresh.db'}"])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ") and message in result.stderr, result.stderr
+
+
+def test_one_dataset_named_two_ways_is_refused(tmp_path, mnist_dir):
+    args = ["compare", "knn-deskew", "--dataset", "mnist", "--dataset", str(mnist_dir), *SETTING_FLAGS]
+    result = runner.invoke(
+        app, [*args, "--out", str(tmp_path / "r"), "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "names the dataset 'mnist' twice ('mnist' and" in result.stderr
+
+
+def test_a_fit_is_not_reused_once_code_in_another_file_has_changed(tmp_path, monkeypatch):
+    # models.py builds the net; its class lives in layers.py, which the spec does not name.
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text(_LAYERS.format(scale=1))
+    (package / "models.py").write_text("from mypkg.layers import Net\n\n\ndef make(seed):\n    return Net()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    store = f"sqlite:///{tmp_path / 's.db'}"
+
+    def reused() -> int:
+        for name in [m for m in sys.modules if m.startswith("mypkg")]:
+            del sys.modules[name]  # a new process would import the files as they are now
+        (row,) = compare("mypkg.models:make", tracking_uri=store, out_dir=tmp_path / "r", **SETTINGS)["results"]
+        return row["reused"]
+
+    assert reused() == 0 and reused() == 1
+    (package / "layers.py").write_text(_LAYERS.format(scale=16))
+    assert reused() == 0
+
+
+_LAYERS = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool, self.fc = nn.MaxPool2d(4), nn.Linear(49, 10)
+
+    def forward(self, x):
+        return self.fc({scale} * self.pool(x).flatten(1))
+"""
 
 
 def test_a_model_the_safe_format_cannot_hold_is_tested_and_said_to_be_unsaved(bench, tmp_path):

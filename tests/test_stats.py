@@ -46,16 +46,52 @@ def test_known_p_values():
 def test_identical_predictions_give_p_one_and_not_distinguishable():
     y, a, _ = _pair(50, 0, 4, both_wrong=5)
     got = paired_test([y], [a], [a.copy()])
-    assert got["p_value"] == 1.0 and got["diff"] == 0 and got["diff_ci95"] == [0.0, 0.0]
+    assert got["p_value"] == 1.0 and got["diff"] == 0
+    # No discordant pair among 50 images: the difference is 0 here, not surely everywhere (Clopper-Pearson, 0 of 50).
+    assert got["diff_ci95"] == pytest.approx([-(1 - 0.025 ** (1 / 50)), 1 - 0.025 ** (1 / 50)])
     assert verdict(got["diff"], holm([got["p_value"]])[0]) == "not distinguishable at 5%"
 
 
-def test_seeds_pool_their_discordant_pairs():
-    y1, a1, b1 = _pair(100, 9, 2)
-    y2, a2, b2 = _pair(80, 6, 4)
-    got = paired_test([y1, y2], [a1, a2], [b1, b2])
-    assert (got["n"], got["a_only"], got["b_only"]) == (180, 15, 6)
-    assert got["p_value"] == pytest.approx(binomtest(6, 21, 0.5).pvalue)
+def test_seeds_that_repeat_one_seed_are_that_seeds_evidence_not_more():
+    y, a, b = _pair(100, 0, 4)
+    one = paired_test([y], [a], [b])
+    four = paired_test([y] * 4, [a] * 4, [b] * 4)
+    assert (four["n"], four["a_only"], four["b_only"]) == (400, 0, 16)  # counted over all seeds
+    for key in ("p_value", "diff", "diff_ci95", "test"):
+        assert four[key] == one[key]
+    assert one["p_value"] == pytest.approx(binomtest(0, 4, 0.5).pvalue)
+
+
+def test_seeds_are_tested_on_their_mean_difference_with_both_uncertainties():
+    y, a1, b1 = _pair(100, 9, 2)
+    _, a2, b2 = _pair(100, 6, 4)
+    got = paired_test([y, y], [a1, a2], [b1, b2])
+    assert (got["n"], got["a_only"], got["b_only"], got["test"]) == (200, 15, 6, "t over seeds")
+    diffs = np.array([7 / 100, 2 / 100])
+    between = diffs.var(ddof=1) / 2
+    within = np.mean([(11 / 100 - 0.07**2) / 100, (10 / 100 - 0.02**2) / 100])
+    se, df = math.sqrt(between + within), (between + within) ** 2 / between**2  # Welch-Satterthwaite, 1 seed df
+    assert got["diff"] == pytest.approx(diffs.mean())
+    assert got["p_value"] == pytest.approx(2 * t.sf(diffs.mean() / se, df))
+    half = t.ppf(0.975, df) * se
+    assert got["diff_ci95"] == pytest.approx([diffs.mean() - half, diffs.mean() + half])
+
+
+def test_the_seed_test_keeps_its_level_when_models_differ_image_by_image():
+    # Two models equally good on average, each better on images of its own, 5 seeds on the same test images:
+    # pooling the seeds' pairs counted each image 5 times and called such pairs "better" or "worse" far too often.
+    rng = np.random.default_rng(0)
+    rejected, trials = 0, 300
+    for _ in range(trials):
+        n = 400
+        easy = rng.uniform(0.6, 1.0, n)
+        lean = rng.uniform(-0.3, 0.3, n)  # an image's lean towards a (positive) or b
+        p_a, p_b = np.clip(easy + lean, 0, 1), np.clip(easy - lean, 0, 1)
+        y = np.zeros(n, np.int64)
+        preds_a = [np.where(rng.random(n) < p_a, 0, 1) for _ in range(5)]
+        preds_b = [np.where(rng.random(n) < p_b, 0, 1) for _ in range(5)]
+        rejected += paired_test([y] * 5, preds_a, preds_b)["p_value"] < 0.05
+    assert rejected / trials < 0.08
 
 
 def _holm_by_hand(p):
@@ -78,13 +114,20 @@ def test_verdicts():
     assert verdict(0.01, 0.05) == "not distinguishable at 5%"
 
 
-def test_accuracy_summary_over_seeds_is_a_t_interval():
+def test_accuracy_summary_over_seeds_has_both_uncertainties():
     accs = [0.91, 0.93, 0.92, 0.925]
     got = accuracy_summary(accs, 10_000)
     mean, sd = np.mean(accs), np.std(accs, ddof=1)
-    half = t.ppf(0.975, 3) * sd / math.sqrt(4)
+    between, within = sd**2 / 4, mean * (1 - mean) / 10_000
+    df = (between + within) ** 2 * 3 / between**2
+    half = t.ppf(0.975, df) * math.sqrt(between + within)
     assert got["mean"] == pytest.approx(mean) and got["std"] == pytest.approx(sd)
     assert got["ci95"] == pytest.approx([mean - half, mean + half])
+    # Seeds that differ by one image of 10,000 are no surer than one seed: never narrower than its Wilson interval.
+    one = accuracy_summary([0.9812], 10_000)["ci95"]
+    for seeds in ([0.9812, 0.9813], [0.9812, 0.9813, 0.9812, 0.9812, 0.9813]):
+        low, high = accuracy_summary(seeds, 10_000)["ci95"]
+        assert high - low >= 0.9 * (one[1] - one[0])
 
 
 def test_accuracy_summary_of_one_seed_is_a_wilson_interval():

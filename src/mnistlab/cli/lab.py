@@ -214,8 +214,9 @@ def compare_cmd(
     for dataset in dict.fromkeys(r["dataset"] for r in summary["results"]):
         out.print(_compare_table(dataset, summary, baseline))
     out.print(
-        "[dim]vs: McNemar's exact test, Holm-corrected; n.d. = not distinguishable at 5%. "
-        "Interval: t over seeds (Wilson for one seed or seeds that agree).[/dim]"
+        "[dim]vs: McNemar's exact test for one seed, the t test of the mean difference over several; "
+        "Holm-corrected; n.d. = not distinguishable at 5%. Interval: Wilson for one seed or seeds that agree, "
+        "else t with the seeds' and the test sample's spread.[/dim]"
     )
     out.print(f"report: {summary['report']}", soft_wrap=True)
     out.print(f"runs recorded in {summary['tracking_uri']} (`mnistlab runs`, `mlflow ui`)", soft_wrap=True)

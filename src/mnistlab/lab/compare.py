@@ -4,8 +4,9 @@ One unit of work is one (model, dataset, seed) fit, recorded once as a
 tracked run (``tracking``). A unit whose recorded run still verifies is
 reused instead of fitted (``reuse``). Per dataset the accuracies over seeds
 become a mean, a standard deviation and a 95% interval, and every model is
-tested against the best one (and a baseline) with McNemar's exact test,
-Holm-corrected (``stats``).
+tested against the best one (and a baseline) with a paired test (McNemar's
+exact test for one seed; over several, the mean difference with its seed and
+test-sample uncertainty), Holm-corrected (``stats``).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
             stack.enter_context(connect(address))
         progress("loading and verifying the data")
         opened = [open_dataset(str(d)) for d in datasets]
+        _check_distinct(opened, datasets)
         for _, bunch in opened:
             for contender in contenders:
                 check_for_data(contender, len(np.unique(bunch.target)), bunch.images.shape[1:])
@@ -213,6 +215,19 @@ def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_s
         raise ParameterError("datasets", "{param} is empty; name at least one dataset, e.g. mnist.")
     if len(set(map(str, datasets))) != len(datasets):
         raise ParameterError("datasets", "{param} names a dataset twice; name each once.")
+
+
+def _check_distinct(opened: list, datasets) -> None:
+    """Refuse one dataset named twice in two ways (``mnist`` and its folder): its results would be mixed."""
+    seen: dict[str, str] = {}
+    for (name, _), given in zip(opened, map(str, datasets)):
+        if name in seen:
+            raise ParameterError(
+                "datasets",
+                f"{{param}} names the dataset {name!r} twice ({seen[name]!r} and {given!r}); name each once "
+                "(two folders of one name: rename one).",
+            )
+        seen[name] = given
 
 
 def _check_outputs(out_dir: Path, contenders: list[Contender], update_models: bool) -> None:

@@ -51,6 +51,8 @@ def split_for(name: str, bunch, options: RunOptions) -> TrainTest:
         X_train, _, y_train, _ = train_test_split(
             X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
         )
+    for array in (X_train, X_test, y_train, y_test):  # shared by every model of a comparison: none may change them
+        array.setflags(write=False)
     return TrainTest(X_train, X_test, y_train, y_test, bunch.details["data_sha256"], name)
 
 
@@ -82,6 +84,11 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
     except Exception as exc:  # the user's code failed: say how, in one sentence (ours keeps its traceback)
         if not contender.users_code:
             raise
+        if isinstance(exc, ValueError) and "read-only" in str(exc):  # ``split_for``'s arrays, shared by every model
+            raise RecipeError(
+                f"{name} failed: it changed the images or labels it was given ({exc}), which every model of the "
+                "comparison shares; work on a copy (X = X.copy())."
+            ) from None
         raise RecipeError(f"{name} failed ({type(exc).__name__}: {exc}); fix the classifier's code.") from None
     estimator, notes, y_pred = run.estimator, run.notes, run.y_pred
     record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, notes)

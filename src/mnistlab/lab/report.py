@@ -2,8 +2,8 @@
 
 Per dataset: the table (mean accuracy over seeds with its 95% interval, the
 standard deviation, times, how many seeds were reused), each model against
-the best one and the baseline (McNemar, Holm-corrected, with the interval of
-the difference), the matrix of all pairs, accuracy against time with error
+the best one and the baseline (paired tests, Holm-corrected, with the interval
+of the difference), the matrix of all pairs, accuracy against time with error
 bars, and the best model's mistakes. The page is self-contained and works
 offline: inline CSS, no scripts, every image a relative link to a PNG in the
 same folder, so the folder can be zipped, mailed or opened from disk.
@@ -79,9 +79,9 @@ def _comparisons_table(comparisons: list[dict]) -> str:
         "model",
         "against",
         "difference (points)",
-        "95% interval",
-        "only it right",
-        "only other right",
+        "95% interval (uncorrected)",
+        "only it right (all seeds)",
+        "only other right (all seeds)",
         "p",
         "p (Holm)",
         "verdict",
@@ -175,9 +175,9 @@ def write_bench_report(sections: list[dict], out_dir) -> Path:
 <body>
 <h1>Classifiers compared</h1>
 <p class="sub">Every model was fitted once per seed on the same training images and tested on the same test images.
-With several seeds the interval is Student's t over seeds, with one seed (or seeds that all agree) the Wilson interval of the test sample.
-Two models are compared image by image with McNemar's exact test (the discordant pairs of all seeds pooled),
-Holm-corrected within each family; "not distinguishable at 5%" means the test images cannot tell them apart.
+With one seed (or seeds that all agree) the interval is the Wilson interval of the test sample; with several, it also holds how much the accuracy moves from seed to seed.
+Two models are compared image by image: with one seed (or seeds that repeat it) by McNemar's exact test, with several by the t test of the mean difference over the seeds, whose uncertainty is both the seeds' spread and the test sample's (the same test images in every seed are not new evidence).
+p-values are Holm-corrected within each family; the interval of a difference is not. "Not distinguishable at 5%" means the test images cannot tell them apart.
 Times are seconds of wall clock on this machine; "reused" counts seeds taken from recorded runs instead of fitted.</p>
 {body}
 </body>

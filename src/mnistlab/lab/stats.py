@@ -1,11 +1,15 @@
-"""The statistics of a comparison: accuracy intervals over seeds, McNemar's exact test, Holm's correction.
+"""The statistics of a comparison: accuracy intervals over seeds, paired tests, Holm's correction.
 
 Two models tested on the same images are compared pair by pair: only the
 images one gets right and the other wrong (the discordant pairs) carry
-evidence. McNemar's exact test asks whether those split more unevenly than
-fair coin flips would (statsmodels); Holm's step-down method keeps the chance
-of any false "better"/"worse" in a family of tests at 5% (statsmodels). With
-several seeds the discordant pairs of all seeds are pooled.
+evidence. With one seed, McNemar's exact test asks whether those split more
+unevenly than fair coin flips would (statsmodels). With several seeds the
+same test images recur in every seed (the official split), so their pairs are
+not pooled as if they were new images: the mean difference over the seeds is
+tested with the two uncertainties it has, how it moves from seed to seed and
+how it would move with another test sample (``_spread``). Holm's step-down
+method keeps the chance of any false "better"/"worse" in a family of tests at
+5% (statsmodels).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as sps
@@ -29,11 +34,13 @@ NOT_DISTINGUISHABLE = "not distinguishable at 5%"
 def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
     """Mean, standard deviation and 95% interval of test accuracies, one per seed.
 
-    Several seeds: Student's t interval of the mean over seeds (how much the
-    result moves with the seed, the split and the subset). One seed, or seeds
-    that all give the same accuracy: the Wilson interval of one accuracy
-    measured on ``n_test`` images (how much it moves with the test sample); the
-    standard deviation of one seed is undefined (None).
+    One seed, or seeds that all give the same accuracy: the Wilson interval of
+    one accuracy measured on ``n_test`` images (how much it moves with the test
+    sample); the standard deviation of one seed is undefined (None). Several
+    seeds: the mean's interval with both of its uncertainties (``_spread``):
+    how much it moves with the seed, the split and the subset, and how much it
+    would move with another test sample (a seed average on the same test
+    images is no surer of them than one seed is).
     """
     acc = np.asarray(accuracies, dtype=float)
     # Seeds that agree are found by equality, not by std == 0: the mean of equal floats may round (std 1e-16).
@@ -42,44 +49,112 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
         low, high = proportion_confint(round(mean * n_test), n_test, alpha=ALPHA, method="wilson")
         return {"mean": mean, "std": 0.0 if len(acc) > 1 else None, "ci95": [float(low), float(high)]}
     mean, std = float(acc.mean()), float(acc.std(ddof=1))
-    low, high = sps.t.interval(1 - ALPHA, len(acc) - 1, loc=mean, scale=std / math.sqrt(len(acc)))
-    return {"mean": mean, "std": std, "ci95": [max(0.0, float(low)), min(1.0, float(high))]}
+    half = _spread(std, len(acc), mean * (1 - mean) / n_test).half_width
+    return {"mean": mean, "std": std, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
+
+
+class _Spread(NamedTuple):
+    se: float  # standard error of a mean over seeds
+    df: float  # its degrees of freedom (inf: the test sample's part alone)
+
+    @property
+    def half_width(self) -> float:
+        return float(sps.t.ppf(1 - ALPHA / 2, self.df)) * self.se
+
+    def p_value(self, estimate: float) -> float:
+        return 1.0 if self.se == 0 else float(2 * sps.t.sf(abs(estimate) / self.se, self.df))
+
+
+def _spread(seed_std: float, seeds: int, sample_variance: float) -> _Spread:
+    """The uncertainty of a mean over ``seeds`` seeds whose values spread by ``seed_std``, each measured on a
+    test sample with variance ``sample_variance``.
+
+    The test sample's part is not divided by the seeds: with the official split
+    every seed is tested on the same images (with ``--split random``, on other
+    images, and the interval is wider than it need be). The seeds' part has
+    ``seeds - 1`` degrees of freedom, the sum Welch-Satterthwaite's.
+    """
+    between = seed_std**2 / seeds
+    se = math.sqrt(between + sample_variance)
+    df = math.inf if between == 0 else (between + sample_variance) ** 2 * (seeds - 1) / between**2
+    return _Spread(se, df)
 
 
 def paired_test(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred_b: Sequence[np.ndarray]) -> dict:
-    """McNemar's exact test of a against b over the pooled pairs of every seed (lists of arrays, one per seed).
+    """Model a against model b on the same images, over every seed (lists of arrays, one per seed).
 
-    Returns n (pairs), a_only / b_only (images only a / only b got right),
-    p_value, diff (accuracy of a minus b) and diff_ci95.
+    Returns n (pairs, all seeds), a_only / b_only (images only a / only b got
+    right, all seeds), test, p_value, diff (accuracy of a minus b, the mean
+    over seeds) and diff_ci95 (not corrected for the family, as p_value).
+    One seed, or seeds whose labels and predictions are all the same:
+    McNemar's exact test and the interval it inverts. Otherwise the t test of
+    the mean difference over the seeds (``_spread``) and its interval.
     """
-    truth = np.concatenate([np.asarray(y) for y in y_true])
-    right_a = np.concatenate([np.asarray(p) for p in pred_a]) == truth
-    right_b = np.concatenate([np.asarray(p) for p in pred_b]) == truth
-    n = len(truth)
-    both, a_only = int(np.sum(right_a & right_b)), int(np.sum(right_a & ~right_b))
-    b_only, neither = int(np.sum(~right_a & right_b)), int(np.sum(~right_a & ~right_b))
-    # No discordant pair: nothing tells the two apart (the binomial test of 0 of 0 is p = 1).
-    p = 1.0 if a_only + b_only == 0 else float(mcnemar([[both, a_only], [b_only, neither]], exact=True).pvalue)
+    seeds = [_discordant(y, a, b) for y, a, b in zip(y_true, pred_a, pred_b)]
+    n, a_only, b_only = (sum(s[i] for s in seeds) for i in range(3))
+    common = {"n": n, "a_only": a_only, "b_only": b_only}
+    if len(seeds) == 1 or _repeated(y_true, pred_a, pred_b):
+        one_n, one_a, one_b = seeds[0]
+        # No discordant pair: nothing tells the two apart (the binomial test of 0 of 0 is p = 1).
+        p = 1.0 if one_a + one_b == 0 else _mcnemar_exact(one_a, one_b)
+        return {
+            **common,
+            "test": "McNemar exact",
+            "p_value": min(1.0, p),
+            "diff": (one_a - one_b) / one_n,
+            "diff_ci95": _diff_interval(one_a, one_b, one_n),
+        }
+    diffs = np.array([(a - b) / m for m, a, b in seeds])
+    # Each seed's difference is a mean of n values in {-1, 0, 1}: its test-sample variance.
+    sample_variance = float(np.mean([((a + b) / m - ((a - b) / m) ** 2) / m for m, a, b in seeds]))
+    spread = _spread(float(diffs.std(ddof=1)), len(seeds), sample_variance)
+    diff = float(diffs.mean())
+    if spread.se == 0:  # no discordant pair in any seed
+        return {**common, "test": "t over seeds", "p_value": 1.0, "diff": diff, "diff_ci95": _diff_interval(0, 0, n)}
+    half = spread.half_width
     return {
-        "n": n,
-        "a_only": a_only,
-        "b_only": b_only,
-        "p_value": min(1.0, p),
-        "diff": (a_only - b_only) / n,
-        "diff_ci95": _diff_interval(a_only, b_only, n),
+        **common,
+        "test": "t over seeds",
+        "p_value": spread.p_value(diff),
+        "diff": diff,
+        "diff_ci95": [diff - half, diff + half],
     }
 
 
+def _discordant(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[int, int, int]:
+    """(pairs, only a right, only b right) of one seed."""
+    right_a, right_b = np.asarray(a) == np.asarray(y), np.asarray(b) == np.asarray(y)
+    return len(right_a), int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+
+
+def _repeated(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred_b: Sequence[np.ndarray]) -> bool:
+    """Whether every seed repeats the first one (deterministic models on the same images): one seed's evidence."""
+    return all(
+        np.array_equal(y, y_true[0]) and np.array_equal(a, pred_a[0]) and np.array_equal(b, pred_b[0])
+        for y, a, b in zip(y_true, pred_a, pred_b)
+    )
+
+
+def _mcnemar_exact(a_only: int, b_only: int) -> float:
+    """McNemar's exact test (the binomial test of the discordant pairs) as statsmodels computes it."""
+    return float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
+
+
 def _diff_interval(a_only: int, b_only: int, n: int) -> list[float]:
-    """95% interval of the accuracy difference, given the discordant pairs (the interval McNemar's test inverts).
+    """95% interval of the accuracy difference, given one seed's discordant pairs (the interval McNemar's test
+    inverts).
 
     The difference is (a_only + b_only) / n * (2 pi - 1), pi being the share of
     discordant pairs that a wins; pi's Clopper-Pearson interval maps onto it, so
     the interval leaves out 0 exactly when the uncorrected exact test rejects.
+    With no discordant pair the difference is 0 on these images, not
+    everywhere: the interval is +-u, u the Clopper-Pearson bound of a share of
+    discordant pairs that came out 0 of n.
     """
     m = a_only + b_only
     if m == 0:
-        return [0.0, 0.0]
+        u = float(proportion_confint(0, n, alpha=ALPHA, method="beta")[1])
+        return [-u, u]
     low, high = proportion_confint(a_only, m, alpha=ALPHA, method="beta")
     return [m / n * (2 * float(low) - 1), m / n * (2 * float(high) - 1)]
 
@@ -131,6 +206,11 @@ def significance_matrix(names: list[str], y_true: list[np.ndarray], preds: dict)
     for row in _family(pairs, "each other", "", y_true, preds):
         a, b = row["a"], row["b"]
         out[(a, b)] = row
-        flipped = {"diff": -row["diff"], "diff_ci95": [-row["diff_ci95"][1], -row["diff_ci95"][0]]}
+        flipped = {
+            "diff": -row["diff"],
+            "diff_ci95": [-row["diff_ci95"][1], -row["diff_ci95"][0]],
+            "a_only": row["b_only"],
+            "b_only": row["a_only"],
+        }
         out[(b, a)] = {**row, "a": b, "b": a, **flipped, "verdict": verdict(-row["diff"], row["p_holm"])}
     return out

@@ -183,9 +183,22 @@ def fit_and_test(
             f"{name}: predict returned shape {y_pred.shape} for {len(d.y_test):,} test images; "
             "it must return one label per image."
         )
+    unknown = _unknown_labels(y_pred, d.y_train)
+    if unknown.size:
+        raise RecipeError(
+            f"{name}: predict returned labels the training labels do not hold (such as {unknown[0]!r}); "
+            f"it must return labels like those it was fitted on ({', '.join(map(str, np.unique(d.y_train)[:10]))})."
+        )
     seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
     metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
     return FitTest(estimator, params, metrics, notes, y_pred)
+
+
+def _unknown_labels(y_pred: np.ndarray, y_train) -> np.ndarray:
+    """The predictions that are no training label (a string for a number, 2.4 for a class)."""
+    if y_pred.dtype.kind not in "biuf":
+        return y_pred
+    return y_pred[~np.isin(y_pred, np.unique(y_train))]
 
 
 def reader_for(d: TrainTest) -> Reader | None:

@@ -22,7 +22,7 @@ from mnistlab.lab.fitting import Fitted, fit_one
 from mnistlab.lab.options import Progress, RunOptions
 from mnistlab.lab.record import json_safe_params
 from mnistlab.lab.reuse import find_reusable, reuse_key
-from mnistlab.lab.specs import Contender
+from mnistlab.lab.specs import Contender, built_code_sha256
 from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
 
@@ -55,8 +55,9 @@ def look_up(
     """The unit's reuse key and the verified recorded run under it (unless ``retrain``), saying why one is not used."""
     options = options.for_recipe(contender.recipe)
     label = f"{d.dataset} seed {options.seed}: {contender.name}"
-    params = json_safe_params(contender.recipe.build(options.seed, options.n_jobs))
-    key = reuse_key(contender.name, params, contender.code_sha256, d.sha256, options)
+    estimator = contender.recipe.build(options.seed, options.n_jobs)
+    params = json_safe_params(estimator)
+    key = reuse_key(contender.name, params, built_code_sha256(contender, estimator), d.sha256, options)
     if retrain:
         return Lookup(options, label, params, key, None, None)
     start = time.perf_counter()
