@@ -8,11 +8,14 @@ number mode) land in each test's tmp_path for a human to look at.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mnistlab.testing import make_photo
 
@@ -93,6 +96,19 @@ SENT_HEIGHTS = """() => {
 }"""
 
 
+# Holds back the loading of an image made from a file named big.png by 1.5 s (the page loads a chosen photo
+# into an <img> from an object URL before showing it): a big file that the browser takes long to read.
+SLOW_BIG_PNG = """() => {
+  const create = URL.createObjectURL, names = new Map();
+  URL.createObjectURL = (blob) => { const url = create(blob); names.set(url, blob.name); return url; };
+  const src = Object.getOwnPropertyDescriptor(HTMLImageElement.prototype, "src");
+  Object.defineProperty(HTMLImageElement.prototype, "src", {
+    set(url) { const load = () => src.set.call(this, url); names.get(url) === "big.png" ? setTimeout(load, 1500) : load(); },
+    get() { return src.get.call(this); },
+  });
+}"""
+
+
 def result_bars(page) -> list[float]:
     return page.eval_on_selector_all("#bars .fill", "els => els.map(e => parseFloat(e.style.width) || 0)")
 
@@ -148,6 +164,7 @@ def test_upload_a_photo(page, mnist_small, tmp_path):
     r = result(page)
     assert r["digit"] == str(y_test[0]), r
     assert r["seen"] == 1
+    page.focus("#pad")  # the single keys act on the pad
     page.keyboard.press("c")
     page.wait_for_selector('#answer[data-state="empty"]')
 
@@ -206,6 +223,131 @@ def test_drawing_with_a_finger(browser, live_server):
     assert result(page)["digit"] == "1"
     assert page.evaluate("window.scrollY") == 0  # the stroke drew; it did not scroll the page
     context.close()
+
+
+def _pad_column(page, x: float) -> int:
+    """How many of the pad's pixels down the column at ``x`` (0..1 of its width) are ink (white)."""
+    return page.evaluate(
+        """x => { const pad = document.getElementById("pad");
+                  const data = pad.getContext("2d").getImageData(Math.round(x * pad.width), 0, 1, pad.height).data;
+                  let ink = 0; for (let i = 0; i < data.length; i += 4) ink += data[i] > 128; return ink; }""",
+        x,
+    )
+
+
+def test_a_second_finger_on_the_pad_draws_nothing(browser, live_server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(live_server)
+    box = page.locator("#pad").bounding_box()
+    cdp = context.new_cdp_session(page)
+
+    def touch(kind, *fingers):
+        points = [
+            {"x": box["x"] + x * box["width"], "y": box["y"] + y * box["height"], "id": i} for i, (x, y) in fingers
+        ]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", (0, (0.3, 0.15)))
+    touch("touchStart", (0, (0.3, 0.15)), (1, (0.7, 0.15)))  # a second finger (a pinch, a palm) comes down
+    for y in np.linspace(0.15, 0.85, 15)[1:]:
+        touch("touchMove", (0, (0.3, y)), (1, (0.7, y)))
+    touch("touchEnd")
+    assert result(page)["digit"] == "1"  # the first finger's stroke alone
+    assert _pad_column(page, 0.3) > 0 and _pad_column(page, 0.7) == 0
+    context.close()
+
+
+def test_clear_can_be_undone_and_the_single_keys_act_only_on_the_pad(page):
+    draw(page, ONE)
+    assert result(page)["digit"] == "1"
+    page.click("#clear")
+    page.wait_for_selector('#answer[data-state="empty"]')
+    assert not page.locator("#undo").is_disabled()  # the cleared strokes can come back
+    page.click("#undo")
+    assert result(page)["digit"] == "1"
+    page.focus("#upload")
+    page.keyboard.press("c")  # typed with a button focused: not a shortcut
+    page.wait_for_timeout(400)
+    assert page.inner_text("#digit") == "1" and page.get_attribute("#answer", "data-state") == "done"
+    page.focus("#pad")
+    page.keyboard.press("c")
+    page.wait_for_selector('#answer[data-state="empty"]')
+    page.focus("#upload")
+    page.keyboard.press("Control+z")  # anywhere
+    assert result(page)["digit"] == "1"
+    page.keyboard.press("Control+z")  # the stroke itself: Undo disables itself, and focus stays on the page's pad
+    page.wait_for_selector('#answer[data-state="empty"]')
+    assert page.locator("#undo").is_disabled()
+
+
+def test_a_server_that_does_not_answer_is_given_up_and_one_that_is_gone_is_said(browser, live_server):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.clock.install()  # the page's timers on a clock the test moves
+    page.goto(live_server)
+    page.route("**/api/predict**", lambda route: None)  # never answered
+    draw(page, ONE)
+    page.clock.run_for(300)  # the debounce: the request goes out
+    expect(page.locator("#verdict")).to_have_text("Reading…")  # (the page's CSP forbids wait_for_function's eval)
+    page.clock.run_for(30_500)
+    page.wait_for_selector('#answer[data-state="error"]')
+    assert "did not answer within 30 s" in page.inner_text("#verdict")
+
+    page.unroute("**/api/predict**")
+    page.route("**/api/predict**", lambda route: route.abort())  # no server at all
+    draw(page, SEVEN)
+    page.clock.run_for(300)
+    expect(page.locator("#verdict")).to_have_text(re.compile("^Cannot reach the server"))
+
+    page.unroute("**/api/predict**")  # a portal's page where the answer should be
+    page.route("**/api/predict**", lambda route: route.fulfill(status=200, body="<html>Sign in</html>"))
+    draw(page, ONE)
+    page.clock.run_for(300)
+    expect(page.locator("#verdict")).to_contain_text("not one this page can read")
+    context.close()
+
+
+def test_only_the_last_photo_chosen_is_shown_and_read(page, mnist_small, tmp_path):
+    _, X_test, _, y_test = mnist_small
+    big = tmp_path / "big.png"  # 36 million pixels: refused by the server, were it sent
+    Image.new("L", (6000, 6000)).save(big)
+    small = tmp_path / "small.jpg"
+    small.write_bytes(make_photo(X_test[2], np.random.default_rng(2), style="paper"))
+    page.evaluate(SLOW_BIG_PNG)  # the big photo finishes loading a second after the small one is chosen
+    page.set_input_files("#file", str(big))
+    page.set_input_files("#file", str(small))
+    r = result(page)
+    page.wait_for_timeout(2500)  # the big photo has loaded meanwhile, and was dropped
+    assert page.get_attribute("#answer", "data-state") == "done"
+    assert page.inner_text("#digit") == r["digit"] == str(y_test[2])
+
+
+def test_a_photo_the_browser_cannot_show_is_named_on_the_pad_and_read(page, mnist_small, tmp_path):
+    _, X_test, _, y_test = mnist_small
+    photo = tmp_path / "scan.tif"
+    jpeg = make_photo(X_test[3], np.random.default_rng(3), style="paper")
+    Image.open(io.BytesIO(jpeg)).save(photo)
+    page.set_input_files("#file", str(photo))
+    assert result(page)["digit"] == str(y_test[3])
+    assert page.is_hidden("#hint") and _pad_column(page, 0.5) + _pad_column(page, 0.3) > 0  # its name, in grey
+
+
+def test_a_doubted_digit_of_a_number_is_said_in_words(page):
+    page.click("#mode-number")
+    zigzag = [(0.38 + 0.1 * (i % 2), 0.15 + 0.07 * i) for i in range(11)]
+    draw(page, [[(0.15, 0.2), (0.15, 0.8)], zigzag, [(0.7, 0.25), (0.85, 0.25), (0.75, 0.8)]])
+    page.wait_for_selector('#answer[data-state="done"]', timeout=15_000)
+    verdict = page.inner_text("#verdict")
+    if verdict.startswith("Not sure about"):
+        assert re.match(r"Not sure about digits? [\d, ]+ of \d+: ", verdict), verdict
+        captions = page.eval_on_selector_all("#seen figcaption", "els => els.map(e => e.textContent)")
+        framed = page.eval_on_selector_all("#seen figure", "els => els.map(e => e.className === 'unsure')")
+        assert [c.endswith(", not sure") for c in captions] == framed and any(framed)
+    else:
+        pytest.fail(f"the scribble between two digits was read with confidence: {verdict}")
 
 
 def test_screenshots_desktop_and_phone(browser, live_server, tmp_path):

@@ -14,8 +14,11 @@
   const state = {
     mode: "digit",       // "digit" -> /api/predict, "number" -> /api/read-number
     strokes: [],         // [[{x, y}, ...], ...]
+    cleared: null,       // the strokes Clear took away, which Undo brings back (until the next stroke)
     drawing: null,       // the stroke under the pointer, or null
-    photo: null,         // {image, file} while an uploaded photo is shown
+    pointer: null,       // the pointerId drawing it: a second finger (a pinch, a palm) draws nothing
+    photo: null,         // {image, file} while an uploaded photo is shown (image null: the browser cannot show it)
+    photoLoads: 0,       // bumped per chosen photo (and per stroke), so a slow earlier photo is dropped
     timer: 0,
     version: 0,          // bumped on every change, so a late canvas export is dropped
     request: null,       // AbortController of the request in flight
@@ -25,6 +28,9 @@
   const EXPORT_HEIGHT = 140;
   const BRUSH = 1 / 10;
   const DEBOUNCE_MS = 250;
+  // A request the server has not answered by then is given up, and the page says so: the server reads a
+  // slow client's upload for at most 10 s (`--read-timeout`) and answers a photo in milliseconds.
+  const REQUEST_TIMEOUT_MS = 30000;
 
   // ---- drawing ---------------------------------------------------------------
 
@@ -39,11 +45,16 @@
   function render(target, width, height) {
     target.fillStyle = "#000";
     target.fillRect(0, 0, width, height);
-    if (state.photo) {
+    if (state.photo && state.photo.image) {
       const img = state.photo.image;
       const scale = Math.min(width / img.naturalWidth, height / img.naturalHeight);
       const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
       target.drawImage(img, (width - w) / 2, (height - h) / 2, w, h);
+    } else if (state.photo && target === ctx) {  // a file the browser cannot show (a TIFF): its name, on screen only
+      target.fillStyle = "#aaa";
+      target.font = `${Math.round(height / 16)}px system-ui, sans-serif`;
+      target.textAlign = "center";
+      target.fillText(state.photo.file.name, width / 2, height / 2, width * 0.9);
     }
     target.strokeStyle = target.fillStyle = "#fff";
     target.lineCap = target.lineJoin = "round";
@@ -69,26 +80,30 @@
   }
 
   pad.addEventListener("pointerdown", (event) => {
-    if (event.pointerType === "mouse" && event.button !== 0) return;
+    if ((event.pointerType === "mouse" && event.button !== 0) || state.drawing) return;  // one stroke at a time
     event.preventDefault();
+    pad.focus({ preventScroll: true });  // the pad's keys (Z, C, U, N) act where the drawing is
+    state.photoLoads++;  // a photo still loading would replace this drawing
     if (state.photo) clearAll();
+    state.cleared = null;
     pad.setPointerCapture(event.pointerId);
+    state.pointer = event.pointerId;
     state.drawing = [point(event)];
     state.strokes.push(state.drawing);
     changed();
   });
 
   pad.addEventListener("pointermove", (event) => {
-    if (!state.drawing) return;
+    if (!state.drawing || event.pointerId !== state.pointer) return;
     const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
     for (const e of events.length ? events : [event]) state.drawing.push(point(e));
     changed();
   });
 
   for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
-    pad.addEventListener(type, () => {
-      if (!state.drawing) return;
-      state.drawing = null;
+    pad.addEventListener(type, (event) => {
+      if (!state.drawing || event.pointerId !== state.pointer) return;
+      state.drawing = state.pointer = null;
       changed();
     });
   }
@@ -98,7 +113,9 @@
     render(ctx, pad.width, pad.height);
     const empty = !state.strokes.length && !state.photo;
     $("hint").hidden = !empty;
-    $("undo").disabled = !state.strokes.length;
+    const undoable = state.strokes.length > 0 || state.cleared !== null;
+    if (!undoable && document.activeElement === $("undo")) pad.focus();  // not lost to the page with the button
+    $("undo").disabled = !undoable;
     clearTimeout(state.timer);
     if (empty) {
       if (state.request) state.request.abort();
@@ -112,16 +129,19 @@
   }
 
   function undo() {
-    if (!state.strokes.length) return;
-    state.strokes.pop();
-    state.drawing = null;
+    if (state.strokes.length) state.strokes.pop();
+    else if (state.cleared) [state.strokes, state.cleared] = [state.cleared, null];  // Clear undone
+    else return;
+    state.drawing = state.pointer = null;
     changed();
   }
 
   function clearAll() {
+    if (state.strokes.length) state.cleared = state.strokes;
     state.strokes = [];
-    state.drawing = null;
+    state.drawing = state.pointer = null;
     state.photo = null;
+    state.photoLoads++;
     changed();
   }
 
@@ -129,12 +149,20 @@
 
   function usePhoto(file) {
     if (!file) return;
-    state.strokes = [];
+    const load = ++state.photoLoads;  // only the last photo chosen is shown and sent
     const image = new Image();
     const url = URL.createObjectURL(file);
-    image.onload = () => { URL.revokeObjectURL(url); state.photo = { image, file }; changed(); };
-    // Not something the browser can show: still ask the server, which says what is wrong.
-    image.onerror = () => { URL.revokeObjectURL(url); state.photo = null; changed(); send(file, file.name); };
+    const show = (shown) => {
+      URL.revokeObjectURL(url);
+      if (load !== state.photoLoads) return;
+      state.strokes = [];
+      state.cleared = null;
+      state.photo = { image: shown, file };
+      changed();
+    };
+    image.onload = () => show(image);
+    // Not something the browser can show (a TIFF): its name on the pad, and the server still reads it or says why not.
+    image.onerror = () => show(null);
     image.src = url;
   }
 
@@ -172,18 +200,32 @@
     form.append("file", blob, name);
     const url = state.mode === "number" ? "/api/read-number" : "/api/predict?top=10";
     answer.dataset.state = "busy";
+    if (["?", "!"].includes($("digit").textContent)) $("verdict").textContent = "Reading…";  // no answer to dim yet
+    const deadline = setTimeout(() => controller.abort(new DOMException("no answer", "TimeoutError")), REQUEST_TIMEOUT_MS);
     try {
       const response = await fetch(url, { method: "POST", body: form, signal: controller.signal });
       const body = await response.json().catch(() => ({ detail: `The server answered ${response.status}.` }));
       if (controller !== state.request) return;
       if (!response.ok) throw new Error(body.detail || `The server answered ${response.status}.`);
+      if (state.mode === "number" ? !Array.isArray(body.digits) : typeof body.digit !== "number") {
+        throw new Error("The server's answer is not one this page can read; reload the page, or check the server.");
+      }
       if (state.mode === "number") showNumber(body); else showDigit(body);
       // Drawing went on while this request was out: show it, but another answer is due.
       answer.dataset.state = version === state.version ? "done" : "pending";
     } catch (error) {
-      if (error.name === "AbortError" || controller !== state.request) return;
-      showError(error.message);
+      if (controller !== state.request) return;
+      if (error.name === "TimeoutError") {
+        showError(`The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s; check that it is running, then try again.`);
+      } else if (error.name === "AbortError") {
+        return;
+      } else if (error instanceof TypeError) {  // fetch's own failure: no connection, nothing answered
+        showError("Cannot reach the server; check that it is running, then try again.");
+      } else {
+        showError(error.message);
+      }
     } finally {
+      clearTimeout(deadline);
       if (controller === state.request) state.request = null;
     }
   }
@@ -224,12 +266,18 @@
     return figure;
   }
 
+  // "Not sure: low probability (0.30)", and a reason that says it already: "Not sure it is a digit (...)".
+  const doubt = (reason) => {
+    const why = reason || "the model hesitates";
+    return /^not sure/i.test(why) ? why.charAt(0).toUpperCase() + why.slice(1) : `Not sure: ${why}`;
+  };
+
   function showDigit(r) {
     answer.classList.toggle("unsure", !r.confident);
     $("digit").textContent = r.digit;
     $("verdict").textContent = r.confident
       ? `${percent(r.probability)} sure.`
-      : `Not sure: ${r.reason || "the model hesitates"}. Best guess ${r.digit} (${percent(r.probability)}).`;
+      : `${doubt(r.reason)}. Best guess ${r.digit} (${percent(r.probability)}).`;
     setBars(r.top);
     $("seen").replaceChildren(seenImage(r.mnist_image_png, `${r.digit}`, !r.confident));
   }
@@ -237,13 +285,17 @@
   function showNumber(r) {
     answer.classList.toggle("unsure", !r.confident);
     $("digit").textContent = r.number || "?";
-    const doubtful = r.digits.filter((d) => !d.confident);
+    const doubtful = r.digits.flatMap((d, i) => (d.confident ? [] : [i + 1]));  // positions, counted from 1
+    const first = r.digits[(doubtful[0] || 1) - 1];
     $("verdict").textContent = !r.digits.length
       ? "No digits found."
       : r.confident
         ? `Read ${r.digits.length} digit${r.digits.length > 1 ? "s" : ""} with confidence.`
-        : `Not sure about ${doubtful.length} of ${r.digits.length} digits: ${doubtful[0].reason || "the model hesitates"}.`;
-    $("seen").replaceChildren(...r.digits.map((d) => seenImage(d.mnist_image_png, `${d.digit} ${percent(d.probability)}`, !d.confident)));
+        : `Not sure about digit${doubtful.length > 1 ? "s" : ""} ${doubtful.join(", ")} of ${r.digits.length}: `
+          + `${first.reason || "the model hesitates"}.`;
+    // A doubted digit says so in words too, not only by its orange frame.
+    $("seen").replaceChildren(...r.digits.map((d) => seenImage(
+      d.mnist_image_png, `${d.digit} ${percent(d.probability)}${d.confident ? "" : ", not sure"}`, !d.confident)));
   }
 
   function showEmpty() {
@@ -274,7 +326,9 @@
     $("digit-details").hidden = mode === "number";
     $("hint").textContent = mode === "number" ? "Write a number here" : "Draw a digit here";
     state.strokes = [];
+    state.cleared = null;  // strokes of the other pad's shape
     state.photo = null;
+    state.photoLoads++;
     resize();
     changed();
   }
@@ -284,11 +338,20 @@
   $("undo").addEventListener("click", undo);
   $("clear").addEventListener("click", clearAll);
 
+  // Ctrl+Z undoes anywhere on the page. The single keys act only while the pad has focus (a click or a stroke
+  // on it gives it focus, or Tab): a stray key typed elsewhere, or by speech input, changes nothing.
   document.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, textarea, select, [contenteditable]") || event.altKey || event.metaKey) return;
+    if (event.altKey || event.metaKey) return;
     const key = event.key.toLowerCase();
-    if (key === "z" && !event.shiftKey) { event.preventDefault(); undo(); }
-    else if (event.ctrlKey) return;
+    if (event.ctrlKey) {
+      if (key === "z" && !event.shiftKey && !event.target.closest("input, textarea, select, [contenteditable]")) {
+        event.preventDefault();
+        undo();
+      }
+      return;
+    }
+    if (event.target !== pad) return;
+    if (key === "z") { event.preventDefault(); undo(); }
     else if (key === "c") clearAll();
     else if (key === "u") $("file").click();
     else if (key === "n") setMode(state.mode === "digit" ? "number" : "digit");
