@@ -106,8 +106,9 @@ def _comparisons_table(comparisons: list[dict]) -> str:
 
 def _matrix_table(names: list[str], matrix: dict) -> str:
     if len(names) < 2:
-        return ""
+        return ""  # one model: the comparisons' table already says there is nothing to compare
     out = [
+        "<h3>Every pair (Holm-corrected across all pairs; n.d.: not distinguishable at 5%)</h3>",
         "<table>",
         "<tr><th>row against column</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>",
     ]
@@ -152,7 +153,6 @@ def _section_html(section: dict, out_dir: Path) -> str:
 {_results_table(results)}
 <h3>Against the best model and the baseline</h3>
 {_comparisons_table(section["comparisons"])}
-<h3>Every pair (Holm-corrected across all pairs; n.d.: not distinguishable at 5%)</h3>
 {_matrix_table(names, section["matrix"])}
 <h3>Accuracy against training time</h3>
 <img src="{chart.name}" alt="test accuracy against fit time on {html.escape(name)}">

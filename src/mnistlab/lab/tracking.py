@@ -105,7 +105,7 @@ class Tracker:
             batch_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
             batch_metrics += [Metric("cv_accuracy", float(s), now, i) for i, s in enumerate(cv_scores)]
             batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
-            batch_tags = [RunTag(TAG + k, str(v)) for k, v in tags.items()]
+            batch_tags = [RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None]  # not the text 'None'
             for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
                 self.client.log_batch(run_id, params=batch_params[i : i + 100])
             self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
@@ -209,4 +209,6 @@ def _param_text(value) -> str:
 
 
 def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
+    """The first line of an error from MLflow or its database, cut at a word (at most about 300 characters)."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return line if len(line) <= 300 else line[:300].rsplit(" ", 1)[0] + " …"
