@@ -34,15 +34,18 @@ def wheel(tmp_path_factory) -> Path:
         shutil.copy2(ROOT / name, tree / name)
     shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("wheel")
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out), str(tree)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out), str(tree)]
     )
-    assert build.returncode == 0, build.stderr
     (path,) = out.glob("mnistlab-*.whl")
     return path
+
+
+def _run(args: list[str], **kwargs) -> str:
+    """Run ``args`` to success; its standard output."""
+    run = subprocess.run(args, capture_output=True, text=True, timeout=300, **kwargs)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
 
 
 def _package_files() -> set[str]:
@@ -65,13 +68,7 @@ def test_the_wheel_holds_every_file_of_the_package(wheel):
 
 def test_the_installed_wheel_reads_a_photo_with_its_shipped_reader(wheel, tmp_path, mnist_full):
     site = tmp_path / "site"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stderr
+    _run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(wheel)])
     n = mnist_full.details["n_train"]
     seven = n + int(np.flatnonzero(np.asarray(mnist_full.target[n:]) == 7)[0])
     photo = tmp_path / "seven.jpg"
@@ -85,23 +82,9 @@ def test_the_installed_wheel_reads_a_photo_with_its_shipped_reader(wheel, tmp_pa
         MNISTLAB_DATA=str(tmp_path / "data"),
         XDG_CACHE_HOME=str(tmp_path / "cache"),
     )
-    where = subprocess.run(
-        [sys.executable, "-c", "import mnistlab; print(mnistlab.__file__)"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    where = _run([sys.executable, "-c", "import mnistlab; print(mnistlab.__file__)"], env=env, cwd=tmp_path)
+    assert Path(where.strip()).is_relative_to(site), where
+    answer = json.loads(
+        _run([sys.executable, "-m", "mnistlab.cli", "predict", str(photo), "--json"], env=env, cwd=tmp_path)
     )
-    assert Path(where.stdout.strip()).is_relative_to(site), where.stdout + where.stderr
-    run = subprocess.run(
-        [sys.executable, "-m", "mnistlab.cli", "predict", str(photo), "--json"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    answer = json.loads(run.stdout)
     assert answer["digit"] == 7 and answer["confident"] is True
