@@ -399,7 +399,7 @@ def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
         ("fails_to_fit", "mnist seed 42: mine.py:fails_to_fit failed (RuntimeError: boom in fit); fix the classifier"),
         ("predicts_too_few", "predict returned shape (3,) for 10,000 test images; it must return one label per image"),
         ("blanks_its_input", "mine.py:blanks_its_input failed: it changed the images or labels it was given"),
-        ("predicts_words", "predict returned labels the training labels do not hold (such as np.str_('"),
+        ("predicts_words", "predict returned labels the training labels do not hold (such as '"),
     ],
 )
 def test_a_classifier_that_fails_in_its_run_is_one_sentence(bench, tmp_path, spec, message):

@@ -109,8 +109,9 @@ def paired_test(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred
     sample_variance = float(np.mean([((a + b) / m - ((a - b) / m) ** 2) / m for m, a, b in seeds]))
     spread = _spread(float(diffs.std(ddof=1)), len(seeds), sample_variance)
     diff = float(diffs.mean())
-    if spread.se == 0:  # no discordant pair in any seed
-        return {**common, "test": "t over seeds", "p_value": 1.0, "diff": diff, "diff_ci95": _diff_interval(0, 0, n)}
+    if spread.se == 0:  # no discordant pair in any seed: as for one seed of as many images
+        interval = _diff_interval(0, 0, min(m for m, _, _ in seeds))
+        return {**common, "test": "t over seeds", "p_value": 1.0, "diff": diff, "diff_ci95": interval}
     half = spread.half_width
     return {
         **common,

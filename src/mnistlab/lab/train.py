@@ -186,7 +186,7 @@ def fit_and_test(
     unknown = _unknown_labels(y_pred, d.y_train)
     if unknown.size:
         raise RecipeError(
-            f"{name}: predict returned labels the training labels do not hold (such as {unknown[0]!r}); "
+            f"{name}: predict returned labels the training labels do not hold (such as {unknown[:1].tolist()[0]!r}); "
             f"it must return labels like those it was fitted on ({', '.join(map(str, np.unique(d.y_train)[:10]))})."
         )
     seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
