@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import train_test_split
 
-from mnistlab.data.load import KNOWN_DATASETS, load_mnist, load_split
+from mnistlab.data.load import KNOWN_DATASETS, images_max, load_mnist, load_split
 from mnistlab.errors import DatasetError, MnistlabError, ModelFileError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions
 from mnistlab.lab.record import Record
@@ -51,9 +51,14 @@ def split_for(name: str, bunch, options: RunOptions) -> TrainTest:
         X_train, _, y_train, _ = train_test_split(
             X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
         )
+    top = images_max(bunch.details)
+    if top != 255:  # mnistlab's models read integer pixels on MNIST's 0-255 scale: scikit-learn's digits go to 0-255
+        X_train, X_test = (
+            np.rint(np.asarray(X, np.float32) * np.float32(255 / top)).astype(np.uint8) for X in (X_train, X_test)
+        )
     for array in (X_train, X_test, y_train, y_test):  # shared by every model of a comparison: none may change them
         array.setflags(write=False)
-    return TrainTest(X_train, X_test, y_train, y_test, bunch.details["data_sha256"], name)
+    return TrainTest(X_train, X_test, y_train, y_test, bunch.details["data_sha256"], name, top)
 
 
 class Fitted(NamedTuple):

@@ -47,6 +47,7 @@ class TrainTest:
     y_test: np.ndarray  # (n_test,)
     sha256: str  # of MNIST's files, or of the four arrays passed from Python
     dataset: str  # "mnist" or "arrays"
+    stretched_from: int = 255  # the dataset's own brightest pixel value, if its pixels were stretched to 0-255
 
 
 class Scored(NamedTuple):
