@@ -102,6 +102,28 @@ def test_an_address_that_does_not_answer_is_one_sentence_and_records_nothing(tmp
     assert not store.exists() and not (tmp_path / "r" / "models").exists()
 
 
+def test_an_address_where_something_else_listens_is_one_sentence_in_seconds(tmp_path):
+    # A socket that accepts and never speaks (not a Ray head): ray.init would retry with no deadline.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        args = [
+            "compare",
+            "logreg",
+            *FLAGS,
+            "--out",
+            str(tmp_path / "r"),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 's.db'}",
+        ]
+        start = time.monotonic()
+        done = run_cli([*args, "--cluster", f"127.0.0.1:{port}"], timeout=60)
+    assert done.returncode == 2 and time.monotonic() - start < 30
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Something listens at 127.0.0.1:{port}, but not a Ray head"), done.stderr
+
+
 SLOW_FILE = """
 import time
 

@@ -7,11 +7,16 @@ command joins it (a runtime already running in the process is used as it is).
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
+from mnistlab.testing import run_cli
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.tune")
@@ -87,6 +92,8 @@ def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtim
         (["--param", "lr=0.1", "--seeds", "2", "--seed", "4294967295"], "--seeds 2 from seed 4294967295 runs past"),
         (["--param", "lr=0.1", "--limit", "60001"], "--limit must be between 20 and 60000"),
         (["--param", "lr=0.1", "--concurrent", "0"], "--concurrent must be a whole number from 1 to 1000, got 0"),
+        (["--param", "epochs=abc"], "--param epochs must be whole numbers of at least 1, got 'abc'"),
+        (["--param", "epochs=2,1.5"], "--param epochs must be whole numbers of at least 1, got 1.5"),
     ],
 )
 def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
@@ -122,13 +129,54 @@ def test_a_spec_file_with_a_bad_value_is_one_sentence_before_the_data_loads(tmp_
 def test_a_store_that_cannot_be_opened_is_one_sentence_before_any_trial(tmp_path):
     (tmp_path / "file").write_text("")
     store, spec = f"sqlite:///{tmp_path / 'file' / 'x.db'}", tmp_path / "b.json"
-    # epochs=0 fails in a trial: the store's error instead shows that it was checked before any trial ran
-    args = ["sweep", "cnn-fast", "--param", "epochs=0", "--limit", "500", "--tracking-uri", store]
+    # dropout=2 fails in a trial: the store's error instead shows that it was checked before any trial ran
+    args = ["sweep", "cnn-fast", "--param", "dropout=2", "--limit", "500", "--tracking-uri", store]
     done = runner.invoke(app, [*args, "--out", str(spec), "--json"])
     assert done.exit_code == 2 and done.stdout == ""
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"Error: Cannot open the tracking store {store} (") and line.endswith("MLFLOW_TRACKING_URI.")
     assert not spec.exists()
+
+
+def test_a_failed_trial_is_one_sentence_without_tunes_traceback(runtime, tmp_path):
+    spec = tmp_path / "b.json"
+    args = ["sweep", "knn", "--param", "knn__n_neighbors=abc,1", "--limit", "200", "--out", str(spec)]
+    done = run_cli([*args, "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}", "--cluster", runtime])
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("Error: The trial {'knn__n_neighbors': 'abc'} failed")
+    assert not spec.exists()
+
+
+def test_ctrl_c_stops_a_sweep_and_writes_nothing(runtime, tmp_path):
+    # Tune's own SIGINT handler ended the trials early and returned as if the sweep were done: exit 0, and a
+    # best.json picked from the trials that had run.
+    spec, store = tmp_path / "b.json", tmp_path / "s.db"
+    args = ["sweep", "cnn-fast", "--param", "lr=0.05,0.1", "--param", "epochs=400", "--limit", "500"]
+    args += ["--concurrent", "1", "--out", str(spec), "--tracking-uri", f"sqlite:///{store}", "--cluster", runtime]
+    sweep = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", *args], stderr=subprocess.PIPE, text=True)
+    try:
+        assert sweep.stderr is not None
+        for line in sweep.stderr:  # each step's line comes when it is done: the trials start after this one
+            if "opening the tracking store" in line:
+                break
+        time.sleep(8)  # into the first trial's 400 epochs (about 15 s of them)
+        sweep.send_signal(signal.SIGINT)
+        assert sweep.wait(timeout=60) != 0
+    finally:
+        sweep.kill()
+    assert not spec.exists()
+    runs = json.loads(runner.invoke(app, ["runs", "--tracking-uri", f"sqlite:///{store}", "--json"]).stdout)
+    assert runs == []
+
+
+def test_values_given_twice_are_one_configuration():
+    from mnistlab.lab.sweep import parse_params
+
+    assert parse_params(["knn__n_neighbors=1,3,1", "weights=uniform"]) == {
+        "knn__n_neighbors": [1, 3],
+        "weights": ["uniform"],
+    }
 
 
 def test_with_seeds_each_configuration_runs_per_seed_and_the_best_mean_wins(runtime, tmp_path):

@@ -212,6 +212,22 @@ def _check_reachable(address: str) -> None:
             f"No Ray cluster answers at {host}:{port} ({reason}); start one (`ray start --head`) "
             "or check --cluster / RAY_ADDRESS."
         ) from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return  # a TLS head's handshake needs Ray's certificates: left to ray.init
+    # Something listens; a Ray head (its GCS, or the Ray Client server of ray://) speaks gRPC there. Another
+    # server (a web server, a silent socket) would leave ray.init retrying with no deadline.
+    import grpc  # Ray's own dependency
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_S)
+    except grpc.FutureTimeoutError:
+        raise ClusterError(
+            f"Something listens at {host}:{port}, but not a Ray head (no gRPC answer in {CONNECT_TIMEOUT_S:g} s); "
+            "check --cluster / RAY_ADDRESS: a head's address is host:6379 (ray://host:10001 for Ray Client)."
+        ) from None
+    finally:
+        channel.close()
 
 
 def _fit_task(contender: Contender, options: RunOptions, dataset: str, bunch) -> tuple[Fitted, dict[str, bytes]]:

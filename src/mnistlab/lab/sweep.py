@@ -18,18 +18,21 @@ Tune is imported only here, and this module only when a sweep runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import itertools
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.errors import ParameterError
+from mnistlab.errors import ClusterError, ParameterError
 from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
@@ -53,10 +56,22 @@ def parse_params(texts: list[str]) -> dict[str, list]:
             raise ParameterError("param", f"{{param}} {text!r} is not NAME=V1,V2,...; e.g. lr=0.05,0.1.")
         if name in params:
             raise ParameterError("param", f"{{param}} names {name!r} twice; give all its values in one.")
-        params[name] = [_value(v.strip()) for v in values.split(",")]
+        params[name] = list(dict.fromkeys(_value(v.strip()) for v in values.split(",")))  # a value given twice: once
     if not params:
         raise ParameterError("param", "No {param} given; name at least one, e.g. lr=0.05,0.1.")
     return params
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """``logger``'s records below CRITICAL dropped for the block."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _value(text: str):
@@ -116,6 +131,9 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     out = _writable_spec(Path(out))
     seed_list = [options.seed + k for k in range(seeds)]
     default_epochs = known.get("epochs", 1) if recipe.family == "cnn" else 1
+    bad = [e for e in params.get("epochs", []) if isinstance(e, bool) or not isinstance(e, int) or e < 1]
+    if bad:  # the scheduler's longest trial is counted in epochs
+        raise ParameterError("param", f"{{param}} epochs must be whole numbers of at least 1, got {bad[0]!r}.")
     max_epochs = max(int(c.get("epochs", default_epochs)) for c in configs)
     progress("loading and verifying the data")
     name, bunch = open_dataset(dataset)
@@ -125,6 +143,8 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     tracker = Tracker(tracking_uri, SWEEP_EXPERIMENT)
     # Tune's progress tables would bury the one-line steps; the trials' rows come back in the result.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl+C stops the sweep: Tune's own handler would end the trials early and return as if the sweep were done.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     with connect(cluster):
         from ray import tune  # Ray Tune: only when a sweep runs
         from ray.tune.schedulers import ASHAScheduler
@@ -143,8 +163,14 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
                 ),
                 run_config=tune.RunConfig(storage_path=storage, name="sweep", verbose=0),
             )
-            found = tuner.fit()
+            with _quiet("ray.tune"):  # a failed trial's traceback: its error is said in one sentence below
+                found = tuner.fit()
             trials = [_trial_row(found[i], default_epochs) for i in range(len(found))]  # read before storage goes
+    if len(trials) < len(units):  # a sweep stopped before every trial ran: nothing to pick from, nothing written
+        raise ClusterError(
+            f"Only {len(trials)} of {len(units)} trials ran (the sweep was stopped); nothing was written or "
+            "recorded; run it again."
+        )
     trials.sort(key=lambda t: units.index({"params": t["config"], "seed": t["seed"]}))
     failed = next((t for t in trials if t["error"]), None)
     summary = [_config_row(c, [t for t in trials if t["config"] == c]) for c in configs]
