@@ -143,6 +143,7 @@ def test_accuracy_summary_of_one_seed_is_a_wilson_interval():
     knn = accuracy_summary([0.9841, 0.9841, 0.9841], 10_000)
     assert knn["std"] == 0 and knn["ci95"] == pytest.approx(accuracy_summary([0.9841], 10_000)["ci95"])
     assert knn["ci95"][1] - knn["ci95"][0] > 0.004
+    assert accuracy_summary([1.0], 360)["ci95"][1] == 1.0  # not 0.9999999999999999
 
 
 def test_comparisons_test_everyone_against_the_best_and_the_baseline_holm_corrected():

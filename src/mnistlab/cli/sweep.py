@@ -83,7 +83,8 @@ def sweep_cmd(
 def _print(result: dict, recipe: str, names: list[str]) -> None:
     """The trials as a table, best first; the best configuration, where it was saved and recorded."""
     table = Table(title=f"{recipe}: {len(result['trials'])} trial(s), held-out accuracy (10% of the training set)")
-    for col in (*names, "seed", "held-out acc", "epochs", "ended"):
+    # "epochs run" beside a swept "epochs": how many of them the trial ran before it ended.
+    for col in (*names, "seed", "held-out acc", "epochs run" if "epochs" in names else "epochs", "ended"):
         table.add_column(col, justify="right")
     for t in sorted(result["trials"], key=lambda t: (-t["val_accuracy"], t["seed"])):
         ended = "stopped early" if t["stopped"] else "completed"

@@ -196,7 +196,13 @@ def _check_reachable(address: str) -> None:
     parts = urlsplit(address if "://" in address else f"ray://{address}")
     try:
         host, port = parts.hostname, parts.port
-    except ValueError:
+    except ValueError:  # urllib: a port that is no number, or is out of range
+        port_text = parts.netloc.rpartition(":")[2]
+        if port_text.isdigit():
+            raise ClusterError(
+                f"The Ray address {address!r} names port {port_text}, outside 1-65535; give host:port of the head "
+                "(e.g. 10.0.0.5:6379)."
+            ) from None
         host, port = None, None
     if not host or not port:
         raise ClusterError(

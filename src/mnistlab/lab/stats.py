@@ -47,7 +47,12 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
     if bool(np.all(acc == acc[0])):  # one seed, or a deterministic model on the same data: the test sample's spread
         mean = float(acc[0])
         low, high = proportion_confint(round(mean * n_test), n_test, alpha=ALPHA, method="wilson")
-        return {"mean": mean, "std": 0.0 if len(acc) > 1 else None, "ci95": [float(low), float(high)]}
+        # Rounded to 12 places: a perfect score's upper bound is 1, not 0.9999999999999999.
+        return {
+            "mean": mean,
+            "std": 0.0 if len(acc) > 1 else None,
+            "ci95": [round(float(low), 12), round(float(high), 12)],
+        }
     mean, std = float(acc.mean()), float(acc.std(ddof=1))
     half = _spread(std, len(acc), mean * (1 - mean) / n_test).half_width
     return {"mean": mean, "std": std, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
