@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from sklearn.base import clone
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 
 from mnistlab.cli import app
 from mnistlab.errors import InputError, RecipeError
+from mnistlab.lab.export import MAX_INT8_DROP, export_model
 from mnistlab.lab.train import _configure_cnn
 from mnistlab.models.cnn.augment import Augmentation, augment_batch
 from mnistlab.models.cnn.estimator import CNNClassifier
@@ -253,6 +255,32 @@ def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):
     np.testing.assert_allclose(
         ort.predict_proba(X.reshape(-1, 1, 28, 28) / np.float32(255)), model.predict_proba(X), atol=1e-5
     )
+
+    int8_file = tmp_path / "out" / "int8.onnx"
+    result = CliRunner().invoke(app, ["export", str(model_dir), "--onnx", str(int8_file), "--int8", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["n_calibration"] == 1000 and row["n_test"] == 10_000  # the official split's whole test set
+    assert row["accuracy_int8"] >= row["accuracy_float32"] - MAX_INT8_DROP and row["same_answers"] > 9_800
+    graph = onnx.load(int8_file)
+    assert {n.op_type for n in graph.graph.node} >= {"QLinearConv"} and "Conv" not in {
+        n.op_type for n in graph.graph.node
+    }
+    assert json.loads({p.key: p.value for p in graph.metadata_props}["int8"])["accuracy_int8"] == row["accuracy_int8"]
+    int8 = OnnxPredictor(int8_file)
+    assert np.mean(int8.predict(X) == ort.predict(X)) > 0.97 and list(int8.classes_) == list(model.classes_)
+
+
+def test_int8_export_calibrated_on_images_unlike_the_test_set_is_refused(mnist_small, tmp_path):
+    """Calibration on dim images sets every activation's range too small: int8 then answers near chance."""
+    X_tr, X_te, y_tr, y_te = mnist_small
+    model_dir = tmp_path / "model"
+    save_model(CNNClassifier(**TINY, epochs=2).fit(X_tr, y_tr), model_dir, card={"recipe": "tiny", "dataset": "mnist"})
+    written = export_model(model_dir, tmp_path / "ok.onnx", int8=True, data=(X_tr, X_te, y_tr, y_te))
+    assert written["accuracy_float32"] > 0.8 and written["n_test"] == len(y_te)
+    with pytest.raises(InputError, match=r"With int8 convolutions .* answers .* against .* so nothing was written"):
+        export_model(model_dir, tmp_path / "dim.onnx", int8=True, data=(X_tr // 16, X_te, y_tr, y_te))
+    assert not (tmp_path / "dim.onnx").exists() and not list(tmp_path.glob("*.tmp"))
 
 
 def test_export_refuses_a_model_that_is_not_a_cnn(tmp_path):

@@ -49,6 +49,7 @@ _SOURCES = {
     # the lab: train, evaluate, compare, figures
     "train_recipe": "mnistlab.lab.train",
     "evaluate_model": "mnistlab.lab.evaluate",
+    "export_model": "mnistlab.lab.export",
     "compare": "mnistlab.lab.compare",
     "save_digit_grid": "mnistlab.lab.plots",
     "save_mean_digits": "mnistlab.lab.plots",
@@ -116,6 +117,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from mnistlab.lab.compare import compare
     from mnistlab.lab.evaluate import evaluate_model
+    from mnistlab.lab.export import export_model
     from mnistlab.lab.plots import (
         ascii_digit,
         save_accuracy_vs_time,

@@ -285,19 +285,36 @@ def runs_cmd(
 def export_cmd(
     model_dir: Path = typer.Argument(..., help="A CNN model directory written by `mnistlab train`."),
     onnx_file: Path = typer.Option(..., "--onnx", help="The ONNX file to write.", metavar="FILE"),
+    int8: bool = typer.Option(
+        False, "--int8", help="Quantize the convolutions to int8 (faster on CPUs), measured against float32 on MNIST."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Write a CNN model as ONNX (any batch size), checked to predict as PyTorch does."""
-    from mnistlab.models.cnn.onnx import OPSET, export_onnx  # torch and onnx: seconds to import
-    from mnistlab.models.files import load_model
+    from mnistlab.lab.export import export_model  # torch and onnx: seconds to import
+    from mnistlab.models.cnn.onnx import OPSET
+    from mnistlab.models.files import read_card
 
     _check_onnx_target(onnx_file)  # before seconds of loading and exporting
-    estimator, card = load_model(model_dir)
-    path = export_onnx(estimator, onnx_file)
+    read_card(model_dir)  # a path that is no model folder is said as such, before torch is imported
+    with step_progress(not as_json) as progress:
+        result = export_model(model_dir, onnx_file, int8=int8, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    shape = ", ".join(map(str, result["image_shape"]))
     out.print(
-        f"wrote {path} ({format_size(path.stat().st_size)}): {card.get('recipe', 'model')}, opset {OPSET}, "
-        f"input 'image' float32 (N, 1, {', '.join(map(str, estimator.image_shape_))}) in [0, 1], "
-        f"output 'probabilities' (N, {len(estimator.classes_)}); checked against PyTorch"
+        f"wrote {result['onnx_file']} ({format_size(result['size_bytes'])}): {result['recipe'] or 'model'}, opset {OPSET}, "
+        f"input 'image' float32 (N, 1, {shape}) in [0, 1], output 'probabilities'; checked against PyTorch",
+        soft_wrap=True,
     )
+    if int8:
+        out.print(
+            f"int8 convolutions, calibrated on {result['n_calibration']:,} training images: test accuracy "
+            f"{result['accuracy_int8']:.4f} (float32 {result['accuracy_float32']:.4f}), the same answer for "
+            f"{result['same_answers']:,} of {result['n_test']:,} test images",
+            soft_wrap=True,
+        )
 
 
 def _check_onnx_target(onnx_file: Path) -> None:

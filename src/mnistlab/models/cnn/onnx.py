@@ -28,7 +28,7 @@ from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.sessions import run_in_chunks
 
-__all__ = ["export_onnx", "OnnxPredictor"]
+__all__ = ["export_onnx", "onnx_graph", "write_graph", "OnnxPredictor"]
 
 OPSET = 18
 
@@ -75,8 +75,8 @@ def _check_matches(proto: onnx.ModelProto, module: torch.nn.Module, image_shape)
         )
 
 
-def export_onnx(estimator, path) -> Path:
-    """Write a fitted CNN estimator as an ONNX file (atomically); returns the path."""
+def onnx_graph(estimator) -> bytes:
+    """A fitted CNN estimator's ONNX graph, as bytes, checked to predict as PyTorch does."""
     model = getattr(estimator, "model_", None)
     if not isinstance(model, torch.nn.Module):
         raise InputError(
@@ -85,12 +85,22 @@ def export_onnx(estimator, path) -> Path:
         )
     proto = _model_proto(model, estimator.image_shape_, estimator.classes_.tolist())
     _check_matches(proto, model, estimator.image_shape_)
+    return proto.SerializeToString()
+
+
+def write_graph(graph: bytes, path) -> Path:
+    """Write ONNX bytes to ``path`` atomically; returns the path."""
     path = Path(path)
     try:
-        atomic_write_bytes(path, proto.SerializeToString())
+        atomic_write_bytes(path, graph)
     except OSError as exc:
         raise InputError(f"Cannot write {path} ({exc.strerror or exc}); give a file path you can write to.") from None
     return path
+
+
+def export_onnx(estimator, path) -> Path:
+    """Write a fitted CNN estimator as an ONNX file (atomically); returns the path."""
+    return write_graph(onnx_graph(estimator), path)
 
 
 class OnnxPredictor:
