@@ -310,6 +310,38 @@ def test_a_server_that_does_not_answer_is_given_up_and_one_that_is_gone_is_said(
     context.close()
 
 
+def test_a_busy_server_is_asked_again_after_its_retry_after(browser, web_model_dir):
+    """Two connections allowed (the page loads its script and style sheet side by side): while two clients hold
+    them with half-sent requests, the page's request is answered 503 (Retry-After: 2); the page says so, waits,
+    and sends it again once a connection is free."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from playwright.sync_api import expect
+
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+    from mnistlab.web.protocol import ConnectionLimits, protocol_for
+
+    limits = ConnectionLimits(max_connections=2)
+    with running_server(create_app(web_model_dir), http=protocol_for(limits)) as url:
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        holders = [socket.create_connection((urlsplit(url).hostname, urlsplit(url).port)) for _ in range(2)]
+        for holder in holders:  # the head, and one byte of the body: a request held open
+            holder.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            holder.sendall(b"Content-Length: 5000\r\n\r\n{")
+        draw(page, ONE)
+        expect(page.locator("#verdict")).to_have_text("The server is busy; trying again in 2 s…", timeout=10_000)
+        assert page.get_attribute("#answer", "data-state") == "busy"
+        holders[0].close()
+        assert result(page)["digit"] == "1"
+        holders[1].close()
+        context.close()
+
+
 def test_only_the_last_photo_chosen_is_shown_and_read(page, mnist_small, tmp_path):
     _, X_test, _, y_test = mnist_small
     big = tmp_path / "big.png"  # 36 million pixels: refused by the server, were it sent

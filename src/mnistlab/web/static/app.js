@@ -22,6 +22,7 @@
     timer: 0,
     version: 0,          // bumped on every change, so a late canvas export is dropped
     request: null,       // AbortController of the request in flight
+    retry: 0,            // the timer that sends a request again after a busy server's Retry-After
   };
   // Export size in CSS pixels; the brush is 1/10 of the pad height, like MNIST's strokes. The server
   // reads a clean drawing at about 140 px (reading/steps.py, _DRAWING_SIDE): more is only more to send and decode.
@@ -31,6 +32,10 @@
   // A request the server has not answered by then is given up, and the page says so: the server reads a
   // slow client's upload for at most 10 s (`--read-timeout`) and answers a photo in milliseconds.
   const REQUEST_TIMEOUT_MS = 30000;
+  // A busy server (503, more connections open than `--max-connections`) says when to try again
+  // (Retry-After, seconds): the page waits that long and sends the same request, at most this many times.
+  const BUSY_RETRIES = 3;
+  const MAX_RETRY_AFTER_S = 30;
 
   // ---- drawing ---------------------------------------------------------------
 
@@ -117,6 +122,7 @@
     if (!undoable && document.activeElement === $("undo")) pad.focus();  // not lost to the page with the button
     $("undo").disabled = !undoable;
     clearTimeout(state.timer);
+    clearTimeout(state.retry);  // a busy server's retry would send what is no longer on the pad
     if (empty) {
       if (state.request) state.request.abort();
       showEmpty();
@@ -191,7 +197,8 @@
     out.toBlob((blob) => { if (version === state.version) send(blob, "drawing.png"); }, "image/png");
   }
 
-  async function send(blob, name) {
+  async function send(blob, name, attempt = 0) {
+    clearTimeout(state.retry);
     if (state.request) state.request.abort();
     const controller = new AbortController();
     const version = state.version;
@@ -206,6 +213,12 @@
       const response = await fetch(url, { method: "POST", body: form, signal: controller.signal });
       const body = await response.json().catch(() => ({ detail: `The server answered ${response.status}.` }));
       if (controller !== state.request) return;
+      const wait = response.status === 503 && attempt < BUSY_RETRIES ? retryAfter(response) : null;
+      if (wait !== null) {  // still "busy": the answer shown stays dimmed until the retry's answer comes
+        $("verdict").textContent = `The server is busy; trying again in ${wait} s…`;
+        state.retry = setTimeout(() => send(blob, name, attempt + 1), wait * 1000);
+        return;
+      }
       if (!response.ok) throw new Error(body.detail || `The server answered ${response.status}.`);
       if (state.mode === "number" ? !Array.isArray(body.digits) : typeof body.digit !== "number") {
         throw new Error("The server's answer is not one this page can read; reload the page, or check the server.");
@@ -228,6 +241,13 @@
       clearTimeout(deadline);
       if (controller === state.request) state.request = null;
     }
+  }
+
+  // Retry-After in whole seconds (1 to MAX_RETRY_AFTER_S), else null: the server's message is shown instead.
+  function retryAfter(response) {
+    const text = response.headers.get("retry-after") || "";
+    const seconds = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+    return seconds >= 1 && seconds <= MAX_RETRY_AFTER_S ? seconds : null;
   }
 
   // ---- showing the answer -----------------------------------------------------------
