@@ -161,6 +161,8 @@ def test_web_api_answers_on_an_empty_machine(empty_machine, photo_of_a_seven):
             r = httpx.post(f"http://127.0.0.1:{port}/api/predict", files={"file": ("seven.jpg", f, "image/jpeg")})
         assert r.status_code == 200, r.text
         assert r.json()["digit"] == 7 and r.json()["confident"] is True
+        card = httpx.get(f"http://127.0.0.1:{port}/api/model").json()  # the shipped card, as the file holds it
+        assert card == json.loads((PRETRAINED_DIR / CARD_FILE).read_text())
     finally:
         server.terminate()
         server.wait(10)

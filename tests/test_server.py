@@ -46,7 +46,7 @@ def easy_digits(mnist_small):
     return X_test[idx], y_test[idx]
 
 
-def test_health_and_model_card(client):
+def test_health_and_model_card(client, web_model_dir):
     health = client.get("/api/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
@@ -54,6 +54,14 @@ def test_health_and_model_card(client):
     card = client.get("/api/model").json()
     assert card["recipe"] == "knn-deskew"
     assert card["seed"] == 0
+    # The card as saved (a card from save_model holds only what it was given): no key added, none left out.
+    assert card == json.loads((web_model_dir / "model.json").read_text()) and "split" not in card
+    schema = client.get("/openapi.json").json()["paths"]["/api/model"]["get"]["responses"]["200"]["content"]
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in schema["application/json"]["schema"]["anyOf"]} == {
+        "TrainedCard",
+        "ReaderCard",
+        "EstimatorCard",
+    }
 
 
 def test_predict_multipart_png_of_real_digits(client, easy_digits):

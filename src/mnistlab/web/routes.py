@@ -48,6 +48,7 @@ from mnistlab.web.schemas import (
     DigitOut,
     Health,
     ImageUpload,
+    ModelCard,
     NumberOut,
     PixelsIn,
     request_body,
@@ -144,7 +145,12 @@ async def ready(request: Request) -> dict[str, Any]:
     return _status(request.app.state.served)
 
 
-@router.get("/api/model", summary="The model card of the loaded model (model.json)", response_model=None)
+@router.get(
+    "/api/model",
+    summary="The card of the loaded model (model.json)",
+    response_model=ModelCard,
+    response_model_exclude_unset=True,  # the card's own keys, none added
+)
 async def model_card(state: State) -> dict[str, Any]:
     return state.predictor.card
 

@@ -23,6 +23,7 @@ __all__ = [
     "DigitOut",
     "NumberOut",
     "Health",
+    "ModelCard",
     "Problem",
     "PROBLEMS",
     "request_body",
@@ -91,6 +92,47 @@ class Health(BaseModel):
         description="The loaded model's recipe (the shipped reader's name); null while it loads or without a card."
     )
     worker: int = Field(description="The id of the server process that answered (one of several with --workers).")
+
+
+class _Card(BaseModel):
+    # A card holds more than the keys named here (a trained model's params and config, the reader's plan and
+    # thresholds): those pass through as the file holds them. The route leaves out keys the card does not have.
+    model_config = ConfigDict(extra="allow")
+    format_version: int
+    created: str | None = Field(None, description="When the model was saved (ISO 8601, UTC).")
+    data_sha256: str | None = Field(None, description="sha256 of the data it was trained on.")
+    versions: dict[str, str] | None = Field(None, description="The packages it was trained with, and their versions.")
+    metrics: dict[str, Any] | None = None
+
+
+class TrainedCard(_Card):
+    """A model saved by ``mnistlab train`` or ``save_model``: its ``model.json`` (``save_model`` from Python
+    writes only the keys it is given besides the weights')."""
+
+    weights_file: str
+    weights_sha256: str
+    format: Literal["skops", "safetensors"]
+    recipe: str | None = None
+    dataset: str | None = None
+    seed: int | None = None
+    split: str | None = None
+
+
+class ReaderCard(_Card):
+    """The reader shipped with mnistlab: its ``card.json``."""
+
+    name: str
+    files: dict[str, str] = Field(description="The sha256 of each of the reader's files.")
+
+
+class EstimatorCard(BaseModel):
+    """A fitted classifier passed from Python, which has no card: its class name."""
+
+    model_config = ConfigDict(extra="forbid")
+    estimator: str
+
+
+ModelCard = TrainedCard | ReaderCard | EstimatorCard
 
 
 class Problem(BaseModel):
