@@ -173,17 +173,18 @@ def test_reversed_classes_never_answer(model_copy, small_digits, tmp_path):
     assert "increasing order" in _one_error_line(result) and '"digit"' not in result.output
 
 
-def test_version_1_cards_still_load_with_the_schema(model_copy, small_digits):
+def test_version_1_cards_are_refused_edited_or_not(model_copy):
+    """A version 1 card had no card_sha256: an edited card relabelled version 1 would load with its edits."""
     card = _card(model_copy)
     del card["card_sha256"]
     card["format_version"] = 1
     _write(model_copy, card, resign=False)
-    model, loaded = load_model(model_copy)
-    assert loaded["format_version"] == 1 and model.predict(small_digits[1][:5]).shape == (5,)
-    card["config"]["n_threads"] = 100000
-    _write(model_copy, card, resign=False)
-    with pytest.raises(ModelFileError, match="n_threads must be"):
+    with pytest.raises(ModelFileError, match="format version 1, but this mnistlab reads only version 2; retrain"):
         load_model(model_copy)
+    card["config"]["params"]["inputs"] = "deskewed"  # an edit such a card could carry: what the net is shown
+    _write(model_copy, card, resign=False)
+    line = _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)]))
+    assert "format version 1" in line and "mnistlab train" in line
 
 
 @pytest.mark.parametrize(
@@ -243,15 +244,11 @@ def test_a_user_torch_module_is_saved_and_refused_in_one_sentence(small_digits, 
     assert "your own torch module" in line
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_configs_saved_before_the_module_parameter_still_load(model_copy, small_digits, version):
-    """Cards of either format from before ``CNNClassifier(module=...)`` existed: mnistlab's own net, as saved."""
+def test_configs_saved_before_the_module_parameter_still_load(model_copy, small_digits):
+    """Cards from before ``CNNClassifier(module=...)`` existed: mnistlab's own net, as saved."""
     card = _card(model_copy)
     del card["config"]["params"]["module"]
-    if version == 1:
-        del card["card_sha256"]
-        card["format_version"] = 1
-    _write(model_copy, card, resign=version == 2)
+    _write(model_copy, card, resign=True)
     model, _ = load_model(model_copy)
     assert model.module is None and np.mean(model.predict(small_digits[1]) == small_digits[3]) > 0.8
 

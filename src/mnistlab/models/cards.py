@@ -4,13 +4,14 @@ The card decides how a model is rebuilt and how its answers are judged: the
 weights file and its sha256, a CNN's config (classes, shapes, members), the
 probability cut for "not sure" answers, the split and seed that give back its
 test set. So every field is checked against this schema (types, ranges; a key
-the schema does not know is refused), and from format version 2 on
-``card_sha256`` covers the whole card: an edited card is refused before its
-weights are read. A CNN's config is checked field by field when the net is
-rebuilt (``models.cnn.config``); here it only has to be an object.
+the schema does not know is refused), and ``card_sha256`` covers the whole
+card: an edited card is refused before its weights are read. A CNN's config is
+checked field by field when the net is rebuilt (``models.cnn.config``); here
+it only has to be an object.
 
-Cards of format version 1 have no ``card_sha256``; they are still read, with
-this same schema, and the weights' sha256 as their only checksum.
+Cards of format version 1 had no ``card_sha256``, so nothing showed that they
+were not edited (a card edited and relabelled version 1 loaded with its edits):
+they are refused, with the command that trains the model again.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 2  # version 2: card_sha256 covers the card
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (2,)
 MAX_CARD_BYTES = 16 * 2**20  # a card holds a config and a history: kilobytes; a larger file is not ours
 WEIGHTS_FILES = {"model.skops": "skops", "model.safetensors": "safetensors"}  # file name -> format
 MAX_SEED = 2**32 - 1  # what scikit-learn and numpy take as a seed
@@ -82,7 +83,7 @@ def parse_card(text: bytes, card_path: Path) -> dict:
             f"{card_path} is not a model card mnistlab wrote: {exc}; restore the original file or retrain the model "
             f"with `mnistlab train`."
         ) from None
-    if card["format_version"] >= 2 and card.get("card_sha256") != card_sha256(card):
+    if card.get("card_sha256") != card_sha256(card):
         raise ModelFileError(
             f"{card_path} does not match its card_sha256, so it was edited or corrupted; "
             "restore the original file or retrain the model with `mnistlab train`."
@@ -95,8 +96,8 @@ def _check_version(card: dict, card_path: Path) -> None:
     if type(version) is not int or version not in READABLE_VERSIONS:
         recipe = card.get("recipe") if isinstance(card.get("recipe"), str) else "RECIPE"
         raise ModelFileError(
-            f"{card_path.parent} was saved in model format version {version!r}, but this mnistlab reads versions "
-            f"{' and '.join(map(str, READABLE_VERSIONS))}; retrain it with `mnistlab train {recipe}`."
+            f"{card_path.parent} was saved in model format version {version!r}, but this mnistlab reads only "
+            f"version {' and '.join(map(str, READABLE_VERSIONS))}; retrain it with `mnistlab train {recipe}`."
         )
 
 
@@ -109,10 +110,8 @@ def _check_consistency(card: dict) -> None:
         raise _Invalid(f"format {card['format']!r} does not go with weights file {card['weights_file']!r}")
     if (card["format"] == "safetensors") != ("config" in card):
         raise _Invalid("a safetensors model needs a config and a skops model has none")
-    if card["format_version"] >= 2 and "card_sha256" not in card:
+    if "card_sha256" not in card:
         raise _Invalid("it has no card_sha256")
-    if card["format_version"] < 2 and "card_sha256" in card:
-        raise _Invalid("a version 1 card cannot carry a card_sha256")
 
 
 # --- one check per field: (key, value) -> None, raising _Invalid ------------------
