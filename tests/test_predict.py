@@ -333,6 +333,22 @@ def test_a_model_of_other_classes_or_unfitted_is_refused_when_loaded(mnist_full)
         predict_array(X[0], model=clone(base))
 
 
+def test_a_model_of_other_image_sizes_is_refused_when_loaded(tmp_path):
+    """scikit-learn's 8x8 digits: a model of them cannot read the 28x28 digit a photo becomes."""
+    from sklearn.datasets import load_digits
+
+    from mnistlab import train_recipe
+
+    digits = load_digits()
+    X, y = (digits.data * 255 / 16).astype(np.uint8)[:400], digits.target[:400]
+    train_recipe("logreg", data=(X[:300], X[300:], y[:300], y[300:]), cv=0, out=tmp_path / "logreg")
+    result = runner.invoke(app, ["predict", "x.png", "--model", str(tmp_path / "logreg")])
+    assert result.exit_code == 2 and "trained on images of 64 pixels" in result.stderr, result.output
+    cnn = get_recipe("cnn-fast").build(0, 1).set_params(epochs=1).fit(X.reshape(-1, 8, 8), y)
+    with pytest.raises(ModelFileError, match="trained on 8 x 8 images, and mnistlab reads every photo into a 28 x 28"):
+        predict_array(np.zeros((28, 28)), model=cnn)
+
+
 def test_top_is_a_whole_number_not_a_flag(evaluation_digits):
     with pytest.raises(InputError, match="top must be a whole number from 1 to 10, got True"):
         predict_array(evaluation_digits[0][0], top=True)

@@ -118,7 +118,20 @@ def load_predictor(model=None) -> Predictor:
 def _classifier(estimator) -> Callable[[np.ndarray], np.ndarray]:
     if hasattr(estimator, "classes_"):
         digit_classes(estimator)  # a model of other classes is refused when loaded, not at each answer
+    _check_reads_mnist(estimator)
     return lambda images: digit_probabilities(estimator, images.reshape(len(images), 784))
+
+
+def _check_reads_mnist(estimator) -> None:
+    """Refuse a model fitted on images of another size: every answer hands it a 28x28 digit (784 pixels)."""
+    shape = getattr(estimator, "image_shape_", None)  # a CNN's (H, W)
+    pixels = int(np.prod(shape)) if shape is not None else getattr(estimator, "n_features_in_", 784)
+    if pixels != 784:
+        size = f"{shape[0]} x {shape[1]} images" if shape is not None else f"images of {pixels} pixels"
+        raise ModelFileError(
+            f"This {type(estimator).__name__} was trained on {size}, and mnistlab reads every photo into a 28 x 28 "
+            "digit (784 pixels); answer with a model trained on 28 x 28 images, such as MNIST's."
+        )
 
 
 def _from_directory(model_dir: Path) -> Predictor:
