@@ -213,6 +213,34 @@ def test_an_unknown_module_path_is_still_refused(saved):
         load_model(saved)
 
 
+def test_weights_that_are_no_regular_file_are_refused_unread(saved):
+    """A link to /dev/zero would be read without end: it is refused before a byte is read."""
+    (saved / "model.skops").unlink()
+    (saved / "model.skops").symlink_to("/dev/zero")
+    with pytest.raises(ModelFileError, match="model.skops is not a regular file, so it holds no saved model"):
+        load_model(saved)
+
+
+def test_a_save_waits_for_another_save_into_the_same_folder(tmp_path, fitted, small):
+    """While one save holds the folder, another writes nothing; then it writes its weights and card together."""
+    import threading
+
+    from mnistlab._atomic import locked_folder
+
+    model_dir = save_model(fitted, tmp_path / "m", card={"recipe": "a"})
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    other = get_recipe("knn").build(0, 1).fit(small[0], small[2])
+    with locked_folder(model_dir):  # as a second process's save would hold it
+        second = threading.Thread(target=save_model, args=(other, model_dir), kwargs={"card": {"recipe": "b"}})
+        second.start()
+        second.join(1.0)
+        assert second.is_alive() and {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+    second.join(30)
+    model, card = load_model(model_dir)
+    assert card["recipe"] == "b"
+    np.testing.assert_array_equal(model.predict(small[1]), other.predict(small[1]))
+
+
 def test_saving_again_replaces_the_model(tmp_path, fitted, small):
     X_tr, X_te, y_tr, _ = small
     model_dir = save_model(fitted, tmp_path / "m", card={"recipe": "a"})

@@ -2,6 +2,8 @@
 
 A reader (or a crash) never sees half a file: either the old content or the
 new one. Used for every cache, model, figure and report mnistlab writes.
+``locked_folder`` makes writers of several files into one folder (a model's
+weights and card) take turns.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_writer", "atomic_write_bytes"]
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["atomic_writer", "atomic_write_bytes", "locked_folder"]
 
 
 @contextmanager
@@ -37,3 +44,20 @@ def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Binary
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_writer(path) as f:
         f.write(data)
+
+
+@contextmanager
+def locked_folder(folder: str | os.PathLike) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` itself (no lock file to leave behind) while the block runs.
+
+    Two processes saving a model into one folder then write one after the
+    other, so its weights and its card come from the same save. Where there is
+    no ``flock`` (not POSIX), nothing is locked.
+    """
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

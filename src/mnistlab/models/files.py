@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load, save
 
-from mnistlab._atomic import atomic_write_bytes
+from mnistlab._atomic import atomic_write_bytes, locked_folder
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, parse_card
 
@@ -153,19 +154,20 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
             f"Cannot create model directory {model_dir} ({exc.strerror}); choose a folder you can write to."
         ) from None
     try:
-        # Weights first: a crash in between leaves an old card whose sha256 no
-        # longer matches, which load_model refuses, rather than a silent mix.
-        atomic_write_bytes(model_dir / weights_file, data)
-        atomic_write_bytes(model_dir / CARD_FILE, text.encode())
+        with locked_folder(model_dir):  # two saves into one folder: one after the other, never a mix of both
+            # Weights first: a crash in between leaves an old card whose sha256 no
+            # longer matches, which load_model refuses, rather than a silent mix.
+            atomic_write_bytes(model_dir / weights_file, data)
+            atomic_write_bytes(model_dir / CARD_FILE, text.encode())
+            # A directory keeps one model: drop the other format's weights if a
+            # different kind of model was saved here before.
+            for other in (SKOPS_FILE, SAFETENSORS_FILE):
+                if other != weights_file:
+                    (model_dir / other).unlink(missing_ok=True)
     except OSError as exc:
         raise ModelFileError(
             f"Cannot write the model into {model_dir} ({exc.strerror}); choose a folder you can write to."
         ) from None
-    # A directory keeps one model: drop the other format's weights if a
-    # different kind of model was saved here before.
-    for other in (SKOPS_FILE, SAFETENSORS_FILE):
-        if other != weights_file:
-            (model_dir / other).unlink(missing_ok=True)
     return model_dir
 
 
@@ -213,12 +215,7 @@ def load_model(model_dir) -> tuple[Any, dict]:
     card = read_card(model_dir)  # first: it says what is wrong with a path that is none
     model_dir = Path(model_dir)
     weights_path = model_dir / card["weights_file"]
-    try:
-        data = weights_path.read_bytes()
-    except OSError:
-        raise ModelFileError(
-            f"{model_dir} has no readable {card['weights_file']}; retrain the model with `mnistlab train {card.get('recipe', 'RECIPE')}`."
-        ) from None
+    data = _read_weights(weights_path, card)
     if hashlib.sha256(data).hexdigest() != card.get("weights_sha256"):
         raise ModelFileError(
             f"{weights_path} does not match the sha256 recorded in {CARD_FILE}, so it was changed or corrupted; "
@@ -230,6 +227,20 @@ def load_model(model_dir) -> tuple[Any, dict]:
         check_config(card["config"], str(model_dir / CARD_FILE))
         return cnn_from_bytes(data, card["config"], source=str(weights_path)), card
     return _load_skops(data, weights_path), card
+
+
+def _read_weights(path: Path, card: dict) -> bytes:
+    """The weights file's bytes: a regular file, read to its size as it was opened (a link to /dev/zero or
+    a pipe would be read without end)."""
+    retrain = f"retrain the model with `mnistlab train {card.get('recipe', 'RECIPE')}`"
+    try:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ModelFileError(f"{path} is not a regular file, so it holds no saved model; {retrain}.")
+            return f.read(info.st_size)
+    except OSError:
+        raise ModelFileError(f"{path.parent} has no readable {path.name}; {retrain}.") from None
 
 
 def _load_skops(data: bytes, weights_path: Path):
