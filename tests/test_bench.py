@@ -206,6 +206,42 @@ def test_a_second_compare_reuses_every_recorded_fit(bench):
     assert {r["model"]: r["test_accuracy_mean"] for r in again["results"]} == first
 
 
+def _comparisons(uri: str) -> list:
+    """The comparisons' parent runs in a store, oldest first."""
+    tracker = Tracker(uri)
+    return tracker.client.search_runs(
+        [tracker.experiment_id], "tags.mnistlab_kind = 'comparison'", order_by=["attributes.start_time ASC"]
+    )
+
+
+def test_each_comparison_is_a_parent_run_of_the_fits_it_made(bench):
+    tracker, summary = Tracker(bench["uri"]), bench["summary"]
+    first = _comparisons(bench["uri"])[0]  # the fixture's comparison; later tests add theirs
+    assert first.info.status == "FINISHED" and first.data.tags["mnistlab_datasets"] == "mnist"
+    assert first.data.tags["mnistlab_models"] == ", ".join(r["model"] for r in summary["results"])
+    fits = {run_id for r in summary["results"] for run_id in r["run_ids"]}
+    nested = tracker.client.search_runs([tracker.experiment_id], f"tags.mlflow.parentRunId = '{first.info.run_id}'")
+    assert {run.info.run_id for run in nested} == fits and len(fits) == 4
+    accuracy = {r["model"]: r["test_accuracy_mean"] for r in summary["results"]}
+    assert first.data.metrics["test_accuracy/mine.py_build/mnist"] == accuracy["mine.py:build"]
+    recorded = json.loads(tracker.artifact(first.info.run_id, "comparison.json"))
+    assert {r["run_id"] for r in recorded["runs"]} == fits and recorded["comparisons"] == summary["comparisons"]
+    assert first.info.run_id not in {r["run_id"] for r in tracker.runs()}  # `mnistlab runs` lists fits only
+
+
+def test_a_comparison_that_reuses_its_fits_lists_them_and_one_that_fails_is_marked_failed(bench, tmp_path):
+    again = compare(["knn-deskew"], tracking_uri=bench["uri"], out_dir=tmp_path / "again", **SETTINGS)
+    last = _comparisons(bench["uri"])[-1]
+    recorded = json.loads(Tracker(bench["uri"]).artifact(last.info.run_id, "comparison.json"))
+    assert recorded["runs"] == [
+        {k: again["runs"][0][k] for k in ("run_id", "model", "dataset", "seed")} | {"reused": True}
+    ]
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    failing = ["compare", f"{bench['root'] / 'mine.py'}:fails_to_fit", *SETTING_FLAGS, "--tracking-uri", uri]
+    assert runner.invoke(app, [*failing, "--out", str(tmp_path / "r")]).exit_code == 2
+    assert [run.info.status for run in _comparisons(uri)] == ["FAILED"]
+
+
 def test_the_human_output_shows_the_table_and_where_things_are(bench):
     args = ["compare", "knn-deskew", *SETTING_FLAGS, "--tracking-uri", bench["uri"], "--out", str(bench["root"] / "h")]
     result = runner.invoke(app, args)

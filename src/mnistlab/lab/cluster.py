@@ -254,13 +254,15 @@ def run_units_on_cluster(  # long: submit, then collect in completion order, can
     retrain: bool,
     progress: Progress,
     on_result: Callable[[int, dict, np.ndarray], None],
+    parent: str | None = None,
 ) -> dict:
     """Look up every unit here, fit the others as Ray tasks, record each returned fit once; what was shipped.
 
     ``bunches`` maps each dataset name to its loaded data; ``split_of(dataset,
     seed)`` cuts a unit's split here (its checksum and name are recorded). ``on_result(i, row,
     y_pred)`` is called once per unit, reused ones first, the rest as they
-    finish. Returns ``{"tasks", "shipped_bytes"}``.
+    finish. Fits are recorded nested under the run ``parent`` (the comparison's).
+    Returns ``{"tasks", "shipped_bytes"}``.
     """
     import ray  # seconds to import: only when a cluster is asked for
 
@@ -296,7 +298,7 @@ def run_units_on_cluster(  # long: submit, then collect in completion order, can
             unit = units[i]
             fitted = _install(fitted, files, unit.model_dir)
             d = split_of(unit.dataset, unit.options.seed)
-            row = record_fit(tracker, unit.contender, d, looked, fitted, numbered(progress, i, total))
+            row = record_fit(tracker, unit.contender, d, looked, fitted, numbered(progress, i, total), parent)
             on_result(i, row, fitted.y_pred)
     except BaseException:  # Ctrl-C or a failed unit: nothing of this run keeps running on the cluster
         for ref in pending:

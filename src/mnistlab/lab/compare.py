@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         ]
         progress("opening the tracking store")
         tracker = Tracker(tracking_uri)
+        group = stack.enter_context(_grouped(tracker, names, [n for n, _ in opened], seed_list, options))
         done: dict[int, tuple[dict, np.ndarray]] = {}
         shipped: dict | None = None  # on a cluster: how many tasks ran and the bytes put into the object store
 
@@ -172,30 +174,75 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
                 on_result(row)
 
         if address is not None:
-            shipped = run_units_on_cluster(units, bunches, split_of, tracker, retrain, progress, finished)
+            shipped = run_units_on_cluster(units, bunches, split_of, tracker, retrain, progress, finished, group.run_id)
         else:
             for i, u in enumerate(units):
                 d = split_of(u.dataset, u.options.seed)
                 steps = numbered(progress, i, len(units))
-                finished(i, *run_unit(u.contender, u.options, d, tracker, u.model_dir, retrain, steps))
-    sections = []
-    for name, _ in opened:
-        mine = [(unit, *done[i]) for i, unit in enumerate(units) if unit.dataset == name]
-        rows = {m: [row for unit, row, _ in mine if unit.contender.name == m] for m in names}
-        preds = {m: [y for unit, _, y in mine if unit.contender.name == m] for m in names}
-        first = split_for(name, bunches[name], dataclasses.replace(options, seed=seed_list[0]))  # for the report
-        y_tests = [truth[name, seed] for seed in seed_list]
-        sections.append(_section(name, names, rows, preds, y_tests, first, baseline))
-    progress(f"writing the report into {out}")
-    report = write_bench_report(sections, out)
-    return {
-        "results": [r for s in sections for r in s["results"]],
-        "comparisons": [c for s in sections for c in s["comparisons"]],
-        "runs": [row for s in sections for rows in s["rows"].values() for row in rows],
-        "report": str(report),
-        "tracking_uri": tracker.uri,
-        "cluster": shipped,
-    }
+                finished(i, *run_unit(u.contender, u.options, d, tracker, u.model_dir, retrain, steps, group.run_id))
+        sections = []
+        for name, _ in opened:
+            mine = [(unit, *done[i]) for i, unit in enumerate(units) if unit.dataset == name]
+            rows = {m: [row for unit, row, _ in mine if unit.contender.name == m] for m in names}
+            preds = {m: [y for unit, _, y in mine if unit.contender.name == m] for m in names}
+            first = split_for(name, bunches[name], dataclasses.replace(options, seed=seed_list[0]))  # for the report
+            y_tests = [truth[name, seed] for seed in seed_list]
+            sections.append(_section(name, names, rows, preds, y_tests, first, baseline))
+        progress(f"writing the report into {out}")
+        report = write_bench_report(sections, out)
+        group.summary = {
+            "results": [r for s in sections for r in s["results"]],
+            "comparisons": [c for s in sections for c in s["comparisons"]],
+            "runs": [row for s in sections for rows in s["rows"].values() for row in rows],
+            "report": str(report),
+            "tracking_uri": tracker.uri,
+            "cluster": shipped,
+        }
+    return group.summary
+
+
+@dataclasses.dataclass
+class _Group:
+    run_id: str  # the comparison's parent run
+    summary: dict = dataclasses.field(default_factory=dict)  # what compare returns, once it is all done
+
+
+@contextlib.contextmanager
+def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], options: RunOptions) -> Iterator[_Group]:
+    """The comparison's parent run: the fits it makes are nested under it. Finished with every model's mean
+    accuracy and ``comparison.json`` (the results, the tests and every run used, reused ones too); failed if the
+    comparison stops."""
+    seed_text = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    settings = {k: getattr(options, k) for k in ("split", "test_size", "limit", "cv")}
+    group = _Group(
+        tracker.start_run(
+            f"compare {', '.join(names)} on {', '.join(datasets)}, seeds {seed_text}",
+            tags={
+                "kind": "comparison",
+                "models": ", ".join(names),
+                "datasets": ", ".join(datasets),
+                "seeds": seed_text,
+            },
+            params={**settings, "models": names, "datasets": datasets, "seeds": seeds},
+        )
+    )
+    try:
+        yield group
+    except BaseException:
+        tracker.end_run(group.run_id, metrics={}, failed=True)
+        raise
+    results = group.summary["results"]
+    metrics = {_metric_key(r["model"], r["dataset"]): r["test_accuracy_mean"] for r in results}
+    record = {k: group.summary[k] for k in ("results", "comparisons")}
+    record["runs"] = [
+        {k: row.get(k) for k in ("run_id", "model", "dataset", "seed", "reused")} for row in group.summary["runs"]
+    ]
+    tracker.end_run(group.run_id, metrics=metrics, artifacts={"comparison.json": json.dumps(record, indent=2).encode()})
+
+
+def _metric_key(model: str, dataset: str) -> str:
+    """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name (a spec may hold ':')."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", f"test_accuracy/{model}/{dataset}")
 
 
 def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_seed: int) -> None:

@@ -8,7 +8,9 @@ of ``compare`` go to one experiment, ``mnistlab-compare``; each carries
 ``mnistlab_*`` tags (model, dataset, seed, the reuse key, the model directory
 and checksums), the estimator's parameters, the metrics (per-fold CV as steps
 of ``cv_accuracy``) and artifacts: the model card, the confusion matrix, the
-fit's report and its test predictions. Sweeps go to ``mnistlab-sweep``: one
+fit's report and its test predictions. Each comparison is a parent run too
+(tag ``mnistlab_kind`` = ``comparison``): the fits it made are nested under it,
+and its ``comparison.json`` lists every run it used, reused ones included. Sweeps go to ``mnistlab-sweep``: one
 parent run per sweep, a nested run per trial (``start_run``, ``end_run``).
 
 MLflow takes about a second to import and a fresh SQLite store a few more to
@@ -94,12 +96,25 @@ class Tracker:
             )
         )
 
-    def record(self, *, name: str, tags: dict, params: dict, metrics: dict, cv_scores, artifacts: dict) -> str:
-        """One finished run: tags (prefixed ``mnistlab_``), params, metrics, per-fold CV and artifacts; its id."""
+    def record(
+        self,
+        *,
+        name: str,
+        tags: dict,
+        params: dict,
+        metrics: dict,
+        cv_scores,
+        artifacts: dict,
+        parent: str | None = None,
+    ) -> str:
+        """One finished run (nested under the run ``parent`` when given): tags (prefixed ``mnistlab_``), params,
+        metrics, per-fold CV and artifacts; its id."""
         from mlflow.entities import Metric, Param, RunTag
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         def write() -> str:
-            run = self.client.create_run(self.experiment_id, run_name=name)
+            nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=nested)
             run_id = run.info.run_id
             now = run.info.start_time
             batch_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
@@ -109,10 +124,7 @@ class Tracker:
             for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
                 self.client.log_batch(run_id, params=batch_params[i : i + 100])
             self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
-            with tempfile.TemporaryDirectory() as tmp:
-                for file_name, data in artifacts.items():
-                    (Path(tmp) / file_name).write_bytes(data)
-                self.client.log_artifacts(run_id, tmp)
+            self._log_artifacts(run_id, artifacts)
             self.client.set_terminated(run_id)
             return run_id
 
@@ -134,8 +146,17 @@ class Tracker:
 
         return self._guard(write)
 
-    def end_run(self, run_id: str, *, metrics: dict, series: dict | None = None, failed: bool = False) -> None:
-        """Log a run's metrics (``series``: name to values for steps 1, 2, ...) and mark it finished or failed."""
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        metrics: dict,
+        series: dict | None = None,
+        artifacts: dict | None = None,
+        failed: bool = False,
+    ) -> None:
+        """Log a run's metrics (``series``: name to values for steps 1, 2, ...) and artifacts (file name to
+        bytes), and mark it finished or failed."""
         from mlflow.entities import Metric
 
         def write() -> None:
@@ -144,9 +165,18 @@ class Tracker:
             batch += [Metric(k, float(v), now, i + 1) for k, vs in (series or {}).items() for i, v in enumerate(vs)]
             for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
                 self.client.log_batch(run_id, metrics=batch[i : i + 1000])
+            self._log_artifacts(run_id, artifacts or {})
             self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
         self._guard(write)
+
+    def _log_artifacts(self, run_id: str, artifacts: dict) -> None:
+        if not artifacts:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            for file_name, data in artifacts.items():
+                (Path(tmp) / file_name).write_bytes(data)
+            self.client.log_artifacts(run_id, tmp)
 
     def artifact(self, run_id: str, file_name: str) -> bytes:
         """The bytes of one artifact of a run."""
@@ -167,7 +197,7 @@ class Tracker:
             token = page.token
             if not token:
                 break
-        rows = [_run_row(r) for r in found]
+        rows = [_run_row(r) for r in found if r.data.tags.get(TAG + "kind") != "comparison"]  # fits only
         return [
             r for r in rows if (dataset is None or r["dataset"] == dataset) and (model is None or r["model"] == model)
         ]

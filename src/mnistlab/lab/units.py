@@ -73,13 +73,19 @@ def look_up(
 
 
 def record_fit(
-    tracker: Tracker, contender: Contender, d: TrainTest, looked: Lookup, fitted: Fitted, progress: Progress
+    tracker: Tracker,
+    contender: Contender,
+    d: TrainTest,
+    looked: Lookup,
+    fitted: Fitted,
+    progress: Progress,
+    parent: str | None = None,
 ) -> dict:
-    """Record a fit once, under its reuse key; the comparison's row for it."""
+    """Record a fit once, under its reuse key (nested under the comparison's run ``parent``); its row."""
     result = {**fitted.result, "model": contender.name, "dataset": d.dataset}
     progress(f"{looked.label}: recording the run")
     start = time.perf_counter()
-    run_id = _record(tracker, looked.key, contender, looked.options, d, looked.params, fitted, result)
+    run_id = _record(tracker, looked.key, contender, looked.options, d, looked.params, fitted, result, parent)
     return {**result, "run_id": run_id, "reused": False, "tracking_seconds": time.perf_counter() - start}
 
 
@@ -91,13 +97,14 @@ def run_unit(
     model_dir: Path,
     retrain: bool,
     progress: Progress,
+    parent: str | None = None,
 ) -> tuple[dict, np.ndarray]:
     """One (model, dataset, seed): the verified recorded run with the same key, else a fit recorded once."""
     looked = look_up(contender, options, d, tracker, retrain, progress)
     if looked.found is not None and looked.y_found is not None:
         return looked.found, looked.y_found
     fitted = fit_one(contender, looked.options, d, model_dir, progress)
-    return record_fit(tracker, contender, d, looked, fitted, progress), fitted.y_pred
+    return record_fit(tracker, contender, d, looked, fitted, progress, parent), fitted.y_pred
 
 
 def numbered(progress: Progress, i: int, total: int) -> Progress:
@@ -128,6 +135,7 @@ def _record(
     params: dict,
     fitted: Fitted,
     result: dict,
+    parent: str | None,
 ) -> str:
     """Record one fit as a finished run: tags for finding and verifying it, parameters, metrics, artifacts."""
     model_dir = Path(result["model_dir"]) if result["model_dir"] is not None else None
@@ -162,6 +170,7 @@ def _record(
             "report.json": json.dumps(result, indent=2).encode(),
             "predictions.npy": _npy(fitted.y_pred),
         },
+        parent=parent,
     )
 
 
