@@ -114,15 +114,7 @@ def resolve_spec(spec) -> Contender:
 
 def _from_spec_file(path: str) -> Contender:
     """A recipe with some parameters set, from the JSON file ``mnistlab sweep`` wrote (its best configuration)."""
-    try:
-        data = Path(path).read_bytes()
-        saved = json.loads(data)
-        base_name, params = str(saved["recipe"]), dict(saved["params"])
-        name = str(saved.get("name") or f"{base_name}-tuned")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RecipeError(
-            f"Cannot read the spec file {path} ({type(exc).__name__}); give a JSON file written by `mnistlab sweep`."
-        ) from None
+    data, base_name, params, name = _read_spec_file(path)
     if not _MODEL_NAME.fullmatch(name):  # it names model folders: no path separators, no dot-folders
         raise RecipeError(
             f"The spec file {path} names its model {name[:80]!r}; use letters, digits, '.', '_' and '-' "
@@ -140,6 +132,7 @@ def _from_spec_file(path: str) -> Contender:
             f"The spec file {path} sets a parameter {base_name} does not take ({', '.join(map(repr, unknown))}); "
             f"its parameters include {', '.join(sorted(k for k in known if '__' in k or base.family == 'cnn')[:8])}."
         )
+    _check_steps(path, base_name, params, known)
     try:
         built = build(0, 1)
     except ValueError as exc:
@@ -148,8 +141,57 @@ def _from_spec_file(path: str) -> Contender:
         check_values(built)
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"The spec file {path} sets a value {base_name} cannot take ({exc}).") from None
+    if not (callable(getattr(built, "fit", None)) and callable(getattr(built, "predict", None))):
+        raise RecipeError(
+            f"The spec file {path} sets a step of {base_name} so that it no longer predicts; "
+            "keep its last step, and set the step's parameters instead."
+        )
     recipe = Recipe(name, f"{base.description} Tuned: {json.dumps(params)}.", build, base.family, base.cv)
     return Contender(recipe, hashlib.sha256(data).hexdigest(), path, tuned={"recipe": base_name, "params": params})
+
+
+def _read_spec_file(path: str) -> tuple[bytes, str, dict, str]:
+    """A spec file's bytes, base recipe name, parameters and model name; a model card is refused as one."""
+    try:
+        data = Path(path).read_bytes()
+        saved = json.loads(data)
+        is_card = isinstance(saved, dict) and bool({"weights_sha256", "format_version"} & saved.keys())
+        if not is_card:
+            base_name, params = str(saved["recipe"]), dict(saved["params"])
+            name = str(saved.get("name") or f"{base_name}-tuned")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RecipeError(
+            f"Cannot read the spec file {path} ({type(exc).__name__}); give a JSON file written by `mnistlab sweep`."
+        ) from None
+    if is_card:  # it has "recipe" and "params" too, but its params name the steps as strings
+        raise RecipeError(
+            f"{path} is a model card (the model.json `mnistlab train` saves beside a model), not a spec; "
+            "give a spec file `mnistlab sweep` wrote, or a recipe name."
+        )
+    return data, base_name, params, name
+
+
+def _holds_estimator(value) -> bool:
+    """Whether ``value`` is an estimator (a pipeline's step) or a list of them (its ``steps``)."""
+    if isinstance(value, (list, tuple)):
+        return any(_holds_estimator(v) for v in value)
+    return callable(getattr(value, "get_params", None))
+
+
+def _check_steps(path: str, base_name: str, params: dict, known: dict) -> None:
+    """Refuse a spec value that replaces a step of the recipe, or its steps: JSON holds no estimator
+    (a step may only be skipped, as "passthrough")."""
+    for key, value in params.items():
+        if not _holds_estimator(known[key]) or (value == "passthrough" and not isinstance(known[key], list)):
+            continue
+        steps = isinstance(known[key], list)
+        inner = sorted(k for k in known if k.startswith(f"{key}__")) or sorted(k for k in known if "__" in k)
+        such_as = f", such as {inner[0]}" if inner else ""
+        raise RecipeError(
+            f"The spec file {path} sets {'the steps' if steps else 'a step'} of {base_name} ({key!r}) to "
+            f"{json.dumps(value)[:60]}, which is not {'a list of estimators' if steps else 'an estimator'}; "
+            f"set the steps' parameters instead{such_as}."
+        )
 
 
 def check_values(estimator) -> None:

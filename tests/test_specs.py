@@ -1,0 +1,61 @@
+"""Spec files that train and compare take: the ones that cannot build a classifier are refused before any data loads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from typer.testing import CliRunner
+
+from mnistlab.cli import app
+from mnistlab.errors import RecipeError
+from mnistlab.lab.specs import resolve_spec
+from mnistlab.lab.train import train_recipe
+
+runner = CliRunner()
+
+
+def _refused(tmp_path, spec, command: str = "train") -> str:
+    """The one line `mnistlab COMMAND spec` says, checked to be a clean exit 2 before the data loads."""
+    out = tmp_path / "out"
+    done = runner.invoke(app, [command, str(spec), "--limit", "500", "--cv", "0", "--n-jobs", "1", "--out", str(out)])
+    assert done.exit_code == 2, done.output
+    assert "loading" not in done.output and "Traceback" not in done.output
+    (line,) = done.stderr.strip().splitlines()
+    assert not out.exists()
+    return line
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"logreg": "x"}, "sets a step of logreg ('logreg') to \"x\", which is not an estimator"),
+        ({"logreg": "x", "logreg__C": 1.0}, "sets a step of logreg ('logreg') to \"x\", which is not an estimator"),
+        ({"scale": 3}, "sets a step of logreg ('scale') to 3, which is not an estimator"),
+        ({"steps": []}, "sets the steps of logreg ('steps') to [], which is not a list of estimators"),
+        ({"logreg": "passthrough"}, "sets a step of logreg so that it no longer predicts"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_a_spec_file_that_replaces_a_step_is_one_sentence_before_the_data_loads(tmp_path, params, says, command):
+    spec = tmp_path / "tuned.json"
+    spec.write_text(json.dumps({"recipe": "logreg", "params": params}))
+    line = _refused(tmp_path, spec, command)
+    assert line.startswith(f"Error: The spec file {spec} ") and says in line and "parameters instead" in line, line
+
+
+def test_a_model_card_given_as_a_spec_is_named_a_model_card(tmp_path):
+    X, y = load_digits(return_X_y=True)
+    X = (X * 16).clip(0, 255).astype(np.uint8)
+    model = tmp_path / "m"
+    train_recipe("logreg", cv=0, out=model, data=(X[:300], X[300:400], y[:300], y[300:400]))
+    card = model / "model.json"
+    line = _refused(tmp_path, card)
+    assert line == (
+        f"Error: {card} is a model card (the model.json `mnistlab train` saves beside a model), not a spec; "
+        "give a spec file `mnistlab sweep` wrote, or a recipe name."
+    )
+    with pytest.raises(RecipeError, match="is a model card"):
+        resolve_spec(str(card))
