@@ -39,6 +39,8 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
             f"{model_dir} was trained on {trained_on}, and evaluate measures MNIST models only; in Python, pass "
             "its data: evaluate_model(model_dir, data=(X_train, X_test, y_train, y_test))."
         )
+    if data is not None:
+        _check_data(model_dir, estimator, data)
     # The card's split and seed give back the very test set of training (``limit`` only thins the training set).
     options = RunOptions(
         split=card.get("split", "official"), test_size=card.get("test_size"), seed=card.get("seed", 42)
@@ -71,6 +73,70 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def _check_data(model_dir, estimator, data) -> None:
+    """Refuse test arrays the model cannot be measured on, in one sentence: scikit-learn would fail in a
+    traceback, or count each label the model never saw as one of its mistakes."""
+    try:
+        _, X_test, _, y_test = (np.asarray(a) for a in data)
+    except (TypeError, ValueError):  # not four arrays, or a ragged one
+        raise InputError(
+            "data must be four arrays, (X_train, X_test, y_train, y_test), as the model was trained on."
+        ) from None
+    if X_test.ndim == 0 or len(X_test) == 0:
+        raise InputError("X_test of data holds no images; pass at least one test image, and its label in y_test.")
+    if y_test.ndim != 1 or len(y_test) != len(X_test):
+        raise InputError(
+            f"y_test of data holds {y_test.size:,} labels for {len(X_test):,} test images in X_test; "
+            "pass one label per test image."
+        )
+    shape = getattr(estimator, "image_shape_", None)  # a CNN's (H, W)
+    pixels = int(np.prod(shape)) if shape is not None else getattr(estimator, "n_features_in_", None)
+    given = int(np.prod(X_test.shape[1:]))
+    if pixels is not None and given != pixels:
+        raise InputError(
+            f"{model_dir} reads images of {_pixels(pixels)}, but X_test holds images of {_pixels(given)}; "
+            "pass test images of the size the model was trained on."
+        )
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:  # a classifier of the user's own without classes_: its labels cannot be checked
+        return
+    classes = np.asarray(classes)
+    if _kind(y_test) != _kind(classes) and not {_kind(y_test), _kind(classes)} <= {"integers", "numbers"}:
+        raise InputError(
+            f"The test labels in y_test are {_kind(y_test)}, but the classes of {model_dir} are "
+            f"{_kind(classes)} ({_listed(classes)}); pass y_test as {_kind(classes)}, as the model was trained on."
+        )
+    unseen = np.setdiff1d(np.unique(y_test), classes)
+    if unseen.size:
+        raise InputError(
+            f"y_test holds labels {model_dir} was never trained on ({_listed(unseen)}), and it knows only "
+            f"{_listed(classes)}; pass test labels among its classes."
+        )
+
+
+def _pixels(n: int) -> str:
+    """``n`` pixels, with the square image they make: "784 pixels (28 x 28)"."""
+    side = int(round(n**0.5))
+    return f"{n:,} pixels ({side} x {side})" if side * side == n else f"{n:,} pixels"
+
+
+def _kind(labels: np.ndarray) -> str:
+    """What labels are, in words: integers, numbers, strings, or their dtype's name."""
+    return {"b": "integers", "i": "integers", "u": "integers", "f": "numbers", "U": "strings", "S": "strings"}.get(
+        labels.dtype.kind, f"{labels.dtype} values"
+    )
+
+
+def _listed(labels: np.ndarray) -> str:
+    """Labels for a sentence: "0-9" for a run of integers, else the first ten, quoted if strings."""
+    values = [v.item() if hasattr(v, "item") else v for v in np.unique(labels)]
+    ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if len(values) > 2 and len(ints) == len(values) and ints == list(range(ints[0], ints[-1] + 1)):
+        return f"{ints[0]}-{ints[-1]}"
+    shown = ", ".join(map(repr, values[:10]))
+    return shown + (f" and {len(values) - 10} more" if len(values) > 10 else "")
 
 
 def _per_class(y_test: np.ndarray, y_pred: np.ndarray) -> list[dict]:

@@ -87,6 +87,11 @@ def check_classes(y_train, dataset: str) -> None:
     classes = np.unique(np.asarray(y_train))
     if len(classes) < 2:
         shown = repr(classes[0].item()) if len(classes) else "none"
+        if dataset == "arrays":  # passed from Python: there is no labels file
+            raise DatasetError(
+                f"y_train of data holds {'no labels' if shown == 'none' else f'one class only ({shown})'}; "
+                "a classifier needs two or more, so pass training labels of two or more classes."
+            )
         raise DatasetError(
             f"The training images of {dataset} hold one class only ({shown}); a classifier needs two or more, "
             "so check the labels file."
