@@ -13,7 +13,7 @@ from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import predictions_sha256
 from mnistlab.lab.train import load_data, thread_limits
 from mnistlab.models.files import load_model
-from mnistlab.models.proba import class_probabilities
+from mnistlab.models.proba import class_probabilities, pixels_read
 
 __all__ = ["evaluate_model"]
 
@@ -91,8 +91,7 @@ def _check_data(model_dir, estimator, data) -> None:
             f"y_test of data holds {y_test.size:,} labels for {len(X_test):,} test images in X_test; "
             "pass one label per test image."
         )
-    shape = getattr(estimator, "image_shape_", None)  # a CNN's (H, W)
-    pixels = int(np.prod(shape)) if shape is not None else getattr(estimator, "n_features_in_", None)
+    pixels = pixels_read(estimator)
     given = int(np.prod(X_test.shape[1:]))
     if pixels is not None and given != pixels:
         raise InputError(

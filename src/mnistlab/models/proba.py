@@ -6,7 +6,7 @@ import numpy as np
 
 from mnistlab.errors import ModelFileError
 
-__all__ = ["class_probabilities", "digit_probabilities", "digit_classes"]
+__all__ = ["class_probabilities", "digit_probabilities", "digit_classes", "pixels_read"]
 
 
 def class_probabilities(estimator, X) -> np.ndarray:
@@ -61,3 +61,10 @@ def _digit(label) -> int | None:
     except (TypeError, ValueError):
         return None
     return int(value) if value.is_integer() and 0 <= value <= 9 else None
+
+
+def pixels_read(estimator) -> int | None:
+    """How many pixels a fitted classifier reads per image: a CNN's height x width, else scikit-learn's
+    ``n_features_in_``; None for a classifier that does not say."""
+    shape = getattr(estimator, "image_shape_", None)
+    return int(np.prod(shape)) if shape is not None else getattr(estimator, "n_features_in_", None)

@@ -28,7 +28,7 @@ import numpy as np
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
-from mnistlab.models.proba import digit_classes, digit_probabilities
+from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
@@ -124,9 +124,8 @@ def _classifier(estimator) -> Callable[[np.ndarray], np.ndarray]:
 
 def _check_reads_mnist(estimator) -> None:
     """Refuse a model fitted on images of another size: every answer hands it a 28x28 digit (784 pixels)."""
-    shape = getattr(estimator, "image_shape_", None)  # a CNN's (H, W)
-    pixels = int(np.prod(shape)) if shape is not None else getattr(estimator, "n_features_in_", 784)
-    if pixels != 784:
+    pixels, shape = pixels_read(estimator), getattr(estimator, "image_shape_", None)
+    if pixels not in (None, 784):
         size = f"{shape[0]} x {shape[1]} images" if shape is not None else f"images of {pixels} pixels"
         raise ModelFileError(
             f"This {type(estimator).__name__} was trained on {size}, and mnistlab reads every photo into a 28 x 28 "
