@@ -134,6 +134,8 @@ def test_draw_a_one_and_a_seven_then_undo_and_clear(page, tmp_path):
     assert max(r["bars"]) > 50 and r["bars"][1] == max(r["bars"])
     assert sum(r["bars"]) == pytest.approx(100, abs=1)
     assert r["seen"] == 1
+    seen = page.get_by_role("group", name="What the model sees")  # named for screen readers, not only by layout
+    assert seen.get_by_role("img", name="28 by 28 image the model read as 1").count() == 1
 
     page.click("#clear")
     page.wait_for_selector('#answer[data-state="empty"]')
