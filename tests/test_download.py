@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 
 from mnistlab import DatasetError, DownloadError, download_dataset, load_mnist, write_idx
-from mnistlab.data.registry import DATASETS, ROLES, DatasetSpec
+from mnistlab.data.registry import DATASETS, MAX_DOWNLOAD_BYTES, ROLES, DatasetSpec
 from mnistlab.data.sources import sha256_decompressed
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """/good/<file> serves the file, /bad/<file> flipped bytes, /cut/<file> half then hangs up."""
+    """/good/<file> serves the file, /bad/<file> flipped bytes, /cut/<file> half then hangs up.
+
+    /endless/<file> sends the file then zeros for ever, with no Content-Length;
+    /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page.
+    """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
         self.root, self.log = root, log
@@ -28,15 +32,32 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         body = path.read_bytes()
+        if mode == "endless":
+            self._endless(body)
+            return
+        if mode == "html":
+            body = b"<html>log in first</html>"
         if mode == "bad":
             body = body[:-8] + bytes(8)  # same length, wrong content
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(10**12 if mode == "biglen" else len(body)))
         self.end_headers()
         self.wfile.write(body[: len(body) // 2] if mode == "cut" else body)
         if mode == "cut":
             self.wfile.flush()
             self.close_connection = True
+
+    def _endless(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            self.wfile.write(body)
+            while True:
+                self.wfile.write(bytes(1 << 16))
+        except OSError:  # the client hung up
+            pass
 
     def log_message(self, *args):
         pass
@@ -141,3 +162,45 @@ def test_a_damaged_file_already_in_place_is_downloaded_again(tiny, tmp_path):
 def test_a_dataset_without_a_download_is_named(name):
     with pytest.raises(DatasetError, match="No download is known for .*expected one of mnist, fashion-mnist"):
         download_dataset(name)
+
+
+def _with(spec: DatasetSpec, **changes) -> DatasetSpec:
+    return DatasetSpec(**{**spec.__dict__, **changes})
+
+
+def test_an_endless_response_stops_at_the_size_limit_and_leaves_nothing(tiny, tmp_path, monkeypatch):
+    spec, base, log, arrays = tiny
+    limit = 400_000  # the largest file of tiny is 235,216 bytes
+    monkeypatch.setitem(DATASETS, "tiny", _with(spec, max_file_bytes=limit))
+    dest = tmp_path / "dl"
+    with pytest.raises(DownloadError, match="sent more than the 400,000 bytes a file of it can be"):
+        download_dataset("tiny", dest, mirrors=(f"{base}/endless/",))
+    assert list(dest.iterdir()) == []
+
+
+def test_the_default_size_limit_stops_an_endless_response(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    with pytest.raises(DownloadError, match=f"sent more than the {MAX_DOWNLOAD_BYTES:,} bytes"):
+        download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/endless/",))
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_a_content_length_beyond_the_limit_is_refused_then_the_next_mirror_used(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    seen = []
+    files = download_dataset(
+        "tiny",
+        tmp_path / "dl",
+        mirrors=(f"{base}/biglen/", f"{base}/good/"),
+        progress=lambda f, done, total: seen.append(total),
+    )
+    assert sha256_decompressed(files["train_images"]) == spec.sha256["train_images"]
+    assert 10**12 not in seen  # refused before a byte of it was written
+    with pytest.raises(DownloadError, match="announced 1,000,000,000,000 bytes, more than the"):
+        download_dataset("tiny", tmp_path / "dl2", mirrors=(f"{base}/biglen/",))
+
+
+def test_an_error_page_is_refused_from_its_first_bytes(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    with pytest.raises(DownloadError, match="start as neither gzip nor IDX"):
+        download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/html/",))

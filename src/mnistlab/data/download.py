@@ -21,6 +21,8 @@ from mnistlab.errors import ChecksumError, DatasetError, DownloadError, IDXForma
 
 __all__ = ["download_dataset"]
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
 
 def download_dataset(
     name: str,
@@ -57,7 +59,7 @@ def download_dataset(
         for base in mirrors:
             url = base.rstrip("/") + "/" + fname
             try:
-                _fetch_verified(url, final, spec.sha256[role], progress, timeout)
+                _fetch_verified(url, final, spec.sha256[role], progress, timeout, spec.max_file_bytes)
             except (OSError, http.client.HTTPException, ValueError, IDXFormatError, ChecksumError) as exc:
                 problems.append(f"{url}: {exc}")
                 continue
@@ -84,21 +86,11 @@ def _env_mirrors() -> tuple[str, ...]:
     return tuple(m for m in value.split() if m)
 
 
-def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float) -> None:
+def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float, max_bytes: int) -> None:
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = resp.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            done = 0
-            # http.client raises IncompleteRead when the body ends before Content-Length.
-            for chunk in iter(lambda: resp.read(1 << 16), b""):
-                out.write(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(final.name, done, total)
-            if total is not None and done != total:
-                raise OSError(f"connection closed after {done} of {total} bytes")
+            _stream(resp, out, final.name, progress, max_bytes)
             out.flush()
             os.fsync(out.fileno())
         try:
@@ -110,3 +102,27 @@ def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float
         os.replace(tmp, final)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _stream(resp, out, name: str, progress, max_bytes: int) -> None:
+    """Copy the body to ``out``, refusing more than ``max_bytes`` and a start that is neither gzip nor IDX."""
+    total = resp.headers.get("Content-Length")
+    total = int(total) if total and total.isdigit() else None
+    if total is not None and total > max_bytes:
+        raise ValueError(f"the server announced {total:,} bytes, more than the {max_bytes:,} a file of it can be")
+    done, head = 0, b""
+    # read1 returns what has arrived, so progress moves with the bytes; http.client
+    # ends the body early (b"") when the connection closes before Content-Length.
+    for chunk in iter(lambda: resp.read1(1 << 16), b""):
+        if len(head) < 2:
+            head += chunk[: 2 - len(head)]
+            if len(head) == 2 and head not in (_GZIP_MAGIC, b"\0\0"):
+                raise ValueError("the served bytes start as neither gzip nor IDX (an error page?)")
+        done += len(chunk)
+        if done > max_bytes:
+            raise ValueError(f"the server sent more than the {max_bytes:,} bytes a file of it can be")
+        out.write(chunk)
+        if progress:
+            progress(name, done, total)
+    if total is not None and done != total:
+        raise OSError(f"connection closed after {done} of {total} bytes")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DatasetSpec", "DATASETS", "ROLES", "FILE_PATTERNS"]
+__all__ = ["DatasetSpec", "DATASETS", "ROLES", "FILE_PATTERNS", "MAX_DOWNLOAD_BYTES"]
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 _DEFAULT_NAMES = {
@@ -13,6 +13,13 @@ _DEFAULT_NAMES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+
+# The most bytes a download of one file may bring. The largest file the registry
+# names is a training-images file: 47,040,016 bytes uncompressed (60,000 28x28
+# images plus a 16-byte header), under 10 MB as published in gzip. A mirror may
+# serve either, so 64 MiB leaves room for both and stops an endless or wrong
+# response long before it fills a disk.
+MAX_DOWNLOAD_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,7 @@ class DatasetSpec:
     mirrors: tuple[str, ...]  # base URLs, tried in order
     target_names: tuple[str, ...] = tuple(str(i) for i in range(10))
     files: dict[str, str] = field(default_factory=lambda: dict(_DEFAULT_NAMES))
+    max_file_bytes: int = MAX_DOWNLOAD_BYTES  # a download of one file stops past this many bytes
 
 
 DATASETS: dict[str, DatasetSpec] = {
