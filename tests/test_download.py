@@ -1,6 +1,7 @@
 """Downloads against a real HTTP server on 127.0.0.1 serving good, corrupt and cut-off copies."""
 
 import threading
+import time
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +18,8 @@ class _Handler(BaseHTTPRequestHandler):
     """/good/<file> serves the file, /bad/<file> flipped bytes, /cut/<file> half then hangs up.
 
     /endless/<file> sends the file then zeros for ever, with no Content-Length;
-    /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page.
+    /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page;
+    /trickle/<file> sends a byte every 50 ms, for 20 s.
     """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
@@ -34,6 +36,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = path.read_bytes()
         if mode == "endless":
             self._endless(body)
+            return
+        if mode == "trickle":
+            self._trickle(body)
             return
         if mode == "html":
             body = b"<html>log in first</html>"
@@ -58,6 +63,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(bytes(1 << 16))
         except OSError:  # the client hung up
             pass
+
+    def _trickle(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(400):  # then it hangs up, 20 s later, so a client without a deadline ends too
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:  # the client hung up
+            pass
+        self.close_connection = True
 
     def log_message(self, *args):
         pass
@@ -204,3 +222,16 @@ def test_an_error_page_is_refused_from_its_first_bytes(tiny, tmp_path):
     spec, base, log, arrays = tiny
     with pytest.raises(DownloadError, match="start as neither gzip nor IDX"):
         download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/html/",))
+
+
+def test_a_trickling_mirror_is_left_for_the_next_once_the_grace_period_is_over(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    started = time.monotonic()
+    files = download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/trickle/", f"{base}/good/"), timeout=0.5)
+    assert time.monotonic() - started < 15  # four files at a byte every 50 ms would take hours
+    assert sha256_decompressed(files["train_images"]) == spec.sha256["train_images"]
+    with pytest.raises(
+        DownloadError, match=r"averaged \d+ bytes/s over [\d.]+ s, below the 4,096 bytes/s mnistlab waits"
+    ):
+        download_dataset("tiny", tmp_path / "dl2", mirrors=(f"{base}/trickle/",), timeout=0.5)
+    assert list((tmp_path / "dl2").iterdir()) == []

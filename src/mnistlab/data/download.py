@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import os
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,11 @@ from mnistlab.errors import ChecksumError, DatasetError, DownloadError, IDXForma
 __all__ = ["download_dataset"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# After the first ``timeout`` seconds a file must average this rate, so a mirror
+# that trickles bytes is given up for the next: MNIST's 9.9 MB training images
+# take at most about 40 minutes at it, a server sending a byte a second is
+# left after ``timeout`` seconds instead of running for days.
+MIN_RATE = 4096  # bytes per second
 
 
 def download_dataset(
@@ -31,13 +37,16 @@ def download_dataset(
     mirrors: tuple[str, ...] | None = None,
     progress: Callable[[str, int, int | None], None] | None = None,
     timeout: float = 30.0,
+    min_rate: float = MIN_RATE,
 ) -> dict[str, Path]:
     """Download and verify the four files of ``name`` into ``dest`` (default: the cache).
 
     Each file is streamed to a temp file beside its final place and renamed only
     once its decompressed sha256 matches; a mirror serving bad or partial bytes is
     skipped for the next. ``progress(filename, done_bytes, total_bytes)`` is called
-    as bytes arrive.
+    as bytes arrive. ``timeout`` bounds each wait for the server; past the first
+    ``timeout`` seconds a file must arrive at ``min_rate`` bytes per second on
+    average, or that mirror is left for the next.
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise DatasetError(
@@ -59,7 +68,7 @@ def download_dataset(
         for base in mirrors:
             url = base.rstrip("/") + "/" + fname
             try:
-                _fetch_verified(url, final, spec.sha256[role], progress, timeout, spec.max_file_bytes)
+                _fetch_verified(url, final, spec.sha256[role], progress, (timeout, min_rate), spec.max_file_bytes)
             except (OSError, http.client.HTTPException, ValueError, IDXFormatError, ChecksumError) as exc:
                 problems.append(f"{url}: {exc}")
                 continue
@@ -86,11 +95,13 @@ def _env_mirrors() -> tuple[str, ...]:
     return tuple(m for m in value.split() if m)
 
 
-def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float, max_bytes: int) -> None:
+def _fetch_verified(url: str, final: Path, sha256: str, progress, pace: tuple[float, float], max_bytes: int) -> None:
+    """Download ``url`` to ``final`` if its content has ``sha256``; ``pace`` is (timeout, min_rate)."""
+    timeout = pace[0]
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            _stream(resp, out, final.name, progress, max_bytes)
+            _stream(resp, out, final.name, progress, max_bytes, pace)
             out.flush()
             os.fsync(out.fileno())
         try:
@@ -104,13 +115,15 @@ def _fetch_verified(url: str, final: Path, sha256: str, progress, timeout: float
         Path(tmp).unlink(missing_ok=True)
 
 
-def _stream(resp, out, name: str, progress, max_bytes: int) -> None:
-    """Copy the body to ``out``, refusing more than ``max_bytes`` and a start that is neither gzip nor IDX."""
+def _stream(resp, out, name: str, progress, max_bytes: int, pace: tuple[float, float]) -> None:
+    """Copy the body to ``out``, refusing more than ``max_bytes``, a start that is neither gzip nor IDX,
+    and, after ``pace[0]`` seconds, an average below ``pace[1]`` bytes per second."""
     total = resp.headers.get("Content-Length")
     total = int(total) if total and total.isdigit() else None
     if total is not None and total > max_bytes:
         raise ValueError(f"the server announced {total:,} bytes, more than the {max_bytes:,} a file of it can be")
-    done, head = 0, b""
+    grace, min_rate = pace
+    done, head, start = 0, b"", time.monotonic()
     # read1 returns what has arrived, so progress moves with the bytes; http.client
     # ends the body early (b"") when the connection closes before Content-Length.
     for chunk in iter(lambda: resp.read1(1 << 16), b""):
@@ -124,5 +137,11 @@ def _stream(resp, out, name: str, progress, max_bytes: int) -> None:
         out.write(chunk)
         if progress:
             progress(name, done, total)
+        elapsed = time.monotonic() - start
+        if elapsed > grace and done < min_rate * elapsed:
+            raise OSError(
+                f"the transfer averaged {done / elapsed:,.0f} bytes/s over {elapsed:,.1f} s, "
+                f"below the {min_rate:,.0f} bytes/s mnistlab waits for"
+            )
     if total is not None and done != total:
         raise OSError(f"connection closed after {done} of {total} bytes")
