@@ -1,5 +1,9 @@
 """Downloads against a real HTTP server on 127.0.0.1 serving good, corrupt and cut-off copies."""
 
+import os
+import resource
+import subprocess
+import sys
 import threading
 import time
 from functools import partial
@@ -8,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from mnistlab import DatasetError, DownloadError, download_dataset, load_mnist, write_idx
+from mnistlab.cli import app
 from mnistlab.data.registry import DATASETS, MAX_DOWNLOAD_BYTES, ROLES, DatasetSpec
 from mnistlab.data.sources import sha256_decompressed
 
@@ -79,6 +85,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+@pytest.fixture()
+def serve():
+    """serve(root) -> (base URL, request log) of a loopback server publishing ``root``."""
+    servers = []
+
+    def start(root: Path) -> tuple[str, list]:
+        log: list[str] = []
+        server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, root, log))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}", log
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture()
@@ -235,3 +259,52 @@ def test_a_trickling_mirror_is_left_for_the_next_once_the_grace_period_is_over(t
     ):
         download_dataset("tiny", tmp_path / "dl2", mirrors=(f"{base}/trickle/",), timeout=0.5)
     assert list((tmp_path / "dl2").iterdir()) == []
+
+
+def test_an_unwritable_cache_folder_is_one_sentence_with_exit_2(tmp_path, monkeypatch):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be\n")  # unwritable even for root
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
+    result = CliRunner().invoke(app, ["data", "info"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"Error: mnistlab cannot write the download in {blocker}/mnistlab/mnist (Not a directory); free space there "
+        "or make it writable, or set XDG_CACHE_HOME to a folder you can write to, or MNISTLAB_DATA to a folder that "
+        "holds the four IDX files.\n"
+    )
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # writes past it fail with EFBIG
+
+    return apply
+
+
+def test_a_local_write_failure_stops_at_once_and_blames_the_folder(mnist_dir, tmp_path, serve):
+    base, log = serve(mnist_dir)
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "MNISTLAB_DATA": str(tmp_path / "nothing-here"),
+        "MNISTLAB_MIRRORS": f"{base}/one/ {base}/two/",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", "data", "info", "--json"],
+        env=env,
+        preexec_fn=_file_size_limit(2**20),  # the training images are 9.9 MB
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    folder = tmp_path / "cache" / "mnistlab" / "mnist"
+    assert done.stderr == (
+        f"Error: mnistlab cannot write the download in {folder} (File too large); free space there or make it "
+        "writable, or set XDG_CACHE_HOME to a folder you can write to, or MNISTLAB_DATA to a folder that holds the "
+        "four IDX files.\n"
+    )
+    assert log == ["/one/train-images-idx3-ubyte.gz"]  # not blamed on the mirror: the second is not tried
+    assert list(folder.iterdir()) == []

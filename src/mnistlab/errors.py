@@ -14,6 +14,7 @@ __all__ = [
     "DatasetError",
     "ChecksumError",
     "DownloadError",
+    "LocalWriteError",
     "RecipeError",
     "ModelFileError",
     "NotReadyError",
@@ -51,6 +52,12 @@ class ChecksumError(DatasetError):
 
 class DownloadError(DatasetError):
     """No mirror delivered a verified copy of a file."""
+
+
+class LocalWriteError(DatasetError):
+    """A folder data must be written to cannot be written: read-only, full, or not the user's."""
+
+    http_status = 503  # the machine's fault, not the request's
 
 
 class RecipeError(MnistlabError, ValueError):

@@ -18,7 +18,7 @@ from pathlib import Path
 from mnistlab.data.cache import cache_root
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
-from mnistlab.errors import ChecksumError, DatasetError, DownloadError, IDXFormatError
+from mnistlab.errors import ChecksumError, DatasetError, DownloadError, IDXFormatError, LocalWriteError
 
 __all__ = ["download_dataset"]
 
@@ -54,8 +54,18 @@ def download_dataset(
             "(scikit-learn's digits come with scikit-learn)."
         )
     spec = DATASETS[name]
-    dest = Path(dest) if dest is not None else cache_root() / name
-    dest.mkdir(parents=True, exist_ok=True)
+    in_cache, dest = dest is None, Path(dest) if dest is not None else cache_root() / name
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_write(dest, exc, in_cache) from None
+    try:
+        return _download_into(spec, dest, mirrors, progress, (timeout, min_rate))
+    except _LocalFailure as exc:
+        raise _cannot_write(dest, exc.args[0], in_cache) from None
+
+
+def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float]) -> dict[str, Path]:
     mirrors = mirrors if mirrors is not None else _env_mirrors() + spec.mirrors
     out = {}
     for role in ROLES:
@@ -68,7 +78,7 @@ def download_dataset(
         for base in mirrors:
             url = base.rstrip("/") + "/" + fname
             try:
-                _fetch_verified(url, final, spec.sha256[role], progress, (timeout, min_rate), spec.max_file_bytes)
+                _fetch_verified(url, final, spec.sha256[role], progress, pace, spec.max_file_bytes)
             except (OSError, http.client.HTTPException, ValueError, IDXFormatError, ChecksumError) as exc:
                 problems.append(f"{url}: {exc}")
                 continue
@@ -76,10 +86,26 @@ def download_dataset(
             break
         else:
             raise DownloadError(
-                f"could not download a verified {fname} for {name} ({'; '.join(problems) or 'no mirrors'}); "
+                f"could not download a verified {fname} for {spec.name} ({'; '.join(problems) or 'no mirrors'}); "
                 f"check the network or put the four IDX files in a folder and set MNISTLAB_DATA to it."
             )
     return out
+
+
+class _LocalFailure(Exception):
+    """An OSError on this machine's side (creating, writing or renaming a file), not the mirror's: no retry."""
+
+
+def _cannot_write(folder: Path, exc: OSError, in_cache: bool) -> LocalWriteError:
+    fix = (
+        "set XDG_CACHE_HOME to a folder you can write to, or MNISTLAB_DATA to a folder that holds the four IDX files"
+        if in_cache
+        else "download to a folder you can write to"
+    )
+    return LocalWriteError(
+        f"mnistlab cannot write the download in {folder} ({exc.strerror or exc}); "
+        f"free space there or make it writable, or {fix}."
+    )
 
 
 def _verified(path: Path, sha256: str) -> bool:
@@ -97,22 +123,39 @@ def _env_mirrors() -> tuple[str, ...]:
 
 def _fetch_verified(url: str, final: Path, sha256: str, progress, pace: tuple[float, float], max_bytes: int) -> None:
     """Download ``url`` to ``final`` if its content has ``sha256``; ``pace`` is (timeout, min_rate)."""
-    timeout = pace[0]
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            _stream(resp, out, final.name, progress, max_bytes, pace)
-            out.flush()
-            os.fsync(out.fileno())
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+    except OSError as exc:
+        raise _LocalFailure(exc) from None
+    try:
+        # Unbuffered: a write that fails (disk full) fails in _stream, where it is told from the network's errors.
+        with os.fdopen(fd, "wb", buffering=0) as out:
+            with urllib.request.urlopen(url, timeout=pace[0]) as resp:
+                _stream(resp, out, final.name, progress, max_bytes, pace)
+            _local(os.fsync, fd)
         try:
             got = sha256_decompressed(Path(tmp))
         except IDXFormatError:
             raise ChecksumError("served bytes are not a valid IDX file (corrupt copy)") from None
         if got != sha256:
             raise ChecksumError(f"served bytes have sha256 {got[:12]}..., expected {sha256[:12]}...")
-        os.replace(tmp, final)
+        _local(os.replace, tmp, final)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _local(action, *args):
+    """``action(*args)``, a local file operation: its OSError is this machine's, not the mirror's."""
+    try:
+        return action(*args)
+    except OSError as exc:
+        raise _LocalFailure(exc) from None
+
+
+def _write_all(out, chunk: bytes) -> None:
+    view = memoryview(chunk)
+    while view:  # an unbuffered write may take only part of the chunk (a disk nearly full)
+        view = view[out.write(view) :]
 
 
 def _stream(resp, out, name: str, progress, max_bytes: int, pace: tuple[float, float]) -> None:
@@ -134,7 +177,7 @@ def _stream(resp, out, name: str, progress, max_bytes: int, pace: tuple[float, f
         done += len(chunk)
         if done > max_bytes:
             raise ValueError(f"the server sent more than the {max_bytes:,} bytes a file of it can be")
-        out.write(chunk)
+        _local(_write_all, out, chunk)
         if progress:
             progress(name, done, total)
         elapsed = time.monotonic() - start

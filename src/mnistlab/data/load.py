@@ -24,7 +24,7 @@ from mnistlab.data.download import download_dataset
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.seeds import check_seed
 from mnistlab.data.sources import checksums_of, find_idx_files, locate
-from mnistlab.errors import DatasetError, InputError, ParameterError
+from mnistlab.errors import DatasetError, InputError, LocalWriteError, ParameterError
 
 __all__ = ["load_mnist", "load_split", "KNOWN_DATASETS"]
 
@@ -121,6 +121,8 @@ def _idx_dataset(name, data_dir, download, progress):
             raise DatasetError(_not_found(name, searched))
         try:
             files = download_dataset(name, progress=progress)
+        except LocalWriteError:
+            raise  # not a matter of finding the files or of the network
         except DatasetError as exc:
             raise DatasetError(f"{_not_found(name, searched)} Download failed too: {exc}") from None
         checksums = dict(DATASETS[name].sha256)
