@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -234,3 +235,49 @@ def test_custom_folder_names_the_ten_digits_whichever_occur(tmp_path):
     assert result.exit_code == 0 and json.loads(result.stdout)["class_counts"]["train"][7] == 10
     result = CliRunner().invoke(app, ["show", "--ascii", "--index", "1", "--data-dir", str(folder)])
     assert result.exit_code == 0 and result.stdout.startswith("train[1]: label 7\n"), result.output
+
+
+def _idx_folder(folder: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
+    """Four IDX files of the given shapes (images uint8 of a counting pattern, labels 0-9 in turn)."""
+    folder.mkdir(parents=True)
+    for role, stem in ROLE_FILES.items():
+        n = int(np.prod(shapes[role]))
+        write_idx(
+            folder / stem, (np.arange(n) % (10 if "labels" in role else 256)).astype(np.uint8).reshape(shapes[role])
+        )
+    return folder
+
+
+ROLE_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@pytest.mark.parametrize(
+    "shapes, says",
+    [
+        (
+            {"train_images": (0, 28, 28), "train_labels": (0,), "test_images": (0, 28, 28), "test_labels": (0,)},
+            "train-images-idx3-ubyte holds no images; give train and test files that hold at least one image each",
+        ),
+        (
+            {"train_images": (20, 28, 28), "train_labels": (20,), "test_images": (0, 28, 28), "test_labels": (0,)},
+            "t10k-images-idx3-ubyte holds no images; give train and test files",
+        ),
+        (
+            {"train_images": (20, 28, 0), "train_labels": (20,), "test_images": (10, 28, 0), "test_labels": (10,)},
+            "train-images-idx3-ubyte holds images of 28x0 pixels; give train and test files",
+        ),
+    ],
+    ids=["all empty", "test empty", "zero width"],
+)
+def test_a_data_set_with_nothing_in_it_is_one_sentence(tmp_path, shapes, says):
+    folder = _idx_folder(tmp_path / "empty", shapes)
+    with pytest.raises(IDXFormatError, match=re.escape(says)):
+        load_mnist(data_dir=folder)
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: {folder}/") and says in result.stderr and result.stderr.count("\n") == 1

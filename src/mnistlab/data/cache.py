@@ -257,6 +257,12 @@ def _check_consistent(headers: dict[str, tuple[np.dtype, tuple[int, ...]]], file
             )
         if lab_dtype.kind not in "iu":
             raise IDXFormatError(f"{files[f'{split}_labels']}: labels must be integers, got {lab_dtype}.")
+        if 0 in img_shape:  # nothing to split, train on or test: refused here, not deep in numpy
+            what = "no images" if img_shape[0] == 0 else f"images of {img_shape[1]}x{img_shape[2]} pixels"
+            raise IDXFormatError(
+                f"{files[f'{split}_images']} holds {what}; give train and test files that hold at least one image "
+                "each, of at least one pixel."
+            )
     if headers["train_images"][1][1:] != headers["test_images"][1][1:]:
         raise IDXFormatError("train and test images differ in size; the four files do not belong together.")
 
