@@ -123,6 +123,22 @@ def _tiny_idx_folder(folder, n_train=20, n_test=10, seed=0):
     return folder
 
 
+def test_a_random_split_names_a_class_with_a_single_image(tmp_path):
+    folder = _tiny_idx_folder(tmp_path / "lonely", n_train=30, n_test=10)
+    labels = np.arange(1, 31) % 10
+    labels[labels == 0] = 1
+    labels[7] = 0  # the only 0: none in the test set either
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte", (np.arange(10) % 9 + 1).astype(np.uint8))
+    with pytest.raises(InputError) as info:
+        load_split(data_dir=folder, split="random", test_size=10)
+    assert str(info.value) == (
+        "split='random' keeps every class on both sides, so it needs two images or more of each, but class 0 has "
+        "only one; add images of class 0, or use split='official'."
+    )
+    assert len(load_split(data_dir=folder)[3]) == 10  # the official split does not care
+
+
 def test_any_folder_of_idx_files_loads_unverified(tmp_path):
     folder = _tiny_idx_folder(tmp_path / "mine")
     b = load_mnist(data_dir=folder)

@@ -241,7 +241,22 @@ def load_split(
 
     test_size = len(y) - n_train if test_size is None else _checked_test_size(test_size, len(y))
     check_seed(seed)
+    _check_stratifiable(y, b.target_names)
     return train_test_split(X, y, test_size=test_size, stratify=y, random_state=int(seed))
+
+
+def _check_stratifiable(y: np.ndarray, target_names) -> None:
+    """A stratified split puts each class on both sides, so each needs two images or more."""
+    counts = np.bincount(np.asarray(y))
+    lonely = np.flatnonzero(counts == 1)
+    if lonely.size:
+        c = int(lonely[0])
+        name = str(c) if c >= len(target_names) or target_names[c] == str(c) else f"{c} ({target_names[c]})"
+        raise ParameterError(
+            "split",
+            f"{{param}}='random' keeps every class on both sides, so it needs two images or more of each, but class "
+            f"{name} has only one; add images of class {name}, or use {{param}}='official'.",
+        )
 
 
 def _checked_test_size(test_size, n: int) -> int | float:
