@@ -154,6 +154,20 @@ def test_cache_notices_when_its_source_changed(tmp_path):
     assert second.target[20:].tolist() == [7] * 10 and first[20:].tolist() != [7] * 10
 
 
+def test_cache_notices_a_source_copied_over_with_its_size_and_mtime_kept(tmp_path):
+    folder = _tiny_idx_folder(tmp_path / "mine")
+    assert load_mnist(data_dir=folder).target[20:].tolist() == list(range(10))
+    corrected = tmp_path / "corrected" / "t10k-labels-idx1-ubyte"
+    corrected.parent.mkdir()
+    write_idx(corrected, np.full(10, 7, np.uint8))  # the same size as the file it replaces
+    target = folder / "t10k-labels-idx1-ubyte"
+    before = target.stat()
+    os.utime(corrected, ns=(before.st_atime_ns, before.st_mtime_ns))
+    shutil.copy2(corrected, target)  # as cp -p or rsync -a do: same size, same mtime
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert load_mnist(data_dir=folder).target[20:].tolist() == [7] * 10
+
+
 def test_registered_name_with_wrong_files_is_a_checksum_error(tmp_path):
     folder = _tiny_idx_folder(tmp_path / "fake")
     with pytest.raises(ChecksumError, match="does not match the published sha256"):

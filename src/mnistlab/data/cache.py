@@ -2,7 +2,7 @@
 
 After the first verified load the arrays are kept as ``images.npy`` and
 ``labels.npy``, memory-mapped on later loads, beside a ``manifest.json`` that
-records the source files they came from (path, size, mtime, sha256). Nothing
+records the source files they came from (path, size, mtime, inode, ctime, sha256). Nothing
 in the folder is trusted as found: the manifest carries the sha256 of its own
 content, and each array file the digest of its own bytes, checked before it is
 mapped. A cache that fails a check is rebuilt from the source files (whose
@@ -52,10 +52,12 @@ def cache_root() -> Path:
 
 
 def _stamp(files: dict[str, Path]) -> dict[str, list]:
+    """What tells a source file changed: size and mtime, and inode and ctime, which copying
+    a file of the same size over it with its mtime kept (``cp -p``, ``rsync -a``) still changes."""
     out = {}
     for role, p in files.items():
         st = p.stat()
-        out[role] = [str(p.resolve()), st.st_size, st.st_mtime_ns]
+        out[role] = [str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
     return out
 
 

@@ -7,8 +7,8 @@ Lookup order for a registered dataset: an explicit ``data_dir``; ``$MNISTLAB_DAT
 the sha256 of their *decompressed* bytes, which holds whichever mirror
 compressed them, hashed as a stream with the IDX header checked first. After
 the first verified load the arrays are kept in a cache that proves itself (see
-``cache``); it is rebuilt when the source files change (size or mtime) or when
-it fails a check.
+``cache``); it is rebuilt when the source files change (size, mtime, inode or ctime) or
+when it fails a check.
 """
 
 from __future__ import annotations
