@@ -168,9 +168,29 @@ def test_cache_notices_a_source_copied_over_with_its_size_and_mtime_kept(tmp_pat
     assert load_mnist(data_dir=folder).target[20:].tolist() == [7] * 10
 
 
-def test_registered_name_with_wrong_files_is_a_checksum_error(tmp_path):
+def test_registered_name_with_another_data_set_says_so_without_advising_deletion(tmp_path):
     folder = _tiny_idx_folder(tmp_path / "fake")
-    with pytest.raises(ChecksumError, match="does not match the published sha256"):
+    with pytest.raises(ChecksumError) as info:
+        load_mnist("mnist", data_dir=folder)
+    assert str(info.value) == (
+        f"None of the four IDX files in {folder} matches the published sha256 of mnist's, so it holds another data "
+        "set; leave out the name mnist to load the folder as it is, or give the folder that holds mnist."
+    )
+
+
+def test_a_good_mnist_folder_given_for_fashion_mnist_is_named_as_mnist(mnist_dir, tmp_path):
+    with pytest.raises(ChecksumError) as info:
+        load_mnist("fashion-mnist", data_dir=mnist_dir)
+    assert str(info.value) == (
+        f"{mnist_dir} holds mnist's files, not fashion-mnist's; load it as mnist, or give the folder that holds "
+        "fashion-mnist."
+    )
+    # One file of four wrong is a damaged copy, and that one file is to be replaced.
+    folder = tmp_path / "copy"
+    shutil.copytree(mnist_dir, folder)
+    os.chmod(folder / "t10k-labels-idx1-ubyte.gz", 0o644)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(10000, np.uint8))
+    with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte.gz does not match .* delete or replace the file"):
         load_mnist("mnist", data_dir=folder)
 
 

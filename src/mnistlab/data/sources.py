@@ -65,7 +65,9 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
     ``$MNISTLAB_DATA`` folder may hold another dataset with the same file names
     (Fashion-MNIST uses MNIST's names), so there a folder whose files *all*
     disagree with the checksums is skipped, while a partial match means a
-    corrupt copy and is an error.
+    corrupt copy and is an error. A ``data_dir`` whose files all disagree holds
+    another data set: that is said (naming it if its checksums tell), with no
+    advice to delete anything.
     """
     spec = DATASETS[name]
     searched = []
@@ -85,10 +87,25 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
         if kind == "env-flat" and len(bad) == len(ROLES):
             searched[-1] = f"{folder} [four IDX files, not {name}'s]"  # another dataset's: keep looking
             continue
+        if kind == "explicit" and len(bad) == len(ROLES):
+            raise ChecksumError(_another_dataset(name, folder, checksums))  # not damage: nothing to delete
         raise ChecksumError(
             f"{files[bad[0]]} does not match the published sha256 of {name}'s {bad[0].replace('_', ' ')}; delete or replace the file (mnistlab then finds or downloads a good copy)."
         )
     return {}, {}, searched
+
+
+def _another_dataset(name: str, folder: Path, checksums: dict[str, str]) -> str:
+    """The sentence for a folder whose four files all differ from ``name``'s: another data set, named if known."""
+    other = next((s.name for s in DATASETS.values() if all(checksums[r] == s.sha256[r] for r in ROLES)), None)
+    if other is not None:
+        return (
+            f"{folder} holds {other}'s files, not {name}'s; load it as {other}, or give the folder that holds {name}."
+        )
+    return (
+        f"None of the four IDX files in {folder} matches the published sha256 of {name}'s, so it holds another data "
+        f"set; leave out the name {name} to load the folder as it is, or give the folder that holds {name}."
+    )
 
 
 def checksums_of(name: str, files: dict[str, Path]) -> dict[str, str]:
