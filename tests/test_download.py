@@ -1,5 +1,6 @@
 """Downloads against a real HTTP server on 127.0.0.1 serving good, corrupt and cut-off copies."""
 
+import fcntl
 import os
 import resource
 import subprocess
@@ -25,7 +26,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     /endless/<file> sends the file then zeros for ever, with no Content-Length;
     /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page;
-    /trickle/<file> sends a byte every 50 ms, for 20 s.
+    /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s.
     """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
@@ -53,7 +54,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(10**12 if mode == "biglen" else len(body)))
         self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if mode == "cut" else body)
+        self.wfile.write(body[: len(body) // 2] if mode in ("cut", "stall") else body)
+        if mode == "stall":
+            self.wfile.flush()
+            time.sleep(10)
         if mode == "cut":
             self.wfile.flush()
             self.close_connection = True
@@ -308,3 +312,31 @@ def test_a_local_write_failure_stops_at_once_and_blames_the_folder(mnist_dir, tm
     )
     assert log == ["/one/train-images-idx3-ubyte.gz"]  # not blamed on the mirror: the second is not tried
     assert list(folder.iterdir()) == []
+
+
+def test_a_killed_download_leaves_a_part_file_that_the_next_download_removes(mnist_dir, tmp_path, serve, monkeypatch):
+    base, log = serve(mnist_dir)
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "MNISTLAB_DATA": str(tmp_path / "nothing-here"),
+        "MNISTLAB_MIRRORS": f"{base}/stall/",
+    }
+    folder = tmp_path / "cache" / "mnistlab" / "mnist"
+    proc = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", "data", "info", "--json"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size for p in folder.glob(".*.part")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill()  # SIGKILL: no clean-up runs
+        proc.wait()
+    (dead,) = folder.glob(".train-images-idx3-ubyte.gz.*.part")
+    # A download running now in another process: its .part is locked, and must be left alone.
+    live = folder / ".train-images-idx3-ubyte.gz.running.part"
+    with open(live, "wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        download_dataset("mnist", mirrors=(f"{base}/good/",))
+        assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, *DATASETS["mnist"].files.values()])
+    assert not dead.exists()

@@ -7,6 +7,8 @@ the next one.
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import http.client
 import os
 import tempfile
@@ -67,6 +69,8 @@ def download_dataset(
 
 def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float]) -> dict[str, Path]:
     mirrors = mirrors if mirrors is not None else _env_mirrors() + spec.mirrors
+    for role in ROLES:
+        _remove_leftovers(dest / spec.files[role])
     out = {}
     for role in ROLES:
         fname = spec.files[role]
@@ -123,25 +127,57 @@ def _env_mirrors() -> tuple[str, ...]:
 
 def _fetch_verified(url: str, final: Path, sha256: str, progress, pace: tuple[float, float], max_bytes: int) -> None:
     """Download ``url`` to ``final`` if its content has ``sha256``; ``pace`` is (timeout, min_rate)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-    except OSError as exc:
-        raise _LocalFailure(exc) from None
+    fd, tmp = _local(_new_part, final)
     try:
         # Unbuffered: a write that fails (disk full) fails in _stream, where it is told from the network's errors.
+        # Open, hence locked, until the file is in place.
         with os.fdopen(fd, "wb", buffering=0) as out:
             with urllib.request.urlopen(url, timeout=pace[0]) as resp:
                 _stream(resp, out, final.name, progress, max_bytes, pace)
             _local(os.fsync, fd)
-        try:
-            got = sha256_decompressed(Path(tmp))
-        except IDXFormatError:
-            raise ChecksumError("served bytes are not a valid IDX file (corrupt copy)") from None
-        if got != sha256:
-            raise ChecksumError(f"served bytes have sha256 {got[:12]}..., expected {sha256[:12]}...")
-        _local(os.replace, tmp, final)
+            _check_content(Path(tmp), sha256)
+            _local(os.replace, tmp, final)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _check_content(path: Path, sha256: str) -> None:
+    try:
+        got = sha256_decompressed(path)
+    except IDXFormatError:
+        raise ChecksumError("served bytes are not a valid IDX file (corrupt copy)") from None
+    if got != sha256:
+        raise ChecksumError(f"served bytes have sha256 {got[:12]}..., expected {sha256[:12]}...")
+
+
+def _new_part(final: Path) -> tuple[int, str]:
+    """A new ``.part`` file beside ``final``, locked for as long as it is open.
+
+    The lock tells a live download's file from one a killed download left
+    (SIGKILL, a power cut), which ``_remove_leftovers`` may then remove.
+    """
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return fd, tmp
+        os.close(fd)  # removed as a leftover in the instant before it was locked: take another
+
+
+def _remove_leftovers(final: Path) -> None:
+    """Remove the ``.part`` files of ``final`` that no live download holds locked."""
+    for part in final.parent.glob(f".{glob.escape(final.name)}.*.part"):
+        try:
+            fd = os.open(part, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            part.unlink()
+        except OSError:
+            pass  # a live download's (locked), or a folder that cannot be written: left as it is
+        finally:
+            os.close(fd)
 
 
 def _local(action, *args):
