@@ -340,3 +340,9 @@ def test_a_killed_download_leaves_a_part_file_that_the_next_download_removes(mni
         download_dataset("mnist", mirrors=(f"{base}/good/",))
         assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, *DATASETS["mnist"].files.values()])
     assert not dead.exists()
+
+
+def test_downloaded_files_are_readable_by_all_like_every_file_mnistlab_writes(tiny, tmp_path):
+    spec, base, log, arrays = tiny
+    files = download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/good/",))
+    assert {oct(p.stat().st_mode & 0o777) for p in files.values()} == {"0o644"}

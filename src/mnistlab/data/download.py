@@ -160,6 +160,7 @@ def _new_part(final: Path) -> tuple[int, str]:
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
+            os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; data gets the permissions of all mnistlab writes
             return fd, tmp
         os.close(fd)  # removed as a leftover in the instant before it was locked: take another
 
