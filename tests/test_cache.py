@@ -283,3 +283,61 @@ def test_a_data_set_with_nothing_in_it_is_one_sentence(tmp_path, shapes, says):
     result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(folder)])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"Error: {folder}/") and says in result.stderr and result.stderr.count("\n") == 1
+
+
+def _bad_magic(folder: Path) -> None:
+    (folder / "train-labels-idx1-ubyte").write_bytes(b"\x00\x01\x08\x01" + (20).to_bytes(4, "big") + bytes(20))
+
+
+def _too_big(folder: Path) -> None:
+    (folder / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\xff" * 12)
+
+
+def _rewrite(stem: str, array: np.ndarray):
+    return lambda folder: write_idx(folder / stem, array)
+
+
+MALFORMED = {
+    "bad magic": (
+        _bad_magic,
+        "train-labels-idx1-ubyte: bad magic number 00010801, expected 0000 followed by a dtype code and rank; the "
+        "file is not IDX or is damaged, so replace it with a good copy.",
+    ),
+    "label count": (
+        _rewrite("train-labels-idx1-ubyte", np.zeros(19, np.uint8)),
+        "train-labels-idx1-ubyte holds 19 labels but {folder}/train-images-idx3-ubyte holds 20 images; the two "
+        "files do not belong together, so give the labels of these images.",
+    ),
+    "labels of rank 2": (
+        _rewrite("train-labels-idx1-ubyte", np.zeros((20, 1), np.uint8)),
+        "train-labels-idx1-ubyte: expected one label per image, of shape (20,), got shape (20, 1); write the labels "
+        "as a flat list, e.g. write_idx(path, labels.ravel()).",
+    ),
+    "int32 images": (
+        _rewrite("train-images-idx3-ubyte", np.zeros((20, 28, 28), np.int32)),
+        "train-images-idx3-ubyte: expected uint8 images of rank 3, got int32 of shape (20, 28, 28); give images as "
+        "uint8 pixels (0-255) of shape (count, height, width), as MNIST's files hold them.",
+    ),
+    "mixed sizes": (
+        _rewrite("t10k-images-idx3-ubyte", np.zeros((10, 20, 20), np.uint8)),
+        "The training images are 28x28 ({folder}/train-images-idx3-ubyte) but the test images are 20x20 "
+        "({folder}/t10k-images-idx3-ubyte); the four files do not belong together, so give the train and test "
+        "files of one data set.",
+    ),
+    "too big": (
+        _too_big,
+        "more than the 4,294,967,296-byte limit mnistlab reads; the file is not IDX or is damaged, so replace it "
+        "with a good copy.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_folder_says_what_is_wrong_and_what_to_do(tmp_path, case):
+    shapes = {"train_images": (20, 28, 28), "train_labels": (20,), "test_images": (10, 28, 28), "test_labels": (10,)}
+    folder = _idx_folder(tmp_path / "bad", shapes)
+    damage, says = MALFORMED[case]
+    damage(folder)
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith(says.format(folder=folder) + "\n"), result.stderr

@@ -42,6 +42,11 @@ def test_data_info_human_output(mnist_full):
         (["show", "--ascii", "--mean"], "--mean plots every image of the split; drop --first"),
         (["show", "--balance", "--index", "3"], "--balance plots every image of the split"),
         (["show", "--out", "/proc/forbidden/x.png"], "Cannot write"),
+        (
+            ["data", "info", "digits", "--data-dir", "/tmp"],
+            "--data-dir does not apply to digits, which come with scikit-learn; drop --data-dir, or leave out the "
+            "name digits to load the folder as it is.",
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_no_traceback(mnist_full, args, message):

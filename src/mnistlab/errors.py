@@ -53,6 +53,8 @@ class ChecksumError(DatasetError):
 class DownloadError(DatasetError):
     """No mirror delivered a verified copy of a file."""
 
+    reason: str = ""  # what failed, without the advice: for a sentence that gives its own
+
 
 class LocalWriteError(DatasetError):
     """A folder data must be written to cannot be written: read-only, full, or not the user's."""

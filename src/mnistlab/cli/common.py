@@ -53,6 +53,7 @@ FLAGS = {
     "param": "--param",
     "samples": "--samples",
     "max_concurrent": "--concurrent",
+    "data_dir": "--data-dir",
 }
 
 

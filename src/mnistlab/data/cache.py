@@ -249,24 +249,37 @@ def _check_consistent(headers: dict[str, tuple[np.dtype, tuple[int, ...]]], file
     """Dtypes and shapes of the four files, from their headers: images uint8 (N, H, W), N integer labels."""
     for split in ("train", "test"):
         (img_dtype, img_shape), (lab_dtype, lab_shape) = headers[f"{split}_images"], headers[f"{split}_labels"]
+        images, labels = files[f"{split}_images"], files[f"{split}_labels"]
         if len(img_shape) != 3 or img_dtype != np.uint8:
             raise IDXFormatError(
-                f"{files[f'{split}_images']}: expected uint8 images of rank 3, got {img_dtype} of shape {img_shape}."
+                f"{images}: expected uint8 images of rank 3, got {img_dtype} of shape {img_shape}; give images as "
+                "uint8 pixels (0-255) of shape (count, height, width), as MNIST's files hold them."
             )
-        if len(lab_shape) != 1 or lab_shape[0] != img_shape[0]:
+        if len(lab_shape) != 1:
             raise IDXFormatError(
-                f"{files[f'{split}_labels']}: expected {img_shape[0]} labels to match the images, got shape {lab_shape}."
+                f"{labels}: expected one label per image, of shape ({img_shape[0]},), got shape {lab_shape}; "
+                "write the labels as a flat list, e.g. write_idx(path, labels.ravel())."
+            )
+        if lab_shape[0] != img_shape[0]:
+            raise IDXFormatError(
+                f"{labels} holds {lab_shape[0]:,} labels but {images} holds {img_shape[0]:,} images; the two files "
+                "do not belong together, so give the labels of these images."
             )
         if lab_dtype.kind not in "iu":
-            raise IDXFormatError(f"{files[f'{split}_labels']}: labels must be integers, got {lab_dtype}.")
+            raise IDXFormatError(f"{labels}: labels must be integers, got {lab_dtype}; write them as class numbers.")
         if 0 in img_shape:  # nothing to split, train on or test: refused here, not deep in numpy
             what = "no images" if img_shape[0] == 0 else f"images of {img_shape[1]}x{img_shape[2]} pixels"
             raise IDXFormatError(
-                f"{files[f'{split}_images']} holds {what}; give train and test files that hold at least one image "
-                "each, of at least one pixel."
+                f"{images} holds {what}; give train and test files that hold at least one image each, of at least "
+                "one pixel."
             )
-    if headers["train_images"][1][1:] != headers["test_images"][1][1:]:
-        raise IDXFormatError("train and test images differ in size; the four files do not belong together.")
+    size, test_size = headers["train_images"][1][1:], headers["test_images"][1][1:]
+    if size != test_size:
+        raise IDXFormatError(
+            f"The training images are {size[0]}x{size[1]} ({files['train_images']}) but the test images are "
+            f"{test_size[0]}x{test_size[1]} ({files['test_images']}); the four files do not belong together, so "
+            "give the train and test files of one data set."
+        )
 
 
 def _check_labels(arrays: dict[str, np.ndarray], files: dict[str, Path], n_classes: int) -> None:

@@ -89,10 +89,13 @@ def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float
             out[role] = final
             break
         else:
-            raise DownloadError(
-                f"could not download a verified {fname} for {spec.name} ({'; '.join(problems) or 'no mirrors'}); "
-                f"check the network or put the four IDX files in a folder and set MNISTLAB_DATA to it."
+            reason = f"no mirror gave a verified {fname}: {'; '.join(problems) or 'none are set'}"
+            error = DownloadError(
+                f"Could not download {spec.name} ({reason}); check the network, or put the four IDX files in a "
+                "folder and set MNISTLAB_DATA to it."
             )
+            error.reason = reason
+            raise error
     return out
 
 

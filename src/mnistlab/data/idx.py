@@ -51,31 +51,37 @@ _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
 MAX_IDX_BYTES = 4 * 1024**3
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
+_NOT_IDX = "; the file is not IDX or is damaged, so replace it with a good copy."  # ends each header complaint
 
 
 def _header(head: bytes, source: str, max_bytes: int) -> tuple[np.dtype, tuple[int, ...], int]:
     """Validate the 4-byte magic plus dimensions; return dtype, shape, header size."""
     if len(head) < 4:
-        raise IDXFormatError(f"{source}: file is too short to be IDX ({len(head)} bytes, expected at least 4).")
+        raise IDXFormatError(
+            f"{source}: file is too short to be IDX ({len(head)} bytes, expected at least 4){_NOT_IDX}"
+        )
     if head[0] != 0 or head[1] != 0:
         raise IDXFormatError(
-            f"{source}: bad magic number {head[:4].hex()}, expected 0000 followed by a dtype code and rank."
+            f"{source}: bad magic number {head[:4].hex()}, expected 0000 followed by a dtype code and rank{_NOT_IDX}"
         )
     code, rank = head[2], head[3]
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise IDXFormatError(f"{source}: unknown dtype code 0x{code:02X}, expected one of {known}.")
+        raise IDXFormatError(f"{source}: unknown dtype code 0x{code:02X}, expected one of {known}{_NOT_IDX}")
     if rank == 0:
-        raise IDXFormatError(f"{source}: rank 0 declared, expected at least one dimension.")
+        raise IDXFormatError(f"{source}: rank 0 declared, expected at least one dimension{_NOT_IDX}")
     header_size = 4 + 4 * rank
     if len(head) < header_size:
-        raise IDXFormatError(f"{source}: header declares {rank} dimensions but the file ends inside the header.")
+        raise IDXFormatError(
+            f"{source}: header declares {rank} dimensions but the file ends inside the header{_NOT_IDX}"
+        )
     shape = tuple(int(d) for d in np.frombuffer(head, ">u4", count=rank, offset=4))
     dtype = IDX_DTYPES[code]
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > max_bytes:
         raise IDXFormatError(
-            f"{source}: header declares shape {shape} ({nbytes:,} bytes), more than the {max_bytes:,}-byte limit; the file is corrupt or not IDX."
+            f"{source}: header declares shape {shape} ({nbytes:,} bytes), more than the {max_bytes:,}-byte limit "
+            f"mnistlab reads{_NOT_IDX}"
         )
     return dtype, shape, header_size
 

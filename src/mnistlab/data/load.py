@@ -24,7 +24,7 @@ from mnistlab.data.download import download_dataset
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.seeds import check_seed
 from mnistlab.data.sources import checksums_of, find_idx_files, locate
-from mnistlab.errors import DatasetError, InputError, LocalWriteError, ParameterError
+from mnistlab.errors import DatasetError, DownloadError, InputError, ParameterError
 
 __all__ = ["load_mnist", "load_split", "KNOWN_DATASETS"]
 
@@ -74,6 +74,12 @@ def load_mnist(
     if dtype.kind not in "uf" or (dtype.kind == "u" and dtype != np.uint8):
         raise InputError(f"dtype must be uint8 or a float dtype, got {dtype}.")
     if name == "digits":
+        if data_dir is not None:
+            raise ParameterError(
+                "data_dir",
+                "{param} does not apply to digits, which come with scikit-learn; drop {param}, or leave out the "
+                "name digits to load the folder as it is.",
+            )
         images, labels, details, spec_info = _digits()
     else:
         images, labels, details, spec_info = _idx_dataset(name, data_dir, download, progress)
@@ -121,10 +127,8 @@ def _idx_dataset(name, data_dir, download, progress):
             raise DatasetError(_not_found(name, searched))
         try:
             files = download_dataset(name, progress=progress)
-        except LocalWriteError:
-            raise  # not a matter of finding the files or of the network
-        except DatasetError as exc:
-            raise DatasetError(f"{_not_found(name, searched)} Download failed too: {exc}") from None
+        except DownloadError as exc:
+            raise DatasetError(_not_found(name, searched, exc.reason)) from None
         checksums = dict(DATASETS[name].sha256)
     spec = DATASETS[name]
     images, labels, manifest = load_arrays(name, files, checksums, n_classes=len(spec.target_names))
@@ -177,11 +181,16 @@ def _details(name, files, manifest, verified):
     }
 
 
-def _not_found(name: str, searched: list[str]) -> str:
+def _not_found(name: str, searched: list[str], failed: str | None = None) -> str:
     places = "; ".join(searched)
+    if failed is None:
+        return (
+            f"{name} was not found (searched {places}); set MNISTLAB_DATA or pass --data-dir to a folder "
+            f"holding the four IDX files, or connect to the network to download them."
+        )
     return (
-        f"{name} was not found (searched {places}); set MNISTLAB_DATA or pass --data-dir to a folder "
-        f"holding the four IDX files, or connect to the network to download them."
+        f"{name} was not found (searched {places}) and could not be downloaded ({failed}); check the network, "
+        f"or set MNISTLAB_DATA or pass --data-dir to a folder holding the four IDX files."
     )
 
 
