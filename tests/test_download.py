@@ -223,7 +223,7 @@ def test_an_endless_response_stops_at_the_size_limit_and_leaves_nothing(tiny, tm
     limit = 400_000  # the largest file of tiny is 235,216 bytes
     monkeypatch.setitem(DATASETS, "tiny", _with(spec, max_file_bytes=limit))
     dest = tmp_path / "dl"
-    with pytest.raises(DownloadError, match="sent more than the 400,000 bytes a file of it can be"):
+    with pytest.raises(DownloadError, match="sent more than the 400,000 bytes a file of this data set can be"):
         download_dataset("tiny", dest, mirrors=(f"{base}/endless/",))
     assert list(dest.iterdir()) == []
 

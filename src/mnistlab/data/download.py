@@ -204,7 +204,9 @@ def _stream(resp, out, name: str, progress, max_bytes: int, pace: tuple[float, f
     total = resp.headers.get("Content-Length")
     total = int(total) if total and total.isdigit() else None
     if total is not None and total > max_bytes:
-        raise ValueError(f"the server announced {total:,} bytes, more than the {max_bytes:,} a file of it can be")
+        raise ValueError(
+            f"the server announced {total:,} bytes, more than the {max_bytes:,} a file of this data set can be"
+        )
     grace, min_rate = pace
     done, head, start = 0, b"", time.monotonic()
     # read1 returns what has arrived, so progress moves with the bytes; http.client
@@ -216,7 +218,7 @@ def _stream(resp, out, name: str, progress, max_bytes: int, pace: tuple[float, f
                 raise ValueError("the served bytes start as neither gzip nor IDX (an error page?)")
         done += len(chunk)
         if done > max_bytes:
-            raise ValueError(f"the server sent more than the {max_bytes:,} bytes a file of it can be")
+            raise ValueError(f"the server sent more than the {max_bytes:,} bytes a file of this data set can be")
         _local(_write_all, out, chunk)
         if progress:
             progress(name, done, total)
