@@ -139,6 +139,17 @@ def test_a_random_split_names_a_class_with_a_single_image(tmp_path):
     assert len(load_split(data_dir=folder)[3]) == 10  # the official split does not care
 
 
+def test_a_random_split_of_a_folder_with_a_tiny_test_set_says_what_test_size_to_give(tmp_path):
+    folder = _tiny_idx_folder(tmp_path / "small", n_train=40, n_test=5)  # the default test size: 5, for 10 classes
+    with pytest.raises(InputError) as info:
+        load_split(data_dir=folder, split="random")
+    assert str(info.value) == (
+        "test_size is 5, too few or too many to put an image of each of the 10 classes on both sides; give a "
+        "test_size between 10 and 35."
+    )
+    assert len(load_split(data_dir=folder, split="random", test_size=10)[3]) == 10
+
+
 def test_any_folder_of_idx_files_loads_unverified(tmp_path):
     folder = _tiny_idx_folder(tmp_path / "mine")
     b = load_mnist(data_dir=folder)

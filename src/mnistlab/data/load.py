@@ -250,13 +250,21 @@ def load_split(
 
     test_size = len(y) - n_train if test_size is None else _checked_test_size(test_size, len(y))
     check_seed(seed)
-    _check_stratifiable(y, b.target_names)
+    _check_stratifiable(y, b.target_names, test_size)
     return train_test_split(X, y, test_size=test_size, stratify=y, random_state=int(seed))
 
 
-def _check_stratifiable(y: np.ndarray, target_names) -> None:
-    """A stratified split puts each class on both sides, so each needs two images or more."""
+def _check_stratifiable(y: np.ndarray, target_names, test_size: int | float) -> None:
+    """A stratified split puts each class on both sides: each needs two images or more, each side one per class."""
     counts = np.bincount(np.asarray(y))
+    n, k = len(y), int(np.count_nonzero(counts))
+    n_test = math.ceil(test_size * n) if isinstance(test_size, float) else int(test_size)  # as scikit-learn counts
+    if not k <= n_test <= n - k:  # only the default, the official test size, can be so small
+        raise ParameterError(
+            "test_size",
+            f"{{param}} is {n_test}, too few or too many to put an image of each of the {k} classes on both sides; "
+            f"give a {{param}} between {max(k, 10)} and {n - max(k, 10)}.",
+        )
     lonely = np.flatnonzero(counts == 1)
     if lonely.size:
         c = int(lonely[0])
