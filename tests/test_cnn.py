@@ -26,7 +26,7 @@ from mnistlab.lab.train import _configure_cnn
 from mnistlab.models.cnn.augment import Augmentation, augment_batch
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.net import Averaged, build_net, deskew
-from mnistlab.models.cnn.onnx import OnnxPredictor, export_onnx
+from mnistlab.models.cnn.onnx import OnnxPredictor, export_onnx, onnx_graph
 from mnistlab.models.files import load_model, save_model
 from mnistlab.models.transforms import Deskew
 
@@ -204,6 +204,16 @@ def test_onnxruntime_backend_matches_pytorch(fitted, mnist_small):
     ort_est.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
     np.testing.assert_allclose(ort_est.predict_proba(X), fitted.predict_proba(X), atol=1e-5)
     np.testing.assert_array_equal(ort_est.predict(X), fitted.predict(X))
+
+
+def test_parts_of_a_batch_run_side_by_side_give_the_answers_of_one_thread(fitted, mnist_small):
+    """``n_threads`` parts at once (each session run on one thread): the same probabilities, in input order."""
+    graph = onnx_graph(fitted)
+    one, three = OnnxPredictor(graph, n_threads=1), OnnxPredictor(graph, n_threads=3)
+    for n in (1, 2, 5, 300):
+        x = mnist_small[1][:n].reshape(-1, 1, 28, 28) / np.float32(255)
+        np.testing.assert_allclose(three.predict_proba(x), one.predict_proba(x), atol=1e-6)
+    assert three.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_an_exported_deskewing_net_gives_one_image_the_floats_it_gets_in_a_batch():

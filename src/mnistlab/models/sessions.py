@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["CHUNK", "run_in_chunks"]
+__all__ = ["CHUNK", "run_in_chunks", "single_thread_session"]
 
 # Images per session run. A batch's activations grow with it (the first stage of the
 # standard net holds N x 32 x 28 x 28 floats: 100 MB at N = 1000) and spill out of the
@@ -13,11 +16,37 @@ __all__ = ["CHUNK", "run_in_chunks"]
 # images/s at batch 1000 on the 2-core benchmark machine.
 CHUNK = 128
 
+# Thread pools for running parts of a batch side by side, by size; made in the process that uses them (a pool
+# made before a fork has no threads in the child).
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
-def run_in_chunks(session: ort.InferenceSession, name: str, x: np.ndarray) -> np.ndarray:
+
+def single_thread_session(model: bytes) -> ort.InferenceSession:
+    """A CPU session whose every run uses one thread: ``run_in_chunks`` runs its parts side by side instead.
+
+    Parts of a batch on separate cores beat one run spread over them: each
+    convolution of a small batch is too short for onnxruntime's threads to share
+    well. At batch 1000 on 2 cores, the ``cnn`` recipe's net ran 14,400 against
+    11,800 images/s, with int8 convolutions 26,400 against 17,800
+    (benchmarks/RESULTS.md, "int8 convolutions").
+    """
+    settings = ort.SessionOptions()
+    settings.intra_op_num_threads = 1
+    settings.inter_op_num_threads = 1
+    return ort.InferenceSession(model, settings, providers=["CPUExecutionProvider"])
+
+
+def run_in_chunks(session: ort.InferenceSession, name: str, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """The session's first output for the batch ``x`` (N, ...), run ``CHUNK`` images or so at a time
-    (near-equal parts, ``np.array_split``: no short run left at the end)."""
-    if len(x) <= CHUNK:
+    (near-equal parts, ``np.array_split``: no short run left at the end), ``threads`` parts at once (a session
+    runs concurrently from several threads; give it one thread of its own, ``single_thread_session``)."""
+    parts = max(-(-len(x) // CHUNK), min(threads, len(x)))
+    if parts <= 1:
         return session.run(None, {name: x})[0]
-    parts = np.array_split(x, -(-len(x) // CHUNK))
-    return np.concatenate([session.run(None, {name: np.ascontiguousarray(part)})[0] for part in parts])
+    pieces = [np.ascontiguousarray(part) for part in np.array_split(x, parts)]
+    if threads <= 1:
+        return np.concatenate([session.run(None, {name: piece})[0] for piece in pieces])
+    pool = _POOLS.get((os.getpid(), threads))
+    if pool is None:
+        pool = _POOLS[os.getpid(), threads] = ThreadPoolExecutor(threads, thread_name_prefix="onnx-part")
+    return np.concatenate(list(pool.map(lambda piece: session.run(None, {name: piece})[0], pieces)))

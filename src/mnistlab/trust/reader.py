@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from safetensors.numpy import load as load_safetensors
 
 from mnistlab.errors import ModelFileError
-from mnistlab.models.sessions import run_in_chunks
+from mnistlab.models.sessions import run_in_chunks, single_thread_session
 from mnistlab.trust.scores import DigitSpace, digit_scores, silhouette
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds
 
@@ -40,14 +39,11 @@ FORMAT_VERSION = 1
 class OnnxNet:
     """One exported net on onnxruntime: (N, 28, 28) uint8 images -> (N, n_classes) float64 probabilities."""
 
-    def __init__(self, model: bytes, *, threads: int = 1):
-        options = ort.SessionOptions()
+    def __init__(self, model: bytes):
         # One thread: a 28x28 image is microseconds of work, and threads would only
         # wait on each other; concurrent requests get parallelism from batching and workers.
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         self.model_bytes = model
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = single_thread_session(model)
         self.input = self.session.get_inputs()[0].name
 
     def proba(self, images: np.ndarray) -> np.ndarray:

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError
-from mnistlab.models.sessions import run_in_chunks
+from mnistlab.models.sessions import run_in_chunks, single_thread_session
 
 __all__ = ["export_onnx", "onnx_graph", "write_graph", "OnnxPredictor"]
 
@@ -113,9 +112,7 @@ class OnnxPredictor:
     """
 
     def __init__(self, source, *, n_threads: int | None = None):
-        options = ort.SessionOptions()
-        if n_threads:
-            options.intra_op_num_threads = n_threads
+        self.n_threads = n_threads or os.cpu_count() or 1  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
             if not Path(source).is_file():
                 raise ModelFileError(
@@ -123,7 +120,7 @@ class OnnxPredictor:
                 )
             source = Path(source).read_bytes()
         try:
-            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            self.session = single_thread_session(source)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelFileError(f"Not a readable ONNX model ({exc}); export it again.") from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -135,7 +132,7 @@ class OnnxPredictor:
         return cls(_model_proto(module, image_shape, list(classes)).SerializeToString(), **kwargs)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return run_in_chunks(self.session, "image", np.ascontiguousarray(images, dtype=np.float32))
+        return run_in_chunks(self.session, "image", np.ascontiguousarray(images, dtype=np.float32), self.n_threads)
 
     def predict(self, images) -> np.ndarray:
         pixels = unit_pixels(as_images(images))  # (N, H, W) float32 in [0, 1]
