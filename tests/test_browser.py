@@ -317,8 +317,10 @@ def test_a_busy_server_is_asked_again_after_its_retry_after(browser, web_model_d
     them with half-sent requests, the page's request is answered 503 (Retry-After: 2); the page says so, waits,
     and sends it again once a connection is free."""
     import socket
+    import time
     from urllib.parse import urlsplit
 
+    import httpx
     from playwright.sync_api import expect
 
     from mnistlab.testing import running_server
@@ -327,14 +329,26 @@ def test_a_busy_server_is_asked_again_after_its_retry_after(browser, web_model_d
 
     limits = ConnectionLimits(max_connections=2)
     with running_server(create_app(web_model_dir), http=protocol_for(limits)) as url:
+        # Loaded first: a request that comes while the model loads waits for it before reading its body.
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/api/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the model did not load"
+            time.sleep(0.1)
         context = browser.new_context(viewport={"width": 1200, "height": 900})
         page = context.new_page()
         page.goto(url)
         page.wait_for_load_state("networkidle")
-        holders = [socket.create_connection((urlsplit(url).hostname, urlsplit(url).port)) for _ in range(2)]
-        for holder in holders:  # the head, and one byte of the body: a request held open
+        holders = []
+        for _ in range(2):  # a request held open: its head, then one byte of its body (a silent connection
+            # would be closed to make room: it holds no request)
+            holder = socket.create_connection((urlsplit(url).hostname, urlsplit(url).port), timeout=10)
+            holders.append(holder)
             holder.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
-            holder.sendall(b"Content-Length: 5000\r\n\r\n{")
+            holder.sendall(b"Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+            # The server says "100 Continue" once the route waits for the body: the request is held, and a
+            # connection that holds one is not closed to make room for the page's.
+            assert holder.recv(100).startswith(b"HTTP/1.1 100 Continue")
+            holder.sendall(b"{")
         draw(page, ONE)
         expect(page.locator("#verdict")).to_have_text("The server is busy; trying again in 2 s…", timeout=10_000)
         assert page.get_attribute("#answer", "data-state") == "busy"
