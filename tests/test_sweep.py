@@ -105,6 +105,15 @@ def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
     assert not spec.parent.exists()  # checked writable, not made, before the settings were known to run
 
 
+def test_a_param_that_replaces_a_step_is_one_sentence_before_any_trial(tmp_path):
+    spec = tmp_path / "b.json"
+    done = runner.invoke(app, ["sweep", "logreg", "--limit", "500", "--param", "logreg=x,y", "--out", str(spec)])
+    lines = done.stderr.strip().splitlines()
+    assert done.exit_code == 2 and len(lines) == 1, done.stderr
+    assert "--param sets a step of logreg ('logreg') to \"x\", which is not an estimator" in lines[0]
+    assert "loading" not in done.output and not spec.exists()  # before the data, and before Ray
+
+
 @pytest.mark.parametrize(
     ("params", "says"),
     [

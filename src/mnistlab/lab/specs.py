@@ -44,6 +44,7 @@ __all__ = [
     "resolve_spec",
     "resolve_recipe_or_spec_file",
     "check_for_data",
+    "check_steps",
     "built_code_sha256",
 ]
 
@@ -132,7 +133,7 @@ def _from_spec_file(path: str) -> Contender:
             f"The spec file {path} sets a parameter {base_name} does not take ({', '.join(map(repr, unknown))}); "
             f"its parameters include {', '.join(sorted(k for k in known if '__' in k or base.family == 'cnn')[:8])}."
         )
-    _check_steps(path, base_name, params, known)
+    check_steps(f"The spec file {path}", base_name, params, known)
     try:
         built = build(0, 1)
     except ValueError as exc:
@@ -178,9 +179,9 @@ def _holds_estimator(value) -> bool:
     return callable(getattr(value, "get_params", None))
 
 
-def _check_steps(path: str, base_name: str, params: dict, known: dict) -> None:
-    """Refuse a spec value that replaces a step of the recipe, or its steps: JSON holds no estimator
-    (a step may only be skipped, as "passthrough")."""
+def check_steps(where: str, base_name: str, params: dict, known: dict) -> None:
+    """Refuse a value that replaces a step of the recipe, or its steps: JSON and the command line hold no
+    estimator (a step may only be skipped, as "passthrough"). ``where`` begins the sentence ("--param")."""
     for key, value in params.items():
         if not _holds_estimator(known[key]) or (value == "passthrough" and not isinstance(known[key], list)):
             continue
@@ -188,7 +189,7 @@ def _check_steps(path: str, base_name: str, params: dict, known: dict) -> None:
         inner = sorted(k for k in known if k.startswith(f"{key}__")) or sorted(k for k in known if "__" in k)
         such_as = f", such as {inner[0]}" if inner else ""
         raise RecipeError(
-            f"The spec file {path} sets {'the steps' if steps else 'a step'} of {base_name} ({key!r}) to "
+            f"{where} sets {'the steps' if steps else 'a step'} of {base_name} ({key!r}) to "
             f"{json.dumps(value)[:60]}, which is not {'a list of estimators' if steps else 'an estimator'}; "
             f"set the steps' parameters instead{such_as}."
         )

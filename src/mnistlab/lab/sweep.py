@@ -37,6 +37,7 @@ from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
 from mnistlab.lab.record import package_versions
+from mnistlab.lab.specs import check_steps
 from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker
 from mnistlab.models.recipes import get_recipe
 
@@ -116,6 +117,8 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
             steps = sorted(k for k in known if k.count("__") == 1)  # a pipeline's step__param names
             near = ", ".join((steps or sorted(known))[:8])
             raise ParameterError("param", f"{recipe_name} has no parameter {name!r}; it takes e.g. {near}.")
+        for value in params[name]:  # a step replaced by a string or a number: refused before Ray starts
+            check_steps("--param", recipe_name, {name: value}, known)
     configs = _configs(params, samples, options.seed)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_TRIALS // len(configs):
         raise ParameterError("seeds", f"{{param}} must be from 1 to {MAX_TRIALS // len(configs)} for this sweep.")
