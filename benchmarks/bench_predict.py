@@ -7,8 +7,10 @@
    at batch 1000 and the latency of one image (median of many calls); then
    the nets of the ``cnn-fast`` and ``cnn`` recipes (built as ``train`` builds
    them, weights untrained: the speed does not depend on them) with one
-   intra-op thread and with one per CPU, through ``OnnxPredictor`` (about
-   128 images a session run) and, for reference, the batch in one run.
+   thread and with one per CPU, through ``OnnxPredictor`` (about 128 images a
+   session run, runs side by side, each on one thread; one image in one run on
+   onnxruntime's threads) and, for reference, the batch in one run on
+   onnxruntime's threads.
 2. ``Predictor.describe`` per image at batch 1 and batch 64 (what micro-batching
    saves), split into the classifier and the not-a-digit scores; with
    OpenBLAS's default threads and with one (as the server and predict run).
@@ -88,17 +90,20 @@ def nets(predictor, digits: np.ndarray, repeat: int) -> None:
 def recipe_nets(digits: np.ndarray, repeat: int) -> None:
     """The recipes' nets alone on onnxruntime: images/s at batch 1000 and one image, 1 thread and all cores."""
     from mnistlab.models.cnn.net import build_net
-    from mnistlab.models.cnn.onnx import OnnxPredictor
+    from mnistlab.models.cnn.onnx import OnnxPredictor, _model_proto
     from mnistlab.models.recipes import get_recipe
+    from mnistlab.models.sessions import cpu_session
 
     x = np.resize(digits, (1000, 1, 28, 28)).astype(np.float32) / 255
     for recipe in ("cnn-fast", "cnn"):
         arch = get_recipe(recipe).build(0, 1).get_params()["arch"]
         module = build_net(arch, 10, (28, 28)).eval()
+        graph = _model_proto(module, (28, 28), list(range(10))).SerializeToString()
         for threads in sorted({1, os.cpu_count() or 1}):
-            net = OnnxPredictor.from_module(module, (28, 28), range(10), n_threads=threads)
+            net = OnnxPredictor(graph, n_threads=threads)
+            reference = cpu_session(graph, threads)
 
-            def whole(batch, session=net.session):  # the reference: the batch in one session run
+            def whole(batch, session=reference):  # the reference: the batch in one run on onnxruntime's threads
                 return session.run(None, {"image": batch})[0]
 
             print(f"  {recipe:>10} ({arch}), {threads} thread(s): {speed(net.predict_proba, x, repeat)}")

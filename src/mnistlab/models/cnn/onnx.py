@@ -25,7 +25,7 @@ import torch
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError
-from mnistlab.models.sessions import run_in_chunks, single_thread_session
+from mnistlab.models.sessions import cpu_session, run_in_chunks, single_thread_session
 
 __all__ = ["export_onnx", "onnx_graph", "write_graph", "OnnxPredictor"]
 
@@ -120,7 +120,8 @@ class OnnxPredictor:
                 )
             source = Path(source).read_bytes()
         try:
-            self.session = single_thread_session(source)
+            self.session = single_thread_session(source)  # runs parts of a large batch side by side
+            self._whole = cpu_session(source, self.n_threads) if self.n_threads > 1 else None  # a small batch
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelFileError(f"Not a readable ONNX model ({exc}); export it again.") from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -132,7 +133,8 @@ class OnnxPredictor:
         return cls(_model_proto(module, image_shape, list(classes)).SerializeToString(), **kwargs)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return run_in_chunks(self.session, "image", np.ascontiguousarray(images, dtype=np.float32), self.n_threads)
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        return run_in_chunks(self.session, "image", x, self.n_threads, self._whole)
 
     def predict(self, images) -> np.ndarray:
         pixels = unit_pixels(as_images(images))  # (N, H, W) float32 in [0, 1]
