@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.errors import ParameterError
+from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.cluster import cluster_address, connect, run_units_on_cluster
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_dir, noop, run_options
@@ -229,7 +229,8 @@ def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], o
     try:
         yield group
     except BaseException:
-        tracker.end_run(group.run_id, metrics={}, failed=True)
+        with contextlib.suppress(TrackingError):  # a store that failed: the error that stopped the comparison is said
+            tracker.end_run(group.run_id, metrics={}, failed=True)
         raise
     results = group.summary["results"]
     metrics = {_metric_key(r["model"], r["dataset"]): r["test_accuracy_mean"] for r in results}
