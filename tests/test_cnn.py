@@ -291,6 +291,8 @@ def test_int8_export_calibrated_on_images_unlike_the_test_set_is_refused(mnist_s
     with pytest.raises(InputError, match=r"With int8 convolutions .* answers .* against .* so nothing was written"):
         export_model(model_dir, tmp_path / "dim.onnx", int8=True, data=(X_tr // 16, X_te, y_tr, y_te))
     assert not (tmp_path / "dim.onnx").exists() and not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(InputError, match="reads images of 784 pixels .* but X_test holds images of 64 pixels"):
+        export_model(model_dir, tmp_path / "small.onnx", int8=True, data=(X_tr, X_te[:, :64], y_tr, y_te))
 
 
 def test_export_refuses_a_model_that_is_not_a_cnn(tmp_path):

@@ -214,10 +214,16 @@ def test_an_unknown_module_path_is_still_refused(saved):
 
 
 def test_weights_that_are_no_regular_file_are_refused_unread(saved):
-    """A link to /dev/zero would be read without end: it is refused before a byte is read."""
+    """A link to /dev/zero would be read without end, a named pipe would block its open: both are refused."""
+    import os
+
     (saved / "model.skops").unlink()
     (saved / "model.skops").symlink_to("/dev/zero")
     with pytest.raises(ModelFileError, match="model.skops is not a regular file, so it holds no saved model"):
+        load_model(saved)
+    (saved / "model.skops").unlink()
+    os.mkfifo(saved / "model.skops")
+    with pytest.raises(ModelFileError, match="model.skops is not a regular file"):
         load_model(saved)
 
 

@@ -35,7 +35,7 @@ def _refused(tmp_path, spec, command: str = "train") -> str:
         ({"logreg": "x", "logreg__C": 1.0}, "sets a step of logreg ('logreg') to \"x\", which is not an estimator"),
         ({"scale": 3}, "sets a step of logreg ('scale') to 3, which is not an estimator"),
         ({"steps": []}, "sets the steps of logreg ('steps') to [], which is not a list of estimators"),
-        ({"logreg": "passthrough"}, "sets a step of logreg so that it no longer predicts"),
+        ({"logreg": "passthrough"}, "skips the last step of logreg ('logreg'), so that nothing would predict"),
     ],
 )
 @pytest.mark.parametrize("command", ["train", "compare"])

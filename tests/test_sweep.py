@@ -112,6 +112,13 @@ def test_a_param_that_replaces_a_step_is_one_sentence_before_any_trial(tmp_path)
     assert done.exit_code == 2 and len(lines) == 1, done.stderr
     assert "--param sets a step of logreg ('logreg') to \"x\", which is not an estimator" in lines[0]
     assert "loading" not in done.output and not spec.exists()  # before the data, and before Ray
+    done = runner.invoke(
+        app, ["sweep", "logreg", "--limit", "500", "--param", "logreg=passthrough", "--out", str(spec)]
+    )
+    assert (
+        done.exit_code == 2
+        and "--param skips the last step of logreg ('logreg'), so that nothing would predict" in (done.stderr)
+    )
 
 
 @pytest.mark.parametrize(

@@ -54,10 +54,12 @@ def locked_folder(folder: str | os.PathLike) -> Iterator[None]:
     other, so its weights and its card come from the same save. Where there is
     no ``flock`` (not POSIX), nothing is locked.
     """
+    if fcntl is None:
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -291,12 +291,14 @@ def export_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Write a CNN model as ONNX (any batch size), checked to predict as PyTorch does."""
-    from mnistlab.lab.export import export_model  # torch and onnx: seconds to import
-    from mnistlab.models.cnn.onnx import OPSET
     from mnistlab.models.files import read_card
 
     _check_onnx_target(onnx_file)  # before seconds of loading and exporting
     read_card(model_dir)  # a path that is no model folder is said as such, before torch is imported
+
+    from mnistlab.lab.export import export_model  # torch and onnx: seconds to import
+    from mnistlab.models.cnn.onnx import OPSET
+
     with step_progress(not as_json) as progress:
         result = export_model(model_dir, onnx_file, int8=int8, progress=progress)
     if as_json:

@@ -7,7 +7,6 @@ the next one.
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import http.client
 import os
@@ -21,6 +20,11 @@ from mnistlab.data.cache import cache_root
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
 from mnistlab.errors import ChecksumError, DatasetError, DownloadError, IDXFormatError, LocalWriteError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: .part files are not locked, and a killed download's are left
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["download_dataset"]
 
@@ -161,7 +165,8 @@ def _new_part(final: Path) -> tuple[int, str]:
     """
     while True:
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
             os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; data gets the permissions of all mnistlab writes
             return fd, tmp
@@ -170,6 +175,8 @@ def _new_part(final: Path) -> tuple[int, str]:
 
 def _remove_leftovers(final: Path) -> None:
     """Remove the ``.part`` files of ``final`` that no live download holds locked."""
+    if fcntl is None:  # without locks a live download's file cannot be told from a dead one's
+        return
     for part in final.parent.glob(f".{glob.escape(final.name)}.*.part"):
         try:
             fd = os.open(part, os.O_RDONLY)

@@ -15,7 +15,7 @@ from mnistlab.lab.train import load_data, thread_limits
 from mnistlab.models.files import load_model
 from mnistlab.models.proba import class_probabilities, pixels_read
 
-__all__ = ["evaluate_model"]
+__all__ = ["evaluate_model", "check_test_data"]
 
 
 def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None, data=None) -> dict:
@@ -40,7 +40,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
             "its data: evaluate_model(model_dir, data=(X_train, X_test, y_train, y_test))."
         )
     if data is not None:
-        _check_data(model_dir, estimator, data)
+        check_test_data(model_dir, estimator, data)
     # The card's split and seed give back the very test set of training (``limit`` only thins the training set).
     options = RunOptions(
         split=card.get("split", "official"), test_size=card.get("test_size"), seed=card.get("seed", 42)
@@ -75,7 +75,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     }
 
 
-def _check_data(model_dir, estimator, data) -> None:
+def check_test_data(model_dir, estimator, data) -> None:
     """Refuse test arrays the model cannot be measured on, in one sentence: scikit-learn would fail in a
     traceback, or count each label the model never saw as one of its mistakes."""
     try:

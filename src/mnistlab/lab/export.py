@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from mnistlab.errors import InputError
+from mnistlab.lab.evaluate import check_test_data
 from mnistlab.lab.options import Progress, RunOptions, noop
 from mnistlab.lab.train import load_data
 from mnistlab.models.files import load_model
@@ -36,13 +37,13 @@ def export_model(model_dir, onnx_file, *, int8: bool = False, progress: Progress
     graph = onnx_graph(estimator)
     result: dict = {"recipe": card.get("recipe"), "int8": int8}
     if int8:
-        graph, measured = _int8_graph(graph, model_dir, card, progress, data)
+        graph, measured = _int8_graph(graph, estimator, model_dir, card, progress, data)
         result.update(measured)
     path = write_graph(graph, onnx_file)
     return {**result, "onnx_file": str(path), "size_bytes": path.stat().st_size, "image_shape": estimator.image_shape_}
 
 
-def _int8_graph(graph: bytes, model_dir, card: dict, progress: Progress, data) -> tuple[bytes, dict]:
+def _int8_graph(graph: bytes, estimator, model_dir, card: dict, progress: Progress, data) -> tuple[bytes, dict]:
     """The graph with int8 convolutions, and its test accuracy beside the float32 graph's."""
     import onnx
 
@@ -55,6 +56,8 @@ def _int8_graph(graph: bytes, model_dir, card: dict, progress: Progress, data) -
             "model's own data; export it without --int8, or in Python pass its data: "
             "export_model(model_dir, onnx_file, int8=True, data=(X_train, X_test, y_train, y_test))."
         )
+    if data is not None:
+        check_test_data(model_dir, estimator, data)
     seed = card.get("seed", 42)
     split = load_data(RunOptions(split=card.get("split", "official"), test_size=card.get("test_size"), seed=seed), data)
     float_net = OnnxPredictor(graph)

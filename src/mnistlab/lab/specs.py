@@ -142,11 +142,6 @@ def _from_spec_file(path: str) -> Contender:
         check_values(built)
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"The spec file {path} sets a value {base_name} cannot take ({exc}).") from None
-    if not (callable(getattr(built, "fit", None)) and callable(getattr(built, "predict", None))):
-        raise RecipeError(
-            f"The spec file {path} sets a step of {base_name} so that it no longer predicts; "
-            "keep its last step, and set the step's parameters instead."
-        )
     recipe = Recipe(name, f"{base.description} Tuned: {json.dumps(params)}.", build, base.family, base.cv)
     return Contender(recipe, hashlib.sha256(data).hexdigest(), path, tuned={"recipe": base_name, "params": params})
 
@@ -182,7 +177,14 @@ def _holds_estimator(value) -> bool:
 def check_steps(where: str, base_name: str, params: dict, known: dict) -> None:
     """Refuse a value that replaces a step of the recipe, or its steps: JSON and the command line hold no
     estimator (a step may only be skipped, as "passthrough"). ``where`` begins the sentence ("--param")."""
+    steps = known.get("steps")
+    last = steps[-1][0] if isinstance(steps, list) and steps and isinstance(steps[-1], tuple) else None
     for key, value in params.items():
+        if value == "passthrough" and key == last:
+            raise RecipeError(
+                f"{where} skips the last step of {base_name} ({key!r}), so that nothing would predict; "
+                "skip another step, or set this step's parameters instead."
+            )
         if not _holds_estimator(known[key]) or (value == "passthrough" and not isinstance(known[key], list)):
             continue
         steps = isinstance(known[key], list)

@@ -234,8 +234,9 @@ def _read_weights(path: Path, card: dict) -> bytes:
     a pipe would be read without end)."""
     retrain = f"retrain the model with `mnistlab train {card.get('recipe', 'RECIPE')}`"
     try:
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe would block the open itself
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise ModelFileError(f"{path} is not a regular file, so it holds no saved model; {retrain}.")
             return f.read(info.st_size)

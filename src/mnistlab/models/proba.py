@@ -64,7 +64,11 @@ def _digit(label) -> int | None:
 
 
 def pixels_read(estimator) -> int | None:
-    """How many pixels a fitted classifier reads per image: a CNN's height x width, else scikit-learn's
-    ``n_features_in_``; None for a classifier that does not say."""
+    """How many pixels a fitted classifier reads per image: scikit-learn's ``n_features_in_`` (a CNN fitted
+    on flat rows of 50 values reads 50, padded to its 8 x 8 image), else a CNN's height x width; None for a
+    classifier that says neither."""
+    n = getattr(estimator, "n_features_in_", None)
+    if n is not None:
+        return int(n)
     shape = getattr(estimator, "image_shape_", None)
-    return int(np.prod(shape)) if shape is not None else getattr(estimator, "n_features_in_", None)
+    return int(np.prod(shape)) if shape is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,6 +24,7 @@ MIN_PART = 16
 # Thread pools for running parts of a batch side by side, by size; made in the process that uses them (a pool
 # made before a fork has no threads in the child).
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def cpu_session(model: bytes, threads: int = 1) -> ort.InferenceSession:
@@ -65,7 +67,8 @@ def run_in_chunks(
     pieces = [np.ascontiguousarray(part) for part in np.array_split(x, parts)]
     if threads <= 1:
         return np.concatenate([one.run(None, {name: piece})[0] for piece in pieces])
-    pool = _POOLS.get((os.getpid(), threads))
-    if pool is None:
-        pool = _POOLS[os.getpid(), threads] = ThreadPoolExecutor(threads, thread_name_prefix="onnx-part")
+    with _POOLS_LOCK:  # two first calls at once make one pool, not one each
+        pool = _POOLS.get((os.getpid(), threads))
+        if pool is None:
+            pool = _POOLS[os.getpid(), threads] = ThreadPoolExecutor(threads, thread_name_prefix="onnx-part")
     return np.concatenate(list(pool.map(lambda piece: one.run(None, {name: piece})[0], pieces)))
