@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnistlab.data.cache import cache_root
+from mnistlab.data.idx import GZIP_MAGIC
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
 from mnistlab.errors import ChecksumError, DatasetError, DownloadError, IDXFormatError, LocalWriteError
@@ -28,7 +29,6 @@ except ImportError:  # not POSIX: .part files are not locked, and a killed downl
 
 __all__ = ["download_dataset"]
 
-_GZIP_MAGIC = b"\x1f\x8b"
 # After the first ``timeout`` seconds a file must average this rate, so a mirror
 # that trickles bytes is given up for the next: MNIST's 9.9 MB training images
 # take at most about 40 minutes at it, a server sending a byte a second is
@@ -221,7 +221,7 @@ def _stream(resp, out, name: str, progress, max_bytes: int, pace: tuple[float, f
     for chunk in iter(lambda: resp.read1(1 << 16), b""):
         if len(head) < 2:
             head += chunk[: 2 - len(head)]
-            if len(head) == 2 and head not in (_GZIP_MAGIC, b"\0\0"):
+            if len(head) == 2 and head not in (GZIP_MAGIC, b"\0\0"):
                 raise ValueError("the served bytes start as neither gzip nor IDX (an error page?)")
         done += len(chunk)
         if done > max_bytes:

@@ -34,6 +34,7 @@ __all__ = [
     "write_idx",
     "IDX_DTYPES",
     "MAX_IDX_BYTES",
+    "GZIP_MAGIC",
 ]
 
 # dtype code -> big-endian numpy dtype, as defined by the format.
@@ -50,7 +51,7 @@ _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
 # Largest payload we agree to allocate (MNIST's biggest file is 47 MB).
 MAX_IDX_BYTES = 4 * 1024**3
 _CHUNK = 1 << 20
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
 _NOT_IDX = "; the file is not IDX or is damaged, so replace it with a good copy."  # ends each header complaint
 
 
@@ -202,7 +203,7 @@ def _scan(
     one 1 MiB chunk.
     """
     try:
-        compressed = raw.read(2) == _GZIP_MAGIC
+        compressed = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
         stream: _Stream = _Gunzip(raw) if compressed else raw
         hdr = _read_header(stream, source, max_bytes)

@@ -11,11 +11,11 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from mnistlab.errors import InputError
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import predictions_sha256
-from mnistlab.lab.train import load_data, thread_limits
+from mnistlab.lab.train import TrainTest, load_data, thread_limits
 from mnistlab.models.files import load_model
 from mnistlab.models.proba import class_probabilities, pixels_read
 
-__all__ = ["evaluate_model", "check_test_data"]
+__all__ = ["evaluate_model", "model_data", "check_test_data"]
 
 
 def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None, data=None) -> dict:
@@ -32,20 +32,11 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     progress = progress or noop
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
-    dataset = card.get("dataset")
-    if data is None and dataset not in (None, "mnist"):  # only MNIST is found again from the card alone
-        trained_on = "arrays passed from Python" if dataset == "arrays" else f"the dataset {dataset!r}, not MNIST"
-        raise InputError(
-            f"{model_dir} was trained on {trained_on}, and evaluate measures MNIST models only; in Python, pass "
-            "its data: evaluate_model(model_dir, data=(X_train, X_test, y_train, y_test))."
-        )
-    if data is not None:
-        check_test_data(model_dir, estimator, data)
-    # The card's split and seed give back the very test set of training (``limit`` only thins the training set).
-    options = RunOptions(
-        split=card.get("split", "official"), test_size=card.get("test_size"), seed=card.get("seed", 42)
+    refusal = (
+        "evaluate measures MNIST models only; in Python, pass its data: "
+        "evaluate_model(model_dir, data=(X_train, X_test, y_train, y_test))."
     )
-    test = load_data(options, data)
+    test = model_data(model_dir, estimator, card, data, refusal)
     X_test, y_test = test.X_test, test.y_test
     progress(f"predicting {len(y_test):,} test images")
     start = time.perf_counter()
@@ -73,6 +64,22 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def model_data(model_dir, estimator, card: dict, data, refusal: str) -> TrainTest:
+    """The data the model in ``model_dir`` was trained and tested on: MNIST as its card's split and seed cut it
+    (``limit`` only thinned the training set), or the caller's four arrays, checked against the model. A model
+    of other data without them is refused: "{model_dir} was trained on ..., and " + ``refusal``."""
+    dataset = card.get("dataset")
+    if data is None and dataset not in (None, "mnist"):  # only MNIST is found again from the card alone
+        trained_on = "arrays passed from Python" if dataset == "arrays" else f"the dataset {dataset!r}, not MNIST"
+        raise InputError(f"{model_dir} was trained on {trained_on}, and {refusal}")
+    if data is not None:
+        check_test_data(model_dir, estimator, data)
+    options = RunOptions(
+        split=card.get("split", "official"), test_size=card.get("test_size"), seed=card.get("seed", 42)
+    )
+    return load_data(options, data)
 
 
 def check_test_data(model_dir, estimator, data) -> None:

@@ -7,9 +7,8 @@ import json
 import numpy as np
 
 from mnistlab.errors import InputError
-from mnistlab.lab.evaluate import check_test_data
-from mnistlab.lab.options import Progress, RunOptions, noop
-from mnistlab.lab.train import load_data
+from mnistlab.lab.evaluate import model_data
+from mnistlab.lab.options import Progress, noop
 from mnistlab.models.files import load_model
 
 __all__ = ["export_model", "MAX_INT8_DROP"]
@@ -50,16 +49,12 @@ def _int8_graph(graph: bytes, estimator, model_dir, card: dict, progress: Progre
     from mnistlab.models.cnn.onnx import OnnxPredictor
     from mnistlab.models.cnn.quantize import CALIBRATION_IMAGES, quantize_convolutions
 
-    if data is None and card.get("dataset") not in (None, "mnist"):  # only MNIST is found again from the card alone
-        raise InputError(
-            f"{model_dir} was trained on {card.get('dataset')!r}, not MNIST, and --int8 calibrates and checks on the "
-            "model's own data; export it without --int8, or in Python pass its data: "
-            "export_model(model_dir, onnx_file, int8=True, data=(X_train, X_test, y_train, y_test))."
-        )
-    if data is not None:
-        check_test_data(model_dir, estimator, data)
+    refusal = (
+        "--int8 calibrates and checks on the model's own data; export it without --int8, or in Python pass its "
+        "data: export_model(model_dir, onnx_file, int8=True, data=(X_train, X_test, y_train, y_test))."
+    )
+    split = model_data(model_dir, estimator, card, data, refusal)
     seed = card.get("seed", 42)
-    split = load_data(RunOptions(split=card.get("split", "official"), test_size=card.get("test_size"), seed=seed), data)
     float_net = OnnxPredictor(graph)
     h, w = float_net.image_shape_
     picked = np.random.default_rng(seed).permutation(len(split.X_train))[:CALIBRATION_IMAGES]

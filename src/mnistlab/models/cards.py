@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mnistlab.data.seeds import MAX_SEED
 from mnistlab.errors import ModelFileError
 
 __all__ = [
@@ -40,7 +41,6 @@ FORMAT_VERSION = 2  # version 2: card_sha256 covers the card
 READABLE_VERSIONS = (2,)
 MAX_CARD_BYTES = 16 * 2**20  # a card holds a config and a history: kilobytes; a larger file is not ours
 WEIGHTS_FILES = {"model.skops": "skops", "model.safetensors": "safetensors"}  # file name -> format
-MAX_SEED = 2**32 - 1  # what scikit-learn and numpy take as a seed
 
 
 class _Invalid(Exception):

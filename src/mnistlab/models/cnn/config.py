@@ -20,6 +20,7 @@ import math
 import numpy as np
 import torch
 
+from mnistlab.data.seeds import MAX_SEED
 from mnistlab.errors import ModelFileError, RecipeError
 from mnistlab.models.cnn.checks import MAX_THREADS, check_params
 
@@ -85,7 +86,7 @@ def _check(config) -> None:
         check_params({**params, "callback": None})
     except RecipeError as exc:
         raise _Invalid(str(exc).rstrip(".")) from None
-    _integer("random_state", params["random_state"], 0, 2**32 - 1, optional=True)
+    _integer("random_state", params["random_state"], 0, MAX_SEED, optional=True)
     _check_module(params.get("module", OPTIONAL_PARAMS["module"]))
     _integer("verbose", int(params["verbose"]) if type(params["verbose"]) is bool else params["verbose"], 0, 100)
     _check_classes(config["classes"], config["classes_dtype"])
