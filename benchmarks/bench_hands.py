@@ -21,7 +21,8 @@ all set on the other half), in that half's random order.
 
 Figures: single digits right, flagged "not confident", and confident and
 wrong, per source, per surface and per style (pen style, font); numbers read
-exactly (and with the right count of digits); non-digits flagged per kind,
+exactly (and with the right count of digits), flagged (``read_number``'s
+"confident": false) and read confidently but wrong; non-digits flagged per kind,
 with the commonest confident answers; MNIST test digits flagged; CPU ms per
 photo (``time.process_time`` around one ``predict_image`` call: decode,
 ``to_mnist``, classify, confidence), BLAS/OpenMP and torch held to one
@@ -143,12 +144,20 @@ def digits_report(rows: list[dict]) -> dict:
 def numbers_report(args, rng, reader) -> dict:
     out = {}
     for source in DIGIT_SOURCES:
-        exact, count = [], []
+        exact, count, flagged, confident_wrong = [], [], [], []
         for s in number_samples(source, args.numbers, rng):
-            got = read_number(s.data, reader)["number"]
+            answer = read_number(s.data, reader)
+            got = answer["number"]
             exact.append(got == s.label)
             count.append(len(got) == len(s.label))
-        out[source] = {"exact": rate(exact), "digit_count_right": rate(count)}
+            flagged.append(not answer["confident"])
+            confident_wrong.append(answer["confident"] and got != s.label)
+        out[source] = {
+            "exact": rate(exact),
+            "digit_count_right": rate(count),
+            "flagged": rate(flagged),
+            "confident_wrong": rate(confident_wrong),
+        }
     return out
 
 
@@ -262,9 +271,13 @@ def print_table(result: dict) -> None:
         f"CPU ms a photo: {digits['all']['cpu_ms_mean']:.2f}, the mean of {len(passes)} pass(es) over these photos "
         f"({', '.join(f'{m:.2f}' for m in passes)})"
     )
-    print(f"\nnumbers of 3-6 digits {'':8s} {'n':>5s}  {'exact':22s} {'count of digits right':22s}")
+    print(
+        f"\nnumbers of 3-6 digits {'':8s} {'n':>5s}  {'exact':22s} {'count of digits right':22s} "
+        f"{'flagged':22s} {'confident and wrong':22s}"
+    )
     for source, s in result["numbers"].items():
-        print(f"{source:30s} {s['exact']['n']:5d}  {pct(s['exact']):21s}  {pct(s['digit_count_right']):21s}")
+        cells = "  ".join(f"{pct(s[k]):21s}" for k in ("exact", "digit_count_right", "flagged", "confident_wrong"))
+        print(f"{source:30s} {s['exact']['n']:5d}  {cells}")
     print(f"\nnon-digits {'':19s} {'n':>5s}  {'flagged':22s} commonest confident answers")
     for kind, s in result["non_digits"].items():
         answers = ", ".join(f"{k} x{v}" for k, v in s["confident_answers"].items())
