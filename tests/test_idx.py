@@ -1,6 +1,7 @@
 import gzip
 import hashlib
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -76,13 +77,38 @@ def test_huge_declared_size_is_refused_before_allocating(tmp_path):
         read_idx(path)
 
 
-def test_gzip_that_lies_about_size_below_limit_is_truncated_not_allocated(tmp_path):
-    # Declares 1 GB (under the limit) but holds 10 bytes: read in chunks, then refused.
+def _peak_bytes_of(call) -> int:
+    """The most memory Python held while ``call()`` ran (numpy's buffers included)."""
+    tracemalloc.start()
+    try:
+        call()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_gzip_that_lies_about_size_below_limit_is_refused_not_allocated(tmp_path):
+    # Declares 10**9 images (1 GB of labels, under the limit) but holds 10 bytes: refused from the file's size.
     head = bytes([0, 0, 0x08, 1]) + np.asarray([10**9], ">u4").tobytes()
     path = tmp_path / "liar.idx.gz"
     path.write_bytes(gzip.compress(head + b"\x01" * 10))
-    with pytest.raises(IDXFormatError, match="holds 10"):
-        read_idx(path)
+
+    def read():
+        with pytest.raises(IDXFormatError, match="gzip file inflates to at most .*replace it with a complete copy"):
+            read_idx(path)
+
+    assert _peak_bytes_of(read) < 4 * 2**20
+    # 1 MB that does not compress may inflate to the claim, so it is read, in chunks, and found short.
+    body = np.random.default_rng(0).bytes(10**6)
+    path.write_bytes(gzip.compress(head + body))
+    assert 10**9 < path.stat().st_size * 1032
+
+    def read_short():
+        with pytest.raises(IDXFormatError, match="holds 1,000,000;"):
+            read_idx(path)
+
+    assert _peak_bytes_of(read_short) < 16 * 2**20
 
 
 def test_corrupt_gzip_stream(tmp_path):

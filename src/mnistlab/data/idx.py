@@ -4,9 +4,11 @@ Layout: two zero bytes, a dtype code, the rank ``r``; then ``r`` big-endian
 uint32 dimensions; then the payload, row-major and big-endian. A reader must
 not trust the header, nor the file behind it: a 100-byte file may claim
 terabytes, and a 1 MB gzip file may inflate to a gigabyte. So the header is
-read first and its declared size checked against a limit; the payload is then
+read first and its declared size checked against a limit (and, for gzip,
+against the most the compressed file could inflate to); the payload is then
 inflated in 1 MiB steps, never past what the header declares, and memory is
-allocated only for a payload the caller keeps (hashing streams).
+allocated only for a payload the caller keeps (hashing streams), and for gzip
+only as it arrives: a short file costs what it holds, not what it claims.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
 MAX_IDX_BYTES = 4 * 1024**3
 _CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
+# Deflate codes at most 258 bytes in 2 bits, so no gzip file inflates to more than 1032 times its size.
+_MAX_INFLATE_RATIO = 1032
 _NOT_IDX = "; the file is not IDX or is damaged, so replace it with a good copy."  # ends each header complaint
 
 
@@ -158,23 +162,28 @@ def _read_header(stream: _Stream, source: str, max_bytes: int) -> _Header:
     return _Header(dtype, shape, head, math.prod(shape) * dtype.itemsize)
 
 
-def _pump(stream: _Stream, hdr: _Header, source: str, hasher, dest: np.ndarray | None) -> None:
+def _pump(stream: _Stream, hdr: _Header, source: str, hasher, dest: np.ndarray | bytearray | None) -> None:
     """Move exactly the declared payload into ``dest`` (or through a scratch chunk), feeding ``hasher``.
 
+    An array ``dest`` is filled in place; a bytearray grows by what arrives, so
+    a stream shorter than its header claims never costs the claimed size.
     Reads at most one chunk past what was asked for, so a stream that inflates
     past its declared size (a gzip bomb) is stopped there, whatever it holds.
     """
     expected = hdr.payload_bytes
-    buf = (dest if dest is not None else np.empty(min(_CHUNK, expected), np.uint8)).data
+    in_place = isinstance(dest, np.ndarray)
+    buf = (dest if isinstance(dest, np.ndarray) else np.empty(min(_CHUNK, expected), np.uint8)).data
     done = 0
     while done < expected:
         want = min(_CHUNK, expected - done)
-        view = buf[done : done + want] if dest is not None else buf[:want]
+        view = buf[done : done + want] if in_place else buf[:want]
         n = stream.readinto(view)
         if not n:
             break
         if hasher is not None:
             hasher.update(view[:n])
+        if isinstance(dest, bytearray):
+            dest += view[:n]
         done += n
     extra = stream.read(1)
     if done != expected or extra:
@@ -207,15 +216,13 @@ def _scan(
         raw.seek(0)
         stream: _Stream = _Gunzip(raw) if compressed else raw
         hdr = _read_header(stream, source, max_bytes)
-        if not compressed and size is not None and size - len(hdr.raw) != hdr.payload_bytes:
-            raise IDXFormatError(
-                f"{source}: header declares shape {hdr.shape} ({hdr.payload_bytes:,} payload bytes) but the file holds "
-                f"{size - len(hdr.raw):,}; it is cut short or padded, so replace it with a complete copy."
-            )
+        if size is not None:
+            _check_size(hdr, source, size, compressed)
         if not payload:
             return hdr, None, None
         hasher = hashlib.sha256(hdr.raw) if hashed else None
-        dest = np.empty(hdr.payload_bytes, np.uint8) if keep else None
+        # A gzip payload is kept as it inflates: its size is known only once the stream has delivered it.
+        dest = (bytearray() if compressed else np.empty(hdr.payload_bytes, np.uint8)) if keep else None
         _pump(stream, hdr, source, hasher, dest)
     except (OSError, EOFError, zlib.error) as exc:
         raise IDXFormatError(
@@ -224,9 +231,27 @@ def _scan(
     digest = hasher.hexdigest() if hasher is not None else None
     if dest is None:
         return hdr, None, digest
-    arr = dest.view(hdr.dtype).reshape(hdr.shape)
+    arr = np.frombuffer(dest, np.uint8) if isinstance(dest, bytearray) else dest  # no copy: writable, as np.empty's
+    arr = arr.view(hdr.dtype).reshape(hdr.shape)
     # Native byte order for the multi-byte dtypes (one copy); uint8 and int8 are used as read.
     return hdr, (arr if hdr.dtype.isnative else arr.astype(hdr.dtype.newbyteorder("="))), digest
+
+
+def _check_size(hdr: _Header, source: str, size: int, compressed: bool) -> None:
+    """Refuse a payload the file cannot hold, before any is read: a raw file's exact size, a gzip file's most."""
+    if compressed:
+        most = size * _MAX_INFLATE_RATIO
+        if hdr.payload_bytes + len(hdr.raw) > most:
+            raise IDXFormatError(
+                f"{source}: header declares shape {hdr.shape} ({hdr.payload_bytes:,} payload bytes) but the "
+                f"{size:,}-byte gzip file inflates to at most {most:,}; it is cut short or damaged, so replace it "
+                "with a complete copy."
+            )
+    elif size - len(hdr.raw) != hdr.payload_bytes:
+        raise IDXFormatError(
+            f"{source}: header declares shape {hdr.shape} ({hdr.payload_bytes:,} payload bytes) but the file holds "
+            f"{size - len(hdr.raw):,}; it is cut short or padded, so replace it with a complete copy."
+        )
 
 
 def parse_idx(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
