@@ -145,6 +145,20 @@ def test_train_refuses_an_unwritable_out_before_loading_data():
     assert "loading" not in result.output and "fitting" not in result.output
 
 
+def test_train_refuses_an_empty_out_before_loading_data(tmp_path, monkeypatch):
+    # typer turned "" into Path("."): the model was trained and saved into the current folder.
+    monkeypatch.chdir(tmp_path)
+    for out in (["--out", ""], ["--out="]):
+        result = runner.invoke(app, ["train", "knn", "--limit", "200", "--cv", "0", *out])
+        line = one_error_line(result)
+        assert line == "Error: --out is empty, which would mean the current folder; give it a path."
+        assert "loading" not in result.output
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ParameterError, match="^out is empty") as info:
+        train_recipe("knn", out="")
+    assert info.value.param == "out"
+
+
 def test_cv_beyond_the_rarest_class_is_refused_once_the_data_is_known(tmp_path):
     result = runner.invoke(app, ["train", "knn", "--limit", "100", "--cv", "50", "--json", "--out", str(tmp_path)])
     assert "the training images of the rarest class, got 50" in one_error_line(result)

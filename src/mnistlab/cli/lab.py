@@ -61,8 +61,12 @@ def train(
     recipe: str = typer.Argument(
         ..., help="Recipe name (see `mnistlab recipes`) or a spec file (best.json) written by `mnistlab sweep`."
     ),
-    out_dir: Path | None = typer.Option(
-        None, "--out", help="Model directory (default: $XDG_DATA_HOME/mnistlab/models/NAME, the recipe's or spec's)."
+    # A str, not a Path: typer would turn "" into Path("."), the current folder, before any check could see it.
+    out_dir: str | None = typer.Option(
+        None,
+        "--out",
+        metavar="DIR",
+        help="Model directory (default: $XDG_DATA_HOME/mnistlab/models/NAME, the recipe's or spec's).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the results."),
     cluster: str | None = _cluster_option("the CV folds and a CNN ensemble's members"),
@@ -78,11 +82,12 @@ def train(
     from mnistlab.models.files import default_model_dir
 
     name = resolve_recipe_or_spec_file(recipe).name  # an unknown name or a bad spec file fails before any data loads
-    check_writable_dir(out_dir if out_dir is not None else default_model_dir(name), "out_dir")  # before training
+    # Before training: an empty --out is refused here, not taken for the current folder.
+    model_dir = check_writable_dir(out_dir if out_dir is not None else default_model_dir(name), "out_dir")
     with step_progress(not as_json) as progress:
         on_cluster = parallel_on_cluster(cluster, progress) if cluster else contextlib.nullcontext()
         with on_cluster:
-            result = run_recipe(recipe, options, out=out_dir, progress=progress).result
+            result = run_recipe(recipe, options, out=model_dir, progress=progress).result
     if as_json:
         typer.echo(json.dumps(result))
         return

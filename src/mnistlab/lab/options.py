@@ -145,6 +145,12 @@ class RunOptions:
             )
 
 
+def _check_given(path, param: str) -> None:
+    """Refuse an empty path: ``Path("")`` is the current folder, which no one means by giving nothing."""
+    if isinstance(path, str) and not path:
+        raise ParameterError(param, "{param} is empty, which would mean the current folder; give it a path.")
+
+
 def check_writable_dir(path, param: str) -> Path:
     """Refuse a folder (existing or to be made) that cannot take new files; returns it as a Path.
 
@@ -152,6 +158,7 @@ def check_writable_dir(path, param: str) -> Path:
     a temporary file is made and removed in the folder, or in the nearest
     existing folder above it. Nothing is left behind.
     """
+    _check_given(path, param)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ParameterError(param, f"{{param}} {path} is a file, not a folder; choose a folder.")
@@ -161,6 +168,7 @@ def check_writable_dir(path, param: str) -> Path:
 
 def check_writable_file(path, param: str) -> Path:
     """Refuse a file path that cannot be written: a folder, or a place without a writable folder."""
+    _check_given(path, param)
     path = Path(path)
     if path.is_dir():
         raise ParameterError(param, f"{{param}} {path} is a folder; give a file name inside it.")
