@@ -159,6 +159,20 @@ def test_train_refuses_an_empty_out_before_loading_data(tmp_path, monkeypatch):
     assert info.value.param == "out"
 
 
+@pytest.mark.parametrize("name", ["model.json", "model.safetensors"])
+def test_train_refuses_an_out_where_a_model_file_is_a_folder_before_loading_data(tmp_path, name):
+    # The save failed after the training; with model.safetensors a folder, after writing new weights and card.
+    (tmp_path / "m" / name).mkdir(parents=True)
+    result = runner.invoke(app, ["train", "knn", "--limit", "200", "--cv", "0", "--out", str(tmp_path / "m")])
+    line = one_error_line(result)
+    assert line == f"Error: --out {tmp_path / 'm'} holds a folder named {name}, where the model's file goes; " + (
+        "remove it or choose another folder."
+    )
+    assert [p.name for p in (tmp_path / "m").iterdir()] == [name]
+    with pytest.raises(ParameterError, match=f"^out .* holds a folder named {name}"):
+        train_recipe("knn", out=tmp_path / "m")
+
+
 def test_cv_beyond_the_rarest_class_is_refused_once_the_data_is_known(tmp_path):
     result = runner.invoke(app, ["train", "knn", "--limit", "100", "--cv", "50", "--json", "--out", str(tmp_path)])
     assert "the training images of the rarest class, got 50" in one_error_line(result)

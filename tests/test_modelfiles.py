@@ -110,6 +110,15 @@ def test_a_card_json_cannot_hold_is_refused_before_anything_is_written(tmp_path,
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("name", ["model.json", "model.skops", "model.safetensors"])
+def test_a_folder_where_a_model_file_goes_is_refused_before_anything_is_written(tmp_path, fitted, name):
+    # model.safetensors a folder: the skops weights and the card were written, then removing it failed.
+    (tmp_path / "m" / name).mkdir(parents=True)
+    with pytest.raises(ModelFileError, match=f"{name} there is a folder, where the model's file goes; remove it"):
+        save_model(fitted, tmp_path / "m", card={"recipe": "knn-deskew"})
+    assert [p.name for p in (tmp_path / "m").iterdir()] == [name]
+
+
 def test_a_path_that_is_no_model_directory_says_so(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model\n")
     with pytest.raises(ModelFileError, match="is a file, not a model directory"):

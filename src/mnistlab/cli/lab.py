@@ -16,7 +16,7 @@ from mnistlab.cli.common import out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_size
-from mnistlab.lab.options import RunOptions, check_writable_dir, check_writable_file
+from mnistlab.lab.options import RunOptions, check_model_dir, check_writable_dir, check_writable_file
 
 __all__ = ["app"]
 
@@ -83,7 +83,7 @@ def train(
 
     name = resolve_recipe_or_spec_file(recipe).name  # an unknown name or a bad spec file fails before any data loads
     # Before training: an empty --out is refused here, not taken for the current folder.
-    model_dir = check_writable_dir(out_dir if out_dir is not None else default_model_dir(name), "out_dir")
+    model_dir = check_model_dir(out_dir if out_dir is not None else default_model_dir(name), "out_dir")
     with step_progress(not as_json) as progress:
         on_cluster = parallel_on_cluster(cluster, progress) if cluster else contextlib.nullcontext()
         with on_cluster:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from mnistlab.data.seeds import MAX_SEED, check_seed
 from mnistlab.errors import ParameterError
+from mnistlab.models.folder import folder_in_the_way
 
 if TYPE_CHECKING:  # for annotations only: the CLI imports this module at start-up, recipes pull in scikit-learn
     from mnistlab.models.recipes import Recipe
@@ -39,6 +40,7 @@ __all__ = [
     "check_seed",
     "check_writable_dir",
     "check_writable_file",
+    "check_model_dir",
 ]
 
 Progress = Callable[[str], None]  # receives a short description of the step now starting
@@ -163,6 +165,20 @@ def check_writable_dir(path, param: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ParameterError(param, f"{{param}} {path} is a file, not a folder; choose a folder.")
     _probe(path, param)
+    return path
+
+
+def check_model_dir(path, param: str) -> Path:
+    """``check_writable_dir`` for a model directory, which also refuses one where a file the save writes
+    (``model.json``, the weights) is a folder: ``save_model`` could not replace it, after the training."""
+    path = check_writable_dir(path, param)
+    blocked = folder_in_the_way(path)
+    if blocked is not None:
+        raise ParameterError(
+            param,
+            f"{{param}} {path} holds a folder named {blocked.name}, where the model's file goes; "
+            "remove it or choose another folder.",
+        )
     return path
 
 

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from mnistlab.data.load import load_mnist, load_split
 from mnistlab.errors import DatasetError, RecipeError
-from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
+from mnistlab.lab.options import Progress, RunOptions, check_model_dir, noop
 from mnistlab.lab.record import Record, json_safe_params, run_metrics
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
 from mnistlab.models.cnn.parallel import member_runner
@@ -250,7 +250,7 @@ def run_recipe(
     recipe = contender.recipe
     options = options.for_recipe(recipe)
     # Checked before minutes of training, not when saving after them.
-    model_dir = check_writable_dir(out if out is not None else default_model_dir(recipe.name), "out")
+    model_dir = check_model_dir(out if out is not None else default_model_dir(recipe.name), "out")
     progress = progress or noop
     progress(f"{recipe.name}: loading data")
     d = load_data(options, data)

@@ -34,6 +34,7 @@ from safetensors.numpy import load, save
 from mnistlab._atomic import atomic_write_bytes, locked_folder
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, parse_card
+from mnistlab.models.folder import CARD_FILE, SAFETENSORS_FILE, SKOPS_FILE, folder_in_the_way
 
 __all__ = [
     "FORMAT_VERSION",
@@ -49,9 +50,6 @@ __all__ = [
     "cnn_from_bytes",
 ]
 
-CARD_FILE = "model.json"
-SKOPS_FILE = "model.skops"
-SAFETENSORS_FILE = "model.safetensors"
 
 # Types that skops does not trust by default but that our classic recipes
 # contain: our own stateless transformers and scikit-learn's tree structure.
@@ -147,6 +145,12 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
             f"The model card holds a value JSON cannot store ({exc}); pass numbers, strings, lists and dicts."
         ) from None
     parse_card(text.encode(), model_dir / CARD_FILE)  # never write a card that read_card would refuse
+    blocked = folder_in_the_way(model_dir)  # found now, not after the weights are written beside an old card
+    if blocked is not None:
+        raise ModelFileError(
+            f"Cannot save the model into {model_dir}: {blocked.name} there is a folder, where the model's file goes; "
+            "remove it or choose another folder."
+        )
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
