@@ -279,6 +279,8 @@ def test_a_tampered_model_directory_is_not_reused(bench):
 
 
 def test_update_models_installs_the_recipe_in_its_default_folder(bench):
+    stale = default_model_dir("knn-deskew") / "confusion.png"  # drawn from the model the install replaces
+    stale.write_bytes(b"the previous model's")
     out = compare(
         ["knn-deskew"],
         tracking_uri=bench["uri"],
@@ -290,6 +292,7 @@ def test_update_models_installs_the_recipe_in_its_default_folder(bench):
     assert out["results"][0]["reused"] == 1  # the refit of the tampered run, now reused
     estimator, card = load_model(model_dir)
     assert card["limit"] == 1000 and card["recipe"] == "knn-deskew"
+    assert not stale.exists()
 
 
 @pytest.fixture(scope="module")

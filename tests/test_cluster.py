@@ -178,3 +178,21 @@ def test_train_runs_its_cv_folds_on_the_cluster_with_the_local_scores(runtime, t
     there = json.loads(done.stdout)
     assert len(there["cv_scores"]) == 3 and there["cv_scores"] == here["cv_scores"]
     assert there["test_accuracy"] == here["test_accuracy"]
+
+
+def test_model_files_from_a_task_replace_what_the_previous_model_left(tmp_path):
+    # Written into the folder of a model saved before, they stayed beside that model's figures and ONNX.
+    import numpy as np
+
+    from mnistlab.lab.cluster import _install
+    from mnistlab.lab.fitting import Fitted
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in ("model.json", "model.skops", "model.onnx", "confusion.png", "notes.txt"):
+        (folder / name).write_bytes(b"the previous model's")
+    fitted = Fitted({"model_dir": "on the worker"}, np.zeros(0), {}, [], [])
+    files = {"model.json": b"{}", "model.safetensors": b"weights"}
+    installed = _install(fitted, files, folder)
+    assert installed.result["model_dir"] == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors", "notes.txt"]

@@ -266,6 +266,24 @@ def test_saving_again_replaces_the_model(tmp_path, fitted, small):
     np.testing.assert_array_equal(model.predict(X_te), other.predict(X_te))
 
 
+def test_a_save_keeps_only_what_belongs_to_its_model(tmp_path, fitted):
+    # A folder that held no model: files of these names are not mnistlab's, and stay.
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "confusion.png").write_bytes(b"the user's own")
+    model_dir = save_model(fitted, tmp_path / "m", card={"recipe": "a"})
+    assert (model_dir / "confusion.png").read_bytes() == b"the user's own"
+    # Over a model: the figures, the ONNX and the other format's weights it left go; other names stay.
+    for name in ("confusion.png", "mistakes.png", "model.onnx", "model.safetensors", "notes.txt"):
+        (model_dir / name).write_bytes(b"the previous model's")
+    save_model(fitted, model_dir, card={"recipe": "b"})
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.json", "model.skops", "notes.txt"]
+    # A torch module's ONNX, written before the save and named in its card, stays.
+    onnx = b"the module's graph"
+    (model_dir / "model.onnx").write_bytes(onnx)
+    save_model(fitted, model_dir, card={"recipe": "c", "onnx_sha256": hashlib.sha256(onnx).hexdigest()})
+    assert (model_dir / "model.onnx").read_bytes() == onnx
+
+
 def test_models_root_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert models_root() == tmp_path / "mnistlab" / "models"

@@ -90,6 +90,19 @@ def test_train_and_evaluate_human_output(trained):
     assert skipped.exit_code == 0 and "cross-validation: skipped (--cv 0)" in skipped.stdout, skipped.output
 
 
+def test_retraining_into_a_folder_removes_what_the_previous_model_left(tmp_path):
+    # The old model's confusion matrix and mistakes stayed beside the new model's weights.
+    out = tmp_path / "m"
+    flags = ["--limit", "200", "--cv", "0", "--n-jobs", "1", "--out", str(out), "--json"]
+    assert runner.invoke(app, ["train", "knn", *flags]).exit_code == 0
+    assert runner.invoke(app, ["evaluate", str(out), "--json"]).exit_code == 0
+    assert {"confusion.png", "mistakes.png"} <= {p.name for p in out.iterdir()}
+    (out / "notes.txt").write_text("the user's own file")
+    result = runner.invoke(app, ["train", "logreg", *flags])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.skops", "notes.txt"]
+
+
 def test_tampered_weights_exit_2_without_traceback(trained, tmp_path):
     out, _ = trained
     copy = tmp_path / "copy"

@@ -52,6 +52,7 @@ from mnistlab.lab.specs import Contender
 from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
 from mnistlab.lab.units import Unit, look_up, numbered, record_fit
+from mnistlab.models.folder import remove_stale
 
 __all__ = [
     "cluster_address",
@@ -331,6 +332,7 @@ def _install(fitted: Fitted, files: dict[str, bytes], model_dir: Path) -> Fitted
         Path(model_dir).mkdir(parents=True, exist_ok=True)
         result.update(model_dir=None, model_size_bytes=None)
         return fitted._replace(result=result)
+    remove_stale(model_dir, keep=files)  # what the model replaced there left, as a save
     for name in sorted(files, key=lambda n: n == "model.json"):
         atomic_write_bytes(Path(model_dir) / name, files[name])
     result["model_dir"] = str(model_dir)

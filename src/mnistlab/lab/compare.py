@@ -33,6 +33,7 @@ from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
 from mnistlab.lab.units import Unit, numbered, run_unit
 from mnistlab.models.files import default_model_dir
+from mnistlab.models.folder import remove_stale
 from mnistlab.models.recipes import DEFAULT_LINEUP, RECIPES
 
 __all__ = ["compare", "run_comparison", "run_unit", "MAX_SEEDS"]
@@ -301,6 +302,7 @@ def _install(source: Path, target: Path) -> None:
     """Copy a verified model directory's files into ``target`` (weights first, the card last, as ``save_model``)."""
     if target.resolve() == source.resolve():
         return
+    remove_stale(target, keep={p.name for p in source.iterdir()})  # what the model replaced there left, as a save
     card = source / "model.json"
     for path in [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]:
         if not path.name.startswith("."):

@@ -13,6 +13,7 @@ from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, thread_limits
 from mnistlab.models.files import load_model
+from mnistlab.models.folder import CONFUSION_PNG, MISTAKES_PNG
 from mnistlab.models.proba import class_probabilities, pixels_read
 
 __all__ = ["evaluate_model", "model_data", "check_test_data"]
@@ -47,8 +48,9 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     out_dir = Path(out_dir) if out_dir is not None else Path(model_dir)
     progress("drawing the confusion matrix and the mistakes")
     title = f"{card.get('recipe', 'model')}: accuracy {np.mean(y_pred == y_test):.4f}"
-    confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / "confusion.png", title=title)
-    gallery_png = save_misclassified_gallery(X_test, y_test, y_pred, proba, out_dir / "mistakes.png")
+    # Named as models.folder knows them: a later save into the model's folder removes them with their model.
+    confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / CONFUSION_PNG, title=title)
+    gallery_png = save_misclassified_gallery(X_test, y_test, y_pred, proba, out_dir / MISTAKES_PNG)
     trained = (card.get("metrics") or {}).get("test_predictions_sha256")
     return {
         "model_dir": str(model_dir),

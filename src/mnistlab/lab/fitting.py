@@ -24,6 +24,7 @@ from mnistlab.lab.record import Record
 from mnistlab.lab.specs import Contender
 from mnistlab.lab.train import TrainTest, check_classes, fit_and_test
 from mnistlab.models.files import save_model
+from mnistlab.models.folder import ONNX_FILE
 
 __all__ = ["open_dataset", "split_for", "fit_one", "Fitted"]
 
@@ -119,7 +120,7 @@ def _save(estimator, model_dir: Path, card: dict, progress: Progress, name: str)
     if getattr(estimator, "module", None) is not None:
         from mnistlab.models.cnn.onnx import export_onnx  # torch is loaded already; onnx only here
 
-        onnx_file = export_onnx(estimator, Path(model_dir) / "model.onnx")
+        onnx_file = export_onnx(estimator, Path(model_dir) / ONNX_FILE)
         card["onnx_sha256"] = hashlib.sha256(onnx_file.read_bytes()).hexdigest()
     try:
         return save_model(estimator, model_dir, card=card)

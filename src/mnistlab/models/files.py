@@ -34,7 +34,14 @@ from safetensors.numpy import load, save
 from mnistlab._atomic import atomic_write_bytes, locked_folder
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, parse_card
-from mnistlab.models.folder import CARD_FILE, SAFETENSORS_FILE, SKOPS_FILE, folder_in_the_way
+from mnistlab.models.folder import (
+    CARD_FILE,
+    ONNX_FILE,
+    SAFETENSORS_FILE,
+    SKOPS_FILE,
+    folder_in_the_way,
+    remove_stale,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -157,14 +164,18 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
         raise ModelFileError(
             f"Cannot create model directory {model_dir} ({exc.strerror}); choose a folder you can write to."
         ) from None
+    onnx = [ONNX_FILE] if "onnx_sha256" in full_card else []
     try:
         with locked_folder(model_dir):  # two saves into one folder: one after the other, never a mix of both
-            # Weights first: a crash in between leaves an old card whose sha256 no
+            # A directory keeps one model. First go the files made from the previous one (evaluate's
+            # figures, its ONNX): a failed save loses only those, not the model. A torch module's ONNX
+            # is written by the caller, before this save, and named in the card.
+            remove_stale(model_dir, keep={CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, *onnx})
+            # Weights next: a crash in between leaves an old card whose sha256 no
             # longer matches, which load_model refuses, rather than a silent mix.
             atomic_write_bytes(model_dir / weights_file, data)
             atomic_write_bytes(model_dir / CARD_FILE, text.encode())
-            # A directory keeps one model: drop the other format's weights if a
-            # different kind of model was saved here before.
+            # Drop the other format's weights if a different kind of model was saved here before.
             for other in (SKOPS_FILE, SAFETENSORS_FILE):
                 if other != weights_file:
                     (model_dir / other).unlink(missing_ok=True)

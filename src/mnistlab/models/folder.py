@@ -1,4 +1,10 @@
-"""The files of a model directory: which names a save writes there, and what stands in its way.
+"""The files of a model directory: which names belong to its model, and what stands in a save's way.
+
+A folder holds one model. Besides its card and weights, what was made from the
+model is kept beside them (``evaluate``'s figures, a torch module's ONNX); a
+save removes those a previous model left, so that the folder never shows one
+model's figures beside another's weights. Files of other names, and files of
+these names in a folder that held no model, are not touched.
 
 Kept apart from ``models.files`` (numpy, safetensors) so that the CLI can check
 an output folder before training without importing either.
@@ -8,13 +14,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CARD_FILE", "SKOPS_FILE", "SAFETENSORS_FILE", "MODEL_FILES", "folder_in_the_way"]
+__all__ = [
+    "CARD_FILE",
+    "SKOPS_FILE",
+    "SAFETENSORS_FILE",
+    "ONNX_FILE",
+    "CONFUSION_PNG",
+    "MISTAKES_PNG",
+    "MODEL_FILES",
+    "folder_in_the_way",
+    "remove_stale",
+]
 
 CARD_FILE = "model.json"
 SKOPS_FILE = "model.skops"
 SAFETENSORS_FILE = "model.safetensors"
+ONNX_FILE = "model.onnx"  # a user's torch module, beside its weights (lab.fitting): they need its code to load
+CONFUSION_PNG, MISTAKES_PNG = "confusion.png", "mistakes.png"  # what `evaluate` draws, by default into the folder
 # Every name save_model writes or removes in a model directory: a folder by one of these names blocks the save.
-MODEL_FILES = (CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE)
+MODEL_FILES = (CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, ONNX_FILE, CONFUSION_PNG, MISTAKES_PNG)
 
 
 def folder_in_the_way(model_dir) -> Path | None:
@@ -27,3 +45,17 @@ def folder_in_the_way(model_dir) -> Path | None:
         if path.is_dir() and not path.is_symlink():
             return path
     return None
+
+
+def remove_stale(model_dir, keep) -> None:
+    """Remove from ``model_dir`` each of ``MODEL_FILES`` not named in ``keep``: what the model saved there left.
+
+    Only where a model was saved (its card is there): in another folder, files
+    of these names were not written by mnistlab, and are left alone.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / CARD_FILE).is_file():
+        return
+    for name in MODEL_FILES:
+        if name not in keep:
+            (model_dir / name).unlink(missing_ok=True)
