@@ -8,6 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
+from mnistlab.data.idx import write_idx
 
 runner = CliRunner()
 
@@ -86,6 +87,28 @@ def test_show_ascii_prints_the_digit(mnist_full):
     assert lines[0] == "train[0]: label 5"
     assert len(lines) == 29 and lines[1].strip() == ""  # MNIST's top row is empty
     assert any(set(line) - {" "} for line in lines[5:25])
+
+
+def test_show_says_a_dataset_of_images_that_are_not_square_cannot_be_drawn(tmp_path):
+    # It said "images have shape (30, 12, 20), expected square images: (N, 28, 28) or (N, 784)." of the
+    # images it had picked, and --ascii printed the first digit's label line before it.
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "wide"
+    for prefix, n in (("train", 100), ("t10k", 30)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 12, 20), dtype=np.uint8))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    said = (
+        f"Error: {folder / 'train-images-idx3-ubyte'} holds images of 12 x 20 pixels (height x width), and show "
+        "draws square digits only; crop or pad them to a square, or plot the class counts with --balance."
+    )
+    for args in ([], ["--ascii"], ["--mean"], ["--index", "3"]):
+        result = runner.invoke(app, ["show", "--data-dir", str(folder), *args, "--out", str(tmp_path / "x.png")])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        assert result.stderr.strip() == said
+    assert not (tmp_path / "x.png").exists()
+    result = runner.invoke(app, ["show", "--data-dir", str(folder), "--balance", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 0, result.output
+    _png(tmp_path / "x.png")
 
 
 def test_recipes_lists_names_as_json():

@@ -185,6 +185,11 @@ def test_bad_inputs_say_what_was_expected(tmp_path, mnist_small, predicted):
         save_digit_grid(X[:10, :783], y[:10], out)
     with pytest.raises(InputError, match="at most 400"):
         save_digit_grid(X[:401], y[:401], out)
+    wide = "12 x 20 pixels \\(height x width\\) is not square; .* so crop or pad them to a square\\.$"
+    with pytest.raises(InputError, match="^images: " + wide):
+        save_digit_grid(np.ones((3, 12, 20)), None, out)
+    with pytest.raises(InputError, match="^image: " + wide):
+        ascii_digit(np.ones((12, 20)))
     _, y_true, y_pred, proba = predicted
     with pytest.raises(InputError, match="proba has shape \\(999, 10\\), expected \\(1000, n_classes\\)"):
         most_confident_mistakes(y_true, y_pred, proba[:-1], 5)

@@ -149,6 +149,8 @@ def show(
             "and --ascii, which pick images to show."
         )
     b = load_with_progress(name, data_dir)
+    if not balance:  # said before anything is drawn or printed, naming the file that holds the images
+        _check_square(b)
     n = b.details["n_train"]
     images, labels = (b.images[:n], b.target[:n]) if split == "train" else (b.images[n:], b.target[n:])
 
@@ -174,6 +176,17 @@ def show(
         names = [b.target_names[k] for k in labels[chosen]]
         path = plots.save_digit_grid(np.asarray(images[chosen]), names, out_path, title=title)
     err.print(f"wrote {path}")
+
+
+def _check_square(bunch) -> None:
+    """Refuse a dataset of images that are not square: its digits cannot be drawn, but its class counts can."""
+    height, width = bunch.images.shape[1:]
+    if height != width:
+        where = bunch.details.get("files", {}).get("train_images") or bunch.details["name"]
+        raise InputError(
+            f"{where} holds images of {height} x {width} pixels (height x width), and show draws square digits only; "
+            "crop or pad them to a square, or plot the class counts with --balance."
+        )
 
 
 def _chosen(

@@ -49,7 +49,10 @@ def _unit_images(images, what: str = "images") -> np.ndarray:
     """
     arr = as_images(images, what=what)
     if arr.shape[1] != arr.shape[2]:  # a digit grid has square cells
-        raise InputError(f"{what} have shape {np.shape(images)}, expected square images: (N, 28, 28) or (N, 784).")
+        raise InputError(
+            f"{what}: {arr.shape[1]} x {arr.shape[2]} pixels (height x width) is not square; figures of digits draw "
+            "square images such as MNIST's 28 x 28, so crop or pad them to a square."
+        )
     if arr.size == 0:
         raise InputError(f"got 0 {what}, expected at least one.")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
