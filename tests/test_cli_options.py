@@ -227,3 +227,26 @@ def test_writable_checks_accept_what_can_be_written_and_leave_nothing(tmp_path):
     assert check_writable_dir(tmp_path / "new" / "deeper", "out") == tmp_path / "new" / "deeper"
     assert check_writable_file(tmp_path / "new" / "model.onnx", "onnx") == tmp_path / "new" / "model.onnx"
     assert list(tmp_path.iterdir()) == []  # probed, not created
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "MODEL", "--out", ""],
+        ["compare", "--out="],
+        ["show", "--out", ""],
+        ["show", "--data-dir", ""],
+        ["export", "MODEL", "--onnx", ""],
+        ["sweep", "logreg", "--out", ""],
+        ["predict", "digit.png", "--save-preprocessed", ""],
+    ],
+)
+def test_an_empty_path_option_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch, args):
+    # typer turned "" into Path("."): evaluate drew its figures, compare wrote its report, into the current folder.
+    monkeypatch.chdir(tmp_path)
+    flag = next(a for a in args if a.startswith("--")).split("=")[0]
+    result = runner.invoke(app, [a.replace("MODEL", str(tmp_path)) for a in args])
+    line = one_error_line(result)
+    assert line.startswith(f"Error: Invalid value for '{flag}': is empty, which would mean the current folder;")
+    assert result.exit_code == 2
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -22,7 +23,7 @@ from typer.core import TyperGroup
 
 from mnistlab.errors import MnistlabError, ParameterError
 
-__all__ = ["Group", "error_text", "usage_text", "out", "err", "step_progress"]
+__all__ = ["Group", "error_text", "usage_text", "out", "err", "step_progress", "given_path"]
 
 out = Console()
 err = Console(stderr=True)
@@ -55,6 +56,14 @@ FLAGS = {
     "max_concurrent": "--concurrent",
     "data_dir": "--data-dir",
 }
+
+
+def given_path(value: str) -> Path:
+    """A path option's value (typer's ``parser``): an empty one is refused as a usage error, where typer would
+    take ``Path("")`` for the current folder, which no one means by giving nothing."""
+    if value == "":
+        raise typer.BadParameter("is empty, which would mean the current folder; give it a path")
+    return Path(value)
 
 
 def error_text(exc: MnistlabError) -> str:

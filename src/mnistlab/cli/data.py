@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import Group, err, out
+from mnistlab.cli.common import Group, err, given_path, out
 from mnistlab.errors import InputError
 from mnistlab.lab.options import check_seed, check_writable_file
 
@@ -25,7 +25,10 @@ app = typer.Typer()
 data_app = typer.Typer(cls=Group, no_args_is_help=True, help="Find, verify and describe datasets.")
 
 NAME_ARG = typer.Argument(None, help="Dataset: mnist (default), fashion-mnist or digits.")
-DATA_DIR_OPT = typer.Option(None, "--data-dir", help="A folder holding the four IDX files (.gz or raw).")
+DATA_DIR_OPT = typer.Option(
+    None, "--data-dir", parser=given_path, metavar="DIR", help="A folder holding the four IDX files (.gz or raw)."
+)
+PNG_OUT = typer.Option(Path("digits.png"), "--out", parser=given_path, metavar="FILE", help="PNG file to write.")
 MAX_GRID = 400  # more digits than this make an unreadable grid
 
 
@@ -123,7 +126,7 @@ def show(
     random: int | None = typer.Option(None, "--random", help="Show N images drawn at random."),
     seed: int = typer.Option(0, "--seed", help="Seed for --random."),
     split: str = typer.Option("train", "--split", help="train or test."),
-    out_path: Path = typer.Option(Path("digits.png"), "--out", help="PNG file to write."),
+    out_path: Path = PNG_OUT,
     ascii_art: bool = typer.Option(False, "--ascii", help="Print the first selected digit in the terminal instead."),
     mean: bool = typer.Option(False, "--mean", help="Plot the mean digit of each class."),
     balance: bool = typer.Option(False, "--balance", help="Plot the class counts of both splits."),

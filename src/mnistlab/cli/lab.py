@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import out, step_progress
+from mnistlab.cli.common import given_path, out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_size
@@ -127,7 +127,9 @@ def _cv_text(result: dict, asked: int | None) -> str:
 @app.command()
 def evaluate(
     model_dir: Path = typer.Argument(..., help="A model directory written by `mnistlab train`."),
-    out_dir: Path | None = typer.Option(None, "--out", help="Folder for the PNGs (default: the model directory)."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", parser=given_path, metavar="DIR", help="Folder for the PNGs (default: the model directory)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Accuracy, per-class precision/recall/F1, a confusion matrix and the most confident mistakes."""
@@ -166,6 +168,11 @@ def evaluate(
     out.print(f"most confident mistakes: {result['gallery_png']}", soft_wrap=True)
 
 
+REPORT_OUT = typer.Option(
+    Path("report"), "--out", parser=given_path, metavar="DIR", help="Folder for index.html, its images and the models."
+)
+
+
 @app.command("compare")
 @with_run_options()
 def compare_cmd(
@@ -190,7 +197,7 @@ def compare_cmd(
     update_models: bool = typer.Option(
         False, "--update-models", help="Save mnistlab's recipes (MNIST, first seed) to their default model folders."
     ),
-    out_dir: Path = typer.Option(Path("report"), "--out", help="Folder for index.html, its images and the models."),
+    out_dir: Path = REPORT_OUT,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and comparisons."),
     cluster: str | None = _cluster_option("the fits"),
     *,
@@ -289,7 +296,7 @@ def runs_cmd(
 @app.command("export")
 def export_cmd(
     model_dir: Path = typer.Argument(..., help="A CNN model directory written by `mnistlab train`."),
-    onnx_file: Path = typer.Option(..., "--onnx", help="The ONNX file to write.", metavar="FILE"),
+    onnx_file: Path = typer.Option(..., "--onnx", parser=given_path, help="The ONNX file to write.", metavar="FILE"),
     int8: bool = typer.Option(
         False, "--int8", help="Quantize the convolutions to int8 (faster on CPUs), measured against float32 on MNIST."
     ),

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.cli.common import err, error_text, out
+from mnistlab.cli.common import err, error_text, given_path, out
 from mnistlab.errors import ClusterError, InputError
 from mnistlab.lab.options import check_writable_dir
 
@@ -42,6 +42,8 @@ def predict(
     save_preprocessed: Path | None = typer.Option(
         None,
         "--save-preprocessed",
+        parser=given_path,
+        metavar="DIR",
         help="Folder to write the 28x28 images the model saw: <file stem>.png (<file name>.png where stems repeat).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file."),

@@ -12,12 +12,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import out, step_progress
+from mnistlab.cli.common import given_path, out, step_progress
 from mnistlab.lab.options import RunOptions
 
 __all__ = ["app"]
 
 app = typer.Typer()
+
+SPEC_OUT = typer.Option(
+    Path("best.json"), "--out", parser=given_path, metavar="FILE", help="Where to save the best configuration (JSON)."
+)
 
 
 @app.command("sweep")
@@ -52,7 +56,7 @@ def sweep_cmd(
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow tracking store (as for compare); experiment mnistlab-sweep."
     ),
-    spec_file: Path = typer.Option(Path("best.json"), "--out", help="Where to save the best configuration (JSON)."),
+    spec_file: Path = SPEC_OUT,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: the trials and the best."),
 ):
     """Grid or random search (CNNs: early stopping by ASHA on held-out accuracy per epoch); save the best."""
