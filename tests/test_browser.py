@@ -171,6 +171,22 @@ def test_upload_a_photo(page, mnist_small, tmp_path):
     page.wait_for_selector('#answer[data-state="empty"]')
 
 
+def test_the_same_answer_twice_is_said_twice(page, mnist_small, tmp_path):
+    # The answer is a live region, which a screen reader reads when its text changes: the same photo read twice
+    # left its text as it was, and the second answer went unheard.
+    _, X_test, _, y_test = mnist_small
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_photo(X_test[0], np.random.default_rng(0), style="canvas-black-on-white"))
+    said = []
+    for _ in range(2):
+        page.eval_on_selector("#answer", "e => { e.dataset.state = 'asked'; }")  # result() waits for this answer
+        page.set_input_files("#file", str(photo))
+        assert result(page)["digit"] == str(y_test[0])
+        said.append(page.eval_on_selector("#answer", "e => e.textContent"))
+    assert said[1] != said[0]
+    assert said[1].replace("\u00a0", "") == said[0].replace("\u00a0", "")
+
+
 def test_drop_a_photo_on_the_pad(page, mnist_small):
     _, X_test, _, y_test = mnist_small
     photo = make_photo(X_test[1], np.random.default_rng(1), style="canvas-black-on-white")

@@ -215,7 +215,7 @@
       if (controller !== state.request) return;
       const wait = response.status === 503 && attempt < BUSY_RETRIES ? retryAfter(response) : null;
       if (wait !== null) {  // still "busy": the answer shown stays dimmed until the retry's answer comes
-        $("verdict").textContent = `The server is busy; trying again in ${wait} s…`;
+        say(`The server is busy; trying again in ${wait} s…`);
         state.retry = setTimeout(() => send(blob, name, attempt + 1), wait * 1000);
         return;
       }
@@ -292,12 +292,20 @@
     return /^not sure/i.test(why) ? why.charAt(0).toUpperCase() + why.slice(1) : `Not sure: ${why}`;
   };
 
+  // The answer is a live region: a screen reader says it when its text changes. The same answer twice (a 7 drawn
+  // again, the same error) would change nothing, and be heard once; a trailing no-break space, there or not,
+  // makes the second differ from the first without showing.
+  function say(text) {
+    const verdict = $("verdict");
+    verdict.textContent = verdict.textContent === text ? `${text}\u00a0` : text;
+  }
+
   function showDigit(r) {
     answer.classList.toggle("unsure", !r.confident);
     $("digit").textContent = r.digit;
-    $("verdict").textContent = r.confident
+    say(r.confident
       ? `${percent(r.probability)} sure.`
-      : `${doubt(r.reason)}. Best guess ${r.digit} (${percent(r.probability)}).`;
+      : `${doubt(r.reason)}. Best guess ${r.digit} (${percent(r.probability)}).`);
     setBars(r.top);
     $("seen").replaceChildren(seenImage(r.mnist_image_png, `${r.digit}`, !r.confident));
   }
@@ -307,12 +315,12 @@
     $("digit").textContent = r.number || "?";
     const doubtful = r.digits.flatMap((d, i) => (d.confident ? [] : [i + 1]));  // positions, counted from 1
     const first = r.digits[(doubtful[0] || 1) - 1];
-    $("verdict").textContent = !r.digits.length
+    say(!r.digits.length
       ? "No digits found."
       : r.confident
         ? `Read ${r.digits.length} digit${r.digits.length > 1 ? "s" : ""} with confidence.`
         : `Not sure about digit${doubtful.length > 1 ? "s" : ""} ${doubtful.join(", ")} of ${r.digits.length}: `
-          + `${first.reason || "the model hesitates"}.`;
+          + `${first.reason || "the model hesitates"}.`);
     // A doubted digit says so in words too, not only by its orange frame.
     $("seen").replaceChildren(...r.digits.map((d) => seenImage(
       d.mnist_image_png, `${d.digit} ${percent(d.probability)}${d.confident ? "" : ", not sure"}`, !d.confident)));
@@ -331,7 +339,7 @@
     answer.dataset.state = "error";
     answer.classList.add("unsure");
     $("digit").textContent = "!";
-    $("verdict").textContent = message;
+    say(message);
     setBars([]);
     $("seen").replaceChildren();
   }
