@@ -278,6 +278,17 @@ def test_array_files_are_bounded_before_reading_and_an_empty_one_is_named(tmp_pa
             predict_array(tmp_path / "empty.csv")
 
 
+def test_an_npy_header_that_declares_a_giant_array_is_refused_without_allocating_it(tmp_path):
+    """128 bytes whose header declares 10**15 float64 values (8 PB): refused as unreadable, not a MemoryError."""
+    path = tmp_path / "giant.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (10**15,)})
+    with pytest.raises(InputError, match="giant.npy could not be read as numbers"):
+        predict_array(path)
+    result = runner.invoke(app, ["predict", str(path), "--json"])
+    assert result.exit_code == 2 and "could not be read as numbers" in json.loads(result.stdout)["error"]
+
+
 def test_cli_exits_2_when_no_file_could_be_read(files):
     """Nothing read is bad input (exit 2, one `Error:` line a file, no traceback); some read is exit 1."""
     folder, _ = files

@@ -331,7 +331,9 @@ def _read_array(source) -> tuple[np.ndarray, str]:
             )
         try:
             if path.suffix.lower() == ".npy":
-                return np.load(path, allow_pickle=False), label
+                # Mapped, not read: a header may declare any shape, and a mapping past the file's end is refused
+                # before a byte is allocated; the 784 values are copied once the mapping stands.
+                return np.array(np.load(path, mmap_mode="r", allow_pickle=False)), label
             with warnings.catch_warnings():  # an empty file: as_digit says so in its own sentence
                 warnings.simplefilter("ignore", UserWarning)
                 return np.loadtxt(path, delimiter=",", ndmin=1), label
