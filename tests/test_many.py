@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
@@ -66,3 +69,60 @@ def test_a_folder_without_images_is_one_error_before_any_work(tmp_path):
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.startswith(f"Error: {tmp_path} holds no image") and result.stderr.count("\n") == 1
+
+
+def test_a_path_the_system_will_not_look_at_is_an_error_for_that_file_alone(tmp_path, mnist_small):
+    """A name too long for the file system (ENAMETOOLONG, for root too): one error line per file, no traceback."""
+    good = tmp_path / "7.png"
+    good.write_bytes(make_photo(mnist_small[1][0], np.random.default_rng(0), style="canvas-black-on-white"))
+    long_png, long_npy = tmp_path / ("a" * 300 + ".png"), tmp_path / ("b" * 300 + ".npy")
+    for flags in ([], ["--number"]):
+        result = runner.invoke(app, ["predict", str(long_png), str(good), str(long_npy), "--json", *flags])
+        assert result.exit_code == 1, result.output
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [line["file"] for line in lines] == [str(long_png), str(good), str(long_npy)]
+        for line in (lines[0], lines[2]):
+            assert (
+                line["error"]
+                == f"{line['file']} cannot be read (File name too long); check the path, and that you may read the file."
+            )
+        assert "error" not in lines[1]
+
+
+def _unlistable(tmp_path) -> Path:
+    """A folder this process may not list: mode 000, or where that does not stop it (root) /proc/1/map_files."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    for folder in (locked, Path("/proc/1/map_files")):
+        try:
+            os.listdir(folder)
+        except PermissionError:
+            return folder
+    pytest.skip("no folder here refuses this process a listing")
+
+
+def test_a_folder_that_cannot_be_listed_is_one_error_line(tmp_path):
+    folder = _unlistable(tmp_path)
+    try:
+        result = runner.invoke(app, ["predict", str(folder), "--json"])
+    finally:
+        (tmp_path / "locked").chmod(0o700)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"Error: Cannot list the folder {folder} (Permission denied); check that you may read it, or name its files.\n"
+    )
+
+
+def test_a_file_the_user_may_not_read_says_so_not_truncated(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads a file of mode 000")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG\r\n\x1a\n")
+    secret.chmod(0)
+    result = runner.invoke(app, ["predict", str(secret), "--json"])
+    assert result.exit_code == 2
+    assert (
+        json.loads(result.stdout)["error"]
+        == f"{secret} cannot be read (Permission denied); check the path, and that you may read the file."
+    )

@@ -7,8 +7,10 @@ reads as background; big images are reduced to ``WORK_SIDE``.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -20,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.pixels import float_scale
-from mnistlab.errors import ImageError
+from mnistlab.errors import ImageError, InputError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
@@ -35,6 +37,8 @@ __all__ = [
     "load_image",
     "to_grey",
     "encode_png",
+    "regular_file_size",
+    "unreadable",
 ]
 
 # Images are reduced to this longer side first: plenty for one digit or a short
@@ -65,9 +69,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         fp, label = io.BytesIO(bytes(source)), "the image data"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{path} does not exist or is not a file; check the path.")
-        if path.stat().st_size == 0:
+        if regular_file_size(path) == 0:
             raise ImageError(f"{path} is empty (0 bytes); send a {FORMAT_NAMES} file.")
         fp, label = path, str(path)
     elif hasattr(source, "read"):
@@ -97,8 +99,33 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the system refused the file, not its bytes
+            raise ImageError(unreadable(label, exc)) from None
         raise ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.") from None
     return opened
+
+
+# What ``Path.is_file`` takes as "no such file": anything else the system says about a path is said as it is.
+_NO_FILE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF)
+
+
+def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:
+    """The size of the regular file at ``path``; ``error`` with one sentence for a path that names none, or one
+    the system will not look at (a folder it may not search, a name too long)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno not in _NO_FILE:
+            raise error(unreadable(str(path), exc)) from None
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        raise error(f"{path} does not exist or is not a file; check the path.")
+    return info.st_size
+
+
+def unreadable(label: str, exc: OSError) -> str:
+    """The sentence for a file the system would not open or read (permissions, a vanished file, an I/O error)."""
+    return f"{label} cannot be read ({exc.strerror or exc}); check the path, and that you may read the file."
 
 
 def _scale_integers(a: np.ndarray) -> np.ndarray:

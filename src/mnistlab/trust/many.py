@@ -44,17 +44,22 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 
     Files named directly are kept whatever their suffix (reading them says
     what is wrong); a folder contributes only files it can read, not hidden
-    ones and not subfolders, and one with none is an ``InputError``.
+    ones and not subfolders, and one with none, or one that cannot be listed, is an ``InputError``.
     """
     readable = IMAGE_SUFFIXES + ARRAY_SUFFIXES
     out: list[Path] = []
     for path in paths:
-        if not path.is_dir():
-            out.append(path)
+        if not _is_dir(path):
+            out.append(path)  # reading it says what is wrong with it, if anything
             continue
-        found = sorted(
-            p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in readable
-        )
+        try:
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in readable
+            )
+        except OSError as exc:  # a folder this user may not list, or one that went away
+            raise InputError(
+                f"Cannot list the folder {path} ({exc.strerror or exc}); check that you may read it, or name its files."
+            ) from None
         if not found:
             raise InputError(
                 f"{path} holds no image ({', '.join(IMAGE_SUFFIXES)}) and no .npy or .csv file; "
@@ -62,6 +67,15 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
             )
         out += found
     return out
+
+
+def _is_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder; False where the system will not say (a name too long, a folder above it
+    this user may not search): reading it as a file then says so, for that file alone."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def default_jobs() -> int:

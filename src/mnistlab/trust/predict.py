@@ -29,6 +29,7 @@ from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
 from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
+from mnistlab.reading.decode import regular_file_size, unreadable
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
@@ -321,9 +322,7 @@ def _read_array(source) -> tuple[np.ndarray, str]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = str(path)
-        if not path.is_file():
-            raise InputError(f"{path} does not exist or is not a file; check the path.")
-        size = path.stat().st_size
+        size = regular_file_size(path, InputError)
         if size > MAX_ARRAY_FILE_BYTES:  # checked before reading: a digit's 784 values are a few KiB
             raise InputError(
                 f"{path} holds {size:,} bytes, more than one digit's 784 values can take "
@@ -338,6 +337,8 @@ def _read_array(source) -> tuple[np.ndarray, str]:
                 warnings.simplefilter("ignore", UserWarning)
                 return np.loadtxt(path, delimiter=",", ndmin=1), label
         except (ValueError, OSError, EOFError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:  # the system refused the file, not its bytes
+                raise InputError(unreadable(label, exc)) from None
             raise InputError(
                 f"{path} could not be read as numbers ({exc}); save one digit as 784 comma-separated values or with numpy.save."
             ) from None
