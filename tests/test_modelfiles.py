@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -26,6 +27,7 @@ from mnistlab.models.files import (
     save_model,
 )
 from mnistlab.models.recipes import RECIPES, get_recipe
+from mnistlab.testing import run_cli
 
 CLASSIC = [name for name, r in RECIPES.items() if r.family == "classic"]
 
@@ -234,6 +236,23 @@ def test_weights_that_are_no_regular_file_are_refused_unread(saved):
     os.mkfifo(saved / "model.skops")
     with pytest.raises(ModelFileError, match="model.skops is not a regular file"):
         load_model(saved)
+
+
+def test_a_card_that_is_no_regular_file_is_refused_unread(saved, tmp_path):
+    """A named pipe as model.json would block its open (`predict --model` waited forever), a link to /dev/zero
+    be read to the card limit: both are refused at once, by the library and the command line."""
+    (saved / "model.json").unlink()
+    (saved / "model.json").symlink_to("/dev/zero")
+    with pytest.raises(ModelFileError, match="model.json is not a regular file, so it is no model card"):
+        read_card(saved)
+    (saved / "model.json").unlink()
+    os.mkfifo(saved / "model.json")
+    result = run_cli(["predict", str(tmp_path / "digit.png"), "--model", str(saved)], timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"Error: {saved / 'model.json'} is not a regular file, so it is no model card; point at a folder written "
+        "by `mnistlab train`.\n"
+    )
 
 
 def test_a_save_waits_for_another_save_into_the_same_folder(tmp_path, fitted, small):

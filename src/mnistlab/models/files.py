@@ -23,7 +23,6 @@ import hashlib
 import importlib
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from mnistlab.models.folder import (
     SAFETENSORS_FILE,
     SKOPS_FILE,
     folder_in_the_way,
+    read_regular,
     remove_stale,
 )
 
@@ -201,8 +201,7 @@ def read_card(model_dir) -> dict:
         )
     card_path = model_dir / CARD_FILE
     try:
-        with open(card_path, "rb") as f:
-            text = f.read(MAX_CARD_BYTES + 1)  # bounded: a card is kilobytes
+        text = read_regular(card_path, MAX_CARD_BYTES + 1)  # bounded: a card is kilobytes
     except FileNotFoundError:
         raise ModelFileError(
             f"{model_dir} has no {CARD_FILE}, so it is not a mnistlab model directory; point at one written by `mnistlab train`."
@@ -213,6 +212,10 @@ def read_card(model_dir) -> dict:
         ) from None
     except OSError as exc:
         raise ModelFileError(f"Cannot read {card_path} ({exc.strerror}); check its permissions.") from None
+    if text is None:
+        raise ModelFileError(
+            f"{card_path} is not a regular file, so it is no model card; point at a folder written by `mnistlab train`."
+        )
     if len(text) > MAX_CARD_BYTES:
         raise ModelFileError(
             f"{card_path} is larger than any card mnistlab writes ({MAX_CARD_BYTES // 2**20} MiB); retrain the model."
@@ -249,14 +252,12 @@ def _read_weights(path: Path, card: dict) -> bytes:
     a pipe would be read without end)."""
     retrain = f"retrain the model with `mnistlab train {card.get('recipe', 'RECIPE')}`"
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe would block the open itself
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise ModelFileError(f"{path} is not a regular file, so it holds no saved model; {retrain}.")
-            return f.read(info.st_size)
+        data = read_regular(path)
     except OSError:
         raise ModelFileError(f"{path.parent} has no readable {path.name}; {retrain}.") from None
+    if data is None:
+        raise ModelFileError(f"{path} is not a regular file, so it holds no saved model; {retrain}.")
+    return data
 
 
 def _load_skops(data: bytes, weights_path: Path):

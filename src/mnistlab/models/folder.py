@@ -12,6 +12,8 @@ an output folder before training without importing either.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "MODEL_FILES",
     "folder_in_the_way",
     "remove_stale",
+    "read_regular",
 ]
 
 CARD_FILE = "model.json"
@@ -59,3 +62,12 @@ def remove_stale(model_dir, keep) -> None:
     for name in MODEL_FILES:
         if name not in keep:
             (model_dir / name).unlink(missing_ok=True)
+
+
+def read_regular(path: Path, most: int | None = None) -> bytes | None:
+    """A regular file's bytes (``most`` at most, else its size as it was opened); None for a named pipe or a
+    device, which would block the open, or be read without end. ``OSError`` as ``open`` raises it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe would block a plain open
+    with os.fdopen(fd, "rb") as f:  # a folder: IsADirectoryError
+        info = os.fstat(fd)
+        return f.read(info.st_size if most is None else most) if stat.S_ISREG(info.st_mode) else None
