@@ -331,6 +331,38 @@ def test_preprocessed_images_never_overwrite_each_other(files, tmp_path):
     assert not (tmp_path / "new").exists()  # refused before anything was read or written
 
 
+def test_preprocessed_images_are_never_saved_over_the_files_being_read(files, tmp_path):
+    """A folder of PNGs saved into itself replaced each photo by its 28x28 image; a number's digits too
+    (``7.png`` saves ``7-0.png``), and a link's target. Refused before anything is read or written."""
+    folder, _ = files
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("7.png", "7-0.png"):
+        shutil.copy(folder / "canvas.png", inbox / name)
+    (tmp_path / "link.png").symlink_to(inbox / "7.png")
+    before = {p.name: p.read_bytes() for p in inbox.iterdir()}
+    cases = [
+        ([str(inbox)], str(inbox), "7-0.png", inbox / "7-0.png"),
+        ([str(inbox / "7.png")], f"{inbox}/../inbox", "7.png", inbox / "7.png"),
+        ([str(inbox / "7.png"), str(inbox / "7-0.png"), "--number"], str(inbox), "7-0.png", inbox / "7-0.png"),
+        ([str(tmp_path / "link.png")], str(tmp_path), "link.png", tmp_path / "link.png"),
+    ]
+    for args, out, file, read in cases:
+        result = runner.invoke(app, ["predict", *args, "--save-preprocessed", out, "--json"])
+        assert result.exit_code == 2 and result.stdout == "", (args, result.output)
+        assert result.stderr == (
+            f"Error: --save-preprocessed {Path(out)} would save a 28x28 image as {file} over {read}, which is being "
+            "read; choose another folder.\n"
+        )
+    assert {p.name: p.read_bytes() for p in inbox.iterdir()} == before
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "7-0.png").write_bytes(b"an earlier run's image, not read now")
+    elsewhere = runner.invoke(app, ["predict", str(inbox / "7.png"), "--number", "--save-preprocessed", str(out)])
+    assert elsewhere.exit_code == 0, elsewhere.output  # a file of the name that is not being read is replaced
+    assert Image.open(out / "7-0.png").size == (28, 28)
+
+
 def test_a_model_of_other_classes_or_unfitted_is_refused_when_loaded(mnist_full):
     from sklearn.base import clone
 

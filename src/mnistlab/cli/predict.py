@@ -7,6 +7,7 @@ the commands: ``mnistlab --help`` should not pay for it.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections import Counter
 from pathlib import Path
@@ -60,6 +61,7 @@ def predict(
     if save_preprocessed is not None:
         check_writable_dir(save_preprocessed, "save_preprocessed")  # before the model loads
         saved_as = _preprocessed_names(paths, save_preprocessed)
+        _check_inputs_kept(paths, saved_as, save_preprocessed, number)
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     table = _result_table(number)
     failed = answered = 0
@@ -126,6 +128,21 @@ def _preprocessed_names(paths: list[Path], folder: Path) -> dict[Path, str]:
                 "rename one, or save them in separate runs."
             )
     return names
+
+
+def _check_inputs_kept(paths: list[Path], names: dict[Path, str], folder: Path, number: bool) -> None:
+    """Refuse a ``--save-preprocessed`` folder where an image would be saved over a file being read (a
+    folder of PNGs saved into itself: each photo replaced by its 28x28 image)."""
+    where, stems = folder.resolve(), set(names.values())
+    saved_as = re.compile(r"(.+)-\d+\.png" if number else r"(.+)\.png")  # what a saved image is called
+    for path in paths:
+        for entry in (path.absolute().parent.resolve() / path.name, path.resolve()):  # its name, or a link's target
+            match = saved_as.fullmatch(entry.name)
+            if entry.parent == where and match and match[1] in stems:
+                raise InputError(
+                    f"--save-preprocessed {folder} would save a 28x28 image as {entry.name} over {path}, which is "
+                    "being read; choose another folder."
+                )
 
 
 def _save_preprocessed(folder: Path, name: str, result: dict) -> None:
