@@ -122,3 +122,24 @@ def test_version_and_help():
     assert runner.invoke(app, ["--version"]).stdout.startswith("mnistlab ")
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "show" in result.stdout and "data" in result.stdout
+
+
+def test_show_without_a_selection_shows_a_small_split_whole(mnist_full, tmp_path):
+    """The default 30 digits of a split that holds 5 (a folder of IDX files) were refused as "--first 30", a
+    flag no one gave; the grid shows the 5, and --ascii the first."""
+    from mnistlab.data.idx import write_idx
+
+    images, labels = mnist_full.images, mnist_full.target
+    write_idx(tmp_path / "train-images-idx3-ubyte", images[:5])
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels[:5].astype(np.uint8))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", images[-3:])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels[-3:].astype(np.uint8))
+    out = tmp_path / "grid.png"
+    grid = runner.invoke(app, ["show", "--data-dir", str(tmp_path), "--out", str(out)])
+    assert grid.exit_code == 0, grid.output
+    _png(out)
+    ascii_art = runner.invoke(app, ["show", "--data-dir", str(tmp_path), "--ascii", "--split", "test"])
+    assert ascii_art.exit_code == 0, ascii_art.output
+    assert ascii_art.stdout.splitlines()[0] == f"test[0]: label {labels[-3]}"
+    too_many = runner.invoke(app, ["show", "--data-dir", str(tmp_path), "--first", "6", "--out", str(out)])
+    assert too_many.exit_code == 2 and "--first must be between 1 and 5, got 6." in too_many.stderr

@@ -121,7 +121,7 @@ def data_info(
 def show(
     name: str | None = NAME_ARG,
     data_dir: Path | None = DATA_DIR_OPT,
-    first: int | None = typer.Option(None, "--first", help="Show the first N images (default 30)."),
+    first: int | None = typer.Option(None, "--first", help="Show the first N images (default 30, or all if fewer)."),
     index: list[int] | None = typer.Option(None, "--index", help="Show these image indices (repeatable)."),
     random: int | None = typer.Option(None, "--random", help="Show N images drawn at random."),
     seed: int = typer.Option(0, "--seed", help="Seed for --random."),
@@ -207,7 +207,7 @@ def _chosen(
         if not 1 <= random <= most:
             raise InputError(f"--random must be between 1 and {most}, got {random}.")
         return np.sort(np.random.default_rng(seed).choice(n, random, replace=False))
-    count = 30 if first is None else first
+    count = min(30, most) if first is None else first  # a split of fewer digits is shown whole, not refused
     if not 1 <= count <= most:
         raise InputError(f"--first must be between 1 and {most}, got {count}.")
     return np.arange(count)
