@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,4 +129,39 @@ def test_a_file_the_user_may_not_read_says_so_not_truncated(tmp_path):
     assert (
         json.loads(result.stdout)["error"]
         == f"{secret} cannot be read (Permission denied); check the path, and that you may read the file."
+    )
+
+
+def test_a_worker_that_dies_is_one_error_line_naming_the_first_file_unanswered(tmp_path, mnist_small):
+    """A worker killed (the OOM killer, kill -9) or crashed in a decoder: one `Error:` line, exit 2, the answers
+    given so far kept in order, not a BrokenProcessPool traceback; and no worker left behind (the pool's SIGTERM
+    to the others was caught as SystemExit, and one could wait forever on a lock the dead one held)."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_photo(mnist_small[1][0], np.random.default_rng(0), style="canvas-black-on-white"))
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(2000):
+        os.link(photo, folder / f"{i:04d}.png")
+    command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json", "--jobs", "2"]
+    # Unbuffered: communicate() reads the pipe itself, past whatever a buffered readline would have kept.
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    try:
+        first = run.stdout.readline()  # the workers are running
+        workers = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+        os.kill(int(workers[0]), signal.SIGKILL)
+        rest, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    deadline = time.monotonic() + 30  # the pool stops the other worker; none is left waiting on a dead one's lock
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, f"a worker of {workers} is still running"
+        time.sleep(0.1)
+    lines = [json.loads(line) for line in (first + rest).decode().splitlines()]
+    stderr = stderr.decode()
+    assert [line["file"] for line in lines] == [str(folder / f"{i:04d}.png") for i in range(len(lines))]
+    assert run.returncode == 2 and 0 < len(lines) < 2000, stderr
+    assert stderr == (
+        "Error: A process reading the files stopped abruptly (killed, out of memory, or crashed on a file) before "
+        f"{folder / f'{len(lines):04d}.png'} (file {len(lines) + 1} of 2000) was answered; read the files from there "
+        "again, with --jobs 1 to find one that crashes the reader.\n"
     )

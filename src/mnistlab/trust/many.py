@@ -18,6 +18,7 @@ import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,11 @@ def _portable(answer: Answer) -> Answer:
 
 
 def _ignore_interrupt() -> None:
-    """In each worker: Ctrl+C is the parent's to handle (it stops the pool), not a traceback per worker."""
+    """In each worker: Ctrl+C is the parent's to handle (it stops the pool), not a traceback per worker; SIGTERM
+    ends the worker, as the pool means it to when it stops a broken pool's workers, where the CLI's handler the
+    fork copied would raise SystemExit into a file's reading, be caught there and leave the worker waiting."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _chunk(paths: list[Path]) -> list[Answer]:
@@ -142,14 +146,24 @@ def _in_workers(paths: list[Path], predictor: Predictor, options: dict[str, Any]
     chunks = (paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK))
     pending: deque[Future[list[Answer]]] = deque()
     context = multiprocessing.get_context("fork")
+    taken = 0  # chunks answered: the files before ``paths[taken * CHUNK]``
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupt) as pool:
         try:
             for chunk in chunks:
                 pending.append(pool.submit(_chunk, chunk))
                 if len(pending) >= jobs * (AHEAD + 1):
                     yield from pending.popleft().result()
+                    taken += 1
             while pending:
                 yield from pending.popleft().result()
+                taken += 1
+        except BrokenProcessPool:  # a worker killed (out of memory, kill -9) or crashed in a decoder's C code
+            first = taken * CHUNK
+            raise MnistlabError(
+                "A process reading the files stopped abruptly (killed, out of memory, or crashed on a file) before "
+                f"{paths[first]} (file {first + 1} of {len(paths)}) was answered; read the files from there again, "
+                "with --jobs 1 to find one that crashes the reader."
+            ) from None
         finally:
             for future in pending:  # the caller stopped early: drop what is queued
                 future.cancel()
