@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnistlab import ImageError, predict_image
+from mnistlab import ImageError, ImageTooLargeError, predict_image
 from mnistlab.reading.admission import MAX_PIXELS
 from mnistlab.reading.binarise import binarise
 from mnistlab.reading.decode import WORK_SIDE, load_image, to_grey
@@ -173,6 +173,20 @@ def test_a_pixel_strip_is_refused_within_a_fixed_memory_and_cpu_bound(tmp_path):
     run = subprocess.run([sys.executable, "-c", _BOUNDED_DECODE, str(path)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.startswith("refused:") and "strip" in run.stdout
+
+
+def test_an_image_file_larger_than_any_image_is_refused_by_its_size_unread(tmp_path):
+    """A JPEG's header followed by 4 GiB (sparse, no disk): its scans were counted through every byte, 13 s of
+    reading for a blank answer; refused from its size before it is opened."""
+    jpeg = io.BytesIO()
+    Image.new("L", (50, 50)).save(jpeg, "JPEG")
+    path = tmp_path / "huge.jpg"
+    with open(path, "wb") as f:
+        f.write(jpeg.getvalue()[:-2])  # no end-of-image marker: the rest of the file could hold scans
+        f.truncate(4 * 2**30)
+    with pytest.raises(ImageTooLargeError, match=f"huge.jpg holds {4 * 2**30:,} bytes, more than any image"):
+        to_mnist(path)
+    assert path.stat().st_blocks * 512 < 2**20  # sparse: nothing was written to fill it
 
 
 def test_truncated_and_missing_files(tmp_path, test_digits):

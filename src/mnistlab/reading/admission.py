@@ -21,6 +21,7 @@ __all__ = [
     "FORMAT_NAMES",
     "MAX_JPEG_SCANS",
     "MAX_JPEG_SCAN_PIXELS",
+    "MAX_IMAGE_FILE_BYTES",
     "check_pixels",
     "check_strip",
     "check_decodable",
@@ -45,6 +46,10 @@ FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP or GIF"
 # are counted from the bytes, and a file past either bound is refused before decoding.
 MAX_JPEG_SCANS = 100
 MAX_JPEG_SCAN_PIXELS = 1_000_000_000  # pixels x scans: a 50 MP photo in 20 scans
+# An image file larger than this is refused by its size before it is opened: the largest image read (16 MP of
+# 16-bit RGBA, uncompressed, 128 MiB; a 50 MP JPEG is tens of MB) fits twice, and counting a JPEG's scans
+# reads the whole file (a 4 GiB file with a JPEG's header took 13 s).
+MAX_IMAGE_FILE_BYTES = 256 * 2**20
 
 
 def check_pixels(size: tuple[int, int], label: str) -> None:

@@ -22,10 +22,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.pixels import float_scale
-from mnistlab.errors import ImageError, InputError
+from mnistlab.errors import ImageError, ImageTooLargeError, InputError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
+    MAX_IMAGE_FILE_BYTES,
     check_decodable,
     check_jpeg_scans,
     check_pixels,
@@ -69,8 +70,14 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         fp, label = io.BytesIO(bytes(source)), "the image data"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if regular_file_size(path) == 0:
+        size = regular_file_size(path)
+        if size == 0:
             raise ImageError(f"{path} is empty (0 bytes); send a {FORMAT_NAMES} file.")
+        if size > MAX_IMAGE_FILE_BYTES:
+            raise ImageTooLargeError(
+                f"{path} holds {size:,} bytes, more than any image mnistlab reads can take "
+                f"({MAX_IMAGE_FILE_BYTES:,}); send the photo itself, or a smaller copy of it."
+            )
         fp, label = path, str(path)
     elif hasattr(source, "read"):
         fp, label = source, "the uploaded file"
