@@ -178,7 +178,7 @@ def serve(
         min=1,
         max=1024,
         help="Serve as a Ray Serve deployment of N replicas (one CPU each) behind Serve's proxy on --host/--port "
-        "(--read-timeout and --max-connections are the plain server's).",
+        "(--read-timeout, --max-connections and --access-log are the plain server's).",
     ),
     access_log: bool = typer.Option(
         False,
