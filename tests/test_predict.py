@@ -363,6 +363,27 @@ def test_preprocessed_images_are_never_saved_over_the_files_being_read(files, tm
     assert Image.open(out / "7-0.png").size == (28, 28)
 
 
+def test_an_image_that_cannot_be_saved_is_an_error_for_its_file_alone(files, tmp_path):
+    """A folder where one 28x28 image goes (or a full disk, or the folder removed meanwhile) was an
+    IsADirectoryError traceback halfway through the files; now that file's error, the others answered."""
+    folder, _ = files
+    seen = tmp_path / "seen"
+    (seen / "canvas.png").mkdir(parents=True)
+    names = ["canvas.png", "digit.jpg"]
+    result = runner.invoke(
+        app, ["predict", *[str(folder / n) for n in names], "--save-preprocessed", str(seen), "--json"]
+    )
+    assert result.exit_code == 1, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0] == {
+        "file": str(folder / "canvas.png"),
+        "error": f"The 28x28 image could not be saved as {seen / 'canvas.png'} (Is a directory); free space in "
+        f"--save-preprocessed {seen}, or move what is in the way.",
+    }
+    assert lines[1]["file"] == str(folder / "digit.jpg") and "error" not in lines[1]
+    assert sorted(p.name for p in seen.iterdir()) == ["canvas.png", "digit.png"]  # no temporary file left
+
+
 def test_a_model_of_other_classes_or_unfitted_is_refused_when_loaded(mnist_full):
     from sklearn.base import clone
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli.common import err, error_text, given_path, out
-from mnistlab.errors import ClusterError, InputError
+from mnistlab.errors import ClusterError, InputError, MnistlabError, ParameterError
 from mnistlab.lab.options import check_writable_dir
 
 __all__ = ["app"]
@@ -67,18 +67,15 @@ def predict(
     failed = answered = 0
     # Answers stream in the order given, from one worker process per CPU.
     for path, result, exc in predict_files(paths, predictor, top=top, number=number, jobs=jobs):
+        if result is not None and save_preprocessed is not None:
+            exc = _saved(save_preprocessed, saved_as[path], result)  # None, or why its image could not be saved
+            result = None if exc is not None else result
         if result is None:  # one unreadable file: say so, read the others, then exit 1 (or 2: none read)
             assert exc is not None  # predict_files gives a result or the error, never neither
             failed += 1
-            if as_json:
-                typer.echo(json.dumps({"file": str(path), "error": error_text(exc)}))
-            else:
-                message = error_text(exc) if str(path) in str(exc) else f"{path}: {error_text(exc)}"
-                err.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
+            _say_error(path, exc, as_json)
             continue
         answered += 1
-        if save_preprocessed is not None:
-            _save_preprocessed(save_preprocessed, saved_as[path], result)
         if as_json:
             typer.echo(json.dumps(to_json(result, str(path))))
         else:
@@ -89,6 +86,15 @@ def predict(
         # Bad input and nothing read is exit 2, as for any other bad input; some files read is exit 1,
         # so a script can tell "some answers are missing" from "no answer at all".
         raise typer.Exit(1 if answered else 2)
+
+
+def _say_error(path: Path, exc: MnistlabError, as_json: bool) -> None:
+    """One file's error: its JSON line, or an ``Error:`` line on stderr that names the file."""
+    if as_json:
+        typer.echo(json.dumps({"file": str(path), "error": error_text(exc)}))
+        return
+    message = error_text(exc) if str(path) in str(exc) else f"{path}: {error_text(exc)}"
+    err.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _result_table(number: bool) -> Table:
@@ -143,6 +149,21 @@ def _check_inputs_kept(paths: list[Path], names: dict[Path, str], folder: Path, 
                     f"--save-preprocessed {folder} would save a 28x28 image as {entry.name} over {path}, which is "
                     "being read; choose another folder."
                 )
+
+
+def _saved(folder: Path, name: str, result: dict) -> MnistlabError | None:
+    """Save the file's 28x28 image(s) (``_save_preprocessed``); None, or the error that stopped it (a full disk,
+    a folder where the image goes, the folder removed meanwhile) for that file alone."""
+    try:
+        _save_preprocessed(folder, name, result)
+    except OSError as exc:
+        where = exc.filename2 or exc.filename or folder / f"{name}.png"
+        return ParameterError(
+            "save_preprocessed",
+            f"The 28x28 image could not be saved as {where} ({exc.strerror or exc}); free space in {{param}} "
+            f"{folder}, or move what is in the way.",
+        )
+    return None
 
 
 def _save_preprocessed(folder: Path, name: str, result: dict) -> None:
