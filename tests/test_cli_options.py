@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ from mnistlab.cli import app
 from mnistlab.errors import ParameterError
 from mnistlab.lab.options import MAX_SEED, RunOptions, check_writable_dir, check_writable_file
 from mnistlab.lab.train import train_recipe
+from mnistlab.reading.decode import encode_png
 
 runner = CliRunner()
 
@@ -239,6 +241,8 @@ def test_writable_checks_accept_what_can_be_written_and_leave_nothing(tmp_path):
         ["export", "MODEL", "--onnx", ""],
         ["sweep", "logreg", "--out", ""],
         ["predict", "digit.png", "--save-preprocessed", ""],
+        ["predict", "digit.png", "--model", ""],
+        ["serve", "--model="],
     ],
 )
 def test_an_empty_path_option_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch, args):
@@ -250,3 +254,14 @@ def test_an_empty_path_option_is_refused_not_taken_for_the_current_folder(tmp_pa
     assert line.startswith(f"Error: Invalid value for '{flag}': is empty, which would mean the current folder;")
     assert result.exit_code == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_file_to_predict_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    # `mnistlab predict "$PHOTO"` with PHOTO unset read every image in the current folder.
+    (tmp_path / "7.png").write_bytes(encode_png(np.zeros((28, 28), np.uint8)))
+    monkeypatch.chdir(tmp_path)
+    for args in ([""], ["7.png", ""]):
+        result = runner.invoke(app, ["predict", *args, "--json"])
+        line = one_error_line(result)
+        assert line.startswith("Error: Invalid value for 'files': is empty, which would mean the current folder;")
+        assert result.exit_code == 2 and result.stdout == ""

@@ -25,7 +25,11 @@ __all__ = ["app"]
 app = typer.Typer()
 
 MODEL_OPT = typer.Option(
-    None, "--model", help="A model folder written by `mnistlab train` (default: the reader shipped with mnistlab)."
+    None,
+    "--model",
+    parser=given_path,
+    metavar="DIR",
+    help="A model folder written by `mnistlab train` (default: the reader shipped with mnistlab).",
 )
 
 
@@ -33,6 +37,7 @@ MODEL_OPT = typer.Option(
 def predict(
     files: list[Path] = typer.Argument(
         ...,
+        parser=given_path,
         help="Images (PNG, JPEG, BMP, TIFF, WebP, GIF) or .npy/.csv files of 784 pixel values, or folders of them.",
     ),
     model: Path | None = MODEL_OPT,
