@@ -169,3 +169,31 @@ def test_sigterm_shuts_the_deployment_down(deployment):
         time.sleep(0.2)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/api/health", timeout=5)
+
+
+def test_replicas_beyond_the_free_cpus_are_refused_not_waited_for(runtime):
+    """After the deployment is gone: another job holds one of the two CPUs. Serve waited without a word, and
+    without end, for a second replica's CPU; refused at once."""
+
+    @ray.remote(num_cpus=1)
+    class Busy:
+        def ping(self) -> int:
+            return 1
+
+    busy = Busy.remote()
+    try:
+        ray.get(busy.ping.remote(), timeout=60)
+        deadline = time.monotonic() + 30  # the resource view catches up with the actor a moment later
+        while ray.available_resources().get("CPU", 0) > 1:
+            assert time.monotonic() < deadline, ray.available_resources()
+            time.sleep(0.2)
+        cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--ray-replicas", "2", "--cluster", runtime]
+        result = subprocess.run([*cmd, "--port", str(_free_port())], capture_output=True, text=True, timeout=120)
+    finally:
+        ray.kill(busy)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "Error: 2 replica(s) need 2 CPUs (one each), and 1 of the cluster's 2 are free (other work holds the "
+        "rest); ask for fewer replicas, add nodes, or wait for that work to end.\n"
+    )
+    assert [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve"] == []

@@ -258,7 +258,7 @@ def _serve_on_ray(model: Path | None, host: str, port: int, replicas: int, clust
             where = url if address == "local" else f"{url} on each of the cluster's nodes that holds one"
             err.print(f"Serving {replicas} replica(s) at {where} (Ctrl+C to stop)", markup=False, highlight=False)
 
-        run_on_ray(application, host, port, on_ready=ready)
+        run_on_ray(application, host, port, on_ready=ready, cpus=replicas)
 
 
 def check_free_port(host: str, port: int) -> None:

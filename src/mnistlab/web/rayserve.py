@@ -135,10 +135,19 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def run_on_ray(application: Any, host: str, port: int, *, on_ready: Callable[[str], None] | None = None) -> None:
+def run_on_ray(
+    application: Any,
+    host: str,
+    port: int,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    cpus: int | None = None,
+) -> None:
     """Deploy ``application`` on the connected Ray cluster, its proxies on ``host:port``; block until SIGTERM or
     Ctrl+C, then shut Serve down (its replicas, proxies and controller). ``on_ready(url)`` runs once every
-    replica answers."""
+    replica answers. ``cpus``: the CPUs its replicas take, refused unless that many are free now (Serve would
+    wait, silently and without end, for CPUs other work holds)."""
+    import ray
     from ray import serve  # seconds to import: only when a deployment is asked for
 
     if threading.current_thread() is not threading.main_thread():
@@ -149,6 +158,13 @@ def run_on_ray(application: Any, host: str, port: int, *, on_ready: Callable[[st
         raise ClusterError(
             f"Ray Serve already runs on this cluster (applications: {', '.join(already.applications) or 'none'}); "
             "stop it (`serve shutdown`) or use another cluster."
+        )
+    free = int(ray.available_resources().get("CPU", 0)) if cpus is not None else 0
+    if cpus is not None and cpus > free:
+        raise ClusterError(
+            f"{cpus} replica(s) need {cpus} CPUs (one each), and {free} of the cluster's "
+            f"{int(ray.cluster_resources().get('CPU', 0))} are free (other work holds the rest); ask for fewer "
+            "replicas, add nodes, or wait for that work to end."
         )
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
