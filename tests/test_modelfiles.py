@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -252,6 +254,32 @@ def test_a_card_that_is_no_regular_file_is_refused_unread(saved, tmp_path):
     assert result.stderr == (
         f"Error: {saved / 'model.json'} is not a regular file, so it is no model card; point at a folder written "
         "by `mnistlab train`.\n"
+    )
+
+
+_BOUNDED_LOAD = """
+import resource, sys
+from mnistlab.errors import ModelFileError
+from mnistlab.models.files import load_model
+size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (size + 512 * 2**20, resource.RLIM_INFINITY))  # 512 MiB more than now
+try:
+    load_model(sys.argv[1])
+except ModelFileError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_weights_of_any_size_are_checked_in_bounded_memory(saved):
+    """4 GiB (sparse) in place of the weights were read whole into memory before their sha256 was compared:
+    a MemoryError under a 512 MiB bound (or the OOM killer). Hashed as a stream, refused as changed."""
+    with open(saved / "model.skops", "r+b") as f:
+        f.truncate(4 * 2**30)
+    run = subprocess.run([sys.executable, "-c", _BOUNDED_LOAD, str(saved)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == (
+        f"refused: {saved / 'model.skops'} does not match the sha256 recorded in model.json, so it was changed or "
+        "corrupted; restore the original file or retrain the model.\n"
     )
 
 

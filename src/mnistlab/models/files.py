@@ -234,11 +234,6 @@ def load_model(model_dir) -> tuple[Any, dict]:
     model_dir = Path(model_dir)
     weights_path = model_dir / card["weights_file"]
     data = _read_weights(weights_path, card)
-    if hashlib.sha256(data).hexdigest() != card.get("weights_sha256"):
-        raise ModelFileError(
-            f"{weights_path} does not match the sha256 recorded in {CARD_FILE}, so it was changed or corrupted; "
-            "restore the original file or retrain the model."
-        )
     if card["weights_file"] == SAFETENSORS_FILE:
         from mnistlab.models.cnn.config import check_config  # torch: only when a CNN is loaded
 
@@ -248,11 +243,16 @@ def load_model(model_dir) -> tuple[Any, dict]:
 
 
 def _read_weights(path: Path, card: dict) -> bytes:
-    """The weights file's bytes: a regular file, read to its size as it was opened (a link to /dev/zero or
-    a pipe would be read without end)."""
+    """The weights file's bytes: a regular file (a link to /dev/zero or a pipe would be read without end) whose
+    sha256 is the card's, hashed before it is held in memory (a 30 GB file in its place is refused, not read)."""
     retrain = f"retrain the model with `mnistlab train {card.get('recipe', 'RECIPE')}`"
     try:
-        data = read_regular(path)
+        data = read_regular(path, sha256=card["weights_sha256"])
+    except ValueError:
+        raise ModelFileError(
+            f"{path} does not match the sha256 recorded in {CARD_FILE}, so it was changed or corrupted; "
+            "restore the original file or retrain the model."
+        ) from None
     except OSError:
         raise ModelFileError(f"{path.parent} has no readable {path.name}; {retrain}.") from None
     if data is None:

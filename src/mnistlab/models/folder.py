@@ -12,6 +12,7 @@ an output folder before training without importing either.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -64,10 +65,22 @@ def remove_stale(model_dir, keep) -> None:
             (model_dir / name).unlink(missing_ok=True)
 
 
-def read_regular(path: Path, most: int | None = None) -> bytes | None:
+def read_regular(path: Path, most: int | None = None, *, sha256: str | None = None) -> bytes | None:
     """A regular file's bytes (``most`` at most, else its size as it was opened); None for a named pipe or a
-    device, which would block the open, or be read without end. ``OSError`` as ``open`` raises it."""
+    device, which would block the open, or be read without end. ``OSError`` as ``open`` raises it.
+
+    With ``sha256``, ``ValueError`` unless the file has that digest: hashed as a stream before it is read (a
+    file of any size is refused in bounded memory), and the bytes read hashed again (a file changed between).
+    """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe would block a plain open
     with os.fdopen(fd, "rb") as f:  # a folder: IsADirectoryError
         info = os.fstat(fd)
-        return f.read(info.st_size if most is None else most) if stat.S_ISREG(info.st_mode) else None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if sha256 is not None and hashlib.file_digest(f, "sha256").hexdigest() != sha256:
+            raise ValueError(f"{path} does not have the sha256 {sha256}")
+        f.seek(0)
+        data = f.read(info.st_size if most is None else most)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path} changed while it was read")
+    return data
