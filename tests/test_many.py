@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,35 @@ def test_a_file_the_user_may_not_read_says_so_not_truncated(tmp_path):
         json.loads(result.stdout)["error"]
         == f"{secret} cannot be read (Permission denied); check the path, and that you may read the file."
     )
+
+
+def test_a_table_run_stopped_by_a_dead_worker_still_shows_what_it_answered(tmp_path, mnist_small):
+    # The table was printed only at the end: a run stopped early showed nothing of the files it had answered.
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_photo(mnist_small[1][0], np.random.default_rng(0), style="canvas-black-on-white"))
+    folder, seen = tmp_path / "many", tmp_path / "seen"
+    folder.mkdir()
+    for i in range(2000):
+        os.link(photo, folder / f"{i:04d}.png")
+    command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--jobs", "2", "--save-preprocessed"]
+    env = dict(os.environ, COLUMNS="200")  # each row's file name on one line
+    run = subprocess.Popen([*command, str(seen)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (seen.is_dir() and any(seen.iterdir())):  # answers are coming in (saved as they are)
+            assert time.monotonic() < deadline and run.poll() is None, "no answer was saved"
+            time.sleep(0.05)
+        workers = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+        os.kill(int(workers[0]), signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 2, stderr
+    assert stderr.decode().startswith("Error: A process reading the files stopped abruptly")
+    answered = len(list(seen.iterdir()))
+    assert 0 < answered < 2000
+    shown = re.findall(r"(\d{4})\.png", stdout.decode())
+    assert shown == [f"{i:04d}" for i in range(answered)], stdout.decode()[-2000:]
 
 
 def test_a_worker_that_dies_is_one_error_line_naming_the_first_file_unanswered(tmp_path, mnist_small):

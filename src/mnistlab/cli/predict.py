@@ -70,23 +70,24 @@ def predict(
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
     table = _result_table(number)
     failed = answered = 0
-    # Answers stream in the order given, from one worker process per CPU.
-    for path, result, exc in predict_files(paths, predictor, top=top, number=number, jobs=jobs):
-        if result is not None and save_preprocessed is not None:
-            exc = _saved(save_preprocessed, saved_as[path], result)  # None, or why its image could not be saved
-            result = None if exc is not None else result
-        if result is None:  # one unreadable file: say so, read the others, then exit 1 (or 2: none read)
-            assert exc is not None  # predict_files gives a result or the error, never neither
-            failed += 1
-            _say_error(path, exc, as_json)
-            continue
-        answered += 1
-        if as_json:
-            typer.echo(json.dumps(to_json(result, str(path))))
-        else:
-            table.add_row(str(path), *_result_cells(result, number))
-    if not as_json and table.row_count:
-        out.print(table)
+    try:  # answers stream in the order given, from one worker process per CPU
+        for path, result, exc in predict_files(paths, predictor, top=top, number=number, jobs=jobs):
+            if result is not None and save_preprocessed is not None:
+                exc = _saved(save_preprocessed, saved_as[path], result)  # None, or why its image was not saved
+                result = None if exc is not None else result
+            if result is None:  # one unreadable file: say so, read the others, then exit 1 (or 2: none read)
+                assert exc is not None  # predict_files gives a result or the error, never neither
+                failed += 1
+                _say_error(path, exc, as_json)
+                continue
+            answered += 1
+            if as_json:
+                typer.echo(json.dumps(to_json(result, str(path))))
+            else:
+                table.add_row(str(path), *_result_cells(result, number))
+    finally:  # a run stopped early (a worker that died, Ctrl+C) still shows the answers it had, as --json does
+        if not as_json and table.row_count:
+            out.print(table)
     if failed:
         # Bad input and nothing read is exit 2, as for any other bad input; some files read is exit 1,
         # so a script can tell "some answers are missing" from "no answer at all".
