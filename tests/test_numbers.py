@@ -6,10 +6,12 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mnistlab import ModelFileError, predict_array, read_number
-from mnistlab.reading.segment import _group_components, _labelled, row_slant, upright_columns
-from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts
+from mnistlab.reading.decode import reduced_side, to_grey
+from mnistlab.reading.segment import ROW_SHORT_SIDE, _group_components, _labelled, row_slant, upright_columns
+from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts, font_text
 from mnistlab.testing.hands import number_samples
 from mnistlab.trust.numbers import _best_reading
 from mnistlab.trust.predict import surer_row
@@ -88,6 +90,33 @@ def test_wide_font_digits_are_not_cut_apart():
     # a confident digit of a digit's width stays one digit.
     reads = _reads("fonts", (26, 28, 31, 33))
     assert all(label == got for label, got in reads), [r for r in reads if r[0] != r[1]]
+
+
+@pytest.mark.skipif(not {"dkg", "humor-sans"} <= set(available_fonts()), reason=f"apt-get install {FONT_PACKAGES}")
+@pytest.mark.parametrize("font", ["dkg", "humor-sans"])
+def test_a_tight_crop_of_a_long_number_is_read_whole(font):
+    # Reduced to the work size as any photo is, crops of 24 to 40 digits kept them 10-20 px tall: in dkg
+    # 24 digits read as 23 (confidently), 32 and 40 as none at all, every digit dropped as a speck (under
+    # 3% of the strip's length); in Humor Sans 24 and 32 as none. A row keeps ROW_SHORT_SIDE px of its height.
+    for n in (24, 32, 40):
+        rng = np.random.default_rng(n)
+        text = "".join(str(d) for d in rng.integers(0, 10, n))
+        ink = np.pad(font_text(text, font, rng, 40, gap=(0.15, 0.3)), 6)
+        if ink.shape[1] > 20 * ink.shape[0]:
+            continue  # longer than any strip an image may be
+        buf = io.BytesIO()
+        Image.fromarray((255 * (1 - ink)).astype(np.uint8)).save(buf, "PNG")
+        assert read_number(buf.getvalue())["number"] == text, (font, n)
+
+
+def test_a_strip_is_reduced_less_so_that_its_height_stays_readable():
+    strip = np.full((100, 1500), 255, np.uint8)  # a crop 15 times as long as high
+    assert to_grey(strip).shape == (21, 320)  # what a single digit's reading does with it
+    assert reduced_side(1500, 100, min_short_side=ROW_SHORT_SIDE) == 1280  # 96 px high would be 1,440 long
+    assert to_grey(strip, min_short_side=ROW_SHORT_SIDE).shape == (85, 1280)
+    photo = np.full((800, 1000), 255, np.uint8)
+    assert to_grey(photo, min_short_side=ROW_SHORT_SIDE).shape == to_grey(photo).shape == (256, 320)
+    assert to_grey(strip[:, :600], min_short_side=ROW_SHORT_SIDE).shape == (96, 576)
 
 
 def test_components_are_numbered_as_scipy_numbered_them():

@@ -92,8 +92,8 @@ def test_percentile_90_is_numpys():
 
 
 def test_drop_specks_keeps_what_the_plain_rule_keeps():
-    """Components under 5% of the largest area, within 3% of the longer side both ways, or wholly
-    within 3 px of the image's edge, go."""
+    """Components under 5% of the largest area, within 3% of the longer side both ways (on a strip, a
+    quarter of its shorter side if that is less), or wholly within 3 px of the image's edge, go."""
     single = [np.zeros((120, 200), bool) for _ in range(4)]  # one component each, as most drawings are
     single[0][30:90, 60:66] = True  # a stroke: kept
     single[1][1:3, 20:180] = True  # a sliver along the edge: dropped
@@ -101,19 +101,25 @@ def test_drop_specks_keeps_what_the_plain_rule_keeps():
     single[3][5:9, 5:9] = True  # a speck near the edge: dropped
     tiny = np.zeros((10, 10), bool)
     tiny[0:2, 2:8] = True  # no edge strip in an image this small: kept
-    for mask in [*_masks(4, 200), *single, tiny]:
+    strip = np.zeros((64, 1100), bool)  # a tight crop of 40 digits, each under 3% of the strip's length
+    for left in range(30, 1070, 26):
+        strip[16:48, left : left + 20] = True
+    strip[4:8, 500:504] = True  # and a speck: dropped
+    for mask in [*_masks(4, 200), *single, tiny, strip]:
         n, labels = components(mask)
         areas = np.bincount(labels.ravel(), minlength=n)[1:]
         boxes = ndimage.find_objects(labels.astype(np.int32))
         h, w = mask.shape
         keep = [
             area >= 0.05 * areas.max()
-            and max(r.stop - r.start, c.stop - c.start) >= 0.03 * max(mask.shape)
+            and max(r.stop - r.start, c.stop - c.start) >= min(0.03 * max(mask.shape), 0.25 * min(mask.shape))
             and (min(h, w) <= 12 or (labels[3:-3, 3:-3] == k).any())  # no edge strip in a tiny image
             for k, (area, (r, c)) in enumerate(zip(areas, boxes), start=1)
         ]
         expected = np.isin(labels, 1 + np.flatnonzero(keep))
         np.testing.assert_array_equal(drop_specks(mask), expected)
+    kept = drop_specks(strip)
+    assert components(kept)[0] == 41 and not kept[4:8, 500:504].any()  # the 40 digits and the paper
 
 
 def test_the_answer_png_decodes_to_the_very_pixels_and_bad_shapes_are_refused():

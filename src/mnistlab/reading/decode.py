@@ -37,6 +37,7 @@ __all__ = [
     "WORK_SIDE",
     "load_image",
     "to_grey",
+    "reduced_side",
     "encode_png",
     "regular_file_size",
     "unreadable",
@@ -264,20 +265,39 @@ def _reduce_array(grey: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(small)
 
 
-def to_grey(image, *, max_side: int = WORK_SIDE) -> np.ndarray:
+def reduced_side(width: int, height: int, max_side: int = WORK_SIDE, min_short_side: int = 0) -> int:
+    """The longer side (px) that ``to_grey`` reduces an image of ``width`` x ``height`` to: ``max_side``, or
+    more for a strip whose shorter side would fall under ``min_short_side`` (at most ``_STRIP_SCALE`` times
+    ``max_side``), never more than the image's own."""
+    long, short = max(width, height), max(1, min(width, height))
+    side = max(max_side, min(_STRIP_SCALE * max_side, -(-min_short_side * long // short)))
+    return min(long, side)
+
+
+# A strip is reduced to at most this many times the work size: one 20 times as long as it is high (the
+# longest ``check_strip`` lets through) keeps 64 px of its height at 4 x 320 px.
+_STRIP_SCALE = 4
+
+
+def to_grey(image, *, max_side: int = WORK_SIDE, min_short_side: int = 0) -> np.ndarray:
     """Any image (path, bytes, PIL image, array) -> float32 grey (H, W) in [0, 1].
 
     Transparency is composited (see ``_composite``); images are reduced (area
-    average) so that the longer side is at most ``max_side``.
+    average) so that the longer side is at most ``max_side``, or, for a strip
+    (``reduced_side``), so that the shorter side keeps ``min_short_side`` px
+    (at most ``max_side`` itself: JPEG's reduced decoding keeps that much).
     """
     if isinstance(image, np.ndarray):
-        return np.clip(_reduce_array(_array_to_grey(image).astype(np.float32), max_side), 0.0, 1.0)
+        grey = _array_to_grey(image).astype(np.float32)
+        side = reduced_side(grey.shape[1], grey.shape[0], max_side, min_short_side)
+        return np.clip(_reduce_array(grey, side), 0.0, 1.0)
     plain = _plain_png(image) if isinstance(image, bytes) else None
     if isinstance(plain, np.ndarray):  # a plain grey PNG: Pillow's own numbers with none of its calls
-        if max(plain.shape) <= max_side:
+        if max(plain.shape) <= reduced_side(plain.shape[1], plain.shape[0], max_side, min_short_side):
             return plain * _UNIT
         plain = Image.fromarray(plain)
-    return _pil_to_grey(load_image(image, max_side=max_side) if plain is None else plain, max_side)  # in [0, 1]
+    im = load_image(image, max_side=max_side) if plain is None else plain
+    return _pil_to_grey(im, reduced_side(*im.size, max_side, min_short_side))  # in [0, 1]
 
 
 # Chunks a plain PNG may hold besides IHDR, IDAT and IEND, with their lengths: they change no pixel.

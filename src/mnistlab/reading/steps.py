@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from mnistlab.reading.binarise import binarise, remove_grain
-from mnistlab.reading.decode import WORK_SIDE, to_grey
+from mnistlab.reading.decode import WORK_SIDE, reduced_side, to_grey
 from mnistlab.reading.faint import along_strokes
 from mnistlab.reading.geometry import center_by_mass, fit_to_box
 from mnistlab.reading.paper import (
@@ -65,6 +65,10 @@ __all__ = [
 _HALO = 2  # px around the mask whose grey edges belong to the strokes (``clean_ink``)
 _FIVE = np.ones((2 * _HALO + 1,) * 2, np.uint8)  # the halo's dilation: two 8-connected steps in one
 _EDGE = 3  # px: ink wholly this close to the image's edge is no writing (``drop_specks``)
+# On a strip, ink this share of its shorter side tall or wide is no speck, however long the strip: in a
+# tight crop of 40 digits (17 times as long as high) every digit spanned under 3% of the longer side and
+# was dropped as one.
+_STRIP_SPECK = 0.25
 # A digit's ink spans at least this share of the image's longer side (19 px of a 320 px photo): less is a
 # speck (dust, a pen's dot, a grid line's stub), which blown up to MNIST's 20 px box reads as a 1 or a 4. On
 # dev seeds digits spanned 0.23 and more, where their ink was found at all; the empty pages answered, 0.03-0.04.
@@ -84,7 +88,8 @@ _COVERED = 0.25
 def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: float = 0.03) -> np.ndarray:
     """Remove connected components smaller than ``min_fraction`` of the largest
     one's area, or whose height and width are both under ``min_extent`` of the
-    image's longer side (dust and pen dots on an otherwise empty page), or that
+    image's longer side (dust and pen dots on an otherwise empty page; on a
+    strip, under ``_STRIP_SPECK`` of its shorter side if that is less), or that
     lie wholly within ``_EDGE`` px of the image's edge (a sliver of a rule or of
     the page's edge that the frame cut off: no writing is that thin)."""
     mask = np.asarray(mask, bool)  # it also selects the labels below
@@ -100,7 +105,7 @@ def drop_specks(mask: np.ndarray, *, min_fraction: float = 0.05, min_extent: flo
         if min(mask.shape) > 4 * _EDGE:
             inner = labels[_EDGE:-_EDGE, _EDGE:-_EDGE]
             keep &= np.bincount(inner[inner > 0], minlength=n)[1:] > 0  # components reaching inside the edge strip
-    extent = min_extent * max(mask.shape)
+    extent = min(min_extent * max(mask.shape), _STRIP_SPECK * min(mask.shape))
     # A component of more than (ceil(extent) - 1)^2 pixels spans at least ``extent`` one way:
     # only smaller ones need their bounding boxes (none, most of the time; a few where there are specks).
     for k in np.flatnonzero(keep & (areas <= (np.ceil(extent) - 1) ** 2)):
@@ -189,26 +194,31 @@ def crop_to_ink(ink: np.ndarray, level: float = 0.05) -> np.ndarray:
     return np.zeros((0, 0), np.float32) if box is None else ink[box]
 
 
-def ink_and_mask(image, *, faint: bool = False, closer: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+def ink_and_mask(
+    image, *, faint: bool = False, closer: bool = False, min_short_side: int = 0
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """The front end shared by single digits and numbers: grey ink in [0, 1], its boolean mask, and whether
     the image is a clean drawing (``faint``, ``closer``: a photo's second and third looks, as ``to_mnist``
-    takes them).
+    takes them; ``min_short_side``: a strip is read at a size that keeps its shorter side this many px,
+    as ``to_grey`` takes it).
 
     A clean drawing (``flat_paper``) has no rules to remove: a rule runs
     through the image's edges, and a clean drawing's edges are all paper.
     """
-    ink, mask, flat = _ink_and_raw_mask(image, faint, closer)
+    ink, mask, flat = _ink_and_raw_mask(image, faint, closer, min_short_side)
     return clean_ink(ink, mask), mask, flat
 
 
-def _ink_and_raw_mask(image, faint: bool = False, closer: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+def _ink_and_raw_mask(
+    image, faint: bool = False, closer: bool = False, short: int = 0
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """``ink_and_mask`` before ``clean_ink``: the ink strength as it came from the paper (``faint``: a photo's
     second look, ``_faint_mask``; ``closer``: its third, ``_closer_look``; a clean drawing has no noise to
-    look below), and whether the image is a clean drawing."""
-    looked = _closer_look(image) if closer else None
+    look below), and whether the image is a clean drawing (``short``: ``to_grey``'s ``min_short_side``)."""
+    looked = _closer_look(image, short) if closer else None
     if looked is not None:
         return looked
-    ink, flat = _page_ink(to_grey(image))
+    ink, flat = _page_ink(to_grey(image, min_short_side=short))
     if flat:
         mask = _clean_drawing_mask(ink)
     elif faint or closer:  # a third look that shows no more than the work size is the second
@@ -242,7 +252,7 @@ def _faint_rules_removed(raw: np.ndarray, ink: np.ndarray, grain_free: np.ndarra
     return faint if near >= 0.5 * np.count_nonzero(faint) else first
 
 
-def _closer_look(image) -> tuple[np.ndarray, np.ndarray, bool] | None:
+def _closer_look(image, short: int = 0) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """``_ink_and_raw_mask`` of a third look at a doubted photo: the second look's mask found in the photo
     read at ``_CLOSER`` times the work size, brought down to it (the pixels it covers by ``_COVERED`` or
     more); None where that shows no more (a photo no larger than the work size, a clean drawing).
@@ -250,16 +260,17 @@ def _closer_look(image) -> tuple[np.ndarray, np.ndarray, bool] | None:
     Reduced to the work size, a hair-thin pen line keeps half its contrast or
     less, about the paper's noise; at twice the size it stands clear of it.
     Only the mask is found there: the ink, the rules and every later step are
-    the work size's, at whose pixel sizes they were chosen.
+    the work size's, at whose pixel sizes they were chosen (``short``: a strip's, as ``to_grey`` takes it).
     """
-    big = to_grey(image, max_side=_CLOSER * WORK_SIDE)
-    if max(big.shape) <= WORK_SIDE:
+    big = to_grey(image, max_side=_CLOSER * WORK_SIDE, min_short_side=_CLOSER * short)
+    side = reduced_side(big.shape[1], big.shape[0], WORK_SIDE, short)  # the work size's longer side
+    if max(big.shape) <= side:
         return None
     ink_big, flat = _page_ink(big)
     if flat:
         return None
     h, w = ink_big.shape
-    scale = max(h, w) / WORK_SIDE
+    scale = max(h, w) / side
     size = (max(1, round(w / scale)), max(1, round(h / scale)))
     ink = cv2.resize(ink_big, size, interpolation=cv2.INTER_AREA)  # (h', w') at the work size
     strokes = binarise(along_strokes(remove_grain(ink_big, scale=scale)))  # (h, w)
