@@ -8,6 +8,7 @@ import pytest
 from mnistlab.trust.calibration import halves
 from mnistlab.trust.scores import SCORES
 from mnistlab.trust.thresholds import (
+    NO_INK,
     OOD_RATE,
     TOTAL_RATE,
     ProbabilityCut,
@@ -102,7 +103,7 @@ def test_assess_names_the_reason():
     calm = np.zeros(len(SCORES))
     cut = ProbabilityCut(0.5, 0.008, 0.008, "test", "probability_x_digit_shape")
     assert assess(thresholds, cut, calm, 0.9, ink=True) is None
-    assert assess(thresholds, cut, calm, 0.9, ink=False) == "no ink found"
+    assert assess(thresholds, cut, calm, 0.9, ink=False) == NO_INK
     assert assess(thresholds, cut, calm, 0.4, ink=True) == "low probability (0.40)"
     noisy = calm.copy()
     noisy[SCORES.index("blobs")] = 100

@@ -18,9 +18,11 @@ from mnistlab import InputError, ModelFileError, get_recipe, predict_array, pred
 from mnistlab.cli import app
 from mnistlab.models.cards import card_sha256
 from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb
+from mnistlab.testing.fonts import FONT_PACKAGES, available_fonts, font_text
 from mnistlab.trust.calibration import calibrate_on_mnist, mnist_test_halves
 from mnistlab.trust.predict import load_predictor
 from mnistlab.trust.reader import load_reader
+from mnistlab.trust.thresholds import NO_INK
 
 runner = CliRunner()
 DIGIT_KEYS = {"digit", "probability", "top", "confident", "reason"}
@@ -119,7 +121,7 @@ def test_pages_without_a_digit_are_not_confident(predictor, kind):
     assert not any(r["confident"] for r in results)
     assert all(r["reason"] for r in results)
     if kind == "blank":
-        assert {r["reason"] for r in results} == {"no ink found"}
+        assert {r["reason"] for r in results} == {NO_INK}
         assert read_number(make_non_digit("blank", rng), predictor) == {"number": "", "digits": [], "confident": False}
 
 
@@ -150,12 +152,31 @@ def test_arrays_and_array_files(predictor, evaluation_digits, tmp_path):
         predict_array(np.full(784, 300.0), predictor)
 
 
+def jpeg_bytes(grey: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.mark.skipif("dkg" not in available_fonts(), reason=f"apt-get install {FONT_PACKAGES}")
+def test_a_digit_small_in_a_big_photo_says_to_crop_it_and_reads_once_cropped():
+    # 180 px tall in a 4000 x 3000 photo: at the 320 px work size it spans 4.5% of the longer side, as the
+    # specks of an empty page do, and the answer said "no ink found" of a digit anyone can see.
+    ink = font_text("3", "dkg", np.random.default_rng(3), 180)
+    photo = np.full((3000, 4000), 235, np.uint8)
+    photo[1200 : 1200 + ink.shape[0], 1800 : 1800 + ink.shape[1]] = (235 - 200 * ink).astype(np.uint8)
+    whole = predict_image(jpeg_bytes(photo))
+    assert not whole["confident"] and whole["reason"] == NO_INK and "crop" in NO_INK
+    cropped = predict_image(jpeg_bytes(photo[1000:1600, 1600:2200]))
+    assert cropped["confident"] and cropped["digit"] == 3
+
+
 def test_without_a_model_the_shipped_reader_answers(evaluation_digits):
     images, labels = evaluation_digits
     results = [predict_image(images[i]) for i in range(20)]
     assert np.mean([r["digit"] == labels[i] for i, r in enumerate(results)]) >= 0.95
     assert load_predictor().card["name"] == "mnistlab default reader"
-    assert predict_image(np.zeros((28, 28), np.uint8))["reason"] == "no ink found"
+    assert predict_image(np.zeros((28, 28), np.uint8))["reason"] == NO_INK
     with pytest.raises(ModelFileError, match="fitted classifier"):
         predict_image(images[0], object())
 

@@ -42,8 +42,13 @@ __all__ = [
     "assess",
     "OOD_RATE",
     "TOTAL_RATE",
+    "NO_INK",
 ]
 
+# The reason for an image without ink that could be a digit: an empty page, a speck, or a digit photographed
+# from afar (ink spanning under 6% of the photo's longer side is taken for a speck: a 180 px digit in a
+# 4000 x 3000 photo was "no ink found", and read right once cropped).
+NO_INK = "no digit-sized ink found; crop a small digit out of a big photo"
 OOD_RATE = 0.005  # share of real digits the scores may flag as "not a digit"
 TOTAL_RATE = 0.008  # share of real digits flagged in all, the classifier's doubt included
 MEASURE = MEASURES[1]  # what a cut calibrated now compares with: the probability times digit shape
@@ -169,7 +174,7 @@ def assess(
 ) -> str | None:
     """The reason not to trust one answer, or None when it is confident."""
     if not ink:
-        return "no ink found"
+        return NO_INK
     for name in sorted(SCORES, key=lambda n: n != "blobs"):  # "looks like noise" says most, so first
         j = SCORES.index(name)
         if scores[j] > thresholds.upper.get(name, np.inf) or scores[j] < thresholds.lower.get(name, -np.inf):
