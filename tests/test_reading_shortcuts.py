@@ -93,7 +93,8 @@ def test_percentile_90_is_numpys():
 
 def test_drop_specks_keeps_what_the_plain_rule_keeps():
     """Components under 5% of the largest area, within 3% of the longer side both ways (on a strip, a
-    quarter of its shorter side if that is less), or wholly within 3 px of the image's edge, go."""
+    quarter of its shorter side if that is less) and under a quarter of the ink of the largest component
+    that is not, or wholly within 3 px of the image's edge, go."""
     single = [np.zeros((120, 200), bool) for _ in range(4)]  # one component each, as most drawings are
     single[0][30:90, 60:66] = True  # a stroke: kept
     single[1][1:3, 20:180] = True  # a sliver along the edge: dropped
@@ -105,21 +106,29 @@ def test_drop_specks_keeps_what_the_plain_rule_keeps():
     for left in range(30, 1070, 26):
         strip[16:48, left : left + 20] = True
     strip[4:8, 500:504] = True  # and a speck: dropped
-    for mask in [*_masks(4, 200), *single, tiny, strip]:
+    far = np.zeros((240, 320), bool)  # a number photographed from afar: 14 px digits, a small 0 among them
+    far[100:114, 100:108] = far[100:114, 120:128] = True  # two digits spanning 14 px (over 3% of 320 px)
+    far[103:111, 110:118] = True  # a 0 of 8 x 8 px, with 64 of their 112 pixels: kept
+    far[150:153, 200:203] = True  # dust: dropped
+    for mask in [*_masks(4, 200), *single, tiny, strip, far]:
         n, labels = components(mask)
         areas = np.bincount(labels.ravel(), minlength=n)[1:]
         boxes = ndimage.find_objects(labels.astype(np.int32))
         h, w = mask.shape
-        keep = [
-            area >= 0.05 * areas.max()
-            and max(r.stop - r.start, c.stop - c.start) >= min(0.03 * max(mask.shape), 0.25 * min(mask.shape))
-            and (min(h, w) <= 12 or (labels[3:-3, 3:-3] == k).any())  # no edge strip in a tiny image
-            for k, (area, (r, c)) in enumerate(zip(areas, boxes), start=1)
+        fair = [
+            area >= 0.05 * areas.max() and (min(h, w) <= 12 or (labels[3:-3, 3:-3] == k).any())  # edge strip
+            for k, area in enumerate(areas, start=1)
         ]
+        reach = min(0.03 * max(mask.shape), 0.25 * min(mask.shape))
+        spans = [ok and max(r.stop - r.start, c.stop - c.start) >= reach for ok, (r, c) in zip(fair, boxes)]
+        writing = max((a for a, s in zip(areas, spans) if s), default=np.inf)
+        keep = [s or (ok and area >= 0.25 * writing) for s, ok, area in zip(spans, fair, areas)]
         expected = np.isin(labels, 1 + np.flatnonzero(keep))
         np.testing.assert_array_equal(drop_specks(mask), expected)
     kept = drop_specks(strip)
     assert components(kept)[0] == 41 and not kept[4:8, 500:504].any()  # the 40 digits and the paper
+    kept = drop_specks(far)
+    assert kept[103:111, 110:118].all() and not kept[150:153, 200:203].any()
 
 
 def test_the_answer_png_decodes_to_the_very_pixels_and_bad_shapes_are_refused():
