@@ -232,6 +232,21 @@ def test_an_exported_deskewing_net_gives_one_image_the_floats_it_gets_in_a_batch
     )
 
 
+def test_onnx_predict_proba_refuses_what_is_not_float_images_in_one_sentence():
+    """``predict_proba`` takes (N, 1, H, W) floats in [0, 1]: anything else was onnxruntime's own error."""
+    torch.manual_seed(0)
+    onnx_net = OnnxPredictor.from_module(build_net("tiny", 10, (28, 28)).eval(), (28, 28), range(10), n_threads=1)
+    assert onnx_net.predict_proba(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    for wrong in (np.zeros((2, 784), np.uint8), np.zeros((2, 28, 28)), np.zeros((2, 1, 20, 20)), np.zeros(0)):
+        with pytest.raises(InputError, match=r"^predict_proba takes float images \(N, 1, 28, 28\) in \[0, 1\], got"):
+            onnx_net.predict_proba(wrong)
+    for dtype in ("<U1", "uint8"):  # uint8 pixels run 0-255: read as floats they would be 255 times too bright
+        with pytest.raises(InputError, match=f"got an array of dtype {dtype}; use predict for any digit pixels"):
+            onnx_net.predict_proba(np.zeros((1, 1, 28, 28), dtype))
+    # predict still takes any digit pixels
+    assert onnx_net.predict(np.zeros((2, 784), np.uint8)).shape == (2,)
+
+
 def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):
     model_dir, onnx_file = tmp_path / "cnn-fast", tmp_path / "out" / "digits.onnx"
     args = [

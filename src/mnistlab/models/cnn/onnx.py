@@ -106,7 +106,8 @@ class OnnxPredictor:
     """Runs an exported model with onnxruntime on the CPU.
 
     ``source`` is a path to an .onnx file or its bytes. ``predict_proba`` takes
-    float32 images (N, 1, H, W) in [0, 1]; ``predict`` takes any digit pixels
+    float images (N, 1, H, W) in [0, 1] (anything else is an ``InputError``);
+    ``predict`` takes any digit pixels
     (``mnistlab.data.pixels``: flat rows or images, uint8 0-255 or floats) and
     returns class labels.
     """
@@ -133,7 +134,14 @@ class OnnxPredictor:
         return cls(_model_proto(module, image_shape, list(classes)).SerializeToString(), **kwargs)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(images, dtype=np.float32)
+        arr = np.asarray(images)
+        h, w = self.image_shape_
+        wanted = f"predict_proba takes float images (N, 1, {h}, {w}) in [0, 1]"
+        if arr.dtype.kind != "f":
+            raise InputError(f"{wanted}, got an array of dtype {arr.dtype}; use predict for any digit pixels.")
+        if arr.ndim != 4 or arr.shape[1] != 1 or (isinstance(h, int) and tuple(arr.shape[2:]) != (h, w)):
+            raise InputError(f"{wanted}, got shape {arr.shape}; use predict for any digit pixels.")
+        x = np.ascontiguousarray(arr, dtype=np.float32)
         return run_in_chunks(self.session, "image", x, self.n_threads, self._whole)
 
     def predict(self, images) -> np.ndarray:
