@@ -202,6 +202,17 @@ def test_bad_inputs_say_what_was_expected(tmp_path, mnist_small, predicted):
     assert not out.exists()
 
 
+def test_class_balance_refuses_counts_that_are_no_row_of_counts_in_one_sentence(tmp_path):
+    # The first split's length was taken before its shape was checked: a TypeError from len() of a 0-d array.
+    out = tmp_path / "x.png"
+    for first in ("x", 5, np.ones((2, 10), int)):
+        with pytest.raises(InputError, match="^counts for split 'train' have shape .*, expected one count per class"):
+            save_class_balance({"train": first, "test": np.ones(10, int)}, out)
+    with pytest.raises(InputError, match="^counts_by_split must map each split's name to its class counts, got list"):
+        save_class_balance([np.ones(10, int)], out)
+    assert not out.exists()
+
+
 def test_ascii_digit_renders_ink_on_a_blank_background(mnist_small):
     X, _, y, _ = mnist_small
     image = X[0].reshape(28, 28)

@@ -10,6 +10,7 @@ and returns the path. Bad input raises ``InputError`` with one sentence.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -171,12 +172,18 @@ def save_mean_digits(images, labels, path) -> Path:
 
 def save_class_balance(counts_by_split: dict, path) -> Path:
     """Grouped bars of per-class counts, one colour per split (index of a count = its class)."""
+    if not isinstance(counts_by_split, Mapping):
+        kind = type(counts_by_split).__name__
+        raise InputError(f"counts_by_split must map each split's name to its class counts, got {kind}.")
     if not counts_by_split:
         raise InputError("got no splits to plot, expected e.g. {'train': counts, 'test': counts}.")
     counts = {str(k): np.asarray(v) for k, v in counts_by_split.items()}
+    for name, c in counts.items():
+        if c.ndim != 1 or len(c) == 0:
+            raise InputError(f"counts for split {name!r} have shape {c.shape}, expected one count per class.")
     k = len(next(iter(counts.values())))
     for name, c in counts.items():
-        if c.ndim != 1 or len(c) != k or len(c) == 0:
+        if len(c) != k:
             raise InputError(f"counts for split {name!r} have shape {c.shape}, expected ({k},) like the first split.")
         if not np.issubdtype(c.dtype, np.integer) or (c < 0).any():
             raise InputError(f"counts for split {name!r} are not all non-negative integers, expected class counts.")
