@@ -141,8 +141,8 @@ class Deskew(TransformerMixin, BaseEstimator):
     """
 
     def fit(self, X, y=None):
-        self.n_features_in_ = np.asarray(X).reshape(len(X), -1).shape[1]
-        as_images(X)  # validate the shape once, at fit time
+        images = as_images(X)  # validate the shape once, at fit time
+        self.n_features_in_ = images.shape[1] * images.shape[2]
         return self
 
     def transform(self, X):
