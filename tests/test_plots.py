@@ -213,6 +213,15 @@ def test_class_balance_refuses_counts_that_are_no_row_of_counts_in_one_sentence(
     assert not out.exists()
 
 
+def test_gallery_of_no_mistakes_is_refused_rather_than_said_to_be_all_correct(tmp_path):
+    # n=0 drew "No misclassified digits: all 2 predictions are correct." for two wrong predictions.
+    out = tmp_path / "x.png"
+    for n in (0, -1, 2.5, "3", True):
+        with pytest.raises(InputError, match="^n must be a whole number of mistakes to show, 1 or more, got "):
+            save_misclassified_gallery(np.zeros((2, 784)), [0, 1], [1, 0], np.eye(2), out, n=n)
+    assert not out.exists()
+
+
 def test_ascii_digit_renders_ink_on_a_blank_background(mnist_small):
     X, _, y, _ = mnist_small
     image = X[0].reshape(28, 28)

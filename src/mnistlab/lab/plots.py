@@ -297,6 +297,8 @@ def most_confident_mistakes(y_true, y_pred, proba, n: int) -> np.ndarray:
 
 def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 25) -> Path:
     """The ``n`` most confident mistakes, each titled "true 4, pred 9 (97%)"."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise InputError(f"n must be a whole number of mistakes to show, 1 or more, got {n!r}.")
     imgs = _unit_images(images)
     true = _labels(y_true, len(imgs), "y_true")
     picked = most_confident_mistakes(true, y_pred, proba, n)
