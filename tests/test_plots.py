@@ -222,6 +222,13 @@ def test_gallery_of_no_mistakes_is_refused_rather_than_said_to_be_all_correct(tm
     assert not out.exists()
 
 
+def test_grid_columns_that_are_no_whole_number_are_one_sentence(tmp_path):
+    # "a" was a TypeError from a comparison, 2.5 a ValueError from matplotlib's layout.
+    for ncols in ("a", 2.5, 0):
+        with pytest.raises(InputError, match=f"^got ncols={ncols!r}, expected a positive number of columns"):
+            save_digit_grid(np.zeros((3, 784)), [1, 2, 3], tmp_path / "x.png", ncols=ncols)
+
+
 def test_ascii_digit_renders_ink_on_a_blank_background(mnist_small):
     X, _, y, _ = mnist_small
     image = X[0].reshape(28, 28)

@@ -102,8 +102,8 @@ def _grid(n: int, ncols: int, cell_w: float, cell_h: float, title: str | None):
     """A figure with ``n`` image axes laid out ``ncols`` wide, titled cells of cell_w x cell_h inches."""
     if n > MAX_GRID:
         raise InputError(f"got {n} digits to draw, expected at most {MAX_GRID}; pick fewer.")
-    if ncols < 1:
-        raise InputError(f"got ncols={ncols}, expected a positive number of columns.")
+    if isinstance(ncols, bool) or not isinstance(ncols, int | np.integer) or ncols < 1:
+        raise InputError(f"got ncols={ncols!r}, expected a positive number of columns.")
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     top = 0.55 if title else 0.05  # inches kept for the figure title
