@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
-from mnistlab.errors import InputError, RecipeError
+from mnistlab.errors import InputError, ParameterError, RecipeError
 from mnistlab.lab.export import MAX_INT8_DROP, export_model
 from mnistlab.lab.train import _configure_cnn
 from mnistlab.models.cnn.augment import Augmentation, augment_batch
@@ -245,6 +245,16 @@ def test_onnx_predict_proba_refuses_what_is_not_float_images_in_one_sentence():
             onnx_net.predict_proba(np.zeros((1, 1, 28, 28), dtype))
     # predict still takes any digit pixels
     assert onnx_net.predict(np.zeros((2, 784), np.uint8)).shape == (2,)
+
+
+def test_onnx_predictor_refuses_a_thread_count_it_cannot_use_as_such():
+    # n_threads="2" was "Not a readable ONNX model ('>' not supported ...)": the file blamed for the parameter.
+    torch.manual_seed(0)
+    net = build_net("tiny", 10, (28, 28)).eval()
+    for n_threads in ("2", 0, -1, 1.5, True):
+        with pytest.raises(ParameterError, match="^n_threads must be a whole number of threads, 1 or more, or None"):
+            OnnxPredictor.from_module(net, (28, 28), range(10), n_threads=n_threads)
+    assert OnnxPredictor.from_module(net, (28, 28), range(10), n_threads=2).n_threads == 2
 
 
 def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):

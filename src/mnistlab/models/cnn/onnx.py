@@ -24,7 +24,7 @@ import torch
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.pixels import as_images, unit_pixels
-from mnistlab.errors import InputError, ModelFileError
+from mnistlab.errors import InputError, ModelFileError, ParameterError
 from mnistlab.models.sessions import cpu_session, run_in_chunks, single_thread_session
 
 __all__ = ["export_onnx", "onnx_graph", "write_graph", "OnnxPredictor"]
@@ -109,10 +109,16 @@ class OnnxPredictor:
     float images (N, 1, H, W) in [0, 1] (anything else is an ``InputError``);
     ``predict`` takes any digit pixels
     (``mnistlab.data.pixels``: flat rows or images, uint8 0-255 or floats) and
-    returns class labels.
+    returns class labels. ``n_threads``: parts of a large batch run side by side,
+    one thread each (None: one per CPU).
     """
 
     def __init__(self, source, *, n_threads: int | None = None):
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+            raise ParameterError(
+                "n_threads",
+                f"{{param}} must be a whole number of threads, 1 or more, or None (every CPU), got {n_threads!r}.",
+            )
         self.n_threads = n_threads or os.cpu_count() or 1  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
             if not Path(source).is_file():
