@@ -247,6 +247,16 @@ def test_onnx_predict_proba_refuses_what_is_not_float_images_in_one_sentence():
     assert onnx_net.predict(np.zeros((2, 784), np.uint8)).shape == (2,)
 
 
+def test_a_seed_fit_cannot_use_is_a_recipe_error_like_the_other_parameters(mnist_small):
+    # random_state was the one parameter left unchecked: "a" was numpy's ValueError from check_random_state.
+    X, y = mnist_small[0][:50], mnist_small[2][:50]
+    for seed in ("a", -1, 2**32, 1.5):
+        with pytest.raises(RecipeError, match=f"^random_state got {seed!r}, expected an integer seed from 0 to"):
+            CNNClassifier(**{**TINY, "random_state": seed}, epochs=1).fit(X, y)
+    for seed in (None, np.random.RandomState(0), np.int64(3)):  # scikit-learn's forms stay accepted
+        CNNClassifier(**{**TINY, "random_state": seed}, epochs=1).fit(X, y)
+
+
 def test_onnx_predictor_refuses_a_thread_count_it_cannot_use_as_such():
     # n_threads="2" was "Not a readable ONNX model ('>' not supported ...)": the file blamed for the parameter.
     torch.manual_seed(0)
