@@ -125,3 +125,23 @@ def test_coroutines_share_a_batch_get_one_by_one_answers_and_a_bad_image_fails_o
     bad, good = asyncio.run(ask([(np.zeros((27, 27), np.uint8), 3), (images[1][None], 3)]))
     assert isinstance(bad, ValueError)  # not 28x28: describe cannot reshape it
     _assert_same(good[0], predictor.describe(images[1][None], 3)[0])
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"max_wait": "x"}, "max_wait must be a number of seconds, 0 or more, got 'x'."),
+        ({"max_wait": -1}, "max_wait must be a number of seconds, 0 or more, got -1."),
+        ({"max_wait": float("inf")}, "max_wait must be a number of seconds, 0 or more, got inf."),
+        ({"max_batch": 0}, "max_batch must be a whole number of images, 1 or more, got 0."),
+        ({"max_batch": 2.5}, "max_batch must be a whole number of images, 1 or more, got 2.5."),
+    ],
+)
+def test_a_setting_the_batcher_cannot_use_is_refused_when_it_is_made(predictor, setting, message):
+    # It was taken as given: max_wait="x" killed the batching thread at the first request, whose
+    # caller then waited for ever.
+    from mnistlab.errors import ParameterError
+
+    with pytest.raises(ParameterError) as info:
+        batched(predictor, **setting)
+    assert str(info.value) == message

@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
-from mnistlab.errors import InputError, RecipeError
+from mnistlab.errors import InputError, ParameterError, RecipeError
 from mnistlab.lab.export import MAX_INT8_DROP, export_model
 from mnistlab.lab.train import _configure_cnn
 from mnistlab.models.cnn.augment import Augmentation, augment_batch
@@ -230,6 +230,41 @@ def test_an_exported_deskewing_net_gives_one_image_the_floats_it_gets_in_a_batch
     np.testing.assert_allclose(
         deskew(torch.from_numpy(images), exact=True), deskew(torch.from_numpy(images)), atol=1e-5
     )
+
+
+def test_onnx_predict_proba_refuses_what_is_not_float_images_in_one_sentence():
+    """``predict_proba`` takes (N, 1, H, W) floats in [0, 1]: anything else was onnxruntime's own error."""
+    torch.manual_seed(0)
+    onnx_net = OnnxPredictor.from_module(build_net("tiny", 10, (28, 28)).eval(), (28, 28), range(10), n_threads=1)
+    assert onnx_net.predict_proba(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    for wrong in (np.zeros((2, 784), np.uint8), np.zeros((2, 28, 28)), np.zeros((2, 1, 20, 20)), np.zeros(0)):
+        with pytest.raises(InputError, match=r"^predict_proba takes float images \(N, 1, 28, 28\) in \[0, 1\], got"):
+            onnx_net.predict_proba(wrong)
+    for dtype in ("<U1", "uint8"):  # uint8 pixels run 0-255: read as floats they would be 255 times too bright
+        with pytest.raises(InputError, match=f"got an array of dtype {dtype}; use predict for any digit pixels"):
+            onnx_net.predict_proba(np.zeros((1, 1, 28, 28), dtype))
+    # predict still takes any digit pixels
+    assert onnx_net.predict(np.zeros((2, 784), np.uint8)).shape == (2,)
+
+
+def test_a_seed_fit_cannot_use_is_a_recipe_error_like_the_other_parameters(mnist_small):
+    # random_state was the one parameter left unchecked: "a" was numpy's ValueError from check_random_state.
+    X, y = mnist_small[0][:50], mnist_small[2][:50]
+    for seed in ("a", -1, 2**32, 1.5):
+        with pytest.raises(RecipeError, match=f"^random_state got {seed!r}, expected an integer seed from 0 to"):
+            CNNClassifier(**{**TINY, "random_state": seed}, epochs=1).fit(X, y)
+    for seed in (None, np.random.RandomState(0), np.int64(3)):  # scikit-learn's forms stay accepted
+        CNNClassifier(**{**TINY, "random_state": seed}, epochs=1).fit(X, y)
+
+
+def test_onnx_predictor_refuses_a_thread_count_it_cannot_use_as_such():
+    # n_threads="2" was "Not a readable ONNX model ('>' not supported ...)": the file blamed for the parameter.
+    torch.manual_seed(0)
+    net = build_net("tiny", 10, (28, 28)).eval()
+    for n_threads in ("2", 0, -1, 1.5, True):
+        with pytest.raises(ParameterError, match="^n_threads must be a whole number of threads, 1 or more, or None"):
+            OnnxPredictor.from_module(net, (28, 28), range(10), n_threads=n_threads)
+    assert OnnxPredictor.from_module(net, (28, 28), range(10), n_threads=2).n_threads == 2
 
 
 def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):

@@ -258,3 +258,13 @@ def test_decompressed_checksum_is_independent_of_compression(tmp_path, mnist_dir
     assert sha256_decompressed(raw) == DATASETS["mnist"].sha256["test_labels"]
     assert hashlib.sha256(raw.read_bytes()).hexdigest() == sha256_decompressed(mnist_dir / "t10k-labels-idx1-ubyte.gz")
     assert set(ROLES) == set(DATASETS["mnist"].sha256)
+
+
+def test_load_split_splits_a_given_bunch_and_refuses_anything_else():
+    digits = load_mnist("digits")
+    X_tr, X_te, y_tr, y_te = load_split(bunch=digits)
+    assert len(X_tr) == digits.details["n_train"] and len(X_te) + len(X_tr) == len(digits.data)
+    # bunch was read as a load_mnist result unchecked: an AttributeError for anything else
+    for wrong in (5, {"data": digits.data}):
+        with pytest.raises(InputError, match="^bunch must be what load_mnist returned"):
+            load_split(bunch=wrong)

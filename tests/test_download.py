@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnistlab import DatasetError, DownloadError, download_dataset, load_mnist, write_idx
+from mnistlab import DatasetError, DownloadError, ParameterError, download_dataset, load_mnist, write_idx
 from mnistlab.cli import app
 from mnistlab.data.registry import DATASETS, MAX_DOWNLOAD_BYTES, ROLES, DatasetSpec
 from mnistlab.data.sources import sha256_decompressed
@@ -350,3 +350,21 @@ def test_downloaded_files_are_readable_by_all_like_every_file_mnistlab_writes(ti
     spec, base, log, arrays = tiny
     files = download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/good/",))
     assert {oct(p.stat().st_mode & 0o777) for p in files.values()} == {"0o644"}
+
+
+@pytest.mark.parametrize(
+    "pace, message",
+    [
+        ({"timeout": -1}, "timeout must be a positive number of seconds, got -1."),
+        ({"timeout": "30"}, "timeout must be a positive number of seconds, got '30'."),
+        ({"min_rate": "x"}, "min_rate must be a number of bytes per second, 0 or more, got 'x'."),
+        ({"min_rate": float("nan")}, "min_rate must be a number of bytes per second, 0 or more, got nan."),
+    ],
+)
+def test_a_bad_timeout_or_rate_is_refused_before_any_mirror_is_tried(tmp_path, pace, message):
+    # They were passed on unchecked: urlopen refused a negative timeout for each mirror in turn, blamed on
+    # the mirrors, and a rate of the wrong type failed in a TypeError once a download had run 30 seconds.
+    with pytest.raises(ParameterError) as info:
+        download_dataset("mnist", tmp_path / "d", mirrors=("http://127.0.0.1:9/",), **pace)
+    assert str(info.value) == message
+    assert not (tmp_path / "d").exists()

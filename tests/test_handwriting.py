@@ -447,6 +447,9 @@ def test_non_digit_generators_make_images():
         (lambda: fit_to_box(np.ones((5, 5)), box=0), "box must be a whole number of pixels, 1 or more, got 0"),
         (lambda: center_by_mass(np.ones((40, 40))), "at most 28 x 28 pixels, got 40 x 40; fit it to a box first"),
         (lambda: center_by_mass(np.full((4, 4), np.nan)), "center_by_mass got NaN or infinite grey levels"),
+        # fit_to_box gave back NaN for a NaN (its "max 1" broken), and a box of zeros for an infinity
+        (lambda: fit_to_box(np.full((4, 4), np.nan)), "fit_to_box got NaN or infinite grey levels"),
+        (lambda: fit_to_box(np.full((4, 4), np.inf)), "fit_to_box got NaN or infinite grey levels"),
     ],
 )
 def test_the_geometry_steps_say_what_they_take(step, says):

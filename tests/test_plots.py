@@ -202,6 +202,33 @@ def test_bad_inputs_say_what_was_expected(tmp_path, mnist_small, predicted):
     assert not out.exists()
 
 
+def test_class_balance_refuses_counts_that_are_no_row_of_counts_in_one_sentence(tmp_path):
+    # The first split's length was taken before its shape was checked: a TypeError from len() of a 0-d array.
+    out = tmp_path / "x.png"
+    for first in ("x", 5, np.ones((2, 10), int)):
+        with pytest.raises(InputError, match="^counts for split 'train' have shape .*, expected one count per class"):
+            save_class_balance({"train": first, "test": np.ones(10, int)}, out)
+    with pytest.raises(InputError, match="^counts_by_split must map each split's name to its class counts, got list"):
+        save_class_balance([np.ones(10, int)], out)
+    assert not out.exists()
+
+
+def test_gallery_of_no_mistakes_is_refused_rather_than_said_to_be_all_correct(tmp_path):
+    # n=0 drew "No misclassified digits: all 2 predictions are correct." for two wrong predictions.
+    out = tmp_path / "x.png"
+    for n in (0, -1, 2.5, "3", True):
+        with pytest.raises(InputError, match="^n must be a whole number of mistakes to show, 1 or more, got "):
+            save_misclassified_gallery(np.zeros((2, 784)), [0, 1], [1, 0], np.eye(2), out, n=n)
+    assert not out.exists()
+
+
+def test_grid_columns_that_are_no_whole_number_are_one_sentence(tmp_path):
+    # "a" was a TypeError from a comparison, 2.5 a ValueError from matplotlib's layout.
+    for ncols in ("a", 2.5, 0):
+        with pytest.raises(InputError, match=f"^got ncols={ncols!r}, expected a positive number of columns"):
+            save_digit_grid(np.zeros((3, 784)), [1, 2, 3], tmp_path / "x.png", ncols=ncols)
+
+
 def test_ascii_digit_renders_ink_on_a_blank_background(mnist_small):
     X, _, y, _ = mnist_small
     image = X[0].reshape(28, 28)

@@ -121,6 +121,13 @@ def test_deskew_validates_shapes(digits):
         fitted.transform(np.zeros((2, 20, 20)))
 
 
+def test_deskew_fit_refuses_what_is_no_batch_of_images_in_one_sentence():
+    # fit reshaped X by its length before checking its shape: a ValueError or TypeError from numpy.
+    for wrong in ("abc", 7, np.zeros((3, 5))):
+        with pytest.raises(InputError, match="^images have "):
+            Deskew().fit(wrong)
+
+
 def test_transformers_are_sklearn_citizens(digits):
     pipe = make_pipeline(PixelScaler(), Deskew())
     twin = clone(pipe)

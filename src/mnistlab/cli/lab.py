@@ -179,7 +179,7 @@ def compare_cmd(
     models: list[str] | None = typer.Argument(
         None,
         help="Recipes, 'module:callable' or 'file.py:callable' (returning a scikit-learn classifier or a torch "
-        "nn.Module); default: the standard line-up.",
+        "nn.Module), or a spec file (best.json) written by `mnistlab sweep`; default: the standard line-up.",
     ),
     datasets: list[str] | None = typer.Option(
         None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import http.client
+import math
 import os
 import tempfile
 import time
@@ -20,7 +21,14 @@ from mnistlab.data.cache import cache_root
 from mnistlab.data.idx import GZIP_MAGIC
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
-from mnistlab.errors import ChecksumError, DatasetError, DownloadError, IDXFormatError, LocalWriteError
+from mnistlab.errors import (
+    ChecksumError,
+    DatasetError,
+    DownloadError,
+    IDXFormatError,
+    LocalWriteError,
+    ParameterError,
+)
 
 try:
     import fcntl
@@ -59,6 +67,7 @@ def download_dataset(
             f"No download is known for {name!r}; expected one of {', '.join(DATASETS)} "
             "(scikit-learn's digits come with scikit-learn)."
         )
+    _check_pace(timeout, min_rate)
     spec = DATASETS[name]
     in_cache, dest = dest is None, Path(dest) if dest is not None else cache_root() / name
     try:
@@ -69,6 +78,16 @@ def download_dataset(
         return _download_into(spec, dest, mirrors, progress, (timeout, min_rate))
     except _LocalFailure as exc:
         raise _cannot_write(dest, exc.args[0], in_cache) from None
+
+
+def _check_pace(timeout, min_rate) -> None:
+    """Refuse a ``timeout`` or ``min_rate`` urlopen or the rate check could not use, before any mirror is tried."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+        raise ParameterError("timeout", f"{{param}} must be a positive number of seconds, got {timeout!r}.")
+    if isinstance(min_rate, bool) or not isinstance(min_rate, int | float) or not 0 <= min_rate < math.inf:
+        raise ParameterError(
+            "min_rate", f"{{param}} must be a number of bytes per second, 0 or more, got {min_rate!r}."
+        )
 
 
 def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float]) -> dict[str, Path]:

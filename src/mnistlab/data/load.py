@@ -235,10 +235,14 @@ def load_split(
 
     ``official``: the published split (first ``n_train`` rows / the rest).
     ``random``: a stratified, seeded split of all images; ``test_size`` is a
-    count or a fraction (default: the official test size).
+    count or a fraction (default: the official test size). ``bunch``: what
+    ``load_mnist`` returned, split instead of loading (``name``, ``data_dir``
+    and ``dtype`` are then not used).
     """
     if split not in ("official", "random"):
         raise InputError(f"Unknown split {split!r}; expected one of official, random.")
+    if bunch is not None and not all(hasattr(bunch, key) for key in ("data", "target", "details", "target_names")):
+        raise InputError(f"bunch must be what load_mnist returned, got {type(bunch).__name__}; or leave it out.")
     b = bunch if bunch is not None else load_mnist(name, data_dir=data_dir, dtype=dtype)
     X, y = b.data, b.target
     n_train = b.details["n_train"]

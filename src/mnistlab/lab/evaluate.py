@@ -11,7 +11,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from mnistlab.errors import InputError
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import predictions_sha256
-from mnistlab.lab.train import TrainTest, load_data, thread_limits
+from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
 from mnistlab.models.files import load_model
 from mnistlab.models.folder import CONFUSION_PNG, MISTAKES_PNG
 from mnistlab.models.proba import class_probabilities, pixels_read
@@ -104,7 +104,7 @@ def check_test_data(model_dir, estimator, data) -> None:
     given = int(np.prod(X_test.shape[1:]))
     if pixels is not None and given != pixels:
         raise InputError(
-            f"{model_dir} reads images of {_pixels(pixels)}, but X_test holds images of {_pixels(given)}; "
+            f"{model_dir} reads images of {pixels_in_words(pixels)}, but X_test holds images of {pixels_in_words(given)}; "
             "pass test images of the size the model was trained on."
         )
     classes = getattr(estimator, "classes_", None)
@@ -122,12 +122,6 @@ def check_test_data(model_dir, estimator, data) -> None:
             f"y_test holds labels {model_dir} was never trained on ({_listed(unseen)}), and it knows only "
             f"{_listed(classes)}; pass test labels among its classes."
         )
-
-
-def _pixels(n: int) -> str:
-    """``n`` pixels, with the square image they make: "784 pixels (28 x 28)"."""
-    side = int(round(n**0.5))
-    return f"{n:,} pixels ({side} x {side})" if side * side == n else f"{n:,} pixels"
 
 
 def _kind(labels: np.ndarray) -> str:

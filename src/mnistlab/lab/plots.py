@@ -10,6 +10,7 @@ and returns the path. Bad input raises ``InputError`` with one sentence.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,8 @@ def _grid(n: int, ncols: int, cell_w: float, cell_h: float, title: str | None):
     """A figure with ``n`` image axes laid out ``ncols`` wide, titled cells of cell_w x cell_h inches."""
     if n > MAX_GRID:
         raise InputError(f"got {n} digits to draw, expected at most {MAX_GRID}; pick fewer.")
-    if ncols < 1:
-        raise InputError(f"got ncols={ncols}, expected a positive number of columns.")
+    if isinstance(ncols, bool) or not isinstance(ncols, int | np.integer) or ncols < 1:
+        raise InputError(f"got ncols={ncols!r}, expected a positive number of columns.")
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     top = 0.55 if title else 0.05  # inches kept for the figure title
@@ -171,12 +172,18 @@ def save_mean_digits(images, labels, path) -> Path:
 
 def save_class_balance(counts_by_split: dict, path) -> Path:
     """Grouped bars of per-class counts, one colour per split (index of a count = its class)."""
+    if not isinstance(counts_by_split, Mapping):
+        kind = type(counts_by_split).__name__
+        raise InputError(f"counts_by_split must map each split's name to its class counts, got {kind}.")
     if not counts_by_split:
         raise InputError("got no splits to plot, expected e.g. {'train': counts, 'test': counts}.")
     counts = {str(k): np.asarray(v) for k, v in counts_by_split.items()}
+    for name, c in counts.items():
+        if c.ndim != 1 or len(c) == 0:
+            raise InputError(f"counts for split {name!r} have shape {c.shape}, expected one count per class.")
     k = len(next(iter(counts.values())))
     for name, c in counts.items():
-        if c.ndim != 1 or len(c) != k or len(c) == 0:
+        if len(c) != k:
             raise InputError(f"counts for split {name!r} have shape {c.shape}, expected ({k},) like the first split.")
         if not np.issubdtype(c.dtype, np.integer) or (c < 0).any():
             raise InputError(f"counts for split {name!r} are not all non-negative integers, expected class counts.")
@@ -290,6 +297,8 @@ def most_confident_mistakes(y_true, y_pred, proba, n: int) -> np.ndarray:
 
 def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 25) -> Path:
     """The ``n`` most confident mistakes, each titled "true 4, pred 9 (97%)"."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise InputError(f"n must be a whole number of mistakes to show, 1 or more, got {n!r}.")
     imgs = _unit_images(images)
     true = _labels(y_true, len(imgs), "y_true")
     picked = most_confident_mistakes(true, y_pred, proba, n)

@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test
 from threadpoolctl import threadpool_limits
 
 from mnistlab.data.load import load_mnist, load_split
-from mnistlab.errors import DatasetError, RecipeError
+from mnistlab.errors import DatasetError, InputError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions, check_model_dir, noop
 from mnistlab.lab.record import Record, json_safe_params, run_metrics
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
@@ -34,7 +34,18 @@ from mnistlab.models.recipes import Recipe
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.reader import Reader, load_reader
 
-__all__ = ["train_recipe", "run_recipe", "fit_and_test", "load_data", "thread_limits", "TrainTest", "Scored", "FitTest"]
+__all__ = [
+    "train_recipe",
+    "run_recipe",
+    "fit_and_test",
+    "load_data",
+    "given_arrays",
+    "pixels_in_words",
+    "thread_limits",
+    "TrainTest",
+    "Scored",
+    "FitTest",
+]
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class Scored(NamedTuple):
 def load_data(options: RunOptions, data=None) -> TrainTest:
     """MNIST split as ``options`` say (or the caller's arrays), with ``options.limit`` applied to the training set."""
     if data is not None:
-        X_train, X_test, y_train, y_test = (np.asarray(a) for a in data)
+        X_train, X_test, y_train, y_test = given_arrays(data)
         digest = hashlib.sha256()
         for part in (X_train, X_test, y_train, y_test):
             digest.update(np.ascontiguousarray(part).tobytes())
@@ -80,6 +91,49 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
     check_classes(y_train, dataset)
     options.check_cv(y_train)
     return TrainTest(X_train, X_test, y_train, y_test, sha256, dataset)
+
+
+def given_arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The caller's ``(X_train, X_test, y_train, y_test)`` as arrays, refused in one sentence where they
+    cannot be trained and tested on (scikit-learn would fail in a traceback, or blame the model)."""
+    try:
+        X_train, X_test, y_train, y_test = (np.asarray(a) for a in data)
+    except (TypeError, ValueError):  # not four arrays, or a ragged one
+        raise InputError("data must be four arrays, (X_train, X_test, y_train, y_test).") from None
+    for X, y, part in ((X_train, y_train, "train"), (X_test, y_test, "test")):
+        if y.ndim != 1 or X.ndim < 2 or len(y) != len(X):
+            n_images = len(X) if X.ndim else 0
+            raise InputError(
+                f"y_{part} of data holds {y.size:,} labels for {n_images:,} images in X_{part}; "
+                "pass one label per image."
+            )
+    if len(X_test) == 0:
+        raise InputError("X_test of data holds no images; pass at least one test image, and its label in y_test.")
+    pixels = [int(np.prod(X.shape[1:])) for X in (X_train, X_test)]
+    if pixels[0] != pixels[1]:
+        raise InputError(
+            f"X_train of data holds images of {pixels_in_words(pixels[0])} and X_test images of {pixels_in_words(pixels[1])}; "
+            "pass test images of the training images' size."
+        )
+    for y, part in ((y_train, "train"), (y_test, "test")):
+        if y.dtype.kind not in "biuf":
+            kind = "strings" if y.dtype.kind in "US" else f"{y.dtype} values"
+            raise InputError(
+                f"y_{part} of data holds {kind}; train_recipe takes class numbers (whole numbers such as 0-9), "
+                "so number the classes first."
+            )
+        if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+            raise InputError(
+                f"y_{part} of data holds numbers that are not whole ({y[y != np.round(y)][0]!r}); "
+                "pass class numbers such as 0-9."
+            )
+    return X_train, X_test, y_train, y_test
+
+
+def pixels_in_words(n: int) -> str:
+    """``n`` pixels, with the square image they make: "784 pixels (28 x 28)"."""
+    side = int(round(n**0.5))
+    return f"{n:,} pixels ({side} x {side})" if side * side == n else f"{n:,} pixels"
 
 
 def check_classes(y_train, dataset: str) -> None:

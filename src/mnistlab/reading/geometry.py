@@ -23,6 +23,8 @@ def fit_to_box(crop: np.ndarray, box: int = 20) -> np.ndarray:
     h, w = crop.shape
     if h == 0 or w == 0:
         return np.zeros((0, 0), np.float32)
+    if crop.dtype.kind == "f" and not np.isfinite(crop.sum()):  # a NaN came back as NaN, an infinity as zeros
+        raise InputError("fit_to_box got NaN or infinite grey levels; pass finite numbers.")
     scale = box / max(h, w)
     size = (min(box, max(1, round(w * scale))), min(box, max(1, round(h * scale))))
     small = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS))

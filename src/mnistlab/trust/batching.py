@@ -20,6 +20,7 @@ request.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import defaultdict
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mnistlab.errors import ParameterError
 from mnistlab.trust.predict import Predictor
 
 __all__ = ["MicroBatcher", "BatchedPredictor", "batched"]
@@ -62,6 +64,13 @@ class MicroBatcher:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait: float = DEFAULT_MAX_WAIT,
     ):
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ParameterError(
+                "max_batch", f"{{param}} must be a whole number of images, 1 or more, got {max_batch!r}."
+            )
+        if isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or not 0 <= max_wait < math.inf:
+            # checked here: in the batching thread a bad value would end it, and leave every caller waiting
+            raise ParameterError("max_wait", f"{{param}} must be a number of seconds, 0 or more, got {max_wait!r}.")
         self.describe_all = describe
         self.max_batch = max_batch
         self.max_wait = max_wait

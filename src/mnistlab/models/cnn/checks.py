@@ -62,6 +62,12 @@ def check_params(p: dict) -> None:
         check_number("n_threads", p["n_threads"], 1, MAX_THREADS, integer=True)
     if p["n_jobs"] != -1:
         check_number("n_jobs", p["n_jobs"], 1, integer=True)
+    seed = p["random_state"]
+    if not (seed is None or isinstance(seed, np.random.RandomState)):
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+            raise RecipeError(
+                f"random_state got {seed!r}, expected an integer seed from 0 to {2**32 - 1}, a RandomState or None."
+            )
     device = p["device"]
     if not (device in ("auto", "cpu", "cuda") or str(device).startswith("cuda:")):
         raise RecipeError(f"device got {device!r}, expected one of: 'auto', 'cpu', 'cuda', 'cuda:N'.")

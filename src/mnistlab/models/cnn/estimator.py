@@ -73,7 +73,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         (N, n_classes); each member starts from a copy re-initialised from its seed and is
         trained by the same loop (batched augmentation, one-cycle schedule). Members of a
         user module train in this process: the module's code may not import elsewhere.
-    random_state : int seed (None: a fresh one each fit).
+    random_state : int seed from 0 to 2**32 - 1, a numpy RandomState, or None (a fresh one each fit).
     verbose : print one line per epoch to stderr when > 0.
     callback : called after every epoch with a dict (member, epoch, epochs, loss,
         train_accuracy, val_accuracy, seconds, elapsed).

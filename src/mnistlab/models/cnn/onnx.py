@@ -24,7 +24,7 @@ import torch
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.pixels import as_images, unit_pixels
-from mnistlab.errors import InputError, ModelFileError
+from mnistlab.errors import InputError, ModelFileError, ParameterError
 from mnistlab.models.sessions import cpu_session, run_in_chunks, single_thread_session
 
 __all__ = ["export_onnx", "onnx_graph", "write_graph", "OnnxPredictor"]
@@ -106,12 +106,19 @@ class OnnxPredictor:
     """Runs an exported model with onnxruntime on the CPU.
 
     ``source`` is a path to an .onnx file or its bytes. ``predict_proba`` takes
-    float32 images (N, 1, H, W) in [0, 1]; ``predict`` takes any digit pixels
+    float images (N, 1, H, W) in [0, 1] (anything else is an ``InputError``);
+    ``predict`` takes any digit pixels
     (``mnistlab.data.pixels``: flat rows or images, uint8 0-255 or floats) and
-    returns class labels.
+    returns class labels. ``n_threads``: parts of a large batch run side by side,
+    one thread each (None: one per CPU).
     """
 
     def __init__(self, source, *, n_threads: int | None = None):
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+            raise ParameterError(
+                "n_threads",
+                f"{{param}} must be a whole number of threads, 1 or more, or None (every CPU), got {n_threads!r}.",
+            )
         self.n_threads = n_threads or os.cpu_count() or 1  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
             if not Path(source).is_file():
@@ -133,7 +140,14 @@ class OnnxPredictor:
         return cls(_model_proto(module, image_shape, list(classes)).SerializeToString(), **kwargs)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(images, dtype=np.float32)
+        arr = np.asarray(images)
+        h, w = self.image_shape_
+        wanted = f"predict_proba takes float images (N, 1, {h}, {w}) in [0, 1]"
+        if arr.dtype.kind != "f":
+            raise InputError(f"{wanted}, got an array of dtype {arr.dtype}; use predict for any digit pixels.")
+        if arr.ndim != 4 or arr.shape[1] != 1 or (isinstance(h, int) and tuple(arr.shape[2:]) != (h, w)):
+            raise InputError(f"{wanted}, got shape {arr.shape}; use predict for any digit pixels.")
+        x = np.ascontiguousarray(arr, dtype=np.float32)
         return run_in_chunks(self.session, "image", x, self.n_threads, self._whole)
 
     def predict(self, images) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""train_recipe(data=...): arrays it cannot train and test on are one sentence, before anything is fitted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from mnistlab.errors import InputError, MnistlabError
+from mnistlab.lab.train import train_recipe
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits as 0-255 pixels: 300 to train, 100 to test."""
+    X, y = load_digits(return_X_y=True)
+    X = (X * 16).clip(0, 255).astype(np.uint8)
+    return X[:300], X[300:400], y[:300], y[300:400]
+
+
+def _refusal(data, tmp_path) -> str:
+    with pytest.raises(InputError) as info:
+        train_recipe("knn", cv=0, out=tmp_path / "m", data=data)
+    assert isinstance(info.value, MnistlabError) and info.value.exit_code == 2
+    assert not (tmp_path / "m").exists()  # refused before anything was fitted or saved
+    return str(info.value)
+
+
+def test_arrays_that_fit_are_trained(digits, tmp_path):
+    assert train_recipe("knn", cv=0, out=tmp_path / "m", data=digits)["test_accuracy"] > 0.8
+
+
+def test_not_four_arrays(tmp_path, digits):
+    said = "data must be four arrays, (X_train, X_test, y_train, y_test)."
+    assert _refusal(digits[:2], tmp_path).startswith(said)
+    assert _refusal(5, tmp_path).startswith(said)
+
+
+def test_labels_that_do_not_match_their_images(digits, tmp_path):
+    X_tr, X_te, y_tr, y_te = digits
+    assert _refusal((X_tr, X_te, y_tr[:100], y_te), tmp_path) == (
+        "y_train of data holds 100 labels for 300 images in X_train; pass one label per image."
+    )
+    assert _refusal((X_tr, X_te, y_tr, y_te[:40]), tmp_path) == (
+        "y_test of data holds 40 labels for 100 images in X_test; pass one label per image."
+    )
+
+
+def test_an_empty_test_set(digits, tmp_path):
+    X_tr, X_te, y_tr, y_te = digits
+    assert _refusal((X_tr, X_te[:0], y_tr, y_te[:0]), tmp_path) == (
+        "X_test of data holds no images; pass at least one test image, and its label in y_test."
+    )
+
+
+def test_test_images_of_another_size(digits, tmp_path):
+    X_tr, X_te, y_tr, y_te = digits
+    assert _refusal((X_tr, X_te[:, :32], y_tr, y_te), tmp_path) == (
+        "X_train of data holds images of 64 pixels (8 x 8) and X_test images of 32 pixels; "
+        "pass test images of the training images' size."
+    )
+
+
+def test_labels_that_are_not_class_numbers(digits, tmp_path):
+    X_tr, X_te, y_tr, y_te = digits
+    said = _refusal((X_tr, X_te, y_tr.astype(str), y_te.astype(str)), tmp_path)
+    assert said == (
+        "y_train of data holds strings; train_recipe takes class numbers (whole numbers such as 0-9), "
+        "so number the classes first."
+    )
+    assert _refusal((X_tr, X_te, y_tr, y_te + 0.5), tmp_path).startswith("y_test of data holds numbers that are not")
