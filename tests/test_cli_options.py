@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import mnistlab
 from mnistlab.cli import app
 from mnistlab.errors import ParameterError
 from mnistlab.lab.options import MAX_SEED, RunOptions, check_writable_dir, check_writable_file
@@ -97,6 +98,13 @@ def test_usage_errors_in_a_real_process_are_one_line():
     )
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("Error: Invalid value for '--cv'"), run.stderr
+
+
+@pytest.mark.parametrize("module", ["mnistlab", "mnistlab.cli"])
+def test_python_dash_m_runs_the_command(module):
+    # ``python -m mnistlab`` said "No module named mnistlab.__main__"; it is the command, as the cli's is.
+    run = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip().endswith(mnistlab.__version__), run.stderr
 
 
 def test_no_command_still_shows_the_help():

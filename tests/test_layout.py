@@ -27,6 +27,7 @@ RANK = {
     "web": 5,
     "cli": 5,
     "__init__": 6,
+    "__main__": 6,
 }
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60  # lines of code, the docstring not counted
