@@ -449,3 +449,35 @@ def test_the_page_refuses_to_be_framed(browser, live_server):
     frame = page.frame_locator("#f")
     assert frame.locator("#pad").count() == 0  # Chromium blocked it: frame-ancestors 'none'
     context.close()
+
+
+def test_a_new_visit_runs_the_pages_current_script(browser, web_model_dir, tmp_path, monkeypatch):
+    """The page and its files carried no Cache-Control, only Last-Modified: Chromium kept them fresh for a tenth
+    of their age (days, for a package installed weeks ago) and, after an upgrade, ran the old script without
+    asking the server. Each visit now revalidates them (a 304 when unchanged)."""
+    import os
+    import shutil
+    import time
+
+    from mnistlab.testing import running_server
+    from mnistlab.web import app as web_app
+    from mnistlab.web import routes
+
+    static = shutil.copytree(routes.STATIC_DIR, tmp_path / "static")
+    installed = time.time() - 100 * 86400  # the page's files as a package installed 100 days ago has them
+    for file in static.iterdir():
+        os.utime(file, (installed, installed))
+    monkeypatch.setattr(routes, "STATIC_DIR", static)
+    monkeypatch.setattr(web_app, "STATIC_DIR", static)
+    with running_server(web_app.create_app(web_model_dir)) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        script = static / "app.js"  # the upgrade: a new script, and a page that needs it
+        script.write_text(script.read_text() + '\ndocument.body.dataset.version = "2";\n')
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        assert page.get_attribute("body", "data-version") == "2"
+        context.close()
