@@ -481,3 +481,35 @@ def test_a_new_visit_runs_the_pages_current_script(browser, web_model_dir, tmp_p
         page.wait_for_load_state("networkidle")
         assert page.get_attribute("body", "data-version") == "2"
         context.close()
+
+
+def test_a_request_that_failed_can_be_sent_again(page):
+    """A drawing whose request found no server, or a server error, could be sent again only by changing it: the
+    page said "try again" and offered no way to. A Try again button now sends the same drawing; a refusal that the
+    same drawing would get again (a 4xx) offers none."""
+    page.route("**/api/predict**", lambda route: route.abort())  # the server is down
+    draw(page, ONE)
+    page.wait_for_selector('#answer[data-state="error"]')
+    assert page.inner_text("#verdict").startswith("Cannot reach the server")
+    page.unroute("**/api/predict**")  # and back up
+    page.get_by_role("button", name="Try again").click()
+    assert result(page)["digit"] == "1"
+    assert page.get_by_role("button", name="Try again").count() == 0
+
+    detail = {"detail": "The model is not loaded; try again in a minute."}
+    page.route("**/api/predict**", lambda route: route.fulfill(status=503, json=detail))  # no Retry-After
+    page.keyboard.press("Control+z")
+    draw(page, SEVEN)
+    page.wait_for_selector('#answer[data-state="error"]')
+    assert page.inner_text("#verdict") == detail["detail"]
+    page.unroute("**/api/predict**")
+    page.get_by_role("button", name="Try again").focus()
+    page.keyboard.press("Enter")  # by keyboard: focus stays on the page, not lost with the hidden button
+    assert result(page)["digit"] == "7"
+    assert page.evaluate("document.activeElement.id") == "pad"
+
+    page.route("**/api/predict**", lambda route: route.fulfill(status=422, json={"detail": "Not that."}))
+    page.keyboard.press("Control+z")
+    draw(page, ONE)
+    page.wait_for_selector('#answer[data-state="error"]')
+    assert page.get_by_role("button", name="Try again").count() == 0

@@ -207,6 +207,7 @@
     form.append("file", blob, name);
     const url = state.mode === "number" ? "/api/read-number" : "/api/predict?top=10";
     answer.dataset.state = "busy";
+    offerRetry(false);
     if (["?", "!"].includes($("digit").textContent)) $("verdict").textContent = "Reading…";  // no answer to dim yet
     const deadline = setTimeout(() => controller.abort(new DOMException("no answer", "TimeoutError")), REQUEST_TIMEOUT_MS);
     try {
@@ -219,7 +220,10 @@
         state.retry = setTimeout(() => send(blob, name, attempt + 1), wait * 1000);
         return;
       }
-      if (!response.ok) throw new Error(body.detail || `The server answered ${response.status}.`);
+      if (!response.ok) {  // the server's fault (5xx) or a request too slow (408) may pass another time; a 4xx not
+        throw Object.assign(new Error(body.detail || `The server answered ${response.status}.`),
+          { retryable: response.status >= 500 || response.status === 408 });
+      }
       if (state.mode === "number" ? !Array.isArray(body.digits) : typeof body.digit !== "number") {
         throw new Error("The server's answer is not one this page can read; reload the page, or check the server.");
       }
@@ -229,13 +233,13 @@
     } catch (error) {
       if (controller !== state.request) return;
       if (error.name === "TimeoutError") {
-        showError(`The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s; check that it is running, then try again.`);
+        showError(`The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s; check that it is running, then try again.`, true);
       } else if (error.name === "AbortError") {
         return;
       } else if (error instanceof TypeError) {  // fetch's own failure: no connection, nothing answered
-        showError("Cannot reach the server; check that it is running, then try again.");
+        showError("Cannot reach the server; check that it is running, then try again.", true);
       } else {
-        showError(error.message);
+        showError(error.message, Boolean(error.retryable));
       }
     } finally {
       clearTimeout(deadline);
@@ -327,6 +331,7 @@
   }
 
   function showEmpty() {
+    offerRetry(false);
     answer.dataset.state = "empty";
     answer.classList.remove("unsure");
     $("digit").textContent = "?";
@@ -335,13 +340,21 @@
     $("seen").replaceChildren();
   }
 
-  function showError(message) {
+  // A request that failed where the same drawing or photo may pass another time offers to send it again.
+  function showError(message, retryable) {
+    offerRetry(retryable);
     answer.dataset.state = "error";
     answer.classList.add("unsure");
     $("digit").textContent = "!";
     say(message);
     setBars([]);
     $("seen").replaceChildren();
+  }
+
+  function offerRetry(on) {
+    const button = $("try-again");
+    if (!on && document.activeElement === button) pad.focus();  // not lost to the page with the button
+    button.hidden = !on;
   }
 
   // ---- modes and keys -------------------------------------------------------------------
@@ -365,6 +378,7 @@
   $("mode-number").addEventListener("click", () => setMode("number"));
   $("undo").addEventListener("click", undo);
   $("clear").addEventListener("click", clearAll);
+  $("try-again").addEventListener("click", submit);
 
   // Ctrl+Z undoes anywhere on the page. The single keys act only while the pad has focus (a click or a stroke
   // on it gives it focus, or Tab): a stray key typed elsewhere, or by speech input, changes nothing.
