@@ -322,6 +322,33 @@ def test_the_page_and_its_files_are_revalidated_on_each_visit(client, path):
         assert again.status_code == 304 and again.headers["cache-control"] == "no-cache"
 
 
+def _documented_refusals(schema: dict, path: str, method: str) -> set[int]:
+    """The statuses ``path`` documents as ``{"detail": one sentence}`` (the Problem schema)."""
+    problem = {"$ref": "#/components/schemas/Problem"}
+    responses = schema["paths"][path][method]["responses"]
+    return {int(code) for code, r in responses.items() if r["content"]["application/json"]["schema"] == problem}
+
+
+def test_the_docs_name_the_refusals_each_route_gives(client, tmp_path):
+    """/api/predict and /api/read-number answered a broken form 400 and /api/model 503 while the model was not
+    loaded, none of them documented; /api/ready documented 408, 413, 415 and 422, which a GET without a body
+    never gets."""
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    schema = client.get("/openapi.json").json()
+    broken_form = {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data"}}
+    for route in ("/api/predict", "/api/read-number"):
+        refused = client.post(route, **broken_form)
+        assert refused.status_code == 400 and list(refused.json()) == ["detail"]
+        assert _documented_refusals(schema, route, "post") == {400, 408, 413, 415, 422, 503}
+    with running_server(create_app(tmp_path / "no-model")) as url:  # a model that fails to load
+        for route in ("/api/model", "/api/ready"):
+            refused = httpx.get(url + route, timeout=30)
+            assert refused.status_code == 503 and list(refused.json()) == ["detail"]
+            assert _documented_refusals(schema, route, "get") == {503}
+
+
 def test_cli_serve_without_a_model_says_so(tmp_path):
     from typer.testing import CliRunner
 

@@ -44,6 +44,7 @@ from mnistlab.trust import predict as answering
 from mnistlab.trust.batching import BatchedPredictor
 from mnistlab.web.limits import MAX_JSON_BYTES, check_image_header, read_capped
 from mnistlab.web.schemas import (
+    NOT_READY,
     PROBLEMS,
     DigitOut,
     Health,
@@ -137,7 +138,7 @@ async def health(request: Request) -> dict[str, Any]:
     return _status(request.app.state.served)
 
 
-@router.get("/api/ready", summary="Can the server answer predictions now", response_model=Health, responses=PROBLEMS)
+@router.get("/api/ready", summary="Can the server answer predictions now", response_model=Health, responses=NOT_READY)
 async def ready(request: Request) -> dict[str, Any]:
     """200 once the model is loaded, verified and has answered a test image; 503 before, or if it failed."""
     if request.app.state.served is None:
@@ -149,6 +150,7 @@ async def ready(request: Request) -> dict[str, Any]:
     "/api/model",
     summary="The card of the loaded model (model.json)",
     response_model=ModelCard,
+    responses=NOT_READY,
     response_model_exclude_unset=True,  # the card's own keys, none added
 )
 async def model_card(state: State) -> dict[str, Any]:
