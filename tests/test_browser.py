@@ -532,3 +532,38 @@ def test_on_a_phone_the_answer_shows_under_the_pad_without_scrolling(browser, li
     for heading in ("Draw", "Prediction"):  # not shown, still there for a screen reader
         assert page.get_by_role("heading", name=heading, exact=True).count() == 1
     context.close()
+
+
+def test_the_page_works_below_a_path_prefix(browser, web_model_dir):
+    """Mounted at /mnist (or behind a proxy that serves it there), the page asked for /static/app.js and
+    /api/predict at the host's root: its script and style sheet were 404s and it never answered. Its URLs are now
+    relative to the page, as the docs page's are."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    mnist = create_app(web_model_dir)
+
+    @asynccontextmanager
+    async def lifespan(parent):  # a mounted app's lifespan is the parent's to run
+        async with mnist.router.lifespan_context(mnist):
+            yield
+
+    parent = FastAPI(lifespan=lifespan)
+    parent.mount("/mnist", mnist)
+    with running_server(parent) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+        page.goto(f"{url}/mnist/")
+        draw(page, ONE)
+        assert result(page)["digit"] == "1"
+        assert not missing, missing
+        links = page.eval_on_selector_all("footer a", "links => links.map(a => a.href)")
+        assert links == [f"{url}/mnist/docs", f"{url}/mnist/api/model", f"{url}/mnist/api/health"]
+        assert page.request.get(links[2]).ok
+        context.close()

@@ -205,7 +205,8 @@
     state.request = controller;
     const form = new FormData();
     form.append("file", blob, name);
-    const url = state.mode === "number" ? "/api/read-number" : "/api/predict?top=10";
+    // Relative to the page, which then works below a path prefix (a mount, a proxy's /mnist/) as at /.
+    const url = state.mode === "number" ? "api/read-number" : "api/predict?top=10";
     answer.dataset.state = "busy";
     offerRetry(false);
     if (["?", "!"].includes($("digit").textContent)) $("verdict").textContent = "Reading…";  // no answer to dim yet
