@@ -349,6 +349,27 @@ def test_the_docs_name_the_refusals_each_route_gives(client, tmp_path):
             assert _documented_refusals(schema, route, "get") == {503}
 
 
+def test_an_app_mounted_without_its_lifespan_says_so(web_model_dir):
+    """Mounted in another app, whose lifespan does not run the mounted app's, the model was never loaded and
+    every route answered 500, "a bug in mnistlab". Health now says the process is up, and the others 503 at once
+    with what to do."""
+    from fastapi import FastAPI
+
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    parent = FastAPI()
+    parent.mount("/mnist", create_app(web_model_dir))
+    with running_server(parent) as url, httpx.Client(base_url=f"{url}/mnist", timeout=30) as client:
+        health = client.get("/api/health")
+        assert health.status_code == 200 and health.json()["model"] is None
+        started = time.monotonic()
+        for refused in (client.get("/api/ready"), client.get("/api/model"), client.post("/api/predict", json={})):
+            assert refused.status_code == 503, refused.text
+            assert "lifespan" in refused.json()["detail"] and "README" in refused.json()["detail"]
+        assert time.monotonic() - started < 10  # not the wait for a model that is loading
+
+
 def test_cli_serve_without_a_model_says_so(tmp_path):
     from typer.testing import CliRunner
 
