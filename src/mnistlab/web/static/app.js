@@ -87,7 +87,8 @@
   pad.addEventListener("pointerdown", (event) => {
     if ((event.pointerType === "mouse" && event.button !== 0) || state.drawing) return;  // one stroke at a time
     event.preventDefault();
-    pad.focus({ preventScroll: true });  // the pad's keys (Z, C, U, N) act where the drawing is
+    // The pad's keys (Z, C, U, N) act where the drawing is; the ring that shows a keyboard's focus is not drawn.
+    pad.focus({ preventScroll: true, focusVisible: false });
     state.photoLoads++;  // a photo still loading would replace this drawing
     if (state.photo) clearAll();
     state.cleared = null;
