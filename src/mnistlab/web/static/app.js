@@ -29,9 +29,11 @@
   const EXPORT_HEIGHT = 140;
   const BRUSH = 1 / 10;
   const DEBOUNCE_MS = 250;
-  // A request the server has not answered by then is given up, and the page says so: the server reads a
-  // slow client's upload for at most 10 s (`--read-timeout`) and answers a photo in milliseconds.
+  // A request the server has not answered by then is given up, and the page says so: the server lets an upload
+  // pause at most 10 s (`--read-timeout`) and answers a photo in milliseconds. Added: the upload's own time on a
+  // slow line (a phone's photo on a weak signal), at 16 KiB/s, 64 s a megabyte; the server waits for slower ones.
   const REQUEST_TIMEOUT_MS = 30000;
+  const SLOW_UPLOAD_BYTES_PER_S = 16384;
   // A busy server (503, more connections open than `--max-connections`) says when to try again
   // (Retry-After, seconds): the page waits that long and sends the same request, at most this many times.
   const BUSY_RETRIES = 3;
@@ -211,7 +213,8 @@
     answer.dataset.state = "busy";
     offerRetry(false);
     if (["?", "!"].includes($("digit").textContent)) $("verdict").textContent = "Reading…";  // no answer to dim yet
-    const deadline = setTimeout(() => controller.abort(new DOMException("no answer", "TimeoutError")), REQUEST_TIMEOUT_MS);
+    const timeout = REQUEST_TIMEOUT_MS + Math.round(1000 * blob.size / SLOW_UPLOAD_BYTES_PER_S);
+    const deadline = setTimeout(() => controller.abort(new DOMException("no answer", "TimeoutError")), timeout);
     try {
       const response = await fetch(url, { method: "POST", body: form, signal: controller.signal });
       const body = await response.json().catch(() => ({ detail: `The server answered ${response.status}.` }));
@@ -235,7 +238,7 @@
     } catch (error) {
       if (controller !== state.request) return;
       if (error.name === "TimeoutError") {
-        showError(`The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s; check that it is running, then try again.`, true);
+        showError(`The server did not answer within ${Math.round(timeout / 1000)} s; check that it is running, then try again.`, true);
       } else if (error.name === "AbortError") {
         return;
       } else if (error instanceof TypeError) {  // fetch's own failure: no connection, nothing answered
