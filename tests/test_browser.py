@@ -615,3 +615,32 @@ def test_a_photo_on_a_slow_line_is_not_given_up_while_it_uploads(browser, live_s
     assert page.get_attribute("#answer", "data-state") == "busy", page.inner_text("#verdict")
     assert result(page)["digit"] == str(y_test[4])
     context.close()
+
+
+def _pad_levels(page) -> set[int]:
+    """The grey levels on the pad, rounded to tens."""
+    return set(
+        page.evaluate(
+            """() => { const pad = document.getElementById("pad");
+                       const data = pad.getContext("2d").getImageData(0, 0, pad.width, pad.height).data;
+                       const levels = new Set(); for (let i = 0; i < data.length; i += 4) levels.add(Math.round(data[i] / 10) * 10);
+                       return [...levels]; }"""
+        )
+    )
+
+
+@pytest.mark.parametrize("ink", [0, 255])
+def test_a_transparent_photo_shows_its_ink_on_the_pad(page, tmp_path, ink):
+    """A PNG of black strokes on a transparent background was drawn on the black pad: the pad stayed all black
+    while the server read the 7 (it puts such strokes on white). A photo now lies on mid-grey, where dark ink and
+    light ink both show."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(image).line([(90, 60), (210, 60), (130, 250)], fill=(ink, ink, ink, 255), width=24)
+    image.save(tmp_path / "seven.png")
+    page.set_input_files("#file", str(tmp_path / "seven.png"))
+    assert result(page)["digit"] == "7"
+    levels = _pad_levels(page)
+    assert min(levels) <= 10 if ink == 0 else max(levels) >= 250, levels  # the ink
+    assert any(60 <= level <= 200 for level in levels), levels  # around it, not the pad's black

@@ -56,6 +56,8 @@
       const img = state.photo.image;
       const scale = Math.min(width / img.naturalWidth, height / img.naturalHeight);
       const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+      target.fillStyle = "#808080";  // under a transparent photo: dark ink and light ink both show
+      target.fillRect((width - w) / 2, (height - h) / 2, w, h);
       target.drawImage(img, (width - w) / 2, (height - h) / 2, w, h);
     } else if (state.photo && target === ctx) {  // a file the browser cannot show (a TIFF): its name, on screen only
       target.fillStyle = "#aaa";
