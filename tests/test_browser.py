@@ -449,3 +449,198 @@ def test_the_page_refuses_to_be_framed(browser, live_server):
     frame = page.frame_locator("#f")
     assert frame.locator("#pad").count() == 0  # Chromium blocked it: frame-ancestors 'none'
     context.close()
+
+
+def test_a_new_visit_runs_the_pages_current_script(browser, web_model_dir, tmp_path, monkeypatch):
+    """The page and its files carried no Cache-Control, only Last-Modified: Chromium kept them fresh for a tenth
+    of their age (days, for a package installed weeks ago) and, after an upgrade, ran the old script without
+    asking the server. Each visit now revalidates them (a 304 when unchanged)."""
+    import os
+    import shutil
+    import time
+
+    from mnistlab.testing import running_server
+    from mnistlab.web import app as web_app
+    from mnistlab.web import routes
+
+    static = shutil.copytree(routes.STATIC_DIR, tmp_path / "static")
+    installed = time.time() - 100 * 86400  # the page's files as a package installed 100 days ago has them
+    for file in static.iterdir():
+        os.utime(file, (installed, installed))
+    monkeypatch.setattr(routes, "STATIC_DIR", static)
+    monkeypatch.setattr(web_app, "STATIC_DIR", static)
+    with running_server(web_app.create_app(web_model_dir)) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        script = static / "app.js"  # the upgrade: a new script, and a page that needs it
+        script.write_text(script.read_text() + '\ndocument.body.dataset.version = "2";\n')
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        assert page.get_attribute("body", "data-version") == "2"
+        context.close()
+
+
+def test_a_request_that_failed_can_be_sent_again(page):
+    """A drawing whose request found no server, or a server error, could be sent again only by changing it: the
+    page said "try again" and offered no way to. A Try again button now sends the same drawing; a refusal that the
+    same drawing would get again (a 4xx) offers none."""
+    page.route("**/api/predict**", lambda route: route.abort())  # the server is down
+    draw(page, ONE)
+    page.wait_for_selector('#answer[data-state="error"]')
+    assert page.inner_text("#verdict").startswith("Cannot reach the server")
+    page.unroute("**/api/predict**")  # and back up
+    page.get_by_role("button", name="Try again").click()
+    assert result(page)["digit"] == "1"
+    assert page.get_by_role("button", name="Try again").count() == 0
+
+    detail = {"detail": "The model is not loaded; try again in a minute."}
+    page.route("**/api/predict**", lambda route: route.fulfill(status=503, json=detail))  # no Retry-After
+    page.keyboard.press("Control+z")
+    draw(page, SEVEN)
+    page.wait_for_selector('#answer[data-state="error"]')
+    assert page.inner_text("#verdict") == detail["detail"]
+    page.unroute("**/api/predict**")
+    page.get_by_role("button", name="Try again").focus()
+    page.keyboard.press("Enter")  # by keyboard: focus stays on the page, not lost with the hidden button
+    assert result(page)["digit"] == "7"
+    assert page.evaluate("document.activeElement.id") == "pad"
+
+    page.route("**/api/predict**", lambda route: route.fulfill(status=422, json={"detail": "Not that."}))
+    page.keyboard.press("Control+z")
+    draw(page, ONE)
+    page.wait_for_selector('#answer[data-state="error"]')
+    assert page.get_by_role("button", name="Try again").count() == 0
+
+
+@pytest.mark.parametrize("viewport", [(360, 640), (375, 667), (390, 844), (667, 375)])
+def test_on_a_phone_the_answer_shows_under_the_pad_without_scrolling(browser, live_server, viewport):
+    """On a 375 x 667 phone (an iPhone SE) the answer sat 70 px below the screen's edge: a finger drew, and nothing
+    seemed to happen (the pad does not scroll the page). The answer now fits under a pad still big to draw on; on
+    a phone held sideways, where it cannot, the whole pad at least does (its edge was 4 px off the screen)."""
+    width, height = viewport
+    context = browser.new_context(viewport={"width": width, "height": height}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(live_server)
+    draw(page, SEVEN)
+    assert result(page)["digit"] == "7"
+    pad, verdict = page.locator("#pad").bounding_box(), page.locator("#verdict").bounding_box()
+    assert page.evaluate("window.scrollY") == 0
+    if height > width:
+        assert verdict["y"] + verdict["height"] <= height, (verdict, height)
+        assert pad["width"] >= 240, pad
+    assert pad["x"] >= 0 and pad["x"] + pad["width"] <= width and pad["y"] + pad["height"] <= height, pad
+    for heading in ("Draw", "Prediction"):  # not shown, still there for a screen reader
+        assert page.get_by_role("heading", name=heading, exact=True).count() == 1
+    context.close()
+
+
+def test_the_page_works_below_a_path_prefix(browser, web_model_dir):
+    """Mounted at /mnist (or behind a proxy that serves it there), the page asked for /static/app.js and
+    /api/predict at the host's root: its script and style sheet were 404s and it never answered. Its URLs are now
+    relative to the page, as the docs page's are."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    mnist = create_app(web_model_dir)
+
+    @asynccontextmanager
+    async def lifespan(parent):  # a mounted app's lifespan is the parent's to run
+        async with mnist.router.lifespan_context(mnist):
+            yield
+
+    parent = FastAPI(lifespan=lifespan)
+    parent.mount("/mnist", mnist)
+    with running_server(parent) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+        page.goto(f"{url}/mnist/")
+        draw(page, ONE)
+        assert result(page)["digit"] == "1"
+        assert not missing, missing
+        links = page.eval_on_selector_all("footer a", "links => links.map(a => a.href)")
+        assert links == [f"{url}/mnist/docs", f"{url}/mnist/api/model", f"{url}/mnist/api/health"]
+        assert page.request.get(links[2]).ok
+        context.close()
+
+
+def test_a_stroke_gives_the_pad_focus_without_a_focus_ring(browser, live_server):
+    """The first stroke on a fresh page (a finger's, a mouse's) framed the pad in the orange focus ring, which a
+    keyboard's focus shows; a stroke after a click elsewhere did not. A stroke now never does; Tab still does."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(live_server)
+    draw(page, ONE)
+    assert result(page)["digit"] == "1"
+    assert page.evaluate("document.activeElement.id") == "pad"  # its keys act
+    assert not page.evaluate("document.getElementById('pad').matches(':focus-visible')")
+    page.focus("#mode-number")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.getElementById('pad').matches(':focus-visible')")
+    context.close()
+
+
+def test_a_photo_on_a_slow_line_is_not_given_up_while_it_uploads(browser, live_server, mnist_small, tmp_path):
+    """The page gave any request 30 s, its upload included: a 1 MB photo from a phone on a weak signal (28 KB/s)
+    was given up as "the server did not answer" while still on its way, and Try again did the same. The deadline
+    now allows a slow line's upload time too (16 KiB/s)."""
+    _, X_test, _, y_test = mnist_small
+    rng = np.random.default_rng(4)
+    digit = Image.fromarray(255 - X_test[4].reshape(28, 28)).resize((900, 900), Image.BILINEAR)
+    noisy = np.asarray(digit, np.int16) + rng.integers(-20, 20, (900, 900))
+    photo = tmp_path / "phone.jpg"
+    Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(photo, quality=95)
+    size = photo.stat().st_size
+    context = browser.new_context()
+    page = context.new_page()
+    page.clock.install()  # the page's timers on a clock the test moves; the upload takes its real time
+    page.goto(live_server)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    conditions = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": size / 3}
+    cdp.send("Network.emulateNetworkConditions", conditions)  # 3 s to upload
+    page.set_input_files("#file", str(photo))
+    page.clock.run_for(300)  # the debounce: the upload starts
+    page.clock.run_for(30_500)  # 30 s of the page's time pass while the photo is still on its way
+    assert page.get_attribute("#answer", "data-state") == "busy", page.inner_text("#verdict")
+    assert result(page)["digit"] == str(y_test[4])
+    context.close()
+
+
+def _pad_levels(page) -> set[int]:
+    """The grey levels on the pad, rounded to tens."""
+    return set(
+        page.evaluate(
+            """() => { const pad = document.getElementById("pad");
+                       const data = pad.getContext("2d").getImageData(0, 0, pad.width, pad.height).data;
+                       const levels = new Set(); for (let i = 0; i < data.length; i += 4) levels.add(Math.round(data[i] / 10) * 10);
+                       return [...levels]; }"""
+        )
+    )
+
+
+@pytest.mark.parametrize("ink", [0, 255])
+def test_a_transparent_photo_shows_its_ink_on_the_pad(page, tmp_path, ink):
+    """A PNG of black strokes on a transparent background was drawn on the black pad: the pad stayed all black
+    while the server read the 7 (it puts such strokes on white). A photo now lies on mid-grey, where dark ink and
+    light ink both show."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(image).line([(90, 60), (210, 60), (130, 250)], fill=(ink, ink, ink, 255), width=24)
+    image.save(tmp_path / "seven.png")
+    page.set_input_files("#file", str(tmp_path / "seven.png"))
+    assert result(page)["digit"] == "7"
+    levels = _pad_levels(page)
+    assert min(levels) <= 10 if ink == 0 else max(levels) >= 250, levels  # the ink
+    assert any(60 <= level <= 200 for level in levels), levels  # around it, not the pad's black

@@ -300,13 +300,74 @@ def test_page_static_and_docs_are_served_locally(client):
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for asset in ("/static/app.js", "/static/style.css"):
         assert client.get(asset).status_code == 200
-        assert asset in page.text
+        assert f'"{asset[1:]}"' in page.text  # relative to the page: it works below a path prefix too
     assert "http" not in page.text.split("<body>")[0]  # nothing loaded from elsewhere
     docs = client.get("/docs")
     assert docs.status_code == 200 and "cdn" not in docs.text.lower()
     assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/predict", "/api/read-number", "/api/health", "/api/model"} <= set(paths)
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/static/app.js", "/static/style.css", "/docs", "/static-offline-docs/swagger-ui.css"]
+)
+def test_the_page_and_its_files_are_revalidated_on_each_visit(client, path):
+    # Without Cache-Control a browser kept them fresh for a tenth of their age, and ran an upgrade's page with the
+    # old script. Revalidating a file costs a 304 (the pages themselves are 3 KiB, sent whole).
+    first = client.get(path)
+    assert first.headers["cache-control"] == "no-cache"
+    if path.startswith("/static"):
+        again = client.get(path, headers={"if-none-match": first.headers["etag"]})
+        assert again.status_code == 304 and again.headers["cache-control"] == "no-cache"
+
+
+def _documented_refusals(schema: dict, path: str, method: str) -> set[int]:
+    """The statuses ``path`` documents as ``{"detail": one sentence}`` (the Problem schema)."""
+    problem = {"$ref": "#/components/schemas/Problem"}
+    responses = schema["paths"][path][method]["responses"]
+    return {int(code) for code, r in responses.items() if r["content"]["application/json"]["schema"] == problem}
+
+
+def test_the_docs_name_the_refusals_each_route_gives(client, tmp_path):
+    """/api/predict and /api/read-number answered a broken form 400 and /api/model 503 while the model was not
+    loaded, none of them documented; /api/ready documented 408, 413, 415 and 422, which a GET without a body
+    never gets."""
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    schema = client.get("/openapi.json").json()
+    broken_form = {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data"}}
+    for route in ("/api/predict", "/api/read-number"):
+        refused = client.post(route, **broken_form)
+        assert refused.status_code == 400 and list(refused.json()) == ["detail"]
+        assert _documented_refusals(schema, route, "post") == {400, 408, 413, 415, 422, 503}
+    with running_server(create_app(tmp_path / "no-model")) as url:  # a model that fails to load
+        for route in ("/api/model", "/api/ready"):
+            refused = httpx.get(url + route, timeout=30)
+            assert refused.status_code == 503 and list(refused.json()) == ["detail"]
+            assert _documented_refusals(schema, route, "get") == {503}
+
+
+def test_an_app_mounted_without_its_lifespan_says_so(web_model_dir):
+    """Mounted in another app, whose lifespan does not run the mounted app's, the model was never loaded and
+    every route answered 500, "a bug in mnistlab". Health now says the process is up, and the others 503 at once
+    with what to do."""
+    from fastapi import FastAPI
+
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    parent = FastAPI()
+    parent.mount("/mnist", create_app(web_model_dir))
+    with running_server(parent) as url, httpx.Client(base_url=f"{url}/mnist", timeout=30) as client:
+        health = client.get("/api/health")
+        assert health.status_code == 200 and health.json()["model"] is None
+        started = time.monotonic()
+        for refused in (client.get("/api/ready"), client.get("/api/model"), client.post("/api/predict", json={})):
+            assert refused.status_code == 503, refused.text
+            assert "lifespan" in refused.json()["detail"] and "README" in refused.json()["detail"]
+        assert time.monotonic() - started < 10  # not the wait for a model that is loading
 
 
 def test_cli_serve_without_a_model_says_so(tmp_path):

@@ -9,7 +9,12 @@ middleware, so that every answer (the page, the API, static files, the docs,
   other response (JSON, errors, files) may load nothing. Each forbids
   framing (``frame-ancestors 'none'``);
 - ``X-Frame-Options: DENY`` for browsers without frame-ancestors,
-  ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``.
+  ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``;
+- ``Cache-Control: no-cache`` unless the response sets its own: a browser
+  asks again (a 304 by ETag when nothing changed) instead of keeping the
+  page and its files fresh for a tenth of their age, as it does with a
+  Last-Modified alone, and running an upgraded server's page with the old
+  script for days.
 
 A HEAD request is routed as the GET it stands for, and its body dropped (the
 headers, Content-Length included, are the GET's).
@@ -93,6 +98,8 @@ class Guard:
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _NAMES]
                 content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 extra = security_headers(path, content_type.decode("latin-1"))
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    extra.append((b"cache-control", b"no-cache"))
                 message = {**message, "headers": headers + extra}
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}

@@ -44,6 +44,7 @@ from mnistlab.trust import predict as answering
 from mnistlab.trust.batching import BatchedPredictor
 from mnistlab.web.limits import MAX_JSON_BYTES, check_image_header, read_capped
 from mnistlab.web.schemas import (
+    NOT_READY,
     PROBLEMS,
     DigitOut,
     Health,
@@ -65,6 +66,11 @@ T = TypeVar("T")
 
 # Seconds a prediction request waits for a model still loading before it is answered 503.
 LOAD_WAIT = 60.0
+# An app mounted in another one gets no lifespan of its own: its model is never loaded.
+NOT_STARTED = (
+    "The model was never loaded: this application's lifespan did not run (an app mounted in another gets none of "
+    "its own); run it from the parent app's lifespan, as the README's 'Web page and API' shows."
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class Served:
 async def served(request: Request) -> Served:
     """The dependency that hands a route the app's ``Served`` state, once the model is loaded."""
     state = request.app.state
+    if not hasattr(state, "loaded"):
+        raise _not_ready(state)
     if state.served is None:
         with anyio.move_on_after(LOAD_WAIT):
             await state.loaded.wait()
@@ -103,7 +111,10 @@ async def served(request: Request) -> Served:
 
 
 def _not_ready(state) -> NotReadyError:
-    """Why the app's model cannot answer yet: it failed to load (and why), or it is still loading."""
+    """Why the app's model cannot answer yet: it failed to load (and why), it is still loading, or the app's
+    lifespan, which loads it, never ran."""
+    if not hasattr(state, "loaded"):
+        return NotReadyError(NOT_STARTED)
     return NotReadyError(state.load_error or "The model is still loading; try again in a few seconds.")
 
 
@@ -134,13 +145,13 @@ async def docs() -> FileResponse:
 @router.get("/api/health", summary="Is the server up, and with which model", response_model=Health)
 async def health(request: Request) -> dict[str, Any]:
     """Alive: answered while the process runs, before the model is loaded too (``model`` is null then)."""
-    return _status(request.app.state.served)
+    return _status(getattr(request.app.state, "served", None))
 
 
-@router.get("/api/ready", summary="Can the server answer predictions now", response_model=Health, responses=PROBLEMS)
+@router.get("/api/ready", summary="Can the server answer predictions now", response_model=Health, responses=NOT_READY)
 async def ready(request: Request) -> dict[str, Any]:
     """200 once the model is loaded, verified and has answered a test image; 503 before, or if it failed."""
-    if request.app.state.served is None:
+    if getattr(request.app.state, "served", None) is None:
         raise _not_ready(request.app.state)
     return _status(request.app.state.served)
 
@@ -149,6 +160,7 @@ async def ready(request: Request) -> dict[str, Any]:
     "/api/model",
     summary="The card of the loaded model (model.json)",
     response_model=ModelCard,
+    responses=NOT_READY,
     response_model_exclude_unset=True,  # the card's own keys, none added
 )
 async def model_card(state: State) -> dict[str, Any]:

@@ -26,6 +26,7 @@ __all__ = [
     "ModelCard",
     "Problem",
     "PROBLEMS",
+    "NOT_READY",
     "request_body",
 ]
 
@@ -141,7 +142,10 @@ class Problem(BaseModel):
     detail: str
 
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (408, 413, 415, 422, 503)}
+# The refusals a route that reads a body gives (400 a broken form, 408 a body too slow to arrive, 413, 415, 422,
+# 503 no model), and those of a route that needs only the model.
+PROBLEMS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (400, 408, 413, 415, 422, 503)}
+NOT_READY: dict[int | str, dict[str, Any]] = {503: {"model": Problem}}
 
 
 def request_body(*, multipart: type[BaseModel] | None = None, json: type[BaseModel] | None = None) -> dict[str, Any]:

@@ -29,9 +29,11 @@
   const EXPORT_HEIGHT = 140;
   const BRUSH = 1 / 10;
   const DEBOUNCE_MS = 250;
-  // A request the server has not answered by then is given up, and the page says so: the server reads a
-  // slow client's upload for at most 10 s (`--read-timeout`) and answers a photo in milliseconds.
+  // A request the server has not answered by then is given up, and the page says so: the server lets an upload
+  // pause at most 10 s (`--read-timeout`) and answers a photo in milliseconds. Added: the upload's own time on a
+  // slow line (a phone's photo on a weak signal), at 16 KiB/s, 64 s a megabyte; the server waits for slower ones.
   const REQUEST_TIMEOUT_MS = 30000;
+  const SLOW_UPLOAD_BYTES_PER_S = 16384;
   // A busy server (503, more connections open than `--max-connections`) says when to try again
   // (Retry-After, seconds): the page waits that long and sends the same request, at most this many times.
   const BUSY_RETRIES = 3;
@@ -54,6 +56,8 @@
       const img = state.photo.image;
       const scale = Math.min(width / img.naturalWidth, height / img.naturalHeight);
       const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+      target.fillStyle = "#808080";  // under a transparent photo: dark ink and light ink both show
+      target.fillRect((width - w) / 2, (height - h) / 2, w, h);
       target.drawImage(img, (width - w) / 2, (height - h) / 2, w, h);
     } else if (state.photo && target === ctx) {  // a file the browser cannot show (a TIFF): its name, on screen only
       target.fillStyle = "#aaa";
@@ -87,7 +91,8 @@
   pad.addEventListener("pointerdown", (event) => {
     if ((event.pointerType === "mouse" && event.button !== 0) || state.drawing) return;  // one stroke at a time
     event.preventDefault();
-    pad.focus({ preventScroll: true });  // the pad's keys (Z, C, U, N) act where the drawing is
+    // The pad's keys (Z, C, U, N) act where the drawing is; the ring that shows a keyboard's focus is not drawn.
+    pad.focus({ preventScroll: true, focusVisible: false });
     state.photoLoads++;  // a photo still loading would replace this drawing
     if (state.photo) clearAll();
     state.cleared = null;
@@ -205,10 +210,13 @@
     state.request = controller;
     const form = new FormData();
     form.append("file", blob, name);
-    const url = state.mode === "number" ? "/api/read-number" : "/api/predict?top=10";
+    // Relative to the page, which then works below a path prefix (a mount, a proxy's /mnist/) as at /.
+    const url = state.mode === "number" ? "api/read-number" : "api/predict?top=10";
     answer.dataset.state = "busy";
+    offerRetry(false);
     if (["?", "!"].includes($("digit").textContent)) $("verdict").textContent = "Reading…";  // no answer to dim yet
-    const deadline = setTimeout(() => controller.abort(new DOMException("no answer", "TimeoutError")), REQUEST_TIMEOUT_MS);
+    const timeout = REQUEST_TIMEOUT_MS + Math.round(1000 * blob.size / SLOW_UPLOAD_BYTES_PER_S);
+    const deadline = setTimeout(() => controller.abort(new DOMException("no answer", "TimeoutError")), timeout);
     try {
       const response = await fetch(url, { method: "POST", body: form, signal: controller.signal });
       const body = await response.json().catch(() => ({ detail: `The server answered ${response.status}.` }));
@@ -219,7 +227,10 @@
         state.retry = setTimeout(() => send(blob, name, attempt + 1), wait * 1000);
         return;
       }
-      if (!response.ok) throw new Error(body.detail || `The server answered ${response.status}.`);
+      if (!response.ok) {  // the server's fault (5xx) or a request too slow (408) may pass another time; a 4xx not
+        throw Object.assign(new Error(body.detail || `The server answered ${response.status}.`),
+          { retryable: response.status >= 500 || response.status === 408 });
+      }
       if (state.mode === "number" ? !Array.isArray(body.digits) : typeof body.digit !== "number") {
         throw new Error("The server's answer is not one this page can read; reload the page, or check the server.");
       }
@@ -229,13 +240,13 @@
     } catch (error) {
       if (controller !== state.request) return;
       if (error.name === "TimeoutError") {
-        showError(`The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} s; check that it is running, then try again.`);
+        showError(`The server did not answer within ${Math.round(timeout / 1000)} s; check that it is running, then try again.`, true);
       } else if (error.name === "AbortError") {
         return;
       } else if (error instanceof TypeError) {  // fetch's own failure: no connection, nothing answered
-        showError("Cannot reach the server; check that it is running, then try again.");
+        showError("Cannot reach the server; check that it is running, then try again.", true);
       } else {
-        showError(error.message);
+        showError(error.message, Boolean(error.retryable));
       }
     } finally {
       clearTimeout(deadline);
@@ -327,6 +338,7 @@
   }
 
   function showEmpty() {
+    offerRetry(false);
     answer.dataset.state = "empty";
     answer.classList.remove("unsure");
     $("digit").textContent = "?";
@@ -335,13 +347,21 @@
     $("seen").replaceChildren();
   }
 
-  function showError(message) {
+  // A request that failed where the same drawing or photo may pass another time offers to send it again.
+  function showError(message, retryable) {
+    offerRetry(retryable);
     answer.dataset.state = "error";
     answer.classList.add("unsure");
     $("digit").textContent = "!";
     say(message);
     setBars([]);
     $("seen").replaceChildren();
+  }
+
+  function offerRetry(on) {
+    const button = $("try-again");
+    if (!on && document.activeElement === button) pad.focus();  // not lost to the page with the button
+    button.hidden = !on;
   }
 
   // ---- modes and keys -------------------------------------------------------------------
@@ -365,6 +385,7 @@
   $("mode-number").addEventListener("click", () => setMode("number"));
   $("undo").addEventListener("click", undo);
   $("clear").addEventListener("click", clearAll);
+  $("try-again").addEventListener("click", submit);
 
   // Ctrl+Z undoes anywhere on the page. The single keys act only while the pad has focus (a click or a stroke
   // on it gives it focus, or Tab): a stray key typed elsewhere, or by speech input, changes nothing.
