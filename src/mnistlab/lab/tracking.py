@@ -67,12 +67,14 @@ class Tracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines on database set-up are noise here
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        artifacts = None
+        artifacts, folder = None, None
         if self.uri == default_tracking_uri():
-            _default_folder().mkdir(parents=True, exist_ok=True)
-            artifacts = (_default_folder() / "artifacts").as_uri()
+            folder = _default_folder()
+            _make_default_folder(folder)
+            artifacts = (folder / "artifacts").as_uri()
         elif self.uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of wherever we run
-            artifacts = (Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "artifacts").as_uri()
+            folder = Path(self.uri.removeprefix("sqlite:///")).resolve().parent
+            artifacts = (folder / "artifacts").as_uri()
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
             found = self.client.get_experiment_by_name(experiment)
@@ -215,6 +217,16 @@ class Tracker:
                 f"The tracking store {self.uri} failed ({type(exc).__name__}: {_first_line(exc)}); "
                 "check that it is reachable and writable."
             ) from None
+
+
+def _make_default_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only or foreign data folder
+        raise TrackingError(
+            f"Cannot make the tracking folder {folder} ({exc.strerror or type(exc).__name__}); set XDG_DATA_HOME "
+            "to a folder you can write, or name another store with --tracking-uri / MLFLOW_TRACKING_URI."
+        ) from None
 
 
 def _run_row(run) -> dict:
