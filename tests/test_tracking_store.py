@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from typer.testing import CliRunner
 
+import mnistlab
 from mnistlab.cli import app
 
 runner = CliRunner()
+_SRC = str(Path(mnistlab.__file__).resolve().parents[1])
 
 
 def test_a_default_store_folder_that_cannot_be_made_is_one_sentence(tmp_path, monkeypatch):
@@ -19,3 +26,22 @@ def test_a_default_store_folder_that_cannot_be_made_is_one_sentence(tmp_path, mo
     assert result.output.startswith("Error: Cannot make the tracking folder"), result.output
     assert "XDG_DATA_HOME" in result.output and "--tracking-uri" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_two_processes_opening_one_fresh_store_both_succeed(tmp_path):
+    """Two comparisons started at once on a store not yet made: MLflow's set-up of the database ran twice
+    ("table experiments already exists", "duplicate column name") and one of them failed."""
+    code = (
+        "import sys; from mnistlab.lab.tracking import Tracker; "
+        "t = Tracker(sys.argv[1]); print(t.experiment_id, len(t.runs()))"
+    )
+    env = {**os.environ, "PYTHONPATH": _SRC}
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, uri], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr.decode()[-2000:]
+    assert outs[0][0] == outs[1][0]  # one experiment, made once

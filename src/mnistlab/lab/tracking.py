@@ -20,16 +20,19 @@ or ``mnistlab runs`` needs it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from mnistlab._atomic import locked_folder
 from mnistlab.errors import TrackingError
 from mnistlab.models.files import models_root
 
@@ -76,11 +79,11 @@ class Tracker:
             folder = Path(self.uri.removeprefix("sqlite:///")).resolve().parent
             artifacts = (folder / "artifacts").as_uri()
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment, artifact_location=artifacts)
-            )
+            # Two processes setting up one new SQLite database at once both ran its migrations, and one failed
+            # ("table experiments already exists"): they take turns on its folder while the store is opened.
+            with _store_lock(folder):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.experiment_id = _experiment_id(self.client, experiment, artifacts)
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise TrackingError(
                 f"Cannot open the tracking store {self.uri} ({type(exc).__name__}: {_first_line(exc)}); "
@@ -227,6 +230,32 @@ def _make_default_folder(folder: Path) -> None:
             f"Cannot make the tracking folder {folder} ({exc.strerror or type(exc).__name__}); set XDG_DATA_HOME "
             "to a folder you can write, or name another store with --tracking-uri / MLFLOW_TRACKING_URI."
         ) from None
+
+
+@contextlib.contextmanager
+def _store_lock(folder: Path | None) -> Iterator[None]:
+    """An exclusive lock on a SQLite store's folder (made if need be, as MLflow would) while the block runs;
+    nothing for other stores."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked_folder(folder):
+        yield
+
+
+def _experiment_id(client, name: str, artifacts: str | None) -> str:
+    """The id of the experiment ``name``, made if the store has none (or another process made it meanwhile)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifacts)
+    except Exception:  # a tracking server where another comparison made it first
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def _run_row(run) -> dict:
