@@ -432,6 +432,23 @@ def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_target_is_refused_by_compare_not_ignored(tmp_path):
+    """compare took target= (a RunOptions field) and fitted the CNN for its full epochs all the same; a later
+    compare with another target even reused that fit."""
+    store = tmp_path / "fresh.db"
+    with pytest.raises(ParameterError, match="target is not used by compare"):
+        compare(
+            "cnn-fast",
+            datasets="digits",
+            target=0.05,
+            cv=0,
+            n_jobs=1,
+            tracking_uri=f"sqlite:///{store}",
+            out_dir=tmp_path / "r",
+        )
+    assert not store.exists() and not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [

@@ -122,7 +122,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     progress = progress or noop
     contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
     names = [c.name for c in contenders]
-    _check(seeds, baseline, names, datasets, options.seed)
+    _check(seeds, baseline, names, datasets, options)
     out = Path(out_dir)
     _check_outputs(out, contenders, update_models)
     address = cluster_address(cluster)
@@ -247,8 +247,15 @@ def _metric_key(model: str, dataset: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", f"test_accuracy/{model}/{dataset}")
 
 
-def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_seed: int) -> None:
+def _check(seeds: int, baseline: str | None, names: list[str], datasets, options: RunOptions) -> None:
     """Refuse settings that cannot run, before any data is loaded."""
+    if options.target is not None:  # a RunOptions field that train uses; compare fits every model as its recipe says
+        raise ParameterError(
+            "target",
+            "{param} is not used by compare, which fits every model for its recipe's full epochs; drop it, or "
+            "train one CNN with it (`mnistlab train RECIPE --target ACC`).",
+        )
+    first_seed = options.seed
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise ParameterError("seeds", f"{{param}} must be a whole number from 1 to {MAX_SEEDS}, got {seeds!r}.")
     if first_seed + seeds - 1 > MAX_SEED:  # numpy's and scikit-learn's largest seed
