@@ -37,7 +37,7 @@ from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
 from mnistlab.lab.record import package_versions
-from mnistlab.lab.specs import check_steps
+from mnistlab.lab.specs import check_steps, check_values
 from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker
 from mnistlab.models.recipes import get_recipe
 
@@ -137,6 +137,9 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     bad = [e for e in params.get("epochs", []) if isinstance(e, bool) or not isinstance(e, int) or e < 1]
     if bad:  # the scheduler's longest trial is counted in epochs
         raise ParameterError("param", f"{{param}} epochs must be whole numbers of at least 1, got {bad[0]!r}.")
+    for name, values in params.items():  # scikit-learn checks a value only in fit: once every other trial ran
+        for value in values:
+            _check_value(recipe, name, value, options.seed)
     max_epochs = max(int(c.get("epochs", default_epochs)) for c in configs)
     progress("loading and verifying the data")
     name, bunch = open_dataset(dataset)
@@ -202,6 +205,17 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         "run_id": run_id,
         "tracking_uri": tracker.uri,
     }
+
+
+def _check_value(recipe, name: str, value, seed: int) -> None:
+    """Refuse a value the recipe's estimator cannot take, before Ray starts and the other trials run."""
+    try:
+        check_values(recipe.build(seed, 1).set_params(**{name: value}))
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(
+            "param",
+            f"{{param}} {name}={json.dumps(value)} is a value {recipe.name} cannot take ({exc}); fix or drop it.",
+        ) from None
 
 
 def _configs(params: dict[str, list], samples: int | None, seed: int) -> list[dict]:
