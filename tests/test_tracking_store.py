@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import mnistlab
 from mnistlab.cli import app
+from mnistlab.lab.tracking import Tracker
 
 runner = CliRunner()
 _SRC = str(Path(mnistlab.__file__).resolve().parents[1])
@@ -45,3 +46,18 @@ def test_two_processes_opening_one_fresh_store_both_succeed(tmp_path):
     for p, (_, stderr) in zip(procs, outs):
         assert p.returncode == 0, stderr.decode()[-2000:]
     assert outs[0][0] == outs[1][0]  # one experiment, made once
+
+
+def test_a_deleted_experiment_is_said_with_how_to_restore_it(tmp_path):
+    """An experiment deleted in `mlflow ui`: runs listed nothing, and compare failed after loading the data with
+    "check that it is reachable and writable"."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    tracker.client.delete_experiment(tracker.experiment_id)
+    for args in (["runs"], ["compare", "knn", "--dataset", "digits", "--out", str(tmp_path / "r")]):
+        result = runner.invoke(app, [*args, "--tracking-uri", uri])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()[-1:]
+        assert line.startswith(f"Error: The experiment mnistlab-compare in the tracking store {uri} was deleted")
+        assert f"mlflow experiments restore -x {tracker.experiment_id}" in line, line
+    assert not (tmp_path / "r" / "models").exists()  # refused before anything was fitted

@@ -83,12 +83,18 @@ class Tracker:
             # ("table experiments already exists"): they take turns on its folder while the store is opened.
             with _store_lock(folder):
                 self.client = MlflowClient(tracking_uri=self.uri)
-                self.experiment_id = _experiment_id(self.client, experiment, artifacts)
+                self.experiment_id, deleted = _experiment_id(self.client, experiment, artifacts)
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise TrackingError(
                 f"Cannot open the tracking store {self.uri} ({type(exc).__name__}: {_first_line(exc)}); "
                 "check --tracking-uri / MLFLOW_TRACKING_URI."
             ) from None
+        if deleted:  # its runs are hidden and no run can be added; MLflow keeps the name until it is purged
+            raise TrackingError(
+                f"The experiment {experiment} in the tracking store {self.uri} was deleted; restore it "
+                f"(MLFLOW_TRACKING_URI={self.uri} mlflow experiments restore -x {self.experiment_id}), remove it "
+                f"for good (mlflow gc --backend-store-uri {self.uri}), or name another store with --tracking-uri."
+            )
 
     def find(self, key: str) -> list:
         """Finished runs recorded under the reuse ``key``, newest first."""
@@ -244,18 +250,18 @@ def _store_lock(folder: Path | None) -> Iterator[None]:
         yield
 
 
-def _experiment_id(client, name: str, artifacts: str | None) -> str:
-    """The id of the experiment ``name``, made if the store has none (or another process made it meanwhile)."""
+def _experiment_id(client, name: str, artifacts: str | None) -> tuple[str, bool]:
+    """The id of the experiment ``name``, made if the store has none (or another process made it meanwhile), and
+    whether it was deleted."""
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifacts)
-    except Exception:  # a tracking server where another comparison made it first
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifacts), False
+        except Exception:  # a tracking server where another comparison made it first
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    return found.experiment_id, found.lifecycle_stage == "deleted"
 
 
 def _run_row(run) -> dict:
