@@ -528,6 +528,24 @@ def test_digits_are_read_on_mnists_pixel_scale(tmp_path):
     assert out["results"][0]["test_accuracy_mean"] > 0.85
 
 
+def test_the_report_marks_no_single_winner_among_models_that_tie(tmp_path):
+    """Two models with the same answers: the report highlighted the first one alone as the best."""
+    (tmp_path / "twins.py").write_text(
+        "from sklearn.neighbors import KNeighborsClassifier\n\n\n"
+        "def one():\n    return KNeighborsClassifier(1)\n\n\n"
+        "def two():\n    return KNeighborsClassifier(1)\n"
+    )
+    specs = [f"{tmp_path / 'twins.py'}:one", f"{tmp_path / 'twins.py'}:two"]
+    summary = compare(
+        specs, datasets="digits", n_jobs=1, tracking_uri=f"sqlite:///{tmp_path / 's.db'}", out_dir=tmp_path / "r"
+    )
+    (a, b) = summary["results"]
+    assert a["test_accuracy_mean"] == b["test_accuracy_mean"]
+    results_table = Path(summary["report"]).read_text().split("<h3>Against")[0]
+    rows = re.findall(r"<tr( class=\"best\")?><td>(twins\.py:(?:one|two))</td>", results_table)
+    assert sorted(rows) == [(' class="best"', "twins.py:one"), (' class="best"', "twins.py:two")], rows
+
+
 def test_a_model_the_safe_format_cannot_hold_is_tested_and_said_to_be_unsaved(bench, tmp_path):
     store = f"sqlite:///{tmp_path / 's.db'}"
     args = ["compare", f"{bench['root'] / 'mine.py'}:own_class", *SETTING_FLAGS, "--out", str(tmp_path / "r")]

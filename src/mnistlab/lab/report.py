@@ -48,7 +48,7 @@ def _pct(x) -> str:
 
 
 def _results_table(results: list[dict]) -> str:
-    best = max(results, key=lambda r: r["test_accuracy_mean"])["model"]
+    top = max(r["test_accuracy_mean"] for r in results)  # models that tie at the top are marked alike
     head = ("model", "seeds", "test acc % (mean)", "95% interval", "std", "fit s", "predict s", "reused", "what it is")
     out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in results:
@@ -63,7 +63,7 @@ def _results_table(results: list[dict]) -> str:
             f"{r['predict_seconds_mean']:.2f}",
             f"{r['reused']} of {len(r['seeds'])}",
         )
-        cls = ' class="best"' if r["model"] == best else ""
+        cls = ' class="best"' if r["test_accuracy_mean"] == top else ""
         out.append(
             f"<tr{cls}>"
             + "".join(f"<td>{c}</td>" for c in cells)
