@@ -326,6 +326,44 @@ def test_a_dataset_of_one_class_is_one_sentence(tiny_idx, tmp_path):
         assert "The training images of one-class hold one class only (0); a classifier needs two" in result.stderr
 
 
+def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_figures(tiny_idx, tmp_path):
+    """ "my data" and "my-data": both datasets' models were saved in models/my-data (the second over the first),
+    and both report sections showed the second one's figures."""
+    first, second = tmp_path / "a" / "my data", tmp_path / "b" / "my-data"
+    shutil.copytree(tiny_idx, first)
+    shutil.copytree(tiny_idx, second)
+    train = load_mnist(data_dir=tiny_idx)
+    n = train.details["n_train"]
+    write_idx(second / "train-images-idx3-ubyte", np.ascontiguousarray(train.images[:n][::-1]))
+    write_idx(second / "train-labels-idx1-ubyte", np.ascontiguousarray(train.target[:n][::-1].astype(np.uint8)))
+    summary = compare(
+        "knn",
+        datasets=[first, second],
+        cv=0,
+        n_jobs=1,
+        limit=200,
+        out_dir=tmp_path / "r",
+        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+    )
+    dirs = {row["dataset"]: Path(row["model_dir"]) for row in summary["runs"]}
+    assert set(dirs) == {"my data", "my-data"} and len(set(dirs.values())) == 2, dirs
+    for dataset, folder in dirs.items():
+        assert json.loads((folder / "model.json").read_text())["dataset"] == dataset
+    page = Path(summary["report"]).read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) == len(set(images)) == 4, images  # a chart and a mistakes grid per dataset
+    again = compare(
+        "knn",
+        datasets=[first, second],
+        cv=0,
+        n_jobs=1,
+        limit=200,
+        out_dir=tmp_path / "r",
+        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+    )
+    assert [r["reused"] for r in again["results"]] == [1, 1]  # each found its own model where it left it
+
+
 def test_datasets_and_seeds_with_random_splits(bench, tiny_idx):
     specs = ["sklearn.naive_bayes:GaussianNB", "sklearn.neighbors:NearestCentroid"]
     out = compare(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import re
@@ -328,7 +329,14 @@ def _model_dir(out: Path, contender: Contender, dataset: str, seed: int, first_s
     """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory."""
     if update and _is_recipe(contender) and dataset == "mnist" and seed == first_seed:
         return default_model_dir(contender.name)
-    return out / "models" / _slug(dataset) / _slug(contender.name) / f"seed-{seed}"
+    return out / "models" / _dataset_folder(dataset) / _slug(contender.name) / f"seed-{seed}"
+
+
+def _dataset_folder(name: str) -> str:
+    """A dataset's folder under models/: its name where that is a plain folder name, else the name made one
+    plus a digest of it, so that two names ("my data" and "my-data") never share one."""
+    slug = _slug(name)
+    return slug if slug == name else f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _section(
