@@ -606,8 +606,8 @@ def test_runs_record_where_the_model_is_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_an_unusable_store_is_one_sentence(tmp_path):
-    (tmp_path / "file").write_text("")
-    uri = f"sqlite:///{tmp_path / 'file' / 'x.db'}"
+    (tmp_path / "x.db").write_text("not a database " * 100)
+    uri = f"sqlite:///{tmp_path / 'x.db'}"
     result = runner.invoke(app, ["runs", "--tracking-uri", uri])
     assert result.exit_code == 2 and "Cannot open the tracking store" in result.output, result.output
 

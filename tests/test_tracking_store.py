@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,11 +23,12 @@ def test_a_default_store_folder_that_cannot_be_made_is_one_sentence(tmp_path, mo
     blocker.write_text("a file where the data folder would be")
     monkeypatch.setenv("XDG_DATA_HOME", str(blocker))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = runner.invoke(app, ["runs"])
+    result = runner.invoke(app, ["compare", "knn", "--dataset", "digits", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2, result.output
-    assert result.output.startswith("Error: Cannot make the tracking folder"), result.output
-    assert "XDG_DATA_HOME" in result.output and "--tracking-uri" in result.output
-    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    line = result.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert line.startswith("Error: Cannot make the tracking folder"), line
+    assert "XDG_DATA_HOME" in line and "--tracking-uri" in line
+    assert not (tmp_path / "r" / "models").exists()  # before anything was fitted
 
 
 def test_two_processes_opening_one_fresh_store_both_succeed(tmp_path):
@@ -61,3 +63,23 @@ def test_a_deleted_experiment_is_said_with_how_to_restore_it(tmp_path):
         assert line.startswith(f"Error: The experiment mnistlab-compare in the tracking store {uri} was deleted")
         assert f"mlflow experiments restore -x {tracker.experiment_id}" in line, line
     assert not (tmp_path / "r" / "models").exists()  # refused before anything was fitted
+
+
+def test_runs_reads_a_store_and_makes_none(tmp_path, monkeypatch):
+    """`runs --tracking-uri sqlite:///typo.db` made a new 1 MB store at the typo'd path and listed 0 runs."""
+    typo = tmp_path / "typo.db"
+    result = runner.invoke(app, ["runs", "--tracking-uri", f"sqlite:///{typo}", "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: No tracking store at {typo}, so no runs; check --tracking-uri")
+    assert not typo.exists() and not (tmp_path / "artifacts").exists()
+    # The default store before any comparison: no runs, and nothing made.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = runner.invoke(app, ["runs", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == [], result.output
+    assert not (tmp_path / "data").exists()
+    # A store of other work, without mnistlab's experiment: no runs, and the experiment is not made there.
+    other = Tracker(f"sqlite:///{tmp_path / 'other.db'}", "someone-else")
+    result = runner.invoke(app, ["runs", "--tracking-uri", other.uri, "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == [], result.output
+    assert other.client.get_experiment_by_name("mnistlab-compare") is None

@@ -61,8 +61,19 @@ def resolve_uri(uri: str | None = None) -> str:
 class Tracker:
     """One tracking store, opened (and its experiment created) before anything trains."""
 
-    def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT):
+    def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT, *, create: bool = True):
+        """``create=False`` (``mnistlab runs``) only reads: a SQLite store that is not there is refused (the default
+        one reads as empty), and a store without the experiment has no runs; nothing is made."""
         self.uri = resolve_uri(uri)
+        self.empty = False  # a store or experiment not made yet, opened to read: no runs
+        if not create and _missing_sqlite(self.uri):
+            if self.uri != default_tracking_uri():  # a typo'd path: made, it would list nothing and keep a new store
+                raise TrackingError(
+                    f"No tracking store at {self.uri.removeprefix('sqlite:///')}, so no runs; check --tracking-uri "
+                    "/ MLFLOW_TRACKING_URI (compare makes the store on its first run)."
+                )
+            self.empty, self.experiment_id = True, ""
+            return
         # A tracking server that does not answer should fail in seconds, not after MLflow's minutes of retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
@@ -83,7 +94,8 @@ class Tracker:
             # ("table experiments already exists"): they take turns on its folder while the store is opened.
             with _store_lock(folder):
                 self.client = MlflowClient(tracking_uri=self.uri)
-                self.experiment_id, deleted = _experiment_id(self.client, experiment, artifacts)
+                self.experiment_id, deleted = _experiment_id(self.client, experiment, artifacts, create)
+                self.empty = not self.experiment_id
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise TrackingError(
                 f"Cannot open the tracking store {self.uri} ({type(exc).__name__}: {_first_line(exc)}); "
@@ -201,6 +213,8 @@ class Tracker:
 
     def runs(self, *, dataset: str | None = None, model: str | None = None) -> list[dict]:
         """Every recorded run (newest first) as a flat object, optionally of one dataset and one model."""
+        if self.empty:
+            return []
         found, token = [], None
         while True:
             page = self._guard(lambda t=token: self._page(t))
@@ -228,6 +242,14 @@ class Tracker:
             ) from None
 
 
+def _missing_sqlite(uri: str) -> bool:
+    """Whether ``uri`` names a SQLite database file that does not exist (yet)."""
+    if not uri.startswith("sqlite:///"):
+        return False
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return path != ":memory:" and not Path(path).exists()
+
+
 def _make_default_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -250,10 +272,12 @@ def _store_lock(folder: Path | None) -> Iterator[None]:
         yield
 
 
-def _experiment_id(client, name: str, artifacts: str | None) -> tuple[str, bool]:
+def _experiment_id(client, name: str, artifacts: str | None, create: bool) -> tuple[str, bool]:
     """The id of the experiment ``name``, made if the store has none (or another process made it meanwhile), and
-    whether it was deleted."""
+    whether it was deleted; ``""`` where there is none and ``create`` is False."""
     found = client.get_experiment_by_name(name)
+    if found is None and not create:
+        return "", False
     if found is None:
         try:
             return client.create_experiment(name, artifact_location=artifacts), False
