@@ -566,6 +566,21 @@ def test_digits_are_read_on_mnists_pixel_scale(tmp_path):
     assert out["results"][0]["test_accuracy_mean"] > 0.85
 
 
+def test_an_estimators_parameter_named_as_a_run_setting_is_recorded_beside_it(tmp_path):
+    """LogisticRegressionCV(cv=2): the run's parameter cv said 0 (the run's folds) and the estimator's 2 was lost."""
+    (tmp_path / "cvmodel.py").write_text(
+        "from sklearn.linear_model import LogisticRegressionCV\n\n\n"
+        "def build(seed):\n    return LogisticRegressionCV(cv=2, Cs=2, max_iter=50, random_state=seed)\n"
+    )
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare(
+        f"{tmp_path / 'cvmodel.py'}:build", datasets="digits", n_jobs=1, tracking_uri=uri, out_dir=tmp_path / "r"
+    )
+    (run_id,) = summary["results"][0]["run_ids"]
+    params = Tracker(uri).client.get_run(run_id).data.params
+    assert (params["cv"], params["estimator.cv"], params["seed"], params["random_state"]) == ("0", "2", "42", "42")
+
+
 def test_the_report_marks_no_single_winner_among_models_that_tie(tmp_path):
     """Two models with the same answers: the report highlighted the first one alone as the best."""
     (tmp_path / "twins.py").write_text(
