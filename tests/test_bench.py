@@ -462,6 +462,27 @@ def test_bad_settings_are_refused(tmp_path, extra, message):
     assert not store.exists()
 
 
+def test_two_models_of_one_name_are_refused_with_how_to_tell_them_apart(tmp_path):
+    """Two sweeps' spec files of one recipe are both named 'logreg-tuned': the sentence said "name each one
+    once", though each was named once; it now names both and what to change."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for name, c in (("b1.json", 0.5), ("b2.json", 2.0)):
+        (tmp_path / name).write_text(json.dumps({"recipe": "logreg", "params": {"logreg__C": c}}))
+    for folder in ("a", "b"):
+        (tmp_path / folder / "model.py").write_text("from sklearn.svm import SVC\n\n\ndef build():\n    return SVC()\n")
+    cases = [
+        ([tmp_path / "b1.json", tmp_path / "b2.json"], 'give each spec file its own "name"'),
+        ([tmp_path / "a" / "model.py:build", tmp_path / "b" / "model.py:build"], "rename one of the files"),
+    ]
+    for (first, second), says in cases:
+        result = runner.invoke(app, ["compare", str(first), str(second), "--out", str(tmp_path / "r")])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("Error: Two models are named ") and f"({first} and {second})" in line, line
+        assert says in line, line
+
+
 def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
     with pytest.raises(RecipeError, match="Unknown recipe 'knn-deskw'"):  # the name, not its first letter
         compare("knn-deskw", datasets="mnist", out_dir=tmp_path / "r")
