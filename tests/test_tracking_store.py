@@ -83,3 +83,33 @@ def test_runs_reads_a_store_and_makes_none(tmp_path, monkeypatch):
     result = runner.invoke(app, ["runs", "--tracking-uri", other.uri, "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout) == [], result.output
     assert other.client.get_experiment_by_name("mnistlab-compare") is None
+
+
+def test_a_path_to_a_db_file_is_a_sqlite_store(tmp_path, monkeypatch):
+    """--tracking-uri ~/runs.db: MLflow took it for its retired folder store and refused it, in a sentence about
+    migrating file stores; the path of a .db file is the SQLite store it names."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "knn",
+            "--dataset",
+            "digits",
+            "--limit",
+            "200",
+            "--cv",
+            "0",
+            "--tracking-uri",
+            "~/runs.db",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tracking_uri"] == f"sqlite:///{tmp_path / 'runs.db'}"
+    assert (tmp_path / "runs.db").is_file() and (tmp_path / "artifacts").is_dir()
+    monkeypatch.chdir(tmp_path)
+    listed = runner.invoke(app, ["runs", "--tracking-uri", "runs.db", "--json"])
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 1, listed.output

@@ -54,8 +54,15 @@ def _default_folder() -> Path:
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``default_tracking_uri()``."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``default_tracking_uri()``; the path of a ``.db`` (``.sqlite``)
+    file, without a scheme, is the SQLite store it names (MLflow would take it for its retired folder store)."""
+    given = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not given:
+        return default_tracking_uri()
+    path = Path(given).expanduser()
+    if "://" not in given and path.suffix.lower() in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
+        return f"sqlite:///{path.absolute()}"
+    return given
 
 
 class Tracker:
