@@ -483,6 +483,22 @@ def test_two_models_of_one_name_are_refused_with_how_to_tell_them_apart(tmp_path
         assert says in line, line
 
 
+@pytest.mark.parametrize("blocker", ["index.html", "models"])
+def test_an_out_folder_with_the_reports_names_taken_is_refused_before_any_fit(tmp_path, blocker):
+    """index.html a folder: a traceback (IsADirectoryError) once every fit had run; models a file: an error after
+    the first fit."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "index.html").mkdir() if blocker == "index.html" else (out / "models").write_text("")
+    store = tmp_path / "s.db"
+    args = ["compare", "knn", "--dataset", "digits", "--out", str(out), "--tracking-uri", f"sqlite:///{store}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: --out {out} holds a ") and f"named {blocker}" in line, line
+    assert not store.exists()
+
+
 def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
     with pytest.raises(RecipeError, match="Unknown recipe 'knn-deskw'"):  # the name, not its first letter
         compare("knn-deskw", datasets="mnist", out_dir=tmp_path / "r")

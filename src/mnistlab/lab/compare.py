@@ -291,6 +291,16 @@ def _check_outputs(out_dir: Path, contenders: list[Contender], update_models: bo
     """Refuse now, not after the fits, an ``out_dir`` (or with ``update_models`` a recipe's default model
     folder) that cannot be written; probed, nothing is created."""
     check_writable_dir(out_dir, "out_dir")
+    for name, kind, what in (
+        ("index.html", "a folder", "the report's page goes"),
+        ("models", "a file", "the models go"),
+    ):
+        path = out_dir / name
+        if path.is_dir() if name == "index.html" else path.exists() and not path.is_dir():
+            raise ParameterError(
+                "out_dir",
+                f"{{param}} {out_dir} holds {kind} named {name}, where {what}; remove it or choose another folder.",
+            )
     if update_models:
         for contender in contenders:
             if _is_recipe(contender):
