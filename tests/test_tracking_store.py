@@ -113,3 +113,22 @@ def test_a_path_to_a_db_file_is_a_sqlite_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     listed = runner.invoke(app, ["runs", "--tracking-uri", "runs.db", "--json"])
     assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 1, listed.output
+
+
+def test_an_empty_tracking_uri_is_refused_not_taken_for_the_default_store(tmp_path, monkeypatch):
+    """--tracking-uri "$STORE" with $STORE unset recorded the runs in the default store without a word."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    commands = [
+        ["runs"],
+        ["compare", "knn", "--dataset", "digits", "--out", str(tmp_path / "r")],
+        ["sweep", "knn", "--param", "knn__n_neighbors=1,3", "--out", str(tmp_path / "b.json")],
+    ]
+    for args in commands:
+        result = runner.invoke(app, [*args, "--tracking-uri", ""])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line == (
+            "Error: --tracking-uri is empty, which would mean the default store; give a store, or leave it out."
+        )
+    assert not (tmp_path / "data").exists() and not (tmp_path / "r").exists()

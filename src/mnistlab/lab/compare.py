@@ -30,7 +30,7 @@ from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_dir, noop, run_options
 from mnistlab.lab.specs import Contender, check_for_data, resolve_specs
 from mnistlab.lab.stats import accuracy_summary, comparisons, significance_matrix
-from mnistlab.lab.tracking import Tracker
+from mnistlab.lab.tracking import Tracker, resolve_uri
 from mnistlab.lab.train import TrainTest
 from mnistlab.lab.units import Unit, numbered, run_unit
 from mnistlab.models.files import default_model_dir
@@ -124,6 +124,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
     names = [c.name for c in contenders]
     _check(seeds, baseline, names, datasets, options)
+    resolve_uri(tracking_uri)  # an empty one is refused before the data is read
     out = Path(out_dir)
     _check_outputs(out, contenders, update_models)
     address = cluster_address(cluster)

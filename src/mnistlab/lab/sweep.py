@@ -38,7 +38,7 @@ from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
 from mnistlab.lab.record import package_versions
 from mnistlab.lab.specs import check_steps, check_values
-from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker
+from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker, resolve_uri
 from mnistlab.models.recipes import get_recipe
 
 __all__ = ["parse_params", "sweep", "MAX_TRIALS", "HELD_OUT"]
@@ -132,6 +132,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
             "max_concurrent", f"{{param}} must be a whole number from 1 to {MAX_TRIALS}, got {max_concurrent!r}."
         )
     out = _writable_spec(Path(out))
+    resolve_uri(tracking_uri)  # an empty one is refused before the data is read
     seed_list = [options.seed + k for k in range(seeds)]
     default_epochs = known.get("epochs", 1) if recipe.family == "cnn" else 1
     bad = [e for e in params.get("epochs", []) if isinstance(e, bool) or not isinstance(e, int) or e < 1]

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab._atomic import locked_folder
-from mnistlab.errors import TrackingError
+from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.models.files import models_root
 
 __all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
@@ -56,6 +56,10 @@ def _default_folder() -> Path:
 def resolve_uri(uri: str | None = None) -> str:
     """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``default_tracking_uri()``; the path of a ``.db`` (``.sqlite``)
     file, without a scheme, is the SQLite store it names (MLflow would take it for its retired folder store)."""
+    if uri is not None and not uri.strip():  # an unset $STORE: not the default store, silently
+        raise ParameterError(
+            "tracking_uri", "{param} is empty, which would mean the default store; give a store, or leave it out."
+        )
     given = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not given:
         return default_tracking_uri()
