@@ -499,6 +499,26 @@ def test_an_out_folder_with_the_reports_names_taken_is_refused_before_any_fit(tm
     assert not store.exists()
 
 
+def test_numpy_numbers_are_taken_as_numbers(tmp_path):
+    """seed=np.int64(3) (a loop over np.arange) failed after the fit, in saving the card ("int64 is not JSON
+    serializable"); seeds=np.int64(2) was refused as not a whole number."""
+    summary = compare(
+        "knn",
+        datasets="digits",
+        seeds=np.int64(2),
+        seed=np.int64(3),
+        limit=np.int64(200),
+        cv=np.int64(0),
+        n_jobs=np.int64(1),
+        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+        out_dir=tmp_path / "r",
+    )
+    (result,) = summary["results"]
+    assert result["seeds"] == [3, 4] and result["n_train"] == 200
+    card = json.loads((Path(summary["runs"][0]["model_dir"]) / "model.json").read_text())
+    assert (card["seed"], card["limit"]) == (3, 200)
+
+
 def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
     with pytest.raises(RecipeError, match="Unknown recipe 'knn-deskw'"):  # the name, not its first letter
         compare("knn-deskw", datasets="mnist", out_dir=tmp_path / "r")

@@ -27,7 +27,15 @@ from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.cluster import cluster_address, connect, run_units_on_cluster
 from mnistlab.lab.fitting import open_dataset, split_for
-from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_dir, noop, run_options
+from mnistlab.lab.options import (
+    MAX_SEED,
+    Progress,
+    RunOptions,
+    check_writable_dir,
+    noop,
+    plain_number,
+    run_options,
+)
 from mnistlab.lab.specs import Contender, check_for_data, resolve_specs
 from mnistlab.lab.stats import accuracy_summary, comparisons, significance_matrix
 from mnistlab.lab.tracking import Tracker, resolve_uri
@@ -121,6 +129,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     from mnistlab.lab.report import write_bench_report  # matplotlib: ~0.8 s to import, only once a comparison runs
 
     progress = progress or noop
+    seeds = plain_number(seeds)  # numpy's 3 as 3
     contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
     names = [c.name for c in contenders]
     _check(seeds, baseline, names, datasets, options)
