@@ -519,6 +519,20 @@ def test_numpy_numbers_are_taken_as_numbers(tmp_path):
     assert (card["seed"], card["limit"]) == (3, 200)
 
 
+def test_the_baseline_may_be_named_by_the_spec_it_was_given_as(tmp_path):
+    """--baseline path/mine.py:build, as the model was given, was refused: "not among the compared models
+    (knn, mine.py:build)"."""
+    (tmp_path / "mine.py").write_text("from sklearn.svm import SVC\n\n\ndef build():\n    return SVC()\n")
+    spec = f"{tmp_path / 'mine.py'}:build"
+    args = ["compare", "knn", spec, "--dataset", "digits", "--limit", "200", "--baseline", spec, "--json"]
+    result = runner.invoke(
+        app, [*args, "--out", str(tmp_path / "r"), "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"]
+    )
+    assert result.exit_code == 0, result.output
+    against = {(c["a"], c["b"], c["against"]) for c in json.loads(result.stdout)["comparisons"]}
+    assert ("knn", "mine.py:build", "baseline") in against or ("knn", "mine.py:build", "best and baseline") in against
+
+
 def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
     with pytest.raises(RecipeError, match="Unknown recipe 'knn-deskw'"):  # the name, not its first letter
         compare("knn-deskw", datasets="mnist", out_dir=tmp_path / "r")

@@ -132,6 +132,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     seeds = plain_number(seeds)  # numpy's 3 as 3
     contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
     names = [c.name for c in contenders]
+    baseline = _baseline_name(baseline, contenders)
     _check(seeds, baseline, names, datasets, options)
     resolve_uri(tracking_uri)  # an empty one is refused before the data is read
     out = Path(out_dir)
@@ -282,6 +283,16 @@ def _check(seeds: int, baseline: str | None, names: list[str], datasets, options
         raise ParameterError("datasets", "{param} is empty; name at least one dataset, e.g. mnist.")
     if len(set(map(str, datasets))) != len(datasets):
         raise ParameterError("datasets", "{param} names a dataset twice; name each once.")
+
+
+def _baseline_name(baseline, contenders: list[Contender]):
+    """The name of the model ``baseline`` names: its name, or the spec it was given as (``path/file.py:build``
+    for ``file.py:build``; in Python the callable itself); anything else as it is, to be refused."""
+    given = getattr(baseline, "__name__", None) if callable(baseline) else baseline
+    for c in contenders:
+        if given is not None and given in (c.name, c.spec):
+            return c.name
+    return baseline
 
 
 def _check_distinct(opened: list, datasets) -> None:
