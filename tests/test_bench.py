@@ -364,6 +364,24 @@ def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_fig
     assert [r["reused"] for r in again["results"]] == [1, 1]  # each found its own model where it left it
 
 
+def test_a_dataset_given_as_the_parent_folder_is_compared_and_recorded(tiny_idx, tmp_path, monkeypatch):
+    """--dataset .. (run from a folder inside the data's): every fit ran, then recording the comparison failed,
+    MLflow refusing the metric test_accuracy/knn/.. as a path that resolves to another."""
+    shutil.copytree(tiny_idx, tmp_path / "data")
+    (tmp_path / "data" / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "data" / "sub")
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["compare", "knn", "--dataset", "..", "--limit", "200", "--out", str(tmp_path / "r"), "--tracking-uri", uri]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    client = Tracker(uri).client
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("mnistlab-compare").experiment_id],
+        filter_string="tags.mnistlab_kind = 'comparison'",
+    )
+    assert parent.info.status == "FINISHED" and list(parent.data.metrics) == ["test_accuracy/knn/__"]
+
+
 def test_datasets_and_seeds_with_random_splits(bench, tiny_idx):
     specs = ["sklearn.naive_bayes:GaussianNB", "sklearn.neighbors:NearestCentroid"]
     out = compare(

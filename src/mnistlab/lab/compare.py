@@ -255,8 +255,11 @@ def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], o
 
 
 def _metric_key(model: str, dataset: str) -> str:
-    """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name (a spec may hold ':')."""
-    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", f"test_accuracy/{model}/{dataset}")
+    """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name (a spec may hold ':'),
+    each part a name of its own: a dataset folder given as ``..`` is named "..", which MLflow refuses as a part
+    of a path."""
+    parts = [re.sub(r"[^A-Za-z0-9_\-. ]", "_", part) for part in (model, dataset)]
+    return "/".join(["test_accuracy", *(part if part.strip(".") else part.replace(".", "_") or "_" for part in parts)])
 
 
 def _check(seeds: int, baseline: str | None, names: list[str], datasets, options: RunOptions) -> None:
