@@ -279,7 +279,9 @@ def _store_lock(folder: Path | None) -> Iterator[None]:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    with locked_folder(folder):
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): opened unlocked, as before
+            stack.enter_context(locked_folder(folder))
         yield
 
 
