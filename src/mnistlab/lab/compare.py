@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import re
@@ -23,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.cluster import cluster_address, connect, run_units_on_cluster
 from mnistlab.lab.fitting import open_dataset, split_for
+from mnistlab.lab.folders import check_outputs, install_model, make_folder, model_dir_for
 from mnistlab.lab.options import (
     MAX_SEED,
     Progress,
     RunOptions,
-    check_writable_dir,
     noop,
     plain_number,
     run_options,
@@ -42,8 +40,7 @@ from mnistlab.lab.tracking import Tracker, resolve_uri
 from mnistlab.lab.train import TrainTest
 from mnistlab.lab.units import Unit, numbered, run_unit
 from mnistlab.models.files import default_model_dir
-from mnistlab.models.folder import remove_stale
-from mnistlab.models.recipes import DEFAULT_LINEUP, RECIPES
+from mnistlab.models.recipes import DEFAULT_LINEUP
 
 __all__ = ["compare", "run_comparison", "run_unit", "MAX_SEEDS"]
 
@@ -136,7 +133,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     _check(seeds, baseline, names, datasets, options)
     resolve_uri(tracking_uri)  # an empty one is refused before the data is read
     out = Path(out_dir)
-    _check_outputs(out, contenders, update_models)
+    check_outputs(out, contenders, update_models)
     address = cluster_address(cluster)
     with contextlib.ExitStack() as stack:
         if address is not None:  # an address that does not answer fails here, before any data is loaded
@@ -160,13 +157,13 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
 
         for name, _ in opened:  # a --limit or --test-size that a dataset cannot give fails before any fit
             split_of(name, seed_list[0])
-        _make_folder(out)  # checked writable above; made once the settings are known to run
+        make_folder(out)  # checked writable above; made once the settings are known to run
         units = [
             Unit(
                 contender,
                 dataclasses.replace(options, seed=seed),
                 name,
-                _model_dir(out, contender, name, seed, seed_list[0], update_models),
+                model_dir_for(out, contender, name, seed, seed_list[0], update_models),
             )
             for name, _ in opened
             for seed in seed_list
@@ -181,7 +178,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         def finished(i: int, row: dict, y_pred: np.ndarray) -> None:
             unit = units[i]
             if update_models and row.get("reused") and unit.model_dir == default_model_dir(unit.contender.name):
-                _install(Path(row["model_dir"]), unit.model_dir)  # a reused model, copied where it was asked for
+                install_model(Path(row["model_dir"]), unit.model_dir)  # a reused model, copied where it was asked for
             done[i] = (row, y_pred)
             if on_result is not None:
                 on_result(row)
@@ -309,68 +306,6 @@ def _check_distinct(opened: list, datasets) -> None:
                 "(two folders of one name: rename one).",
             )
         seen[name] = given
-
-
-def _check_outputs(out_dir: Path, contenders: list[Contender], update_models: bool) -> None:
-    """Refuse now, not after the fits, an ``out_dir`` (or with ``update_models`` a recipe's default model
-    folder) that cannot be written; probed, nothing is created."""
-    check_writable_dir(out_dir, "out_dir")
-    for name, kind, what in (
-        ("index.html", "a folder", "the report's page goes"),
-        ("models", "a file", "the models go"),
-    ):
-        path = out_dir / name
-        if path.is_dir() if name == "index.html" else path.exists() and not path.is_dir():
-            raise ParameterError(
-                "out_dir",
-                f"{{param}} {out_dir} holds {kind} named {name}, where {what}; remove it or choose another folder.",
-            )
-    if update_models:
-        for contender in contenders:
-            if _is_recipe(contender):
-                check_writable_dir(default_model_dir(contender.name), "update_models")
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # probed writable before the data was read: something changed it since
-        raise ParameterError(
-            "out_dir", f"Cannot write {{param}} {folder} ({exc.strerror}); choose a place you can write to."
-        ) from None
-
-
-def _install(source: Path, target: Path) -> None:
-    """Copy a verified model directory's files into ``target`` (weights first, the card last, as ``save_model``)."""
-    if target.resolve() == source.resolve():
-        return
-    remove_stale(target, keep={p.name for p in source.iterdir()})  # what the model replaced there left, as a save
-    card = source / "model.json"
-    for path in [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]:
-        if not path.name.startswith("."):
-            atomic_write_bytes(target / path.name, path.read_bytes())
-
-
-def _is_recipe(contender: Contender) -> bool:
-    return contender.spec in RECIPES and contender.code_sha256 is None
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
-
-
-def _model_dir(out: Path, contender: Contender, dataset: str, seed: int, first_seed: int, update: bool) -> Path:
-    """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory."""
-    if update and _is_recipe(contender) and dataset == "mnist" and seed == first_seed:
-        return default_model_dir(contender.name)
-    return out / "models" / _dataset_folder(dataset) / _slug(contender.name) / f"seed-{seed}"
-
-
-def _dataset_folder(name: str) -> str:
-    """A dataset's folder under models/: its name where that is a plain folder name, else the name made one
-    plus a digest of it, so that two names ("my data" and "my-data") never share one."""
-    slug = _slug(name)
-    return slug if slug == name else f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _section(
