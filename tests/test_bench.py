@@ -326,6 +326,62 @@ def test_a_dataset_of_one_class_is_one_sentence(tiny_idx, tmp_path):
         assert "The training images of one-class hold one class only (0); a classifier needs two" in result.stderr
 
 
+def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_figures(tiny_idx, tmp_path):
+    """ "my data" and "my-data": both datasets' models were saved in models/my-data (the second over the first),
+    and both report sections showed the second one's figures."""
+    first, second = tmp_path / "a" / "my data", tmp_path / "b" / "my-data"
+    shutil.copytree(tiny_idx, first)
+    shutil.copytree(tiny_idx, second)
+    train = load_mnist(data_dir=tiny_idx)
+    n = train.details["n_train"]
+    write_idx(second / "train-images-idx3-ubyte", np.ascontiguousarray(train.images[:n][::-1]))
+    write_idx(second / "train-labels-idx1-ubyte", np.ascontiguousarray(train.target[:n][::-1].astype(np.uint8)))
+    summary = compare(
+        "knn",
+        datasets=[first, second],
+        cv=0,
+        n_jobs=1,
+        limit=200,
+        out_dir=tmp_path / "r",
+        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+    )
+    dirs = {row["dataset"]: Path(row["model_dir"]) for row in summary["runs"]}
+    assert set(dirs) == {"my data", "my-data"} and len(set(dirs.values())) == 2, dirs
+    for dataset, folder in dirs.items():
+        assert json.loads((folder / "model.json").read_text())["dataset"] == dataset
+    page = Path(summary["report"]).read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) == len(set(images)) == 4, images  # a chart and a mistakes grid per dataset
+    again = compare(
+        "knn",
+        datasets=[first, second],
+        cv=0,
+        n_jobs=1,
+        limit=200,
+        out_dir=tmp_path / "r",
+        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+    )
+    assert [r["reused"] for r in again["results"]] == [1, 1]  # each found its own model where it left it
+
+
+def test_a_dataset_given_as_the_parent_folder_is_compared_and_recorded(tiny_idx, tmp_path, monkeypatch):
+    """--dataset .. (run from a folder inside the data's): every fit ran, then recording the comparison failed,
+    MLflow refusing the metric test_accuracy/knn/.. as a path that resolves to another."""
+    shutil.copytree(tiny_idx, tmp_path / "data")
+    (tmp_path / "data" / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "data" / "sub")
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["compare", "knn", "--dataset", "..", "--limit", "200", "--out", str(tmp_path / "r"), "--tracking-uri", uri]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    client = Tracker(uri).client
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("mnistlab-compare").experiment_id],
+        filter_string="tags.mnistlab_kind = 'comparison'",
+    )
+    assert parent.info.status == "FINISHED" and list(parent.data.metrics) == ["test_accuracy/knn/__"]
+
+
 def test_datasets_and_seeds_with_random_splits(bench, tiny_idx):
     specs = ["sklearn.naive_bayes:GaussianNB", "sklearn.neighbors:NearestCentroid"]
     out = compare(
@@ -424,12 +480,100 @@ def test_bad_settings_are_refused(tmp_path, extra, message):
     assert not store.exists()
 
 
+def test_two_models_of_one_name_are_refused_with_how_to_tell_them_apart(tmp_path):
+    """Two sweeps' spec files of one recipe are both named 'logreg-tuned': the sentence said "name each one
+    once", though each was named once; it now names both and what to change."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for name, c in (("b1.json", 0.5), ("b2.json", 2.0)):
+        (tmp_path / name).write_text(json.dumps({"recipe": "logreg", "params": {"logreg__C": c}}))
+    for folder in ("a", "b"):
+        (tmp_path / folder / "model.py").write_text("from sklearn.svm import SVC\n\n\ndef build():\n    return SVC()\n")
+    cases = [
+        ([tmp_path / "b1.json", tmp_path / "b2.json"], 'give each spec file its own "name"'),
+        ([tmp_path / "a" / "model.py:build", tmp_path / "b" / "model.py:build"], "rename one of the files"),
+    ]
+    for (first, second), says in cases:
+        result = runner.invoke(app, ["compare", str(first), str(second), "--out", str(tmp_path / "r")])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("Error: Two models are named ") and f"({first} and {second})" in line, line
+        assert says in line, line
+
+
+@pytest.mark.parametrize("blocker", ["index.html", "models"])
+def test_an_out_folder_with_the_reports_names_taken_is_refused_before_any_fit(tmp_path, blocker):
+    """index.html a folder: a traceback (IsADirectoryError) once every fit had run; models a file: an error after
+    the first fit."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "index.html").mkdir() if blocker == "index.html" else (out / "models").write_text("")
+    store = tmp_path / "s.db"
+    args = ["compare", "knn", "--dataset", "digits", "--out", str(out), "--tracking-uri", f"sqlite:///{store}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: --out {out} holds a ") and f"named {blocker}" in line, line
+    assert not store.exists()
+
+
+def test_numpy_numbers_are_taken_as_numbers(tmp_path):
+    """seed=np.int64(3) (a loop over np.arange) failed after the fit, in saving the card ("int64 is not JSON
+    serializable"); seeds=np.int64(2) was refused as not a whole number."""
+    summary = compare(
+        "knn",
+        datasets="digits",
+        seeds=np.int64(2),
+        seed=np.int64(3),
+        limit=np.int64(200),
+        cv=np.int64(0),
+        n_jobs=np.int64(1),
+        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+        out_dir=tmp_path / "r",
+    )
+    (result,) = summary["results"]
+    assert result["seeds"] == [3, 4] and result["n_train"] == 200
+    card = json.loads((Path(summary["runs"][0]["model_dir"]) / "model.json").read_text())
+    assert (card["seed"], card["limit"]) == (3, 200)
+
+
+def test_the_baseline_may_be_named_by_the_spec_it_was_given_as(tmp_path):
+    """--baseline path/mine.py:build, as the model was given, was refused: "not among the compared models
+    (knn, mine.py:build)"."""
+    (tmp_path / "mine.py").write_text("from sklearn.svm import SVC\n\n\ndef build():\n    return SVC()\n")
+    spec = f"{tmp_path / 'mine.py'}:build"
+    args = ["compare", "knn", spec, "--dataset", "digits", "--limit", "200", "--baseline", spec, "--json"]
+    result = runner.invoke(
+        app, [*args, "--out", str(tmp_path / "r"), "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"]
+    )
+    assert result.exit_code == 0, result.output
+    against = {(c["a"], c["b"], c["against"]) for c in json.loads(result.stdout)["comparisons"]}
+    assert ("knn", "mine.py:build", "baseline") in against or ("knn", "mine.py:build", "best and baseline") in against
+
+
 def test_compare_takes_one_spec_or_dataset_without_a_list(tmp_path):
     with pytest.raises(RecipeError, match="Unknown recipe 'knn-deskw'"):  # the name, not its first letter
         compare("knn-deskw", datasets="mnist", out_dir=tmp_path / "r")
     with pytest.raises(ParameterError, match="specs is empty"):
         compare([], out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_target_is_refused_by_compare_not_ignored(tmp_path):
+    """compare took target= (a RunOptions field) and fitted the CNN for its full epochs all the same; a later
+    compare with another target even reused that fit."""
+    store = tmp_path / "fresh.db"
+    with pytest.raises(ParameterError, match="target is not used by compare"):
+        compare(
+            "cnn-fast",
+            datasets="digits",
+            target=0.05,
+            cv=0,
+            n_jobs=1,
+            tracking_uri=f"sqlite:///{store}",
+            out_dir=tmp_path / "r",
+        )
+    assert not store.exists() and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(
@@ -511,6 +655,39 @@ def test_digits_are_read_on_mnists_pixel_scale(tmp_path):
     assert out["results"][0]["test_accuracy_mean"] > 0.85
 
 
+def test_an_estimators_parameter_named_as_a_run_setting_is_recorded_beside_it(tmp_path):
+    """LogisticRegressionCV(cv=2): the run's parameter cv said 0 (the run's folds) and the estimator's 2 was lost."""
+    (tmp_path / "cvmodel.py").write_text(
+        "from sklearn.linear_model import LogisticRegressionCV\n\n\n"
+        "def build(seed):\n    return LogisticRegressionCV(cv=2, Cs=2, max_iter=50, random_state=seed)\n"
+    )
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare(
+        f"{tmp_path / 'cvmodel.py'}:build", datasets="digits", n_jobs=1, tracking_uri=uri, out_dir=tmp_path / "r"
+    )
+    (run_id,) = summary["results"][0]["run_ids"]
+    params = Tracker(uri).client.get_run(run_id).data.params
+    assert (params["cv"], params["estimator.cv"], params["seed"], params["random_state"]) == ("0", "2", "42", "42")
+
+
+def test_the_report_marks_no_single_winner_among_models_that_tie(tmp_path):
+    """Two models with the same answers: the report highlighted the first one alone as the best."""
+    (tmp_path / "twins.py").write_text(
+        "from sklearn.neighbors import KNeighborsClassifier\n\n\n"
+        "def one():\n    return KNeighborsClassifier(1)\n\n\n"
+        "def two():\n    return KNeighborsClassifier(1)\n"
+    )
+    specs = [f"{tmp_path / 'twins.py'}:one", f"{tmp_path / 'twins.py'}:two"]
+    summary = compare(
+        specs, datasets="digits", n_jobs=1, tracking_uri=f"sqlite:///{tmp_path / 's.db'}", out_dir=tmp_path / "r"
+    )
+    (a, b) = summary["results"]
+    assert a["test_accuracy_mean"] == b["test_accuracy_mean"]
+    results_table = Path(summary["report"]).read_text().split("<h3>Against")[0]
+    rows = re.findall(r"<tr( class=\"best\")?><td>(twins\.py:(?:one|two))</td>", results_table)
+    assert sorted(rows) == [(' class="best"', "twins.py:one"), (' class="best"', "twins.py:two")], rows
+
+
 def test_a_model_the_safe_format_cannot_hold_is_tested_and_said_to_be_unsaved(bench, tmp_path):
     store = f"sqlite:///{tmp_path / 's.db'}"
     args = ["compare", f"{bench['root'] / 'mine.py'}:own_class", *SETTING_FLAGS, "--out", str(tmp_path / "r")]
@@ -533,8 +710,8 @@ def test_runs_record_where_the_model_is_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_an_unusable_store_is_one_sentence(tmp_path):
-    (tmp_path / "file").write_text("")
-    uri = f"sqlite:///{tmp_path / 'file' / 'x.db'}"
+    (tmp_path / "x.db").write_text("not a database " * 100)
+    uri = f"sqlite:///{tmp_path / 'x.db'}"
     result = runner.invoke(app, ["runs", "--tracking-uri", uri])
     assert result.exit_code == 2 and "Cannot open the tracking store" in result.output, result.output
 

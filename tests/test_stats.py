@@ -62,6 +62,21 @@ def test_seeds_that_repeat_one_seed_are_that_seeds_evidence_not_more():
     assert one["p_value"] == pytest.approx(binomtest(0, 4, 0.5).pvalue)
 
 
+def test_seeds_where_one_model_gets_every_image_the_other_misses_are_told_apart():
+    """Every image won by a in every seed (a right, b wrong throughout), on other images each seed: no spread
+    within or between seeds. This was taken for "no discordant pair": p = 1 and an interval around 0 that left
+    out the difference of 1 it reported."""
+    n = 20
+    y1, y2 = np.arange(n) % 10, (np.arange(n) + 3) % 10
+    got = paired_test([y1, y2], [y1, y2], [(y1 + 1) % 10, (y2 + 1) % 10])
+    assert (got["a_only"], got["b_only"], got["diff"]) == (2 * n, 0, 1.0)
+    # The same outcome in every seed is one seed's evidence: the exact test of one seed's 20 discordant pairs.
+    assert got["p_value"] == pytest.approx(binomtest(0, n, 0.5).pvalue)
+    low, high = got["diff_ci95"]
+    assert low <= got["diff"] <= high and low > 0
+    assert verdict(got["diff"], holm([got["p_value"]])[0]) == "better"
+
+
 def test_seeds_are_tested_on_their_mean_difference_with_both_uncertainties():
     y, a1, b1 = _pair(100, 9, 2)
     _, a2, b2 = _pair(100, 6, 4)

@@ -105,6 +105,27 @@ def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
     assert not spec.parent.exists()  # checked writable, not made, before the settings were known to run
 
 
+@pytest.mark.parametrize(
+    ("recipe", "param", "says"),
+    [
+        ("logreg", "logreg__C=1,-1", "The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]"),
+        ("knn", "knn__n_neighbors=abc,1", "Got 'abc' instead"),
+        ("cnn-fast", "dropout=0.2,2", "dropout"),
+    ],
+)
+def test_a_value_the_recipe_refuses_is_one_sentence_before_the_data_loads(tmp_path, recipe, param, says):
+    """scikit-learn checks a value only in fit: a sweep with one bad value started Ray, ran every trial of the
+    grid, then refused it and kept nothing."""
+    spec, store = tmp_path / "b.json", tmp_path / "s.db"
+    args = ["sweep", recipe, "--param", param, "--limit", "500", "--cluster", "127.0.0.1:9"]
+    done = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}", "--out", str(spec)])
+    assert done.exit_code == 2, done.output
+    assert "loading" not in done.output and "Traceback" not in done.output
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: --param {param.partition('=')[0]}=") and says in line, line
+    assert not spec.exists() and not store.exists()
+
+
 def test_a_param_that_replaces_a_step_is_one_sentence_before_any_trial(tmp_path):
     spec = tmp_path / "b.json"
     done = runner.invoke(app, ["sweep", "logreg", "--limit", "500", "--param", "logreg=x,y", "--out", str(spec)])
@@ -145,8 +166,9 @@ def test_a_spec_file_with_a_bad_value_is_one_sentence_before_the_data_loads(tmp_
 def test_a_store_that_cannot_be_opened_is_one_sentence_before_any_trial(tmp_path):
     (tmp_path / "file").write_text("")
     store, spec = f"sqlite:///{tmp_path / 'file' / 'x.db'}", tmp_path / "b.json"
-    # dropout=2 fails in a trial: the store's error instead shows that it was checked before any trial ran
-    args = ["sweep", "cnn-fast", "--param", "dropout=2", "--limit", "500", "--tracking-uri", store]
+    # An unreachable cluster: the store's error instead shows that it was checked before Ray was joined
+    args = ["sweep", "cnn-fast", "--param", "dropout=0.2", "--limit", "500", "--tracking-uri", store]
+    args += ["--cluster", "127.0.0.1:9"]
     done = runner.invoke(app, [*args, "--out", str(spec), "--json"])
     assert done.exit_code == 2 and done.stdout == ""
     (line,) = done.stderr.strip().splitlines()
@@ -156,11 +178,12 @@ def test_a_store_that_cannot_be_opened_is_one_sentence_before_any_trial(tmp_path
 
 def test_a_failed_trial_is_one_sentence_without_tunes_traceback(runtime, tmp_path):
     spec = tmp_path / "b.json"
-    args = ["sweep", "knn", "--param", "knn__n_neighbors=abc,1", "--limit", "200", "--out", str(spec)]
+    # 100000 neighbours is a value KNeighborsClassifier takes, and fails in the trial: more than the images fitted
+    args = ["sweep", "knn", "--param", "knn__n_neighbors=100000,1", "--limit", "200", "--out", str(spec)]
     done = run_cli([*args, "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}", "--cluster", runtime])
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("Error: The trial {'knn__n_neighbors': 'abc'} failed")
+    assert done.stderr.strip().splitlines()[-1].startswith("Error: The trial {'knn__n_neighbors': 100000} failed")
     assert not spec.exists()
 
 

@@ -55,6 +55,7 @@ FLAGS = {
     "samples": "--samples",
     "max_concurrent": "--concurrent",
     "data_dir": "--data-dir",
+    "tracking_uri": "--tracking-uri",
 }
 
 

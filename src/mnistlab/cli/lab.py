@@ -277,7 +277,7 @@ def runs_cmd(
     """List the runs `compare` recorded (newest first); `mlflow ui` shows them too."""
     from mnistlab.lab.tracking import Tracker  # MLflow: about a second to import
 
-    tracker = Tracker(tracking_uri)
+    tracker = Tracker(tracking_uri, create=False)  # a typo'd path is said, not made into an empty store
     runs = tracker.runs(dataset=dataset, model=recipe)
     if as_json:
         typer.echo(json.dumps(runs))

@@ -22,19 +22,25 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.cluster import cluster_address, connect, run_units_on_cluster
 from mnistlab.lab.fitting import open_dataset, split_for
-from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_dir, noop, run_options
+from mnistlab.lab.folders import check_outputs, install_model, make_folder, model_dir_for
+from mnistlab.lab.options import (
+    MAX_SEED,
+    Progress,
+    RunOptions,
+    noop,
+    plain_number,
+    run_options,
+)
 from mnistlab.lab.specs import Contender, check_for_data, resolve_specs
 from mnistlab.lab.stats import accuracy_summary, comparisons, significance_matrix
-from mnistlab.lab.tracking import Tracker
+from mnistlab.lab.tracking import Tracker, resolve_uri
 from mnistlab.lab.train import TrainTest
 from mnistlab.lab.units import Unit, numbered, run_unit
 from mnistlab.models.files import default_model_dir
-from mnistlab.models.folder import remove_stale
-from mnistlab.models.recipes import DEFAULT_LINEUP, RECIPES
+from mnistlab.models.recipes import DEFAULT_LINEUP
 
 __all__ = ["compare", "run_comparison", "run_unit", "MAX_SEEDS"]
 
@@ -120,11 +126,14 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     from mnistlab.lab.report import write_bench_report  # matplotlib: ~0.8 s to import, only once a comparison runs
 
     progress = progress or noop
+    seeds = plain_number(seeds)  # numpy's 3 as 3
     contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
     names = [c.name for c in contenders]
-    _check(seeds, baseline, names, datasets, options.seed)
+    baseline = _baseline_name(baseline, contenders)
+    _check(seeds, baseline, names, datasets, options)
+    resolve_uri(tracking_uri)  # an empty one is refused before the data is read
     out = Path(out_dir)
-    _check_outputs(out, contenders, update_models)
+    check_outputs(out, contenders, update_models)
     address = cluster_address(cluster)
     with contextlib.ExitStack() as stack:
         if address is not None:  # an address that does not answer fails here, before any data is loaded
@@ -148,13 +157,13 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
 
         for name, _ in opened:  # a --limit or --test-size that a dataset cannot give fails before any fit
             split_of(name, seed_list[0])
-        _make_folder(out)  # checked writable above; made once the settings are known to run
+        make_folder(out)  # checked writable above; made once the settings are known to run
         units = [
             Unit(
                 contender,
                 dataclasses.replace(options, seed=seed),
                 name,
-                _model_dir(out, contender, name, seed, seed_list[0], update_models),
+                model_dir_for(out, contender, name, seed, seed_list[0], update_models),
             )
             for name, _ in opened
             for seed in seed_list
@@ -169,7 +178,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         def finished(i: int, row: dict, y_pred: np.ndarray) -> None:
             unit = units[i]
             if update_models and row.get("reused") and unit.model_dir == default_model_dir(unit.contender.name):
-                _install(Path(row["model_dir"]), unit.model_dir)  # a reused model, copied where it was asked for
+                install_model(Path(row["model_dir"]), unit.model_dir)  # a reused model, copied where it was asked for
             done[i] = (row, y_pred)
             if on_result is not None:
                 on_result(row)
@@ -243,12 +252,22 @@ def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], o
 
 
 def _metric_key(model: str, dataset: str) -> str:
-    """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name (a spec may hold ':')."""
-    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", f"test_accuracy/{model}/{dataset}")
+    """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name (a spec may hold ':'),
+    each part a name of its own: a dataset folder given as ``..`` is named "..", which MLflow refuses as a part
+    of a path."""
+    parts = [re.sub(r"[^A-Za-z0-9_\-. ]", "_", part) for part in (model, dataset)]
+    return "/".join(["test_accuracy", *(part if part.strip(".") else part.replace(".", "_") or "_" for part in parts)])
 
 
-def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_seed: int) -> None:
+def _check(seeds: int, baseline: str | None, names: list[str], datasets, options: RunOptions) -> None:
     """Refuse settings that cannot run, before any data is loaded."""
+    if options.target is not None:  # a RunOptions field that train uses; compare fits every model as its recipe says
+        raise ParameterError(
+            "target",
+            "{param} is not used by compare, which fits every model for its recipe's full epochs; drop it, or "
+            "train one CNN with it (`mnistlab train RECIPE --target ACC`).",
+        )
+    first_seed = options.seed
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise ParameterError("seeds", f"{{param}} must be a whole number from 1 to {MAX_SEEDS}, got {seeds!r}.")
     if first_seed + seeds - 1 > MAX_SEED:  # numpy's and scikit-learn's largest seed
@@ -266,6 +285,16 @@ def _check(seeds: int, baseline: str | None, names: list[str], datasets, first_s
         raise ParameterError("datasets", "{param} names a dataset twice; name each once.")
 
 
+def _baseline_name(baseline, contenders: list[Contender]):
+    """The name of the model ``baseline`` names: its name, or the spec it was given as (``path/file.py:build``
+    for ``file.py:build``; in Python the callable itself); anything else as it is, to be refused."""
+    given = getattr(baseline, "__name__", None) if callable(baseline) else baseline
+    for c in contenders:
+        if given is not None and given in (c.name, c.spec):
+            return c.name
+    return baseline
+
+
 def _check_distinct(opened: list, datasets) -> None:
     """Refuse one dataset named twice in two ways (``mnist`` and its folder): its results would be mixed."""
     seen: dict[str, str] = {}
@@ -277,51 +306,6 @@ def _check_distinct(opened: list, datasets) -> None:
                 "(two folders of one name: rename one).",
             )
         seen[name] = given
-
-
-def _check_outputs(out_dir: Path, contenders: list[Contender], update_models: bool) -> None:
-    """Refuse now, not after the fits, an ``out_dir`` (or with ``update_models`` a recipe's default model
-    folder) that cannot be written; probed, nothing is created."""
-    check_writable_dir(out_dir, "out_dir")
-    if update_models:
-        for contender in contenders:
-            if _is_recipe(contender):
-                check_writable_dir(default_model_dir(contender.name), "update_models")
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # probed writable before the data was read: something changed it since
-        raise ParameterError(
-            "out_dir", f"Cannot write {{param}} {folder} ({exc.strerror}); choose a place you can write to."
-        ) from None
-
-
-def _install(source: Path, target: Path) -> None:
-    """Copy a verified model directory's files into ``target`` (weights first, the card last, as ``save_model``)."""
-    if target.resolve() == source.resolve():
-        return
-    remove_stale(target, keep={p.name for p in source.iterdir()})  # what the model replaced there left, as a save
-    card = source / "model.json"
-    for path in [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]:
-        if not path.name.startswith("."):
-            atomic_write_bytes(target / path.name, path.read_bytes())
-
-
-def _is_recipe(contender: Contender) -> bool:
-    return contender.spec in RECIPES and contender.code_sha256 is None
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
-
-
-def _model_dir(out: Path, contender: Contender, dataset: str, seed: int, first_seed: int, update: bool) -> Path:
-    """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory."""
-    if update and _is_recipe(contender) and dataset == "mnist" and seed == first_seed:
-        return default_model_dir(contender.name)
-    return out / "models" / _slug(dataset) / _slug(contender.name) / f"seed-{seed}"
 
 
 def _section(

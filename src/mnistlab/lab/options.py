@@ -41,6 +41,7 @@ __all__ = [
     "check_writable_dir",
     "check_writable_file",
     "check_model_dir",
+    "plain_number",
 ]
 
 Progress = Callable[[str], None]  # receives a short description of the step now starting
@@ -76,6 +77,8 @@ class RunOptions:
     target: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("cv", "test_size", "seed", "limit", "n_jobs", "target"):  # numpy's numbers as Python's
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
         if not _is_int(self.cv, optional=True) or (self.cv is not None and self.cv != 0 and self.cv < 2):
             raise ParameterError(
                 "cv", f"{{param}} must be 0 (skip cross-validation) or at least 2 folds, got {self.cv!r}."
@@ -209,6 +212,16 @@ def _probe(folder: Path, param: str, shown: Path | None = None) -> None:
         raise ParameterError(
             param, f"Cannot write {{param}} {shown or folder} ({reason}); choose a place you can write to."
         )
+
+
+def plain_number(value):
+    """A numpy integer or float as Python's ``int`` or ``float`` (the card, JSON, holds no numpy type); any other
+    value as it is, to be checked."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+        return float(value)
+    return value
 
 
 def _is_int(value, *, optional: bool = False) -> bool:

@@ -48,7 +48,7 @@ def _pct(x) -> str:
 
 
 def _results_table(results: list[dict]) -> str:
-    best = max(results, key=lambda r: r["test_accuracy_mean"])["model"]
+    top = max(r["test_accuracy_mean"] for r in results)  # models that tie at the top are marked alike
     head = ("model", "seeds", "test acc % (mean)", "95% interval", "std", "fit s", "predict s", "reused", "what it is")
     out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in results:
@@ -63,7 +63,7 @@ def _results_table(results: list[dict]) -> str:
             f"{r['predict_seconds_mean']:.2f}",
             f"{r['reused']} of {len(r['seeds'])}",
         )
-        cls = ' class="best"' if r["model"] == best else ""
+        cls = ' class="best"' if r["test_accuracy_mean"] == top else ""
         out.append(
             f"<tr{cls}>"
             + "".join(f"<td>{c}</td>" for c in cells)
@@ -127,10 +127,20 @@ def _matrix_table(names: list[str], matrix: dict) -> str:
     return "\n".join([*out, "</table>"])
 
 
-def _section_html(section: dict, out_dir: Path) -> str:
-    """One dataset's part of the page; writes its two PNGs."""
+def _unique_slugs(names: list[str]) -> list[str]:
+    """Each dataset's part of the PNGs' names; names that make one ("my data", "My-Data") are numbered."""
+    slugs: list[str] = []
+    for name in names:
+        slug, k = _slug(name), 2
+        while slug in slugs:
+            slug, k = f"{_slug(name)}-{k}", k + 1
+        slugs.append(slug)
+    return slugs
+
+
+def _section_html(section: dict, out_dir: Path, slug: str) -> str:
+    """One dataset's part of the page; writes its two PNGs (their names end in ``slug``)."""
     name, results = section["dataset"], section["results"]
-    slug = _slug(name)
     chart = save_accuracy_vs_time_bars(results, out_dir / f"accuracy-vs-time-{slug}.png")
     best = max(results, key=lambda r: r["test_accuracy_mean"])["model"]
     first = section["first"]
@@ -163,7 +173,8 @@ def _section_html(section: dict, out_dir: Path) -> str:
 def write_bench_report(sections: list[dict], out_dir) -> Path:
     """Write ``out_dir/index.html`` and its PNGs for the sections of ``compare``; return the page's path."""
     out_dir = Path(out_dir)
-    body = "\n".join(_section_html(s, out_dir) for s in sections)
+    slugs = _unique_slugs([s["dataset"] for s in sections])
+    body = "\n".join(_section_html(s, out_dir, slug) for s, slug in zip(sections, slugs))
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -74,12 +74,21 @@ class Contender:
 def resolve_specs(specs) -> list[Contender]:
     """Check every spec and turn it into a ``Contender``; names must be unique."""
     contenders = [resolve_spec(s) for s in specs]
-    seen: set[str] = set()
+    seen: dict[str, Contender] = {}
     for c in contenders:
         if c.name in seen:
-            raise RecipeError(f"Two models are named {c.name!r}; name each one once.")
-        seen.add(c.name)
+            raise RecipeError(f"Two models are named {c.name!r} ({seen[c.name].spec} and {c.spec}); {_apart(c)}.")
+        seen[c.name] = c
     return contenders
+
+
+def _apart(contender: Contender) -> str:
+    """How to give two models of one name their own names."""
+    if contender.tuned is not None:
+        return 'give each spec file its own "name" (letters, digits, ".", "_", "-")'
+    if ".py:" in contender.spec:
+        return "rename one of the files, or give each callable its own name"
+    return "name each one once"
 
 
 def resolve_recipe_or_spec_file(name: str) -> Contender:

@@ -99,24 +99,18 @@ def paired_test(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred
     n, a_only, b_only = (sum(s[i] for s in seeds) for i in range(3))
     common = {"n": n, "a_only": a_only, "b_only": b_only}
     if len(seeds) == 1 or _repeated(y_true, pred_a, pred_b):
-        one_n, one_a, one_b = seeds[0]
-        # No discordant pair: nothing tells the two apart (the binomial test of 0 of 0 is p = 1).
-        p = 1.0 if one_a + one_b == 0 else _mcnemar_exact(one_a, one_b)
-        return {
-            **common,
-            "test": "McNemar exact",
-            "p_value": min(1.0, p),
-            "diff": (one_a - one_b) / one_n,
-            "diff_ci95": _diff_interval(one_a, one_b, one_n),
-        }
+        return {**common, **_exact(*seeds[0])}
     diffs = np.array([(a - b) / m for m, a, b in seeds])
     # Each seed's difference is a mean of n values in {-1, 0, 1}: its test-sample variance.
     sample_variance = float(np.mean([((a + b) / m - ((a - b) / m) ** 2) / m for m, a, b in seeds]))
     spread = _spread(float(diffs.std(ddof=1)), len(seeds), sample_variance)
     diff = float(diffs.mean())
-    if spread.se == 0:  # no discordant pair in any seed: as for one seed of as many images
-        interval = _diff_interval(0, 0, min(m for m, _, _ in seeds))
-        return {**common, "test": "t over seeds", "p_value": 1.0, "diff": diff, "diff_ci95": interval}
+    if spread.se == 0:
+        # Every image of every seed alike: no discordant pair anywhere, or every image won by the same model.
+        # Nothing varies, so there is no t; the same outcome in every seed is one seed's evidence, as for
+        # repeated seeds: the exact test of the seed with the fewest images.
+        exact = _exact(*min(seeds))  # no discordant pair: p = 1, the difference 0 and +-u of 0 in n
+        return {**common, **exact, "test": "McNemar exact" if a_only + b_only else "t over seeds"}
     half = spread.half_width
     return {
         **common,
@@ -124,6 +118,18 @@ def paired_test(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred
         "p_value": spread.p_value(diff),
         "diff": diff,
         "diff_ci95": [diff - half, diff + half],
+    }
+
+
+def _exact(n: int, a_only: int, b_only: int) -> dict:
+    """McNemar's exact test of one seed's discordant pairs, its difference and the interval it inverts."""
+    # No discordant pair: nothing tells the two apart (the binomial test of 0 of 0 is p = 1).
+    p = 1.0 if a_only + b_only == 0 else _mcnemar_exact(a_only, b_only)
+    return {
+        "test": "McNemar exact",
+        "p_value": min(1.0, p),
+        "diff": (a_only - b_only) / n,
+        "diff_ci95": _diff_interval(a_only, b_only, n),
     }
 
 

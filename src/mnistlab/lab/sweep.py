@@ -37,8 +37,8 @@ from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
 from mnistlab.lab.record import package_versions
-from mnistlab.lab.specs import check_steps
-from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker
+from mnistlab.lab.specs import check_steps, check_values
+from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker, resolve_uri
 from mnistlab.models.recipes import get_recipe
 
 __all__ = ["parse_params", "sweep", "MAX_TRIALS", "HELD_OUT"]
@@ -132,11 +132,15 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
             "max_concurrent", f"{{param}} must be a whole number from 1 to {MAX_TRIALS}, got {max_concurrent!r}."
         )
     out = _writable_spec(Path(out))
+    resolve_uri(tracking_uri)  # an empty one is refused before the data is read
     seed_list = [options.seed + k for k in range(seeds)]
     default_epochs = known.get("epochs", 1) if recipe.family == "cnn" else 1
     bad = [e for e in params.get("epochs", []) if isinstance(e, bool) or not isinstance(e, int) or e < 1]
     if bad:  # the scheduler's longest trial is counted in epochs
         raise ParameterError("param", f"{{param}} epochs must be whole numbers of at least 1, got {bad[0]!r}.")
+    for name, values in params.items():  # scikit-learn checks a value only in fit: once every other trial ran
+        for value in values:
+            _check_value(recipe, name, value, options.seed)
     max_epochs = max(int(c.get("epochs", default_epochs)) for c in configs)
     progress("loading and verifying the data")
     name, bunch = open_dataset(dataset)
@@ -202,6 +206,17 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         "run_id": run_id,
         "tracking_uri": tracker.uri,
     }
+
+
+def _check_value(recipe, name: str, value, seed: int) -> None:
+    """Refuse a value the recipe's estimator cannot take, before Ray starts and the other trials run."""
+    try:
+        check_values(recipe.build(seed, 1).set_params(**{name: value}))
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(
+            "param",
+            f"{{param}} {name}={json.dumps(value)} is a value {recipe.name} cannot take ({exc}); fix or drop it.",
+        ) from None
 
 
 def _configs(params: dict[str, list], samples: int | None, seed: int) -> list[dict]:

@@ -20,17 +20,20 @@ or ``mnistlab runs`` needs it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab.errors import TrackingError
+from mnistlab._atomic import locked_folder
+from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.models.files import models_root
 
 __all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
@@ -51,15 +54,37 @@ def _default_folder() -> Path:
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``default_tracking_uri()``."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``default_tracking_uri()``; the path of a ``.db`` (``.sqlite``)
+    file, without a scheme, is the SQLite store it names (MLflow would take it for its retired folder store)."""
+    if uri is not None and not uri.strip():  # an unset $STORE: not the default store, silently
+        raise ParameterError(
+            "tracking_uri", "{param} is empty, which would mean the default store; give a store, or leave it out."
+        )
+    given = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not given:
+        return default_tracking_uri()
+    path = Path(given).expanduser()
+    if "://" not in given and path.suffix.lower() in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
+        return f"sqlite:///{path.absolute()}"
+    return given
 
 
 class Tracker:
     """One tracking store, opened (and its experiment created) before anything trains."""
 
-    def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT):
+    def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT, *, create: bool = True):
+        """``create=False`` (``mnistlab runs``) only reads: a SQLite store that is not there is refused (the default
+        one reads as empty), and a store without the experiment has no runs; nothing is made."""
         self.uri = resolve_uri(uri)
+        self.empty = False  # a store or experiment not made yet, opened to read: no runs
+        if not create and _missing_sqlite(self.uri):
+            if self.uri != default_tracking_uri():  # a typo'd path: made, it would list nothing and keep a new store
+                raise TrackingError(
+                    f"No tracking store at {self.uri.removeprefix('sqlite:///')}, so no runs; check --tracking-uri "
+                    "/ MLFLOW_TRACKING_URI (compare makes the store on its first run)."
+                )
+            self.empty, self.experiment_id = True, ""
+            return
         # A tracking server that does not answer should fail in seconds, not after MLflow's minutes of retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
@@ -67,23 +92,32 @@ class Tracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines on database set-up are noise here
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        artifacts = None
+        artifacts, folder = None, None
         if self.uri == default_tracking_uri():
-            _default_folder().mkdir(parents=True, exist_ok=True)
-            artifacts = (_default_folder() / "artifacts").as_uri()
+            folder = _default_folder()
+            _make_default_folder(folder)
+            artifacts = (folder / "artifacts").as_uri()
         elif self.uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of wherever we run
-            artifacts = (Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "artifacts").as_uri()
+            folder = Path(self.uri.removeprefix("sqlite:///")).resolve().parent
+            artifacts = (folder / "artifacts").as_uri()
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment, artifact_location=artifacts)
-            )
+            # Two processes setting up one new SQLite database at once both ran its migrations, and one failed
+            # ("table experiments already exists"): they take turns on its folder while the store is opened.
+            with _store_lock(folder):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.experiment_id, deleted = _experiment_id(self.client, experiment, artifacts, create)
+                self.empty = not self.experiment_id
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise TrackingError(
                 f"Cannot open the tracking store {self.uri} ({type(exc).__name__}: {_first_line(exc)}); "
                 "check --tracking-uri / MLFLOW_TRACKING_URI."
             ) from None
+        if deleted:  # its runs are hidden and no run can be added; MLflow keeps the name until it is purged
+            raise TrackingError(
+                f"The experiment {experiment} in the tracking store {self.uri} was deleted; restore it "
+                f"(MLFLOW_TRACKING_URI={self.uri} mlflow experiments restore -x {self.experiment_id}), remove it "
+                f"for good (mlflow gc --backend-store-uri {self.uri}), or name another store with --tracking-uri."
+            )
 
     def find(self, key: str) -> list:
         """Finished runs recorded under the reuse ``key``, newest first."""
@@ -190,6 +224,8 @@ class Tracker:
 
     def runs(self, *, dataset: str | None = None, model: str | None = None) -> list[dict]:
         """Every recorded run (newest first) as a flat object, optionally of one dataset and one model."""
+        if self.empty:
+            return []
         found, token = [], None
         while True:
             page = self._guard(lambda t=token: self._page(t))
@@ -215,6 +251,54 @@ class Tracker:
                 f"The tracking store {self.uri} failed ({type(exc).__name__}: {_first_line(exc)}); "
                 "check that it is reachable and writable."
             ) from None
+
+
+def _missing_sqlite(uri: str) -> bool:
+    """Whether ``uri`` names a SQLite database file that does not exist (yet)."""
+    if not uri.startswith("sqlite:///"):
+        return False
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return path != ":memory:" and not Path(path).exists()
+
+
+def _make_default_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only or foreign data folder
+        raise TrackingError(
+            f"Cannot make the tracking folder {folder} ({exc.strerror or type(exc).__name__}); set XDG_DATA_HOME "
+            "to a folder you can write, or name another store with --tracking-uri / MLFLOW_TRACKING_URI."
+        ) from None
+
+
+@contextlib.contextmanager
+def _store_lock(folder: Path | None) -> Iterator[None]:
+    """An exclusive lock on a SQLite store's folder (made if need be, as MLflow would) while the block runs;
+    nothing for other stores."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): opened unlocked, as before
+            stack.enter_context(locked_folder(folder))
+        yield
+
+
+def _experiment_id(client, name: str, artifacts: str | None, create: bool) -> tuple[str, bool]:
+    """The id of the experiment ``name``, made if the store has none (or another process made it meanwhile), and
+    whether it was deleted; ``""`` where there is none and ``create`` is False."""
+    found = client.get_experiment_by_name(name)
+    if found is None and not create:
+        return "", False
+    if found is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifacts), False
+        except Exception:  # a tracking server where another comparison made it first
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    return found.experiment_id, found.lifecycle_stage == "deleted"
 
 
 def _run_row(run) -> dict:

@@ -140,13 +140,14 @@ def _record(
     """Record one fit as a finished run: tags for finding and verifying it, parameters, metrics, artifacts."""
     model_dir = Path(result["model_dir"]) if result["model_dir"] is not None else None
     card_bytes = (model_dir / "model.json").read_bytes() if model_dir is not None else None
-    run_params = {
-        **params,
+    settings = {
         **{k: getattr(options, k) for k in ("seed", "split", "test_size", "limit", "cv")},
         "dataset": d.dataset,
         "data_sha256": d.sha256,
         **{f"version.{k}": v for k, v in fitted.card["versions"].items()},
     }
+    # An estimator's parameter named as a run setting (LogisticRegressionCV's cv) is kept beside it, not replaced.
+    run_params = {**{f"estimator.{k}" if k in settings else k: v for k, v in params.items()}, **settings}
     return tracker.record(
         name=f"{contender.name} {d.dataset} seed {options.seed}",
         tags={

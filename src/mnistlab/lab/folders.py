@@ -1,0 +1,85 @@
+"""Where a comparison writes: its report folder, each fit's model folder, a reused model installed by request.
+
+Models are saved under ``OUT/models/DATASET/MODEL/seed-S``; with
+``update_models`` mnistlab's recipes on MNIST with the first seed go to their
+default model folders. The folders are checked writable before any data is
+read, and made once the settings are known to run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from mnistlab._atomic import atomic_write_bytes
+from mnistlab.errors import ParameterError
+from mnistlab.lab.options import check_writable_dir
+from mnistlab.lab.specs import Contender
+from mnistlab.models.files import default_model_dir
+from mnistlab.models.folder import remove_stale
+from mnistlab.models.recipes import RECIPES
+
+__all__ = ["check_outputs", "make_folder", "install_model", "is_recipe", "model_dir_for"]
+
+
+def check_outputs(out_dir: Path, contenders: list[Contender], update_models: bool) -> None:
+    """Refuse now, not after the fits, an ``out_dir`` (or with ``update_models`` a recipe's default model
+    folder) that cannot be written; probed, nothing is created."""
+    check_writable_dir(out_dir, "out_dir")
+    for name, kind, what in (
+        ("index.html", "a folder", "the report's page goes"),
+        ("models", "a file", "the models go"),
+    ):
+        path = out_dir / name
+        if path.is_dir() if name == "index.html" else path.exists() and not path.is_dir():
+            raise ParameterError(
+                "out_dir",
+                f"{{param}} {out_dir} holds {kind} named {name}, where {what}; remove it or choose another folder.",
+            )
+    if update_models:
+        for contender in contenders:
+            if is_recipe(contender):
+                check_writable_dir(default_model_dir(contender.name), "update_models")
+
+
+def make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # probed writable before the data was read: something changed it since
+        raise ParameterError(
+            "out_dir", f"Cannot write {{param}} {folder} ({exc.strerror}); choose a place you can write to."
+        ) from None
+
+
+def install_model(source: Path, target: Path) -> None:
+    """Copy a verified model directory's files into ``target`` (weights first, the card last, as ``save_model``)."""
+    if target.resolve() == source.resolve():
+        return
+    remove_stale(target, keep={p.name for p in source.iterdir()})  # what the model replaced there left, as a save
+    card = source / "model.json"
+    for path in [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]:
+        if not path.name.startswith("."):
+            atomic_write_bytes(target / path.name, path.read_bytes())
+
+
+def is_recipe(contender: Contender) -> bool:
+    return contender.spec in RECIPES and contender.code_sha256 is None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
+
+
+def model_dir_for(out: Path, contender: Contender, dataset: str, seed: int, first_seed: int, update: bool) -> Path:
+    """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory."""
+    if update and is_recipe(contender) and dataset == "mnist" and seed == first_seed:
+        return default_model_dir(contender.name)
+    return out / "models" / _dataset_folder(dataset) / _slug(contender.name) / f"seed-{seed}"
+
+
+def _dataset_folder(name: str) -> str:
+    """A dataset's folder under models/: its name where that is a plain folder name, else the name made one
+    plus a digest of it, so that two names ("my data" and "my-data") never share one."""
+    slug = _slug(name)
+    return slug if slug == name else f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"

@@ -1,0 +1,134 @@
+"""The tracking store as the bench opens it: real MLflow SQLite stores, real folders, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import mnistlab
+from mnistlab.cli import app
+from mnistlab.lab.tracking import Tracker
+
+runner = CliRunner()
+_SRC = str(Path(mnistlab.__file__).resolve().parents[1])
+
+
+def test_a_default_store_folder_that_cannot_be_made_is_one_sentence(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data folder would be")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = runner.invoke(app, ["compare", "knn", "--dataset", "digits", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert line.startswith("Error: Cannot make the tracking folder"), line
+    assert "XDG_DATA_HOME" in line and "--tracking-uri" in line
+    assert not (tmp_path / "r" / "models").exists()  # before anything was fitted
+
+
+def test_two_processes_opening_one_fresh_store_both_succeed(tmp_path):
+    """Two comparisons started at once on a store not yet made: MLflow's set-up of the database ran twice
+    ("table experiments already exists", "duplicate column name") and one of them failed."""
+    code = (
+        "import sys; from mnistlab.lab.tracking import Tracker; "
+        "t = Tracker(sys.argv[1]); print(t.experiment_id, len(t.runs()))"
+    )
+    env = {**os.environ, "PYTHONPATH": _SRC}
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, uri], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr.decode()[-2000:]
+    assert outs[0][0] == outs[1][0]  # one experiment, made once
+
+
+def test_a_deleted_experiment_is_said_with_how_to_restore_it(tmp_path):
+    """An experiment deleted in `mlflow ui`: runs listed nothing, and compare failed after loading the data with
+    "check that it is reachable and writable"."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    tracker.client.delete_experiment(tracker.experiment_id)
+    for args in (["runs"], ["compare", "knn", "--dataset", "digits", "--out", str(tmp_path / "r")]):
+        result = runner.invoke(app, [*args, "--tracking-uri", uri])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()[-1:]
+        assert line.startswith(f"Error: The experiment mnistlab-compare in the tracking store {uri} was deleted")
+        assert f"mlflow experiments restore -x {tracker.experiment_id}" in line, line
+    assert not (tmp_path / "r" / "models").exists()  # refused before anything was fitted
+
+
+def test_runs_reads_a_store_and_makes_none(tmp_path, monkeypatch):
+    """`runs --tracking-uri sqlite:///typo.db` made a new 1 MB store at the typo'd path and listed 0 runs."""
+    typo = tmp_path / "typo.db"
+    result = runner.invoke(app, ["runs", "--tracking-uri", f"sqlite:///{typo}", "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: No tracking store at {typo}, so no runs; check --tracking-uri")
+    assert not typo.exists() and not (tmp_path / "artifacts").exists()
+    # The default store before any comparison: no runs, and nothing made.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = runner.invoke(app, ["runs", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == [], result.output
+    assert not (tmp_path / "data").exists()
+    # A store of other work, without mnistlab's experiment: no runs, and the experiment is not made there.
+    other = Tracker(f"sqlite:///{tmp_path / 'other.db'}", "someone-else")
+    result = runner.invoke(app, ["runs", "--tracking-uri", other.uri, "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == [], result.output
+    assert other.client.get_experiment_by_name("mnistlab-compare") is None
+
+
+def test_a_path_to_a_db_file_is_a_sqlite_store(tmp_path, monkeypatch):
+    """--tracking-uri ~/runs.db: MLflow took it for its retired folder store and refused it, in a sentence about
+    migrating file stores; the path of a .db file is the SQLite store it names."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "knn",
+            "--dataset",
+            "digits",
+            "--limit",
+            "200",
+            "--cv",
+            "0",
+            "--tracking-uri",
+            "~/runs.db",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tracking_uri"] == f"sqlite:///{tmp_path / 'runs.db'}"
+    assert (tmp_path / "runs.db").is_file() and (tmp_path / "artifacts").is_dir()
+    monkeypatch.chdir(tmp_path)
+    listed = runner.invoke(app, ["runs", "--tracking-uri", "runs.db", "--json"])
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 1, listed.output
+
+
+def test_an_empty_tracking_uri_is_refused_not_taken_for_the_default_store(tmp_path, monkeypatch):
+    """--tracking-uri "$STORE" with $STORE unset recorded the runs in the default store without a word."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    commands = [
+        ["runs"],
+        ["compare", "knn", "--dataset", "digits", "--out", str(tmp_path / "r")],
+        ["sweep", "knn", "--param", "knn__n_neighbors=1,3", "--out", str(tmp_path / "b.json")],
+    ]
+    for args in commands:
+        result = runner.invoke(app, [*args, "--tracking-uri", ""])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line == (
+            "Error: --tracking-uri is empty, which would mean the default store; give a store, or leave it out."
+        )
+    assert not (tmp_path / "data").exists() and not (tmp_path / "r").exists()
