@@ -336,15 +336,14 @@ def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_fig
     n = train.details["n_train"]
     write_idx(second / "train-images-idx3-ubyte", np.ascontiguousarray(train.images[:n][::-1]))
     write_idx(second / "train-labels-idx1-ubyte", np.ascontiguousarray(train.target[:n][::-1].astype(np.uint8)))
-    summary = compare(
-        "knn",
-        datasets=[first, second],
-        cv=0,
-        n_jobs=1,
-        limit=200,
-        out_dir=tmp_path / "r",
-        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
-    )
+    settings = {
+        "cv": 0,
+        "n_jobs": 1,
+        "limit": 200,
+        "out_dir": tmp_path / "r",
+        "tracking_uri": f"sqlite:///{tmp_path / 's.db'}",
+    }
+    summary = compare("knn", datasets=[first, second], **settings)
     dirs = {row["dataset"]: Path(row["model_dir"]) for row in summary["runs"]}
     assert set(dirs) == {"my data", "my-data"} and len(set(dirs.values())) == 2, dirs
     for dataset, folder in dirs.items():
@@ -352,15 +351,7 @@ def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_fig
     page = Path(summary["report"]).read_text()
     images = re.findall(r'<img src="([^"]+)"', page)
     assert len(images) == len(set(images)) == 4, images  # a chart and a mistakes grid per dataset
-    again = compare(
-        "knn",
-        datasets=[first, second],
-        cv=0,
-        n_jobs=1,
-        limit=200,
-        out_dir=tmp_path / "r",
-        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
-    )
+    again = compare("knn", datasets=[first, second], **settings)
     assert [r["reused"] for r in again["results"]] == [1, 1]  # each found its own model where it left it
 
 
