@@ -370,7 +370,20 @@ def test_a_dataset_given_as_the_parent_folder_is_compared_and_recorded(tiny_idx,
         [client.get_experiment_by_name("mnistlab-compare").experiment_id],
         filter_string="tags.mnistlab_kind = 'comparison'",
     )
-    assert parent.info.status == "FINISHED" and list(parent.data.metrics) == ["test_accuracy/knn/__"]
+    # The folder is named as it is (data), not "..": the metric reads as the dataset it is.
+    assert parent.info.status == "FINISHED" and list(parent.data.metrics) == ["test_accuracy/knn/data"]
+
+
+def test_an_empty_dataset_name_is_refused_not_read_as_the_current_folder(tiny_idx, tmp_path, monkeypatch):
+    # An unset $DATA in --dataset "$DATA": Path("") is ".", and the IDX files of the current folder were compared.
+    shutil.copytree(tiny_idx, tmp_path / "here")
+    monkeypatch.chdir(tmp_path / "here")
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    result = runner.invoke(
+        app, ["compare", "knn", "--dataset", "", "--limit", "200", "--out", "r", "--tracking-uri", uri]
+    )
+    assert result.exit_code == 2 and "dataset's name is empty" in result.output, result.output
+    assert not (tmp_path / "here" / "r").exists()
 
 
 def test_datasets_and_seeds_with_random_splits(bench, tiny_idx):

@@ -148,7 +148,7 @@ def _any_folder(folder: Path):
         raise DatasetError(
             f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); give the folder that holds them."
         )
-    name = folder.name or "custom"
+    name = folder.resolve().name or "custom"  # "." and ".." by the folder they are, not "custom" and ".."
     # A folder loaded before as a registered dataset has that dataset's manifest: then a warm load hashes no source.
     known = (fresh_manifest(spec.name, files) for spec in DATASETS.values())
     checksums = next((dict(m["checksums"]) for m in known if m is not None), None) or checksums_of(name, files)

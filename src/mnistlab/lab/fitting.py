@@ -31,6 +31,10 @@ __all__ = ["open_dataset", "split_for", "fit_one", "Fitted"]
 
 def open_dataset(dataset: str):
     """``(name, bunch)`` of a dataset name (mnist, fashion-mnist, digits) or a folder of four IDX files."""
+    if not dataset.strip():  # an unset $DATA: Path("") is the current folder, which no one means by giving nothing
+        raise DatasetError(
+            f"The dataset's name is empty; give one of {', '.join(KNOWN_DATASETS)} or a folder holding the four IDX files."
+        )
     if dataset in KNOWN_DATASETS:
         return dataset, load_mnist(dataset)
     if Path(dataset).is_dir():
