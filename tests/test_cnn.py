@@ -337,6 +337,12 @@ def test_export_refuses_a_model_that_is_not_a_cnn(tmp_path):
     assert result.exit_code == 2 and "--target applies to CNN recipes only" in result.output
 
 
+def test_export_model_takes_int8_as_a_bool_only(tmp_path):
+    # export_model(..., int8="no") ran the int8 export: the string is truthy.
+    with pytest.raises(ParameterError, match="int8 must be True or False, got 'no'"):
+        export_model(tmp_path / "nowhere", tmp_path / "x.onnx", int8="no")
+
+
 def test_works_in_cross_val_score_pipeline_and_grid_search(mnist_small):
     X, y = mnist_small[0][:600], mnist_small[2][:600]
     scores = cross_val_score(CNNClassifier(**TINY, epochs=5), X, y, cv=2)

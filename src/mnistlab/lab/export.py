@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from mnistlab.errors import InputError
+from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.evaluate import model_data
 from mnistlab.lab.options import Progress, noop
 from mnistlab.models.files import load_model
@@ -29,6 +29,8 @@ def export_model(model_dir, onnx_file, *, int8: bool = False, progress: Progress
     """
     from mnistlab.models.cnn.onnx import onnx_graph, write_graph  # torch and onnx: seconds to import
 
+    if not isinstance(int8, bool | np.bool_):  # "no" is truthy: it ran the int8 export
+        raise ParameterError("int8", f"{{param}} must be True or False, got {int8!r}.")
     progress = progress or noop
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
