@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from mnistlab import IDXFormatError, parse_idx, read_idx, write_idx
 from mnistlab.data.idx import idx_sha256
+from mnistlab.errors import ParameterError
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 
@@ -172,3 +173,13 @@ def test_unwritable_paths_and_non_bytes_say_what_to_do(tmp_path):
         write_idx("/proc/x/y.idx", np.zeros(3, np.uint8))
     with pytest.raises(IDXFormatError, match="parse_idx takes the file's bytes, got str; use read_idx for a path"):
         parse_idx(str(tmp_path / "x.idx"))
+
+
+@pytest.mark.parametrize("limit", [-1, 0, "10", 2.5, True])
+def test_a_size_limit_that_is_no_positive_whole_number_is_refused(tmp_path, limit):
+    # read_idx(max_bytes=-1) said "more than the -1-byte limit" of a file that broke no limit.
+    path = write_idx(tmp_path / "a.idx", np.zeros((2, 3), np.uint8))
+    with pytest.raises(ParameterError, match="max_bytes must be a whole number of bytes, 1 or more"):
+        read_idx(path, max_bytes=limit)
+    with pytest.raises(ParameterError, match="max_bytes"):
+        parse_idx(path.read_bytes(), max_bytes=limit)

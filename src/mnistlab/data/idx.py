@@ -25,7 +25,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.errors import IDXFormatError, InputError
+from mnistlab.errors import IDXFormatError, InputError, ParameterError
 
 __all__ = [
     "read_idx",
@@ -211,6 +211,8 @@ def _scan(
     when ``keep`` (memory: the array itself), else the stream passes through
     one 1 MiB chunk.
     """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | np.integer) or max_bytes < 1:
+        raise ParameterError("max_bytes", f"{{param}} must be a whole number of bytes, 1 or more, got {max_bytes!r}.")
     try:
         compressed = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
