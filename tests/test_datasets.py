@@ -268,3 +268,8 @@ def test_load_split_splits_a_given_bunch_and_refuses_anything_else():
     for wrong in (5, {"data": digits.data}):
         with pytest.raises(InputError, match="^bunch must be what load_mnist returned"):
             load_split(bunch=wrong)
+    # What a cluster's worker gets: the arrays and details, no names (it was refused, and every cluster run with it).
+    from sklearn.utils import Bunch
+
+    lean = Bunch(data=digits.data, target=digits.target, details=digits.details)
+    assert len(load_split(bunch=lean, split="random", test_size=100, seed=1)[1]) == 100

@@ -241,7 +241,7 @@ def load_split(
     """
     if split not in ("official", "random"):
         raise InputError(f"Unknown split {split!r}; expected one of official, random.")
-    if bunch is not None and not all(hasattr(bunch, key) for key in ("data", "target", "details", "target_names")):
+    if bunch is not None and not all(hasattr(bunch, key) for key in ("data", "target", "details")):
         raise InputError(f"bunch must be what load_mnist returned, got {type(bunch).__name__}; or leave it out.")
     b = bunch if bunch is not None else load_mnist(name, data_dir=data_dir, dtype=dtype)
     X, y = b.data, b.target
@@ -254,7 +254,7 @@ def load_split(
 
     test_size = len(y) - n_train if test_size is None else _checked_test_size(test_size, len(y))
     check_seed(seed)
-    _check_stratifiable(y, b.target_names, test_size)
+    _check_stratifiable(y, getattr(b, "target_names", ()), test_size)  # a cluster's bunch carries no names
     return train_test_split(X, y, test_size=test_size, stratify=y, random_state=int(seed))
 
 
