@@ -253,8 +253,7 @@ def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], o
 
 def _metric_key(model: str, dataset: str) -> str:
     """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name (a spec may hold ':'),
-    each part a name of its own: a dataset folder given as ``..`` is named "..", which MLflow refuses as a part
-    of a path."""
+    each part a name of its own: a part of dots alone (a folder named "...") MLflow would refuse as a path's."""
     parts = [re.sub(r"[^A-Za-z0-9_\-. ]", "_", part) for part in (model, dataset)]
     return "/".join(["test_accuracy", *(part if part.strip(".") else part.replace(".", "_") or "_" for part in parts)])
 

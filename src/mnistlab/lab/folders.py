@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import NoReturn
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ParameterError
@@ -20,27 +21,28 @@ from mnistlab.models.files import default_model_dir
 from mnistlab.models.folder import remove_stale
 from mnistlab.models.recipes import RECIPES
 
-__all__ = ["check_outputs", "make_folder", "install_model", "is_recipe", "model_dir_for"]
+__all__ = ["check_outputs", "make_folder", "install_model", "model_dir_for"]
 
 
 def check_outputs(out_dir: Path, contenders: list[Contender], update_models: bool) -> None:
     """Refuse now, not after the fits, an ``out_dir`` (or with ``update_models`` a recipe's default model
     folder) that cannot be written; probed, nothing is created."""
     check_writable_dir(out_dir, "out_dir")
-    for name, kind, what in (
-        ("index.html", "a folder", "the report's page goes"),
-        ("models", "a file", "the models go"),
-    ):
-        path = out_dir / name
-        if path.is_dir() if name == "index.html" else path.exists() and not path.is_dir():
-            raise ParameterError(
-                "out_dir",
-                f"{{param}} {out_dir} holds {kind} named {name}, where {what}; remove it or choose another folder.",
-            )
+    page, models = out_dir / "index.html", out_dir / "models"
+    if page.is_dir():
+        _in_the_way(out_dir, "a folder", page.name, "the report's page goes")
+    if models.exists() and not models.is_dir():
+        _in_the_way(out_dir, "a file", models.name, "the models go")
     if update_models:
         for contender in contenders:
-            if is_recipe(contender):
+            if _is_recipe(contender):
                 check_writable_dir(default_model_dir(contender.name), "update_models")
+
+
+def _in_the_way(out_dir: Path, kind: str, name: str, what: str) -> NoReturn:
+    raise ParameterError(
+        "out_dir", f"{{param}} {out_dir} holds {kind} named {name}, where {what}; remove it or choose another folder."
+    )
 
 
 def make_folder(folder: Path) -> None:
@@ -63,7 +65,7 @@ def install_model(source: Path, target: Path) -> None:
             atomic_write_bytes(target / path.name, path.read_bytes())
 
 
-def is_recipe(contender: Contender) -> bool:
+def _is_recipe(contender: Contender) -> bool:
     return contender.spec in RECIPES and contender.code_sha256 is None
 
 
@@ -73,7 +75,7 @@ def _slug(text: str) -> str:
 
 def model_dir_for(out: Path, contender: Contender, dataset: str, seed: int, first_seed: int, update: bool) -> Path:
     """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory."""
-    if update and is_recipe(contender) and dataset == "mnist" and seed == first_seed:
+    if update and _is_recipe(contender) and dataset == "mnist" and seed == first_seed:
         return default_model_dir(contender.name)
     return out / "models" / _dataset_folder(dataset) / _slug(contender.name) / f"seed-{seed}"
 

@@ -265,6 +265,11 @@ def _reduce_array(grey: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(small)
 
 
+# A strip is reduced to at most this many times the work size: one 20 times as long as it is high (the
+# longest ``check_strip`` lets through) keeps 64 px of its height at 4 x 320 px.
+_STRIP_SCALE = 4
+
+
 def reduced_side(width: int, height: int, max_side: int = WORK_SIDE, min_short_side: int = 0) -> int:
     """The longer side (px) that ``to_grey`` reduces an image of ``width`` x ``height`` to: ``max_side``, or
     more for a strip whose shorter side would fall under ``min_short_side`` (at most ``_STRIP_SCALE`` times
@@ -272,11 +277,6 @@ def reduced_side(width: int, height: int, max_side: int = WORK_SIDE, min_short_s
     long, short = max(width, height), max(1, min(width, height))
     side = max(max_side, min(_STRIP_SCALE * max_side, -(-min_short_side * long // short)))
     return min(long, side)
-
-
-# A strip is reduced to at most this many times the work size: one 20 times as long as it is high (the
-# longest ``check_strip`` lets through) keeps 64 px of its height at 4 x 320 px.
-_STRIP_SCALE = 4
 
 
 def to_grey(image, *, max_side: int = WORK_SIDE, min_short_side: int = 0) -> np.ndarray:
