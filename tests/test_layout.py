@@ -17,6 +17,7 @@ PACKAGE = Path(mnistlab.__file__).parent
 RANK = {
     "errors": 0,
     "_atomic": 0,
+    "_cpus": 0,
     "_version": 0,
     "data": 1,
     "models": 2,

@@ -54,7 +54,11 @@ def predict(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
     jobs: int | None = typer.Option(
-        None, "--jobs", min=1, max=256, help="Processes reading files at once (default: one per CPU)."
+        None,
+        "--jobs",
+        min=1,
+        max=256,
+        help="Processes reading files at once (default: one per CPU this process may use, a container's CPU quota counted).",
     ),
 ):
     """Which digit (or number, with --number) is in each file, and is the model sure?"""

@@ -13,7 +13,6 @@ alone.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -25,10 +24,11 @@ from typing import Any
 import cv2
 from threadpoolctl import threadpool_limits
 
+from mnistlab._cpus import usable_cpus
 from mnistlab.errors import InputError, MnistlabError
 from mnistlab.trust.predict import ARRAY_SUFFIXES, Predictor, load_predictor, predict_file
 
-__all__ = ["IMAGE_SUFFIXES", "expand_paths", "default_jobs", "predict_files"]
+__all__ = ["IMAGE_SUFFIXES", "expand_paths", "predict_files"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 CHUNK = 8  # files per task: a photo is a few ms, a task's round trip a fraction of one
@@ -79,14 +79,6 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def default_jobs() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _answer(path: Path, predictor: Any, options: dict[str, Any]) -> Answer:
     try:
         return path, predict_file(path, predictor, **options), None
@@ -128,7 +120,7 @@ def predict_files(
     """
     predictor = load_predictor(model)
     options = {"top": top, "number": number}
-    jobs = min(jobs or default_jobs(), -(-len(paths) // CHUNK))
+    jobs = min(jobs or usable_cpus(), -(-len(paths) // CHUNK))
     # One BLAS thread here and in the workers forked meanwhile: the scores' small matrix products cost
     # twice the CPU with OpenBLAS's threads spinning, and the files are the parallelism.
     cv2.setNumThreads(1)  # and one OpenCV thread: a 320-px photo is no work to share, only to spin on

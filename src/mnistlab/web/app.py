@@ -20,7 +20,6 @@ connection limits of ``protocol`` (read timeouts, a connection cap).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -41,6 +40,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 from threadpoolctl import threadpool_limits
 
+from mnistlab._cpus import usable_cpus
 from mnistlab._version import __version__
 from mnistlab.errors import MnistlabError, ModelFileError, ParameterError
 from mnistlab.reading.admission import MAX_PIXELS
@@ -88,7 +88,7 @@ def create_app(
     if max_pixels is None:
         max_pixels = MAX_PIXELS
     if max_decodes is None:
-        max_decodes = min(max(2, os.cpu_count() or 2), DEFAULT_MAX_DECODES)
+        max_decodes = min(max(2, usable_cpus()), DEFAULT_MAX_DECODES)
     for name, value in (
         ("max_upload_bytes", max_upload_bytes),
         ("max_pixels", max_pixels),
@@ -135,7 +135,7 @@ def _lifespan(model: Any, max_pixels: int, max_decodes: int) -> Callable[[FastAP
         def ready(predictor: BatchedPredictor) -> None:
             app.state.served = Served(
                 predictor=predictor,
-                limiter=anyio.CapacityLimiter(max(2, os.cpu_count() or 2)),
+                limiter=anyio.CapacityLimiter(max(2, usable_cpus())),
                 decodes=anyio.CapacityLimiter(max_decodes),
                 max_pixels=max_pixels,
             )

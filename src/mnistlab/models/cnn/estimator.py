@@ -17,7 +17,6 @@ row-major in the smallest square image that holds them.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 
@@ -28,6 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from mnistlab._cpus import usable_cpus
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, RecipeError
 from mnistlab.models.cnn.checks import check_params
@@ -187,7 +187,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         # before it, so a deskewed member sees straightened digits warped.
         inputs = {flag: deskew_all(raw) if flag else raw for flag in {m.deskew_input for m in members}}
         y_all = torch.from_numpy(y_idx.astype(np.int64)).to(device)  # (N,) class indices
-        n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+        n_jobs = usable_cpus() if self.n_jobs == -1 else self.n_jobs
         # A user module trains here: its class may live in a file a worker process cannot import.
         in_process = device.type == "cuda" or self.module is not None
         # A cluster's runner, for the block that installed it (members_run_by); for ensembles only.

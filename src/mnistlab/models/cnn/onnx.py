@@ -23,6 +23,7 @@ import onnx
 import torch
 
 from mnistlab._atomic import atomic_write_bytes
+from mnistlab._cpus import usable_cpus
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError, ParameterError
 from mnistlab.models.sessions import cpu_session, run_in_chunks, single_thread_session
@@ -119,7 +120,7 @@ class OnnxPredictor:
                 "n_threads",
                 f"{{param}} must be a whole number of threads, 1 or more, or None (every CPU), got {n_threads!r}.",
             )
-        self.n_threads = n_threads or os.cpu_count() or 1  # parts of a batch run side by side (None: every CPU)
+        self.n_threads = n_threads or usable_cpus()  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
             if not Path(source).is_file():
                 raise ModelFileError(
