@@ -21,6 +21,7 @@ from mnistlab.data.idx import write_idx
 from mnistlab.data.load import load_mnist
 from mnistlab.errors import ParameterError, RecipeError
 from mnistlab.lab.compare import compare
+from mnistlab.lab.specs import recorded_name, resolve_spec
 from mnistlab.lab.tracking import Tracker
 from mnistlab.models.cnn.onnx import OnnxPredictor
 from mnistlab.models.files import default_model_dir, load_model
@@ -191,6 +192,22 @@ def test_runs_land_in_the_store_and_runs_lists_them(bench):
     assert {"model.json", "confusion.json", "report.json", "predictions.npy"} <= names
     human = runner.invoke(app, ["runs", "--tracking-uri", bench["uri"]])
     assert human.exit_code == 0 and "knn-deskew" in human.stdout and "mlflow ui" in human.stdout
+
+
+def test_runs_finds_a_users_model_by_the_spec_compare_was_given(bench):
+    """``runs --recipe path/mine.py:build``, the spec as compare was given it, listed nothing: the runs are
+    recorded as ``mine.py:build``."""
+    for spec in (f"{bench['root'] / 'mine.py'}:build", "mine.py:build"):
+        only = runner.invoke(app, ["runs", "--tracking-uri", bench["uri"], "--recipe", spec, "--json"])
+        assert only.exit_code == 0, only.output
+        assert {r["model"] for r in json.loads(only.stdout)} == {"mine.py:build"}, spec
+
+
+def test_a_spec_file_is_recorded_under_its_own_name(tmp_path):
+    spec = tmp_path / "best.json"
+    spec.write_text(json.dumps({"recipe": "logreg", "params": {"logreg__C": 0.5}, "name": "logreg-c05"}))
+    assert recorded_name(str(spec)) == "logreg-c05" == resolve_spec(str(spec)).name
+    assert recorded_name("knn-deskew") == "knn-deskew" and recorded_name("sklearn.svm:SVC") == "sklearn.svm:SVC"
 
 
 def test_a_second_compare_reuses_every_recorded_fit(bench):

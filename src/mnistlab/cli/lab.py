@@ -270,15 +270,18 @@ def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
 @app.command("runs")
 def runs_cmd(
     dataset: str | None = typer.Option(None, "--dataset", help="Only runs on this dataset."),
-    recipe: str | None = typer.Option(None, "--recipe", help="Only runs of this model (recipe or spec name)."),
+    recipe: str | None = typer.Option(
+        None, "--recipe", help="Only runs of this model (a recipe, or a spec as compare was given it)."
+    ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking store (as for compare)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs."),
 ):
     """List the runs `compare` recorded (newest first); `mlflow ui` shows them too."""
+    from mnistlab.lab.specs import recorded_name
     from mnistlab.lab.tracking import Tracker  # MLflow: about a second to import
 
     tracker = Tracker(tracking_uri, create=False)  # a typo'd path is said, not made into an empty store
-    runs = tracker.runs(dataset=dataset, model=recipe)
+    runs = tracker.runs(dataset=dataset, model=None if recipe is None else recorded_name(recipe))
     if as_json:
         typer.echo(json.dumps(runs))
         return

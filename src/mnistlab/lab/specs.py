@@ -40,6 +40,7 @@ from mnistlab.models.recipes import RECIPES, Recipe, get_recipe
 
 __all__ = [
     "Contender",
+    "recorded_name",
     "resolve_specs",
     "resolve_spec",
     "resolve_recipe_or_spec_file",
@@ -96,6 +97,15 @@ def resolve_recipe_or_spec_file(name: str) -> Contender:
     if name.endswith(".json") and name not in RECIPES:
         return _from_spec_file(name)
     return Contender(get_recipe(name), None, name)
+
+
+def recorded_name(spec: str) -> str:
+    """The name a model given as ``spec`` is recorded under, found without running its code: a spec file's
+    ``"name"``, ``file.py:build`` for ``path/file.py:build``; a recipe or ``module:callable`` as it is."""
+    if spec.endswith(".json") and spec not in RECIPES:
+        return _read_spec_file(spec)[3]
+    target, colon, attr = spec.rpartition(":")
+    return Path(target).name + ":" + attr if colon and target.endswith(".py") and spec not in RECIPES else spec
 
 
 def resolve_spec(spec) -> Contender:
