@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import mnistlab
 from mnistlab.cli import app
+from mnistlab.errors import TrackingError
 from mnistlab.lab.tracking import Tracker
 
 runner = CliRunner()
@@ -132,3 +134,20 @@ def test_an_empty_tracking_uri_is_refused_not_taken_for_the_default_store(tmp_pa
             "Error: --tracking-uri is empty, which would mean the default store; give a store, or leave it out."
         )
     assert not (tmp_path / "data").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_run_whose_artifacts_cannot_be_written_is_failed_not_left_running(tmp_path):
+    """The artifact folder a file (a full or read-only disk alike): compare stopped with one sentence, and its
+    fit's run stayed RUNNING in the store for ever (as did a run whose end could not be written)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    (tmp_path / "artifacts").write_text("in the way of the artifact folder")
+    args = ["compare", "knn", "--dataset", "digits", "--limit", "200", "--cv", "0", "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--tracking-uri", uri])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: The tracking store {uri} failed")
+    run_id = tracker.start_run("by hand", tags={"kind": "comparison"}, params={})
+    with pytest.raises(TrackingError, match="failed"):
+        tracker.end_run(run_id, metrics={"m": 1.0}, artifacts={"comparison.json": b"{}"})
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FAILED"}, [r.info.status for r in runs]

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.errors import ClusterError, ParameterError
+from mnistlab.errors import ClusterError, ParameterError, TrackingError
 from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
@@ -322,20 +322,25 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
             **{f"version.{k}": v for k, v in versions.items() if v is not None},
         },
     )
-    for t in trials:
-        t["run_id"] = tracker.start_run(
-            " ".join(f"{k}={v}" for k, v in t["config"].items()) + f" seed {t['seed']}",
-            tags={"kind": "trial", "model": spec["recipe"], "dataset": plan["dataset"], "seed": t["seed"]}
-            | {"stopped": t["stopped"], **({"error": t["error"]} if t["error"] else {})},
-            params={**t["config"], "seed": t["seed"]},
-            parent=parent,
-        )
-        tracker.end_run(
-            t["run_id"],
-            metrics={"epochs": t["epochs"], "stopped": int(t["stopped"])},
-            series={"val_accuracy": t["history"]},
-            failed=t["error"] is not None,
-        )
+    try:
+        for t in trials:
+            t["run_id"] = tracker.start_run(
+                " ".join(f"{k}={v}" for k, v in t["config"].items()) + f" seed {t['seed']}",
+                tags={"kind": "trial", "model": spec["recipe"], "dataset": plan["dataset"], "seed": t["seed"]}
+                | {"stopped": t["stopped"], **({"error": t["error"]} if t["error"] else {})},
+                params={**t["config"], "seed": t["seed"]},
+                parent=parent,
+            )
+            tracker.end_run(
+                t["run_id"],
+                metrics={"epochs": t["epochs"], "stopped": int(t["stopped"])},
+                series={"val_accuracy": t["history"]},
+                failed=t["error"] is not None,
+            )
+    except BaseException:  # a trial's run that could not be written: the sweep's run fails, not stays RUNNING
+        with contextlib.suppress(TrackingError):
+            tracker.end_run(parent, metrics={}, failed=True)
+        raise
     tracker.end_run(parent, metrics={"best_val_accuracy": best["val_accuracy"] if best else None}, failed=not best)
     return parent
 

@@ -27,7 +27,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -155,11 +155,15 @@ class Tracker:
             batch_metrics += [Metric("cv_accuracy", float(s), now, i) for i, s in enumerate(cv_scores)]
             batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
             batch_tags = [RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None]  # not the text 'None'
-            for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
-                self.client.log_batch(run_id, params=batch_params[i : i + 100])
-            self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
-            self._log_artifacts(run_id, artifacts)
-            self.client.set_terminated(run_id)
+
+            def log() -> None:
+                for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
+                    self.client.log_batch(run_id, params=batch_params[i : i + 100])
+                self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
+                self._log_artifacts(run_id, artifacts)
+                self.client.set_terminated(run_id)
+
+            self._or_failed(run_id, log)
             return run_id
 
         return self._guard(write)
@@ -173,9 +177,13 @@ class Tracker:
             nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=nested).info.run_id
             batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
-            for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
-                self.client.log_batch(run_id, params=batch_params[i : i + 100])
-            self.client.log_batch(run_id, tags=[RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None])
+
+            def log() -> None:
+                for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
+                    self.client.log_batch(run_id, params=batch_params[i : i + 100])
+                self.client.log_batch(run_id, tags=[RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None])
+
+            self._or_failed(run_id, log)
             return run_id
 
         return self._guard(write)
@@ -202,7 +210,18 @@ class Tracker:
             self._log_artifacts(run_id, artifacts or {})
             self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
-        self._guard(write)
+        self._guard(lambda: self._or_failed(run_id, write))
+
+    def _or_failed(self, run_id: str, log: Callable[[], None]) -> None:
+        """``log()``, which writes to the run ``run_id``; where it fails (an artifact folder that cannot be
+        written, a store gone away), the run is marked FAILED (KILLED on Ctrl+C) before the error goes on, where
+        the store still takes that: not left RUNNING for ever in ``mnistlab runs`` and ``mlflow ui``."""
+        try:
+            log()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(run_id, status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
 
     def _log_artifacts(self, run_id: str, artifacts: dict) -> None:
         if not artifacts:
