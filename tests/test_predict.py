@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -490,3 +493,54 @@ def test_numbers_on_ruled_and_squared_paper():
         samples = number_samples("fonts", 6, rng, surface=surface)
         exact = [read_number(s.data)["number"] == s.label for s in samples]
         assert np.mean(exact) >= 0.8, (surface, exact)
+
+
+def test_cli_reads_an_image_piped_in_as_dash(files, tmp_path):
+    """``mnistlab predict -`` said "- does not exist or is not a file"; a pipe is how a photo comes from curl."""
+    folder, labels = files
+    photo = (folder / "digit.jpg").read_bytes()
+    for args in (["predict", "-", "--json"], ["predict", "-", "--json", "--number"]):
+        result = runner.invoke(app, args, input=photo)
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.stdout)
+        assert answer["file"] == "-" and (answer.get("number") or str(answer["digit"])) == str(labels[0])
+    saved = runner.invoke(app, ["predict", "-", "--save-preprocessed", str(tmp_path / "seen")], input=photo)
+    assert saved.exit_code == 0 and [p.name for p in (tmp_path / "seen").iterdir()] == ["stdin.png"]
+    for given, message in (
+        (b"", "Standard input was empty; pipe an image in"),
+        (b"hello\n", "-: the image data is not an image mnistlab reads"),
+    ):
+        refused = runner.invoke(app, ["predict", "-"], input=given)
+        (line,) = refused.stderr.strip().splitlines()  # one line, no traceback
+        assert refused.exit_code == 2 and line.startswith("Error: ") and message in line, refused.output
+    mixed = runner.invoke(app, ["predict", "-", str(folder / "digit.jpg")], input=photo)
+    assert mixed.exit_code == 2 and "- reads one image from standard input and is given alone" in mixed.stderr
+    # A file named - is ./-, as for other Unix tools.
+    shutil.copy(folder / "digit.jpg", tmp_path / "-")
+    here = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        named = runner.invoke(app, ["predict", "./-", "--json"], input=b"")
+    finally:
+        os.chdir(here)
+    assert named.exit_code == 0 and json.loads(named.stdout)["file"] == str(tmp_path / "-"), named.output
+
+
+def test_cli_says_what_dash_is_for_when_standard_input_is_a_terminal(tmp_path):
+    """On a terminal, ``predict -`` would wait for an image no one types."""
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mnistlab", "predict", "-"],
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+        )
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 2 and done.stderr.strip().startswith(
+        "Error: - reads an image from standard input, which is a terminal"
+    )

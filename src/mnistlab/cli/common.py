@@ -64,6 +64,8 @@ def given_path(value: str) -> Path:
     take ``Path("")`` for the current folder, which no one means by giving nothing."""
     if value == "":
         raise typer.BadParameter("is empty, which would mean the current folder; give it a path")
+    if value != "-" and Path(value) == Path("-"):  # ./-, a file named -: pathlib would make it -, standard input
+        return Path(value).absolute()
     return Path(value)
 
 

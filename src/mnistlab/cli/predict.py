@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +25,8 @@ __all__ = ["app"]
 
 app = typer.Typer()
 
+STDIN = Path("-")  # standard input; a file named - is ./- (``given_path``)
+
 MODEL_OPT = typer.Option(
     None,
     "--model",
@@ -38,7 +41,8 @@ def predict(
     files: list[Path] = typer.Argument(
         ...,
         parser=given_path,
-        help="Images (PNG, JPEG, BMP, TIFF, WebP, GIF) or .npy/.csv files of 784 pixel values, or folders of them.",
+        help="Images (PNG, JPEG, BMP, TIFF, WebP, GIF) or .npy/.csv files of 784 pixel values, or folders of "
+        "them; - alone reads one image from standard input.",
     ),
     model: Path | None = MODEL_OPT,
     number: bool = typer.Option(
@@ -66,16 +70,27 @@ def predict(
     from mnistlab.trust.many import expand_paths, predict_files
     from mnistlab.trust.predict import load_predictor, to_json
 
-    paths = expand_paths(files)
+    from_stdin = STDIN in files
+    if from_stdin and len(files) > 1:
+        raise InputError(
+            "- reads one image from standard input and is given alone; name the other files in a run of their own."
+        )
+    paths = [STDIN] if from_stdin else expand_paths(files)
     if save_preprocessed is not None:
         check_writable_dir(save_preprocessed, "save_preprocessed")  # before the model loads
-        saved_as = _preprocessed_names(paths, save_preprocessed)
-        _check_inputs_kept(paths, saved_as, save_preprocessed, number)
+        saved_as = {STDIN: "stdin"} if from_stdin else _preprocessed_names(paths, save_preprocessed)
+        _check_inputs_kept([] if from_stdin else paths, saved_as, save_preprocessed, number)
+    data = _stdin_image() if from_stdin else b""  # before the model loads, as a missing file is said
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
+    answers = (
+        [_answer_bytes(data, predictor, top, number)]
+        if from_stdin
+        else predict_files(paths, predictor, top=top, number=number, jobs=jobs)
+    )
     table = _result_table(number)
     failed = answered = 0
     try:  # answers stream in the order given, from one worker process per CPU
-        for path, result, exc in predict_files(paths, predictor, top=top, number=number, jobs=jobs):
+        for path, result, exc in answers:
             if result is not None and save_preprocessed is not None:
                 exc = _saved(save_preprocessed, saved_as[path], result)  # None, or why its image was not saved
                 result = None if exc is not None else result
@@ -96,6 +111,36 @@ def predict(
         # Bad input and nothing read is exit 2, as for any other bad input; some files read is exit 1,
         # so a script can tell "some answers are missing" from "no answer at all".
         raise typer.Exit(1 if answered else 2)
+
+
+def _stdin_image() -> bytes:
+    """The image piped in on standard input (``-``), read up to the size any image file may have."""
+    from mnistlab.reading.admission import MAX_IMAGE_FILE_BYTES
+
+    stdin = sys.stdin.buffer
+    if stdin.isatty():  # waiting on a terminal for an image no one will type: say what - is for
+        raise InputError(
+            "- reads an image from standard input, which is a terminal; pipe one in: mnistlab predict - < photo.png"
+        )
+    data = stdin.read(MAX_IMAGE_FILE_BYTES + 1)
+    if not data:
+        raise InputError("Standard input was empty; pipe an image in: mnistlab predict - < photo.png")
+    if len(data) > MAX_IMAGE_FILE_BYTES:
+        raise InputError(
+            f"Standard input holds more than {MAX_IMAGE_FILE_BYTES // 2**20} MiB, more than any image mnistlab "
+            "reads; pipe in a smaller image."
+        )
+    return data
+
+
+def _answer_bytes(data: bytes, predictor, top: int, number: bool) -> tuple[Path, dict | None, MnistlabError | None]:
+    """The answer for an image given as bytes (standard input), as ``predict_files`` gives one for a file."""
+    from mnistlab.trust.predict import predict_image, read_number
+
+    try:
+        return STDIN, read_number(data, predictor) if number else predict_image(data, predictor, top=top), None
+    except MnistlabError as exc:
+        return STDIN, None, exc
 
 
 def _say_error(path: Path, exc: MnistlabError, as_json: bool) -> None:
