@@ -25,7 +25,7 @@ from mnistlab.testing.fonts import FONT_PACKAGES, available_fonts, font_text
 from mnistlab.trust.calibration import calibrate_on_mnist, mnist_test_halves
 from mnistlab.trust.predict import load_predictor
 from mnistlab.trust.reader import load_reader
-from mnistlab.trust.thresholds import NO_INK
+from mnistlab.trust.thresholds import NO_INK, SMALL_INK
 
 runner = CliRunner()
 DIGIT_KEYS = {"digit", "probability", "top", "confident", "reason"}
@@ -169,7 +169,7 @@ def test_a_digit_small_in_a_big_photo_says_to_crop_it_and_reads_once_cropped():
     photo = np.full((3000, 4000), 235, np.uint8)
     photo[1200 : 1200 + ink.shape[0], 1800 : 1800 + ink.shape[1]] = (235 - 200 * ink).astype(np.uint8)
     whole = predict_image(jpeg_bytes(photo))
-    assert not whole["confident"] and whole["reason"] == NO_INK and "crop" in NO_INK
+    assert not whole["confident"] and whole["reason"] == SMALL_INK and "crop" in SMALL_INK
     cropped = predict_image(jpeg_bytes(photo[1000:1600, 1600:2200]))
     assert cropped["confident"] and cropped["digit"] == 3
 
@@ -179,7 +179,8 @@ def test_without_a_model_the_shipped_reader_answers(evaluation_digits):
     results = [predict_image(images[i]) for i in range(20)]
     assert np.mean([r["digit"] == labels[i] for i, r in enumerate(results)]) >= 0.95
     assert load_predictor().card["name"] == "mnistlab default reader"
-    assert predict_image(np.zeros((28, 28), np.uint8))["reason"] == NO_INK
+    # Nothing at all (a blank array, canvas or page): no advice to crop what is not there.
+    assert predict_image(np.zeros((28, 28), np.uint8))["reason"] == NO_INK == "no ink found"
     with pytest.raises(ModelFileError, match="fitted classifier"):
         predict_image(images[0], object())
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mnistlab.testing import make_number_photo, make_photo, make_pixel_bomb
+from mnistlab.trust.thresholds import NO_INK, SMALL_INK
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -136,7 +137,18 @@ def test_blank_page_is_not_confident(client):
     )
     assert r.status_code == 200, r.text
     assert r.json()["confident"] is False
-    assert r.json()["reason"]
+    assert r.json()["reason"] == NO_INK
+    blank = client.post("/api/predict", json={"pixels": [0] * 784})
+    assert blank.status_code == 200 and blank.json()["reason"] == NO_INK  # no advice to crop what is not there
+
+
+def test_a_digit_too_small_in_the_photo_is_said_with_what_to_do(client):
+    """Ink 16 px tall in a 400 x 300 photo (4% of its longer side: no digit, under the 6% a digit spans) and a
+    blank page were both "no digit-sized ink found; crop a small digit out of a big photo"; now only the first."""
+    photo = np.full((300, 400), 240, np.uint8)
+    photo[140:156, 200:210] = 40  # ink, but not digit-sized
+    r = client.post("/api/predict", files={"file": ("far.png", png_bytes(photo), "image/png")})
+    assert r.status_code == 200 and r.json()["reason"] == SMALL_INK, r.text
 
 
 def test_oversize_upload_declared_length_is_413(client, max_upload_bytes):

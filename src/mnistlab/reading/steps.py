@@ -60,6 +60,7 @@ __all__ = [
     "read_digit",
     "mnist_digit",
     "holds_writing",
+    "holds_ink",
 ]
 
 _HALO = 2  # px around the mask whose grey edges belong to the strokes (``clean_ink``)
@@ -365,6 +366,12 @@ def to_mnist(image, *, faint: bool = False, closer: bool = False) -> np.ndarray:
     a clean drawing, comes out as at the second look.
     """
     return read_digit(image, faint=faint, closer=closer)[0]
+
+
+def holds_ink(image) -> bool:
+    """Whether the first look at ``image`` finds any ink at all, digit-sized or only specks (``to_mnist``
+    gives all zeros for both): a photo whose only ink is specks may hold a digit photographed from afar."""
+    return bool(_ink_and_raw_mask(image, False, False)[1].any())
 
 
 def read_digit(image, *, faint: bool = False, closer: bool = False) -> tuple[np.ndarray, bool]:

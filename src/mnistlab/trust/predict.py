@@ -31,11 +31,11 @@ from mnistlab.models.files import load_model, read_card
 from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
 from mnistlab.reading.decode import regular_file_size, unreadable
 from mnistlab.reading.segment import find_digits
-from mnistlab.reading.steps import digit_from, read_digit, to_mnist
+from mnistlab.reading.steps import digit_from, holds_ink, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
 from mnistlab.trust.numbers import read_part, row_of
 from mnistlab.trust.reader import Reader, load_reader
-from mnistlab.trust.thresholds import ProbabilityCut, assess
+from mnistlab.trust.thresholds import NO_INK, SMALL_INK, ProbabilityCut, assess
 
 __all__ = [
     "Predictor",
@@ -198,8 +198,8 @@ def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
     image, drawing = read_digit(image_or_path)
     first = predictor.describe(image[None], top)[0]
     if first["confident"] or drawing or not _rewound(image_or_path, start):
-        return first
-    return look_again(predictor, image_or_path, first, top, start)
+        return why_blank(first, image_or_path, start)
+    return why_blank(look_again(predictor, image_or_path, first, top, start), image_or_path, start)
 
 
 def look_again(predictor: Predictor, image_or_path, first: dict, top: int, start: int | None = None) -> dict:
@@ -213,6 +213,14 @@ def look_again(predictor: Predictor, image_or_path, first: dict, top: int, start
         return answer
     closer = to_mnist(image_or_path, closer=True)
     return first if np.array_equal(closer, faint) else second_look(predictor, closer, first, top)
+
+
+def why_blank(answer: dict, image_or_path, start: int | None = None) -> dict:
+    """``answer``, whose reason is ``SMALL_INK`` where it was ``NO_INK`` but the image holds ink, only none of
+    it digit-sized: specks, or a digit too small in a big photo, which reads once cropped (say so)."""
+    if answer["reason"] != NO_INK or not _rewound(image_or_path, start) or not holds_ink(image_or_path):
+        return answer
+    return {**answer, "reason": SMALL_INK}
 
 
 def second_look(predictor: Predictor, faint: np.ndarray, first: dict, top: int) -> dict:

@@ -43,12 +43,15 @@ __all__ = [
     "OOD_RATE",
     "TOTAL_RATE",
     "NO_INK",
+    "SMALL_INK",
 ]
 
-# The reason for an image without ink that could be a digit: an empty page, a speck, or a digit photographed
-# from afar (ink spanning under 6% of the photo's longer side is taken for a speck: a 180 px digit in a
-# 4000 x 3000 photo was "no ink found", and read right once cropped).
-NO_INK = "no digit-sized ink found; crop a small digit out of a big photo"
+# The reason for an image without ink that could be a digit: a blank canvas, array or page.
+NO_INK = "no ink found"
+# ... and for a photo whose only ink is specks, which may be a digit photographed from afar (ink spanning under
+# 6% of the photo's longer side is taken for a speck: a 180 px digit in a 4000 x 3000 photo was "no ink found",
+# and read right once cropped). ``look_again`` tells the two apart.
+SMALL_INK = "no digit-sized ink found; crop a small digit out of a big photo"
 OOD_RATE = 0.005  # share of real digits the scores may flag as "not a digit"
 TOTAL_RATE = 0.008  # share of real digits flagged in all, the classifier's doubt included
 MEASURE = MEASURES[1]  # what a cut calibrated now compares with: the probability times digit shape

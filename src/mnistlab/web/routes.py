@@ -42,6 +42,7 @@ from mnistlab.reading.decode import encode_png
 from mnistlab.reading.steps import read_digit
 from mnistlab.trust import predict as answering
 from mnistlab.trust.batching import BatchedPredictor
+from mnistlab.trust.thresholds import NO_INK
 from mnistlab.web.limits import MAX_JSON_BYTES, check_image_header, read_capped
 from mnistlab.web.schemas import (
     NOT_READY,
@@ -186,6 +187,8 @@ async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any
         answer = await state.describe(image, top)
         if not (answer["confident"] or drawing):  # as ``predict_image``: a doubted photo gets a second look
             answer = await state.run_on_photo(_second_look_at_upload, upload, state, answer, top)
+        if answer["reason"] == NO_INK:  # as ``predict_image``: specks, or a digit too small to read, say so
+            answer = await state.run_on_photo(_why_blank_upload, upload, state, answer)
         return _with_images(answer, upload.filename)
 
 
@@ -264,6 +267,10 @@ def _mnist_of_upload(upload: UploadFile, state: Served) -> tuple[np.ndarray, boo
 
 def _second_look_at_upload(upload: UploadFile, state: Served, first: dict[str, Any], top: int) -> dict[str, Any]:
     return answering.look_again(state.predictor, _photo_bytes(upload, state), first, top)
+
+
+def _why_blank_upload(upload: UploadFile, state: Served, answer: dict[str, Any]) -> dict[str, Any]:
+    return answering.why_blank(answer, _photo_bytes(upload, state))
 
 
 def _read_number_upload(upload: UploadFile, state: Served) -> dict[str, Any]:
