@@ -199,6 +199,8 @@ def test_truncated_and_missing_files(tmp_path, test_digits):
         to_mnist(tmp_path / "empty.png")
     with pytest.raises(ImageError, match="does not exist"):
         to_mnist(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="holds a NUL character"):  # was numpy's bare ValueError
+        to_mnist(str(tmp_path / "a\x00b.png"))
     with pytest.raises(ImageError, match="shape"):
         to_mnist(np.zeros((4, 4, 7)))
     assert MAX_PIXELS >= 24_000_000  # a phone photo still passes

@@ -299,6 +299,13 @@ def test_array_files_are_bounded_before_reading_and_an_empty_one_is_named(tmp_pa
             predict_array(tmp_path / "empty.csv")
 
 
+def test_a_path_with_a_nul_character_is_refused_in_a_sentence(tmp_path):
+    """No file name holds a NUL: os.stat raised a bare ValueError ("embedded null byte") through the API."""
+    for call, name in ((predict_array, "a\x00b.npy"), (predict_image, "a\x00b.png"), (read_number, "a\x00b.png")):
+        with pytest.raises(InputError, match="holds a NUL character, which no file name can; check the path"):
+            call(str(tmp_path / name))
+
+
 def test_an_npy_header_that_declares_a_giant_array_is_refused_without_allocating_it(tmp_path):
     """128 bytes whose header declares 10**15 float64 values (8 PB): refused as unreadable, not a MemoryError."""
     path = tmp_path / "giant.npy"

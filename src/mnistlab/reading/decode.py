@@ -119,9 +119,11 @@ _NO_FILE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF)
 
 def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:
     """The size of the regular file at ``path``; ``error`` with one sentence for a path that names none, or one
-    the system will not look at (a folder it may not search, a name too long)."""
+    the system will not look at (a folder it may not search, a name too long, a NUL character in it)."""
     try:
         info = path.stat()
+    except ValueError:  # a NUL character: no system call can name such a path
+        raise error(f"{str(path)!r} holds a NUL character, which no file name can; check the path.") from None
     except OSError as exc:
         if exc.errno not in _NO_FILE:
             raise error(unreadable(str(path), exc)) from None
