@@ -299,6 +299,14 @@ def test_array_files_are_bounded_before_reading_and_an_empty_one_is_named(tmp_pa
             predict_array(tmp_path / "empty.csv")
 
 
+def test_ragged_rows_are_refused_in_a_sentence():
+    """Nested lists of different lengths: np.asarray's bare ValueError ("inhomogeneous shape") escaped."""
+    rows = [[0] * 28] * 27 + [[0] * 27]
+    with pytest.raises(InputError, match="the array has rows of different lengths .* expected 784 values"):
+        predict_array(rows)
+    assert predict_array([[0] * 28] * 28)["digit"] in range(10)  # a list of equal rows is an array
+
+
 def test_a_path_with_a_nul_character_is_refused_in_a_sentence(tmp_path):
     """No file name holds a NUL: os.stat raised a bare ValueError ("embedded null byte") through the API."""
     for call, name in ((predict_array, "a\x00b.npy"), (predict_image, "a\x00b.png"), (read_number, "a\x00b.png")):

@@ -318,7 +318,7 @@ def _confident_share(answer: dict) -> float:
     return sum(d["confident"] for d in digits) / len(digits) if digits else 0.0
 
 
-def _read_array(source) -> tuple[np.ndarray, str]:
+def _read_array(source) -> tuple[Any, str]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = str(path)
@@ -342,7 +342,7 @@ def _read_array(source) -> tuple[np.ndarray, str]:
             raise InputError(
                 f"{path} could not be read as numbers ({exc}); save one digit as 784 comma-separated values or with numpy.save."
             ) from None
-    return np.asarray(source), "the array"
+    return source, "the array"  # made an array by ``as_digit``, which refuses what numpy cannot make one of
 
 
 def predict_array(array_or_path, model=None, *, top: int = 3) -> dict:
