@@ -189,6 +189,34 @@ def test_an_image_file_larger_than_any_image_is_refused_by_its_size_unread(tmp_p
     assert path.stat().st_blocks * 512 < 2**20  # sparse: nothing was written to fill it
 
 
+def test_a_file_object_is_held_to_the_size_a_path_is(tmp_path, test_digits):
+    """A JPEG's header followed by 1 MiB past the bound (sparse): as an open file its scans were counted through
+    every byte; through a pipe (a process's output, an HTTP response) Pillow read it into memory whole, however
+    long. Both are refused by their size; a digit through a pipe still reads."""
+    from mnistlab.reading.admission import MAX_IMAGE_FILE_BYTES
+
+    jpeg = io.BytesIO()
+    Image.new("L", (50, 50)).save(jpeg, "JPEG")
+    path = tmp_path / "huge.jpg"
+    with open(path, "wb") as f:
+        f.write(jpeg.getvalue()[:-2])
+        f.truncate(MAX_IMAGE_FILE_BYTES + 2**20)
+    with (
+        open(path, "rb") as f,
+        pytest.raises(ImageTooLargeError, match=f"file holds {MAX_IMAGE_FILE_BYTES + 2**20:,} bytes"),
+    ):
+        predict_image(f)
+    with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
+        with pytest.raises(ImageTooLargeError, match=f"file holds more than {MAX_IMAGE_FILE_BYTES:,} bytes"):
+            predict_image(cat.stdout)
+        cat.kill()
+    (tmp_path / "seven.png").write_bytes(encode(1 - big(test_digits[0][0]), "PNG"))
+    with subprocess.Popen(["cat", str(tmp_path / "seven.png")], stdout=subprocess.PIPE) as cat:
+        assert predict_image(cat.stdout)["digit"] == test_digits[1][0]
+    with open(tmp_path / "seven.png") as text, pytest.raises(ImageError, match=r"open as text; open it in binary mode"):
+        predict_image(text)
+
+
 def test_truncated_and_missing_files(tmp_path, test_digits):
     whole = encode(1 - big(test_digits[0][5]), "PNG")
     (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])

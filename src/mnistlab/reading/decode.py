@@ -22,15 +22,17 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.pixels import float_scale
-from mnistlab.errors import ImageError, ImageTooLargeError, InputError
+from mnistlab.errors import ImageError, InputError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
     MAX_IMAGE_FILE_BYTES,
+    bounded_file,
     check_decodable,
     check_jpeg_scans,
     check_pixels,
     check_strip,
+    file_too_large,
 )
 
 __all__ = [
@@ -75,10 +77,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         if size == 0:
             raise ImageError(f"{path} is empty (0 bytes); send a {FORMAT_NAMES} file.")
         if size > MAX_IMAGE_FILE_BYTES:
-            raise ImageTooLargeError(
-                f"{path} holds {size:,} bytes, more than any image mnistlab reads can take "
-                f"({MAX_IMAGE_FILE_BYTES:,}); send the photo itself, or a smaller copy of it."
-            )
+            raise file_too_large(str(path), size)
         fp, label = path, str(path)
     elif hasattr(source, "read"):
         fp, label = source, "the uploaded file"
@@ -91,6 +90,8 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         with warnings.catch_warnings():
             # Our own limit below is stricter; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if not isinstance(fp, (Path, io.BytesIO)):  # a file object whose bytes are not in memory yet
+                fp = bounded_file(fp, label)
             opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)
             if opened.format == "JPEG":
