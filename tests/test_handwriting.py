@@ -504,6 +504,11 @@ def test_only_the_documented_formats_are_opened_and_scan_bombs_are_refused(tmp_p
     (tmp_path / "scans.jpg").write_bytes(data[:-2] + data[last_scan:-2] * 200 + data[-2:])
     with pytest.raises(ImageTooLargeError, match="is a JPEG of 20[0-9] scans over 1000x1000 pixels"):
         predict_image(tmp_path / "scans.jpg")
+    with Image.open(tmp_path / "scans.jpg") as opened:  # opened, not decoded: it was decoded scan by scan
+        with pytest.raises(ImageTooLargeError, match="the image is a JPEG of 20[0-9] scans"):
+            predict_image(opened)
+    with Image.open(io.BytesIO(data)) as opened:
+        assert predict_image(opened)["digit"] in range(10)
     assert predict_image(data)["digit"] in range(10)  # the progressive JPEG itself reads
 
 

@@ -19,7 +19,7 @@ from typing import IO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.pixels import float_scale
 from mnistlab.errors import ImageError, InputError
@@ -65,6 +65,9 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             check_pixels(source.size, "the image")
         else:  # opened from a file: its pixels may not be decoded yet
             check_decodable(source.size, source.format, "the image")
+            # A JPEG not decoded yet: its decoding to come is a pass over the pixels per scan.
+            if source.format == "JPEG" and isinstance(source, ImageFile.ImageFile) and source.tile and source.fp:
+                check_jpeg_scans(source.fp, source.size, "the image")
         return ImageOps.exif_transpose(source)
     fp: IO[bytes] | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
