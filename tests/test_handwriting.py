@@ -519,3 +519,23 @@ def test_image_arrays_are_held_to_the_photos_rules():
         predict_image(np.full((28, 28), -5, np.int32))
     with pytest.raises(ImageTooLargeError, match="is a strip of 2000x10 pixels"):
         predict_image(np.zeros((10, 2000)))
+
+
+def test_pixel_values_no_image_takes_are_refused_as_array_or_pil_image(test_digits):
+    """A float array of -255..0 (or -1..1), or a PIL image of mode I or F holding negative values or NaN, was
+    clipped to a blank page and answered "no digit-sized ink found; crop a small digit" as a photo would be;
+    an integer array of the same values was refused. Refused alike now; a resampled image's undershoot reads."""
+    digit = test_digits[0][0].astype(np.float32)
+    refused = {
+        "holds values down to -255, far below 0": -digit,
+        "holds values down to -1, far below 0": digit / 127.5 - 1,  # normalised to -1..1
+        "The image holds negative values": Image.fromarray(-digit.astype(np.int32)),
+        "The image holds values down to -1, far below 0": Image.fromarray(-digit / 255),
+        "The image contains NaN": Image.fromarray(np.where(digit > 0, np.nan, 0).astype(np.float32)),
+    }
+    for says, image in refused.items():
+        with pytest.raises(ImageError, match=says):
+            predict_image(image)
+    undershoot = digit / 255 - 0.1 * (digit == 0)  # background at -0.1, as bicubic resampling leaves it
+    assert predict_image(undershoot)["digit"] == predict_image(digit)["digit"] == test_digits[1][0]
+    assert predict_image(Image.fromarray(digit))["digit"] == test_digits[1][0]

@@ -151,6 +151,27 @@ def _scale_integers(a: np.ndarray) -> np.ndarray:
     return a / (2.0 ** np.ceil(np.log2(top + 1)) - 1)
 
 
+def _unit_scale(a: np.ndarray, what: str) -> np.ndarray:
+    """Pixels (bool, integers or floats) -> float64 on the 0-1 scale, not yet clipped; ``ImageError`` for values
+    no image's pixels take: negative integers, NaN or infinity, and floats below 0 by more than half the scale
+    (a resampled image undershoots 0 a little, as it overshoots 1; -255..0 or -1..1 is no image's)."""
+    if a.dtype == bool:
+        return a.astype(np.float64)
+    if a.dtype.kind in "ui":
+        if a.dtype.kind == "i" and a.size and a.min() < 0:
+            raise ImageError(f"{what} holds negative values (down to {a.min()}); pass pixel values of 0 or more.")
+        return _scale_integers(a)
+    if not np.isfinite(a).all():
+        raise ImageError(f"{what} contains NaN or infinite values; pass finite pixel values.")
+    scale = float(float_scale(a.max()))
+    if a.min() < -0.5 * scale:
+        raise ImageError(
+            f"{what} holds values down to {a.min():.4g}, far below 0 (paper); pass pixel values from 0 to 1 or 0 "
+            "to 255, not normalised ones."
+        )
+    return a.astype(np.float64) / scale
+
+
 def _luma(rgb: np.ndarray) -> np.ndarray:
     # ITU-R 601-2, as Pillow's convert("L").
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
@@ -194,21 +215,9 @@ def _array_to_grey(a: np.ndarray) -> np.ndarray:
         )
     check_pixels((a.shape[1], a.shape[0]), "the image array")
     check_strip((a.shape[1], a.shape[0]), "the image array")
-    if a.dtype == bool:
-        a = a.astype(np.float64)
-    elif a.dtype.kind in "ui":
-        if a.dtype.kind == "i" and a.size and a.min() < 0:
-            raise ImageError(
-                f"The image array holds negative values (down to {a.min()}); pass pixel values of 0 or more."
-            )
-        a = _scale_integers(a)
-    elif a.dtype.kind == "f":
-        if not np.isfinite(a).all():
-            raise ImageError("The image array contains NaN or infinite values; pass finite pixel values.")
-        a = a.astype(np.float64) / float_scale(a.max())
-    else:
+    if a.dtype.kind not in "buif":
         raise ImageError(f"Cannot use an array of dtype {a.dtype} as an image; expected integers or floats.")
-    a = np.clip(a, 0.0, 1.0)
+    a = np.clip(_unit_scale(a, "The image array"), 0.0, 1.0)
     if a.ndim == 2:
         return a
     grey = _luma(a)
@@ -238,8 +247,7 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
     if im.mode == "1":
         return np.asarray(_reduced(im.convert("L"), max_side)) * _UNIT
     if im.mode.startswith("I") or im.mode == "F":
-        a = np.asarray(im)
-        a = _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / float_scale(a.max()), 0, 1)
+        a = np.clip(_unit_scale(np.asarray(im), "The image"), 0.0, 1.0)
         return np.clip(_reduce_array(a.astype(np.float32), max_side), 0.0, 1.0)
     # CMYK, YCbCr, LAB, HSV
     return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side)) * _UNIT
