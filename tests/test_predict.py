@@ -288,6 +288,21 @@ def test_cli_number_table_and_preprocessed_images(model_dir, files, tmp_path, mo
     assert "notes.txt" in table.stderr and "not an image" in table.stderr
 
 
+def test_number_answers_rank_top_digits_for_images_as_for_arrays(model_dir, files):
+    """`predict --number --top 1` ranked 3 digits for each digit of an image (read_number took no top) and 1
+    for an array file's: one run's JSON lines differed in shape. Both honour --top now, as read_number does."""
+    folder, _ = files
+    paths = [str(folder / "number.png"), str(folder / "digit.npy")]
+    result = runner.invoke(app, ["predict", *paths, "--number", "--top", "1", "--json", "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [len(d["top"]) for line in lines for d in line["digits"]] == [1, 1, 1, 1]
+    answer = read_number(folder / "number.png", model_dir, top=5)
+    assert all(len(d["top"]) == 5 for d in answer["digits"]) and len(answer["digits"]) == 3
+    with pytest.raises(InputError, match="top must be a whole number from 1 to 10, got 0"):
+        read_number(folder / "number.png", model_dir, top=0)
+
+
 def test_array_files_are_bounded_before_reading_and_an_empty_one_is_named(tmp_path):
     np.save(tmp_path / "big.npy", np.zeros(100_000))  # 800 kB: refused by its size, not loaded
     (tmp_path / "empty.csv").write_text("")

@@ -257,8 +257,9 @@ def _rewound(source, start: int | None) -> bool:
     return True
 
 
-def read_number(image_or_path, model=None) -> dict:
-    """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts), confident.
+def read_number(image_or_path, model=None, *, top: int = 3) -> dict:
+    """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts, each with its ``top``
+    ranked digits, as ``predict_image``'s), confident.
 
     Each part of the row is read as one digit; a part the reader doubts, or
     one wider than the row's other digits, may be read as several touching
@@ -268,23 +269,26 @@ def read_number(image_or_path, model=None) -> dict:
     On dev seeds 41 and 43 (300 rows a source each) the third look read 3 more
     pen rows of 600 exactly and made no row confidently wrong.
     """
+    top = _check_top(top)
     predictor = load_predictor(model)
     start = _position(image_or_path)
-    first, drawing = _read_row(predictor, image_or_path)
+    first, drawing = _read_row(predictor, image_or_path, top)
     if first["confident"] or drawing or not _rewound(image_or_path, start):
         return first
-    answer = surer_row(first, _read_row(predictor, image_or_path, faint=True)[0])
+    answer = surer_row(first, _read_row(predictor, image_or_path, top, faint=True)[0])
     if answer["confident"] or not _rewound(image_or_path, start):
         return answer
-    return surer_row(answer, _read_row(predictor, image_or_path, closer=True)[0])
+    return surer_row(answer, _read_row(predictor, image_or_path, top, closer=True)[0])
 
 
-def _read_row(predictor: Predictor, image_or_path, *, faint: bool = False, closer: bool = False) -> tuple[dict, bool]:
+def _read_row(
+    predictor: Predictor, image_or_path, top: int, *, faint: bool = False, closer: bool = False
+) -> tuple[dict, bool]:
     """``read_number``'s answer from one look at the image, and whether it is a clean drawing."""
     ink, parts, slant, drawing = find_digits(image_or_path, faint=faint, closer=closer)
     results: list[dict] = []
     if parts:
-        wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), 3)
+        wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), top)
         row = row_of(parts, wholes, slant)
         results = [r for part, whole in zip(parts, wholes) for r in read_part(predictor, ink, part, whole, row)]
     answer = {
@@ -360,7 +364,7 @@ def predict_file(path, model=None, *, top: int = 3, number: bool = False) -> dic
         if number:
             return {"number": str(result["digit"]), "digits": [result], "confident": result["confident"]}
         return result
-    return read_number(path, model) if number else predict_image(path, model, top=top)
+    return read_number(path, model, top=top) if number else predict_image(path, model, top=top)
 
 
 def _round(result: dict) -> dict:
