@@ -322,6 +322,17 @@ def test_ragged_rows_are_refused_in_a_sentence():
     assert predict_array([[0] * 28] * 28)["digit"] in range(10)  # a list of equal rows is an array
 
 
+def test_a_path_from_the_home_folder_is_read_as_a_shell_names_it(files, monkeypatch):
+    """ "~/digit.jpg" was looked for in a folder named "~" ("does not exist"), as an image and as an array."""
+    folder, labels = files
+    monkeypatch.setenv("HOME", str(folder))
+    assert predict_image("~/digit.jpg")["digit"] == predict_image(folder / "digit.jpg")["digit"]
+    assert predict_array(Path("~/digit.npy"))["digit"] == labels[3]
+    assert read_number("~/number.png")["number"] == read_number(folder / "number.png")["number"]
+    with pytest.raises(InputError, match=f"{folder / 'nothing.png'} does not exist"):
+        predict_image("~/nothing.png")
+
+
 def test_a_path_with_a_nul_character_is_refused_in_a_sentence(tmp_path):
     """No file name holds a NUL: os.stat raised a bare ValueError ("embedded null byte") through the API."""
     for call, name in ((predict_array, "a\x00b.npy"), (predict_image, "a\x00b.png"), (read_number, "a\x00b.png")):

@@ -42,6 +42,7 @@ __all__ = [
     "reduced_side",
     "encode_png",
     "regular_file_size",
+    "user_path",
     "unreadable",
 ]
 
@@ -75,7 +76,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             raise ImageError(f"The image data is empty (0 bytes); send a {FORMAT_NAMES} file.")
         fp, label = io.BytesIO(bytes(source)), "the image data"
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = user_path(source)
         size = regular_file_size(path)
         if size == 0:
             raise ImageError(f"{path} is empty (0 bytes); send a {FORMAT_NAMES} file.")
@@ -119,6 +120,13 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
 
 # What ``Path.is_file`` takes as "no such file": anything else the system says about a path is said as it is.
 _NO_FILE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF)
+
+
+def user_path(source: str | os.PathLike) -> Path:
+    """``source`` as a path, a leading ``~`` taken for the user's home as a shell takes it (a path a caller
+    copied from a terminal; Python's ``open`` would look for a folder named ``~``)."""
+    path = Path(source)
+    return path.expanduser() if path.parts[:1] == ("~",) else path
 
 
 def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:

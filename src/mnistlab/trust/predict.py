@@ -29,7 +29,7 @@ from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
 from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
-from mnistlab.reading.decode import regular_file_size, unreadable
+from mnistlab.reading.decode import regular_file_size, unreadable, user_path
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
@@ -324,7 +324,7 @@ def _confident_share(answer: dict) -> float:
 
 def _read_array(source) -> tuple[Any, str]:
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = user_path(source)
         label = str(path)
         size = regular_file_size(path, InputError)
         if size > MAX_ARRAY_FILE_BYTES:  # checked before reading: a digit's 784 values are a few KiB
