@@ -333,6 +333,14 @@ def test_a_path_from_the_home_folder_is_read_as_a_shell_names_it(files, monkeypa
         predict_image("~/nothing.png")
 
 
+def test_a_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_is_read(files, tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: it was "could not convert string '\\ufeff0'"."""
+    folder, labels = files
+    values = ",".join(str(v) for v in np.load(folder / "digit.npy").ravel())
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + values.encode() + b"\r\n")
+    assert predict_array(tmp_path / "excel.csv")["digit"] == labels[3]
+
+
 def test_a_path_with_a_nul_character_is_refused_in_a_sentence(tmp_path):
     """No file name holds a NUL: os.stat raised a bare ValueError ("embedded null byte") through the API."""
     for call, name in ((predict_array, "a\x00b.npy"), (predict_image, "a\x00b.png"), (read_number, "a\x00b.png")):

@@ -339,7 +339,8 @@ def _read_array(source) -> tuple[Any, str]:
                 return np.array(np.load(path, mmap_mode="r", allow_pickle=False)), label
             with warnings.catch_warnings():  # an empty file: as_digit says so in its own sentence
                 warnings.simplefilter("ignore", UserWarning)
-                return np.loadtxt(path, delimiter=",", ndmin=1), label
+                # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which is no number.
+                return np.loadtxt(path, delimiter=",", ndmin=1, encoding="utf-8-sig"), label
         except (ValueError, OSError, EOFError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:  # the system refused the file, not its bytes
                 raise InputError(unreadable(label, exc)) from None
