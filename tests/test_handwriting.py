@@ -189,6 +189,34 @@ def test_an_image_file_larger_than_any_image_is_refused_by_its_size_unread(tmp_p
     assert path.stat().st_blocks * 512 < 2**20  # sparse: nothing was written to fill it
 
 
+def test_a_file_object_is_held_to_the_size_a_path_is(tmp_path, test_digits):
+    """A JPEG's header followed by 1 MiB past the bound (sparse): as an open file its scans were counted through
+    every byte; through a pipe (a process's output, an HTTP response) Pillow read it into memory whole, however
+    long. Both are refused by their size; a digit through a pipe still reads."""
+    from mnistlab.reading.admission import MAX_IMAGE_FILE_BYTES
+
+    jpeg = io.BytesIO()
+    Image.new("L", (50, 50)).save(jpeg, "JPEG")
+    path = tmp_path / "huge.jpg"
+    with open(path, "wb") as f:
+        f.write(jpeg.getvalue()[:-2])
+        f.truncate(MAX_IMAGE_FILE_BYTES + 2**20)
+    with (
+        open(path, "rb") as f,
+        pytest.raises(ImageTooLargeError, match=f"file holds {MAX_IMAGE_FILE_BYTES + 2**20:,} bytes"),
+    ):
+        predict_image(f)
+    with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
+        with pytest.raises(ImageTooLargeError, match=f"file holds more than {MAX_IMAGE_FILE_BYTES:,} bytes"):
+            predict_image(cat.stdout)
+        cat.kill()
+    (tmp_path / "seven.png").write_bytes(encode(1 - big(test_digits[0][0]), "PNG"))
+    with subprocess.Popen(["cat", str(tmp_path / "seven.png")], stdout=subprocess.PIPE) as cat:
+        assert predict_image(cat.stdout)["digit"] == test_digits[1][0]
+    with open(tmp_path / "seven.png") as text, pytest.raises(ImageError, match=r"open as text; open it in binary mode"):
+        predict_image(text)
+
+
 def test_truncated_and_missing_files(tmp_path, test_digits):
     whole = encode(1 - big(test_digits[0][5]), "PNG")
     (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
@@ -199,6 +227,8 @@ def test_truncated_and_missing_files(tmp_path, test_digits):
         to_mnist(tmp_path / "empty.png")
     with pytest.raises(ImageError, match="does not exist"):
         to_mnist(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="holds a NUL character"):  # was numpy's bare ValueError
+        to_mnist(str(tmp_path / "a\x00b.png"))
     with pytest.raises(ImageError, match="shape"):
         to_mnist(np.zeros((4, 4, 7)))
     assert MAX_PIXELS >= 24_000_000  # a phone photo still passes
@@ -474,6 +504,11 @@ def test_only_the_documented_formats_are_opened_and_scan_bombs_are_refused(tmp_p
     (tmp_path / "scans.jpg").write_bytes(data[:-2] + data[last_scan:-2] * 200 + data[-2:])
     with pytest.raises(ImageTooLargeError, match="is a JPEG of 20[0-9] scans over 1000x1000 pixels"):
         predict_image(tmp_path / "scans.jpg")
+    with Image.open(tmp_path / "scans.jpg") as opened:  # opened, not decoded: it was decoded scan by scan
+        with pytest.raises(ImageTooLargeError, match="the image is a JPEG of 20[0-9] scans"):
+            predict_image(opened)
+    with Image.open(io.BytesIO(data)) as opened:
+        assert predict_image(opened)["digit"] in range(10)
     assert predict_image(data)["digit"] in range(10)  # the progressive JPEG itself reads
 
 
@@ -484,3 +519,23 @@ def test_image_arrays_are_held_to_the_photos_rules():
         predict_image(np.full((28, 28), -5, np.int32))
     with pytest.raises(ImageTooLargeError, match="is a strip of 2000x10 pixels"):
         predict_image(np.zeros((10, 2000)))
+
+
+def test_pixel_values_no_image_takes_are_refused_as_array_or_pil_image(test_digits):
+    """A float array of -255..0 (or -1..1), or a PIL image of mode I or F holding negative values or NaN, was
+    clipped to a blank page and answered "no digit-sized ink found; crop a small digit" as a photo would be;
+    an integer array of the same values was refused. Refused alike now; a resampled image's undershoot reads."""
+    digit = test_digits[0][0].astype(np.float32)
+    refused = {
+        "holds values down to -255, far below 0": -digit,
+        "holds values down to -1, far below 0": digit / 127.5 - 1,  # normalised to -1..1
+        "The image holds negative values": Image.fromarray(-digit.astype(np.int32)),
+        "The image holds values down to -1, far below 0": Image.fromarray(-digit / 255),
+        "The image contains NaN": Image.fromarray(np.where(digit > 0, np.nan, 0).astype(np.float32)),
+    }
+    for says, image in refused.items():
+        with pytest.raises(ImageError, match=says):
+            predict_image(image)
+    undershoot = digit / 255 - 0.1 * (digit == 0)  # background at -0.1, as bicubic resampling leaves it
+    assert predict_image(undershoot)["digit"] == predict_image(digit)["digit"] == test_digits[1][0]
+    assert predict_image(Image.fromarray(digit))["digit"] == test_digits[1][0]

@@ -292,6 +292,21 @@ def test_cli_number_table_and_preprocessed_images(model_dir, files, tmp_path, mo
     assert "notes.txt" in table.stderr and "not an image" in table.stderr
 
 
+def test_number_answers_rank_top_digits_for_images_as_for_arrays(model_dir, files):
+    """`predict --number --top 1` ranked 3 digits for each digit of an image (read_number took no top) and 1
+    for an array file's: one run's JSON lines differed in shape. Both honour --top now, as read_number does."""
+    folder, _ = files
+    paths = [str(folder / "number.png"), str(folder / "digit.npy")]
+    result = runner.invoke(app, ["predict", *paths, "--number", "--top", "1", "--json", "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [len(d["top"]) for line in lines for d in line["digits"]] == [1, 1, 1, 1]
+    answer = read_number(folder / "number.png", model_dir, top=5)
+    assert all(len(d["top"]) == 5 for d in answer["digits"]) and len(answer["digits"]) == 3
+    with pytest.raises(InputError, match="top must be a whole number from 1 to 10, got 0"):
+        read_number(folder / "number.png", model_dir, top=0)
+
+
 def test_array_files_are_bounded_before_reading_and_an_empty_one_is_named(tmp_path):
     np.save(tmp_path / "big.npy", np.zeros(100_000))  # 800 kB: refused by its size, not loaded
     (tmp_path / "empty.csv").write_text("")
@@ -301,6 +316,40 @@ def test_array_files_are_bounded_before_reading_and_an_empty_one_is_named(tmp_pa
         warnings.simplefilter("error")  # no loadtxt warning printed before the error's sentence
         with pytest.raises(InputError, match="got 0 values"):
             predict_array(tmp_path / "empty.csv")
+
+
+def test_ragged_rows_are_refused_in_a_sentence():
+    """Nested lists of different lengths: np.asarray's bare ValueError ("inhomogeneous shape") escaped."""
+    rows = [[0] * 28] * 27 + [[0] * 27]
+    with pytest.raises(InputError, match="the array has rows of different lengths .* expected 784 values"):
+        predict_array(rows)
+    assert predict_array([[0] * 28] * 28)["digit"] in range(10)  # a list of equal rows is an array
+
+
+def test_a_path_from_the_home_folder_is_read_as_a_shell_names_it(files, monkeypatch):
+    """ "~/digit.jpg" was looked for in a folder named "~" ("does not exist"), as an image and as an array."""
+    folder, labels = files
+    monkeypatch.setenv("HOME", str(folder))
+    assert predict_image("~/digit.jpg")["digit"] == predict_image(folder / "digit.jpg")["digit"]
+    assert predict_array(Path("~/digit.npy"))["digit"] == labels[3]
+    assert read_number("~/number.png")["number"] == read_number(folder / "number.png")["number"]
+    with pytest.raises(InputError, match=f"{folder / 'nothing.png'} does not exist"):
+        predict_image("~/nothing.png")
+
+
+def test_a_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_is_read(files, tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: it was "could not convert string '\\ufeff0'"."""
+    folder, labels = files
+    values = ",".join(str(v) for v in np.load(folder / "digit.npy").ravel())
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + values.encode() + b"\r\n")
+    assert predict_array(tmp_path / "excel.csv")["digit"] == labels[3]
+
+
+def test_a_path_with_a_nul_character_is_refused_in_a_sentence(tmp_path):
+    """No file name holds a NUL: os.stat raised a bare ValueError ("embedded null byte") through the API."""
+    for call, name in ((predict_array, "a\x00b.npy"), (predict_image, "a\x00b.png"), (read_number, "a\x00b.png")):
+        with pytest.raises(InputError, match="holds a NUL character, which no file name can; check the path"):
+            call(str(tmp_path / name))
 
 
 def test_an_npy_header_that_declares_a_giant_array_is_refused_without_allocating_it(tmp_path):

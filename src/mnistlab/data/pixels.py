@@ -83,7 +83,13 @@ def unit_pixels(X: np.ndarray) -> np.ndarray:
 
 def as_digit(values, *, label: str = "the array") -> np.ndarray:
     """One (28, 28) uint8 digit from 784 values (flat or 28 x 28), 0-255 or 0-1 floats."""
-    a = np.asarray(values)
+    try:
+        a = np.asarray(values)
+    except (ValueError, TypeError):  # nested lists of different lengths: numpy refuses to make one array
+        raise InputError(
+            f"{label} has rows of different lengths (or is not numbers); expected 784 values or a 28x28 array "
+            "(one digit)."
+        ) from None
     if a.size != 784 or a.squeeze().shape not in ((784,), (28, 28)):
         raise InputError(
             f"{label}: got {a.size} values with shape {a.shape}, expected 784 values or a 28x28 array (one digit)."

@@ -26,6 +26,8 @@ __all__ = [
     "check_strip",
     "check_decodable",
     "check_jpeg_scans",
+    "file_too_large",
+    "bounded_file",
 ]
 
 # Refuse images above this many pixels before decoding them (a 50 MP phone photo
@@ -119,3 +121,46 @@ def _count_scans(f) -> int:
         return scans
     finally:
         f.seek(position)
+
+
+def file_too_large(label: str, size: int | None) -> ImageTooLargeError:
+    """The error for an image file of ``size`` bytes (None: an unseekable one read past the bound)."""
+    held = f"{size:,} bytes" if size is not None else f"more than {MAX_IMAGE_FILE_BYTES:,} bytes"
+    return ImageTooLargeError(
+        f"{label} holds {held}, more than any image mnistlab reads can take "
+        f"({MAX_IMAGE_FILE_BYTES:,}); send the photo itself, or a smaller copy of it."
+    )
+
+
+def bounded_file(f, label: str = "the uploaded file"):
+    """A file object as Pillow will read it, held to ``MAX_IMAGE_FILE_BYTES`` as a path is.
+
+    Pillow reads a file it cannot seek (a pipe, an HTTP response) into memory
+    whole, however long, and counting a JPEG's scans reads a seekable one to
+    its end: a seekable file is measured (from its start, where Pillow reads
+    it), any other read here up to one byte past the bound.
+    """
+    if getattr(f, "closed", False) is True:
+        raise ImageError(f"{label} is closed; pass an open file, or its bytes.")
+    if isinstance(f, io.TextIOBase):
+        raise ImageError(f"{label} is open as text; open it in binary mode ('rb'), or pass its bytes.")
+    try:
+        size = f.seek(0, io.SEEK_END)
+    except (AttributeError, OSError, ValueError):  # not seekable (io.UnsupportedOperation is both)
+        return io.BytesIO(_read_at_most(f, label))
+    if isinstance(size, int) and size > MAX_IMAGE_FILE_BYTES:
+        raise file_too_large(label, size)
+    return f
+
+
+def _read_at_most(f, label: str) -> bytes:
+    """An unseekable file's bytes, read 1 MiB at a time; ``ImageTooLargeError`` past ``MAX_IMAGE_FILE_BYTES``."""
+    chunks, total = [], 0
+    while total <= MAX_IMAGE_FILE_BYTES and (chunk := f.read(min(2**20, MAX_IMAGE_FILE_BYTES + 1 - total))):
+        if not isinstance(chunk, bytes):
+            raise ImageError(f"{label} gives text, not bytes; open it in binary mode ('rb'), or pass its bytes.")
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > MAX_IMAGE_FILE_BYTES:
+        raise file_too_large(label, None)
+    return b"".join(chunks)

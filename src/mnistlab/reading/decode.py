@@ -19,18 +19,20 @@ from typing import IO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.pixels import float_scale
-from mnistlab.errors import ImageError, ImageTooLargeError, InputError
+from mnistlab.errors import ImageError, InputError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
     MAX_IMAGE_FILE_BYTES,
+    bounded_file,
     check_decodable,
     check_jpeg_scans,
     check_pixels,
     check_strip,
+    file_too_large,
 )
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "reduced_side",
     "encode_png",
     "regular_file_size",
+    "user_path",
     "unreadable",
 ]
 
@@ -63,6 +66,9 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             check_pixels(source.size, "the image")
         else:  # opened from a file: its pixels may not be decoded yet
             check_decodable(source.size, source.format, "the image")
+            # A JPEG not decoded yet: its decoding to come is a pass over the pixels per scan.
+            if source.format == "JPEG" and isinstance(source, ImageFile.ImageFile) and source.tile and source.fp:
+                check_jpeg_scans(source.fp, source.size, "the image")
         return ImageOps.exif_transpose(source)
     fp: IO[bytes] | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -70,15 +76,12 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             raise ImageError(f"The image data is empty (0 bytes); send a {FORMAT_NAMES} file.")
         fp, label = io.BytesIO(bytes(source)), "the image data"
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = user_path(source)
         size = regular_file_size(path)
         if size == 0:
             raise ImageError(f"{path} is empty (0 bytes); send a {FORMAT_NAMES} file.")
         if size > MAX_IMAGE_FILE_BYTES:
-            raise ImageTooLargeError(
-                f"{path} holds {size:,} bytes, more than any image mnistlab reads can take "
-                f"({MAX_IMAGE_FILE_BYTES:,}); send the photo itself, or a smaller copy of it."
-            )
+            raise file_too_large(str(path), size)
         fp, label = path, str(path)
     elif hasattr(source, "read"):
         fp, label = source, "the uploaded file"
@@ -91,6 +94,8 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         with warnings.catch_warnings():
             # Our own limit below is stricter; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if not isinstance(fp, (Path, io.BytesIO)):  # a file object whose bytes are not in memory yet
+                fp = bounded_file(fp, label)
             opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)
             if opened.format == "JPEG":
@@ -117,11 +122,20 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
 _NO_FILE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF)
 
 
+def user_path(source: str | os.PathLike) -> Path:
+    """``source`` as a path, a leading ``~`` taken for the user's home as a shell takes it (a path a caller
+    copied from a terminal; Python's ``open`` would look for a folder named ``~``)."""
+    path = Path(source)
+    return path.expanduser() if path.parts[:1] == ("~",) else path
+
+
 def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:
     """The size of the regular file at ``path``; ``error`` with one sentence for a path that names none, or one
-    the system will not look at (a folder it may not search, a name too long)."""
+    the system will not look at (a folder it may not search, a name too long, a NUL character in it)."""
     try:
         info = path.stat()
+    except ValueError:  # a NUL character: no system call can name such a path
+        raise error(f"{str(path)!r} holds a NUL character, which no file name can; check the path.") from None
     except OSError as exc:
         if exc.errno not in _NO_FILE:
             raise error(unreadable(str(path), exc)) from None
@@ -143,6 +157,27 @@ def _scale_integers(a: np.ndarray) -> np.ndarray:
     if top <= 255:
         return a / 255.0
     return a / (2.0 ** np.ceil(np.log2(top + 1)) - 1)
+
+
+def _unit_scale(a: np.ndarray, what: str) -> np.ndarray:
+    """Pixels (bool, integers or floats) -> float64 on the 0-1 scale, not yet clipped; ``ImageError`` for values
+    no image's pixels take: negative integers, NaN or infinity, and floats below 0 by more than half the scale
+    (a resampled image undershoots 0 a little, as it overshoots 1; -255..0 or -1..1 is no image's)."""
+    if a.dtype == bool:
+        return a.astype(np.float64)
+    if a.dtype.kind in "ui":
+        if a.dtype.kind == "i" and a.size and a.min() < 0:
+            raise ImageError(f"{what} holds negative values (down to {a.min()}); pass pixel values of 0 or more.")
+        return _scale_integers(a)
+    if not np.isfinite(a).all():
+        raise ImageError(f"{what} contains NaN or infinite values; pass finite pixel values.")
+    scale = float(float_scale(a.max()))
+    if a.min() < -0.5 * scale:
+        raise ImageError(
+            f"{what} holds values down to {a.min():.4g}, far below 0 (paper); pass pixel values from 0 to 1 or 0 "
+            "to 255, not normalised ones."
+        )
+    return a.astype(np.float64) / scale
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -188,21 +223,9 @@ def _array_to_grey(a: np.ndarray) -> np.ndarray:
         )
     check_pixels((a.shape[1], a.shape[0]), "the image array")
     check_strip((a.shape[1], a.shape[0]), "the image array")
-    if a.dtype == bool:
-        a = a.astype(np.float64)
-    elif a.dtype.kind in "ui":
-        if a.dtype.kind == "i" and a.size and a.min() < 0:
-            raise ImageError(
-                f"The image array holds negative values (down to {a.min()}); pass pixel values of 0 or more."
-            )
-        a = _scale_integers(a)
-    elif a.dtype.kind == "f":
-        if not np.isfinite(a).all():
-            raise ImageError("The image array contains NaN or infinite values; pass finite pixel values.")
-        a = a.astype(np.float64) / float_scale(a.max())
-    else:
+    if a.dtype.kind not in "buif":
         raise ImageError(f"Cannot use an array of dtype {a.dtype} as an image; expected integers or floats.")
-    a = np.clip(a, 0.0, 1.0)
+    a = np.clip(_unit_scale(a, "The image array"), 0.0, 1.0)
     if a.ndim == 2:
         return a
     grey = _luma(a)
@@ -232,8 +255,7 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
     if im.mode == "1":
         return np.asarray(_reduced(im.convert("L"), max_side)) * _UNIT
     if im.mode.startswith("I") or im.mode == "F":
-        a = np.asarray(im)
-        a = _scale_integers(a) if a.dtype.kind in "ui" else np.clip(a / float_scale(a.max()), 0, 1)
+        a = np.clip(_unit_scale(np.asarray(im), "The image"), 0.0, 1.0)
         return np.clip(_reduce_array(a.astype(np.float32), max_side), 0.0, 1.0)
     # CMYK, YCbCr, LAB, HSV
     return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side)) * _UNIT

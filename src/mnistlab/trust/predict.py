@@ -29,7 +29,7 @@ from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card
 from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
-from mnistlab.reading.decode import regular_file_size, unreadable
+from mnistlab.reading.decode import regular_file_size, unreadable, user_path
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, holds_ink, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
@@ -265,8 +265,9 @@ def _rewound(source, start: int | None) -> bool:
     return True
 
 
-def read_number(image_or_path, model=None) -> dict:
-    """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts), confident.
+def read_number(image_or_path, model=None, *, top: int = 3) -> dict:
+    """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts, each with its ``top``
+    ranked digits, as ``predict_image``'s), confident.
 
     Each part of the row is read as one digit; a part the reader doubts, or
     one wider than the row's other digits, may be read as several touching
@@ -276,23 +277,26 @@ def read_number(image_or_path, model=None) -> dict:
     On dev seeds 41 and 43 (300 rows a source each) the third look read 3 more
     pen rows of 600 exactly and made no row confidently wrong.
     """
+    top = _check_top(top)
     predictor = load_predictor(model)
     start = _position(image_or_path)
-    first, drawing = _read_row(predictor, image_or_path)
+    first, drawing = _read_row(predictor, image_or_path, top)
     if first["confident"] or drawing or not _rewound(image_or_path, start):
         return first
-    answer = surer_row(first, _read_row(predictor, image_or_path, faint=True)[0])
+    answer = surer_row(first, _read_row(predictor, image_or_path, top, faint=True)[0])
     if answer["confident"] or not _rewound(image_or_path, start):
         return answer
-    return surer_row(answer, _read_row(predictor, image_or_path, closer=True)[0])
+    return surer_row(answer, _read_row(predictor, image_or_path, top, closer=True)[0])
 
 
-def _read_row(predictor: Predictor, image_or_path, *, faint: bool = False, closer: bool = False) -> tuple[dict, bool]:
+def _read_row(
+    predictor: Predictor, image_or_path, top: int, *, faint: bool = False, closer: bool = False
+) -> tuple[dict, bool]:
     """``read_number``'s answer from one look at the image, and whether it is a clean drawing."""
     ink, parts, slant, drawing = find_digits(image_or_path, faint=faint, closer=closer)
     results: list[dict] = []
     if parts:
-        wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), 3)
+        wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), top)
         row = row_of(parts, wholes, slant)
         results = [r for part, whole in zip(parts, wholes) for r in read_part(predictor, ink, part, whole, row)]
     answer = {
@@ -326,9 +330,9 @@ def _confident_share(answer: dict) -> float:
     return sum(d["confident"] for d in digits) / len(digits) if digits else 0.0
 
 
-def _read_array(source) -> tuple[np.ndarray, str]:
+def _read_array(source) -> tuple[Any, str]:
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = user_path(source)
         label = str(path)
         size = regular_file_size(path, InputError)
         if size > MAX_ARRAY_FILE_BYTES:  # checked before reading: a digit's 784 values are a few KiB
@@ -343,14 +347,15 @@ def _read_array(source) -> tuple[np.ndarray, str]:
                 return np.array(np.load(path, mmap_mode="r", allow_pickle=False)), label
             with warnings.catch_warnings():  # an empty file: as_digit says so in its own sentence
                 warnings.simplefilter("ignore", UserWarning)
-                return np.loadtxt(path, delimiter=",", ndmin=1), label
+                # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which is no number.
+                return np.loadtxt(path, delimiter=",", ndmin=1, encoding="utf-8-sig"), label
         except (ValueError, OSError, EOFError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:  # the system refused the file, not its bytes
                 raise InputError(unreadable(label, exc)) from None
             raise InputError(
                 f"{path} could not be read as numbers ({exc}); save one digit as 784 comma-separated values or with numpy.save."
             ) from None
-    return np.asarray(source), "the array"
+    return source, "the array"  # made an array by ``as_digit``, which refuses what numpy cannot make one of
 
 
 def predict_array(array_or_path, model=None, *, top: int = 3) -> dict:
@@ -368,7 +373,7 @@ def predict_file(path, model=None, *, top: int = 3, number: bool = False) -> dic
         if number:
             return {"number": str(result["digit"]), "digits": [result], "confident": result["confident"]}
         return result
-    return read_number(path, model) if number else predict_image(path, model, top=top)
+    return read_number(path, model, top=top) if number else predict_image(path, model, top=top)
 
 
 def _round(result: dict) -> dict:
