@@ -67,26 +67,11 @@ def predict(
 ):
     """Which digit (or number, with --number) is in each file, and is the model sure?"""
     # Not at start-up: see the module docstring.
-    from mnistlab.trust.many import expand_paths, predict_files
     from mnistlab.trust.predict import load_predictor, to_json
 
-    from_stdin = STDIN in files
-    if from_stdin and len(files) > 1:
-        raise InputError(
-            "- reads one image from standard input and is given alone; name the other files in a run of their own."
-        )
-    paths = [STDIN] if from_stdin else expand_paths(files)
-    if save_preprocessed is not None:
-        check_writable_dir(save_preprocessed, "save_preprocessed")  # before the model loads
-        saved_as = {STDIN: "stdin"} if from_stdin else _preprocessed_names(paths, save_preprocessed)
-        _check_inputs_kept([] if from_stdin else paths, saved_as, save_preprocessed, number)
-    data = _stdin_image() if from_stdin else b""  # before the model loads, as a missing file is said
+    paths, saved_as, piped = _inputs(files, save_preprocessed, number)  # before the model loads
     predictor = load_predictor(model)  # a missing or broken model stops everything: exit 2
-    answers = (
-        [_answer_bytes(data, predictor, top, number)]
-        if from_stdin
-        else predict_files(paths, predictor, top=top, number=number, jobs=jobs)
-    )
+    answers = _answers(paths, piped, predictor, top, number, jobs)
     table = _result_table(number)
     failed = answered = 0
     try:  # answers stream in the order given, from one worker process per CPU
@@ -113,6 +98,27 @@ def predict(
         raise typer.Exit(1 if answered else 2)
 
 
+def _inputs(files: list[Path], save_preprocessed: Path | None, number: bool) -> tuple[list[Path], dict, bytes | None]:
+    """The files to read, the name each one's 28x28 image is saved under (with ``--save-preprocessed``), and
+    the image piped in on standard input (``-``, given alone), read now; None where files are named."""
+    from mnistlab.trust.many import expand_paths
+
+    if STDIN in files and len(files) > 1:
+        raise InputError(
+            "- reads one image from standard input and is given alone; name the other files in a run of their own."
+        )
+    piped = _stdin_image() if STDIN in files else None
+    paths = [STDIN] if piped is not None else expand_paths(files)
+    if save_preprocessed is None:
+        return paths, {}, piped
+    check_writable_dir(save_preprocessed, "save_preprocessed")
+    if piped is not None:
+        return paths, {STDIN: "stdin"}, piped
+    saved_as = _preprocessed_names(paths, save_preprocessed)
+    _check_inputs_kept(paths, saved_as, save_preprocessed, number)
+    return paths, saved_as, piped
+
+
 def _stdin_image() -> bytes:
     """The image piped in on standard input (``-``), read up to the size any image file may have."""
     from mnistlab.reading.admission import MAX_IMAGE_FILE_BYTES
@@ -133,12 +139,22 @@ def _stdin_image() -> bytes:
     return data
 
 
-def _answer_bytes(data: bytes, predictor, top: int, number: bool) -> tuple[Path, dict | None, MnistlabError | None]:
+def _answers(paths: list[Path], piped: bytes | None, predictor, top: int, number: bool, jobs: int | None):
+    """Each (path, answer, error) in the order given: the piped image's, or the files' from their workers."""
+    from mnistlab.trust.many import predict_files
+
+    if piped is not None:
+        return [_piped_answer(piped, predictor, top, number)]
+    return predict_files(paths, predictor, top=top, number=number, jobs=jobs)
+
+
+def _piped_answer(data: bytes, predictor, top: int, number: bool) -> tuple[Path, dict | None, MnistlabError | None]:
     """The answer for an image given as bytes (standard input), as ``predict_files`` gives one for a file."""
     from mnistlab.trust.predict import predict_image, read_number
 
     try:
-        return STDIN, read_number(data, predictor) if number else predict_image(data, predictor, top=top), None
+        result = read_number(data, predictor, top=top) if number else predict_image(data, predictor, top=top)
+        return STDIN, result, None
     except MnistlabError as exc:
         return STDIN, None, exc
 
