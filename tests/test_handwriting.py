@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnistlab import ImageError, ImageTooLargeError, predict_image
+from mnistlab import ImageError, ImageTooLargeError, predict_image, read_number
 from mnistlab.reading.admission import MAX_PIXELS
 from mnistlab.reading.binarise import binarise
 from mnistlab.reading.decode import WORK_SIDE, load_image, to_grey
@@ -519,6 +519,9 @@ def test_image_arrays_are_held_to_the_photos_rules():
         predict_image(np.full((28, 28), -5, np.int32))
     with pytest.raises(ImageTooLargeError, match="is a strip of 2000x10 pixels"):
         predict_image(np.zeros((10, 2000)))
+    # A row of 50 digits, tightly cropped already: "crop it to the digits" alone said nothing to do.
+    with pytest.raises(ImageTooLargeError, match="cut a long number into parts of at most 15 digits"):
+        read_number(np.full((175, 6146), 255, np.uint8))
 
 
 def test_pixel_values_no_image_takes_are_refused_as_array_or_pil_image(test_digits):

@@ -70,7 +70,7 @@ def check_strip(size: tuple[int, int], label: str) -> None:
     if max(w, h) > MAX_ASPECT * min(w, h):
         raise ImageTooLargeError(
             f"{label} is a strip of {w}x{h} pixels, more than {MAX_ASPECT} times as long as it is wide; "
-            "crop it to the digits."
+            "crop it to the digits, or cut a long number into parts of at most 15 digits and read each."
         )
 
 
