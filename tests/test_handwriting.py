@@ -519,6 +519,14 @@ def test_image_arrays_are_held_to_the_photos_rules():
         predict_image(np.full((28, 28), -5, np.int32))
     with pytest.raises(ImageTooLargeError, match="is a strip of 2000x10 pixels"):
         predict_image(np.zeros((10, 2000)))
+    # A BMP declaring 30000 x 30000 pixels, refused by Pillow's own limit on opening: too large (413), as others.
+    bmp = (
+        b"BM"
+        + struct.pack("<IHHI", 0, 0, 0, 54)
+        + struct.pack("<IiiHHIIiiII", 40, 30000, 30000, 1, 24, 0, 0, 0, 0, 0, 0)
+    )
+    with pytest.raises(ImageTooLargeError, match="declares far too many pixels to decode safely"):
+        predict_image(bmp + bytes(1024))
     # A row of 50 digits, tightly cropped already: "crop it to the digits" alone said nothing to do.
     with pytest.raises(ImageTooLargeError, match="cut a long number into parts of at most 15 digits"):
         read_number(np.full((175, 6146), 255, np.uint8))

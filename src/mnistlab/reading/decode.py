@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.pixels import float_scale
-from mnistlab.errors import ImageError, InputError
+from mnistlab.errors import ImageError, ImageTooLargeError, InputError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
@@ -108,7 +108,9 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{label} has far too many pixels to decode safely; send a smaller image.") from None
+        raise ImageTooLargeError(  # refused from its header, as check_decodable refuses one
+            f"{label} declares far too many pixels to decode safely (more than Pillow opens); send a smaller image."
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
