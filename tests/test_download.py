@@ -1,6 +1,7 @@
 """Downloads against a real HTTP server on 127.0.0.1 serving good, corrupt and cut-off copies."""
 
 import fcntl
+import gzip
 import os
 import resource
 import subprocess
@@ -368,3 +369,20 @@ def test_a_bad_timeout_or_rate_is_refused_before_any_mirror_is_tried(tmp_path, p
         download_dataset("mnist", tmp_path / "d", mirrors=("http://127.0.0.1:9/",), **pace)
     assert str(info.value) == message
     assert not (tmp_path / "d").exists()
+
+
+def test_a_served_gzip_bomb_is_refused_from_its_header_not_inflated(tiny, tmp_path, serve, monkeypatch):
+    # The served file was inflated whole to be hashed, up to the 4 GiB any IDX file may declare: 4 MB of
+    # gzip made every download of it spend 12 s of CPU before its checksum failed.
+    spec, base, log, arrays = tiny
+    root = tmp_path / "bombs"
+    root.mkdir()
+    header = bytes([0, 0, 8, 2]) + np.array([1000, 1000], ">u4").tobytes()
+    (root / spec.files["train_images"]).write_bytes(gzip.compress(header + bytes(10**6)))  # 1 KB of gzip
+    monkeypatch.setitem(DATASETS, "tiny", _with(spec, max_file_bytes=100_000))
+    bomb_base, _ = serve(root)
+    with pytest.raises(
+        DownloadError, match="declares 1,000,000 bytes of data, more than the 100,000 a file of this data set can be"
+    ):
+        download_dataset("tiny", tmp_path / "dl", mirrors=(f"{bomb_base}/good/",))
+    assert list((tmp_path / "dl").iterdir()) == []

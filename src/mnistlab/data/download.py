@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnistlab.data.cache import cache_root
-from mnistlab.data.idx import GZIP_MAGIC
+from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
 from mnistlab.errors import (
@@ -161,15 +161,27 @@ def _fetch_verified(url: str, final: Path, sha256: str, progress, pace: tuple[fl
             with urllib.request.urlopen(url, timeout=pace[0]) as resp:
                 _stream(resp, out, final.name, progress, max_bytes, pace)
             _local(os.fsync, fd)
-            _check_content(Path(tmp), sha256)
+            _check_content(Path(tmp), sha256, max_bytes)
             _local(os.replace, tmp, final)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _check_content(path: Path, sha256: str) -> None:
+def _check_content(path: Path, sha256: str, max_bytes: int) -> None:
+    """Refuse a served file whose content is not ``sha256``, inflating no more than ``max_bytes`` to tell.
+
+    A gzip file may declare up to 1032 times its size: its header is read
+    first, so a bomb costs a few bytes of reading, not gigabytes of inflating.
+    """
     try:
-        got = sha256_decompressed(path)
+        dtype, shape = read_idx_header(path)
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > max_bytes:
+            raise ChecksumError(
+                f"the served file declares {declared:,} bytes of data, more than the {max_bytes:,} a file of this "
+                "data set can be"
+            )
+        got = idx_sha256(path, max_bytes=max_bytes)
     except IDXFormatError:
         raise ChecksumError("served bytes are not a valid IDX file (corrupt copy)") from None
     if got != sha256:
