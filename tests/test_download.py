@@ -27,7 +27,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     /endless/<file> sends the file then zeros for ever, with no Content-Length;
     /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page;
-    /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s.
+    /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s;
+    /slowhead/<file> its headers a byte every 50 ms; /trailers/<file> the file chunked, then trailers for ever.
     """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
@@ -47,6 +48,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "trickle":
             self._trickle(body)
+            return
+        if mode in ("slowhead", "trailers"):
+            self._never_done(body, mode)
             return
         if mode == "html":
             body = b"<html>log in first</html>"
@@ -84,6 +88,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body[i : i + 1])
                 self.wfile.flush()
                 time.sleep(0.05)
+        except OSError:  # the client hung up
+            pass
+        self.close_connection = True
+
+    def _never_done(self, body: bytes, mode: str) -> None:
+        """The headers a byte every 50 ms (for 20 s), or the body chunked and then trailer lines for ever."""
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            if mode == "slowhead":
+                for byte in b"X-Slow: " + b"x" * 400:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                return
+            self.wfile.write(b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n" % (len(body), body))
+            while True:
+                self.wfile.write(b"X-More: " + b"x" * 1000 + b"\r\n")
         except OSError:  # the client hung up
             pass
         self.close_connection = True
@@ -386,3 +407,20 @@ def test_a_served_gzip_bomb_is_refused_from_its_header_not_inflated(tiny, tmp_pa
     ):
         download_dataset("tiny", tmp_path / "dl", mirrors=(f"{bomb_base}/good/",))
     assert list((tmp_path / "dl").iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["slowhead", "trailers"])
+def test_a_mirror_that_never_ends_its_headers_or_trailers_is_left_for_the_next(tiny, tmp_path, monkeypatch, mode):
+    # The pace and size limits counted the body only: headers sent a byte at a time, or trailer lines sent
+    # for ever after the body, held a download as long as the server kept sending.
+    spec, base, log, arrays = tiny
+    monkeypatch.setitem(DATASETS, "tiny", _with(spec, max_file_bytes=400_000))
+    started = time.monotonic()
+    mirrors = (f"{base}/{mode}/", f"{base}/good/")
+    files = download_dataset("tiny", tmp_path / "dl", mirrors=mirrors, timeout=0.5)
+    assert time.monotonic() - started < 15  # 20 s a file before
+    assert sha256_decompressed(files["train_images"]) == spec.sha256["train_images"]
+    says = {"slowhead": r"averaged \d+ bytes/s over [\d.]+ s, below the 4,096", "trailers": "sent more than 800,000"}
+    with pytest.raises(DownloadError, match=says[mode]):
+        download_dataset("tiny", tmp_path / "dl2", mirrors=(f"{base}/{mode}/",), timeout=0.5)
+    assert list((tmp_path / "dl2").iterdir()) == []
