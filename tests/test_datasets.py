@@ -273,3 +273,26 @@ def test_load_split_splits_a_given_bunch_and_refuses_anything_else():
 
     lean = Bunch(data=digits.data, target=digits.target, details=digits.details)
     assert len(load_split(bunch=lean, split="random", test_size=100, seed=1)[1]) == 100
+
+
+def test_a_folder_given_with_a_tilde_is_looked_for_in_the_home_folder(mnist_dir, tmp_path, monkeypatch):
+    # ~/mnist was looked for as a folder named "~" in the current folder: a shell leaves the ~ of
+    # --data-dir=~/mnist as it is, and so does a quoted path or MNISTLAB_DATA=~/mnist in a .env file.
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mnist").symlink_to(mnist_dir)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    where = str(mnist_dir.resolve())
+    assert load_mnist(data_dir="~/mnist").details["path"] == where
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir=~/mnist", "--json"])
+    assert result.exit_code == 0, result.output
+    assert f'"path": "{where}"' in result.stdout
+    monkeypatch.setenv("MNISTLAB_DATA", "~/mnist")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing there: only ~/mnist holds mnist
+    assert load_mnist("mnist", download=False).details["path"] == where
+    assert not (tmp_path / "~").exists()

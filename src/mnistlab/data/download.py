@@ -73,7 +73,7 @@ def download_dataset(
         )
     _check_pace(timeout, min_rate)
     spec = DATASETS[name]
-    in_cache, dest = dest is None, Path(dest) if dest is not None else cache_root() / name
+    in_cache, dest = dest is None, Path(dest).expanduser() if dest is not None else cache_root() / name
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

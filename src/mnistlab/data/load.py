@@ -113,7 +113,8 @@ def images_max(details: dict) -> int:
 
 
 def _idx_dataset(name, data_dir, download, progress):
-    data_dir = Path(data_dir) if data_dir is not None else None
+    # ~ is the home folder, as in scikit-learn's data_home: a shell leaves it as it is in --data-dir=~/mnist.
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else None
     if name is None and data_dir is not None:
         return _any_folder(data_dir)
     name = name or "mnist"

@@ -51,7 +51,8 @@ def _candidates(name: str, data_dir: Path | None) -> list[tuple[str, Path]]:
     out = []
     env = os.environ.get("MNISTLAB_DATA")
     if env:
-        out += [("env", Path(env) / name), ("env-flat", Path(env))]
+        folder = Path(env).expanduser()  # a .env file or a quoted value leaves the ~ to mnistlab
+        out += [("env", folder / name), ("env-flat", folder)]
     out.append(("cache", cache_root() / name))
     out.append(("system", Path("/usr/share/datasets") / name))
     return out
