@@ -377,8 +377,10 @@ def test_downloaded_files_are_readable_by_all_like_every_file_mnistlab_writes(ti
 @pytest.mark.parametrize(
     "pace, message",
     [
-        ({"timeout": -1}, "timeout must be a positive number of seconds, got -1."),
-        ({"timeout": "30"}, "timeout must be a positive number of seconds, got '30'."),
+        ({"timeout": -1}, "timeout must be a positive number of seconds, at most 86,400 (a day), got -1."),
+        ({"timeout": "30"}, "timeout must be a positive number of seconds, at most 86,400 (a day), got '30'."),
+        # Past what a socket's timeout can hold: an OverflowError from the socket, a traceback.
+        ({"timeout": 1e10}, "timeout must be a positive number of seconds, at most 86,400 (a day), got 10000000000.0."),
         ({"min_rate": "x"}, "min_rate must be a number of bytes per second, 0 or more, got 'x'."),
         ({"min_rate": float("nan")}, "min_rate must be a number of bytes per second, 0 or more, got nan."),
     ],

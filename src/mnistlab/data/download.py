@@ -44,6 +44,8 @@ __all__ = ["download_dataset"]
 # take at most about 40 minutes at it, a server sending a byte a second is
 # left after ``timeout`` seconds instead of running for days.
 MIN_RATE = 4096  # bytes per second
+# The longest wait for a server: any longer is no wait anyone means, and past ~1e10 s a socket refuses it (OverflowError).
+MAX_TIMEOUT = 86_400.0
 
 
 def download_dataset(
@@ -86,8 +88,11 @@ def download_dataset(
 
 def _check_pace(timeout, min_rate) -> None:
     """Refuse a ``timeout`` or ``min_rate`` urlopen or the rate check could not use, before any mirror is tried."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
-        raise ParameterError("timeout", f"{{param}} must be a positive number of seconds, got {timeout!r}.")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
+        raise ParameterError(
+            "timeout",
+            f"{{param}} must be a positive number of seconds, at most {MAX_TIMEOUT:,.0f} (a day), got {timeout!r}.",
+        )
     if isinstance(min_rate, bool) or not isinstance(min_rate, int | float) or not 0 <= min_rate < math.inf:
         raise ParameterError(
             "min_rate", f"{{param}} must be a number of bytes per second, 0 or more, got {min_rate!r}."
