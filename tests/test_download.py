@@ -426,3 +426,23 @@ def test_a_mirror_that_never_ends_its_headers_or_trailers_is_left_for_the_next(t
     with pytest.raises(DownloadError, match=says[mode]):
         download_dataset("tiny", tmp_path / "dl2", mirrors=(f"{base}/{mode}/",), timeout=0.5)
     assert list((tmp_path / "dl2").iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["cut short", "another file"])
+def test_a_damaged_file_in_the_download_cache_is_downloaded_again_with_one_line(tiny, tmp_path, caplog, damage):
+    # load_mnist stopped at the damaged copy ('delete or replace the file', or 'download it again', which it
+    # offered no way to do), though the file is mnistlab's own download and download_dataset replaces one.
+    spec, base, log, arrays = tiny
+    load_mnist("tiny")
+    fname = spec.files["test_labels"]
+    damaged = tmp_path / "cache" / "mnistlab" / "tiny" / fname
+    if damage == "cut short":
+        damaged.write_bytes(damaged.read_bytes()[:20])
+    else:
+        write_idx(damaged, np.zeros(50, np.uint8))
+    log.clear()
+    b = load_mnist("tiny")
+    np.testing.assert_array_equal(b.target[300:], arrays["test_labels"])
+    assert log == [f"/cut/{fname}", f"/bad/{fname}", f"/good/{fname}"]  # that file only, again
+    assert sha256_decompressed(damaged) == spec.sha256["test_labels"]
+    assert [r.getMessage() for r in caplog.records] == [f"mnistlab: {damaged} is damaged; downloading it again."]

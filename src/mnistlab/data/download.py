@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import http.client
 import io
+import logging
 import math
 import os
 import tempfile
@@ -38,6 +39,7 @@ except ImportError:  # not POSIX: .part files are not locked, and a killed downl
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["download_dataset"]
+log = logging.getLogger("mnistlab.data")
 
 # After the first ``timeout`` seconds a file must average this rate, so a mirror
 # that trickles bytes is given up for the next: MNIST's 9.9 MB training images
@@ -107,9 +109,11 @@ def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float
     for role in ROLES:
         fname = spec.files[role]
         final = dest / fname
-        if final.is_file() and _verified(final, spec.sha256[role]):
-            out[role] = final
-            continue
+        if final.is_file():
+            if _verified(final, spec.sha256[role]):
+                out[role] = final
+                continue
+            log.warning("mnistlab: %s is damaged; downloading it again.", final)
         problems = []
         for base in mirrors:
             url = base.rstrip("/") + "/" + fname

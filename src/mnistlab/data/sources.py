@@ -19,7 +19,7 @@ from pathlib import Path
 from mnistlab.data.cache import cache_root, fresh_manifest
 from mnistlab.data.idx import idx_sha256
 from mnistlab.data.registry import DATASETS, FILE_PATTERNS, ROLES
-from mnistlab.errors import ChecksumError, DatasetError
+from mnistlab.errors import ChecksumError, DatasetError, IDXFormatError
 
 __all__ = ["find_idx_files", "not_four_files", "locate", "checksums_of", "sha256_decompressed"]
 
@@ -109,10 +109,18 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
             if kind == "explicit":
                 raise DatasetError(not_four_files(folder))
             continue
-        checksums = checksums_of(name, files)
+        try:
+            checksums = checksums_of(name, files)
+        except IDXFormatError:
+            if kind != "cache":
+                raise
+            checksums = {role: _sha256_if_idx(files[role]) for role in ROLES}  # which one is it?
         bad = [role for role in ROLES if checksums[role] != spec.sha256[role]]
         if not bad:
             return files, checksums, searched
+        if kind == "cache":  # mnistlab's own download, damaged since it was verified: download_dataset replaces it
+            searched[-1] = f"{folder} [{', '.join(files[role].name for role in bad)} damaged]"
+            continue
         if kind == "env-flat" and len(bad) == len(ROLES):
             searched[-1] = f"{folder} [four IDX files, not {name}'s]"  # another dataset's: keep looking
             continue
@@ -122,6 +130,14 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
             f"{files[bad[0]]} does not match the published sha256 of {name}'s {bad[0].replace('_', ' ')}; delete or replace the file (mnistlab then finds or downloads a good copy)."
         )
     return {}, {}, searched
+
+
+def _sha256_if_idx(path: Path) -> str:
+    """The sha256 of the file's decompressed bytes; "" for one that cannot be read as IDX (cut short, not IDX)."""
+    try:
+        return idx_sha256(path)
+    except IDXFormatError:
+        return ""
 
 
 def _another_dataset(name: str, folder: Path, checksums: dict[str, str]) -> str:
