@@ -341,3 +341,42 @@ def test_a_malformed_folder_says_what_is_wrong_and_what_to_do(tmp_path, case):
     result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(folder)])
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and result.stderr.endswith(says.format(folder=folder) + "\n"), result.stderr
+
+
+def _two_of_four(folder: Path) -> Path:
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((20, 28, 28), np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte", np.zeros(20, np.uint8))
+    return folder
+
+
+FOLDERS_WITHOUT_FOUR = {
+    "missing": (lambda folder: folder, "{folder} does not exist; give the folder that holds the four IDX files"),
+    "a file": (
+        lambda folder: _two_of_four(folder) / "train-labels-idx1-ubyte",
+        "{folder}/train-labels-idx1-ubyte is a file, not a folder; give the folder that holds the four IDX files",
+    ),
+    "two of four": (
+        _two_of_four,
+        "{folder} holds train-images-idx3-ubyte and train-labels-idx1-ubyte but no t10k-images or t10k-labels file; "
+        "add them, or give the folder that holds all four.",
+    ),
+    "name too long": (
+        lambda folder: _two_of_four(folder) / ("a" * 300),  # as a folder that cannot be read: is_dir fails
+        "{folder}/" + "a" * 300 + " cannot be read (File name too long); give a folder mnistlab can read.",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", [None, "mnist"])
+@pytest.mark.parametrize("case", FOLDERS_WITHOUT_FOUR)
+def test_a_folder_without_the_four_files_says_which_are_missing_or_why(tmp_path, case, name):
+    # Every such folder was 'does not hold the four IDX files', whether it was not there, a file or held two of
+    # them; one that could not be looked into (permission denied, a name too long) was a traceback.
+    make, says = FOLDERS_WITHOUT_FOUR[case]
+    given = make(tmp_path / "given")
+    args = ["data", "info", *([name] if name else []), "--data-dir", str(given)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("Error: " + says.format(folder=tmp_path / "given")), result.stderr

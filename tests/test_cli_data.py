@@ -32,7 +32,7 @@ def test_data_info_human_output(mnist_full):
     "args, message",
     [
         (["data", "info", "emnist"], "Unknown dataset 'emnist'"),
-        (["data", "info", "--data-dir", "/nonexistent/folder"], "does not hold the four IDX files"),
+        (["data", "info", "--data-dir", "/nonexistent/folder"], "/nonexistent/folder does not exist; give the folder"),
         (["show", "--index", "60000"], "out of range"),
         (["show", "--split", "validation"], "expected one of train, test"),
         (["show", "--first", "0"], "--first must be between"),

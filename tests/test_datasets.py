@@ -273,3 +273,45 @@ def test_load_split_splits_a_given_bunch_and_refuses_anything_else():
 
     lean = Bunch(data=digits.data, target=digits.target, details=digits.details)
     assert len(load_split(bunch=lean, split="random", test_size=100, seed=1)[1]) == 100
+
+
+def test_a_folder_given_with_a_tilde_is_looked_for_in_the_home_folder(mnist_dir, tmp_path, monkeypatch):
+    # ~/mnist was looked for as a folder named "~" in the current folder: a shell leaves the ~ of
+    # --data-dir=~/mnist as it is, and so does a quoted path or MNISTLAB_DATA=~/mnist in a .env file.
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "mnist").symlink_to(mnist_dir)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    where = str(mnist_dir.resolve())
+    assert load_mnist(data_dir="~/mnist").details["path"] == where
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir=~/mnist", "--json"])
+    assert result.exit_code == 0, result.output
+    assert f'"path": "{where}"' in result.stdout
+    monkeypatch.setenv("MNISTLAB_DATA", "~/mnist")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing there: only ~/mnist holds mnist
+    assert load_mnist("mnist", download=False).details["path"] == where
+    assert not (tmp_path / "~").exists()
+
+
+def test_an_emnist_digits_folder_loads_with_its_images_turned_the_way_mnist_holds_them(tmp_path):
+    # EMNIST's own file names (emnist-digits-train-images-idx3-ubyte.gz, ...) were 'does not hold the four IDX
+    # files'; and EMNIST stores each image transposed, so renamed files loaded digits lying on their side.
+    rng = np.random.default_rng(3)
+    images = {"train": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), "test": rng.integers(0, 256, (10, 28, 28))}
+    folder = tmp_path / "gzip"
+    folder.mkdir()
+    for split, upright in images.items():
+        stored = np.ascontiguousarray(upright.astype(np.uint8).transpose(0, 2, 1))  # as EMNIST publishes them
+        write_idx(folder / f"emnist-digits-{split}-images-idx3-ubyte.gz", stored)
+        write_idx(
+            folder / f"emnist-digits-{split}-labels-idx1-ubyte.gz", (np.arange(len(upright)) % 10).astype(np.uint8)
+        )
+    b = load_mnist(data_dir=folder)
+    assert (b.details["n_train"], b.details["n_test"]) == (20, 10) and not b.details["verified"]
+    assert np.array_equal(b.images[:20], images["train"]) and np.array_equal(b.images[20:], images["test"])
+    assert np.array_equal(load_mnist(data_dir=folder).images, b.images)  # the same from the cache

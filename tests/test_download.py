@@ -1,6 +1,7 @@
 """Downloads against a real HTTP server on 127.0.0.1 serving good, corrupt and cut-off copies."""
 
 import fcntl
+import gzip
 import os
 import resource
 import subprocess
@@ -26,7 +27,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     /endless/<file> sends the file then zeros for ever, with no Content-Length;
     /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page;
-    /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s.
+    /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s;
+    /slowhead/<file> its headers a byte every 50 ms; /trailers/<file> the file chunked, then trailers for ever.
     """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
@@ -46,6 +48,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "trickle":
             self._trickle(body)
+            return
+        if mode in ("slowhead", "trailers"):
+            self._never_done(body, mode)
             return
         if mode == "html":
             body = b"<html>log in first</html>"
@@ -83,6 +88,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body[i : i + 1])
                 self.wfile.flush()
                 time.sleep(0.05)
+        except OSError:  # the client hung up
+            pass
+        self.close_connection = True
+
+    def _never_done(self, body: bytes, mode: str) -> None:
+        """The headers a byte every 50 ms (for 20 s), or the body chunked and then trailer lines for ever."""
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            if mode == "slowhead":
+                for byte in b"X-Slow: " + b"x" * 400:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                return
+            self.wfile.write(b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n" % (len(body), body))
+            while True:
+                self.wfile.write(b"X-More: " + b"x" * 1000 + b"\r\n")
         except OSError:  # the client hung up
             pass
         self.close_connection = True
@@ -355,8 +377,10 @@ def test_downloaded_files_are_readable_by_all_like_every_file_mnistlab_writes(ti
 @pytest.mark.parametrize(
     "pace, message",
     [
-        ({"timeout": -1}, "timeout must be a positive number of seconds, got -1."),
-        ({"timeout": "30"}, "timeout must be a positive number of seconds, got '30'."),
+        ({"timeout": -1}, "timeout must be a positive number of seconds, at most 86,400 (a day), got -1."),
+        ({"timeout": "30"}, "timeout must be a positive number of seconds, at most 86,400 (a day), got '30'."),
+        # Past what a socket's timeout can hold: an OverflowError from the socket, a traceback.
+        ({"timeout": 1e10}, "timeout must be a positive number of seconds, at most 86,400 (a day), got 10000000000.0."),
         ({"min_rate": "x"}, "min_rate must be a number of bytes per second, 0 or more, got 'x'."),
         ({"min_rate": float("nan")}, "min_rate must be a number of bytes per second, 0 or more, got nan."),
     ],
@@ -368,3 +392,57 @@ def test_a_bad_timeout_or_rate_is_refused_before_any_mirror_is_tried(tmp_path, p
         download_dataset("mnist", tmp_path / "d", mirrors=("http://127.0.0.1:9/",), **pace)
     assert str(info.value) == message
     assert not (tmp_path / "d").exists()
+
+
+def test_a_served_gzip_bomb_is_refused_from_its_header_not_inflated(tiny, tmp_path, serve, monkeypatch):
+    # The served file was inflated whole to be hashed, up to the 4 GiB any IDX file may declare: 4 MB of
+    # gzip made every download of it spend 12 s of CPU before its checksum failed.
+    spec, base, log, arrays = tiny
+    root = tmp_path / "bombs"
+    root.mkdir()
+    header = bytes([0, 0, 8, 2]) + np.array([1000, 1000], ">u4").tobytes()
+    (root / spec.files["train_images"]).write_bytes(gzip.compress(header + bytes(10**6)))  # 1 KB of gzip
+    monkeypatch.setitem(DATASETS, "tiny", _with(spec, max_file_bytes=100_000))
+    bomb_base, _ = serve(root)
+    with pytest.raises(
+        DownloadError, match="declares 1,000,000 bytes of data, more than the 100,000 a file of this data set can be"
+    ):
+        download_dataset("tiny", tmp_path / "dl", mirrors=(f"{bomb_base}/good/",))
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["slowhead", "trailers"])
+def test_a_mirror_that_never_ends_its_headers_or_trailers_is_left_for_the_next(tiny, tmp_path, monkeypatch, mode):
+    # The pace and size limits counted the body only: headers sent a byte at a time, or trailer lines sent
+    # for ever after the body, held a download as long as the server kept sending.
+    spec, base, log, arrays = tiny
+    monkeypatch.setitem(DATASETS, "tiny", _with(spec, max_file_bytes=400_000))
+    started = time.monotonic()
+    mirrors = (f"{base}/{mode}/", f"{base}/good/")
+    files = download_dataset("tiny", tmp_path / "dl", mirrors=mirrors, timeout=0.5)
+    assert time.monotonic() - started < 15  # 20 s a file before
+    assert sha256_decompressed(files["train_images"]) == spec.sha256["train_images"]
+    says = {"slowhead": r"averaged \d+ bytes/s over [\d.]+ s, below the 4,096", "trailers": "sent more than 800,000"}
+    with pytest.raises(DownloadError, match=says[mode]):
+        download_dataset("tiny", tmp_path / "dl2", mirrors=(f"{base}/{mode}/",), timeout=0.5)
+    assert list((tmp_path / "dl2").iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["cut short", "another file"])
+def test_a_damaged_file_in_the_download_cache_is_downloaded_again_with_one_line(tiny, tmp_path, caplog, damage):
+    # load_mnist stopped at the damaged copy ('delete or replace the file', or 'download it again', which it
+    # offered no way to do), though the file is mnistlab's own download and download_dataset replaces one.
+    spec, base, log, arrays = tiny
+    load_mnist("tiny")
+    fname = spec.files["test_labels"]
+    damaged = tmp_path / "cache" / "mnistlab" / "tiny" / fname
+    if damage == "cut short":
+        damaged.write_bytes(damaged.read_bytes()[:20])
+    else:
+        write_idx(damaged, np.zeros(50, np.uint8))
+    log.clear()
+    b = load_mnist("tiny")
+    np.testing.assert_array_equal(b.target[300:], arrays["test_labels"])
+    assert log == [f"/cut/{fname}", f"/bad/{fname}", f"/good/{fname}"]  # that file only, again
+    assert sha256_decompressed(damaged) == spec.sha256["test_labels"]
+    assert [r.getMessage() for r in caplog.records] == [f"mnistlab: {damaged} is damaged; downloading it again."]

@@ -33,7 +33,7 @@ import xxhash
 
 from mnistlab._atomic import atomic_write_bytes, atomic_writer
 from mnistlab.data.idx import read_idx_header, read_idx_sha256
-from mnistlab.data.registry import ROLES
+from mnistlab.data.registry import ROLES, TRANSPOSED_PREFIX
 from mnistlab.errors import ChecksumError, IDXFormatError
 
 __all__ = ["cache_root", "load_arrays", "fresh_manifest", "array_cache_dir", "FORMAT"]
@@ -199,6 +199,9 @@ def _build(name: str, files: dict[str, Path], checksums: dict[str, str], n_class
                 f"replace it with a good copy or delete it."
             )
     _check_labels(arrays, files, n_classes)
+    for role in ("train_images", "test_images"):
+        if files[role].name.startswith(TRANSPOSED_PREFIX):
+            arrays[role] = arrays[role].transpose(0, 2, 1)  # upright, as MNIST's; the copy is concatenate's
     images = np.concatenate([arrays["train_images"], arrays["test_images"]])
     labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
     manifest = {

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import glob
 import http.client
+import io
+import logging
 import math
 import os
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from mnistlab.data.cache import cache_root
-from mnistlab.data.idx import GZIP_MAGIC
+from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
 from mnistlab.errors import (
@@ -36,12 +39,15 @@ except ImportError:  # not POSIX: .part files are not locked, and a killed downl
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["download_dataset"]
+log = logging.getLogger("mnistlab.data")
 
 # After the first ``timeout`` seconds a file must average this rate, so a mirror
 # that trickles bytes is given up for the next: MNIST's 9.9 MB training images
 # take at most about 40 minutes at it, a server sending a byte a second is
 # left after ``timeout`` seconds instead of running for days.
 MIN_RATE = 4096  # bytes per second
+# The longest wait for a server: any longer is no wait anyone means, and past ~1e10 s a socket refuses it (OverflowError).
+MAX_TIMEOUT = 86_400.0
 
 
 def download_dataset(
@@ -60,7 +66,9 @@ def download_dataset(
     skipped for the next. ``progress(filename, done_bytes, total_bytes)`` is called
     as bytes arrive. ``timeout`` bounds each wait for the server; past the first
     ``timeout`` seconds a file must arrive at ``min_rate`` bytes per second on
-    average, or that mirror is left for the next.
+    average, or that mirror is left for the next: its headers, framing and
+    trailers count as much as its body, and more than twice the data set's
+    ``max_file_bytes`` in all is refused too.
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise DatasetError(
@@ -69,7 +77,7 @@ def download_dataset(
         )
     _check_pace(timeout, min_rate)
     spec = DATASETS[name]
-    in_cache, dest = dest is None, Path(dest) if dest is not None else cache_root() / name
+    in_cache, dest = dest is None, Path(dest).expanduser() if dest is not None else cache_root() / name
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -82,8 +90,11 @@ def download_dataset(
 
 def _check_pace(timeout, min_rate) -> None:
     """Refuse a ``timeout`` or ``min_rate`` urlopen or the rate check could not use, before any mirror is tried."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
-        raise ParameterError("timeout", f"{{param}} must be a positive number of seconds, got {timeout!r}.")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
+        raise ParameterError(
+            "timeout",
+            f"{{param}} must be a positive number of seconds, at most {MAX_TIMEOUT:,.0f} (a day), got {timeout!r}.",
+        )
     if isinstance(min_rate, bool) or not isinstance(min_rate, int | float) or not 0 <= min_rate < math.inf:
         raise ParameterError(
             "min_rate", f"{{param}} must be a number of bytes per second, 0 or more, got {min_rate!r}."
@@ -98,9 +109,11 @@ def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float
     for role in ROLES:
         fname = spec.files[role]
         final = dest / fname
-        if final.is_file() and _verified(final, spec.sha256[role]):
-            out[role] = final
-            continue
+        if final.is_file():
+            if _verified(final, spec.sha256[role]):
+                out[role] = final
+                continue
+            log.warning("mnistlab: %s is damaged; downloading it again.", final)
         problems = []
         for base in mirrors:
             url = base.rstrip("/") + "/" + fname
@@ -158,18 +171,30 @@ def _fetch_verified(url: str, final: Path, sha256: str, progress, pace: tuple[fl
         # Unbuffered: a write that fails (disk full) fails in _stream, where it is told from the network's errors.
         # Open, hence locked, until the file is in place.
         with os.fdopen(fd, "wb", buffering=0) as out:
-            with urllib.request.urlopen(url, timeout=pace[0]) as resp:
-                _stream(resp, out, final.name, progress, max_bytes, pace)
+            with _open_paced(url, _Pace(*pace, most=2 * max_bytes)) as resp:
+                _stream(resp, out, final.name, progress, max_bytes)
             _local(os.fsync, fd)
-            _check_content(Path(tmp), sha256)
+            _check_content(Path(tmp), sha256, max_bytes)
             _local(os.replace, tmp, final)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _check_content(path: Path, sha256: str) -> None:
+def _check_content(path: Path, sha256: str, max_bytes: int) -> None:
+    """Refuse a served file whose content is not ``sha256``, inflating no more than ``max_bytes`` to tell.
+
+    A gzip file may declare up to 1032 times its size: its header is read
+    first, so a bomb costs a few bytes of reading, not gigabytes of inflating.
+    """
     try:
-        got = sha256_decompressed(path)
+        dtype, shape = read_idx_header(path)
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > max_bytes:
+            raise ChecksumError(
+                f"the served file declares {declared:,} bytes of data, more than the {max_bytes:,} a file of this "
+                "data set can be"
+            )
+        got = idx_sha256(path, max_bytes=max_bytes)
     except IDXFormatError:
         raise ChecksumError("served bytes are not a valid IDX file (corrupt copy)") from None
     if got != sha256:
@@ -224,17 +249,16 @@ def _write_all(out, chunk: bytes) -> None:
         view = view[out.write(view) :]
 
 
-def _stream(resp, out, name: str, progress, max_bytes: int, pace: tuple[float, float]) -> None:
-    """Copy the body to ``out``, refusing more than ``max_bytes``, a start that is neither gzip nor IDX,
-    and, after ``pace[0]`` seconds, an average below ``pace[1]`` bytes per second."""
+def _stream(resp, out, name: str, progress, max_bytes: int) -> None:
+    """Copy the body to ``out``, refusing more than ``max_bytes`` and a start that is neither gzip nor IDX
+    (the pace of the transfer is ``_Pace``'s to check, on every read from the socket)."""
     total = resp.headers.get("Content-Length")
     total = int(total) if total and total.isdigit() else None
     if total is not None and total > max_bytes:
         raise ValueError(
             f"the server announced {total:,} bytes, more than the {max_bytes:,} a file of this data set can be"
         )
-    grace, min_rate = pace
-    done, head, start = 0, b"", time.monotonic()
+    done, head = 0, b""
     # read1 returns what has arrived, so progress moves with the bytes; http.client
     # ends the body early (b"") when the connection closes before Content-Length.
     for chunk in iter(lambda: resp.read1(1 << 16), b""):
@@ -248,11 +272,117 @@ def _stream(resp, out, name: str, progress, max_bytes: int, pace: tuple[float, f
         _local(_write_all, out, chunk)
         if progress:
             progress(name, done, total)
-        elapsed = time.monotonic() - start
-        if elapsed > grace and done < min_rate * elapsed:
-            raise OSError(
-                f"the transfer averaged {done / elapsed:,.0f} bytes/s over {elapsed:,.1f} s, "
-                f"below the {min_rate:,.0f} bytes/s mnistlab waits for"
-            )
     if total is not None and done != total:
         raise OSError(f"connection closed after {done} of {total} bytes")
+
+
+class _Pace:
+    """One file's transfer, checked before every wait on the server's socket.
+
+    Every byte the server sends counts, its status line, headers, chunk
+    framing and trailers as much as the body, so a server that trickles its
+    headers or sends trailer lines for ever is left like one that trickles the
+    file: after ``timeout`` seconds the bytes must average ``min_rate`` a second,
+    and no more than ``most`` may come in all.
+    """
+
+    def __init__(self, timeout: float, min_rate: float, *, most: int) -> None:
+        self.timeout, self.min_rate, self.most = timeout, min_rate, most
+        self.start, self.received = time.monotonic(), 0
+
+    def wait_left(self) -> float:
+        """How long the next read may wait: ``timeout``, or less where the average would fall below ``min_rate``."""
+        if self.received > self.most:
+            raise OSError(f"the server sent more than {self.most:,} bytes in all (headers, framing and body)")
+        if not self.min_rate:
+            return self.timeout
+        elapsed = time.monotonic() - self.start
+        due = max(self.timeout, self.received / self.min_rate)  # past it, the average is below min_rate
+        if elapsed >= due:
+            raise OSError(
+                f"the transfer averaged {self.received / elapsed:,.0f} bytes/s over {elapsed:,.1f} s, "
+                f"below the {self.min_rate:,.0f} bytes/s mnistlab waits for"
+            )
+        return min(self.timeout, due - elapsed)
+
+
+class _PacedReader(io.RawIOBase):
+    """The socket's reads, each bounded by ``pace``; http.client reads the whole response through it."""
+
+    def __init__(self, sock, pace: _Pace) -> None:
+        super().__init__()
+        # The socket's own file under ours: it keeps the socket open while the response is read, as http.client expects.
+        self._sock, self._raw, self._pace = sock, sock.makefile("rb", buffering=0), pace
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        self._sock.settimeout(self._pace.wait_left())
+        try:
+            n = self._raw.readinto(b) or 0
+        except TimeoutError:
+            self._pace.wait_left()  # says the average fell below min_rate, when that is what ended the wait
+            raise
+        self._pace.received += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _PacedSocket:
+    """A connected socket whose response is read through a ``_PacedReader``; all else is the socket's own."""
+
+    def __init__(self, sock, pace: _Pace) -> None:
+        self._sock, self._pace = sock, pace
+
+    def makefile(self, mode: str = "rb", *args, **kwargs):
+        return io.BufferedReader(_PacedReader(self._sock, self._pace))
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+class _PacedHTTP(http.client.HTTPConnection):
+    """An http connection whose socket, once connected, is a ``_PacedSocket``."""
+
+    def __init__(self, host, pace: _Pace, **kwargs) -> None:
+        super().__init__(host, **kwargs)
+        self.pace = pace
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _PacedSocket(self.sock, self.pace)
+
+
+class _PacedHTTPS(http.client.HTTPSConnection):
+    """An https connection whose socket, once connected and TLS set up, is a ``_PacedSocket``."""
+
+    def __init__(self, host, pace: _Pace, **kwargs) -> None:
+        super().__init__(host, **kwargs)
+        self.pace = pace
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _PacedSocket(self.sock, self.pace)
+
+
+class _PacedHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """urllib's handlers of http and https URLs (redirects included), opening paced connections."""
+
+    def __init__(self, pace: _Pace) -> None:
+        urllib.request.HTTPSHandler.__init__(self)
+        self.pace = pace
+
+    def http_open(self, req):
+        return self.do_open(partial(_PacedHTTP, pace=self.pace), req)
+
+    def https_open(self, req):
+        return self.do_open(partial(_PacedHTTPS, pace=self.pace), req, context=self._context)
+
+
+def _open_paced(url: str, pace: _Pace):
+    """``urlopen(url)``, every read of its response bounded by ``pace``."""
+    return urllib.request.build_opener(_PacedHandler(pace)).open(url, timeout=pace.timeout)

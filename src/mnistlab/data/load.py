@@ -23,7 +23,7 @@ from mnistlab.data.cache import fresh_manifest, load_arrays
 from mnistlab.data.download import download_dataset
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.seeds import check_seed
-from mnistlab.data.sources import checksums_of, find_idx_files, locate
+from mnistlab.data.sources import checksums_of, find_idx_files, locate, not_four_files
 from mnistlab.errors import DatasetError, DownloadError, InputError, ParameterError
 
 __all__ = ["load_mnist", "load_split", "KNOWN_DATASETS"]
@@ -113,7 +113,8 @@ def images_max(details: dict) -> int:
 
 
 def _idx_dataset(name, data_dir, download, progress):
-    data_dir = Path(data_dir) if data_dir is not None else None
+    # ~ is the home folder, as in scikit-learn's data_home: a shell leaves it as it is in --data-dir=~/mnist.
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else None
     if name is None and data_dir is not None:
         return _any_folder(data_dir)
     name = name or "mnist"
@@ -143,11 +144,9 @@ def _idx_dataset(name, data_dir, download, progress):
 
 def _any_folder(folder: Path):
     """A folder of four IDX files: a registered dataset if the checksums say so, else custom."""
-    files = find_idx_files(folder) if folder.is_dir() else None
+    files = find_idx_files(folder)
     if files is None:
-        raise DatasetError(
-            f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); give the folder that holds them."
-        )
+        raise DatasetError(not_four_files(folder))
     name = folder.resolve().name or "custom"  # "." and ".." by the folder they are, not "custom" and ".."
     # A folder loaded before as a registered dataset has that dataset's manifest: then a warm load hashes no source.
     known = (fresh_manifest(spec.name, files) for spec in DATASETS.values())

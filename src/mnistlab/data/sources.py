@@ -19,24 +19,54 @@ from pathlib import Path
 from mnistlab.data.cache import cache_root, fresh_manifest
 from mnistlab.data.idx import idx_sha256
 from mnistlab.data.registry import DATASETS, FILE_PATTERNS, ROLES
-from mnistlab.errors import ChecksumError, DatasetError
+from mnistlab.errors import ChecksumError, DatasetError, IDXFormatError
 
-__all__ = ["find_idx_files", "locate", "checksums_of", "sha256_decompressed"]
+__all__ = ["find_idx_files", "not_four_files", "locate", "checksums_of", "sha256_decompressed"]
+
+
+_SHORT = dict(zip(ROLES, ("train-images", "train-labels", "t10k-images", "t10k-labels")))  # as sentences name them
+_FOUR = f"the four IDX files ({', '.join(_SHORT.values())})"
 
 
 def find_idx_files(folder: Path) -> dict[str, Path] | None:
-    """The four IDX files in ``folder`` (``.gz`` or raw), or None if any is missing."""
+    """The four IDX files in ``folder`` (``.gz`` or raw), or None if any is missing or there is no such folder."""
+    found = _present(folder)
+    return found if len(found) == len(ROLES) else None
+
+
+def _present(folder: Path) -> dict[str, Path]:
+    """role -> file, for those of the four IDX files ``folder`` holds; a ``DatasetError`` if it cannot be read."""
     found = {}
-    for role, stems in FILE_PATTERNS.items():
-        for stem in stems:
-            hits = [folder / (stem + ext) for ext in (".gz", "")]
+    try:
+        if not folder.is_dir():
+            return {}
+        for role, stems in FILE_PATTERNS.items():
+            hits = (folder / (stem + ext) for stem in stems for ext in (".gz", ""))
             hit = next((p for p in hits if p.is_file()), None)
             if hit:
                 found[role] = hit
-                break
-        else:
-            return None
+    except OSError as exc:  # not a missing folder, which is_dir answers: permission denied, a name too long
+        raise DatasetError(
+            f"{folder} cannot be read ({exc.strerror or exc}); give a folder mnistlab can read."
+        ) from None
     return found
+
+
+def not_four_files(folder: Path) -> str:
+    """The sentence for a folder given to load that does not hold the four IDX files: why, and what to do."""
+    found = _present(folder)
+    if not found and not folder.exists():
+        return f"{folder} does not exist; give the folder that holds {_FOUR}."
+    if not found and not folder.is_dir():
+        return f"{folder} is a file, not a folder; give the folder that holds {_FOUR}."
+    if not found:
+        return f"{folder} does not hold {_FOUR}; give the folder that holds them."
+    missing = [_SHORT[role] for role in ROLES if role not in found]
+    held = " and ".join(found[role].name for role in ROLES if role in found)
+    return (
+        f"{folder} holds {held} but no {' or '.join(missing)} file; add {'it' if len(missing) == 1 else 'them'}, "
+        "or give the folder that holds all four."
+    )
 
 
 def sha256_decompressed(path: Path) -> str:
@@ -51,7 +81,8 @@ def _candidates(name: str, data_dir: Path | None) -> list[tuple[str, Path]]:
     out = []
     env = os.environ.get("MNISTLAB_DATA")
     if env:
-        out += [("env", Path(env) / name), ("env-flat", Path(env))]
+        folder = Path(env).expanduser()  # a .env file or a quoted value leaves the ~ to mnistlab
+        out += [("env", folder / name), ("env-flat", folder)]
     out.append(("cache", cache_root() / name))
     out.append(("system", Path("/usr/share/datasets") / name))
     return out
@@ -73,17 +104,23 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
     searched = []
     for kind, folder in _candidates(name, data_dir):
         searched.append(str(folder))
-        files = find_idx_files(folder) if folder.is_dir() else None
+        files = find_idx_files(folder)
         if files is None:
             if kind == "explicit":
-                raise DatasetError(
-                    f"{folder} does not hold the four IDX files (train-images, train-labels, t10k-images, t10k-labels); give the folder that holds them."
-                )
+                raise DatasetError(not_four_files(folder))
             continue
-        checksums = checksums_of(name, files)
+        try:
+            checksums = checksums_of(name, files)
+        except IDXFormatError:
+            if kind != "cache":
+                raise
+            checksums = {role: _sha256_if_idx(files[role]) for role in ROLES}  # which one is it?
         bad = [role for role in ROLES if checksums[role] != spec.sha256[role]]
         if not bad:
             return files, checksums, searched
+        if kind == "cache":  # mnistlab's own download, damaged since it was verified: download_dataset replaces it
+            searched[-1] = f"{folder} [{', '.join(files[role].name for role in bad)} damaged]"
+            continue
         if kind == "env-flat" and len(bad) == len(ROLES):
             searched[-1] = f"{folder} [four IDX files, not {name}'s]"  # another dataset's: keep looking
             continue
@@ -93,6 +130,14 @@ def locate(name: str, data_dir: Path | None = None) -> tuple[dict[str, Path], di
             f"{files[bad[0]]} does not match the published sha256 of {name}'s {bad[0].replace('_', ' ')}; delete or replace the file (mnistlab then finds or downloads a good copy)."
         )
     return {}, {}, searched
+
+
+def _sha256_if_idx(path: Path) -> str:
+    """The sha256 of the file's decompressed bytes; "" for one that cannot be read as IDX (cut short, not IDX)."""
+    try:
+        return idx_sha256(path)
+    except IDXFormatError:
+        return ""
 
 
 def _another_dataset(name: str, folder: Path, checksums: dict[str, str]) -> str:
