@@ -8,6 +8,7 @@ saying so, never served and never a traceback.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import logging
@@ -25,6 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnistlab import IDXFormatError, load_mnist, write_idx
+from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli import app
 from mnistlab.data.cache import array_cache_dir
 from mnistlab.data.sources import find_idx_files
@@ -380,3 +382,27 @@ def test_a_folder_without_the_four_files_says_which_are_missing_or_why(tmp_path,
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("Error: " + says.format(folder=tmp_path / "given")), result.stderr
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    """A cache write killed by SIGKILL (the OOM killer, a power cut) left its .tmp file (55 MB for MNIST's
+    images) for ever; the next write of the same file removes it, and leaves a live writer's alone."""
+    target = tmp_path / "images.npy"
+    code = (
+        "import sys, time; from pathlib import Path; from mnistlab._atomic import atomic_writer\n"
+        "with atomic_writer(Path(sys.argv[1])) as f:\n"
+        "    f.write(b'x' * 100000); f.flush(); print('writing', flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.kill()  # SIGKILL: no clean-up runs
+        proc.wait()
+    (dead,) = tmp_path.glob(".images.npy.*.tmp")
+    live = tmp_path / ".images.npy.running.tmp"  # another process writing it now: locked, left alone
+    with open(live, "wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        atomic_write_bytes(target, b"new")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "images.npy"])
+    assert not dead.exists() and target.read_bytes() == b"new"

@@ -1,13 +1,17 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename.
 
 A reader (or a crash) never sees half a file: either the old content or the
-new one. Used for every cache, model, figure and report mnistlab writes.
+new one. Used for every cache, model, figure and report mnistlab writes. The
+temp file is locked while it is written, so the ones a killed writer left
+(SIGKILL, a power cut: 55 MB for MNIST's image cache) are told from a live
+writer's and removed by the next write of the same file.
 ``locked_folder`` makes writers of several files into one folder (a model's
 weights and card) take turns.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +24,7 @@ try:
 except ImportError:  # not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "locked_folder"]
+__all__ = ["atomic_writer", "atomic_write_bytes", "locked_folder", "locked_temp", "remove_leftovers"]
 
 
 @contextmanager
@@ -28,7 +32,8 @@ def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Binary
     """Yield a binary file that replaces ``path`` only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_leftovers(path, ".tmp")
+    fd, tmp = locked_temp(path, ".tmp")
     try:
         os.fchmod(fd, mode)  # mkstemp makes 0600 files; outputs get ordinary permissions
         with os.fdopen(fd, "wb") as f:
@@ -63,3 +68,37 @@ def locked_folder(folder: str | os.PathLike) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def locked_temp(final: Path, suffix: str) -> tuple[int, str]:
+    """A new temp file ``.<name>.XXXX<suffix>`` beside ``final``, locked for as long as it is open.
+
+    The lock tells a live writer's file from one a killed writer left, which
+    ``remove_leftovers`` may then remove.
+    """
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=suffix)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; what mnistlab writes gets ordinary permissions
+            return fd, tmp
+        os.close(fd)  # removed as a leftover in the instant before it was locked: take another
+
+
+def remove_leftovers(final: Path, suffix: str) -> None:
+    """Remove the temp files of ``final`` (``locked_temp``'s, ending in ``suffix``) that no live writer holds."""
+    if fcntl is None:  # without locks a live writer's file cannot be told from a dead one's
+        return
+    for leftover in final.parent.glob(f".{glob.escape(final.name)}.*{suffix}"):
+        try:
+            fd = os.open(leftover, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            leftover.unlink()
+        except OSError:
+            pass  # a live writer's (locked), or a folder that cannot be written: left as it is
+        finally:
+            os.close(fd)

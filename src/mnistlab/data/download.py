@@ -7,19 +7,18 @@ the next one.
 
 from __future__ import annotations
 
-import glob
 import http.client
 import io
 import logging
 import math
 import os
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from mnistlab._atomic import locked_temp, remove_leftovers
 from mnistlab.data.cache import cache_root
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
 from mnistlab.data.registry import DATASETS, ROLES
@@ -32,11 +31,6 @@ from mnistlab.errors import (
     LocalWriteError,
     ParameterError,
 )
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: .part files are not locked, and a killed download's are left
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["download_dataset"]
 log = logging.getLogger("mnistlab.data")
@@ -104,7 +98,7 @@ def _check_pace(timeout, min_rate) -> None:
 def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float]) -> dict[str, Path]:
     mirrors = mirrors if mirrors is not None else _env_mirrors() + spec.mirrors
     for role in ROLES:
-        _remove_leftovers(dest / spec.files[role])
+        remove_leftovers(dest / spec.files[role], ".part")
     out = {}
     for role in ROLES:
         fname = spec.files[role]
@@ -166,7 +160,7 @@ def _env_mirrors() -> tuple[str, ...]:
 
 def _fetch_verified(url: str, final: Path, sha256: str, progress, pace: tuple[float, float], max_bytes: int) -> None:
     """Download ``url`` to ``final`` if its content has ``sha256``; ``pace`` is (timeout, min_rate)."""
-    fd, tmp = _local(_new_part, final)
+    fd, tmp = _local(locked_temp, final, ".part")
     try:
         # Unbuffered: a write that fails (disk full) fails in _stream, where it is told from the network's errors.
         # Open, hence locked, until the file is in place.
@@ -199,40 +193,6 @@ def _check_content(path: Path, sha256: str, max_bytes: int) -> None:
         raise ChecksumError("served bytes are not a valid IDX file (corrupt copy)") from None
     if got != sha256:
         raise ChecksumError(f"served bytes have sha256 {got[:12]}..., expected {sha256[:12]}...")
-
-
-def _new_part(final: Path) -> tuple[int, str]:
-    """A new ``.part`` file beside ``final``, locked for as long as it is open.
-
-    The lock tells a live download's file from one a killed download left
-    (SIGKILL, a power cut), which ``_remove_leftovers`` may then remove.
-    """
-    while True:
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink:
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; data gets the permissions of all mnistlab writes
-            return fd, tmp
-        os.close(fd)  # removed as a leftover in the instant before it was locked: take another
-
-
-def _remove_leftovers(final: Path) -> None:
-    """Remove the ``.part`` files of ``final`` that no live download holds locked."""
-    if fcntl is None:  # without locks a live download's file cannot be told from a dead one's
-        return
-    for part in final.parent.glob(f".{glob.escape(final.name)}.*.part"):
-        try:
-            fd = os.open(part, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            part.unlink()
-        except OSError:
-            pass  # a live download's (locked), or a folder that cannot be written: left as it is
-        finally:
-            os.close(fd)
 
 
 def _local(action, *args):
