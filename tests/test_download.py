@@ -306,6 +306,22 @@ def test_an_unwritable_cache_folder_is_one_sentence_with_exit_2(tmp_path, monkey
     )
 
 
+def test_a_cache_folder_linked_to_a_drive_not_mounted_says_so(tmp_path, monkeypatch):
+    """A cache linked to a folder that is gone (an external drive not mounted) was "cannot write the download in
+    ... (File exists); free space there or make it writable": neither is the trouble."""
+    cache = tmp_path / "cache"
+    cache.symlink_to(tmp_path / "usb-drive" / "cache")  # the drive is not mounted: the target is missing
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
+    result = CliRunner().invoke(app, ["data", "info"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(
+        f"Error: mnistlab cannot write the download in {cache}/mnistlab/mnist: {cache} is a link to "
+        f"{tmp_path / 'usb-drive' / 'cache'}, which does not exist (a drive not mounted?); mount it, remove the link"
+    ), result.stderr
+
+
 def _file_size_limit(limit: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # writes past it fail with EFBIG

@@ -139,6 +139,12 @@ def _cannot_write(folder: Path, exc: OSError, in_cache: bool) -> LocalWriteError
         if in_cache
         else "download to a folder you can write to"
     )
+    dangling = next((p for p in (folder, *folder.parents) if p.is_symlink() and not p.exists()), None)
+    if dangling is not None:  # mkdir says "File exists" of a link whose target is gone: say what is wrong
+        return LocalWriteError(
+            f"mnistlab cannot write the download in {folder}: {dangling} is a link to {os.readlink(dangling)}, "
+            f"which does not exist (a drive not mounted?); mount it, remove the link, or {fix}."
+        )
     return LocalWriteError(
         f"mnistlab cannot write the download in {folder} ({exc.strerror or exc}); "
         f"free space there or make it writable, or {fix}."
