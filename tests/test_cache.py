@@ -406,3 +406,20 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
         atomic_write_bytes(target, b"new")
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "images.npy"])
     assert not dead.exists() and target.read_bytes() == b"new"
+
+
+def test_a_cache_that_cannot_be_written_is_said_once_a_load(mnist_full, mnist_dir, tmp_path, monkeypatch, caplog):
+    """A cache folder that cannot be written made every load read the source files again, seconds each time,
+    without a word (behind a link to a drive not mounted), or said its cache "failed their check" (a file in its
+    way), though there was none."""
+    (tmp_path / "blocker").write_text("a file where the cache folder would be\n")
+    (tmp_path / "unmounted").symlink_to(tmp_path / "usb-drive" / "cache")
+    for name in ("blocker", "unmounted"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / name))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+            b = load_mnist(data_dir=mnist_dir)
+        (line,) = [r.getMessage() for r in caplog.records]
+        assert line.startswith(f"mnistlab: cannot cache the arrays in {tmp_path / name}/"), line
+        assert "each load reads the source files again" in line and "XDG_CACHE_HOME" in line, line
+        assert np.array_equal(b.target, mnist_full.target)

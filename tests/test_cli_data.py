@@ -22,10 +22,16 @@ def test_data_info_json_contract(mnist_full):
     assert info["class_counts"]["test"][1] == 1135
 
 
-def test_data_info_human_output(mnist_full):
-    result = runner.invoke(app, ["data", "info"])
+def test_data_info_human_output(mnist_full, tmp_path, monkeypatch):
+    result = runner.invoke(app, ["data", "info"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert "60,000 train + 10,000 test" in result.stdout and "verified" in result.stdout
+    assert "60,000 train + 10,000 test" in result.stdout
+    assert "verified  yes (sha256 of every file matches; the cached arrays match their digests)" in result.stdout
+    # No cache to vouch for (its folder cannot be made): the files were read, and that is what it says.
+    (tmp_path / "blocker").write_text("a file where the cache folder would be\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocker"))
+    uncached = runner.invoke(app, ["data", "info"], env={"COLUMNS": "200"})
+    assert "verified  yes (sha256 of every file matches, read from them)" in uncached.stdout, uncached.stdout
 
 
 @pytest.mark.parametrize(

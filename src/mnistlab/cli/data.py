@@ -101,8 +101,9 @@ def data_info(
         return
     out.print(f"[bold]{info['name']}[/bold]  {b.DESCR}")
     out.print(f"path      {info['path']}")
+    cached = "; the cached arrays match their digests" if isinstance(b.images, np.memmap) else ", read from them"
     verified = (
-        "[green]yes[/green] (sha256 of every file matches; the cached arrays match their digests)"
+        f"[green]yes[/green] (sha256 of every file matches{cached})"
         if d["verified"]
         else "[yellow]no[/yellow] (not a registered dataset)"
     )

@@ -78,7 +78,7 @@ def _read_manifest(cdir: Path, files: dict[str, Path]) -> dict | None:
     """
     try:
         text = (cdir / "manifest.json").read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no cache yet, or no folder for one (a file in its way)
         return None
     except OSError as exc:
         raise _Damaged(f"manifest.json cannot be read: {exc.strerror}") from None
@@ -180,6 +180,13 @@ def load_arrays(
             else f"loaded the verified source files instead (the cache could not be rewritten: {unsaved})"
         )
         log.warning("mnistlab: the cached arrays in %s failed their check (%s); %s.", cdir, problem, done)
+    elif unsaved is not None:  # every load reads the source files again, seconds each time: say so, and why
+        log.warning(
+            "mnistlab: cannot cache the arrays in %s (%s), so each load reads the source files again; set "
+            "XDG_CACHE_HOME to a folder you can write to.",
+            cdir,
+            unsaved,
+        )
     return images, labels, manifest
 
 
