@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy import sparse
 from scipy.ndimage import affine_transform
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
@@ -126,6 +127,31 @@ def test_deskew_fit_refuses_what_is_no_batch_of_images_in_one_sentence():
     for wrong in ("abc", 7, np.zeros((3, 5))):
         with pytest.raises(InputError, match="^images have "):
             Deskew().fit(wrong)
+
+
+def test_deskew_refuses_pixels_it_cannot_straighten_instead_of_returning_nan(digits):
+    # One NaN (or infinite) pixel made its whole deskewed image NaN, silently; a complex array lost its
+    # imaginary part with a warning; an empty batch gave an empty one; a sparse matrix was "images have shape ()".
+    nan, inf = digits[:3].astype(np.float64), digits[:3].astype(np.float64)
+    nan[0, 400], inf[1, 400] = np.nan, np.inf
+    fitted = Deskew().fit(digits)
+    for bad in (nan, inf):
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            Deskew().fit(bad)
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            fitted.transform(bad)
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            fitted.transform(bad.reshape(-1, 28, 28))
+    with pytest.raises(ValueError, match="[Cc]omplex"):
+        Deskew().fit(digits[:3] + 1j)
+    with pytest.raises(ValueError, match="0 sample"):
+        fitted.transform(digits[:0])
+    with pytest.raises(InputError, match="sparse"):
+        Deskew().fit(sparse.csr_matrix(digits))
+    # What it takes it still takes: rows, image stacks, lists, and the same pixels give the same rows.
+    expected = fitted.transform(digits[:5])
+    np.testing.assert_array_equal(fitted.transform(digits[:5].reshape(-1, 1, 28, 28)), expected)
+    np.testing.assert_array_equal(fitted.transform(digits[:5].tolist()), expected)
 
 
 def test_transformers_are_sklearn_citizens(digits):

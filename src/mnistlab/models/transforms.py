@@ -8,6 +8,7 @@ They are stateless: ``fit`` only records the input width.
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -141,18 +142,28 @@ class Deskew(TransformerMixin, BaseEstimator):
     """
 
     def fit(self, X, y=None):
-        images = as_images(X)  # validate the shape once, at fit time
-        self.n_features_in_ = images.shape[1] * images.shape[2]
+        _checked_images(self, X, reset=True)
         return self
 
     def transform(self, X):
         check_is_fitted(self, "n_features_in_")
-        imgs = as_images(X)
+        imgs = _checked_images(self, X, reset=False)
         n, h, w = imgs.shape
-        if h * w != self.n_features_in_:
-            raise InputError(f"Deskew was fitted on {self.n_features_in_} pixels per image, got {h * w}.")
         out = np.empty((n, h * w), dtype=np.float32)
         for start in range(0, n, _CHUNK):
             chunk = imgs[start : start + _CHUNK].astype(np.float32)
             out[start : start + len(chunk)] = _deskew_chunk(chunk).reshape(len(chunk), -1)
         return out
+
+
+def _checked_images(estimator: Deskew, X, *, reset: bool) -> np.ndarray:
+    """X as images (N, H, W): a shape that is no batch of square images, or another pixel count than fit's,
+    in mnistlab's sentence; sparse, complex, NaN, infinite and empty input refused (scikit-learn's checks,
+    which also record ``n_features_in_`` when ``reset``)."""
+    if issparse(X):
+        raise InputError("Deskew takes dense pixels, got a sparse matrix; pass X.toarray().")
+    n, h, w = as_images(X).shape  # no copy
+    if not reset and h * w != estimator.n_features_in_:
+        raise InputError(f"Deskew was fitted on {estimator.n_features_in_} pixels per image, got {h * w}.")
+    rows = validate_data(estimator, _flat(X), reset=reset, dtype="numeric")  # no copy of uint8 rows
+    return rows.reshape(n, h, w)
