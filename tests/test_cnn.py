@@ -62,6 +62,19 @@ def test_images_flat_rows_and_pixel_scales_give_the_same_predictions(fitted, mni
         np.testing.assert_allclose(fitted.predict_proba(variant), expected, atol=1e-6)
 
 
+def test_a_list_of_images_is_read_as_the_stack_of_them(fitted, mnist_small):
+    # A list of 28 x 28 arrays (one digit each) was "Found array with dim 3, while dim <= 2 is required by
+    # CNNClassifier", though the same images as one array are taken.
+    X, y = mnist_small[1][:40], mnist_small[3][:40]
+    images = list(X.reshape(-1, 28, 28))
+    np.testing.assert_array_equal(fitted.predict_proba(images), fitted.predict_proba(X))
+    np.testing.assert_array_equal(fitted.predict([image.tolist() for image in images[:3]]), fitted.predict(X[:3]))
+    on_list = CNNClassifier(**TINY, epochs=1).fit(images, list(y))
+    on_array = CNNClassifier(**TINY, epochs=1).fit(X.reshape(-1, 28, 28), y)
+    assert on_list.n_features_in_ == 784 and on_list.image_shape_ == (28, 28)
+    np.testing.assert_array_equal(on_list.predict_proba(X), on_array.predict_proba(X))
+
+
 def test_same_seed_gives_identical_weights_other_seed_differs(mnist_small):
     X, y = mnist_small[0][:600], mnist_small[2][:600]
     weights = [

@@ -227,6 +227,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def _images(self, X, y=None, *, reset: bool):
         """Validate X (and y); return float32 images (N, 1, H, W) in [0, 1] as a numpy array."""
         shape = None
+        if isinstance(X, list | tuple):  # of images or of rows: their shape decides, as for an array
+            X = np.asarray(X)
         if getattr(X, "ndim", 2) in (3, 4):  # images: (N, H, W) or (N, 1, H, W)
             if X.ndim == 4 and X.shape[1] != 1:
                 raise InputError(f"Images must have one channel, got shape {X.shape}; pass N x 28 x 28 grey images.")
