@@ -13,6 +13,7 @@ import onnx
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -91,6 +92,35 @@ def test_labels_of_any_kind_map_to_classes(mnist_small):
     est = CNNClassifier(**TINY, epochs=1).fit(X, names[y])
     assert list(est.classes_) == sorted(names)
     assert set(est.predict(X[:20])) <= set(names)
+
+
+def test_a_refit_that_fails_or_is_interrupted_leaves_the_previous_fit_whole(mnist_small):
+    # classes_, n_features_in_, image_shape_, seeds_ and history_ were replaced before the training, model_
+    # only after it: a refit stopped there left the old 10-class net under the new classes, and predict
+    # answered with the new labels (or an IndexError).
+    X, y, X_te = mnist_small[0][:300], mnist_small[2][:300], mnist_small[1][:50]
+    est = CNNClassifier(**TINY, epochs=1).fit(X, y)
+    before = {k: v for k, v in vars(est).items() if k.endswith("_")}
+    proba = est.predict_proba(X_te)
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    two = np.isin(y, [3, 7])
+    with pytest.raises(KeyboardInterrupt):
+        est.set_params(callback=interrupt).fit(X[two].reshape(-1, 28, 28)[:, 2:-2, 2:-2], y[two])
+    with pytest.raises(InputError, match="at least 2 classes"):
+        est.set_params(callback=None).fit(X[y == 3], y[y == 3])
+    after = {k: v for k, v in vars(est).items() if k.endswith("_")}
+    assert after.keys() == before.keys() and all(after[k] is v for k, v in before.items())
+    np.testing.assert_array_equal(est.predict_proba(X_te), proba)
+    # An estimator that was never fitted stays unfitted.
+    fresh = CNNClassifier(**TINY, epochs=1, callback=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X, y)
+    assert not [k for k in vars(fresh) if k.endswith("_")]
+    with pytest.raises(NotFittedError):
+        fresh.predict(X_te)
 
 
 def test_target_stops_when_held_out_accuracy_is_reached(mnist_small):

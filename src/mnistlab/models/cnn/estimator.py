@@ -135,6 +135,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.callback = callback
 
     def fit(self, X, y):
+        before = _fitted_state(self)
+        try:
+            return self._fit(X, y)
+        except BaseException:  # refused, failed or interrupted (a callback may raise to stop): no half-new fit
+            _restore_fitted_state(self, before)
+            raise
+
+    def _fit(self, X, y):
         check_params(self.get_params())
         images, y = self._images(X, y, reset=True)
         check_classification_targets(y)
@@ -301,6 +309,18 @@ def _hyper(est: CNNClassifier) -> Hyper:
 def member_deskews(inputs: str, n_members: int) -> list[bool]:
     """Whether each member reads deskewed digits (see ``inputs``)."""
     return [inputs == "deskewed" or (inputs == "mixed" and i % 2 == 1) for i in range(n_members)]
+
+
+def _fitted_state(est: CNNClassifier) -> dict:
+    """What a fit sets on ``est``: its attributes ending in ``_``, and the onnxruntime session of its net."""
+    return {k: v for k, v in vars(est).items() if (k.endswith("_") and not k.startswith("__")) or k == "_ort_session"}
+
+
+def _restore_fitted_state(est: CNNClassifier, state: dict) -> None:
+    """Put back the fit ``_fitted_state`` saw (or none), dropping what a fit since then set."""
+    for name in _fitted_state(est):
+        delattr(est, name)
+    est.__dict__.update(state)
 
 
 def _square_shape(n_features: int) -> tuple[int, int]:
