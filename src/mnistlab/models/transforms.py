@@ -68,7 +68,8 @@ def image_moments(images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     columns the strokes drift right per row down. An upright digit has skew
     ~0; blank images get the centre (h/2, w/2) and skew 0, so Deskew leaves them be.
     """
-    imgs = as_images(images).astype(np.float32, copy=False)
+    # C order: sums over a strided view (a Fortran-ordered array) would add in another order, other floats.
+    imgs = np.ascontiguousarray(as_images(images), dtype=np.float32)
     n, h, w = imgs.shape
     rows = np.arange(h, dtype=np.float32)
     cols = np.arange(w, dtype=np.float32)
@@ -151,7 +152,7 @@ class Deskew(TransformerMixin, BaseEstimator):
         n, h, w = imgs.shape
         out = np.empty((n, h * w), dtype=np.float32)
         for start in range(0, n, _CHUNK):
-            chunk = imgs[start : start + _CHUNK].astype(np.float32)
+            chunk = np.ascontiguousarray(imgs[start : start + _CHUNK], dtype=np.float32)  # as image_moments
             out[start : start + len(chunk)] = _deskew_chunk(chunk).reshape(len(chunk), -1)
         return out
 
