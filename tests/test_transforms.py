@@ -173,6 +173,19 @@ def test_transformers_are_sklearn_citizens(digits):
     assert PixelScaler(max_value=16).get_params() == {"max_value": 16}
 
 
+def test_transformers_name_their_output_pixels_so_pipelines_can_give_data_frames(digits):
+    # Neither had get_feature_names_out, so neither had set_output: pipe.set_output(transform="pandas") on any
+    # recipe that scales or deskews was "Unable to configure output for PixelScaler()".
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(digits[:20], columns=[f"pixel{i}" for i in range(1, 785)])
+    pipe = make_pipeline(PixelScaler(), Deskew()).set_output(transform="pandas")
+    out = pipe.fit_transform(frame)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(frame.columns)
+    np.testing.assert_array_equal(out.to_numpy(), make_pipeline(PixelScaler(), Deskew()).fit_transform(digits[:20]))
+    names = Deskew().fit(digits[:5].reshape(-1, 28, 28)).get_feature_names_out()
+    assert len(names) == 784 and names[0] == "x0"  # images carry no names: scikit-learn's x0, x1, ...
+
+
 def test_deskew_is_fast(mnist_full):
     X = mnist_full.data[:20000]
     Deskew().fit_transform(X[:100])  # warm-up

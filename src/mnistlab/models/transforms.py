@@ -2,14 +2,16 @@
 
 All transformers take flat N x 784 rows (or N x 28 x 28 images), uint8 0-255 or
 float, and return flat float32 rows so that they chain inside a ``Pipeline``.
-They are stateless: ``fit`` only records the input width.
+They are stateless: ``fit`` only records the input width (and the column names of a
+DataFrame). Output pixel i is input pixel i moved or scaled, so each names its output
+columns as its input's (``get_feature_names_out``), and ``set_output`` works.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.sparse import issparse
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mnistlab.data.pixels import as_images, unit_pixels
@@ -22,7 +24,7 @@ __all__ = ["PixelScaler", "Deskew", "image_moments"]
 _CHUNK = 8192
 
 
-class PixelScaler(TransformerMixin, BaseEstimator):
+class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Scale pixel intensities from 0..``max_value`` to float32 0..1.
 
     Unlike ``StandardScaler`` it keeps blank border pixels at exactly 0 and
@@ -132,7 +134,7 @@ def _deskew_chunk(imgs: np.ndarray) -> np.ndarray:
     return out.reshape(n, h, w)
 
 
-class Deskew(TransformerMixin, BaseEstimator):
+class Deskew(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Straighten slanted digits using image moments (the classic MNIST deskew).
 
     Each image is shifted so that its centre of mass sits at the image centre
@@ -155,6 +157,11 @@ class Deskew(TransformerMixin, BaseEstimator):
             chunk = np.ascontiguousarray(imgs[start : start + _CHUNK], dtype=np.float32)  # as image_moments
             out[start : start + len(chunk)] = _deskew_chunk(chunk).reshape(len(chunk), -1)
         return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # every output is float32, as PixelScaler's
+        return tags
 
 
 def _checked_images(estimator: Deskew, X, *, reset: bool) -> np.ndarray:
