@@ -260,7 +260,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         pixels = unit_pixels(X)  # (N, F) float32 in [0, 1]
         if pixels.shape[1] < h * w:  # flat vectors padded to the square image
             pixels = np.pad(pixels, ((0, 0), (0, h * w - pixels.shape[1])))
-        return pixels.reshape(-1, 1, h, w), y
+        # C order, whatever X's: deskewing sums over a strided view (Fortran order) would add in another order.
+        return np.ascontiguousarray(pixels.reshape(-1, 1, h, w)), y
 
     def predict_proba(self, X):
         check_is_fitted(self, "model_")
