@@ -13,6 +13,7 @@ import onnx
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -62,6 +63,19 @@ def test_images_flat_rows_and_pixel_scales_give_the_same_predictions(fitted, mni
         np.testing.assert_allclose(fitted.predict_proba(variant), expected, atol=1e-6)
 
 
+def test_a_list_of_images_is_read_as_the_stack_of_them(fitted, mnist_small):
+    # A list of 28 x 28 arrays (one digit each) was "Found array with dim 3, while dim <= 2 is required by
+    # CNNClassifier", though the same images as one array are taken.
+    X, y = mnist_small[1][:40], mnist_small[3][:40]
+    images = list(X.reshape(-1, 28, 28))
+    np.testing.assert_array_equal(fitted.predict_proba(images), fitted.predict_proba(X))
+    np.testing.assert_array_equal(fitted.predict([image.tolist() for image in images[:3]]), fitted.predict(X[:3]))
+    on_list = CNNClassifier(**TINY, epochs=1).fit(images, list(y))
+    on_array = CNNClassifier(**TINY, epochs=1).fit(X.reshape(-1, 28, 28), y)
+    assert on_list.n_features_in_ == 784 and on_list.image_shape_ == (28, 28)
+    np.testing.assert_array_equal(on_list.predict_proba(X), on_array.predict_proba(X))
+
+
 def test_same_seed_gives_identical_weights_other_seed_differs(mnist_small):
     X, y = mnist_small[0][:600], mnist_small[2][:600]
     weights = [
@@ -72,12 +86,52 @@ def test_same_seed_gives_identical_weights_other_seed_differs(mnist_small):
     assert not all(np.array_equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 
+def test_the_memory_layout_of_the_pixels_does_not_change_the_fit(mnist_small):
+    # Fortran-ordered pixels (a DataFrame's, or np.asfortranarray's) reached the deskewing as a strided
+    # view, whose sums add in another order: a deskewing net trained on them got other weights.
+    X, y = mnist_small[0][:300], mnist_small[2][:300]
+    fit = lambda pixels: _weights(CNNClassifier(**TINY, epochs=1, inputs="deskewed").fit(pixels, y))  # noqa: E731
+    expected = fit(X)
+    for pixels in (np.asfortranarray(X), np.asfortranarray(X / 255.0)):
+        got = fit(pixels)
+        assert all(np.array_equal(got[k], expected[k]) for k in expected)
+
+
 def test_labels_of_any_kind_map_to_classes(mnist_small):
     X, y = mnist_small[0][:400], mnist_small[2][:400]
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
     est = CNNClassifier(**TINY, epochs=1).fit(X, names[y])
     assert list(est.classes_) == sorted(names)
     assert set(est.predict(X[:20])) <= set(names)
+
+
+def test_a_refit_that_fails_or_is_interrupted_leaves_the_previous_fit_whole(mnist_small):
+    # classes_, n_features_in_, image_shape_, seeds_ and history_ were replaced before the training, model_
+    # only after it: a refit stopped there left the old 10-class net under the new classes, and predict
+    # answered with the new labels (or an IndexError).
+    X, y, X_te = mnist_small[0][:300], mnist_small[2][:300], mnist_small[1][:50]
+    est = CNNClassifier(**TINY, epochs=1).fit(X, y)
+    before = {k: v for k, v in vars(est).items() if k.endswith("_")}
+    proba = est.predict_proba(X_te)
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    two = np.isin(y, [3, 7])
+    with pytest.raises(KeyboardInterrupt):
+        est.set_params(callback=interrupt).fit(X[two].reshape(-1, 28, 28)[:, 2:-2, 2:-2], y[two])
+    with pytest.raises(InputError, match="at least 2 classes"):
+        est.set_params(callback=None).fit(X[y == 3], y[y == 3])
+    after = {k: v for k, v in vars(est).items() if k.endswith("_")}
+    assert after.keys() == before.keys() and all(after[k] is v for k, v in before.items())
+    np.testing.assert_array_equal(est.predict_proba(X_te), proba)
+    # An estimator that was never fitted stays unfitted.
+    fresh = CNNClassifier(**TINY, epochs=1, callback=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X, y)
+    assert not [k for k in vars(fresh) if k.endswith("_")]
+    with pytest.raises(NotFittedError):
+        fresh.predict(X_te)
 
 
 def test_target_stops_when_held_out_accuracy_is_reached(mnist_small):

@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from mnistlab.errors import RecipeError
 from mnistlab.models.cnn.hyper import HYPER_FIELDS
+from mnistlab.models.proba import class_probabilities, digit_probabilities
 from mnistlab.models.recipes import CNN, CNN_BEST, CNN_FAST, DEFAULT_LINEUP, RECIPES, get_recipe, list_recipes
 
 # Unscaled SGD stopping at max_iter is the lesson's behaviour, not a test failure.
@@ -123,3 +124,21 @@ def test_knn_deskew_searches_neighbours_in_40_dimensions_not_784(mnist_small):
 def test_a_recipe_name_that_is_no_string_is_one_sentence():
     with pytest.raises(RecipeError, match="A recipe is named by a string, got list; expected one of: sgd-hinge"):
         get_recipe(["knn"])
+
+
+def test_a_margin_only_recipe_of_two_digits_gives_probabilities_of_both(subset):
+    # A binary classifier's decision_function is one margin per image, (N,), positive for classes_[1]:
+    # the softmax over an axis 1 it has not was a numpy AxisError (train_recipe('sgd-hinge') on 3s and 7s
+    # failed so, after the fit, while calibrating).
+    X_tr, X_te, y_tr, _ = subset
+    two = np.isin(y_tr, [3, 7])
+    model = get_recipe("sgd-hinge").build(0, 1).set_params(sgd__max_iter=30).fit(X_tr[two], y_tr[two])
+    proba = class_probabilities(model, X_te)
+    assert proba.shape == (len(X_te), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(model.classes_[proba.argmax(axis=1)], model.predict(X_te))
+    margins = model.decision_function(X_te)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-margins)))  # the logistic of the margin
+    digits = digit_probabilities(model, X_te)
+    np.testing.assert_array_equal(digits[:, [3, 7]], proba)
+    assert np.all(np.delete(digits, [3, 7], axis=1) == 0)

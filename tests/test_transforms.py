@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy import sparse
 from scipy.ndimage import affine_transform
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
@@ -128,11 +129,61 @@ def test_deskew_fit_refuses_what_is_no_batch_of_images_in_one_sentence():
             Deskew().fit(wrong)
 
 
+def test_deskew_refuses_pixels_it_cannot_straighten_instead_of_returning_nan(digits):
+    # One NaN (or infinite) pixel made its whole deskewed image NaN, silently; a complex array lost its
+    # imaginary part with a warning; an empty batch gave an empty one; a sparse matrix was "images have shape ()".
+    nan, inf = digits[:3].astype(np.float64), digits[:3].astype(np.float64)
+    nan[0, 400], inf[1, 400] = np.nan, np.inf
+    fitted = Deskew().fit(digits)
+    for bad in (nan, inf):
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            Deskew().fit(bad)
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            fitted.transform(bad)
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            fitted.transform(bad.reshape(-1, 28, 28))
+    with pytest.raises(ValueError, match="[Cc]omplex"):
+        Deskew().fit(digits[:3] + 1j)
+    with pytest.raises(ValueError, match="0 sample"):
+        fitted.transform(digits[:0])
+    with pytest.raises(InputError, match="sparse"):
+        Deskew().fit(sparse.csr_matrix(digits))
+    # What it takes it still takes: rows, image stacks, lists, and the same pixels give the same rows.
+    expected = fitted.transform(digits[:5])
+    np.testing.assert_array_equal(fitted.transform(digits[:5].reshape(-1, 1, 28, 28)), expected)
+    np.testing.assert_array_equal(fitted.transform(digits[:5].tolist()), expected)
+
+
+def test_deskew_gives_the_same_floats_whatever_the_memory_layout_of_the_pixels(digits):
+    # Sums over a strided view (a Fortran-ordered array, as a DataFrame's values are) add in another order:
+    # the same digits came out up to 5e-6 apart, the moments too, so a model's answers could depend on layout.
+    scaled = PixelScaler().fit_transform(digits[:50])
+    fortran = np.asfortranarray(scaled)
+    np.testing.assert_array_equal(Deskew().fit_transform(fortran), Deskew().fit_transform(scaled))
+    for a, b in zip(image_moments(fortran), image_moments(scaled)):
+        np.testing.assert_array_equal(a, b)
+    pd = pytest.importorskip("pandas")
+    np.testing.assert_array_equal(Deskew().fit_transform(pd.DataFrame(scaled)), Deskew().fit_transform(scaled))
+
+
 def test_transformers_are_sklearn_citizens(digits):
     pipe = make_pipeline(PixelScaler(), Deskew())
     twin = clone(pipe)
     np.testing.assert_array_equal(pipe.fit_transform(digits), twin.fit_transform(digits))
     assert PixelScaler(max_value=16).get_params() == {"max_value": 16}
+
+
+def test_transformers_name_their_output_pixels_so_pipelines_can_give_data_frames(digits):
+    # Neither had get_feature_names_out, so neither had set_output: pipe.set_output(transform="pandas") on any
+    # recipe that scales or deskews was "Unable to configure output for PixelScaler()".
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(digits[:20], columns=[f"pixel{i}" for i in range(1, 785)])
+    pipe = make_pipeline(PixelScaler(), Deskew()).set_output(transform="pandas")
+    out = pipe.fit_transform(frame)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(frame.columns)
+    np.testing.assert_array_equal(out.to_numpy(), make_pipeline(PixelScaler(), Deskew()).fit_transform(digits[:20]))
+    names = Deskew().fit(digits[:5].reshape(-1, 28, 28)).get_feature_names_out()
+    assert len(names) == 784 and names[0] == "x0"  # images carry no names: scikit-learn's x0, x1, ...
 
 
 def test_deskew_is_fast(mnist_full):

@@ -15,6 +15,9 @@ def class_probabilities(estimator, X) -> np.ndarray:
     Models without ``predict_proba`` (a hinge-loss SGD, an SVC without
     ``probability=True``) get a softmax of their decision margins: it orders the
     classes the same way, and thresholds on it are calibrated like any other.
+    A binary classifier's single margin (N,), positive for ``classes_[1]``, is
+    the margins (0, m): the logistic of m for ``classes_[1]``, as a binary
+    logistic regression reads its margin.
     """
     if hasattr(estimator, "predict_proba"):
         try:
@@ -26,6 +29,8 @@ def class_probabilities(estimator, X) -> np.ndarray:
             f"{type(estimator).__name__} has neither predict_proba nor decision_function; use a classifier trained by mnistlab."
         )
     margins = np.asarray(estimator.decision_function(X), np.float64)
+    if margins.ndim == 1:  # binary: scikit-learn's one margin per image, positive for classes_[1]
+        margins = np.stack([np.zeros_like(margins), margins], axis=1)
     e = np.exp(margins - margins.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 

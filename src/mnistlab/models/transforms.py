@@ -2,13 +2,16 @@
 
 All transformers take flat N x 784 rows (or N x 28 x 28 images), uint8 0-255 or
 float, and return flat float32 rows so that they chain inside a ``Pipeline``.
-They are stateless: ``fit`` only records the input width.
+They are stateless: ``fit`` only records the input width (and the column names of a
+DataFrame). Output pixel i is input pixel i moved or scaled, so each names its output
+columns as its input's (``get_feature_names_out``), and ``set_output`` works.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from scipy.sparse import issparse
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mnistlab.data.pixels import as_images, unit_pixels
@@ -21,7 +24,7 @@ __all__ = ["PixelScaler", "Deskew", "image_moments"]
 _CHUNK = 8192
 
 
-class PixelScaler(TransformerMixin, BaseEstimator):
+class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Scale pixel intensities from 0..``max_value`` to float32 0..1.
 
     Unlike ``StandardScaler`` it keeps blank border pixels at exactly 0 and
@@ -67,7 +70,8 @@ def image_moments(images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     columns the strokes drift right per row down. An upright digit has skew
     ~0; blank images get the centre (h/2, w/2) and skew 0, so Deskew leaves them be.
     """
-    imgs = as_images(images).astype(np.float32, copy=False)
+    # C order: sums over a strided view (a Fortran-ordered array) would add in another order, other floats.
+    imgs = np.ascontiguousarray(as_images(images), dtype=np.float32)
     n, h, w = imgs.shape
     rows = np.arange(h, dtype=np.float32)
     cols = np.arange(w, dtype=np.float32)
@@ -130,7 +134,7 @@ def _deskew_chunk(imgs: np.ndarray) -> np.ndarray:
     return out.reshape(n, h, w)
 
 
-class Deskew(TransformerMixin, BaseEstimator):
+class Deskew(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Straighten slanted digits using image moments (the classic MNIST deskew).
 
     Each image is shifted so that its centre of mass sits at the image centre
@@ -141,18 +145,33 @@ class Deskew(TransformerMixin, BaseEstimator):
     """
 
     def fit(self, X, y=None):
-        images = as_images(X)  # validate the shape once, at fit time
-        self.n_features_in_ = images.shape[1] * images.shape[2]
+        _checked_images(self, X, reset=True)
         return self
 
     def transform(self, X):
         check_is_fitted(self, "n_features_in_")
-        imgs = as_images(X)
+        imgs = _checked_images(self, X, reset=False)
         n, h, w = imgs.shape
-        if h * w != self.n_features_in_:
-            raise InputError(f"Deskew was fitted on {self.n_features_in_} pixels per image, got {h * w}.")
         out = np.empty((n, h * w), dtype=np.float32)
         for start in range(0, n, _CHUNK):
-            chunk = imgs[start : start + _CHUNK].astype(np.float32)
+            chunk = np.ascontiguousarray(imgs[start : start + _CHUNK], dtype=np.float32)  # as image_moments
             out[start : start + len(chunk)] = _deskew_chunk(chunk).reshape(len(chunk), -1)
         return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # every output is float32, as PixelScaler's
+        return tags
+
+
+def _checked_images(estimator: Deskew, X, *, reset: bool) -> np.ndarray:
+    """X as images (N, H, W): a shape that is no batch of square images, or another pixel count than fit's,
+    in mnistlab's sentence; sparse, complex, NaN, infinite and empty input refused (scikit-learn's checks,
+    which also record ``n_features_in_`` when ``reset``)."""
+    if issparse(X):
+        raise InputError("Deskew takes dense pixels, got a sparse matrix; pass X.toarray().")
+    n, h, w = as_images(X).shape  # no copy
+    if not reset and h * w != estimator.n_features_in_:
+        raise InputError(f"Deskew was fitted on {estimator.n_features_in_} pixels per image, got {h * w}.")
+    rows = validate_data(estimator, _flat(X), reset=reset, dtype="numeric")  # no copy of uint8 rows
+    return rows.reshape(n, h, w)

@@ -135,6 +135,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.callback = callback
 
     def fit(self, X, y):
+        before = _fitted_state(self)
+        try:
+            return self._fit(X, y)
+        except BaseException:  # refused, failed or interrupted (a callback may raise to stop): no half-new fit
+            _restore_fitted_state(self, before)
+            raise
+
+    def _fit(self, X, y):
         check_params(self.get_params())
         images, y = self._images(X, y, reset=True)
         check_classification_targets(y)
@@ -227,6 +235,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def _images(self, X, y=None, *, reset: bool):
         """Validate X (and y); return float32 images (N, 1, H, W) in [0, 1] as a numpy array."""
         shape = None
+        if isinstance(X, list | tuple):  # of images or of rows: their shape decides, as for an array
+            X = np.asarray(X)
         if getattr(X, "ndim", 2) in (3, 4):  # images: (N, H, W) or (N, 1, H, W)
             if X.ndim == 4 and X.shape[1] != 1:
                 raise InputError(f"Images must have one channel, got shape {X.shape}; pass N x 28 x 28 grey images.")
@@ -250,7 +260,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         pixels = unit_pixels(X)  # (N, F) float32 in [0, 1]
         if pixels.shape[1] < h * w:  # flat vectors padded to the square image
             pixels = np.pad(pixels, ((0, 0), (0, h * w - pixels.shape[1])))
-        return pixels.reshape(-1, 1, h, w), y
+        # C order, whatever X's: deskewing sums over a strided view (Fortran order) would add in another order.
+        return np.ascontiguousarray(pixels.reshape(-1, 1, h, w)), y
 
     def predict_proba(self, X):
         check_is_fitted(self, "model_")
@@ -299,6 +310,18 @@ def _hyper(est: CNNClassifier) -> Hyper:
 def member_deskews(inputs: str, n_members: int) -> list[bool]:
     """Whether each member reads deskewed digits (see ``inputs``)."""
     return [inputs == "deskewed" or (inputs == "mixed" and i % 2 == 1) for i in range(n_members)]
+
+
+def _fitted_state(est: CNNClassifier) -> dict:
+    """What a fit sets on ``est``: its attributes ending in ``_``, and the onnxruntime session of its net."""
+    return {k: v for k, v in vars(est).items() if (k.endswith("_") and not k.startswith("__")) or k == "_ort_session"}
+
+
+def _restore_fitted_state(est: CNNClassifier, state: dict) -> None:
+    """Put back the fit ``_fitted_state`` saw (or none), dropping what a fit since then set."""
+    for name in _fitted_state(est):
+        delattr(est, name)
+    est.__dict__.update(state)
 
 
 def _square_shape(n_features: int) -> tuple[int, int]:
