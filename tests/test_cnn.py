@@ -442,3 +442,11 @@ _EXPECTED_FAILURES = {
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_n_jobs_none_means_one_as_in_scikit_learn(mnist_small):
+    """CNNClassifier(n_jobs=None), scikit-learn's own default meaning one, was refused as 'not a number'."""
+    X, y = mnist_small[0][:300], mnist_small[2][:300]
+    none = CNNClassifier(**TINY, epochs=1, n_jobs=None).fit(X, y)
+    one = CNNClassifier(**TINY, epochs=1, n_jobs=1).fit(X, y)
+    np.testing.assert_array_equal(none.predict_proba(X[:20]), one.predict_proba(X[:20]))

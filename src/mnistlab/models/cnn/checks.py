@@ -60,7 +60,7 @@ def check_params(p: dict) -> None:
         raise RecipeError(f"callback got {p['callback']!r}, expected a function taking each epoch's row, or None.")
     if p["n_threads"] is not None:
         check_number("n_threads", p["n_threads"], 1, MAX_THREADS, integer=True)
-    if p["n_jobs"] != -1:
+    if p["n_jobs"] not in (-1, None):  # None: one, as scikit-learn's estimators read it
         check_number("n_jobs", p["n_jobs"], 1, integer=True)
     seed = p["random_state"]
     if not (seed is None or isinstance(seed, np.random.RandomState)):

@@ -54,7 +54,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         the two kinds miss different digits, so their average makes fewer mistakes).
     n_members : nets trained with different seeds whose probabilities are averaged.
     n_jobs : members trained at once, each in its own process with ``n_threads`` threads
-        (-1: one per CPU core). The weights are the same as with ``n_jobs=1``. Ignored on CUDA.
+        (-1: one per CPU core; None: one). The weights are the same as with ``n_jobs=1``. Ignored on CUDA.
         Inside ``parallel.members_run_by`` (``mnistlab train --cluster``) the members of an
         ensemble go to that runner instead, whatever ``n_jobs`` says: each a task on the cluster
         (not on CUDA, nor for a user's ``module``: those members train in this process).
@@ -195,7 +195,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         # before it, so a deskewed member sees straightened digits warped.
         inputs = {flag: deskew_all(raw) if flag else raw for flag in {m.deskew_input for m in members}}
         y_all = torch.from_numpy(y_idx.astype(np.int64)).to(device)  # (N,) class indices
-        n_jobs = usable_cpus() if self.n_jobs == -1 else self.n_jobs
+        n_jobs = usable_cpus() if self.n_jobs == -1 else self.n_jobs or 1  # None: one, as in scikit-learn
         # A user module trains here: its class may live in a file a worker process cannot import.
         in_process = device.type == "cuda" or self.module is not None
         # A cluster's runner, for the block that installed it (members_run_by); for ensembles only.
