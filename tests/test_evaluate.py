@@ -71,3 +71,26 @@ def test_an_empty_test_set_is_refused_in_words_that_fit_arrays(model, digits):
     assert _refusal(model, (X_tr[:0], X_te[:0], y_tr[:0], y_te[:0])) == empty  # no "labels file" here
     said = _refusal(model, (X_tr[:0], X_te, y_tr[:0], y_te), DatasetError)
     assert said.startswith("y_train of data holds no labels;") and "labels file" not in said
+
+
+@pytest.mark.parametrize(
+    ("classes", "relabel"),
+    [
+        pytest.param((3, 8), lambda y: y, id="3-vs-8"),  # proba's columns 0 and 1 are classes 3 and 8
+        pytest.param(range(10), lambda y: y == 5, id="5-detector"),  # the lesson's booleans
+        pytest.param(range(10), lambda y: y.astype(np.float64), id="whole-floats"),
+    ],
+)
+def test_a_model_of_classes_other_than_0_to_k_is_measured(classes, relabel, digits, tmp_path):
+    # The gallery read each prediction's probability from the column its label numbers, so a model of
+    # classes 3 and 8 was refused ("y_pred holds label 3, expected classes 0..1"), and one of booleans or of
+    # whole floats ("y_true has dtype bool, expected integer class labels"): trained and saved, never measured.
+    X_tr, X_te, y_tr, y_te = digits
+    tr, te = np.isin(y_tr, classes), np.isin(y_te, classes)
+    data = (X_tr[tr], X_te[te], relabel(y_tr[tr]), relabel(y_te[te]))
+    train_recipe("logreg", cv=0, out=tmp_path / "m", data=data)
+    result = evaluate_model(tmp_path / "m", data=data)
+    y_test = data[3]
+    assert 0.5 < result["accuracy"] <= 1 and result["n_test"] == len(y_test)
+    assert [row["support"] for row in result["per_class"]] == np.unique(y_test, return_counts=True)[1].tolist()
+    assert (tmp_path / "m" / "mistakes.png").stat().st_size > 0

@@ -50,7 +50,9 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     title = f"{card.get('recipe', 'model')}: accuracy {np.mean(y_pred == y_test):.4f}"
     # Named as models.folder knows them: a later save into the model's folder removes them with their model.
     confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / CONFUSION_PNG, title=title)
-    gallery_png = save_misclassified_gallery(X_test, y_test, y_pred, proba, out_dir / MISTAKES_PNG)
+    # proba's columns are the model's classes_ (3 and 8, booleans), not the classes 0..K-1 their labels would number.
+    classes = getattr(estimator, "classes_", None)
+    gallery_png = save_misclassified_gallery(X_test, y_test, y_pred, proba, out_dir / MISTAKES_PNG, classes=classes)
     trained = (card.get("metrics") or {}).get("test_predictions_sha256")
     return {
         "model_dir": str(model_dir),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistlab.errors import ModelFileError
+from mnistlab.errors import InputError, ModelFileError
 
-__all__ = ["class_probabilities", "digit_probabilities", "digit_classes", "pixels_read"]
+__all__ = ["class_probabilities", "proba_columns", "digit_probabilities", "digit_classes", "pixels_read"]
 
 
 def class_probabilities(estimator, X) -> np.ndarray:
@@ -28,6 +28,27 @@ def class_probabilities(estimator, X) -> np.ndarray:
     margins = np.asarray(estimator.decision_function(X), np.float64)
     e = np.exp(margins - margins.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def proba_columns(pred: np.ndarray, classes, k: int) -> np.ndarray:
+    """The column of ``k`` probability columns that holds each predicted label's probability: its place in
+    ``classes`` (an estimator's ``classes_``, such as 3 and 8), or with ``classes`` None the label itself (0..k-1)."""
+    if classes is None:
+        outside = (pred < 0) | (pred >= k)
+        if outside.any():
+            raise InputError(
+                f"y_pred holds label {pred[outside][0]}, expected classes 0..{k - 1} (one proba column each)."
+            )
+        return pred
+    names = np.asarray(classes)
+    if names.ndim != 1 or len(names) != k:
+        raise InputError(f"classes has shape {names.shape}, expected ({k},): one class per proba column.")
+    order = np.argsort(names, kind="stable")
+    at = np.minimum(np.searchsorted(names[order], pred), k - 1)
+    unknown = names[order][at] != pred
+    if unknown.any():
+        raise InputError(f"y_pred holds label {pred[unknown][0].item()!r}, expected one of classes {names.tolist()}.")
+    return order[at]
 
 
 def digit_probabilities(estimator, X) -> np.ndarray:
