@@ -94,3 +94,27 @@ def test_a_model_of_classes_other_than_0_to_k_is_measured(classes, relabel, digi
     assert 0.5 < result["accuracy"] <= 1 and result["n_test"] == len(y_test)
     assert [row["support"] for row in result["per_class"]] == np.unique(y_test, return_counts=True)[1].tolist()
     assert (tmp_path / "m" / "mistakes.png").stat().st_size > 0
+
+
+def test_the_most_confident_mistakes_of_a_saturated_model_are_those_it_is_surest_of(digits, tmp_path):
+    # On raw 0-255 pixels the lesson's hinge SGD has margins in the thousands: the softmax of nearly all its
+    # mistakes is exactly 1.0, so "the most confident" were the first mistakes in test order. Its margins
+    # still say how sure it was: the predicted class's lead over the runner-up breaks the tie.
+    from mnistlab.models.files import load_model
+    from mnistlab.models.proba import class_probabilities
+
+    train_recipe("sgd-hinge", cv=0, out=tmp_path / "m", data=digits)
+    result = evaluate_model(tmp_path / "m", data=digits)
+    estimator, _ = load_model(tmp_path / "m")
+    X_te, y_te = digits[1], digits[3]
+    y_pred = estimator.predict(X_te)
+    wrong = np.flatnonzero(y_pred != y_te)
+    sure = class_probabilities(estimator, X_te)[wrong, y_pred[wrong]]
+    margins = estimator.decision_function(X_te)[wrong]
+    own = margins[np.arange(len(wrong)), y_pred[wrong]]
+    margins[np.arange(len(wrong)), y_pred[wrong]] = -np.inf
+    lead = own - margins.max(axis=1)
+    assert (sure == 1.0).sum() > len(wrong) // 2  # saturated: the probabilities alone cannot rank them
+    expected = wrong[np.lexsort((-lead, -sure))][:25]
+    assert result["most_confident_mistakes"] == expected.tolist()
+    assert result["most_confident_mistakes"] != sorted(result["most_confident_mistakes"])

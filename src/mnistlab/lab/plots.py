@@ -22,7 +22,7 @@ from mnistlab._atomic import atomic_writer
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
 from mnistlab.lab.charts import DPI, new_figure, style_time_axes
-from mnistlab.models.proba import proba_columns
+from mnistlab.models.proba import margin_lead, proba_columns
 
 __all__ = [
     "save_digit_grid",
@@ -273,12 +273,16 @@ def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None) -> 
     return _save(fig, path)
 
 
-def most_confident_mistakes(y_true, y_pred, proba, n: int, *, classes=None) -> np.ndarray:
+def most_confident_mistakes(y_true, y_pred, proba, n: int, *, classes=None, margins=None) -> np.ndarray:
     """Indices of up to ``n`` wrong predictions, highest predicted-class probability first.
 
     ``proba[i, j]`` is the probability of class ``classes[j]``: an estimator's
     ``classes_`` (3 and 8, booleans), or by default class ``j`` (columns are
-    integer classes 0..K-1). Ties keep the original order.
+    integer classes 0..K-1). ``margins``, the estimator's decision margins in
+    the same columns (only the mistakes' rows are read), break ties: a softmax
+    of large margins is exactly 1.0 for most mistakes of a model of raw pixels,
+    and the predicted class's lead over the runner-up still tells how sure it
+    was. Other ties keep the original order.
     """
     true = _labels(y_true, None, "y_true", integer=classes is None)
     pred = _labels(y_pred, len(true), "y_pred", integer=classes is None)
@@ -290,19 +294,20 @@ def most_confident_mistakes(y_true, y_pred, proba, n: int, *, classes=None) -> n
         raise InputError(f"got n={n}, expected a number of mistakes >= 0.")
     wrong = np.flatnonzero(true != pred)
     confidence = p[wrong, columns[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")[:n]]
+    lead = np.zeros(len(wrong)) if margins is None else margin_lead(margins, p.shape, wrong, columns[wrong])
+    return wrong[np.lexsort((-lead, -confidence))[:n]]  # a stable sort: the last key first
 
 
-def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 25, classes=None) -> Path:
+def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 25, classes=None, margins=None) -> Path:
     """The ``n`` most confident mistakes, each titled "true 4, pred 9 (97%)".
 
-    ``classes`` names proba's columns, as for ``most_confident_mistakes``.
+    ``classes`` and ``margins`` are as for ``most_confident_mistakes``.
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise InputError(f"n must be a whole number of mistakes to show, 1 or more, got {n!r}.")
     imgs = _unit_images(images)
     true = _labels(y_true, len(imgs), "y_true", integer=classes is None)
-    picked = most_confident_mistakes(true, y_pred, proba, n, classes=classes)
+    picked = most_confident_mistakes(true, y_pred, proba, n, classes=classes, margins=margins)
     pred, p = np.asarray(y_pred), np.asarray(proba)
     n_wrong = int((true != pred).sum())
     if len(picked) == 0:

@@ -6,7 +6,15 @@ import numpy as np
 
 from mnistlab.errors import InputError, ModelFileError
 
-__all__ = ["class_probabilities", "proba_columns", "digit_probabilities", "digit_classes", "pixels_read"]
+__all__ = [
+    "class_probabilities",
+    "decision_margins",
+    "margin_lead",
+    "proba_columns",
+    "digit_probabilities",
+    "digit_classes",
+    "pixels_read",
+]
 
 
 def class_probabilities(estimator, X) -> np.ndarray:
@@ -28,6 +36,28 @@ def class_probabilities(estimator, X) -> np.ndarray:
     margins = np.asarray(estimator.decision_function(X), np.float64)
     e = np.exp(margins - margins.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def decision_margins(estimator, X) -> np.ndarray | None:
+    """(N, n_classes) decision margins, columns in ``estimator.classes_`` order; None for a classifier
+    without ``decision_function`` (KNN, trees, CNNs). Where probabilities saturate at 1.0, margins still
+    say which answer the model was surer of."""
+    if not hasattr(estimator, "decision_function"):
+        return None
+    margins = np.asarray(estimator.decision_function(X), np.float64)
+    return np.column_stack([-margins, margins]) if margins.ndim == 1 else margins  # two classes: one margin
+
+
+def margin_lead(margins, shape: tuple, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """How far the margin in ``columns`` (the predicted class) of each of ``rows`` is ahead of the row's best
+    other one; ``margins`` must have ``shape``, the probabilities' (N, n_classes)."""
+    m = np.asarray(margins, dtype=np.float64)
+    if m.shape != tuple(shape):
+        raise InputError(f"margins has shape {m.shape}, expected {tuple(shape)} like proba.")
+    own = m[rows, columns]
+    others = m[rows]  # a copy: fancy indexing
+    others[np.arange(len(rows)), columns] = -np.inf
+    return own - others.max(axis=1) if len(rows) else np.zeros(0)
 
 
 def proba_columns(pred: np.ndarray, classes, k: int) -> np.ndarray:
