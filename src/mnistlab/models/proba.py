@@ -106,7 +106,9 @@ def digit_classes(estimator) -> np.ndarray:
 
 
 def _digit(label) -> int | None:
-    """A class label as the digit it names, or None."""
+    """A class label as the digit it names, or None (for True and False too: a detector's answers, not 1 and 0)."""
+    if isinstance(label, bool | np.bool_):
+        return None
     try:
         value = float(label)
     except (TypeError, ValueError):
