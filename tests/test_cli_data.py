@@ -149,3 +149,15 @@ def test_show_without_a_selection_shows_a_small_split_whole(mnist_full, tmp_path
     assert ascii_art.stdout.splitlines()[0] == f"test[0]: label {labels[-3]}"
     too_many = runner.invoke(app, ["show", "--data-dir", str(tmp_path), "--first", "6", "--out", str(out)])
     assert too_many.exit_code == 2 and "--first must be between 1 and 5, got 6." in too_many.stderr
+
+
+@pytest.mark.parametrize("name", ["grid.txt", "grid", ".png"])
+@pytest.mark.parametrize("mode", [[], ["--mean"], ["--balance"]])
+def test_show_refuses_an_out_that_is_no_png_name_before_loading_the_data(tmp_path, mode, name):
+    # Its suffix was checked only as the figure was saved: after the data had loaded (or failed to, which was
+    # said instead here), or after a download, and the drawing.
+    out = tmp_path / name
+    result = runner.invoke(app, ["show", "--data-dir", str(tmp_path / "none"), *mode, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"Error: --out {out} has suffix {out.suffix!r}; give a file name ending in .png."
+    assert not out.exists()

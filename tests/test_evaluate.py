@@ -71,3 +71,50 @@ def test_an_empty_test_set_is_refused_in_words_that_fit_arrays(model, digits):
     assert _refusal(model, (X_tr[:0], X_te[:0], y_tr[:0], y_te[:0])) == empty  # no "labels file" here
     said = _refusal(model, (X_tr[:0], X_te, y_tr[:0], y_te), DatasetError)
     assert said.startswith("y_train of data holds no labels;") and "labels file" not in said
+
+
+@pytest.mark.parametrize(
+    ("classes", "relabel"),
+    [
+        pytest.param((3, 8), lambda y: y, id="3-vs-8"),  # proba's columns 0 and 1 are classes 3 and 8
+        pytest.param(range(10), lambda y: y == 5, id="5-detector"),  # the lesson's booleans
+        pytest.param(range(10), lambda y: y.astype(np.float64), id="whole-floats"),
+    ],
+)
+def test_a_model_of_classes_other_than_0_to_k_is_measured(classes, relabel, digits, tmp_path):
+    # The gallery read each prediction's probability from the column its label numbers, so a model of
+    # classes 3 and 8 was refused ("y_pred holds label 3, expected classes 0..1"), and one of booleans or of
+    # whole floats ("y_true has dtype bool, expected integer class labels"): trained and saved, never measured.
+    X_tr, X_te, y_tr, y_te = digits
+    tr, te = np.isin(y_tr, classes), np.isin(y_te, classes)
+    data = (X_tr[tr], X_te[te], relabel(y_tr[tr]), relabel(y_te[te]))
+    train_recipe("logreg", cv=0, out=tmp_path / "m", data=data)
+    result = evaluate_model(tmp_path / "m", data=data)
+    y_test = data[3]
+    assert 0.5 < result["accuracy"] <= 1 and result["n_test"] == len(y_test)
+    assert [row["support"] for row in result["per_class"]] == np.unique(y_test, return_counts=True)[1].tolist()
+    assert (tmp_path / "m" / "mistakes.png").stat().st_size > 0
+
+
+def test_the_most_confident_mistakes_of_a_saturated_model_are_those_it_is_surest_of(digits, tmp_path):
+    # On raw 0-255 pixels the lesson's hinge SGD has margins in the thousands: the softmax of nearly all its
+    # mistakes is exactly 1.0, so "the most confident" were the first mistakes in test order. Its margins
+    # still say how sure it was: the predicted class's lead over the runner-up breaks the tie.
+    from mnistlab.models.files import load_model
+    from mnistlab.models.proba import class_probabilities
+
+    train_recipe("sgd-hinge", cv=0, out=tmp_path / "m", data=digits)
+    result = evaluate_model(tmp_path / "m", data=digits)
+    estimator, _ = load_model(tmp_path / "m")
+    X_te, y_te = digits[1], digits[3]
+    y_pred = estimator.predict(X_te)
+    wrong = np.flatnonzero(y_pred != y_te)
+    sure = class_probabilities(estimator, X_te)[wrong, y_pred[wrong]]
+    margins = estimator.decision_function(X_te)[wrong]
+    own = margins[np.arange(len(wrong)), y_pred[wrong]]
+    margins[np.arange(len(wrong)), y_pred[wrong]] = -np.inf
+    lead = own - margins.max(axis=1)
+    assert (sure == 1.0).sum() > len(wrong) // 2  # saturated: the probabilities alone cannot rank them
+    expected = wrong[np.lexsort((-lead, -sure))][:25]
+    assert result["most_confident_mistakes"] == expected.tolist()
+    assert result["most_confident_mistakes"] != sorted(result["most_confident_mistakes"])

@@ -243,3 +243,34 @@ def test_ascii_digit_renders_ink_on_a_blank_background(mnist_small):
     assert ascii_digit(np.zeros((28, 28), np.uint8)).strip() == ""
     with pytest.raises(InputError):
         ascii_digit(X[:2])
+
+
+def test_most_confident_mistakes_read_proba_by_the_models_classes():
+    # proba's columns are classes_ (3 and 8 here), not the classes 0..K-1 a label would number.
+    y_true, y_pred = np.array([3, 8, 8, 3]), np.array([8, 8, 3, 8])  # wrong at 0, 2, 3
+    proba = np.array([[0.4, 0.6], [0.1, 0.9], [0.7, 0.3], [0.2, 0.8]])
+    assert most_confident_mistakes(y_true, y_pred, proba, 5, classes=[3, 8]).tolist() == [3, 2, 0]
+    assert most_confident_mistakes(y_true == 8, y_pred == 8, proba, 5, classes=[False, True]).tolist() == [3, 2, 0]
+    with pytest.raises(InputError, match=r"^y_pred holds label 5, expected one of classes \[3, 8\]\.$"):
+        most_confident_mistakes(y_true, np.array([5, 8, 3, 8]), proba, 5, classes=[3, 8])
+    with pytest.raises(InputError, match=r"^classes has shape \(3,\), expected \(2,\): one class per proba column"):
+        most_confident_mistakes(y_true, y_pred, proba, 5, classes=[3, 5, 8])
+
+
+def test_mistakes_of_equal_probability_are_ranked_by_their_margins():
+    # A softmax of large margins is exactly 1.0 for many answers; their margins still tell them apart.
+    y_true, y_pred = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 3])  # wrong at 0, 1, 2
+    proba = np.array([[0.0, 1.0, 0, 0], [0, 0.0, 1.0, 0], [0, 0, 0.0, 1.0], [0, 0, 0, 1.0]])
+    margins = np.array([[0, 900.0, 0, 0], [0, 0, 5000.0, 4000.0], [0, 0, 0, 2500.0], [0, 0, 0, 1.0]])
+    assert most_confident_mistakes(y_true, y_pred, proba, 5).tolist() == [0, 1, 2]  # ties keep their order
+    assert most_confident_mistakes(y_true, y_pred, proba, 5, margins=margins).tolist() == [
+        2,
+        1,
+        0,
+    ]  # leads 2500, 1000, 900
+    proba[0, 1] = 0.9
+    assert most_confident_mistakes(y_true, y_pred, proba, 5, margins=margins).tolist() == [2, 1, 0]
+    proba[2, 3] = 0.8  # the probability comes first, the margin only breaks its ties
+    assert most_confident_mistakes(y_true, y_pred, proba, 5, margins=margins).tolist() == [1, 0, 2]
+    with pytest.raises(InputError, match=r"^margins has shape \(4, 3\), expected \(4, 4\) like proba\.$"):
+        most_confident_mistakes(y_true, y_pred, proba, 5, margins=margins[:, :3])

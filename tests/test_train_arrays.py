@@ -69,3 +69,19 @@ def test_labels_that_are_not_class_numbers(digits, tmp_path):
         "so number the classes first."
     )
     assert _refusal((X_tr, X_te, y_tr, y_te + 0.5), tmp_path).startswith("y_test of data holds numbers that are not")
+
+
+def test_the_lessons_boolean_5_detector_is_no_model_of_the_digits_0_and_1(mnist_small, tmp_path):
+    # y_train == 5 passed np.isin(labels, 0..9) as the digits 0 and 1: the run was calibrated as a digit
+    # classifier, and `mnistlab predict --model` then read a 5 as a confident "0".
+    from mnistlab.errors import ModelFileError
+    from mnistlab.models.files import load_model, read_card
+    from mnistlab.models.proba import digit_classes
+
+    X_tr, X_te, y_tr, y_te = mnist_small
+    result = train_recipe("logreg", cv=0, out=tmp_path / "m", data=(X_tr, X_te, y_tr == 5, y_te == 5))
+    assert result["test_accuracy"] > 0.9
+    assert "calibration" not in read_card(tmp_path / "m")
+    estimator, _ = load_model(tmp_path / "m")
+    with pytest.raises(ModelFileError, match=r"was trained on the classes False, True, not on digits 0-9"):
+        digit_classes(estimator)

@@ -103,6 +103,17 @@ def test_retraining_into_a_folder_removes_what_the_previous_model_left(tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.skops", "notes.txt"]
 
 
+def test_the_model_size_counts_the_models_files_not_the_folders_others(tmp_path):
+    # A 52 kB logreg trained into a folder that also held 5 MB of the user's data was said to be 5.1 MB.
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "data.bin").write_bytes(bytes(3_000_000))
+    result = runner.invoke(app, ["train", "logreg", "--limit", "200", "--cv", "0", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["model_size_bytes"] == sum((out / name).stat().st_size for name in ("model.json", "model.skops"))
+
+
 def test_tampered_weights_exit_2_without_traceback(trained, tmp_path):
     out, _ = trained
     copy = tmp_path / "copy"

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from mnistlab.cli.common import Group, err, given_path, out
-from mnistlab.errors import InputError
+from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.options import check_seed, check_writable_file
 
 __all__ = ["app", "data_app"]
@@ -139,7 +139,7 @@ def show(
 
     check_seed(seed)
     if not ascii_art:
-        check_writable_file(out_path, "out_path")
+        _check_png_target(out_path)
     if split not in ("train", "test"):
         raise InputError(f"Unknown split {split!r}; expected one of train, test.")
     selecting = [x is not None and x != [] for x in (first, index, random)]
@@ -180,6 +180,16 @@ def show(
         names = [b.target_names[k] for k in labels[chosen]]
         path = plots.save_digit_grid(np.asarray(images[chosen]), names, out_path, title=title)
     err.print(f"wrote {path}")
+
+
+def _check_png_target(path: Path) -> None:
+    """Refuse an --out that cannot be written or is no PNG name (digits.txt, a typo's "digits"): said before the
+    data loads (or downloads) and the figure is drawn, not when it is saved."""
+    check_writable_file(path, "out_path")
+    if path.suffix.lower() != ".png":
+        raise ParameterError(
+            "out_path", f"{{param}} {path} has suffix {path.suffix!r}; give a file name ending in .png."
+        )
 
 
 def _check_square(bunch) -> None:

@@ -14,9 +14,11 @@ from mnistlab.lab.record import predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
 from mnistlab.models.files import load_model
 from mnistlab.models.folder import CONFUSION_PNG, MISTAKES_PNG
-from mnistlab.models.proba import class_probabilities, pixels_read
+from mnistlab.models.proba import class_probabilities, decision_margins, pixels_read
 
 __all__ = ["evaluate_model", "model_data", "check_test_data"]
+
+GALLERY = 25  # mistakes drawn in mistakes.png
 
 
 def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None, data=None) -> dict:
@@ -27,7 +29,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     into ``out_dir``, default the model directory).
     """
     # The figures need matplotlib, which costs ~0.8 s to import: only when a model is evaluated.
-    from mnistlab.lab.plots import save_confusion_matrix, save_misclassified_gallery
+    from mnistlab.lab.plots import most_confident_mistakes, save_confusion_matrix, save_misclassified_gallery
 
     check_writable_dir(out_dir if out_dir is not None else model_dir, "out_dir")  # before the model is measured
     progress = progress or noop
@@ -45,12 +47,18 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         y_pred = np.asarray(estimator.predict(X_test))
         predict_seconds = time.perf_counter() - start
         proba = class_probabilities(estimator, X_test)
+        margins = _mistakes_margins(estimator, X_test, y_pred != y_test, proba.shape)
     out_dir = Path(out_dir) if out_dir is not None else Path(model_dir)
     progress("drawing the confusion matrix and the mistakes")
     title = f"{card.get('recipe', 'model')}: accuracy {np.mean(y_pred == y_test):.4f}"
     # Named as models.folder knows them: a later save into the model's folder removes them with their model.
     confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / CONFUSION_PNG, title=title)
-    gallery_png = save_misclassified_gallery(X_test, y_test, y_pred, proba, out_dir / MISTAKES_PNG)
+    # proba's columns are the model's classes_ (3 and 8, booleans), not the classes 0..K-1 their labels would number.
+    classes = getattr(estimator, "classes_", None)
+    shown = most_confident_mistakes(y_test, y_pred, proba, GALLERY, classes=classes, margins=margins)
+    gallery_png = save_misclassified_gallery(
+        X_test, y_test, y_pred, proba, out_dir / MISTAKES_PNG, n=GALLERY, classes=classes, margins=margins
+    )
     trained = (card.get("metrics") or {}).get("test_predictions_sha256")
     return {
         "model_dir": str(model_dir),
@@ -62,10 +70,22 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "confusion_matrix": confusion_matrix(y_test, y_pred).tolist(),
         "confusion_png": str(confusion_png),
         "gallery_png": str(gallery_png),
+        "most_confident_mistakes": shown.tolist(),  # test-set indices, in the gallery's order
         "data_sha256": test.sha256,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def _mistakes_margins(estimator, X_test, wrong: np.ndarray, shape) -> np.ndarray | None:
+    """The decision margins of the mistakes' rows (zeros elsewhere), which rank mistakes whose probabilities
+    saturated at 1.0; None for a classifier without margins. Only the mistakes: an SVM's margins cost a pass."""
+    found = decision_margins(estimator, X_test[wrong]) if wrong.any() else None
+    if found is None:
+        return None
+    margins = np.zeros(shape)
+    margins[wrong] = found
+    return margins
 
 
 def model_data(model_dir, estimator, card: dict, data, refusal: str) -> TrainTest:

@@ -22,6 +22,7 @@ from mnistlab._atomic import atomic_writer
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
 from mnistlab.lab.charts import DPI, new_figure, style_time_axes
+from mnistlab.models.proba import margin_lead, proba_columns
 
 __all__ = [
     "save_digit_grid",
@@ -272,56 +273,57 @@ def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None) -> 
     return _save(fig, path)
 
 
-def most_confident_mistakes(y_true, y_pred, proba, n: int) -> np.ndarray:
+def most_confident_mistakes(y_true, y_pred, proba, n: int, *, classes=None, margins=None) -> np.ndarray:
     """Indices of up to ``n`` wrong predictions, highest predicted-class probability first.
 
-    ``proba[i, c]`` is the probability of class ``c`` (columns are classes 0..K-1).
-    Ties keep the original order.
+    ``proba[i, j]`` is the probability of class ``classes[j]``: an estimator's
+    ``classes_`` (3 and 8, booleans), or by default class ``j`` (columns are
+    integer classes 0..K-1). ``margins``, the estimator's decision margins in
+    the same columns (only the mistakes' rows are read), break ties: a softmax
+    of large margins is exactly 1.0 for most mistakes of a model of raw pixels,
+    and the predicted class's lead over the runner-up still tells how sure it
+    was. Other ties keep the original order.
     """
-    true = _labels(y_true, None, "y_true")
-    pred = _labels(y_pred, len(true), "y_pred")
+    true = _labels(y_true, None, "y_true", integer=classes is None)
+    pred = _labels(y_pred, len(true), "y_pred", integer=classes is None)
     p = np.asarray(proba, dtype=np.float64)
     if p.ndim != 2 or len(p) != len(true):
         raise InputError(f"proba has shape {p.shape}, expected ({len(true)}, n_classes).")
-    outside = (pred < 0) | (pred >= p.shape[1])
-    if outside.any():
-        raise InputError(
-            f"y_pred holds label {pred[outside][0]}, expected classes 0..{p.shape[1] - 1} (one proba column each)."
-        )
+    columns = proba_columns(pred, classes, p.shape[1])
     if n < 0:
         raise InputError(f"got n={n}, expected a number of mistakes >= 0.")
     wrong = np.flatnonzero(true != pred)
-    confidence = p[wrong, pred[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")[:n]]
+    confidence = p[wrong, columns[wrong]]
+    lead = np.zeros(len(wrong)) if margins is None else margin_lead(margins, p.shape, wrong, columns[wrong])
+    return wrong[np.lexsort((-lead, -confidence))[:n]]  # a stable sort: the last key first
 
 
-def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 25) -> Path:
-    """The ``n`` most confident mistakes, each titled "true 4, pred 9 (97%)"."""
+def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 25, classes=None, margins=None) -> Path:
+    """The ``n`` most confident mistakes, each titled "true 4, pred 9 (97%)".
+
+    ``classes`` and ``margins`` are as for ``most_confident_mistakes``.
+    """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise InputError(f"n must be a whole number of mistakes to show, 1 or more, got {n!r}.")
     imgs = _unit_images(images)
-    true = _labels(y_true, len(imgs), "y_true")
-    picked = most_confident_mistakes(true, y_pred, proba, n)
+    true = _labels(y_true, len(imgs), "y_true", integer=classes is None)
+    picked = most_confident_mistakes(true, y_pred, proba, n, classes=classes, margins=margins)
     pred, p = np.asarray(y_pred), np.asarray(proba)
     n_wrong = int((true != pred).sum())
     if len(picked) == 0:
         fig = new_figure(6.0, 1.5)
-        fig.text(
-            0.5,
-            0.5,
-            f"No misclassified digits: all {len(true):,} predictions are correct.",
-            ha="center",
-            va="center",
-            fontsize=12,
-        )
+        text = f"No misclassified digits: all {len(true):,} predictions are correct."
+        fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
         return _save(fig, path)
     title = f"Most confident mistakes: {len(picked)} of {n_wrong:,} wrong (of {len(true):,})"
     fig, axes = _grid(len(picked), 5 if len(picked) <= 25 else 10, 1.45, 1.45, title)
-    for ax, i in zip(axes, picked):
+    columns = proba_columns(pred[picked], classes, p.shape[1])
+    for ax, i, column in zip(axes, picked, columns):
         _show(ax, imgs[i])
         # Rounded down so that a wrong answer is never shown as "100%" sure.
-        sure = math.floor(p[i, pred[i]] * 100)
-        ax.set_title(f"true {true[i]}, pred {pred[i]} ({sure}%)", fontsize=8, pad=2)
+        sure = math.floor(p[i, column] * 100)
+        text = f"true {true[i]}, pred {pred[i]} ({sure}%)"
+        ax.set_title(text, fontsize=min(8.0, 180 / len(text)), pad=2)  # "true False, pred True" fits its cell too
     return _save(fig, path)
 
 

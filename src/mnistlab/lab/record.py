@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator
 
 from mnistlab._version import __version__
 from mnistlab.lab.options import RunOptions
+from mnistlab.models.folder import MODEL_FILES
 from mnistlab.models.recipes import Recipe
 
 __all__ = ["Record", "run_metrics", "json_safe_params", "package_versions", "predictions_sha256"]
@@ -143,5 +144,7 @@ def predictions_sha256(y_pred: np.ndarray) -> str:
 
 
 def _dir_size(model_dir: Path) -> int:
-    """Bytes on disk of the model directory's weights and card."""
-    return sum(p.stat().st_size for p in Path(model_dir).iterdir() if p.is_file() and not p.name.startswith("."))
+    """Bytes on disk of the model's files in its directory (card, weights, a module's ONNX): not of the other
+    files a folder given as --out may hold, which the save leaves alone."""
+    files = (Path(model_dir) / name for name in MODEL_FILES)
+    return sum(p.stat().st_size for p in files if p.is_file())

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistlab.errors import ModelFileError
+from mnistlab.errors import InputError, ModelFileError
 
-__all__ = ["class_probabilities", "digit_probabilities", "digit_classes", "pixels_read"]
+__all__ = [
+    "class_probabilities",
+    "decision_margins",
+    "margin_lead",
+    "proba_columns",
+    "digit_probabilities",
+    "digit_classes",
+    "pixels_read",
+]
 
 
 def class_probabilities(estimator, X) -> np.ndarray:
@@ -35,6 +43,49 @@ def class_probabilities(estimator, X) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def decision_margins(estimator, X) -> np.ndarray | None:
+    """(N, n_classes) decision margins, columns in ``estimator.classes_`` order; None for a classifier
+    without ``decision_function`` (KNN, trees, CNNs). Where probabilities saturate at 1.0, margins still
+    say which answer the model was surer of."""
+    if not hasattr(estimator, "decision_function"):
+        return None
+    margins = np.asarray(estimator.decision_function(X), np.float64)
+    return np.column_stack([-margins, margins]) if margins.ndim == 1 else margins  # two classes: one margin
+
+
+def margin_lead(margins, shape: tuple, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """How far the margin in ``columns`` (the predicted class) of each of ``rows`` is ahead of the row's best
+    other one; ``margins`` must have ``shape``, the probabilities' (N, n_classes)."""
+    m = np.asarray(margins, dtype=np.float64)
+    if m.shape != tuple(shape):
+        raise InputError(f"margins has shape {m.shape}, expected {tuple(shape)} like proba.")
+    own = m[rows, columns]
+    others = m[rows]  # a copy: fancy indexing
+    others[np.arange(len(rows)), columns] = -np.inf
+    return own - others.max(axis=1) if len(rows) else np.zeros(0)
+
+
+def proba_columns(pred: np.ndarray, classes, k: int) -> np.ndarray:
+    """The column of ``k`` probability columns that holds each predicted label's probability: its place in
+    ``classes`` (an estimator's ``classes_``, such as 3 and 8), or with ``classes`` None the label itself (0..k-1)."""
+    if classes is None:
+        outside = (pred < 0) | (pred >= k)
+        if outside.any():
+            raise InputError(
+                f"y_pred holds label {pred[outside][0]}, expected classes 0..{k - 1} (one proba column each)."
+            )
+        return pred
+    names = np.asarray(classes)
+    if names.ndim != 1 or len(names) != k:
+        raise InputError(f"classes has shape {names.shape}, expected ({k},): one class per proba column.")
+    order = np.argsort(names, kind="stable")
+    at = np.minimum(np.searchsorted(names[order], pred), k - 1)
+    unknown = names[order][at] != pred
+    if unknown.any():
+        raise InputError(f"y_pred holds label {pred[unknown][0].item()!r}, expected one of classes {names.tolist()}.")
+    return order[at]
+
+
 def digit_probabilities(estimator, X) -> np.ndarray:
     """(N, 10) probabilities with column d for digit d, whatever subset of digits the model knows."""
     raw = class_probabilities(estimator, X)
@@ -60,7 +111,9 @@ def digit_classes(estimator) -> np.ndarray:
 
 
 def _digit(label) -> int | None:
-    """A class label as the digit it names, or None."""
+    """A class label as the digit it names, or None (for True and False too: a detector's answers, not 1 and 0)."""
+    if isinstance(label, bool | np.bool_):
+        return None
     try:
         value = float(label)
     except (TypeError, ValueError):
