@@ -7,6 +7,7 @@ when the dev machine was shared at load average ~10).
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import onnx
@@ -450,3 +451,16 @@ def test_n_jobs_none_means_one_as_in_scikit_learn(mnist_small):
     none = CNNClassifier(**TINY, epochs=1, n_jobs=None).fit(X, y)
     one = CNNClassifier(**TINY, epochs=1, n_jobs=1).fit(X, y)
     np.testing.assert_array_equal(none.predict_proba(X[:20]), one.predict_proba(X[:20]))
+
+
+def test_a_fit_of_too_few_steps_to_learn_warns_as_scikit_learn_does(mnist_small):
+    """cnn-fast on 2,000 images (`train --limit 2000`) took 16 steps and read 17% of the test set, without a
+    word; now a ConvergenceWarning, which `mnistlab train` prints as a note."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = mnist_small[0][:800], mnist_small[2][:800]
+    with pytest.warns(ConvergenceWarning, match=r"took 12 optimizer steps \(1 epochs of 12 batches of about 64"):
+        CNNClassifier(**TINY, epochs=1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        CNNClassifier(**{**TINY, "batch_size": 8}, epochs=1).fit(X, y)  # 100 steps: no warning

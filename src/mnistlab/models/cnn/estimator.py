@@ -19,10 +19,12 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -32,7 +34,16 @@ from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, RecipeError
 from mnistlab.models.cnn.checks import check_params
 from mnistlab.models.cnn.hyper import HYPER_FIELDS, Hyper
-from mnistlab.models.cnn.loop import Member, deskew_all, eval_batches, new_net, torch_settings, train_member
+from mnistlab.models.cnn.loop import (
+    MIN_STEPS,
+    Member,
+    deskew_all,
+    eval_batches,
+    new_net,
+    optimizer_steps,
+    torch_settings,
+    train_member,
+)
 from mnistlab.models.cnn.net import Averaged
 from mnistlab.models.cnn.parallel import member_runner, train_in_processes
 from mnistlab.models.cnn.usernet import check_module
@@ -182,6 +193,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         with torch_settings(self.n_threads_, deterministic=True):
             states = self._train(members, images, y_idx, device)
         self.history_.sort(key=lambda row: (row["member"], row["epoch"]))
+        held_out = max(1, round(self.validation_fraction * len(images))) if self.target is not None else 0
+        _warn_if_few_steps(len(images) - held_out, hyp)
         self.model_ = build_model(self, states, device)
         self.n_epochs_ = len(self.history_)
         self.train_seconds_ = time.perf_counter() - start
@@ -338,3 +351,16 @@ def _torch_device(name: str) -> torch.device:
     if name != "cpu" and not torch.cuda.is_available():
         raise RecipeError(f"device got {name!r}, but torch sees no CUDA GPU here; use device='auto' or 'cpu'.")
     return torch.device(name)
+
+
+def _warn_if_few_steps(n_images: int, hyp: Hyper) -> None:
+    """A ``ConvergenceWarning`` (as scikit-learn's iterative estimators give) for a fit of too few steps to learn."""
+    steps = optimizer_steps(n_images, hyp)
+    if steps < MIN_STEPS:
+        warnings.warn(
+            f"the CNN took {steps} optimizer steps ({hyp.epochs} epochs of {max(1, n_images // hyp.batch_size)} "
+            f"batches of about {hyp.batch_size} images), and fewer than {MIN_STEPS} seldom learn the digits: give it "
+            "more images, more epochs or a smaller batch_size.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
