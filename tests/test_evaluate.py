@@ -71,3 +71,13 @@ def test_an_empty_test_set_is_refused_in_words_that_fit_arrays(model, digits):
     assert _refusal(model, (X_tr[:0], X_te[:0], y_tr[:0], y_te[:0])) == empty  # no "labels file" here
     said = _refusal(model, (X_tr[:0], X_te, y_tr[:0], y_te), DatasetError)
     assert said.startswith("y_train of data holds no labels;") and "labels file" not in said
+
+
+def test_the_data_checksum_tells_another_split_of_the_same_arrays_apart(model, digits, tmp_path):
+    X_tr, X_te, y_tr, y_te = digits
+    X, y = np.concatenate([X_tr, X_te]), np.concatenate([y_tr, y_te])
+    same = evaluate_model(model, data=digits, out_dir=tmp_path)
+    assert same["same_data_as_training"] is True and same["same_predictions_as_training"] is True
+    # The same images and labels cut at another place: other training and test sets, so other data.
+    moved = evaluate_model(model, data=(X[:900], X[900:], y[:900], y[900:]), out_dir=tmp_path)
+    assert moved["data_sha256"] != same["data_sha256"] and moved["same_data_as_training"] is False
