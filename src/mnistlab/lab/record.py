@@ -40,6 +40,7 @@ class Record:
     metrics: dict  # see run_metrics
     notes: list[str]  # convergence warnings of the fit, one sentence each
     calibration: dict | None = None  # the probability cut for "not sure" answers (trust.calibration)
+    data_dir: str | None = None  # the folder of a dataset given as a folder: its name alone does not find it again
 
     def _shared(self) -> dict:
         """The fields the result and the card both hold: what ran, on which data, from which seed."""
@@ -53,6 +54,7 @@ class Record:
             "test_size": o.test_size,
             "limit": o.limit,
             "data_sha256": self.data_sha256,
+            **({"data_dir": self.data_dir} if self.data_dir is not None else {}),
         }
 
     def card(self) -> dict:
