@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.metadata
 import platform
 import sys
 from dataclasses import dataclass
@@ -134,9 +135,25 @@ def package_versions() -> dict:
         "skops": skops.__version__,
         "mnistlab": __version__,
     }
-    if "torch" in sys.modules:  # only when a CNN was involved; importing torch costs seconds
-        versions["torch"] = sys.modules["torch"].__version__
+    # torch trains and loads the CNNs (and skops imports it to save any model); onnxruntime runs the reader's nets
+    # that set a card's "not sure" cut, and CNNs' onnxruntime backend. Both always, installed or imported: asking
+    # sys.modules alone, a process's first saved model recorded no torch and every later one did.
+    for package in ("torch", "onnxruntime"):
+        version = _version(package)
+        if version is not None:
+            versions[package] = version
     return versions
+
+
+def _version(package: str) -> str | None:
+    """The version of ``package`` as imported, else as installed (without importing it: torch takes seconds)."""
+    module = sys.modules.get(package)
+    if module is not None:
+        return str(module.__version__)
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def predictions_sha256(y_pred: np.ndarray) -> str:
