@@ -391,6 +391,30 @@ def test_a_dataset_given_as_the_parent_folder_is_compared_and_recorded(tiny_idx,
     assert parent.info.status == "FINISHED" and list(parent.data.metrics) == ["test_accuracy/knn/data"]
 
 
+def test_a_folder_dataset_is_recorded_by_its_folder_so_that_the_run_can_be_redone(tiny_idx, tmp_path, monkeypatch):
+    """A run on --dataset FOLDER recorded only the folder's last name: the run could not be redone from its record."""
+    shutil.copytree(tiny_idx, tmp_path / "data" / "tiny-digits")
+    monkeypatch.chdir(tmp_path / "data")
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    settings = {"limit": 200, "split": "random", "seed": 3, "n_jobs": 1, "tracking_uri": uri}
+    first = compare("knn", datasets="tiny-digits", out_dir=tmp_path / "r", **settings)
+    (run_id,) = first["results"][0]["run_ids"]
+    run = Tracker(uri).client.get_run(run_id)
+    folder = str(tmp_path / "data" / "tiny-digits")  # absolute, though it was given relative to the current folder
+    card = json.loads((Path(run.data.tags["mnistlab_model_dir"]) / "model.json").read_text())
+    assert run.data.params["data_dir"] == card["data_dir"] == folder and card["dataset"] == "tiny-digits"
+    # Redone from another folder with what the run recorded: the same data, the same answers.
+    monkeypatch.chdir(tmp_path)
+    params = run.data.params
+    again = compare(
+        "knn", datasets=params["data_dir"], out_dir=tmp_path / "r2", retrain=True,
+        **settings | {k: json.loads(params[k]) if k != "split" else params[k] for k in ("limit", "split", "seed")},
+    )  # fmt: skip
+    (rerun,) = again["runs"]
+    assert rerun["data_sha256"] == params["data_sha256"] and not rerun["reused"]
+    assert rerun["test_predictions_sha256"] == run.data.tags["mnistlab_test_predictions_sha256"]
+
+
 def test_an_empty_dataset_name_is_refused_not_read_as_the_current_folder(tiny_idx, tmp_path, monkeypatch):
     # An unset $DATA in --dataset "$DATA": Path("") is ".", and the IDX files of the current folder were compared.
     shutil.copytree(tiny_idx, tmp_path / "here")

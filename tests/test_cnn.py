@@ -6,6 +6,7 @@ when the dev machine was shared at load average ~10).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import warnings
 
@@ -24,7 +25,7 @@ from typer.testing import CliRunner
 from mnistlab.cli import app
 from mnistlab.errors import InputError, ParameterError, RecipeError
 from mnistlab.lab.export import MAX_INT8_DROP, export_model
-from mnistlab.lab.train import _configure_cnn
+from mnistlab.lab.train import _configure_cnn, train_recipe
 from mnistlab.models.cnn.augment import Augmentation, augment_batch
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.net import Averaged, build_net, deskew
@@ -464,3 +465,22 @@ def test_a_fit_of_too_few_steps_to_learn_warns_as_scikit_learn_does(mnist_small)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         CNNClassifier(**{**TINY, "batch_size": 8}, epochs=1).fit(X, y)  # 100 steps: no warning
+
+
+def test_int8_export_records_the_training_images_it_was_calibrated_on_and_what_made_them(tmp_path, mnist_full):
+    """A model trained on --limit 500 digits was calibrated on 1,000 "training images" drawn from all 60,000 it
+    never saw, and the file recorded neither the data, nor the split that cut them, nor onnxruntime's version."""
+    model_dir = tmp_path / "cnn-fast"
+    train_recipe("cnn-fast", cv=0, limit=500, seed=3, split="random", test_size=0.2, out=model_dir)
+    written = export_model(model_dir, tmp_path / "int8.onnx", int8=True)
+    assert written["n_calibration"] == 500 and written["n_test"] == 14_000
+    props = {p.key: p.value for p in onnx.load(tmp_path / "int8.onnx").metadata_props}
+    record = json.loads(props["int8"])
+    card = json.loads((model_dir / "model.json").read_text())
+    assert record["calibration"] == "500 of the model's 500 training images, seed 3"
+    assert {k: record[k] for k in ("data_sha256", "split", "test_size", "limit", "seed", "card_sha256")} == {
+        "data_sha256": mnist_full.details["data_sha256"],
+        **{k: card[k] for k in ("split", "test_size", "limit", "seed", "card_sha256")},
+    }
+    assert record["versions"]["onnxruntime"] == importlib.metadata.version("onnxruntime")
+    assert record["versions"]["torch"] == card["versions"]["torch"]

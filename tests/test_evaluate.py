@@ -118,3 +118,13 @@ def test_the_most_confident_mistakes_of_a_saturated_model_are_those_it_is_surest
     expected = wrong[np.lexsort((-lead, -sure))][:25]
     assert result["most_confident_mistakes"] == expected.tolist()
     assert result["most_confident_mistakes"] != sorted(result["most_confident_mistakes"])
+
+
+def test_the_data_checksum_tells_another_split_of_the_same_arrays_apart(model, digits, tmp_path):
+    X_tr, X_te, y_tr, y_te = digits
+    X, y = np.concatenate([X_tr, X_te]), np.concatenate([y_tr, y_te])
+    same = evaluate_model(model, data=digits, out_dir=tmp_path)
+    assert same["same_data_as_training"] is True and same["same_predictions_as_training"] is True
+    # The same images and labels cut at another place: other training and test sets, so other data.
+    moved = evaluate_model(model, data=(X[:900], X[900:], y[:900], y[900:]), out_dir=tmp_path)
+    assert moved["data_sha256"] != same["data_sha256"] and moved["same_data_as_training"] is False

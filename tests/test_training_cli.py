@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,27 @@ def test_card_records_how_to_reproduce(trained, mnist_full):
     assert {"python", "numpy", "scikit-learn", "mnistlab"} <= card["versions"].keys()
     assert card["metrics"]["test_accuracy"] == row["test_accuracy"]
     assert len(card["weights_sha256"]) == 64 and card["format_version"] == 2
+
+
+def test_cards_record_the_same_versions_whatever_ran_before_them(trained, tmp_path):
+    """skops imports torch as it saves: the first model a process saved recorded no torch version, every later one
+    did; and no card recorded onnxruntime, which ran the reader's nets that set the card's "not sure" cut."""
+    script = (
+        "import sys\n"
+        "from sklearn.datasets import load_digits\n"
+        "from mnistlab.lab.train import train_recipe\n"
+        "X, y = load_digits(return_X_y=True)\n"
+        "X = (X * 16).astype('uint8')\n"
+        "for out in sys.argv[1:]:\n"
+        "    train_recipe('knn', cv=0, data=(X[:300], X[300:400], y[:300], y[300:400]), out=out)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "a"), str(tmp_path / "b")], check=True)
+    first, second, mnist = (
+        json.loads((folder / "model.json").read_text())["versions"]
+        for folder in (tmp_path / "a", tmp_path / "b", trained[0])
+    )
+    installed = {name: importlib.metadata.version(name) for name in ("torch", "onnxruntime", "scikit-learn")}
+    assert first == second == mnist and installed.items() <= first.items()
 
 
 def test_evaluate_round_trip_gives_identical_predictions(trained, mnist_full, tmp_path):

@@ -88,10 +88,11 @@ def _mistakes_margins(estimator, X_test, wrong: np.ndarray, shape) -> np.ndarray
     return margins
 
 
-def model_data(model_dir, estimator, card: dict, data, refusal: str) -> TrainTest:
+def model_data(model_dir, estimator, card: dict, data, refusal: str, *, limit: bool = False) -> TrainTest:
     """The data the model in ``model_dir`` was trained and tested on: MNIST as its card's split and seed cut it
-    (``limit`` only thinned the training set), or the caller's four arrays, checked against the model. A model
-    of other data without them is refused: "{model_dir} was trained on ..., and " + ``refusal``."""
+    (``limit``: its training set thinned to the card's limit too, the images it was trained on; the test set is
+    the same either way), or the caller's four arrays, checked against the model. A model of other data without
+    them is refused: "{model_dir} was trained on ..., and " + ``refusal``."""
     dataset = card.get("dataset")
     if data is None and dataset not in (None, "mnist"):  # only MNIST is found again from the card alone
         trained_on = "arrays passed from Python" if dataset == "arrays" else f"the dataset {dataset!r}, not MNIST"
@@ -99,7 +100,10 @@ def model_data(model_dir, estimator, card: dict, data, refusal: str) -> TrainTes
     if data is not None:
         check_test_data(model_dir, estimator, data)
     options = RunOptions(
-        split=card.get("split", "official"), test_size=card.get("test_size"), seed=card.get("seed", 42)
+        split=card.get("split", "official"),
+        test_size=card.get("test_size"),
+        seed=card.get("seed", 42),
+        limit=card.get("limit") if limit else None,
     )
     return load_data(options, data)
 

@@ -9,6 +9,7 @@ import numpy as np
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.evaluate import model_data
 from mnistlab.lab.options import Progress, noop
+from mnistlab.lab.record import package_versions
 from mnistlab.models.files import load_model
 
 __all__ = ["export_model", "MAX_INT8_DROP"]
@@ -22,10 +23,13 @@ def export_model(model_dir, onnx_file, *, int8: bool = False, progress: Progress
     """Write the CNN saved in ``model_dir`` as ONNX to ``onnx_file``; returns what was written.
 
     With ``int8``, the convolutions are quantized, calibrated on
-    ``CALIBRATION_IMAGES`` training images of the model's own split (its card's
-    split and seed; ``data``: the caller's four arrays, as ``evaluate_model``
+    ``CALIBRATION_IMAGES`` of the images the model was trained on (its card's
+    split, seed and limit; ``data``: the caller's four arrays, as ``evaluate_model``
     takes them), and both graphs are measured on its test set: the file is
     written only if int8 loses at most ``MAX_INT8_DROP`` of the test accuracy.
+    Its metadata (``int8``) records both accuracies and what redoes the
+    calibration: the card's sha256, split, seed and limit, the data's sha256
+    and the package versions.
     """
     from mnistlab.models.cnn.onnx import onnx_graph, write_graph  # torch and onnx: seconds to import
 
@@ -55,7 +59,7 @@ def _int8_graph(graph: bytes, estimator, model_dir, card: dict, progress: Progre
         "--int8 calibrates and checks on the model's own data; export it without --int8, or in Python pass its "
         "data: export_model(model_dir, onnx_file, int8=True, data=(X_train, X_test, y_train, y_test))."
     )
-    split = model_data(model_dir, estimator, card, data, refusal)
+    split = model_data(model_dir, estimator, card, data, refusal, limit=True)  # the images the model was trained on
     seed = card.get("seed", 42)
     float_net = OnnxPredictor(graph)
     h, w = float_net.image_shape_
@@ -83,7 +87,12 @@ def _int8_graph(graph: bytes, estimator, model_dir, card: dict, progress: Progre
         )
     proto = onnx.load_from_string(int8_graph)
     props = {p.key: p.value for p in proto.metadata_props}
-    props["int8"] = json.dumps({"calibration": f"{len(picked)} training images, seed {seed}", **measured})
+    # What redoes the calibration: the model (its card), the data and the cut of it, the seed, the quantizer's versions.
+    source = {k: card.get(k) for k in ("card_sha256", "split", "test_size", "limit", "seed")}
+    drawn = f"{len(picked)} of the model's {len(split.X_train)} training images, seed {seed}"
+    props["int8"] = json.dumps(
+        {"calibration": drawn, **measured, "data_sha256": split.sha256, **source, "versions": package_versions()}
+    )
     onnx.helper.set_model_props(proto, props)
     return proto.SerializeToString(), measured
 

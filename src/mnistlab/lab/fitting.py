@@ -63,7 +63,8 @@ def split_for(name: str, bunch, options: RunOptions) -> TrainTest:
         )
     for array in (X_train, X_test, y_train, y_test):  # shared by every model of a comparison: none may change them
         array.setflags(write=False)
-    return TrainTest(X_train, X_test, y_train, y_test, bunch.details["data_sha256"], name, top)
+    data_dir = None if name in KNOWN_DATASETS else bunch.details["path"]  # a folder's name alone does not find it
+    return TrainTest(X_train, X_test, y_train, y_test, bunch.details["data_sha256"], name, top, data_dir)
 
 
 class Fitted(NamedTuple):
@@ -101,7 +102,7 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
             ) from None
         raise RecipeError(f"{name} failed ({type(exc).__name__}: {exc}); fix the classifier's code.") from None
     estimator, notes, y_pred = run.estimator, run.notes, run.y_pred
-    record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, notes)
+    record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, notes, data_dir=d.data_dir)
     card = {**record.card(), "spec": contender.spec, "code_sha256": contender.code_sha256}
     saved = _save(estimator, model_dir, card, progress, name)
     if saved is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.metadata
 import platform
 import sys
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Record:
     metrics: dict  # see run_metrics
     notes: list[str]  # convergence warnings of the fit, one sentence each
     calibration: dict | None = None  # the probability cut for "not sure" answers (trust.calibration)
+    data_dir: str | None = None  # the folder of a dataset given as a folder: its name alone does not find it again
 
     def _shared(self) -> dict:
         """The fields the result and the card both hold: what ran, on which data, from which seed."""
@@ -54,6 +56,7 @@ class Record:
             "test_size": o.test_size,
             "limit": o.limit,
             "data_sha256": self.data_sha256,
+            **({"data_dir": self.data_dir} if self.data_dir is not None else {}),
         }
 
     def card(self) -> dict:
@@ -133,9 +136,25 @@ def package_versions() -> dict:
         "skops": skops.__version__,
         "mnistlab": __version__,
     }
-    if "torch" in sys.modules:  # only when a CNN was involved; importing torch costs seconds
-        versions["torch"] = sys.modules["torch"].__version__
+    # torch trains and loads the CNNs (and skops imports it to save any model); onnxruntime runs the reader's nets
+    # that set a card's "not sure" cut, and CNNs' onnxruntime backend. Both always, installed or imported: asking
+    # sys.modules alone, a process's first saved model recorded no torch and every later one did.
+    for package in ("torch", "onnxruntime"):
+        version = _version(package)
+        if version is not None:
+            versions[package] = version
     return versions
+
+
+def _version(package: str) -> str | None:
+    """The version of ``package`` as imported, else as installed (without importing it: torch takes seconds)."""
+    module = sys.modules.get(package)
+    if module is not None:
+        return str(module.__version__)
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def predictions_sha256(y_pred: np.ndarray) -> str:

@@ -59,6 +59,7 @@ class TrainTest:
     sha256: str  # of MNIST's files, or of the four arrays passed from Python
     dataset: str  # "mnist" or "arrays"
     stretched_from: int = 255  # the dataset's own brightest pixel value, if its pixels were stretched to 0-255
+    data_dir: str | None = None  # the folder of a dataset given as one (not a registered name): where to find it again
 
 
 class Scored(NamedTuple):
@@ -73,10 +74,7 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
     """MNIST split as ``options`` say (or the caller's arrays), with ``options.limit`` applied to the training set."""
     if data is not None:
         X_train, X_test, y_train, y_test = given_arrays(data)
-        digest = hashlib.sha256()
-        for part in (X_train, X_test, y_train, y_test):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        sha256, dataset = digest.hexdigest(), "arrays"
+        sha256, dataset = _arrays_sha256(X_train, X_test, y_train, y_test), "arrays"
     else:
         bunch = load_mnist("mnist")
         X_train, X_test, y_train, y_test = load_split(
@@ -91,6 +89,16 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
     check_classes(y_train, dataset)
     options.check_cv(y_train)
     return TrainTest(X_train, X_test, y_train, y_test, sha256, dataset)
+
+
+def _arrays_sha256(*parts: np.ndarray) -> str:
+    """sha256 of arrays passed from Python, each with its dtype and shape: the bytes alone are the same for
+    every place the same rows are cut into training and test sets (``X[:k]``, ``X[k:]``)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(f"{part.dtype.str}{part.shape}\0".encode())
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
 
 
 def given_arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -144,6 +144,7 @@ def _record(
         **{k: getattr(options, k) for k in ("seed", "split", "test_size", "limit", "cv")},
         "dataset": d.dataset,
         "data_sha256": d.sha256,
+        **({"data_dir": d.data_dir} if d.data_dir is not None else {}),
         **{f"version.{k}": v for k, v in fitted.card["versions"].items()},
     }
     # An estimator's parameter named as a run setting (LogisticRegressionCV's cv) is kept beside it, not replaced.

@@ -217,6 +217,7 @@ _FIELDS: dict[str, Callable[[str, Any], None]] = {
     "test_size": _test_size,
     "limit": _integer(1, 2**31, optional=True),
     "dataset": _text,
+    "data_dir": _text,  # the folder of a dataset compare was given as a folder
     "data_sha256": _sha256,
     "params": _object,  # what the estimator was built with, for people: the weights hold the model
     "versions": _versions,
