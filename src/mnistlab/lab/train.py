@@ -92,8 +92,7 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
 
 
 def _arrays_sha256(*parts: np.ndarray) -> str:
-    """sha256 of arrays passed from Python, each with its dtype and shape: the bytes alone are the same for
-    every place the same rows are cut into training and test sets (``X[:k]``, ``X[k:]``)."""
+    """sha256 of the caller's arrays, each with its dtype and shape (the bytes alone match any cut of the rows)."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(f"{part.dtype.str}{part.shape}\0".encode())
