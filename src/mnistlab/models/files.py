@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load, save
 
-from mnistlab._atomic import atomic_write_bytes, locked_folder
+from mnistlab._atomic import atomic_write_together, locked_folder, stale_temporaries
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, parse_card
 from mnistlab.models.folder import (
@@ -171,10 +171,11 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
             # figures, its ONNX): a failed save loses only those, not the model. A torch module's ONNX
             # is written by the caller, before this save, and named in the card.
             remove_stale(model_dir, keep={CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, *onnx})
-            # Weights next: a crash in between leaves an old card whose sha256 no
-            # longer matches, which load_model refuses, rather than a silent mix.
-            atomic_write_bytes(model_dir / weights_file, data)
-            atomic_write_bytes(model_dir / CARD_FILE, text.encode())
+            for orphan in stale_temporaries(model_dir, (CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE)):
+                orphan.unlink(missing_ok=True)  # of a save killed mid-way: saves take turns, so none is at work
+            # Both written before either replaces the old one: a save killed or out of space while writing
+            # leaves the old model whole (weights first, then at once the card that names their sha256).
+            atomic_write_together(model_dir, {weights_file: data, CARD_FILE: text.encode()})
             # Drop the other format's weights if a different kind of model was saved here before.
             for other in (SKOPS_FILE, SAFETENSORS_FILE):
                 if other != weights_file:
