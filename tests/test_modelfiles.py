@@ -432,6 +432,43 @@ def test_cnn_round_trip_through_safetensors(tmp_path, small):
         load_model(model_dir)
 
 
+def test_a_cnn_of_nan_weights_is_never_trained_saved_or_loaded(tmp_path, small):
+    """A diverged CNN (its weights NaN) was saved, and answered "0" for every digit with probability nan,
+    "confident". Training now stops at the first NaN loss, and such weights are neither saved nor loaded."""
+    torch = pytest.importorskip("torch")
+    from safetensors.numpy import load as load_tensors
+    from safetensors.numpy import save as save_tensors
+
+    from mnistlab.errors import RecipeError
+    from mnistlab.models.cnn.estimator import CNNClassifier
+
+    X_tr, _, y_tr, _ = small
+    with pytest.raises(RecipeError, match=r"^Training diverged: the loss was nan after epoch \d+, .* lower lr"):
+        CNNClassifier(arch="tiny", epochs=2, lr=1e4, batch_size=64, random_state=0, n_threads=1).fit(X_tr, y_tr)
+
+    cnn = CNNClassifier(arch="tiny", epochs=1, batch_size=64, random_state=0, n_threads=1).fit(X_tr, y_tr)
+    model_dir = save_model(cnn, tmp_path / "cnn", card={"recipe": "cnn-fast"})
+    first = next(iter(cnn.model_.state_dict()))
+    with torch.no_grad():
+        cnn.model_.state_dict()[first].fill_(float("nan"))
+    with pytest.raises(ModelFileError, match=f"weights hold NaN or infinite values \\(in tensor '{first}'\\)"):
+        save_model(cnn, tmp_path / "nan", card={"recipe": "cnn-fast"})
+    assert not (tmp_path / "nan").exists()
+
+    # The same weights written into a model folder by hand, its card re-signed to match.
+    tensors = load_tensors((model_dir / "model.safetensors").read_bytes())
+    tensors[first][...] = np.inf
+    data = save_tensors(tensors)
+    (model_dir / "model.safetensors").write_bytes(data)
+    _rewrite_card(model_dir, weights_sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(ModelFileError) as refused:
+        load_model(model_dir)
+    assert str(refused.value) == (
+        f"{model_dir / 'model.safetensors'} holds NaN or infinite weights (in tensor '{first}'), which mnistlab never "
+        "saves; restore the original files or retrain the model."
+    )
+
+
 def test_cnn_bytes_can_carry_their_own_config(small):
     """What the digit detector caches: one safetensors file whose metadata holds the config."""
     pytest.importorskip("torch")

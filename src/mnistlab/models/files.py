@@ -343,11 +343,9 @@ def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]
         "train_seconds": estimator.train_seconds_,
         "history": estimator.history_,
     }
-    from mnistlab.models.cnn.config import check_config  # torch is loaded: a CNN exists
+    from mnistlab.models.cnn.config import check_saveable  # torch is loaded: a CNN exists
 
-    check_config(
-        json.loads(json.dumps(config)), f"This fitted {type(estimator).__name__}"
-    )  # never save what load refuses
+    check_saveable(tensors, json.loads(json.dumps(config)), type(estimator).__name__)  # never save what load refuses
     return save(tensors, metadata={"config": json.dumps(config)} if embed_config else None), config
 
 
