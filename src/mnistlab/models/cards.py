@@ -58,13 +58,24 @@ def _refuse_constant(name: str):
     raise _Invalid(f"it holds {name}, which mnistlab never writes")
 
 
+MAX_INT_DIGITS = 100  # a card's integers are seeds, counts and sizes: 20 digits at most
+
+
+def _bounded_int(text: str) -> int:
+    """An integer of the card; one of thousands of digits is refused here, where ``int`` raised a bare
+    ValueError past Python's 4,300-digit limit (a traceback, not a sentence)."""
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Invalid(f"it holds an integer of {len(text.lstrip('-')):,} digits, which mnistlab never writes")
+    return int(text)
+
+
 def parse_card(text: bytes, card_path: Path) -> dict:
     """The card in ``text`` (the bytes of ``card_path``), checked against the schema and its checksum.
 
     Raises ModelFileError in one sentence naming the file, the field and what to do.
     """
     try:
-        card = json.loads(text, parse_constant=_refuse_constant)
+        card = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int)
         if not isinstance(card, dict):
             raise _Invalid("it does not hold a JSON object")
         _check_version(card, card_path)
