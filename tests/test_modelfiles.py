@@ -114,6 +114,26 @@ def test_a_card_json_cannot_hold_is_refused_before_anything_is_written(tmp_path,
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize(
+    "card, why",
+    [
+        ({"note": "mine"}, "it has the unknown field 'note'"),
+        ({"seed": -1}, "seed must be an integer from 0 to 4294967295, not -1"),
+        ({"recipe": 5}, "recipe must be a string"),
+    ],
+)
+def test_a_card_the_schema_refuses_is_said_to_the_caller_not_as_a_file_to_restore(tmp_path, fitted, card, why):
+    """save_model said "{dir}/model.json is not a model card mnistlab wrote ...; restore the original file" of a
+    file it never wrote."""
+    with pytest.raises(ModelFileError) as refused:
+        save_model(fitted, tmp_path / "m", card=card)
+    assert str(refused.value) == (
+        f"Cannot save the model with this card: {why}; pass only fields a model card holds (mnistlab.models.cards), "
+        "with values it takes."
+    )
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("name", ["model.json", "model.skops", "model.safetensors"])
 def test_a_folder_where_a_model_file_goes_is_refused_before_anything_is_written(tmp_path, fitted, name):
     # model.safetensors a folder: the skops weights and the card were written, then removing it failed.

@@ -35,6 +35,7 @@ __all__ = [
     "MEASURES",
     "card_sha256",
     "parse_card",
+    "check_card_to_save",
 ]
 
 FORMAT_VERSION = 2  # version 2: card_sha256 covers the card
@@ -79,12 +80,7 @@ def parse_card(text: bytes, card_path: Path) -> dict:
         if not isinstance(card, dict):
             raise _Invalid("it does not hold a JSON object")
         _check_version(card, card_path)
-        for key, value in card.items():
-            check = _FIELDS.get(key)
-            if check is None:
-                raise _Invalid(f"it has the unknown field {key!r}")
-            check(key, value)
-        _check_consistency(card)
+        _check_schema(card)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(
             f"{card_path} is not valid JSON ({exc}); restore the original file or retrain the model with `mnistlab train`."
@@ -100,6 +96,32 @@ def parse_card(text: bytes, card_path: Path) -> dict:
             "restore the original file or retrain the model with `mnistlab train`."
         )
     return card
+
+
+def check_card_to_save(text: bytes, card_path: Path) -> None:
+    """Refuse the card ``save_model`` is about to write to ``card_path`` (``text``) where loading would refuse it.
+
+    Said to the caller who passed its fields, before anything is written: ``parse_card``'s sentence told them to
+    "restore the original file", one that was never written.
+    """
+    try:
+        _check_schema(json.loads(text, parse_int=_bounded_int))
+    except _Invalid as exc:
+        raise ModelFileError(
+            f"Cannot save the model with this card: {exc}; pass only fields a model card holds "
+            "(mnistlab.models.cards), with values it takes."
+        ) from None
+    parse_card(text, card_path)  # and everything else loading checks
+
+
+def _check_schema(card: dict) -> None:
+    """Each field against its check (an unknown one refused), then the fields that must agree."""
+    for key, value in card.items():
+        check = _FIELDS.get(key)
+        if check is None:
+            raise _Invalid(f"it has the unknown field {key!r}")
+        check(key, value)
+    _check_consistency(card)
 
 
 def _check_version(card: dict, card_path: Path) -> None:

@@ -32,7 +32,7 @@ from safetensors.numpy import load, save
 
 from mnistlab._atomic import atomic_write_together, locked_folder, stale_temporaries
 from mnistlab.errors import ModelFileError
-from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, parse_card
+from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, check_card_to_save, parse_card
 from mnistlab.models.folder import (
     CARD_FILE,
     ONNX_FILE,
@@ -151,7 +151,7 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
         raise ModelFileError(
             f"The model card holds a value JSON cannot store ({exc}); pass numbers, strings, lists and dicts."
         ) from None
-    parse_card(text.encode(), model_dir / CARD_FILE)  # never write a card that read_card would refuse
+    check_card_to_save(text.encode(), model_dir / CARD_FILE)  # never write a card that read_card would refuse
     blocked = folder_in_the_way(model_dir)  # found now, not after the weights are written beside an old card
     if blocked is not None:
         raise ModelFileError(
