@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 
@@ -89,6 +92,22 @@ def test_a_cut_stored_before_it_had_a_measure_compares_the_probability_alone():
     assert assess(no_limits, cut, doubted, 0.5, ink=True) == "low probability (0.50)"
     with pytest.raises(ValueError, match="unknown measure"):
         ProbabilityCut(**stored, measure="vibes")
+
+
+def test_a_cached_cut_no_calibration_gives_is_calibrated_again(tmp_path, monkeypatch, mnist_full):
+    """The cache's cut was taken as it was: at a NaN cut every answer was "sure"."""
+    from mnistlab.trust.calibration import _cache_path, calibrate_on_mnist
+    from mnistlab.trust.reader import load_reader
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    reader = load_reader()
+    path = _cache_path("ab" * 32, reader)
+    path.parent.mkdir(parents=True)
+    stored = {"min_probability": float("nan"), "flag_rate_calibration": 0.008, "flag_rate_evaluation": 0.01}
+    path.write_text(json.dumps({**stored, "method": "damaged", "measure": "probability_x_digit_shape"}))
+    cut = calibrate_on_mnist(reader.digit_proba, reader, "ab" * 32)
+    assert cut.method.startswith("the MNIST test set") and math.isfinite(cut.min_probability)
+    assert json.loads(path.read_text())["min_probability"] == cut.min_probability  # the cache mended
 
 
 def test_halves_are_disjoint_seeded_and_cover_everything():

@@ -23,7 +23,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
-from mnistlab.errors import InputError, ParameterError, RecipeError
+from mnistlab.errors import InputError, ModelFileError, ParameterError, RecipeError
 from mnistlab.lab.export import MAX_INT8_DROP, export_model
 from mnistlab.lab.train import _configure_cnn, train_recipe
 from mnistlab.models.cnn.augment import Augmentation, augment_batch
@@ -301,6 +301,44 @@ def test_onnx_predict_proba_refuses_what_is_not_float_images_in_one_sentence():
             onnx_net.predict_proba(np.zeros((1, 1, 28, 28), dtype))
     # predict still takes any digit pixels
     assert onnx_net.predict(np.zeros((2, 784), np.uint8)).shape == (2,)
+
+
+def test_onnx_predictor_refuses_a_foreign_or_edited_graph_in_one_sentence(fitted, mnist_small):
+    """Metadata classes that are no list of labels, a graph that reads no (N, 1, H, W) images or answers no
+    (N, classes) rows: JSONDecodeError, IndexError or onnxruntime's errors at the first call."""
+    from onnx import TensorProto, helper
+
+    X = mnist_small[1][:5]
+    exported = onnx.load_from_string(onnx_graph(fitted))
+
+    def with_classes(text: str) -> bytes:
+        proto = onnx.ModelProto()
+        proto.CopyFrom(exported)
+        onnx.helper.set_model_props(proto, {"classes": text})
+        return proto.SerializeToString()
+
+    for text in ("not json", '{"a": 1}', "null", "[[1, 2]]", "[1, 2]"):
+        with pytest.raises(ModelFileError, match=r"^This ONNX model's metadata names its classes .* export the model"):
+            OnnxPredictor(with_classes(text))
+    # No labels (from_module without classes, or a graph that names none): the column numbers.
+    np.testing.assert_array_equal(OnnxPredictor(with_classes("[]")).predict(X), fitted.predict(X))
+    net = OnnxPredictor.from_module(fitted.model_, (28, 28))
+    np.testing.assert_array_equal(net.predict(X), fitted.predict(X))
+
+    def graph(shape_in, shape_out, name="image") -> bytes:
+        x = helper.make_tensor_value_info(name, TensorProto.FLOAT, shape_in)
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape_out)
+        nodes = [helper.make_node("Flatten", [name], ["y"])] if len(shape_out) == 2 else []
+        nodes = nodes or [helper.make_node("Identity", [name], ["y"])]
+        body = helper.make_graph(nodes, "g", [x], [y])
+        return helper.make_model(body, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+    with pytest.raises(ModelFileError, match=r"does not read a batch of float images \(N, 1, H, W\).*\['N', 784\]"):
+        OnnxPredictor(graph(["N", 784], ["N", 784]))
+    with pytest.raises(ModelFileError, match=r"answers \['N', 1, 28, 28\], not one row of class probabilities"):
+        OnnxPredictor(graph(["N", 1, 28, 28], ["N", 1, 28, 28]))
+    # Another name for the input is no reason to refuse: it is read from the graph.
+    assert OnnxPredictor(graph(["N", 1, 2, 2], ["N", 4], name="x")).predict_proba(np.ones((3, 1, 2, 2))).shape == (3, 4)
 
 
 def test_a_seed_fit_cannot_use_is_a_recipe_error_like_the_other_parameters(mnist_small):

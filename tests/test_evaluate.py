@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -128,3 +130,30 @@ def test_the_data_checksum_tells_another_split_of_the_same_arrays_apart(model, d
     # The same images and labels cut at another place: other training and test sets, so other data.
     moved = evaluate_model(model, data=(X[:900], X[900:], y[:900], y[900:]), out_dir=tmp_path)
     assert moved["data_sha256"] != same["data_sha256"] and moved["same_data_as_training"] is False
+
+
+@pytest.mark.parametrize(
+    "split, test_size",
+    [("official", 0.2), ("random", 5), ("random", 69_999)],  # a size for the random split only, too few, too many
+)
+def test_a_card_whose_split_no_run_cuts_is_blamed_not_a_flag(tmp_path, mnist_small, split, test_size):
+    """A (re-signed) card's split was checked as the user's options: `evaluate` said "--test-size must ...",
+    a flag it does not have."""
+    from mnistlab.models.cards import card_sha256
+    from mnistlab.models.files import save_model
+    from mnistlab.models.recipes import get_recipe
+    from mnistlab.testing import run_cli
+
+    X_tr, _, y_tr, _ = mnist_small
+    model = get_recipe("logreg").build(0, 1).fit(X_tr[:300], y_tr[:300])
+    model_dir = save_model(model, tmp_path / "m", card={"recipe": "logreg", "dataset": "mnist", "seed": 0})
+    card = json.loads((model_dir / "model.json").read_text())
+    card.update(split=split, test_size=test_size)
+    card["card_sha256"] = card_sha256(card)
+    (model_dir / "model.json").write_text(json.dumps(card))
+    run = run_cli(["evaluate", str(model_dir), "--out", str(tmp_path / "figures")])
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"Error: {model_dir / 'model.json'} records a split no training run cuts (split {split!r}, test_size "
+        f"{test_size!r}), so its test set cannot be found again; restore the original file or retrain the model."
+    )

@@ -275,6 +275,17 @@ def test_nan_and_giant_cards_are_refused(model_copy):
         read_card(model_copy)
 
 
+@pytest.mark.parametrize("where", ['"seed": 0', '"n_threads": 1'])  # the card's own field, its CNN config's
+def test_an_integer_of_thousands_of_digits_is_one_sentence(model_copy, where):
+    """Past Python's 4,300 digits, int() raised a bare ValueError: `predict --model` printed a traceback."""
+    card = model_copy / "model.json"
+    card.write_text(card.read_text().replace(where, where.split()[0] + " " + "9" * 5000))
+    assert _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)])) == (
+        f"Error: {card} is not a model card mnistlab wrote: it holds an integer of 5,000 digits, which mnistlab "
+        "never writes; restore the original file or retrain the model with `mnistlab train`."
+    )
+
+
 _JSON = st.recursive(
     st.none()
     | st.booleans()

@@ -64,6 +64,47 @@ def test_a_missing_or_foreign_card_is_refused(tmp_path):
         load_reader(folder)
 
 
+@pytest.mark.parametrize(
+    "where, key, value, why",
+    [
+        # A NaN cut or limit made every answer "sure" (nothing compares below NaN).
+        ("cut", "min_probability", float("nan"), "min_probability must be a number from 0 to 1, not nan"),
+        ("upper", "not_a_digit", float("nan"), "threshold limits must map scores"),
+        # A limit for a score that does not exist was ignored, and checked nothing.
+        ("upper", "blobz", 4.0, "threshold limits must map scores"),
+        # A string loaded, then failed with a TypeError at the first answer.
+        ("cut", "min_probability", "0.3", "min_probability must be a number from 0 to 1, not '0.3'"),
+        ("upper", "blobs", "4", "threshold limits must map scores"),
+        ("thresholds", "lower", [], "threshold limits must map scores"),
+        ("thresholds", "detector_share", 7, "detector_share must be a number from 0 to 1, not 7"),
+    ],
+)
+def test_a_reader_card_of_impossible_limits_is_refused_when_loaded(tmp_path, where, key, value, why):
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    card = json.loads((folder / CARD_FILE).read_text())
+    part = {
+        "cut": card["classifier"]["probability_cut"],
+        "upper": card["thresholds"]["upper"],
+        "thresholds": card["thresholds"],
+    }[where]
+    part[key] = value
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelFileError) as refused:
+        load_reader(folder)
+    assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use ({why}")
+    assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
+
+
+def test_a_reader_card_with_an_integer_of_thousands_of_digits_is_one_sentence(tmp_path):
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    card = (folder / CARD_FILE).read_text()
+    (folder / CARD_FILE).write_text(card.replace('"format_version": 1', '"format_version": ' + "1" * 5000))
+    with pytest.raises(ModelFileError, match="holds an integer of thousands of digits, so it is no reader card"):
+        load_reader(folder)
+
+
 # Runs in a fresh interpreter with empty HOME, XDG folders and MNISTLAB_DATA. An audit hook
 # (sys.addaudithook: the interpreter's own event stream, not a mock) records every socket
 # connection and every file opened under the MNIST folder or the user's folders; and whether

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from mnistlab._atomic import atomic_write_bytes
+from mnistlab._atomic import atomic_write_together
 from mnistlab.errors import ClusterError, MnistlabError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
@@ -333,8 +333,7 @@ def _install(fitted: Fitted, files: dict[str, bytes], model_dir: Path) -> Fitted
         result.update(model_dir=None, model_size_bytes=None)
         return fitted._replace(result=result)
     remove_stale(model_dir, keep=files)  # what the model replaced there left, as a save
-    for name in sorted(files, key=lambda n: n == "model.json"):
-        atomic_write_bytes(Path(model_dir) / name, files[name])
+    atomic_write_together(model_dir, {name: files[name] for name in sorted(files, key=lambda n: n == "model.json")})
     result["model_dir"] = str(model_dir)
     result["model_size_bytes"] = sum(len(b) for n, b in files.items() if not n.startswith("."))
     return fitted._replace(result=result)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from mnistlab.errors import InputError
+from mnistlab.errors import InputError, ModelFileError, ParameterError
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
 from mnistlab.models.files import load_model
-from mnistlab.models.folder import CONFUSION_PNG, MISTAKES_PNG
+from mnistlab.models.folder import CARD_FILE, CONFUSION_PNG, MISTAKES_PNG
 from mnistlab.models.proba import class_probabilities, decision_margins, pixels_read
 
 __all__ = ["evaluate_model", "model_data", "check_test_data"]
@@ -99,13 +99,19 @@ def model_data(model_dir, estimator, card: dict, data, refusal: str, *, limit: b
         raise InputError(f"{model_dir} was trained on {trained_on}, and {refusal}")
     if data is not None:
         check_test_data(model_dir, estimator, data)
-    options = RunOptions(
-        split=card.get("split", "official"),
-        test_size=card.get("test_size"),
-        seed=card.get("seed", 42),
-        limit=card.get("limit") if limit else None,
-    )
-    return load_data(options, data)
+    split, test_size = card.get("split", "official"), card.get("test_size")
+    try:
+        options = RunOptions(
+            split=split, test_size=test_size, seed=card.get("seed", 42), limit=card.get("limit") if limit else None
+        )
+        return load_data(options, data)
+    except ParameterError as exc:  # "--test-size must ...": blamed a flag the command does not have
+        if exc.param not in ("split", "test_size", "seed", "limit"):
+            raise
+        raise ModelFileError(
+            f"{Path(model_dir) / CARD_FILE} records a split no training run cuts (split {split!r}, test_size "
+            f"{test_size!r}), so its test set cannot be found again; restore the original file or retrain the model."
+        ) from None
 
 
 def check_test_data(model_dir, estimator, data) -> None:

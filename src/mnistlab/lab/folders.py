@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import NoReturn
 
-from mnistlab._atomic import atomic_write_bytes
+from mnistlab._atomic import atomic_write_together
 from mnistlab.errors import ParameterError
 from mnistlab.lab.options import check_writable_dir
 from mnistlab.lab.specs import Contender
@@ -60,9 +60,8 @@ def install_model(source: Path, target: Path) -> None:
         return
     remove_stale(target, keep={p.name for p in source.iterdir()})  # what the model replaced there left, as a save
     card = source / "model.json"
-    for path in [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]:
-        if not path.name.startswith("."):
-            atomic_write_bytes(target / path.name, path.read_bytes())
+    paths = [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]
+    atomic_write_together(target, {p.name: p.read_bytes() for p in paths if not p.name.startswith(".")})
 
 
 def _is_recipe(contender: Contender) -> bool:

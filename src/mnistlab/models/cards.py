@@ -35,6 +35,7 @@ __all__ = [
     "MEASURES",
     "card_sha256",
     "parse_card",
+    "check_card_to_save",
 ]
 
 FORMAT_VERSION = 2  # version 2: card_sha256 covers the card
@@ -58,22 +59,28 @@ def _refuse_constant(name: str):
     raise _Invalid(f"it holds {name}, which mnistlab never writes")
 
 
+MAX_INT_DIGITS = 100  # a card's integers are seeds, counts and sizes: 20 digits at most
+
+
+def _bounded_int(text: str) -> int:
+    """An integer of the card; one of thousands of digits is refused here, where ``int`` raised a bare
+    ValueError past Python's 4,300-digit limit (a traceback, not a sentence)."""
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Invalid(f"it holds an integer of {len(text.lstrip('-')):,} digits, which mnistlab never writes")
+    return int(text)
+
+
 def parse_card(text: bytes, card_path: Path) -> dict:
     """The card in ``text`` (the bytes of ``card_path``), checked against the schema and its checksum.
 
     Raises ModelFileError in one sentence naming the file, the field and what to do.
     """
     try:
-        card = json.loads(text, parse_constant=_refuse_constant)
+        card = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int)
         if not isinstance(card, dict):
             raise _Invalid("it does not hold a JSON object")
         _check_version(card, card_path)
-        for key, value in card.items():
-            check = _FIELDS.get(key)
-            if check is None:
-                raise _Invalid(f"it has the unknown field {key!r}")
-            check(key, value)
-        _check_consistency(card)
+        _check_schema(card)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(
             f"{card_path} is not valid JSON ({exc}); restore the original file or retrain the model with `mnistlab train`."
@@ -89,6 +96,32 @@ def parse_card(text: bytes, card_path: Path) -> dict:
             "restore the original file or retrain the model with `mnistlab train`."
         )
     return card
+
+
+def check_card_to_save(text: bytes, card_path: Path) -> None:
+    """Refuse the card ``save_model`` is about to write to ``card_path`` (``text``) where loading would refuse it.
+
+    Said to the caller who passed its fields, before anything is written: ``parse_card``'s sentence told them to
+    "restore the original file", one that was never written.
+    """
+    try:
+        _check_schema(json.loads(text, parse_int=_bounded_int))
+    except _Invalid as exc:
+        raise ModelFileError(
+            f"Cannot save the model with this card: {exc}; pass only fields a model card holds "
+            "(mnistlab.models.cards), with values it takes."
+        ) from None
+    parse_card(text, card_path)  # and everything else loading checks
+
+
+def _check_schema(card: dict) -> None:
+    """Each field against its check (an unknown one refused), then the fields that must agree."""
+    for key, value in card.items():
+        check = _FIELDS.get(key)
+        if check is None:
+            raise _Invalid(f"it has the unknown field {key!r}")
+        check(key, value)
+    _check_consistency(card)
 
 
 def _check_version(card: dict, card_path: Path) -> None:

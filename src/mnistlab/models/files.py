@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load, save
 
-from mnistlab._atomic import atomic_write_bytes, locked_folder
+from mnistlab._atomic import atomic_write_together, locked_folder, remove_leftovers
 from mnistlab.errors import ModelFileError
-from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, parse_card
+from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, check_card_to_save, parse_card
 from mnistlab.models.folder import (
     CARD_FILE,
     ONNX_FILE,
@@ -151,7 +151,7 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
         raise ModelFileError(
             f"The model card holds a value JSON cannot store ({exc}); pass numbers, strings, lists and dicts."
         ) from None
-    parse_card(text.encode(), model_dir / CARD_FILE)  # never write a card that read_card would refuse
+    check_card_to_save(text.encode(), model_dir / CARD_FILE)  # never write a card that read_card would refuse
     blocked = folder_in_the_way(model_dir)  # found now, not after the weights are written beside an old card
     if blocked is not None:
         raise ModelFileError(
@@ -171,10 +171,11 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
             # figures, its ONNX): a failed save loses only those, not the model. A torch module's ONNX
             # is written by the caller, before this save, and named in the card.
             remove_stale(model_dir, keep={CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, *onnx})
-            # Weights next: a crash in between leaves an old card whose sha256 no
-            # longer matches, which load_model refuses, rather than a silent mix.
-            atomic_write_bytes(model_dir / weights_file, data)
-            atomic_write_bytes(model_dir / CARD_FILE, text.encode())
+            for name in (CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE):  # a killed save's temporary files
+                remove_leftovers(model_dir / name, ".tmp")
+            # Both written before either replaces the old one: a save killed or out of space while writing
+            # leaves the old model whole (weights first, then at once the card that names their sha256).
+            atomic_write_together(model_dir, {weights_file: data, CARD_FILE: text.encode()})
             # Drop the other format's weights if a different kind of model was saved here before.
             for other in (SKOPS_FILE, SAFETENSORS_FILE):
                 if other != weights_file:
@@ -342,11 +343,9 @@ def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]
         "train_seconds": estimator.train_seconds_,
         "history": estimator.history_,
     }
-    from mnistlab.models.cnn.config import check_config  # torch is loaded: a CNN exists
+    from mnistlab.models.cnn.config import check_saveable  # torch is loaded: a CNN exists
 
-    check_config(
-        json.loads(json.dumps(config)), f"This fitted {type(estimator).__name__}"
-    )  # never save what load refuses
+    check_saveable(tensors, json.loads(json.dumps(config)), type(estimator).__name__)  # never save what load refuses
     return save(tensors, metadata={"config": json.dumps(config)} if embed_config else None), config
 
 

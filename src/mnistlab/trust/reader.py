@@ -104,6 +104,11 @@ def _read_card(folder: Path) -> dict:
         raise ModelFileError(
             f"{path} is not valid JSON ({exc}); reinstall mnistlab or rebuild it with `make pretrained`."
         ) from None
+    except ValueError:  # an integer past Python's 4,300 digits: no traceback
+        raise ModelFileError(
+            f"{path} holds an integer of thousands of digits, so it is no reader card mnistlab wrote; reinstall "
+            "mnistlab or rebuild it with `make pretrained`."
+        ) from None
     if (
         not isinstance(card, dict)
         or card.get("format_version") != FORMAT_VERSION

@@ -23,6 +23,8 @@ No threshold is set by hand; each is a quantile of held-out digits:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -74,6 +76,15 @@ class Thresholds:
     detector_share: float  # of the 0.5% budget on digits, the share left to the detector alone
     method: str
 
+    def __post_init__(self):
+        """Refuse limits no calibration gives (they come from a reader's card): a NaN or unknown score's limit
+        flagged nothing, a string one failed at the first answer."""
+        for side in (self.lower, self.upper):
+            if not isinstance(side, dict) or not all(name in SCORES and _is_number(v) for name, v in side.items()):
+                raise ValueError(f"threshold limits must map scores ({', '.join(SCORES)}) to finite numbers")
+        _check_share("detector_share", self.detector_share)
+        _check_method(self.method)
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -89,11 +100,30 @@ class ProbabilityCut:
     measure: str = MEASURES[0]  # cards written before the measure was recorded compared the probability
 
     def __post_init__(self):
+        """Refuse a cut no calibration gives (it comes from a reader's card or the cache): at a NaN cut every
+        answer was "sure", a string one failed at the first answer."""
+        for name in ("min_probability", "flag_rate_calibration", "flag_rate_evaluation"):
+            _check_share(name, getattr(self, name))
+        _check_method(self.method)
         if self.measure not in MEASURES:
             raise ValueError(f"unknown measure {self.measure!r}; expected one of {', '.join(MEASURES)}")
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_share(name: str, value) -> None:
+    if not (_is_number(value) and 0 <= value <= 1):
+        raise ValueError(f"{name} must be a number from 0 to 1, not {value!r}")
+
+
+def _check_method(method) -> None:
+    if not isinstance(method, str):
+        raise ValueError(f"method must be a string saying how the limits were set, not {method!r}")
 
 
 def sureness(measure: str, probability, not_a_digit):

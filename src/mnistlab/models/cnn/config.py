@@ -24,7 +24,16 @@ from mnistlab.data.seeds import MAX_SEED
 from mnistlab.errors import ModelFileError, RecipeError
 from mnistlab.models.cnn.checks import MAX_THREADS, check_params
 
-__all__ = ["CONFIG_KEYS", "HISTORY_KEYS", "OPTIONAL_PARAMS", "MAX_CLASSES", "MAX_SIDE", "check_config", "check_tensors"]
+__all__ = [
+    "CONFIG_KEYS",
+    "HISTORY_KEYS",
+    "OPTIONAL_PARAMS",
+    "MAX_CLASSES",
+    "MAX_SIDE",
+    "check_config",
+    "check_saveable",
+    "check_tensors",
+]
 
 CONFIG_KEYS = (
     "estimator",
@@ -179,12 +188,37 @@ def _check_history(history, n_epochs: int) -> None:
         _number("history val_accuracy", row["val_accuracy"], optional=True)
 
 
+def check_saveable(tensors: dict[str, np.ndarray], config, estimator: str) -> None:
+    """Refuse to save a fitted ``estimator`` (its class name) that loading would refuse: NaN or infinite weights
+    (``check_tensors``), or a config outside the schema."""
+    broken = _non_finite(tensors)
+    if broken is not None:
+        raise ModelFileError(
+            f"This fitted {estimator}'s weights hold NaN or infinite values (in tensor {broken!r}), so its answers "
+            "are no numbers and it is not saved; train it again (with a lower lr if its training diverged)."
+        )
+    check_config(config, f"This fitted {estimator}")
+
+
+def _non_finite(tensors: dict[str, np.ndarray]) -> str | None:
+    """The name of the first tensor holding NaN or infinity, or None."""
+    return next((name for name, a in tensors.items() if not np.isfinite(a).all()), None)
+
+
 def check_tensors(expected: torch.nn.Module, found: dict[str, np.ndarray], source: str) -> None:
-    """Refuse weights whose names or shapes differ from ``expected``'s state (a module built on the meta device)."""
+    """Refuse weights whose names or shapes differ from ``expected``'s state (a module built on the meta device),
+    or that hold NaN or infinity: mnistlab saves none (``files.cnn_to_bytes``), and such a net answered "0"
+    for every digit, and "sure" of it."""
     want = {name: tuple(t.shape) for name, t in expected.state_dict().items()}
     have = {name: tuple(a.shape) for name, a in found.items()}
     if want == have:
-        return
+        broken = _non_finite(found)
+        if broken is None:
+            return
+        raise ModelFileError(
+            f"{source} holds NaN or infinite weights (in tensor {broken!r}), which mnistlab never saves; "
+            "restore the original files or retrain the model."
+        )
     missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
     if missing or extra:
         what = f"no tensor {missing[0]!r}" if missing else f"an unexpected tensor {extra[0]!r}"

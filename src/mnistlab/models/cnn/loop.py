@@ -13,6 +13,7 @@ same seed, device and thread count give the same weights bit for bit.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mnistlab.errors import RecipeError
 from mnistlab.models.cnn.augment import AUGMENTATIONS, augment_batch
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.models.cnn.net import DigitNet, build_net, deskew
@@ -89,6 +91,7 @@ def train(
             sched.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == yb).sum()
+        _check_converging(float(loss_sum) / len(X), epoch, hyp)
         val_acc = None
         if val is not None:  # logits, not forward: X_val is already deskewed for a deskewing net
             val_acc = float((eval_batches(net, net.logits, val[0]).argmax(1) == val[1]).float().mean())
@@ -110,6 +113,16 @@ def train(
 def optimizer_steps(n_images: int, hyp: Hyper) -> int:
     """The optimizer steps ``train`` takes on ``n_images``: a batch of about ``batch_size`` each, every epoch."""
     return max(1, n_images // hyp.batch_size) * hyp.epochs
+
+
+def _check_converging(loss: float, epoch: int, hyp: Hyper) -> None:
+    """Refuse to go on once the loss is NaN or infinite: the weights are then no numbers, and every later epoch
+    (and the saved model) would keep them so. Such a net answered "0" for every digit, and "sure" of it."""
+    if not math.isfinite(loss):
+        raise RecipeError(
+            f"Training diverged: the loss was {loss} after epoch {epoch}, so the net's weights are no numbers; "
+            f"train again with a lower lr (this run's was {hyp.lr:g})."
+        )
 
 
 def one_cycle(

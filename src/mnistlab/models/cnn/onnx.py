@@ -132,8 +132,8 @@ class OnnxPredictor:
             self._whole = cpu_session(source, self.n_threads) if self.n_threads > 1 else None  # a small batch
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelFileError(f"Not a readable ONNX model ({exc}); export it again.") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.classes_ = np.asarray(json.loads(meta["classes"])) if "classes" in meta else None
+        self.input = _image_input(self.session)
+        self.classes_ = _classes(self.session)
         self.image_shape_ = tuple(self.session.get_inputs()[0].shape[2:])
 
     @classmethod
@@ -149,7 +149,7 @@ class OnnxPredictor:
         if arr.ndim != 4 or arr.shape[1] != 1 or (isinstance(h, int) and tuple(arr.shape[2:]) != (h, w)):
             raise InputError(f"{wanted}, got shape {arr.shape}; use predict for any digit pixels.")
         x = np.ascontiguousarray(arr, dtype=np.float32)
-        return run_in_chunks(self.session, "image", x, self.n_threads, self._whole)
+        return run_in_chunks(self.session, self.input, x, self.n_threads, self._whole)
 
     def predict(self, images) -> np.ndarray:
         pixels = unit_pixels(as_images(images))  # (N, H, W) float32 in [0, 1]
@@ -160,3 +160,42 @@ class OnnxPredictor:
             )
         proba = self.predict_proba(pixels.reshape(-1, 1, *self.image_shape_))
         return self.classes_[proba.argmax(axis=1)] if self.classes_ is not None else proba.argmax(axis=1)
+
+
+def _image_input(session) -> str:
+    """The name of the graph's one input, refused in one sentence unless it takes a batch of float images (N, 1,
+    H, W) and gives one row per image: another graph failed with onnxruntime's or numpy's errors at the first call."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    image = inputs[0] if len(inputs) == 1 else None
+    if image is None or image.type != "tensor(float)" or len(image.shape) != 4 or image.shape[1] not in (1, None):
+        got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs) or "nothing"
+        raise ModelFileError(
+            f"This ONNX model does not read a batch of float images (N, 1, H, W), as mnistlab's exports do: it "
+            f"reads {got}; export the model with `mnistlab export MODEL_DIR --onnx FILE`."
+        )
+    if len(outputs[0].shape) != 2:
+        raise ModelFileError(
+            f"This ONNX model answers {outputs[0].shape}, not one row of class probabilities per image (N, classes), "
+            "as mnistlab's exports do; export the model with `mnistlab export MODEL_DIR --onnx FILE`."
+        )
+    return image.name
+
+
+def _classes(session) -> np.ndarray | None:
+    """The class labels in the graph's metadata (``classes``, a JSON list); None where it names none (or an
+    empty list: ``OnnxPredictor.from_module`` without classes), and predictions are column numbers."""
+    text = session.get_modelmeta().custom_metadata_map.get("classes")
+    if text is None:
+        return None
+    try:
+        classes = json.loads(text)
+    except ValueError:
+        classes = None
+    n = session.get_outputs()[0].shape[1]
+    plain = isinstance(classes, list) and all(type(c) in (int, float, str, bool) for c in classes)
+    if not plain or (classes and isinstance(n, int) and len(classes) != n):
+        raise ModelFileError(
+            f"This ONNX model's metadata names its classes {text[:80]!r}, not a JSON list of a label per output "
+            f"column ({n}); export the model again with `mnistlab export MODEL_DIR --onnx FILE`."
+        )
+    return np.asarray(classes) if classes else None
