@@ -423,3 +423,21 @@ def test_a_cache_that_cannot_be_written_is_said_once_a_load(mnist_full, mnist_di
         assert line.startswith(f"mnistlab: cannot cache the arrays in {tmp_path / name}/"), line
         assert "each load reads the source files again" in line and "XDG_CACHE_HOME" in line, line
         assert np.array_equal(b.target, mnist_full.target)
+
+
+def test_files_written_together_clear_a_killed_writes_leftovers_and_keep_a_live_ones(tmp_path):
+    """compare's copy of a model (atomic_write_together) left a killed copy's temporary files and second links
+    for good; and a live writer's second link, which is not its temporary file, must not be taken for one."""
+    from mnistlab._atomic import atomic_write_together
+
+    dead = [".model.onnx.k1ll3d.tmp", ".model.json.k1ll3d.tmp", ".model.json.k1ll3d.old.tmp"]
+    for name in dead:
+        (tmp_path / name).write_bytes(b"what a killed copy left")
+    (tmp_path / "model.json").write_bytes(b"the card in place")
+    live = tmp_path / ".model.json.running.old.tmp"  # a writer at work now holds its second link share-locked
+    os.link(tmp_path / "model.json", live)
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)
+        atomic_write_together(tmp_path, {"model.onnx": b"graph", "model.json": b"card"})
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "model.json", "model.onnx"])
+    assert (tmp_path / "model.json").read_bytes() == b"card" and live.read_bytes() == b"the card in place"

@@ -493,7 +493,7 @@ def test_n_jobs_none_means_one_as_in_scikit_learn(mnist_small):
 
 
 def test_a_fit_of_too_few_steps_to_learn_warns_as_scikit_learn_does(mnist_small):
-    """cnn-fast on 2,000 images (`train --limit 2000`) took 16 steps and read 17% of the test set, without a
+    """cnn-fast on 2,000 images (`train --limit 2000`) took 14 steps and read 17% of the test set, without a
     word; now a ConvergenceWarning, which `mnistlab train` prints as a note."""
     from sklearn.exceptions import ConvergenceWarning
 

@@ -206,6 +206,11 @@ def test_a_file_object_is_held_to_the_size_a_path_is(tmp_path, test_digits):
         pytest.raises(ImageTooLargeError, match=f"file holds {MAX_IMAGE_FILE_BYTES + 2**20:,} bytes"),
     ):
         predict_image(f)
+    # A BytesIO of the caller's is a file object like any other (it was let through unmeasured, as bytes are).
+    held = io.BytesIO(jpeg.getvalue()[:-2] + bytes(MAX_IMAGE_FILE_BYTES))
+    with pytest.raises(ImageTooLargeError, match=f"file holds {MAX_IMAGE_FILE_BYTES + len(jpeg.getvalue()) - 2:,}"):
+        predict_image(held)
+    del held
     with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
         with pytest.raises(ImageTooLargeError, match=f"file holds more than {MAX_IMAGE_FILE_BYTES:,} bytes"):
             predict_image(cat.stdout)

@@ -327,11 +327,11 @@ _INTERRUPTED_SAVES = """
 import signal, sys
 from mnistlab.models.files import load_model, save_model
 
-model_dir, other_dir = sys.argv[1], sys.argv[2]
+model_dir, other_dir, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 models = [load_model(model_dir)[0], load_model(other_dir)[0]]
 print("ready", flush=True)
 n = 0
-while True:
+for r in range(rounds):  # then it ends, between saves: no save of its own is left half done
     try:
         while True:  # save after save, two models in turn, until Ctrl+C
             n += 1
@@ -344,7 +344,8 @@ while True:
         print("loads", flush=True)
     except Exception as exc:
         print(f"refused: {exc}", flush=True)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if r < rounds - 1:  # the last round ends with Ctrl+C blocked: one sent again while it answered waits for ever
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 """
 
 
@@ -358,12 +359,14 @@ def test_a_save_stopped_by_ctrl_c_leaves_the_old_model_whole(tmp_path, fitted, s
 
     model_dir = save_model(fitted, tmp_path / "m", card={"recipe": "knn-deskew"})
     other_dir = save_model(get_recipe("knn").build(0, 1).fit(small[0], small[2]), tmp_path / "o", card={})
+    rounds, answers = 12, []
     child = subprocess.Popen(
-        [sys.executable, "-c", _INTERRUPTED_SAVES, str(model_dir), str(other_dir)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _INTERRUPTED_SAVES, str(model_dir), str(other_dir), str(rounds)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line.strip()) for line in child.stdout], daemon=True).start()
-    rounds, answers = 12, []
     try:
         assert lines.get(timeout=120) == "ready"
         for i in range(rounds):
@@ -375,6 +378,7 @@ def test_a_save_stopped_by_ctrl_c_leaves_the_old_model_whole(tmp_path, fitted, s
                     break
                 except queue.Empty:
                     assert child.poll() is None
+        assert child.wait(timeout=60) == 0  # its rounds done, it ends by itself: no save of its own cut short
     finally:
         child.kill()
         child.wait()

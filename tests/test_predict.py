@@ -576,6 +576,21 @@ def test_cli_reads_an_image_piped_in_as_dash(files, tmp_path):
     assert named.exit_code == 0 and json.loads(named.stdout)["file"] == str(tmp_path / "-"), named.output
 
 
+def test_cli_says_so_when_standard_input_is_closed(tmp_path):
+    """``predict - <&-`` (no standard input at all) was an AttributeError traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "predict", "-"],
+        preexec_fn=lambda: os.close(0),  # as the shell's <&-: Python then starts without sys.stdin
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 2 and done.stderr.strip() == (
+        "Error: Standard input is closed; pipe an image in: mnistlab predict - < photo.png"
+    ), done.stderr
+
+
 def test_cli_says_what_dash_is_for_when_standard_input_is_a_terminal(tmp_path):
     """On a terminal, ``predict -`` would wait for an image no one types."""
     leader, follower = pty.openpty()

@@ -49,7 +49,7 @@ def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Binary
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)  # still open, so locked: no other writer takes it for a leftover
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -72,13 +72,18 @@ def atomic_write_together(folder: str | os.PathLike, files: dict[str, bytes]) ->
     exception between two renames puts those files back. A rename then frees
     nothing (one that freed a file's blocks took 4 ms on ext4, against 10
     microseconds), so that only a process killed outright in that moment
-    still leaves a mix. A killed write's temporary files are removed by the next (``remove_leftovers``).
+    still leaves a mix. A killed write's temporary files, and its second links,
+    are removed by the next write of the same names (``remove_leftovers``):
+    until then each is held open and locked. Writers of one folder at once
+    would mix their files: callers hold ``locked_folder``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        remove_leftovers(folder / name, ".tmp")
     ready: list[tuple[str, str]] = []  # (temporary file, final name)
     kept: dict[str, str | None] = {}  # final name -> a second link of the file it replaces ("": none there)
-    with contextlib.ExitStack() as held:  # each temporary file open, so locked, until it is renamed
+    with contextlib.ExitStack() as held:  # each temporary file and second link open, so locked, until removed
         try:
             for name, data in files.items():
                 fd, tmp = locked_temp(folder / name, ".tmp")
@@ -87,7 +92,7 @@ def atomic_write_together(folder: str | os.PathLike, files: dict[str, bytes]) ->
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-                kept[name] = _second_link(folder / name, tmp)
+                kept[name] = _second_link(folder / name, tmp, held)
             _replace_all(folder, ready, kept)
         finally:
             for leftover in [tmp for tmp, _ in ready] + [link for link in kept.values() if link]:
@@ -105,16 +110,18 @@ def _replace_all(folder: Path, ready: list[tuple[str, str]], kept: dict[str, str
             if os.path.lexists(tmp):  # not renamed yet
                 continue
             link = kept[name]
-            if link:
-                os.replace(link, folder / name)
-            elif link == "":  # there was no such file: a folder without a model gets none of the new one
-                (folder / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # put back all it can; the error that stopped the write goes on
+                if link:
+                    os.replace(link, folder / name)
+                elif link == "":  # there was no such file: a folder without a model gets none of the new one
+                    (folder / name).unlink(missing_ok=True)
         raise
 
 
-def _second_link(path: Path, beside: str) -> str | None:
-    """A hard link to ``path`` named after the temporary file ``beside``; "" where there is no such file, None
-    where it cannot be linked (a file system without hard links)."""
+def _second_link(path: Path, beside: str, held: contextlib.ExitStack) -> str | None:
+    """A hard link to ``path`` named after the temporary file ``beside``, open and share-locked in ``held`` (so
+    that ``remove_leftovers`` takes it for a live writer's); "" where there is no such file, None where it cannot
+    be linked (a file system without hard links)."""
     link = beside[: -len(".tmp")] + ".old.tmp"
     try:
         os.link(path, link, follow_symlinks=False)
@@ -122,6 +129,9 @@ def _second_link(path: Path, beside: str) -> str | None:
         return ""
     except OSError:
         return None
+    f = held.enter_context(open(link, "rb"))  # noqa: SIM115  # closed with the others, after the renames
+    if fcntl is not None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
     return link
 
 

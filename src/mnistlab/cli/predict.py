@@ -123,6 +123,8 @@ def _stdin_image() -> bytes:
     """The image piped in on standard input (``-``), read up to the size any image file may have."""
     from mnistlab.reading.admission import MAX_IMAGE_FILE_BYTES
 
+    if sys.stdin is None or sys.stdin.closed:  # started with standard input closed (<&-)
+        raise InputError("Standard input is closed; pipe an image in: mnistlab predict - < photo.png")
     stdin = sys.stdin.buffer
     if stdin.isatty():  # waiting on a terminal for an image no one will type: say what - is for
         raise InputError(

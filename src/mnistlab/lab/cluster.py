@@ -44,7 +44,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from mnistlab._atomic import atomic_write_together
 from mnistlab.errors import ClusterError, MnistlabError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
@@ -52,7 +51,7 @@ from mnistlab.lab.specs import Contender
 from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
 from mnistlab.lab.units import Unit, look_up, numbered, record_fit
-from mnistlab.models.folder import remove_stale
+from mnistlab.models.folder import install_files
 
 __all__ = [
     "cluster_address",
@@ -332,8 +331,7 @@ def _install(fitted: Fitted, files: dict[str, bytes], model_dir: Path) -> Fitted
         Path(model_dir).mkdir(parents=True, exist_ok=True)
         result.update(model_dir=None, model_size_bytes=None)
         return fitted._replace(result=result)
-    remove_stale(model_dir, keep=files)  # what the model replaced there left, as a save
-    atomic_write_together(model_dir, {name: files[name] for name in sorted(files, key=lambda n: n == "model.json")})
+    install_files(model_dir, {name: files[name] for name in sorted(files, key=lambda n: n == "model.json")})
     result["model_dir"] = str(model_dir)
     result["model_size_bytes"] = sum(len(b) for n, b in files.items() if not n.startswith("."))
     return fitted._replace(result=result)

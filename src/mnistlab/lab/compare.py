@@ -238,9 +238,9 @@ def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], o
     )
     try:
         yield group
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(TrackingError):  # a store that failed: the error that stopped the comparison is said
-            tracker.end_run(group.run_id, metrics={}, failed=True)
+            tracker.end_run(group.run_id, metrics={}, failed=True, killed=isinstance(exc, KeyboardInterrupt))
         raise
     results = group.summary["results"]
     metrics = {_metric_key(r["model"], r["dataset"]): r["test_accuracy_mean"] for r in results}

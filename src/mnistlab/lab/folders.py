@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 from typing import NoReturn
 
-from mnistlab._atomic import atomic_write_together
 from mnistlab.errors import ParameterError
 from mnistlab.lab.options import check_writable_dir
 from mnistlab.lab.specs import Contender
 from mnistlab.models.files import default_model_dir
-from mnistlab.models.folder import remove_stale
+from mnistlab.models.folder import install_files
 from mnistlab.models.recipes import RECIPES
 
 __all__ = ["check_outputs", "make_folder", "install_model", "model_dir_for"]
@@ -58,10 +57,9 @@ def install_model(source: Path, target: Path) -> None:
     """Copy a verified model directory's files into ``target`` (weights first, the card last, as ``save_model``)."""
     if target.resolve() == source.resolve():
         return
-    remove_stale(target, keep={p.name for p in source.iterdir()})  # what the model replaced there left, as a save
     card = source / "model.json"
     paths = [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]
-    atomic_write_together(target, {p.name: p.read_bytes() for p in paths if not p.name.startswith(".")})
+    install_files(target, {p.name: p.read_bytes() for p in paths if not p.name.startswith(".")})
 
 
 def _is_recipe(contender: Contender) -> bool:

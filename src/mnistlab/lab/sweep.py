@@ -337,9 +337,9 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
                 series={"val_accuracy": t["history"]},
                 failed=t["error"] is not None,
             )
-    except BaseException:  # a trial's run that could not be written: the sweep's run fails, not stays RUNNING
+    except BaseException as exc:  # a trial's run that could not be written: the sweep's run ends, not stays RUNNING
         with contextlib.suppress(TrackingError):
-            tracker.end_run(parent, metrics={}, failed=True)
+            tracker.end_run(parent, metrics={}, failed=True, killed=isinstance(exc, KeyboardInterrupt))
         raise
     tracker.end_run(parent, metrics={"best_val_accuracy": best["val_accuracy"] if best else None}, failed=not best)
     return parent

@@ -196,9 +196,10 @@ class Tracker:
         series: dict | None = None,
         artifacts: dict | None = None,
         failed: bool = False,
+        killed: bool = False,
     ) -> None:
         """Log a run's metrics (``series``: name to values for steps 1, 2, ...) and artifacts (file name to
-        bytes), and mark it finished or failed."""
+        bytes), and mark it finished, failed, or killed (stopped by Ctrl+C)."""
         from mlflow.entities import Metric
 
         def write() -> None:
@@ -208,7 +209,7 @@ class Tracker:
             for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
                 self.client.log_batch(run_id, metrics=batch[i : i + 1000])
             self._log_artifacts(run_id, artifacts or {})
-            self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+            self.client.set_terminated(run_id, status="KILLED" if killed else "FAILED" if failed else "FINISHED")
 
         self._guard(lambda: self._or_failed(run_id, write))
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load, save
 
-from mnistlab._atomic import atomic_write_together, locked_folder, remove_leftovers
+from mnistlab._atomic import atomic_write_together, locked_folder
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, check_card_to_save, parse_card
 from mnistlab.models.folder import (
@@ -171,8 +171,6 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
             # figures, its ONNX): a failed save loses only those, not the model. A torch module's ONNX
             # is written by the caller, before this save, and named in the card.
             remove_stale(model_dir, keep={CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, *onnx})
-            for name in (CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE):  # a killed save's temporary files
-                remove_leftovers(model_dir / name, ".tmp")
             # Both written before either replaces the old one: a save killed or out of space while writing
             # leaves the old model whole (weights first, then at once the card that names their sha256).
             atomic_write_together(model_dir, {weights_file: data, CARD_FILE: text.encode()})

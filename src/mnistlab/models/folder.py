@@ -17,7 +17,10 @@ import os
 import stat
 from pathlib import Path
 
+from mnistlab._atomic import atomic_write_together, locked_folder
+
 __all__ = [
+    "install_files",
     "CARD_FILE",
     "SKOPS_FILE",
     "SAFETENSORS_FILE",
@@ -63,6 +66,17 @@ def remove_stale(model_dir, keep) -> None:
     for name in MODEL_FILES:
         if name not in keep:
             (model_dir / name).unlink(missing_ok=True)
+
+
+def install_files(model_dir, files: dict[str, bytes]) -> None:
+    """Put ``files`` (name -> bytes, the card last) in ``model_dir`` in place of the model there, as
+    ``save_model`` does: the folder locked meanwhile (two writers would mix their files), what the old model
+    left removed, then all written or, stopped, none (``atomic_write_together``)."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with locked_folder(model_dir):
+        remove_stale(model_dir, keep=files)
+        atomic_write_together(model_dir, files)
 
 
 def read_regular(path: Path, most: int | None = None, *, sha256: str | None = None) -> bytes | None:

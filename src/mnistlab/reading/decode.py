@@ -94,7 +94,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         with warnings.catch_warnings():
             # Our own limit below is stricter; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if not isinstance(fp, (Path, io.BytesIO)):  # a file object whose bytes are not in memory yet
+            if fp is source:  # the caller's file object (a BytesIO too: it may hold gigabytes), not bytes or a path
                 fp = bounded_file(fp, label)
             opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 # A fit of fewer optimizer steps seldom learns the digits (``CNNClassifier`` warns): cnn-fast (2 epochs of
-# batches of 256) on 2,000 MNIST images took 16 steps and read 17% of the test set; on 5,000, 40 steps, 89%.
+# batches of 256) on 2,000 MNIST images took 14 steps and read 17% of the test set; on 5,000, 38 steps, 89%.
 MIN_STEPS = 100
 
 # oneDNN's NHWC convolution kernels make a CPU training step faster than NCHW
