@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from mnistlab._atomic import locked_temp, remove_leftovers
 from mnistlab.data.cache import cache_root
@@ -311,28 +312,27 @@ class _PacedSocket:
         return getattr(self._sock, name)
 
 
-class _PacedHTTP(http.client.HTTPConnection):
-    """An http connection whose socket, once connected, is a ``_PacedSocket``."""
+class _PacedConnection:
+    """An http.client connection (the class after this one in the bases) whose socket, once connected (and TLS
+    set up, for https), is a ``_PacedSocket``."""
+
+    sock: Any  # the connection class's socket
 
     def __init__(self, host, pace: _Pace, **kwargs) -> None:
-        super().__init__(host, **kwargs)
+        super().__init__(host, **kwargs)  # type: ignore[call-arg]  # the connection class's
         self.pace = pace
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]  # the connection class's
         self.sock = _PacedSocket(self.sock, self.pace)
 
 
-class _PacedHTTPS(http.client.HTTPSConnection):
-    """An https connection whose socket, once connected and TLS set up, is a ``_PacedSocket``."""
+class _PacedHTTP(_PacedConnection, http.client.HTTPConnection):
+    pass
 
-    def __init__(self, host, pace: _Pace, **kwargs) -> None:
-        super().__init__(host, **kwargs)
-        self.pace = pace
 
-    def connect(self) -> None:
-        super().connect()
-        self.sock = _PacedSocket(self.sock, self.pace)
+class _PacedHTTPS(_PacedConnection, http.client.HTTPSConnection):
+    pass
 
 
 class _PacedHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
