@@ -108,11 +108,11 @@ def model_data(model_dir, estimator, card: dict, data, refusal: str, *, limit: b
     except ParameterError as exc:  # "--test-size must ...": blamed a flag the command does not have
         if exc.param not in ("split", "test_size", "seed", "limit") or (data is not None and exc.param == "limit"):
             raise  # not the card's; or its limit, for the caller's own training arrays: said as it is
-        recorded = f"split {split!r}, test_size {test_size!r}" if exc.param in ("split", "test_size") else None
-        what = f"a split no training run cuts ({recorded})" if recorded else f"a {exc.param} no training run takes"
+        splits = exc.param in ("split", "test_size")
+        what = f"a split no training run cuts (split {split!r}, test_size {test_size!r})" if splits else None
         raise ModelFileError(
-            f"{Path(model_dir) / CARD_FILE} records {what}, so its data cannot be found again; restore the "
-            "original file or retrain the model."
+            f"{Path(model_dir) / CARD_FILE} records {what or f'a {exc.param} no training run takes'}, so its "
+            f"{'test set' if splits else 'data'} cannot be found again; restore the original file or retrain the model."
         ) from None
 
 
