@@ -118,7 +118,7 @@ def resolve_spec(spec) -> Contender:
         target, _, attr = spec.rpartition(":")
         if target.endswith(".py"):
             module, code = _load_file(target, spec)
-            return _from_object(_attribute(module, attr, spec), Path(target).name + ":" + attr, spec, code, True)
+            return _from_object(_attribute(module, attr, spec), recorded_name(spec), spec, code, True)
         module = _import(target, spec)
         return _from_object(_attribute(module, attr, spec), spec, spec, _source_sha256(module), False)
     if callable(spec) and (isinstance(spec, type) or not hasattr(spec, "fit")):

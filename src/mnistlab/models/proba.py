@@ -32,25 +32,25 @@ def class_probabilities(estimator, X) -> np.ndarray:
             return np.asarray(estimator.predict_proba(X), np.float64)
         except AttributeError:  # SVC(probability=False) has the method but refuses to run it
             pass
-    if not hasattr(estimator, "decision_function"):
+    margins = decision_margins(estimator, X)
+    if margins is None:
         raise ModelFileError(
             f"{type(estimator).__name__} has neither predict_proba nor decision_function; use a classifier trained by mnistlab."
         )
-    margins = np.asarray(estimator.decision_function(X), np.float64)
-    if margins.ndim == 1:  # binary: scikit-learn's one margin per image, positive for classes_[1]
-        margins = np.stack([np.zeros_like(margins), margins], axis=1)
     e = np.exp(margins - margins.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
 def decision_margins(estimator, X) -> np.ndarray | None:
-    """(N, n_classes) decision margins, columns in ``estimator.classes_`` order; None for a classifier
-    without ``decision_function`` (KNN, trees, CNNs). Where probabilities saturate at 1.0, margins still
-    say which answer the model was surer of."""
+    """(N, n_classes) decision margins, columns in ``estimator.classes_`` order (a binary classifier's one
+    margin m, positive for ``classes_[1]``, as (0, m)); None for a classifier without ``decision_function``
+    (KNN, trees, CNNs). Where probabilities saturate at 1.0, margins still say which answer was surer."""
     if not hasattr(estimator, "decision_function"):
         return None
     margins = np.asarray(estimator.decision_function(X), np.float64)
-    return np.column_stack([-margins, margins]) if margins.ndim == 1 else margins  # two classes: one margin
+    if margins.ndim == 1:  # binary: scikit-learn's one margin per image
+        margins = np.column_stack([np.zeros_like(margins), margins])
+    return margins
 
 
 def margin_lead(margins, shape: tuple, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
