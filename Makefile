@@ -33,7 +33,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 # Rebuild the reader shipped in the package (classifier, detector, thresholds) with its
-# fixed seed: about 16 minutes on 2 cores. Needs MNIST and Debian's handwriting fonts
+# fixed seed: about 20 minutes on 2 cores. Needs MNIST and Debian's handwriting fonts
 # (fonts-comic-neue fonts-dancingscript fonts-levien-typoscript); it stops before training without them.
 pretrained: $(VENV)/.installed
 	$(BIN)/python -m mnistlab.lab.pretrained --out src/mnistlab/pretrained --seed 0

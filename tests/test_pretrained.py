@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from mnistlab.lab import pretrained
 from mnistlab.lab.pretrained import Plan, build_reader
 from mnistlab.models.cnn.hyper import Hyper
+from mnistlab.trust.drawings import HANDWRITING_FONTS, font_paths
 from mnistlab.trust.reader import CARD_FILE, PRETRAINED_DIR, READER_FILES, load_reader
 
 TINY = Plan(
@@ -39,6 +42,14 @@ def test_a_build_writes_every_file_and_a_card_that_covers_them(tiny_reader, mnis
     assert card["plan"]["fit_digits"] == 2000 and card["plan"]["classifier"]["arch"] == "tiny"
     shipped = json.loads((PRETRAINED_DIR / CARD_FILE).read_text())
     assert set(card) == set(shipped)  # the shipped reader was written by this same code
+
+
+def test_the_card_records_every_font_the_build_drew_from(tiny_reader):
+    _, card = tiny_reader
+    fonts = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in font_paths()}
+    assert card["fonts_sha256"] == fonts and len(fonts) >= 10
+    shipped = json.loads((PRETRAINED_DIR / CARD_FILE).read_text())["fonts_sha256"]
+    assert {Path(name).name for name in HANDWRITING_FONTS} <= set(shipped)  # the shipped reader saw every hand
 
 
 def test_the_built_reader_answers(tiny_reader, mnist_full):

@@ -41,7 +41,14 @@ from mnistlab.models.cnn.onnx import export_onnx
 from mnistlab.models.recipes import CNN
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.detector import DETECTOR, FIT_DIGITS, fit_detector, held_out_non_digits, training_set
-from mnistlab.trust.drawings import FONT_PACKAGES, HANDWRITING_FONTS, flag_ones, glyphs, restroked_sample
+from mnistlab.trust.drawings import (
+    FONT_PACKAGES,
+    HANDWRITING_FONTS,
+    flag_ones,
+    font_paths,
+    glyphs,
+    restroked_sample,
+)
 from mnistlab.trust.reader import CARD_FILE, FORMAT_VERSION, OnnxNet, Reader
 from mnistlab.trust.scores import DigitSpace, fit_digit_space
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds, calibrate_thresholds, flags
@@ -156,6 +163,8 @@ def build_reader(out: Path, plan: Plan | None = None) -> dict:
         "name": "mnistlab default reader",
         "plan": asdict(plan),
         "data_sha256": data.details["data_sha256"],
+        # The fonts its printed digits and letters were drawn in shape it as the data does.
+        "fonts_sha256": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in font_paths()},
         "versions": package_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()},
