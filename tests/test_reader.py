@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from mnistlab import ModelFileError
+from mnistlab.models.cards import card_sha256
 from mnistlab.testing import make_photo
 from mnistlab.trust.reader import CARD_FILE, PRETRAINED_DIR, READER_FILES, load_reader, verified_bytes
 
@@ -90,17 +91,39 @@ def test_a_reader_card_of_impossible_limits_is_refused_when_loaded(tmp_path, whe
     }[where]
     part[key] = value
     (folder / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="does not match its card_sha256, so it was edited or corrupted"):
+        load_reader(folder)  # a card edited by hand
+    if value != value:  # NaN has no canonical JSON, so no checksum covers it: refused above, and only there
+        return
+    # A card signed again after the edit (made by hand, or by other code) is still held to the limits.
+    card["card_sha256"] = card_sha256(card)
+    (folder / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(ModelFileError) as refused:
         load_reader(folder)
     assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use ({why}")
     assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
 
 
+def test_a_reader_card_edited_by_hand_is_refused(tmp_path):
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    card = json.loads((folder / CARD_FILE).read_text())
+    assert card["card_sha256"] == card_sha256(card)
+    card["classifier"]["probability_cut"]["min_probability"] = 0.0  # every answer "confident"
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelFileError) as refused:
+        load_reader(folder)
+    assert str(refused.value) == (
+        f"{folder / CARD_FILE} does not match its card_sha256, so it was edited or corrupted; reinstall mnistlab or "
+        "rebuild it with `make pretrained`."
+    )
+
+
 def test_a_reader_card_with_an_integer_of_thousands_of_digits_is_one_sentence(tmp_path):
     folder = tmp_path / "pretrained"
     shutil.copytree(PRETRAINED_DIR, folder)
     card = (folder / CARD_FILE).read_text()
-    (folder / CARD_FILE).write_text(card.replace('"format_version": 1', '"format_version": ' + "1" * 5000))
+    (folder / CARD_FILE).write_text(card.replace('"format_version": 2', '"format_version": ' + "1" * 5000))
     with pytest.raises(ModelFileError, match="holds an integer of thousands of digits, so it is no reader card"):
         load_reader(folder)
 

@@ -35,6 +35,7 @@ from safetensors.numpy import save as save_safetensors
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.load import load_mnist
 from mnistlab.lab.record import package_versions
+from mnistlab.models.cards import card_sha256
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.models.cnn.onnx import export_onnx
@@ -177,6 +178,7 @@ def build_reader(out: Path, plan: Plan | None = None) -> dict:
         },
         "build_seconds": round(time.perf_counter() - start, 1),
     }
+    card["card_sha256"] = card_sha256(card)
     for name, blob in blobs.items():  # files first, card last: a half-written build fails its checksums
         atomic_write_bytes(out / name, blob)
     atomic_write_bytes(out / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())

@@ -3,7 +3,8 @@
 ``src/mnistlab/pretrained/`` holds files that the project's own code trains
 with a fixed seed (``make pretrained``, see ``mnistlab.lab.pretrained``):
 
-    card.json          seed, data checksum, versions, metrics, thresholds, the sha256 of every file
+    card.json          seed, data checksum, versions, metrics, thresholds, the sha256 of every file,
+                       and card_sha256, which covers the card itself (its thresholds shape every answer)
     classifier.onnx    digits 0-9 from a 28x28 image (float32 (N, 1, 28, 28) in [0, 1] -> probabilities)
     detector.onnx      the same input -> 11 probabilities: the ten digits and "not a digit"
     space.safetensors  the PCA of MNIST digits behind ``reconstruction_error``
@@ -24,6 +25,7 @@ import numpy as np
 from safetensors.numpy import load as load_safetensors
 
 from mnistlab.errors import ModelFileError
+from mnistlab.models.cards import card_sha256
 from mnistlab.models.sessions import run_in_chunks, single_thread_session
 from mnistlab.trust.scores import DigitSpace, digit_scores, silhouette
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds
@@ -33,7 +35,7 @@ __all__ = ["PRETRAINED_DIR", "CARD_FILE", "READER_FILES", "OnnxNet", "Reader", "
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 CARD_FILE = "card.json"
 READER_FILES = ("classifier.onnx", "detector.onnx", "space.safetensors")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # version 2: card_sha256 covers the card
 
 
 class OnnxNet:
@@ -117,7 +119,19 @@ def _read_card(folder: Path) -> dict:
         raise ModelFileError(
             f"{path} is not a reader card this mnistlab reads; reinstall mnistlab or rebuild it with `make pretrained`."
         )
+    if not _signed(card):  # a threshold edited by hand changes every answer, as a changed weight would
+        raise ModelFileError(
+            f"{path} does not match its card_sha256, so it was edited or corrupted; reinstall mnistlab or rebuild "
+            "it with `make pretrained`."
+        )
     return card
+
+
+def _signed(card: dict) -> bool:
+    try:
+        return card.get("card_sha256") == card_sha256(card)
+    except ValueError:  # NaN or infinity, which a build never writes, has no canonical JSON
+        return False
 
 
 def _build(folder: Path) -> Reader:
