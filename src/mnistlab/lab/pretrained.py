@@ -24,8 +24,10 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -51,7 +53,7 @@ from mnistlab.trust.drawings import (
     restroked_sample,
 )
 from mnistlab.trust.reader import CARD_FILE, FORMAT_VERSION, OnnxNet, Reader
-from mnistlab.trust.scores import DigitSpace, fit_digit_space
+from mnistlab.trust.scores import fit_digit_space
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds, calibrate_thresholds, flags
 
 __all__ = ["CLASSIFIER", "Plan", "build_reader"]
@@ -92,13 +94,13 @@ class Plan:
     flagged_ones: int = 3_000
 
 
-def _detector_and_space(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[OnnxNet, DigitSpace]:
+def _detector_graph(plan: Plan, train: np.ndarray, labels: np.ndarray) -> bytes:
+    """The detector fitted and exported (ONNX bytes); runs in a process of its own, beside the classifier's fit."""
     k = plan.fit_digits
     images, y = training_set(
         train[:k], labels[:k], seed=plan.seed, n_strokes=plan.detector_strokes, n_restroked=plan.restroked_digits
     )
-    detector = fit_detector(images, y, plan.detector, seed=plan.seed)
-    return OnnxNet(_onnx_bytes(detector)), fit_digit_space(train[:k:3])
+    return _onnx_bytes(fit_detector(images, y, plan.detector, seed=plan.seed))
 
 
 def _thresholds(plan: Plan, reader: Reader, train: np.ndarray, labels: np.ndarray) -> tuple[Thresholds, np.ndarray]:
@@ -142,15 +144,21 @@ def build_reader(out: Path, plan: Plan | None = None) -> dict:
     n = data.details["n_train"]
     train, labels = np.asarray(data.images[:n]), np.asarray(data.target[:n])
     test, test_labels = np.asarray(data.images[n:]), np.asarray(data.target[n:])
-    _say(f"fitting the not-a-digit detector on {plan.fit_digits:,} digits and drawn non-digits", start)
-    detector, space = _detector_and_space(plan, train, labels)
+    # The detector's fit runs on one thread for most of the build: beside it, the classifier's members fit. Each
+    # net has its own seeds and one thread, so the files are those of one fit after the other.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        _say(f"fitting the not-a-digit detector on {plan.fit_digits:,} digits and drawn non-digits", start)
+        detector_graph = pool.submit(_detector_graph, plan, train, labels)
+        _say(
+            f"fitting the classifier on {n:,} MNIST digits (some again in other pens, 1s with a flag), printed ones",
+            start,
+        )
+        classifier, n_printed = _classifier(plan, train, labels)
+        detector = OnnxNet(detector_graph.result())
+    space = fit_digit_space(train[: plan.fit_digits : 3])
     unfinished = Reader(detector, detector, space, Thresholds({}, {}, 0.0, ""), ProbabilityCut(0.0, 0.0, 0.0, ""), {})
     _say("calibrating the not-a-digit thresholds", start)
     thresholds, others = _thresholds(plan, unfinished, train, labels)
-    _say(
-        f"fitting the classifier on {n:,} MNIST digits (some again in other pens, 1s with a flag), printed ones", start
-    )
-    classifier, n_printed = _classifier(plan, train, labels)
     reader = replace(unfinished, classifier=classifier, thresholds=thresholds)
     cut = probability_cut_for(classifier.proba, reader, test, "the MNIST test set")
     blobs = {
