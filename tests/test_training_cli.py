@@ -199,7 +199,7 @@ def test_api_accepts_arrays_and_reports_progress(mnist_small, tmp_path):
         evaluate_model(tmp_path / "m")
     said = runner.invoke(app, ["evaluate", str(tmp_path / "m")])
     assert (
-        said.exit_code == 2 and "was trained on arrays passed from Python, and evaluate measures MNIST" in said.stderr
+        said.exit_code == 2 and "was trained on arrays passed from Python, and evaluate finds only MNIST" in said.stderr
     )
     report = evaluate_model(tmp_path / "m", data=(X_tr[:800], X_te[:300], y_tr[:800], y_te[:300]))
     assert report["accuracy"] == row["test_accuracy"] and report["same_predictions_as_training"]

@@ -32,9 +32,10 @@ import numpy as np
 import xxhash
 
 from mnistlab._atomic import atomic_write_bytes, atomic_writer
+from mnistlab.data.home import setting_folder
 from mnistlab.data.idx import read_idx_header, read_idx_sha256
 from mnistlab.data.registry import ROLES, TRANSPOSED_PREFIX
-from mnistlab.errors import ChecksumError, IDXFormatError
+from mnistlab.errors import ChecksumError, DatasetError, IDXFormatError
 
 __all__ = ["cache_root", "load_arrays", "fresh_manifest", "array_cache_dir", "FORMAT"]
 
@@ -47,8 +48,8 @@ class _Damaged(Exception):
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mnistlab"
+    """``$XDG_CACHE_HOME/mnistlab``, else ``~/.cache/mnistlab``."""
+    return setting_folder("XDG_CACHE_HOME", "~/.cache", DatasetError) / "mnistlab"
 
 
 def _stamp(files: dict[str, Path]) -> dict[str, list]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from mnistlab._atomic import locked_temp, remove_leftovers
 from mnistlab.data.cache import cache_root
+from mnistlab.data.home import expand_home
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
@@ -72,15 +73,20 @@ def download_dataset(
         )
     _check_pace(timeout, min_rate)
     spec = DATASETS[name]
-    in_cache, dest = dest is None, Path(dest).expanduser() if dest is not None else cache_root() / name
+    in_cache = dest is None
+    folder = (
+        cache_root() / name
+        if dest is None
+        else expand_home(dest, lambda why: ParameterError("dest", f"{{param}} {dest} {why}; give its full path."))
+    )
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _cannot_write(dest, exc, in_cache) from None
+        raise _cannot_write(folder, exc, in_cache) from None
     try:
-        return _download_into(spec, dest, mirrors, progress, (timeout, min_rate))
+        return _download_into(spec, folder, mirrors, progress, (timeout, min_rate))
     except _LocalFailure as exc:
-        raise _cannot_write(dest, exc.args[0], in_cache) from None
+        raise _cannot_write(folder, exc.args[0], in_cache) from None
 
 
 def _check_pace(timeout, min_rate) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 from mnistlab.data.cache import fresh_manifest, load_arrays
 from mnistlab.data.download import download_dataset
+from mnistlab.data.home import expand_home
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.seeds import check_seed
 from mnistlab.data.sources import checksums_of, find_idx_files, locate, not_four_files
@@ -114,7 +115,10 @@ def images_max(details: dict) -> int:
 
 def _idx_dataset(name, data_dir, download, progress):
     # ~ is the home folder, as in scikit-learn's data_home: a shell leaves it as it is in --data-dir=~/mnist.
-    data_dir = Path(data_dir).expanduser() if data_dir is not None else None
+    if data_dir is not None:
+        data_dir = expand_home(
+            data_dir, lambda why: ParameterError("data_dir", f"{{param}} {data_dir} {why}; give its full path.")
+        )
     if name is None and data_dir is not None:
         return _any_folder(data_dir)
     name = name or "mnist"

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from mnistlab.data.cache import cache_root, fresh_manifest
+from mnistlab.data.home import expand_home
 from mnistlab.data.idx import idx_sha256
 from mnistlab.data.registry import DATASETS, FILE_PATTERNS, ROLES
 from mnistlab.errors import ChecksumError, DatasetError, IDXFormatError
@@ -81,7 +82,10 @@ def _candidates(name: str, data_dir: Path | None) -> list[tuple[str, Path]]:
     out = []
     env = os.environ.get("MNISTLAB_DATA")
     if env:
-        folder = Path(env).expanduser()  # a .env file or a quoted value leaves the ~ to mnistlab
+        # A .env file or a quoted value leaves the ~ to mnistlab.
+        folder = expand_home(
+            env, lambda why: DatasetError(f"MNISTLAB_DATA={env} {why}; set it to a folder's full path, or unset it.")
+        )
         out += [("env", folder / name), ("env-flat", folder)]
     out.append(("cache", cache_root() / name))
     out.append(("system", Path("/usr/share/datasets") / name))

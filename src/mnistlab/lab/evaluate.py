@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from mnistlab.errors import InputError, ModelFileError, ParameterError
+from mnistlab.data.load import KNOWN_DATASETS
+from mnistlab.data.sources import find_idx_files
+from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
@@ -36,7 +38,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
     refusal = (
-        "evaluate measures MNIST models only; in Python, pass its data: "
+        "evaluate finds only MNIST, fashion-mnist, digits and a folder the card names; in Python, pass its data: "
         "evaluate_model(model_dir, data=(X_train, X_test, y_train, y_test))."
     )
     test = model_data(model_dir, estimator, card, data, refusal)
@@ -91,10 +93,12 @@ def _mistakes_margins(estimator, X_test, wrong: np.ndarray, shape) -> np.ndarray
 def model_data(model_dir, estimator, card: dict, data, refusal: str, *, limit: bool = False) -> TrainTest:
     """The data the model in ``model_dir`` was trained and tested on: MNIST as its card's split and seed cut it
     (``limit``: its training set thinned to the card's limit too, the images it was trained on; the test set is
-    the same either way), or the caller's four arrays, checked against the model. A model of other data without
-    them is refused: "{model_dir} was trained on ..., and " + ``refusal``."""
+    the same either way), or the caller's four arrays, checked against the model. Another dataset is found
+    again where the card says (``recorded_data``); a model of arrays, or of data its card does not say where to
+    find, is refused without them: "{model_dir} was trained on ..., and " + ``refusal``."""
     dataset = card.get("dataset")
-    if data is None and dataset not in (None, "mnist"):  # only MNIST is found again from the card alone
+    elsewhere = data is None and dataset not in (None, "mnist")
+    if elsewhere and (dataset == "arrays" or (dataset not in KNOWN_DATASETS and card.get("data_dir") is None)):
         trained_on = "arrays passed from Python" if dataset == "arrays" else f"the dataset {dataset!r}, not MNIST"
         raise InputError(f"{model_dir} was trained on {trained_on}, and {refusal}")
     if data is not None:
@@ -104,7 +108,7 @@ def model_data(model_dir, estimator, card: dict, data, refusal: str, *, limit: b
         options = RunOptions(
             split=split, test_size=test_size, seed=card.get("seed", 42), limit=card.get("limit") if limit else None
         )
-        return load_data(options, data)
+        return recorded_data(model_dir, card, options) if elsewhere else load_data(options, data)
     except ParameterError as exc:  # "--test-size must ...": blamed a flag the command does not have
         if exc.param not in ("split", "test_size", "seed", "limit") or (data is not None and exc.param == "limit"):
             raise  # not the card's; or its limit, for the caller's own training arrays: said as it is
@@ -114,6 +118,28 @@ def model_data(model_dir, estimator, card: dict, data, refusal: str, *, limit: b
             f"{Path(model_dir) / CARD_FILE} records {what or f'a {exc.param} no training run takes'}, so its "
             f"{'test set' if splits else 'data'} cannot be found again; restore the original file or retrain the model."
         ) from None
+
+
+def recorded_data(model_dir, card: dict, options: RunOptions) -> TrainTest:
+    """The split ``options`` cut of the dataset the card names: a registered one (fashion-mnist, digits) by its
+    name, a folder of IDX files where the card records it (``data_dir``), refused in one sentence where that
+    folder no longer holds the data the model was trained on (its checksum, ``data_sha256``)."""
+    from mnistlab.lab.fitting import open_dataset, split_for  # as compare cut it: the same pixels, the same split
+
+    where = card.get("data_dir")
+    with_data = "or pass its data from Python (data=(X_train, X_test, y_train, y_test))"
+    if where is not None and (not Path(where).is_dir() or find_idx_files(Path(where)) is None):
+        raise DatasetError(
+            f"{model_dir} was trained on the IDX files in {where}, which no longer holds them; put them back "
+            f"there, {with_data}."
+        )
+    name, bunch = open_dataset(where if where is not None else card["dataset"])
+    if bunch.details["data_sha256"] != card.get("data_sha256"):
+        raise DatasetError(
+            f"{where or name} no longer holds the data {model_dir} was trained on (its checksum is not the one "
+            f"in {CARD_FILE}); put the original files back, {with_data}."
+        )
+    return split_for(name, bunch, options)
 
 
 def check_test_data(model_dir, estimator, data) -> None:

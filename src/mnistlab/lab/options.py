@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 from mnistlab.data.seeds import MAX_SEED, check_seed
 from mnistlab.errors import ParameterError
-from mnistlab.models.folder import folder_in_the_way
+from mnistlab.models.folder import folder_in_the_way, model_file_named
+from mnistlab.trust.shipped import PACKAGE_DIR, inside_package
 
 if TYPE_CHECKING:  # for annotations only: the CLI imports this module at start-up, recipes pull in scikit-learn
     from mnistlab.models.recipes import Recipe
@@ -167,6 +168,7 @@ def check_writable_dir(path, param: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ParameterError(param, f"{{param}} {path} is a file, not a folder; choose a folder.")
+    _refuse_package(path, param, folder=True)
     _probe(path, param)
     return path
 
@@ -191,8 +193,26 @@ def check_writable_file(path, param: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ParameterError(param, f"{{param}} {path} is a folder; give a file name inside it.")
+    _refuse_package(path, param)
+    if model_file_named(path):
+        raise ParameterError(
+            param,
+            f"{{param}} {path} is a file of the model saved in {path.parent}, which writing it would break; "
+            "give another file name, or a path outside that folder.",
+        )
     _probe(path.parent, param, shown=path)
     return path
+
+
+def _refuse_package(path: Path, param: str, *, folder: bool = False) -> None:
+    """Refuse a path inside mnistlab's own package folder: a file written over the shipped reader (``export
+    --onnx .../pretrained/classifier.onnx``) broke every later ``predict`` and ``serve``."""
+    if inside_package(path, folder=folder):
+        raise ParameterError(
+            param,
+            f"{{param}} {path} is inside mnistlab's own package folder {PACKAGE_DIR}, which holds the reader "
+            "predict and serve use; choose a path outside it.",
+        )
 
 
 def _probe(folder: Path, param: str, shown: Path | None = None) -> None:

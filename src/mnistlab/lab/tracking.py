@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab._atomic import locked_folder
+from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.models.files import models_root
 
@@ -63,7 +64,8 @@ def resolve_uri(uri: str | None = None) -> str:
     given = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not given:
         return default_tracking_uri()
-    path = Path(given).expanduser()
+    named = f"MLFLOW_TRACKING_URI={given}" if uri is None else "{param} " + given
+    path = expand_home(given, lambda why: ParameterError("tracking_uri", f"{named} {why}; give its full path."))
     if "://" not in given and path.suffix.lower() in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
         return f"sqlite:///{path.absolute()}"
     return given

@@ -31,6 +31,7 @@ import numpy as np
 from safetensors.numpy import load, save
 
 from mnistlab._atomic import atomic_write_together, locked_folder
+from mnistlab.data.home import setting_folder
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, check_card_to_save, parse_card
 from mnistlab.models.folder import (
@@ -81,8 +82,7 @@ _LEGACY_TYPES = tuple(
 
 def models_root() -> Path:
     """``$XDG_DATA_HOME/mnistlab/models``, else ``~/.local/share/mnistlab/models``."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "mnistlab" / "models"
+    return setting_folder("XDG_DATA_HOME", "~/.local/share", ModelFileError) / "mnistlab" / "models"
 
 
 def default_model_dir(recipe: str) -> Path:

@@ -29,6 +29,7 @@ __all__ = [
     "MISTAKES_PNG",
     "MODEL_FILES",
     "folder_in_the_way",
+    "model_file_named",
     "remove_stale",
     "read_regular",
 ]
@@ -52,6 +53,22 @@ def folder_in_the_way(model_dir) -> Path | None:
         if path.is_dir() and not path.is_symlink():
             return path
     return None
+
+
+def model_file_named(path) -> bool:
+    """Whether ``path`` names a file the model saved in its folder is loaded from: its card, its weights, or an
+    ONNX graph its card records (a torch module's). Written over by another output, the model is refused."""
+    path = Path(path)
+    card = path.parent / CARD_FILE
+    if path.name not in (CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, ONNX_FILE) or not card.is_file():
+        return False
+    if path.name != ONNX_FILE:
+        return True
+    try:
+        text = read_regular(card, most=1_000_000)  # a card is a few kB; it is checked in full when loaded
+    except OSError:
+        return False
+    return text is not None and b'"onnx_sha256"' in text
 
 
 def remove_stale(model_dir, keep) -> None:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from mnistlab.data.home import expand_home
 from mnistlab.data.pixels import float_scale
 from mnistlab.errors import ImageError, ImageTooLargeError, InputError
 from mnistlab.reading.admission import (
@@ -128,7 +129,8 @@ def user_path(source: str | os.PathLike) -> Path:
     """``source`` as a path, a leading ``~`` taken for the user's home as a shell takes it (a path a caller
     copied from a terminal; Python's ``open`` would look for a folder named ``~``)."""
     path = Path(source)
-    return path.expanduser() if path.parts[:1] == ("~",) else path
+    home = path.parts[:1] == ("~",)
+    return expand_home(path, lambda why: ImageError(f"{path} {why}; give its full path.")) if home else path
 
 
 def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:

@@ -28,11 +28,11 @@ from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import card_sha256
 from mnistlab.models.sessions import run_in_chunks, single_thread_session
 from mnistlab.trust.scores import DigitSpace, digit_scores, silhouette
+from mnistlab.trust.shipped import PRETRAINED_DIR
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds
 
 __all__ = ["PRETRAINED_DIR", "CARD_FILE", "READER_FILES", "OnnxNet", "Reader", "load_reader", "verified_bytes"]
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 CARD_FILE = "card.json"
 READER_FILES = ("classifier.onnx", "detector.onnx", "space.safetensors")
 FORMAT_VERSION = 2  # version 2: card_sha256 covers the card

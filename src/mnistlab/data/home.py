@@ -1,0 +1,44 @@
+"""A leading ``~`` or ``~user`` in a path mnistlab is given, expanded as a shell would, or refused in words.
+
+``Path.expanduser`` raises ``RuntimeError`` ("Could not determine home
+directory.") for ``~nosuchuser/data``, or for ``~`` where no home folder can be
+found: a traceback for a mistyped variable or option. Here the caller turns it
+into its own error, with a sentence that says which path and what to give.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["expand_home", "setting_folder"]
+
+
+def expand_home(path: str | os.PathLike, refuse: Callable[[str], Exception]) -> Path:
+    """``path`` with a leading ``~``/``~user`` expanded; ``refuse(why)`` raised where it cannot be.
+
+    ``why`` is the middle of a sentence that names the path ("starts with ~bob, but this machine has no user
+    'bob'"): the caller puts what held the path before it, and what to do after it.
+    """
+    path = Path(path)
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        first = path.parts[0]
+        user = first[1:]
+        whose = f"this machine has no user {user!r}" if user else "no home folder is known here (HOME is not set)"
+        raise refuse(f"starts with {first}, but {whose}") from None
+
+
+def setting_folder(variable: str, default: str, error: type[Exception]) -> Path:
+    """The folder ``$variable`` names (``XDG_CACHE_HOME``), else ``default`` (``~/.cache``), a leading ``~``
+    expanded: a quoted value or a .env file leaves it to mnistlab, and taken as it is it made a folder named
+    ``~`` in the current one. ``error`` with one sentence where it cannot be expanded."""
+    value = os.environ.get(variable)
+    if value:
+        return expand_home(value, lambda why: error(f"{variable}={value} {why}; set it to a folder's full path."))
+    return expand_home(
+        default,
+        lambda why: error(f"{default}, where {variable} is unset, {why}; set {variable} to a folder's full path."),
+    )

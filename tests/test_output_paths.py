@@ -1,0 +1,224 @@
+"""Paths mnistlab writes, misused: the shipped reader's folder, a model's own files, a home folder that is not
+there, and a model of a folder dataset found again. Each is one `Error:` line and exit 2, and nothing written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnistlab.cli import app
+from mnistlab.data.cache import cache_root
+from mnistlab.data.download import download_dataset
+from mnistlab.data.idx import read_idx, write_idx
+from mnistlab.data.load import load_mnist
+from mnistlab.errors import DatasetError, ModelFileError, ParameterError
+from mnistlab.lab.evaluate import evaluate_model
+from mnistlab.lab.export import export_model
+from mnistlab.lab.options import check_writable_dir, check_writable_file
+from mnistlab.lab.train import train_recipe
+from mnistlab.models.files import models_root
+from mnistlab.reading.decode import encode_png
+from mnistlab.trust.reader import PRETRAINED_DIR, load_reader
+
+runner = CliRunner()
+
+
+def one_error_line(result) -> str:
+    """The single `Error:` line of a refused command (exit 2, no traceback)."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def _shipped() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(PRETRAINED_DIR.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def model(mnist_small, tmp_path_factory) -> Path:
+    """logreg on 600 MNIST digits, saved."""
+    X_tr, X_te, y_tr, y_te = mnist_small
+    out = tmp_path_factory.mktemp("outputs") / "logreg"
+    train_recipe("logreg", cv=0, out=out, data=(X_tr[:600], X_te[:200], y_tr[:600], y_te[:200]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def digit_png(mnist_small, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("png") / "digit.png"
+    path.write_bytes(encode_png(mnist_small[1][0].reshape(28, 28)))
+    return path
+
+
+# Each wrote into src/mnistlab/pretrained/: `export --onnx .../classifier.onnx` replaced the shipped reader's
+# classifier, and every later `predict` failed its checksum.
+INTO_THE_PACKAGE = {
+    "export over the reader": ["export", "{model}", "--onnx", "{shipped}/classifier.onnx"],
+    "export beside it": ["export", "{model}", "--onnx", "{shipped}/mine.onnx"],
+    "export through ..": ["export", "{model}", "--onnx", "{shipped}/../pretrained/classifier.onnx"],
+    "export through a link": ["export", "{model}", "--onnx", "{link}/classifier.onnx"],
+    "train --out": ["train", "logreg", "--limit", "200", "--out", "{shipped}"],
+    "evaluate --out": ["evaluate", "{model}", "--out", "{shipped}"],
+    "evaluate --out a link": ["evaluate", "{model}", "--out", "{link}"],
+    "show --out": ["show", "--first", "4", "--out", "{shipped}/digits.png"],
+    "compare --out": ["compare", "logreg", "--limit", "200", "--out", "{shipped}"],
+    "sweep --out over the card": ["sweep", "logreg", "--param", "logreg__C=0.1,1", "--out", "{shipped}/card.json"],
+    "predict --save-preprocessed": ["predict", "{png}", "--save-preprocessed", "{shipped}"],
+}
+
+
+@pytest.mark.parametrize("case", list(INTO_THE_PACKAGE))
+def test_nothing_is_written_into_the_shipped_reader_folder(case, model, digit_png, tmp_path):
+    before = _shipped()
+    link = tmp_path / "pre"
+    link.symlink_to(PRETRAINED_DIR)
+    args = [a.format(model=model, shipped=PRETRAINED_DIR, link=link, png=digit_png) for a in INTO_THE_PACKAGE[case]]
+    line = one_error_line(runner.invoke(app, args))
+    assert "inside mnistlab's own package folder" in line and "choose a path outside it" in line, line
+    assert _shipped() == before
+    load_reader(PRETRAINED_DIR)  # still verifies
+
+
+def test_export_model_in_python_refuses_the_shipped_reader_too(model):
+    before = _shipped()
+    with pytest.raises(ParameterError, match="inside mnistlab's own package folder") as info:
+        export_model(model, PRETRAINED_DIR / "classifier.onnx")
+    assert info.value.param == "onnx_file" and _shipped() == before
+
+
+def test_a_model_folder_of_its_own_is_still_writable_outside_the_package(tmp_path):
+    assert check_writable_dir(tmp_path / "pretrained", "out") == tmp_path / "pretrained"
+    assert check_writable_file(tmp_path / "pretrained" / "classifier.onnx", "onnx")
+
+
+# A spec or a figure written over a model's card or weights: the model was refused ever after.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "logreg", "--param", "logreg__C=0.1,1", "--out", "{model}/model.json"],
+        ["show", "--first", "4", "--out", "{model}/model.skops"],
+    ],
+)
+def test_an_output_over_a_models_own_file_is_refused(args, model):
+    card = (model / "model.json").read_bytes()
+    line = one_error_line(runner.invoke(app, [a.format(model=model) for a in args]))
+    assert f"is a file of the model saved in {model}" in line, line
+    assert (model / "model.json").read_bytes() == card
+
+
+def test_a_model_onnx_is_refused_only_where_the_card_records_it(model, tmp_path):
+    with pytest.raises(ParameterError, match="is a file of the model"):
+        check_writable_file(model / "model.json", "out")
+    assert check_writable_file(model / "model.onnx", "onnx")  # a recipe's card: made from the model, not read by it
+    module = tmp_path / "module"
+    module.mkdir()
+    (module / "model.json").write_text(json.dumps({"onnx_sha256": "0" * 64}))
+    with pytest.raises(ParameterError, match="is a file of the model"):
+        check_writable_file(module / "model.onnx", "onnx")
+
+
+# Path.expanduser raised RuntimeError ("Could not determine home directory."): a traceback.
+NO_SUCH_HOME = {
+    "MNISTLAB_DATA": (["data", "info"], {"MNISTLAB_DATA": "~nosuchuser/mnist"}, "MNISTLAB_DATA=~nosuchuser/mnist"),
+    "--data-dir": (["data", "info", "--data-dir", "~nosuchuser/mnist"], {}, "--data-dir ~nosuchuser/mnist"),
+    "show --data-dir": (["show", "--data-dir", "~nosuchuser/mnist", "--out", "{tmp}/d.png"], {}, "--data-dir"),
+    "XDG_CACHE_HOME": (["data", "info"], {"XDG_CACHE_HOME": "~nosuchuser/cache"}, "XDG_CACHE_HOME=~nosuchuser"),
+    "XDG_DATA_HOME": (["train", "logreg"], {"XDG_DATA_HOME": "~nosuchuser/data"}, "XDG_DATA_HOME=~nosuchuser"),
+    "--tracking-uri": (["runs", "--tracking-uri", "~nosuchuser/runs.db"], {}, "--tracking-uri ~nosuchuser/runs.db"),
+    "MLFLOW_TRACKING_URI": (["runs"], {"MLFLOW_TRACKING_URI": "~nosuchuser/runs.db"}, "MLFLOW_TRACKING_URI="),
+}
+
+
+@pytest.mark.parametrize("case", list(NO_SUCH_HOME))
+def test_a_home_folder_of_no_user_is_one_sentence(case, tmp_path, monkeypatch):
+    args, env, named = NO_SUCH_HOME[case]
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    line = one_error_line(runner.invoke(app, [a.format(tmp=tmp_path) for a in args]))
+    assert named in line and "this machine has no user 'nosuchuser'" in line, line
+    assert list(tmp_path.iterdir()) == []  # no folder named ~nosuchuser made here
+
+
+def test_a_home_folder_of_no_user_is_refused_in_python_too(monkeypatch):
+    with pytest.raises(ParameterError, match="no user 'nosuchuser'") as info:
+        load_mnist(data_dir="~nosuchuser/mnist")
+    assert info.value.param == "data_dir"
+    with pytest.raises(ParameterError, match="no user 'nosuchuser'"):
+        download_dataset("mnist", "~nosuchuser/mnist")  # before any network
+    monkeypatch.setenv("XDG_DATA_HOME", "~nosuchuser/data")
+    with pytest.raises(ModelFileError, match="XDG_DATA_HOME=~nosuchuser/data starts with ~nosuchuser"):
+        models_root()
+
+
+def test_xdg_folders_starting_with_tilde_are_the_home_folder_not_a_folder_named_tilde(tmp_path, monkeypatch):
+    # Taken as it was, XDG_CACHE_HOME=~/cache made a folder named "~" in the current one.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/cache")
+    monkeypatch.setenv("XDG_DATA_HOME", "~/data")
+    assert cache_root() == tmp_path / "home" / "cache" / "mnistlab"
+    assert models_root() == tmp_path / "home" / "data" / "mnistlab" / "models"
+
+
+@pytest.fixture(scope="module")
+def folder_model(mnist_small, tmp_path_factory) -> tuple[Path, Path]:
+    """logreg compared on a folder of IDX files (not a registered dataset): (its model folder, the data folder)."""
+    X_tr, X_te, y_tr, y_te = mnist_small
+    root = tmp_path_factory.mktemp("folder-data")
+    data = root / "digits-of-mine"
+    data.mkdir()
+    for name, array in (
+        ("train-images-idx3-ubyte", X_tr[:800].reshape(-1, 28, 28)),
+        ("train-labels-idx1-ubyte", y_tr[:800].astype(np.uint8)),
+        ("t10k-images-idx3-ubyte", X_te[:300].reshape(-1, 28, 28)),
+        ("t10k-labels-idx1-ubyte", y_te[:300].astype(np.uint8)),
+    ):
+        write_idx(data / name, array)
+    args = ["compare", "logreg", "--dataset", str(data), "--cv", "0", "--n-jobs", "1"]
+    store = f"sqlite:///{root / 'runs.db'}"
+    done = runner.invoke(app, [*args, "--out", str(root / "report"), "--tracking-uri", store, "--json"])
+    assert done.exit_code == 0, done.output
+    (model_dir,) = (root / "report" / "models").glob("*/logreg/seed-42")
+    return model_dir, data
+
+
+def test_evaluate_finds_a_folder_datasets_model_where_its_card_says(folder_model):
+    # It said "was trained on the dataset 'digits-of-mine', not MNIST, and evaluate measures MNIST models only".
+    model_dir, data = folder_model
+    card = json.loads((model_dir / "model.json").read_text())
+    assert card["data_dir"] == str(data.resolve())
+    done = runner.invoke(app, ["evaluate", str(model_dir), "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["n_test"] == 300 and result["accuracy"] == card["metrics"]["test_accuracy"]
+    assert result["same_data_as_training"] and result["same_predictions_as_training"]
+
+
+def test_a_folder_dataset_moved_or_changed_is_said_as_such(folder_model, tmp_path):
+    model_dir, data = folder_model
+    labels = data / "t10k-labels-idx1-ubyte"
+    original = labels.read_bytes()
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    try:
+        line = one_error_line(runner.invoke(app, ["evaluate", str(model_dir)]))
+        assert f"trained on the IDX files in {data.resolve()}, which no longer holds them; put them back" in line
+    finally:
+        moved.rename(data)
+    changed = read_idx(labels).copy()
+    changed[0] = (changed[0] + 1) % 10
+    write_idx(labels, changed)
+    try:
+        line = one_error_line(runner.invoke(app, ["evaluate", str(model_dir)]))
+        assert f"{data.resolve()} no longer holds the data {model_dir} was trained on" in line, line
+        with pytest.raises(DatasetError, match="no longer holds the data"):
+            evaluate_model(model_dir)
+    finally:
+        labels.write_bytes(original)
