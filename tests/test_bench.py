@@ -415,6 +415,44 @@ def test_a_folder_dataset_is_recorded_by_its_folder_so_that_the_run_can_be_redon
     assert rerun["test_predictions_sha256"] == run.data.tags["mnistlab_test_predictions_sha256"]
 
 
+def test_a_comparison_records_its_data_checksums_settings_and_versions(tiny_idx, tmp_path, mnist_full):
+    """The comparison's own run and its --json held neither the data checksums nor the package versions (and
+    --json no split or limit): only its fits did, and a comparison of reused fits names no data of its own."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["compare", "knn", "--dataset", "mnist", "--dataset", str(tiny_idx), "--limit", "200", "--cv", "0"]
+    done = runner.invoke(app, [*args, "--seed", "5", "--out", str(tmp_path / "r"), "--tracking-uri", uri, "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)
+    mnist_sha, tiny_sha = mnist_full.details["data_sha256"], load_mnist(data_dir=tiny_idx).details["data_sha256"]
+    data = [
+        {"dataset": "mnist", "data_sha256": mnist_sha},
+        {"dataset": "tiny-digits", "data_sha256": tiny_sha, "data_dir": str(tiny_idx)},
+    ]
+    assert summary["data"] == data
+    assert {k: summary[k] for k in ("seeds", "split", "test_size", "limit", "cv")} == {
+        "seeds": [5], "split": "official", "test_size": None, "limit": 200, "cv": 0,
+    }  # fmt: skip
+    versions = summary["versions"]
+    assert versions["scikit-learn"] and versions["numpy"] and versions["mnistlab"] and versions["python"]
+    client = Tracker(uri).client
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("mnistlab-compare").experiment_id],
+        filter_string="tags.mnistlab_kind = 'comparison'",
+    )
+    params = parent.data.params
+    assert params["data_sha256/mnist"] == mnist_sha and params["data_sha256/tiny-digits"] == tiny_sha
+    assert params["data_dir/tiny-digits"] == str(tiny_idx) and "data_dir/mnist" not in params
+    assert {k.removeprefix("version."): v for k, v in params.items() if k.startswith("version.")} == versions
+    assert (params["split"], params["limit"], params["seeds"]) == ("official", "200", "[5]")
+    # Each fit's run names the same data as the comparison that holds it.
+    for row in summary["results"]:
+        (run_id,) = row["run_ids"]
+        fit_params = client.get_run(run_id).data.params
+        assert fit_params["data_sha256"] == {"mnist": mnist_sha, "tiny-digits": tiny_sha}[row["dataset"]]
+    record = json.loads(Tracker(uri).artifact(parent.info.run_id, "comparison.json"))
+    assert record["data"] == data and record["versions"] == versions and record["limit"] == 200
+
+
 def test_an_empty_dataset_name_is_refused_not_read_as_the_current_folder(tiny_idx, tmp_path, monkeypatch):
     # An unset $DATA in --dataset "$DATA": Path("") is ".", and the IDX files of the current folder were compared.
     shutil.copytree(tiny_idx, tmp_path / "here")
