@@ -27,7 +27,15 @@ from mnistlab.lab.options import RunOptions
 from mnistlab.models.folder import MODEL_FILES
 from mnistlab.models.recipes import Recipe
 
-__all__ = ["Record", "run_metrics", "json_safe_params", "package_versions", "predictions_sha256"]
+__all__ = [
+    "Record",
+    "run_metrics",
+    "json_safe_params",
+    "trained_device",
+    "package_versions",
+    "predictions_sha256",
+    "arrays_sha256",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class Record:
     notes: list[str]  # convergence warnings of the fit, one sentence each
     calibration: dict | None = None  # the probability cut for "not sure" answers (trust.calibration)
     data_dir: str | None = None  # the folder of a dataset given as a folder: its name alone does not find it again
+    device: str | None = None  # where a CNN trained ("cpu", "cuda:0 (...)"): its params say "auto"; see trained_device
 
     def _shared(self) -> dict:
         """The fields the result and the card both hold: what ran, on which data, from which seed."""
@@ -57,6 +66,7 @@ class Record:
             "limit": o.limit,
             "data_sha256": self.data_sha256,
             **({"data_dir": self.data_dir} if self.data_dir is not None else {}),
+            **({"device": self.device} if self.device is not None else {}),
         }
 
     def card(self) -> dict:
@@ -104,6 +114,13 @@ def run_metrics(
         if hasattr(estimator, attr):
             metrics[key] = getattr(estimator, attr)
     return metrics
+
+
+def trained_device(estimator) -> str | None:
+    """The device a fitted estimator trained on, where it says (a CNN's ``device_``; scikit-learn's run on the
+    CPU and say nothing): its ``device`` parameter may be "auto", which names no device."""
+    device = getattr(estimator, "device_", None)
+    return device if isinstance(device, str) else None
 
 
 def json_safe_params(estimator) -> dict:
@@ -160,6 +177,15 @@ def _version(package: str) -> str | None:
 def predictions_sha256(y_pred: np.ndarray) -> str:
     """A fingerprint of predictions that is the same on every machine (int64 labels, C order)."""
     return hashlib.sha256(np.ascontiguousarray(y_pred, dtype=np.int64).tobytes()).hexdigest()
+
+
+def arrays_sha256(*parts: np.ndarray) -> str:
+    """sha256 of the caller's arrays, each with its dtype and shape (the bytes alone match any cut of the rows)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(f"{part.dtype.str}{part.shape}\0".encode())
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
 
 
 def _dir_size(model_dir: Path) -> int:

@@ -145,6 +145,7 @@ def _record(
         "dataset": d.dataset,
         "data_sha256": d.sha256,
         **({"data_dir": d.data_dir} if d.data_dir is not None else {}),
+        **({"device": fitted.card["device"]} if "device" in fitted.card else {}),  # its param "device" may be "auto"
         **{f"version.{k}": v for k, v in fitted.card["versions"].items()},
     }
     # An estimator's parameter named as a run setting (LogisticRegressionCV's cv) is kept beside it, not replaced.
