@@ -47,6 +47,15 @@ def test_train_json_is_one_object_with_the_contract_keys(trained, mnist_full):
     assert row["data_sha256"] == mnist_full.details["data_sha256"]
 
 
+def test_train_json_records_the_dataset_and_the_package_versions_as_the_card_does(trained):
+    """train --json held the seed, split and data checksum but neither the dataset nor the package versions:
+    a result kept without its model folder did not say which packages made it."""
+    out, row = trained
+    card = json.loads((out / "model.json").read_text())
+    assert row["dataset"] == card["dataset"] == "mnist" and row["versions"] == card["versions"]
+    assert row["versions"]["scikit-learn"] == importlib.metadata.version("scikit-learn")
+
+
 def test_card_records_how_to_reproduce(trained, mnist_full):
     out, row = trained
     card = json.loads((out / "model.json").read_text())

@@ -54,7 +54,8 @@ class Record:
     device: str | None = None  # where a CNN trained ("cpu", "cuda:0 (...)"): its params say "auto"; see trained_device
 
     def _shared(self) -> dict:
-        """The fields the result and the card both hold: what ran, on which data, from which seed."""
+        """The fields the result and the card both hold: what ran, on which data, from which seed, with which
+        packages (``train --json`` is a run's record too, not only a pointer to its card)."""
         o = self.options
         return {
             "recipe": self.recipe.name,
@@ -64,9 +65,11 @@ class Record:
             "split": o.split,
             "test_size": o.test_size,
             "limit": o.limit,
+            "dataset": self.dataset,
             "data_sha256": self.data_sha256,
             **({"data_dir": self.data_dir} if self.data_dir is not None else {}),
             **({"device": self.device} if self.device is not None else {}),
+            "versions": package_versions(),
         }
 
     def card(self) -> dict:
@@ -74,8 +77,6 @@ class Record:
         return {
             **self._shared(),
             "params": self.params,
-            "dataset": self.dataset,
-            "versions": package_versions(),
             "metrics": self.metrics,
             **({"calibration": self.calibration} if self.calibration is not None else {}),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
