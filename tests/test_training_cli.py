@@ -109,6 +109,21 @@ def test_evaluate_round_trip_gives_identical_predictions(trained, mnist_full, tm
     assert float(np.mean(y_pred == mnist_full.target[n:])) == row["test_accuracy"]
 
 
+def test_evaluate_json_records_the_split_and_seed_it_measured_on_and_the_versions(tmp_path):
+    """evaluate --json held the data checksum and the metrics, but not the split and seed that cut its test set
+    nor the package versions it ran with: "predictions differ from training" could not be traced."""
+    out = tmp_path / "knn"
+    train_recipe("knn", cv=0, limit=500, seed=3, split="random", test_size=0.2, n_jobs=1, out=out)
+    done = runner.invoke(app, ["evaluate", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    report, card = json.loads(done.stdout), json.loads((out / "model.json").read_text())
+    assert {k: report[k] for k in ("dataset", "seed", "split", "test_size")} == {
+        "dataset": "mnist", "seed": 3, "split": "random", "test_size": 0.2,
+    }  # fmt: skip
+    assert report["n_test"] == 14_000 and report["data_sha256"] == card["data_sha256"]
+    assert report["versions"] == card["versions"]  # the same environment that trained it
+
+
 def test_train_and_evaluate_human_output(trained):
     out, _ = trained
     result = runner.invoke(app, ["train", "knn-deskew", "--limit", "500", "--cv", "3", "--n-jobs", "1"])
