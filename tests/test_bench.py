@@ -6,6 +6,7 @@ whole module; the tests after the first build on the runs it recorded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -451,6 +452,25 @@ def test_a_comparison_records_its_data_checksums_settings_and_versions(tiny_idx,
         assert fit_params["data_sha256"] == {"mnist": mnist_sha, "tiny-digits": tiny_sha}[row["dataset"]]
     record = json.loads(Tracker(uri).artifact(parent.info.run_id, "comparison.json"))
     assert record["data"] == data and record["versions"] == versions and record["limit"] == 200
+
+
+def test_a_model_of_stretched_digits_records_what_its_pixels_were_stretched_from(tmp_path):
+    """compare stretches scikit-learn's 0-16 digits to 0-255, but the card and the run recorded only the checksum
+    of the digits as published: nothing said the model read them stretched, so fed the published pixels it
+    answered otherwise. They now record stretched_from, with which the recorded predictions come back."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare("knn", datasets="digits", cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri)
+    (run_id,) = summary["results"][0]["run_ids"]
+    run = Tracker(uri).client.get_run(run_id)
+    model, card = load_model(Path(run.data.tags["mnistlab_model_dir"]))
+    digits = load_mnist("digits")
+    assert card["stretched_from"] == 16 and run.data.params["stretched_from"] == "16"
+    assert card["data_sha256"] == digits.details["data_sha256"]
+    n = digits.details["n_train"]
+    scale = np.float32(255 / card["stretched_from"])
+    X_test = np.rint(np.asarray(digits.data[n:], np.float32) * scale).astype(np.uint8)
+    y_pred = np.asarray(model.predict(X_test), np.int64)
+    assert hashlib.sha256(y_pred.tobytes()).hexdigest() == card["metrics"]["test_predictions_sha256"]
 
 
 def test_an_empty_dataset_name_is_refused_not_read_as_the_current_folder(tiny_idx, tmp_path, monkeypatch):

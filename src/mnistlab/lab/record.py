@@ -51,6 +51,9 @@ class Record:
     notes: list[str]  # convergence warnings of the fit, one sentence each
     calibration: dict | None = None  # the probability cut for "not sure" answers (trust.calibration)
     data_dir: str | None = None  # the folder of a dataset given as a folder: its name alone does not find it again
+    # The dataset's own brightest pixel value where its pixels were stretched to 0-255 for the model (scikit-learn's
+    # digits: 16): data_sha256 is of the dataset as published, which the model never read as it is.
+    stretched_from: int | None = None
     device: str | None = None  # where a CNN trained ("cpu", "cuda:0 (...)"): its params say "auto"; see trained_device
 
     def _shared(self) -> dict:
@@ -68,6 +71,7 @@ class Record:
             "dataset": self.dataset,
             "data_sha256": self.data_sha256,
             **({"data_dir": self.data_dir} if self.data_dir is not None else {}),
+            **({"stretched_from": self.stretched_from} if self.stretched_from is not None else {}),
             **({"device": self.device} if self.device is not None else {}),
             "versions": package_versions(),
         }
