@@ -454,6 +454,21 @@ def test_a_comparison_records_its_data_checksums_settings_and_versions(tiny_idx,
     assert record["data"] == data and record["versions"] == versions and record["limit"] == 200
 
 
+def test_the_report_page_says_what_the_comparison_ran_on(tiny_idx, tmp_path):
+    """index.html gave the seeds and image counts but not the split, the limit, the data's checksum or folder,
+    nor the package versions: a page sent on its own did not say what its numbers came from."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare(
+        "knn", datasets=str(tiny_idx), split="random", test_size=0.25, limit=300, cv=0, n_jobs=1,
+        out_dir=tmp_path / "r", tracking_uri=uri,
+    )  # fmt: skip
+    page = Path(summary["report"]).read_text()
+    (data,) = summary["data"]
+    assert "Split random (test size 0.25); training images: 300; cross-validation folds: 0." in page
+    assert f"tiny-digits ({tiny_idx}) sha256 <code>{data['data_sha256']}</code>" in page
+    assert f"scikit-learn {summary['versions']['scikit-learn']}" in page and "mnistlab " in page
+
+
 def test_a_model_of_stretched_digits_records_what_its_pixels_were_stretched_from(tmp_path):
     """compare stretches scikit-learn's 0-16 digits to 0-255, but the card and the run recorded only the checksum
     of the digits as published: nothing said the model read them stretched, so fed the published pixels it

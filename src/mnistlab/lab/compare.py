@@ -201,7 +201,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
             y_tests = [truth[name, seed] for seed in seed_list]
             sections.append(_section(name, names, rows, preds, y_tests, first, baseline))
         progress(f"writing the report into {out}")
-        report = write_bench_report(sections, out)
+        report = write_bench_report(sections, out, group.settings)
         group.summary = {
             "results": [r for s in sections for r in s["results"]],
             "comparisons": [c for s in sections for c in s["comparisons"]],
