@@ -6,6 +6,7 @@ whole module; the tests after the first build on the runs it recorded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -413,6 +414,78 @@ def test_a_folder_dataset_is_recorded_by_its_folder_so_that_the_run_can_be_redon
     (rerun,) = again["runs"]
     assert rerun["data_sha256"] == params["data_sha256"] and not rerun["reused"]
     assert rerun["test_predictions_sha256"] == run.data.tags["mnistlab_test_predictions_sha256"]
+
+
+def test_a_comparison_records_its_data_checksums_settings_and_versions(tiny_idx, tmp_path, mnist_full):
+    """The comparison's own run and its --json held neither the data checksums nor the package versions (and
+    --json no split or limit): only its fits did, and a comparison of reused fits names no data of its own."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["compare", "knn", "--dataset", "mnist", "--dataset", str(tiny_idx), "--limit", "200", "--cv", "0"]
+    done = runner.invoke(app, [*args, "--seed", "5", "--out", str(tmp_path / "r"), "--tracking-uri", uri, "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)
+    mnist_sha, tiny_sha = mnist_full.details["data_sha256"], load_mnist(data_dir=tiny_idx).details["data_sha256"]
+    data = [
+        {"dataset": "mnist", "data_sha256": mnist_sha},
+        {"dataset": "tiny-digits", "data_sha256": tiny_sha, "data_dir": str(tiny_idx)},
+    ]
+    assert summary["data"] == data
+    assert {k: summary[k] for k in ("seeds", "split", "test_size", "limit", "cv")} == {
+        "seeds": [5], "split": "official", "test_size": None, "limit": 200, "cv": 0,
+    }  # fmt: skip
+    versions = summary["versions"]
+    assert versions["scikit-learn"] and versions["numpy"] and versions["mnistlab"] and versions["python"]
+    client = Tracker(uri).client
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("mnistlab-compare").experiment_id],
+        filter_string="tags.mnistlab_kind = 'comparison'",
+    )
+    params = parent.data.params
+    assert params["data_sha256/mnist"] == mnist_sha and params["data_sha256/tiny-digits"] == tiny_sha
+    assert params["data_dir/tiny-digits"] == str(tiny_idx) and "data_dir/mnist" not in params
+    assert {k.removeprefix("version."): v for k, v in params.items() if k.startswith("version.")} == versions
+    assert (params["split"], params["limit"], params["seeds"]) == ("official", "200", "[5]")
+    # Each fit's run names the same data as the comparison that holds it.
+    for row in summary["results"]:
+        (run_id,) = row["run_ids"]
+        fit_params = client.get_run(run_id).data.params
+        assert fit_params["data_sha256"] == {"mnist": mnist_sha, "tiny-digits": tiny_sha}[row["dataset"]]
+    record = json.loads(Tracker(uri).artifact(parent.info.run_id, "comparison.json"))
+    assert record["data"] == data and record["versions"] == versions and record["limit"] == 200
+
+
+def test_the_report_page_says_what_the_comparison_ran_on(tiny_idx, tmp_path):
+    """index.html gave the seeds and image counts but not the split, the limit, the data's checksum or folder,
+    nor the package versions: a page sent on its own did not say what its numbers came from."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare(
+        "knn", datasets=str(tiny_idx), split="random", test_size=0.25, limit=300, cv=0, n_jobs=1,
+        out_dir=tmp_path / "r", tracking_uri=uri,
+    )  # fmt: skip
+    page = Path(summary["report"]).read_text()
+    (data,) = summary["data"]
+    assert "Split random (test size 0.25); training images: 300; cross-validation folds: 0." in page
+    assert f"tiny-digits ({tiny_idx}) sha256 <code>{data['data_sha256']}</code>" in page
+    assert f"scikit-learn {summary['versions']['scikit-learn']}" in page and "mnistlab " in page
+
+
+def test_a_model_of_stretched_digits_records_what_its_pixels_were_stretched_from(tmp_path):
+    """compare stretches scikit-learn's 0-16 digits to 0-255, but the card and the run recorded only the checksum
+    of the digits as published: nothing said the model read them stretched, so fed the published pixels it
+    answered otherwise. They now record stretched_from, with which the recorded predictions come back."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare("knn", datasets="digits", cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri)
+    (run_id,) = summary["results"][0]["run_ids"]
+    run = Tracker(uri).client.get_run(run_id)
+    model, card = load_model(Path(run.data.tags["mnistlab_model_dir"]))
+    digits = load_mnist("digits")
+    assert card["stretched_from"] == 16 and run.data.params["stretched_from"] == "16"
+    assert card["data_sha256"] == digits.details["data_sha256"]
+    n = digits.details["n_train"]
+    scale = np.float32(255 / card["stretched_from"])
+    X_test = np.rint(np.asarray(digits.data[n:], np.float32) * scale).astype(np.uint8)
+    y_pred = np.asarray(model.predict(X_test), np.int64)
+    assert hashlib.sha256(y_pred.tobytes()).hexdigest() == card["metrics"]["test_predictions_sha256"]
 
 
 def test_an_empty_dataset_name_is_refused_not_read_as_the_current_folder(tiny_idx, tmp_path, monkeypatch):

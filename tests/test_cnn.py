@@ -522,3 +522,23 @@ def test_int8_export_records_the_training_images_it_was_calibrated_on_and_what_m
     }
     assert record["versions"]["onnxruntime"] == importlib.metadata.version("onnxruntime")
     assert record["versions"]["torch"] == card["versions"]["torch"]
+
+
+def test_the_card_and_the_run_record_the_device_a_cnn_trained_on_not_auto(tmp_path):
+    """A CNN's card recorded only its parameter device "auto", which names no device: a fit on a GPU and one on
+    the CPU (whose floats differ) had the same card. The card, the result and compare's run now say which."""
+    from mnistlab.lab.compare import compare
+    from mnistlab.lab.tracking import Tracker
+    from mnistlab.models.cnn.estimator import device_name
+
+    expected = device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    assert expected == "cpu" or expected.startswith("cuda:0 (")
+    result = train_recipe("cnn-fast", cv=0, limit=200, n_jobs=1, out=tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert card["params"]["device"] == "auto" and card["device"] == result["device"] == expected
+    assert load_model(tmp_path / "m")[1]["device"] == expected  # the card with its device loads
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare("cnn-fast", limit=200, cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri)
+    (run_id,) = summary["results"][0]["run_ids"]
+    params = Tracker(uri).client.get_run(run_id).data.params
+    assert params["device"] == expected and params["estimator.device"] == "auto"

@@ -44,6 +44,16 @@ def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtim
     assert result["best"]["config"] == {"lr": 0.05, "epochs": 3, "batch_size": 32}  # lr 1e-4 barely moves the weights
     saved = json.loads(spec.read_text())
     assert saved["recipe"] == "cnn-fast" and saved["params"] == result["best"]["config"]
+    chosen_on = {
+        "seeds": [42],
+        "dataset": "mnist",
+        "split": "official",
+        "test_size": None,
+        "limit": 500,
+        "held_out": 0.1,
+    }
+    assert {k: saved[k] for k in chosen_on} == {k: result[k] for k in chosen_on} == chosen_on
+    assert saved["data_sha256"] == result["data_sha256"] and result["versions"]["ray"] == ray.__version__
 
     # MLflow: the sweep's run holds the plan and the best; one nested run per trial, with its epochs as steps
     from mlflow.tracking import MlflowClient
@@ -257,3 +267,51 @@ def test_random_draws_are_seeded():
     draws = [_configs(params, 3, seed) for seed in (0, 0, 1)]
     assert draws[0] == draws[1] and len(draws[0]) == 3 and len({str(c) for c in draws[0]}) == 3
     assert _configs(params, 20, 0) == _configs(params, None, 0)  # more draws than points: the whole grid
+
+
+def test_a_sweep_records_the_test_size_and_the_folder_its_trials_were_scored_on(tmp_path):
+    """The spec file and the sweep's run held the split and limit but not test_size (a random split of another
+    size cuts other training images, so other held-out parts), named a folder dataset by its last name alone and
+    left out the held-out share. Recorded as the sweep does once its trials are back (no Ray needed here)."""
+    import numpy as np
+
+    from mnistlab.data.idx import write_idx
+    from mnistlab.data.load import load_mnist
+    from mnistlab.lab.fitting import open_dataset, split_for
+    from mnistlab.lab.options import RunOptions
+    from mnistlab.lab.sweep import HELD_OUT, _chosen_on, _record
+    from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker
+
+    digits, folder = load_mnist("digits"), tmp_path / "data" / "my-digits"
+    folder.mkdir(parents=True)
+    n = digits.details["n_train"]
+    for name, arr in (
+        ("train-images-idx3-ubyte", digits.images[:n]),
+        ("train-labels-idx1-ubyte", digits.target[:n].astype(np.uint8)),
+        ("t10k-images-idx3-ubyte", digits.images[n:]),
+        ("t10k-labels-idx1-ubyte", digits.target[n:].astype(np.uint8)),
+    ):
+        write_idx(folder / name, np.ascontiguousarray(arr))
+    options = RunOptions(split="random", test_size=0.25, seed=7, limit=100, n_jobs=1)
+    name, bunch = open_dataset(str(folder))
+    chosen = _chosen_on(split_for(name, bunch, options), options, [7, 8])
+    assert chosen == {
+        "seeds": [7, 8], "dataset": "my-digits", "data_sha256": bunch.details["data_sha256"],
+        "data_dir": str(folder), "split": "random", "test_size": 0.25, "limit": 100, "held_out": HELD_OUT,
+    }  # fmt: skip
+    config = {"knn__n_neighbors": 3}
+    spec = {"recipe": "knn", "name": "knn-tuned", "params": config, "val_accuracy": 0.9, **chosen}
+    trial = {"config": config, "seed": 7, "history": [0.9], "epochs": 1, "stopped": False, "error": None}
+    plan = {"grid": {"knn__n_neighbors": [3]}, "samples": None, "dataset": name, "max_concurrent": None}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, SWEEP_EXPERIMENT)
+    run_id = _record(tracker, spec, plan, [trial], {"config": config, "val_accuracy": 0.9}, str(tmp_path / "b.json"))
+    params = tracker.client.get_run(run_id).data.params
+    assert (params["test_size"], params["split"], params["limit"], params["seeds"]) == (
+        "0.25",
+        "random",
+        "100",
+        "[7, 8]",
+    )
+    assert params["data_dir"] == str(folder) and params["data_sha256"] == bunch.details["data_sha256"]
+    assert params["held_out"] == "0.1" and params["version.scikit-learn"] and params["version.ray"]

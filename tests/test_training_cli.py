@@ -47,6 +47,15 @@ def test_train_json_is_one_object_with_the_contract_keys(trained, mnist_full):
     assert row["data_sha256"] == mnist_full.details["data_sha256"]
 
 
+def test_train_json_records_the_dataset_and_the_package_versions_as_the_card_does(trained):
+    """train --json held the seed, split and data checksum but neither the dataset nor the package versions:
+    a result kept without its model folder did not say which packages made it."""
+    out, row = trained
+    card = json.loads((out / "model.json").read_text())
+    assert row["dataset"] == card["dataset"] == "mnist" and row["versions"] == card["versions"]
+    assert row["versions"]["scikit-learn"] == importlib.metadata.version("scikit-learn")
+
+
 def test_card_records_how_to_reproduce(trained, mnist_full):
     out, row = trained
     card = json.loads((out / "model.json").read_text())
@@ -98,6 +107,21 @@ def test_evaluate_round_trip_gives_identical_predictions(trained, mnist_full, tm
     n = mnist_full.details["n_train"]
     y_pred = model.predict(mnist_full.data[n:])
     assert float(np.mean(y_pred == mnist_full.target[n:])) == row["test_accuracy"]
+
+
+def test_evaluate_json_records_the_split_and_seed_it_measured_on_and_the_versions(tmp_path):
+    """evaluate --json held the data checksum and the metrics, but not the split and seed that cut its test set
+    nor the package versions it ran with: "predictions differ from training" could not be traced."""
+    out = tmp_path / "knn"
+    train_recipe("knn", cv=0, limit=500, seed=3, split="random", test_size=0.2, n_jobs=1, out=out)
+    done = runner.invoke(app, ["evaluate", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    report, card = json.loads(done.stdout), json.loads((out / "model.json").read_text())
+    assert {k: report[k] for k in ("dataset", "seed", "split", "test_size")} == {
+        "dataset": "mnist", "seed": 3, "split": "random", "test_size": 0.2,
+    }  # fmt: skip
+    assert report["n_test"] == 14_000 and report["data_sha256"] == card["data_sha256"]
+    assert report["versions"] == card["versions"]  # the same environment that trained it
 
 
 def test_train_and_evaluate_human_output(trained):

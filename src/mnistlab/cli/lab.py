@@ -168,6 +168,7 @@ def evaluate(
     out.print(f"most confident mistakes: {result['gallery_png']}", soft_wrap=True)
 
 
+COMPARE_SETTINGS = ("seeds", "split", "test_size", "limit", "cv", "data", "versions")
 REPORT_OUT = typer.Option(
     Path("report"), "--out", parser=given_path, metavar="DIR", help="Folder for index.html, its images and the models."
 )
@@ -221,7 +222,10 @@ def compare_cmd(
             cluster=cluster,
         )
     if as_json:
-        typer.echo(json.dumps({k: summary[k] for k in ("results", "comparisons", "report", "tracking_uri")}))
+        # What it ran with too (seeds, split, limit, each dataset's checksum, the package versions): the
+        # verdicts alone cannot be redone or trusted.
+        shown = ("results", "comparisons", "report", "tracking_uri", *COMPARE_SETTINGS)
+        typer.echo(json.dumps({k: summary[k] for k in shown}))
         return
     for dataset in dict.fromkeys(r["dataset"] for r in summary["results"]):
         out.print(_compare_table(dataset, summary, baseline))

@@ -34,6 +34,7 @@ from mnistlab.lab.options import (
     plain_number,
     run_options,
 )
+from mnistlab.lab.record import package_versions
 from mnistlab.lab.specs import Contender, check_for_data, resolve_specs
 from mnistlab.lab.stats import accuracy_summary, comparisons, significance_matrix
 from mnistlab.lab.tracking import Tracker, resolve_uri
@@ -155,8 +156,9 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
             truth[name, seed] = d.y_test
             return d
 
-        for name, _ in opened:  # a --limit or --test-size that a dataset cannot give fails before any fit
-            split_of(name, seed_list[0])
+        # A --limit or --test-size that a dataset cannot give fails here, before any fit; what each dataset is
+        # (checksum, folder) is recorded with the comparison, as with each of its fits.
+        data = [_data_record(split_of(name, seed_list[0])) for name, _ in opened]
         make_folder(out)  # checked writable above; made once the settings are known to run
         units = [
             Unit(
@@ -171,7 +173,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         ]
         progress("opening the tracking store")
         tracker = Tracker(tracking_uri)
-        group = stack.enter_context(_grouped(tracker, names, [n for n, _ in opened], seed_list, options))
+        group = stack.enter_context(_grouped(tracker, names, data, seed_list, options))
         done: dict[int, tuple[dict, np.ndarray]] = {}
         shipped: dict | None = None  # on a cluster: how many tasks ran and the bytes put into the object store
 
@@ -199,7 +201,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
             y_tests = [truth[name, seed] for seed in seed_list]
             sections.append(_section(name, names, rows, preds, y_tests, first, baseline))
         progress(f"writing the report into {out}")
-        report = write_bench_report(sections, out)
+        report = write_bench_report(sections, out, group.settings)
         group.summary = {
             "results": [r for s in sections for r in s["results"]],
             "comparisons": [c for s in sections for c in s["comparisons"]],
@@ -207,23 +209,34 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
             "report": str(report),
             "tracking_uri": tracker.uri,
             "cluster": shipped,
+            **group.settings,  # seeds, split, limit..., each dataset's checksum, the package versions
         }
     return group.summary
+
+
+def _data_record(d: TrainTest) -> dict:
+    """What a comparison records of one dataset: its name, checksum and, for a folder, where it is."""
+    return {"dataset": d.dataset, "data_sha256": d.sha256, **({"data_dir": d.data_dir} if d.data_dir else {})}
 
 
 @dataclasses.dataclass
 class _Group:
     run_id: str  # the comparison's parent run
+    settings: dict  # what it ran with: seeds, split, limit..., data (each dataset's checksum), versions
     summary: dict = dataclasses.field(default_factory=dict)  # what compare returns, once it is all done
 
 
 @contextlib.contextmanager
-def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], options: RunOptions) -> Iterator[_Group]:
+def _grouped(tracker, names: list[str], data: list[dict], seeds: list[int], options: RunOptions) -> Iterator[_Group]:
     """The comparison's parent run: the fits it makes are nested under it. Finished with every model's mean
     accuracy and ``comparison.json`` (the results, the tests and every run used, reused ones too); failed if the
     comparison stops."""
+    datasets = [d["dataset"] for d in data]
     seed_text = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
-    settings = {k: getattr(options, k) for k in ("split", "test_size", "limit", "cv")}
+    settings = {"seeds": seeds, **{k: getattr(options, k) for k in ("split", "test_size", "limit", "cv")}}
+    # Its own record, not only its fits': a comparison whose fits were all reused from older runs still says
+    # which data and which package versions its verdicts came from.
+    settings.update(data=data, versions=package_versions())
     group = _Group(
         tracker.start_run(
             f"compare {', '.join(names)} on {', '.join(datasets)}, seeds {seed_text}",
@@ -233,8 +246,9 @@ def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], o
                 "datasets": ", ".join(datasets),
                 "seeds": seed_text,
             },
-            params={**settings, "models": names, "datasets": datasets, "seeds": seeds},
-        )
+            params={**_group_params(settings), "models": names, "datasets": datasets},
+        ),
+        settings,
     )
     try:
         yield group
@@ -244,18 +258,32 @@ def _grouped(tracker, names: list[str], datasets: list[str], seeds: list[int], o
         raise
     results = group.summary["results"]
     metrics = {_metric_key(r["model"], r["dataset"]): r["test_accuracy_mean"] for r in results}
-    record = {k: group.summary[k] for k in ("results", "comparisons")}
+    record = {k: group.summary[k] for k in ("results", "comparisons")} | settings
     record["runs"] = [
         {k: row.get(k) for k in ("run_id", "model", "dataset", "seed", "reused")} for row in group.summary["runs"]
     ]
     tracker.end_run(group.run_id, metrics=metrics, artifacts={"comparison.json": json.dumps(record, indent=2).encode()})
 
 
+def _group_params(settings: dict) -> dict:
+    """The comparison run's parameters: its settings, each dataset's checksum (and folder) as
+    ``data_sha256/DATASET`` (``data_dir/DATASET``), and the versions as ``version.PACKAGE``, as its fits name them."""
+    params = {k: v for k, v in settings.items() if k not in ("data", "versions")}
+    for d in settings["data"]:
+        params.update({_mlflow_key(k, d["dataset"]): d[k] for k in ("data_sha256", "data_dir") if k in d})
+    return params | {f"version.{k}": v for k, v in settings["versions"].items()}
+
+
 def _metric_key(model: str, dataset: str) -> str:
-    """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name (a spec may hold ':'),
+    """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name."""
+    return _mlflow_key("test_accuracy", model, dataset)
+
+
+def _mlflow_key(*parts: str) -> str:
+    """``PART/PART/...`` in the characters MLflow takes in a metric's or a parameter's name (a spec may hold ':'),
     each part a name of its own: a part of dots alone (a folder named "...") MLflow would refuse as a path's."""
-    parts = [re.sub(r"[^A-Za-z0-9_\-. ]", "_", part) for part in (model, dataset)]
-    return "/".join(["test_accuracy", *(part if part.strip(".") else part.replace(".", "_") or "_" for part in parts)])
+    cleaned = [re.sub(r"[^A-Za-z0-9_\-. ]", "_", part) for part in parts]
+    return "/".join(part if part.strip(".") else part.replace(".", "_") or "_" for part in cleaned)
 
 
 def _check(seeds: int, baseline: str | None, names: list[str], datasets, options: RunOptions) -> None:

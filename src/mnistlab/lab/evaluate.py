@@ -12,7 +12,7 @@ from mnistlab.data.load import KNOWN_DATASETS
 from mnistlab.data.sources import find_idx_files
 from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
-from mnistlab.lab.record import predictions_sha256
+from mnistlab.lab.record import package_versions, predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
 from mnistlab.models.files import load_model
 from mnistlab.models.folder import CARD_FILE, CONFUSION_PNG, MISTAKES_PNG
@@ -73,10 +73,18 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "confusion_png": str(confusion_png),
         "gallery_png": str(gallery_png),
         "most_confident_mistakes": shown.tolist(),  # test-set indices, in the gallery's order
-        "data_sha256": test.sha256,
+        **_measured_on(card, test),
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def _measured_on(card: dict, test: TrainTest) -> dict:
+    """What the measurement ran on: the data, the split and seed that cut its test set (the card's, as
+    ``model_data`` cut it), and this environment's package versions, which answer "why do the predictions differ
+    from training's?" beside the card's."""
+    cut = {"seed": card.get("seed", 42), "split": card.get("split", "official"), "test_size": card.get("test_size")}
+    return {"dataset": test.dataset, "data_sha256": test.sha256, **cut, "versions": package_versions()}
 
 
 def _mistakes_margins(estimator, X_test, wrong: np.ndarray, shape) -> np.ndarray | None:

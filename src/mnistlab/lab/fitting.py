@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from mnistlab.data.load import KNOWN_DATASETS, images_max, load_mnist, load_split
 from mnistlab.errors import DatasetError, MnistlabError, ModelFileError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions
-from mnistlab.lab.record import Record
+from mnistlab.lab.record import Record, trained_device
 from mnistlab.lab.specs import Contender
 from mnistlab.lab.train import TrainTest, check_classes, fit_and_test
 from mnistlab.models.files import save_model
@@ -102,7 +102,9 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
             ) from None
         raise RecipeError(f"{name} failed ({type(exc).__name__}: {exc}); fix the classifier's code.") from None
     estimator, notes, y_pred = run.estimator, run.notes, run.y_pred
+    stretched = d.stretched_from if d.stretched_from != 255 else None
     record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, notes, data_dir=d.data_dir)
+    record = dataclasses.replace(record, device=trained_device(estimator), stretched_from=stretched)
     card = {**record.card(), "spec": contender.spec, "code_sha256": contender.code_sha256}
     saved = _save(estimator, model_dir, card, progress, name)
     if saved is None:

@@ -27,7 +27,15 @@ from mnistlab.lab.options import RunOptions
 from mnistlab.models.folder import MODEL_FILES
 from mnistlab.models.recipes import Recipe
 
-__all__ = ["Record", "run_metrics", "json_safe_params", "package_versions", "predictions_sha256"]
+__all__ = [
+    "Record",
+    "run_metrics",
+    "json_safe_params",
+    "trained_device",
+    "package_versions",
+    "predictions_sha256",
+    "arrays_sha256",
+]
 
 
 @dataclass(frozen=True)
@@ -43,9 +51,14 @@ class Record:
     notes: list[str]  # convergence warnings of the fit, one sentence each
     calibration: dict | None = None  # the probability cut for "not sure" answers (trust.calibration)
     data_dir: str | None = None  # the folder of a dataset given as a folder: its name alone does not find it again
+    # The dataset's own brightest pixel value where its pixels were stretched to 0-255 for the model (scikit-learn's
+    # digits: 16): data_sha256 is of the dataset as published, which the model never read as it is.
+    stretched_from: int | None = None
+    device: str | None = None  # where a CNN trained ("cpu", "cuda:0 (...)"): its params say "auto"; see trained_device
 
     def _shared(self) -> dict:
-        """The fields the result and the card both hold: what ran, on which data, from which seed."""
+        """The fields the result and the card both hold: what ran, on which data, from which seed, with which
+        packages (``train --json`` is a run's record too, not only a pointer to its card)."""
         o = self.options
         return {
             "recipe": self.recipe.name,
@@ -55,8 +68,12 @@ class Record:
             "split": o.split,
             "test_size": o.test_size,
             "limit": o.limit,
+            "dataset": self.dataset,
             "data_sha256": self.data_sha256,
             **({"data_dir": self.data_dir} if self.data_dir is not None else {}),
+            **({"stretched_from": self.stretched_from} if self.stretched_from is not None else {}),
+            **({"device": self.device} if self.device is not None else {}),
+            "versions": package_versions(),
         }
 
     def card(self) -> dict:
@@ -64,8 +81,6 @@ class Record:
         return {
             **self._shared(),
             "params": self.params,
-            "dataset": self.dataset,
-            "versions": package_versions(),
             "metrics": self.metrics,
             **({"calibration": self.calibration} if self.calibration is not None else {}),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -104,6 +119,13 @@ def run_metrics(
         if hasattr(estimator, attr):
             metrics[key] = getattr(estimator, attr)
     return metrics
+
+
+def trained_device(estimator) -> str | None:
+    """The device a fitted estimator trained on, where it says (a CNN's ``device_``; scikit-learn's run on the
+    CPU and say nothing): its ``device`` parameter may be "auto", which names no device."""
+    device = getattr(estimator, "device_", None)
+    return device if isinstance(device, str) else None
 
 
 def json_safe_params(estimator) -> dict:
@@ -160,6 +182,15 @@ def _version(package: str) -> str | None:
 def predictions_sha256(y_pred: np.ndarray) -> str:
     """A fingerprint of predictions that is the same on every machine (int64 labels, C order)."""
     return hashlib.sha256(np.ascontiguousarray(y_pred, dtype=np.int64).tobytes()).hexdigest()
+
+
+def arrays_sha256(*parts: np.ndarray) -> str:
+    """sha256 of the caller's arrays, each with its dtype and shape (the bytes alone match any cut of the rows)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(f"{part.dtype.str}{part.shape}\0".encode())
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
 
 
 def _dir_size(model_dir: Path) -> int:

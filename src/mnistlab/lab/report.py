@@ -170,8 +170,29 @@ def _section_html(section: dict, out_dir: Path, slug: str) -> str:
 """
 
 
-def write_bench_report(sections: list[dict], out_dir) -> Path:
-    """Write ``out_dir/index.html`` and its PNGs for the sections of ``compare``; return the page's path."""
+def _provenance_html(settings: dict | None) -> str:
+    """What the comparison ran with (``compare``'s settings: split, limit, folds, each dataset's checksum, the
+    package versions): a page kept apart from the tracking store still says what its numbers came from."""
+    if not settings:
+        return ""
+    size = f" (test size {settings['test_size']})" if settings.get("test_size") is not None else ""
+    limit = "all" if settings.get("limit") is None else f"{settings['limit']:,}"
+    folds = "each model's default" if settings.get("cv") is None else settings["cv"]
+    data = "; ".join(
+        f"{html.escape(d['dataset'])}" + (f" ({html.escape(d['data_dir'])})" if "data_dir" in d else "")
+        + f" sha256 <code>{d['data_sha256']}</code>"
+        for d in settings.get("data", [])
+    )  # fmt: skip
+    versions = ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in sorted(settings.get("versions", {}).items()))
+    return (
+        f'<p class="sub">Split {html.escape(str(settings.get("split")))}{size}; training images: {limit}; '
+        f"cross-validation folds: {folds}. Data: {data}. Packages: {versions}.</p>"
+    )
+
+
+def write_bench_report(sections: list[dict], out_dir, settings: dict | None = None) -> Path:
+    """Write ``out_dir/index.html`` and its PNGs for the sections of ``compare`` (and what it ran with,
+    ``settings``: see ``_provenance_html``); return the page's path."""
     out_dir = Path(out_dir)
     slugs = _unique_slugs([s["dataset"] for s in sections])
     body = "\n".join(_section_html(s, out_dir, slug) for s, slug in zip(sections, slugs))
@@ -190,6 +211,7 @@ With one seed (or seeds that all agree) the interval is the Wilson interval of t
 Two models are compared image by image: with one seed (or seeds that repeat it) by McNemar's exact test, with several by the t test of the mean difference over the seeds, whose uncertainty is both the seeds' spread and the test sample's (the same test images in every seed are not new evidence).
 p-values are Holm-corrected within each family; the interval of a difference is not. "Not distinguishable at 5%" means the test images cannot tell them apart.
 Times are seconds of wall clock on this machine; "reused" counts seeds taken from recorded runs instead of fitted.</p>
+{_provenance_html(settings)}
 {body}
 </body>
 </html>

@@ -45,6 +45,8 @@ __all__ = ["parse_params", "sweep", "MAX_TRIALS", "HELD_OUT"]
 
 MAX_TRIALS = 1000  # a grid or --samples above this is refused before anything starts
 HELD_OUT = 0.1  # share of the training set each trial is scored on
+# What the trials were scored on, in the spec, the sweep's run and its result (see _chosen_on).
+_CHOSEN_ON = ("seeds", "dataset", "data_sha256", "data_dir", "split", "test_size", "limit", "held_out")
 
 
 def parse_params(texts: list[str]) -> dict[str, list]:
@@ -144,8 +146,9 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     max_epochs = max(int(c.get("epochs", default_epochs)) for c in configs)
     progress("loading and verifying the data")
     name, bunch = open_dataset(dataset)
-    for seed in seed_list:  # a --limit the dataset cannot give fails before any trial
-        split_for(name, bunch, dataclasses.replace(options, seed=seed))
+    # A --limit the dataset cannot give fails before any trial.
+    splits = [split_for(name, bunch, dataclasses.replace(options, seed=seed)) for seed in seed_list]
+    chosen_on = _chosen_on(splits[0], options, seed_list)
     progress("opening the tracking store")
     tracker = Tracker(tracking_uri, SWEEP_EXPERIMENT)
     # Tune's progress tables would bury the one-line steps; the trials' rows come back in the result.
@@ -187,9 +190,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         "name": f"{recipe_name}-tuned",
         "params": best["config"] if best else None,
         "val_accuracy": best["val_accuracy"] if best else None,
-        "seeds": seed_list,
-        "data_sha256": bunch.details["data_sha256"],
-        **{k: getattr(options, k) for k in ("split", "limit")},
+        **chosen_on,
     }
     if best is not None:
         atomic_write_bytes(out, (json.dumps(spec, indent=2) + "\n").encode())
@@ -205,6 +206,22 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         "spec": str(out),
         "run_id": run_id,
         "tracking_uri": tracker.uri,
+        **chosen_on,
+        "versions": _versions(),
+    }
+
+
+def _chosen_on(d, options: RunOptions, seeds: list[int]) -> dict:
+    """What the held-out accuracies were measured on, recorded with the spec, the run and the result: the data
+    (a folder's path too: its name alone does not find it again), the split that cut it, the seeds and the
+    held-out share. ``d`` is the first seed's split (``split_for``)."""
+    return {
+        "seeds": seeds,
+        "dataset": d.dataset,
+        "data_sha256": d.sha256,
+        **({"data_dir": d.data_dir} if d.data_dir is not None else {}),
+        **{k: getattr(options, k) for k in ("split", "test_size", "limit")},
+        "held_out": HELD_OUT,
     }
 
 
@@ -309,17 +326,17 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
     Recording here rather than in the trials means a trial Ray reruns is still
     one run, and workers never need the store.
     """
-    versions = {**package_versions(), "ray": _version("ray"), "torch": _version("torch")}
+    versions = _versions()
     parent = tracker.start_run(
         f"sweep {spec['recipe']} {plan['dataset']}",
         tags={"kind": "sweep", "model": spec["recipe"], "dataset": plan["dataset"], "spec": spec_path},
         params={
             "recipe": spec["recipe"],
             **plan,
-            **{k: spec[k] for k in ("seeds", "data_sha256", "split", "limit")},
+            **{k: spec[k] for k in _CHOSEN_ON if k in spec},
             "spec": spec_path,
             **{f"best.{k}": v for k, v in (best["config"] if best else {}).items()},
-            **{f"version.{k}": v for k, v in versions.items() if v is not None},
+            **{f"version.{k}": v for k, v in versions.items()},
         },
     )
     try:
@@ -343,6 +360,12 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
         raise
     tracker.end_run(parent, metrics={"best_val_accuracy": best["val_accuracy"] if best else None}, failed=not best)
     return parent
+
+
+def _versions() -> dict:
+    """The package versions of the sweep (Ray's too: it schedules the trials), those not installed left out."""
+    versions = {**package_versions(), "ray": _version("ray"), "torch": _version("torch")}
+    return {k: v for k, v in versions.items() if v is not None}
 
 
 def _version(package: str) -> str | None:

@@ -10,7 +10,6 @@ set and its predictions to draw the report.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 import warnings
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from mnistlab.data.load import load_mnist, load_split
 from mnistlab.errors import DatasetError, InputError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions, check_model_dir, noop
-from mnistlab.lab.record import Record, json_safe_params, run_metrics
+from mnistlab.lab.record import Record, arrays_sha256, json_safe_params, run_metrics, trained_device
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
 from mnistlab.models.cnn.parallel import member_runner
 from mnistlab.models.files import default_model_dir, save_model
@@ -74,7 +73,7 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
     """MNIST split as ``options`` say (or the caller's arrays), with ``options.limit`` applied to the training set."""
     if data is not None:
         X_train, X_test, y_train, y_test = given_arrays(data)
-        sha256, dataset = _arrays_sha256(X_train, X_test, y_train, y_test), "arrays"
+        sha256, dataset = arrays_sha256(X_train, X_test, y_train, y_test), "arrays"
     else:
         bunch = load_mnist("mnist")
         X_train, X_test, y_train, y_test = load_split(
@@ -89,15 +88,6 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
     check_classes(y_train, dataset)
     options.check_cv(y_train)
     return TrainTest(X_train, X_test, y_train, y_test, sha256, dataset)
-
-
-def _arrays_sha256(*parts: np.ndarray) -> str:
-    """sha256 of the caller's arrays, each with its dtype and shape (the bytes alone match any cut of the rows)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(f"{part.dtype.str}{part.shape}\0".encode())
-        digest.update(np.ascontiguousarray(part).tobytes())
-    return digest.hexdigest()
 
 
 def given_arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -326,7 +316,10 @@ def run_recipe(
         prepare=lambda estimator: _configure_cnn(estimator, recipe.name, options.target, progress),
     )
     calibration = calibrate(run.estimator, d, reader, progress, recipe.name)
-    record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, run.notes, calibration)
+    device = trained_device(run.estimator)
+    record = Record(
+        recipe, options, d.dataset, d.sha256, run.params, run.metrics, run.notes, calibration, device=device
+    )
     progress(f"{recipe.name}: saving to {model_dir}")
     card, from_spec = record.card(), {}
     if contender.tuned is not None:  # a spec file: which one, and what it set on which recipe

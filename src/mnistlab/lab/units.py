@@ -145,6 +145,8 @@ def _record(
         "dataset": d.dataset,
         "data_sha256": d.sha256,
         **({"data_dir": d.data_dir} if d.data_dir is not None else {}),
+        # Where a CNN ran (its param "device" may say "auto"); what a dataset's pixels were stretched from.
+        **{k: fitted.card[k] for k in ("device", "stretched_from") if k in fitted.card},
         **{f"version.{k}": v for k, v in fitted.card["versions"].items()},
     }
     # An estimator's parameter named as a run setting (LogisticRegressionCV's cv) is kept beside it, not replaced.

@@ -252,6 +252,8 @@ _FIELDS: dict[str, Callable[[str, Any], None]] = {
     "dataset": _text,
     "data_dir": _text,  # the folder of a dataset compare was given as a folder
     "data_sha256": _sha256,
+    "stretched_from": _integer(1, 2**16 - 1),  # the dataset's brightest pixel value, stretched to 0-255 for the model
+    "device": _text,  # where a CNN trained ("cpu", "cuda:0 (GPU model)"); its params' device may say "auto"
     "params": _object,  # what the estimator was built with, for people: the weights hold the model
     "versions": _versions,
     "metrics": _metrics,

@@ -91,7 +91,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     Fitted attributes: ``classes_``, ``n_features_in_``, ``image_shape_``,
     ``model_`` (an ``Averaged`` module returning probabilities), ``seeds_``, ``n_threads_``,
-    ``n_epochs_`` (epochs run, summed over members), ``train_seconds_``, ``history_``.
+    ``n_epochs_`` (epochs run, summed over members), ``train_seconds_``, ``history_``,
+    ``device_`` (the device it trained on, as ``device_name`` says it: "cpu", "cuda:0 (GPU model)").
     """
 
     def __init__(
@@ -168,6 +169,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if self.module is not None:
             check_module(self.module, len(self.classes_), self.image_shape_)
         device = _torch_device(self.device)
+        # Recorded: "auto" says where it might run, not where it ran, and CPU and GPU fits differ in their floats.
+        self.device_ = device_name(device)
         self.seeds_ = [int(s) for s in check_random_state(self.random_state).randint(2**31 - 1, size=self.n_members)]
         # Recorded: the thread count changes the order of float sums, so results
         # are bit-identical only for the same seed, device and thread count.
@@ -343,6 +346,15 @@ def _square_shape(n_features: int) -> tuple[int, int]:
         return (28, 28)
     side = math.isqrt(n_features - 1) + 1 if n_features > 1 else 1
     return (side, side)
+
+
+def device_name(device: torch.device) -> str:
+    """The device a net trains on, in words: "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)" (the GPU's index and
+    model: two GPUs' kernels can sum floats in another order)."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
 
 def _torch_device(name: str) -> torch.device:
