@@ -328,6 +328,48 @@ def test_a_server_that_does_not_answer_is_given_up_and_one_that_is_gone_is_said(
     context.close()
 
 
+def test_a_request_while_the_model_loads_is_held_as_long_as_the_server_says(browser, web_model_dir, monkeypatch):
+    """The server held a request for a model still loading 60 s (routes.LOAD_WAIT), the page 30 s: it said "the
+    server did not answer within 30 s; check that it is running" of a server that was, and was still holding the
+    request. The page now learns LOAD_WAIT from the page the server sends, and waits that long and more: it shows
+    the server's 503, or the answer once the model is loaded. The model's loading is held back by the test."""
+    import threading
+
+    from playwright.sync_api import expect
+
+    from mnistlab.testing import running_server
+    from mnistlab.web import app as web_app
+    from mnistlab.web import routes
+
+    loaded, load = threading.Event(), web_app.ready_predictor
+
+    def slow_load(model):
+        loaded.wait(60)  # a model that takes as long to load as the test says
+        return load(model)
+
+    monkeypatch.setattr(web_app, "ready_predictor", slow_load)
+    with running_server(web_app.create_app(web_model_dir)) as url:
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        monkeypatch.setattr(routes, "LOAD_WAIT", 1.0)  # the server answers 503 after a second (real time)
+        page.goto(url)
+        draw(page, ONE)
+        expect(page.locator("#verdict")).to_have_text("The model is still loading; try again in a few seconds.")
+
+        monkeypatch.setattr(routes, "LOAD_WAIT", 45.0)
+        page.clock.install()  # the page's timers on a clock the test moves; the server's wait is real
+        page.goto(url)
+        draw(page, SEVEN)
+        page.clock.run_for(300)  # the debounce: the request goes out, and the server holds it
+        expect(page.locator("#verdict")).to_have_text("Reading…")
+        page.clock.run_for(50_000)  # past the 30 s the page waited before: 45 s and the answer's 10 s now
+        assert page.get_attribute("#answer", "data-state") == "busy"
+        loaded.set()
+        expect(page.locator("#answer")).to_have_attribute("data-state", "done", timeout=30_000)
+        assert page.inner_text("#digit") == "7"
+        context.close()
+
+
 def test_a_busy_server_is_asked_again_after_its_retry_after(browser, web_model_dir):
     """Two connections allowed (the page loads its script and style sheet side by side): while two clients hold
     them with half-sent requests, the page's request is answered 503 (Retry-After: 2); the page says so, waits,

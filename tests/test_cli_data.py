@@ -161,3 +161,42 @@ def test_show_refuses_an_out_that_is_no_png_name_before_loading_the_data(tmp_pat
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == f"Error: --out {out} has suffix {out.suffix!r}; give a file name ending in .png."
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--mean", "--balance"])
+def test_show_names_fashion_mnists_classes_by_their_clothes(tmp_path, monkeypatch, flag):
+    # --mean and --balance labelled Fashion-MNIST's classes 0-9, where the grid and --ascii name them ("Sneaker").
+    # A stand-in for Fashion-MNIST: its registered spec, with the checksums of a few random images.
+    import dataclasses
+
+    from mnistlab.data.registry import DATASETS, ROLES
+    from mnistlab.data.sources import sha256_decompressed
+    from mnistlab.lab import plots
+
+    spec, folder = DATASETS["fashion-mnist"], tmp_path / "fashion"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, (200, 28, 28), dtype=np.uint8),
+        "train_labels": (np.arange(200) % 10).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+        "test_labels": (np.arange(50) % 10).astype(np.uint8),
+    }
+    for role, values in arrays.items():
+        write_idx(folder / spec.files[role], values)
+    checksums = {role: sha256_decompressed(folder / spec.files[role]) for role in ROLES}
+    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(spec, sha256=checksums))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "shown.png"
+    result = runner.invoke(app, ["show", "fashion-mnist", "--data-dir", str(folder), flag, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+    def drawn(names) -> bytes:  # the same figure makes the same PNG bytes
+        if flag == "--mean":
+            images, labels = arrays["train_images"], arrays["train_labels"]
+            return plots.save_mean_digits(images, labels, tmp_path / "m.png", names=names).read_bytes()
+        counts = {"train": np.full(10, 20), "test": np.full(10, 5)}
+        return plots.save_class_balance(counts, tmp_path / "b.png", names=names).read_bytes()
+
+    assert out.read_bytes() == drawn(spec.target_names)  # the clothes' names
+    assert out.read_bytes() != drawn(None)  # not the class numbers

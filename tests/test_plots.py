@@ -274,3 +274,32 @@ def test_mistakes_of_equal_probability_are_ranked_by_their_margins():
     assert most_confident_mistakes(y_true, y_pred, proba, 5, margins=margins).tolist() == [1, 0, 2]
     with pytest.raises(InputError, match=r"^margins has shape \(4, 3\), expected \(4, 4\) like proba\.$"):
         most_confident_mistakes(y_true, y_pred, proba, 5, margins=margins[:, :3])
+
+
+def test_class_names_title_and_tick_a_figures_classes():
+    from mnistlab.lab.classnames import class_ticks, class_titles
+
+    fashion = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    assert class_titles(np.array([0, 7, 9]), fashion) == ["T-shirt/top", "Sneaker", "Ankle boot"]
+    assert class_titles(np.array([0, 7]), None) == ["0", "7"]
+    assert class_ticks(None, 3) == {"labels": ["0", "1", "2"]}
+    ticks = class_ticks(fashion, 10)
+    assert ticks["labels"][7] == "Sneaker" and ticks["rotation"] == 30  # slanted: long names would overlap
+    with pytest.raises(InputError, match="^labels hold 10, which is no class number of the 10 names given; give "):
+        class_titles(np.array([10]), fashion)
+    with pytest.raises(InputError, match="^names holds 10 class names for 3 classes; give one name per class.$"):
+        class_ticks(fashion, 3)
+    with pytest.raises(InputError, match="^names must be a list of class names"):
+        class_ticks("Sneaker", 1)
+
+
+def test_mean_digits_and_class_balance_are_titled_by_the_names_given(tmp_path, mnist_small):
+    X_train, _, y_train, _ = mnist_small
+    names = [f"class {i}" for i in range(10)]
+    mean = [save_mean_digits(X_train, y_train, tmp_path / f"mean{i}.png", names=n) for i, n in enumerate((None, names))]
+    counts = {"train": np.bincount(y_train, minlength=10)}
+    bars = [save_class_balance(counts, tmp_path / f"bars{i}.png", names=n) for i, n in enumerate((None, names))]
+    for plain, named in (mean, bars):
+        assert plain.read_bytes() != named.read_bytes()
+    with pytest.raises(InputError, match="^names holds 3 class names for 10 classes"):
+        save_class_balance(counts, tmp_path / "x.png", names=names[:3])

@@ -321,6 +321,26 @@ def test_page_static_and_docs_are_served_locally(client):
     assert {"/api/predict", "/api/read-number", "/api/health", "/api/model"} <= set(paths)
 
 
+@pytest.mark.parametrize("path", ["/", "/static/app.js", "/docs", "/static-offline-docs/swagger-ui.css"])
+@pytest.mark.parametrize("asked", ["bytes=99999999-", "bytes=z-", "bytes=0-0,2-2,4-4"])
+def test_a_range_is_ignored_and_the_file_sent_whole(client, path, asked):
+    # Starlette's files answered a range past the end 416 with an empty text/plain body, and a malformed one 400
+    # "Range header: range must be requested": not the one sentence of JSON every refusal is.
+    whole = client.get(path)
+    got = client.get(path, headers={"range": asked})
+    assert got.status_code == 200 and got.content == whole.content
+    assert "accept-ranges" not in got.headers and "accept-ranges" not in whole.headers
+
+
+def test_the_page_is_told_how_long_a_request_waits_for_the_model(client):
+    # The page gave up on a request after 30 s while the server held one 60 s for a model still loading: the
+    # server's one setting, routes.LOAD_WAIT, is now written into the page, which waits that long and more.
+    from mnistlab.web.routes import LOAD_WAIT
+
+    assert f'<meta name="mnistlab-load-wait" content="{LOAD_WAIT:g}">' in client.get("/").text
+    assert "$LOAD_WAIT" not in client.get("/").text
+
+
 @pytest.mark.parametrize(
     "path", ["/", "/static/app.js", "/static/style.css", "/docs", "/static-offline-docs/swagger-ui.css"]
 )

@@ -163,9 +163,9 @@ def show(
             s: np.bincount(t, minlength=len(b.target_names))
             for s, t in (("train", b.target[:n]), ("test", b.target[n:]))
         }
-        path = plots.save_class_balance(counts, out_path)
+        path = plots.save_class_balance(counts, out_path, names=b.target_names)
     elif mean:
-        path = plots.save_mean_digits(np.asarray(images), labels, out_path)
+        path = plots.save_mean_digits(np.asarray(images), labels, out_path, names=b.target_names)
     else:
         most = len(images) if ascii_art else min(len(images), MAX_GRID)  # --ascii prints the first only
         chosen = _chosen(len(images), most, split, first=first, index=index, random=random, seed=seed)

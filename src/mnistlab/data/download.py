@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from functools import partial
@@ -21,6 +22,7 @@ from typing import Any
 
 from mnistlab._atomic import locked_temp, remove_leftovers
 from mnistlab.data.cache import cache_root
+from mnistlab.data.connect import ConnectTimeout, connect_within
 from mnistlab.data.home import expand_home
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
 from mnistlab.data.registry import DATASETS, ROLES
@@ -60,7 +62,8 @@ def download_dataset(
     Each file is streamed to a temp file beside its final place and renamed only
     once its decompressed sha256 matches; a mirror serving bad or partial bytes is
     skipped for the next. ``progress(filename, done_bytes, total_bytes)`` is called
-    as bytes arrive. ``timeout`` bounds each wait for the server; past the first
+    as bytes arrive. ``timeout`` bounds each wait for the server, and the whole of
+    each connection (looking the host up, connecting, a TLS handshake); past the first
     ``timeout`` seconds a file must arrive at ``min_rate`` bytes per second on
     average, or that mirror is left for the next: its headers, framing and
     trailers count as much as its body, and more than twice the data set's
@@ -121,7 +124,7 @@ def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float
             try:
                 _fetch_verified(url, final, spec.sha256[role], progress, pace, spec.max_file_bytes)
             except (OSError, http.client.HTTPException, ValueError, IDXFormatError, ChecksumError) as exc:
-                problems.append(f"{url}: {exc}")
+                problems.append(f"{url}: {_said(exc)}")
                 continue
             out[role] = final
             break
@@ -134,6 +137,13 @@ def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float
             error.reason = reason
             raise error
     return out
+
+
+def _said(exc: Exception) -> str:
+    """What went wrong with a mirror, without the "<urlopen error ...>" urllib puts around a connection's failure."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        return str(exc.reason)
+    return str(exc)
 
 
 class _LocalFailure(Exception):
@@ -323,13 +333,24 @@ class _PacedConnection:
     set up, for https), is a ``_PacedSocket``."""
 
     sock: Any  # the connection class's socket
+    host: str  # and its host (a proxy's, through one)
 
     def __init__(self, host, pace: _Pace, **kwargs) -> None:
         super().__init__(host, **kwargs)  # type: ignore[call-arg]  # the connection class's
         self.pace = pace
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]  # the connection class's
+        # Looking the name up, connecting and the TLS handshake share what is left of the pace's wait, where
+        # each was given ``timeout`` of its own (a lookup no bound at all).
+        seconds = self.pace.wait_left()
+        # http.client makes its socket with _create_connection (socket.create_connection, set in its __init__).
+        self._create_connection = lambda address, _timeout, source: connect_within(address, seconds, source)
+        try:
+            super().connect()  # type: ignore[misc]  # the connection class's
+        except ConnectTimeout:
+            raise
+        except TimeoutError:  # the handshake's, which says only "_ssl.c:989: The handshake operation timed out"
+            raise TimeoutError(f"{self.host} was not connected to (TLS handshake) within {seconds:,.1f} s") from None
         self.sock = _PacedSocket(self.sock, self.pace)
 
 

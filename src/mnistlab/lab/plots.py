@@ -22,6 +22,7 @@ from mnistlab._atomic import atomic_writer
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
 from mnistlab.lab.charts import DPI, new_figure, style_time_axes
+from mnistlab.lab.classnames import class_ticks, class_titles
 from mnistlab.models.proba import margin_lead, proba_columns
 
 __all__ = [
@@ -158,21 +159,21 @@ def save_digit_grid(images, labels, path, *, predictions=None, ncols: int = 10, 
     return _save(fig, path)
 
 
-def save_mean_digits(images, labels, path) -> Path:
-    """The mean digit of each class in one row, each titled with its class and count."""
+def save_mean_digits(images, labels, path, *, names=None) -> Path:
+    """The mean digit of each class in one row, each titled with its class (``names[class]``) and count."""
     imgs = _unit_images(images)
     true = _labels(labels, len(imgs), "labels", integer=False)
     classes = np.unique(true)
     fig, axes = _grid(len(classes), len(classes), CELL, CELL + 0.35, "Mean digit per class")
-    for ax, c in zip(axes, classes):
+    for ax, c, name in zip(axes, classes, class_titles(classes, names)):
         members = true == c
         _show(ax, imgs[members].mean(axis=0))
-        ax.set_title(f"{c}\nn={int(members.sum()):,}", fontsize=8, pad=2)
+        ax.set_title(f"{name}\nn={int(members.sum()):,}", fontsize=8, pad=2)
     return _save(fig, path)
 
 
-def save_class_balance(counts_by_split: dict, path) -> Path:
-    """Grouped bars of per-class counts, one colour per split (index of a count = its class)."""
+def save_class_balance(counts_by_split: dict, path, *, names=None) -> Path:
+    """Grouped bars of per-class counts, one colour per split (index of a count = its class, ``names[index]``)."""
     if not isinstance(counts_by_split, Mapping):
         kind = type(counts_by_split).__name__
         raise InputError(f"counts_by_split must map each split's name to its class counts, got {kind}.")
@@ -195,7 +196,7 @@ def save_class_balance(counts_by_split: dict, path) -> Path:
     for j, (name, c) in enumerate(counts.items()):
         bars = ax.bar(x + (j - (len(counts) - 1) / 2) * width, c, width, label=f"{name} ({int(c.sum()):,})")
         ax.bar_label(bars, labels=[f"{v:,}" for v in c], fontsize=7, rotation=90, padding=2)
-    ax.set_xticks(x, [str(i) for i in range(k)])
+    ax.set_xticks(x, **class_ticks(names, k))
     ax.set_xlabel("class")
     ax.set_ylabel("images")
     ax.set_ylim(0, max(int(c.max()) for c in counts.values()) * 1.18 or 1)  # room for the labels

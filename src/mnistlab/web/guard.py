@@ -17,7 +17,11 @@ middleware, so that every answer (the page, the API, static files, the docs,
   script for days.
 
 A HEAD request is routed as the GET it stands for, and its body dropped (the
-headers, Content-Length included, are the GET's).
+headers, Content-Length included, are the GET's). A Range header is ignored,
+as HTTP lets a server do: the page's files are sent whole (the largest,
+Swagger UI's script, is 1.5 MB), and a malformed or unsatisfiable range is
+not refused in Starlette's plain text (400, 416), outside the one-sentence
+JSON every refusal is.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def security_headers(path: str, content_type: str = "application/json") -> list[
 
 
 _NAMES = {name for name, _ in security_headers("/")}
+_DROPPED = _NAMES | {b"accept-ranges"}  # the headers of a response that Guard sets, or takes away
 
 
 def _app_path(scope: Scope) -> str:
@@ -80,7 +85,7 @@ def _app_path(scope: Scope) -> str:
 
 
 class Guard:
-    """ASGI middleware: security headers on every response; HEAD answered as GET without a body."""
+    """ASGI middleware: security headers on every response; HEAD answered as GET without a body; Range ignored."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -91,11 +96,14 @@ class Guard:
         head = scope["method"] == "HEAD"
         if head:  # a copy: the server's own scope still says HEAD, so it sends no body either
             scope = {**scope, "method": "GET"}
+        if any(name == b"range" for name, _ in scope["headers"]):
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"range"]}
         path = _app_path(scope)
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _NAMES]
+                # Ranges are not served (above): a file does not offer them.
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _DROPPED]
                 content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 extra = security_headers(path, content_type.decode("latin-1"))
                 if not any(k.lower() == b"cache-control" for k, _ in headers):

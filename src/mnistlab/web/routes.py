@@ -30,7 +30,7 @@ import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -65,8 +65,14 @@ PREDICT_BODY = request_body(multipart=ImageUpload, json=PixelsIn)
 
 T = TypeVar("T")
 
-# Seconds a prediction request waits for a model still loading before it is answered 503.
-LOAD_WAIT = 60.0
+# Seconds a prediction request waits for a model still loading before it is answered 503 ("still loading").
+# The page gives a request this long plus its own answering time (static/app.js), and learns it from the page
+# itself (``page`` writes it in), so that its user sees the server's 503 and not "the server did not answer";
+# at 60 s the page gave up after 30 s while the server held the request (and a connection) 30 s more. 20 s:
+# a model saved without its probability cut is calibrated as it loads, which takes seconds.
+LOAD_WAIT = 20.0
+# Where static/index.html has the page's copy of LOAD_WAIT, in seconds.
+LOAD_WAIT_MARK = "$LOAD_WAIT"
 # An app mounted in another one gets no lifespan of its own: its model is never loaded.
 NOT_STARTED = (
     "The model was never loaded: this application's lifespan did not run (an app mounted in another gets none of "
@@ -133,8 +139,10 @@ router = APIRouter()
 
 
 @router.get("/", include_in_schema=False)
-async def page() -> FileResponse:
-    return FileResponse(STATIC_DIR / "index.html")
+async def page() -> HTMLResponse:
+    """The draw-a-digit page, told how long the server holds a request while its model loads (LOAD_WAIT)."""
+    html = await anyio.Path(STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(html.replace(LOAD_WAIT_MARK, f"{LOAD_WAIT:g}"))
 
 
 @router.get("/docs", include_in_schema=False)

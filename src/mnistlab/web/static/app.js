@@ -29,10 +29,13 @@
   const EXPORT_HEIGHT = 140;
   const BRUSH = 1 / 10;
   const DEBOUNCE_MS = 250;
-  // A request the server has not answered by then is given up, and the page says so: the server lets an upload
-  // pause at most 10 s (`--read-timeout`) and answers a photo in milliseconds. Added: the upload's own time on a
-  // slow line (a phone's photo on a weak signal), at 16 KiB/s, 64 s a megabyte; the server waits for slower ones.
-  const REQUEST_TIMEOUT_MS = 30000;
+  // A request the server has not answered by then is given up, and the page says so: the server holds a request
+  // at most LOAD_WAIT seconds while its model loads (it writes that into the page; then it answers 503 "still
+  // loading"), lets an upload pause at most 10 s (`--read-timeout`) and answers a photo in milliseconds. Added:
+  // the upload's own time on a slow line (a phone's photo on a weak signal), at 16 KiB/s, 64 s a megabyte; the
+  // server waits for slower ones.
+  const LOAD_WAIT_S = Number(document.querySelector('meta[name="mnistlab-load-wait"]')?.content) || 0;
+  const REQUEST_TIMEOUT_MS = 1000 * LOAD_WAIT_S + 10000;
   const SLOW_UPLOAD_BYTES_PER_S = 16384;
   // A busy server (503, more connections open than `--max-connections`) says when to try again
   // (Retry-After, seconds): the page waits that long and sends the same request, at most this many times.
