@@ -44,6 +44,15 @@ def test_a_build_writes_every_file_and_a_card_that_covers_them(tiny_reader, mnis
     assert set(card) == set(shipped)  # the shipped reader was written by this same code
 
 
+def test_a_second_build_writes_the_same_files(tiny_reader, tmp_path):
+    # What makes `make pretrained` reproduce the shipped files: every net fits from its own seeds on one thread,
+    # the detector in a process of its own beside the classifier, and the drawings come from seeded generators.
+    folder, card = tiny_reader
+    again = build_reader(tmp_path, TINY)
+    assert again["files"] == card["files"]
+    assert again["thresholds"] == card["thresholds"] and again["classifier"] == card["classifier"]
+
+
 def test_the_card_records_every_font_the_build_drew_from(tiny_reader):
     _, card = tiny_reader
     fonts = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in font_paths()}
