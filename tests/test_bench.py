@@ -26,6 +26,7 @@ from mnistlab.lab.specs import recorded_name, resolve_spec
 from mnistlab.lab.tracking import Tracker
 from mnistlab.models.cnn.onnx import OnnxPredictor
 from mnistlab.models.files import default_model_dir, load_model
+from mnistlab.testing import write_idx_folder
 
 runner = CliRunner()
 RESULT_KEYS = {"model", "dataset", "seeds", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", "reused"}
@@ -317,17 +318,17 @@ def test_update_models_installs_the_recipe_in_its_default_folder(bench):
 def tiny_idx(tmp_path_factory):
     """scikit-learn's 8x8 digits written as a folder of four IDX files: "any IDX folder"."""
     digits = load_mnist("digits")
-    folder = tmp_path_factory.mktemp("idx") / "tiny-digits"
-    folder.mkdir()
     n = digits.details["n_train"]
-    for name, arr in (
-        ("train-images-idx3-ubyte", digits.images[:n]),
-        ("train-labels-idx1-ubyte", digits.target[:n].astype(np.uint8)),
-        ("t10k-images-idx3-ubyte", digits.images[n:]),
-        ("t10k-labels-idx1-ubyte", digits.target[n:].astype(np.uint8)),
-    ):
-        write_idx(folder / name, np.ascontiguousarray(arr))
-    return folder
+    return write_idx_folder(
+        tmp_path_factory.mktemp("idx") / "tiny-digits",
+        {
+            "train_images": digits.images[:n],
+            "train_labels": digits.target[:n],
+            "test_images": digits.images[n:],
+            "test_labels": digits.target[n:],
+        },
+        gzip=False,
+    )
 
 
 def test_a_dataset_of_one_class_is_one_sentence(tiny_idx, tmp_path):

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from mnistlab.cli import app
 from mnistlab.data.idx import write_idx
+from mnistlab.testing import random_idx_arrays, write_idx_folder
 
 runner = CliRunner()
 
@@ -173,17 +174,9 @@ def test_show_names_fashion_mnists_classes_by_their_clothes(tmp_path, monkeypatc
     from mnistlab.data.sources import sha256_decompressed
     from mnistlab.lab import plots
 
-    spec, folder = DATASETS["fashion-mnist"], tmp_path / "fashion"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train_images": rng.integers(0, 256, (200, 28, 28), dtype=np.uint8),
-        "train_labels": (np.arange(200) % 10).astype(np.uint8),
-        "test_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
-        "test_labels": (np.arange(50) % 10).astype(np.uint8),
-    }
-    for role, values in arrays.items():
-        write_idx(folder / spec.files[role], values)
+    spec = DATASETS["fashion-mnist"]
+    arrays = random_idx_arrays(np.random.default_rng(0), 200, 50)
+    folder = write_idx_folder(tmp_path / "fashion", arrays, "fashion-mnist")
     checksums = {role: sha256_decompressed(folder / spec.files[role]) for role in ROLES}
     monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(spec, sha256=checksums))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

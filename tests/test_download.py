@@ -20,6 +20,7 @@ from mnistlab import DatasetError, DownloadError, ParameterError, download_datas
 from mnistlab.cli import app
 from mnistlab.data.registry import DATASETS, MAX_DOWNLOAD_BYTES, ROLES, DatasetSpec
 from mnistlab.data.sources import sha256_decompressed
+from mnistlab.testing import random_idx_arrays, write_idx_folder
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -134,18 +135,8 @@ def serve():
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch):
     """A registered dataset 'tiny' whose files a loopback server publishes."""
-    src = tmp_path / "published"
-    src.mkdir()
-    rng = np.random.default_rng(1)
-    arrays = {
-        "train_images": rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
-        "train_labels": (np.arange(300) % 10).astype(np.uint8),
-        "test_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
-        "test_labels": (np.arange(50) % 10).astype(np.uint8),
-    }
-    spec0 = DATASETS["mnist"]
-    for role, arr in arrays.items():
-        write_idx(src / spec0.files[role], arr)
+    arrays = random_idx_arrays(np.random.default_rng(1), 300, 50)
+    src, spec0 = write_idx_folder(tmp_path / "published", arrays), DATASETS["mnist"]
     log: list[str] = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, src, log))
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -273,25 +273,26 @@ def test_a_sweep_records_the_test_size_and_the_folder_its_trials_were_scored_on(
     """The spec file and the sweep's run held the split and limit but not test_size (a random split of another
     size cuts other training images, so other held-out parts), named a folder dataset by its last name alone and
     left out the held-out share. Recorded as the sweep does once its trials are back (no Ray needed here)."""
-    import numpy as np
 
-    from mnistlab.data.idx import write_idx
     from mnistlab.data.load import load_mnist
     from mnistlab.lab.fitting import open_dataset, split_for
     from mnistlab.lab.options import RunOptions
     from mnistlab.lab.sweep import HELD_OUT, _chosen_on, _record
     from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker
+    from mnistlab.testing import write_idx_folder
 
-    digits, folder = load_mnist("digits"), tmp_path / "data" / "my-digits"
-    folder.mkdir(parents=True)
+    digits = load_mnist("digits")
     n = digits.details["n_train"]
-    for name, arr in (
-        ("train-images-idx3-ubyte", digits.images[:n]),
-        ("train-labels-idx1-ubyte", digits.target[:n].astype(np.uint8)),
-        ("t10k-images-idx3-ubyte", digits.images[n:]),
-        ("t10k-labels-idx1-ubyte", digits.target[n:].astype(np.uint8)),
-    ):
-        write_idx(folder / name, np.ascontiguousarray(arr))
+    folder = write_idx_folder(
+        tmp_path / "data" / "my-digits",
+        {
+            "train_images": digits.images[:n],
+            "train_labels": digits.target[:n],
+            "test_images": digits.images[n:],
+            "test_labels": digits.target[n:],
+        },
+        gzip=False,
+    )
     options = RunOptions(split="random", test_size=0.25, seed=7, limit=100, n_jobs=1)
     name, bunch = open_dataset(str(folder))
     chosen = _chosen_on(split_for(name, bunch, options), options, [7, 8])

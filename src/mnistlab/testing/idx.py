@@ -1,0 +1,39 @@
+"""A data set as a folder of four IDX files, written for a test: what `--data-dir`, `MNISTLAB_DATA` and a
+registered data set's mirror hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.data.idx import write_idx
+from mnistlab.data.registry import DATASETS, ROLES
+
+__all__ = ["random_idx_arrays", "write_idx_folder"]
+
+
+def random_idx_arrays(rng: np.random.Generator, n_train: int, n_test: int) -> dict[str, np.ndarray]:
+    """Random 28x28 uint8 images, their labels 0-9 in turn: each role of ``ROLES`` (``train_images``...)."""
+    return {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+
+
+def write_idx_folder(
+    folder: str | Path, arrays: dict[str, np.ndarray], dataset: str = "mnist", *, gzip: bool = True
+) -> Path:
+    """Each role's array in ``folder`` (made if missing), under the file name ``dataset`` publishes it under
+    (MNIST's: ``train-images-idx3-ubyte.gz``...; ``gzip=False``: the same names without ``.gz``, the files not
+    compressed); labels as uint8, as IDX files hold them. Returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for role in ROLES:
+        name = DATASETS[dataset].files[role]
+        array = np.ascontiguousarray(arrays[role])
+        labels = role.endswith("labels")
+        write_idx(folder / (name if gzip else name.removesuffix(".gz")), array.astype(np.uint8) if labels else array)
+    return folder
