@@ -130,6 +130,8 @@ def test_the_data_checksum_tells_another_split_of_the_same_arrays_apart(model, d
     # The same images and labels cut at another place: other training and test sets, so other data.
     moved = evaluate_model(model, data=(X[:900], X[900:], y[:900], y[900:]), out_dir=tmp_path)
     assert moved["data_sha256"] != same["data_sha256"] and moved["same_data_as_training"] is False
+    # The caller's arrays were cut by no split or seed: none is recorded as if the card's had cut them.
+    assert (same["seed"], same["split"], same["test_size"], same["dataset"]) == (None, None, None, "arrays")
 
 
 @pytest.mark.parametrize(

@@ -73,17 +73,19 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "confusion_png": str(confusion_png),
         "gallery_png": str(gallery_png),
         "most_confident_mistakes": shown.tolist(),  # test-set indices, in the gallery's order
-        **_measured_on(card, test),
+        **_measured_on(card, test, given=data is not None),
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
 
 
-def _measured_on(card: dict, test: TrainTest) -> dict:
+def _measured_on(card: dict, test: TrainTest, *, given: bool) -> dict:
     """What the measurement ran on: the data, the split and seed that cut its test set (the card's, as
-    ``model_data`` cut it), and this environment's package versions, which answer "why do the predictions differ
-    from training's?" beside the card's."""
+    ``model_data`` cut it; None for test arrays the caller ``given``, which nothing cut), and this environment's
+    package versions, which answer "why do the predictions differ from training's?" beside the card's."""
     cut = {"seed": card.get("seed", 42), "split": card.get("split", "official"), "test_size": card.get("test_size")}
+    if given:
+        cut = dict.fromkeys(cut)
     return {"dataset": test.dataset, "data_sha256": test.sha256, **cut, "versions": package_versions()}
 
 

@@ -24,14 +24,14 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import multiprocessing
+import os
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from joblib.externals.loky import ProcessPoolExecutor
 from safetensors.numpy import save as save_safetensors
 
 from mnistlab._atomic import atomic_write_bytes
@@ -41,6 +41,7 @@ from mnistlab.models.cards import card_sha256
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.models.cnn.onnx import export_onnx
+from mnistlab.models.cnn.parallel import exit_with_parent
 from mnistlab.models.recipes import CNN
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.detector import DETECTOR, FIT_DIGITS, fit_detector, held_out_non_digits, training_set
@@ -94,11 +95,11 @@ class Plan:
     flagged_ones: int = 3_000
 
 
-def _detector_graph(plan: Plan, train: np.ndarray, labels: np.ndarray) -> bytes:
-    """The detector fitted and exported (ONNX bytes); runs in a process of its own, beside the classifier's fit."""
-    k = plan.fit_digits
+def _detector_graph(plan: Plan, digits: np.ndarray, labels: np.ndarray) -> bytes:
+    """The detector fitted on ``digits`` and drawn non-digits, exported (ONNX bytes); runs in a process of its own,
+    beside the classifier's fit."""
     images, y = training_set(
-        train[:k], labels[:k], seed=plan.seed, n_strokes=plan.detector_strokes, n_restroked=plan.restroked_digits
+        digits, labels, seed=plan.seed, n_strokes=plan.detector_strokes, n_restroked=plan.restroked_digits
     )
     return _onnx_bytes(fit_detector(images, y, plan.detector, seed=plan.seed))
 
@@ -137,6 +138,32 @@ def _classifier(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[Onnx
     return OnnxNet(_onnx_bytes(clf)), len(printed)
 
 
+def _nets(plan: Plan, train: np.ndarray, labels: np.ndarray, start: float) -> tuple[OnnxNet, int, OnnxNet]:
+    """The classifier (and how many printed digits it saw) and the detector, fitted side by side.
+
+    The detector's fit runs on one thread for most of the build: beside it, the classifier's members fit. Each
+    net has its own seeds and one thread, so the files are those of one fit after the other. The detector's
+    process ends with this one, and is stopped if the classifier's fit fails (as the members' are).
+    """
+    k = plan.fit_digits
+    pool = ProcessPoolExecutor(max_workers=1, initializer=exit_with_parent, initargs=(os.getpid(),))
+    try:
+        _say(f"fitting the not-a-digit detector on {k:,} digits and drawn non-digits", start)
+        detector_graph = pool.submit(_detector_graph, plan, train[:k], labels[:k])
+        _say(
+            f"fitting the classifier on {len(train):,} MNIST digits (some again in other pens, 1s with a flag), "
+            "printed ones",
+            start,
+        )
+        classifier, n_printed = _classifier(plan, train, labels)
+        detector = OnnxNet(detector_graph.result())
+    except BaseException:
+        pool.shutdown(wait=False, kill_workers=True)
+        raise
+    pool.shutdown(wait=True)
+    return classifier, n_printed, detector
+
+
 def build_reader(out: Path, plan: Plan | None = None) -> dict:
     """Train every part of the reader, write its files and card into ``out``; return the card."""
     plan, start = plan or Plan(), time.perf_counter()
@@ -144,18 +171,9 @@ def build_reader(out: Path, plan: Plan | None = None) -> dict:
     n = data.details["n_train"]
     train, labels = np.asarray(data.images[:n]), np.asarray(data.target[:n])
     test, test_labels = np.asarray(data.images[n:]), np.asarray(data.target[n:])
-    # The detector's fit runs on one thread for most of the build: beside it, the classifier's members fit. Each
-    # net has its own seeds and one thread, so the files are those of one fit after the other.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        _say(f"fitting the not-a-digit detector on {plan.fit_digits:,} digits and drawn non-digits", start)
-        detector_graph = pool.submit(_detector_graph, plan, train, labels)
-        _say(
-            f"fitting the classifier on {n:,} MNIST digits (some again in other pens, 1s with a flag), printed ones",
-            start,
-        )
-        classifier, n_printed = _classifier(plan, train, labels)
-        detector = OnnxNet(detector_graph.result())
-    space = fit_digit_space(train[: plan.fit_digits : 3])
+    k = plan.fit_digits
+    classifier, n_printed, detector = _nets(plan, train, labels, start)
+    space = fit_digit_space(train[:k:3])
     unfinished = Reader(detector, detector, space, Thresholds({}, {}, 0.0, ""), ProbabilityCut(0.0, 0.0, 0.0, ""), {})
     _say("calibrating the not-a-digit thresholds", start)
     thresholds, others = _thresholds(plan, unfinished, train, labels)

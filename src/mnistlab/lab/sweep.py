@@ -146,9 +146,11 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     max_epochs = max(int(c.get("epochs", default_epochs)) for c in configs)
     progress("loading and verifying the data")
     name, bunch = open_dataset(dataset)
-    # A --limit the dataset cannot give fails before any trial.
-    splits = [split_for(name, bunch, dataclasses.replace(options, seed=seed)) for seed in seed_list]
-    chosen_on = _chosen_on(splits[0], options, seed_list)
+    # A --limit the dataset cannot give fails before any trial; one split in memory at a time (a random split is
+    # a copy of the data).
+    chosen_on = _chosen_on(split_for(name, bunch, dataclasses.replace(options, seed=seed_list[0])), options, seed_list)
+    for seed in seed_list[1:]:
+        split_for(name, bunch, dataclasses.replace(options, seed=seed))
     progress("opening the tracking store")
     tracker = Tracker(tracking_uri, SWEEP_EXPERIMENT)
     # Tune's progress tables would bury the one-line steps; the trials' rows come back in the result.

@@ -45,7 +45,7 @@ from joblib.externals.loky import ProcessPoolExecutor
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["train_in_processes", "train_one", "members_run_by", "member_runner", "MemberRunner"]
+__all__ = ["train_in_processes", "train_one", "members_run_by", "member_runner", "MemberRunner", "exit_with_parent"]
 
 # (job, X, y, on_row) -> trained module: loop.train_member
 Train = Callable[..., "torch.nn.Module"]
@@ -92,7 +92,7 @@ def train_in_processes(
         logs = [_RowLog(Path(tmp) / f"member-{i}.jsonl") for i in range(len(tasks))]
         # A pool of our own, not loky's reusable one: joblib (scikit-learn's n_jobs) takes that global
         # executor for its own and fails on one it did not set up.
-        pool = ProcessPoolExecutor(max_workers=n_workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(max_workers=n_workers, initializer=exit_with_parent, initargs=(os.getpid(),))
         pending = {
             pool.submit(_worker, train, job, X, y, n_threads, str(logs[i].path)): i for i, (job, X) in enumerate(tasks)
         }
@@ -112,7 +112,7 @@ def train_in_processes(
     return [states[i] for i in range(len(tasks))]
 
 
-def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+def exit_with_parent(parent: int, every: float = 0.5) -> None:
     """Worker start-up: a daemon thread ends this process once ``parent`` is no longer its parent.
 
     When a process dies its children are handed to another (init, or a
