@@ -103,8 +103,18 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
         raise RecipeError(f"{name} failed ({type(exc).__name__}: {exc}); fix the classifier's code.") from None
     estimator, notes, y_pred = run.estimator, run.notes, run.y_pred
     stretched = d.stretched_from if d.stretched_from != 255 else None
-    record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, notes, data_dir=d.data_dir)
-    record = dataclasses.replace(record, device=trained_device(estimator), stretched_from=stretched)
+    record = Record(
+        recipe,
+        options,
+        d.dataset,
+        d.sha256,
+        run.params,
+        run.metrics,
+        notes,
+        data_dir=d.data_dir,
+        stretched_from=stretched,
+        device=trained_device(estimator),
+    )
     card = {**record.card(), "spec": contender.spec, "code_sha256": contender.code_sha256}
     saved = _save(estimator, model_dir, card, progress, name)
     if saved is None:
