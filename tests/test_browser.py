@@ -351,13 +351,17 @@ def test_a_request_while_the_model_loads_is_held_as_long_as_the_server_says(brow
     with running_server(web_app.create_app(web_model_dir)) as url:
         context = browser.new_context(viewport={"width": 1200, "height": 900})
         page = context.new_page()
+        page.clock.install()  # the page's timers on a clock the test moves; the server's wait is real
         monkeypatch.setattr(routes, "LOAD_WAIT", 1.0)  # the server answers 503 after a second (real time)
         page.goto(url)
         draw(page, ONE)
+        page.clock.run_for(300)  # the debounce
+        for _ in range(3):  # the 503 says when to ask again (Retry-After): the page says so, and does, 3 times
+            expect(page.locator("#verdict")).to_have_text("The model is still loading; trying again in 2 s…")
+            page.clock.run_for(2000)
         expect(page.locator("#verdict")).to_have_text("The model is still loading; try again in a few seconds.")
 
         monkeypatch.setattr(routes, "LOAD_WAIT", 45.0)
-        page.clock.install()  # the page's timers on a clock the test moves; the server's wait is real
         page.goto(url)
         draw(page, SEVEN)
         page.clock.run_for(300)  # the debounce: the request goes out, and the server holds it
@@ -408,7 +412,9 @@ def test_a_busy_server_is_asked_again_after_its_retry_after(browser, web_model_d
             assert holder.recv(100).startswith(b"HTTP/1.1 100 Continue")
             holder.sendall(b"{")
         draw(page, ONE)
-        expect(page.locator("#verdict")).to_have_text("The server is busy; trying again in 2 s…", timeout=10_000)
+        expect(page.locator("#verdict")).to_have_text(
+            "The server is busy (2 connections open); trying again in 2 s…", timeout=10_000
+        )
         assert page.get_attribute("#answer", "data-state") == "busy"
         holders[0].close()
         assert result(page)["digit"] == "1"

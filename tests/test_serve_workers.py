@@ -106,6 +106,39 @@ def test_ready_says_503_with_the_reason_while_there_is_no_model(tmp_path):
         assert refused.status_code == 503 and refused.json()["detail"] == ready.json()["detail"]
 
 
+def test_a_503_says_when_to_ask_again_only_while_the_model_loads(tmp_path, monkeypatch):
+    """The 503 "still loading" carried no Retry-After, unlike the busy server's 503: a load balancer, a client or
+    the page could not tell when to ask again. It says so now while the model loads; once the load has failed it
+    says nothing, as the answer will not change until the server is restarted with a model that works."""
+    from mnistlab.web import app as web_app
+    from mnistlab.web import routes
+
+    loading, load = threading.Event(), web_app.ready_predictor
+
+    def held_load(model):
+        loading.wait(PATIENCE)  # the load runs once the test lets it
+        return load(model)
+
+    monkeypatch.setattr(web_app, "ready_predictor", held_load)
+    monkeypatch.setattr(routes, "LOAD_WAIT", 0.2)  # a prediction waits this long for the model, then 503
+    pixels = {"pixels": [0] * 784}
+    with running_server(web_app.create_app(tmp_path)) as url:  # an empty folder: the load fails once let go
+        ready = httpx.get(f"{url}/api/ready", timeout=PATIENCE)
+        refused = httpx.post(f"{url}/api/predict", json=pixels, timeout=PATIENCE)
+        for answer in (ready, refused):
+            assert answer.status_code == 503 and "still loading" in answer.json()["detail"], answer.text
+            assert answer.headers["retry-after"] == str(routes.LOADING_RETRY_AFTER) == "2"
+        loading.set()
+        deadline = time.monotonic() + PATIENCE
+        while "still loading" in (ready := httpx.get(f"{url}/api/ready", timeout=PATIENCE)).json()["detail"]:
+            assert time.monotonic() < deadline, "the load did not fail"
+            time.sleep(0.05)
+        refused = httpx.post(f"{url}/api/predict", json=pixels, timeout=PATIENCE)
+        for answer in (ready, refused):
+            assert answer.status_code == 503 and "model.json" in answer.json()["detail"], answer.text
+            assert "retry-after" not in answer.headers
+
+
 def test_ready_says_200_once_the_model_answers():
     with running_server(create_app(None)) as url:  # the shipped reader
         answer = httpx.post(f"{url}/api/predict", json={"pixels": [0] * 784}, timeout=PATIENCE)

@@ -379,6 +379,7 @@ def test_the_docs_name_the_refusals_each_route_gives(client, tmp_path):
             refused = httpx.get(url + route, timeout=30)
             assert refused.status_code == 503 and list(refused.json()) == ["detail"]
             assert _documented_refusals(schema, route, "get") == {503}
+            assert "Retry-After" in schema["paths"][route]["get"]["responses"]["503"]["headers"]
 
 
 def test_an_app_mounted_without_its_lifespan_says_so(web_model_dir):
@@ -399,6 +400,7 @@ def test_an_app_mounted_without_its_lifespan_says_so(web_model_dir):
         for refused in (client.get("/api/ready"), client.get("/api/model"), client.post("/api/predict", json={})):
             assert refused.status_code == 503, refused.text
             assert "lifespan" in refused.json()["detail"] and "README" in refused.json()["detail"]
+            assert "retry-after" not in refused.headers  # asking again gets the same answer: no lifespan runs
         assert time.monotonic() - started < 10  # not the wait for a model that is loading
 
 

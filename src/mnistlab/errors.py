@@ -75,9 +75,18 @@ class ModelFileError(MnistlabError):
 
 
 class NotReadyError(MnistlabError):
-    """The server is still loading its model, or failed to: ask again later (or fix the model)."""
+    """The server is still loading its model, or failed to: ask again later (or fix the model).
+
+    ``retry_after``: the seconds after which asking again may get another
+    answer (the web API sends them as ``Retry-After``), or None where it will
+    not.
+    """
 
     http_status = 503
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InputError(MnistlabError, ValueError):

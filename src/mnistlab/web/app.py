@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from mnistlab._cpus import usable_cpus
 from mnistlab._version import __version__
-from mnistlab.errors import MnistlabError, ModelFileError, ParameterError
+from mnistlab.errors import MnistlabError, ModelFileError, NotReadyError, ParameterError
 from mnistlab.reading.admission import MAX_PIXELS
 from mnistlab.trust.batching import BatchedPredictor, batched
 from mnistlab.trust.predict import Predictor, load_predictor
@@ -172,7 +172,11 @@ def ready_predictor(model: Any) -> BatchedPredictor:
 
 
 async def _user_error(request: Request, exc: MnistlabError) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+    """The error's sentence with its class's status; a 503 that will pass says when to ask again, as the busy
+    server's does (``protocol``), for a load balancer, a client or the page (static/app.js) to wait that long."""
+    retry_after = exc.retry_after if isinstance(exc, NotReadyError) else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers=headers)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

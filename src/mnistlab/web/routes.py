@@ -56,7 +56,7 @@ from mnistlab.web.schemas import (
     request_body,
 )
 
-__all__ = ["router", "Served", "served", "STATIC_DIR", "LOAD_WAIT"]
+__all__ = ["router", "Served", "served", "STATIC_DIR", "LOAD_WAIT", "LOADING_RETRY_AFTER"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -71,6 +71,12 @@ T = TypeVar("T")
 # at 60 s the page gave up after 30 s while the server held the request (and a connection) 30 s more. 20 s:
 # a model saved without its probability cut is calibrated as it loads, which takes seconds.
 LOAD_WAIT = 20.0
+# Seconds a 503 "still loading" tells its client to wait before asking again (Retry-After): a model loads in
+# seconds, and 2 s is what the busy server's 503 says (``protocol``). A model that failed to load, or an app whose
+# lifespan never ran, says no Retry-After: the load is tried once, when the app starts, so asking again gets the
+# same 503 until someone fixes the model and restarts the server; an invitation to retry would only bring
+# clients (the page sends the same request again, three times) back for nothing.
+LOADING_RETRY_AFTER = 2
 # Where static/index.html has the page's copy of LOAD_WAIT, in seconds.
 LOAD_WAIT_MARK = "$LOAD_WAIT"
 # An app mounted in another one gets no lifespan of its own: its model is never loaded.
@@ -118,11 +124,13 @@ async def served(request: Request) -> Served:
 
 
 def _not_ready(state) -> NotReadyError:
-    """Why the app's model cannot answer yet: it failed to load (and why), it is still loading, or the app's
-    lifespan, which loads it, never ran."""
+    """Why the app's model cannot answer yet: it failed to load (and why), it is still loading (the only one
+    that passes: Retry-After, ``LOADING_RETRY_AFTER``), or the app's lifespan, which loads it, never ran."""
     if not hasattr(state, "loaded"):
         return NotReadyError(NOT_STARTED)
-    return NotReadyError(state.load_error or "The model is still loading; try again in a few seconds.")
+    if state.load_error:
+        return NotReadyError(state.load_error)
+    return NotReadyError("The model is still loading; try again in a few seconds.", LOADING_RETRY_AFTER)
 
 
 def _status(state: Served | None) -> dict[str, Any]:

@@ -142,10 +142,24 @@ class Problem(BaseModel):
     detail: str
 
 
+# The 503 of a model not loaded (or of a server full), with the Retry-After it carries while that will pass.
+_UNAVAILABLE = {
+    "model": Problem,
+    "description": "Not ready: the model is loading (Retry-After) or failed to load (none), or the server is full.",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before asking again; absent where asking again will not help.",
+            "schema": {"type": "integer"},
+        }
+    },
+}
 # The refusals a route that reads a body gives (400 a broken form, 408 a body too slow to arrive, 413, 415, 422,
 # 503 no model), and those of a route that needs only the model.
-PROBLEMS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (400, 408, 413, 415, 422, 503)}
-NOT_READY: dict[int | str, dict[str, Any]] = {503: {"model": Problem}}
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **{code: {"model": Problem} for code in (400, 408, 413, 415, 422)},
+    503: _UNAVAILABLE,
+}
+NOT_READY: dict[int | str, dict[str, Any]] = {503: _UNAVAILABLE}
 
 
 def request_body(*, multipart: type[BaseModel] | None = None, json: type[BaseModel] | None = None) -> dict[str, Any]:

@@ -37,8 +37,9 @@
   const LOAD_WAIT_S = Number(document.querySelector('meta[name="mnistlab-load-wait"]')?.content) || 0;
   const REQUEST_TIMEOUT_MS = 1000 * LOAD_WAIT_S + 10000;
   const SLOW_UPLOAD_BYTES_PER_S = 16384;
-  // A busy server (503, more connections open than `--max-connections`) says when to try again
-  // (Retry-After, seconds): the page waits that long and sends the same request, at most this many times.
+  // A 503 that will pass (a busy server, more connections open than `--max-connections`, or a model still
+  // loading) says when to try again (Retry-After, seconds): the page waits that long and sends the same request,
+  // at most this many times.
   const BUSY_RETRIES = 3;
   const MAX_RETRY_AFTER_S = 30;
 
@@ -226,7 +227,7 @@
       if (controller !== state.request) return;
       const wait = response.status === 503 && attempt < BUSY_RETRIES ? retryAfter(response) : null;
       if (wait !== null) {  // still "busy": the answer shown stays dimmed until the retry's answer comes
-        say(`The server is busy; trying again in ${wait} s…`);
+        say(`${whatIsWrong(body)}; trying again in ${wait} s…`);
         state.retry = setTimeout(() => send(blob, name, attempt + 1), wait * 1000);
         return;
       }
@@ -262,6 +263,13 @@
     const text = response.headers.get("retry-after") || "";
     const seconds = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
     return seconds >= 1 && seconds <= MAX_RETRY_AFTER_S ? seconds : null;
+  }
+
+  // What the server's sentence says is wrong, without what it says to do ("...; try again in a few seconds."):
+  // the page does that itself. "The model is still loading", "The server is busy (100 connections open)".
+  function whatIsWrong(body) {
+    const detail = typeof body.detail === "string" ? body.detail : "";
+    return detail.split("; ")[0].replace(/\.$/, "") || "The server cannot answer yet";
   }
 
   // ---- showing the answer -----------------------------------------------------------
