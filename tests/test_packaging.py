@@ -61,7 +61,7 @@ def test_the_wheel_holds_every_file_of_the_package(wheel):
     with zipfile.ZipFile(wheel) as z:
         shipped = {name for name in z.namelist() if name.startswith("mnistlab/")}
     expected = _package_files()
-    assert {"mnistlab/pretrained/card.json", "mnistlab/web/static/index.html"} <= expected
+    assert {"mnistlab/pretrained/card.json", "mnistlab/web/pages/index.html"} <= expected
     assert expected - shipped == set(), "files of the package missing from the wheel (see package-data)"
     assert shipped - expected == set(), "files in the wheel that the tree does not have"
 

@@ -341,6 +341,20 @@ def test_the_page_is_told_how_long_a_request_waits_for_the_model(client):
     assert "$LOAD_WAIT" not in client.get("/").text
 
 
+def test_the_pages_are_served_only_where_they_work(client):
+    """The page's template was also served as it is, at /static/index.html, with content="$LOAD_WAIT" unfilled,
+    and the docs page at /static/docs.html; from there both pages' relative URLs (their scripts, styles) all 404.
+    The pages now live outside static/: / and /docs serve them, no other URL does."""
+    from mnistlab.web.routes import STATIC_DIR
+
+    for path in ("/static/index.html", "/static/docs.html"):
+        assert client.get(path).status_code == 404, path
+    for file in STATIC_DIR.iterdir():  # whatever static/ holds is served as it is: nothing in it is a template
+        served = client.get(f"/static/{file.name}")
+        assert served.status_code == 200 and "$LOAD_WAIT" not in served.text, file.name
+    assert 'content="$' not in client.get("/").text and "swagger-ui" in client.get("/docs").text
+
+
 @pytest.mark.parametrize(
     "path", ["/", "/static/app.js", "/static/style.css", "/docs", "/static-offline-docs/swagger-ui.css"]
 )

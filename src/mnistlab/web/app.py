@@ -1,7 +1,8 @@
 """The draw-a-digit page and its JSON API, behind ``mnistlab serve``.
 
-``create_app`` builds one FastAPI application: the page (``static/``, no CDN),
-the API under ``/api`` (``routes``), offline OpenAPI docs at ``/docs``. The
+``create_app`` builds one FastAPI application: the page (``pages/``, its
+script and styles in ``static/``, no CDN), the API under ``/api``
+(``routes``), offline OpenAPI docs at ``/docs``. The
 model is loaded once, when the app starts.
 
 Limits are enforced before any work is done: a body declared over

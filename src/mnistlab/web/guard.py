@@ -44,8 +44,8 @@ DOCS_CSP = (
 # JSON answers, errors and files: nothing in them may load or run anything.
 API_CSP = f"default-src 'none'; {_COMMON}"
 
-# Pages by path; "/" only matches the page itself.
-_PAGES = (("/docs", DOCS_CSP), ("/static-offline-docs/", DOCS_CSP), ("/static/", PAGE_CSP))
+# Pages by path; "/" only matches the page itself (static/ holds no page: the routes serve them, from pages/).
+_PAGES = (("/docs", DOCS_CSP), ("/static-offline-docs/", DOCS_CSP))
 
 
 def policy_for(path: str, content_type: str) -> str:

@@ -56,9 +56,13 @@ from mnistlab.web.schemas import (
     request_body,
 )
 
-__all__ = ["router", "Served", "served", "STATIC_DIR", "LOAD_WAIT", "LOADING_RETRY_AFTER"]
+__all__ = ["router", "Served", "served", "STATIC_DIR", "PAGES_DIR", "LOAD_WAIT", "LOADING_RETRY_AFTER"]
 
+# Files served as they are, under /static/.
 STATIC_DIR = Path(__file__).with_name("static")
+# The pages, served by their routes only (/ and /docs): index.html is a template, filled in by ``page``, and
+# both pages' URLs are relative to the site's root, so served from /static/ neither would work.
+PAGES_DIR = Path(__file__).with_name("pages")
 
 UPLOAD_BODY = request_body(multipart=ImageUpload)
 PREDICT_BODY = request_body(multipart=ImageUpload, json=PixelsIn)
@@ -77,7 +81,7 @@ LOAD_WAIT = 20.0
 # same 503 until someone fixes the model and restarts the server; an invitation to retry would only bring
 # clients (the page sends the same request again, three times) back for nothing.
 LOADING_RETRY_AFTER = 2
-# Where static/index.html has the page's copy of LOAD_WAIT, in seconds.
+# Where pages/index.html has the page's copy of LOAD_WAIT, in seconds.
 LOAD_WAIT_MARK = "$LOAD_WAIT"
 # An app mounted in another one gets no lifespan of its own: its model is never loaded.
 NOT_STARTED = (
@@ -149,14 +153,14 @@ router = APIRouter()
 @router.get("/", include_in_schema=False)
 async def page() -> HTMLResponse:
     """The draw-a-digit page, told how long the server holds a request while its model loads (LOAD_WAIT)."""
-    html = await anyio.Path(STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    html = await anyio.Path(PAGES_DIR / "index.html").read_text(encoding="utf-8")
     return HTMLResponse(html.replace(LOAD_WAIT_MARK, f"{LOAD_WAIT:g}"))
 
 
 @router.get("/docs", include_in_schema=False)
 async def docs() -> FileResponse:
     """Swagger UI from the fastapi-offline wheel, started by static/docs.js: no inline script, no CDN."""
-    return FileResponse(STATIC_DIR / "docs.html")
+    return FileResponse(PAGES_DIR / "docs.html")
 
 
 @router.get("/api/health", summary="Is the server up, and with which model", response_model=Health)
