@@ -1,5 +1,5 @@
 """A download's connection (the name's lookup, connecting, a proxy's tunnel, the TLS handshake) fits its ``timeout``
-in all.
+in all, and a Ray head's name is looked up in bounded time.
 
 Against real loopback servers: a TCP server whose queue of connections is
 full (a connect waits), one that sends a TLS handshake a byte at a time, an
@@ -203,7 +203,7 @@ import socket, sys, tempfile, time
 from pathlib import Path
 from mnistlab import download_dataset
 held = []
-if sys.argv[1] in ("dns", "twice"):
+if sys.argv[1] in ("dns", "twice", "ray", "cli"):
     dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dns.bind(("127.0.0.1", 53))  # a DNS server that never answers
     held.append(dns)
@@ -211,7 +211,21 @@ else:
     for ip in ("127.0.0.1", "127.0.0.2"):  # both of the host's addresses take no connection
         server = socket.socket(); server.bind((ip, 18300)); server.listen(0)
         held += [server, socket.create_connection((ip, 18300))]
+if sys.argv[1] == "cli":  # the command, while the DNS server above keeps silent
+    import subprocess
+    done = subprocess.run([sys.executable, "-m", "mnistlab.cli", *sys.argv[2:]], capture_output=True, text=True)
+    print(done.returncode, done.stderr.strip())
+    sys.exit()
+if sys.argv[1] == "ray":  # a Ray head's name, checked before Ray is handed it (and no Ray runtime started)
+    from mnistlab.lab.cluster import _check_reachable
 started = time.monotonic()
+if sys.argv[1] == "ray":
+    try:
+        _check_reachable(sys.argv[2])
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+    print(f"took {time.monotonic() - started:.1f} s")
+    sys.exit()
 if sys.argv[1] == "twice":  # the second wait joins the lookup still running: one thread, not two
     import threading
     from mnistlab.data.connect import resolve_within
@@ -233,7 +247,7 @@ print(f"took {time.monotonic() - started:.1f} s", flush=True)
 _SILENT = "nameserver 127.0.0.1\noptions timeout:20 attempts:3\n"  # the DNS server _CHILD runs, waited on a minute
 
 
-def _in_namespace(etc_file: str, content: str, tmp_path: Path, *args: str) -> str:
+def _in_namespace(etc_file: str, content: str, tmp_path: Path, *args: str, timeout: float = 20) -> str:
     """The child's output, run in namespaces of its own with ``/etc/<etc_file>`` holding ``content``."""
     (tmp_path / etc_file).write_text(content)
     (tmp_path / "child.py").write_text(_CHILD)
@@ -242,7 +256,7 @@ def _in_namespace(etc_file: str, content: str, tmp_path: Path, *args: str) -> st
         ["unshare", "-rmn", "sh", "-c", script, "sh", sys.executable, str(tmp_path / "child.py"), *args],
         capture_output=True,
         text=True,
-        timeout=20,  # the resolver below waits 3 x 20 s before it gives up
+        timeout=timeout,  # the resolver below waits 3 x 20 s before it gives up
         env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
     )
     assert result.returncode == 0, result.stderr
@@ -274,3 +288,28 @@ def test_a_host_whose_addresses_all_wait_is_given_up_within_the_timeout_in_all(t
     out = _in_namespace("hosts", hosts, tmp_path, "two", "http://two.mnistlab.test:18300/")
     assert "two.mnistlab.test port 18300 could not be connected to within 1.0 s); check the network" in out
     assert float(out.split("took ")[1].split()[0]) < 1.5
+
+
+@needs_unshare
+def test_a_ray_head_whose_name_no_dns_server_answers_is_refused_within_the_connect_timeout(tmp_path):
+    # socket.create_connection looked the head's name up with no bound: --cluster ray://NAME:10001 waited
+    # as long as the resolver did (here a minute) before Ray was even tried.
+    from mnistlab.lab.cluster import CONNECT_TIMEOUT_S  # seconds to import (scikit-learn): only here
+
+    out = _in_namespace("resolv.conf", _SILENT, tmp_path, "ray", "ray://slow.mnistlab.test:10001", timeout=40)
+    assert out.startswith(
+        "ClusterError No Ray cluster answers at slow.mnistlab.test:10001: the name slow.mnistlab.test was not "
+        f"resolved within {CONNECT_TIMEOUT_S:.1f} s (no DNS answer); check --cluster / RAY_ADDRESS (an IP address"
+    )
+    assert float(out.split("took ")[1].split()[0]) < CONNECT_TIMEOUT_S + 1
+
+
+@needs_unshare
+def test_the_cli_says_so_in_one_line_with_exit_2(tmp_path):
+    store, flags = tmp_path / "mlflow.db", ["--limit", "300", "--n-jobs", "1", "--cv", "0"]
+    args = ["compare", "logreg", *flags, "--out", str(tmp_path / "r"), "--tracking-uri", f"sqlite:///{store}"]
+    out = _in_namespace(
+        "resolv.conf", _SILENT, tmp_path, "cli", *args, "--cluster", "slow.mnistlab.test:6379", timeout=60
+    )
+    assert out.startswith("2 Error: No Ray cluster answers at slow.mnistlab.test:6379: the name slow.mnistlab.test ")
+    assert len(out.splitlines()) == 1 and not store.exists()
