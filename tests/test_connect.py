@@ -313,3 +313,15 @@ def test_the_cli_says_so_in_one_line_with_exit_2(tmp_path):
     )
     assert out.startswith("2 Error: No Ray cluster answers at slow.mnistlab.test:6379: the name slow.mnistlab.test ")
     assert len(out.splitlines()) == 1 and not store.exists()
+
+
+@needs_unshare
+def test_serve_on_a_host_name_no_dns_server_answers_is_one_line_with_exit_2_in_seconds(tmp_path):
+    # `serve --host NAME` looked NAME up with no bound, before the model loaded: here a minute, the resolver's.
+    started = time.monotonic()
+    out = _in_namespace("resolv.conf", _SILENT, tmp_path, "cli", "serve", "--host", "slow.mnistlab.test", timeout=60)
+    assert out == (
+        "2 Error: --host 'slow.mnistlab.test' was not resolved within 5 s (no DNS answer); give one of this "
+        "machine's addresses, e.g. 127.0.0.1 or 0.0.0.0.\n"
+    )
+    assert time.monotonic() - started < 15
