@@ -18,6 +18,7 @@ from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli.common import err, error_text, given_path, out
+from mnistlab.data.connect import ConnectTimeout, resolve_within
 from mnistlab.errors import ClusterError, InputError, MnistlabError, ParameterError
 from mnistlab.lab.options import check_writable_dir
 
@@ -25,6 +26,7 @@ __all__ = ["app"]
 
 app = typer.Typer()
 
+HOST_LOOKUP_S = 5.0  # a --host name whose lookup takes longer is taken as no name of this machine
 STDIN = Path("-")  # standard input; a file named - is ./- (``given_path``)
 
 MODEL_OPT = typer.Option(
@@ -331,8 +333,13 @@ def _serve_on_ray(model: Path | None, host: str, port: int, replicas: int, clust
 
 def check_free_port(host: str, port: int) -> None:
     """Refuse a --host that does not resolve or a --port another program holds, by binding it for a moment."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    try:  # the lookup bounded too: a DNS server that never answers held `serve` for the resolver's minutes
+        infos = resolve_within(host, port, HOST_LOOKUP_S)
+    except ConnectTimeout:
+        raise InputError(
+            f"--host {host!r} was not resolved within {HOST_LOOKUP_S:g} s (no DNS answer); give one of this "
+            "machine's addresses, e.g. 127.0.0.1 or 0.0.0.0."
+        ) from None
     except (socket.gaierror, UnicodeError) as exc:
         raise InputError(
             f"--host {host!r} is not an address of this machine ({exc}); use 127.0.0.1 or 0.0.0.0."

@@ -4,17 +4,24 @@
 ``timeout`` and looks the name up with no bound at all: ``getaddrinfo``
 waits as long as the system's resolver does, which ``resolv.conf`` can make
 minutes. A download that promises ``timeout`` seconds keeps it from the
-first packet, so the three share one deadline here.
+first packet, so the three share one deadline here, and with them an https
+proxy's tunnel (``HTTPConnectWithin``).
 """
 
 from __future__ import annotations
 
+import http.client
+import io
 import socket
 import threading
 import time
 from concurrent.futures import Future
+from typing import Any
 
-__all__ = ["ConnectTimeout", "connect_within", "resolve_within"]
+__all__ = ["ConnectTimeout", "HTTPConnectWithin", "TUNNEL_REPLY_BYTES", "connect_within", "resolve_within"]
+
+# A proxy's reply to CONNECT is a status line and a few headers; one that sends more is sending something else.
+TUNNEL_REPLY_BYTES = 64 * 1024
 
 
 class ConnectTimeout(TimeoutError):
@@ -95,3 +102,99 @@ def _connect_one(sock: socket.socket, sockaddr, deadline: float, source_address)
     except BaseException:
         sock.close()
         raise
+
+
+class HTTPConnectWithin:
+    """An http.client connection (the class after this one in the bases) set up in ``seconds`` in all.
+
+    ``connect_in(seconds)`` looks the host up and connects (``connect_within``),
+    then, through an https proxy, has its tunnel opened (CONNECT) and the TLS
+    handshake to the target made in what is left. http.client reads a proxy's
+    reply to CONNECT with the socket's timeout for each read and, before
+    Python 3.12, any number of header lines: a proxy trickling its reply, or
+    sending headers for ever, held the connection for ever.
+    """
+
+    host: str  # the proxy's, through one
+    port: int
+    sock: Any
+    _tunnel_host: str | None  # http.client's: the target through a proxy, else None
+    _tunnel_port: int
+    response_class: Any  # http.client's HTTPResponse; for the reply to CONNECT, one reading a ``_Reply``
+
+    def connect_in(self, seconds: float) -> None:
+        """The connection's connect(), all of it within ``seconds``; else a TimeoutError naming what did not answer."""
+        self._within = (time.monotonic() + seconds, seconds)
+        # http.client makes its socket with _create_connection (socket.create_connection, set in its __init__).
+        self._create_connection = lambda address, _timeout, source: connect_within(address, seconds, source)
+        try:
+            super().connect()  # type: ignore[misc]  # the connection class's
+        except ConnectTimeout:
+            raise
+        except TimeoutError:  # the handshake's, which says only "_ssl.c:989: The handshake operation timed out"
+            target = f"{self._tunnel_host} through the proxy {self._proxy}" if self._tunnel_host else self.host
+            raise TimeoutError(f"{target} was not connected to (TLS handshake) within {seconds:,.1f} s") from None
+
+    @property
+    def _proxy(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _tunnel(self) -> None:
+        """http.client's CONNECT, its reply read before the deadline and refused past ``TUNNEL_REPLY_BYTES``."""
+        deadline, seconds = self._within
+        # http.client reads the reply through response_class(sock): here, a file of the socket that keeps both bounds.
+        self.response_class = lambda sock, **kwargs: http.client.HTTPResponse(
+            _Reply(sock, deadline),  # type: ignore[arg-type]  # HTTPResponse calls only its makefile()
+            **kwargs,
+        )
+        tunnel = f"the proxy {self._proxy} did not open a tunnel to {self._tunnel_host}:{self._tunnel_port}"
+        fix = "set https_proxy / HTTPS_PROXY to a proxy that answers, or unset it"
+        try:
+            super()._tunnel()  # type: ignore[misc]  # the connection class's
+            left = deadline - time.monotonic()
+            if left <= 0:  # a timeout of 0 would make the socket non-blocking, not bounded
+                raise TimeoutError
+            self.sock.settimeout(left)  # the TLS handshake's, through the tunnel: what is left
+        except TimeoutError:
+            raise ConnectTimeout(f"{tunnel} within {seconds:,.1f} s ({fix})") from None
+        except (OSError, http.client.HTTPException) as exc:  # refused (407, 403), hung up, an endless reply
+            raise OSError(f"{tunnel} ({str(exc) or type(exc).__name__}; {fix})") from None
+        finally:
+            del self.response_class  # the class's own again, for the responses through the tunnel
+
+
+class _Reply:
+    """A socket whose file (the one http.client reads a proxy's reply from) is a ``_ReplyReader``."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+
+    def makefile(self, mode: str = "rb") -> io.BufferedReader:
+        return io.BufferedReader(_ReplyReader(self._sock, self._deadline))
+
+
+class _ReplyReader(io.RawIOBase):
+    """A socket's reads, each waiting only until ``deadline``, ``TUNNEL_REPLY_BYTES`` of them in all."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock, self._raw, self._deadline = sock, sock.makefile("rb", buffering=0), deadline
+        self._bytes_left = TUNNEL_REPLY_BYTES
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if not self._bytes_left:
+            raise OSError(f"its reply to CONNECT ran past {TUNNEL_REPLY_BYTES:,} bytes")
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        self._sock.settimeout(left)
+        n = self._raw.readinto(memoryview(b)[: self._bytes_left]) or 0
+        self._bytes_left -= n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()

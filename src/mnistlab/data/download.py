@@ -18,11 +18,10 @@ import urllib.request
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from mnistlab._atomic import locked_temp, remove_leftovers
 from mnistlab.data.cache import cache_root
-from mnistlab.data.connect import ConnectTimeout, connect_within
+from mnistlab.data.connect import HTTPConnectWithin
 from mnistlab.data.home import expand_home
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
 from mnistlab.data.registry import DATASETS, ROLES
@@ -63,7 +62,7 @@ def download_dataset(
     once its decompressed sha256 matches; a mirror serving bad or partial bytes is
     skipped for the next. ``progress(filename, done_bytes, total_bytes)`` is called
     as bytes arrive. ``timeout`` bounds each wait for the server, and the whole of
-    each connection (looking the host up, connecting, a TLS handshake); past the first
+    each connection (looking the host up, connecting, an https proxy's tunnel, a TLS handshake); past the first
     ``timeout`` seconds a file must arrive at ``min_rate`` bytes per second on
     average, or that mirror is left for the next: its headers, framing and
     trailers count as much as its body, and more than twice the data set's
@@ -328,29 +327,18 @@ class _PacedSocket:
         return getattr(self._sock, name)
 
 
-class _PacedConnection:
-    """An http.client connection (the class after this one in the bases) whose socket, once connected (and TLS
-    set up, for https), is a ``_PacedSocket``."""
-
-    sock: Any  # the connection class's socket
-    host: str  # and its host (a proxy's, through one)
+class _PacedConnection(HTTPConnectWithin):
+    """An http.client connection (the class after this one in the bases) whose socket, once connected (through
+    an https proxy's tunnel and TLS set up, for https), is a ``_PacedSocket``."""
 
     def __init__(self, host, pace: _Pace, **kwargs) -> None:
         super().__init__(host, **kwargs)  # type: ignore[call-arg]  # the connection class's
         self.pace = pace
 
     def connect(self) -> None:
-        # Looking the name up, connecting and the TLS handshake share what is left of the pace's wait, where
-        # each was given ``timeout`` of its own (a lookup no bound at all).
-        seconds = self.pace.wait_left()
-        # http.client makes its socket with _create_connection (socket.create_connection, set in its __init__).
-        self._create_connection = lambda address, _timeout, source: connect_within(address, seconds, source)
-        try:
-            super().connect()  # type: ignore[misc]  # the connection class's
-        except ConnectTimeout:
-            raise
-        except TimeoutError:  # the handshake's, which says only "_ssl.c:989: The handshake operation timed out"
-            raise TimeoutError(f"{self.host} was not connected to (TLS handshake) within {seconds:,.1f} s") from None
+        # Looking the name up, connecting, a proxy's tunnel and the TLS handshake share what is left of the
+        # pace's wait, where each was given ``timeout`` of its own (a lookup and a tunnel no bound at all).
+        self.connect_in(self.pace.wait_left())
         self.sock = _PacedSocket(self.sock, self.pace)
 
 

@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from mnistlab.data.connect import ConnectTimeout, connect_within
 from mnistlab.errors import ClusterError, MnistlabError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
@@ -209,9 +209,14 @@ def _check_reachable(address: str) -> None:
             f"The Ray address {address!r} names no host and port; give host:port of the head "
             "(e.g. 10.0.0.5:6379), ray://host:10001, auto or local."
         )
-    try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+    try:  # looking the name up too within the time: a DNS server that never answers held this for minutes
+        with connect_within((host, port), CONNECT_TIMEOUT_S):
             pass
+    except ConnectTimeout as exc:
+        raise ClusterError(
+            f"No Ray cluster answers at {host}:{port}: {exc}; check --cluster / RAY_ADDRESS (an IP address needs "
+            "no DNS lookup) and that the head runs (`ray start --head`)."
+        ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ClusterError(
