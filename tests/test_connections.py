@@ -20,11 +20,12 @@ import httpx
 import pytest
 
 from mnistlab.testing import running_server
-from mnistlab.web.protocol import ConnectionLimits, protocol_for
+from mnistlab.web.protocol import MAX_HEAD_BYTES, ConnectionLimits, protocol_for
 
 READ_TIMEOUT = 1.0
 PATIENCE = 20.0  # seconds a test waits for an answer: far above READ_TIMEOUT, far below "forever"
 SECURITY = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
+TOO_LONG = f"The request head is over {MAX_HEAD_BYTES // 1024} KiB (a URL or headers that long); send a shorter one."
 
 
 @dataclass
@@ -198,6 +199,7 @@ def test_a_client_leaving_mid_upload_is_one_log_line(server):
         b"GARBAGE\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        b"POST /api/predict HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",  # in the body
     ],
 )
 def test_malformed_http_gets_the_json_error_shape(server, request_bytes):
@@ -234,6 +236,65 @@ def test_a_request_head_too_long_is_431_not_malformed(server):
         answer = read_answer(sock)
         assert answer.status == 431 and "request head is over 16 KiB" in answer.json()["detail"]
         assert all(name in answer.headers for name in SECURITY)
+
+
+def head_of(size: int, padded: str) -> bytes:
+    """A GET /api/health head of exactly ``size`` bytes, its blank line included, padded in the URL, in one
+    long header or in 3-byte headers ("a:b")."""
+    if padded == "url":
+        start, end = b"GET /api/health?pad=", b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        return start + b"a" * (size - len(start) - len(end)) + end
+    start = head("GET", "/api/health")[:-2]  # its header lines, without the blank line that ends them
+    if padded == "one header":
+        return start + b"x-pad: " + b"a" * (size - len(start) - 11) + b"\r\n\r\n"
+    lines, left = divmod(size - len(start) - 2, 5)  # "a:b\r\n" a line, and the rest in the first
+    return start + b"a" * (left + 1) + b":b\r\n" + b"a:b\r\n" * (lines - 1) + b"\r\n"
+
+
+@pytest.mark.parametrize("padded", ["url", "one header", "short headers"])
+@pytest.mark.parametrize("pieces", [1, 17])
+@pytest.mark.parametrize("size", [MAX_HEAD_BYTES, MAX_HEAD_BYTES + 1])
+def test_a_request_head_over_the_limit_is_431_however_it_arrives(server, padded, pieces, size):
+    """In one packet (read whole), or in 17 pieces of about 1 KB (every incomplete part within the limit, the
+    last completes it): the limit is the head's size, not how much of it was waiting incomplete."""
+    request = head_of(size, padded)
+    assert len(request) == size
+    step = -(-size // pieces)
+    with server.connect() as sock:
+        for start in range(0, size, step):
+            sock.sendall(request[start : start + step])
+            time.sleep(0.02 if pieces > 1 else 0)  # each piece read on its own
+        answer = read_answer(sock)
+        if size <= MAX_HEAD_BYTES:
+            assert answer.status == 200 and answer.json()["status"] == "ok"
+            return
+        assert answer.status == 431 and answer.json()["detail"] == TOO_LONG
+        assert all(name in answer.headers for name in SECURITY)
+        assert closed_by_server(sock)
+
+
+def test_a_head_over_the_limit_on_a_kept_alive_or_pipelined_connection_is_431(server):
+    too_long = head_of(MAX_HEAD_BYTES + 1, "url")
+    with server.connect() as sock:  # one request answered, the next one too long
+        sock.sendall(head("GET", "/api/health"))
+        assert read_answer(sock).status == 200
+        sock.sendall(too_long)
+        answer = read_answer(sock)
+        assert answer.status == 431 and answer.json()["detail"] == TOO_LONG
+        assert closed_by_server(sock)
+    with server.connect() as sock:  # both in one packet: the second waits in the server's buffer
+        sock.sendall(head("GET", "/api/health") + too_long)
+        assert read_answer(sock).status == 200
+        answer = read_answer(sock)
+        assert answer.status == 431 and answer.json()["detail"] == TOO_LONG
+
+
+def test_a_malformed_head_followed_by_a_long_body_is_400_not_431(server):
+    with server.connect() as sock:
+        bad = b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\nContent-Length: 20000\r\n\r\n"
+        sock.sendall(bad + b" " * 20_000)  # h11 had taken the head out of its buffer: 20 KB were left in it
+        answer = read_answer(sock)
+        assert answer.status == 400 and "not valid HTTP" in answer.json()["detail"]
 
 
 def test_serve_refuses_a_bad_read_timeout(web_model_dir):

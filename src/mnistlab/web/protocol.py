@@ -21,6 +21,8 @@ with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
   still hold one, it is answered 503 (JSON, ``Retry-After``) and its
   connection closed;
 - a client that goes away before its body is complete is one log line;
+- a request head (request line and headers) over ``MAX_HEAD_BYTES`` is answered 431 and closed before it
+  is parsed, however its bytes arrived (``HeadLimitedConnection``);
 - malformed HTTP gets the API's JSON error shape instead of plain text.
 
 ``server_config`` builds the uvicorn ``Config`` that serves an app this way
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -44,10 +47,24 @@ from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H
 from mnistlab.errors import ParameterError
 from mnistlab.web.guard import security_headers
 
-__all__ = ["ConnectionLimits", "GuardedProtocol", "protocol_for", "server_config", "raw_response", "DISCARD_BYTES"]
+__all__ = [
+    "ConnectionLimits",
+    "GuardedProtocol",
+    "HeadLimitedConnection",
+    "protocol_for",
+    "server_config",
+    "raw_response",
+    "DISCARD_BYTES",
+    "MAX_HEAD_BYTES",
+]
 
 # The most of a refused body read and dropped so that its client sees the answer, not a reset.
 DISCARD_BYTES = 64 * 2**20
+# The most bytes a request head may take, its ending blank line included: h11's limit for a head still
+# arriving (16 KiB), held here for a complete one too.
+MAX_HEAD_BYTES = DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+# Where h11 ends a head: a line feed, maybe a carriage return, a line feed.
+_HEAD_END = re.compile(rb"\n\r?\n")
 
 
 @dataclass(frozen=True)
@@ -85,13 +102,48 @@ def raw_response(status: int, detail: str) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+class HeadLimitedConnection(h11.Connection):
+    """h11's server side, refusing a request head over ``MAX_HEAD_BYTES`` unparsed, however its bytes arrived.
+
+    h11 refuses a head still incomplete once it holds more than its limit, but parses a complete head of
+    any size it holds: one that came in one read (asyncio reads up to 256 KiB), one whose last piece took
+    it past the limit, one pipelined behind another request. Parsing is the cost to bound (250 KiB of
+    short headers is 73 CPU-ms of h11, 60 requests' worth), so when more than the limit waits before a
+    head, the head must end within the limit, or it is refused before h11 parses it.
+
+    ``refused_with``: the status h11 suggests for the last error it raised (431: a head too long).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.refused_with: int | None = None
+
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        try:
+            # h11's own buffer (private, the head tests catch a rename): its length is all an ordinary head pays.
+            if self.their_state is h11.IDLE and len(self._receive_buffer) > MAX_HEAD_BYTES:
+                self._refuse_unless_the_head_ends_in_time()
+            return super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refused_with = exc.error_status_hint
+            raise
+
+    def _refuse_unless_the_head_ends_in_time(self) -> None:
+        # Past 16 KiB before a head: an upload's first read (its head ends early: a short search) or a
+        # head too long (a search of 16 KiB). The copy of the buffer is paid only here.
+        if _HEAD_END.search(self.trailing_data[0], 0, MAX_HEAD_BYTES) is None:
+            raise h11.RemoteProtocolError("Request head too long", error_status_hint=431)
+
+
 class GuardedProtocol(H11Protocol):
     """uvicorn's h11 protocol with read timeouts, a connection cap and JSON refusals (module docstring)."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    conn: HeadLimitedConnection
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.conn = HeadLimitedConnection()
         self._application = self.app
         self.app = self._app_unless_busy
         self._timer: asyncio.TimerHandle | None = None
@@ -143,11 +195,11 @@ class GuardedProtocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """Malformed HTTP (uvicorn has logged it): the API's JSON error shape, not uvicorn's plain text; a head
-        that outgrew h11's buffer is 431, not a malformed one."""
-        if self.cycle is not None and self.cycle.response_started:
+        over ``MAX_HEAD_BYTES`` is 431, not a malformed one."""
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):  # its answer has begun: nothing more to say
             return self._end()
-        if len(self.conn.trailing_data[0]) > DEFAULT_MAX_INCOMPLETE_EVENT_SIZE:
-            kib = DEFAULT_MAX_INCOMPLETE_EVENT_SIZE // 1024
+        if self.conn.refused_with == 431:
+            kib = MAX_HEAD_BYTES // 1024
             return self._refuse(
                 431, f"The request head is over {kib} KiB (a URL or headers that long); send a shorter one."
             )
