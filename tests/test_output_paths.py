@@ -167,6 +167,18 @@ def test_xdg_folders_starting_with_tilde_are_the_home_folder_not_a_folder_named_
     assert models_root() == tmp_path / "home" / "data" / "mnistlab" / "models"
 
 
+@pytest.mark.parametrize("value", ["cache", "./xdg", "", " "])
+def test_xdg_folders_that_are_not_full_paths_are_ignored(value, tmp_path, monkeypatch):
+    # The XDG Base Directory spec: a relative path there is invalid, to be ignored. Taken as it was, the cache and
+    # the saved models were wherever the command was run from.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", value)
+    monkeypatch.setenv("XDG_DATA_HOME", value)
+    assert cache_root() == tmp_path / "home" / ".cache" / "mnistlab"
+    assert models_root() == tmp_path / "home" / ".local" / "share" / "mnistlab" / "models"
+
+
 @pytest.fixture(scope="module")
 def folder_model(mnist_small, tmp_path_factory) -> tuple[Path, Path]:
     """logreg compared on a folder of IDX files (not a registered dataset): (its model folder, the data folder)."""
