@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import Group, err, given_path, out
+from mnistlab.cli.common import Group, err, given_file, given_path, out
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.options import check_seed, check_writable_file
 
@@ -28,7 +28,7 @@ NAME_ARG = typer.Argument(None, help="Dataset: mnist (default), fashion-mnist or
 DATA_DIR_OPT = typer.Option(
     None, "--data-dir", parser=given_path, metavar="DIR", help="A folder holding the four IDX files (.gz or raw)."
 )
-PNG_OUT = typer.Option(Path("digits.png"), "--out", parser=given_path, metavar="FILE", help="PNG file to write.")
+PNG_OUT = typer.Option(Path("digits.png"), "--out", parser=given_file, metavar="FILE", help="PNG file to write.")
 MAX_GRID = 400  # more digits than this make an unreadable grid
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import given_path, out, step_progress
+from mnistlab.cli.common import given_file, out, step_progress
 from mnistlab.lab.options import RunOptions
 
 __all__ = ["app"]
@@ -20,7 +20,7 @@ __all__ = ["app"]
 app = typer.Typer()
 
 SPEC_OUT = typer.Option(
-    Path("best.json"), "--out", parser=given_path, metavar="FILE", help="Where to save the best configuration (JSON)."
+    Path("best.json"), "--out", parser=given_file, metavar="FILE", help="Where to save the best configuration (JSON)."
 )
 
 
