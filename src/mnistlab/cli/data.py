@@ -129,13 +129,13 @@ def show(
     split: str = typer.Option("train", "--split", help="train or test."),
     out_path: Path = PNG_OUT,
     ascii_art: bool = typer.Option(False, "--ascii", help="Print the first selected digit in the terminal instead."),
-    mean: bool = typer.Option(False, "--mean", help="Plot the mean digit of each class."),
+    mean: bool = typer.Option(False, "--mean", help="Plot the mean image of each class."),
     balance: bool = typer.Option(False, "--balance", help="Plot the class counts of both splits."),
 ):
     """Draw a labelled grid of digits (or mean digits, or class balance) to a PNG."""
     import numpy as np  # not at start-up: see the module docstring
 
-    from mnistlab.lab import plots  # matplotlib: only for the commands that draw
+    from mnistlab.lab import classnames, plots  # matplotlib: only for the commands that draw
 
     check_seed(seed)
     if not ascii_art:
@@ -176,7 +176,7 @@ def show(
             return
         if len(chosen) > MAX_GRID:
             raise InputError(f"A grid of {len(chosen)} digits is unreadable; show at most {MAX_GRID}.")
-        title = f"{b.details['name']} {split}: {len(chosen)} digits"
+        title = f"{b.details['name']} {split}: {len(chosen)} {classnames.class_noun(b.target_names)}s"
         names = [b.target_names[k] for k in labels[chosen]]
         path = plots.save_digit_grid(np.asarray(images[chosen]), names, out_path, title=title)
     err.print(f"wrote {path}")
