@@ -831,6 +831,11 @@ def piped(seed):
 
 def test_a_pipeline_holding_a_cnn_is_tested_and_recorded_not_a_traceback(tmp_path):
     # skops has no form for the CNN's torch tensors: compare ended in a traceback from inside skops, after the fit.
+    # Its run then recorded neither the device the CNN trained on nor its epochs: the Pipeline says neither.
+    import torch
+
+    from mnistlab.models.cnn.estimator import device_name
+
     (tmp_path / "piped.py").write_text(PIPED_CNN)
     store = f"sqlite:///{tmp_path / 's.db'}"
     args = ["compare", f"{tmp_path / 'piped.py'}:piped", "--limit", "200", "--n-jobs", "1", "--cv", "0"]
@@ -839,6 +844,10 @@ def test_a_pipeline_holding_a_cnn_is_tested_and_recorded_not_a_traceback(tmp_pat
     assert "piped: not saved: its types are outside mnistlab's safe model format" in said.stderr
     (run,) = Tracker(store).runs()
     assert run["model"] == "piped.py:piped" and run["test_accuracy"] is not None
+    recorded = Tracker(store).client.get_run(run["run_id"]).data
+    expected = device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    assert recorded.params["device"] == expected and recorded.params["cnn__device"] == "auto"
+    assert recorded.metrics["epochs"] == 1 and recorded.metrics["train_seconds"] > 0
 
 
 def test_runs_record_where_the_model_is_from_any_folder(tmp_path, monkeypatch):
