@@ -164,9 +164,10 @@ def test_show_refuses_an_out_that_is_no_png_name_before_loading_the_data(tmp_pat
     assert not out.exists()
 
 
-@pytest.mark.parametrize("flag", ["--mean", "--balance"])
+@pytest.mark.parametrize("flag", ["--mean", "--balance", "--first"])
 def test_show_names_fashion_mnists_classes_by_their_clothes(tmp_path, monkeypatch, flag):
-    # --mean and --balance labelled Fashion-MNIST's classes 0-9, where the grid and --ascii name them ("Sneaker").
+    # --mean and --balance labelled Fashion-MNIST's classes 0-9, where the grid and --ascii name them ("Sneaker");
+    # the mean images and the grid were titled "Mean digit per class" and "30 digits", of clothes.
     # A stand-in for Fashion-MNIST: its registered spec, with the checksums of a few random images.
     import dataclasses
 
@@ -181,13 +182,19 @@ def test_show_names_fashion_mnists_classes_by_their_clothes(tmp_path, monkeypatc
     monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(spec, sha256=checksums))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out = tmp_path / "shown.png"
-    result = runner.invoke(app, ["show", "fashion-mnist", "--data-dir", str(folder), flag, "--out", str(out)])
+    args = [flag, "12"] if flag == "--first" else [flag]
+    result = runner.invoke(app, ["show", "fashion-mnist", "--data-dir", str(folder), *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
 
     def drawn(names) -> bytes:  # the same figure makes the same PNG bytes
+        images, labels = arrays["train_images"], arrays["train_labels"]
         if flag == "--mean":
-            images, labels = arrays["train_images"], arrays["train_labels"]
-            return plots.save_mean_digits(images, labels, tmp_path / "m.png", names=names).read_bytes()
+            title = "Mean image per class"
+            return plots.save_mean_digits(images, labels, tmp_path / "m.png", names=names, title=title).read_bytes()
+        if flag == "--first":
+            shown = [spec.target_names[k] if names else str(k) for k in labels[:12]]
+            title = "fashion-mnist train: 12 images"
+            return plots.save_digit_grid(images[:12], shown, tmp_path / "g.png", title=title).read_bytes()
         counts = {"train": np.full(10, 20), "test": np.full(10, 5)}
         return plots.save_class_balance(counts, tmp_path / "b.png", names=names).read_bytes()
 

@@ -273,3 +273,42 @@ def test_an_empty_file_to_predict_is_refused_not_taken_for_the_current_folder(tm
         line = one_error_line(result)
         assert line.startswith("Error: Invalid value for 'files': is empty, which would mean the current folder;")
         assert result.exit_code == 2 and result.stdout == ""
+
+
+FILE_OPTIONS = {
+    "show --out": ["show", "digits", "--out", "{target}"],
+    "export --onnx": ["export", "{model}", "--onnx", "{target}"],
+    "sweep --out": ["sweep", "logreg", "--param", "logreg__C=1", "--limit", "100", "--out", "{target}"],
+}
+
+
+@pytest.mark.parametrize("name", ["figs/", "digits.png/", "model.onnx/", "best.json/"])
+@pytest.mark.parametrize("case", list(FILE_OPTIONS))
+def test_a_file_option_ending_in_a_slash_names_a_folder_and_is_refused(case, name, tmp_path, monkeypatch):
+    # Path() dropped the slash: `show --out digits.png/` and `sweep --out best.json/` wrote a file under the
+    # folder's name, `show --out figs/` was told of a suffix '' of "figs".
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    args = [a.format(model=tmp_path / "model", target=name) for a in FILE_OPTIONS[case]]
+    line = one_error_line(runner.invoke(app, args))
+    flag = args[-2]
+    assert line.startswith(f"Error: Invalid value for '{flag}': {name} ends in /, which names a folder;"), line
+    assert "give a file name inside it" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing written
+
+
+@pytest.mark.parametrize("case", list(FILE_OPTIONS))
+def test_a_file_option_naming_an_existing_folder_is_refused(case, tmp_path):
+    folder = tmp_path / "taken.json"  # named as a spec would be: only a folder, not a suffix, is wrong with it
+    folder.mkdir()
+    args = [a.format(model=tmp_path, target=folder) for a in FILE_OPTIONS[case]]
+    line = one_error_line(runner.invoke(app, args))
+    assert line.endswith(f"{folder} is a folder; give a file name inside it."), line
+    assert list(folder.iterdir()) == []
+
+
+def test_a_file_path_ending_in_a_slash_is_refused_in_python_too(tmp_path):
+    with pytest.raises(ParameterError, match=r"best\.json/ ends in /, which names a folder") as info:
+        check_writable_file(f"{tmp_path}/best.json/", "out_dir")
+    assert info.value.param == "out_dir"
+    assert check_writable_file(tmp_path / "best.json", "out_dir") == tmp_path / "best.json"

@@ -157,6 +157,22 @@ def test_any_folder_of_idx_files_loads_unverified(tmp_path):
     assert b.details["n_train"] == 20 and b.target[:3].tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize("name", ["digits", "mnist", "fashion-mnist"])
+def test_a_folder_named_as_a_registered_dataset_is_read_as_the_folder_it_is(tmp_path, name):
+    # A folder named digits was taken for scikit-learn's 0-16 digits: its 0-255 pixels, as floats, went up to 15.9,
+    # and compare stretched them by 255/16 past white.
+    from mnistlab.lab.fitting import open_dataset, split_for
+    from mnistlab.lab.options import RunOptions
+
+    folder = _tiny_idx_folder(tmp_path / name)
+    pixels = load_mnist(data_dir=folder).data
+    assert load_mnist(data_dir=folder, dtype="float32").data.max() == pixels.max() / 255
+    recorded, bunch = open_dataset(str(folder))
+    cut = split_for(recorded, bunch, RunOptions(seed=0))
+    assert (recorded, cut.data_dir, cut.stretched_from) == (name, str(folder), 255)
+    assert np.array_equal(np.sort(cut.X_train, axis=None), np.sort(pixels[:20], axis=None))
+
+
 def test_cache_notices_when_its_source_changed(tmp_path):
     folder = _tiny_idx_folder(tmp_path / "mine")
     first = load_mnist(data_dir=folder).target.copy()

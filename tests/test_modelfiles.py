@@ -100,6 +100,19 @@ def test_what_cannot_be_a_model_is_not_saved(tmp_path, small):
     assert not (tmp_path / "unfitted").exists() and not (tmp_path / "text").exists()  # nothing left behind
 
 
+def test_what_skops_cannot_store_is_refused_in_a_sentence(tmp_path, small):
+    # A CNN inside a Pipeline: skops raised RuntimeError from torch ("Cannot directly construct TensorBase").
+    from sklearn.pipeline import Pipeline
+
+    from mnistlab.models.cnn.estimator import CNNClassifier
+
+    X_tr, _, y_tr, _ = small
+    piped = Pipeline([("cnn", CNNClassifier(arch="tiny", epochs=1, batch_size=64, n_threads=1))]).fit(X_tr, y_tr)
+    with pytest.raises(ModelFileError, match="^Cannot save this model safely: skops cannot store what it holds"):
+        save_model(piped, tmp_path / "m", card={})
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize(
     "card, says",
     [

@@ -20,9 +20,11 @@ from mnistlab.errors import DatasetError, ModelFileError, ParameterError
 from mnistlab.lab.evaluate import evaluate_model
 from mnistlab.lab.export import export_model
 from mnistlab.lab.options import check_writable_dir, check_writable_file
+from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import train_recipe
 from mnistlab.models.files import models_root
 from mnistlab.reading.decode import encode_png
+from mnistlab.testing import write_idx_folder
 from mnistlab.trust.reader import PRETRAINED_DIR, load_reader
 
 runner = CliRunner()
@@ -167,6 +169,18 @@ def test_xdg_folders_starting_with_tilde_are_the_home_folder_not_a_folder_named_
     assert models_root() == tmp_path / "home" / "data" / "mnistlab" / "models"
 
 
+@pytest.mark.parametrize("value", ["cache", "./xdg", "", " "])
+def test_xdg_folders_that_are_not_full_paths_are_ignored(value, tmp_path, monkeypatch):
+    # The XDG Base Directory spec: a relative path there is invalid, to be ignored. Taken as it was, the cache and
+    # the saved models were wherever the command was run from.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", value)
+    monkeypatch.setenv("XDG_DATA_HOME", value)
+    assert cache_root() == tmp_path / "home" / ".cache" / "mnistlab"
+    assert models_root() == tmp_path / "home" / ".local" / "share" / "mnistlab" / "models"
+
+
 @pytest.fixture(scope="module")
 def folder_model(mnist_small, tmp_path_factory) -> tuple[Path, Path]:
     """logreg compared on a folder of IDX files (not a registered dataset): (its model folder, the data folder)."""
@@ -199,6 +213,34 @@ def test_evaluate_finds_a_folder_datasets_model_where_its_card_says(folder_model
     result = json.loads(done.stdout)
     assert result["n_test"] == 300 and result["accuracy"] == card["metrics"]["test_accuracy"]
     assert result["same_data_as_training"] and result["same_predictions_as_training"]
+
+
+def test_a_folder_named_as_a_registered_dataset_is_recorded_and_found_again_as_a_folder(mnist_small, tmp_path):
+    # A folder named mnist, not MNIST's files: its runs and card said dataset "mnist" with no data_dir, and evaluate
+    # measured the model on MNIST's 10,000 test digits, not the folder's 300.
+    X_tr, X_te, y_tr, y_te = mnist_small
+    arrays = {
+        "train_images": X_tr[:800].reshape(-1, 28, 28),
+        "train_labels": y_tr[:800],
+        "test_images": X_te[:300].reshape(-1, 28, 28),
+        "test_labels": y_te[:300],
+    }
+    data = write_idx_folder(tmp_path / "mnist", arrays)  # MNIST's file names too
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    args = ["compare", "logreg", "--dataset", str(data), "--cv", "0", "--n-jobs", "1", "--out", str(tmp_path / "r")]
+    done = runner.invoke(app, [*args, "--tracking-uri", store, "--json"])
+    assert done.exit_code == 0, done.output
+    (recorded,) = json.loads(done.stdout)["data"]
+    assert (recorded["dataset"], recorded["data_dir"]) == ("mnist", str(data))
+    (model_dir,) = (tmp_path / "r" / "models").glob("*/logreg/seed-42")
+    card = json.loads((model_dir / "model.json").read_text())
+    assert (card["dataset"], card["data_dir"]) == ("mnist", str(data))
+    (run,) = Tracker(store).runs()
+    assert Tracker(store).client.get_run(run["run_id"]).data.params["data_dir"] == str(data)
+    done = runner.invoke(app, ["evaluate", str(model_dir), "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["n_test"] == 300 and result["same_data_as_training"] and result["same_predictions_as_training"]
 
 
 def test_a_folder_dataset_moved_or_changed_is_said_as_such(folder_model, tmp_path):

@@ -303,3 +303,24 @@ def test_mean_digits_and_class_balance_are_titled_by_the_names_given(tmp_path, m
         assert plain.read_bytes() != named.read_bytes()
     with pytest.raises(InputError, match="^names holds 3 class names for 10 classes"):
         save_class_balance(counts, tmp_path / "x.png", names=names[:3])
+
+
+def test_the_mean_images_are_titled_by_what_the_classes_are(tmp_path, mnist_small):
+    # Fashion-MNIST's mean images were titled "Mean digit per class".
+    from mnistlab.data.registry import DATASETS
+    from mnistlab.lab.classnames import class_noun
+
+    X_train, _, y_train, _ = mnist_small
+    fashion, numbers = DATASETS["fashion-mnist"].target_names, DATASETS["mnist"].target_names
+    assert [class_noun(n) for n in (None, numbers, fashion, [f"class {i}" for i in range(10)])] == [
+        "digit",
+        "digit",
+        "image",
+        "image",
+    ]
+
+    def drawn(names, title=None) -> bytes:
+        return save_mean_digits(X_train, y_train, tmp_path / "mean.png", names=names, title=title).read_bytes()
+
+    assert drawn(fashion) == drawn(fashion, "Mean image per class") != drawn(fashion, "Mean digit per class")
+    assert drawn(None) == drawn(None, "Mean digit per class")

@@ -104,6 +104,8 @@ def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtim
         (["--param", "lr=0.1", "--concurrent", "0"], "--concurrent must be a whole number from 1 to 1000, got 0"),
         (["--param", "epochs=abc"], "--param epochs must be whole numbers of at least 1, got 'abc'"),
         (["--param", "epochs=2,1.5"], "--param epochs must be whole numbers of at least 1, got 1.5"),
+        (["--param", "lr=0.1", "--test-size", "0.2"], "--test-size applies to the random split only"),
+        (["--param", "lr=0.1", "--split", "random", "--test-size", "5"], "--test-size must be a fraction"),
     ],
 )
 def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
@@ -258,6 +260,20 @@ def test_with_seeds_each_configuration_runs_per_seed_and_the_best_mean_wins(runt
         [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'"
     )
     assert sorted(r.info.run_id for r in nested) == sorted(t["run_id"] for t in trials)
+
+
+def test_sweep_takes_test_size_as_train_and_compare_do_and_records_it(runtime, tmp_path):
+    # sweep had no --test-size: a random split's test set was the default size, whatever compare was to use.
+    spec, store = tmp_path / "best.json", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["sweep", "logreg", "--param", "logreg__C=1", "--limit", "100", "--split", "random", "--test-size", "12000"]
+    done = runner.invoke(app, [*args, "--tracking-uri", store, "--out", str(spec), "--json"])
+    assert done.exit_code == 0, done.output
+    result, saved = json.loads(done.stdout), json.loads(spec.read_text())
+    assert result["test_size"] == saved["test_size"] == 12000  # a whole number is a count, as for train
+    assert (saved["split"], saved["limit"]) == ("random", 100)
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(tracking_uri=store).get_run(result["run_id"]).data.params["test_size"] == "12000"
 
 
 def test_random_draws_are_seeded():

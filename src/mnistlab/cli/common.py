@@ -22,8 +22,9 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from mnistlab.errors import MnistlabError, ParameterError
+from mnistlab.lab.options import folder_meant
 
-__all__ = ["Group", "error_text", "usage_text", "out", "err", "step_progress", "given_path"]
+__all__ = ["Group", "error_text", "usage_text", "out", "err", "step_progress", "given_path", "given_file"]
 
 out = Console()
 err = Console(stderr=True)
@@ -67,6 +68,15 @@ def given_path(value: str) -> Path:
     if value != "-" and Path(value) == Path("-"):  # ./-, a file named -: pathlib would make it -, standard input
         return Path(value).absolute()
     return Path(value)
+
+
+def given_file(value: str) -> Path:
+    """A file option's value: ``given_path``, and one ending in ``/`` refused, which names a folder where
+    ``Path`` would drop the ``/`` and the file be written under the folder's name."""
+    meant = folder_meant(value)
+    if meant is not None:
+        raise typer.BadParameter(meant)
+    return given_path(value)
 
 
 def error_text(exc: MnistlabError) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import Group, err, given_path, out
+from mnistlab.cli.common import Group, err, given_file, given_path, out
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.options import check_seed, check_writable_file
 
@@ -28,7 +28,7 @@ NAME_ARG = typer.Argument(None, help="Dataset: mnist (default), fashion-mnist or
 DATA_DIR_OPT = typer.Option(
     None, "--data-dir", parser=given_path, metavar="DIR", help="A folder holding the four IDX files (.gz or raw)."
 )
-PNG_OUT = typer.Option(Path("digits.png"), "--out", parser=given_path, metavar="FILE", help="PNG file to write.")
+PNG_OUT = typer.Option(Path("digits.png"), "--out", parser=given_file, metavar="FILE", help="PNG file to write.")
 MAX_GRID = 400  # more digits than this make an unreadable grid
 
 
@@ -129,13 +129,13 @@ def show(
     split: str = typer.Option("train", "--split", help="train or test."),
     out_path: Path = PNG_OUT,
     ascii_art: bool = typer.Option(False, "--ascii", help="Print the first selected digit in the terminal instead."),
-    mean: bool = typer.Option(False, "--mean", help="Plot the mean digit of each class."),
+    mean: bool = typer.Option(False, "--mean", help="Plot the mean image of each class."),
     balance: bool = typer.Option(False, "--balance", help="Plot the class counts of both splits."),
 ):
     """Draw a labelled grid of digits (or mean digits, or class balance) to a PNG."""
     import numpy as np  # not at start-up: see the module docstring
 
-    from mnistlab.lab import plots  # matplotlib: only for the commands that draw
+    from mnistlab.lab import classnames, plots  # matplotlib: only for the commands that draw
 
     check_seed(seed)
     if not ascii_art:
@@ -176,7 +176,7 @@ def show(
             return
         if len(chosen) > MAX_GRID:
             raise InputError(f"A grid of {len(chosen)} digits is unreadable; show at most {MAX_GRID}.")
-        title = f"{b.details['name']} {split}: {len(chosen)} digits"
+        title = f"{b.details['name']} {split}: {len(chosen)} {classnames.class_noun(b.target_names)}s"
         names = [b.target_names[k] for k in labels[chosen]]
         path = plots.save_digit_grid(np.asarray(images[chosen]), names, out_path, title=title)
     err.print(f"wrote {path}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import given_path, out, step_progress
+from mnistlab.cli.common import given_file, given_path, out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_size
@@ -303,7 +303,7 @@ def runs_cmd(
 @app.command("export")
 def export_cmd(
     model_dir: Path = typer.Argument(..., help="A CNN model directory written by `mnistlab train`."),
-    onnx_file: Path = typer.Option(..., "--onnx", parser=given_path, help="The ONNX file to write.", metavar="FILE"),
+    onnx_file: Path = typer.Option(..., "--onnx", parser=given_file, help="The ONNX file to write.", metavar="FILE"),
     int8: bool = typer.Option(
         False, "--int8", help="Quantize the convolutions to int8 (faster on CPUs), measured against float32 on MNIST."
     ),

@@ -1,4 +1,5 @@
-"""The flags of ``train`` and ``compare``, declared once, turned into one ``RunOptions``.
+"""The flags of ``train`` and ``compare``, declared once, turned into one ``RunOptions``; ``sweep`` takes
+``--test-size`` from here too.
 
 ``with_run_options`` adds the flags to a command's signature (typer reads
 signatures) and calls the command with ``options=RunOptions(...)`` instead of
@@ -16,7 +17,11 @@ import typer
 
 from mnistlab.lab.options import RunOptions
 
-__all__ = ["with_run_options"]
+__all__ = ["with_run_options", "TEST_SIZE", "test_size_value"]
+
+
+# Its own name: `sweep` takes it too, beside flags of its own.
+TEST_SIZE = typer.Option(None, "--test-size", help="Test fraction (<1) or count, for --split random.")
 
 
 def _flags(
@@ -26,9 +31,7 @@ def _flags(
     split: str = typer.Option(
         "official", "--split", help="official (first 60,000 / last 10,000) or random (stratified)."
     ),
-    test_size: float | None = typer.Option(
-        None, "--test-size", help="Test fraction (<1) or count, for --split random."
-    ),
+    test_size: float | None = TEST_SIZE,
     seed: int = typer.Option(
         42, "--seed", help="Seed for the model, the random split and --limit (42 reproduces the lesson)."
     ),
@@ -51,14 +54,16 @@ def _flags(
     """Declares the flags; typer reads this signature, nothing calls it. Each name is a RunOptions field."""
 
 
-def _options(values: dict) -> RunOptions:
-    test_size = values.get("test_size")
+def test_size_value(test_size: float | None) -> int | float | None:
+    """``--test-size`` as ``RunOptions`` takes it: a whole number is a count of test images, as in
+    train_test_split; a fraction (or a value ``RunOptions`` refuses) as it is."""
     if test_size is not None and math.isfinite(test_size) and test_size >= 1 and test_size == int(test_size):
-        values = {
-            **values,
-            "test_size": int(test_size),
-        }  # a whole number is a count of test images, as in train_test_split
-    return RunOptions(**values)
+        return int(test_size)
+    return test_size
+
+
+def _options(values: dict) -> RunOptions:
+    return RunOptions(**{**values, "test_size": test_size_value(values.get("test_size"))})
 
 
 def with_run_options(*, target: bool = False) -> Callable:

@@ -12,7 +12,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import given_path, out, step_progress
+from mnistlab.cli.common import given_file, out, step_progress
+from mnistlab.cli.options import TEST_SIZE, test_size_value
 from mnistlab.lab.options import RunOptions
 
 __all__ = ["app"]
@@ -20,7 +21,7 @@ __all__ = ["app"]
 app = typer.Typer()
 
 SPEC_OUT = typer.Option(
-    Path("best.json"), "--out", parser=given_path, metavar="FILE", help="Where to save the best configuration (JSON)."
+    Path("best.json"), "--out", parser=given_file, metavar="FILE", help="Where to save the best configuration (JSON)."
 )
 
 
@@ -41,6 +42,7 @@ def sweep_cmd(
     ),
     dataset: str = typer.Option("mnist", "--dataset", help="mnist, fashion-mnist, digits or a folder of IDX files."),
     split: str = typer.Option("official", "--split", help="official or random (stratified)."),
+    test_size: float | None = TEST_SIZE,
     seed: int = typer.Option(42, "--seed", help="Seed for the models, the split, --limit and the held-out part."),
     limit: int | None = typer.Option(None, "--limit", help="Train on a stratified subset of N training images."),
     cluster: str = typer.Option(
@@ -63,7 +65,7 @@ def sweep_cmd(
     from mnistlab.lab.sweep import parse_params, sweep  # Ray Tune and scikit-learn: not at start-up
 
     grid = parse_params(params)
-    options = RunOptions(split=split, seed=seed, limit=limit, n_jobs=1)
+    options = RunOptions(split=split, test_size=test_size_value(test_size), seed=seed, limit=limit, n_jobs=1)
     with step_progress(not as_json) as progress:
         result = sweep(
             recipe,

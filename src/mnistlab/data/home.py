@@ -34,11 +34,18 @@ def expand_home(path: str | os.PathLike, refuse: Callable[[str], Exception]) -> 
 def setting_folder(variable: str, default: str, error: type[Exception]) -> Path:
     """The folder ``$variable`` names (``XDG_CACHE_HOME``), else ``default`` (``~/.cache``), a leading ``~``
     expanded: a quoted value or a .env file leaves it to mnistlab, and taken as it is it made a folder named
-    ``~`` in the current one. ``error`` with one sentence where it cannot be expanded."""
+    ``~`` in the current one. ``error`` with one sentence where it cannot be expanded.
+
+    An empty or relative value is ignored, as the XDG Base Directory spec says: taken as it was, the cache
+    and the saved models moved with the current folder."""
     value = os.environ.get(variable)
     if value:
-        return expand_home(value, lambda why: error(f"{variable}={value} {why}; set it to a folder's full path."))
+        folder = expand_home(value, lambda why: error(f"{variable}={value} {why}; set it to a folder's full path."))
+        if folder.is_absolute():
+            return folder
     return expand_home(
         default,
-        lambda why: error(f"{default}, where {variable} is unset, {why}; set {variable} to a folder's full path."),
+        lambda why: error(
+            f"{default}, where {variable} is unset or not a full path, {why}; set {variable} to a folder's full path."
+        ),
     )

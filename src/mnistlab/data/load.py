@@ -110,7 +110,9 @@ def load_mnist(
 
 
 def images_max(details: dict) -> int:
-    return 16 if details["name"] == "digits" else 255
+    """16 for scikit-learn's digits, 255 for IDX files: a folder of them named digits is not scikit-learn's (it is
+    not verified), and its 0-255 pixels read as 0-16 ones were scaled past white."""
+    return 16 if details["name"] == "digits" and details["verified"] else 255
 
 
 def _idx_dataset(name, data_dir, download, progress):

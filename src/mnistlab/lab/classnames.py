@@ -12,7 +12,7 @@ import numpy as np
 
 from mnistlab.errors import InputError
 
-__all__ = ["class_titles", "class_ticks"]
+__all__ = ["class_titles", "class_ticks", "class_noun"]
 
 
 def _checked(names, k: int | None = None) -> list[str]:
@@ -46,3 +46,12 @@ def class_ticks(names, k: int) -> dict:
     if max(len(label) for label in labels) <= 3:
         return {"labels": labels}
     return {"labels": labels, "rotation": 30, "ha": "right", "rotation_mode": "anchor"}
+
+
+def class_noun(names) -> str:
+    """What a figure calls one image of these classes: "digit" where they are unnamed or named by their numbers
+    (MNIST's, scikit-learn's digits), else "image" (Fashion-MNIST's clothes are no digits)."""
+    if names is None:
+        return "digit"
+    names = _checked(names)
+    return "digit" if names == [str(i) for i in range(len(names))] else "image"

@@ -107,7 +107,7 @@ def model_data(model_dir, estimator, card: dict, data, refusal: str, *, limit: b
     again where the card says (``recorded_data``); a model of arrays, or of data its card does not say where to
     find, is refused without them: "{model_dir} was trained on ..., and " + ``refusal``."""
     dataset = card.get("dataset")
-    elsewhere = data is None and dataset not in (None, "mnist")
+    elsewhere = data is None and (dataset not in (None, "mnist") or card.get("data_dir") is not None)
     if elsewhere and (dataset == "arrays" or (dataset not in KNOWN_DATASETS and card.get("data_dir") is None)):
         trained_on = "arrays passed from Python" if dataset == "arrays" else f"the dataset {dataset!r}, not MNIST"
         raise InputError(f"{model_dir} was trained on {trained_on}, and {refusal}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ __all__ = [
     "check_seed",
     "check_writable_dir",
     "check_writable_file",
+    "folder_meant",
     "check_model_dir",
     "plain_number",
 ]
@@ -151,6 +153,18 @@ class RunOptions:
             )
 
 
+def folder_meant(path) -> str | None:
+    """Where a file's path, given as a string, ends in a separator (``figs/``): why it is refused, the middle of
+    a sentence; else None. It names a folder, and ``Path`` drops the separator: the file was written under the
+    folder's name (``--out figs/`` wrote a file figs, ``--out best.json/`` a file best.json)."""
+    if isinstance(path, str) and path.endswith(_SEPARATORS):
+        return f"{path} ends in {path[-1]}, which names a folder; give a file name inside it"
+    return None
+
+
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
+
 def _check_given(path, param: str) -> None:
     """Refuse an empty path: ``Path("")`` is the current folder, which no one means by giving nothing."""
     if isinstance(path, str) and not path:
@@ -190,6 +204,9 @@ def check_model_dir(path, param: str) -> Path:
 def check_writable_file(path, param: str) -> Path:
     """Refuse a file path that cannot be written: a folder, or a place without a writable folder."""
     _check_given(path, param)
+    meant = folder_meant(path)
+    if meant is not None:
+        raise ParameterError(param, f"{{param}} {meant}.")
     path = Path(path)
     if path.is_dir():
         raise ParameterError(param, f"{{param}} {path} is a folder; give a file name inside it.")

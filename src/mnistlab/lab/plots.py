@@ -22,7 +22,7 @@ from mnistlab._atomic import atomic_writer
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
 from mnistlab.lab.charts import DPI, new_figure, style_time_axes
-from mnistlab.lab.classnames import class_ticks, class_titles
+from mnistlab.lab.classnames import class_noun, class_ticks, class_titles
 from mnistlab.models.proba import margin_lead, proba_columns
 
 __all__ = [
@@ -159,12 +159,13 @@ def save_digit_grid(images, labels, path, *, predictions=None, ncols: int = 10, 
     return _save(fig, path)
 
 
-def save_mean_digits(images, labels, path, *, names=None) -> Path:
-    """The mean digit of each class in one row, each titled with its class (``names[class]``) and count."""
+def save_mean_digits(images, labels, path, *, names=None, title: str | None = None) -> Path:
+    """The mean image of each class in one row, each titled with its class (``names[class]``) and count."""
     imgs = _unit_images(images)
     true = _labels(labels, len(imgs), "labels", integer=False)
     classes = np.unique(true)
-    fig, axes = _grid(len(classes), len(classes), CELL, CELL + 0.35, "Mean digit per class")
+    title = title or f"Mean {class_noun(names)} per class"  # "digit" said of Fashion-MNIST's clothes too
+    fig, axes = _grid(len(classes), len(classes), CELL, CELL + 0.35, title)
     for ax, c, name in zip(axes, classes, class_titles(classes, names)):
         members = true == c
         _show(ax, imgs[members].mean(axis=0))

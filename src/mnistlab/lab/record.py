@@ -115,17 +115,27 @@ def run_metrics(
         "test_predictions_sha256": predictions_sha256(y_pred),
     }
     # CNNs also report how many epochs ran (fewer with a target) and the time in their training loop.
+    trained = _last_step(estimator)
     for key, attr in (("epochs", "n_epochs_"), ("train_seconds", "train_seconds_")):
-        if hasattr(estimator, attr):
-            metrics[key] = getattr(estimator, attr)
+        if hasattr(trained, attr):
+            metrics[key] = getattr(trained, attr)
     return metrics
 
 
 def trained_device(estimator) -> str | None:
     """The device a fitted estimator trained on, where it says (a CNN's ``device_``; scikit-learn's run on the
     CPU and say nothing): its ``device`` parameter may be "auto", which names no device."""
-    device = getattr(estimator, "device_", None)
+    device = getattr(_last_step(estimator), "device_", None)
     return device if isinstance(device, str) else None
+
+
+def _last_step(estimator):
+    """The classifier of a Pipeline (its last step, a CNN after a transformer), where what trained says what it
+    did: the Pipeline itself has no ``device_`` or ``n_epochs_``. Any other estimator as it is."""
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list) and steps and isinstance(steps[-1], tuple) and len(steps[-1]) == 2:
+        return _last_step(steps[-1][1])
+    return estimator
 
 
 def json_safe_params(estimator) -> dict:

@@ -133,7 +133,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         raise ParameterError(
             "max_concurrent", f"{{param}} must be a whole number from 1 to {MAX_TRIALS}, got {max_concurrent!r}."
         )
-    out = _writable_spec(Path(out))
+    out = _writable_spec(out)
     resolve_uri(tracking_uri)  # an empty one is refused before the data is read
     seed_list = [options.seed + k for k in range(seeds)]
     default_epochs = known.get("epochs", 1) if recipe.family == "cnn" else 1
@@ -253,11 +253,12 @@ def _configs(params: dict[str, list], samples: int | None, seed: int) -> list[di
     return [grid[i] for i in sorted(picked)]
 
 
-def _writable_spec(out: Path) -> Path:
+def _writable_spec(out: Path | str) -> Path:
     """``out``, a .json path in a folder checked writable now rather than after the trials; nothing is created."""
-    if out.suffix != ".json":
-        raise ParameterError("out_dir", f"{{param}} {out} must end in .json: it is a spec file compare takes.")
-    return check_writable_file(out, "out_dir")
+    path = check_writable_file(out, "out_dir")  # given as it is: Path() would drop a trailing / that names a folder
+    if path.suffix != ".json":
+        raise ParameterError("out_dir", f"{{param}} {path} must end in .json: it is a spec file compare takes.")
+    return path
 
 
 def _config_row(config: dict, trials: list[dict]) -> dict:

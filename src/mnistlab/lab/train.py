@@ -58,7 +58,7 @@ class TrainTest:
     sha256: str  # of MNIST's files, or of the four arrays passed from Python
     dataset: str  # "mnist" or "arrays"
     stretched_from: int = 255  # the dataset's own brightest pixel value, if its pixels were stretched to 0-255
-    data_dir: str | None = None  # the folder of a dataset given as one (not a registered name): where to find it again
+    data_dir: str | None = None  # the folder of a dataset given as one (not a registered one): where to find it again
 
 
 class Scored(NamedTuple):

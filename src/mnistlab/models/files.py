@@ -9,12 +9,10 @@ checks the card, then the weights' sha256, *before* deserialising anything,
 and skops only rebuilds the types on an explicit allow-list, so a model
 directory from elsewhere cannot run code.
 
-A CNN is its weights as safetensors plus a JSON config (parameters, classes,
-seeds, history): ``cnn_to_bytes`` / ``cnn_from_bytes``, used for model
-directories (config in the card) and for the digit detector's cache (config in
-the file's metadata). The config is checked against its schema and the
-weights against the net it describes before a net is built
-(``models.cnn.config``). torch is imported only when a CNN is loaded.
+A CNN is its weights as safetensors plus a JSON config (parameters, classes, seeds, history): ``cnn_to_bytes``
+/ ``cnn_from_bytes``, used for model directories (config in the card) and for the digit detector's cache
+(config in the file's metadata). The config is checked against its schema and the weights against the net it
+describes before a net is built (``models.cnn.config``). torch is imported only when a CNN is loaded.
 """
 
 from __future__ import annotations
@@ -98,7 +96,13 @@ def _serialise(estimator) -> tuple[str, bytes, dict]:
     import skops.io as sio  # skops imports torch (seconds): only for classic models
 
     _check_fitted_classifier(estimator)
-    data = sio.dumps(estimator)
+    try:
+        data = sio.dumps(estimator)
+    except Exception as exc:  # skops has no form for a CNN's torch tensors in a Pipeline: a sentence, no traceback
+        raise ModelFileError(
+            f"Cannot save this model safely: skops cannot store what it holds ({type(exc).__name__}: {exc}), which "
+            "is outside mnistlab's allow-list; save a registered recipe's model, or a CNNClassifier on its own."
+        ) from None
     unknown = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
     if unknown:
         # Saving what load_model would refuse only moves the error to later.
