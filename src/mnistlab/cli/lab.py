@@ -231,8 +231,8 @@ def compare_cmd(
         out.print(_compare_table(dataset, summary, baseline))
     out.print(
         "[dim]vs: McNemar's exact test for one seed, the t test of the mean difference over several; "
-        "Holm-corrected; n.d. = not distinguishable at 5%. Interval: Wilson for one seed or seeds that agree, "
-        "else t with the seeds' and the test sample's spread.[/dim]"
+        "Holm-corrected (vs best: with every pair); n.d. = not distinguishable at 5%. Interval: Wilson for one "
+        "seed or seeds that agree, else t with the seeds' and the test sample's spread.[/dim]"
     )
     out.print(f"report: {summary['report']}", soft_wrap=True)
     out.print(f"runs recorded in {summary['tracking_uri']} (`mnistlab runs`, `mlflow ui`)", soft_wrap=True)
@@ -263,7 +263,7 @@ def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
             f"{r['reused']}/{len(r['seeds'])}" if r["reused"] else "no",
         ]
         for against in ("best",) + (("baseline",) if baseline is not None else ()):
-            c = verdicts.get((r["model"], against)) or verdicts.get((r["model"], "best and baseline"))
+            c = verdicts.get((r["model"], against))
             short = {"better": "better", "worse": "worse"}.get(c["verdict"], "n.d.") if c else ""
             p_text = "p<0.001" if c and c["p_holm"] < 0.001 else f"p={c['p_holm']:.2g}" if c else ""
             row.append("–" if c is None else f"{short} {p_text}")

@@ -209,7 +209,7 @@ def write_bench_report(sections: list[dict], out_dir, settings: dict | None = No
 <p class="sub">Every model was fitted once per seed on the same training images and tested on the same test images.
 With one seed (or seeds that all agree) the interval is the Wilson interval of the test sample; with several, it also holds how much the accuracy moves from seed to seed.
 Two models are compared image by image: with one seed (or seeds that repeat it) by McNemar's exact test, with several by the t test of the mean difference over the seeds, whose uncertainty is both the seeds' spread and the test sample's (the same test images in every seed are not new evidence).
-p-values are Holm-corrected within each family; the interval of a difference is not. "Not distinguishable at 5%" means the test images cannot tell them apart.
+p-values are Holm-corrected within each family (against the best: with every pair, since the best was picked from the same results); the interval of a difference is not. With one seed it is Tango's score interval, widened to the exact one McNemar's test inverts where that is wider. "Not distinguishable at 5%" means the test images cannot tell them apart.
 Times are seconds of wall clock on this machine; "reused" counts seeds taken from recorded runs instead of fitted.</p>
 {_provenance_html(settings)}
 {body}
