@@ -4,6 +4,7 @@ variance, Holm and score intervals by hand) and against simulations of their err
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,10 @@ from scipy.stats import beta, binomtest, chi2, norm, t
 from statsmodels.formula.api import ols
 from statsmodels.stats.anova import anova_lm
 
+from mnistlab.cli.lab import _verdict_text
 from mnistlab.errors import InputError
+from mnistlab.lab.formats import format_p
+from mnistlab.lab.report import _comparisons_table, _matrix_table
 from mnistlab.lab.stats import accuracy_summary, comparisons, holm, paired_test, significance_matrix, verdict
 
 
@@ -391,3 +395,22 @@ def test_verdict_of_nan_is_none():
     assert verdict(float("nan"), 0.001) == "not distinguishable at 5%"  # was "worse"
     assert verdict(0.01, float("nan")) == "not distinguishable at 5%"
     assert verdict(0.0, 0.001) == "not distinguishable at 5%"
+
+
+@pytest.mark.parametrize("p_holm", [0.0496, 0.04996])
+def test_a_p_value_under_five_percent_is_never_shown_as_five_percent(p_holm):
+    """The CLI ("better p=0.05") and the report's matrix (2 digits) and table (3) rounded such a p to 0.05 beside a
+    verdict drawn because it was under 0.05."""
+    row = {"a": "mine", "b": "knn", "against": "best", "diff": 0.004, "diff_ci95": [0.0001, 0.008], "a_only": 60}
+    row |= {"b_only": 20, "p_value": p_holm / 2, "p_holm": p_holm, "verdict": verdict(0.004, p_holm)}
+    assert row["verdict"] == "better"
+    flipped = {**row, "a": "knn", "b": "mine", "verdict": "worse"}
+    shown = [
+        _verdict_text(row),
+        _comparisons_table([row]),
+        _matrix_table(["mine", "knn"], {("mine", "knn"): row, ("knn", "mine"): flipped}),
+    ]
+    for text in shown:  # "<0.05" says it; a bare 0.05 would not
+        assert re.search(r"(?<![\d.])0\.05(?!\d)", text.replace("<0.05", "")) is None, text
+    assert _verdict_text(row) == "better p<0.05"
+    assert format_p(0.0501) == "0.0501" and format_p(0.05) == "0.05" and format_p(0.012, 2) == "0.012"

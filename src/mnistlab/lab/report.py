@@ -19,6 +19,7 @@ import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
+from mnistlab.lab.formats import format_p
 from mnistlab.lab.plots import save_digit_grid
 
 __all__ = ["write_bench_report"]
@@ -96,8 +97,8 @@ def _comparisons_table(comparisons: list[dict]) -> str:
             f"{100 * low:+.2f} – {100 * high:+.2f}",
             f"{c['a_only']:,}",
             f"{c['b_only']:,}",
-            f"{c['p_value']:.3g}",
-            f"{c['p_holm']:.3g}",
+            format_p(c["p_value"]),
+            format_p(c["p_holm"]),
             html.escape(c["verdict"]),
         )
         out.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
@@ -121,7 +122,7 @@ def _matrix_table(names: list[str], matrix: dict) -> str:
             t = matrix[(a, b)]
             cls = {"better": "better", "worse": "worse"}.get(t["verdict"], "same")
             cells.append(
-                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{cls if cls != "same" else "n.d."} (p {t["p_holm"]:.2g})</td>'
+                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{cls if cls != "same" else "n.d."} (p {format_p(t["p_holm"], 2)})</td>'
             )
         out.append(f"<tr><td>{html.escape(a)}</td>{''.join(cells)}</tr>")
     return "\n".join([*out, "</table>"])
