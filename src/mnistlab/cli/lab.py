@@ -15,7 +15,7 @@ from rich.table import Table
 from mnistlab.cli.common import given_file, given_path, out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
-from mnistlab.lab.formats import format_size
+from mnistlab.lab.formats import format_p, format_size
 from mnistlab.lab.options import RunOptions, check_model_dir, check_writable_dir, check_writable_file
 
 __all__ = ["app"]
@@ -231,8 +231,8 @@ def compare_cmd(
         out.print(_compare_table(dataset, summary, baseline))
     out.print(
         "[dim]vs: McNemar's exact test for one seed, the t test of the mean difference over several; "
-        "Holm-corrected; n.d. = not distinguishable at 5%. Interval: Wilson for one seed or seeds that agree, "
-        "else t with the seeds' and the test sample's spread.[/dim]"
+        "Holm-corrected (vs best: with every pair); n.d. = not distinguishable at 5%. Interval: Wilson for one "
+        "seed or seeds that agree, else t with the seeds' and the test sample's spread.[/dim]"
     )
     out.print(f"report: {summary['report']}", soft_wrap=True)
     out.print(f"runs recorded in {summary['tracking_uri']} (`mnistlab runs`, `mlflow ui`)", soft_wrap=True)
@@ -263,12 +263,17 @@ def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
             f"{r['reused']}/{len(r['seeds'])}" if r["reused"] else "no",
         ]
         for against in ("best",) + (("baseline",) if baseline is not None else ()):
-            c = verdicts.get((r["model"], against)) or verdicts.get((r["model"], "best and baseline"))
-            short = {"better": "better", "worse": "worse"}.get(c["verdict"], "n.d.") if c else ""
-            p_text = "p<0.001" if c and c["p_holm"] < 0.001 else f"p={c['p_holm']:.2g}" if c else ""
-            row.append("–" if c is None else f"{short} {p_text}")
+            c = verdicts.get((r["model"], against))
+            row.append("–" if c is None else _verdict_text(c))
         table.add_row(*row)
     return table
+
+
+def _verdict_text(c: dict) -> str:
+    """A comparison in a table cell: "better p=0.012", "n.d. p=0.31", "worse p<0.001"."""
+    short = {"better": "better", "worse": "worse"}.get(c["verdict"], "n.d.")
+    p = "<0.001" if c["p_holm"] < 0.001 else format_p(c["p_holm"], 2)
+    return f"{short} p{p}" if p.startswith("<") else f"{short} p={p}"
 
 
 @app.command("runs")

@@ -5,7 +5,7 @@ Kept free of heavy imports: the CLI loads it at start-up.
 
 from __future__ import annotations
 
-__all__ = ["format_size"]
+__all__ = ["format_p", "format_size"]
 
 
 def format_size(n: float | None) -> str:
@@ -17,3 +17,10 @@ def format_size(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+def format_p(p: float, digits: int = 3) -> str:
+    """A p-value in ``digits`` significant digits; one under 0.05 (stats.ALPHA) that would round to 0.05 reads
+    "<0.05": the number shown never contradicts the verdict drawn from it ("better" beside "0.05")."""
+    text = f"{p:.{digits}g}"
+    return "<0.05" if p < 0.05 <= float(text) else text

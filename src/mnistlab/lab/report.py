@@ -19,6 +19,7 @@ import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
+from mnistlab.lab.formats import format_p
 from mnistlab.lab.plots import save_digit_grid
 
 __all__ = ["write_bench_report"]
@@ -96,8 +97,8 @@ def _comparisons_table(comparisons: list[dict]) -> str:
             f"{100 * low:+.2f} – {100 * high:+.2f}",
             f"{c['a_only']:,}",
             f"{c['b_only']:,}",
-            f"{c['p_value']:.3g}",
-            f"{c['p_holm']:.3g}",
+            format_p(c["p_value"]),
+            format_p(c["p_holm"]),
             html.escape(c["verdict"]),
         )
         out.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
@@ -121,7 +122,7 @@ def _matrix_table(names: list[str], matrix: dict) -> str:
             t = matrix[(a, b)]
             cls = {"better": "better", "worse": "worse"}.get(t["verdict"], "same")
             cells.append(
-                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{cls if cls != "same" else "n.d."} (p {t["p_holm"]:.2g})</td>'
+                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{cls if cls != "same" else "n.d."} (p {format_p(t["p_holm"], 2)})</td>'
             )
         out.append(f"<tr><td>{html.escape(a)}</td>{''.join(cells)}</tr>")
     return "\n".join([*out, "</table>"])
@@ -209,7 +210,7 @@ def write_bench_report(sections: list[dict], out_dir, settings: dict | None = No
 <p class="sub">Every model was fitted once per seed on the same training images and tested on the same test images.
 With one seed (or seeds that all agree) the interval is the Wilson interval of the test sample; with several, it also holds how much the accuracy moves from seed to seed.
 Two models are compared image by image: with one seed (or seeds that repeat it) by McNemar's exact test, with several by the t test of the mean difference over the seeds, whose uncertainty is both the seeds' spread and the test sample's (the same test images in every seed are not new evidence).
-p-values are Holm-corrected within each family; the interval of a difference is not. "Not distinguishable at 5%" means the test images cannot tell them apart.
+p-values are Holm-corrected within each family (against the best: with every pair, since the best was picked from the same results); the interval of a difference is not. With one seed it is Tango's score interval, widened to the exact one McNemar's test inverts where that is wider. "Not distinguishable at 5%" means the test images cannot tell them apart.
 Times are seconds of wall clock on this machine; "reused" counts seeds taken from recorded runs instead of fitted.</p>
 {_provenance_html(settings)}
 {body}

@@ -3,13 +3,16 @@
 Two models tested on the same images are compared pair by pair: only the
 images one gets right and the other wrong (the discordant pairs) carry
 evidence. With one seed, McNemar's exact test asks whether those split more
-unevenly than fair coin flips would (statsmodels). With several seeds the
-same test images recur in every seed (the official split), so their pairs are
-not pooled as if they were new images: the mean difference over the seeds is
-tested with the two uncertainties it has, how it moves from seed to seed and
-how it would move with another test sample (``_spread``). Holm's step-down
-method keeps the chance of any false "better"/"worse" in a family of tests at
-5% (statsmodels).
+unevenly than fair coin flips would (statsmodels), and the difference's
+interval is Tango's score interval, widened to the exact one the test inverts
+where that is wider. With several seeds the mean difference over the seeds is
+tested with the uncertainty it has as both the images and the seeds vary: with
+the official split the same test images recur in every seed, so their pairs
+are not pooled as if they were new images, and a seed's own noise is not
+counted as the test sample's (``_difference_spread``). Holm's step-down method
+keeps the chance of any false "better"/"worse" in a family of tests at 5%
+(statsmodels); the comparisons with the best model are a family with every
+pair, since which model is best was read off the same data.
 """
 
 from __future__ import annotations
@@ -21,14 +24,19 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as sps
+from scipy.optimize import brentq
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
+
+from mnistlab.errors import InputError
 
 __all__ = ["ALPHA", "accuracy_summary", "paired_test", "holm", "verdict", "comparisons", "significance_matrix"]
 
 ALPHA = 0.05
 NOT_DISTINGUISHABLE = "not distinguishable at 5%"
+# The seeds' part of a spread is taken at the bound its estimate falls in the lowest quarter of (``_spread``).
+_SEEDS_PART_QUANTILE = 0.25
 
 
 def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
@@ -42,7 +50,7 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
     would move with another test sample (a seed average on the same test
     images is no surer of them than one seed is).
     """
-    acc = np.asarray(accuracies, dtype=float)
+    acc = _checked_accuracies(accuracies, n_test)
     # Seeds that agree are found by equality, not by std == 0: the mean of equal floats may round (std 1e-16).
     if bool(np.all(acc == acc[0])):  # one seed, or a deterministic model on the same data: the test sample's spread
         mean = float(acc[0])
@@ -54,8 +62,23 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
             "ci95": [round(float(low), 12), round(float(high), 12)],
         }
     mean, std = float(acc.mean()), float(acc.std(ddof=1))
-    half = _spread(std, len(acc), mean * (1 - mean) / n_test).half_width
+    # The test sample's part is not divided by the seeds: with the official split every seed is tested on the same
+    # images. p(1 - p) / n bounds it from above (accuracies alone cannot tell an image's share from a seed's).
+    half = _spread(std**2 / len(acc), len(acc), mean * (1 - mean) / n_test).half_width
     return {"mean": mean, "std": std, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
+
+
+def _checked_accuracies(accuracies: Sequence[float], n_test: int) -> np.ndarray:
+    """The accuracies as an array, or one sentence on why they cannot be summed up."""
+    acc = np.asarray(accuracies, dtype=float).ravel()
+    if not len(acc):
+        raise InputError("accuracies is empty; give one test accuracy per seed.")
+    if not np.all((acc >= 0) & (acc <= 1)):  # NaN fails both
+        raise InputError(f"accuracies must lie between 0 and 1, got {acc.tolist()}; give shares, not percents.")
+    whole = isinstance(n_test, (int, float, np.number)) and not isinstance(n_test, bool) and float(n_test).is_integer()
+    if not whole or n_test < 1:
+        raise InputError(f"n_test must be the number of test images, a whole number of at least 1, got {n_test!r}.")
+    return acc
 
 
 class _Spread(NamedTuple):
@@ -70,19 +93,22 @@ class _Spread(NamedTuple):
         return 1.0 if self.se == 0 else float(2 * sps.t.sf(abs(estimate) / self.se, self.df))
 
 
-def _spread(seed_std: float, seeds: int, sample_variance: float) -> _Spread:
-    """The uncertainty of a mean over ``seeds`` seeds whose values spread by ``seed_std``, each measured on a
-    test sample with variance ``sample_variance``.
+def _spread(seeds_part: float, seeds: int, sample_part: float) -> _Spread:
+    """The uncertainty of a mean over ``seeds`` seeds: ``seeds_part``, the variance the seeds' spread gives it
+    (``seeds - 1`` degrees of freedom), plus ``sample_part``, the test sample's, taken as known.
 
-    The test sample's part is not divided by the seeds: with the official split
-    every seed is tested on the same images (with ``--split random``, on other
-    images, and the interval is wider than it need be). The seeds' part has
-    ``seeds - 1`` degrees of freedom, the sum Welch-Satterthwaite's.
+    The degrees of freedom are Satterthwaite's with the seeds' part at the
+    bound its estimate falls in the lowest quarter of. From the estimate
+    itself (Welch's rule), a few seeds that happen to agree make the part
+    small and the degrees of freedom large at once: with 2 seeds up to 12% of
+    equal models came out "better" or "worse", with 3 up to 8%; with the
+    bound, at most 6% (simulated over every share of the seeds' part).
     """
-    between = seed_std**2 / seeds
-    se = math.sqrt(between + sample_variance)
-    df = math.inf if between == 0 else (between + sample_variance) ** 2 * (seeds - 1) / between**2
-    return _Spread(se, df)
+    se = math.sqrt(seeds_part + sample_part)
+    if seeds_part == 0 or math.isinf(sample_part):
+        return _Spread(se, math.inf)
+    bound = seeds_part * (seeds - 1) / float(sps.chi2.ppf(_SEEDS_PART_QUANTILE, seeds - 1))
+    return _Spread(se, (bound + sample_part) ** 2 * (seeds - 1) / bound**2)
 
 
 def paired_test(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred_b: Sequence[np.ndarray]) -> dict:
@@ -92,37 +118,101 @@ def paired_test(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred
     right, all seeds), test, p_value, diff (accuracy of a minus b, the mean
     over seeds) and diff_ci95 (not corrected for the family, as p_value).
     One seed, or seeds whose labels and predictions are all the same:
-    McNemar's exact test and the interval it inverts. Otherwise the t test of
-    the mean difference over the seeds (``_spread``) and its interval.
+    McNemar's exact test and its interval (``_diff_interval``). Otherwise the
+    t test of the mean difference over the seeds (``_difference_spread``) and
+    its interval.
     """
-    seeds = [_discordant(y, a, b) for y, a, b in zip(y_true, pred_a, pred_b)]
+    rights = _rights(y_true, pred_a, pred_b)
+    seeds = [(len(ra), int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))) for ra, rb in rights]
     n, a_only, b_only = (sum(s[i] for s in seeds) for i in range(3))
     common = {"n": n, "a_only": a_only, "b_only": b_only}
     if len(seeds) == 1 or _repeated(y_true, pred_a, pred_b):
         return {**common, **_exact(*seeds[0])}
-    diffs = np.array([(a - b) / m for m, a, b in seeds])
-    # Each seed's difference is a mean of n values in {-1, 0, 1}: its test-sample variance.
-    sample_variance = float(np.mean([((a + b) / m - ((a - b) / m) ** 2) / m for m, a, b in seeds]))
-    spread = _spread(float(diffs.std(ddof=1)), len(seeds), sample_variance)
-    diff = float(diffs.mean())
+    # Per image: 1 where only a is right, -1 where only b is, 0 where both or neither are.
+    outcomes = [ra.astype(np.int8) - rb.astype(np.int8) for ra, rb in rights]
+    spread = _difference_spread(outcomes, same_images=all(np.array_equal(y, y_true[0]) for y in y_true))
+    diff = float(np.mean([o.mean() for o in outcomes]))
     if spread.se == 0:
-        # Every image of every seed alike: no discordant pair anywhere, or every image won by the same model.
-        # Nothing varies, so there is no t; the same outcome in every seed is one seed's evidence, as for
-        # repeated seeds: the exact test of the seed with the fewest images.
-        exact = _exact(*min(seeds))  # no discordant pair: p = 1, the difference 0 and +-u of 0 in n
+        # Nothing varies: every seed's difference alike, and no image leaning to a model beyond what a seed's
+        # noise gives (no discordant pair anywhere, or every image won by the same model). There is no t; the
+        # same outcome in every seed is one seed's evidence, as for repeated seeds: the exact test of the seed
+        # with the fewest images.
+        exact = _exact(*min(seeds))
         return {**common, **exact, "test": "McNemar exact" if a_only + b_only else "t over seeds"}
-    half = spread.half_width
+    half = spread.half_width  # infinite for one test image: a difference lies between -1 and 1
     return {
         **common,
         "test": "t over seeds",
         "p_value": spread.p_value(diff),
         "diff": diff,
-        "diff_ci95": [diff - half, diff + half],
+        "diff_ci95": [max(-1.0, diff - half), min(1.0, diff + half)],
     }
 
 
+def _rights(y_true, pred_a, pred_b) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per seed, which images a and which b got right; or one sentence on why they cannot be compared."""
+    counts = (len(y_true), len(pred_a), len(pred_b))
+    if len(set(counts)) > 1 or not counts[0]:
+        raise InputError(
+            f"y_true, pred_a and pred_b must hold one array per seed each, for the same seeds; got {counts[0]}, "
+            f"{counts[1]} and {counts[2]} arrays."
+        )
+    out = []
+    for seed, (y, a, b) in enumerate(zip(y_true, pred_a, pred_b), start=1):
+        y, a, b = np.asarray(y), np.asarray(a), np.asarray(b)
+        if y.ndim != 1 or a.shape != y.shape or b.shape != y.shape:
+            raise InputError(
+                f"Seed {seed} has labels of shape {y.shape} and predictions of shapes {a.shape} (a) and {b.shape} "
+                "(b); give each model one prediction per test image."
+            )
+        if not len(y):
+            raise InputError(f"Seed {seed} has no test images; a comparison needs at least one.")
+        out.append((a == y, b == y))
+    return out
+
+
+def _difference_spread(outcomes: list[np.ndarray], same_images: bool) -> _Spread:
+    """The uncertainty of the mean difference over seeds, each seed's per-image differences in ``outcomes``.
+
+    Other images in each seed (``--split random``): every seed's difference
+    holds its own test sample's spread, so the seeds' spread is all of it. The
+    same images in every seed (the official split): a difference is in part
+    its images' (they recur in every seed and do not average out over seeds),
+    in part its seed's and in part noise that is both (an image that one
+    seed's model gets right and another's wrong). ``_images_part`` parts
+    them. A seed's own variance taken for the test sample's, as it was, is
+    counted twice: equal models then came out "better" or "worse" in under
+    0.5% of simulated tests, and a real difference was found less often with
+    5 seeds than with 3.
+    """
+    k = len(outcomes)
+    seeds_part = float(np.var([o.mean() for o in outcomes], ddof=1)) / k
+    return _spread(seeds_part, k, _images_part(np.stack(outcomes)) if same_images else 0.0)
+
+
+def _images_part(table: np.ndarray) -> float:
+    """What the images add to the variance of the mean of ``table`` (seeds x images, values -1, 0, 1) beyond
+    the spread of its seeds' means.
+
+    The two-way analysis of variance without replication: the mean's
+    variance, as seeds and images both vary, is (MS_seeds + MS_images -
+    MS_residual) / (seeds * images). The seeds' spread gives the first term;
+    this is the rest, (MS_images - MS_residual) / (seeds * images), not below
+    0 (images that lean no way beyond the noise add nothing).
+    """
+    k, n = table.shape
+    if n < 2:
+        return math.inf  # one test image: nothing says how another image would go
+    grand = float(table.mean())
+    ms_seeds = n * float(table.mean(axis=1).var(ddof=1))
+    ms_images = k * float(table.mean(axis=0).var(ddof=1))
+    total = np.count_nonzero(table) - k * n * grand**2  # the squares of -1, 0 and 1: 1 where not 0
+    ms_residual = (total - (k - 1) * ms_seeds - (n - 1) * ms_images) / ((n - 1) * (k - 1))
+    return max(0.0, ms_images - ms_residual) / (k * n)
+
+
 def _exact(n: int, a_only: int, b_only: int) -> dict:
-    """McNemar's exact test of one seed's discordant pairs, its difference and the interval it inverts."""
+    """McNemar's exact test of one seed's discordant pairs, its difference and that difference's interval."""
     # No discordant pair: nothing tells the two apart (the binomial test of 0 of 0 is p = 1).
     p = 1.0 if a_only + b_only == 0 else _mcnemar_exact(a_only, b_only)
     return {
@@ -131,12 +221,6 @@ def _exact(n: int, a_only: int, b_only: int) -> dict:
         "diff": (a_only - b_only) / n,
         "diff_ci95": _diff_interval(a_only, b_only, n),
     }
-
-
-def _discordant(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[int, int, int]:
-    """(pairs, only a right, only b right) of one seed."""
-    right_a, right_b = np.asarray(a) == np.asarray(y), np.asarray(b) == np.asarray(y)
-    return len(right_a), int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
 
 
 def _repeated(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred_b: Sequence[np.ndarray]) -> bool:
@@ -153,22 +237,51 @@ def _mcnemar_exact(a_only: int, b_only: int) -> float:
 
 
 def _diff_interval(a_only: int, b_only: int, n: int) -> list[float]:
-    """95% interval of the accuracy difference, given one seed's discordant pairs (the interval McNemar's test
-    inverts).
+    """95% interval of the accuracy difference, given one seed's discordant pairs.
 
-    The difference is (a_only + b_only) / n * (2 pi - 1), pi being the share of
-    discordant pairs that a wins; pi's Clopper-Pearson interval maps onto it, so
-    the interval leaves out 0 exactly when the uncorrected exact test rejects.
-    With no discordant pair the difference is 0 on these images, not
-    everywhere: the interval is +-u, u the Clopper-Pearson bound of a share of
-    discordant pairs that came out 0 of n.
+    Tango's score interval (Statistics in Medicine 17:891, 1998): the
+    differences that the score test of "P(only a right) - P(only b right) =
+    d" does not reject, ``_tango_score``. The interval McNemar's exact test
+    inverts (the Clopper-Pearson interval of the share of discordant pairs
+    that a wins, times the share of pairs that are discordant) takes that
+    share as known: it held the true difference in 14% to 92% of simulated
+    tests where one model wins most discordant pairs. The score interval is
+    widened to that one where that one is wider, so it leaves out 0 only when
+    the exact test rejects (and whenever it does: checked for up to 3,000
+    discordant pairs).
     """
+    z = float(sps.norm.ppf(1 - ALPHA / 2))
+    d = (a_only - b_only) / n
+    low = _root(lambda t: _tango_score(a_only, b_only, n, t) - z, -1.0, d)
+    high = _root(lambda t: _tango_score(a_only, b_only, n, t) + z, d, 1.0)
     m = a_only + b_only
-    if m == 0:
-        u = float(proportion_confint(0, n, alpha=ALPHA, method="beta")[1])
-        return [-u, u]
-    low, high = proportion_confint(a_only, m, alpha=ALPHA, method="beta")
-    return [m / n * (2 * float(low) - 1), m / n * (2 * float(high) - 1)]
+    if m:
+        share_low, share_high = (float(x) for x in proportion_confint(a_only, m, alpha=ALPHA, method="beta"))
+        low, high = min(low, m / n * (2 * share_low - 1)), max(high, m / n * (2 * share_high - 1))
+    return [low, high]
+
+
+def _tango_score(a_only: int, b_only: int, n: int, d: float) -> float:
+    """The score statistic of the difference ``d``: a_only - b_only - n d over its standard deviation where the
+    likelihood is highest among the tables whose difference is ``d`` (decreasing in ``d``)."""
+    gap = a_only - b_only - n * d
+    if gap == 0:
+        return 0.0
+    w = (2 * n - a_only + b_only) * d - (a_only + b_only)
+    only_b = (math.sqrt(max(0.0, w * w + 8 * n * b_only * d * (1 - d))) - w) / (4 * n)  # P(only b right), restricted
+    variance = n * (2 * only_b + d * (1 - d))
+    return gap / math.sqrt(variance) if variance > 0 else math.copysign(math.inf, gap)
+
+
+def _root(f, low: float, high: float) -> float:
+    """Where the decreasing ``f`` crosses 0 between ``low`` and ``high``; the end it does not reach if none."""
+    edge = 1e-12  # the score is infinite at a difference of -1 or 1
+    a, b = max(low, -1 + edge), min(high, 1 - edge)
+    if a >= b or f(a) <= 0:
+        return low
+    if f(b) >= 0:
+        return high
+    return float(brentq(f, a, b, xtol=1e-14))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -180,8 +293,10 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 def verdict(diff: float, p_holm: float) -> str:
     """ "better" / "worse" (a against b) when the corrected p is under 5%, else "not distinguishable at 5%"."""
-    if p_holm < ALPHA and diff != 0:
-        return "better" if diff > 0 else "worse"
+    if p_holm < ALPHA and diff > 0:  # written so that a NaN, in either, is no verdict
+        return "better"
+    if p_holm < ALPHA and diff < 0:
+        return "worse"
     return NOT_DISTINGUISHABLE
 
 
@@ -198,14 +313,19 @@ def _family(pairs: list[tuple[str, str]], against: str, dataset: str, y_true, pr
 def comparisons(
     dataset: str, means: dict[str, float], y_true: list[np.ndarray], preds: dict, baseline: str | None = None
 ) -> list[dict]:
-    """Every model against the best one (highest mean accuracy) and against ``baseline``, each family Holm-corrected.
+    """Every model against the best one (highest mean accuracy) and against ``baseline``, Holm-corrected.
 
-    ``preds`` maps a model to its predictions per seed, in the order of ``y_true``.
+    Which model is best is read off the same predictions, so a comparison
+    with it is one of every pair, corrected with every pair (the numbers of
+    ``significance_matrix``): corrected with the other comparisons against
+    the best alone, 5 equal models gave a false verdict in 8% of simulated
+    comparisons, 8 in 10%. The baseline is named beforehand: the comparisons
+    with it are a family of their own. ``preds`` maps a model to its
+    predictions per seed, in the order of ``y_true``.
     """
     best = max(means, key=lambda m: means[m])
-    if baseline == best:
-        return _family([(m, best) for m in means if m != best], "best and baseline", dataset, y_true, preds)
-    out = _family([(m, best) for m in means if m != best], "best", dataset, y_true, preds)
+    matrix = significance_matrix(list(means), y_true, preds)
+    out = [{**matrix[(m, best)], "dataset": dataset, "against": "best"} for m in means if m != best]
     if baseline is not None:
         out += _family([(m, baseline) for m in means if m != baseline], "baseline", dataset, y_true, preds)
     return out
