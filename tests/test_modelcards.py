@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -273,6 +274,24 @@ def test_nan_and_giant_cards_are_refused(model_copy):
     (model_copy / "model.json").write_text(" " * (16 * 2**20 + 1))
     with pytest.raises(ModelFileError, match="larger than any card"):
         read_card(model_copy)
+
+
+def test_a_card_nested_at_any_depth_is_one_sentence(model_copy):
+    """A card nested just within json.loads' reach was parsed, then overran the recursion limit when its
+    checksum wrote it out again: `predict --model` printed a RecursionError traceback (972 deep, from the CLI)."""
+    card = _card(model_copy)
+    del card["card_sha256"]
+    head = json.dumps(card)[:-1]
+    limit = sys.getrecursionlimit()
+    for depth in range(limit - 100, limit + 20):  # the depth that parses but cannot be hashed lies in here
+        nested = "[" * depth + "]" * depth
+        (model_copy / "model.json").write_text(f'{head}, "params": {{"x": {nested}}}, "card_sha256": "{"0" * 64}"}}')
+        with pytest.raises(ModelFileError):
+            read_card(model_copy)
+    (model_copy / "model.json").write_text(f'{head}, "params": {{"x": {"[" * 40 + "]" * 40}}}}}')
+    assert "nests objects and lists more than 32 deep, which mnistlab never writes" in _one_error_line(
+        runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)])
+    )
 
 
 @pytest.mark.parametrize("where", ['"seed": 0', '"n_threads": 1'])  # the card's own field, its CNN config's
