@@ -9,6 +9,7 @@ must each refuse it in one sentence, before any net is built.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import sys
@@ -264,6 +265,24 @@ def test_a_renamed_module_in_a_resigned_config_is_still_refused(model_copy):
     assert "your own torch module" in _one_error_line(
         runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)])
     )
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "int8", "bool"])
+def test_weights_of_another_dtype_are_refused_even_when_resigned(model_copy, dtype):
+    """They were cast as torch copied them into the net, which then held other numbers than the file: a float64
+    file rounded, a bool one 0s and 1s, and the model loaded."""
+    from safetensors.numpy import load, save
+
+    weights = model_copy / "model.safetensors"
+    data = save({name: array.astype(dtype) for name, array in load(weights.read_bytes()).items()})
+    weights.write_bytes(data)
+    card = _card(model_copy)
+    card["weights_sha256"] = hashlib.sha256(data).hexdigest()
+    _write(model_copy, card, resign=True)  # the folder's owner may swap the weights: the card then names them
+    with pytest.raises(ModelFileError) as refused:
+        load_model(model_copy)
+    assert f"{weights} holds {dtype} weights (in tensor 'members.0." in str(refused.value)
+    assert str(refused.value).endswith("which mnistlab never saves; restore the original files or retrain the model.")
 
 
 def test_nan_and_giant_cards_are_refused(model_copy):
