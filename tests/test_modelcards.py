@@ -246,6 +246,33 @@ def test_a_user_torch_module_is_saved_and_refused_in_one_sentence(small_digits, 
     assert "your own torch module" in line
 
 
+def test_a_user_modules_onnx_must_match_the_sha256_in_its_card(small_digits, tmp_path):
+    """Its model.onnx is how the model loads (OnnxPredictor), and its card records onnx_sha256: replaced alone by
+    another valid graph, it loaded, and answered otherwise."""
+    from torch import nn
+
+    from mnistlab.lab.fitting import _save
+    from mnistlab.models.cnn.estimator import CNNClassifier
+    from mnistlab.models.cnn.onnx import OnnxPredictor, onnx_graph
+
+    X_tr, X_te, y_tr, _ = small_digits
+    nets = [
+        CNNClassifier(module=nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), epochs=1, n_members=1, random_state=seed)
+        for seed in (0, 1)
+    ]
+    for net in nets:
+        net.fit(X_tr[:500], y_tr[:500])
+    folder = _save(nets[0], tmp_path / "mine", {"recipe": "mine.py:net", "spec": "mine.py:net"}, lambda _: None, "mine")
+    np.testing.assert_array_equal(OnnxPredictor(folder / "model.onnx").predict(X_te), nets[0].predict(X_te))
+    (folder / "model.onnx").write_bytes(onnx_graph(nets[1]))
+    with pytest.raises(ModelFileError) as refused:
+        OnnxPredictor(folder / "model.onnx")
+    assert str(refused.value) == (
+        f"{folder / 'model.onnx'} does not match the onnx_sha256 recorded in {folder / 'model.json'}, so it was "
+        "changed or corrupted; restore the original file or train the model again."
+    )
+
+
 def test_configs_saved_before_the_module_parameter_still_load(model_copy, small_digits):
     """Cards from before ``CNNClassifier(module=...)`` existed: mnistlab's own net, as saved."""
     card = _card(model_copy)
