@@ -205,6 +205,26 @@ def test_a_model_saved_without_its_cut_is_calibrated_once_and_cached(model_dir, 
     assert cut.to_json() | {"cut_sha256": saved["cut_sha256"]} == saved == json.loads(Path(folder, cached).read_text())
 
 
+def test_a_card_given_another_cut_is_loaded_again(model_dir, tmp_path):
+    """Loaded models were kept by their weights' sha256 alone: a card re-signed with another cut (the weights
+    unchanged) kept answering with the cut loaded first, for as long as the process ran."""
+    from mnistlab.models.cards import card_sha256
+
+    folder = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    card = json.loads((folder / "model.json").read_text())
+    for cut in (0.2, 0.9):
+        card["calibration"] = {
+            "min_probability": cut,
+            "flag_rate_calibration": 0.01,
+            "flag_rate_evaluation": 0.01,
+            "method": "set by hand",
+            "measure": "probability_x_digit_shape",
+        }
+        card["card_sha256"] = card_sha256(card)
+        (folder / "model.json").write_text(json.dumps(card))
+        assert load_predictor(folder).cut.min_probability == cut
+
+
 def test_a_trained_model_carries_its_cut_in_its_card(tmp_path):
     from mnistlab import train_recipe
 
