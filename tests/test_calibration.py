@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -108,6 +112,45 @@ def test_a_cached_cut_no_calibration_gives_is_calibrated_again(tmp_path, monkeyp
     cut = calibrate_on_mnist(reader.digit_proba, reader, "ab" * 32)
     assert cut.method.startswith("the MNIST test set") and math.isfinite(cut.min_probability)
     assert json.loads(path.read_text())["min_probability"] == cut.min_probability  # the cache mended
+
+
+def test_a_cached_cut_edited_or_moved_is_calibrated_again(tmp_path, monkeypatch, mnist_full):
+    """The cache held no checksum: a cut edited within range (0.9999: every answer "not sure"; 0: every one
+    "sure") was used as found, as was one copied from another model's file."""
+    from mnistlab.trust.calibration import _cache_path, calibrate_on_mnist
+    from mnistlab.trust.reader import load_reader
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    reader = load_reader()
+    path = _cache_path("ab" * 32, reader)
+    cut = calibrate_on_mnist(reader.digit_proba, reader, "ab" * 32)
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps(saved | {"min_probability": 0.9999}))
+    assert calibrate_on_mnist(reader.digit_proba, reader, "ab" * 32) == cut
+    assert json.loads(path.read_text()) == saved  # the cache mended
+    other = _cache_path("cd" * 32, reader)
+    other.write_text(json.dumps(saved | {"min_probability": 0.9999}))  # right checksum, another model's file
+    assert calibrate_on_mnist(reader.digit_proba, reader, "cd" * 32).min_probability == cut.min_probability
+
+
+def test_a_named_pipe_in_place_of_a_cached_cut_is_not_waited_on(tmp_path, mnist_full):
+    """`predict --model` of a model whose card holds no cut read the cache with read_text: it waited forever."""
+    code = textwrap.dedent(
+        """
+        from mnistlab.trust.calibration import _cache_path, calibrate_on_mnist
+        from mnistlab.trust.reader import load_reader
+
+        reader = load_reader()
+        path = _cache_path("ab" * 32, reader)
+        path.parent.mkdir(parents=True)
+        os.mkfifo(path)
+        print(calibrate_on_mnist(reader.digit_proba, reader, "ab" * 32).min_probability)
+        """
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", "import os\n" + code], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert 0 < float(done.stdout) < 1
 
 
 def test_halves_are_disjoint_seeded_and_cover_everything():

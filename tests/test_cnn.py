@@ -341,6 +341,28 @@ def test_onnx_predictor_refuses_a_foreign_or_edited_graph_in_one_sentence(fitted
     assert OnnxPredictor(graph(["N", 1, 2, 2], ["N", 4], name="x")).predict_proba(np.ones((3, 1, 2, 2))).shape == (3, 4)
 
 
+def test_an_onnx_file_keeping_its_weights_in_another_file_is_refused(fitted, tmp_path, monkeypatch):
+    """Read from bytes, onnxruntime looked for an external tensor's file in the current folder: a model from
+    elsewhere read a file of that folder (here the weights, there any file) into its weights, and answered."""
+    proto = onnx.load_from_string(onnx_graph(fitted))
+    (tmp_path / "model").mkdir()
+    # Tensors of 1 KiB or more (the weights) go to w.bin; the shapes the graph reshapes to stay in it.
+    onnx.save_model(proto, tmp_path / "model" / "net.onnx", save_as_external_data=True, location="w.bin")
+    (tmp_path / "here").mkdir()
+    (tmp_path / "model" / "w.bin").rename(tmp_path / "here" / "w.bin")  # not beside the model: in the current folder
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(ModelFileError, match=r"^This ONNX model keeps tensor '.*' in another file, which onnxruntime"):
+        OnnxPredictor(tmp_path / "model" / "net.onnx")
+
+
+def test_an_onnx_file_larger_than_protobuf_allows_is_refused_unread(tmp_path):
+    big = tmp_path / "big.onnx"
+    with open(big, "wb") as f:
+        f.truncate(2**31 + 1)  # sparse: no disk, and 2 GiB of memory were it read
+    with pytest.raises(ModelFileError, match="big.onnx is larger than any ONNX file can be"):
+        OnnxPredictor(big)
+
+
 def test_a_seed_fit_cannot_use_is_a_recipe_error_like_the_other_parameters(mnist_small):
     # random_state was the one parameter left unchecked: "a" was numpy's ValueError from check_random_state.
     X, y = mnist_small[0][:50], mnist_small[2][:50]

@@ -9,8 +9,10 @@ must each refuse it in one sentence, before any net is built.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -244,6 +246,33 @@ def test_a_user_torch_module_is_saved_and_refused_in_one_sentence(small_digits, 
     assert "your own torch module" in line
 
 
+def test_a_user_modules_onnx_must_match_the_sha256_in_its_card(small_digits, tmp_path):
+    """Its model.onnx is how the model loads (OnnxPredictor), and its card records onnx_sha256: replaced alone by
+    another valid graph, it loaded, and answered otherwise."""
+    from torch import nn
+
+    from mnistlab.lab.fitting import _save
+    from mnistlab.models.cnn.estimator import CNNClassifier
+    from mnistlab.models.cnn.onnx import OnnxPredictor, onnx_graph
+
+    X_tr, X_te, y_tr, _ = small_digits
+    nets = [
+        CNNClassifier(module=nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), epochs=1, n_members=1, random_state=seed)
+        for seed in (0, 1)
+    ]
+    for net in nets:
+        net.fit(X_tr[:500], y_tr[:500])
+    folder = _save(nets[0], tmp_path / "mine", {"recipe": "mine.py:net", "spec": "mine.py:net"}, lambda _: None, "mine")
+    np.testing.assert_array_equal(OnnxPredictor(folder / "model.onnx").predict(X_te), nets[0].predict(X_te))
+    (folder / "model.onnx").write_bytes(onnx_graph(nets[1]))
+    with pytest.raises(ModelFileError) as refused:
+        OnnxPredictor(folder / "model.onnx")
+    assert str(refused.value) == (
+        f"{folder / 'model.onnx'} does not match the onnx_sha256 recorded in {folder / 'model.json'}, so it was "
+        "changed or corrupted; restore the original file or train the model again."
+    )
+
+
 def test_configs_saved_before_the_module_parameter_still_load(model_copy, small_digits):
     """Cards from before ``CNNClassifier(module=...)`` existed: mnistlab's own net, as saved."""
     card = _card(model_copy)
@@ -265,6 +294,24 @@ def test_a_renamed_module_in_a_resigned_config_is_still_refused(model_copy):
     )
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float16", "int8", "bool"])
+def test_weights_of_another_dtype_are_refused_even_when_resigned(model_copy, dtype):
+    """They were cast as torch copied them into the net, which then held other numbers than the file: a float64
+    file rounded, a bool one 0s and 1s, and the model loaded."""
+    from safetensors.numpy import load, save
+
+    weights = model_copy / "model.safetensors"
+    data = save({name: array.astype(dtype) for name, array in load(weights.read_bytes()).items()})
+    weights.write_bytes(data)
+    card = _card(model_copy)
+    card["weights_sha256"] = hashlib.sha256(data).hexdigest()
+    _write(model_copy, card, resign=True)  # the folder's owner may swap the weights: the card then names them
+    with pytest.raises(ModelFileError) as refused:
+        load_model(model_copy)
+    assert f"{weights} holds {dtype} weights (in tensor 'members.0." in str(refused.value)
+    assert str(refused.value).endswith("which mnistlab never saves; restore the original files or retrain the model.")
+
+
 def test_nan_and_giant_cards_are_refused(model_copy):
     text = (model_copy / "model.json").read_text().replace('"seed": 0', '"seed": NaN')
     (model_copy / "model.json").write_text(text)
@@ -273,6 +320,24 @@ def test_nan_and_giant_cards_are_refused(model_copy):
     (model_copy / "model.json").write_text(" " * (16 * 2**20 + 1))
     with pytest.raises(ModelFileError, match="larger than any card"):
         read_card(model_copy)
+
+
+def test_a_card_nested_at_any_depth_is_one_sentence(model_copy):
+    """A card nested just within json.loads' reach was parsed, then overran the recursion limit when its
+    checksum wrote it out again: `predict --model` printed a RecursionError traceback (972 deep, from the CLI)."""
+    card = _card(model_copy)
+    del card["card_sha256"]
+    head = json.dumps(card)[:-1]
+    limit = sys.getrecursionlimit()
+    for depth in range(limit - 100, limit + 20):  # the depth that parses but cannot be hashed lies in here
+        nested = "[" * depth + "]" * depth
+        (model_copy / "model.json").write_text(f'{head}, "params": {{"x": {nested}}}, "card_sha256": "{"0" * 64}"}}')
+        with pytest.raises(ModelFileError):
+            read_card(model_copy)
+    (model_copy / "model.json").write_text(f'{head}, "params": {{"x": {"[" * 40 + "]" * 40}}}}}')
+    assert "nests objects and lists more than 32 deep, which mnistlab never writes" in _one_error_line(
+        runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)])
+    )
 
 
 @pytest.mark.parametrize("where", ['"seed": 0', '"n_threads": 1'])  # the card's own field, its CNN config's

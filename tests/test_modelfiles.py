@@ -29,6 +29,7 @@ from mnistlab.models.files import (
     save_model,
 )
 from mnistlab.models.recipes import RECIPES, get_recipe
+from mnistlab.models.skopsfile import load_skops
 from mnistlab.testing import run_cli
 
 CLASSIC = [name for name, r in RECIPES.items() if r.family == "classic"]
@@ -176,7 +177,9 @@ def test_allow_list_is_exactly_what_our_recipes_need(small):
         if name.startswith("sgd"):
             est.set_params(sgd__max_iter=5, sgd__tol=None)  # structure, not accuracy, matters here
         est.fit(X_tr[:300], y_tr[:300])
-        needed |= set(sio.get_untrusted_types(data=sio.dumps(est)))
+        data = sio.dumps(est)
+        needed |= set(sio.get_untrusted_types(data=data))
+        load_skops(data, name)  # within what loading may cost: uncompressed, each entry read once
     assert needed == set(TRUSTED_TYPES)
 
 
@@ -244,6 +247,101 @@ def test_foreign_types_are_refused_even_with_a_matching_sha256(tmp_path):
     (model_dir / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelFileError, match="does not trust"):
         load_model(model_dir)
+
+
+def _repack(model_dir, change, compression=zipfile.ZIP_STORED) -> None:
+    """Rewrite model.skops with ``change(entries)`` applied (name -> bytes), and sign it as the folder's owner would."""
+    with zipfile.ZipFile(model_dir / "model.skops") as src:
+        entries = {item.filename: src.read(item) for item in src.infolist()}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as dst:
+        for name, data in change(entries).items():
+            dst.writestr(name, data)
+    (model_dir / "model.skops").write_bytes(buffer.getvalue())
+    _rewrite_card(model_dir, weights_sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+
+
+def test_a_skops_file_that_unpacks_past_its_size_is_refused_unpacked(saved):
+    """Deflated, 1 GB of spaces after the schema (still valid JSON) made a 1.3 MB file, which loaded in 10 s with
+    a peak of 2.4 GB. mnistlab's own files are stored, so no entry unpacks to more than the file."""
+
+    def padded(entries):
+        return {**entries, "schema.json": entries["schema.json"] + b" " * 2**25}
+
+    _repack(saved, padded, zipfile.ZIP_DEFLATED)
+    size = (saved / "model.skops").stat().st_size
+    with zipfile.ZipFile(saved / "model.skops") as archive:
+        unpacked = sum(item.file_size for item in archive.infolist())
+    with pytest.raises(ModelFileError) as refused:
+        load_model(saved)
+    assert str(refused.value) == (
+        f"{saved / 'model.skops'} unpacks to {unpacked:,} bytes, more than its own {size:,}, and the "
+        "skops files mnistlab writes are stored uncompressed; retrain the model."
+    )
+
+
+def test_a_skops_file_that_reads_one_entry_many_times_is_refused(saved):
+    """Each node naming an entry is another copy of it: a 1.8 MB file pointing 10,000 times at one 160 KB array
+    loaded with a peak of 1.9 GB. mnistlab's files read each entry once (nodes of one ``__id__`` are one read)."""
+
+    def repeated(entries):
+        schema = json.loads(entries["schema.json"])
+        array = next(node for node in _nodes(schema) if str(node.get("file", "")).endswith(".npy"))
+        copies = [dict(array, __id__=10**12 + i) for i in range(50)]
+        step = schema["content"]["content"]["steps"]["content"][0]["content"][1]  # the PixelScaler
+        step["content"]["content"]["extra"] = {
+            "__class__": "list",
+            "__module__": "builtins",
+            "__loader__": "ListNode",
+            "content": copies,
+            "__id__": 1,
+        }
+        return {**entries, "schema.json": json.dumps(schema).encode()}
+
+    _repack(saved, repeated)
+    with pytest.raises(ModelFileError, match=r"model.skops reads its entry \d+.npy 51 times, each time another copy"):
+        load_model(saved)
+
+
+def test_a_skops_file_holding_a_sparse_matrix_is_refused(saved):
+    """skops trusts a node calling itself scipy's spmatrix and unpacks its entry, an archive of its own, without a
+    bound: a 1.5 MB file holding a deflated 800 MB matrix loaded with a peak of 1.5 GB."""
+    import scipy.sparse as sp
+
+    n = 2_000_000  # stored values, deflated to a few kB
+    matrix = sp.csr_matrix((np.zeros(n), np.zeros(n, np.int32), np.array([0, n])), shape=(1, 1))
+    npz = io.BytesIO()
+    sp.save_npz(npz, matrix, compressed=True)
+
+    def with_matrix(entries):
+        schema = json.loads(entries["schema.json"])
+        attributes = schema["content"]["content"]["steps"]["content"][0]["content"][1]["content"]  # PixelScaler's
+        attributes["content"]["extra"] = {
+            "__class__": "spmatrix",
+            "__module__": "scipy.sparse._matrix",
+            "__loader__": "SparseMatrixNode",
+            "type": "scipy",
+            "file": "extra.npz",
+            "__id__": 1,
+        }
+        attributes["key_types"]["content"].append(attributes["key_types"]["content"][0])
+        return {**entries, "schema.json": json.dumps(schema).encode(), "extra.npz": npz.getvalue()}
+
+    _repack(saved, with_matrix)
+    with pytest.raises(ModelFileError, match="model.skops holds a sparse matrix, which no model mnistlab saves holds"):
+        load_model(saved)
+
+
+def _nodes(tree):
+    """Every object in a parsed JSON tree."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def test_models_saved_before_the_package_had_wings_still_load(saved, fitted, small):

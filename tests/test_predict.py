@@ -195,13 +195,34 @@ def test_a_model_saved_without_its_cut_is_calibrated_once_and_cached(model_dir, 
     # One file per model *and* reader: other not-a-digit thresholds mean another cut.
     (cached,) = [f for f in os.listdir(folder) if f.startswith(f"cut-{card['weights_sha256']}-")]
     saved = json.loads(Path(folder, cached).read_text())
-    assert set(saved) == {"min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method", "measure"}
+    fields = {"min_probability", "flag_rate_calibration", "flag_rate_evaluation", "method", "measure"}
+    assert set(saved) == fields | {"cut_sha256"}
     assert 0 <= saved["min_probability"] < 1 and saved["flag_rate_evaluation"] <= 0.02
-    # A cut cached before cuts weighed the probability by the digit's shape is calibrated again.
-    older = {k: v for k, v in saved.items() if k != "measure"} | {"min_probability": 0.99}
+    # A cut cached before cuts weighed the probability by the digit's shape (or carried a checksum) is calibrated again.
+    older = {k: v for k, v in saved.items() if k in fields - {"measure"}} | {"min_probability": 0.99}
     Path(folder, cached).write_text(json.dumps(older))
     cut = calibrate_on_mnist(load_predictor(model_dir).classify, load_reader(), card["weights_sha256"])
-    assert cut.to_json() == saved == json.loads(Path(folder, cached).read_text())
+    assert cut.to_json() | {"cut_sha256": saved["cut_sha256"]} == saved == json.loads(Path(folder, cached).read_text())
+
+
+def test_a_card_given_another_cut_is_loaded_again(model_dir, tmp_path):
+    """Loaded models were kept by their weights' sha256 alone: a card re-signed with another cut (the weights
+    unchanged) kept answering with the cut loaded first, for as long as the process ran."""
+    from mnistlab.models.cards import card_sha256
+
+    folder = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    card = json.loads((folder / "model.json").read_text())
+    for cut in (0.2, 0.9):
+        card["calibration"] = {
+            "min_probability": cut,
+            "flag_rate_calibration": 0.01,
+            "flag_rate_evaluation": 0.01,
+            "method": "set by hand",
+            "measure": "probability_x_digit_shape",
+        }
+        card["card_sha256"] = card_sha256(card)
+        (folder / "model.json").write_text(json.dumps(card))
+        assert load_predictor(folder).cut.min_probability == cut
 
 
 def test_a_trained_model_carries_its_cut_in_its_card(tmp_path):

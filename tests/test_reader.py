@@ -119,6 +119,34 @@ def test_a_reader_card_edited_by_hand_is_refused(tmp_path):
     )
 
 
+def test_a_reader_card_nested_at_any_depth_is_one_sentence(tmp_path):
+    """json.loads' RecursionError (or card_sha256's, just within its reach) was a traceback."""
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    card = json.loads((folder / CARD_FILE).read_text())
+    del card["card_sha256"]
+    head = json.dumps(card)[:-1]
+    limit = sys.getrecursionlimit()
+    for depth in range(limit - 100, limit + 20):
+        nested = "[" * depth + "]" * depth
+        (folder / CARD_FILE).write_text(f'{head}, "extra": {nested}, "card_sha256": "{"0" * 64}"}}')
+        with pytest.raises(ModelFileError, match="reinstall mnistlab or rebuild it"):
+            load_reader(folder)
+
+
+@pytest.mark.parametrize("name", [CARD_FILE, *READER_FILES])
+def test_a_reader_file_that_is_a_named_pipe_is_refused_unread(tmp_path, name):
+    """Read with read_bytes, a named pipe in a reader file's place blocked the load forever."""
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    code = f"from mnistlab.trust.reader import load_reader\nload_reader({str(folder)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" in done.stderr  # ModelFileError raised, not a wait
+    assert f"ModelFileError: {folder / name} is missing or no regular file" in done.stderr
+
+
 def test_a_reader_card_with_an_integer_of_thousands_of_digits_is_one_sentence(tmp_path):
     folder = tmp_path / "pretrained"
     shutil.copytree(PRETRAINED_DIR, folder)
@@ -181,7 +209,7 @@ MNISTLAB = shutil.which("mnistlab", path=os.path.dirname(sys.executable))
 
 def _answer(args: list[str], env: dict) -> dict:
     """Run ``args`` in ``env``; its JSON answer."""
-    run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 

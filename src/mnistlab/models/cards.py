@@ -60,6 +60,9 @@ def _refuse_constant(name: str):
 
 
 MAX_INT_DIGITS = 100  # a card's integers are seeds, counts and sizes: 20 digits at most
+# A card nests 4 levels (config, history, a row, its numbers). One nested nearly as deep as json.loads goes
+# (Python's recursion limit) was parsed, then overran that limit when card_sha256 wrote it out again: a traceback.
+MAX_DEPTH = 32
 
 
 def _bounded_int(text: str) -> int:
@@ -116,12 +119,25 @@ def check_card_to_save(text: bytes, card_path: Path) -> None:
 
 def _check_schema(card: dict) -> None:
     """Each field against its check (an unknown one refused), then the fields that must agree."""
+    _check_depth(card)
     for key, value in card.items():
         check = _FIELDS.get(key)
         if check is None:
             raise _Invalid(f"it has the unknown field {key!r}")
         check(key, value)
     _check_consistency(card)
+
+
+def _check_depth(card: dict) -> None:
+    """Refuse a card whose objects and lists nest more than ``MAX_DEPTH`` deep, walked a level at a time (no
+    recursion, which such a card would overrun)."""
+    level: list = [card]
+    for _ in range(MAX_DEPTH):
+        children = (v for node in level for v in (node.values() if isinstance(node, dict) else node))
+        level = [v for v in children if isinstance(v, (dict, list))]
+        if not level:
+            return
+    raise _Invalid(f"it nests objects and lists more than {MAX_DEPTH} deep, which mnistlab never writes")
 
 
 def _check_version(card: dict, card_path: Path) -> None:

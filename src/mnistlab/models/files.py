@@ -7,7 +7,8 @@ weights file name, its sha256, ``format_version`` and ``card_sha256``, which
 covers the whole card (``models.cards``: its schema and checksum). Loading
 checks the card, then the weights' sha256, *before* deserialising anything,
 and skops only rebuilds the types on an explicit allow-list, so a model
-directory from elsewhere cannot run code.
+directory from elsewhere cannot run code (``models.skopsfile``, which also holds
+what loading costs to the file's size).
 
 A CNN is its weights as safetensors plus a JSON config (parameters, classes, seeds, history): ``cnn_to_bytes``
 / ``cnn_from_bytes``, used for model directories (config in the card) and for the digit detector's cache
@@ -18,7 +19,6 @@ describes before a net is built (``models.cnn.config``). torch is imported only 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import sys
@@ -41,6 +41,7 @@ from mnistlab.models.folder import (
     read_regular,
     remove_stale,
 )
+from mnistlab.models.skopsfile import TRUSTED_TYPES, load_skops
 
 __all__ = [
     "FORMAT_VERSION",
@@ -55,27 +56,6 @@ __all__ = [
     "cnn_to_bytes",
     "cnn_from_bytes",
 ]
-
-
-# Types that skops does not trust by default but that our classic recipes
-# contain: our own stateless transformers and scikit-learn's tree structure.
-# Exactly what `skops.io.get_untrusted_types` reports for the registered
-# recipes (tests/test_modelfiles.py keeps this list honest). Anything else in
-# a .skops file is refused.
-TRUSTED_TYPES = (
-    "mnistlab.models.transforms.Deskew",
-    "mnistlab.models.transforms.PixelScaler",
-    "sklearn.tree._tree.Tree",
-)
-# Where our transformers lived before the package had wings: skops files record a
-# type by its module path, so model directories saved then name these.
-_LEGACY_MODULES = {"mnistlab._transforms": "mnistlab.models.transforms"}
-_LEGACY_TYPES = tuple(
-    name.replace(new, old, 1)
-    for old, new in _LEGACY_MODULES.items()
-    for name in TRUSTED_TYPES
-    if name.startswith(new + ".")
-)
 
 
 def models_root() -> Path:
@@ -242,7 +222,7 @@ def load_model(model_dir) -> tuple[Any, dict]:
 
         check_config(card["config"], str(model_dir / CARD_FILE))
         return cnn_from_bytes(data, card["config"], source=str(weights_path)), card
-    return _load_skops(data, weights_path), card
+    return load_skops(data, weights_path), card
 
 
 def _read_weights(path: Path, card: dict) -> bytes:
@@ -261,30 +241,6 @@ def _read_weights(path: Path, card: dict) -> bytes:
     if data is None:
         raise ModelFileError(f"{path} is not a regular file, so it holds no saved model; {retrain}.")
     return data
-
-
-def _load_skops(data: bytes, weights_path: Path):
-    import skops.io as sio  # skops imports torch (seconds): only for classic models
-
-    try:
-        found = set(sio.get_untrusted_types(data=data))
-    except Exception as exc:  # skops raises assorted errors on a damaged archive
-        raise ModelFileError(f"{weights_path} is not a readable skops file ({exc}); retrain the model.") from None
-    unknown = sorted(found - set(TRUSTED_TYPES) - set(_LEGACY_TYPES))
-    if unknown:
-        raise ModelFileError(
-            f"{weights_path} contains types mnistlab does not trust ({', '.join(unknown)}); only load models written by mnistlab."
-        )
-    if found & set(_LEGACY_TYPES):
-        # skops imports each type by its recorded module path: point the old paths at the new modules.
-        for old, new in _LEGACY_MODULES.items():
-            sys.modules.setdefault(old, importlib.import_module(new))
-    try:
-        return sio.loads(data, trusted=list(TRUSTED_TYPES + _LEGACY_TYPES))
-    except Exception as exc:
-        raise ModelFileError(
-            f"{weights_path} could not be rebuilt ({type(exc).__name__}: {exc}); retrain the model."
-        ) from None
 
 
 def find_best_model() -> Path | None:

@@ -5,8 +5,9 @@ and stores the result in the model card, so answering later reads a number
 instead of a data set. Models saved before cards carried it, and estimators
 handed over from Python unsaved, are calibrated here on the MNIST test set
 (``calibrate_on_mnist``) once: the cut of a saved model is cached in the user
-cache, keyed by its weights' sha256 and the reader's thresholds (a cut cached
-under an older measure is calibrated again).
+cache, keyed by its weights' sha256 and the reader's thresholds, with a
+checksum of its own (a cut edited, damaged or cached under an older measure is
+calibrated again).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.cache import cache_root
 from mnistlab.data.load import load_mnist
+from mnistlab.models.folder import read_regular
 from mnistlab.trust.reader import Reader
 from mnistlab.trust.thresholds import MEASURE, TOTAL_RATE, ProbabilityCut, calibrate_probability
 
@@ -55,27 +58,49 @@ def mnist_test_halves() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return (images, labels, *halves(len(images)))
 
 
+# A cached cut is a few hundred bytes; a larger file in its place is not one, and is not read past this.
+MAX_CACHED_BYTES = 64 * 1024
+
+
 def _cache_path(weights_sha256: str, reader: Reader):
     reader_key = hashlib.sha256(json.dumps(reader.card["files"], sort_keys=True).encode()).hexdigest()[:16]
     return cache_root() / "calibration" / f"cut-{weights_sha256}-{reader_key}.json"
 
 
+def _cut_sha256(cut: dict, path: Path) -> str:
+    """The checksum a cached cut carries: of its fields and its file's name, which names the model's weights and
+    the reader (a cut copied to another model's file fails it too). It tells damage, not forgery."""
+    return hashlib.sha256(json.dumps([path.name, cut], sort_keys=True).encode()).hexdigest()
+
+
+def _cached_cut(path: Path) -> ProbabilityCut | None:
+    """The cut cached in ``path``; None where there is none, or it fails its checksum (edited, damaged, or cached
+    before cuts carried one), holds no cut or one of an older measure: each is calibrated again. A named pipe or
+    a device in its place is not read (a pipe blocked the answer forever), a large file not past
+    ``MAX_CACHED_BYTES``."""
+    try:
+        text = read_regular(path, MAX_CACHED_BYTES)
+        saved = json.loads(text) if text is not None else {}
+        fields = {k: v for k, v in saved.items() if k != "cut_sha256"}
+        cut = ProbabilityCut(**fields) if saved.get("cut_sha256") == _cut_sha256(fields, path) else None
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):  # unreadable, or no cut
+        return None
+    # A cut cached before cuts weighed the probability by the digit's shape is calibrated again.
+    return cut if cut is not None and cut.measure == MEASURE else None
+
+
 def calibrate_on_mnist(classify: Classify, reader: Reader, weights_sha256: str | None = None) -> ProbabilityCut:
     """The cut for a classifier whose card carries none, from the MNIST test set (cached per weights)."""
     path = _cache_path(weights_sha256, reader) if weights_sha256 else None
-    if path is not None:
-        try:
-            cached = ProbabilityCut(**json.loads(path.read_text()))
-            if cached.measure == MEASURE:
-                return cached
-            # cached before cuts weighed the probability by the digit's shape: calibrate again below
-        except (OSError, ValueError, TypeError):
-            pass  # not cached yet, or damaged: calibrate below
+    cached = _cached_cut(path) if path is not None else None
+    if cached is not None:
+        return cached
     images = mnist_test_halves()[0]
     cut = probability_cut_for(classify, reader, images, "the MNIST test set")
     if path is not None:
+        fields = cut.to_json()
         try:
-            atomic_write_bytes(path, json.dumps(cut.to_json(), indent=2).encode())
+            atomic_write_bytes(path, json.dumps({**fields, "cut_sha256": _cut_sha256(fields, path)}, indent=2).encode())
         except OSError:
             pass  # a read-only cache only costs time
     return cut

@@ -135,13 +135,17 @@ def _check_reads_mnist(estimator) -> None:
 
 
 def _from_directory(model_dir: Path) -> Predictor:
-    card = read_card(model_dir)
-    key = (str(model_dir.resolve()), str(card.get("weights_sha256")))
+    """Kept by the folder and its card's checksum, which covers the weights' and the cut: keyed by the weights'
+    alone, a card given another cut kept the old one, and a folder swapped between reading its card and loading
+    left the other model under this card's key. A model is kept under the card it was loaded with."""
+    folder = str(model_dir.resolve())
+    key = (folder, read_card(model_dir)["card_sha256"])
     if key not in _BY_DIR:
         estimator, card = load_model(model_dir)
         reader = load_reader()
         classify = _classifier(estimator)
         cut = _card_cut(card) or calibrate_on_mnist(classify, reader, card["weights_sha256"])
+        key = (folder, card["card_sha256"])
         _BY_DIR[key] = Predictor(classify, card, reader, cut)
     return _BY_DIR[key]
 

@@ -15,7 +15,6 @@ and every file is checked against the card's sha256 before it is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ import numpy as np
 from safetensors.numpy import load as load_safetensors
 
 from mnistlab.errors import ModelFileError
-from mnistlab.models.cards import card_sha256
+from mnistlab.models.cards import MAX_CARD_BYTES, card_sha256
+from mnistlab.models.folder import read_regular
 from mnistlab.models.sessions import run_in_chunks, single_thread_session
 from mnistlab.trust.scores import DigitSpace, digit_scores, silhouette
 from mnistlab.trust.shipped import PRETRAINED_DIR
@@ -82,16 +82,21 @@ class Reader:
 
 
 def verified_bytes(folder: Path, name: str, sha256: str | None) -> bytes:
-    """The file's bytes, if they match the sha256 the card records for it."""
+    """The file's bytes, if they match the sha256 the card records for it: hashed as a stream before they are
+    held (a huge file in its place is refused in bounded memory), a named pipe or a device refused unread."""
     path = folder / name
     try:
-        data = path.read_bytes()
-    except OSError:
-        raise ModelFileError(f"{path} is missing; reinstall mnistlab or rebuild it with `make pretrained`.") from None
-    if hashlib.sha256(data).hexdigest() != sha256:
+        data = read_regular(path, sha256=sha256 if isinstance(sha256, str) else "none recorded")
+    except ValueError:
         raise ModelFileError(
             f"{path} does not match the sha256 in {folder / CARD_FILE}, so it was changed or corrupted; "
             "reinstall mnistlab or rebuild it with `make pretrained`."
+        ) from None
+    except OSError:
+        data = None
+    if data is None:
+        raise ModelFileError(
+            f"{path} is missing or no regular file; reinstall mnistlab or rebuild it with `make pretrained`."
         )
     return data
 
@@ -99,10 +104,15 @@ def verified_bytes(folder: Path, name: str, sha256: str | None) -> bytes:
 def _read_card(folder: Path) -> dict:
     path = folder / CARD_FILE
     try:
-        card = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelFileError(f"{path} is missing; reinstall mnistlab or rebuild it with `make pretrained`.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = read_regular(path, MAX_CARD_BYTES + 1)  # bounded; a named pipe or a device is None, unread
+    except OSError:
+        text = None
+    if text is None or len(text) > MAX_CARD_BYTES:
+        what = "is missing or no regular file" if text is None else "is larger than any reader card"
+        raise ModelFileError(f"{path} {what}; reinstall mnistlab or rebuild it with `make pretrained`.")
+    try:
+        card = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ModelFileError(
             f"{path} is not valid JSON ({exc}); reinstall mnistlab or rebuild it with `make pretrained`."
         ) from None
@@ -130,7 +140,8 @@ def _read_card(folder: Path) -> dict:
 def _signed(card: dict) -> bool:
     try:
         return card.get("card_sha256") == card_sha256(card)
-    except ValueError:  # NaN or infinity, which a build never writes, has no canonical JSON
+    except (ValueError, RecursionError):  # NaN or infinity (a build never writes them) has no canonical JSON, nor
+        # a card nested almost as deep as json.loads reads
         return False
 
 

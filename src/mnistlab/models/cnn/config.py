@@ -206,18 +206,18 @@ def _non_finite(tensors: dict[str, np.ndarray]) -> str | None:
 
 
 def check_tensors(expected: torch.nn.Module, found: dict[str, np.ndarray], source: str) -> None:
-    """Refuse weights whose names or shapes differ from ``expected``'s state (a module built on the meta device),
-    or that hold NaN or infinity: mnistlab saves none (``files.cnn_to_bytes``), and such a net answered "0"
-    for every digit, and "sure" of it."""
+    """Refuse weights whose names, shapes or dtypes differ from ``expected``'s state (a module built on the meta
+    device), or that hold NaN or infinity: mnistlab saves none (``files.cnn_to_bytes``), and such a net answered
+    "0" for every digit, and "sure" of it. Of another dtype (float64, float16, int8, bool: the file's header says
+    which), the weights were cast as they were copied into the net, which then held other numbers than the file."""
     want = {name: tuple(t.shape) for name, t in expected.state_dict().items()}
     have = {name: tuple(a.shape) for name, a in found.items()}
     if want == have:
-        broken = _non_finite(found)
-        if broken is None:
+        what = _other_dtype(expected, found) or _non_finite_weights(found)
+        if what is None:
             return
         raise ModelFileError(
-            f"{source} holds NaN or infinite weights (in tensor {broken!r}), which mnistlab never saves; "
-            "restore the original files or retrain the model."
+            f"{source} holds {what}, which mnistlab never saves; restore the original files or retrain the model."
         )
     missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
     if missing or extra:
@@ -228,3 +228,18 @@ def check_tensors(expected: torch.nn.Module, found: dict[str, np.ndarray], sourc
     raise ModelFileError(
         f"{source} does not hold the net its config describes ({what}); restore the original files or retrain the model."
     )
+
+
+def _other_dtype(expected: torch.nn.Module, found: dict[str, np.ndarray]) -> str | None:
+    """Which tensor of ``found`` has another dtype than ``expected``'s of its name (torch and numpy name their
+    dtypes alike: float32, int64), said as "X weights (in tensor 'name', where its net holds Y)"; or None."""
+    for name, tensor in expected.state_dict().items():
+        wanted = str(tensor.dtype).removeprefix("torch.")
+        if found[name].dtype.name != wanted:
+            return f"{found[name].dtype.name} weights (in tensor {name!r}, where its net holds {wanted})"
+    return None
+
+
+def _non_finite_weights(found: dict[str, np.ndarray]) -> str | None:
+    broken = _non_finite(found)
+    return None if broken is None else f"NaN or infinite weights (in tensor {broken!r})"

@@ -12,6 +12,7 @@ an exported file is usable on its own::
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ from mnistlab._atomic import atomic_write_bytes
 from mnistlab._cpus import usable_cpus
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError, ParameterError
+from mnistlab.models.files import read_card
+from mnistlab.models.folder import CARD_FILE, ONNX_FILE, read_regular
 from mnistlab.models.sessions import cpu_session, run_in_chunks, single_thread_session
 
 __all__ = ["export_onnx", "onnx_graph", "write_graph", "OnnxPredictor"]
@@ -106,7 +109,9 @@ def export_onnx(estimator, path) -> Path:
 class OnnxPredictor:
     """Runs an exported model with onnxruntime on the CPU.
 
-    ``source`` is a path to an .onnx file or its bytes. ``predict_proba`` takes
+    ``source`` is a path to an .onnx file or its bytes, holding every tensor
+    itself (onnxruntime looked for another file in the current folder); a model
+    folder's ``model.onnx`` must match the onnx_sha256 its card records. ``predict_proba`` takes
     float images (N, 1, H, W) in [0, 1] (anything else is an ``InputError``);
     ``predict`` takes any digit pixels
     (``mnistlab.data.pixels``: flat rows or images, uint8 0-255 or floats) and
@@ -122,11 +127,8 @@ class OnnxPredictor:
             )
         self.n_threads = n_threads or usable_cpus()  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
-            if not Path(source).is_file():
-                raise ModelFileError(
-                    f"No ONNX file at {source}; export one with `mnistlab export MODEL_DIR --onnx FILE`."
-                )
-            source = Path(source).read_bytes()
+            source = _read_onnx(Path(source))
+        _check_self_contained(source)
         try:
             self.session = single_thread_session(source)  # runs parts of a large batch side by side
             self._whole = cpu_session(source, self.n_threads) if self.n_threads > 1 else None  # a small batch
@@ -160,6 +162,73 @@ class OnnxPredictor:
             )
         proba = self.predict_proba(pixels.reshape(-1, 1, *self.image_shape_))
         return self.classes_[proba.argmax(axis=1)] if self.classes_ is not None else proba.argmax(axis=1)
+
+
+# protobuf, which ONNX files are, holds at most 2 GiB: a larger file is none, and is refused before it is read.
+MAX_ONNX_BYTES = 2**31
+
+
+def _read_onnx(path: Path) -> bytes:
+    """The bytes of the ONNX file ``path``: a regular file of at most ``MAX_ONNX_BYTES``, read once (a pipe or a
+    device is refused unread). A model folder's ``model.onnx`` (a user's torch module's, ``lab.fitting``) must
+    match the sha256 its card records: replaced alone, another net loaded in its place."""
+    try:
+        data = read_regular(path, MAX_ONNX_BYTES + 1)
+    except OSError:
+        data = None
+    if data is None:
+        raise ModelFileError(f"No ONNX file at {path}; export one with `mnistlab export MODEL_DIR --onnx FILE`.")
+    if len(data) > MAX_ONNX_BYTES:
+        raise ModelFileError(f"{path} is larger than any ONNX file can be (2 GiB); export the model again.")
+    expected = _recorded_sha256(path)
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ModelFileError(
+            f"{path} does not match the onnx_sha256 recorded in {path.parent / CARD_FILE}, so it was changed or "
+            "corrupted; restore the original file or train the model again."
+        )
+    return data
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    """The onnx_sha256 of the card beside ``path`` where ``path`` is a model folder's ``model.onnx`` (the card
+    checked in full: ``read_card``); None for any other file."""
+    if path.name != ONNX_FILE or not (path.parent / CARD_FILE).exists():
+        return None
+    return read_card(path.parent).get("onnx_sha256")
+
+
+def _check_self_contained(model: bytes) -> None:
+    """Refuse a graph keeping a tensor in another file: read from bytes, onnxruntime looked for that file in the
+    current folder (a model from elsewhere read ``secret.bin`` there into its weights), not beside the model.
+    mnistlab's exports hold every tensor in the one file."""
+    try:
+        proto = onnx.load_from_string(model)
+    except Exception as exc:  # protobuf's DecodeError, onnx's own
+        raise ModelFileError(f"Not a readable ONNX model ({exc}); export it again.") from None
+    name = next((t.name for t in _tensors(proto) if t.data_location == onnx.TensorProto.EXTERNAL), None)
+    if name is not None:
+        raise ModelFileError(
+            f"This ONNX model keeps tensor {name!r} in another file, which onnxruntime would look for in the current "
+            "folder; export the model with `mnistlab export MODEL_DIR --onnx FILE`, which writes one file."
+        )
+
+
+def _tensors(proto: onnx.ModelProto):
+    """Every tensor of the model: initializers (sparse ones too) and node attributes, in every graph and function,
+    walked without recursion."""
+    graphs: list = [proto.graph, *proto.functions]
+    while graphs:
+        graph = graphs.pop()
+        if isinstance(graph, onnx.GraphProto):
+            yield from graph.initializer
+            for sparse in graph.sparse_initializer:
+                yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            for attribute in node.attribute:
+                yield from (attribute.t, *attribute.tensors)
+                for sparse in (attribute.sparse_tensor, *attribute.sparse_tensors):
+                    yield from (sparse.values, sparse.indices)
+                graphs.extend((attribute.g, *attribute.graphs))
 
 
 def _image_input(session) -> str:

@@ -1,0 +1,144 @@
+"""A scikit-learn model's weights file (``model.skops``): what it may hold, and what loading it may cost.
+
+skops rebuilds only the types on an allow-list (``TRUSTED_TYPES``), so a
+file from elsewhere cannot run code. What loading costs is held to the file's
+size before skops reads it (``_check_cost``), where skops unpacks every entry a
+node names, once per node, and a sparse matrix's own archive without a bound.
+Loaded as they were, each of these raised a process's peak memory from 0.4 GB:
+a 1.3 MB file whose schema was deflated from 1 GB of spaces to 2.4 GB (10 s), a
+1.8 MB file pointing 10,000 times at one 160 KB array to 1.9 GB, a 1.5 MB file
+holding a deflated 800 MB sparse matrix to 1.5 GB. The files mnistlab writes are
+stored uncompressed (``skops.io.dumps``' default), read each entry once and hold
+no sparse matrix, so none of these is one of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+from mnistlab.errors import ModelFileError
+
+__all__ = ["TRUSTED_TYPES", "load_skops"]
+
+# Types that skops does not trust by default but that our classic recipes
+# contain: our own stateless transformers and scikit-learn's tree structure.
+# Exactly what `skops.io.get_untrusted_types` reports for the registered
+# recipes (tests/test_modelfiles.py keeps this list honest). Anything else in
+# a .skops file is refused.
+TRUSTED_TYPES = (
+    "mnistlab.models.transforms.Deskew",
+    "mnistlab.models.transforms.PixelScaler",
+    "sklearn.tree._tree.Tree",
+)
+# Where our transformers lived before the package had wings: skops files record a
+# type by its module path, so model directories saved then name these.
+_LEGACY_MODULES = {"mnistlab._transforms": "mnistlab.models.transforms"}
+_LEGACY_TYPES = tuple(
+    name.replace(new, old, 1)
+    for old, new in _LEGACY_MODULES.items()
+    for name in TRUSTED_TYPES
+    if name.startswith(new + ".")
+)
+
+
+def load_skops(data: bytes, weights_path: Path):
+    """The estimator in the skops file ``data`` (the bytes of ``weights_path``), its cost and types checked first."""
+    import skops.io as sio  # skops imports torch (seconds): only for classic models
+
+    _check_cost(data, weights_path)
+    try:
+        found = set(sio.get_untrusted_types(data=data))
+    except Exception as exc:  # skops raises assorted errors on a damaged archive
+        raise ModelFileError(f"{weights_path} is not a readable skops file ({exc}); retrain the model.") from None
+    unknown = sorted(found - set(TRUSTED_TYPES) - set(_LEGACY_TYPES))
+    if unknown:
+        raise ModelFileError(
+            f"{weights_path} contains types mnistlab does not trust ({', '.join(unknown)}); only load models written by mnistlab."
+        )
+    if found & set(_LEGACY_TYPES):
+        # skops imports each type by its recorded module path: point the old paths at the new modules.
+        for old, new in _LEGACY_MODULES.items():
+            sys.modules.setdefault(old, importlib.import_module(new))
+    try:
+        return sio.loads(data, trusted=list(TRUSTED_TYPES + _LEGACY_TYPES))
+    except Exception as exc:
+        raise ModelFileError(
+            f"{weights_path} could not be rebuilt ({type(exc).__name__}: {exc}); retrain the model."
+        ) from None
+
+
+def _check_cost(data: bytes, weights_path: Path) -> None:
+    """Refuse an archive whose entries unpack to more bytes than it holds, or whose schema reads one entry twice.
+
+    The zip's directory gives each entry's size, and reading one stops there, so
+    the schema read here costs no more than the file; it is parsed once more than
+    skops would, in bounded time.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(entry.file_size for entry in archive.infolist())
+            if unpacked > len(data):
+                raise ModelFileError(
+                    f"{weights_path} unpacks to {unpacked:,} bytes, more than its own {len(data):,}, and the skops "
+                    "files mnistlab writes are stored uncompressed; retrain the model."
+                )
+            schema = json.loads(archive.read("schema.json"))
+    # KeyError: no schema.json; RuntimeError: an encrypted entry; NotImplementedError: an unknown compression.
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        ValueError,
+        RecursionError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
+        raise ModelFileError(f"{weights_path} is not a readable skops file ({exc}); retrain the model.") from None
+    nodes = list(_nodes(schema))
+    repeated = [(name, n) for name, n in Counter(name for name, _ in _reads(nodes)).items() if n > 1]
+    if repeated:
+        name, count = repeated[0]
+        raise ModelFileError(
+            f"{weights_path} reads its entry {name} {count:,} times, each time another copy in memory, where the "
+            "skops files mnistlab writes read each entry once; retrain the model."
+        )
+    if any(node["__loader__"] == "SparseMatrixNode" for node in nodes):
+        # skops trusts a node that calls itself scipy's spmatrix, and unpacks its entry, an archive of its own,
+        # without a bound. A real sparse matrix names its class (csr_matrix), which is not on the allow-list, so
+        # no model mnistlab saves holds one.
+        raise ModelFileError(
+            f"{weights_path} holds a sparse matrix, which no model mnistlab saves holds; only load models written "
+            "by mnistlab."
+        )
+
+
+def _nodes(schema):
+    """Each node of the schema (an object with a ``__loader__``), walked without recursion."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__loader__" in node:
+                yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _reads(nodes: list[dict]) -> set[tuple[str, object]]:
+    """(entry, reader) for each read of an archive entry by the ``nodes``: skops builds one node per ``__id__``
+    (a node of an id it has built is that node again: an array two attributes share is read once), and one for
+    each node without an id."""
+    reads: set[tuple[str, object]] = set()
+    for node in nodes:
+        if isinstance(node.get("file"), str):
+            saved_id = node.get("__id__")
+            shared = saved_id and isinstance(saved_id, (int, float, str))
+            reads.add((node["file"], saved_id if shared else object()))
+    return reads
