@@ -531,6 +531,23 @@ def test_float_images_that_overshoot_1_are_read_on_the_0_1_scale(evaluation_digi
         predict_array(images[0] * -1.0)
 
 
+def test_whole_number_pixels_are_the_digit_their_floats_are(evaluation_digits):
+    """``as_digit`` takes 0-255 integers as they are (a shortcut: every JSON request's pixels are whole numbers);
+    each integer type, and the edges of its range, gives what the same values as floats give."""
+    from mnistlab.data.pixels import as_digit
+
+    image = evaluation_digits[0][0].astype(np.int64)
+    for values in (image, np.where(image > 0, 255, 0), np.full((28, 28), 2), (image > 0).astype(np.int64)):
+        for dtype in (np.uint8, np.int16, np.int64, np.uint32):
+            got = as_digit(values.astype(dtype))
+            assert got.dtype == np.uint8 and got.shape == (28, 28)
+            np.testing.assert_array_equal(got, as_digit(values.astype(np.float64)))
+    np.testing.assert_array_equal(as_digit(image.ravel().tolist()), image)  # a JSON list of 784 whole numbers
+    for bad in (image - 1, image + 1):  # -1 and 256: outside 0-255
+        with pytest.raises(InputError, match="outside 0-255"):
+            as_digit(bad)
+
+
 def test_cli_without_a_model_uses_the_shipped_reader(tmp_path, monkeypatch, files):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
     result = runner.invoke(app, ["predict", str(files[0] / "digit.jpg"), "--json"])

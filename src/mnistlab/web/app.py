@@ -116,9 +116,9 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_gone)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _server_error)
+    app.include_router(router)  # first: routes are matched in order, and the API's carry the load
     app.mount("/static-offline-docs", StaticFiles(directory=DOCS_FILES), name="static-offline-docs")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(router)
     return app
 
 
