@@ -314,6 +314,30 @@ def test_update_models_installs_the_recipe_in_its_default_folder(bench):
     assert not stale.exists()
 
 
+def test_update_models_leaves_the_default_folder_to_mnists_own_files(tmp_path, mnist_full):
+    """A folder of other IDX files that is named mnist is no MNIST: its models stay in the report folder, where
+    installed as the recipe's default they would be served as an MNIST model."""
+    images, labels = mnist_full.images, mnist_full.target
+    other = labels[:600].copy()
+    other[:100] = (other[:100] + 1) % 10  # not MNIST's labels: its checksums fail, as any other data's would
+    parts = {"train_images": images[:600], "train_labels": other, "test_images": images[-200:]}
+    folder = write_idx_folder(tmp_path / "mnist", {**parts, "test_labels": labels[-200:]})
+    default = default_model_dir("logreg")
+    out = compare(
+        ["logreg"],
+        datasets=[folder],
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        out_dir=tmp_path / "report",
+        update_models=True,
+        limit=500,
+        n_jobs=1,
+        cv=0,
+    )
+    assert len(out["results"]) == 1
+    assert len(list((tmp_path / "report" / "models").rglob("model.json"))) == 1
+    assert not (default / "model.json").exists()
+
+
 @pytest.fixture(scope="module")
 def tiny_idx(tmp_path_factory):
     """scikit-learn's 8x8 digits written as a folder of four IDX files: "any IDX folder"."""

@@ -165,7 +165,9 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
                 contender,
                 dataclasses.replace(options, seed=seed),
                 name,
-                model_dir_for(out, contender, name, seed, seed_list[0], update_models),
+                model_dir_for(
+                    out, contender, name, seed, seed_list[0], update_models, published=bunches[name].details["verified"]
+                ),
             )
             for name, _ in opened
             for seed in seed_list

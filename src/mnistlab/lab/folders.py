@@ -70,9 +70,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
 
 
-def model_dir_for(out: Path, contender: Contender, dataset: str, seed: int, first_seed: int, update: bool) -> Path:
-    """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory."""
-    if update and _is_recipe(contender) and dataset == "mnist" and seed == first_seed:
+def model_dir_for(
+    out: Path, contender: Contender, dataset: str, seed: int, first_seed: int, update: bool, *, published: bool
+) -> Path:
+    """Where a fit is saved: under the report folder, or (``update``) a recipe's default model directory, which
+    ``predict`` and ``serve`` take for an MNIST model: only for MNIST's own files (``published``: verified against
+    its checksums), not for a folder of other IDX files that is named mnist."""
+    if update and _is_recipe(contender) and dataset == "mnist" and published and seed == first_seed:
         return default_model_dir(contender.name)
     return out / "models" / _dataset_folder(dataset) / _slug(contender.name) / f"seed-{seed}"
 
