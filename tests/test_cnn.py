@@ -355,12 +355,17 @@ def test_an_onnx_file_keeping_its_weights_in_another_file_is_refused(fitted, tmp
         OnnxPredictor(tmp_path / "model" / "net.onnx")
 
 
-def test_an_onnx_file_larger_than_protobuf_allows_is_refused_unread(tmp_path):
+def test_an_onnx_file_larger_than_protobuf_allows_is_refused_unread(tmp_path, monkeypatch):
+    import mnistlab.models.cnn.onnx as onnx_module
+
     big = tmp_path / "big.onnx"
     with open(big, "wb") as f:
         f.truncate(2**31 + 1)  # sparse: no disk, and 2 GiB of memory were it read
+    reads: list[int | None] = []
+    monkeypatch.setattr(onnx_module, "read_regular", lambda path, most=None, **kw: reads.append(most) or None)
     with pytest.raises(ModelFileError, match="big.onnx is larger than any ONNX file can be"):
         OnnxPredictor(big)
+    assert reads == []  # refused by its size: it was read up to 2 GiB and one byte before it was refused
 
 
 def test_a_seed_fit_cannot_use_is_a_recipe_error_like_the_other_parameters(mnist_small):

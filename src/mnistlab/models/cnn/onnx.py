@@ -173,13 +173,14 @@ def _read_onnx(path: Path) -> bytes:
     device is refused unread). A model folder's ``model.onnx`` (a user's torch module's, ``lab.fitting``) must
     match the sha256 its card records: replaced alone, another net loaded in its place."""
     try:
-        data = read_regular(path, MAX_ONNX_BYTES + 1)
+        size = path.stat().st_size  # a file over the limit is refused by its size, unread
+        data = None if size > MAX_ONNX_BYTES else read_regular(path, MAX_ONNX_BYTES + 1)
     except OSError:
-        data = None
+        size, data = 0, None
+    if size > MAX_ONNX_BYTES or (data is not None and len(data) > MAX_ONNX_BYTES):  # or grown since its stat
+        raise ModelFileError(f"{path} is larger than any ONNX file can be (2 GiB); export the model again.")
     if data is None:
         raise ModelFileError(f"No ONNX file at {path}; export one with `mnistlab export MODEL_DIR --onnx FILE`.")
-    if len(data) > MAX_ONNX_BYTES:
-        raise ModelFileError(f"{path} is larger than any ONNX file can be (2 GiB); export the model again.")
     expected = _recorded_sha256(path)
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise ModelFileError(
