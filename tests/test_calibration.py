@@ -117,7 +117,7 @@ def test_a_cached_cut_no_calibration_gives_is_calibrated_again(tmp_path, monkeyp
 def test_a_cached_cut_edited_or_moved_is_calibrated_again(tmp_path, monkeypatch, mnist_full):
     """The cache held no checksum: a cut edited within range (0.9999: every answer "not sure"; 0: every one
     "sure") was used as found, as was one copied from another model's file."""
-    from mnistlab.trust.calibration import _cache_path, calibrate_on_mnist
+    from mnistlab.trust.calibration import _cache_path, _cut_sha256, calibrate_on_mnist
     from mnistlab.trust.reader import load_reader
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -128,8 +128,12 @@ def test_a_cached_cut_edited_or_moved_is_calibrated_again(tmp_path, monkeypatch,
     path.write_text(json.dumps(saved | {"min_probability": 0.9999}))
     assert calibrate_on_mnist(reader.digit_proba, reader, "ab" * 32) == cut
     assert json.loads(path.read_text()) == saved  # the cache mended
+    # Another cut, signed for this model's file, is taken from it; copied as it is to another model's file, not.
+    fields = {k: v for k, v in saved.items() if k != "cut_sha256"} | {"min_probability": 0.9999}
+    path.write_text(json.dumps(fields | {"cut_sha256": _cut_sha256(fields, path)}))
+    assert calibrate_on_mnist(reader.digit_proba, reader, "ab" * 32).min_probability == 0.9999
     other = _cache_path("cd" * 32, reader)
-    other.write_text(json.dumps(saved | {"min_probability": 0.9999}))  # right checksum, another model's file
+    other.write_bytes(path.read_bytes())
     assert calibrate_on_mnist(reader.digit_proba, reader, "cd" * 32).min_probability == cut.min_probability
 
 
