@@ -410,7 +410,8 @@ def test_a_p_value_under_five_percent_is_never_shown_as_five_percent(p_holm):
         _comparisons_table([row]),
         _matrix_table(["mine", "knn"], {("mine", "knn"): row, ("knn", "mine"): flipped}),
     ]
-    for text in shown:  # "<0.05" says it; a bare 0.05 would not
-        assert re.search(r"(?<![\d.])0\.05(?!\d)", text.replace("<0.05", "")) is None, text
+    for text in shown:  # "<0.05" says it (escaped in the report's HTML); a bare 0.05 would not
+        assert re.search(r"(?<![\d.])0\.05(?!\d)", text.replace("&lt;0.05", "").replace("<0.05", "")) is None, text
     assert _verdict_text(row) == "better p<0.05"
+    assert "<0.05" not in shown[1] + shown[2] and "&lt;0.05" in shown[2]  # the matrix's 2 digits say it
     assert format_p(0.0501) == "0.0501" and format_p(0.05) == "0.05" and format_p(0.012, 2) == "0.012"

@@ -366,11 +366,12 @@ def _section(
             }
         )
     means = {r["model"]: r["test_accuracy_mean"] for r in results}
+    matrix = significance_matrix(names, truth, preds)  # every pair tested once: the comparisons are some of them
     return {
         "dataset": dataset,
         "results": results,
-        "comparisons": comparisons(dataset, means, truth, preds, baseline),
-        "matrix": significance_matrix(names, truth, preds),
+        "comparisons": comparisons(dataset, means, truth, preds, baseline, matrix=matrix),
+        "matrix": matrix,
         "rows": rows,
         "first": first,
         "first_predictions": {m: preds[m][0] for m in names},

@@ -97,8 +97,8 @@ def _comparisons_table(comparisons: list[dict]) -> str:
             f"{100 * low:+.2f} – {100 * high:+.2f}",
             f"{c['a_only']:,}",
             f"{c['b_only']:,}",
-            format_p(c["p_value"]),
-            format_p(c["p_holm"]),
+            html.escape(format_p(c["p_value"])),  # "<0.05" is text, not a tag
+            html.escape(format_p(c["p_holm"])),
             html.escape(c["verdict"]),
         )
         out.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
@@ -122,7 +122,7 @@ def _matrix_table(names: list[str], matrix: dict) -> str:
             t = matrix[(a, b)]
             cls = {"better": "better", "worse": "worse"}.get(t["verdict"], "same")
             cells.append(
-                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{cls if cls != "same" else "n.d."} (p {format_p(t["p_holm"], 2)})</td>'
+                f'<td class="{cls}" title="{html.escape(t["verdict"])}">{cls if cls != "same" else "n.d."} (p {html.escape(format_p(t["p_holm"], 2))})</td>'
             )
         out.append(f"<tr><td>{html.escape(a)}</td>{''.join(cells)}</tr>")
     return "\n".join([*out, "</table>"])

@@ -311,7 +311,13 @@ def _family(pairs: list[tuple[str, str]], against: str, dataset: str, y_true, pr
 
 
 def comparisons(
-    dataset: str, means: dict[str, float], y_true: list[np.ndarray], preds: dict, baseline: str | None = None
+    dataset: str,
+    means: dict[str, float],
+    y_true: list[np.ndarray],
+    preds: dict,
+    baseline: str | None = None,
+    *,
+    matrix: dict | None = None,
 ) -> list[dict]:
     """Every model against the best one (highest mean accuracy) and against ``baseline``, Holm-corrected.
 
@@ -321,10 +327,11 @@ def comparisons(
     the best alone, 5 equal models gave a false verdict in 8% of simulated
     comparisons, 8 in 10%. The baseline is named beforehand: the comparisons
     with it are a family of their own. ``preds`` maps a model to its
-    predictions per seed, in the order of ``y_true``.
+    predictions per seed, in the order of ``y_true``; ``matrix``, the
+    models' ``significance_matrix`` where the caller has it (else made here).
     """
     best = max(means, key=lambda m: means[m])
-    matrix = significance_matrix(list(means), y_true, preds)
+    matrix = matrix if matrix is not None else significance_matrix(list(means), y_true, preds)
     out = [{**matrix[(m, best)], "dataset": dataset, "against": "best"} for m in means if m != best]
     if baseline is not None:
         out += _family([(m, baseline) for m in means if m != baseline], "baseline", dataset, y_true, preds)
