@@ -515,8 +515,7 @@ def test_a_new_visit_runs_the_pages_current_script(browser, web_model_dir, tmp_p
     installed = time.time() - 100 * 86400  # the page's files as a package installed 100 days ago has them
     for file in static.iterdir():
         os.utime(file, (installed, installed))
-    monkeypatch.setattr(routes, "STATIC_DIR", static)
-    monkeypatch.setattr(web_app, "STATIC_DIR", static)
+    monkeypatch.setattr(web_app, "STATIC_DIR", static)  # the mount's folder (the routes serve pages/, not these)
     with running_server(web_app.create_app(web_model_dir)) as url:
         context = browser.new_context()
         page = context.new_page()
