@@ -151,3 +151,86 @@ def test_a_run_whose_artifacts_cannot_be_written_is_failed_not_left_running(tmp_
         tracker.end_run(run_id, metrics={"m": 1.0}, artifacts={"comparison.json": b"{}"})
     runs = tracker.client.search_runs([tracker.experiment_id])
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FAILED"}, [r.info.status for r in runs]
+
+
+def _digits_folder(folder: Path, n_train: int | None = None) -> str:
+    """scikit-learn's digits as an IDX folder; ``n_train`` training images (all of them when None)."""
+    from mnistlab.data.load import load_mnist
+    from mnistlab.testing import write_idx_folder
+
+    digits = load_mnist("digits")
+    n = digits.details["n_train"]
+    arrays = {
+        "train_images": digits.images[: n_train or n],
+        "train_labels": digits.target[: n_train or n],
+        "test_images": digits.images[n:],
+        "test_labels": digits.target[n:],
+    }
+    return str(write_idx_folder(folder, arrays, gzip=False))
+
+
+def _comparison_run(uri: str):
+    tracker = Tracker(uri)
+    (parent,) = tracker.client.search_runs([tracker.experiment_id], "tags.mnistlab_kind = 'comparison'")
+    return parent
+
+
+def _renamed(data) -> dict[str, str]:
+    """A run's keys that mnistlab renamed for MLflow, by the name each stands for (its ``mnistlab_key/`` tag)."""
+    return {
+        name: tag.removeprefix("mnistlab_key/") for tag, name in data.tags.items() if tag.startswith("mnistlab_key/")
+    }
+
+
+def test_datasets_whose_names_differ_in_a_character_mlflow_refuses_keep_their_own_keys(tmp_path):
+    """Datasets "set#1" and "set_1": the comparison's run kept one accuracy and one checksum, the first's lost
+    without a word (both made test_accuracy/knn/set_1 and data_sha256/set_1)."""
+    from mnistlab.lab.compare import compare
+
+    folders = [
+        _digits_folder(tmp_path / "a" / "set#1"),
+        _digits_folder(tmp_path / "b" / "set_1", n_train=300),  # other data: another accuracy, another checksum
+    ]
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare("knn", datasets=folders, cv=0, n_jobs=1, limit=200, tracking_uri=uri, out_dir=tmp_path / "r")
+    data = _comparison_run(uri).data
+    accuracies = {r["dataset"]: r["test_accuracy_mean"] for r in summary["results"]}
+    checksums = {d["dataset"]: d["data_sha256"] for d in summary["data"]}
+    assert len(set(accuracies.values())) == len(set(checksums.values())) == 2
+    assert len(data.metrics) == 2, data.metrics
+    renamed = _renamed(data)
+    assert set(renamed) == {"test_accuracy/knn/set#1", "data_sha256/set#1", "data_dir/set#1"}, renamed
+    for dataset in ("set#1", "set_1"):
+        metric, checksum = f"test_accuracy/knn/{dataset}", f"data_sha256/{dataset}"
+        assert data.metrics[renamed.get(metric, metric)] == accuracies[dataset]
+        assert data.params[renamed.get(checksum, checksum)] == checksums[dataset]
+
+
+USER_PIPELINE = """
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def build(seed):
+    steps = [("scale #1", StandardScaler()), ("scale _1", StandardScaler(with_mean=False))]
+    steps.append(("s" * 240, StandardScaler(with_std=False)))  # its parameters' names: over MLflow's 250
+    return Pipeline([*steps, ("lr", LogisticRegression(max_iter=50, random_state=seed))])
+"""
+
+
+def test_a_users_parameter_names_mlflow_refuses_are_recorded_not_a_failure_after_the_fit(tmp_path):
+    """A Pipeline step named "scale #1" (or with a name of 240 characters): every fit ran, then recording it failed
+    ("Invalid value 'scale #1' ... check that it is reachable and writable")."""
+    (tmp_path / "piped.py").write_text(USER_PIPELINE)
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["compare", f"{tmp_path / 'piped.py'}:build", "--dataset", "digits", "--limit", "200", "--cv", "0"]
+    done = runner.invoke(app, [*args, "--n-jobs", "1", "--out", str(tmp_path / "r"), "--tracking-uri", uri, "--json"])
+    assert done.exit_code == 0, done.output
+    (row,) = Tracker(uri).runs()
+    data = Tracker(uri).client.get_run(row["run_id"]).data
+    renamed = _renamed(data)
+    assert data.params[renamed["scale #1__with_mean"]] == "true" and data.params["scale _1__with_mean"] == "false"
+    assert data.params[renamed["s" * 240 + "__with_std"]] == "false" and data.params["lr__C"] == "1.0"
+    assert len(renamed) == 2 * 4 and all(len(key) <= 250 - len("mnistlab_key/") for key in renamed.values())
+

@@ -21,10 +21,12 @@ or ``mnistlab runs`` needs it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,12 +39,18 @@ from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.models.files import models_root
 
-__all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
+__all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "mlflow_key", "Tracker"]
 
 EXPERIMENT = "mnistlab-compare"
 SWEEP_EXPERIMENT = "mnistlab-sweep"  # apart: its runs score held-out parts, compare's the test set
 TAG = "mnistlab_"  # prefix of mnistlab's tags (underscores: filter strings need no quoting)
 _PARAM_CHARS = 500  # a parameter's value is cut to this length (module reprs can run long)
+_RENAMED = TAG + "key/"  # a tag per key mlflow_key renamed, holding the name it stands for
+_KEY_CHARS = 250 - len(_RENAMED)  # MLflow's longest key, less the prefix of the tag that names a renamed one
+_PART_CHARS = 100  # a part of a key of several ("test_accuracy/MODEL/DATASET")
+# What MLflow refuses in a key's part: all but letters and digits of any script, "_", "-", ".", " " and, except on
+# Windows, ":".
+_REFUSED = re.compile(r"[^\w\-. ]" if os.name == "nt" else r"[^\w\-. :]")
 
 
 def default_tracking_uri() -> str:
@@ -145,23 +153,16 @@ class Tracker:
     ) -> str:
         """One finished run (nested under the run ``parent`` when given): tags (prefixed ``mnistlab_``), params,
         metrics, per-fold CV and artifacts; its id."""
-        from mlflow.entities import Metric, Param, RunTag
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         def write() -> str:
             nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
             run = self.client.create_run(self.experiment_id, run_name=name, tags=nested)
             run_id = run.info.run_id
-            now = run.info.start_time
-            batch_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
-            batch_metrics += [Metric("cv_accuracy", float(s), now, i) for i, s in enumerate(cv_scores)]
-            batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
-            batch_tags = [RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None]  # not the text 'None'
 
             def log() -> None:
-                for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
-                    self.client.log_batch(run_id, params=batch_params[i : i + 100])
-                self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
+                cv = {"cv_accuracy": cv_scores}  # per fold, from step 0
+                self._log(run_id, params=params, tags=tags, metrics=metrics, series=cv, first_step=0)
                 self._log_artifacts(run_id, artifacts)
                 self.client.set_terminated(run_id)
 
@@ -172,20 +173,12 @@ class Tracker:
 
     def start_run(self, name: str, *, tags: dict, params: dict, parent: str | None = None) -> str:
         """A new run (nested under the run ``parent`` when given) with its tags and parameters; its id."""
-        from mlflow.entities import Param, RunTag
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         def write() -> str:
             nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=nested).info.run_id
-            batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
-
-            def log() -> None:
-                for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
-                    self.client.log_batch(run_id, params=batch_params[i : i + 100])
-                self.client.log_batch(run_id, tags=[RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None])
-
-            self._or_failed(run_id, log)
+            self._or_failed(run_id, lambda: self._log(run_id, params=params, tags=tags))
             return run_id
 
         return self._guard(write)
@@ -202,18 +195,38 @@ class Tracker:
     ) -> None:
         """Log a run's metrics (``series``: name to values for steps 1, 2, ...) and artifacts (file name to
         bytes), and mark it finished, failed, or killed (stopped by Ctrl+C)."""
-        from mlflow.entities import Metric
 
         def write() -> None:
-            now = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
-            batch += [Metric(k, float(v), now, i + 1) for k, vs in (series or {}).items() for i, v in enumerate(vs)]
-            for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
-                self.client.log_batch(run_id, metrics=batch[i : i + 1000])
+            self._log(run_id, metrics=metrics, series=series or {})
             self._log_artifacts(run_id, artifacts or {})
             self.client.set_terminated(run_id, status="KILLED" if killed else "FAILED" if failed else "FINISHED")
 
         self._guard(lambda: self._or_failed(run_id, write))
+
+    def _log(self, run_id: str, *, params=None, tags=None, metrics=None, series=None, first_step: int = 1) -> None:
+        """A run's parameters, tags (prefixed ``mnistlab_``; None left out) and metrics (``series``: name to
+        values by step from ``first_step``), under the keys ``mlflow_key`` gives, in batches MLflow takes."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now, renamed = int(time.time() * 1000), {}
+
+        def key(name) -> str:
+            given, taken = name if isinstance(name, str) else "/".join(name), mlflow_key(name)
+            if taken != given:
+                renamed[_RENAMED + taken] = given
+            return taken
+
+        batch_params = [Param(key(k), _param_text(v)) for k, v in (params or {}).items()]
+        batch_metrics = [Metric(key(k), float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
+        batch_metrics += [
+            Metric(key(k), float(v), now, first_step + i) for k, vs in (series or {}).items() for i, v in enumerate(vs)
+        ]
+        batch_tags = [RunTag(TAG + k, str(v)) for k, v in (tags or {}).items() if v is not None]  # not 'None'
+        batch_tags += [RunTag(k, v) for k, v in renamed.items()]
+        for i in range(0, max(len(batch_params), len(batch_tags)), 100):  # at most 100 of each in one call
+            self.client.log_batch(run_id, params=batch_params[i : i + 100], tags=batch_tags[i : i + 100])
+        for i in range(0, len(batch_metrics), 1000):  # at most 1000 metrics in one call
+            self.client.log_batch(run_id, metrics=batch_metrics[i : i + 1000])
 
     def _or_failed(self, run_id: str, log: Callable[[], None]) -> None:
         """``log()``, which writes to the run ``run_id``; where it fails (an artifact folder that cannot be
@@ -337,6 +350,24 @@ def _run_row(run) -> dict:
         "start_time": run.info.start_time,
         "model_dir": tags.get(TAG + "model_dir"),
     }
+
+
+def mlflow_key(name: str | tuple[str, ...]) -> str:
+    """The key MLflow records ``name`` under; a tuple's parts joined by "/" (``("test_accuracy", model,
+    dataset)``). A part MLflow takes is kept as it is. Any other (a character MLflow refuses, such as "#" in a
+    step's name; a path's "." or ".."; too long for MLflow's 250) keeps the characters it may, "_" for the rest,
+    cut, then "-" and 8 hex digits of its sha256: two names never share a key (which would keep one value and
+    lose the other), and the run's tag ``mnistlab_key/KEY`` gives the name back."""
+    parts = (name,) if isinstance(name, str) else name
+    room = _KEY_CHARS if len(parts) == 1 else _PART_CHARS
+    return "/".join(_key_part(part, room) for part in parts)
+
+
+def _key_part(part: str, room: int) -> str:
+    if not _REFUSED.search(part) and part not in ("", ".") and not part.startswith("..") and len(part) <= room:
+        return part
+    taken = re.sub(r"^\.", "_", _REFUSED.sub("_", part))  # ".." and a name from it: a path's, refused
+    return f"{taken[: room - 9]}-{hashlib.sha256(part.encode()).hexdigest()[:8]}"
 
 
 def _param_text(value) -> str:
