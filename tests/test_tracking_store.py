@@ -234,3 +234,10 @@ def test_a_users_parameter_names_mlflow_refuses_are_recorded_not_a_failure_after
     assert data.params[renamed["s" * 240 + "__with_std"]] == "false" and data.params["lr__C"] == "1.0"
     assert len(renamed) == 2 * 4 and all(len(key) <= 250 - len("mnistlab_key/") for key in renamed.values())
 
+
+def test_a_long_parameter_value_such_as_a_folder_is_recorded_whole(tmp_path):
+    """A data folder of 527 characters was recorded as its first 499 and "…": the run could not be redone."""
+    folder = "/" + "/".join(["d" * 200] * 3)
+    tracker = Tracker(f"sqlite:///{tmp_path / 's.db'}")
+    run_id = tracker.start_run("long", tags={}, params={"data_dir": folder})
+    assert tracker.client.get_run(run_id).data.params["data_dir"] == folder
