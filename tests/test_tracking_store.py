@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +244,71 @@ def test_a_long_parameter_value_such_as_a_folder_is_recorded_whole(tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path / 's.db'}")
     run_id = tracker.start_run("long", tags={}, params={"data_dir": folder})
     assert tracker.client.get_run(run_id).data.params["data_dir"] == folder
+
+
+def _store_with_a_fit(db: Path) -> str:
+    """A SQLite store at ``db`` holding one finished fit's run; its URI."""
+    tracker = Tracker(f"sqlite:///{db}")
+    run_id = tracker.start_run("knn", tags={"model": "knn", "dataset": "digits", "seed": 1}, params={})
+    tracker.end_run(run_id, metrics={"test_accuracy": 0.9})
+    return tracker.uri
+
+
+def test_a_read_only_store_is_read_and_a_write_to_it_is_one_sentence_with_its_reason(tmp_path):
+    """A store opened read-only (SQLite's file: URI, mode=ro): `runs` said there was no store at file:..., and
+    compare printed MLflow's traceback, then "(raised as a result of Query-invoked autoflush ...)"."""
+    _store_with_a_fit(tmp_path / "mlflow.db")
+    read_only = f"sqlite:///file:{tmp_path / 'mlflow.db'}?mode=ro&uri=true"
+    here = tmp_path / "here"
+    here.mkdir()
+    env = {**os.environ, "PYTHONPATH": _SRC}
+    listed = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "runs", "--tracking-uri", read_only, "--json"],
+        cwd=here, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1, listed.stderr
+    args = ["compare", "knn", "--dataset", "digits", "--limit", "200", "--cv", "0", "--tracking-uri", read_only]
+    args += ["--out", str(tmp_path / "r")]
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistlab", *args], cwd=here, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"Error: The tracking store {read_only} failed (OperationalError: attempt to write a re")
+    assert not (tmp_path / "r" / "models").exists()  # refused before the fit
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [
+        ("ffffffffffff", "was made by a newer MLflow than this one"),
+        ("0a8213491aaa", "was made by an older MLflow; back it up, then upgrade it with `mlflow db upgrade sqlite:///"),
+    ],
+)
+def test_a_store_of_another_mlflow_says_which_one_to_upgrade(tmp_path, schema, says):
+    """A store from a newer MLflow was said to be "out-of-date", with "run 'mlflow db upgrade'", which cannot
+    upgrade it: this MLflow is the one to upgrade."""
+    import sqlite3
+
+    _store_with_a_fit(tmp_path / "made.db")
+    shutil.copy(tmp_path / "made.db", tmp_path / "mlflow.db")  # a store this process has not opened (MLflow keeps it)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as db, db:
+        db.execute("update alembic_version set version_num = ?", (schema,))
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: The tracking store {uri} {says}") and "--tracking-uri" in line, line
+    assert ("mlflow db upgrade" in line) == (schema != "ffffffffffff")
+
+
+def test_a_tracking_server_that_does_not_answer_is_said_with_why(tmp_path):
+    """A server not listening: the sentence was cut at "(Caused by …", before saying the connection was refused."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{free.getsockname()[1]}"
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Cannot open the tracking store {uri} (ConnectionRefusedError: "), line
+    assert line.endswith("MLFLOW_TRACKING_URI."), line

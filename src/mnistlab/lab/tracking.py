@@ -21,12 +21,9 @@ or ``mnistlab runs`` needs it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,20 +34,14 @@ import numpy as np
 from mnistlab._atomic import locked_folder
 from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
+from mnistlab.lab.tracking_text import RENAMED, mlflow_key, open_error, param_text, reason
 from mnistlab.models.files import models_root
 
-__all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "mlflow_key", "Tracker"]
+__all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
 
 EXPERIMENT = "mnistlab-compare"
 SWEEP_EXPERIMENT = "mnistlab-sweep"  # apart: its runs score held-out parts, compare's the test set
 TAG = "mnistlab_"  # prefix of mnistlab's tags (underscores: filter strings need no quoting)
-_PARAM_CHARS = 6000  # MLflow's longest parameter value: a longer one (a module's repr) is cut, marked with "…"
-_RENAMED = TAG + "key/"  # a tag per key mlflow_key renamed, holding the name it stands for
-_KEY_CHARS = 250 - len(_RENAMED)  # MLflow's longest key, less the prefix of the tag that names a renamed one
-_PART_CHARS = 100  # a part of a key of several ("test_accuracy/MODEL/DATASET")
-# What MLflow refuses in a key's part: all but letters and digits of any script, "_", "-", ".", " " and, except on
-# Windows, ":".
-_REFUSED = re.compile(r"[^\w\-. ]" if os.name == "nt" else r"[^\w\-. :]")
 
 
 def default_tracking_uri() -> str:
@@ -87,10 +78,11 @@ class Tracker:
         one reads as empty), and a store without the experiment has no runs; nothing is made."""
         self.uri = resolve_uri(uri)
         self.empty = False  # a store or experiment not made yet, opened to read: no runs
-        if not create and _missing_sqlite(self.uri):
+        database = _sqlite_file(self.uri)
+        if not create and database is not None and not database.exists():
             if self.uri != default_tracking_uri():  # a typo'd path: made, it would list nothing and keep a new store
                 raise TrackingError(
-                    f"No tracking store at {self.uri.removeprefix('sqlite:///')}, so no runs; check --tracking-uri "
+                    f"No tracking store at {database}, so no runs; check --tracking-uri "
                     "/ MLFLOW_TRACKING_URI (compare makes the store on its first run)."
                 )
             self.empty, self.experiment_id = True, ""
@@ -102,13 +94,15 @@ class Tracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines on database set-up are noise here
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # It logs each database error with its traceback before raising it, which is said here in one sentence.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         artifacts, folder = None, None
         if self.uri == default_tracking_uri():
             folder = _default_folder()
             _make_default_folder(folder)
             artifacts = (folder / "artifacts").as_uri()
-        elif self.uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of wherever we run
-            folder = Path(self.uri.removeprefix("sqlite:///")).resolve().parent
+        elif database is not None:  # artifacts beside the database, not in ./mlruns of wherever we run
+            folder = database.resolve().parent
             artifacts = (folder / "artifacts").as_uri()
         try:
             # Two processes setting up one new SQLite database at once both ran its migrations, and one failed
@@ -118,10 +112,7 @@ class Tracker:
                 self.experiment_id, deleted = _experiment_id(self.client, experiment, artifacts, create)
                 self.empty = not self.experiment_id
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
-            raise TrackingError(
-                f"Cannot open the tracking store {self.uri} ({type(exc).__name__}: {_first_line(exc)}); "
-                "check --tracking-uri / MLFLOW_TRACKING_URI."
-            ) from None
+            raise open_error(self.uri, exc) from None
         if deleted:  # its runs are hidden and no run can be added; MLflow keeps the name until it is purged
             raise TrackingError(
                 f"The experiment {experiment} in the tracking store {self.uri} was deleted; restore it "
@@ -213,10 +204,10 @@ class Tracker:
         def key(name) -> str:
             given, taken = name if isinstance(name, str) else "/".join(name), mlflow_key(name)
             if taken != given:
-                renamed[_RENAMED + taken] = given
+                renamed[RENAMED + taken] = given
             return taken
 
-        batch_params = [Param(key(k), _param_text(v)) for k, v in (params or {}).items()]
+        batch_params = [Param(key(k), param_text(v)) for k, v in (params or {}).items()]
         batch_metrics = [Metric(key(k), float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
         batch_metrics += [
             Metric(key(k), float(v), now, first_step + i) for k, vs in (series or {}).items() for i, v in enumerate(vs)
@@ -283,17 +274,19 @@ class Tracker:
             return call()
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise TrackingError(
-                f"The tracking store {self.uri} failed ({type(exc).__name__}: {_first_line(exc)}); "
-                "check that it is reachable and writable."
+                f"The tracking store {self.uri} failed ({reason(exc)}); check that it is reachable and writable."
             ) from None
 
 
-def _missing_sqlite(uri: str) -> bool:
-    """Whether ``uri`` names a SQLite database file that does not exist (yet)."""
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file a ``sqlite:///`` URI names, also in SQLite's URI form (``sqlite:///file:PATH?mode=ro&
+    uri=true``, a store opened read-only); None for other stores and an in-memory one."""
     if not uri.startswith("sqlite:///"):
-        return False
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    return path != ":memory:" and not Path(path).exists()
+        return None
+    path, _, query = uri.removeprefix("sqlite:///").partition("?")
+    if "uri=true" in query.lower().split("&"):
+        path = path.removeprefix("file:")
+    return None if path in ("", ":memory:") else Path(path)
 
 
 def _make_default_folder(folder: Path) -> None:
@@ -350,32 +343,3 @@ def _run_row(run) -> dict:
         "start_time": run.info.start_time,
         "model_dir": tags.get(TAG + "model_dir"),
     }
-
-
-def mlflow_key(name: str | tuple[str, ...]) -> str:
-    """The key MLflow records ``name`` under; a tuple's parts joined by "/" (``("test_accuracy", model,
-    dataset)``). A part MLflow takes is kept as it is. Any other (a character MLflow refuses, such as "#" in a
-    step's name; a path's "." or ".."; too long for MLflow's 250) keeps the characters it may, "_" for the rest,
-    cut, then "-" and 8 hex digits of its sha256: two names never share a key (which would keep one value and
-    lose the other), and the run's tag ``mnistlab_key/KEY`` gives the name back."""
-    parts = (name,) if isinstance(name, str) else name
-    room = _KEY_CHARS if len(parts) == 1 else _PART_CHARS
-    return "/".join(_key_part(part, room) for part in parts)
-
-
-def _key_part(part: str, room: int) -> str:
-    if not _REFUSED.search(part) and part not in ("", ".") and not part.startswith("..") and len(part) <= room:
-        return part
-    taken = re.sub(r"^\.", "_", _REFUSED.sub("_", part))  # ".." and a name from it: a path's, refused
-    return f"{taken[: room - 9]}-{hashlib.sha256(part.encode()).hexdigest()[:8]}"
-
-
-def _param_text(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= _PARAM_CHARS else text[: _PARAM_CHARS - 1] + "…"
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of an error from MLflow or its database, cut at a word (at most about 300 characters)."""
-    line = (str(exc).strip().splitlines() or [""])[0]
-    return line if len(line) <= 300 else line[:300].rsplit(" ", 1)[0] + " …"
