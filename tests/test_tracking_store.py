@@ -312,3 +312,17 @@ def test_a_tracking_server_that_does_not_answer_is_said_with_why(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"Error: Cannot open the tracking store {uri} (ConnectionRefusedError: "), line
     assert line.endswith("MLFLOW_TRACKING_URI."), line
+
+
+def test_runs_json_is_json_when_a_run_holds_a_metric_that_is_not_a_number(tmp_path):
+    """A run logged by hand into mnistlab's experiment with test_accuracy NaN: `runs --json` printed NaN, which
+    JSON has no word for (jq and JavaScript refuse the whole list)."""
+    uri = _store_with_a_fit(tmp_path / "mlflow.db")
+    tracker = Tracker(uri)
+    run_id = tracker.client.create_run(tracker.experiment_id, run_name="by hand").info.run_id
+    tracker.client.log_metric(run_id, "test_accuracy", float("nan"))
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri, "--json"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout, parse_constant=lambda word: pytest.fail(f"{word} in --json"))
+    by_hand = next(r for r in runs if r["run_id"] == run_id)
+    assert (by_hand["test_accuracy"], by_hand["model"]) == (None, None)

@@ -330,8 +330,9 @@ def _experiment_id(client, name: str, artifacts: str | None, create: bool) -> tu
 
 
 def _run_row(run) -> dict:
-    tags, metrics = run.data.tags, run.data.metrics
-    seed = tags.get(TAG + "seed")
+    tags, seed = run.data.tags, run.data.tags.get(TAG + "seed")
+    # A metric that is not a number (a run logged by hand, by another tool) as none: JSON has no NaN.
+    metrics = {k: v for k, v in run.data.metrics.items() if np.isfinite(v)}
     return {
         "run_id": run.info.run_id,
         "model": tags.get(TAG + "model"),
