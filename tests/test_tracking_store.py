@@ -326,3 +326,22 @@ def test_runs_json_is_json_when_a_run_holds_a_metric_that_is_not_a_number(tmp_pa
     runs = json.loads(result.stdout, parse_constant=lambda word: pytest.fail(f"{word} in --json"))
     by_hand = next(r for r in runs if r["run_id"] == run_id)
     assert (by_hand["test_accuracy"], by_hand["model"]) == (None, None)
+
+
+def test_runs_shows_the_newest_fifty_and_says_how_to_see_more(tmp_path):
+    """A store of thousands of fits: `runs` read every one and printed a table of every one (5,000 runs: 12 s and
+    5,006 lines), with no way to ask for fewer."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for seed in range(60):
+        run_id = tracker.start_run("knn", tags={"model": "knn", "dataset": "digits", "seed": seed}, params={})
+        tracker.end_run(run_id, metrics={"test_accuracy": 0.9})
+    table = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri])
+    assert table.exit_code == 0, table.output
+    assert table.stdout.count("│ knn ") == 50 and "newest 50 runs" in table.stdout
+    assert "--last N shows more" in table.stdout
+    newest = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri, "--last", "3", "--json"])
+    assert newest.exit_code == 0 and len(json.loads(newest.stdout)) == 3, newest.output
+    every = json.loads(runner.invoke(app, ["runs", "--tracking-uri", tracker.uri, "--json"]).stdout)
+    assert len(every) == 60 and {r["run_id"] for r in json.loads(newest.stdout)} <= {r["run_id"] for r in every}
+    few = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri, "--last", "100"])
+    assert few.stdout.count("│ knn ") == 60 and "60 run(s) in" in few.stdout and "shows more" not in few.stdout

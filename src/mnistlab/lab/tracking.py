@@ -248,25 +248,26 @@ class Tracker:
         """A run's test predictions (``predictions.npy``, read without pickle)."""
         return np.load(io.BytesIO(self.artifact(run_id, "predictions.npy")), allow_pickle=False)
 
-    def runs(self, *, dataset: str | None = None, model: str | None = None) -> list[dict]:
-        """Every recorded run (newest first) as a flat object, optionally of one dataset and one model."""
+    def runs(self, *, dataset: str | None = None, model: str | None = None, last: int | None = None) -> list[dict]:
+        """The recorded fits (newest first; only the newest ``last`` where given, read no further than needed) as
+        flat objects, optionally of one dataset and one model."""
         if self.empty:
             return []
-        found, token = [], None
-        while True:
-            page = self._guard(lambda t=token: self._page(t))
-            found.extend(page)
+        rows: list[dict] = []
+        size = 1000 if last is None else min(1000, max(100, 2 * last))  # comparisons' runs are read and left out
+        token = None
+        while last is None or len(rows) < last:
+            page = self._guard(lambda t=token: self._page(t, size))
+            fits = (_run_row(r) for r in page if r.data.tags.get(TAG + "kind") != "comparison")
+            rows += [r for r in fits if dataset in (None, r["dataset"]) and model in (None, r["model"])]
             token = page.token
             if not token:
                 break
-        rows = [_run_row(r) for r in found if r.data.tags.get(TAG + "kind") != "comparison"]  # fits only
-        return [
-            r for r in rows if (dataset is None or r["dataset"] == dataset) and (model is None or r["model"] == model)
-        ]
+        return rows[:last]
 
-    def _page(self, token: str | None):
+    def _page(self, token: str | None, size: int):
         return self.client.search_runs(
-            [self.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000, page_token=token
+            [self.experiment_id], order_by=["attributes.start_time DESC"], max_results=size, page_token=token
         )
 
     def _guard(self, call):
