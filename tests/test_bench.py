@@ -242,7 +242,7 @@ def test_each_comparison_is_a_parent_run_of_the_fits_it_made(bench):
     nested = tracker.client.search_runs([tracker.experiment_id], f"tags.mlflow.parentRunId = '{first.info.run_id}'")
     assert {run.info.run_id for run in nested} == fits and len(fits) == 4
     accuracy = {r["model"]: r["test_accuracy_mean"] for r in summary["results"]}
-    assert first.data.metrics["test_accuracy/mine.py_build/mnist"] == accuracy["mine.py:build"]
+    assert first.data.metrics["test_accuracy/mine.py:build/mnist"] == accuracy["mine.py:build"]
     recorded = json.loads(tracker.artifact(first.info.run_id, "comparison.json"))
     assert {r["run_id"] for r in recorded["runs"]} == fits and recorded["comparisons"] == summary["comparisons"]
     assert first.info.run_id not in {r["run_id"] for r in tracker.runs()}  # `mnistlab runs` lists fits only

@@ -75,7 +75,8 @@ def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtim
     for run in children:
         t = next(t for t in trials.values() if t["run_id"] == run.info.run_id)
         assert run.data.tags["mlflow.parentRunId"] == result["run_id"] and run.info.status == "FINISHED"
-        assert run.data.params == {**{k: str(v) for k, v in t["config"].items()}, "seed": "42"}
+        shared = {k: v for k, v in parent.data.params.items() if k.startswith("version.") or k == "data_sha256"}
+        assert run.data.params == {**{k: str(v) for k, v in t["config"].items()}, "seed": "42", **shared}
         steps = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert sorted((m.step, m.value) for m in steps) == list(enumerate(t["history"], start=1))
         assert run.data.tags["mnistlab_stopped"] == str(t["stopped"]) and run.data.metrics["epochs"] == t["epochs"]
@@ -332,3 +333,10 @@ def test_a_sweep_records_the_test_size_and_the_folder_its_trials_were_scored_on(
     )
     assert params["data_dir"] == str(folder) and params["data_sha256"] == bunch.details["data_sha256"]
     assert params["held_out"] == "0.1" and params["version.scikit-learn"] and params["version.ray"]
+    # Each trial's run names its data and package versions too (it held its configuration and seed alone): a
+    # search of trials across sweeps finds them by their data, as it finds compare's fits.
+    trial_params = tracker.client.get_run(trial["run_id"]).data.params
+    versions = {k: v for k, v in params.items() if k.startswith("version.")}
+    assert trial_params == {"knn__n_neighbors": "3", "seed": "7", **versions} | {
+        k: params[k] for k in ("data_sha256", "data_dir")
+    }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +154,194 @@ def test_a_run_whose_artifacts_cannot_be_written_is_failed_not_left_running(tmp_
         tracker.end_run(run_id, metrics={"m": 1.0}, artifacts={"comparison.json": b"{}"})
     runs = tracker.client.search_runs([tracker.experiment_id])
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FAILED"}, [r.info.status for r in runs]
+
+
+def _digits_folder(folder: Path, n_train: int | None = None) -> str:
+    """scikit-learn's digits as an IDX folder; ``n_train`` training images (all of them when None)."""
+    from mnistlab.data.load import load_mnist
+    from mnistlab.testing import write_idx_folder
+
+    digits = load_mnist("digits")
+    n = digits.details["n_train"]
+    arrays = {
+        "train_images": digits.images[: n_train or n],
+        "train_labels": digits.target[: n_train or n],
+        "test_images": digits.images[n:],
+        "test_labels": digits.target[n:],
+    }
+    return str(write_idx_folder(folder, arrays, gzip=False))
+
+
+def _comparison_run(uri: str):
+    tracker = Tracker(uri)
+    (parent,) = tracker.client.search_runs([tracker.experiment_id], "tags.mnistlab_kind = 'comparison'")
+    return parent
+
+
+def _renamed(data) -> dict[str, str]:
+    """A run's keys that mnistlab renamed for MLflow, by the name each stands for (its ``mnistlab_key/`` tag)."""
+    return {
+        name: tag.removeprefix("mnistlab_key/") for tag, name in data.tags.items() if tag.startswith("mnistlab_key/")
+    }
+
+
+def test_datasets_whose_names_differ_in_a_character_mlflow_refuses_keep_their_own_keys(tmp_path):
+    """Datasets "set#1" and "set_1": the comparison's run kept one accuracy and one checksum, the first's lost
+    without a word (both made test_accuracy/knn/set_1 and data_sha256/set_1)."""
+    from mnistlab.lab.compare import compare
+
+    folders = [
+        _digits_folder(tmp_path / "a" / "set#1"),
+        _digits_folder(tmp_path / "b" / "set_1", n_train=300),  # other data: another accuracy, another checksum
+    ]
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare("knn", datasets=folders, cv=0, n_jobs=1, limit=200, tracking_uri=uri, out_dir=tmp_path / "r")
+    data = _comparison_run(uri).data
+    accuracies = {r["dataset"]: r["test_accuracy_mean"] for r in summary["results"]}
+    checksums = {d["dataset"]: d["data_sha256"] for d in summary["data"]}
+    assert len(set(accuracies.values())) == len(set(checksums.values())) == 2
+    assert len(data.metrics) == 2, data.metrics
+    renamed = _renamed(data)
+    assert set(renamed) == {"test_accuracy/knn/set#1", "data_sha256/set#1", "data_dir/set#1"}, renamed
+    for dataset in ("set#1", "set_1"):
+        metric, checksum = f"test_accuracy/knn/{dataset}", f"data_sha256/{dataset}"
+        assert data.metrics[renamed.get(metric, metric)] == accuracies[dataset]
+        assert data.params[renamed.get(checksum, checksum)] == checksums[dataset]
+
+
+USER_PIPELINE = """
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def build(seed):
+    steps = [("scale #1", StandardScaler()), ("scale _1", StandardScaler(with_mean=False))]
+    steps.append(("s" * 240, StandardScaler(with_std=False)))  # its parameters' names: over MLflow's 250
+    return Pipeline([*steps, ("lr", LogisticRegression(max_iter=50, random_state=seed))])
+"""
+
+
+def test_a_users_parameter_names_mlflow_refuses_are_recorded_not_a_failure_after_the_fit(tmp_path):
+    """A Pipeline step named "scale #1" (or with a name of 240 characters): every fit ran, then recording it failed
+    ("Invalid value 'scale #1' ... check that it is reachable and writable")."""
+    (tmp_path / "piped.py").write_text(USER_PIPELINE)
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["compare", f"{tmp_path / 'piped.py'}:build", "--dataset", "digits", "--limit", "200", "--cv", "0"]
+    done = runner.invoke(app, [*args, "--n-jobs", "1", "--out", str(tmp_path / "r"), "--tracking-uri", uri, "--json"])
+    assert done.exit_code == 0, done.output
+    (row,) = Tracker(uri).runs()
+    data = Tracker(uri).client.get_run(row["run_id"]).data
+    renamed = _renamed(data)
+    assert data.params[renamed["scale #1__with_mean"]] == "true" and data.params["scale _1__with_mean"] == "false"
+    assert data.params[renamed["s" * 240 + "__with_std"]] == "false" and data.params["lr__C"] == "1.0"
+    assert len(renamed) == 2 * 4 and all(len(key) <= 250 - len("mnistlab_key/") for key in renamed.values())
+
+
+def test_a_long_parameter_value_such_as_a_folder_is_recorded_whole(tmp_path):
+    """A data folder of 527 characters was recorded as its first 499 and "…": the run could not be redone."""
+    folder = "/" + "/".join(["d" * 200] * 3)
+    tracker = Tracker(f"sqlite:///{tmp_path / 's.db'}")
+    run_id = tracker.start_run("long", tags={}, params={"data_dir": folder})
+    assert tracker.client.get_run(run_id).data.params["data_dir"] == folder
+
+
+def _store_with_a_fit(db: Path) -> str:
+    """A SQLite store at ``db`` holding one finished fit's run; its URI."""
+    tracker = Tracker(f"sqlite:///{db}")
+    run_id = tracker.start_run("knn", tags={"model": "knn", "dataset": "digits", "seed": 1}, params={})
+    tracker.end_run(run_id, metrics={"test_accuracy": 0.9})
+    return tracker.uri
+
+
+def test_a_read_only_store_is_read_and_a_write_to_it_is_one_sentence_with_its_reason(tmp_path):
+    """A store opened read-only (SQLite's file: URI, mode=ro): `runs` said there was no store at file:..., and
+    compare printed MLflow's traceback, then "(raised as a result of Query-invoked autoflush ...)"."""
+    _store_with_a_fit(tmp_path / "mlflow.db")
+    read_only = f"sqlite:///file:{tmp_path / 'mlflow.db'}?mode=ro&uri=true"
+    here = tmp_path / "here"
+    here.mkdir()
+    env = {**os.environ, "PYTHONPATH": _SRC}
+    listed = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "runs", "--tracking-uri", read_only, "--json"],
+        cwd=here, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1, listed.stderr
+    args = ["compare", "knn", "--dataset", "digits", "--limit", "200", "--cv", "0", "--tracking-uri", read_only]
+    args += ["--out", str(tmp_path / "r")]
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistlab", *args], cwd=here, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"Error: The tracking store {read_only} failed (OperationalError: attempt to write a re")
+    assert not (tmp_path / "r" / "models").exists()  # refused before the fit
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [
+        ("ffffffffffff", "was made by a newer MLflow than this one"),
+        ("0a8213491aaa", "was made by an older MLflow; back it up, then upgrade it with `mlflow db upgrade sqlite:///"),
+    ],
+)
+def test_a_store_of_another_mlflow_says_which_one_to_upgrade(tmp_path, schema, says):
+    """A store from a newer MLflow was said to be "out-of-date", with "run 'mlflow db upgrade'", which cannot
+    upgrade it: this MLflow is the one to upgrade."""
+    import sqlite3
+
+    _store_with_a_fit(tmp_path / "made.db")
+    shutil.copy(tmp_path / "made.db", tmp_path / "mlflow.db")  # a store this process has not opened (MLflow keeps it)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as db, db:
+        db.execute("update alembic_version set version_num = ?", (schema,))
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: The tracking store {uri} {says}") and "--tracking-uri" in line, line
+    assert ("mlflow db upgrade" in line) == (schema != "ffffffffffff")
+
+
+def test_a_tracking_server_that_does_not_answer_is_said_with_why(tmp_path):
+    """A server not listening: the sentence was cut at "(Caused by …", before saying the connection was refused."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{free.getsockname()[1]}"
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Cannot open the tracking store {uri} (ConnectionRefusedError: "), line
+    assert line.endswith("MLFLOW_TRACKING_URI."), line
+
+
+def test_runs_json_is_json_when_a_run_holds_a_metric_that_is_not_a_number(tmp_path):
+    """A run logged by hand into mnistlab's experiment with test_accuracy NaN: `runs --json` printed NaN, which
+    JSON has no word for (jq and JavaScript refuse the whole list)."""
+    uri = _store_with_a_fit(tmp_path / "mlflow.db")
+    tracker = Tracker(uri)
+    run_id = tracker.client.create_run(tracker.experiment_id, run_name="by hand").info.run_id
+    tracker.client.log_metric(run_id, "test_accuracy", float("nan"))
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri, "--json"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout, parse_constant=lambda word: pytest.fail(f"{word} in --json"))
+    by_hand = next(r for r in runs if r["run_id"] == run_id)
+    assert (by_hand["test_accuracy"], by_hand["model"]) == (None, None)
+
+
+def test_runs_shows_the_newest_fifty_and_says_how_to_see_more(tmp_path):
+    """A store of thousands of fits: `runs` read every one and printed a table of every one (5,000 runs: 12 s and
+    5,006 lines), with no way to ask for fewer."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for seed in range(60):
+        run_id = tracker.start_run("knn", tags={"model": "knn", "dataset": "digits", "seed": seed}, params={})
+        tracker.end_run(run_id, metrics={"test_accuracy": 0.9})
+    table = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri])
+    assert table.exit_code == 0, table.output
+    assert table.stdout.count("│ knn ") == 50 and "newest 50 runs" in table.stdout
+    assert "--last N shows more" in table.stdout
+    newest = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri, "--last", "3", "--json"])
+    assert newest.exit_code == 0 and len(json.loads(newest.stdout)) == 3, newest.output
+    every = json.loads(runner.invoke(app, ["runs", "--tracking-uri", tracker.uri, "--json"]).stdout)
+    assert len(every) == 60 and {r["run_id"] for r in json.loads(newest.stdout)} <= {r["run_id"] for r in every}
+    few = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri, "--last", "100"])
+    assert few.stdout.count("│ knn ") == 60 and "60 run(s) in" in few.stdout and "shows more" not in few.stdout

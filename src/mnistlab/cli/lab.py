@@ -276,6 +276,9 @@ def _verdict_text(c: dict) -> str:
     return f"{short} p{p}" if p.startswith("<") else f"{short} p={p}"
 
 
+TABLE_RUNS = 50  # the runs the table shows unless --last says: a store may hold thousands
+
+
 @app.command("runs")
 def runs_cmd(
     dataset: str | None = typer.Option(None, "--dataset", help="Only runs on this dataset."),
@@ -283,6 +286,13 @@ def runs_cmd(
         None, "--recipe", help="Only runs of this model (a recipe, or a spec as compare was given it)."
     ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking store (as for compare)."),
+    last: int | None = typer.Option(
+        None,
+        "--last",
+        min=1,
+        metavar="N",
+        help=f"Only the newest N runs (default: {TABLE_RUNS} in the table, all in --json).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs."),
 ):
     """List the runs `compare` recorded (newest first); `mlflow ui` shows them too."""
@@ -290,11 +300,16 @@ def runs_cmd(
     from mnistlab.lab.tracking import Tracker  # MLflow: about a second to import
 
     tracker = Tracker(tracking_uri, create=False)  # a typo'd path is said, not made into an empty store
-    runs = tracker.runs(dataset=dataset, model=None if recipe is None else recorded_name(recipe))
+    model = None if recipe is None else recorded_name(recipe)
     if as_json:
-        typer.echo(json.dumps(runs))
+        typer.echo(json.dumps(tracker.runs(dataset=dataset, model=model, last=last)))
         return
-    table = Table(title=f"{len(runs)} run(s) in {tracker.uri}")
+    # A store of thousands of runs: the table shows the newest (one more is read to know whether there are more).
+    shown = last or TABLE_RUNS
+    runs = tracker.runs(dataset=dataset, model=model, last=shown + 1)
+    more = len(runs) > shown
+    runs = runs[:shown]
+    table = Table(title=f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {tracker.uri}")
     for col in ("run", "model", "dataset", "seed", "test acc", "fit s"):
         table.add_column(col, justify="left" if col in ("run", "model", "dataset") else "right")
     for r in runs:
@@ -302,6 +317,8 @@ def runs_cmd(
         fit_s = "–" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}"
         table.add_row(r["run_id"], str(r["model"]), str(r["dataset"]), str(r["seed"]), acc, fit_s)
     out.print(table)
+    if more:
+        out.print("older runs not shown: --last N shows more, --json lists them all", soft_wrap=True)
     out.print(f"mlflow ui --backend-store-uri {tracker.uri}", soft_wrap=True)
 
 

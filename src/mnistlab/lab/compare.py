@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -270,22 +269,15 @@ def _grouped(tracker, names: list[str], data: list[dict], seeds: list[int], opti
 def _group_params(settings: dict) -> dict:
     """The comparison run's parameters: its settings, each dataset's checksum (and folder) as
     ``data_sha256/DATASET`` (``data_dir/DATASET``), and the versions as ``version.PACKAGE``, as its fits name them."""
-    params = {k: v for k, v in settings.items() if k not in ("data", "versions")}
+    params: dict = {k: v for k, v in settings.items() if k not in ("data", "versions")}
     for d in settings["data"]:
-        params.update({_mlflow_key(k, d["dataset"]): d[k] for k in ("data_sha256", "data_dir") if k in d})
+        params.update({(k, d["dataset"]): d[k] for k in ("data_sha256", "data_dir") if k in d})
     return params | {f"version.{k}": v for k, v in settings["versions"].items()}
 
 
-def _metric_key(model: str, dataset: str) -> str:
-    """``test_accuracy/MODEL/DATASET`` in the characters MLflow takes in a metric's name."""
-    return _mlflow_key("test_accuracy", model, dataset)
-
-
-def _mlflow_key(*parts: str) -> str:
-    """``PART/PART/...`` in the characters MLflow takes in a metric's or a parameter's name (a spec may hold ':'),
-    each part a name of its own: a part of dots alone (a folder named "...") MLflow would refuse as a path's."""
-    cleaned = [re.sub(r"[^A-Za-z0-9_\-. ]", "_", part) for part in parts]
-    return "/".join(part if part.strip(".") else part.replace(".", "_") or "_" for part in cleaned)
+def _metric_key(model: str, dataset: str) -> tuple[str, str, str]:
+    """``test_accuracy/MODEL/DATASET``, as the tracker names it in a key MLflow takes (``tracking.mlflow_key``)."""
+    return ("test_accuracy", model, dataset)
 
 
 def _check(seeds: int, baseline: str | None, names: list[str], datasets, options: RunOptions) -> None:

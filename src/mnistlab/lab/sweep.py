@@ -329,7 +329,9 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
     Recording here rather than in the trials means a trial Ray reruns is still
     one run, and workers never need the store.
     """
-    versions = _versions()
+    versions = {f"version.{k}": v for k, v in _versions().items()}
+    # Every trial's run names its data and versions as the sweep's does: trials are searched across sweeps too.
+    shared = {**{k: spec[k] for k in ("data_sha256", "data_dir") if k in spec}, **versions}
     parent = tracker.start_run(
         f"sweep {spec['recipe']} {plan['dataset']}",
         tags={"kind": "sweep", "model": spec["recipe"], "dataset": plan["dataset"], "spec": spec_path},
@@ -339,7 +341,7 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
             **{k: spec[k] for k in _CHOSEN_ON if k in spec},
             "spec": spec_path,
             **{f"best.{k}": v for k, v in (best["config"] if best else {}).items()},
-            **{f"version.{k}": v for k, v in versions.items()},
+            **versions,
         },
     )
     try:
@@ -348,7 +350,7 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
                 " ".join(f"{k}={v}" for k, v in t["config"].items()) + f" seed {t['seed']}",
                 tags={"kind": "trial", "model": spec["recipe"], "dataset": plan["dataset"], "seed": t["seed"]}
                 | {"stopped": t["stopped"], **({"error": t["error"]} if t["error"] else {})},
-                params={**t["config"], "seed": t["seed"]},
+                params={**t["config"], "seed": t["seed"], **shared},
                 parent=parent,
             )
             tracker.end_run(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import tempfile
@@ -35,6 +34,7 @@ import numpy as np
 from mnistlab._atomic import locked_folder
 from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
+from mnistlab.lab.tracking_text import RENAMED, mlflow_key, open_error, param_text, reason
 from mnistlab.models.files import models_root
 
 __all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
@@ -42,7 +42,6 @@ __all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_ur
 EXPERIMENT = "mnistlab-compare"
 SWEEP_EXPERIMENT = "mnistlab-sweep"  # apart: its runs score held-out parts, compare's the test set
 TAG = "mnistlab_"  # prefix of mnistlab's tags (underscores: filter strings need no quoting)
-_PARAM_CHARS = 500  # a parameter's value is cut to this length (module reprs can run long)
 
 
 def default_tracking_uri() -> str:
@@ -79,10 +78,11 @@ class Tracker:
         one reads as empty), and a store without the experiment has no runs; nothing is made."""
         self.uri = resolve_uri(uri)
         self.empty = False  # a store or experiment not made yet, opened to read: no runs
-        if not create and _missing_sqlite(self.uri):
+        database = _sqlite_file(self.uri)
+        if not create and database is not None and not database.exists():
             if self.uri != default_tracking_uri():  # a typo'd path: made, it would list nothing and keep a new store
                 raise TrackingError(
-                    f"No tracking store at {self.uri.removeprefix('sqlite:///')}, so no runs; check --tracking-uri "
+                    f"No tracking store at {database}, so no runs; check --tracking-uri "
                     "/ MLFLOW_TRACKING_URI (compare makes the store on its first run)."
                 )
             self.empty, self.experiment_id = True, ""
@@ -94,13 +94,15 @@ class Tracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines on database set-up are noise here
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # It logs each database error with its traceback before raising it, which is said here in one sentence.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         artifacts, folder = None, None
         if self.uri == default_tracking_uri():
             folder = _default_folder()
             _make_default_folder(folder)
             artifacts = (folder / "artifacts").as_uri()
-        elif self.uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of wherever we run
-            folder = Path(self.uri.removeprefix("sqlite:///")).resolve().parent
+        elif database is not None:  # artifacts beside the database, not in ./mlruns of wherever we run
+            folder = database.resolve().parent
             artifacts = (folder / "artifacts").as_uri()
         try:
             # Two processes setting up one new SQLite database at once both ran its migrations, and one failed
@@ -110,10 +112,7 @@ class Tracker:
                 self.experiment_id, deleted = _experiment_id(self.client, experiment, artifacts, create)
                 self.empty = not self.experiment_id
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
-            raise TrackingError(
-                f"Cannot open the tracking store {self.uri} ({type(exc).__name__}: {_first_line(exc)}); "
-                "check --tracking-uri / MLFLOW_TRACKING_URI."
-            ) from None
+            raise open_error(self.uri, exc) from None
         if deleted:  # its runs are hidden and no run can be added; MLflow keeps the name until it is purged
             raise TrackingError(
                 f"The experiment {experiment} in the tracking store {self.uri} was deleted; restore it "
@@ -145,23 +144,16 @@ class Tracker:
     ) -> str:
         """One finished run (nested under the run ``parent`` when given): tags (prefixed ``mnistlab_``), params,
         metrics, per-fold CV and artifacts; its id."""
-        from mlflow.entities import Metric, Param, RunTag
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         def write() -> str:
             nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
             run = self.client.create_run(self.experiment_id, run_name=name, tags=nested)
             run_id = run.info.run_id
-            now = run.info.start_time
-            batch_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
-            batch_metrics += [Metric("cv_accuracy", float(s), now, i) for i, s in enumerate(cv_scores)]
-            batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
-            batch_tags = [RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None]  # not the text 'None'
 
             def log() -> None:
-                for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
-                    self.client.log_batch(run_id, params=batch_params[i : i + 100])
-                self.client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
+                cv = {"cv_accuracy": cv_scores}  # per fold, from step 0
+                self._log(run_id, params=params, tags=tags, metrics=metrics, series=cv, first_step=0)
                 self._log_artifacts(run_id, artifacts)
                 self.client.set_terminated(run_id)
 
@@ -172,20 +164,12 @@ class Tracker:
 
     def start_run(self, name: str, *, tags: dict, params: dict, parent: str | None = None) -> str:
         """A new run (nested under the run ``parent`` when given) with its tags and parameters; its id."""
-        from mlflow.entities import Param, RunTag
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         def write() -> str:
             nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=nested).info.run_id
-            batch_params = [Param(k, _param_text(v)) for k, v in sorted(params.items())]
-
-            def log() -> None:
-                for i in range(0, len(batch_params), 100):  # MLflow takes at most 100 params per batch
-                    self.client.log_batch(run_id, params=batch_params[i : i + 100])
-                self.client.log_batch(run_id, tags=[RunTag(TAG + k, str(v)) for k, v in tags.items() if v is not None])
-
-            self._or_failed(run_id, log)
+            self._or_failed(run_id, lambda: self._log(run_id, params=params, tags=tags))
             return run_id
 
         return self._guard(write)
@@ -202,18 +186,38 @@ class Tracker:
     ) -> None:
         """Log a run's metrics (``series``: name to values for steps 1, 2, ...) and artifacts (file name to
         bytes), and mark it finished, failed, or killed (stopped by Ctrl+C)."""
-        from mlflow.entities import Metric
 
         def write() -> None:
-            now = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
-            batch += [Metric(k, float(v), now, i + 1) for k, vs in (series or {}).items() for i, v in enumerate(vs)]
-            for i in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
-                self.client.log_batch(run_id, metrics=batch[i : i + 1000])
+            self._log(run_id, metrics=metrics, series=series or {})
             self._log_artifacts(run_id, artifacts or {})
             self.client.set_terminated(run_id, status="KILLED" if killed else "FAILED" if failed else "FINISHED")
 
         self._guard(lambda: self._or_failed(run_id, write))
+
+    def _log(self, run_id: str, *, params=None, tags=None, metrics=None, series=None, first_step: int = 1) -> None:
+        """A run's parameters, tags (prefixed ``mnistlab_``; None left out) and metrics (``series``: name to
+        values by step from ``first_step``), under the keys ``mlflow_key`` gives, in batches MLflow takes."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now, renamed = int(time.time() * 1000), {}
+
+        def key(name) -> str:
+            given, taken = name if isinstance(name, str) else "/".join(name), mlflow_key(name)
+            if taken != given:
+                renamed[RENAMED + taken] = given
+            return taken
+
+        batch_params = [Param(key(k), param_text(v)) for k, v in (params or {}).items()]
+        batch_metrics = [Metric(key(k), float(v), now, 0) for k, v in (metrics or {}).items() if v is not None]
+        batch_metrics += [
+            Metric(key(k), float(v), now, first_step + i) for k, vs in (series or {}).items() for i, v in enumerate(vs)
+        ]
+        batch_tags = [RunTag(TAG + k, str(v)) for k, v in (tags or {}).items() if v is not None]  # not 'None'
+        batch_tags += [RunTag(k, v) for k, v in renamed.items()]
+        for i in range(0, max(len(batch_params), len(batch_tags)), 100):  # at most 100 of each in one call
+            self.client.log_batch(run_id, params=batch_params[i : i + 100], tags=batch_tags[i : i + 100])
+        for i in range(0, len(batch_metrics), 1000):  # at most 1000 metrics in one call
+            self.client.log_batch(run_id, metrics=batch_metrics[i : i + 1000])
 
     def _or_failed(self, run_id: str, log: Callable[[], None]) -> None:
         """``log()``, which writes to the run ``run_id``; where it fails (an artifact folder that cannot be
@@ -244,25 +248,26 @@ class Tracker:
         """A run's test predictions (``predictions.npy``, read without pickle)."""
         return np.load(io.BytesIO(self.artifact(run_id, "predictions.npy")), allow_pickle=False)
 
-    def runs(self, *, dataset: str | None = None, model: str | None = None) -> list[dict]:
-        """Every recorded run (newest first) as a flat object, optionally of one dataset and one model."""
+    def runs(self, *, dataset: str | None = None, model: str | None = None, last: int | None = None) -> list[dict]:
+        """The recorded fits (newest first; only the newest ``last`` where given, read no further than needed) as
+        flat objects, optionally of one dataset and one model."""
         if self.empty:
             return []
-        found, token = [], None
-        while True:
-            page = self._guard(lambda t=token: self._page(t))
-            found.extend(page)
+        rows: list[dict] = []
+        size = 1000 if last is None else min(1000, max(100, 2 * last))  # comparisons' runs are read and left out
+        token = None
+        while last is None or len(rows) < last:
+            page = self._guard(lambda t=token: self._page(t, size))
+            fits = (_run_row(r) for r in page if r.data.tags.get(TAG + "kind") != "comparison")
+            rows += [r for r in fits if dataset in (None, r["dataset"]) and model in (None, r["model"])]
             token = page.token
             if not token:
                 break
-        rows = [_run_row(r) for r in found if r.data.tags.get(TAG + "kind") != "comparison"]  # fits only
-        return [
-            r for r in rows if (dataset is None or r["dataset"] == dataset) and (model is None or r["model"] == model)
-        ]
+        return rows[:last]
 
-    def _page(self, token: str | None):
+    def _page(self, token: str | None, size: int):
         return self.client.search_runs(
-            [self.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000, page_token=token
+            [self.experiment_id], order_by=["attributes.start_time DESC"], max_results=size, page_token=token
         )
 
     def _guard(self, call):
@@ -270,17 +275,19 @@ class Tracker:
             return call()
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise TrackingError(
-                f"The tracking store {self.uri} failed ({type(exc).__name__}: {_first_line(exc)}); "
-                "check that it is reachable and writable."
+                f"The tracking store {self.uri} failed ({reason(exc)}); check that it is reachable and writable."
             ) from None
 
 
-def _missing_sqlite(uri: str) -> bool:
-    """Whether ``uri`` names a SQLite database file that does not exist (yet)."""
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file a ``sqlite:///`` URI names, also in SQLite's URI form (``sqlite:///file:PATH?mode=ro&
+    uri=true``, a store opened read-only); None for other stores and an in-memory one."""
     if not uri.startswith("sqlite:///"):
-        return False
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    return path != ":memory:" and not Path(path).exists()
+        return None
+    path, _, query = uri.removeprefix("sqlite:///").partition("?")
+    if "uri=true" in query.lower().split("&"):
+        path = path.removeprefix("file:")
+    return None if path in ("", ":memory:") else Path(path)
 
 
 def _make_default_folder(folder: Path) -> None:
@@ -324,8 +331,9 @@ def _experiment_id(client, name: str, artifacts: str | None, create: bool) -> tu
 
 
 def _run_row(run) -> dict:
-    tags, metrics = run.data.tags, run.data.metrics
-    seed = tags.get(TAG + "seed")
+    tags, seed = run.data.tags, run.data.tags.get(TAG + "seed")
+    # A metric that is not a number (a run logged by hand, by another tool) as none: JSON has no NaN.
+    metrics = {k: v for k, v in run.data.metrics.items() if np.isfinite(v)}
     return {
         "run_id": run.info.run_id,
         "model": tags.get(TAG + "model"),
@@ -337,14 +345,3 @@ def _run_row(run) -> dict:
         "start_time": run.info.start_time,
         "model_dir": tags.get(TAG + "model_dir"),
     }
-
-
-def _param_text(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= _PARAM_CHARS else text[: _PARAM_CHARS - 1] + "…"
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of an error from MLflow or its database, cut at a word (at most about 300 characters)."""
-    line = (str(exc).strip().splitlines() or [""])[0]
-    return line if len(line) <= 300 else line[:300].rsplit(" ", 1)[0] + " …"

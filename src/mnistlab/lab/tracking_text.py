@@ -1,0 +1,104 @@
+"""What passes between mnistlab and MLflow as text: keys MLflow takes, values within its limits, its errors in a sentence.
+
+MLflow refuses some characters in a parameter's or a metric's name, names
+that read as paths ("..") and names over 250 characters; ``mlflow_key`` gives
+every name a key of its own that MLflow takes, and ``Tracker`` records the
+name of each renamed key in a tag. ``open_error`` and ``reason`` say why a
+store failed in the words of what failed (the database, the network), which
+MLflow's own message can hide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from mnistlab.errors import TrackingError
+
+__all__ = ["RENAMED", "mlflow_key", "param_text", "open_error", "reason"]
+
+_PARAM_CHARS = 6000  # MLflow's longest parameter value: a longer one (a module's repr) is cut, marked with "…"
+RENAMED = "mnistlab_key/"  # a tag per key mlflow_key renamed, holding the name it stands for
+_KEY_CHARS = 250 - len(RENAMED)  # MLflow's longest key, less the prefix of the tag that names a renamed one
+_PART_CHARS = 100  # a part of a key of several ("test_accuracy/MODEL/DATASET")
+# What MLflow refuses in a key's part: all but letters and digits of any script, "_", "-", ".", " " and, except on
+# Windows, ":".
+_REFUSED = re.compile(r"[^\w\-. ]" if os.name == "nt" else r"[^\w\-. :]")
+
+
+def mlflow_key(name: str | tuple[str, ...]) -> str:
+    """The key MLflow records ``name`` under; a tuple's parts joined by "/" (``("test_accuracy", model,
+    dataset)``). A part MLflow takes is kept as it is. Any other (a character MLflow refuses, such as "#" in a
+    step's name; a path's "." or ".."; too long for MLflow's 250) keeps the characters it may, "_" for the rest,
+    cut, then "-" and 8 hex digits of its sha256: two names never share a key (which would keep one value and
+    lose the other), and the run's tag ``mnistlab_key/KEY`` gives the name back."""
+    parts = (name,) if isinstance(name, str) else name
+    room = _KEY_CHARS if len(parts) == 1 else _PART_CHARS
+    return "/".join(_key_part(part, room) for part in parts)
+
+
+def _key_part(part: str, room: int) -> str:
+    if not _REFUSED.search(part) and part not in ("", ".") and not part.startswith("..") and len(part) <= room:
+        return part
+    taken = re.sub(r"^\.", "_", _REFUSED.sub("_", part))  # ".." and a name from it: a path's, refused
+    return f"{taken[: room - 9]}-{hashlib.sha256(part.encode()).hexdigest()[:8]}"
+
+
+def param_text(value) -> str:
+    """A parameter's value as MLflow keeps it: text as it is, anything else as JSON; cut to MLflow's limit."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= _PARAM_CHARS else text[: _PARAM_CHARS - 1] + "…"
+
+
+def reason(exc: BaseException) -> str:
+    """``Type: first line`` of the error at the root of ``exc``: the database's or the network's own words
+    ("attempt to write a readonly database", "Connection refused"), which MLflow's wrapping of them can hide."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if inner is None or id(inner) in seen:
+            return f"{type(exc).__name__}: {_first_line(exc)}"
+        exc = inner
+        seen.add(id(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error from MLflow or its database, cut at a word (at most about 300 characters)."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return line if len(line) <= 300 else line[:300].rsplit(" ", 1)[0] + " …"
+
+
+def open_error(uri: str, exc: Exception) -> TrackingError:
+    """Why the store ``uri`` cannot be opened, in one sentence: a store of another MLflow's schema says which
+    MLflow to upgrade (MLflow says "out-of-date" of a newer store too, and ``mlflow db upgrade`` cannot help)."""
+    found = re.search(r"out-of-date database schema \(found version (\w+),", str(exc))
+    again = "or name another store with --tracking-uri / MLFLOW_TRACKING_URI."
+    if found is not None and _known_schema(found.group(1)):
+        return TrackingError(
+            f"The tracking store {uri} was made by an older MLflow; back it up, then upgrade it with "
+            f"`mlflow db upgrade {uri}`, {again}"
+        )
+    if found is not None and found.group(1) != "None":
+        from mlflow import __version__
+
+        return TrackingError(
+            f"The tracking store {uri} was made by a newer MLflow than this one ({__version__}); upgrade MLflow "
+            f"(pip install -U mlflow), {again}"
+        )
+    return TrackingError(
+        f"Cannot open the tracking store {uri} ({reason(exc)}); check --tracking-uri / MLFLOW_TRACKING_URI."
+    )
+
+
+def _known_schema(revision: str) -> bool:
+    """Whether ``revision`` is one of this MLflow's database schemas (an older store's), not a newer MLflow's."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store import db_migrations
+
+    try:
+        return ScriptDirectory(str(Path(db_migrations.__file__).parent)).get_revision(revision) is not None
+    except Exception:  # alembic's "Can't locate revision": a schema this MLflow does not know
+        return False
