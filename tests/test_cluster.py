@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,41 @@ def test_an_address_where_something_else_listens_is_one_sentence_in_seconds(tmp_
     assert done.returncode == 2 and time.monotonic() - start < 30
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"Error: Something listens at 127.0.0.1:{port}, but not a Ray head"), done.stderr
+
+
+def test_another_grpc_server_or_the_other_ray_port_is_one_sentence_in_seconds(runtime, tmp_path):
+    # ray.init kept asking such a server for a cluster id, a line of its own each second: past this test's 90 s
+    # for a gRPC server that is not Ray's, 20 s for a head's Ray Client port given without ray://; ray:// before
+    # a head's own port waited 30 s for Ray Client's timeout.
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))  # a gRPC server with no service of Ray's
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    args = [
+        "compare",
+        "logreg",
+        *FLAGS,
+        "--out",
+        str(tmp_path / "r"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 's.db'}",
+    ]
+    cases = {
+        f"127.0.0.1:{port}": f"Error: A gRPC server answers at 127.0.0.1:{port}, but not a Ray head; check --cluster",
+        f"ray://{runtime}": f"Error: ray://{runtime} is a Ray head's own port, not its Ray Client server; give {runtime} "
+        "without ray://",
+    }
+    try:
+        for address, says in cases.items():
+            start = time.monotonic()
+            done = run_cli([*args, "--cluster", address], timeout=90)
+            assert done.returncode == 2 and time.monotonic() - start < 30, done.stderr
+            (line,) = done.stderr.strip().splitlines()
+            assert line.startswith(says), line
+    finally:
+        server.stop(None)
+    assert not (tmp_path / "s.db").exists()
 
 
 SLOW_FILE = """

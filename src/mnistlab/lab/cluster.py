@@ -39,14 +39,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from mnistlab.data.connect import ConnectTimeout, connect_within
 from mnistlab.errors import ClusterError, MnistlabError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
+from mnistlab.lab.rayhead import CONNECT_TIMEOUT_S, check_reachable
 from mnistlab.lab.specs import Contender
 from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
@@ -63,7 +62,6 @@ __all__ = [
     "MAX_RETRIES",
 ]
 
-CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is taken as down
 MAX_RETRIES = 3  # reruns of a task whose worker or node died; the fit is pure, so a rerun is harmless
 
 
@@ -87,7 +85,7 @@ def connect(address: str) -> Iterator[dict]:
         yield ray.cluster_resources()
         return
     if address not in ("local", "auto"):
-        _check_reachable(address)
+        check_reachable(address)
     try:
         ray.init(
             address=address,
@@ -189,56 +187,6 @@ def run_members_on_cluster(  # long: submit, then collect in completion order, c
             ray.cancel(ref, force=True)
         raise
     return [states[i] for i in range(len(tasks))]
-
-
-def _check_reachable(address: str) -> None:
-    """Refuse, in bounded time, an address whose head does not answer on its port."""
-    parts = urlsplit(address if "://" in address else f"ray://{address}")
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError:  # urllib: a port that is no number, or is out of range
-        port_text = parts.netloc.rpartition(":")[2]
-        if port_text.isdigit():
-            raise ClusterError(
-                f"The Ray address {address!r} names port {port_text}, outside 1-65535; give host:port of the head "
-                "(e.g. 10.0.0.5:6379)."
-            ) from None
-        host, port = None, None
-    if not host or not port:
-        raise ClusterError(
-            f"The Ray address {address!r} names no host and port; give host:port of the head "
-            "(e.g. 10.0.0.5:6379), ray://host:10001, auto or local."
-        )
-    try:  # looking the name up too within the time: a DNS server that never answers held this for minutes
-        with connect_within((host, port), CONNECT_TIMEOUT_S):
-            pass
-    except ConnectTimeout as exc:
-        raise ClusterError(
-            f"No Ray cluster answers at {host}:{port}: {exc}; check --cluster / RAY_ADDRESS (an IP address needs "
-            "no DNS lookup) and that the head runs (`ray start --head`)."
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ClusterError(
-            f"No Ray cluster answers at {host}:{port} ({reason}); start one (`ray start --head`) "
-            "or check --cluster / RAY_ADDRESS."
-        ) from None
-    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
-        return  # a TLS head's handshake needs Ray's certificates: left to ray.init
-    # Something listens; a Ray head (its GCS, or the Ray Client server of ray://) speaks gRPC there. Another
-    # server (a web server, a silent socket) would leave ray.init retrying with no deadline.
-    import grpc  # Ray's own dependency
-
-    channel = grpc.insecure_channel(f"{host}:{port}")
-    try:
-        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_S)
-    except grpc.FutureTimeoutError:
-        raise ClusterError(
-            f"Something listens at {host}:{port}, but not a Ray head (no gRPC answer in {CONNECT_TIMEOUT_S:g} s); "
-            "check --cluster / RAY_ADDRESS: a head's address is host:6379 (ray://host:10001 for Ray Client)."
-        ) from None
-    finally:
-        channel.close()
 
 
 def _fit_task(contender: Contender, options: RunOptions, dataset: str, bunch) -> tuple[Fitted, dict[str, bytes]]:
