@@ -84,6 +84,21 @@ def test_the_cli_joins_a_cluster_by_ray_address(runtime, in_process, tmp_path):
     assert _runs(uri) == sorted((m, s) for m in ("logreg", "knn") for s in (42, 43))
 
 
+def test_a_cluster_run_records_its_model_folders_whole_so_runs_from_other_folders_reuse_them(
+    runtime, tmp_path, monkeypatch
+):
+    # Written as the driver's --out named them (relative), the recorded folders were not found from another
+    # folder: every unit was fitted again there, where a local run's were reused.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    first = compare("logreg", tracking_uri=uri, out_dir="report", cluster="local", **SETTINGS)
+    assert [run["model_dir"] for run in first["runs"]] == [str(tmp_path / "report/models/mnist/logreg/seed-42")]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = compare("logreg", tracking_uri=uri, out_dir="../report", cluster="local", **SETTINGS)
+    assert again["results"][0]["reused"] == 1 and _runs(uri) == [("logreg", 42)]
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

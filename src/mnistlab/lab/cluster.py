@@ -285,7 +285,7 @@ def _install(fitted: Fitted, files: dict[str, bytes], model_dir: Path) -> Fitted
         result.update(model_dir=None, model_size_bytes=None)
         return fitted._replace(result=result)
     install_files(model_dir, {name: files[name] for name in sorted(files, key=lambda n: n == "model.json")})
-    result["model_dir"] = str(model_dir)
+    result["model_dir"] = str(Path(model_dir).absolute())  # as a local fit records it: read from other folders too
     result["model_size_bytes"] = sum(len(b) for n, b in files.items() if not n.startswith("."))
     return fitted._replace(result=result)
 
