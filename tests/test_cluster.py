@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mnistlab.errors import RecipeError
 from mnistlab.lab.compare import compare
 from mnistlab.lab.tracking import Tracker
 from mnistlab.models.files import load_model
@@ -97,6 +98,40 @@ def test_a_cluster_run_records_its_model_folders_whole_so_runs_from_other_folder
     monkeypatch.chdir(tmp_path / "elsewhere")
     again = compare("logreg", tracking_uri=uri, out_dir="../report", cluster="local", **SETTINGS)
     assert again["results"][0]["reused"] == 1 and _runs(uri) == [("logreg", 42)]
+
+
+BROKEN_FILE = """
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Broken(ClassifierMixin, BaseEstimator):
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        raise RuntimeError("broken on purpose")
+
+    def predict(self, X):
+        return np.zeros(len(X), dtype=int)
+
+
+def build(seed):
+    return Broken(random_state=seed)
+"""
+
+
+def test_a_fit_that_fails_on_the_cluster_is_one_sentence_once_the_other_fits_are_recorded(runtime, tmp_path):
+    # Its failure cancelled the fits still running or queued: none of the other models' results was kept.
+    (tmp_path / "broken.py").write_text(BROKEN_FILE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    specs = [f"{tmp_path / 'broken.py'}:build", "logreg", "knn"]  # two CPUs: knn waits while the others run
+    with pytest.raises(RecipeError) as error:
+        compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)
+    assert str(error.value) == (
+        "mnist seed 42: broken.py:build failed (RuntimeError: broken on purpose); fix the classifier's code."
+    )
+    assert _runs(uri) == [("knn", 42), ("logreg", 42)]  # kept, for the next run to reuse
 
 
 def _closed_port() -> int:
@@ -213,6 +248,29 @@ def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path):
         compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", on_result=interrupt, **SETTINGS)
     assert _runs(uri) == [("logreg", 42)]  # the fit that finished is kept, for the next run to reuse
     # The slow fit would hold its CPU for 10 minutes; cancelled, both CPUs are free again within seconds.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2
+
+
+def test_ctrl_c_while_the_fits_go_out_cancels_those_already_submitted(runtime, tmp_path):
+    """Ctrl-C (here: raised as the reused logreg run comes in, once the slow fit submitted before it runs)
+    cancels that fit: only fits submitted before the first one was collected were cancelled."""
+    (tmp_path / "slow.py").write_text(SLOW_FILE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    compare("logreg", tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)  # reused below
+
+    def interrupt(row: dict) -> None:
+        deadline = time.monotonic() + 60
+        while ray.available_resources().get("CPU", 0) == 2:  # once the slow fit holds its CPU
+            assert time.monotonic() < deadline, ray.available_resources()
+            time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    specs = [f"{tmp_path / 'slow.py'}:build", "logreg"]  # the slow fit is submitted first, then logreg looked up
+    with pytest.raises(KeyboardInterrupt):
+        compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", on_result=interrupt, **SETTINGS)
     deadline = time.monotonic() + 60
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -199,7 +199,7 @@ def _fit_task(contender: Contender, options: RunOptions, dataset: str, bunch) ->
     return fitted, files
 
 
-def run_units_on_cluster(  # long: submit, then collect in completion order, cancelling everything on Ctrl-C
+def run_units_on_cluster(
     units: list[Unit],
     bunches: dict,
     split_of: Callable[[str, int], TrainTest],
@@ -215,13 +215,30 @@ def run_units_on_cluster(  # long: submit, then collect in completion order, can
     seed)`` cuts a unit's split here (its checksum and name are recorded). ``on_result(i, row,
     y_pred)`` is called once per unit, reused ones first, the rest as they
     finish. Fits are recorded nested under the run ``parent`` (the comparison's).
-    Returns ``{"tasks", "shipped_bytes"}``.
+    A fit that fails (its code raises, or the cluster loses it) is raised once
+    the other fits are in and recorded; Ctrl-C, or a failure of the driver's
+    own (the tracking store), cancels every task of the run, from the first
+    submitted on. Returns ``{"tasks", "shipped_bytes"}``.
     """
     import ray  # seconds to import: only when a cluster is asked for
 
     _pickle_user_code_by_value()
+    submitted: dict = {}  # ObjectRef -> (unit index, its lookup), filled as the tasks go out
+    try:
+        shipped = _submit(ray, units, bunches, split_of, tracker, retrain, progress, on_result, submitted)
+        failed = _collect(ray, units, submitted, split_of, tracker, progress, on_result, parent)
+    except BaseException:  # Ctrl-C or the driver's own failure: nothing of this run keeps running on the cluster
+        for ref in submitted:  # a finished task's cancel does nothing
+            ray.cancel(ref, force=True)
+        raise
+    if failed is not None:
+        raise failed
+    return {"tasks": len(submitted), "shipped_bytes": shipped}
+
+
+def _submit(ray, units, bunches, split_of, tracker, retrain, progress, on_result, submitted: dict) -> int:
+    """Look every unit up, hand reused ones to ``on_result``, submit the others into ``submitted``; bytes shipped."""
     total = len(units)
-    submitted: dict = {}  # ObjectRef -> (unit index, its lookup)
     refs: dict[str, object] = {}
     shipped = 0
     fit = ray.remote(_fit_task)
@@ -236,28 +253,32 @@ def run_units_on_cluster(  # long: submit, then collect in completion order, can
             shipped += slim["data"].nbytes + slim["target"].nbytes
             refs[unit.dataset] = ray.put(slim)
         cpus = looked.options.n_jobs if looked.options.n_jobs > 0 else 1
-        ref = fit.options(num_cpus=cpus, max_retries=MAX_RETRIES, retry_exceptions=False).remote(
-            unit.contender, looked.options, unit.dataset, refs[unit.dataset]
-        )
-        submitted[ref] = (i, looked)
+        ref = fit.options(num_cpus=cpus, max_retries=MAX_RETRIES, retry_exceptions=False)
+        submitted[ref.remote(unit.contender, looked.options, unit.dataset, refs[unit.dataset])] = (i, looked)
     if submitted:
         progress(f"{len(submitted)} fit(s) submitted to the cluster; {total - len(submitted)} reused")
+    return shipped
+
+
+def _collect(ray, units, submitted: dict, split_of, tracker, progress, on_result, parent) -> MnistlabError | None:
+    """Record each submitted fit as it returns; the first fit's own failure, after the others are in."""
+    failed = None
     pending = list(submitted)
-    try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            i, looked = submitted[ready[0]]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        i, looked = submitted[ready[0]]
+        steps = numbered(progress, i, len(units))
+        try:
             fitted, files = _result(ray, ready[0], looked.label)
-            unit = units[i]
-            fitted = _install(fitted, files, unit.model_dir)
-            d = split_of(unit.dataset, unit.options.seed)
-            row = record_fit(tracker, unit.contender, d, looked, fitted, numbered(progress, i, total), parent)
-            on_result(i, row, fitted.y_pred)
-    except BaseException:  # Ctrl-C or a failed unit: nothing of this run keeps running on the cluster
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
-    return {"tasks": len(submitted), "shipped_bytes": shipped}
+        except MnistlabError as exc:  # this fit's own: the other models' fits go on, to be recorded and reused
+            steps(f"{looked.label}: failed" + (f"; {len(pending)} other fit(s) go on" if pending else ""))
+            failed = failed or exc
+            continue
+        unit = units[i]
+        fitted = _install(fitted, files, unit.model_dir)
+        d = split_of(unit.dataset, unit.options.seed)
+        on_result(i, record_fit(tracker, unit.contender, d, looked, fitted, steps, parent), fitted.y_pred)
+    return failed
 
 
 def _result(ray, ref, label: str) -> Any:
