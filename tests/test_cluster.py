@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab.errors import RecipeError
+from mnistlab.errors import ClusterError, RecipeError
 from mnistlab.lab.compare import compare
 from mnistlab.lab.tracking import Tracker
 from mnistlab.models.files import load_model
@@ -132,6 +132,23 @@ def test_a_fit_that_fails_on_the_cluster_is_one_sentence_once_the_other_fits_are
         "mnist seed 42: broken.py:build failed (RuntimeError: broken on purpose); fix the classifier's code."
     )
     assert _runs(uri) == [("knn", 42), ("logreg", 42)]  # kept, for the next run to reuse
+
+
+def test_a_module_the_workers_cannot_import_is_one_sentence_saying_what_to_do(runtime, tmp_path, monkeypatch):
+    # The runtime's workers have the driver's sys.path as it was when Ray started: a module put on it later is
+    # importable here only, as a module in one machine's folder is on a cluster. Said as "the fit failed on the
+    # cluster (RaySystemError: System error: No module named ...)", with nothing to do about it.
+    (tmp_path / "only-here").mkdir()
+    (tmp_path / "only-here" / "only_here_models.py").write_text(USER_FILE)
+    monkeypatch.syspath_prepend(str(tmp_path / "only-here"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ClusterError) as error:
+        compare("only_here_models:build", tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)
+    assert str(error.value) == (
+        "mnist seed 42: only_here_models:build: the cluster's workers cannot import the module 'only_here_models' "
+        "the model needs; install it on every node, or give your own model as path/to/file.py:callable, whose "
+        "code travels with its tasks."
+    )
 
 
 def _closed_port() -> int:

@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -288,6 +289,13 @@ def _result(ray, ref, label: str) -> Any:
     except ray.exceptions.RayTaskError as exc:
         if isinstance(exc.cause, MnistlabError):
             raise exc.cause from None
+        missing = re.search(r"No module named '([^']+)'", str(exc.cause))
+        if missing:  # the task's arguments name code the worker cannot import: a module importable here only
+            raise ClusterError(
+                f"{label}: the cluster's workers cannot import the module {missing[1]!r} the model needs; install "
+                "it on every node, or give your own model as path/to/file.py:callable, whose code travels with "
+                "its tasks."
+            ) from None
         raise ClusterError(
             f"{label}: the fit failed on the cluster ({type(exc.cause).__name__}: {_first_line(exc.cause)})."
         ) from None
