@@ -151,6 +151,18 @@ def test_a_module_the_workers_cannot_import_is_one_sentence_saying_what_to_do(ru
     )
 
 
+def test_fits_asking_for_more_cpus_than_any_node_has_are_refused_not_queued(runtime, tmp_path):
+    # Ray kept such a task queued without a word and without end: compare --n-jobs 4 on two CPUs never returned.
+    store = tmp_path / "mlflow.db"
+    args = ["compare", "logreg", "--limit", "300", "--cv", "0", "--n-jobs", "4", "--out", str(tmp_path / "r")]
+    done = run_cli([*args, "--tracking-uri", f"sqlite:///{store}"], env={"RAY_ADDRESS": runtime}, timeout=90)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: --n-jobs 4 asks for 4 CPUs per fit, and the largest node of the cluster has 2; give --n-jobs 2 or less."
+    )
+    assert not store.exists()
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.errors import ClusterError, MnistlabError
+from mnistlab.errors import ClusterError, MnistlabError, ParameterError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
 from mnistlab.lab.rayhead import CONNECT_TIMEOUT_S, check_reachable
@@ -54,11 +54,13 @@ from mnistlab.lab.units import Unit, look_up, numbered, record_fit
 from mnistlab.models.folder import install_files
 
 __all__ = [
+    "check_task_cpus",
     "cluster_address",
     "connect",
     "parallel_on_cluster",
     "run_units_on_cluster",
     "run_members_on_cluster",
+    "task_cpus",
     "CONNECT_TIMEOUT_S",
     "MAX_RETRIES",
 ]
@@ -190,6 +192,30 @@ def run_members_on_cluster(  # long: submit, then collect in completion order, c
     return [states[i] for i in range(len(tasks))]
 
 
+def task_cpus(n_jobs: int) -> int:
+    """The CPUs a fit's task asks for: its ``n_jobs`` (-1, a node's every core, as one)."""
+    return n_jobs if n_jobs > 0 else 1
+
+
+def check_task_cpus(n_jobs: int) -> None:
+    """Refuse, on the joined cluster, fits that ask for more CPUs than its largest node has: Ray would keep them
+    queued, without a word and without end."""
+    import ray  # loaded already: the caller joined the cluster
+
+    largest = int(max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0))
+    if largest < 1:
+        raise ClusterError(
+            "No node of the Ray cluster has a CPU (a head started with --num-cpus 0 and no workers?); add a "
+            "worker node (`ray start --address=HEAD:PORT`) and run again."
+        )
+    if task_cpus(n_jobs) > largest:
+        raise ParameterError(
+            "n_jobs",
+            f"{{param}} {n_jobs} asks for {n_jobs} CPUs per fit, and the largest node of the cluster has {largest}; "
+            f"give {{param}} {largest} or less.",
+        )
+
+
 def _fit_task(contender: Contender, options: RunOptions, dataset: str, bunch) -> tuple[Fitted, dict[str, bytes]]:
     """On a worker: cut the seed's split, fit in a temporary folder, return the fit and the model's files."""
     d = split_for(dataset, bunch, options)
@@ -253,8 +279,7 @@ def _submit(ray, units, bunches, split_of, tracker, retrain, progress, on_result
             slim = _slim(bunches[unit.dataset])
             shipped += slim["data"].nbytes + slim["target"].nbytes
             refs[unit.dataset] = ray.put(slim)
-        cpus = looked.options.n_jobs if looked.options.n_jobs > 0 else 1
-        ref = fit.options(num_cpus=cpus, max_retries=MAX_RETRIES, retry_exceptions=False)
+        ref = fit.options(num_cpus=task_cpus(looked.options.n_jobs), max_retries=MAX_RETRIES, retry_exceptions=False)
         submitted[ref.remote(unit.contender, looked.options, unit.dataset, refs[unit.dataset])] = (i, looked)
     if submitted:
         progress(f"{len(submitted)} fit(s) submitted to the cluster; {total - len(submitted)} reused")
