@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from mnistlab.errors import ClusterError, RecipeError
 from mnistlab.lab.compare import compare
 from mnistlab.lab.tracking import Tracker
 from mnistlab.models.files import load_model
@@ -83,6 +85,84 @@ def test_the_cli_joins_a_cluster_by_ray_address(runtime, in_process, tmp_path):
     assert _runs(uri) == sorted((m, s) for m in ("logreg", "knn") for s in (42, 43))
 
 
+def test_a_cluster_run_records_its_model_folders_whole_so_runs_from_other_folders_reuse_them(
+    runtime, tmp_path, monkeypatch
+):
+    # Written as the driver's --out named them (relative), the recorded folders were not found from another
+    # folder: every unit was fitted again there, where a local run's were reused.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    first = compare("logreg", tracking_uri=uri, out_dir="report", cluster="local", **SETTINGS)
+    assert [run["model_dir"] for run in first["runs"]] == [str(tmp_path / "report/models/mnist/logreg/seed-42")]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = compare("logreg", tracking_uri=uri, out_dir="../report", cluster="local", **SETTINGS)
+    assert again["results"][0]["reused"] == 1 and _runs(uri) == [("logreg", 42)]
+
+
+BROKEN_FILE = """
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Broken(ClassifierMixin, BaseEstimator):
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        raise RuntimeError("broken on purpose")
+
+    def predict(self, X):
+        return np.zeros(len(X), dtype=int)
+
+
+def build(seed):
+    return Broken(random_state=seed)
+"""
+
+
+def test_a_fit_that_fails_on_the_cluster_is_one_sentence_once_the_other_fits_are_recorded(runtime, tmp_path):
+    # Its failure cancelled the fits still running or queued: none of the other models' results was kept.
+    (tmp_path / "broken.py").write_text(BROKEN_FILE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    specs = [f"{tmp_path / 'broken.py'}:build", "logreg", "knn"]  # two CPUs: knn waits while the others run
+    with pytest.raises(RecipeError) as error:
+        compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)
+    assert str(error.value) == (
+        "mnist seed 42: broken.py:build failed (RuntimeError: broken on purpose); fix the classifier's code."
+    )
+    assert _runs(uri) == [("knn", 42), ("logreg", 42)]  # kept, for the next run to reuse
+
+
+def test_a_module_the_workers_cannot_import_is_one_sentence_saying_what_to_do(runtime, tmp_path, monkeypatch):
+    # The runtime's workers have the driver's sys.path as it was when Ray started: a module put on it later is
+    # importable here only, as a module in one machine's folder is on a cluster. Said as "the fit failed on the
+    # cluster (RaySystemError: System error: No module named ...)", with nothing to do about it.
+    (tmp_path / "only-here").mkdir()
+    (tmp_path / "only-here" / "only_here_models.py").write_text(USER_FILE)
+    monkeypatch.syspath_prepend(str(tmp_path / "only-here"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ClusterError) as error:
+        compare("only_here_models:build", tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)
+    assert str(error.value) == (
+        "mnist seed 42: only_here_models:build: the cluster's workers cannot import the module 'only_here_models' "
+        "the model needs; install it on every node, or give your own model as path/to/file.py:callable, whose "
+        "code travels with its tasks."
+    )
+
+
+def test_fits_asking_for_more_cpus_than_any_node_has_are_refused_not_queued(runtime, tmp_path):
+    # Ray kept such a task queued without a word and without end: compare --n-jobs 4 on two CPUs never returned.
+    store = tmp_path / "mlflow.db"
+    args = ["compare", "logreg", "--limit", "300", "--cv", "0", "--n-jobs", "4", "--out", str(tmp_path / "r")]
+    done = run_cli([*args, "--tracking-uri", f"sqlite:///{store}"], env={"RAY_ADDRESS": runtime}, timeout=90)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: --n-jobs 4 asks for 4 CPUs per fit, and the largest node of the cluster has 2; give --n-jobs 2 or less."
+    )
+    assert not store.exists()
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,6 +205,41 @@ def test_an_address_where_something_else_listens_is_one_sentence_in_seconds(tmp_
     assert line.startswith(f"Error: Something listens at 127.0.0.1:{port}, but not a Ray head"), done.stderr
 
 
+def test_another_grpc_server_or_the_other_ray_port_is_one_sentence_in_seconds(runtime, tmp_path):
+    # ray.init kept asking such a server for a cluster id, a line of its own each second: past this test's 90 s
+    # for a gRPC server that is not Ray's, 20 s for a head's Ray Client port given without ray://; ray:// before
+    # a head's own port waited 30 s for Ray Client's timeout.
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))  # a gRPC server with no service of Ray's
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    args = [
+        "compare",
+        "logreg",
+        *FLAGS,
+        "--out",
+        str(tmp_path / "r"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 's.db'}",
+    ]
+    cases = {
+        f"127.0.0.1:{port}": f"Error: A gRPC server answers at 127.0.0.1:{port}, but not a Ray head; check --cluster",
+        f"ray://{runtime}": f"Error: ray://{runtime} is a Ray head's own port, not its Ray Client server; give {runtime} "
+        "without ray://",
+    }
+    try:
+        for address, says in cases.items():
+            start = time.monotonic()
+            done = run_cli([*args, "--cluster", address], timeout=90)
+            assert done.returncode == 2 and time.monotonic() - start < 30, done.stderr
+            (line,) = done.stderr.strip().splitlines()
+            assert line.startswith(says), line
+    finally:
+        server.stop(None)
+    assert not (tmp_path / "s.db").exists()
+
+
 SLOW_FILE = """
 import time
 
@@ -162,6 +277,29 @@ def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path):
         compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", on_result=interrupt, **SETTINGS)
     assert _runs(uri) == [("logreg", 42)]  # the fit that finished is kept, for the next run to reuse
     # The slow fit would hold its CPU for 10 minutes; cancelled, both CPUs are free again within seconds.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2
+
+
+def test_ctrl_c_while_the_fits_go_out_cancels_those_already_submitted(runtime, tmp_path):
+    """Ctrl-C (here: raised as the reused logreg run comes in, once the slow fit submitted before it runs)
+    cancels that fit: only fits submitted before the first one was collected were cancelled."""
+    (tmp_path / "slow.py").write_text(SLOW_FILE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    compare("logreg", tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)  # reused below
+
+    def interrupt(row: dict) -> None:
+        deadline = time.monotonic() + 60
+        while ray.available_resources().get("CPU", 0) == 2:  # once the slow fit holds its CPU
+            assert time.monotonic() < deadline, ray.available_resources()
+            time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    specs = [f"{tmp_path / 'slow.py'}:build", "logreg"]  # the slow fit is submitted first, then logreg looked up
+    with pytest.raises(KeyboardInterrupt):
+        compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", on_result=interrupt, **SETTINGS)
     deadline = time.monotonic() + 60
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)

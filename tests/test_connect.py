@@ -217,7 +217,7 @@ if sys.argv[1] == "cli":  # the command, while the DNS server above keeps silent
     print(done.returncode, done.stderr.strip())
     sys.exit()
 if sys.argv[1] == "ray":  # a Ray head's name, checked before Ray is handed it (and no Ray runtime started)
-    from mnistlab.lab.cluster import _check_reachable
+    from mnistlab.lab.rayhead import check_reachable as _check_reachable
 started = time.monotonic()
 if sys.argv[1] == "ray":
     try:

@@ -10,6 +10,7 @@ looks for what Serve left on the runtime.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from mnistlab.web.rayserve import MnistlabReplica
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.serve._private.config")
 
 START_TIMEOUT_S = 180.0  # Serve's controller, proxy and two replicas on a busy 2-core machine
+READ_TIMEOUT_S = 2  # the deployment's --read-timeout: the longest pause in a request body
 
 
 def _free_port() -> int:
@@ -57,7 +59,7 @@ def deployment(runtime, web_model_dir, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("rayserve") / "stderr.txt"
     cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--ray-replicas", "2", "--cluster", runtime]
-    cmd += ["--model", str(web_model_dir), "--port", str(port)]
+    cmd += ["--model", str(web_model_dir), "--port", str(port), "--read-timeout", str(READ_TIMEOUT_S)]
     with open(log, "w") as stderr:
         server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     try:
@@ -117,6 +119,38 @@ def test_a_junk_request_gets_the_plain_servers_refusal(deployment, live_server, 
     ours, plain = _post_both(path, (url, live_server), **request_args)
     assert 400 <= ours.status_code < 500 and ours.status_code == plain.status_code
     assert ours.json() == plain.json() and ours.json()["detail"].endswith(".")
+
+
+def _stalled_upload(url: str) -> socket.socket:
+    """An upload that sends the start of its form, then nothing more; its connection left open."""
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    sock = socket.create_connection(("127.0.0.1", int(url.rpartition(":")[2])), timeout=60)
+    sock.sendall(head + b"Content-Length: 100000\r\n\r\n" + part + b"\x89PNG")
+    return sock
+
+
+def test_stalled_uploads_get_408_and_do_not_hold_the_replicas(deployment):
+    # Serve's proxy passes a body on as it comes, without a time limit: twelve stalled uploads held the two
+    # replicas' request slots (five each) for as long as their clients liked, and no one else was answered.
+    _, url, _ = deployment
+    stalled = [_stalled_upload(url) for _ in range(12)]
+    try:
+        start = time.monotonic()
+        answer = httpx.post(f"{url}/api/predict", json={"pixels": [0] * 784}, timeout=30)
+        assert answer.status_code == 200 and time.monotonic() - start < 4 * READ_TIMEOUT_S + 10
+        reply = b""
+        while chunk := stalled[0].recv(65536):  # the answer, then the connection closed
+            reply += chunk
+    finally:
+        for sock in stalled:
+            sock.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and b"x-content-type-options: nosniff" in head.lower()
+    assert json.loads(body) == {
+        "detail": f"The request body did not arrive in time (pauses of at most {READ_TIMEOUT_S} s, 1024 bytes/s at "
+        "least); send it again."
+    }
 
 
 def test_bad_values_are_one_line_and_exit_2(runtime, tmp_path):

@@ -274,7 +274,7 @@ def serve(
         min=1,
         max=1024,
         help="Serve as a Ray Serve deployment of N replicas (one CPU each) behind Serve's proxy on --host/--port "
-        "(--read-timeout, --max-connections and --access-log are the plain server's).",
+        "(--read-timeout bounds a body's pauses there too; --max-connections and --access-log are the plain server's).",
     ),
     access_log: bool = typer.Option(
         False,
@@ -294,7 +294,7 @@ def serve(
     if ray_replicas is not None:
         if workers != 1:
             raise InputError("--workers and --ray-replicas exclude each other; Ray Serve's replicas are the workers.")
-        _serve_on_ray(model, host, port, ray_replicas, cluster)
+        _serve_on_ray(model, host, port, ray_replicas, cluster, read_timeout)
         return
     if cluster is not None:
         raise InputError("--cluster needs --ray-replicas N: the plain server runs on this machine only.")
@@ -306,7 +306,9 @@ def serve(
     run_server(model, host=host, port=port, limits=limits, workers=workers, access_log=access_log)
 
 
-def _serve_on_ray(model: Path | None, host: str, port: int, replicas: int, cluster: str | None) -> None:
+def _serve_on_ray(
+    model: Path | None, host: str, port: int, replicas: int, cluster: str | None, read_timeout: float
+) -> None:
     """``serve --ray-replicas``: check the port (on this machine), the model and the cluster's CPUs, then deploy."""
     # Ray, FastAPI and the model: only when a deployment is asked for.
     from mnistlab.lab.cluster import cluster_address, connect
@@ -315,7 +317,8 @@ def _serve_on_ray(model: Path | None, host: str, port: int, replicas: int, clust
     address = cluster_address(cluster) or "local"
     if address == "local":
         check_free_port(host, port)  # a remote cluster's proxies listen on its nodes, not here
-    application = ray_application(model, replicas)  # a missing or broken model stops here, before Ray starts
+    # A missing or broken model stops here, before Ray starts.
+    application = ray_application(model, replicas, read_timeout=read_timeout)
     with connect(address) as resources:
         cpus = int(resources.get("CPU", 0))
         if replicas > cpus:  # Serve would wait for the missing CPUs forever

@@ -33,20 +33,20 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from mnistlab.data.connect import ConnectTimeout, connect_within
-from mnistlab.errors import ClusterError, MnistlabError
+from mnistlab.errors import ClusterError, MnistlabError, ParameterError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
+from mnistlab.lab.rayhead import CONNECT_TIMEOUT_S, check_reachable
 from mnistlab.lab.specs import Contender
 from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
@@ -54,16 +54,17 @@ from mnistlab.lab.units import Unit, look_up, numbered, record_fit
 from mnistlab.models.folder import install_files
 
 __all__ = [
+    "check_task_cpus",
     "cluster_address",
     "connect",
     "parallel_on_cluster",
     "run_units_on_cluster",
     "run_members_on_cluster",
+    "task_cpus",
     "CONNECT_TIMEOUT_S",
     "MAX_RETRIES",
 ]
 
-CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is taken as down
 MAX_RETRIES = 3  # reruns of a task whose worker or node died; the fit is pure, so a rerun is harmless
 
 
@@ -87,7 +88,7 @@ def connect(address: str) -> Iterator[dict]:
         yield ray.cluster_resources()
         return
     if address not in ("local", "auto"):
-        _check_reachable(address)
+        check_reachable(address)
     try:
         ray.init(
             address=address,
@@ -191,54 +192,28 @@ def run_members_on_cluster(  # long: submit, then collect in completion order, c
     return [states[i] for i in range(len(tasks))]
 
 
-def _check_reachable(address: str) -> None:
-    """Refuse, in bounded time, an address whose head does not answer on its port."""
-    parts = urlsplit(address if "://" in address else f"ray://{address}")
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError:  # urllib: a port that is no number, or is out of range
-        port_text = parts.netloc.rpartition(":")[2]
-        if port_text.isdigit():
-            raise ClusterError(
-                f"The Ray address {address!r} names port {port_text}, outside 1-65535; give host:port of the head "
-                "(e.g. 10.0.0.5:6379)."
-            ) from None
-        host, port = None, None
-    if not host or not port:
-        raise ClusterError(
-            f"The Ray address {address!r} names no host and port; give host:port of the head "
-            "(e.g. 10.0.0.5:6379), ray://host:10001, auto or local."
-        )
-    try:  # looking the name up too within the time: a DNS server that never answers held this for minutes
-        with connect_within((host, port), CONNECT_TIMEOUT_S):
-            pass
-    except ConnectTimeout as exc:
-        raise ClusterError(
-            f"No Ray cluster answers at {host}:{port}: {exc}; check --cluster / RAY_ADDRESS (an IP address needs "
-            "no DNS lookup) and that the head runs (`ray start --head`)."
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ClusterError(
-            f"No Ray cluster answers at {host}:{port} ({reason}); start one (`ray start --head`) "
-            "or check --cluster / RAY_ADDRESS."
-        ) from None
-    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
-        return  # a TLS head's handshake needs Ray's certificates: left to ray.init
-    # Something listens; a Ray head (its GCS, or the Ray Client server of ray://) speaks gRPC there. Another
-    # server (a web server, a silent socket) would leave ray.init retrying with no deadline.
-    import grpc  # Ray's own dependency
+def task_cpus(n_jobs: int) -> int:
+    """The CPUs a fit's task asks for: its ``n_jobs`` (-1, a node's every core, as one)."""
+    return n_jobs if n_jobs > 0 else 1
 
-    channel = grpc.insecure_channel(f"{host}:{port}")
-    try:
-        grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_S)
-    except grpc.FutureTimeoutError:
+
+def check_task_cpus(n_jobs: int) -> None:
+    """Refuse, on the joined cluster, fits that ask for more CPUs than its largest node has: Ray would keep them
+    queued, without a word and without end."""
+    import ray  # loaded already: the caller joined the cluster
+
+    largest = int(max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0))
+    if largest < 1:
         raise ClusterError(
-            f"Something listens at {host}:{port}, but not a Ray head (no gRPC answer in {CONNECT_TIMEOUT_S:g} s); "
-            "check --cluster / RAY_ADDRESS: a head's address is host:6379 (ray://host:10001 for Ray Client)."
-        ) from None
-    finally:
-        channel.close()
+            "No node of the Ray cluster has a CPU (a head started with --num-cpus 0 and no workers?); add a "
+            "worker node (`ray start --address=HEAD:PORT`) and run again."
+        )
+    if task_cpus(n_jobs) > largest:
+        raise ParameterError(
+            "n_jobs",
+            f"{{param}} {n_jobs} asks for {n_jobs} CPUs per fit, and the largest node of the cluster has {largest}; "
+            f"give {{param}} {largest} or less.",
+        )
 
 
 def _fit_task(contender: Contender, options: RunOptions, dataset: str, bunch) -> tuple[Fitted, dict[str, bytes]]:
@@ -251,7 +226,7 @@ def _fit_task(contender: Contender, options: RunOptions, dataset: str, bunch) ->
     return fitted, files
 
 
-def run_units_on_cluster(  # long: submit, then collect in completion order, cancelling everything on Ctrl-C
+def run_units_on_cluster(
     units: list[Unit],
     bunches: dict,
     split_of: Callable[[str, int], TrainTest],
@@ -267,13 +242,30 @@ def run_units_on_cluster(  # long: submit, then collect in completion order, can
     seed)`` cuts a unit's split here (its checksum and name are recorded). ``on_result(i, row,
     y_pred)`` is called once per unit, reused ones first, the rest as they
     finish. Fits are recorded nested under the run ``parent`` (the comparison's).
-    Returns ``{"tasks", "shipped_bytes"}``.
+    A fit that fails (its code raises, or the cluster loses it) is raised once
+    the other fits are in and recorded; Ctrl-C, or a failure of the driver's
+    own (the tracking store), cancels every task of the run, from the first
+    submitted on. Returns ``{"tasks", "shipped_bytes"}``.
     """
     import ray  # seconds to import: only when a cluster is asked for
 
     _pickle_user_code_by_value()
+    submitted: dict = {}  # ObjectRef -> (unit index, its lookup), filled as the tasks go out
+    try:
+        shipped = _submit(ray, units, bunches, split_of, tracker, retrain, progress, on_result, submitted)
+        failed = _collect(ray, units, submitted, split_of, tracker, progress, on_result, parent)
+    except BaseException:  # Ctrl-C or the driver's own failure: nothing of this run keeps running on the cluster
+        for ref in submitted:  # a finished task's cancel does nothing
+            ray.cancel(ref, force=True)
+        raise
+    if failed is not None:
+        raise failed
+    return {"tasks": len(submitted), "shipped_bytes": shipped}
+
+
+def _submit(ray, units, bunches, split_of, tracker, retrain, progress, on_result, submitted: dict) -> int:
+    """Look every unit up, hand reused ones to ``on_result``, submit the others into ``submitted``; bytes shipped."""
     total = len(units)
-    submitted: dict = {}  # ObjectRef -> (unit index, its lookup)
     refs: dict[str, object] = {}
     shipped = 0
     fit = ray.remote(_fit_task)
@@ -287,29 +279,32 @@ def run_units_on_cluster(  # long: submit, then collect in completion order, can
             slim = _slim(bunches[unit.dataset])
             shipped += slim["data"].nbytes + slim["target"].nbytes
             refs[unit.dataset] = ray.put(slim)
-        cpus = looked.options.n_jobs if looked.options.n_jobs > 0 else 1
-        ref = fit.options(num_cpus=cpus, max_retries=MAX_RETRIES, retry_exceptions=False).remote(
-            unit.contender, looked.options, unit.dataset, refs[unit.dataset]
-        )
-        submitted[ref] = (i, looked)
+        ref = fit.options(num_cpus=task_cpus(looked.options.n_jobs), max_retries=MAX_RETRIES, retry_exceptions=False)
+        submitted[ref.remote(unit.contender, looked.options, unit.dataset, refs[unit.dataset])] = (i, looked)
     if submitted:
         progress(f"{len(submitted)} fit(s) submitted to the cluster; {total - len(submitted)} reused")
+    return shipped
+
+
+def _collect(ray, units, submitted: dict, split_of, tracker, progress, on_result, parent) -> MnistlabError | None:
+    """Record each submitted fit as it returns; the first fit's own failure, after the others are in."""
+    failed = None
     pending = list(submitted)
-    try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            i, looked = submitted[ready[0]]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        i, looked = submitted[ready[0]]
+        steps = numbered(progress, i, len(units))
+        try:
             fitted, files = _result(ray, ready[0], looked.label)
-            unit = units[i]
-            fitted = _install(fitted, files, unit.model_dir)
-            d = split_of(unit.dataset, unit.options.seed)
-            row = record_fit(tracker, unit.contender, d, looked, fitted, numbered(progress, i, total), parent)
-            on_result(i, row, fitted.y_pred)
-    except BaseException:  # Ctrl-C or a failed unit: nothing of this run keeps running on the cluster
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
-    return {"tasks": len(submitted), "shipped_bytes": shipped}
+        except MnistlabError as exc:  # this fit's own: the other models' fits go on, to be recorded and reused
+            steps(f"{looked.label}: failed" + (f"; {len(pending)} other fit(s) go on" if pending else ""))
+            failed = failed or exc
+            continue
+        unit = units[i]
+        fitted = _install(fitted, files, unit.model_dir)
+        d = split_of(unit.dataset, unit.options.seed)
+        on_result(i, record_fit(tracker, unit.contender, d, looked, fitted, steps, parent), fitted.y_pred)
+    return failed
 
 
 def _result(ray, ref, label: str) -> Any:
@@ -319,6 +314,13 @@ def _result(ray, ref, label: str) -> Any:
     except ray.exceptions.RayTaskError as exc:
         if isinstance(exc.cause, MnistlabError):
             raise exc.cause from None
+        missing = re.search(r"No module named '([^']+)'", str(exc.cause))
+        if missing:  # the task's arguments name code the worker cannot import: a module importable here only
+            raise ClusterError(
+                f"{label}: the cluster's workers cannot import the module {missing[1]!r} the model needs; install "
+                "it on every node, or give your own model as path/to/file.py:callable, whose code travels with "
+                "its tasks."
+            ) from None
         raise ClusterError(
             f"{label}: the fit failed on the cluster ({type(exc.cause).__name__}: {_first_line(exc.cause)})."
         ) from None
@@ -337,7 +339,7 @@ def _install(fitted: Fitted, files: dict[str, bytes], model_dir: Path) -> Fitted
         result.update(model_dir=None, model_size_bytes=None)
         return fitted._replace(result=result)
     install_files(model_dir, {name: files[name] for name in sorted(files, key=lambda n: n == "model.json")})
-    result["model_dir"] = str(model_dir)
+    result["model_dir"] = str(Path(model_dir).absolute())  # as a local fit records it: read from other folders too
     result["model_size_bytes"] = sum(len(b) for n, b in files.items() if not n.startswith("."))
     return fitted._replace(result=result)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.errors import ParameterError, TrackingError
-from mnistlab.lab.cluster import cluster_address, connect, run_units_on_cluster
+from mnistlab.lab.cluster import check_task_cpus, cluster_address, connect, run_units_on_cluster
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.folders import check_outputs, install_model, make_folder, model_dir_for
 from mnistlab.lab.options import (
@@ -139,6 +139,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         if address is not None:  # an address that does not answer fails here, before any data is loaded
             progress(f"joining the Ray cluster at {address}")
             stack.enter_context(connect(address))
+            check_task_cpus(options.n_jobs)
         progress("loading and verifying the data")
         opened = [open_dataset(str(d)) for d in datasets]
         _check_distinct(opened, datasets)

@@ -2,14 +2,16 @@
 
 Checks that run before any pixel is decoded: ``BodyLimit`` refuses a body
 whose declared Content-Length is over ``max_bytes`` at once (413, nothing
-read) and counts the bytes of the others as they arrive; ``read_capped``
-holds a JSON body to its own, much smaller limit; ``check_image_header``
-reads an upload's image header and refuses non-images (415) and images with
-more than ``max_pixels`` pixels (413).
+read) and counts the bytes of the others as they arrive; ``BodyPace``
+answers a body that stalls with 408 where the server in front does not (Ray
+Serve's proxy); ``read_capped`` holds a JSON body to its own, much smaller
+limit; ``check_image_header`` reads an upload's image header and refuses
+non-images (415) and images with more than ``max_pixels`` pixels (413).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 from PIL import Image, UnidentifiedImageError
@@ -19,9 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab.errors import BodyTooLargeError, ImageTooLargeError, NotAnImageError
 from mnistlab.reading.admission import FORMAT_NAMES, IMAGE_FORMATS, check_decodable, check_jpeg_scans
-from mnistlab.web.protocol import DISCARD_BYTES
+from mnistlab.web.protocol import DISCARD_BYTES, ConnectionLimits, stalled_body_detail
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "MAX_JSON_BYTES", "BodyLimit", "read_capped", "check_image_header"]
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "MAX_JSON_BYTES", "BodyLimit", "BodyPace", "read_capped", "check_image_header"]
 
 # A phone photo is 2-12 MB; anything much larger is not a picture of a digit.
 DEFAULT_MAX_UPLOAD_BYTES = 16 * 2**20
@@ -31,6 +33,10 @@ MAX_JSON_BYTES = 64 * 2**10
 
 class _BodyTooLarge(Exception):
     """Raised from the application's ``receive`` once the body passes the limit."""
+
+
+class _BodyStalled(Exception):
+    """Raised from the application's ``receive`` once the body is late (``BodyPace``)."""
 
 
 class BodyLimit:
@@ -87,6 +93,57 @@ class BodyLimit:
         headers = {"connection": "close"} if close else None
         response = JSONResponse({"detail": detail}, status_code=BodyTooLargeError.http_status, headers=headers)
         await response(scope, receive, send)
+
+
+class BodyPace:
+    """ASGI middleware for servers with no body timeouts of their own (Ray Serve's proxy): a request body may
+    pause at most ``limits.read_timeout`` seconds and must average ``limits.min_upload_rate`` bytes/s after its
+    first ``read_timeout`` seconds, as ``protocol`` holds it for the plain server; else 408 and close.
+
+    Behind Serve, a stalled upload held one of its replica's few request slots for as long as its client
+    kept the connection open, and a handful of them stopped the deployment answering anyone.
+    """
+
+    def __init__(self, app: ASGIApp, limits: ConnectionLimits):
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        timeout, rate = self.limits.read_timeout, self.limits.min_upload_rate
+        since = last = loop.time()
+        received, complete, started = 0, False, False
+
+        async def paced_receive() -> Message:
+            nonlocal last, received, complete
+            if complete:  # the body is in: what comes now is a disconnect, awaited as long as the app likes
+                return await receive()
+            deadline = min(last + timeout, since + timeout + received / rate)
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                raise _BodyStalled from None
+            if message["type"] == "http.request":
+                received, last = received + len(message.get("body", b"")), loop.time()
+                complete = not message.get("more_body", False)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, paced_receive, tracking_send)
+        except _BodyStalled:
+            if started:  # too late for a 408: let the server drop the connection
+                raise
+            detail = stalled_body_detail(self.limits)
+            await JSONResponse({"detail": detail}, status_code=408, headers={"connection": "close"})(
+                scope, receive, send
+            )
 
 
 async def read_capped(request: Request, limit: int) -> bytes:

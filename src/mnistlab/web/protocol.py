@@ -54,6 +54,7 @@ __all__ = [
     "protocol_for",
     "server_config",
     "raw_response",
+    "stalled_body_detail",
     "DISCARD_BYTES",
     "MAX_HEAD_BYTES",
 ]
@@ -83,6 +84,14 @@ class ConnectionLimits:
         n = self.max_connections
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ParameterError("max_connections", f"{{param}} must be a whole number of at least 1, got {n!r}.")
+
+
+def stalled_body_detail(limits: ConnectionLimits) -> str:
+    """The 408's sentence for a body that paused too long or came too slowly."""
+    return (
+        f"The request body did not arrive in time (pauses of at most {limits.read_timeout:g} s, "
+        f"{limits.min_upload_rate:g} bytes/s at least); send it again."
+    )
 
 
 def raw_response(status: int, detail: str) -> bytes:
@@ -251,11 +260,7 @@ class GuardedProtocol(H11Protocol):
             *(self._peer(), self.cycle.scope["method"], self.cycle.scope["path"], self._received, timeout),
             self.limits.min_upload_rate,
         )
-        self._refuse(
-            408,
-            f"The request body did not arrive in time (pauses of at most {timeout:g} s, "
-            f"{self.limits.min_upload_rate:g} bytes/s at least); send it again.",
-        )
+        self._refuse(408, stalled_body_detail(self.limits))
 
     def _refuse(self, status: int, detail: str) -> None:
         """Answer ``status`` with ``detail`` and close; the application, if running, sees a disconnect."""

@@ -38,6 +38,8 @@ from starlette.requests import Request
 from mnistlab.errors import ClusterError, ParameterError
 from mnistlab.trust.predict import Predictor, load_predictor
 from mnistlab.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+from mnistlab.web.limits import BodyPace
+from mnistlab.web.protocol import ConnectionLimits
 from mnistlab.web.routes import ready
 
 __all__ = [
@@ -75,7 +77,13 @@ def model_files(model_dir: str | Path | None) -> dict[str, bytes] | None:
 class MnistlabReplica:
     """One Serve replica: loads the model once, in its constructor, then answers through ``create_app``."""
 
-    def __init__(self, files: dict[str, bytes] | None, max_upload_bytes: int, max_decodes: int | None) -> None:
+    def __init__(
+        self,
+        files: dict[str, bytes] | None,
+        max_upload_bytes: int,
+        max_decodes: int | None,
+        read_timeout: float = ConnectionLimits.read_timeout,
+    ) -> None:
         import cv2
         from threadpoolctl import threadpool_limits
 
@@ -90,11 +98,15 @@ class MnistlabReplica:
                     (Path(folder) / name).write_bytes(data)
                 self._predictor = load_predictor(folder)
         self._settings: dict[str, Any] = {"max_upload_bytes": max_upload_bytes, "max_decodes": max_decodes}
+        self._limits = ConnectionLimits(read_timeout=read_timeout)
         self._app: FastAPI | None = None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """The replica's application, built after the constructor; Serve runs its lifespan."""
         self._app = create_app(self._predictor, **self._settings)
+        # Serve's proxy passes a body on as it comes, for as long as it takes: a stalled upload would hold one of
+        # this replica's few request slots, so the body's pauses are bounded here, as the plain server's are.
+        self._app.add_middleware(BodyPace, limits=self._limits)
         return self._app
 
     async def check_health(self) -> None:
@@ -110,11 +122,13 @@ def ray_application(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_decodes: int | None = None,
+    read_timeout: float = ConnectionLimits.read_timeout,
 ) -> Any:
     """The Serve application (``serve.Application``): ``replicas`` replicas of one CPU each serving
-    ``model_dir`` (None: the shipped reader)."""
+    ``model_dir`` (None: the shipped reader), a request body's pauses bounded by ``read_timeout`` seconds."""
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise ParameterError("ray_replicas", f"{{param}} must be a whole number of at least 1, got {replicas!r}.")
+    ConnectionLimits(read_timeout=read_timeout)  # a bad one: its one sentence, here rather than in each replica
     files = model_files(model_dir)
     from ray import serve  # seconds to import: only when a deployment is asked for
 
@@ -124,7 +138,7 @@ def ray_application(
         ray_actor_options={"num_cpus": 1},
         health_check_period_s=HEALTH_CHECK_PERIOD_S,
     )(serve.ingress()(MnistlabReplica))
-    return deployment.bind(files, max_upload_bytes, max_decodes)
+    return deployment.bind(files, max_upload_bytes, max_decodes, read_timeout)
 
 
 class _Stop(BaseException):
