@@ -295,6 +295,7 @@ def test_a_tampered_model_directory_is_not_reused(bench):
     out = compare(specs, tracking_uri=bench["uri"], out_dir=bench["root"] / "t", progress=steps.append, **SETTINGS)
     assert [r["reused"] for r in out["results"]] == [0, 0]
     assert len([s for s in steps if "not reused" in s]) == 2 and _run_count(bench["uri"]) == n_runs + 2
+    assert not [s for s in steps if ".;" in s]  # each reason a clause before "; fitting again"
 
 
 def test_update_models_installs_the_recipe_in_its_default_folder(bench):

@@ -78,7 +78,7 @@ def find_reusable(tracker: Tracker, key: str) -> tuple[dict | None, np.ndarray |
                 raise ModelFileError(f"the recorded predictions of run {run.info.run_id} do not match their sha256")
             result = json.loads(tracker.artifact(run.info.run_id, "report.json"))
         except (ModelFileError, TrackingError, OSError, ValueError) as exc:
-            why = why or f"run {run.info.run_id} not reused: {exc}"
+            why = why or f"run {run.info.run_id} not reused: {str(exc).rstrip('.')}"  # a clause of a sentence
             continue
         return {**result, "run_id": run.info.run_id, "reused": True}, y_pred, None
     return None, None, why
