@@ -12,7 +12,9 @@ non-images (415) and images with more than ``max_pixels`` pixels (413).
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
+from collections.abc import Awaitable, Callable
 
 from PIL import Image, UnidentifiedImageError
 from starlette.requests import Request
@@ -62,7 +64,6 @@ class BodyLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse(scope, receive, send, close=int(declared) > DISCARD_BYTES)
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -73,17 +74,8 @@ class BodyLimit:
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if started:  # too late for a 413: let the server drop the connection
-                raise
-            await self._refuse(scope, receive, send, close=False)
+        refuse = functools.partial(self._refuse, scope, receive, send, close=False)  # a 413, unless too late
+        await _run_or_refuse(self.app, scope, counting_receive, send, _BodyTooLarge, refuse)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, close: bool) -> None:
         detail = (
@@ -114,7 +106,7 @@ class BodyPace:
         loop = asyncio.get_running_loop()
         timeout, rate = self.limits.read_timeout, self.limits.min_upload_rate
         since = last = loop.time()
-        received, complete, started = 0, False, False
+        received, complete = 0, False
 
         async def paced_receive() -> Message:
             nonlocal last, received, complete
@@ -130,20 +122,38 @@ class BodyPace:
                 complete = not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        refuse = functools.partial(self._refuse, scope, receive, send)  # a 408, unless too late
+        await _run_or_refuse(self.app, scope, paced_receive, send, _BodyStalled, refuse)
 
-        try:
-            await self.app(scope, paced_receive, tracking_send)
-        except _BodyStalled:
-            if started:  # too late for a 408: let the server drop the connection
-                raise
-            detail = stalled_body_detail(self.limits)
-            await JSONResponse({"detail": detail}, status_code=408, headers={"connection": "close"})(
-                scope, receive, send
-            )
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = stalled_body_detail(self.limits)
+        await JSONResponse({"detail": detail}, status_code=408, headers={"connection": "close"})(scope, receive, send)
+
+
+async def _run_or_refuse(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    refusal: type[Exception],
+    refuse: Callable[[], Awaitable[None]],
+) -> None:
+    """``app`` reading its body through ``receive``; where that raises ``refusal`` before the app's answer
+    began, ``refuse()`` answers instead; after, the error goes on and the server drops the connection (too late
+    for another status)."""
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except refusal:
+        if started:
+            raise
+        await refuse()
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
