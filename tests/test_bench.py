@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
+from mnistlab.data.cache import cache_root
 from mnistlab.data.idx import write_idx
 from mnistlab.data.load import load_mnist
 from mnistlab.errors import ParameterError, RecipeError
@@ -493,6 +494,19 @@ def test_the_report_page_says_what_the_comparison_ran_on(tiny_idx, tmp_path):
     assert "Split random (test size 0.25); training images: 300; cross-validation folds: 0." in page
     assert f"tiny-digits ({tiny_idx}) sha256 <code>{data['data_sha256']}</code>" in page
     assert f"scikit-learn {summary['versions']['scikit-learn']}" in page and "mnistlab " in page
+
+
+def test_a_dataset_folder_with_a_long_name_gets_its_report_and_its_cache(tiny_idx, tmp_path):
+    """A folder named with 240 characters: compare fitted every model, then ended in a traceback writing the
+    report's PNGs (their names 257 characters and more), and its arrays were never cached ("File name too long")."""
+    folder = shutil.copytree(tiny_idx, tmp_path / ("d" * 240))
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare("knn", datasets=str(folder), limit=300, cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri)
+    pngs = sorted(p.name for p in (tmp_path / "r").glob("*.png"))
+    assert len(pngs) == 2 and all(len(name) < 120 for name in pngs), pngs
+    assert all(name in Path(summary["report"]).read_text() for name in pngs)
+    (cached,) = (cache_root() / "arrays").glob("d" * 64 + "-*")
+    assert (cached / "manifest.json").is_file()
 
 
 def test_a_model_of_stretched_digits_records_what_its_pixels_were_stretched_from(tmp_path):

@@ -11,6 +11,7 @@ same folder, so the folder can be zipped, mailed or opened from disk.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from pathlib import Path
@@ -40,8 +41,16 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 _MISTAKES = 40  # digits in the best model's mistake grid
 
 
+# Characters of a dataset's name kept in its PNGs' names: a folder's name may take the 255 a file name may, and
+# "accuracy-vs-time-" and the temporary file's affixes come on top of it.
+_SLUG_CHARS = 80
+
+
 def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dataset"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dataset"
+    if len(slug) <= _SLUG_CHARS:
+        return slug
+    return slug[: _SLUG_CHARS - 9].rstrip("-") + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 def _pct(x) -> str:
