@@ -313,6 +313,21 @@ def test_cli_number_table_and_preprocessed_images(model_dir, files, tmp_path, mo
     assert "notes.txt" in table.stderr and "not an image" in table.stderr
 
 
+def test_a_number_doubted_as_a_whole_says_why_on_the_command_line(tmp_path):
+    """A pen row of 21374 that the shipped reader reads again (a second look) keeps the second reading's digits,
+    each confident, and doubts the row: the table said "no: no digits found" beside the digits it had found."""
+    from mnistlab.testing.hands import number_samples
+
+    photo = tmp_path / "row.jpg"
+    photo.write_bytes(number_samples("pen", 6, np.random.default_rng(7))[5].data)
+    answer = read_number(photo)
+    assert answer["digits"] and not answer["confident"] and all(d["confident"] for d in answer["digits"])
+    result = runner.invoke(app, ["predict", str(photo), "--number"], env={"COLUMNS": "300"})  # a row a line
+    assert result.exit_code == 0, result.output
+    assert "no digits found" not in result.stdout
+    assert "no: each digit looks clear on its own, but the first look at the photo doubted the number" in result.stdout
+
+
 def test_number_answers_rank_top_digits_for_images_as_for_arrays(model_dir, files):
     """`predict --number --top 1` ranked 3 digits for each digit of an image (read_number took no top) and 1
     for an array file's: one run's JSON lines differed in shape. Both honour --top now, as read_number does."""

@@ -185,14 +185,23 @@ def _result_cells(result: dict, number: bool) -> list[str]:
     """The table cells after the file name for one file's answer."""
     if number:
         digits = " ".join(f"{d['digit']}:{d['probability']:.1%}" for d in result["digits"])
-        unsure = [f"{i + 1}: {d['reason']}" for i, d in enumerate(result["digits"]) if not d["confident"]]
-        verdict = (
-            "yes" if result["confident"] else "no" + (f" ({'; '.join(unsure)})" if unsure else ": no digits found")
-        )
-        return [result["number"] or "-", digits, verdict]
+        return [result["number"] or "-", digits, _number_verdict(result)]
     ranked = ", ".join(f"{d} {p:.1%}" for d, p in result["top"])
     verdict = "yes" if result["confident"] else f"no: {result['reason']}"
     return [str(result["digit"]), f"{result['probability']:.1%}", ranked, verdict]
+
+
+def _number_verdict(result: dict) -> str:
+    """Whether a number's answer is sure, and if not, why: its doubted digits, no digits, or the row as a whole."""
+    if result["confident"]:
+        return "yes"
+    unsure = [f"{i + 1}: {d['reason']}" for i, d in enumerate(result["digits"]) if not d["confident"]]
+    if unsure:
+        return f"no ({'; '.join(unsure)})"
+    if not result["digits"]:
+        return "no: no digits found"
+    # A photo read again (``trust.predict.surer_row``) can keep the second reading's digits and doubt the row.
+    return "no: each digit looks clear on its own, but the first look at the photo doubted the number"
 
 
 def _preprocessed_names(paths: list[Path], folder: Path) -> dict[Path, str]:
