@@ -691,3 +691,18 @@ def test_a_transparent_photo_shows_its_ink_on_the_pad(page, tmp_path, ink):
     levels = _pad_levels(page)
     assert min(levels) <= 10 if ink == 0 else max(levels) >= 250, levels  # the ink
     assert any(60 <= level <= 200 for level in levels), levels  # around it, not the pad's black
+
+
+def test_pressing_the_mode_already_chosen_keeps_the_drawing(page):
+    """A click on "One digit" while it was already the mode wiped the drawing, with Undo disabled: the digit was
+    lost to a button that looked like it did nothing. The mode already chosen now changes nothing."""
+    draw(page, SEVEN)
+    assert result(page)["digit"] == "7"
+    page.click("#mode-digit")
+    page.wait_for_timeout(400)  # past the debounce: a new request would have gone out
+    assert page.get_attribute("#answer", "data-state") == "done" and page.inner_text("#digit") == "7"
+    assert _pad_column(page, 0.5) > 0 and not page.locator("#undo").is_disabled()
+    page.focus("#mode-digit")
+    page.keyboard.press("Enter")  # by keyboard too
+    page.wait_for_timeout(400)
+    assert page.inner_text("#digit") == "7" and _pad_column(page, 0.5) > 0

@@ -378,6 +378,7 @@
   // ---- modes and keys -------------------------------------------------------------------
 
   function setMode(mode) {
+    if (mode === state.mode) return;  // the mode already chosen: its drawing stays
     state.mode = mode;
     $("mode-digit").setAttribute("aria-pressed", String(mode === "digit"));
     $("mode-number").setAttribute("aria-pressed", String(mode === "number"));
