@@ -706,3 +706,27 @@ def test_pressing_the_mode_already_chosen_keeps_the_drawing(page):
     page.keyboard.press("Enter")  # by keyboard too
     page.wait_for_timeout(400)
     assert page.inner_text("#digit") == "7" and _pad_column(page, 0.5) > 0
+
+
+def test_a_number_doubted_as_a_whole_says_so_in_a_sentence(page):
+    """A photo's row read again (``surer_row``) can keep its second reading's digits, each confident, while the row
+    stays doubted: the shipped reader answers so for a photo of 21374 (read 1374). The page said "Not sure about
+    digit  of 4: the model hesitates.", naming no digit. It now says the number as a whole is doubted, and why.
+    The server's answer is the one it gave for that photo, its images aside."""
+    import base64
+
+    png = io.BytesIO()
+    Image.new("L", (28, 28)).save(png, format="PNG")
+    black = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    digits = [
+        {"digit": d, "probability": p, "top": [[d, p]], "confident": True, "reason": None, "mnist_image_png": black}
+        for d, p in ((1, 0.6467), (3, 0.9493), (7, 0.8595), (4, 0.8347))
+    ]
+    answer = {"file": "photo.jpg", "number": "1374", "digits": digits, "confident": False}
+    page.route("**/api/read-number", lambda route: route.fulfill(status=200, json=answer))
+    page.click("#mode-number")
+    draw(page, ONE)
+    page.wait_for_selector('#answer[data-state="done"]', timeout=15_000)
+    verdict = page.inner_text("#verdict")
+    assert verdict.startswith("Not sure of the whole number"), verdict
+    assert "digit  of" not in verdict and "unsure" in page.get_attribute("#answer", "class")

@@ -337,12 +337,15 @@
     $("digit").textContent = r.number || "?";
     const doubtful = r.digits.flatMap((d, i) => (d.confident ? [] : [i + 1]));  // positions, counted from 1
     const first = r.digits[(doubtful[0] || 1) - 1];
+    // A photo's row read a second time can keep the second reading's digits, each confident, and stay doubted.
     say(!r.digits.length
       ? "No digits found."
       : r.confident
         ? `Read ${r.digits.length} digit${r.digits.length > 1 ? "s" : ""} with confidence.`
-        : `Not sure about digit${doubtful.length > 1 ? "s" : ""} ${doubtful.join(", ")} of ${r.digits.length}: `
-          + `${first.reason || "the model hesitates"}.`);
+        : !doubtful.length
+          ? "Not sure of the whole number: each digit looks clear on its own, but a first look at the photo doubted it."
+          : `Not sure about digit${doubtful.length > 1 ? "s" : ""} ${doubtful.join(", ")} of ${r.digits.length}: `
+            + `${first.reason || "the model hesitates"}.`);
     // A doubted digit says so in words too, not only by its orange frame.
     $("seen").replaceChildren(...r.digits.map((d) => seenImage(
       d.mnist_image_png, `${d.digit} ${percent(d.probability)}${d.confident ? "" : ", not sure"}`, !d.confident)));
