@@ -732,3 +732,14 @@ def test_a_number_doubted_as_a_whole_says_so_in_a_sentence(page):
     verdict = page.inner_text("#verdict")
     assert verdict.startswith("Not sure of the whole number"), verdict
     assert "digit  of" not in verdict and "unsure" in page.get_attribute("#answer", "class")
+
+
+def test_a_blank_photo_reads_as_no_digit_not_as_a_guess(page, tmp_path):
+    """A photo of an empty white page was shown as a big orange 1, "Not sure: no ink found. Best guess 1 (29.2%).":
+    the model's guess at a blank image, given as if there were something to read. The page now shows no digit."""
+    Image.new("L", (200, 200), 255).save(tmp_path / "blank.png")
+    page.set_input_files("#file", str(tmp_path / "blank.png"))
+    r = result(page)
+    assert r["digit"] == "?" and r["verdict"].startswith("Not sure: no ink found"), r
+    assert "guess" not in r["verdict"] and "unsure" in page.get_attribute("#answer", "class")
+    assert r["seen"] == 1  # the blank 28 x 28 image the model saw

@@ -322,14 +322,19 @@
     verdict.textContent = verdict.textContent === text ? `${text}\u00a0` : text;
   }
 
+  // The server's reasons for an image with no ink to read (trust/thresholds.py: NO_INK, SMALL_INK): the model's
+  // "guess" at a blank image (a 1 at 100%) says nothing, and is not shown as one.
+  const NO_INK = /^no (digit-sized )?ink found/;
+
   function showDigit(r) {
+    const blank = !r.confident && NO_INK.test(r.reason || "");
     answer.classList.toggle("unsure", !r.confident);
-    $("digit").textContent = r.digit;
+    $("digit").textContent = blank ? "?" : r.digit;
     say(r.confident
       ? `${percent(r.probability)} sure.`
-      : `${doubt(r.reason)}. Best guess ${r.digit} (${percent(r.probability)}).`);
-    setBars(r.top);
-    $("seen").replaceChildren(seenImage(r.mnist_image_png, `${r.digit}`, !r.confident));
+      : blank ? `${doubt(r.reason)}.` : `${doubt(r.reason)}. Best guess ${r.digit} (${percent(r.probability)}).`);
+    setBars(blank ? [] : r.top);
+    $("seen").replaceChildren(seenImage(r.mnist_image_png, blank ? "no digit" : `${r.digit}`, !r.confident));
   }
 
   function showNumber(r) {
