@@ -743,3 +743,18 @@ def test_a_blank_photo_reads_as_no_digit_not_as_a_guess(page, tmp_path):
     assert r["digit"] == "?" and r["verdict"].startswith("Not sure: no ink found"), r
     assert "guess" not in r["verdict"] and "unsure" in page.get_attribute("#answer", "class")
     assert r["seen"] == 1  # the blank 28 x 28 image the model saw
+
+
+def test_a_photo_deleted_after_it_was_chosen_is_said_so(page, mnist_small, tmp_path):
+    """A photo moved or deleted between its choice and its upload (or changed: Chromium then refuses to read it)
+    made the page say "Cannot reach the server; check that it is running", of a server that was, and offer a
+    Try again that failed the same way. The page now says the file can no longer be read."""
+    _, X_test, _, _ = mnist_small
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(make_photo(X_test[0], np.random.default_rng(0), style="paper"))
+    page.set_input_files("#file", str(photo))
+    photo.unlink()  # within the quarter second before the upload
+    page.wait_for_selector('#answer[data-state="error"]', timeout=15_000)
+    verdict = page.inner_text("#verdict")
+    assert verdict.startswith("The file photo.jpg can no longer be read"), verdict
+    assert page.get_by_role("button", name="Try again").count() == 0

@@ -247,8 +247,13 @@
         showError(`The server did not answer within ${Math.round(timeout / 1000)} s; check that it is running, then try again.`, true);
       } else if (error.name === "AbortError") {
         return;
-      } else if (error instanceof TypeError) {  // fetch's own failure: no connection, nothing answered
-        showError("Cannot reach the server; check that it is running, then try again.", true);
+      } else if (error instanceof TypeError) {  // fetch's own failure: no connection, nothing answered, or no file
+        // A photo moved, deleted or changed since it was chosen fails the same way, with the server up.
+        const gone = blob instanceof File && !(await readable(blob));
+        if (controller !== state.request) return;
+        showError(gone
+          ? `The file ${name} can no longer be read (moved, deleted or changed since it was chosen); choose it again.`
+          : "Cannot reach the server; check that it is running, then try again.", !gone);
       } else {
         showError(error.message, Boolean(error.retryable));
       }
@@ -257,6 +262,9 @@
       if (controller === state.request) state.request = null;
     }
   }
+
+  // Whether the browser can still read a chosen file: its first chunk (a slice of a deleted file reads as empty).
+  const readable = (file) => file.stream().getReader().read().then(() => true, () => false);
 
   // Retry-After in whole seconds (1 to MAX_RETRY_AFTER_S), else null: the server's message is shown instead.
   function retryAfter(response) {
