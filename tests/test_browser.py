@@ -758,3 +758,19 @@ def test_a_photo_deleted_after_it_was_chosen_is_said_so(page, mnist_small, tmp_p
     verdict = page.inner_text("#verdict")
     assert verdict.startswith("The file photo.jpg can no longer be read"), verdict
     assert page.get_by_role("button", name="Try again").count() == 0
+
+
+def test_a_cleared_photo_can_be_undone(page, mnist_small, tmp_path):
+    """Undo takes back a Clear (README), but not a photo's: Clear on an uploaded photo left the pad empty and Undo
+    disabled, and the photo had to be found and chosen again. Undo now brings it back, and its answer."""
+    _, X_test, _, y_test = mnist_small
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(make_photo(X_test[0], np.random.default_rng(0), style="paper"))
+    page.set_input_files("#file", str(photo))
+    assert result(page)["digit"] == str(y_test[0])
+    page.click("#clear")
+    page.wait_for_selector('#answer[data-state="empty"]')
+    assert not page.locator("#undo").is_disabled()
+    page.click("#undo")
+    assert result(page)["digit"] == str(y_test[0])
+    assert page.is_hidden("#hint") and len(_pad_levels(page)) > 5  # the photo on the pad, not a black one

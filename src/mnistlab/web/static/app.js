@@ -14,7 +14,7 @@
   const state = {
     mode: "digit",       // "digit" -> /api/predict, "number" -> /api/read-number
     strokes: [],         // [[{x, y}, ...], ...]
-    cleared: null,       // the strokes Clear took away, which Undo brings back (until the next stroke)
+    cleared: null,       // {strokes, photo} Clear took away, which Undo brings back (until the next stroke)
     drawing: null,       // the stroke under the pointer, or null
     pointer: null,       // the pointerId drawing it: a second finger (a pinch, a palm) draws nothing
     photo: null,         // {image, file} while an uploaded photo is shown (image null: the browser cannot show it)
@@ -145,14 +145,17 @@
 
   function undo() {
     if (state.strokes.length) state.strokes.pop();
-    else if (state.cleared) [state.strokes, state.cleared] = [state.cleared, null];  // Clear undone
+    else if (state.cleared) {  // Clear undone
+      ({ strokes: state.strokes, photo: state.photo } = state.cleared);
+      state.cleared = null;
+    }
     else return;
     state.drawing = state.pointer = null;
     changed();
   }
 
   function clearAll() {
-    if (state.strokes.length) state.cleared = state.strokes;
+    if (state.strokes.length || state.photo) state.cleared = { strokes: state.strokes, photo: state.photo };
     state.strokes = [];
     state.drawing = state.pointer = null;
     state.photo = null;
