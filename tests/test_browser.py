@@ -583,6 +583,9 @@ def test_on_a_phone_the_answer_shows_under_the_pad_without_scrolling(browser, li
     assert pad["x"] >= 0 and pad["x"] + pad["width"] <= width and pad["y"] + pad["height"] <= height, pad
     for heading in ("Draw", "Prediction"):  # not shown, still there for a screen reader
         assert page.get_by_role("heading", name=heading, exact=True).count() == 1
+    page.click("#mode-number")  # the number's pad, three times as wide as high, ran off a phone held sideways
+    pad = page.locator("#pad").bounding_box()
+    assert pad["x"] >= 0 and pad["x"] + pad["width"] <= width and pad["y"] + pad["height"] <= height, pad
     context.close()
 
 
