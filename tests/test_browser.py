@@ -777,3 +777,16 @@ def test_a_cleared_photo_can_be_undone(page, mnist_small, tmp_path):
     page.click("#undo")
     assert result(page)["digit"] == str(y_test[0])
     assert page.is_hidden("#hint") and len(_pad_levels(page)) > 5  # the photo on the pad, not a black one
+
+
+def test_a_drop_that_brings_no_file_says_so(page):
+    """A picture dragged from another web page (or a link, or text) brings its address and no file: dropped on the
+    pad it did nothing at all, and said nothing. The page now says to save it and drop or upload the file."""
+    transfer = page.evaluate_handle(
+        """() => { const t = new DataTransfer();
+                   t.setData("text/uri-list", "https://example.org/seven.png"); return t; }"""
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector('#answer[data-state="error"]', timeout=2_000)
+    assert page.inner_text("#verdict").startswith("Only an image file can be dropped here")
+    assert page.get_by_role("button", name="Try again").count() == 0

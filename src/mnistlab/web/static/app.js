@@ -191,7 +191,10 @@
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("dragging");
-    usePhoto(event.dataTransfer.files[0]);
+    const file = event.dataTransfer.files[0];
+    // A picture dragged from another web page, a link or text brings an address and no file.
+    if (file) usePhoto(file);
+    else showError("Only an image file can be dropped here; save the picture first, then drop or upload its file.");
   });
   // A file dropped beside the pad must not navigate away from the page.
   for (const type of ["dragover", "drop"]) document.addEventListener(type, (event) => event.preventDefault());
