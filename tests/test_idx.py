@@ -183,3 +183,23 @@ def test_a_size_limit_that_is_no_positive_whole_number_is_refused(tmp_path, limi
         read_idx(path, max_bytes=limit)
     with pytest.raises(ParameterError, match="max_bytes"):
         parse_idx(path.read_bytes(), max_bytes=limit)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((1,) * 65, "declares 65 dimensions, more than the 64 numpy holds"),
+        ((0, 2**32 - 1, 2**32 - 1), r"more than the .*-byte limit"),
+    ],
+)
+def test_a_header_numpy_cannot_hold_is_refused_in_words(tmp_path, shape, message):
+    # read_idx raised numpy's ValueError ("maximum supported dimension for an ndarray is currently 64, found 65";
+    # "array is too big") for a header of many dimensions, or of no images each of 2**64 pixels.
+    data = bytes([0, 0, 0x08, len(shape)]) + np.asarray(shape, ">u4").tobytes() + bytes(int(np.prod(shape) > 0))
+    for payload in (data, gzip.compress(data)):
+        path = tmp_path / "odd.idx"
+        path.write_bytes(payload)
+        with pytest.raises(IDXFormatError, match=message):
+            read_idx(path)
+        with pytest.raises(IDXFormatError, match=message):
+            parse_idx(payload)

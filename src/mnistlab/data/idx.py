@@ -56,6 +56,8 @@ _CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 # Deflate codes at most 258 bytes in 2 bits, so no gzip file inflates to more than 1032 times its size.
 _MAX_INFLATE_RATIO = 1032
+# The most dimensions a numpy array may have (numpy 2's NPY_MAXDIMS; numpy 1 held 32), of the 255 IDX allows.
+_MAX_RANK = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 _NOT_IDX = "; the file is not IDX or is damaged, so replace it with a good copy."  # ends each header complaint
 
 
@@ -75,6 +77,10 @@ def _header(head: bytes, source: str, max_bytes: int) -> tuple[np.dtype, tuple[i
         raise IDXFormatError(f"{source}: unknown dtype code 0x{code:02X}, expected one of {known}{_NOT_IDX}")
     if rank == 0:
         raise IDXFormatError(f"{source}: rank 0 declared, expected at least one dimension{_NOT_IDX}")
+    if rank > _MAX_RANK:
+        raise IDXFormatError(
+            f"{source}: header declares {rank} dimensions, more than the {_MAX_RANK} numpy holds{_NOT_IDX}"
+        )
     header_size = 4 + 4 * rank
     if len(head) < header_size:
         raise IDXFormatError(
@@ -83,9 +89,12 @@ def _header(head: bytes, source: str, max_bytes: int) -> tuple[np.dtype, tuple[i
     shape = tuple(int(d) for d in np.frombuffer(head, ">u4", count=rank, offset=4))
     dtype = IDX_DTYPES[code]
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > max_bytes:
+    # An empty array of absurd items (0 images of 2**32 x 2**32 pixels) is refused as a full one: numpy cannot size it.
+    spans = math.prod(d for d in shape if d) * dtype.itemsize
+    if max(nbytes, spans) > max_bytes:
+        size = f"{nbytes:,} bytes" if nbytes else f"no data, but {spans:,} bytes without its 0 dimension"
         raise IDXFormatError(
-            f"{source}: header declares shape {shape} ({nbytes:,} bytes), more than the {max_bytes:,}-byte limit "
+            f"{source}: header declares shape {shape} ({size}), more than the {max_bytes:,}-byte limit "
             f"mnistlab reads{_NOT_IDX}"
         )
     return dtype, shape, header_size
