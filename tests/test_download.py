@@ -29,7 +29,8 @@ class _Handler(BaseHTTPRequestHandler):
     /endless/<file> sends the file then zeros for ever, with no Content-Length;
     /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page;
     /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s;
-    /slowhead/<file> its headers a byte every 50 ms; /trailers/<file> the file chunked, then trailers for ever.
+    /slowhead/<file> its headers a byte every 50 ms; /trailers/<file> the file chunked, then trailers for ever;
+    /loop/<file> redirects to itself.
     """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
@@ -42,6 +43,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.root / name
         if not path.is_file():
             self.send_error(404)
+            return
+        if mode == "loop":  # redirects to itself
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         body = path.read_bytes()
         if mode == "endless":
@@ -453,3 +460,16 @@ def test_a_damaged_file_in_the_download_cache_is_downloaded_again_with_one_line(
     assert log == [f"/cut/{fname}", f"/bad/{fname}", f"/good/{fname}"]  # that file only, again
     assert sha256_decompressed(damaged) == spec.sha256["test_labels"]
     assert [r.getMessage() for r in caplog.records] == [f"mnistlab: {damaged} is damaged; downloading it again."]
+
+
+def test_a_mirror_that_redirects_in_a_loop_is_one_line(tiny, monkeypatch):
+    # urllib's HTTPError for it spans three lines ("...would lead to an infinite loop.\nThe last 30x error message
+    # was:\nFound"), and so did the Error: the command printed.
+    spec, base, log, arrays = tiny
+    monkeypatch.setitem(DATASETS, "tiny", _with(spec, mirrors=(f"{base}/loop/",)))
+    result = CliRunner().invoke(app, ["data", "info", "tiny"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"{base}/loop/train-images-idx3-ubyte.gz: it redirects in a loop, or more than 10 times (HTTP 302)" in (
+        result.stderr
+    )

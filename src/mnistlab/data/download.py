@@ -142,7 +142,10 @@ def _said(exc: Exception) -> str:
     """What went wrong with a mirror, without the "<urlopen error ...>" urllib puts around a connection's failure."""
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         return str(exc.reason)
-    return str(exc)
+    redirects = urllib.request.HTTPRedirectHandler
+    if isinstance(exc, urllib.error.HTTPError) and str(exc.msg).startswith(redirects.inf_msg):  # three lines
+        return f"it redirects in a loop, or more than {redirects.max_redirections} times (HTTP {exc.code})"
+    return " ".join(str(exc).split())  # one line, whatever the server or library put in it
 
 
 class _LocalFailure(Exception):
