@@ -4,6 +4,7 @@ import fcntl
 import gzip
 import os
 import resource
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
     /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page;
     /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s;
     /slowhead/<file> its headers a byte every 50 ms; /trailers/<file> the file chunked, then trailers for ever;
-    /loop/<file> redirects to itself.
+    /loop/<file> redirects to itself; /ftp-<port>/<file> to ftp://127.0.0.1:<port>/<file>.
     """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
@@ -44,9 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.is_file():
             self.send_error(404)
             return
-        if mode == "loop":  # redirects to itself
+        if mode == "loop" or mode.startswith("ftp-"):  # redirects to itself, or to ftp://127.0.0.1:<port>/
             self.send_response(302)
-            self.send_header("Location", self.path)
+            self.send_header("Location", self.path if mode == "loop" else f"ftp://127.0.0.1:{mode[4:]}/{name}")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -473,3 +474,35 @@ def test_a_mirror_that_redirects_in_a_loop_is_one_line(tiny, monkeypatch):
     assert f"{base}/loop/train-images-idx3-ubyte.gz: it redirects in a loop, or more than 10 times (HTTP 302)" in (
         result.stderr
     )
+
+
+def _trickling_ftp_server(stop: threading.Event) -> int:
+    """The port of a loopback 'ftp server' that sends its greeting a byte every 0.2 s, for 10 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn, listener:
+            for byte in b"220-" + b"x" * 50:
+                if stop.wait(0.2):
+                    return
+                conn.sendall(bytes([byte]))
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def test_a_redirect_to_ftp_is_refused_not_followed_past_the_time_bounds(tiny, tmp_path):
+    # urllib followed it to its ftp handler, which knows no rate nor deadline: a download given timeout=1 ran
+    # as long as the ftp server trickled (10 s here, hours for a greeting of 8 KiB at a byte a second).
+    spec, base, log, arrays = tiny
+    stop = threading.Event()
+    mirror = f"{base}/ftp-{_trickling_ftp_server(stop)}/"
+    started = time.monotonic()
+    try:
+        with pytest.raises(DownloadError, match="mnistlab downloads over http and https only, not ftp://127.0.0.1:"):
+            download_dataset("tiny", tmp_path / "dl", mirrors=(mirror,), timeout=1)
+    finally:
+        stop.set()
+    assert time.monotonic() - started < 5
+    assert list((tmp_path / "dl").iterdir()) == []

@@ -367,6 +367,14 @@ class _PacedHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
         return self.do_open(partial(_PacedHTTPS, pace=self.pace), req, context=self._context)
 
 
+class _NoFTP(urllib.request.FTPHandler):
+    """In place of urllib's ftp handler, which a mirror's redirect reached: it knows no deadline nor rate, so a
+    server trickling its greeting held a download for hours."""
+
+    def ftp_open(self, req):
+        raise urllib.error.URLError(f"mnistlab downloads over http and https only, not {req.full_url}")
+
+
 def _open_paced(url: str, pace: _Pace):
     """``urlopen(url)``, every read of its response bounded by ``pace``."""
-    return urllib.request.build_opener(_PacedHandler(pace)).open(url, timeout=pace.timeout)
+    return urllib.request.build_opener(_PacedHandler(pace), _NoFTP).open(url, timeout=pace.timeout)
