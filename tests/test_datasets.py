@@ -331,3 +331,22 @@ def test_an_emnist_digits_folder_loads_with_its_images_turned_the_way_mnist_hold
     assert (b.details["n_train"], b.details["n_test"]) == (20, 10) and not b.details["verified"]
     assert np.array_equal(b.images[:20], images["train"]) and np.array_equal(b.images[20:], images["test"])
     assert np.array_equal(load_mnist(data_dir=folder).images, b.images)  # the same from the cache
+
+
+def test_a_folder_of_links_is_recorded_as_the_folder_given_not_where_the_links_point(tmp_path):
+    # details["path"] was the folder the train-images link points to: a model compared on the folder recorded
+    # that one as its data_dir, and evaluate then said it "no longer holds them" (the files there have other names).
+    from mnistlab.lab.fitting import open_dataset, split_for
+    from mnistlab.lab.options import RunOptions
+
+    blobs = _tiny_idx_folder(tmp_path / "blobs")
+    given = tmp_path / "given"
+    given.mkdir()
+    for i, held in enumerate(sorted(blobs.iterdir())):
+        held.rename(blobs / f"{i}.bin")
+        (given / held.name).symlink_to(blobs / f"{i}.bin")
+    b = load_mnist(data_dir=given)
+    assert b.details["path"] == str(given)
+    recorded, bunch = open_dataset(str(given))
+    assert split_for(recorded, bunch, RunOptions(seed=0)).data_dir == str(given)
+    np.testing.assert_array_equal(load_mnist(data_dir=b.details["path"]).target, b.target)

@@ -176,7 +176,7 @@ def _details(name, files, manifest, verified):
     checksums = manifest["checksums"]
     return {
         "name": name,
-        "path": str(files["train_images"].resolve().parent),
+        "path": str(files["train_images"].parent.resolve()),  # the folder given: its files may link elsewhere
         "files": {role: str(files[role]) for role in ROLES},
         "verified": verified,
         "checksums": checksums,
