@@ -194,3 +194,15 @@ def test_deskew_is_fast(mnist_full):
     start = time.process_time()
     Deskew().fit_transform(X)
     assert time.process_time() - start < 3
+
+
+@pytest.mark.parametrize("shape", [(0, 784), (0, 28, 28), (0, 1, 28, 28)])
+def test_an_empty_batch_of_float_pixels_scales_as_an_empty_batch_of_integers_does(shape):
+    # Floats raised numpy's "cannot reshape array of size 0 into shape (0,newaxis)" where uint8 gave an empty
+    # batch: an ONNX model's predict of no float images too.
+    from mnistlab.data.pixels import as_images, unit_pixels
+
+    for dtype in (np.uint8, np.float32, np.float64):
+        got = unit_pixels(np.zeros(shape, dtype))
+        assert got.shape == shape and got.dtype == np.float32
+    assert unit_pixels(as_images(np.zeros(shape, np.float32))).shape == (0, 28, 28)

@@ -73,7 +73,7 @@ def unit_pixels(X: np.ndarray) -> np.ndarray:
     out = X.astype(np.float32)  # a copy we may scale in place
     if out.size and not np.isfinite(out).all():
         raise InputError("Pixels contain NaN or infinite values; pass finite numbers from 0 to 255 (or 0 to 1).")
-    if out.ndim >= 2:
+    if out.ndim >= 2 and out.size:  # an empty batch has nothing to scale (and no -1 numpy can reshape to)
         brightest = out.reshape(len(out), -1).max(axis=1, initial=0)
         out[brightest > UNIT_SCALE_MAX] /= np.float32(255)
     elif out.size and out.max() > UNIT_SCALE_MAX:
