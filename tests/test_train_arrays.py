@@ -85,3 +85,34 @@ def test_the_lessons_boolean_5_detector_is_no_model_of_the_digits_0_and_1(mnist_
     estimator, _ = load_model(tmp_path / "m")
     with pytest.raises(ModelFileError, match=r"was trained on the classes False, True, not on digits 0-9"):
         digit_classes(estimator)
+
+
+@pytest.mark.parametrize(
+    "limit, lonely, says",
+    [
+        (
+            299,
+            False,
+            "limit 299 leaves 1 of the 300 training images out, but a stratified subset leaves out one of "
+            "each of the 10 classes or more; give a limit of at most 290, or 300 for them all.",
+        ),
+        (
+            100,
+            True,
+            "limit takes a stratified subset of the training images, which needs two or more of each "
+            "class, but class 9 has one; give a limit of 300 (them all), or add images of class 9.",
+        ),
+    ],
+)
+def test_a_limit_no_stratified_subset_can_give_is_one_sentence(digits, tmp_path, limit, lonely, says):
+    # scikit-learn's ValueError ("The test_size = 1 should be greater or equal to the number of classes = 10",
+    # "The least populated classes in y have only 1 member") came out as a traceback, exit 1, from
+    # `mnistlab train knn --limit 59995` as from a folder given to compare.
+    X_tr, X_te, y_tr, y_te = digits
+    if lonely:
+        y_tr = np.where(y_tr == 9, 8, y_tr)
+        y_tr[0] = 9
+    with pytest.raises(InputError) as info:
+        train_recipe("knn", cv=0, limit=limit, out=tmp_path / "m", data=(X_tr, X_te, y_tr, y_te))
+    assert str(info.value) == says and info.value.exit_code == 2
+    assert not (tmp_path / "m").exists()

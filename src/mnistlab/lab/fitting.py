@@ -50,7 +50,7 @@ def split_for(name: str, bunch, options: RunOptions) -> TrainTest:
     X_train, X_test, y_train, y_test = load_split(
         split=options.split, test_size=options.test_size, seed=options.seed, bunch=bunch
     )
-    options.check_limit(len(y_train))
+    options.check_limit(y_train)
     check_classes(y_train, name)
     if options.limit is not None and options.limit < len(y_train):
         X_train, _, y_train, _ = train_test_split(

@@ -132,11 +132,34 @@ class RunOptions:
             )
         return self if self.cv is not None else replace(self, cv=recipe.cv)
 
-    def check_limit(self, n_train: int) -> None:
-        """Refuse a ``limit`` outside what a training set of ``n_train`` images can give."""
-        if self.limit is not None and not MIN_LIMIT <= self.limit <= n_train:
+    def check_limit(self, y_train) -> None:
+        """Refuse a ``limit`` outside what the training labels ``y_train`` can give as a stratified subset."""
+        if self.limit is None:
+            return
+        import numpy as np  # not at start-up: the CLI imports this module for its flags
+
+        classes, counts = np.unique(np.asarray(y_train), return_counts=True)
+        n, k, limit = len(y_train), len(classes), self.limit
+        if not max(MIN_LIMIT, k) <= limit <= n:
             raise ParameterError(
-                "limit", f"{{param}} must be between {MIN_LIMIT} and {n_train} training images, got {self.limit}."
+                "limit", f"{{param}} must be between {max(MIN_LIMIT, k)} and {n} training images, got {limit}."
+            )
+        if limit == n:  # all of them: no subset to take
+            return
+        # scikit-learn's stratified subset leaves out one image of each class or more, so each needs two.
+        if counts.min() < 2:
+            c = classes[counts.argmin()].item()
+            raise ParameterError(
+                "limit",
+                "{param} takes a stratified subset of the training images, which needs two or more of each class, "
+                f"but class {c} has one; give a {{param}} of {n} (them all), or add images of class {c}.",
+            )
+        if n - limit < k:
+            raise ParameterError(
+                "limit",
+                f"{{param}} {limit} leaves {n - limit} of the {n} training images out, but a stratified subset "
+                f"leaves out one of each of the {k} classes or more; give a {{param}} of at most {n - k}, or {n} "
+                "for them all.",
             )
 
     def check_cv(self, y_train) -> None:

@@ -80,7 +80,7 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
             split=options.split, test_size=options.test_size, seed=options.seed, bunch=bunch
         )
         sha256, dataset = bunch.details["data_sha256"], "mnist"
-    options.check_limit(len(y_train))
+    options.check_limit(y_train)
     if options.limit is not None and options.limit < len(y_train):
         X_train, _, y_train, _ = train_test_split(
             X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
