@@ -506,3 +506,15 @@ def test_a_redirect_to_ftp_is_refused_not_followed_past_the_time_bounds(tiny, tm
         stop.set()
     assert time.monotonic() - started < 5
     assert list((tmp_path / "dl").iterdir()) == []
+
+
+@pytest.mark.parametrize("mirrors", ["http://127.0.0.1:9/", ["http://127.0.0.1:9/", 9], 9])
+def test_mirrors_that_are_no_sequence_of_urls_are_refused_before_any_is_tried(tmp_path, mirrors):
+    # A string was taken one character at a time: 19 "mirrors" h, t, t, p..., each "unknown url type", and the
+    # advice to check the network; a number was a TypeError.
+    with pytest.raises(ParameterError) as info:
+        download_dataset("mnist", tmp_path / "d", mirrors=mirrors)
+    assert str(info.value).startswith(
+        "mirrors must be a tuple of base URLs, such as ('https://example.org/mnist/',), got "
+    )
+    assert not (tmp_path / "d").exists()

@@ -74,6 +74,7 @@ def download_dataset(
             "(scikit-learn's digits come with scikit-learn)."
         )
     _check_pace(timeout, min_rate)
+    mirrors = _checked_mirrors(mirrors)
     spec = DATASETS[name]
     in_cache = dest is None
     folder = (
@@ -102,6 +103,18 @@ def _check_pace(timeout, min_rate) -> None:
         raise ParameterError(
             "min_rate", f"{{param}} must be a number of bytes per second, 0 or more, got {min_rate!r}."
         )
+
+
+def _checked_mirrors(mirrors) -> tuple[str, ...] | None:
+    """``mirrors`` as a tuple of URLs; a string (taken a character at a time) or anything else refused."""
+    if mirrors is None:
+        return None
+    if not isinstance(mirrors, list | tuple) or not all(isinstance(url, str) for url in mirrors):
+        raise ParameterError(
+            "mirrors",
+            f"{{param}} must be a tuple of base URLs, such as ('https://example.org/mnist/',), got {mirrors!r}.",
+        )
+    return tuple(mirrors)
 
 
 def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float]) -> dict[str, Path]:
