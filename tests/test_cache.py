@@ -65,6 +65,8 @@ DAMAGE = {
     "manifest checksum edited": lambda d: _edit_manifest(d, lambda m: m["checksums"].update(train_images="0" * 64)),
     "images missing": lambda d: (d / "images.npy").unlink(),
     "manifest not JSON": lambda d: (d / "manifest.json").write_bytes(b"\x00garbage{"),
+    # json.loads raised RecursionError: a traceback, exit 1, until the cache was deleted by hand.
+    "manifest nested too deep": lambda d: (d / "manifest.json").write_bytes(b"[" * 200_000),
 }
 
 

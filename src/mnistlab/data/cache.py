@@ -88,7 +88,7 @@ def _read_manifest(cdir: Path, files: dict[str, Path]) -> dict | None:
         raise _Damaged(f"manifest.json cannot be read: {exc.strerror}") from None
     try:
         manifest = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested past Python's stack
         raise _Damaged("manifest.json is not valid JSON") from None
     if not isinstance(manifest, dict):
         raise _Damaged("manifest.json is not a JSON object")
