@@ -443,3 +443,27 @@ def test_files_written_together_clear_a_killed_writes_leftovers_and_keep_a_live_
         atomic_write_together(tmp_path, {"model.onnx": b"graph", "model.json": b"card"})
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "model.json", "model.onnx"])
     assert (tmp_path / "model.json").read_bytes() == b"card" and live.read_bytes() == b"the card in place"
+
+
+def test_a_swollen_manifest_costs_little_memory_before_the_cache_is_rebuilt(tmp_path, monkeypatch, caplog):
+    # manifest.json was read whole: a damaged one of 1 GiB (a sparse file) cost 2.2 GB of memory to refuse.
+    import tracemalloc
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    folder = _tiny_folder(tmp_path / "tiny")
+    load_mnist(data_dir=folder)
+    manifest = array_cache_dir("tiny", find_idx_files(folder)) / "manifest.json"
+    os.truncate(manifest, 256 * 2**20)
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+            b = load_mnist(data_dir=folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"{peak:,} bytes"
+    assert [r.getMessage() for r in caplog.records][0].endswith(
+        "failed their check (manifest.json holds more than 1,048,576 bytes, far more than a manifest); rebuilt "
+        "them from the verified source files."
+    )
+    assert b.details["n_train"] == 20 and manifest.stat().st_size < 2**20

@@ -39,6 +39,7 @@ from mnistlab.errors import ChecksumError, DatasetError, IDXFormatError
 
 __all__ = ["cache_root", "load_arrays", "fresh_manifest", "array_cache_dir", "FORMAT"]
 
+_MAX_MANIFEST = 2**20  # bytes; a manifest is about 1.5 KB
 FORMAT = 2  # the manifest layout; another value is an older mnistlab's cache, rebuilt without a word
 log = logging.getLogger("mnistlab.data")
 
@@ -81,11 +82,14 @@ def _read_manifest(cdir: Path, files: dict[str, Path]) -> dict | None:
     Raises ``_Damaged`` when it is there but fails its own checksum.
     """
     try:
-        text = (cdir / "manifest.json").read_bytes()
+        with open(cdir / "manifest.json", "rb") as f:
+            text = f.read(_MAX_MANIFEST + 1)
     except (FileNotFoundError, NotADirectoryError):  # no cache yet, or no folder for one (a file in its way)
         return None
     except OSError as exc:
         raise _Damaged(f"manifest.json cannot be read: {exc.strerror}") from None
+    if len(text) > _MAX_MANIFEST:  # a damaged file is refused from its first MiB, whatever its size
+        raise _Damaged(f"manifest.json holds more than {_MAX_MANIFEST:,} bytes, far more than a manifest")
     try:
         manifest = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: arrays or objects nested past Python's stack
