@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from mnistlab import InputError, ModelFileError, get_recipe, predict_array, predict_image, read_number, to_mnist
 from mnistlab.cli import app
 from mnistlab.models.cards import card_sha256
-from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb
+from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb, run_cli
 from mnistlab.testing.fonts import FONT_PACKAGES, available_fonts, font_text
 from mnistlab.trust.calibration import calibrate_on_mnist, mnist_test_halves
 from mnistlab.trust.predict import load_predictor
@@ -322,8 +322,8 @@ def test_a_number_doubted_as_a_whole_says_why_on_the_command_line(tmp_path):
     photo.write_bytes(number_samples("pen", 6, np.random.default_rng(7))[5].data)
     answer = read_number(photo)
     assert answer["digits"] and not answer["confident"] and all(d["confident"] for d in answer["digits"])
-    result = runner.invoke(app, ["predict", str(photo), "--number"], env={"COLUMNS": "300"})  # a row a line
-    assert result.exit_code == 0, result.output
+    result = run_cli(["predict", str(photo), "--number"], env={"COLUMNS": "300"})  # a row a line
+    assert result.returncode == 0, result.stderr
     assert "no digits found" not in result.stdout
     assert "no: each digit looks clear on its own, but the first look at the photo doubted the number" in result.stdout
 
