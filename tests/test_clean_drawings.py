@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import ImageError, predict_image
+from mnistlab import ImageError, predict_image, read_number
 from mnistlab.reading.decode import WORK_SIDE, _pil_to_grey, _plain_png, load_image, to_grey
 from mnistlab.reading.paper import flat_paper, ink_against, ink_strength
 from mnistlab.reading.rules import remove_rules
@@ -176,6 +176,20 @@ def test_a_ruled_canvas_still_loses_its_rules():
     assert binarise(ink)[rows, :40].sum() > 100
     _, mask, _ = ink_and_mask(img)
     assert mask[rows, :40].sum() == 0 and mask[35:45, 75:125].all()  # the rules gone, the digit's top kept
+
+
+def test_a_canvas_whose_strokes_reach_most_of_it_is_still_a_clean_drawing():
+    """Fifteen 1s across the page's number pad (420 x 140, white on black, as the browser exports it) read as
+    no digits at all: the strokes reached most cells of the paper fit's thumbnail, so the canvas was taken for
+    a photo, whose fitted paper settled between ink and paper and took the black for the ink."""
+    img = np.zeros((140, 420), np.uint8)
+    for i in range(15):
+        x = round(21 + 25.2 * i)
+        cv2.line(img, (x + 8 * (i % 3), 28 + 4 * (i % 2)), (x, 112), 255, 14, cv2.LINE_AA)
+    data = png(np.asarray(Image.fromarray(img).convert("RGBA")))
+    assert flat_paper(to_grey(data)) == (0.0, False)  # black paper, light ink
+    answer = read_number(data)
+    assert answer["number"] == "1" * 15 and answer["confident"]
 
 
 def test_the_sheet_search_is_skipped_only_where_no_sheet_can_be():
