@@ -202,6 +202,14 @@ def test_serve_refuses_an_unknown_host():
     assert "--host 'no-such-host.invalid' is not an address" in one_error_line(result)
 
 
+def test_serve_refuses_an_address_of_another_machine_as_a_host_not_as_a_busy_port():
+    # 192.0.2.1 (TEST-NET-1) is no machine's own: the bind fails with "Cannot assign requested address", which
+    # was said as a port in use ("stop the program using it or pick another --port").
+    result = runner.invoke(app, ["serve", "--host", "192.0.2.1", "--port", "42001"])
+    line = one_error_line(result)
+    assert "--host '192.0.2.1' is not an address of this machine" in line and "--port" not in line, line
+
+
 @pytest.mark.parametrize(
     "kwargs, param, message",
     [

@@ -6,6 +6,7 @@ the commands: ``mnistlab --help`` should not pay for it.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import socket
@@ -362,6 +363,10 @@ def check_free_port(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:  # an address of another machine, not a port in use
+                raise InputError(
+                    f"--host {host!r} is not an address of this machine ({exc.strerror}); use 127.0.0.1 or 0.0.0.0."
+                ) from None
             raise InputError(
                 f"Cannot listen on {host} port {port} ({exc.strerror}); stop the program using it or pick another --port."
             ) from None
