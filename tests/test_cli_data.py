@@ -50,6 +50,8 @@ def test_data_info_human_output(mnist_full, tmp_path, monkeypatch):
         (["show", "--ascii", "--mean"], "--mean plots every image of the split; drop --first"),
         (["show", "--balance", "--index", "3"], "--balance plots every image of the split"),
         (["show", "--out", "/proc/forbidden/x.png"], "Cannot write"),
+        # --out was dropped without a word: the digit went to the terminal and no PNG was written.
+        (["show", "--ascii", "--out", "x.png"], "--ascii prints the digit in the terminal and writes no PNG; drop"),
         (
             ["data", "info", "digits", "--data-dir", "/tmp"],
             "--data-dir does not apply to digits, which come with scikit-learn; drop --data-dir, or leave out the "
@@ -109,7 +111,8 @@ def test_show_says_a_dataset_of_images_that_are_not_square_cannot_be_drawn(tmp_p
         "draws square digits only; crop or pad them to a square, or plot the class counts with --balance."
     )
     for args in ([], ["--ascii"], ["--mean"], ["--index", "3"]):
-        result = runner.invoke(app, ["show", "--data-dir", str(folder), *args, "--out", str(tmp_path / "x.png")])
+        png = [] if "--ascii" in args else ["--out", str(tmp_path / "x.png")]  # --ascii writes no PNG
+        result = runner.invoke(app, ["show", "--data-dir", str(folder), *args, *png])
         assert result.exit_code == 2 and result.stdout == "", result.output
         assert result.stderr.strip() == said
     assert not (tmp_path / "x.png").exists()

@@ -28,7 +28,9 @@ NAME_ARG = typer.Argument(None, help="Dataset: mnist (default), fashion-mnist or
 DATA_DIR_OPT = typer.Option(
     None, "--data-dir", parser=given_path, metavar="DIR", help="A folder holding the four IDX files (.gz or raw)."
 )
-PNG_OUT = typer.Option(Path("digits.png"), "--out", parser=given_file, metavar="FILE", help="PNG file to write.")
+PNG_OUT = typer.Option(
+    None, "--out", parser=given_file, metavar="FILE", help="PNG file to write (default: digits.png)."
+)
 MAX_GRID = 400  # more digits than this make an unreadable grid
 
 
@@ -127,7 +129,7 @@ def show(
     random: int | None = typer.Option(None, "--random", help="Show N images drawn at random."),
     seed: int = typer.Option(0, "--seed", help="Seed for --random."),
     split: str = typer.Option("train", "--split", help="train or test."),
-    out_path: Path = PNG_OUT,
+    out_path: Path | None = PNG_OUT,
     ascii_art: bool = typer.Option(False, "--ascii", help="Print the first selected digit in the terminal instead."),
     mean: bool = typer.Option(False, "--mean", help="Plot the mean image of each class."),
     balance: bool = typer.Option(False, "--balance", help="Plot the class counts of both splits."),
@@ -138,8 +140,7 @@ def show(
     from mnistlab.lab import classnames, plots  # matplotlib: only for the commands that draw
 
     check_seed(seed)
-    if not ascii_art:
-        _check_png_target(out_path)
+    out_path = _png_target(out_path, ascii_art)
     if split not in ("train", "test"):
         raise InputError(f"Unknown split {split!r}; expected one of train, test.")
     selecting = [x is not None and x != [] for x in (first, index, random)]
@@ -180,6 +181,17 @@ def show(
         names = [b.target_names[k] for k in labels[chosen]]
         path = plots.save_digit_grid(np.asarray(images[chosen]), names, out_path, title=title)
     err.print(f"wrote {path}")
+
+
+def _png_target(path: Path | None, ascii_art: bool) -> Path:
+    """The PNG ``show`` writes (``digits.png`` unless --out names one), checked; an --out beside --ascii, which
+    writes no PNG, refused (it was dropped without a word)."""
+    if ascii_art and path is not None:
+        raise InputError("--ascii prints the digit in the terminal and writes no PNG; drop --out or --ascii.")
+    path = Path("digits.png") if path is None else path
+    if not ascii_art:
+        _check_png_target(path)
+    return path
 
 
 def _check_png_target(path: Path) -> None:
