@@ -120,6 +120,21 @@ def test_a_path_to_a_db_file_is_a_sqlite_store(tmp_path, monkeypatch):
     assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 1, listed.output
 
 
+def test_a_folder_path_as_the_store_says_how_to_name_a_sqlite_one(tmp_path, monkeypatch):
+    """--tracking-uri mlruns (MLflow's own tutorial folder): MLflow's migration notice, cut off at "See …",
+    was the error, and its way out (a .db file, or MLFLOW_ALLOW_FILE_STORE) was not in it."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for args in (["runs"], ["compare", "knn", "--dataset", "digits", "--limit", "200", "--out", "r"]):
+        result = runner.invoke(app, [*args, "--tracking-uri", "mlruns"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith("Error: The tracking store mlruns is a folder path: MLflow's retired folder store"), line
+        assert "a path ending in .db, such as mlruns.db" in line and "MLFLOW_ALLOW_FILE_STORE=true" in line, line
+        assert "maintenance mode" not in line and "…" not in line, line
+    assert not (tmp_path / "r" / "models").exists()  # before anything was fitted
+
+
 def test_an_empty_tracking_uri_is_refused_not_taken_for_the_default_store(tmp_path, monkeypatch):
     """--tracking-uri "$STORE" with $STORE unset recorded the runs in the default store without a word."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))

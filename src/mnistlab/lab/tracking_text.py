@@ -88,6 +88,13 @@ def open_error(uri: str, exc: Exception) -> TrackingError:
             f"The tracking store {uri} was made by a newer MLflow than this one ({__version__}); upgrade MLflow "
             f"(pip install -U mlflow), {again}"
         )
+    if "filesystem tracking backend" in str(exc):  # MLflow's migration notice, cut, hid the way out
+        name = uri.rstrip("/").rsplit("/", 1)[-1] or "runs"
+        return TrackingError(
+            f"The tracking store {uri} is a folder path: MLflow's retired folder store, which it opens only with "
+            f"MLFLOW_ALLOW_FILE_STORE=true; give a SQLite file instead (a path ending in .db, such as {name}.db) "
+            "or a tracking server's http:// URL, with --tracking-uri / MLFLOW_TRACKING_URI."
+        )
     return TrackingError(
         f"Cannot open the tracking store {uri} ({reason(exc)}); check --tracking-uri / MLFLOW_TRACKING_URI."
     )
