@@ -195,6 +195,23 @@ def test_user_errors_exit_2_with_one_sentence(args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_a_recipe_name_given_for_its_model_folder_names_the_folder_train_saved_it_in(trained, tmp_path, monkeypatch):
+    """`mnistlab train knn-deskew` then `mnistlab evaluate knn-deskew`: it said "Model directory knn-deskew does not
+    exist; train one with `mnistlab train RECIPE --out knn-deskew`", a model that was there trained again."""
+    import shutil
+
+    out, _ = trained
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    saved = tmp_path / "data" / "mnistlab" / "models" / "knn-deskew"
+    shutil.copytree(out, saved)
+    monkeypatch.chdir(tmp_path)
+    for args in (["evaluate", "knn-deskew"], ["predict", "x.png", "--model", "knn-deskew"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        line = result.stderr.strip().splitlines()[-1]
+        assert f"`mnistlab train knn-deskew` saved a model in {saved}; pass that folder" in line and "--out" not in line
+
+
 def test_other_format_version_exits_2(trained, tmp_path):
     out, _ = trained
     copy = tmp_path / "old"

@@ -18,6 +18,7 @@ describes before a net is built (``models.cnn.config``). torch is imported only 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -169,6 +170,22 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
     return model_dir
 
 
+def _missing(model_dir: Path) -> ModelFileError:
+    """A model folder that is not there; a bare name whose default folder holds a model (``evaluate knn-deskew``
+    after ``train knn-deskew``) is sent to that folder, not told to train the model again."""
+    if len(model_dir.parts) == 1 and not model_dir.is_absolute():
+        with contextlib.suppress(ModelFileError):  # an $XDG_DATA_HOME of no use: the plain sentence
+            saved = default_model_dir(model_dir.name)
+            if (saved / CARD_FILE).is_file():
+                return ModelFileError(
+                    f"There is no folder {model_dir} here, but `mnistlab train {model_dir.name}` saved a model in "
+                    f"{saved}; pass that folder."
+                )
+    return ModelFileError(
+        f"Model directory {model_dir} does not exist; train one with `mnistlab train RECIPE --out {model_dir}`."
+    )
+
+
 def read_card(model_dir) -> dict:
     """Read and check ``model.json`` (schema, checksum, weights file name) without touching the weights."""
     if not isinstance(model_dir, (str, os.PathLike)):
@@ -179,9 +196,7 @@ def read_card(model_dir) -> dict:
             f"{model_dir} is a file, not a model directory; pass the folder that `mnistlab train` wrote."
         )
     if not model_dir.is_dir():
-        raise ModelFileError(
-            f"Model directory {model_dir} does not exist; train one with `mnistlab train RECIPE --out {model_dir}`."
-        )
+        raise _missing(model_dir)
     card_path = model_dir / CARD_FILE
     try:
         text = read_regular(card_path, MAX_CARD_BYTES + 1)  # bounded: a card is kilobytes
