@@ -188,6 +188,25 @@ def test_cv_beyond_the_rarest_class_is_refused_once_the_data_is_known(tmp_path):
     assert "the training images of the rarest class, got 50" in one_error_line(result)
 
 
+def test_a_recipes_own_folds_beyond_the_rarest_class_are_said_as_its_default_not_a_traceback(mnist_full, tmp_path):
+    """--limit 20, the least there is, leaves 2 images of each digit, fewer than logreg's own 3 folds: compare
+    stopped in a traceback (scikit-learn's "n_splits=3 cannot be greater than the number of members in each
+    class"), and train said "--cv must be at most 2 ..., got 3" of a --cv no one gave."""
+    train = ["train", "logreg", "--out", str(tmp_path / "m")]
+    compare = ["compare", "logreg", "--out", str(tmp_path), "--tracking-uri", str(tmp_path / "runs.db")]
+    for args in (train, compare):
+        result = runner.invoke(app, [*args, "--limit", "20"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        line = result.stderr.strip().splitlines()[-1]  # after the progress lines
+        assert line == (
+            "Error: logreg cross-validates in 3 folds unless --cv says otherwise, more than the 2 training images "
+            "of the rarest class; give --cv 2 or less (0 skips cross-validation)."
+        ), line
+    assert not (tmp_path / "m").exists() and not (tmp_path / "models").exists()  # nothing was fitted
+    given = runner.invoke(app, [*train, "--limit", "20", "--cv", "3"])  # a --cv given is said as before
+    assert "--cv must be at most 2, the training images of the rarest class, got 3." in given.output
+
+
 def test_serve_refuses_a_busy_port_before_loading_the_model():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -153,6 +153,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         @functools.lru_cache(maxsize=1)  # units come seed by seed: one split in memory at a time
         def split_of(name: str, seed: int) -> TrainTest:
             d = split_for(name, bunches[name], dataclasses.replace(options, seed=seed))
+            _check_folds(contenders, options, d.y_train)  # scikit-learn's traceback, mid-run, otherwise
             truth[name, seed] = d.y_test
             return d
 
@@ -279,6 +280,13 @@ def _group_params(settings: dict) -> dict:
 def _metric_key(model: str, dataset: str) -> tuple[str, str, str]:
     """``test_accuracy/MODEL/DATASET``, as the tracker names it in a key MLflow takes (``tracking.mlflow_key``)."""
     return ("test_accuracy", model, dataset)
+
+
+def _check_folds(contenders: list[Contender], options: RunOptions, y_train: np.ndarray) -> None:
+    """Refuse a model's folds (--cv, or its recipe's own) beyond the images of the training set's rarest class."""
+    for contender in contenders:
+        default_of = contender.name if options.cv is None else None
+        options.for_recipe(contender.recipe).check_cv(y_train, default_of)
 
 
 def _check(seeds: int, baseline: str | None, names: list[str], datasets, options: RunOptions) -> None:

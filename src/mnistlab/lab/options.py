@@ -162,14 +162,22 @@ class RunOptions:
                 "for them all.",
             )
 
-    def check_cv(self, y_train) -> None:
-        """Refuse more folds than the rarest class of the training labels ``y_train`` has images."""
+    def check_cv(self, y_train, default_of: str | None = None) -> None:
+        """Refuse more folds than the rarest class of the training labels ``y_train`` has images; ``default_of``:
+        the recipe whose own folds ``cv`` is (none were given), named as such rather than as a value given."""
         if not self.cv:
             return
         import numpy as np  # not at start-up: the CLI imports this module for its flags
 
         # Each fold of a stratified split needs an image of every class.
         fewest = int(np.unique(np.asarray(y_train), return_counts=True)[1].min())
+        if self.cv > fewest and default_of is not None:
+            raise ParameterError(
+                "cv",
+                f"{default_of} cross-validates in {self.cv} folds unless {{param}} says otherwise, more than the "
+                f"{fewest} training images of the rarest class; give {{param}} {fewest} or less (0 skips "
+                "cross-validation).",
+            )
         if self.cv > fewest:
             raise ParameterError(
                 "cv", f"{{param}} must be at most {fewest}, the training images of the rarest class, got {self.cv}."

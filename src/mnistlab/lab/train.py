@@ -69,8 +69,9 @@ class Scored(NamedTuple):
     y_pred: np.ndarray  # (n_test,)
 
 
-def load_data(options: RunOptions, data=None) -> TrainTest:
-    """MNIST split as ``options`` say (or the caller's arrays), with ``options.limit`` applied to the training set."""
+def load_data(options: RunOptions, data=None, *, default_of: str | None = None) -> TrainTest:
+    """MNIST split as ``options`` say (or the caller's arrays), with ``options.limit`` applied to the training set;
+    ``default_of``: the recipe whose own folds ``options.cv`` is, for ``check_cv``'s sentence."""
     if data is not None:
         X_train, X_test, y_train, y_test = given_arrays(data)
         sha256, dataset = arrays_sha256(X_train, X_test, y_train, y_test), "arrays"
@@ -86,7 +87,7 @@ def load_data(options: RunOptions, data=None) -> TrainTest:
             X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
         )
     check_classes(y_train, dataset)
-    options.check_cv(y_train)
+    options.check_cv(y_train, default_of)
     return TrainTest(X_train, X_test, y_train, y_test, sha256, dataset)
 
 
@@ -300,12 +301,13 @@ def run_recipe(
     """
     contender = resolve_recipe_or_spec_file(recipe_name)
     recipe = contender.recipe
+    default_of = recipe.name if options.cv is None else None  # its own folds: said as such if too many
     options = options.for_recipe(recipe)
     # Checked before minutes of training, not when saving after them.
     model_dir = check_model_dir(out if out is not None else default_model_dir(recipe.name), "out")
     progress = progress or noop
     progress(f"{recipe.name}: loading data")
-    d = load_data(options, data)
+    d = load_data(options, data, default_of=default_of)
     reader = reader_for(d)
     run = fit_and_test(
         recipe,
