@@ -118,6 +118,20 @@ def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
     assert not spec.parent.exists()  # checked writable, not made, before the settings were known to run
 
 
+def test_a_limit_too_small_for_a_held_out_part_of_every_class_is_one_sentence_before_any_trial(tmp_path):
+    """--limit 20 leaves 2 held-out images for 10 classes: every trial failed, after Ray had started, as
+    "The trial {'logreg__C': 1} failed (ValueError: The test_size = 2 should be greater or equal to the number of
+    classes = 10); check the values", of values that were fine."""
+    spec = tmp_path / "b.json"
+    done = runner.invoke(app, ["sweep", "logreg", "--param", "logreg__C=1", "--limit", "20", "--out", str(spec)])
+    assert done.exit_code == 2, done.output
+    assert done.stderr.strip().splitlines() == [
+        "Error: --limit 20 leaves 2 training images for the held-out 10% each trial is scored on, fewer than the "
+        "10 classes; give --limit 91 or more."
+    ]
+    assert not spec.exists()
+
+
 @pytest.mark.parametrize(
     ("recipe", "param", "says"),
     [

@@ -24,6 +24,7 @@ import importlib.metadata
 import itertools
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -148,7 +149,10 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     name, bunch = open_dataset(dataset)
     # A --limit the dataset cannot give fails before any trial; one split in memory at a time (a random split is
     # a copy of the data).
-    chosen_on = _chosen_on(split_for(name, bunch, dataclasses.replace(options, seed=seed_list[0])), options, seed_list)
+    first = split_for(name, bunch, dataclasses.replace(options, seed=seed_list[0]))
+    if recipe.family != "cnn":  # a CNN holds out its part unstratified, in the estimator
+        _check_held_out(first.y_train, options.limit)
+    chosen_on = _chosen_on(first, options, seed_list)
     for seed in seed_list[1:]:
         split_for(name, bunch, dataclasses.replace(options, seed=seed))
     progress("opening the tracking store")
@@ -270,6 +274,20 @@ def _config_row(config: dict, trials: list[dict]) -> dict:
         "val_accuracies": accuracies,
         "stopped": sum(t["stopped"] for t in trials),
     }
+
+
+def _check_held_out(y_train: np.ndarray, limit: int | None) -> None:
+    """Refuse a training set whose stratified held-out part (``_trial``'s) cannot hold an image of every class:
+    scikit-learn refused it in every trial, after Ray had started, as a failure of the trial's values."""
+    classes, n = len(np.unique(y_train)), len(y_train)
+    held = math.ceil(HELD_OUT * n)  # as train_test_split counts its test part
+    if held >= classes:
+        return
+    need = next(k for k in itertools.count(n) if math.ceil(HELD_OUT * k) >= classes)
+    why = f"leaves {held} training images for the held-out {HELD_OUT:.0%} each trial is scored on, fewer than the"
+    if limit is not None:
+        raise ParameterError("limit", f"{{param}} {limit} {why} {classes} classes; give {{param}} {need} or more.")
+    raise ParameterError("dataset", f"The training set of {n} images {why} {classes} classes; use a larger dataset.")
 
 
 def _trial(config: dict, *, recipe_name: str, options: RunOptions, dataset: str, bunch) -> None:
