@@ -207,6 +207,41 @@ def test_a_recipes_own_folds_beyond_the_rarest_class_are_said_as_its_default_not
     assert "--cv must be at most 2, the training images of the rarest class, got 3." in given.output
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (
+            ["train", "knn-deskew", "--limit", "20", "--cv", "0"],
+            "knn-deskew keeps 40 principal components, so each of its fits needs 40 training images or more, and "
+            "--limit 20 leaves 20; give --limit 40 or more.",
+        ),
+        (
+            ["train", "knn-deskew", "--limit", "50"],
+            "knn-deskew keeps 40 principal components, so each of its fits needs 40 training images or more, and "
+            "--limit 50 leaves 33 in a fold of its 3-fold cross-validation; give a larger --limit, or --cv 0.",
+        ),
+        (
+            ["train", "knn-deskew", "--limit", "30"],  # too few for the final fit too: --cv 0 would not help
+            "knn-deskew keeps 40 principal components, so each of its fits needs 40 training images or more, and "
+            "--limit 30 leaves 30; give --limit 40 or more.",
+        ),
+        (
+            ["compare", "svm-rbf", "--limit", "30"],
+            "svm-rbf keeps 50 principal components, so each of its fits needs 50 training images or more, and "
+            "--limit 30 leaves 30; give --limit 50 or more.",
+        ),
+    ],
+)
+def test_a_limit_smaller_than_a_recipes_principal_components_is_one_sentence(mnist_full, tmp_path, args, says):
+    """scikit-learn's traceback ("ValueError: n_components=40 must be between 0 and min(n_samples, n_features)=20
+    with svd_solver='full'"), after the data had loaded."""
+    extra = ["--tracking-uri", str(tmp_path / "runs.db")] if args[0] == "compare" else []
+    result = runner.invoke(app, [*args, *extra, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {says}"
+    assert not (tmp_path / "o" / "model.json").exists() and not (tmp_path / "o" / "models").exists()
+
+
 def test_serve_refuses_a_busy_port_before_loading_the_model():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

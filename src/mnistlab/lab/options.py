@@ -183,6 +183,35 @@ class RunOptions:
                 "cv", f"{{param}} must be at most {fewest}, the training images of the rarest class, got {self.cv}."
             )
 
+    def check_fit_sizes(self, recipe: Recipe, y_train) -> None:
+        """Refuse a training set, or a CV fold's, with fewer images than a PCA step of ``recipe`` keeps components:
+        scikit-learn refused it in a traceback ("n_components=40 must be between 0 and min(n_samples, n_features)=20")."""
+        if recipe.family != "classic":  # a user's estimator is built once, by the spec's check
+            return
+        import numpy as np  # not at start-up: the CLI imports this module for its flags
+        from sklearn.model_selection import StratifiedKFold  # the folds cross_validate uses
+
+        params = recipe.build(self.seed, 1).get_params()
+        kept = [v for k, v in params.items() if k.endswith("n_components") and type(v) is int]
+        if not kept:
+            return
+        need, fits = max(kept), [len(y_train)]
+        if self.cv:
+            folds = StratifiedKFold(n_splits=self.cv).split(np.zeros((len(y_train), 1)), y_train)
+            fits += [len(train) for train, _ in folds]
+        fewest = min(fits)
+        if fewest >= need:
+            return
+        given = "the training set" if self.limit is None else "{param} " + str(self.limit)
+        said = (
+            f"{recipe.name} keeps {need} principal components, so each of its fits needs {need} training images or more"
+        )
+        if len(y_train) < need:  # too few for the final fit: no --cv helps
+            more = f"{{param}} {need} or more" if self.limit is not None else f"it {need} images or more"
+            raise ParameterError("limit", f"{said}, and {given} leaves {len(y_train)}; give {more}.")
+        fold = f"{fewest} in a fold of its {self.cv}-fold cross-validation; give a larger {{param}}, or --cv 0."
+        raise ParameterError("limit", f"{said}, and {given} leaves {fold}")
+
 
 def folder_meant(path) -> str | None:
     """Where a file's path, given as a string, ends in a separator (``figs/``): why it is refused, the middle of
