@@ -239,6 +239,29 @@ def test_truncated_and_missing_files(tmp_path, test_digits):
     assert MAX_PIXELS >= 24_000_000  # a phone photo still passes
 
 
+def test_a_pil_image_closed_or_cut_is_refused_in_a_sentence(tmp_path, test_digits):
+    """A PIL image used after its ``with Image.open(...)`` block ended, or opened from a cut file and not decoded
+    yet, raised Pillow's bare AssertionError, ValueError or OSError; a sentence now, as for the file itself."""
+    whole = encode(1 - big(test_digits[0][5]), "PNG")
+    (tmp_path / "seven.png").write_bytes(whole)
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    with Image.open(tmp_path / "seven.png") as lazy:
+        pass  # closed before it was decoded
+    with Image.open(tmp_path / "seven.png") as loaded:
+        loaded.load()  # decoded inside the block: its pixels stay
+    closed_after = Image.open(tmp_path / "seven.png")
+    closed_after.load()
+    closed_after.close()
+    for closed in (lazy, closed_after):
+        for read in (predict_image, read_number):
+            with pytest.raises(ImageError, match=r"^The image is closed \(closed before it was read"):
+                read(closed)
+    with Image.open(tmp_path / "cut.png") as cut, pytest.raises(ImageError, match="the image is truncated or corrupt"):
+        predict_image(cut)
+    with Image.open(tmp_path / "seven.png") as opened:
+        assert predict_image(opened)["digit"] == predict_image(loaded)["digit"] == test_digits[1][5]
+
+
 # --- the steps ----------------------------------------------------------------------------
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 
+from PIL import Image, ImageFile
+
 from mnistlab.errors import ImageError, ImageTooLargeError
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "check_jpeg_scans",
     "file_too_large",
     "bounded_file",
+    "check_callers_image",
+    "unreadable",
 ]
 
 # Refuse images above this many pixels before decoding them (a 50 MP phone photo
@@ -164,3 +168,33 @@ def _read_at_most(f, label: str) -> bytes:
     if total > MAX_IMAGE_FILE_BYTES:
         raise file_too_large(label, None)
     return b"".join(chunks)
+
+
+def check_callers_image(image: Image.Image) -> None:
+    """Refuse a PIL image the caller made or opened that is closed already (used after its ``with
+    Image.open(...)`` block ended), or that costs more to decode than ``check_decodable`` and
+    ``check_jpeg_scans`` let a file cost."""
+    fp = getattr(image, "fp", None)
+    lazy = isinstance(image, ImageFile.ImageFile) and bool(image.tile)  # opened, not decoded yet
+    closed = lazy and fp is None  # Pillow would fail an assertion decoding it
+    try:
+        closed = closed or (not lazy and image.im is None)
+    except ValueError:  # closed after it was decoded: "Operation on closed image"
+        closed = True
+    if closed:
+        raise ImageError(
+            "The image is closed (closed before it was read, as a `with Image.open(...)` block closes it at its "
+            "end); read it inside the block, or pass its path."
+        )
+    if image.format is None:  # made in memory, already decoded: only its size matters
+        check_pixels(image.size, "the image")
+        return
+    check_decodable(image.size, image.format, "the image")  # opened from a file: its pixels may not be decoded yet
+    # A JPEG not decoded yet: its decoding to come is a pass over the pixels per scan.
+    if image.format == "JPEG" and lazy and fp:
+        check_jpeg_scans(fp, image.size, "the image")
+
+
+def unreadable(label: str, exc: OSError) -> str:
+    """The sentence for a file the system would not open or read (permissions, a vanished file, an I/O error)."""
+    return f"{label} cannot be read ({exc.strerror or exc}); check the path, and that you may read the file."

@@ -19,7 +19,7 @@ from typing import IO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.home import expand_home
 from mnistlab.data.pixels import float_scale
@@ -29,11 +29,13 @@ from mnistlab.reading.admission import (
     IMAGE_FORMATS,
     MAX_IMAGE_FILE_BYTES,
     bounded_file,
+    check_callers_image,
     check_decodable,
     check_jpeg_scans,
     check_pixels,
     check_strip,
     file_too_large,
+    unreadable,
 )
 
 __all__ = [
@@ -63,14 +65,11 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     what was wrong.
     """
     if isinstance(source, Image.Image):
-        if source.format is None:  # made in memory, already decoded: only its size matters
-            check_pixels(source.size, "the image")
-        else:  # opened from a file: its pixels may not be decoded yet
-            check_decodable(source.size, source.format, "the image")
-            # A JPEG not decoded yet: its decoding to come is a pass over the pixels per scan.
-            if source.format == "JPEG" and isinstance(source, ImageFile.ImageFile) and source.tile and source.fp:
-                check_jpeg_scans(source.fp, source.size, "the image")
-        return ImageOps.exif_transpose(source)
+        check_callers_image(source)
+        try:  # opened from a file, its pixels may not be decoded yet
+            return ImageOps.exif_transpose(source)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise _undecodable("the image", exc) from None
     fp: IO[bytes] | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -115,10 +114,15 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:  # the system refused the file, not its bytes
-            raise ImageError(unreadable(label, exc)) from None
-        raise ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.") from None
+        raise _undecodable(label, exc) from None
     return opened
+
+
+def _undecodable(label: str, exc: Exception) -> ImageError:
+    """The error for an image whose bytes Pillow could not decode, or whose file the system would not read."""
+    if isinstance(exc, OSError) and exc.errno is not None:  # the system refused the file, not its bytes
+        return ImageError(unreadable(label, exc))
+    return ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.")
 
 
 # What ``Path.is_file`` takes as "no such file": anything else the system says about a path is said as it is.
@@ -147,11 +151,6 @@ def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:
     if info is None or not stat.S_ISREG(info.st_mode):
         raise error(f"{path} does not exist or is not a file; check the path.")
     return info.st_size
-
-
-def unreadable(label: str, exc: OSError) -> str:
-    """The sentence for a file the system would not open or read (permissions, a vanished file, an I/O error)."""
-    return f"{label} cannot be read ({exc.strerror or exc}); check the path, and that you may read the file."
 
 
 def _scale_integers(a: np.ndarray) -> np.ndarray:
