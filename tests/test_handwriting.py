@@ -117,6 +117,19 @@ def test_palette_rgb_and_arrays_agree(test_digits):
     assert similarity(to_mnist(page.astype(np.float32)), reference) > 0.99
 
 
+@pytest.mark.parametrize(
+    "mode", ["1", "P", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "La", "PA"]
+)
+def test_a_pil_image_of_any_mode_reads_as_its_grey(test_digits, mode):
+    """A PIL image of mode La (grey with premultiplied alpha, as Pillow resizes LA) raised Pillow's bare
+    ValueError "conversion from La to L not supported"."""
+    grey = Image.fromarray(np.round((1 - big(test_digits[0][4])) * 255).astype(np.uint8), "L")
+    via = {"La": "LA", "PA": "LA", "RGBa": "RGBA"}.get(mode, "L")  # the modes Pillow makes only from these
+    image = grey.convert(via).convert(mode)
+    assert image.mode == mode
+    assert similarity(to_mnist(image), to_mnist(grey)) > 0.97
+
+
 def test_large_photo_is_reduced_before_processing():
     grey = to_grey(np.full((3000, 2000), 200, np.uint8))
     assert max(grey.shape) == WORK_SIDE == 320

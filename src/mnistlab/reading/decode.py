@@ -247,7 +247,7 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
     if im.mode in ("L", "RGB") and not transparent:
         return np.asarray(_reduced(im if im.mode == "L" else im.convert("L"), max_side)) * _UNIT
     if im.mode in ("P", "LA", "PA", "La", "RGBa") or (im.mode in ("L", "RGB") and transparent):
-        im = im.convert("RGBA")
+        im = (im.convert("LA") if im.mode == "La" else im).convert("RGBA")  # Pillow makes RGBA of La only via LA
     if im.mode == "RGBA":
         grey = np.asarray(im.convert("L")) * _UNIT
         alpha = np.asarray(im.getchannel("A"))
