@@ -553,6 +553,31 @@ def test_only_the_documented_formats_are_opened_and_scan_bombs_are_refused(tmp_p
     assert predict_image(data)["digit"] in range(10)  # the progressive JPEG itself reads
 
 
+def test_a_jpeg_holding_more_pictures_is_read_and_held_to_a_jpegs_rules():
+    """A JPEG holding more pictures (a camera's stereo pair, a phone's HDR gain map), which Pillow opens as format
+    MPO: a 24 MP photo was refused as "a MPO image of 6000x4000 pixels, which decodes only at full size; send it
+    [...] as a JPEG", and one whose first picture repeats a scan 200 times was decoded scan by scan, unchecked."""
+    photo = io.BytesIO()
+    more = {"save_all": True, "append_images": [Image.new("L", (60, 40))]}
+    Image.new("L", (6000, 4000), 255).save(photo, "MPO", quality=30, **more)
+    with Image.open(photo) as opened:
+        assert opened.format == "MPO"
+    assert predict_image(photo.getvalue())["confident"] is False  # a blank page, read at 1/8 scale as a JPEG
+    scans = io.BytesIO()
+    Image.new("L", (1000, 1000)).save(scans, "MPO", progressive=True, **more)
+    data = scans.getvalue()
+    first = data[: data.index(b"\xff\xd8", 2)]  # the first picture, up to the second's start-of-image
+    last_scan = first.rindex(b"\xff\xda")
+    bomb = first[:-2] + first[last_scan:-2] * 200 + data[len(first) - 2 :]
+    with pytest.raises(ImageTooLargeError, match="is a JPEG of 2[0-9][0-9] scans over 1000x1000 pixels"):
+        predict_image(bomb)
+    with (
+        Image.open(io.BytesIO(bomb)) as opened,
+        pytest.raises(ImageTooLargeError, match="is a JPEG of 2[0-9][0-9] scans"),
+    ):
+        predict_image(opened)
+
+
 def test_image_arrays_are_held_to_the_photos_rules():
     from mnistlab import ImageTooLargeError
 

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_ASPECT",
     "IMAGE_FORMATS",
     "FORMAT_NAMES",
+    "JPEG_FORMATS",
     "MAX_JPEG_SCANS",
     "MAX_JPEG_SCAN_PIXELS",
     "MAX_IMAGE_FILE_BYTES",
@@ -47,6 +48,8 @@ MAX_ASPECT = 20
 # photo or drawing of digits: those are refused before their plugin runs.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
 FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP or GIF"
+# What Pillow names a JPEG: MPO is one holding more pictures (a stereo pair, a phone's HDR gain map), read as one.
+JPEG_FORMATS = ("JPEG", "MPO")
 # A progressive JPEG is decoded scan by scan over the whole image, whatever the draft size (Pillow writes
 # a grey one in 6 scans); a file that repeats a scan costs a pass over every pixel each time: the scans
 # are counted from the bytes, and a file past either bound is refused before decoding.
@@ -88,7 +91,7 @@ def check_decodable(size: tuple[int, int], image_format: str | None, label: str 
     check_pixels(size, label)
     check_strip(size, label)
     w, h = size
-    if image_format != "JPEG" and w * h > MAX_FULL_DECODE_PIXELS:
+    if image_format not in JPEG_FORMATS and w * h > MAX_FULL_DECODE_PIXELS:
         raise ImageTooLargeError(
             f"{label} is a {image_format or 'non-JPEG'} image of {w}x{h} pixels, which decodes only at full size; "
             f"send it scaled down to at most {MAX_FULL_DECODE_PIXELS:,} pixels, or as a JPEG."
@@ -191,7 +194,7 @@ def check_callers_image(image: Image.Image) -> None:
         return
     check_decodable(image.size, image.format, "the image")  # opened from a file: its pixels may not be decoded yet
     # A JPEG not decoded yet: its decoding to come is a pass over the pixels per scan.
-    if image.format == "JPEG" and lazy and fp:
+    if image.format in JPEG_FORMATS and lazy and fp:
         check_jpeg_scans(fp, image.size, "the image")
 
 

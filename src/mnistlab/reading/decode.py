@@ -27,6 +27,7 @@ from mnistlab.errors import ImageError, ImageTooLargeError, InputError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
+    JPEG_FORMATS,
     MAX_IMAGE_FILE_BYTES,
     bounded_file,
     check_callers_image,
@@ -98,7 +99,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
                 fp = bounded_file(fp, label)
             opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)
-            if opened.format == "JPEG":
+            if opened.format in JPEG_FORMATS:
                 check_jpeg_scans(opened.fp, opened.size, label)  # Pillow's own file: not opened twice
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
