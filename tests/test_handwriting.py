@@ -151,6 +151,23 @@ def test_bad_bytes_raise_image_error(data, words):
         load_image(data)  # a pixel bomb is refused from its header: these bytes hold no pixels to decode
 
 
+def test_a_file_of_a_format_read_that_cannot_be_decoded_is_not_called_another_format(tmp_path):
+    """A colour TIFF of 32-bit floats (as OpenCV writes one), or a PNG cut short after its signature, was "not an image
+    mnistlab reads (PNG, JPEG, BMP, TIFF, WebP or GIF); send one of those": a TIFF or a PNG is what was sent."""
+    path = tmp_path / "float.tif"
+    path.write_bytes(cv2.imencode(".tiff", np.zeros((28, 28, 3), np.float32))[1].tobytes())
+    with pytest.raises(
+        ImageError, match=r"float.tif is a TIFF file that cannot be decoded \(.*\); save it again as an"
+    ):
+        predict_image(path)
+    png = encode(np.ones((28, 28)), "PNG")[:8]  # its signature alone
+    for cut in (png, io.BytesIO(png)):
+        with pytest.raises(ImageError, match=r"is a PNG file that cannot be decoded \(cut short, corrupt"):
+            predict_image(cut)
+    with pytest.raises(ImageError, match=r"is not an image mnistlab reads \(PNG, JPEG, BMP, TIFF, WebP or GIF\)"):
+        predict_image(b"<svg>" + png)
+
+
 def _strip_png(width: int, height: int) -> bytes:
     """A real PNG of ``width`` x ``height`` black pixels, its data compressed as it is written (about 100 KB)."""
 

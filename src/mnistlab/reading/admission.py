@@ -10,6 +10,7 @@ server to every upload's header.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from PIL import Image, ImageFile
 
@@ -32,6 +33,7 @@ __all__ = [
     "file_too_large",
     "bounded_file",
     "check_callers_image",
+    "unidentified",
     "unreadable",
 ]
 
@@ -201,3 +203,40 @@ def check_callers_image(image: Image.Image) -> None:
 def unreadable(label: str, exc: OSError) -> str:
     """The sentence for a file the system would not open or read (permissions, a vanished file, an I/O error)."""
     return f"{label} cannot be read ({exc.strerror or exc}); check the path, and that you may read the file."
+
+
+# How each format read starts (WebP: RIFF, its size, then WEBP).
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF"}
+_SIGNATURES.update({b"MM\0*": "TIFF", b"II+\0": "TIFF", b"MM\0+": "TIFF"})  # BigTIFF too
+
+
+def unidentified(label: str, fp) -> str:
+    """The sentence for a file Pillow did not take for an image: one of a format read, by its first bytes, that
+    cannot be decoded (cut short, or a kind Pillow does not read, such as a TIFF of float RGB), or another file."""
+    head = _head(fp)
+    kind = next((name for start, name in _SIGNATURES.items() if head.startswith(start)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "WebP"
+    if kind is None:
+        return f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those."
+    return (
+        f"{label} is a {kind} file that cannot be decoded (cut short, corrupt, or of a kind of {kind} mnistlab does "
+        "not read, such as floating-point colour); save it again as an 8-bit PNG or JPEG."
+    )
+
+
+def _head(fp) -> bytes:
+    """A file's first 12 bytes (a path's, or a file object's from its start, left where it was); b"" if unread."""
+    try:
+        if isinstance(fp, Path):
+            with open(fp, "rb") as f:
+                return f.read(12)
+        position = fp.tell()
+        try:
+            fp.seek(0)
+            head = fp.read(12)
+        finally:
+            fp.seek(position)
+        return head if isinstance(head, bytes) else b""
+    except (OSError, ValueError, AttributeError):
+        return b""

@@ -36,6 +36,7 @@ from mnistlab.reading.admission import (
     check_pixels,
     check_strip,
     file_too_large,
+    unidentified,
     unreadable,
 )
 
@@ -113,7 +114,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             f"{label} declares far too many pixels to decode safely (more than Pillow opens); send a smaller image."
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those.") from None
+        raise ImageError(unidentified(label, fp)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _undecodable(label, exc) from None
     return opened
