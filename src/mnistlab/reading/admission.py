@@ -191,8 +191,9 @@ def check_callers_image(image: Image.Image) -> None:
             "The image is closed (closed before it was read, as a `with Image.open(...)` block closes it at its "
             "end); read it inside the block, or pass its path."
         )
-    if image.format is None:  # made in memory, already decoded: only its size matters
+    if image.format is None:  # made in memory, already decoded: only its size and shape matter, as an array's
         check_pixels(image.size, "the image")
+        check_strip(image.size, "the image")
         return
     check_decodable(image.size, image.format, "the image")  # opened from a file: its pixels may not be decoded yet
     # A JPEG not decoded yet: its decoding to come is a pass over the pixels per scan.
