@@ -10,6 +10,7 @@ server to every upload's header.
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 from PIL import Image, ImageFile
@@ -33,6 +34,9 @@ __all__ = [
     "file_too_large",
     "bounded_file",
     "check_callers_image",
+    "MAX_TIFF_PARTS",
+    "check_tiff_parts",
+    "undecodable",
     "unidentified",
     "unreadable",
 ]
@@ -61,6 +65,10 @@ MAX_JPEG_SCAN_PIXELS = 1_000_000_000  # pixels x scans: a 50 MP photo in 20 scan
 # 16-bit RGBA, uncompressed, 128 MiB; a 50 MP JPEG is tens of MB) fits twice, and counting a JPEG's scans
 # reads the whole file (a 4 GiB file with a JPEG's header took 13 s).
 MAX_IMAGE_FILE_BYTES = 256 * 2**20
+# A TIFF's first image cut into more strips or tiles than this is refused from its header: Pillow lists every one
+# as it opens the file (an 8 MB TIFF of 1000 x 1000 1-pixel tiles: 1.9 s and 300 MB) and sets a decoder up for each
+# (9.5 s more). The TIFF spec's smallest tiles (16 x 16) cut a 16 MP image into 62,500; one row a strip, 17,888.
+MAX_TIFF_PARTS = 65_536
 
 
 def check_pixels(size: tuple[int, int], label: str) -> None:
@@ -201,6 +209,38 @@ def check_callers_image(image: Image.Image) -> None:
         check_jpeg_scans(fp, image.size, "the image")
 
 
+def check_tiff_parts(fp, label: str) -> None:
+    """Refuse a TIFF (a path, or a seekable file read from its start) whose first image is cut into more than
+    ``MAX_TIFF_PARTS`` strips or tiles, counted in its first directory before Pillow lists them; any other file,
+    or one cut short, is left to Pillow."""
+    head = _read_at(fp, 0, 16)
+    if head[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return
+    order, big = "<" if head[:2] == b"II" else ">", head[:4] in (b"II+\0", b"MM\0+")
+    offset, count, entry = ("Q", "Q", 20) if big else ("I", "H", 12)  # BigTIFF: 8-byte offsets and counts
+    try:
+        (where,) = struct.unpack_from(order + offset, head, 8 if big else 4)
+        (entries,) = struct.unpack(order + count, _read_at(fp, where, struct.calcsize(count)))
+        table = _read_at(fp, where + struct.calcsize(count), min(entries, 4096) * entry)
+        for at in range(0, len(table) - entry + 1, entry):
+            tag = struct.unpack_from(order + "H", table, at)[0]
+            parts = struct.unpack_from(order + offset, table, at + 4)[0]  # the entry's count of values
+            if tag in (273, 324) and parts > MAX_TIFF_PARTS:  # StripOffsets, TileOffsets
+                raise ImageTooLargeError(
+                    f"{label} is a TIFF cut into {parts:,} strips or tiles, more than the {MAX_TIFF_PARTS:,} any "
+                    "image's layout needs, each costing time to read; save it again as a PNG or an ordinary TIFF."
+                )
+    except struct.error:
+        return
+
+
+def undecodable(label: str, exc: Exception) -> ImageError:
+    """The error for an image whose bytes Pillow could not decode, or whose file the system would not read."""
+    if isinstance(exc, OSError) and exc.errno is not None:  # the system refused the file, not its bytes
+        return ImageError(unreadable(label, exc))
+    return ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.")
+
+
 def unreadable(label: str, exc: OSError) -> str:
     """The sentence for a file the system would not open or read (permissions, a vanished file, an I/O error)."""
     return f"{label} cannot be read ({exc.strerror or exc}); check the path, and that you may read the file."
@@ -214,7 +254,7 @@ _SIGNATURES.update({b"MM\0*": "TIFF", b"II+\0": "TIFF", b"MM\0+": "TIFF"})  # Bi
 def unidentified(label: str, fp) -> str:
     """The sentence for a file Pillow did not take for an image: one of a format read, by its first bytes, that
     cannot be decoded (cut short, or a kind Pillow does not read, such as a TIFF of float RGB), or another file."""
-    head = _head(fp)
+    head = _read_at(fp, 0, 12)
     kind = next((name for start, name in _SIGNATURES.items() if head.startswith(start)), None)
     if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         kind = "WebP"
@@ -226,18 +266,20 @@ def unidentified(label: str, fp) -> str:
     )
 
 
-def _head(fp) -> bytes:
-    """A file's first 12 bytes (a path's, or a file object's from its start, left where it was); b"" if unread."""
+def _read_at(fp, start: int, size: int) -> bytes:
+    """Up to ``size`` bytes of a file from ``start`` (a path's, or a file object's, left where it was); b"" where
+    it cannot be read."""
     try:
         if isinstance(fp, Path):
             with open(fp, "rb") as f:
-                return f.read(12)
+                f.seek(start)
+                return f.read(size)
         position = fp.tell()
         try:
-            fp.seek(0)
-            head = fp.read(12)
+            fp.seek(start)
+            data = fp.read(size)
         finally:
             fp.seek(position)
-        return head if isinstance(head, bytes) else b""
-    except (OSError, ValueError, AttributeError):
+        return data if isinstance(data, bytes) else b""
+    except (OSError, ValueError, AttributeError, OverflowError):
         return b""

@@ -35,7 +35,9 @@ from mnistlab.reading.admission import (
     check_jpeg_scans,
     check_pixels,
     check_strip,
+    check_tiff_parts,
     file_too_large,
+    undecodable,
     unidentified,
     unreadable,
 )
@@ -71,7 +73,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         try:  # opened from a file, its pixels may not be decoded yet
             return ImageOps.exif_transpose(source)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise _undecodable("the image", exc) from None
+            raise undecodable("the image", exc) from None
     fp: IO[bytes] | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -98,6 +100,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if fp is source:  # the caller's file object (a BytesIO too: it may hold gigabytes), not bytes or a path
                 fp = bounded_file(fp, label)
+            check_tiff_parts(fp, label)  # before Pillow lists every strip or tile as it opens the file
             opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)
             if opened.format in JPEG_FORMATS:
@@ -116,15 +119,8 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(unidentified(label, fp)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise _undecodable(label, exc) from None
+        raise undecodable(label, exc) from None
     return opened
-
-
-def _undecodable(label: str, exc: Exception) -> ImageError:
-    """The error for an image whose bytes Pillow could not decode, or whose file the system would not read."""
-    if isinstance(exc, OSError) and exc.errno is not None:  # the system refused the file, not its bytes
-        return ImageError(unreadable(label, exc))
-    return ImageError(f"{label} is truncated or corrupt ({exc}); send the complete file again.")
 
 
 # What ``Path.is_file`` takes as "no such file": anything else the system says about a path is said as it is.
