@@ -209,6 +209,25 @@ def test_a_tiff_cut_into_more_tiles_than_any_layout_needs_is_refused_from_its_he
     assert predict_image(_tiled_tiff(320, 320, 16))["confident"] is False  # the spec's smallest tiles: 400 of them
 
 
+def test_a_png_of_more_chunks_than_any_image_needs_is_refused_before_they_are_read(tmp_path):
+    """A 1.2 MB PNG of 100 x 100 pixels and 100,000 empty chunks took over 1 s to answer (Pillow reads chunk by chunk,
+    in Python), one of 12 MB 12 s: the chunks are counted from their headers first, at most one past the bound."""
+
+    def chunk(kind: bytes, data: bytes = b"") -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = zlib.compress(b"".join(b"\0" + b"\xff" * 100 for _ in range(100)))
+    header = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100, 100, 8, 0, 0, 0, 0))
+    for many in (chunk(b"abCd") * 100_000 + chunk(b"IDAT", pixels), chunk(b"IDAT", pixels) + chunk(b"IDAT") * 100_000):
+        path = tmp_path / "chunks.png"
+        path.write_bytes(header + many + chunk(b"IEND"))
+        for source in (path, path.read_bytes()):
+            with pytest.raises(ImageTooLargeError, match=r"is a PNG of more than 65,536 chunks, more than any image"):
+                predict_image(source)
+    path.write_bytes(header + chunk(b"IDAT", pixels) + chunk(b"abCd") * 1000 + chunk(b"IEND"))
+    assert predict_image(path)["confident"] is False  # a blank page
+
+
 _BOUNDED_DECODE = """
 import resource, sys
 from mnistlab.errors import ImageTooLargeError

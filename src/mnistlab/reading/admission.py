@@ -9,6 +9,7 @@ server to every upload's header.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 from pathlib import Path
@@ -35,7 +36,9 @@ __all__ = [
     "bounded_file",
     "check_callers_image",
     "MAX_TIFF_PARTS",
-    "check_tiff_parts",
+    "MAX_PNG_CHUNKS",
+    "PNG_SIGNATURE",
+    "check_parts",
     "undecodable",
     "unidentified",
     "unreadable",
@@ -54,6 +57,7 @@ MAX_ASPECT = 20
 # photo or drawing of digits: those are refused before their plugin runs.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
 FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP or GIF"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # What Pillow names a JPEG: MPO is one holding more pictures (a stereo pair, a phone's HDR gain map), read as one.
 JPEG_FORMATS = ("JPEG", "MPO")
 # A progressive JPEG is decoded scan by scan over the whole image, whatever the draft size (Pillow writes
@@ -69,6 +73,10 @@ MAX_IMAGE_FILE_BYTES = 256 * 2**20
 # as it opens the file (an 8 MB TIFF of 1000 x 1000 1-pixel tiles: 1.9 s and 300 MB) and sets a decoder up for each
 # (9.5 s more). The TIFF spec's smallest tiles (16 x 16) cut a 16 MP image into 62,500; one row a strip, 17,888.
 MAX_TIFF_PARTS = 65_536
+# A PNG of more chunks than this is refused before Pillow reads it, chunk by chunk in Python (a 12 MB PNG of 100 x
+# 100 pixels and a million empty chunks: 12 s). An encoder writes its pixels in chunks of 8 KiB or more: a 128 MiB
+# image in some 16,000; one chunk a row, 17,888 at most.
+MAX_PNG_CHUNKS = 65_536
 
 
 def check_pixels(size: tuple[int, int], label: str) -> None:
@@ -209,13 +217,41 @@ def check_callers_image(image: Image.Image) -> None:
         check_jpeg_scans(fp, image.size, "the image")
 
 
-def check_tiff_parts(fp, label: str) -> None:
-    """Refuse a TIFF (a path, or a seekable file read from its start) whose first image is cut into more than
-    ``MAX_TIFF_PARTS`` strips or tiles, counted in its first directory before Pillow lists them; any other file,
-    or one cut short, is left to Pillow."""
+def check_parts(fp, label: str) -> None:
+    """Refuse a file (a path, or a seekable file read from its start) whose parts would each cost Pillow time to
+    read before a pixel is decoded: a PNG of more than ``MAX_PNG_CHUNKS`` chunks, a TIFF whose first image is cut
+    into more than ``MAX_TIFF_PARTS`` strips or tiles. Any other file, or one cut short, is left to Pillow."""
     head = _read_at(fp, 0, 16)
-    if head[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+    if head.startswith(PNG_SIGNATURE):
+        _check_png_chunks(fp, label)
+    elif head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        _check_tiff_parts(fp, head, label)
+
+
+def _check_png_chunks(fp, label: str) -> None:
+    """Count a PNG's chunks from their headers (8 bytes each, the rest skipped), at most one past the bound."""
+    try:
+        with open(fp, "rb") if isinstance(fp, Path) else contextlib.nullcontext(fp) as f:
+            position = f.tell()
+            try:
+                f.seek(len(PNG_SIGNATURE))
+                for _ in range(MAX_PNG_CHUNKS):
+                    header = f.read(8)
+                    if len(header) < 8 or header[4:] == b"IEND":
+                        return
+                    f.seek(struct.unpack(">I", header[:4])[0] + 4, io.SEEK_CUR)  # its data and CRC
+            finally:
+                f.seek(position)
+    except (OSError, ValueError, AttributeError):
         return
+    raise ImageTooLargeError(
+        f"{label} is a PNG of more than {MAX_PNG_CHUNKS:,} chunks, more than any image's pixels need, each costing "
+        "time to read; save it again (any editor writes it in a few chunks)."
+    )
+
+
+def _check_tiff_parts(fp, head: bytes, label: str) -> None:
+    """Refuse a TIFF whose first directory cuts its image into more than ``MAX_TIFF_PARTS`` strips or tiles."""
     order, big = "<" if head[:2] == b"II" else ">", head[:4] in (b"II+\0", b"MM\0+")
     offset, count, entry = ("Q", "Q", 20) if big else ("I", "H", 12)  # BigTIFF: 8-byte offsets and counts
     try:
