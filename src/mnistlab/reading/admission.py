@@ -36,7 +36,7 @@ __all__ = [
     "bounded_file",
     "check_callers_image",
     "MAX_TIFF_PARTS",
-    "MAX_PNG_CHUNKS",
+    "MAX_BLOCKS",
     "PNG_SIGNATURE",
     "check_parts",
     "undecodable",
@@ -75,8 +75,10 @@ MAX_IMAGE_FILE_BYTES = 256 * 2**20
 MAX_TIFF_PARTS = 65_536
 # A PNG of more chunks than this is refused before Pillow reads it, chunk by chunk in Python (a 12 MB PNG of 100 x
 # 100 pixels and a million empty chunks: 12 s). An encoder writes its pixels in chunks of 8 KiB or more: a 128 MiB
-# image in some 16,000; one chunk a row, 17,888 at most.
-MAX_PNG_CHUNKS = 65_536
+# image in some 16,000; one chunk a row, 17,888 at most. So are a JPEG of more segments (or stray bytes) before its
+# first scan (4 MB of a million empty comments: 6.4 s) and a GIF of more extension blocks before its first image
+# (8 MB of 4 million: 3.3 s and 346 MB): a photo's header holds tens.
+MAX_BLOCKS = 65_536
 
 
 def check_pixels(size: tuple[int, int], label: str) -> None:
@@ -219,35 +221,69 @@ def check_callers_image(image: Image.Image) -> None:
 
 def check_parts(fp, label: str) -> None:
     """Refuse a file (a path, or a seekable file read from its start) whose parts would each cost Pillow time to
-    read before a pixel is decoded: a PNG of more than ``MAX_PNG_CHUNKS`` chunks, a TIFF whose first image is cut
-    into more than ``MAX_TIFF_PARTS`` strips or tiles. Any other file, or one cut short, is left to Pillow."""
+    read before a pixel is decoded: more than ``MAX_BLOCKS`` chunks of a PNG, segments of a JPEG before its first
+    scan or extension blocks of a GIF before its first image, or a TIFF whose first image is cut into more than
+    ``MAX_TIFF_PARTS`` strips or tiles. Any other file, or one cut short, is left to Pillow."""
     head = _read_at(fp, 0, 16)
     if head.startswith(PNG_SIGNATURE):
-        _check_png_chunks(fp, label)
+        _check_blocks(fp, label, "PNG", "chunks", _png_chunks)
+    elif head.startswith(b"\xff\xd8\xff"):
+        _check_blocks(fp, label, "JPEG", "segments before its first scan", _jpeg_segments)
+    elif head.startswith(b"GIF8"):
+        _check_blocks(fp, label, "GIF", "extension blocks before its first image", _gif_blocks)
     elif head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         _check_tiff_parts(fp, head, label)
 
 
-def _check_png_chunks(fp, label: str) -> None:
-    """Count a PNG's chunks from their headers (8 bytes each, the rest skipped), at most one past the bound."""
+def _check_blocks(fp, label: str, kind: str, parts: str, blocks) -> None:
+    """Count a file's blocks as ``blocks`` walks them (a step each), at most one past ``MAX_BLOCKS``."""
     try:
         with open(fp, "rb") if isinstance(fp, Path) else contextlib.nullcontext(fp) as f:
             position = f.tell()
             try:
-                f.seek(len(PNG_SIGNATURE))
-                for _ in range(MAX_PNG_CHUNKS):
-                    header = f.read(8)
-                    if len(header) < 8 or header[4:] == b"IEND":
-                        return
-                    f.seek(struct.unpack(">I", header[:4])[0] + 4, io.SEEK_CUR)  # its data and CRC
+                f.seek(0)
+                if sum(1 for _ in zip(range(MAX_BLOCKS + 1), blocks(f))) <= MAX_BLOCKS:
+                    return
             finally:
                 f.seek(position)
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, IndexError, struct.error):
         return
     raise ImageTooLargeError(
-        f"{label} is a PNG of more than {MAX_PNG_CHUNKS:,} chunks, more than any image's pixels need, each costing "
-        "time to read; save it again (any editor writes it in a few chunks)."
+        f"{label} is a {kind} of more than {MAX_BLOCKS:,} {parts}, more than any image needs, each costing time to "
+        "read; save it again (any editor writes a few)."
     )
+
+
+def _png_chunks(f):
+    f.seek(len(PNG_SIGNATURE))
+    while len(header := f.read(8)) == 8 and header[4:] != b"IEND":
+        yield
+        f.seek(struct.unpack(">I", header[:4])[0] + 4, io.SEEK_CUR)  # its data and CRC
+
+
+def _jpeg_segments(f):
+    """Pillow's steps through a JPEG's header: a stray byte (skipped one at a time), a fill byte, or a segment."""
+    f.seek(2)
+    while byte := f.read(1):
+        yield
+        marker = f.read(1) if byte == b"\xff" else b"\0"
+        if marker in (b"", b"\xda"):  # the first scan: libjpeg reads the rest, in C
+            return
+        if marker == b"\xff":  # a fill byte: the next one is the marker's
+            f.seek(-1, io.SEEK_CUR)
+        elif byte == b"\xff" and not (marker in b"\x00\x01" or 0xD0 <= marker[0] <= 0xD9):  # one with a length
+            f.seek(struct.unpack(">H", f.read(2))[0] - 2, io.SEEK_CUR)
+
+
+def _gif_blocks(f):
+    """A GIF's extension sub-blocks before its first image, after its screen's colour table."""
+    flags = f.read(13)[10]
+    f.seek(3 << ((flags & 7) + 1) if flags & 0x80 else 0, io.SEEK_CUR)
+    while f.read(1) == b"!":
+        f.seek(1, io.SEEK_CUR)  # the extension's label
+        while (size := f.read(1)) not in (b"", b"\0"):
+            yield
+            f.seek(size[0], io.SEEK_CUR)
 
 
 def _check_tiff_parts(fp, head: bytes, label: str) -> None:

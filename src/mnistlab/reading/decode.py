@@ -28,8 +28,8 @@ from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
     JPEG_FORMATS,
+    MAX_BLOCKS,
     MAX_IMAGE_FILE_BYTES,
-    MAX_PNG_CHUNKS,
     PNG_SIGNATURE,
     bounded_file,
     check_callers_image,
@@ -346,7 +346,7 @@ def _plain_png(data: bytes) -> Image.Image | np.ndarray | None:
     if not (w and h and depth == 8 and colour in _PLAIN_MODES and compression == filtering == interlace == 0):
         return None
     view, pos, seen_data = memoryview(data), 8, False
-    for _ in range(MAX_PNG_CHUNKS):  # more chunks: load_image refuses the file
+    for _ in range(MAX_BLOCKS):  # more chunks: load_image refuses the file
         if pos + 12 > len(data):
             return None
         length, kind = struct.unpack_from(">I4s", data, pos)
