@@ -287,12 +287,18 @@ def _gif_blocks(f):
 
 
 def _check_tiff_parts(fp, head: bytes, label: str) -> None:
-    """Refuse a TIFF whose first directory cuts its image into more than ``MAX_TIFF_PARTS`` strips or tiles."""
+    """Refuse a TIFF whose first directory holds more than ``MAX_BLOCKS`` entries, or cuts its image into more
+    than ``MAX_TIFF_PARTS`` strips or tiles."""
     order, big = "<" if head[:2] == b"II" else ">", head[:4] in (b"II+\0", b"MM\0+")
     offset, count, entry = ("Q", "Q", 20) if big else ("I", "H", 12)  # BigTIFF: 8-byte offsets and counts
     try:
         (where,) = struct.unpack_from(order + offset, head, 8 if big else 4)
         (entries,) = struct.unpack(order + count, _read_at(fp, where, struct.calcsize(count)))
+        if entries > MAX_BLOCKS:  # a BigTIFF's count of 8 bytes: Pillow reads each entry in Python (1M: 3.2 s)
+            raise ImageTooLargeError(
+                f"{label} is a TIFF whose first directory holds {entries:,} entries, more than the {MAX_BLOCKS:,} "
+                "any image needs, each costing time to read; save it again as a PNG or an ordinary TIFF."
+            )
         table = _read_at(fp, where + struct.calcsize(count), min(entries, 4096) * entry)
         for at in range(0, len(table) - entry + 1, entry):
             tag = struct.unpack_from(order + "H", table, at)[0]
