@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,8 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from mnistlab.errors import ImageTooLargeError
+from mnistlab.reading.admission import MAX_PIXELS
 from mnistlab.testing import make_number_photo, make_photo, make_pixel_bomb
 from mnistlab.trust.thresholds import NO_INK, SMALL_INK
+from mnistlab.web.limits import check_image_header
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -198,6 +203,30 @@ def test_a_jpeg_of_repeated_scans_is_refused_before_decoding(client):
     assert r.status_code == 413 and "is a JPEG of 3" in r.json()["detail"] and "scans" in r.json()["detail"]
     ordinary = client.post("/api/predict", files={"file": ("fine.jpg", _scan_bomb(0), "image/jpeg")})
     assert ordinary.status_code == 200  # a progressive JPEG as encoders write it
+
+
+def test_the_upload_check_counts_a_headers_blocks_and_an_mpos_scans_before_opening_it():
+    """The server's header check opened a PNG of 100,000 empty chunks (Pillow reads them one by one, in Python,
+    1 s of a worker), and passed an MPO (a JPEG holding more pictures) of 200 repeated scans unchecked; each is
+    now refused there, from what it declares."""
+
+    def chunk(kind: bytes, data: bytes = b"") -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10, 10, 8, 0, 0, 0, 0))
+    chunks = header + chunk(b"abCd") * 100_000 + chunk(b"IDAT", zlib.compress(b"\0" * 110)) + chunk(b"IEND")
+    with pytest.raises(ImageTooLargeError, match="is a PNG of more than 65,536 chunks"):
+        check_image_header(chunks, MAX_PIXELS)
+    more = io.BytesIO()
+    Image.new("L", (1000, 1000)).save(
+        more, "MPO", progressive=True, save_all=True, append_images=[Image.new("L", (6, 4))]
+    )
+    data = more.getvalue()
+    first = data[: data.index(b"\xff\xd8", 2)]  # the first picture, up to the second's start-of-image
+    last_scan = first.rindex(b"\xff\xda")
+    with pytest.raises(ImageTooLargeError, match="is a JPEG of 2[0-9][0-9] scans"):
+        check_image_header(first[:-2] + first[last_scan:-2] * 200 + data[len(first) - 2 :], MAX_PIXELS)
+    check_image_header(data, MAX_PIXELS)  # an MPO as a camera writes it
 
 
 def test_formats_beyond_the_documented_ones_are_not_opened(client):
