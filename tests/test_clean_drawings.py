@@ -192,6 +192,18 @@ def test_a_canvas_whose_strokes_reach_most_of_it_is_still_a_clean_drawing():
     assert answer["number"] == "1" * 15 and answer["confident"]
 
 
+def test_a_photo_blown_out_at_its_edges_with_a_shadow_over_most_of_it_is_no_clean_drawing():
+    """Its border pure white, a soft shadow over half of it: taken for a clean drawing when strokes could reach
+    most of one, its shadow was ink, and its 7 read as a doubted 9; the fit of its paper reads it right."""
+    yy, xx = np.mgrid[:280, :280]
+    shade = np.clip(1 - np.hypot(yy - 140, xx - 140) / 110, 0, 1) * 90
+    img = np.clip(np.round(255.0 - shade), 0, 255).astype(np.uint8)
+    cv2.putText(img, "7", (95, 200), cv2.FONT_HERSHEY_SIMPLEX, 4, 40, 12, cv2.LINE_AA)
+    assert flat_paper(to_grey(png(img))) is None
+    answer = predict_image(png(img))
+    assert (answer["digit"], answer["confident"]) == (7, True)
+
+
 def test_the_sheet_search_is_skipped_only_where_no_sheet_can_be():
     # Light ink on black: a clean drawing, and a white sheet with a dark digit lying on a black table, its
     # paper grainy as a camera sees it (a sheet of one exact grey on a canvas of another is a shape drawn there).

@@ -274,18 +274,22 @@ def flat_paper(grey: np.ndarray) -> tuple[float, bool] | None:
     """The paper's grey and whether the ink is darker, when ``grey`` is a clean drawing; else None.
 
     A canvas export is one exact grey wherever nothing is drawn: all of its
-    border, most of the image, every stroke on one side of it. That grey is the
+    border, most of the image, every stroke on one side of it. The trimmed fit
+    of ``ink_strength`` then settles on that grey too where most of its
+    thumbnail's cells are exactly that grey (checked here, from which cells any
+    stroke pixel reaches): the fit leaves out what lies far from it, and only
+    the faint anti-aliased edges of strokes averaged into a cell can pull it,
+    by a few 1e-4 at most (measured on canvas exports). So the constant is the
     background, and the polarity is the side the strokes lie on
-    (``decide_polarity``'s answer against it). Where most of its thumbnail's
-    cells hold no stroke, the trimmed fit of ``ink_strength`` settles on that
-    grey too (only the faint anti-aliased edges of strokes averaged into a cell
-    pull it, by a few 1e-4 at most, measured on canvas exports). Where strokes
-    reach most cells (fifteen 1s across the page's number pad), the fit settles
-    between ink and paper and the polarity is a coin's toss: the constant alone
-    is right (that row read as no digits at all when the fit decided). A photo's
-    sensor noise and paper texture leave no border at one exact value; one
-    blown out to pure white over its whole border and most of its area passes,
-    its white the paper just the same.
+    (``decide_polarity``'s answer against it). Where strokes reach most cells
+    (fifteen 1s across the page's number pad) the fit settles between ink and
+    paper and its polarity is a coin's toss (that row read as no digits): such
+    a canvas is still a clean drawing when most of its ink is one exact grey,
+    the brush's (``_drawn_in_one_grey``). A photo's sensor noise and paper
+    texture leave no border at one exact value; one blown out to pure white
+    over its whole border and most of its area passes, and its fit settles on
+    that white just the same; one whose shadow reaches most cells is left to
+    the fit.
     """
     level = grey[0, 0]
     if not all((edge == level).all() for edge in (grey[0], grey[-1], grey[:, 0], grey[:, -1])):
@@ -300,4 +304,32 @@ def flat_paper(grey: np.ndarray) -> tuple[float, bool] | None:
         dark = bool(grey.max() - level <= np.float32(4 / 255))
     else:
         return None  # strokes on both sides of the paper: no constant explains it
+    cells = _thumbnail_shape(grey.shape, _BACKGROUND_SIDE)
+    if 2 * _mixed_cells(grey != level, cells) >= cells[0] * cells[1] and not _drawn_in_one_grey(grey, level):
+        return None  # a photo blown out to white at its edges, a shadow over its middle: the fit's to make
     return float(level), dark
+
+
+def _drawn_in_one_grey(grey: np.ndarray, level: float) -> bool:
+    """Whether most of what is not paper in ``grey`` is one exact grey: a brush's strokes, whose cores are all its
+    colour (a photo's shadow or its paper's texture is a gradient of many)."""
+    off = sample(grey)[sample(grey) != level]
+    if off.size == 0:
+        return True
+    _, counts = np.unique(off, return_counts=True)
+    return 2 * int(counts.max()) >= off.size
+
+
+def _mixed_cells(off: np.ndarray, cells: tuple[int, int]) -> int:
+    """At least as many cells of an area-averaged thumbnail of shape ``cells`` as average in a pixel of ``off``."""
+    h, w = off.shape
+    th, tw = cells
+    if cells == off.shape:
+        return int(np.count_nonzero(off))
+    # Cell (i, j) averages rows [i h / th, (i + 1) h / th) (and columns alike): parts of at most
+    # ceil(h / th) + 1 rows from row floor(i h / th) on. A dilation that far right and down, read
+    # at each cell's first pixel, sees them all.
+    reach = (-(-w // tw) + 1, -(-h // th) + 1)  # (x, y), as OpenCV takes sizes
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, reach, anchor=(0, 0))
+    grown = cv2.dilate(off.view(np.uint8), kernel, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return int(np.count_nonzero(grown[np.ix_(np.arange(th) * h // th, np.arange(tw) * w // tw)]))
