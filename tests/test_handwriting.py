@@ -245,6 +245,7 @@ def test_a_jpeg_or_gif_header_of_more_blocks_than_any_image_needs_is_refused_bef
         + b"\x01a" * 70_000
         + b"\0"
         + gif_data[image_at:],
+        "GIF of more than 65,536 extension blocks ": gif_data[:image_at] + b"!\xfe\0" * 70_000 + gif_data[image_at:],
     }
     for says, data in bombs.items():
         with pytest.raises(ImageTooLargeError, match=says):
@@ -255,6 +256,59 @@ def test_a_jpeg_or_gif_header_of_more_blocks_than_any_image_needs_is_refused_bef
     few["GIF"] = gif_data[:image_at] + b"!\xfe" + b"\x01a" * 100 + b"\0" + gif_data[image_at:]
     for data in few.values():
         assert predict_image(data)["confident"] is False  # a blank page
+
+
+def test_the_limits_on_an_images_parts_hold_however_they_are_hidden_and_spare_animated_pngs(tmp_path):
+    """A review of the limits above: a GIF of empty extensions (no sub-block to count; a million took 0.4 s), a
+    TIFF whose tile list follows 4,100 filler entries (read: only 4,096 were looked at), and a tiled TIFF the
+    caller opened themselves were let through; an animated PNG's later frames counted as chunks to refuse."""
+    tiles = _tiled_tiff(300, 300, 1)
+    count = struct.unpack_from("<H", tiles, 8)[0]
+    filler = struct.pack("<HHII", 254, 4, 1, 0) * 4100  # NewSubfileType, before the image's own tags
+    hidden = tiles[:8] + struct.pack("<H", count + 4100) + filler + tiles[10:]
+    hidden = _shifted_tiff(hidden, 12 * 4100)
+    with pytest.raises(ImageTooLargeError, match="cut into 90,000 strips or tiles"):
+        predict_image(hidden)
+    with Image.open(io.BytesIO(tiles)) as opened, pytest.raises(ImageTooLargeError, match="90,000 strips or tiles"):
+        predict_image(opened)
+
+    def chunk(kind: bytes, data: bytes = b"") -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def frame_control(n: int) -> bytes:
+        return struct.pack(">IIIIIHHBB", n, 20, 20, 0, 0, 1, 10, 0, 0)
+
+    pixels = zlib.compress(b"".join(b"\0" + b"\xff" * 20 for _ in range(20)))
+    frames = b"".join(chunk(b"fcTL", frame_control(2 * i + 1)) + chunk(b"fdAT", struct.pack(">I", 2 * i + 2) + pixels)
+                      for i in range(40_000))  # fmt: skip
+    animated = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 20, 20, 8, 0, 0, 0, 0))
+        + chunk(b"acTL", struct.pack(">II", 40_001, 0))
+        + chunk(b"fcTL", frame_control(0))
+        + chunk(b"IDAT", pixels)
+        + frames
+        + chunk(b"IEND")
+    )
+    assert predict_image(animated)["confident"] is False  # its first frame, a blank page
+
+
+def _shifted_tiff(data: bytes, by: int) -> bytes:
+    """``data``, a little-endian TIFF whose directory at offset 8 grew by ``by`` bytes, with every offset its
+    tags hold past the directory moved by as much (the tile list and its pixels now lie further on)."""
+    out = bytearray(data)
+    (n,) = struct.unpack_from("<H", out, 8)
+    for at in range(10, 10 + 12 * n, 12):
+        tag, kind, count, value = struct.unpack_from("<HHII", out, at)
+        if tag in (273, 279, 324, 325):  # offsets and byte counts: where the parts are, or their sizes
+            if tag in (324, 273) or count > 1:
+                struct.pack_into("<I", out, at + 8, value + by)
+            if tag in (324, 273):
+                start = value + by
+                for k in range(count):
+                    (offset,) = struct.unpack_from("<I", out, start + 4 * k)
+                    struct.pack_into("<I", out, start + 4 * k, offset + by)
+    return bytes(out)
 
 
 def test_a_bigtiff_directory_of_more_entries_than_any_image_needs_is_refused_before_they_are_read():

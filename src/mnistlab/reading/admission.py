@@ -217,6 +217,8 @@ def check_callers_image(image: Image.Image) -> None:
     # A JPEG not decoded yet: its decoding to come is a pass over the pixels per scan.
     if image.format in JPEG_FORMATS and lazy and fp:
         check_jpeg_scans(fp, image.size, "the image")
+    if lazy and len(image.tile) > MAX_TIFF_PARTS:  # a decoder set up for each part when it is decoded
+        raise _cut_into(f"The image is cut into {len(image.tile):,}")
 
 
 def check_parts(fp, label: str) -> None:
@@ -255,9 +257,11 @@ def _check_blocks(fp, label: str, kind: str, parts: str, blocks) -> None:
 
 
 def _png_chunks(f):
+    """A PNG's chunks up to its end, an animated PNG's later frames (``fcTL``, ``fdAT``: not read to open it) left out."""
     f.seek(len(PNG_SIGNATURE))
     while len(header := f.read(8)) == 8 and header[4:] != b"IEND":
-        yield
+        if header[4:] not in (b"fcTL", b"fdAT"):
+            yield
         f.seek(struct.unpack(">I", header[:4])[0] + 4, io.SEEK_CUR)  # its data and CRC
 
 
@@ -276,10 +280,11 @@ def _jpeg_segments(f):
 
 
 def _gif_blocks(f):
-    """A GIF's extension sub-blocks before its first image, after its screen's colour table."""
+    """A GIF's extensions and their sub-blocks before its first image, after its screen's colour table."""
     flags = f.read(13)[10]
     f.seek(3 << ((flags & 7) + 1) if flags & 0x80 else 0, io.SEEK_CUR)
     while f.read(1) == b"!":
+        yield  # the extension itself: Pillow steps through an empty one too
         f.seek(1, io.SEEK_CUR)  # the extension's label
         while (size := f.read(1)) not in (b"", b"\0"):
             yield
@@ -299,17 +304,23 @@ def _check_tiff_parts(fp, head: bytes, label: str) -> None:
                 f"{label} is a TIFF whose first directory holds {entries:,} entries, more than the {MAX_BLOCKS:,} "
                 "any image needs, each costing time to read; save it again as a PNG or an ordinary TIFF."
             )
-        table = _read_at(fp, where + struct.calcsize(count), min(entries, 4096) * entry)
+        # Every entry (at most 786 KB of them): Pillow takes the tags in any order, so filler first hides none.
+        table = _read_at(fp, where + struct.calcsize(count), entries * entry)
         for at in range(0, len(table) - entry + 1, entry):
             tag = struct.unpack_from(order + "H", table, at)[0]
             parts = struct.unpack_from(order + offset, table, at + 4)[0]  # the entry's count of values
             if tag in (273, 324) and parts > MAX_TIFF_PARTS:  # StripOffsets, TileOffsets
-                raise ImageTooLargeError(
-                    f"{label} is a TIFF cut into {parts:,} strips or tiles, more than the {MAX_TIFF_PARTS:,} any "
-                    "image's layout needs, each costing time to read; save it again as a PNG or an ordinary TIFF."
-                )
+                raise _cut_into(f"{label} is a TIFF cut into {parts:,}")
     except struct.error:
         return
+
+
+def _cut_into(start: str) -> ImageTooLargeError:
+    """The refusal of an image cut into more than ``MAX_TIFF_PARTS`` parts, its sentence begun by ``start``."""
+    return ImageTooLargeError(
+        f"{start} strips or tiles, more than the {MAX_TIFF_PARTS:,} any image's layout needs, each costing time "
+        "to read; save it again as a PNG or an ordinary TIFF."
+    )
 
 
 def undecodable(label: str, exc: Exception) -> ImageError:
