@@ -12,6 +12,7 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -227,6 +228,16 @@ def test_the_upload_check_counts_a_headers_blocks_and_an_mpos_scans_before_openi
     with pytest.raises(ImageTooLargeError, match="is a JPEG of 2[0-9][0-9] scans"):
         check_image_header(first[:-2] + first[last_scan:-2] * 200 + data[len(first) - 2 :], MAX_PIXELS)
     check_image_header(data, MAX_PIXELS)  # an MPO as a camera writes it
+
+
+def test_an_upload_of_a_format_read_that_cannot_be_decoded_is_said_to_be_one(client):
+    """A float RGB TIFF (as OpenCV writes one), or a PNG cut after its signature, was "not a PNG, JPEG, BMP, TIFF,
+    WebP or GIF image" on the web, where ``predict_image`` said which it was and what to do."""
+    tiff = cv2.imencode(".tiff", np.zeros((28, 28, 3), np.float32))[1].tobytes()
+    for name, data, kind in (("f.tif", tiff, "TIFF"), ("cut.png", b"\x89PNG\r\n\x1a\n", "PNG")):
+        r = client.post("/api/predict", files={"file": (name, data, "image/x")})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith(f"The upload is a {kind} file that cannot be decoded (cut short,")
 
 
 def test_formats_beyond_the_documented_ones_are_not_opened(client):

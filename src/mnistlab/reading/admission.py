@@ -39,6 +39,7 @@ __all__ = [
     "MAX_BLOCKS",
     "PNG_SIGNATURE",
     "check_parts",
+    "format_by_signature",
     "undecodable",
     "unidentified",
     "unreadable",
@@ -217,8 +218,9 @@ def check_callers_image(image: Image.Image) -> None:
     # A JPEG not decoded yet: its decoding to come is a pass over the pixels per scan.
     if image.format in JPEG_FORMATS and lazy and fp:
         check_jpeg_scans(fp, image.size, "the image")
-    if lazy and len(image.tile) > MAX_TIFF_PARTS:  # a decoder set up for each part when it is decoded
-        raise _cut_into(f"The image is cut into {len(image.tile):,}")
+    parts = len(image.tile) if isinstance(image, ImageFile.ImageFile) and lazy else 0
+    if parts > MAX_TIFF_PARTS:  # a decoder set up for each part when it is decoded
+        raise _cut_into(f"The image is cut into {parts:,}")
 
 
 def check_parts(fp, label: str) -> None:
@@ -340,13 +342,19 @@ _SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "G
 _SIGNATURES.update({b"MM\0*": "TIFF", b"II+\0": "TIFF", b"MM\0+": "TIFF"})  # BigTIFF too
 
 
-def unidentified(label: str, fp) -> str:
-    """The sentence for a file Pillow did not take for an image: one of a format read, by its first bytes, that
-    cannot be decoded (cut short, or a kind Pillow does not read, such as a TIFF of float RGB), or another file."""
+def format_by_signature(fp) -> str | None:
+    """The format read that a file's first bytes name (``"PNG"``, ``"TIFF"``...), whatever follows; None."""
     head = _read_at(fp, 0, 12)
     kind = next((name for start, name in _SIGNATURES.items() if head.startswith(start)), None)
     if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         kind = "WebP"
+    return kind
+
+
+def unidentified(label: str, fp) -> str:
+    """The sentence for a file Pillow did not take for an image: one of a format read, by its first bytes, that
+    cannot be decoded (cut short, or a kind Pillow does not read, such as a TIFF of float RGB), or another file."""
+    kind = format_by_signature(fp)
     if kind is None:
         return f"{label} is not an image mnistlab reads ({FORMAT_NAMES}); send one of those."
     return (

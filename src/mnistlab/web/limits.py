@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnistlab.errors import BodyTooLargeError, ImageTooLargeError, NotAnImageError
+from mnistlab.errors import BodyTooLargeError, ImageError, ImageTooLargeError, NotAnImageError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
@@ -29,6 +29,8 @@ from mnistlab.reading.admission import (
     check_decodable,
     check_jpeg_scans,
     check_parts,
+    format_by_signature,
+    unidentified,
 )
 from mnistlab.web.protocol import DISCARD_BYTES, ConnectionLimits, stalled_body_detail
 
@@ -195,6 +197,8 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"The image has more than {max_pixels:,} pixels; send a smaller image.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        if format_by_signature(io.BytesIO(data)) is not None:  # a format read that cannot be decoded: say which
+            raise ImageError(unidentified("The upload", io.BytesIO(data))) from None
         raise NotAnImageError(
             f"The upload is not a {FORMAT_NAMES} image, the formats this server reads; send one of those."
         ) from None
