@@ -467,3 +467,12 @@ def test_a_swollen_manifest_costs_little_memory_before_the_cache_is_rebuilt(tmp_
         "them from the verified source files."
     )
     assert b.details["n_train"] == 20 and manifest.stat().st_size < 2**20
+
+
+def test_a_dataset_named_in_long_characters_has_a_cache_folder_a_file_system_takes(tmp_path):
+    """The name was cut at 64 characters: 63 emoji (252 bytes, a valid folder name) made a cache folder of 270
+    bytes, "File name too long", and each load read the source files again."""
+    name = "\N{GRINNING FACE}" * 63
+    files = {"train_images": tmp_path / name / "train-images-idx3-ubyte"}
+    folder = array_cache_dir(name, files).name
+    assert len(folder.encode()) <= 100 and folder.startswith("\N{GRINNING FACE}" * 16 + "-")

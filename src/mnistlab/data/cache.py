@@ -67,9 +67,9 @@ def array_cache_dir(name: str, files: dict[str, Path]) -> Path:
     """The folder holding the cached arrays of the dataset in ``files``' folder."""
     # The folder the files were found in (its links resolved), not the one a linked file lives in. The key tells
     # folders apart; the name is for people, and a folder's own name may take all 255 bytes a file name may: its
-    # first 64 characters are enough to tell which it is.
+    # first 64 bytes are enough to tell which it is.
     key = hashlib.sha256(str(files["train_images"].parent.resolve()).encode()).hexdigest()[:16]
-    return cache_root() / "arrays" / f"{name[:64]}-{key}"
+    return cache_root() / "arrays" / f"{name.encode()[:64].decode(errors='ignore')}-{key}"
 
 
 def _manifest_sha256(body: dict) -> str:
