@@ -242,6 +242,18 @@ def test_a_limit_smaller_than_a_recipes_principal_components_is_one_sentence(mni
     assert not (tmp_path / "o" / "model.json").exists() and not (tmp_path / "o" / "models").exists()
 
 
+def test_a_training_set_of_a_users_own_too_small_for_a_fold_is_not_told_to_raise_a_limit():
+    """50 images of a user's own (no --limit given) were told "give a larger limit", which there was none of."""
+    from mnistlab.lab.options import RunOptions
+    from mnistlab.models.recipes import get_recipe
+
+    recipe = get_recipe("knn-deskew")
+    with pytest.raises(ParameterError) as said:
+        RunOptions().for_recipe(recipe).check_fit_sizes(recipe, np.repeat(np.arange(10), 5))
+    assert str(said.value).endswith("the training set leaves 33 in a fold of its 3-fold cross-validation; give it "
+                                    "more training images, or --cv 0.")  # fmt: skip
+
+
 def test_serve_refuses_a_busy_port_before_loading_the_model():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

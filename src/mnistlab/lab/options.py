@@ -209,7 +209,8 @@ class RunOptions:
         if len(y_train) < need:  # too few for the final fit: no --cv helps
             more = f"{{param}} {need} or more" if self.limit is not None else f"it {need} images or more"
             raise ParameterError("limit", f"{said}, and {given} leaves {len(y_train)}; give {more}.")
-        fold = f"{fewest} in a fold of its {self.cv}-fold cross-validation; give a larger {{param}}, or --cv 0."
+        larger = "a larger {param}" if self.limit is not None else "it more training images"  # no limit to raise
+        fold = f"{fewest} in a fold of its {self.cv}-fold cross-validation; give {larger}, or --cv 0."
         raise ParameterError("limit", f"{said}, and {given} leaves {fold}")
 
 
