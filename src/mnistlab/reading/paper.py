@@ -313,7 +313,8 @@ def flat_paper(grey: np.ndarray) -> tuple[float, bool] | None:
 def _drawn_in_one_grey(grey: np.ndarray, level: float) -> bool:
     """Whether most of what is not paper in ``grey`` is one exact grey: a brush's strokes, whose cores are all its
     colour (a photo's shadow or its paper's texture is a gradient of many)."""
-    off = sample(grey)[sample(grey) != level]
+    some = sample(grey)
+    off = some[some != level]
     if off.size == 0:
         return True
     _, counts = np.unique(off, return_counts=True)
