@@ -286,9 +286,9 @@ def _check_folds(contenders: list[Contender], options: RunOptions, y_train: np.n
     """Refuse a model's folds (--cv, or its recipe's own) beyond the images of the training set's rarest class, and
     a training set (or fold) smaller than its principal components."""
     for contender in contenders:
-        default_of = contender.name if options.cv is None else None
-        options.for_recipe(contender.recipe).check_cv(y_train, default_of)
-        options.for_recipe(contender.recipe).check_fit_sizes(contender.recipe, y_train)
+        own = options.for_recipe(contender.recipe)
+        own.check_cv(y_train, contender.name if options.cv is None else None)
+        own.check_fit_sizes(contender.recipe, y_train)
 
 
 def _check(seeds: int, baseline: str | None, names: list[str], datasets, options: RunOptions) -> None:
