@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -344,6 +345,41 @@ def test_concurrent_requests(live_server, mnist_small):
         results = list(pool.map(one, photos))
     assert all(code == 200 for code, _ in results)
     assert sum(d == label for (_, d), label in zip(results, y_test[:16])) >= 14
+
+
+def test_uploads_read_together_get_their_answers_alone_and_a_broken_one_fails_alone(
+    web_model_dir, max_upload_bytes, mnist_small
+):
+    """One reading thread (``max_decodes=1``) hands each image to the micro-batcher: twelve uploads at once get
+    the answers ``predict_image`` gives each alone, and the broken ones their own 4xx."""
+    from mnistlab.testing import running_server
+    from mnistlab.trust.predict import load_predictor, predict_image, to_json
+    from mnistlab.web.app import create_app
+
+    _, X_test, _, _ = mnist_small
+    good = [canvas_png(X_test[i]) for i in range(8)]
+    broken = [good[0][:60], b"not an image at all", good[1][: len(good[1]) // 2], b"\x89PNG\r\n"]
+    uploads = [("good", png) for png in good] + [("broken", data) for data in broken]
+    app = create_app(web_model_dir, max_upload_bytes=max_upload_bytes, max_decodes=1)
+
+    def post(url, data):
+        return httpx.post(f"{url}/api/predict", files={"file": ("d.png", data, "image/png")}, timeout=60)
+
+    with running_server(app) as url, ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda upload: post(url, upload[1]), uploads))
+        readers = [t for t in threading.enumerate() if t.name.startswith("reader")]
+    assert len(readers) == 1
+    model = load_predictor(web_model_dir)
+    for (kind, data), r in zip(uploads, answers):
+        if kind == "broken":
+            assert 400 <= r.status_code < 500 and r.json()["detail"].endswith("."), r.text
+            continue
+        assert r.status_code == 200, r.text
+        alone = to_json(predict_image(data, model), "d.png")
+        got = r.json()
+        assert (got["digit"], got["confident"], got["reason"]) == (alone["digit"], alone["confident"], alone["reason"])
+        assert [d for d, _ in got["top"]] == [d for d, _ in alone["top"]]
+        assert np.allclose([p for _, p in got["top"]], [p for _, p in alone["top"]], atol=1e-6)
 
 
 def test_page_static_and_docs_are_served_locally(client):

@@ -8,11 +8,10 @@ model is loaded once, when the app starts.
 Limits are enforced before any work is done: a body declared over
 ``max_upload_bytes`` is refused unread and the others are counted while they
 arrive (413), a JSON body is held to ``MAX_JSON_BYTES``, an image's header is
-read before its pixels (413 past ``max_pixels``), and inference runs in
-worker threads, at most one per CPU at a time, of which at most
-``max_decodes`` hold a photo, so a slow request never blocks the event loop
-and fifty uploads never decode fifty photos at once. Every response carries
-the security headers of ``guard``; HEAD is answered wherever GET is. Every
+read before its pixels (413 past ``max_pixels``), and photos are read in
+reading threads, one per CPU and at most ``max_decodes``, so a slow request
+never blocks the event loop and fifty uploads never decode fifty photos at
+once. Every response carries the security headers of ``guard``; HEAD is answered wherever GET is. Every
 refusal is ``{"detail": one sentence}`` with the status its exception class
 carries, 404 and 405 included. ``serve`` runs the app under uvicorn with the
 connection limits of ``protocol`` (read timeouts, a connection cap).
@@ -22,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -134,12 +134,8 @@ def _lifespan(model: Any, max_pixels: int, max_decodes: int) -> Callable[[FastAP
         app.state.loaded = anyio.Event()
 
         def ready(predictor: BatchedPredictor) -> None:
-            app.state.served = Served(
-                predictor=predictor,
-                limiter=anyio.CapacityLimiter(max(2, usable_cpus())),
-                decodes=anyio.CapacityLimiter(max_decodes),
-                max_pixels=max_pixels,
-            )
+            readers = ThreadPoolExecutor(min(max(2, usable_cpus()), max_decodes), thread_name_prefix="reader")
+            app.state.served = Served(predictor=predictor, readers=readers, max_pixels=max_pixels)
             app.state.loaded.set()
 
         async def load() -> None:
@@ -151,11 +147,16 @@ def _lifespan(model: Any, max_pixels: int, max_decodes: int) -> Callable[[FastAP
 
         if isinstance(model, Predictor):
             ready(ready_predictor(model))
+            loading = None
+        else:
+            loading = asyncio.create_task(load())
+        try:
             yield
-            return
-        loading = asyncio.create_task(load())
-        yield
-        loading.cancel()
+        finally:  # every request has been answered: the reading threads have nothing left to do
+            if loading is not None:
+                loading.cancel()
+            if app.state.served is not None:
+                app.state.served.readers.shutdown(wait=False)
 
     return lifespan
 

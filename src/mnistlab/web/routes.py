@@ -5,10 +5,10 @@ app's lifespan sets up once) and answer with plain dicts that FastAPI
 validates against the models in ``schemas``. Every prediction goes through the
 same steps as ``mnistlab predict`` (``to_mnist``, ``Predictor.describe``, a
 doubted photo's ``look_again``, ``read_number``): reading and decoding run in
-a worker thread under the app's limiters, so a slow photo never blocks the
-event loop and only a few photos are in memory, decoded, at once; the 28x28
-images of concurrent requests are then answered together, one ``describe``
-call per batch (``trust.batching``).
+a few reading threads, so a slow photo never blocks the event loop and only a
+few photos are in memory, decoded, at once; the 28x28 images of concurrent
+requests are then answered together, one ``describe`` call per batch
+(``trust.batching``).
 
 ``/api/health`` answers as long as the process runs; ``/api/ready`` only once
 the model is loaded and has answered a test image (503 before), for a load
@@ -18,10 +18,12 @@ arrive while the model loads wait for it, up to ``LOAD_WAIT`` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
@@ -95,23 +97,52 @@ class Served:
     """What every request shares, set up once when the app starts."""
 
     predictor: BatchedPredictor  # its describe batches concurrent requests' images
-    limiter: anyio.CapacityLimiter  # inferences at a time, one per CPU: bounds CPU
-    decodes: anyio.CapacityLimiter  # photos read into memory and decoded at a time: bounds memory
+    # The threads that read and decode uploads: one per CPU, at most ``max_decodes``; they bound the CPU that
+    # reading takes and the photos in memory, decoded, at once (the uploads waiting for one hold only their bytes).
+    readers: ThreadPoolExecutor
     max_pixels: int  # uploads whose header declares more pixels are refused undecoded
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in a worker thread once the limiter has a free slot."""
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
-
     async def run_on_photo(self, fn: Callable[..., T], *args: Any) -> T:
-        """``run(fn, *args)`` holding one of the few photo slots: ``fn`` reads and decodes an upload."""
-        async with self.decodes:
-            return await self.run(fn, *args)
+        """``fn(*args)`` in a reading thread: ``fn`` reads and decodes an upload."""
+        return await asyncio.wrap_future(self.readers.submit(fn, *args))
+
+    async def read_and_describe(self, upload: UploadFile, top: int) -> tuple[dict[str, Any], bool]:
+        """The first reading of an uploaded digit: its answer, and whether the upload is a clean drawing.
+
+        The reading thread hands the 28x28 image straight to the micro-batcher,
+        whose one callback a batch settles this request with the others: the
+        event loop wakes once, for the answer, and not also between reading and
+        batching (measured: 0.3-0.5 server CPU-ms less a canvas, 11-19% more
+        canvases a second; benchmarks/RESULTS.md). A request cancelled meanwhile
+        leaves the thread to finish; its answer is dropped.
+        """
+        assert self.predictor.batcher is not None
+        batcher, loop = self.predictor.batcher, asyncio.get_running_loop()
+        answered: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        drawing: list[bool] = []
+
+        def read() -> None:
+            try:
+                image, flat = _mnist_of_upload(upload, self)
+            except BaseException as exc:  # this request's error alone, raised where it awaits its answer
+                with suppress(RuntimeError):  # the loop has closed: nobody waits
+                    loop.call_soon_threadsafe(_fail, answered, exc)
+                return
+            drawing.append(flat)
+            batcher.submit(image[None], top, waiter=answered)
+
+        self.readers.submit(read)
+        return (await answered)[0], drawing[0]
 
     async def describe(self, image: np.ndarray, top: int) -> dict[str, Any]:
         """The answer for one (28, 28) image, from the next batch (the event loop waits, no thread does)."""
         assert self.predictor.batcher is not None
         return (await self.predictor.batcher.answer(image[None], top))[0]
+
+
+def _fail(answered: asyncio.Future, exc: BaseException) -> None:
+    if not answered.done():  # not cancelled meanwhile
+        answered.set_exception(exc)
 
 
 async def served(request: Request) -> Served:
@@ -167,8 +198,7 @@ async def predict(request: Request, state: State, top: Top = 3) -> dict[str, Any
         digit = as_digit(np.asarray(pixels.pixels))  # 784 checked values: no thread needed
         return _with_images(await state.describe(digit, pixels.top or top), None)
     async with _upload(request) as upload:
-        image, drawing = await state.run_on_photo(_mnist_of_upload, upload, state)
-        answer = await state.describe(image, top)
+        answer, drawing = await state.read_and_describe(upload, top)
         if not (answer["confident"] or drawing):  # as ``predict_image``: a doubted photo gets a second look
             answer = await state.run_on_photo(_second_look_at_upload, upload, state, answer, top)
         if answer["reason"] == NO_INK:  # as ``predict_image``: specks, or a digit too small to read, say so
