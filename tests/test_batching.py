@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -68,6 +69,24 @@ def test_concurrent_requests_are_batched_and_answered_as_one_by_one(predictor):
         assert len(got["top"]) == top
     assert batcher.images == len(images)
     assert batcher.batches < len(images) / 4  # most requests shared a call
+
+
+def test_a_full_batch_runs_at_once_and_a_lone_image_after_the_wait(predictor):
+    """The batching thread is woken when a batch opens and when it is full, not by each image between: four
+    images fill a batch of four at once, long before a wait of a minute is out; a lone one waits it out."""
+    images = _images(4)
+    batcher = MicroBatcher(predictor.describe, max_batch=4, max_wait=60.0)
+    started = time.monotonic()
+    jobs = [batcher.submit(image[None], 3) for image in images]
+    answers = [job.future.result(timeout=30) for job in jobs]
+    assert time.monotonic() - started < 30
+    assert batcher.batches == 1
+    for image, got in zip(images, answers):
+        _assert_same(got[0], predictor.describe(image[None], 3)[0])
+    lone = MicroBatcher(predictor.describe, max_batch=4, max_wait=0.3)
+    started = time.monotonic()
+    lone(images[0][None], 3)
+    assert time.monotonic() - started >= 0.3
 
 
 def test_a_failing_image_fails_only_its_own_request(predictor):

@@ -93,7 +93,9 @@ class MicroBatcher:
                 self._thread.start()
             self._jobs.append(job)
             self._waiting += max(1, images.size // 784)
-            self._cond.notify()
+            if len(self._jobs) == 1 or self._waiting >= self.max_batch:
+                # The batch opens, or is full; in between, the batching thread sleeps out its wait undisturbed.
+                self._cond.notify()
         return job
 
     def __call__(self, images: np.ndarray, top: int) -> list[dict]:
