@@ -148,6 +148,26 @@ def test_draw_a_one_and_a_seven_then_undo_and_clear(page, tmp_path):
     assert page.locator("#undo").is_disabled()
 
 
+def test_a_probability_short_of_certain_is_never_shown_as_100_percent(page):
+    """The page showed a probability of 0.9996 as "100% sure"; it cuts it down to "99.9%" (each bar's figure too),
+    and shows 100% only for a probability of 1. The server's answer is altered on its way to the page."""
+    shown = iter([0.9996, 1.0, 0.57])
+
+    def altered(route):
+        response = route.fetch()
+        body, p = response.json(), next(shown)
+        body["probability"], body["top"] = p, [[body["digit"], p]]
+        route.fulfill(response=response, json=body)
+
+    page.route(re.compile(r"/api/predict(\?|$)"), altered)
+    for want in ("99.9%", "100%", "57.0%"):
+        page.click("#clear")
+        draw(page, ONE)
+        r = result(page)
+        assert r["verdict"] == f"{want} sure.", r
+        assert page.inner_text("#bars li.best .pct") == want
+
+
 def test_a_scribble_is_not_sure(page, tmp_path):
     zigzag = [(0.1 + 0.8 * (i % 2), 0.1 + 0.08 * i) for i in range(11)]
     draw(page, [zigzag, [(0.1, 0.5), (0.9, 0.5)], [(0.5, 0.1), (0.5, 0.9)]])

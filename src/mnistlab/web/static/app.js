@@ -288,7 +288,12 @@
 
   // ---- showing the answer -----------------------------------------------------------
 
-  const percent = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+  // Cut down to a tenth of a percent, never rounded up: 0.9996 is "99.9% sure", where rounding said "100% sure"
+  // of a model that is not certain; only a probability of 1 (as the server rounds it) is 100%.
+  const percent = (p) => {
+    const tenths = Math.floor(1000 * p + 1e-6);  // the 1e-6: 0.57 * 1000 is 569.99999...
+    return tenths >= 1000 ? "100%" : tenths < 1 ? "0%" : `${(tenths / 10).toFixed(1)}%`;
+  };
 
   const bars = [];
   for (let d = 0; d < 10; d++) {
