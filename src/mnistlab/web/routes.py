@@ -112,7 +112,7 @@ class Served:
         The reading thread hands the 28x28 image straight to the micro-batcher,
         whose one callback a batch settles this request with the others: the
         event loop wakes once, for the answer, and not also between reading and
-        batching (measured: 0.3-0.5 server CPU-ms less a canvas, 11-19% more
+        batching (measured: about 0.3 server CPU-ms less a canvas, some 10% more
         canvases a second; benchmarks/RESULTS.md). A request cancelled meanwhile
         leaves the thread to finish; its answer is dropped.
         """
@@ -124,12 +124,11 @@ class Served:
         def read() -> None:
             try:
                 image, flat = _mnist_of_upload(upload, self)
+                drawing.append(flat)
+                batcher.submit(image[None], top, waiter=answered)
             except BaseException as exc:  # this request's error alone, raised where it awaits its answer
                 with suppress(RuntimeError):  # the loop has closed: nobody waits
                     loop.call_soon_threadsafe(_fail, answered, exc)
-                return
-            drawing.append(flat)
-            batcher.submit(image[None], top, waiter=answered)
 
         self.readers.submit(read)
         return (await answered)[0], drawing[0]
