@@ -89,6 +89,24 @@ def test_a_full_batch_runs_at_once_and_a_lone_image_after_the_wait(predictor):
     assert time.monotonic() - started >= 0.3
 
 
+def test_a_closed_batcher_answers_what_it_has_then_its_thread_ends(predictor):
+    """``close`` (an app stopping): the images already submitted are answered at once, not after the wait, the
+    batching thread ends, and an image submitted later is refused in one sentence instead of waiting forever."""
+    from mnistlab.errors import NotReadyError
+
+    images = _images(2)
+    batcher = MicroBatcher(predictor.describe, max_batch=4, max_wait=60.0)
+    jobs = [batcher.submit(image[None], 3) for image in images]
+    thread = batcher._thread
+    assert thread is not None
+    batcher.close()
+    assert [len(job.future.result(timeout=10)) for job in jobs] == [1, 1]
+    thread.join(10)
+    assert not thread.is_alive()
+    with pytest.raises(NotReadyError, match="shutting down"):
+        batcher(images[0][None], 3)
+
+
 def test_a_failing_image_fails_only_its_own_request(predictor):
     images = _images(12)
     batcher = MicroBatcher(predictor.describe, max_wait=0.05)

@@ -383,6 +383,28 @@ def test_uploads_read_together_get_their_answers_alone_and_a_broken_one_fails_al
         assert np.allclose([p for _, p in got["top"]], [p for _, p in alone["top"]], atol=1e-6)
 
 
+def test_an_app_started_and_stopped_again_leaves_no_thread_behind(web_model_dir, mnist_small):
+    """Each start of the app made a micro-batcher whose thread, holding the model, outlived the app: three
+    starts and stops in one process left three "micro-batcher" threads for good. The app's threads now end
+    with it."""
+    from mnistlab.testing import make_photo, running_server
+    from mnistlab.trust.predict import load_predictor
+    from mnistlab.web.app import create_app
+
+    _, X_test, _, _ = mnist_small
+    model = load_predictor(web_model_dir)
+    photo = make_photo(X_test[0], np.random.default_rng(0))  # read by a reading thread, maybe looked at again
+    before = set(threading.enumerate())
+    for _ in range(3):
+        with running_server(create_app(model)) as url:
+            r = httpx.post(f"{url}/api/predict", files={"file": ("d.jpg", photo, "image/jpeg")}, timeout=30)
+            assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 3
+    while (left := sorted(t.name for t in threading.enumerate() if t not in before)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == []
+
+
 def test_page_static_and_docs_are_served_locally(client):
     page = client.get("/")
     assert page.status_code == 200

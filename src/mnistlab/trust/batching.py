@@ -7,7 +7,8 @@ what callers submit from any thread: the first image opens a batch, which
 is run once ``max_batch`` images are waiting or ``max_wait`` seconds after it
 was opened, whichever comes first (the wait is bounded: a lone request pays
 at most ``max_wait``). One background thread runs the batches, so while it
-runs one, the next fills up.
+runs one, the next fills up; ``close`` ends it once the jobs submitted are
+answered (an app's batcher goes with the app).
 
 Answers are those of one-by-one calls: ``describe`` is run with ``top=10``
 and each caller's ranking cut to its own ``top``, and the nets give the same
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mnistlab.errors import ParameterError
+from mnistlab.errors import NotReadyError, ParameterError
 from mnistlab.trust.predict import Predictor
 
 __all__ = ["MicroBatcher", "BatchedPredictor", "batched"]
@@ -78,6 +79,7 @@ class MicroBatcher:
         self._waiting = 0  # images in self._jobs
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._closed = False  # ``close``: no job is taken, and the thread ends once those it has are answered
         self.batches = 0  # batches run so far: how well requests were batched (images / batches)
         self.images = 0
 
@@ -87,6 +89,8 @@ class MicroBatcher:
         images = np.asarray(images)
         job = _Job(images, top, waiter=waiter)
         with self._cond:
+            if self._closed:  # a thread still reading a photo as the server stops: its request is not waiting
+                raise NotReadyError("The server is shutting down; send the request again in a few seconds.", 2)
             if self._thread is None or not self._thread.is_alive():
                 # Started lazily and again after a fork: a child process has none of its parent's threads.
                 self._thread = threading.Thread(target=self._run_forever, name="micro-batcher", daemon=True)
@@ -97,6 +101,12 @@ class MicroBatcher:
                 # The batch opens, or is full; in between, the batching thread sleeps out its wait undisturbed.
                 self._cond.notify()
         return job
+
+    def close(self) -> None:
+        """End the batching thread once the jobs submitted so far are answered; later ones are refused."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
 
     def __call__(self, images: np.ndarray, top: int) -> list[dict]:
         """``describe(images, top)``, batched with whatever other threads submit meanwhile."""
@@ -112,13 +122,16 @@ class MicroBatcher:
         assert job.waiter is not None
         return await job.waiter
 
-    def _next_batch(self) -> list[_Job]:
-        """Wait for a first job, then up to ``max_wait`` for the batch to fill; take every job waiting."""
+    def _next_batch(self) -> list[_Job] | None:
+        """Wait for a first job, then up to ``max_wait`` for the batch to fill; take every job waiting. None:
+        closed, and every job answered."""
         with self._cond:
-            while not self._jobs:
+            while not self._jobs and not self._closed:
                 self._cond.wait()
+            if not self._jobs:
+                return None
             deadline = time.monotonic() + self.max_wait
-            while self._waiting < self.max_batch:
+            while self._waiting < self.max_batch and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -127,10 +140,8 @@ class MicroBatcher:
             return jobs
 
     def _run_forever(self) -> None:
-        while True:
-            jobs = [
-                job for job in self._next_batch() if job.waiter is not None or job.future.set_running_or_notify_cancel()
-            ]
+        while (batch := self._next_batch()) is not None:
+            jobs = [job for job in batch if job.waiter is not None or job.future.set_running_or_notify_cancel()]
             if jobs:
                 self._answer(jobs)
 

@@ -155,8 +155,9 @@ def _lifespan(model: Any, max_pixels: int, max_decodes: int) -> Callable[[FastAP
         finally:  # every request has been answered: the reading threads have nothing left to do
             if loading is not None:
                 loading.cancel()
-            if app.state.served is not None:
+            if app.state.served is not None:  # the model's batching thread goes with the app, not at exit
                 app.state.served.readers.shutdown(wait=False)
+                app.state.served.predictor.batcher.close()
 
     return lifespan
 
