@@ -405,6 +405,26 @@ def test_an_app_started_and_stopped_again_leaves_no_thread_behind(web_model_dir,
     assert left == []
 
 
+def test_a_model_loaded_after_its_app_stopped_leaves_no_thread_behind(web_model_dir):
+    """An app stopped while its model still loaded (a model calibrated as it loads takes seconds): the load
+    finished after the app had gone and left a "micro-batcher" thread, holding the model, for good. Loading and
+    checking the model starts no thread; the first request does."""
+    from mnistlab.trust.predict import load_predictor
+    from mnistlab.web.app import ready_predictor
+
+    model = load_predictor(web_model_dir)
+    before = set(threading.enumerate())
+    ready = ready_predictor(model)  # what the app's loading thread does, the app gone by the time it is done
+    assert ready.describe(np.zeros((1, 28, 28), np.uint8), 3)[0]["reason"]  # it answers, once asked
+    ready.batcher.close()
+    del ready
+    ready_predictor(model)
+    deadline = time.monotonic() + 3
+    while (left := sorted(t.name for t in threading.enumerate() if t not in before)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == []
+
+
 def test_page_static_and_docs_are_served_locally(client):
     page = client.get("/")
     assert page.status_code == 200

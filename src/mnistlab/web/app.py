@@ -165,13 +165,14 @@ def _lifespan(model: Any, max_pixels: int, max_decodes: int) -> Callable[[FastAP
 def ready_predictor(model: Any) -> BatchedPredictor:
     """``model`` loaded (its files verified), answering through a micro-batcher, checked on a blank image.
 
-    The check also warms the nets up: the first onnxruntime run allocates.
+    The check also warms the nets up: the first onnxruntime run allocates. It is run without the batcher,
+    whose thread starts at the first request: a load that ends after its app has stopped leaves no thread.
     """
-    predictor = batched(load_predictor(model))
+    predictor = load_predictor(model)
     answer = predictor.describe(np.zeros((1, 28, 28), np.uint8), 10)
     if len(answer) != 1 or not np.isfinite(answer[0]["probability"]) or len(answer[0]["top"]) != 10:
         raise ModelFileError("The model gave no valid answer for a test image; check or retrain it.")
-    return predictor
+    return batched(predictor)
 
 
 async def _user_error(request: Request, exc: MnistlabError) -> JSONResponse:
