@@ -337,6 +337,25 @@ def test_connections_over_the_cap_get_503_and_the_rest_go_on(web_model_dir):
         assert status == 200
 
 
+def test_a_request_unanswered_when_the_grace_of_a_stopping_server_is_out_gets_503(web_model_dir):
+    """A stopping server gives the requests in flight a grace (30 s for ``mnistlab serve``), then uvicorn cancels
+    the rest: each got a plain-text 500 "Internal Server Error" and a traceback in the log. Now a 503 in one
+    sentence, with Retry-After and the security headers."""
+    from mnistlab.web.app import create_app
+
+    limits = ConnectionLimits(read_timeout=60)
+    with running_server(create_app(web_model_dir), http=protocol_for(limits), timeout_graceful_shutdown=1) as url:
+        sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=PATIENCE)
+        sock.sendall(head("POST", "/api/predict", content_type="application/json", content_length="100"))
+        sock.sendall(b'{"pixels": [')  # the rest never comes: the request is in flight as the server stops
+        time.sleep(0.3)  # the server has read the head
+    with sock:
+        answer = read_answer(sock)
+        assert answer.status == 503, answer
+        assert "stopped" in answer.json()["detail"] and answer.headers["retry-after"].isdigit()
+        assert all(name in answer.headers for name in SECURITY)
+
+
 def test_connections_that_send_nothing_make_room_for_a_request(web_model_dir):
     """Idle connections (a crowd that opens sockets and waits) do not lock out requests, health probes among
     them: a request over the cap closes connections that hold none, and is answered."""

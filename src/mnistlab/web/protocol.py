@@ -21,6 +21,8 @@ with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
   still hold one, it is answered 503 (JSON, ``Retry-After``) and its
   connection closed;
 - a client that goes away before its body is complete is one log line;
+- a request still unanswered when a stopping server's grace for those in flight is out is answered 503
+  (JSON, ``Retry-After``), not with uvicorn's plain-text 500 and a traceback;
 - a request head (request line and headers) over ``MAX_HEAD_BYTES`` is answered 431 and closed before it
   is parsed, however its bytes arrived (``HeadLimitedConnection``);
 - malformed HTTP gets the API's JSON error shape instead of plain text.
@@ -307,7 +309,7 @@ class GuardedProtocol(H11Protocol):
         """The application, unless more than ``max_connections`` connections hold requests: then 503 and close."""
         limit = self.limits.max_connections
         if len(self.connections) <= limit or self._make_room(limit) <= limit:
-            return await self._application(scope, receive, send)
+            return await self._answered_unless_stopped(scope, receive, send)
         self.logger.warning(
             "%s - %d connections open, over the limit of %d; answered 503", self._peer(), len(self.connections), limit
         )
@@ -316,6 +318,23 @@ class GuardedProtocol(H11Protocol):
         response = JSONResponse({"detail": detail}, status_code=503, headers=headers)
         response.raw_headers += security_headers("/api", "application/json")
         await response(scope, receive, send)
+
+    async def _answered_unless_stopped(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The application; a request still unanswered when a stopping server's grace for the requests in flight
+        is out (``workers.GRACEFUL_SHUTDOWN``), whose task uvicorn then cancels, is answered 503, not with
+        uvicorn's plain-text 500 and a traceback in the log."""
+        try:
+            await self._application(scope, receive, send)
+        except asyncio.CancelledError:  # uvicorn cancels a request's task only then
+            if self.cycle is None or self.cycle.response_started:
+                raise
+            self.logger.warning("%s - the server stopped before this request was answered; answered 503", self._peer())
+            detail = "The server stopped before it could answer this request; send it again in a few seconds."
+            response = JSONResponse(
+                {"detail": detail}, status_code=503, headers={"retry-after": "2", "connection": "close"}
+            )
+            response.raw_headers += security_headers("/api", "application/json")
+            await response(scope, receive, send)
 
 
 def protocol_for(limits: ConnectionLimits) -> type[GuardedProtocol]:
