@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -195,3 +196,44 @@ def test_a_worker_that_dies_is_one_error_line_naming_the_first_file_unanswered(t
         f"{folder / f'{len(lines):04d}.png'} (file {len(lines) + 1} of 2000) was answered; read the files from there "
         "again, with --jobs 1 to find one that crashes the reader.\n"
     )
+
+
+FITTED_HERE = """
+import sys
+from pathlib import Path
+import numpy as np
+from mnistlab import get_recipe
+from mnistlab.models.proba import digit_probabilities
+from mnistlab.trust.many import predict_files
+from mnistlab.trust.predict import Predictor
+from mnistlab.trust.reader import load_reader
+
+data = np.load(sys.argv[1])
+knn = get_recipe("knn-deskew").build(0, 1).fit(data["X"], data["y"])
+reader = load_reader()
+predictor = Predictor(lambda x: digit_probabilities(knn, x.reshape(len(x), 784)), {}, reader, reader.probability_cut)
+predictor.describe(data["X"][:500], 1)  # the model used here first: OpenMP's threads start
+for path, result, exc in predict_files(sorted(Path(sys.argv[2]).iterdir()), predictor, jobs=2):
+    print(path.name, exc or result["digit"])
+"""
+
+
+def test_workers_forked_after_the_model_ran_here_do_not_hang(tmp_path, mnist_small):
+    """scikit-learn's k-NN runs on GNU OpenMP threads, which do not survive a fork: a model that had answered in
+    the parent (calibrated there, saved without its cut, or evaluated in a notebook) hung every worker forever."""
+    X, test, y, _ = mnist_small
+    np.savez(tmp_path / "digits.npz", X=X[:1000], y=y[:1000])
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, digit in enumerate(test[:10]):
+        (folder / f"{i}.png").write_bytes(make_photo(digit, rng, style="canvas-black-on-white"))
+    command = [sys.executable, "-c", FITTED_HERE, str(tmp_path / "digits.npz"), str(folder)]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        stdout, _ = run.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)  # the workers too, where they hang
+    assert run.returncode == 0
+    assert [line.split()[0] for line in stdout.decode().splitlines()] == [f"{i}.png" for i in range(10)]

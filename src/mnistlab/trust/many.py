@@ -97,12 +97,17 @@ def _portable(answer: Answer) -> Answer:
     return path, result, exc
 
 
-def _ignore_interrupt() -> None:
+def _start_worker() -> None:
     """In each worker: Ctrl+C is the parent's to handle (it stops the pool), not a traceback per worker; SIGTERM
     ends the worker, as the pool means it to when it stops a broken pool's workers, where the CLI's handler the
-    fork copied would raise SystemExit into a file's reading, be caught there and leave the worker waiting."""
+    fork copied would raise SystemExit into a file's reading, be caught there and leave the worker waiting.
+
+    And one OpenMP thread: GNU OpenMP's threads, started in the parent before the fork (scikit-learn's k-NN
+    calibrating a model saved without its cut, or fitted in this process), do not exist in the worker, and its
+    first parallel loop on more than one thread waits for them forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    threadpool_limits(1, user_api="openmp")
 
 
 def _chunk(paths: list[Path]) -> list[Answer]:
@@ -139,7 +144,7 @@ def _in_workers(paths: list[Path], predictor: Predictor, options: dict[str, Any]
     pending: deque[Future[list[Answer]]] = deque()
     context = multiprocessing.get_context("fork")
     taken = 0  # chunks answered: the files before ``paths[taken * CHUNK]``
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupt) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker) as pool:
         try:
             for chunk in chunks:
                 pending.append(pool.submit(_chunk, chunk))
