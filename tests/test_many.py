@@ -237,3 +237,36 @@ def test_workers_forked_after_the_model_ran_here_do_not_hang(tmp_path, mnist_sma
             os.killpg(run.pid, signal.SIGKILL)  # the workers too, where they hang
     assert run.returncode == 0
     assert [line.split()[0] for line in stdout.decode().splitlines()] == [f"{i}.png" for i in range(10)]
+
+
+def test_workers_stop_when_the_command_is_killed(tmp_path, mnist_small):
+    """kill -9 of the command (the OOM killer, a CI job's time limit) left its workers running, then waiting
+    forever on a queue no one writes to, each holding its copy of the model."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_photo(mnist_small[1][0], np.random.default_rng(0), style="canvas-black-on-white"))
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(2000):
+        os.link(photo, folder / f"{i:04d}.png")
+    command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json", "--jobs", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        run.stdout.readline()  # the workers are running
+        workers = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+        run.kill()
+        run.wait()
+        deadline = time.monotonic() + 10
+        while left := [pid for pid in workers if _running(pid)]:
+            assert time.monotonic() < deadline, f"workers {left} of a killed command are still running"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+
+
+def _running(pid: str) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

@@ -12,7 +12,9 @@ alone.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -36,6 +38,7 @@ AHEAD = 4  # chunks queued per worker beyond the one it works on
 
 Answer = tuple[Path, dict | None, MnistlabError | None]  # (file, result, or the error that file gave)
 
+_PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
 _PREDICTOR: Predictor | None = None  # set before the workers fork: they inherit it
 _OPTIONS: dict[str, Any] = {}
 
@@ -97,7 +100,7 @@ def _portable(answer: Answer) -> Answer:
     return path, result, exc
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int) -> None:
     """In each worker: Ctrl+C is the parent's to handle (it stops the pool), not a traceback per worker; SIGTERM
     ends the worker, as the pool means it to when it stops a broken pool's workers, where the CLI's handler the
     fork copied would raise SystemExit into a file's reading, be caught there and leave the worker waiting.
@@ -108,6 +111,19 @@ def _start_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threadpool_limits(1, user_api="openmp")
+    _end_with(parent)
+
+
+def _end_with(parent: int) -> None:
+    """Where the system offers it (Linux), SIGTERM to this worker when ``parent`` dies: killed with -9 (the OOM
+    killer, a job's time limit), it left its workers waiting forever on a queue no one writes to."""
+    try:
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):  # not Linux
+        return
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _chunk(paths: list[Path]) -> list[Answer]:
@@ -144,7 +160,7 @@ def _in_workers(paths: list[Path], predictor: Predictor, options: dict[str, Any]
     pending: deque[Future[list[Answer]]] = deque()
     context = multiprocessing.get_context("fork")
     taken = 0  # chunks answered: the files before ``paths[taken * CHUNK]``
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
         try:
             for chunk in chunks:
                 pending.append(pool.submit(_chunk, chunk))
