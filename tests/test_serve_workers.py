@@ -158,3 +158,42 @@ def test_workers_on_a_taken_port_is_one_error_line():
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=PATIENCE)
     assert result.returncode == 2
     assert result.stderr.startswith(f"Error: Cannot listen on 127.0.0.1 port {port}") and result.stderr.count("\n") == 1
+
+
+def test_workers_forked_after_the_model_ran_in_the_parent_get_ready_and_answer(tmp_path, mnist_small):
+    """A k-NN model saved without its probability cut is calibrated in the parent before the workers fork, on
+    scikit-learn's GNU OpenMP threads, which do not survive a fork: each worker's check of the model waited for
+    them forever, and `serve --workers 2` was never ready."""
+    import os
+
+    import numpy as np
+
+    from mnistlab import get_recipe
+    from mnistlab.models.files import save_model
+    from mnistlab.testing import make_photo
+
+    X_train, X_test, y_train, y_test = mnist_small
+    knn = get_recipe("knn-deskew").build(0, 1).fit(X_train[:1000], y_train[:1000])
+    save_model(knn, tmp_path / "knn", card={"recipe": "knn-deskew"})  # no cut: the parent measures one
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--model", str(tmp_path / "knn"), "--workers", "2"]
+    proc = subprocess.Popen([*cmd, "--port", str(port)], stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + PATIENCE
+        while len(workers) < 2:  # each request on a new connection, which the kernel hands to any worker
+            assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
+            try:
+                ready = httpx.get(f"{url}/api/ready", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.1)
+                continue
+            if ready.status_code == 200:
+                workers.add(ready.json()["worker"])
+        photo = make_photo(X_test[0], np.random.default_rng(0))
+        answer = httpx.post(f"{url}/api/predict", files={"file": ("d.jpg", photo, "image/jpeg")}, timeout=PATIENCE)
+        assert answer.status_code == 200 and answer.json()["digit"] == y_test[0], answer.text
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+        proc.wait(10)

@@ -24,6 +24,7 @@ import time
 from types import FrameType
 
 import uvicorn
+from threadpoolctl import threadpool_limits
 
 from mnistlab.errors import ParameterError
 
@@ -55,9 +56,15 @@ def reuseport_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
 
 
 def _worker(config: uvicorn.Config) -> None:
-    """One worker process: serve on its own reuse-port socket until SIGTERM, then exit."""
+    """One worker process: serve on its own reuse-port socket until SIGTERM, then exit.
+
+    One OpenMP thread: GNU OpenMP's threads, started in the parent before the fork (scikit-learn's k-NN
+    calibrating a model saved without its cut), do not exist here, and a parallel loop on more than one thread
+    waits for them forever (every worker hung before it was ready). The workers are the parallelism.
+    """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own once it runs
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    threadpool_limits(1, user_api="openmp")
     code = 1
     try:
         sock = reuseport_socket(config.host, config.port, config.backlog)
