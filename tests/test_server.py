@@ -705,3 +705,44 @@ def test_random_bodies_get_an_answer_or_a_clean_4xx(client, body, content_type, 
         assert 400 <= r.status_code < 500
         assert r.headers["content-type"] == "application/json"
         assert isinstance(r.json()["detail"], str) and r.json()["detail"].endswith(".")
+
+
+def test_a_batched_predictor_given_to_the_app_keeps_its_settings_and_leaves_no_thread(web_model_dir, mnist_small):
+    """``create_app(batched(predictor, max_wait=...))``: the app wrapped it in a batcher of its own with the default
+    settings, and the check of the model started the given batcher's thread, which outlived the app."""
+    from mnistlab.testing import running_server
+    from mnistlab.trust.batching import batched
+    from mnistlab.trust.predict import load_predictor
+    from mnistlab.web.app import create_app
+
+    _, X_test, _, _ = mnist_small
+    given = batched(load_predictor(web_model_dir), max_batch=7, max_wait=0.05)
+    before = set(threading.enumerate())
+    app = create_app(given)
+    with running_server(app) as url:
+        r = httpx.post(f"{url}/api/predict", files={"file": ("d.png", canvas_png(X_test[0]), "image/png")}, timeout=30)
+        assert r.status_code == 200, r.text
+        batcher = app.state.served.predictor.batcher
+        assert (batcher.max_batch, batcher.max_wait) == (7, 0.05)
+    deadline = time.monotonic() + 3
+    while (left := sorted(t.name for t in threading.enumerate() if t not in before)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == []
+
+
+def test_a_photo_sent_to_read_after_the_app_stopped_is_a_503_sentence(web_model_dir):
+    """A request still in flight when the app's lifespan ends (a Ray Serve replica stopping) found its reading
+    threads shut down: "cannot schedule new futures after shutdown", a 500. Now the 503 of a stopping server."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from mnistlab.errors import NotReadyError
+    from mnistlab.web.app import ready_predictor
+    from mnistlab.web.routes import Served
+
+    readers = Pool(1)
+    served = Served(predictor=ready_predictor(web_model_dir), readers=readers, max_pixels=MAX_PIXELS)
+    readers.shutdown()
+    with pytest.raises(NotReadyError, match="shutting down") as refused:
+        asyncio.run(served.run_on_photo(len, b"photo"))
+    assert refused.value.http_status == 503

@@ -34,9 +34,10 @@ import numpy as np
 from mnistlab.errors import NotReadyError, ParameterError
 from mnistlab.trust.predict import Predictor
 
-__all__ = ["MicroBatcher", "BatchedPredictor", "batched"]
+__all__ = ["MicroBatcher", "BatchedPredictor", "batched", "SHUTTING_DOWN"]
 
 DEFAULT_MAX_BATCH = 256
+SHUTTING_DOWN = "The server is shutting down; send the request again in a few seconds."
 DEFAULT_MAX_WAIT = 0.002  # seconds: a few times the cost of one describe call, far below a request's
 
 
@@ -90,7 +91,7 @@ class MicroBatcher:
         job = _Job(images, top, waiter=waiter)
         with self._cond:
             if self._closed:  # a thread still reading a photo as the server stops: its request is not waiting
-                raise NotReadyError("The server is shutting down; send the request again in a few seconds.", 2)
+                raise NotReadyError(SHUTTING_DOWN, 2)
             if self._thread is None or not self._thread.is_alive():
                 # Started lazily and again after a fork: a child process has none of its parent's threads.
                 self._thread = threading.Thread(target=self._run_forever, name="micro-batcher", daemon=True)

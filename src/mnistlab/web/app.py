@@ -167,12 +167,18 @@ def ready_predictor(model: Any) -> BatchedPredictor:
 
     The check also warms the nets up: the first onnxruntime run allocates. It is run without the batcher,
     whose thread starts at the first request: a load that ends after its app has stopped leaves no thread.
+    A ``BatchedPredictor`` given (``batched(predictor, max_wait=...)``) answers through a batcher of the app's
+    own, with its settings: its own batcher's thread would outlive the app.
     """
     predictor = load_predictor(model)
+    settings: dict[str, Any] = {}
+    if isinstance(predictor, BatchedPredictor) and predictor.batcher is not None:
+        settings = {"max_batch": predictor.batcher.max_batch, "max_wait": predictor.batcher.max_wait}
+        predictor = Predictor(predictor.classify, predictor.card, predictor.reader, predictor.cut)
     answer = predictor.describe(np.zeros((1, 28, 28), np.uint8), 10)
     if len(answer) != 1 or not np.isfinite(answer[0]["probability"]) or len(answer[0]["top"]) != 10:
         raise ModelFileError("The model gave no valid answer for a test image; check or retrain it.")
-    return batched(predictor)
+    return batched(predictor, **settings)
 
 
 async def _user_error(request: Request, exc: MnistlabError) -> JSONResponse:

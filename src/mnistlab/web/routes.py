@@ -22,7 +22,7 @@ import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,7 @@ from mnistlab.errors import InputError, NotAnImageError, NotReadyError
 from mnistlab.reading.decode import encode_png
 from mnistlab.reading.steps import read_digit
 from mnistlab.trust import predict as answering
-from mnistlab.trust.batching import BatchedPredictor
+from mnistlab.trust.batching import SHUTTING_DOWN, BatchedPredictor
 from mnistlab.trust.thresholds import NO_INK
 from mnistlab.web.limits import MAX_JSON_BYTES, check_image_header, read_capped
 from mnistlab.web.schemas import (
@@ -104,7 +104,15 @@ class Served:
 
     async def run_on_photo(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a reading thread: ``fn`` reads and decodes an upload."""
-        return await asyncio.wrap_future(self.readers.submit(fn, *args))
+        return await asyncio.wrap_future(self._read(fn, *args))
+
+    def _read(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """``fn(*args)`` handed to a reading thread; once the app has stopped (a Ray Serve replica's lifespan may
+        end with requests still in flight), 503 in one sentence, not a 500."""
+        try:
+            return self.readers.submit(fn, *args)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            raise NotReadyError(SHUTTING_DOWN, 2) from None
 
     async def read_and_describe(self, upload: UploadFile, top: int) -> tuple[dict[str, Any], bool]:
         """The first reading of an uploaded digit: its answer, and whether the upload is a clean drawing.
@@ -130,7 +138,7 @@ class Served:
                 with suppress(RuntimeError):  # the loop has closed: nobody waits
                     loop.call_soon_threadsafe(_fail, answered, exc)
 
-        self.readers.submit(read)
+        self._read(read)
         return (await answered)[0], drawing[0]
 
     async def describe(self, image: np.ndarray, top: int) -> dict[str, Any]:
