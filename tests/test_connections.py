@@ -356,6 +356,27 @@ def test_a_request_unanswered_when_the_grace_of_a_stopping_server_is_out_gets_50
         assert all(name in answer.headers for name in SECURITY)
 
 
+def test_a_client_that_reads_nothing_does_not_hold_a_stopping_server_for_good(web_model_dir):
+    """A client that pipelines requests and never reads the answers leaves one waiting for room in its socket
+    when the server stops. The 503 sent after the grace used to wait for that room too: the server never
+    exited. It exits once the grace is out."""
+    from mnistlab.web.app import create_app
+
+    limits = ConnectionLimits(read_timeout=60)
+    before = set(threading.enumerate())
+    with running_server(create_app(web_model_dir), http=protocol_for(limits), timeout_graceful_shutdown=1) as url:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        sock.sendall(head("GET", "/static/app.js") * 3000)  # megabytes of answers, none of them read
+        time.sleep(1.0)
+    with sock:
+        deadline = time.monotonic() + PATIENCE
+        while (left := [t for t in threading.enumerate() if t not in before]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left == [], "the stopped server's thread still runs"
+
+
 def test_connections_that_send_nothing_make_room_for_a_request(web_model_dir):
     """Idle connections (a crowd that opens sockets and waits) do not lock out requests, health probes among
     them: a request over the cap closes connections that hold none, and is answered."""

@@ -96,8 +96,9 @@ def stalled_body_detail(limits: ConnectionLimits) -> str:
     )
 
 
-def raw_response(status: int, detail: str) -> bytes:
-    """A complete HTTP/1.1 response ``{"detail": detail}`` that closes the connection, as bytes.
+def raw_response(status: int, detail: str, *, retry_after: int | None = None) -> bytes:
+    """A complete HTTP/1.1 response ``{"detail": detail}`` that closes the connection, as bytes (``retry_after``:
+    seconds, for a 503 that will pass).
 
     For answers the protocol gives before (or instead of) the application: no
     request was parsed, so the JSON API's headers apply.
@@ -108,6 +109,7 @@ def raw_response(status: int, detail: str) -> bytes:
         b"content-type: application/json",
         b"content-length: %d" % len(body),
         b"connection: close",
+        *([b"retry-after: %d" % retry_after] if retry_after is not None else []),
         *(name + b": " + value for name, value in security_headers("/api", "application/json")),
     ]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
@@ -264,10 +266,10 @@ class GuardedProtocol(H11Protocol):
         )
         self._refuse(408, stalled_body_detail(self.limits))
 
-    def _refuse(self, status: int, detail: str) -> None:
+    def _refuse(self, status: int, detail: str, retry_after: int | None = None) -> None:
         """Answer ``status`` with ``detail`` and close; the application, if running, sees a disconnect."""
         if not self.transport.is_closing():
-            self.transport.write(raw_response(status, detail))
+            self.transport.write(raw_response(status, detail, retry_after=retry_after))
         self._end()
 
     def _end(self) -> None:
@@ -322,7 +324,9 @@ class GuardedProtocol(H11Protocol):
     async def _answered_unless_stopped(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The application; a request still unanswered when a stopping server's grace for the requests in flight
         is out (``workers.GRACEFUL_SHUTDOWN``), whose task uvicorn then cancels, is answered 503, not with
-        uvicorn's plain-text 500 and a traceback in the log."""
+        uvicorn's plain-text 500 and a traceback in the log. The 503 is written as it is and the connection
+        closed, with nothing awaited: a client that reads nothing (its answer waiting for room in the socket) would
+        hold a send, and the server's exit, for good."""
         try:
             await self._application(scope, receive, send)
         except asyncio.CancelledError:  # uvicorn cancels a request's task only then
@@ -330,11 +334,7 @@ class GuardedProtocol(H11Protocol):
                 raise
             self.logger.warning("%s - the server stopped before this request was answered; answered 503", self._peer())
             detail = "The server stopped before it could answer this request; send it again in a few seconds."
-            response = JSONResponse(
-                {"detail": detail}, status_code=503, headers={"retry-after": "2", "connection": "close"}
-            )
-            response.raw_headers += security_headers("/api", "application/json")
-            await response(scope, receive, send)
+            self._refuse(503, detail, retry_after=2)
 
 
 def protocol_for(limits: ConnectionLimits) -> type[GuardedProtocol]:
