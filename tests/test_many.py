@@ -134,14 +134,20 @@ def test_a_file_the_user_may_not_read_says_so_not_truncated(tmp_path):
     )
 
 
+def _many_copies(tmp_path: Path, digit: np.ndarray, n: int = 2000) -> Path:
+    """A folder of ``n`` files 0000.png, 0001.png, ..., each a hard link to one canvas photo of ``digit``."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_photo(digit, np.random.default_rng(0), style="canvas-black-on-white"))
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(n):
+        os.link(photo, folder / f"{i:04d}.png")
+    return folder
+
+
 def test_a_table_run_stopped_by_a_dead_worker_still_shows_what_it_answered(tmp_path, mnist_small):
     # The table was printed only at the end: a run stopped early showed nothing of the files it had answered.
-    photo = tmp_path / "photo.png"
-    photo.write_bytes(make_photo(mnist_small[1][0], np.random.default_rng(0), style="canvas-black-on-white"))
-    folder, seen = tmp_path / "many", tmp_path / "seen"
-    folder.mkdir()
-    for i in range(2000):
-        os.link(photo, folder / f"{i:04d}.png")
+    folder, seen = _many_copies(tmp_path, mnist_small[1][0]), tmp_path / "seen"
     command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--jobs", "2", "--save-preprocessed"]
     env = dict(os.environ, COLUMNS="200")  # each row's file name on one line
     run = subprocess.Popen([*command, str(seen)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -167,12 +173,7 @@ def test_a_worker_that_dies_is_one_error_line_naming_the_first_file_unanswered(t
     """A worker killed (the OOM killer, kill -9) or crashed in a decoder: one `Error:` line, exit 2, the answers
     given so far kept in order, not a BrokenProcessPool traceback; and no worker left behind (the pool's SIGTERM
     to the others was caught as SystemExit, and one could wait forever on a lock the dead one held)."""
-    photo = tmp_path / "photo.png"
-    photo.write_bytes(make_photo(mnist_small[1][0], np.random.default_rng(0), style="canvas-black-on-white"))
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(2000):
-        os.link(photo, folder / f"{i:04d}.png")
+    folder = _many_copies(tmp_path, mnist_small[1][0])
     command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json", "--jobs", "2"]
     # Unbuffered: communicate() reads the pipe itself, past whatever a buffered readline would have kept.
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
@@ -242,12 +243,7 @@ def test_workers_forked_after_the_model_ran_here_do_not_hang(tmp_path, mnist_sma
 def test_workers_stop_when_the_command_is_killed(tmp_path, mnist_small):
     """kill -9 of the command (the OOM killer, a CI job's time limit) left its workers running, then waiting
     forever on a queue no one writes to, each holding its copy of the model."""
-    photo = tmp_path / "photo.png"
-    photo.write_bytes(make_photo(mnist_small[1][0], np.random.default_rng(0), style="canvas-black-on-white"))
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(2000):
-        os.link(photo, folder / f"{i:04d}.png")
+    folder = _many_copies(tmp_path, mnist_small[1][0])
     command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json", "--jobs", "2"]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
