@@ -37,8 +37,8 @@ from mnistlab.trust.predict import Predictor
 __all__ = ["MicroBatcher", "BatchedPredictor", "batched", "SHUTTING_DOWN"]
 
 DEFAULT_MAX_BATCH = 256
-SHUTTING_DOWN = "The server is shutting down; send the request again in a few seconds."
 DEFAULT_MAX_WAIT = 0.002  # seconds: a few times the cost of one describe call, far below a request's
+SHUTTING_DOWN = "The server is shutting down; send the request again in a few seconds."  # a closed batcher's 503
 
 
 @dataclass

@@ -9,12 +9,13 @@ Limits are enforced before any work is done: a body declared over
 ``max_upload_bytes`` is refused unread and the others are counted while they
 arrive (413), a JSON body is held to ``MAX_JSON_BYTES``, an image's header is
 read before its pixels (413 past ``max_pixels``), and photos are read in
-reading threads, one per CPU and at most ``max_decodes``, so a slow request
-never blocks the event loop and fifty uploads never decode fifty photos at
-once. Every response carries the security headers of ``guard``; HEAD is answered wherever GET is. Every
-refusal is ``{"detail": one sentence}`` with the status its exception class
-carries, 404 and 405 included. ``serve`` runs the app under uvicorn with the
-connection limits of ``protocol`` (read timeouts, a connection cap).
+reading threads, one per CPU (at least 2) and at most ``max_decodes``, so a
+slow request never blocks the event loop and fifty uploads never decode fifty
+photos at once. Every response carries the security headers of ``guard``;
+HEAD is answered wherever GET is. Every refusal is ``{"detail": one
+sentence}`` with the status its exception class carries, 404 and 405
+included. ``serve`` runs the app under uvicorn with the connection limits of
+``protocol`` (read timeouts, a connection cap).
 """
 
 from __future__ import annotations
