@@ -228,15 +228,12 @@ def check_parts(fp, label: str) -> None:
     read before a pixel is decoded: more than ``MAX_BLOCKS`` chunks of a PNG, segments of a JPEG before its first
     scan or extension blocks of a GIF before its first image, or a TIFF whose first image is cut into more than
     ``MAX_TIFF_PARTS`` strips or tiles. Any other file, or one cut short, is left to Pillow."""
-    head = _read_at(fp, 0, 16)
-    if head.startswith(PNG_SIGNATURE):
-        _check_blocks(fp, label, "PNG", "chunks", _png_chunks)
-    elif head.startswith(b"\xff\xd8\xff"):
-        _check_blocks(fp, label, "JPEG", "segments before its first scan", _jpeg_segments)
-    elif head.startswith(b"GIF8"):
-        _check_blocks(fp, label, "GIF", "extension blocks before its first image", _gif_blocks)
-    elif head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
-        _check_tiff_parts(fp, head, label)
+    kind = format_by_signature(fp)
+    if kind in _BLOCKS:
+        parts, blocks = _BLOCKS[kind]
+        _check_blocks(fp, label, kind, parts, blocks)
+    elif kind == "TIFF":
+        _check_tiff_parts(fp, _read_at(fp, 0, 16), label)
 
 
 def _check_blocks(fp, label: str, kind: str, parts: str, blocks) -> None:
@@ -293,6 +290,14 @@ def _gif_blocks(f):
             f.seek(size[0], io.SEEK_CUR)
 
 
+# What each format's blocks are called, and the walk through them (``_check_blocks``).
+_BLOCKS = {
+    "PNG": ("chunks", _png_chunks),
+    "JPEG": ("segments before its first scan", _jpeg_segments),
+    "GIF": ("extension blocks before its first image", _gif_blocks),
+}
+
+
 def _check_tiff_parts(fp, head: bytes, label: str) -> None:
     """Refuse a TIFF whose first directory holds more than ``MAX_BLOCKS`` entries, or cuts its image into more
     than ``MAX_TIFF_PARTS`` strips or tiles."""
@@ -338,7 +343,7 @@ def unreadable(label: str, exc: OSError) -> str:
 
 
 # How each format read starts (WebP: RIFF, its size, then WEBP).
-_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF"}
+_SIGNATURES = {PNG_SIGNATURE: "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF"}
 _SIGNATURES.update({b"MM\0*": "TIFF", b"II+\0": "TIFF", b"MM\0+": "TIFF"})  # BigTIFF too
 
 
