@@ -197,3 +197,28 @@ def test_workers_forked_after_the_model_ran_in_the_parent_get_ready_and_answer(t
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the workers too
         proc.wait(10)
+
+
+class _FailsOnEveryImage:
+    """A fitted estimator of the user's own code whose predict_proba raises what mnistlab never raises."""
+
+    classes_ = list(range(10))
+
+    def predict_proba(self, X):
+        raise RuntimeError("the user's layer 3 failed\nsecond line of its message")
+
+
+def test_a_model_that_fails_with_its_own_error_when_loaded_is_a_503_that_says_so_not_loading_forever():
+    """A model whose own code raised (not a mnistlab error) at its load left the server "still loading" for
+    good: every request waited, then 503 "try again in a few seconds", and the reason went nowhere."""
+    with running_server(create_app(_FailsOnEveryImage())) as url:
+        deadline = time.monotonic() + PATIENCE
+        while "still loading" in (ready := httpx.get(f"{url}/api/ready", timeout=PATIENCE)).json()["detail"]:
+            assert time.monotonic() < deadline, "the server never said that the load failed"
+            time.sleep(0.05)
+        refused = httpx.post(f"{url}/api/predict", json={"pixels": [0] * 784}, timeout=PATIENCE)
+        for answer in (ready, refused):
+            assert answer.status_code == 503 and "retry-after" not in answer.headers, answer.text
+            detail = answer.json()["detail"]
+            assert detail.startswith("The model failed when it was loaded (RuntimeError: the user's layer 3 failed)")
+            assert "second line" not in detail and detail.endswith("restart the server.")

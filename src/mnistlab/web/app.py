@@ -21,6 +21,7 @@ included. ``serve`` runs the app under uvicorn with the connection limits of
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -55,6 +56,8 @@ from mnistlab.web.routes import STATIC_DIR, Served, router
 from mnistlab.web.workers import GRACEFUL_SHUTDOWN, run_workers
 
 __all__ = ["create_app", "serve", "ready_predictor", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_DECODES"]
+
+_log = logging.getLogger("uvicorn.error")  # where uvicorn writes its own errors
 
 # Photos decoded at once, whatever the CPU count: each may take a few hundred MB while it is read.
 DEFAULT_MAX_DECODES = 4
@@ -144,6 +147,14 @@ def _lifespan(model: Any, max_pixels: int, max_decodes: int) -> Callable[[FastAP
                 ready(await anyio.to_thread.run_sync(ready_predictor, model))
             except MnistlabError as exc:  # a broken model: the server stays up and says why, with 503
                 app.state.load_error = str(exc)
+                app.state.loaded.set()
+            except Exception as exc:  # a model of the user's own code that fails: said the same way, and logged
+                _log.exception("The model could not be loaded")
+                said = (str(exc).strip().splitlines() or [""])[0][:200]
+                app.state.load_error = (
+                    f"The model failed when it was loaded ({type(exc).__name__}{': ' + said if said else ''}); "
+                    "fix or retrain it, then restart the server."
+                )
                 app.state.loaded.set()
 
         if isinstance(model, Predictor):
