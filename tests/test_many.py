@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -67,6 +68,22 @@ def test_predict_files_streams_every_path_in_order(tmp_path, mnist_small):
     failed = {path.name for path, result, exc in answers if exc is not None}
     assert failed == set(broken) | {"notes.txt"}
     assert all((result is None) == (exc is not None) for _, result, exc in answers)
+
+
+@pytest.mark.parametrize("stop_early", [False, True])
+def test_predict_files_gives_opencv_its_threads_back(tmp_path, mnist_small, stop_early):
+    """It runs OpenCV on one thread while it reads; the caller's process kept that one thread after it."""
+    folder, _ = _folder(tmp_path, mnist_small[1])
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        answers = predict_files(expand_paths([folder]), None, jobs=1)
+        next(answers)
+        assert cv2.getNumThreads() == 1  # while it reads
+        answers.close() if stop_early else list(answers)
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
 
 
 def test_a_folder_without_images_is_one_error_before_any_work(tmp_path):

@@ -144,12 +144,18 @@ def predict_files(
     jobs = min(jobs or usable_cpus(), -(-len(paths) // CHUNK))
     # One BLAS thread here and in the workers forked meanwhile: the scores' small matrix products cost
     # twice the CPU with OpenBLAS's threads spinning, and the files are the parallelism.
-    cv2.setNumThreads(1)  # and one OpenCV thread: a 320-px photo is no work to share, only to spin on
-    with threadpool_limits(1, user_api="blas"):
-        if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-            yield from (_answer(path, predictor, options) for path in paths)
-        else:
-            yield from _in_workers(paths, predictor, options, jobs)
+    # And one OpenCV thread: a 320-px photo is no work to share, only to spin on. The caller's count comes back
+    # when the answers end (or the caller stops early), as the BLAS threads' does.
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(1, user_api="blas"):
+            if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+                yield from (_answer(path, predictor, options) for path in paths)
+            else:
+                yield from _in_workers(paths, predictor, options, jobs)
+    finally:
+        cv2.setNumThreads(opencv_threads)
 
 
 def _in_workers(paths: list[Path], predictor: Predictor, options: dict[str, Any], jobs: int) -> Iterator[Answer]:
