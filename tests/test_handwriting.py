@@ -117,6 +117,21 @@ def test_palette_rgb_and_arrays_agree(test_digits):
     assert similarity(to_mnist(page.astype(np.float32)), reference) > 0.99
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_integers_of_0_and_1_read_as_a_mask_does(dtype):
+    """A 0/1 mask as integers (``(img > 128).astype(np.uint8)``, or ``np.array`` of a list) was read on the 0-255
+    scale: a black page, "no ink found", where the same mask as bool read its digit."""
+    digit = np.zeros((28, 28), np.uint8)
+    cv2.line(digit, (14, 4), (14, 24), 255, 3)
+    mask = digit > 0
+    big_mask = cv2.resize(mask.astype(np.uint8), (280, 280), interpolation=cv2.INTER_NEAREST) > 0
+    for m in (mask, big_mask):
+        answer = predict_image(m.astype(dtype))
+        assert answer["confident"] and answer["digit"] == 1, answer
+        assert np.array_equal(to_mnist(m.astype(dtype)), to_mnist(m))
+    assert to_grey(np.array([[0, 2], [1, 0]], dtype)).max() == pytest.approx(2 / 255)  # not a mask: 0-255
+
+
 @pytest.mark.parametrize(
     "mode", ["1", "P", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "La", "PA"]
 )

@@ -154,10 +154,11 @@ def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:
 
 
 def _scale_integers(a: np.ndarray) -> np.ndarray:
-    """Integer pixels -> [0, 1]; deeper than 8 bits uses the smallest power-of-two range holding the data."""
+    """Integer pixels -> [0, 1]; deeper than 8 bits uses the smallest power-of-two range holding the data, and
+    0s and 1s alone are a mask (``(img > 128).astype(np.uint8)``), read as bools are, not as a black page."""
     a = a.astype(np.float64)
     top = float(a.max()) if a.size else 0.0
-    if top <= 255:
+    if top <= 255 and top != 1:
         return a / 255.0
     return a / (2.0 ** np.ceil(np.log2(top + 1)) - 1)
 
