@@ -662,3 +662,15 @@ def test_cli_says_what_dash_is_for_when_standard_input_is_a_terminal(tmp_path):
     assert done.returncode == 2 and done.stderr.strip().startswith(
         "Error: - reads an image from standard input, which is a terminal"
     )
+
+
+def test_json_never_rounds_a_probability_under_1_up_to_1():
+    """Probabilities go out to 4 places; 0.99996 went out as 1, which the page shows as "100% sure"."""
+    from mnistlab.trust.predict import to_json
+
+    one = {"digit": 3, "probability": 0.99996, "top": [(3, 0.99996), (8, 0.00004)], "confident": True, "reason": None}
+    out = to_json({"number": "33", "digits": [one, {**one, "probability": 1.0}], "confident": True}, "a.png")
+    assert out["digits"][0]["probability"] == 0.9999 and out["digits"][0]["top"] == [[3, 0.9999], [8, 0.0]]
+    assert out["digits"][1]["probability"] == 1.0  # a probability of 1 is said as 1
+    assert to_json({**one, "probability": 0.12345, "mnist_image": np.zeros((28, 28))})["probability"] == 0.1235
+    assert "mnist_image" not in to_json({**one, "mnist_image": np.zeros((28, 28))})

@@ -381,17 +381,17 @@ def predict_file(path, model=None, *, top: int = 3, number: bool = False) -> dic
 
 
 def _round(result: dict) -> dict:
-    out = {}
+    def four(p: float) -> float:  # 4 places, never up to 1: 0.99996 said as 1 read "100% sure" on the page
+        return min(round(p, 4), 0.9999) if p < 1 else round(p, 4)
+
+    out: dict[str, Any] = {}
     for key, value in result.items():
-        if key == "mnist_image":
-            continue
         if key == "probability":
-            value = round(value, 4)
+            out[key] = four(value)
         elif key == "top":
-            value = [[d, round(p, 4)] for d, p in value]
-        elif key == "digits":
-            value = [_round(r) for r in value]
-        out[key] = value
+            out[key] = [[d, four(p)] for d, p in value]
+        elif key != "mnist_image":
+            out[key] = [_round(r) for r in value] if key == "digits" else value
     return out
 
 
