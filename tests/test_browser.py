@@ -469,8 +469,16 @@ def test_a_photo_the_browser_cannot_show_is_named_on_the_pad_and_read(page, mnis
 
 def test_a_doubted_digit_of_a_number_is_said_in_words(page):
     page.click("#mode-number")
-    zigzag = [(0.38 + 0.1 * (i % 2), 0.15 + 0.07 * i) for i in range(11)]
-    draw(page, [[(0.15, 0.2), (0.15, 0.8)], zigzag, [(0.7, 0.25), (0.85, 0.25), (0.75, 0.8)]])
+    # A hash between a 1 and a 7: doubted by the test's k-NN model and the shipped classifier, with either
+    # detector of RESULTS' "the shipped reader rebuilt at this tree" (a narrow zigzag no longer is: the k-NN
+    # model reads its halves as two confident 1s with the rebuilt detector).
+    hatch = [
+        [(0.36, 0.25), (0.36, 0.75)],
+        [(0.5, 0.25), (0.5, 0.75)],
+        [(0.3, 0.4), (0.56, 0.4)],
+        [(0.3, 0.6), (0.56, 0.6)],
+    ]
+    draw(page, [[(0.15, 0.2), (0.15, 0.8)], *hatch, [(0.7, 0.25), (0.85, 0.25), (0.75, 0.8)]])
     page.wait_for_selector('#answer[data-state="done"]', timeout=15_000)
     verdict = page.inner_text("#verdict")
     if verdict.startswith("Not sure about"):
@@ -479,7 +487,7 @@ def test_a_doubted_digit_of_a_number_is_said_in_words(page):
         framed = page.eval_on_selector_all("#seen figure", "els => els.map(e => e.className === 'unsure')")
         assert [c.endswith(", not sure") for c in captions] == framed and any(framed)
     else:
-        pytest.fail(f"the scribble between two digits was read with confidence: {verdict}")
+        pytest.fail(f"the hash between two digits was read with confidence: {verdict}")
 
 
 def test_screenshots_desktop_and_phone(browser, live_server, tmp_path):
