@@ -162,6 +162,22 @@ def _many_copies(tmp_path: Path, digit: np.ndarray, n: int = 2000) -> Path:
     return folder
 
 
+def test_a_long_table_is_printed_as_it_fills_not_kept_to_the_end(tmp_path, mnist_small, monkeypatch):
+    """Table mode kept every row until the run's end: a folder of 100,000 files held them all and showed none."""
+    from mnistlab.cli import predict as predict_command
+
+    monkeypatch.setattr(predict_command, "TABLE_ROWS", 2)
+    folder = tmp_path / "five"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, digit in enumerate(mnist_small[1][:5]):
+        (folder / f"{i}.png").write_bytes(make_photo(digit, rng, style="canvas-black-on-white"))
+    shown = runner.invoke(app, ["predict", str(folder), "--jobs", "1"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.count("┃ File") == 3  # tables of 2, 2 and 1 rows, each with its header
+    assert re.findall(r"(\d)\.png", shown.stdout) == ["0", "1", "2", "3", "4"]
+
+
 def test_a_table_run_stopped_by_a_dead_worker_still_shows_what_it_answered(tmp_path, mnist_small):
     # The table was printed only at the end: a run stopped early showed nothing of the files it had answered.
     folder, seen = _many_copies(tmp_path, mnist_small[1][0]), tmp_path / "seen"

@@ -27,6 +27,9 @@ __all__ = ["app"]
 
 app = typer.Typer()
 
+# Files a table shows before it is printed and the next begins: a folder of 100,000 files kept every row (and
+# showed nothing) until its end.
+TABLE_ROWS = 1000
 HOST_LOOKUP_S = 5.0  # a --host name whose lookup takes longer is taken as no name of this machine
 STDIN = Path("-")  # standard input; a file named - is ./- (``given_path``)
 
@@ -91,7 +94,7 @@ def predict(
             if as_json:
                 typer.echo(json.dumps(to_json(result, str(path))))
             else:
-                table.add_row(str(path), *_result_cells(result, number))
+                table = _with_row(table, str(path), result, number)
     finally:  # a run stopped early (a worker that died, Ctrl+C) still shows the answers it had, as --json does
         if not as_json and table.row_count:
             out.print(table)
@@ -180,6 +183,15 @@ def _result_table(number: bool) -> Table:
         table.add_column(title)
     table.add_column("Confident")
     return table
+
+
+def _with_row(table: Table, file: str, result: dict, number: bool) -> Table:
+    """``table`` with the row of ``file``'s answer, or, once it holds ``TABLE_ROWS`` rows, printed and a new one."""
+    table.add_row(file, *_result_cells(result, number))
+    if table.row_count < TABLE_ROWS:
+        return table
+    out.print(table)
+    return _result_table(number)
 
 
 def _result_cells(result: dict, number: bool) -> list[str]:
