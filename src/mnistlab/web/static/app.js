@@ -289,7 +289,7 @@
   // ---- showing the answer -----------------------------------------------------------
 
   // Cut down to a tenth of a percent, never rounded up: 0.9996 is "99.9% sure", where rounding said "100% sure"
-  // of a model that is not certain; only a probability of 1 (as the server rounds it) is 100%.
+  // of a model that is not certain; only a probability of 1 is 100% (the server sends no figure under 1 as 1).
   const percent = (p) => {
     const tenths = Math.floor(1000 * p + 1e-6);  // the 1e-6: 0.57 * 1000 is 569.99999...
     return tenths >= 1000 ? "100%" : tenths < 1 ? "0%" : `${(tenths / 10).toFixed(1)}%`;
