@@ -203,3 +203,19 @@ def test_show_names_fashion_mnists_classes_by_their_clothes(tmp_path, monkeypatc
 
     assert out.read_bytes() == drawn(spec.target_names)  # the clothes' names
     assert out.read_bytes() != drawn(None)  # not the class numbers
+
+
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path):
+    # rich read them as markup: data info printed the folder "runs[v2]" as "runs" and ended in a MarkupError
+    # traceback for "a[/b]"; show said "wrote digits.png" of the file it wrote as "digits[v2].png".
+    rng = np.random.default_rng(0)
+    for name in ("runs[v2]", "a[/b]c"):
+        folder = write_idx_folder(tmp_path / name, random_idx_arrays(rng, 40, 20))
+        result = runner.invoke(app, ["data", "info", "--data-dir", str(folder)])
+        assert result.exit_code == 0 and result.exception is None, result.output
+        printed = "".join(result.stdout.split())  # as the terminal's width wraps it (the paths hold no spaces)
+        assert f"path{folder}verified" in printed and f"IDXdatasetfrom{folder}(not" in printed, result.stdout
+        png = tmp_path / f"digits{name.replace('/', '')}.png"
+        result = runner.invoke(app, ["show", "--data-dir", str(folder), "--first", "3", "--out", str(png)])
+        assert result.exit_code == 0 and result.stderr == f"wrote {png}\n", result.output
+        _png(png)

@@ -569,3 +569,16 @@ def test_the_card_and_the_run_record_the_device_a_cnn_trained_on_not_auto(tmp_pa
     (run_id,) = summary["results"][0]["run_ids"]
     params = Tracker(uri).client.get_run(run_id).data.params
     assert params["device"] == expected and params["estimator.device"] == "auto"
+
+
+def test_export_says_the_file_it_wrote_whatever_brackets_its_name_holds(mnist_small, tmp_path):
+    # rich read the name as markup: "cnn[v2].onnx" was said as "wrote cnn.onnx", and "run[/tag]" ended in a
+    # MarkupError traceback once the file was written.
+    X, y = mnist_small[0][:200], mnist_small[2][:200]
+    model_dir = tmp_path / "model"
+    save_model(CNNClassifier(**TINY, epochs=1).fit(X, y), model_dir, card={"recipe": "tiny[v2]"})
+    for onnx_file in (tmp_path / "cnn[v2].onnx", tmp_path / "run[" / "tag].onnx"):
+        result = CliRunner().invoke(app, ["export", str(model_dir), "--onnx", str(onnx_file)])
+        assert result.exit_code == 0 and result.exception is None, result.output
+        assert f"wrote {onnx_file} (" in result.stdout and ": tiny[v2], opset" in result.stdout, result.stdout
+        assert onnx_file.is_file()

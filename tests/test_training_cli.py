@@ -292,3 +292,17 @@ def test_format_size():
         "2.1 MB",
         "3.0 GB",
     ]
+
+
+def test_a_model_folder_with_brackets_in_its_path_is_printed_as_it_is(tmp_path):
+    # rich read the path as markup: "logreg[v2]" was printed "logreg", and "run[/tag]" ended the command in a
+    # MarkupError traceback after the model had been trained and saved.
+    for model_dir in (tmp_path / "logreg[v2]", tmp_path / "run[" / "tag]"):
+        args = ["train", "logreg", "--limit", "200", "--cv", "0", "--n-jobs", "1", "--out", str(model_dir)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and result.exception is None, result.output
+        assert f"model          {model_dir} (" in result.stdout, result.stdout
+        result = runner.invoke(app, ["evaluate", str(model_dir)])
+        assert result.exit_code == 0 and result.exception is None, result.output
+        assert f"logreg from {model_dir}: accuracy" in result.stdout, result.stdout
+        assert f"confusion matrix: {model_dir / 'confusion.png'}\n" in result.stdout

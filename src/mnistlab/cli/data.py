@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mnistlab.cli.common import Group, err, given_file, given_path, out
@@ -101,8 +102,9 @@ def data_info(
     if as_json:
         typer.echo(json.dumps(info))
         return
-    out.print(f"[bold]{info['name']}[/bold]  {b.DESCR}")
-    out.print(f"path      {info['path']}")
+    # escape: a folder's name is text, not markup ("runs[v2]" was printed "runs", "a[/b]" a traceback)
+    out.print(f"[bold]{escape(info['name'])}[/bold]  {escape(b.DESCR)}")
+    out.print(f"path      {escape(info['path'])}")
     cached = "; the cached arrays match their digests" if isinstance(b.images, np.memmap) else ", read from them"
     verified = (
         f"[green]yes[/green] (sha256 of every file matches{cached})"
@@ -116,7 +118,7 @@ def data_info(
     table.add_column("train", justify="right")
     table.add_column("test", justify="right")
     for i, label in enumerate(b.target_names):
-        table.add_row(label, f"{counts['train'][i]:,}", f"{counts['test'][i]:,}")
+        table.add_row(escape(label), f"{counts['train'][i]:,}", f"{counts['test'][i]:,}")
     out.print(table)
 
 
@@ -180,7 +182,7 @@ def show(
         title = f"{b.details['name']} {split}: {len(chosen)} {classnames.class_noun(b.target_names)}s"
         names = [b.target_names[k] for k in labels[chosen]]
         path = plots.save_digit_grid(np.asarray(images[chosen]), names, out_path, title=title)
-    err.print(f"wrote {path}")
+    err.print(f"wrote {path}", markup=False, soft_wrap=True)  # the path as it is, whole
 
 
 def _png_target(path: Path | None, ascii_art: bool) -> Path:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mnistlab.cli.common import given_file, given_path, out, step_progress
@@ -95,7 +96,7 @@ def train(
     def say(text: str) -> None:  # soft_wrap: long lines (the CV array, the model path) stay whole in logs and pipes
         out.print(text, soft_wrap=True)
 
-    say(f"[bold]{result['recipe']}[/bold]: {result['description']}")
+    say(f"[bold]{escape(result['recipe'])}[/bold]: {escape(result['description'])}")
     say(
         f"cross-validation ({result['cv']} folds): {_cv_text(result, options.cv)}"
         if result["cv"]
@@ -108,7 +109,8 @@ def train(
     say(f"predict        {result['predict_seconds']:.2f} s")
     for note in result.get("notes", []):
         say(f"[dim]note: {note}[/dim]")
-    say(f"model          {result['model_dir']} ({format_size(result['model_size_bytes'])})")
+    # escape: a path is text, not markup ("logreg[v2]" was printed "logreg", "run[/tag]" a traceback)
+    say(f"model          {escape(result['model_dir'])} ({format_size(result['model_size_bytes'])})")
 
 
 def _cv_text(result: dict, asked: int | None) -> str:
@@ -144,7 +146,7 @@ def evaluate(
         typer.echo(json.dumps(result))
         return
     out.print(
-        f"[bold]{result['recipe']}[/bold] from {result['model_dir']}: accuracy [bold]{result['accuracy']:.4f}[/bold] "
+        f"[bold]{escape(str(result['recipe']))}[/bold] from {escape(result['model_dir'])}: accuracy [bold]{result['accuracy']:.4f}[/bold] "
         f"on {result['n_test']:,} test images",
         soft_wrap=True,
     )
@@ -164,8 +166,8 @@ def evaluate(
             f"{row['support']:,}",
         )
     out.print(table)
-    out.print(f"confusion matrix: {result['confusion_png']}", soft_wrap=True)
-    out.print(f"most confident mistakes: {result['gallery_png']}", soft_wrap=True)
+    out.print(f"confusion matrix: {result['confusion_png']}", soft_wrap=True, markup=False)
+    out.print(f"most confident mistakes: {result['gallery_png']}", soft_wrap=True, markup=False)
 
 
 COMPARE_SETTINGS = ("seeds", "split", "test_size", "limit", "cv", "data", "versions")
@@ -350,6 +352,7 @@ def export_cmd(
         f"wrote {result['onnx_file']} ({format_size(result['size_bytes'])}): {result['recipe'] or 'model'}, opset {OPSET}, "
         f"input 'image' float32 (N, 1, {shape}) in [0, 1], output 'probabilities'; checked against PyTorch",
         soft_wrap=True,
+        markup=False,  # the file's name and the recipe's as they are: "cnn[v2].onnx" was said as "cnn.onnx"
     )
     if int8:
         out.print(
