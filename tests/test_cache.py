@@ -30,6 +30,7 @@ from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli import app
 from mnistlab.data.cache import array_cache_dir
 from mnistlab.data.sources import find_idx_files
+from mnistlab.testing import random_idx_arrays, write_idx_folder
 from mnistlab.testing.cli import run_cli
 
 REBUILT = "failed their check"
@@ -476,3 +477,25 @@ def test_a_dataset_named_in_long_characters_has_a_cache_folder_a_file_system_tak
     files = {"train_images": tmp_path / name / "train-images-idx3-ubyte"}
     folder = array_cache_dir(name, files).name
     assert len(folder.encode()) <= 100 and folder.startswith("\N{GRINNING FACE}" * 16 + "-")
+
+
+def test_a_warm_load_is_as_writable_as_the_first_and_never_changes_the_cache(tmp_path, monkeypatch, caplog):
+    # The first load gave writable arrays and every later one a read-only map of the cache: code that binarised
+    # mnist.data in place (X[X < 128] = 0) ran once, then failed each time after with numpy's "assignment
+    # destination is read-only".
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = write_idx_folder(tmp_path / "data", random_idx_arrays(np.random.default_rng(0), 40, 20))
+    first = load_mnist(data_dir=folder)
+    original = first.data.copy()
+    for _ in range(2):  # two warm loads: the second sees no change the first made
+        b = load_mnist(data_dir=folder)
+        assert isinstance(b.images, np.memmap), "a warm load maps the cache"
+        assert b.data.flags.writeable and b.images.flags.writeable and b.target.flags.writeable
+        b.data[b.data < 128] = 0
+        b.target[:] = 9
+        assert b.images[0].max() == b.data[0].max()  # images and data are still one memory
+    with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+        again = load_mnist(data_dir=folder)
+    assert isinstance(again.images, np.memmap) and caplog.records == []  # the cache passed its check, unchanged
+    np.testing.assert_array_equal(again.data, original)
+    assert again.target[0] == 0

@@ -123,7 +123,7 @@ def _digest(f) -> str:
 
 
 def _open_verified(path: Path, entry: dict) -> np.ndarray:
-    """``path`` memory-mapped, once its size, digest and header match ``entry``; else ``_Damaged``.
+    """``path`` memory-mapped (copy-on-write), once its size, digest and header match ``entry``; else ``_Damaged``.
 
     The bytes are hashed through the same open file that is then mapped, so a
     file swapped in between is never the one returned.
@@ -140,7 +140,9 @@ def _open_verified(path: Path, entry: dict) -> np.ndarray:
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
             if fortran or dtype.str != entry["dtype"] or list(shape) != entry["shape"]:
                 raise _Damaged(f"{path.name} has a header that does not match the manifest")
-            return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape)
+            # Copy-on-write: as writable as a first load's arrays (read-only, code that changed them in place ran
+            # once, then failed on every later load), and a change stays in the process, never reaches the cache.
+            return np.memmap(f, dtype=dtype, mode="c", offset=f.tell(), shape=shape)
     except FileNotFoundError:
         raise _Damaged(f"{path.name} is missing") from None
     except (OSError, ValueError, EOFError) as exc:
