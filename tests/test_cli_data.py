@@ -219,3 +219,12 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path):
         result = runner.invoke(app, ["show", "--data-dir", str(folder), "--first", "3", "--out", str(png)])
         assert result.exit_code == 0 and result.stderr == f"wrote {png}\n", result.output
         _png(png)
+
+
+def test_data_info_of_scikit_learns_digits_claims_no_file_check_it_did_not_make():
+    # It said "verified yes (sha256 of every file matches, read from them)" of digits, which have no files and no
+    # published sha256: their checksum is computed from what scikit-learn ships, and checked against nothing.
+    result = runner.invoke(app, ["data", "info", "digits"])
+    words = " ".join(result.stdout.split())
+    assert result.exit_code == 0 and "sha256" not in words and "read from them" not in words, words
+    assert "verified yes (bundled with scikit-learn: no files to check)" in words
