@@ -4,8 +4,8 @@ A spec is one of
 
 - a recipe name (``mnistlab recipes``);
 - ``package.module:callable`` or ``path/to/file.py:callable``: the callable
-  returns an unfitted scikit-learn classifier (anything with ``fit`` and
-  ``predict``) or a ``torch.nn.Module``, which mnistlab trains with its own loop
+  returns an unfitted scikit-learn classifier (anything with ``fit``,
+  ``predict`` and ``get_params``) or a ``torch.nn.Module``, which mnistlab trains with its own loop
   (``CNNClassifier(module=...)``). It may take ``seed`` and ``n_jobs`` keywords;
 - ``path/to/best.json``: the best configuration a ``mnistlab sweep`` saved
   (a recipe with some parameters set);
@@ -125,6 +125,7 @@ def resolve_spec(spec) -> Contender:
         name = getattr(spec, "__name__", type(spec).__name__)
         return _from_object(spec, name, name, _source_sha256(inspect.getmodule(spec)), False)
     if hasattr(spec, "fit") and hasattr(spec, "predict"):
+        _check_parameters(spec, type(spec).__name__)
         return _from_estimator(spec)
     raise RecipeError(
         f"Cannot compare a {type(spec).__name__}; give a recipe name, 'module:callable', 'file.py:callable', "
@@ -350,6 +351,7 @@ def _from_object(fn: Callable, name: str, spec: str, code: str | None, in_proces
             f"{spec} returned a {type(probe).__name__}, not a classifier; return an unfitted scikit-learn "
             "classifier (with fit and predict) or a torch.nn.Module."
         )
+    _check_parameters(probe, f"{spec} returned a {type(probe).__name__}, which")
 
     def build(seed: int, n_jobs: int) -> Any:
         return _as_estimator(_call(fn, seed, n_jobs), seed, n_jobs)
@@ -358,6 +360,16 @@ def _from_object(fn: Callable, name: str, spec: str, code: str | None, in_proces
     doc = (inspect.getdoc(fn) or "").split("\n")[0]
     recipe = Recipe(name, doc or f"your classifier from {spec}", build, family=family, cv=0)
     return Contender(recipe, code, spec, in_process)
+
+
+def _check_parameters(estimator, what: str) -> None:
+    """Refuse a classifier without ``get_params``: cross-validation clones it, and its run and card record its
+    parameters, so it failed in a traceback once the data was loaded. ``what`` begins the sentence."""
+    if not callable(getattr(estimator, "get_params", None)):
+        raise RecipeError(
+            f"{what} has fit and predict but no get_params, which mnistlab needs to clone, record and save it; "
+            "subclass sklearn.base.BaseEstimator (and ClassifierMixin), as scikit-learn's classifiers do."
+        )
 
 
 def _from_estimator(estimator) -> Contender:

@@ -1,0 +1,64 @@
+"""Your own classifiers in compare: code that cannot run through the bench is one sentence, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from mnistlab.cli import app
+from mnistlab.errors import RecipeError
+from mnistlab.lab.compare import compare
+
+runner = CliRunner()
+
+USER_FILE = '''
+import numpy as np
+
+
+class Majority:
+    """fit and predict, as the README's "anything with fit and predict" read, but no get_params."""
+
+    def fit(self, X, y):
+        values, counts = np.unique(y, return_counts=True)
+        self.label_ = values[counts.argmax()]
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.label_)
+
+
+def majority():
+    return Majority()
+'''
+
+
+def _compare_lines(tmp_path, spec: str) -> list[str]:
+    """What `mnistlab compare SPEC` says on stderr, checked to be a clean exit 2 that ends in one Error: line."""
+    store = tmp_path / "s.db"
+    args = ["compare", spec, "--dataset", "digits", "--limit", "200", "--n-jobs", "1", "--out", str(tmp_path / "r")]
+    done = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
+    assert done.exit_code == 2 and "Traceback" not in done.output, done.output
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: "), done.stderr
+    return lines
+
+
+def test_a_classifier_without_get_params_is_one_sentence_before_the_data_loads(tmp_path):
+    """It passed the spec's check and failed once the data was loaded: AttributeError ('Majority' object has no
+    attribute 'get_params') from the CLI, TypeError (Cannot clone object) from Python, tracebacks both."""
+    (tmp_path / "mine.py").write_text(USER_FILE)
+    (line,) = _compare_lines(tmp_path, f"{tmp_path / 'mine.py'}:majority")
+    assert "returned a Majority, which has fit and predict but no get_params" in line, line
+    assert "BaseEstimator" in line
+    assert not (tmp_path / "s.db").exists()
+
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from mine import Majority  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    with pytest.raises(RecipeError, match="Majority has fit and predict but no get_params"):
+        compare([Majority()], datasets="digits", out_dir=tmp_path / "r2", tracking_uri=str(tmp_path / "s2.db"))
+    assert not (tmp_path / "r2").exists()
