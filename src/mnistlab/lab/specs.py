@@ -28,13 +28,13 @@ import inspect
 import json
 import re
 import sys
-import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnistlab.errors import RecipeError
+from mnistlab.lab.codehash import source_sha256
 from mnistlab.models.files import is_cnn
 from mnistlab.models.recipes import RECIPES, Recipe, get_recipe
 
@@ -46,7 +46,6 @@ __all__ = [
     "resolve_recipe_or_spec_file",
     "check_for_data",
     "check_steps",
-    "built_code_sha256",
 ]
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a spec's model name, also a folder name
@@ -120,10 +119,10 @@ def resolve_spec(spec) -> Contender:
             module, code = _load_file(target, spec)
             return _from_object(_attribute(module, attr, spec), recorded_name(spec), spec, code, True)
         module = _import(target, spec)
-        return _from_object(_attribute(module, attr, spec), spec, spec, _source_sha256(module), False)
+        return _from_object(_attribute(module, attr, spec), spec, spec, source_sha256(module), False)
     if callable(spec) and (isinstance(spec, type) or not hasattr(spec, "fit")):
         name = getattr(spec, "__name__", type(spec).__name__)
-        return _from_object(spec, name, name, _source_sha256(inspect.getmodule(spec)), False)
+        return _from_object(spec, name, name, source_sha256(inspect.getmodule(spec)), False)
     if hasattr(spec, "fit") and hasattr(spec, "predict"):
         _check_parameters(spec, type(spec).__name__)
         return _from_estimator(spec)
@@ -275,51 +274,6 @@ def _attribute(module, attr: str, spec: str):
     return value
 
 
-def built_code_sha256(contender: Contender, estimator) -> str | None:
-    """The sha256 of all of the user's code behind ``estimator``: the spec's file (``code_sha256``) and every
-    other file of the user's that defines a class of it, of its parameters' objects, or of a torch module's
-    layers (a net in ``layers.py`` built by ``models.py:make_model``). Files of installed packages and of
-    mnistlab are left out: their versions are recorded. With no other file it is ``code_sha256`` itself."""
-    files = sorted(_users_files(estimator))
-    if not files:
-        return contender.code_sha256
-    digest = hashlib.sha256(str(contender.code_sha256).encode())
-    for path in files:
-        digest.update(f"{path}\0".encode() + hashlib.sha256(Path(path).read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def _users_files(estimator) -> set[str]:
-    """Source files of the user's own classes among ``estimator``, its parameters' values and their layers."""
-    parts: list = [estimator]
-    if hasattr(estimator, "get_params"):
-        parts += [v for v in estimator.get_params(deep=True).values() if not isinstance(v, (str, bytes, int, float))]
-    torch = sys.modules.get("torch")  # a module can only exist once torch has been imported
-    for part in list(parts):
-        if torch is not None and isinstance(part, torch.nn.Module):
-            parts += list(part.modules())  # a net's layers, whose classes may live in other files
-    installed = [Path(p).resolve() for p in {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}]
-    installed.append(Path(__file__).resolve().parents[1])  # mnistlab's own package
-    files = set()
-    for part in parts:
-        try:
-            path = inspect.getsourcefile(type(part))
-        except (TypeError, OSError):  # a built-in class
-            continue
-        if path and Path(path).is_file() and not any(Path(path).resolve().is_relative_to(p) for p in installed):
-            files.add(str(Path(path).resolve()))
-    return files
-
-
-def _source_sha256(module) -> str | None:
-    """The sha256 of the file a module was loaded from (None for built-ins and interactive code)."""
-    try:
-        path = inspect.getsourcefile(module) if module is not None else None
-    except TypeError:
-        path = None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).is_file() else None
-
-
 def _call(fn: Callable, seed: int, n_jobs: int):
     """``fn`` called with the ``seed`` and ``n_jobs`` keywords it accepts."""
     params = inspect.signature(fn).parameters
@@ -384,7 +338,7 @@ def _from_estimator(estimator) -> Contender:
     name = type(estimator).__name__
     family = "cnn" if is_cnn(estimator) else "classic"
     recipe = Recipe(name, f"your {name}", build, family=family, cv=0)
-    return Contender(recipe, _source_sha256(inspect.getmodule(type(estimator))), name)
+    return Contender(recipe, source_sha256(inspect.getmodule(type(estimator))), name)
 
 
 def check_for_data(contender: Contender, n_classes: int, image_shape: tuple[int, int]) -> None:

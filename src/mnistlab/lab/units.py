@@ -18,11 +18,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mnistlab.lab.codehash import built_code_sha256
 from mnistlab.lab.fitting import Fitted, fit_one
 from mnistlab.lab.options import Progress, RunOptions
 from mnistlab.lab.record import json_safe_params
 from mnistlab.lab.reuse import find_reusable, reuse_key
-from mnistlab.lab.specs import Contender, built_code_sha256
+from mnistlab.lab.specs import Contender
 from mnistlab.lab.tracking import Tracker
 from mnistlab.lab.train import TrainTest
 
@@ -59,7 +60,7 @@ def look_up(
     params = json_safe_params(estimator)
     # Pixels stretched to 0-255 (scikit-learn's digits): not the data of runs recorded before they were.
     data = d.sha256 if d.stretched_from == 255 else f"{d.sha256} 0-{d.stretched_from} as 0-255"
-    key = reuse_key(contender.name, params, built_code_sha256(contender, estimator), data, options)
+    key = reuse_key(contender.name, params, built_code_sha256(contender.code_sha256, estimator), data, options)
     if retrain:
         return Lookup(options, label, params, key, None, None)
     start = time.perf_counter()

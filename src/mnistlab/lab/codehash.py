@@ -1,0 +1,57 @@
+"""The sha256 of the user's code behind a model: what decides, with its parameters, whether a recorded fit is
+the same one (``reuse``). Files of installed packages and of mnistlab are left out: their versions are recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+import sysconfig
+from pathlib import Path
+
+__all__ = ["built_code_sha256", "source_sha256"]
+
+
+def built_code_sha256(code_sha256: str | None, estimator) -> str | None:
+    """The sha256 of all of the user's code behind ``estimator``: the spec's file (``code_sha256``, a
+    contender's) and every other file of the user's that defines a class of it, of its parameters' objects, or of
+    a torch module's layers (a net in ``layers.py`` built by ``models.py:make_model``). Files of installed packages and of
+    mnistlab are left out: their versions are recorded. With no other file it is ``code_sha256`` itself."""
+    files = sorted(_users_files(estimator))
+    if not files:
+        return code_sha256
+    digest = hashlib.sha256(str(code_sha256).encode())
+    for path in files:
+        digest.update(f"{path}\0".encode() + hashlib.sha256(Path(path).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _users_files(estimator) -> set[str]:
+    """Source files of the user's own classes among ``estimator``, its parameters' values and their layers."""
+    parts: list = [estimator]
+    if hasattr(estimator, "get_params"):
+        parts += [v for v in estimator.get_params(deep=True).values() if not isinstance(v, (str, bytes, int, float))]
+    torch = sys.modules.get("torch")  # a module can only exist once torch has been imported
+    for part in list(parts):
+        if torch is not None and isinstance(part, torch.nn.Module):
+            parts += list(part.modules())  # a net's layers, whose classes may live in other files
+    installed = [Path(p).resolve() for p in {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}]
+    installed.append(Path(__file__).resolve().parents[1])  # mnistlab's own package
+    files = set()
+    for part in parts:
+        try:
+            path = inspect.getsourcefile(type(part))
+        except (TypeError, OSError):  # a built-in class
+            continue
+        if path and Path(path).is_file() and not any(Path(path).resolve().is_relative_to(p) for p in installed):
+            files.add(str(Path(path).resolve()))
+    return files
+
+
+def source_sha256(module) -> str | None:
+    """The sha256 of the file a module was loaded from (None for built-ins and interactive code)."""
+    try:
+        path = inspect.getsourcefile(module) if module is not None else None
+    except TypeError:
+        path = None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).is_file() else None
