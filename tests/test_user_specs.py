@@ -62,3 +62,60 @@ def test_a_classifier_without_get_params_is_one_sentence_before_the_data_loads(t
     with pytest.raises(RecipeError, match="Majority has fit and predict but no get_params"):
         compare([Majority()], datasets="digits", out_dir=tmp_path / "r2", tracking_uri=str(tmp_path / "s2.db"))
     assert not (tmp_path / "r2").exists()
+
+
+BUILDERS = '''
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+
+def threads(seed, n_jobs):
+    """Its own thread count, refused below 1 (as torch.set_num_threads(-1) is)."""
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
+    return KNeighborsClassifier(n_jobs=n_jobs)
+
+
+def seed_zero_only(seed):
+    return LogisticRegression() if seed == 0 else None
+
+
+class Rounded(LogisticRegression):
+    """An __init__ that changes its parameter: scikit-learn's clone refuses it."""
+
+    def __init__(self, C=1.0):
+        super().__init__(C=round(C) + 1)
+'''
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("threads", "Calling {spec} for seed 42 (n_jobs -1) failed (ValueError: n_jobs must be at least 1, got -1)"),
+        ("seed_zero_only", "{spec} returned a NoneType, not a classifier"),
+    ],
+)
+def test_a_callable_that_fails_for_the_runs_seed_or_n_jobs_is_one_sentence(tmp_path, name, says):
+    """The spec's check calls it with seed 0 and n_jobs 1; built for the run (seed 42, --n-jobs -1 by default) it
+    raised, or returned no classifier, in a traceback once the data was loaded."""
+    (tmp_path / "builders.py").write_text(BUILDERS)
+    spec = f"{tmp_path / 'builders.py'}:{name}"
+    store = tmp_path / "s.db"
+    args = ["compare", spec, "--dataset", "digits", "--limit", "200", "--out", str(tmp_path / "r")]
+    done = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
+    assert done.exit_code == 2 and "Traceback" not in done.output, done.output
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: ") and says.format(spec=spec) in line, line
+
+
+def test_an_estimator_that_cannot_be_cloned_is_one_sentence_before_the_data_loads(tmp_path):
+    """compare([Rounded()]) cloned it first in the unit's lookup: RuntimeError (Cannot clone object ...) in a
+    traceback, after the data was loaded."""
+    (tmp_path / "builders.py").write_text(BUILDERS)
+    namespace: dict = {}
+    exec(compile(BUILDERS, str(tmp_path / "builders.py"), "exec"), namespace)
+    with pytest.raises(RecipeError, match="Cannot clone your Rounded for each seed"):
+        compare(
+            [namespace["Rounded"]()], datasets="digits", out_dir=tmp_path / "r", tracking_uri=str(tmp_path / "s.db")
+        )
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s.db").exists()

@@ -294,26 +294,36 @@ def _as_estimator(obj, seed: int, n_jobs: int):
 
 def _from_object(fn: Callable, name: str, spec: str, code: str | None, in_process: bool) -> Contender:
     """A contender built by calling ``fn``; called once now to check it returns a classifier."""
-    try:
-        probe = _call(fn, 0, 1)
-    except Exception as exc:  # the user's code failed: say how, in one sentence
-        raise RecipeError(f"Calling {spec}(seed=0) failed ({type(exc).__name__}: {exc}); fix the callable.") from None
-    probe = _as_estimator(probe, 0, 1)
-    fits = callable(getattr(probe, "fit", None)) and callable(getattr(probe, "predict", None))
-    if isinstance(probe, type) or not fits:
-        raise RecipeError(
-            f"{spec} returned a {type(probe).__name__}, not a classifier; return an unfitted scikit-learn "
-            "classifier (with fit and predict) or a torch.nn.Module."
-        )
-    _check_parameters(probe, f"{spec} returned a {type(probe).__name__}, which")
+    probe = _built(fn, spec, 0, 1)
 
     def build(seed: int, n_jobs: int) -> Any:
-        return _as_estimator(_call(fn, seed, n_jobs), seed, n_jobs)
+        # Checked at every call: code that works for seed 0 and n_jobs 1 may fail for the run's own.
+        return _built(fn, spec, seed, n_jobs)
 
     family = "cnn" if is_cnn(probe) else "classic"
     doc = (inspect.getdoc(fn) or "").split("\n")[0]
     recipe = Recipe(name, doc or f"your classifier from {spec}", build, family=family, cv=0)
     return Contender(recipe, code, spec, in_process)
+
+
+def _built(fn: Callable, spec: str, seed: int, n_jobs: int):
+    """``fn``'s classifier for ``seed`` and ``n_jobs`` (a torch module as ``CNNClassifier``), or one sentence on
+    why there is none: the user's code failed, or returned no classifier mnistlab can clone and record."""
+    try:
+        made = _call(fn, seed, n_jobs)
+    except Exception as exc:  # the user's code failed: say how, in one sentence
+        raise RecipeError(
+            f"Calling {spec} for seed {seed} (n_jobs {n_jobs}) failed ({type(exc).__name__}: {exc}); fix the callable."
+        ) from None
+    made = _as_estimator(made, seed, n_jobs)
+    fits = callable(getattr(made, "fit", None)) and callable(getattr(made, "predict", None))
+    if isinstance(made, type) or not fits:
+        raise RecipeError(
+            f"{spec} returned a {type(made).__name__}, not a classifier; return an unfitted scikit-learn "
+            "classifier (with fit and predict) or a torch.nn.Module."
+        )
+    _check_parameters(made, f"{spec} returned a {type(made).__name__}, which")
+    return made
 
 
 def _check_parameters(estimator, what: str) -> None:
@@ -336,6 +346,12 @@ def _from_estimator(estimator) -> Contender:
         return est.set_params(**seeds)
 
     name = type(estimator).__name__
+    try:  # now, not once the data is loaded: an __init__ that changes its parameters cannot be cloned
+        build(0, 1)
+    except Exception as exc:
+        raise RecipeError(
+            f"Cannot clone your {name} for each seed ({type(exc).__name__}: {exc}); fix the classifier's code."
+        ) from None
     family = "cnn" if is_cnn(estimator) else "classic"
     recipe = Recipe(name, f"your {name}", build, family=family, cv=0)
     return Contender(recipe, source_sha256(inspect.getmodule(type(estimator))), name)
