@@ -132,8 +132,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     baseline = _baseline_name(baseline, contenders)
     _check(seeds, baseline, names, datasets, options)
     resolve_uri(tracking_uri)  # an empty one is refused before the data is read
-    out = Path(out_dir)
-    check_outputs(out, contenders, update_models)
+    out = check_outputs(out_dir, contenders, update_models)  # an empty one refused, not made the current folder
     address = cluster_address(cluster)
     with contextlib.ExitStack() as stack:
         if address is not None:  # an address that does not answer fails here, before any data is loaded

@@ -23,10 +23,10 @@ from mnistlab.models.recipes import RECIPES
 __all__ = ["check_outputs", "make_folder", "install_model", "model_dir_for"]
 
 
-def check_outputs(out_dir: Path, contenders: list[Contender], update_models: bool) -> None:
+def check_outputs(given, contenders: list[Contender], update_models: bool) -> Path:
     """Refuse now, not after the fits, an ``out_dir`` (or with ``update_models`` a recipe's default model
-    folder) that cannot be written; probed, nothing is created."""
-    check_writable_dir(out_dir, "out_dir")
+    folder) that cannot be written; probed, nothing is created. Returns the report's folder as a Path."""
+    out_dir = check_writable_dir(given, "out_dir")
     page, models = out_dir / "index.html", out_dir / "models"
     if page.is_dir():
         _in_the_way(out_dir, "a folder", page.name, "the report's page goes")
@@ -36,6 +36,7 @@ def check_outputs(out_dir: Path, contenders: list[Contender], update_models: boo
         for contender in contenders:
             if _is_recipe(contender):
                 check_writable_dir(default_model_dir(contender.name), "update_models")
+    return out_dir
 
 
 def _in_the_way(out_dir: Path, kind: str, name: str, what: str) -> NoReturn:

@@ -227,7 +227,10 @@ _SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
 
 
 def _check_given(path, param: str) -> None:
-    """Refuse an empty path: ``Path("")`` is the current folder, which no one means by giving nothing."""
+    """Refuse an empty path: ``Path("")`` is the current folder, which no one means by giving nothing; and a value
+    that is no path at all (None, a number), which ``Path`` refused in a TypeError."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(param, f"{{param}} must be a path (a str or a Path), got {path!r}.")
     if isinstance(path, str) and not path:
         raise ParameterError(param, "{param} is empty, which would mean the current folder; give it a path.")
 
