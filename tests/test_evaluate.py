@@ -159,3 +159,24 @@ def test_a_card_whose_split_no_run_cuts_is_blamed_not_a_flag(tmp_path, mnist_sma
         f"Error: {model_dir / 'model.json'} records a split no training run cuts (split {split!r}, test_size "
         f"{test_size!r}), so its test set cannot be found again; restore the original file or retrain the model."
     )
+
+
+def test_an_empty_model_folder_is_refused_not_read_as_the_current_folder(model, tmp_path, monkeypatch):
+    """`mnistlab evaluate "$MODEL"` with $MODEL unset measured the model of the current folder and wrote its
+    PNGs there (or said ". has no model.json"); export read it too. evaluate_model("") blamed an empty out_dir."""
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+
+    for name in ("model.json", "model.skops"):
+        (tmp_path / name).write_bytes((model / name).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for args in (["evaluate", ""], ["export", "", "--onnx", str(tmp_path.parent / "m.onnx")]):
+        done = CliRunner().invoke(app, args)
+        assert done.exit_code == 2, done.output
+        (line,) = done.stderr.strip().splitlines()
+        said = "Error: Invalid value for 'model_dir': is empty, which would mean the current folder; give it a path;"
+        assert line.startswith(said) and line.endswith(f" {args[0]} --help`."), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.skops"]  # no PNGs written
+    with pytest.raises(MnistlabError, match="^model_dir is empty, which would mean the current folder"):
+        evaluate_model("")

@@ -128,7 +128,7 @@ def _cv_text(result: dict, asked: int | None) -> str:
 
 @app.command()
 def evaluate(
-    model_dir: Path = typer.Argument(..., help="A model directory written by `mnistlab train`."),
+    model_dir: Path = typer.Argument(..., parser=given_path, help="A model directory written by `mnistlab train`."),
     out_dir: Path | None = typer.Option(
         None, "--out", parser=given_path, metavar="DIR", help="Folder for the PNGs (default: the model directory)."
     ),
@@ -326,7 +326,7 @@ def runs_cmd(
 
 @app.command("export")
 def export_cmd(
-    model_dir: Path = typer.Argument(..., help="A CNN model directory written by `mnistlab train`."),
+    model_dir: Path = typer.Argument(..., parser=given_path, help="A CNN model directory written by `mnistlab train`."),
     onnx_file: Path = typer.Option(..., "--onnx", parser=given_file, help="The ONNX file to write.", metavar="FILE"),
     int8: bool = typer.Option(
         False, "--int8", help="Quantize the convolutions to int8 (faster on CPUs), measured against float32 on MNIST."

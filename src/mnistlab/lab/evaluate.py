@@ -33,7 +33,8 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     # The figures need matplotlib, which costs ~0.8 s to import: only when a model is evaluated.
     from mnistlab.lab.plots import most_confident_mistakes, save_confusion_matrix, save_misclassified_gallery
 
-    check_writable_dir(out_dir if out_dir is not None else model_dir, "out_dir")  # before the model is measured
+    # Before the model is measured; an empty model_dir is named as such, not as an empty out_dir.
+    check_writable_dir(*((out_dir, "out_dir") if out_dir is not None else (model_dir, "model_dir")))
     progress = progress or noop
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
