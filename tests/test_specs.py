@@ -59,3 +59,26 @@ def test_a_model_card_given_as_a_spec_is_named_a_model_card(tmp_path):
     )
     with pytest.raises(RecipeError, match="is a model card"):
         resolve_spec(str(card))
+
+
+def test_a_spec_file_given_as_a_path_is_trained_and_compared_as_its_name_is(tmp_path):
+    """compare(Path("best.json")) took the Path for one spec, then refused it ("Cannot compare a PosixPath");
+    train_recipe(Path("best.json")) failed in a traceback (AttributeError: no attribute 'endswith')."""
+    from pathlib import Path
+
+    from mnistlab.errors import MnistlabError
+    from mnistlab.lab.compare import compare
+
+    spec = tmp_path / "best.json"
+    spec.write_text(json.dumps({"recipe": "logreg", "params": {"logreg__C": 0.5}}))
+    X, y = load_digits(return_X_y=True)
+    X = (X * 16).clip(0, 255).astype(np.uint8)
+    result = train_recipe(Path(spec), cv=0, out=tmp_path / "m", data=(X[:300], X[300:400], y[:300], y[300:400]))
+    assert (result["recipe"], result["spec"]) == ("logreg-tuned", str(spec))
+    store = tmp_path / "s.db"
+    summary = compare(
+        Path(spec), datasets="digits", baseline=Path(spec), out_dir=tmp_path / "r", tracking_uri=str(store)
+    )
+    assert [r["model"] for r in summary["results"]] == ["logreg-tuned"]
+    with pytest.raises(MnistlabError, match=r"^Cannot train 3 \(of type int\); give a recipe name"):
+        train_recipe(3)

@@ -320,6 +320,7 @@ def _baseline_name(baseline, contenders: list[Contender]):
     """The name of the model ``baseline`` names: its name, or the spec it was given as (``path/file.py:build``
     for ``file.py:build``; in Python the callable itself); anything else as it is, to be refused."""
     given = getattr(baseline, "__name__", None) if callable(baseline) else baseline
+    given = os.fspath(given) if isinstance(given, os.PathLike) else given  # a spec file given as a Path
     for c in contenders:
         if given is not None and given in (c.name, c.spec):
             return c.name

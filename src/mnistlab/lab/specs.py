@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -91,8 +92,15 @@ def _apart(contender: Contender) -> str:
     return "name each one once"
 
 
-def resolve_recipe_or_spec_file(name: str) -> Contender:
-    """What ``train`` takes: a recipe name or a spec file ``mnistlab sweep`` wrote, checked as ``compare`` checks it."""
+def resolve_recipe_or_spec_file(name) -> Contender:
+    """What ``train`` takes: a recipe name or a spec file ``mnistlab sweep`` wrote (its path a str or a Path),
+    checked as ``compare`` checks it."""
+    name = _path_text(name)
+    if not isinstance(name, str):
+        raise RecipeError(
+            f"Cannot train {name!r} (of type {type(name).__name__}); give a recipe name or the path of a spec file "
+            "`mnistlab sweep` wrote."
+        )
     if name.endswith(".json") and name not in RECIPES:
         return _from_spec_file(name)
     return Contender(get_recipe(name), None, name)
@@ -109,6 +117,7 @@ def recorded_name(spec: str) -> str:
 
 def resolve_spec(spec) -> Contender:
     """One spec (see the module docstring) as a checked ``Contender``."""
+    spec = _path_text(spec)
     if isinstance(spec, str):
         if spec.endswith(".json") and spec not in RECIPES:
             return _from_spec_file(spec)
@@ -130,6 +139,11 @@ def resolve_spec(spec) -> Contender:
         f"Cannot compare a {type(spec).__name__}; give a recipe name, 'module:callable', 'file.py:callable', "
         "a callable or an unfitted classifier."
     )
+
+
+def _path_text(spec):
+    """A spec file given as a Path (``Path("best.json")``) as the text of its path; anything else as it is."""
+    return os.fspath(spec) if isinstance(spec, os.PathLike) else spec
 
 
 def _from_spec_file(path: str) -> Contender:

@@ -10,6 +10,7 @@ set and its predictions to draw the report.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -289,7 +290,7 @@ def calibrate(estimator, d: TrainTest, reader: Reader | None, progress: Progress
 
 
 def run_recipe(
-    recipe_name: str, options: RunOptions, *, out=None, progress: Progress | None = None, data=None
+    recipe_name: str | os.PathLike[str], options: RunOptions, *, out=None, progress: Progress | None = None, data=None
 ) -> Scored:
     """Cross-validate, fit, test and save one recipe (to ``out``, default ``default_model_dir``).
 
@@ -369,7 +370,7 @@ def _configure_cnn(estimator, name: str, target: float | None, progress: Progres
 
 
 def train_recipe(
-    recipe: str,
+    recipe: str | os.PathLike[str],
     *,
     cv: int | None = None,
     split: str = "official",
