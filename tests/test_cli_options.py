@@ -254,6 +254,35 @@ def test_a_training_set_of_a_users_own_too_small_for_a_fold_is_not_told_to_raise
                                     "more training images, or --cv 0.")  # fmt: skip
 
 
+@pytest.mark.parametrize(("recipe", "kept"), [("knn-deskew", 40), ("svm-rbf", 50)])
+def test_images_of_fewer_pixels_than_a_recipe_keeps_components_are_one_sentence_before_any_fit(tmp_path, recipe, kept):
+    """A folder of 6x6 images: compare and train of a PCA recipe failed mid-run in scikit-learn's traceback
+    (ValueError: n_components=40 must be between 0 and min(n_samples, n_features)=36)."""
+    from mnistlab.errors import DatasetError
+    from mnistlab.lab.train import train_recipe
+    from mnistlab.testing import write_idx_folder
+
+    rng = np.random.default_rng(0)
+    y, y_test = np.arange(300) % 10, np.arange(100) % 10
+    X, X_test = ((rng.random((len(labels), 6, 6)) * 255).astype(np.uint8) for labels in (y, y_test))
+    folder = write_idx_folder(tmp_path / "small", {"train_images": X, "train_labels": y, "test_images": X_test,
+                                                   "test_labels": y_test})  # fmt: skip
+    says = (
+        f"{recipe} keeps {kept} principal components of each image, more than the 36 pixels the images of small "
+        f"hold; use images of {kept} pixels or more, or a model without so many components (logreg, knn and "
+        "extra-trees keep none)."
+    )
+    store = tmp_path / "s.db"
+    args = ["compare", "logreg", recipe, "--dataset", str(folder), "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {says}"
+    assert not store.exists()  # before any fit, or any run recorded
+    with pytest.raises(DatasetError, match="more than the 36 pixels these images hold"):
+        train_recipe(recipe, cv=0, out=tmp_path / "m", data=(X, X_test, y, y_test))
+    assert not (tmp_path / "m").exists()
+
+
 def test_serve_refuses_a_busy_port_before_loading_the_model():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -152,7 +152,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         @functools.lru_cache(maxsize=1)  # units come seed by seed: one split in memory at a time
         def split_of(name: str, seed: int) -> TrainTest:
             d = split_for(name, bunches[name], dataclasses.replace(options, seed=seed))
-            _check_folds(contenders, options, d.y_train)  # scikit-learn's traceback, mid-run, otherwise
+            _check_folds(contenders, options, d)  # scikit-learn's traceback, mid-run, otherwise
             truth[name, seed] = d.y_test
             return d
 
@@ -281,13 +281,14 @@ def _metric_key(model: str, dataset: str) -> tuple[str, str, str]:
     return ("test_accuracy", model, dataset)
 
 
-def _check_folds(contenders: list[Contender], options: RunOptions, y_train: np.ndarray) -> None:
+def _check_folds(contenders: list[Contender], options: RunOptions, d: TrainTest) -> None:
     """Refuse a model's folds (--cv, or its recipe's own) beyond the images of the training set's rarest class, and
-    a training set (or fold) smaller than its principal components."""
+    a training set (or fold), or images, smaller than its principal components."""
+    pixels = int(np.prod(d.X_train.shape[1:]))
     for contender in contenders:
         own = options.for_recipe(contender.recipe)
-        own.check_cv(y_train, contender.name if options.cv is None else None)
-        own.check_fit_sizes(contender.recipe, y_train)
+        own.check_cv(d.y_train, contender.name if options.cv is None else None)
+        own.check_fit_sizes(contender.recipe, d.y_train, pixels, f"the images of {d.dataset}")
 
 
 def _check(seeds: int, baseline: str | None, names: list[str], datasets, options: RunOptions) -> None:

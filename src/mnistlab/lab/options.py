@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnistlab.data.seeds import MAX_SEED, check_seed
-from mnistlab.errors import ParameterError
+from mnistlab.errors import DatasetError, ParameterError
 from mnistlab.models.folder import folder_in_the_way, model_file_named
 from mnistlab.trust.shipped import PACKAGE_DIR, inside_package
 
@@ -183,9 +183,10 @@ class RunOptions:
                 "cv", f"{{param}} must be at most {fewest}, the training images of the rarest class, got {self.cv}."
             )
 
-    def check_fit_sizes(self, recipe: Recipe, y_train) -> None:
-        """Refuse a training set, or a CV fold's, with fewer images than a PCA step of ``recipe`` keeps components:
-        scikit-learn refused it in a traceback ("n_components=40 must be between 0 and min(n_samples, n_features)=20")."""
+    def check_fit_sizes(self, recipe: Recipe, y_train, pixels: int | None = None, images: str = "these images") -> None:
+        """Refuse a training set, or a CV fold's, with fewer images than a PCA step of ``recipe`` keeps components,
+        and ``images`` (named so in the sentence) of fewer ``pixels`` each than that: scikit-learn refused both in
+        a traceback, mid-run ("n_components=40 must be between 0 and min(n_samples, n_features)=20")."""
         if recipe.family != "classic":  # a user's estimator is built once, by the spec's check
             return
         import numpy as np  # not at start-up: the CLI imports this module for its flags
@@ -196,6 +197,12 @@ class RunOptions:
         if not kept:
             return
         need, fits = max(kept), [len(y_train)]
+        if pixels is not None and pixels < need:  # a folder of small images: no limit or fold size helps
+            raise DatasetError(
+                f"{recipe.name} keeps {need} principal components of each image, more than the {pixels} pixels "
+                f"{images} hold; use images of {need} pixels or more, or a model without so many components "
+                "(logreg, knn and extra-trees keep none)."
+            )
         if self.cv:
             folds = StratifiedKFold(n_splits=self.cv).split(np.zeros((len(y_train), 1)), y_train)
             fits += [len(train) for train, _ in folds]

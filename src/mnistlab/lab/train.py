@@ -309,7 +309,7 @@ def run_recipe(
     progress = progress or noop
     progress(f"{recipe.name}: loading data")
     d = load_data(options, data, default_of=default_of)
-    options.check_fit_sizes(recipe, d.y_train)
+    options.check_fit_sizes(recipe, d.y_train, int(np.prod(np.shape(d.X_train)[1:])))
     reader = reader_for(d)
     run = fit_and_test(
         recipe,
