@@ -306,3 +306,16 @@ def test_a_model_folder_with_brackets_in_its_path_is_printed_as_it_is(tmp_path):
         assert result.exit_code == 0 and result.exception is None, result.output
         assert f"logreg from {model_dir}: accuracy" in result.stdout, result.stdout
         assert f"confusion matrix: {model_dir / 'confusion.png'}\n" in result.stdout
+
+
+def test_compare_and_runs_print_paths_with_brackets_as_they_are(tmp_path):
+    # rich read them as markup: the report in "rep[v2]" was said to be in "rep", the store in "tr[x]" in "tr".
+    out, store = tmp_path / "rep[v2]", tmp_path / "tr[x]" / "m.db"
+    args = ["compare", "knn", "--dataset", "digits", "--limit", "300", "--out", str(out), "--tracking-uri", str(store)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert f"report: {out / 'index.html'}\n" in result.stdout, result.stdout
+    assert f"runs recorded in sqlite:///{store} (" in result.stdout, result.stdout
+    result = runner.invoke(app, ["runs", "--tracking-uri", str(store)])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert f"mlflow ui --backend-store-uri sqlite:///{store}\n" in result.stdout, result.stdout

@@ -229,6 +229,11 @@ def compare_cmd(
         shown = ("results", "comparisons", "report", "tracking_uri", *COMPARE_SETTINGS)
         typer.echo(json.dumps({k: summary[k] for k in shown}))
         return
+    _print_comparison(summary, baseline)
+
+
+def _print_comparison(summary: dict, baseline: str | None) -> None:
+    """``compare``'s answer for people: a table per dataset, how to read it, where the report and runs went."""
     for dataset in dict.fromkeys(r["dataset"] for r in summary["results"]):
         out.print(_compare_table(dataset, summary, baseline))
     out.print(
@@ -236,8 +241,11 @@ def compare_cmd(
         "Holm-corrected (vs best: with every pair); n.d. = not distinguishable at 5%. Interval: Wilson for one "
         "seed or seeds that agree, else t with the seeds' and the test sample's spread.[/dim]"
     )
-    out.print(f"report: {summary['report']}", soft_wrap=True)
-    out.print(f"runs recorded in {summary['tracking_uri']} (`mnistlab runs`, `mlflow ui`)", soft_wrap=True)
+    # markup=False: a path is text ("report[v2]" was said as "report", "a[/b]" a traceback after the run)
+    out.print(f"report: {summary['report']}", soft_wrap=True, markup=False)
+    out.print(
+        f"runs recorded in {summary['tracking_uri']} (`mnistlab runs`, `mlflow ui`)", soft_wrap=True, markup=False
+    )
 
 
 def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
@@ -246,7 +254,7 @@ def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
     verdicts = {(c["a"], c["against"]): c for c in summary["comparisons"] if c["dataset"] == dataset}
     first = results[0]
     table = Table(
-        title=f"{dataset}: {first['n_train']:,} training / {first['n_test']:,} test images, {len(first['seeds'])} seed(s)"
+        title=f"{escape(dataset)}: {first['n_train']:,} training / {first['n_test']:,} test images, {len(first['seeds'])} seed(s)"
     )
     columns = ["model", "acc %", "95% CI", "fit s", "reused", "vs best"]  # the std: in --json and the report
     if baseline is not None:
@@ -258,7 +266,7 @@ def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
         low, high = r["test_accuracy_ci95"]
         mean = f"{100 * r['test_accuracy_mean']:.2f}"
         row = [
-            r["model"],
+            escape(r["model"]),  # a user's spec may hold brackets: text, not markup
             f"[bold green]{mean}[/bold green]" if r["test_accuracy_mean"] == best else mean,
             f"{100 * low:.2f}-{100 * high:.2f}",  # the 95% interval
             f"{r['fit_seconds_mean']:.1f}",
@@ -311,17 +319,17 @@ def runs_cmd(
     runs = tracker.runs(dataset=dataset, model=model, last=shown + 1)
     more = len(runs) > shown
     runs = runs[:shown]
-    table = Table(title=f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {tracker.uri}")
+    table = Table(title=f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {escape(tracker.uri)}")
     for col in ("run", "model", "dataset", "seed", "test acc", "fit s"):
         table.add_column(col, justify="left" if col in ("run", "model", "dataset") else "right")
     for r in runs:
         acc = "–" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
         fit_s = "–" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}"
-        table.add_row(r["run_id"], str(r["model"]), str(r["dataset"]), str(r["seed"]), acc, fit_s)
+        table.add_row(r["run_id"], escape(str(r["model"])), escape(str(r["dataset"])), str(r["seed"]), acc, fit_s)
     out.print(table)
     if more:
         out.print("older runs not shown: --last N shows more, --json lists them all", soft_wrap=True)
-    out.print(f"mlflow ui --backend-store-uri {tracker.uri}", soft_wrap=True)
+    out.print(f"mlflow ui --backend-store-uri {tracker.uri}", soft_wrap=True, markup=False)
 
 
 @app.command("export")

@@ -100,5 +100,10 @@ def _print(result: dict, recipe: str, names: list[str]) -> None:
     best = result["best"]
     mean = f"mean over {len(best['val_accuracies'])} seeds" if len(best["val_accuracies"]) > 1 else "held-out"
     out.print(f"best: {json.dumps(best['config'])} ({mean} accuracy {best['val_accuracy']:.4f})", soft_wrap=True)
-    out.print(f"recorded as run {result['run_id']} in {result['tracking_uri']} (`mlflow ui`)", soft_wrap=True)
-    out.print(f"saved {result['spec']}: `mnistlab compare {result['spec']} {recipe}` tests it", soft_wrap=True)
+    # markup=False: paths are text (brackets in them were read as styling)
+    out.print(
+        f"recorded as run {result['run_id']} in {result['tracking_uri']} (`mlflow ui`)", soft_wrap=True, markup=False
+    )
+    out.print(
+        f"saved {result['spec']}: `mnistlab compare {result['spec']} {recipe}` tests it", soft_wrap=True, markup=False
+    )
