@@ -256,6 +256,19 @@ def test_a_transparent_canvas_composites_as_the_blend_formula(stroke):
     np.testing.assert_array_equal(to_grey(png(rgba)), np.clip(a * grey + (1.0 - a) * background, 0.0, 1.0))
 
 
+@pytest.mark.parametrize("stroke", [0, 255])
+def test_faint_strokes_on_a_transparent_canvas_are_composited_as_opaque_ones_are(stroke):
+    """Strokes nowhere more than half opaque (a soft brush) were taken for dark ink whatever their colour: white
+    ones were put on white, a blank page ("no ink found"), where dark ones at the same opacity read."""
+    alpha = np.zeros((120, 90), np.uint8)
+    cv2.line(alpha, (45, 20), (45, 100), 110, 9)  # a 1 at 43% opacity
+    rgba = np.dstack([np.full((120, 90, 3), stroke, np.uint8), alpha])
+    a, grey = alpha * np.float32(1 / 255), np.float32(stroke) * np.float32(1 / 255)
+    background = 1.0 if stroke == 0 else 0.0
+    np.testing.assert_array_equal(to_grey(png(rgba)), np.clip(a * grey + (1.0 - a) * background, 0.0, 1.0))
+    assert predict_image(png(rgba))["digit"] == 1
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

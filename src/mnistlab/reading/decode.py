@@ -203,10 +203,8 @@ def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     n_opaque = np.count_nonzero(opaque)
     out = alpha * grey  # the blend's first term, and the weights of the ink's level
     if 2 * n_opaque < opaque.size:  # most of it transparent
-        if n_opaque:
-            ink_level = float(out.sum() / max(alpha.sum(), 1e-6))
-        else:  # only faint, semi-transparent strokes
-            ink_level = 0.0
+        # Each pixel weighed by its opacity: strokes nowhere half opaque (a soft brush) are told light or dark too.
+        ink_level = float(out.sum() / max(alpha.sum(), 1e-6))
         background = 1.0 if ink_level < 0.5 else 0.0
     else:
         background = float(np.median(grey[opaque]))
