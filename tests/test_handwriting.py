@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, TiffImagePlugin
 from scipy import ndimage
 
 from mnistlab import ImageError, ImageTooLargeError, predict_image, read_number
@@ -31,6 +33,7 @@ from mnistlab.testing import (
     make_photo,
     make_pixel_bomb,
     place_on_table,
+    run_cli,
 )
 from mnistlab.testing.hands import digit_samples
 from mnistlab.testing.surfaces import CANVASES
@@ -407,6 +410,36 @@ def test_truncated_and_missing_files(tmp_path, test_digits):
     with pytest.raises(ImageError, match="shape"):
         to_mnist(np.zeros((4, 4, 7)))
     assert MAX_PIXELS >= 24_000_000  # a phone photo still passes
+
+
+def _tiff_with_a_tag_past_its_end(ink: np.ndarray) -> bytes:
+    """A TIFF of ``ink`` (dark on white) whose Software tag points past the file's end: Pillow warns as it opens it."""
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[305] = "a scanner of long name"
+    buf = io.BytesIO()
+    Image.fromarray(255 - ink).save(buf, "TIFF", tiffinfo=tags)
+    data = bytearray(buf.getvalue())
+    (directory,) = struct.unpack_from("<I", data, 4)
+    for entry in range(directory + 2, directory + 2 + 12 * struct.unpack_from("<H", data, directory)[0], 12):
+        if struct.unpack_from("<H", data, entry)[0] == 305:
+            struct.pack_into("<I", data, entry + 8, 10**8)
+    return bytes(data)
+
+
+def test_what_pillow_warns_of_a_damaged_file_stays_out_of_the_answer(tmp_path):
+    """A TIFF with one damaged tag printed Pillow's warning, its source file and line, around the answer on stderr
+    (and raised it where warnings are errors); the answer or the one-sentence refusal now comes alone."""
+    ink = np.zeros((120, 90), np.uint8)
+    cv2.line(ink, (45, 20), (45, 100), 255, 9)
+    (tmp_path / "one.tif").write_bytes(damaged := _tiff_with_a_tag_past_its_end(ink))
+    (tmp_path / "cut.tif").write_bytes(damaged[:-200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert predict_image(damaged)["digit"] == 1
+    result = run_cli(["predict", str(tmp_path / "one.tif"), str(tmp_path / "cut.tif"), "--json"])
+    assert json.loads(result.stdout.splitlines()[0])["digit"] == 1
+    assert result.stderr == "" and result.returncode == 1
+    assert "error" in json.loads(result.stdout.splitlines()[1])
 
 
 def test_a_pil_image_closed_or_cut_is_refused_in_a_sentence(tmp_path, test_digits):

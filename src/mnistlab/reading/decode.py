@@ -73,7 +73,9 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     if isinstance(source, Image.Image):
         check_callers_image(source)
         try:  # opened from a file, its pixels may not be decoded yet
-            return ImageOps.exif_transpose(source)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # as for a file, below
+                return ImageOps.exif_transpose(source)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise undecodable("the image", exc) from None
     fp: IO[bytes] | Path
@@ -98,8 +100,9 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
         )
     try:
         with warnings.catch_warnings():
-            # Our own limit below is stricter; Pillow's warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # What Pillow warns of (a damaged tag it skips, a bomb by its laxer limit) is harmless or ends in an error
+            # below, one sentence: its warning put its source file and line around the answer, or raised under -W error.
+            warnings.simplefilter("ignore")
             if fp is source:  # the caller's file object (a BytesIO too: it may hold gigabytes), not bytes or a path
                 fp = bounded_file(fp, label)
             check_parts(fp, label)  # before Pillow reads every chunk, strip or tile as it opens the file
