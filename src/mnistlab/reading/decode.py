@@ -8,7 +8,6 @@ reads as background; big images are reduced to ``WORK_SIDE``.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import stat
 import struct
@@ -39,6 +38,7 @@ from mnistlab.reading.admission import (
     check_pixels,
     check_strip,
     file_too_large,
+    held_bytes,
     undecodable,
     unidentified,
     unreadable,
@@ -82,7 +82,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError(f"The image data is empty (0 bytes); send a {FORMAT_NAMES} file.")
-        fp, label = io.BytesIO(bytes(source)), "the image data"
+        fp, label = held_bytes(source), "the image data"
     elif isinstance(source, (str, os.PathLike)):
         path = user_path(source)
         size = regular_file_size(path)
@@ -342,7 +342,7 @@ def _plain_png(data: bytes) -> Image.Image | np.ndarray | None:
     on a 280 px RGBA canvas export); anything else, or anything OpenCV cannot
     decode, goes through ``load_image`` as before, errors and all.
     """
-    if data[:16] != PNG_SIGNATURE + b"\x00\x00\x00\rIHDR" or len(data) < 57:
+    if data[:16] != PNG_SIGNATURE + b"\x00\x00\x00\rIHDR" or not 57 <= len(data) <= MAX_IMAGE_FILE_BYTES:
         return None
     w, h, depth, colour, compression, filtering, interlace = struct.unpack_from(">IIBBBBB", data, 16)
     if not (w and h and depth == 8 and colour in _PLAIN_MODES and compression == filtering == interlace == 0):
