@@ -373,6 +373,10 @@ def test_image_bytes_are_held_to_the_size_a_file_is():
     for read in (predict_image, read_number):
         with pytest.raises(ImageTooLargeError, match=f"^the image data holds {len(data):,} bytes, more than any image"):
             read(data)
+    # A memoryview of 4-byte items counts a quarter of its bytes in len(): held to its bytes, before any copy.
+    words = memoryview(np.frombuffer(data[: len(data) // 4 * 4], np.uint32))
+    with pytest.raises(ImageTooLargeError, match=f"^the image data holds {words.nbytes:,} bytes"):
+        predict_image(words)
 
 
 def test_a_file_object_is_held_to_the_size_a_path_is(tmp_path, test_digits):
