@@ -23,7 +23,7 @@ from mnistlab.models.cards import card_sha256
 from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb, run_cli
 from mnistlab.testing.fonts import FONT_PACKAGES, available_fonts, font_text
 from mnistlab.trust.calibration import calibrate_on_mnist, mnist_test_halves
-from mnistlab.trust.predict import load_predictor
+from mnistlab.trust.predict import load_predictor, predict_file
 from mnistlab.trust.reader import load_reader
 from mnistlab.trust.thresholds import NO_INK, SMALL_INK
 
@@ -153,6 +153,19 @@ def test_arrays_and_array_files(predictor, evaluation_digits, tmp_path):
         predict_array(tmp_path / "objects.npy", predictor)  # never unpickled
     with pytest.raises(InputError, match="0-255"):
         predict_array(np.full(784, 300.0), predictor)
+
+
+def test_a_blank_array_file_read_as_a_number_holds_no_digit(predictor, evaluation_digits, tmp_path):
+    # As read_number answers a blank image: with --number, a blank .npy was the number "1", its digit "no ink found".
+    np.save(tmp_path / "blank.npy", np.zeros(784, np.uint8))
+    assert predict_file(tmp_path / "blank.npy", predictor, number=True) == {
+        "number": "",
+        "digits": [],
+        "confident": False,
+    }
+    np.save(tmp_path / "digit.npy", evaluation_digits[0][5])
+    got = predict_file(tmp_path / "digit.npy", predictor, number=True)
+    assert got["number"] == str(got["digits"][0]["digit"]) and len(got["digits"]) == 1
 
 
 def jpeg_bytes(grey: np.ndarray) -> bytes:

@@ -54,12 +54,11 @@ __all__ = [
 ARRAY_SUFFIXES = (".npy", ".csv")
 # A .npy or .csv digit is 784 values: 6 KiB as float64, under 40 KiB as text even with 17 digits a value.
 MAX_ARRAY_FILE_BYTES = 256 * 1024
-# A second look's answer stands when it is confident, its probability is at least _SECOND_LOOK_PROBABILITY
-# and the detector's not-a-digit probability at most _SECOND_LOOK_DOUBT of its threshold (0.19). Chosen on
-# dev seeds 3-6 (3,600 digits on paper, 4,800 non-digits): of the second looks that came out confident, 33
-# read digits right (probability 0.46-0.96, not-a-digit 0.00-0.41), 4 wrong (0.52-0.76; 0.01-0.24) and 15
-# non-digits (0.45-0.93; 0.05-0.46; an empty squared page's grid remnants among them). Both bounds keep 23
-# of the 33, none of the 4, none of the 15.
+# A second look's answer stands when it is confident, its probability is at least _SECOND_LOOK_PROBABILITY and the
+# detector's not-a-digit probability at most _SECOND_LOOK_DOUBT of its threshold (0.19). Chosen on dev seeds 3-6
+# (3,600 digits on paper, 4,800 non-digits): of the confident second looks, 33 read digits right (probability
+# 0.46-0.96, not-a-digit 0.00-0.41), 4 wrong (0.52-0.76; 0.01-0.24) and 15 non-digits (0.45-0.93; 0.05-0.46; an empty
+# squared page's grid remnants among them). Both bounds keep 23 of the 33 and none of the 4 or the 15.
 _SECOND_LOOK_PROBABILITY = 0.8
 _SECOND_LOOK_DOUBT = 0.4
 
@@ -372,12 +371,13 @@ def predict_array(array_or_path, model=None, *, top: int = 3) -> dict:
 
 def predict_file(path, model=None, *, top: int = 3, number: bool = False) -> dict:
     """What ``mnistlab predict`` does with one file: arrays by suffix, everything else as an image."""
-    if Path(path).suffix.lower() in ARRAY_SUFFIXES:
-        result = predict_array(path, model, top=top)
-        if number:
-            return {"number": str(result["digit"]), "digits": [result], "confident": result["confident"]}
-        return result
-    return read_number(path, model, top=top) if number else predict_image(path, model, top=top)
+    if Path(path).suffix.lower() not in ARRAY_SUFFIXES:
+        return read_number(path, model, top=top) if number else predict_image(path, model, top=top)
+    result = predict_array(path, model, top=top)
+    if number:  # a blank digit is no digit, as ``read_number`` answers a blank image (it answered "1")
+        seen = [] if result["reason"] == NO_INK else [result]
+        return {"number": "".join(str(r["digit"]) for r in seen), "digits": seen, "confident": result["confident"]}
+    return result
 
 
 def _round(result: dict) -> dict:
