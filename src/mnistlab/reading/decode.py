@@ -21,7 +21,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.home import expand_home
-from mnistlab.data.pixels import float_scale
 from mnistlab.errors import ImageError, ImageTooLargeError, InputError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
@@ -35,14 +34,13 @@ from mnistlab.reading.admission import (
     check_decodable,
     check_jpeg_scans,
     check_parts,
-    check_pixels,
-    check_strip,
     file_too_large,
     held_bytes,
     undecodable,
     unidentified,
     unreadable,
 )
+from mnistlab.reading.arrays import array_to_grey, composite, fitted_size, reduce_array, unit_scale
 
 __all__ = [
     "WORK_SIDE",
@@ -156,93 +154,12 @@ def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:
     return info.st_size
 
 
-def _scale_integers(a: np.ndarray) -> np.ndarray:
-    """Integer pixels -> [0, 1]; deeper than 8 bits uses the smallest power-of-two range holding the data, and
-    0s and 1s alone are a mask (``(img > 128).astype(np.uint8)``), read as bools are, not as a black page."""
-    a = a.astype(np.float64)
-    top = float(a.max()) if a.size else 0.0
-    if top <= 255 and top != 1:
-        return a / 255.0
-    return a / (2.0 ** np.ceil(np.log2(top + 1)) - 1)
-
-
-def _unit_scale(a: np.ndarray, what: str) -> np.ndarray:
-    """Pixels (bool, integers or floats) -> float64 on the 0-1 scale, not yet clipped; ``ImageError`` for values
-    no image's pixels take: negative integers, NaN or infinity, and floats below 0 by more than half the scale
-    (a resampled image undershoots 0 a little, as it overshoots 1; -255..0 or -1..1 is no image's)."""
-    if a.dtype == bool:
-        return a.astype(np.float64)
-    if a.dtype.kind in "ui":
-        if a.dtype.kind == "i" and a.size and a.min() < 0:
-            raise ImageError(f"{what} holds negative values (down to {a.min()}); pass pixel values of 0 or more.")
-        return _scale_integers(a)
-    if not np.isfinite(a).all():
-        raise ImageError(f"{what} contains NaN or infinite values; pass finite pixel values.")
-    scale = float(float_scale(a.max()))
-    if a.min() < -0.5 * scale:
-        raise ImageError(
-            f"{what} holds values down to {a.min():.4g}, far below 0 (paper); pass pixel values from 0 to 1 or 0 "
-            "to 255, not normalised ones."
-        )
-    return a.astype(np.float64) / scale
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    # ITU-R 601-2, as Pillow's convert("L").
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
-def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Flatten transparency onto the colour that reads as background.
-
-    A canvas export has a transparent background and opaque strokes: the strokes
-    are the minority, so the background becomes the contrasting colour (white
-    under dark ink, black under light ink). A mostly opaque image (a cut-out
-    photo) gets its own median colour behind the transparent parts.
-    """
-    if alpha.min() >= 0.999:
-        return grey
-    opaque = alpha > 0.5
-    n_opaque = np.count_nonzero(opaque)
-    out = alpha * grey  # the blend's first term, and the weights of the ink's level
-    if 2 * n_opaque < opaque.size:  # most of it transparent
-        # Each pixel weighed by its opacity: strokes nowhere half opaque (a soft brush) are told light or dark too.
-        ink_level = float(out.sum() / max(alpha.sum(), 1e-6))
-        background = 1.0 if ink_level < 0.5 else 0.0
-    else:
-        background = float(np.median(grey[opaque]))
-    if background == 1.0:  # (1 - alpha) * 1: the very numbers, one pass fewer
-        out += 1.0 - alpha
-    elif background != 0.0:  # (1 - alpha) * 0 adds nothing
-        out += (1.0 - alpha) * background
-    return out
-
-
-def _array_to_grey(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
-        raise ImageError(
-            f"Cannot use an array of shape {a.shape} as an image; expected (H, W), (H, W, 3) or (H, W, 4)."
-        )
-    check_pixels((a.shape[1], a.shape[0]), "the image array")
-    check_strip((a.shape[1], a.shape[0]), "the image array")
-    if a.dtype.kind not in "buif":
-        raise ImageError(f"Cannot use an array of dtype {a.dtype} as an image; expected integers or floats.")
-    a = np.clip(_unit_scale(a, "The image array"), 0.0, 1.0)
-    if a.ndim == 2:
-        return a
-    grey = _luma(a)
-    return _composite(grey, a[..., 3]) if a.shape[-1] == 4 else grey
-
-
 def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
     """A decoded PIL image -> float32 grey (H, W) in [0, 1], longer side at most ``max_side``.
 
     8-bit grey, colour and RGBA images (nearly every photo and canvas) take a
     fast path in Pillow's C code: one luma conversion (ITU-R 601-2, as
-    ``_luma``) and, without transparency, an area-averaging reduction on uint8
+    ``arrays.luma``) and, without transparency, an area-averaging reduction on uint8
     before the one float32 copy.
     """
     transparent = "transparency" in im.info
@@ -254,14 +171,14 @@ def _pil_to_grey(im: Image.Image, max_side: int) -> np.ndarray:
         grey = np.asarray(im.convert("L")) * _UNIT
         alpha = np.asarray(im.getchannel("A"))
         if alpha.min() < 255:
-            return _clipped(_reduce_array(_composite(grey, alpha * _UNIT), max_side))
+            return _clipped(reduce_array(composite(grey, alpha * _UNIT), max_side))
         # Opaque (a browser's canvas export): nothing to composite, and uint8 * _UNIT lies in [0, 1].
-        return grey if max(im.size) <= max_side else _clipped(_reduce_array(grey, max_side))
+        return grey if max(im.size) <= max_side else _clipped(reduce_array(grey, max_side))
     if im.mode == "1":
         return np.asarray(_reduced(im.convert("L"), max_side)) * _UNIT
     if im.mode.startswith("I") or im.mode == "F":
-        a = np.clip(_unit_scale(np.asarray(im), "The image"), 0.0, 1.0)
-        return np.clip(_reduce_array(a.astype(np.float32), max_side), 0.0, 1.0)
+        a = np.clip(unit_scale(np.asarray(im), "The image"), 0.0, 1.0)
+        return np.clip(reduce_array(a.astype(np.float32), max_side), 0.0, 1.0)
     # CMYK, YCbCr, LAB, HSV
     return np.asarray(_reduced(im.convert("RGB").convert("L"), max_side)) * _UNIT
 
@@ -271,25 +188,11 @@ def _clipped(grey: np.ndarray) -> np.ndarray:
     return np.clip(grey, 0.0, 1.0, out=grey if grey.flags.writeable else None)
 
 
-def _fitted_size(w: int, h: int, max_side: int) -> tuple[int, int]:
-    scale = max_side / max(h, w)
-    return max(1, round(w * scale)), max(1, round(h * scale))
-
-
 def _reduced(im: Image.Image, max_side: int) -> Image.Image:
     """An 8-bit image area-averaged down to ``max_side`` (unchanged when it already fits)."""
     if max(im.size) <= max_side:
         return im
-    return im.resize(_fitted_size(*im.size, max_side), Image.Resampling.BOX)
-
-
-def _reduce_array(grey: np.ndarray, max_side: int) -> np.ndarray:
-    """A float32 grey array area-averaged down to ``max_side`` (unchanged when it already fits)."""
-    h, w = grey.shape
-    if max(h, w) <= max_side:
-        return grey
-    small = Image.fromarray(grey, mode="F").resize(_fitted_size(w, h, max_side), Image.Resampling.BOX)
-    return np.asarray(small)
+    return im.resize(fitted_size(*im.size, max_side), Image.Resampling.BOX)
 
 
 # A strip is reduced to at most this many times the work size: one 20 times as long as it is high (the
@@ -309,15 +212,13 @@ def reduced_side(width: int, height: int, max_side: int = WORK_SIDE, min_short_s
 def to_grey(image, *, max_side: int = WORK_SIDE, min_short_side: int = 0) -> np.ndarray:
     """Any image (path, bytes, PIL image, array) -> float32 grey (H, W) in [0, 1].
 
-    Transparency is composited (see ``_composite``); images are reduced (area
+    Transparency is composited (see ``composite``); images are reduced (area
     average) so that the longer side is at most ``max_side``, or, for a strip
     (``reduced_side``), so that the shorter side keeps ``min_short_side`` px
     (at most ``max_side`` itself: JPEG's reduced decoding keeps that much).
     """
     if isinstance(image, np.ndarray):
-        grey = _array_to_grey(image).astype(np.float32)
-        side = reduced_side(grey.shape[1], grey.shape[0], max_side, min_short_side)
-        return np.clip(_reduce_array(grey, side), 0.0, 1.0)
+        return array_to_grey(image, lambda width, height: reduced_side(width, height, max_side, min_short_side))
     plain = _plain_png(image) if isinstance(image, bytes) else None
     if isinstance(plain, np.ndarray):  # a plain grey PNG: Pillow's own numbers with none of its calls
         if max(plain.shape) <= reduced_side(plain.shape[1], plain.shape[0], max_side, min_short_side):
