@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnistlab.errors import ParameterError
 from mnistlab.lab import pretrained
 from mnistlab.lab.pretrained import Plan, build_reader
 from mnistlab.models.cnn.hyper import Hyper
@@ -42,6 +43,15 @@ def test_a_build_writes_every_file_and_a_card_that_covers_them(tiny_reader, mnis
     assert card["plan"]["fit_digits"] == 2000 and card["plan"]["classifier"]["arch"] == "tiny"
     shipped = json.loads((PRETRAINED_DIR / CARD_FILE).read_text())
     assert set(card) == set(shipped)  # the shipped reader was written by this same code
+    # The thresholds come from the last 10,000 training digits, as the shipped reader's, whatever the plan fits on.
+    held_out = "10000 MNIST training digits that fitted neither the detector nor the digit space;"
+    assert card["thresholds"]["method"].startswith(held_out) and shipped["thresholds"]["method"].startswith(held_out)
+
+
+def test_a_plan_fitting_on_the_thresholds_digits_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ParameterError, match="^fit_digits must be at most 50,000: the training digits after them"):
+        build_reader(tmp_path, Plan(fit_digits=50_001))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_second_build_writes_the_same_files(tiny_reader, tmp_path):
