@@ -154,8 +154,8 @@ def _nets(plan: Plan, train: np.ndarray, labels: np.ndarray, start: float) -> tu
         _say(f"fitting the not-a-digit detector on {k:,} digits and drawn non-digits", start)
         detector_graph = pool.submit(_detector_graph, plan, train[:k], labels[:k])
         _say(
-            f"fitting the classifier on {len(train):,} MNIST digits (some again in other pens, 1s with a flag), "
-            "printed ones",
+            f"fitting the classifier on {len(train[: plan.classifier_digits]):,} MNIST digits (some again in other "
+            "pens, 1s with a flag), printed ones",
             start,
         )
         classifier, n_printed = _classifier(plan, train, labels)
