@@ -576,6 +576,19 @@ def test_whole_number_pixels_are_the_digit_their_floats_are(evaluation_digits):
             as_digit(bad)
 
 
+def test_one_value_where_a_digit_belongs_is_named(predictor, tmp_path):
+    # None, bytes or a dict (an image's bytes given to predict_array) said "got 1 values with shape ()".
+    for given, shown in ((None, "None"), (b"\x89PNG", "b'\\x89PNG'"), ({"pixels": []}, "{'pixels': []}"), (7, "7")):
+        with pytest.raises(InputError) as caught:
+            predict_array(given, predictor)
+        assert str(caught.value) == (
+            f"the array is one value ({shown}), not a digit's pixels; pass 784 values or a 28x28 array (one digit)."
+        )
+    np.save(tmp_path / "one.npy", np.array(5))
+    with pytest.raises(InputError, match=r"one.npy is one value \(5\), not a digit's pixels"):
+        predict_array(tmp_path / "one.npy", predictor)
+
+
 def test_cli_without_a_model_uses_the_shipped_reader(tmp_path, monkeypatch, files):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
     result = runner.invoke(app, ["predict", str(files[0] / "digit.jpg"), "--json"])

@@ -90,6 +90,11 @@ def as_digit(values, *, label: str = "the array") -> np.ndarray:
             f"{label} has rows of different lengths (or is not numbers); expected 784 values or a 28x28 array "
             "(one digit)."
         ) from None
+    if a.ndim == 0:  # None, bytes, a dict, one number: "got 1 values with shape ()" said nothing of what it was
+        shown = repr(values.item() if isinstance(values, np.ndarray) else values)
+        raise InputError(
+            f"{label} is one value ({shown[:40]}), not a digit's pixels; pass 784 values or a 28x28 array (one digit)."
+        )
     if a.size != 784 or a.squeeze().shape not in ((784,), (28, 28)):
         raise InputError(
             f"{label}: got {a.size} values with shape {a.shape}, expected 784 values or a 28x28 array (one digit)."
