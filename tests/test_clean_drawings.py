@@ -257,6 +257,18 @@ def test_a_transparent_canvas_composites_as_the_blend_formula(stroke):
 
 
 @pytest.mark.parametrize("stroke", [0, 255])
+def test_a_grey_and_alpha_array_composites_as_its_rgba_does(stroke):
+    # np.asarray of an "LA" image, (H, W, 2), was refused as no image's shape; its RGBA twin read.
+    rng = np.random.default_rng(stroke)
+    alpha = np.zeros((120, 90), np.uint8)
+    alpha[30:90, 20:70] = rng.integers(0, 256, (60, 50))
+    grey_alpha = np.dstack([np.full((120, 90), stroke, np.uint8), alpha])
+    rgba = np.dstack([np.full((120, 90, 3), stroke, np.uint8), alpha])
+    assert np.asarray(Image.fromarray(grey_alpha, "LA")).shape == (120, 90, 2)
+    np.testing.assert_allclose(to_grey(grey_alpha), to_grey(rgba), atol=1e-6)
+
+
+@pytest.mark.parametrize("stroke", [0, 255])
 def test_faint_strokes_on_a_transparent_canvas_are_composited_as_opaque_ones_are(stroke):
     """Strokes nowhere more than half opaque (a soft brush) were taken for dark ink whatever their colour: white
     ones were put on white, a blank page ("no ink found"), where dark ones at the same opacity read."""

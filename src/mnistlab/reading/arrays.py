@@ -79,8 +79,8 @@ def composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def array_to_grey(a: np.ndarray, side_for: Callable[[int, int], int]) -> np.ndarray:
-    """An image given as an array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> float32 grey (H', W') in [0, 1],
-    its longer side reduced (area average) to ``side_for(width, height)``.
+    """An image given as an array (H, W), (H, W, 1), (H, W, 2) (grey and alpha), (H, W, 3) or (H, W, 4) -> float32
+    grey (H', W') in [0, 1], its longer side reduced (area average) to ``side_for(width, height)``.
 
     A big 8-bit photo (``cv2.imread``'s, a camera's frame) is reduced while it is still 8-bit: in float64 first,
     a 12-megapixel one took 1.5 s and 550 MiB more, where the same photo as a JPEG file took 0.05 s.
@@ -88,9 +88,9 @@ def array_to_grey(a: np.ndarray, side_for: Callable[[int, int], int]) -> np.ndar
     a = np.asarray(a)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (2, 3, 4)):
         raise ImageError(
-            f"Cannot use an array of shape {a.shape} as an image; expected (H, W), (H, W, 3) or (H, W, 4)."
+            f"Cannot use an array of shape {a.shape} as an image; expected (H, W), (H, W, 2), (H, W, 3) or (H, W, 4)."
         )
     check_pixels((a.shape[1], a.shape[0]), "the image array")
     check_strip((a.shape[1], a.shape[0]), "the image array")
@@ -101,6 +101,8 @@ def array_to_grey(a: np.ndarray, side_for: Callable[[int, int], int]) -> np.ndar
     if a.dtype == np.uint8 and (a.ndim == 2 or a.shape[-1] == 3) and max(a.shape[:2]) > side and a.max() > 1:
         a = cv2.resize(a, fitted_size(a.shape[1], a.shape[0], side), interpolation=cv2.INTER_AREA)
     a = np.clip(unit_scale(a, "The image array"), 0.0, 1.0)
+    if a.ndim == 3 and a.shape[-1] == 2:  # grey and alpha: ``np.asarray`` of an "LA" image
+        return np.clip(reduce_array(composite(a[..., 0], a[..., 1]).astype(np.float32), side), 0.0, 1.0)
     grey = a if a.ndim == 2 else luma(a)
     grey = composite(grey, a[..., 3]) if a.ndim == 3 and a.shape[-1] == 4 else grey
     return np.clip(reduce_array(grey.astype(np.float32), side), 0.0, 1.0)
