@@ -29,7 +29,7 @@ from mnistlab.lab.train import _configure_cnn, train_recipe
 from mnistlab.models.cnn.augment import Augmentation, augment_batch
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.net import Averaged, build_net, deskew
-from mnistlab.models.cnn.onnx import OnnxPredictor, export_onnx, onnx_graph
+from mnistlab.models.cnn.onnx import OnnxPredictor, _model_proto, export_onnx, onnx_graph
 from mnistlab.models.files import load_model, save_model
 from mnistlab.models.transforms import Deskew
 
@@ -45,6 +45,12 @@ def fitted(mnist_small):
     """~280 SGD steps of the tiny net on 3000 digits."""
     X_tr, X_te, y_tr, y_te = mnist_small
     return CNNClassifier(**TINY, epochs=6).fit(X_tr, y_tr)
+
+
+@pytest.fixture(scope="module")
+def fitted_graph(fitted) -> bytes:
+    """``onnx_graph(fitted)``, exported once (about a second each) for the tests that only read it."""
+    return onnx_graph(fitted)
 
 
 def test_a_few_hundred_steps_learn_well_above_chance(fitted, mnist_small):
@@ -262,9 +268,9 @@ def test_onnxruntime_backend_matches_pytorch(fitted, mnist_small):
     np.testing.assert_array_equal(ort_est.predict(X), fitted.predict(X))
 
 
-def test_parts_of_a_batch_run_side_by_side_give_the_answers_of_one_thread(fitted, mnist_small):
+def test_parts_of_a_batch_run_side_by_side_give_the_answers_of_one_thread(fitted_graph, mnist_small):
     """``n_threads`` parts at once (each session run on one thread): the same probabilities, in input order."""
-    graph = onnx_graph(fitted)
+    graph = fitted_graph
     one, three = OnnxPredictor(graph, n_threads=1), OnnxPredictor(graph, n_threads=3)
     for n in (1, 2, 5, 300):
         x = mnist_small[1][:n].reshape(-1, 1, 28, 28) / np.float32(255)
@@ -303,13 +309,13 @@ def test_onnx_predict_proba_refuses_what_is_not_float_images_in_one_sentence():
     assert onnx_net.predict(np.zeros((2, 784), np.uint8)).shape == (2,)
 
 
-def test_onnx_predictor_refuses_a_foreign_or_edited_graph_in_one_sentence(fitted, mnist_small):
+def test_onnx_predictor_refuses_a_foreign_or_edited_graph_in_one_sentence(fitted, fitted_graph, mnist_small):
     """Metadata classes that are no list of labels, a graph that reads no (N, 1, H, W) images or answers no
     (N, classes) rows: JSONDecodeError, IndexError or onnxruntime's errors at the first call."""
     from onnx import TensorProto, helper
 
     X = mnist_small[1][:5]
-    exported = onnx.load_from_string(onnx_graph(fitted))
+    exported = onnx.load_from_string(fitted_graph)
 
     def with_classes(text: str) -> bytes:
         proto = onnx.ModelProto()
@@ -341,10 +347,10 @@ def test_onnx_predictor_refuses_a_foreign_or_edited_graph_in_one_sentence(fitted
     assert OnnxPredictor(graph(["N", 1, 2, 2], ["N", 4], name="x")).predict_proba(np.ones((3, 1, 2, 2))).shape == (3, 4)
 
 
-def test_an_onnx_file_keeping_its_weights_in_another_file_is_refused(fitted, tmp_path, monkeypatch):
+def test_an_onnx_file_keeping_its_weights_in_another_file_is_refused(fitted_graph, tmp_path, monkeypatch):
     """Read from bytes, onnxruntime looked for an external tensor's file in the current folder: a model from
     elsewhere read a file of that folder (here the weights, there any file) into its weights, and answered."""
-    proto = onnx.load_from_string(onnx_graph(fitted))
+    proto = onnx.load_from_string(fitted_graph)
     (tmp_path / "model").mkdir()
     # Tensors of 1 KiB or more (the weights) go to w.bin; the shapes the graph reshapes to stay in it.
     onnx.save_model(proto, tmp_path / "model" / "net.onnx", save_as_external_data=True, location="w.bin")
@@ -382,9 +388,10 @@ def test_onnx_predictor_refuses_a_thread_count_it_cannot_use_as_such():
     # n_threads="2" was "Not a readable ONNX model ('>' not supported ...)": the file blamed for the parameter.
     torch.manual_seed(0)
     net = build_net("tiny", 10, (28, 28)).eval()
+    graph = _model_proto(net, (28, 28), list(range(10))).SerializeToString()  # from_module's graph, exported once
     for n_threads in ("2", 0, -1, 1.5, True):
         with pytest.raises(ParameterError, match="^n_threads must be a whole number of threads, 1 or more, or None"):
-            OnnxPredictor.from_module(net, (28, 28), range(10), n_threads=n_threads)
+            OnnxPredictor(graph, n_threads=n_threads)  # what from_module calls with its graph and n_threads
     assert OnnxPredictor.from_module(net, (28, 28), range(10), n_threads=2).n_threads == 2
 
 
