@@ -83,6 +83,19 @@ def test_mnist_digits_keep_their_own_strokes(mnist_full):
     assert np.mean(unchanged) >= 0.98
 
 
+@pytest.mark.parametrize("pen", [4, 8, 14, 20, 28, 40])
+def test_a_straight_1_in_any_pen_has_the_ink_of_mnists_1s(pen):
+    # A bar 1.4 px wide in MNIST's 20 px box, within the width tolerance, was rounded to 1 px by fit_to_box: under
+    # the ink MNIST's 1s have, "not digit-shaped" (pens of 14 and 20 px on this photo; 4, 8 and 28 read).
+    from mnistlab import predict_image
+
+    photo = np.full((400, 300, 3), 235, np.uint8)
+    cv2.line(photo, (150, 60), (150, 340), (40, 40, 40), pen)
+    answer = predict_image(photo)
+    assert answer["digit"] == 1 and answer["confident"], answer["reason"]
+    assert (answer["mnist_image"] / 255).mean() >= 0.045  # MNIST's 1s: 0.05-0.08 of the box
+
+
 def test_stroke_half_width_measures_the_pen():
     for width in (4, 8, 16):
         mask = drawn([[(20, 100), (180, 100)]], width, size=(200, 200)) < 128

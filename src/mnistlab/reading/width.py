@@ -114,7 +114,8 @@ def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2
     """A cropped digit's ink (H, W) in [0, 1], redrawn with MNIST's stroke width if its own is far off.
 
     Strokes within ``low``..``high`` times MNIST's width are left as they are
-    (99% of MNIST's own digits are). Thinner ones (a hair-thin pen) are thinned
+    (99% of MNIST's own digits are), except in a digit that is a single bar
+    narrower than MNIST's stroke. Thinner ones (a hair-thin pen) are thinned
     to their middle lines (``thin``) and drawn again with a round pen of MNIST's
     width, or thinner where that would fill a loop (``_loops_kept_open``).
     Wider ones (a marker, a blown-up low-resolution scan, a filled shape)
@@ -133,7 +134,10 @@ def normalize_stroke_width(ink: np.ndarray, *, low: float = 0.4, high: float = 2
     mask = _framed(work > 0.5 * _stroke_height(work), 1)
     target = MNIST_HALF_WIDTH * _WORK
     half = stroke_half_width(mask)
-    if half == 0.0 or low * target <= half <= high * target:
+    # A digit narrower than MNIST's stroke is one bar (a "1" drawn straight): redrawn at MNIST's width even within
+    # the tolerance, or ``fit_to_box`` rounds a 1.4 px bar to 1 px, under the ink MNIST's 1s have ("not digit-shaped").
+    bar = size[0] < 2 * target
+    if half == 0.0 or (low * target <= half <= high * target and not bar):
         return ink
     if half > high * target:  # (h', w') at the working size
         return np.clip(edge_distance(mask)[1:-1, 1:-1] / (0.5 * half), 0.0, 1.0).astype(np.float32)
