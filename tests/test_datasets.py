@@ -150,6 +150,14 @@ def test_a_random_split_of_a_folder_with_a_tiny_test_set_says_what_test_size_to_
     assert len(load_split(data_dir=folder, split="random", test_size=10)[3]) == 10
 
 
+@pytest.mark.parametrize("name", ["mnist", None])
+def test_an_empty_data_dir_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch, name):
+    # data_dir="" (an unset $DATA in a script) loaded whatever IDX files the current folder held; the CLI refused it.
+    monkeypatch.chdir(_tiny_idx_folder(tmp_path / "here"))
+    with pytest.raises(InputError, match="^data_dir is empty, which would mean the current folder; give it a path.$"):
+        load_mnist(name, data_dir="")
+
+
 def test_any_folder_of_idx_files_loads_unverified(tmp_path):
     folder = _tiny_idx_folder(tmp_path / "mine")
     b = load_mnist(data_dir=folder)

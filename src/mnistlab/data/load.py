@@ -118,6 +118,10 @@ def images_max(details: dict) -> int:
 def _idx_dataset(name, data_dir, download, progress):
     # ~ is the home folder, as in scikit-learn's data_home: a shell leaves it as it is in --data-dir=~/mnist.
     if data_dir is not None:
+        if not str(
+            data_dir
+        ):  # Path("") is the current folder, which no one means by giving nothing (the CLI refuses it)
+            raise ParameterError("data_dir", "{param} is empty, which would mean the current folder; give it a path.")
         data_dir = expand_home(
             data_dir, lambda why: ParameterError("data_dir", f"{{param}} {data_dir} {why}; give its full path.")
         )
