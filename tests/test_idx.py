@@ -203,3 +203,12 @@ def test_a_header_numpy_cannot_hold_is_refused_in_words(tmp_path, shape, message
             read_idx(path)
         with pytest.raises(IDXFormatError, match=message):
             parse_idx(payload)
+
+
+def test_a_memoryview_of_wider_items_is_read_by_its_bytes(tmp_path):
+    # Its len counts 4-byte items: a valid file viewed as uint32 was refused as holding "-5 payload bytes".
+    images = (np.arange(4 * 28 * 28) % 255).astype(np.uint8).reshape(4, 28, 28)
+    write_idx(tmp_path / "t.idx", images)
+    raw = (tmp_path / "t.idx").read_bytes()
+    assert len(raw) % 4 == 0
+    np.testing.assert_array_equal(parse_idx(memoryview(np.frombuffer(raw, np.uint32))), images)

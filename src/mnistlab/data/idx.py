@@ -269,7 +269,8 @@ def parse_idx(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_IDX_
     """Parse IDX bytes (raw or gzip-compressed) into a native-endian array."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise IDXFormatError(f"parse_idx takes the file's bytes, got {type(data).__name__}; use read_idx for a path.")
-    _, arr, _ = _scan(io.BytesIO(data), source, max_bytes, keep=True, hashed=False, size=len(data))
+    # memoryview(...).nbytes: a memoryview's len counts its items, which need not be bytes
+    _, arr, _ = _scan(io.BytesIO(data), source, max_bytes, keep=True, hashed=False, size=memoryview(data).nbytes)
     assert arr is not None
     return arr
 
