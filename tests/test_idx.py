@@ -173,6 +173,11 @@ def test_unwritable_paths_and_non_bytes_say_what_to_do(tmp_path):
         write_idx("/proc/x/y.idx", np.zeros(3, np.uint8))
     with pytest.raises(IDXFormatError, match="parse_idx takes the file's bytes, got str; use read_idx for a path"):
         parse_idx(str(tmp_path / "x.idx"))
+    for not_a_path in (3, None, b"\x00\x00\x08\x01"):  # Python's TypeError, "expected str, bytes or os.PathLike"
+        with pytest.raises(
+            IDXFormatError, match=f"^Expected the path of an IDX file, got {type(not_a_path).__name__};"
+        ):
+            read_idx(not_a_path)
 
 
 @pytest.mark.parametrize("limit", [-1, 0, "10", 2.5, True])

@@ -278,6 +278,8 @@ def parse_idx(data: bytes, *, source: str = "<bytes>", max_bytes: int = MAX_IDX_
 def _scan_file(
     path: str | os.PathLike, max_bytes: int, *, keep: bool, hashed: bool, payload: bool = True
 ) -> tuple[_Header, np.ndarray | None, str | None]:
+    if not isinstance(path, (str, os.PathLike)):  # Path(3) said only "expected str, bytes or os.PathLike object"
+        raise IDXFormatError(f"Expected the path of an IDX file, got {type(path).__name__}; use parse_idx for bytes.")
     path = Path(path)
     try:
         with open(path, "rb") as f:
