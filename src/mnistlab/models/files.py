@@ -68,6 +68,17 @@ def default_model_dir(recipe: str) -> Path:
     return models_root() / recipe
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a Ctrl+C (``KeyboardInterrupt``) unwound: "Can't close the ZIP file while
+    there is an open writing handle" was said as a model skops cannot store, and the Ctrl+C was lost."""
+    seen, depth = exc.__context__, 0
+    while seen is not None and depth < 20:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen, depth = seen.__context__, depth + 1
+    return False
+
+
 def _serialise(estimator) -> tuple[str, bytes, dict]:
     """Return (weights file name, weights bytes, extra card fields)."""
     if is_cnn(estimator):
@@ -80,6 +91,8 @@ def _serialise(estimator) -> tuple[str, bytes, dict]:
     try:
         data = sio.dumps(estimator)
     except Exception as exc:  # skops has no form for a CNN's torch tensors in a Pipeline: a sentence, no traceback
+        if _interrupted(exc):  # Ctrl+C inside skops's zip writing came out as zipfile's ValueError on unwinding
+            raise KeyboardInterrupt from None
         raise ModelFileError(
             f"Cannot save this model safely: skops cannot store what it holds ({type(exc).__name__}: {exc}), which "
             "is outside mnistlab's allow-list; save a registered recipe's model, or a CNNClassifier on its own."
