@@ -101,10 +101,12 @@ def array_to_grey(a: np.ndarray, side_for: Callable[[int, int], int]) -> np.ndar
     if a.dtype == np.uint8 and (a.ndim == 2 or a.shape[-1] == 3) and max(a.shape[:2]) > side and a.max() > 1:
         a = cv2.resize(a, fitted_size(a.shape[1], a.shape[0], side), interpolation=cv2.INTER_AREA)
     a = np.clip(unit_scale(a, "The image array"), 0.0, 1.0)
-    if a.ndim == 3 and a.shape[-1] == 2:  # grey and alpha: ``np.asarray`` of an "LA" image
-        return np.clip(reduce_array(composite(a[..., 0], a[..., 1]).astype(np.float32), side), 0.0, 1.0)
-    grey = a if a.ndim == 2 else luma(a)
-    grey = composite(grey, a[..., 3]) if a.ndim == 3 and a.shape[-1] == 4 else grey
+    if a.ndim == 2:
+        grey = a
+    elif a.shape[-1] == 2:  # grey and alpha: ``np.asarray`` of an "LA" image
+        grey = composite(a[..., 0], a[..., 1])
+    else:
+        grey = composite(luma(a), a[..., 3]) if a.shape[-1] == 4 else luma(a)
     return np.clip(reduce_array(grey.astype(np.float32), side), 0.0, 1.0)
 
 
