@@ -12,7 +12,16 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["expand_home", "setting_folder"]
+from mnistlab.errors import ParameterError
+
+__all__ = ["expand_home", "setting_folder", "refuse_empty_path"]
+
+
+def refuse_empty_path(path, param: str) -> None:
+    """``ParameterError`` for an empty str: ``Path("")`` is the current folder, which no one means by giving nothing
+    (an unset variable in a script)."""
+    if isinstance(path, str) and not path:
+        raise ParameterError(param, "{param} is empty, which would mean the current folder; give it a path.")
 
 
 def expand_home(path: str | os.PathLike, refuse: Callable[[str], Exception]) -> Path:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 from mnistlab.data.cache import fresh_manifest, load_arrays
 from mnistlab.data.download import download_dataset
-from mnistlab.data.home import expand_home
+from mnistlab.data.home import expand_home, refuse_empty_path
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.seeds import check_seed
 from mnistlab.data.sources import checksums_of, find_idx_files, locate, not_four_files
@@ -118,10 +118,7 @@ def images_max(details: dict) -> int:
 def _idx_dataset(name, data_dir, download, progress):
     # ~ is the home folder, as in scikit-learn's data_home: a shell leaves it as it is in --data-dir=~/mnist.
     if data_dir is not None:
-        if not str(
-            data_dir
-        ):  # Path("") is the current folder, which no one means by giving nothing (the CLI refuses it)
-            raise ParameterError("data_dir", "{param} is empty, which would mean the current folder; give it a path.")
+        refuse_empty_path(data_dir, "data_dir")  # as the CLI refuses an empty --data-dir
         data_dir = expand_home(
             data_dir, lambda why: ParameterError("data_dir", f"{{param}} {data_dir} {why}; give its full path.")
         )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mnistlab.data.home import refuse_empty_path
 from mnistlab.data.seeds import MAX_SEED, check_seed
 from mnistlab.errors import DatasetError, ParameterError
 from mnistlab.models.folder import folder_in_the_way, model_file_named
@@ -238,8 +239,7 @@ def _check_given(path, param: str) -> None:
     that is no path at all (None, a number), which ``Path`` refused in a TypeError."""
     if not isinstance(path, (str, os.PathLike)):
         raise ParameterError(param, f"{{param}} must be a path (a str or a Path), got {path!r}.")
-    if isinstance(path, str) and not path:
-        raise ParameterError(param, "{param} is empty, which would mean the current folder; give it a path.")
+    refuse_empty_path(path, param)
 
 
 def check_writable_dir(path, param: str) -> Path:
