@@ -120,6 +120,26 @@ def test_a_path_to_a_db_file_is_a_sqlite_store(tmp_path, monkeypatch):
     assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 1, listed.output
 
 
+def test_compare_takes_a_path_as_its_store_and_refuses_what_is_neither(tmp_path):
+    """compare(tracking_uri=Path("runs.db")) ended in Python's AttributeError ('PosixPath' object has no attribute
+    'strip') after the arguments were checked, as did a number; a Path is the store it names, anything else one
+    sentence before the data is read."""
+    from mnistlab import compare
+    from mnistlab.errors import ParameterError
+
+    result = compare(
+        ["knn"], datasets=["digits"], limit=200, cv=0, out_dir=tmp_path / "r", tracking_uri=tmp_path / "runs.db"
+    )
+    assert result["tracking_uri"] == f"sqlite:///{tmp_path / 'runs.db'}" and (tmp_path / "runs.db").is_file()
+    for bad in (3, b"runs.db"):
+        with pytest.raises(ParameterError) as raised:
+            compare(["knn"], datasets=["digits"], limit=200, cv=0, out_dir=tmp_path / "s", tracking_uri=bad)
+        assert str(raised.value).startswith("tracking_uri must be a store's URI or a .db file's path, got "), (
+            raised.value
+        )
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_folder_path_as_the_store_says_how_to_name_a_sqlite_one(tmp_path, monkeypatch):
     """--tracking-uri mlruns (MLflow's own tutorial folder): MLflow's migration notice, cut off at "See …",
     was the error, and its way out (a .db file, or MLFLOW_ALLOW_FILE_STORE) was not in it."""

@@ -95,7 +95,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     dataset: str = "mnist",
     cluster: str = "local",
     max_concurrent: int | None = None,
-    tracking_uri: str | None = None,
+    tracking_uri: str | os.PathLike[str] | None = None,
     out: Path | str = "best.json",
     progress: Progress | None = None,
 ) -> dict:

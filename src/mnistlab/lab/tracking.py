@@ -53,9 +53,17 @@ def _default_folder() -> Path:
     return models_root().parent / "tracking"
 
 
-def resolve_uri(uri: str | None = None) -> str:
+def resolve_uri(uri: str | os.PathLike[str] | None = None) -> str:
     """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``default_tracking_uri()``; the path of a ``.db`` (``.sqlite``)
-    file, without a scheme, is the SQLite store it names (MLflow would take it for its retired folder store)."""
+    file, without a scheme, is the SQLite store it names (MLflow would take it for its retired folder store), and
+    may be given as a ``Path``."""
+    if isinstance(uri, os.PathLike):
+        uri = os.fspath(uri)
+    if uri is not None and not isinstance(uri, str):
+        raise ParameterError(
+            "tracking_uri",
+            f"{{param}} must be a store's URI or a .db file's path, got {type(uri).__name__} {str(uri)[:40]!r}.",
+        )
     if uri is not None and not uri.strip():  # an unset $STORE: not the default store, silently
         raise ParameterError(
             "tracking_uri", "{param} is empty, which would mean the default store; give a store, or leave it out."
@@ -73,7 +81,7 @@ def resolve_uri(uri: str | None = None) -> str:
 class Tracker:
     """One tracking store, opened (and its experiment created) before anything trains."""
 
-    def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT, *, create: bool = True):
+    def __init__(self, uri: str | os.PathLike[str] | None = None, experiment: str = EXPERIMENT, *, create: bool = True):
         """``create=False`` (``mnistlab runs``) only reads: a SQLite store that is not there is refused (the default
         one reads as empty), and a store without the experiment has no runs; nothing is made."""
         self.uri = resolve_uri(uri)
