@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -119,3 +121,28 @@ def test_an_estimator_that_cannot_be_cloned_is_one_sentence_before_the_data_load
             [namespace["Rounded"]()], datasets="digits", out_dir=tmp_path / "r", tracking_uri=str(tmp_path / "s.db")
         )
     assert not (tmp_path / "r").exists() and not (tmp_path / "s.db").exists()
+
+
+def test_two_models_whose_names_make_one_folder_name_keep_their_own_folders(tmp_path, monkeypatch):
+    """A spec file named folds-make and the callable folds:make were both saved in models/digits/folds-make/seed-0,
+    the second over the first; a name that is not a plain folder name gets a digest of itself, as datasets do."""
+    (tmp_path / "folds.py").write_text(
+        "from sklearn.neighbors import KNeighborsClassifier\n\n\ndef make():\n"
+        "    return KNeighborsClassifier(n_neighbors=1)\n"
+    )
+    spec = tmp_path / "tuned.json"
+    spec.write_text('{"recipe": "knn", "params": {"knn__n_neighbors": 3}, "name": "folds-make"}')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = compare(
+        [str(spec), "folds:make"],
+        datasets="digits",
+        limit=200,
+        cv=0,
+        out_dir=tmp_path / "r",
+        tracking_uri=str(tmp_path / "s.db"),
+    )
+    folders = {run["model"]: Path(run["model_dir"]) for run in result["runs"]}
+    assert set(folders) == {"folds-make", "folds:make"}, folders
+    assert folders["folds-make"] != folders["folds:make"], folders
+    assert folders["folds-make"].parent.name == "folds-make", folders  # a plain name is its own folder, as before
+    assert all((folder / "model.json").is_file() for folder in folders.values()), folders

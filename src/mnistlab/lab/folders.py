@@ -79,11 +79,12 @@ def model_dir_for(
     its checksums), not for a folder of other IDX files that is named mnist."""
     if update and _is_recipe(contender) and dataset == "mnist" and published and seed == first_seed:
         return default_model_dir(contender.name)
-    return out / "models" / _dataset_folder(dataset) / _slug(contender.name) / f"seed-{seed}"
+    return out / "models" / _folder_name(dataset) / _folder_name(contender.name) / f"seed-{seed}"
 
 
-def _dataset_folder(name: str) -> str:
-    """A dataset's folder under models/: its name where that is a plain folder name, else the name made one
-    plus a digest of it, so that two names ("my data" and "my-data") never share one."""
+def _folder_name(name: str) -> str:
+    """A dataset's or a model's folder under models/: its name where that is a plain folder name, else the name
+    made one plus a digest of it, so that two names ("my data" and "my-data", "mine:make" and a spec file's
+    "mine-make") never share one."""
     slug = _slug(name)
     return slug if slug == name else f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
