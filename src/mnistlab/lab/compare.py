@@ -24,7 +24,7 @@ import numpy as np
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.cluster import check_task_cpus, cluster_address, connect, run_units_on_cluster
 from mnistlab.lab.fitting import open_dataset, split_for
-from mnistlab.lab.folders import check_outputs, install_model, make_folder, model_dir_for
+from mnistlab.lab.folders import check_outputs, folder_made, install_model, model_dir_for
 from mnistlab.lab.options import (
     MAX_SEED,
     Progress,
@@ -159,7 +159,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
         # A --limit or --test-size that a dataset cannot give fails here, before any fit; what each dataset is
         # (checksum, folder) is recorded with the comparison, as with each of its fits.
         data = [_data_record(split_of(name, seed_list[0])) for name, _ in opened]
-        make_folder(out)  # checked writable above; made once the settings are known to run
+        stack.enter_context(folder_made(out))  # checked writable above; made once the settings are known to run
         units = [
             Unit(
                 contender,

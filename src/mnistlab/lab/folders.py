@@ -8,8 +8,10 @@ read, and made once the settings are known to run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,7 +22,7 @@ from mnistlab.models.files import default_model_dir
 from mnistlab.models.folder import install_files
 from mnistlab.models.recipes import RECIPES
 
-__all__ = ["check_outputs", "make_folder", "install_model", "model_dir_for"]
+__all__ = ["check_outputs", "folder_made", "install_model", "model_dir_for"]
 
 
 def check_outputs(given, contenders: list[Contender], update_models: bool) -> Path:
@@ -45,13 +47,29 @@ def _in_the_way(out_dir: Path, kind: str, name: str, what: str) -> NoReturn:
     )
 
 
-def make_folder(folder: Path) -> None:
+def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # probed writable before the data was read: something changed it since
         raise ParameterError(
             "out_dir", f"Cannot write {{param}} {folder} ({exc.strerror}); choose a place you can write to."
         ) from None
+
+
+@contextlib.contextmanager
+def folder_made(folder: Path) -> Iterator[None]:
+    """``folder`` made for a run (``_make_folder``), and removed again if the run fails and leaves it empty where
+    there was none: a classifier failing on its first fit, or a tracking store that cannot be opened, left an
+    empty report folder behind."""
+    existed = folder.exists()
+    _make_folder(folder)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):  # not empty (a model saved before the failure): kept
+                folder.rmdir()
+        raise
 
 
 def install_model(source: Path, target: Path) -> None:
