@@ -268,6 +268,20 @@ def test_a_grey_and_alpha_array_composites_as_its_rgba_does(stroke):
     np.testing.assert_allclose(to_grey(grey_alpha), to_grey(rgba), atol=1e-6)
 
 
+def test_a_channels_first_array_reads_as_its_image_or_says_to_move_its_channels():
+    """A PyTorch-style (1, H, W) grey image (``tensor.numpy()``), which ``predict_array`` read, was refused by
+    ``predict_image``; a (3, H, W) colour one said only which shapes it takes."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (120, 90)).astype(np.uint8)
+    np.testing.assert_array_equal(to_grey(grey[None]), to_grey(grey))
+    with pytest.raises(ImageError) as caught:
+        to_grey(np.stack([grey] * 3))
+    assert str(caught.value) == (
+        "Cannot use an array of shape (3, 120, 90) as an image: its colour channels come first; move them last "
+        "with np.moveaxis(a, 0, -1), or pass the image's file."
+    )
+
+
 @pytest.mark.parametrize("stroke", [0, 255])
 def test_faint_strokes_on_a_transparent_canvas_are_composited_as_opaque_ones_are(stroke):
     """Strokes nowhere more than half opaque (a soft brush) were taken for dark ink whatever their colour: white

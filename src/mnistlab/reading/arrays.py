@@ -79,8 +79,9 @@ def composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def array_to_grey(a: np.ndarray, side_for: Callable[[int, int], int]) -> np.ndarray:
-    """An image given as an array (H, W), (H, W, 1), (H, W, 2) (grey and alpha), (H, W, 3) or (H, W, 4) -> float32
-    grey (H', W') in [0, 1], its longer side reduced (area average) to ``side_for(width, height)``.
+    """An image given as an array (H, W), (H, W, 1) or (1, H, W), (H, W, 2) (grey and alpha), (H, W, 3) or
+    (H, W, 4) -> float32 grey (H', W') in [0, 1], its longer side reduced (area average) to
+    ``side_for(width, height)``.
 
     A big 8-bit photo (``cv2.imread``'s, a camera's frame) is reduced while it is still 8-bit: in float64 first,
     a 12-megapixel one took 1.5 s and 550 MiB more, where the same photo as a JPEG file took 0.05 s.
@@ -88,6 +89,13 @@ def array_to_grey(a: np.ndarray, side_for: Callable[[int, int], int]) -> np.ndar
     a = np.asarray(a)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
+    elif a.ndim == 3 and a.shape[0] == 1 and a.shape[-1] not in (2, 3, 4):  # (1, H, W): PyTorch's grey image
+        a = a[0]
+    if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (2, 3, 4):  # (C, H, W): PyTorch's colour one
+        raise ImageError(
+            f"Cannot use an array of shape {a.shape} as an image: its colour channels come first; move them last "
+            "with np.moveaxis(a, 0, -1), or pass the image's file."
+        )
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (2, 3, 4)):
         raise ImageError(
             f"Cannot use an array of shape {a.shape} as an image; expected (H, W), (H, W, 2), (H, W, 3) or (H, W, 4)."

@@ -353,7 +353,7 @@ def _near_strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def to_mnist(image, *, faint: bool = False, closer: bool = False) -> np.ndarray:
     """Any image of one handwritten digit -> (28, 28) uint8, white ink on black, MNIST-style.
 
-    ``image``: a path, bytes, file object, PIL image, or an array (H, W), (H, W, 2)
+    ``image``: a path, bytes, file object, PIL image, or an array (H, W), (1, H, W) (PyTorch's grey), (H, W, 2)
     (grey and alpha), (H, W, 3) or (H, W, 4). An image without ink (an empty page), or with only a speck of
     it (under ``_MIN_DIGIT`` of its longer side), gives all zeros.
     ``faint``: a second look at a photo whose first reading was doubted, its ink
