@@ -136,8 +136,8 @@ def paired_test(y_true: Sequence[np.ndarray], pred_a: Sequence[np.ndarray], pred
         # Nothing varies: every seed's difference alike, and no image leaning to a model beyond what a seed's
         # noise gives (no discordant pair anywhere, or every image won by the same model). There is no t; the
         # same outcome in every seed is one seed's evidence, as for repeated seeds: the exact test of the seed
-        # with the fewest images.
-        exact = _exact(*min(seeds))
+        # that is least sure (the largest p; of those, the fewest images), not of whichever says the most.
+        exact = max(((_exact(*s), s[0]) for s in seeds), key=lambda t: (t[0]["p_value"], -t[1]))[0]
         return {**common, **exact, "test": "McNemar exact" if a_only + b_only else "t over seeds"}
     half = spread.half_width  # infinite for one test image: a difference lies between -1 and 1
     return {
