@@ -932,3 +932,29 @@ def test_a_user_module_trains_from_its_seed_not_from_how_it_was_built(mnist_smal
     assert np.array_equal(a.predict_proba(X_test[:200]), b.predict_proba(X_test[:200]))
     assert not np.array_equal(a.predict_proba(X_test[:200]), c.predict_proba(X_test[:200]))
     assert a.score(X_test[:200], y_test[:200]) > 0.5
+
+
+def test_a_random_split_is_tested_as_a_sample_of_the_datasets_images(tmp_path):
+    """--split random: every seed draws its test set from the same 1,797 digits, so the comparison's tests are
+    those of ``paired_test`` with that pool, not of the seeds' spread alone (too sure with many seeds)."""
+    from mnistlab.data.load import load_split
+    from mnistlab.lab.stats import paired_test
+
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    specs = ["sklearn.naive_bayes:GaussianNB", "sklearn.neighbors:NearestCentroid"]
+    summary = compare(
+        specs, datasets="digits", seeds=3, split="random", cv=0, n_jobs=1, tracking_uri=uri, out_dir=tmp_path / "r"
+    )
+    tracker, digits = Tracker(uri), load_mnist("digits")
+    preds = {r["model"]: [tracker.predictions(run_id) for run_id in r["run_ids"]] for r in summary["results"]}
+    y = [load_split(split="random", seed=seed, bunch=digits)[3] for seed in (42, 43, 44)]
+    (row,) = summary["comparisons"]
+    expected = paired_test(y, preds[row["a"]], preds[row["b"]], pool=len(digits.target))
+    assert (row["test"], row["n"], row["a_only"], row["b_only"]) == (
+        "t over seeds",
+        1080,
+        expected["a_only"],
+        expected["b_only"],
+    )
+    assert (row["p_value"], row["diff_ci95"]) == (expected["p_value"], expected["diff_ci95"])
+    assert row["p_value"] != paired_test(y, preds[row["a"]], preds[row["b"]])["p_value"]

@@ -201,7 +201,10 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
             preds = {m: [y for unit, _, y in mine if unit.contender.name == m] for m in names}
             first = split_for(name, bunches[name], dataclasses.replace(options, seed=seed_list[0]))  # for the report
             y_tests = [truth[name, seed] for seed in seed_list]
-            sections.append(_section(name, names, rows, preds, y_tests, first, baseline))
+            # A random split draws each seed's test set anew from all of the dataset's images: a sample of digits
+            # at large, as the official test set is (stats.paired_test).
+            pool = len(bunches[name].target) if options.split == "random" else None
+            sections.append(_section(name, names, rows, preds, y_tests, first, baseline, pool))
         progress(f"writing the report into {out}")
         report = write_bench_report(sections, out, group.settings)
         group.summary = {
@@ -342,7 +345,14 @@ def _check_distinct(opened: list, datasets) -> None:
 
 
 def _section(
-    dataset: str, names: list[str], rows: dict, preds: dict, truth: list, first: TrainTest, baseline: str | None
+    dataset: str,
+    names: list[str],
+    rows: dict,
+    preds: dict,
+    truth: list,
+    first: TrainTest,
+    baseline: str | None,
+    pool: int | None = None,
 ) -> dict:
     """One dataset's summary per model, its comparisons and significance matrix, and what the report draws."""
     results = []
@@ -370,11 +380,11 @@ def _section(
             }
         )
     means = {r["model"]: r["test_accuracy_mean"] for r in results}
-    matrix = significance_matrix(names, truth, preds)  # every pair tested once: the comparisons are some of them
+    matrix = significance_matrix(names, truth, preds, pool=pool)  # every pair tested once: comparisons are some
     return {
         "dataset": dataset,
         "results": results,
-        "comparisons": comparisons(dataset, means, truth, preds, baseline, matrix=matrix),
+        "comparisons": comparisons(dataset, means, truth, preds, baseline, matrix=matrix, pool=pool),
         "matrix": matrix,
         "rows": rows,
         "first": first,
