@@ -958,3 +958,25 @@ def test_a_random_split_is_tested_as_a_sample_of_the_datasets_images(tmp_path):
     )
     assert (row["p_value"], row["diff_ci95"]) == (expected["p_value"], expected["diff_ci95"])
     assert row["p_value"] != paired_test(y, preds[row["a"]], preds[row["b"]])["p_value"]
+
+
+def test_the_tables_legend_names_the_test_that_ran(tmp_path):
+    """Deterministic models on the official split repeat their first seed, so they are tested by McNemar's exact
+    test of one seed; the legend under the table said "the t test of the mean difference over several" all the
+    same (--seeds 2)."""
+    store, out = f"sqlite:///{tmp_path / 's.db'}", str(tmp_path / "r")
+    args = ["compare", "knn", "sklearn.naive_bayes:GaussianNB", "--dataset", "digits", "--seeds", "2", "--cv", "0"]
+    result = runner.invoke(app, [*args, "--n-jobs", "1", "--tracking-uri", store, "--out", out], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    summary = compare(
+        ["knn", "sklearn.naive_bayes:GaussianNB"],
+        datasets="digits",
+        seeds=2,
+        cv=0,
+        n_jobs=1,
+        tracking_uri=store,
+        out_dir=out,
+    )
+    assert {c["test"] for c in summary["comparisons"]} == {"McNemar exact"}
+    legend = result.stdout[result.stdout.index("vs:") : result.stdout.index("Interval:")]
+    assert "McNemar" in legend and re.search(r"\bt test", legend) is None, legend

@@ -232,12 +232,21 @@ def compare_cmd(
     _print_comparison(summary, baseline)
 
 
+_TESTS = {  # a comparison's "test", as the legend under the table says it
+    "McNemar exact": "McNemar's exact test of one seed (one seed, or seeds that repeat it)",
+    "t over seeds": "the t test of the mean difference over the seeds",
+}
+
+
 def _print_comparison(summary: dict, baseline: str | None) -> None:
     """``compare``'s answer for people: a table per dataset, how to read it, where the report and runs went."""
     for dataset in dict.fromkeys(r["dataset"] for r in summary["results"]):
         out.print(_compare_table(dataset, summary, baseline))
+    # The tests that ran: deterministic models repeat their first seed and are tested as one seed, whatever --seeds.
+    ran = {c["test"] for c in summary["comparisons"]}
+    tests = [text for test, text in _TESTS.items() if test in ran]
     out.print(
-        "[dim]vs: McNemar's exact test for one seed, the t test of the mean difference over several; "
+        f"[dim]vs: {', '.join(tests) or 'nothing to compare'}; "
         "Holm-corrected (vs best: with every pair); n.d. = not distinguishable at 5%. Interval: Wilson for one "
         "seed or seeds that agree, else t with the seeds' and the test sample's spread.[/dim]"
     )
