@@ -481,3 +481,9 @@ def test_a_p_value_under_five_percent_is_never_shown_as_five_percent(p_holm):
     assert _verdict_text(row) == "better p<0.05"
     assert "<0.05" not in shown[1] + shown[2] and "&lt;0.05" in shown[2]  # the matrix's 2 digits say it
     assert format_p(0.0501) == "0.0501" and format_p(0.05) == "0.05" and format_p(0.012, 2) == "0.012"
+
+
+def test_a_p_value_that_underflowed_to_zero_is_not_shown_as_zero():
+    """Two models far apart on a big test set: the t test's p underflows to 0.0, which the report showed as "0"."""
+    assert format_p(0.0) == "<1e-323" and format_p(0.0, 2) == "<1e-323"
+    assert format_p(1e-310) == "1e-310"  # a subnormal p that did not underflow is shown as it is

@@ -21,6 +21,9 @@ def format_size(n: float | None) -> str:
 
 def format_p(p: float, digits: int = 3) -> str:
     """A p-value in ``digits`` significant digits; one under 0.05 (stats.ALPHA) that would round to 0.05 reads
-    "<0.05": the number shown never contradicts the verdict drawn from it ("better" beside "0.05")."""
+    "<0.05": the number shown never contradicts the verdict drawn from it ("better" beside "0.05"); one that
+    underflowed to 0 reads "<1e-323"."""
+    if p == 0:  # a p-value is never 0: one under about 5e-324 underflows to it, and "0" would claim certainty
+        return "<1e-323"
     text = f"{p:.{digits}g}"
     return "<0.05" if p < 0.05 <= float(text) else text
