@@ -1,7 +1,8 @@
 """Hyperparameter sweeps with Ray Tune: a grid or random search over a recipe's parameters, early stopping for CNNs.
 
-Each trial is one configuration fitted on the training set less a stratified
-held-out 10% and scored on that held-out part: the test set takes no part in
+Each trial is one configuration fitted on the training set less a held-out
+10% (stratified for a classic recipe; a CNN's estimator holds out a random
+10% of its own) and scored on that held-out part: the test set takes no part in
 choosing, so a later ``compare`` of the chosen configuration is still a fair
 test. CNN trials report their held-out accuracy after every epoch and ASHA
 (asynchronous successive halving) stops those that trail; a classic recipe's
