@@ -166,10 +166,12 @@ def test_your_classifiers_run_through_compare_with_statistics(bench):
 
 
 def test_a_torch_module_is_exported_to_onnx_beside_its_weights(bench, mnist_full):
-    folder = bench["root"] / "report" / "models" / "mnist" / "mine.py-net" / "seed-42"
+    run = next(r for r in Tracker(bench["uri"]).runs() if r["model"] == "mine.py:net")
+    folder = Path(run["model_dir"])  # mine.py-net and a digest of mine.py:net (lab.folders)
+    assert folder.parent.parent == bench["root"] / "report" / "models" / "mnist" and folder.name == "seed-42"
+    assert folder.parent.name.startswith("mine.py-net-"), folder
     card = json.loads((folder / "model.json").read_text())
     assert card["params"]["module"].startswith("Sequential(") and "onnx_sha256" in card
-    run = next(r for r in Tracker(bench["uri"]).runs() if r["model"] == "mine.py:net")
     recorded = Tracker(bench["uri"]).predictions(run["run_id"])
     X_test = mnist_full.data[60_000:]
     assert np.mean(OnnxPredictor(folder / "model.onnx").predict(X_test) == recorded) > 0.999
@@ -288,7 +290,8 @@ def test_a_tampered_model_directory_is_not_reused(bench):
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
-    card = folder.parent.parent / "mine.py-build" / "seed-42" / "model.json"
+    (built,) = folder.parent.parent.glob("mine.py-build-*")  # a digest of mine.py:build beside its slug
+    card = built / "seed-42" / "model.json"
     card.write_text(card.read_text().replace('"limit": 1000', '"limit": 999'))
     n_runs = _run_count(bench["uri"])
     steps: list[str] = []
@@ -855,7 +858,8 @@ def test_a_model_the_safe_format_cannot_hold_is_tested_and_said_to_be_unsaved(be
     again = runner.invoke(app, [*args, "--tracking-uri", store, "--json"])
     (row,) = json.loads(again.stdout)["results"]
     assert row["reused"] == 0 and row["test_accuracy_mean"] > 0.5  # tested, and fitted again: none reused
-    assert list((tmp_path / "r" / "models" / "mnist" / "mine.py-own_class" / "seed-42").iterdir()) == []
+    (folder,) = (tmp_path / "r" / "models" / "mnist").glob("mine.py-own_class-*")
+    assert list((folder / "seed-42").iterdir()) == []
 
 
 PIPED_CNN = """
