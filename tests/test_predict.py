@@ -700,3 +700,30 @@ def test_json_never_rounds_a_probability_under_1_up_to_1():
     assert out["digits"][1]["probability"] == 1.0  # a probability of 1 is said as 1
     assert to_json({**one, "probability": 0.12345, "mnist_image": np.zeros((28, 28))})["probability"] == 0.1235
     assert "mnist_image" not in to_json({**one, "mnist_image": np.zeros((28, 28))})
+
+
+def test_a_model_of_fashion_mnist_is_refused_as_a_reader_of_digits(tmp_path):
+    """Fashion-MNIST's classes are numbered 0-9 too: its class 5 (Sandal) was answered as the digit 5, "confident"."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mnistlab.models.files import save_model
+
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 256, (40, 784)).astype(np.uint8), np.arange(40) % 10
+    clothes = save_model(
+        LogisticRegression(max_iter=50).fit(X, y),
+        tmp_path / "fashion",
+        card={"recipe": "logreg", "dataset": "fashion-mnist"},
+    )
+    sentence = (
+        f"{clothes} was trained on fashion-mnist, whose classes are T-shirt/top, Trouser, Pullover, ..., not "
+        "digits, so it cannot read digits; answer with a model trained on digits, such as MNIST's."
+    )
+    with pytest.raises(ModelFileError) as caught:
+        predict_array(np.zeros((28, 28), np.uint8), model=clothes)
+    assert str(caught.value) == sentence
+    photo = tmp_path / "seven.png"
+    photo.write_bytes(make_photo(np.eye(28, dtype=np.uint8) * 255, rng, style="canvas-black-on-white"))
+    result = runner.invoke(app, ["predict", str(photo), "--model", str(clothes)])
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert result.stderr == f"Error: {sentence}\n"

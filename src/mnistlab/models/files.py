@@ -31,6 +31,7 @@ from safetensors.numpy import load, save
 
 from mnistlab._atomic import atomic_write_together, locked_folder
 from mnistlab.data.home import setting_folder
+from mnistlab.data.registry import DATASETS
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, check_card_to_save, parse_card
 from mnistlab.models.folder import (
@@ -232,6 +233,18 @@ def read_card(model_dir) -> dict:
             f"{card_path} is larger than any card mnistlab writes ({MAX_CARD_BYTES // 2**20} MiB); retrain the model."
         )
     return parse_card(text, card_path)
+
+
+def refuse_other_classes(card: dict, model_dir) -> dict:
+    """``card``, unless it is of a model trained on a registered dataset whose classes are no digits (Fashion-MNIST's
+    clothes, numbered 0-9 as digits are): its class 5, Sandal, would be answered as the digit 5."""
+    spec = DATASETS.get(card.get("dataset"))  # type: ignore[arg-type]
+    if spec is not None and list(spec.target_names) != [str(i) for i in range(len(spec.target_names))]:
+        raise ModelFileError(
+            f"{model_dir} was trained on {spec.name}, whose classes are {', '.join(spec.target_names[:3])}, ..., not "
+            "digits, so it cannot read digits; answer with a model trained on digits, such as MNIST's."
+        )
+    return card
 
 
 def load_model(model_dir) -> tuple[Any, dict]:

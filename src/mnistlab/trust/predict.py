@@ -27,7 +27,7 @@ import numpy as np
 
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
-from mnistlab.models.files import load_model, read_card
+from mnistlab.models.files import load_model, read_card, refuse_other_classes
 from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
 from mnistlab.reading.decode import regular_file_size, unreadable, user_path
 from mnistlab.reading.segment import find_digits
@@ -137,8 +137,8 @@ def _from_directory(model_dir: Path) -> Predictor:
     """Kept by the folder and its card's checksum, which covers the weights' and the cut: keyed by the weights'
     alone, a card given another cut kept the old one, and a folder swapped between reading its card and loading
     left the other model under this card's key. A model is kept under the card it was loaded with."""
-    folder = str(model_dir.resolve())
-    key = (folder, read_card(model_dir)["card_sha256"])
+    folder, card = str(model_dir.resolve()), refuse_other_classes(read_card(model_dir), model_dir)
+    key = (folder, card["card_sha256"])
     if key not in _BY_DIR:
         estimator, card = load_model(model_dir)
         reader = load_reader()
