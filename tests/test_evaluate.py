@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -180,3 +181,30 @@ def test_an_empty_model_folder_is_refused_not_read_as_the_current_folder(model, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.skops"]  # no PNGs written
     with pytest.raises(MnistlabError, match="^model_dir is empty, which would mean the current folder"):
         evaluate_model("")
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CI"),
+    reason="Debian's dataset-fashion-mnist is not installed (CI installs it)",
+)
+def test_a_fashion_mnist_model_is_measured_per_garment_not_per_digit(tmp_path):
+    """Its per-class table said "digit 5" for Sandal, and its confusion matrix numbered the clothes 0-9."""
+    from sklearn.linear_model import LogisticRegression
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+    from mnistlab.data.load import load_mnist
+    from mnistlab.models.files import save_model
+
+    fashion = load_mnist("fashion-mnist")
+    X, y = fashion.data[:200], fashion.target[:200]
+    card = {"recipe": "logreg", "dataset": "fashion-mnist", "data_sha256": fashion.details["data_sha256"], "seed": 42}
+    model_dir = save_model(LogisticRegression(max_iter=50).fit(X, y), tmp_path / "fashion", card=card)
+    result = evaluate_model(model_dir)
+    assert [row["name"] for row in result["per_class"]] == list(fashion.target_names)
+    assert result["per_class"][5]["digit"] == 5  # the class number, as before
+    cli = CliRunner().invoke(app, ["evaluate", str(model_dir)])
+    assert cli.exit_code == 0, cli.output
+    header = next(line for line in cli.stdout.splitlines() if "precision" in line)
+    assert "class" in header and "digit" not in header
+    assert any(line.split("│")[1].strip() == "Sandal" for line in cli.stdout.splitlines() if "│" in line)

@@ -324,3 +324,16 @@ def test_the_mean_images_are_titled_by_what_the_classes_are(tmp_path, mnist_smal
 
     assert drawn(fashion) == drawn(fashion, "Mean image per class") != drawn(fashion, "Mean digit per class")
     assert drawn(None) == drawn(None, "Mean digit per class")
+
+
+def test_the_confusion_matrix_names_the_classes_given(tmp_path):
+    # evaluate drew a Fashion-MNIST model's matrix with the clothes numbered 0-9.
+    from mnistlab.data.registry import DATASETS
+
+    y_true, y_pred = np.arange(40) % 10, (np.arange(40) + (np.arange(40) % 3 == 0)) % 10
+    fashion = DATASETS["fashion-mnist"].target_names
+    plain, unnamed, named = (
+        save_confusion_matrix(y_true, y_pred, tmp_path / f"c{i}.png", **kw).read_bytes()
+        for i, kw in enumerate(({}, {"names": None}, {"names": fashion}))
+    )
+    assert plain == unnamed != named

@@ -155,11 +155,12 @@ def evaluate(
             "[yellow]warning:[/yellow] predictions differ from those recorded at training time (other library versions?)."
         )
     table = Table(title="per class")
-    for col in ("digit", "precision", "recall", "F1", "support"):
+    named = any(row["name"] != str(row["digit"]) for row in result["per_class"])  # Fashion-MNIST's clothes
+    for col in ("class" if named else "digit", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right")
     for row in result["per_class"]:
         table.add_row(
-            str(row["digit"]),
+            escape(row["name"]),
             f"{row['precision']:.4f}",
             f"{row['recall']:.4f}",
             f"{row['f1']:.4f}",

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from mnistlab.data.load import KNOWN_DATASETS
+from mnistlab.data.registry import DATASETS
 from mnistlab.data.sources import find_idx_files
 from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
@@ -55,7 +56,9 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     progress("drawing the confusion matrix and the mistakes")
     title = f"{card.get('recipe', 'model')}: accuracy {np.mean(y_pred == y_test):.4f}"
     # Named as models.folder knows them: a later save into the model's folder removes them with their model.
-    confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / CONFUSION_PNG, title=title)
+    spec = DATASETS.get(card.get("dataset"))  # type: ignore[arg-type]
+    names = list(spec.target_names) if spec is not None else None  # Fashion-MNIST's clothes; else class numbers
+    confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / CONFUSION_PNG, title=title, names=names)
     # proba's columns are the model's classes_ (3 and 8, booleans), not the classes 0..K-1 their labels would number.
     classes = getattr(estimator, "classes_", None)
     shown = most_confident_mistakes(y_test, y_pred, proba, GALLERY, classes=classes, margins=margins)
@@ -69,7 +72,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "accuracy": float(np.mean(y_pred == y_test)),
         "n_test": int(len(y_test)),
         "predict_seconds": predict_seconds,
-        "per_class": _per_class(y_test, y_pred),
+        "per_class": _per_class(y_test, y_pred, names),
         "confusion_matrix": confusion_matrix(y_test, y_pred).tolist(),
         "confusion_png": str(confusion_png),
         "gallery_png": str(gallery_png),
@@ -210,11 +213,19 @@ def _listed(labels: np.ndarray) -> str:
     return shown + (f" and {len(values) - 10} more" if len(values) > 10 else "")
 
 
-def _per_class(y_test: np.ndarray, y_pred: np.ndarray) -> list[dict]:
-    """Precision, recall, F1 and support of each class that occurs in either array."""
+def _per_class(y_test: np.ndarray, y_pred: np.ndarray, names: list[str] | None) -> list[dict]:
+    """Precision, recall, F1 and support of each class that occurs in either array; ``digit`` is its number,
+    ``name`` what it is (``names[digit]``: "Sandal" for Fashion-MNIST's 5; the number itself without names)."""
     precision, recall, f1, support = precision_recall_fscore_support(y_test, y_pred, zero_division=0)
     labels = np.unique(np.concatenate([y_test, y_pred]))
     return [
-        {"digit": int(d), "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        {
+            "digit": int(d),
+            "name": names[int(d)] if names else str(d),
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+        }
         for d, p, r, f, s in zip(labels, precision, recall, f1, support)
     ]

@@ -226,8 +226,8 @@ def confusion_counts(y_true, y_pred, classes=None) -> np.ndarray:
     return np.bincount(ti * k + pi, minlength=k * k).reshape(k, k)
 
 
-def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None) -> Path:
-    """Annotated confusion matrix (rows true, columns predicted).
+def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None, names=None) -> Path:
+    """Annotated confusion matrix (rows true, columns predicted), its classes named ``names[class]`` if given.
 
     With 100 or more images in a cell the colour is on a log scale, so that a
     handful of mistakes beside a diagonal of thousands still shows.
@@ -241,8 +241,8 @@ def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None) -> 
     k = len(classes)
     if title is None:
         title = f"Confusion matrix: accuracy {np.trace(counts) / counts.sum():.2%} on {counts.sum():,} images"
-    size = max(4.5, 0.6 * k + 1.8)
-    fig = new_figure(size + 1.0, size)
+    size, titles = max(4.5, 0.6 * k + 1.8), class_titles(classes, names)  # "Sandal" for Fashion-MNIST's 5, not 5
+    fig = new_figure(size + 1.0, size + 0.06 * max(0, max(map(len, titles)) - 3))  # room for the slanted names
     ax = fig.add_subplot()
     top = int(counts.max())
     log = top >= 100
@@ -265,9 +265,8 @@ def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None) -> 
                     fontsize=8 if counts[i, j] < 10_000 else 6,
                     color="white" if dark[i, j] else "black",
                 )
-    names = [str(c) for c in classes]
-    ax.set_xticks(range(k), names)
-    ax.set_yticks(range(k), names)
+    ax.set_xticks(range(k), **class_ticks(titles, k))
+    ax.set_yticks(range(k), titles)
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
     ax.set_title(title, fontsize=10)
