@@ -233,6 +233,19 @@ def test_label_outside_the_ten_digits_is_refused(tmp_path):
     assert result.stderr.startswith(f"Error: {folder / 'train-labels-idx1-ubyte.gz'}: label 200")
 
 
+def test_a_set_of_letters_is_refused_as_more_classes_than_mnistlab_reads_not_as_a_typo(tmp_path):
+    # EMNIST's letters are labelled 1-26: "label 10 ... correct or remove it" blamed a file that holds no mistake.
+    letters = (np.arange(30) % 26 + 1).astype(np.uint8)
+    folder = _tiny_folder(tmp_path / "letters", letters[:20], letters[20:])
+    result = CliRunner().invoke(app, ["data", "info", "--data-dir", str(folder)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr == (
+        f"Error: {folder / 'train-labels-idx1-ubyte.gz'}: label 10 (at index 9) is outside the 10 classes 0-9, the "
+        "only classes mnistlab reads; correct the label if it is a mistake, or give a set of digits labelled 0-9 "
+        "(sets of other or more classes, such as EMNIST's letters, are not supported).\n"
+    )
+
+
 def test_custom_folder_names_the_ten_digits_whichever_occur(tmp_path):
     two = np.where(np.arange(30) % 2, 7, 2).astype(np.uint8)  # only 2s and 7s
     folder = _tiny_folder(tmp_path / "some", two[:20], two[20:])

@@ -308,6 +308,8 @@ def _check_labels(arrays: dict[str, np.ndarray], files: dict[str, Path], n_class
         bad = np.flatnonzero((lab < 0) | (lab >= n_classes))
         if bad.size:
             raise IDXFormatError(
-                f"{files[role]}: label {lab[bad[0]]} (at index {bad[0]}) is outside the "
-                f"{n_classes} classes 0-{n_classes - 1}; correct or remove it."
+                f"{files[role]}: label {lab[bad[0]]} (at index {bad[0]}) is outside the {n_classes} classes "
+                f"0-{n_classes - 1}, the only classes mnistlab reads; correct the label if it is a mistake, or give a "
+                f"set of digits labelled 0-{n_classes - 1} (sets of other or more classes, such as EMNIST's letters, "
+                "are not supported)."
             )
