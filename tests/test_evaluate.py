@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,33 @@ def test_a_fashion_mnist_model_is_measured_per_garment_not_per_digit(tmp_path):
     header = next(line for line in cli.stdout.splitlines() if "precision" in line)
     assert "class" in header and "digit" not in header
     assert any(line.split("│")[1].strip() == "Sandal" for line in cli.stdout.splitlines() if "│" in line)
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CI"),
+    reason="Debian's dataset-fashion-mnist is not installed (CI installs it)",
+)
+def test_a_fashion_mnist_models_mistakes_are_titled_by_the_clothes(tmp_path):
+    """Each of its mistakes in mistakes.png was titled "true 4, pred 2", not "true Coat, pred Pullover"."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mnistlab.data.load import load_mnist
+    from mnistlab.lab.plots import save_misclassified_gallery
+    from mnistlab.models.files import save_model
+
+    fashion = load_mnist("fashion-mnist")
+    X, y, n = fashion.data, fashion.target, fashion.details["n_train"]
+    estimator = LogisticRegression(max_iter=50).fit(X[:200], y[:200])
+    card = {"recipe": "logreg", "dataset": "fashion-mnist", "data_sha256": fashion.details["data_sha256"], "seed": 42}
+    gallery = evaluate_model(save_model(estimator, tmp_path / "fashion", card=card))["gallery_png"]
+    label = np.asarray(fashion.target_names)
+    expected = save_misclassified_gallery(
+        X[n:],
+        label[y[n:]],
+        label[estimator.predict(X[n:])],
+        estimator.predict_proba(X[n:]),
+        tmp_path / "named.png",
+        classes=label,
+        margins=np.where((estimator.predict(X[n:]) != y[n:])[:, None], estimator.decision_function(X[n:]), 0),
+    )
+    assert Path(gallery).read_bytes() == expected.read_bytes()

@@ -32,7 +32,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     into ``out_dir``, default the model directory).
     """
     # The figures need matplotlib, which costs ~0.8 s to import: only when a model is evaluated.
-    from mnistlab.lab.plots import most_confident_mistakes, save_confusion_matrix, save_misclassified_gallery
+    from mnistlab.lab.plots import most_confident_mistakes, save_confusion_matrix
 
     # Before the model is measured; an empty model_dir is named as such, not as an empty out_dir.
     check_writable_dir(*((out_dir, "out_dir") if out_dir is not None else (model_dir, "model_dir")))
@@ -56,15 +56,12 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     progress("drawing the confusion matrix and the mistakes")
     title = f"{card.get('recipe', 'model')}: accuracy {np.mean(y_pred == y_test):.4f}"
     # Named as models.folder knows them: a later save into the model's folder removes them with their model.
-    spec = DATASETS.get(card.get("dataset"))  # type: ignore[arg-type]
-    names = list(spec.target_names) if spec is not None else None  # Fashion-MNIST's clothes; else class numbers
+    names = _class_names(card)
     confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / CONFUSION_PNG, title=title, names=names)
     # proba's columns are the model's classes_ (3 and 8, booleans), not the classes 0..K-1 their labels would number.
     classes = getattr(estimator, "classes_", None)
     shown = most_confident_mistakes(y_test, y_pred, proba, GALLERY, classes=classes, margins=margins)
-    gallery_png = save_misclassified_gallery(
-        X_test, y_test, y_pred, proba, out_dir / MISTAKES_PNG, n=GALLERY, classes=classes, margins=margins
-    )
+    gallery_png = _gallery(X_test, y_test, y_pred, proba, out_dir / MISTAKES_PNG, classes, margins, names)
     trained = (card.get("metrics") or {}).get("test_predictions_sha256")
     return {
         "model_dir": str(model_dir),
@@ -81,6 +78,24 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def _class_names(card: dict) -> list[str] | None:
+    """The names of the classes of the registered dataset the card names (Fashion-MNIST's clothes), None for
+    others, whose classes are their numbers (a folder of IDX files: the card records where, even one named so)."""
+    spec = DATASETS.get(card.get("dataset")) if card.get("data_dir") is None else None  # type: ignore[arg-type]
+    return list(spec.target_names) if spec is not None else None
+
+
+def _gallery(X_test, y_test, y_pred, proba, path: Path, classes, margins, names: list[str] | None) -> Path:
+    """``mistakes.png``, each mistake titled by its classes' names where they have some ("true Sandal, pred
+    Sneaker", not "true 5, pred 7")."""
+    from mnistlab.lab.plots import save_misclassified_gallery
+
+    if names is not None and classes is not None and np.isin(classes, np.arange(len(names))).all():
+        label = np.asarray(names)
+        y_test, y_pred, classes = label[y_test], label[y_pred], label[np.asarray(classes, int)]
+    return save_misclassified_gallery(X_test, y_test, y_pred, proba, path, n=GALLERY, classes=classes, margins=margins)
 
 
 def _measured_on(card: dict, test: TrainTest, *, given: bool) -> dict:
@@ -221,7 +236,7 @@ def _per_class(y_test: np.ndarray, y_pred: np.ndarray, names: list[str] | None) 
     return [
         {
             "digit": int(d),
-            "name": names[int(d)] if names else str(d),
+            "name": names[int(d)] if names and 0 <= int(d) < len(names) else str(d),
             "precision": float(p),
             "recall": float(r),
             "f1": float(f),
