@@ -727,3 +727,8 @@ def test_a_model_of_fashion_mnist_is_refused_as_a_reader_of_digits(tmp_path):
     result = runner.invoke(app, ["predict", str(photo), "--model", str(clothes)])
     assert result.exit_code == 2 and result.stdout == "", result.output
     assert result.stderr == f"Error: {sentence}\n"
+    # A folder of IDX files that is merely named fashion-mnist holds digits 0-9, as any unregistered folder does.
+    cut = {"min_probability": 0.5, "flag_rate_calibration": 0.1, "flag_rate_evaluation": 0.1, "method": "test"}
+    card = {"recipe": "logreg", "dataset": "fashion-mnist", "data_dir": str(tmp_path), "calibration": cut}
+    folder = save_model(LogisticRegression(max_iter=50).fit(X, y), tmp_path / "folder", card=card)
+    assert predict_array(np.zeros((28, 28), np.uint8), model=folder)["digit"] in range(10)

@@ -237,8 +237,9 @@ def read_card(model_dir) -> dict:
 
 def refuse_other_classes(card: dict, model_dir) -> dict:
     """``card``, unless it is of a model trained on a registered dataset whose classes are no digits (Fashion-MNIST's
-    clothes, numbered 0-9 as digits are): its class 5, Sandal, would be answered as the digit 5."""
-    spec = DATASETS.get(card.get("dataset"))  # type: ignore[arg-type]
+    clothes, numbered 0-9 as digits are): its class 5, Sandal, would be answered as the digit 5. A folder of IDX
+    files (its card records where: ``data_dir``) holds digits 0-9, whatever its name."""
+    spec = DATASETS.get(card.get("dataset")) if card.get("data_dir") is None else None  # type: ignore[arg-type]
     if spec is not None and list(spec.target_names) != [str(i) for i in range(len(spec.target_names))]:
         raise ModelFileError(
             f"{model_dir} was trained on {spec.name}, whose classes are {', '.join(spec.target_names[:3])}, ..., not "
