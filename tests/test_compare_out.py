@@ -63,3 +63,29 @@ def test_a_run_that_fails_leaves_no_empty_report_folder_and_keeps_one_that_was_t
     with pytest.raises(MnistlabError):
         compare(["failing_fit:Failing"], datasets="digits", limit=200, cv=0, out_dir=kept, tracking_uri=runs[0][1])
     assert os.listdir(kept) == ["notes.txt"]
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CI"),
+    reason="Debian's dataset-fashion-mnist is not installed (CI installs it)",
+)
+def test_the_reports_mistakes_of_fashion_mnist_are_titled_by_the_clothes(tmp_path):
+    """The report's grid of the best model's mistakes titled Fashion-MNIST's clothes by number ("4→2")."""
+    import numpy as np
+
+    from mnistlab.data.load import load_mnist
+    from mnistlab.lab.plots import save_digit_grid
+    from mnistlab.models.files import load_model
+
+    out = tmp_path / "report"
+    compare("logreg", datasets="fashion-mnist", limit=100, cv=0, out_dir=out, tracking_uri=str(tmp_path / "s.db"))
+    fashion = load_mnist("fashion-mnist")
+    X_test, y_test = fashion.data[fashion.details["n_train"] :], fashion.target[fashion.details["n_train"] :]
+    y_pred = load_model(out / "models" / "fashion-mnist" / "logreg" / "seed-42")[0].predict(X_test)
+    wrong = np.flatnonzero(y_pred != y_test)[:40]
+    label = np.asarray(fashion.target_names)
+    title = f"logreg: the first {len(wrong)} mistakes (true→predicted), seed 42"
+    expected = save_digit_grid(
+        X_test[wrong], label[y_test[wrong]], tmp_path / "named.png", predictions=label[y_pred[wrong]], title=title
+    )
+    assert (out / "mistakes-fashion-mnist.png").read_bytes() == expected.read_bytes()

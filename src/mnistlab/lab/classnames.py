@@ -10,9 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mnistlab.data.registry import DATASETS
 from mnistlab.errors import InputError
 
-__all__ = ["class_titles", "class_ticks", "class_noun"]
+__all__ = ["class_titles", "class_ticks", "class_noun", "dataset_class_names"]
 
 
 def _checked(names, k: int | None = None) -> list[str]:
@@ -55,3 +56,10 @@ def class_noun(names) -> str:
         return "digit"
     names = _checked(names)
     return "digit" if names == [str(i) for i in range(len(names))] else "image"
+
+
+def dataset_class_names(dataset: str | None, data_dir: str | None = None) -> list[str] | None:
+    """The names of the classes of a registered dataset (Fashion-MNIST's clothes); None for others, whose classes
+    are their numbers: scikit-learn's digits, arrays, and a folder of IDX files (``data_dir``), whatever its name."""
+    spec = DATASETS.get(dataset) if dataset is not None and data_dir is None else None
+    return list(spec.target_names) if spec is not None else None

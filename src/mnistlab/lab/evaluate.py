@@ -9,9 +9,9 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from mnistlab.data.load import KNOWN_DATASETS
-from mnistlab.data.registry import DATASETS
 from mnistlab.data.sources import find_idx_files
 from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
+from mnistlab.lab.classnames import dataset_class_names
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import package_versions, predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
@@ -56,7 +56,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     progress("drawing the confusion matrix and the mistakes")
     title = f"{card.get('recipe', 'model')}: accuracy {np.mean(y_pred == y_test):.4f}"
     # Named as models.folder knows them: a later save into the model's folder removes them with their model.
-    names = _class_names(card)
+    names = dataset_class_names(card.get("dataset"), card.get("data_dir"))  # Fashion-MNIST's clothes
     confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / CONFUSION_PNG, title=title, names=names)
     # proba's columns are the model's classes_ (3 and 8, booleans), not the classes 0..K-1 their labels would number.
     classes = getattr(estimator, "classes_", None)
@@ -78,13 +78,6 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
-
-
-def _class_names(card: dict) -> list[str] | None:
-    """The names of the classes of the registered dataset the card names (Fashion-MNIST's clothes), None for
-    others, whose classes are their numbers (a folder of IDX files: the card records where, even one named so)."""
-    spec = DATASETS.get(card.get("dataset")) if card.get("data_dir") is None else None  # type: ignore[arg-type]
-    return list(spec.target_names) if spec is not None else None
 
 
 def _gallery(X_test, y_test, y_pred, proba, path: Path, classes, margins, names: list[str] | None) -> Path:

@@ -149,7 +149,7 @@ def save_digit_grid(images, labels, path, *, predictions=None, ncols: int = 10, 
             wrong = true[i] != pred[i]
             ax.set_title(
                 f"{true[i]}→{pred[i]}",
-                fontsize=9,
+                fontsize=min(9.0, 80 / (len(true[i]) + len(pred[i]) + 1)),  # "T-shirt/top→Ankle boot" fits too
                 color=WRONG if wrong else "black",
                 fontweight="bold" if wrong else "normal",
                 pad=2,

@@ -20,6 +20,7 @@ import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
+from mnistlab.lab.classnames import dataset_class_names
 from mnistlab.lab.formats import format_p
 from mnistlab.lab.plots import save_digit_grid
 
@@ -157,12 +158,16 @@ def _section_html(section: dict, out_dir: Path, slug: str) -> str:
     y_pred = np.asarray(section["first_predictions"][best])
     wrong = np.flatnonzero(y_pred != first.y_test)[:_MISTAKES]
     mistakes = ""
+    true, pred = first.y_test[wrong], y_pred[wrong]
+    names = dataset_class_names(first.dataset, first.data_dir)
+    if names is not None:  # "Coat→Pullover" for Fashion-MNIST, not "4→2"
+        true, pred = np.asarray(names)[true], np.asarray(names)[pred]
     if len(wrong):
         grid = save_digit_grid(
             np.asarray(first.X_test)[wrong],
-            first.y_test[wrong],
+            true,
             out_dir / f"mistakes-{slug}.png",
-            predictions=y_pred[wrong],
+            predictions=pred,
             title=f"{best}: the first {len(wrong)} mistakes (true→predicted), seed {results[0]['seeds'][0]}",
         )
         mistakes = f'<h3>Mistakes of the best model</h3>\n<img src="{grid.name}" alt="mistakes of {html.escape(best)}">'
