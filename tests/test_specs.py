@@ -82,3 +82,26 @@ def test_a_spec_file_given_as_a_path_is_trained_and_compared_as_its_name_is(tmp_
     assert [r["model"] for r in summary["results"]] == ["logreg-tuned"]
     with pytest.raises(MnistlabError, match=r"^Cannot train 3 \(of type int\); give a recipe name"):
         train_recipe(3)
+
+
+def test_a_spec_tuned_on_another_dataset_says_so_when_train_fits_it_on_mnist(tmp_path):
+    """A sweep on fashion-mnist, then `train best.json`: an MNIST model came out, and nothing said the data changed."""
+    spec = tmp_path / "best.json"
+    chosen_on = {"dataset": "fashion-mnist", "data_sha256": "ab" * 32, "split": "official", "limit": 300}
+    spec.write_text(json.dumps({"recipe": "logreg", "name": "logreg-tuned", "params": {"logreg__C": 0.5}, **chosen_on}))
+    args = ["train", str(spec), "--limit", "300", "--cv", "0", "--n-jobs", "1", "--out", str(tmp_path / "m")]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    note = (
+        f"note: {spec} was tuned on fashion-mnist, but train fits and tests it on mnist; to fit it on "
+        f"fashion-mnist, run `mnistlab compare {spec} --dataset fashion-mnist`."
+    )
+    assert note in done.stdout.splitlines(), done.stdout
+    on_mnist = tmp_path / "mnist.json"  # tuned on the data it is trained on: nothing to say
+    from mnistlab.data.load import load_mnist
+
+    chosen_on["dataset"], chosen_on["data_sha256"] = "mnist", load_mnist("mnist").details["data_sha256"]
+    on_mnist.write_text(json.dumps({"recipe": "logreg", "params": {"logreg__C": 0.5}, **chosen_on}))
+    args[1] = str(on_mnist)
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0 and "note:" not in done.stdout, done.output

@@ -108,7 +108,7 @@ def train(
         say(f"epochs         {result['epochs']} ({result['train_seconds']:.1f} s in the training loop)")
     say(f"predict        {result['predict_seconds']:.2f} s")
     for note in result.get("notes", []):
-        say(f"[dim]note: {note}[/dim]")
+        say(f"[dim]note: {escape(note)}[/dim]")
     # escape: a path is text, not markup ("logreg[v2]" was printed "logreg", "run[/tag]" a traceback)
     say(f"model          {escape(result['model_dir'])} ({format_size(result['model_size_bytes'])})")
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.metadata
+import json
 import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy
@@ -27,6 +29,9 @@ from mnistlab.lab.options import RunOptions
 from mnistlab.models.folder import MODEL_FILES
 from mnistlab.models.recipes import Recipe
 
+if TYPE_CHECKING:
+    from mnistlab.lab.specs import Contender
+
 __all__ = [
     "Record",
     "run_metrics",
@@ -35,6 +40,7 @@ __all__ = [
     "package_versions",
     "predictions_sha256",
     "arrays_sha256",
+    "tuned_elsewhere",
 ]
 
 
@@ -208,3 +214,20 @@ def _dir_size(model_dir: Path) -> int:
     files a folder given as --out may hold, which the save leaves alone."""
     files = (Path(model_dir) / name for name in MODEL_FILES)
     return sum(p.stat().st_size for p in files if p.is_file())
+
+
+def tuned_elsewhere(contender: Contender, dataset: str, data_sha256: str) -> list[str]:
+    """A note for a spec file whose parameters a sweep chose on other data than the run fits it on (a sweep on
+    fashion-mnist, then `train best.json`, which fits MNIST); none for a recipe, or a spec file that says nothing."""
+    try:
+        saved = json.loads(Path(contender.spec).read_bytes()) if contender.tuned is not None else {}
+        chosen, sha256 = saved.get("dataset"), saved.get("data_sha256")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(chosen, str) or sha256 in (None, data_sha256):
+        return []
+    where = saved.get("data_dir") if isinstance(saved.get("data_dir"), str) else chosen
+    return [
+        f"{contender.spec} was tuned on {chosen}, but train fits and tests it on {dataset}; to fit it on {chosen}, "
+        f"run `mnistlab compare {contender.spec} --dataset {where}`."
+    ]

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from mnistlab.data.load import load_mnist, load_split
 from mnistlab.errors import DatasetError, InputError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions, check_model_dir, noop
-from mnistlab.lab.record import Record, arrays_sha256, json_safe_params, run_metrics, trained_device
+from mnistlab.lab.record import Record, arrays_sha256, json_safe_params, run_metrics, trained_device, tuned_elsewhere
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
 from mnistlab.models.cnn.parallel import member_runner
 from mnistlab.models.files import default_model_dir, save_model
@@ -321,9 +321,8 @@ def run_recipe(
     )
     calibration = calibrate(run.estimator, d, reader, progress, recipe.name)
     device = trained_device(run.estimator)
-    record = Record(
-        recipe, options, d.dataset, d.sha256, run.params, run.metrics, run.notes, calibration, device=device
-    )
+    notes = [*run.notes, *tuned_elsewhere(contender, d.dataset, d.sha256)]  # a sweep's choice on other data: said
+    record = Record(recipe, options, d.dataset, d.sha256, run.params, run.metrics, notes, calibration, device=device)
     progress(f"{recipe.name}: saving to {model_dir}")
     card, from_spec = record.card(), {}
     if contender.tuned is not None:  # a spec file: which one, and what it set on which recipe
