@@ -576,6 +576,26 @@ def test_find_best_model_picks_highest_test_accuracy(monkeypatch, tmp_path, fitt
     assert read_card(find_best_model())["recipe"] == "b"
 
 
+def test_find_best_model_ranks_models_of_mnist_only(monkeypatch, tmp_path, fitted):
+    """A model scored on another test set (Fashion-MNIST, a folder of three classes, arrays from Python) was taken
+    as the best digit reader for its 100%, beside an MNIST model's 97%: their accuracies measure other tasks."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    on_mnist = {"dataset": "mnist", "metrics": {"test_accuracy": 0.97}}
+    save_model(fitted, default_model_dir("mnist-model"), card={"recipe": "mnist-model", **on_mnist})
+    save_model(fitted, default_model_dir("old"), card={"recipe": "old", "metrics": {"test_accuracy": 0.95}})
+    others = (
+        {"dataset": "fashion-mnist"},
+        {"dataset": "arrays"},
+        {"dataset": "three", "data_dir": str(tmp_path)},
+        {"dataset": "mnist", "data_dir": str(tmp_path)},  # a folder of other IDX files that is named mnist
+    )
+    for i, where in enumerate(others):
+        save_model(
+            fitted, default_model_dir(f"other-{i}"), card={"recipe": "x", **where, "metrics": {"test_accuracy": 1.0}}
+        )
+    assert find_best_model() == default_model_dir("mnist-model")
+
+
 def test_cnn_round_trip_through_safetensors(tmp_path, small):
     """CNN estimators go through cnn_to_bytes/cnn_from_bytes and safetensors, never skops."""
     pytest.importorskip("torch")

@@ -286,7 +286,8 @@ def _read_weights(path: Path, card: dict) -> bytes:
 
 
 def find_best_model() -> Path | None:
-    """The saved model under ``models_root()`` with the highest test accuracy, or None."""
+    """The saved model under ``models_root()`` with the highest test accuracy on MNIST, or None; a model of other
+    data (Fashion-MNIST, a folder, arrays) was scored on another test set, so its accuracy is not ranked."""
     best, best_acc = None, -1.0
     root = models_root()
     if not root.is_dir():
@@ -297,7 +298,8 @@ def find_best_model() -> Path | None:
         except ModelFileError:
             continue  # stale or foreign folders are skipped, not fatal
         acc = (card.get("metrics") or {}).get("test_accuracy")
-        if isinstance(acc, (int, float)) and acc > best_acc:
+        on_mnist = card.get("dataset", "mnist") == "mnist" and "data_dir" not in card  # older cards: MNIST's
+        if on_mnist and isinstance(acc, (int, float)) and acc > best_acc:
             best, best_acc = card_path.parent, float(acc)
     return best
 
