@@ -321,6 +321,18 @@ def test_odd_and_broken_images_never_give_a_500(client, easy_digits):
                 assert r.json()["detail"].endswith("."), (name, r.text)
 
 
+def test_a_wide_photo_of_fine_stripes_is_read_not_a_500(client):
+    """A 5200 x 260 PNG of 1-px lines 4 px apart (2 KB) is, at the work size, one grey with its paper level far below
+    zero: ``binarise`` took Otsu's threshold of no values and raised ValueError, so /api/read-number answered 500
+    and dropped the connection. It is read as a row like any other now (no ink: no digits)."""
+    stripes = np.full((260, 5200), 255, np.uint8)
+    stripes[:, ::4] = 0
+    for route in ("/api/read-number", "/api/predict"):
+        r = client.post(route, files={"file": ("stripes.png", png_bytes(stripes), "image/png")})
+        assert r.status_code == 200, (route, r.text)
+        assert r.json()["confident"] is False
+
+
 def test_wrong_pixel_count_says_what_it_needs(client):
     r = client.post("/api/predict", json={"pixels": [0] * 100})
     assert r.status_code == 422

@@ -106,7 +106,10 @@ def binarise(
     candidates = ink[ink > min(floor / 2, floor)]  # Otsu's values (floor > 0 on any paper), and all above the floor
     if not (candidates.size and candidates.max() > floor):
         return np.zeros(ink.shape, bool)
-    high = max(_otsu(candidates if floor > 0 else candidates[candidates > floor / 2]), floor)
+    values = candidates if floor > 0 else candidates[candidates > floor / 2]
+    if not values.size:  # paper far below zero (fine stripes, reduced to one grey): nothing reaches the weak bound
+        return np.zeros(ink.shape, bool)
+    high = max(_otsu(values), floor)
     low = max(high / 2, paper + 0.7 * contrast)
     n, weak = components(ink > low)
     keep = np.zeros(n, bool)
