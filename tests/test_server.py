@@ -333,6 +333,25 @@ def test_a_wide_photo_of_fine_stripes_is_read_not_a_500(client):
         assert r.json()["confident"] is False
 
 
+def test_a_compressed_body_is_refused_as_such(client, easy_digits):
+    """A gzipped body (Content-Encoding: gzip) was read as it came: valid JSON was told "not valid JSON" (422) and
+    a multipart form "Invalid multipart data" (400). The server reads no content coding; it says so (415)."""
+    pixels = json.dumps({"pixels": easy_digits[0][0].tolist()}).encode()
+    form = httpx.Request("POST", "/", files={"file": ("d.png", canvas_png(easy_digits[0][0]), "image/png")})
+    for route, body, content_type in (
+        ("/api/predict", pixels, "application/json"),
+        ("/api/predict", form.read(), form.headers["content-type"]),
+        ("/api/read-number", form.read(), form.headers["content-type"]),
+    ):
+        for coding in ("gzip", "br", "deflate, gzip"):
+            headers = {"content-type": content_type, "content-encoding": coding}
+            r = client.post(route, content=zlib.compress(body), headers=headers)
+            assert r.status_code == 415, (route, coding, r.text)
+            assert f"Content-Encoding: {coding}" in r.json()["detail"] and "uncompressed" in r.json()["detail"]
+        r = client.post(route, content=body, headers={"content-type": content_type, "content-encoding": "Identity"})
+        assert r.status_code == 200, r.text
+
+
 def test_wrong_pixel_count_says_what_it_needs(client):
     r = client.post("/api/predict", json={"pixels": [0] * 100})
     assert r.status_code == 422

@@ -274,10 +274,23 @@ def _media_type(request: Request) -> str:
 
 async def _read_pixels(request: Request) -> PixelsIn:
     """The JSON body as ``PixelsIn``; a bad one goes to the same 422 handler as FastAPI's own checks."""
+    _refuse_coded(request)
     try:
         return PixelsIn.model_validate_json(await read_capped(request, MAX_JSON_BYTES))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
+
+
+def _refuse_coded(request: Request) -> None:
+    """A body in a content coding (gzip, br) is refused as one (415, as RFC 9110 says), not parsed as it came and
+    called invalid JSON or a broken form. One header looked up: nothing more on the prediction routes' path."""
+    coding = request.headers.get("content-encoding")
+    if coding is not None and coding.strip().lower() not in ("", "identity"):
+        raise HTTPException(
+            status_code=415,
+            detail=f"The request body is compressed (Content-Encoding: {coding[:40]}); this server reads bodies "
+            "only uncompressed: send it without Content-Encoding",
+        )
 
 
 @asynccontextmanager
@@ -293,6 +306,7 @@ async def _upload(request: Request) -> AsyncIterator[UploadFile]:
             "Expected a multipart/form-data upload with an image in the field 'file' (or, on /api/predict, "
             f'JSON {{"pixels": [784 values]}}), got {content_type or "no content type"}.'
         )
+    _refuse_coded(request)
     try:
         form = await request.form(max_files=1, max_fields=4)
     except HTTPException as exc:  # Starlette's multipart parser: a form it cannot read, said with what to do
