@@ -232,6 +232,28 @@ def test_a_websocket_upgrade_is_served_as_the_plain_request_it_also_is(server):
         assert all(name in answer.headers for name in SECURITY)
 
 
+@pytest.mark.parametrize(
+    "upgrade",
+    [
+        {"connection": "Upgrade, HTTP2-Settings", "upgrade": "h2c", "http2_settings": "AAMAAABkAARAAAAAAAIAAAAA"},
+        {"connection": "Upgrade", "upgrade": "websocket", "sec_websocket_version": "13", "sec_websocket_key": "a2V5"},
+    ],
+)
+def test_an_upgrade_request_logs_no_advice_to_install_a_websocket_library(server, upgrade):
+    """Every request asking to upgrade (``curl --http2`` asks for h2c on each one) logged two warnings, one telling
+    the operator to install a WebSocket library: misleading (the app has no WebSocket routes; ws="none" serves such a
+    request as the plain one it also is) and a log line a client could repeat at will. It logs nothing now."""
+    with server.connect() as sock:
+        sock.sendall(head("GET", "/api/health", **upgrade))
+        answer = read_answer(sock)
+        assert answer.status == 200 and answer.json()["status"] == "ok"
+    with server.connect() as sock:  # a request after it: its log lines, if any, are written by now
+        sock.sendall(head("GET", "/api/health"))
+        assert read_answer(sock).status == 200
+    log = "".join(server.log)
+    assert "WebSocket library" not in log and "Unsupported upgrade" not in log, log
+
+
 def test_a_request_head_too_long_is_431_not_malformed(server):
     """h11 holds at most 16 KiB of a head not yet complete: past that it is too long, not malformed."""
     with server.connect() as sock:

@@ -218,6 +218,11 @@ class GuardedProtocol(H11Protocol):
             )
         self._refuse(400, "The request is not valid HTTP/1.1; send a well-formed request (see /docs).")
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """An upgrade asked for (h2c by ``curl --http2``, a WebSocket) is not taken, and the request is served as the
+        plain one it also is (``server_config``: ws="none"): nothing to warn about, and no WebSocket library to
+        install, as uvicorn's two warnings a request said."""
+
     def _enter(self, phase: str) -> None:
         self._phase = phase
         self._since = self._last = self.loop.time()
