@@ -428,6 +428,67 @@ def test_connections_that_send_nothing_make_room_for_a_request(web_model_dir):
                 sock.close()
 
 
+def _slow_upload(route: str) -> tuple[bytes, bytes]:
+    """A request to ``route`` of a PNG whose reading holds a reading thread for a while (for a row, fine stripes:
+    hundreds of parts, three looks; for a digit, a page of 2500 printed digits), and a small digit's PNG."""
+    import io
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    if route == "/api/read-number":
+        image = np.full((400, 8000), 255, np.uint8)
+        image[:, ::4] = 0
+    else:
+        image = np.full((3000, 3000), 255, np.uint8)
+        for y in range(20, 3000, 60):
+            for x in range(20, 3000, 60):
+                cv2.putText(image, str((x + y) % 10), (x, y), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 0, 3)
+    pngs = []
+    for array in (image, cv2.resize(image[:200, :200], (28, 28))):
+        png = io.BytesIO()
+        Image.fromarray(array).save(png, format="PNG")
+        pngs.append(png.getvalue())
+    form = httpx.Request("POST", f"http://x{route}", files={"file": ("slow.png", pngs[0], "image/png")})
+    body = form.read()
+    request = head("POST", route, content_type=form.headers["content-type"], content_length=str(len(body))) + body
+    return request, pngs[1]
+
+
+@pytest.mark.parametrize("route", ["/api/read-number", "/api/predict"])
+def test_work_of_clients_that_left_is_dropped_not_done(web_model_dir, route):
+    """A client that sent an upload and left while it waited for a reading thread left its work queued: read in
+    full, for nobody. Ten such uploads, sent and dropped at once, held the one reading thread for ten readings,
+    and the next client waited for all of them; the connection cap, meant to bound the work in the server, does
+    not count connections that are gone, so a client could queue as much as it liked. Now the request of a client
+    that left is cancelled, and its reading with it unless it has begun."""
+    from mnistlab.web.app import create_app
+
+    request, small = _slow_upload(route)
+    with running_server(create_app(web_model_dir, max_decodes=1), http=protocol_for(ConnectionLimits())) as url:
+        port = int(url.rsplit(":", 1)[1])
+        assert httpx.post(f"{url}{route}", files={"file": ("small.png", small)}, timeout=PATIENCE).status_code == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:  # how long one reading takes
+            start = time.monotonic()
+            sock.sendall(request)
+            assert read_answer(sock).status == 200
+            alone = time.monotonic() - start
+        left = [socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) for _ in range(10)]
+        for sock in left:
+            sock.sendall(request)
+        time.sleep(0.3)  # the server has read the forms: one reading under way, nine waiting for the thread
+        for sock in left:
+            sock.close()
+        start = time.monotonic()
+        answer = httpx.post(f"{url}{route}", files={"file": ("small.png", small)}, timeout=PATIENCE)
+        waited = time.monotonic() - start
+        assert answer.status_code == 200, answer.text
+        assert waited < 3 * alone, (
+            f"waited {waited:.2f} s behind the readings of clients that left ({alone:.2f} s each)"
+        )
+
+
 def test_limits_must_be_sensible():
     from mnistlab.errors import ParameterError
 

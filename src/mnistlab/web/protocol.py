@@ -20,7 +20,8 @@ with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
   silent, or kept alive between requests); if more than ``max_connections``
   still hold one, it is answered 503 (JSON, ``Retry-After``) and its
   connection closed;
-- a client that goes away before its body is complete is one log line;
+- a client that goes away before its body is complete is one log line; a request whose client went away
+  unanswered is cancelled, and the reading queued for it with it, so work for nobody is not done;
 - a request still unanswered when a stopping server's grace for those in flight is out is answered 503
   (JSON, ``Retry-After``), not with uvicorn's plain-text 500 and a traceback;
 - a request head (request line and headers) over ``MAX_HEAD_BYTES`` is answered 431 and closed before it
@@ -164,6 +165,8 @@ class GuardedProtocol(H11Protocol):
         self._since = self._last = 0.0  # loop time the phase began, and its last bytes arrived
         self._received = 0  # bytes received in this phase
         self._ended_by_us = False
+        self._request_task: asyncio.Task | None = None  # the application's task for the request in flight
+        self._client_left = False  # the client went away with its request unanswered: its task was cancelled
 
     # Reading, phase by phase. h11's state for the client says what is being read after each chunk.
 
@@ -204,6 +207,9 @@ class GuardedProtocol(H11Protocol):
                 self._received,
                 declared,
             )
+        if self._request_task is not None and not self._ended_by_us and cycle and not cycle.response_started:
+            self._client_left = True  # nobody to answer: the request's work (a reading thread's, queued) is dropped
+            self._request_task.cancel()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
@@ -331,15 +337,21 @@ class GuardedProtocol(H11Protocol):
         is out (``workers.GRACEFUL_SHUTDOWN``), whose task uvicorn then cancels, is answered 503, not with
         uvicorn's plain-text 500 and a traceback in the log. The 503 is written as it is and the connection
         closed, with nothing awaited: a client that reads nothing (its answer waiting for room in the socket) would
-        hold a send, and the server's exit, for good."""
+        hold a send, and the server's exit, for good. A request whose client went away unanswered is cancelled
+        (``connection_lost``), and ends quietly."""
+        self._request_task = asyncio.current_task()
         try:
             await self._application(scope, receive, send)
-        except asyncio.CancelledError:  # uvicorn cancels a request's task only then
+        except asyncio.CancelledError:  # uvicorn cancels a request's task only then; or its client left
+            if self._client_left:
+                return
             if self.cycle is None or self.cycle.response_started:
                 raise
             self.logger.warning("%s - the server stopped before this request was answered; answered 503", self._peer())
             detail = "The server stopped before it could answer this request; send it again in a few seconds."
             self._refuse(503, detail, retry_after=2)
+        finally:
+            self._request_task = None
 
 
 def protocol_for(limits: ConnectionLimits) -> type[GuardedProtocol]:

@@ -122,7 +122,8 @@ class Served:
         event loop wakes once, for the answer, and not also between reading and
         batching (measured: about 0.3 server CPU-ms less a canvas, some 10% more
         canvases a second; benchmarks/RESULTS.md). A request cancelled meanwhile
-        leaves the thread to finish; its answer is dropped.
+        leaves the thread to finish, its answer dropped; one cancelled before its reading began (its client left)
+        is never read.
         """
         assert self.predictor.batcher is not None
         batcher, loop = self.predictor.batcher, asyncio.get_running_loop()
@@ -138,8 +139,12 @@ class Served:
                 with suppress(RuntimeError):  # the loop has closed: nobody waits
                     loop.call_soon_threadsafe(_fail, answered, exc)
 
-        self._read(read)
-        return (await answered)[0], drawing[0]
+        job = self._read(read)
+        try:
+            return (await answered)[0], drawing[0]
+        except asyncio.CancelledError:
+            job.cancel()  # still waiting for a reading thread: it never gets one
+            raise
 
     async def describe(self, image: np.ndarray, top: int) -> dict[str, Any]:
         """The answer for one (28, 28) image, from the next batch (the event loop waits, no thread does)."""
