@@ -352,6 +352,24 @@ def test_a_compressed_body_is_refused_as_such(client, easy_digits):
         assert r.status_code == 200, r.text
 
 
+def test_json_with_a_byte_order_mark_or_in_utf_16_is_told_to_be_sent_as_utf_8(client, easy_digits):
+    """Valid JSON behind a byte-order mark (as Windows tools write it), or in UTF-16, was told "The request body
+    is not valid JSON": the sender sees valid JSON and no reason. Now the sentence says what is wrong with it."""
+    text = json.dumps({"pixels": easy_digits[0][0].tolist()})
+    for body, said in (
+        (b"\xef\xbb\xbf" + text.encode(), "byte-order mark"),
+        (text.encode("utf-16"), "UTF-16"),
+        (text.encode("utf-16-le"), "UTF-16"),
+        (text.encode("utf-16-be"), "UTF-16"),
+    ):
+        r = client.post("/api/predict", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert said in detail and "send the JSON as UTF-8" in detail and detail.endswith("."), detail
+    r = client.post("/api/predict", content=b"{[}", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("The request body is not valid JSON")
+
+
 def test_wrong_pixel_count_says_what_it_needs(client):
     r = client.post("/api/predict", json={"pixels": [0] * 100})
     assert r.status_code == 422

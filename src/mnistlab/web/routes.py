@@ -280,10 +280,27 @@ def _media_type(request: Request) -> str:
 async def _read_pixels(request: Request) -> PixelsIn:
     """The JSON body as ``PixelsIn``; a bad one goes to the same 422 handler as FastAPI's own checks."""
     _refuse_coded(request)
+    body = await read_capped(request, MAX_JSON_BYTES)
     try:
-        return PixelsIn.model_validate_json(await read_capped(request, MAX_JSON_BYTES))
+        return PixelsIn.model_validate_json(body)
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
+        errors = exc.errors()
+        if errors[0].get("type") == "json_invalid" and (why := _not_utf8(body)):
+            raise InputError(why) from None
+        raise RequestValidationError(errors) from None
+
+
+def _not_utf8(body: bytes) -> str | None:
+    """Why a body that is not valid JSON may be JSON all the same, sent as it must not be (RFC 8259: UTF-8, no
+    byte-order mark); None if it is not that."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        return (
+            "The request body starts with a byte-order mark, which JSON sent over a network must not carry; "
+            "send the JSON as UTF-8 without one."
+        )
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in body[:2]:  # JSON's first character is ASCII
+        return "The request body is UTF-16 (or UTF-32) text; send the JSON as UTF-8."
+    return None
 
 
 def _refuse_coded(request: Request) -> None:
