@@ -370,6 +370,23 @@ def test_json_with_a_byte_order_mark_or_in_utf_16_is_told_to_be_sent_as_utf_8(cl
     assert r.status_code == 422 and r.json()["detail"].startswith("The request body is not valid JSON")
 
 
+@pytest.mark.parametrize("exif", [b"\x1dZ\xa4\xa9\t=\xcd\x95" * 4, b"MM\x00*"], ids=["not EXIF", "cut short"])
+def test_a_png_whose_exif_is_corrupt_is_refused_for_that(client, easy_digits, exif):
+    """A whole PNG whose pixels read well but whose eXIf chunk (its EXIF metadata) is not EXIF was refused with
+    "the image data is truncated or corrupt (not a TIFF file (header b'...' not valid)); send the complete file
+    again", which sending it again does not mend; one whose EXIF stops after 4 bytes got a 500 (struct.error) and
+    its connection dropped. Both are refused now with a sentence that says what is wrong, and what to do."""
+    png = canvas_png(easy_digits[0][0])
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    with_exif = png[:33] + chunk + png[33:]  # right after the header chunk
+    for route in ("/api/predict", "/api/read-number"):
+        r = client.post(route, files={"file": ("d.png", with_exif, "image/png")})
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert "EXIF" in detail and "without its metadata" in detail, detail
+        assert "truncated" not in detail and "complete file" not in detail and "\\x" not in detail, detail
+
+
 def test_wrong_pixel_count_says_what_it_needs(client):
     r = client.post("/api/predict", json={"pixels": [0] * 100})
     assert r.status_code == 422

@@ -112,7 +112,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
             opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (max_side, max_side))
             opened.load()
-            ImageOps.exif_transpose(opened, in_place=True)  # ours to change: no copy of the pixels
+            _turn_upright(opened, label)
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -124,6 +124,19 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise undecodable(label, exc) from None
     return opened
+
+
+def _turn_upright(image: Image.Image, label: str) -> None:
+    """``image`` (ours to change: no copy of the pixels) turned as its EXIF orientation says; EXIF that cannot be
+    read (a PNG's eXIf chunk that is not EXIF, or cut short: SyntaxError, struct.error) is refused as such, not
+    as a truncated image."""
+    try:
+        ImageOps.exif_transpose(image, in_place=True)
+    except (SyntaxError, struct.error):
+        raise ImageError(
+            f"The EXIF metadata of {label} (which says which way up it is) cannot be read; "
+            "save the image again without its metadata."
+        ) from None
 
 
 # What ``Path.is_file`` takes as "no such file": anything else the system says about a path is said as it is.
