@@ -264,6 +264,13 @@ def test_a_long_unknown_path_is_not_echoed_whole(client):
     assert r.status_code == 404 and len(r.json()["detail"]) < 400
 
 
+def test_a_long_unknown_method_is_not_echoed_whole(client):
+    """A path is cut at 200 characters in a 404's sentence; a method was echoed whole in a 405's (15 KB of it)."""
+    r = client.request("X" * 15_000, "/api/predict")
+    assert r.status_code == 405 and len(r.json()["detail"]) < 400, len(r.json()["detail"])
+    assert r.json()["detail"].endswith("is not allowed on /api/predict; use POST.")
+
+
 def test_no_redirect_takes_its_host_from_the_request_and_allow_names_head(client):
     r = client.get("/api/health/", headers={"host": "evil.example"})
     assert r.status_code == 404 and "location" not in r.headers and "/api" in r.json()["detail"]

@@ -207,7 +207,7 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Starlette's own refusals (no such route, wrong method, a broken multipart form) as one sentence."""
-    path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."  # not echoed whole
+    path = _cut(request.url.path, 200)  # neither is echoed whole
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = f"There is nothing at {path}; the page is at /, the API under /api (see /docs)."
@@ -215,10 +215,14 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         allowed = headers.get("Allow", "GET")  # only static files refuse without naming methods
         if "GET" in allowed.split(", ") and "HEAD" not in allowed:  # HEAD is answered wherever GET is (guard)
             allowed = headers["Allow"] = f"{allowed}, HEAD"
-        detail = f"{request.method} is not allowed on {path}; use {allowed}."
+        detail = f"{_cut(request.method, 20)} is not allowed on {path}; use {allowed}."
     else:
         detail = str(exc.detail).rstrip(".") + "."
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers or None)
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most] + "..."
 
 
 async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
