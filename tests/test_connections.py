@@ -254,6 +254,29 @@ def test_an_upgrade_request_logs_no_advice_to_install_a_websocket_library(server
     assert "WebSocket library" not in log and "Unsupported upgrade" not in log, log
 
 
+def test_a_request_target_in_absolute_form_is_served(server):
+    """HTTP/1.1 servers must accept a target in absolute form (``GET http://host/api/health``, as a proxy sends
+    it; RFC 9112, 3.2.2): uvicorn's h11 protocol took all of it for the path, and the answer was 404 "There is
+    nothing at /http://host/api/health". It is served as the path it names now."""
+    for target, status in (
+        ("http://127.0.0.1/api/health", 200),
+        ("HTTPS://example.org:8443/api/ready?x=1", 200),
+        ("http://127.0.0.1", 200),  # no path: the page
+        ("http://127.0.0.1/no/such/page", 404),
+    ):
+        with server.connect() as sock:
+            sock.sendall(head("GET", target))
+            answer = read_answer(sock)
+            assert answer.status == status, (target, answer.body)
+            if status == 404:
+                assert "There is nothing at /no/such/page;" in answer.json()["detail"]
+    with server.connect() as sock:
+        sock.sendall(head("POST", "http://127.0.0.1/api/predict", content_type="application/json", content_length="2"))
+        sock.sendall(b"{}")
+        answer = read_answer(sock)
+        assert answer.status == 422 and "pixels" in answer.json()["detail"]
+
+
 def test_a_request_head_too_long_is_431_not_malformed(server):
     """h11 holds at most 16 KiB of a head not yet complete: past that it is too long, not malformed."""
     with server.connect() as sock:

@@ -26,7 +26,8 @@ with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
   (JSON, ``Retry-After``), not with uvicorn's plain-text 500 and a traceback;
 - a request head (request line and headers) over ``MAX_HEAD_BYTES`` is answered 431 and closed before it
   is parsed, however its bytes arrived (``HeadLimitedConnection``);
-- malformed HTTP gets the API's JSON error shape instead of plain text.
+- malformed HTTP gets the API's JSON error shape instead of plain text;
+- a request target in absolute form (``GET http://host/path``) is served as the path it names.
 
 ``server_config`` builds the uvicorn ``Config`` that serves an app this way
 (``protocol_for`` the protocol class alone).
@@ -40,6 +41,7 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import h11
 import uvicorn
@@ -320,6 +322,8 @@ class GuardedProtocol(H11Protocol):
 
     async def _app_unless_busy(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The application, unless more than ``max_connections`` connections hold requests: then 503 and close."""
+        if not scope["raw_path"].startswith(b"/", len(self.root_path)):  # not in origin form: one byte looked at
+            scope = _origin_form(scope, self.root_path)
         limit = self.limits.max_connections
         if len(self.connections) <= limit or self._make_room(limit) <= limit:
             return await self._answered_unless_stopped(scope, receive, send)
@@ -352,6 +356,18 @@ class GuardedProtocol(H11Protocol):
             self._refuse(503, detail, retry_after=2)
         finally:
             self._request_task = None
+
+
+def _origin_form(scope: Scope, root: str) -> Scope:
+    """``scope`` of a request whose target is in absolute form (``http://host/path?query``, which an HTTP/1.1 server
+    must accept: RFC 9112, 3.2.2), which uvicorn's h11 protocol leaves whole in the path, with the path it names:
+    what follows the authority, "/" if nothing does. Any other target (``OPTIONS *``) is left as it is."""
+    raw = scope["raw_path"][len(root) :]  # the query is not in it
+    scheme, sep, rest = raw.partition(b"://")
+    if not (sep and scheme.isalpha()):
+        return scope
+    raw_path = b"/" + rest.partition(b"/")[2]
+    return {**scope, "path": root + unquote(raw_path.decode("ascii")), "raw_path": root.encode("ascii") + raw_path}
 
 
 def protocol_for(limits: ConnectionLimits) -> type[GuardedProtocol]:
