@@ -277,6 +277,31 @@ def test_a_request_target_in_absolute_form_is_served(server):
         assert answer.status == 422 and "pixels" in answer.json()["detail"]
 
 
+def test_a_broken_form_is_answered_without_bare_lines_in_the_log(server):
+    """A multipart form whose boundaries do not match its Content-Type was answered 400, and python-multipart's own
+    warnings ("Expected boundary character 97, got 88 at index 4", "Did not find CR at end of boundary (2)") went
+    to the server's stderr as bare lines, with no level, time or request: lines any client could add at will,
+    and which read like the server's own trouble. The 400 says it all; nothing else is written."""
+    before = len(server.log)
+    for body in (b"--XyZ\r\nContent-Disposition: form-data; name=file\r\n\r\nx\r\n--XyZ--\r\n", b"--abcX\r\n"):
+        with server.connect() as sock:
+            sock.sendall(
+                head(
+                    "POST",
+                    "/api/predict",
+                    content_type="multipart/form-data; boundary=abc",
+                    content_length=str(len(body)),
+                )
+                + body
+            )
+            answer = read_answer(sock)
+            assert answer.status == 400 and "multipart form could not be read" in answer.json()["detail"]
+    with server.connect() as sock:  # a request after them: their log lines, if any, are written by now
+        sock.sendall(head("GET", "/api/health"))
+        assert read_answer(sock).status == 200
+    assert server.log[before:] == [], server.log[before:]
+
+
 def test_a_request_head_too_long_is_431_not_malformed(server):
     """h11 holds at most 16 KiB of a head not yet complete: past that it is too long, not malformed."""
     with server.connect() as sock:

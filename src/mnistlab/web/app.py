@@ -58,6 +58,10 @@ from mnistlab.web.workers import GRACEFUL_SHUTDOWN, run_workers
 __all__ = ["create_app", "serve", "ready_predictor", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_DECODES"]
 
 _log = logging.getLogger("uvicorn.error")  # where uvicorn writes its own errors
+# python-multipart warns of each broken form it reads ("Did not find CR at end of boundary (2)"); with no handler
+# anywhere, Python wrote each to stderr as a bare line. The client's 400 says what was wrong; an application that
+# sets up logging of its own still gets these records.
+logging.getLogger("python_multipart").addHandler(logging.NullHandler())
 
 # Photos decoded at once, whatever the CPU count: each may take a few hundred MB while it is read.
 DEFAULT_MAX_DECODES = 4
