@@ -377,7 +377,19 @@ def test_json_with_a_byte_order_mark_or_in_utf_16_is_told_to_be_sent_as_utf_8(cl
     assert r.status_code == 422 and r.json()["detail"].startswith("The request body is not valid JSON")
 
 
-@pytest.mark.parametrize("exif", [b"\x1dZ\xa4\xa9\t=\xcd\x95" * 4, b"MM\x00*"], ids=["not EXIF", "cut short"])
+# EXIF that is not EXIF; cut short after its first 4 bytes; and EXIF that reads (turn it upside down) but holds an
+# XResolution of type UNDEFINED, which Pillow cannot write back when it takes the orientation out.
+CORRUPT_EXIF = {
+    "not EXIF": b"\x1dZ\xa4\xa9\t=\xcd\x95" * 4,
+    "cut short": b"MM\x00*",
+    "a tag of the wrong type": b"II*\x00\x08\x00\x00\x00\x02\x00"
+    + b"\x12\x01\x03\x00\x01\x00\x00\x00\x03\x00\x00\x00"  # Orientation, SHORT: 3
+    + b"\x1a\x01\x07\x00\x01\x00\x00\x00A\x00\x00\x00"  # XResolution, UNDEFINED: "A"
+    + b"\x00\x00\x00\x00",
+}
+
+
+@pytest.mark.parametrize("exif", CORRUPT_EXIF.values(), ids=CORRUPT_EXIF.keys())
 def test_a_png_whose_exif_is_corrupt_is_refused_for_that(client, easy_digits, exif):
     """A whole PNG whose pixels read well but whose eXIf chunk (its EXIF metadata) is not EXIF was refused with
     "the image data is truncated or corrupt (not a TIFF file (header b'...' not valid)); send the complete file

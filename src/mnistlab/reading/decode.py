@@ -128,11 +128,12 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
 
 def _turn_upright(image: Image.Image, label: str) -> None:
     """``image`` (ours to change: no copy of the pixels) turned as its EXIF orientation says; EXIF that cannot be
-    read (a PNG's eXIf chunk that is not EXIF, or cut short: SyntaxError, struct.error) is refused as such, not
-    as a truncated image."""
+    read (a PNG's eXIf chunk that is not EXIF, or cut short), or that Pillow cannot write back once it has taken
+    the orientation out (a tag of another type than the tag's own), is refused as such, not as a truncated image
+    or with a 500. The pixels are decoded already: what fails here is the metadata."""
     try:
         ImageOps.exif_transpose(image, in_place=True)
-    except (SyntaxError, struct.error):
+    except (SyntaxError, ValueError, TypeError, AttributeError, KeyError, IndexError, struct.error):
         raise ImageError(
             f"The EXIF metadata of {label} (which says which way up it is) cannot be read; "
             "save the image again without its metadata."
