@@ -406,6 +406,23 @@ def test_a_png_whose_exif_is_corrupt_is_refused_for_that(client, easy_digits, ex
         assert "truncated" not in detail and "complete file" not in detail and "\\x" not in detail, detail
 
 
+def test_a_tiff_whose_xmp_tag_holds_numbers_is_refused_not_a_500(client, easy_digits):
+    """A TIFF whose XMP tag (700) holds a number instead of text made Pillow raise TypeError as it read the tags
+    after the pixels (its EXIF and XMP, for the orientation): /api/predict answered 500 and dropped the connection.
+    It is refused now, with what to do."""
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[700] = (1000,)
+    tags.tagtype[700] = 3  # SHORT, not BYTE
+    tiff = io.BytesIO()
+    Image.fromarray(255 - easy_digits[0][0].reshape(28, 28)).save(tiff, format="TIFF", tiffinfo=tags)
+    for route in ("/api/predict", "/api/read-number"):
+        r = client.post(route, files={"file": ("d.tif", tiff.getvalue(), "image/tiff")})
+        assert r.status_code == 422, (route, r.text)
+        assert "metadata" in r.json()["detail"] and "save the image again" in r.json()["detail"], r.text
+
+
 def test_wrong_pixel_count_says_what_it_needs(client):
     r = client.post("/api/predict", json={"pixels": [0] * 100})
     assert r.status_code == 422

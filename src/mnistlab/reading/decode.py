@@ -111,7 +111,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
             # Grey straight from the decoder where it can (JPEG's Y channel is the luma).
             opened.draft("L" if opened.mode in ("L", "RGB", "YCbCr") else opened.mode, (max_side, max_side))
-            opened.load()
+            _decode(opened, label)
             _turn_upright(opened, label)
     except ImageError:
         raise
@@ -124,6 +124,19 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise undecodable(label, exc) from None
     return opened
+
+
+def _decode(image: Image.Image, label: str) -> None:
+    """``image``'s pixels decoded. Pillow reads a TIFF's EXIF and XMP as it ends (to turn it upright), and a tag
+    of another type than its own there (an XMP tag of numbers, not text) raises TypeError and the like: refused as
+    metadata that cannot be read, not a 500. What a broken file raises otherwise (OSError...) is the caller's."""
+    try:
+        image.load()
+    except (TypeError, AttributeError, KeyError, IndexError, struct.error):
+        raise ImageError(
+            f"The metadata of {label} (its tags, EXIF or XMP) cannot be read; save the image again without its "
+            "metadata."
+        ) from None
 
 
 def _turn_upright(image: Image.Image, label: str) -> None:
