@@ -214,6 +214,21 @@ def test_malformed_http_gets_the_json_error_shape(server, request_bytes):
         assert all(name in answer.headers for name in SECURITY)
 
 
+@pytest.mark.parametrize("codings", [["gzip, chunked"], ["identity"], ["chunked", "chunked"]])
+def test_a_transfer_coding_other_than_chunked_is_said_to_be_one(server, codings):
+    """A body sent with a Transfer-Encoding the server does not read (gzip, identity, or chunked twice) was told
+    "The request is not valid HTTP/1.1": it is valid HTTP, in a coding this server does not take. The 400 says so,
+    and what to send instead."""
+    lines = "".join(f"Transfer-Encoding: {coding}\r\n" for coding in codings)
+    with server.connect() as sock:
+        sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n{lines}\r\n".encode())
+        answer = read_answer(sock)
+        assert answer.status == 400
+        detail = answer.json()["detail"]
+        assert "Transfer-Encoding" in detail and "Content-Length" in detail and "not valid HTTP" not in detail, detail
+        assert all(name in answer.headers for name in SECURITY)
+
+
 def test_a_websocket_upgrade_is_served_as_the_plain_request_it_also_is(server):
     """No WebSocket routes: uvicorn's own plain-text 403 without the API's headers is not given."""
     with server.connect() as sock:

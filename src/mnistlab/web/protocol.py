@@ -216,13 +216,20 @@ class GuardedProtocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """Malformed HTTP (uvicorn has logged it): the API's JSON error shape, not uvicorn's plain text; a head
-        over ``MAX_HEAD_BYTES`` is 431, not a malformed one."""
+        over ``MAX_HEAD_BYTES`` is 431, not a malformed one; a transfer coding h11 does not read is said to be one
+        (400, as every refusal of a request is a 4xx, not the 501 h11 suggests)."""
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):  # its answer has begun: nothing more to say
             return self._end()
         if self.conn.refused_with == 431:
             kib = MAX_HEAD_BYTES // 1024
             return self._refuse(
                 431, f"The request head is over {kib} KiB (a URL or headers that long); send a shorter one."
+            )
+        if self.conn.refused_with == 501:  # h11's hint for a Transfer-Encoding other than chunked, or two of them
+            return self._refuse(
+                400,
+                "The request's Transfer-Encoding is not one this server reads (chunked, once); send the body with "
+                "a Content-Length, or chunked.",
             )
         self._refuse(400, "The request is not valid HTTP/1.1; send a well-formed request (see /docs).")
 
