@@ -759,6 +759,20 @@ def test_json_types_are_strict(client, body, field):
     assert r.json()["detail"].startswith(f"Invalid request: {field}:"), r.json()
 
 
+def test_pixels_as_28_rows_are_told_to_be_one_flat_list(client, easy_digits):
+    """``{"pixels": image.tolist()}`` of a 28 x 28 array, the natural first try, was told "Invalid request: pixels.0:
+    Input should be a valid number (got [0, 0, 0, ...])": what was wrong, not what to send. The sentence says it."""
+    rows = easy_digits[0][0].reshape(28, 28).tolist()
+    for pixels in (rows, [rows]):
+        r = client.post("/api/predict", json={"pixels": pixels})
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith("Invalid request: pixels.0:") and detail.endswith("."), detail
+        assert "one flat list of 784 numbers" in detail, detail
+    r = client.post("/api/predict", json={"pixels": [0] * 783 + ["x"]})  # a value that is no list: as before
+    assert "flat list" not in r.json()["detail"]
+
+
 def test_json_numbers_may_be_integers_or_floats(client, easy_digits):
     digit = easy_digits[0][2].astype(float).tolist()
     digit[0] = 0  # an int among floats

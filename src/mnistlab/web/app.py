@@ -252,6 +252,8 @@ def _one_sentence(errors: Sequence[Any]) -> str:
         return f"pixels must hold 784 values (28 x 28, row by row), got {got}."
     shown = repr(err["input"]) if "input" in err and where else ""
     shown = f" (got {shown[:40]}{'...' if len(shown) > 40 else ''})" if shown else ""
+    if where.startswith("pixels.") and isinstance(err.get("input"), list):  # a 28 x 28 array's tolist(), say
+        shown += "; send pixels as one flat list of 784 numbers, row after row, not as a list of rows"
     return f"Invalid request: {where or 'body'}: {err.get('msg', 'invalid value')}{shown}."
 
 
