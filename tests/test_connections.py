@@ -229,6 +229,42 @@ def test_a_transfer_coding_other_than_chunked_is_said_to_be_one(server, codings)
         assert all(name in answer.headers for name in SECURITY)
 
 
+@pytest.mark.parametrize(
+    ("content_type", "length", "status"),
+    [("text/plain", "1000", 415), ("multipart/form-data; boundary=x", str(17 * 2**20), 413)],
+)
+def test_an_answer_before_a_body_that_was_to_wait_for_100_continue_closes(server, content_type, length, status):
+    """A client that sends "Expect: 100-continue" waits for the 100 before its body, and need not send the body at
+    all once the answer is final (RFC 9110, 10.1.1). Refused before its body was asked for, the connection stayed
+    open with the server waiting for that body: the client's next request on it was read as body bytes, and after
+    the read timeout the client got nothing for it. Such an answer now closes the connection (Connection: close)."""
+    with server.connect() as sock:
+        sock.sendall(
+            head("POST", "/api/predict", content_type=content_type, content_length=length, expect="100-continue")
+        )
+        answer = read_answer(sock)
+        assert answer.status == status and answer.headers.get("connection") == "close", answer
+        sock.settimeout(READ_TIMEOUT / 2)  # closed at once, not after the read timeout
+        assert closed_by_server(sock)
+    with server.connect() as sock:  # a body sent after its 100 Continue: the answer keeps the connection
+        body = b'{"pixels": [' + b"0, " * 783 + b"0]}"
+        sock.sendall(
+            head(
+                "POST",
+                "/api/predict",
+                content_type="application/json",
+                content_length=str(len(body)),
+                expect="100-continue",
+            )
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        answer = read_answer(sock)
+        assert answer.status == 200 and answer.headers.get("connection") != "close", answer
+        sock.sendall(head("GET", "/api/health"))
+        assert read_answer(sock).status == 200
+
+
 def test_a_websocket_upgrade_is_served_as_the_plain_request_it_also_is(server):
     """No WebSocket routes: uvicorn's own plain-text 403 without the API's headers is not given."""
     with server.connect() as sock:

@@ -27,7 +27,8 @@ with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
 - a request head (request line and headers) over ``MAX_HEAD_BYTES`` is answered 431 and closed before it
   is parsed, however its bytes arrived (``HeadLimitedConnection``);
 - malformed HTTP gets the API's JSON error shape instead of plain text;
-- a request target in absolute form (``GET http://host/path``) is served as the path it names.
+- a request target in absolute form (``GET http://host/path``) is served as the path it names; an answer given
+  before a body held back for "Expect: 100-continue" closes the connection (``rewrites``).
 
 ``server_config`` builds the uvicorn ``Config`` that serves an app this way
 (``protocol_for`` the protocol class alone).
@@ -41,7 +42,6 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
-from urllib.parse import unquote
 
 import h11
 import uvicorn
@@ -51,6 +51,7 @@ from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H
 
 from mnistlab.errors import ParameterError
 from mnistlab.web.guard import security_headers
+from mnistlab.web.rewrites import closing_unless_continued, origin_form
 
 __all__ = [
     "ConnectionLimits",
@@ -330,7 +331,7 @@ class GuardedProtocol(H11Protocol):
     async def _app_unless_busy(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The application, unless more than ``max_connections`` connections hold requests: then 503 and close."""
         if not scope["raw_path"].startswith(b"/", len(self.root_path)):  # not in origin form: one byte looked at
-            scope = _origin_form(scope, self.root_path)
+            scope = origin_form(scope, self.root_path)
         limit = self.limits.max_connections
         if len(self.connections) <= limit or self._make_room(limit) <= limit:
             return await self._answered_unless_stopped(scope, receive, send)
@@ -351,6 +352,8 @@ class GuardedProtocol(H11Protocol):
         hold a send, and the server's exit, for good. A request whose client went away unanswered is cancelled
         (``connection_lost``), and ends quietly."""
         self._request_task = asyncio.current_task()
+        if self.cycle is not None and self.cycle.waiting_for_100_continue:  # "Expect: 100-continue": rare
+            send = closing_unless_continued(send, self.cycle)
         try:
             await self._application(scope, receive, send)
         except asyncio.CancelledError:  # uvicorn cancels a request's task only then; or its client left
@@ -363,18 +366,6 @@ class GuardedProtocol(H11Protocol):
             self._refuse(503, detail, retry_after=2)
         finally:
             self._request_task = None
-
-
-def _origin_form(scope: Scope, root: str) -> Scope:
-    """``scope`` of a request whose target is in absolute form (``http://host/path?query``, which an HTTP/1.1 server
-    must accept: RFC 9112, 3.2.2), which uvicorn's h11 protocol leaves whole in the path, with the path it names:
-    what follows the authority, "/" if nothing does. Any other target (``OPTIONS *``) is left as it is."""
-    raw = scope["raw_path"][len(root) :]  # the query is not in it
-    scheme, sep, rest = raw.partition(b"://")
-    if not (sep and scheme.isalpha()):
-        return scope
-    raw_path = b"/" + rest.partition(b"/")[2]
-    return {**scope, "path": root + unquote(raw_path.decode("ascii")), "raw_path": root.encode("ascii") + raw_path}
 
 
 def protocol_for(limits: ConnectionLimits) -> type[GuardedProtocol]:
