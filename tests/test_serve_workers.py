@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -196,6 +197,49 @@ def test_workers_forked_after_the_model_ran_in_the_parent_get_ready_and_answer(t
         assert answer.status_code == 200 and answer.json()["digit"] == y_test[0], answer.text
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+        proc.wait(10)
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if _parent_of(int(entry.name)) == pid:
+                    found.add(int(entry.name))
+            except (OSError, IndexError):  # gone meanwhile
+                pass
+    return found
+
+
+def test_sigterm_while_a_dead_worker_waits_to_be_replaced_stops_the_server():
+    """A worker that dies within a second of its start is replaced after a pause; a SIGTERM that came during that
+    pause was passed to the workers then alive, and the pause ended by starting a new worker that no one told to
+    stop: the server went on serving and ``mnistlab serve`` never exited. Now nothing is started once it stops."""
+    import os
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while len(workers := _children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
+            assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
+            time.sleep(0.1)
+        os.kill(min(workers), signal.SIGKILL)  # an old worker dies: replaced at once
+        while not (new := _children_of(proc.pid) - workers):
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.005)
+        os.kill(new.pop(), signal.SIGKILL)  # its replacement dies at once: the next one waits for the pause
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # during the pause
+        try:
+            proc.wait(PATIENCE / 3)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"mnistlab serve still runs after SIGTERM, with workers {sorted(_children_of(proc.pid))}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # all gone, as they should be
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
         proc.wait(10)
 
 

@@ -82,10 +82,14 @@ def run_workers(config: uvicorn.Config, workers: int) -> None:
     stopping = False
 
     def start() -> None:
+        if stopping:  # SIGTERM came while a dead worker waited to be replaced (RESTART_PAUSE): none is
+            return
         pid = os.fork()
         if pid == 0:
             _worker(config)
         children[pid] = time.monotonic()
+        if stopping:  # ... or came as it forked, before ``stop`` could see it
+            os.kill(pid, signal.SIGTERM)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
