@@ -353,6 +353,45 @@ def test_a_broken_form_is_answered_without_bare_lines_in_the_log(server):
     assert server.log[before:] == [], server.log[before:]
 
 
+def _upload_request(image: bytes) -> bytes:
+    form = httpx.Request("POST", "http://x/api/predict", files={"file": ("odd", image, "application/octet-stream")})
+    body = form.read()
+    return head("POST", "/api/predict", content_type=form.headers["content-type"], content_length=str(len(body))) + body
+
+
+def test_pillows_warnings_about_an_upload_stay_out_of_the_log(server):
+    """The upload's header check opened it with Pillow's warnings on: a JPEG whose EXIF is cut short ("Corrupt EXIF
+    data. Expecting to read 2 bytes but only got 0."), a PNG with a broken animation chunk ("Invalid APNG"), each
+    put two lines in the server's log (Pillow's file and line, then its source), again on each upload. The answer
+    is the client's; the log gets nothing."""
+    import io
+    import struct
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    digit = np.full((60, 40), 255, np.uint8)
+    digit[10:50, 15:25] = 0
+    jpeg, png = io.BytesIO(), io.BytesIO()
+    Image.fromarray(digit).save(jpeg, format="JPEG")
+    Image.fromarray(digit).save(png, format="PNG")
+    exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08"  # an IFD at 8 that is not there
+    cut_exif = jpeg.getvalue()[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg.getvalue()[2:]
+    actl = b"\x00" * 8  # no frames
+    chunk = struct.pack(">I", len(actl)) + b"acTL" + actl + struct.pack(">I", zlib.crc32(b"acTL" + actl))
+    bad_apng = png.getvalue()[:33] + chunk + png.getvalue()[33:]
+    before = len(server.log)
+    for image in (cut_exif, bad_apng, cut_exif):
+        with server.connect() as sock:
+            sock.sendall(_upload_request(image))
+            assert read_answer(sock).status in (200, 422)
+    with server.connect() as sock:  # a request after them: their log lines, if any, are written by now
+        sock.sendall(head("GET", "/api/health"))
+        assert read_answer(sock).status == 200
+    assert server.log[before:] == [], "".join(server.log[before:])
+
+
 def test_a_request_head_too_long_is_431_not_malformed(server):
     """h11 holds at most 16 KiB of a head not yet complete: past that it is too long, not malformed."""
     with server.connect() as sock:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import warnings
 from collections.abc import Awaitable, Callable
 
 from PIL import Image, UnidentifiedImageError
@@ -190,10 +191,14 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
     # million empty chunks took 7.9 s to answer in `predict_image` before its chunks were counted).
     check_parts(io.BytesIO(data), "The image")
     try:
-        # Image.open reads only the header; DecompressionBombError fires past 2x Pillow's own limit.
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
-            width, height = im.size
-            image_format = im.format
+        # Image.open reads only the header; DecompressionBombError fires past 2x Pillow's own limit. What Pillow
+        # warns of (EXIF cut short, a broken APNG chunk) stays out of the server's log, as ``load_image`` keeps it:
+        # two lines of Pillow's source on each such upload, which any client could send.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+                width, height = im.size
+                image_format = im.format
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"The image has more than {max_pixels:,} pixels; send a smaller image.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
