@@ -205,8 +205,9 @@ router = APIRouter()
 async def predict(request: Request, top: Top = 3) -> dict[str, Any]:
     """Send an image as multipart field ``file`` (any photo, scan or canvas export),
     or JSON ``{"pixels": [784 values 0-255]}`` for a digit already in MNIST form."""
-    # ``served`` awaited here, not declared as a dependency: FastAPI's solving of a sub-dependency is about a
-    # twentieth of a JSON answer's CPU (measured: 1,624 -> 1,669 JSON requests/s; benchmarks/RESULTS.md).
+    # ``served`` awaited here, not declared as a dependency: FastAPI's solving of a sub-dependency took about 4%
+    # of the app's CPU for a JSON answer (in-process, medians of 20 runs, three pairs: 1.09 -> 1.05 CPU-ms; served
+    # end to end, within the hour-to-hour spread; benchmarks/RESULTS.md).
     state = await served(request)
     if _media_type(request) == "application/json":
         pixels = await _read_pixels(request)
