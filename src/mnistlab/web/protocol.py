@@ -19,7 +19,7 @@ with what ``mnistlab serve`` needs on top, set by ``ConnectionLimits``:
   open first closes connections that hold no request (just opened and
   silent, or kept alive between requests); if more than ``max_connections``
   still hold one, it is answered 503 (JSON, ``Retry-After``) and its
-  connection closed;
+  connection closed; ``/api/health`` is answered all the same (``ALWAYS_ANSWERED``);
 - a client that goes away before its body is complete is one log line; a request whose client went away
   unanswered is cancelled, and the reading queued for it with it, so work for nobody is not done;
 - a request still unanswered when a stopping server's grace for those in flight is out is answered 503
@@ -61,6 +61,7 @@ __all__ = [
     "server_config",
     "raw_response",
     "stalled_body_detail",
+    "ALWAYS_ANSWERED",
     "DISCARD_BYTES",
     "MAX_HEAD_BYTES",
 ]
@@ -72,6 +73,11 @@ DISCARD_BYTES = 64 * 2**20
 MAX_HEAD_BYTES = DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 # Where h11 ends a head: a line feed, maybe a carriage return, a line feed.
 _HEAD_END = re.compile(rb"\n\r?\n")
+
+
+# Answered over the connection cap too: the liveness answer (no work, no model). A busy server is alive, and a
+# Kubernetes liveness probe refused 503 under load would have the busy pod restarted, its load thrown on the rest.
+ALWAYS_ANSWERED = "/api/health"
 
 
 @dataclass(frozen=True)
@@ -333,7 +339,11 @@ class GuardedProtocol(H11Protocol):
         if not scope["raw_path"].startswith(b"/", len(self.root_path)):  # not in origin form: one byte looked at
             scope = origin_form(scope, self.root_path)
         limit = self.limits.max_connections
-        if len(self.connections) <= limit or self._make_room(limit) <= limit:
+        if (
+            len(self.connections) <= limit
+            or self._make_room(limit) <= limit
+            or scope["path"] == self.root_path + ALWAYS_ANSWERED
+        ):
             return await self._answered_unless_stopped(scope, receive, send)
         self.logger.warning(
             "%s - %d connections open, over the limit of %d; answered 503", self._peer(), len(self.connections), limit
