@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DatasetSpec", "DATASETS", "ROLES", "FILE_PATTERNS", "TRANSPOSED_PREFIX", "MAX_DOWNLOAD_BYTES"]
+__all__ = [
+    "DatasetSpec",
+    "DATASETS",
+    "DIGIT_NAMES",
+    "ROLES",
+    "FILE_PATTERNS",
+    "TRANSPOSED_PREFIX",
+    "MAX_DOWNLOAD_BYTES",
+    "registered_class_names",
+]
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 _DEFAULT_NAMES = {
@@ -22,6 +31,9 @@ _DEFAULT_NAMES = {
 MAX_DOWNLOAD_BYTES = 64 * 2**20
 
 
+DIGIT_NAMES = tuple(str(i) for i in range(10))  # the classes of MNIST and of any folder of IDX files
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
@@ -29,7 +41,7 @@ class DatasetSpec:
     url: str
     sha256: dict[str, str]  # role -> sha256 of the decompressed IDX bytes
     mirrors: tuple[str, ...]  # base URLs, tried in order
-    target_names: tuple[str, ...] = tuple(str(i) for i in range(10))
+    target_names: tuple[str, ...] = DIGIT_NAMES
     files: dict[str, str] = field(default_factory=lambda: dict(_DEFAULT_NAMES))
     max_file_bytes: int = MAX_DOWNLOAD_BYTES  # a download of one file stops past this many bytes
 
@@ -101,3 +113,10 @@ FILE_PATTERNS = {
 }
 # EMNIST stores each image transposed (rows as columns): its images are turned back as they are read.
 TRANSPOSED_PREFIX = "emnist-"
+
+
+def registered_class_names(dataset: str | None, data_dir: str | None = None) -> tuple[str, ...] | None:
+    """The class names of the registered dataset a run or model card names (Fashion-MNIST's clothes); None for any
+    other: scikit-learn's digits, arrays, and a folder of IDX files (``data_dir``), whatever its name."""
+    spec = DATASETS.get(dataset) if dataset is not None and data_dir is None else None
+    return spec.target_names if spec is not None else None

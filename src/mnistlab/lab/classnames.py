@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mnistlab.data.registry import DATASETS
+from mnistlab.data.registry import registered_class_names
 from mnistlab.errors import InputError
 
 __all__ = ["class_titles", "class_ticks", "class_noun", "dataset_class_names"]
@@ -60,6 +60,6 @@ def class_noun(names) -> str:
 
 def dataset_class_names(dataset: str | None, data_dir: str | None = None) -> list[str] | None:
     """The names of the classes of a registered dataset (Fashion-MNIST's clothes); None for others, whose classes
-    are their numbers: scikit-learn's digits, arrays, and a folder of IDX files (``data_dir``), whatever its name."""
-    spec = DATASETS.get(dataset) if dataset is not None and data_dir is None else None
-    return list(spec.target_names) if spec is not None else None
+    are their numbers (``registered_class_names``)."""
+    names = registered_class_names(dataset, data_dir)
+    return list(names) if names is not None else None

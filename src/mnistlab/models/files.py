@@ -31,7 +31,7 @@ from safetensors.numpy import load, save
 
 from mnistlab._atomic import atomic_write_together, locked_folder
 from mnistlab.data.home import setting_folder
-from mnistlab.data.registry import DATASETS
+from mnistlab.data.registry import DIGIT_NAMES, registered_class_names
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, check_card_to_save, parse_card
 from mnistlab.models.folder import (
@@ -239,10 +239,10 @@ def refuse_other_classes(card: dict, model_dir) -> dict:
     """``card``, unless it is of a model trained on a registered dataset whose classes are no digits (Fashion-MNIST's
     clothes, numbered 0-9 as digits are): its class 5, Sandal, would be answered as the digit 5. A folder of IDX
     files (its card records where: ``data_dir``) holds digits 0-9, whatever its name."""
-    spec = DATASETS.get(card.get("dataset")) if card.get("data_dir") is None else None  # type: ignore[arg-type]
-    if spec is not None and list(spec.target_names) != [str(i) for i in range(len(spec.target_names))]:
+    names = registered_class_names(card.get("dataset"), card.get("data_dir"))
+    if names is not None and names != DIGIT_NAMES:
         raise ModelFileError(
-            f"{model_dir} was trained on {spec.name}, whose classes are {', '.join(spec.target_names[:3])}, ..., not "
+            f"{model_dir} was trained on {card['dataset']}, whose classes are {', '.join(names[:3])}, ..., not "
             "digits, so it cannot read digits; answer with a model trained on digits, such as MNIST's."
         )
     return card
