@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.metadata
-import json
 import platform
 import sys
 from dataclasses import dataclass
@@ -219,11 +218,8 @@ def _dir_size(model_dir: Path) -> int:
 def tuned_elsewhere(contender: Contender, dataset: str, data_sha256: str) -> list[str]:
     """A note for a spec file whose parameters a sweep chose on other data than the run fits it on (a sweep on
     fashion-mnist, then `train best.json`, which fits MNIST); none for a recipe, or a spec file that says nothing."""
-    try:
-        saved = json.loads(Path(contender.spec).read_bytes()) if contender.tuned is not None else {}
-        chosen, sha256 = saved.get("dataset"), saved.get("data_sha256")
-    except (OSError, ValueError, AttributeError):
-        return []
+    saved = contender.tuned_on or {}
+    chosen, sha256 = saved.get("dataset"), saved.get("data_sha256")
     if not isinstance(chosen, str) or sha256 in (None, data_sha256):
         return []
     where = saved.get("data_dir") if isinstance(saved.get("data_dir"), str) else chosen

@@ -61,6 +61,7 @@ class Contender:
     spec: str  # as the user wrote it
     in_process: bool = False  # its classes live in a file worker processes cannot import: CV runs single-process
     tuned: dict | None = None  # a spec file's {"recipe": base recipe name, "params": what it sets on it}
+    tuned_on: dict | None = None  # a spec file's record of the data a sweep chose it on ("dataset", "data_sha256"...)
 
     @property
     def name(self) -> str:
@@ -148,7 +149,7 @@ def _path_text(spec):
 
 def _from_spec_file(path: str) -> Contender:
     """A recipe with some parameters set, from the JSON file ``mnistlab sweep`` wrote (its best configuration)."""
-    data, base_name, params, name = _read_spec_file(path)
+    data, base_name, params, name, tuned_on = _read_spec_file(path)
     if not _MODEL_NAME.fullmatch(name):  # it names model folders: no path separators, no dot-folders
         raise RecipeError(
             f"The spec file {path} names its model {name[:80]!r}; use letters, digits, '.', '_' and '-' "
@@ -176,11 +177,13 @@ def _from_spec_file(path: str) -> Contender:
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"The spec file {path} sets a value {base_name} cannot take ({exc}).") from None
     recipe = Recipe(name, f"{base.description} Tuned: {json.dumps(params)}.", build, base.family, base.cv)
-    return Contender(recipe, hashlib.sha256(data).hexdigest(), path, tuned={"recipe": base_name, "params": params})
+    tuned = {"recipe": base_name, "params": params}
+    return Contender(recipe, hashlib.sha256(data).hexdigest(), path, tuned=tuned, tuned_on=tuned_on)
 
 
-def _read_spec_file(path: str) -> tuple[bytes, str, dict, str]:
-    """A spec file's bytes, base recipe name, parameters and model name; a model card is refused as one."""
+def _read_spec_file(path: str) -> tuple[bytes, str, dict, str, dict]:
+    """A spec file's bytes, base recipe name, parameters, model name and what it records of the data it was chosen
+    on; a model card is refused as one."""
     try:
         data = Path(path).read_bytes()
         saved = json.loads(data)
@@ -197,7 +200,7 @@ def _read_spec_file(path: str) -> tuple[bytes, str, dict, str]:
             f"{path} is a model card (the model.json `mnistlab train` saves beside a model), not a spec; "
             "give a spec file `mnistlab sweep` wrote, or a recipe name."
         )
-    return data, base_name, params, name
+    return data, base_name, params, name, {k: saved.get(k) for k in ("dataset", "data_sha256", "data_dir")}
 
 
 def _holds_estimator(value) -> bool:
