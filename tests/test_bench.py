@@ -984,3 +984,22 @@ def test_the_tables_legend_names_the_test_that_ran(tmp_path):
     assert {c["test"] for c in summary["comparisons"]} == {"McNemar exact"}
     legend = result.stdout[result.stdout.index("vs:") : result.stdout.index("Interval:")]
     assert "McNemar" in legend and re.search(r"\bt test", legend) is None, legend
+
+
+def test_a_callable_that_takes_no_seed_is_seeded_as_an_estimator_is(tmp_path):
+    # Its classifier's random_state, None (no run repeats) or a number (one model at every seed), is the seed,
+    # as for an unfitted classifier given itself; a callable that takes the seed seeds its classifier itself.
+    (tmp_path / "unseeded.py").write_text(
+        "from sklearn.linear_model import SGDClassifier\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "from sklearn.preprocessing import StandardScaler\n\n"
+        "def plain():\n    return SGDClassifier()\n\n"
+        "def fixed():\n    return make_pipeline(StandardScaler(), SGDClassifier(random_state=7))\n\n"
+        "def own(seed):\n    return SGDClassifier(random_state=seed + 1000)\n"
+    )
+    built = {
+        name: resolve_spec(f"{tmp_path}/unseeded.py:{name}").recipe.build(43, 1) for name in ("plain", "fixed", "own")
+    }
+    assert built["plain"].random_state == 43
+    assert built["fixed"].get_params()["sgdclassifier__random_state"] == 43
+    assert built["own"].random_state == 1043

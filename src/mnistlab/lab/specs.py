@@ -6,7 +6,8 @@ A spec is one of
 - ``package.module:callable`` or ``path/to/file.py:callable``: the callable
   returns an unfitted scikit-learn classifier (anything with ``fit``,
   ``predict`` and ``get_params``) or a ``torch.nn.Module``, which mnistlab trains with its own loop
-  (``CNNClassifier(module=...)``). It may take ``seed`` and ``n_jobs`` keywords;
+  (``CNNClassifier(module=...)``). It may take ``seed`` and ``n_jobs`` keywords (without ``seed``, every
+  ``random_state`` of what it returns is set to the seed, as for an unfitted classifier);
 - ``path/to/best.json``: the best configuration a ``mnistlab sweep`` saved
   (a recipe with some parameters set);
 - in Python, such a callable itself, or an unfitted classifier (cloned for each
@@ -291,12 +292,17 @@ def _attribute(module, attr: str, spec: str):
     return value
 
 
-def _call(fn: Callable, seed: int, n_jobs: int):
-    """``fn`` called with the ``seed`` and ``n_jobs`` keywords it accepts."""
+def _keywords(fn: Callable) -> set[str]:
+    """Which of the ``seed`` and ``n_jobs`` keywords ``fn`` accepts."""
     params = inspect.signature(fn).parameters
     takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    given = {"seed": seed, "n_jobs": n_jobs}
-    return fn(**{k: v for k, v in given.items() if takes_all or k in params})
+    return {k for k in ("seed", "n_jobs") if takes_all or k in params}
+
+
+def _seeded(estimator, seed: int):
+    """``estimator`` with every ``random_state`` parameter (its own and its parts') set to ``seed``."""
+    seeds = {k: seed for k in estimator.get_params(deep=True) if k == "random_state" or k.endswith("__random_state")}
+    return estimator.set_params(**seeds) if seeds else estimator
 
 
 def _as_estimator(obj, seed: int, n_jobs: int):
@@ -326,8 +332,9 @@ def _from_object(fn: Callable, name: str, spec: str, code: str | None, in_proces
 def _built(fn: Callable, spec: str, seed: int, n_jobs: int):
     """``fn``'s classifier for ``seed`` and ``n_jobs`` (a torch module as ``CNNClassifier``), or one sentence on
     why there is none: the user's code failed, or returned no classifier mnistlab can clone and record."""
+    keywords = _keywords(fn)
     try:
-        made = _call(fn, seed, n_jobs)
+        made = fn(**{k: v for k, v in (("seed", seed), ("n_jobs", n_jobs)) if k in keywords})
     except Exception as exc:  # the user's code failed: say how, in one sentence
         raise RecipeError(
             f"Calling {spec} for seed {seed} (n_jobs {n_jobs}) failed ({type(exc).__name__}: {exc}); fix the callable."
@@ -340,7 +347,15 @@ def _built(fn: Callable, spec: str, seed: int, n_jobs: int):
             "classifier (with fit and predict) or a torch.nn.Module."
         )
     _check_parameters(made, f"{spec} returned a {type(made).__name__}, which")
-    return made
+    if "seed" in keywords:  # else seeded as an object is: random_state None repeats no run, a number no seed
+        return made
+    try:
+        return _seeded(made, seed)
+    except Exception as exc:
+        raise RecipeError(
+            f"Cannot set the random_state of the {type(made).__name__} that {spec} returned to seed {seed} "
+            f"({type(exc).__name__}: {exc}); let the callable take a seed keyword and seed it itself."
+        ) from None
 
 
 def _check_parameters(estimator, what: str) -> None:
@@ -358,9 +373,7 @@ def _from_estimator(estimator) -> Contender:
     from sklearn.base import clone  # scikit-learn: only once a comparison runs
 
     def build(seed: int, n_jobs: int) -> Any:
-        est = clone(estimator)
-        seeds = {k: seed for k in est.get_params(deep=True) if k == "random_state" or k.endswith("__random_state")}
-        return est.set_params(**seeds)
+        return _seeded(clone(estimator), seed)
 
     name = type(estimator).__name__
     try:  # now, not once the data is loaded: an __init__ that changes its parameters cannot be cloned
