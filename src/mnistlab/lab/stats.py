@@ -40,7 +40,7 @@ NOT_DISTINGUISHABLE = "not distinguishable at 5%"
 _SEEDS_PART_QUANTILE = 0.25
 
 
-def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
+def accuracy_summary(accuracies: Sequence[float], n_test: int, pool: int | None = None) -> dict:
     """Mean, standard deviation and 95% interval of test accuracies, one per seed.
 
     One seed, or seeds that all give the same accuracy: the Wilson interval of
@@ -49,7 +49,12 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
     seeds: the mean's interval with both of its uncertainties (``_spread``):
     how much it moves with the seed, the split and the subset, and how much it
     would move with another test sample (a seed average on the same test
-    images is no surer of them than one seed is).
+    images is no surer of them than one seed is). ``pool``: the number of
+    images each seed drew its test set from (``--split random``): the seeds'
+    spread then holds the test samples' own, and what remains is how far that
+    pool's accuracy may lie from the population's, p(1 - p) / pool at most.
+    With p(1 - p) / n_test there, 5 seeds testing 360 of 1,797 images covered
+    the true accuracy in 100% of simulated comparisons, not 95%.
     """
     acc = _checked_accuracies(accuracies, n_test)
     # Seeds that agree are found by equality, not by std == 0: the mean of equal floats may round (std 1e-16).
@@ -65,7 +70,7 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int) -> dict:
     mean, std = float(acc.mean()), float(acc.std(ddof=1))
     # The test sample's part is not divided by the seeds: with the official split every seed is tested on the same
     # images. p(1 - p) / n bounds it from above (accuracies alone cannot tell an image's share from a seed's).
-    half = _spread(std**2 / len(acc), len(acc), mean * (1 - mean) / n_test).half_width
+    half = _spread(std**2 / len(acc), len(acc), mean * (1 - mean) / (n_test if pool is None else pool)).half_width
     return {"mean": mean, "std": std, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
 
 
