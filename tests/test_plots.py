@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from mnistlab import InputError
+from mnistlab.lab.benchplots import save_accuracy_vs_time_bars, time_bars
 from mnistlab.lab.plots import (
     ascii_digit,
     confusion_counts,
@@ -337,3 +338,19 @@ def test_the_confusion_matrix_names_the_classes_given(tmp_path):
         for i, kw in enumerate(({}, {"names": None}, {"names": fashion}))
     )
     assert plain == unnamed != named
+
+
+def test_the_comparisons_time_bars_reach_the_fastest_and_slowest_seed(tmp_path):
+    # Fit times of 0.001, 0.002 and 0.030 s: mean 0.011, std 0.016. A std bar on the log axis reached below 0
+    # and was cut at 90% of the mean; the bar now runs from the fastest seed to the slowest.
+    results = [
+        {"model": "knn", "fit_seconds_mean": 0.011, "fit_seconds": [0.001, 0.002, 0.030]},
+        {"model": "logreg", "fit_seconds_mean": 2.0, "fit_seconds": [2.0]},
+        {"model": "instant", "fit_seconds_mean": 0.0, "fit_seconds": [0.0, 0.0]},  # a log axis cannot show 0: 1 ms
+    ]
+    secs, bars = time_bars(results)
+    assert secs == pytest.approx([0.011, 2.0, 0.001])
+    assert bars[0] == pytest.approx([0.010, 0.0, 0.0]) and bars[1] == pytest.approx([0.019, 0.0, 0.0])
+    for r in results:
+        r.update(test_accuracy_mean=0.9, test_accuracy_ci95=[0.88, 0.92])
+    assert_drawn(save_accuracy_vs_time_bars(results, tmp_path / "bars.png"))

@@ -372,6 +372,7 @@ def _section(
                 "reused": sum(bool(r.get("reused")) for r in rows[m]),
                 "fit_seconds_mean": float(np.mean(fit_s)),
                 "fit_seconds_std": float(np.std(fit_s, ddof=1)) if len(fit_s) > 1 else None,
+                "fit_seconds": fit_s,
                 "predict_seconds_mean": float(np.mean([r["predict_seconds"] for r in rows[m]])),
                 "n_train": rows[m][0]["n_train"],
                 "n_test": rows[m][0]["n_test"],
