@@ -497,6 +497,26 @@ def test_the_report_page_says_what_the_comparison_ran_on(tiny_idx, tmp_path):
     assert "Split random (test size 0.25); training images: 300; cross-validation folds: 0." in page
     assert f"tiny-digits ({tiny_idx}) sha256 <code>{data['data_sha256']}</code>" in page
     assert f"scikit-learn {summary['versions']['scikit-learn']}" in page and "mnistlab " in page
+    # It said every model was trained and tested on the same images in every seed: each seed drew its own here.
+    assert "Each seed drew its own split of the data into training and test images" in page
+    assert "same test images" not in page
+
+
+def test_the_report_and_the_table_say_how_the_seeds_were_trained_and_tested(tiny_idx, tmp_path):
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    for limit, said in ((None, "Every seed trained on the same training images"), (200, "its own subset")):
+        summary = compare(
+            "knn", datasets=str(tiny_idx), seeds=2, limit=limit, cv=0, n_jobs=1,
+            out_dir=tmp_path / f"r{limit}", tracking_uri=uri,
+        )  # fmt: skip
+        page = Path(summary["report"]).read_text()
+        assert said in page and "was tested on the same test images" in page
+    shown = runner.invoke(
+        app, ["compare", "knn", "--dataset", str(tiny_idx), "--split", "random", "--seeds", "2", "--cv", "0",
+              "--tracking-uri", uri, "--out", str(tmp_path / "cli")],
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "t with the seeds' spread and the dataset's" in " ".join(shown.output.split())
 
 
 def test_a_dataset_folder_with_a_long_name_gets_its_report_and_its_cache(tiny_idx, tmp_path):

@@ -239,6 +239,12 @@ _TESTS = {  # a comparison's "test", as the legend under the table says it
 }
 
 
+def _beside(summary: dict) -> str:
+    """What the accuracy's t interval holds beside the seeds' spread: the dataset's (``--split random``: each
+    seed's test images are new) or the test sample's (the same test images in every seed)."""
+    return "dataset's" if summary.get("split") == "random" else "test sample's"
+
+
 def _print_comparison(summary: dict, baseline: str | None) -> None:
     """``compare``'s answer for people: a table per dataset, how to read it, where the report and runs went."""
     for dataset in dict.fromkeys(r["dataset"] for r in summary["results"]):
@@ -249,7 +255,7 @@ def _print_comparison(summary: dict, baseline: str | None) -> None:
     out.print(
         f"[dim]vs: {', '.join(tests) or 'nothing to compare'}; "
         "Holm-corrected (vs best: with every pair); n.d. = not distinguishable at 5%. Interval: Wilson for one "
-        "seed or seeds that agree, else t with the seeds' and the test sample's spread.[/dim]"
+        f"seed or seeds that agree, else t with the seeds' spread and the {_beside(summary)}.[/dim]"
     )
     # markup=False: a path is text ("report[v2]" was said as "report", "a[/b]" a traceback after the run)
     out.print(f"report: {summary['report']}", soft_wrap=True, markup=False)

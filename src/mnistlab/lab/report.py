@@ -185,6 +185,33 @@ def _section_html(section: dict, out_dir: Path, slug: str) -> str:
 """
 
 
+def _design_text(settings: dict | None) -> str:
+    """How the seeds' fits were trained and tested, and so what the intervals and tests hold: with ``--split
+    random`` each seed draws its own test images, with ``--limit`` its own training images."""
+    settings = settings or {}
+    if settings.get("split") == "random":
+        design = "Each seed drew its own split of the data into training and test images"
+        several = (
+            "it holds how much the accuracy moves from seed to seed (each seed's test images are new) and how far "
+            "the dataset they were drawn from, itself a sample of digits, may lie from digits at large"
+        )
+        beside = "the dataset's"
+    else:
+        design = (
+            "Each seed drew its own subset of the training images"
+            if settings.get("limit") is not None
+            else "Every seed trained on the same training images"
+        ) + " and was tested on the same test images"
+        several = "it also holds how much the accuracy moves from seed to seed"
+        beside = "the test sample's (the same test images in every seed are not new evidence)"
+    return (
+        f"{design}, the same for every model. With one seed (or seeds that all agree) the interval is the Wilson "
+        f"interval of the test sample; with several, {several}.\nTwo models are compared image by image: with one "
+        "seed (or seeds that repeat it) by McNemar's exact test, with several by the t test of the mean difference "
+        f"over the seeds, whose uncertainty is both the seeds' spread and {beside}."
+    )
+
+
 def _provenance_html(settings: dict | None) -> str:
     """What the comparison ran with (``compare``'s settings: split, limit, folds, each dataset's checksum, the
     package versions): a page kept apart from the tracking store still says what its numbers came from."""
@@ -221,9 +248,7 @@ def write_bench_report(sections: list[dict], out_dir, settings: dict | None = No
 </head>
 <body>
 <h1>Classifiers compared</h1>
-<p class="sub">Every model was fitted once per seed on the same training images and tested on the same test images.
-With one seed (or seeds that all agree) the interval is the Wilson interval of the test sample; with several, it also holds how much the accuracy moves from seed to seed.
-Two models are compared image by image: with one seed (or seeds that repeat it) by McNemar's exact test, with several by the t test of the mean difference over the seeds, whose uncertainty is both the seeds' spread and the test sample's (the same test images in every seed are not new evidence).
+<p class="sub">{_design_text(settings)}
 p-values are Holm-corrected within each family (against the best: with every pair, since the best was picked from the same results); the interval of a difference is not. With one seed it is Tango's score interval, widened to the exact one McNemar's test inverts where that is wider. "Not distinguishable at 5%" means the test images cannot tell them apart.
 Times are seconds of wall clock on this machine; "reused" counts seeds taken from recorded runs instead of fitted.</p>
 {_provenance_html(settings)}
