@@ -102,7 +102,10 @@ def train(
         if result["cv"]
         else f"cross-validation: {_cv_text(result, options.cv)}"
     )
-    say(f"test accuracy  [bold]{result['test_accuracy']:.4f}[/bold] on {result['n_test']:,} images")
+    low, high = result["test_accuracy_ci95"]
+    say(
+        f"test accuracy  [bold]{result['test_accuracy']:.4f}[/bold] (95% interval {low:.4f}-{high:.4f}) on {result['n_test']:,} images"
+    )
     say(f"fit            {result['fit_seconds']:.1f} s on {result['n_train']:,} images")
     if "epochs" in result:  # CNN recipes
         say(f"epochs         {result['epochs']} ({result['train_seconds']:.1f} s in the training loop)")
@@ -147,7 +150,7 @@ def evaluate(
         return
     out.print(
         f"[bold]{escape(str(result['recipe']))}[/bold] from {escape(result['model_dir'])}: accuracy [bold]{result['accuracy']:.4f}[/bold] "
-        f"on {result['n_test']:,} test images",
+        f"(95% interval {result['accuracy_ci95'][0]:.4f}-{result['accuracy_ci95'][1]:.4f}) on {result['n_test']:,} test images",
         soft_wrap=True,
     )
     if result["same_predictions_as_training"] is False:

@@ -15,6 +15,7 @@ from mnistlab.lab.classnames import dataset_class_names
 from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
 from mnistlab.lab.record import package_versions, predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
+from mnistlab.lab.wilson import wilson_interval
 from mnistlab.models.files import load_model
 from mnistlab.models.folder import CARD_FILE, CONFUSION_PNG, MISTAKES_PNG
 from mnistlab.models.proba import class_probabilities, decision_margins, pixels_read
@@ -67,6 +68,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "model_dir": str(model_dir),
         "recipe": card.get("recipe"),
         "accuracy": float(np.mean(y_pred == y_test)),
+        "accuracy_ci95": wilson_interval(int(np.count_nonzero(y_pred == y_test)), len(y_test)),
         "n_test": int(len(y_test)),
         "predict_seconds": predict_seconds,
         "per_class": _per_class(y_test, y_pred, names),

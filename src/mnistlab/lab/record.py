@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 
 from mnistlab._version import __version__
 from mnistlab.lab.options import RunOptions
+from mnistlab.lab.wilson import wilson_interval
 from mnistlab.models.folder import MODEL_FILES
 from mnistlab.models.recipes import Recipe
 
@@ -113,6 +114,7 @@ def run_metrics(
         "cv_mean": float(np.mean(cv_scores)) if cv_scores else None,
         "cv_std": float(np.std(cv_scores)) if cv_scores else None,
         "test_accuracy": float(np.mean(y_pred == y_test)),
+        "test_accuracy_ci95": wilson_interval(int(np.count_nonzero(y_pred == y_test)), len(y_test)),
         **seconds,  # fit_seconds, predict_seconds, cv_seconds
         "n_train": int(n_train),
         "n_test": int(len(y_test)),

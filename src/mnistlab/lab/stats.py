@@ -31,6 +31,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
 from mnistlab.errors import InputError
+from mnistlab.lab.wilson import wilson_interval
 
 __all__ = ["ALPHA", "accuracy_summary", "paired_test", "holm", "verdict", "comparisons", "significance_matrix"]
 
@@ -60,12 +61,10 @@ def accuracy_summary(accuracies: Sequence[float], n_test: int, pool: int | None 
     # Seeds that agree are found by equality, not by std == 0: the mean of equal floats may round (std 1e-16).
     if bool(np.all(acc == acc[0])):  # one seed, or a deterministic model on the same data: the test sample's spread
         mean = float(acc[0])
-        low, high = proportion_confint(round(mean * n_test), n_test, alpha=ALPHA, method="wilson")
-        # Rounded to 12 places: a perfect score's upper bound is 1, not 0.9999999999999999.
         return {
             "mean": mean,
             "std": 0.0 if len(acc) > 1 else None,
-            "ci95": [round(float(low), 12), round(float(high), 12)],
+            "ci95": wilson_interval(round(mean * n_test), n_test),
         }
     mean, std = float(acc.mean()), float(acc.std(ddof=1))
     # The test sample's part is not divided by the seeds: with the official split every seed is tested on the same
