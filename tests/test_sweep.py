@@ -354,3 +354,54 @@ def test_a_sweep_records_the_test_size_and_the_folder_its_trials_were_scored_on(
     assert trial_params == {"knn__n_neighbors": "3", "seed": "7", **versions} | {
         k: params[k] for k in ("data_sha256", "data_dir")
     }
+
+
+def _limited_memory() -> None:  # in the child: at most 3 GiB of address space, so a runaway grid fails, not the host
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ([], "The grid of --param values has 100,000,000 points, over 1000; use --samples N."),
+        (["--samples", "2"], "The grid of --param values has 100,000,000 points, over 1,000,000 to draw --samples"),
+    ],
+)
+def test_a_huge_grid_is_one_sentence_before_its_points_are_made(tmp_path, extra, says):
+    """Every point of the grid was made before its size was checked: four parameters of 100 values each (10**8
+    points), with or without --samples, ended in a MemoryError traceback (without a memory limit, the machine's
+    memory) instead of the sentence."""
+    values = ",".join(str(v) for v in range(1, 101))
+    names = ("logreg__C", "logreg__tol", "logreg__max_iter", "logreg__intercept_scaling")
+    args = [x for name in names for x in ("--param", f"{name}={values}")]
+    spec = tmp_path / "b.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistlab.cli", "sweep", "logreg", *args, *extra, "--limit", "200", "--out", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limited_memory,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and says in lines[0], done.stderr[-2000:]
+    assert not spec.exists()
+
+
+def test_a_drawn_sample_is_the_same_points_as_before_the_grid_was_counted():
+    """The points --samples draws from a grid are those the whole grid's permutation picked: a sweep run again
+    draws the configurations it drew before."""
+    import itertools
+
+    import numpy as np
+
+    from mnistlab.lab.sweep import _configs
+
+    params = {"a": [1, 2, 3, 4, 5], "b": ["x", "y", "z"], "c": [0.1, 0.2], "d": [True, False, None, 7]}
+    grid = [dict(zip(params, values)) for values in itertools.product(*params.values())]
+    for seed in (0, 1, 42):
+        picked = np.random.default_rng(seed).permutation(len(grid))[:7]
+        assert _configs(params, 7, seed) == [grid[i] for i in sorted(picked)]
+    assert _configs(params, None, 0) == grid

@@ -39,32 +39,17 @@ from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
 from mnistlab.lab.record import package_versions
+from mnistlab.lab.space import MAX_TRIALS, parse_params
+from mnistlab.lab.space import configs as _configs
 from mnistlab.lab.specs import check_steps, check_values
 from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker, resolve_uri
 from mnistlab.models.recipes import get_recipe
 
 __all__ = ["parse_params", "sweep", "MAX_TRIALS", "HELD_OUT"]
 
-MAX_TRIALS = 1000  # a grid or --samples above this is refused before anything starts
 HELD_OUT = 0.1  # share of the training set each trial is scored on
 # What the trials were scored on, in the spec, the sweep's run and its result (see _chosen_on).
 _CHOSEN_ON = ("seeds", "dataset", "data_sha256", "data_dir", "split", "test_size", "limit", "held_out")
-
-
-def parse_params(texts: list[str]) -> dict[str, list]:
-    """``["lr=0.05,0.1", "epochs=2,4"]`` as ``{"lr": [0.05, 0.1], "epochs": [2, 4]}`` (numbers, booleans, text)."""
-    params: dict[str, list] = {}
-    for text in texts:
-        name, sep, values = text.partition("=")
-        name = name.strip()
-        if not sep or not name or not values.strip():
-            raise ParameterError("param", f"{{param}} {text!r} is not NAME=V1,V2,...; e.g. lr=0.05,0.1.")
-        if name in params:
-            raise ParameterError("param", f"{{param}} names {name!r} twice; give all its values in one.")
-        params[name] = list(dict.fromkeys(_value(v.strip()) for v in values.split(",")))  # a value given twice: once
-    if not params:
-        raise ParameterError("param", "No {param} given; name at least one, e.g. lr=0.05,0.1.")
-    return params
 
 
 @contextlib.contextmanager
@@ -77,13 +62,6 @@ def _quiet(logger: str) -> Iterator[None]:
         yield
     finally:
         log.setLevel(level)
-
-
-def _value(text: str):
-    try:
-        return json.loads(text.lower() if text.lower() in ("true", "false", "null") else text)
-    except json.JSONDecodeError:
-        return text
 
 
 def sweep(  # long: check, plan, run the trials, pick, save, record; one reading order
@@ -241,21 +219,6 @@ def _check_value(recipe, name: str, value, seed: int) -> None:
             "param",
             f"{{param}} {name}={json.dumps(value)} is a value {recipe.name} cannot take ({exc}); fix or drop it.",
         ) from None
-
-
-def _configs(params: dict[str, list], samples: int | None, seed: int) -> list[dict]:
-    """The grid's configurations, or ``samples`` of them drawn without repeats (seeded: the same draw each time)."""
-    grid = [dict(zip(params, values)) for values in itertools.product(*params.values())]
-    if samples is None:
-        if len(grid) > MAX_TRIALS:
-            raise ParameterError(
-                "param", f"The grid of {{param}} values has {len(grid)} points, over {MAX_TRIALS}; use --samples N."
-            )
-        return grid
-    if not 1 <= samples <= MAX_TRIALS:
-        raise ParameterError("samples", f"{{param}} must be from 1 to {MAX_TRIALS} trials, got {samples}.")
-    picked = np.random.default_rng(seed).permutation(len(grid))[:samples]  # all of a grid smaller than samples
-    return [grid[i] for i in sorted(picked)]
 
 
 def _writable_spec(out: Path | str) -> Path:
