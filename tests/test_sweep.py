@@ -107,6 +107,10 @@ def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtim
         (["--param", "epochs=2,1.5"], "--param epochs must be whole numbers of at least 1, got 1.5"),
         (["--param", "lr=0.1", "--test-size", "0.2"], "--test-size applies to the random split only"),
         (["--param", "lr=0.1", "--split", "random", "--test-size", "5"], "--test-size must be a fraction"),
+        # Each trial sets these itself: swept, every trial ran alike and the spec saved a value never measured.
+        (["--param", "target=0.2,0.99"], "--param target is set by each trial itself"),
+        (["--param", "validation_fraction=0.1,0.3"], "--param validation_fraction is set by each trial itself"),
+        (["--param", "random_state=1,2"], "--param random_state is set by each trial's seed; use --seed and --seeds"),
     ],
 )
 def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
@@ -405,3 +409,16 @@ def test_a_drawn_sample_is_the_same_points_as_before_the_grid_was_counted():
         picked = np.random.default_rng(seed).permutation(len(grid))[:7]
         assert _configs(params, 7, seed) == [grid[i] for i in sorted(picked)]
     assert _configs(params, None, 0) == grid
+
+
+def test_a_pipeline_steps_seed_is_not_swept_over_the_trials_seeds(tmp_path):
+    """--param logreg__random_state=1,2 replaced each trial's seed (the trial recorded seed 42 for a model seeded
+    1), and the spec then gave every seed of a compare the same random_state."""
+    spec = tmp_path / "b.json"
+    args = ["sweep", "logreg", "--param", "logreg__random_state=1,2", "--limit", "200", "--out", str(spec)]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 2, done.output
+    assert done.stderr.strip().splitlines() == [
+        "Error: --param logreg__random_state is set by each trial's seed; use --seed and --seeds to sweep seeds."
+    ]
+    assert not spec.exists()

@@ -99,6 +99,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
             steps = sorted(k for k in known if k.count("__") == 1)  # a pipeline's step__param names
             near = ", ".join((steps or sorted(known))[:8])
             raise ParameterError("param", f"{recipe_name} has no parameter {name!r}; it takes e.g. {near}.")
+        _check_not_set_by_trials(recipe.family, name)
         for value in params[name]:  # a step replaced by a string or a number: refused before Ray starts
             check_steps("--param", recipe_name, {name: value}, known)
     configs = _configs(params, samples, options.seed)
@@ -208,6 +209,21 @@ def _chosen_on(d, options: RunOptions, seeds: list[int]) -> dict:
         **{k: getattr(options, k) for k in ("split", "test_size", "limit")},
         "held_out": HELD_OUT,
     }
+
+
+def _check_not_set_by_trials(family: str, name: str) -> None:
+    """Refuse a parameter each trial sets itself (``_trial``): swept, its values were replaced, every trial ran
+    alike, and the spec saved one of them, never measured, for ``compare`` to fit with."""
+    if name == "random_state" or name.endswith("__random_state"):
+        raise ParameterError(
+            "param", f"{{param}} {name} is set by each trial's seed; use --seed and --seeds to sweep seeds."
+        )
+    if family == "cnn" and name in ("target", "validation_fraction", "callback"):
+        raise ParameterError(
+            "param",
+            f"{{param}} {name} is set by each trial itself (every epoch run, scored on a held-out {HELD_OUT:.0%} of "
+            "the training set); drop it.",
+        )
 
 
 def _check_value(recipe, name: str, value, seed: int) -> None:
