@@ -519,6 +519,29 @@ def test_the_report_and_the_table_say_how_the_seeds_were_trained_and_tested(tiny
     assert "t with the seeds' spread and the dataset's" in " ".join(shown.output.split())
 
 
+def test_a_comparison_records_the_statsmodels_its_p_values_came_from(tiny_idx, tmp_path):
+    """The p-values and their Holm correction are statsmodels' (McNemar's exact test, multipletests), but what a
+    comparison recorded of its packages (--json, comparison.json, its run's version.* parameters, the report's
+    "Packages:") named scipy and not statsmodels: a verdict an upgrade changed could not be told apart."""
+    import importlib.metadata
+
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    summary = compare(
+        ["knn", "logreg"], datasets=str(tiny_idx), limit=300, cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri
+    )
+    version = importlib.metadata.version("statsmodels")
+    assert summary["versions"]["statsmodels"] == version
+    assert f"statsmodels {version}" in Path(summary["report"]).read_text()
+    client = Tracker(uri).client
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("mnistlab-compare").experiment_id],
+        filter_string="tags.mnistlab_kind = 'comparison'",
+    )
+    assert parent.data.params["version.statsmodels"] == version
+    record = json.loads(Tracker(uri).artifact(parent.info.run_id, "comparison.json"))
+    assert record["versions"]["statsmodels"] == version
+
+
 def test_a_dataset_folder_with_a_long_name_gets_its_report_and_its_cache(tiny_idx, tmp_path):
     """A folder named with 240 characters: compare fitted every model, then ended in a traceback writing the
     report's PNGs (their names 257 characters and more), and its arrays were never cached ("File name too long")."""

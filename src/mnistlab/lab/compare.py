@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.metadata
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -241,7 +242,10 @@ def _grouped(tracker, names: list[str], data: list[dict], seeds: list[int], opti
     settings = {"seeds": seeds, **{k: getattr(options, k) for k in ("split", "test_size", "limit", "cv")}}
     # Its own record, not only its fits': a comparison whose fits were all reused from older runs still says
     # which data and which package versions its verdicts came from.
-    settings.update(data=data, versions=package_versions())
+    # And statsmodels', whose tests give its p-values (stats), beside the packages its fits record.
+    settings.update(
+        data=data, versions={**package_versions(), "statsmodels": importlib.metadata.version("statsmodels")}
+    )
     group = _Group(
         tracker.start_run(
             f"compare {', '.join(names)} on {', '.join(datasets)}, seeds {seed_text}",
