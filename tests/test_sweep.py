@@ -111,6 +111,8 @@ def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtim
         (["--param", "target=0.2,0.99"], "--param target is set by each trial itself"),
         (["--param", "validation_fraction=0.1,0.3"], "--param validation_fraction is set by each trial itself"),
         (["--param", "random_state=1,2"], "--param random_state is set by each trial's seed; use --seed and --seeds"),
+        # A trial of 3 members reported each member's epochs: ASHA ended it after the first member's, "completed".
+        (["--param", "n_members=1,3"], "--param n_members=3 would score an ensemble of 3 nets as its first net"),
     ],
 )
 def test_a_bad_sweep_is_one_sentence_before_any_trial(tmp_path, args, says):
@@ -421,4 +423,15 @@ def test_a_pipeline_steps_seed_is_not_swept_over_the_trials_seeds(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "Error: --param logreg__random_state is set by each trial's seed; use --seed and --seeds to sweep seeds."
     ]
+    assert not spec.exists()
+
+
+def test_the_ensemble_recipe_is_not_scored_as_its_first_net(tmp_path):
+    """A trial reports one net's held-out accuracy per epoch: an ensemble's trial reported each member's epochs in
+    turn, and ASHA ended it at the recipe's epochs, after its first member, as "completed"."""
+    spec = tmp_path / "b.json"
+    done = runner.invoke(app, ["sweep", "ensemble", "--param", "lr=0.1,0.2", "--limit", "500", "--out", str(spec)])
+    assert done.exit_code == 2, done.output
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("Error: ensemble averages 10 nets, which a trial would score as its first net;"), line
     assert not spec.exists()

@@ -124,6 +124,8 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     for name, values in params.items():  # scikit-learn checks a value only in fit: once every other trial ran
         for value in values:
             _check_value(recipe, name, value, options.seed)
+    if recipe.family == "cnn":
+        _check_one_net(recipe_name, known, params)
     max_epochs = max(int(c.get("epochs", default_epochs)) for c in configs)
     progress("loading and verifying the data")
     name, bunch = open_dataset(dataset)
@@ -223,6 +225,24 @@ def _check_not_set_by_trials(family: str, name: str) -> None:
             "param",
             f"{{param}} {name} is set by each trial itself (every epoch run, scored on a held-out {HELD_OUT:.0%} of "
             "the training set); drop it.",
+        )
+
+
+def _check_one_net(recipe_name: str, known: dict, params: dict[str, list]) -> None:
+    """Refuse a CNN of several members: a trial reports one net's held-out accuracy after each of its epochs, so an
+    ensemble's trial reported each member's in turn, and ASHA ended it after the first member's, "completed"."""
+    swept = "n_members" in params
+    for n in params.get("n_members", [known.get("n_members", 1)]):
+        if n == 1:
+            continue
+        if swept:
+            raise ParameterError(
+                "param", f"{{param}} n_members={n} would score an ensemble of {n} nets as its first net; sweep one net."
+            )
+        raise ParameterError(
+            "param",
+            f"{recipe_name} averages {n} nets, which a trial would score as its first net; sweep the nets' own "
+            "recipe (cnn-best), or add --param n_members=1.",
         )
 
 
