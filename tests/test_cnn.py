@@ -558,6 +558,24 @@ def test_int8_export_records_the_training_images_it_was_calibrated_on_and_what_m
     assert record["versions"]["torch"] == card["versions"]["torch"]
 
 
+def test_an_exported_file_records_the_model_seed_data_and_versions_it_came_from(tmp_path, mnist_full):
+    """A float32 export's metadata held its classes alone: nothing in the file said which model (card), seed,
+    split or data it was trained from, how accurate it was, or which packages exported it."""
+    model_dir = tmp_path / "cnn-fast"
+    train_recipe("cnn-fast", cv=0, limit=200, seed=3, split="random", test_size=0.2, out=model_dir)
+    card = json.loads((model_dir / "model.json").read_text())
+    for int8 in (False, True):
+        onnx_file = tmp_path / f"{int8}.onnx"
+        export_model(model_dir, onnx_file, int8=int8)
+        source = json.loads({p.key: p.value for p in onnx.load(onnx_file).metadata_props}["source"])
+        same = ("card_sha256", "recipe", "seed", "split", "test_size", "limit", "dataset", "data_sha256")
+        assert {k: source[k] for k in same} == {k: card[k] for k in same}
+        assert source["data_sha256"] == mnist_full.details["data_sha256"] and source["seed"] == 3
+        assert source["test_accuracy"] == card["metrics"]["test_accuracy"]
+        assert source["versions"]["onnx"] == importlib.metadata.version("onnx")
+        assert source["versions"]["torch"] == card["versions"]["torch"]
+
+
 def test_the_card_and_the_run_record_the_device_a_cnn_trained_on_not_auto(tmp_path):
     """A CNN's card recorded only its parameter device "auto", which names no device: a fit on a GPU and one on
     the CPU (whose floats differ) had the same card. The card, the result and compare's run now say which."""

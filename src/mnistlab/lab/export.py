@@ -29,7 +29,9 @@ def export_model(model_dir, onnx_file, *, int8: bool = False, progress: Progress
     written only if int8 loses at most ``MAX_INT8_DROP`` of the test accuracy.
     Its metadata (``int8``) records both accuracies and what redoes the
     calibration: the card's sha256, split, seed and limit, the data's sha256
-    and the package versions.
+    and the package versions. Either file's metadata (``source``) names what it
+    was exported from: the card's sha256, recipe, seed, split and data, the test
+    accuracy, and the package versions of the export.
     """
     from mnistlab.models.cnn.onnx import onnx_graph, write_graph  # torch and onnx: seconds to import
 
@@ -47,7 +49,7 @@ def export_model(model_dir, onnx_file, *, int8: bool = False, progress: Progress
     if int8:
         graph, measured = _int8_graph(graph, estimator, model_dir, card, progress, data)
         result.update(measured)
-    path = write_graph(graph, onnx_file)
+    path = write_graph(_with_source(graph, card), onnx_file)
     return {**result, "onnx_file": str(path), "size_bytes": path.stat().st_size, "image_shape": estimator.image_shape_}
 
 
@@ -98,6 +100,25 @@ def _int8_graph(graph: bytes, estimator, model_dir, card: dict, progress: Progre
     )
     onnx.helper.set_model_props(proto, props)
     return proto.SerializeToString(), measured
+
+
+def _with_source(graph: bytes, card: dict) -> bytes:
+    """The graph with what it was exported from in its metadata (``source``, JSON): the model's card (its sha256),
+    recipe, seed and the split and data it was trained on, its test accuracy, and the packages that exported it."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
+    props = {p.key: p.value for p in proto.metadata_props}
+    trained = ("card_sha256", "recipe", "seed", "split", "test_size", "limit", "dataset", "data_sha256", "data_dir")
+    props["source"] = json.dumps(
+        {
+            **{k: card.get(k) for k in trained if k in card},
+            "test_accuracy": (card.get("metrics") or {}).get("test_accuracy"),
+            "versions": {**package_versions(), "onnx": onnx.__version__},
+        }
+    )
+    onnx.helper.set_model_props(proto, props)
+    return proto.SerializeToString()
 
 
 def _unit(pixels: np.ndarray, h: int, w: int) -> np.ndarray:
