@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.home import expand_home
-from mnistlab.errors import ImageError, ImageTooLargeError, InputError
+from mnistlab.errors import ImageError, ImageTooLargeError, InputError, NotAnImageError
 from mnistlab.reading.admission import (
     FORMAT_NAMES,
     IMAGE_FORMATS,
@@ -35,6 +35,7 @@ from mnistlab.reading.admission import (
     check_jpeg_scans,
     check_parts,
     file_too_large,
+    format_by_signature,
     held_bytes,
     undecodable,
     unidentified,
@@ -79,13 +80,13 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     fp: IO[bytes] | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
-            raise ImageError(f"The image data is empty (0 bytes); send a {FORMAT_NAMES} file.")
+            raise NotAnImageError(f"The image data is empty (0 bytes); send a {FORMAT_NAMES} file.")
         fp, label = held_bytes(source), "the image data"
     elif isinstance(source, (str, os.PathLike)):
         path = user_path(source)
         size = regular_file_size(path)
         if size == 0:
-            raise ImageError(f"{path} is empty (0 bytes); send a {FORMAT_NAMES} file.")
+            raise NotAnImageError(f"{path} is empty (0 bytes); send a {FORMAT_NAMES} file.")
         if size > MAX_IMAGE_FILE_BYTES:
             raise file_too_large(str(path), size)
         fp, label = path, str(path)
@@ -120,7 +121,10 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             f"{label} declares far too many pixels to decode safely (more than Pillow opens); send a smaller image."
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(unidentified(label, fp)) from None
+        # Bytes of no format read are no image at all (415 on the web, as the upload check says); a format read
+        # that cannot be decoded is an image mnistlab cannot read.
+        error = ImageError if format_by_signature(fp) is not None else NotAnImageError
+        raise error(unidentified(label, fp)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise undecodable(label, exc) from None
     return opened
