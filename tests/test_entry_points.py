@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import numpy as np
 import pytest
 
 from mnistlab import NotAnImageError, predict_image, read_number
-from mnistlab.testing import running_server
+from mnistlab.testing import make_number_photo, running_server
+from mnistlab.trust.predict import to_json
 from mnistlab.web import create_app
 
 NOT_IMAGES = {"empty": b"", "text": b"hello, this is text\n", "svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>'}
@@ -34,3 +36,17 @@ def test_a_non_image_is_the_same_error_in_python_as_on_the_web(kind, shipped_ser
             with pytest.raises(NotAnImageError) as raised:
                 read(source)
             assert raised.value.http_status == web.status_code
+
+
+def test_read_number_on_the_web_takes_top_as_python_and_the_cli_do(shipped_server, mnist_small):
+    """``read_number(top=5)`` and ``mnistlab predict --number --top 5`` rank five digits for each digit of a row,
+    but /api/read-number ignored ``?top=5`` (and ``?top=11``) and always ranked three."""
+    _, X_test, _, _ = mnist_small
+    photo = make_number_photo(X_test[:2], np.random.default_rng(0), style="canvas-black-on-white")
+    web = shipped_server.post("/api/read-number?top=5", files={"file": ("n.png", photo, "image/png")})
+    assert web.status_code == 200, web.text
+    assert [len(d["top"]) for d in web.json()["digits"]] == [5, 5]
+    here = to_json(read_number(photo, top=5), "n.png")
+    assert [d["top"] for d in web.json()["digits"]] == [d["top"] for d in here["digits"]]
+    too_many = shipped_server.post("/api/read-number?top=11", files={"file": ("n.png", photo, "image/png")})
+    assert too_many.status_code == 422, too_many.text

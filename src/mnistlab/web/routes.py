@@ -229,10 +229,10 @@ async def predict(request: Request, top: Top = 3) -> dict[str, Any]:
     responses=PROBLEMS,
     openapi_extra=UPLOAD_BODY,
 )
-async def read_number(request: Request, state: State) -> dict[str, Any]:
+async def read_number(request: Request, state: State, top: Top = 3) -> dict[str, Any]:
     """Send an image of a short number (a house number, a code) as multipart field ``file``."""
     async with _upload(request) as upload:
-        return await state.run_on_photo(_read_number_upload, upload, state)
+        return await state.run_on_photo(_read_number_upload, upload, state, top)
 
 
 @router.get("/", include_in_schema=False)
@@ -372,8 +372,8 @@ def _why_blank_upload(upload: UploadFile, state: Served, answer: dict[str, Any])
     return answering.why_blank(answer, _photo_bytes(upload, state))
 
 
-def _read_number_upload(upload: UploadFile, state: Served) -> dict[str, Any]:
-    result = answering.read_number(_photo_bytes(upload, state), state.predictor)
+def _read_number_upload(upload: UploadFile, state: Served, top: int) -> dict[str, Any]:
+    result = answering.read_number(_photo_bytes(upload, state), state.predictor, top=top)
     return _with_images(result, upload.filename)
 
 
