@@ -6,7 +6,22 @@ import httpx
 import numpy as np
 import pytest
 
-from mnistlab import NotAnImageError, predict_image, read_number
+from mnistlab import (
+    CNNClassifier,
+    NotAnImageError,
+    ParameterError,
+    download_dataset,
+    export_onnx,
+    load_mnist,
+    load_split,
+    predict_image,
+    read_number,
+    save_accuracy_vs_time,
+    save_confusion_matrix,
+    save_digit_grid,
+    save_model,
+    write_idx,
+)
 from mnistlab.testing import make_number_photo, running_server
 from mnistlab.trust.predict import to_json
 from mnistlab.web import create_app
@@ -50,3 +65,55 @@ def test_read_number_on_the_web_takes_top_as_python_and_the_cli_do(shipped_serve
     assert [d["top"] for d in web.json()["digits"]] == [d["top"] for d in here["digits"]]
     too_many = shipped_server.post("/api/read-number?top=11", files={"file": ("n.png", photo, "image/png")})
     assert too_many.status_code == 422, too_many.text
+
+
+@pytest.mark.parametrize("given", [5, None, b"/tmp/models", ["a"]])
+def test_a_path_parameter_given_no_path_is_one_sentence_not_a_type_error(given, tmp_path):
+    """``load_mnist(data_dir=5)``, ``load_split(data_dir=b"...")``, ``download_dataset("mnist", dest=5)`` and
+    ``save_model(model, None, card={})`` raised Python's TypeError ("expected str, bytes or os.PathLike object"),
+    where ``train_recipe(out=5)`` says which parameter takes a path."""
+    from sklearn.dummy import DummyClassifier
+
+    model = DummyClassifier().fit(np.zeros((2, 784)), [0, 1])
+    calls = {
+        "data_dir": lambda: load_mnist(data_dir=given),
+        "dest": lambda: download_dataset("mnist", dest=given),
+        "model_dir": lambda: save_model(model, given, card={}),
+    }
+    for param, call in calls.items():
+        if given is None and param != "model_dir":  # None is the default of the other two: found, the cache
+            continue
+        with pytest.raises(ParameterError, match=rf"^{param} must be a path \(a str or a Path\), got "):
+            call()
+    if given is not None:
+        with pytest.raises(ParameterError, match=r"^data_dir must be a path"):
+            load_split(data_dir=given)
+
+
+def test_save_model_into_an_empty_path_is_refused_not_saved_in_the_current_folder(tmp_path, monkeypatch):
+    """``save_model(model, "", card={})`` wrote model.json and model.skops into the current folder; ``load_model``,
+    ``train_recipe(out="")`` and ``load_mnist(data_dir="")`` refuse an empty path."""
+    from sklearn.dummy import DummyClassifier
+
+    monkeypatch.chdir(tmp_path)
+    model = DummyClassifier().fit(np.zeros((2, 784)), [0, 1])
+    with pytest.raises(ParameterError, match=r"^model_dir is empty, which would mean the current folder"):
+        save_model(model, "", card={})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("given", [5, None, b"/tmp/out.png"])
+def test_an_output_file_given_no_path_is_one_sentence_not_a_type_error(given):
+    """``write_idx``, ``export_onnx`` and the ``save_*`` figures raised Python's TypeError for a path that is None,
+    a number or bytes."""
+    images, labels = np.zeros((2, 784), np.uint8), np.array([0, 1])
+    calls = [
+        lambda: write_idx(given, images),
+        lambda: save_digit_grid(images, labels, given),
+        lambda: save_confusion_matrix(labels, labels, given),
+        lambda: save_accuracy_vs_time([{"recipe": "a", "test_accuracy": 0.5, "fit_seconds": 1.0}], given),
+        lambda: export_onnx(CNNClassifier(arch="tiny", epochs=1, batch_size=2).fit(images, labels), given),
+    ]
+    for call in calls:
+        with pytest.raises(ParameterError, match=r"^path must be a path \(a str or a Path\), got "):
+            call()

@@ -22,7 +22,7 @@ from pathlib import Path
 from mnistlab._atomic import locked_temp, remove_leftovers
 from mnistlab.data.cache import cache_root
 from mnistlab.data.connect import HTTPConnectWithin
-from mnistlab.data.home import expand_home
+from mnistlab.data.home import expand_home, refuse_empty_path
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
@@ -77,6 +77,8 @@ def download_dataset(
     mirrors = _checked_mirrors(mirrors)
     spec = DATASETS[name]
     in_cache = dest is None
+    if dest is not None:
+        refuse_empty_path(dest, "dest")
     folder = (
         cache_root() / name
         if dest is None

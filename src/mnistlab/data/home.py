@@ -14,14 +14,23 @@ from pathlib import Path
 
 from mnistlab.errors import ParameterError
 
-__all__ = ["expand_home", "setting_folder", "refuse_empty_path"]
+__all__ = ["expand_home", "setting_folder", "refuse_empty_path", "checked_path"]
 
 
 def refuse_empty_path(path, param: str) -> None:
     """``ParameterError`` for an empty str: ``Path("")`` is the current folder, which no one means by giving nothing
-    (an unset variable in a script)."""
+    (an unset variable in a script); and for a value that is no path at all (None, a number, bytes), which ``Path``
+    refused in a TypeError."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(param, f"{{param}} must be a path (a str or a Path), got {path!r}.")
     if isinstance(path, str) and not path:
         raise ParameterError(param, "{param} is empty, which would mean the current folder; give it a path.")
+
+
+def checked_path(path, param: str) -> Path:
+    """``path`` as a ``Path``, refused first as ``refuse_empty_path`` refuses one."""
+    refuse_empty_path(path, param)
+    return Path(path)
 
 
 def expand_home(path: str | os.PathLike, refuse: Callable[[str], Exception]) -> Path:

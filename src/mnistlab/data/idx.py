@@ -25,6 +25,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
+from mnistlab.data.home import checked_path
 from mnistlab.errors import IDXFormatError, InputError, ParameterError
 
 __all__ = [
@@ -327,7 +328,7 @@ def read_idx_header(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> Path:
     """Write ``array`` as IDX, atomically; gzip when ``compress`` or the name ends in .gz."""
-    path = Path(path)
+    path = checked_path(path, "path")
     array = np.asarray(array)
     native = array.dtype.newbyteorder("=")
     if native not in _CODES:

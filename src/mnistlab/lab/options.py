@@ -237,8 +237,6 @@ _SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
 def _check_given(path, param: str) -> None:
     """Refuse an empty path: ``Path("")`` is the current folder, which no one means by giving nothing; and a value
     that is no path at all (None, a number), which ``Path`` refused in a TypeError."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ParameterError(param, f"{{param}} must be a path (a str or a Path), got {path!r}.")
     refuse_empty_path(path, param)
 
 

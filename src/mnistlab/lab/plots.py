@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from mnistlab._atomic import atomic_writer
+from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
 from mnistlab.lab.charts import DPI, new_figure, style_time_axes
@@ -88,7 +89,7 @@ def _labels(values, n: int | None, what: str, *, integer: bool = True) -> np.nda
 
 def _save(fig: Figure, path) -> Path:
     """Write ``fig`` to ``path`` as PNG atomically; OS failures become InputError."""
-    path = Path(path)
+    path = checked_path(path, "path")
     if path.suffix.lower() != ".png":
         raise InputError(f"Output file {path} has suffix {path.suffix!r}, expected a name ending in .png.")
     try:

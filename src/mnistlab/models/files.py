@@ -30,7 +30,7 @@ import numpy as np
 from safetensors.numpy import load, save
 
 from mnistlab._atomic import atomic_write_together, locked_folder
-from mnistlab.data.home import setting_folder
+from mnistlab.data.home import checked_path, setting_folder
 from mnistlab.data.registry import DIGIT_NAMES, registered_class_names
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, check_card_to_save, parse_card
@@ -130,7 +130,7 @@ def _check_fitted_classifier(estimator) -> None:
 
 def save_model(estimator, model_dir, *, card: dict) -> Path:
     """Save a fitted estimator and its card into ``model_dir`` (created if needed)."""
-    model_dir = Path(model_dir)
+    model_dir = checked_path(model_dir, "model_dir")
     if not isinstance(card, dict):
         raise ModelFileError(f"card must be a dict of what to record with the model, got {type(card).__name__}.")
     # The weights and the card are made and checked before the folder: a refused model leaves nothing behind.

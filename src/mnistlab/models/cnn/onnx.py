@@ -25,6 +25,7 @@ import torch
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab._cpus import usable_cpus
+from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError, ParameterError
 from mnistlab.models.files import read_card
@@ -93,7 +94,7 @@ def onnx_graph(estimator) -> bytes:
 
 def write_graph(graph: bytes, path) -> Path:
     """Write ONNX bytes to ``path`` atomically; returns the path."""
-    path = Path(path)
+    path = checked_path(path, "path")
     try:
         atomic_write_bytes(path, graph)
     except OSError as exc:
