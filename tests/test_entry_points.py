@@ -117,3 +117,26 @@ def test_an_output_file_given_no_path_is_one_sentence_not_a_type_error(given):
     for call in calls:
         with pytest.raises(ParameterError, match=r"^path must be a path \(a str or a Path\), got "):
             call()
+
+
+def test_a_callback_that_cannot_be_called_is_refused_before_any_work(tmp_path):
+    """``train_recipe(progress=5)``, ``evaluate_model``/``export_model(progress=5)`` and ``compare(on_result=5)``
+    raised "TypeError: 'int' object is not callable" once their first step began: after the data had loaded,
+    and for ``on_result`` after the first model had been fitted."""
+    from mnistlab import compare, evaluate_model, export_model, train_recipe
+
+    out = tmp_path / "models"
+    calls = {
+        "progress": [
+            lambda: train_recipe("logreg", limit=100, out=out, progress=5),
+            lambda: evaluate_model(out, progress=5),
+            lambda: export_model(out, tmp_path / "m.onnx", progress=5),
+            lambda: compare("logreg", limit=100, out_dir=tmp_path / "report", progress=5),
+        ],
+        "on_result": [lambda: compare("logreg", limit=100, out_dir=tmp_path / "report", on_result="print")],
+    }
+    for param, tries in calls.items():
+        for call in tries:
+            with pytest.raises(ParameterError, match=rf"^{param} must be a function \(something callable\) or None"):
+                call()
+    assert not (tmp_path / "report").exists()

@@ -30,7 +30,7 @@ from mnistlab.lab.options import (
     MAX_SEED,
     Progress,
     RunOptions,
-    noop,
+    callback,
     plain_number,
     run_options,
 )
@@ -126,7 +126,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
     """
     from mnistlab.lab.report import write_bench_report  # matplotlib: ~0.8 s to import, only once a comparison runs
 
-    progress = progress or noop
+    progress, on_result = callback(progress), callback(on_result, "on_result")
     seeds = plain_number(seeds)  # numpy's 3 as 3
     contenders = resolve_specs(list(specs) if specs else list(DEFAULT_LINEUP))
     names = [c.name for c in contenders]
@@ -185,8 +185,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
             if update_models and row.get("reused") and unit.model_dir == default_model_dir(unit.contender.name):
                 install_model(Path(row["model_dir"]), unit.model_dir)  # a reused model, copied where it was asked for
             done[i] = (row, y_pred)
-            if on_result is not None:
-                on_result(row)
+            on_result(row)
 
         if address is not None:
             shipped = run_units_on_cluster(units, bunches, split_of, tracker, retrain, progress, finished, group.run_id)

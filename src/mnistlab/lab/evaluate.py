@@ -12,7 +12,7 @@ from mnistlab.data.load import KNOWN_DATASETS
 from mnistlab.data.sources import find_idx_files
 from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
 from mnistlab.lab.classnames import dataset_class_names
-from mnistlab.lab.options import Progress, RunOptions, check_writable_dir, noop
+from mnistlab.lab.options import Progress, RunOptions, callback, check_writable_dir
 from mnistlab.lab.record import package_versions, predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
 from mnistlab.lab.wilson import wilson_interval
@@ -37,7 +37,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
 
     # Before the model is measured; an empty model_dir is named as such, not as an empty out_dir.
     check_writable_dir(*((out_dir, "out_dir") if out_dir is not None else (model_dir, "model_dir")))
-    progress = progress or noop
+    progress = callback(progress)
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
     refusal = (

@@ -8,7 +8,7 @@ import numpy as np
 
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.evaluate import model_data
-from mnistlab.lab.options import Progress, check_writable_file, noop
+from mnistlab.lab.options import Progress, callback, check_writable_file
 from mnistlab.lab.record import package_versions
 from mnistlab.models.files import load_model
 
@@ -40,7 +40,7 @@ def export_model(model_dir, onnx_file, *, int8: bool = False, progress: Progress
     # Before the export: a path that cannot be written, a model's own file, or the package's own folder (the
     # shipped reader's classifier.onnx, replaced, broke every later prediction) is refused in one sentence.
     check_writable_file(onnx_file, "onnx_file")
-    progress = progress or noop
+    progress = callback(progress)
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
     progress("exporting the graph and checking it against PyTorch")

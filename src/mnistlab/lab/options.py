@@ -46,6 +46,7 @@ __all__ = [
     "folder_meant",
     "check_model_dir",
     "plain_number",
+    "callback",
 ]
 
 Progress = Callable[[str], None]  # receives a short description of the step now starting
@@ -56,6 +57,16 @@ MAX_JOBS = 256  # processes: more than any machine mnistlab runs on has cores
 
 def noop(_: str) -> None:
     """A progress callback that shows nothing."""
+
+
+def callback(fn, param: str = "progress") -> Callable:
+    """``fn``, or ``noop`` for None; refused in one sentence if it cannot be called (it was a TypeError at the
+    first step: after the data had loaded, or for ``compare``'s ``on_result`` after the first fit)."""
+    if fn is None:
+        return noop
+    if not callable(fn):
+        raise ParameterError(param, f"{{param}} must be a function (something callable) or None, got {fn!r}.")
+    return fn
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from mnistlab.data.load import load_mnist, load_split
 from mnistlab.errors import DatasetError, InputError, RecipeError
-from mnistlab.lab.options import Progress, RunOptions, check_model_dir, noop
+from mnistlab.lab.options import Progress, RunOptions, callback, check_model_dir, noop
 from mnistlab.lab.record import Record, arrays_sha256, json_safe_params, run_metrics, trained_device, tuned_elsewhere
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
 from mnistlab.models.cnn.parallel import member_runner
@@ -306,7 +306,7 @@ def run_recipe(
     options = options.for_recipe(recipe)
     # Checked before minutes of training, not when saving after them.
     model_dir = check_model_dir(out if out is not None else default_model_dir(recipe.name), "out")
-    progress = progress or noop
+    progress = callback(progress)
     progress(f"{recipe.name}: loading data")
     d = load_data(options, data, default_of=default_of)
     options.check_fit_sizes(recipe, d.y_train, int(np.prod(np.shape(d.X_train)[1:])))
