@@ -140,3 +140,18 @@ def test_a_callback_that_cannot_be_called_is_refused_before_any_work(tmp_path):
             with pytest.raises(ParameterError, match=rf"^{param} must be a function \(something callable\) or None"):
                 call()
     assert not (tmp_path / "report").exists()
+
+
+def test_compare_given_one_value_of_the_wrong_type_says_so(tmp_path):
+    """``compare(5)``, ``compare("logreg", datasets=5)`` and ``compare("logreg", cluster=5)`` raised TypeErrors
+    ("'int' object is not iterable", "argument of type 'int' is not iterable")."""
+    from mnistlab import DatasetError, RecipeError, compare
+
+    out = tmp_path / "report"
+    with pytest.raises(RecipeError, match=r"^Cannot compare a int; give a recipe name"):
+        compare(5, limit=100, out_dir=out)
+    with pytest.raises(DatasetError, match=r"^Unknown dataset '5'"):
+        compare("logreg", datasets=5, limit=100, out_dir=out)
+    with pytest.raises(ParameterError, match=r"^cluster must be a Ray cluster's address"):
+        compare("logreg", cluster=5, limit=100, out_dir=out)
+    assert not out.exists()

@@ -70,6 +70,11 @@ MAX_RETRIES = 3  # reruns of a task whose worker or node died; the fit is pure, 
 
 def cluster_address(cluster: str | None) -> str | None:
     """``cluster``, else ``$RAY_ADDRESS``, else None (run in this process, as without a cluster)."""
+    if cluster is not None and not isinstance(cluster, str):  # a number was "argument of type 'int' is not iterable"
+        raise ParameterError(
+            "cluster",
+            f"{{param}} must be a Ray cluster's address (host:port, ray://host:port, auto) or local, got {cluster!r}.",
+        )
     return cluster or os.environ.get("RAY_ADDRESS") or None
 
 

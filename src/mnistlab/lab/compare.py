@@ -17,7 +17,7 @@ import functools
 import importlib.metadata
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,15 +78,15 @@ def compare(
     (``lab.cluster``). Returns ``{"results": [...], "comparisons": [...], ...}``.
     One spec or one dataset may be given alone, without a list.
     """
-    if isinstance(specs, (str, os.PathLike)) or callable(specs) or hasattr(specs, "fit"):
-        specs = [specs]  # one model, not the characters of its name
+    if isinstance(specs, (str, os.PathLike)) or callable(specs) or hasattr(specs, "fit") or not _many(specs):
+        specs = [specs]  # one model, not the characters of its name (and a value of no kind, refused as a model)
     elif specs is not None:
         specs = list(specs)
         if not specs:
             raise ParameterError(
                 "specs", "{param} is empty; name at least one model, or pass None for the default line-up."
             )
-    if isinstance(datasets, (str, os.PathLike)):
+    if isinstance(datasets, (str, os.PathLike)) or not _many(datasets):
         datasets = [datasets]
     return run_comparison(
         specs,
@@ -102,6 +102,10 @@ def compare(
         on_result=on_result,
         cluster=cluster,
     )
+
+
+def _many(value) -> bool:
+    return value is None or isinstance(value, Iterable)
 
 
 def run_comparison(  # long: the whole run reads top to bottom: check, load, fit or reuse, test, report
