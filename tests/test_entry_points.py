@@ -155,3 +155,18 @@ def test_compare_given_one_value_of_the_wrong_type_says_so(tmp_path):
     with pytest.raises(ParameterError, match=r"^cluster must be a Ray cluster's address"):
         compare("logreg", cluster=5, limit=100, out_dir=out)
     assert not out.exists()
+
+
+def test_every_public_function_and_class_says_what_it_takes_and_returns():
+    """``help(mnistlab.get_recipe)``, ``list_recipes`` and ``default_model_dir`` showed no docstring at all."""
+    import inspect
+
+    import mnistlab
+    import mnistlab.testing
+    import mnistlab.web
+
+    for module in (mnistlab, mnistlab.testing, mnistlab.web):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if inspect.isfunction(value) or inspect.isclass(value):
+                assert inspect.getdoc(value), f"{module.__name__}.{name} has no docstring"

@@ -1,14 +1,11 @@
 """Saved model directories: weights without pickle, plus a JSON card.
 
-A model directory holds the weights (``model.skops`` for scikit-learn
-pipelines, ``model.safetensors`` for CNNs) and ``model.json``, the card:
-recipe, parameters, seed, data checksum, package versions, metrics, the
-weights file name, its sha256, ``format_version`` and ``card_sha256``, which
-covers the whole card (``models.cards``: its schema and checksum). Loading
-checks the card, then the weights' sha256, *before* deserialising anything,
-and skops only rebuilds the types on an explicit allow-list, so a model
-directory from elsewhere cannot run code (``models.skopsfile``, which also holds
-what loading costs to the file's size).
+A model directory holds the weights (``model.skops`` for scikit-learn pipelines, ``model.safetensors`` for CNNs)
+and ``model.json``, the card: recipe, parameters, seed, data checksum, package versions, metrics, the weights file
+name, its sha256, ``format_version`` and ``card_sha256``, which covers the whole card (``models.cards``: its schema
+and checksum). Loading checks the card, then the weights' sha256, *before* deserialising anything, and skops only
+rebuilds the types on an explicit allow-list, so a model directory from elsewhere cannot run code
+(``models.skopsfile``, which also holds what loading costs to the file's size).
 
 A CNN is its weights as safetensors plus a JSON config (parameters, classes, seeds, history): ``cnn_to_bytes``
 / ``cnn_from_bytes``, used for model directories (config in the card) and for the digit detector's cache
@@ -66,6 +63,7 @@ def models_root() -> Path:
 
 
 def default_model_dir(recipe: str) -> Path:
+    """Where ``mnistlab train RECIPE`` saves a recipe's (or spec file's) model by default: ``models_root() / recipe``."""
     return models_root() / recipe
 
 

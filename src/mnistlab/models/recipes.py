@@ -48,6 +48,8 @@ def register(recipe: Recipe) -> Recipe:
 
 
 def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name`` (``mnistlab recipes`` lists them); ``.build(seed, n_jobs)`` makes its unfitted
+    estimator. A ``RecipeError`` names the known recipes for any other name."""
     if not isinstance(name, str):
         raise RecipeError(
             f"A recipe is named by a string, got {type(name).__name__}; expected one of: {', '.join(RECIPES)}."
@@ -60,6 +62,7 @@ def get_recipe(name: str) -> Recipe:
 
 
 def list_recipes() -> list[Recipe]:
+    """Every recipe, classic ones first, in the order ``mnistlab recipes`` shows them."""
     return list(RECIPES.values())
 
 
