@@ -170,3 +170,18 @@ def test_every_public_function_and_class_says_what_it_takes_and_returns():
             value = getattr(module, name)
             if inspect.isfunction(value) or inspect.isclass(value):
                 assert inspect.getdoc(value), f"{module.__name__}.{name} has no docstring"
+
+
+def test_an_array_file_given_to_predict_image_is_pointed_to_predict_array(tmp_path, mnist_small):
+    """``mnistlab predict digit.npy`` reads a digit saved with numpy, but ``predict_image("digit.npy")`` (and
+    ``read_number``) said "is not an image mnistlab reads (PNG, JPEG, BMP, TIFF, WebP or GIF); send one of those",
+    with no word of the function that reads it."""
+    _, X_test, _, _ = mnist_small
+    np.save(tmp_path / "digit.npy", X_test[0])
+    np.savetxt(tmp_path / "digit.csv", X_test[:1], delimiter=",", fmt="%d")
+    for name in ("digit.npy", "digit.csv"):
+        for read in (predict_image, read_number):
+            with pytest.raises(
+                NotAnImageError, match=rf"digit.{name[-3:]} holds pixel values, not an image; .*predict_array"
+            ):
+                read(tmp_path / name)

@@ -121,13 +121,23 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             f"{label} declares far too many pixels to decode safely (more than Pillow opens); send a smaller image."
         ) from None
     except UnidentifiedImageError:
-        # Bytes of no format read are no image at all (415 on the web, as the upload check says); a format read
-        # that cannot be decoded is an image mnistlab cannot read.
-        error = ImageError if format_by_signature(fp) is not None else NotAnImageError
-        raise error(unidentified(label, fp)) from None
+        raise _unidentified(label, fp) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise undecodable(label, exc) from None
     return opened
+
+
+def _unidentified(label: str, fp) -> ImageError:
+    """The error for a file Pillow did not take for an image. Bytes of no format read are no image at all
+    (``NotAnImageError``, 415 on the web, as the upload check says); a format read that cannot be decoded is an
+    image mnistlab cannot read (``ImageError``); a .npy or .csv file is what ``mnistlab predict`` reads as an
+    array, and ``predict_array`` in Python."""
+    if isinstance(fp, Path) and fp.suffix.lower() in (".npy", ".csv"):
+        return NotAnImageError(
+            f"{label} holds pixel values, not an image; read it with predict_array, which takes a digit as 784 "
+            "values (mnistlab predict reads both)."
+        )
+    return (ImageError if format_by_signature(fp) is not None else NotAnImageError)(unidentified(label, fp))
 
 
 def _decode(image: Image.Image, label: str) -> None:
