@@ -185,3 +185,16 @@ def test_an_array_file_given_to_predict_image_is_pointed_to_predict_array(tmp_pa
                 NotAnImageError, match=rf"digit.{name[-3:]} holds pixel values, not an image; .*predict_array"
             ):
                 read(tmp_path / name)
+
+
+def test_an_empty_dataset_name_is_refused_not_taken_for_mnist():
+    """``load_mnist("")`` (an unset variable: ``load_mnist(os.environ.get("DATASET", ""))``) and
+    ``mnistlab data info ""`` loaded MNIST without a word, where ``compare(datasets=[""])`` says the name is empty."""
+    from mnistlab import DatasetError
+    from mnistlab.testing import run_cli
+
+    for name in ("", " "):
+        with pytest.raises(DatasetError, match=r"^Unknown dataset '\s*'; expected one of mnist, fashion-mnist, digits"):
+            load_mnist(name)
+    done = run_cli(["data", "info", ""], timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("Error: Unknown dataset ''"), done.stderr

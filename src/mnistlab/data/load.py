@@ -124,7 +124,7 @@ def _idx_dataset(name, data_dir, download, progress):
         )
     if name is None and data_dir is not None:
         return _any_folder(data_dir)
-    name = name or "mnist"
+    name = "mnist" if name is None else name  # "" (an unset variable) is no name: refused below, not MNIST
     if name not in DATASETS:
         raise DatasetError(
             f"Unknown dataset {name!r}; expected one of {', '.join(KNOWN_DATASETS)}, or --data-dir DIR for any folder of IDX files."
