@@ -198,3 +198,13 @@ def test_an_empty_dataset_name_is_refused_not_taken_for_mnist():
             load_mnist(name)
     done = run_cli(["data", "info", ""], timeout=60)
     assert done.returncode == 2 and done.stderr.startswith("Error: Unknown dataset ''"), done.stderr
+
+
+@pytest.mark.parametrize("given", [None, 5, ["model.onnx"]])
+def test_onnx_predictor_given_no_path_nor_bytes_says_what_it_takes(given):
+    """``OnnxPredictor(None)`` said "Not a readable ONNX model (Parameter 'serialized' must be bytes, but got type:
+    <class 'NoneType'>); export it again": no export mends a value of the wrong type."""
+    from mnistlab import OnnxPredictor
+
+    with pytest.raises(ParameterError, match=r"^source must be the path of an \.onnx file or its bytes, got "):
+        OnnxPredictor(given)

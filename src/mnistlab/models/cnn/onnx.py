@@ -129,6 +129,8 @@ class OnnxPredictor:
         self.n_threads = n_threads or usable_cpus()  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
             source = _read_onnx(Path(source))
+        elif not isinstance(source, (bytes, bytearray, memoryview)):  # onnxruntime's words were "export it again"
+            raise ParameterError("source", f"{{param}} must be the path of an .onnx file or its bytes, got {source!r}.")
         _check_self_contained(source)
         try:
             self.session = single_thread_session(source)  # runs parts of a large batch side by side
