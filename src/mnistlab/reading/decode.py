@@ -14,7 +14,7 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -45,6 +45,8 @@ from mnistlab.reading.arrays import array_to_grey, composite, fitted_size, reduc
 
 __all__ = [
     "WORK_SIDE",
+    "start_of",
+    "rewound",
     "load_image",
     "to_grey",
     "reduced_side",
@@ -138,6 +140,32 @@ def _unidentified(label: str, fp) -> ImageError:
             "values (mnistlab predict reads both)."
         )
     return (ImageError if format_by_signature(fp) is not None else NotAnImageError)(unidentified(label, fp))
+
+
+def start_of(source) -> tuple[Any, int | None]:
+    """``source`` as it can be read again, and where a file object's image starts (None for a path, bytes or an
+    image). A stream that cannot seek (a pipe, a socket, an HTTP response) is read into memory first, held to the
+    bound a file is (``bounded_file``): read once, a doubted photo got no second look and answered otherwise than
+    its own bytes, its file or ``mnistlab predict -`` do."""
+    if not hasattr(source, "read"):
+        return source, None
+    try:
+        if callable(getattr(source, "seekable", None)) and source.seekable():
+            return source, int(source.tell())
+    except (OSError, ValueError, AttributeError):  # closed (said as such when it is read), or cannot tell
+        return source, None
+    return bounded_file(source), 0  # its errors (too large, text) are the caller's
+
+
+def rewound(source, start: int | None) -> bool:
+    """Whether ``source`` can be read again: a file object is sought back to ``start``, if it can be."""
+    if not hasattr(source, "read"):
+        return True
+    try:
+        source.seek(start)
+    except (OSError, ValueError, AttributeError, TypeError):  # unseekable, or no start to go back to
+        return False
+    return True
 
 
 def _decode(image: Image.Image, label: str) -> None:

@@ -29,7 +29,7 @@ from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card, refuse_other_classes
 from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
-from mnistlab.reading.decode import regular_file_size, unreadable, user_path
+from mnistlab.reading.decode import regular_file_size, rewound, start_of, unreadable, user_path
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, holds_ink, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
@@ -197,10 +197,10 @@ def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
     """
     top = _check_top(top)
     predictor = load_predictor(model)
-    start = _position(image_or_path)
+    image_or_path, start = start_of(image_or_path)
     image, drawing = read_digit(image_or_path)
     first = predictor.describe(image[None], top)[0]
-    if first["confident"] or drawing or not _rewound(image_or_path, start):
+    if first["confident"] or drawing or not rewound(image_or_path, start):
         return why_blank(first, image_or_path, start)
     return why_blank(look_again(predictor, image_or_path, first, top, start), image_or_path, start)
 
@@ -212,7 +212,7 @@ def look_again(predictor: Predictor, image_or_path, first: dict, top: int, start
     starts (``image_or_path`` is read again)."""
     faint = to_mnist(image_or_path, faint=True)
     answer = second_look(predictor, faint, first, top)
-    if answer is not first or not _rewound(image_or_path, start):
+    if answer is not first or not rewound(image_or_path, start):
         return answer
     closer = to_mnist(image_or_path, closer=True)
     return first if np.array_equal(closer, faint) else second_look(predictor, closer, first, top)
@@ -221,7 +221,7 @@ def look_again(predictor: Predictor, image_or_path, first: dict, top: int, start
 def why_blank(answer: dict, image_or_path, start: int | None = None) -> dict:
     """``answer``, whose reason is ``SMALL_INK`` where it was ``NO_INK`` but the image holds ink, only none of
     it digit-sized: specks, or a digit too small in a big photo, which reads once cropped (say so)."""
-    if answer["reason"] != NO_INK or not _rewound(image_or_path, start) or not holds_ink(image_or_path):
+    if answer["reason"] != NO_INK or not rewound(image_or_path, start) or not holds_ink(image_or_path):
         return answer
     return {**answer, "reason": SMALL_INK}
 
@@ -247,27 +247,6 @@ def second_look(predictor: Predictor, faint: np.ndarray, first: dict, top: int) 
     return second if surer and not_a_digit[0] <= limit else first
 
 
-def _position(source) -> int | None:
-    """Where a file object's image starts (None for a path, bytes or an image, or a stream that cannot tell)."""
-    if not hasattr(source, "read"):
-        return None
-    try:
-        return int(source.tell())
-    except (OSError, ValueError, AttributeError):  # a pipe, or a reader without tell
-        return None
-
-
-def _rewound(source, start: int | None) -> bool:
-    """Whether ``source`` can be read again: a file object is sought back to ``start``, if it can be."""
-    if not hasattr(source, "read"):
-        return True
-    try:
-        source.seek(start)
-    except (OSError, ValueError, AttributeError, TypeError):  # unseekable, or no start to go back to
-        return False
-    return True
-
-
 def read_number(image_or_path, model=None, *, top: int = 3) -> dict:
     """Read a row of digits left to right. Keys: number (str), digits (per-digit dicts, each with its ``top``
     ranked digits, as ``predict_image``'s), confident.
@@ -282,12 +261,12 @@ def read_number(image_or_path, model=None, *, top: int = 3) -> dict:
     """
     top = _check_top(top)
     predictor = load_predictor(model)
-    start = _position(image_or_path)
+    image_or_path, start = start_of(image_or_path)
     first, drawing = _read_row(predictor, image_or_path, top)
-    if first["confident"] or drawing or not _rewound(image_or_path, start):
+    if first["confident"] or drawing or not rewound(image_or_path, start):
         return first
     answer = surer_row(first, _read_row(predictor, image_or_path, top, faint=True)[0])
-    if answer["confident"] or not _rewound(image_or_path, start):
+    if answer["confident"] or not rewound(image_or_path, start):
         return answer
     return surer_row(answer, _read_row(predictor, image_or_path, top, closer=True)[0])
 
