@@ -240,3 +240,16 @@ def test_a_photo_read_from_a_stream_that_cannot_seek_is_answered_as_its_bytes_ar
             whole["reason"],
         )
     assert to_json(read_number(io.BufferedReader(_Pipe(samples[2].data)))) == to_json(read_number(samples[2].data))
+
+
+def test_the_cli_table_never_rounds_a_probability_up_to_100_percent():
+    """``mnistlab predict``'s table printed 0.9996 as "100.0%", where ``--json`` says 0.9996 and the web page "99.9%"
+    (cut down to a tenth of a percent, never rounded up: only a probability of 1 is 100%)."""
+    from mnistlab.cli.predict import _result_cells
+
+    answer = {"digit": 7, "probability": 0.9996, "top": [[7, 0.9996], [1, 0.00035]], "confident": True, "reason": None}
+    assert _result_cells(answer, number=False)[1:3] == ["99.9%", "7 99.9%, 1 0.0%"]
+    row = {"number": "7", "digits": [answer], "confident": True}
+    assert _result_cells(row, number=True)[1] == "7:99.9%"
+    assert _result_cells({**answer, "probability": 1.0, "top": [[7, 1.0]]}, number=False)[1:3] == ["100.0%", "7 100.0%"]
+    assert _result_cells({**answer, "probability": 0.57, "top": [[7, 0.57]]}, number=False)[1] == "57.0%"

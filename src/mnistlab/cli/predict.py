@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import re
 import socket
 import sys
@@ -197,11 +198,18 @@ def _with_row(table: Table, file: str, result: dict, number: bool) -> Table:
 def _result_cells(result: dict, number: bool) -> list[str]:
     """The table cells after the file name for one file's answer."""
     if number:
-        digits = " ".join(f"{d['digit']}:{d['probability']:.1%}" for d in result["digits"])
+        digits = " ".join(f"{d['digit']}:{_percent(d['probability'])}" for d in result["digits"])
         return [result["number"] or "-", digits, _number_verdict(result)]
-    ranked = ", ".join(f"{d} {p:.1%}" for d, p in result["top"])
+    ranked = ", ".join(f"{d} {_percent(p)}" for d, p in result["top"])
     verdict = "yes" if result["confident"] else f"no: {result['reason']}"
-    return [str(result["digit"]), f"{result['probability']:.1%}", ranked, verdict]
+    return [str(result["digit"]), _percent(result["probability"]), ranked, verdict]
+
+
+def _percent(p: float) -> str:
+    """``p`` as the web page shows it: cut down to a tenth of a percent, never rounded up (0.9996 rounded read
+    "100.0%" of a model that is not certain; ``--json`` says 0.9996), so that only a probability of 1 is 100%."""
+    tenths = math.floor(1000 * p + 1e-6)  # the 1e-6: 0.57 * 1000 is 569.99999...
+    return f"{min(tenths, 999 if p < 1 else 1000) / 10:.1f}%"
 
 
 def _number_verdict(result: dict) -> str:
