@@ -253,3 +253,19 @@ def test_the_cli_table_never_rounds_a_probability_up_to_100_percent():
     assert _result_cells(row, number=True)[1] == "7:99.9%"
     assert _result_cells({**answer, "probability": 1.0, "top": [[7, 1.0]]}, number=False)[1:3] == ["100.0%", "7 100.0%"]
     assert _result_cells({**answer, "probability": 0.57, "top": [[7, 0.57]]}, number=False)[1] == "57.0%"
+
+
+def test_a_flag_given_a_string_is_refused_not_taken_as_true(tmp_path):
+    """``"no"`` is truthy: ``compare(update_models="no")`` fitted and then wrote into the user's default model
+    folders, ``retrain="no"`` fitted again what it could have reused, ``load_mnist(download="no")`` went to the
+    mirrors and ``as_frame="no"`` built a DataFrame (``export_model(int8="no")`` is refused so already)."""
+    from mnistlab import compare
+
+    for param in ("retrain", "update_models"):
+        with pytest.raises(ParameterError, match=rf"^{param} must be True or False, got 'no'\.$"):
+            compare("logreg", limit=100, out_dir=tmp_path / "report", **{param: "no"})
+    for param in ("as_frame", "download"):
+        with pytest.raises(ParameterError, match=rf"^{param} must be True or False, got 'no'\.$"):
+            load_mnist(**{param: "no"})
+    assert not (tmp_path / "report").exists()
+    assert load_mnist(as_frame=np.bool_(False), download=False).data.shape == (70000, 784)

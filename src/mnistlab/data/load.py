@@ -64,6 +64,9 @@ def load_mnist(
     """
     from sklearn.utils import Bunch
 
+    for param, flag in (("as_frame", as_frame), ("download", download)):
+        if not isinstance(flag, bool | np.bool_):  # "no" is truthy: it went to the mirrors, or built a DataFrame
+            raise ParameterError(param, f"{{param}} must be True or False, got {flag!r}.")
     if name is not None and not isinstance(name, str):
         raise DatasetError(
             f"A dataset is named by a string, got {type(name).__name__}; expected one of {', '.join(KNOWN_DATASETS)}."

@@ -86,6 +86,9 @@ def compare(
             raise ParameterError(
                 "specs", "{param} is empty; name at least one model, or pass None for the default line-up."
             )
+    for param, flag in (("retrain", retrain), ("update_models", update_models)):
+        if not isinstance(flag, bool | np.bool_):  # "no" is truthy: it wrote into the default model folders
+            raise ParameterError(param, f"{{param}} must be True or False, got {flag!r}.")
     if isinstance(datasets, (str, os.PathLike)) or not _many(datasets):
         datasets = [datasets]
     return run_comparison(
