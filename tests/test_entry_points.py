@@ -269,3 +269,19 @@ def test_a_flag_given_a_string_is_refused_not_taken_as_true(tmp_path):
             load_mnist(**{param: "no"})
     assert not (tmp_path / "report").exists()
     assert load_mnist(as_frame=np.bool_(False), download=False).data.shape == (70000, 784)
+
+
+def test_an_empty_path_is_said_to_be_empty_not_taken_for_the_current_folder():
+    """``predict_image("")``, ``predict_array("")``, ``predict_image(img, model="")`` and ``load_model("")`` (an
+    unset variable) were answered about "." ("./ does not exist or is not a file", ". has no model.json"), where
+    ``evaluate_model("")``, ``train_recipe(out="")`` and ``load_mnist(data_dir="")`` say the path is empty."""
+    from mnistlab import InputError, load_model, predict_array
+
+    image = np.zeros((28, 28), np.uint8)
+    for call in (lambda: predict_image(""), lambda: read_number(""), lambda: predict_array("")):
+        with pytest.raises(InputError, match=r"^The path is empty, which would mean the current folder; give the"):
+            call()
+    with pytest.raises(ParameterError, match=r"^model is empty, which would mean the current folder"):
+        predict_image(image, model="")
+    with pytest.raises(ParameterError, match=r"^model_dir is empty, which would mean the current folder"):
+        load_model("")

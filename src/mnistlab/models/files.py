@@ -202,7 +202,7 @@ def read_card(model_dir) -> dict:
     """Read and check ``model.json`` (schema, checksum, weights file name) without touching the weights."""
     if not isinstance(model_dir, (str, os.PathLike)):
         raise ModelFileError(f"A model directory is a path, got {type(model_dir).__name__}; pass the folder's path.")
-    model_dir = Path(model_dir)
+    model_dir = checked_path(model_dir, "model_dir")
     if model_dir.exists() and not model_dir.is_dir():
         raise ModelFileError(
             f"{model_dir} is a file, not a model directory; pass the folder that `mnistlab train` wrote."

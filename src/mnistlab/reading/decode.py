@@ -201,7 +201,10 @@ _NO_FILE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF)
 
 def user_path(source: str | os.PathLike) -> Path:
     """``source`` as a path, a leading ``~`` taken for the user's home as a shell takes it (a path a caller
-    copied from a terminal; Python's ``open`` would look for a folder named ``~``)."""
+    copied from a terminal; Python's ``open`` would look for a folder named ``~``). An empty str (an unset
+    variable) is refused: ``Path("")`` is the current folder."""
+    if isinstance(source, str) and not source:
+        raise ImageError("The path is empty, which would mean the current folder; give the file's path.")
     path = Path(source)
     home = path.parts[:1] == ("~",)
     return expand_home(path, lambda why: ImageError(f"{path} {why}; give its full path.")) if home else path

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ModelFileError
 from mnistlab.models.files import load_model, read_card, refuse_other_classes
@@ -111,7 +112,7 @@ def load_predictor(model=None) -> Predictor:
             reader = load_reader()
             return Predictor(reader.digit_proba, reader.card, reader, reader.probability_cut)
         if isinstance(model, (str, os.PathLike)):
-            return _from_directory(Path(model))
+            return _from_directory(checked_path(model, "model"))
         return _from_estimator(model)
 
 
