@@ -285,3 +285,15 @@ def test_an_empty_path_is_said_to_be_empty_not_taken_for_the_current_folder():
         predict_image(image, model="")
     with pytest.raises(ParameterError, match=r"^model_dir is empty, which would mean the current folder"):
         load_model("")
+
+
+def test_load_split_refuses_its_own_arguments_before_loading_anything(tmp_path):
+    """``load_split(test_size=0.2)`` (the official split has its own test set) and ``load_split(split="random",
+    seed=-1)`` were refused only after the data set was loaded: on a fresh machine, after downloading it."""
+    from mnistlab import InputError
+
+    nowhere = tmp_path / "no-data-here"  # loading it would fail: the arguments must be refused first
+    with pytest.raises(InputError, match=r"^test_size applies to the random split only"):
+        load_split(test_size=0.2, data_dir=nowhere)
+    with pytest.raises(ParameterError, match=r"^seed must be a whole number"):
+        load_split(split="random", seed=-1, data_dir=nowhere)

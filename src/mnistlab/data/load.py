@@ -252,17 +252,19 @@ def load_split(
         raise InputError(f"Unknown split {split!r}; expected one of official, random.")
     if bunch is not None and not all(hasattr(bunch, key) for key in ("data", "target", "details")):
         raise InputError(f"bunch must be what load_mnist returned, got {type(bunch).__name__}; or leave it out.")
+    # Before the data loads (a download, on a fresh machine), as far as they can be checked without it.
+    if split == "official" and test_size is not None:
+        raise InputError("test_size applies to the random split only; drop it or use split='random'.")
+    if split == "random":
+        check_seed(seed)
     b = bunch if bunch is not None else load_mnist(name, data_dir=data_dir, dtype=dtype)
     X, y = b.data, b.target
     n_train = b.details["n_train"]
     if split == "official":
-        if test_size is not None:
-            raise InputError("test_size applies to the random split only; drop it or use split='random'.")
         return X[:n_train], X[n_train:], y[:n_train], y[n_train:]
     from sklearn.model_selection import train_test_split
 
     test_size = len(y) - n_train if test_size is None else _checked_test_size(test_size, len(y))
-    check_seed(seed)
     _check_stratifiable(y, getattr(b, "target_names", ()), test_size)  # a cluster's bunch carries no names
     return train_test_split(X, y, test_size=test_size, stratify=y, random_state=int(seed))
 
