@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib.metadata
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import statsmodels
 
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.cluster import check_task_cpus, cluster_address, connect, run_units_on_cluster
@@ -247,11 +247,8 @@ def _grouped(tracker, names: list[str], data: list[dict], seeds: list[int], opti
     seed_text = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
     settings = {"seeds": seeds, **{k: getattr(options, k) for k in ("split", "test_size", "limit", "cv")}}
     # Its own record, not only its fits': a comparison whose fits were all reused from older runs still says
-    # which data and which package versions its verdicts came from.
-    # And statsmodels', whose tests give its p-values (stats), beside the packages its fits record.
-    settings.update(
-        data=data, versions={**package_versions(), "statsmodels": importlib.metadata.version("statsmodels")}
-    )
+    # which data and which package versions its verdicts came from (statsmodels' too: its tests give the p-values).
+    settings.update(data=data, versions={**package_versions(), "statsmodels": statsmodels.__version__})
     group = _Group(
         tracker.start_run(
             f"compare {', '.join(names)} on {', '.join(datasets)}, seeds {seed_text}",
