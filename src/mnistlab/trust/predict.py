@@ -27,7 +27,7 @@ import numpy as np
 
 from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_digit
-from mnistlab.errors import InputError, ModelFileError
+from mnistlab.errors import InputError, ModelFileError, ParameterError
 from mnistlab.models.files import load_model, read_card, refuse_other_classes
 from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
 from mnistlab.reading.decode import regular_file_size, rewound, start_of, unreadable, user_path
@@ -160,8 +160,8 @@ def _card_cut(card: dict) -> ProbabilityCut | None:
 
 def _from_estimator(model) -> Predictor:
     if not (hasattr(model, "predict_proba") or hasattr(model, "decision_function")):
-        raise ModelFileError(
-            f"model must be a fitted classifier, a model directory or None, got {type(model).__name__}."
+        raise ParameterError(  # the caller's argument: a 4xx, not a model file the server failed to load (503)
+            "model", f"{{param}} must be a fitted classifier, a model directory or None, got {type(model).__name__}."
         )
     try:
         return _BY_ESTIMATOR[model]
