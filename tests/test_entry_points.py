@@ -299,7 +299,7 @@ def test_load_split_refuses_its_own_arguments_before_loading_anything(tmp_path):
         load_split(split="random", seed=-1, data_dir=nowhere)
 
 
-@pytest.mark.parametrize("model", [5, "a string is a folder".encode(), object()])
+@pytest.mark.parametrize("model", [5, b"model-folder", object()])
 def test_a_model_argument_of_no_usable_type_is_the_callers_error_not_the_servers(model):
     # A ModelFileError is a model file that could not be loaded (503 in the web API); an int is the caller's mistake.
     with pytest.raises(ParameterError, match="model must be a fitted classifier, a model directory or None") as info:
