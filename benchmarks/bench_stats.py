@@ -97,7 +97,7 @@ def covers(ys, preds_a, design: Design, truth: float) -> dict[str, bool]:
     """Whether each interval of a's accuracy holds its true accuracy ``truth``."""
     accs = [float(np.mean(pa == y)) for y, pa in zip(ys, preds_a)]
     k, mean = len(accs), float(np.mean(accs))
-    ours = accuracy_summary(accs, design.n_test, pool=design.pool)["ci95"]
+    ours = accuracy_summary(accs, design.n_test, pool=design.pool, y_true=ys, y_pred=preds_a)["ci95"]  # as compare
     half = sps.t.ppf(0.975, k - 1) * np.std(accs, ddof=1) / np.sqrt(k)
     pooled = wilson_interval(int(round(mean * k * design.n_test)), k * design.n_test)
     return {

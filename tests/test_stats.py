@@ -318,6 +318,45 @@ def test_accuracy_intervals_of_seeds_drawing_from_one_pool_cover_the_accuracy_at
     assert 0.93 <= covered / trials <= 0.995
 
 
+def test_accuracy_summary_of_seeds_on_the_same_images_takes_the_images_part_from_the_answers():
+    # The official split: every seed answers the same images. Beside the seeds' spread, the test images' own part,
+    # from the two-way analysis of variance of the seeds x images table of answers right (as the paired test's).
+    rng = np.random.default_rng(4)
+    chance = np.where(rng.random(2000) < 0.05, 0.5, 0.99)  # (2000,) each image's chance to be read right
+    y = np.zeros(2000, np.int64)
+    preds = [np.where(rng.random(2000) < chance, 0, 1) for _ in range(4)]
+    right = np.stack([p == y for p in preds]).astype(float)  # (4, 2000)
+    k, n = right.shape
+    accs = right.mean(axis=1)
+    ms_images = k * right.mean(axis=0).var(ddof=1)
+    ms_residual = ((right - right.mean(axis=1, keepdims=True) - right.mean(axis=0) + right.mean()) ** 2).sum() / (
+        (k - 1) * (n - 1)
+    )
+    between, within = accs.var(ddof=1) / k, max(0.0, ms_images - ms_residual) / (k * n)
+    half = t.ppf(0.975, _upper_quartile_df(between, k, within)) * math.sqrt(between + within)
+    got = accuracy_summary(accs, n, y_true=[y] * k, y_pred=preds)
+    assert got["ci95"] == pytest.approx([accs.mean() - half, accs.mean() + half])
+    # Labels that differ between seeds are not the same images: the bound p(1 - p) / n_test, as without answers.
+    other = accuracy_summary(accs, n, y_true=[y, y + 1, y, y], y_pred=preds)
+    assert other["ci95"] == pytest.approx(accuracy_summary(accs, n)["ci95"])
+
+
+def test_accuracy_intervals_of_seeds_on_the_same_images_cover_the_accuracy_at_about_95_percent():
+    """5 seeds answering the same 2,000 images, a sample of digits at large (a few hard ones), each seed's answers
+    its own coin flips: with p(1 - p) / 2000 for the test sample, which counts those flips again, the interval covered
+    the true accuracy in 99% of these simulations; with the images' part from the answers, about 95%."""
+    rng = np.random.default_rng(6)
+    truth, covered, trials = 0.95 * 0.99 + 0.05 * 0.5, 0, 400
+    y = np.zeros(2000, np.int64)
+    for _ in range(trials):
+        chance = np.where(rng.random(2000) < 0.05, 0.5, 0.99)
+        preds = [np.where(rng.random(2000) < chance + rng.normal(0, 0.002), 0, 1) for _ in range(5)]
+        accs = [float(np.mean(p == y)) for p in preds]
+        low, high = accuracy_summary(accs, 2000, y_true=[y] * 5, y_pred=preds)["ci95"]
+        covered += low <= truth <= high
+    assert 0.92 <= covered / trials <= 0.98
+
+
 def test_accuracy_summary_of_one_seed_is_a_wilson_interval():
     got = accuracy_summary([0.9], 1000)
     z, n, p = 1.959963984540054, 1000, 0.9

@@ -365,7 +365,7 @@ def _section(
     results = []
     for m in names:
         accs = [r["test_accuracy"] for r in rows[m]]
-        summary = accuracy_summary(accs, rows[m][0]["n_test"], pool)
+        summary = accuracy_summary(accs, rows[m][0]["n_test"], pool, y_true=truth, y_pred=preds[m])
         fit_s = [r["fit_seconds"] for r in rows[m]]
         results.append(
             {
