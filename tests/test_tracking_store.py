@@ -7,8 +7,10 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -380,3 +382,31 @@ def test_runs_shows_the_newest_fifty_and_says_how_to_see_more(tmp_path):
     assert len(every) == 60 and {r["run_id"] for r in json.loads(newest.stdout)} <= {r["run_id"] for r in every}
     few = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri, "--last", "100"])
     assert few.stdout.count("│ knn ") == 60 and "60 run(s) in" in few.stdout and "shows more" not in few.stdout
+
+
+def test_a_new_store_appears_whole_so_a_stopped_first_run_leaves_none_half_made(tmp_path):
+    """A first comparison stopped (Ctrl+C, a kill) while MLflow set up its new SQLite database: the half-made
+    database stayed, and every later compare failed with "table _alembic_tmp_latest_metrics already exists".
+    Watched while it is made, the store's file is not there or holds the whole schema, never part of it."""
+    database = tmp_path / "store" / "mlflow.db"
+    code = "import sys; from mnistlab.lab.tracking import Tracker; Tracker(sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": _SRC}
+    maker = subprocess.Popen([sys.executable, "-c", code, str(database)], env=env, stderr=subprocess.PIPE)
+    seen = set()
+    while maker.poll() is None:
+        seen.add(_schema_version(database))
+        time.sleep(0.05)
+    assert maker.wait() == 0, maker.stderr.read().decode()[-2000:]
+    final = _schema_version(database)
+    assert final and seen <= {None, final}, f"part of the schema was in place: {sorted(seen - {None})}"
+    assert [p.name for p in database.parent.iterdir()] == ["mlflow.db"]  # no temporary file left beside it
+
+
+def _schema_version(database: Path) -> str | None:
+    """The version of MLflow's schema ``database`` records; None where it records none (yet) or is locked."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.01)) as db:
+            rows = db.execute("select version_num from alembic_version").fetchall()
+    except sqlite3.Error:  # not there yet, no such table yet, or locked by the writer
+        return None
+    return rows[0][0] if rows else None

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._atomic import locked_folder
+from mnistlab._atomic import locked_folder, locked_temp, remove_leftovers
 from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.tracking_text import RENAMED, mlflow_key, open_error, param_text, reason
@@ -116,6 +116,7 @@ class Tracker:
             # Two processes setting up one new SQLite database at once both ran its migrations, and one failed
             # ("table experiments already exists"): they take turns on its folder while the store is opened.
             with _store_lock(folder):
+                _made_whole(database, self.uri)
                 self.client = MlflowClient(tracking_uri=self.uri)
                 self.experiment_id, deleted = _experiment_id(self.client, experiment, artifacts, create)
                 self.empty = not self.experiment_id
@@ -320,6 +321,29 @@ def _store_lock(folder: Path | None) -> Iterator[None]:
         with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): opened unlocked, as before
             stack.enter_context(locked_folder(folder))
         yield
+
+
+def _made_whole(database: Path | None, uri: str) -> None:
+    """A new SQLite store made in a temporary file beside ``database``, then renamed into place, so that it
+    appears whole or not at all. MLflow sets a database up in seconds of migrations, each table change committed
+    on its own: a first comparison stopped meanwhile (Ctrl+C, a kill) left a half-made store, which every later
+    one failed to open ("table _alembic_tmp_latest_metrics already exists"). Only for a plain ``sqlite:///PATH``
+    that is not there yet; the caller holds the store's lock."""
+    if database is None or "?" in uri or os.path.lexists(database):
+        return
+    from mlflow.tracking import MlflowClient
+
+    remove_leftovers(database, ".tmp")  # a killed making's, which no live process holds
+    try:
+        fd, tmp = locked_temp(database, ".tmp")
+    except OSError as exc:  # a folder that cannot be written: said of the store, not of a temporary file
+        raise OSError(exc.errno, exc.strerror, str(database)) from None
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{Path(tmp).absolute()}").search_experiments(max_results=1)
+        os.replace(tmp, database)
+    finally:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _experiment_id(client, name: str, artifacts: str | None, create: bool) -> tuple[str, bool]:
