@@ -89,3 +89,31 @@ def test_the_reports_mistakes_of_fashion_mnist_are_titled_by_the_clothes(tmp_pat
         X_test[wrong], label[y_test[wrong]], tmp_path / "named.png", predictions=label[y_pred[wrong]], title=title
     )
     assert (out / "mistakes-fashion-mnist.png").read_bytes() == expected.read_bytes()
+
+
+def test_a_report_that_cannot_be_written_whole_is_one_sentence_and_the_old_one_stays_whole(tmp_path):
+    """The report's files were written one after another: a figure that could not be written (a full disk, or
+    here a folder in its way) left the old page beside the new chart, and the chart was a traceback (OSError).
+    All are written or none, and the failure is one sentence naming --out."""
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+
+    out, store = tmp_path / "report", str(tmp_path / "s.db")
+    args = ["compare", "--dataset", "digits", "--limit", "200", "--cv", "0", "--out", str(out), "--tracking-uri", store]
+    first = CliRunner().invoke(app, [*args, "knn"])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert set(before) == {"index.html", "accuracy-vs-time-digits.png", "mistakes-digits.png"}
+    for blocked in ("mistakes-digits.png", "accuracy-vs-time-digits.png"):  # written second, and first
+        (out / blocked).unlink(missing_ok=True)
+        (out / blocked).mkdir()
+        again = CliRunner().invoke(app, [*args, "logreg"])
+        assert again.exit_code == 2, again.output
+        line = again.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"Error: Cannot write the report into --out {out} ("), line
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == {
+            k: v for k, v in before.items() if k != blocked
+        }, blocked
+        (out / blocked).rmdir()
+        (out / blocked).write_bytes(before[blocked])

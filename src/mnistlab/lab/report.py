@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab._atomic import atomic_write_bytes
+from mnistlab._atomic import atomic_write_together, locked_folder
+from mnistlab.errors import ParameterError
 from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
 from mnistlab.lab.classnames import dataset_class_names
 from mnistlab.lab.formats import format_p
@@ -237,7 +239,9 @@ def write_bench_report(sections: list[dict], out_dir, settings: dict | None = No
     ``settings``: see ``_provenance_html``); return the page's path."""
     out_dir = Path(out_dir)
     slugs = _unique_slugs([s["dataset"] for s in sections])
-    body = "\n".join(_section_html(s, out_dir, slug) for s, slug in zip(sections, slugs))
+    with tempfile.TemporaryDirectory(prefix="mnistlab-report-") as drawn:  # the figures, then all files at once
+        body = "\n".join(_section_html(s, Path(drawn), slug) for s, slug in zip(sections, slugs))
+        files = {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -256,6 +260,17 @@ Times are seconds of wall clock on this machine; "reused" counts seeds taken fro
 </body>
 </html>
 """
-    index = out_dir / "index.html"
-    atomic_write_bytes(index, page.encode("utf-8"))
-    return index
+    files["index.html"] = page.encode("utf-8")
+    # Written one after another, a figure that failed (a full disk) left the old page beside new figures, and
+    # two comparisons into one folder at once could mix theirs: all are written or none, one writer at a time.
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with locked_folder(out_dir):
+            atomic_write_together(out_dir, files)
+    except OSError as exc:
+        raise ParameterError(
+            "out_dir",
+            f"Cannot write the report into {{param}} {out_dir} ({exc.strerror or exc}); free space there, move what "
+            "is in the way, or choose another folder.",
+        ) from None
+    return out_dir / "index.html"
