@@ -146,3 +146,32 @@ def test_two_models_whose_names_make_one_folder_name_keep_their_own_folders(tmp_
     assert folders["folds-make"] != folders["folds:make"], folders
     assert folders["folds-make"].parent.name == "folds-make", folders  # a plain name is its own folder, as before
     assert all((folder / "model.json").is_file() for folder in folders.values()), folders
+
+
+def test_a_torch_modules_save_that_fails_leaves_the_model_there_whole(tmp_path, monkeypatch):
+    """A user's torch module is saved as its weights, its card and the model.onnx the card names. The ONNX was
+    written first, on its own: a save that then failed (a full disk, Ctrl+C, here a folder in its way) left the
+    old card and weights beside the new graph, which the card's onnx_sha256 then refused: the old model was lost.
+    The three are written together, or none."""
+    from mnistlab.data.load import load_mnist
+    from mnistlab.errors import ModelFileError
+    from mnistlab.lab.fitting import fit_one, split_for
+    from mnistlab.lab.options import RunOptions
+    from mnistlab.lab.specs import resolve_spec
+    from mnistlab.models.cnn.onnx import OnnxPredictor
+
+    (tmp_path / "tiny_net.py").write_text(
+        "def net():\n    from torch import nn\n\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    contender, digits, folder = resolve_spec("tiny_net:net"), load_mnist("digits"), tmp_path / "model"
+    options = RunOptions(cv=0, limit=200)
+    fit_one(contender, options, split_for("digits", digits, options), folder, lambda _: None)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert set(before) == {"model.json", "model.safetensors", "model.onnx"}
+    (folder / "confusion.png").mkdir()  # in the way of the save, which removes an older model's figures
+    other = RunOptions(cv=0, limit=300)  # another model: other weights, another graph
+    with pytest.raises(ModelFileError, match="confusion.png there is a folder"):
+        fit_one(contender, other, split_for("digits", digits, other), folder, lambda _: None)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    OnnxPredictor(folder / "model.onnx")  # still the graph its card names

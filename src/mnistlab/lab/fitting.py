@@ -24,7 +24,6 @@ from mnistlab.lab.record import Record, trained_device
 from mnistlab.lab.specs import Contender
 from mnistlab.lab.train import TrainTest, check_classes, fit_and_test
 from mnistlab.models.files import save_model
-from mnistlab.models.folder import ONNX_FILE
 
 __all__ = ["open_dataset", "split_for", "fit_one", "Fitted"]
 
@@ -136,13 +135,14 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
 def _save(estimator, model_dir: Path, card: dict, progress: Progress, name: str) -> Path | None:
     """Save into ``model_dir`` (plus ``model.onnx`` for a user's torch module); None when the format refuses it."""
     progress(f"{name}: saving to {model_dir}")
+    graph = None
     if getattr(estimator, "module", None) is not None:
-        from mnistlab.models.cnn.onnx import export_onnx  # torch is loaded already; onnx only here
+        from mnistlab.models.cnn.onnx import onnx_graph  # torch is loaded already; onnx only here
 
-        onnx_file = export_onnx(estimator, Path(model_dir) / ONNX_FILE)
-        card["onnx_sha256"] = hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+        graph = onnx_graph(estimator)  # written with the weights and the card: alone, a failed save lost the model
+        card["onnx_sha256"] = hashlib.sha256(graph).hexdigest()
     try:
-        return save_model(estimator, model_dir, card=card)
+        return save_model(estimator, model_dir, card=card, onnx=graph)
     except ModelFileError as exc:
         if "allow-list" not in str(exc):
             raise

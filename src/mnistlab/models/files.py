@@ -126,8 +126,9 @@ def _check_fitted_classifier(estimator) -> None:
             ) from None
 
 
-def save_model(estimator, model_dir, *, card: dict) -> Path:
-    """Save a fitted estimator and its card into ``model_dir`` (created if needed)."""
+def save_model(estimator, model_dir, *, card: dict, onnx: bytes | None = None) -> Path:
+    """Save a fitted estimator and its card into ``model_dir`` (created if needed); ``onnx``, a torch module's graph
+    whose sha256 the card names (``onnx_sha256``), is written with them as ``model.onnx``."""
     model_dir = checked_path(model_dir, "model_dir")
     if not isinstance(card, dict):
         raise ModelFileError(f"card must be a dict of what to record with the model, got {type(card).__name__}.")
@@ -161,19 +162,17 @@ def save_model(estimator, model_dir, *, card: dict) -> Path:
         raise ModelFileError(
             f"Cannot create model directory {model_dir} ({exc.strerror}); choose a folder you can write to."
         ) from None
-    onnx = [ONNX_FILE] if "onnx_sha256" in full_card else []
+    files = {**({ONNX_FILE: onnx} if onnx is not None else {}), weights_file: data, CARD_FILE: text.encode()}
+    named = {*files, *([ONNX_FILE] if "onnx_sha256" in full_card else [])}  # and an ONNX the caller wrote
     try:
         with locked_folder(model_dir):  # two saves into one folder: one after the other, never a mix of both
-            # A directory keeps one model. First go the files made from the previous one (evaluate's
-            # figures, its ONNX): a failed save loses only those, not the model. A torch module's ONNX
-            # is written by the caller, before this save, and named in the card.
-            remove_stale(model_dir, keep={CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, *onnx})
-            # Both written before either replaces the old one: a save killed or out of space while writing
-            # leaves the old model whole (weights first, then at once the card that names their sha256).
-            atomic_write_together(model_dir, {weights_file: data, CARD_FILE: text.encode()})
-            # Drop the other format's weights if a different kind of model was saved here before.
-            for other in (SKOPS_FILE, SAFETENSORS_FILE):
-                if other != weights_file:
+            # A directory keeps one model. First go evaluate's figures: a failed save loses only those, not the model.
+            remove_stale(model_dir, keep={CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, ONNX_FILE})
+            # All written before any replaces the old one: a save killed or out of space leaves the old model whole.
+            atomic_write_together(model_dir, files)
+            # Drop what a different kind of model saved here before: the other format's weights, a module's ONNX.
+            for other in (SKOPS_FILE, SAFETENSORS_FILE, ONNX_FILE):
+                if other not in named:
                     (model_dir / other).unlink(missing_ok=True)
     except OSError as exc:
         raise ModelFileError(
