@@ -11,6 +11,7 @@ same folder, so the folder can be zipped, mailed or opened from disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import re
@@ -265,7 +266,9 @@ Times are seconds of wall clock on this machine; "reused" counts seeds taken fro
     # two comparisons into one folder at once could mix theirs: all are written or none, one writer at a time.
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with locked_folder(out_dir):
+        with contextlib.ExitStack() as held:
+            with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): written unlocked, as before
+                held.enter_context(locked_folder(out_dir))
             atomic_write_together(out_dir, files)
     except OSError as exc:
         raise ParameterError(
