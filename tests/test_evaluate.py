@@ -255,3 +255,24 @@ def test_train_and_evaluate_give_the_accuracys_95_percent_interval(digits, tmp_p
     assert json.loads((tmp_path / "m" / "model.json").read_text())["metrics"]["test_accuracy_ci95"] == pytest.approx(
         [centre - half, centre + half]
     )
+
+
+def test_a_model_replaced_while_it_is_evaluated_gets_no_figures_of_the_old_one(digits, tmp_path):
+    """evaluate drew the model it had loaded into its folder, without the folder's lock: a save landing meanwhile
+    (a `train` into the same folder, in another terminal) removed the old model's figures, then got them back
+    beside the new model. The figures go in under the lock, and only beside the model they were drawn from."""
+    from mnistlab.errors import ModelFileError
+
+    folder = tmp_path / "m"
+    train_recipe("logreg", cv=0, out=folder, data=digits)
+
+    def progress(step: str) -> None:
+        if step.startswith("drawing"):  # the measurement is done: another process's save lands now
+            train_recipe("knn", cv=0, out=folder, data=digits)
+
+    with pytest.raises(ModelFileError, match="replaced while it was evaluated"):
+        evaluate_model(folder, data=digits, progress=progress)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.skops"]
+    assert json.loads((folder / "model.json").read_text())["recipe"] == "knn"
+    evaluate_model(folder, data=digits)  # the new model's own figures
+    assert sorted(p.name for p in folder.iterdir()) == ["confusion.png", "mistakes.png", "model.json", "model.skops"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from mnistlab._atomic import atomic_write_together, locked_folder
 from mnistlab.data.load import KNOWN_DATASETS
 from mnistlab.data.sources import find_idx_files
 from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
@@ -16,7 +19,7 @@ from mnistlab.lab.options import Progress, RunOptions, callback, check_writable_
 from mnistlab.lab.record import package_versions, predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
 from mnistlab.lab.wilson import wilson_interval
-from mnistlab.models.files import load_model
+from mnistlab.models.files import load_model, read_card
 from mnistlab.models.folder import CARD_FILE, CONFUSION_PNG, MISTAKES_PNG
 from mnistlab.models.proba import class_probabilities, decision_margins, pixels_read
 
@@ -58,11 +61,15 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     title = f"{card.get('recipe', 'model')}: accuracy {np.mean(y_pred == y_test):.4f}"
     # Named as models.folder knows them: a later save into the model's folder removes them with their model.
     names = dataset_class_names(card.get("dataset"), card.get("data_dir"))  # Fashion-MNIST's clothes
-    confusion_png = save_confusion_matrix(y_test, y_pred, out_dir / CONFUSION_PNG, title=title, names=names)
     # proba's columns are the model's classes_ (3 and 8, booleans), not the classes 0..K-1 their labels would number.
     classes = getattr(estimator, "classes_", None)
     shown = most_confident_mistakes(y_test, y_pred, proba, GALLERY, classes=classes, margins=margins)
-    gallery_png = _gallery(X_test, y_test, y_pred, proba, out_dir / MISTAKES_PNG, classes, margins, names)
+    with tempfile.TemporaryDirectory(prefix="mnistlab-evaluate-") as drawn:  # drawn, then written together
+        save_confusion_matrix(y_test, y_pred, Path(drawn) / CONFUSION_PNG, title=title, names=names)
+        _gallery(X_test, y_test, y_pred, proba, Path(drawn) / MISTAKES_PNG, classes, margins, names)
+        figures = {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
+    _write_figures(out_dir, figures, Path(model_dir), card)
+    confusion_png, gallery_png = out_dir / CONFUSION_PNG, out_dir / MISTAKES_PNG
     trained = (card.get("metrics") or {}).get("test_predictions_sha256")
     return {
         "model_dir": str(model_dir),
@@ -80,6 +87,28 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def _write_figures(out_dir: Path, figures: dict[str, bytes], model_dir: Path, card: dict) -> None:
+    """Write ``figures`` into ``out_dir``, both or neither. Into the model's own folder they go under its lock (as
+    a save takes it) and only while it holds the model they were drawn from: a save landing meanwhile (a `train`
+    into the folder, from another terminal) removed the old model's figures, then got them back beside the new."""
+    own = out_dir.resolve() == model_dir.resolve()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as held:
+            with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): written unlocked
+                held.enter_context(locked_folder(out_dir) if own else contextlib.nullcontext())
+            if own and read_card(model_dir).get("card_sha256") != card.get("card_sha256"):
+                raise ModelFileError(
+                    f"The model in {model_dir} was replaced while it was evaluated (a save into its folder); "
+                    "evaluate it again."
+                )
+            atomic_write_together(out_dir, figures)
+    except OSError as exc:
+        raise InputError(
+            f"Cannot write the figures into {out_dir} ({exc.strerror or exc}); choose a writable --out path."
+        ) from None
 
 
 def _gallery(X_test, y_test, y_pred, proba, path: Path, classes, margins, names: list[str] | None) -> Path:
