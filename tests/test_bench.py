@@ -302,6 +302,21 @@ def test_a_tampered_model_directory_is_not_reused(bench):
     assert not [s for s in steps if ".;" in s]  # each reason a clause before "; fitting again"
 
 
+@pytest.mark.parametrize(("damage", "seed"), [("[]", 7), ('{"test_accuracy": "all of them"}', 8)])
+def test_a_run_whose_report_was_damaged_is_not_reused(bench, damage, seed):
+    """A run's report.json (what the table and the tests read of it) was not checked: one that still parsed but
+    was not the report (a list, another object) was a traceback (TypeError, KeyError), not a fit again."""
+    spec, settings = "sklearn.naive_bayes:GaussianNB", {**SETTINGS, "seed": seed}  # a seed of this test alone
+    first = compare([spec], tracking_uri=bench["uri"], out_dir=bench["root"] / "r1", **settings)
+    run_id = first["results"][0]["run_ids"][0]
+    artifacts = Tracker(bench["uri"]).client.get_run(run_id).info.artifact_uri.removeprefix("file://")
+    (Path(artifacts) / "report.json").write_text(damage)
+    steps: list[str] = []
+    out = compare([spec], tracking_uri=bench["uri"], out_dir=bench["root"] / "r1", progress=steps.append, **settings)
+    assert out["results"][0]["reused"] == 0
+    assert [s for s in steps if f"run {run_id} not reused: its report.json does not match" in s], steps
+
+
 def test_update_models_installs_the_recipe_in_its_default_folder(bench):
     stale = default_model_dir("knn-deskew") / "confusion.png"  # drawn from the model the install replaces
     stale.write_bytes(b"the previous model's")

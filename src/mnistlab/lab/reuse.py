@@ -76,12 +76,23 @@ def find_reusable(tracker: Tracker, key: str) -> tuple[dict | None, np.ndarray |
             y_pred = tracker.predictions(run.info.run_id)
             if predictions_sha256(y_pred) != tags.get(TAG + "test_predictions_sha256"):
                 raise ModelFileError(f"the recorded predictions of run {run.info.run_id} do not match their sha256")
-            result = json.loads(tracker.artifact(run.info.run_id, "report.json"))
+            result = _recorded_report(tracker, run.info.run_id, tags.get(TAG + "report_sha256"))
         except (ModelFileError, TrackingError, OSError, ValueError) as exc:
             why = why or f"run {run.info.run_id} not reused: {str(exc).rstrip('.')}"  # a clause of a sentence
             continue
         return {**result, "run_id": run.info.run_id, "reused": True}, y_pred, None
     return None, None, why
+
+
+def _recorded_report(tracker: Tracker, run_id: str, sha256: str | None) -> dict:
+    """The run's ``report.json``, which the comparison reads as the fit's result; ``ValueError`` unless it has the
+    sha256 the run records (a run recorded before it did: unless it is a JSON object). One that still parsed but
+    was no report (a list, another object) was a traceback (TypeError, KeyError) later on."""
+    data = tracker.artifact(run_id, "report.json")
+    result = json.loads(data)
+    if (sha256 is not None and hashlib.sha256(data).hexdigest() != sha256) or not isinstance(result, dict):
+        raise ValueError("its report.json does not match the one recorded")
+    return result
 
 
 def _verify_model_dir(model_dir: str | None, card_sha256: str | None) -> None:

@@ -141,6 +141,7 @@ def _record(
     """Record one fit as a finished run: tags for finding and verifying it, parameters, metrics, artifacts."""
     model_dir = Path(result["model_dir"]) if result["model_dir"] is not None else None
     card_bytes = (model_dir / "model.json").read_bytes() if model_dir is not None else None
+    report = json.dumps(result, indent=2).encode()
     settings = {
         **{k: getattr(options, k) for k in ("seed", "split", "test_size", "limit", "cv")},
         "dataset": d.dataset,
@@ -165,6 +166,7 @@ def _record(
             "test_predictions_sha256": result["test_predictions_sha256"],
             "model_dir": result["model_dir"],
             "card_sha256": hashlib.sha256(card_bytes).hexdigest() if card_bytes is not None else None,
+            "report_sha256": hashlib.sha256(report).hexdigest(),  # what a reuse reads of the run, checked
         },
         params=run_params,
         metrics={k: result.get(k) for k in _METRICS},
@@ -172,7 +174,7 @@ def _record(
         artifacts={
             "model.json": card_bytes if card_bytes is not None else json.dumps(fitted.card, indent=2).encode(),
             "confusion.json": json.dumps({"labels": fitted.labels, "matrix": fitted.confusion}).encode(),
-            "report.json": json.dumps(result, indent=2).encode(),
+            "report.json": report,
             "predictions.npy": _npy(fitted.y_pred),
         },
         parent=parent,
