@@ -669,3 +669,45 @@ def test_cnn_bytes_can_carry_their_own_config(small):
         cnn_from_bytes(plain)  # no config given, none inside
     with pytest.raises(ModelFileError, match="not a readable safetensors file"):
         cnn_from_bytes(b"not safetensors", config)
+
+
+_INSTALL_ON_A_FULL_DISK = """
+import resource, sys
+from pathlib import Path
+from mnistlab.errors import ModelFileError
+from mnistlab.models.folder import install_files
+
+source, target = Path(sys.argv[1]), Path(sys.argv[2])
+files = {p.name: p.read_bytes() for p in sorted(source.iterdir(), key=lambda p: p.name == "model.json")}
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))  # a disk that fills: a larger write fails (EFBIG)
+try:
+    install_files(target, files)
+except ModelFileError as exc:
+    print(exc)
+"""
+
+
+def test_a_model_copied_in_over_another_kind_on_a_full_disk_leaves_the_old_one_whole(saved, tmp_path):
+    """compare's copy of a model (a reused one for --update-models, a cluster task's) removed the other format's
+    weights before writing, so a copy that failed lost the model there, and its OSError was a traceback."""
+    from mnistlab import CNNClassifier
+
+    X, y = load_digits_as_pixels()
+    cnn = CNNClassifier(arch="tiny", epochs=1, n_threads=1, random_state=0).fit(X[:300], y[:300])
+    source = save_model(cnn, tmp_path / "cnn", card={"recipe": "cnn-fast"})
+    assert (source / "model.safetensors").stat().st_size > 8192 > (source / "model.json").stat().st_size
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    run = subprocess.run(
+        [sys.executable, "-c", _INSTALL_ON_A_FULL_DISK, str(source), str(saved)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == f"Cannot write the model into {saved} (File too large); choose a folder you can write to.\n"
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+    load_model(saved)
+
+
+def load_digits_as_pixels():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return (X * 16).clip(0, 255).astype(np.uint8), y

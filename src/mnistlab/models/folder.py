@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 
 from mnistlab._atomic import atomic_write_together, locked_folder
+from mnistlab.errors import ModelFileError
 
 __all__ = [
     "install_files",
@@ -88,12 +89,22 @@ def remove_stale(model_dir, keep) -> None:
 def install_files(model_dir, files: dict[str, bytes]) -> None:
     """Put ``files`` (name -> bytes, the card last) in ``model_dir`` in place of the model there, as
     ``save_model`` does: the folder locked meanwhile (two writers would mix their files), what the old model
-    left removed, then all written or, stopped, none (``atomic_write_together``)."""
+    left removed, then all written or, stopped, none (``atomic_write_together``); ``ModelFileError`` where the
+    folder cannot be written (a full disk), the model there left whole."""
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    with locked_folder(model_dir):
-        remove_stale(model_dir, keep=files)
-        atomic_write_together(model_dir, files)
+    weights = (SKOPS_FILE, SAFETENSORS_FILE, ONNX_FILE)  # the old model's, kept until the new one is in place
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with locked_folder(model_dir):
+            remove_stale(model_dir, keep={*files, *weights})
+            atomic_write_together(model_dir, files)
+            for name in weights:  # what a model of another kind left: removed once the new one is whole
+                if name not in files:
+                    (model_dir / name).unlink(missing_ok=True)
+    except OSError as exc:  # as save_model says it: one sentence, where a traceback was
+        raise ModelFileError(
+            f"Cannot write the model into {model_dir} ({exc.strerror}); choose a folder you can write to."
+        ) from None
 
 
 def read_regular(path: Path, most: int | None = None, *, sha256: str | None = None) -> bytes | None:
