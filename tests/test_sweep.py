@@ -435,3 +435,33 @@ def test_the_ensemble_recipe_is_not_scored_as_its_first_net(tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("Error: ensemble averages 10 nets, which a trial would score as its first net;"), line
     assert not spec.exists()
+
+
+def test_a_spec_file_that_cannot_be_written_after_the_trials_is_one_sentence(runtime, tmp_path):
+    """The best configuration was written unguarded once the trials were done: a place that could not take it
+    then (a full disk; here a folder made in its place meanwhile) was a traceback (IsADirectoryError)."""
+    from mnistlab.errors import ParameterError
+    from mnistlab.lab.options import RunOptions
+    from mnistlab.lab.sweep import sweep
+
+    spec = tmp_path / "b.json"
+
+    def progress(step: str) -> None:
+        if step.startswith("running"):  # checked writable before; something takes its place while trials run
+            spec.mkdir()
+
+    with pytest.raises(ParameterError) as caught:
+        sweep(
+            "knn",
+            {"knn__n_neighbors": [1, 3]},
+            RunOptions(limit=200),
+            cluster=runtime,
+            tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+            out=spec,
+            progress=progress,
+        )
+    assert (
+        caught.value.named("--out")
+        == f"Cannot write --out {spec} (Is a directory); free space there, or choose another file."
+    )
+    assert spec.is_dir() and list(spec.iterdir()) == []

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ClusterError, ParameterError, TrackingError
 from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
@@ -41,7 +40,7 @@ from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_
 from mnistlab.lab.record import package_versions
 from mnistlab.lab.space import MAX_TRIALS, parse_params
 from mnistlab.lab.space import configs as _configs
-from mnistlab.lab.specs import check_steps, check_values
+from mnistlab.lab.specs import check_steps, check_values, write_spec
 from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker, resolve_uri
 from mnistlab.models.recipes import get_recipe
 
@@ -181,7 +180,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         **chosen_on,
     }
     if best is not None:
-        atomic_write_bytes(out, (json.dumps(spec, indent=2) + "\n").encode())
+        write_spec(out, spec)
     progress(f"recording {len(trials)} trial(s) in {tracker.uri}")
     plan = {"grid": params, "samples": samples, "dataset": name, "max_concurrent": max_concurrent}
     run_id = _record(tracker, spec, plan, trials, best, str(out) if best else None)
