@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     # proba's columns are the model's classes_ (3 and 8, booleans), not the classes 0..K-1 their labels would number.
     classes = getattr(estimator, "classes_", None)
     shown = most_confident_mistakes(y_test, y_pred, proba, GALLERY, classes=classes, margins=margins)
-    with tempfile.TemporaryDirectory(prefix="mnistlab-evaluate-") as drawn:  # drawn, then written together
+    with _drawing_folder(out_dir) as drawn:  # drawn, then written together
         save_confusion_matrix(y_test, y_pred, Path(drawn) / CONFUSION_PNG, title=title, names=names)
         _gallery(X_test, y_test, y_pred, proba, Path(drawn) / MISTAKES_PNG, classes, margins, names)
         figures = {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
@@ -87,6 +88,21 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+@contextlib.contextmanager
+def _drawing_folder(out_dir: Path) -> Iterator[str]:
+    """A hidden folder in ``out_dir`` to draw the figures in (on its disk, whatever room the system's temporary
+    folder has), removed after; one that cannot be made is one sentence."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        folder = tempfile.TemporaryDirectory(dir=out_dir, prefix=".mnistlab-evaluate-")
+    except OSError as exc:
+        raise InputError(
+            f"Cannot write the figures into {out_dir} ({exc.strerror or exc}); choose a writable --out path."
+        ) from None
+    with folder as drawn:
+        yield drawn
 
 
 def _write_figures(out_dir: Path, figures: dict[str, bytes], model_dir: Path, card: dict) -> None:

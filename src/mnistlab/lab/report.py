@@ -239,10 +239,10 @@ def write_bench_report(sections: list[dict], out_dir, settings: dict | None = No
     """Write ``out_dir/index.html`` and its PNGs for the sections of ``compare`` (and what it ran with,
     ``settings``: see ``_provenance_html``); return the page's path."""
     out_dir = Path(out_dir)
-    slugs = _unique_slugs([s["dataset"] for s in sections])
-    with tempfile.TemporaryDirectory(prefix="mnistlab-report-") as drawn:  # the figures, then all files at once
-        body = "\n".join(_section_html(s, Path(drawn), slug) for s, slug in zip(sections, slugs))
-        files = {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
+    try:
+        body, files = _drawn(sections, out_dir)
+    except OSError as exc:
+        raise _unwritable(out_dir, exc) from None
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -265,15 +265,28 @@ Times are seconds of wall clock on this machine; "reused" counts seeds taken fro
     # Written one after another, a figure that failed (a full disk) left the old page beside new figures, and
     # two comparisons into one folder at once could mix theirs: all are written or none, one writer at a time.
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as held:
             with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): written unlocked, as before
                 held.enter_context(locked_folder(out_dir))
             atomic_write_together(out_dir, files)
     except OSError as exc:
-        raise ParameterError(
-            "out_dir",
-            f"Cannot write the report into {{param}} {out_dir} ({exc.strerror or exc}); free space there, move what "
-            "is in the way, or choose another folder.",
-        ) from None
+        raise _unwritable(out_dir, exc) from None
     return out_dir / "index.html"
+
+
+def _drawn(sections: list[dict], out_dir: Path) -> tuple[str, dict[str, bytes]]:
+    """The sections' HTML and their figures (name -> PNG bytes), drawn in a hidden folder in ``out_dir``: on the
+    report's own disk, whatever room the system's temporary folder has."""
+    slugs = _unique_slugs([s["dataset"] for s in sections])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".mnistlab-report-") as drawn:
+        body = "\n".join(_section_html(s, Path(drawn), slug) for s, slug in zip(sections, slugs))
+        return body, {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
+
+
+def _unwritable(out_dir: Path, exc: OSError) -> ParameterError:
+    return ParameterError(
+        "out_dir",
+        f"Cannot write the report into {{param}} {out_dir} ({exc.strerror or exc}); free space there, move what is "
+        "in the way, or choose another folder.",
+    )
