@@ -711,3 +711,27 @@ def load_digits_as_pixels():
 
     X, y = load_digits(return_X_y=True)
     return (X * 16).clip(0, 255).astype(np.uint8), y
+
+
+def test_a_load_waits_for_a_save_into_its_folder(tmp_path, fitted, small):
+    """A load while a save ran read one model's card and the other's weights (the save renames one, then the
+    other), and refused the model as "changed or corrupted; ... retrain it": 1 load in 20 during back-to-back
+    saves. A load waits for the save to finish, as a second save does."""
+    import threading
+
+    from mnistlab._atomic import locked_folder
+
+    model_dir = save_model(fitted, tmp_path / "m", card={"recipe": "a"})
+    other = get_recipe("knn").build(0, 1).fit(small[0], small[2])
+    new = save_model(other, tmp_path / "n", card={"recipe": "b"})
+    loaded: list = []
+    with locked_folder(model_dir):  # a save half done: its weights in place, the old card still there
+        (model_dir / "model.skops").write_bytes((new / "model.skops").read_bytes())
+        loader = threading.Thread(target=lambda: loaded.append(load_model(model_dir)))
+        loader.start()
+        loader.join(1.0)
+        assert loader.is_alive() and loaded == []
+        (model_dir / "model.json").write_bytes((new / "model.json").read_bytes())
+    loader.join(30)
+    assert loaded and loaded[0][1]["recipe"] == "b"
+    np.testing.assert_array_equal(loaded[0][0].predict(small[1]), other.predict(small[1]))

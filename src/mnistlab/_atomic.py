@@ -136,19 +136,32 @@ def _second_link(path: Path, beside: str, held: contextlib.ExitStack) -> str | N
 
 
 @contextmanager
-def locked_folder(folder: str | os.PathLike) -> Iterator[None]:
+def locked_folder(folder: str | os.PathLike, *, shared: bool = False) -> Iterator[None]:
     """An exclusive ``flock`` on ``folder`` itself (no lock file to leave behind) while the block runs.
 
     Two processes saving a model into one folder then write one after the
-    other, so its weights and its card come from the same save. Where there is
-    no ``flock`` (not POSIX), nothing is locked.
+    other, so its weights and its card come from the same save. ``shared``: a
+    reader's lock, which waits for a writer's (a load reading a save's card
+    beside the weights it replaced) and lets other readers in; a folder a reader
+    cannot open or lock is read unlocked, for it to say what is wrong. Where
+    there is no ``flock`` (not POSIX), nothing is locked.
     """
     if fcntl is None:
         yield
         return
-    fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(folder, os.O_RDONLY)
+    except (OSError, TypeError, ValueError):
+        if not shared:
+            raise
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        except OSError:
+            if not shared:
+                raise
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -252,10 +252,11 @@ def load_model(model_dir) -> tuple[Any, dict]:
     version, weights whose sha256 differs from the card's, or types outside
     the allow-list.
     """
-    card = read_card(model_dir)  # first: it says what is wrong with a path that is none
+    with locked_folder(model_dir, shared=True):  # a save meanwhile: its card beside weights it did not write
+        card = read_card(model_dir)  # first: it says what is wrong with a path that is none
+        data = _read_weights(Path(model_dir) / card["weights_file"], card)
     model_dir = Path(model_dir)
     weights_path = model_dir / card["weights_file"]
-    data = _read_weights(weights_path, card)
     if card["weights_file"] == SAFETENSORS_FILE:
         from mnistlab.models.cnn.config import check_config  # torch: only when a CNN is loaded
 
