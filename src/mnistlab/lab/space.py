@@ -1,4 +1,5 @@
-"""A sweep's search space: ``--param NAME=V1,V2`` parsed, and the configurations of its grid, all or drawn.
+"""A sweep's search space: ``--param NAME=V1,V2`` parsed, the configurations of its grid, all or drawn, and the
+spec file of the one chosen.
 
 The grid is counted before any of its points is made: its size is the
 product of the numbers of values, so a grid too large to run or to draw from
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 
+from mnistlab._atomic import atomic_write_bytes
 from mnistlab.errors import ParameterError
 
-__all__ = ["parse_params", "configs", "MAX_TRIALS", "MAX_GRID"]
+__all__ = ["parse_params", "configs", "write_spec", "MAX_TRIALS", "MAX_GRID"]
 
 MAX_TRIALS = 1000  # a grid or --samples above this is refused before anything starts
 MAX_GRID = 1_000_000  # points --samples may draw from: the draw permutes them all (8 bytes each)
@@ -72,3 +75,15 @@ def _point(params: dict[str, list], index: int) -> dict:
         index, k = divmod(index, len(params[name]))
         chosen[name] = params[name][k]
     return {name: chosen[name] for name in params}
+
+
+def write_spec(path: Path, spec: dict) -> None:
+    """Write a sweep's spec file (atomically): a place that cannot take it once the trials are done (a full disk,
+    a folder made in its place meanwhile) is one sentence, where it was a traceback."""
+    try:
+        atomic_write_bytes(path, (json.dumps(spec, indent=2) + "\n").encode())
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ParameterError(
+            "out", f"Cannot write {{param}} {path} ({reason}); free space there, or choose another file."
+        ) from None

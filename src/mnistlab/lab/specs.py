@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab._atomic import atomic_write_bytes
-from mnistlab.errors import ParameterError, RecipeError
+from mnistlab.errors import RecipeError
 from mnistlab.lab.codehash import source_sha256
 from mnistlab.models.files import is_cnn
 from mnistlab.models.recipes import RECIPES, Recipe, get_recipe
@@ -399,15 +398,3 @@ def check_for_data(contender: Contender, n_classes: int, image_shape: tuple[int,
         check_module(module, n_classes, image_shape)
     except RecipeError as exc:
         raise RecipeError(f"{contender.spec}: {exc}") from None
-
-
-def write_spec(path: Path, spec: dict) -> None:
-    """Write a sweep's spec file (atomically): a place that cannot take it once the trials are done (a full disk,
-    a folder made in its place meanwhile) is one sentence, where it was a traceback."""
-    try:
-        atomic_write_bytes(path, (json.dumps(spec, indent=2) + "\n").encode())
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ParameterError(
-            "out", f"Cannot write {{param}} {path} ({reason}); free space there, or choose another file."
-        ) from None

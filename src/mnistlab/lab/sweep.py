@@ -38,9 +38,9 @@ from mnistlab.lab.cluster import connect
 from mnistlab.lab.fitting import open_dataset, split_for
 from mnistlab.lab.options import MAX_SEED, Progress, RunOptions, check_writable_file, noop
 from mnistlab.lab.record import package_versions
-from mnistlab.lab.space import MAX_TRIALS, parse_params
+from mnistlab.lab.space import MAX_TRIALS, parse_params, write_spec
 from mnistlab.lab.space import configs as _configs
-from mnistlab.lab.specs import check_steps, check_values, write_spec
+from mnistlab.lab.specs import check_steps, check_values
 from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker, resolve_uri
 from mnistlab.models.recipes import get_recipe
 
