@@ -17,7 +17,16 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from mnistlab import InputError, ModelFileError, get_recipe, predict_array, predict_image, read_number, to_mnist
+from mnistlab import (
+    InputError,
+    ModelFileError,
+    ParameterError,
+    get_recipe,
+    predict_array,
+    predict_image,
+    read_number,
+    to_mnist,
+)
 from mnistlab.cli import app
 from mnistlab.models.cards import card_sha256
 from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb, run_cli
@@ -194,7 +203,7 @@ def test_without_a_model_the_shipped_reader_answers(evaluation_digits):
     assert load_predictor().card["name"] == "mnistlab default reader"
     # Nothing at all (a blank array, canvas or page): no advice to crop what is not there.
     assert predict_image(np.zeros((28, 28), np.uint8))["reason"] == NO_INK == "no ink found"
-    with pytest.raises(ModelFileError, match="fitted classifier"):
+    with pytest.raises(ParameterError, match="fitted classifier"):  # the caller's argument, not a model file
         predict_image(images[0], object())
 
 
