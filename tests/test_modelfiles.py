@@ -494,6 +494,9 @@ def test_a_save_stopped_by_ctrl_c_leaves_the_old_model_whole(tmp_path, fitted, s
         [sys.executable, "-c", _INTERRUPTED_SAVES, str(model_dir), str(other_dir), str(rounds)],
         stdout=subprocess.PIPE,
         text=True,
+        # A test run started as a background job inherits SIGINT ignored, and so would the child: it then never
+        # got a Ctrl+C, and the test waited out every round's timeouts (11 minutes) before failing.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line.strip()) for line in child.stdout], daemon=True).start()

@@ -226,7 +226,12 @@ def test_ctrl_c_stops_a_sweep_and_writes_nothing(runtime, tmp_path):
     spec, store = tmp_path / "b.json", tmp_path / "s.db"
     args = ["sweep", "cnn-fast", "--param", "lr=0.05,0.1", "--param", "epochs=400", "--limit", "500"]
     args += ["--concurrent", "1", "--out", str(spec), "--tracking-uri", f"sqlite:///{store}", "--cluster", runtime]
-    sweep = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", *args], stderr=subprocess.PIPE, text=True)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab.cli", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored, as a background job's is
+    )
     try:
         assert sweep.stderr is not None
         for line in sweep.stderr:  # each step's line comes when it is done: the trials start after this one
