@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_together",
     "locked_folder",
+    "locked_where_possible",
     "locked_temp",
     "remove_leftovers",
 ]
@@ -165,6 +166,16 @@ def locked_folder(folder: str | os.PathLike, *, shared: bool = False) -> Iterato
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextmanager
+def locked_where_possible(folder: str | os.PathLike) -> Iterator[None]:
+    """``locked_folder(folder)`` while the block runs, or no lock where it cannot be taken (a filesystem without
+    locks, ENOLCK): what is written there is written unlocked, as it was before it was locked anywhere."""
+    with contextlib.ExitStack() as held:
+        with contextlib.suppress(OSError):
+            held.enter_context(locked_folder(folder))
+        yield
 
 
 def locked_temp(final: Path, suffix: str) -> tuple[int, str]:

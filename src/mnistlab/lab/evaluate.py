@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from mnistlab._atomic import atomic_write_together, locked_folder
+from mnistlab._atomic import atomic_write_together, locked_where_possible
 from mnistlab.data.load import KNOWN_DATASETS
 from mnistlab.data.sources import find_idx_files
 from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
@@ -112,9 +112,7 @@ def _write_figures(out_dir: Path, figures: dict[str, bytes], model_dir: Path, ca
     own = out_dir.resolve() == model_dir.resolve()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as held:
-            with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): written unlocked
-                held.enter_context(locked_folder(out_dir) if own else contextlib.nullcontext())
+        with locked_where_possible(out_dir) if own else contextlib.nullcontext():
             if own and read_card(model_dir).get("card_sha256") != card.get("card_sha256"):
                 raise ModelFileError(
                     f"The model in {model_dir} was replaced while it was evaluated (a save into its folder); "

@@ -11,7 +11,6 @@ same folder, so the folder can be zipped, mailed or opened from disk.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._atomic import atomic_write_together, locked_folder
+from mnistlab._atomic import atomic_write_together, locked_where_possible
 from mnistlab.errors import ParameterError
 from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
 from mnistlab.lab.classnames import dataset_class_names
@@ -265,9 +264,7 @@ Times are seconds of wall clock on this machine; "reused" counts seeds taken fro
     # Written one after another, a figure that failed (a full disk) left the old page beside new figures, and
     # two comparisons into one folder at once could mix theirs: all are written or none, one writer at a time.
     try:
-        with contextlib.ExitStack() as held:
-            with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): written unlocked, as before
-                held.enter_context(locked_folder(out_dir))
+        with locked_where_possible(out_dir):
             atomic_write_together(out_dir, files)
     except OSError as exc:
         raise _unwritable(out_dir, exc) from None

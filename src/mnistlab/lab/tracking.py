@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab._atomic import locked_folder, locked_temp, remove_leftovers
+from mnistlab._atomic import locked_temp, locked_where_possible, remove_leftovers
 from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.tracking_text import RENAMED, mlflow_key, open_error, param_text, reason
@@ -317,9 +317,7 @@ def _store_lock(folder: Path | None) -> Iterator[None]:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        with contextlib.suppress(OSError):  # a filesystem without locks (ENOLCK): opened unlocked, as before
-            stack.enter_context(locked_folder(folder))
+    with locked_where_possible(folder):
         yield
 
 
