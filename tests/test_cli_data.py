@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -132,6 +133,19 @@ def test_version_and_help():
     assert runner.invoke(app, ["--version"]).stdout.startswith("mnistlab ")
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "show" in result.stdout and "data" in result.stdout
+
+
+def test_help_pages_show_flags_without_a_type():
+    """typer wrote every flag as `--json <bool>`, `--help <bool>`, as if it took a value; every command's help
+    page shows its flags bare, and the flags still act as flags."""
+    group = typer.main.get_command(app)
+    pages = [[]] + [[name] for name in group.commands]
+    pages += [[name, sub] for name, cmd in group.commands.items() for sub in getattr(cmd, "commands", {})]
+    for page in pages:
+        result = runner.invoke(app, [*page, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (page, result.output)
+        assert "--help" in result.stdout and "<bool>" not in result.stdout, (page, result.stdout)
+    assert json.loads(runner.invoke(app, ["recipes", "--json"]).stdout)
 
 
 def test_show_without_a_selection_shows_a_small_split_whole(mnist_full, tmp_path):

@@ -102,6 +102,7 @@ class Group(TyperGroup):
         click's own handling prints a usage block and a boxed panel; here it is
         the one ``Error:`` line every other mistake gets, with exit code 2.
         """
+        plain_flags(self)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _NO_ARGS_IS_HELP as exc:  # `mnistlab` alone: the help, and click's exit code 2, as before
@@ -116,6 +117,18 @@ class Group(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def plain_flags(command: Any, help_names: tuple[str, ...] = ("--help",)) -> None:
+    """Help pages that show a flag (``--json``, ``--help``) bare, for ``command`` and every command below it:
+    typer writes a parameter's type where it has no metavar, ``--json <bool>``, as if it took a value."""
+    if command.add_help_option and command._help_option is None:  # made as click makes it, once, cached
+        command.get_help_option(command.context_class(command, help_option_names=list(help_names)))
+    for param in [*command.params, command._help_option]:
+        if getattr(param, "is_flag", False) and not param.count and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        plain_flags(sub, help_names)
 
 
 def usage_text(exc: Any) -> str:
