@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -470,3 +471,34 @@ def test_a_spec_file_that_cannot_be_written_after_the_trials_is_one_sentence(run
         == f"Cannot write --out {spec} (Is a directory); free space there, or choose another file."
     )
     assert spec.is_dir() and list(spec.iterdir()) == []
+
+
+def test_a_cnn_that_gets_every_held_out_image_right_is_not_called_stopped_early(runtime, tmp_path, capsys):
+    """A CNN trial ends once its held-out accuracy reaches 1.0 (the loop's target): it was labelled "stopped
+    early", as if ASHA had stopped it, and lost ties for the best to trials that ran on. Two classes no net can
+    mix up (ink in the top half, ink in the bottom half)."""
+    from mnistlab.cli.sweep import _print
+    from mnistlab.testing import write_idx_folder
+
+    def halves(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % 2
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[labels == 0, 4:12, 6:22] = 255
+        images[labels == 1, 16:24, 6:22] = 255
+        return images, labels
+
+    (train, train_labels), (test, test_labels) = halves(400), halves(40)
+    folder = write_idx_folder(
+        tmp_path / "halves",
+        {"train_images": train, "train_labels": train_labels, "test_images": test, "test_labels": test_labels},
+    )
+    args = ["sweep", "cnn-fast", "--dataset", str(folder), "--param", "epochs=3", "--param", "lr=0.05"]
+    args += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(tmp_path / "best.json")]
+    done = runner.invoke(app, [*args, "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    (trial,) = result["trials"]
+    assert trial["val_accuracy"] == 1.0 and trial["epochs"] < 3 and trial["stopped"] is False
+    _print(result, "cnn-fast", ["epochs", "lr"])  # the table `mnistlab sweep` prints without --json
+    table = capsys.readouterr().out
+    assert "held-out 100%" in table and "stopped early" not in table, table

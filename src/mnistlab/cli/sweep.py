@@ -93,7 +93,7 @@ def _print(result: dict, recipe: str, names: list[str]) -> None:
     for col in (*names, "seed", "held-out acc", "epochs run" if "epochs" in names else "epochs", "ended"):
         table.add_column(col, justify="right")
     for t in sorted(result["trials"], key=lambda t: (-t["val_accuracy"], t["seed"])):
-        ended = "stopped early" if t["stopped"] else "completed"
+        ended = "stopped early" if t["stopped"] else "held-out 100%" if t["val_accuracy"] == 1.0 else "completed"
         values = [str(t["config"][k]) for k in names]
         table.add_row(*values, str(t["seed"]), f"{t['val_accuracy']:.4f}", str(t["epochs"]), ended)
     out.print(table)
