@@ -117,3 +117,31 @@ def test_a_report_that_cannot_be_written_whole_is_one_sentence_and_the_old_one_s
         }, blocked
         (out / blocked).rmdir()
         (out / blocked).write_bytes(before[blocked])
+
+
+NAIVE_BAYES = """
+from sklearn.naive_bayes import GaussianNB
+
+
+def make(seed=0):
+    return GaussianNB()
+"""
+
+
+def test_a_model_name_with_dollar_signs_is_drawn_as_text_not_parsed_as_math(tmp_path):
+    """A model's name (here a file's, ``a$\\q$.py:make``) went into the figures' labels as matplotlib mathtext:
+    ``price$x^2$.py`` was drawn as "pricex².py", and ``$\\q$`` stopped the report after every fit with a
+    ValueError traceback (Unknown symbol: \\q)."""
+    spec_file = tmp_path / "a$\\q$.py"
+    spec_file.write_text(NAIVE_BAYES)
+    out = tmp_path / "report"
+    summary = compare(
+        [f"{spec_file}:make"], datasets="digits", limit=200, cv=0, out_dir=out, tracking_uri=str(tmp_path / "s.db")
+    )
+    assert summary["results"][0]["model"] == "a$\\q$.py:make"
+    assert {p.name for p in out.iterdir() if p.is_file()} == {
+        "index.html",
+        "accuracy-vs-time-digits.png",
+        "mistakes-digits.png",
+    }
+    assert "<td>a$\\q$.py:make</td>" in (out / "index.html").read_text()

@@ -23,7 +23,10 @@ def save_accuracy_vs_time_bars(results: list[dict], path) -> Path:
     y_err = np.stack([pct - ci[:, 0], ci[:, 1] - pct]).clip(min=0)  # (2, n): below, above
     ax.errorbar(secs, pct, yerr=y_err, xerr=x_err, fmt="o", ms=6, capsize=3, color="#1f77b4", zorder=3)
     for r, x, y in zip(results, secs, pct):
-        ax.annotate(f"{r['model']} {y:.2f}%", (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8)
+        # parse_math=False: a name's "$" is text ("price$x^2$.py" was drawn as "pricex².py", "$\q$" raised)
+        ax.annotate(
+            f"{r['model']} {y:.2f}%", (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8, parse_math=False
+        )
     style_time_axes(
         ax, "fit time (seconds, log scale; bars: fastest to slowest seed)", "test accuracy (%; bars: 95% interval)"
     )

@@ -113,7 +113,7 @@ def _grid(n: int, ncols: int, cell_w: float, cell_h: float, title: str | None):
     width, height = ncols * cell_w + 0.2, nrows * cell_h + top + 0.1
     fig = new_figure(width, height)
     if title:
-        fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top")
+        fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top", parse_math=False)  # a model's "$" as it is
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     fig.subplots_adjust(
         left=0.1 / width,
