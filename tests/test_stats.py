@@ -14,7 +14,7 @@ from scipy.stats import beta, binomtest, chi2, norm, t
 from statsmodels.formula.api import ols
 from statsmodels.stats.anova import anova_lm
 
-from mnistlab.cli.lab import _verdict_text
+from mnistlab.cli.lab import _compare_table, _verdict_text
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_p
 from mnistlab.lab.report import _comparisons_table, _matrix_table
@@ -550,3 +550,41 @@ def test_a_p_value_that_underflowed_to_zero_is_not_shown_as_zero():
     """Two models far apart on a big test set: the t test's p underflows to 0.0, which the report showed as "0"."""
     assert format_p(0.0) == "<1e-323" and format_p(0.0, 2) == "<1e-323"
     assert format_p(1e-310) == "1e-310"  # a subnormal p that did not underflow is shown as it is
+
+
+def test_the_compare_table_shows_every_number_whole_in_an_80_column_terminal():
+    """With a baseline, the table of three recipes was wider than 80 columns (a pipe's, a log's) and every column
+    was cut: the accuracies read "88.…", "94.…", a verdict "worse p<0.0…". Numbers stay whole; names and verdicts
+    wrap instead."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    def result(model: str, acc: float, low: float, high: float) -> dict:
+        return {"model": model, "dataset": "mnist", "seeds": [42, 43], "n_train": 1000, "n_test": 10000,
+                "test_accuracy_mean": acc, "test_accuracy_ci95": [low, high], "fit_seconds_mean": 1234.1, "reused": 1}  # fmt: skip
+
+    def versus(a: str, b: str, against: str, p: float, said: str) -> dict:
+        return {"a": a, "b": b, "dataset": "mnist", "against": against, "p_holm": p, "verdict": said}
+
+    worse, same = "worse", "not distinguishable at 5%"
+    summary = {
+        "results": [
+            result("logreg", 0.8809, 0.8756, 0.8862),
+            result("knn-deskew", 0.94175, 0.9384, 0.9451),
+            result("svm-rbf", 0.9599, 0.9098, 1.0),
+        ],
+        "comparisons": [
+            versus("logreg", "svm-rbf", "best", 0.058, same),
+            versus("knn-deskew", "svm-rbf", "best", 0.14, same),
+            versus("logreg", "knn-deskew", "baseline", 1e-102, worse),
+            versus("svm-rbf", "knn-deskew", "baseline", 0.14, same),
+        ],
+    }
+    console = Console(file=StringIO(), width=80)
+    console.print(_compare_table("mnist", summary, "knn-deskew"))
+    shown = console.file.getvalue()
+    assert "…" not in shown, shown
+    for text in ("88.09", "94.17", "95.99", "87.56-88.62", "90.98-100.00", "1234.1", "1/2", "p<0.001", "p=0.058"):
+        assert text in shown, text
+    assert max(len(line) for line in shown.splitlines()) <= 80

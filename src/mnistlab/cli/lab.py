@@ -278,8 +278,9 @@ def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
     columns = ["model", "acc %", "95% CI", "fit s", "reused", "vs best"]  # the std: in --json and the report
     if baseline is not None:
         columns.append(f"vs {baseline}")
-    for col in columns:
-        table.add_column(col, justify="left" if col == "model" or col.startswith("vs ") else "right", no_wrap=True)
+    for col in columns:  # the numbers stay whole in 80 columns (a pipe's): the names and the verdicts wrap
+        text = col == "model" or col.startswith("vs ")
+        table.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold")
     best = max(r["test_accuracy_mean"] for r in results)
     for r in results:
         low, high = r["test_accuracy_ci95"]
