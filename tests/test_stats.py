@@ -588,3 +588,24 @@ def test_the_compare_table_shows_every_number_whole_in_an_80_column_terminal():
     for text in ("88.09", "94.17", "95.99", "87.56-88.62", "90.98-100.00", "1234.1", "1/2", "p<0.001", "p=0.058"):
         assert text in shown, text
     assert max(len(line) for line in shown.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("baseline", ["nb[red].py:make", "/data/run[/tag].py:make"])
+def test_the_compare_tables_baseline_column_is_named_as_given_whatever_brackets_it_holds(baseline):
+    """rich read --baseline as markup in its column's header: "nb[red].py:make" was shown as "vs nb.py:make" (and
+    coloured what followed), and a path with "[/tag]" in it was a MarkupError traceback after every fit."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    row = {"dataset": "mnist", "seeds": [42], "n_train": 300, "n_test": 360, "fit_seconds_mean": 0.1, "reused": 0}
+    summary = {
+        "results": [
+            {**row, "model": "knn", "test_accuracy_mean": 0.9194, "test_accuracy_ci95": [0.8867, 0.9433]},
+            {**row, "model": baseline, "test_accuracy_mean": 0.7778, "test_accuracy_ci95": [0.7320, 0.8177]},
+        ],
+        "comparisons": [],
+    }
+    console = Console(file=StringIO(), width=200)
+    console.print(_compare_table("mnist", summary, baseline))
+    assert f"vs {baseline}" in console.file.getvalue()

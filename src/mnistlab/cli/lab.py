@@ -277,7 +277,7 @@ def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
     )
     columns = ["model", "acc %", "95% CI", "fit s", "reused", "vs best"]  # the std: in --json and the report
     if baseline is not None:
-        columns.append(f"vs {baseline}")
+        columns.append(f"vs {escape(baseline)}")  # text, not markup: "nb[red].py:make", "run[/tag].py:make"
     for col in columns:  # the numbers stay whole in 80 columns (a pipe's): the names and the verdicts wrap
         text = col == "model" or col.startswith("vs ")
         table.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold")
