@@ -515,6 +515,7 @@ def test_the_report_page_says_what_the_comparison_ran_on(tiny_idx, tmp_path):
     # It said every model was trained and tested on the same images in every seed: each seed drew its own here.
     assert "Each seed drew its own split of the data into training and test images" in page
     assert "same test images" not in page
+    assert "itself a sample of such images" in page and "digits at large" not in page  # Fashion-MNIST's too
 
 
 def test_the_report_and_the_table_say_how_the_seeds_were_trained_and_tested(tiny_idx, tmp_path):

@@ -195,7 +195,7 @@ def _design_text(settings: dict | None) -> str:
         design = "Each seed drew its own split of the data into training and test images"
         several = (
             "it holds how much the accuracy moves from seed to seed (each seed's test images are new) and how far "
-            "the dataset they were drawn from, itself a sample of digits, may lie from digits at large"
+            "the dataset they were drawn from, itself a sample of such images, may lie from all of them"
         )
         beside = "the dataset's"
     else:
