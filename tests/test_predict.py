@@ -741,3 +741,17 @@ def test_a_model_of_fashion_mnist_is_refused_as_a_reader_of_digits(tmp_path):
     card = {"recipe": "logreg", "dataset": "fashion-mnist", "data_dir": str(tmp_path), "calibration": cut}
     folder = save_model(LogisticRegression(max_iter=50).fit(X, y), tmp_path / "folder", card=card)
     assert predict_array(np.zeros((28, 28), np.uint8), model=folder)["digit"] in range(10)
+
+
+def test_file_names_in_the_table_are_text_not_markup(tmp_path, monkeypatch):
+    """The table read a file's name as rich markup: "[bold]7.npy" was listed as "7.npy", and "a[/b].npy" (the
+    file b].npy in the folder a[) stopped the command with a MarkupError traceback instead of its table."""
+    (tmp_path / "a[").mkdir()
+    names = ["[bold]7.npy", "a[/b].npy"]
+    for name in names:
+        np.save(tmp_path / name, np.zeros(784))
+    monkeypatch.chdir(tmp_path)  # short names, so the table does not abbreviate them
+    for number in ([], ["--number"]):
+        result = runner.invoke(app, ["predict", *names, *number])
+        assert result.exit_code == 0, result.output
+        assert all(name in result.stdout for name in names), result.stdout

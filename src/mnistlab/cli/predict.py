@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
@@ -188,7 +189,7 @@ def _result_table(number: bool) -> Table:
 
 def _with_row(table: Table, file: str, result: dict, number: bool) -> Table:
     """``table`` with the row of ``file``'s answer, or, once it holds ``TABLE_ROWS`` rows, printed and a new one."""
-    table.add_row(file, *_result_cells(result, number))
+    table.add_row(escape(file), *_result_cells(result, number))  # a name is text: "a[/b].png" is no markup
     if table.row_count < TABLE_ROWS:
         return table
     out.print(table)
