@@ -9,12 +9,21 @@ import pytest
 from PIL import Image
 
 from mnistlab import ModelFileError, predict_array, read_number
+from mnistlab.errors import ImageError
 from mnistlab.reading.decode import reduced_side, to_grey
-from mnistlab.reading.segment import ROW_SHORT_SIDE, _group_components, _labelled, row_slant, upright_columns
+from mnistlab.reading.segment import (
+    ROW_SHORT_SIDE,
+    _group_components,
+    _labelled,
+    find_digits,
+    row_slant,
+    upright_columns,
+)
+from mnistlab.reading.steps import digit_from
 from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts, font_text
 from mnistlab.testing.hands import number_samples
-from mnistlab.trust.numbers import _best_reading
-from mnistlab.trust.predict import surer_row
+from mnistlab.trust.numbers import ROW_IMAGES, TOO_BUSY, Budget, _best_reading, read_part, row_of
+from mnistlab.trust.predict import load_predictor, surer_row
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -244,3 +253,44 @@ def test_pieces_of_a_slanted_digit_are_grouped_by_the_row_s_lean(seed, index, la
     s = number_samples("pen", index + 1, np.random.default_rng(seed))[index]
     assert s.label == label
     assert read_number(s.data)["number"] == label, f"read {was} before the pieces were grouped so"
+
+
+def _dashes(seed: int = 0) -> bytes:
+    """A 1280x64 strip with three lines of short dashes to its edges: read as a photo, 671 marks, none a digit."""
+    rng = np.random.default_rng(seed)
+    strip = np.full((64, 1280), 255, np.uint8)
+    for y in (10, 30, 50):
+        x = int(rng.integers(0, 30))
+        while x < 1280:  # to the edge, as a rule runs: read as a photo, not as a clean drawing
+            length = int(rng.integers(2, 30))
+            strip[y, x : x + length] = 0
+            x += length + int(rng.integers(5, 26))
+    buffer = io.BytesIO()
+    Image.fromarray(strip).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_row_of_more_marks_than_a_number_makes_is_refused_in_one_sentence():
+    """A strip of dashes came out as 525 parts, each read and many re-read: 19 s of CPU for one request of 679
+    bytes. More parts than ``MAX_ROW_PARTS`` are refused before any is read."""
+    with pytest.raises(ImageError, match=r"^The image holds \d{3} separate marks in one row, more than a number of up "
+                       r"to 20 digits makes \(80\); crop it to the number") as caught:  # fmt: skip
+        read_number(_dashes())
+    assert caught.value.http_status == 422
+
+
+def test_a_part_re_read_beyond_the_look_s_budget_stays_whole_and_doubted():
+    """Re-reading a wide part costs an image a run of its pieces; past the look's ``Budget`` the part is left as
+    read once, not confident, and says why (rows of 14-20 real digits took at most 876 of the 1,200 images)."""
+    s = number_samples("pen", 6, np.random.default_rng(22), surface="canvas-black-on-white")[2]  # 93029, touching
+    predictor = load_predictor(None)
+    ink, parts, slant, _ = find_digits(s.data)
+    wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), 3)
+    row = row_of(parts, wholes, slant)
+    read = [read_part(predictor, ink, p, w, row, Budget()) for p, w in zip(parts, wholes)]
+    assert "".join(str(d["digit"]) for digits in read for d in digits) == "93029"
+    split = next(i for i, digits in enumerate(read) if len(digits) > 1)  # the part of two touching digits
+    budget = Budget(left=0)  # nothing left: any re-reading is over it
+    (kept,) = read_part(predictor, ink, parts[split], wholes[split], row, budget)
+    assert kept["confident"] is False and kept["reason"] == TOO_BUSY and kept["digit"] == wholes[split]["digit"]
+    assert budget.left == 0 and Budget().left == ROW_IMAGES

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mnistlab.errors import ImageError
 from mnistlab.reading.segment import upright_columns
 from mnistlab.reading.steps import digit_from
 
 if TYPE_CHECKING:  # the Predictor's module imports this one
     from mnistlab.trust.predict import Predictor
 
-__all__ = ["Row", "row_of", "read_part"]
+__all__ = ["Row", "Budget", "row_of", "read_part", "check_row_size", "MAX_ROW_PARTS", "ROW_IMAGES", "TOO_BUSY"]
 
 _STEP = 0.1  # cut spacing, in row heights
 _EDGE = 0.2  # no cut nearer a part's ends than this many row heights
@@ -54,6 +55,36 @@ _COUNT_COST, _COUNT_SLACK = 1.0, 0.4  # cost per digit of a count further than t
 # its two edges to runs left out and read as a 0 (``test_a_pen_stroke_joining_two_digits_is_not_read_as_a_1``).
 _JOIN_WIDTH = 0.35
 _LEAVE_OUT = 1.5
+# What one look at a row may cost. Every part is read once, and a part re-read (above) costs an image a run of
+# its pieces. Rows of 14-20 digits by other hands (dev seed 5, 30 a source) came out in at most 37 parts and took
+# at most 876 images a look (549 at the 95th percentile); a 679-byte strip of dashes came out in 525 parts and
+# took 19,083 images (19 s of CPU) over its three looks. Past ROW_IMAGES, a part is left as read once, doubted.
+MAX_ROW_PARTS = 80
+ROW_IMAGES = 1_200
+TOO_BUSY = "too much ink in one row to look at each part closely; crop the image to the number"
+
+
+@dataclass
+class Budget:
+    """The images one look at a row may still read to re-read its parts (``ROW_IMAGES`` at first)."""
+
+    left: int = ROW_IMAGES
+
+    def take(self, n: int) -> bool:
+        """Whether ``n`` more images fit; if so, they are taken."""
+        if n > self.left:
+            return False
+        self.left -= n
+        return True
+
+
+def check_row_size(n_parts: int) -> None:
+    """Refuse a row of more than ``MAX_ROW_PARTS`` parts, before any is read: no number holds that many."""
+    if n_parts > MAX_ROW_PARTS:
+        raise ImageError(
+            f"The image holds {n_parts:,} separate marks in one row, more than a number of up to 20 digits "
+            f"makes ({MAX_ROW_PARTS}); crop it to the number, or cut a long number into parts of at most 15 digits."
+        )
 
 
 @dataclass(frozen=True)
@@ -77,8 +108,11 @@ def _upright_width(part: np.ndarray, slant: float) -> float:
     return float(np.ptp(upright_columns(part, slant)[2]) + 1)
 
 
-def read_part(predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: dict, row: Row) -> list[dict]:
-    """The digits in one part of a row (``whole``: the part read as one digit), left to right."""
+def read_part(
+    predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: dict, row: Row, budget: Budget | None = None
+) -> list[dict]:
+    """The digits in one part of a row (``whole``: the part read as one digit), left to right; a re-reading
+    takes its images from ``budget`` (the look's), and where they do not fit the part stays ``whole``, doubted."""
     ink, part = _around(ink, part)
     ys, xs, upright = upright_columns(part, row.slant)
     lo, width = float(upright.min()), float(np.ptp(upright) + 1)
@@ -92,6 +126,8 @@ def read_part(predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: di
     spans, ink_widths = _spans(upright_sorted, bounds, row.height)
     if len(spans) < 2:
         return [whole]
+    if budget is not None and not budget.take(len(spans)):
+        return [dict(whole, confident=False, reason=TOO_BUSY)]
     images = np.stack([digit_from(ink, _piece(part, ys, xs, upright, bounds[i], bounds[j])) for i, j in spans])
     proba = predictor.classify(images)
     not_a_digit = predictor.reader.not_a_digit(images)  # the reader's other scores: for the chosen only

@@ -34,7 +34,7 @@ from mnistlab.reading.decode import regular_file_size, rewound, start_of, unread
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, holds_ink, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
-from mnistlab.trust.numbers import read_part, row_of
+from mnistlab.trust.numbers import MAX_ROW_PARTS, Budget, check_row_size, read_part, row_of
 from mnistlab.trust.reader import Reader, load_reader
 from mnistlab.trust.thresholds import NO_INK, SMALL_INK, ProbabilityCut, assess
 
@@ -277,11 +277,14 @@ def _read_row(
 ) -> tuple[dict, bool]:
     """``read_number``'s answer from one look at the image, and whether it is a clean drawing."""
     ink, parts, slant, drawing = find_digits(image_or_path, faint=faint, closer=closer)
+    if faint or closer:  # a later look that finds more marks than a number makes reads nothing better
+        parts = parts if len(parts) <= MAX_ROW_PARTS else []
+    check_row_size(len(parts))
     results: list[dict] = []
     if parts:
         wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), top)
-        row = row_of(parts, wholes, slant)
-        results = [r for part, whole in zip(parts, wholes) for r in read_part(predictor, ink, part, whole, row)]
+        row, budget = row_of(parts, wholes, slant), Budget()
+        results = [r for p, whole in zip(parts, wholes) for r in read_part(predictor, ink, p, whole, row, budget)]
     answer = {
         "number": "".join(str(r["digit"]) for r in results),
         "digits": results,
