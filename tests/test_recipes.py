@@ -142,3 +142,14 @@ def test_a_margin_only_recipe_of_two_digits_gives_probabilities_of_both(subset):
     digits = digit_probabilities(model, X_te)
     np.testing.assert_array_equal(digits[:, [3, 7]], proba)
     assert np.all(np.delete(digits, [3, 7], axis=1) == 0)
+
+
+def test_probabilities_of_an_unfitted_model_say_it_is_not_fitted(subset):
+    # NotFittedError is an AttributeError, which class_probabilities took for SVC(probability=False)'s: a model
+    # without decision_function (knn, a CNN) was then "has neither predict_proba nor decision_function", and
+    # predict_array(img, model=unfitted) said so instead of its "This CNNClassifier is not fitted yet; call fit first."
+    from sklearn.exceptions import NotFittedError
+
+    for name in ("knn", "cnn-fast"):
+        with pytest.raises(NotFittedError, match="is not fitted yet"):
+            class_probabilities(get_recipe(name).build(0, 1), subset[1][:2])

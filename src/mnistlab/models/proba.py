@@ -30,8 +30,11 @@ def class_probabilities(estimator, X) -> np.ndarray:
     if hasattr(estimator, "predict_proba"):
         try:
             return np.asarray(estimator.predict_proba(X), np.float64)
-        except AttributeError:  # SVC(probability=False) has the method but refuses to run it
-            pass
+        except AttributeError as exc:  # SVC(probability=False) has the method but refuses to run it
+            from sklearn.exceptions import NotFittedError  # on demand: importing this module stays light
+
+            if isinstance(exc, NotFittedError):  # an AttributeError too: not "has no predict_proba"
+                raise
     margins = decision_margins(estimator, X)
     if margins is None:
         raise ModelFileError(
