@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -62,6 +63,17 @@ def test_pixel_scaler_passes_scikit_learns_estimator_checks():
 def test_pixel_scaler_rejects_non_positive_max(digits):
     with pytest.raises(InputError, match="positive"):
         PixelScaler(max_value=0).fit(digits)
+
+
+@pytest.mark.parametrize("value", ["255", None, [255], np.inf, np.nan, True])
+def test_pixel_scaler_refuses_a_max_value_that_is_no_positive_number_in_one_sentence(digits, value):
+    # "255" or None was numpy's "'>' not supported between instances of 'str' and 'int'"; inf scaled every
+    # pixel to 0 without a word, and True was taken as 1.
+    with pytest.raises(
+        InputError, match=re.escape(f"PixelScaler max_value must be a positive finite number, got {value!r}.")
+    ):
+        PixelScaler(max_value=value).fit(digits)
+    assert PixelScaler(max_value=np.float32(16)).fit(digits).transform(digits[:1]).max() > 1  # numpy numbers pass
 
 
 def test_moments_of_mnist_match_its_centring(digits):

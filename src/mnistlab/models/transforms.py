@@ -38,8 +38,9 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.max_value = max_value
 
     def fit(self, X, y=None):
-        if not self.max_value > 0:
-            raise InputError(f"PixelScaler max_value must be positive, got {self.max_value!r}.")
+        v = self.max_value
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not 0 < v < np.inf:
+            raise InputError(f"PixelScaler max_value must be a positive finite number, got {v!r}.")
         validate_data(self, _flat(X), reset=True, dtype="numeric")  # refuses 1-d, empty, NaN, sparse, complex
         return self
 
