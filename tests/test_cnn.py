@@ -6,6 +6,7 @@ when the dev machine was shared at load average ~10).
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import json
 import warnings
@@ -258,6 +259,17 @@ def test_save_and_load_give_identical_predictions(fitted, mnist_small, tmp_path)
     assert card["format"] == "safetensors" and card["config"]["n_epochs"] == 6
     np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
     np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
+
+
+def test_a_cnn_whose_parameters_are_numpy_numbers_saves_and_loads(fitted, mnist_small, tmp_path):
+    # fit takes numpy numbers (GridSearchCV's best_estimator_ of a grid np.arange(2, 8) has epochs np.int64), but
+    # save_model raised "TypeError: Object of type int64 is not JSON serializable".
+    numpy_params = copy.deepcopy(fitted).set_params(epochs=np.int64(6), lr=np.float64(0.05), n_threads=np.int32(1))
+    save_model(numpy_params, tmp_path / "model", card={"recipe": "test"})
+    loaded, card = load_model(tmp_path / "model")
+    assert card["config"]["params"]["epochs"] == 6 and card["config"]["params"]["lr"] == 0.05
+    X = mnist_small[1][:50]
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
 
 
 def test_onnxruntime_backend_matches_pytorch(fitted, mnist_small):

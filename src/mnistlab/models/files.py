@@ -324,7 +324,8 @@ def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]
     # .contiguous(): channels-last conv weights would otherwise reach safetensors
     # as strided numpy views, whose raw buffer is in the wrong order.
     tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in estimator.model_.state_dict().items()}
-    params = estimator.get_params()
+    # Python numbers for numpy ones (fit takes both: a grid of np.arange(2, 8) epochs), which JSON cannot store.
+    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in estimator.get_params().items()}
     params.pop("callback")
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None  # a RandomState object; the member seeds below still apply
