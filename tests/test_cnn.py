@@ -405,6 +405,16 @@ def test_onnx_predictor_refuses_a_thread_count_it_cannot_use_as_such():
         with pytest.raises(ParameterError, match="^n_threads must be a whole number of threads, 1 or more, or None"):
             OnnxPredictor(graph, n_threads=n_threads)  # what from_module calls with its graph and n_threads
     assert OnnxPredictor.from_module(net, (28, 28), range(10), n_threads=2).n_threads == 2
+    # A numpy whole number is one, as CNNClassifier's fit takes it: its onnxruntime backend passes its n_threads on.
+    assert OnnxPredictor(graph, n_threads=np.int64(2)).n_threads == 2
+
+
+def test_the_onnxruntime_backend_takes_the_thread_count_fit_took(fitted, mnist_small):
+    # fit took n_threads=np.int64(1), then predict with backend="onnxruntime" refused it: "n_threads must be a
+    # whole number of threads, 1 or more, or None (every CPU), got np.int64(1)."
+    X = mnist_small[1][:50]
+    ort_est = copy.deepcopy(fitted).set_params(backend="onnxruntime", n_threads=np.int64(1))
+    np.testing.assert_array_equal(ort_est.predict(X), fitted.predict(X))
 
 
 def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):

@@ -121,12 +121,13 @@ class OnnxPredictor:
     """
 
     def __init__(self, source, *, n_threads: int | None = None):
-        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+        whole = isinstance(n_threads, int | np.integer) and not isinstance(n_threads, bool)
+        if n_threads is not None and (not whole or n_threads < 1):
             raise ParameterError(
                 "n_threads",
                 f"{{param}} must be a whole number of threads, 1 or more, or None (every CPU), got {n_threads!r}.",
             )
-        self.n_threads = n_threads or usable_cpus()  # parts of a batch run side by side (None: every CPU)
+        self.n_threads = int(n_threads or usable_cpus())  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
             source = _read_onnx(Path(source))
         elif not isinstance(source, (bytes, bytearray, memoryview)):  # onnxruntime's words were "export it again"
