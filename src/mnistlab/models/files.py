@@ -346,7 +346,7 @@ def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]
     }
     from mnistlab.models.cnn.config import check_saveable  # torch is loaded: a CNN exists
 
-    check_saveable(tensors, json.loads(json.dumps(config)), type(estimator).__name__)  # never save what load refuses
+    check_saveable(tensors, json.loads(json.dumps(config)), estimator)  # never save what load refuses
     return save(tensors, metadata={"config": json.dumps(config)} if embed_config else None), config
 
 

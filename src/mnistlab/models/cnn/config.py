@@ -188,16 +188,38 @@ def _check_history(history, n_epochs: int) -> None:
         _number("history val_accuracy", row["val_accuracy"], optional=True)
 
 
-def check_saveable(tensors: dict[str, np.ndarray], config, estimator: str) -> None:
-    """Refuse to save a fitted ``estimator`` (its class name) that loading would refuse: NaN or infinite weights
-    (``check_tensors``), or a config outside the schema."""
+def check_saveable(tensors: dict[str, np.ndarray], config, estimator) -> None:
+    """Refuse to save a fitted ``estimator`` that loading would refuse, or rebuild as other nets: NaN or infinite
+    weights (``check_tensors``), parameters changed since the fit, or a config outside the schema."""
+    name = type(estimator).__name__
     broken = _non_finite(tensors)
     if broken is not None:
         raise ModelFileError(
-            f"This fitted {estimator}'s weights hold NaN or infinite values (in tensor {broken!r}), so its answers "
+            f"This fitted {name}'s weights hold NaN or infinite values (in tensor {broken!r}), so its answers "
             "are no numbers and it is not saved; train it again (with a lower lr if its training diverged)."
         )
-    check_config(config, f"This fitted {estimator}")
+    _check_params_describe_the_nets(estimator, tensors)
+    check_config(config, f"This fitted {name}")
+
+
+def _check_params_describe_the_nets(estimator, tensors: dict[str, np.ndarray]) -> None:
+    """Refuse a CNN whose parameters (``set_params`` since its fit) describe other nets than it holds: the file,
+    rebuilt from them, was refused as damaged (another ``arch``) or read its digits otherwise (other ``inputs``)."""
+    from mnistlab.models.cnn.estimator import build_model  # torch is loaded: a CNN exists
+
+    # Shapes without memory; a user's module is copied and re-initialised, which must not move torch's generator.
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        described = build_model(estimator, device="meta")
+    shapes = {k: tuple(t.shape) for k, t in described.state_dict().items()}
+    deskews = [bool(getattr(m, "deskew_input", False)) for m in described.members]
+    if shapes != {k: tuple(a.shape) for k, a in tensors.items()} or deskews != [
+        bool(getattr(m, "deskew_input", False)) for m in estimator.model_.members
+    ]:
+        raise ModelFileError(
+            f"This {type(estimator).__name__}'s parameters were changed since it was fitted (arch, inputs, "
+            "n_members or module), so they describe other nets than it holds; set them back, or fit it again, "
+            "before saving it."
+        )
 
 
 def _non_finite(tensors: dict[str, np.ndarray]) -> str | None:
