@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from mnistlab.errors import RecipeError
 from mnistlab.models.cnn.hyper import HYPER_FIELDS
-from mnistlab.models.proba import class_probabilities, digit_probabilities
+from mnistlab.models.proba import class_probabilities, decision_margins, digit_probabilities
 from mnistlab.models.recipes import CNN, CNN_BEST, CNN_FAST, DEFAULT_LINEUP, RECIPES, get_recipe, list_recipes
 
 # Unscaled SGD stopping at max_iter is the lesson's behaviour, not a test failure.
@@ -153,3 +153,22 @@ def test_probabilities_of_an_unfitted_model_say_it_is_not_fitted(subset):
     for name in ("knn", "cnn-fast"):
         with pytest.raises(NotFittedError, match="is not fitted yet"):
             class_probabilities(get_recipe(name).build(0, 1), subset[1][:2])
+
+
+def test_one_vs_one_margins_are_not_read_as_one_per_class(subset):
+    # SVC(decision_function_shape="ovo") gives a margin per pair of classes: 45 columns for 10 digits were
+    # "probabilities", and predict_array(img, model=svc) a numpy "shape mismatch: value array of shape
+    # (10000,45) could not be broadcast"; for 3 digits the 3 pair columns were taken for the 3 classes.
+    from sklearn.svm import SVC
+
+    from mnistlab.errors import ModelFileError
+
+    X_tr, X_te, y_tr, _ = subset
+    for digits in ([1, 2, 3, 4], [1, 2, 3]):
+        some = np.isin(y_tr, digits)
+        ovo = Pipeline([("svc", SVC(decision_function_shape="ovo"))]).fit(X_tr[some][:200], y_tr[some][:200])
+        assert decision_margins(ovo, X_te[:5]) is None
+        with pytest.raises(ModelFileError, match="^Pipeline has no predict_proba, and its decision_function gives no"):
+            digit_probabilities(ovo, X_te[:5])
+        ovr = ovo.set_params(svc__decision_function_shape="ovr")  # the same fit, its margins one per class
+        assert decision_margins(ovr, X_te[:5]).shape == class_probabilities(ovr, X_te[:5]).shape == (5, len(digits))

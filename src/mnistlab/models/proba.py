@@ -37,23 +37,43 @@ def class_probabilities(estimator, X) -> np.ndarray:
                 raise
     margins = decision_margins(estimator, X)
     if margins is None:
-        raise ModelFileError(
-            f"{type(estimator).__name__} has neither predict_proba nor decision_function; use a classifier trained by mnistlab."
-        )
+        raise ModelFileError(_no_probabilities(estimator))
     e = np.exp(margins - margins.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _no_probabilities(estimator) -> str:
+    """Why ``class_probabilities`` has nothing to read ``estimator``'s probabilities from, in one sentence."""
+    name = type(estimator).__name__
+    if not hasattr(estimator, "decision_function"):
+        return f"{name} has neither predict_proba nor decision_function; use a classifier trained by mnistlab."
+    return (
+        f"{name} has no predict_proba, and its decision_function gives no margin per class (an SVC's "
+        "decision_function_shape='ovo' gives one per pair of classes); use decision_function_shape='ovr', or a "
+        "classifier with predict_proba."
+    )
 
 
 def decision_margins(estimator, X) -> np.ndarray | None:
     """(N, n_classes) decision margins, columns in ``estimator.classes_`` order (a binary classifier's one
     margin m, positive for ``classes_[1]``, as (0, m)); None for a classifier without ``decision_function``
-    (KNN, trees, CNNs). Where probabilities saturate at 1.0, margins still say which answer was surer."""
-    if not hasattr(estimator, "decision_function"):
+    (KNN, trees, CNNs) or whose margins are not one per class (an SVC's one-vs-one ones, one per pair of classes:
+    45 for 10 digits, 3 for 3 digits). Where probabilities saturate at 1.0, margins still say which answer was surer."""
+    if not hasattr(estimator, "decision_function") or _one_vs_one(estimator):
         return None
     margins = np.asarray(estimator.decision_function(X), np.float64)
     if margins.ndim == 1:  # binary: scikit-learn's one margin per image
         margins = np.column_stack([np.zeros_like(margins), margins])
+    n_classes = len(getattr(estimator, "classes_", ()))
+    if margins.ndim != 2 or (n_classes and margins.shape[1] != n_classes):
+        return None
     return margins
+
+
+def _one_vs_one(estimator) -> bool:
+    """Whether ``estimator`` (or a step of it) is set to give one-vs-one margins (``decision_function_shape``)."""
+    params = estimator.get_params() if callable(getattr(estimator, "get_params", None)) else {}
+    return any(k.split("__")[-1] == "decision_function_shape" and v == "ovo" for k, v in params.items())
 
 
 def margin_lead(margins, shape: tuple, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
