@@ -296,6 +296,22 @@ def test_a_cnn_whose_nets_set_params_changed_since_its_fit_is_not_saved(fitted, 
         save_model(mine.set_params(inputs="deskewed"), tmp_path / "mine", card={})
 
 
+def test_a_cnn_of_text_labels_from_pandas_saves_and_loads(mnist_small, tmp_path):
+    # pandas holds text labels as objects, so classes_ was an object array, and save_model refused the fit as
+    # "a CNN config mnistlab did not write (classes_dtype '|O' is not a label dtype ...); restore the original
+    # files or retrain the model" (a Pipeline of logreg saved it).
+    pd = pytest.importorskip("pandas")
+    X, y, X_te = mnist_small[0][:300], mnist_small[2][:300], mnist_small[1][:50]
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # too few steps to learn well: this is about the labels
+        est = CNNClassifier(**TINY, epochs=1).fit(X, pd.Series(names[y], dtype=object))
+    save_model(est, tmp_path / "model", card={})
+    loaded = load_model(tmp_path / "model")[0]
+    assert loaded.classes_.tolist() == est.classes_.tolist() == sorted(names)
+    assert loaded.predict(X_te).tolist() == est.predict(X_te).tolist()
+
+
 def test_onnxruntime_backend_matches_pytorch(fitted, mnist_small):
     X = mnist_small[1][:300]
     ort_est = clone(fitted).set_params(backend="onnxruntime")

@@ -324,18 +324,19 @@ def cnn_to_bytes(estimator, *, embed_config: bool = False) -> tuple[bytes, dict]
     # .contiguous(): channels-last conv weights would otherwise reach safetensors
     # as strided numpy views, whose raw buffer is in the wrong order.
     tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in estimator.model_.state_dict().items()}
-    # Python numbers for numpy ones (fit takes both: a grid of np.arange(2, 8) epochs), which JSON cannot store.
-    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in estimator.get_params().items()}
+    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in estimator.get_params().items()}  # np.int64
     params.pop("callback")
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None  # a RandomState object; the member seeds below still apply
     if params.get("module") is not None:  # a user's module: its code is not in the file, only its class is named
         params["module"] = f"{type(params['module']).__module__}.{type(params['module']).__qualname__}"
+    classes = estimator.classes_  # pandas' text labels are objects to numpy: saved as the text they are
+    classes = np.asarray(classes.tolist()) if classes.dtype == object else classes
     config = {
         "estimator": type(estimator).__name__,
         "params": params,
-        "classes": estimator.classes_.tolist(),
-        "classes_dtype": estimator.classes_.dtype.str,
+        "classes": classes.tolist(),
+        "classes_dtype": classes.dtype.str,
         "n_features_in": int(estimator.n_features_in_),
         "image_shape": list(estimator.image_shape_),
         "seeds": estimator.seeds_,
