@@ -60,6 +60,16 @@ def test_pixel_scaler_passes_scikit_learns_estimator_checks():
     assert failed == []
 
 
+def test_pixel_scaler_reads_a_boolean_mask_as_ink_as_the_cnn_does(digits):
+    # True was 1/255: logreg (and every recipe that scales) read a mask `digits > 128` as a blank page, where
+    # CNNClassifier (unit_pixels) reads True as full ink.
+    mask = digits > 128
+    ink = (mask * 255).astype(np.uint8)
+    for scaler in (PixelScaler(), PixelScaler(max_value=16)):
+        np.testing.assert_array_equal(scaler.fit(digits).transform(mask), mask.astype(np.float32))
+    np.testing.assert_array_equal(PixelScaler().fit(digits).transform(mask), PixelScaler().fit(digits).transform(ink))
+
+
 def test_pixel_scaler_rejects_non_positive_max(digits):
     with pytest.raises(InputError, match="positive"):
         PixelScaler(max_value=0).fit(digits)

@@ -31,7 +31,8 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     needs no statistics, so one scaled digit means the same in every model.
     With the default ``max_value`` (255), float pixels are read as every
     mnistlab model reads them (``unit_pixels``): each row on the 0-1 scale
-    (``load_mnist(dtype=np.float32)``) or on 0-255, whichever it is.
+    (``load_mnist(dtype=np.float32)``) or on 0-255, whichever it is. Booleans (a
+    mask, ``img > 128``) are 0 and 1, as every mnistlab model reads them.
     """
 
     def __init__(self, max_value: float = 255.0):
@@ -47,7 +48,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self, "n_features_in_")
         X = validate_data(self, _flat(X), reset=False, dtype="numeric")  # and a width other than fit's
-        if X.dtype.kind == "f" and self.max_value == 255:
+        if X.dtype.kind == "b" or (X.dtype.kind == "f" and self.max_value == 255):  # a mask's True is ink, 1.0
             return unit_pixels(X)
         return np.multiply(X, np.float32(1.0 / self.max_value), dtype=np.float32)
 
