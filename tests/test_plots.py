@@ -223,6 +223,20 @@ def test_gallery_of_no_mistakes_is_refused_rather_than_said_to_be_all_correct(tm
     assert not out.exists()
 
 
+def test_a_mistake_of_probability_one_is_never_titled_100_percent_sure(tmp_path, predicted):
+    # The lesson's SGD models give many wrong answers a probability of exactly 1.0 (a softmax of raw-pixel
+    # margins), and evaluate's gallery titled each "(100%)", which the rounding down was there to prevent.
+    X, y_true, y_pred, _ = predicted
+    wrong = np.flatnonzero(y_true != y_pred)[:3]
+    drawn = {}
+    for p in (1.0, 0.9999):
+        proba = np.zeros((len(wrong), 10))
+        proba[np.arange(len(wrong)), y_pred[wrong]] = p
+        out = tmp_path / f"mistakes-{p}.png"
+        drawn[p] = save_misclassified_gallery(X[wrong], y_true[wrong], y_pred[wrong], proba, out).read_bytes()
+    assert drawn[1.0] == drawn[0.9999]  # both titled "(99%)"
+
+
 def test_grid_columns_that_are_no_whole_number_are_one_sentence(tmp_path):
     # "a" was a TypeError from a comparison, 2.5 a ValueError from matplotlib's layout.
     for ncols in ("a", 2.5, 0):

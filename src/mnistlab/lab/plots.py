@@ -322,8 +322,8 @@ def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 
     columns = proba_columns(pred[picked], classes, p.shape[1])
     for ax, i, column in zip(axes, picked, columns):
         _show(ax, imgs[i])
-        # Rounded down so that a wrong answer is never shown as "100%" sure.
-        sure = math.floor(p[i, column] * 100)
+        # Rounded down, at most 99: a wrong answer is never shown "100%" sure (a saturated softmax is exactly 1.0).
+        sure = min(math.floor(p[i, column] * 100), 99)
         text = f"true {true[i]}, pred {pred[i]} ({sure}%)"
         ax.set_title(text, fontsize=min(8.0, 180 / len(text)), pad=2)  # "true False, pred True" fits its cell too
     return _save(fig, path)
