@@ -276,3 +276,18 @@ def test_a_model_replaced_while_it_is_evaluated_gets_no_figures_of_the_old_one(d
     assert json.loads((folder / "model.json").read_text())["recipe"] == "knn"
     evaluate_model(folder, data=digits)  # the new model's own figures
     assert sorted(p.name for p in folder.iterdir()) == ["confusion.png", "mistakes.png", "model.json", "model.skops"]
+
+
+def test_figures_are_not_drawn_into_another_models_folder(model, digits, tmp_path):
+    """`evaluate A --out B`, B another model's folder, put A's confusion.png and mistakes.png beside B's model,
+    where they read as B's (and B's own figures were overwritten): one sentence now, and B is left as it was."""
+    from mnistlab.errors import ParameterError
+
+    other = tmp_path / "other"
+    train_recipe("knn", cv=0, out=other, data=digits)
+    with pytest.raises(ParameterError, match=r"^out_dir .*other holds another model \(its model.json\)") as info:
+        evaluate_model(model, data=digits, out_dir=other)
+    assert "--out" in info.value.named("--out")
+    assert sorted(p.name for p in other.iterdir()) == ["model.json", "model.skops"]
+    evaluate_model(model, data=digits, out_dir=model)  # its own folder, named: drawn as by default
+    assert (model / "confusion.png").is_file()

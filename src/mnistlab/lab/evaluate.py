@@ -41,6 +41,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
 
     # Before the model is measured; an empty model_dir is named as such, not as an empty out_dir.
     check_writable_dir(*((out_dir, "out_dir") if out_dir is not None else (model_dir, "model_dir")))
+    _refuse_other_model(out_dir, model_dir)
     progress = callback(progress)
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
@@ -88,6 +89,19 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def _refuse_other_model(out_dir, model_dir) -> None:
+    """Refuse an ``out_dir`` that holds another model: the figures would read as that model's (and replace its
+    own), where a folder's figures are always those of the model beside them."""
+    if out_dir is None or Path(out_dir).resolve() == Path(model_dir).resolve():
+        return
+    if (Path(out_dir) / CARD_FILE).exists():
+        raise ParameterError(
+            "out_dir",
+            f"{{param}} {out_dir} holds another model (its {CARD_FILE}), beside which the figures of {model_dir} "
+            f"would read as its own; give another folder, or leave out {{param}} to draw them into {model_dir}.",
+        )
 
 
 @contextlib.contextmanager
