@@ -410,3 +410,14 @@ def _schema_version(database: Path) -> str | None:
     except sqlite3.Error:  # not there yet, no such table yet, or locked by the writer
         return None
     return rows[0][0] if rows else None
+
+
+def test_the_runs_table_shows_each_run_id_whole(tmp_path):
+    """In a pipe or an 80-column terminal the table cut every run id to "9335f7cee8d94c4b8ff43acd62f573…", the one
+    value a reader copies (into `mlflow ui`, MlflowClient.get_run)."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = tracker.start_run("knn", tags={"model": "extra-trees", "dataset": "fashion-mnist", "seed": 42}, params={})
+    tracker.end_run(run_id, metrics={"test_accuracy": 0.9, "fit_seconds": 1.5})
+    table = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri], terminal_width=80)
+    assert table.exit_code == 0, table.output
+    assert len(run_id) == 32 and run_id in table.stdout, table.stdout

@@ -340,8 +340,10 @@ def runs_cmd(
     more = len(runs) > shown
     runs = runs[:shown]
     table = Table(title=f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {escape(tracker.uri)}")
-    for col in ("run", "model", "dataset", "seed", "test acc", "fit s"):
-        table.add_column(col, justify="left" if col in ("run", "model", "dataset") else "right")
+    # The run id whole (it was cut to "9335f7cee8…" in a pipe): it is what a reader copies; the other columns wrap.
+    table.add_column("run", no_wrap=True, min_width=max((len(r["run_id"]) for r in runs), default=3))
+    for col in ("model", "dataset", "seed", "test acc", "fit s"):
+        table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
     for r in runs:
         acc = "–" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
         fit_s = "–" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}"
