@@ -116,3 +116,16 @@ def test_a_limit_no_stratified_subset_can_give_is_one_sentence(digits, tmp_path,
         train_recipe("knn", cv=0, limit=limit, out=tmp_path / "m", data=(X_tr, X_te, y_tr, y_te))
     assert str(info.value) == says and info.value.exit_code == 2
     assert not (tmp_path / "m").exists()
+
+
+def test_a_limit_of_a_training_set_smaller_than_any_limit_says_so(digits, tmp_path):
+    # `mnistlab train logreg --split random --test-size 69990 --limit 20` said "--limit must be between 20 and 10
+    # training images, got 20": a range no limit is in.
+    X_tr, X_te, y_tr, y_te = digits
+    with pytest.raises(InputError) as info:
+        train_recipe("knn", cv=0, limit=20, out=tmp_path / "m", data=(X_tr[:10], X_te, y_tr[:10], y_te))
+    assert str(info.value) == (
+        "limit 20 is more than the 10 training images there are, and a limit takes at least 20; "
+        "leave out limit to train on all 10."
+    )
+    assert info.value.exit_code == 2 and not (tmp_path / "m").exists()

@@ -152,6 +152,12 @@ class RunOptions:
 
         classes, counts = np.unique(np.asarray(y_train), return_counts=True)
         n, k, limit = len(y_train), len(classes), self.limit
+        if n < max(MIN_LIMIT, k):  # no limit fits: "between 20 and 10" asked for none
+            raise ParameterError(
+                "limit",
+                f"{{param}} {limit} is more than the {n} training images there are, and a {{param}} takes at least "
+                f"{max(MIN_LIMIT, k)}; leave out {{param}} to train on all {n}.",
+            )
         if not max(MIN_LIMIT, k) <= limit <= n:
             raise ParameterError(
                 "limit", f"{{param}} must be between {max(MIN_LIMIT, k)} and {n} training images, got {limit}."
