@@ -129,3 +129,24 @@ def test_a_limit_of_a_training_set_smaller_than_any_limit_says_so(digits, tmp_pa
         "leave out limit to train on all 10."
     )
     assert info.value.exit_code == 2 and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    "cv, says",
+    [
+        (2, "cv 2 asks for cross-validation"),
+        (None, "logreg cross-validates in 3 folds unless cv says otherwise"),  # the recipe's own folds
+    ],
+)
+def test_folds_of_a_training_set_of_one_image_a_class_say_to_skip_them(digits, tmp_path, cv, says):
+    # `mnistlab train logreg --split random --test-size 69990 --cv 2` said "--cv must be at most 1, the training
+    # images of the rarest class, got 2", and 1 is no number of folds either.
+    X_tr, X_te, y_tr, y_te = digits
+    assert sorted(y_tr[:10].tolist()) == list(range(10))  # one image of each class
+    with pytest.raises(InputError) as info:
+        train_recipe("logreg", cv=cv, out=tmp_path / "m", data=(X_tr[:10], X_te, y_tr[:10], y_te))
+    assert str(info.value).startswith(says)
+    assert str(info.value).endswith(
+        ", which needs two or more training images of each class, but the rarest class has 1; give cv 0 to skip it."
+    )
+    assert not (tmp_path / "m").exists()

@@ -189,6 +189,17 @@ class RunOptions:
 
         # Each fold of a stratified split needs an image of every class.
         fewest = int(np.unique(np.asarray(y_train), return_counts=True)[1].min())
+        if self.cv > fewest and fewest < 2:  # "at most 1" would ask for a number of folds there is not
+            asked = (
+                f"{{param}} {self.cv} asks for cross-validation"
+                if default_of is None
+                else f"{default_of} cross-validates in {self.cv} folds unless {{param}} says otherwise"
+            )
+            raise ParameterError(
+                "cv",
+                f"{asked}, which needs two or more training images of each class, but the rarest class has "
+                f"{fewest}; give {{param}} 0 to skip it.",
+            )
         if self.cv > fewest and default_of is not None:
             raise ParameterError(
                 "cv",
