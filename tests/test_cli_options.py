@@ -415,3 +415,13 @@ def test_a_file_path_ending_in_a_slash_is_refused_in_python_too(tmp_path):
         check_writable_file(f"{tmp_path}/best.json/", "out_dir")
     assert info.value.param == "out_dir"
     assert check_writable_file(tmp_path / "best.json", "out_dir") == tmp_path / "best.json"
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "sweep"])
+def test_the_help_says_how_many_images_the_random_split_tests_on_by_default(command):
+    # --test-size's help said what it takes, not what --split random does without it: as many test images as
+    # the official split (10,000 of MNIST), where scikit-learn's train_test_split would take a quarter.
+    done = runner.invoke(app, [command, "--help"])
+    assert done.exit_code == 0, done.output
+    text = " ".join(done.stdout.replace("│", " ").split())  # the help's lines, wrapped in a box, as one line
+    assert "for --split random (default: as many test images as the official split)" in text

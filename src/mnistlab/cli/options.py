@@ -21,7 +21,11 @@ __all__ = ["with_run_options", "TEST_SIZE", "test_size_value"]
 
 
 # Its own name: `sweep` takes it too, beside flags of its own.
-TEST_SIZE = typer.Option(None, "--test-size", help="Test fraction (<1) or count, for --split random.")
+TEST_SIZE = typer.Option(
+    None,
+    "--test-size",
+    help="Test fraction (<1) or count, for --split random (default: as many test images as the official split).",
+)
 
 
 def _flags(
