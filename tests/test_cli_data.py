@@ -53,6 +53,9 @@ def test_data_info_human_output(mnist_full, tmp_path, monkeypatch):
         (["show", "--out", "/proc/forbidden/x.png"], "Cannot write"),
         # --out was dropped without a word: the digit went to the terminal and no PNG was written.
         (["show", "--ascii", "--out", "x.png"], "--ascii prints the digit in the terminal and writes no PNG; drop"),
+        # Both were dropped without a word: --balance drew both splits, --first the first images, unseeded.
+        (["show", "--balance", "--split", "test"], "--balance plots the class counts of both splits; drop --split"),
+        (["show", "--first", "5", "--seed", "3"], "--seed draws the images --random picks; drop --seed, or give"),
         (
             ["data", "info", "digits", "--data-dir", "/tmp"],
             "--data-dir does not apply to digits, which come with scikit-learn; drop --data-dir, or leave out the "

@@ -131,6 +131,7 @@ def _verified_text(bunch) -> str:
 
 @app.command()
 def show(
+    ctx: typer.Context,
     name: str | None = NAME_ARG,
     data_dir: Path | None = DATA_DIR_OPT,
     first: int | None = typer.Option(None, "--first", help="Show the first N images (default 30, or all if fewer)."),
@@ -155,13 +156,12 @@ def show(
     selecting = [x is not None and x != [] for x in (first, index, random)]
     if sum(selecting) > 1:
         raise InputError("Choose one of --first, --index or --random.")
-    if mean and balance:
-        raise InputError("Choose one of --mean or --balance.")
     if (mean or balance) and (any(selecting) or ascii_art):
         raise InputError(
             f"--{'mean' if mean else 'balance'} plots every image of the split; drop --first, --index, --random "
             "and --ascii, which pick images to show."
         )
+    _refuse_dropped(ctx, mean=mean, balance=balance, random=random)
     b = load_with_progress(name, data_dir)
     if not balance:  # said before anything is drawn or printed, naming the file that holds the images
         _check_square(b)
@@ -190,6 +190,22 @@ def show(
         names = [b.target_names[k] for k in labels[chosen]]
         path = plots.save_digit_grid(np.asarray(images[chosen]), names, out_path, title=title)
     err.print(f"wrote {path}", markup=False, soft_wrap=True)  # the path as it is, whole
+
+
+def _refuse_dropped(ctx: typer.Context, *, mean: bool, balance: bool, random: int | None) -> None:
+    """Refuse --mean with --balance, a --split beside --balance and a --seed without --random (each of the last two
+    was dropped without a word)."""
+
+    def given(param: str) -> bool:  # by name: typer's ParameterSource need not be click's class
+        source = ctx.get_parameter_source(param)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    if mean and balance:
+        raise InputError("Choose one of --mean or --balance.")
+    if balance and given("split"):
+        raise InputError("--balance plots the class counts of both splits; drop --split, or use --mean for one.")
+    if random is None and given("seed"):
+        raise InputError("--seed draws the images --random picks; drop --seed, or give --random N to draw N images.")
 
 
 def _png_target(path: Path | None, ascii_art: bool) -> Path:
