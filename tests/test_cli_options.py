@@ -425,3 +425,11 @@ def test_the_help_says_how_many_images_the_random_split_tests_on_by_default(comm
     assert done.exit_code == 0, done.output
     text = " ".join(done.stdout.replace("│", " ").split())  # the help's lines, wrapped in a box, as one line
     assert "for --split random (default: as many test images as the official split)" in text
+
+
+def test_an_option_refused_once_the_command_runs_is_one_line_with_no_blank_line_before_it(mnist_full):
+    # The progress display, started before the first step, was stopped by the error and left an empty line on
+    # stderr above "Error: --limit must be between 20 and 60000 training images, got 70000."
+    done = runner.invoke(app, ["train", "sgd-hinge", "--limit", "70000"])
+    assert done.exit_code == 2, done.output
+    assert done.stderr == "Error: --limit must be between 20 and 60000 training images, got 70000.\n"

@@ -156,6 +156,9 @@ def _steps(enabled: bool) -> Iterator:
     if not enabled:
         yield None
         return
+    if not err.is_terminal:  # a log or a pipe: no spinner to draw, and stopping one left a blank line
+        yield from _plain_steps()
+        return
     # rich.progress is only needed once a long command runs, not for --help.
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -179,3 +182,21 @@ def _steps(enabled: bool) -> Iterator:
 
         yield update
         finish_step()
+
+
+def _plain_steps() -> Iterator:
+    """``_steps`` where stderr is no terminal: each finished step's line alone."""
+    message, start = None, 0.0
+
+    def finish_step():
+        if message is not None:
+            seconds = time.perf_counter() - start
+            err.print(f"[green]✓[/green] {escape(message)} [dim]({seconds:.1f} s)[/dim]", soft_wrap=True)
+
+    def update(text: str):
+        nonlocal message, start
+        finish_step()
+        message, start = text, time.perf_counter()
+
+    yield update
+    finish_step()
