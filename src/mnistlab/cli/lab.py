@@ -337,8 +337,7 @@ def runs_cmd(
     # A store of thousands of runs: the table shows the newest (one more is read to know whether there are more).
     shown = last or TABLE_RUNS
     runs = tracker.runs(dataset=dataset, model=model, last=shown + 1)
-    more = len(runs) > shown
-    runs = runs[:shown]
+    more, runs = len(runs) > shown, runs[:shown]
     table = Table(title=f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {escape(tracker.uri)}")
     # The run id whole (it was cut to "9335f7cee8…" in a pipe): it is what a reader copies; the other columns wrap.
     table.add_column("run", no_wrap=True, min_width=max((len(r["run_id"]) for r in runs), default=3))
