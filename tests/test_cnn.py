@@ -562,9 +562,9 @@ def test_augmentation_is_batched_seeded_and_identity_at_zero_strength():
 
 
 # The training-accuracy check fits standardised 2-feature blobs: not pixels.
-# By design, rows whose maximum exceeds 1 are read as 0-255 pixels and divided
+# By design, rows whose maximum exceeds 1.5 are read as 0-255 pixels and divided
 # by 255, which squashes about half of those rows towards zero (0.78 < 0.83).
-_PIXEL_SCALING = "rows with values above 1 are read as 0-255 pixels; standardised blobs are not pixels"
+_PIXEL_SCALING = "rows with values above 1.5 are read as 0-255 pixels; standardised blobs are not pixels"
 _EXPECTED_FAILURES = {
     "check_classifiers_train": _PIXEL_SCALING,
     "check_classifiers_train(readonly_memmap=True)": _PIXEL_SCALING,

@@ -8,8 +8,8 @@ side by side in worker processes, or to the runner a cluster installed
 ``mnistlab.models.files``.
 
 Pixels: integer inputs are on the 0-255 scale; float inputs are taken as [0, 1],
-except rows whose maximum exceeds 1, which are read as 0-255
-(``mnistlab.data.pixels.unit_pixels``). Inputs are N x 784 vectors, N x 28 x 28
+except rows whose maximum exceeds 1.5, which are read as 0-255 (a resampled
+0-1 image overshoots 1 a little; ``mnistlab.data.pixels.unit_pixels``). Inputs are N x 784 vectors, N x 28 x 28
 images, or N x 1 x 28 x 28; flat vectors of another length n are laid out
 row-major in the smallest square image that holds them.
 """
