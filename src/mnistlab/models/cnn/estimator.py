@@ -165,7 +165,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             )
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise InputError(f"Training data must hold at least 2 classes, got 1 class ({self.classes_[0]!r}).")
+            raise InputError(
+                f"Training data must hold at least 2 classes, got 1 class ({self.classes_[:1].tolist()[0]!r})."
+            )
         if self.module is not None:
             check_module(self.module, len(self.classes_), self.image_shape_)
         device = _torch_device(self.device)
