@@ -102,8 +102,9 @@ def live_server(web_model_dir, max_upload_bytes):
 @pytest.fixture(scope="module")
 def runtime():
     """A local Ray runtime with two CPUs for the module that asks for it; its address, for other processes
-    (a command under test) to join."""
+    (a command under test) to join. Started anew ("local"): with no address, ``ray.init`` joins the cluster
+    last started on the machine (``ray start``, /tmp/ray/ray_current_cluster), and refuses ``num_cpus`` there."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
