@@ -339,10 +339,10 @@ def runs_cmd(
     runs = tracker.runs(dataset=dataset, model=model, last=shown + 1)
     more, runs = len(runs) > shown, runs[:shown]
     table = Table(title=f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {escape(tracker.uri)}")
-    # The run id whole (it was cut to "9335f7cee8…" in a pipe): it is what a reader copies; the other columns wrap.
+    # The run id and the model whole (the id was cut to "9335f7cee8…" in a pipe); in 80 columns "test acc" wraps.
     table.add_column("run", no_wrap=True, min_width=max((len(r["run_id"]) for r in runs), default=3))
     for col in ("model", "dataset", "seed", "test acc", "fit s"):
-        table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
+        table.add_column(col, justify="left" if col in ("model", "dataset") else "right", no_wrap=col == "model")
     for r in runs:
         acc = "–" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
         fit_s = "–" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}"
