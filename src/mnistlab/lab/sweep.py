@@ -83,7 +83,8 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     "trials", "spec", "run_id", "tracking_uri"}``: each trial has its
     ``config``, ``seed``, ``val_accuracy`` (the last reported), ``history``
     (held-out accuracy after each epoch), ``epochs`` reported, ``stopped``
-    (ended early by ASHA; a CNN that gets every held-out image right ends there too, not stopped) and its tracked ``run_id``; each configuration its
+    (ended early by ASHA; a CNN that gets every held-out image right ends
+    there too, not stopped) and its tracked ``run_id``; each configuration its
     mean held-out accuracy over the seeds. The best configuration is the one
     with the highest mean. Trials start in grid order (configuration, then
     seed), at most ``max_concurrent`` at once (None: as many as the cluster
