@@ -329,7 +329,6 @@ def _trial_row(result, default_epochs: int) -> dict:
         "val_accuracy": accuracy,
         "history": _history(result.metrics_dataframe),
         "epochs": epochs,
-        # Fewer epochs than asked: ASHA stopped it, unless it reached the whole held-out part (the loop stops there).
         "stopped": result.error is None and epochs < int(config.get("epochs", default_epochs)) and accuracy < 1.0,
         "error": None if result.error is None else str(result.error).strip().splitlines()[-1][:300],
     }
