@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -317,11 +318,7 @@ def runs_cmd(
     ),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking store (as for compare)."),
     last: int | None = typer.Option(
-        None,
-        "--last",
-        min=1,
-        metavar="N",
-        help=f"Only the newest N runs (default: {TABLE_RUNS} in the table, all in --json).",
+        None, "--last", min=1, metavar="N", help=f"Only the newest N runs (default: {TABLE_RUNS}; with --json: all)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs."),
 ):
@@ -338,11 +335,14 @@ def runs_cmd(
     shown = last or TABLE_RUNS
     runs = tracker.runs(dataset=dataset, model=model, last=shown + 1)
     more, runs = len(runs) > shown, runs[:shown]
-    table = Table(title=f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {escape(tracker.uri)}")
-    # The run id and the model whole (the id was cut to "9335f7cee8…" in a pipe); in 80 columns "test acc" wraps.
+    title = f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {escape(tracker.uri)}"
+    # Ids, models and numbers whole in 80 columns (the id was cut to "9335f7cee8…"): no rules, a long dataset folds.
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False)
     table.add_column("run", no_wrap=True, min_width=max((len(r["run_id"]) for r in runs), default=3))
     for col in ("model", "dataset", "seed", "test acc", "fit s"):
-        table.add_column(col, justify="left" if col in ("model", "dataset") else "right", no_wrap=col == "model")
+        table.add_column(
+            col, justify="left" if col in ("model", "dataset") else "right", no_wrap=col != "dataset", overflow="fold"
+        )
     for r in runs:
         acc = "–" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
         fit_s = "–" if r["fit_seconds"] is None else f"{r['fit_seconds']:.1f}"
