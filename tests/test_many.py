@@ -112,6 +112,26 @@ def test_a_path_the_system_will_not_look_at_is_an_error_for_that_file_alone(tmp_
         assert "error" not in lines[1]
 
 
+def test_a_folder_entry_the_system_will_not_look_at_is_an_error_for_that_file_alone(tmp_path, mnist_small):
+    """A link in the folder to a name too long to look up (ENAMETOOLONG, for root too, as EACCES is for a link
+    into a folder this user may not search): that file's error line, the others read; it refused the folder."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "7.png").write_bytes(
+        make_photo(mnist_small[1][0], np.random.default_rng(0), style="canvas-black-on-white")
+    )
+    (folder / "far.png").symlink_to("a" * 300 + ".png")
+    (folder / "far.txt").symlink_to("b" * 300 + ".txt")  # no image by its name: not read, so not looked at
+    result = runner.invoke(app, ["predict", str(folder), "--json"])
+    assert result.exit_code == 1, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(folder / "7.png"), str(folder / "far.png")]
+    assert "error" not in lines[0]
+    assert lines[1]["error"] == (
+        f"{folder / 'far.png'} cannot be read (File name too long); check the path, and that you may read the file."
+    )
+
+
 def _unlistable(tmp_path) -> Path:
     """A folder this process may not list: mode 000, or where that does not stop it (root) /proc/1/map_files."""
     locked = tmp_path / "locked"

@@ -47,8 +47,8 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     """``paths`` with each folder replaced by the images and .npy/.csv files in it, by name.
 
     Files named directly are kept whatever their suffix (reading them says
-    what is wrong); a folder contributes only files it can read, not hidden
-    ones and not subfolders, and one with none, or one that cannot be listed, is an ``InputError``.
+    what is wrong); a folder contributes only its files (and links to files) of those suffixes, not hidden
+    ones, not subfolders (it is not searched recursively), and one with none, or one that cannot be listed, is an ``InputError``.
     """
     readable = IMAGE_SUFFIXES + ARRAY_SUFFIXES
     out: list[Path] = []
@@ -58,7 +58,7 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
             continue
         try:
             found = sorted(
-                p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in readable
+                p for p in path.iterdir() if not p.name.startswith(".") and p.suffix.lower() in readable and _listed(p)
             )
         except OSError as exc:  # a folder this user may not list, or one that went away
             raise InputError(
@@ -71,6 +71,16 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
             )
         out += found
     return out
+
+
+def _listed(path: Path) -> bool:
+    """Whether a folder's image or array file is read: a file, or one the system will not look at (a link to a
+    name too long, into a folder this user may not search): reading it says so, for that file alone, where
+    ``is_file`` raised and the whole folder was refused."""
+    try:
+        return path.is_file()
+    except OSError:
+        return True
 
 
 def _is_dir(path: Path) -> bool:
