@@ -516,6 +516,22 @@ def test_an_image_that_cannot_be_saved_is_an_error_for_its_file_alone(files, tmp
     assert sorted(p.name for p in seen.iterdir()) == ["canvas.png", "digit.png"]  # no temporary file left
 
 
+def test_a_symlink_loop_with_save_preprocessed_is_an_error_for_that_file_alone(files, tmp_path):
+    """A link in a loop (``a.png -> b.png -> a.png``), given with ``--save-preprocessed``: pathlib's
+    ``resolve`` raised RuntimeError "Symlink loop" while the names were checked, a traceback before any answer."""
+    folder, _ = files
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    for loop in (tmp_path / "a.png", tmp_path / "a.png" / "c.png"):  # the file itself, or a folder above it
+        args = [str(loop), str(folder / "canvas.png"), "--save-preprocessed", str(tmp_path / "seen"), "--json"]
+        result = runner.invoke(app, ["predict", *args])
+        assert result.exit_code == 1, result.output
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert lines[0] == {"file": str(loop), "error": f"{loop} does not exist or is not a file; check the path."}
+        assert lines[1]["file"] == str(folder / "canvas.png") and "error" not in lines[1]
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["canvas.png"]
+
+
 def test_a_model_of_other_classes_or_unfitted_is_refused_when_loaded(mnist_full):
     from sklearn.base import clone
 

@@ -13,6 +13,7 @@ import re
 import socket
 import sys
 from collections import Counter
+from os.path import realpath
 from pathlib import Path
 
 import typer
@@ -229,12 +230,13 @@ def _number_verdict(result: dict) -> str:
 def _preprocessed_names(paths: list[Path], folder: Path) -> dict[Path, str]:
     """The name each file's 28x28 image is saved under (before ``.png``): its stem, or its whole name where
     files share a stem (``7.jpg``, ``7.png``), so that no image overwrites another's."""
-    stems = Counter(p.stem for p in {p.resolve(): p for p in paths}.values())  # a file named twice counts once
+    # realpath, not Path.resolve: a link in a loop is that file's error when read, not a RuntimeError here
+    stems = Counter(p.stem for p in {realpath(p): p for p in paths}.values())  # a file named twice counts once
     names = {p: p.stem if stems[p.stem] == 1 else p.name for p in paths}
     first: dict[str, Path] = {}
     for path, name in names.items():
         other = first.setdefault(name, path)
-        if other.resolve() != path.resolve():  # one name in two folders
+        if realpath(other) != realpath(path):  # one name in two folders
             raise InputError(
                 f"{other} and {path} would both be saved as {name}.png in {folder}; "
                 "rename one, or save them in separate runs."
@@ -245,10 +247,10 @@ def _preprocessed_names(paths: list[Path], folder: Path) -> dict[Path, str]:
 def _check_inputs_kept(paths: list[Path], names: dict[Path, str], folder: Path, number: bool) -> None:
     """Refuse a ``--save-preprocessed`` folder where an image would be saved over a file being read (a
     folder of PNGs saved into itself: each photo replaced by its 28x28 image)."""
-    where, stems = folder.resolve(), set(names.values())
+    where, stems = Path(realpath(folder)), set(names.values())
     saved_as = re.compile(r"(.+)-\d+\.png" if number else r"(.+)\.png")  # what a saved image is called
     for path in paths:
-        for entry in (path.absolute().parent.resolve() / path.name, path.resolve()):  # its name, or a link's target
+        for entry in (Path(realpath(path.absolute().parent), path.name), Path(realpath(path))):  # its name, its target
             match = saved_as.fullmatch(entry.name)
             if entry.parent == where and match and match[1] in stems:
                 raise InputError(
