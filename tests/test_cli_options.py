@@ -336,6 +336,23 @@ def test_train_recipe_checks_its_output_folder_first(a_file):
         train_recipe("knn", out=a_file)
 
 
+def test_a_folder_option_naming_a_link_to_nothing_is_refused_before_any_work(tmp_path):
+    """A link in a loop or to a folder that is gone (or a path below one) was taken as a folder to make: the
+    check climbed past it to tmp_path, and every file's image then failed to save (File exists)."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "gone").symlink_to(tmp_path / "removed")
+    photo = tmp_path / "7.png"
+    photo.write_bytes(b"never read: the option is refused first")
+    for given, link in [("loop", "loop"), ("loop/seen", "loop"), ("gone", "gone"), ("gone/seen", "gone")]:
+        result = runner.invoke(app, ["predict", str(photo), "--save-preprocessed", str(tmp_path / given)])
+        assert result.exit_code == 2 and result.stdout == "", (given, result.output)
+        assert result.stderr == (
+            f"Error: Cannot write --save-preprocessed {tmp_path / given} ({tmp_path / link} is a link to nothing: "
+            "a loop, or its target is gone); choose a place you can write to.\n"
+        )
+    assert not (tmp_path / "removed").exists()
+
+
 def test_writable_checks_accept_what_can_be_written_and_leave_nothing(tmp_path):
     assert check_writable_dir(tmp_path / "new" / "deeper", "out") == tmp_path / "new" / "deeper"
     assert check_writable_file(tmp_path / "new" / "model.onnx", "onnx") == tmp_path / "new" / "model.onnx"

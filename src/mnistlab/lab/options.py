@@ -331,10 +331,13 @@ def _refuse_package(path: Path, param: str, *, folder: bool = False) -> None:
 
 def _probe(folder: Path, param: str, shown: Path | None = None) -> None:
     existing = folder.absolute()
-    while not existing.exists() and existing != existing.parent:
+    # A link to nothing (a loop, a target gone) is no folder to make: not climbed past to a writable one above.
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent
     reason = None
-    if not existing.is_dir():
+    if not existing.exists():
+        reason = f"{existing} is a link to nothing: a loop, or its target is gone"
+    elif not existing.is_dir():
         reason = f"{existing} is a file"
     else:
         try:
