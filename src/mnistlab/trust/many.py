@@ -48,7 +48,8 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 
     Files named directly are kept whatever their suffix (reading them says
     what is wrong); a folder contributes only its files (and links to files) of those suffixes, not hidden
-    ones, not subfolders (it is not searched recursively), and one with none, or one that cannot be listed, is an ``InputError``.
+    ones, not subfolders (it is not searched recursively), and one with none, or one that cannot be listed,
+    is an ``InputError``.
     """
     readable = IMAGE_SUFFIXES + ARRAY_SUFFIXES
     out: list[Path] = []
