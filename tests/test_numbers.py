@@ -20,6 +20,7 @@ from mnistlab.reading.segment import (
     upright_columns,
 )
 from mnistlab.reading.steps import digit_from
+from mnistlab.testing import make_dashes_strip
 from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts, font_text
 from mnistlab.testing.hands import number_samples
 from mnistlab.trust.numbers import ROW_IMAGES, TOO_BUSY, Budget, _best_reading, read_part, row_of
@@ -255,27 +256,12 @@ def test_pieces_of_a_slanted_digit_are_grouped_by_the_row_s_lean(seed, index, la
     assert read_number(s.data)["number"] == label, f"read {was} before the pieces were grouped so"
 
 
-def _dashes(seed: int = 0) -> bytes:
-    """A 1280x64 strip with three lines of short dashes to its edges: read as a photo, 671 marks, none a digit."""
-    rng = np.random.default_rng(seed)
-    strip = np.full((64, 1280), 255, np.uint8)
-    for y in (10, 30, 50):
-        x = int(rng.integers(0, 30))
-        while x < 1280:  # to the edge, as a rule runs: read as a photo, not as a clean drawing
-            length = int(rng.integers(2, 30))
-            strip[y, x : x + length] = 0
-            x += length + int(rng.integers(5, 26))
-    buffer = io.BytesIO()
-    Image.fromarray(strip).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_a_row_of_more_marks_than_a_number_makes_is_refused_in_one_sentence():
     """A strip of dashes came out as 525 parts, each read and many re-read: 19 s of CPU for one request of 679
     bytes. More parts than ``MAX_ROW_PARTS`` are refused before any is read."""
     with pytest.raises(ImageError, match=r"^The image holds \d{3} separate marks in one row, more than a number of up "
                        r"to 20 digits makes \(80\); crop it to the number") as caught:  # fmt: skip
-        read_number(_dashes())
+        read_number(make_dashes_strip())
     assert caught.value.http_status == 422
 
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from mnistlab.errors import ImageTooLargeError
 from mnistlab.reading.admission import MAX_PIXELS
-from mnistlab.testing import make_number_photo, make_photo, make_pixel_bomb
+from mnistlab.testing import make_dashes_strip, make_number_photo, make_photo, make_pixel_bomb
 from mnistlab.trust.thresholds import NO_INK, SMALL_INK
 from mnistlab.web.limits import check_image_header
 
@@ -338,6 +338,14 @@ def test_a_wide_photo_of_fine_stripes_is_read_not_a_500(client):
         r = client.post(route, files={"file": ("stripes.png", png_bytes(stripes), "image/png")})
         assert r.status_code == 200, (route, r.text)
         assert r.json()["confident"] is False
+
+
+def test_a_row_of_more_marks_than_a_number_makes_is_a_422_in_one_sentence(client):
+    """A 679-byte strip of dashes cost /api/read-number 19 s of CPU (525 marks, each read, many re-read); it is
+    refused before any mark is read."""
+    r = client.post("/api/read-number", files={"file": ("dashes.png", make_dashes_strip(), "image/png")})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("The image holds ") and "separate marks in one row" in r.json()["detail"]
 
 
 def test_a_compressed_body_is_refused_as_such(client, easy_digits):

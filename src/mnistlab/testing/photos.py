@@ -30,6 +30,7 @@ __all__ = [
     "place_on_table",
     "make_non_digit",
     "make_pixel_bomb",
+    "make_dashes_strip",
 ]
 
 STYLES = ("paper", "canvas-black-on-white", "canvas-white-on-black", "canvas-transparent")
@@ -265,3 +266,19 @@ def make_pixel_bomb(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     )
+
+
+def make_dashes_strip(seed: int = 0) -> bytes:
+    """A 1280x64 PNG of three lines of short dashes running to its edges (so read as a photo, not a drawing):
+    some 600 separate marks, none a digit, in under 1 KB. ``read_number`` refuses it before reading any mark."""
+    rng = np.random.default_rng(seed)
+    strip = np.full((64, 1280), 255, np.uint8)
+    for y in (10, 30, 50):
+        x = int(rng.integers(0, 30))
+        while x < 1280:
+            length = int(rng.integers(2, 30))
+            strip[y, x : x + length] = 0
+            x += length + int(rng.integers(5, 26))
+    buffer = io.BytesIO()
+    Image.fromarray(strip).save(buffer, format="PNG")
+    return buffer.getvalue()
