@@ -122,9 +122,8 @@ class Group(TyperGroup):
 def plain_flags(command: Any, help_names: tuple[str, ...] = ("--help",)) -> None:
     """Help pages that show a flag (``--json``, ``--help``) bare, for ``command`` and every command below it:
     typer writes a parameter's type where it has no metavar, ``--json <bool>``, as if it took a value."""
-    if command.add_help_option and command._help_option is None:  # made as click makes it, once, cached
-        command.get_help_option(command.context_class(command, help_option_names=list(help_names)))
-    for param in [*command.params, command._help_option]:
+    help_option = command.get_help_option(command.context_class(command, help_option_names=list(help_names)))
+    for param in [*command.params, help_option]:  # click makes --help once and keeps it (None: no --help)
         if getattr(param, "is_flag", False) and not param.count and param.metavar is None:
             param.metavar = ""
     for sub in getattr(command, "commands", {}).values():
@@ -156,47 +155,30 @@ def _steps(enabled: bool) -> Iterator:
     if not enabled:
         yield None
         return
-    if not err.is_terminal:  # a log or a pipe: no spinner to draw, and stopping one left a blank line
-        yield from _plain_steps()
-        return
-    # rich.progress is only needed once a long command runs, not for --help.
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    bar = None
+    if err.is_terminal:  # a log or a pipe gets the finished lines alone: stopping a spinner there left a blank line
+        # rich.progress is only needed once a long command runs, not for --help.
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        bar = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+        )
     task, message, start = None, None, 0.0
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
-    ) as bar:
+    with bar if bar is not None else contextlib.nullcontext():
 
         def finish_step():
             if message is not None:
                 seconds = time.perf_counter() - start
-                bar.console.print(f"[green]✓[/green] {escape(message)} [dim]({seconds:.1f} s)[/dim]", soft_wrap=True)
+                err.print(f"[green]✓[/green] {escape(message)} [dim]({seconds:.1f} s)[/dim]", soft_wrap=True)
 
         def update(text: str):
             nonlocal task, message, start
             finish_step()
             message, start = text, time.perf_counter()
-            if task is not None:
-                bar.remove_task(task)
-            task = bar.add_task(escape(text), total=None)
+            if bar is not None:
+                if task is not None:
+                    bar.remove_task(task)
+                task = bar.add_task(escape(text), total=None)
 
         yield update
         finish_step()
-
-
-def _plain_steps() -> Iterator:
-    """``_steps`` where stderr is no terminal: each finished step's line alone."""
-    message, start = None, 0.0
-
-    def finish_step():
-        if message is not None:
-            seconds = time.perf_counter() - start
-            err.print(f"[green]✓[/green] {escape(message)} [dim]({seconds:.1f} s)[/dim]", soft_wrap=True)
-
-    def update(text: str):
-        nonlocal message, start
-        finish_step()
-        message, start = text, time.perf_counter()
-
-    yield update
-    finish_step()

@@ -109,7 +109,7 @@ def _upright_width(part: np.ndarray, slant: float) -> float:
 
 
 def read_part(
-    predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: dict, row: Row, budget: Budget | None = None
+    predictor: Predictor, ink: np.ndarray, part: np.ndarray, whole: dict, row: Row, budget: Budget
 ) -> list[dict]:
     """The digits in one part of a row (``whole``: the part read as one digit), left to right; a re-reading
     takes its images from ``budget`` (the look's), and where they do not fit the part stays ``whole``, doubted."""
@@ -126,7 +126,7 @@ def read_part(
     spans, ink_widths = _spans(upright_sorted, bounds, row.height)
     if len(spans) < 2:
         return [whole]
-    if budget is not None and not budget.take(len(spans)):
+    if not budget.take(len(spans)):
         return [dict(whole, confident=False, reason=TOO_BUSY)]
     images = np.stack([digit_from(ink, _piece(part, ys, xs, upright, bounds[i], bounds[j])) for i, j in spans])
     proba = predictor.classify(images)
