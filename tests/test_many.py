@@ -18,8 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
+from mnistlab.errors import InputError, MnistlabError
 from mnistlab.testing import make_photo
+from mnistlab.testing.hands import digit_samples, non_digit_samples
 from mnistlab.trust.many import expand_paths, predict_files
+from mnistlab.trust.predict import load_predictor, predict_file
 
 runner = CliRunner()
 
@@ -68,6 +71,42 @@ def test_predict_files_streams_every_path_in_order(tmp_path, mnist_small):
     failed = {path.name for path, result, exc in answers if exc is not None}
     assert failed == set(broken) | {"notes.txt"}
     assert all((result is None) == (exc is not None) for _, result, exc in answers)
+
+
+def test_photos_classified_together_answer_as_each_file_alone(tmp_path):
+    """A task's photos share one ``describe`` call: the answers are ``predict_file``'s, one file at a time, for
+    digits and letters on paper (doubted ones read again), an empty page, a broken file and an array."""
+    rng = np.random.default_rng(3)
+    samples = [*digit_samples("pen", 20, rng, surface="paper-ruled"), *non_digit_samples("pen-letters", 12, rng)]
+    samples += non_digit_samples("empty-pages", 2, rng)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, sample in enumerate(rng.permutation(np.array(samples, dtype=object))):
+        (folder / f"{i:02d}.png").write_bytes(sample[0])
+    (folder / "20.png").write_bytes(b"not an image\n")
+    np.save(folder / "21.npy", np.zeros((28, 28), np.uint8))
+    paths = expand_paths([folder])
+    predictor = load_predictor(None)
+    alone = []
+    for path in paths:
+        try:
+            alone.append((path, predict_file(path, predictor), None))
+        except MnistlabError as exc:
+            alone.append((path, None, str(exc)))
+    assert sum(result is not None and not result["confident"] for _, result, _ in alone) >= 10  # looked again
+    for jobs in (1, 2):
+        together = list(predict_files(paths, predictor, jobs=jobs))
+        assert [path for path, _, _ in together] == paths
+        for (_, want, want_error), (path, got, error) in zip(alone, together):
+            assert want_error == (str(error) if error else None), path
+            if want is not None:
+                assert np.array_equal(got["mnist_image"], want["mnist_image"]), path
+                assert {**got, "mnist_image": None} == {**want, "mnist_image": None}, path
+
+
+def test_a_wrong_top_is_one_error_before_any_file_is_read(tmp_path):
+    with pytest.raises(InputError, match="top must be a whole number from 1 to 10, got 0"):
+        next(predict_files([tmp_path / "not-there.png"], None, top=0))
 
 
 @pytest.mark.parametrize("stop_early", [False, True])

@@ -19,9 +19,10 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,12 +45,15 @@ __all__ = [
     "predict_image",
     "predict_array",
     "read_number",
-    "second_look",
     "look_again",
     "surer_row",
     "predict_file",
     "to_json",
     "ARRAY_SUFFIXES",
+    "FirstLook",
+    "first_look",
+    "settled",
+    "check_top",
 ]
 
 ARRAY_SUFFIXES = (".npy", ".csv")
@@ -163,10 +167,8 @@ def _from_estimator(model) -> Predictor:
         raise ParameterError(  # the caller's argument: a 4xx, not a model file the server failed to load (503)
             "model", f"{{param}} must be a fitted classifier, a model directory or None, got {type(model).__name__}."
         )
-    try:
+    with suppress(KeyError, TypeError):  # not seen, or not weak-referenceable
         return _BY_ESTIMATOR[model]
-    except (KeyError, TypeError):
-        pass
     reader = load_reader()
     classify = _classifier(model)
     try:
@@ -176,14 +178,12 @@ def _from_estimator(model) -> Predictor:
             raise
         raise ModelFileError(f"This {type(model).__name__} is not fitted yet; call fit first.") from None
     predictor = Predictor(classify, {"estimator": type(model).__name__}, reader, cut)
-    try:
+    with suppress(TypeError):  # not weak-referenceable: calibrated again next time
         _BY_ESTIMATOR[model] = predictor
-    except TypeError:  # not weak-referenceable: calibrated again next time
-        pass
     return predictor
 
 
-def _check_top(top: int) -> int:
+def check_top(top: int) -> int:
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or not 1 <= top <= 10:
         raise InputError(f"top must be a whole number from 1 to 10, got {top!r}.")
     return int(top)
@@ -196,27 +196,44 @@ def predict_image(image_or_path, model=None, *, top: int = 3) -> dict:
     (``look_again``); a clean drawing (a canvas export) needs none, its ink having no paper noise to look
     below.
     """
-    top = _check_top(top)
+    top = check_top(top)
     predictor = load_predictor(model)
-    image_or_path, start = start_of(image_or_path)
-    image, drawing = read_digit(image_or_path)
-    first = predictor.describe(image[None], top)[0]
-    if first["confident"] or drawing or not rewound(image_or_path, start):
-        return why_blank(first, image_or_path, start)
-    return why_blank(look_again(predictor, image_or_path, first, top, start), image_or_path, start)
+    seen = first_look(image_or_path)
+    return settled(predictor, seen, predictor.describe(seen.image[None], top)[0], top)
+
+
+class FirstLook(NamedTuple):
+    """A photo read once, not yet classified (``predict_files`` classifies a few files' looks at once)."""
+
+    source: Any  # what a second look reads again: a path, bytes, or a file object sought back to ``start``
+    start: int | None
+    image: np.ndarray  # (28, 28) uint8
+    drawing: bool  # a clean drawing: it needs no second look
+
+
+def first_look(image_or_path) -> FirstLook:
+    source, start = start_of(image_or_path)
+    return FirstLook(source, start, *read_digit(source))
+
+
+def settled(predictor: Predictor, seen: FirstLook, first: dict, top: int) -> dict:
+    """``predict_image``'s answer, given ``first``: the classifier's answer for ``seen.image``."""
+    if first["confident"] or seen.drawing or not rewound(seen.source, seen.start):
+        return why_blank(first, seen.source, seen.start)
+    return why_blank(look_again(predictor, seen.source, first, top, seen.start), seen.source, seen.start)
 
 
 def look_again(predictor: Predictor, image_or_path, first: dict, top: int, start: int | None = None) -> dict:
-    """The answer for a doubted photo (``first``): a second look (``second_look`` of ``to_mnist(faint=True)``)
+    """The answer for a doubted photo (``first``): a second look (``_second_look`` of ``to_mnist(faint=True)``)
     and, where its answer does not stand, a third with the mask found at twice the work size
     (``to_mnist(closer=True)``), its answer held to the same margin. ``start``: where a file object's image
     starts (``image_or_path`` is read again)."""
     faint = to_mnist(image_or_path, faint=True)
-    answer = second_look(predictor, faint, first, top)
+    answer = _second_look(predictor, faint, first, top)
     if answer is not first or not rewound(image_or_path, start):
         return answer
     closer = to_mnist(image_or_path, closer=True)
-    return first if np.array_equal(closer, faint) else second_look(predictor, closer, first, top)
+    return first if np.array_equal(closer, faint) else _second_look(predictor, closer, first, top)
 
 
 def why_blank(answer: dict, image_or_path, start: int | None = None) -> dict:
@@ -227,7 +244,7 @@ def why_blank(answer: dict, image_or_path, start: int | None = None) -> dict:
     return {**answer, "reason": SMALL_INK}
 
 
-def second_look(predictor: Predictor, faint: np.ndarray, first: dict, top: int) -> dict:
+def _second_look(predictor: Predictor, faint: np.ndarray, first: dict, top: int) -> dict:
     """The answer for a doubted photo, given ``faint``: the photo read again with ``to_mnist(faint=True)``.
 
     A hair-thin or light stroke that binarising left in pieces may come out
@@ -260,7 +277,7 @@ def read_number(image_or_path, model=None, *, top: int = 3) -> dict:
     On dev seeds 41 and 43 (300 rows a source each) the third look read 3 more
     pen rows of 600 exactly and made no row confidently wrong.
     """
-    top = _check_top(top)
+    top = check_top(top)
     predictor = load_predictor(model)
     image_or_path, start = start_of(image_or_path)
     first, drawing = _read_row(predictor, image_or_path, top)
@@ -346,7 +363,7 @@ def _read_array(source) -> tuple[Any, str]:
 
 def predict_array(array_or_path, model=None, *, top: int = 3) -> dict:
     """Predict one digit given as 784 values or a 28x28 array (or a .npy/.csv file of one), used as is."""
-    top = _check_top(top)
+    top = check_top(top)
     array, label = _read_array(array_or_path)
     digit = as_digit(array, label=label)
     return load_predictor(model).describe(digit[None], top)[0]
