@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 
 
 def user_cnn(seed: int):
@@ -90,7 +91,7 @@ def overhead(runs: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="training images per fit (default: all 60,000)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=at_least_one, default=3)
     parser.add_argument("--dataset", action="append", default=None, help="repeatable (default: mnist, fashion-mnist)")
     parser.add_argument("--n-jobs", type=int, default=1)
     args = parser.parse_args()

@@ -32,6 +32,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 from mnistlab import load_mnist
 from mnistlab.lab.train import train_recipe
 from mnistlab.models.recipes import get_recipe, list_recipes
@@ -118,7 +119,7 @@ def main() -> None:
     ap.add_argument("--part", choices=("lesson", "recipes", "all"), default="all")
     ap.add_argument("--recipes", nargs="*", help="recipes for part 'recipes' (default: every classic recipe)")
     ap.add_argument("--lesson", nargs="*", help="cases for part 'lesson' (default: sgd-hinge sgd-log knn)")
-    ap.add_argument("--trials", type=int, default=1)
+    ap.add_argument("--trials", type=at_least_one, default=1)
     ap.add_argument("--n-jobs", type=int, default=1)
     args = ap.parse_args()
     print(

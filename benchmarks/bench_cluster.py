@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 
 
 def run(args, root: Path, name: str, cluster: str | None) -> tuple[float, dict]:
@@ -80,10 +81,10 @@ def task_overhead(n: int = 200) -> float:
 def main() -> None:  # long: three set-ups measured one after the other, then one table
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["logreg", "knn-deskew"])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=at_least_one, default=2)
     parser.add_argument("--limit", type=int, default=None, help="training images per fit (default: all 60,000)")
     parser.add_argument("--n-jobs", type=int, default=1, help="processes per fit (pool) and CPUs per task (Ray)")
-    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--cpus", type=at_least_one, default=os.cpu_count() or 2)
     parser.add_argument("--sweep-recipe", default="logreg")
     parser.add_argument("--sweep-param", nargs="+", default=["logreg__C=0.01,0.1,1,10"], metavar="NAME=V1,V2")
     args = parser.parse_args()

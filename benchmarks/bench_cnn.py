@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 from mnistlab import load_split
 from mnistlab.models.cnn.estimator import member_deskews
 from mnistlab.models.cnn.onnx import OnnxPredictor
@@ -210,8 +211,10 @@ def fmt_time(seconds):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--trials", type=int, default=3, help="trials for cnn-fast training and for inference timings")
+    ap.add_argument("--threads", type=at_least_one, default=torch.get_num_threads())
+    ap.add_argument(
+        "--trials", type=at_least_one, default=3, help="trials for cnn-fast training and for inference timings"
+    )
     ap.add_argument("--budget", type=float, default=900, help="seconds of training after which the reference stops")
     ap.add_argument("--long", nargs="*", default=["cnn-best", "ensemble"], help="long recipes: accuracy and time")
     ap.add_argument("--seed", type=int, default=42)

@@ -53,6 +53,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 from mnistlab import ModelFileError, get_recipe, load_mnist, predict_array, predict_image, read_number
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,
@@ -285,14 +286,6 @@ def print_table(result: dict) -> None:
     m = result["mnist_test"]
     print(f"\nMNIST test digits that set no cut ({m['held_out']} of the {m['of']:,}) flagged: {pct(m['flagged'])}")
     print(TARGETS)
-
-
-def at_least_one(text: str) -> int:
-    """An argparse type: a whole number of 1 or more (0 photos or passes would leave every mean empty)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
 
 
 def main() -> None:

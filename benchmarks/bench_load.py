@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 from mnistlab import load_mnist
 from mnistlab.data.cache import array_cache_dir
 from mnistlab.data.sources import find_idx_files
@@ -68,7 +69,7 @@ def fmt(times):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--trials", type=at_least_one, default=5)
     args = ap.parse_args()
     folder = Path(os.environ.get("MNISTLAB_DATA", "../shared/data/mnist"))
     print(f"machine: {machine.describe()}, numpy {np.__version__}")

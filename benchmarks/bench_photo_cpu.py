@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,9 +83,9 @@ def run_tree(src: Path, folder: Path, reps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", default="main", help="the git revision to compare with")
-    ap.add_argument("--n", type=int, default=10, help="photos per source and surface, and per non-digit kind")
-    ap.add_argument("--rounds", type=int, default=5, help="processes per tree, alternating")
-    ap.add_argument("--reps", type=int, default=3, help="timed passes over the photos per process")
+    ap.add_argument("--n", type=at_least_one, default=10, help="photos per source and surface, and per non-digit kind")
+    ap.add_argument("--rounds", type=at_least_one, default=5, help="processes per tree, alternating")
+    ap.add_argument("--reps", type=at_least_one, default=3, help="timed passes over the photos per process")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -43,6 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 from mnistlab import load_mnist
 from mnistlab.reading.decode import encode_png
 from mnistlab.reading.steps import to_mnist
@@ -181,9 +182,9 @@ def predict_dir(folder: Path, n: int, jobs: int | None) -> None:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--files", type=int, default=2000, help="photo files for `mnistlab predict DIR`")
-    ap.add_argument("--photos", type=int, default=200, help="photos for the CPU split and the lanes")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--files", type=at_least_one, default=2000, help="photo files for `mnistlab predict DIR`")
+    ap.add_argument("--photos", type=at_least_one, default=200, help="photos for the CPU split and the lanes")
+    ap.add_argument("--repeat", type=at_least_one, default=3)
     args = ap.parse_args()
     print(f"machine: {machine.describe()}, load {os.getloadavg()}")
     b = load_mnist("mnist")

@@ -57,6 +57,7 @@ import numpy as np
 from PIL import Image
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 from loadgen import json_request, multipart_request, run_load, run_plan
 from mnistlab import load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model
@@ -345,12 +346,12 @@ def main():
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--shipped", action="store_true", help="serve the reader shipped with mnistlab")
     ap.add_argument("--payload", choices=["photos", "canvas", "page", "json"], default="photos")
-    ap.add_argument("--workers", type=int, default=1, help="the server's --workers")
-    ap.add_argument("--requests", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--workers", type=at_least_one, default=1, help="the server's --workers")
+    ap.add_argument("--requests", type=at_least_one, default=1000)
+    ap.add_argument("--clients", type=at_least_one, default=50)
+    ap.add_argument("--trials", type=at_least_one, default=3)
     ap.add_argument("--growth", type=int, default=0, help="then this many more requests: memory growth")
-    ap.add_argument("--photos", type=int, default=200, help="distinct inputs, cycled through")
+    ap.add_argument("--photos", type=at_least_one, default=200, help="distinct inputs, cycled through")
     ap.add_argument("--faults", action="store_true", help="then a load-with-faults run (module docstring)")
     ap.add_argument("--junk-share", type=float, default=0.3, help="share of junk requests in the faults run")
     ap.add_argument("--slow-clients", type=int, default=5, help="connections sending 1 byte/s in the faults run")

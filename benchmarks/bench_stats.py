@@ -33,6 +33,7 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one
 from mnistlab.lab.stats import accuracy_summary, paired_test
 from mnistlab.lab.wilson import wilson_interval
 from rates import rate
@@ -124,7 +125,7 @@ def table(title: str, rows: dict[str, dict[str, list[bool]]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--trials", type=int, default=2000, help="simulated comparisons per design and seed count")
+    ap.add_argument("--trials", type=at_least_one, default=2000, help="simulated comparisons per design and seed count")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
