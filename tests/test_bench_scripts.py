@@ -43,3 +43,19 @@ def test_a_count_below_one_is_a_usage_error_not_a_traceback(name, option, value)
     assert done.returncode == 2, done.stderr
     assert f"argument {option}: must be 1 or more, not {value}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_bench_load_prints_the_t_interval_of_the_mean_and_none_for_one_trial():
+    import re
+
+    from scipy import stats
+
+    import bench_load
+
+    times = [0.010, 0.012, 0.011, 0.015, 0.009]
+    text, mean = bench_load.fmt(times)
+    low, high = stats.t.interval(0.95, len(times) - 1, loc=mean, scale=stats.sem(times))
+    half = float(re.search(r"95% CI ±\s*([0-9.]+)", text).group(1))
+    assert half == pytest.approx((high - low) / 2 * 1000, abs=0.006)  # 2.78 sd/sqrt(5), not 1.96
+    one, _ = bench_load.fmt([0.010])
+    assert "95% CI    n/a" in one and "±  0.00" not in one.split("sd,")[1]  # one trial: no interval at all
