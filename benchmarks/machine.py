@@ -30,6 +30,14 @@ def _processor() -> str:
     return f"{name}, {float(mhz):.0f} MHz" if mhz else name
 
 
+def _cores() -> str:
+    """The CPU cores this process may run on ("2 CPU cores"), and the machine's where it may use fewer
+    (``taskset``, a container's cpuset: "1 of 2 CPU cores"), as the figures depend on the former."""
+    total = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    return f"{total} CPU cores" if usable == total else f"{usable} of {total} CPU cores"
+
+
 def describe() -> str:
     """What a benchmark's figures were measured on, as "x86_64 (AMD EPYC, 2596 MHz), 2 CPU cores, Python 3.11.7"."""
-    return f"{platform.machine()} ({_processor()}), {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    return f"{platform.machine()} ({_processor()}), {_cores()}, Python {platform.python_version()}"

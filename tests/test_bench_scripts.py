@@ -59,3 +59,19 @@ def test_bench_load_prints_the_t_interval_of_the_mean_and_none_for_one_trial():
     assert half == pytest.approx((high - low) / 2 * 1000, abs=0.006)  # 2.78 sd/sqrt(5), not 1.96
     one, _ = bench_load.fmt([0.010])
     assert "95% CI    n/a" in one and "±  0.00" not in one.split("sd,")[1]  # one trial: no interval at all
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2 or not Path("/usr/bin/taskset").exists(), reason="needs 2 cores, taskset")
+def test_the_machine_line_names_the_cores_a_benchmark_may_run_on():
+    # Pinned to one core (taskset, a container's cpuset) the line said "2 CPU cores" all the same.
+    cpu = str(min(os.sched_getaffinity(0)))
+    code = "import machine; print(machine.describe())"
+    done = subprocess.run(
+        ["/usr/bin/taskset", "-c", cpu, sys.executable, "-c", code], cwd=BENCHMARKS, capture_output=True, text=True
+    )
+    assert f", 1 of {os.cpu_count()} CPU cores, Python " in done.stdout, done.stderr
+    import machine
+
+    usable = len(os.sched_getaffinity(0))
+    expected = f"{usable} CPU cores" if usable == os.cpu_count() else f"{usable} of {os.cpu_count()} CPU cores"
+    assert f", {expected}, Python " in machine.describe()
