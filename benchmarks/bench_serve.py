@@ -224,7 +224,6 @@ async def fault_run(port: int, photos: list[tuple[str, bytes, int]], args) -> di
     await asyncio.gather(*slow)  # each finishes the connection it has open: released, or held past patience
     latencies = done["latencies"]["valid"]
     q = np.quantile(latencies, [0.5, 0.99]) if latencies else [float("nan")] * 2
-    n_valid = sum(kind == "valid" for _, _, kind in plan)
     return {
         "wall": done["wall"],
         "p50": q[0],
@@ -232,7 +231,7 @@ async def fault_run(port: int, photos: list[tuple[str, bytes, int]], args) -> di
         "statuses": done["statuses"],
         "errors": done["errors"],
         "ends": ends,
-        "accuracy": done["right"] / max(1, n_valid),
+        "accuracy": done["right"] / done["judged"] if done["judged"] else float("nan"),
     }
 
 

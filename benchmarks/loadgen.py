@@ -56,18 +56,19 @@ async def run_plan(host: str, port: int, plan: list[tuple[bytes, int | None, str
     keep-alive connections at once, in plan order as clients free up.
 
     Returns ``wall`` (s), and per kind the ``statuses`` answered and the ``latencies`` (s) of its 200s;
-    ``errors`` (transport failures, and answers other than 200 to a request of kind ``valid``) and
-    ``right`` (answers naming the digit shown). A response that says ``connection: close`` (or a
-    transport failure) makes the client open a new connection for its next request.
+    ``errors`` (transport failures, and answers other than 200 to a request of kind ``valid``),
+    ``judged`` (200 answers to a request showing a digit) and ``right`` (those naming it). A response
+    that says ``connection: close`` (or a transport failure) makes the client open a new connection for
+    its next request.
     """
     statuses: dict[str, list[int]] = {kind: [] for _, _, kind in plan}
     latencies: dict[str, list[float]] = {kind: [] for _, _, kind in plan}
     errors: list[str] = []
-    right = 0
+    right = judged = 0
     next_index = 0
 
     async def client() -> None:
-        nonlocal next_index, right
+        nonlocal next_index, right, judged
         conn = None
         while next_index < len(plan):
             data, label, kind = plan[next_index]
@@ -88,6 +89,7 @@ async def run_plan(host: str, port: int, plan: list[tuple[bytes, int | None, str
             if status == 200:
                 latencies[kind].append(time.perf_counter() - t)
                 if label is not None:
+                    judged += 1
                     right += json.loads(body)["digit"] == label
             elif kind == "valid":
                 errors.append(f"{status} {body[:100]!r}")
@@ -100,7 +102,14 @@ async def run_plan(host: str, port: int, plan: list[tuple[bytes, int | None, str
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(n_clients)))
     wall = time.perf_counter() - t0
-    return {"wall": wall, "statuses": statuses, "latencies": latencies, "errors": errors, "right": right}
+    return {
+        "wall": wall,
+        "statuses": statuses,
+        "latencies": latencies,
+        "errors": errors,
+        "right": right,
+        "judged": judged,
+    }
 
 
 async def run_load(
@@ -110,11 +119,12 @@ async def run_load(
     keep-alive connections at once. Returns requests/s, p50, p99 (s), errors, accuracy."""
     plan = [(*requests[i % len(requests)], "valid") for i in range(n_requests)]
     done = await run_plan(host, port, plan, n_clients)
-    return outcome(done["latencies"]["valid"], done["wall"], n_requests, done["errors"], done["right"])
+    return outcome(done["latencies"]["valid"], done["wall"], n_requests, done["errors"], done["right"], done["judged"])
 
 
-def outcome(latencies: list[float], wall: float, n_requests: int, errors, right: int) -> dict:
-    """One trial's figures: wall time, requests/s, p50 and p99 latency, errors, accuracy of the answers."""
+def outcome(latencies: list[float], wall: float, n_requests: int, errors, right: int, judged: int) -> dict:
+    """One trial's figures: wall time, requests/s, p50 and p99 latency, errors, accuracy of the answers (``right``
+    of the ``judged`` 200 answers to a request showing a digit: an error is counted once, among the errors)."""
     q = np.quantile(latencies, [0.5, 0.99]) if latencies else [float("nan")] * 2
     return {
         "wall": wall,
@@ -122,5 +132,5 @@ def outcome(latencies: list[float], wall: float, n_requests: int, errors, right:
         "p50": q[0],
         "p99": q[1],
         "errors": errors,
-        "accuracy": right / n_requests,
+        "accuracy": right / judged if judged else float("nan"),
     }

@@ -75,3 +75,47 @@ def test_the_machine_line_names_the_cores_a_benchmark_may_run_on():
     usable = len(os.sched_getaffinity(0))
     expected = f"{usable} CPU cores" if usable == os.cpu_count() else f"{usable} of {os.cpu_count()} CPU cores"
     assert f", {expected}, Python " in machine.describe()
+
+
+def serve_digits(handle):
+    """A tiny HTTP/1.1 server on 127.0.0.1 answering each request with ``handle(n)`` -> (status, JSON body), n
+    counting from 0; run ``loadgen`` against it inside ``asyncio.run``."""
+    import asyncio
+
+    count = 0
+
+    async def on_connect(reader, writer):
+        nonlocal count
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                status, body = handle(count)
+                count += 1
+                writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return asyncio.start_server(on_connect, "127.0.0.1", 0)
+
+
+def test_loadgen_accuracy_is_of_the_answers_not_of_every_request():
+    # Half the requests answered 500, the other half with the right digit: "accuracy of the answers" is 1.0,
+    # and an input shown with no digit (None) is no wrong answer; both were counted as wrong (0.5, 0.25).
+    import asyncio
+
+    from loadgen import json_request, run_load
+
+    async def trial(requests):
+        server = await serve_digits(lambda n: (500, b"{}") if n % 2 else (200, b'{"digit": 7}'))
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            return await run_load("127.0.0.1", port, requests, 20, 1)
+
+    seven = json_request("/api/predict", {"pixels": [0] * 784})
+    done = asyncio.run(trial([(seven, 7)]))
+    assert len(done["errors"]) == 10 and done["errors"][0].startswith("500")
+    assert done["accuracy"] == 1.0
+    unlabelled = asyncio.run(trial([(seven, 7), (seven, 7), (seven, None), (seven, None)]))
+    assert unlabelled["accuracy"] == 1.0  # 200s: 10, of which 5 labelled and right
