@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["at_least_one"]
+__all__ = ["at_least_one", "at_least_zero"]
 
 
 def at_least_one(text: str) -> int:
     """An argparse type: a whole number of 1 or more (0 trials, requests or photos would leave every mean
     empty, a rate divided by zero, or a table with nothing in it)."""
+    return _at_least(text, 1)
+
+
+def at_least_zero(text: str) -> int:
+    """An argparse type: a whole number of 0 or more (0 skips that part of a benchmark; a negative count
+    was taken from the end of a list: bench_hands.py --mnist -1 read 4,999 digits)."""
+    return _at_least(text, 0)
+
+
+def _at_least(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+        raise argparse.ArgumentTypeError(f"must be a whole number of {least} or more, not {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more, not {value}")
     return value

@@ -119,3 +119,15 @@ def test_loadgen_accuracy_is_of_the_answers_not_of_every_request():
     assert done["accuracy"] == 1.0
     unlabelled = asyncio.run(trial([(seven, 7), (seven, 7), (seven, None), (seven, None)]))
     assert unlabelled["accuracy"] == 1.0  # 200s: 10, of which 5 labelled and right
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("bench_hands.py", ["--mnist", "-1"], "argument --mnist: must be 0 or more, not -1"),  # read 4,999 digits
+    ],
+)
+def test_a_count_past_what_the_data_holds_is_a_usage_error(name, args, message):
+    done = script(name, *args)
+    assert done.returncode == 2, done.stderr[-500:]
+    assert message in done.stderr and "Traceback" not in done.stderr
