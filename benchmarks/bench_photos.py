@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 import machine  # benchmarks/machine.py, beside this script
+from counts import at_least_one, at_least_zero
 from rates import rate  # benchmarks/rates.py, beside this script
 
 
@@ -38,20 +39,33 @@ def naive(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("L").resize((28, 28))).reshape(784)
 
 
+def paper_on_table(predictor, photos: list[bytes], truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The paper photos (JPEG; canvas exports are PNG) again, taken from further away: the sheet on a dark
+    table. Whether each is read right; none where the photos hold no paper one (``--photos 2`` may not)."""
+    from mnistlab import to_mnist
+    from mnistlab.testing import place_on_table
+
+    paper = [k for k, p in enumerate(photos) if p[:2] == b"\xff\xd8"]
+    if not paper:
+        return np.zeros(0, bool)
+    images = np.stack([to_mnist(place_on_table(photos[k], rng)) for k in paper])
+    return np.array([r["digit"] for r in predictor.describe(images, top=1)]) == truth[paper]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a saved model folder (default: the shipped reader)")
     ap.add_argument("--recipe", help="a recipe to fit here on the 60,000 training digits instead")
-    ap.add_argument("--photos", type=int, default=300)
-    ap.add_argument("--numbers", type=int, default=100)
-    ap.add_argument("--non-digits", type=int, default=60, help="images per non-digit kind")
+    ap.add_argument("--photos", type=at_least_one, default=300, help="at most 5,000")
+    ap.add_argument("--numbers", type=at_least_zero, default=100)
+    ap.add_argument("--non-digits", type=at_least_one, default=60, help="images per non-digit kind")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     from mnistlab import get_recipe, load_mnist, to_mnist
     from mnistlab.reading.segment import segment_digits
-    from mnistlab.testing import NON_DIGIT_KINDS, make_non_digit, make_number_photo, make_photo, place_on_table
+    from mnistlab.testing import NON_DIGIT_KINDS, make_non_digit, make_number_photo, make_photo
     from mnistlab.trust.calibration import mnist_test_halves
     from mnistlab.trust.predict import load_predictor
 
@@ -74,6 +88,8 @@ def main() -> None:
     test, _, cal_idx, eval_idx = mnist_test_halves()
     labels = np.asarray(data.target[n_train:])
     rng = np.random.default_rng(args.seed)
+    if args.photos > len(eval_idx):
+        ap.error(f"argument --photos: at most {len(eval_idx):,} (the test digits no cut was set on), not {args.photos}")
     pick = rng.choice(eval_idx, args.photos, replace=False)
 
     # Single digits: the same photos through both paths, the same model.
@@ -88,10 +104,7 @@ def main() -> None:
     right_naive = model_predict(naive_x) == truth
     right_naive_inv = model_predict(255 - naive_x) == truth
     photo_flagged = np.array([not r["confident"] for r in ours])
-    # The paper photos again, taken from further away: the sheet on a dark table.
-    paper = [k for k, p in enumerate(photos) if p[:2] == b"\xff\xd8"]  # JPEG = paper style
-    table_images = np.stack([to_mnist(place_on_table(photos[k], rng)) for k in paper])
-    right_table = np.array([r["digit"] for r in predictor.describe(table_images, top=1)]) == truth[paper]
+    right_table = paper_on_table(predictor, photos, truth, rng)
 
     # Numbers: rows of 3 to 6 digits.
     exact, count_right = [], []

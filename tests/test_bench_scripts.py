@@ -121,9 +121,32 @@ def test_loadgen_accuracy_is_of_the_answers_not_of_every_request():
     assert unlabelled["accuracy"] == 1.0  # 200s: 10, of which 5 labelled and right
 
 
+def test_bench_photos_runs_when_its_few_photos_hold_no_paper_one():
+    # bench_photos.py --photos 2 (seed 0: two canvas exports) died on np.stack([]) of the sheet-on-table photos.
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import bench_photos
+    from mnistlab import load_split
+    from mnistlab.testing import make_photo
+    from mnistlab.trust.predict import load_predictor
+
+    _, X_test, _, y_test = load_split()
+    png = io.BytesIO()
+    Image.fromarray(255 - X_test[0].reshape(28, 28)).resize((280, 280)).save(png, format="PNG")
+    rng = np.random.default_rng(0)
+    jpeg = next(p for p in (make_photo(X_test[1].reshape(28, 28), rng) for _ in range(50)) if p[:2] == b"\xff\xd8")
+    predictor = load_predictor(None)
+    assert bench_photos.paper_on_table(predictor, [png.getvalue()], y_test[:1], rng).shape == (0,)
+    assert bench_photos.paper_on_table(predictor, [png.getvalue(), jpeg], y_test[:2], rng).shape == (1,)
+
+
 @pytest.mark.parametrize(
     ("name", "args", "message"),
     [
+        ("bench_photos.py", ["--photos", "6000"], "argument --photos: at most 5,000"),  # was numpy's ValueError
         ("bench_hands.py", ["--mnist", "-1"], "argument --mnist: must be 0 or more, not -1"),  # read 4,999 digits
     ],
 )
