@@ -57,7 +57,7 @@ import numpy as np
 from PIL import Image
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from counts import at_least_one, share
 from loadgen import json_request, multipart_request, run_load, run_plan
 from mnistlab import load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model
@@ -352,7 +352,7 @@ def main():
     ap.add_argument("--growth", type=int, default=0, help="then this many more requests: memory growth")
     ap.add_argument("--photos", type=at_least_one, default=200, help="distinct inputs, cycled through")
     ap.add_argument("--faults", action="store_true", help="then a load-with-faults run (module docstring)")
-    ap.add_argument("--junk-share", type=float, default=0.3, help="share of junk requests in the faults run")
+    ap.add_argument("--junk-share", type=share, default=0.3, help="share of junk requests in the faults run")
     ap.add_argument("--slow-clients", type=int, default=5, help="connections sending 1 byte/s in the faults run")
     ap.add_argument("--read-timeout", type=float, default=10.0, help="the server's --read-timeout")
     args = ap.parse_args()

@@ -1,10 +1,10 @@
-"""The argparse type of every count a benchmark takes (trials, requests, photos, seeds...)."""
+"""The argparse types of the counts a benchmark takes (trials, requests, photos, seeds...) and of a share."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["at_least_one", "at_least_zero"]
+__all__ = ["at_least_one", "at_least_zero", "share"]
 
 
 def at_least_one(text: str) -> int:
@@ -26,4 +26,16 @@ def _at_least(text: str, least: int) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number of {least} or more, not {text!r}") from None
     if value < least:
         raise argparse.ArgumentTypeError(f"must be {least} or more, not {value}")
+    return value
+
+
+def share(text: str) -> float:
+    """An argparse type: a share from 0 up to, not including, 1 (bench_serve.py's --junk-share 1 left no
+    valid request to measure, and its report failed on the missing kind)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to below 1, not {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to below 1, not {text}")
     return value

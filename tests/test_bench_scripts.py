@@ -154,3 +154,15 @@ def test_a_count_past_what_the_data_holds_is_a_usage_error(name, args, message):
     done = script(name, *args)
     assert done.returncode == 2, done.stderr[-500:]
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["1", "1.5", "-0.1"])
+def test_bench_serve_refuses_a_junk_share_that_leaves_no_valid_request(value, monkeypatch, capsys):
+    # --junk-share 1 ran the whole clean trials, then the fault run died with KeyError: 'valid'.
+    import bench_serve
+
+    monkeypatch.setattr(sys, "argv", ["bench_serve.py", "--faults", "--junk-share", value])
+    with pytest.raises(SystemExit) as stop:
+        bench_serve.main()
+    assert stop.value.code == 2
+    assert f"argument --junk-share: must be from 0 to below 1, not {value}" in capsys.readouterr().err
