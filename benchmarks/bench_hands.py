@@ -78,15 +78,17 @@ def load_reader(args) -> tuple[object, str]:
     empty image, so that the timings below are of reading only.
     """
     name = "the default reader (predict_image with model=None)"
-    if args.model:
-        card = json.loads((Path(args.model) / "model.json").read_text())
-        name = f"{card.get('recipe')} ({args.model})"
     try:
         predict_array(np.zeros((28, 28), np.uint8), args.model)
-        return args.model, name
-    except ModelFileError:
+    except ModelFileError as exc:
+        if args.model:  # a folder that is no model: mnistlab's one line, as `mnistlab predict --model` says it
+            print(f"bench_hands.py: error: argument --model: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    else:
         if args.model:
-            raise
+            card = json.loads((Path(args.model) / "model.json").read_text())
+            name = f"{card.get('recipe')} ({args.model})"
+        return args.model, name
     data = load_mnist("mnist")
     n = data.details["n_train"]
     est = get_recipe(args.recipe).build(args.seed, os.cpu_count() or 1).fit(data.data[:n], data.target[:n])

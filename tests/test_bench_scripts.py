@@ -166,3 +166,14 @@ def test_bench_serve_refuses_a_junk_share_that_leaves_no_valid_request(value, mo
         bench_serve.main()
     assert stop.value.code == 2
     assert f"argument --junk-share: must be from 0 to below 1, not {value}" in capsys.readouterr().err
+
+
+def test_bench_hands_names_a_model_folder_that_is_no_model_in_one_line(tmp_path):
+    # It read model.json itself first: a folder that does not exist was a FileNotFoundError traceback.
+    done = script("bench_hands.py", "--model", str(tmp_path / "missing"), "--n", "1")
+    assert done.returncode == 2, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"bench_hands.py: error: argument --model: Model directory {tmp_path / 'missing'} does not exist; "
+        f"train one with `mnistlab train RECIPE --out {tmp_path / 'missing'}`."
+    ]
