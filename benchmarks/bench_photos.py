@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from mnistlab import get_recipe, load_mnist, to_mnist
+    from mnistlab import ModelFileError, RecipeError, get_recipe, load_mnist, to_mnist
     from mnistlab.reading.segment import segment_digits
     from mnistlab.testing import NON_DIGIT_KINDS, make_non_digit, make_number_photo, make_photo
     from mnistlab.trust.calibration import mnist_test_halves
@@ -72,13 +72,17 @@ def main() -> None:
     data = load_mnist("mnist")
     n_train = data.details["n_train"]
     t0 = time.perf_counter()
-    if args.recipe:
-        est = get_recipe(args.recipe).build(args.seed, os.cpu_count() or 1)
+    try:  # an unknown recipe, a folder that is no model: mnistlab's one sentence, as a usage error
+        recipe = get_recipe(args.recipe) if args.recipe else None
+        predictor = None if recipe else load_predictor(args.model)
+    except (RecipeError, ModelFileError) as exc:
+        ap.error(f"argument {'--recipe' if args.recipe else '--model'}: {exc}")
+    if recipe:
+        est = recipe.build(args.seed, os.cpu_count() or 1)
         est.fit(data.data[:n_train], data.target[:n_train])
         predictor = load_predictor(est)
         model_name = f"{args.recipe} fitted here on the 60,000 training digits"
     else:
-        predictor = load_predictor(args.model)
         model_name = f"{predictor.card.get('recipe') or predictor.card.get('name')} ({args.model or 'shipped'})"
     setup_s = time.perf_counter() - t0
 

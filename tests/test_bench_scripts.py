@@ -177,3 +177,19 @@ def test_bench_hands_names_a_model_folder_that_is_no_model_in_one_line(tmp_path)
         f"bench_hands.py: error: argument --model: Model directory {tmp_path / 'missing'} does not exist; "
         f"train one with `mnistlab train RECIPE --out {tmp_path / 'missing'}`."
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recipe", "bogus"], "bench_photos.py: error: argument --recipe: Unknown recipe 'bogus'; expected one of: "),
+        (["--model", "missing"], "bench_photos.py: error: argument --model: Model directory "),
+    ],
+)
+def test_bench_photos_says_an_unknown_recipe_or_model_in_one_line(args, message, tmp_path):
+    # Both were a traceback ending in RecipeError / ModelFileError.
+    if args[0] == "--model":
+        args = ["--model", str(tmp_path / "missing")]
+    done = script("bench_photos.py", *args, "--photos", "5")
+    assert done.returncode == 2, done.stderr[-500:]
+    assert "Traceback" not in done.stderr and message in done.stderr.splitlines()[-1]
