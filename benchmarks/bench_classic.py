@@ -34,6 +34,7 @@ from sklearn.neighbors import KNeighborsClassifier
 import machine  # benchmarks/machine.py, beside this script
 from counts import at_least_one
 from mnistlab import load_mnist
+from mnistlab.errors import RecipeError
 from mnistlab.lab.train import train_recipe
 from mnistlab.models.recipes import get_recipe, list_recipes
 
@@ -114,6 +115,22 @@ def part_recipes(args, out_root: Path) -> None:
         )
 
 
+LESSON_CASES = ("sgd-hinge", "sgd-log", "knn")
+
+
+def check_names(ap: argparse.ArgumentParser, args) -> None:
+    """Refuse, before anything runs, a --recipes name that is no recipe (its RecipeError came after the
+    lesson's minutes of training) and a --lesson name that is no case of the lesson (nothing ran)."""
+    for name in args.lesson or []:
+        if name not in LESSON_CASES:
+            ap.error(f"argument --lesson: {name!r} is no case of the lesson; choose from {', '.join(LESSON_CASES)}")
+    for name in args.recipes or []:
+        try:
+            get_recipe(name)
+        except RecipeError as exc:
+            ap.error(f"argument --recipes: {exc}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("lesson", "recipes", "all"), default="all")
@@ -122,6 +139,7 @@ def main() -> None:
     ap.add_argument("--trials", type=at_least_one, default=1)
     ap.add_argument("--n-jobs", type=int, default=1)
     args = ap.parse_args()
+    check_names(ap, args)
     print(
         f"machine: {machine.describe()}, "
         f"numpy {np.__version__}, scikit-learn {sklearn.__version__}; load average at start {os.getloadavg()[0]:.1f}"

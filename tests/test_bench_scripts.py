@@ -193,3 +193,23 @@ def test_bench_photos_says_an_unknown_recipe_or_model_in_one_line(args, message,
     done = script("bench_photos.py", *args, "--photos", "5")
     assert done.returncode == 2, done.stderr[-500:]
     assert "Traceback" not in done.stderr and message in done.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recipes", "bogus"], "argument --recipes: Unknown recipe 'bogus'; expected one of: "),
+        (["--lesson", "sgd"], "argument --lesson: 'sgd' is no case of the lesson; choose from sgd-hinge, sgd-log, knn"),
+    ],
+)
+def test_bench_classic_refuses_an_unknown_name_before_anything_runs(args, message, monkeypatch, capsys):
+    # --recipes bogus: a RecipeError traceback, after the lesson part's training with --part all;
+    # --lesson sgd: a table with no rows and exit 0.
+    import bench_classic
+
+    monkeypatch.setattr(sys, "argv", ["bench_classic.py", *args])
+    monkeypatch.setattr(bench_classic, "load_mnist", lambda *a, **k: pytest.fail("ran past the arguments"))
+    with pytest.raises(SystemExit) as stop:
+        bench_classic.main()
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
