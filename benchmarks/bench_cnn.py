@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from counts import at_least_one, recipe_name
 from mnistlab import load_split
 from mnistlab.models.cnn.estimator import member_deskews
 from mnistlab.models.cnn.onnx import OnnxPredictor
@@ -216,7 +216,9 @@ def main():
         "--trials", type=at_least_one, default=3, help="trials for cnn-fast training and for inference timings"
     )
     ap.add_argument("--budget", type=float, default=900, help="seconds of training after which the reference stops")
-    ap.add_argument("--long", nargs="*", default=["cnn-best", "ensemble"], help="long recipes: accuracy and time")
+    ap.add_argument(
+        "--long", nargs="*", type=recipe_name, default=["cnn-best", "ensemble"], help="long recipes: accuracy and time"
+    )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-compare", action="store_true", help="only the --long recipes")
     ap.add_argument("--limit", type=int, help="train on the first N images only (a quick smoke run)")

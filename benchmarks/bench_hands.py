@@ -53,7 +53,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one, at_least_zero
+from counts import at_least_one, at_least_zero, recipe_name
 from mnistlab import ModelFileError, get_recipe, load_mnist, predict_array, predict_image, read_number
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,
@@ -293,7 +293,9 @@ def print_table(result: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a saved model folder (default: the reader predict_image uses)")
-    ap.add_argument("--recipe", default="knn-deskew", help="fitted here when there is no reader at all")
+    ap.add_argument(
+        "--recipe", default="knn-deskew", type=recipe_name, help="fitted here when there is no reader at all"
+    )
     ap.add_argument("--n", type=at_least_one, default=50, help="single digits per source and surface")
     ap.add_argument("--numbers", type=at_least_zero, default=30, help="rows of digits per source")
     ap.add_argument("--non-digits", type=at_least_zero, default=50, help="images per non-digit kind")

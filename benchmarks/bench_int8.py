@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from counts import at_least_one, recipe_name
 from mnistlab import load_split
 from mnistlab.lab.export import export_model
 from mnistlab.lab.stats import accuracy_summary, paired_test
@@ -53,7 +53,7 @@ def latency_ms(net: OnnxPredictor, x: np.ndarray) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--recipe", default="cnn")
+    ap.add_argument("--recipe", default="cnn", type=recipe_name)
     ap.add_argument("--trials", type=at_least_one, default=5)
     args = ap.parse_args()
     print(f"machine: {machine.describe()}, load {tuple(round(x, 2) for x in os.getloadavg())}", flush=True)

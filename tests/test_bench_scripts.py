@@ -213,3 +213,16 @@ def test_bench_classic_refuses_an_unknown_name_before_anything_runs(args, messag
         bench_classic.main()
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_recipe_option_is_checked_as_the_arguments_are_read():
+    # bench_cnn.py --long cnn-bets (bench_int8.py --recipe cnn-bets) ended in a RecipeError traceback, in
+    # bench_cnn.py only after the comparison's training.
+    from counts import recipe_name
+
+    assert recipe_name("cnn-best") == "cnn-best"
+    with pytest.raises(argparse.ArgumentTypeError, match="Unknown recipe 'cnn-bets'; expected one of: "):
+        recipe_name("cnn-bets")
+    done = script("bench_hands.py", "--recipe", "cnn-bets")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "argument --recipe: Unknown recipe 'cnn-bets'" in done.stderr
