@@ -59,7 +59,7 @@ from PIL import Image
 import machine  # benchmarks/machine.py, beside this script
 from counts import at_least_one, share
 from loadgen import json_request, multipart_request, run_load, run_plan
-from mnistlab import load_mnist
+from mnistlab import ModelFileError, load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model
 from mnistlab.models.recipes import get_recipe
 from mnistlab.testing import make_photo, make_pixel_bomb
@@ -360,7 +360,10 @@ def main():
     print(f"machine: {machine.describe()}, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = None if args.shipped else args.model or find_best_model() or quick_model(Path(tmp) / "knn")
-        model = load_model(model_dir)[0] if model_dir else None
+        try:
+            model = load_model(model_dir)[0] if model_dir else None
+        except ModelFileError as exc:  # mnistlab's one sentence, as `mnistlab serve --model` says it
+            ap.error(f"argument --model: {exc}")
         print(f"model: {model_dir or 'the shipped reader'}")
         inputs = make_inputs(args.payload, args.photos)
         sizes = [len(d) for _, d, _ in inputs]

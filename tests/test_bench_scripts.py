@@ -226,3 +226,15 @@ def test_a_recipe_option_is_checked_as_the_arguments_are_read():
     done = script("bench_hands.py", "--recipe", "cnn-bets")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "argument --recipe: Unknown recipe 'cnn-bets'" in done.stderr
+
+
+def test_bench_serve_names_a_model_folder_that_is_no_model_in_one_line(tmp_path, monkeypatch, capsys):
+    # It was a ModelFileError traceback.
+    import bench_serve
+
+    monkeypatch.setattr(sys, "argv", ["bench_serve.py", "--model", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit) as stop:
+        bench_serve.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"bench_serve.py: error: argument --model: Model directory {tmp_path / 'missing'} does not exist" in err
