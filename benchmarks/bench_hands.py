@@ -26,8 +26,8 @@ exactly (and with the right count of digits), flagged (``read_number``'s
 with the commonest confident answers; MNIST test digits flagged; CPU ms per
 photo (``time.process_time`` around one ``predict_image`` call: decode,
 ``to_mnist``, classify, confidence), BLAS/OpenMP and torch held to one
-thread (OpenCV's pool too). Spread: 95% Wilson intervals (statsmodels where installed, else
-scipy's ``binomtest``); one run of one seed. The CPU a photo is the mean
+thread (OpenCV's pool too). Spread: 95% Wilson intervals (scipy's ``binomtest``, through
+``rates.py``); one run of one seed. The CPU a photo is the mean
 over ``--cpu-passes`` reads of every single-digit photo (the first pass's
 answers are the ones counted; the later ones must give the same), printed
 with each pass's mean: on a shared or virtual machine one pass can be a
