@@ -190,8 +190,10 @@ def main():
     b = load_mnist("mnist")
     test = b.details["n_train"]
     digits = b.images[test : test + 1000]
+    if args.photos > len(b.images) - test:  # more photos than test digits: it took the first 1,000 alone
+        ap.error(f"argument --photos: at most the {len(b.images) - test:,} test digits, not {args.photos}")
     rng = np.random.default_rng(0)
-    photos = [make_photo(d, rng) for d in digits[: args.photos]]
+    photos = [make_photo(d, rng) for d in b.images[test : test + args.photos]]
     predictor = load_predictor(None)
     print("1. shipped nets on onnxruntime, one thread")
     nets(predictor, digits, args.repeat)

@@ -238,3 +238,21 @@ def test_bench_serve_names_a_model_folder_that_is_no_model_in_one_line(tmp_path,
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert f"bench_serve.py: error: argument --model: Model directory {tmp_path / 'missing'} does not exist" in err
+
+
+def test_bench_predict_makes_as_many_photos_as_asked_or_says_it_cannot(monkeypatch, capsys):
+    # --photos 1500 made 1,000 photos (the first 1,000 test digits) without a word; past the test set too.
+    import bench_predict
+
+    made = []
+    monkeypatch.setattr(bench_predict, "make_photo", lambda digit, rng: made.append(digit) or b"photo")
+    monkeypatch.setattr(bench_predict, "load_predictor", lambda model: pytest.fail("ran past the photos"))
+    monkeypatch.setattr(sys, "argv", ["bench_predict.py", "--photos", "1500"])
+    with pytest.raises(pytest.fail.Exception):
+        bench_predict.main()
+    assert len(made) == 1500
+    monkeypatch.setattr(sys, "argv", ["bench_predict.py", "--photos", "10001"])
+    with pytest.raises(SystemExit) as stop:
+        bench_predict.main()
+    assert stop.value.code == 2
+    assert "argument --photos: at most the 10,000 test digits, not 10001" in capsys.readouterr().err
