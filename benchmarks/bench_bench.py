@@ -96,12 +96,17 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=1)
     args = parser.parse_args()
     args.dataset = args.dataset or ["mnist", "fashion-mnist"]
+    from mnistlab.errors import ParameterError
+
     models = ["knn-deskew", "svm-rbf", "cnn-fast", f"{Path(__file__).resolve()}:user_cnn"]
     print(f"{machine.describe()}, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-bench-") as tmp:
         store, out = Path(tmp) / "store", Path(tmp) / "report"
         store.mkdir()
-        cold, cold_s = run(models, args, store, out)
+        try:  # compare checks its options before it fits anything: --limit 5, --n-jobs 0...
+            cold, cold_s = run(models, args, store, out)
+        except ParameterError as exc:
+            parser.error(str(exc))
         print_tables(cold)
         warm, warm_s = run(models, args, store, Path(tmp) / "report-warm")
         reused = sum(r["reused"] for r in warm["results"])

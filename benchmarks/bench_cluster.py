@@ -92,10 +92,15 @@ def main() -> None:  # long: three set-ups measured one after the other, then on
     import ray
     from ray.cluster_utils import Cluster
 
+    from mnistlab.errors import ParameterError
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        pool_s, pool = run(args, root, "pool", None)
+        try:  # compare checks its options before it fits anything: --limit 5, --n-jobs 0...
+            pool_s, pool = run(args, root, "pool", None)
+        except ParameterError as exc:
+            parser.error(str(exc))
         accuracies = {r["model"]: r["test_accuracies"] for r in pool["results"]}
         rows.append(("pool (no --cluster)", 0.0, pool_s, True, 0, None, None))
 

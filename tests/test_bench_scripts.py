@@ -256,3 +256,14 @@ def test_bench_predict_makes_as_many_photos_as_asked_or_says_it_cannot(monkeypat
         bench_predict.main()
     assert stop.value.code == 2
     assert "argument --photos: at most the 10,000 test digits, not 10001" in capsys.readouterr().err
+
+
+def test_bench_bench_says_a_limit_compare_refuses_in_one_line(monkeypatch, capsys):
+    # compare's ParameterError came out of main as a traceback.
+    import bench_bench
+
+    monkeypatch.setattr(sys, "argv", ["bench_bench.py", "--limit", "5", "--seeds", "1", "--dataset", "mnist"])
+    with pytest.raises(SystemExit) as stop:
+        bench_bench.main()
+    assert stop.value.code == 2
+    assert "bench_bench.py: error: limit must be at least 20 training images, got 5." in capsys.readouterr().err
