@@ -221,7 +221,7 @@ def main():
     )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-compare", action="store_true", help="only the --long recipes")
-    ap.add_argument("--limit", type=int, help="train on the first N images only (a quick smoke run)")
+    ap.add_argument("--limit", type=at_least_one, help="train on the first N images only (a quick smoke run)")
     ap.add_argument("--json-out")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
