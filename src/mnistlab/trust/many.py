@@ -43,9 +43,9 @@ from mnistlab.trust.predict import (
 __all__ = ["IMAGE_SUFFIXES", "expand_paths", "predict_files"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-# Files per task: a photo is a few ms and a task's round trip a fraction of one; the photos of a task share one
-# ``describe`` call, and on 2,000 photos on 2 cores, 32 a task read 6% more a second than 8, 8 a call 13% more
-# than one by one. Fewer a task where there are few files, so that every worker gets at least 4 tasks.
+# Files per task: a photo is a few ms and a task's round trip a fraction of one. A task's photos share one
+# ``describe`` call: on 2,000 photos on 2 cores, one call a task read 13% more photos a second than one call a
+# photo, and 32 files a task 6% more than 8. Fewer a task where there are few files: 4 tasks a worker at least.
 MIN_CHUNK, MAX_CHUNK = 8, 32
 AHEAD = 4  # chunks queued per worker beyond the one it works on
 
@@ -151,9 +151,9 @@ def _end_with(parent: int) -> None:
 
 
 def _answers(paths: list[Path], predictor: Predictor, options: dict[str, Any]) -> list[Answer]:
-    """The answers for a few files, in order, their photos' first looks classified in one ``describe`` call: one
-    at a time, a photo's two nets cost a fifth more (``bench_predict.py``: 0.80 CPU-ms at batch 1, 0.53 at 64).
-    The answers are ``predict_file``'s: the nets give an image the same floats in any batch."""
+    """The answers for a few files, in order, their photos' first looks classified in one ``describe`` call
+    (``bench_predict.py``: 0.80 CPU-ms an image at batch 1, 0.51-0.53 at batch 64). The answers are
+    ``predict_file``'s: the nets give an image the same floats in any batch."""
     if options["number"]:
         return [_answer(path, predictor, options) for path in paths]
     answers: dict[int, Answer] = {}
