@@ -266,3 +266,38 @@ def test_a_model_that_fails_with_its_own_error_when_loaded_is_a_503_that_says_so
             detail = answer.json()["detail"]
             assert detail.startswith("The model failed when it was loaded (RuntimeError: the user's layer 3 failed)")
             assert "second line" not in detail and detail.endswith("restart the server.")
+
+
+def test_workers_stop_when_their_parent_is_killed_outright():
+    """``kill -9`` of ``mnistlab serve --workers 2`` (the OOM killer, a supervisor's timeout) left both workers
+    running, orphaned: still serving on the port, none replaced when one died, and a new ``serve`` on that port
+    refused. Now each gets SIGTERM when its parent dies, and stops."""
+    import os
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while len(workers := _children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
+            assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while alive := {pid for pid in workers if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"}:
+            assert time.monotonic() < deadline, f"workers {sorted(alive)} outlived their parent"
+            time.sleep(0.05)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too, if they outlived it
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # gone meanwhile
+        return "Z"

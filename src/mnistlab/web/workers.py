@@ -11,11 +11,13 @@ behind a load balancer.
 SIGTERM (or Ctrl+C) to the parent is passed to every worker; each stops
 accepting, finishes the requests it has (``GRACEFUL_SHUTDOWN`` seconds at
 most), and exits; the parent exits after the last. A worker that dies on
-its own is replaced.
+its own is replaced; one whose parent dies (``kill -9``) gets SIGTERM and
+stops as above.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -34,6 +36,7 @@ __all__ = ["GRACEFUL_SHUTDOWN", "reuseport_socket", "run_workers"]
 GRACEFUL_SHUTDOWN = 30.0
 # A worker that dies sooner than this after its start is replaced only after this long: no fork storm.
 RESTART_PAUSE = 1.0
+_PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
 
 log = logging.getLogger("uvicorn.error")
 
@@ -55,7 +58,19 @@ def reuseport_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
     return sock
 
 
-def _worker(config: uvicorn.Config) -> None:
+def _end_with(parent: int) -> None:
+    """Where the system offers it (Linux), SIGTERM to this worker when ``parent`` dies: killed with -9 (the OOM
+    killer, a supervisor's timeout), it left its workers serving on the port, orphaned, none replaced when it died."""
+    try:
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):  # not Linux
+        return
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(config: uvicorn.Config, parent: int) -> None:
     """One worker process: serve on its own reuse-port socket until SIGTERM, then exit.
 
     One OpenMP thread: GNU OpenMP's threads, started in the parent before the fork (scikit-learn's k-NN
@@ -65,6 +80,7 @@ def _worker(config: uvicorn.Config) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own once it runs
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     threadpool_limits(1, user_api="openmp")
+    _end_with(parent)
     code = 1
     try:
         sock = reuseport_socket(config.host, config.port, config.backlog)
@@ -84,9 +100,10 @@ def run_workers(config: uvicorn.Config, workers: int) -> None:
     def start() -> None:
         if stopping:  # SIGTERM came while a dead worker waited to be replaced (RESTART_PAUSE): none is
             return
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _worker(config)
+            _worker(config, parent)
         children[pid] = time.monotonic()
         if stopping:  # ... or came as it forked, before ``stop`` could see it
             os.kill(pid, signal.SIGTERM)
