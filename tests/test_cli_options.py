@@ -305,6 +305,22 @@ def test_serve_refuses_an_address_of_another_machine_as_a_host_not_as_a_busy_por
     assert "--host '192.0.2.1' is not an address of this machine" in line and "--port" not in line, line
 
 
+def test_serve_refuses_a_link_local_host_without_its_interface_as_a_host_not_as_a_busy_port():
+    # fe80::1 without "%eth0": the bind fails with "Invalid argument", which was said as a port in use.
+    result = runner.invoke(app, ["serve", "--host", "fe80::1", "--port", "42001", "--model", "/nonexistent/model"])
+    line = one_error_line(result)
+    assert "Cannot listen on fe80::1 port 42001 (Invalid argument)" in line, line
+    assert "give --host one of this machine's addresses" in line and "stop the program" not in line, line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may listen on any port")
+def test_serve_refuses_a_privileged_port_saying_why_not_as_a_busy_port():
+    result = runner.invoke(app, ["serve", "--port", "1", "--model", "/nonexistent/model"])
+    line = one_error_line(result)
+    assert "Cannot listen on 127.0.0.1 port 1 (Permission denied)" in line and "needs root" in line, line
+    assert "stop the program" not in line, line
+
+
 @pytest.mark.parametrize(
     "kwargs, param, message",
     [

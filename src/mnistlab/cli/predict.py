@@ -390,6 +390,11 @@ def check_free_port(host: str, port: int) -> None:
                 raise InputError(
                     f"--host {host!r} is not an address of this machine ({exc.strerror}); use 127.0.0.1 or 0.0.0.0."
                 ) from None
-            raise InputError(
-                f"Cannot listen on {host} port {port} ({exc.strerror}); stop the program using it or pick another --port."
-            ) from None
+            fix = {  # only a port in use is another program's doing
+                errno.EADDRINUSE: "stop the program using it or pick another --port",
+                errno.EACCES: "a port below 1024 needs root (or CAP_NET_BIND_SERVICE); pick a --port from 1024 up",
+            }.get(
+                exc.errno or 0,
+                "give --host one of this machine's addresses (a link-local one with its interface: fe80::1%eth0)",
+            )
+            raise InputError(f"Cannot listen on {host} port {port} ({exc.strerror}); {fix}.") from None
