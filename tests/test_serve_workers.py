@@ -63,6 +63,7 @@ def test_workers_answer_and_sigterm_finishes_the_request_in_flight(n_workers, ac
             assert ready.status_code == 200, ready.text
             workers.add(ready.json()["worker"])
         assert all(_parent_of(pid) == proc.pid for pid in workers) if n_workers > 1 else workers == {proc.pid}
+        assert f"on {url} " in "".join(log), "".join(log)  # where to point a browser, as uvicorn's own line says
 
         body = json.dumps({"pixels": [0] * 784}).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:

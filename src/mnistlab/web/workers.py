@@ -121,7 +121,9 @@ def run_workers(config: uvicorn.Config, workers: int) -> None:
     signal.signal(signal.SIGINT, stop)
     for _ in range(workers):
         start()
-    log.info("Serving from %d worker processes: %s", workers, " ".join(map(str, children)))
+    url = f"http://[{config.host}]:{config.port}" if ":" in config.host else f"http://{config.host}:{config.port}"
+    pids = " ".join(map(str, children))
+    log.info("Serving on %s from %d worker processes: %s (Press CTRL+C to quit)", url, workers, pids)
     while children:
         try:
             pid, status = os.wait()
