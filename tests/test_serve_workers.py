@@ -216,12 +216,16 @@ def _children_of(pid: int) -> set[int]:
 def test_sigterm_while_a_dead_worker_waits_to_be_replaced_stops_the_server():
     """A worker that dies within a second of its start is replaced after a pause; a SIGTERM that came during that
     pause was passed to the workers then alive, and the pause ended by starting a new worker that no one told to
-    stop: the server went on serving and ``mnistlab serve`` never exited. Now nothing is started once it stops."""
+    stop: the server went on serving and ``mnistlab serve`` never exited. Now nothing is started once it stops.
+    The log names how each worker ended: it said "exited (status 9)", os.wait's raw status, for a SIGKILL."""
     import os
 
     port = _free_port()
     cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + PATIENCE
         while len(workers := _children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
@@ -231,6 +235,7 @@ def test_sigterm_while_a_dead_worker_waits_to_be_replaced_stops_the_server():
         while not (new := _children_of(proc.pid) - workers):
             assert time.monotonic() < deadline, "the dead worker was not replaced"
             time.sleep(0.005)
+        _wait_for(log, f"Worker {min(workers)} was killed by SIGKILL; starting another.")
         os.kill(new.pop(), signal.SIGKILL)  # its replacement dies at once: the next one waits for the pause
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)  # during the pause
@@ -242,6 +247,7 @@ def test_sigterm_while_a_dead_worker_waits_to_be_replaced_stops_the_server():
         with contextlib.suppress(ProcessLookupError):  # all gone, as they should be
             os.killpg(proc.pid, signal.SIGKILL)  # the workers too
         proc.wait(10)
+        reader.join(10)
 
 
 class _FailsOnEveryImage:
@@ -302,3 +308,38 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:  # gone meanwhile
         return "Z"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # gone meanwhile
+        return "Z"
+
+
+def test_a_worker_that_dies_is_named_with_the_signal_that_ended_it():
+    """The log said "Worker 2421 exited (status 9)" for a worker killed with SIGKILL, and "(status 256)" for one
+    that exited with code 1: os.wait's raw status, which reads as an exit code it never was."""
+    import os
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while len(workers := _children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
+            assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
+            time.sleep(0.1)
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(log, f"Worker {victim} ")
+        line = next(line for line in log if f"Worker {victim} " in line)
+        assert f"Worker {victim} was killed by SIGKILL; starting another." in line, line
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+        proc.wait(10)
+        reader.join(10)

@@ -90,6 +90,17 @@ def _worker(config: uvicorn.Config, parent: int) -> None:
         os._exit(code)  # never return into the parent's code
 
 
+def _how_it_ended(status: int) -> str:
+    """A wait status in words: ``os.wait``'s 9 is a SIGKILL, its 256 an exit code of 1."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:  # a real-time signal has no name of its own
+        return f"was killed by signal {-code}"
+
+
 def run_workers(config: uvicorn.Config, workers: int) -> None:
     """Serve ``config`` from ``workers`` forked processes until SIGTERM or SIGINT; replace any that dies."""
     config.timeout_graceful_shutdown = int(GRACEFUL_SHUTDOWN)
@@ -132,7 +143,7 @@ def run_workers(config: uvicorn.Config, workers: int) -> None:
         started = children.pop(pid, None)
         if stopping or started is None:
             continue
-        log.warning("Worker %d exited (status %d); starting another.", pid, status)
+        log.warning("Worker %d %s; starting another.", pid, _how_it_ended(status))
         if time.monotonic() - started < RESTART_PAUSE:
             time.sleep(RESTART_PAUSE)
         start()
