@@ -343,3 +343,27 @@ def test_a_worker_that_dies_is_named_with_the_signal_that_ended_it():
             os.killpg(proc.pid, signal.SIGKILL)  # the workers too
         proc.wait(10)
         reader.join(10)
+
+
+def test_workers_refuse_a_port_another_server_shares_with_so_reuseport():
+    """Two `serve --workers 2` started together on one port (both checked it free, then loaded their models) both
+    served: the parent's last check bound with SO_REUSEPORT, which another such server of the same user passes,
+    and the kernel split the clients between two servers. Now that check refuses any listener, one line."""
+    import os
+
+    with socket.socket() as other:  # another server's worker: SO_REUSEPORT, listening
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        code = f"from mnistlab.web import serve; serve(None, '127.0.0.1', {port}, workers=2)"
+        proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            _, stderr = proc.communicate(timeout=PATIENCE / 3)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"serve(workers=2) serves on port {port}, which another server listens on")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+            proc.wait(10)
+    assert proc.returncode == 1 and f"ParameterError: Cannot listen on 127.0.0.1:{port}" in stderr, stderr

@@ -41,12 +41,14 @@ _PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
 log = logging.getLogger("uvicorn.error")
 
 
-def reuseport_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A listening TCP socket on ``host:port`` that other processes may bind too (``SO_REUSEPORT``)."""
+def reuseport_socket(host: str, port: int, backlog: int = 2048, *, shared: bool = True) -> socket.socket:
+    """A listening TCP socket on ``host:port`` that other processes may bind too (``SO_REUSEPORT``); not
+    ``shared``: one that fails where anything listens already, ``SO_REUSEPORT`` sockets of this user included."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -104,7 +106,9 @@ def _how_it_ended(status: int) -> str:
 def run_workers(config: uvicorn.Config, workers: int) -> None:
     """Serve ``config`` from ``workers`` forked processes until SIGTERM or SIGINT; replace any that dies."""
     config.timeout_graceful_shutdown = int(GRACEFUL_SHUTDOWN)
-    reuseport_socket(config.host, config.port).close()  # a port taken by another program: one line, exit 2
+    # A port taken by another program: one line, exit 2. Not shared: another `serve --workers` (started while
+    # this one loaded its model) listens with SO_REUSEPORT too, and both served, the kernel splitting the clients.
+    reuseport_socket(config.host, config.port, shared=False).close()
     children: dict[int, float] = {}  # pid -> when it started
     stopping = False
 
