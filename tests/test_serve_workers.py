@@ -367,3 +367,39 @@ def test_workers_refuse_a_port_another_server_shares_with_so_reuseport():
                 os.killpg(proc.pid, signal.SIGKILL)  # the workers too
             proc.wait(10)
     assert proc.returncode == 1 and f"ParameterError: Cannot listen on 127.0.0.1:{port}" in stderr, stderr
+
+
+def test_a_worker_that_cannot_start_says_why():
+    """A replacement worker that could not listen (another program took the port once every worker had died)
+    exited without a word, and the log said only "Worker N exited with code 1; starting another.", each second."""
+    import os
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while len(_children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
+            assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
+            time.sleep(0.1)
+        with socket.socket() as taker:  # every worker killed, then the port taken before the replacements bind it
+            taker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            while True:
+                assert time.monotonic() < deadline, "the port was never free of workers"
+                for pid in _children_of(proc.pid):
+                    with contextlib.suppress(ProcessLookupError):  # gone meanwhile
+                        os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    taker.bind(("127.0.0.1", port))
+                    break
+            taker.listen()
+            _wait_for(log, f"Cannot listen on 127.0.0.1:{port} (Address already in use)")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+        proc.wait(10)
+        reader.join(10)
+    assert "Traceback" not in "".join(log), "".join(log)

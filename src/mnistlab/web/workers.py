@@ -28,7 +28,7 @@ from types import FrameType
 import uvicorn
 from threadpoolctl import threadpool_limits
 
-from mnistlab.errors import ParameterError
+from mnistlab.errors import MnistlabError, ParameterError
 
 __all__ = ["GRACEFUL_SHUTDOWN", "reuseport_socket", "run_workers"]
 
@@ -88,6 +88,10 @@ def _worker(config: uvicorn.Config, parent: int) -> None:
         sock = reuseport_socket(config.host, config.port, config.backlog)
         uvicorn.Server(config).run(sockets=[sock])
         code = 0
+    except MnistlabError as exc:  # said, or the parent's "exited with code 1" is all the log would tell
+        log.error("Worker %d: %s", os.getpid(), exc)
+    except Exception:
+        log.exception("Worker %d failed", os.getpid())
     finally:
         os._exit(code)  # never return into the parent's code
 
