@@ -190,6 +190,20 @@ def test_version_1_cards_are_refused_edited_or_not(model_copy):
 
 
 @pytest.mark.parametrize(
+    "version, recipe",
+    [(3, "cnn-fast`.\n\x1b[32mmodel ok\x1b[0m\rx"), (3, "r" * 2_000_000), ([2] * 100_000, "cnn-fast")],
+    ids=["control characters", "2 MB recipe", "long version"],
+)
+def test_a_card_of_another_version_is_refused_in_one_short_line(model_copy, version, recipe):
+    """The card of an unreadable version is not held to the schema: its recipe and version were quoted as they
+    were, a newline and a carriage return in one made the error several lines, a long one a 2 MB line."""
+    _write(model_copy, {**_card(model_copy), "format_version": version, "recipe": recipe}, resign=False)
+    line = _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)]))
+    assert len(line) < 400 and line.isprintable() and "model format version" in line
+    assert line.endswith(("`mnistlab train RECIPE`.", "`mnistlab train cnn-fast`.")), line
+
+
+@pytest.mark.parametrize(
     "change, message",
     [
         ({"unknown_field": 1}, "unknown field 'unknown_field'"),

@@ -140,13 +140,26 @@ def _check_depth(card: dict) -> None:
     raise _Invalid(f"it nests objects and lists more than {MAX_DEPTH} deep, which mnistlab never writes")
 
 
+MAX_SAID_CHARS = 80  # of a field quoted in an error, where the card is not (yet) held to the schema
+
+
+def _recipe_name(card: dict) -> str:
+    """The card's recipe, to name in "retrain it with `mnistlab train RECIPE`": "RECIPE" unless it is a short
+    printable string. Quoted unchecked, a card of another format version made the one error line 2 MB long, or
+    several lines (a newline, a carriage return, a terminal's escape codes in its recipe)."""
+    recipe = card.get("recipe")
+    if isinstance(recipe, str) and 0 < len(recipe) <= MAX_SAID_CHARS and recipe.isprintable():
+        return recipe
+    return "RECIPE"
+
+
 def _check_version(card: dict, card_path: Path) -> None:
     version = card.get("format_version")
     if type(version) is not int or version not in READABLE_VERSIONS:
-        recipe = card.get("recipe") if isinstance(card.get("recipe"), str) else "RECIPE"
+        said = repr(version) if len(repr(version)) <= MAX_SAID_CHARS else f"{repr(version)[:MAX_SAID_CHARS]}..."
         raise ModelFileError(
-            f"{card_path.parent} was saved in model format version {version!r}, but this mnistlab reads only "
-            f"version {' and '.join(map(str, READABLE_VERSIONS))}; retrain it with `mnistlab train {recipe}`."
+            f"{card_path.parent} was saved in model format version {said}, but this mnistlab reads only "
+            f"version {' and '.join(map(str, READABLE_VERSIONS))}; retrain it with `mnistlab train {_recipe_name(card)}`."
         )
 
 
