@@ -203,6 +203,24 @@ def test_a_card_of_another_version_is_refused_in_one_short_line(model_copy, vers
     assert line.endswith(("`mnistlab train RECIPE`.", "`mnistlab train cnn-fast`.")), line
 
 
+@pytest.mark.parametrize("field", ["recipe", "seed", "classes"])
+def test_a_card_holding_a_field_twice_is_refused(model_copy, field):
+    """The checksum covers the card as parsed, where the last of two fields wins: a field added above its own
+    (another recipe, seed or classes, there for a person to read) was an edit that loaded, with the one below."""
+    text = (model_copy / "model.json").read_text()
+    added = {
+        "recipe": '"recipe": "knn-deskew"',
+        "seed": '"seed": 7',
+        "classes": '"classes": [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]',
+    }
+    where = '"config": {' if field == "classes" else "{"
+    (model_copy / "model.json").write_text(text.replace(where, f"{where}\n{added[field]},", 1))
+    with pytest.raises(ModelFileError, match=f"holds the field '{field}' twice"):
+        read_card(model_copy)
+    line = _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)]))
+    assert f"'{field}' twice" in line
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

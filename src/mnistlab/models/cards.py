@@ -63,6 +63,7 @@ MAX_INT_DIGITS = 100  # a card's integers are seeds, counts and sizes: 20 digits
 # A card nests 4 levels (config, history, a row, its numbers). One nested nearly as deep as json.loads goes
 # (Python's recursion limit) was parsed, then overran that limit when card_sha256 wrote it out again: a traceback.
 MAX_DEPTH = 32
+MAX_SAID_CHARS = 80  # of a field quoted in an error, where the card is not (yet) held to the schema
 
 
 def _bounded_int(text: str) -> int:
@@ -73,13 +74,25 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are all distinct. JSON parsers keep the last of two (or the first): the checksum
+    covers what was parsed, so a card edited by adding a field above its own (another recipe, seed or cut, read
+    there by a person) loaded, with the field below."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _Invalid(f"it holds the field {key[:MAX_SAID_CHARS]!r} twice, which mnistlab never writes")
+        seen.add(key)
+    return dict(pairs)
+
+
 def parse_card(text: bytes, card_path: Path) -> dict:
     """The card in ``text`` (the bytes of ``card_path``), checked against the schema and its checksum.
 
     Raises ModelFileError in one sentence naming the file, the field and what to do.
     """
     try:
-        card = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int)
+        card = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int, object_pairs_hook=_unique)
         if not isinstance(card, dict):
             raise _Invalid("it does not hold a JSON object")
         _check_version(card, card_path)
@@ -138,9 +151,6 @@ def _check_depth(card: dict) -> None:
         if not level:
             return
     raise _Invalid(f"it nests objects and lists more than {MAX_DEPTH} deep, which mnistlab never writes")
-
-
-MAX_SAID_CHARS = 80  # of a field quoted in an error, where the card is not (yet) held to the schema
 
 
 def _recipe_name(card: dict) -> str:
