@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import shutil
 import sys
 
@@ -352,6 +353,17 @@ def test_nan_and_giant_cards_are_refused(model_copy):
     (model_copy / "model.json").write_text(" " * (16 * 2**20 + 1))
     with pytest.raises(ModelFileError, match="larger than any card"):
         read_card(model_copy)
+
+
+@pytest.mark.parametrize("field", ['"train_seconds"', '"lr"', '"loss"'])
+def test_a_number_beyond_a_floats_range_is_one_sentence(model_copy, field):
+    """``1e400`` parsed as infinity, then card_sha256 could not write it out: `predict --model` printed a
+    ValueError traceback (exit 1), edited card or not."""
+    text = (model_copy / "model.json").read_text()
+    (model_copy / "model.json").write_text(re.sub(f"{field}: [-0-9.e]+", f"{field}: 1e400", text, count=1))
+    with pytest.raises(ModelFileError, match="the number 1e400, beyond a float's range"):
+        read_card(model_copy)
+    assert "1e400" in _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)]))
 
 
 def test_a_card_nested_at_any_depth_is_one_sentence(model_copy):

@@ -74,6 +74,17 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+def _finite_float(text: str) -> float:
+    """A number of the card; one past a float's range (``1e400``) is refused here: read as infinity, it was
+    parsed, then stopped ``card_sha256`` writing the card out again (a ValueError traceback)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Invalid(
+            f"it holds the number {text[:MAX_SAID_CHARS]}, beyond a float's range, which mnistlab never writes"
+        )
+    return value
+
+
 def _unique(pairs: list[tuple[str, Any]]) -> dict:
     """A JSON object whose keys are all distinct. JSON parsers keep the last of two (or the first): the checksum
     covers what was parsed, so a card edited by adding a field above its own (another recipe, seed or cut, read
@@ -92,7 +103,13 @@ def parse_card(text: bytes, card_path: Path) -> dict:
     Raises ModelFileError in one sentence naming the file, the field and what to do.
     """
     try:
-        card = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int, object_pairs_hook=_unique)
+        card = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique,
+        )
         if not isinstance(card, dict):
             raise _Invalid("it does not hold a JSON object")
         _check_version(card, card_path)
