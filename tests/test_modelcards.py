@@ -190,6 +190,15 @@ def test_version_1_cards_are_refused_edited_or_not(model_copy):
     assert "format version 1" in line and "mnistlab train" in line
 
 
+def test_a_card_of_a_newer_format_says_to_upgrade_mnistlab(model_copy):
+    """A newer mnistlab's model was refused with "retrain it" alone: upgrading reads it, retraining rebuilds it."""
+    _write(model_copy, {**_card(model_copy), "format_version": 3}, resign=True)
+    line = _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)]))
+    assert "format version 3" in line and "upgrade mnistlab" in line and "`mnistlab train cnn-fast`" in line
+    _write(model_copy, {**_card(model_copy), "format_version": 1}, resign=True)
+    assert "upgrade" not in _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)]))
+
+
 @pytest.mark.parametrize(
     "version, recipe",
     [(3, "cnn-fast`.\n\x1b[32mmodel ok\x1b[0m\rx"), (3, "r" * 2_000_000), ([2] * 100_000, "cnn-fast")],

@@ -184,9 +184,14 @@ def _check_version(card: dict, card_path: Path) -> None:
     version = card.get("format_version")
     if type(version) is not int or version not in READABLE_VERSIONS:
         said = repr(version) if len(repr(version)) <= MAX_SAID_CHARS else f"{repr(version)[:MAX_SAID_CHARS]}..."
+        # A newer mnistlab's model needs this one upgraded, not a retrained model: "retrain it" alone sent the
+        # user to train again (an hour for an ensemble) what `pip install --upgrade mnistlab` reads.
+        newer = type(version) is int and version > FORMAT_VERSION
         raise ModelFileError(
             f"{card_path.parent} was saved in model format version {said}, but this mnistlab reads only "
-            f"version {' and '.join(map(str, READABLE_VERSIONS))}; retrain it with `mnistlab train {_recipe_name(card)}`."
+            f"version {' and '.join(map(str, READABLE_VERSIONS))}; "
+            f"{'upgrade mnistlab (pip install --upgrade mnistlab), or ' if newer else ''}"
+            f"retrain it with `mnistlab train {_recipe_name(card)}`."
         )
 
 
