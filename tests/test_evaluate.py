@@ -291,3 +291,13 @@ def test_figures_are_not_drawn_into_another_models_folder(model, digits, tmp_pat
     assert sorted(p.name for p in other.iterdir()) == ["model.json", "model.skops"]
     evaluate_model(model, data=digits, out_dir=model)  # its own folder, named: drawn as by default
     assert (model / "confusion.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["confusion.png", "mistakes.png"])
+def test_a_folder_where_a_figure_goes_is_refused_before_the_model_is_measured(model, digits, tmp_path, name):
+    """It was found once the test set was measured (minutes for a CNN), as "(Is a directory)", naming no file."""
+    (tmp_path / name).mkdir()
+    said: list[str] = []
+    with pytest.raises(InputError, match=f"{name} is a folder, where evaluate draws {name}; remove it"):
+        evaluate_model(model, data=digits, out_dir=tmp_path, progress=said.append)
+    assert said == [] and sorted(p.name for p in tmp_path.iterdir()) == [name]

@@ -42,6 +42,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     # Before the model is measured; an empty model_dir is named as such, not as an empty out_dir.
     check_writable_dir(*((out_dir, "out_dir") if out_dir is not None else (model_dir, "model_dir")))
     _refuse_other_model(out_dir, model_dir)
+    _refuse_folders_in_the_way(Path(out_dir if out_dir is not None else model_dir))
     progress = callback(progress)
     progress(f"loading {model_dir}")
     estimator, card = load_model(model_dir)
@@ -89,6 +90,15 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def _refuse_folders_in_the_way(out_dir: Path) -> None:
+    """Refuse a folder where a figure goes (a file cannot replace it): found once the test set was measured, it
+    was "Cannot write the figures into DIR (Is a directory)", naming neither the figure nor the folder."""
+    for name in (CONFUSION_PNG, MISTAKES_PNG):
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():  # a link is replaced, whatever it points at
+            raise InputError(f"{path} is a folder, where evaluate draws {name}; remove it or choose another --out.")
 
 
 def _refuse_other_model(out_dir, model_dir) -> None:
