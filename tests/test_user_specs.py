@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -175,3 +176,59 @@ def test_a_torch_modules_save_that_fails_leaves_the_model_there_whole(tmp_path, 
         fit_one(contender, other, split_for("digits", digits, other), folder, lambda _: None)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
     OnnxPredictor(folder / "model.onnx")  # still the graph its card names
+
+
+LABELLERS = """
+from sklearn.linear_model import LogisticRegression
+
+
+class Floats(LogisticRegression):
+    def predict(self, X):
+        return super().predict(X).astype(float)  # 3.0 for 3, as a regressor's rounding gives
+
+
+class Booleans(LogisticRegression):
+    def predict(self, X):
+        return super().predict(X) == 1  # "is it a one?"
+
+
+def floats():
+    return Floats(max_iter=50)
+
+
+def booleans():
+    return Booleans(max_iter=50)
+
+
+def plain():
+    return LogisticRegression(max_iter=50)
+"""
+
+
+def test_labels_predicted_as_whole_floats_are_read_as_the_labels(tmp_path, monkeypatch):
+    """Predictions 3.0 for 3 passed the label check and went on as floats: into confusion.json's labels, and into
+    the report, where they indexed MNIST's class names: IndexError (arrays used as indices must be of integer
+    type) in a traceback, after every fit was recorded."""
+    from mnistlab.data.load import load_mnist
+    from mnistlab.lab.fitting import fit_one, split_for
+    from mnistlab.lab.options import RunOptions
+    from mnistlab.lab.specs import resolve_spec
+
+    (tmp_path / "labellers.py").write_text(LABELLERS)
+    options, digits = RunOptions(cv=0, limit=200), load_mnist("digits")
+    d = split_for("digits", digits, options)
+    fitted = {
+        name: fit_one(resolve_spec(f"{tmp_path / 'labellers.py'}:{name}"), options, d, tmp_path / name, lambda _: None)
+        for name in ("floats", "plain")
+    }
+    assert fitted["floats"].y_pred.dtype == d.y_train.dtype
+    assert np.array_equal(fitted["floats"].y_pred, fitted["plain"].y_pred)
+    assert fitted["floats"].labels == fitted["plain"].labels == list(range(10))
+
+
+def test_booleans_for_number_labels_are_one_sentence(tmp_path):
+    """True and False passed the label check as 1 and 0, then indexed the report's class names as a mask:
+    IndexError in a traceback."""
+    (tmp_path / "labellers.py").write_text(LABELLERS)
+    (line,) = _compare_lines(tmp_path, f"{tmp_path / 'labellers.py'}:booleans")[-1:]
+    assert "predict returned labels the training labels do not hold (such as False)" in line, line

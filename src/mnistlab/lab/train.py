@@ -248,14 +248,16 @@ def fit_and_test(
             f"{name}: predict returned labels the training labels do not hold (such as {unknown[:1].tolist()[0]!r}); "
             f"it must return labels like those it was fitted on ({', '.join(map(str, np.unique(d.y_train)[:10]))})."
         )
+    if y_pred.dtype.kind == "f":  # 3.0 for 3: the labels as the training labels hold them, which index class names
+        y_pred = y_pred.astype(np.asarray(d.y_train).dtype)
     seconds = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "cv_seconds": cv_seconds}
     metrics = run_metrics(estimator, cv_scores, seconds, n_train=len(d.y_train), y_test=d.y_test, y_pred=y_pred)
     return FitTest(estimator, params, metrics, notes, y_pred)
 
 
 def _unknown_labels(y_pred: np.ndarray, y_train) -> np.ndarray:
-    """The predictions that are no training label (a string for a number, 2.4 for a class)."""
-    if y_pred.dtype.kind not in "biuf":
+    """The predictions that are no training label (a string for a number, 2.4 for a class, True for 1)."""
+    if y_pred.dtype.kind not in "biuf" or (y_pred.dtype.kind == "b") != (np.asarray(y_train).dtype.kind == "b"):
         return y_pred
     return y_pred[~np.isin(y_pred, np.unique(y_train))]
 
