@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,47 @@ def test_booleans_for_number_labels_are_one_sentence(tmp_path):
     (tmp_path / "labellers.py").write_text(LABELLERS)
     (line,) = _compare_lines(tmp_path, f"{tmp_path / 'labellers.py'}:booleans")[-1:]
     assert "predict returned labels the training labels do not hold (such as False)" in line, line
+
+
+NOTEBOOK_NET = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return {scale} * self.fc(x.flatten(1))
+
+
+def make(seed):
+    return Net()
+"""
+
+
+def test_a_net_typed_into_a_notebook_is_never_keyed_as_its_edit(tmp_path, monkeypatch):
+    """A class typed into a notebook (or `python -c`, `python -`) has no file to hash: its edited forward (here
+    logits times 0, which answer 0 for every image) had the reuse key of the net before it, so compare reused the
+    old net's run and reported its accuracy for the new code. A net whose class a file holds keeps one key."""
+    import types
+
+    from mnistlab.lab.codehash import built_code_sha256
+    from mnistlab.lab.specs import resolve_spec
+
+    def code_key(make) -> str | None:
+        contender = resolve_spec(make)
+        return built_code_sha256(contender.code_sha256, contender.recipe.build(42, 1))
+
+    def typed(scale: int):
+        notebook = types.ModuleType("notebook_cell")  # a notebook's __main__: no __file__
+        monkeypatch.setitem(sys.modules, "notebook_cell", notebook)
+        exec(compile(NOTEBOOK_NET.format(scale=scale), "<ipython-input-1>", "exec"), notebook.__dict__)
+        return notebook.make
+
+    assert code_key(typed(1)) != code_key(typed(0))
+    (tmp_path / "filed_net.py").write_text(NOTEBOOK_NET.format(scale=1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert code_key("filed_net:make") == code_key("filed_net:make") is not None

@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import sys
 import sysconfig
+import uuid
 from pathlib import Path
 
 __all__ = ["built_code_sha256", "source_sha256"]
@@ -17,7 +18,10 @@ def built_code_sha256(code_sha256: str | None, estimator) -> str | None:
     contender's) and every other file of the user's that defines a class of it, of its parameters' objects, or of
     a torch module's layers (a net in ``layers.py`` built by ``models.py:make_model``). Files of installed packages and of
     mnistlab are left out: their versions are recorded. With no other file it is ``code_sha256`` itself."""
-    files = sorted(_users_files(estimator))
+    parts = _parts(estimator)
+    if any(_unfiled(type(part)) for part in parts):  # typed into a notebook, `python -c` or `python -`: no file
+        return f"unfiled code {uuid.uuid4().hex}"  # holds its code, so no edit of it shows: never the same key
+    files = sorted(_users_files(parts))
     if not files:
         return code_sha256
     digest = hashlib.sha256(str(code_sha256).encode())
@@ -26,8 +30,8 @@ def built_code_sha256(code_sha256: str | None, estimator) -> str | None:
     return digest.hexdigest()
 
 
-def _users_files(estimator) -> set[str]:
-    """Source files of the user's own classes among ``estimator``, its parameters' values and their layers."""
+def _parts(estimator) -> list:
+    """``estimator``, its parameters' values and, for a torch module among them, its layers."""
     parts: list = [estimator]
     if hasattr(estimator, "get_params"):
         parts += [v for v in estimator.get_params(deep=True).values() if not isinstance(v, (str, bytes, int, float))]
@@ -35,6 +39,20 @@ def _users_files(estimator) -> set[str]:
     for part in list(parts):
         if torch is not None and isinstance(part, torch.nn.Module):
             parts += list(part.modules())  # a net's layers, whose classes may live in other files
+    return parts
+
+
+def _unfiled(cls: type) -> bool:
+    """Whether ``cls`` was defined where no file holds its code (its module has no file: ``__main__`` of a
+    notebook or of ``python -c``, or ``<stdin>``); Python's built-in modules are files of the interpreter."""
+    if cls.__module__ in sys.builtin_module_names:
+        return False
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return not (file and Path(file).is_file())
+
+
+def _users_files(parts: list) -> set[str]:
+    """Source files of the user's own classes among ``parts``."""
     installed = [Path(p).resolve() for p in {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}]
     installed.append(Path(__file__).resolve().parents[1])  # mnistlab's own package
     files = set()
