@@ -277,3 +277,43 @@ def test_a_net_typed_into_a_notebook_is_never_keyed_as_its_edit(tmp_path, monkey
     (tmp_path / "filed_net.py").write_text(NOTEBOOK_NET.format(scale=1))
     monkeypatch.syspath_prepend(str(tmp_path))
     assert code_key("filed_net:make") == code_key("filed_net:make") is not None
+
+
+RENAMED = '''
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Renamed(ClassifierMixin, BaseEstimator):
+    """Keeps its argument alpha as self.a: scikit-learn's get_params looks for self.alpha."""
+
+    def __init__(self, alpha=1.0):
+        self.a = alpha
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def seeded(seed):
+    return Renamed()
+
+
+def unseeded():
+    return Renamed()
+'''
+
+
+@pytest.mark.parametrize("name", ["seeded", "unseeded"])
+def test_a_classifier_whose_get_params_fails_is_one_sentence_before_the_data_loads(tmp_path, name):
+    """A callable taking seed: AttributeError ('Renamed' object has no attribute 'alpha') in a traceback, after the
+    data was loaded; one without: a sentence that told it to take a seed keyword, which led to that traceback."""
+    (tmp_path / "renamed.py").write_text(RENAMED)
+    spec = f"{tmp_path / 'renamed.py'}:{name}"
+    (line,) = _compare_lines(tmp_path, spec)
+    assert f"{spec} returned a Renamed, which fails in get_params (AttributeError: " in line, line
+    assert "keep each argument of its __init__ unchanged in an attribute of the same name" in line, line
+    assert not (tmp_path / "s.db").exists()

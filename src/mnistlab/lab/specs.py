@@ -1,23 +1,17 @@
 """What ``compare`` compares: recipe names, your own code, or Python objects, checked before anything trains.
 
-A spec is one of
+A spec is a recipe name (``mnistlab recipes``) or one of
 
-- a recipe name (``mnistlab recipes``);
-- ``package.module:callable`` or ``path/to/file.py:callable``: the callable
-  returns an unfitted scikit-learn classifier (anything with ``fit``,
-  ``predict`` and ``get_params``) or a ``torch.nn.Module``, which mnistlab trains with its own loop
-  (``CNNClassifier(module=...)``). It may take ``seed`` and ``n_jobs`` keywords (without ``seed``, every
-  ``random_state`` of what it returns is set to the seed, as for an unfitted classifier);
-- ``path/to/best.json``: the best configuration a ``mnistlab sweep`` saved
-  (a recipe with some parameters set);
-- in Python, such a callable itself, or an unfitted classifier (cloned for each
-  seed, with every ``random_state`` parameter set to the seed).
+- ``package.module:callable`` or ``path/to/file.py:callable``: the callable returns an unfitted scikit-learn
+  classifier (anything with ``fit``, ``predict`` and ``get_params``) or a ``torch.nn.Module``, which mnistlab trains
+  with its own loop (``CNNClassifier(module=...)``). It may take ``seed`` and ``n_jobs`` keywords (without ``seed``,
+  every ``random_state`` of what it returns is set to the seed, as for an unfitted classifier);
+- ``path/to/best.json``: the best configuration a ``mnistlab sweep`` saved (a recipe with some parameters set);
+- in Python, such a callable itself, or an unfitted classifier (cloned per seed, every ``random_state`` the seed).
 
-``resolve_specs`` imports and calls each one once (seed 0) so that a typo, a
-missing file or a callable that returns no classifier is one sentence before
-any minutes are spent. Each contender is a ``Recipe`` (its ``build(seed,
-n_jobs)`` gives a fresh estimator) plus the sha256 of the code behind it, which
-decides, with the parameters, whether a recorded run can be reused.
+``resolve_specs`` calls each one once (seed 0): a typo, a missing file or a callable that returns no classifier is one
+sentence before any minutes are spent. A contender is a ``Recipe`` (``build(seed, n_jobs)``: a fresh estimator) plus
+the sha256 of its code, which decides, with the parameters, whether a recorded run can be reused.
 """
 
 from __future__ import annotations
@@ -359,13 +353,19 @@ def _built(fn: Callable, spec: str, seed: int, n_jobs: int):
 
 
 def _check_parameters(estimator, what: str) -> None:
-    """Refuse a classifier without ``get_params``: cross-validation clones it, and its run and card record its
-    parameters, so it failed in a traceback once the data was loaded. ``what`` begins the sentence."""
-    if not callable(getattr(estimator, "get_params", None)):
+    """Refuse a classifier whose ``get_params`` is missing or fails: cross-validation clones it, and its run and card
+    record its parameters, so it failed in a traceback once the data was loaded. ``what`` begins the sentence."""
+    try:
+        estimator.get_params(deep=True)
+    except Exception as exc:  # none at all, or an __init__ that keeps an argument under another name
+        has = callable(getattr(estimator, "get_params", None))
         raise RecipeError(
-            f"{what} has fit and predict but no get_params, which mnistlab needs to clone, record and save it; "
+            f"{what} fails in get_params ({type(exc).__name__}: {exc}); keep each argument of its __init__ unchanged "
+            "in an attribute of the same name, which scikit-learn's get_params reads."
+            if has
+            else f"{what} has fit and predict but no get_params, which mnistlab needs to clone, record and save it; "
             "subclass sklearn.base.BaseEstimator (and ClassifierMixin), as scikit-learn's classifiers do."
-        )
+        ) from None
 
 
 def _from_estimator(estimator) -> Contender:
