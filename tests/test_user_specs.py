@@ -317,3 +317,41 @@ def test_a_classifier_whose_get_params_fails_is_one_sentence_before_the_data_loa
     assert f"{spec} returned a Renamed, which fails in get_params (AttributeError: " in line, line
     assert "keep each argument of its __init__ unchanged in an attribute of the same name" in line, line
     assert not (tmp_path / "s.db").exists()
+
+
+EXITS = """
+import sys
+
+from sklearn.linear_model import LogisticRegression
+
+class ExitsInFit(LogisticRegression):
+    def fit(self, X, y):
+        sys.exit(0)
+
+
+def on_call():
+    sys.exit("no GPU here")
+
+
+def in_fit():
+    return ExitsInFit()
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "says"),
+    [
+        ("import sys\nsys.exit(0)\n", "make", "Running {file} for '{spec}' failed (SystemExit: 0); fix the file."),
+        (EXITS, "on_call", "Calling {spec} for seed 0 (n_jobs 1) failed (SystemExit: no GPU here); fix the callable."),
+        (EXITS, "in_fit", "digits seed 42: exits.py:in_fit failed (SystemExit: 0); fix the classifier's code."),
+    ],
+    ids=["import", "call", "fit"],
+)
+def test_a_file_that_exits_is_one_sentence_not_a_silent_success(tmp_path, source, name, says):
+    """sys.exit(0) in the file, the callable or fit (a script's own code, argparse's exit) ended compare at once:
+    exit code 0 and nothing said or compared; sys.exit("message") printed the message alone, exit code 1."""
+    file = tmp_path / "exits.py"
+    file.write_text(source)
+    spec = f"{file}:{name}"
+    line = _compare_lines(tmp_path, spec)[-1]
+    assert line == "Error: " + says.format(file=file, spec=spec), line

@@ -93,7 +93,7 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
         run = fit_and_test(recipe, options, d, progress, name, cv_options=cv_options)
     except MnistlabError:
         raise
-    except Exception as exc:  # the user's code failed: say how, in one sentence (ours keeps its traceback)
+    except (Exception, SystemExit) as exc:  # the user's code failed or exited: one sentence (ours: its traceback)
         if not contender.users_code:
             raise
         if isinstance(exc, ValueError) and "read-only" in str(exc):  # ``split_for``'s arrays, shared by every model

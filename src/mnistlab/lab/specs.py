@@ -257,7 +257,7 @@ def _load_file(path: str, spec: str):
     sys.modules[name] = module
     try:
         loader_spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code failed: say how, in one sentence
+    except (Exception, SystemExit) as exc:  # the user's code failed, or exited (sys.exit, argparse): say how
         del sys.modules[name]
         raise RecipeError(f"Running {path} for {spec!r} failed ({type(exc).__name__}: {exc}); fix the file.") from None
     return module, code
@@ -266,7 +266,7 @@ def _load_file(path: str, spec: str):
 def _import(target: str, spec: str):
     try:
         return importlib.import_module(target)
-    except Exception as exc:  # ModuleNotFoundError, or any error of the module's own code
+    except (Exception, SystemExit) as exc:  # ModuleNotFoundError, or any error (or exit) of the module's own code
         raise RecipeError(
             f"Cannot import module {target!r} for {spec!r} ({type(exc).__name__}: {exc}); "
             "check the name and that it is on PYTHONPATH, or give 'path/to/file.py:callable'."
@@ -329,7 +329,7 @@ def _built(fn: Callable, spec: str, seed: int, n_jobs: int):
     keywords = _keywords(fn)
     try:
         made = fn(**{k: v for k, v in (("seed", seed), ("n_jobs", n_jobs)) if k in keywords})
-    except Exception as exc:  # the user's code failed: say how, in one sentence
+    except (Exception, SystemExit) as exc:  # the user's code failed, or exited (sys.exit, argparse): say how
         raise RecipeError(
             f"Calling {spec} for seed {seed} (n_jobs {n_jobs}) failed ({type(exc).__name__}: {exc}); fix the callable."
         ) from None
