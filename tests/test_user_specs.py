@@ -355,3 +355,14 @@ def test_a_file_that_exits_is_one_sentence_not_a_silent_success(tmp_path, source
     spec = f"{file}:{name}"
     line = _compare_lines(tmp_path, spec)[-1]
     assert line == "Error: " + says.format(file=file, spec=spec), line
+
+
+def test_a_callable_returning_a_class_is_told_to_return_an_instance(tmp_path):
+    """`return LogisticRegression` (the class, not LogisticRegression()) was "returned a type, not a classifier;
+    return an unfitted scikit-learn classifier", which the user believed they had done."""
+    (tmp_path / "classy.py").write_text(
+        "from sklearn.linear_model import LogisticRegression\n\n\ndef make():\n    return LogisticRegression\n"
+    )
+    (line,) = _compare_lines(tmp_path, f"{tmp_path / 'classy.py'}:make")
+    assert "classy.py:make returned the class LogisticRegression, not a classifier" in line, line
+    assert "an instance" in line, line

@@ -89,8 +89,7 @@ def _apart(contender: Contender) -> str:
 
 
 def resolve_recipe_or_spec_file(name) -> Contender:
-    """What ``train`` takes: a recipe name or a spec file ``mnistlab sweep`` wrote (its path a str or a Path),
-    checked as ``compare`` checks it."""
+    """What ``train`` takes, checked as ``compare`` checks it: a recipe name or a sweep's spec file (str or Path)."""
     name = _path_text(name)
     if not isinstance(name, str):
         raise RecipeError(
@@ -336,9 +335,10 @@ def _built(fn: Callable, spec: str, seed: int, n_jobs: int):
     made = _as_estimator(made, seed, n_jobs)
     fits = callable(getattr(made, "fit", None)) and callable(getattr(made, "predict", None))
     if isinstance(made, type) or not fits:
+        what = f"the class {made.__name__}" if isinstance(made, type) else f"a {type(made).__name__}"
         raise RecipeError(
-            f"{spec} returned a {type(made).__name__}, not a classifier; return an unfitted scikit-learn "
-            "classifier (with fit and predict) or a torch.nn.Module."
+            f"{spec} returned {what}, not a classifier; return an unfitted scikit-learn classifier (an instance, with "
+            "fit and predict) or a torch.nn.Module."
         )
     _check_parameters(made, f"{spec} returned a {type(made).__name__}, which")
     if "seed" in keywords:  # else seeded as an object is: random_state None repeats no run, a number no seed
