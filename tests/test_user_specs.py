@@ -366,3 +366,23 @@ def test_a_callable_returning_a_class_is_told_to_return_an_instance(tmp_path):
     (line,) = _compare_lines(tmp_path, f"{tmp_path / 'classy.py'}:make")
     assert "classy.py:make returned the class LogisticRegression, not a classifier" in line, line
     assert "an instance" in line, line
+
+
+def test_a_file_imports_the_modules_beside_it_as_python_runs_it(tmp_path, monkeypatch):
+    """`python models.py` finds layers.py beside it; `mnistlab compare models.py:make` did not (the installed command
+    puts no folder of the user's on sys.path): ModuleNotFoundError, "fix the file", for a file that runs."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "beside_layers.py").write_text(
+        "from sklearn.linear_model import LogisticRegression\n\n\nclass Mine(LogisticRegression):\n    pass\n"
+    )
+    (project / "models.py").write_text(
+        "from beside_layers import Mine\n\n\ndef make():\n    return Mine(max_iter=30)\n"
+    )
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(project))])
+    monkeypatch.delitem(sys.modules, "beside_layers", raising=False)
+    monkeypatch.chdir(tmp_path)
+    from mnistlab.lab.specs import resolve_spec
+
+    made = resolve_spec("project/models.py:make").recipe.build(0, 1)  # what compare checks before the data loads
+    assert type(made).__name__ == "Mine" and sys.modules["beside_layers"].__file__ == str(project / "beside_layers.py")

@@ -244,9 +244,9 @@ def _load_file(path: str, spec: str):
     file = Path(path)
     if not file.is_file():
         raise RecipeError(f"No file {path} for {spec!r}; check the path (relative to the current folder).")
-    data = file.read_bytes()
-    code = hashlib.sha256(data).hexdigest()
+    code = hashlib.sha256(file.read_bytes()).hexdigest()
     name = f"mnistlab_user_{file.stem.replace('-', '_')}_{code[:12]}"
+    sys.path.extend({str(file.resolve().parent)} - set(sys.path))  # its own imports (layers.py), as `python file.py`
     if name in sys.modules:
         return sys.modules[name], code
     loader_spec = importlib.util.spec_from_file_location(name, file)
