@@ -386,3 +386,24 @@ def test_a_file_imports_the_modules_beside_it_as_python_runs_it(tmp_path, monkey
 
     made = resolve_spec("project/models.py:make").recipe.build(0, 1)  # what compare checks before the data loads
     assert type(made).__name__ == "Mine" and sys.modules["beside_layers"].__file__ == str(project / "beside_layers.py")
+
+
+def test_a_net_torch_cannot_export_is_tested_and_recorded_not_saved(tmp_path, monkeypatch):
+    """A forward that branches on its data cannot be written as the model.onnx a user's net is saved with:
+    torch.export's error ended compare in a traceback (exit 1) once the net was trained, its result lost."""
+    from mnistlab.data.load import load_mnist
+    from mnistlab.lab.fitting import fit_one, split_for
+    from mnistlab.lab.options import RunOptions
+    from mnistlab.lab.specs import resolve_spec
+
+    (tmp_path / "branchy.py").write_text(
+        "from torch import nn\n\n\nclass Branchy(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(64, 10)\n\n    def forward(self, x):\n        h = self.fc(x.flatten(1))\n"
+        "        return h if h.sum() > 0 else -h\n\n\ndef net():\n    return Branchy()\n"
+    )
+    options, said = RunOptions(cv=0, limit=200), []
+    d = split_for("digits", load_mnist("digits"), options)
+    fitted = fit_one(resolve_spec(f"{tmp_path / 'branchy.py'}:net"), options, d, tmp_path / "model", said.append)
+    assert fitted.result["model_dir"] is None and fitted.result["test_accuracy"] > 0
+    assert any("not saved: its net cannot be written as ONNX (" in line for line in said), said
+    assert not any((tmp_path / "model").iterdir())

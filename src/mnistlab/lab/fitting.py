@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -117,9 +118,9 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
         device=trained_device(estimator),
     )
     card = {**record.card(), "spec": contender.spec, "code_sha256": contender.code_sha256}
-    saved = _save(estimator, model_dir, card, progress, name)
+    saved, why = _save(estimator, model_dir, card, progress, name)
     if saved is None:
-        notes = [*notes, "not saved: its types are outside mnistlab's safe model format, so it is never reused"]
+        notes = [*notes, f"not saved: {why}, so it is never reused"]
         record = dataclasses.replace(record, notes=notes)
         progress(f"{name}: {notes[-1]} (tested and recorded all the same)")
     if saved is None:
@@ -132,18 +133,32 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
     return Fitted(result, y_pred, card, labels.tolist(), matrix)
 
 
-def _save(estimator, model_dir: Path, card: dict, progress: Progress, name: str) -> Path | None:
-    """Save into ``model_dir`` (plus ``model.onnx`` for a user's torch module); None when the format refuses it."""
+def _save(estimator, model_dir: Path, card: dict, progress: Progress, name: str) -> tuple[Path | None, str]:
+    """Save into ``model_dir`` (plus ``model.onnx`` for a user's torch module): its folder, or None and why not
+    (the format refuses its types, or the net cannot be written as ONNX)."""
     progress(f"{name}: saving to {model_dir}")
     graph = None
     if getattr(estimator, "module", None) is not None:
         from mnistlab.models.cnn.onnx import onnx_graph  # torch is loaded already; onnx only here
 
-        graph = onnx_graph(estimator)  # written with the weights and the card: alone, a failed save lost the model
+        try:  # written with the weights and the card: alone, a failed save lost the model
+            graph = onnx_graph(estimator)
+        except MnistlabError:
+            raise
+        except Exception as exc:  # torch.export refuses the user's forward (a branch on the data, say)
+            return None, f"its net cannot be written as ONNX ({_root_cause(exc)})"
         card["onnx_sha256"] = hashlib.sha256(graph).hexdigest()
     try:
-        return save_model(estimator, model_dir, card=card, onnx=graph)
+        return save_model(estimator, model_dir, card=card, onnx=graph), ""
     except ModelFileError as exc:
         if "allow-list" not in str(exc):
             raise
-        return None
+        return None, "its types are outside mnistlab's safe model format"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause of ``exc`` as ``Type: its first line``, without terminal colours (torch.export's)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {(lines or [''])[0][:200]}"
