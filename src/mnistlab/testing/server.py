@@ -18,25 +18,46 @@ def running_server(
 ) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a port the OS picks) in a thread; yield its base URL.
 
-    ``uvicorn_options`` go to ``uvicorn.Config``: serve as ``mnistlab serve`` does with
-    ``http=mnistlab.web.protocol.protocol_for(limits)``.
+    ``uvicorn_options`` go to ``uvicorn.Config`` (all but ``host`` and ``port``): serve as ``mnistlab serve``
+    does with ``http=mnistlab.web.protocol.protocol_for(limits)``. A server that does not start within
+    ``start_timeout`` seconds, or whose app fails to start up, raises ``RuntimeError``; the server is stopped
+    and its port freed on leaving the block, whether it started or not.
     """
     import uvicorn  # only tests that serve need it
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, **uvicorn_options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + start_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
     try:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, **uvicorn_options)
+    except BaseException:
+        sock.close()
+        raise
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=_serve, args=(server, sock), daemon=True)
+    thread.start()
+    try:
+        _wait_started(server, thread, start_timeout)
         yield f"http://127.0.0.1:{port}"
-    finally:
+    finally:  # started or not: stop the server and free its port
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def _serve(server: Any, sock: socket.socket) -> None:
+    """Run the server; uvicorn exits (``SystemExit``) when the app fails to start up: end the thread quietly."""
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        pass
+
+
+def _wait_started(server: Any, thread: threading.Thread, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the test server did not start: the app failed to start up (see its log above)")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the test server did not start within {timeout:g} s; give a longer start_timeout")
+        time.sleep(0.02)

@@ -1,0 +1,69 @@
+"""The public test helpers (``mnistlab.testing``) as a user's tests call them: wrong arguments are refused in a
+sentence, and what they start they stop."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+import urllib.request
+import warnings
+
+import pytest
+
+from mnistlab.testing import running_server
+
+
+async def _app(scope, receive, send):
+    """A tiny ASGI app: lifespan accepted, every request answered "hi"."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            done = "startup" if message["type"] == "lifespan.startup" else "shutdown"
+            await send({"type": f"lifespan.{done}.complete"})
+            if done == "shutdown":
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hi"})
+
+
+async def _fails_to_start(scope, receive, send):
+    await receive()
+    await send({"type": "lifespan.startup.failed", "message": "no model"})
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _settle(threads: int) -> None:
+    deadline = time.monotonic() + 2
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn's SystemExit
+@pytest.mark.parametrize(
+    ("app", "options", "match"),
+    [
+        (_fails_to_start, {}, "did not start"),
+        (_app, {"start_timeout": 0}, "did not start"),
+        (_app, {"port": 8000}, "port"),
+    ],
+    ids=["startup-fails", "start-timeout", "bad-option"],
+)
+def test_a_server_that_does_not_start_leaves_no_thread_nor_socket(app, options, match):
+    with running_server(_app) as url:  # first, one that starts: uvicorn's one-off files are open before counting
+        assert urllib.request.urlopen(url, timeout=10).read() == b"hi"
+    threads, fds = threading.active_count(), _open_fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises((RuntimeError, TypeError), match=match):
+            with running_server(app, **options):
+                pytest.fail("the block ran although the server did not start")
+        _settle(threads)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert threading.active_count() == threads
+    assert _open_fds() == fds
