@@ -10,9 +10,24 @@ import time
 import urllib.request
 import warnings
 
+import numpy as np
 import pytest
 
-from mnistlab.testing import running_server
+from mnistlab.errors import ParameterError
+from mnistlab.testing import (
+    digit_samples,
+    make_non_digit,
+    make_number_photo,
+    make_photo,
+    non_digit_samples,
+    number_samples,
+    place_on_table,
+    random_idx_arrays,
+    running_server,
+)
+
+DIGIT = np.zeros((28, 28), np.uint8)
+DIGIT[5:23, 12:16] = 255  # a 1
 
 
 async def _app(scope, receive, send):
@@ -67,3 +82,23 @@ def test_a_server_that_does_not_start_leaves_no_thread_nor_socket(app, options, 
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert threading.active_count() == threads
     assert _open_fds() == fds
+
+
+@pytest.mark.parametrize("rng", [0, np.random.RandomState(0), np.random], ids=["seed", "RandomState", "module"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng: digit_samples("pen", 1, rng),
+        lambda rng: number_samples("optdigits", 1, rng),
+        lambda rng: non_digit_samples("doodles", 1, rng),
+        lambda rng: make_photo(DIGIT, rng),
+        lambda rng: make_number_photo([DIGIT, DIGIT], rng),
+        lambda rng: place_on_table(make_photo(DIGIT, np.random.default_rng(0)), rng),
+        lambda rng: make_non_digit("blank", rng),
+        lambda rng: random_idx_arrays(rng, 2, 1),
+    ],
+    ids=["digits", "numbers", "non-digits", "photo", "number-photo", "table", "non-digit", "idx"],
+)
+def test_an_rng_that_is_not_a_generator_is_refused_in_a_sentence(make, rng):
+    with pytest.raises(ParameterError, match=r"^rng must be a numpy.random.Generator, not \w+; pass numpy"):
+        make(rng)

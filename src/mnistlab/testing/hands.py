@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from mnistlab.testing._checks import check_rng
 from mnistlab.testing.fonts import CAPITALS_ONLY, FONT_PACKAGES, FONTS, available_fonts, font_text
 from mnistlab.testing.glyphs import DOODLES
 from mnistlab.testing.surfaces import SURFACES, digit_height, render
@@ -188,7 +189,7 @@ def digit_samples(
     ``style``: a pen style for ``pen`` (``PEN_STYLES``), a font name for ``fonts``.
     """
     out = []
-    for label in rng.permutation(np.arange(n) % 10):
+    for label in check_rng(rng).permutation(np.arange(n) % 10):
         where = _surface(rng, surface)
         height = digit_height(where, rng)
         ink, drawn = _ink(source, str(label), rng, height, style, None)
@@ -201,6 +202,7 @@ def number_samples(
     lengths: tuple[int, int] = (3, 6),
 ) -> list[Sample]:  # fmt: skip
     """``n`` rows of ``lengths`` digits (label: the digits as a string), unevenly spaced, some touching."""
+    check_rng(rng)
     out = []
     for _ in range(n):
         where = _surface(rng, surface)
@@ -281,4 +283,5 @@ def non_digit_samples(kind: str, n: int, rng: np.random.Generator, *, surface: s
     """``n`` images of ``kind`` (one of ``NON_DIGIT_SOURCES``) that a digit reader must answer "not confident"."""
     if kind not in NON_DIGIT_SOURCES:
         raise ValueError(f"unknown kind {kind!r}, expected one of {NON_DIGIT_SOURCES}")
+    check_rng(rng)
     return [_non_digit(kind, rng, _surface(rng, surface)) for _ in range(n)]

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from mnistlab.testing._checks import check_rng
+
 __all__ = [
     "STYLES",
     "NON_DIGIT_KINDS",
@@ -158,18 +160,19 @@ def _render(ink: np.ndarray, rng: np.random.Generator, style: str | None) -> byt
 
 def make_photo(digit, rng: np.random.Generator, *, style: str | None = None, rotate: float = 10.0) -> bytes:
     """Encoded image (JPEG for paper, PNG for canvases) of one 28x28 uint8 MNIST digit."""
-    height = int(rng.integers(60, 260))
+    height = int(check_rng(rng).integers(60, 260))
     return _render(_row_ink([digit], rng, height, rotate), rng, style)
 
 
 def make_number_photo(digits, rng: np.random.Generator, *, style: str | None = None, rotate: float = 6.0) -> bytes:
     """Encoded image of a row of 28x28 uint8 MNIST digits, left to right, with gaps."""
-    height = int(rng.integers(60, 140))
+    height = int(check_rng(rng).integers(60, 140))
     return _render(_row_ink(list(digits), rng, height, rotate), rng, style)
 
 
 def place_on_table(photo: bytes, rng: np.random.Generator) -> bytes:
     """The same sheet photographed from further away: on a dark table, slightly turned (JPEG)."""
+    check_rng(rng)
     sheet = Image.open(io.BytesIO(photo)).convert("RGB")
     w, h = sheet.size
     margin = int(rng.uniform(0.08, 0.2) * max(w, h))
@@ -229,7 +232,7 @@ def _shapes(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def make_non_digit(kind: str, rng: np.random.Generator) -> bytes:
     """Encoded image of something that is not a digit: one of ``NON_DIGIT_KINDS``."""
-    size = int(rng.integers(100, 260))
+    size = int(check_rng(rng).integers(100, 260))
     if kind == "blank":
         return _render(np.zeros((size, size), np.float32), rng, None)
     if kind == "noise":
