@@ -3,6 +3,7 @@ sentence, and what they start they stop."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import threading
@@ -43,6 +44,12 @@ async def _app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"hi"})
 
 
+async def _starts_slowly(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await asyncio.sleep(0.5)
+    await _app(scope, receive, send)
+
+
 async def _fails_to_start(scope, receive, send):
     await receive()
     await send({"type": "lifespan.startup.failed", "message": "no model"})
@@ -63,7 +70,7 @@ def _settle(threads: int) -> None:
     ("app", "options", "match"),
     [
         (_fails_to_start, {}, "did not start"),
-        (_app, {"start_timeout": 0}, "did not start"),
+        (_starts_slowly, {"start_timeout": 0.1}, "did not start"),
         (_app, {"port": 8000}, "port"),
     ],
     ids=["startup-fails", "start-timeout", "bad-option"],
@@ -102,3 +109,4 @@ def test_a_server_that_does_not_start_leaves_no_thread_nor_socket(app, options, 
 def test_an_rng_that_is_not_a_generator_is_refused_in_a_sentence(make, rng):
     with pytest.raises(ParameterError, match=r"^rng must be a numpy.random.Generator, not \w+; pass numpy"):
         make(rng)
+
