@@ -110,3 +110,43 @@ def test_an_rng_that_is_not_a_generator_is_refused_in_a_sentence(make, rng):
     with pytest.raises(ParameterError, match=r"^rng must be a numpy.random.Generator, not \w+; pass numpy"):
         make(rng)
 
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda rng: digit_samples("pen", -3, rng), r"^n must be a whole number, 0 or more, not -3\."),
+        (lambda rng: digit_samples("optdigits", 2.5, rng), r"^n must be a whole number, 0 or more, not 2\.5\."),
+        (lambda rng: number_samples("pen", -1, rng), r"^n must be a whole number"),
+        (lambda rng: non_digit_samples("doodles", -1, rng), r"^n must be a whole number"),
+        (lambda rng: random_idx_arrays(rng, -2, 1), r"^n_train must be a whole number"),
+        (lambda rng: number_samples("pen", 1, rng, lengths=(0, 0)), r"^lengths must be \(shortest, longest\)"),
+        (lambda rng: number_samples("pen", 1, rng, lengths=(5, 3)), r"^lengths must be \(shortest, longest\)"),
+        (lambda rng: digit_samples("mnist", 0, rng), r"^unknown source 'mnist'"),
+        (lambda rng: number_samples("optdigits", 0, rng, surface="wall"), r"^unknown surface 'wall'"),
+        (lambda rng: non_digit_samples("doodles", 0, rng, surface="wall"), r"^unknown surface 'wall'"),
+        (lambda rng: digit_samples("pen", 0, rng, style="crayon"), r"^unknown pen style 'crayon'"),
+        (lambda rng: digit_samples("optdigits", 1, rng, style="marker"), r"^optdigits has no styles"),
+    ],
+    ids=[
+        "negative-n",
+        "fractional-n",
+        "numbers-negative-n",
+        "non-digits-negative-n",
+        "idx-negative",
+        "lengths-zero",
+        "lengths-reversed",
+        "source-n0",
+        "surface-n0",
+        "non-digit-surface-n0",
+        "style-n0",
+        "optdigits-style",
+    ],
+)
+def test_a_count_or_name_a_generator_cannot_take_is_refused_not_ignored(make, match):
+    with pytest.raises(ValueError, match=match):
+        make(np.random.default_rng(0))
+
+
+def test_zero_images_are_none():
+    rng = np.random.default_rng(0)
+    assert digit_samples("pen", 0, rng) == number_samples("pen", 0, rng) == non_digit_samples("words", 0, rng) == []

@@ -3,6 +3,8 @@ before any random draw, so that a valid call's images never change."""
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from mnistlab.errors import ParameterError
@@ -17,3 +19,10 @@ def check_rng(rng: object) -> np.random.Generator:
             "pass numpy.random.default_rng(seed).",
         )
     return rng
+
+
+def check_count(n: object, param: str = "n") -> int:
+    """``n`` as an int, or a clear error when it is not a whole number of at least 0."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ParameterError(param, f"{{param}} must be a whole number, 0 or more, not {n!r}.")
+    return int(n)

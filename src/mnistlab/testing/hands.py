@@ -35,10 +35,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mnistlab.testing._checks import check_rng
+from mnistlab.testing._checks import check_count, check_rng
 from mnistlab.testing.fonts import CAPITALS_ONLY, FONT_PACKAGES, FONTS, available_fonts, font_text
 from mnistlab.testing.glyphs import DOODLES
-from mnistlab.testing.surfaces import SURFACES, digit_height, render
+from mnistlab.testing.surfaces import SURFACES, check_surface, digit_height, render
 from mnistlab.testing.writer import PEN_STYLES, random_writer, write, write_glyph
 
 __all__ = [
@@ -101,6 +101,30 @@ class Sample(NamedTuple):
 
 def _surface(rng: np.random.Generator, surface: str | None) -> str:
     return str(SURFACES[int(rng.integers(len(SURFACES)))]) if surface is None else surface
+
+
+def _check_names(source: str, surface: str | None, style: str | None) -> None:
+    """Refuse an unknown source, surface or style before any image is drawn (``n`` = 0 included)."""
+    if source not in DIGIT_SOURCES:
+        raise ValueError(f"unknown source {source!r}, expected one of {DIGIT_SOURCES}")
+    if surface is not None:
+        check_surface(surface)
+    if style is None:
+        return
+    if source == "pen" and style not in PEN_STYLES:
+        raise ValueError(f"unknown pen style {style!r}, expected one of {PEN_STYLES}")
+    if source == "fonts" and style not in FONTS:
+        raise ValueError(f"unknown font {style!r}, expected one of {tuple(FONTS)}")
+    if source == "optdigits":
+        raise ValueError(f"optdigits has no styles, but style={style!r} was given; leave style out")
+
+
+def _lengths(lengths: tuple[int, int]) -> tuple[int, int]:
+    """``lengths`` checked: (shortest, longest), whole numbers, 1 <= shortest <= longest."""
+    low, high = check_count(lengths[0], "lengths"), check_count(lengths[1], "lengths")
+    if not 1 <= low <= high:
+        raise ValueError(f"lengths must be (shortest, longest) with 1 <= shortest <= longest, not {lengths!r}")
+    return low, high
 
 
 def _row_gap(rng: np.random.Generator) -> tuple[float, float]:
@@ -188,8 +212,9 @@ def digit_samples(
     ``surface``: one of ``SURFACES`` (default: a random one per image);
     ``style``: a pen style for ``pen`` (``PEN_STYLES``), a font name for ``fonts``.
     """
+    _check_names(source, surface, style)
     out = []
-    for label in check_rng(rng).permutation(np.arange(n) % 10):
+    for label in check_rng(rng).permutation(np.arange(check_count(n)) % 10):
         where = _surface(rng, surface)
         height = digit_height(where, rng)
         ink, drawn = _ink(source, str(label), rng, height, style, None)
@@ -202,12 +227,14 @@ def number_samples(
     lengths: tuple[int, int] = (3, 6),
 ) -> list[Sample]:  # fmt: skip
     """``n`` rows of ``lengths`` digits (label: the digits as a string), unevenly spaced, some touching."""
+    _check_names(source, surface, style)
     check_rng(rng)
+    low, high = _lengths(lengths)
     out = []
-    for _ in range(n):
+    for _ in range(check_count(n)):
         where = _surface(rng, surface)
         height = max(40, int(digit_height(where, rng) * rng.uniform(0.45, 0.75)))
-        text = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(lengths[0], lengths[1] + 1))))
+        text = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(low, high + 1))))
         ink, drawn = _ink(source, text, rng, height, style, None)
         out.append(Sample(render(ink, rng, where, height), text, source, where, drawn))
     return out
@@ -283,5 +310,7 @@ def non_digit_samples(kind: str, n: int, rng: np.random.Generator, *, surface: s
     """``n`` images of ``kind`` (one of ``NON_DIGIT_SOURCES``) that a digit reader must answer "not confident"."""
     if kind not in NON_DIGIT_SOURCES:
         raise ValueError(f"unknown kind {kind!r}, expected one of {NON_DIGIT_SOURCES}")
+    if surface is not None:
+        check_surface(surface)
     check_rng(rng)
-    return [_non_digit(kind, rng, _surface(rng, surface)) for _ in range(n)]
+    return [_non_digit(kind, rng, _surface(rng, surface)) for _ in range(check_count(n))]

@@ -9,7 +9,7 @@ import numpy as np
 
 from mnistlab.data.idx import write_idx
 from mnistlab.data.registry import DATASETS, ROLES
-from mnistlab.testing._checks import check_rng
+from mnistlab.testing._checks import check_count, check_rng
 
 __all__ = ["random_idx_arrays", "write_idx_folder"]
 
@@ -17,6 +17,7 @@ __all__ = ["random_idx_arrays", "write_idx_folder"]
 def random_idx_arrays(rng: np.random.Generator, n_train: int, n_test: int) -> dict[str, np.ndarray]:
     """Random 28x28 uint8 images, their labels 0-9 in turn: each role of ``ROLES`` (``train_images``...)."""
     check_rng(rng)
+    n_train, n_test = check_count(n_train, "n_train"), check_count(n_test, "n_test")
     return {
         "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
         "train_labels": (np.arange(n_train) % 10).astype(np.uint8),

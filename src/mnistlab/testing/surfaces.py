@@ -27,7 +27,8 @@ _INKS = (np.array([0.08, 0.08, 0.1]), np.array([0.12, 0.15, 0.45]), np.array([0.
 _RULES = (np.array([0.35, 0.5, 0.85]), np.array([0.5, 0.5, 0.55]), np.array([0.45, 0.65, 0.8]))
 
 
-def _check(surface: str) -> str:
+def check_surface(surface: str) -> str:
+    """``surface``, or a ValueError naming the surfaces when it is not one of ``SURFACES``."""
     if surface not in SURFACES:
         raise ValueError(f"unknown surface {surface!r}, expected one of {SURFACES}")
     return surface
@@ -35,7 +36,7 @@ def _check(surface: str) -> str:
 
 def digit_height(surface: str, rng: np.random.Generator) -> int:
     """A digit height in px for one image: drawings on a canvas are larger than writing on a photographed page."""
-    return int(rng.integers(100, 301) if _check(surface) in CANVASES else rng.integers(60, 261))
+    return int(rng.integers(100, 301) if check_surface(surface) in CANVASES else rng.integers(60, 261))
 
 
 def _lines(n: int, first: float, pitch: float, width: float) -> np.ndarray:
@@ -94,6 +95,6 @@ def _paper_photo(ink: np.ndarray, rng: np.random.Generator, surface: str, height
 
 def render(ink: np.ndarray, rng: np.random.Generator, surface: str, height: float) -> bytes:
     """Encoded file bytes of ``ink`` (H, W) on ``surface`` (one of ``SURFACES``); digits ``height`` px tall."""
-    if _check(surface) in CANVASES:
+    if check_surface(surface) in CANVASES:
         return _canvas(ink, rng, surface)
     return _paper_photo(ink, rng, surface, height)
