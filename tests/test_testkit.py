@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from mnistlab.testing import (
 
 DIGIT = np.zeros((28, 28), np.uint8)
 DIGIT[5:23, 12:16] = 255  # a 1
+REF_PHOTO = "4862b3caea9dddcc"  # sha256 of make_photo(DIGIT, default_rng(2)), as before any check
 
 
 async def _app(scope, receive, send):
@@ -150,3 +152,28 @@ def test_a_count_or_name_a_generator_cannot_take_is_refused_not_ignored(make, ma
 def test_zero_images_are_none():
     rng = np.random.default_rng(0)
     assert digit_samples("pen", 0, rng) == number_samples("pen", 0, rng) == non_digit_samples("words", 0, rng) == []
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda rng: make_photo(DIGIT / 255.0, rng), r"^digit has no ink: .* \(0-1 images: multiply by 255\)\.$"),
+        (lambda rng: make_photo(np.zeros((28, 28), np.uint8), rng), r"^digit has no ink: pixels must be 0-255"),
+        (lambda rng: make_photo(DIGIT[:27], rng), r"^digit must be a 28x28 MNIST digit, not uint8 of shape \(27, 28\)"),
+        (lambda rng: make_photo(DIGIT.astype(str), rng), r"^digit must be a 28x28 MNIST digit"),
+        (lambda rng: make_number_photo([], rng), r"^digits is empty; give at least one"),
+        (lambda rng: make_number_photo([DIGIT, DIGIT / 255], rng), r"^digit has no ink"),
+    ],
+    ids=["float-0-1", "blank", "27-rows", "strings", "no-digits", "one-0-1"],
+)
+def test_a_digit_the_photo_makers_cannot_use_is_refused_in_a_sentence(make, match):
+    with pytest.raises(ParameterError, match=match):
+        make(np.random.default_rng(0))
+
+
+def test_photos_of_a_valid_digit_are_what_they_were():
+    # The same bytes as before the digit checks: a float 0-255 digit and a flat one read as the uint8 digit.
+    ref = make_photo(DIGIT, np.random.default_rng(2))
+    assert make_photo(DIGIT.astype(np.float64), np.random.default_rng(2)) == ref
+    assert make_photo(DIGIT.ravel(), np.random.default_rng(2)) == ref
+    assert hashlib.sha256(ref).hexdigest()[:16] == REF_PHOTO

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from mnistlab.errors import ParameterError
 from mnistlab.testing._checks import check_rng
 
 __all__ = [
@@ -48,6 +49,20 @@ def _pick_style(rng: np.random.Generator, style: str | None) -> str:
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}, expected one of {STYLES}")
     return style
+
+
+def _checked_digits(digits) -> list[np.ndarray]:
+    """The digits as arrays, or a clear error for none, one of the wrong size, or one with no ink on 0-255."""
+    arrays = [np.asarray(d) for d in digits]
+    if not arrays:
+        raise ParameterError("digits", "{param} is empty; give at least one 28x28 digit.")
+    for d in arrays:
+        if d.size != 28 * 28 or d.dtype.kind not in "buif":
+            raise ParameterError("digit", f"{{param}} must be a 28x28 MNIST digit, not {d.dtype} of shape {d.shape}.")
+        if not d.max() > 0.05 * 255:  # the least ink _digit_ink keeps
+            scale = " (0-1 images: multiply by 255)" if d.dtype.kind in "bf" and d.max() > 0 else ""
+            raise ParameterError("digit", f"{{param}} has no ink: pixels must be 0-255 as in MNIST{scale}.")
+    return arrays
 
 
 def _digit_ink(digit: np.ndarray, rng: np.random.Generator, height: int, rotate: float) -> np.ndarray:
@@ -159,15 +174,17 @@ def _render(ink: np.ndarray, rng: np.random.Generator, style: str | None) -> byt
 
 
 def make_photo(digit, rng: np.random.Generator, *, style: str | None = None, rotate: float = 10.0) -> bytes:
-    """Encoded image (JPEG for paper, PNG for canvases) of one 28x28 uint8 MNIST digit."""
+    """Encoded image (JPEG for paper, PNG for canvases) of one 28x28 uint8 MNIST digit (0-255, ink bright)."""
+    (digit,) = _checked_digits([digit])
     height = int(check_rng(rng).integers(60, 260))
     return _render(_row_ink([digit], rng, height, rotate), rng, style)
 
 
 def make_number_photo(digits, rng: np.random.Generator, *, style: str | None = None, rotate: float = 6.0) -> bytes:
     """Encoded image of a row of 28x28 uint8 MNIST digits, left to right, with gaps."""
+    digits = _checked_digits(digits)
     height = int(check_rng(rng).integers(60, 140))
-    return _render(_row_ink(list(digits), rng, height, rotate), rng, style)
+    return _render(_row_ink(digits, rng, height, rotate), rng, style)
 
 
 def place_on_table(photo: bytes, rng: np.random.Generator) -> bytes:
