@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import hashlib
 import os
+import struct
 import threading
 import time
 import urllib.request
@@ -15,6 +17,7 @@ import warnings
 import numpy as np
 import pytest
 
+from mnistlab.data.idx import read_idx
 from mnistlab.errors import ParameterError
 from mnistlab.testing import (
     digit_samples,
@@ -26,6 +29,7 @@ from mnistlab.testing import (
     place_on_table,
     random_idx_arrays,
     running_server,
+    write_idx_folder,
 )
 
 DIGIT = np.zeros((28, 28), np.uint8)
@@ -177,3 +181,43 @@ def test_photos_of_a_valid_digit_are_what_they_were():
     assert make_photo(DIGIT.astype(np.float64), np.random.default_rng(2)) == ref
     assert make_photo(DIGIT.ravel(), np.random.default_rng(2)) == ref
     assert hashlib.sha256(ref).hexdigest()[:16] == REF_PHOTO
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"train_labels": np.full(20, 300)}, r"^arrays\['train_labels'\] must hold whole numbers 0-255"),
+        ({"test_labels": np.full(10, -1)}, r"^arrays\['test_labels'\] must hold whole numbers 0-255"),
+        ({"train_labels": np.full(20, 2.7)}, r"^arrays\['train_labels'\] must hold whole numbers 0-255"),
+        ({"test_labels": None}, r"^arrays lacks test_labels; give all four"),
+    ],
+    ids=["300", "negative", "fractional", "missing"],
+)
+def test_labels_an_idx_file_cannot_hold_are_refused_not_wrapped(tmp_path, change, match):
+    arrays = {**random_idx_arrays(np.random.default_rng(0), 20, 10), **change}
+    arrays = {role: array for role, array in arrays.items() if array is not None}
+    with pytest.raises(ParameterError, match=match):
+        write_idx_folder(tmp_path / "set", arrays)
+    assert not (tmp_path / "set" / "train-labels-idx1-ubyte.gz").exists()
+
+
+def test_an_unknown_data_set_name_is_refused(tmp_path):
+    with pytest.raises(ParameterError, match=r"^dataset must be one of mnist, .*, not 'mnsit'\.$"):
+        write_idx_folder(tmp_path, random_idx_arrays(np.random.default_rng(0), 2, 1), "mnsit")
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzip", "raw"])
+def test_idx_folders_read_back_by_the_format_and_by_mnistlab(tmp_path, gz):
+    arrays = random_idx_arrays(np.random.default_rng(0), 3, 2)
+    arrays["train_labels"] = np.array([0, 9, 10], np.int64)  # 10: a label mnistlab's reader refuses, written as is
+    folder = write_idx_folder(tmp_path, arrays, gzip=gz)
+    for role, name, code in [
+        ("train_images", "train-images-idx3-ubyte", 3),
+        ("train_labels", "train-labels-idx1-ubyte", 1),
+    ]:
+        raw = (gzip.decompress if gz else bytes)((folder / (name + ".gz" * gz)).read_bytes())
+        assert raw[:4] == bytes([0, 0, 0x08, code])
+        dims = struct.unpack(f">{code}I", raw[4 : 4 + 4 * code])
+        assert dims == arrays[role].shape
+        assert raw[4 + 4 * code :] == arrays[role].astype(np.uint8).tobytes()
+        np.testing.assert_array_equal(read_idx(folder / (name + ".gz" * gz)), arrays[role])

@@ -9,6 +9,7 @@ import numpy as np
 
 from mnistlab.data.idx import write_idx
 from mnistlab.data.registry import DATASETS, ROLES
+from mnistlab.errors import ParameterError
 from mnistlab.testing._checks import check_count, check_rng
 
 __all__ = ["random_idx_arrays", "write_idx_folder"]
@@ -31,12 +32,28 @@ def write_idx_folder(
 ) -> Path:
     """Each role's array in ``folder`` (made if missing), under the file name ``dataset`` publishes it under
     (MNIST's: ``train-images-idx3-ubyte.gz``...; ``gzip=False``: the same names without ``.gz``, the files not
-    compressed); labels as uint8, as IDX files hold them. Returns the folder."""
+    compressed); labels as uint8, as IDX files hold them (whole numbers 0-255, else a ``ParameterError``: one
+    out of range is refused, not wrapped). Images are written in their own dtype. Returns the folder."""
+    if dataset not in DATASETS:
+        raise ParameterError("dataset", f"{{param}} must be one of {', '.join(DATASETS)}, not {dataset!r}.")
+    missing = [role for role in ROLES if role not in arrays]
+    if missing:
+        raise ParameterError("arrays", f"{{param}} lacks {', '.join(missing)}; give all four of {', '.join(ROLES)}.")
+    checked = {role: np.ascontiguousarray(arrays[role]) for role in ROLES}  # all checked before a file is written
+    checked.update({role: _uint8_labels(role, checked[role]) for role in ROLES if role.endswith("labels")})
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for role in ROLES:
         name = DATASETS[dataset].files[role]
-        array = np.ascontiguousarray(arrays[role])
-        labels = role.endswith("labels")
-        write_idx(folder / (name if gzip else name.removesuffix(".gz")), array.astype(np.uint8) if labels else array)
+        write_idx(folder / (name if gzip else name.removesuffix(".gz")), checked[role])
     return folder
+
+
+def _uint8_labels(role: str, labels: np.ndarray) -> np.ndarray:
+    """``labels`` as uint8, or a clear error for one that uint8 would change (300, -1, 2.7, "3")."""
+    as_uint8 = labels.astype(np.uint8) if labels.dtype.kind in "buif" else None
+    if as_uint8 is None or not np.array_equal(as_uint8, labels):
+        raise ParameterError(
+            "arrays", f"{{param}}['{role}'] must hold whole numbers 0-255, as an IDX label file holds them."
+        )
+    return as_uint8
