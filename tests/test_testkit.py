@@ -221,3 +221,10 @@ def test_idx_folders_read_back_by_the_format_and_by_mnistlab(tmp_path, gz):
         assert dims == arrays[role].shape
         assert raw[4 + 4 * code :] == arrays[role].astype(np.uint8).tobytes()
         np.testing.assert_array_equal(read_idx(folder / (name + ".gz" * gz)), arrays[role])
+
+
+def test_fewer_than_ten_digits_are_labelled_from_zero_up_as_documented():
+    samples = digit_samples("optdigits", 5, np.random.default_rng(0), surface="canvas-black-on-white")
+    assert sorted(s.label for s in samples) == [0, 1, 2, 3, 4]
+    rows = number_samples("optdigits", 3, np.random.default_rng(0), surface="canvas-black-on-white", lengths=(2, 2))
+    assert [len(s.label) for s in rows] == [2, 2, 2]

@@ -20,7 +20,8 @@ non-digits (``NON_DIGIT_SOURCES``)
     one was asked.
 
 Every function takes a ``numpy.random.Generator`` and gives the same images
-for the same seed. Each image is a ``Sample``: encoded file bytes (PNG or
+for the same seed on machines with the same handwriting fonts installed (a
+font left to chance is drawn from those installed). Each image is a ``Sample``: encoded file bytes (PNG or
 JPEG), its label (the digit as an int; the number as a string of digits; for
 non-digits a description such as ``"T"``, ``"doodle:star"`` or ``"38"``), and
 its source, surface and style (pen style, font name or ``"8x8"``).
@@ -207,10 +208,12 @@ def _ink(
 def digit_samples(
     source: str, n: int, rng: np.random.Generator, *, surface: str | None = None, style: str | None = None
 ) -> list[Sample]:
-    """``n`` single digits from ``source``, labels 0-9 in equal shares, shuffled.
+    """``n`` single digits from ``source`` (one of ``DIGIT_SOURCES``), shuffled: image i of the n is labelled
+    i % 10, so the labels are 0-9 in equal shares when n is a multiple of 10 (n = 5: 0-4 only).
 
     ``surface``: one of ``SURFACES`` (default: a random one per image);
-    ``style``: a pen style for ``pen`` (``PEN_STYLES``), a font name for ``fonts``.
+    ``style``: a pen style for ``pen`` (``PEN_STYLES``), a font name for ``fonts`` (``fonts.FONTS``), none for
+    ``optdigits`` (default: a random one per image).
     """
     _check_names(source, surface, style)
     out = []
@@ -226,7 +229,8 @@ def number_samples(
     source: str, n: int, rng: np.random.Generator, *, surface: str | None = None, style: str | None = None,
     lengths: tuple[int, int] = (3, 6),
 ) -> list[Sample]:  # fmt: skip
-    """``n`` rows of ``lengths`` digits (label: the digits as a string), unevenly spaced, some touching."""
+    """``n`` rows of random digits (label: the digits as a string), unevenly spaced, some touching; each row
+    ``lengths[0]`` to ``lengths[1]`` digits long. ``source``, ``surface`` and ``style`` as for ``digit_samples``."""
     _check_names(source, surface, style)
     check_rng(rng)
     low, high = _lengths(lengths)
