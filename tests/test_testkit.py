@@ -28,6 +28,7 @@ from mnistlab.testing import (
     number_samples,
     place_on_table,
     random_idx_arrays,
+    run_cli,
     running_server,
     write_idx_folder,
 )
@@ -228,3 +229,10 @@ def test_fewer_than_ten_digits_are_labelled_from_zero_up_as_documented():
     assert sorted(s.label for s in samples) == [0, 1, 2, 3, 4]
     rows = number_samples("optdigits", 3, np.random.default_rng(0), surface="canvas-black-on-white", lengths=(2, 2))
     assert [len(s.label) for s in rows] == [2, 2, 2]
+
+
+def test_run_cli_refuses_one_string_for_its_arguments():
+    with pytest.raises(ParameterError, match=r"^args must be a list of arguments such as \['--version'\], not one"):
+        run_cli("--version")
+    result = run_cli(["--version"], env={"MNISTLAB_DATA": "/nonexistent"})
+    assert (result.returncode, result.stdout.startswith("mnistlab ")) == (0, True)
