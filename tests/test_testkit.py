@@ -236,3 +236,31 @@ def test_run_cli_refuses_one_string_for_its_arguments():
         run_cli("--version")
     result = run_cli(["--version"], env={"MNISTLAB_DATA": "/nonexistent"})
     assert (result.returncode, result.stdout.startswith("mnistlab ")) == (0, True)
+
+
+async def _answers_late(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await _app(scope, receive, send)
+        return
+    await asyncio.sleep(30)
+    await _app(scope, receive, send)
+
+
+def test_a_request_in_flight_does_not_keep_the_server_running_after_the_block():
+    threads = threading.active_count()
+    started = time.monotonic()
+    with running_server(_answers_late, stop_timeout=0.5, log_level="critical") as url:
+        client = threading.Thread(target=_ask, args=(url,), daemon=True)
+        client.start()
+        time.sleep(0.3)  # the request is in the app
+    assert time.monotonic() - started < 2.5
+    client.join(2)
+    _settle(threads)
+    assert threading.active_count() == threads
+
+
+def _ask(url: str) -> None:
+    try:
+        urllib.request.urlopen(url, timeout=10).read()
+    except OSError:
+        pass  # the stopped server closed the connection

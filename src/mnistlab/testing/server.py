@@ -14,15 +14,23 @@ __all__ = ["running_server"]
 
 @contextmanager
 def running_server(
-    app: Any, *, log_level: str = "warning", start_timeout: float = 120.0, **uvicorn_options: Any
+    app: Any,
+    *,
+    log_level: str = "warning",
+    start_timeout: float = 120.0,
+    stop_timeout: float = 10.0,
+    **uvicorn_options: Any,
 ) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a port the OS picks) in a thread; yield its base URL.
 
     ``uvicorn_options`` go to ``uvicorn.Config`` (all but ``host`` and ``port``): serve as ``mnistlab serve``
     does with ``http=mnistlab.web.protocol.protocol_for(limits)``. A server that does not start within
     ``start_timeout`` seconds, or whose app fails to start up, raises ``RuntimeError``; the server is stopped
-    and its port freed on leaving the block, whether it started or not.
+    and its port freed on leaving the block, whether it started or not. Requests still in flight then get
+    ``stop_timeout`` seconds (uvicorn's ``timeout_graceful_shutdown``, unless that is given) before they are
+    cancelled, so that the server's thread ends.
     """
+    uvicorn_options.setdefault("timeout_graceful_shutdown", stop_timeout)
     import uvicorn  # only tests that serve need it
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -41,7 +49,7 @@ def running_server(
         yield f"http://127.0.0.1:{port}"
     finally:  # started or not: stop the server and free its port
         server.should_exit = True
-        thread.join(10)
+        thread.join(uvicorn_options["timeout_graceful_shutdown"] + 10)
         sock.close()
 
 
