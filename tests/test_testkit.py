@@ -32,6 +32,8 @@ from mnistlab.testing import (
     running_server,
     write_idx_folder,
 )
+from mnistlab.testing.fonts import font_text
+from mnistlab.testing.writer import random_writer, write
 
 DIGIT = np.zeros((28, 28), np.uint8)
 DIGIT[5:23, 12:16] = 255  # a 1
@@ -264,3 +266,25 @@ def _ask(url: str) -> None:
         urllib.request.urlopen(url, timeout=10).read()
     except OSError:
         pass  # the stopped server closed the connection
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: write("", random_writer(np.random.default_rng(0)), np.random.default_rng(0), 50), ValueError, "^text"),
+        (
+            lambda: write(" ", random_writer(np.random.default_rng(0)), np.random.default_rng(0), 50),
+            ValueError,
+            "^text",
+        ),
+        (lambda: write("1", random_writer(np.random.default_rng(0)), 0, 50), ParameterError, "^rng must be"),
+        (lambda: random_writer(0), ParameterError, "^rng must be a numpy.random.Generator"),
+        (lambda: font_text("", "dkg", np.random.default_rng(0), 50), ValueError, "^text must hold something"),
+        (lambda: font_text("1", "comic", np.random.default_rng(0), 50), ValueError, "^unknown font 'comic'"),
+        (lambda: font_text("1", "dkg", 0, 50), ParameterError, "^rng must be"),
+    ],
+    ids=["write-empty", "write-space", "write-seed", "writer-seed", "font-empty", "font-unknown", "font-seed"],
+)
+def test_the_pen_and_font_building_blocks_refuse_what_they_cannot_write(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mnistlab.testing._checks import check_rng
+
 __all__ = ["FONTS", "FONT_PACKAGES", "CAPITALS_ONLY", "available_fonts", "font_text"]
 
 FONTS: dict[str, str] = {
@@ -78,6 +80,11 @@ def _char(char: str, name: str, rng: np.random.Generator, height: float) -> tupl
 def font_text(text: str, name: str, rng: np.random.Generator, height: float, gap=(0.08, 0.4)) -> np.ndarray:
     """Ink (H, W) of ``text`` in font ``name``, digits ``height`` px tall, glyphs ``gap`` heights apart
     (negative: touching), each raised or lowered a little off the baseline."""
+    if name not in FONTS:
+        raise ValueError(f"unknown font {name!r}, expected one of {tuple(FONTS)}")
+    if not text:
+        raise ValueError("text must hold something to write, not ''")
+    check_rng(rng)
     parts = [_char(c, name, rng, height * rng.uniform(0.93, 1.07)) for c in text]
     line = max(base for _, base in parts) + int(0.15 * height)  # the shared baseline
     tops = [int(max(0, line - base + rng.normal(0, 0.04) * height)) for _, base in parts]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mnistlab.testing._checks import check_rng
 from mnistlab.testing.glyphs import DIGITS, LOWER, ONE_STROKE, SYMBOLS, UPPER
 from mnistlab.testing.pen import draw, parse, smooth_noise, trace
 
@@ -48,6 +49,7 @@ class Writer:
 
 def random_writer(rng: np.random.Generator, style: str | None = None) -> Writer:
     """A hand with its own pen, slant, proportions and form of each digit."""
+    check_rng(rng)
     if style is None:
         style = str(rng.choice(PEN_STYLES, p=_STYLE_ODDS))
     if style not in PEN_STYLES:
@@ -199,6 +201,9 @@ def write(text: str, writer: Writer, rng: np.random.Generator, height: float, *,
 
     ``gap``: (low, high) space between glyphs in digit heights, instead of the hand's own.
     """
+    if not text.strip(" "):
+        raise ValueError(f"text must hold something to write, not {text!r}")
+    check_rng(rng)
     words = _layout([None if c == " " else glyph_spec(c, writer) for c in text], writer, rng, gap)
     paths = _cursive(words, rng) if writer.style == "cursive" else [p for w in words for g in w for p in g]
     return _ink(paths, writer, rng, height)
