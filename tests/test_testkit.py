@@ -24,6 +24,7 @@ from mnistlab.testing import (
     make_non_digit,
     make_number_photo,
     make_photo,
+    make_pixel_bomb,
     non_digit_samples,
     number_samples,
     place_on_table,
@@ -33,6 +34,7 @@ from mnistlab.testing import (
     write_idx_folder,
 )
 from mnistlab.testing.fonts import font_text
+from mnistlab.testing.surfaces import render
 from mnistlab.testing.writer import random_writer, write
 
 DIGIT = np.zeros((28, 28), np.uint8)
@@ -288,3 +290,23 @@ def _ask(url: str) -> None:
 def test_the_pen_and_font_building_blocks_refuse_what_they_cannot_write(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda rng: render(np.full((40, 40), 255.0), rng, "canvas-black-on-white", 40),
+            r"^ink must be coverage in \[0, 1\], not 255",
+        ),
+        (lambda rng: render(np.zeros((40, 40, 3)), rng, "paper-plain", 40), r"^ink must be coverage \(H, W\)"),
+        (lambda rng: render(np.zeros((40, 40)), 0, "paper-plain", 40), r"^rng must be"),
+        (lambda rng: place_on_table(b"not a photo", rng), r"^photo must be the bytes of an image file"),
+        (lambda rng: make_pixel_bomb(-1, 10), r"^width and height must be whole numbers 0 to 2\*\*32 - 1"),
+        (lambda rng: make_pixel_bomb(2**32, 10), r"^width and height must be whole numbers"),
+    ],
+    ids=["ink-0-255", "ink-rgb", "render-seed", "table-not-photo", "bomb-negative", "bomb-too-wide"],
+)
+def test_surfaces_and_photo_helpers_refuse_what_they_cannot_draw(make, match):
+    with pytest.raises(ParameterError, match=match):
+        make(np.random.default_rng(0))

@@ -190,7 +190,12 @@ def make_number_photo(digits, rng: np.random.Generator, *, style: str | None = N
 def place_on_table(photo: bytes, rng: np.random.Generator) -> bytes:
     """The same sheet photographed from further away: on a dark table, slightly turned (JPEG)."""
     check_rng(rng)
-    sheet = Image.open(io.BytesIO(photo)).convert("RGB")
+    try:
+        sheet = Image.open(io.BytesIO(photo)).convert("RGB")
+    except (OSError, TypeError):  # PIL's UnidentifiedImageError is an OSError
+        raise ParameterError(
+            "photo", "{param} must be the bytes of an image file, such as make_photo returns."
+        ) from None
     w, h = sheet.size
     margin = int(rng.uniform(0.08, 0.2) * max(w, h))
     table_colour = tuple(int(c) for c in rng.integers(20, 90, 3))
@@ -282,6 +287,10 @@ def make_pixel_bomb(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
+    if not all(isinstance(n, (int, np.integer)) and 0 <= n < 2**32 for n in (width, height)):
+        raise ParameterError(
+            "width", f"width and height must be whole numbers 0 to 2**32 - 1, not {width!r}, {height!r}."
+        )
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")

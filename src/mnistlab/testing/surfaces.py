@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from mnistlab.errors import ParameterError
+from mnistlab.testing._checks import check_rng
 from mnistlab.testing.photos import _canvas, _paper, _place, camera
 
 __all__ = ["SURFACES", "CANVASES", "PAPERS", "digit_height", "render"]
@@ -32,6 +34,20 @@ def check_surface(surface: str) -> str:
     if surface not in SURFACES:
         raise ValueError(f"unknown surface {surface!r}, expected one of {SURFACES}")
     return surface
+
+
+def _check_ink(ink: np.ndarray) -> None:
+    """A clear error for ink that is not coverage (H, W) in [0, 1]: 0-255 pixels would print as a solid block."""
+    ink = np.asarray(ink)
+    if ink.ndim != 2 or ink.size == 0 or ink.dtype.kind not in "buif":
+        raise ParameterError(
+            "ink", f"{{param}} must be coverage (H, W) in [0, 1], not {ink.dtype} of shape {ink.shape}."
+        )
+    if ink.min() < 0 or ink.max() > 1:
+        raise ParameterError(
+            "ink",
+            f"{{param}} must be coverage in [0, 1], not {ink.min():g} to {ink.max():g}; divide 0-255 pixels by 255.",
+        )
 
 
 def digit_height(surface: str, rng: np.random.Generator) -> int:
@@ -94,7 +110,10 @@ def _paper_photo(ink: np.ndarray, rng: np.random.Generator, surface: str, height
 
 
 def render(ink: np.ndarray, rng: np.random.Generator, surface: str, height: float) -> bytes:
-    """Encoded file bytes of ``ink`` (H, W) on ``surface`` (one of ``SURFACES``); digits ``height`` px tall."""
+    """Encoded file bytes of ``ink`` (H, W) in [0, 1] on ``surface`` (one of ``SURFACES``); digits ``height`` px
+    tall."""
+    _check_ink(ink)
+    check_rng(rng)
     if check_surface(surface) in CANVASES:
         return _canvas(ink, rng, surface)
     return _paper_photo(ink, rng, surface, height)
