@@ -122,10 +122,11 @@ def _check_names(source: str, surface: str | None, style: str | None) -> None:
 
 def _lengths(lengths: tuple[int, int]) -> tuple[int, int]:
     """``lengths`` checked: (shortest, longest), whole numbers, 1 <= shortest <= longest."""
-    low, high = check_count(lengths[0], "lengths"), check_count(lengths[1], "lengths")
-    if not 1 <= low <= high:
+    pair = isinstance(lengths, (tuple, list)) and len(lengths) == 2
+    whole = pair and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in lengths)
+    if not (whole and 1 <= lengths[0] <= lengths[1]):
         raise ValueError(f"lengths must be (shortest, longest) with 1 <= shortest <= longest, not {lengths!r}")
-    return low, high
+    return int(lengths[0]), int(lengths[1])
 
 
 def _row_gap(rng: np.random.Generator) -> tuple[float, float]:
