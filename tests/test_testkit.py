@@ -314,3 +314,8 @@ def test_the_pen_and_font_building_blocks_refuse_what_they_cannot_write(make, er
 def test_surfaces_and_photo_helpers_refuse_what_they_cannot_draw(make, match):
     with pytest.raises(ParameterError, match=match):
         make(np.random.default_rng(0))
+
+
+def test_empty_pages_are_labelled_and_tagged_as_documented():
+    (page,) = non_digit_samples("empty-pages", 1, np.random.default_rng(0), surface="canvas-black-on-white")
+    assert (page.label, page.source, page.style) == ("empty", "none", "empty")

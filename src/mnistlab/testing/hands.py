@@ -21,10 +21,13 @@ non-digits (``NON_DIGIT_SOURCES``)
 
 Every function takes a ``numpy.random.Generator`` and gives the same images
 for the same seed on machines with the same handwriting fonts installed (a
-font left to chance is drawn from those installed). Each image is a ``Sample``: encoded file bytes (PNG or
-JPEG), its label (the digit as an int; the number as a string of digits; for
-non-digits a description such as ``"T"``, ``"doodle:star"`` or ``"38"``), and
-its source, surface and style (pen style, font name or ``"8x8"``).
+font left to chance is drawn from those installed). Each image is a
+``Sample``: encoded file bytes (PNG or JPEG), its label (the digit as an int;
+the number as a string of digits; for non-digits a description such as
+``"T"``, ``"doodle:star"``, ``"fashion:coat"``, ``"empty"`` or ``"38"``), and
+its source (``"pen"``, ``"fonts"``, ``"optdigits"``; ``"fashion-mnist"`` and
+``"none"`` for Fashion-MNIST items and empty pages), surface and style (pen
+style, font name, ``"8x8"``; ``"item"`` and ``"empty"`` for those two).
 """
 
 from __future__ import annotations

@@ -174,14 +174,19 @@ def _render(ink: np.ndarray, rng: np.random.Generator, style: str | None) -> byt
 
 
 def make_photo(digit, rng: np.random.Generator, *, style: str | None = None, rotate: float = 10.0) -> bytes:
-    """Encoded image (JPEG for paper, PNG for canvases) of one 28x28 uint8 MNIST digit (0-255, ink bright)."""
+    """Encoded image (JPEG for paper, PNG for canvases) of one 28x28 uint8 MNIST digit (0-255, ink bright).
+
+    ``style``: one of ``STYLES`` (default: drawn from ``rng``, paper 55% of the time); ``rotate``: the most
+    degrees the digit is turned either way.
+    """
     (digit,) = _checked_digits([digit])
     height = int(check_rng(rng).integers(60, 260))
     return _render(_row_ink([digit], rng, height, rotate), rng, style)
 
 
 def make_number_photo(digits, rng: np.random.Generator, *, style: str | None = None, rotate: float = 6.0) -> bytes:
-    """Encoded image of a row of 28x28 uint8 MNIST digits, left to right, with gaps."""
+    """Encoded image of a row of 28x28 uint8 MNIST digits, left to right, with gaps; ``style`` and ``rotate``
+    (per digit) as for ``make_photo``."""
     digits = _checked_digits(digits)
     height = int(check_rng(rng).integers(60, 140))
     return _render(_row_ink(digits, rng, height, rotate), rng, style)
