@@ -319,3 +319,8 @@ def test_surfaces_and_photo_helpers_refuse_what_they_cannot_draw(make, match):
 def test_empty_pages_are_labelled_and_tagged_as_documented():
     (page,) = non_digit_samples("empty-pages", 1, np.random.default_rng(0), surface="canvas-black-on-white")
     assert (page.label, page.source, page.style) == ("empty", "none", "empty")
+
+
+def test_a_server_told_to_wait_for_its_requests_still_stops_without_them():
+    with running_server(_app, timeout_graceful_shutdown=None) as url:
+        assert urllib.request.urlopen(url, timeout=10).read() == b"hi"

@@ -49,7 +49,7 @@ def running_server(
         yield f"http://127.0.0.1:{port}"
     finally:  # started or not: stop the server and free its port
         server.should_exit = True
-        thread.join(uvicorn_options["timeout_graceful_shutdown"] + 10)
+        thread.join((uvicorn_options["timeout_graceful_shutdown"] or 0) + 10)  # None given: uvicorn waits on
         sock.close()
 
 
