@@ -14,7 +14,7 @@ import typer
 
 from mnistlab._version import __version__
 from mnistlab.cli import data, lab, predict, sweep
-from mnistlab.cli.common import Group
+from mnistlab.cli.common import Group, writable_streams
 
 __all__ = ["app", "main"]
 
@@ -49,6 +49,7 @@ def main() -> None:
     # SIGTERM (kill, a job scheduler, a container stopping) ends a command as Ctrl+C
     # does: `finally` blocks run, temporary files go, worker processes are stopped.
     signal.signal(signal.SIGTERM, _terminate)
+    writable_streams()
     app()
 
 

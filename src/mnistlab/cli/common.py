@@ -8,7 +8,9 @@ line names the flag that set it (``--limit``).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import io
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +26,17 @@ from typer.core import TyperGroup
 from mnistlab.errors import MnistlabError, ParameterError
 from mnistlab.lab.options import folder_meant
 
-__all__ = ["Group", "error_text", "usage_text", "out", "err", "step_progress", "given_path", "given_file"]
+__all__ = [
+    "writable_streams",
+    "Group",
+    "error_text",
+    "usage_text",
+    "out",
+    "err",
+    "step_progress",
+    "given_path",
+    "given_file",
+]
 
 out = Console()
 err = Console(stderr=True)
@@ -58,6 +70,28 @@ FLAGS = {
     "data_dir": "--data-dir",
     "tracking_uri": "--tracking-uri",
 }
+
+
+def _unencodable(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """What stdout and stderr write for a character their encoding lacks: a file name's undecodable byte
+    (``surrogateescape``'s stand-in) as that byte, as ``ls`` writes it, anything else (``±``, ``✓``, ``é`` on an
+    ASCII or Latin-1 stream) as a backslash escape."""
+    if isinstance(exc, UnicodeEncodeError):
+        text = exc.object[exc.start : exc.end]
+        if all("\udc80" <= c <= "\udcff" for c in text):
+            return bytes(ord(c) - 0xDC00 for c in text), exc.end
+    return codecs.backslashreplace_errors(exc)
+
+
+codecs.register_error("mnistlab", _unencodable)
+
+
+def writable_streams() -> None:
+    """Make stdout and stderr write any text: under ``PYTHONIOENCODING=ascii``, ``LC_ALL=C PYTHONUTF8=0`` or a
+    UTF-8 locale's strict stdout, a ``±`` or a file name not in UTF-8 raised ``UnicodeEncodeError`` mid-table."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="mnistlab")
 
 
 def given_path(value: str) -> Path:

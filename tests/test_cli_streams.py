@@ -1,0 +1,49 @@
+"""The command line's output where users run it: other encodings, file names not in UTF-8, odd terminals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+
+def _photo(path: Path) -> Path:
+    """A one on white paper, written under ``path`` (a name of any bytes)."""
+    image = Image.new("L", (80, 80), 255)
+    ImageDraw.Draw(image).line([(40, 12), (40, 68)], fill=0, width=8)
+    with open(os.fsencode(path), "wb") as file:
+        image.save(file, format="PNG")
+    return path
+
+
+def _mnistlab(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m mnistlab ARGS`` in a fresh process; output kept as bytes, as it reaches a pipe."""
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab", *args],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "shown"),
+    [
+        ({"PYTHONIOENCODING": "ascii"}, "été—✓.png", rb"\xe9t\xe9\u2014\u2713.png"),
+        ({"PYTHONIOENCODING": "latin-1"}, "été—✓.png", b"\xe9t\xe9\\u2014\\u2713.png"),
+        ({"PYTHONIOENCODING": "utf-8"}, os.fsdecode(b"\xff.png"), b"\xff.png"),
+    ],
+)
+def test_predict_prints_any_file_name_on_any_encoding(tmp_path, env, name, shown):
+    """A file name the output's encoding cannot write (``é`` on ASCII, ``—`` on Latin-1, a byte not in UTF-8
+    on a UTF-8 locale's strict stdout) ended ``predict``'s table in a ``UnicodeEncodeError`` traceback; the
+    name is written escaped, and a byte not in UTF-8 as that byte, as ``ls`` writes it."""
+    photo = _photo(tmp_path / name)
+    done = _mnistlab("predict", str(photo), env=env)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
+    assert shown in done.stdout, done.stdout
