@@ -47,3 +47,13 @@ def test_predict_prints_any_file_name_on_any_encoding(tmp_path, env, name, shown
     done = _mnistlab("predict", str(photo), env=env)
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
     assert shown in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"), [(["--help"], b"recipes"), (["recipes"], b"sgd-hinge"), (["predict", "--help"], b"--top")]
+)
+def test_a_terminal_width_of_0_still_gets_the_output(args, says):
+    """``COLUMNS=0`` (a terminal of no known size, as in a container) made every help page and table empty,
+    with exit 0: rich took it for a width of 0 columns."""
+    done = _mnistlab(*args, env={"COLUMNS": "0"})
+    assert done.returncode == 0 and says in done.stdout, done.stdout

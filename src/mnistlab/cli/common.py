@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import io
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ __all__ = [
     "given_file",
 ]
 
+if os.environ.get("COLUMNS", "").strip() == "0":  # a terminal of no known size (docker's): rich printed nothing,
+    del os.environ["COLUMNS"]  # help pages and tables alike; unset, it asks the terminal, else takes 80
 out = Console()
 err = Console(stderr=True)
 
