@@ -20,14 +20,14 @@ def _photo(path: Path) -> Path:
     return path
 
 
-def _mnistlab(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+def _mnistlab(*args: str, env: dict[str, str] | None = None, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
     """``python -m mnistlab ARGS`` in a fresh process; output kept as bytes, as it reaches a pipe."""
     return subprocess.run(
         [sys.executable, "-m", "mnistlab", *args],
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         timeout=60,
         env={**os.environ, **(env or {})},
-        **kwargs,
     )
 
 
@@ -57,3 +57,17 @@ def test_a_terminal_width_of_0_still_gets_the_output(args, says):
     with exit 0: rich took it for a width of 0 columns."""
     done = _mnistlab(*args, env={"COLUMNS": "0"})
     assert done.returncode == 0 and says in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("target", "mode", "why"), [("/dev/full", "w", "No space left"), (os.devnull, "r", "Bad file")]
+)
+@pytest.mark.parametrize("args", [["recipes"], ["--help"], ["data", "info", "digits", "--json"]])
+def test_output_that_cannot_be_written_is_one_error_line(args, target, mode, why):
+    """``mnistlab recipes > out.txt`` on a full disk (``/dev/full``), or with standard output open for reading
+    only (``1< file``), ended in an ``OSError`` traceback, exit 1."""
+    with open(target, mode) as stdout:
+        done = _mnistlab(*args, stdout=stdout)
+    lines = done.stderr.decode().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("Error: cannot write to standard output (") and why in lines[0], lines

@@ -89,12 +89,43 @@ def _unencodable(exc: UnicodeError) -> tuple[str | bytes, int]:
 codecs.register_error("mnistlab", _unencodable)
 
 
+class StdoutError(OSError):
+    """Standard output could not be written: ``> file`` on a full disk, ``1< file``, an I/O error."""
+
+
+class _Stdout(io.TextIOWrapper):
+    """Standard output whose failures (a broken pipe aside, which click handles) are ``StdoutError``: the
+    command line tells them from its own files' errors, and says them in one line instead of a traceback."""
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except OSError as exc:
+            raise _failed(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            raise _failed(exc) from exc
+
+
+def _failed(exc: OSError) -> OSError:
+    return exc if isinstance(exc, BrokenPipeError) else StdoutError(exc.errno, exc.strerror)
+
+
 def writable_streams() -> None:
     """Make stdout and stderr write any text: under ``PYTHONIOENCODING=ascii``, ``LC_ALL=C PYTHONUTF8=0`` or a
-    UTF-8 locale's strict stdout, a ``±`` or a file name not in UTF-8 raised ``UnicodeEncodeError`` mid-table."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="mnistlab")
+    UTF-8 locale's strict stdout, a ``±`` or a file name not in UTF-8 raised ``UnicodeEncodeError`` mid-table.
+    Standard output's own failures become ``StdoutError``."""
+    if isinstance(sys.stderr, io.TextIOWrapper):
+        sys.stderr.reconfigure(errors="mnistlab")
+    stream = sys.stdout
+    if isinstance(stream, io.TextIOWrapper):
+        stream.flush()
+        sys.stdout = _Stdout(
+            stream.detach(), encoding=stream.encoding, errors="mnistlab", line_buffering=stream.line_buffering
+        )
 
 
 def given_path(value: str) -> Path:
@@ -151,9 +182,23 @@ class Group(TyperGroup):
         except _ABORT:  # Ctrl+C at a prompt, or end of input
             typer.echo("Aborted.", err=True)
             code = 1
+        except StdoutError as exc:
+            stdout_lost()
+            typer.echo(
+                f"Error: cannot write to standard output ({exc.strerror}); send it to a file or a pipe that can take it.",
+                err=True,
+            )
+            code = 2
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def stdout_lost() -> None:
+    """Send what standard output still holds to /dev/null, which Python's flush at exit would try again."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
 
 
 def plain_flags(command: Any, help_names: tuple[str, ...] = ("--help",)) -> None:
