@@ -71,3 +71,17 @@ def test_output_that_cannot_be_written_is_one_error_line(args, target, mode, why
     lines = done.stderr.decode().splitlines()
     assert done.returncode == 2 and len(lines) == 1, lines
     assert lines[0].startswith("Error: cannot write to standard output (") and why in lines[0], lines
+
+
+@pytest.mark.parametrize("args", [["recipes"], ["data", "info", "digits", "--json"]])
+def test_a_closed_standard_output_is_one_error_line(args):
+    """``mnistlab recipes >&-`` (standard output closed) printed nothing and exited 0, as if it had answered."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistlab", *args],
+        preexec_fn=lambda: os.close(1),  # as the shell's >&-: Python then starts without sys.stdout
+        stderr=subprocess.PIPE,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.decode().splitlines() == [
+        "Error: Standard output is closed; send it to a file, or to /dev/null to drop it."
+    ], done.stderr

@@ -9,6 +9,7 @@ Their commands are merged into one ``app``; ``common.Group`` turns every
 from __future__ import annotations
 
 import signal
+import sys
 
 import typer
 
@@ -49,6 +50,9 @@ def main() -> None:
     # SIGTERM (kill, a job scheduler, a container stopping) ends a command as Ctrl+C
     # does: `finally` blocks run, temporary files go, worker processes are stopped.
     signal.signal(signal.SIGTERM, _terminate)
+    if sys.stdout is None:  # started with standard output closed (>&-): every line would vanish, exit 0
+        typer.echo("Error: Standard output is closed; send it to a file, or to /dev/null to drop it.", err=True)
+        sys.exit(2)
     writable_streams()
     app()
 
