@@ -37,6 +37,7 @@ def _mnistlab(*args: str, env: dict[str, str] | None = None, stdout=subprocess.P
         ({"PYTHONIOENCODING": "ascii"}, "été—✓.png", rb"\xe9t\xe9\u2014\u2713.png"),
         ({"PYTHONIOENCODING": "latin-1"}, "été—✓.png", b"\xe9t\xe9\\u2014\\u2713.png"),
         ({"PYTHONIOENCODING": "utf-8"}, os.fsdecode(b"\xff.png"), b"\xff.png"),
+        ({"PYTHONIOENCODING": "ascii"}, os.fsdecode(b"\xff") + "é.png", b"\xff\\xe9.png"),
     ],
 )
 def test_predict_prints_any_file_name_on_any_encoding(tmp_path, env, name, shown):

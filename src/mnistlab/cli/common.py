@@ -79,10 +79,11 @@ def _unencodable(exc: UnicodeError) -> tuple[str | bytes, int]:
     """What stdout and stderr write for a character their encoding lacks: a file name's undecodable byte
     (``surrogateescape``'s stand-in) as that byte, as ``ls`` writes it, anything else (``±``, ``✓``, ``é`` on an
     ASCII or Latin-1 stream) as a backslash escape."""
-    if isinstance(exc, UnicodeEncodeError):
-        text = exc.object[exc.start : exc.end]
-        if all("\udc80" <= c <= "\udcff" for c in text):
-            return bytes(ord(c) - 0xDC00 for c in text), exc.end
+    if isinstance(exc, UnicodeEncodeError):  # one character at a time: a name may mix both kinds
+        char = exc.object[exc.start]
+        if "\udc80" <= char <= "\udcff":
+            return bytes([ord(char) - 0xDC00]), exc.start + 1
+        exc = UnicodeEncodeError(exc.encoding, exc.object, exc.start, exc.start + 1, exc.reason)
     return codecs.backslashreplace_errors(exc)
 
 
