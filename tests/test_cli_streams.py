@@ -86,3 +86,13 @@ def test_a_closed_standard_output_is_one_error_line(args):
     assert done.returncode == 2 and done.stderr.decode().splitlines() == [
         "Error: Standard output is closed; send it to a file, or to /dev/null to drop it."
     ], done.stderr
+
+
+def test_file_names_are_printed_as_they_are_not_as_emoji(tmp_path):
+    """rich turned ``:cat:`` in a file name into an emoji: ``predict :cat:.png`` listed "🐱.png", and the
+    error for a missing ``:cat:.png`` named "🐱.png", a file that is not there."""
+    photo = _photo(tmp_path / ":cat:.png")
+    done = _mnistlab("predict", str(photo))
+    assert done.returncode == 0 and b":cat:.png" in done.stdout and "🐱".encode() not in done.stdout, done.stdout
+    missing = _mnistlab("predict", str(tmp_path / "gone" / ":thumbs_up:.png"))
+    assert missing.returncode == 2 and b":thumbs_up:.png" in missing.stderr, missing.stderr

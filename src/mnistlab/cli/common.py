@@ -41,8 +41,9 @@ __all__ = [
 
 if os.environ.get("COLUMNS", "").strip() == "0":  # a terminal of no known size (docker's): rich printed nothing,
     del os.environ["COLUMNS"]  # help pages and tables alike; unset, it asks the terminal, else takes 80
-out = Console()
-err = Console(stderr=True)
+# emoji=False: a file name is text, and rich wrote ":cat:.png" as "🐱.png" (in tables, errors, "wrote ...")
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 # click's exceptions, from whichever click typer runs on (its own copy in recent versions).
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
