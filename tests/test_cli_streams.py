@@ -96,3 +96,25 @@ def test_file_names_are_printed_as_they_are_not_as_emoji(tmp_path):
     assert done.returncode == 0 and b":cat:.png" in done.stdout and "🐱".encode() not in done.stdout, done.stdout
     missing = _mnistlab("predict", str(tmp_path / "gone" / ":thumbs_up:.png"))
     assert missing.returncode == 2 and b":thumbs_up:.png" in missing.stderr, missing.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
+    """``mnistlab predict DIR --json | head -1``: standard output's broken pipe was raised with itself as its
+    cause, a cycle that left the files' generator to the garbage collector, which closed it in the worker pool's
+    own thread: "Exception ignored ... RuntimeError: cannot join current thread" on stderr, 13 lines."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    photo = _photo(tmp_path / "one.png")
+    for i in range(400):  # enough for the workers to be busy when the reader goes
+        os.link(photo, folder / f"{i:03d}.png")
+    command = [sys.executable, "-m", "mnistlab", "predict", str(folder), "--json", "--jobs", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert run.stdout.readline().startswith(b'{"file": ')
+        run.stdout.close()  # as `head -1` does once it has its line
+        stderr = run.stderr.read()
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+    assert stderr == b""
+    assert run.returncode == 1  # click's exit for a closed pipe, as before

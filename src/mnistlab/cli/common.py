@@ -102,18 +102,18 @@ class _Stdout(io.TextIOWrapper):
     def write(self, text: str) -> int:
         try:
             return super().write(text)
+        except BrokenPipeError:
+            raise
         except OSError as exc:
-            raise _failed(exc) from exc
+            raise StdoutError(exc.errno, exc.strerror) from None
 
     def flush(self) -> None:
         try:
             super().flush()
+        except BrokenPipeError:
+            raise
         except OSError as exc:
-            raise _failed(exc) from exc
-
-
-def _failed(exc: OSError) -> OSError:
-    return exc if isinstance(exc, BrokenPipeError) else StdoutError(exc.errno, exc.strerror)
+            raise StdoutError(exc.errno, exc.strerror) from None
 
 
 def writable_streams() -> None:
