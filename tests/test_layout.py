@@ -18,6 +18,7 @@ RANK = {
     "errors": 0,
     "_atomic": 0,
     "_cpus": 0,
+    "_processes": 0,
     "_version": 0,
     "data": 1,
     "models": 2,

@@ -213,14 +213,12 @@ def _children_of(pid: int) -> set[int]:
     return found
 
 
-def test_sigterm_while_a_dead_worker_waits_to_be_replaced_stops_the_server():
-    """A worker that dies within a second of its start is replaced after a pause; a SIGTERM that came during that
-    pause was passed to the workers then alive, and the pause ended by starting a new worker that no one told to
-    stop: the server went on serving and ``mnistlab serve`` never exited. Now nothing is started once it stops.
-    The log names how each worker ended: it said "exited (status 9)", os.wait's raw status, for a SIGKILL."""
+@contextlib.contextmanager
+def _two_workers(port: int):
+    """``mnistlab serve --workers 2`` on ``port``, once both workers are ready: (the process, its log lines as they
+    come, the workers' pids). It and its workers are killed on leaving."""
     import os
 
-    port = _free_port()
     cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     log: list[str] = []
@@ -231,6 +229,24 @@ def test_sigterm_while_a_dead_worker_waits_to_be_replaced_stops_the_server():
         while len(workers := _children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
             assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
             time.sleep(0.1)
+        yield proc, log, workers
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # all gone, where they should be
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+        proc.wait(10)
+        reader.join(10)
+
+
+def test_sigterm_while_a_dead_worker_waits_to_be_replaced_stops_the_server():
+    """A worker that dies within a second of its start is replaced after a pause; a SIGTERM that came during that
+    pause was passed to the workers then alive, and the pause ended by starting a new worker that no one told to
+    stop: the server went on serving and ``mnistlab serve`` never exited. Now nothing is started once it stops.
+    The log names how each worker ended: it said "exited (status 9)", os.wait's raw status, for a SIGKILL."""
+    import os
+
+    port = _free_port()
+    with _two_workers(port) as (proc, log, workers):
+        deadline = time.monotonic() + PATIENCE
         os.kill(min(workers), signal.SIGKILL)  # an old worker dies: replaced at once
         while not (new := _children_of(proc.pid) - workers):
             assert time.monotonic() < deadline, "the dead worker was not replaced"
@@ -243,11 +259,6 @@ def test_sigterm_while_a_dead_worker_waits_to_be_replaced_stops_the_server():
             proc.wait(PATIENCE / 3)
         except subprocess.TimeoutExpired:
             pytest.fail(f"mnistlab serve still runs after SIGTERM, with workers {sorted(_children_of(proc.pid))}")
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # all gone, as they should be
-            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
-        proc.wait(10)
-        reader.join(10)
 
 
 class _FailsOnEveryImage:
@@ -279,17 +290,9 @@ def test_workers_stop_when_their_parent_is_killed_outright():
     """``kill -9`` of ``mnistlab serve --workers 2`` (the OOM killer, a supervisor's timeout) left both workers
     running, orphaned: still serving on the port, none replaced when one died, and a new ``serve`` on that port
     refused. Now each gets SIGTERM when its parent dies, and stops."""
-    import os
 
     port = _free_port()
-    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
-    workers: set[int] = set()
-    try:
-        deadline = time.monotonic() + PATIENCE
-        while len(workers := _children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
-            assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
-            time.sleep(0.1)
+    with _two_workers(port) as (proc, _, workers):
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 10
@@ -298,9 +301,6 @@ def test_workers_stop_when_their_parent_is_killed_outright():
             time.sleep(0.05)
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the workers too, if they outlived it
 
 
 def _state(pid: int) -> str:
@@ -308,41 +308,6 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:  # gone meanwhile
         return "Z"
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:  # gone meanwhile
-        return "Z"
-
-
-def test_a_worker_that_dies_is_named_with_the_signal_that_ended_it():
-    """The log said "Worker 2421 exited (status 9)" for a worker killed with SIGKILL, and "(status 256)" for one
-    that exited with code 1: os.wait's raw status, which reads as an exit code it never was."""
-    import os
-
-    port = _free_port()
-    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    log: list[str] = []
-    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + PATIENCE
-        while len(workers := _children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
-            assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
-            time.sleep(0.1)
-        victim = min(workers)
-        os.kill(victim, signal.SIGKILL)
-        _wait_for(log, f"Worker {victim} ")
-        line = next(line for line in log if f"Worker {victim} " in line)
-        assert f"Worker {victim} was killed by SIGKILL; starting another." in line, line
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
-        proc.wait(10)
-        reader.join(10)
 
 
 def test_workers_refuse_a_port_another_server_shares_with_so_reuseport():
@@ -375,16 +340,8 @@ def test_a_worker_that_cannot_start_says_why():
     import os
 
     port = _free_port()
-    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--workers", "2", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    log: list[str] = []
-    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
+    with _two_workers(port) as (proc, log, _):
         deadline = time.monotonic() + PATIENCE
-        while len(_children_of(proc.pid)) < 2 or httpx.get(f"http://127.0.0.1:{port}/api/ready").is_error:
-            assert proc.poll() is None and time.monotonic() < deadline, "the workers were never ready"
-            time.sleep(0.1)
         with socket.socket() as taker:  # every worker killed, then the port taken before the replacements bind it
             taker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             while True:
@@ -397,9 +354,4 @@ def test_a_worker_that_cannot_start_says_why():
                     break
             taker.listen()
             _wait_for(log, f"Cannot listen on 127.0.0.1:{port} (Address already in use)")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
-        proc.wait(10)
-        reader.join(10)
     assert "Traceback" not in "".join(log), "".join(log)

@@ -12,7 +12,6 @@ alone.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -28,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mnistlab._cpus import usable_cpus
+from mnistlab._processes import end_with_parent
 from mnistlab.errors import InputError, MnistlabError
 from mnistlab.trust.predict import (
     ARRAY_SUFFIXES,
@@ -51,7 +51,6 @@ AHEAD = 4  # chunks queued per worker beyond the one it works on
 
 Answer = tuple[Path, dict | None, MnistlabError | None]  # (file, result, or the error that file gave)
 
-_PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
 _PREDICTOR: Predictor | None = None  # set before the workers fork: they inherit it
 _OPTIONS: dict[str, Any] = {}
 
@@ -135,19 +134,7 @@ def _start_worker(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threadpool_limits(1, user_api="openmp")
-    _end_with(parent)
-
-
-def _end_with(parent: int) -> None:
-    """Where the system offers it (Linux), SIGTERM to this worker when ``parent`` dies: killed with -9 (the OOM
-    killer, a job's time limit), it left its workers waiting forever on a queue no one writes to."""
-    try:
-        prctl = ctypes.CDLL(None).prctl
-    except (OSError, AttributeError):  # not Linux
-        return
-    prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-    if os.getppid() != parent:  # it died before the line above
-        os.kill(os.getpid(), signal.SIGTERM)
+    end_with_parent(parent)
 
 
 def _answers(paths: list[Path], predictor: Predictor, options: dict[str, Any]) -> list[Answer]:

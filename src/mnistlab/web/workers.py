@@ -17,7 +17,6 @@ stops as above.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from types import FrameType
 import uvicorn
 from threadpoolctl import threadpool_limits
 
+from mnistlab._processes import end_with_parent
 from mnistlab.errors import MnistlabError, ParameterError
 
 __all__ = ["GRACEFUL_SHUTDOWN", "reuseport_socket", "run_workers"]
@@ -36,7 +36,6 @@ __all__ = ["GRACEFUL_SHUTDOWN", "reuseport_socket", "run_workers"]
 GRACEFUL_SHUTDOWN = 30.0
 # A worker that dies sooner than this after its start is replaced only after this long: no fork storm.
 RESTART_PAUSE = 1.0
-_PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
 
 log = logging.getLogger("uvicorn.error")
 
@@ -60,18 +59,6 @@ def reuseport_socket(host: str, port: int, backlog: int = 2048, *, shared: bool 
     return sock
 
 
-def _end_with(parent: int) -> None:
-    """Where the system offers it (Linux), SIGTERM to this worker when ``parent`` dies: killed with -9 (the OOM
-    killer, a supervisor's timeout), it left its workers serving on the port, orphaned, none replaced when it died."""
-    try:
-        prctl = ctypes.CDLL(None).prctl
-    except (OSError, AttributeError):  # not Linux
-        return
-    prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-    if os.getppid() != parent:  # it died before the line above
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _worker(config: uvicorn.Config, parent: int) -> None:
     """One worker process: serve on its own reuse-port socket until SIGTERM, then exit.
 
@@ -82,7 +69,7 @@ def _worker(config: uvicorn.Config, parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own once it runs
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     threadpool_limits(1, user_api="openmp")
-    _end_with(parent)
+    end_with_parent(parent)
     code = 1
     try:
         sock = reuseport_socket(config.host, config.port, config.backlog)
