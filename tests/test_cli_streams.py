@@ -21,13 +21,15 @@ def _photo(path: Path) -> Path:
 
 
 def _mnistlab(*args: str, env: dict[str, str] | None = None, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
-    """``python -m mnistlab ARGS`` in a fresh process; output kept as bytes, as it reaches a pipe."""
+    """``python -m mnistlab ARGS`` in a fresh process; output kept as bytes, as it reaches a pipe. 400 columns
+    unless ``env`` says otherwise: a table folds a long file name (pytest's folders under xdist are long) over
+    lines at 80, and the name looked for was not found whole."""
     return subprocess.run(
         [sys.executable, "-m", "mnistlab", *args],
         stdout=stdout,
         stderr=subprocess.PIPE,
         timeout=60,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "COLUMNS": "400", **(env or {})},
     )
 
 

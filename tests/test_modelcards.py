@@ -304,7 +304,10 @@ def test_a_user_modules_onnx_must_match_the_sha256_in_its_card(small_digits, tmp
     ]
     for net in nets:
         net.fit(X_tr[:500], y_tr[:500])
-    folder = _save(nets[0], tmp_path / "mine", {"recipe": "mine.py:net", "spec": "mine.py:net"}, lambda _: None, "mine")
+    folder, why = _save(
+        nets[0], tmp_path / "mine", {"recipe": "mine.py:net", "spec": "mine.py:net"}, lambda _: None, "mine"
+    )
+    assert folder is not None, why
     np.testing.assert_array_equal(OnnxPredictor(folder / "model.onnx").predict(X_te), nets[0].predict(X_te))
     (folder / "model.onnx").write_bytes(onnx_graph(nets[1]))
     with pytest.raises(ModelFileError) as refused:
