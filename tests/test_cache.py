@@ -512,3 +512,31 @@ def test_a_warm_load_is_as_writable_as_the_first_and_never_changes_the_cache(tmp
     assert isinstance(again.images, np.memmap) and caplog.records == []  # the cache passed its check, unchanged
     np.testing.assert_array_equal(again.data, original)
     assert again.target[0] == 0
+
+
+_LOAD_AND_SAY = """
+import logging, sys
+logging.basicConfig(format="%(message)s")
+from mnistlab import load_mnist
+b = load_mnist(data_dir=sys.argv[1])
+print(b.images.sum(), b.target.sum(), type(b.images).__name__)
+"""
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "images.npy"])
+def test_a_named_pipe_in_the_cache_is_rebuilt_not_waited_on_for_ever(name, tmp_path, monkeypatch):
+    """A named pipe in place of a cache file (mkfifo, a careless script) blocked every load for ever: the open
+    waited for a writer that never came. It is not a cache file: rebuilt, with one line."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = write_idx_folder(tmp_path / "data", random_idx_arrays(np.random.default_rng(0), 40, 20))
+    first = load_mnist(data_dir=folder)
+    cache = array_cache_dir("data", find_idx_files(folder))
+    (cache / name).unlink()
+    os.mkfifo(cache / name)
+    run = subprocess.run([sys.executable, "-c", _LOAD_AND_SAY, str(folder)], capture_output=True, text=True, timeout=15)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[:2] == [str(first.images.sum()), str(first.target.sum())]
+    assert run.stderr.count("\n") == 1 and f"{name} is not a regular file); rebuilt them" in run.stderr, run.stderr
+    assert (cache / name).is_file()  # the pipe replaced by the cache file
+    again = load_mnist(data_dir=folder)
+    assert isinstance(again.images, np.memmap) and np.array_equal(again.target, first.target)

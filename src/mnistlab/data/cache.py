@@ -19,6 +19,7 @@ import json
 import logging
 import mmap
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,7 @@ def _read_manifest(cdir: Path, files: dict[str, Path]) -> dict | None:
     Raises ``_Damaged`` when it is there but fails its own checksum.
     """
     try:
-        with open(cdir / "manifest.json", "rb") as f:
+        with _open_regular(cdir / "manifest.json") as f:
             text = f.read(_MAX_MANIFEST + 1)
     except (FileNotFoundError, NotADirectoryError):  # no cache yet, or no folder for one (a file in its way)
         return None
@@ -114,6 +115,16 @@ def fresh_manifest(name: str, files: dict[str, Path]) -> dict | None:
         return None  # load_arrays finds it again, rebuilds and says so
 
 
+def _open_regular(path: Path):
+    """``path`` opened to read; ``_Damaged`` for a named pipe, a device or a folder in its place: a pipe blocked
+    the load for ever (the open waits for a writer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe would block a plain open
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder too
+        os.close(fd)
+        raise _Damaged(f"{path.name} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def _digest(f) -> str:
     size = os.fstat(f.fileno()).st_size
     if size == 0:
@@ -129,7 +140,7 @@ def _open_verified(path: Path, entry: dict) -> np.ndarray:
     file swapped in between is never the one returned.
     """
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             if size != entry["bytes"]:
                 raise _Damaged(f"{path.name} holds {size:,} bytes, not the {entry['bytes']:,} the manifest records")
