@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import mnistlab.data.cache as cache_module
 from mnistlab import IDXFormatError, load_mnist, write_idx
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli import app
@@ -540,3 +541,27 @@ def test_a_named_pipe_in_the_cache_is_rebuilt_not_waited_on_for_ever(name, tmp_p
     assert (cache / name).is_file()  # the pipe replaced by the cache file
     again = load_mnist(data_dir=folder)
     assert isinstance(again.images, np.memmap) and np.array_equal(again.target, first.target)
+
+
+def test_a_source_replaced_while_the_cache_is_built_is_read_again_next_time(tmp_path, monkeypatch):
+    """The stamp of the source files was taken after they were read: a file saved anew while the first load read
+    the old one was stamped as the new one, and every later load served the old images from the cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    folder = write_idx_folder(tmp_path / "data", random_idx_arrays(rng, 40, 20))
+    (images,) = folder.glob("train-images*")
+    newer = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    read = cache_module.read_idx_sha256
+
+    def read_then_save_anew(path):  # the real read, then the user's program saves the file again
+        out = read(path)
+        if path == images:
+            write_idx(tmp_path / f"new{images.suffix}", newer)
+            os.replace(tmp_path / f"new{images.suffix}", images)
+        return out
+
+    monkeypatch.setattr(cache_module, "read_idx_sha256", read_then_save_anew)
+    first = load_mnist(data_dir=folder)
+    monkeypatch.setattr(cache_module, "read_idx_sha256", read)
+    assert not np.array_equal(first.images[:40], newer)  # read before it was replaced
+    np.testing.assert_array_equal(load_mnist(data_dir=folder).images[:40], newer)

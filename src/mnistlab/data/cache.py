@@ -217,6 +217,9 @@ def _build(name: str, files: dict[str, Path], checksums: dict[str, str], n_class
     The four headers are checked against each other first, so files that do not
     belong together are refused before any payload is read.
     """
+    # Before the files are read: one replaced while it is read then no longer matches the stamp, and is read again
+    # next time. Taken after, it vouched for the new file and the old arrays were served for ever.
+    stamp = _stamp(files)
     _check_consistent({role: read_idx_header(files[role]) for role in ROLES}, files)
     arrays = {}
     for role in ROLES:
@@ -235,7 +238,7 @@ def _build(name: str, files: dict[str, Path], checksums: dict[str, str], n_class
     manifest = {
         "format": FORMAT,
         "name": name,
-        "stamp": _stamp(files),
+        "stamp": stamp,
         "checksums": dict(checksums),
         "n_train": len(arrays["train_labels"]),
         "n_test": len(arrays["test_labels"]),
