@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pwd
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +181,19 @@ def test_xdg_folders_that_are_not_full_paths_are_ignored(value, tmp_path, monkey
     monkeypatch.setenv("XDG_DATA_HOME", value)
     assert cache_root() == tmp_path / "home" / ".cache" / "mnistlab"
     assert models_root() == tmp_path / "home" / ".local" / "share" / "mnistlab" / "models"
+
+
+@pytest.mark.parametrize("home", ["", "home"])
+def test_an_empty_or_relative_home_is_ignored_as_an_xdg_folders_is(home, tmp_path, monkeypatch):
+    # HOME= (a service's or a container's) put the cache in /.cache and the models in /.local/share, at the root of
+    # the file system; HOME=home in folders that moved with the current one. The password file's home is taken.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", home)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    own = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    assert cache_root() == own / ".cache" / "mnistlab"
+    assert models_root() == own / ".local" / "share" / "mnistlab" / "models"
 
 
 @pytest.fixture(scope="module")

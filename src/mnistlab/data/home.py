@@ -40,6 +40,14 @@ def expand_home(path: str | os.PathLike, refuse: Callable[[str], Exception]) -> 
     'bob'"): the caller puts what held the path before it, and what to do after it.
     """
     path = Path(path)
+    home = os.environ.get("HOME")
+    if os.name == "posix" and path.parts[:1] == ("~",) and home is not None and not os.path.isabs(home):
+        # An empty or relative HOME is ignored, as an XDG folder's is: HOME= put the cache in /.cache, at the
+        # root, and HOME=rel in a folder that moved with the current one. The password file's home, as unset.
+        user = _user_name()
+        if not user:
+            raise refuse(f"starts with ~, but HOME={home!r} is not a full path and this user has no other home")
+        path = Path("~" + user, *path.parts[1:])
     try:
         return path.expanduser()
     except RuntimeError:
@@ -47,6 +55,16 @@ def expand_home(path: str | os.PathLike, refuse: Callable[[str], Exception]) -> 
         user = first[1:]
         whose = f"this machine has no user {user!r}" if user else "no home folder is known here (HOME is not set)"
         raise refuse(f"starts with {first}, but {whose}") from None
+
+
+def _user_name() -> str:
+    """This user's name in the password file, "" where it has none."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return ""
 
 
 def setting_folder(variable: str, default: str, error: type[Exception]) -> Path:
