@@ -565,3 +565,22 @@ def test_a_source_replaced_while_the_cache_is_built_is_read_again_next_time(tmp_
     monkeypatch.setattr(cache_module, "read_idx_sha256", read)
     assert not np.array_equal(first.images[:40], newer)  # read before it was replaced
     np.testing.assert_array_equal(load_mnist(data_dir=folder).images[:40], newer)
+
+
+@pytest.mark.parametrize("case", ["name too long", "loop of links"])
+def test_a_cache_folder_that_cannot_be_reached_is_said_as_one_not_as_a_failed_check(
+    case, tmp_path, monkeypatch, caplog
+):
+    """A cache folder that cannot be reached (a name past the file system's 255 bytes, links that point at each
+    other) said its cached arrays "failed their check", though there never was a cache: not that it cannot cache."""
+    if case == "loop of links":
+        (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    cache = tmp_path / ("a" * 300 if case == "name too long" else "loop")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    folder = write_idx_folder(tmp_path / "data", random_idx_arrays(np.random.default_rng(0), 40, 20))
+    with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
+        b = load_mnist(data_dir=folder)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"mnistlab: cannot cache the arrays in {cache}/"), line
+    assert REBUILT not in line and "XDG_CACHE_HOME" in line, line
+    assert b.images.shape == (60, 28, 28) and not isinstance(b.images, np.memmap)

@@ -88,6 +88,8 @@ def _read_manifest(cdir: Path, files: dict[str, Path]) -> dict | None:
     except (FileNotFoundError, NotADirectoryError):  # no cache yet, or no folder for one (a file in its way)
         return None
     except OSError as exc:
+        if not os.path.isdir(cdir):  # no folder to hold a cache (a name too long, a loop of links): none yet
+            return None
         raise _Damaged(f"manifest.json cannot be read: {exc.strerror}") from None
     if len(text) > _MAX_MANIFEST:  # a damaged file is refused from its first MiB, whatever its size
         raise _Damaged(f"manifest.json holds more than {_MAX_MANIFEST:,} bytes, far more than a manifest")
