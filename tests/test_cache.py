@@ -584,3 +584,14 @@ def test_a_cache_folder_that_cannot_be_reached_is_said_as_one_not_as_a_failed_ch
     assert line.startswith(f"mnistlab: cannot cache the arrays in {cache}/"), line
     assert REBUILT not in line and "XDG_CACHE_HOME" in line, line
     assert b.images.shape == (60, 28, 28) and not isinstance(b.images, np.memmap)
+
+
+def test_a_named_pipe_named_as_a_leftover_temp_file_is_removed_not_waited_on(tmp_path):
+    """The next write opened each leftover temp file to test its lock: a named pipe of such a name (mkfifo) blocked
+    that open, and so every write of the file (a cache, a model), for ever."""
+    os.mkfifo(tmp_path / ".images.npy.dead.tmp")
+    code = "import sys; from mnistlab._atomic import atomic_write_bytes; atomic_write_bytes(sys.argv[1], b'new')"
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "images.npy")], capture_output=True, timeout=15)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npy"]
+    assert (tmp_path / "images.npy").read_bytes() == b"new"

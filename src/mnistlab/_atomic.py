@@ -200,7 +200,7 @@ def remove_leftovers(final: Path, suffix: str) -> None:
         return
     for leftover in final.parent.glob(f".{glob.escape(final.name)}.*{suffix}"):
         try:
-            fd = os.open(leftover, os.O_RDONLY)
+            fd = os.open(leftover, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe would block a plain open
         except OSError:
             continue
         try:
