@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from argtypes import at_least_one
 
 
 def user_cnn(seed: int):

@@ -32,7 +32,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from argtypes import at_least_one
 from mnistlab import load_mnist
 from mnistlab.errors import RecipeError
 from mnistlab.lab.train import train_recipe

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from argtypes import at_least_one
 
 
 def run(args, root: Path, name: str, cluster: str | None) -> tuple[float, dict]:

@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one, recipe_name
+from argtypes import at_least_one, recipe_name
 from mnistlab import load_split
 from mnistlab.models.cnn.estimator import member_deskews
 from mnistlab.models.cnn.onnx import OnnxPredictor

@@ -53,7 +53,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one, at_least_zero, recipe_name
+from argtypes import at_least_one, at_least_zero, recipe_name
 from mnistlab import ModelFileError, get_recipe, load_mnist, predict_array, predict_image, read_number
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one, recipe_name
+from argtypes import at_least_one, recipe_name
 from mnistlab import load_split
 from mnistlab.lab.export import export_model
 from mnistlab.lab.stats import accuracy_summary, paired_test

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import t as t_dist
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from argtypes import at_least_one
 from mnistlab import load_mnist
 from mnistlab.data.cache import array_cache_dir
 from mnistlab.data.sources import find_idx_files

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from argtypes import at_least_one
 
 ROOT = Path(__file__).resolve().parent.parent
 

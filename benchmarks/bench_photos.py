@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one, at_least_zero
+from argtypes import at_least_one, at_least_zero
 from rates import rate  # benchmarks/rates.py, beside this script
 
 

@@ -43,7 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from argtypes import at_least_one
 from mnistlab import load_mnist
 from mnistlab.reading.decode import encode_png
 from mnistlab.reading.steps import to_mnist

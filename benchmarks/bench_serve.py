@@ -57,7 +57,7 @@ import numpy as np
 from PIL import Image
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one, share
+from argtypes import at_least_one, share
 from loadgen import json_request, multipart_request, run_load, run_plan
 from mnistlab import ModelFileError, load_mnist
 from mnistlab.models.files import find_best_model, load_model, save_model

@@ -33,7 +33,7 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 
 import machine  # benchmarks/machine.py, beside this script
-from counts import at_least_one
+from argtypes import at_least_one
 from mnistlab.lab.stats import accuracy_summary, paired_test
 from mnistlab.lab.wilson import wilson_interval
 from rates import rate

@@ -13,7 +13,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from counts import at_least_one  # noqa: E402
+from argtypes import at_least_one  # noqa: E402
 
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -218,7 +218,7 @@ def test_bench_classic_refuses_an_unknown_name_before_anything_runs(args, messag
 def test_a_recipe_option_is_checked_as_the_arguments_are_read():
     # bench_cnn.py --long cnn-bets (bench_int8.py --recipe cnn-bets) ended in a RecipeError traceback, in
     # bench_cnn.py only after the comparison's training.
-    from counts import recipe_name
+    from argtypes import recipe_name
 
     assert recipe_name("cnn-best") == "cnn-best"
     with pytest.raises(argparse.ArgumentTypeError, match="Unknown recipe 'cnn-bets'; expected one of: "):

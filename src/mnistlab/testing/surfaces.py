@@ -19,7 +19,7 @@ from mnistlab.errors import ParameterError
 from mnistlab.testing._checks import check_rng
 from mnistlab.testing.photos import _canvas, _paper, _place, camera
 
-__all__ = ["SURFACES", "CANVASES", "PAPERS", "digit_height", "render"]
+__all__ = ["SURFACES", "CANVASES", "PAPERS", "check_surface", "digit_height", "render"]
 
 CANVASES = ("canvas-black-on-white", "canvas-white-on-black", "canvas-transparent")
 PAPERS = ("paper-plain", "paper-ruled", "paper-squared")
