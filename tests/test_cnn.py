@@ -239,6 +239,9 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
     if not torch.cuda.is_available():
         with pytest.raises(RecipeError, match="no CUDA GPU"):
             CNNClassifier(device="cuda").fit(X, y)
+    for device in ("cuda:abc", "cuda:-1", "gpu", "cuda:"):  # each reached torch's own error, or no error at all
+        with pytest.raises(RecipeError, match=f"device got '{device}', expected one of"):
+            CNNClassifier(device=device).fit(X, y)
     with pytest.raises(InputError, match="0-255"):
         fitted.predict(X.astype(np.int32) * 2)
     with pytest.raises(ValueError, match="784 features"):

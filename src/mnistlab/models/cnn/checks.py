@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from mnistlab.errors import RecipeError
@@ -69,5 +71,6 @@ def check_params(p: dict) -> None:
                 f"random_state got {seed!r}, expected an integer seed from 0 to {2**32 - 1}, a RandomState or None."
             )
     device = p["device"]
-    if not (device in ("auto", "cpu", "cuda") or str(device).startswith("cuda:")):
+    # "cuda:abc" or "cuda:-1" would pass a prefix check and fail inside torch, after the data was prepared.
+    if not (device in ("auto", "cpu") or (isinstance(device, str) and re.fullmatch(r"cuda(:[0-9]+)?", device))):
         raise RecipeError(f"device got {device!r}, expected one of: 'auto', 'cpu', 'cuda', 'cuda:N'.")

@@ -364,7 +364,12 @@ def _torch_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name != "cpu" and not torch.cuda.is_available():
         raise RecipeError(f"device got {name!r}, but torch sees no CUDA GPU here; use device='auto' or 'cpu'.")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise RecipeError(
+            f"device got {name!r}, but torch sees {torch.cuda.device_count()} CUDA GPU(s) here, numbered from 0."
+        )
+    return device
 
 
 def _warn_if_few_steps(n_images: int, hyp: Hyper) -> None:
