@@ -647,6 +647,36 @@ def test_an_app_mounted_without_its_lifespan_says_so(web_model_dir):
         assert time.monotonic() - started < 10  # not the wait for a model that is loading
 
 
+def test_a_404_below_a_mount_point_names_the_paths_there(web_model_dir):
+    """Mounted at /mnist (as the README shows), an unknown path was told "the page is at /, the API under /api (see
+    /docs)": the parent's paths, where nothing of mnistlab is. The sentence names /mnist/, /mnist/api and /mnist/docs."""
+    from fastapi import FastAPI
+
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    parent = FastAPI()
+    parent.mount("/mnist", create_app(web_model_dir))
+    with running_server(parent) as url:
+        assert httpx.get(url + "/mnist/docs", timeout=30).status_code == 200  # where the sentence sends its reader
+        for path in ("/mnist/nope", "/mnist/api/nope", "/mnist/static/nope.js", "/mnist/static-offline-docs/nope"):
+            refused = httpx.get(url + path, timeout=30)
+            assert refused.status_code == 404, refused.text
+            assert refused.json()["detail"] == (
+                f"There is nothing at {path}; the page is at /mnist/, the API under /mnist/api (see /mnist/docs)."
+            ), path
+
+
+def test_a_404_names_the_pages_paths_wherever_it_is_refused(client):
+    """A file missing under /static/ is refused by a mount of its own: its 404 must not name /static/ as the page."""
+    for path in ("/nope", "/static/nope.js", "/static-offline-docs/nope"):
+        refused = client.get(path)
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["detail"] == (
+            f"There is nothing at {path}; the page is at /, the API under /api (see /docs)."
+        ), path
+
+
 def test_cli_serve_without_a_model_says_so(tmp_path):
     from typer.testing import CliRunner
 

@@ -40,7 +40,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
 from mnistlab._cpus import usable_cpus
@@ -67,6 +67,8 @@ logging.getLogger("python_multipart").addHandler(logging.NullHandler())
 DEFAULT_MAX_DECODES = 4
 # Swagger UI's script and styles, shipped in the fastapi-offline wheel.
 DOCS_FILES = Path(fastapi_offline.__file__).with_name("static")
+# The scope key that holds the path this app is mounted at.
+_ROOT = "mnistlab.root_path"
 
 
 class _GuardedAPI(FastAPI):
@@ -75,6 +77,12 @@ class _GuardedAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         return Guard(super().build_middleware_stack())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Where this app is mounted (a parent's prefix, uvicorn's --root-path), for the 404's sentence: the
+        # scope's own root_path is a static mount's by the time its 404 is raised.
+        scope[_ROOT] = scope.get("root_path", "")
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -213,8 +221,9 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Starlette's own refusals (no such route, wrong method, a broken multipart form) as one sentence."""
     path = _cut(request.url.path, 200)  # neither is echoed whole
     headers = dict(exc.headers or {})
-    if exc.status_code == 404:
-        detail = f"There is nothing at {path}; the page is at /, the API under /api (see /docs)."
+    if exc.status_code == 404:  # where the app is mounted (a parent app's prefix, a proxy's --root-path), said so
+        root = _cut(request.scope.get(_ROOT, "").rstrip("/"), 100)
+        detail = f"There is nothing at {path}; the page is at {root}/, the API under {root}/api (see {root}/docs)."
     elif exc.status_code == 405:
         allowed = headers.get("Allow", "GET")  # only static files refuse without naming methods
         if "GET" in allowed.split(", ") and "HEAD" not in allowed:  # HEAD is answered wherever GET is (guard)
