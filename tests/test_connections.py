@@ -24,7 +24,7 @@ from mnistlab.web.protocol import MAX_HEAD_BYTES, ConnectionLimits, protocol_for
 
 READ_TIMEOUT = 1.0
 PATIENCE = 20.0  # seconds a test waits for an answer: far above READ_TIMEOUT, far below "forever"
-SECURITY = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
+SECURITY = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy", "cache-control")
 TOO_LONG = f"The request head is over {MAX_HEAD_BYTES // 1024} KiB (a URL or headers that long); send a shorter one."
 
 
@@ -144,6 +144,17 @@ def test_a_stalled_request_head_is_answered_408(server):
         answer = read_answer(sock)
         assert answer.status == 408 and answer.json()["detail"].endswith(".")
         assert closed_by_server(sock)
+
+
+def test_the_protocols_own_refusals_carry_cache_control_as_every_answer_does(server):
+    """The 400, 408 and 431 the protocol writes itself carried the security headers but no Cache-Control, which the
+    README promises on every response, errors included."""
+    for request_bytes in (b"GARBAGE\r\n\r\n", b"GET /api/health?x=" + b"a" * 30_000, b"GET /api/health HTTP/1.1\r\n"):
+        with server.connect() as sock:
+            sock.sendall(request_bytes)
+            answer = read_answer(sock)
+            assert answer.status in (400, 408, 431), answer
+            assert answer.headers.get("cache-control") == "no-cache", answer.headers
 
 
 def test_a_connection_that_sends_nothing_is_closed(server):

@@ -119,6 +119,7 @@ def raw_response(status: int, detail: str, *, retry_after: int | None = None) ->
         b"content-type: application/json",
         b"content-length: %d" % len(body),
         b"connection: close",
+        b"cache-control: no-cache",  # as every answer of the app (guard)
         *([b"retry-after: %d" % retry_after] if retry_after is not None else []),
         *(name + b": " + value for name, value in security_headers("/api", "application/json")),
     ]
@@ -349,7 +350,7 @@ class GuardedProtocol(H11Protocol):
             "%s - %d connections open, over the limit of %d; answered 503", self._peer(), len(self.connections), limit
         )
         detail = f"The server is busy ({limit} connections open); try again in a few seconds."
-        headers = {"retry-after": "2", "connection": "close"}
+        headers = {"retry-after": "2", "connection": "close", "cache-control": "no-cache"}
         response = JSONResponse({"detail": detail}, status_code=503, headers=headers)
         response.raw_headers += security_headers("/api", "application/json")
         await response(scope, receive, send)
