@@ -819,6 +819,26 @@ def test_json_numbers_may_be_integers_or_floats(client, easy_digits):
     assert r.json()["digit"] == easy_digits[1][2] and len(r.json()["top"]) == 2
 
 
+def test_a_json_key_named_twice_is_refused_not_read_as_its_last_value(client, easy_digits):
+    """``{"pixels": A, "pixels": B}`` was answered for B and ``{"top": 2, "top": 5}`` with five digits, without a
+    word: which value counts is the parser's choice (RFC 8259), and the client's intent unknown. A 422 names the key;
+    keys written with escapes count as the keys they spell, and a body naming each key once is read as before."""
+    digits = [",".join(map(str, easy_digits[0][i].tolist())) for i in (1, 7)]
+    one, seven = (f'"pixels": [{d}]' for d in digits)
+    for body, named in (
+        (f"{{{one}, {seven}}}", '"pixels"'),
+        (f'{{{one}, "top": 2, "top": 5}}', '"top"'),
+        (f'{{{one}, "\u0070ixels": [{digits[1]}]}}', '"pixels"'),
+        (f'{{"top": 2, {one}, "top": null, {seven}}}', '"pixels" and "top"'),
+    ):
+        r = client.post("/api/predict", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == f"The JSON body names {named} more than once; send each key once.", body
+    for body in (f'{{{one}, "top": 2}}', f'{{"\u0074op": null, {one}}}', f"{{ {one} }}"):
+        r = client.post("/api/predict", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["digit"] == 1, (body, r.text)
+
+
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10)
 JSON_VALUES = st.recursive(
     JSON_SCALARS,

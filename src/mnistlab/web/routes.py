@@ -55,6 +55,7 @@ from mnistlab.web.schemas import (
     ModelCard,
     NumberOut,
     PixelsIn,
+    named_twice,
     request_body,
 )
 
@@ -283,12 +284,15 @@ async def _read_pixels(request: Request) -> PixelsIn:
     _refuse_coded(request)
     body = await read_capped(request, MAX_JSON_BYTES)
     try:
-        return PixelsIn.model_validate_json(body)
+        pixels = PixelsIn.model_validate_json(body)
     except ValidationError as exc:
         errors = exc.errors()
         if errors[0].get("type") == "json_invalid" and (why := _not_utf8(body)):
             raise InputError(why) from None
         raise RequestValidationError(errors) from None
+    if why := named_twice(body, pixels):  # the parser keeps a repeated key's last value, without a word
+        raise InputError(why)
+    return pixels
 
 
 def _not_utf8(body: bytes) -> str | None:
