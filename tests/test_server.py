@@ -443,6 +443,24 @@ def test_bad_top_and_missing_file(client):
     assert r.status_code == 422 and "file" in r.json()["detail"]
 
 
+@pytest.mark.parametrize("route", ["/api/predict", "/api/read-number"])
+def test_a_form_cut_short_is_a_broken_form_not_a_missing_file(client, easy_digits, route):
+    """A form without its closing delimiter (a hand-built upload's usual slip, or a body cut short) was told "The
+    form has no file in the field 'file'; attach the image as file=@photo.png", a 422, by a server whose client had
+    attached it: the parser ends such a body quietly, the part it was reading left out. It is the 400 of a broken
+    form, saying what is missing."""
+    part = b'Content-Disposition: form-data; name="file"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+    part += canvas_png(easy_digits[0][1])
+    said = "The multipart form could not be read (it holds no complete part: none, or one cut short before its "
+    for body in (b"--xyz\r\n" + part, b"--xyz\r\n" + part + b"\r\n--xyz", b"", b"--xyz--\r\n"):
+        r = client.post(route, content=body, headers={"content-type": "multipart/form-data; boundary=xyz"})
+        assert r.status_code == 400, (body[-20:], r.text)
+        assert r.json()["detail"].startswith(said), r.json()
+    whole = b"--xyz\r\n" + part + b"\r\n--xyz--\r\n"
+    r = client.post(route, content=whole, headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 200, r.text
+
+
 def test_concurrent_requests(live_server, mnist_small):
     _, X_test, _, y_test = mnist_small
     photos = [canvas_png(X_test[i]) for i in range(16)]

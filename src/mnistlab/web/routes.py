@@ -336,6 +336,8 @@ async def _upload(request: Request) -> AsyncIterator[UploadFile]:
     _refuse_coded(request)
     try:
         form = await request.form(max_files=1, max_fields=4)
+        if not form:  # python-multipart ends a body cut short quietly, with the part it was reading left out
+            raise HTTPException(400, "it holds no complete part: none, or one cut short before its --boundary--")
     except HTTPException as exc:  # Starlette's multipart parser: a form it cannot read, said with what to do
         reason = str(exc.detail).rstrip(".").replace(". ", "; ")
         detail = (
