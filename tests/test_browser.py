@@ -517,6 +517,35 @@ def test_api_docs_render_offline(page, live_server):
     page.locator(".responses-wrapper .response-col_status", has_text="200").first.wait_for(timeout=15_000)
 
 
+def test_the_docs_try_it_out_below_a_proxys_prefix(browser, web_model_dir):
+    """Behind a proxy serving the app at /mnist/ (the prefix stripped, as the README says the page works), the docs
+    rendered but "Try it out" sent its request to /api/health at the site's root, which the proxy does not pass
+    on: the schema names no servers, and Swagger UI took the site's root for the API's."""
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    app = create_app(web_model_dir)
+
+    async def proxy(scope, receive, send):  # what a proxy's `location /mnist/ { proxy_pass http://app/; }` does
+        if scope["type"] == "http":
+            if not scope["path"].startswith("/mnist/"):
+                await send({"type": "http.response.start", "status": 404, "headers": []})
+                return await send({"type": "http.response.body", "body": b"not the app"})
+            scope = {**scope, "path": scope["path"][6:], "raw_path": scope["raw_path"][6:]}
+        await app(scope, receive, send)
+
+    with running_server(proxy) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{url}/mnist/docs")
+        page.locator(".opblock-summary-path", has_text="/api/health").click()
+        page.get_by_role("button", name="Try it out").click()
+        with page.expect_response(lambda r: r.url.endswith("/api/health"), timeout=15_000) as answered:
+            page.get_by_role("button", name="Execute").click()
+        assert (answered.value.url, answered.value.status) == (f"{url}/mnist/api/health", 200)
+        context.close()
+
+
 def test_the_page_refuses_to_be_framed(browser, live_server):
     context = browser.new_context()
     page = context.new_page()
