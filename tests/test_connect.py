@@ -192,6 +192,31 @@ def _seconds_given(said: str) -> float:
     return float(said.split(" within ")[1].split()[0])
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        return server.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_that_cannot_be_reached_is_named_not_the_mirror(tmp_path, monkeypatch, scheme):
+    # A proxy set in http_proxy / https_proxy that refused the connection (stale, not running) was blamed on each
+    # mirror in turn: "https://<mirror>/train-images-idx3-ubyte.gz: [Errno 111] Connection refused", with the
+    # advice to check the network, and nothing said a proxy was used at all.
+    port = _closed_port()
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(f"{scheme}_proxy", f"http://127.0.0.1:{port}")
+    with pytest.raises(DownloadError) as info:
+        download_dataset("mnist", tmp_path / "d", mirrors=(f"{scheme}://mirror.mnistlab.test/",), timeout=5)
+    assert (
+        f"{scheme}://mirror.mnistlab.test/train-images-idx3-ubyte.gz: the proxy 127.0.0.1:{port} could not be "
+        f"reached (Connection refused; set {scheme}_proxy / {scheme.upper()}_PROXY to a proxy that answers, or "
+        "unset it)); check the network"
+    ) in str(info.value)
+    assert list((tmp_path / "d").iterdir()) == []
+
+
 def test_a_name_that_resolves_at_once_is_not_given_a_thread():
     before = threading.active_count()
     assert resolve_within("127.0.0.1", 80, 0.0)[0][4] == ("127.0.0.1", 80)

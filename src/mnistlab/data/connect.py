@@ -121,12 +121,13 @@ class HTTPConnectWithin:
     _tunnel_host: str | None  # http.client's: the target through a proxy, else None
     _tunnel_port: int
     response_class: Any  # http.client's HTTPResponse; for the reply to CONNECT, one reading a ``_Reply``
+    through_proxy = False  # True: ``host`` is an http proxy the request goes through (an https one tunnels)
 
     def connect_in(self, seconds: float) -> None:
         """The connection's connect(), all of it within ``seconds``; else a TimeoutError naming what did not answer."""
         self._within = (time.monotonic() + seconds, seconds)
         # http.client makes its socket with _create_connection (socket.create_connection, set in its __init__).
-        self._create_connection = lambda address, _timeout, source: connect_within(address, seconds, source)
+        self._create_connection = lambda address, _timeout, source: self._connect_to(address, seconds, source)
         try:
             super().connect()  # type: ignore[misc]  # the connection class's
         except ConnectTimeout:
@@ -139,6 +140,21 @@ class HTTPConnectWithin:
     def _proxy(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def _proxy_fix(self) -> str:
+        scheme = "https" if self._tunnel_host else "http"
+        return f"set {scheme}_proxy / {scheme.upper()}_PROXY to a proxy that answers, or unset it"
+
+    def _connect_to(self, address: tuple[str, int], seconds: float, source) -> socket.socket:
+        """``connect_within``; a proxy that cannot be reached named as the proxy, not taken for the mirror."""
+        try:
+            return connect_within(address, seconds, source)
+        except OSError as exc:
+            if not (self._tunnel_host or self.through_proxy):
+                raise
+            why = f"no answer within {seconds:,.1f} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+            said = f"the proxy {self._proxy} could not be reached ({why}; {self._proxy_fix()})"
+            raise (ConnectTimeout(said) if isinstance(exc, TimeoutError) else OSError(said)) from None
+
     def _tunnel(self) -> None:
         """http.client's CONNECT, its reply read before the deadline and refused past ``TUNNEL_REPLY_BYTES``."""
         deadline, seconds = self._within
@@ -148,7 +164,7 @@ class HTTPConnectWithin:
             **kwargs,
         )
         tunnel = f"the proxy {self._proxy} did not open a tunnel to {self._tunnel_host}:{self._tunnel_port}"
-        fix = "set https_proxy / HTTPS_PROXY to a proxy that answers, or unset it"
+        fix = self._proxy_fix()
         try:
             super()._tunnel()  # type: ignore[misc]  # the connection class's
             left = deadline - time.monotonic()

@@ -349,9 +349,9 @@ class _PacedConnection(HTTPConnectWithin):
     """An http.client connection (the class after this one in the bases) whose socket, once connected (through
     an https proxy's tunnel and TLS set up, for https), is a ``_PacedSocket``."""
 
-    def __init__(self, host, pace: _Pace, **kwargs) -> None:
+    def __init__(self, host, pace: _Pace, *, through_proxy: bool = False, **kwargs) -> None:
         super().__init__(host, **kwargs)  # type: ignore[call-arg]  # the connection class's
-        self.pace = pace
+        self.pace, self.through_proxy = pace, through_proxy
 
     def connect(self) -> None:
         # Looking the name up, connecting, a proxy's tunnel and the TLS handshake share what is left of the
@@ -376,7 +376,8 @@ class _PacedHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
         self.pace = pace
 
     def http_open(self, req):
-        return self.do_open(partial(_PacedHTTP, pace=self.pace), req)
+        # Through an http proxy (http_proxy) urllib connects to the proxy and asks it for the full URL.
+        return self.do_open(partial(_PacedHTTP, pace=self.pace, through_proxy=req.has_proxy()), req)
 
     def https_open(self, req):
         return self.do_open(partial(_PacedHTTPS, pace=self.pace), req, context=self._context)
