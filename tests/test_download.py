@@ -518,3 +518,28 @@ def test_mirrors_that_are_no_sequence_of_urls_are_refused_before_any_is_tried(tm
         "mirrors must be a tuple of base URLs, such as ('https://example.org/mnist/',), got "
     )
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:9/mnist/", "mirror.example.org/mnist", "htp://mirror.example.org/", "http://[::1/"]
+)
+def test_a_mirror_that_is_no_http_url_is_refused_before_any_is_tried(tmp_path, monkeypatch, url):
+    # It was tried as a mirror: "127.0.0.1:9/mnist/train-images-idx3-ubyte.gz: unknown url type: 127.0.0.1", with
+    # the advice to check the network; with the network up, the public mirrors served the data and the user's own
+    # mirror, misspelt, was passed over without a word.
+    with pytest.raises(ParameterError) as info:
+        download_dataset("mnist", tmp_path / "d", mirrors=("http://127.0.0.1:9/", url))
+    assert str(info.value).startswith(f"mirrors holds {url!r}, which is not ")
+    assert str(info.value).endswith("; give base URLs such as 'https://example.org/mnist/'.")
+    assert not (tmp_path / "d").exists()
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MNISTLAB_MIRRORS", f"http://127.0.0.1:9/  {url}")
+    result = CliRunner().invoke(app, ["data", "info"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: MNISTLAB_MIRRORS holds {url!r}, which is not "), result.stderr
+    assert result.stderr.endswith(
+        "; write each mirror as a full URL, such as https://example.org/mnist/, separated by spaces, or unset it.\n"
+    )
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "cache").exists()

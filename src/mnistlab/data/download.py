@@ -24,6 +24,7 @@ from mnistlab.data.cache import cache_root
 from mnistlab.data.connect import HTTPConnectWithin
 from mnistlab.data.home import expand_home, refuse_empty_path
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
+from mnistlab.data.mirrors import checked_mirrors, env_mirrors
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
 from mnistlab.errors import (
@@ -74,8 +75,9 @@ def download_dataset(
             "(scikit-learn's digits come with scikit-learn)."
         )
     _check_pace(timeout, min_rate)
-    mirrors = _checked_mirrors(mirrors)
     spec = DATASETS[name]
+    mirrors = checked_mirrors(mirrors)
+    mirrors = mirrors if mirrors is not None else env_mirrors() + spec.mirrors
     in_cache = dest is None
     if dest is not None:
         refuse_empty_path(dest, "dest")
@@ -107,20 +109,7 @@ def _check_pace(timeout, min_rate) -> None:
         )
 
 
-def _checked_mirrors(mirrors) -> tuple[str, ...] | None:
-    """``mirrors`` as a tuple of URLs; a string (taken a character at a time) or anything else refused."""
-    if mirrors is None:
-        return None
-    if not isinstance(mirrors, list | tuple) or not all(isinstance(url, str) for url in mirrors):
-        raise ParameterError(
-            "mirrors",
-            f"{{param}} must be a tuple of base URLs, such as ('https://example.org/mnist/',), got {mirrors!r}.",
-        )
-    return tuple(mirrors)
-
-
 def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float]) -> dict[str, Path]:
-    mirrors = mirrors if mirrors is not None else _env_mirrors() + spec.mirrors
     for role in ROLES:
         remove_leftovers(dest / spec.files[role], ".part")
     out = {}
@@ -191,11 +180,6 @@ def _verified(path: Path, sha256: str) -> bool:
         return sha256_decompressed(path) == sha256
     except IDXFormatError:
         return False
-
-
-def _env_mirrors() -> tuple[str, ...]:
-    value = os.environ.get("MNISTLAB_MIRRORS", "")
-    return tuple(m for m in value.split() if m)
 
 
 def _fetch_verified(url: str, final: Path, sha256: str, progress, pace: tuple[float, float], max_bytes: int) -> None:

@@ -1,0 +1,62 @@
+"""The mirrors a download tries: the caller's, or ``$MNISTLAB_MIRRORS``'s before the data set's own.
+
+Each is checked to be a URL urllib can fetch before any is tried: one
+misspelt ("mirror.example.org/mnist", no scheme) was tried and failed as
+"unknown url type", blamed on the network, or passed over without a word
+when a public mirror served the files.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from mnistlab.errors import DatasetError, ParameterError
+
+__all__ = ["checked_mirrors", "env_mirrors"]
+
+_SCHEMES = ("http", "https", "file")  # a file:// URL is a folder of this machine, read as a mirror
+
+
+def checked_mirrors(mirrors) -> tuple[str, ...] | None:
+    """``mirrors`` as a tuple of URLs; a string (taken a character at a time), anything else or a bad URL refused."""
+    if mirrors is None:
+        return None
+    if not isinstance(mirrors, list | tuple) or not all(isinstance(url, str) for url in mirrors):
+        raise ParameterError(
+            "mirrors",
+            f"{{param}} must be a tuple of base URLs, such as ('https://example.org/mnist/',), got {mirrors!r}.",
+        )
+    for url in mirrors:
+        if (why := _not_a_url(url)) is not None:
+            raise ParameterError(
+                "mirrors", f"{{param}} holds {url!r}, {why}; give base URLs such as 'https://example.org/mnist/'."
+            )
+    return tuple(mirrors)
+
+
+def env_mirrors() -> tuple[str, ...]:
+    """The URLs ``$MNISTLAB_MIRRORS`` holds, separated by white space; a ``DatasetError`` for one that is no URL."""
+    urls = tuple(os.environ.get("MNISTLAB_MIRRORS", "").split())
+    for url in urls:
+        if (why := _not_a_url(url)) is not None:
+            raise DatasetError(
+                f"MNISTLAB_MIRRORS holds {url!r}, {why}; write each mirror as a full URL, such as "
+                "https://example.org/mnist/, separated by spaces, or unset it."
+            )
+    return urls
+
+
+def _not_a_url(url: str) -> str | None:
+    """Why ``url`` is no base URL of a mirror, or None."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL", a port that is no number
+        return f"which is not a valid URL ({exc})"
+    if parts.scheme.lower() not in _SCHEMES:
+        return "which is not an http or https URL"
+    if parts.scheme.lower() != "file" and not parts.hostname:
+        return "which names no host"
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "which holds a space or a control character (write a space as %20)"
+    return None
