@@ -31,7 +31,8 @@ class _Handler(BaseHTTPRequestHandler):
     /biglen/<file> announces a Content-Length of 1 TB; /html/<file> a login page;
     /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s;
     /slowhead/<file> its headers a byte every 50 ms; /trailers/<file> the file chunked, then trailers for ever;
-    /loop/<file> redirects to itself; /ftp-<port>/<file> to ftp://127.0.0.1:<port>/<file>.
+    /loop/<file> redirects to itself; /ftp-<port>/<file> to ftp://127.0.0.1:<port>/<file>; /bigmove/<file> to
+    /good/<file>, announcing a body of 1 TB.
     """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
@@ -50,6 +51,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", self.path if mode == "loop" else f"ftp://127.0.0.1:{mode[4:]}/{name}")
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if mode == "bigmove":  # a redirect to /good/, announcing a body of 1 TB
+            self.send_response(301)
+            self.send_header("Location", f"/good/{name}")
+            self.send_header("Content-Length", str(10**12))
+            self.end_headers()
+            self.wfile.write(b"moved")
             return
         body = path.read_bytes()
         if mode == "endless":
@@ -543,3 +551,13 @@ def test_a_mirror_that_is_no_http_url_is_refused_before_any_is_tried(tmp_path, m
     )
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_redirect_that_announces_a_huge_body_is_followed_without_reading_it(tiny, tmp_path):
+    # urllib reads a redirect's whole body before it follows it, asking for all the Content-Length at once: one of
+    # 1 TB was a MemoryError (one of 10**20 an OverflowError), a traceback that stopped the download of every
+    # mirror, where the redirect's body is not even needed.
+    spec, base, log, arrays = tiny
+    files = download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/bigmove/",))
+    assert sha256_decompressed(files["train_images"]) == spec.sha256["train_images"]
+    assert log[:2] == ["/bigmove/train-images-idx3-ubyte.gz", "/good/train-images-idx3-ubyte.gz"]

@@ -367,6 +367,16 @@ class _PacedHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
         return self.do_open(partial(_PacedHTTPS, pace=self.pace), req, context=self._context)
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, each one's own body left unread: urllib read it whole, asking for all its
+    Content-Length at once, so a redirect announcing 1 TB was a MemoryError that stopped the download."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        fp.close()  # urllib's read of the body then returns nothing
+        return new
+
+
 class _NoFTP(urllib.request.FTPHandler):
     """In place of urllib's ftp handler, which a mirror's redirect reached: it knows no deadline nor rate, so a
     server trickling its greeting held a download for hours."""
@@ -377,4 +387,4 @@ class _NoFTP(urllib.request.FTPHandler):
 
 def _open_paced(url: str, pace: _Pace):
     """``urlopen(url)``, every read of its response bounded by ``pace``."""
-    return urllib.request.build_opener(_PacedHandler(pace), _NoFTP).open(url, timeout=pace.timeout)
+    return urllib.request.build_opener(_PacedHandler(pace), _Redirects, _NoFTP).open(url, timeout=pace.timeout)
