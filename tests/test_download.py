@@ -561,3 +561,12 @@ def test_a_redirect_that_announces_a_huge_body_is_followed_without_reading_it(ti
     files = download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/bigmove/",))
     assert sha256_decompressed(files["train_images"]) == spec.sha256["train_images"]
     assert log[:2] == ["/bigmove/train-images-idx3-ubyte.gz", "/good/train-images-idx3-ubyte.gz"]
+
+
+def test_a_mirror_whose_path_is_not_ascii_is_fetched_as_a_browser_would(tiny, tmp_path):
+    # http.client takes ASCII only: "http://host/données/" (as curl or a browser fetches it) failed on every file
+    # with "'ascii' codec can't encode character '\xe9'", and the advice to check the network.
+    spec, base, log, arrays = tiny
+    files = download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/données/",))
+    assert sha256_decompressed(files["train_images"]) == spec.sha256["train_images"]
+    assert log[0] == "/donn%C3%A9es/train-images-idx3-ubyte.gz"

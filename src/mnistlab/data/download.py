@@ -24,7 +24,7 @@ from mnistlab.data.cache import cache_root
 from mnistlab.data.connect import HTTPConnectWithin
 from mnistlab.data.home import expand_home, refuse_empty_path
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
-from mnistlab.data.mirrors import checked_mirrors, env_mirrors
+from mnistlab.data.mirrors import ascii_url, checked_mirrors, env_mirrors
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
 from mnistlab.errors import (
@@ -387,4 +387,5 @@ class _NoFTP(urllib.request.FTPHandler):
 
 def _open_paced(url: str, pace: _Pace):
     """``urlopen(url)``, every read of its response bounded by ``pace``."""
-    return urllib.request.build_opener(_PacedHandler(pace), _Redirects, _NoFTP).open(url, timeout=pace.timeout)
+    opener = urllib.request.build_opener(_PacedHandler(pace), _Redirects, _NoFTP)
+    return opener.open(ascii_url(url), timeout=pace.timeout)

@@ -9,11 +9,11 @@ when a public mirror served the files.
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from mnistlab.errors import DatasetError, ParameterError
 
-__all__ = ["checked_mirrors", "env_mirrors"]
+__all__ = ["ascii_url", "checked_mirrors", "env_mirrors"]
 
 _SCHEMES = ("http", "https", "file")  # a file:// URL is a folder of this machine, read as a mirror
 
@@ -60,3 +60,13 @@ def _not_a_url(url: str) -> str | None:
     if any(c.isspace() or ord(c) < 32 for c in url):
         return "which holds a space or a control character (write a space as %20)"
     return None
+
+
+def ascii_url(url: str) -> str:
+    """``url`` with the characters of its path and query that are not ASCII percent-encoded (UTF-8), as a browser
+    sends them: http.client takes ASCII only. The host is left as it is (its lookup and Host header take IDNA)."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    path, query = (quote(text, safe="".join(map(chr, range(33, 127)))) for text in (parts.path, parts.query))
+    return urlunsplit(parts._replace(path=path, query=query))
