@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnistlab import DatasetError, DownloadError, ParameterError, download_dataset, load_mnist, write_idx
+from mnistlab import (
+    DatasetError,
+    DownloadError,
+    LocalWriteError,
+    ParameterError,
+    download_dataset,
+    load_mnist,
+    write_idx,
+)
 from mnistlab.cli import app
 from mnistlab.data.registry import DATASETS, MAX_DOWNLOAD_BYTES, ROLES, DatasetSpec
 from mnistlab.data.sources import sha256_decompressed
@@ -306,10 +314,24 @@ def test_an_unwritable_cache_folder_is_one_sentence_with_exit_2(tmp_path, monkey
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
     result = CliRunner().invoke(app, ["data", "info"])
     assert result.exit_code == 2, result.output
+    # It said "(Not a directory); free space there or make it writable", neither of which is the trouble.
     assert result.stderr == (
-        f"Error: mnistlab cannot write the download in {blocker}/mnistlab/mnist (Not a directory); free space there "
-        "or make it writable, or set XDG_CACHE_HOME to a folder you can write to, or MNISTLAB_DATA to a folder that "
+        f"Error: mnistlab cannot write the download in {blocker}/mnistlab/mnist: {blocker} is a file, not a folder; "
+        "move or remove it, or set XDG_CACHE_HOME to a folder you can write to, or MNISTLAB_DATA to a folder that "
         "holds the four IDX files.\n"
+    )
+
+
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_a_file_where_the_download_folder_should_be_is_said_to_be_one(tmp_path, under):
+    # It was "cannot write the download in ... (File exists); free space there or make it writable".
+    blocker = tmp_path / "data"
+    blocker.write_text("a file\n")
+    with pytest.raises(LocalWriteError) as info:
+        download_dataset("mnist", blocker / under, mirrors=("http://127.0.0.1:9/",))
+    assert str(info.value) == (
+        f"mnistlab cannot write the download in {blocker / under}: {blocker} is a file, not a folder; move or "
+        "remove it, or download to a folder you can write to."
     )
 
 

@@ -168,6 +168,12 @@ def _cannot_write(folder: Path, exc: OSError, in_cache: bool) -> LocalWriteError
             f"mnistlab cannot write the download in {folder}: {dangling} is a link to {os.readlink(dangling)}, "
             f"which does not exist (a drive not mounted?); mount it, remove the link, or {fix}."
         )
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # "File exists", "Not a directory": not a matter of space or permissions
+        return LocalWriteError(
+            f"mnistlab cannot write the download in {folder}: {blocker} is a file, not a folder; move or remove it, "
+            f"or {fix}."
+        )
     return LocalWriteError(
         f"mnistlab cannot write the download in {folder} ({exc.strerror or exc}); "
         f"free space there or make it writable, or {fix}."
