@@ -351,6 +351,15 @@ def test_a_cache_folder_linked_to_a_drive_not_mounted_says_so(tmp_path, monkeypa
     ), result.stderr
 
 
+def test_a_download_folder_that_cannot_be_looked_into_is_one_sentence(tmp_path):
+    # Telling why the folder could not be made looked into the folders above it, and a name too long (or a folder
+    # not to be entered) made that look an OSError traceback in place of the LocalWriteError.
+    folder = tmp_path / ("x" * 300) / "d"
+    with pytest.raises(LocalWriteError) as info:
+        download_dataset("mnist", folder, mirrors=("http://127.0.0.1:9/",))
+    assert str(info.value).startswith(f"mnistlab cannot write the download in {folder} (File name too long); ")
+
+
 def _file_size_limit(limit: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # writes past it fail with EFBIG

@@ -162,13 +162,16 @@ def _cannot_write(folder: Path, exc: OSError, in_cache: bool) -> LocalWriteError
         if in_cache
         else "download to a folder you can write to"
     )
-    dangling = next((p for p in (folder, *folder.parents) if p.is_symlink() and not p.exists()), None)
+    try:  # what is in the way; a folder that cannot be looked into (not to be entered, a name too long) says nothing
+        dangling = next((p for p in (folder, *folder.parents) if p.is_symlink() and not p.exists()), None)
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    except OSError:
+        dangling = blocker = None
     if dangling is not None:  # mkdir says "File exists" of a link whose target is gone: say what is wrong
         return LocalWriteError(
             f"mnistlab cannot write the download in {folder}: {dangling} is a link to {os.readlink(dangling)}, "
             f"which does not exist (a drive not mounted?); mount it, remove the link, or {fix}."
         )
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:  # "File exists", "Not a directory": not a matter of space or permissions
         return LocalWriteError(
             f"mnistlab cannot write the download in {folder}: {blocker} is a file, not a folder; move or remove it, "
