@@ -601,3 +601,25 @@ def test_a_mirror_whose_path_is_not_ascii_is_fetched_as_a_browser_would(tiny, tm
     files = download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/données/",))
     assert sha256_decompressed(files["train_images"]) == spec.sha256["train_images"]
     assert log[0] == "/donn%C3%A9es/train-images-idx3-ubyte.gz"
+
+
+@pytest.mark.parametrize("held", ["fashion-mnist", "own"])
+def test_another_data_set_in_the_folder_given_is_not_written_over(tiny, tmp_path, caplog, monkeypatch, held):
+    # Its files were called damaged ("... is damaged; downloading it again.") and replaced, one after another:
+    # a folder holding the user's own digits, or Fashion-MNIST (MNIST's file names), lost them to the download.
+    spec, base, log, arrays = tiny
+    dest = tmp_path / "data"
+    own = write_idx_folder(dest, random_idx_arrays(np.random.default_rng(2), 30, 5))
+    if held == "fashion-mnist":  # a data set registered under another name, known by its checksums
+        fashion = {role: sha256_decompressed(own / spec.files[role]) for role in ROLES}
+        monkeypatch.setitem(DATASETS, "tiny-fashion", _with(spec, name="tiny-fashion", sha256=fashion))
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    with pytest.raises(DatasetError) as info:
+        download_dataset("tiny", dest, mirrors=(f"{base}/good/",))
+    known = " (tiny-fashion's, by its sha256)" if held == "fashion-mnist" else ""
+    assert str(info.value) == (
+        f"{dest / spec.files['train_images']} holds other data than tiny's train images{known}; mnistlab does not "
+        "write over it: download tiny into another folder, or move the file away."
+    )
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before and log == []
+    assert not [r for r in caplog.records if "damaged" in r.getMessage()]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import logging
 import math
 import os
 import time
@@ -24,9 +23,9 @@ from mnistlab.data.cache import cache_root
 from mnistlab.data.connect import HTTPConnectWithin
 from mnistlab.data.home import expand_home, refuse_empty_path
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
+from mnistlab.data.inplace import keep_in_place
 from mnistlab.data.mirrors import ascii_url, checked_mirrors, env_mirrors
 from mnistlab.data.registry import DATASETS, ROLES
-from mnistlab.data.sources import sha256_decompressed
 from mnistlab.errors import (
     ChecksumError,
     DatasetError,
@@ -37,7 +36,6 @@ from mnistlab.errors import (
 )
 
 __all__ = ["download_dataset"]
-log = logging.getLogger("mnistlab.data")
 
 # After the first ``timeout`` seconds a file must average this rate, so a mirror
 # that trickles bytes is given up for the next: MNIST's 9.9 MB training images
@@ -91,7 +89,7 @@ def download_dataset(
     except OSError as exc:
         raise _cannot_write(folder, exc, in_cache) from None
     try:
-        return _download_into(spec, folder, mirrors, progress, (timeout, min_rate))
+        return _download_into(spec, folder, mirrors, progress, (timeout, min_rate), in_cache)
     except _LocalFailure as exc:
         raise _cannot_write(folder, exc.args[0], in_cache) from None
 
@@ -109,18 +107,16 @@ def _check_pace(timeout, min_rate) -> None:
         )
 
 
-def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float]) -> dict[str, Path]:
+def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float], in_cache: bool) -> dict[str, Path]:
     for role in ROLES:
         remove_leftovers(dest / spec.files[role], ".part")
-    out = {}
-    for role in ROLES:
+    # All four checked before any is downloaded: a file of other data refused leaves the folder as it was.
+    out = {
+        role: dest / spec.files[role] for role in ROLES if keep_in_place(dest / spec.files[role], spec, role, in_cache)
+    }
+    for role in (role for role in ROLES if role not in out):
         fname = spec.files[role]
         final = dest / fname
-        if final.is_file():
-            if _verified(final, spec.sha256[role]):
-                out[role] = final
-                continue
-            log.warning("mnistlab: %s is damaged; downloading it again.", final)
         problems = []
         for base in mirrors:
             url = base.rstrip("/") + "/" + fname
@@ -139,7 +135,7 @@ def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float
             )
             error.reason = reason
             raise error
-    return out
+    return {role: out[role] for role in ROLES}
 
 
 def _said(exc: Exception) -> str:
@@ -181,14 +177,6 @@ def _cannot_write(folder: Path, exc: OSError, in_cache: bool) -> LocalWriteError
         f"mnistlab cannot write the download in {folder} ({exc.strerror or exc}); "
         f"free space there or make it writable, or {fix}."
     )
-
-
-def _verified(path: Path, sha256: str) -> bool:
-    """Whether a file already in place is a good copy; a damaged one is downloaded again."""
-    try:
-        return sha256_decompressed(path) == sha256
-    except IDXFormatError:
-        return False
 
 
 def _fetch_verified(url: str, final: Path, sha256: str, progress, pace: tuple[float, float], max_bytes: int) -> None:
