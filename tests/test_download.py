@@ -623,3 +623,32 @@ def test_another_data_set_in_the_folder_given_is_not_written_over(tiny, tmp_path
     )
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before and log == []
     assert not [r for r in caplog.records if "damaged" in r.getMessage()]
+
+
+def _answering(reply: bytes) -> int:
+    """The port of a loopback server that answers each connection with ``reply`` and hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        with listener:
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("reply", [b"\x15\x03\x01\x00\x02\x02\x32", b"SSH-2.0-OpenSSH_9.2" + b"x" * 5000 + b"\r\n"])
+def test_a_server_that_does_not_answer_in_http_is_said_to_be_one(tmp_path, reply):
+    # The error held what the server sent in place of a status line, as it was: the control bytes of a TLS alert
+    # (an http:// URL on an https port) or any line up to 64 KiB, and nothing said what was wrong.
+    port = _answering(reply)
+    with pytest.raises(DownloadError) as info:
+        download_dataset("mnist", tmp_path / "d", mirrors=(f"http://127.0.0.1:{port}/",), timeout=5)
+    said = str(info.value)
+    assert f"127.0.0.1:{port}/train-images-idx3-ubyte.gz: its answer is not HTTP (it began " in said
+    assert "; check the mirror's scheme, http or https, and port)" in said
+    assert said.isprintable() and len(said) < 400

@@ -145,6 +145,9 @@ def _said(exc: Exception) -> str:
     redirects = urllib.request.HTTPRedirectHandler
     if isinstance(exc, urllib.error.HTTPError) and str(exc.msg).startswith(redirects.inf_msg):  # three lines
         return f"it redirects in a loop, or more than {redirects.max_redirections} times (HTTP {exc.code})"
+    if isinstance(exc, http.client.BadStatusLine) and not isinstance(exc, http.client.RemoteDisconnected):
+        began = ascii(str(exc)[:40])  # what came in place of a status line: a TLS alert's bytes, a long line
+        return f"its answer is not HTTP (it began {began}; check the mirror's scheme, http or https, and port)"
     return " ".join(str(exc).split())  # one line, whatever the server or library put in it
 
 
