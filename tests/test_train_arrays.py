@@ -150,3 +150,24 @@ def test_folds_of_a_training_set_of_one_image_a_class_say_to_skip_them(digits, t
         ", which needs two or more training images of each class, but the rarest class has 1; give cv 0 to skip it."
     )
     assert not (tmp_path / "m").exists()
+
+
+def test_cross_validation_in_processes_reads_a_warm_loads_arrays_as_this_process_sees_them(tmp_path, monkeypatch):
+    # A warm load maps the array cache (np.memmap, copy-on-write, opened by its file descriptor): joblib hands
+    # such an array to its workers by file name, which it lacks, and every parallel CV (the CLI's default
+    # --n-jobs -1: `mnistlab train sgd-hinge` itself) died in a BrokenProcessPool traceback once the cache was warm.
+    from mnistlab import load_split
+    from mnistlab.testing import write_idx_folder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    X, y = load_digits(return_X_y=True)
+    X = (X * 16).clip(0, 255).astype(np.uint8).reshape(-1, 8, 8)
+    roles = {"train_images": X[:240], "train_labels": y[:240], "test_images": X[240:300], "test_labels": y[240:300]}
+    folder = write_idx_folder(tmp_path / "digits", roles)
+    load_split(data_dir=folder)  # builds the cache: the next load maps it
+    data = load_split(data_dir=folder)
+    assert isinstance(data[0], np.memmap)
+    data[0][data[0] < 128] = 0  # changed in this process only: the workers must see it all the same
+    serial = train_recipe("knn", cv=3, n_jobs=1, out=tmp_path / "one", data=[np.array(a) for a in data])
+    parallel = train_recipe("knn", cv=3, n_jobs=2, out=tmp_path / "two", data=data)
+    assert parallel["cv_scores"] == serial["cv_scores"] and len(serial["cv_scores"]) == 3
