@@ -171,3 +171,17 @@ def test_cross_validation_in_processes_reads_a_warm_loads_arrays_as_this_process
     serial = train_recipe("knn", cv=3, n_jobs=1, out=tmp_path / "one", data=[np.array(a) for a in data])
     parallel = train_recipe("knn", cv=3, n_jobs=2, out=tmp_path / "two", data=data)
     assert parallel["cv_scores"] == serial["cv_scores"] and len(serial["cv_scores"]) == 3
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_fold_that_fails_says_why_as_the_fit_does(digits, tmp_path, n_jobs):
+    # scikit-learn's cross_val_score keeps a fold's error as a NaN score, then raises "All the 3 fits failed. It
+    # is very likely that your model is misconfigured." with every fold's traceback: for images Deskew cannot
+    # take, a ValueError traceback (exit 1) where the same images without CV were one sentence.
+    X_tr, X_te, y_tr, y_te = digits
+    rows = (np.tile(X_tr, 2)[:, :60], np.tile(X_te, 2)[:, :60])  # 60 pixels: no square image
+    said = "images have 60 pixels per row, expected a square number such as 784 (28 x 28) flattened row by row."
+    for cv in (0, 3):
+        with pytest.raises(InputError) as info:
+            train_recipe("knn-deskew", cv=cv, n_jobs=n_jobs, out=tmp_path / f"m{cv}", data=(*rows, y_tr, y_te))
+        assert str(info.value) == said

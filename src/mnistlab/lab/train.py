@@ -175,9 +175,9 @@ def cross_validate(recipe: Recipe, options: RunOptions, X, y) -> tuple[list[floa
         # The final fit reports non-convergence once; K more copies add nothing.
         warnings.simplefilter("ignore", ConvergenceWarning)
         # Folds run in parallel processes; each estimator then runs single-job so the cores are not oversubscribed.
-        scores = cross_val_score(
-            recipe.build(options.seed, 1), X, y, cv=folds, n_jobs=options.n_jobs, scoring="accuracy"
-        )
+        # A fold's error is raised as the fit's, not as "All the 3 fits failed" with each fold's traceback.
+        estimator, jobs = recipe.build(options.seed, 1), options.n_jobs
+        scores = cross_val_score(estimator, X, y, cv=folds, n_jobs=jobs, scoring="accuracy", error_score="raise")
     return [float(s) for s in scores], time.perf_counter() - start
 
 
