@@ -523,6 +523,32 @@ def test_int8_export_calibrated_on_images_unlike_the_test_set_is_refused(mnist_s
         export_model(model_dir, tmp_path / "small.onnx", int8=True, data=(X_tr, X_te[:, :64], y_tr, y_te))
 
 
+def test_int8_export_that_loses_exactly_the_allowed_share_is_written(mnist_small, tmp_path):
+    """ "At most 0.5 points" held for 0.49 and refused 0.5: 1.0 - 0.995 is 0.0050000000000000044 in floats, above
+    MAX_INT8_DROP. The answers are counted: one image of 200 lost is the half point allowed."""
+    from mnistlab.models.cnn.quantize import CALIBRATION_IMAGES, quantize_convolutions
+
+    X_tr, X_te, y_tr, y_te = mnist_small
+    model_dir = tmp_path / "model"
+    save_model(CNNClassifier(**TINY, epochs=2).fit(X_tr, y_tr), model_dir, card={"recipe": "tiny", "dataset": "mnist"})
+    graph = onnx_graph(load_model(model_dir)[0])
+    picked = np.random.default_rng(42).permutation(len(X_tr))[:CALIBRATION_IMAGES]  # as export_model draws them
+    unit = lambda X: (X.astype(np.float32) / 255).reshape(-1, 1, 28, 28)  # noqa: E731
+    # Two digits blended: answers near a tie, where int8 can differ; each labelled as float32 answers it.
+    blends = ((X_te[:-1].astype(np.uint16) + X_te[1:]) // 2).astype(np.uint8)
+    pool = np.concatenate([X_te, blends])
+    float_pred = OnnxPredictor(graph).predict_proba(unit(pool)).argmax(1)
+    int8_pred = OnnxPredictor(quantize_convolutions(graph, unit(X_tr[picked]))).predict_proba(unit(pool)).argmax(1)
+    truth = np.concatenate([y_te, float_pred[len(X_te) :]])
+    lost = np.flatnonzero((float_pred == truth) & (int8_pred != truth))
+    kept = np.flatnonzero((float_pred == truth) & (int8_pred == truth))
+    test = np.concatenate([lost[:1], kept[:199]])
+    assert len(test) == 200
+    written = export_model(model_dir, tmp_path / "int8.onnx", int8=True, data=(X_tr, pool[test], y_tr, truth[test]))
+    assert (written["accuracy_float32"], written["accuracy_int8"]) == (1.0, 0.995)
+    assert (tmp_path / "int8.onnx").is_file()
+
+
 def test_export_refuses_a_model_that_is_not_a_cnn(tmp_path):
     with pytest.raises(InputError, match="needs a fitted CNN model, got Pipeline"):
         export_onnx(Pipeline([("cnn", CNNClassifier())]), tmp_path / "x.onnx")
