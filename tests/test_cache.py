@@ -29,7 +29,7 @@ import mnistlab.data.cache as cache_module
 from mnistlab import IDXFormatError, load_mnist, write_idx
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli import app
-from mnistlab.data.cache import array_cache_dir
+from mnistlab.data.cache import array_cache_dir, is_mapped
 from mnistlab.data.sources import find_idx_files
 from mnistlab.testing import random_idx_arrays, write_idx_folder
 from mnistlab.testing.cli import run_cli
@@ -98,7 +98,7 @@ def test_damaged_cache_is_rebuilt_with_one_line_never_served(case, cache_copy, m
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
         again = load_mnist("mnist")
-    assert not caplog.records and isinstance(again.images, np.memmap)
+    assert not caplog.records and is_mapped(again.images)
     assert np.array_equal(again.target, mnist_full.target)
 
 
@@ -503,14 +503,14 @@ def test_a_warm_load_is_as_writable_as_the_first_and_never_changes_the_cache(tmp
     original = first.data.copy()
     for _ in range(2):  # two warm loads: the second sees no change the first made
         b = load_mnist(data_dir=folder)
-        assert isinstance(b.images, np.memmap), "a warm load maps the cache"
+        assert is_mapped(b.images), "a warm load maps the cache"
         assert b.data.flags.writeable and b.images.flags.writeable and b.target.flags.writeable
         b.data[b.data < 128] = 0
         b.target[:] = 9
         assert b.images[0].max() == b.data[0].max()  # images and data are still one memory
     with caplog.at_level(logging.WARNING, logger="mnistlab.data"):
         again = load_mnist(data_dir=folder)
-    assert isinstance(again.images, np.memmap) and caplog.records == []  # the cache passed its check, unchanged
+    assert is_mapped(again.images) and caplog.records == []  # the cache passed its check, unchanged
     np.testing.assert_array_equal(again.data, original)
     assert again.target[0] == 0
 
@@ -540,7 +540,7 @@ def test_a_named_pipe_in_the_cache_is_rebuilt_not_waited_on_for_ever(name, tmp_p
     assert run.stderr.count("\n") == 1 and f"{name} is not a regular file); rebuilt them" in run.stderr, run.stderr
     assert (cache / name).is_file()  # the pipe replaced by the cache file
     again = load_mnist(data_dir=folder)
-    assert isinstance(again.images, np.memmap) and np.array_equal(again.target, first.target)
+    assert is_mapped(again.images) and np.array_equal(again.target, first.target)
 
 
 def test_a_source_replaced_while_the_cache_is_built_is_read_again_next_time(tmp_path, monkeypatch):
@@ -583,7 +583,7 @@ def test_a_cache_folder_that_cannot_be_reached_is_said_as_one_not_as_a_failed_ch
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"mnistlab: cannot cache the arrays in {cache}/"), line
     assert REBUILT not in line and "XDG_CACHE_HOME" in line, line
-    assert b.images.shape == (60, 28, 28) and not isinstance(b.images, np.memmap)
+    assert b.images.shape == (60, 28, 28) and not is_mapped(b.images)
 
 
 def test_a_named_pipe_named_as_a_leftover_temp_file_is_removed_not_waited_on(tmp_path):
@@ -595,3 +595,24 @@ def test_a_named_pipe_named_as_a_leftover_temp_file_is_removed_not_waited_on(tmp
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npy"]
     assert (tmp_path / "images.npy").read_bytes() == b"new"
+
+
+def test_a_warm_loads_arrays_go_to_joblibs_worker_processes_as_they_are_here(tmp_path, monkeypatch):
+    """cross_val_score(..., n_jobs=2) on a warm load's arrays died in BrokenProcessPool: joblib sent an np.memmap
+    to its workers by its file name, which an array mapped through a descriptor has not."""
+    from joblib import Parallel, delayed
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.model_selection import cross_val_score
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = write_idx_folder(tmp_path / "data", random_idx_arrays(np.random.default_rng(0), 3000, 20))
+    load_mnist(data_dir=folder)
+    warm = load_mnist(data_dir=folder)
+    assert is_mapped(warm.data)
+    X, y = warm.data, warm.target  # 2.4 MB: joblib passes it through a file of its own (above 1 MB)
+    X[0, :] = 255  # changed here, copy-on-write: the workers see the change, the cache never does
+    sums = Parallel(n_jobs=2)(delayed(np.sum)(a) for a in (X, X[:10], y))
+    assert sums == [X.sum(), X[:10].sum(), y.sum()]
+    scores = cross_val_score(SGDClassifier(max_iter=5, tol=None, random_state=0), X, y, cv=2, n_jobs=2)
+    assert len(scores) == 2
+    assert not np.all(load_mnist(data_dir=folder).data[0] == 255)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mnistlab import ChecksumError, DatasetError, InputError, load_mnist, load_split, write_idx
+from mnistlab.data.cache import is_mapped
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
 
@@ -53,7 +54,7 @@ def test_float_dtype_is_scaled_to_unit_range():
 
 def test_warm_load_is_a_memory_map(mnist_full):
     b = load_mnist("mnist")
-    assert isinstance(b.images.base, np.memmap) or isinstance(b.images, np.memmap)
+    assert is_mapped(b.images)
     assert np.shares_memory(b.data, b.images)
 
 

@@ -153,10 +153,11 @@ def test_folds_of_a_training_set_of_one_image_a_class_say_to_skip_them(digits, t
 
 
 def test_cross_validation_in_processes_reads_a_warm_loads_arrays_as_this_process_sees_them(tmp_path, monkeypatch):
-    # A warm load maps the array cache (np.memmap, copy-on-write, opened by its file descriptor): joblib hands
-    # such an array to its workers by file name, which it lacks, and every parallel CV (the CLI's default
-    # --n-jobs -1: `mnistlab train sgd-hinge` itself) died in a BrokenProcessPool traceback once the cache was warm.
+    # A warm load maps the array cache (copy-on-write, opened by its file descriptor): as an np.memmap, joblib
+    # handed it to its workers by file name, which it lacks, and every parallel CV (the CLI's default --n-jobs -1:
+    # `mnistlab train sgd-hinge` itself) died in a BrokenProcessPool traceback once the cache was warm.
     from mnistlab import load_split
+    from mnistlab.data.cache import is_mapped
     from mnistlab.testing import write_idx_folder
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -166,7 +167,7 @@ def test_cross_validation_in_processes_reads_a_warm_loads_arrays_as_this_process
     folder = write_idx_folder(tmp_path / "digits", roles)
     load_split(data_dir=folder)  # builds the cache: the next load maps it
     data = load_split(data_dir=folder)
-    assert isinstance(data[0], np.memmap)
+    assert is_mapped(data[0])
     data[0][data[0] < 128] = 0  # changed in this process only: the workers must see it all the same
     serial = train_recipe("knn", cv=3, n_jobs=1, out=tmp_path / "one", data=[np.array(a) for a in data])
     parallel = train_recipe("knn", cv=3, n_jobs=2, out=tmp_path / "two", data=data)

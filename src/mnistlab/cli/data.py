@@ -119,13 +119,13 @@ def data_info(
 def _verified_text(bunch) -> str:
     """What ``data info`` says was checked: the files' sha256 for a dataset of files; for scikit-learn's digits,
     which come with no files nor published checksums, nothing (it said every file's sha256 matched)."""
-    import numpy as np  # not at start-up: see the module docstring
+    from mnistlab.data.cache import is_mapped  # not at start-up (numpy): see the module docstring
 
     if not bunch.details["verified"]:
         return "[yellow]no[/yellow] (not a registered dataset)"
     if not bunch.details["files"]:
         return "[green]yes[/green] (bundled with scikit-learn: no files to check)"
-    cached = "; the cached arrays match their digests" if isinstance(bunch.images, np.memmap) else ", read from them"
+    cached = "; the cached arrays match their digests" if is_mapped(bunch.images) else ", read from them"
     return f"[green]yes[/green] (sha256 of every file matches{cached})"
 
 

@@ -155,11 +155,24 @@ def _open_verified(path: Path, entry: dict) -> np.ndarray:
                 raise _Damaged(f"{path.name} has a header that does not match the manifest")
             # Copy-on-write: as writable as a first load's arrays (read-only, code that changed them in place ran
             # once, then failed on every later load), and a change stays in the process, never reaches the cache.
-            return np.memmap(f, dtype=dtype, mode="c", offset=f.tell(), shape=shape)
+            # A plain array on the mapping, not an np.memmap: joblib sends an np.memmap to its workers by its file
+            # name, which one mapped through a descriptor has not (cross_val_score(n_jobs=2) on a warm load's
+            # arrays died in BrokenProcessPool); a plain one it sends as any other array.
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            return np.ndarray(shape, dtype, buffer=mapping, offset=f.tell())
     except FileNotFoundError:
         raise _Damaged(f"{path.name} is missing") from None
     except (OSError, ValueError, EOFError) as exc:
         raise _Damaged(f"{path.name} cannot be read: {exc}") from None
+
+
+def is_mapped(array) -> bool:
+    """Whether ``array`` (or the array it is a view of) lies on a mapping of the cache: a warm load's."""
+    while array is not None:
+        if isinstance(array, mmap.mmap):
+            return True
+        array = getattr(array, "base", None)
+    return False
 
 
 def _open_arrays(cdir: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -169,8 +169,6 @@ def cross_validate(recipe: Recipe, options: RunOptions, X, y) -> tuple[list[floa
         return [], 0.0
     start = time.perf_counter()
     folds = StratifiedKFold(n_splits=options.cv)  # what cross_val_score(cv=K) uses for a classifier
-    if options.n_jobs != 1:  # copies: joblib sends a warm load's np.memmap by its file name, which it has not (the
-        X, y = np.array(X), np.array(y)  # cache is mapped by descriptor), nor would the file hold what changed here
     with warnings.catch_warnings():
         # The final fit reports non-convergence once; K more copies add nothing.
         warnings.simplefilter("ignore", ConvergenceWarning)
