@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +125,47 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
         run.kill()
     assert stderr == b""
     assert run.returncode == 1  # click's exit for a closed pipe, as before
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str], until: bytes, timeout: float = 120) -> bytes:
+    """What ``python -m mnistlab ARGS`` writes on a terminal (a pseudo-terminal as its stdout and stderr, an xterm
+    unless ``env`` says otherwise), up to and with the line holding ``until``; the command is then stopped with SIGTERM, its last lines read too."""
+    controller, terminal = pty.openpty()
+    command = [sys.executable, "-m", "mnistlab", *args]
+    plain = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TERM")}
+    run = subprocess.Popen(command, stdout=terminal, stderr=terminal, env={**plain, "TERM": "xterm", **env})
+    os.close(terminal)
+    seen, deadline = b"", time.monotonic() + timeout
+    try:
+        while until not in seen and run.poll() is None and time.monotonic() < deadline:
+            if select.select([controller], [], [], 0.5)[0]:
+                seen += os.read(controller, 65536)
+        assert until in seen, seen
+        run.send_signal(signal.SIGTERM)
+        while select.select([controller], [], [], 30)[0]:
+            try:
+                more = os.read(controller, 65536)
+            except OSError:  # the terminal's other end closed: the command ended
+                break
+            if not more:
+                break
+            seen += more
+        run.wait(timeout=30)
+    finally:
+        run.kill()
+        os.close(controller)
+    return seen
+
+
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TERM": "dumb"}])
+def test_serve_logs_without_colour_where_the_terminal_says_so(env):
+    """``NO_COLOR=1 mnistlab serve`` (https://no-color.org), and ``serve`` in a dumb terminal (Emacs' shell), wrote
+    uvicorn's log lines in colour on a terminal ("\\x1b[32mINFO\\x1b[0m:"), where every other command's output
+    honours both."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    coloured = _on_a_terminal(["serve", "--port", str(port)], {}, b"Uvicorn running")
+    assert b"\x1b[32mINFO" in coloured, coloured  # a terminal that takes colours gets them
+    plain = _on_a_terminal(["serve", "--port", str(port)], env, b"Uvicorn running")
+    assert b"\x1b[" not in plain and b"INFO:     Uvicorn running on" in plain, plain

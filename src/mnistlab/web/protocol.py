@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -392,4 +393,8 @@ def server_config(
     http = protocol_for(limits)
     # ws="none": no WebSocket routes exist, and an Upgrade request is then served as the plain request it
     # also is, with the API's headers, instead of uvicorn's plain-text refusal.
-    return uvicorn.Config(app, host=host, port=port, http=http, ws="none", log_level=log_level, access_log=access_log)
+    # uvicorn colours its log on any terminal: none where NO_COLOR is set (no-color.org) or TERM is dumb, as rich does.
+    colours = None if os.environ.get("NO_COLOR", "") == "" and os.environ.get("TERM") != "dumb" else False
+    return uvicorn.Config(
+        app, host=host, port=port, http=http, ws="none", log_level=log_level, access_log=access_log, use_colors=colours
+    )
