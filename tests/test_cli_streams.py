@@ -127,9 +127,10 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
     assert run.returncode == 1  # click's exit for a closed pipe, as before
 
 
-def _on_a_terminal(args: list[str], env: dict[str, str], until: bytes, timeout: float = 120) -> bytes:
+def _on_a_terminal(args: list[str], env: dict[str, str], until: bytes | None = None, timeout: float = 120) -> bytes:
     """What ``python -m mnistlab ARGS`` writes on a terminal (a pseudo-terminal as its stdout and stderr, an xterm
-    unless ``env`` says otherwise), up to and with the line holding ``until``; the command is then stopped with SIGTERM, its last lines read too."""
+    unless ``env`` says otherwise) until it ends, or, given ``until``, up to the line holding it, when the command
+    is stopped with SIGTERM and its last lines read too."""
     controller, terminal = pty.openpty()
     command = [sys.executable, "-m", "mnistlab", *args]
     plain = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TERM")}
@@ -137,19 +138,27 @@ def _on_a_terminal(args: list[str], env: dict[str, str], until: bytes, timeout: 
     os.close(terminal)
     seen, deadline = b"", time.monotonic() + timeout
     try:
-        while until not in seen and run.poll() is None and time.monotonic() < deadline:
+        while until is None or until not in seen:
+            assert time.monotonic() < deadline, seen
             if select.select([controller], [], [], 0.5)[0]:
-                seen += os.read(controller, 65536)
-        assert until in seen, seen
-        run.send_signal(signal.SIGTERM)
-        while select.select([controller], [], [], 30)[0]:
-            try:
-                more = os.read(controller, 65536)
-            except OSError:  # the terminal's other end closed: the command ended
-                break
-            if not more:
-                break
-            seen += more
+                try:
+                    more = os.read(controller, 65536)
+                except OSError:  # the terminal's other end closed: the command ended
+                    more = b""
+                if not more:
+                    break
+                seen += more
+        assert until is None or until in seen, seen
+        if until is not None:
+            run.send_signal(signal.SIGTERM)
+            while select.select([controller], [], [], 30)[0]:
+                try:
+                    more = os.read(controller, 65536)
+                except OSError:
+                    break
+                if not more:
+                    break
+                seen += more
         run.wait(timeout=30)
     finally:
         run.kill()
@@ -169,3 +178,12 @@ def test_serve_logs_without_colour_where_the_terminal_says_so(env):
     assert b"\x1b[32mINFO" in coloured, coloured  # a terminal that takes colours gets them
     plain = _on_a_terminal(["serve", "--port", str(port)], env, b"Uvicorn running")
     assert b"\x1b[" not in plain and b"INFO:     Uvicorn running on" in plain, plain
+
+
+def test_a_dumb_terminal_gets_the_steps_without_a_blank_line(tmp_path):
+    """``mnistlab train`` in a dumb terminal (Emacs' shell, ``TERM=dumb``), which cannot draw a spinner, left the
+    spinner's blank line between its steps and its result, as a pipe once did."""
+    args = ["train", "logreg", "--limit", "300", "--cv", "0", "--out", str(tmp_path / "model")]
+    seen = _on_a_terminal(args, {"TERM": "dumb"}).replace(b"\r\n", b"\n")
+    assert b"\x1b[" not in seen and b"\r" not in seen, seen
+    assert b"\n\n" not in seen and b"saving to" in seen, seen

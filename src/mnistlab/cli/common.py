@@ -240,7 +240,9 @@ def _steps(enabled: bool) -> Iterator:
         yield None
         return
     bar = None
-    if err.is_terminal:  # a log or a pipe gets the finished lines alone: stopping a spinner there left a blank line
+    # A log, a pipe or a dumb terminal (TERM=dumb, which draws no spinner) gets the finished lines alone:
+    # stopping a spinner there left a blank line.
+    if err.is_terminal and not err.is_dumb_terminal:
         # rich.progress is only needed once a long command runs, not for --help.
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
