@@ -60,8 +60,8 @@ def deployment(runtime, web_model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("rayserve") / "stderr.txt"
     cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--ray-replicas", "2", "--cluster", runtime]
     cmd += ["--model", str(web_model_dir), "--port", str(port), "--read-timeout", str(READ_TIMEOUT_S)]
-    with open(log, "w") as stderr:
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    with open(log, "w") as stderr, open(log.with_name("stdout.txt"), "w") as stdout:
+        server = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while f"Serving 2 replica(s) at {url}" not in log.read_text():
@@ -190,11 +190,14 @@ def test_the_health_check_says_what_api_ready_says():
 
 
 def test_sigterm_shuts_the_deployment_down(deployment):
-    """Last: stops the module's deployment. Nothing of Serve is left on the runtime, and the CPUs are free."""
+    """Last: stops the module's deployment. Nothing of Serve is left on the runtime, and the CPUs are free. Nothing
+    was printed on stdout: Serve's shutdown was reported there by Ray, in colour, as a failure ("(raylet) Task
+    ServeController.graceful_shutdown failed. ... The actor is dead because it was killed by `ray.kill`.")."""
     server, url, log = deployment
     server.send_signal(signal.SIGTERM)
     assert server.wait(120) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+    assert log.with_name("stdout.txt").read_text() == ""
     left = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve"]
     assert left == []
     deadline = time.monotonic() + 60

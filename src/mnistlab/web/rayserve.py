@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -55,6 +56,7 @@ __all__ = [
 APP_NAME = "mnistlab"  # the Serve application's name on the cluster
 HEALTH_CHECK_PERIOD_S = 10.0  # seconds between Serve's readiness checks of each replica
 MAX_MODEL_BYTES = 256 * 2**20  # model files shipped with the deployment; larger: a folder on each node
+SHUTDOWN_REPORTS_S = 1.0  # how long after Serve's shutdown the raylet's report of it is kept from stdout
 
 
 def model_files(model_dir: str | Path | None) -> dict[str, bytes] | None:
@@ -203,7 +205,22 @@ def run_on_ray(
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the shutdown short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            serve.shutdown()
+            _shutdown_quietly(serve)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _shutdown_quietly(serve: Any) -> None:
+    """``serve.shutdown()``, its report kept off stdout. Serve ends its controller while the controller's own
+    graceful_shutdown call waits (by design); the raylet reports that call to the driver, which printed it on
+    stdout whatever log_to_driver says, in colour: "(raylet) Task ServeController.graceful_shutdown failed. ...
+    The actor is dead because it was killed by `ray.kill`.", after a clean stop."""
+    driver: Any = sys.modules["ray._private.worker"]  # its switch for printing what the cluster reports
+    printing = getattr(driver, "_worker_logs_enabled", True)
+    driver._worker_logs_enabled = False
+    try:
+        serve.shutdown()
+        time.sleep(SHUTDOWN_REPORTS_S)  # the report comes through another thread, a moment later
+    finally:
+        driver._worker_logs_enabled = printing
