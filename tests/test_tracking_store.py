@@ -314,6 +314,7 @@ def test_a_read_only_store_is_read_and_a_write_to_it_is_one_sentence_with_its_re
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith(f"Error: The tracking store {read_only} failed (OperationalError: attempt to write a re")
     assert not (tmp_path / "r" / "models").exists()  # refused before the fit
+    assert not any(here.iterdir())  # nor the folders MLflow made of the URI's text ("./file:/tmp/...")
 
 
 @pytest.mark.parametrize(
@@ -423,3 +424,20 @@ def test_the_runs_table_shows_each_run_id_whole(tmp_path):
     table = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri], terminal_width=80)
     assert table.exit_code == 0, table.output
     assert len(run_id) == 32 and run_id in table.stdout, table.stdout
+
+
+def test_a_store_whose_folder_name_holds_percent_question_or_hash_is_the_one_used(tmp_path, monkeypatch):
+    """XDG_DATA_HOME (or a .db path) in a folder named "exp? #1 100%25": MLflow read the URI mnistlab built as a
+    URL, so the runs went to a file "exp" (cut at "?") beside that folder, or to "100%" for "100%25", and `runs`
+    then listed none of them."""
+    odd = tmp_path / "exp? #1 100%25 é"
+    monkeypatch.setenv("XDG_DATA_HOME", str(odd / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = ["compare", "knn", "--dataset", "digits", "--limit", "200", "--cv", "0", "--out", str(tmp_path / "r")]
+    for store in ([], ["--tracking-uri", str(odd / "runs #2?.db")]):
+        result = runner.invoke(app, [*args, *store, "--json"])
+        assert result.exit_code == 0, result.output
+        listed = runner.invoke(app, ["runs", *store, "--json"])
+        assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 1, listed.output
+    assert (odd / "data" / "mnistlab" / "tracking" / "mlflow.db").is_file() and (odd / "runs #2?.db").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [odd.name, "r"]  # no store beside the folder

@@ -28,13 +28,22 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
 from mnistlab._atomic import locked_temp, locked_where_possible, remove_leftovers
 from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
-from mnistlab.lab.tracking_text import RENAMED, mlflow_key, open_error, param_text, reason
+from mnistlab.lab.tracking_text import (
+    RENAMED,
+    mlflow_key,
+    no_misread_folders,
+    open_error,
+    param_text,
+    reason,
+    sqlite_uri,
+)
 from mnistlab.models.files import models_root
 
 __all__ = ["EXPERIMENT", "SWEEP_EXPERIMENT", "default_tracking_uri", "resolve_uri", "Tracker"]
@@ -46,7 +55,7 @@ TAG = "mnistlab_"  # prefix of mnistlab's tags (underscores: filter strings need
 
 def default_tracking_uri() -> str:
     """MLflow's SQLite store in the user data folder, beside the saved models."""
-    return f"sqlite:///{_default_folder() / 'mlflow.db'}"
+    return sqlite_uri(_default_folder() / "mlflow.db")
 
 
 def _default_folder() -> Path:
@@ -74,7 +83,7 @@ def resolve_uri(uri: str | os.PathLike[str] | None = None) -> str:
     named = f"MLFLOW_TRACKING_URI={given}" if uri is None else "{param} " + given
     path = expand_home(given, lambda why: ParameterError("tracking_uri", f"{named} {why}; give its full path."))
     if "://" not in given and path.suffix.lower() in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
-        return f"sqlite:///{path.absolute()}"
+        return sqlite_uri(path.absolute())
     return given
 
 
@@ -115,7 +124,7 @@ class Tracker:
         try:
             # Two processes setting up one new SQLite database at once both ran its migrations, and one failed
             # ("table experiments already exists"): they take turns on its folder while the store is opened.
-            with _store_lock(folder):
+            with _store_lock(folder), no_misread_folders(self.uri, database):
                 _made_whole(database, self.uri)
                 self.client = MlflowClient(tracking_uri=self.uri)
                 self.experiment_id, deleted = _experiment_id(self.client, experiment, artifacts, create)
@@ -290,10 +299,12 @@ class Tracker:
 
 def _sqlite_file(uri: str) -> Path | None:
     """The database file a ``sqlite:///`` URI names, also in SQLite's URI form (``sqlite:///file:PATH?mode=ro&
-    uri=true``, a store opened read-only); None for other stores and an in-memory one."""
+    uri=true``, a store opened read-only), its ``%XX`` decoded as SQLAlchemy decodes them; None for other stores and
+    an in-memory one."""
     if not uri.startswith("sqlite:///"):
         return None
     path, _, query = uri.removeprefix("sqlite:///").partition("?")
+    path = unquote(path)
     if "uri=true" in query.lower().split("&"):
         path = path.removeprefix("file:")
     return None if path in ("", ":memory:") else Path(path)
@@ -337,7 +348,7 @@ def _made_whole(database: Path | None, uri: str) -> None:
     except OSError as exc:  # a folder that cannot be written: said of the store, not of a temporary file
         raise OSError(exc.errno, exc.strerror, str(database)) from None
     try:
-        MlflowClient(tracking_uri=f"sqlite:///{Path(tmp).absolute()}").search_experiments(max_results=1)
+        MlflowClient(tracking_uri=sqlite_uri(Path(tmp).absolute())).search_experiments(max_results=1)
         os.replace(tmp, database)
     finally:
         os.close(fd)

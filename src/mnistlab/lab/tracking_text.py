@@ -10,15 +10,17 @@ MLflow's own message can hide.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from mnistlab.errors import TrackingError
 
-__all__ = ["RENAMED", "mlflow_key", "param_text", "open_error", "reason"]
+__all__ = ["RENAMED", "mlflow_key", "param_text", "open_error", "reason", "sqlite_uri", "no_misread_folders"]
 
 _PARAM_CHARS = 6000  # MLflow's longest parameter value: a longer one (a module's repr) is cut, marked with "…"
 RENAMED = "mnistlab_key/"  # a tag per key mlflow_key renamed, holding the name it stands for
@@ -27,6 +29,30 @@ _PART_CHARS = 100  # a part of a key of several ("test_accuracy/MODEL/DATASET")
 # What MLflow refuses in a key's part: all but letters and digits of any script, "_", "-", ".", " " and, except on
 # Windows, ":".
 _REFUSED = re.compile(r"[^\w\-. ]" if os.name == "nt" else r"[^\w\-. :]")
+
+
+def sqlite_uri(path: Path) -> str:
+    """The ``sqlite:///`` URI of the database file ``path``. SQLAlchemy reads the URI as a URL: a ``?`` in a folder's
+    name began its query (the store went to a file named by the path cut there) and ``%20`` was a space, so ``%``,
+    ``?`` and ``#`` are percent-encoded, as its parser decodes them."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+
+
+@contextlib.contextmanager
+def no_misread_folders(uri: str, database: Path | None) -> Iterator[None]:
+    """For the block, in which MLflow opens the store ``uri``: the folders MLflow makes for it from the URI's text
+    undecoded (``exp%3F`` beside ``exp?``, which holds the ``database``) are removed after it, where still empty."""
+    misread = Path(uri.removeprefix("sqlite:///")).parent
+    made = [] if database is None or misread == database.parent else [misread, *misread.parents]
+    made = [folder for folder in made if not os.path.lexists(folder)]  # deepest first
+    try:
+        yield
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not made after all, or not empty
+                break
 
 
 def mlflow_key(name: str | tuple[str, ...]) -> str:
