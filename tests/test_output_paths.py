@@ -279,3 +279,22 @@ def test_a_folder_dataset_moved_or_changed_is_said_as_such(folder_model, tmp_pat
             evaluate_model(model_dir)
     finally:
         labels.write_bytes(original)
+
+
+def test_an_output_whose_name_is_long_but_allowed_is_written(mnist_small, tmp_path):
+    """A photo named with 240 characters, saved with --save-preprocessed, and `show --out` a name of 250 bytes:
+    both names may be written, but the atomic write's temporary file (".NAME.XXXXXXXX.tmp") was 14 bytes longer
+    and refused as "File name too long", said as a full disk or a file in the way."""
+    photo = tmp_path / ("7" * 240 + ".png")
+    photo.write_bytes(encode_png(mnist_small[1][0].reshape(28, 28)))
+    saved = runner.invoke(app, ["predict", str(photo), "--save-preprocessed", str(tmp_path / "seen"), "--json"])
+    assert saved.exit_code == 0 and "error" not in json.loads(saved.stdout), saved.output
+    assert [p.name for p in (tmp_path / "seen").iterdir()] == [photo.name]
+    figure = tmp_path / "figures" / ("é" * 100 + "g" * 46 + ".png")  # 250 bytes
+    figure.parent.mkdir()
+    left = figure.parent / (".é" + "é" * 2 + "dead.tmp")  # a file of another name is left alone
+    left.write_bytes(b"")
+    for _ in range(2):  # the second over the first
+        shown = runner.invoke(app, ["show", "--first", "4", "--out", str(figure)])
+        assert shown.exit_code == 0, shown.output
+    assert sorted(p.name for p in figure.parent.iterdir()) == sorted([left.name, figure.name])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ __all__ = [
     "locked_temp",
     "remove_leftovers",
 ]
+
+_NAME_MAX = 255  # the bytes of a file's name: Linux's file systems, macOS's, Windows' (UTF-16 units)
 
 
 @contextmanager
@@ -178,14 +181,31 @@ def locked_where_possible(folder: str | os.PathLike) -> Iterator[None]:
         yield
 
 
+def _temp_prefix(final: Path, suffix: str) -> str:
+    """``.<name>.``, the start of ``final``'s temp files; for a name too long to take it within the 255 bytes a
+    file's name may have (its temp file and that file's second link ``.old``: 8 random characters and 4 more),
+    the name cut, with 8 hex digits of its sha256 (a name of 250 bytes, which may be written, was refused as a
+    temp file's "File name too long")."""
+    room = _NAME_MAX - 8 - len(".old") - len(os.fsencode(suffix))
+    prefix = f".{final.name}."
+    if len(os.fsencode(prefix)) <= room:
+        return prefix
+    digest = hashlib.sha256(os.fsencode(final.name)).hexdigest()[:8]
+    cut = final.name
+    while len(os.fsencode(f".{cut}~{digest}.")) > room:
+        cut = cut[:-1]
+    return f".{cut}~{digest}."
+
+
 def locked_temp(final: Path, suffix: str) -> tuple[int, str]:
-    """A new temp file ``.<name>.XXXX<suffix>`` beside ``final``, locked for as long as it is open.
+    """A new temp file ``.<name>.XXXX<suffix>`` beside ``final`` (``_temp_prefix``), locked for as long as it is
+    open.
 
     The lock tells a live writer's file from one a killed writer left, which
     ``remove_leftovers`` may then remove.
     """
     while True:
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=suffix)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=_temp_prefix(final, suffix), suffix=suffix)
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
@@ -198,7 +218,7 @@ def remove_leftovers(final: Path, suffix: str) -> None:
     """Remove the temp files of ``final`` (``locked_temp``'s, ending in ``suffix``) that no live writer holds."""
     if fcntl is None:  # without locks a live writer's file cannot be told from a dead one's
         return
-    for leftover in final.parent.glob(f".{glob.escape(final.name)}.*{suffix}"):
+    for leftover in final.parent.glob(f"{glob.escape(_temp_prefix(final, suffix))}*{suffix}"):
         try:
             fd = os.open(leftover, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe would block a plain open
         except OSError:
