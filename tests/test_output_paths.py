@@ -298,3 +298,28 @@ def test_an_output_whose_name_is_long_but_allowed_is_written(mnist_small, tmp_pa
         shown = runner.invoke(app, ["show", "--first", "4", "--out", str(figure)])
         assert shown.exit_code == 0, shown.output
     assert sorted(p.name for p in figure.parent.iterdir()) == sorted([left.name, figure.name])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "--first", "4", "--out", "{long}.png"],
+        ["train", "logreg", "--limit", "200", "--out", "{long}/logreg"],
+        ["evaluate", "{model}", "--out", "{long}"],
+        ["evaluate", "{long}"],
+        ["predict", "--model", "{long}", "{png}"],
+        ["predict", "{png}", "--save-preprocessed", "{long}"],
+        ["serve", "--model", "{long}", "--port", "18101"],
+        ["compare", "logreg", "--out", "{long}"],
+        ["runs", "--tracking-uri", "{long}.db"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_a_path_with_a_name_longer_than_the_system_takes_is_one_sentence(args, model, digit_png, tmp_path):
+    """A folder or file name of 256 bytes, over the 255 a name may have: Python's OSError "File name too long"
+    and its traceback (exit 1) from every command that took it."""
+    long = str(tmp_path / ("n" * 256))
+    given = [a.format(long=long, model=model, png=digit_png) for a in args]
+    line = one_error_line(runner.invoke(app, given))
+    assert line.startswith("Error: The path ") and "n" * 256 in line, line
+    assert "a name in it is longer than the file system allows" in line and "choose a shorter name" in line, line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import io
 import os
 import sys
@@ -156,6 +157,16 @@ def error_text(exc: MnistlabError) -> str:
     return str(exc)
 
 
+def name_too_long(exc: OSError) -> str:
+    """The sentence for a path the system refused as too long (``ENAMETOOLONG``), which Python raised as an
+    ``OSError`` and a traceback from wherever the path was first looked at."""
+    path = exc.filename if exc.filename is not None else "given"
+    return (
+        f"The path {os.fsdecode(path)} is too long: a name in it is longer than the file system allows (255 bytes, "
+        "or 4,096 for the whole path); choose a shorter name."
+    )
+
+
 class Group(TyperGroup):
     """A command group that prints a ``MnistlabError`` or a usage error as one line and exits 2."""
 
@@ -164,6 +175,11 @@ class Group(TyperGroup):
             return super().invoke(ctx)
         except MnistlabError as exc:
             typer.echo(f"Error: {error_text(exc)}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # a name of a path given over 255 bytes: refused wherever the path is first used
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            typer.echo(f"Error: {name_too_long(exc)}", err=True)
             raise typer.Exit(2) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
