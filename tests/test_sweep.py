@@ -502,3 +502,17 @@ def test_a_cnn_that_gets_every_held_out_image_right_is_not_called_stopped_early(
     _print(result, "cnn-fast", ["epochs", "lr"])  # the table `mnistlab sweep` prints without --json
     table = capsys.readouterr().out
     assert "held-out 100%" in table and "stopped early" not in table, table
+
+
+def test_the_compare_command_a_sweep_suggests_works_pasted_into_a_shell(tmp_path):
+    """`sweep ... --out "my best #1.json"` ended with "`mnistlab compare .../my best #1.json logreg` tests it": pasted
+    into a shell, the space split the path and the # made the rest a comment."""
+    import shlex
+
+    spec = tmp_path / "my best #1.json"
+    args = ["sweep", "logreg", "--param", "logreg__C=1", "--limit", "200", "--out", str(spec)]
+    done = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"])
+    assert done.exit_code == 0, done.output
+    (line,) = [line for line in done.stdout.splitlines() if line.endswith(" tests it")]
+    command = line.split("`")[1]
+    assert shlex.split(command) == ["mnistlab", "compare", str(spec), "logreg"], line

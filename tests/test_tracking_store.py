@@ -441,3 +441,15 @@ def test_a_store_whose_folder_name_holds_percent_question_or_hash_is_the_one_use
         assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 1, listed.output
     assert (odd / "data" / "mnistlab" / "tracking" / "mlflow.db").is_file() and (odd / "runs #2?.db").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [odd.name, "r"]  # no store beside the folder
+
+
+def test_the_mlflow_ui_command_runs_names_works_pasted_into_a_shell(tmp_path):
+    """`runs` ended with `mlflow ui --backend-store-uri sqlite:///.../my runs #1/mlflow.db`: pasted into a shell, the
+    space split the URI and the # made the rest a comment, so mlflow ui opened another store."""
+    import shlex
+
+    uri = _store_with_a_fit(tmp_path / "my runs #1" / "mlflow.db")
+    result = runner.invoke(app, ["runs", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    (command,) = [line for line in result.stdout.splitlines() if line.startswith("mlflow ui ")]
+    assert shlex.split(command) == ["mlflow", "ui", "--backend-store-uri", uri], command

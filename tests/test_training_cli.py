@@ -318,4 +318,5 @@ def test_compare_and_runs_print_paths_with_brackets_as_they_are(tmp_path):
     assert f"runs recorded in sqlite:///{store} (" in result.stdout, result.stdout
     result = runner.invoke(app, ["runs", "--tracking-uri", str(store)])
     assert result.exit_code == 0 and result.exception is None, result.output
-    assert f"mlflow ui --backend-store-uri sqlite:///{store}\n" in result.stdout, result.stdout
+    # quoted for a shell, where [x] is a pattern
+    assert f"mlflow ui --backend-store-uri 'sqlite:///{store}'\n" in result.stdout, result.stdout

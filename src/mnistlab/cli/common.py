@@ -13,6 +13,7 @@ import contextlib
 import errno
 import io
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ __all__ = [
     "step_progress",
     "given_path",
     "given_file",
+    "shell_word",
 ]
 
 if os.environ.get("COLUMNS", "").strip() == "0":  # a terminal of no known size (docker's): rich printed nothing,
@@ -148,6 +150,12 @@ def given_file(value: str) -> Path:
     if meant is not None:
         raise typer.BadParameter(meant)
     return given_path(value)
+
+
+def shell_word(text: str) -> str:
+    """``text`` as one word of a command printed for the user to paste into a shell: a path with a space, ``#`` or
+    ``?`` quoted (unquoted, the shell split it, or read the rest as a comment or a pattern)."""
+    return shlex.quote(text)
 
 
 def error_text(exc: MnistlabError) -> str:

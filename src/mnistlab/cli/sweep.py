@@ -7,6 +7,7 @@ Ray, scikit-learn and torch are imported inside the command: ``mnistlab
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import typer
@@ -105,5 +106,7 @@ def _print(result: dict, recipe: str, names: list[str]) -> None:
         f"recorded as run {result['run_id']} in {result['tracking_uri']} (`mlflow ui`)", soft_wrap=True, markup=False
     )
     out.print(
-        f"saved {result['spec']}: `mnistlab compare {result['spec']} {recipe}` tests it", soft_wrap=True, markup=False
+        f"saved {result['spec']}: `mnistlab compare {shlex.quote(str(result['spec']))} {recipe}` tests it",
+        soft_wrap=True,
+        markup=False,
     )

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import platform
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,5 +228,5 @@ def tuned_elsewhere(contender: Contender, dataset: str, data_sha256: str) -> lis
     where = saved.get("data_dir") if isinstance(saved.get("data_dir"), str) else chosen
     return [
         f"{contender.spec} was tuned on {chosen}, but train fits and tests it on {dataset}; to fit it on {chosen}, "
-        f"run `mnistlab compare {contender.spec} --dataset {where}`."
+        f"run `mnistlab compare {shlex.quote(contender.spec)} --dataset {shlex.quote(str(where))}`."
     ]

@@ -24,6 +24,7 @@ import contextlib
 import io
 import logging
 import os
+import shlex
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -132,10 +133,11 @@ class Tracker:
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise open_error(self.uri, exc) from None
         if deleted:  # its runs are hidden and no run can be added; MLflow keeps the name until it is purged
+            uri = shlex.quote(self.uri)
             raise TrackingError(
                 f"The experiment {experiment} in the tracking store {self.uri} was deleted; restore it "
-                f"(MLFLOW_TRACKING_URI={self.uri} mlflow experiments restore -x {self.experiment_id}), remove it "
-                f"for good (mlflow gc --backend-store-uri {self.uri}), or name another store with --tracking-uri."
+                f"(MLFLOW_TRACKING_URI={uri} mlflow experiments restore -x {self.experiment_id}), remove it "
+                f"for good (mlflow gc --backend-store-uri {uri}), or name another store with --tracking-uri."
             )
 
     def find(self, key: str) -> list:

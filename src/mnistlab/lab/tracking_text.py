@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def open_error(uri: str, exc: Exception) -> TrackingError:
     if found is not None and _known_schema(found.group(1)):
         return TrackingError(
             f"The tracking store {uri} was made by an older MLflow; back it up, then upgrade it with "
-            f"`mlflow db upgrade {uri}`, {again}"
+            f"`mlflow db upgrade {shlex.quote(uri)}`, {again}"
         )
     if found is not None and found.group(1) != "None":
         from mlflow import __version__
