@@ -771,3 +771,19 @@ def test_file_names_in_the_table_are_text_not_markup(tmp_path, monkeypatch):
         result = runner.invoke(app, ["predict", *names, *number])
         assert result.exit_code == 0, result.output
         assert all(name in result.stdout for name in names), result.stdout
+
+
+def test_an_estimator_given_as_the_model_is_freed_once_the_script_drops_it(mnist_full):
+    """The cut calibrated for it is kept beside it, not a predictor holding it: every one was kept alive."""
+    import gc
+    import weakref
+
+    X, y = mnist_full.data[:600], mnist_full.target[:600]
+    estimator = get_recipe("logreg").build(0, 1).fit(X, y)
+    first = predict_array(X[0], model=estimator)
+    assert load_predictor(estimator).cut is load_predictor(estimator).cut  # calibrated once
+    assert same(predict_array(X[0], model=estimator), first)
+    dropped = weakref.ref(estimator)
+    del estimator
+    gc.collect()
+    assert dropped() is None

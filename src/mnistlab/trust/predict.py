@@ -17,9 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-import weakref
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,13 +26,13 @@ import numpy as np
 
 from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_digit
-from mnistlab.errors import InputError, ModelFileError, ParameterError
+from mnistlab.errors import InputError, ParameterError
 from mnistlab.models.files import load_model, read_card, refuse_other_classes
-from mnistlab.models.proba import digit_classes, digit_probabilities, pixels_read
 from mnistlab.reading.decode import regular_file_size, rewound, start_of, unreadable, user_path
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, holds_ink, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
+from mnistlab.trust.fitted import classifier, estimator_cut
 from mnistlab.trust.numbers import MAX_ROW_PARTS, Budget, check_row_size, read_part, row_of
 from mnistlab.trust.reader import Reader, load_reader
 from mnistlab.trust.thresholds import NO_INK, SMALL_INK, ProbabilityCut, assess
@@ -103,7 +101,6 @@ class Predictor:
 
 # Loaded models are kept: the CLI reads many files, the web server many requests.
 _BY_DIR: dict[tuple[str, str], Predictor] = {}
-_BY_ESTIMATOR: weakref.WeakKeyDictionary[Any, Predictor] = weakref.WeakKeyDictionary()
 _LOADING = threading.Lock()
 
 
@@ -120,24 +117,6 @@ def load_predictor(model=None) -> Predictor:
         return _from_estimator(model)
 
 
-def _classifier(estimator) -> Callable[[np.ndarray], np.ndarray]:
-    if hasattr(estimator, "classes_"):
-        digit_classes(estimator)  # a model of other classes is refused when loaded, not at each answer
-    _check_reads_mnist(estimator)
-    return lambda images: digit_probabilities(estimator, images.reshape(len(images), 784))
-
-
-def _check_reads_mnist(estimator) -> None:
-    """Refuse a model fitted on images of another size: every answer hands it a 28x28 digit (784 pixels)."""
-    pixels, shape = pixels_read(estimator), getattr(estimator, "image_shape_", None)
-    if pixels not in (None, 784):
-        size = f"{shape[0]} x {shape[1]} images" if shape is not None else f"images of {pixels} pixels"
-        raise ModelFileError(
-            f"This {type(estimator).__name__} was trained on {size}, and mnistlab reads every photo into a 28 x 28 "
-            "digit (784 pixels); answer with a model trained on 28 x 28 images, such as MNIST's."
-        )
-
-
 def _from_directory(model_dir: Path) -> Predictor:
     """Kept by the folder and its card's checksum, which covers the weights' and the cut: keyed by the weights'
     alone, a card given another cut kept the old one, and a folder swapped between reading its card and loading
@@ -147,7 +126,7 @@ def _from_directory(model_dir: Path) -> Predictor:
     if key not in _BY_DIR:
         estimator, card = load_model(model_dir)
         reader = load_reader()
-        classify = _classifier(estimator)
+        classify = classifier(estimator)
         cut = _card_cut(card) or calibrate_on_mnist(classify, reader, card["weights_sha256"])
         key = (folder, card["card_sha256"])
         _BY_DIR[key] = Predictor(classify, card, reader, cut)
@@ -167,20 +146,8 @@ def _from_estimator(model) -> Predictor:
         raise ParameterError(  # the caller's argument: a 4xx, not a model file the server failed to load (503)
             "model", f"{{param}} must be a fitted classifier, a model directory or None, got {type(model).__name__}."
         )
-    with suppress(KeyError, TypeError):  # not seen, or not weak-referenceable
-        return _BY_ESTIMATOR[model]
-    reader = load_reader()
-    classify = _classifier(model)
-    try:
-        cut = calibrate_on_mnist(classify, reader)
-    except (AttributeError, ValueError) as exc:  # scikit-learn's NotFittedError is both; not imported here
-        if type(exc).__name__ != "NotFittedError":
-            raise
-        raise ModelFileError(f"This {type(model).__name__} is not fitted yet; call fit first.") from None
-    predictor = Predictor(classify, {"estimator": type(model).__name__}, reader, cut)
-    with suppress(TypeError):  # not weak-referenceable: calibrated again next time
-        _BY_ESTIMATOR[model] = predictor
-    return predictor
+    reader, classify = load_reader(), classifier(model)
+    return Predictor(classify, {"estimator": type(model).__name__}, reader, estimator_cut(model, classify, reader))
 
 
 def check_top(top: int) -> int:
