@@ -787,3 +787,23 @@ def test_an_estimator_given_as_the_model_is_freed_once_the_script_drops_it(mnist
     del estimator
     gc.collect()
     assert dropped() is None
+
+
+def test_an_estimator_fitted_again_is_calibrated_and_checked_again(mnist_full):
+    """A notebook refits the estimator it answers with: the cut of its earlier fit was kept, and a refit on
+    8 x 8 digits was answered with scikit-learn's traceback, not the sentence its first answer would have been."""
+    import copy
+
+    from sklearn.datasets import load_digits
+
+    X, y = mnist_full.data, mnist_full.target
+    estimator = get_recipe("logreg").build(0, 1).fit(X[:300], y[:300])
+    first = load_predictor(estimator).cut
+    assert load_predictor(estimator).cut is first  # the same fit: calibrated once
+    estimator.fit(X[:5000], y[:5000])
+    again = load_predictor(estimator).cut
+    assert again is not first and again == load_predictor(copy.deepcopy(estimator)).cut  # a new object, the same fit
+    digits = load_digits()
+    estimator.fit((digits.data * 255 / 16).astype(np.uint8), digits.target)
+    with pytest.raises(ModelFileError, match="trained on images of 64 pixels"):
+        predict_array(X[0], model=estimator)
