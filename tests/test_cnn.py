@@ -698,3 +698,15 @@ def test_export_says_the_file_it_wrote_whatever_brackets_its_name_holds(mnist_sm
         assert result.exit_code == 0 and result.exception is None, result.output
         assert f"wrote {onnx_file} (" in result.stdout and ": tiny[v2], opset" in result.stdout, result.stdout
         assert onnx_file.is_file()
+
+
+def test_onnx_predict_proba_refuses_float_pixels_outside_0_1():
+    """0-255 floats were read as pixels 255 times too bright (probabilities of 0 and 1), NaN as NaN probabilities."""
+    torch.manual_seed(0)
+    onnx_net = OnnxPredictor.from_module(build_net("tiny", 10, (28, 28)).eval(), (28, 28), range(10), n_threads=1)
+    assert onnx_net.predict_proba(np.ones((2, 1, 28, 28))).shape == (2, 10)
+    assert onnx_net.predict_proba(np.zeros((0, 1, 28, 28), np.float32)).shape == (0, 10)
+    for value in (255.0, np.nan, -1.0):
+        with pytest.raises(InputError, match=rf"in \[0, 1\], got values from {value:g} to {value:g}; divide 0-255"):
+            onnx_net.predict_proba(np.full((1, 1, 28, 28), value))
+    assert onnx_net.predict(np.full((1, 784), 255.0)).shape == (1,)  # predict reads any scale

@@ -155,6 +155,12 @@ class OnnxPredictor:
         if arr.ndim != 4 or arr.shape[1] != 1 or (isinstance(h, int) and tuple(arr.shape[2:]) != (h, w)):
             raise InputError(f"{wanted}, got shape {arr.shape}; use predict for any digit pixels.")
         x = np.ascontiguousarray(arr, dtype=np.float32)
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if not 0 <= lo <= hi <= 1:  # NaN fails too; 0-255 floats answered as if 255 times too bright, NaN as nothing
+            raise InputError(
+                f"{wanted}, got values from {lo:g} to {hi:g}; divide 0-255 pixels by 255, or use predict for any "
+                "digit pixels."
+            )
         return run_in_chunks(self.session, self.input, x, self.n_threads, self._whole)
 
     def predict(self, images) -> np.ndarray:
