@@ -667,6 +667,19 @@ def test_crop_fit_and_center_follow_mnist_geometry():
     assert not center_by_mass(fit_to_box(np.zeros((0, 0)))).any()
 
 
+def test_center_by_mass_keeps_the_grey_levels_of_a_0_255_digit(test_digits):
+    """An MNIST digit's uint8 grey levels were clipped to [0, 1], so every pixel of 1 and up came out full ink."""
+    digit = test_digits[0][0][4:24, 4:24]
+    assert digit.dtype == np.uint8 and len(np.unique(digit)) > 10
+    expected = center_by_mass(digit / 255.0)
+    for same_digit in (digit, digit.astype(np.float32), digit.astype(np.int64)):
+        np.testing.assert_array_equal(center_by_mass(same_digit), expected)
+    assert len(np.unique(expected)) > 10
+    mask = digit > 128  # a mask's True, or 1, is full ink, as the predictors read it
+    np.testing.assert_array_equal(center_by_mass(mask), center_by_mass(mask.astype(np.uint8)))
+    assert set(np.unique(center_by_mass(mask))) == {0, 255}
+
+
 def test_mnist_digits_pass_through_nearly_unchanged(test_digits):
     images = test_digits[0][:200]
     again = np.array([to_mnist(img) for img in images])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from mnistlab.data.pixels import float_scale
 from mnistlab.errors import InputError
 
 __all__ = ["fit_to_box", "center_by_mass"]
@@ -35,7 +36,10 @@ def fit_to_box(crop: np.ndarray, box: int = 20) -> np.ndarray:
 
 def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
     """Place ``digit`` (at most size x size, values in [0, 1]) in a size x size uint8
-    image so its centre of mass lands on the centre, as MNIST does (whole-pixel shift)."""
+    image so its centre of mass lands on the centre, as MNIST does (whole-pixel shift).
+
+    A digit whose brightest value is over 1.5 is on the 0-255 scale (uint8 grey levels, an MNIST digit's), as
+    every mnistlab reader reads pixels (``mnistlab.data.pixels``): each value of 1 and up was full ink."""
     _check_image(digit, "center_by_mass")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise InputError(f"center_by_mass's size must be a whole number of pixels, 1 or more, got {size!r}.")
@@ -56,7 +60,8 @@ def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
     cx = (digit * np.arange(w, dtype=float)[None, :]).sum() / mass
     top = int(np.clip(round(size / 2 - cy), 0, size - h))
     left = int(np.clip(round(size / 2 - cx), 0, size - w))
-    out[top : top + h, left : left + w] = np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
+    unit = digit / float(float_scale(digit.max()))
+    out[top : top + h, left : left + w] = np.round(np.clip(unit, 0, 1) * 255).astype(np.uint8)
     return out
 
 
