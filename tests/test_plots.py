@@ -368,3 +368,17 @@ def test_the_comparisons_time_bars_reach_the_fastest_and_slowest_seed(tmp_path):
     for r in results:
         r.update(test_accuracy_mean=0.9, test_accuracy_ci95=[0.88, 0.92])
     assert_drawn(save_accuracy_vs_time_bars(results, tmp_path / "bars.png"))
+
+
+def test_a_mask_of_booleans_is_drawn_as_the_models_read_it(mnist_small, tmp_path):
+    """A binarised digit (``img > 128``), which every model and predictor takes, was refused by every figure."""
+    X, y = mnist_small[1][:20], mnist_small[3][:20]
+    mask = X > 128
+    assert ascii_digit(mask[0]) == ascii_digit(mask[0].astype(np.uint8))
+    save_digit_grid(mask, y, tmp_path / "grid.png")
+    save_mean_digits(mask, y, tmp_path / "mean.png")
+    drawn = np.asarray(Image.open(tmp_path / "grid.png").convert("L"))
+    save_digit_grid(mask.astype(np.uint8), y, tmp_path / "same.png")
+    np.testing.assert_array_equal(drawn, np.asarray(Image.open(tmp_path / "same.png").convert("L")))
+    with pytest.raises(InputError, match="images: pixels of dtype <U1, expected integer, float or boolean pixels"):
+        save_digit_grid(np.full((2, 784), "a"), y[:2], tmp_path / "text.png")

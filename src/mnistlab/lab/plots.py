@@ -59,8 +59,8 @@ def _unit_images(images, what: str = "images") -> np.ndarray:
         )
     if arr.size == 0:
         raise InputError(f"got 0 {what}, expected at least one.")
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"{what} have dtype {arr.dtype}, expected integer or float pixels.")
+    if arr.dtype.kind not in "uifb":  # a mask (``img > 128``) is 0 and 1, as every mnistlab model reads it
+        raise InputError(f"{what}: pixels of dtype {arr.dtype}, expected integer, float or boolean pixels.")
     out = arr.astype(np.float32)
     lo, hi = float(out.min()), float(out.max())
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0:
