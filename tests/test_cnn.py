@@ -68,8 +68,14 @@ def test_images_flat_rows_and_pixel_scales_give_the_same_predictions(fitted, mni
     _, X_te, _, _ = mnist_small
     X = X_te[:100]
     expected = fitted.predict_proba(X)
-    for variant in (X.reshape(-1, 28, 28), X.reshape(-1, 1, 28, 28), X / 255.0, X.astype(np.float64)):
+    # (N, 28, 28, 1), as Keras lays MNIST out, was refused as images that "must have one channel"
+    channels_last = X.reshape(-1, 28, 28, 1)
+    for variant in (X.reshape(-1, 28, 28), X.reshape(-1, 1, 28, 28), channels_last, X / 255.0, X.astype(np.float64)):
         np.testing.assert_allclose(fitted.predict_proba(variant), expected, atol=1e-6)
+    with pytest.raises(
+        InputError, match=r"one channel \(N x 1 x H x W or N x H x W x 1\), got shape \(100, 28, 28, 3\)"
+    ):
+        fitted.predict(np.repeat(channels_last, 3, axis=3))
 
 
 def test_a_list_of_images_is_read_as_the_stack_of_them(fitted, mnist_small):

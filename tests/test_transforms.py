@@ -228,3 +228,15 @@ def test_an_empty_batch_of_float_pixels_scales_as_an_empty_batch_of_integers_doe
         got = unit_pixels(np.zeros(shape, dtype))
         assert got.shape == shape and got.dtype == np.float32
     assert unit_pixels(as_images(np.zeros(shape, np.float32))).shape == (0, 28, 28)
+
+
+def test_images_laid_out_channels_last_are_the_same_images(mnist_small):
+    """(N, 28, 28, 1), as Keras and TensorFlow lay MNIST out, was refused by Deskew, the figures and
+    ``OnnxPredictor.predict``, where the scalers took it: one grey channel, last or second, is the same images."""
+    from mnistlab.data.pixels import as_images
+
+    X = mnist_small[1][:50]
+    np.testing.assert_array_equal(as_images(X.reshape(-1, 28, 28, 1)), X.reshape(-1, 28, 28))
+    np.testing.assert_array_equal(Deskew().fit_transform(X.reshape(-1, 28, 28, 1)), Deskew().fit_transform(X))
+    with pytest.raises(InputError, match=r"shape \(50, 28, 28, 3\), expected N x 784 rows or N x 28 x 28 images"):
+        Deskew().fit_transform(np.repeat(X.reshape(-1, 28, 28, 1), 3, axis=3))

@@ -2,7 +2,7 @@
 
 MNIST stores a digit as 28 x 28 uint8 intensities, 0 (paper) to 255 (ink).
 Users bring the same thing as flat rows (N x 784), image stacks (N x 28 x 28,
-or N x 1 x 28 x 28 as torch lays them out), or floats in [0, 1]. Every model,
+N x 1 x 28 x 28 as torch lays them out, or N x 28 x 28 x 1 as Keras does), or floats in [0, 1]. Every model,
 figure and predictor goes through these functions, so each accepts the same
 inputs and refuses the same mistakes with the same sentence.
 """
@@ -29,17 +29,22 @@ def float_scale(brightest):
 
 
 def as_images(X, *, what: str = "images") -> np.ndarray:
-    """(N, H, W) view of flat square rows (N, side*side), images (N, H, W) or (N, 1, H, W); no copy.
+    """(N, H, W) view of flat square rows (N, side*side), images (N, H, W), (N, 1, H, W) or (N, H, W, 1); no copy.
 
     Flat rows must be square images flattened row by row (784 = 28 x 28).
     """
     X = np.asarray(X)
     if X.ndim == 4 and X.shape[1] == 1:
         return X[:, 0]
+    if X.ndim == 4 and X.shape[3] == 1:  # channels last, as Keras and TensorFlow lay MNIST out
+        return X[..., 0]
     if X.ndim == 3:
         return X
     if X.ndim != 2:
-        raise InputError(f"{what} have shape {X.shape}, expected N x 784 rows or N x 28 x 28 images.")
+        raise InputError(
+            f"{what} have shape {X.shape}, expected N x 784 rows or N x 28 x 28 images (or N x 1 x 28 x 28, "
+            "N x 28 x 28 x 1: one grey channel)."
+        )
     side = math.isqrt(X.shape[1])
     if side * side != X.shape[1]:
         raise InputError(

@@ -255,9 +255,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         shape = None
         if isinstance(X, list | tuple):  # of images or of rows: their shape decides, as for an array
             X = np.asarray(X)
-        if getattr(X, "ndim", 2) in (3, 4):  # images: (N, H, W) or (N, 1, H, W)
-            if X.ndim == 4 and X.shape[1] != 1:
-                raise InputError(f"Images must have one channel, got shape {X.shape}; pass N x 28 x 28 grey images.")
+        if getattr(X, "ndim", 2) in (3, 4):  # images: (N, H, W), (N, 1, H, W) or (N, H, W, 1)
+            if X.ndim == 4 and 1 not in (X.shape[1], X.shape[3]):
+                raise InputError(
+                    f"Images must have one channel (N x 1 x H x W or N x H x W x 1), got shape {X.shape}; pass "
+                    "N x 28 x 28 grey images."
+                )
             X = as_images(X)  # (N, H, W)
             shape = X.shape[1:]
             X = X.reshape(len(X), -1)
