@@ -78,6 +78,15 @@ def test_images_flat_rows_and_pixel_scales_give_the_same_predictions(fitted, mni
         fitted.predict(np.repeat(channels_last, 3, axis=3))
 
 
+def test_a_tensor_that_requires_grad_is_read_as_its_values(fitted, mnist_small):
+    """A notebook's tensor still attached to autograd raised torch's "Can't call numpy() on Tensor that requires
+    grad" from inside scikit-learn's checks."""
+    X = mnist_small[1][:20] / np.float32(255)
+    tensor = torch.from_numpy(X.reshape(-1, 1, 28, 28)).requires_grad_()
+    np.testing.assert_array_equal(fitted.predict_proba(tensor), fitted.predict_proba(X))
+    np.testing.assert_array_equal(fitted.predict(tensor.reshape(20, 784)), fitted.predict(X))
+
+
 def test_a_list_of_images_is_read_as_the_stack_of_them(fitted, mnist_small):
     # A list of 28 x 28 arrays (one digit each) was "Found array with dim 3, while dim <= 2 is required by
     # CNNClassifier", though the same images as one array are taken.

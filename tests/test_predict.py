@@ -807,3 +807,13 @@ def test_an_estimator_fitted_again_is_calibrated_and_checked_again(mnist_full):
     estimator.fit((digits.data * 255 / 16).astype(np.uint8), digits.target)
     with pytest.raises(ModelFileError, match="trained on images of 64 pixels"):
         predict_array(X[0], model=estimator)
+
+
+def test_a_tensor_that_requires_grad_is_read_as_its_values(evaluation_digits):
+    """predict_array took a torch tensor but not one attached to autograd: torch's RuntimeError, not an answer."""
+    import torch
+
+    digit = np.asarray(evaluation_digits[0][0], np.float32) / 255
+    tensor = torch.from_numpy(digit).requires_grad_()
+    assert same(predict_array(tensor), predict_array(digit))
+    assert same(predict_array(tensor[None, None]), predict_array(digit))

@@ -15,7 +15,7 @@ import numpy as np
 
 from mnistlab.errors import InputError
 
-__all__ = ["UNIT_SCALE_MAX", "float_scale", "as_images", "unit_pixels", "as_digit"]
+__all__ = ["UNIT_SCALE_MAX", "float_scale", "from_torch", "as_images", "unit_pixels", "as_digit"]
 
 # Floats whose brightest value is at most this are on the 0-1 scale, others on 0-255. Not 1: a 0-1
 # image resampled (bicubic, Lanczos) overshoots 1 by a tenth or two, and read as 0-255 it would be a
@@ -28,12 +28,20 @@ def float_scale(brightest):
     return np.where(np.asarray(brightest) > UNIT_SCALE_MAX, 255.0, 1.0)
 
 
+def from_torch(values):
+    """A torch tensor as a numpy array, detached from autograd and on the CPU (numpy takes neither a tensor that
+    requires grad nor one on a GPU); anything else as it is."""
+    if type(values).__module__.split(".")[0] == "torch" and callable(getattr(values, "detach", None)):
+        return values.detach().cpu().numpy()
+    return values
+
+
 def as_images(X, *, what: str = "images") -> np.ndarray:
     """(N, H, W) view of flat square rows (N, side*side), images (N, H, W), (N, 1, H, W) or (N, H, W, 1); no copy.
 
     Flat rows must be square images flattened row by row (784 = 28 x 28).
     """
-    X = np.asarray(X)
+    X = np.asarray(from_torch(X))
     if X.ndim == 4 and X.shape[1] == 1:
         return X[:, 0]
     if X.ndim == 4 and X.shape[3] == 1:  # channels last, as Keras and TensorFlow lay MNIST out
@@ -89,7 +97,7 @@ def unit_pixels(X: np.ndarray) -> np.ndarray:
 def as_digit(values, *, label: str = "the array") -> np.ndarray:
     """One (28, 28) uint8 digit from 784 values (flat or 28 x 28), 0-255 or 0-1 floats."""
     try:
-        a = np.asarray(values)
+        a = np.asarray(from_torch(values))
     except (ValueError, TypeError):  # nested lists of different lengths: numpy refuses to make one array
         raise InputError(
             f"{label} has rows of different lengths (or is not numbers); expected 784 values or a 28x28 array "

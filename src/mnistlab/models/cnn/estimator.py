@@ -30,7 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mnistlab._cpus import usable_cpus
-from mnistlab.data.pixels import as_images, unit_pixels
+from mnistlab.data.pixels import as_images, from_torch, unit_pixels
 from mnistlab.errors import InputError, RecipeError
 from mnistlab.models.cnn.checks import check_params
 from mnistlab.models.cnn.hyper import HYPER_FIELDS, Hyper
@@ -252,7 +252,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _images(self, X, y=None, *, reset: bool):
         """Validate X (and y); return float32 images (N, 1, H, W) in [0, 1] as a numpy array."""
-        shape = None
+        shape, X = None, from_torch(X)  # a tensor that requires grad: torch's RuntimeError from numpy's hands
         if isinstance(X, list | tuple):  # of images or of rows: their shape decides, as for an array
             X = np.asarray(X)
         if getattr(X, "ndim", 2) in (3, 4):  # images: (N, H, W), (N, 1, H, W) or (N, H, W, 1)
