@@ -240,3 +240,13 @@ def test_images_laid_out_channels_last_are_the_same_images(mnist_small):
     np.testing.assert_array_equal(Deskew().fit_transform(X.reshape(-1, 28, 28, 1)), Deskew().fit_transform(X))
     with pytest.raises(InputError, match=r"shape \(50, 28, 28, 3\), expected N x 784 rows or N x 28 x 28 images"):
         Deskew().fit_transform(np.repeat(X.reshape(-1, 28, 28, 1), 3, axis=3))
+
+
+def test_one_image_given_where_a_batch_belongs_is_told_how_to_pass_it(mnist_small):
+    """One 28 x 28 digit read as 28 rows of 28 pixels: the sentence said only that 28 is no square number."""
+    digit = mnist_small[1][0].reshape(28, 28)
+    with pytest.raises(InputError, match=r"a 28 x 28 array is one image\? pass it as a batch of one, image\[None\]"):
+        Deskew().fit_transform(digit)
+    np.testing.assert_array_equal(Deskew().fit_transform(digit[None]), Deskew().fit_transform(digit.reshape(1, 784)))
+    with pytest.raises(InputError, match=r"783 pixels per row, expected a square number .* flattened row by row\.$"):
+        Deskew().fit_transform(np.zeros((2, 783)))

@@ -55,8 +55,11 @@ def as_images(X, *, what: str = "images") -> np.ndarray:
         )
     side = math.isqrt(X.shape[1])
     if side * side != X.shape[1]:
+        # One 28 x 28 digit is 28 rows of 28 pixels: say how to pass it, not only what a row should hold.
+        one = f" (a {len(X)} x {X.shape[1]} array is one image? pass it as a batch of one, image[None])"
         raise InputError(
-            f"{what} have {X.shape[1]} pixels per row, expected a square number such as 784 (28 x 28) flattened row by row."
+            f"{what} have {X.shape[1]} pixels per row, expected a square number such as 784 (28 x 28) flattened row "
+            f"by row{one if len(X) == X.shape[1] else ''}."
         )
     return X.reshape(len(X), side, side)
 
