@@ -70,9 +70,12 @@ def _running(pids: set[int]) -> set[int]:
     return alive
 
 
-def _stop_during_training(command: list[str], marker: str, sig: int) -> tuple[int, set[int], set[int]]:
-    """Run ``command``, send ``sig`` once stderr shows ``marker``; return (exit code, processes below it, survivors)."""
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _stop_during_training(command: list[str], marker: str, sig: int) -> tuple[int, set[int], set[int], str]:
+    """Run ``command``, send ``sig`` once stderr shows ``marker``; return (exit code, processes below it, survivors,
+    its stderr)."""
+    # SIGINT as a terminal's Ctrl+C gives it: not ignored, as a test run started in the background would leave it.
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=restore)
     seen, below = b"", set()
     try:
         deadline = time.monotonic() + 240
@@ -83,10 +86,11 @@ def _stop_during_training(command: list[str], marker: str, sig: int) -> tuple[in
         below = _descendants(proc.pid)
         proc.send_signal(sig)
         code = proc.wait(timeout=60)
+        seen += proc.stderr.read()
         deadline = time.monotonic() + 15  # the workers look at their parent every half second
         while _running(below) and time.monotonic() < deadline:
             time.sleep(0.2)
-        return code, below, _running(below)
+        return code, below, _running(below), seen.decode(errors="replace")
     finally:
         proc.kill()
         proc.stderr.close()
@@ -94,18 +98,22 @@ def _stop_during_training(command: list[str], marker: str, sig: int) -> tuple[in
             os.kill(pid, signal.SIGKILL)
 
 
-def test_sigterm_of_train_stops_its_workers(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_of_train_stops_its_workers_without_a_traceback(tmp_path, sig):
+    """10 members on 2 workers: the pool was shut down with members still queued, and loky's manager thread
+    printed a KeyError traceback after the command had been stopped."""
     command = [sys.executable, "-m", "mnistlab.cli", "train", "ensemble", "--limit", "500", "--n-jobs", "2"]
-    code, below, survivors = _stop_during_training(
-        [*command, "--out", str(tmp_path / "m")], "member epochs done", signal.SIGTERM
+    code, below, survivors, stderr = _stop_during_training(
+        [*command, "--out", str(tmp_path / "m")], "member epochs done", sig
     )
     assert len(below) >= 2  # the two workers at least (and loky's resource tracker)
-    assert code == 128 + signal.SIGTERM and survivors == set()
+    assert code == 128 + sig and survivors == set()
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
     assert not (tmp_path / "m" / "model.json").exists()
 
 
 def test_sigkill_of_a_python_fit_stops_its_workers():
     """No handler runs on SIGKILL: the workers notice on their own that their parent is gone."""
-    code, below, survivors = _stop_during_training([sys.executable, "-c", API_SCRIPT], "epoch done", signal.SIGKILL)
+    code, below, survivors, _ = _stop_during_training([sys.executable, "-c", API_SCRIPT], "epoch done", signal.SIGKILL)
     assert len(below) >= 2 and code == -signal.SIGKILL
     assert survivors == set()

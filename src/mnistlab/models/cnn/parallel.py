@@ -28,6 +28,7 @@ This module knows nothing of Ray: the runner is plugged in from outside.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import tempfile
@@ -93,16 +94,23 @@ def train_in_processes(
         # A pool of our own, not loky's reusable one: joblib (scikit-learn's n_jobs) takes that global
         # executor for its own and fails on one it did not set up.
         pool = ProcessPoolExecutor(max_workers=n_workers, initializer=exit_with_parent, initargs=(os.getpid(),))
-        pending = {
-            pool.submit(_worker, train, job, X, y, n_threads, str(logs[i].path)): i for i, (job, X) in enumerate(tasks)
-        }
+        todo, pending = iter(enumerate(tasks)), {}
+
+        def submit(count: int) -> None:
+            # No more members submitted than workers can take: loky's shutdown(kill_workers=True) with members
+            # still queued left their ids to its manager thread, which printed a KeyError traceback after Ctrl+C.
+            for i, (job, X) in itertools.islice(todo, count):
+                pending[pool.submit(_worker, train, job, X, y, n_threads, str(logs[i].path))] = i
+
         try:
+            submit(n_workers)
             while pending:
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for log in logs:
                     log.read(on_row)
                 for future in done:
                     states[pending.pop(future)] = {k: torch.from_numpy(v) for k, v in future.result().items()}
+                submit(len(done))
         except BaseException:  # a failed member or Ctrl-C: stop the others instead of leaving them running
             pool.shutdown(wait=False, kill_workers=True)
             raise
