@@ -7,6 +7,7 @@ command joins it (a runtime already running in the process is used as it is).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -246,6 +247,29 @@ def test_ctrl_c_stops_a_sweep_and_writes_nothing(runtime, tmp_path):
     assert not spec.exists()
     runs = json.loads(runner.invoke(app, ["runs", "--tracking-uri", f"sqlite:///{store}", "--json"]).stdout)
     assert runs == []
+
+
+def test_sigterm_stops_a_sweep_with_the_shells_code_and_no_crash_report(runtime, tmp_path):
+    # ray.init put its own SIGTERM handlers in place of the command's: a sweep sent SIGTERM (a job scheduler, a
+    # container stopping) printed Ray's "*** SIGTERM received ..." crash report and aborted (SIGABRT, core dump).
+    spec, store, scratch = tmp_path / "b.json", tmp_path / "s.db", tmp_path / "scratch"
+    scratch.mkdir()
+    args = ["sweep", "cnn-fast", "--param", "lr=0.05,0.1", "--param", "epochs=400", "--limit", "500"]
+    args += ["--concurrent", "1", "--out", str(spec), "--tracking-uri", f"sqlite:///{store}", "--cluster", runtime]
+    env = {**os.environ, "TMPDIR": str(scratch)}  # where Tune's storage appears once the sweep joined Ray
+    sweep = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", *args], stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(scratch.glob("*/sweep")):  # Tune started: ray.init is done
+            assert time.monotonic() < deadline and sweep.poll() is None, "the sweep did not start its trials"
+            time.sleep(0.1)
+        sweep.send_signal(signal.SIGTERM)
+        _, stderr = sweep.communicate(timeout=60)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 128 + signal.SIGTERM, stderr.decode()
+    assert b"SIGTERM received" not in stderr and b"Traceback" not in stderr, stderr.decode()
+    assert not spec.exists()
 
 
 def test_values_given_twice_are_one_configuration():

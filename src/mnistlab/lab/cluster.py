@@ -34,8 +34,10 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +96,9 @@ def connect(address: str) -> Iterator[dict]:
         return
     if address not in ("local", "auto"):
         check_reachable(address)
+    # ray.init puts its own SIGTERM handlers (a Python one, and a C++ crash report that aborts) in place of this
+    # process's: a sweep sent SIGTERM printed "*** SIGTERM received ..." and dumped core. This one is put back.
+    kept = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
         ray.init(
             address=address,
@@ -106,6 +111,9 @@ def connect(address: str) -> Iterator[dict]:
             f"Cannot join the Ray cluster at {address!r} ({type(exc).__name__}: {_first_line(exc)}); "
             "check --cluster / RAY_ADDRESS (host:port of the head, ray://host:port, auto or local)."
         ) from None
+    finally:
+        if kept is not None:
+            signal.signal(signal.SIGTERM, kept)
     try:
         yield ray.cluster_resources()
     finally:
