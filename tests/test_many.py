@@ -358,3 +358,23 @@ def _running(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def test_sigterm_to_the_process_group_ends_the_command_without_a_traceback(tmp_path, mnist_small):
+    """A job scheduler or a service manager sends SIGTERM to every process of the job: the workers ended at once,
+    and the pool, broken, failed to mark the chunks the stopping command had cancelled: an InvalidStateError
+    traceback from its thread."""
+    folder = _many_copies(tmp_path, mnist_small[1][0])
+    command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json", "--jobs", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        run.stdout.readline()  # the workers are running
+        workers = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+        os.killpg(run.pid, signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 128 + signal.SIGTERM, stderr.decode()
+    assert stderr == b"", stderr.decode()
+    assert not [pid for pid in workers if _running(pid)]

@@ -227,6 +227,8 @@ def _in_workers(
                 "with --jobs 1 to find one that crashes the reader."
             ) from None
         finally:
-            for future in pending:  # the caller stopped early: drop what is queued
-                future.cancel()
             _PREDICTOR, _OPTIONS = None, {}
+            # The caller stopped early (or Ctrl+C, SIGTERM): what is queued is dropped by the pool's own thread.
+            # Cancelled from here, while SIGTERM to the process group ended the workers too, the broken pool
+            # failed to mark those futures and printed an InvalidStateError traceback.
+            pool.shutdown(wait=True, cancel_futures=True)
