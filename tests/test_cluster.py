@@ -8,7 +8,10 @@ that join it by address, as a user joins a cluster.
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,6 +164,27 @@ def test_fits_asking_for_more_cpus_than_any_node_has_are_refused_not_queued(runt
         "Error: --n-jobs 4 asks for 4 CPUs per fit, and the largest node of the cluster has 2; give --n-jobs 2 or less."
     )
     assert not store.exists()
+
+
+def test_sigterm_while_the_fits_run_on_a_local_runtime_exits_143(tmp_path):
+    # Ray's wait, in a process that started its own runtime, turned the SystemExit(143) of the command's SIGTERM
+    # handler into SystemExit(1): a job scheduler saw exit code 1, a bug's, for a run it had stopped itself.
+    args = ["compare", "logreg", "knn", "--limit", "3000", "--seeds", "2", "--out", str(tmp_path / "r")]
+    args += ["--cluster", "local"]
+    command = [sys.executable, "-m", "mnistlab.cli", *args, "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stderr is not None
+        for line in run.stderr:  # each step's line comes when it is done: the fit runs on the cluster now
+            if "submitted to the cluster" in line:
+                break
+        time.sleep(2)  # into Ray's wait for the fits (no line says it waits; the fits take 10 s and more)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
 
 
 def _closed_port() -> int:

@@ -54,8 +54,17 @@ def main() -> None:
         typer.echo("Error: Standard output is closed; send it to a file, or to /dev/null to drop it.", err=True)
         sys.exit(2)
     writable_streams()
-    app()
+    try:
+        app()
+    except SystemExit:
+        if _stopped_by:  # the SystemExit a library made of ours (Ray's wait: "exit code 1") keeps our code
+            raise SystemExit(128 + _stopped_by[0]) from None
+        raise
+
+
+_stopped_by: list[int] = []  # the signal that ended the command
 
 
 def _terminate(signum: int, frame) -> None:
+    _stopped_by.append(signum)
     raise SystemExit(128 + signum)  # the shell's code for "killed by this signal"
