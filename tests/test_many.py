@@ -335,12 +335,8 @@ def test_workers_forked_after_the_model_ran_here_do_not_hang(tmp_path, mnist_sma
 def test_workers_stop_when_the_command_is_killed(tmp_path, mnist_small):
     """kill -9 of the command (the OOM killer, a CI job's time limit) left its workers running, then waiting
     forever on a queue no one writes to, each holding its copy of the model."""
-    folder = _many_copies(tmp_path, mnist_small[1][0])
-    command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json", "--jobs", "2"]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    run, workers = _predict_with_workers(tmp_path, mnist_small[1][0], subprocess.DEVNULL)
     try:
-        run.stdout.readline()  # the workers are running
-        workers = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
         run.kill()
         run.wait()
         deadline = time.monotonic() + 10
@@ -350,6 +346,20 @@ def test_workers_stop_when_the_command_is_killed(tmp_path, mnist_small):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)
+
+
+def _predict_with_workers(tmp_path: Path, digit: np.ndarray, stderr: int) -> tuple[subprocess.Popen, list[str]]:
+    """``predict FOLDER --json --jobs 2`` over copies of ``digit``, in a session of its own, once its first answer
+    came (its workers run), and the workers' pids."""
+    folder = _many_copies(tmp_path, digit)
+    command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json", "--jobs", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+    try:
+        run.stdout.readline()  # the workers are running
+        return run, Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+    except BaseException:
+        os.killpg(run.pid, signal.SIGKILL)
+        raise
 
 
 def _running(pid: str) -> bool:
@@ -364,12 +374,8 @@ def test_sigterm_to_the_process_group_ends_the_command_without_a_traceback(tmp_p
     """A job scheduler or a service manager sends SIGTERM to every process of the job: the workers ended at once,
     and the pool, broken, failed to mark the chunks the stopping command had cancelled: an InvalidStateError
     traceback from its thread."""
-    folder = _many_copies(tmp_path, mnist_small[1][0])
-    command = [sys.executable, "-m", "mnistlab.cli", "predict", str(folder), "--json", "--jobs", "2"]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    run, workers = _predict_with_workers(tmp_path, mnist_small[1][0], subprocess.PIPE)
     try:
-        run.stdout.readline()  # the workers are running
-        workers = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
         os.killpg(run.pid, signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
     finally:
