@@ -1,9 +1,13 @@
-"""Worker processes that go with their parent: ``predict DIR``'s readers and ``serve --workers``' servers.
+"""Worker processes that go with their parent: ``predict DIR``'s readers, ``serve --workers``' servers, and the
+process pools that train a CNN's members and the shipped reader.
 
 A parent killed with ``kill -9`` (the OOM killer, a job's time limit, a
 supervisor's timeout) runs no cleanup: its forked workers were left behind,
 ``predict``'s waiting forever on a queue no one writes to, ``serve``'s
-serving on the port, orphaned, none replaced when it died.
+serving on the port, orphaned, none replaced when it died, a pool's training
+on for nothing. ``end_with_parent`` asks the system for a SIGTERM (Linux), so
+a server finishes its requests; ``exit_with_parent`` watches from a thread
+(any system), for pool workers whose work is lost with the parent anyway.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import threading
+import time
 
-__all__ = ["end_with_parent"]
+__all__ = ["end_with_parent", "exit_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
 
@@ -27,3 +33,18 @@ def end_with_parent(parent: int) -> None:
     prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
     if os.getppid() != parent:  # it died before the line above
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """Worker start-up: a daemon thread ends this process once ``parent`` is no longer its parent.
+
+    When a process dies its children are handed to another (init, or a
+    subreaper), so the parent pid changing is the signal, whatever killed it.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)  # the work is lost with the parent: nothing to flush or return
+
+    threading.Thread(target=watch, name="mnistlab-exit-with-parent", daemon=True).start()

@@ -35,6 +35,7 @@ from joblib.externals.loky import ProcessPoolExecutor
 from safetensors.numpy import save as save_safetensors
 
 from mnistlab._atomic import atomic_write_bytes
+from mnistlab._processes import exit_with_parent
 from mnistlab.data.load import load_mnist
 from mnistlab.errors import ParameterError
 from mnistlab.lab.record import package_versions
@@ -42,7 +43,6 @@ from mnistlab.models.cards import card_sha256
 from mnistlab.models.cnn.estimator import CNNClassifier
 from mnistlab.models.cnn.hyper import Hyper
 from mnistlab.models.cnn.onnx import export_onnx
-from mnistlab.models.cnn.parallel import exit_with_parent
 from mnistlab.models.recipes import CNN
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.detector import DETECTOR, FIT_DIGITS, fit_detector, held_out_non_digits, training_set

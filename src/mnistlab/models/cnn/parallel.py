@@ -32,8 +32,6 @@ import itertools
 import json
 import os
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
 from contextvars import ContextVar
@@ -43,10 +41,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from joblib.externals.loky import ProcessPoolExecutor
 
+from mnistlab._processes import exit_with_parent
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["train_in_processes", "train_one", "members_run_by", "member_runner", "MemberRunner", "exit_with_parent"]
+__all__ = ["train_in_processes", "train_one", "members_run_by", "member_runner", "MemberRunner"]
 
 # (job, X, y, on_row) -> trained module: loop.train_member
 Train = Callable[..., "torch.nn.Module"]
@@ -118,21 +118,6 @@ def train_in_processes(
         for log in logs:
             log.read(on_row)
     return [states[i] for i in range(len(tasks))]
-
-
-def exit_with_parent(parent: int, every: float = 0.5) -> None:
-    """Worker start-up: a daemon thread ends this process once ``parent`` is no longer its parent.
-
-    When a process dies its children are handed to another (init, or a
-    subreaper), so the parent pid changing is the signal, whatever killed it.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every)
-        os._exit(1)  # the work is lost with the parent: nothing to flush or return
-
-    threading.Thread(target=watch, name="mnistlab-exit-with-parent", daemon=True).start()
 
 
 def _worker(train: Train, job, X: np.ndarray, y: np.ndarray, n_threads: int, row_file: str) -> dict[str, np.ndarray]:
