@@ -124,6 +124,18 @@ def test_importing_the_package_and_the_cli_stays_light():
     assert out == "", f"importing mnistlab and its CLI loads {out}"
 
 
+def test_the_help_is_printed_without_typers_rich_panels():
+    # typer's rich help imports rich.markdown and rich.traceback: 0.1-0.5 s of a 0.3 s `mnistlab --help`.
+    code = (
+        "import sys, mnistlab.cli, contextlib, io; "
+        "out = io.StringIO(); stop = contextlib.redirect_stdout(out); stop.__enter__(); "
+        "mnistlab.cli.app(['--help'], standalone_mode=False); stop.__exit__(None, None, None); "
+        "print('typer.rich_utils' in sys.modules, 'rich.markdown' in sys.modules, 'serve' in out.getvalue())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "True"]
+
+
 def test_all_lists_exactly_the_lazy_names_and_the_errors():
     from mnistlab import errors
 

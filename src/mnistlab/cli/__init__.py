@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: typer's rich panels import rich.markdown, half of `--help`'s time
     help="Classify handwritten digits: data, models, photos and a web page.",
 )
 app.add_typer(data.data_app, name="data")

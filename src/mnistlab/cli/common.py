@@ -190,6 +190,18 @@ class Group(TyperGroup):
             typer.echo(f"Error: {name_too_long(exc)}", err=True)
             raise typer.Exit(2) from None
 
+    def format_commands(self, ctx, formatter):
+        """Each command's first sentence whole, wrapped under its name: click cut it at the line's end ("...")."""
+        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        rows = [
+            (name, command.get_short_help_str(limit=1000))
+            for name, command in commands
+            if command and not command.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Run the command line; a usage error (unknown option, bad value, missing argument) is one line too.
 

@@ -22,7 +22,6 @@ from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.cli.common import err, error_text, given_path, out
-from mnistlab.data.connect import ConnectTimeout, resolve_within
 from mnistlab.errors import ClusterError, InputError, MnistlabError, ParameterError
 from mnistlab.lab.options import check_writable_dir
 
@@ -30,8 +29,7 @@ __all__ = ["app"]
 
 app = typer.Typer()
 
-# Files a table shows before it is printed and the next begins: a folder of 100,000 files kept every row (and
-# showed nothing) until its end.
+# Rows a table holds before it is printed: a folder of 100,000 files kept every row (and showed nothing) till its end.
 TABLE_ROWS = 1000
 HOST_LOOKUP_S = 5.0  # a --host name whose lookup takes longer is taken as no name of this machine
 STDIN = Path("-")  # standard input; a file named - is ./- (``given_path``)
@@ -369,6 +367,8 @@ def _serve_on_ray(
 
 def check_free_port(host: str, port: int) -> None:
     """Refuse a --host that does not resolve or a --port another program holds, by binding it for a moment."""
+    from mnistlab.data.connect import ConnectTimeout, resolve_within  # http.client and ssl: not for every command
+
     try:  # the lookup bounded too: a DNS server that never answers held `serve` for the resolver's minutes
         infos = resolve_within(host, port, HOST_LOOKUP_S)
     except ConnectTimeout:
