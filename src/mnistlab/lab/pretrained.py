@@ -81,6 +81,7 @@ class Plan:
     seed: int = 0
     fit_digits: int = FIT_DIGITS  # MNIST training digits for the detector and the digit space
     detector_strokes: int = 10_000  # random pen strokes (and a sixth as much noise) among its non-digits
+    detector_copies: int = 6  # each letter drawn so often in each font (printed digits twice) for the detector
     # Digits written again with a marker or a hair-thin pen and read back (``restroked``), for the detector
     # and for the classifier: reading gives such strokes a look that MNIST's own digits never have.
     restroked_digits: int = 5_000
@@ -100,7 +101,12 @@ def _detector_graph(plan: Plan, digits: np.ndarray, labels: np.ndarray) -> bytes
     """The detector fitted on ``digits`` and drawn non-digits, exported (ONNX bytes); runs in a process of its own,
     beside the classifier's fit."""
     images, y = training_set(
-        digits, labels, seed=plan.seed, n_strokes=plan.detector_strokes, n_restroked=plan.restroked_digits
+        digits,
+        labels,
+        seed=plan.seed,
+        copies=plan.detector_copies,
+        n_strokes=plan.detector_strokes,
+        n_restroked=plan.restroked_digits,
     )
     return _onnx_bytes(fit_detector(images, y, plan.detector, seed=plan.seed))
 
