@@ -820,6 +820,25 @@ def test_a_photo_deleted_after_it_was_chosen_is_said_so(page, mnist_small, tmp_p
     assert page.get_by_role("button", name="Try again").count() == 0
 
 
+def test_a_long_file_name_in_the_answer_does_not_widen_a_phones_page(browser, live_server, tmp_path):
+    """On a 360 px phone, the sentence naming a photo that can no longer be read held the name of a Pixel's photo
+    (PXL_20261206_221530123.MP.jpg) on one line, 14 px past the screen's edge: the whole page scrolled sideways.
+    A long word in the answer now breaks."""
+    context = browser.new_context(
+        viewport={"width": 360, "height": 740}, device_scale_factor=3, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    page.goto(live_server)
+    photo = tmp_path / "PXL_20261206_221530123.MP.jpg"
+    Image.new("L", (200, 200), 255).save(photo)
+    page.set_input_files("#file", str(photo))
+    photo.unlink()  # within the quarter second before the upload
+    page.wait_for_selector('#answer[data-state="error"]', timeout=15_000)
+    assert photo.name in page.inner_text("#verdict")
+    assert page.evaluate("document.documentElement.scrollWidth") == 360
+    context.close()
+
+
 def test_a_cleared_photo_can_be_undone(page, mnist_small, tmp_path):
     """Undo takes back a Clear (README), but not a photo's: Clear on an uploaded photo left the pad empty and Undo
     disabled, and the photo had to be found and chosen again. Undo now brings it back, and its answer."""
