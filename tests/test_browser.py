@@ -619,13 +619,17 @@ def test_a_request_that_failed_can_be_sent_again(page):
     assert page.get_by_role("button", name="Try again").count() == 0
 
 
-@pytest.mark.parametrize("viewport", [(360, 640), (375, 667), (390, 844), (667, 375), (844, 390)])
+@pytest.mark.parametrize(
+    "viewport", [(360, 640), (375, 667), (390, 844), (667, 375), (844, 390), (802, 293), (568, 320)]
+)
 def test_on_a_phone_the_answer_shows_under_the_pad_without_scrolling(browser, live_server, viewport):
     """On a 375 x 667 phone (an iPhone SE) the answer sat 70 px below the screen's edge: a finger drew, and nothing
     seemed to happen (the pad does not scroll the page). The answer now fits under a pad still big to draw on; on
     a phone held sideways, where it cannot, the whole pad at least does (its edge was 4 px off the screen). Most
     phones are wider than 720 px sideways (844 x 390): they kept the desktop's layout, and 205 px of the pad lay
-    below the screen; they now get the phone's, in two columns, the answer beside the pad."""
+    below the screen; they now get the phone's, in two columns, the answer beside the pad. With the browser's bars,
+    a phone held sideways can leave 293 px (a Pixel 5) or 320 (an iPhone SE): the pad ran 39 px below them; the
+    title now shares the lede's lines there."""
     width, height = viewport
     context = browser.new_context(viewport={"width": width, "height": height}, has_touch=True, is_mobile=True)
     page = context.new_page()
