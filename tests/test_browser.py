@@ -650,6 +650,31 @@ def test_on_a_phone_the_answer_shows_under_the_pad_without_scrolling(browser, li
     context.close()
 
 
+def test_a_number_stays_on_one_line_on_a_phone(browser, live_server):
+    """On a 360 px phone, a number shrank beside its sentence until it broke into lines: 17 showed as a 1 over a 7,
+    and a 7-digit number as four rows of digits, read as other numbers. A number now keeps its line, the sentence
+    going under it when both do not fit."""
+    context = browser.new_context(viewport={"width": 360, "height": 740}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(live_server)
+    page.click("#mode-number")
+    lines = "() => { const d = document.getElementById('digit'); return d.offsetHeight / parseFloat(getComputedStyle(d).fontSize); }"
+    draw(page, [[(0.3, 0.2), (0.3, 0.8)], [(0.55, 0.25), (0.7, 0.25), (0.6, 0.8)]])
+    assert result(page)["digit"] == "17"
+    assert page.evaluate(lines) < 1.5
+    png = page.locator("#seen img").first.get_attribute("src")
+    digits = [
+        {"digit": d, "probability": 0.99, "confident": True, "mnist_image_png": png} for d in (1, 1, 2, 6, 0, 1, 1)
+    ]
+    answer = {"number": "1126011", "digits": digits, "confident": True}
+    page.route("**/api/read-number**", lambda route: route.fulfill(json=answer))
+    page.keyboard.press("Control+z")
+    page.wait_for_selector('#answer[data-state="done"]')
+    assert page.inner_text("#digit") == "1126011" and page.evaluate(lines) < 1.5
+    assert page.evaluate("document.documentElement.scrollWidth") == 360
+    context.close()
+
+
 def test_the_page_works_below_a_path_prefix(browser, web_model_dir):
     """Mounted at /mnist (or behind a proxy that serves it there), the page asked for /static/app.js and
     /api/predict at the host's root: its script and style sheet were 404s and it never answered. Its URLs are now
