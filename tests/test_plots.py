@@ -382,3 +382,37 @@ def test_a_mask_of_booleans_is_drawn_as_the_models_read_it(mnist_small, tmp_path
     np.testing.assert_array_equal(drawn, np.asarray(Image.open(tmp_path / "same.png").convert("L")))
     with pytest.raises(InputError, match="images: pixels of dtype <U1, expected integer, float or boolean pixels"):
         save_digit_grid(np.full((2, 784), "a"), y[:2], tmp_path / "text.png")
+
+
+def test_long_class_names_title_a_cell_on_two_readable_lines(tmp_path, mnist_small):
+    # evaluate's gallery of Fashion-MNIST mistakes titled a cell "true Sneaker, pred Ankle boot (99%)" in 5-point
+    # type, and compare's grid "Pullover→T-shirt/top" in 4: squeezed onto one line, neither could be read.
+    from mnistlab.data.registry import DATASETS
+    from mnistlab.lab.charts import SMALLEST, cell_title, new_figure
+
+    names = DATASETS["fashion-mnist"].target_names
+    renderer = new_figure(1, 1).canvas.get_renderer()
+    for a in names:
+        for b in names:
+            for (text, size), cell, weight in (
+                (cell_title(f"true {a}", ", ", f"pred {b} (99%)", 180, 8.0), 1.45, "normal"),  # the gallery's, inches
+                (cell_title(a, "→", b, 80, 9.0), 0.9 + 0.08 * 0.9, "bold"),  # the grid's cell and its gap
+            ):
+                assert size >= SMALLEST, text
+                for line in text.split("\n"):
+                    fig = new_figure(1, 1)
+                    drawn = fig.text(0, 0, line, fontsize=size, fontweight=weight)
+                    assert drawn.get_window_extent(renderer).width / fig.dpi <= cell, (line, size)
+    assert cell_title("true 4", ", ", "pred 9 (97%)", 180, 8.0) == ("true 4, pred 9 (97%)", 8.0)  # MNIST's, as before
+    assert cell_title("true Sneaker", ", ", "pred Ankle boot (99%)", 180, 8.0) == (
+        "true Sneaker,\npred Ankle boot (99%)",
+        8.0,
+    )
+    X, y = mnist_small[1][:30], np.asarray(names)[mnist_small[3][:30]]
+    assert_drawn(save_digit_grid(X, y, tmp_path / "grid.png", predictions=y[::-1]))
+    proba = np.eye(10)[(mnist_small[3][:30] + 1) % 10]
+    assert_drawn(
+        save_misclassified_gallery(
+            X, mnist_small[3][:30], (mnist_small[3][:30] + 1) % 10, proba, tmp_path / "g.png", classes=None
+        )
+    )

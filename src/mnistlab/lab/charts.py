@@ -9,9 +9,10 @@ from __future__ import annotations
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["DPI", "new_figure", "style_time_axes"]
+__all__ = ["DPI", "new_figure", "style_time_axes", "cell_title"]
 
 DPI = 100
+SMALLEST = 7.0  # points: a cell's title in smaller type is not read on a screen at 100 dpi
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -29,3 +30,14 @@ def style_time_axes(ax, x_label: str, y_label: str) -> None:
     ax.set_title("Test accuracy against fit time")
     ax.grid(True, which="both", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
+
+
+def cell_title(head: str, sep: str, tail: str, room: float, largest: float) -> tuple[str, float]:
+    """A grid cell's title ``head + sep + tail`` and its size in points: on one line where that line fits the
+    cell (``room``: characters times points) at ``SMALLEST`` points or more, else broken after ``sep`` onto two
+    lines, so that two long class names ("Sneaker→Ankle boot") stay readable instead of shrinking to a smudge."""
+    one = f"{head}{sep}{tail}"
+    if room / len(one) >= SMALLEST:
+        return one, min(largest, room / len(one))
+    lines = (f"{head}{sep}".rstrip(), tail)
+    return "\n".join(lines), min(largest, max(SMALLEST, room / max(map(len, lines))))  # room is a guess: 7 fits

@@ -22,7 +22,7 @@ from mnistlab._atomic import atomic_writer
 from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
-from mnistlab.lab.charts import DPI, new_figure, style_time_axes
+from mnistlab.lab.charts import DPI, cell_title, new_figure, style_time_axes
 from mnistlab.lab.classnames import class_noun, class_ticks, class_titles
 from mnistlab.models.proba import margin_lead, proba_columns
 
@@ -101,16 +101,18 @@ def _save(fig: Figure, path) -> Path:
     return path
 
 
-def _grid(n: int, ncols: int, cell_w: float, cell_h: float, title: str | None):
-    """A figure with ``n`` image axes laid out ``ncols`` wide, titled cells of cell_w x cell_h inches."""
+def _grid(n: int, ncols: int, cell_w: float, cell_h: float, title: str | None, titles=()):
+    """A figure with ``n`` image axes laid out ``ncols`` wide, titled cells of cell_w x cell_h inches (taller where
+    one of the cells' ``titles`` takes two lines)."""
     if n > MAX_GRID:
         raise InputError(f"got {n} digits to draw, expected at most {MAX_GRID}; pick fewer.")
     if isinstance(ncols, bool) or not isinstance(ncols, int | np.integer) or ncols < 1:
         raise InputError(f"got ncols={ncols!r}, expected a positive number of columns.")
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    top = 0.55 if title else 0.05  # inches kept for the figure title
-    width, height = ncols * cell_w + 0.2, nrows * cell_h + top + 0.1
+    extra = 0.15 if any("\n" in t for t in titles) else 0.0  # inches for a cell title's second line
+    top = (0.55 if title else 0.05) + extra  # inches kept for the figure title
+    width, height = ncols * cell_w + 0.2, nrows * (cell_h + extra) + top + 0.1
     fig = new_figure(width, height)
     if title:
         fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top", parse_math=False)  # a model's "$" as it is
@@ -121,7 +123,7 @@ def _grid(n: int, ncols: int, cell_w: float, cell_h: float, title: str | None):
         bottom=0.1 / height,
         top=1 - top / height,
         wspace=0.08,
-        hspace=0.3,
+        hspace=0.3 + 2 * extra / cell_h,
     )
     for ax in axes:
         ax.set_axis_off()
@@ -143,18 +145,14 @@ def save_digit_grid(images, labels, path, *, predictions=None, ncols: int = 10, 
         raise InputError("got predictions without labels, expected true labels to compare them with.")
     if title is None and pred is not None and true is not None:
         title = f"{int((true != pred).sum())} of {n} predictions wrong"
-    fig, axes = _grid(n, ncols, CELL, CELL + 0.2, title)
+    # "T-shirt/top→Ankle boot" on two lines, readable
+    titles = [] if pred is None or true is None else [cell_title(t, "→", p, 80, 9.0) for t, p in zip(true, pred)]
+    fig, axes = _grid(n, ncols, CELL, CELL + 0.2, title, [text for text, _ in titles])
     for i, ax in enumerate(axes):
         _show(ax, imgs[i])
-        if pred is not None and true is not None:
-            wrong = true[i] != pred[i]
-            ax.set_title(
-                f"{true[i]}→{pred[i]}",
-                fontsize=min(9.0, 80 / (len(true[i]) + len(pred[i]) + 1)),  # "T-shirt/top→Ankle boot" fits too
-                color=WRONG if wrong else "black",
-                fontweight="bold" if wrong else "normal",
-                pad=2,
-            )
+        if titles:
+            color, weight = (WRONG, "bold") if true[i] != pred[i] else ("black", "normal")  # type: ignore[index]
+            ax.set_title(titles[i][0], fontsize=titles[i][1], color=color, fontweight=weight, pad=2)
         elif true is not None:
             ax.set_title(true[i], fontsize=9, pad=2)
     return _save(fig, path)
@@ -318,14 +316,15 @@ def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 
         fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
         return _save(fig, path)
     title = f"Most confident mistakes: {len(picked)} of {n_wrong:,} wrong (of {len(true):,})"
-    fig, axes = _grid(len(picked), 5 if len(picked) <= 25 else 10, 1.45, 1.45, title)
     columns = proba_columns(pred[picked], classes, p.shape[1])
-    for ax, i, column in zip(axes, picked, columns):
+    # Rounded down, at most 99: a wrong answer is never shown "100%" sure (a saturated softmax is exactly 1.0).
+    sure = [min(math.floor(p[i, column] * 100), 99) for i, column in zip(picked, columns)]
+    # "true Sneaker, pred Ankle boot" on two lines, readable
+    titles = [cell_title(f"true {true[i]}", ", ", f"pred {pred[i]} ({s}%)", 180, 8.0) for i, s in zip(picked, sure)]
+    fig, axes = _grid(len(picked), 5 if len(picked) <= 25 else 10, 1.45, 1.45, title, [t for t, _ in titles])
+    for ax, i, (text, size) in zip(axes, picked, titles):
         _show(ax, imgs[i])
-        # Rounded down, at most 99: a wrong answer is never shown "100%" sure (a saturated softmax is exactly 1.0).
-        sure = min(math.floor(p[i, column] * 100), 99)
-        text = f"true {true[i]}, pred {pred[i]} ({sure}%)"
-        ax.set_title(text, fontsize=min(8.0, 180 / len(text)), pad=2)  # "true False, pred True" fits its cell too
+        ax.set_title(text, fontsize=size, pad=2)
     return _save(fig, path)
 
 
