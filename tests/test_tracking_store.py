@@ -453,3 +453,33 @@ def test_the_mlflow_ui_command_runs_names_works_pasted_into_a_shell(tmp_path):
     assert result.exit_code == 0, result.output
     (command,) = [line for line in result.stdout.splitlines() if line.startswith("mlflow ui ")]
     assert shlex.split(command) == ["mlflow", "ui", "--backend-store-uri", uri], command
+
+
+def test_runs_of_a_folder_are_found_by_the_folder_compare_was_given(tmp_path, monkeypatch):
+    # `compare --dataset ./my-digits` records the runs under the folder's name, and `runs --dataset ./my-digits`,
+    # the same words, listed none of them: "0 run(s)".
+    from mnistlab import load_mnist
+    from mnistlab.testing import write_idx_folder
+
+    digits = load_mnist("digits")
+    n = digits.details["n_train"]
+    parts = {"test_images": digits.images[n:], "test_labels": digits.target[n:]}
+    for name, m in (("a", n), ("b", n - 1)):  # two folders of one name (and other data): each one's runs its own
+        write_idx_folder(
+            tmp_path / name / "my-digits",
+            {**parts, "train_images": digits.images[:m], "train_labels": digits.target[:m]},
+        )
+    monkeypatch.chdir(tmp_path)
+    store = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    for name in ("a", "b"):
+        done = runner.invoke(
+            app, ["compare", "knn", "--dataset", f"{name}/my-digits", "--cv", "0", "--out", f"r{name}", *store]
+        )
+        assert done.exit_code == 0, done.output
+    listed = json.loads(runner.invoke(app, ["runs", "--dataset", "./a/my-digits", "--json", *store]).stdout)
+    assert [(r["dataset"], r["data_dir"]) for r in listed] == [
+        ("my-digits", str((tmp_path / "a" / "my-digits").resolve()))
+    ]
+    assert len(json.loads(runner.invoke(app, ["runs", "--dataset", "my-digits", "--json", *store]).stdout)) == 2
+    table = runner.invoke(app, ["runs", "--dataset", "b/my-digits", *store])
+    assert table.exit_code == 0 and "1 run(s)" in table.stdout, table.output

@@ -312,7 +312,7 @@ TABLE_RUNS = 50  # the runs the table shows unless --last says: a store may hold
 
 @app.command("runs")
 def runs_cmd(
-    dataset: str | None = typer.Option(None, "--dataset", help="Only runs on this dataset."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Only runs on this dataset (as compare was given it)."),
     recipe: str | None = typer.Option(
         None, "--recipe", help="Only runs of this model (a recipe, or a spec as compare was given it)."
     ),

@@ -38,6 +38,7 @@ from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.tracking_text import (
     RENAMED,
+    dataset_folder,
     mlflow_key,
     no_misread_folders,
     open_error,
@@ -270,16 +271,18 @@ class Tracker:
 
     def runs(self, *, dataset: str | None = None, model: str | None = None, last: int | None = None) -> list[dict]:
         """The recorded fits (newest first; only the newest ``last`` where given, read no further than needed) as
-        flat objects, optionally of one dataset and one model."""
+        flat objects, optionally of one dataset (its name, or the folder compare was given) and one model."""
         if self.empty:
             return []
+        wanted = {dataset, dataset_folder(dataset)} - {None}  # a folder given: the runs that recorded it too
         rows: list[dict] = []
         size = 1000 if last is None else min(1000, max(100, 2 * last))  # comparisons' runs are read and left out
         token = None
         while last is None or len(rows) < last:
             page = self._guard(lambda t=token: self._page(t, size))
             fits = (_run_row(r) for r in page if r.data.tags.get(TAG + "kind") != "comparison")
-            rows += [r for r in fits if dataset in (None, r["dataset"]) and model in (None, r["model"])]
+            mine = (r for r in fits if model in (None, r["model"]))
+            rows += [r for r in mine if not wanted or wanted & {r["dataset"], r["data_dir"]}]
             token = page.token
             if not token:
                 break
@@ -387,4 +390,5 @@ def _run_row(run) -> dict:
         "status": run.info.status,
         "start_time": run.info.start_time,
         "model_dir": tags.get(TAG + "model_dir"),
+        "data_dir": run.data.params.get("data_dir"),  # the folder of a dataset given as one
     }

@@ -19,9 +19,19 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
+from mnistlab.data.home import expand_home
 from mnistlab.errors import TrackingError
 
-__all__ = ["RENAMED", "mlflow_key", "param_text", "open_error", "reason", "sqlite_uri", "no_misread_folders"]
+__all__ = [
+    "RENAMED",
+    "mlflow_key",
+    "param_text",
+    "open_error",
+    "reason",
+    "sqlite_uri",
+    "no_misread_folders",
+    "dataset_folder",
+]
 
 _PARAM_CHARS = 6000  # MLflow's longest parameter value: a longer one (a module's repr) is cut, marked with "…"
 RENAMED = "mnistlab_key/"  # a tag per key mlflow_key renamed, holding the name it stands for
@@ -136,3 +146,12 @@ def _known_schema(revision: str) -> bool:
         return ScriptDirectory(str(Path(db_migrations.__file__).parent)).get_revision(revision) is not None
     except Exception:  # alembic's "Can't locate revision": a schema this MLflow does not know
         return False
+
+
+def dataset_folder(dataset: str | None) -> str | None:
+    """The folder ``dataset`` names (``./my-digits``), resolved as a fit records it; None where it names none."""
+    try:
+        path = expand_home(dataset, ValueError) if dataset else None
+    except ValueError:  # ~nosuchuser/...
+        return None
+    return str(path.resolve()) if path is not None and path.is_dir() else None
