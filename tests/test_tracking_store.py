@@ -483,3 +483,25 @@ def test_runs_of_a_folder_are_found_by_the_folder_compare_was_given(tmp_path, mo
     assert len(json.loads(runner.invoke(app, ["runs", "--dataset", "my-digits", "--json", *store]).stdout)) == 2
     table = runner.invoke(app, ["runs", "--dataset", "b/my-digits", *store])
     assert table.exit_code == 0 and "1 run(s)" in table.stdout, table.output
+
+
+def test_runs_says_its_store_whole_on_one_line_however_narrow_the_table(tmp_path):
+    # The count and the store's URI were the table's title, folded to the table's width: with no run, or none of a
+    # --dataset, the URI came out cut mid-word over three lines ("...data/mnis" / "tlab/tracking/mlflow.db").
+    folder = tmp_path / "a-store-folder-with-a-name-long-enough-to-be-wider-than-an-empty-table"
+    folder.mkdir()
+    tracker = Tracker(f"sqlite:///{folder / 'mlflow.db'}")
+    run_id = tracker.start_run("knn", tags={"model": "knn", "dataset": "digits", "seed": 1}, params={})
+    tracker.end_run(run_id, metrics={"test_accuracy": 0.9})
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": _SRC}
+    for dataset in ("digits", "mnist"):  # one run, and none
+        shown = subprocess.run(
+            [sys.executable, "-m", "mnistlab.cli", "runs", "--tracking-uri", tracker.uri, "--dataset", dataset],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stderr
+        count = "1 run(s)" if dataset == "digits" else "0 run(s)"
+        assert f"{count} in {tracker.uri}\n" in shown.stdout, shown.stdout

@@ -331,13 +331,13 @@ def runs_cmd(
     if as_json:
         typer.echo(json.dumps(tracker.runs(dataset=dataset, model=model, last=last)))
         return
-    # A store of thousands of runs: the table shows the newest (one more is read to know whether there are more).
-    shown = last or TABLE_RUNS
+    shown = last or TABLE_RUNS  # the newest of thousands (one more is read to know whether there are more)
     runs = tracker.runs(dataset=dataset, model=model, last=shown + 1)
     more, runs = len(runs) > shown, runs[:shown]
-    title = f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {escape(tracker.uri)}"
+    title = f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {tracker.uri}"
+    out.print(title, soft_wrap=True, markup=False)  # the URI whole, to copy: as a table's title it folded
     # Ids, models and numbers whole in 80 columns (the id was cut to "9335f7cee8…"): no rules, a long dataset folds.
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False)
     table.add_column("run", no_wrap=True, min_width=max((len(r["run_id"]) for r in runs), default=3))
     for col in ("model", "dataset", "seed", "test acc", "fit s"):
         table.add_column(
