@@ -151,6 +151,19 @@ def test_help_pages_show_flags_without_a_type():
     assert json.loads(runner.invoke(app, ["recipes", "--json"]).stdout)
 
 
+def test_help_pages_show_a_repeatable_option_as_taking_one_value():
+    """In click's plain help, typer wrote `--index <list[int]>` and `--dataset <list[str]>`, as if each took a
+    list; each takes one value, repeated."""
+    group = typer.main.get_command(app)
+    for page, line in ((["show"], "--index I "), (["compare"], "--dataset NAME ")):
+        result = runner.invoke(app, [*page, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        assert line in result.stdout, result.stdout
+    for name in group.commands:
+        options = runner.invoke(app, [name, "--help"], env={"COLUMNS": "80"}).stdout.partition("Options:")[2]
+        assert "<list[" not in options, (name, options)
+
+
 def test_show_without_a_selection_shows_a_small_split_whole(mnist_full, tmp_path):
     """The default 30 digits of a split that holds 5 (a folder of IDX files) were refused as "--first 30", a
     flag no one gave; the grid shows the 5, and --ascii the first."""

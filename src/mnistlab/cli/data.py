@@ -135,7 +135,7 @@ def show(
     name: str | None = NAME_ARG,
     data_dir: Path | None = DATA_DIR_OPT,
     first: int | None = typer.Option(None, "--first", help="Show the first N images (default 30, or all if fewer)."),
-    index: list[int] | None = typer.Option(None, "--index", help="Show these image indices (repeatable)."),
+    index: list[int] | None = typer.Option(None, "--index", metavar="I", help="Show the image of index I; repeat."),
     random: int | None = typer.Option(None, "--random", help="Show N images drawn at random."),
     seed: int = typer.Option(0, "--seed", help="Seed for --random."),
     split: str = typer.Option("train", "--split", help="train or test."),

@@ -190,9 +190,7 @@ def compare_cmd(
         "nn.Module), or a spec file (best.json) written by `mnistlab sweep`; default: the standard line-up.",
     ),
     datasets: list[str] | None = typer.Option(
-        None,
-        "--dataset",
-        help="mnist, fashion-mnist, digits or a folder of IDX files; repeat for several (default: mnist).",
+        None, "--dataset", metavar="NAME", help="mnist (default), fashion-mnist, digits or an IDX folder; repeatable."
     ),
     seeds: int = typer.Option(1, "--seeds", help="Fit every model with K seeds (--seed, --seed+1, ...).", metavar="K"),
     baseline: str | None = typer.Option(None, "--baseline", help="Also test every model against this one."),
