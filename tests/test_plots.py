@@ -416,3 +416,20 @@ def test_long_class_names_title_a_cell_on_two_readable_lines(tmp_path, mnist_sma
             X, mnist_small[3][:30], (mnist_small[3][:30] + 1) % 10, proba, tmp_path / "g.png", classes=None
         )
     )
+
+
+def test_the_confusion_matrix_writes_each_count_in_the_ink_that_reads_on_its_cell():
+    # Counts over the middle of the colour map were written white: 34 of 1,090 (log scale: 0.505 of the map) in
+    # white on a light blue, a contrast of about 2.4:1 where 4.5:1 is the least for text.
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm
+
+    from mnistlab.lab.charts import contrast, text_inks
+
+    blues = colormaps["Blues"](np.linspace(0, 1, 257))
+    inks = text_inks(blues)
+    rgb = {"black": (0, 0, 0), "white": (1, 1, 1)}
+    assert all(contrast(cell, rgb[ink]) >= 4.5 for cell, ink in zip(blues, inks))
+    assert inks[0] == "black" and inks[-1] == "white"
+    cell = colormaps["Blues"](LogNorm(vmin=1, vmax=1090)(34))
+    assert contrast(cell, rgb["white"]) < 3 and text_inks(cell) == "black"

@@ -6,10 +6,11 @@ state, no GUI backend, and safe to draw from web-server threads.
 
 from __future__ import annotations
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["DPI", "new_figure", "style_time_axes", "cell_title"]
+__all__ = ["DPI", "new_figure", "style_time_axes", "cell_title", "text_inks", "contrast"]
 
 DPI = 100
 SMALLEST = 7.0  # points: a cell's title in smaller type is not read on a screen at 100 dpi
@@ -41,3 +42,22 @@ def cell_title(head: str, sep: str, tail: str, room: float, largest: float) -> t
         return one, min(largest, room / len(one))
     lines = (f"{head}{sep}".rstrip(), tail)
     return "\n".join(lines), min(largest, max(SMALLEST, room / max(map(len, lines))))  # room is a guess: 7 fits
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """WCAG's relative luminance of sRGB colours 0-1 (the last axis: red, green, blue)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return linear @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def contrast(a, b) -> np.ndarray:
+    """WCAG's contrast ratio of two sRGB colours 0-1 (1 to 21; 4.5 and up reads as body text)."""
+    la, lb = _luminance(np.asarray(a, float)[..., :3]), _luminance(np.asarray(b, float)[..., :3])
+    return (np.maximum(la, lb) + 0.05) / (np.minimum(la, lb) + 0.05)
+
+
+def text_inks(colors) -> np.ndarray:
+    """For cells of ``colors`` (RGBA 0-1, last axis), the text colour that reads on each: "black" or "white",
+    whichever contrasts more (4.5:1 or more on any colour)."""
+    colors = np.asarray(colors, float)
+    return np.where(contrast(colors, (0, 0, 0)) >= contrast(colors, (1, 1, 1)), "black", "white")

@@ -22,7 +22,7 @@ from mnistlab._atomic import atomic_writer
 from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
-from mnistlab.lab.charts import DPI, cell_title, new_figure, style_time_axes
+from mnistlab.lab.charts import DPI, cell_title, new_figure, style_time_axes, text_inks
 from mnistlab.lab.classnames import class_noun, class_ticks, class_titles
 from mnistlab.models.proba import margin_lead, proba_columns
 
@@ -251,7 +251,7 @@ def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None, nam
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="images (log scale)" if log else "images")
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))  # 1,000 rather than 10^3
     bar.ax.yaxis.set_minor_formatter(NullFormatter())
-    dark = norm(counts) > 0.5  # white text on the darker half of the colour map
+    inks = text_inks(image.cmap(norm(counts)))  # black or white, whichever reads better on the cell's blue
     for i in range(k):
         for j in range(k):
             if counts[i, j]:
@@ -262,7 +262,7 @@ def save_confusion_matrix(y_true, y_pred, path, *, title: str | None = None, nam
                     ha="center",
                     va="center",
                     fontsize=8 if counts[i, j] < 10_000 else 6,
-                    color="white" if dark[i, j] else "black",
+                    color=inks[i, j],
                 )
     ax.set_xticks(range(k), **class_ticks(titles, k))
     ax.set_yticks(range(k), titles)
