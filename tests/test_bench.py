@@ -114,12 +114,14 @@ SETTING_FLAGS = ["--limit", "1000", "--n-jobs", "1", "--cv", "0"]
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory, mnist_full):
-    """A user file, a store, and one recorded CLI comparison of four models (file, module:callable, torch, recipe)."""
+def bench(tmp_path_factory, mnist_full, _empty_store):
+    """A user file, a store (a copy of a new one: no migrations again), and one recorded CLI comparison of four
+    models (file, module:callable, torch, recipe)."""
     root = tmp_path_factory.mktemp("bench")
     (root / "mine.py").write_text(USER_FILE)
     uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
     (root / "store").mkdir()
+    shutil.copyfile(_empty_store, root / "store" / "mlflow.db")
     specs = ["knn-deskew", f"{root / 'mine.py'}:build", "sklearn.naive_bayes:GaussianNB", f"{root / 'mine.py'}:net"]
     # The user's own full-size model, which a small comparison must leave alone.
     default_card = default_model_dir("knn-deskew") / "model.json"
@@ -251,14 +253,14 @@ def test_each_comparison_is_a_parent_run_of_the_fits_it_made(bench):
     assert first.info.run_id not in {r["run_id"] for r in tracker.runs()}  # `mnistlab runs` lists fits only
 
 
-def test_a_comparison_that_reuses_its_fits_lists_them_and_one_that_fails_is_marked_failed(bench, tmp_path):
+def test_a_comparison_that_reuses_its_fits_lists_them_and_one_that_fails_is_marked_failed(bench, tmp_path, made_store):
     again = compare(["knn-deskew"], tracking_uri=bench["uri"], out_dir=tmp_path / "again", **SETTINGS)
     last = _comparisons(bench["uri"])[-1]
     recorded = json.loads(Tracker(bench["uri"]).artifact(last.info.run_id, "comparison.json"))
     assert recorded["runs"] == [
         {k: again["runs"][0][k] for k in ("run_id", "model", "dataset", "seed")} | {"reused": True}
     ]
-    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    uri = made_store(tmp_path / "fresh.db")
     failing = ["compare", f"{bench['root'] / 'mine.py'}:fails_to_fit", *SETTING_FLAGS, "--tracking-uri", uri]
     assert runner.invoke(app, [*failing, "--out", str(tmp_path / "r")]).exit_code == 2
     assert [run.info.status for run in _comparisons(uri)] == ["FAILED"]
@@ -334,7 +336,7 @@ def test_update_models_installs_the_recipe_in_its_default_folder(bench):
     assert not stale.exists()
 
 
-def test_update_models_leaves_the_default_folder_to_mnists_own_files(tmp_path, mnist_full):
+def test_update_models_leaves_the_default_folder_to_mnists_own_files(tmp_path, mnist_full, made_store):
     """A folder of other IDX files that is named mnist is no MNIST: its models stay in the report folder, where
     installed as the recipe's default they would be served as an MNIST model."""
     images, labels = mnist_full.images, mnist_full.target
@@ -346,7 +348,7 @@ def test_update_models_leaves_the_default_folder_to_mnists_own_files(tmp_path, m
     out = compare(
         ["logreg"],
         datasets=[folder],
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        tracking_uri=made_store(tmp_path / "mlflow.db"),
         out_dir=tmp_path / "report",
         update_models=True,
         limit=500,
@@ -389,7 +391,7 @@ def test_a_dataset_of_one_class_is_one_sentence(tiny_idx, tmp_path):
         assert "The training images of one-class hold one class only (0); a classifier needs two" in result.stderr
 
 
-def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_figures(tiny_idx, tmp_path):
+def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_figures(tiny_idx, tmp_path, made_store):
     """ "my data" and "my-data": both datasets' models were saved in models/my-data (the second over the first),
     and both report sections showed the second one's figures."""
     first, second = tmp_path / "a" / "my data", tmp_path / "b" / "my-data"
@@ -404,7 +406,7 @@ def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_fig
         "n_jobs": 1,
         "limit": 200,
         "out_dir": tmp_path / "r",
-        "tracking_uri": f"sqlite:///{tmp_path / 's.db'}",
+        "tracking_uri": made_store(tmp_path / "s.db"),
     }
     summary = compare("knn", datasets=[first, second], **settings)
     dirs = {row["dataset"]: Path(row["model_dir"]) for row in summary["runs"]}
@@ -418,13 +420,13 @@ def test_datasets_whose_names_make_one_folder_name_keep_their_own_models_and_fig
     assert [r["reused"] for r in again["results"]] == [1, 1]  # each found its own model where it left it
 
 
-def test_a_dataset_given_as_the_parent_folder_is_compared_and_recorded(tiny_idx, tmp_path, monkeypatch):
+def test_a_dataset_given_as_the_parent_folder_is_compared_and_recorded(tiny_idx, tmp_path, monkeypatch, made_store):
     """--dataset .. (run from a folder inside the data's): every fit ran, then recording the comparison failed,
     MLflow refusing the metric test_accuracy/knn/.. as a path that resolves to another."""
     shutil.copytree(tiny_idx, tmp_path / "data")
     (tmp_path / "data" / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "data" / "sub")
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     args = ["compare", "knn", "--dataset", "..", "--limit", "200", "--out", str(tmp_path / "r"), "--tracking-uri", uri]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
@@ -437,11 +439,13 @@ def test_a_dataset_given_as_the_parent_folder_is_compared_and_recorded(tiny_idx,
     assert parent.info.status == "FINISHED" and list(parent.data.metrics) == ["test_accuracy/knn/data"]
 
 
-def test_a_folder_dataset_is_recorded_by_its_folder_so_that_the_run_can_be_redone(tiny_idx, tmp_path, monkeypatch):
+def test_a_folder_dataset_is_recorded_by_its_folder_so_that_the_run_can_be_redone(
+    tiny_idx, tmp_path, monkeypatch, made_store
+):
     """A run on --dataset FOLDER recorded only the folder's last name: the run could not be redone from its record."""
     shutil.copytree(tiny_idx, tmp_path / "data" / "tiny-digits")
     monkeypatch.chdir(tmp_path / "data")
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     settings = {"limit": 200, "split": "random", "seed": 3, "n_jobs": 1, "tracking_uri": uri}
     first = compare("knn", datasets="tiny-digits", out_dir=tmp_path / "r", **settings)
     (run_id,) = first["results"][0]["run_ids"]
@@ -461,10 +465,10 @@ def test_a_folder_dataset_is_recorded_by_its_folder_so_that_the_run_can_be_redon
     assert rerun["test_predictions_sha256"] == run.data.tags["mnistlab_test_predictions_sha256"]
 
 
-def test_a_comparison_records_its_data_checksums_settings_and_versions(tiny_idx, tmp_path, mnist_full):
+def test_a_comparison_records_its_data_checksums_settings_and_versions(tiny_idx, tmp_path, mnist_full, made_store):
     """The comparison's own run and its --json held neither the data checksums nor the package versions (and
     --json no split or limit): only its fits did, and a comparison of reused fits names no data of its own."""
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     args = ["compare", "knn", "--dataset", "mnist", "--dataset", str(tiny_idx), "--limit", "200", "--cv", "0"]
     done = runner.invoke(app, [*args, "--seed", "5", "--out", str(tmp_path / "r"), "--tracking-uri", uri, "--json"])
     assert done.exit_code == 0, done.output
@@ -499,10 +503,10 @@ def test_a_comparison_records_its_data_checksums_settings_and_versions(tiny_idx,
     assert record["data"] == data and record["versions"] == versions and record["limit"] == 200
 
 
-def test_the_report_page_says_what_the_comparison_ran_on(tiny_idx, tmp_path):
+def test_the_report_page_says_what_the_comparison_ran_on(tiny_idx, tmp_path, made_store):
     """index.html gave the seeds and image counts but not the split, the limit, the data's checksum or folder,
     nor the package versions: a page sent on its own did not say what its numbers came from."""
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     summary = compare(
         "knn", datasets=str(tiny_idx), split="random", test_size=0.25, limit=300, cv=0, n_jobs=1,
         out_dir=tmp_path / "r", tracking_uri=uri,
@@ -518,8 +522,8 @@ def test_the_report_page_says_what_the_comparison_ran_on(tiny_idx, tmp_path):
     assert "itself a sample of such images" in page and "digits at large" not in page  # Fashion-MNIST's too
 
 
-def test_the_report_and_the_table_say_how_the_seeds_were_trained_and_tested(tiny_idx, tmp_path):
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+def test_the_report_and_the_table_say_how_the_seeds_were_trained_and_tested(tiny_idx, tmp_path, made_store):
+    uri = made_store(tmp_path / "s.db")
     for limit, said in ((None, "Every seed trained on the same training images"), (200, "its own subset")):
         summary = compare(
             "knn", datasets=str(tiny_idx), seeds=2, limit=limit, cv=0, n_jobs=1,
@@ -535,13 +539,13 @@ def test_the_report_and_the_table_say_how_the_seeds_were_trained_and_tested(tiny
     assert "t with the seeds' spread and the dataset's" in " ".join(shown.output.split())
 
 
-def test_a_comparison_records_the_statsmodels_its_p_values_came_from(tiny_idx, tmp_path):
+def test_a_comparison_records_the_statsmodels_its_p_values_came_from(tiny_idx, tmp_path, made_store):
     """The p-values and their Holm correction are statsmodels' (McNemar's exact test, multipletests), but what a
     comparison recorded of its packages (--json, comparison.json, its run's version.* parameters, the report's
     "Packages:") named scipy and not statsmodels: a verdict an upgrade changed could not be told apart."""
     import importlib.metadata
 
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     summary = compare(
         ["knn", "logreg"], datasets=str(tiny_idx), limit=300, cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri
     )
@@ -558,11 +562,11 @@ def test_a_comparison_records_the_statsmodels_its_p_values_came_from(tiny_idx, t
     assert record["versions"]["statsmodels"] == version
 
 
-def test_a_dataset_folder_with_a_long_name_gets_its_report_and_its_cache(tiny_idx, tmp_path):
+def test_a_dataset_folder_with_a_long_name_gets_its_report_and_its_cache(tiny_idx, tmp_path, made_store):
     """A folder named with 240 characters: compare fitted every model, then ended in a traceback writing the
     report's PNGs (their names 257 characters and more), and its arrays were never cached ("File name too long")."""
     folder = shutil.copytree(tiny_idx, tmp_path / ("d" * 240))
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     summary = compare("knn", datasets=str(folder), limit=300, cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri)
     pngs = sorted(p.name for p in (tmp_path / "r").glob("*.png"))
     assert len(pngs) == 2 and all(len(name) < 120 for name in pngs), pngs
@@ -571,11 +575,11 @@ def test_a_dataset_folder_with_a_long_name_gets_its_report_and_its_cache(tiny_id
     assert (cached / "manifest.json").is_file()
 
 
-def test_a_model_of_stretched_digits_records_what_its_pixels_were_stretched_from(tmp_path):
+def test_a_model_of_stretched_digits_records_what_its_pixels_were_stretched_from(tmp_path, made_store):
     """compare stretches scikit-learn's 0-16 digits to 0-255, but the card and the run recorded only the checksum
     of the digits as published: nothing said the model read them stretched, so fed the published pixels it
     answered otherwise. They now record stretched_from, with which the recorded predictions come back."""
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     summary = compare("knn", datasets="digits", cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri)
     (run_id,) = summary["results"][0]["run_ids"]
     run = Tracker(uri).client.get_run(run_id)
@@ -737,7 +741,7 @@ def test_an_out_folder_with_the_reports_names_taken_is_refused_before_any_fit(tm
     assert not store.exists()
 
 
-def test_numpy_numbers_are_taken_as_numbers(tmp_path):
+def test_numpy_numbers_are_taken_as_numbers(tmp_path, made_store):
     """seed=np.int64(3) (a loop over np.arange) failed after the fit, in saving the card ("int64 is not JSON
     serializable"); seeds=np.int64(2) was refused as not a whole number."""
     summary = compare(
@@ -748,7 +752,7 @@ def test_numpy_numbers_are_taken_as_numbers(tmp_path):
         limit=np.int64(200),
         cv=np.int64(0),
         n_jobs=np.int64(1),
-        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+        tracking_uri=made_store(tmp_path / "s.db"),
         out_dir=tmp_path / "r",
     )
     (result,) = summary["results"]
@@ -757,15 +761,13 @@ def test_numpy_numbers_are_taken_as_numbers(tmp_path):
     assert (card["seed"], card["limit"]) == (3, 200)
 
 
-def test_the_baseline_may_be_named_by_the_spec_it_was_given_as(tmp_path):
+def test_the_baseline_may_be_named_by_the_spec_it_was_given_as(tmp_path, made_store):
     """--baseline path/mine.py:build, as the model was given, was refused: "not among the compared models
     (knn, mine.py:build)"."""
     (tmp_path / "mine.py").write_text("from sklearn.svm import SVC\n\n\ndef build():\n    return SVC()\n")
     spec = f"{tmp_path / 'mine.py'}:build"
     args = ["compare", "knn", spec, "--dataset", "digits", "--limit", "200", "--baseline", spec, "--json"]
-    result = runner.invoke(
-        app, [*args, "--out", str(tmp_path / "r"), "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"]
-    )
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--tracking-uri", made_store(tmp_path / "s.db")])
     assert result.exit_code == 0, result.output
     against = {(c["a"], c["b"], c["against"]) for c in json.loads(result.stdout)["comparisons"]}
     assert ("knn", "mine.py:build", "baseline") in against or ("knn", "mine.py:build", "best and baseline") in against
@@ -805,9 +807,9 @@ def test_a_target_is_refused_by_compare_not_ignored(tmp_path):
         ("predicts_words", "predict returned labels the training labels do not hold (such as '"),
     ],
 )
-def test_a_classifier_that_fails_in_its_run_is_one_sentence(bench, tmp_path, spec, message):
+def test_a_classifier_that_fails_in_its_run_is_one_sentence(bench, tmp_path, spec, message, made_store):
     args = ["compare", f"{bench['root'] / 'mine.py'}:{spec}", *SETTING_FLAGS, "--out", str(tmp_path / "r")]
-    result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{tmp_path / 'fresh.db'}"])
+    result = runner.invoke(app, [*args, "--tracking-uri", made_store(tmp_path / "fresh.db")])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ") and message in result.stderr, result.stderr
 
@@ -821,7 +823,7 @@ def test_one_dataset_named_two_ways_is_refused(tmp_path, mnist_dir):
     assert "names the dataset 'mnist' twice ('mnist' and" in result.stderr
 
 
-def test_a_fit_is_not_reused_once_code_in_another_file_has_changed(tmp_path, monkeypatch):
+def test_a_fit_is_not_reused_once_code_in_another_file_has_changed(tmp_path, monkeypatch, made_store):
     # models.py builds the net; its class lives in layers.py, which the spec does not name.
     package = tmp_path / "mypkg"
     package.mkdir()
@@ -829,7 +831,7 @@ def test_a_fit_is_not_reused_once_code_in_another_file_has_changed(tmp_path, mon
     (package / "layers.py").write_text(_LAYERS.format(scale=1))
     (package / "models.py").write_text("from mypkg.layers import Net\n\n\ndef make(seed):\n    return Net()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    store = f"sqlite:///{tmp_path / 's.db'}"
+    store = made_store(tmp_path / "s.db")
 
     def reused() -> int:
         for name in [m for m in sys.modules if m.startswith("mypkg")]:
@@ -856,7 +858,7 @@ class Net(nn.Module):
 """
 
 
-def test_digits_are_read_on_mnists_pixel_scale(tmp_path):
+def test_digits_are_read_on_mnists_pixel_scale(tmp_path, made_store):
     # scikit-learn's digits run 0-16; every mnistlab model reads integer pixels as 0-255, and logreg read the
     # digits as faint as 0-0.06 (70% right) and cnn-fast near chance, before the split stretched them.
     from mnistlab.lab.fitting import open_dataset, split_for
@@ -870,18 +872,18 @@ def test_digits_are_read_on_mnists_pixel_scale(tmp_path):
         cv=0,
         n_jobs=1,
         out_dir=tmp_path / "r",
-        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+        tracking_uri=made_store(tmp_path / "s.db"),
     )
     assert out["results"][0]["test_accuracy_mean"] > 0.85
 
 
-def test_an_estimators_parameter_named_as_a_run_setting_is_recorded_beside_it(tmp_path):
+def test_an_estimators_parameter_named_as_a_run_setting_is_recorded_beside_it(tmp_path, made_store):
     """LogisticRegressionCV(cv=2): the run's parameter cv said 0 (the run's folds) and the estimator's 2 was lost."""
     (tmp_path / "cvmodel.py").write_text(
         "from sklearn.linear_model import LogisticRegressionCV\n\n\n"
         "def build(seed):\n    return LogisticRegressionCV(cv=2, Cs=2, max_iter=50, random_state=seed)\n"
     )
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     summary = compare(
         f"{tmp_path / 'cvmodel.py'}:build", datasets="digits", n_jobs=1, tracking_uri=uri, out_dir=tmp_path / "r"
     )
@@ -890,7 +892,7 @@ def test_an_estimators_parameter_named_as_a_run_setting_is_recorded_beside_it(tm
     assert (params["cv"], params["estimator.cv"], params["seed"], params["random_state"]) == ("0", "2", "42", "42")
 
 
-def test_the_report_marks_no_single_winner_among_models_that_tie(tmp_path):
+def test_the_report_marks_no_single_winner_among_models_that_tie(tmp_path, made_store):
     """Two models with the same answers: the report highlighted the first one alone as the best."""
     (tmp_path / "twins.py").write_text(
         "from sklearn.neighbors import KNeighborsClassifier\n\n\n"
@@ -899,7 +901,7 @@ def test_the_report_marks_no_single_winner_among_models_that_tie(tmp_path):
     )
     specs = [f"{tmp_path / 'twins.py'}:one", f"{tmp_path / 'twins.py'}:two"]
     summary = compare(
-        specs, datasets="digits", n_jobs=1, tracking_uri=f"sqlite:///{tmp_path / 's.db'}", out_dir=tmp_path / "r"
+        specs, datasets="digits", n_jobs=1, tracking_uri=made_store(tmp_path / "s.db"), out_dir=tmp_path / "r"
     )
     (a, b) = summary["results"]
     assert a["test_accuracy_mean"] == b["test_accuracy_mean"]
@@ -908,8 +910,8 @@ def test_the_report_marks_no_single_winner_among_models_that_tie(tmp_path):
     assert sorted(rows) == [(' class="best"', "twins.py:one"), (' class="best"', "twins.py:two")], rows
 
 
-def test_a_model_the_safe_format_cannot_hold_is_tested_and_said_to_be_unsaved(bench, tmp_path):
-    store = f"sqlite:///{tmp_path / 's.db'}"
+def test_a_model_the_safe_format_cannot_hold_is_tested_and_said_to_be_unsaved(bench, tmp_path, made_store):
+    store = made_store(tmp_path / "s.db")
     args = ["compare", f"{bench['root'] / 'mine.py'}:own_class", *SETTING_FLAGS, "--out", str(tmp_path / "r")]
     said = runner.invoke(app, [*args, "--tracking-uri", store])
     assert said.exit_code == 0, said.output
@@ -931,7 +933,7 @@ def piped(seed):
 """
 
 
-def test_a_pipeline_holding_a_cnn_is_tested_and_recorded_not_a_traceback(tmp_path):
+def test_a_pipeline_holding_a_cnn_is_tested_and_recorded_not_a_traceback(tmp_path, made_store):
     # skops has no form for the CNN's torch tensors: compare ended in a traceback from inside skops, after the fit.
     # Its run then recorded neither the device the CNN trained on nor its epochs: the Pipeline says neither.
     import torch
@@ -939,7 +941,7 @@ def test_a_pipeline_holding_a_cnn_is_tested_and_recorded_not_a_traceback(tmp_pat
     from mnistlab.models.cnn.estimator import device_name
 
     (tmp_path / "piped.py").write_text(PIPED_CNN)
-    store = f"sqlite:///{tmp_path / 's.db'}"
+    store = made_store(tmp_path / "s.db")
     args = ["compare", f"{tmp_path / 'piped.py'}:piped", "--limit", "200", "--n-jobs", "1", "--cv", "0"]
     said = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--tracking-uri", store])
     assert said.exit_code == 0, said.output
@@ -952,9 +954,9 @@ def test_a_pipeline_holding_a_cnn_is_tested_and_recorded_not_a_traceback(tmp_pat
     assert recorded.metrics["epochs"] == 1 and recorded.metrics["train_seconds"] > 0
 
 
-def test_runs_record_where_the_model_is_from_any_folder(tmp_path, monkeypatch):
+def test_runs_record_where_the_model_is_from_any_folder(tmp_path, monkeypatch, made_store):
     monkeypatch.chdir(tmp_path)  # --out relative to here
-    store = f"sqlite:///{tmp_path / 's.db'}"
+    store = made_store(tmp_path / "s.db")
     done = runner.invoke(app, ["compare", "knn", *SETTING_FLAGS, "--out", "rel", "--tracking-uri", store])
     assert done.exit_code == 0, done.output
     (run,) = json.loads(runner.invoke(app, ["runs", "--tracking-uri", store, "--json"]).stdout)
@@ -997,13 +999,13 @@ def test_a_user_module_trains_from_its_seed_not_from_how_it_was_built(mnist_smal
     assert a.score(X_test[:200], y_test[:200]) > 0.5
 
 
-def test_a_random_split_is_tested_as_a_sample_of_the_datasets_images(tmp_path):
+def test_a_random_split_is_tested_as_a_sample_of_the_datasets_images(tmp_path, made_store):
     """--split random: every seed draws its test set from the same 1,797 digits, so the comparison's tests are
     those of ``paired_test`` with that pool, not of the seeds' spread alone (too sure with many seeds)."""
     from mnistlab.data.load import load_split
     from mnistlab.lab.stats import paired_test
 
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     specs = ["sklearn.naive_bayes:GaussianNB", "sklearn.neighbors:NearestCentroid"]
     summary = compare(
         specs, datasets="digits", seeds=3, split="random", cv=0, n_jobs=1, tracking_uri=uri, out_dir=tmp_path / "r"
@@ -1023,11 +1025,11 @@ def test_a_random_split_is_tested_as_a_sample_of_the_datasets_images(tmp_path):
     assert row["p_value"] != paired_test(y, preds[row["a"]], preds[row["b"]])["p_value"]
 
 
-def test_the_tables_legend_names_the_test_that_ran(tmp_path):
+def test_the_tables_legend_names_the_test_that_ran(tmp_path, made_store):
     """Deterministic models on the official split repeat their first seed, so they are tested by McNemar's exact
     test of one seed; the legend under the table said "the t test of the mean difference over several" all the
     same (--seeds 2)."""
-    store, out = f"sqlite:///{tmp_path / 's.db'}", str(tmp_path / "r")
+    store, out = made_store(tmp_path / "s.db"), str(tmp_path / "r")
     args = ["compare", "knn", "sklearn.naive_bayes:GaussianNB", "--dataset", "digits", "--seeds", "2", "--cv", "0"]
     result = runner.invoke(app, [*args, "--n-jobs", "1", "--tracking-uri", store, "--out", out], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
