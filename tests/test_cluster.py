@@ -8,6 +8,7 @@ that join it by address, as a user joins a cluster.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,9 +39,10 @@ def build(seed):
 
 
 @pytest.fixture(scope="module")
-def in_process(tmp_path_factory):
+def in_process(tmp_path_factory, _empty_store):
     """Two recipes x 2 seeds fitted here, without a cluster: the answers a cluster must give."""
     root = tmp_path_factory.mktemp("local")
+    shutil.copyfile(_empty_store, root / "mlflow.db")  # a new store, without its migrations again
     summary = compare(
         ["logreg", "knn"],
         seeds=2,
@@ -59,9 +61,11 @@ def _runs(uri: str) -> list[tuple]:
     return sorted((r["model"], r["seed"]) for r in Tracker(uri).runs())
 
 
-def test_a_cluster_comparison_gives_the_local_answers_and_records_each_run_once(runtime, in_process, tmp_path):
+def test_a_cluster_comparison_gives_the_local_answers_and_records_each_run_once(
+    runtime, in_process, tmp_path, made_store
+):
     (tmp_path / "mine.py").write_text(USER_FILE)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = made_store(tmp_path / "mlflow.db")
     specs = ["logreg", "knn", f"{tmp_path / 'mine.py'}:build"]  # a user's file: its code travels with the task
     summary = compare(specs, seeds=2, tracking_uri=uri, out_dir=tmp_path / "report", cluster="local", **SETTINGS)
     accuracies = _accuracies(summary)
@@ -79,8 +83,8 @@ def test_a_cluster_comparison_gives_the_local_answers_and_records_each_run_once(
     assert _runs(uri) == expected
 
 
-def test_the_cli_joins_a_cluster_by_ray_address(runtime, in_process, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_the_cli_joins_a_cluster_by_ray_address(runtime, in_process, tmp_path, made_store):
+    uri = made_store(tmp_path / "mlflow.db")
     args = ["compare", "logreg", "knn", "--seeds", "2", *FLAGS, "--out", str(tmp_path / "r"), "--tracking-uri", uri]
     done = run_cli([*args, "--json"], env={"RAY_ADDRESS": runtime})
     assert done.returncode == 0, done.stderr
@@ -89,11 +93,11 @@ def test_the_cli_joins_a_cluster_by_ray_address(runtime, in_process, tmp_path):
 
 
 def test_a_cluster_run_records_its_model_folders_whole_so_runs_from_other_folders_reuse_them(
-    runtime, tmp_path, monkeypatch
+    runtime, tmp_path, monkeypatch, made_store
 ):
     # Written as the driver's --out named them (relative), the recorded folders were not found from another
     # folder: every unit was fitted again there, where a local run's were reused.
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = made_store(tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     first = compare("logreg", tracking_uri=uri, out_dir="report", cluster="local", **SETTINGS)
     assert [run["model_dir"] for run in first["runs"]] == [str(tmp_path / "report/models/mnist/logreg/seed-42")]
@@ -124,10 +128,12 @@ def build(seed):
 """
 
 
-def test_a_fit_that_fails_on_the_cluster_is_one_sentence_once_the_other_fits_are_recorded(runtime, tmp_path):
+def test_a_fit_that_fails_on_the_cluster_is_one_sentence_once_the_other_fits_are_recorded(
+    runtime, tmp_path, made_store
+):
     # Its failure cancelled the fits still running or queued: none of the other models' results was kept.
     (tmp_path / "broken.py").write_text(BROKEN_FILE)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = made_store(tmp_path / "mlflow.db")
     specs = [f"{tmp_path / 'broken.py'}:build", "logreg", "knn"]  # two CPUs: knn waits while the others run
     with pytest.raises(RecipeError) as error:
         compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)
@@ -288,10 +294,10 @@ def build(seed):
 """
 
 
-def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path):
+def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path, made_store):
     """Ctrl-C in the driver (here: raised when the first fit is in) stops the fit still running on the cluster."""
     (tmp_path / "slow.py").write_text(SLOW_FILE)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = made_store(tmp_path / "mlflow.db")
 
     def interrupt(row: dict) -> None:
         raise KeyboardInterrupt
@@ -307,11 +313,11 @@ def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path):
     assert ray.available_resources().get("CPU", 0) == 2
 
 
-def test_ctrl_c_while_the_fits_go_out_cancels_those_already_submitted(runtime, tmp_path):
+def test_ctrl_c_while_the_fits_go_out_cancels_those_already_submitted(runtime, tmp_path, made_store):
     """Ctrl-C (here: raised as the reused logreg run comes in, once the slow fit submitted before it runs)
     cancels that fit: only fits submitted before the first one was collected were cancelled."""
     (tmp_path / "slow.py").write_text(SLOW_FILE)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = made_store(tmp_path / "mlflow.db")
     compare("logreg", tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)  # reused below
 
     def interrupt(row: dict) -> None:
