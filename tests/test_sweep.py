@@ -25,11 +25,11 @@ pytest.importorskip("ray.tune")
 runner = CliRunner()
 
 
-def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtime, tmp_path):
+def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtime, tmp_path, made_store):
     # One trial at a time, in grid order: the lr 1e-4 trial reaches epoch 1 after both lr 0.05 trials recorded
     # theirs, so ASHA's cutoff there (their median) is known and far above what lr 1e-4 reaches in one epoch.
     # Batches of 32: 14 steps an epoch on the 450 images fitted, enough for lr 0.05 to learn in 3 epochs.
-    spec, store = tmp_path / "best.json", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec, store = tmp_path / "best.json", made_store(tmp_path / "mlflow.db")
     grid = ["--param", "lr=0.05,0.0001", "--param", "epochs=3,1", "--param", "batch_size=32"]
     grid += ["--limit", "500", "--concurrent", "1"]
     done = runner.invoke(app, ["sweep", "cnn-fast", *grid, "--tracking-uri", store, "--out", str(spec), "--json"])
@@ -313,9 +313,9 @@ def test_with_seeds_each_configuration_runs_per_seed_and_the_best_mean_wins(runt
     assert sorted(r.info.run_id for r in nested) == sorted(t["run_id"] for t in trials)
 
 
-def test_sweep_takes_test_size_as_train_and_compare_do_and_records_it(runtime, tmp_path):
+def test_sweep_takes_test_size_as_train_and_compare_do_and_records_it(runtime, tmp_path, made_store):
     # sweep had no --test-size: a random split's test set was the default size, whatever compare was to use.
-    spec, store = tmp_path / "best.json", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec, store = tmp_path / "best.json", made_store(tmp_path / "mlflow.db")
     args = ["sweep", "logreg", "--param", "logreg__C=1", "--limit", "100", "--split", "random", "--test-size", "12000"]
     done = runner.invoke(app, [*args, "--tracking-uri", store, "--out", str(spec), "--json"])
     assert done.exit_code == 0, done.output
@@ -336,7 +336,7 @@ def test_random_draws_are_seeded():
     assert _configs(params, 20, 0) == _configs(params, None, 0)  # more draws than points: the whole grid
 
 
-def test_a_sweep_records_the_test_size_and_the_folder_its_trials_were_scored_on(tmp_path):
+def test_a_sweep_records_the_test_size_and_the_folder_its_trials_were_scored_on(tmp_path, made_store):
     """The spec file and the sweep's run held the split and limit but not test_size (a random split of another
     size cuts other training images, so other held-out parts), named a folder dataset by its last name alone and
     left out the held-out share. Recorded as the sweep does once its trials are back (no Ray needed here)."""
@@ -371,7 +371,7 @@ def test_a_sweep_records_the_test_size_and_the_folder_its_trials_were_scored_on(
     spec = {"recipe": "knn", "name": "knn-tuned", "params": config, "val_accuracy": 0.9, **chosen}
     trial = {"config": config, "seed": 7, "history": [0.9], "epochs": 1, "stopped": False, "error": None}
     plan = {"grid": {"knn__n_neighbors": [3]}, "samples": None, "dataset": name, "max_concurrent": None}
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = made_store(tmp_path / "mlflow.db")
     tracker = Tracker(uri, SWEEP_EXPERIMENT)
     run_id = _record(tracker, spec, plan, [trial], {"config": config, "val_accuracy": 0.9}, str(tmp_path / "b.json"))
     params = tracker.client.get_run(run_id).data.params
@@ -497,7 +497,7 @@ def test_a_spec_file_that_cannot_be_written_after_the_trials_is_one_sentence(run
     assert spec.is_dir() and list(spec.iterdir()) == []
 
 
-def test_a_cnn_that_gets_every_held_out_image_right_is_not_called_stopped_early(runtime, tmp_path, capsys):
+def test_a_cnn_that_gets_every_held_out_image_right_is_not_called_stopped_early(runtime, tmp_path, capsys, made_store):
     """A CNN trial ends once its held-out accuracy reaches 1.0 (the loop's target): it was labelled "stopped
     early", as if ASHA had stopped it, and lost ties for the best to trials that ran on. Two classes no net can
     mix up (ink in the top half, ink in the bottom half)."""
@@ -517,7 +517,7 @@ def test_a_cnn_that_gets_every_held_out_image_right_is_not_called_stopped_early(
         {"train_images": train, "train_labels": train_labels, "test_images": test, "test_labels": test_labels},
     )
     args = ["sweep", "cnn-fast", "--dataset", str(folder), "--param", "epochs=3", "--param", "lr=0.05"]
-    args += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(tmp_path / "best.json")]
+    args += ["--tracking-uri", made_store(tmp_path / "mlflow.db"), "--out", str(tmp_path / "best.json")]
     done = runner.invoke(app, [*args, "--json"])
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout)
@@ -528,14 +528,14 @@ def test_a_cnn_that_gets_every_held_out_image_right_is_not_called_stopped_early(
     assert "held-out 100%" in table and "stopped early" not in table, table
 
 
-def test_the_compare_command_a_sweep_suggests_works_pasted_into_a_shell(tmp_path):
+def test_the_compare_command_a_sweep_suggests_works_pasted_into_a_shell(tmp_path, made_store):
     """`sweep ... --out "my best #1.json"` ended with "`mnistlab compare .../my best #1.json logreg` tests it": pasted
     into a shell, the space split the path and the # made the rest a comment."""
     import shlex
 
     spec = tmp_path / "my best #1.json"
     args = ["sweep", "logreg", "--param", "logreg__C=1", "--limit", "200", "--out", str(spec)]
-    done = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"])
+    done = runner.invoke(app, [*args, "--tracking-uri", made_store(tmp_path / "s.db")])
     assert done.exit_code == 0, done.output
     (line,) = [line for line in done.stdout.splitlines() if line.endswith(" tests it")]
     command = line.split("`")[1]
