@@ -682,7 +682,7 @@ def test_an_exported_file_records_the_model_seed_data_and_versions_it_came_from(
         assert source["versions"]["torch"] == card["versions"]["torch"]
 
 
-def test_the_card_and_the_run_record_the_device_a_cnn_trained_on_not_auto(tmp_path):
+def test_the_card_and_the_run_record_the_device_a_cnn_trained_on_not_auto(tmp_path, made_store):
     """A CNN's card recorded only its parameter device "auto", which names no device: a fit on a GPU and one on
     the CPU (whose floats differ) had the same card. The card, the result and compare's run now say which."""
     from mnistlab.lab.compare import compare
@@ -695,7 +695,7 @@ def test_the_card_and_the_run_record_the_device_a_cnn_trained_on_not_auto(tmp_pa
     card = json.loads((tmp_path / "m" / "model.json").read_text())
     assert card["params"]["device"] == "auto" and card["device"] == result["device"] == expected
     assert load_model(tmp_path / "m")[1]["device"] == expected  # the card with its device loads
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     summary = compare("cnn-fast", limit=200, cv=0, n_jobs=1, out_dir=tmp_path / "r", tracking_uri=uri)
     (run_id,) = summary["results"][0]["run_ids"]
     params = Tracker(uri).client.get_run(run_id).data.params
