@@ -10,6 +10,7 @@ import copy
 import importlib.metadata
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -524,11 +525,19 @@ def test_cli_train_with_target_then_export_onnx(mnist_small, tmp_path):
     assert np.mean(int8.predict(X) == ort.predict(X)) > 0.97 and list(int8.classes_) == list(model.classes_)
 
 
-def test_int8_export_calibrated_on_images_unlike_the_test_set_is_refused(mnist_small, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_model_dir(mnist_small, tmp_path_factory) -> Path:
+    """The tiny net, 2 epochs on 3000 digits, saved once for the int8 tests that only read it."""
+    X_tr, X_te, y_tr, y_te = mnist_small
+    model_dir = tmp_path_factory.mktemp("tiny") / "model"
+    save_model(CNNClassifier(**TINY, epochs=2).fit(X_tr, y_tr), model_dir, card={"recipe": "tiny", "dataset": "mnist"})
+    return model_dir
+
+
+def test_int8_export_calibrated_on_images_unlike_the_test_set_is_refused(mnist_small, tiny_model_dir, tmp_path):
     """Calibration on dim images sets every activation's range too small: int8 then answers near chance."""
     X_tr, X_te, y_tr, y_te = mnist_small
-    model_dir = tmp_path / "model"
-    save_model(CNNClassifier(**TINY, epochs=2).fit(X_tr, y_tr), model_dir, card={"recipe": "tiny", "dataset": "mnist"})
+    model_dir = tiny_model_dir
     written = export_model(model_dir, tmp_path / "ok.onnx", int8=True, data=(X_tr, X_te, y_tr, y_te))
     assert written["accuracy_float32"] > 0.8 and written["n_test"] == len(y_te)
     with pytest.raises(InputError, match=r"With int8 convolutions .* answers .* against .* so nothing was written"):
@@ -538,14 +547,13 @@ def test_int8_export_calibrated_on_images_unlike_the_test_set_is_refused(mnist_s
         export_model(model_dir, tmp_path / "small.onnx", int8=True, data=(X_tr, X_te[:, :64], y_tr, y_te))
 
 
-def test_int8_export_that_loses_exactly_the_allowed_share_is_written(mnist_small, tmp_path):
+def test_int8_export_that_loses_exactly_the_allowed_share_is_written(mnist_small, tiny_model_dir, tmp_path):
     """ "At most 0.5 points" held for 0.49 and refused 0.5: 1.0 - 0.995 is 0.0050000000000000044 in floats, above
     MAX_INT8_DROP. The answers are counted: one image of 200 lost is the half point allowed."""
     from mnistlab.models.cnn.quantize import CALIBRATION_IMAGES, quantize_convolutions
 
     X_tr, X_te, y_tr, y_te = mnist_small
-    model_dir = tmp_path / "model"
-    save_model(CNNClassifier(**TINY, epochs=2).fit(X_tr, y_tr), model_dir, card={"recipe": "tiny", "dataset": "mnist"})
+    model_dir = tiny_model_dir
     graph = onnx_graph(load_model(model_dir)[0])
     picked = np.random.default_rng(42).permutation(len(X_tr))[:CALIBRATION_IMAGES]  # as export_model draws them
     unit = lambda X: (X.astype(np.float32) / 255).reshape(-1, 1, 28, 28)  # noqa: E731
