@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pwd
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +198,7 @@ def test_an_empty_or_relative_home_is_ignored_as_an_xdg_folders_is(home, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def folder_model(mnist_small, tmp_path_factory) -> tuple[Path, Path]:
+def folder_model(mnist_small, tmp_path_factory, _empty_store) -> tuple[Path, Path]:
     """logreg compared on a folder of IDX files (not a registered dataset): (its model folder, the data folder)."""
     X_tr, X_te, y_tr, y_te = mnist_small
     root = tmp_path_factory.mktemp("folder-data")
@@ -211,6 +212,7 @@ def folder_model(mnist_small, tmp_path_factory) -> tuple[Path, Path]:
     ):
         write_idx(data / name, array)
     args = ["compare", "logreg", "--dataset", str(data), "--cv", "0", "--n-jobs", "1"]
+    shutil.copyfile(_empty_store, root / "runs.db")  # a new store, without its migrations again
     store = f"sqlite:///{root / 'runs.db'}"
     done = runner.invoke(app, [*args, "--out", str(root / "report"), "--tracking-uri", store, "--json"])
     assert done.exit_code == 0, done.output
@@ -230,7 +232,9 @@ def test_evaluate_finds_a_folder_datasets_model_where_its_card_says(folder_model
     assert result["same_data_as_training"] and result["same_predictions_as_training"]
 
 
-def test_a_folder_named_as_a_registered_dataset_is_recorded_and_found_again_as_a_folder(mnist_small, tmp_path):
+def test_a_folder_named_as_a_registered_dataset_is_recorded_and_found_again_as_a_folder(
+    mnist_small, tmp_path, made_store
+):
     # A folder named mnist, not MNIST's files: its runs and card said dataset "mnist" with no data_dir, and evaluate
     # measured the model on MNIST's 10,000 test digits, not the folder's 300.
     X_tr, X_te, y_tr, y_te = mnist_small
@@ -241,7 +245,7 @@ def test_a_folder_named_as_a_registered_dataset_is_recorded_and_found_again_as_a
         "test_labels": y_te[:300],
     }
     data = write_idx_folder(tmp_path / "mnist", arrays)  # MNIST's file names too
-    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    store = made_store(tmp_path / "runs.db")
     args = ["compare", "logreg", "--dataset", str(data), "--cv", "0", "--n-jobs", "1", "--out", str(tmp_path / "r")]
     done = runner.invoke(app, [*args, "--tracking-uri", store, "--json"])
     assert done.exit_code == 0, done.output
