@@ -79,11 +79,13 @@ def test_train_cluster_fits_the_members_as_tasks_with_the_local_weights(runtime,
     assert card["metrics"]["test_accuracy"] == local_fit["test_accuracy"]
 
 
-def test_compare_on_the_cluster_fits_an_ensemble_unit_with_the_local_answer(runtime, local_fit, spec_file, tmp_path):
+def test_compare_on_the_cluster_fits_an_ensemble_unit_with_the_local_answer(
+    runtime, local_fit, spec_file, tmp_path, made_store
+):
     """Each unit is one task of n_jobs CPUs; the ensemble's members use the local pool on that node."""
     summary = compare(
         [str(spec_file)],
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        tracking_uri=made_store(tmp_path / "mlflow.db"),
         out_dir=tmp_path / "report",
         cluster="local",
         cv=0,
