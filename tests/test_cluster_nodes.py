@@ -64,13 +64,13 @@ def cluster():
     cluster.shutdown()
 
 
-def test_a_node_lost_mid_run_still_gives_every_result_once(cluster, tmp_path):
+def test_a_node_lost_mid_run_still_gives_every_result_once(cluster, tmp_path, made_store):
     head, nodes = cluster
     starts = tmp_path / "starts"
     starts.mkdir()
     (tmp_path / "counted.py").write_text(COUNTED.format(starts=str(starts)))
     specs = [f"{tmp_path / 'counted.py'}:build", f"{tmp_path / 'counted.py'}:build_strong"]
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = made_store(tmp_path / "mlflow.db")
     removed = []
 
     def lose_a_node(row: dict) -> None:
