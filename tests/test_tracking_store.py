@@ -58,10 +58,10 @@ def test_two_processes_opening_one_fresh_store_both_succeed(tmp_path):
     assert outs[0][0] == outs[1][0]  # one experiment, made once
 
 
-def test_a_deleted_experiment_is_said_with_how_to_restore_it(tmp_path):
+def test_a_deleted_experiment_is_said_with_how_to_restore_it(tmp_path, made_store):
     """An experiment deleted in `mlflow ui`: runs listed nothing, and compare failed after loading the data with
     "check that it is reachable and writable"."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = made_store(tmp_path / "mlflow.db")
     tracker = Tracker(uri)
     tracker.client.delete_experiment(tracker.experiment_id)
     for args in (["runs"], ["compare", "knn", "--dataset", "digits", "--out", str(tmp_path / "r")]):
@@ -223,7 +223,7 @@ def _renamed(data) -> dict[str, str]:
     }
 
 
-def test_datasets_whose_names_differ_in_a_character_mlflow_refuses_keep_their_own_keys(tmp_path):
+def test_datasets_whose_names_differ_in_a_character_mlflow_refuses_keep_their_own_keys(tmp_path, made_store):
     """Datasets "set#1" and "set_1": the comparison's run kept one accuracy and one checksum, the first's lost
     without a word (both made test_accuracy/knn/set_1 and data_sha256/set_1)."""
     from mnistlab.lab.compare import compare
@@ -232,7 +232,7 @@ def test_datasets_whose_names_differ_in_a_character_mlflow_refuses_keep_their_ow
         _digits_folder(tmp_path / "a" / "set#1"),
         _digits_folder(tmp_path / "b" / "set_1", n_train=300),  # other data: another accuracy, another checksum
     ]
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     summary = compare("knn", datasets=folders, cv=0, n_jobs=1, limit=200, tracking_uri=uri, out_dir=tmp_path / "r")
     data = _comparison_run(uri).data
     accuracies = {r["dataset"]: r["test_accuracy_mean"] for r in summary["results"]}
@@ -260,11 +260,11 @@ def build(seed):
 """
 
 
-def test_a_users_parameter_names_mlflow_refuses_are_recorded_not_a_failure_after_the_fit(tmp_path):
+def test_a_users_parameter_names_mlflow_refuses_are_recorded_not_a_failure_after_the_fit(tmp_path, made_store):
     """A Pipeline step named "scale #1" (or with a name of 240 characters): every fit ran, then recording it failed
     ("Invalid value 'scale #1' ... check that it is reachable and writable")."""
     (tmp_path / "piped.py").write_text(USER_PIPELINE)
-    uri = f"sqlite:///{tmp_path / 's.db'}"
+    uri = made_store(tmp_path / "s.db")
     args = ["compare", f"{tmp_path / 'piped.py'}:build", "--dataset", "digits", "--limit", "200", "--cv", "0"]
     done = runner.invoke(app, [*args, "--n-jobs", "1", "--out", str(tmp_path / "r"), "--tracking-uri", uri, "--json"])
     assert done.exit_code == 0, done.output
@@ -276,10 +276,10 @@ def test_a_users_parameter_names_mlflow_refuses_are_recorded_not_a_failure_after
     assert len(renamed) == 2 * 4 and all(len(key) <= 250 - len("mnistlab_key/") for key in renamed.values())
 
 
-def test_a_long_parameter_value_such_as_a_folder_is_recorded_whole(tmp_path):
+def test_a_long_parameter_value_such_as_a_folder_is_recorded_whole(tmp_path, made_store):
     """A data folder of 527 characters was recorded as its first 499 and "…": the run could not be redone."""
     folder = "/" + "/".join(["d" * 200] * 3)
-    tracker = Tracker(f"sqlite:///{tmp_path / 's.db'}")
+    tracker = Tracker(made_store(tmp_path / "s.db"))
     run_id = tracker.start_run("long", tags={}, params={"data_dir": folder})
     assert tracker.client.get_run(run_id).data.params["data_dir"] == folder
 
@@ -367,10 +367,10 @@ def test_runs_json_is_json_when_a_run_holds_a_metric_that_is_not_a_number(tmp_pa
     assert (by_hand["test_accuracy"], by_hand["model"]) == (None, None)
 
 
-def test_runs_shows_the_newest_fifty_and_says_how_to_see_more(tmp_path):
+def test_runs_shows_the_newest_fifty_and_says_how_to_see_more(tmp_path, made_store):
     """A store of thousands of fits: `runs` read every one and printed a table of every one (5,000 runs: 12 s and
     5,006 lines), with no way to ask for fewer."""
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracker = Tracker(made_store(tmp_path / "mlflow.db"))
     for seed in range(60):
         run_id = tracker.start_run("knn", tags={"model": "knn", "dataset": "digits", "seed": seed}, params={})
         tracker.end_run(run_id, metrics={"test_accuracy": 0.9})
@@ -415,10 +415,10 @@ def _schema_version(database: Path) -> str | None:
     return rows[0][0] if rows else None
 
 
-def test_the_runs_table_shows_each_run_id_whole(tmp_path):
+def test_the_runs_table_shows_each_run_id_whole(tmp_path, made_store):
     """In a pipe or an 80-column terminal the table cut every run id to "9335f7cee8d94c4b8ff43acd62f573…", the one
     value a reader copies (into `mlflow ui`, MlflowClient.get_run)."""
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracker = Tracker(made_store(tmp_path / "mlflow.db"))
     run_id = tracker.start_run("knn", tags={"model": "extra-trees", "dataset": "fashion-mnist", "seed": 42}, params={})
     tracker.end_run(run_id, metrics={"test_accuracy": 0.9, "fit_seconds": 1.5})
     table = runner.invoke(app, ["runs", "--tracking-uri", tracker.uri], terminal_width=80)
