@@ -28,10 +28,15 @@ def choice(name: str, value, allowed) -> None:
 
 def check_number(name: str, value, low, high=None, *, integer=False) -> None:
     kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and np.isfinite(value) and value >= low
+    # An integer is finite (np.isfinite refused one past 64 bits in a TypeError: epochs=10**30 in a spec file).
+    ok = isinstance(value, kind) and not isinstance(value, bool) and _finite(value) and value >= low
     if not ok or (high is not None and value > high):
         expected = f"{'an integer' if integer else 'a finite number'} >= {low}" + (f" and <= {high}" if high else "")
         raise RecipeError(f"{name} got {value!r}, expected {expected}.")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | np.integer) or bool(np.isfinite(value))
 
 
 def check_params(p: dict) -> None:
