@@ -249,6 +249,9 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
     for name in ("epochs", "n_members", "n_threads"):  # np.isfinite's TypeError, for one past 64 bits
         with pytest.raises(RecipeError, match=f"{name} got 10{{30}}, expected an integer >= 1"):
             CNNClassifier(**{name: 10**30}).fit(X, y)
+    for name in ("lr", "weight_decay"):  # torch's "value cannot be converted to type float without overflow"
+        with pytest.raises(RecipeError, match=rf"{name} got 1e\+300, expected a finite number >= 0 and <= 3.4"):
+            CNNClassifier(**{name: 1e300}).fit(X, y)
     with pytest.raises(RecipeError, match="callback got 3, expected a function"):
         CNNClassifier(callback=3).fit(X, y)
     with pytest.raises(RecipeError, match="validation_fraction got 1.0; with a target it must be above 0 and below 1"):

@@ -18,6 +18,7 @@ BACKENDS = ("torch", "onnxruntime")
 INPUTS = ("raw", "deskewed", "mixed")
 MAX_MEMBERS = 32  # the largest recipe averages 10 nets; more buys nothing measurable
 MAX_THREADS = 256  # torch threads: more than any machine mnistlab runs on has cores
+MAX_FLOAT32 = float(np.finfo(np.float32).max)  # the largest lr or weight_decay torch can hold
 MAX_EPOCHS = 1000  # the longest recipe trains 15; a bound on the cost of a typo (100000) before it starts
 
 
@@ -49,8 +50,8 @@ def check_params(p: dict) -> None:
     check_number("epochs", p["epochs"], 1, MAX_EPOCHS, integer=True)
     check_number("batch_size", p["batch_size"], 1, integer=True)
     check_number("n_members", p["n_members"], 1, MAX_MEMBERS, integer=True)
-    for name in ("lr", "weight_decay"):
-        check_number(name, p[name], 0)
+    for name in ("lr", "weight_decay"):  # torch's optimizers hold them as float32: past it, a RuntimeError
+        check_number(name, p[name], 0, MAX_FLOAT32)
     for name in ("label_smoothing", "dropout", "momentum", "warmup_fraction", "validation_fraction"):
         check_number(name, p[name], 0, 1)
     if p["nesterov"] and p["momentum"] <= 0:
