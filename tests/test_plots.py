@@ -433,3 +433,22 @@ def test_the_confusion_matrix_writes_each_count_in_the_ink_that_reads_on_its_cel
     assert inks[0] == "black" and inks[-1] == "white"
     cell = colormaps["Blues"](LogNorm(vmin=1, vmax=1090)(34))
     assert contrast(cell, rgb["white"]) < 3 and text_inks(cell) == "black"
+
+
+def test_large_images_are_drawn_in_bounded_memory_and_lines(tmp_path):
+    # 2,000 x 2,000 images (a folder of scans) were drawn whole, each pixel made a float: `show --first 100` took
+    # 73 s and 4.7 GB for 90-pixel cells, and --ascii printed 2,000 lines of 4,000 characters.
+    import tracemalloc
+
+    images = np.random.default_rng(0).integers(0, 256, (10, 2000, 2000), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        save_digit_grid(images, np.arange(10), tmp_path / "grid.png")
+        save_mean_digits(images, np.arange(10) % 2, tmp_path / "mean.png")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < images.nbytes / 2  # drawn from a 125 x 125 view of each (the float copy alone was 160 MB)
+    assert Image.open(tmp_path / "grid.png").size == (920, 125)  # ten 0.9-inch cells in a row, as for MNIST
+    lines = ascii_digit(images[0]).splitlines()
+    assert len(lines) == 125 and {len(line) for line in lines} == {250}

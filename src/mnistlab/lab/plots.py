@@ -22,7 +22,7 @@ from mnistlab._atomic import atomic_writer
 from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
-from mnistlab.lab.charts import DPI, cell_title, new_figure, style_time_axes, text_inks
+from mnistlab.lab.charts import DPI, cell_title, drawn, new_figure, style_time_axes, text_inks
 from mnistlab.lab.classnames import class_noun, class_ticks, class_titles
 from mnistlab.models.proba import margin_lead, proba_columns
 
@@ -61,7 +61,7 @@ def _unit_images(images, what: str = "images") -> np.ndarray:
         raise InputError(f"got 0 {what}, expected at least one.")
     if arr.dtype.kind not in "uifb":  # a mask (``img > 128``) is 0 and 1, as every mnistlab model reads it
         raise InputError(f"{what}: pixels of dtype {arr.dtype}, expected integer, float or boolean pixels.")
-    out = arr.astype(np.float32)
+    out = drawn(arr).astype(np.float32)  # no more pixels than a figure shows
     lo, hi = float(out.min()), float(out.max())
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0:
         raise InputError(f"{what} have pixel values from {lo:g} to {hi:g}, expected finite intensities >= 0.")
