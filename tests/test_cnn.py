@@ -654,6 +654,9 @@ def test_a_fit_of_too_few_steps_to_learn_warns_as_scikit_learn_does(mnist_small)
     X, y = mnist_small[0][:800], mnist_small[2][:800]
     with pytest.warns(ConvergenceWarning, match=r"took 12 optimizer steps \(1 epochs of 12 batches of about 64"):
         CNNClassifier(**TINY, epochs=1).fit(X, y)
+    # A batch larger than the data was said to hold it: "1 batches of about 1000000 images" of 800.
+    with pytest.warns(ConvergenceWarning, match=r"took 1 optimizer steps \(1 epochs of 1 batches of about 800 images"):
+        CNNClassifier(**{**TINY, "batch_size": 10**6}, epochs=1).fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         CNNClassifier(**{**TINY, "batch_size": 8}, epochs=1).fit(X, y)  # 100 steps: no warning
