@@ -753,7 +753,12 @@ def test_non_digit_generators_make_images():
     "step, says",
     [
         (lambda: fit_to_box(np.zeros(10)), "fit_to_box takes a 2-d array of grey levels, got shape (10,)"),
-        (lambda: fit_to_box(np.ones((5, 5)), box=0), "box must be a whole number of pixels, 1 or more, got 0"),
+        (lambda: fit_to_box(np.ones((5, 5)), box=0), "box must be a whole number of pixels from 1 to 7,071, got 0"),
+        # A box or size of 10**6 allocated a terabyte (the process was killed); of 10**30, OverflowError.
+        (lambda: fit_to_box(np.ones((5, 5)), box=10**6), "box must be a whole number of pixels from 1 to 7,071"),
+        (lambda: fit_to_box(np.ones((5, 5)), box=10**30), "box must be a whole number of pixels from 1 to 7,071"),
+        (lambda: center_by_mass(np.ones((5, 5)), size=10**6), "size must be a whole number of pixels from 1 to"),
+        (lambda: center_by_mass(np.ones((5, 5)), size=10**30), "size must be a whole number of pixels from 1 to"),
         (lambda: center_by_mass(np.ones((40, 40))), "at most 28 x 28 pixels, got 40 x 40; fit it to a box first"),
         (lambda: center_by_mass(np.full((4, 4), np.nan)), "center_by_mass got NaN or infinite grey levels"),
         # fit_to_box gave back NaN for a NaN (its "max 1" broken), and a box of zeros for an infinity

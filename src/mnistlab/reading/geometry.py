@@ -7,20 +7,26 @@ kept (anti-aliased grey) and then placed in 28x28 by their centre of mass;
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
 from mnistlab.data.pixels import float_scale
 from mnistlab.errors import InputError
+from mnistlab.reading.admission import MAX_PIXELS
 
-__all__ = ["fit_to_box", "center_by_mass"]
+__all__ = ["fit_to_box", "center_by_mass", "MAX_SIDE"]
+
+# The longest side a box or canvas may have: a square of it holds no more pixels than the largest image mnistlab
+# reads. A box of 10**6 was allocated (a terabyte: the process was killed) or overflowed in a traceback.
+MAX_SIDE = math.isqrt(MAX_PIXELS)
 
 
 def fit_to_box(crop: np.ndarray, box: int = 20) -> np.ndarray:
     """Scale so the longer side is ``box`` px, aspect ratio kept, anti-aliased (Lanczos); max 1."""
     _check_image(crop, "fit_to_box")
-    if isinstance(box, bool) or not isinstance(box, (int, np.integer)) or box < 1:
-        raise InputError(f"fit_to_box's box must be a whole number of pixels, 1 or more, got {box!r}.")
+    _check_side(box, "fit_to_box's box")
     h, w = crop.shape
     if h == 0 or w == 0:
         return np.zeros((0, 0), np.float32)
@@ -41,8 +47,7 @@ def center_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
     A digit whose brightest value is over 1.5 is on the 0-255 scale (uint8 grey levels, an MNIST digit's), as
     every mnistlab reader reads pixels (``mnistlab.data.pixels``): each value of 1 and up was full ink."""
     _check_image(digit, "center_by_mass")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise InputError(f"center_by_mass's size must be a whole number of pixels, 1 or more, got {size!r}.")
+    _check_side(size, "center_by_mass's size")
     if max(digit.shape) > size:
         raise InputError(
             f"center_by_mass places a digit of at most {size} x {size} pixels, got {digit.shape[0]} x "
@@ -70,3 +75,8 @@ def _check_image(a, step: str) -> None:
     if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype.kind not in "uifb":
         shown = f"shape {a.shape}, dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
         raise InputError(f"{step} takes a 2-d array of grey levels, got {shown}.")
+
+
+def _check_side(side, what: str) -> None:
+    if isinstance(side, bool) or not isinstance(side, int | np.integer) or not 1 <= side <= MAX_SIDE:
+        raise InputError(f"{what} must be a whole number of pixels from 1 to {MAX_SIDE:,}, got {side!r}.")
