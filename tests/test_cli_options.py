@@ -47,6 +47,8 @@ TRACEBACK_CASES = {
     "show seed -1": (["show", "--random", "3", "--seed", "-1"], "--seed must be a whole number from 0 to 4294967295"),
     "cv 100000": (["train", "logreg", "--limit", "2000", "--cv", "100000"], "--cv must be at most the 2000"),
     "test-size inf": (["train", "knn", "--split", "random", "--test-size", "inf"], "--test-size must be a fraction"),
+    # Refused as "got 1000000000000000052504760255204420248704468581108159154915854115511802457988908195...".
+    "test-size 1e300": (["train", "knn", "--split", "random", "--test-size", "1e300"], "test images, got 1e+300."),
     "train seed -1": (["train", "knn", "--seed", "-1"], "--seed must be a whole number"),
     "train seed huge": (["train", "knn", "--seed", "99999999999"], "got 99999999999"),
     "compare seed -1": (["compare", "knn", "--seed", "-1"], "--seed must be a whole number"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Callable
 
 import typer
@@ -60,8 +59,9 @@ def _flags(
 
 def test_size_value(test_size: float | None) -> int | float | None:
     """``--test-size`` as ``RunOptions`` takes it: a whole number is a count of test images, as in
-    train_test_split; a fraction (or a value ``RunOptions`` refuses) as it is."""
-    if test_size is not None and math.isfinite(test_size) and test_size >= 1 and test_size == int(test_size):
+    train_test_split; a fraction (or a value ``RunOptions`` refuses) as it is. One past 2**53, where a float holds
+    no longer every whole number, stays the float typed (1e300 was refused as a count of 301 digits)."""
+    if test_size is not None and 1 <= test_size <= 2**53 and test_size == int(test_size):
         return int(test_size)
     return test_size
 
