@@ -252,6 +252,9 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
     for name in ("lr", "weight_decay"):  # torch's "value cannot be converted to type float without overflow"
         with pytest.raises(RecipeError, match=rf"{name} got 1e\+300, expected a finite number >= 0 and <= 3.4"):
             CNNClassifier(**{name: 1e300}).fit(X, y)
+    # Trained for seconds, then refused by save_model as "a CNN config mnistlab did not write".
+    with pytest.raises(InputError, match="Got 2 x 1100 images, but a CNN reads at most 1024 pixels a side"):
+        CNNClassifier(**TINY, epochs=1).fit(np.zeros((len(y), 2, 1100), np.uint8), y)
     with pytest.raises(RecipeError, match="callback got 3, expected a function"):
         CNNClassifier(callback=3).fit(X, y)
     with pytest.raises(RecipeError, match="validation_fraction got 1.0; with a target it must be above 0 and below 1"):

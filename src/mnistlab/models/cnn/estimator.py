@@ -33,6 +33,7 @@ from mnistlab._cpus import usable_cpus
 from mnistlab.data.pixels import as_images, from_torch, unit_pixels
 from mnistlab.errors import InputError, RecipeError
 from mnistlab.models.cnn.checks import check_params
+from mnistlab.models.cnn.config import MAX_SIDE
 from mnistlab.models.cnn.hyper import HYPER_FIELDS, Hyper
 from mnistlab.models.cnn.loop import (
     MIN_STEPS,
@@ -272,6 +273,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             X, y = validate_data(self, X, y, reset=reset, dtype="numeric", ensure_all_finite=False)
         if reset:
             self.image_shape_ = tuple(int(s) for s in shape) if shape else _square_shape(X.shape[1])
+            if max(self.image_shape_) > MAX_SIDE:  # trained, then refused by save_model as a config not its own
+                raise InputError(
+                    f"Got {self.image_shape_[0]} x {self.image_shape_[1]} images, but a CNN reads at most {MAX_SIDE} "
+                    "pixels a side (what its model file holds); scale them down, as MNIST's are to 28 x 28."
+                )
         elif shape is not None and tuple(shape) != tuple(self.image_shape_):
             raise InputError(
                 f"Got {shape[0]} x {shape[1]} images, but this model was fitted on {self.image_shape_[0]} x "
