@@ -255,6 +255,8 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
     # Trained for seconds, then refused by save_model as "a CNN config mnistlab did not write".
     with pytest.raises(InputError, match="Got 2 x 1100 images, but a CNN reads at most 1024 pixels a side"):
         CNNClassifier(**TINY, epochs=1).fit(np.zeros((len(y), 2, 1100), np.uint8), y)
+    with pytest.raises(InputError, match="Training data holds 1,001 classes, more than the 1,000 a CNN's model file"):
+        CNNClassifier(**TINY, epochs=1).fit(np.zeros((1001, 28, 28), np.uint8), np.arange(1001))
     with pytest.raises(RecipeError, match="callback got 3, expected a function"):
         CNNClassifier(callback=3).fit(X, y)
     with pytest.raises(RecipeError, match="validation_fraction got 1.0; with a target it must be above 0 and below 1"):

@@ -33,7 +33,7 @@ from mnistlab._cpus import usable_cpus
 from mnistlab.data.pixels import as_images, from_torch, unit_pixels
 from mnistlab.errors import InputError, RecipeError
 from mnistlab.models.cnn.checks import check_params
-from mnistlab.models.cnn.config import MAX_SIDE
+from mnistlab.models.cnn.config import MAX_CLASSES, MAX_SIDE
 from mnistlab.models.cnn.hyper import HYPER_FIELDS, Hyper
 from mnistlab.models.cnn.loop import (
     MIN_STEPS,
@@ -168,6 +168,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise InputError(
                 f"Training data must hold at least 2 classes, got 1 class ({self.classes_[:1].tolist()[0]!r})."
+            )
+        if len(self.classes_) > MAX_CLASSES:  # trained, then refused by save_model as a config not its own
+            raise InputError(
+                f"Training data holds {len(self.classes_):,} classes, more than the {MAX_CLASSES:,} a CNN's model "
+                "file holds; train on fewer classes (group rare ones together)."
             )
         if self.module is not None:
             check_module(self.module, len(self.classes_), self.image_shape_)
