@@ -257,6 +257,8 @@ def test_bad_parameters_and_inputs_say_what_was_wrong(fitted, mnist_small):
         CNNClassifier(**TINY, epochs=1).fit(np.zeros((len(y), 2, 1100), np.uint8), y)
     with pytest.raises(InputError, match="Training data holds 1,001 classes, more than the 1,000 a CNN's model file"):
         CNNClassifier(**TINY, epochs=1).fit(np.zeros((1001, 28, 28), np.uint8), np.arange(1001))
+    with pytest.raises(InputError, match="A class label of 65 characters is longer than the 64 a CNN's model file"):
+        CNNClassifier(**TINY, epochs=1).fit(X, np.array(["a" * 65, "b"])[y % 2])
     with pytest.raises(RecipeError, match="callback got 3, expected a function"):
         CNNClassifier(callback=3).fit(X, y)
     with pytest.raises(RecipeError, match="validation_fraction got 1.0; with a target it must be above 0 and below 1"):

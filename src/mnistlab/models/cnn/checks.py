@@ -6,11 +6,21 @@ import re
 
 import numpy as np
 
-from mnistlab.errors import RecipeError
+from mnistlab.errors import InputError, RecipeError
 from mnistlab.models.cnn.augment import AUGMENTATIONS
 from mnistlab.models.cnn.net import ARCHITECTURES
 
-__all__ = ["BACKENDS", "INPUTS", "MAX_EPOCHS", "MAX_MEMBERS", "MAX_THREADS", "choice", "check_number", "check_params"]
+__all__ = [
+    "check_classes",
+    "BACKENDS",
+    "INPUTS",
+    "MAX_EPOCHS",
+    "MAX_MEMBERS",
+    "MAX_THREADS",
+    "choice",
+    "check_number",
+    "check_params",
+]
 
 BACKENDS = ("torch", "onnxruntime")
 # What the members read: the digits as written, deskewed (``net.deskew``),
@@ -80,3 +90,19 @@ def check_params(p: dict) -> None:
     # "cuda:abc" or "cuda:-1" would pass a prefix check and fail inside torch, after the data was prepared.
     if not (device in ("auto", "cpu") or (isinstance(device, str) and re.fullmatch(r"cuda(:[0-9]+)?", device))):
         raise RecipeError(f"device got {device!r}, expected one of: 'auto', 'cpu', 'cuda', 'cuda:N'.")
+
+
+def check_classes(classes: np.ndarray, max_classes: int, max_chars: int) -> None:
+    """Refuse training labels a CNN's model file cannot hold (``config``'s limits): more than ``max_classes`` of
+    them, or text labels over ``max_chars`` characters. They were trained on, then refused by ``save_model``."""
+    if len(classes) > max_classes:
+        raise InputError(
+            f"Training data holds {len(classes):,} classes, more than the {max_classes:,} a CNN's model file holds; "
+            "train on fewer classes (group rare ones together)."
+        )
+    longest = max((len(c) for c in classes.tolist() if isinstance(c, str)), default=0)
+    if longest > max_chars:
+        raise InputError(
+            f"A class label of {longest} characters is longer than the {max_chars} a CNN's model file holds; "
+            "use shorter labels (a code, with the long names kept beside it)."
+        )

@@ -32,8 +32,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from mnistlab._cpus import usable_cpus
 from mnistlab.data.pixels import as_images, from_torch, unit_pixels
 from mnistlab.errors import InputError, RecipeError
-from mnistlab.models.cnn.checks import check_params
-from mnistlab.models.cnn.config import MAX_CLASSES, MAX_SIDE
+from mnistlab.models.cnn.checks import check_classes, check_params
+from mnistlab.models.cnn.config import MAX_CLASSES, MAX_LABEL_CHARS, MAX_SIDE
 from mnistlab.models.cnn.hyper import HYPER_FIELDS, Hyper
 from mnistlab.models.cnn.loop import (
     MIN_STEPS,
@@ -169,11 +169,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             raise InputError(
                 f"Training data must hold at least 2 classes, got 1 class ({self.classes_[:1].tolist()[0]!r})."
             )
-        if len(self.classes_) > MAX_CLASSES:  # trained, then refused by save_model as a config not its own
-            raise InputError(
-                f"Training data holds {len(self.classes_):,} classes, more than the {MAX_CLASSES:,} a CNN's model "
-                "file holds; train on fewer classes (group rare ones together)."
-            )
+        check_classes(self.classes_, MAX_CLASSES, MAX_LABEL_CHARS)  # else trained, then refused by save_model
         if self.module is not None:
             check_module(self.module, len(self.classes_), self.image_shape_)
         device = _torch_device(self.device)
