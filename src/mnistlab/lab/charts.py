@@ -1,4 +1,5 @@
-"""What the result charts share: a figure outside pyplot, and the accuracy-against-fit-time axes.
+"""What the result charts share: a figure outside pyplot, the accuracy-against-fit-time axes, a grid cell's
+title that stays readable, text inks that read on a coloured cell, and a bounded view of large images.
 
 Figures get an explicit Agg canvas rather than pyplot's: no global figure
 state, no GUI backend, and safe to draw from web-server threads.

@@ -11,7 +11,6 @@ from mnistlab.models.cnn.augment import AUGMENTATIONS
 from mnistlab.models.cnn.net import ARCHITECTURES
 
 __all__ = [
-    "check_classes",
     "BACKENDS",
     "INPUTS",
     "MAX_EPOCHS",
@@ -20,6 +19,7 @@ __all__ = [
     "choice",
     "check_number",
     "check_params",
+    "check_classes",
 ]
 
 BACKENDS = ("torch", "onnxruntime")
