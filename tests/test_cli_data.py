@@ -1,6 +1,7 @@
 """`mnistlab data info` and `mnistlab show` through typer's test runner."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -162,6 +163,19 @@ def test_help_pages_show_a_repeatable_option_as_taking_one_value():
     for name in group.commands:
         options = runner.invoke(app, [name, "--help"], env={"COLUMNS": "80"}).stdout.partition("Options:")[2]
         assert "<list[" not in options, (name, options)
+
+
+def test_help_pages_name_values_by_a_word_not_a_python_type():
+    """typer wrote a value's Python type where an option or argument had no metavar: `--seed <int>`,
+    `--test-size <float>`, `files... <list[Path]>`; a learner reads `--seed N`, `--test-size NUMBER`, `files...`."""
+    group = typer.main.get_command(app)
+    pages = [[name] for name in group.commands] + [["data", sub] for sub in group.commands["data"].commands]
+    for page in pages:
+        text = runner.invoke(app, [*page, "--help"], env={"COLUMNS": "80"}).stdout
+        assert not re.search(r"<(int|float|str|Path|list)", text), (page, text)
+    text = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "80"}).stdout
+    assert "\n  files...  Images" in text and "--top N " in text, text
+    assert "--read-timeout NUMBER " in runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "80"}).stdout
 
 
 def test_show_without_a_selection_shows_a_small_split_whole(mnist_full, tmp_path):

@@ -239,13 +239,23 @@ def stdout_lost() -> None:
     os.close(null)
 
 
+_PLACEHOLDERS = {"int": "N", "float": "NUMBER", "str": "TEXT", "Path": "PATH"}
+
+
 def plain_flags(command: Any, help_names: tuple[str, ...] = ("--help",)) -> None:
-    """Help pages that show a flag (``--json``, ``--help``) bare, for ``command`` and every command below it:
-    typer writes a parameter's type where it has no metavar, ``--json <bool>``, as if it took a value."""
+    """Help pages that show a flag (``--json``, ``--help``) bare and a value by a word, for ``command`` and every
+    command below it: typer writes a parameter's Python type where it has no metavar, ``--json <bool>`` (as if it
+    took a value), ``--seed <int>``, ``files... <list[Path]>`` (as if it took a list)."""
     help_option = command.get_help_option(command.context_class(command, help_option_names=list(help_names)))
     for param in [*command.params, help_option]:  # click makes --help once and keeps it (None: no --help)
-        if getattr(param, "is_flag", False) and not param.count and param.metavar is None:
-            param.metavar = ""
+        if param is None or param.metavar is not None:
+            continue
+        if getattr(param, "is_flag", False):
+            param.metavar = "" if not param.count else None
+        elif param.param_type_name == "argument":  # its name says what it takes: "files...", "recipe"
+            param.display_type_rich = lambda ctx: None
+        else:
+            param.metavar = _PLACEHOLDERS.get(param.bare_type(), None)
     for sub in getattr(command, "commands", {}).values():
         plain_flags(sub, help_names)
 
