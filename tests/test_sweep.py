@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnistlab.cli import app
+from mnistlab.errors import ParameterError
 from mnistlab.testing import run_cli
 
 ray = pytest.importorskip("ray")
@@ -279,6 +280,15 @@ def test_values_given_twice_are_one_configuration():
         "knn__n_neighbors": [1, 3],
         "weights": ["uniform"],
     }
+
+
+@pytest.mark.parametrize("value", ["1e400", "-1e400", "NaN", "Infinity"])
+def test_a_value_past_floats_range_is_refused_before_any_trial(value):
+    # Read as inf or nan, it was swept and written into best.json as Infinity or NaN, which JSON does not hold.
+    from mnistlab.lab.sweep import parse_params
+
+    with pytest.raises(ParameterError, match=rf"^param value '{value}' is not a finite number; give one"):
+        parse_params([f"logreg__C=0.1,{value}"])
 
 
 def test_with_seeds_each_configuration_runs_per_seed_and_the_best_mean_wins(runtime, tmp_path):

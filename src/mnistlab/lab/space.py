@@ -42,9 +42,12 @@ def parse_params(texts: list[str]) -> dict[str, list]:
 
 def _value(text: str):
     try:
-        return json.loads(text.lower() if text.lower() in ("true", "false", "null") else text)
+        value = json.loads(text.lower() if text.lower() in ("true", "false", "null") else text)
     except json.JSONDecodeError:
         return text
+    if isinstance(value, float) and not math.isfinite(value):  # best.json held "Infinity" or "NaN": not JSON
+        raise ParameterError("param", f"{{param}} value {text!r} is not a finite number; give one such as 1e300.")
+    return value
 
 
 def configs(params: dict[str, list], samples: int | None, seed: int) -> list[dict]:
