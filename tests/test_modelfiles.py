@@ -632,6 +632,11 @@ def test_a_cnn_of_nan_weights_is_never_trained_saved_or_loaded(tmp_path, small):
     X_tr, _, y_tr, _ = small
     with pytest.raises(RecipeError, match=r"^Training diverged: the loss was nan after epoch \d+, .* lower lr"):
         CNNClassifier(arch="tiny", epochs=2, lr=1e4, batch_size=64, random_state=0, n_threads=1).fit(X_tr, y_tr)
+    # A weight_decay that diverges (lr 0.1 x 100: each step flips the weights' sign) is named, not the lr alone.
+    with pytest.raises(RecipeError, match=r"lower lr or weight_decay \(this run's were 0.1 and 100: their product"):
+        CNNClassifier(arch="tiny", epochs=2, weight_decay=100.0, batch_size=64, random_state=0, n_threads=1).fit(
+            X_tr, y_tr
+        )
 
     cnn = CNNClassifier(arch="tiny", epochs=1, batch_size=64, random_state=0, n_threads=1).fit(X_tr, y_tr)
     model_dir = save_model(cnn, tmp_path / "cnn", card={"recipe": "cnn-fast"})

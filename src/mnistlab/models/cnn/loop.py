@@ -119,9 +119,15 @@ def _check_converging(loss: float, epoch: int, hyp: Hyper) -> None:
     """Refuse to go on once the loss is NaN or infinite: the weights are then no numbers, and every later epoch
     (and the saved model) would keep them so. Such a net answered "0" for every digit, and "sure" of it."""
     if not math.isfinite(loss):
+        fix = f"a lower lr (this run's was {hyp.lr:g})"
+        if hyp.lr * hyp.weight_decay > 1:  # each step scales the weights by about 1 - lr * weight_decay: below 0
+            fix = (
+                f"a lower lr or weight_decay (this run's were {hyp.lr:g} and {hyp.weight_decay:g}: their product "
+                "over 1 flips the weights' sign each step)"
+            )
         raise RecipeError(
             f"Training diverged: the loss was {loss} after epoch {epoch}, so the net's weights are no numbers; "
-            f"train again with a lower lr (this run's was {hyp.lr:g})."
+            f"train again with {fix}."
         )
 
 
