@@ -13,7 +13,6 @@ import contextlib
 import errno
 import io
 import os
-import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -39,7 +38,6 @@ __all__ = [
     "step_progress",
     "given_path",
     "given_file",
-    "shell_word",
 ]
 
 if os.environ.get("COLUMNS", "").strip() == "0":  # a terminal of no known size (docker's): rich printed nothing,
@@ -152,12 +150,6 @@ def given_file(value: str) -> Path:
     return given_path(value)
 
 
-def shell_word(text: str) -> str:
-    """``text`` as one word of a command printed for the user to paste into a shell: a path with a space, ``#`` or
-    ``?`` quoted (unquoted, the shell split it, or read the rest as a comment or a pattern)."""
-    return shlex.quote(text)
-
-
 def error_text(exc: MnistlabError) -> str:
     """The error's sentence, with a library parameter renamed to its flag."""
     if isinstance(exc, ParameterError):
@@ -251,7 +243,7 @@ def plain_flags(command: Any, help_names: tuple[str, ...] = ("--help",)) -> None
         if param is None or param.metavar is not None:
             continue
         if getattr(param, "is_flag", False):
-            param.metavar = "" if not param.count else None
+            param.metavar = None if param.count else ""
         elif param.param_type_name == "argument":  # its name says what it takes: "files...", "recipe"
             param.display_type_rich = lambda ctx: None
         else:

@@ -7,6 +7,7 @@ commands: ``mnistlab --help`` should not pay for it.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import typer
@@ -14,7 +15,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from mnistlab.cli.common import given_file, given_path, out, shell_word, step_progress
+from mnistlab.cli.common import given_file, given_path, out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_p, format_size
@@ -348,7 +349,7 @@ def runs_cmd(
     out.print(table)
     if more:
         out.print("older runs not shown: --last N shows more, --json lists them all", soft_wrap=True)
-    out.print(f"mlflow ui --backend-store-uri {shell_word(tracker.uri)}", soft_wrap=True, markup=False)
+    out.print(f"mlflow ui --backend-store-uri {shlex.quote(tracker.uri)}", soft_wrap=True, markup=False)
 
 
 @app.command("export")
