@@ -187,3 +187,23 @@ def test_a_dumb_terminal_gets_the_steps_without_a_blank_line(tmp_path):
     seen = _on_a_terminal(args, {"TERM": "dumb"}).replace(b"\r\n", b"\n")
     assert b"\x1b[" not in seen and b"\r" not in seen, seen
     assert b"\n\n" not in seen and b"saving to" in seen, seen
+
+
+def test_sigterm_caught_by_a_library_and_raised_as_its_own_error_still_exits_143_without_a_traceback():
+    # Tune parses each trial's arguments inside `except SystemExit` (argparse's way to fail) and raises a TuneError:
+    # a sweep sent SIGTERM at that moment printed two tracebacks and exited 1, not 143.
+    script = (
+        "import os, signal, time\n"
+        "import mnistlab.cli as cli\n"
+        "def command():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(10)\n"
+        "    except SystemExit:\n"
+        "        raise RuntimeError('a library error made of the SystemExit')\n"
+        "cli.app = command\n"
+        "cli.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

@@ -57,8 +57,10 @@ def main() -> None:
     writable_streams()
     try:
         app()
-    except SystemExit:
-        if _stopped_by:  # the SystemExit a library made of ours (Ray's wait: "exit code 1") keeps our code
+    except BaseException:
+        # What a library made of our SystemExit keeps our code, without a traceback: Ray's wait made it "exit code
+        # 1", Tune's parsing of a trial's arguments (which catches argparse's SystemExit) a TuneError.
+        if _stopped_by:
             raise SystemExit(128 + _stopped_by[0]) from None
         raise
 
