@@ -1,8 +1,8 @@
 """Reading hands MNIST never saw: per source and surface, digits right, flagged, confident and wrong.
 
     MNISTLAB_DATA=../shared/data/mnist nice .venv/bin/python benchmarks/bench_hands.py \
-        [--model DIR] [--recipe knn-deskew] [--n 50] [--numbers 30] [--non-digits 50] [--mnist 5000] \
-        [--seed 0] [--cpu-passes 3] [--json] [--json-out FILE]
+        [--model DIR] [--recipe knn-deskew] [--n 50] [--numbers 30] [--non-digits 50] [--marked 20] \
+        [--mnist 5000] [--seed 0] [--cpu-passes 3] [--json] [--json-out FILE]
 
 Model: ``--model DIR`` (a folder written by ``mnistlab train``), else the
 reader ``mnistlab.predict_image`` uses with ``model=None``; where that finds
@@ -13,7 +13,9 @@ digits per source and surface (sources ``pen``, ``fonts``, ``optdigits``;
 surfaces: three canvas exports, photos of plain, ruled and squared paper),
 ``--numbers`` rows of 3-6 digits per source (random surfaces), and
 ``--non-digits`` images per non-digit kind (letters, words, symbols, doodles,
-Fashion-MNIST items, empty pages, two digits side by side). Also ``--mnist``
+Fashion-MNIST items, empty pages, two digits side by side), ``--marked`` rows
+per source (pen, fonts) and mark holding a decimal point, comma, colon, dash or
+minus sign (``marked_number_samples``, from a generator of their own). Also ``--mnist``
 MNIST test digits, as 28x28 arrays, from the half of the test set that set no
 probability cut (``mnistlab.trust.calibration.mnist_test_halves``: the
 shipped reader's cut, ``mnistlab train``'s and ``calibrate_on_mnist``'s are
@@ -23,7 +25,7 @@ Figures: single digits right, flagged "not confident", and confident and
 wrong, per source, per surface and per style (pen style, font); numbers read
 exactly (and with the right count of digits), flagged (``read_number``'s
 "confident": false) and read confidently but wrong; non-digits flagged per kind,
-with the commonest confident answers; MNIST test digits flagged; CPU ms per
+with the commonest confident answers; numbers with a mark flagged; MNIST test digits flagged; CPU ms per
 photo (``time.process_time`` around one ``predict_image`` call: decode,
 ``to_mnist``, classify, confidence), BLAS/OpenMP and torch held to one
 thread (OpenCV's pool too). Spread: 95% Wilson intervals (scipy's ``binomtest``, through
@@ -57,9 +59,11 @@ from argtypes import at_least_one, at_least_zero, recipe_name
 from mnistlab import ModelFileError, get_recipe, load_mnist, predict_array, predict_image, read_number
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,
+    MARKS,
     NON_DIGIT_SOURCES,
     SURFACES,
     digit_samples,
+    marked_number_samples,
     non_digit_samples,
     number_samples,
 )
@@ -164,6 +168,22 @@ def numbers_report(args, rng, reader) -> dict:
     return out
 
 
+def marked_numbers_report(args, reader) -> dict:
+    """Rows holding a point, comma, colon, dash or minus sign, per source and mark: flagged, and read
+    confidently without the mark. Drawn from a generator of their own (seed, 1), so that the other figures
+    stay those of runs before this part."""
+    rng = np.random.default_rng([args.seed, 1])
+    out = {}
+    for source in ("pen", "fonts"):
+        flagged: dict[str, list[bool]] = defaultdict(list)
+        for mark in MARKS:
+            for s in marked_number_samples(source, args.marked, rng, mark=mark):
+                flagged[mark].append(not read_number(s.data, reader)["confident"])
+        out[source] = {mark: rate(v) for mark, v in flagged.items()}
+        out[source]["all"] = rate([f for v in flagged.values() for f in v])
+    return out
+
+
 def non_digits_report(args, rng, reader) -> dict:
     out = {}
     for kind in NON_DIGIT_SOURCES:
@@ -219,6 +239,7 @@ def measure(args) -> dict:
         digits = digits_report(rows)
         numbers = numbers_report(args, rng, reader)
         non_digits = non_digits_report(args, rng, reader)
+        marked = marked_numbers_report(args, reader)
         mnist = mnist_report(args.mnist, reader)
         yardstick = yardstick_ms()
     return {
@@ -234,6 +255,7 @@ def measure(args) -> dict:
         "digits": digits,
         "numbers": numbers,
         "non_digits": non_digits,
+        "marked_numbers": marked,
         "mnist_test": mnist,
     }
 
@@ -285,6 +307,10 @@ def print_table(result: dict) -> None:
     for kind, s in result["non_digits"].items():
         answers = ", ".join(f"{k} x{v}" for k, v in s["confident_answers"].items())
         print(f"{kind:30s} {s['flagged']['n']:5d}  {pct(s['flagged']):21s}  {answers}")
+    print(f"\nnumbers with a mark {'':10s} {'n':>5s}  {'flagged':22s} by mark")
+    for source, s in result["marked_numbers"].items():
+        by_mark = ", ".join(f"{mark} {s[mark]['rate']:.0%}" for mark in MARKS)
+        print(f"{source:30s} {s['all']['n']:5d}  {pct(s['all']):21s}  {by_mark}")
     m = result["mnist_test"]
     print(f"\nMNIST test digits that set no cut ({m['held_out']} of the {m['of']:,}) flagged: {pct(m['flagged'])}")
     print(TARGETS)
@@ -299,6 +325,9 @@ def main() -> None:
     ap.add_argument("--n", type=at_least_one, default=50, help="single digits per source and surface")
     ap.add_argument("--numbers", type=at_least_zero, default=30, help="rows of digits per source")
     ap.add_argument("--non-digits", type=at_least_zero, default=50, help="images per non-digit kind")
+    ap.add_argument(
+        "--marked", type=at_least_zero, default=20, help="rows with a point, comma, colon or dash per source and mark"
+    )
     ap.add_argument(
         "--mnist", type=at_least_zero, default=5000, help="MNIST test digits that set no cut (at most 5,000)"
     )

@@ -14,10 +14,12 @@ from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,
     LETTERS,
+    MARKS,
     NON_DIGIT_SOURCES,
     SURFACES,
     Sample,
     digit_samples,
+    marked_number_samples,
     non_digit_samples,
     number_samples,
 )
@@ -79,6 +81,18 @@ def test_numbers_are_rows_of_three_to_six_digits(source):
         assert s.label.isdigit() and 3 <= len(s.label) <= 6
         width, height = decode(s).size
         assert width > height  # a row, not a column
+
+
+@pytest.mark.parametrize("source", [pytest.param("fonts", marks=needs_fonts), "pen"])
+def test_marked_numbers_hold_their_mark_in_the_label(source):
+    a = marked_number_samples(source, 10, np.random.default_rng(3))
+    assert a == marked_number_samples(source, 10, np.random.default_rng(3))
+    assert all(sum(not c.isdigit() for c in s.label) == 1 and s.source == source for s in a)
+    colons = marked_number_samples(source, 2, np.random.default_rng(3), mark="colon")
+    assert all(len(s.label) == 5 and s.label[2] == ":" for s in colons)
+    assert set(MARKS) == {"point", "comma", "colon", "dash", "minus"}
+    with pytest.raises(ValueError, match="unknown source 'optdigits'"):
+        marked_number_samples("optdigits", 1, np.random.default_rng(0))
 
 
 @needs_fonts

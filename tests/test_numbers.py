@@ -270,7 +270,7 @@ def test_a_part_re_read_beyond_the_look_s_budget_stays_whole_and_doubted():
     read once, not confident, and says why (rows of 14-20 real digits took at most 876 of the 1,200 images)."""
     s = number_samples("pen", 6, np.random.default_rng(22), surface="canvas-black-on-white")[2]  # 93029, touching
     predictor = load_predictor(None)
-    ink, parts, slant, _ = find_digits(s.data)
+    ink, parts, slant = find_digits(s.data)[:3]
     wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), 3)
     row = row_of(parts, wholes, slant)
     read = [read_part(predictor, ink, p, w, row, Budget()) for p, w in zip(parts, wholes)]

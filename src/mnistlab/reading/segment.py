@@ -10,13 +10,15 @@ touching digits are cut apart (``mnistlab.trust.numbers``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
+from mnistlab.reading.marks import find_marks
 from mnistlab.reading.paper import components
-from mnistlab.reading.steps import digit_from, holds_writing, ink_and_mask
+from mnistlab.reading.steps import digit_from, holds_writing, ink_mask_and_specks
 
-__all__ = ["segment_digits", "find_digits", "cut", "row_slant", "upright_columns", "ROW_SHORT_SIDE"]
+__all__ = ["segment_digits", "find_digits", "FoundRow", "cut", "row_slant", "upright_columns", "ROW_SHORT_SIDE"]
 
 # px: a row is read at a size that keeps at least this much of its height (``to_grey``'s ``min_short_side``).
 # A tight crop of a long number, reduced to the work size like any photo, left its digits 10-20 px tall, too
@@ -173,21 +175,45 @@ def cut(part: np.ndarray, n: int) -> list[np.ndarray]:
     return pieces
 
 
-def find_digits(
-    image, *, faint: bool = False, closer: bool = False
-) -> tuple[np.ndarray, list[np.ndarray], float, bool]:
-    """The ink of a row of digits (H, W), one boolean mask per digit, left to right (see ``segment_digits``),
-    the hand's slant (``row_slant`` of all the ink: the masks together), and whether the image is a clean
-    drawing. ``faint``, ``closer``: a photo's second and third looks (``ink_and_mask``). A strip is read at
-    a size that keeps ``ROW_SHORT_SIDE`` px of its height."""
-    ink, mask, drawing = ink_and_mask(image, faint=faint, closer=closer, min_short_side=ROW_SHORT_SIDE)
+class FoundRow(NamedTuple):
+    """What ``find_digits`` finds in a row: its ink (H, W), one boolean mask per digit left to right, the
+    hand's slant, whether the image is a clean drawing, and for each mark that is no digit (a point, comma,
+    colon or dash: ``mnistlab.reading.marks``; a point, comma or colon only between two digits) how many of the
+    masks lie left of it."""
+
+    ink: np.ndarray
+    parts: list[np.ndarray]
+    slant: float
+    drawing: bool
+    marks: list[int]
+
+
+def find_digits(image, *, faint: bool = False, closer: bool = False) -> FoundRow:
+    """The digits of a row (see ``segment_digits``) and the marks between them (``FoundRow``). ``faint``,
+    ``closer``: a photo's second and third looks (``ink_and_mask``). A strip is read at a size that keeps
+    ``ROW_SHORT_SIDE`` px of its height."""
+    ink, mask, raw, drawing = ink_mask_and_specks(image, faint=faint, closer=closer, min_short_side=ROW_SHORT_SIDE)
     slant = row_slant(mask)
     # As for one digit (``to_mnist``): ink that spans too little of the image is a speck, not a row.
-    groups = _group_components(mask, slant) if holds_writing(mask) else []
+    if not holds_writing(mask):
+        return FoundRow(ink, [], slant, drawing, [])
+    marks, mask = find_marks(raw, mask, slant)
+    groups = _group_components(mask, slant) if mask.any() else []
     if not groups:
-        return ink, [], slant, drawing
+        return FoundRow(ink, [], slant, drawing, [])
     row_height = int(np.median([np.ptp(np.flatnonzero(g.any(axis=1))) + 1 for g in groups]))
-    return ink, [piece for group in groups for piece in _split_touching(group, row_height)], slant, drawing
+    parts = [piece for group in groups for piece in _split_touching(group, row_height)]
+    middles = [_upright_middle(part, slant) for part in parts]
+    left_of = [sum(m < mark.x for m in middles) for mark in marks]
+    between = [k for k, mark in zip(left_of, marks) if mark.dash or 0 < k < len(parts)]
+    return FoundRow(ink, parts, slant, drawing, between)
+
+
+def _upright_middle(part: np.ndarray, slant: float) -> float:
+    """The mean upright column of ``part``'s pixels (the slant sheared away about the image's middle row, as
+    ``find_marks`` gives a mark's)."""
+    ys, xs = np.nonzero(part)
+    return float(np.mean(xs - slant * (ys - part.shape[0] / 2)))
 
 
 def segment_digits(image) -> list[np.ndarray]:
@@ -198,7 +224,7 @@ def segment_digits(image) -> list[np.ndarray]:
     where the ink is thinnest (touching digits), and each digit goes through
     ``crop_to_ink``, ``fit_to_box`` and ``center_by_mass`` like ``to_mnist``.
     """
-    ink, parts, _, _ = find_digits(image)
+    ink, parts = find_digits(image)[:2]
     return [digit_from(ink, part) for part in parts]
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "mnist_digit",
     "holds_writing",
     "holds_ink",
+    "ink_mask_and_specks",
 ]
 
 _HALO = 2  # px around the mask whose grey edges belong to the strokes (``clean_ink``)
@@ -222,12 +223,22 @@ def ink_and_mask(
     return clean_ink(ink, mask), mask, flat
 
 
+def ink_mask_and_specks(
+    image, *, faint: bool = False, closer: bool = False, min_short_side: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """``ink_and_mask``, and the mask before ``drop_specks`` (a row's decimal point is as small as a speck)."""
+    ink, raw, flat = _ink_and_raw_mask(image, faint, closer, min_short_side, specks=True)
+    mask = drop_specks(raw)
+    return clean_ink(ink, mask), mask, raw, flat
+
+
 def _ink_and_raw_mask(
-    image, faint: bool = False, closer: bool = False, short: int = 0
+    image, faint: bool = False, closer: bool = False, short: int = 0, *, specks: bool = False
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """``ink_and_mask`` before ``clean_ink``: the ink strength as it came from the paper (``faint``: a photo's
     second look, ``_faint_mask``; ``closer``: its third, ``_closer_look``; a clean drawing has no noise to
-    look below), and whether the image is a clean drawing (``short``: ``to_grey``'s ``min_short_side``)."""
+    look below), and whether the image is a clean drawing (``short``: ``to_grey``'s ``min_short_side``;
+    ``specks``: the mask with its specks, before ``drop_specks``; a third look's has none left)."""
     looked = _closer_look(image, short) if closer else None
     if looked is not None:
         return looked
@@ -238,7 +249,7 @@ def _ink_and_raw_mask(
         mask = _faint_mask(ink)
     else:
         mask = _first_look_mask(ink, remove_grain(ink))
-    return ink, drop_specks(mask), flat
+    return ink, mask if specks else drop_specks(mask), flat
 
 
 def _first_look_mask(ink: np.ndarray, grain_free: np.ndarray) -> np.ndarray:

@@ -18,6 +18,9 @@ non-digits (``NON_DIGIT_SOURCES``)
     for a digit), short words, symbols, doodles, Fashion-MNIST test items
     (Debian's ``dataset-fashion-mnist``), empty pages, and two digits where
     one was asked.
+numbers with a mark (``marked_number_samples``)
+    rows of digits from the pen or the fonts holding a decimal point, a
+    comma, a colon, a dash or a minus sign (``MARKS``).
 
 Every function takes a ``numpy.random.Generator`` and gives the same images
 for the same seed on machines with the same handwriting fonts installed (a
@@ -53,6 +56,8 @@ __all__ = [
     "Sample",
     "digit_samples",
     "number_samples",
+    "marked_number_samples",
+    "MARKS",
     "non_digit_samples",
 ]
 
@@ -244,6 +249,34 @@ def number_samples(
         height = max(40, int(digit_height(where, rng) * rng.uniform(0.45, 0.75)))
         text = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(low, high + 1))))
         ink, drawn = _ink(source, text, rng, height, style, None)
+        out.append(Sample(render(ink, rng, where, height), text, source, where, drawn))
+    return out
+
+
+# Numbers that hold a mark no digit reader reads (a decimal point, a comma, a time's colon, a dash, a minus
+# sign): ``read_number`` must not answer their digits confidently without it.
+MARKS = {"point": "{}{}.{}{}", "comma": "{}{},{}", "colon": "{}{}:{}{}", "dash": "{}-{}", "minus": "-{}{}"}
+
+
+def marked_number_samples(
+    source: str, n: int, rng: np.random.Generator, *, mark: str | None = None, surface: str | None = None
+) -> list[Sample]:
+    """``n`` rows of digits holding one of ``MARKS`` (``mark``, default: a random one per row), labelled with
+    their text (``"12.50"``); ``source`` ``"pen"`` or ``"fonts"`` (8x8 optdigits have no marks)."""
+    if source not in ("pen", "fonts"):
+        raise ValueError(f"unknown source {source!r} for marked numbers, expected 'pen' or 'fonts'")
+    if mark is not None and mark not in MARKS:
+        raise ValueError(f"unknown mark {mark!r}, expected one of {tuple(MARKS)}")
+    if surface is not None:
+        check_surface(surface)
+    check_rng(rng)
+    out = []
+    for _ in range(check_count(n)):
+        pattern = MARKS[mark or str(list(MARKS)[int(rng.integers(len(MARKS)))])]
+        text = pattern.format(*(str(d) for d in rng.integers(0, 10, pattern.count("{}"))))
+        where = _surface(rng, surface)
+        height = max(40, int(digit_height(where, rng) * rng.uniform(0.45, 0.75)))
+        ink, drawn = _ink(source, text, rng, height, None, None)
         out.append(Sample(render(ink, rng, where, height), text, source, where, drawn))
     return out
 

@@ -32,7 +32,18 @@ from mnistlab.reading.steps import digit_from
 if TYPE_CHECKING:  # the Predictor's module imports this one
     from mnistlab.trust.predict import Predictor
 
-__all__ = ["Row", "Budget", "row_of", "read_part", "check_row_size", "MAX_ROW_PARTS", "ROW_IMAGES", "TOO_BUSY"]
+__all__ = [
+    "Row",
+    "Budget",
+    "row_of",
+    "read_part",
+    "check_row_size",
+    "doubt_marks",
+    "MARK_BESIDE",
+    "MAX_ROW_PARTS",
+    "ROW_IMAGES",
+    "TOO_BUSY",
+]
 
 _STEP = 0.1  # cut spacing, in row heights
 _EDGE = 0.2  # no cut nearer a part's ends than this many row heights
@@ -85,6 +96,29 @@ def check_row_size(n_parts: int) -> None:
             f"The image holds {n_parts:,} separate marks in one row, more than a number of up to 20 digits "
             f"makes ({MAX_ROW_PARTS}); crop it to the number, or cut a long number into parts of at most 15 digits."
         )
+
+
+# Said of the digit beside a mark that is no digit (``mnistlab.reading.marks``): the number's value may hang on
+# it (12.50 read 1250, 3-4 read 34), and the digits alone cannot say so.
+MARK_BESIDE = "a point, comma, colon or dash beside it is left out of the number"
+
+
+def doubt_marks(by_part: list[list[dict]], marks: list[int]) -> list[list[dict]]:
+    """``by_part`` (each part's digits, as ``read_part`` gives them) with the digit before each mark doubted
+    (``marks``: how many parts lie left of each; a mark before every part doubts the first digit), its reason
+    ``MARK_BESIDE``. A digit doubted for a reason of its own keeps it."""
+    out = [list(digits) for digits in by_part]
+    for k in marks:
+        i = k - 1 if k > 0 else 0
+        while 0 <= i < len(out) and not out[i]:  # a part read as no digit at all (none does today)
+            i += -1 if k > 0 else 1
+        if not 0 <= i < len(out):
+            continue
+        j = -1 if k > 0 else 0
+        digit = out[i][j]
+        if digit["confident"]:
+            out[i][j] = {**digit, "confident": False, "reason": MARK_BESIDE}
+    return out
 
 
 @dataclass(frozen=True)

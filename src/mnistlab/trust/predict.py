@@ -33,7 +33,7 @@ from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, holds_ink, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
 from mnistlab.trust.fitted import classifier, estimator_cut
-from mnistlab.trust.numbers import MAX_ROW_PARTS, Budget, check_row_size, read_part, row_of
+from mnistlab.trust.numbers import MAX_ROW_PARTS, Budget, check_row_size, doubt_marks, read_part, row_of
 from mnistlab.trust.reader import Reader, load_reader
 from mnistlab.trust.thresholds import NO_INK, SMALL_INK, ProbabilityCut, assess
 
@@ -260,7 +260,7 @@ def _read_row(
     predictor: Predictor, image_or_path, top: int, *, faint: bool = False, closer: bool = False
 ) -> tuple[dict, bool]:
     """``read_number``'s answer from one look at the image, and whether it is a clean drawing."""
-    ink, parts, slant, drawing = find_digits(image_or_path, faint=faint, closer=closer)
+    ink, parts, slant, drawing, marks = find_digits(image_or_path, faint=faint, closer=closer)
     if faint or closer:  # a later look that finds more marks than a number makes reads nothing better
         parts = parts if len(parts) <= MAX_ROW_PARTS else []
     check_row_size(len(parts))
@@ -268,7 +268,8 @@ def _read_row(
     if parts:
         wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), top)
         row, budget = row_of(parts, wholes, slant), Budget()
-        results = [r for p, whole in zip(parts, wholes) for r in read_part(predictor, ink, p, whole, row, budget)]
+        by_part = [read_part(predictor, ink, p, whole, row, budget) for p, whole in zip(parts, wholes)]
+        results = [r for part in doubt_marks(by_part, marks) for r in part]
     answer = {
         "number": "".join(str(r["digit"]) for r in results),
         "digits": results,
