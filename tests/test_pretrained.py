@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -95,3 +96,30 @@ def test_a_build_without_its_handwriting_fonts_stops_before_training(monkeypatch
     assert stopped.value.code == 2 and not builds
     err = capsys.readouterr().err
     assert "Gone.otf" in err and "apt-get install fonts-comic-neue" in err
+
+
+_WRITE_ON_A_FULL_DISK = """
+import json, resource, sys
+from pathlib import Path
+from mnistlab.lab.pretrained import write_reader
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # a disk that fills: a larger write fails (EFBIG)
+blobs = {"classifier.onnx": b"c" * 70_000, "detector.onnx": b"d" * 70_000, "space.safetensors": b"s" * 160_000}
+try:
+    write_reader(Path(sys.argv[1]), blobs, {"files": "new"})
+except OSError as exc:
+    print(exc.strerror)
+"""
+
+
+def test_a_build_that_cannot_write_every_file_leaves_the_reader_there_whole(tmp_path):
+    """`make pretrained` wrote the classifier, the detector, the digit space and the card one after another: a
+    disk that filled after the first files left new nets beside the old card, whose checksums then refused them,
+    and the reader that was there was lost."""
+    old = {"classifier.onnx": b"C" * 1000, "detector.onnx": b"D" * 1000, "space.safetensors": b"S" * 1000}
+    pretrained.write_reader(tmp_path, old, {"files": "old"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == sorted(READER_FILES + (CARD_FILE,))
+    run = subprocess.run([sys.executable, "-c", _WRITE_ON_A_FULL_DISK, str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "File too large\n", run.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no file replaced, no temporary file left

@@ -34,7 +34,7 @@ import numpy as np
 from joblib.externals.loky import ProcessPoolExecutor
 from safetensors.numpy import save as save_safetensors
 
-from mnistlab._atomic import atomic_write_bytes
+from mnistlab._atomic import atomic_write_together
 from mnistlab._processes import exit_with_parent
 from mnistlab.data.load import load_mnist
 from mnistlab.errors import ParameterError
@@ -58,7 +58,7 @@ from mnistlab.trust.reader import CARD_FILE, FORMAT_VERSION, OnnxNet, Reader
 from mnistlab.trust.scores import fit_digit_space
 from mnistlab.trust.thresholds import ProbabilityCut, Thresholds, calibrate_thresholds, flags
 
-__all__ = ["CLASSIFIER", "Plan", "build_reader"]
+__all__ = ["CLASSIFIER", "Plan", "build_reader", "write_reader"]
 
 # The shipped classifier: the `cnn` recipe's net, two more epochs, and augmentation for other hands.
 CLASSIFIER = replace(CNN, epochs=6, augment="hands")
@@ -219,11 +219,17 @@ def build_reader(out: Path, plan: Plan | None = None) -> dict:
         "build_seconds": round(time.perf_counter() - start, 1),
     }
     card["card_sha256"] = card_sha256(card)
-    for name, blob in blobs.items():  # files first, card last: a half-written build fails its checksums
-        atomic_write_bytes(out / name, blob)
-    atomic_write_bytes(out / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    write_reader(out, blobs, card)
     _say(f"wrote {out}: {json.dumps(card['metrics'])}", start)
     return card
+
+
+def write_reader(out: Path, blobs: dict[str, bytes], card: dict) -> None:
+    """Write the reader's files (name -> bytes) and its card into ``out``, all of them or (a full disk, Ctrl+C)
+    none: written one after another, a build that failed after the first left new nets beside the old card, which
+    refused them, and the reader there was lost."""
+    files = {**blobs, CARD_FILE: (json.dumps(card, indent=2, sort_keys=True) + "\n").encode()}
+    atomic_write_together(out, files)
 
 
 def main() -> None:
