@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -145,3 +147,40 @@ def test_a_model_name_with_dollar_signs_is_drawn_as_text_not_parsed_as_math(tmp_
         "mistakes-digits.png",
     }
     assert "<td>a$\\q$.py:make</td>" in (out / "index.html").read_text()
+
+
+_REPORT_ON_A_FULL_DISK = """
+import resource, sys
+from types import SimpleNamespace
+import numpy as np
+from mnistlab.errors import ParameterError
+from mnistlab.lab.report import write_bench_report
+
+rng = np.random.default_rng(0)
+first = SimpleNamespace(  # noise: the mistakes' grid is larger than the chart drawn before it
+    X_test=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), y_test=np.zeros(50, int), dataset="d", data_dir=None
+)
+result = {
+    "model": "m", "seeds": [1], "test_accuracy_mean": 0.5, "test_accuracy_ci95": (0.4, 0.6), "test_accuracy_std": None,
+    "fit_seconds_mean": 1.0, "fit_seconds": [1.0], "predict_seconds_mean": 0.1, "reused": 0, "description": "",
+    "n_train": 50, "n_test": 50,
+}
+section = {"dataset": "d", "results": [result], "comparisons": [], "matrix": {}, "first": first,
+           "first_predictions": {"m": np.ones(50, int)}}
+import matplotlib.pyplot  # its font cache written before the disk fills
+resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))  # a disk that fills: a larger write fails (EFBIG)
+try:
+    write_bench_report([section], sys.argv[1])
+except ParameterError as exc:
+    print(exc.named("--out"))
+"""
+
+
+def test_a_figure_the_disk_refuses_is_said_of_out_not_of_a_hidden_folder(tmp_path):
+    """A full disk while the mistakes were drawn was "Cannot write PNG to OUT/.mnistlab-report-x1y2/mistakes-d.png",
+    a hidden folder gone by the time it was read, where other failures name --out."""
+    out = tmp_path / "report"
+    run = subprocess.run([sys.executable, "-c", _REPORT_ON_A_FULL_DISK, str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith(f"Cannot write the report into --out {out} (File too large); free space"), run.stdout
+    assert list(out.iterdir()) == []

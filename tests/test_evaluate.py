@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -301,3 +303,33 @@ def test_a_folder_where_a_figure_goes_is_refused_before_the_model_is_measured(mo
     with pytest.raises(InputError, match=f"{name} is a folder, where evaluate draws {name}; remove it"):
         evaluate_model(model, data=digits, out_dir=tmp_path, progress=said.append)
     assert said == [] and sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+_EVALUATE_ON_A_FULL_DISK = """
+import resource, sys
+import numpy as np
+from sklearn.datasets import load_digits
+from mnistlab.errors import InputError
+from mnistlab.lab.evaluate import evaluate_model
+
+X, y = load_digits(return_X_y=True)
+X = (X * 16).clip(0, 255).astype(np.uint8)
+import matplotlib.pyplot  # its font cache written before the disk fills
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # a disk that fills: a larger write fails (EFBIG)
+try:
+    evaluate_model(sys.argv[1], data=(X[:1000], X[1000:1200], y[:1000], y[1000:1200]), out_dir=sys.argv[2])
+except InputError as exc:
+    print(exc)
+"""
+
+
+def test_figures_that_cannot_be_drawn_on_a_full_disk_are_said_of_the_out_folder(model, tmp_path):
+    """A full disk while the figures were drawn was "Cannot write PNG to OUT/.mnistlab-evaluate-x1y2/confusion.png",
+    a hidden folder that was gone when the message was read."""
+    out = tmp_path / "figures"
+    run = subprocess.run(
+        [sys.executable, "-c", _EVALUATE_ON_A_FULL_DISK, str(model), str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == f"Cannot write the figures into {out} (File too large); choose a writable --out path.\n"
+    assert list(out.iterdir()) == []

@@ -122,11 +122,18 @@ def _drawing_folder(out_dir: Path) -> Iterator[str]:
         out_dir.mkdir(parents=True, exist_ok=True)
         folder = tempfile.TemporaryDirectory(dir=out_dir, prefix=".mnistlab-evaluate-")
     except OSError as exc:
-        raise InputError(
-            f"Cannot write the figures into {out_dir} ({exc.strerror or exc}); choose a writable --out path."
-        ) from None
+        raise _unwritable(out_dir, exc) from None
     with folder as drawn:
-        yield drawn
+        try:
+            yield drawn
+        except InputError as exc:  # a figure the disk refused: said of out_dir, not of this folder, gone by then
+            if isinstance(exc.__cause__, OSError):
+                raise _unwritable(out_dir, exc.__cause__) from None
+            raise
+
+
+def _unwritable(out_dir: Path, exc: OSError) -> InputError:
+    return InputError(f"Cannot write the figures into {out_dir} ({exc.strerror or exc}); choose a writable --out path.")
 
 
 def _write_figures(out_dir: Path, figures: dict[str, bytes], model_dir: Path, card: dict) -> None:
@@ -144,9 +151,7 @@ def _write_figures(out_dir: Path, figures: dict[str, bytes], model_dir: Path, ca
                 )
             atomic_write_together(out_dir, figures)
     except OSError as exc:
-        raise InputError(
-            f"Cannot write the figures into {out_dir} ({exc.strerror or exc}); choose a writable --out path."
-        ) from None
+        raise _unwritable(out_dir, exc) from None
 
 
 def _gallery(X_test, y_test, y_pred, proba, path: Path, classes, margins, names: list[str] | None) -> Path:

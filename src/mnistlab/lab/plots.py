@@ -97,7 +97,7 @@ def _save(fig: Figure, path) -> Path:
             fig.savefig(f, format="png", dpi=DPI)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise InputError(f"Cannot write PNG to {path}: {reason}; choose a writable --out path.") from None
+        raise InputError(f"Cannot write PNG to {path}: {reason}; choose a writable --out path.") from exc
     return path
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab._atomic import atomic_write_together, locked_where_possible
-from mnistlab.errors import ParameterError
+from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
 from mnistlab.lab.classnames import dataset_class_names
 from mnistlab.lab.formats import format_p
@@ -277,7 +277,12 @@ def _drawn(sections: list[dict], out_dir: Path) -> tuple[str, dict[str, bytes]]:
     slugs = _unique_slugs([s["dataset"] for s in sections])
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".mnistlab-report-") as drawn:
-        body = "\n".join(_section_html(s, Path(drawn), slug) for s, slug in zip(sections, slugs))
+        try:
+            body = "\n".join(_section_html(s, Path(drawn), slug) for s, slug in zip(sections, slugs))
+        except InputError as exc:  # a figure the disk refused: said of out_dir, not of this folder, gone by then
+            if isinstance(exc.__cause__, OSError):
+                raise exc.__cause__ from None
+            raise
         return body, {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
 
 
