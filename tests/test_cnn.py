@@ -9,6 +9,9 @@ from __future__ import annotations
 import copy
 import importlib.metadata
 import json
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -749,3 +752,37 @@ def test_onnx_predict_proba_refuses_float_pixels_outside_0_1():
         with pytest.raises(InputError, match=rf"in \[0, 1\], got values from {value:g} to {value:g}; divide 0-255"):
             onnx_net.predict_proba(np.full((1, 1, 28, 28), value))
     assert onnx_net.predict(np.full((1, 784), 255.0)).shape == (1,)  # predict reads any scale
+
+
+_QUANTIZE_ON_A_FULL_DISK = """
+import resource, sys
+import numpy as np
+from mnistlab.errors import InputError
+from mnistlab.models.files import load_model
+from mnistlab.models.cnn.onnx import onnx_graph
+from mnistlab.models.cnn.quantize import quantize_convolutions
+
+graph = onnx_graph(load_model(sys.argv[1])[0])
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # a full temporary folder: a larger write fails (EFBIG)
+try:
+    quantize_convolutions(graph, np.zeros((10, 1, 28, 28), np.float32))
+except InputError as exc:
+    print(exc)
+"""
+
+
+def test_int8_export_with_a_full_temporary_folder_is_one_sentence(tiny_model_dir, tmp_path):
+    """`export --int8` with a full temporary folder (where the quantizer writes its graphs) was an OSError
+    traceback ("No space left on device" from onnx's save_external_data), exit 1."""
+    run = subprocess.run(
+        [sys.executable, "-c", _QUANTIZE_ON_A_FULL_DISK, str(tiny_model_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == (
+        f"Cannot write the quantizer's graphs in the temporary folder {tmp_path} (File too large); free space "
+        "there, or set TMPDIR to a folder with room.\n"
+    )
+    assert list(tmp_path.glob("mnistlab-int8-*")) == []  # its folder removed

@@ -28,6 +28,8 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+from mnistlab.errors import InputError
+
 __all__ = ["CALIBRATION_IMAGES", "quantize_convolutions"]
 
 CALIBRATION_IMAGES = 1000  # enough for the min and max of each activation to settle; seconds of work
@@ -69,5 +71,10 @@ def quantize_convolutions(model: bytes, calibration: np.ndarray) -> bytes:
                 weight_type=QuantType.QInt8,
             )
             return out.read_bytes()
+    except OSError as exc:  # a full temporary folder: its graphs cannot be written
+        raise InputError(
+            f"Cannot write the quantizer's graphs in the temporary folder {tempfile.gettempdir()} "
+            f"({exc.strerror or exc}); free space there, or set TMPDIR to a folder with room."
+        ) from None
     finally:
         quant_log.setLevel(level)
