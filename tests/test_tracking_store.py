@@ -194,6 +194,44 @@ def test_a_run_whose_artifacts_cannot_be_written_is_failed_not_left_running(tmp_
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FAILED"}, [r.info.status for r in runs]
 
 
+_RECORD_WITH_A_FULL_TEMPORARY_FOLDER = """
+import os, resource, sys
+from mnistlab.errors import TrackingError
+from mnistlab.lab.tracking import Tracker
+
+tracker = Tracker(sys.argv[1])
+size = os.path.getsize(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 500_000,) * 2)  # the store grows; a larger file fails (EFBIG)
+try:
+    tracker.record(name="r", tags={}, params={}, metrics={}, cv_scores=[], artifacts={"big.bin": bytes(size + 10**6)})
+except TrackingError as exc:
+    print(exc)
+print(tracker.client.search_runs([tracker.experiment_id])[0].info.status)
+"""
+
+
+def test_a_full_temporary_folder_is_not_blamed_on_the_store(tmp_path):
+    """A run's files are written to the temporary folder first, for MLflow to copy into the store: a full one was
+    "The tracking store ... failed (OSError: [Errno 28] No space left on device); check that it is reachable and
+    writable", of a store that was both."""
+    store, staging = tmp_path / "mlflow.db", tmp_path / "tmp"
+    Tracker(f"sqlite:///{store}")  # made, at its size
+    staging.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", _RECORD_WITH_A_FULL_TEMPORARY_FOLDER, f"sqlite:///{store}", str(store)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(staging)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines() == [
+        f"Cannot write a run's files in the temporary folder {staging} (File too large) to record them; free space "
+        "there, or set TMPDIR to a folder with room.",
+        "FAILED",
+    ]
+    assert list(staging.iterdir()) == []
+
+
 def _digits_folder(folder: Path, n_train: int | None = None) -> str:
     """scikit-learn's digits as an IDX folder; ``n_train`` training images (all of them when None)."""
     from mnistlab.data.load import load_mnist

@@ -45,6 +45,7 @@ from mnistlab.lab.tracking_text import (
     param_text,
     reason,
     sqlite_uri,
+    staged,
 )
 from mnistlab.models.files import models_root
 
@@ -254,9 +255,7 @@ class Tracker:
     def _log_artifacts(self, run_id: str, artifacts: dict) -> None:
         if not artifacts:
             return
-        with tempfile.TemporaryDirectory() as tmp:
-            for file_name, data in artifacts.items():
-                (Path(tmp) / file_name).write_bytes(data)
+        with staged(artifacts) as tmp:
             self.client.log_artifacts(run_id, tmp)
 
     def artifact(self, run_id: str, file_name: str) -> bytes:
@@ -296,6 +295,8 @@ class Tracker:
     def _guard(self, call):
         try:
             return call()
+        except TrackingError:  # said already
+            raise
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise TrackingError(
                 f"The tracking store {self.uri} failed ({reason(exc)}); check that it is reachable and writable."

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,24 @@ def dataset_folder(dataset: str | None) -> str | None:
     except ValueError:  # ~nosuchuser/...
         return None
     return str(path.resolve()) if path is not None and path.is_dir() else None
+
+
+@contextlib.contextmanager
+def staged(files: dict[str, bytes]) -> Iterator[str]:
+    """A temporary folder holding ``files`` (name -> bytes) for MLflow to copy into a run, removed after. A
+    temporary folder that cannot take them (full) is said as such: it was "The tracking store ... failed (No space
+    left on device); check that it is reachable and writable", of a store that was neither."""
+    folder = None
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="mnistlab-run-")
+        for name, data in files.items():
+            (Path(folder.name) / name).write_bytes(data)
+    except OSError as exc:
+        if folder is not None:
+            folder.cleanup()
+        raise TrackingError(
+            f"Cannot write a run's files in the temporary folder {tempfile.gettempdir()} ({exc.strerror or exc}) "
+            "to record them; free space there, or set TMPDIR to a folder with room."
+        ) from None
+    with folder:
+        yield folder.name
