@@ -101,14 +101,15 @@ def test_a_build_without_its_handwriting_fonts_stops_before_training(monkeypatch
 _WRITE_ON_A_FULL_DISK = """
 import json, resource, sys
 from pathlib import Path
+from mnistlab.errors import ModelFileError
 from mnistlab.lab.pretrained import write_reader
 
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # a disk that fills: a larger write fails (EFBIG)
 blobs = {"classifier.onnx": b"c" * 70_000, "detector.onnx": b"d" * 70_000, "space.safetensors": b"s" * 160_000}
 try:
     write_reader(Path(sys.argv[1]), blobs, {"files": "new"})
-except OSError as exc:
-    print(exc.strerror)
+except ModelFileError as exc:
+    print(exc)
 """
 
 
@@ -121,5 +122,26 @@ def test_a_build_that_cannot_write_every_file_leaves_the_reader_there_whole(tmp_
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert sorted(before) == sorted(READER_FILES + (CARD_FILE,))
     run = subprocess.run([sys.executable, "-c", _WRITE_ON_A_FULL_DISK, str(tmp_path)], capture_output=True, text=True)
-    assert run.returncode == 0 and run.stdout == "File too large\n", run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == (
+        f"Cannot write the reader into {tmp_path} (File too large), so the files there are as they were; free space "
+        "there, or choose another --out.\n"
+    )
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no file replaced, no temporary file left
+
+
+def test_an_out_folder_that_cannot_be_written_stops_the_build_before_training(monkeypatch, tmp_path, capsys):
+    """`python -m mnistlab.lab.pretrained --out` under a file (or on a read-only disk) was found once the reader
+    was built, an hour later, as an OSError traceback."""
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setattr(sys, "argv", ["pretrained", "--out", str(tmp_path / "file" / "reader")])
+    builds = []
+    monkeypatch.setattr(pretrained, "build_reader", lambda out, plan: builds.append(out))
+    with pytest.raises(SystemExit) as stopped:
+        pretrained.main()
+    assert stopped.value.code == 2 and not builds
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        err
+        == f"pretrained: error: cannot write in --out {tmp_path / 'file' / 'reader'} (Not a directory); choose a folder you can write to"
+    ), err

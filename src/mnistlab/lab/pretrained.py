@@ -37,7 +37,7 @@ from safetensors.numpy import save as save_safetensors
 from mnistlab._atomic import atomic_write_together
 from mnistlab._processes import exit_with_parent
 from mnistlab.data.load import load_mnist
-from mnistlab.errors import ParameterError
+from mnistlab.errors import MnistlabError, ModelFileError, ParameterError
 from mnistlab.lab.record import package_versions
 from mnistlab.models.cards import card_sha256
 from mnistlab.models.cnn.estimator import CNNClassifier
@@ -229,7 +229,13 @@ def write_reader(out: Path, blobs: dict[str, bytes], card: dict) -> None:
     none: written one after another, a build that failed after the first left new nets beside the old card, which
     refused them, and the reader there was lost."""
     files = {**blobs, CARD_FILE: (json.dumps(card, indent=2, sort_keys=True) + "\n").encode()}
-    atomic_write_together(out, files)
+    try:
+        atomic_write_together(out, files)
+    except OSError as exc:
+        raise ModelFileError(
+            f"Cannot write the reader into {out} ({exc.strerror or exc}), so the files there are as they were; free "
+            "space there, or choose another --out."
+        ) from None
 
 
 def main() -> None:
@@ -237,12 +243,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder to write (src/mnistlab/pretrained)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    try:  # tried before the build's hour, not after it
+        args.out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out).close()
+    except OSError as exc:
+        parser.error(f"cannot write in --out {args.out} ({exc.strerror or exc}); choose a folder you can write to")
     missing = [Path(name).name for name in HANDWRITING_FONTS if not Path(name).is_file()]
     if missing:  # ``glyphs`` would leave them out, and the reader built would not be the shipped one
         parser.error(
             f"the handwriting fonts {', '.join(missing)} are missing; install them: apt-get install {FONT_PACKAGES}"
         )
-    build_reader(args.out, Plan(seed=args.seed))
+    try:
+        build_reader(args.out, Plan(seed=args.seed))
+    except MnistlabError as exc:  # no data, a disk that filled: one line, not a traceback
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
 if __name__ == "__main__":
