@@ -616,3 +616,31 @@ def test_a_warm_loads_arrays_go_to_joblibs_worker_processes_as_they_are_here(tmp
     scores = cross_val_score(SGDClassifier(max_iter=5, tol=None, random_state=0), X, y, cv=2, n_jobs=2)
     assert len(scores) == 2
     assert not np.all(load_mnist(data_dir=folder).data[0] == 255)
+
+
+_LOAD_ON_A_FULL_DISK = """
+import resource, sys
+from mnistlab import load_mnist
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # a disk that fills: a larger write fails (EFBIG)
+print(len(load_mnist(data_dir=sys.argv[1]).target))
+"""
+
+
+def test_a_cache_that_a_full_disk_cut_short_leaves_no_array_behind(tmp_path):
+    """The arrays are written one after another, the manifest last: a disk that filled after the images kept
+    their file, without a manifest that vouched for it, for ever (55 MB for MNIST, on a full disk), as each later
+    load failed to write a new one beside it. Here the labels (int32: 4 bytes each) outgrow the images (1 pixel)."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for split, n in (("train", 4000), ("t10k", 1000)):
+        write_idx(folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 1, 1), dtype=np.uint8))
+        write_idx(folder / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.int32))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD_ON_A_FULL_DISK, str(folder)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0 and run.stdout == "5000\n", run.stderr[-2000:]
+    assert "cannot cache the arrays" in run.stderr and "(File too large)" in run.stderr, run.stderr
+    assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []

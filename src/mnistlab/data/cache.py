@@ -13,6 +13,7 @@ line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -272,7 +273,12 @@ def _save(cdir: Path, images: np.ndarray, labels: np.ndarray, manifest: dict) ->
         data = json.dumps({**body, "manifest_sha256": _manifest_sha256(body)}, indent=1).encode()
         atomic_write_bytes(cdir / "manifest.json", data)
     except OSError as exc:
-        return exc.strerror or str(exc)  # a read-only cache only costs speed
+        # Nothing vouches for what this save wrote (its manifest comes last), nor for the cache it was to replace:
+        # removed, not left on a full disk for ever (MNIST's images: 55 MB). A read-only cache only costs speed.
+        for name in ("manifest.json", "images.npy", "labels.npy"):
+            with contextlib.suppress(OSError):
+                (cdir / name).unlink(missing_ok=True)
+        return exc.strerror or str(exc)
     return None
 
 
