@@ -67,11 +67,12 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     # proba's columns are the model's classes_ (3 and 8, booleans), not the classes 0..K-1 their labels would number.
     classes = getattr(estimator, "classes_", None)
     shown = most_confident_mistakes(y_test, y_pred, proba, GALLERY, classes=classes, margins=margins)
-    with _drawing_folder(out_dir) as drawn:  # drawn, then written together
-        save_confusion_matrix(y_test, y_pred, Path(drawn) / CONFUSION_PNG, title=title, names=names)
-        _gallery(X_test, y_test, y_pred, proba, Path(drawn) / MISTAKES_PNG, classes, margins, names)
-        figures = {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
-    _write_figures(out_dir, figures, Path(model_dir), card)
+    with _removed_unless_written(out_dir):
+        with _drawing_folder(out_dir) as drawn:  # drawn, then written together
+            save_confusion_matrix(y_test, y_pred, Path(drawn) / CONFUSION_PNG, title=title, names=names)
+            _gallery(X_test, y_test, y_pred, proba, Path(drawn) / MISTAKES_PNG, classes, margins, names)
+            figures = {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
+        _write_figures(out_dir, figures, Path(model_dir), card)
     confusion_png, gallery_png = out_dir / CONFUSION_PNG, out_dir / MISTAKES_PNG
     trained = (card.get("metrics") or {}).get("test_predictions_sha256")
     return {
@@ -112,6 +113,20 @@ def _refuse_other_model(out_dir, model_dir) -> None:
             f"{{param}} {out_dir} holds another model (its {CARD_FILE}), beside which the figures of {model_dir} "
             f"would read as its own; give another folder, or leave out {{param}} to draw them into {model_dir}.",
         )
+
+
+@contextlib.contextmanager
+def _removed_unless_written(out_dir: Path) -> Iterator[None]:
+    """For the block, which makes ``out_dir`` if need be: one it made is removed again, if empty, when the figures
+    fail (a full disk): a new --out was left behind empty."""
+    existed = out_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
 
 
 @contextlib.contextmanager
