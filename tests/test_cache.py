@@ -644,3 +644,26 @@ def test_a_cache_that_a_full_disk_cut_short_leaves_no_array_behind(tmp_path):
     assert run.returncode == 0 and run.stdout == "5000\n", run.stderr[-2000:]
     assert "cannot cache the arrays" in run.stderr and "(File too large)" in run.stderr, run.stderr
     assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
+_WRITE_ON_A_FULL_DISK = """
+import resource, sys
+from pathlib import Path
+from mnistlab._atomic import atomic_write_bytes, atomic_write_together
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # a disk that fills: a larger write fails (EFBIG)
+for write in (lambda: atomic_write_bytes(Path(sys.argv[1]) / "new" / "dir" / "a.png", bytes(10_000)),
+              lambda: atomic_write_together(Path(sys.argv[1]) / "other", {"a": b"", "b": bytes(10_000)})):
+    try:
+        write()
+    except OSError as exc:
+        print(exc.strerror)
+"""
+
+
+def test_a_write_that_fails_removes_the_folders_it_made(tmp_path):
+    """``show --out new/dir/a.png``, ``export --onnx new/m.onnx`` on a full disk: the write was refused in one
+    sentence, but the folders made for it stayed behind, empty."""
+    run = subprocess.run([sys.executable, "-c", _WRITE_ON_A_FULL_DISK, str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "File too large\n" * 2, run.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []

@@ -44,18 +44,37 @@ _NAME_MAX = 255  # the bytes of a file's name: Linux's file systems, macOS's, Wi
 def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path, ".tmp")
-    fd, tmp = locked_temp(path, ".tmp")
+    with _folders_made(path.parent):
+        remove_leftovers(path, ".tmp")
+        fd, tmp = locked_temp(path, ".tmp")
+        try:
+            os.fchmod(fd, mode)  # mkstemp makes 0600 files; outputs get ordinary permissions
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+                os.replace(tmp, path)  # still open, so locked: no other writer takes it for a leftover
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def _folders_made(folder: Path) -> Iterator[None]:
+    """``folder`` made with its missing parents for the block, and those it made removed again (if empty) when the
+    block fails: a write that a full disk refused left ``show --out new/a.png``'s ``new`` behind, empty."""
+    made = []
+    above = folder
+    while not os.path.lexists(above) and above != above.parent:
+        made.append(above)
+        above = above.parent
     try:
-        os.fchmod(fd, mode)  # mkstemp makes 0600 files; outputs get ordinary permissions
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-            os.replace(tmp, path)  # still open, so locked: no other writer takes it for a leftover
+        folder.mkdir(parents=True, exist_ok=True)
+        yield
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for empty in made:  # the deepest first
+            with contextlib.suppress(OSError):
+                empty.rmdir()
         raise
 
 
@@ -82,12 +101,11 @@ def atomic_write_together(folder: str | os.PathLike, files: dict[str, bytes]) ->
     would mix their files: callers hold ``locked_folder``.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in files:
-        remove_leftovers(folder / name, ".tmp")
     ready: list[tuple[str, str]] = []  # (temporary file, final name)
     kept: dict[str, str | None] = {}  # final name -> a second link of the file it replaces ("": none there)
-    with contextlib.ExitStack() as held:  # each temporary file and second link open, so locked, until removed
+    with _folders_made(folder), contextlib.ExitStack() as held:  # each temporary file and link open, so locked
+        for name in files:
+            remove_leftovers(folder / name, ".tmp")
         try:
             for name, data in files.items():
                 fd, tmp = locked_temp(folder / name, ".tmp")
