@@ -714,6 +714,32 @@ def test_a_model_copied_in_over_another_kind_on_a_full_disk_leaves_the_old_one_w
     load_model(saved)
 
 
+_SAVE_ON_A_FULL_DISK = """
+import resource, sys
+from pathlib import Path
+from mnistlab.errors import ModelFileError
+from mnistlab.models.files import load_model, save_model
+
+model, card = load_model(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # a disk that fills: a larger write fails (EFBIG)
+try:
+    save_model(model, Path(sys.argv[2]), card={"recipe": card["recipe"]})
+except ModelFileError as exc:
+    print(exc)
+"""
+
+
+def test_a_save_a_full_disk_refuses_leaves_no_folder_it_made(saved, tmp_path):
+    """`train knn --out new/model` on a full disk was one sentence, but left new/model behind, made and empty."""
+    target = tmp_path / "new" / "model"
+    run = subprocess.run(
+        [sys.executable, "-c", _SAVE_ON_A_FULL_DISK, str(saved), str(target)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == f"Cannot write the model into {target} (File too large); choose a folder you can write to.\n"
+    assert not (tmp_path / "new").exists()
+
+
 def load_digits_as_pixels():
     from sklearn.datasets import load_digits
 

@@ -31,6 +31,7 @@ __all__ = [
     "atomic_writer",
     "atomic_write_bytes",
     "atomic_write_together",
+    "folders_made",
     "locked_folder",
     "locked_where_possible",
     "locked_temp",
@@ -44,7 +45,7 @@ _NAME_MAX = 255  # the bytes of a file's name: Linux's file systems, macOS's, Wi
 def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block succeeds."""
     path = Path(path)
-    with _folders_made(path.parent):
+    with folders_made(path.parent):
         remove_leftovers(path, ".tmp")
         fd, tmp = locked_temp(path, ".tmp")
         try:
@@ -60,7 +61,7 @@ def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Binary
 
 
 @contextmanager
-def _folders_made(folder: Path) -> Iterator[None]:
+def folders_made(folder: Path) -> Iterator[None]:
     """``folder`` made with its missing parents for the block, and those it made removed again (if empty) when the
     block fails: a write that a full disk refused left ``show --out new/a.png``'s ``new`` behind, empty."""
     made = []
@@ -103,7 +104,7 @@ def atomic_write_together(folder: str | os.PathLike, files: dict[str, bytes]) ->
     folder = Path(folder)
     ready: list[tuple[str, str]] = []  # (temporary file, final name)
     kept: dict[str, str | None] = {}  # final name -> a second link of the file it replaces ("": none there)
-    with _folders_made(folder), contextlib.ExitStack() as held:  # each temporary file and link open, so locked
+    with folders_made(folder), contextlib.ExitStack() as held:  # each temporary file and link open, so locked
         for name in files:
             remove_leftovers(folder / name, ".tmp")
         try:

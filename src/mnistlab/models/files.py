@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load, save
 
-from mnistlab._atomic import atomic_write_together, locked_folder
+from mnistlab._atomic import atomic_write_together, folders_made, locked_folder
 from mnistlab.data.home import checked_path, setting_folder
 from mnistlab.data.registry import DIGIT_NAMES, registered_class_names
 from mnistlab.errors import ModelFileError
@@ -156,16 +156,10 @@ def save_model(estimator, model_dir, *, card: dict, onnx: bytes | None = None) -
             f"Cannot save the model into {model_dir}: {blocked.name} there is a folder, where the model's file goes; "
             "remove it or choose another folder."
         )
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ModelFileError(
-            f"Cannot create model directory {model_dir} ({exc.strerror}); choose a folder you can write to."
-        ) from None
     files = {**({ONNX_FILE: onnx} if onnx is not None else {}), weights_file: data, CARD_FILE: text.encode()}
     named = {*files, *([ONNX_FILE] if "onnx_sha256" in full_card else [])}  # and an ONNX the caller wrote
-    try:
-        with locked_folder(model_dir):  # two saves into one folder: one after the other, never a mix of both
+    try:  # a folder made for a save that fails (a full disk) is removed again, not left behind empty
+        with folders_made(model_dir), locked_folder(model_dir):  # two saves into one folder: one after the other
             # A directory keeps one model. First go evaluate's figures: a failed save loses only those, not the model.
             remove_stale(model_dir, keep={CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, ONNX_FILE})
             # All written before any replaces the old one: a save killed or out of space leaves the old model whole.
