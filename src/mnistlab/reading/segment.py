@@ -1,8 +1,10 @@
 """A row of handwritten digits (a house number, a code) -> one MNIST-style image per digit.
 
-The ink is found as ``to_mnist`` finds it; connected components are grouped
-into digits (broken strokes merged, small fragments joined to a neighbour),
-and groups much wider than the row is tall are split where the ink is thinnest.
+The ink is found as ``to_mnist`` finds it; a point, comma, colon or dash
+between the digits is set aside (``mnistlab.reading.marks``); connected
+components are grouped into digits (broken strokes merged, small fragments
+joined to a neighbour), and groups much wider than the row is tall are split
+where the ink is thinnest.
 ``row_slant`` and ``upright_columns`` give the lean of the hand, along which
 touching digits are cut apart (``mnistlab.trust.numbers``).
 """
@@ -219,8 +221,9 @@ def _upright_middle(part: np.ndarray, slant: float) -> float:
 def segment_digits(image) -> list[np.ndarray]:
     """A row of handwritten digits -> one (28, 28) uint8 MNIST-style image per digit, left to right.
 
-    Connected components are grouped into digits (broken strokes merged, small
-    fragments joined to their neighbour), groups much wider than tall are split
+    Marks that are no digit (a point, comma, colon or dash) are left out; connected components are grouped
+    into digits (broken strokes merged, small fragments joined to their neighbour), groups much wider than
+    tall are split
     where the ink is thinnest (touching digits), and each digit goes through
     ``crop_to_ink``, ``fit_to_box`` and ``center_by_mass`` like ``to_mnist``.
     """
