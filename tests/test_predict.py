@@ -817,3 +817,23 @@ def test_a_tensor_that_requires_grad_is_read_as_its_values(evaluation_digits):
     tensor = torch.from_numpy(digit).requires_grad_()
     assert same(predict_array(tensor), predict_array(digit))
     assert same(predict_array(tensor[None, None]), predict_array(digit))
+
+
+def test_a_session_keeps_one_model_per_folder_and_a_few_folders(mnist_full, tmp_path):
+    """A notebook that retrained a model into its folder, or read many folders in turn, kept every model it had
+    predicted with (a knn model holds its training images: 376 MB of floats for MNIST's)."""
+    from mnistlab import train_recipe
+    from mnistlab.trust import predict
+
+    X, y = mnist_full.data[:400], mnist_full.target[:400]
+    data = (X[:300], X[300:], y[:300], y[300:])
+    predict._BY_DIR.clear()
+    for seed in range(3):  # retrained into one folder: each card read anew, one model kept
+        train_recipe("logreg", data=data, cv=0, out=tmp_path / "again", seed=seed)
+        predict_array(X[0], model=tmp_path / "again")
+        assert len(predict._BY_DIR) == 1
+        assert load_predictor(tmp_path / "again").card["seed"] == seed
+    for i in range(predict._KEPT_FOLDERS + 2):
+        train_recipe("logreg", data=data, cv=0, out=tmp_path / f"m{i}", seed=0)
+        predict_array(X[0], model=tmp_path / f"m{i}")
+    assert len(predict._BY_DIR) == predict._KEPT_FOLDERS

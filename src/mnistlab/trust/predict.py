@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,11 @@ class Predictor:
         return results
 
 
-# Loaded models are kept: the CLI reads many files, the web server many requests.
-_BY_DIR: dict[tuple[str, str], Predictor] = {}
+# Loaded models are kept: the CLI reads many files, the web server many requests. One per folder, the model its card
+# names now (a model retrained into its folder replaces the one kept), and the _KEPT_FOLDERS used last: a knn model
+# holds its training images (376 MB of floats for MNIST's), and a session that retrained or switched models kept each.
+_KEPT_FOLDERS = 4
+_BY_DIR: OrderedDict[str, tuple[str, Predictor]] = OrderedDict()
 _LOADING = threading.Lock()
 
 
@@ -122,15 +126,20 @@ def _from_directory(model_dir: Path) -> Predictor:
     alone, a card given another cut kept the old one, and a folder swapped between reading its card and loading
     left the other model under this card's key. A model is kept under the card it was loaded with."""
     folder, card = str(model_dir.resolve()), refuse_other_classes(read_card(model_dir), model_dir)
-    key = (folder, card["card_sha256"])
-    if key not in _BY_DIR:
-        estimator, card = load_model(model_dir)
-        reader = load_reader()
-        classify = classifier(estimator)
-        cut = _card_cut(card) or calibrate_on_mnist(classify, reader, card["weights_sha256"])
-        key = (folder, card["card_sha256"])
-        _BY_DIR[key] = Predictor(classify, card, reader, cut)
-    return _BY_DIR[key]
+    kept = _BY_DIR.get(folder)
+    if kept is not None and kept[0] == card["card_sha256"]:
+        _BY_DIR.move_to_end(folder)
+        return kept[1]
+    _BY_DIR.pop(folder, None)  # another model now: the one kept is not loaded again from this folder
+    estimator, card = load_model(model_dir)
+    reader = load_reader()
+    classify = classifier(estimator)
+    cut = _card_cut(card) or calibrate_on_mnist(classify, reader, card["weights_sha256"])
+    predictor = Predictor(classify, card, reader, cut)
+    _BY_DIR[folder] = (card["card_sha256"], predictor)
+    while len(_BY_DIR) > _KEPT_FOLDERS:
+        _BY_DIR.popitem(last=False)
+    return predictor
 
 
 def _card_cut(card: dict) -> ProbabilityCut | None:
