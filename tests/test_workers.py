@@ -70,9 +70,11 @@ def _running(pids: set[int]) -> set[int]:
     return alive
 
 
-def _stop_during_training(command: list[str], marker: str, sig: int) -> tuple[int, set[int], set[int], str]:
-    """Run ``command``, send ``sig`` once stderr shows ``marker``; return (exit code, processes below it, survivors,
-    its stderr)."""
+def _stop_during_training(
+    command: list[str], marker: str, sig: int, below_at_least: int = 0
+) -> tuple[int, set[int], set[int], str]:
+    """Run ``command``, send ``sig`` once stderr shows ``marker`` (and ``below_at_least`` processes run below it);
+    return (exit code, processes below it, survivors, its stderr)."""
     # SIGINT as a terminal's Ctrl+C gives it: not ignored, as a test run started in the background would leave it.
     restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=restore)
@@ -84,9 +86,14 @@ def _stop_during_training(command: list[str], marker: str, sig: int) -> tuple[in
                 seen += os.read(proc.stderr.fileno(), 65536)
         assert marker.encode() in seen, seen.decode(errors="replace")[-2000:]
         below = _descendants(proc.pid)
+        while len(below) < below_at_least and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            below = _descendants(proc.pid)
         proc.send_signal(sig)
         code = proc.wait(timeout=60)
-        seen += proc.stderr.read()
+        # Up to the end of its stderr, or 5 s of silence: a worker left running holds the pipe open.
+        while select.select([proc.stderr], [], [], 5)[0] and (chunk := os.read(proc.stderr.fileno(), 65536)):
+            seen += chunk
         deadline = time.monotonic() + 15  # the workers look at their parent every half second
         while _running(below) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -117,3 +124,14 @@ def test_sigkill_of_a_python_fit_stops_its_workers():
     code, below, survivors, _ = _stop_during_training([sys.executable, "-c", API_SCRIPT], "epoch done", signal.SIGKILL)
     assert len(below) >= 2 and code == -signal.SIGKILL
     assert survivors == set()
+
+
+def test_sigkill_of_train_stops_its_cross_validation_workers(tmp_path):
+    """joblib's loky workers (``--n-jobs 2``'s folds) and its resource trackers outlived a ``kill -9``d train by
+    loky's idle timeout, 5 minutes, holding the pipe of whoever ran it."""
+    command = [sys.executable, "-m", "mnistlab.cli", "train", "logreg", "--limit", "20000", "--n-jobs", "2"]
+    code, below, survivors, _ = _stop_during_training(
+        [*command, "--out", str(tmp_path / "m")], "-fold cross-validation on", signal.SIGKILL, below_at_least=3
+    )
+    assert len(below) >= 3  # the two workers and loky's resource tracker at least
+    assert code == -signal.SIGKILL and survivors == set()

@@ -12,13 +12,15 @@ a server finishes its requests; ``exit_with_parent`` watches from a thread
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
-__all__ = ["end_with_parent", "exit_with_parent"]
+__all__ = ["end_with_parent", "exit_with_parent", "joblib_workers_exit_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
 
@@ -48,3 +50,19 @@ def exit_with_parent(parent: int, every: float = 0.5) -> None:
         os._exit(1)  # the work is lost with the parent: nothing to flush or return
 
     threading.Thread(target=watch, name="mnistlab-exit-with-parent", daemon=True).start()
+
+
+@contextlib.contextmanager
+def joblib_workers_exit_with_parent() -> Iterator[None]:
+    """For the block, the loky workers joblib starts (scikit-learn's ``n_jobs``: cross-validation's folds) run
+    ``exit_with_parent``: a ``train --n-jobs 2`` killed outright left them and loky's resource trackers running
+    for loky's idle timeout (5 minutes), holding its stdout. Another backend (Ray's, threads) is left as it is."""
+    from joblib import parallel_config
+    from joblib._parallel_backends import LokyBackend
+    from joblib.parallel import get_active_backend
+
+    if type(get_active_backend()[0]) is not LokyBackend:
+        yield
+        return
+    with parallel_config(backend="loky", initializer=exit_with_parent, initargs=(os.getpid(),)):
+        yield

@@ -22,6 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from threadpoolctl import threadpool_limits
 
+from mnistlab._processes import joblib_workers_exit_with_parent
 from mnistlab.data.load import load_mnist, load_split
 from mnistlab.errors import DatasetError, InputError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions, callback, check_model_dir, noop
@@ -169,7 +170,7 @@ def cross_validate(recipe: Recipe, options: RunOptions, X, y) -> tuple[list[floa
         return [], 0.0
     start = time.perf_counter()
     folds = StratifiedKFold(n_splits=options.cv)  # what cross_val_score(cv=K) uses for a classifier
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), joblib_workers_exit_with_parent():
         # The final fit reports non-convergence once; K more copies add nothing.
         warnings.simplefilter("ignore", ConvergenceWarning)
         # Folds run in parallel processes; each estimator then runs single-job so the cores are not oversubscribed.
