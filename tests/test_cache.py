@@ -493,6 +493,24 @@ def test_a_dataset_named_in_long_characters_has_a_cache_folder_a_file_system_tak
     assert len(folder.encode()) <= 100 and folder.startswith("\N{GRINNING FACE}" * 16 + "-")
 
 
+@pytest.mark.parametrize("env", [{}, {"LC_ALL": "C", "PYTHONUTF8": "0"}], ids=["utf-8", "ascii-locale"])
+def test_a_data_folder_whose_name_is_not_utf8_loads_and_its_cache_is_kept(env, tmp_path):
+    """A folder named b"caf\\xe9" (Latin-1), or "café" under LC_ALL=C with UTF-8 mode off, where Python names
+    it in surrogates: the cache's key hashed the path as UTF-8, and every load (load_mnist, data info, compare
+    --dataset) ended in "UnicodeEncodeError: surrogates not allowed", a traceback."""
+    latin1 = write_idx_folder(
+        os.fsdecode(bytes(tmp_path) + b"/caf\xe9"), random_idx_arrays(np.random.default_rng(0), 40, 20)
+    )
+    utf8 = write_idx_folder(tmp_path / "café", random_idx_arrays(np.random.default_rng(1), 40, 20))
+    env = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for folder in (latin1, utf8, latin1):  # the third load maps the cache the first made
+        done = subprocess.run(
+            [sys.executable, "-c", _LOAD_AND_SAY, os.fsencode(folder)], capture_output=True, env={**os.environ, **env}
+        )
+        assert done.returncode == 0 and done.stderr == b"", done.stderr.decode(errors="replace")
+    assert len(list((tmp_path / "cache" / "mnistlab" / "arrays").iterdir())) == 2
+
+
 def test_a_warm_load_is_as_writable_as_the_first_and_never_changes_the_cache(tmp_path, monkeypatch, caplog):
     # The first load gave writable arrays and every later one a read-only map of the cache: code that binarised
     # mnist.data in place (X[X < 128] = 0) ran once, then failed each time after with numpy's "assignment

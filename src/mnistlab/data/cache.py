@@ -70,8 +70,10 @@ def array_cache_dir(name: str, files: dict[str, Path]) -> Path:
     # The folder the files were found in (its links resolved), not the one a linked file lives in. The key tells
     # folders apart; the name is for people, and a folder's own name may take all 255 bytes a file name may: its
     # first 64 bytes are enough to tell which it is.
-    key = hashlib.sha256(str(files["train_images"].parent.resolve()).encode()).hexdigest()[:16]
-    return cache_root() / "arrays" / f"{name.encode()[:64].decode(errors='ignore')}-{key}"
+    # os.fsencode: the path's own bytes, which may not be UTF-8 (a folder named b"caf\xe9", any name under LC_ALL=C).
+    key = hashlib.sha256(os.fsencode(files["train_images"].parent.resolve())).hexdigest()[:16]
+    shown = os.fsencode(name)[:64].decode(errors="ignore").encode()  # whole UTF-8 characters only
+    return cache_root() / "arrays" / f"{os.fsdecode(shown)}-{key}"
 
 
 def _manifest_sha256(body: dict) -> str:
