@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -55,6 +56,25 @@ def test_predict_prints_any_file_name_on_any_encoding(tmp_path, env, name, shown
     done = _mnistlab("predict", str(photo), env=env)
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
     assert shown in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("env", [{}, {"LC_ALL": "C", "PYTHONUTF8": "0"}], ids=["utf-8", "ascii-locale"])
+def test_predict_json_names_a_file_not_in_utf8_in_valid_utf8(tmp_path, env):
+    """``predict --json`` wrote the name b"caf\\xe9/\\xff.png" as lone surrogates ("caf\\udce9"), which jq and
+    JavaScript read as U+FFFD (two such files, one name) and strict readers refuse; under LC_ALL=C with UTF-8
+    mode off, "é.png" itself came out so. Now UTF-8 stays itself and any other byte is written \\xe9."""
+    folder = os.fsdecode(bytes(tmp_path) + b"/caf\xe9")
+    os.mkdir(folder)
+    for name in (b"\xff.png", "é.png".encode()):
+        _photo(Path(folder) / os.fsdecode(name))
+    done = _mnistlab("predict", folder, str(Path(folder) / "gone.png"), "--json", env=env)
+    assert done.returncode == 1, done.stderr.decode(errors="replace")
+    lines = [json.loads(line.decode("utf-8")) for line in done.stdout.splitlines()]  # UTF-8 JSON, one per line
+    where = f"{tmp_path}/caf\\xe9"
+    assert sorted(line["file"] for line in lines[:2]) == [f"{where}/\\xff.png", f"{where}/é.png"]
+    assert [line["digit"] for line in lines[:2]] == [1, 1]
+    assert lines[2]["file"] == f"{where}/gone.png" and lines[2]["error"].startswith(f"{where}/gone.png ")
+    assert not any("\\ud" in line.decode() for line in done.stdout.splitlines())  # no escaped surrogate
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ RANK = {
     "_cpus": 0,
     "_processes": 0,
     "_version": 0,
+    "_text": 0,
     "data": 1,
     "models": 2,
     "reading": 2,

@@ -12,6 +12,7 @@ import codecs
 import contextlib
 import errno
 import io
+import json
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from mnistlab._text import json_safe
 from mnistlab.errors import MnistlabError, ParameterError
 from mnistlab.lab.options import folder_meant
 
@@ -148,6 +150,12 @@ def given_file(value: str) -> Path:
     if meant is not None:
         raise typer.BadParameter(meant)
     return given_path(value)
+
+
+def json_line(value: Any) -> str:
+    """``value`` as one line of JSON for ``--json``: a file name that is not UTF-8 (b"caf\\xe9") as ``caf\\xe9``,
+    where ``json.dumps`` wrote a lone surrogate (``\\udce9``) that jq and JavaScript read as U+FFFD."""
+    return json.dumps(json_safe(value))
 
 
 def error_text(exc: MnistlabError) -> str:

@@ -6,7 +6,6 @@ numpy and the figure module are imported inside the commands: ``mnistlab
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mnistlab.cli.common import Group, err, given_file, given_path, out
+from mnistlab.cli.common import Group, err, given_file, given_path, json_line, out
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.options import check_seed, check_writable_file
 
@@ -100,7 +99,7 @@ def data_info(
         "data_sha256": d["data_sha256"],
     }
     if as_json:
-        typer.echo(json.dumps(info))
+        typer.echo(json_line(info))
         return
     # escape: a folder's name is text, not markup ("runs[v2]" was printed "runs", "a[/b]" a traceback)
     out.print(f"[bold]{escape(info['name'])}[/bold]  {escape(b.DESCR)}")

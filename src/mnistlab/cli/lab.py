@@ -6,7 +6,6 @@ commands: ``mnistlab --help`` should not pay for it.
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from mnistlab.cli.common import given_file, given_path, out, step_progress
+from mnistlab.cli.common import given_file, given_path, json_line, out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_p, format_size
@@ -48,7 +47,7 @@ def recipes_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             {"recipe": r.name, "family": r.family, "default": r.name in DEFAULT_LINEUP, "description": r.description}
             for r in recipes
         ]
-        typer.echo(json.dumps(rows))
+        typer.echo(json_line(rows))
         return
     table = Table(title="recipes (* = in the default compare line-up)")
     for col in ("recipe", "family", "description"):
@@ -92,7 +91,7 @@ def train(
         with on_cluster:
             result = run_recipe(recipe, options, out=model_dir, progress=progress).result
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_line(result))
         return
 
     def say(text: str) -> None:  # soft_wrap: long lines (the CV array, the model path) stay whole in logs and pipes
@@ -148,7 +147,7 @@ def evaluate(
     with step_progress(not as_json) as progress:
         result = evaluate_model(model_dir, out_dir=out_dir, progress=progress)
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_line(result))
         return
     out.print(
         f"[bold]{escape(str(result['recipe']))}[/bold] from {escape(result['model_dir'])}: accuracy [bold]{result['accuracy']:.4f}[/bold] "
@@ -231,7 +230,7 @@ def compare_cmd(
         # What it ran with too (seeds, split, limit, each dataset's checksum, the package versions): the
         # verdicts alone cannot be redone or trusted.
         shown = ("results", "comparisons", "report", "tracking_uri", *COMPARE_SETTINGS)
-        typer.echo(json.dumps({k: summary[k] for k in shown}))
+        typer.echo(json_line({k: summary[k] for k in shown}))
         return
     _print_comparison(summary, baseline)
 
@@ -328,7 +327,7 @@ def runs_cmd(
     tracker = Tracker(tracking_uri, create=False)  # a typo'd path is said, not made into an empty store
     model = None if recipe is None else recorded_name(recipe)
     if as_json:
-        typer.echo(json.dumps(tracker.runs(dataset=dataset, model=model, last=last)))
+        typer.echo(json_line(tracker.runs(dataset=dataset, model=model, last=last)))
         return
     shown = last or TABLE_RUNS  # the newest of thousands (one more is read to know whether there are more)
     runs = tracker.runs(dataset=dataset, model=model, last=shown + 1)
@@ -373,7 +372,7 @@ def export_cmd(
     with step_progress(not as_json) as progress:
         result = export_model(model_dir, onnx_file, int8=int8, progress=progress)
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_line(result))
         return
     shape = ", ".join(map(str, result["image_shape"]))
     out.print(

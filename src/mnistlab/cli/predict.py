@@ -7,7 +7,6 @@ the commands: ``mnistlab --help`` should not pay for it.
 from __future__ import annotations
 
 import errno
-import json
 import math
 import re
 import socket
@@ -21,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.cli.common import err, error_text, given_path, out
+from mnistlab.cli.common import err, error_text, given_path, json_line, out
 from mnistlab.errors import ClusterError, InputError, MnistlabError, ParameterError
 from mnistlab.lab.options import check_writable_dir
 
@@ -93,7 +92,7 @@ def predict(
                 continue
             answered += 1
             if as_json:
-                typer.echo(json.dumps(to_json(result, str(path))))
+                typer.echo(json_line(to_json(result, str(path))))
             else:
                 table = _with_row(table, str(path), result, number)
     finally:  # a run stopped early (a worker that died, Ctrl+C) still shows the answers it had, as --json does
@@ -171,7 +170,7 @@ def _piped_answer(data: bytes, predictor, top: int, number: bool) -> tuple[Path,
 def _say_error(path: Path, exc: MnistlabError, as_json: bool) -> None:
     """One file's error: its JSON line, or an ``Error:`` line on stderr that names the file."""
     if as_json:
-        typer.echo(json.dumps({"file": str(path), "error": error_text(exc)}))
+        typer.echo(json_line({"file": str(path), "error": error_text(exc)}))
         return
     message = error_text(exc) if str(path) in str(exc) else f"{path}: {error_text(exc)}"
     err.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)

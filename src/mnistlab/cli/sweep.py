@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import given_file, out, step_progress
+from mnistlab.cli.common import given_file, json_line, out, step_progress
 from mnistlab.cli.options import TEST_SIZE, test_size_value
 from mnistlab.lab.options import RunOptions
 
@@ -82,7 +82,7 @@ def sweep_cmd(
             progress=progress,
         )
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_line(result))
         return
     _print(result, recipe, list(grid))
 
