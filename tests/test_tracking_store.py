@@ -543,3 +543,29 @@ def test_runs_says_its_store_whole_on_one_line_however_narrow_the_table(tmp_path
         assert shown.returncode == 0, shown.stderr
         count = "1 run(s)" if dataset == "digits" else "0 run(s)"
         assert f"{count} in {tracker.uri}\n" in shown.stdout, shown.stdout
+
+
+def test_a_dataset_and_out_folder_whose_names_are_not_utf8_are_recorded_and_reused(tmp_path):
+    """`compare --dataset` a folder named b"r\\xfe" (or --out under b"caf\\xe9"): MLflow keeps UTF-8 text, and the
+    run's data_dir, name and keys held lone surrogates, so every comparison ended in "The tracking store ...
+    failed (UnicodeEncodeError ...); check that it is reachable and writable", blaming the store; the models'
+    folder name and the report's page failed the same way. Now the names are recorded as r\\xfe, and the next
+    run reuses the fit."""
+    import numpy as np
+
+    from mnistlab.testing import random_idx_arrays, write_idx_folder
+
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9")
+    folder = write_idx_folder(odd + os.fsdecode(b"/r\xfe"), random_idx_arrays(np.random.default_rng(0), 200, 100))
+    uri = str(tmp_path / "runs.db")
+    args = ["compare", "knn", "--dataset", str(folder), "--cv", "0", "--out", odd + "/rep", "--tracking-uri", uri]
+    for reused in (0, 1):
+        result = runner.invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["results"][0]["reused"] == reused
+    listed = runner.invoke(app, ["runs", "--dataset", str(folder), "--tracking-uri", uri, "--json"])
+    assert listed.exit_code == 0, listed.output
+    (run,) = json.loads(listed.stdout)
+    assert run["dataset"] == "r\\xfe" and run["data_dir"] == f"{tmp_path}/caf\\xe9/r\\xfe"
+    assert run["model_dir"].startswith(f"{tmp_path}/caf\\xe9/rep/models/r-")
+    assert f"{tmp_path}/caf\\xe9/r\\xfe" in (Path(odd) / "rep" / "index.html").read_text(encoding="utf-8")

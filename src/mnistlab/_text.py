@@ -8,12 +8,17 @@ under ``LC_ALL=C`` with UTF-8 mode off, the codec is ASCII and "café" is
 lone surrogate, which JSON readers (jq, JavaScript, Rust's serde) turn into
 U+FFFD or refuse. ``path_text`` gives the name's bytes back as text: UTF-8 as
 its characters, any other byte as ``\\xe9``, as Python's ``backslashreplace``
-writes it.
+writes it; ``text_path`` reads such a text back as the path it names.
 """
 
 from __future__ import annotations
 
-__all__ = ["path_text", "json_safe"]
+import os
+import re
+
+__all__ = ["path_text", "json_safe", "text_path"]
+
+_ESCAPED = re.compile(rb"\\x([89a-f][0-9a-f])")  # what backslashreplace writes for a byte not in UTF-8
 
 
 def path_text(text: str) -> str:
@@ -26,6 +31,14 @@ def path_text(text: str) -> str:
     except UnicodeEncodeError:  # a lone surrogate no file name holds: escaped too
         return text.encode("utf-8", "backslashreplace").decode()
     return raw.decode("utf-8", "backslashreplace")
+
+
+def text_path(text: str) -> str:
+    """The path ``path_text`` wrote as ``text`` (a folder a run recorded): its ``\\xNN`` escapes as those bytes
+    again, where the text has some and names no path itself."""
+    if "\\x" not in text or os.path.lexists(text):
+        return text
+    return os.fsdecode(_ESCAPED.sub(lambda m: bytes([int(m[1], 16)]), text.encode("utf-8", "surrogateescape")))
 
 
 def json_safe(value):

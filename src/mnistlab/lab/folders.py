@@ -105,4 +105,4 @@ def _folder_name(name: str) -> str:
     made one plus a digest of it, so that two names ("my data" and "my-data", "mine:make" and a spec file's
     "mine-make") never share one."""
     slug = _slug(name)
-    return slug if slug == name else f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return slug if slug == name else f"{slug}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab._atomic import atomic_write_together, locked_where_possible
+from mnistlab._text import path_text
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
 from mnistlab.lab.classnames import dataset_class_names
@@ -53,7 +54,11 @@ def _slug(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dataset"
     if len(slug) <= _SLUG_CHARS:
         return slug
-    return slug[: _SLUG_CHARS - 9].rstrip("-") + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return (
+        slug[: _SLUG_CHARS - 9].rstrip("-")
+        + "-"
+        + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    )
 
 
 def _pct(x) -> str:
@@ -260,7 +265,7 @@ Times are seconds of wall clock on this machine; "reused" counts seeds taken fro
 </body>
 </html>
 """
-    files["index.html"] = page.encode("utf-8")
+    files["index.html"] = path_text(page).encode("utf-8")  # a folder's name not in UTF-8 (data_dir) as \\xfe
     # Written one after another, a figure that failed (a full disk) left the old page beside new figures, and
     # two comparisons into one folder at once could mix theirs: all are written or none, one writer at a time.
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistlab._text import text_path
 from mnistlab._version import __version__
 from mnistlab.errors import ModelFileError, TrackingError
 from mnistlab.lab.options import RunOptions
@@ -99,7 +100,7 @@ def _verify_model_dir(model_dir: str | None, card_sha256: str | None) -> None:
     """Raise ModelFileError unless the model directory holds exactly the recorded card and weights."""
     if not model_dir or model_dir == "None":
         raise ModelFileError("the model was not saved")
-    folder = Path(model_dir)
+    folder = Path(text_path(model_dir))  # a folder whose name is not UTF-8 is recorded as path_text writes it
     card = read_card(folder)
     if file_sha256(folder / "model.json") != card_sha256:
         raise ModelFileError(f"{folder / 'model.json'} differs from the recorded card")

@@ -34,6 +34,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from mnistlab._atomic import locked_temp, locked_where_possible, remove_leftovers
+from mnistlab._text import path_text
 from mnistlab.data.home import expand_home
 from mnistlab.errors import ParameterError, TrackingError
 from mnistlab.lab.tracking_text import (
@@ -170,7 +171,7 @@ class Tracker:
 
         def write() -> str:
             nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
-            run = self.client.create_run(self.experiment_id, run_name=name, tags=nested)
+            run = self.client.create_run(self.experiment_id, run_name=path_text(name), tags=nested)
             run_id = run.info.run_id
 
             def log() -> None:
@@ -190,7 +191,7 @@ class Tracker:
 
         def write() -> str:
             nested = {MLFLOW_PARENT_RUN_ID: parent} if parent is not None else {}
-            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=nested).info.run_id
+            run_id = self.client.create_run(self.experiment_id, run_name=path_text(name), tags=nested).info.run_id
             self._or_failed(run_id, lambda: self._log(run_id, params=params, tags=tags))
             return run_id
 
@@ -224,6 +225,8 @@ class Tracker:
         now, renamed = int(time.time() * 1000), {}
 
         def key(name) -> str:
+            # MLflow keeps UTF-8 text alone: a folder named b"r\\xfe" (data_dir, a key's dataset) as path_text says it
+            name = path_text(name) if isinstance(name, str) else tuple(map(path_text, name))
             given, taken = name if isinstance(name, str) else "/".join(name), mlflow_key(name)
             if taken != given:
                 renamed[RENAMED + taken] = given
@@ -234,7 +237,7 @@ class Tracker:
         batch_metrics += [
             Metric(key(k), float(v), now, first_step + i) for k, vs in (series or {}).items() for i, v in enumerate(vs)
         ]
-        batch_tags = [RunTag(TAG + k, str(v)) for k, v in (tags or {}).items() if v is not None]  # not 'None'
+        batch_tags = [RunTag(TAG + k, path_text(str(v))) for k, v in (tags or {}).items() if v is not None]
         batch_tags += [RunTag(k, v) for k, v in renamed.items()]
         for i in range(0, max(len(batch_params), len(batch_tags)), 100):  # at most 100 of each in one call
             self.client.log_batch(run_id, params=batch_params[i : i + 100], tags=batch_tags[i : i + 100])
@@ -273,7 +276,9 @@ class Tracker:
         flat objects, optionally of one dataset (its name, or the folder compare was given) and one model."""
         if self.empty:
             return []
-        wanted = {dataset, dataset_folder(dataset)} - {None}  # a folder given: the runs that recorded it too
+        wanted = {
+            path_text(d) for d in (dataset, dataset_folder(dataset)) if d is not None
+        }  # a folder: the runs recording it
         rows: list[dict] = []
         size = 1000 if last is None else min(1000, max(100, 2 * last))  # comparisons' runs are read and left out
         token = None

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from mnistlab._text import path_text
 from mnistlab.data.home import expand_home
 from mnistlab.errors import TrackingError
 
@@ -82,12 +83,13 @@ def _key_part(part: str, room: int) -> str:
     if not _REFUSED.search(part) and part not in ("", ".") and not part.startswith("..") and len(part) <= room:
         return part
     taken = re.sub(r"^\.", "_", _REFUSED.sub("_", part))  # ".." and a name from it: a path's, refused
-    return f"{taken[: room - 9]}-{hashlib.sha256(part.encode()).hexdigest()[:8]}"
+    return f"{taken[: room - 9]}-{hashlib.sha256(part.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 def param_text(value) -> str:
-    """A parameter's value as MLflow keeps it: text as it is, anything else as JSON; cut to MLflow's limit."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    """A parameter's value as MLflow keeps it: text as it is (a folder's name not in UTF-8 as ``path_text`` says it),
+    anything else as JSON; cut to MLflow's limit."""
+    text = path_text(value) if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= _PARAM_CHARS else text[: _PARAM_CHARS - 1] + "…"
 
 
