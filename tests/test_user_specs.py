@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -320,6 +322,8 @@ def test_a_classifier_whose_get_params_fails_is_one_sentence_before_the_data_loa
 
 
 EXITS = """
+import json
+import os
 import sys
 
 from sklearn.linear_model import LogisticRegression
@@ -407,3 +411,38 @@ def test_a_net_torch_cannot_export_is_tested_and_recorded_not_saved(tmp_path, mo
     assert fitted.result["model_dir"] is None and fitted.result["test_accuracy"] > 0
     assert any("not saved: its net cannot be written as ONNX (" in line for line in said), said
     assert not any((tmp_path / "model").iterdir())
+
+
+MINE = """
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.neighbors import KNeighborsClassifier
+
+
+class Mine(ClassifierMixin, BaseEstimator):
+    def __init__(self, k=3):
+        self.k = k
+
+    def fit(self, X, y):
+        self.knn_ = KNeighborsClassifier(self.k).fit(X, y)
+        self.classes_ = self.knn_.classes_
+        return self
+
+    def predict(self, X):
+        return self.knn_.predict(X)
+
+
+def build():
+    return Mine()
+"""
+
+
+def test_a_classifier_defined_in_a_folder_whose_name_is_not_utf8_is_compared(tmp_path):
+    """`compare caf\\xe9/mine.py:build`, a file in a folder named in Latin-1, of a class of its own: the key of its
+    code hashed the file's path as UTF-8, a UnicodeEncodeError traceback before any fit."""
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    folder.mkdir()
+    (folder / "mine.py").write_text(MINE)
+    args = ["compare", f"{folder}/mine.py:build", "--dataset", "digits", "--limit", "200", "--n-jobs", "1"]
+    done = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--tracking-uri", str(tmp_path / "s.db"), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["results"][0]["test_accuracy_mean"] > 0.5

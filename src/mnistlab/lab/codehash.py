@@ -26,7 +26,7 @@ def built_code_sha256(code_sha256: str | None, estimator) -> str | None:
         return code_sha256
     digest = hashlib.sha256(str(code_sha256).encode())
     for path in files:
-        digest.update(f"{path}\0".encode() + hashlib.sha256(Path(path).read_bytes()).digest())
+        digest.update(f"{path}\0".encode("utf-8", "surrogateescape") + hashlib.sha256(Path(path).read_bytes()).digest())
     return digest.hexdigest()
 
 
