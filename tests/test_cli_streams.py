@@ -77,6 +77,22 @@ def test_predict_json_names_a_file_not_in_utf8_in_valid_utf8(tmp_path, env):
     assert not any("\\ud" in line.decode() for line in done.stdout.splitlines())  # no escaped surrogate
 
 
+def test_control_characters_in_file_names_are_shown_escaped_not_sent_to_the_terminal(tmp_path):
+    """A file named "x\\x1b[2J.png" cleared the terminal when `predict` printed its table (the name's ESC
+    sequence went out raw), "a\\nb.png" broke its row in two and "\\u202egnp.exe" showed as "exe.png"; its error
+    line did the same. Each such character is now shown as its escape."""
+    names = ["x\x1b[2J.png", "a\nb.png", "rtl\u202egnp.exe"]
+    for name in names:
+        _photo(tmp_path / name)
+    done = _mnistlab("predict", *(str(tmp_path / n) for n in names), str(tmp_path / "gone\x1b]0;pwned\x07.png"))
+    assert done.returncode == 1, done.stderr.decode(errors="replace")
+    for shown in (rb"x\x1b[2J.png", rb"a\nb.png", rb"rtl\u202egnp.exe"):
+        assert shown in done.stdout, done.stdout
+    assert rb"gone\x1b]0;pwned\x07.png does not exist" in done.stderr, done.stderr
+    assert not any(byte in done.stdout + done.stderr for byte in (b"\x1b", b"\x07", "\u202e".encode()))
+    assert len(done.stderr.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "says"), [(["--help"], b"recipes"), (["recipes"], b"sgd-hinge"), (["predict", "--help"], b"--top")]
 )

@@ -14,6 +14,7 @@ import errno
 import io
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -152,6 +153,17 @@ def given_file(value: str) -> Path:
     return given_path(value)
 
 
+# Characters that move a terminal's cursor, recolour or clear it, or turn the text after them around (ESC, CR,
+# newline, C1, bidirectional overrides): a file named "x\x1b[2J.png" cleared the screen in predict's table.
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` (a file name, a message naming one) with each control character written as its escape (``\\x1b``,
+    ``\\n``, ``\\u202e``), so that a name prints as one line of the characters it holds."""
+    return _HIDDEN.sub(lambda m: m[0].encode("unicode_escape").decode(), text)
+
+
 def json_line(value: Any) -> str:
     """``value`` as one line of JSON for ``--json``: a file name that is not UTF-8 (b"caf\\xe9") as ``caf\\xe9``,
     where ``json.dumps`` wrote a lone surrogate (``\\udce9``) that jq and JavaScript read as U+FFFD."""
@@ -182,7 +194,7 @@ class Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except MnistlabError as exc:
-            typer.echo(f"Error: {error_text(exc)}", err=True)
+            typer.echo(f"Error: {visible(error_text(exc))}", err=True)
             raise typer.Exit(2) from None
         except OSError as exc:  # a name of a path given over 255 bytes: refused wherever the path is first used
             if exc.errno != errno.ENAMETOOLONG:

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.cli.common import err, error_text, given_path, json_line, out
+from mnistlab.cli.common import err, error_text, given_path, json_line, out, visible
 from mnistlab.errors import ClusterError, InputError, MnistlabError, ParameterError
 from mnistlab.lab.options import check_writable_dir
 
@@ -173,7 +173,7 @@ def _say_error(path: Path, exc: MnistlabError, as_json: bool) -> None:
         typer.echo(json_line({"file": str(path), "error": error_text(exc)}))
         return
     message = error_text(exc) if str(path) in str(exc) else f"{path}: {error_text(exc)}"
-    err.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"Error: {visible(message)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _result_table(number: bool) -> Table:
@@ -187,7 +187,7 @@ def _result_table(number: bool) -> Table:
 
 def _with_row(table: Table, file: str, result: dict, number: bool) -> Table:
     """``table`` with the row of ``file``'s answer, or, once it holds ``TABLE_ROWS`` rows, printed and a new one."""
-    table.add_row(escape(file), *_result_cells(result, number))  # a name is text: "a[/b].png" is no markup
+    table.add_row(escape(visible(file)), *_result_cells(result, number))  # "a[/b].png" is no markup, ESC no colour
     if table.row_count < TABLE_ROWS:
         return table
     out.print(table)
