@@ -569,3 +569,22 @@ def test_a_dataset_and_out_folder_whose_names_are_not_utf8_are_recorded_and_reus
     assert run["dataset"] == "r\\xfe" and run["data_dir"] == f"{tmp_path}/caf\\xe9/r\\xfe"
     assert run["model_dir"].startswith(f"{tmp_path}/caf\\xe9/rep/models/r-")
     assert f"{tmp_path}/caf\\xe9/r\\xfe" in (Path(odd) / "rep" / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_store_whose_path_is_not_utf8_is_one_sentence_before_the_data_loads(tmp_path, monkeypatch):
+    """A store in a folder named b"caf\\xe9" (--tracking-uri, or XDG_DATA_HOME's default store): MLflow opens a
+    store by text alone, and compare said "Cannot open the tracking store ... (UnicodeEncodeError: ...
+    surrogates not allowed); check --tracking-uri" after loading the data, of a default store no one named."""
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = ["compare", "knn", "--dataset", "digits", "--limit", "200", "--cv", "0", "--out", str(tmp_path / "r")]
+    for store, where in (["--tracking-uri", odd + "/runs.db"], "runs.db"), ([], "d/mnistlab/tracking/mlflow.db"):
+        monkeypatch.setenv("XDG_DATA_HOME", odd + "/d")
+        result = runner.invoke(app, [*args, *store])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            f"Error: The tracking store {tmp_path}/caf\\xe9/{where} is named by bytes that are not utf-8 text, and "
+            "MLflow opens a store by text alone; give one elsewhere with --tracking-uri or MLFLOW_TRACKING_URI (a "
+            "path ending in .db), or rename the folder."
+        ]
+    assert not os.path.lexists(odd) and not (tmp_path / "r").exists()

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +48,15 @@ _REFUSED = re.compile(r"[^\w\-. ]" if os.name == "nt" else r"[^\w\-. :]")
 def sqlite_uri(path: Path) -> str:
     """The ``sqlite:///`` URI of the database file ``path``. SQLAlchemy reads the URI as a URL: a ``?`` in a folder's
     name began its query (the store went to a file named by the path cut there) and ``%20`` was a space, so ``%``,
-    ``?`` and ``#`` are percent-encoded, as its parser decodes them."""
+    ``?`` and ``#`` are percent-encoded, as its parser decodes them. A path whose name is no text to this Python
+    (b"caf\\xe9"; "café" under ``LC_ALL=C PYTHONUTF8=0``) is refused: MLflow opens a store by text alone, and said
+    so in a ``UnicodeEncodeError`` that asked to check the URI."""
+    if any("\udc80" <= char <= "\udcff" for char in str(path)):  # surrogateescape's bytes
+        raise TrackingError(
+            f"The tracking store {path_text(str(path))} is named by bytes that are not {sys.getfilesystemencoding()} "
+            "text, and MLflow opens a store by text alone; give one elsewhere with --tracking-uri or "
+            "MLFLOW_TRACKING_URI (a path ending in .db), or rename the folder."
+        )
     return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
 
 
