@@ -72,6 +72,25 @@ def test_health_and_model_card(client, web_model_dir):
     }
 
 
+def test_the_card_of_a_model_trained_on_a_folder_whose_name_is_not_utf8_is_served(web_model_dir, tmp_path):
+    """A model compare trained on a folder named b"r\\xfe" records it (data_dir, dataset) in its card, and
+    /api/model answered it 500 "this is a bug in mnistlab": UTF-8, which the JSON answer is, cannot encode it."""
+    import os
+
+    from mnistlab.models.files import load_model, save_model
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    model, card = load_model(web_model_dir)
+    odd = os.fsdecode(b"/data/r\xfe")
+    kept = {k: card[k] for k in ("recipe", "seed", "metrics")}
+    model_dir = save_model(model, tmp_path / "odd", card={**kept, "dataset": odd[6:], "data_dir": odd})
+    with running_server(create_app(model_dir)) as url:
+        answer = httpx.get(f"{url}/api/model", timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data_dir"] == "/data/r\\xfe" and answer.json()["dataset"] == "r\\xfe"
+
+
 def test_predict_multipart_png_of_real_digits(client, easy_digits):
     X, y = easy_digits
     right = 0

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from mnistlab._text import json_safe
 from mnistlab._version import __version__
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, NotAnImageError, NotReadyError
@@ -271,7 +272,7 @@ async def ready(request: Request) -> dict[str, Any]:
     response_model_exclude_unset=True,  # the card's own keys, none added
 )
 async def model_card(state: State) -> dict[str, Any]:
-    return state.predictor.card
+    return json_safe(state.predictor.card)  # a data_dir named b"r\\xfe" as r\\xfe: UTF-8 cannot encode it (a 500)
 
 
 def _media_type(request: Request) -> str:
