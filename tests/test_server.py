@@ -91,6 +91,27 @@ def test_the_card_of_a_model_trained_on_a_folder_whose_name_is_not_utf8_is_serve
     assert answer.json()["data_dir"] == "/data/r\\xfe" and answer.json()["dataset"] == "r\\xfe"
 
 
+def test_a_model_folder_whose_name_is_not_utf8_that_fails_to_load_is_a_503_that_names_it(tmp_path):
+    """create_app(b"caf\\xe9/no-model"): /api/ready, /api/model and the predictions answered 500 "this is a bug in
+    mnistlab" instead of the 503 saying the folder does not exist: the sentence naming it held a byte that UTF-8,
+    which the JSON answer is, cannot encode."""
+    import os
+
+    from mnistlab.testing import running_server
+    from mnistlab.web.app import create_app
+
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9/no-model")
+    with running_server(create_app(odd)) as url, httpx.Client(base_url=url, timeout=30) as c:
+        for _ in range(100):  # the load fails in the background
+            answers = [c.get("/api/ready"), c.get("/api/model"), c.post("/api/predict", json={"pixels": [0] * 784})]
+            if all("retry-after" not in a.headers for a in answers):
+                break
+            time.sleep(0.1)
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["detail"].startswith(f"Model directory {tmp_path}/caf\\xe9/no-model does not exist;")
+
+
 def test_predict_multipart_png_of_real_digits(client, easy_digits):
     X, y = easy_digits
     right = 0

@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
 from mnistlab._cpus import usable_cpus
+from mnistlab._text import path_text
 from mnistlab._version import __version__
 from mnistlab.errors import MnistlabError, ModelFileError, NotReadyError, ParameterError
 from mnistlab.reading.admission import MAX_PIXELS
@@ -210,7 +211,8 @@ async def _user_error(request: Request, exc: MnistlabError) -> JSONResponse:
     server's does (``protocol``), for a load balancer, a client or the page (static/app.js) to wait that long."""
     retry_after = exc.retry_after if isinstance(exc, NotReadyError) else None
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers=headers)
+    detail = path_text(str(exc))  # a folder named b"caf\\xe9" as caf\\xe9: UTF-8 cannot encode it (a 500)
+    return JSONResponse({"detail": detail}, status_code=exc.http_status, headers=headers)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
