@@ -709,6 +709,27 @@ def test_an_exported_file_records_the_model_seed_data_and_versions_it_came_from(
         assert source["versions"]["torch"] == card["versions"]["torch"]
 
 
+def test_an_export_names_a_data_folder_not_in_utf8_in_valid_utf8(tmp_path):
+    """A CNN compare trained on a folder named b"r\\xfe" records it (data_dir, dataset); the export's ``source``
+    metadata wrote it as a lone surrogate's escape ("r\\udcfe"), which strict JSON readers refuse and others read
+    as U+FFFD. It is now "r\\xfe"."""
+    import os
+
+    trained = tmp_path / "cnn-fast"
+    train_recipe("cnn-fast", cv=0, limit=200, seed=3, out=trained)
+    model, card = load_model(trained)
+    odd = os.fsdecode(bytes(tmp_path) + b"/r\xfe")
+    kept = {
+        k: v for k, v in card.items() if k not in ("card_sha256", "weights_sha256", "weights_file", "format_version")
+    }
+    model_dir = save_model(model, tmp_path / "odd", card={**kept, "dataset": "r" + odd[-1], "data_dir": odd})
+    export_model(model_dir, tmp_path / "odd.onnx")
+    text = {p.key: p.value for p in onnx.load(tmp_path / "odd.onnx").metadata_props}["source"]
+    assert "\\ud" not in text
+    source = json.loads(text)
+    assert source["data_dir"] == f"{tmp_path}/r\\xfe" and source["dataset"] == "r\\xfe"
+
+
 def test_the_card_and_the_run_record_the_device_a_cnn_trained_on_not_auto(tmp_path, made_store):
     """A CNN's card recorded only its parameter device "auto", which names no device: a fit on a GPU and one on
     the CPU (whose floats differ) had the same card. The card, the result and compare's run now say which."""

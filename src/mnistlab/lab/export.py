@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from mnistlab._text import json_safe
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.evaluate import model_data
 from mnistlab.lab.options import Progress, callback, check_writable_file
@@ -112,12 +113,14 @@ def _with_source(graph: bytes, card: dict) -> bytes:
     proto = onnx.load_from_string(graph)
     props = {p.key: p.value for p in proto.metadata_props}
     trained = ("card_sha256", "recipe", "seed", "split", "test_size", "limit", "dataset", "data_sha256", "data_dir")
-    props["source"] = json.dumps(
-        {
-            **{k: card.get(k) for k in trained if k in card},
-            "test_accuracy": (card.get("metrics") or {}).get("test_accuracy"),
-            "versions": {**package_versions(), "onnx": onnx.__version__},
-        }
+    props["source"] = json.dumps(  # json_safe: a data_dir named b"r\\xfe" as r\\xfe, not a lone surrogate's escape
+        json_safe(
+            {
+                **{k: card.get(k) for k in trained if k in card},
+                "test_accuracy": (card.get("metrics") or {}).get("test_accuracy"),
+                "versions": {**package_versions(), "onnx": onnx.__version__},
+            }
+        )
     )
     onnx.helper.set_model_props(proto, props)
     return proto.SerializeToString()
