@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab._text import path_text
 from mnistlab.errors import ClusterError, MnistlabError, ParameterError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
@@ -100,6 +101,7 @@ def connect(address: str) -> Iterator[dict]:
     # process's: a sweep sent SIGTERM printed "*** SIGTERM received ..." and dumped core. This one is put back.
     kept = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
+        _text_entrypoint()
         ray.init(
             address=address,
             include_dashboard=False if address == "local" else None,
@@ -118,6 +120,18 @@ def connect(address: str) -> Iterator[dict]:
         yield ray.cluster_resources()
     finally:
         ray.shutdown()  # leaves a remote cluster running; stops the runtime that "local" started
+
+
+def _text_entrypoint() -> None:
+    """Ray records this process's command line (``/proc``'s, not ``sys.argv``) as UTF-8 text: a path not in UTF-8
+    on it (``sweep --dataset caf\\xe9``) failed ``ray.init`` in "Cannot join the Ray cluster" with a
+    UnicodeEncodeError. It records the line as ``path_text`` writes it."""
+    import ray._private.utils as ray_utils
+
+    name = ray_utils.get_entrypoint_name
+    if not getattr(name, "mnistlab_text", False):
+        ray_utils.get_entrypoint_name = lambda: path_text(name())
+        ray_utils.get_entrypoint_name.mnistlab_text = True  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
