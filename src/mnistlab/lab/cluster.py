@@ -128,8 +128,8 @@ def _text_entrypoint() -> None:
     UnicodeEncodeError. It records the line as ``path_text`` writes it."""
     import ray._private.utils as ray_utils
 
-    name = ray_utils.get_entrypoint_name
-    if not getattr(name, "mnistlab_text", False):
+    name = getattr(ray_utils, "get_entrypoint_name", None)  # private: another Ray may not have it
+    if name is not None and not getattr(name, "mnistlab_text", False):
         ray_utils.get_entrypoint_name = lambda: path_text(name())
         ray_utils.get_entrypoint_name.mnistlab_text = True  # type: ignore[attr-defined]
 
