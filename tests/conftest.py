@@ -134,3 +134,14 @@ def made_store(tmp_path, _empty_store):
         return f"sqlite:///{path}"
 
     return make
+
+
+@pytest.fixture(scope="module")
+def reader():
+    """The shipped reader (``predict_image(..., model=None)``'s), or the test skipped where it cannot load."""
+    from mnistlab import ModelFileError, predict_array
+
+    try:
+        predict_array(np.zeros((28, 28), np.uint8))
+    except ModelFileError as exc:
+        pytest.skip(f"no default reader: {exc}")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mnistlab import ModelFileError, predict_array, predict_image, read_number, to_mnist
+from mnistlab import predict_image, read_number, to_mnist
 from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts
 from mnistlab.testing.hands import (
     DIGIT_SOURCES,
@@ -205,15 +205,6 @@ TARGET = "target for hands MNIST never saw, not met yet"
 
 def xfail_target(param: str):
     return pytest.param(param, marks=pytest.mark.xfail(strict=False, reason=TARGET))
-
-
-@pytest.fixture(scope="module")
-def reader():
-    try:
-        predict_array(np.zeros((28, 28), np.uint8))
-    except ModelFileError as exc:
-        pytest.skip(f"no default reader to measure: {exc}")
-    return None  # predict_image(..., model=None): the reader a user gets
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnistlab import ModelFileError, predict_array, read_number
+from mnistlab import read_number
 from mnistlab.reading.marks import find_marks
 from mnistlab.testing.hands import MARKS, marked_number_samples, number_samples
 from mnistlab.trust.numbers import MARK_BESIDE, doubt_marks
@@ -74,14 +74,6 @@ def test_the_digit_before_a_mark_is_doubted_and_one_doubted_already_keeps_its_re
         ["low probability (0.31)"],  # after the last part, doubted for its own reason already
     ]
     assert by_part[1][1]["confident"]  # the caller's answers are not changed
-
-
-@pytest.fixture(scope="module")
-def reader():
-    try:
-        predict_array(np.zeros((28, 28), np.uint8))
-    except ModelFileError as exc:
-        pytest.skip(f"no default reader: {exc}")
 
 
 @pytest.mark.parametrize("mark", MARKS)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab import ModelFileError, predict_array, read_number
+from mnistlab import read_number
 from mnistlab.errors import ImageError
 from mnistlab.reading.decode import reduced_side, to_grey
 from mnistlab.reading.segment import (
@@ -26,13 +26,7 @@ from mnistlab.testing.hands import number_samples
 from mnistlab.trust.numbers import ROW_IMAGES, TOO_BUSY, Budget, _best_reading, read_part, row_of
 from mnistlab.trust.predict import load_predictor, surer_row
 
-
-@pytest.fixture(scope="module", autouse=True)
-def reader():
-    try:
-        predict_array(np.zeros((28, 28), np.uint8))
-    except ModelFileError as exc:
-        pytest.skip(f"no default reader: {exc}")
+pytestmark = pytest.mark.usefixtures("reader")  # tests/conftest.py: the shipped reader, or skipped
 
 
 def _reads(source: str, seeds: tuple[int, ...]) -> list[tuple[str, str]]:
