@@ -709,15 +709,13 @@ def test_an_exported_file_records_the_model_seed_data_and_versions_it_came_from(
         assert source["versions"]["torch"] == card["versions"]["torch"]
 
 
-def test_an_export_names_a_data_folder_not_in_utf8_in_valid_utf8(tmp_path):
+def test_an_export_names_a_data_folder_not_in_utf8_in_valid_utf8(tiny_model_dir, tmp_path):
     """A CNN compare trained on a folder named b"r\\xfe" records it (data_dir, dataset); the export's ``source``
     metadata wrote it as a lone surrogate's escape ("r\\udcfe"), which strict JSON readers refuse and others read
     as U+FFFD. It is now "r\\xfe"."""
     import os
 
-    trained = tmp_path / "cnn-fast"
-    train_recipe("cnn-fast", cv=0, limit=200, seed=3, out=trained)
-    model, card = load_model(trained)
+    model, card = load_model(tiny_model_dir)
     odd = os.fsdecode(bytes(tmp_path) + b"/r\xfe")
     kept = {
         k: v for k, v in card.items() if k not in ("card_sha256", "weights_sha256", "weights_file", "format_version")

@@ -210,12 +210,12 @@ print(tracker.client.search_runs([tracker.experiment_id])[0].info.status)
 """
 
 
-def test_a_full_temporary_folder_is_not_blamed_on_the_store(tmp_path):
+def test_a_full_temporary_folder_is_not_blamed_on_the_store(tmp_path, made_store):
     """A run's files are written to the temporary folder first, for MLflow to copy into the store: a full one was
     "The tracking store ... failed (OSError: [Errno 28] No space left on device); check that it is reachable and
     writable", of a store that was both."""
     store, staging = tmp_path / "mlflow.db", tmp_path / "tmp"
-    Tracker(f"sqlite:///{store}")  # made, at its size
+    made_store(store)  # made, at its size
     staging.mkdir()
     run = subprocess.run(
         [sys.executable, "-c", _RECORD_WITH_A_FULL_TEMPORARY_FOLDER, f"sqlite:///{store}", str(store)],
