@@ -79,9 +79,11 @@ def find_marks(raw: np.ndarray, mask: np.ndarray, slant: float) -> tuple[list[Ma
     dash = (w >= _DASH[0] * band) & (w <= _DASH[1] * band) & (w >= _FLAT * h)
     dash &= (mid_y >= top + _MIDDLE[0] * band) & (mid_y <= top + _MIDDLE[1] * band)
     upper = dot & (mid_y >= top + _MIDDLE[0] * band) & (mid_y < top + _LOW * band)
+    if not (low | dash).any():  # most rows: nothing shaped or placed like a mark, and no pixel looked at below
+        return [], mask
     # Gaps between ink that could be no mark: digits, and the pieces of a digit broken in two (a hair pen's).
     clear = _in_gaps(labels, count, ~(point | dash | dot), slant) & ~digit
-    # A low piece under another piece that is no point is a broken digit's foot (a hair pen's 1), not a comma.
+    # A low piece under another piece that is no dot is a broken digit's foot (a hair pen's 1), not a comma.
     low &= ~_under(left, right, mid_y, ~digit & ~dot)
     marks = np.flatnonzero((low | dash) & clear)
     if not marks.size:
