@@ -276,9 +276,8 @@ class Tracker:
         flat objects, optionally of one dataset (its name, or the folder compare was given) and one model."""
         if self.empty:
             return []
-        wanted = {
-            path_text(d) for d in (dataset, dataset_folder(dataset)) if d is not None
-        }  # a folder: the runs recording it
+        # A folder given: the runs that recorded it too (as path_text wrote it: MLflow keeps UTF-8 text alone).
+        wanted = {path_text(d) for d in (dataset, dataset_folder(dataset)) if d is not None}
         rows: list[dict] = []
         size = 1000 if last is None else min(1000, max(100, 2 * last))  # comparisons' runs are read and left out
         token = None

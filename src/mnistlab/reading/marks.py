@@ -113,11 +113,14 @@ def _in_gaps(labels: np.ndarray, count: int, body: np.ndarray, slant: float) -> 
 
 def _under(left: np.ndarray, right: np.ndarray, mid_y: np.ndarray, pieces: np.ndarray) -> np.ndarray:
     """(n,) bool: which components have one of ``pieces`` above their middle in their upright columns."""
-    meets = (left[:, None] < right[None, pieces]) & (right[:, None] > left[None, pieces])  # (n, pieces)
-    return np.any(meets & (mid_y[None, pieces] < mid_y[:, None]), axis=1)
+    return np.any(_meets(left, right, pieces) & (mid_y[None, pieces] < mid_y[:, None]), axis=1)
 
 
 def _has_point_below(left: np.ndarray, right: np.ndarray, low: np.ndarray) -> np.ndarray:
     """(n,) bool: which components have a low point (``low``) in their upright columns."""
-    l_left, l_right = left[low], right[low]
-    return ((left[:, None] < l_right[None, :]) & (right[:, None] > l_left[None, :])).any(axis=1)
+    return np.any(_meets(left, right, low), axis=1)
+
+
+def _meets(left: np.ndarray, right: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+    """(n, pieces) bool: whether each component's upright columns [left, right) meet each of ``pieces``'."""
+    return (left[:, None] < right[None, pieces]) & (right[:, None] > left[None, pieces])
