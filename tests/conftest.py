@@ -13,6 +13,12 @@ _SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 if "MNISTLAB_DATA" not in os.environ and (_SHARED / "train-images-idx3-ubyte.gz").exists():
     os.environ["MNISTLAB_DATA"] = str(_SHARED)
 
+# Ray starts its workers at nice 15 (its worker_niceness). Beside the suite's other xdist worker, at nice 0, such a
+# worker got 2-4% of a core on the 2-core CI machine: a Ray test ran 3-4 minutes instead of seconds, and a cancelled
+# task's CPU was still held past a test's 60 s wait. Every runtime the tests start (the fixture below, `ray start`,
+# `--cluster local` in a command under test) inherits this, so its workers share the cores fairly.
+os.environ.setdefault("RAY_worker_niceness", "0")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_user_dirs(tmp_path_factory):

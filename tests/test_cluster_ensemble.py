@@ -121,6 +121,7 @@ def dies_once(member, X, y, on_row):
 
 def stalls(member, X, y, on_row):
     if member.index == 1:
+        (MARKS / f"stalled-{{os.getpid()}}").touch()
         time.sleep(600)
     return train_member(member, X, y, on_row)
 """
@@ -183,14 +184,38 @@ def test_a_member_whose_worker_dies_reruns_and_its_rows_come_once(runtime, helpe
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
 
-def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers):
-    """Ctrl-C in the driver (here: raised when the first member's rows arrive) stops the member still running."""
+def _until(condition, what: str, timeout: float = 60) -> None:
+    """Wait for ``condition()`` to hold; fail, naming ``what``, when it has not within ``timeout`` seconds."""
     import time
 
-    module, _ = helpers
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.2)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie not yet reaped by its parent counts as ended)."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers):
+    """Ctrl-C in the driver (here: raised when the first member's rows arrive) stops the member still running."""
+    module, marks = helpers
     X, y = _small_data()
 
+    def free_cpus() -> float:
+        return ray.available_resources().get("CPU", 0)
+
     def interrupt(row: dict) -> None:
+        # Ctrl-C once the stalled member runs and the cluster counts its CPU as taken. available_resources is the
+        # head's view, updated a moment after the node's: read at once, it could still say 2 of a held CPU.
+        _until(lambda: any(marks.glob("stalled-*")) and free_cpus() == 1, "member 2 to run")
         raise KeyboardInterrupt
 
     settings = {**SMALL, "n_threads": 1, "random_state": 7}  # both members read the raw images
@@ -202,11 +227,11 @@ def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers):
         f"2 ensemble members submitted to the cluster ({(300 * 784 * 4 + 300 * 8) / 2**20:.1f} MiB"
         " of data shared by them)"
     ]
-    # The stalled member would hold its CPU for 10 minutes; cancelled, both CPUs are free again within seconds.
-    deadline = time.monotonic() + 60
-    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert ray.available_resources().get("CPU", 0) == 2
+    # The stalled member would sleep 10 minutes holding its CPU; cancelled, its worker process ends and both CPUs
+    # are free again within seconds.
+    (stalled,) = marks.glob("stalled-*")
+    _until(lambda: _gone(int(stalled.name.split("-")[1])), "the stalled member's process to end")
+    _until(lambda: free_cpus() == 2, "both CPUs to be free")
 
 
 BAD_SPECS = {
