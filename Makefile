@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/mnistlab compare --out report
 
 test: $(VENV)/.installed lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=15
 
 # The linter, the formatter's check and the type checker: CI fails on any of them.
 lint: $(VENV)/.installed
