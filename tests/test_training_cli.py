@@ -320,3 +320,34 @@ def test_compare_and_runs_print_paths_with_brackets_as_they_are(tmp_path):
     assert result.exit_code == 0 and result.exception is None, result.output
     # quoted for a shell, where [x] is a pattern
     assert f"mlflow ui --backend-store-uri 'sqlite:///{store}'\n" in result.stdout, result.stdout
+
+
+# The CLI started with this process's address space capped at what it maps once imported, plus ``headroom`` bytes:
+# the machine of a learner whose other programs hold the rest.
+_CAPPED_CLI = """
+import os, resource, sys
+import sklearn.neighbors  # what train knn imports anyway, mapped before the cap
+from mnistlab.cli import main
+size = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (size + int(sys.argv[1]), resource.RLIM_INFINITY))
+sys.argv = ["mnistlab", *sys.argv[2:]]
+main()
+"""
+
+
+def test_running_out_of_memory_is_one_sentence_that_says_what_asks_for_less(tmp_path):
+    """k-NN on 60,000 images sizes its distance chunks to scikit-learn's 1 GiB working memory; on a machine with
+    less free it was numpy's MemoryError traceback ("Unable to allocate 1.00 GiB ..."), exit 1."""
+    out = tmp_path / "knn"
+    run = subprocess.run(
+        [sys.executable, "-c", _CAPPED_CLI, str(700 * 2**20), "train", "knn", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    error = run.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: not enough memory for `mnistlab train` (Unable to allocate "), error
+    assert error.endswith("; try a smaller --limit or --n-jobs 1, or close other programs and run it again."), error
+    assert not out.exists()  # no half-saved model

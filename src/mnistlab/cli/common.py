@@ -201,6 +201,11 @@ class Group(TyperGroup):
                 raise
             typer.echo(f"Error: {name_too_long(exc)}", err=True)
             raise typer.Exit(2) from None
+        except MemoryError as exc:  # numpy's "Unable to allocate 1.00 GiB ...": a sentence, not a traceback
+            text = out_of_memory(self, ctx, exc)
+            del exc  # its traceback's frames hold the arrays that filled memory
+            typer.echo(f"Error: {text}", err=True)
+            raise typer.Exit(2) from None
 
     def format_commands(self, ctx, formatter):
         """Each command's first sentence whole, wrapped under its name: click cut it at the line's end ("...")."""
@@ -242,6 +247,24 @@ class Group(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def out_of_memory(group: TyperGroup, ctx, exc: MemoryError) -> str:
+    """What running out of memory in a command says: the command, what could not be allocated, and the options
+    of that command that ask for less."""
+    name = ctx.invoked_subcommand
+    command = group.get_command(ctx, name) if name else None
+    opts = {o for p in (command.params if command else []) for o in getattr(p, "opts", [])}
+    less = [f for f in ("a smaller --limit", "--n-jobs 1", "--jobs 1") if f.split()[-2 if " 1" in f else -1] in opts]
+    words = [name] if name else []
+    while ctx.parent is not None:  # `mnistlab data info`, however the program was started (python -m ...)
+        words.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    what = str(exc).strip()
+    return (
+        f"not enough memory for `{' '.join(['mnistlab', *words])}`{f' ({what})' if what else ''}; "
+        f"{'try ' + ' or '.join(less) + ', or ' if less else ''}close other programs and run it again."
+    )
 
 
 def stdout_lost() -> None:
