@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import asdict
@@ -172,3 +173,44 @@ def test_one_vs_one_margins_are_not_read_as_one_per_class(subset):
             digit_probabilities(ovo, X_te[:5])
         ovr = ovo.set_params(svc__decision_function_shape="ovr")  # the same fit, its margins one per class
         assert decision_margins(ovr, X_te[:5]).shape == class_probabilities(ovr, X_te[:5]).shape == (5, len(digits))
+
+
+# The peak memory (VmHWM, reset through /proc/self/clear_refs) of k-NN's predictions over 2,236 test digits (one
+# chunk of scikit-learn's default 1 GiB working memory) against all 60,000 training digits, as mnistlab makes them
+# and as scikit-learn makes them by default.
+_KNN_PEAKS = """
+import json, numpy as np, sklearn
+from mnistlab import load_split
+from mnistlab.lab.train import thread_limits
+from mnistlab.models.proba import class_probabilities
+from mnistlab.models.recipes import get_recipe
+def grown(f):
+    open("/proc/self/clear_refs", "w").write("5")
+    rss = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
+    before = rss("VmRSS:")
+    out = f()
+    return out, rss("VmHWM:") - before
+X_train, X_test, y_train, _ = load_split()
+knn = get_recipe("knn").build(42, -1).fit(X_train, y_train)
+X = X_test[:2236]
+with sklearn.config_context(working_memory=1024):
+    predicted, predict_default = grown(lambda: knn.predict(X))
+    proba, proba_default = grown(lambda: knn.predict_proba(X))
+with thread_limits("classic"):
+    ours, predict_ours = grown(lambda: knn.predict(X))
+ours_proba, proba_ours = grown(lambda: class_probabilities(knn, X))
+print(json.dumps({"same": bool(np.array_equal(ours, predicted) and np.array_equal(ours_proba, proba)),
+    "default": [predict_default, proba_default], "ours": [predict_ours, proba_ours]}))
+"""
+
+
+def test_knn_predictions_over_all_of_mnist_take_a_fraction_of_a_gib_with_the_same_answers():
+    """k-NN's predict and predict_proba over the 60,000 MNIST digits held 2-3 of scikit-learn's 1 GiB distance
+    chunks at once (2.2 GB more at the peak of `mnistlab train knn`, `evaluate` and `compare`); under the lab's
+    limits they take small chunks: a quarter of that, the same neighbours, predictions and probabilities."""
+    run = subprocess.run([sys.executable, "-c", _KNN_PEAKS], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    peaks = json.loads(run.stdout)
+    assert peaks["same"]
+    assert min(peaks["default"]) > 1.5e9  # what scikit-learn's default chunks cost here
+    assert max(peaks["ours"]) < 0.7e9, peaks  # a float64 copy of the training digits (376 MB) and a small chunk

@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
-from threadpoolctl import threadpool_limits
 
 from mnistlab._processes import joblib_workers_exit_with_parent
 from mnistlab.data.load import load_mnist, load_split
@@ -30,7 +29,7 @@ from mnistlab.lab.record import Record, arrays_sha256, json_safe_params, run_met
 from mnistlab.lab.specs import resolve_recipe_or_spec_file
 from mnistlab.models.cnn.parallel import member_runner
 from mnistlab.models.files import default_model_dir, save_model
-from mnistlab.models.proba import digit_probabilities
+from mnistlab.models.proba import classic_limits, digit_probabilities
 from mnistlab.models.recipes import Recipe
 from mnistlab.trust.calibration import probability_cut_for
 from mnistlab.trust.reader import Reader, load_reader
@@ -153,15 +152,13 @@ def check_classes(y_train, dataset: str) -> None:
 
 
 def thread_limits(family: str):
-    """One BLAS thread for classic recipes; CNNs keep torch's own thread settings.
+    """One BLAS thread and small distance chunks (``classic_limits``) for classic recipes; CNNs keep torch's own.
 
     Their BLAS work (logistic regression, PCA) is memory-bound, and OpenBLAS's
     spinning threads slow it down several times on a busy machine. A fixed
     thread count also makes the floating-point results independent of the machine.
     """
-    if family != "classic":
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext() if family != "classic" else classic_limits()
 
 
 def cross_validate(recipe: Recipe, options: RunOptions, X, y) -> tuple[list[float], float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from mnistlab.errors import InputError, ModelFileError
@@ -14,7 +16,31 @@ __all__ = [
     "digit_probabilities",
     "digit_classes",
     "pixels_read",
+    "small_chunks",
+    "classic_limits",
 ]
+
+# scikit-learn sizes its chunks of pairwise distances (k-NN's predict) to its "working memory", 1 GiB by default,
+# and on uint8 pixels with n_jobs it held 2-3 such chunks at once: 2.2 GB over the 60,000 MNIST digits (0.45 GB
+# at 128 MiB, the same distances and answers, row for row, in as much time).
+WORKING_MEMORY_MIB = 128
+
+
+def small_chunks() -> contextlib.AbstractContextManager:
+    """scikit-learn's working memory at ``WORKING_MEMORY_MIB`` (or the caller's, if smaller) inside the block."""
+    from sklearn import config_context, get_config  # on demand: importing this module stays light
+
+    return config_context(working_memory=min(get_config()["working_memory"], WORKING_MEMORY_MIB))
+
+
+def classic_limits() -> contextlib.ExitStack:
+    """What a classic (scikit-learn) model fits and predicts under: one BLAS thread, and ``small_chunks``."""
+    from threadpoolctl import threadpool_limits  # on demand: importing this module stays light
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+    stack.enter_context(small_chunks())
+    return stack
 
 
 def class_probabilities(estimator, X) -> np.ndarray:
@@ -29,7 +55,8 @@ def class_probabilities(estimator, X) -> np.ndarray:
     """
     if hasattr(estimator, "predict_proba"):
         try:
-            return np.asarray(estimator.predict_proba(X), np.float64)
+            with small_chunks():
+                return np.asarray(estimator.predict_proba(X), np.float64)
         except AttributeError as exc:  # SVC(probability=False) has the method but refuses to run it
             from sklearn.exceptions import NotFittedError  # on demand: importing this module stays light
 
