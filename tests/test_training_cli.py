@@ -6,8 +6,10 @@ import importlib.metadata
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -356,3 +358,38 @@ def test_running_out_of_memory_is_one_sentence_that_says_what_asks_for_less(tmp_
     assert error.startswith("Error: not enough memory for `mnistlab train` (Unable to allocate "), error
     assert error.endswith("; try a smaller --limit or --n-jobs 1, or close other programs and run it again."), error
     assert not out.exists()  # no half-saved model
+
+
+def _children(pid: int, marker: str) -> list[int]:
+    """The processes whose parent is ``pid`` and whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if f"\nPPid:\t{pid}\n" in status and marker in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_worker_the_system_kills_is_one_sentence_that_says_what_asks_for_less(tmp_path):
+    """A cross-validation worker killed by the system's out-of-memory killer (SIGKILL, as here) was joblib's
+    TerminatedWorkerError traceback, exit 1; it is one sentence naming the signal and what asks for less."""
+    out = tmp_path / "logreg"
+    args = [sys.executable, "-m", "mnistlab.cli", "train", "logreg", "--cv", "3", "--n-jobs", "2", "--out", str(out)]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 120
+        while not (workers := _children(proc.pid, "popen_loky")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert workers, "no cross-validation worker started"
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "Error: a worker process of `mnistlab train` was killed ({SIGKILL(-9)}), most likely for lack of memory; "
+        "try a smaller --limit or --n-jobs 1, or close other programs and run it again."
+    )
+    assert not out.exists()

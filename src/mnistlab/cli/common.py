@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -201,8 +202,8 @@ class Group(TyperGroup):
                 raise
             typer.echo(f"Error: {name_too_long(exc)}", err=True)
             raise typer.Exit(2) from None
-        except MemoryError as exc:  # numpy's "Unable to allocate 1.00 GiB ...": a sentence, not a traceback
-            text = out_of_memory(self, ctx, exc)
+        except (MemoryError, BrokenProcessPool) as exc:  # numpy's "Unable to allocate 1.00 GiB ...", a worker
+            text = out_of_memory(self, ctx, exc)  # the system killed (joblib's TerminatedWorkerError): a sentence
             del exc  # its traceback's frames hold the arrays that filled memory
             typer.echo(f"Error: {text}", err=True)
             raise typer.Exit(2) from None
@@ -249,9 +250,10 @@ class Group(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def out_of_memory(group: TyperGroup, ctx, exc: MemoryError) -> str:
-    """What running out of memory in a command says: the command, what could not be allocated, and the options
-    of that command that ask for less."""
+def out_of_memory(group: TyperGroup, ctx, exc: MemoryError | BrokenProcessPool) -> str:
+    """What running out of memory in a command says: the command, what could not be allocated (or that a worker
+    process was killed, as the system's out-of-memory killer does), and the options of that command that ask for
+    less."""
     name = ctx.invoked_subcommand
     command = group.get_command(ctx, name) if name else None
     opts = {o for p in (command.params if command else []) for o in getattr(p, "opts", [])}
@@ -260,11 +262,13 @@ def out_of_memory(group: TyperGroup, ctx, exc: MemoryError) -> str:
     while ctx.parent is not None:  # `mnistlab data info`, however the program was started (python -m ...)
         words.insert(0, ctx.info_name)
         ctx = ctx.parent
-    what = str(exc).strip()
-    return (
-        f"not enough memory for `{' '.join(['mnistlab', *words])}`{f' ({what})' if what else ''}; "
-        f"{'try ' + ' or '.join(less) + ', or ' if less else ''}close other programs and run it again."
-    )
+    command_line, what = " ".join(["mnistlab", *words]), str(exc).strip()
+    advice = f"{'try ' + ' or '.join(less) + ', or ' if less else ''}close other programs and run it again."
+    if isinstance(exc, BrokenProcessPool):  # loky's says which signal: "exit codes of the workers are {SIGKILL(-9)}"
+        codes = re.search(r"exit codes of the workers are (\{[^}]*\})", what)
+        killed = f" ({codes[1]})" if codes else ""
+        return f"a worker process of `{command_line}` was killed{killed}, most likely for lack of memory; {advice}"
+    return f"not enough memory for `{command_line}`{f' ({what})' if what else ''}; {advice}"
 
 
 def stdout_lost() -> None:
