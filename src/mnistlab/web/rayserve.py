@@ -147,8 +147,20 @@ class _Stop(BaseException):
     """SIGTERM or Ctrl+C: stop serving (a BaseException, so no ``except Exception`` on the way swallows it)."""
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop
+class _Stopper:
+    """The SIGTERM and Ctrl+C handler: the first signal raises ``_Stop``; any other, once the shutdown has begun
+    (a second Ctrl+C, `timeout` signalling the command and its process group), is ignored, as it must not cut the
+    shutdown short. ``SIG_IGN``, set in the shutdown's ``finally``, came too late alone for a signal on the heels
+    of the first: its handler ran as ``signal.signal`` set it, and ``_Stop`` ended the command in a traceback, with
+    Serve left running."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise _Stop
 
 
 def run_on_ray(
@@ -182,7 +194,8 @@ def run_on_ray(
             f"{int(ray.cluster_resources().get('CPU', 0))} are free (other work holds the rest); ask for fewer "
             "replicas, add nodes, or wait for that work to end."
         )
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop = _Stopper()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         try:
@@ -202,7 +215,10 @@ def run_on_ray(
     except _Stop:
         pass
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the shutdown short
+        # From here on a signal must not cut the shutdown short: one already pending runs ``stop``, which ignores
+        # it, as ``signal.signal`` sets SIG_IGN; later ones never reach the process.
+        stop.stopping = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             _shutdown_quietly(serve)
