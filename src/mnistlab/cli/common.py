@@ -257,7 +257,8 @@ def out_of_memory(group: TyperGroup, ctx, exc: MemoryError | BrokenProcessPool) 
     name = ctx.invoked_subcommand
     command = group.get_command(ctx, name) if name else None
     opts = {o for p in (command.params if command else []) for o in getattr(p, "opts", [])}
-    less = [f for f in ("a smaller --limit", "--n-jobs 1", "--jobs 1") if f.split()[-2 if " 1" in f else -1] in opts]
+    asks_for_less = {"--limit": "a smaller --limit", "--n-jobs": "--n-jobs 1", "--jobs": "--jobs 1"}
+    less = [hint for option, hint in asks_for_less.items() if option in opts]
     words = [name] if name else []
     while ctx.parent is not None:  # `mnistlab data info`, however the program was started (python -m ...)
         words.insert(0, ctx.info_name)
