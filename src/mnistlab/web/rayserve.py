@@ -57,6 +57,11 @@ APP_NAME = "mnistlab"  # the Serve application's name on the cluster
 HEALTH_CHECK_PERIOD_S = 10.0  # seconds between Serve's readiness checks of each replica
 MAX_MODEL_BYTES = 256 * 2**20  # model files shipped with the deployment; larger: a folder on each node
 SHUTDOWN_REPORTS_S = 1.0  # how long after Serve's shutdown the raylet's report of it is kept from stdout
+# The longest a stop signal waits to be handled. The system may hand a signal to one of Ray's threads (it does when
+# the main thread already has one pending and is not running: SIGTERM and Ctrl+C back to back on a busy machine),
+# and that thread takes both off the queue; their Python handler runs only once the main thread runs Python again.
+# It slept an hour at a time: the command hung.
+SIGNAL_POLL_S = 0.5
 
 
 def model_files(model_dir: str | Path | None) -> dict[str, bytes] | None:
@@ -210,8 +215,8 @@ def run_on_ray(
             ) from None
         if on_ready is not None:
             on_ready(f"http://{host}:{port}")
-        while True:  # until a signal raises _Stop in this thread
-            time.sleep(3600)
+        while True:  # until a signal raises _Stop in this thread, within SIGNAL_POLL_S
+            time.sleep(SIGNAL_POLL_S)
     except _Stop:
         pass
     finally:
