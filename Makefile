@@ -39,4 +39,4 @@ pretrained: $(VENV)/.installed
 	$(BIN)/python -m mnistlab.lab.pretrained --out src/mnistlab/pretrained --seed 0
 
 clean:
-	rm -rf $(VENV) report .pytest_cache
+	rm -rf $(VENV) report .pytest_cache .hypothesis build dist src/*.egg-info
