@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -33,14 +34,13 @@ def small_chunks() -> contextlib.AbstractContextManager:
     return config_context(working_memory=min(get_config()["working_memory"], WORKING_MEMORY_MIB))
 
 
-def classic_limits() -> contextlib.ExitStack:
+@contextlib.contextmanager
+def classic_limits() -> Iterator[None]:
     """What a classic (scikit-learn) model fits and predicts under: one BLAS thread, and ``small_chunks``."""
     from threadpoolctl import threadpool_limits  # on demand: importing this module stays light
 
-    stack = contextlib.ExitStack()
-    stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
-    stack.enter_context(small_chunks())
-    return stack
+    with threadpool_limits(limits=1, user_api="blas"), small_chunks():
+        yield
 
 
 def class_probabilities(estimator, X) -> np.ndarray:
