@@ -27,6 +27,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from typer.testing import CliRunner
 
+import mnistlab
 from mnistlab.cli import app
 from mnistlab.errors import InputError, ModelFileError, ParameterError, RecipeError
 from mnistlab.lab.export import MAX_INT8_DROP, export_model
@@ -353,6 +354,16 @@ def test_onnxruntime_backend_matches_pytorch(fitted, mnist_small):
     ort_est.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
     np.testing.assert_allclose(ort_est.predict_proba(X), fitted.predict_proba(X), atol=1e-5)
     np.testing.assert_array_equal(ort_est.predict(X), fitted.predict(X))
+
+
+def test_an_exported_graph_names_no_file_of_the_machine_that_exported_it(fitted_graph):
+    """The exporter noted on every node the Python stack that made it, with this machine's file paths: a shared
+    file told where it was made, and the same net exported from another folder was other bytes."""
+    here = str(Path(mnistlab.__file__).resolve().parent.parent).encode()
+    assert here not in fitted_graph and b'File "' not in fitted_graph
+    graph = onnx.load_from_string(fitted_graph)
+    assert graph.graph.node and not any(node.metadata_props for node in graph.graph.node)
+    assert json.loads({p.key: p.value for p in graph.metadata_props}["classes"]) == list(range(10))  # ours stay
 
 
 def test_parts_of_a_batch_run_side_by_side_give_the_answers_of_one_thread(fitted_graph, mnist_small):

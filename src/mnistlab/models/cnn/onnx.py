@@ -62,8 +62,20 @@ def _model_proto(module: torch.nn.Module, image_shape: tuple[int, int], classes:
         exporter_log.setLevel(level)
     assert program is not None  # dynamo=True always returns an ONNXProgram
     proto = program.model_proto
+    _drop_node_notes(proto.graph)
     onnx.helper.set_model_props(proto, {"classes": json.dumps(classes), "input": "float32 (N, 1, H, W) in [0, 1]"})
     return proto
+
+
+def _drop_node_notes(graph: onnx.GraphProto) -> None:
+    """Remove the exporter's notes from every node: the Python stack that made it, with the file paths of the
+    machine that exported it (a tenth of the shipped classifier's bytes). Without them the same net is the same
+    bytes wherever it is exported, and a shared file does not tell where it was made."""
+    for node in graph.node:
+        del node.metadata_props[:]
+        for attribute in node.attribute:  # a subgraph's nodes (If, Loop, Scan)
+            for subgraph in [attribute.g, *attribute.graphs]:
+                _drop_node_notes(subgraph)
 
 
 def _check_matches(proto: onnx.ModelProto, module: torch.nn.Module, image_shape) -> None:
