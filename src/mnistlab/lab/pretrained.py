@@ -111,17 +111,15 @@ def _detector_graph(plan: Plan, digits: np.ndarray, labels: np.ndarray) -> bytes
     return _onnx_bytes(fit_detector(images, y, plan.detector, seed=plan.seed))
 
 
-def _thresholds(plan: Plan, reader: Reader, train: np.ndarray, labels: np.ndarray) -> tuple[Thresholds, np.ndarray]:
+def _thresholds(reader: Reader, train: np.ndarray, others: np.ndarray) -> Thresholds:
     """Thresholds from the last training digits, which fit nothing (``FIT_DIGITS`` on), and non-digits of an unseen
     seed. The same 10,000 for any plan: a tiny one fitting on 2,000 scored all 58,000 others, its slowest step."""
-    k = plan.fit_digits
-    others = held_out_non_digits(train[:k], labels[:k])
     held = train[FIT_DIGITS:]
     method = (
         f"{len(held)} MNIST training digits that fitted neither the detector nor the digit space; "
         f"the detector's share chosen on {len(others)} non-digits drawn with a seed it never saw"
     )
-    return calibrate_thresholds(reader.scores(held), reader.scores(others), method), others
+    return calibrate_thresholds(reader.scores(held), reader.scores(others), method)
 
 
 def _classifier(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[OnnxNet, int]:
@@ -147,12 +145,14 @@ def _classifier(plan: Plan, train: np.ndarray, labels: np.ndarray) -> tuple[Onnx
     return OnnxNet(_onnx_bytes(clf)), len(printed)
 
 
-def _nets(plan: Plan, train: np.ndarray, labels: np.ndarray, start: float) -> tuple[OnnxNet, int, OnnxNet]:
-    """The classifier (and how many printed digits it saw) and the detector, fitted side by side.
+def _nets(plan: Plan, train: np.ndarray, labels: np.ndarray, start: float) -> tuple[OnnxNet, int, OnnxNet, np.ndarray]:
+    """The classifier (and how many printed digits it saw), the detector, fitted side by side, and the held-out
+    non-digits that calibrate the thresholds.
 
-    The detector's fit runs on one thread for most of the build: beside it, the classifier's members fit. Each
-    net has its own seeds and one thread, so the files are those of one fit after the other. The detector's
-    process ends with this one, and is stopped if the classifier's fit fails (as the members' are).
+    The detector's fit runs on one thread for most of the build: beside it, the classifier's members fit, then
+    the held-out non-digits are drawn (their own seed: the same images in any order). Each net has its own seeds
+    and one thread, so the files are those of one fit after the other. The detector's process ends with this
+    one, and is stopped if the classifier's fit fails (as the members' are).
     """
     k = plan.fit_digits
     pool = ProcessPoolExecutor(max_workers=1, initializer=exit_with_parent, initargs=(os.getpid(),))
@@ -165,12 +165,13 @@ def _nets(plan: Plan, train: np.ndarray, labels: np.ndarray, start: float) -> tu
             start,
         )
         classifier, n_printed = _classifier(plan, train, labels)
+        others = held_out_non_digits(train[:k], labels[:k])
         detector = OnnxNet(detector_graph.result())
     except BaseException:
         pool.shutdown(wait=False, kill_workers=True)
         raise
     pool.shutdown(wait=True)
-    return classifier, n_printed, detector
+    return classifier, n_printed, detector, others
 
 
 def build_reader(out: Path, plan: Plan | None = None) -> dict:
@@ -186,11 +187,11 @@ def build_reader(out: Path, plan: Plan | None = None) -> dict:
     train, labels = np.asarray(data.images[:n]), np.asarray(data.target[:n])
     test, test_labels = np.asarray(data.images[n:]), np.asarray(data.target[n:])
     k = plan.fit_digits
-    classifier, n_printed, detector = _nets(plan, train, labels, start)
+    classifier, n_printed, detector, others = _nets(plan, train, labels, start)
     space = fit_digit_space(train[:k:3])
     unfinished = Reader(detector, detector, space, Thresholds({}, {}, 0.0, ""), ProbabilityCut(0.0, 0.0, 0.0, ""), {})
     _say("calibrating the not-a-digit thresholds", start)
-    thresholds, others = _thresholds(plan, unfinished, train, labels)
+    thresholds = _thresholds(unfinished, train, others)
     reader = replace(unfinished, classifier=classifier, thresholds=thresholds)
     cut = probability_cut_for(classifier.proba, reader, test, "the MNIST test set")
     blobs = {
