@@ -22,13 +22,13 @@ of the first k members is printed after each.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import statistics
 import time
 
 import numpy as np
-import onnxruntime
 import torch
 import torch.nn.functional as F
 from sklearn.base import clone
@@ -227,7 +227,7 @@ def main():
     torch.set_num_threads(args.threads)
     info = (
         f"{machine.describe()}, torch {torch.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}, {args.threads} torch thread(s), CUDA: {torch.cuda.is_available()}"
+        f"onnxruntime {importlib.metadata.version('onnxruntime')}, {args.threads} torch thread(s), CUDA: {torch.cuda.is_available()}"
     )
     print(
         f"machine: {info}; load average {os.getloadavg()[0]:.1f} (CPU seconds are process time: with 1 thread, "

@@ -9,9 +9,16 @@ web stack.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from mnistlab._version import __version__
+
+# onnxruntime (1.32 on Linux) keeps a device id and a store of usage events under the user's cache folder
+# (Microsoft/DeveloperTools) and, in a process that runs for half a minute (`serve`, `predict DIR`), sends them
+# to mobile.events.data.microsoft.com. It reads this variable once, when it is imported: set here, before any
+# of mnistlab's modules imports it. A user who wants the events sent sets it to 0.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # name -> the module that defines it
 _SOURCES = {
