@@ -588,3 +588,28 @@ def test_a_store_whose_path_is_not_utf8_is_one_sentence_before_the_data_loads(tm
             "path ending in .db), or rename the folder."
         ]
     assert not os.path.lexists(odd) and not (tmp_path / "r").exists()
+
+
+# What MLflow and onnxruntime look for to stay quiet under a test runner or in CI: a user's machine has none.
+_CI_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE", "TF_BUILD")
+
+
+def test_tracking_and_reading_on_a_users_machine_leave_no_usage_ids_behind(tmp_path):
+    """MLflow 3 wrote an installation id into ~/.config/mlflow as mnistlab imported it, ready for its usage
+    events (but not under pytest or in CI, so the command runs here as on a user's machine); onnxruntime kept a
+    device id and its events in ~/.cache/Microsoft. mnistlab turns both off unless the user turns them on."""
+    folders = {name: tmp_path / name for name in ("home", "config", "cache")}
+    for folder in folders.values():
+        folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in _CI_MARKERS and not k.startswith(("XDG_", "MLFLOW_"))}
+    env.pop("ORT_DISABLE_TELEMETRY", None)
+    env.update(HOME=str(folders["home"]), XDG_CONFIG_HOME=str(folders["config"]), XDG_CACHE_HOME=str(folders["cache"]))
+    code = (  # a store opened and its runs read (MLflow), a digit read by the shipped reader (onnxruntime)
+        "import sys, numpy as np; from mnistlab.lab.tracking import Tracker; from mnistlab.trust.reader import "
+        "load_reader; Tracker(sys.argv[1]).runs(); load_reader().digit_proba(np.zeros((1, 28, 28), np.uint8))"
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-c", code, uri], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    left = sorted(str(p.relative_to(tmp_path)) for folder in folders.values() for p in folder.rglob("*"))
+    assert not [p for p in left if "mlflow" in p or "Microsoft" in p], left

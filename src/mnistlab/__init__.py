@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from mnistlab._version import __version__
 
-# onnxruntime (1.32 on Linux) keeps a device id and a store of usage events under the user's cache folder
-# (Microsoft/DeveloperTools) and, in a process that runs for half a minute (`serve`, `predict DIR`), sends them
-# to mobile.events.data.microsoft.com. It reads this variable once, when it is imported: set here, before any
-# of mnistlab's modules imports it. A user who wants the events sent sets it to 0.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# mnistlab sends nothing anywhere unless asked. onnxruntime (1.32 on Linux) keeps a device id and a store of
+# usage events under the user's cache folder (Microsoft/DeveloperTools) and, in a process that runs for half a
+# minute (`serve`, `predict DIR`), sends them to mobile.events.data.microsoft.com; MLflow (3.x) writes an
+# installation id into ~/.config/mlflow and may send usage events; Ray reports usage from the clusters it
+# starts. Each reads its variable when it is imported or starts: set here, before any of mnistlab's modules
+# imports them. A user who wants the events sent sets the variable otherwise.
+for _name, _off in (
+    ("ORT_DISABLE_TELEMETRY", "1"),
+    ("MLFLOW_DISABLE_TELEMETRY", "true"),
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+):
+    os.environ.setdefault(_name, _off)
+del _name, _off
 
 # name -> the module that defines it
 _SOURCES = {
