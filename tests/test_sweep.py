@@ -563,3 +563,21 @@ def test_the_compare_command_a_sweep_suggests_works_pasted_into_a_shell(tmp_path
     (line,) = [line for line in done.stdout.splitlines() if line.endswith(" tests it")]
     command = line.split("`")[1]
     assert shlex.split(command) == ["mnistlab", "compare", str(spec), "logreg"], line
+
+
+def test_the_compare_command_a_sweep_suggests_tests_on_the_data_it_was_tuned_on(tmp_path, made_store):
+    """`sweep knn --dataset digits ...` ended with "`mnistlab compare best.json knn` tests it": run as shown, that
+    fitted and tested the configuration chosen on digits on MNIST instead."""
+    import shlex
+
+    spec, store = tmp_path / "best.json", made_store(tmp_path / "s.db")
+    args = ["sweep", "knn", "--param", "knn__n_neighbors=1,3", "--dataset", "digits", "--out", str(spec)]
+    done = runner.invoke(app, [*args, "--tracking-uri", store])
+    assert done.exit_code == 0, done.output
+    (line,) = [line for line in done.stdout.splitlines() if line.endswith(" tests it")]
+    command = shlex.split(line.split("`")[1])
+    assert command == ["mnistlab", "compare", str(spec), "knn", "--dataset", "digits"], line
+    extra = ["--json", "--tracking-uri", store, "--out", str(tmp_path / "report"), "--n-jobs", "1"]
+    compared = runner.invoke(app, [*command[1:], *extra])
+    assert compared.exit_code == 0, compared.output
+    assert {row["dataset"] for row in json.loads(compared.stdout)["results"]} == {"digits"}

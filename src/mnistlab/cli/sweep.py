@@ -84,11 +84,12 @@ def sweep_cmd(
     if as_json:
         typer.echo(json_line(result))
         return
-    _print(result, recipe, list(grid))
+    _print(result, recipe, list(grid), dataset=dataset)
 
 
-def _print(result: dict, recipe: str, names: list[str]) -> None:
-    """The trials as a table, best first; the best configuration, where it was saved and recorded."""
+def _print(result: dict, recipe: str, names: list[str], *, dataset: str = "mnist") -> None:
+    """The trials as a table, best first; the best configuration, where it was saved and recorded, and the
+    command that tests it on the data it was tuned on."""
     table = Table(title=f"{recipe}: {len(result['trials'])} trial(s), held-out accuracy (10% of the training set)")
     # "epochs run" beside a swept "epochs": how many of them the trial ran before it ended.
     for col in (*names, "seed", "held-out acc", "epochs run" if "epochs" in names else "epochs", "ended"):
@@ -105,8 +106,10 @@ def _print(result: dict, recipe: str, names: list[str]) -> None:
     out.print(
         f"recorded as run {result['run_id']} in {result['tracking_uri']} (`mlflow ui`)", soft_wrap=True, markup=False
     )
+    # compare fits MNIST unless told: a configuration tuned on other data was tested on MNIST
+    on = "" if dataset == "mnist" else f" --dataset {shlex.quote(dataset)}"
     out.print(
-        f"saved {result['spec']}: `mnistlab compare {shlex.quote(str(result['spec']))} {recipe}` tests it",
+        f"saved {result['spec']}: `mnistlab compare {shlex.quote(str(result['spec']))} {recipe}{on}` tests it",
         soft_wrap=True,
         markup=False,
     )
