@@ -51,7 +51,9 @@ def load_mnist(
     data_dir : a folder holding the four IDX files (``.gz`` or raw).
     as_frame : also return ``frame``, a pandas DataFrame of the pixels plus a
         ``class`` column. ``data`` stays a numpy array either way.
-    dtype : ``np.uint8`` (0-255, default) or a float dtype (scaled to 0-1).
+    dtype : ``np.uint8`` (default: the values as published, 0-255 in IDX files but
+        0-16 in scikit-learn's digits, which mnistlab's models read as faint 0-255
+        ink: give them digits as floats) or a float dtype (scaled to 0-1).
     download : fetch from the public mirrors when no local copy is found.
     progress : ``progress(filename, done_bytes, total_bytes)`` during downloads.
 
@@ -61,6 +63,9 @@ def load_mnist(
     ``feature_names`` (pixel1..), ``target_names``, ``DESCR``, ``url`` and
     ``details`` (name, path, verified, checksums, data_sha256, n_train, n_test).
     The first ``details["n_train"]`` rows are the official training set.
+
+    >>> int(load_mnist("digits").data.max()), float(load_mnist("digits", dtype=np.float32).data.max())
+    (16, 1.0)
     """
     from sklearn.utils import Bunch
 
