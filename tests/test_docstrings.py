@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import inspect
+import json
 import sys
 
 
@@ -23,4 +24,20 @@ def test_load_mnist_says_which_values_uint8_holds_for_scikit_learns_digits():
 
     assert "0-16" in inspect.getdoc(load_mnist)
     failed, attempted = run_examples(load_mnist)
+    assert attempted and not failed
+
+
+def test_a_spec_files_model_is_saved_where_default_model_dir_of_its_name_says(tmp_path):
+    """help(default_model_dir) said it gives where `mnistlab train` saves a spec file's model, ``models_root() /
+    recipe``, and help(train_recipe) ``default_model_dir(recipe)``: for a spec file that is a folder named after the
+    file (or the file itself, for an absolute path), while train saves under the "name" the spec holds."""
+    from mnistlab import default_model_dir, load_split, train_recipe
+
+    spec = tmp_path / "best.json"
+    spec.write_text(json.dumps({"recipe": "knn", "name": "knn-tuned", "params": {"knn__n_neighbors": 1}}))
+    result = train_recipe(str(spec), data=load_split("digits"), n_jobs=1)
+    assert result["model_dir"] == str(default_model_dir("knn-tuned"))
+    for documented in (default_model_dir, train_recipe):
+        assert "spec file holds" in inspect.getdoc(documented)
+    failed, attempted = run_examples(default_model_dir)
     assert attempted and not failed

@@ -388,7 +388,8 @@ def train_recipe(
     wrote (see ``run_recipe``). ``cv=None`` uses the recipe's default folds (3, or 0 = skipped for slow
     recipes). ``limit`` keeps a stratified subset of that many training images.
     ``data=(X_train, X_test, y_train, y_test)`` replaces loading MNIST.
-    The model is saved to ``out`` or ``default_model_dir(recipe)``. ``target``
+    The model is saved to ``out`` or ``default_model_dir(name)``, ``name`` the
+    recipe's or the one a spec file holds (its ``"name"``). ``target``
     (CNN recipes) stops training once a held-out accuracy reaches it; CNN
     results also hold ``epochs`` and ``train_seconds``. See ``RunOptions``.
     """

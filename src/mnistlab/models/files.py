@@ -63,7 +63,12 @@ def models_root() -> Path:
 
 
 def default_model_dir(recipe: str) -> Path:
-    """Where ``mnistlab train RECIPE`` saves a recipe's (or spec file's) model by default: ``models_root() / recipe``."""
+    """Where ``mnistlab train`` saves a model by default: ``models_root() / recipe``, ``recipe`` a recipe's name
+    or the ``"name"`` a sweep's spec file holds (``knn-tuned``), not the spec file's path.
+
+    >>> default_model_dir("knn-tuned") == models_root() / "knn-tuned"
+    True
+    """
     return models_root() / recipe
 
 
