@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from mnistlab.lab.options import folder_meant
 
 __all__ = [
     "writable_streams",
+    "mlflow_ui",
     "Group",
     "error_text",
     "usage_text",
@@ -354,3 +356,13 @@ def _steps(enabled: bool) -> Iterator:
 
         yield update
         finish_step()
+
+
+def mlflow_ui(uri: str, *, quoted: bool = False) -> str:
+    """What shows the runs of the tracking store ``uri`` in MLflow's web page: ``mlflow ui`` opened on that store
+    (a bare `mlflow ui` opens an empty one in the current folder), or, for a tracking server, its own page
+    (``mlflow ui --backend-store-uri http://...`` stops with a traceback). ``quoted``: a command in backticks."""
+    if uri.lower().startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    command = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+    return f"`{command}`" if quoted else command

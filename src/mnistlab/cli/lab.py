@@ -6,7 +6,6 @@ commands: ``mnistlab --help`` should not pay for it.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import typer
@@ -14,7 +13,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from mnistlab.cli.common import given_file, given_path, json_line, out, step_progress
+from mnistlab.cli.common import given_file, given_path, json_line, mlflow_ui, out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_p, format_size
@@ -261,9 +260,8 @@ def _print_comparison(summary: dict, baseline: str | None) -> None:
     )
     # markup=False: a path is text ("report[v2]" was said as "report", "a[/b]" a traceback after the run)
     out.print(f"report: {summary['report']}", soft_wrap=True, markup=False)
-    out.print(
-        f"runs recorded in {summary['tracking_uri']} (`mnistlab runs`, `mlflow ui`)", soft_wrap=True, markup=False
-    )
+    uri = summary["tracking_uri"]
+    out.print(f"runs recorded in {uri} (`mnistlab runs`, {mlflow_ui(uri, quoted=True)})", soft_wrap=True, markup=False)
 
 
 def _compare_table(dataset: str, summary: dict, baseline: str | None) -> Table:
@@ -348,7 +346,7 @@ def runs_cmd(
     out.print(table)
     if more:
         out.print("older runs not shown: --last N shows more, --json lists them all", soft_wrap=True)
-    out.print(f"mlflow ui --backend-store-uri {shlex.quote(tracker.uri)}", soft_wrap=True, markup=False)
+    out.print(mlflow_ui(tracker.uri), soft_wrap=True, markup=False)
 
 
 @app.command("export")

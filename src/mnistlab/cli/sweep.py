@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mnistlab.cli.common import given_file, json_line, out, step_progress
+from mnistlab.cli.common import given_file, json_line, mlflow_ui, out, step_progress
 from mnistlab.cli.options import TEST_SIZE, test_size_value
 from mnistlab.lab.options import RunOptions
 
@@ -103,8 +103,9 @@ def _print(result: dict, recipe: str, names: list[str], *, dataset: str = "mnist
     mean = f"mean over {len(best['val_accuracies'])} seeds" if len(best["val_accuracies"]) > 1 else "held-out"
     out.print(f"best: {json.dumps(best['config'])} ({mean} accuracy {best['val_accuracy']:.4f})", soft_wrap=True)
     # markup=False: paths are text (brackets in them were read as styling)
+    uri = result["tracking_uri"]
     out.print(
-        f"recorded as run {result['run_id']} in {result['tracking_uri']} (`mlflow ui`)", soft_wrap=True, markup=False
+        f"recorded as run {result['run_id']} in {uri} ({mlflow_ui(uri, quoted=True)})", soft_wrap=True, markup=False
     )
     # compare fits MNIST unless told: a configuration tuned on other data was tested on MNIST
     on = "" if dataset == "mnist" else f" --dataset {shlex.quote(dataset)}"
