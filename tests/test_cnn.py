@@ -816,3 +816,17 @@ def test_int8_export_with_a_full_temporary_folder_is_one_sentence(tiny_model_dir
         "there, or set TMPDIR to a folder with room.\n"
     )
     assert list(tmp_path.glob("mnistlab-int8-*")) == []  # its folder removed
+
+
+def test_export_int8_help_says_it_measures_on_the_models_own_test_set(tmp_path):
+    """`export --help` said --int8 is "measured against float32 on MNIST"; a CNN that compare fitted on digits is
+    measured on the 360 test images of digits."""
+    from mnistlab import compare
+
+    compare("cnn-fast", datasets="digits", out_dir=tmp_path / "r", cv=0, n_jobs=1)
+    model_dir = str(tmp_path / "r" / "models" / "digits" / "cnn-fast" / "seed-42")
+    exported = CliRunner().invoke(app, ["export", model_dir, "--onnx", str(tmp_path / "d.onnx"), "--int8", "--json"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["n_test"] == 360
+    usage = CliRunner().invoke(app, ["export", "--help"], terminal_width=200).stdout
+    assert "float32 on the model's test set" in usage and "MNIST" not in usage, usage

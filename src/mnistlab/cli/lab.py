@@ -354,7 +354,9 @@ def export_cmd(
     model_dir: Path = typer.Argument(..., parser=given_path, help="A CNN model directory written by `mnistlab train`."),
     onnx_file: Path = typer.Option(..., "--onnx", parser=given_file, help="The ONNX file to write.", metavar="FILE"),
     int8: bool = typer.Option(
-        False, "--int8", help="Quantize the convolutions to int8 (faster on CPUs), measured against float32 on MNIST."
+        False,
+        "--int8",
+        help="Quantize the convolutions to int8 (faster on CPUs), measured against float32 on the model's test set.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
