@@ -664,3 +664,12 @@ def test_runs_of_a_tracking_server_point_to_its_page_not_to_mlflow_ui(tmp_path):
     finally:
         os.killpg(server.pid, 15)
         server.wait(30)
+
+
+def test_runs_help_does_not_send_to_a_bare_mlflow_ui():
+    """`runs --help` said "`mlflow ui` shows them too": run so, it opens the store in the current folder, not
+    mnistlab's; `runs` prints the command that opens its store."""
+    usage = runner.invoke(app, ["runs", "--help"], terminal_width=200).stdout
+    assert "`mlflow ui` shows" not in usage and "then the `mlflow ui` command that shows them" in usage, usage
+    listed = runner.invoke(app, ["--help"], terminal_width=200).stdout
+    assert "then the `mlflow ui` command" in listed, listed

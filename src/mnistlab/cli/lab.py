@@ -318,7 +318,7 @@ def runs_cmd(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs."),
 ):
-    """List the runs `compare` recorded (newest first); `mlflow ui` shows them too."""
+    """List the runs `compare` recorded (newest first), then the `mlflow ui` command that shows them too."""
     from mnistlab.lab.specs import recorded_name
     from mnistlab.lab.tracking import Tracker  # MLflow: about a second to import
 
