@@ -327,6 +327,9 @@ def test_cli_number_table_and_preprocessed_images(model_dir, files, tmp_path, mo
     saved = sorted(p.name for p in (tmp_path / "seen").iterdir())
     assert saved == ["number-0.png", "number-1.png", "number-2.png"]
     assert Image.open(tmp_path / "seen" / "number-0.png").size == (28, 28)
+    # `predict --help` said every file's image is saved as <file stem>.png, with --number too
+    usage = runner.invoke(app, ["predict", "--help"], terminal_width=200).stdout
+    assert "with --number <file stem>-<i>.png for its digits" in usage, usage
 
     monkeypatch.chdir(folder)  # short names, so the table does not abbreviate them
     table = runner.invoke(app, ["predict", "digit.jpg", "notes.txt", "--model", str(model_dir)])

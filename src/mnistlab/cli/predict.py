@@ -60,7 +60,8 @@ def predict(
         "--save-preprocessed",
         parser=given_path,
         metavar="DIR",
-        help="Folder to write the 28x28 images the model saw: <file stem>.png (<file name>.png where stems repeat).",
+        help="Folder to write the 28x28 images the model saw: <file stem>.png, with --number <file stem>-<i>.png "
+        "for its digits, left to right (the file name for the stem where stems repeat).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per file."),
     jobs: int | None = typer.Option(
