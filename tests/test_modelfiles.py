@@ -92,6 +92,22 @@ def test_round_trip_gives_identical_predictions(saved, fitted, small):
     assert sorted(p.name for p in saved.iterdir()) == ["model.json", "model.skops"]
 
 
+def test_the_same_model_saved_twice_is_the_same_bytes(tmp_path, small):
+    """skops named each node and array by the object's address in memory and stamped each entry with the time:
+    the same recipe, seed and data, fitted and saved again (another folder, another process, a second later),
+    was another model.skops, another weights_sha256."""
+    X_tr, X_te, y_tr, _ = small
+    first, second = (get_recipe("knn-deskew").build(0, 1).fit(X_tr, y_tr) for _ in range(2))
+    card = {"recipe": "knn-deskew"}
+    a, b = save_model(first, tmp_path / "a", card=card), save_model(second, tmp_path / "b", card=card)
+    assert (a / "model.skops").read_bytes() == (b / "model.skops").read_bytes()
+    assert read_card(a)["weights_sha256"] == read_card(b)["weights_sha256"]
+    with zipfile.ZipFile(a / "model.skops") as archive:
+        assert {item.date_time for item in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    model, _ = load_model(a)  # renumbered, it loads and predicts as the model it was saved from
+    np.testing.assert_array_equal(model.predict(X_te), first.predict(X_te))
+
+
 def test_what_cannot_be_a_model_is_not_saved(tmp_path, small):
     X_tr, _, y_tr, _ = small
     with pytest.raises(ModelFileError, match="not fitted yet, so there is nothing to save"):

@@ -40,7 +40,7 @@ from mnistlab.models.folder import (
     read_regular,
     remove_stale,
 )
-from mnistlab.models.skopsfile import TRUSTED_TYPES, load_skops
+from mnistlab.models.skopsfile import TRUSTED_TYPES, canonical_skops, load_skops
 
 __all__ = [
     "FORMAT_VERSION",
@@ -93,7 +93,7 @@ def _serialise(estimator) -> tuple[str, bytes, dict]:
 
     _check_fitted_classifier(estimator)
     try:
-        data = sio.dumps(estimator)
+        data = canonical_skops(sio.dumps(estimator))  # the same model, the same bytes
     except Exception as exc:  # skops has no form for a CNN's torch tensors in a Pipeline: a sentence, no traceback
         if _interrupted(exc):  # Ctrl+C inside skops's zip writing came out as zipfile's ValueError on unwinding
             raise KeyboardInterrupt from None

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mnistlab.errors import ModelFileError
 
-__all__ = ["TRUSTED_TYPES", "load_skops"]
+__all__ = ["TRUSTED_TYPES", "canonical_skops", "load_skops"]
 
 # Types that skops does not trust by default but that our classic recipes
 # contain: our own stateless transformers and scikit-learn's tree structure.
@@ -45,6 +45,45 @@ _LEGACY_TYPES = tuple(
     for name in TRUSTED_TYPES
     if name.startswith(new + ".")
 )
+
+
+# The time every entry of a saved file is stamped with: zip's earliest (1980), as reproducible builds use.
+_ENTRY_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """``data`` (the bytes of ``skops.io.dumps``) with the same bytes for the same model, whenever and wherever saved.
+
+    skops names every node (``__id__``), and every array's entry, by the object's ``id()``, its address in the
+    saving process's memory, and stamps each entry with the time it was written: the same command with the same
+    seed, in another folder or a second later, wrote another file (another ``weights_sha256``). Here the ids and
+    the entries are numbered in the schema's order from 1 (skops memoises no node of id 0), the same id the same
+    number, so nodes that shared an object still share it, and every entry is stamped 1980-01-01.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        schema = json.loads(archive.read("schema.json"))
+        entries = {item.filename: archive.read(item) for item in archive.infolist()}
+    ids: dict[object, int] = {}
+    names: dict[str, str] = {}  # entry -> its new name, in the order the schema names them
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("__id__"), int):
+                node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
+            if isinstance(node.get("file"), str):
+                node["file"] = names.setdefault(node["file"], f"{len(names) + 1}{Path(node['file']).suffix}")
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        renamed = [(new, entries[old]) for old, new in names.items()]
+        for name, body in [*renamed, ("schema.json", json.dumps(schema, indent=2).encode())]:
+            entry = zipfile.ZipInfo(name, date_time=_ENTRY_TIME)
+            entry.external_attr = 0o600 << 16  # as skops's writestr sets it
+            archive.writestr(entry, body)
+    return out.getvalue()
 
 
 def load_skops(data: bytes, weights_path: Path):
