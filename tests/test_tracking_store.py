@@ -673,3 +673,60 @@ def test_runs_help_does_not_send_to_a_bare_mlflow_ui():
     assert "`mlflow ui` shows" not in usage and "then the `mlflow ui` command that shows them" in usage, usage
     listed = runner.invoke(app, ["--help"], terminal_width=200).stdout
     assert "then the `mlflow ui` command" in listed, listed
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """A real MLflow tracking server on 127.0.0.1 (its own SQLite store), its ``http://`` URI; stopped after."""
+    folder = tmp_path_factory.mktemp("server")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    mlflow = [sys.executable, "-c", "from mlflow.cli import cli; cli()", "server", "--host", "127.0.0.1"]
+    args = [*mlflow, "--port", str(port), "--backend-store-uri", f"sqlite:///{folder / 's.db'}", "--workers", "1"]
+    log = (folder / "server.log").open("wb")
+    server = subprocess.Popen(
+        [*args, "--default-artifact-root", str(folder / "artifacts")], cwd=folder, stdout=log, stderr=log
+    )
+    try:
+        for _ in range(240):  # it sets up its database first: seconds
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert server.poll() is None, (folder / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_a_password_in_the_tracking_uri_is_never_printed_or_recorded_in_clear(tmp_path, tracking_server):
+    """``--tracking-uri http://USER:PASSWORD@host``: the password was in `compare --json`'s tracking_uri, in "runs
+    recorded in", in `runs`' title and its `mlflow ui` line, in MLflow's "View run … at: URL" lines and in every
+    error about the store, all of them kept in logs and shared."""
+    uri = tracking_server.replace("http://", "http://alice:s3cret@")
+    shown = tracking_server.replace("http://", "http://alice:***@")
+    env = {**os.environ, "PYTHONPATH": _SRC}
+    args = ["compare", "knn", "--dataset", "digits", "--limit", "200", "--cv", "0", "--out", str(tmp_path / "r")]
+    said = []
+    for command in ([*args, "--json"], args, ["runs"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "mnistlab.cli", *command, "--tracking-uri", uri],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        said.append(done.stdout + done.stderr)
+        if command[-1] == "--json":
+            assert json.loads(done.stdout)["tracking_uri"] == shown
+    assert all("s3cret" not in text for text in said), said
+    assert f"runs recorded in {shown} " in said[1] and f"in {shown}\n" in said[2]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        closed = f"http://alice:s3cret@127.0.0.1:{free.getsockname()[1]}"
+    refused = runner.invoke(app, ["runs", "--tracking-uri", closed])
+    assert refused.exit_code == 2 and "s3cret" not in refused.output, refused.output
+    assert "Cannot open the tracking store http://alice:***@127.0.0.1:" in refused.stderr

@@ -330,7 +330,7 @@ def runs_cmd(
     shown = last or TABLE_RUNS  # the newest of thousands (one more is read to know whether there are more)
     runs = tracker.runs(dataset=dataset, model=model, last=shown + 1)
     more, runs = len(runs) > shown, runs[:shown]
-    title = f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {tracker.uri}"
+    title = f"{'newest ' if more else ''}{len(runs)} run{'s' if more else '(s)'} in {tracker.shown}"
     out.print(title, soft_wrap=True, markup=False)  # the URI whole, to copy: as a table's title it folded
     # Ids, models and numbers whole in 80 columns (the id was cut to "9335f7cee8…"): no rules, a long dataset folds.
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False)
@@ -346,7 +346,7 @@ def runs_cmd(
     out.print(table)
     if more:
         out.print("older runs not shown: --last N shows more, --json lists them all", soft_wrap=True)
-    out.print(mlflow_ui(tracker.uri), soft_wrap=True, markup=False)
+    out.print(mlflow_ui(tracker.shown), soft_wrap=True, markup=False)
 
 
 @app.command("export")

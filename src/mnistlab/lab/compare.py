@@ -219,7 +219,7 @@ def run_comparison(  # long: the whole run reads top to bottom: check, load, fit
             "comparisons": [c for s in sections for c in s["comparisons"]],
             "runs": [row for s in sections for rows in s["rows"].values() for row in rows],
             "report": str(report),
-            "tracking_uri": tracker.uri,
+            "tracking_uri": tracker.shown,
             "cluster": shipped,
             **group.settings,  # seeds, split, limit..., each dataset's checksum, the package versions
         }

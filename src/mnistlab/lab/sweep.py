@@ -182,7 +182,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
     }
     if best is not None:
         write_spec(out, spec)
-    progress(f"recording {len(trials)} trial(s) in {tracker.uri}")
+    progress(f"recording {len(trials)} trial(s) in {tracker.shown}")
     plan = {"grid": params, "samples": samples, "dataset": name, "max_concurrent": max_concurrent}
     run_id = _record(tracker, spec, plan, trials, best, str(out) if best else None)
     if failed is not None:
@@ -193,7 +193,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         "trials": trials,
         "spec": str(out),
         "run_id": run_id,
-        "tracking_uri": tracker.uri,
+        "tracking_uri": tracker.shown,
         **chosen_on,
         "versions": _versions(),
     }

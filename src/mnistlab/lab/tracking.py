@@ -44,9 +44,11 @@ from mnistlab.lab.tracking_text import (
     no_misread_folders,
     open_error,
     param_text,
-    reason,
+    quiet_mlflow,
+    shown_uri,
     sqlite_uri,
     staged,
+    store_failed,
 )
 from mnistlab.models.files import models_root
 
@@ -98,6 +100,7 @@ class Tracker:
         """``create=False`` (``mnistlab runs``) only reads: a SQLite store that is not there is refused (the default
         one reads as empty), and a store without the experiment has no runs; nothing is made."""
         self.uri = resolve_uri(uri)
+        self.shown = shown_uri(self.uri)  # what is said and recorded: a password in it as ***
         self.empty = False  # a store or experiment not made yet, opened to read: no runs
         database = _sqlite_file(self.uri)
         if not create and database is not None and not database.exists():
@@ -108,9 +111,7 @@ class Tracker:
                 )
             self.empty, self.experiment_id = True, ""
             return
-        # A tracking server that does not answer should fail in seconds, not after MLflow's minutes of retries.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+        quiet_mlflow()  # a server that does not answer fails in seconds; no URL (with its password) printed
         from mlflow.tracking import MlflowClient  # about a second to import: only when runs are tracked
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines on database set-up are noise here
@@ -136,9 +137,9 @@ class Tracker:
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
             raise open_error(self.uri, exc) from None
         if deleted:  # its runs are hidden and no run can be added; MLflow keeps the name until it is purged
-            uri = shlex.quote(self.uri)
+            uri = shlex.quote(self.shown)
             raise TrackingError(
-                f"The experiment {experiment} in the tracking store {self.uri} was deleted; restore it "
+                f"The experiment {experiment} in the tracking store {self.shown} was deleted; restore it "
                 f"(MLFLOW_TRACKING_URI={uri} mlflow experiments restore -x {self.experiment_id}), remove it "
                 f"for good (mlflow gc --backend-store-uri {uri}), or name another store with --tracking-uri."
             )
@@ -302,9 +303,7 @@ class Tracker:
         except TrackingError:  # said already
             raise
         except Exception as exc:  # MlflowException, SQLAlchemy and network errors alike
-            raise TrackingError(
-                f"The tracking store {self.uri} failed ({reason(exc)}); check that it is reachable and writable."
-            ) from None
+            raise store_failed(self.uri, exc) from None
 
 
 def _sqlite_file(uri: str) -> Path | None:

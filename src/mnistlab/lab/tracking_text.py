@@ -20,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mnistlab._text import path_text
 from mnistlab.data.home import expand_home
@@ -32,6 +33,9 @@ __all__ = [
     "open_error",
     "reason",
     "sqlite_uri",
+    "shown_uri",
+    "store_failed",
+    "quiet_mlflow",
     "no_misread_folders",
     "dataset_folder",
 ]
@@ -114,6 +118,42 @@ def reason(exc: BaseException) -> str:
         seen.add(id(exc))
 
 
+def _userinfo(uri: str) -> tuple[str, str] | None:
+    """(``USER:PASSWORD@``, ``USER:***@``) of a URI that holds a password (``http://USER:PASSWORD@host``,
+    ``postgresql://USER:PASSWORD@host/db``); None for one that holds none."""
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return None
+    except ValueError:  # a port that is no number: not a URL mnistlab can read a password from
+        return None
+    userinfo = parts.netloc.rpartition("@")[0]
+    return f"{userinfo}@", f"{userinfo.partition(':')[0]}:***@"
+
+
+def shown_uri(uri: str, text: str | None = None) -> str:
+    """``text`` (by default ``uri`` itself) with the password of the store ``uri`` as ``***``: a URI is said in
+    messages and recorded in ``--json``, which are kept in logs and shared, so a password in it never is."""
+    text = uri if text is None else text
+    found = _userinfo(uri)
+    return text if found is None else text.replace(*found)
+
+
+def quiet_mlflow() -> None:
+    """MLflow's settings for mnistlab's stores, where not set already: a tracking server that does not answer fails
+    in seconds, not after minutes of retries, and MLflow prints no "View run ... at: URL" line as a run ends (the
+    URL held the store's password; mnistlab says where the runs went itself)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def store_failed(uri: str, exc: Exception) -> TrackingError:
+    """The store ``uri``, opened, failed with ``exc``: why, in one sentence, a password in it said as ``***``."""
+    said = f"The tracking store {uri} failed ({reason(exc)}); check that it is reachable and writable."
+    return TrackingError(shown_uri(uri, said))
+
+
 def _first_line(exc: BaseException) -> str:
     """The first line of an error from MLflow or its database, cut at a word (at most about 300 characters)."""
     line = (str(exc).strip().splitlines() or [""])[0]
@@ -122,7 +162,13 @@ def _first_line(exc: BaseException) -> str:
 
 def open_error(uri: str, exc: Exception) -> TrackingError:
     """Why the store ``uri`` cannot be opened, in one sentence: a store of another MLflow's schema says which
-    MLflow to upgrade (MLflow says "out-of-date" of a newer store too, and ``mlflow db upgrade`` cannot help)."""
+    MLflow to upgrade (MLflow says "out-of-date" of a newer store too, and ``mlflow db upgrade`` cannot help).
+    A password in ``uri`` is said as ``***``, in MLflow's words too."""
+    error = _open_error(shown_uri(uri), exc)
+    return TrackingError(shown_uri(uri, str(error)))
+
+
+def _open_error(uri: str, exc: Exception) -> TrackingError:
     found = re.search(r"out-of-date database schema \(found version (\w+),", str(exc))
     again = "or name another store with --tracking-uri / MLFLOW_TRACKING_URI."
     if found is not None and _known_schema(found.group(1)):
