@@ -40,7 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
     /trickle/<file> sends a byte every 50 ms, for 20 s; /stall/<file> half the file, then nothing for 10 s;
     /slowhead/<file> its headers a byte every 50 ms; /trailers/<file> the file chunked, then trailers for ever;
     /loop/<file> redirects to itself; /ftp-<port>/<file> to ftp://127.0.0.1:<port>/<file>; /bigmove/<file> to
-    /good/<file>, announcing a body of 1 TB.
+    /good/<file>, announcing a body of 1 TB; /auth/<file> serves the file to alice:s3cret (HTTP Basic) alone.
     """
 
     def __init__(self, root: Path, log: list, *args, **kwargs):
@@ -59,6 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", self.path if mode == "loop" else f"ftp://127.0.0.1:{mode[4:]}/{name}")
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if mode == "auth" and self.headers.get("Authorization") != "Basic " + "YWxpY2U6czNjcmV0":  # alice:s3cret
+            self.send_error(401)
             return
         if mode == "bigmove":  # a redirect to /good/, announcing a body of 1 TB
             self.send_response(301)
@@ -212,6 +215,24 @@ def test_interrupted_download_leaves_no_partial_file(tiny, tmp_path):
     with pytest.raises(DownloadError, match=r"Could not download tiny \(no mirror gave a verified"):
         download_dataset("tiny", dest, mirrors=(f"{base}/cut/",))
     assert list(dest.iterdir()) == []
+
+
+def test_a_mirror_with_a_user_and_password_is_logged_into_and_its_password_never_said(tiny, tmp_path):
+    """``https://USER:PASSWORD@host/`` as a mirror: urllib took ``USER:PASSWORD@host`` for the host's name, so the
+    download failed ("Name or service not known"), and the error said the password in clear."""
+    spec, base, log, arrays = tiny
+    with_password = base.replace("http://", "http://alice:s3cret@")
+    files = download_dataset("tiny", tmp_path / "dl", mirrors=(f"{with_password}/auth/",))
+    assert all(sha256_decompressed(files[role]) == spec.sha256[role] for role in ROLES)
+    wrong = base.replace("http://", "http://alice:wrong@")
+    for mirrors in [(f"{wrong}/auth/",), (f"{with_password}/bad/",)]:
+        with pytest.raises(DownloadError) as refused:
+            download_dataset("tiny", tmp_path / "other", mirrors=mirrors)
+        assert "s3cret" not in str(refused.value) and "wrong" not in str(refused.value)
+        assert f"{base.replace('http://', 'http://alice:***@')}/" in str(refused.value)
+    with pytest.raises(ParameterError) as refused:
+        download_dataset("tiny", tmp_path / "other", mirrors=("http://alice:s3cret@/mnist/",))  # no host
+    assert "s3cret" not in str(refused.value)
 
 
 def test_only_corrupt_mirrors_fail_with_a_clear_message(tiny, tmp_path):

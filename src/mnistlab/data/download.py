@@ -24,7 +24,7 @@ from mnistlab.data.connect import HTTPConnectWithin
 from mnistlab.data.home import expand_home, refuse_empty_path
 from mnistlab.data.idx import GZIP_MAGIC, idx_sha256, read_idx_header
 from mnistlab.data.inplace import keep_in_place
-from mnistlab.data.mirrors import ascii_url, checked_mirrors, env_mirrors
+from mnistlab.data.mirrors import ascii_url, checked_mirrors, env_mirrors, shown_url, without_credentials
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.errors import (
     ChecksumError,
@@ -123,7 +123,7 @@ def _download_into(spec, dest: Path, mirrors, progress, pace: tuple[float, float
             try:
                 _fetch_verified(url, final, spec.sha256[role], progress, pace, spec.max_file_bytes)
             except (OSError, http.client.HTTPException, ValueError, IDXFormatError, ChecksumError) as exc:
-                problems.append(f"{url}: {_said(exc)}")
+                problems.append(f"{shown_url(url)}: {_said(exc)}")  # a password in it as ***
                 continue
             out[role] = final
             break
@@ -382,10 +382,14 @@ class _NoFTP(urllib.request.FTPHandler):
     server trickling its greeting held a download for hours."""
 
     def ftp_open(self, req):
-        raise urllib.error.URLError(f"mnistlab downloads over http and https only, not {req.full_url}")
+        raise urllib.error.URLError(f"mnistlab downloads over http and https only, not {shown_url(req.full_url)}")
 
 
 def _open_paced(url: str, pace: _Pace):
     """``urlopen(url)``, every read of its response bounded by ``pace``."""
     opener = urllib.request.build_opener(_PacedHandler(pace), _Redirects, _NoFTP)
-    return opener.open(ascii_url(url), timeout=pace.timeout)
+    plain, authorization = without_credentials(url)
+    request = urllib.request.Request(ascii_url(plain))
+    if authorization is not None:  # to this mirror only: never along a redirect to another server
+        request.add_unredirected_header("Authorization", authorization)
+    return opener.open(request, timeout=pace.timeout)

@@ -8,12 +8,13 @@ when a public mirror served the files.
 
 from __future__ import annotations
 
+import base64
 import os
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from mnistlab.errors import DatasetError, ParameterError
 
-__all__ = ["ascii_url", "checked_mirrors", "env_mirrors"]
+__all__ = ["ascii_url", "checked_mirrors", "env_mirrors", "shown_url", "without_credentials"]
 
 _SCHEMES = ("http", "https", "file")  # a file:// URL is a folder of this machine, read as a mirror
 
@@ -30,7 +31,8 @@ def checked_mirrors(mirrors) -> tuple[str, ...] | None:
     for url in mirrors:
         if (why := _not_a_url(url)) is not None:
             raise ParameterError(
-                "mirrors", f"{{param}} holds {url!r}, {why}; give base URLs such as 'https://example.org/mnist/'."
+                "mirrors",
+                f"{{param}} holds {shown_url(url)!r}, {why}; give base URLs such as 'https://example.org/mnist/'.",
             )
     return tuple(mirrors)
 
@@ -41,7 +43,7 @@ def env_mirrors() -> tuple[str, ...]:
     for url in urls:
         if (why := _not_a_url(url)) is not None:
             raise DatasetError(
-                f"MNISTLAB_MIRRORS holds {url!r}, {why}; write each mirror as a full URL, such as "
+                f"MNISTLAB_MIRRORS holds {shown_url(url)!r}, {why}; write each mirror as a full URL, such as "
                 "https://example.org/mnist/, separated by spaces, or unset it."
             )
     return urls
@@ -70,3 +72,35 @@ def ascii_url(url: str) -> str:
     parts = urlsplit(url)
     path, query = (quote(text, safe="".join(map(chr, range(33, 127)))) for text in (parts.path, parts.query))
     return urlunsplit(parts._replace(path=path, query=query))
+
+
+def _userinfo(url: str) -> str | None:
+    """The ``USER:PASSWORD`` (or ``TOKEN``) before the ``@`` of ``url``'s host, as written; None where there is none."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # no URL: nothing to read a password from
+        return None
+    return netloc.rpartition("@")[0] if "@" in netloc else None
+
+
+def shown_url(url: str) -> str:
+    """``url`` as errors say it: a password in it (``https://USER:PASSWORD@host/``) as ``***``, a token alone too.
+    Errors are kept in logs and shared; a mirror's password never is in clear."""
+    info = _userinfo(url)
+    if info is None:
+        return url
+    user, colon, _ = info.partition(":")
+    return url.replace(f"{info}@", f"{user}:***@" if colon else "***@", 1)
+
+
+def without_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``USER:PASSWORD@``, and the HTTP Basic ``Authorization`` they make (None: no credentials).
+    urllib sent neither: it took ``USER:PASSWORD@host`` for the host's name, and the download failed as a host
+    not found."""
+    info = _userinfo(url)
+    if info is None:
+        return url, None
+    parts = urlsplit(url)
+    user, _, password = info.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), f"Basic {token}"
