@@ -108,6 +108,28 @@ def test_the_same_model_saved_twice_is_the_same_bytes(tmp_path, small):
     np.testing.assert_array_equal(model.predict(X_te), first.predict(X_te))
 
 
+def test_trees_are_saved_without_the_memory_in_their_padding(tmp_path, small):
+    """A tree's nodes are records of 57 bytes padded to 64, and skops wrote the 7 bytes as the process's memory
+    held them: the same trees saved again (here after a load) were other bytes, and the file carried whatever
+    memory had been there."""
+    X_tr, X_te, y_tr, _ = small
+    fitted = get_recipe("extra-trees").build(0, 1).fit(X_tr, y_tr)
+    first = save_model(fitted, tmp_path / "a", card={"recipe": "extra-trees"})
+    loaded, _ = load_model(first)
+    again = save_model(loaded, tmp_path / "b", card={"recipe": "extra-trees"})
+    assert (first / "model.skops").read_bytes() == (again / "model.skops").read_bytes()
+    nodes = []  # each tree's nodes as the file holds them (np.load fills the padding of what it reads anew)
+    with zipfile.ZipFile(first / "model.skops") as archive:
+        for entry in (io.BytesIO(archive.read(name)) for name in archive.namelist() if name.endswith(".npy")):
+            np.lib.format.read_magic(entry)
+            _, _, dtype = np.lib.format.read_array_header_1_0(entry, max_header_size=10_000)
+            if dtype.names and "left_child" in dtype.names:
+                nodes.append((dtype.itemsize, np.frombuffer(entry.read(), np.uint8)))
+    assert nodes and all(itemsize == 64 and len(raw) % 64 == 0 for itemsize, raw in nodes)
+    assert all(not raw.reshape(-1, 64)[:, 57:].any() for _, raw in nodes)
+    np.testing.assert_array_equal(loaded.predict(X_te), fitted.predict(X_te))
+
+
 def test_what_cannot_be_a_model_is_not_saved(tmp_path, small):
     X_tr, _, y_tr, _ = small
     with pytest.raises(ModelFileError, match="not fitted yet, so there is nothing to save"):

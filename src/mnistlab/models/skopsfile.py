@@ -22,6 +22,8 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from mnistlab.errors import ModelFileError
 
 __all__ = ["TRUSTED_TYPES", "canonical_skops", "load_skops"]
@@ -78,11 +80,35 @@ def canonical_skops(data: bytes) -> bytes:
             stack.extend(reversed(node))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
-        renamed = [(new, entries[old]) for old, new in names.items()]
+        renamed = [
+            (new, _zero_padding(entries[old]) if new.endswith(".npy") else entries[old]) for old, new in names.items()
+        ]
         for name, body in [*renamed, ("schema.json", json.dumps(schema, indent=2).encode())]:
             entry = zipfile.ZipInfo(name, date_time=_ENTRY_TIME)
             entry.external_attr = 0o600 << 16  # as skops's writestr sets it
             archive.writestr(entry, body)
+    return out.getvalue()
+
+
+def _zero_padding(entry: bytes) -> bytes:
+    """An array's ``.npy`` entry with the padding between its fields zeroed. A tree's nodes (scikit-learn's
+    ``Tree``) are records of 57 bytes padded to 64, and the 7 bytes were never written: the saved file held
+    whatever the process's memory held there, so the same trees, saved again (or after other work), were other
+    bytes. An entry of an array without such padding is kept as it is."""
+    stream = io.BytesIO(entry)
+    if np.lib.format.read_magic(stream) == (1, 0):  # the header alone: most arrays (a k-NN's 47 MB) have no fields
+        dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=2**20)[2]
+    else:
+        dtype = np.load(io.BytesIO(entry), allow_pickle=False).dtype
+    fields = dtype.fields
+    if fields is None or sum(field[0].itemsize for field in fields.values()) == dtype.itemsize:
+        return entry
+    array = np.load(io.BytesIO(entry), allow_pickle=False)
+    clean = np.zeros(array.shape, dtype=array.dtype)
+    for name in fields:
+        clean[name] = array[name]
+    out = io.BytesIO()
+    np.save(out, clean, allow_pickle=False)
     return out.getvalue()
 
 
