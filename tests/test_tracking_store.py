@@ -629,41 +629,19 @@ def test_the_mlflow_ui_compare_names_opens_the_store_it_recorded_in(tmp_path, mo
     assert shlex.split(line.split("`")[3]) == ["mlflow", "ui", "--backend-store-uri", uri], line
 
 
-def test_runs_of_a_tracking_server_point_to_its_page_not_to_mlflow_ui(tmp_path):
+def test_runs_of_a_tracking_server_point_to_its_page_not_to_mlflow_ui(tracking_server):
     """`runs --tracking-uri http://...` ended with `mlflow ui --backend-store-uri http://...`, which stops with
     MLflow's traceback (UnsupportedModelRegistryStoreURIException): a tracking server is its own page."""
     import urllib.request
 
-    _store_with_a_fit(tmp_path / "mlflow.db")
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    mlflow = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen(
-        [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(port)]
-        + ["--workers", "1", "--default-artifact-root", str(tmp_path / "artifacts")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the MLflow server did not start"
-                time.sleep(0.5)
-        result = runner.invoke(app, ["runs", "--tracking-uri", uri])
-        assert result.exit_code == 0 and "knn" in result.stdout, result.output
-        assert result.stdout.splitlines()[-1] == f"open {uri} in a browser", result.stdout
-        with urllib.request.urlopen(uri, timeout=10) as page:
-            assert page.status == 200
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(30)
+    tracker = Tracker(tracking_server)
+    run_id = tracker.start_run("knn", tags={"model": "knn", "dataset": "digits", "seed": 1}, params={})
+    tracker.end_run(run_id, metrics={"test_accuracy": 0.9})
+    result = runner.invoke(app, ["runs", "--tracking-uri", tracking_server])
+    assert result.exit_code == 0 and "knn" in result.stdout, result.output
+    assert result.stdout.splitlines()[-1] == f"open {tracking_server} in a browser", result.stdout
+    with urllib.request.urlopen(tracking_server, timeout=10) as page:
+        assert page.status == 200
 
 
 def test_runs_help_does_not_send_to_a_bare_mlflow_ui():
