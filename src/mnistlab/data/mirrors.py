@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from mnistlab.errors import DatasetError, ParameterError
 
-__all__ = ["ascii_url", "checked_mirrors", "env_mirrors", "shown_url", "without_credentials"]
+__all__ = ["ascii_url", "checked_mirrors", "env_mirrors", "masked_credentials", "shown_url", "without_credentials"]
 
 _SCHEMES = ("http", "https", "file")  # a file:// URL is a folder of this machine, read as a mirror
 
@@ -83,14 +83,21 @@ def _userinfo(url: str) -> str | None:
     return netloc.rpartition("@")[0] if "@" in netloc else None
 
 
+def masked_credentials(url: str) -> tuple[str, str] | None:
+    """(``USER:PASSWORD@``, ``USER:***@``) of a URL that holds credentials (a token alone: ``TOKEN@`` and ``***@``);
+    None for one that holds none."""
+    info = _userinfo(url)
+    if info is None:
+        return None
+    user, colon, _ = info.partition(":")
+    return f"{info}@", f"{user}:***@" if colon else "***@"
+
+
 def shown_url(url: str) -> str:
     """``url`` as errors say it: a password in it (``https://USER:PASSWORD@host/``) as ``***``, a token alone too.
     Errors are kept in logs and shared; a mirror's password never is in clear."""
-    info = _userinfo(url)
-    if info is None:
-        return url
-    user, colon, _ = info.partition(":")
-    return url.replace(f"{info}@", f"{user}:***@" if colon else "***@", 1)
+    found = masked_credentials(url)
+    return url if found is None else url.replace(*found, 1)
 
 
 def without_credentials(url: str) -> tuple[str, str | None]:

@@ -20,10 +20,10 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from mnistlab._text import path_text
 from mnistlab.data.home import expand_home
+from mnistlab.data.mirrors import masked_credentials
 from mnistlab.errors import TrackingError
 
 __all__ = [
@@ -118,24 +118,12 @@ def reason(exc: BaseException) -> str:
         seen.add(id(exc))
 
 
-def _userinfo(uri: str) -> tuple[str, str] | None:
-    """(``USER:PASSWORD@``, ``USER:***@``) of a URI that holds a password (``http://USER:PASSWORD@host``,
-    ``postgresql://USER:PASSWORD@host/db``); None for one that holds none."""
-    try:
-        parts = urlsplit(uri)
-        if parts.password is None:
-            return None
-    except ValueError:  # a port that is no number: not a URL mnistlab can read a password from
-        return None
-    userinfo = parts.netloc.rpartition("@")[0]
-    return f"{userinfo}@", f"{userinfo.partition(':')[0]}:***@"
-
-
 def shown_uri(uri: str, text: str | None = None) -> str:
-    """``text`` (by default ``uri`` itself) with the password of the store ``uri`` as ``***``: a URI is said in
-    messages and recorded in ``--json``, which are kept in logs and shared, so a password in it never is."""
+    """``text`` (by default ``uri`` itself) with the password of the store ``uri`` as ``***`` (``http://USER:
+    PASSWORD@host``, ``postgresql://USER:PASSWORD@host/db``; a token alone too): a URI is said in messages and
+    recorded in ``--json``, which are kept in logs and shared, so a password in it never is."""
     text = uri if text is None else text
-    found = _userinfo(uri)
+    found = masked_credentials(uri)
     return text if found is None else text.replace(*found)
 
 
