@@ -255,7 +255,12 @@ def test_ctrl_c_stops_a_sweep_and_writes_nothing(runtime, tmp_path):
                 break
         time.sleep(8)  # into the first trial's 400 epochs (about 15 s of them)
         sweep.send_signal(signal.SIGINT)
-        assert sweep.wait(timeout=60) != 0
+        try:  # what it says meanwhile is read: a stderr pipe left full would hold the sweep up
+            _, said = sweep.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            sweep.kill()
+            pytest.fail(f"the sweep went on 60 s after Ctrl+C; it said: {sweep.communicate()[1][-3000:]}")
+        assert sweep.returncode != 0, said
     finally:
         sweep.kill()
     assert not spec.exists()
