@@ -539,6 +539,23 @@ def test_accuracy_summary_refuses_what_it_cannot_sum_up_in_one_sentence(accuraci
         accuracy_summary(accuracies, n_test)
 
 
+def test_comparisons_refuse_a_baseline_or_predictions_they_do_not_have_in_one_sentence():
+    """A baseline not among the models, a model without predictions and no model at all were a bare KeyError
+    ('svm') or ValueError (max() arg is an empty sequence) from inside the statistics."""
+    y = np.zeros(20, dtype=np.int64)
+    preds = {"knn": [y], "logreg": [y + 1]}
+    means = {"knn": 1.0, "logreg": 0.0}
+    with pytest.raises(InputError, match=r"baseline 'svm' is not among the models of means \('knn', 'logreg'\)"):
+        comparisons("d", means, [y], preds, baseline="svm")
+    with pytest.raises(InputError, match="preds holds no predictions of 'cnn'; give every model"):
+        comparisons("d", {**means, "cnn": 0.5}, [y], preds)
+    with pytest.raises(InputError, match="preds holds no predictions of 'cnn'"):
+        significance_matrix(["knn", "cnn"], [y], preds)
+    with pytest.raises(InputError, match="means is empty"):
+        comparisons("d", {}, [y], preds)
+    assert [r["verdict"] for r in comparisons("d", means, [y], preds, baseline="logreg")] == ["worse", "better"]
+
+
 def test_degenerate_comparisons_give_numbers_not_errors():
     y = np.zeros(1, dtype=np.int64)
     one_image = paired_test([y, y], [y, y], [y, y + 1])  # one test image: nothing says how another would go

@@ -330,6 +330,11 @@ def comparisons(
     models' ``significance_matrix`` where the caller has it (else made here);
     ``pool``, as for ``paired_test``.
     """
+    if not means:
+        raise InputError("means is empty; give each compared model's mean accuracy, one model at least.")
+    if baseline is not None and baseline not in means:
+        raise InputError(f"baseline {baseline!r} is not among the models of means ({', '.join(map(repr, means))}).")
+    _check_predicted(list(means), preds)
     best = max(means, key=lambda m: means[m])
     matrix = matrix if matrix is not None else significance_matrix(list(means), y_true, preds, pool=pool)
     out = [{**matrix[(m, best)], "dataset": dataset, "against": "best"} for m in means if m != best]
@@ -341,6 +346,7 @@ def comparisons(
 def significance_matrix(names: list[str], y_true: list[np.ndarray], preds: dict, *, pool: int | None = None) -> dict:
     """Every pair of models tested, Holm-corrected across all pairs: ``{(a, b): test}`` both ways round (``pool``:
     as for ``paired_test``)."""
+    _check_predicted(names, preds)
     pairs = list(itertools.combinations(names, 2))
     out = {}
     for row in _family(pairs, "each other", "", y_true, preds, pool):
@@ -354,3 +360,13 @@ def significance_matrix(names: list[str], y_true: list[np.ndarray], preds: dict,
         }
         out[(b, a)] = {**row, "a": b, "b": a, **flipped, "verdict": verdict(-row["diff"], row["p_holm"])}
     return out
+
+
+def _check_predicted(names: list[str], preds: dict) -> None:
+    """One sentence, not a KeyError, for a model that ``preds`` holds no predictions of."""
+    missing = [name for name in names if name not in preds]
+    if missing:
+        raise InputError(
+            f"preds holds no predictions of {', '.join(map(repr, missing))}; give every model its predictions per "
+            "seed, in the order of y_true."
+        )
