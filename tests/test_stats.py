@@ -401,6 +401,22 @@ def test_models_right_as_often_over_the_seeds_have_one_mean_and_tie_at_the_top()
     assert console.file.getvalue().count("91.76") == 2 and console.file.getvalue().count("\x1b[1;32m91.76") == 2
 
 
+def test_models_right_as_often_differ_by_zero_not_by_a_signed_rounding():
+    """The report showed "-0.00" between two models right on as many images: the flipped difference of identical
+    models was -0.0, and seeds whose differences cancel (+3, -1, -2 images of 10,000) gave a float mean of -9e-21."""
+    y = np.zeros(10_000, dtype=np.int64)
+    seeds = [_pair(10_000, 3, 0), _pair(10_000, 0, 1, both_wrong=5), _pair(10_000, 0, 2, both_wrong=9)]
+    cancel = paired_test([s[0] for s in seeds], [s[1] for s in seeds], [s[2] for s in seeds])
+    assert cancel["diff"] == 0.0 and math.copysign(1, cancel["diff"]) == 1
+    assert cancel["diff_ci95"][0] < 0 < cancel["diff_ci95"][1]
+    preds = {"knn": [y, y, y + 1], "twin": [y, y, y + 1]}
+    matrix = significance_matrix(["knn", "twin"], [y] * 3, preds)
+    for pair in (("knn", "twin"), ("twin", "knn")):
+        assert math.copysign(1, matrix[pair]["diff"]) == 1 and matrix[pair]["verdict"] == "not distinguishable at 5%"
+    shown = _comparisons_table([{**matrix[("twin", "knn")], "against": "best"}])
+    assert "<td>+0.00</td>" in shown and "<td>-0.00</td>" not in shown
+
+
 def test_comparisons_test_everyone_against_the_best_and_the_baseline_holm_corrected():
     y = np.zeros(1000, dtype=np.int64)
     preds = {"good": y.copy(), "mid": y.copy(), "bad": y.copy()}

@@ -169,7 +169,10 @@ def paired_test(
     outcomes = [ra.astype(np.int8) - rb.astype(np.int8) for ra, rb in rights]
     same_images = pool is None and all(np.array_equal(y, y_true[0]) for y in y_true)
     spread = _difference_spread(outcomes, same_images, pool)
-    diff = float(np.mean([o.mean() for o in outcomes]))
+    # Seeds of as many images: the mean of their differences is the pairs only a won less those only b won, over
+    # every pair, so models right as often differ by 0, not by a float mean's -9e-21 (shown as "-0.00").
+    same_size = len({len(o) for o in outcomes}) == 1
+    diff = (a_only - b_only) / n if same_size else float(np.mean([o.mean() for o in outcomes]))
     if spread.se == 0:
         # Nothing varies: every seed's difference alike, and no image leaning to a model beyond what a seed's
         # noise gives (no discordant pair anywhere, or every image won by the same model). There is no t; the
@@ -353,8 +356,8 @@ def significance_matrix(names: list[str], y_true: list[np.ndarray], preds: dict,
         a, b = row["a"], row["b"]
         out[(a, b)] = row
         flipped = {
-            "diff": -row["diff"],
-            "diff_ci95": [-row["diff_ci95"][1], -row["diff_ci95"][0]],
+            "diff": 0.0 - row["diff"],  # not -0.0 for a difference of 0 (shown as "-0.00")
+            "diff_ci95": [0.0 - row["diff_ci95"][1], 0.0 - row["diff_ci95"][0]],
             "a_only": row["b_only"],
             "b_only": row["a_only"],
         }
