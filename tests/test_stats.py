@@ -555,6 +555,24 @@ def test_accuracy_summary_refuses_what_it_cannot_sum_up_in_one_sentence(accuraci
         accuracy_summary(accuracies, n_test)
 
 
+def test_accuracy_summary_refuses_answers_that_are_not_one_per_test_image_per_seed():
+    """Predictions of another length were broadcast over the labels (one prediction taken as the answer for every
+    test image) and the interval drawn from that; answers for fewer seeds than accuracies, or labels without
+    predictions, were dropped without a word."""
+    y = np.arange(10) % 10
+    with pytest.raises(InputError, match=r"Seed 1 has labels of shape \(10,\) and predictions of shape \(1,\)"):
+        accuracy_summary([0.5, 0.6], 10, y_true=[y, y], y_pred=[y[:1], y[:1]])
+    with pytest.raises(InputError, match=r"one accuracy per seed \(3\); got 2 and 2 arrays"):
+        accuracy_summary([0.5, 0.6, 0.7], 10, y_true=[y, y], y_pred=[y, y])
+    with pytest.raises(InputError, match="Give both y_true and y_pred"):
+        accuracy_summary([0.5, 0.6], 10, y_true=[y, y])
+    with pytest.raises(InputError, match=r"n_test \(20\) of each"):
+        accuracy_summary([0.5, 0.6], 20, y_true=[y, y], y_pred=[y, y])
+    wrong = (y + 1) % 10
+    answers = [np.where(np.arange(10) < 5, y, wrong), np.where(np.arange(10) < 6, y, wrong)]
+    assert accuracy_summary([0.5, 0.6], 10, y_true=[y, y], y_pred=answers)["mean"] == pytest.approx(0.55)
+
+
 def test_comparisons_refuse_a_baseline_or_predictions_they_do_not_have_in_one_sentence():
     """A baseline not among the models, a model without predictions and no model at all were a bare KeyError
     ('svm') or ValueError (max() arg is an empty sequence) from inside the statistics."""

@@ -29,6 +29,7 @@ from statsmodels.stats.multitest import multipletests
 
 from mnistlab.errors import InputError
 from mnistlab.lab.mcnemar import ALPHA, exact_test
+from mnistlab.lab.statinputs import checked_answers
 from mnistlab.lab.wilson import wilson_interval
 
 __all__ = ["ALPHA", "accuracy_summary", "paired_test", "holm", "verdict", "comparisons", "significance_matrix"]
@@ -67,6 +68,7 @@ def accuracy_summary(
     (in ``benchmarks/bench_stats.py`` 98.7-99.8% coverage, 94-96% with it).
     """
     acc = _checked_accuracies(accuracies, n_test)
+    rights = checked_answers(y_true, y_pred, len(acc), n_test)
     # Seeds that agree are found by equality, not by std == 0: the mean of equal floats may round (std 1e-16).
     if bool(np.all(acc == acc[0])):  # one seed, or a deterministic model on the same data: the test sample's spread
         mean = float(acc[0])
@@ -79,9 +81,9 @@ def accuracy_summary(
     # The test sample's part is not divided by the seeds: with the official split every seed is tested on the same
     # images. p(1 - p) / n bounds it from above (accuracies alone cannot tell an image's share from a seed's).
     sample = mean * (1 - mean) / (n_test if pool is None else pool)
-    if pool is None and y_true is not None and y_pred is not None and len(y_true) == len(acc) > 1:
+    if pool is None and y_true is not None and rights is not None:
         if all(np.array_equal(y, y_true[0]) for y in y_true):  # the same test images: their own part, from answers
-            sample = _images_part(np.stack([np.asarray(p) == np.asarray(y) for y, p in zip(y_true, y_pred)]))
+            sample = _images_part(np.stack(rights))
     half = _spread(std**2 / len(acc), len(acc), sample).half_width
     return {"mean": mean, "std": std, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
 
