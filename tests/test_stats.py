@@ -573,6 +573,23 @@ def test_accuracy_summary_refuses_answers_that_are_not_one_per_test_image_per_se
     assert accuracy_summary([0.5, 0.6], 10, y_true=[y, y], y_pred=answers)["mean"] == pytest.approx(0.55)
 
 
+@pytest.mark.parametrize("pool", [0, -5, 3, 12.5, "1797", True])
+def test_a_pool_of_no_images_or_fewer_than_were_drawn_is_refused_in_one_sentence(pool):
+    """pool=0 was a ZeroDivisionError from accuracy_summary (a divide-by-zero warning and p = 1 from paired_test),
+    a negative pool a math domain error or an interval of nonsense."""
+    y = np.arange(10) % 10
+    with pytest.raises(InputError, match=r"pool must be the number of images .* at least the 10 test images, got"):
+        accuracy_summary([0.5, 0.6], 10, pool=pool)
+    with pytest.raises(InputError, match=r"pool must be the number of images .* at least the 10 test images, got"):
+        paired_test([y, (y + 3) % 10], [y, y], [(y + 1) % 10, (y + 3) % 10], pool=pool)
+
+
+def test_a_pool_as_large_as_the_test_images_or_larger_is_taken():
+    y = np.arange(10) % 10
+    assert accuracy_summary([0.5, 0.6], 10, pool=np.int64(10))["mean"] == pytest.approx(0.55)
+    assert 0 <= paired_test([y, (y + 3) % 10], [y, y], [(y + 1) % 10, (y + 3) % 10], pool=1797.0)["p_value"] <= 1
+
+
 def test_comparisons_refuse_a_baseline_or_predictions_they_do_not_have_in_one_sentence():
     """A baseline not among the models, a model without predictions and no model at all were a bare KeyError
     ('svm') or ValueError (max() arg is an empty sequence) from inside the statistics."""

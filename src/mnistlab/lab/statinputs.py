@@ -9,7 +9,7 @@ import numpy as np
 
 from mnistlab.errors import InputError
 
-__all__ = ["checked_answers"]
+__all__ = ["checked_answers", "checked_pool"]
 
 
 def checked_answers(y_true: Sequence | None, y_pred: Sequence | None, seeds: int, n_test: int) -> list | None:
@@ -33,3 +33,17 @@ def checked_answers(y_true: Sequence | None, y_pred: Sequence | None, seeds: int
             )
         rights.append(p == y)
     return rights
+
+
+def checked_pool(pool, n_test: int) -> None:
+    """Refuse a ``pool`` (the images each seed drew its test images from) that is no whole number of at least the
+    ``n_test`` images drawn: 0 was a ZeroDivisionError, a negative one a math domain error or an interval of
+    nonsense."""
+    if pool is None:
+        return
+    whole = isinstance(pool, (int, float, np.number)) and not isinstance(pool, bool) and float(pool).is_integer()
+    if not whole or pool < n_test:
+        raise InputError(
+            f"pool must be the number of images each seed drew its test images from, a whole number of at least "
+            f"the {n_test:g} test images, got {pool!r}; give None where every seed was tested on the same images."
+        )

@@ -29,7 +29,7 @@ from statsmodels.stats.multitest import multipletests
 
 from mnistlab.errors import InputError
 from mnistlab.lab.mcnemar import ALPHA, exact_test
-from mnistlab.lab.statinputs import checked_answers
+from mnistlab.lab.statinputs import checked_answers, checked_pool
 from mnistlab.lab.wilson import wilson_interval
 
 __all__ = ["ALPHA", "accuracy_summary", "paired_test", "holm", "verdict", "comparisons", "significance_matrix"]
@@ -69,6 +69,7 @@ def accuracy_summary(
     """
     acc = _checked_accuracies(accuracies, n_test)
     rights = checked_answers(y_true, y_pred, len(acc), n_test)
+    checked_pool(pool, n_test)
     # Seeds that agree are found by equality, not by std == 0: the mean of equal floats may round (std 1e-16).
     if bool(np.all(acc == acc[0])):  # one seed, or a deterministic model on the same data: the test sample's spread
         mean = float(acc[0])
@@ -162,6 +163,7 @@ def paired_test(
     share their test images (the official split) or each tested on new ones.
     """
     rights = _rights(y_true, pred_a, pred_b)
+    checked_pool(pool, max(len(ra) for ra, _ in rights))
     seeds = [(len(ra), int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))) for ra, rb in rights]
     n, a_only, b_only = (sum(s[i] for s in seeds) for i in range(3))
     common = {"n": n, "a_only": a_only, "b_only": b_only}
