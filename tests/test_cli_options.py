@@ -285,6 +285,29 @@ def test_images_of_fewer_pixels_than_a_recipe_keeps_components_are_one_sentence_
     assert not (tmp_path / "m").exists()
 
 
+def test_a_folder_of_images_that_are_not_square_is_one_sentence_before_any_fit(tmp_path):
+    """A folder of 28 x 20 images: compare fitted every model on their 560 pixels (a CNN on them laid out as a
+    24 x 24 image), recorded the runs, then failed drawing the report ("560 pixels per row, expected a square
+    number ... flattened row by row"), a sentence about arrays the user never gave."""
+    from mnistlab.testing import write_idx_folder
+
+    rng = np.random.default_rng(0)
+    y, y_test = np.arange(100) % 10, np.arange(40) % 10
+    X, X_test = ((rng.random((len(labels), 28, 20)) * 255).astype(np.uint8) for labels in (y, y_test))
+    folder = write_idx_folder(tmp_path / "wide", {"train_images": X, "train_labels": y, "test_images": X_test,
+                                                  "test_labels": y_test})  # fmt: skip
+    store = tmp_path / "s.db"
+    for models in (["knn"], ["cnn-fast"]):
+        args = ["compare", *models, "--cv", "0", "--dataset", str(folder), "--out", str(tmp_path / "r")]
+        result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"Error: {folder / 'train-images-idx3-ubyte.gz'} holds images of 28 x 20 pixels (height x width), and "
+            "mnistlab's models read square images only; crop or pad them to a square."
+        )
+        assert not store.exists() and not (tmp_path / "r").exists()  # before any fit, or any run recorded
+
+
 def test_serve_refuses_a_busy_port_before_loading_the_model():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
