@@ -30,6 +30,22 @@ def test_arrays_that_fit_are_trained(digits, tmp_path):
     assert train_recipe("knn", cv=0, out=tmp_path / "m", data=digits)["test_accuracy"] > 0.8
 
 
+@pytest.mark.parametrize("recipe", ["knn", "sgd-hinge"])
+def test_images_as_a_stack_train_as_their_rows_do(digits, tmp_path, recipe):
+    """knn and the SGD lesson read no stack of images: load_mnist's images (N, 28, 28), or torch's (N, 1, 28, 28),
+    were scikit-learn's 'Found array with dim 3, while dim <= 2 is required by KNeighborsClassifier', where logreg,
+    knn-deskew and the CNNs took them; each recipe now reads a stack as its rows."""
+    from mnistlab.lab.evaluate import evaluate_model
+
+    X_tr, X_te, y_tr, y_te = digits
+    rows = train_recipe(recipe, cv=2, out=tmp_path / "rows", data=digits)
+    for shape in ((8, 8), (1, 8, 8), (8, 8, 1)):
+        stacks = (X_tr.reshape(-1, *shape), X_te.reshape(-1, *shape), y_tr, y_te)
+        result = train_recipe(recipe, cv=2, out=tmp_path / "stacks", data=stacks)
+        assert result["test_accuracy"] == rows["test_accuracy"] and result["cv_scores"] == rows["cv_scores"]
+        assert evaluate_model(tmp_path / "stacks", data=stacks)["accuracy"] == rows["test_accuracy"]
+
+
 def test_not_four_arrays(tmp_path, digits):
     said = "data must be four arrays, (X_train, X_test, y_train, y_test)."
     assert _refusal(digits[:2], tmp_path).startswith(said)

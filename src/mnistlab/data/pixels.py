@@ -15,7 +15,7 @@ import numpy as np
 
 from mnistlab.errors import InputError
 
-__all__ = ["UNIT_SCALE_MAX", "float_scale", "from_torch", "as_images", "unit_pixels", "as_digit"]
+__all__ = ["UNIT_SCALE_MAX", "float_scale", "from_torch", "as_images", "as_rows", "unit_pixels", "as_digit"]
 
 # Floats whose brightest value is at most this are on the 0-1 scale, others on 0-255. Not 1: a 0-1
 # image resampled (bicubic, Lanczos) overshoots 1 by a tenth or two, and read as 0-255 it would be a
@@ -62,6 +62,19 @@ def as_images(X, *, what: str = "images") -> np.ndarray:
             f"by row{one if len(X) == X.shape[1] else ''}."
         )
     return X.reshape(len(X), side, side)
+
+
+def as_rows(X):
+    """A stack of square images (as ``as_images`` takes them: N x H x W, one grey channel first or last) as the flat
+    rows N x H*W that every recipe reads (k-NN and the SGD lesson take no stack); anything else as it is."""
+    X = from_torch(X)
+    if np.ndim(X) not in (3, 4):
+        return X
+    try:
+        images = as_images(X)
+    except InputError:  # four axes and no grey channel: left to the model's own sentence
+        return X
+    return images.reshape(len(images), -1) if images.shape[1] == images.shape[2] else X
 
 
 def unit_pixels(X: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test
 
 from mnistlab._processes import joblib_workers_exit_with_parent
 from mnistlab.data.load import load_mnist, load_split
+from mnistlab.data.pixels import as_rows
 from mnistlab.errors import DatasetError, InputError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions, callback, check_model_dir, noop
 from mnistlab.lab.record import Record, arrays_sha256, json_safe_params, run_metrics, trained_device, tuned_elsewhere
@@ -99,6 +100,7 @@ def given_arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         X_train, X_test, y_train, y_test = (np.asarray(a) for a in data)
     except (TypeError, ValueError):  # not four arrays, or a ragged one
         raise InputError("data must be four arrays, (X_train, X_test, y_train, y_test).") from None
+    X_train, X_test = as_rows(X_train), as_rows(X_test)  # images (N, 28, 28) as the rows every recipe reads
     for X, y, part in ((X_train, y_train, "train"), (X_test, y_test, "test")):
         if y.ndim != 1 or X.ndim < 2 or len(y) != len(X):
             n_images = len(X) if X.ndim else 0
