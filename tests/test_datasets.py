@@ -323,18 +323,21 @@ def test_a_folder_given_with_a_tilde_is_looked_for_in_the_home_folder(mnist_dir,
     assert not (tmp_path / "~").exists()
 
 
-def test_an_emnist_digits_folder_loads_with_its_images_turned_the_way_mnist_holds_them(tmp_path):
+@pytest.mark.parametrize("emnist_set", ["digits", "mnist"])
+def test_an_emnist_digits_folder_loads_with_its_images_turned_the_way_mnist_holds_them(tmp_path, emnist_set):
     # EMNIST's own file names (emnist-digits-train-images-idx3-ubyte.gz, ...) were 'does not hold the four IDX
     # files'; and EMNIST stores each image transposed, so renamed files loaded digits lying on their side.
+    # EMNIST's other set of the ten digits, emnist-mnist-*, was still 'does not hold the four IDX files'.
     rng = np.random.default_rng(3)
     images = {"train": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), "test": rng.integers(0, 256, (10, 28, 28))}
     folder = tmp_path / "gzip"
     folder.mkdir()
     for split, upright in images.items():
         stored = np.ascontiguousarray(upright.astype(np.uint8).transpose(0, 2, 1))  # as EMNIST publishes them
-        write_idx(folder / f"emnist-digits-{split}-images-idx3-ubyte.gz", stored)
+        write_idx(folder / f"emnist-{emnist_set}-{split}-images-idx3-ubyte.gz", stored)
         write_idx(
-            folder / f"emnist-digits-{split}-labels-idx1-ubyte.gz", (np.arange(len(upright)) % 10).astype(np.uint8)
+            folder / f"emnist-{emnist_set}-{split}-labels-idx1-ubyte.gz",
+            (np.arange(len(upright)) % 10).astype(np.uint8),
         )
     b = load_mnist(data_dir=folder)
     assert (b.details["n_train"], b.details["n_test"]) == (20, 10) and not b.details["verified"]

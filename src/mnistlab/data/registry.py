@@ -93,22 +93,34 @@ DATASETS: dict[str, DatasetSpec] = {
     ),
 }
 
-# Other spellings of the four files found in the wild (raw, dotted, "test" for "t10k"), and EMNIST's digits
-# as NIST publishes them (its other sets are letters, or digits and letters: not ten digits).
+# Other spellings of the four files found in the wild (raw, dotted, "test" for "t10k"), and EMNIST's two sets of the
+# ten digits as NIST publishes them, "digits" and "mnist" (its other sets are letters, or digits and letters).
 FILE_PATTERNS = {
-    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte", "emnist-digits-train-images-idx3-ubyte"),
-    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte", "emnist-digits-train-labels-idx1-ubyte"),
+    "train_images": (
+        "train-images-idx3-ubyte",
+        "train-images.idx3-ubyte",
+        "emnist-digits-train-images-idx3-ubyte",
+        "emnist-mnist-train-images-idx3-ubyte",
+    ),
+    "train_labels": (
+        "train-labels-idx1-ubyte",
+        "train-labels.idx1-ubyte",
+        "emnist-digits-train-labels-idx1-ubyte",
+        "emnist-mnist-train-labels-idx1-ubyte",
+    ),
     "test_images": (
         "t10k-images-idx3-ubyte",
         "t10k-images.idx3-ubyte",
         "test-images-idx3-ubyte",
         "emnist-digits-test-images-idx3-ubyte",
+        "emnist-mnist-test-images-idx3-ubyte",
     ),
     "test_labels": (
         "t10k-labels-idx1-ubyte",
         "t10k-labels.idx1-ubyte",
         "test-labels-idx1-ubyte",
         "emnist-digits-test-labels-idx1-ubyte",
+        "emnist-mnist-test-labels-idx1-ubyte",
     ),
 }
 # EMNIST stores each image transposed (rows as columns): its images are turned back as they are read.
