@@ -345,6 +345,24 @@ def test_an_emnist_digits_folder_loads_with_its_images_turned_the_way_mnist_hold
     assert np.array_equal(load_mnist(data_dir=folder).images, b.images)  # the same from the cache
 
 
+@pytest.mark.parametrize("emnist_set", ["letters", "balanced"])
+def test_a_folder_of_emnists_letters_says_they_are_not_read_not_that_files_are_missing(tmp_path, emnist_set):
+    # Such a folder (its four files as NIST publishes them) was 'does not hold the four IDX files (train-images,
+    # ...); give the folder that holds them', as if a file were missing; renamed, they are refused by their labels.
+    folder = tmp_path / "gzip"
+    folder.mkdir()
+    for split in ("train", "test"):
+        write_idx(folder / f"emnist-{emnist_set}-{split}-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8))
+        write_idx(folder / f"emnist-{emnist_set}-{split}-labels-idx1-ubyte.gz", np.array([1, 2, 26], np.uint8))
+    with pytest.raises(DatasetError) as said:
+        load_mnist(data_dir=folder)
+    assert str(said.value) == (
+        f"{folder} holds emnist-{emnist_set}-test-images-idx3-ubyte.gz, of EMNIST's {emnist_set} set, whose classes "
+        "are not the ten digits, and mnistlab reads sets of the ten digits only; give a folder of EMNIST's digits "
+        "(its emnist-digits or emnist-mnist files) or of other digits labelled 0-9."
+    )
+
+
 def test_a_folder_of_links_is_recorded_as_the_folder_given_not_where_the_links_point(tmp_path):
     # details["path"] was the folder the train-images link points to: a model compared on the folder recorded
     # that one as its data_dir, and evaluate then said it "no longer holds them" (the files there have other names).

@@ -14,6 +14,7 @@ when it fails a check.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from mnistlab.data.cache import cache_root, fresh_manifest
@@ -27,6 +28,8 @@ __all__ = ["find_idx_files", "not_four_files", "locate", "checksums_of", "sha256
 
 _SHORT = dict(zip(ROLES, ("train-images", "train-labels", "t10k-images", "t10k-labels")))  # as sentences name them
 _FOUR = f"the four IDX files ({', '.join(_SHORT.values())})"
+# A file of one of EMNIST's sets as NIST publishes them; the name of the set is the group.
+_EMNIST_FILE = re.compile(r"emnist-([a-z]+)-(?:train|test)-(?:images-idx3|labels-idx1)-ubyte(?:\.gz)?")
 
 
 def find_idx_files(folder: Path) -> dict[str, Path] | None:
@@ -61,6 +64,13 @@ def not_four_files(folder: Path) -> str:
     if not found and not folder.is_dir():
         return f"{folder} is a file, not a folder; give the folder that holds {_FOUR}."
     if not found:
+        other = _emnist_file(folder)
+        if other is not None:  # letters, or digits and letters: not that a file is missing
+            return (
+                f"{folder} holds {other[0]}, of EMNIST's {other[1]} set, whose classes are "
+                "not the ten digits, and mnistlab reads sets of the ten digits only; give a folder of EMNIST's digits "
+                "(its emnist-digits or emnist-mnist files) or of other digits labelled 0-9."
+            )
         return f"{folder} does not hold {_FOUR}; give the folder that holds them."
     missing = [_SHORT[role] for role in ROLES if role not in found]
     held = " and ".join(found[role].name for role in ROLES if role in found)
@@ -68,6 +78,16 @@ def not_four_files(folder: Path) -> str:
         f"{folder} holds {held} but no {' or '.join(missing)} file; add {'it' if len(missing) == 1 else 'them'}, "
         "or give the folder that holds all four."
     )
+
+
+def _emnist_file(folder: Path) -> tuple[str, str] | None:
+    """The name of a file of one of EMNIST's sets in ``folder`` (the first by name) and the set's; None if none."""
+    try:
+        name = min((p.name for p in folder.iterdir() if _EMNIST_FILE.fullmatch(p.name)), default=None)
+    except OSError:  # a folder that can be looked into but not listed
+        return None
+    found = _EMNIST_FILE.fullmatch(name) if name is not None else None
+    return (found.string, found.group(1)) if found is not None else None
 
 
 def sha256_decompressed(path: Path) -> str:
