@@ -184,3 +184,17 @@ def test_a_figure_the_disk_refuses_is_said_of_out_not_of_a_hidden_folder(tmp_pat
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.startswith(f"Cannot write the report into --out {out} (File too large); free space"), run.stdout
     assert list(out.iterdir()) == []
+
+
+def test_a_fit_of_too_few_steps_to_learn_says_so_as_train_does(tmp_path):
+    """compare of cnn-fast on a small dataset (200 images: 2 optimizer steps) read 10-40% without a word of why,
+    where train says in a note line that fewer than 100 steps seldom learn; the note was only kept in the run."""
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+
+    args = ["compare", "cnn-fast", "--dataset", "digits", "--limit", "200", "--n-jobs", "1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--tracking-uri", str(tmp_path / "s.db")])
+    assert result.exit_code == 0, result.output
+    said = "[1/1] digits seed 42: cnn-fast: note: the CNN took 2 optimizer steps (2 epochs of 1 batches of about 200"
+    assert said in result.stderr and "fewer than 100 seldom learn" in result.stderr

@@ -116,6 +116,8 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
             ) from None
         raise RecipeError(f"{name} failed ({type(exc).__name__}: {exc}); fix the classifier's code.") from None
     estimator, notes, y_pred = run.estimator, run.notes, run.y_pred
+    for note in notes:  # a CNN of too few steps to learn (a small dataset's): said as train says it, not only kept
+        progress(f"{name}: note: {note}")
     stretched = d.stretched_from if d.stretched_from != 255 else None
     record = Record(
         recipe,
