@@ -308,6 +308,28 @@ def test_a_folder_of_images_that_are_not_square_is_one_sentence_before_any_fit(t
         assert not store.exists() and not (tmp_path / "r").exists()  # before any fit, or any run recorded
 
 
+def test_test_images_of_a_class_no_training_image_has_are_one_sentence_before_any_fit(tmp_path):
+    """Training files of 0s and 3s, test files of 0s, 3s and 7s: compare fitted, and every model got each 7 wrong
+    (knn 66%) without a word of why; evaluate_model(data=...) refuses such test labels already."""
+    from mnistlab.testing import write_idx_folder
+
+    rng = np.random.default_rng(0)
+    y, y_test = np.arange(100) % 2 * 3, np.arange(30) % 3 * 3 + np.arange(30) % 3 // 2  # 0 and 3; 0, 3 and 7
+    X, X_test = ((rng.random((len(labels), 8, 8)) * 255).astype(np.uint8) for labels in (y, y_test))
+    folder = write_idx_folder(tmp_path / "some", {"train_images": X, "train_labels": y, "test_images": X_test,
+                                                  "test_labels": y_test})  # fmt: skip
+    assert sorted(set(y_test.tolist())) == [0, 3, 7]
+    store = tmp_path / "s.db"
+    args = ["compare", "knn", "--cv", "0", "--dataset", str(folder), "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {folder / 't10k-labels-idx1-ubyte.gz'} labels 10 test images with classes no training image has "
+        "(7), so every model would get them wrong; give test and training files of the same classes."
+    )
+    assert not store.exists() and not (tmp_path / "r").exists()  # before any fit, or any run recorded
+
+
 def test_serve_refuses_a_busy_port_before_loading_the_model():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

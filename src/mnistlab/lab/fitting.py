@@ -64,6 +64,7 @@ def split_for(name: str, bunch, options: RunOptions) -> TrainTest:
     )
     options.check_limit(y_train)
     check_classes(y_train, name)
+    _check_test_classes(name, bunch, y_train, y_test)
     if options.limit is not None and options.limit < len(y_train):
         X_train, _, y_train, _ = train_test_split(
             X_train, y_train, train_size=options.limit, stratify=y_train, random_state=options.seed
@@ -79,6 +80,20 @@ def split_for(name: str, bunch, options: RunOptions) -> TrainTest:
     # (verified) say that its name does.
     data_dir = None if bunch.details["verified"] else bunch.details["path"]
     return TrainTest(X_train, X_test, y_train, y_test, bunch.details["data_sha256"], name, top, data_dir)
+
+
+def _check_test_classes(name: str, bunch, y_train, y_test) -> None:
+    """Refuse test images of a class no training image has: every model gets each of them wrong, a comparison of
+    nothing (a test labels file of other classes than the training set's, as a test set of 7s for a model of 0s and
+    3s read 66% without a word of why)."""
+    unseen, counts = np.unique(y_test[~np.isin(y_test, y_train)], return_counts=True)
+    if unseen.size:
+        where = bunch.details.get("files", {}).get("test_labels") or f"the test set of {name}"
+        shown = ", ".join(str(c) for c in unseen[:10].tolist()) + (", ..." if unseen.size > 10 else "")
+        raise DatasetError(
+            f"{where} labels {int(counts.sum()):,} test images with classes no training image has ({shown}), so "
+            "every model would get them wrong; give test and training files of the same classes."
+        )
 
 
 class Fitted(NamedTuple):
