@@ -242,6 +242,28 @@ def test_only_corrupt_mirrors_fail_with_a_clear_message(tiny, tmp_path):
     assert list((tmp_path / "dl").iterdir()) == []
 
 
+@pytest.mark.skipif(Path("/usr/share/datasets/mnist").exists(), reason="MNIST is installed here")
+@pytest.mark.parametrize("command", [["train", "knn", "--limit", "500"], ["data", "info"]])
+def test_no_copy_of_mnist_advises_what_the_command_takes(tmp_path, monkeypatch, command):
+    """`mnistlab train knn` without MNIST and no network advised 'set MNISTLAB_DATA or pass --data-dir', and
+    `train --data-dir DIR` is 'No such option: --data-dir' (as is evaluate's, compare's and export's)."""
+    monkeypatch.delenv("MNISTLAB_DATA", raising=False)
+    monkeypatch.delenv("MNISTLAB_MIRRORS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setitem(
+        DATASETS, "mnist", DatasetSpec(**{**DATASETS["mnist"].__dict__, "mirrors": ("http://127.0.0.1:9/",)})
+    )
+    result = CliRunner().invoke(app, [*command, *(["--out", str(tmp_path / "m")] if command[0] == "train" else [])])
+    assert result.exit_code == 2, result.output
+    said = result.stderr.strip().splitlines()[-1]
+    assert said.startswith("Error: mnist was not found") and "pass --data-dir" not in said
+    assert said.endswith(
+        "; check the network, or set MNISTLAB_DATA to a folder holding the four IDX files (data info and show also "
+        "take it as --data-dir, Python as data_dir=)."
+    )
+    assert not (tmp_path / "m").exists()
+
+
 def test_no_copy_and_no_network_names_the_places_searched(tiny, monkeypatch):
     monkeypatch.setitem(DATASETS, "tiny", DatasetSpec(**{**tiny[0].__dict__, "mirrors": ("http://127.0.0.1:9/",)}))
     with pytest.raises(DatasetError) as info:
@@ -250,7 +272,8 @@ def test_no_copy_and_no_network_names_the_places_searched(tiny, monkeypatch):
     assert "tiny was not found" in msg and "MNISTLAB_DATA" in msg and "/usr/share/datasets/tiny" in msg
     assert "and could not be downloaded (no mirror gave a verified train-images-idx3-ubyte.gz: " in msg
     assert msg.endswith(
-        "; check the network, or set MNISTLAB_DATA or pass --data-dir to a folder holding the four IDX files."
+        "; check the network, or set MNISTLAB_DATA to a folder holding the four IDX files (data info and show also "
+        "take it as --data-dir, Python as data_dir=)."
     )
     assert msg.count(". ") == 0  # one sentence, one piece of advice
 

@@ -198,14 +198,18 @@ def _details(name, files, manifest, verified):
 def _not_found(name: str, searched: list[str], failed: str | None = None) -> str:
     places = "; ".join(searched)
     if failed is None:
-        return (
-            f"{name} was not found (searched {places}); set MNISTLAB_DATA or pass --data-dir to a folder "
-            f"holding the four IDX files, or connect to the network to download them."
-        )
+        return f"{name} was not found (searched {places}); set {_FOLDER}, or connect to the network to download them."
     return (
         f"{name} was not found (searched {places}) and could not be downloaded ({failed}); check the network, "
-        f"or set MNISTLAB_DATA or pass --data-dir to a folder holding the four IDX files."
+        f"or set {_FOLDER}."
     )
+
+
+# Where the data is when it is not found: train, evaluate, compare and export have no --data-dir (it was advised).
+_FOLDER = (
+    "MNISTLAB_DATA to a folder holding the four IDX files (data info and show also take it as --data-dir, Python "
+    "as data_dir=)"
+)
 
 
 def _digits():
