@@ -523,6 +523,21 @@ def test_runs_of_a_folder_are_found_by_the_folder_compare_was_given(tmp_path, mo
     assert table.exit_code == 0 and "1 run(s)" in table.stdout, table.output
 
 
+def test_runs_of_a_folder_of_a_registered_datasets_files_are_found_by_that_folder(tmp_path, mnist_dir, monkeypatch):
+    # `compare --dataset ./my-mnist`, a copy of MNIST's published files (Fashion-MNIST's as cloned from GitHub),
+    # records its runs as mnist's, without the folder; `runs --dataset ./my-mnist` listed none: "0 run(s)".
+    shutil.copytree(mnist_dir, tmp_path / "my-mnist")
+    monkeypatch.chdir(tmp_path)
+    store = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    args = ["compare", "logreg", "--dataset", "my-mnist", "--limit", "500", "--cv", "0", "--n-jobs", "1"]
+    done = runner.invoke(app, [*args, "--out", "r", *store])
+    assert done.exit_code == 0, done.output
+    listed = json.loads(runner.invoke(app, ["runs", "--dataset", "./my-mnist", "--json", *store]).stdout)
+    assert [(r["model"], r["dataset"], r["data_dir"]) for r in listed] == [("logreg", "mnist", None)]
+    table = runner.invoke(app, ["runs", "--dataset", "my-mnist", *store])
+    assert table.exit_code == 0 and "1 run(s)" in table.stdout, table.output
+
+
 def test_runs_says_its_store_whole_on_one_line_however_narrow_the_table(tmp_path):
     # The count and the store's URI were the table's title, folded to the table's width: with no run, or none of a
     # --dataset, the URI came out cut mid-word over three lines ("...data/mnis" / "tlab/tracking/mlflow.db").

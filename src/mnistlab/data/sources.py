@@ -23,7 +23,7 @@ from mnistlab.data.idx import idx_sha256
 from mnistlab.data.registry import DATASETS, FILE_PATTERNS, ROLES
 from mnistlab.errors import ChecksumError, DatasetError, IDXFormatError
 
-__all__ = ["find_idx_files", "not_four_files", "locate", "checksums_of", "sha256_decompressed"]
+__all__ = ["find_idx_files", "not_four_files", "locate", "checksums_of", "published_name", "sha256_decompressed"]
 
 
 _SHORT = dict(zip(ROLES, ("train-images", "train-labels", "t10k-images", "t10k-labels")))  # as sentences name them
@@ -187,3 +187,17 @@ def checksums_of(name: str, files: dict[str, Path]) -> dict[str, str]:
     if manifest is not None:
         return dict(manifest["checksums"])
     return {role: idx_sha256(files[role]) for role in ROLES}
+
+
+def published_name(folder: Path) -> str | None:
+    """The registered dataset whose published files ``folder`` holds (each file's sha256), or None: a fit of them
+    records that dataset's name, not the folder (``lab.fitting.split_for``)."""
+    try:
+        files = find_idx_files(folder)
+        if files is None:
+            return None
+        known = (fresh_manifest(spec.name, files) for spec in DATASETS.values())  # a folder loaded before: no hashing
+        checksums = next((m["checksums"] for m in known if m is not None), None) or checksums_of(folder.name, files)
+    except (DatasetError, IDXFormatError, OSError):  # unreadable, or no IDX files: no dataset's
+        return None
+    return next((s.name for s in DATASETS.values() if all(checksums[r] == s.sha256[r] for r in ROLES)), None)

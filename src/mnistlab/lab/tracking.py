@@ -278,7 +278,7 @@ class Tracker:
         if self.empty:
             return []
         # A folder given: the runs that recorded it too (as path_text wrote it: MLflow keeps UTF-8 text alone).
-        wanted = {path_text(d) for d in (dataset, dataset_folder(dataset)) if d is not None}
+        wanted = {path_text(d) for d in (dataset, *dataset_folder(dataset)) if d is not None}
         rows: list[dict] = []
         size = 1000 if last is None else min(1000, max(100, 2 * last))  # comparisons' runs are read and left out
         token = None

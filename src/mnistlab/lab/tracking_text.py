@@ -24,6 +24,7 @@ from pathlib import Path
 from mnistlab._text import path_text
 from mnistlab.data.home import expand_home
 from mnistlab.data.mirrors import masked_credentials
+from mnistlab.data.sources import published_name
 from mnistlab.errors import TrackingError
 
 __all__ = [
@@ -194,13 +195,18 @@ def _known_schema(revision: str) -> bool:
         return False
 
 
-def dataset_folder(dataset: str | None) -> str | None:
-    """The folder ``dataset`` names (``./my-digits``), resolved as a fit records it; None where it names none."""
+def dataset_folder(dataset: str | None) -> tuple[str, ...]:
+    """What the fits of the folder ``dataset`` names (``./my-digits``) recorded: the folder, resolved as a fit records
+    it, and the registered dataset whose published files it holds (a fit of those records its name, not the folder:
+    ``runs --dataset ~/fashion`` listed none of its runs); none where it names no folder."""
     try:
         path = expand_home(dataset, ValueError) if dataset else None
     except ValueError:  # ~nosuchuser/...
-        return None
-    return str(path.resolve()) if path is not None and path.is_dir() else None
+        return ()
+    if path is None or not path.is_dir():
+        return ()
+    published = published_name(path)
+    return (str(path.resolve()),) if published is None else (str(path.resolve()), published)
 
 
 @contextlib.contextmanager
