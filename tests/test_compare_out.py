@@ -198,3 +198,15 @@ def test_a_fit_of_too_few_steps_to_learn_says_so_as_train_does(tmp_path):
     assert result.exit_code == 0, result.output
     said = "[1/1] digits seed 42: cnn-fast: note: the CNN took 2 optimizer steps (2 epochs of 1 batches of about 200"
     assert said in result.stderr and "fewer than 100 seldom learn" in result.stderr
+
+
+def test_the_note_of_a_cnn_on_fashion_mnist_does_not_call_its_classes_digits(tmp_path):
+    """The note of a CNN of too few steps said that they 'seldom learn the digits', of Fashion-MNIST's clothes
+    (and of any folder's classes) too, now that compare prints it."""
+    steps: list[str] = []
+    compare("cnn-fast", datasets="fashion-mnist", limit=200, n_jobs=1, out_dir=tmp_path, tracking_uri=str(tmp_path / "s.db"),
+            progress=steps.append)  # fmt: skip
+    (note,) = [s for s in steps if ": note: " in s]
+    assert "fashion-mnist seed 42: cnn-fast: note: the CNN took 2 optimizer steps" in note and "digits:" not in note
+    assert note.endswith("fewer than 100 seldom learn the classes (digits, clothes...): give it more images, more "
+                         "epochs or a smaller batch_size.")  # fmt: skip

@@ -388,7 +388,7 @@ def _warn_if_few_steps(n_images: int, hyp: Hyper) -> None:
     if steps < MIN_STEPS:
         warnings.warn(
             f"the CNN took {steps} optimizer steps ({hyp.epochs} epochs of {max(1, n_images // hyp.batch_size)} "
-            f"batches of about {min(hyp.batch_size, n_images)} images), and fewer than {MIN_STEPS} seldom learn the digits: give it "
+            f"batches of about {min(hyp.batch_size, n_images)} images), and fewer than {MIN_STEPS} seldom learn the classes (digits, clothes...): give it "
             "more images, more epochs or a smaller batch_size.",
             ConvergenceWarning,
             stacklevel=3,
