@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -243,3 +244,48 @@ def test_sigterm_caught_by_a_library_and_raised_as_its_own_error_still_exits_143
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_ctrl_c_made_into_a_library_error_still_exits_130_without_a_traceback():
+    script = (
+        "import os, signal, time\n"
+        "import mnistlab.cli as cli\n"
+        "def command():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(10)\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise ImportError('initialization failed')\n"
+        "cli.app = command\n"
+        "cli.main()\n"
+    )
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731  # not ignored, as in a background job
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, preexec_fn=restore
+    )
+    assert done.returncode == 128 + signal.SIGINT, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_ctrl_c_while_predict_imports_onnxruntime_exits_130_without_a_traceback(tmp_path):
+    # pybind11 turns a KeyboardInterrupt raised while onnxruntime's extension initialises into "ImportError:
+    # initialization failed": a Ctrl+C in predict's first half second was 40 lines of traceback, exit 1 (3 in 6).
+    photo = _photo(tmp_path / "one.png")
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    for _ in range(6):
+        run = subprocess.Popen(
+            [sys.executable, "-m", "mnistlab", "predict", str(photo)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=restore,
+        )
+        deadline = time.monotonic() + 60
+        while run.poll() is None and time.monotonic() < deadline:  # Ctrl+C once the extension is mapped
+            with contextlib.suppress(OSError):
+                if "onnxruntime_pybind11_state" in Path(f"/proc/{run.pid}/maps").read_text():
+                    run.send_signal(signal.SIGINT)
+                    break
+            time.sleep(0.001)
+        stderr = run.communicate(timeout=60)[1].decode(errors="replace")
+        assert run.returncode in (0, 128 + signal.SIGINT), stderr
+        assert "Traceback" not in stderr, stderr

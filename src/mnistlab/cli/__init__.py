@@ -51,23 +51,35 @@ def main() -> None:
     # SIGTERM (kill, a job scheduler, a container stopping) ends a command as Ctrl+C
     # does: `finally` blocks run, temporary files go, worker processes are stopped.
     signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (a background job)
+        signal.signal(signal.SIGINT, _interrupt)
     if sys.stdout is None:  # started with standard output closed (>&-): every line would vanish, exit 0
         typer.echo("Error: Standard output is closed; send it to a file, or to /dev/null to drop it.", err=True)
         sys.exit(2)
     writable_streams()
     try:
         app()
-    except BaseException:
+    except BaseException as exc:
         # What a library made of our SystemExit keeps our code, without a traceback: Ray's wait made it "exit code
         # 1", Tune's parsing of a trial's arguments (which catches argparse's SystemExit) a TuneError.
         if _stopped_by:
             raise SystemExit(128 + _stopped_by[0]) from None
+        # So does what a library made of a Ctrl+C's KeyboardInterrupt (onnxruntime's import, interrupted, raised
+        # "ImportError: initialization failed"): 130, as any Ctrl+C; a command's own exit code is kept.
+        if _interrupted and not isinstance(exc, SystemExit):
+            raise SystemExit(128 + signal.SIGINT) from None
         raise
 
 
 _stopped_by: list[int] = []  # the signal that ended the command
+_interrupted: list[int] = []  # Ctrl+C was pressed
 
 
 def _terminate(signum: int, frame) -> None:
     _stopped_by.append(signum)
     raise SystemExit(128 + signum)  # the shell's code for "killed by this signal"
+
+
+def _interrupt(signum: int, frame) -> None:
+    _interrupted.append(signum)
+    raise KeyboardInterrupt
