@@ -355,3 +355,23 @@ def test_a_worker_that_cannot_start_says_why():
             taker.listen()
             _wait_for(log, f"Cannot listen on 127.0.0.1:{port} (Address already in use)")
     assert "Traceback" not in "".join(log), "".join(log)
+
+
+def test_a_closed_terminal_ends_the_server_without_a_traceback():
+    """The CLI ends a command on SIGHUP as on SIGTERM; uvicorn stops on SIGINT and SIGTERM alone, so a server keeps
+    SIGHUP's default (it ends at once), not a SystemExit raised into its event loop (two tracebacks)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mnistlab.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        _wait_for(log, "Uvicorn running")
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(PATIENCE)
+        reader.join(PATIENCE)
+        assert "Traceback" not in "".join(log), "".join(log)
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -723,3 +724,26 @@ def test_a_password_in_the_tracking_uri_is_never_printed_or_recorded_in_clear(tm
     refused = runner.invoke(app, ["runs", "--tracking-uri", closed])
     assert refused.exit_code == 2 and "s3cret" not in refused.output, refused.output
     assert "Cannot open the tracking store http://alice:***@127.0.0.1:" in refused.stderr
+
+
+def test_a_comparison_whose_terminal_closes_ends_its_run_not_leaves_it_running(tmp_path, made_store):
+    """SIGHUP (the terminal closed, an ssh session dropped) ended compare outright: exit -1, and the comparison's
+    run stayed RUNNING in the store for ever. It now ends the command as SIGTERM does."""
+    uri = made_store()
+    args = ["compare", "knn", "--dataset", "digits", "--cv", "0", "--seeds", "2", "--out", str(tmp_path / "r")]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab", *args, "--tracking-uri", uri],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": _SRC},
+    )
+    seen, deadline = b"", time.monotonic() + 120
+    while b"fitting on" not in seen and time.monotonic() < deadline and run.poll() is None:
+        seen += run.stderr.read1(65536)
+    run.send_signal(signal.SIGHUP)
+    seen += run.communicate(timeout=60)[1]
+    assert b"fitting on" in seen and run.returncode == 128 + signal.SIGHUP, seen.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in seen, seen.decode(errors="replace")[-2000:]
+    tracker = Tracker(uri)
+    statuses = [r.info.status for r in tracker.client.search_runs([tracker.experiment_id])]
+    assert statuses and "RUNNING" not in statuses, statuses

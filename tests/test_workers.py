@@ -71,13 +71,16 @@ def _running(pids: set[int]) -> set[int]:
 
 
 def _stop_during_training(
-    command: list[str], marker: str, sig: int, below_at_least: int = 0
+    command: list[str], marker: str, sig: int, below_at_least: int = 0, *, group: bool = False
 ) -> tuple[int, set[int], set[int], str]:
     """Run ``command``, send ``sig`` once stderr shows ``marker`` (and ``below_at_least`` processes run below it);
-    return (exit code, processes below it, survivors, its stderr)."""
+    return (exit code, processes below it, survivors, its stderr). ``group``: to its whole process group, as a
+    terminal sends it."""
     # SIGINT as a terminal's Ctrl+C gives it: not ignored, as a test run started in the background would leave it.
     restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=restore)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=restore, start_new_session=group
+    )
     seen, below = b"", set()
     try:
         deadline = time.monotonic() + 240
@@ -89,7 +92,7 @@ def _stop_during_training(
         while len(below) < below_at_least and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
             below = _descendants(proc.pid)
-        proc.send_signal(sig)
+        os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
         code = proc.wait(timeout=60)
         # Up to the end of its stderr, or 5 s of silence: a worker left running holds the pipe open.
         while select.select([proc.stderr], [], [], 5)[0] and (chunk := os.read(proc.stderr.fileno(), 65536)):
@@ -116,6 +119,30 @@ def test_sigterm_or_ctrl_c_of_train_stops_its_workers_without_a_traceback(tmp_pa
     assert len(below) >= 2  # the two workers at least (and loky's resource tracker)
     assert code == 128 + sig and survivors == set()
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert not (tmp_path / "m" / "model.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "marker"), [("ensemble", "member epochs done"), ("logreg", "-fold cross-validation on")]
+)
+def test_a_closed_terminal_stops_train_and_its_workers_without_a_traceback(tmp_path, recipe, marker):
+    """SIGHUP to the process group (a terminal closed, an ssh session dropped) killed train outright, its save and
+    cleanup never run. Ended as by SIGTERM, loky's resource tracker, killed by the same SIGHUP, was started again
+    and printed a KeyError traceback for each resource the command released: it now ignores SIGHUP."""
+    command = [
+        sys.executable,
+        "-m",
+        "mnistlab.cli",
+        "train",
+        recipe,
+        "--limit",
+        "20000" if recipe == "logreg" else "500",
+    ]
+    code, below, survivors, stderr = _stop_during_training(
+        [*command, "--n-jobs", "2", "--out", str(tmp_path / "m")], marker, signal.SIGHUP, 3, group=True
+    )
+    assert len(below) >= 3 and code == 128 + signal.SIGHUP and survivors == set(), stderr
+    assert "Traceback" not in stderr and "Error" not in stderr and "Warning" not in stderr, stderr
     assert not (tmp_path / "m" / "model.json").exists()
 
 

@@ -20,7 +20,13 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["end_with_parent", "exit_with_parent", "joblib_workers_exit_with_parent"]
+__all__ = [
+    "end_with_parent",
+    "exit_with_parent",
+    "hangup_ends_the_process",
+    "joblib_workers_exit_with_parent",
+    "loky_tracker_ignores_hangup",
+]
 
 _PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
 
@@ -35,6 +41,30 @@ def end_with_parent(parent: int) -> None:
     prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
     if os.getppid() != parent:  # it died before the line above
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def hangup_ends_the_process() -> None:
+    """SIGHUP's default action back (the process ends at once), unless it is ignored (``nohup``): for a server,
+    which uvicorn stops on SIGINT and SIGTERM alone (the CLI's handler, which ends other commands as SIGTERM does,
+    raised into its event loop: a traceback), and for the workers a command forks."""
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def loky_tracker_ignores_hangup() -> None:
+    """Start loky's resource tracker (if not running) with SIGHUP ignored, as it ignores SIGINT and SIGTERM: a
+    closed terminal's SIGHUP to the command's process group killed it, and the one loky started in its place
+    printed a KeyError traceback for each resource the command then released, while the command stopped."""
+    from joblib.externals.loky.backend import resource_tracker
+
+    if threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    kept = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # an ignored signal stays ignored across exec
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, kept)
 
 
 def exit_with_parent(parent: int, every: float = 0.5) -> None:
@@ -64,5 +94,6 @@ def joblib_workers_exit_with_parent() -> Iterator[None]:
     if type(get_active_backend()[0]) is not LokyBackend:
         yield
         return
+    loky_tracker_ignores_hangup()
     with parallel_config(backend="loky", initializer=exit_with_parent, initargs=(os.getpid(),)):
         yield

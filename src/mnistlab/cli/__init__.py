@@ -51,6 +51,10 @@ def main() -> None:
     # SIGTERM (kill, a job scheduler, a container stopping) ends a command as Ctrl+C
     # does: `finally` blocks run, temporary files go, worker processes are stopped.
     signal.signal(signal.SIGTERM, _terminate)
+    # So does SIGHUP (the terminal closed, an ssh session dropped), where it is not ignored (nohup): it ended the
+    # command outright, a comparison's run left RUNNING in the store for ever, temporary files left behind.
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, _terminate)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (a background job)
         signal.signal(signal.SIGINT, _interrupt)
     if sys.stdout is None:  # started with standard output closed (>&-): every line would vanish, exit 0

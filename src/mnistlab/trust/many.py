@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mnistlab._cpus import usable_cpus
-from mnistlab._processes import end_with_parent
+from mnistlab._processes import end_with_parent, hangup_ends_the_process
 from mnistlab.errors import InputError, MnistlabError
 from mnistlab.trust.predict import (
     ARRAY_SUFFIXES,
@@ -133,6 +133,7 @@ def _start_worker(parent: int) -> None:
     first parallel loop on more than one thread waits for them forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    hangup_ends_the_process()  # SIGHUP too, as SIGTERM
     threadpool_limits(1, user_api="openmp")
     end_with_parent(parent)
 

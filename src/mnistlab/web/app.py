@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
 from mnistlab._cpus import usable_cpus
+from mnistlab._processes import hangup_ends_the_process
 from mnistlab._text import path_text
 from mnistlab._version import __version__
 from mnistlab.errors import MnistlabError, ModelFileError, NotReadyError, ParameterError
@@ -292,6 +293,7 @@ def serve(
     threadpool_limits(1, user_api="blas")
     cv2.setNumThreads(1)  # the same for OpenCV's pool: a 320-px photo is no work to share, only to spin on
     app = create_app(load_predictor(model_dir), max_upload_bytes=max_upload_bytes, max_decodes=max_decodes)
+    hangup_ends_the_process()
     config = server_config(app, host=host, port=port, limits=limits, access_log=access_log)
     if workers > 1:
         run_workers(config, workers)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from joblib.externals.loky import ProcessPoolExecutor
 
-from mnistlab._processes import exit_with_parent
+from mnistlab._processes import exit_with_parent, loky_tracker_ignores_hangup
 
 if TYPE_CHECKING:
     import torch
@@ -93,6 +93,7 @@ def train_in_processes(
         logs = [_RowLog(Path(tmp) / f"member-{i}.jsonl") for i in range(len(tasks))]
         # A pool of our own, not loky's reusable one: joblib (scikit-learn's n_jobs) takes that global
         # executor for its own and fails on one it did not set up.
+        loky_tracker_ignores_hangup()
         pool = ProcessPoolExecutor(max_workers=n_workers, initializer=exit_with_parent, initargs=(os.getpid(),))
         todo, pending = iter(enumerate(tasks)), {}
 
