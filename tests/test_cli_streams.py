@@ -289,3 +289,31 @@ def test_ctrl_c_while_predict_imports_onnxruntime_exits_130_without_a_traceback(
         stderr = run.communicate(timeout=60)[1].decode(errors="replace")
         assert run.returncode in (0, 128 + signal.SIGINT), stderr
         assert "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_that_lands_in_a_finalizer_still_stops_the_command(sig):
+    # Python drops an exception raised in a __del__ or a weakref's callback ("Exception ignored in ..."): a Ctrl+C
+    # or SIGTERM whose handler ran in one (SQLAlchemy's, as compare opened its store) was a traceback, and the
+    # command went on to the end, exit 0.
+    script = (
+        "import os, signal, sys, time\n"
+        "import mnistlab.cli as cli\n"
+        "class Finalized:\n"
+        "    def __del__(self):\n"
+        f"        os.kill(os.getpid(), {int(sig)})\n"
+        "        for _ in range(10000):  # the handler runs here, inside the finalizer\n"
+        "            pass\n"
+        "def command():\n"
+        "    Finalized()\n"
+        "    time.sleep(10)\n"
+        "    print('went on as if not stopped')\n"
+        "cli.app = command\n"
+        "cli.main()\n"
+    )
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, preexec_fn=restore
+    )
+    assert done.returncode == 128 + sig and done.stdout == "", (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and "ignored" not in done.stderr, done.stderr

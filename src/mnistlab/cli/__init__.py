@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
+import time
 
 import typer
 
@@ -57,6 +59,7 @@ def main() -> None:
         signal.signal(signal.SIGHUP, _terminate)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (a background job)
         signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _unraisable
     if sys.stdout is None:  # started with standard output closed (>&-): every line would vanish, exit 0
         typer.echo("Error: Standard output is closed; send it to a file, or to /dev/null to drop it.", err=True)
         sys.exit(2)
@@ -87,3 +90,26 @@ def _terminate(signum: int, frame) -> None:
 def _interrupt(signum: int, frame) -> None:
     _interrupted.append(signum)
     raise KeyboardInterrupt
+
+
+def _unraisable(unraisable) -> None:
+    """A stop that a handler raised inside a finalizer (a ``__del__``, a garbage-collected weakref's callback, as
+    SQLAlchemy's while compare opens its store) is dropped by Python: "Exception ignored in ..." and its traceback,
+    and the command went on to the end, exit 0. Its signal is sent again, a moment later from a thread: made
+    pending here, its handler would run, and its exception be dropped, here (within another finalizer: again)."""
+    if unraisable.exc_type is KeyboardInterrupt and _interrupted:
+        _signal_again(signal.SIGINT)
+    elif unraisable.exc_type is SystemExit and _stopped_by:
+        _signal_again(_stopped_by[-1])
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def _signal_again(signum: int) -> None:
+    main = threading.main_thread().ident or 0
+
+    def later() -> None:
+        time.sleep(0.05)  # the finalizer left
+        signal.pthread_kill(main, signum)
+
+    threading.Thread(target=later, name="mnistlab-signal-again", daemon=True).start()
