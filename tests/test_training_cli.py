@@ -393,3 +393,22 @@ def test_a_worker_the_system_kills_is_one_sentence_that_says_what_asks_for_less(
         "try a smaller --limit or --n-jobs 1, or close other programs and run it again."
     )
     assert not out.exists()
+
+
+def test_train_prints_the_lessons_cv_scores_mean_and_std_as_scikit_learn_computes_them(mnist_full, tmp_path):
+    """train's CV line said "mean 0.7900 ± 0.0115": numpy's std over the folds (ddof=0), where compare's std is
+    the sample std (ddof=1) and a ± reads as either, or as an interval; it now says which std it is."""
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.model_selection import cross_val_score, train_test_split
+
+    result = runner.invoke(app, ["train", "sgd-hinge", "--limit", "300", "--n-jobs", "1", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    n = mnist_full.details["n_train"]
+    X, _, y, _ = train_test_split(
+        mnist_full.data[:n], mnist_full.target[:n], train_size=300, stratify=mnist_full.target[:n], random_state=42
+    )
+    scores = cross_val_score(SGDClassifier(loss="hinge", random_state=42), X, y, cv=3, scoring="accuracy")
+    assert scores.std() != pytest.approx(scores.std(ddof=1), abs=1e-4)  # the two stds print apart
+    shown = np.array2string(scores, precision=5, separator=", ")
+    line = f"array({shown})  mean {scores.mean():.4f}, std {scores.std():.4f} (of the 3 folds, ddof=0)"
+    assert line in result.stdout, result.stdout

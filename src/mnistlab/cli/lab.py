@@ -124,9 +124,11 @@ def _cv_text(result: dict, asked: int | None) -> str:
         if asked == 0:
             return "skipped (--cv 0)"
         return "skipped (this recipe's default is no CV; pass --cv 3 to run it)"
-    # The lesson prints cross_val_score's array as is.
+    # The lesson prints cross_val_score's array as is; its std is numpy's scores.std(), over the folds (ddof=0),
+    # not the sample std (ddof=1) compare's std is: said, where "± 0.0115" read as either, or as an interval.
     scores = np.array2string(np.array(result["cv_scores"]), precision=5, separator=", ")
-    return f"array({scores})  mean {result['cv_mean']:.4f} ± {result['cv_std']:.4f}"
+    folds = len(result["cv_scores"])
+    return f"array({scores})  mean {result['cv_mean']:.4f}, std {result['cv_std']:.4f} (of the {folds} folds, ddof=0)"
 
 
 @app.command()
