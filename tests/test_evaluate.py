@@ -333,3 +333,23 @@ def test_figures_that_cannot_be_drawn_on_a_full_disk_are_said_of_the_out_folder(
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout == f"Cannot write the figures into {out} (File too large); choose a writable --out path.\n"
     assert not out.exists()  # made for the figures, removed with its hidden drawing folder
+
+
+def test_a_model_of_the_lessons_standardised_pixels_is_measured_as_scikit_learn_does(digits, tmp_path):
+    """The lesson scales its pixels (StandardScaler) before its SGD classifier; train_recipe took them, but
+    evaluate_model(data=...) of the same arrays measured the model, then failed drawing its mistakes ('images have
+    pixel values from -1.3 to 37, expected finite intensities >= 0'): the accuracy was lost. They are now drawn from
+    their lowest value up, and the figures match scikit-learn's."""
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.metrics import confusion_matrix
+    from sklearn.preprocessing import StandardScaler
+
+    X_tr, X_te, y_tr, y_te = digits
+    scaler = StandardScaler().fit(X_tr.astype(np.float64))
+    scaled = (scaler.transform(X_tr.astype(np.float64)), scaler.transform(X_te.astype(np.float64)), y_tr, y_te)
+    train_recipe("sgd-hinge", cv=0, out=tmp_path / "m", data=scaled)
+    report = evaluate_model(tmp_path / "m", data=scaled)
+    y_pred = SGDClassifier(loss="hinge", random_state=42).fit(scaled[0], y_tr).predict(scaled[1])
+    assert report["accuracy"] == np.mean(y_pred == y_te) and report["same_predictions_as_training"] is True
+    assert report["confusion_matrix"] == confusion_matrix(y_te, y_pred).tolist()
+    assert Path(report["gallery_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -174,6 +174,11 @@ def _gallery(X_test, y_test, y_pred, proba, path: Path, classes, margins, names:
     Sneaker", not "true 5, pred 7")."""
     from mnistlab.lab.plots import save_misclassified_gallery
 
+    X_test = np.asarray(X_test)
+    # Standardised pixels (the lesson's StandardScaler) go below 0: drawn from their lowest value up, not refused
+    # once the model was measured.
+    if X_test.dtype.kind in "if" and X_test.size and np.nanmin(X_test) < 0:
+        X_test = X_test - np.nanmin(X_test)
     if names is not None and classes is not None and np.isin(classes, np.arange(len(names))).all():
         label = np.asarray(names)
         y_test, y_pred, classes = label[y_test], label[y_pred], label[np.asarray(classes, int)]
