@@ -452,3 +452,30 @@ def test_large_images_are_drawn_in_bounded_memory_and_lines(tmp_path):
     assert Image.open(tmp_path / "grid.png").size == (920, 125)  # ten 0.9-inch cells in a row, as for MNIST
     lines = ascii_digit(images[0]).splitlines()
     assert len(lines) == 125 and {len(line) for line in lines} == {250}
+
+
+def test_the_comparisons_chart_labels_models_of_close_accuracy_and_time_apart():
+    """compare sgd-hinge sgd-log drew 'sgd-hinge 82.24%' over 'sgd-log 81.83%' (close means and fit times): the
+    labels were unreadable, and which dot was which could not be told. They now never overlap."""
+    from matplotlib.text import Text
+
+    from mnistlab.lab.benchplots import accuracy_vs_time_bars_figure
+
+    results = [
+        {"model": m, "test_accuracy_mean": a, "test_accuracy_ci95": ci, "fit_seconds_mean": t, "fit_seconds": s}
+        for m, a, ci, t, s in (
+            ("sgd-hinge", 0.8224, [0.6737, 0.9711], 3.50, [2.34, 4.65]),
+            ("sgd-log", 0.81825, [0.6181, 1.0], 3.89, [4.39, 3.39]),
+            ("logreg", 0.8230, [0.80, 0.84], 3.70, [3.70]),
+        )
+    ]
+    fig = accuracy_vs_time_bars_figure(results)
+    fig.canvas.draw()  # places each label where the figure shows it
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in fig.axes[0].texts]  # the text, not its line to the dot
+    assert len(boxes) == 3
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+    top = fig.axes[0].get_window_extent(renderer).y1
+    assert all(b.y1 <= top for b in boxes)  # inside the axes

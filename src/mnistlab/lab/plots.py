@@ -22,7 +22,7 @@ from mnistlab._atomic import atomic_writer
 from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_images
 from mnistlab.errors import InputError
-from mnistlab.lab.charts import DPI, cell_title, drawn, new_figure, style_time_axes, text_inks
+from mnistlab.lab.charts import DPI, cell_title, drawn, new_figure, spread_labels, style_time_axes, text_inks
 from mnistlab.lab.classnames import class_noun, class_ticks, class_titles
 from mnistlab.models.proba import margin_lead, proba_columns
 
@@ -328,28 +328,6 @@ def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 
     return _save(fig, path)
 
 
-def _spread_labels(log_x, y, labels, decades_per_inch, units_per_inch) -> list[float]:
-    """Label heights (data units) such that labels right of their points never overlap.
-
-    Points are placed from lowest to highest accuracy; a label is pushed up
-    above any placed label it would collide with (8 pt text: ~0.17 in a line,
-    ~0.065 in a character).
-    """
-    line = 0.17 * units_per_inch
-    placed: list[tuple[float, float, float]] = []  # (label start log-x, label end log-x, label y)
-    out = [0.0] * len(y)
-    for i in np.argsort(y, kind="stable"):
-        start = log_x[i] + 0.1 * decades_per_inch
-        end = start + len(labels[i]) * 0.065 * decades_per_inch
-        ty = float(y[i])
-        for p_start, p_end, p_y in sorted(placed, key=lambda p: p[2]):
-            if start < p_end and p_start < end and abs(ty - p_y) < line:
-                ty = p_y + line
-        placed.append((start, end, ty))
-        out[i] = ty
-    return out
-
-
 def save_accuracy_vs_time(rows: list, path) -> Path:
     """Test accuracy against fit time (log scale), one labelled point per recipe."""
     if not rows:
@@ -375,7 +353,7 @@ def save_accuracy_vs_time(rows: list, path) -> Path:
     x_lo, x_hi = np.log10(secs.min() / 2), np.log10(secs.max() * 6)  # room on the right for labels
     spread = max(np.ptp(pct), 1.0)
     y_lo, y_hi = pct.min() - 0.1 * spread, pct.max() + 0.1 * spread
-    label_y = _spread_labels(np.log10(secs), pct, labels, (x_hi - x_lo) / 6.3, (y_hi - y_lo) / 3.5)
+    label_y = spread_labels(np.log10(secs), pct, labels, (x_hi - x_lo) / 6.3, (y_hi - y_lo) / 3.5)
     for label, x, y, ty in zip(labels, secs, pct, label_y):
         line = dict(arrowstyle="-", color="0.6", lw=0.6) if ty != y else None  # a moved label points to its dot
         ax.annotate(label, (x, y), xytext=(x * 1.25, ty), fontsize=8, va="center", arrowprops=line)
