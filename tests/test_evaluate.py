@@ -353,3 +353,29 @@ def test_a_model_of_the_lessons_standardised_pixels_is_measured_as_scikit_learn_
     assert report["accuracy"] == np.mean(y_pred == y_te) and report["same_predictions_as_training"] is True
     assert report["confusion_matrix"] == confusion_matrix(y_te, y_pred).tolist()
     assert Path(report["gallery_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_mistakes_of_a_hinge_loss_sgd_show_no_chance_it_never_gave(digits, tmp_path):
+    """The lesson's sgd-hinge has no predict_proba; its mistakes were titled 'pred 9 (99%)', a softmax of its
+    margins on raw pixels (thousands), shown as a chance of being right that the model never gave. They are now
+    titled 'true 4, pred 9', ranked as before; a model's own probabilities keep their percentage."""
+    from sklearn.linear_model import SGDClassifier
+
+    from mnistlab.lab.plots import save_misclassified_gallery
+
+    X_tr, X_te, y_tr, y_te = digits
+    gallery = evaluate_model(train_recipe("sgd-hinge", cv=0, out=tmp_path / "m", data=digits)["model_dir"], data=digits)
+    estimator = SGDClassifier(loss="hinge", random_state=42).fit(X_tr, y_tr)
+    assert not hasattr(estimator, "predict_proba")
+    margins = estimator.decision_function(X_te)
+    softmax = np.exp(margins - margins.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    wrong = estimator.predict(X_te) != y_te
+    drawn = {
+        shown: save_misclassified_gallery(
+            X_te, y_te, estimator.predict(X_te), softmax, tmp_path / f"{shown}.png",
+            margins=np.where(wrong[:, None], margins, 0), probabilities=shown,
+        ).read_bytes()
+        for shown in (True, False)
+    }  # fmt: skip
+    assert Path(gallery["gallery_png"]).read_bytes() == drawn[False] != drawn[True]

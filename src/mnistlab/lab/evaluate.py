@@ -70,7 +70,8 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     with _removed_unless_written(out_dir):
         with _drawing_folder(out_dir) as drawn:  # drawn, then written together
             save_confusion_matrix(y_test, y_pred, Path(drawn) / CONFUSION_PNG, title=title, names=names)
-            _gallery(X_test, y_test, y_pred, proba, Path(drawn) / MISTAKES_PNG, classes, margins, names)
+            sure = hasattr(estimator, "predict_proba")  # else proba is a softmax of margins: no chance to show
+            _gallery(X_test, y_test, y_pred, proba, Path(drawn) / MISTAKES_PNG, classes, margins, names, sure=sure)
             figures = {p.name: p.read_bytes() for p in sorted(Path(drawn).iterdir())}
         _write_figures(out_dir, figures, Path(model_dir), card)
     confusion_png, gallery_png = out_dir / CONFUSION_PNG, out_dir / MISTAKES_PNG
@@ -169,9 +170,11 @@ def _write_figures(out_dir: Path, figures: dict[str, bytes], model_dir: Path, ca
         raise _unwritable(out_dir, exc) from None
 
 
-def _gallery(X_test, y_test, y_pred, proba, path: Path, classes, margins, names: list[str] | None) -> Path:
+def _gallery(
+    X_test, y_test, y_pred, proba, path: Path, classes, margins, names: list[str] | None, *, sure: bool = True
+) -> Path:
     """``mistakes.png``, each mistake titled by its classes' names where they have some ("true Sandal, pred
-    Sneaker", not "true 5, pred 7")."""
+    Sneaker", not "true 5, pred 7"); ``sure``: whether ``proba`` is the model's own (not a softmax of margins)."""
     from mnistlab.lab.plots import save_misclassified_gallery
 
     X_test = np.asarray(X_test)
@@ -182,7 +185,9 @@ def _gallery(X_test, y_test, y_pred, proba, path: Path, classes, margins, names:
     if names is not None and classes is not None and np.isin(classes, np.arange(len(names))).all():
         label = np.asarray(names)
         y_test, y_pred, classes = label[y_test], label[y_pred], label[np.asarray(classes, int)]
-    return save_misclassified_gallery(X_test, y_test, y_pred, proba, path, n=GALLERY, classes=classes, margins=margins)
+    return save_misclassified_gallery(
+        X_test, y_test, y_pred, proba, path, n=GALLERY, classes=classes, margins=margins, probabilities=sure
+    )
 
 
 def _measured_on(card: dict, test: TrainTest, *, given: bool) -> dict:

@@ -298,10 +298,14 @@ def most_confident_mistakes(y_true, y_pred, proba, n: int, *, classes=None, marg
     return wrong[np.lexsort((-lead, -confidence))[:n]]  # a stable sort: the last key first
 
 
-def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 25, classes=None, margins=None) -> Path:
+def save_misclassified_gallery(
+    images, y_true, y_pred, proba, path, *, n: int = 25, classes=None, margins=None, probabilities: bool = True
+) -> Path:
     """The ``n`` most confident mistakes, each titled "true 4, pred 9 (97%)".
 
-    ``classes`` and ``margins`` are as for ``most_confident_mistakes``.
+    ``classes`` and ``margins`` are as for ``most_confident_mistakes``. ``probabilities=False``: ``proba`` is
+    a softmax of a classifier's margins (a hinge-loss SGD has no predict_proba), which ranks its mistakes but is
+    no chance of being right, so no percentage is shown ("true 4, pred 9").
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise InputError(f"n must be a whole number of mistakes to show, 1 or more, got {n!r}.")
@@ -320,7 +324,8 @@ def save_misclassified_gallery(images, y_true, y_pred, proba, path, *, n: int = 
     # Rounded down, at most 99: a wrong answer is never shown "100%" sure (a saturated softmax is exactly 1.0).
     sure = [min(math.floor(p[i, column] * 100), 99) for i, column in zip(picked, columns)]
     # "true Sneaker, pred Ankle boot" on two lines, readable
-    titles = [cell_title(f"true {true[i]}", ", ", f"pred {pred[i]} ({s}%)", 180, 8.0) for i, s in zip(picked, sure)]
+    said = [f"pred {pred[i]} ({s}%)" if probabilities else f"pred {pred[i]}" for i, s in zip(picked, sure)]
+    titles = [cell_title(f"true {true[i]}", ", ", text, 180, 8.0) for i, text in zip(picked, said)]
     fig, axes = _grid(len(picked), 5 if len(picked) <= 25 else 10, 1.45, 1.45, title, [t for t, _ in titles])
     for ax, i, (text, size) in zip(axes, picked, titles):
         _show(ax, imgs[i])
