@@ -96,6 +96,22 @@ def test_compare_on_the_cluster_fits_an_ensemble_unit_with_the_local_answer(
     assert summary["cluster"]["tasks"] == 1
 
 
+def test_train_cluster_refuses_members_that_ask_for_more_cpus_than_any_node_has(runtime, tmp_path):
+    """A member task asks for n_threads CPUs: on a cluster of 2-CPU nodes, n_threads 3 was queued without end."""
+    spec = tmp_path / "wide.json"
+    spec.write_text(json.dumps({**SPEC, "params": {**SMALL, "n_threads": 3}}))
+    done = run_cli(
+        ["train", str(spec), "--limit", "300", "--out", str(tmp_path / "m"), "--cluster", runtime], timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: n_threads 3 asks for 3 CPUs per ensemble member, and the largest node of the cluster has 2; give "
+        "n_threads 2 or less, or train without --cluster."
+    ], done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "m").exists()
+
+
 # Train functions run on the workers. dies_once: the first attempt at member 0 kills its Ray worker
 # process after sending a row, as a lost worker or node would; the member must rerun, and the lost
 # attempt's row never arrive. stalls: member 1 never ends (Ctrl-C must cancel it).

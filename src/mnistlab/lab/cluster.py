@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab._text import path_text
-from mnistlab.errors import ClusterError, MnistlabError, ParameterError
+from mnistlab.errors import ClusterError, MnistlabError, ParameterError, RecipeError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
 from mnistlab.lab.rayhead import CONNECT_TIMEOUT_S, check_reachable
@@ -189,6 +189,12 @@ def run_members_on_cluster(  # long: submit, then collect in completion order, c
     import ray  # loaded already: the block that installed this runner joined the cluster
     import torch
 
+    largest = int(max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0))
+    if n_threads > largest:  # tasks no node can hold: Ray would keep them queued, without a word and without end
+        raise RecipeError(
+            f"n_threads {n_threads} asks for {n_threads} CPUs per ensemble member, and the largest node of the "
+            f"cluster has {largest}; give n_threads {largest} or less, or train without --cluster."
+        )
     member = ray.remote(_member_task).options(num_cpus=n_threads, max_retries=MAX_RETRIES, retry_exceptions=False)
     shared: dict[int, Any] = {}  # id(array) -> its ObjectRef: an array shared by members is put once
     y_ref, shipped = ray.put(y), y.nbytes
