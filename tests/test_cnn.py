@@ -683,6 +683,18 @@ def test_a_fit_of_too_few_steps_to_learn_warns_as_scikit_learn_does(mnist_small)
         CNNClassifier(**{**TINY, "batch_size": 8}, epochs=1).fit(X, y)  # 100 steps: no warning
 
 
+def test_the_few_steps_warning_counts_the_epochs_the_members_ran_before_their_target(mnist_small):
+    """Members that reached --target after one epoch of three were said to have 'took 33 optimizer steps (3 epochs
+    of 11 batches ...)': the epochs asked for, not those run (the card's history: one per member)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = mnist_small[0][:800], mnist_small[2][:800]
+    est = CNNClassifier(**TINY, epochs=3, n_members=2, target=0.01)
+    with pytest.warns(ConvergenceWarning, match=r"took 11 optimizer steps \(1 epochs of 11 batches of about 64"):
+        est.fit(X, y)
+    assert [(row["member"], row["epoch"]) for row in est.history_] == [(0, 1), (1, 1)]
+
+
 def test_int8_export_records_the_training_images_it_was_calibrated_on_and_what_made_them(tmp_path, mnist_full):
     """A model trained on --limit 500 digits was calibrated on 1,000 "training images" drawn from all 60,000 it
     never saw, and the file recorded neither the data, nor the split that cut them, nor onnxruntime's version."""

@@ -20,6 +20,7 @@ import math
 import sys
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -201,7 +202,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             states = self._train(members, images, y_idx, device)
         self.history_.sort(key=lambda row: (row["member"], row["epoch"]))
         held_out = max(1, round(self.validation_fraction * len(images))) if self.target is not None else 0
-        _warn_if_few_steps(len(images) - held_out, hyp)
+        # The steps its nets took: a member that reached the target stopped before its last epoch.
+        ran = min(sum(row["member"] == i for row in self.history_) for i in range(self.n_members))
+        _warn_if_few_steps(len(images) - held_out, replace(hyp, epochs=ran))
         self.model_ = build_model(self, states, device)
         self.n_epochs_ = len(self.history_)
         self.train_seconds_ = time.perf_counter() - start
