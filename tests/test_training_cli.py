@@ -297,6 +297,19 @@ def test_format_size():
     ]
 
 
+def test_train_says_an_ensembles_epochs_are_summed_over_its_members(tmp_path):
+    """`train` of an ensemble of 3 nets of 1 epoch each printed "epochs 3", as if one net had run 3 epochs."""
+    spec = tmp_path / "small.json"
+    params = {"n_members": 3, "epochs": 1, "arch": "tiny", "augment": "none", "batch_size": 64}
+    spec.write_text(json.dumps({"recipe": "ensemble", "params": params}))
+    args = ["train", str(spec), "--limit", "300", "--n-jobs", "1", "--out", str(tmp_path / "m")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "epochs         3 over 3 members (" in result.stdout, result.stdout
+    single = runner.invoke(app, ["train", "cnn-fast", "--limit", "300", "--n-jobs", "1", "--out", str(tmp_path / "c")])
+    assert single.exit_code == 0 and re.search(r"epochs         2 \(", single.stdout), single.output
+
+
 def test_a_model_folder_with_brackets_in_its_path_is_printed_as_it_is(tmp_path):
     # rich read the path as markup: "logreg[v2]" was printed "logreg", and "run[/tag]" ended the command in a
     # MarkupError traceback after the model had been trained and saved.

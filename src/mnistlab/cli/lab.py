@@ -80,7 +80,7 @@ def train(
     from mnistlab.lab.cluster import parallel_on_cluster  # Ray itself: only when a cluster is asked for
     from mnistlab.lab.specs import resolve_recipe_or_spec_file
     from mnistlab.lab.train import run_recipe  # scikit-learn: not at start-up
-    from mnistlab.models.files import default_model_dir
+    from mnistlab.models.files import default_model_dir, read_card
 
     name = resolve_recipe_or_spec_file(recipe).name  # an unknown name or a bad spec file fails before any data loads
     # Before training: an empty --out is refused here, not taken for the current folder.
@@ -107,8 +107,10 @@ def train(
         f"test accuracy  [bold]{result['test_accuracy']:.4f}[/bold] (95% interval {low:.4f}-{high:.4f}) on {result['n_test']:,} images"
     )
     say(f"fit            {result['fit_seconds']:.1f} s on {result['n_train']:,} images")
-    if "epochs" in result:  # CNN recipes
-        say(f"epochs         {result['epochs']} ({result['train_seconds']:.1f} s in the training loop)")
+    if "epochs" in result:  # CNN recipes; an ensemble's epochs are its members', summed
+        n = (read_card(result["model_dir"]).get("config") or {}).get("params", {}).get("n_members", 1)  # a CNN's
+        members = f" over {n} members" if n > 1 else ""
+        say(f"epochs         {result['epochs']}{members} ({result['train_seconds']:.1f} s in the training loop)")
     say(f"predict        {result['predict_seconds']:.2f} s")
     for note in result.get("notes", []):
         say(f"[dim]note: {escape(note)}[/dim]")
