@@ -423,5 +423,5 @@ def test_train_prints_the_lessons_cv_scores_mean_and_std_as_scikit_learn_compute
     scores = cross_val_score(SGDClassifier(loss="hinge", random_state=42), X, y, cv=3, scoring="accuracy")
     assert scores.std() != pytest.approx(scores.std(ddof=1), abs=1e-4)  # the two stds print apart
     shown = np.array2string(scores, precision=5, separator=", ")
-    line = f"array({shown})  mean {scores.mean():.4f}, std {scores.std():.4f} (of the 3 folds, ddof=0)"
+    line = f"array({shown})  mean {scores.mean():.4f}, std {scores.std():.4f} (over the folds, ddof=0)"
     assert line in result.stdout, result.stdout

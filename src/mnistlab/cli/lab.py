@@ -126,11 +126,9 @@ def _cv_text(result: dict, asked: int | None) -> str:
         if asked == 0:
             return "skipped (--cv 0)"
         return "skipped (this recipe's default is no CV; pass --cv 3 to run it)"
-    # The lesson prints cross_val_score's array as is; its std is numpy's scores.std(), over the folds (ddof=0),
-    # not the sample std (ddof=1) compare's std is: said, where "± 0.0115" read as either, or as an interval.
+    # The lesson prints cross_val_score's array as is; its std is numpy's (ddof=0), not compare's sample std: said.
     scores = np.array2string(np.array(result["cv_scores"]), precision=5, separator=", ")
-    folds = len(result["cv_scores"])
-    return f"array({scores})  mean {result['cv_mean']:.4f}, std {result['cv_std']:.4f} (of the {folds} folds, ddof=0)"
+    return f"array({scores})  mean {result['cv_mean']:.4f}, std {result['cv_std']:.4f} (over the folds, ddof=0)"
 
 
 @app.command()
