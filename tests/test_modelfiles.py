@@ -287,6 +287,33 @@ def test_foreign_types_are_refused_even_with_a_matching_sha256(tmp_path):
         load_model(model_dir)
 
 
+def test_a_users_class_is_refused_with_advice_that_holds(tmp_path, monkeypatch):
+    """A classifier of the user's own file is not saved, and the sentence says why and what to do: it told the
+    user to "extend TRUSTED_TYPES", but a model saved that way is one load_model refuses as not mnistlab's."""
+    (tmp_path / "mine.py").write_text(
+        "from sklearn.base import BaseEstimator, ClassifierMixin\n"
+        "from sklearn.neighbors import NearestCentroid\n\n"
+        "class Centroid(ClassifierMixin, BaseEstimator):\n"
+        "    def fit(self, X, y):\n"
+        "        self.m_ = NearestCentroid().fit(X, y)\n"
+        "        self.classes_ = self.m_.classes_\n"
+        "        return self\n\n"
+        "    def predict(self, X):\n"
+        "        return self.m_.predict(X)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mine  # type: ignore[import-not-found]
+
+    fitted = mine.Centroid().fit(np.random.default_rng(0).random((40, 4)), np.arange(40) % 2)
+    with pytest.raises(ModelFileError) as refused:
+        save_model(fitted, tmp_path / "refused", card={})
+    said = str(refused.value)
+    assert "allow-list (mine.Centroid)" in said
+    assert "TRUSTED_TYPES" not in said
+    assert "loading it would import and run that code" in said
+    assert not (tmp_path / "refused" / "model.json").exists()
+
+
 def _repack(model_dir, change, compression=zipfile.ZIP_STORED) -> None:
     """Rewrite model.skops with ``change(entries)`` applied (name -> bytes), and sign it as the folder's owner would."""
     with zipfile.ZipFile(model_dir / "model.skops") as src:

@@ -105,8 +105,9 @@ def _serialise(estimator) -> tuple[str, bytes, dict]:
     if unknown:
         # Saving what load_model would refuse only moves the error to later.
         raise ModelFileError(
-            f"Cannot save this model safely: it contains types outside mnistlab's allow-list ({', '.join(unknown)}); "
-            "use a registered recipe or extend TRUSTED_TYPES after reviewing them."
+            f"Cannot save this model safely: it contains types outside mnistlab's allow-list ({', '.join(unknown)}), "
+            "and loading it would import and run that code, so load_model refuses such a file; save a model of "
+            "scikit-learn's and mnistlab's own classes (a recipe's, a Pipeline of them), or save this one yourself."
         )
     return SKOPS_FILE, data, {"format": "skops"}
 
