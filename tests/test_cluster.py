@@ -160,6 +160,23 @@ def test_a_module_the_workers_cannot_import_is_one_sentence_saying_what_to_do(ru
     )
 
 
+def test_a_users_file_takes_the_modules_beside_it_to_the_workers(runtime, tmp_path, made_store):
+    # README: a file.py:callable imports the modules beside it, and its code travels with its tasks. The file
+    # travelled, the module beside it did not: "the cluster's workers cannot import the module 'near_helpers'
+    # ... give your own model as path/to/file.py:callable", which it was.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "near_helpers.py").write_text(USER_FILE)
+    (tmp_path / "mine" / "top.py").write_text(
+        "from near_helpers import build as made\n\n\ndef build(seed):\n    return made(seed)\n"
+    )
+    uri = made_store(tmp_path / "mlflow.db")
+    spec = f"{tmp_path / 'mine' / 'top.py'}:build"
+    summary = compare(spec, seeds=2, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", **SETTINGS)
+    here = compare(spec, seeds=2, tracking_uri=uri, out_dir=tmp_path / "r2", retrain=True, **SETTINGS)
+    assert _accuracies(summary)["top.py:build"] == _accuracies(here)["top.py:build"]
+    assert all(0.5 < a < 1 for a in _accuracies(summary)["top.py:build"])
+
+
 def test_fits_asking_for_more_cpus_than_any_node_has_are_refused_not_queued(runtime, tmp_path):
     # Ray kept such a task queued without a word and without end: compare --n-jobs 4 on two CPUs never returned.
     store = tmp_path / "mlflow.db"

@@ -385,12 +385,17 @@ def _slim(bunch):
 
 
 def _pickle_user_code_by_value() -> None:
-    """Ship the code of users' ``file.py:callable`` models with the tasks: workers cannot import those files."""
+    """Ship the code of users' ``file.py:callable`` models with the tasks, and of the modules and packages beside
+    those files (``layers.py``), which the files import from their folder: workers can import none of them."""
     from ray import cloudpickle
 
+    users = {name: module for name, module in sys.modules.items() if name.startswith("mnistlab_user_")}
+    folders = {Path(module.__file__).resolve().parent for module in users.values() if module.__file__}
     for name, module in list(sys.modules.items()):
-        if name.startswith("mnistlab_user_"):
-            cloudpickle.register_pickle_by_value(module)
+        file = Path(getattr(module, "__file__", None) or "/").resolve()
+        beside = (file.parent.parent if file.name == "__init__.py" else file.parent) in folders and "." not in name
+        if name in users or beside:
+            cloudpickle.register_pickle_by_value(module)  # a package's submodules with it
 
 
 def _first_line(exc: BaseException) -> str:
