@@ -308,6 +308,23 @@ def test_a_module_the_users_net_calls_is_part_of_its_reuse_key(tmp_path, monkeyp
     monkeypatch.delitem(sys.modules, "near_acts")
 
 
+def test_two_classifiers_of_one_class_given_in_python_say_how_to_name_them(tmp_path):
+    """compare([LogisticRegression(C=1), LogisticRegression(C=0.1)]): both are named by their class, and the
+    sentence said "name each one once", which nothing in Python does."""
+    from sklearn.linear_model import LogisticRegression
+
+    for specs in (
+        [LogisticRegression(C=1.0), LogisticRegression(C=0.1)],
+        [lambda seed: LogisticRegression(C=1.0), lambda seed: LogisticRegression(C=0.1)],
+    ):
+        with pytest.raises(RecipeError) as refused:
+            compare(specs, out_dir=tmp_path / "r", tracking_uri=f"sqlite:///{tmp_path / 's.db'}")
+        said = str(refused.value)
+        assert said.startswith("Two models are named ") and "name each one once" not in said, said
+        assert said.endswith("; wrap each in a def of its own name."), said
+    assert not (tmp_path / "s.db").exists()
+
+
 RENAMED = '''
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin

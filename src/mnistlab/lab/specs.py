@@ -70,9 +70,8 @@ class Contender:
 
 def resolve_specs(specs) -> list[Contender]:
     """Check every spec and turn it into a ``Contender``; names must be unique."""
-    contenders = [resolve_spec(s) for s in specs]
     seen: dict[str, Contender] = {}
-    for c in contenders:
+    for c in (contenders := [resolve_spec(s) for s in specs]):  # every spec checked, then their names
         if c.name in seen:
             raise RecipeError(f"Two models are named {c.name!r} ({seen[c.name].spec} and {c.spec}); {_apart(c)}.")
         seen[c.name] = c
@@ -80,12 +79,13 @@ def resolve_specs(specs) -> list[Contender]:
 
 
 def _apart(contender: Contender) -> str:
-    """How to give two models of one name their own names."""
+    """How to give two models of one name their own names (objects from Python: named by class or __name__)."""
     if contender.tuned is not None:
         return 'give each spec file its own "name" (letters, digits, ".", "_", "-")'
     if ".py:" in contender.spec:
         return "rename one of the files, or give each callable its own name"
-    return "name each one once"
+    python = ":" not in contender.spec and contender.spec not in RECIPES
+    return "wrap each in a def of its own name" if python else "name each one once"
 
 
 def resolve_recipe_or_spec_file(name) -> Contender:
