@@ -78,8 +78,9 @@ def _imported_files(files: set[str]) -> set[str]:
     on (``acts.py``, whose function a net's forward calls): their code is the model's as much as its classes'."""
     if not files:
         return files
-    modules = {_file(m): m for m in list(sys.modules.values()) if _file(m)}
-    seen, todo = set(files), [modules[f] for f in files if f in modules]
+    names = {Path(f).name for f in files}  # a name's check first: resolving each of torch's 2,800 modules took 0.14 s
+    named = [m for m in list(sys.modules.values()) if Path(str(getattr(m, "__file__", None))).name in names]
+    seen, todo = set(files), [m for m in named if _file(m) in files]
     while todo:
         for value in list(vars(todo.pop()).values()):
             used = value if isinstance(value, types.ModuleType) else sys.modules.get(_module_name(value))
