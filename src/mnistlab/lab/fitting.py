@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import re
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -117,6 +119,8 @@ def fit_one(contender: Contender, options: RunOptions, d: TrainTest, model_dir: 
     name = f"{d.dataset} seed {options.seed}: {recipe.name}"
     # Classes defined in a user's file cannot be imported by worker processes.
     cv_options = dataclasses.replace(options, n_jobs=1) if contender.in_process else options
+    if recipe.family == "cnn" or "mnistlab.models.cnn.estimator" in sys.modules:  # a CNN's first optimizer imports
+        importlib.import_module("torch._dynamo")  # torch._dynamo (1-2 s, once): not that fit's time (a Ray task's too)
     try:
         run = fit_and_test(recipe, options, d, progress, name, cv_options=cv_options)
     except MnistlabError:
