@@ -240,8 +240,7 @@ def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers):
         _fit_on_cluster(module.stalls, settings, X, y, on_row=interrupt, progress=messages.append)
     # The images went into the object store once for both members (float32), and the labels (int64).
     assert messages == [
-        f"2 ensemble members submitted to the cluster ({(300 * 784 * 4 + 300 * 8) / 2**20:.1f} MiB"
-        " of data shared by them)"
+        f"2 ensemble members submitted to the cluster ({(300 * 784 * 4 + 300 * 8) / 2**20:.1f} MiB of data shared)"
     ]
     # The stalled member would sleep 10 minutes holding its CPU; cancelled, its worker process ends and both CPUs
     # are free again within seconds.

@@ -205,9 +205,7 @@ def run_members_on_cluster(  # long: submit, then collect in completion order, c
         since_start = time.perf_counter() - getattr(job, "start", time.perf_counter())  # of the fit, for "elapsed"
         refs.append(member.remote(train, job, shared[id(X)], y_ref, n_threads, since_start))
     index = {ref: i for i, ref in enumerate(refs)}
-    progress(
-        f"{len(refs)} ensemble members submitted to the cluster ({shipped / 2**20:.1f} MiB of data shared by them)"
-    )
+    progress(f"{len(refs)} ensemble members submitted to the cluster ({shipped / 2**20:.1f} MiB of data shared)")
     states: dict[int, dict] = {}
     pending = list(refs)
     try:
@@ -385,8 +383,7 @@ def _slim(bunch):
 
 
 def _pickle_user_code_by_value() -> None:
-    """Ship the code of users' ``file.py:callable`` models with the tasks, and of the modules and packages beside
-    those files (``layers.py``), which the files import from their folder: workers can import none of them."""
+    """Ship users' ``file.py:callable`` code, and the modules and packages beside it (``layers.py``), with tasks."""
     from ray import cloudpickle
 
     users = {name: module for name, module in sys.modules.items() if name.startswith("mnistlab_user_")}
