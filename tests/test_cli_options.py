@@ -296,16 +296,21 @@ def test_a_folder_of_images_that_are_not_square_is_one_sentence_before_any_fit(t
     X, X_test = ((rng.random((len(labels), 28, 20)) * 255).astype(np.uint8) for labels in (y, y_test))
     folder = write_idx_folder(tmp_path / "wide", {"train_images": X, "train_labels": y, "test_images": X_test,
                                                   "test_labels": y_test})  # fmt: skip
-    store = tmp_path / "s.db"
-    for models in (["knn"], ["cnn-fast"]):
-        args = ["compare", *models, "--cv", "0", "--dataset", str(folder), "--out", str(tmp_path / "r")]
-        result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
-        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-        assert result.stderr.strip().splitlines()[-1] == (
+    for model in ("knn", "cnn-fast"):
+        assert _compare_refused(tmp_path, folder, model) == (
             f"Error: {folder / 'train-images-idx3-ubyte.gz'} holds images of 28 x 20 pixels (height x width), and "
             "mnistlab's models read square images only; crop or pad them to a square."
         )
-        assert not store.exists() and not (tmp_path / "r").exists()  # before any fit, or any run recorded
+
+
+def _compare_refused(tmp_path, folder, model: str) -> str:
+    """The last line ``compare MODEL --dataset FOLDER`` says, having refused the folder before any fit or run."""
+    store = tmp_path / "s.db"
+    args = ["compare", model, "--cv", "0", "--dataset", str(folder), "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert not store.exists() and not (tmp_path / "r").exists()  # before any fit, or any run recorded
+    return result.stderr.strip().splitlines()[-1]
 
 
 def test_test_images_of_a_class_no_training_image_has_are_one_sentence_before_any_fit(tmp_path):
@@ -319,15 +324,10 @@ def test_test_images_of_a_class_no_training_image_has_are_one_sentence_before_an
     folder = write_idx_folder(tmp_path / "some", {"train_images": X, "train_labels": y, "test_images": X_test,
                                                   "test_labels": y_test})  # fmt: skip
     assert sorted(set(y_test.tolist())) == [0, 3, 7]
-    store = tmp_path / "s.db"
-    args = ["compare", "knn", "--cv", "0", "--dataset", str(folder), "--out", str(tmp_path / "r")]
-    result = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert _compare_refused(tmp_path, folder, "knn") == (
         f"Error: {folder / 't10k-labels-idx1-ubyte.gz'} labels 10 test images with classes no training image has "
         "(7), so every model would get them wrong; give test and training files of the same classes."
     )
-    assert not store.exists() and not (tmp_path / "r").exists()  # before any fit, or any run recorded
 
 
 def test_serve_refuses_a_busy_port_before_loading_the_model():
