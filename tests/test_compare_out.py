@@ -210,3 +210,15 @@ def test_the_note_of_a_cnn_on_fashion_mnist_does_not_call_its_classes_digits(tmp
     assert "fashion-mnist seed 42: cnn-fast: note: the CNN took 2 optimizer steps" in note and "digits:" not in note
     assert note.endswith("fewer than 100 seldom learn the classes (digits, clothes...): give it more images, more "
                          "epochs or a smaller batch_size.")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("baseline", "heading"), [(None, "the best model"), ("knn", "the best model and the baseline")]
+)
+def test_the_reports_comparisons_name_a_baseline_only_where_one_was_given(tmp_path, baseline, heading):
+    """The report headed its comparisons "Against the best model and the baseline" with no --baseline given."""
+    out = tmp_path / "report"
+    settings = {"datasets": "digits", "limit": 200, "cv": 0, "tracking_uri": str(tmp_path / "s.db")}
+    compare(["knn", "logreg"], out_dir=out, baseline=baseline, **settings)
+    page = (out / "index.html").read_text()
+    assert f"<h3>Against {heading}</h3>" in page

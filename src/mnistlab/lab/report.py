@@ -180,10 +180,11 @@ def _section_html(section: dict, out_dir: Path, slug: str) -> str:
         mistakes = f'<h3>Mistakes of the best model</h3>\n<img src="{grid.name}" alt="mistakes of {html.escape(best)}">'
     r0 = results[0]
     names = [r["model"] for r in results]
+    against = " and the baseline" if any(c["against"] == "baseline" for c in section["comparisons"]) else ""
     return f"""<h2>{html.escape(name)}</h2>
 <p class="sub">{r0["n_train"]:,} training and {r0["n_test"]:,} test images per seed; seeds {", ".join(map(str, r0["seeds"]))}.</p>
 {_results_table(results)}
-<h3>Against the best model and the baseline</h3>
+<h3>Against the best model{against}</h3>
 {_comparisons_table(section["comparisons"])}
 {_matrix_table(names, section["matrix"])}
 <h3>Accuracy against training time</h3>
