@@ -128,6 +128,20 @@ def _empty_store(tmp_path_factory) -> Path:
     return path
 
 
+def _process_running(pid: int | str) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.fixture()
+def process_running():
+    """``process_running(pid)``: whether process ``pid`` runs (a zombie its parent has not reaped has ended)."""
+    return _process_running
+
+
 @pytest.fixture()
 def made_store(tmp_path, _empty_store):
     """``made_store(path=tmp_path / "mlflow.db")``: a copy of an empty, already-made tracking store at ``path``,

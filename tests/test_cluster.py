@@ -316,7 +316,7 @@ def build(seed):
 """
 
 
-def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path, made_store):
+def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path, made_store, process_running):
     """Ctrl-C in the driver (here: raised when the first fit is in) stops the fit still running on the cluster."""
     _write_slow_file(tmp_path)
     uri = made_store(tmp_path / "mlflow.db")
@@ -332,10 +332,10 @@ def test_an_interrupted_run_cancels_its_cluster_tasks(runtime, tmp_path, made_st
     with pytest.raises(KeyboardInterrupt):
         compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", on_result=interrupt, **SETTINGS)
     assert _runs(uri) == [("logreg", 42)]  # the fit that finished is kept, for the next run to reuse
-    _slow_fits_ended_and_cpus_free(tmp_path)
+    _slow_fits_ended_and_cpus_free(tmp_path, process_running)
 
 
-def test_ctrl_c_while_the_fits_go_out_cancels_those_already_submitted(runtime, tmp_path, made_store):
+def test_ctrl_c_while_the_fits_go_out_cancels_those_already_submitted(runtime, tmp_path, made_store, process_running):
     """Ctrl-C (here: raised as the reused logreg run comes in, once the slow fit submitted before it runs)
     cancels that fit: only fits submitted before the first one was collected were cancelled."""
     _write_slow_file(tmp_path)
@@ -352,33 +352,25 @@ def test_ctrl_c_while_the_fits_go_out_cancels_those_already_submitted(runtime, t
     specs = [f"{tmp_path / 'slow.py'}:build", "logreg"]  # the slow fit is submitted first, then logreg looked up
     with pytest.raises(KeyboardInterrupt):
         compare(specs, tracking_uri=uri, out_dir=tmp_path / "r", cluster="local", on_result=interrupt, **SETTINGS)
-    _slow_fits_ended_and_cpus_free(tmp_path)
+    _slow_fits_ended_and_cpus_free(tmp_path, process_running)
 
 
 def _write_slow_file(folder: Path) -> None:
     (folder / "slow.py").write_text(SLOW_FILE.replace("MARKS = None", f"MARKS = {str(folder)!r}"))
 
 
-def _slow_fits_ended_and_cpus_free(marks: Path) -> None:
+def _slow_fits_ended_and_cpus_free(marks: Path, running) -> None:
     """Every slow fit that started has ended (it would hold its CPU 10 minutes), then the head counts both CPUs
     free. The head's view lags the node's: read as the cancel returns, it could still say 2 from before the fit
     held its CPU, and a second read 0 (CI failed so once); the worker's process is the node's own word."""
     deadline = time.monotonic() + 60
     for mark in marks.glob("slow-*"):
-        while _running(int(mark.name.split("-")[1])):
+        while running(int(mark.name.split("-")[1])):
             assert time.monotonic() < deadline, f"the slow fit's worker ({mark.name}) still runs"
             time.sleep(0.2)
     while (free := ray.available_resources().get("CPU", 0)) < 2:
         assert time.monotonic() < deadline, f"{free} CPUs free after the slow fit's worker ended"
         time.sleep(0.2)
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie its parent has not reaped yet has ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_train_runs_its_cv_folds_on_the_cluster_with_the_local_scores(runtime, tmp_path):

@@ -211,16 +211,7 @@ def _until(condition, what: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def _gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended (a zombie not yet reaped by its parent counts as ended)."""
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers):
+def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers, process_running):
     """Ctrl-C in the driver (here: raised when the first member's rows arrive) stops the member still running."""
     module, marks = helpers
     X, y = _small_data()
@@ -245,7 +236,7 @@ def test_an_interrupted_ensemble_fit_cancels_its_member_tasks(runtime, helpers):
     # The stalled member would sleep 10 minutes holding its CPU; cancelled, its worker process ends and both CPUs
     # are free again within seconds.
     (stalled,) = marks.glob("stalled-*")
-    _until(lambda: _gone(int(stalled.name.split("-")[1])), "the stalled member's process to end")
+    _until(lambda: not process_running(int(stalled.name.split("-")[1])), "the stalled member's process to end")
     _until(lambda: free_cpus() == 2, "both CPUs to be free")
 
 

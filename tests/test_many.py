@@ -332,7 +332,7 @@ def test_workers_forked_after_the_model_ran_here_do_not_hang(tmp_path, mnist_sma
     assert [line.split()[0] for line in stdout.decode().splitlines()] == [f"{i}.png" for i in range(10)]
 
 
-def test_workers_stop_when_the_command_is_killed(tmp_path, mnist_small):
+def test_workers_stop_when_the_command_is_killed(tmp_path, mnist_small, process_running):
     """kill -9 of the command (the OOM killer, a CI job's time limit) left its workers running, then waiting
     forever on a queue no one writes to, each holding its copy of the model."""
     run, workers = _predict_with_workers(tmp_path, mnist_small[1][0], subprocess.DEVNULL)
@@ -340,7 +340,7 @@ def test_workers_stop_when_the_command_is_killed(tmp_path, mnist_small):
         run.kill()
         run.wait()
         deadline = time.monotonic() + 10
-        while left := [pid for pid in workers if _running(pid)]:
+        while left := [pid for pid in workers if process_running(pid)]:
             assert time.monotonic() < deadline, f"workers {left} of a killed command are still running"
             time.sleep(0.1)
     finally:
@@ -362,15 +362,7 @@ def _predict_with_workers(tmp_path: Path, digit: np.ndarray, stderr: int) -> tup
         raise
 
 
-def _running(pid: str) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by whoever adopted it, does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def test_sigterm_to_the_process_group_ends_the_command_without_a_traceback(tmp_path, mnist_small):
+def test_sigterm_to_the_process_group_ends_the_command_without_a_traceback(tmp_path, mnist_small, process_running):
     """A job scheduler or a service manager sends SIGTERM to every process of the job: the workers ended at once,
     and the pool, broken, failed to mark the chunks the stopping command had cancelled: an InvalidStateError
     traceback from its thread."""
@@ -383,4 +375,4 @@ def test_sigterm_to_the_process_group_ends_the_command_without_a_traceback(tmp_p
             os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 128 + signal.SIGTERM, stderr.decode()
     assert stderr == b"", stderr.decode()
-    assert not [pid for pid in workers if _running(pid)]
+    assert not [pid for pid in workers if process_running(pid)]
