@@ -159,12 +159,13 @@ def test_stalled_uploads_get_408_and_do_not_hold_the_replicas(deployment):
 
 def test_bad_values_are_one_line_and_exit_2(runtime, tmp_path):
     """Refused before anything is deployed (Ray runs in this process: the command uses it as it is)."""
+    port = ("--port", str(_free_port()))  # the port is checked first: a program on 8000 would answer for them
     cases = {
         ("--ray-replicas", "0"): "--ray-replicas",
         ("--ray-replicas", "2", "--workers", "2"): "exclude each other",
         ("--cluster", "local"): "--cluster needs --ray-replicas",
-        ("--ray-replicas", "3", "--port", str(_free_port())): "needs 3 CPUs",
-        ("--ray-replicas", "1", "--model", str(tmp_path / "no-such-model")): "no-such-model",
+        ("--ray-replicas", "3", *port): "needs 3 CPUs",
+        ("--ray-replicas", "1", "--model", str(tmp_path / "no-such-model"), *port): "no-such-model",
     }
     for args, words in cases.items():
         result = CliRunner().invoke(cli, ["serve", *args])
