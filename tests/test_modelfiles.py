@@ -302,6 +302,7 @@ def test_a_users_class_is_refused_with_advice_that_holds(tmp_path, monkeypatch):
         "        return self.m_.predict(X)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mine", raising=False)  # another test's mine.py, imported in this process
     import mine  # type: ignore[import-not-found]
 
     fitted = mine.Centroid().fit(np.random.default_rng(0).random((40, 4)), np.arange(40) % 2)

@@ -50,7 +50,7 @@ def _compare_lines(tmp_path, spec: str) -> list[str]:
     return lines
 
 
-def test_a_classifier_without_get_params_is_one_sentence_before_the_data_loads(tmp_path):
+def test_a_classifier_without_get_params_is_one_sentence_before_the_data_loads(tmp_path, monkeypatch):
     """It passed the spec's check and failed once the data was loaded: AttributeError ('Majority' object has no
     attribute 'get_params') from the CLI, TypeError (Cannot clone object) from Python, tracebacks both."""
     (tmp_path / "mine.py").write_text(USER_FILE)
@@ -59,13 +59,10 @@ def test_a_classifier_without_get_params_is_one_sentence_before_the_data_loads(t
     assert "BaseEstimator" in line
     assert not (tmp_path / "s.db").exists()
 
-    import sys
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mine", raising=False)  # another test's mine.py, imported in this process
+    from mine import Majority  # type: ignore[import-not-found]
 
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from mine import Majority  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
     with pytest.raises(RecipeError, match="Majority has fit and predict but no get_params"):
         compare([Majority()], datasets="digits", out_dir=tmp_path / "r2", tracking_uri=str(tmp_path / "s2.db"))
     assert not (tmp_path / "r2").exists()
