@@ -96,6 +96,16 @@ SENT_HEIGHTS = """() => {
 }"""
 
 
+# Holds the page's uploads until the test sets window.letGo: what happens to a file before it is sent is the test's.
+HELD_UPLOADS = """() => {
+  const send = window.fetch;
+  window.fetch = async (...args) => {
+    while (!window.letGo) await new Promise((go) => setTimeout(go, 20));
+    return send(...args);
+  };
+}"""
+
+
 # Holds back the loading of an image made from a file named big.png by 1.5 s (the page loads a chosen photo
 # into an <img> from an object URL before showing it): a big file that the browser takes long to read.
 SLOW_BIG_PNG = """() => {
@@ -845,8 +855,10 @@ def test_a_photo_deleted_after_it_was_chosen_is_said_so(page, mnist_small, tmp_p
     _, X_test, _, _ = mnist_small
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(make_photo(X_test[0], np.random.default_rng(0), style="paper"))
+    page.evaluate(HELD_UPLOADS)
     page.set_input_files("#file", str(photo))
-    photo.unlink()  # within the quarter second before the upload
+    photo.unlink()  # before the upload, however late this line runs on a busy machine
+    page.evaluate("window.letGo = true")
     page.wait_for_selector('#answer[data-state="error"]', timeout=15_000)
     verdict = page.inner_text("#verdict")
     assert verdict.startswith("The file photo.jpg can no longer be read"), verdict
@@ -862,10 +874,12 @@ def test_a_long_file_name_in_the_answer_does_not_widen_a_phones_page(browser, li
     )
     page = context.new_page()
     page.goto(live_server)
+    page.evaluate(HELD_UPLOADS)
     photo = tmp_path / "PXL_20261206_221530123.MP.jpg"
     Image.new("L", (200, 200), 255).save(photo)
     page.set_input_files("#file", str(photo))
-    photo.unlink()  # within the quarter second before the upload
+    photo.unlink()  # before the upload, however late this line runs on a busy machine
+    page.evaluate("window.letGo = true")
     page.wait_for_selector('#answer[data-state="error"]', timeout=15_000)
     assert photo.name in page.inner_text("#verdict")
     assert page.evaluate("document.documentElement.scrollWidth") == 360
