@@ -86,6 +86,28 @@ def test_exif_orientation_is_applied(test_digits):
     assert similarity(to_mnist(buf.getvalue()), to_mnist(upright)) > 0.97
 
 
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_every_tiff_orientation_reads_upright_from_its_path(test_digits, tmp_path, mode):
+    """An uncompressed TIFF turned a quarter by its orientation (5 to 8), given by its path (mnistlab predict, a
+    path or Image.open in Python), was read as stripes (orientation 6: an 8, 'does not look like a digit'; 5: a
+    confident 1), where its bytes (the web API) read as the 4 it is: Pillow memory-mapped it at its upright size."""
+    page = np.pad(1 - big(test_digits[0][4]), ((40, 0), (0, 0)), constant_values=1)  # 224 wide, 264 high
+    upright = Image.fromarray(np.round(page * 255).astype(np.uint8), "L").convert(mode)
+    expected = to_mnist(upright)
+    stored_as = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_90"}
+    stored_as |= {7: "TRANSVERSE", 8: "ROTATE_270"}
+    for orientation in range(1, 9):
+        path = tmp_path / f"scan {orientation}.tif"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        method = stored_as.get(orientation)
+        (upright if method is None else upright.transpose(Image.Transpose[method])).save(path, exif=exif)
+        with Image.open(path) as opened:
+            seen = [to_mnist(path), to_mnist(str(path)), to_mnist(path.read_bytes()), to_mnist(opened)]
+        for image in seen:
+            assert similarity(image, expected) > 0.99, orientation
+
+
 def test_sixteen_bit_grey(test_digits):
     page = 1 - 0.8 * big(test_digits[0][2])
     buf = io.BytesIO()

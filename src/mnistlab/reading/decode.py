@@ -18,7 +18,8 @@ from typing import IO, Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL.TiffImagePlugin import TiffImageFile
 
 from mnistlab.data.home import expand_home
 from mnistlab.errors import ImageError, ImageTooLargeError, InputError, NotAnImageError
@@ -73,6 +74,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     """
     if isinstance(source, Image.Image):
         check_callers_image(source)
+        _not_mapped(source)
         try:  # opened from a file, its pixels may not be decoded yet
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # as for a file, below
@@ -109,6 +111,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
             check_parts(fp, label)  # before Pillow reads every chunk, strip or tile as it opens the file
             opened = Image.open(fp, formats=IMAGE_FORMATS)
             check_decodable(opened.size, opened.format, label)
+            _not_mapped(opened)
             if opened.format in JPEG_FORMATS:
                 check_jpeg_scans(opened.fp, opened.size, label)  # Pillow's own file: not opened twice
             # JPEG can decode at 1/2, 1/4 or 1/8 scale: big photos cost little.
@@ -166,6 +169,14 @@ def rewound(source, start: int | None) -> bool:
     except (OSError, ValueError, AttributeError, TypeError):  # unseekable, or no start to go back to
         return False
     return True
+
+
+def _not_mapped(image: Image.Image) -> None:
+    """A TIFF that its orientation (5 to 8) turns a quarter is read through its file, not memory-mapped: Pillow maps
+    an uncompressed one (grey, palette, RGBA, CMYK, 16-bit) opened from its path at its upright size, not its stored
+    one, so such a scan read as stripes, where its bytes (an upload) read right."""
+    if isinstance(image, TiffImageFile) and image.tag_v2.get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
+        image.filename = ""  # Pillow maps only a file it has the name of
 
 
 def _decode(image: Image.Image, label: str) -> None:
