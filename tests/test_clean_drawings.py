@@ -295,6 +295,29 @@ def test_faint_strokes_on_a_transparent_canvas_are_composited_as_opaque_ones_are
     assert predict_image(png(rgba))["digit"] == 1
 
 
+def test_a_bold_dark_digit_cropped_to_its_strokes_on_a_transparent_canvas_reads_as_on_white():
+    """A dark digit of one colour on a transparent canvas, cropped so tight that its strokes are most of it (a
+    bold 8 exported as a sticker), was put on its own colour, the median of its opaque pixels, as a cut-out photo
+    is: a blank page, 'no ink found', where the same drawing on white reads. A blank white sheet cut out (its
+    corners transparent) stays blank, not a white shape on black."""
+    alpha = np.zeros((240, 160), np.uint8)
+    cv2.ellipse(alpha, (80, 62), (70, 52), 0, 0, 360, 255, 35, cv2.LINE_AA)  # a bold 8
+    cv2.ellipse(alpha, (80, 170), (75, 65), 0, 0, 360, 255, 35, cv2.LINE_AA)
+    assert np.count_nonzero(alpha > 127) > alpha.size / 2
+    for ink in (0, 40):
+        rgba = np.dstack([np.full(alpha.shape + (3,), ink, np.uint8), alpha])
+        on_white = np.round(255 - alpha * ((255 - ink) / 255)).astype(np.uint8)  # flattened onto white
+        np.testing.assert_allclose(to_grey(png(rgba)), to_grey(png(on_white)), atol=1 / 255)
+        np.testing.assert_allclose(to_grey(rgba), to_grey(on_white), atol=1 / 255)  # as an array too
+        answer = predict_image(png(rgba))
+        assert answer["reason"] != "no ink found"
+        assert answer["digit"] == predict_image(on_white)["digit"]
+    sheet = np.zeros((300, 300), np.uint8)
+    cv2.fillPoly(sheet, [cv2.boxPoints(((150, 150), (220, 260), 10)).astype(np.int32)], 255)
+    blank = png(np.dstack([np.full(sheet.shape + (3,), 250, np.uint8), sheet]))
+    assert predict_image(blank)["reason"] == "no ink found" and read_number(blank)["number"] == ""
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -52,13 +52,19 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
+# Opaque pixels no further apart in grey than this are one colour: a drawing's ink, not a photo's paper and ink.
+_ONE_COLOUR = 1 / 16
+
+
 def composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Flatten transparency onto the colour that reads as background.
 
     A canvas export has a transparent background and opaque strokes: the strokes
     are the minority, so the background becomes the contrasting colour (white
-    under dark ink, black under light ink). A mostly opaque image (a cut-out
-    photo) gets its own median colour behind the transparent parts.
+    under dark ink, black under light ink); white is put under a dark shape
+    of one colour however much of it is opaque (a bold digit cropped to its
+    strokes: its picture is its alpha). Any other mostly opaque image (a
+    cut-out photo) gets its own median colour behind the transparent parts.
     """
     if alpha.min() >= 0.999:
         return grey
@@ -71,6 +77,10 @@ def composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         background = 1.0 if ink_level < 0.5 else 0.0
     else:
         background = float(np.median(grey[opaque]))
+        # Behind a dark shape of one colour its own colour left a blank page ("no ink found"); a light one is
+        # more often a blank sheet than a white digit, and stays blank.
+        if background < 0.5 and np.ptp(grey[opaque]) <= _ONE_COLOUR:
+            background = 1.0
     if background == 1.0:  # (1 - alpha) * 1: the very numbers, one pass fewer
         out += 1.0 - alpha
     elif background != 0.0:  # (1 - alpha) * 0 adds nothing
