@@ -108,6 +108,28 @@ def test_every_tiff_orientation_reads_upright_from_its_path(test_digits, tmp_pat
             assert similarity(image, expected) > 0.99, orientation
 
 
+def test_a_jpeg_opened_with_pillow_reads_as_its_file(test_digits, tmp_path):
+    """A JPEG given as Image.open(path) was decoded whole and then reduced, where its file, its bytes and the web
+    API decode it reduced: another 28x28 image (a photo's differed by 174 in a pixel), another probability."""
+    page = np.pad(1 - 0.8 * big(test_digits[0][5], 700), ((100, 0), (0, 0)), constant_values=1)
+    path = tmp_path / "photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned, as a phone writes it
+    Image.fromarray(np.round(page * 255).astype(np.uint8)).save(path, quality=90, exif=exif)
+    expected = to_mnist(path)
+    with Image.open(path) as opened:
+        np.testing.assert_array_equal(to_mnist(opened), expected)
+        assert opened.tile  # the caller's image left as it was: still to be decoded, whole, when it wants it
+        assert opened.size == (700, 800)  # not reduced, nor turned: the caller's to do
+    with open(path, "rb") as f, Image.open(f) as opened:
+        f.seek(5)
+        np.testing.assert_array_equal(to_mnist(opened), expected)
+        assert f.tell() == 5
+    with Image.open(path) as opened:
+        answer, by_path = predict_image(opened), predict_image(path)
+    assert (answer["digit"], answer["probability"]) == (by_path["digit"], by_path["probability"])
+
+
 def test_sixteen_bit_grey(test_digits):
     page = 1 - 0.8 * big(test_digits[0][2])
     buf = io.BytesIO()

@@ -43,6 +43,7 @@ from mnistlab.reading.admission import (
     unreadable,
 )
 from mnistlab.reading.arrays import array_to_grey, composite, fitted_size, reduce_array, unit_scale
+from mnistlab.reading.opened import undecoded_jpeg
 
 __all__ = [
     "WORK_SIDE",
@@ -73,14 +74,7 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     what was wrong.
     """
     if isinstance(source, Image.Image):
-        check_callers_image(source)
-        _not_mapped(source)
-        try:  # opened from a file, its pixels may not be decoded yet
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # as for a file, below
-                return ImageOps.exif_transpose(source)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise undecodable("the image", exc) from None
+        return _callers_image(source, max_side)
     fp: IO[bytes] | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -130,6 +124,21 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise undecodable(label, exc) from None
     return opened
+
+
+def _callers_image(source: Image.Image, max_side: int) -> Image.Image:
+    """A PIL image the caller made or opened, decoded and turned upright; a JPEG not decoded yet is read from its
+    file, as ``load_image`` reads the file: reduced by the decoder."""
+    check_callers_image(source)
+    if (jpeg := undecoded_jpeg(source)) is not None:
+        return load_image(jpeg, max_side=max_side)
+    _not_mapped(source)
+    try:  # opened from a file, its pixels may not be decoded yet
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as for a file, in load_image
+            return ImageOps.exif_transpose(source)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise undecodable("the image", exc) from None
 
 
 def _unidentified(label: str, fp) -> ImageError:
