@@ -535,6 +535,29 @@ def test_a_symlink_loop_with_save_preprocessed_is_an_error_for_that_file_alone(f
     assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["canvas.png"]
 
 
+def test_a_folder_or_a_pipe_given_as_the_file_is_said_to_be_one(tmp_path):
+    """A folder given to predict_image, or a pipe (a shell's ``mnistlab predict <(curl -s URL)``, /dev/fd/63), was
+    "does not exist or is not a file; check the path", though the path was right; each is now said to be what it
+    is, with what to give instead."""
+    folder = tmp_path / "scans.png"
+    folder.mkdir()
+    pipe = tmp_path / "photo.jpg"
+    os.mkfifo(pipe)
+    for read in (predict_image, read_number, predict_array):
+        with pytest.raises(InputError) as caught:
+            read(folder)
+        assert str(caught.value) == (
+            f"{folder} is a folder, not a file; give a file in it (mnistlab predict reads a whole folder)."
+        )
+    refusal = f"{pipe} is a pipe or a device, not a file; pipe it to mnistlab predict - instead, or save it to a file."
+    for read in (predict_image, read_number, predict_array):
+        with pytest.raises(InputError) as caught:
+            read(pipe)  # refused before it is opened: no writer, and no wait for one
+        assert str(caught.value) == refusal
+    result = run_cli(["predict", str(pipe), "--json"], timeout=120)
+    assert result.returncode == 2 and json.loads(result.stdout) == {"file": str(pipe), "error": refusal}
+
+
 def test_a_model_of_other_classes_or_unfitted_is_refused_when_loaded(mnist_full):
     from sklearn.base import clone
 

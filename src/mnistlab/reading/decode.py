@@ -241,8 +241,14 @@ def regular_file_size(path: Path, error: type[InputError] = ImageError) -> int:
         if exc.errno not in _NO_FILE:
             raise error(unreadable(str(path), exc)) from None
         info = None
-    if info is None or not stat.S_ISREG(info.st_mode):
+    if info is None:
         raise error(f"{path} does not exist or is not a file; check the path.")
+    if stat.S_ISDIR(info.st_mode):
+        raise error(f"{path} is a folder, not a file; give a file in it (mnistlab predict reads a whole folder).")
+    if not stat.S_ISREG(info.st_mode):  # a shell's <(curl ...) is a pipe: read once, a doubted photo is read again
+        raise error(
+            f"{path} is a pipe or a device, not a file; pipe it to mnistlab predict - instead, or save it to a file."
+        )
     return info.st_size
 
 
