@@ -544,6 +544,25 @@ def test_a_pil_image_closed_or_cut_is_refused_in_a_sentence(tmp_path, test_digit
         assert predict_image(opened)["digit"] == predict_image(loaded)["digit"] == test_digits[1][5]
 
 
+def test_a_webp_opened_with_pillow_reads_as_its_file(tmp_path, test_digits):
+    """Every WebP given as Image.open(path) raised Pillow's bare AssertionError from predict_image and read_number:
+    Pillow lists a WebP's parts only as it decodes it, so the check for a closed image took it for a decoded one
+    and asked for its pixels. It reads as its file does now; closed before it was read, it is said to be."""
+    page = Image.fromarray(np.round((1 - big(test_digits[0][8])) * 255).astype(np.uint8))
+    for name, kw in {"lossy.webp": {"quality": 90}, "lossless.webp": {"lossless": True}}.items():
+        page.save(tmp_path / name, **kw)
+        page.save(tmp_path / f"animated {name}", save_all=True, append_images=[page.rotate(90)], **kw)
+    for path in sorted(tmp_path.iterdir()):
+        with Image.open(path) as opened:
+            np.testing.assert_array_equal(to_mnist(opened), to_mnist(path))
+        with Image.open(path) as opened:
+            assert read_number(opened)["number"] == read_number(path)["number"]
+        with Image.open(path) as closed:
+            pass
+        with pytest.raises(ImageError, match=r"^The image is closed \(closed before it was read"):
+            predict_image(closed)
+
+
 # --- the steps ----------------------------------------------------------------------------
 
 

@@ -209,12 +209,13 @@ def check_callers_image(image: Image.Image) -> None:
     Image.open(...)`` block ended), or that costs more to decode than ``check_decodable`` and
     ``check_jpeg_scans`` let a file cost."""
     fp = getattr(image, "fp", None)
-    lazy = isinstance(image, ImageFile.ImageFile) and bool(image.tile)  # opened, not decoded yet
-    closed = lazy and fp is None  # Pillow would fail an assertion decoding it
-    try:
-        closed = closed or (not lazy and image.im is None)
-    except ValueError:  # closed after it was decoded: "Operation on closed image"
-        closed = True
+    try:  # Pillow asserts an image has pixels: one opened and not decoded yet has none (a WebP lists no tiles yet)
+        lazy = image.im is None  # asserts off (python -O)
+        closed = lazy and fp is None  # Pillow would fail an assertion decoding it
+    except AssertionError:
+        lazy, closed = True, fp is None
+    except ValueError:  # closed, before or after it was decoded: "Operation on closed image"
+        lazy, closed = False, True
     if closed:
         raise ImageError(
             "The image is closed (closed before it was read, as a `with Image.open(...)` block closes it at its "
