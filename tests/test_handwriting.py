@@ -130,6 +130,23 @@ def test_a_jpeg_opened_with_pillow_reads_as_its_file(test_digits, tmp_path):
     assert (answer["digit"], answer["probability"]) == (by_path["digit"], by_path["probability"])
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "GIF", "PNG", "WEBP"])
+def test_a_file_of_several_pictures_is_read_from_its_first(test_digits, fmt):
+    """As the README says: a TIFF of several pages, an animated GIF, PNG or WebP is read from its first page or
+    frame alone, whichever way it comes."""
+    pages = [Image.fromarray(np.round((1 - big(test_digits[0][i])) * 255).astype(np.uint8)) for i in (6, 7)]
+    several, first = io.BytesIO(), io.BytesIO()
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    pages[0].save(several, fmt, save_all=True, append_images=pages[1:], **extra)
+    pages[0].save(first, fmt, **extra)
+    expected = to_mnist(first.getvalue())
+    assert similarity(expected, to_mnist(pages[1])) < 0.9  # the pages tell apart
+    with Image.open(io.BytesIO(several.getvalue())) as opened:
+        assert getattr(opened, "n_frames", 1) == 2
+        np.testing.assert_array_equal(to_mnist(several.getvalue()), expected)
+        np.testing.assert_array_equal(to_mnist(opened), expected)
+
+
 def test_sixteen_bit_grey(test_digits):
     page = 1 - 0.8 * big(test_digits[0][2])
     buf = io.BytesIO()

@@ -68,7 +68,8 @@ def load_image(source, *, max_side: int = WORK_SIDE) -> Image.Image:
     """Open and decode an image from a path, bytes, a file object or a PIL image.
 
     The pixel count is checked right after the header is read, before decoding,
-    so decompression bombs are refused cheaply. EXIF orientation is applied.
+    so decompression bombs are refused cheaply. EXIF orientation is applied. A file of
+    several pictures (TIFF pages, GIF, PNG or WebP frames, an MPO) is read from its first.
     A JPEG is decoded reduced (1/2, 1/4 or 1/8) where it stays at least
     ``max_side`` px. Any failure raises ``ImageError`` with one sentence saying
     what was wrong.
