@@ -133,6 +133,21 @@ def test_a_folder_without_images_is_one_error_before_any_work(tmp_path):
     assert result.stderr.startswith(f"Error: {tmp_path} holds no image") and result.stderr.count("\n") == 1
 
 
+def test_a_folder_s_jpegs_are_read_under_every_name_a_jpeg_goes_by(tmp_path, mnist_small):
+    """A folder's .jfif files (a JPEG as a browser on Windows saves it from the web) and .jpe files were left out
+    of ``mnistlab predict DIR`` without a word, though each, named alone, was read as the JPEG it is."""
+    photo = make_photo(mnist_small[1][0], np.random.default_rng(0), style="paper")  # a JPEG
+    names = ["a.jfif", "b.JPE", "c.jpg", "d.Jpeg"]
+    for name in names:
+        (tmp_path / name).write_bytes(photo)
+    assert expand_paths([tmp_path]) == [tmp_path / name for name in names]
+    result = runner.invoke(app, ["predict", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(tmp_path / name) for name in names]
+    assert len({(line["digit"], line["probability"]) for line in lines}) == 1
+
+
 def test_a_path_the_system_will_not_look_at_is_an_error_for_that_file_alone(tmp_path, mnist_small):
     """A name too long for the file system (ENAMETOOLONG, for root too): one error line per file, no traceback."""
     good = tmp_path / "7.png"

@@ -42,7 +42,8 @@ from mnistlab.trust.predict import (
 
 __all__ = ["IMAGE_SUFFIXES", "expand_paths", "predict_files"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+# .jfif and .jpe are JPEGs too: a browser on Windows saves a JPEG from the web as .jfif.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 # Files per task: a photo is a few ms and a task's round trip a fraction of one. A task's photos share one
 # ``describe`` call: on 2,000 photos on 2 cores, one call a task read 13% more photos a second than one call a
 # photo, and 32 files a task 6% more than 8. Fewer a task where there are few files: 4 tasks a worker at least.
