@@ -580,6 +580,22 @@ def test_a_webp_opened_with_pillow_reads_as_its_file(tmp_path, test_digits):
             predict_image(closed)
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "GIF"])
+def test_a_pil_image_whose_file_object_was_closed_is_said_to_be_closed(tmp_path, test_digits, fmt):
+    """Image.open(f) used after its ``with open(path, "rb") as f`` block ended: a JPEG raised Python's bare
+    ValueError ('I/O operation on closed file'), and a PNG, TIFF or GIF was 'truncated or corrupt ... send the
+    complete file again', though the file was whole; each is now said to be closed, as a closed image is."""
+    path = tmp_path / f"seven.{fmt.lower()}"
+    path.write_bytes(encode(1 - big(test_digits[0][5]), fmt))
+    with open(path, "rb") as f:
+        opened = Image.open(f)
+    for read in (predict_image, read_number):
+        with pytest.raises(ImageError, match=r"^The image is closed \(closed before it was read.* `with open"):
+            read(opened)
+    with open(path, "rb") as f, Image.open(f) as still_open:
+        assert predict_image(still_open)["digit"] == predict_image(path)["digit"]
+
+
 # --- the steps ----------------------------------------------------------------------------
 
 

@@ -211,15 +211,16 @@ def check_callers_image(image: Image.Image) -> None:
     fp = getattr(image, "fp", None)
     try:  # Pillow asserts an image has pixels: one opened and not decoded yet has none (a WebP lists no tiles yet)
         lazy = image.im is None  # asserts off (python -O)
-        closed = lazy and fp is None  # Pillow would fail an assertion decoding it
     except AssertionError:
-        lazy, closed = True, fp is None
+        lazy = True
     except ValueError:  # closed, before or after it was decoded: "Operation on closed image"
-        lazy, closed = False, True
-    if closed:
+        lazy, fp = True, None
+    # Not decoded, and its file gone or closed (opened from a file object a `with open(...)` closed; a WebP's
+    # bytes are read as it opens): Pillow failed an assertion, or read a closed file as a cut one.
+    if lazy and (fp is None or getattr(image, "tile", None) and getattr(fp, "closed", False) is True):
         raise ImageError(
-            "The image is closed (closed before it was read, as a `with Image.open(...)` block closes it at its "
-            "end); read it inside the block, or pass its path."
+            "The image is closed (closed before it was read, as a `with Image.open(...)` or `with open(...)` block "
+            "closes it at its end); read it inside the block, or pass its path."
         )
     if image.format is None:  # made in memory, already decoded: only its size and shape matter, as an array's
         check_pixels(image.size, "the image")
