@@ -558,6 +558,32 @@ def test_a_folder_or_a_pipe_given_as_the_file_is_said_to_be_one(tmp_path):
     assert result.returncode == 2 and json.loads(result.stdout) == {"file": str(pipe), "error": refusal}
 
 
+def test_an_image_saved_under_an_array_s_name_is_read_as_the_image_it_is(files, tmp_path):
+    """A PNG or JPEG saved as digit.npy or digit.csv, which predict_image reads, was refused by mnistlab predict as
+    'could not be read as numbers (This file contains pickled (object) data. If you trust the file you can load it
+    unsafely using the `allow_pickle=` keyword argument...)', or as more bytes than 784 values take; the command
+    now reads it as the image it is, and predict_array says it is one."""
+    folder, _ = files
+    names = []
+    for source, name in (("canvas.png", "canvas.npy"), ("digit.jpg", "photo.csv")):
+        (tmp_path / name).write_bytes((folder / source).read_bytes())
+        names.append(name)
+    expected = [predict_image(folder / source) for source in ("canvas.png", "digit.jpg")]
+    for args in ([str(tmp_path / n) for n in names], [str(tmp_path)]):  # the files, or their folder
+        result = run_cli(["predict", *args, "--json"], timeout=120)
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [(line["digit"], line["probability"]) for line in lines] == [
+            (answer["digit"], round(answer["probability"], 4)) for answer in expected
+        ]
+    with pytest.raises(InputError) as caught:
+        predict_array(tmp_path / "canvas.npy")
+    assert (
+        str(caught.value)
+        == f"{tmp_path / 'canvas.npy'} is a PNG image, not a digit's values; read it with predict_image."
+    )
+
+
 def test_a_model_of_other_classes_or_unfitted_is_refused_when_loaded(mnist_full):
     from sklearn.base import clone
 

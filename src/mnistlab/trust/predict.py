@@ -29,6 +29,7 @@ from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.models.files import load_model, read_card, refuse_other_classes
+from mnistlab.reading.admission import format_by_signature
 from mnistlab.reading.decode import regular_file_size, rewound, start_of, unreadable, user_path
 from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, holds_ink, read_digit, to_mnist
@@ -315,6 +316,8 @@ def _read_array(source) -> tuple[Any, str]:
         path = user_path(source)
         label = str(path)
         size = regular_file_size(path, InputError)
+        if (kind := format_by_signature(path)) is not None:  # an image saved under a .npy or .csv name
+            raise InputError(f"{path} is a {kind} image, not a digit's values; read it with predict_image.")
         if size > MAX_ARRAY_FILE_BYTES:  # checked before reading: a digit's 784 values are a few KiB
             raise InputError(
                 f"{path} holds {size:,} bytes, more than one digit's 784 values can take "
@@ -347,14 +350,23 @@ def predict_array(array_or_path, model=None, *, top: int = 3) -> dict:
 
 
 def predict_file(path, model=None, *, top: int = 3, number: bool = False) -> dict:
-    """What ``mnistlab predict`` does with one file: arrays by suffix, everything else as an image."""
-    if Path(path).suffix.lower() not in ARRAY_SUFFIXES:
+    """What ``mnistlab predict`` does with one file: arrays by suffix, everything else (an image saved under a
+    .npy or .csv name too, as ``predict_image`` reads it) as an image."""
+    if Path(path).suffix.lower() not in ARRAY_SUFFIXES or _image_bytes(path):
         return read_number(path, model, top=top) if number else predict_image(path, model, top=top)
     result = predict_array(path, model, top=top)
     if number:  # a blank digit is no digit, as ``read_number`` answers a blank image (it answered "1")
         seen = [] if result["reason"] == NO_INK else [result]
         return {"number": "".join(str(r["digit"]) for r in seen), "digits": seen, "confident": result["confident"]}
     return result
+
+
+def _image_bytes(path) -> bool:
+    """Whether the file at ``path`` starts as an image of a format read does (False where it cannot be told)."""
+    try:
+        return format_by_signature(user_path(path)) is not None
+    except InputError:  # an empty path, a ~user of no user: reading it as an array says so
+        return False
 
 
 def _round(result: dict) -> dict:
