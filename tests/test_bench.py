@@ -126,7 +126,7 @@ def bench(tmp_path_factory, mnist_full, _empty_store):
     # The user's own full-size model, which a small comparison must leave alone.
     default_card = default_model_dir("knn-deskew") / "model.json"
     default_card.parent.mkdir(parents=True, exist_ok=True)
-    default_card.write_text('{"note": "the user\'s full-size model"}')
+    default_card.write_text('{"format_version": 2, "note": "the user\'s full-size model"}')
     before = default_card.read_text()
     args = ["compare", *specs, *SETTING_FLAGS, "--out", str(root / "report"), "--tracking-uri", uri, "--json"]
     result = runner.invoke(app, [*args, "--baseline", "knn-deskew"])

@@ -185,6 +185,23 @@ def test_train_refuses_an_out_where_a_model_file_is_a_folder_before_loading_data
         train_recipe("knn", out=tmp_path / "m")
 
 
+def test_train_refuses_an_out_holding_another_tools_model_files_before_loading_data(tmp_path):
+    """`train logreg --out hf` of a folder holding a Hugging Face model (config.json, model.safetensors,
+    model.onnx) removed both files after the training, as if a previous model had left them."""
+    theirs = {"config.json": b"{}", "model.safetensors": b"their weights", "model.onnx": b"their graph"}
+    (tmp_path / "hf").mkdir()
+    for name, data in theirs.items():
+        (tmp_path / "hf" / name).write_bytes(data)
+    result = runner.invoke(app, ["train", "knn", "--limit", "200", "--cv", "0", "--out", str(tmp_path / "hf")])
+    assert one_error_line(result) == (
+        f"Error: --out {tmp_path / 'hf'}: it holds model.safetensors, which mnistlab did not save (there is no "
+        "mnistlab model card), and the save would write over it or remove it; move that file away or choose "
+        "another folder."
+    )
+    assert "loading" not in result.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()} == theirs
+
+
 def test_cv_beyond_the_rarest_class_is_refused_once_the_data_is_known(tmp_path):
     result = runner.invoke(app, ["train", "knn", "--limit", "100", "--cv", "50", "--json", "--out", str(tmp_path)])
     assert "the training images of the rarest class, got 50" in one_error_line(result)

@@ -394,8 +394,9 @@ def test_model_files_from_a_task_replace_what_the_previous_model_left(tmp_path):
 
     folder = tmp_path / "m"
     folder.mkdir()
-    for name in ("model.json", "model.skops", "model.onnx", "confusion.png", "notes.txt"):
+    for name in ("model.skops", "model.onnx", "confusion.png", "notes.txt"):
         (folder / name).write_bytes(b"the previous model's")
+    (folder / "model.json").write_bytes(b'{"format_version": 2, "recipe": "the previous model"}')
     fitted = Fitted({"model_dir": "on the worker"}, np.zeros(0), {}, [], [])
     files = {"model.json": b"{}", "model.safetensors": b"weights"}
     installed = _install(fitted, files, folder)

@@ -28,6 +28,7 @@ from mnistlab.models.files import (
     read_card,
     save_model,
 )
+from mnistlab.models.folder import install_files
 from mnistlab.models.recipes import RECIPES, get_recipe
 from mnistlab.models.skopsfile import load_skops
 from mnistlab.testing import run_cli
@@ -623,6 +624,38 @@ def test_a_save_keeps_only_what_belongs_to_its_model(tmp_path, fitted):
     (model_dir / "model.onnx").write_bytes(onnx)
     save_model(fitted, model_dir, card={"recipe": "c", "onnx_sha256": hashlib.sha256(onnx).hexdigest()})
     assert (model_dir / "model.onnx").read_bytes() == onnx
+
+
+@pytest.mark.parametrize(
+    ("theirs", "named"),
+    [
+        ({"model.json": b'{"format": "layers-model"}', "group1-shard1of1.bin": b"weights"}, "model.json"),
+        ({"config.json": b"{}", "model.safetensors": b"their weights", "model.onnx": b"graph"}, "model.safetensors"),
+        ({"model.onnx": b"a graph of the user's"}, "model.onnx"),
+    ],
+)
+def test_a_save_into_a_folder_of_another_tools_model_files_is_refused_and_leaves_them(tmp_path, fitted, theirs, named):
+    """A folder holding no mnistlab model but files of its names (TensorFlow.js's model.json, Hugging Face's
+    model.safetensors, an ONNX graph): the save wrote over model.json, and removed model.safetensors and
+    model.onnx as a previous model's other format, without a word."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name, data in theirs.items():
+        (folder / name).write_bytes(data)
+    for save in (lambda: save_model(fitted, folder, card={"recipe": "knn-deskew"}), lambda: install_files(folder, {})):
+        with pytest.raises(ModelFileError) as refused:
+            save()
+        assert str(refused.value) == (
+            f"Cannot save the model into {folder}: it holds {named}, which mnistlab did not save (there is no mnistlab "
+            "model card), and the save would write over it or remove it; move that file away or choose another folder."
+        )
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == theirs
+    # A card of mnistlab's, even edited or cut short (as loading advises, trained again into its folder): replaced.
+    saved = save_model(fitted, tmp_path / "ours", card={"recipe": "knn-deskew"})
+    text = (saved / "model.json").read_bytes()
+    (saved / "model.json").write_bytes(text[: text.index(b'"format_version"') + 30])
+    save_model(fitted, saved, card={"recipe": "knn-deskew"})
+    load_model(saved)
 
 
 def test_models_root_follows_xdg(monkeypatch, tmp_path):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from mnistlab.data.home import refuse_empty_path
 from mnistlab.data.seeds import MAX_SEED, check_seed
 from mnistlab.errors import DatasetError, ParameterError
-from mnistlab.models.folder import folder_in_the_way, model_file_named
+from mnistlab.models.folder import folder_in_the_way, foreign_file, foreign_sentence, model_file_named
 from mnistlab.trust.shipped import PACKAGE_DIR, inside_package
 
 if TYPE_CHECKING:  # for annotations only: the CLI imports this module at start-up, recipes pull in scikit-learn
@@ -295,6 +295,9 @@ def check_model_dir(path, param: str) -> Path:
             f"{{param}} {path} holds a folder named {blocked.name}, where the model's file goes; "
             "remove it or choose another folder.",
         )
+    foreign = foreign_file(path)
+    if foreign is not None:
+        raise ParameterError(param, f"{{param}} {path}: {foreign_sentence(foreign)}")
     return path
 
 

@@ -36,7 +36,7 @@ from mnistlab.models.folder import (
     ONNX_FILE,
     SAFETENSORS_FILE,
     SKOPS_FILE,
-    folder_in_the_way,
+    check_save_target,
     read_regular,
     remove_stale,
 )
@@ -156,12 +156,7 @@ def save_model(estimator, model_dir, *, card: dict, onnx: bytes | None = None) -
             f"The model card holds a value JSON cannot store ({exc}); pass numbers, strings, lists and dicts."
         ) from None
     check_card_to_save(text.encode(), model_dir / CARD_FILE)  # never write a card that read_card would refuse
-    blocked = folder_in_the_way(model_dir)  # found now, not after the weights are written beside an old card
-    if blocked is not None:
-        raise ModelFileError(
-            f"Cannot save the model into {model_dir}: {blocked.name} there is a folder, where the model's file goes; "
-            "remove it or choose another folder."
-        )
+    check_save_target(model_dir)  # a folder or another tool's file in the way: found before anything is written
     files = {**({ONNX_FILE: onnx} if onnx is not None else {}), weights_file: data, CARD_FILE: text.encode()}
     named = {*files, *([ONNX_FILE] if "onnx_sha256" in full_card else [])}  # and an ONNX the caller wrote
     try:  # a folder made for a save that fails (a full disk) is removed again, not left behind empty

@@ -30,6 +30,9 @@ __all__ = [
     "MISTAKES_PNG",
     "MODEL_FILES",
     "folder_in_the_way",
+    "foreign_file",
+    "foreign_sentence",
+    "check_save_target",
     "model_file_named",
     "remove_stale",
     "read_regular",
@@ -54,6 +57,52 @@ def folder_in_the_way(model_dir) -> Path | None:
         if path.is_dir() and not path.is_symlink():
             return path
     return None
+
+
+def foreign_file(model_dir) -> Path | None:
+    """The first file of a model's names (card, weights, ONNX) in ``model_dir`` though no mnistlab model was saved
+    there (its ``model.json`` is none of mnistlab's cards, or there is none); or None. Another tool's files go by
+    these names (TensorFlow.js's ``model.json``, Hugging Face's ``model.safetensors``): a save would write over
+    them or remove them as a previous model's."""
+    model_dir = Path(model_dir)
+    if _holds_card(model_dir / CARD_FILE):
+        return None
+    for name in (CARD_FILE, SKOPS_FILE, SAFETENSORS_FILE, ONNX_FILE):
+        if os.path.lexists(model_dir / name):
+            return model_dir / name
+    return None
+
+
+def check_save_target(model_dir: Path) -> None:
+    """Refuse, before anything is written, a folder a save cannot write: one of the model's files there is a
+    folder (found after the weights were written beside an old card), or another tool's (``foreign_file``)."""
+    blocked = folder_in_the_way(model_dir)
+    if blocked is not None:
+        raise ModelFileError(
+            f"Cannot save the model into {model_dir}: {blocked.name} there is a folder, where the model's file goes; "
+            "remove it or choose another folder."
+        )
+    foreign = foreign_file(model_dir)
+    if foreign is not None:
+        raise ModelFileError(f"Cannot save the model into {model_dir}: {foreign_sentence(foreign)}")
+
+
+def foreign_sentence(foreign: Path) -> str:
+    """What ``foreign_file`` found, and what to do: the end of a sentence that names the folder."""
+    return (
+        f"it holds {foreign.name}, which mnistlab did not save (there is no mnistlab model card), and the save would "
+        "write over it or remove it; move that file away or choose another folder."
+    )
+
+
+def _holds_card(card: Path) -> bool:
+    """Whether ``card`` is a model card mnistlab wrote, of any format version, edited or damaged past its
+    ``format_version`` (every card holds one), which a save may replace."""
+    try:
+        text = read_regular(card, most=16 * 2**20)  # a card is kilobytes (models.cards.MAX_CARD_BYTES)
+    except OSError:
+        return False
+    return text is not None and b'"format_version"' in text
 
 
 def model_file_named(path) -> bool:
@@ -93,6 +142,7 @@ def install_files(model_dir, files: dict[str, bytes]) -> None:
     folder cannot be written (a full disk), the model there left whole."""
     model_dir = Path(model_dir)
     weights = (SKOPS_FILE, SAFETENSORS_FILE, ONNX_FILE)  # the old model's, kept until the new one is in place
+    check_save_target(model_dir)
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
         with locked_folder(model_dir):
