@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,49 @@ def test_an_empty_model_folder_is_refused_not_read_as_the_current_folder(model, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.skops"]  # no PNGs written
     with pytest.raises(MnistlabError, match="^model_dir is empty, which would mean the current folder"):
         evaluate_model("")
+
+
+@pytest.fixture
+def read_only_model(model, tmp_path):
+    """A copy of ``model`` in a folder where no file can be made: by its permissions or, for root, whom they do
+    not stop, as a read-only bind mount (skipped where root cannot mount)."""
+    copy = tmp_path / "shared" / "m"
+    shutil.copytree(model, copy)
+    if os.geteuid() != 0:
+        copy.chmod(0o555)
+        yield copy
+        copy.chmod(0o755)
+        return
+    mounts = (["mount", "--bind", str(copy), str(copy)], ["mount", "-o", "remount,bind,ro", str(copy)])
+    if any(subprocess.run(cmd, capture_output=True).returncode for cmd in mounts):
+        subprocess.run(["umount", str(copy)], capture_output=True)
+        pytest.skip("root cannot bind-mount a folder read-only here")
+    try:
+        yield copy
+    finally:
+        subprocess.run(["umount", str(copy)], check=True)
+
+
+def test_a_read_only_model_folder_is_said_as_the_figures_folder_not_an_out_no_one_gave(read_only_model, digits):
+    """`mnistlab evaluate /shared/m` of a model folder that cannot be written was "Cannot write --out /shared/m
+    (Read-only file system); choose a place you can write to." without an --out given; evaluate_model said it of
+    model_dir, as if the model's own folder were the wrong one to give."""
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+
+    done = CliRunner().invoke(app, ["evaluate", str(read_only_model)])
+    assert done.exit_code == 2, done.output
+    reason = "Permission denied" if os.geteuid() != 0 else "Read-only file system"
+    said = (
+        f"Cannot draw the figures into the model's folder {read_only_model} ({reason}), where they go unless "
+        "{} names another; pass {} with a folder you can write to."
+    )
+    assert done.stderr.strip().splitlines() == ["Error: " + said.format("--out", "--out")]
+    with pytest.raises(MnistlabError) as info:
+        evaluate_model(read_only_model, data=digits)
+    assert str(info.value) == said.format("out_dir", "out_dir")
+    assert evaluate_model(read_only_model, data=digits, out_dir=read_only_model.parent.parent / "figures")["n_test"]
 
 
 @pytest.mark.skipif(

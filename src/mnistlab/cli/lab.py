@@ -17,7 +17,7 @@ from mnistlab.cli.common import given_file, given_path, json_line, mlflow_ui, ou
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_p, format_size
-from mnistlab.lab.options import RunOptions, check_model_dir, check_writable_dir, check_writable_file
+from mnistlab.lab.options import RunOptions, check_model_dir, check_writable_file
 
 __all__ = ["app"]
 
@@ -140,11 +140,11 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Accuracy, per-class precision/recall/F1, a confusion matrix and the most confident mistakes."""
-    from mnistlab.lab.evaluate import evaluate_model  # scikit-learn: not at start-up
+    from mnistlab.lab.evaluate import check_figures_dir, evaluate_model  # scikit-learn: not at start-up
     from mnistlab.models.files import read_card
 
     read_card(model_dir)  # a path that is no model folder is said as such, not as a bad --out
-    check_writable_dir(out_dir if out_dir is not None else model_dir, "out_dir")  # before the model is measured
+    check_figures_dir(model_dir, out_dir)  # before the model is measured
     with step_progress(not as_json) as progress:
         result = evaluate_model(model_dir, out_dir=out_dir, progress=progress)
     if as_json:

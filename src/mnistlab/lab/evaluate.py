@@ -12,11 +12,12 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from mnistlab._atomic import atomic_write_together, locked_where_possible
+from mnistlab.data.home import checked_path
 from mnistlab.data.load import KNOWN_DATASETS
 from mnistlab.data.sources import find_idx_files
 from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
 from mnistlab.lab.classnames import dataset_class_names
-from mnistlab.lab.options import Progress, RunOptions, callback, check_writable_dir
+from mnistlab.lab.options import Progress, RunOptions, callback, check_writable_dir, unwritable_reason
 from mnistlab.lab.record import package_versions, predictions_sha256
 from mnistlab.lab.train import TrainTest, load_data, pixels_in_words, thread_limits
 from mnistlab.lab.wilson import wilson_interval
@@ -24,7 +25,7 @@ from mnistlab.models.files import load_model, read_card
 from mnistlab.models.folder import CARD_FILE, CONFUSION_PNG, MISTAKES_PNG
 from mnistlab.models.proba import class_probabilities, decision_margins, pixels_read
 
-__all__ = ["evaluate_model", "model_data", "check_test_data"]
+__all__ = ["evaluate_model", "model_data", "check_test_data", "check_figures_dir"]
 
 GALLERY = 25  # mistakes drawn in mistakes.png
 
@@ -40,7 +41,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     from mnistlab.lab.plots import most_confident_mistakes, save_confusion_matrix
 
     # Before the model is measured; an empty model_dir is named as such, not as an empty out_dir.
-    check_writable_dir(*((out_dir, "out_dir") if out_dir is not None else (model_dir, "model_dir")))
+    check_figures_dir(model_dir, out_dir)
     _refuse_other_model(out_dir, model_dir)
     _refuse_folders_in_the_way(Path(out_dir if out_dir is not None else model_dir))
     progress = callback(progress)
@@ -92,6 +93,22 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
         "same_data_as_training": test.sha256 == card.get("data_sha256"),
         "same_predictions_as_training": None if trained is None else trained == predictions_sha256(y_pred),
     }
+
+
+def check_figures_dir(model_dir, out_dir) -> Path:
+    """Where ``evaluate`` draws a model's figures, refused now if it cannot be written: ``out_dir``, else the model's
+    own folder, said as such (a read-only model folder was "Cannot write --out DIR" of an --out no one gave)."""
+    if out_dir is not None:
+        return check_writable_dir(out_dir, "out_dir")
+    model_dir = checked_path(model_dir, "model_dir")
+    reason = unwritable_reason(model_dir) if model_dir.is_dir() else None
+    if reason is not None:
+        raise ParameterError(
+            "out_dir",
+            f"Cannot draw the figures into the model's folder {model_dir} ({reason}), where they go unless {{param}} "
+            "names another; pass {param} with a folder you can write to.",
+        )
+    return check_writable_dir(model_dir, "model_dir")  # a file, a folder not there: said of model_dir
 
 
 def _refuse_folders_in_the_way(out_dir: Path) -> None:

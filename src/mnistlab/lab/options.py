@@ -45,6 +45,7 @@ __all__ = [
     "check_writable_file",
     "folder_meant",
     "check_model_dir",
+    "unwritable_reason",
     "plain_number",
     "callback",
 ]
@@ -333,6 +334,15 @@ def _refuse_package(path: Path, param: str, *, folder: bool = False) -> None:
 
 
 def _probe(folder: Path, param: str, shown: Path | None = None) -> None:
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise ParameterError(
+            param, f"Cannot write {{param}} {shown or folder} ({reason}); choose a place you can write to."
+        )
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why no file can be made in ``folder`` (or the nearest existing folder above it), or None."""
     existing = folder.absolute()
     # A link to nothing (a loop, a target gone) is no folder to make: not climbed past to a writable one above.
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
@@ -348,10 +358,7 @@ def _probe(folder: Path, param: str, shown: Path | None = None) -> None:
                 pass
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-    if reason is not None:
-        raise ParameterError(
-            param, f"Cannot write {{param}} {shown or folder} ({reason}); choose a place you can write to."
-        )
+    return reason
 
 
 def plain_number(value):
