@@ -121,6 +121,32 @@ def test_a_report_that_cannot_be_written_whole_is_one_sentence_and_the_old_one_s
         (out / blocked).write_bytes(before[blocked])
 
 
+def test_an_out_holding_a_page_of_its_own_is_refused_before_the_data_loads_and_kept(tmp_path):
+    """`compare --out docs` of a folder holding a site's own index.html replaced it with the report's page, without
+    a word; a report's page is still replaced by the next comparison's."""
+    from typer.testing import CliRunner
+
+    from mnistlab.cli import app
+
+    out, store = tmp_path / "docs", str(tmp_path / "s.db")
+    out.mkdir()
+    (out / "index.html").write_text("<html><title>My project</title><body>my site</body></html>")
+    args = ["compare", "--dataset", "digits", "--limit", "200", "--cv", "0", "--out", str(out), "--tracking-uri", store]
+    refused = CliRunner().invoke(app, [*args, "knn"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.strip().splitlines() == [
+        f"Error: --out {out} holds an index.html that is no mnistlab report, which the report's page would replace; "
+        "move it away or choose another folder."
+    ]
+    assert "loading" not in refused.output
+    assert os.listdir(out) == ["index.html"] and "my site" in (out / "index.html").read_text()
+    (out / "index.html").unlink()
+    for name in ("knn", "logreg"):  # the second comparison's page replaces the first's
+        done = CliRunner().invoke(app, [*args, name])
+        assert done.exit_code == 0, done.output
+        assert f"<td>{name}</td>" in (out / "index.html").read_text()
+
+
 NAIVE_BAYES = """
 from sklearn.naive_bayes import GaussianNB
 

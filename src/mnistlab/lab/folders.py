@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from mnistlab.errors import ParameterError
 from mnistlab.lab.options import check_writable_dir
 from mnistlab.lab.specs import Contender
 from mnistlab.models.files import default_model_dir
-from mnistlab.models.folder import install_files
+from mnistlab.models.folder import install_files, read_regular
 from mnistlab.models.recipes import RECIPES
 
 __all__ = ["check_outputs", "folder_made", "install_model", "model_dir_for"]
@@ -32,6 +33,12 @@ def check_outputs(given, contenders: list[Contender], update_models: bool) -> Pa
     page, models = out_dir / "index.html", out_dir / "models"
     if page.is_dir():
         _in_the_way(out_dir, "a folder", page.name, "the report's page goes")
+    if os.path.lexists(page) and not _is_report_page(page):  # a site's own page: never written over
+        raise ParameterError(
+            "out_dir",
+            f"{{param}} {out_dir} holds an index.html that is no mnistlab report, which the report's page would "
+            "replace; move it away or choose another folder.",
+        )
     if models.exists() and not models.is_dir():
         _in_the_way(out_dir, "a file", models.name, "the models go")
     if update_models:
@@ -39,6 +46,15 @@ def check_outputs(given, contenders: list[Contender], update_models: bool) -> Pa
             if _is_recipe(contender):
                 check_writable_dir(default_model_dir(contender.name), "update_models")
     return out_dir
+
+
+def _is_report_page(page: Path) -> bool:
+    """Whether ``page`` is the page of a report ``compare`` wrote (its title, near the top), which a report replaces."""
+    try:
+        head = read_regular(page, 4096)
+    except OSError:  # unreadable: the write says what is wrong
+        return True
+    return head is not None and b"<title>mnistlab: classifier comparison</title>" in head
 
 
 def _in_the_way(out_dir: Path, kind: str, name: str, what: str) -> NoReturn:
