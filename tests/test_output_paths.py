@@ -132,7 +132,9 @@ def test_a_model_onnx_is_refused_only_where_the_card_records_it(model, tmp_path)
 # Path.expanduser raised RuntimeError ("Could not determine home directory."): a traceback.
 NO_SUCH_HOME = {
     "MNISTLAB_DATA": (["data", "info"], {"MNISTLAB_DATA": "~nosuchuser/mnist"}, "MNISTLAB_DATA=~nosuchuser/mnist"),
-    "--data-dir": (["data", "info", "--data-dir", "~nosuchuser/mnist"], {}, "--data-dir ~nosuchuser/mnist"),
+    "--data-dir": (["data", "info", "--data-dir", "~nosuchuser/mnist"], {}, "'--data-dir': ~nosuchuser/mnist"),
+    "train --out": (["train", "knn", "--out=~nosuchuser/m"], {}, "--out ~nosuchuser/m"),
+    "evaluate": (["evaluate", "~nosuchuser/m"], {}, "'model_dir': ~nosuchuser/m"),
     "show --data-dir": (["show", "--data-dir", "~nosuchuser/mnist", "--out", "{tmp}/d.png"], {}, "--data-dir"),
     "XDG_CACHE_HOME": (["data", "info"], {"XDG_CACHE_HOME": "~nosuchuser/cache"}, "XDG_CACHE_HOME=~nosuchuser"),
     "XDG_DATA_HOME": (["train", "logreg"], {"XDG_DATA_HOME": "~nosuchuser/data"}, "XDG_DATA_HOME=~nosuchuser"),
@@ -150,6 +152,31 @@ def test_a_home_folder_of_no_user_is_one_sentence(case, tmp_path, monkeypatch):
     line = one_error_line(runner.invoke(app, [a.format(tmp=tmp_path) for a in args]))
     assert named in line and "this machine has no user 'nosuchuser'" in line, line
     assert list(tmp_path.iterdir()) == []  # no folder named ~nosuchuser made here
+
+
+def test_a_leading_tilde_in_a_model_or_output_path_is_the_home_folder(tmp_path, monkeypatch):
+    """`train knn --out=~/models/knn` (bash passes a ~ after = on as it is; a quoted path, a Makefile's) saved into a
+    folder named ~ in the current one, as show, evaluate and predict wrote their files given '~/...', and evaluate
+    and predict --model looked for the model there; --data-dir, --tracking-uri and an image's path took ~ for home."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    (home / "digit.png").write_bytes(encode_png(np.pad(np.full((12, 4), 255, np.uint8), 8)))
+    for args in (
+        ["train", "knn", "--limit", "200", "--cv", "0", "--out=~/models/knn"],
+        ["show", "--first", "4", "--out=~/digits.png"],
+        ["evaluate", "~/models/knn", "--out", "~/figures"],
+        ["predict", "~/digit.png", "--model", "~/models/knn", "--save-preprocessed", "~/seen"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert (home / "models" / "knn" / "model.json").is_file() and (home / "digits.png").is_file()
+    assert (home / "figures" / "confusion.png").is_file() and (home / "seen" / "digit.png").is_file()
+    assert list(work.iterdir()) == []  # no folder named ~
+    (work / "~draft.png").write_bytes((home / "digit.png").read_bytes())  # a file's name, as a shell leaves it
+    assert runner.invoke(app, ["predict", "~draft.png", "--model", "~/models/knn"]).exit_code == 0
 
 
 def test_a_home_folder_of_no_user_is_refused_in_python_too(monkeypatch):

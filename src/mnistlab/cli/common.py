@@ -30,6 +30,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from mnistlab._text import json_safe
+from mnistlab.data.home import expand_home
 from mnistlab.errors import MnistlabError, ParameterError
 from mnistlab.lab.options import folder_meant
 
@@ -43,6 +44,7 @@ __all__ = [
     "err",
     "step_progress",
     "given_path",
+    "at_home",
     "given_file",
 ]
 
@@ -144,7 +146,22 @@ def given_path(value: str) -> Path:
         raise typer.BadParameter("is empty, which would mean the current folder; give it a path")
     if value != "-" and Path(value) == Path("-"):  # ./-, a file named -: pathlib would make it -, standard input
         return Path(value).absolute()
-    return Path(value)
+    return Path(at_home(value))
+
+
+def at_home(value: str | os.PathLike, param: str | None = None) -> str | os.PathLike:
+    """``Path(value)``, a leading ``~`` (``~user/...``) taken for the home folder (that user's), as a shell takes
+    it where it expands one: left to mnistlab (``--out=~/models/knn``, which bash passes on as it is; a quoted path,
+    a Makefile's), it made a folder named ``~`` in the current one, where ``--data-dir``, ``--tracking-uri`` and an
+    image's path took it for home. A ``~user/...`` of no user is a usage error of the option being parsed, or of
+    ``param`` (a ``ParameterError``) where one is named. Any other value is returned as it is ("" too: refused
+    later as empty, not made the current folder; ``~draft.png`` alone, a file's name)."""
+    parts = Path(value).parts
+    if not parts or not parts[0].startswith("~") or (parts[0] != "~" and len(parts) == 1):
+        return value  # "~draft.png" alone is a file of that name, as a shell leaves it where there is no such user
+    if param is None:
+        return expand_home(value, lambda why: typer.BadParameter(f"{value} {why}; give its full path"))
+    return expand_home(value, lambda why: ParameterError(param, f"{{param}} {value} {why}; give its full path."))
 
 
 def given_file(value: str) -> Path:

@@ -13,7 +13,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from mnistlab.cli.common import given_file, given_path, json_line, mlflow_ui, out, step_progress
+from mnistlab.cli.common import at_home, given_file, given_path, json_line, mlflow_ui, out, step_progress
 from mnistlab.cli.options import with_run_options
 from mnistlab.errors import InputError
 from mnistlab.lab.formats import format_p, format_size
@@ -84,7 +84,7 @@ def train(
 
     name = resolve_recipe_or_spec_file(recipe).name  # an unknown name or a bad spec file fails before any data loads
     # Before training: an empty --out is refused here, not taken for the current folder.
-    model_dir = check_model_dir(out_dir if out_dir is not None else default_model_dir(name), "out_dir")
+    model_dir = check_model_dir(default_model_dir(name) if out_dir is None else at_home(out_dir, "out_dir"), "out_dir")
     with step_progress(not as_json) as progress:
         on_cluster = parallel_on_cluster(cluster, progress) if cluster else contextlib.nullcontext()
         with on_cluster:
