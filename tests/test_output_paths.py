@@ -8,6 +8,8 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +179,30 @@ def test_a_leading_tilde_in_a_model_or_output_path_is_the_home_folder(tmp_path, 
     assert list(work.iterdir()) == []  # no folder named ~
     (work / "~draft.png").write_bytes((home / "digit.png").read_bytes())  # a file's name, as a shell leaves it
     assert runner.invoke(app, ["predict", "~draft.png", "--model", "~/models/knn"]).exit_code == 0
+
+
+_WRITE_TOGETHER = """
+import sys
+from mnistlab._atomic import atomic_write_bytes, atomic_write_together
+
+atomic_write_together(sys.argv[1], {"model.skops": b"weights", "model.json": b"card"})
+atomic_write_bytes(sys.argv[1] + "/cache.npy", b"arrays")
+"""
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o077, 0o600), (0o002, 0o664), (0o022, 0o644)])
+def test_files_mnistlab_writes_get_the_permissions_the_umask_gives_a_new_file(tmp_path, umask, mode):
+    """Every file was made 0644 whatever the umask: a model, a figure or a cache written under umask 077 (private)
+    was readable by every user, and one under 002 was not writable by the group sharing the folder."""
+    runs = (
+        [sys.executable, "-m", "mnistlab.cli", "show", "--first", "4", "--out", str(tmp_path / "d.png")],
+        [sys.executable, "-c", _WRITE_TOGETHER, str(tmp_path / "m")],
+    )
+    for args in runs:
+        run = subprocess.run(args, capture_output=True, text=True, preexec_fn=lambda: os.umask(umask))
+        assert run.returncode == 0, run.stderr[-2000:]
+    written = [tmp_path / "d.png", *(tmp_path / "m" / name for name in ("model.skops", "model.json", "cache.npy"))]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(mode) for p in written}
 
 
 def test_a_home_folder_of_no_user_is_refused_in_python_too(monkeypatch):

@@ -36,20 +36,43 @@ __all__ = [
     "locked_where_possible",
     "locked_temp",
     "remove_leftovers",
+    "ordinary_mode",
 ]
 
 _NAME_MAX = 255  # the bytes of a file's name: Linux's file systems, macOS's, Windows' (UTF-16 units)
 
 
+def _umask() -> int:
+    """This process's umask, read where the system tells it (Linux: ``/proc/self/status``) without setting it: set
+    to read it back, it is, for that instant, not the mask of a file another thread makes (``serve``'s)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_mode() -> int:
+    """The permissions ``open`` gives a new file, ``0o666`` less the umask (``0o644`` under the usual ``022``):
+    mkstemp's ``0o600`` hid outputs from the group, and a fixed ``0o644`` showed them to every user where the umask
+    (``077``) says private, or kept them from a group that ``002`` lets write."""
+    return 0o666 & ~_umask()
+
+
 @contextmanager
-def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces ``path`` only when the block succeeds."""
+def atomic_writer(path: str | os.PathLike, mode: int | None = None) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only when the block succeeds (``mode``: its permissions, by
+    default a new file's, ``ordinary_mode``)."""
     path = Path(path)
     with folders_made(path.parent):
         remove_leftovers(path, ".tmp")
         fd, tmp = locked_temp(path, ".tmp")
         try:
-            os.fchmod(fd, mode)  # mkstemp makes 0600 files; outputs get ordinary permissions
+            if mode is not None:  # locked_temp gave it a new file's
+                os.fchmod(fd, mode)
             with os.fdopen(fd, "wb") as f:
                 yield f
                 f.flush()
@@ -228,7 +251,7 @@ def locked_temp(final: Path, suffix: str) -> tuple[int, str]:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; what mnistlab writes gets ordinary permissions
+            os.fchmod(fd, ordinary_mode())  # mkstemp makes 0600 files; what mnistlab writes gets a new file's
             return fd, tmp
         os.close(fd)  # removed as a leftover in the instant before it was locked: take another
 
