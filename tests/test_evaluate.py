@@ -230,6 +230,35 @@ def test_a_read_only_model_folder_is_said_as_the_figures_folder_not_an_out_no_on
     assert evaluate_model(read_only_model, data=digits, out_dir=read_only_model.parent.parent / "figures")["n_test"]
 
 
+def test_the_drawing_folder_a_killed_run_left_is_removed_by_the_next_and_a_live_ones_kept(
+    model, digits, tmp_path, made_store
+):
+    """evaluate (or compare) killed outright while it drew its figures (SIGKILL, the OOM killer) left its hidden
+    drawing folder, figures and all, in the model's (or the report's) folder for good: nothing removed it."""
+    import fcntl
+
+    from mnistlab.lab.compare import compare
+
+    copy, report = tmp_path / "m", tmp_path / "report"
+    shutil.copytree(model, copy)
+    report.mkdir()
+    held = []
+    for folder, prefix in ((copy, ".mnistlab-evaluate-"), (report, ".mnistlab-report-")):
+        (folder / f"{prefix}k1ll3d").mkdir()
+        (folder / f"{prefix}k1ll3d" / "confusion.png").write_bytes(b"half a figure")
+        (folder / f"{prefix}running").mkdir()  # another process drawing now holds its folder locked
+        held.append(os.open(folder / f"{prefix}running", os.O_RDONLY))
+        fcntl.flock(held[-1], fcntl.LOCK_EX)
+    try:
+        evaluate_model(copy, data=digits)
+        compare(["logreg"], datasets="digits", limit=200, cv=0, out_dir=report, tracking_uri=made_store())
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert sorted(p.name for p in copy.iterdir() if p.name.startswith(".")) == [".mnistlab-evaluate-running"]
+    assert sorted(p.name for p in report.iterdir() if p.name.startswith(".")) == [".mnistlab-report-running"]
+
+
 @pytest.mark.skipif(
     not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CI"),
     reason="Debian's dataset-fashion-mnist is not installed (CI installs it)",

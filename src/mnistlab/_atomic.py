@@ -16,6 +16,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ __all__ = [
     "locked_temp",
     "remove_leftovers",
     "ordinary_mode",
+    "hidden_folder",
 ]
 
 _NAME_MAX = 255  # the bytes of a file's name: Linux's file systems, macOS's, Windows' (UTF-16 units)
@@ -270,5 +272,44 @@ def remove_leftovers(final: Path, suffix: str) -> None:
             leftover.unlink()
         except OSError:
             pass  # a live writer's (locked), or a folder that cannot be written: left as it is
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def hidden_folder(parent: Path, prefix: str) -> Iterator[str]:
+    """A new folder ``<prefix>XXXX`` in ``parent`` for the block (figures drawn on the disk they go to), locked while
+    it is used, then removed. Those a process killed outright left (SIGKILL, a power cut: figures in a model's or a
+    report's folder for good), which no live one holds, are removed first."""
+    _remove_dead_folders(parent, prefix)
+    while True:
+        folder = tempfile.mkdtemp(dir=parent, prefix=prefix)
+        fd = os.open(folder, os.O_RDONLY)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            break
+        os.close(fd)  # removed as a leftover in the instant before it was locked: take another
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)  # releases the lock
+
+
+def _remove_dead_folders(parent: Path, prefix: str) -> None:
+    """Remove the ``hidden_folder``s in ``parent`` that no live process holds (a link of that name is left)."""
+    if fcntl is None:  # without locks a live process's folder cannot be told from a dead one's
+        return
+    for leftover in parent.glob(f"{glob.escape(prefix)}*"):
+        try:
+            fd = os.open(leftover, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(leftover)
+        except OSError:
+            pass  # a live process's (locked), or one that cannot be removed: left as it is
         finally:
             os.close(fd)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from mnistlab._atomic import atomic_write_together, locked_where_possible
+from mnistlab._atomic import atomic_write_together, hidden_folder, locked_where_possible
 from mnistlab.data.home import checked_path
 from mnistlab.data.load import KNOWN_DATASETS
 from mnistlab.data.sources import find_idx_files
@@ -151,12 +150,12 @@ def _removed_unless_written(out_dir: Path) -> Iterator[None]:
 def _drawing_folder(out_dir: Path) -> Iterator[str]:
     """A hidden folder in ``out_dir`` to draw the figures in (on its disk, whatever room the system's temporary
     folder has), removed after; one that cannot be made is one sentence."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        folder = tempfile.TemporaryDirectory(dir=out_dir, prefix=".mnistlab-evaluate-")
-    except OSError as exc:
-        raise _unwritable(out_dir, exc) from None
-    with folder as drawn:
+    with contextlib.ExitStack() as held:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            drawn = held.enter_context(hidden_folder(out_dir, ".mnistlab-evaluate-"))  # a killed one's: removed
+        except OSError as exc:
+            raise _unwritable(out_dir, exc) from None
         try:
             yield drawn
         except InputError as exc:  # a figure the disk refused: said of out_dir, not of this folder, gone by then

@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab._atomic import atomic_write_together, locked_where_possible
+from mnistlab._atomic import atomic_write_together, hidden_folder, locked_where_possible
 from mnistlab._text import path_text
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.benchplots import save_accuracy_vs_time_bars
@@ -282,7 +281,7 @@ def _drawn(sections: list[dict], out_dir: Path) -> tuple[str, dict[str, bytes]]:
     report's own disk, whatever room the system's temporary folder has."""
     slugs = _unique_slugs([s["dataset"] for s in sections])
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".mnistlab-report-") as drawn:
+    with hidden_folder(out_dir, ".mnistlab-report-") as drawn:  # a killed comparison's: removed
         try:
             body = "\n".join(_section_html(s, Path(drawn), slug) for s, slug in zip(sections, slugs))
         except InputError as exc:  # a figure the disk refused: said of out_dir, not of this folder, gone by then
