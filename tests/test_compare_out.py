@@ -147,6 +147,28 @@ def test_an_out_holding_a_page_of_its_own_is_refused_before_the_data_loads_and_k
         assert f"<td>{name}</td>" in (out / "index.html").read_text()
 
 
+def test_update_models_into_a_default_folder_of_another_tools_files_is_refused_before_the_data_loads(
+    tmp_path, monkeypatch
+):
+    """compare --update-models whose recipe's default model folder held another tool's model.json fitted every
+    model, then stopped at the save, refused as train refuses such a folder."""
+    from mnistlab.models.files import default_model_dir
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    folder = default_model_dir("logreg")
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text('{"format": "layers-model"}')
+    work = tmp_path / "work"
+    with pytest.raises(ParameterError) as refused:
+        compare(["logreg"], limit=200, cv=0, out_dir=work / "r", tracking_uri=str(work / "s.db"), update_models=True)
+    assert str(refused.value) == (
+        f"update_models {folder}: it holds model.json, which mnistlab did not save (there is no mnistlab model "
+        "card), and the save would write over it or remove it; move that file away or choose another folder."
+    )
+    assert not work.exists()  # no report, no store: refused before the data loaded
+    assert os.listdir(folder) == ["model.json"]
+
+
 NAIVE_BAYES = """
 from sklearn.naive_bayes import GaussianNB
 

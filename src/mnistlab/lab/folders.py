@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mnistlab.errors import ParameterError
-from mnistlab.lab.options import check_writable_dir
+from mnistlab.lab.options import check_model_dir, check_writable_dir
 from mnistlab.lab.specs import Contender
 from mnistlab.models.files import default_model_dir
 from mnistlab.models.folder import install_files, read_regular
@@ -44,7 +44,7 @@ def check_outputs(given, contenders: list[Contender], update_models: bool) -> Pa
     if update_models:
         for contender in contenders:
             if _is_recipe(contender):
-                check_writable_dir(default_model_dir(contender.name), "update_models")
+                check_model_dir(default_model_dir(contender.name), "update_models")  # another tool's files too
     return out_dir
 
 
