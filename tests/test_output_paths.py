@@ -205,6 +205,25 @@ def test_files_mnistlab_writes_get_the_permissions_the_umask_gives_a_new_file(tm
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(mode) for p in written}
 
 
+def test_a_model_folder_or_store_that_is_a_link_loop_is_one_sentence(tmp_path, monkeypatch):
+    """predict --model LOOP (and serve, predict_image(model=LOOP)) was a RuntimeError traceback ("Symlink loop"),
+    as was compare --tracking-uri LOOP/runs.db once the data had loaded: the path was resolved before it was read."""
+    from mnistlab.errors import MnistlabError
+    from mnistlab.lab.compare import compare
+    from mnistlab.trust.predict import predict_image
+
+    monkeypatch.chdir(tmp_path)
+    os.symlink("b", "a")
+    os.symlink("a", "b")
+    said = "a is a link to nothing (a loop, or its target is gone); point it at a model."
+    assert one_error_line(runner.invoke(app, ["predict", "a", "--model", "a"])) == f"Error: {said}"
+    with pytest.raises(ModelFileError) as refused:
+        predict_image(np.zeros((28, 28), np.uint8), model="a")
+    assert str(refused.value) == said
+    with pytest.raises(MnistlabError, match="^Cannot open the tracking store sqlite:///.*/a/runs.db "):
+        compare(["logreg"], datasets="digits", limit=200, cv=0, out_dir="r", tracking_uri="a/runs.db")
+
+
 def test_a_home_folder_of_no_user_is_refused_in_python_too(monkeypatch):
     with pytest.raises(ParameterError, match="no user 'nosuchuser'") as info:
         load_mnist(data_dir="~nosuchuser/mnist")

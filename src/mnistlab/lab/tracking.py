@@ -124,7 +124,7 @@ class Tracker:
             _make_default_folder(folder)
             artifacts = (folder / "artifacts").as_uri()
         elif database is not None:  # artifacts beside the database, not in ./mlruns of wherever we run
-            folder = database.resolve().parent
+            folder = Path(os.path.realpath(database)).parent  # a link loop: said when the store is opened
             artifacts = (folder / "artifacts").as_uri()
         try:
             # Two processes setting up one new SQLite database at once both ran its migrations, and one failed

@@ -187,6 +187,8 @@ def _missing(model_dir: Path) -> ModelFileError:
                     f"There is no folder {model_dir} here, but `mnistlab train {model_dir.name}` saved a model in "
                     f"{saved}; pass that folder."
                 )
+    if model_dir.is_symlink():  # a loop, or a target gone: the folder is not "missing" to its user
+        return ModelFileError(f"{model_dir} is a link to nothing (a loop, or its target is gone); point it at a model.")
     return ModelFileError(
         f"Model directory {model_dir} does not exist; train one with `mnistlab train RECIPE --out {model_dir}`."
     )

@@ -126,7 +126,8 @@ def _from_directory(model_dir: Path) -> Predictor:
     """Kept by the folder and its card's checksum, which covers the weights' and the cut: keyed by the weights'
     alone, a card given another cut kept the old one, and a folder swapped between reading its card and loading
     left the other model under this card's key. A model is kept under the card it was loaded with."""
-    folder, card = str(model_dir.resolve()), refuse_other_classes(read_card(model_dir), model_dir)
+    card = refuse_other_classes(read_card(model_dir), model_dir)  # first: a link loop is said, not resolved
+    folder = str(model_dir.resolve())
     kept = _BY_DIR.get(folder)
     if kept is not None and kept[0] == card["card_sha256"]:
         _BY_DIR.move_to_end(folder)
