@@ -40,6 +40,22 @@ def test_a_default_store_folder_that_cannot_be_made_is_one_sentence(tmp_path, mo
     assert not (tmp_path / "r" / "models").exists()  # before anything was fitted
 
 
+def test_a_store_path_through_a_file_is_said_before_the_data_loads(tmp_path, monkeypatch):
+    """compare --tracking-uri notes.txt/runs.db loaded the data, then failed in "Cannot open the tracking store ...
+    (FileExistsError: [Errno 17] File exists: '.../notes.txt')", of a file that is no folder; runs said no store."""
+    (tmp_path / "notes.txt").write_text("a file where the store's folder would be")
+    monkeypatch.chdir(tmp_path)
+    said = f"notes.txt/runs.db: {tmp_path / 'notes.txt'} is a file, not a folder, so the store cannot be made there; "
+    for args in (["compare", "knn", "--dataset", "digits", "--out", "r"], ["runs"]):
+        result = runner.invoke(app, [*args, "--tracking-uri", "notes.txt/runs.db"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip().splitlines() == [
+            f"Error: --tracking-uri {said}give a path in a folder, or move that file."
+        ]
+        assert "loading" not in result.output
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
 def test_two_processes_opening_one_fresh_store_both_succeed(tmp_path):
     """Two comparisons started at once on a store not yet made: MLflow's set-up of the database ran twice
     ("table experiments already exists", "duplicate column name") and one of them failed."""

@@ -49,6 +49,7 @@ from mnistlab.lab.tracking_text import (
     sqlite_uri,
     staged,
     store_failed,
+    store_path,
 )
 from mnistlab.models.files import models_root
 
@@ -89,7 +90,7 @@ def resolve_uri(uri: str | os.PathLike[str] | None = None) -> str:
     named = f"MLFLOW_TRACKING_URI={given}" if uri is None else "{param} " + given
     path = expand_home(given, lambda why: ParameterError("tracking_uri", f"{named} {why}; give its full path."))
     if "://" not in given and path.suffix.lower() in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
-        return sqlite_uri(path.absolute())
+        return sqlite_uri(store_path(path.absolute(), named))  # a file where its folder goes: said now
     return given
 
 

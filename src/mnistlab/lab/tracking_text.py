@@ -25,9 +25,10 @@ from mnistlab._text import path_text
 from mnistlab.data.home import expand_home
 from mnistlab.data.mirrors import masked_credentials
 from mnistlab.data.sources import published_name
-from mnistlab.errors import TrackingError
+from mnistlab.errors import ParameterError, TrackingError
 
 __all__ = [
+    "store_path",
     "RENAMED",
     "mlflow_key",
     "param_text",
@@ -63,6 +64,21 @@ def sqlite_uri(path: Path) -> str:
             "MLFLOW_TRACKING_URI (a path ending in .db), or rename the folder."
         )
     return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+
+
+def store_path(database: Path, named: str) -> Path:
+    """``database``, a SQLite store's path as given (``named``: ``{param} PATH``), unless a file stands where one of
+    its folders goes: MLflow failed making it, once the data had loaded, in "File exists", of a file that does."""
+    above = database.parent
+    while not os.path.lexists(above) and above != above.parent:
+        above = above.parent
+    if os.path.exists(above) and not os.path.isdir(above):
+        raise ParameterError(
+            "tracking_uri",
+            f"{named}: {path_text(str(above))} is a file, not a folder, so the store cannot be made there; give a "
+            "path in a folder, or move that file.",
+        )
+    return database
 
 
 @contextlib.contextmanager
