@@ -71,6 +71,16 @@ def test_images_of_another_size_say_both_sizes(model, digits, mnist_small):
     )
 
 
+def test_test_labels_in_a_column_are_not_said_to_be_as_many_as_the_images_and_too_few(model, digits):
+    """y_test as a column (N, 1) was refused with 'y_test of data holds 200 labels for 200 test images in X_test;
+    pass one label per test image': the sentence contradicted itself."""
+    X_tr, X_te, y_tr, y_te = digits
+    assert _refusal(model, (X_tr, X_te, y_tr, y_te[:, None])) == (
+        f"y_test of data holds its labels in an array of shape ({len(y_te)}, 1) for {len(y_te)} test images in "
+        "X_test; pass one label per test image, in a 1-d array."
+    )
+
+
 def test_an_empty_test_set_is_refused_in_words_that_fit_arrays(model, digits):
     X_tr, X_te, y_tr, y_te = digits
     empty = "X_test of data holds no images; pass at least one test image, and its label in y_test."

@@ -62,6 +62,20 @@ def test_labels_that_do_not_match_their_images(digits, tmp_path):
     )
 
 
+def test_labels_in_a_column_are_not_said_to_be_as_many_as_the_images_and_too_few(digits, tmp_path):
+    """Labels as a column (N, 1), as df[["class"]].to_numpy() gives them, were refused with 'y_train of data holds
+    300 labels for 300 images in X_train; pass one label per image': the sentence contradicted itself."""
+    X_tr, X_te, y_tr, y_te = digits
+    assert _refusal((X_tr, X_te, y_tr[:, None], y_te), tmp_path) == (
+        "y_train of data holds its labels in an array of shape (300, 1) for 300 images in X_train; "
+        "pass one label per image, in a 1-d array."
+    )
+    assert _refusal((X_tr, X_te, y_tr, y_te[:, None]), tmp_path) == (
+        "y_test of data holds its labels in an array of shape (100, 1) for 100 images in X_test; "
+        "pass one label per image, in a 1-d array."
+    )
+
+
 def test_an_empty_test_set(digits, tmp_path):
     X_tr, X_te, y_tr, y_te = digits
     assert _refusal((X_tr, X_te[:0], y_tr, y_te[:0]), tmp_path) == (

@@ -291,9 +291,10 @@ def check_test_data(model_dir, estimator, data) -> None:
     if X_test.ndim == 0 or len(X_test) == 0:
         raise InputError("X_test of data holds no images; pass at least one test image, and its label in y_test.")
     if y_test.ndim != 1 or len(y_test) != len(X_test):
+        held = f"{y_test.size:,} labels" if y_test.ndim == 1 else f"its labels in an array of shape {y_test.shape}"
         raise InputError(
-            f"y_test of data holds {y_test.size:,} labels for {len(X_test):,} test images in X_test; "
-            "pass one label per test image."
+            f"y_test of data holds {held} for {len(X_test):,} test images in X_test; "
+            f"pass one label per test image{'' if y_test.ndim == 1 else ', in a 1-d array'}."
         )
     pixels = pixels_read(estimator)
     given = int(np.prod(X_test.shape[1:]))

@@ -103,10 +103,10 @@ def given_arrays(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     X_train, X_test = as_rows(X_train), as_rows(X_test)  # images (N, 28, 28) as the rows every recipe reads
     for X, y, part in ((X_train, y_train, "train"), (X_test, y_test, "test")):
         if y.ndim != 1 or X.ndim < 2 or len(y) != len(X):
-            n_images = len(X) if X.ndim else 0
+            held = f"{y.size:,} labels" if y.ndim == 1 else f"its labels in an array of shape {y.shape}"
             raise InputError(
-                f"y_{part} of data holds {y.size:,} labels for {n_images:,} images in X_{part}; "
-                "pass one label per image."
+                f"y_{part} of data holds {held} for {len(X) if X.ndim else 0:,} images in X_{part}; "
+                f"pass one label per image{'' if y.ndim == 1 else ', in a 1-d array'}."
             )
     if len(X_test) == 0:
         raise InputError("X_test of data holds no images; pass at least one test image, and its label in y_test.")
