@@ -76,6 +76,22 @@ def test_labels_in_a_column_are_not_said_to_be_as_many_as_the_images_and_too_few
     )
 
 
+def test_a_random_split_of_arrays_that_come_split_is_refused_not_recorded(digits, tmp_path):
+    """train_recipe(data=..., split="random", test_size=0.2) trained on the arrays as they came, and its result and
+    card said split "random": a split that was never cut."""
+    from mnistlab.errors import ParameterError
+
+    for extra in ({}, {"test_size": 0.2}):
+        with pytest.raises(ParameterError) as info:
+            train_recipe("knn", cv=0, out=tmp_path / "m", data=digits, split="random", **extra)
+        assert str(info.value) == (
+            "split='random' cuts MNIST as train_recipe loads it, but data holds arrays split already (X_train, "
+            "X_test, y_train, y_test); drop split (and test_size) to train and test on them as they are."
+        )
+        assert not (tmp_path / "m").exists()
+    assert train_recipe("knn", cv=0, out=tmp_path / "m", data=digits, split="official")["split"] == "official"
+
+
 def test_an_empty_test_set(digits, tmp_path):
     X_tr, X_te, y_tr, y_te = digits
     assert _refusal((X_tr, X_te[:0], y_tr, y_te[:0]), tmp_path) == (

@@ -136,6 +136,16 @@ class RunOptions:
                 f"{{param}} must be a fraction between 0 and 1 or a whole count of at least 10 test images, got {size!r}.",
             )
 
+    def check_arrays(self, data) -> None:
+        """Refuse the random split for arrays passed from Python (``data``): they come split, and were trained on
+        as they came while the card and the result said ``split: random``."""
+        if data is not None and self.split != "official":
+            raise ParameterError(
+                "split",
+                f"{{param}}={self.split!r} cuts MNIST as train_recipe loads it, but data holds arrays split already "
+                "(X_train, X_test, y_train, y_test); drop {param} (and test_size) to train and test on them as they are.",
+            )
+
     def for_recipe(self, recipe: Recipe) -> RunOptions:
         """These options with the recipe's default folds filled in; ``target`` only for CNN recipes."""
         if self.target is not None and recipe.family != "cnn":

@@ -302,6 +302,7 @@ def run_recipe(
     hold the file (``spec``), and the card its sha256 (``code_sha256``), as
     ``compare`` records them. A bad spec file fails here, before any data loads.
     """
+    options.check_arrays(data)
     contender = resolve_recipe_or_spec_file(recipe_name)
     recipe = contender.recipe
     default_of = recipe.name if options.cv is None else None  # its own folds: said as such if too many
