@@ -487,8 +487,8 @@ def test_onnx_predictor_refuses_a_thread_count_it_cannot_use_as_such():
     torch.manual_seed(0)
     net = build_net("tiny", 10, (28, 28)).eval()
     graph = _model_proto(net, (28, 28), list(range(10))).SerializeToString()  # from_module's graph, exported once
-    for n_threads in ("2", 0, -1, 1.5, True):
-        with pytest.raises(ParameterError, match="^n_threads must be a whole number of threads, 1 or more, or None"):
+    for n_threads in ("2", 0, -1, 1.5, True, 257, 10**9):  # 10**9 was "Not a readable ONNX model (std::bad_alloc)"
+        with pytest.raises(ParameterError, match="^n_threads must be a whole number of threads from 1 to 256, or None"):
             OnnxPredictor(graph, n_threads=n_threads)  # what from_module calls with its graph and n_threads
     assert OnnxPredictor.from_module(net, (28, 28), range(10), n_threads=2).n_threads == 2
     # A numpy whole number is one, as CNNClassifier's fit takes it: its onnxruntime backend passes its n_threads on.

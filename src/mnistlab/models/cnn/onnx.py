@@ -28,6 +28,7 @@ from mnistlab._cpus import usable_cpus
 from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError, ParameterError
+from mnistlab.models.cnn.checks import MAX_THREADS
 from mnistlab.models.files import read_card
 from mnistlab.models.folder import CARD_FILE, ONNX_FILE, read_regular
 from mnistlab.models.sessions import cpu_session, run_in_chunks, single_thread_session
@@ -134,10 +135,13 @@ class OnnxPredictor:
 
     def __init__(self, source, *, n_threads: int | None = None):
         whole = isinstance(n_threads, int | np.integer) and not isinstance(n_threads, bool)
-        if n_threads is not None and (not whole or n_threads < 1):
+        # More threads than any machine has cores: onnxruntime failed to allocate 10**9 ("std::bad_alloc"), which
+        # was said of the model ("Not a readable ONNX model ...; export it again").
+        if n_threads is not None and (not whole or not 1 <= n_threads <= MAX_THREADS):
             raise ParameterError(
                 "n_threads",
-                f"{{param}} must be a whole number of threads, 1 or more, or None (every CPU), got {n_threads!r}.",
+                f"{{param}} must be a whole number of threads from 1 to {MAX_THREADS}, or None (every CPU), "
+                f"got {n_threads!r}.",
             )
         self.n_threads = int(n_threads or usable_cpus())  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
