@@ -334,6 +334,40 @@ def test_workers_refuse_a_port_another_server_shares_with_so_reuseport():
     assert proc.returncode == 1 and f"ParameterError: Cannot listen on 127.0.0.1:{port}" in stderr, stderr
 
 
+def test_serve_from_python_refuses_a_taken_port_or_a_foreign_host_with_a_mnistlab_error():
+    """mnistlab.web.serve() on a port in use (a notebook's second serve()), on port -1 or on a host of no address
+    here loaded the model, then raised uvicorn's SystemExit (1 or 3) after its log line; now each is one
+    ParameterError, raised before the model loads."""
+    code = (
+        "import sys\n"
+        "from mnistlab.web import serve\n"
+        "for kwargs in eval(sys.argv[1]):\n"
+        "    try:\n"
+        "        serve(None, **kwargs)\n"
+        "    except BaseException as exc:\n"
+        "        print(type(exc).__name__, exc, flush=True)\n"
+        "from mnistlab.trust.reader import _READERS\n"
+        "print('readers loaded:', len(_READERS))\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        tries = [{"port": port}, {"port": -1}, {"port": 70000}, {"host": "256.1.1.1", "port": port + 1}]
+        result = subprocess.run(
+            [sys.executable, "-c", code, repr(tries)], capture_output=True, text=True, timeout=PATIENCE
+        )
+    assert result.stdout.splitlines() == [
+        f"ParameterError Cannot listen on 127.0.0.1:{port} (Address already in use); choose another port, or stop "
+        "what holds it.",
+        "ParameterError port must be a whole number from 1 to 65535, got -1.",
+        "ParameterError port must be a whole number from 1 to 65535, got 70000.",
+        "ParameterError host '256.1.1.1' is not an address of this machine (Name or service not known); use "
+        "127.0.0.1 or 0.0.0.0.",
+        "readers loaded: 0",
+    ], result.stdout + result.stderr
+
+
 def test_a_worker_that_cannot_start_says_why():
     """A replacement worker that could not listen (another program took the port once every worker had died)
     exited without a word, and the log said only "Worker N exited with code 1; starting another.", each second."""

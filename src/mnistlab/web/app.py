@@ -55,7 +55,7 @@ from mnistlab.web.guard import Guard
 from mnistlab.web.limits import DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
 from mnistlab.web.protocol import ConnectionLimits, server_config
 from mnistlab.web.routes import STATIC_DIR, Served, router
-from mnistlab.web.workers import GRACEFUL_SHUTDOWN, run_workers
+from mnistlab.web.workers import GRACEFUL_SHUTDOWN, reuseport_socket, run_workers
 
 __all__ = ["create_app", "serve", "ready_predictor", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_DECODES"]
 
@@ -286,6 +286,12 @@ def serve(
     line per request."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError("workers", f"{{param}} must be a whole number of at least 1, got {workers!r}.")
+    if isinstance(port, bool) or not isinstance(port, int | np.integer) or not 1 <= port <= 65535:
+        raise ParameterError("port", f"{{param}} must be a whole number from 1 to 65535, got {port!r}.")
+    port = int(port)
+    # A port taken, or a host of no address here: one ParameterError before the model loads, not uvicorn's
+    # SystemExit once it had (a notebook's second serve() on the same port).
+    reuseport_socket(host, port, shared=False).close()
     limits = limits or ConnectionLimits()
     # One BLAS thread in this process and the workers it forks: the confidence scores' small matrix
     # products cost twice the CPU with OpenBLAS's threads spinning, and a server's parallelism comes

@@ -17,6 +17,7 @@ stops as above.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -52,6 +53,11 @@ def reuseport_socket(host: str, port: int, backlog: int = 2048, *, shared: bool 
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # not the port's doing
+            raise ParameterError(
+                "host",
+                f"{{param}} {host!r} is not an address of this machine ({exc.strerror}); use 127.0.0.1 or 0.0.0.0.",
+            ) from None
         raise ParameterError(
             "port", f"Cannot listen on {host}:{port} ({exc.strerror}); choose another port, or stop what holds it."
         ) from None
