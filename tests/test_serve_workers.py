@@ -368,6 +368,15 @@ def test_serve_from_python_refuses_a_taken_port_or_a_foreign_host_with_a_mnistla
     ], result.stdout + result.stderr
 
 
+def test_serve_from_python_refuses_limits_that_are_no_connection_limits():
+    """serve(limits=5) served: every connection then hung unanswered, an AttributeError ('int' object has no
+    attribute 'read_timeout') in the log for each."""
+    code = f"from mnistlab.web import serve; serve(None, port={_free_port()}, limits=5)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE)
+    last = result.stderr.splitlines()[-1]
+    assert last == "mnistlab.errors.ParameterError: limits must be a ConnectionLimits or None, got 5.", result.stderr
+
+
 def test_a_worker_that_cannot_start_says_why():
     """A replacement worker that could not listen (another program took the port once every worker had died)
     exited without a word, and the log said only "Worker N exited with code 1; starting another.", each second."""
