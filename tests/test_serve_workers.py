@@ -377,6 +377,18 @@ def test_serve_from_python_refuses_limits_that_are_no_connection_limits():
     assert last == "mnistlab.errors.ParameterError: limits must be a ConnectionLimits or None, got 5.", result.stderr
 
 
+def test_serve_from_python_holds_workers_to_the_clis_bound():
+    """serve(workers=10**6) went on forking servers, each holding the model (--workers stops at 256); the port is
+    taken here, so that the old code stopped at its check of the port instead of forking."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code = f"from mnistlab.web import serve; serve(None, port={taken.getsockname()[1]}, workers=10**6)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE)
+    last = result.stderr.splitlines()[-1]
+    assert last == "mnistlab.errors.ParameterError: workers must be a whole number from 1 to 256, got 1000000.", last
+
+
 def test_a_worker_that_cannot_start_says_why():
     """A replacement worker that could not listen (another program took the port once every worker had died)
     exited without a word, and the log said only "Worker N exited with code 1; starting another.", each second."""

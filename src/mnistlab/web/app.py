@@ -55,7 +55,7 @@ from mnistlab.web.guard import Guard
 from mnistlab.web.limits import DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
 from mnistlab.web.protocol import ConnectionLimits, server_config
 from mnistlab.web.routes import STATIC_DIR, Served, router
-from mnistlab.web.workers import GRACEFUL_SHUTDOWN, reuseport_socket, run_workers
+from mnistlab.web.workers import GRACEFUL_SHUTDOWN, MAX_WORKERS, reuseport_socket, run_workers
 
 __all__ = ["create_app", "serve", "ready_predictor", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_DECODES"]
 
@@ -284,8 +284,9 @@ def serve(
     SIGTERM (requests in flight are finished first), with the connection ``limits`` of ``protocol``
     (default ``ConnectionLimits()``), from ``workers`` processes (``web.workers``); ``access_log``: one log
     line per request."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ParameterError("workers", f"{{param}} must be a whole number of at least 1, got {workers!r}.")
+    # At most --workers' 256: a million was forked one after the other, each a server holding the model.
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ParameterError("workers", f"{{param}} must be a whole number from 1 to {MAX_WORKERS}, got {workers!r}.")
     if isinstance(port, bool) or not isinstance(port, int | np.integer) or not 1 <= port <= 65535:
         raise ParameterError("port", f"{{param}} must be a whole number from 1 to 65535, got {port!r}.")
     port = int(port)

@@ -31,7 +31,10 @@ from threadpoolctl import threadpool_limits
 from mnistlab._processes import end_with_parent
 from mnistlab.errors import MnistlabError, ParameterError
 
-__all__ = ["GRACEFUL_SHUTDOWN", "reuseport_socket", "run_workers"]
+__all__ = ["GRACEFUL_SHUTDOWN", "MAX_WORKERS", "reuseport_socket", "run_workers"]
+
+# Server processes at most (``serve --workers``'s bound): more than any machine mnistlab runs on has cores.
+MAX_WORKERS = 256
 
 # Seconds a stopping server gives the requests in flight before it closes their connections.
 GRACEFUL_SHUTDOWN = 30.0
