@@ -198,6 +198,16 @@ def test_bad_mirrors_are_rejected_and_the_good_copy_is_cached(tiny, tmp_path):
     assert seen and seen[-1][1] == seen[-1][2]
 
 
+def test_a_progress_that_cannot_be_called_is_refused_before_any_mirror(tiny, tmp_path):
+    """download_dataset(..., progress=5) (or load_mnist's) downloaded the first bytes, then failed in a TypeError
+    traceback: 'int' object is not callable."""
+    _, base, log, _ = tiny
+    with pytest.raises(ParameterError) as info:
+        download_dataset("tiny", tmp_path / "dl", mirrors=(f"{base}/good/",), progress=5)
+    assert str(info.value) == "progress must be a function (something callable) or None, got 5."
+    assert log == [] and not (tmp_path / "dl").exists()
+
+
 def test_load_downloads_once_then_uses_the_cache(tiny):
     spec, base, log, arrays = tiny
     b = load_mnist("tiny")

@@ -73,6 +73,10 @@ def download_dataset(
             "(scikit-learn's digits come with scikit-learn)."
         )
     _check_pace(timeout, min_rate)
+    if progress is not None and not callable(progress):  # else a TypeError traceback at the first bytes
+        raise ParameterError(
+            "progress", f"{{param}} must be a function (something callable) or None, got {progress!r}."
+        )
     spec = DATASETS[name]
     mirrors = checked_mirrors(mirrors)
     mirrors = mirrors if mirrors is not None else env_mirrors() + spec.mirrors
