@@ -25,6 +25,9 @@ __all__ = ["Recipe", "RECIPES", "register", "get_recipe", "list_recipes", "DEFAU
 
 @dataclass(frozen=True)
 class Recipe:
+    """A named model: ``build(seed, n_jobs)`` makes its unfitted scikit-learn estimator (a ``Pipeline``, or a
+    ``CNNClassifier`` for the ``"cnn"`` family); ``cv`` is its default number of cross-validation folds (0: none)."""
+
     name: str
     description: str
     build: Callable[[int, int], Any]  # (seed, n_jobs) -> unfitted estimator
