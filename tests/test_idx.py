@@ -217,3 +217,13 @@ def test_a_memoryview_of_wider_items_is_read_by_its_bytes(tmp_path):
     raw = (tmp_path / "t.idx").read_bytes()
     assert len(raw) % 4 == 0
     np.testing.assert_array_equal(parse_idx(memoryview(np.frombuffer(raw, np.uint32))), images)
+
+
+def test_a_compress_flag_given_a_string_is_refused_not_taken_as_true(tmp_path):
+    """write_idx(path, array, compress="no") wrote a gzip file: "no" is truthy."""
+    for flag in ("no", "yes", 0, 1):
+        with pytest.raises(ParameterError, match=rf"^compress must be True, False or None, got {flag!r}\.$"):
+            write_idx(tmp_path / "images", np.zeros((2, 3), np.uint8), compress=flag)
+    assert list(tmp_path.iterdir()) == []
+    path = write_idx(tmp_path / "images", np.zeros((2, 3), np.uint8), compress=np.bool_(False))
+    assert path.read_bytes()[:4] == bytes([0, 0, 8, 2])  # raw IDX, not gzip

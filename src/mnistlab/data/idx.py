@@ -327,8 +327,10 @@ def read_idx_header(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) 
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> Path:
-    """Write ``array`` as IDX, atomically; gzip when ``compress`` or the name ends in .gz."""
+    """Write ``array`` as IDX, atomically; gzip when ``compress`` is True, or is None and the name ends in .gz."""
     path = checked_path(path, "path")
+    if compress is not None and not isinstance(compress, bool | np.bool_):  # "no" is truthy: it was gzipped
+        raise ParameterError("compress", f"{{param}} must be True, False or None, got {compress!r}.")
     array = np.asarray(array)
     native = array.dtype.newbyteorder("=")
     if native not in _CODES:
