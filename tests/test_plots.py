@@ -141,6 +141,15 @@ def test_gallery_without_mistakes_says_so(tmp_path, predicted):
     assert pixels.shape[0] < 300  # a one-line message, not a grid of digits
 
 
+def test_a_probabilities_flag_given_a_string_is_refused_not_taken_as_true(tmp_path, predicted):
+    """save_misclassified_gallery(..., probabilities="no") titled a hinge-loss model's mistakes with percentages it
+    never gave: "no" is truthy."""
+    X, y_true, y_pred, proba = predicted
+    with pytest.raises(InputError, match=r"^probabilities must be True or False, got 'no'\.$"):
+        save_misclassified_gallery(X, y_true, y_pred, proba, tmp_path / "g.png", probabilities="no")
+    assert not (tmp_path / "g.png").exists()
+
+
 def test_confusion_counts_known_answer_and_matches_sklearn(predicted):
     from sklearn.metrics import confusion_matrix
 

@@ -324,3 +324,11 @@ def test_empty_pages_are_labelled_and_tagged_as_documented():
 def test_a_server_told_to_wait_for_its_requests_still_stops_without_them():
     with running_server(_app, timeout_graceful_shutdown=None) as url:
         assert urllib.request.urlopen(url, timeout=10).read() == b"hi"
+
+
+def test_write_idx_folder_refuses_a_gzip_flag_given_a_string(tmp_path):
+    """write_idx_folder(..., gzip="no") wrote the compressed files under their .gz names: "no" is truthy."""
+    arrays = random_idx_arrays(np.random.default_rng(0), 20, 10)
+    with pytest.raises(ParameterError, match=r"^gzip must be True or False, got 'no'\.$"):
+        write_idx_folder(tmp_path / "set", arrays, gzip="no")
+    assert not (tmp_path / "set").exists()

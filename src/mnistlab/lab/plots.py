@@ -309,6 +309,8 @@ def save_misclassified_gallery(
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise InputError(f"n must be a whole number of mistakes to show, 1 or more, got {n!r}.")
+    if not isinstance(probabilities, bool | np.bool_):  # "no" is truthy: margins' softmax was shown as chances
+        raise InputError(f"probabilities must be True or False, got {probabilities!r}.")
     imgs = _unit_images(images)
     true = _labels(y_true, len(imgs), "y_true", integer=classes is None)
     picked = most_confident_mistakes(true, y_pred, proba, n, classes=classes, margins=margins)

@@ -36,6 +36,8 @@ def write_idx_folder(
     out of range is refused, not wrapped). Images are written in their own dtype. Returns the folder."""
     if dataset not in DATASETS:
         raise ParameterError("dataset", f"{{param}} must be one of {', '.join(DATASETS)}, not {dataset!r}.")
+    if not isinstance(gzip, bool | np.bool_):  # "no" is truthy: the files were compressed
+        raise ParameterError("gzip", f"{{param}} must be True or False, got {gzip!r}.")
     missing = [role for role in ROLES if role not in arrays]
     if missing:
         raise ParameterError("arrays", f"{{param}} lacks {', '.join(missing)}; give all four of {', '.join(ROLES)}.")
