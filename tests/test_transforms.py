@@ -70,6 +70,28 @@ def test_pixel_scaler_reads_a_boolean_mask_as_ink_as_the_cnn_does(digits):
     np.testing.assert_array_equal(PixelScaler().fit(digits).transform(mask), PixelScaler().fit(digits).transform(ink))
 
 
+def test_normalised_pixels_are_refused_not_read_as_a_blank_page(mnist_small):
+    """Digits normalised as PyTorch's MNIST example does (Normalize((0.1307,), (0.3081,)): paper -0.4242, ink 2.8215)
+    were read as 0-255 pixels, a blank page: logreg, CNNClassifier and OnnxPredictor.predict (all through
+    unit_pixels) answered them without a word, 10-13% of them right."""
+    from mnistlab.data.pixels import unit_pixels
+    from mnistlab.models.recipes import get_recipe
+
+    X_train, X_test, y_train, _ = mnist_small
+    normalised = (X_test[:50] / 255 - 0.1307) / 0.3081
+    said = "Pixels look normalised: most of them are -0.4242, below 0 (paper); pass the pixels as they were before"
+    model = get_recipe("logreg").build(0, 1).fit(X_train[:300], y_train[:300])
+    for refused in (lambda: model.predict(normalised), lambda: unit_pixels(normalised.astype(np.float32))):
+        with pytest.raises(InputError, match=f"^{re.escape(said)}"):
+            refused()
+    # A resampled 0-1 image's undershoot, its paper at -0.1 included (as predict_image reads it), is clipped as before.
+    for undershoot in (
+        X_test[:50] / 255 - 0.1 * (X_test[:50] == 0),
+        np.where(np.arange(784) == 100, -0.05, X_test[:50] / 255),
+    ):
+        np.testing.assert_array_equal(unit_pixels(undershoot), np.clip(undershoot, 0, 1).astype(np.float32))
+
+
 def test_pixel_scaler_rejects_non_positive_max(digits):
     with pytest.raises(InputError, match="positive"):
         PixelScaler(max_value=0).fit(digits)
