@@ -950,11 +950,16 @@ def test_an_image_made_in_memory_is_held_to_the_rules_of_an_array():
 def test_pixel_values_no_image_takes_are_refused_as_array_or_pil_image(test_digits):
     """A float array of -255..0 (or -1..1), or a PIL image of mode I or F holding negative values or NaN, was
     clipped to a blank page and answered "no digit-sized ink found; crop a small digit" as a photo would be;
-    an integer array of the same values was refused. Refused alike now; a resampled image's undershoot reads."""
+    an integer array of the same values was refused. Refused alike now; a resampled image's undershoot reads. A digit
+    normalised as PyTorch's MNIST example does was read as 0-255 pixels: "no ink found"; now it is said to be
+    normalised."""
     digit = test_digits[0][0].astype(np.float32)
     refused = {
         "holds values down to -255, far below 0": -digit,
         "holds values down to -1, far below 0": digit / 127.5 - 1,  # normalised to -1..1
+        # As PyTorch's MNIST example normalises: paper -0.4242, ink 2.8215, read as 0-255 it was "no ink found".
+        "looks normalised: most of its pixels are -0.4242, below 0 .paper.; pass the pixels as they were before "
+        "normalising": (digit / 255 - 0.1307) / 0.3081,
         "The image holds negative values": Image.fromarray(-digit.astype(np.int32)),
         "The image holds values down to -1, far below 0": Image.fromarray(-digit / 255),
         "The image contains NaN": Image.fromarray(np.where(digit > 0, np.nan, 0).astype(np.float32)),

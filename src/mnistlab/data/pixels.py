@@ -15,7 +15,17 @@ import numpy as np
 
 from mnistlab.errors import InputError
 
-__all__ = ["UNIT_SCALE_MAX", "float_scale", "from_torch", "as_images", "as_rows", "unit_pixels", "as_digit"]
+__all__ = [
+    "UNIT_SCALE_MAX",
+    "UNDO_NORMALISING",
+    "float_scale",
+    "from_torch",
+    "as_images",
+    "as_rows",
+    "unit_pixels",
+    "normalised_paper",
+    "as_digit",
+]
 
 # Floats whose brightest value is at most this are on the 0-1 scale, others on 0-255. Not 1: a 0-1
 # image resampled (bicubic, Lanczos) overshoots 1 by a tenth or two, and read as 0-255 it would be a
@@ -117,12 +127,24 @@ def _refuse_normalised(pixels: np.ndarray) -> None:
     ``Normalize((0.1307,), (0.3081,))``: paper -0.4242, full ink 2.8215). Read as 0-255 pixels they were a blank
     page, and every model answered without a word (a CNN read 13% of MNIST's test digits right, logistic regression
     10%). A 0-1 image whose paper a resampling left a little below 0 is clipped, as the reader clips it."""
-    low = pixels.min(initial=0)
+    low = normalised_paper(pixels)
+    if low is not None:
+        raise InputError(f"Pixels look normalised: most of them are {low:.4g}, below 0 (paper); {UNDO_NORMALISING}")
+
+
+UNDO_NORMALISING = (
+    "pass the pixels as they were before normalising, 0-255 or 0-1 (multiply by the standard deviation, then add the "
+    "mean)."
+)
+
+
+def normalised_paper(pixels: np.ndarray) -> float | None:
+    """The paper's value of float pixels normalised by a mean and a standard deviation (``_refuse_normalised``), or
+    None for pixels that are not: on the 0-255 scale, more than half of them at their lowest value, below 0."""
+    low = float(pixels.min(initial=0))
     if low < 0 and pixels.max() > UNIT_SCALE_MAX and 2 * np.count_nonzero(pixels == low) > pixels.size:
-        raise InputError(
-            f"Pixels look normalised: most of them are {low:.4g}, below 0 (paper); pass the pixels as they were "
-            "before normalising, 0-255 or 0-1 (multiply by the standard deviation, then add the mean)."
-        )
+        return low
+    return None
 
 
 def as_digit(values, *, label: str = "the array") -> np.ndarray:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from mnistlab.data.pixels import float_scale
+from mnistlab.data.pixels import UNDO_NORMALISING, float_scale, normalised_paper
 from mnistlab.errors import ImageError
 from mnistlab.reading.admission import check_pixels, check_strip
 
@@ -43,6 +43,11 @@ def unit_scale(a: np.ndarray, what: str) -> np.ndarray:
         raise ImageError(
             f"{what} holds values down to {a.min():.4g}, far below 0 (paper); pass pixel values from 0 to 1 or 0 "
             "to 255, not normalised ones."
+        )
+    paper = normalised_paper(a)  # PyTorch's MNIST normalisation: read as 0-255, a blank page ("no ink found")
+    if paper is not None:
+        raise ImageError(
+            f"{what} looks normalised: most of its pixels are {paper:.4g}, below 0 (paper); {UNDO_NORMALISING}"
         )
     return a.astype(np.float64) / scale
 
