@@ -59,6 +59,16 @@ def fitted_graph(fitted) -> bytes:
     return onnx_graph(fitted)
 
 
+def test_one_digit_given_as_a_28_by_28_array_is_told_to_be_a_batch_of_one(fitted, mnist_small):
+    """clf.predict(digit) with one (28, 28) digit said scikit-learn's "X has 28 features, but CNNClassifier is
+    expecting 784 features as input": its rows were taken for 28 images of 28 pixels."""
+    digit = mnist_small[1][0].reshape(28, 28)
+    for method in (fitted.predict, fitted.predict_proba):
+        with pytest.raises(InputError, match=r"^X is one 28 x 28 image, not a batch of images; .* X\[None\]\.$"):
+            method(digit)
+    assert fitted.predict(digit[None]).tolist() == fitted.predict(digit.reshape(1, 784)).tolist()
+
+
 def test_a_few_hundred_steps_learn_well_above_chance(fitted, mnist_small):
     _, X_te, _, y_te = mnist_small
     assert fitted.n_epochs_ == 6 and len(fitted.history_) == 6

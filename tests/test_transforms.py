@@ -92,6 +92,18 @@ def test_normalised_pixels_are_refused_not_read_as_a_blank_page(mnist_small):
         np.testing.assert_array_equal(unit_pixels(undershoot), np.clip(undershoot, 0, 1).astype(np.float32))
 
 
+def test_one_digit_given_to_a_scaling_recipe_is_told_to_be_a_batch_of_one(mnist_small):
+    """logreg's predict(digit) with one (28, 28) digit said scikit-learn's "X has 28 features, but PixelScaler is
+    expecting 784 features as input", a step the caller never named, of 28 "images" of 28 pixels."""
+    from mnistlab.models.recipes import get_recipe
+
+    X_train, X_test, y_train, _ = mnist_small
+    model = get_recipe("logreg").build(0, 1).fit(X_train[:300], y_train[:300])
+    with pytest.raises(InputError, match=r"^X is one 28 x 28 image, not a batch of images; .* X\[None\]\.$"):
+        model.predict(X_test[0].reshape(28, 28))
+    assert model.predict(X_test[0].reshape(1, 28, 28)).tolist() == model.predict(X_test[:1]).tolist()
+
+
 def test_pixel_scaler_rejects_non_positive_max(digits):
     with pytest.raises(InputError, match="positive"):
         PixelScaler(max_value=0).fit(digits)

@@ -24,6 +24,7 @@ __all__ = [
     "as_rows",
     "unit_pixels",
     "normalised_paper",
+    "refuse_one_image",
     "as_digit",
 ]
 
@@ -145,6 +146,14 @@ def normalised_paper(pixels: np.ndarray) -> float | None:
     if low < 0 and pixels.max() > UNIT_SCALE_MAX and 2 * np.count_nonzero(pixels == low) > pixels.size:
         return low
     return None
+
+
+def refuse_one_image(X, n_pixels: int) -> None:
+    """Refuse one square image of ``n_pixels`` (a 28 x 28 digit) where a batch of images belongs: scikit-learn took
+    its rows for 28 images of 28 pixels each, and said "X has 28 features, but ... is expecting 784 features"."""
+    side = math.isqrt(n_pixels)
+    if side * side == n_pixels and side > 1 and np.shape(X) == (side, side):
+        raise InputError(f"X is one {side} x {side} image, not a batch of images; pass it as a batch of one, X[None].")
 
 
 def as_digit(values, *, label: str = "the array") -> np.ndarray:

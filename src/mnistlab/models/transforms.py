@@ -14,7 +14,7 @@ from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mnistlab.data.pixels import as_images, unit_pixels
+from mnistlab.data.pixels import as_images, refuse_one_image, unit_pixels
 from mnistlab.errors import InputError
 
 __all__ = ["PixelScaler", "Deskew", "image_moments"]
@@ -47,6 +47,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         check_is_fitted(self, "n_features_in_")
+        refuse_one_image(X, self.n_features_in_)  # a digit's 28 rows were taken for 28 images of 28 pixels
         X = validate_data(self, _flat(X), reset=False, dtype="numeric")  # and a width other than fit's
         if X.dtype.kind == "b" or (X.dtype.kind == "f" and self.max_value == 255):  # a mask's True is ink, 1.0
             return unit_pixels(X)

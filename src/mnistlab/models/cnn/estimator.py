@@ -31,7 +31,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mnistlab._cpus import usable_cpus
-from mnistlab.data.pixels import as_images, from_torch, unit_pixels
+from mnistlab.data.pixels import as_images, from_torch, refuse_one_image, unit_pixels
 from mnistlab.errors import InputError, RecipeError
 from mnistlab.models.cnn.checks import check_classes, check_params
 from mnistlab.models.cnn.config import MAX_CLASSES, MAX_LABEL_CHARS, MAX_SIDE
@@ -258,6 +258,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def _images(self, X, y=None, *, reset: bool):
         """Validate X (and y); return float32 images (N, 1, H, W) in [0, 1] as a numpy array."""
         shape, X = None, from_torch(X)  # a tensor that requires grad: torch's RuntimeError from numpy's hands
+        if not reset:  # one digit's 28 rows were taken for 28 images of 28 pixels ("X has 28 features")
+            refuse_one_image(X, self.n_features_in_)
         if isinstance(X, list | tuple):  # of images or of rows: their shape decides, as for an array
             X = np.asarray(X)
         if getattr(X, "ndim", 2) in (3, 4):  # images: (N, H, W), (N, 1, H, W) or (N, H, W, 1)
