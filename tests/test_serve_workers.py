@@ -377,6 +377,14 @@ def test_serve_from_python_refuses_limits_that_are_no_connection_limits():
     assert last == "mnistlab.errors.ParameterError: limits must be a ConnectionLimits or None, got 5.", result.stderr
 
 
+def test_serve_from_python_refuses_an_access_log_flag_given_a_string():
+    """serve(access_log="no") served with a log line for every request: "no" is truthy."""
+    code = f"from mnistlab.web import serve; serve(None, port={_free_port()}, access_log='no')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE)
+    last = result.stderr.splitlines()[-1]
+    assert last == "mnistlab.errors.ParameterError: access_log must be True or False, got 'no'.", result.stderr
+
+
 def test_serve_from_python_holds_workers_to_the_clis_bound():
     """serve(workers=10**6) went on forking servers, each holding the model (--workers stops at 256); the port is
     taken here, so that the old code stopped at its check of the port instead of forking."""

@@ -293,10 +293,11 @@ def serve(
     # A port taken, or a host of no address here: one ParameterError before the model loads, not uvicorn's
     # SystemExit once it had (a notebook's second serve() on the same port).
     reuseport_socket(host, port, shared=False).close()
-    if limits is not None and not isinstance(
-        limits, ConnectionLimits
-    ):  # else each connection hung, its traceback logged
+    # Else each connection hung, its traceback logged; "no" is truthy: a line was logged for every request.
+    if limits is not None and not isinstance(limits, ConnectionLimits):
         raise ParameterError("limits", f"{{param}} must be a ConnectionLimits or None, got {limits!r}.")
+    if not isinstance(access_log, bool | np.bool_):
+        raise ParameterError("access_log", f"{{param}} must be True or False, got {access_log!r}.")
     limits = limits or ConnectionLimits()
     # One BLAS thread in this process and the workers it forks: the confidence scores' small matrix
     # products cost twice the CPU with OpenBLAS's threads spinning, and a server's parallelism comes
