@@ -947,6 +947,17 @@ def test_an_image_made_in_memory_is_held_to_the_rules_of_an_array():
     assert predict_image(Image.new("L", (8000, 6000), 255))["confident"] is False  # 48 MP: an array's limit
 
 
+def test_to_mnists_looks_given_a_string_are_refused_not_taken_as_true(test_digits):
+    """to_mnist(image, faint="no") took the second look it was told not to take: "no" is truthy."""
+    from mnistlab.errors import InputError
+
+    digit = test_digits[0][0]
+    for flags in ({"faint": "no"}, {"closer": "no"}, {"faint": 1}):
+        with pytest.raises(InputError, match=r"^faint and closer must each be True or False, got "):
+            to_mnist(digit, **flags)
+    np.testing.assert_array_equal(to_mnist(digit, faint=np.bool_(False)), to_mnist(digit))
+
+
 def test_pixel_values_no_image_takes_are_refused_as_array_or_pil_image(test_digits):
     """A float array of -255..0 (or -1..1), or a PIL image of mode I or F holding negative values or NaN, was
     clipped to a blank page and answered "no digit-sized ink found; crop a small digit" as a photo would be;

@@ -33,6 +33,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mnistlab.errors import InputError
 from mnistlab.reading.binarise import binarise, remove_grain
 from mnistlab.reading.decode import WORK_SIDE, reduced_side, to_grey
 from mnistlab.reading.faint import along_strokes
@@ -376,6 +377,8 @@ def to_mnist(image, *, faint: bool = False, closer: bool = False) -> np.ndarray:
     the work size (``_closer_look``); a photo no larger than the work size, or
     a clean drawing, comes out as at the second look.
     """
+    if not all(isinstance(flag, bool | np.bool_) for flag in (faint, closer)):  # "no" is truthy: another look
+        raise InputError(f"faint and closer must each be True or False, got {faint!r} and {closer!r}.")
     return read_digit(image, faint=faint, closer=closer)[0]
 
 
