@@ -190,3 +190,26 @@ def test_assess_names_the_reason():
     noisy[SCORES.index("blobs")] = 100
     noisy[-1] = 100
     assert assess(thresholds, cut, noisy, 0.9, ink=True) == "looks like noise"  # said first: it says most
+
+
+def test_a_compared_model_of_a_random_split_is_calibrated_on_digits_it_was_not_fitted_on(tmp_path, mnist_full):
+    """compare records no cut, so answering calibrated one on the MNIST test set, of whose images a model of a
+    random split had been fitted on 293 (--limit 2000), all of them some 8,600: its "not sure" was a leak."""
+    from sklearn.model_selection import train_test_split
+
+    from mnistlab import compare, load_mnist, load_split
+    from mnistlab.trust.predict import load_predictor
+
+    out = tmp_path / "report"
+    compare("logreg", split="random", limit=2000, cv=0, out_dir=out, tracking_uri=str(tmp_path / "s.db"))
+    model_dir = out / "models" / "mnist" / "logreg" / "seed-42"
+    assert json.loads((model_dir / "model.json").read_text()).get("calibration") is None
+    cut = load_predictor(model_dir).cut
+    assert cut.method.startswith("the model's own test set (MNIST split at random, seed 42) (10000 digits)")
+    # That test set holds none of the images the model was fitted on; the official one held 293 of them.
+    bunch = load_mnist("mnist")
+    X_train, X_test, y_train, _ = load_split(split="random", seed=42, bunch=bunch)
+    fitted = train_test_split(X_train, y_train, train_size=2000, stratify=y_train, random_state=42)[0]
+    seen = {row.tobytes() for row in fitted}
+    assert not any(row.tobytes() in seen for row in X_test)
+    assert sum(row.tobytes() in seen for row in bunch.data[60000:]) == 293

@@ -2,9 +2,10 @@
 
 ``mnistlab train`` calls ``probability_cut_for`` with the run's own test set
 and stores the result in the model card, so answering later reads a number
-instead of a data set. Models saved before cards carried it, and estimators
-handed over from Python unsaved, are calibrated here on the MNIST test set
-(``calibrate_on_mnist``) once: the cut of a saved model is cached in the user
+instead of a data set. Models saved before cards carried it (and by
+``compare``), and estimators handed over from Python unsaved, are calibrated
+here on the MNIST test set (``calibrate_on_mnist``; a model fitted on a random
+split of MNIST, on its own split's test set) once: the cut of a saved model is cached in the user
 cache, keyed by its weights' sha256 and the reader's thresholds, with a
 checksum of its own (a cut edited, damaged or cached under an older measure is
 calibrated again).
@@ -21,7 +22,7 @@ import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab.data.cache import cache_root
-from mnistlab.data.load import load_mnist
+from mnistlab.data.load import load_mnist, load_split
 from mnistlab.models.folder import read_regular
 from mnistlab.trust.reader import Reader
 from mnistlab.trust.thresholds import MEASURE, TOTAL_RATE, ProbabilityCut, calibrate_probability
@@ -62,8 +63,10 @@ def mnist_test_halves() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 MAX_CACHED_BYTES = 64 * 1024
 
 
-def _cache_path(weights_sha256: str, reader: Reader):
-    reader_key = hashlib.sha256(json.dumps(reader.card["files"], sort_keys=True).encode()).hexdigest()[:16]
+def _cache_path(weights_sha256: str, reader: Reader, own_split: dict | None = None):
+    """``own_split``: the random split a model's test set came from (keyed apart from the MNIST test set's cut)."""
+    key: object = reader.card["files"] if own_split is None else [reader.card["files"], own_split]
+    reader_key = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_root() / "calibration" / f"cut-{weights_sha256}-{reader_key}.json"
 
 
@@ -89,14 +92,23 @@ def _cached_cut(path: Path) -> ProbabilityCut | None:
     return cut if cut is not None and cut.measure == MEASURE else None
 
 
-def calibrate_on_mnist(classify: Classify, reader: Reader, weights_sha256: str | None = None) -> ProbabilityCut:
-    """The cut for a classifier whose card carries none, from the MNIST test set (cached per weights)."""
-    path = _cache_path(weights_sha256, reader) if weights_sha256 else None
+def calibrate_on_mnist(
+    classify: Classify, reader: Reader, weights_sha256: str | None = None, card: dict | None = None
+) -> ProbabilityCut:
+    """The cut for a classifier whose card carries none, from the MNIST test set (cached per weights); for a
+    ``card`` of a model fitted on a random split of MNIST (``compare --split random``), whose training images
+    hold most of that test set, from its own split's test set, which it was not fitted on."""
+    own = _own_split(card)
+    path = _cache_path(weights_sha256, reader, own) if weights_sha256 else None
     cached = _cached_cut(path) if path is not None else None
     if cached is not None:
         return cached
-    images = mnist_test_halves()[0]
-    cut = probability_cut_for(classify, reader, images, "the MNIST test set")
+    if own is None:
+        cut = probability_cut_for(classify, reader, mnist_test_halves()[0], "the MNIST test set")
+    else:
+        images = load_split(split="random", bunch=load_mnist("mnist"), **own)[1]
+        source = f"the model's own test set (MNIST split at random, seed {own['seed']})"
+        cut = probability_cut_for(classify, reader, images, source)
     if path is not None:
         fields = cut.to_json()
         try:
@@ -104,3 +116,11 @@ def calibrate_on_mnist(classify: Classify, reader: Reader, weights_sha256: str |
         except OSError:
             pass  # a read-only cache only costs time
     return cut
+
+
+def _own_split(card: dict | None) -> dict | None:
+    """The random split of MNIST a model's card says it was fitted and tested on (seed, test_size); None for the
+    official split, whose test set the model never saw, and for other data."""
+    if card is None or card.get("dataset") != "mnist" or card.get("split") != "random":
+        return None
+    return {"seed": card.get("seed", 42), "test_size": card.get("test_size")}

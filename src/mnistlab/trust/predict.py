@@ -136,7 +136,7 @@ def _from_directory(model_dir: Path) -> Predictor:
     estimator, card = load_model(model_dir)
     reader = load_reader()
     classify = classifier(estimator)
-    cut = _card_cut(card) or calibrate_on_mnist(classify, reader, card["weights_sha256"])
+    cut = _card_cut(card) or calibrate_on_mnist(classify, reader, card["weights_sha256"], card)
     predictor = Predictor(classify, card, reader, cut)
     _BY_DIR[folder] = (card["card_sha256"], predictor)
     while len(_BY_DIR) > _KEPT_FOLDERS:
