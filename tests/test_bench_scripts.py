@@ -266,4 +266,6 @@ def test_bench_bench_says_a_limit_compare_refuses_in_one_line(monkeypatch, capsy
     with pytest.raises(SystemExit) as stop:
         bench_bench.main()
     assert stop.value.code == 2
-    assert "bench_bench.py: error: limit must be at least 20 training images, got 5." in capsys.readouterr().err
+    assert (
+        "bench_bench.py: error: limit must be a count of at least 20 training images, got 5." in capsys.readouterr().err
+    )

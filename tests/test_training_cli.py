@@ -187,7 +187,7 @@ def test_tampered_weights_exit_2_without_traceback(trained, tmp_path):
         (["compare", "knn", "nope"], "Unknown recipe 'nope'"),
         (["train", "knn", "--cv", "1", "--limit", "100"], "--cv must be 0"),
         (["train", "knn", "--split", "sideways"], "expected one of official, random"),
-        (["train", "knn", "--limit", "5"], "--limit must be at least 20"),
+        (["train", "knn", "--limit", "5"], "--limit must be a count of at least 20"),
         (["evaluate", "/nonexistent/model"], "does not exist"),
         (["evaluate", "/etc/passwd"], "/etc/passwd is a file, not a model directory"),  # not a bad "--out"
     ],
@@ -254,8 +254,8 @@ def test_api_accepts_arrays_and_reports_progress(mnist_small, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, param, flag_message",
     [
-        ({"limit": 5}, "limit", "--limit must be at least 20 training images, got 5."),
-        ({"cv": 1}, "cv", "--cv must be 0 (skip cross-validation) or at least 2 folds, got 1."),
+        ({"limit": 5}, "limit", "--limit must be a count of at least 20 training images, got 5."),
+        ({"cv": 1}, "cv", "--cv must be 0 (skip cross-validation) or a count of at least 2 folds, got 1."),
         (
             {"n_jobs": 0},
             "n_jobs",
@@ -277,6 +277,21 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(kwargs, param, f
     args = ["train", "knn", flag, str(next(iter(kwargs.values()))), "--json"]
     result = runner.invoke(app, args if param != "limit" else [*args, "--cv", "0"])
     assert result.exit_code == 2 and flag_message in result.output
+
+
+@pytest.mark.parametrize(
+    "kwargs, said",
+    [
+        ({"limit": 20.5}, "limit must be a count of at least 20 training images, got 20.5."),
+        ({"limit": "300"}, "limit must be a count of at least 20 training images, got '300'."),
+        ({"cv": 2.0}, "cv must be 0 (skip cross-validation) or a count of at least 2 folds, got 2.0."),
+    ],
+)
+def test_a_limit_or_folds_of_no_whole_number_are_not_said_to_be_too_few(kwargs, said):
+    """train_recipe(limit=20.5) (or limit='300', cv=2.0) was told its limit must be at least 20, which it is."""
+    with pytest.raises(ParameterError) as info:
+        train_recipe("knn", **kwargs)
+    assert str(info.value) == said
 
 
 def test_run_options_check_once_for_library_and_cli():

@@ -97,7 +97,7 @@ class RunOptions:
             object.__setattr__(self, name, plain_number(getattr(self, name)))
         if not _is_int(self.cv, optional=True) or (self.cv is not None and self.cv != 0 and self.cv < 2):
             raise ParameterError(
-                "cv", f"{{param}} must be 0 (skip cross-validation) or at least 2 folds, got {self.cv!r}."
+                "cv", f"{{param}} must be 0 (skip cross-validation) or a count of at least 2 folds, got {self.cv!r}."
             )
         if self.split not in SPLITS:
             raise ParameterError("split", f"Unknown split {self.split!r}; expected one of {', '.join(SPLITS)}.")
@@ -105,7 +105,7 @@ class RunOptions:
         check_seed(self.seed)
         if not _is_int(self.limit, optional=True) or (self.limit is not None and self.limit < MIN_LIMIT):
             raise ParameterError(
-                "limit", f"{{param}} must be at least {MIN_LIMIT} training images, got {self.limit!r}."
+                "limit", f"{{param}} must be a count of at least {MIN_LIMIT} training images, got {self.limit!r}."
             )
         if self.cv and self.limit is not None and self.cv > self.limit:
             raise ParameterError(
