@@ -181,6 +181,32 @@ def test_a_leading_tilde_in_a_model_or_output_path_is_the_home_folder(tmp_path, 
     assert runner.invoke(app, ["predict", "~draft.png", "--model", "~/models/knn"]).exit_code == 0
 
 
+def test_a_leading_tilde_in_a_model_path_is_the_home_folder_in_python_too(tmp_path, monkeypatch, mnist_small):
+    """save_model(m, "~/models/knn") made a folder named ~ in the current one, and load_model, read_card and
+    predict_image/predict_array/read_number(model="~/...") looked for the model there, where the CLI, load_mnist
+    and an image's path took ~ for home."""
+    from mnistlab.models.files import load_model, read_card, save_model
+    from mnistlab.models.recipes import get_recipe
+    from mnistlab.trust.predict import predict_array, predict_image, read_number
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    X_tr, _, y_tr, _ = mnist_small
+    fitted = get_recipe("knn").build(0, 1).fit(X_tr[:300], y_tr[:300])
+    card = {"recipe": "knn", "metrics": {"test_accuracy": 0.5}}
+    assert save_model(fitted, "~/models/knn", card=card) == home / "models" / "knn"
+    assert load_model("~/models/knn")[1] == read_card(home / "models" / "knn") == read_card("~/models/knn")
+    digit = X_tr[0].reshape(28, 28)
+    for answer in (predict_image, predict_array, read_number):
+        assert answer(digit, model="~/models/knn")["confident"] in (True, False)
+    assert list(work.iterdir()) == []  # no folder named ~
+    with pytest.raises(ParameterError, match="^model_dir ~nosuchuser/m starts with ~nosuchuser, but this machine"):
+        load_model("~nosuchuser/m")
+
+
 _WRITE_TOGETHER = """
 import sys
 from mnistlab._atomic import atomic_write_bytes, atomic_write_together

@@ -30,7 +30,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from mnistlab._text import json_safe
-from mnistlab.data.home import expand_home
+from mnistlab.data.home import home_path, tilde_path
 from mnistlab.errors import MnistlabError, ParameterError
 from mnistlab.lab.options import folder_meant
 
@@ -155,13 +155,11 @@ def at_home(value: str | os.PathLike, param: str | None = None) -> str | os.Path
     a Makefile's), it made a folder named ``~`` in the current one, where ``--data-dir``, ``--tracking-uri`` and an
     image's path took it for home. A ``~user/...`` of no user is a usage error of the option being parsed, or of
     ``param`` (a ``ParameterError``) where one is named. Any other value is returned as it is ("" too: refused
-    later as empty, not made the current folder; ``~draft.png`` alone, a file's name)."""
-    parts = Path(value).parts
-    if not parts or not parts[0].startswith("~") or (parts[0] != "~" and len(parts) == 1):
-        return value  # "~draft.png" alone is a file of that name, as a shell leaves it where there is no such user
+    later as empty, not made the current folder; ``~draft.png`` alone, a file's name). The Python API's
+    ``home_path``, which it is."""
     if param is None:
-        return expand_home(value, lambda why: typer.BadParameter(f"{value} {why}; give its full path"))
-    return expand_home(value, lambda why: ParameterError(param, f"{{param}} {value} {why}; give its full path."))
+        return tilde_path(value, lambda why: typer.BadParameter(f"{value} {why}; give its full path"))
+    return home_path(value, param)
 
 
 def given_file(value: str) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mnistlab.errors import ParameterError
 
-__all__ = ["expand_home", "setting_folder", "refuse_empty_path", "checked_path"]
+__all__ = ["expand_home", "tilde_path", "home_path", "setting_folder", "refuse_empty_path", "checked_path"]
 
 
 def refuse_empty_path(path, param: str) -> None:
@@ -28,9 +28,30 @@ def refuse_empty_path(path, param: str) -> None:
 
 
 def checked_path(path, param: str) -> Path:
-    """``path`` as a ``Path``, refused first as ``refuse_empty_path`` refuses one."""
+    """``path`` as a ``Path``, refused first as ``refuse_empty_path`` refuses one, a leading ``~`` taken for the
+    home folder (``home_path``)."""
     refuse_empty_path(path, param)
-    return Path(path)
+    return Path(home_path(path, param))
+
+
+def tilde_path(value, refuse: Callable[[str], Exception]):
+    """``value`` as a ``Path``, a leading ``~`` (``~user/...``) taken for the home folder (that user's), as a shell
+    takes it where it expands one and as the CLI's path options take it; ``refuse(why)`` raised where it cannot
+    be. Any other value is returned as it is ("" too, and what is no path: refused later in words, not made the
+    current folder; ``~draft.png`` alone, a file's name, as a shell leaves it where there is no such user)."""
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+        return value
+    parts = Path(value).parts
+    if not parts or not parts[0].startswith("~") or (parts[0] != "~" and len(parts) == 1):
+        return value
+    return expand_home(value, refuse)
+
+
+def home_path(value, param: str):
+    """``tilde_path`` for the Python API's parameter ``param``: a ``~user/...`` of no user is a ``ParameterError``
+    that names the path, as the CLI's option does: taken as it is, ``load_model("~/models/knn")`` looked in a
+    folder named ``~`` in the current one, and ``train_recipe(out="~/...")`` made one."""
+    return tilde_path(value, lambda why: ParameterError(param, f"{{param}} {value} {why}; give its full path."))
 
 
 def expand_home(path: str | os.PathLike, refuse: Callable[[str], Exception]) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 from safetensors.numpy import load, save
 
 from mnistlab._atomic import atomic_write_together, folders_made, locked_folder
-from mnistlab.data.home import checked_path, setting_folder
+from mnistlab.data.home import checked_path, home_path, setting_folder
 from mnistlab.data.registry import DIGIT_NAMES, registered_class_names
 from mnistlab.errors import ModelFileError
 from mnistlab.models.cards import FORMAT_VERSION, MAX_CARD_BYTES, card_sha256, check_card_to_save, parse_card
@@ -249,6 +249,7 @@ def load_model(model_dir) -> tuple[Any, dict]:
     version, weights whose sha256 differs from the card's, or types outside
     the allow-list.
     """
+    model_dir = home_path(model_dir, "model_dir")  # "~/models/knn" in the home folder, as the CLI takes it
     with locked_folder(model_dir, shared=True):  # a save meanwhile: its card beside weights it did not write
         card = read_card(model_dir)  # first: it says what is wrong with a path that is none
         data = _read_weights(Path(model_dir) / card["weights_file"], card)
