@@ -21,7 +21,7 @@ from mnistlab.data.cache import cache_root
 from mnistlab.data.download import download_dataset
 from mnistlab.data.idx import read_idx, write_idx
 from mnistlab.data.load import load_mnist
-from mnistlab.errors import DatasetError, ModelFileError, ParameterError
+from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
 from mnistlab.lab.evaluate import evaluate_model
 from mnistlab.lab.export import export_model
 from mnistlab.lab.options import check_writable_dir, check_writable_file
@@ -205,6 +205,32 @@ def test_a_leading_tilde_in_a_model_path_is_the_home_folder_in_python_too(tmp_pa
     assert list(work.iterdir()) == []  # no folder named ~
     with pytest.raises(ParameterError, match="^model_dir ~nosuchuser/m starts with ~nosuchuser, but this machine"):
         load_model("~nosuchuser/m")
+
+
+def test_a_leading_tilde_in_the_labs_paths_is_the_home_folder(tmp_path, monkeypatch, mnist_small):
+    """train_recipe(out="~/models/knn"), evaluate_model(out_dir="~/figures") and compare(out_dir="~/report") made
+    a folder named ~ in the current one, and evaluate_model/export_model("~/models/knn") looked for the model
+    there, where `mnistlab train --out=~/...` and the others took ~ for home."""
+    from mnistlab.lab.compare import compare
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    X_tr, X_te, y_tr, y_te = mnist_small
+    data = (X_tr[:300], X_te[:100], y_tr[:300], y_te[:100])
+    assert train_recipe("knn", cv=0, out="~/models/knn", data=data)["model_dir"] == str(home / "models" / "knn")
+    figures = evaluate_model("~/models/knn", out_dir="~/figures", data=data)
+    assert Path(figures["confusion_png"]) == home / "figures" / "confusion.png"
+    with pytest.raises(ParameterError, match="^onnx_file ~nosuchuser/k.onnx starts with ~nosuchuser, but"):
+        export_model("~/models/knn", "~nosuchuser/k.onnx")
+    with pytest.raises(InputError, match="needs a fitted CNN") as refused:  # the model found: it is no CNN
+        export_model("~/models/knn", "~/knn.onnx")
+    assert "does not exist" not in str(refused.value)
+    compare(["logreg"], datasets="digits", limit=200, cv=0, out_dir="~/report")
+    assert (home / "report" / "index.html").is_file()
+    assert list(work.iterdir()) == []  # no folder named ~
 
 
 _WRITE_TOGETHER = """

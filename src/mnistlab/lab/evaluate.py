@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from mnistlab._atomic import atomic_write_together, hidden_folder, locked_where_possible
-from mnistlab.data.home import checked_path
+from mnistlab.data.home import checked_path, home_path
 from mnistlab.data.load import KNOWN_DATASETS
 from mnistlab.data.sources import find_idx_files
 from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
@@ -39,6 +39,7 @@ def evaluate_model(model_dir, *, out_dir=None, progress: Progress | None = None,
     # The figures need matplotlib, which costs ~0.8 s to import: only when a model is evaluated.
     from mnistlab.lab.plots import most_confident_mistakes, save_confusion_matrix
 
+    model_dir, out_dir = home_path(model_dir, "model_dir"), home_path(out_dir, "out_dir")  # ~ is home, as in the CLI
     # Before the model is measured; an empty model_dir is named as such, not as an empty out_dir.
     check_figures_dir(model_dir, out_dir)
     _refuse_other_model(out_dir, model_dir)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from mnistlab._text import json_safe
+from mnistlab.data.home import home_path
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.lab.evaluate import model_data
 from mnistlab.lab.options import Progress, callback, check_writable_file
@@ -40,6 +41,7 @@ def export_model(model_dir, onnx_file, *, int8: bool = False, progress: Progress
         raise ParameterError("int8", f"{{param}} must be True or False, got {int8!r}.")
     # Before the export: a path that cannot be written, a model's own file, or the package's own folder (the
     # shipped reader's classifier.onnx, replaced, broke every later prediction) is refused in one sentence.
+    model_dir, onnx_file = home_path(model_dir, "model_dir"), home_path(onnx_file, "onnx_file")  # ~: as the CLI
     check_writable_file(onnx_file, "onnx_file")
     progress = callback(progress)
     progress(f"loading {model_dir}")

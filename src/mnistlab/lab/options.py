@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mnistlab.data.home import refuse_empty_path
+from mnistlab.data.home import checked_path, home_path, refuse_empty_path
 from mnistlab.data.seeds import MAX_SEED, check_seed
 from mnistlab.errors import DatasetError, ParameterError
 from mnistlab.models.folder import folder_in_the_way, foreign_file, foreign_sentence, model_file_named
@@ -286,8 +286,7 @@ def check_writable_dir(path, param: str) -> Path:
     a temporary file is made and removed in the folder, or in the nearest
     existing folder above it. Nothing is left behind.
     """
-    _check_given(path, param)
-    path = Path(path)
+    path = checked_path(path, param)  # a leading ~ is the home folder, as the CLI takes it
     if path.exists() and not path.is_dir():
         raise ParameterError(param, f"{{param}} {path} is a file, not a folder; choose a folder.")
     _refuse_package(path, param, folder=True)
@@ -318,7 +317,7 @@ def check_writable_file(path, param: str) -> Path:
     meant = folder_meant(path)
     if meant is not None:
         raise ParameterError(param, f"{{param}} {meant}.")
-    path = Path(path)
+    path = Path(home_path(path, param))
     if path.is_dir():
         raise ParameterError(param, f"{{param}} {path} is a folder; give a file name inside it.")
     _refuse_package(path, param)
