@@ -666,6 +666,19 @@ def test_models_root_follows_xdg(monkeypatch, tmp_path):
     assert str(models_root()).endswith(".local/share/mnistlab/models")
 
 
+@pytest.mark.parametrize("recipe", [5, None, "../x", "/abs", "knn/../../x", "", ".."])
+def test_a_default_model_dir_of_no_recipe_name_is_one_sentence(monkeypatch, tmp_path, recipe):
+    """default_model_dir(5) or (None) was a TypeError traceback, and ("../x"), ("/abs") named a folder outside the
+    models folder, where train_recipe's default out would have saved; a recipe's name is one folder in it."""
+    from mnistlab.errors import ParameterError
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    with pytest.raises(ParameterError, match="^recipe .*(a str|is no recipe's name)") as refused:
+        default_model_dir(recipe)
+    assert refused.value.param == "recipe"
+    assert default_model_dir("knn-tuned.v2") == tmp_path / "mnistlab" / "models" / "knn-tuned.v2"
+
+
 def test_find_best_model_picks_highest_test_accuracy(monkeypatch, tmp_path, fitted):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert find_best_model() is None

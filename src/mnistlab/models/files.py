@@ -36,6 +36,7 @@ from mnistlab.models.folder import (
     ONNX_FILE,
     SAFETENSORS_FILE,
     SKOPS_FILE,
+    check_model_name,
     check_save_target,
     read_regular,
     remove_stale,
@@ -69,7 +70,7 @@ def default_model_dir(recipe: str) -> Path:
     >>> default_model_dir("knn-tuned") == models_root() / "knn-tuned"
     True
     """
-    return models_root() / recipe
+    return models_root() / check_model_name(recipe)
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 
 from mnistlab._atomic import atomic_write_together, locked_folder
-from mnistlab.errors import ModelFileError
+from mnistlab.errors import ModelFileError, ParameterError
 
 __all__ = [
     "install_files",
@@ -36,6 +36,7 @@ __all__ = [
     "model_file_named",
     "remove_stale",
     "read_regular",
+    "check_model_name",
 ]
 
 CARD_FILE = "model.json"
@@ -176,3 +177,17 @@ def read_regular(path: Path, most: int | None = None, *, sha256: str | None = No
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f"{path} changed while it was read")
     return data
+
+
+def check_model_name(recipe) -> str:
+    """``recipe`` if it can name a folder in the models folder (``default_model_dir``); else a ``ParameterError``:
+    a number or None was a TypeError traceback, and ``"../x"`` or ``"/abs"`` named a folder outside it."""
+    if not isinstance(recipe, str):
+        raise ParameterError("recipe", f"{{param}} must be a recipe's name (a str), got {recipe!r}.")
+    if recipe in ("", ".", "..") or any(sep in recipe for sep in (os.sep, os.altsep) if sep):
+        raise ParameterError(
+            "recipe",
+            f"{{param}} {recipe!r} is no recipe's name: a model's default folder is one folder in the models "
+            "folder, named after its recipe; give a name such as 'knn', or pass the folder itself as out.",
+        )
+    return recipe
