@@ -233,6 +233,26 @@ def test_a_leading_tilde_in_the_labs_paths_is_the_home_folder(tmp_path, monkeypa
     assert list(work.iterdir()) == []  # no folder named ~
 
 
+def test_files_written_to_a_tilde_path_are_read_back_from_it(tmp_path, monkeypatch):
+    """write_idx("~/a.idx") wrote into the home folder, but read_idx, read_idx_header and read_idx_sha256("~/a.idx")
+    said "~/a.idx: no such file", as OnnxPredictor("~/m.onnx") said "No ONNX file at ~/m.onnx": ~ taken literally."""
+    from mnistlab.data.idx import read_idx_header, read_idx_sha256
+    from mnistlab.models.cnn.onnx import OnnxPredictor
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    digits = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    assert write_idx("~/a.idx", digits) == home / "a.idx"
+    assert np.array_equal(read_idx("~/a.idx"), digits) and read_idx_header("~/a.idx")[1] == (2, 3, 4)
+    assert read_idx_sha256("~/a.idx")[1] == read_idx_sha256(home / "a.idx")[1]
+    shutil.copy(PRETRAINED_DIR / "classifier.onnx", home / "m.onnx")
+    assert OnnxPredictor("~/m.onnx").predict_proba(np.zeros((1, 1, 28, 28), np.float32)).shape[0] == 1
+    assert list(work.iterdir()) == []
+
+
 _WRITE_TOGETHER = """
 import sys
 from mnistlab._atomic import atomic_write_bytes, atomic_write_together

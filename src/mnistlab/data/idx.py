@@ -25,7 +25,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
-from mnistlab.data.home import checked_path
+from mnistlab.data.home import checked_path, home_path
 from mnistlab.errors import IDXFormatError, InputError, ParameterError
 
 __all__ = [
@@ -281,7 +281,7 @@ def _scan_file(
 ) -> tuple[_Header, np.ndarray | None, str | None]:
     if not isinstance(path, (str, os.PathLike)):  # Path(3) said only "expected str, bytes or os.PathLike object"
         raise IDXFormatError(f"Expected the path of an IDX file, got {type(path).__name__}; use parse_idx for bytes.")
-    path = Path(path)
+    path = Path(home_path(path, "path"))  # "~/x.idx" in the home folder, where write_idx wrote it
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size

@@ -25,7 +25,7 @@ import torch
 
 from mnistlab._atomic import atomic_write_bytes
 from mnistlab._cpus import usable_cpus
-from mnistlab.data.home import checked_path
+from mnistlab.data.home import checked_path, home_path
 from mnistlab.data.pixels import as_images, unit_pixels
 from mnistlab.errors import InputError, ModelFileError, ParameterError
 from mnistlab.models.cnn.checks import MAX_THREADS
@@ -145,7 +145,7 @@ class OnnxPredictor:
             )
         self.n_threads = int(n_threads or usable_cpus())  # parts of a batch run side by side (None: every CPU)
         if isinstance(source, (str, os.PathLike)):
-            source = _read_onnx(Path(source))
+            source = _read_onnx(Path(home_path(source, "source")))  # "~/m.onnx" in the home folder
         elif not isinstance(source, (bytes, bytearray, memoryview)):  # onnxruntime's words were "export it again"
             raise ParameterError("source", f"{{param}} must be the path of an .onnx file or its bytes, got {source!r}.")
         _check_self_contained(source)
