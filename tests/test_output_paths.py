@@ -253,6 +253,26 @@ def test_files_written_to_a_tilde_path_are_read_back_from_it(tmp_path, monkeypat
     assert list(work.iterdir()) == []
 
 
+def test_a_dataset_folder_given_as_a_tilde_path_is_the_home_folders(tmp_path, monkeypatch, mnist_small):
+    """compare(datasets=["~/idx"]) and `compare --dataset=~/idx` (sweep's too) said "Unknown dataset '~/idx'" for a
+    folder of IDX files in the home folder, which --data-dir and load_mnist(data_dir="~/idx") read."""
+    from mnistlab.lab.compare import compare
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    X_tr, X_te, y_tr, y_te = mnist_small
+    images = {"train_images": X_tr[:300].reshape(-1, 28, 28), "test_images": X_te[:100].reshape(-1, 28, 28)}
+    write_idx_folder(home / "idx", images | {"train_labels": y_tr[:300], "test_labels": y_te[:100]})
+    compare(["logreg"], datasets=["~/idx"], cv=0, out_dir="report")
+    result = runner.invoke(app, ["compare", "logreg", "--dataset=~/idx", "--cv", "0", "--out", "report2"])
+    assert result.exit_code == 0, result.output
+    assert (work / "report" / "index.html").is_file() and (work / "report2" / "index.html").is_file()
+    with pytest.raises(DatasetError, match="^~nosuchuser/idx starts with ~nosuchuser, but this machine has no user"):
+        compare(["logreg"], datasets=["~nosuchuser/idx"], cv=0, out_dir="report")
+
+
 _WRITE_TOGETHER = """
 import sys
 from mnistlab._atomic import atomic_write_bytes, atomic_write_together

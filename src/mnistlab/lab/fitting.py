@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import train_test_split
 
+from mnistlab.data.home import tilde_path
 from mnistlab.data.load import KNOWN_DATASETS, images_max, load_mnist, load_split
 from mnistlab.errors import DatasetError, MnistlabError, ModelFileError, RecipeError
 from mnistlab.lab.options import Progress, RunOptions
@@ -39,8 +40,9 @@ def open_dataset(dataset: str):
         )
     if dataset in KNOWN_DATASETS:
         return dataset, load_mnist(dataset)
-    if Path(dataset).is_dir():
-        bunch = load_mnist(data_dir=dataset)
+    folder = tilde_path(dataset, lambda why: DatasetError(f"{dataset} {why}; give the folder's full path."))
+    if Path(folder).is_dir():  # "~/idx" in the home folder, as --data-dir and load_mnist take it
+        bunch = load_mnist(data_dir=folder)
         _check_square(bunch)
         return bunch.details["name"], bunch
     raise DatasetError(
