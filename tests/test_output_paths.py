@@ -21,7 +21,7 @@ from mnistlab.data.cache import cache_root
 from mnistlab.data.download import download_dataset
 from mnistlab.data.idx import read_idx, write_idx
 from mnistlab.data.load import load_mnist
-from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError
+from mnistlab.errors import DatasetError, InputError, ModelFileError, ParameterError, RecipeError
 from mnistlab.lab.evaluate import evaluate_model
 from mnistlab.lab.export import export_model
 from mnistlab.lab.options import check_writable_dir, check_writable_file
@@ -271,6 +271,31 @@ def test_a_dataset_folder_given_as_a_tilde_path_is_the_home_folders(tmp_path, mo
     assert (work / "report" / "index.html").is_file() and (work / "report2" / "index.html").is_file()
     with pytest.raises(DatasetError, match="^~nosuchuser/idx starts with ~nosuchuser, but this machine has no user"):
         compare(["logreg"], datasets=["~nosuchuser/idx"], cv=0, out_dir="report")
+
+
+def test_a_spec_file_or_code_file_given_as_a_tilde_path_is_the_home_folders(tmp_path, monkeypatch, mnist_small):
+    """train_recipe("~/best.json") (and `mnistlab train '~/best.json'`) said "Cannot read the spec file ~/best.json
+    (FileNotFoundError)", and compare(["~/nets.py:build"]) "No file ~/nets.py": ~ was a folder in the current one."""
+    from mnistlab.lab.compare import compare
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    (home / "best.json").write_text(json.dumps({"recipe": "knn", "params": {}, "name": "knn-mine"}))
+    (home / "nets.py").write_text(
+        "from sklearn.dummy import DummyClassifier\n\ndef build():\n    return DummyClassifier()\n"
+    )
+    X_tr, X_te, y_tr, y_te = mnist_small
+    data = (X_tr[:300], X_te[:100], y_tr[:300], y_te[:100])
+    assert train_recipe("~/best.json", cv=0, out="mine", data=data)["recipe"] == "knn-mine"
+    result = runner.invoke(app, ["train", "~/best.json", "--limit", "200", "--cv", "0", "--out", "mine2"])
+    assert result.exit_code == 0, result.output
+    compare(["~/nets.py:build"], datasets="digits", limit=200, cv=0, out_dir="report")
+    assert (work / "report" / "index.html").is_file()
+    with pytest.raises(RecipeError, match="^~nosuchuser/nets.py starts with ~nosuchuser, but this machine"):
+        compare(["~nosuchuser/nets.py:build"], datasets="digits", cv=0, out_dir="report")
 
 
 _WRITE_TOGETHER = """

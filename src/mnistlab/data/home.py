@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mnistlab.errors import ParameterError
 
-__all__ = ["expand_home", "tilde_path", "home_path", "setting_folder", "refuse_empty_path", "checked_path"]
+__all__ = ["expand_home", "tilde_path", "home_path", "home_file", "setting_folder", "refuse_empty_path", "checked_path"]
 
 
 def refuse_empty_path(path, param: str) -> None:
@@ -86,6 +86,12 @@ def _user_name() -> str:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return ""
+
+
+def home_file(value, error: Callable[[str], Exception]) -> Path:
+    """``Path(value)`` of a file the user names, a leading ``~`` the home folder (``tilde_path``); ``error`` with a
+    sentence that names the path where it cannot be expanded."""
+    return Path(tilde_path(value, lambda why: error(f"{value} {why}; give its full path.")))
 
 
 def setting_folder(variable: str, default: str, error: type[Exception]) -> Path:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnistlab.data.home import home_file
 from mnistlab.errors import RecipeError
 from mnistlab.lab.codehash import source_sha256
 from mnistlab.models.files import is_cnn
@@ -179,7 +180,7 @@ def _read_spec_file(path: str) -> tuple[bytes, str, dict, str, dict]:
     """A spec file's bytes, base recipe name, parameters, model name and what it records of the data it was chosen
     on; a model card is refused as one."""
     try:
-        data = Path(path).read_bytes()
+        data = home_file(path, OSError).read_bytes()  # "~/best.json" in the home folder, as the CLI takes it
         saved = json.loads(data)
         is_card = isinstance(saved, dict) and bool({"weights_sha256", "format_version"} & saved.keys())
         if not is_card:
@@ -228,8 +229,7 @@ def check_steps(where: str, base_name: str, params: dict, known: dict) -> None:
 
 
 def check_values(estimator) -> None:
-    """Check the values of ``estimator``'s parameters and its steps' without data: scikit-learn checks them
-    only in ``fit``, after the data is loaded (and the other models fitted)."""
+    """Check the values of ``estimator``'s parameters and its steps' now: scikit-learn checks them in ``fit``."""
     for part in [estimator, *estimator.get_params(deep=True).values()]:
         if is_cnn(part):
             from mnistlab.models.cnn.checks import check_params
@@ -241,7 +241,7 @@ def check_values(estimator) -> None:
 
 def _load_file(path: str, spec: str):
     """Execute the user's file as a module of its own (kept in sys.modules so its classes pickle in-process)."""
-    file = Path(path)
+    file = home_file(path, RecipeError)  # "~/nets.py" in the home folder, as the CLI takes it
     if not file.is_file():
         raise RecipeError(f"No file {path} for {spec!r}; check the path (relative to the current folder).")
     code = hashlib.sha256(file.read_bytes()).hexdigest()
