@@ -144,3 +144,18 @@ def test_all_lists_exactly_the_lazy_names_and_the_errors():
     assert set(mnistlab.__all__) == {"__version__"} | lazy
     assert set(errors.__all__) <= lazy
     assert len(mnistlab.__all__) == len(set(mnistlab.__all__))
+
+
+def test_readmes_layout_names_every_module():
+    """README's Layout table is where a reader finds a module: each one is named there (testing/'s by what it does)."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    unnamed = [
+        str(path.relative_to(PACKAGE))
+        for path in _modules()
+        if path.stem not in ("__init__", "__main__")
+        and _wing(path) != "testing"
+        and f"`{path.stem}`" not in layout
+        and f"`{path.name}`" not in layout
+    ]
+    assert unnamed == [], f"README's Layout names no {', '.join(unnamed)}"
