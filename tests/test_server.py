@@ -978,3 +978,16 @@ def test_a_photo_sent_to_read_after_the_app_stopped_is_a_503_sentence(web_model_
     with pytest.raises(NotReadyError, match="shutting down") as refused:
         asyncio.run(served.run_on_photo(len, b"photo"))
     assert refused.value.http_status == 503
+
+
+@pytest.mark.parametrize(
+    ("value", "said"), [(True, "(got true)"), (False, "(got false)"), ("3", '(got "3")'), ({"n": 3}, '(got {"n": 3})')]
+)
+def test_a_refused_json_value_is_quoted_as_json_not_as_python(client, value, said):
+    """``{"top": true}`` was answered "top: Input should be a valid integer (got True)": Python's spelling of a value
+    the client wrote as JSON (true, "3"), which no JSON client sends. The sentence quotes it as JSON; a query's stays text."""
+    r = client.post("/api/predict", json={"pixels": [0] * 784, "top": value})
+    assert r.status_code == 422, r.text
+    assert said in r.json()["detail"], r.json()
+    r = client.post("/api/predict?top=x", files={"file": ("a.png", b"")})
+    assert "(got 'x')" in r.json()["detail"], r.json()

@@ -21,6 +21,7 @@ included. ``serve`` runs the app under uvicorn with the connection limits of
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -262,7 +263,9 @@ def _one_sentence(errors: Sequence[Any]) -> str:
     if where.startswith("pixels") and err.get("type") in ("too_short", "too_long"):
         got = len(err.get("input", ()))
         return f"pixels must hold 784 values (28 x 28, row by row), got {got}."
-    shown = repr(err["input"]) if "input" in err and where else ""
+    # A JSON body's value as the client wrote it (true, "3"), not as Python spells it (True, '3'); a query's as text.
+    body = tuple(err.get("loc", ("body",)))[:1] not in (("query",), ("path",), ("header",), ("cookie",))
+    shown = (_as_json(err["input"]) if body else repr(err["input"])) if "input" in err and where else ""
     shown = f" (got {shown[:40]}{'...' if len(shown) > 40 else ''})" if shown else ""
     if where.startswith("pixels.") and isinstance(err.get("input"), list):  # a 28 x 28 array's tolist(), say
         shown += "; send pixels as one flat list of 784 numbers, row after row, not as a list of rows"
@@ -312,3 +315,10 @@ def serve(
         return
     config.timeout_graceful_shutdown = int(GRACEFUL_SHUTDOWN)
     uvicorn.Server(config).run()
+
+
+def _as_json(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
