@@ -156,15 +156,23 @@ def test_a_home_folder_of_no_user_is_one_sentence(case, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no folder named ~nosuchuser made here
 
 
-def test_a_leading_tilde_in_a_model_or_output_path_is_the_home_folder(tmp_path, monkeypatch):
-    """`train knn --out=~/models/knn` (bash passes a ~ after = on as it is; a quoted path, a Makefile's) saved into a
-    folder named ~ in the current one, as show, evaluate and predict wrote their files given '~/...', and evaluate
-    and predict --model looked for the model there; --data-dir, --tracking-uri and an image's path took ~ for home."""
+@pytest.fixture
+def home_and_work(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """An empty home folder (HOME) and an empty folder to work in, the current one: a folder named ~ made by
+    mistake shows in it."""
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(work)
+    return home, work
+
+
+def test_a_leading_tilde_in_a_model_or_output_path_is_the_home_folder(home_and_work):
+    """`train knn --out=~/models/knn` (bash passes a ~ after = on as it is; a quoted path, a Makefile's) saved into a
+    folder named ~ in the current one, as show, evaluate and predict wrote their files given '~/...', and evaluate
+    and predict --model looked for the model there; --data-dir, --tracking-uri and an image's path took ~ for home."""
+    home, work = home_and_work
     (home / "digit.png").write_bytes(encode_png(np.pad(np.full((12, 4), 255, np.uint8), 8)))
     for args in (
         ["train", "knn", "--limit", "200", "--cv", "0", "--out=~/models/knn"],
@@ -181,7 +189,7 @@ def test_a_leading_tilde_in_a_model_or_output_path_is_the_home_folder(tmp_path, 
     assert runner.invoke(app, ["predict", "~draft.png", "--model", "~/models/knn"]).exit_code == 0
 
 
-def test_a_leading_tilde_in_a_model_path_is_the_home_folder_in_python_too(tmp_path, monkeypatch, mnist_small):
+def test_a_leading_tilde_in_a_model_path_is_the_home_folder_in_python_too(home_and_work, mnist_small):
     """save_model(m, "~/models/knn") made a folder named ~ in the current one, and load_model, read_card and
     predict_image/predict_array/read_number(model="~/...") looked for the model there, where the CLI, load_mnist
     and an image's path took ~ for home."""
@@ -189,11 +197,7 @@ def test_a_leading_tilde_in_a_model_path_is_the_home_folder_in_python_too(tmp_pa
     from mnistlab.models.recipes import get_recipe
     from mnistlab.trust.predict import predict_array, predict_image, read_number
 
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(work)
+    home, work = home_and_work
     X_tr, _, y_tr, _ = mnist_small
     fitted = get_recipe("knn").build(0, 1).fit(X_tr[:300], y_tr[:300])
     card = {"recipe": "knn", "metrics": {"test_accuracy": 0.5}}
@@ -207,17 +211,13 @@ def test_a_leading_tilde_in_a_model_path_is_the_home_folder_in_python_too(tmp_pa
         load_model("~nosuchuser/m")
 
 
-def test_a_leading_tilde_in_the_labs_paths_is_the_home_folder(tmp_path, monkeypatch, mnist_small):
+def test_a_leading_tilde_in_the_labs_paths_is_the_home_folder(home_and_work, mnist_small):
     """train_recipe(out="~/models/knn"), evaluate_model(out_dir="~/figures") and compare(out_dir="~/report") made
     a folder named ~ in the current one, and evaluate_model/export_model("~/models/knn") looked for the model
     there, where `mnistlab train --out=~/...` and the others took ~ for home."""
     from mnistlab.lab.compare import compare
 
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(work)
+    home, work = home_and_work
     X_tr, X_te, y_tr, y_te = mnist_small
     data = (X_tr[:300], X_te[:100], y_tr[:300], y_te[:100])
     assert train_recipe("knn", cv=0, out="~/models/knn", data=data)["model_dir"] == str(home / "models" / "knn")
@@ -233,17 +233,13 @@ def test_a_leading_tilde_in_the_labs_paths_is_the_home_folder(tmp_path, monkeypa
     assert list(work.iterdir()) == []  # no folder named ~
 
 
-def test_files_written_to_a_tilde_path_are_read_back_from_it(tmp_path, monkeypatch):
+def test_files_written_to_a_tilde_path_are_read_back_from_it(home_and_work):
     """write_idx("~/a.idx") wrote into the home folder, but read_idx, read_idx_header and read_idx_sha256("~/a.idx")
     said "~/a.idx: no such file", as OnnxPredictor("~/m.onnx") said "No ONNX file at ~/m.onnx": ~ taken literally."""
     from mnistlab.data.idx import read_idx_header, read_idx_sha256
     from mnistlab.models.cnn.onnx import OnnxPredictor
 
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(work)
+    home, work = home_and_work
     digits = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     assert write_idx("~/a.idx", digits) == home / "a.idx"
     assert np.array_equal(read_idx("~/a.idx"), digits) and read_idx_header("~/a.idx")[1] == (2, 3, 4)
@@ -253,15 +249,12 @@ def test_files_written_to_a_tilde_path_are_read_back_from_it(tmp_path, monkeypat
     assert list(work.iterdir()) == []
 
 
-def test_a_dataset_folder_given_as_a_tilde_path_is_the_home_folders(tmp_path, monkeypatch, mnist_small):
+def test_a_dataset_folder_given_as_a_tilde_path_is_the_home_folders(home_and_work, mnist_small):
     """compare(datasets=["~/idx"]) and `compare --dataset=~/idx` (sweep's too) said "Unknown dataset '~/idx'" for a
     folder of IDX files in the home folder, which --data-dir and load_mnist(data_dir="~/idx") read."""
     from mnistlab.lab.compare import compare
 
-    home, work = tmp_path / "home", tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(work)
+    home, work = home_and_work
     X_tr, X_te, y_tr, y_te = mnist_small
     images = {"train_images": X_tr[:300].reshape(-1, 28, 28), "test_images": X_te[:100].reshape(-1, 28, 28)}
     write_idx_folder(home / "idx", images | {"train_labels": y_tr[:300], "test_labels": y_te[:100]})
@@ -273,16 +266,12 @@ def test_a_dataset_folder_given_as_a_tilde_path_is_the_home_folders(tmp_path, mo
         compare(["logreg"], datasets=["~nosuchuser/idx"], cv=0, out_dir="report")
 
 
-def test_a_spec_file_or_code_file_given_as_a_tilde_path_is_the_home_folders(tmp_path, monkeypatch, mnist_small):
+def test_a_spec_file_or_code_file_given_as_a_tilde_path_is_the_home_folders(home_and_work, mnist_small):
     """train_recipe("~/best.json") (and `mnistlab train '~/best.json'`) said "Cannot read the spec file ~/best.json
     (FileNotFoundError)", and compare(["~/nets.py:build"]) "No file ~/nets.py": ~ was a folder in the current one."""
     from mnistlab.lab.compare import compare
 
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(work)
+    home, work = home_and_work
     (home / "best.json").write_text(json.dumps({"recipe": "knn", "params": {}, "name": "knn-mine"}))
     (home / "nets.py").write_text(
         "from sklearn.dummy import DummyClassifier\n\ndef build():\n    return DummyClassifier()\n"
