@@ -397,7 +397,7 @@ def test_serve_refuses_a_privileged_port_saying_why_not_as_a_busy_port():
         ({"split": "random", "test_size": float("nan")}, "test_size", "got nan"),
         ({"split": "random", "test_size": 5}, "test_size", "at least 10 test images, got 5"),
         ({"test_size": 0.2}, "test_size", "applies to the random split only"),
-        ({"limit": 5}, "limit", "limit must be at least 20"),
+        ({"limit": 5}, "limit", "limit must be a count of at least 20"),
         ({"n_jobs": 100000}, "n_jobs", "at most 256"),
         ({"target": 1.5}, "target", "target must be an accuracy above 0 and at most 1, got 1.5."),
     ],
