@@ -762,6 +762,7 @@ def test_a_photo_on_a_slow_line_is_not_given_up_while_it_uploads(browser, live_s
     conditions = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": size / 3}
     cdp.send("Network.emulateNetworkConditions", conditions)  # 3 s to upload
     page.set_input_files("#file", str(photo))
+    page.wait_for_selector('#answer[data-state="pending"]')  # the photo loaded (in real time) and on the pad
     page.clock.run_for(300)  # the debounce: the upload starts
     page.clock.run_for(30_500)  # 30 s of the page's time pass while the photo is still on its way
     assert page.get_attribute("#answer", "data-state") == "busy", page.inner_text("#verdict")
