@@ -914,3 +914,47 @@ def test_a_drop_that_brings_no_file_says_so(page):
     page.wait_for_selector('#answer[data-state="error"]', timeout=2_000)
     assert page.inner_text("#verdict").startswith("Only an image file can be dropped here")
     assert page.get_by_role("button", name="Try again").count() == 0
+
+
+# The contrast of each shown text of the page's enabled controls and notes with what lies under it (WCAG 2.x): its
+# colour, faded by its own and its parents' opacity, over its parents' backgrounds laid on each other. Text over the
+# pad (the hint, on the canvas's black) and of a disabled button (WCAG 1.4.3 leaves those out) are not counted.
+TEXT_CONTRASTS = """() => {
+  const rgba = (c) => { const v = c.match(/[\\d.]+/g).map(Number); return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };
+  const over = (top, under, a) => top.map((c, i) => c * a + under[i] * (1 - a));
+  const lum = (rgb) => rgb.map((c) => (c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)
+    .reduce((s, c, i) => s + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const out = [];
+  for (const el of document.querySelectorAll("body *:not(script):not(style)")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.getClientRects().length || el.closest(":disabled, .drop")) continue;
+    const chain = [];
+    for (let e = el; e; e = e.parentElement) chain.unshift(e);
+    let bg = [255, 255, 255], opacity = 1;
+    for (const e of chain) {
+      const [r, g, b, a] = rgba(getComputedStyle(e).backgroundColor);
+      bg = over([r, g, b], bg, a);
+      opacity *= Number(getComputedStyle(e).opacity);
+    }
+    const [r, g, b, a] = rgba(getComputedStyle(el).color);
+    const [l1, l2] = [lum(over([r, g, b], bg, a * opacity)), lum(bg)];
+    out.push([el.textContent.trim().slice(0, 20), (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05)]);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_text_of_the_page_has_a_contrast_of_4_5_to_1(browser, live_server, scheme):
+    """The keys' hints (<kbd>: C, Z, U, N, Ctrl, on the buttons and in the note under them) were faded to 80%: on
+    the light page their grey stood at 3.8:1 against the panel, under the 4.5:1 WCAG AA asks of body text."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+    page.goto(live_server)
+    draw(page, SEVEN)
+    result(page)
+    contrasts = page.evaluate(TEXT_CONTRASTS)
+    assert len(contrasts) > 30 and {"C", "Ctrl"} <= {text for text, _ in contrasts}
+    low = [(text, round(ratio, 2)) for text, ratio in contrasts if ratio < 4.5]
+    assert not low, low
+    context.close()
