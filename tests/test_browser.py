@@ -958,3 +958,22 @@ def test_every_text_of_the_page_has_a_contrast_of_4_5_to_1(browser, live_server,
     low = [(text, round(ratio, 2)) for text, ratio in contrasts if ratio < 4.5]
     assert not low, low
     context.close()
+
+
+@pytest.mark.parametrize("viewport", [(640, 450), (512, 384), (320, 640)])
+def test_the_keys_are_told_at_200_percent_zoom(browser, live_server, viewport):
+    """A desktop browser zoomed to 200% (a 1280 x 900 window is 640 x 450 CSS pixels; 1024 x 768 is 512 x 384; 400%
+    of 1280 is 320 wide) got the phone's layout, which drops the keys' hints for a phone has no keyboard: the note
+    on the pad's keys and each button's key were gone for the keyboard's user who zooms. They go on a touch screen
+    alone now, and the page still fits the window's width."""
+    width, height = viewport
+    for touch in (False, True):
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, device_scale_factor=2, has_touch=touch
+        )
+        page = context.new_page()
+        page.goto(live_server)
+        assert page.is_visible(".keys") is not touch and page.is_visible("#clear kbd") is not touch
+        assert page.get_by_role("button", name="Clear C").count() == (0 if touch else 1)
+        assert page.evaluate("document.documentElement.scrollWidth") == width
+        context.close()
