@@ -999,3 +999,21 @@ def test_an_answer_dimmed_while_the_next_is_awaited_keeps_a_contrast_of_3_to_1(p
     assert page.get_attribute("#answer", "data-state") == "busy" and "unsure" in page.get_attribute("#answer", "class")
     ratios = {id: ratio for _, ratio, id in page.evaluate(TEXT_CONTRASTS)}
     assert ratios["digit"] >= 3 and ratios["verdict"] >= 4.5, ratios
+
+
+@pytest.mark.parametrize("viewport", [(1366, 657), (1280, 720), (1440, 789)])
+def test_a_numbers_answer_shows_under_its_pad_on_a_laptop(browser, live_server, viewport):
+    """A laptop's window (1366 x 768 is 1366 x 657 inside the browser; 1280 x 720; 1440 x 789) showed the number's
+    pad 298 px high, and its answer's bottom at 817 px: the number written, nothing seemed to happen. The pad now
+    leaves the window's height to the answer (at least 360 x 120 px), as it does on a phone."""
+    width, height = viewport
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(live_server)
+    page.click("#mode-number")
+    draw(page, [[(0.3, 0.2), (0.3, 0.8)], [(0.55, 0.25), (0.7, 0.25), (0.6, 0.8)]])
+    assert result(page)["digit"] == "17"
+    pad, answer = page.locator("#pad").bounding_box(), page.locator("#answer").bounding_box()
+    assert answer["y"] + answer["height"] <= height and page.evaluate("window.scrollY") == 0, (answer, height)
+    assert pad["width"] >= 360, pad
+    context.close()
