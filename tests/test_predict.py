@@ -353,6 +353,22 @@ def test_a_number_doubted_as_a_whole_says_why_on_the_command_line(tmp_path):
     assert "no: each digit looks clear on its own, but the first look at the photo doubted the number" in result.stdout
 
 
+def test_a_long_number_is_shown_whole_in_a_narrow_table(tmp_path):
+    """A row of 20 pen digits read in an 80-column terminal beside a doubted digit's reason: the table cut the
+    number short ("7450048926246557…"), the number read nowhere in full; its column now folds, as the file's does."""
+    from mnistlab.testing.hands import number_samples
+
+    photo = tmp_path / "row.png"
+    rows = number_samples("pen", 4, np.random.default_rng(7), surface="canvas-black-on-white", lengths=(12, 20))
+    photo.write_bytes(rows[2].data)
+    answer = json.loads(run_cli(["predict", str(photo), "--number", "--json", "--jobs", "1"]).stdout)
+    assert len(answer["number"]) >= 20 and not answer["confident"], answer["number"]
+    result = run_cli(["predict", str(photo), "--number", "--jobs", "1"], env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\u2502") for line in result.stdout.splitlines() if line.startswith("\u2502")]
+    assert "".join(cells[2].strip() for cells in lines) == answer["number"], result.stdout
+
+
 def test_number_answers_rank_top_digits_for_images_as_for_arrays(model_dir, files):
     """`predict --number --top 1` ranked 3 digits for each digit of an image (read_number took no top) and 1
     for an array file's: one run's JSON lines differed in shape. Both honour --top now, as read_number does."""

@@ -181,7 +181,7 @@ def _result_table(number: bool) -> Table:
     table = Table()
     table.add_column("File", overflow="fold")
     for title in ("Number", "Digits") if number else ("Digit", "Probability", "Top"):
-        table.add_column(title)
+        table.add_column(title, overflow="fold" if title == "Number" else "ellipsis")  # a number is never cut to "…"
     table.add_column("Confident")
     return table
 
