@@ -274,3 +274,18 @@ def test_a_part_re_read_beyond_the_look_s_budget_stays_whole_and_doubted():
     (kept,) = read_part(predictor, ink, parts[split], wholes[split], row, budget)
     assert kept["confident"] is False and kept["reason"] == TOO_BUSY and kept["digit"] == wholes[split]["digit"]
     assert budget.left == 0 and Budget().left == ROW_IMAGES
+
+
+def test_a_file_open_for_writing_alone_is_said_to_be_so(tmp_path):
+    """A photo written through a file and that file given on (``open(p, "wb")``, ``"ab"``) was 'the uploaded file
+    is truncated or corrupt (read); send the complete file again', though the file was whole; now it says the file
+    is not open for reading, and how to open it."""
+    photo = tmp_path / "row.png"
+    data = number_samples("pen", 1, np.random.default_rng(22), surface="canvas-black-on-white")[0].data
+    for mode in ("wb", "ab"):
+        with open(photo, mode) as f:
+            f.write(data)
+            f.flush()
+            with pytest.raises(ImageError, match=r"^the uploaded file is not open for reading; open it in binary"):
+                read_number(f)
+    assert read_number(photo)["digits"]  # the file itself is whole

@@ -171,8 +171,9 @@ def bounded_file(f, label: str = "the uploaded file"):
     """
     if getattr(f, "closed", False) is True:
         raise ImageError(f"{label} is closed; pass an open file, or its bytes.")
-    if isinstance(f, io.TextIOBase):
-        raise ImageError(f"{label} is open as text; open it in binary mode ('rb'), or pass its bytes.")
+    if isinstance(f, io.TextIOBase) or getattr(f, "readable", lambda: True)() is False:  # "wb": its read fails
+        how = "open as text" if isinstance(f, io.TextIOBase) else "not open for reading"
+        raise ImageError(f"{label} is {how}; open it in binary mode ('rb'), or pass its bytes.")
     try:
         size = f.seek(0, io.SEEK_END)
     except (AttributeError, OSError, ValueError):  # not seekable (io.UnsupportedOperation is both)
