@@ -18,12 +18,23 @@ from mnistlab.reading.segment import (
     find_digits,
     row_slant,
     upright_columns,
+    writing_lines,
 )
 from mnistlab.reading.steps import digit_from
 from mnistlab.testing import make_dashes_strip
 from mnistlab.testing.fonts import FONT_PACKAGES, FONTS, available_fonts, font_text
 from mnistlab.testing.hands import number_samples
-from mnistlab.trust.numbers import ROW_IMAGES, TOO_BUSY, Budget, _best_reading, read_part, row_of
+from mnistlab.trust.numbers import (
+    MARK_BESIDE,
+    ROW_IMAGES,
+    ROWS,
+    TOO_BUSY,
+    Budget,
+    _best_reading,
+    keep_marks,
+    read_part,
+    row_of,
+)
 from mnistlab.trust.predict import load_predictor, surer_row
 
 pytestmark = pytest.mark.usefixtures("reader")  # tests/conftest.py: the shipped reader, or skipped
@@ -198,6 +209,53 @@ def test_a_second_reading_stands_when_sure_and_keeps_the_doubt_otherwise():
     assert (surer["number"], surer["confident"]) == ("74836", False)
     # Fewer confident digits than the first's: the first stands.
     assert surer_row(first, _row("7483", [False, True, False, False])) is first
+
+
+def test_a_mark_found_by_the_first_look_keeps_its_digit_doubted():
+    # In 31,6 (a pen's JPEG) the first look found the comma and doubted the 1; the second found no mark, every
+    # digit of it confident, and it stood: 316, confident, though README says the digit before a comma is doubted.
+    first = _row("316", [True, False, True])
+    first["digits"][1]["reason"] = MARK_BESIDE
+    second = _row("316", [True, True, True])
+    kept = keep_marks(first, second)
+    assert [d["confident"] for d in kept["digits"]] == [True, False, True] and not kept["confident"]
+    assert kept["digits"][1]["reason"] == MARK_BESIDE
+    # Read as another count of digits, the first look's parts were not the number's: the later reading stands.
+    assert keep_marks(first, _row("3160", [True] * 4)) == _row("3160", [True] * 4)
+    # No mark found: the later reading is left as it is.
+    assert keep_marks(_row("316", [True, False, True]), second) is second
+
+
+def _strip(*rows: tuple[int, int, int, int]) -> np.ndarray:
+    """Ink (1.0) on paper (0) in the boxes (top, bottom, left, right)."""
+    ink = np.zeros((200, 400), np.float32)
+    for top, bottom, left, right in rows:
+        ink[top:bottom, left:right] = 1.0
+    return ink
+
+
+def test_lines_of_writing_are_counted_and_an_underline_or_a_broken_stroke_is_none():
+    row, below = (20, 80, 10, 300), (120, 170, 10, 250)
+    assert writing_lines(_strip(row)) == 1
+    assert writing_lines(_strip(row, below)) == 2
+    assert writing_lines(_strip(row, (95, 100, 10, 300))) == 1  # an underline: too low for a line
+    assert writing_lines(_strip((20, 60, 50, 58), (70, 110, 52, 60))) == 0  # a 1 broken in two: too narrow
+    assert writing_lines(_strip()) == 0
+
+
+def test_two_rows_one_above_the_other_are_doubted():
+    # Stacked rows' digits were grouped as one digit's pieces, and such pages were read as one confident number:
+    # "188" over "556843" as 556843, "999046" over "448" (optdigits) as 4393046.
+    for source, seed in (("pen", 3), ("optdigits", 4)):
+        a, b = (
+            np.asarray(Image.open(io.BytesIO(s.data)).convert("L"))
+            for s in number_samples(source, 6, np.random.default_rng(seed), surface="canvas-black-on-white")[:2]
+        )
+        width = max(a.shape[1], b.shape[1])
+        page = np.vstack([np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=255) for x in (a, b)])
+        answer = read_number(page)
+        assert not answer["confident"], (source, answer["number"])
+        assert ROWS in [d.get("reason") for d in answer["digits"]], answer["digits"]
 
 
 def _slanted_stroke(mask: np.ndarray, x0: int, rows: range, slant: float = -0.4) -> None:

@@ -20,7 +20,16 @@ from mnistlab.reading.marks import find_marks
 from mnistlab.reading.paper import components
 from mnistlab.reading.steps import digit_from, holds_writing, ink_mask_and_specks
 
-__all__ = ["segment_digits", "find_digits", "FoundRow", "cut", "row_slant", "upright_columns", "ROW_SHORT_SIDE"]
+__all__ = [
+    "segment_digits",
+    "find_digits",
+    "FoundRow",
+    "cut",
+    "row_slant",
+    "upright_columns",
+    "writing_lines",
+    "ROW_SHORT_SIDE",
+]
 
 # px: a row is read at a size that keeps at least this much of its height (``to_grey``'s ``min_short_side``).
 # A tight crop of a long number, reduced to the work size like any photo, left its digits 10-20 px tall, too
@@ -216,6 +225,27 @@ def _upright_middle(part: np.ndarray, slant: float) -> float:
     ``find_marks`` gives a mark's)."""
     ys, xs = np.nonzero(part)
     return float(np.mean(xs - slant * (ys - part.shape[0] / 2)))
+
+
+def writing_lines(ink: np.ndarray) -> int:
+    """How many lines of writing ``ink`` (H, W; paper 0) holds: runs of inked pixel rows, parted by rows with no
+    ink, each at least a third as tall as the tallest run and at least as wide as it is tall.
+
+    A number is one line. Two numbers one above the other are two: stacked digits are grouped as one digit's
+    pieces, and such a page was read as one confident number ("188" over "556843" as 556843). An underline, a 5's
+    bar drawn apart from it or a 1 broken across its middle is no line of its own (too low, or too narrow).
+    """
+    inked = (ink > 0).any(axis=1)
+    edges = np.flatnonzero(np.diff(np.r_[0, inked.astype(np.int8), 0]))
+    starts, ends = edges[::2], edges[1::2]  # (runs,) each: first row, last row + 1
+    if len(starts) < 2:
+        return len(starts)
+    tallest = (ends - starts).max()
+    lines = 0
+    for top, bottom in zip(starts, ends):
+        columns = np.flatnonzero((ink[top:bottom] > 0).any(axis=0))
+        lines += 3 * (bottom - top) >= tallest and columns[-1] - columns[0] + 1 >= bottom - top
+    return int(lines)
 
 
 def segment_digits(image) -> list[np.ndarray]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnistlab.errors import ImageError
-from mnistlab.reading.segment import upright_columns
+from mnistlab.reading.segment import upright_columns, writing_lines
 from mnistlab.reading.steps import digit_from
 
 if TYPE_CHECKING:  # the Predictor's module imports this one
@@ -40,6 +40,9 @@ __all__ = [
     "check_row_size",
     "doubt_marks",
     "MARK_BESIDE",
+    "ROWS",
+    "doubted",
+    "keep_marks",
     "MAX_ROW_PARTS",
     "ROW_IMAGES",
     "TOO_BUSY",
@@ -119,6 +122,37 @@ def doubt_marks(by_part: list[list[dict]], marks: list[int]) -> list[list[dict]]
         if digit["confident"]:
             out[i][j] = {**digit, "confident": False, "reason": MARK_BESIDE}
     return out
+
+
+def keep_marks(first: dict, answer: dict) -> dict:
+    """``answer`` (a doubted row read again, ``surer_row``'s pick) with the digits that ``first`` doubted for a mark
+    beside them (``MARK_BESIDE``) doubted again: a later look that misses the mark (a comma in 31,6) reads no
+    surer what the number is. A later reading of another count of digits stands as it is: the first look's parts,
+    and the places of its marks among them, were not the number's (a hair pen's 77506 in 10 pieces, 2 "marks")."""
+    marked = [i for i, d in enumerate(first["digits"]) if d.get("reason") == MARK_BESIDE]
+    if not marked or answer is first:
+        return answer
+    if len(answer["digits"]) != len(first["digits"]):
+        return answer
+    digits = list(answer["digits"])
+    for i in marked:
+        if digits[i]["confident"]:
+            digits[i] = {**digits[i], "confident": False, "reason": MARK_BESIDE}
+    return {**answer, "digits": digits, "confident": False}
+
+
+# Said of every digit of an image that holds more than one row of writing (``reading.segment.writing_lines``).
+ROWS = "the image holds more than one row of writing; give each row as an image of its own"
+
+
+def doubted(by_part: list[list[dict]], marks: list[int], ink: np.ndarray) -> list[dict]:
+    """The row's digits left to right, from ``by_part`` (each part's, as ``read_part`` gives them): the digit
+    beside each mark doubted (``doubt_marks``), and every confident digit doubted, its reason ``ROWS``, where
+    ``ink`` (the image's, as ``find_digits`` gives it) holds more than one line of writing."""
+    results = [r for part in doubt_marks(by_part, marks) for r in part]
+    if writing_lines(ink) < 2:
+        return results
+    return [r if not r["confident"] else {**r, "confident": False, "reason": ROWS} for r in results]
 
 
 @dataclass(frozen=True)

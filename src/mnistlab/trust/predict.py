@@ -35,7 +35,7 @@ from mnistlab.reading.segment import find_digits
 from mnistlab.reading.steps import digit_from, holds_ink, read_digit, to_mnist
 from mnistlab.trust.calibration import calibrate_on_mnist
 from mnistlab.trust.fitted import classifier, estimator_cut
-from mnistlab.trust.numbers import MAX_ROW_PARTS, Budget, check_row_size, doubt_marks, read_part, row_of
+from mnistlab.trust.numbers import MAX_ROW_PARTS, Budget, check_row_size, doubted, keep_marks, read_part, row_of
 from mnistlab.trust.reader import Reader, load_reader
 from mnistlab.trust.thresholds import NO_INK, SMALL_INK, ProbabilityCut, assess
 
@@ -261,10 +261,10 @@ def read_number(image_or_path, model=None, *, top: int = 3) -> dict:
     first, drawing = _read_row(predictor, image_or_path, top)
     if first["confident"] or drawing or not rewound(image_or_path, start):
         return first
-    answer = surer_row(first, _read_row(predictor, image_or_path, top, faint=True)[0])
+    answer = keep_marks(first, surer_row(first, _read_row(predictor, image_or_path, top, faint=True)[0]))
     if answer["confident"] or not rewound(image_or_path, start):
         return answer
-    return surer_row(answer, _read_row(predictor, image_or_path, top, closer=True)[0])
+    return keep_marks(first, surer_row(answer, _read_row(predictor, image_or_path, top, closer=True)[0]))
 
 
 def _read_row(
@@ -280,7 +280,7 @@ def _read_row(
         wholes = predictor.describe(np.stack([digit_from(ink, part) for part in parts]), top)
         row, budget = row_of(parts, wholes, slant), Budget()
         by_part = [read_part(predictor, ink, p, whole, row, budget) for p, whole in zip(parts, wholes)]
-        results = [r for part in doubt_marks(by_part, marks) for r in part]
+        results = doubted(by_part, marks, ink)
     answer = {
         "number": "".join(str(r["digit"]) for r in results),
         "digits": results,
