@@ -11,6 +11,7 @@ looks for what Serve left on the runtime.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import re
@@ -53,6 +54,45 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2():
     result = CliRunner().invoke(cli, ["serve", "--ray-replicas", "1", "--cluster", "127.0.0.1:1"])
     assert result.exit_code == 2 and "No Ray cluster answers at 127.0.0.1:1" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_files_shipped_are_one_whole_model_while_a_save_replaces_it(mnist_small, tmp_path):
+    """`serve --ray-replicas --model M` while `train --out M` saves into M: the files read for the replicas are one
+    model's, never a save's temporary files (shipped along, or gone before they were read: a FileNotFoundError
+    traceback) nor one model's card beside the other's weights."""
+    from mnistlab.models.files import save_model
+    from mnistlab.models.recipes import get_recipe
+    from mnistlab.web.rayserve import model_files
+
+    X_train, _, y_train, _ = mnist_small
+    for seed in (0, 1):  # two models, saved into one folder by turns by another process
+        model = get_recipe("sgd-log").build(seed=seed, n_jobs=1).fit(X_train[:500], y_train[:500])
+        save_model(model, tmp_path / f"m{seed}", card={"recipe": "sgd-log", "seed": seed})
+    served = tmp_path / "served"
+    saves = (
+        "import itertools, sys\n"
+        "from mnistlab.models.files import load_model, save_model\n"
+        "models = [load_model(sys.argv[1]), load_model(sys.argv[2])]\n"
+        "save_model(models[0][0], sys.argv[3], card=models[0][1])\n"
+        "print('saved', flush=True)\n"
+        "for estimator, card in itertools.cycle(models):\n"
+        "    save_model(estimator, sys.argv[3], card=card)\n"
+    )
+    args = [sys.executable, "-c", saves, str(tmp_path / "m0"), str(tmp_path / "m1"), str(served)]
+    writer = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "saved\n"
+        deadline = time.monotonic() + 20
+        for _ in range(150):
+            files = model_files(served)
+            assert set(files) == {"model.json", "model.skops"}
+            card = json.loads(files["model.json"])
+            assert hashlib.sha256(files["model.skops"]).hexdigest() == card["weights_sha256"]
+            if time.monotonic() > deadline:
+                break
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 @pytest.fixture(scope="module")

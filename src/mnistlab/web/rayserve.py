@@ -36,7 +36,9 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.requests import Request
 
+from mnistlab._atomic import locked_folder
 from mnistlab.errors import ClusterError, ParameterError
+from mnistlab.models.folder import MODEL_FILES
 from mnistlab.trust.predict import Predictor, load_predictor
 from mnistlab.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
 from mnistlab.web.limits import BodyPace
@@ -70,15 +72,18 @@ def model_files(model_dir: str | Path | None) -> dict[str, bytes] | None:
     if model_dir is None:
         return None
     load_predictor(model_dir)  # a missing or broken model: its one-sentence ModelFileError, now
-    paths = sorted(p for p in Path(model_dir).iterdir() if p.is_file())
-    size = sum(p.stat().st_size for p in paths)
-    if size > MAX_MODEL_BYTES:
-        raise ParameterError(
-            "model",
-            f"The model folder holds {size / 2**20:.0f} MiB, more than the {MAX_MODEL_BYTES // 2**20} MiB "
-            "shipped to Serve replicas; serve it with plain replicas (see the README).",
-        )
-    return {p.name: p.read_bytes() for p in paths}
+    # The model's own files, read under the folder's lock as load_model reads them: a save meanwhile (`train --out`
+    # into it) left its temporary files in the list, gone before they were read (a FileNotFoundError traceback).
+    with locked_folder(model_dir, shared=True):
+        paths = sorted(p for p in Path(model_dir).iterdir() if p.name in MODEL_FILES and p.is_file())
+        size = sum(p.stat().st_size for p in paths)
+        if size > MAX_MODEL_BYTES:
+            raise ParameterError(
+                "model",
+                f"The model folder holds {size / 2**20:.0f} MiB, more than the {MAX_MODEL_BYTES // 2**20} MiB "
+                "shipped to Serve replicas; serve it with plain replicas (see the README).",
+            )
+        return {p.name: p.read_bytes() for p in paths}
 
 
 class MnistlabReplica:
