@@ -881,3 +881,31 @@ def test_a_load_waits_for_a_save_into_its_folder(tmp_path, fitted, small):
     loader.join(30)
     assert loaded and loaded[0][1]["recipe"] == "b"
     np.testing.assert_array_equal(loaded[0][0].predict(small[1]), other.predict(small[1]))
+
+
+def test_a_load_through_a_link_swapped_to_another_model_reads_one_of_them(tmp_path, fitted, small):
+    """A model put in service by a link (`ln -sfn v2 current`, swapped by another process): followed for each file,
+    a swap between the card and the weights read one model's card beside the other's weights, and the model was
+    refused as "changed or corrupted; restore the original file": 9 loads in 50 while the link was swapped. The
+    link is followed once: each load is one whole model, the old or the new."""
+    v1 = save_model(fitted, tmp_path / "v1", card={"recipe": "a"})
+    v2 = save_model(get_recipe("knn").build(0, 1).fit(small[0], small[2]), tmp_path / "v2", card={"recipe": "b"})
+    current = tmp_path / "current"
+    current.symlink_to(v1)
+    swaps = (
+        "import itertools, os, sys\n"
+        "print('swapping', flush=True)\n"
+        "for target in itertools.cycle(sys.argv[1:3]):\n"
+        "    os.symlink(target, sys.argv[3] + '.new')\n"
+        "    os.replace(sys.argv[3] + '.new', sys.argv[3])\n"
+    )
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", swaps, str(v2), str(v1), str(current)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == "swapping\n"
+        recipes = [load_model(current)[1]["recipe"] for _ in range(50)]
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert set(recipes) <= {"a", "b"}

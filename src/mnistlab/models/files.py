@@ -38,6 +38,7 @@ from mnistlab.models.folder import (
     SKOPS_FILE,
     check_model_name,
     check_save_target,
+    followed_link,
     read_regular,
     remove_stale,
 )
@@ -250,7 +251,7 @@ def load_model(model_dir) -> tuple[Any, dict]:
     version, weights whose sha256 differs from the card's, or types outside
     the allow-list.
     """
-    model_dir = home_path(model_dir, "model_dir")  # "~/models/knn" in the home folder, as the CLI takes it
+    model_dir = followed_link(home_path(model_dir, "model_dir"))  # "~/models/knn" at home; a link followed once
     with locked_folder(model_dir, shared=True):  # a save meanwhile: its card beside weights it did not write
         card = read_card(model_dir)  # first: it says what is wrong with a path that is none
         data = _read_weights(Path(model_dir) / card["weights_file"], card)

@@ -22,6 +22,7 @@ from mnistlab.errors import ModelFileError, ParameterError
 
 __all__ = [
     "install_files",
+    "followed_link",
     "CARD_FILE",
     "SKOPS_FILE",
     "SAFETENSORS_FILE",
@@ -191,3 +192,17 @@ def check_model_name(recipe) -> str:
             "folder, named after its recipe; give a name such as 'knn', or pass the folder itself as out.",
         )
     return recipe
+
+
+def followed_link(model_dir):
+    """``model_dir`` with the links on its way followed once, where it has some and leads to a folder; else as
+    given. A model put in service by a link (``ln -sfn v2 current``, swapped by another process) is then read from
+    one folder: followed for each file, a swap between reading the card and the weights read one model's card
+    beside the other's weights, and the model was refused as "changed or corrupted"."""
+    if not isinstance(model_dir, (str, os.PathLike)):
+        return model_dir  # read_card says what is wrong with it
+    try:
+        real = os.path.realpath(model_dir)
+        return Path(real) if real != os.path.abspath(model_dir) and os.path.isdir(real) else model_dir
+    except (OSError, ValueError):  # a name too long, a NUL in it: read_card says what is wrong with it
+        return model_dir
