@@ -95,6 +95,42 @@ def test_the_files_shipped_are_one_whole_model_while_a_save_replaces_it(mnist_sm
         writer.wait()
 
 
+def test_the_files_shipped_through_a_swapped_link_are_one_whole_model(mnist_small, tmp_path):
+    """`serve --ray-replicas --model current`, a link swapped between two models (`ln -sfn v2 current`) by another
+    process: each file was read through the link anew, so the replicas got one model's card beside the other's
+    weights; the link is followed once, and the files are one model's."""
+    from mnistlab.models.files import save_model
+    from mnistlab.models.recipes import get_recipe
+    from mnistlab.web.rayserve import model_files
+
+    X_train, _, y_train, _ = mnist_small
+    versions = []
+    for seed in (0, 1):
+        model = get_recipe("sgd-log").build(seed=seed, n_jobs=1).fit(X_train[:500], y_train[:500])
+        versions.append(save_model(model, tmp_path / f"v{seed}", card={"recipe": "sgd-log", "seed": seed}))
+    current = tmp_path / "current"
+    current.symlink_to(versions[0])
+    model_files(versions[1])  # each model loaded (and calibrated) once before the swaps
+    swaps = (
+        "import itertools, os, sys\n"
+        "print('swapping', flush=True)\n"
+        "for target in itertools.cycle(sys.argv[1:3]):\n"
+        "    os.symlink(target, sys.argv[3] + '.new')\n"
+        "    os.replace(sys.argv[3] + '.new', sys.argv[3])\n"
+    )
+    args = [sys.executable, "-c", swaps, *map(str, versions), str(current)]
+    swapper = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == "swapping\n"
+        for _ in range(50):
+            files = model_files(current)
+            card = json.loads(files["model.json"])
+            assert hashlib.sha256(files["model.skops"]).hexdigest() == card["weights_sha256"]
+    finally:
+        swapper.kill()
+        swapper.wait()
+
+
 @pytest.fixture(scope="module")
 def deployment(runtime, web_model_dir, tmp_path_factory):
     """`mnistlab serve --ray-replicas 2` joined to ``runtime``: the process, its base URL and its stderr file,

@@ -38,7 +38,7 @@ from starlette.requests import Request
 
 from mnistlab._atomic import locked_folder
 from mnistlab.errors import ClusterError, ParameterError
-from mnistlab.models.folder import MODEL_FILES
+from mnistlab.models.folder import MODEL_FILES, followed_link
 from mnistlab.trust.predict import Predictor, load_predictor
 from mnistlab.web.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
 from mnistlab.web.limits import BodyPace
@@ -71,6 +71,9 @@ def model_files(model_dir: str | Path | None) -> dict[str, bytes] | None:
     for the shipped reader."""
     if model_dir is None:
         return None
+    # A link to the folder (`ln -sfn v2 current`) followed once: followed for each file, a swap meanwhile shipped
+    # one model's card beside the other's weights.
+    model_dir = followed_link(model_dir)
     load_predictor(model_dir)  # a missing or broken model: its one-sentence ModelFileError, now
     # The model's own files, read under the folder's lock as load_model reads them: a save meanwhile (`train --out`
     # into it) left its temporary files in the list, gone before they were read (a FileNotFoundError traceback).
