@@ -905,3 +905,43 @@ def test_a_session_keeps_one_model_per_folder_and_a_few_folders(mnist_full, tmp_
         train_recipe("logreg", data=data, cv=0, out=tmp_path / f"m{i}", seed=0)
         predict_array(X[0], model=tmp_path / f"m{i}")
     assert len(predict._BY_DIR) == predict._KEPT_FOLDERS
+
+
+def test_a_model_of_fashion_mnist_swapped_in_through_a_link_is_refused_never_answered_with(tmp_path):
+    """A model folder reached through a link another process swaps (`ln -sfn v2 current`): the classes were checked
+    on the card read through the link, the model loaded through it a moment later, so a Fashion-MNIST model
+    swapped in between answered digits with its clothes' classes. The link is followed once: the model checked is
+    the model loaded."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mnistlab.models.files import save_model
+
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 256, (40, 784)).astype(np.uint8), np.arange(40) % 10
+    model = LogisticRegression(max_iter=50).fit(X, y)
+    digits = save_model(model, tmp_path / "digits", card={"recipe": "logreg"})
+    clothes = save_model(model, tmp_path / "clothes", card={"recipe": "logreg", "dataset": "fashion-mnist"})
+    load_predictor(digits)  # calibrated once, before the swaps
+    current = tmp_path / "current"
+    current.symlink_to(digits)
+    swaps = (
+        "import itertools, os, sys\n"
+        "print('swapping', flush=True)\n"
+        "for target in itertools.cycle(sys.argv[1:3]):\n"
+        "    os.symlink(target, sys.argv[3] + '.new')\n"
+        "    os.replace(sys.argv[3] + '.new', sys.argv[3])\n"
+    )
+    args = [sys.executable, "-c", swaps, str(clothes), str(digits), str(current)]
+    swapper = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    datasets = []
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == "swapping\n"
+        for _ in range(100):
+            try:
+                datasets.append(load_predictor(current).card.get("dataset"))
+            except ModelFileError as exc:  # the clothes, refused
+                assert "cannot read digits" in str(exc)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert "fashion-mnist" not in datasets

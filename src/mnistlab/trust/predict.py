@@ -29,6 +29,7 @@ from mnistlab.data.home import checked_path
 from mnistlab.data.pixels import as_digit
 from mnistlab.errors import InputError, ParameterError
 from mnistlab.models.files import load_model, read_card, refuse_other_classes
+from mnistlab.models.folder import followed_link
 from mnistlab.reading.admission import format_by_signature
 from mnistlab.reading.decode import regular_file_size, rewound, start_of, unreadable, user_path
 from mnistlab.reading.segment import find_digits
@@ -126,6 +127,8 @@ def _from_directory(model_dir: Path) -> Predictor:
     """Kept by the folder and its card's checksum, which covers the weights' and the cut: keyed by the weights'
     alone, a card given another cut kept the old one, and a folder swapped between reading its card and loading
     left the other model under this card's key. A model is kept under the card it was loaded with."""
+    # A link to the folder followed once (`ln -sfn v2 current`, swapped meanwhile): the model checked is the one loaded.
+    model_dir = followed_link(model_dir)
     card = refuse_other_classes(read_card(model_dir), model_dir)  # first: a link loop is said, not resolved
     folder = str(model_dir.resolve())
     kept = _BY_DIR.get(folder)
@@ -134,6 +137,7 @@ def _from_directory(model_dir: Path) -> Predictor:
         return kept[1]
     _BY_DIR.pop(folder, None)  # another model now: the one kept is not loaded again from this folder
     estimator, card = load_model(model_dir)
+    card = refuse_other_classes(card, model_dir)  # a save into the folder meanwhile: the card loaded is checked too
     reader = load_reader()
     classify = classifier(estimator)
     cut = _card_cut(card) or calibrate_on_mnist(classify, reader, card["weights_sha256"], card)
