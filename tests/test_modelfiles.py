@@ -909,3 +909,26 @@ def test_a_load_through_a_link_swapped_to_another_model_reads_one_of_them(tmp_pa
         swapper.kill()
         swapper.wait()
     assert set(recipes) <= {"a", "b"}
+
+
+def test_a_model_copied_into_place_waits_for_a_save_into_its_folder(saved, tmp_path):
+    # compare --update-models copies a reused run's model into place (install_model); it read the folder unlocked,
+    # and a save landing in it meanwhile gave a copy of one save's card beside another's weights (2 in 3,000 tries).
+    # A save holds the folder's lock: the copy now waits for it, as load_model does.
+    import fcntl
+    import threading
+
+    from mnistlab.lab.folders import install_model
+
+    target = tmp_path / "copy"
+    fd = os.open(saved, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a save in progress
+        copying = threading.Thread(target=install_model, args=(saved, target))
+        copying.start()
+        copying.join(1.0)
+        assert copying.is_alive() and not (target / "model.json").exists()
+    finally:
+        os.close(fd)  # the save done
+    copying.join(10)
+    assert not copying.is_alive() and load_model(target) is not None

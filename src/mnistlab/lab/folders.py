@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
+from mnistlab._atomic import locked_folder
 from mnistlab.errors import ParameterError
 from mnistlab.lab.options import check_model_dir, check_writable_dir
 from mnistlab.lab.specs import Contender
@@ -93,8 +94,10 @@ def install_model(source: Path, target: Path) -> None:
     if target.resolve() == source.resolve():
         return
     card = source / "model.json"
-    paths = [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]
-    install_files(target, {p.name: p.read_bytes() for p in paths if not p.name.startswith(".")})
+    with locked_folder(source, shared=True):  # a save meanwhile: its card beside weights it did not write
+        paths = [*(p for p in sorted(source.iterdir()) if p.is_file() and p != card), card]
+        files = {p.name: p.read_bytes() for p in paths if not p.name.startswith(".")}
+    install_files(target, files)
 
 
 def _is_recipe(contender: Contender) -> bool:
