@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -99,6 +100,53 @@ def test_a_reader_card_of_impossible_limits_is_refused_when_loaded(tmp_path, whe
     if value != value:  # NaN has no canonical JSON, so no checksum covers it: refused above, and only there
         return
     # A card signed again after the edit (made by hand, or by other code) is still held to the limits.
+    card["card_sha256"] = card_sha256(card)
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelFileError) as refused:
+        load_reader(folder)
+    assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use ({why}")
+    assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
+
+
+def _space(folder: Path, change) -> None:
+    from safetensors.numpy import load, save
+
+    (folder / "space.safetensors").write_bytes(save(change(load((folder / "space.safetensors").read_bytes()))))
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        # Another net in a net's place: the classifier answered "10", the detector took every 9 for no digit.
+        (lambda f: shutil.copy(f / "detector.onnx", f / "classifier.onnx"), "its classifier.onnx reads"),
+        (lambda f: shutil.copy(f / "classifier.onnx", f / "detector.onnx"), "its detector.onnx reads"),
+        # A NaN space scored every image as digit-shaped; one of float64 or int8 answered otherwise.
+        (
+            lambda f: _space(f, lambda t: {**t, "mean": np.full_like(t["mean"], np.nan)}),
+            "its space.safetensors is no digit space",
+        ),
+        (
+            lambda f: _space(f, lambda t: {k: v.astype(np.float64) for k, v in t.items()}),
+            "its space.safetensors is no digit space",
+        ),
+        (
+            lambda f: _space(f, lambda t: {k: v.astype(np.int8) for k, v in t.items()}),
+            "its space.safetensors is no digit space",
+        ),
+        # Of other shapes it loaded, then failed at the first answer with numpy's ValueError (a traceback).
+        (lambda f: _space(f, lambda t: {**t, "mean": t["mean"][:10]}), "its space.safetensors is no digit space"),
+        (
+            lambda f: _space(f, lambda t: {**t, "components": np.ascontiguousarray(t["components"].T)}),
+            "its space.safetensors is no digit space",
+        ),
+    ],
+)
+def test_a_reader_file_swapped_and_signed_again_is_refused_when_loaded(tmp_path, change, why):
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    change(folder)
+    card = json.loads((folder / CARD_FILE).read_text())
+    card["files"] = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in READER_FILES}
     card["card_sha256"] = card_sha256(card)
     (folder / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(ModelFileError) as refused:

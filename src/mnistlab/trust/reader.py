@@ -149,10 +149,10 @@ def _build(folder: Path) -> Reader:
     card = _read_card(folder)
     blobs = {name: verified_bytes(folder, name, card["files"].get(name)) for name in READER_FILES}
     try:
-        space = DigitSpace(**load_safetensors(blobs["space.safetensors"]))
+        space = _space(DigitSpace(**load_safetensors(blobs["space.safetensors"])))
         return Reader(
-            classifier=OnnxNet(blobs["classifier.onnx"]),
-            detector=OnnxNet(blobs["detector.onnx"]),
+            classifier=_net(OnnxNet(blobs["classifier.onnx"]), "classifier.onnx", 10),
+            detector=_net(OnnxNet(blobs["detector.onnx"]), "detector.onnx", 11),
             space=space,
             thresholds=Thresholds(**card["thresholds"]),
             probability_cut=ProbabilityCut(**card["classifier"]["probability_cut"]),
@@ -162,6 +162,42 @@ def _build(folder: Path) -> Reader:
         raise ModelFileError(
             f"{folder} holds a reader this mnistlab cannot use ({exc}); rebuild it with `make pretrained`."
         ) from None
+
+
+def _net(net: OnnxNet, name: str, n_classes: int) -> OnnxNet:
+    """``net``, unless it reads or answers otherwise than the reader's ``name`` does: (N, 1, 28, 28) float images
+    -> (N, ``n_classes``) probabilities (the ten digits, and "not a digit" for the detector). Another net in its
+    place, its card signed again, loaded: the classifier answered "10", or the detector took a 9 for no digit."""
+    inputs, outputs = net.session.get_inputs(), net.session.get_outputs()
+    reads = [(i.type, i.shape[1:]) for i in inputs]
+    answers = [(o.type, o.shape[1:]) for o in outputs[:1]]
+    if reads != [("tensor(float)", [1, 28, 28])] or answers != [("tensor(float)", [n_classes])]:
+        raise ValueError(
+            f"its {name} reads {[i.shape for i in inputs]} and answers {[o.shape for o in outputs]}, where the "
+            f"reader's reads [[N, 1, 28, 28]] and answers [[N, {n_classes}]]"
+        )
+    return net
+
+
+def _space(space: DigitSpace) -> DigitSpace:
+    """``space``, unless its tensors are not what a build writes: a float32 mean of 784 pixels and up to 784
+    components of 784, all finite. Others loaded, then failed at the first answer (numpy's ValueError), or
+    scored every image as digit-shaped (NaN)."""
+    mean, components = space.mean, space.components
+    if (
+        getattr(mean, "dtype", None) != np.float32
+        or getattr(components, "dtype", None) != np.float32
+        or mean.shape != (784,)
+        or components.ndim != 2
+        or not 1 <= components.shape[0] <= 784
+        or components.shape[1] != 784
+        or not (np.isfinite(mean).all() and np.isfinite(components).all())
+    ):
+        raise ValueError(
+            "its space.safetensors is no digit space: a build writes a finite float32 mean of 784 pixels and 1 to "
+            "784 components of 784"
+        )
+    return space
 
 
 _READERS: dict[Path, Reader] = {}
