@@ -288,6 +288,58 @@ def test_foreign_types_are_refused_even_with_a_matching_sha256(tmp_path):
         load_model(model_dir)
 
 
+def _forged(fitted, change):
+    import copy
+
+    forged = copy.deepcopy(fitted)
+    change(forged)
+    return forged
+
+
+def _unfitted_last_step(model):
+    from sklearn.linear_model import LogisticRegression
+
+    model.steps[-1] = ("clf", LogisticRegression())
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        # Classes out of the order a fit sorts them in: loaded, and answered each digit as another, "sure" of it.
+        (lambda m: setattr(m[-1], "classes_", m[-1].classes_[::-1].copy()), "its classes_ are not distinct"),
+        # Weights of another shape, NaN, or a step never fitted: loaded, then a traceback at the first answer.
+        (lambda m: setattr(m["pca"], "components_", m["pca"].components_[:, :100].copy()), "ValueError: "),
+        (lambda m: setattr(m["pca"], "mean_", np.full_like(m["pca"].mean_, np.nan)), "ValueError: "),
+        (_unfitted_last_step, "NotFittedError: "),
+    ],
+)
+def test_a_skops_model_of_values_no_fit_sets_is_refused_when_loaded(saved, fitted, change, why):
+    """Every type in the file is on the allow-list, but the values are the file's, re-signed with its card."""
+    data = sio.dumps(_forged(fitted, change))
+    (saved / "model.skops").write_bytes(data)
+    _rewrite_card(saved, weights_sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(ModelFileError) as refused:
+        load_model(saved)
+    said = str(refused.value)
+    assert said.startswith(f"{saved / 'model.skops'} holds a model that cannot answer as a fitted one does (")
+    assert why in said and said.endswith("; retrain the model.")
+
+
+def test_a_skops_model_of_nan_weights_is_refused_when_loaded(tmp_path, small):
+    """A logistic regression of NaN weights loaded and answered 0 for every digit."""
+    from sklearn.linear_model import LogisticRegression
+
+    X_tr, _, y_tr, _ = small
+    model = LogisticRegression(max_iter=20).fit(X_tr / 255, y_tr)
+    folder = save_model(model, tmp_path / "m", card={})
+    model.coef_[:] = np.nan
+    data = sio.dumps(model)
+    (folder / "model.skops").write_bytes(data)
+    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(ModelFileError, match="holds a model that cannot answer .*no finite probabilities"):
+        load_model(folder)
+
+
 def test_a_users_class_is_refused_with_advice_that_holds(tmp_path, monkeypatch):
     """A classifier of the user's own file is not saved, and the sentence says why and what to do: it told the
     user to "extend TRUSTED_TYPES", but a model saved that way is one load_model refuses as not mnistlab's."""

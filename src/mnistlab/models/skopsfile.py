@@ -131,11 +131,52 @@ def load_skops(data: bytes, weights_path: Path):
         for old, new in _LEGACY_MODULES.items():
             sys.modules.setdefault(old, importlib.import_module(new))
     try:
-        return sio.loads(data, trusted=list(TRUSTED_TYPES + _LEGACY_TYPES))
+        estimator = sio.loads(data, trusted=list(TRUSTED_TYPES + _LEGACY_TYPES))
     except Exception as exc:
         raise ModelFileError(
             f"{weights_path} could not be rebuilt ({type(exc).__name__}: {exc}); retrain the model."
         ) from None
+    _check_answers(estimator, weights_path)
+    return estimator
+
+
+# Pixels a model may read per image: a 1024 x 1024 one (a CNN's largest side, models.cnn.config.MAX_SIDE).
+_MAX_PIXELS = 2**20
+
+
+def _check_answers(estimator, weights_path: Path) -> None:
+    """Refuse a rebuilt model that answers nothing a fit gives: its classes out of order (a fit sorts them; the
+    answers were each other's digits), or, asked about a blank and a full image, an error (weights of another
+    shape than the pixels it says it reads, an unfitted step) or no finite probabilities (NaN weights). Every type
+    in it is on the allow-list, but the values are the file's: such a model loaded and answered wrong, "sure" of
+    it, or failed at its first answer with scikit-learn's or numpy's traceback."""
+    from mnistlab.models.proba import class_probabilities, classic_limits, pixels_read
+
+    try:
+        classes = getattr(estimator, "classes_", None)
+        if classes is not None and not _increasing(np.asarray(classes)):
+            raise ValueError("its classes_ are not distinct and in increasing order, as a fit sorts them")
+        n = pixels_read(estimator) or 784
+        if not 1 <= n <= _MAX_PIXELS:
+            raise ValueError(f"it says it reads {n:,} pixels an image")
+        probe = np.zeros((2, n), np.uint8)
+        probe[1] = 255
+        with classic_limits(), np.errstate(all="ignore"):  # NaN weights: said below, not warned of
+            proba = class_probabilities(estimator, probe)
+        if proba.ndim != 2 or len(proba) != 2 or not np.isfinite(proba).all():
+            raise ValueError("it answers no finite probabilities")
+    except ModelFileError:
+        raise
+    except Exception as exc:  # scikit-learn's and numpy's own, on values no fit sets
+        raise ModelFileError(
+            f"{weights_path} holds a model that cannot answer as a fitted one does ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); retrain the model."
+        ) from None
+
+
+def _increasing(classes: np.ndarray) -> bool:
+    """Whether ``classes`` is one row of distinct labels in increasing order, as ``np.unique`` gives them."""
+    return classes.ndim == 1 and len(classes) >= 1 and bool(np.all(classes[1:] > classes[:-1]))
 
 
 def _check_cost(data: bytes, weights_path: Path) -> None:
