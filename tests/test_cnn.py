@@ -482,6 +482,31 @@ def test_an_onnx_file_larger_than_protobuf_allows_is_refused_unread(tmp_path, mo
     assert reads == []  # refused by its size: it was read up to 2 GiB and one byte before it was refused
 
 
+def test_an_onnx_file_that_is_no_protobuf_message_is_refused_unread(fitted_graph, tmp_path, monkeypatch):
+    """A file of zeros (sparse: 2 GB of them took 2.2 GB of memory and 9 s) or an export cut short was read whole
+    before protobuf refused it; its fields' tags and lengths say so first."""
+    import mnistlab.models.cnn.onnx as onnx_module
+
+    zeros, cut, whole = tmp_path / "zeros.onnx", tmp_path / "cut.onnx", tmp_path / "whole.onnx"
+    with open(zeros, "wb") as f:
+        f.truncate(2**28)
+    cut.write_bytes(fitted_graph[: len(fitted_graph) // 2])  # inside the graph: its length runs past the end
+    whole.write_bytes(fitted_graph)
+    reads: list = []
+    real = onnx_module.read_regular
+    monkeypatch.setattr(onnx_module, "read_regular", lambda path, *a, **kw: reads.append(path) or real(path, *a, **kw))
+    for path in (zeros, cut):
+        with pytest.raises(ModelFileError) as refused:
+            OnnxPredictor(path)
+        assert str(refused.value) == (
+            f"{path} is not a readable ONNX model (its bytes are no protobuf message, as an ONNX file's are); "
+            "export it again with `mnistlab export MODEL_DIR --onnx FILE`."
+        )
+    assert reads == []
+    assert OnnxPredictor(whole).predict(np.zeros((1, 784), np.uint8)).shape == (1,)
+    assert reads == [whole]
+
+
 def test_a_seed_fit_cannot_use_is_a_recipe_error_like_the_other_parameters(mnist_small):
     # random_state was the one parameter left unchecked: "a" was numpy's ValueError from check_random_state.
     X, y = mnist_small[0][:50], mnist_small[2][:50]

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -200,11 +201,17 @@ def _read_onnx(path: Path) -> bytes:
     match the sha256 its card records: replaced alone, another net loaded in its place."""
     try:
         size = path.stat().st_size  # a file over the limit is refused by its size, unread
-        data = None if size > MAX_ONNX_BYTES else read_regular(path, MAX_ONNX_BYTES + 1)
+        framed = size > MAX_ONNX_BYTES or _framed(path, size)
+        data = None if size > MAX_ONNX_BYTES or not framed else read_regular(path, MAX_ONNX_BYTES + 1)
     except OSError:
-        size, data = 0, None
+        size, data, framed = 0, None, True
     if size > MAX_ONNX_BYTES or (data is not None and len(data) > MAX_ONNX_BYTES):  # or grown since its stat
         raise ModelFileError(f"{path} is larger than any ONNX file can be (2 GiB); export the model again.")
+    if not framed:
+        raise ModelFileError(
+            f"{path} is not a readable ONNX model (its bytes are no protobuf message, as an ONNX file's are); export "
+            "it again with `mnistlab export MODEL_DIR --onnx FILE`."
+        )
     if data is None:
         raise ModelFileError(f"No ONNX file at {path}; export one with `mnistlab export MODEL_DIR --onnx FILE`.")
     expected = _recorded_sha256(path)
@@ -214,6 +221,52 @@ def _read_onnx(path: Path) -> bytes:
             "corrupted; restore the original file or train the model again."
         )
     return data
+
+
+# Top-level fields walked before a file is read: an ONNX file has a dozen or so; past these, it is read and parsed.
+_MAX_FIELDS = 100_000
+_FIXED = {1: 8, 5: 4}  # protobuf's fixed-size wire types: their bytes
+
+
+def _framed(path: Path, size: int) -> bool:
+    """Whether the regular file ``path`` (``size`` bytes) is a protobuf message's frame, as an ONNX file is: its
+    top-level fields walked by their tags and lengths, seeking past each field's bytes, never reading them. A 2 GB
+    file of zeros (a field numbered 0), or one cut short (a field running past its end), was read whole, 2 GB of
+    memory and 9 s, before protobuf refused it. True for what is no regular file (``read_regular`` refuses it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe would block a plain open
+    except OSError:
+        return True  # said as a missing file by read_regular
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return True
+        for _ in range(_MAX_FIELDS):
+            if f.tell() == size:
+                return size > 0
+            tag = _varint(f)
+            if tag is None or tag >> 3 == 0 or tag & 7 not in (0, 1, 2, 5):  # field 0, a group or no wire type
+                return False
+            wire = tag & 7
+            skip = _FIXED[wire] if wire in _FIXED else _varint(f)  # a varint's own bytes, or a length
+            if wire == 0:
+                skip = None if skip is None else 0
+            if skip is None or f.tell() + skip > size:
+                return False
+            f.seek(skip, os.SEEK_CUR)
+    return True
+
+
+def _varint(f) -> int | None:
+    """A protobuf varint read from ``f`` (at most 10 bytes), or None where the file ends or it runs on."""
+    value = 0
+    for shift in range(0, 70, 7):
+        byte = f.read(1)
+        if not byte:
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+    return None
 
 
 def _recorded_sha256(path: Path) -> str | None:
