@@ -213,6 +213,20 @@ def test_a_card_of_another_version_is_refused_in_one_short_line(model_copy, vers
     assert line.endswith(("`mnistlab train RECIPE`.", "`mnistlab train cnn-fast`.")), line
 
 
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_card_recipe_that_is_no_name_is_not_put_in_the_command_to_run(model_copy, version):
+    """The sentence's command to retrain the model quoted the card's recipe as it was: a recipe of
+    ``x`; rm -rf ~ #`` (a string the schema takes, the card signed again) told the user to run that."""
+    recipe = "cnn-fast`; rm -rf ~ #"
+    _write(model_copy, {**_card(model_copy), "format_version": version, "recipe": recipe}, resign=True)
+    (model_copy / "model.safetensors").unlink()  # version 2: the weights' sentence says how to retrain
+    line = _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)]))
+    assert "rm -rf" not in line and line.endswith("`mnistlab train RECIPE`."), line
+    _write(model_copy, {**_card(model_copy), "recipe": "knn-tuned_2.1"}, resign=True)  # a spec file's name
+    line = _one_error_line(runner.invoke(app, ["predict", "x.png", "--model", str(model_copy)]))
+    assert line.endswith("`mnistlab train knn-tuned_2.1`."), line
+
+
 @pytest.mark.parametrize("field", ["recipe", "seed", "classes"])
 def test_a_card_holding_a_field_twice_is_refused(model_copy, field):
     """The checksum covers the card as parsed, where the last of two fields wins: a field added above its own

@@ -34,6 +34,7 @@ __all__ = [
     "WEIGHTS_FILES",
     "MEASURES",
     "card_sha256",
+    "recipe_name",
     "parse_card",
     "check_card_to_save",
 ]
@@ -170,12 +171,14 @@ def _check_depth(card: dict) -> None:
     raise _Invalid(f"it nests objects and lists more than {MAX_DEPTH} deep, which mnistlab never writes")
 
 
-def _recipe_name(card: dict) -> str:
-    """The card's recipe, to name in "retrain it with `mnistlab train RECIPE`": "RECIPE" unless it is a short
-    printable string. Quoted unchecked, a card of another format version made the one error line 2 MB long, or
-    several lines (a newline, a carriage return, a terminal's escape codes in its recipe)."""
+def recipe_name(card: dict) -> str:
+    """The card's recipe, to name in "retrain it with `mnistlab train RECIPE`": "RECIPE" unless it is a short name
+    of letters, digits, '.', '_' and '-', as recipes and spec files' names are. Quoted unchecked, a card of another
+    format version made the one error line 2 MB long, or several lines (a newline, a carriage return, a terminal's
+    escape codes in its recipe); and a card's recipe of ``x`; rm -rf ~ #`` put that command in the one the user
+    was told to run."""
     recipe = card.get("recipe")
-    if isinstance(recipe, str) and 0 < len(recipe) <= MAX_SAID_CHARS and recipe.isprintable():
+    if isinstance(recipe, str) and re.fullmatch(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_SAID_CHARS - 1}}}", recipe):
         return recipe
     return "RECIPE"
 
@@ -191,7 +194,7 @@ def _check_version(card: dict, card_path: Path) -> None:
             f"{card_path.parent} was saved in model format version {said}, but this mnistlab reads only "
             f"version {' and '.join(map(str, READABLE_VERSIONS))}; "
             f"{'upgrade mnistlab (pip install --upgrade mnistlab), or ' if newer else ''}"
-            f"retrain it with `mnistlab train {_recipe_name(card)}`."
+            f"retrain it with `mnistlab train {recipe_name(card)}`."
         )
 
 

@@ -40,6 +40,7 @@ from mnistlab.models.folder import (
     check_save_target,
     followed_link,
     read_regular,
+    read_weights,
     remove_stale,
 )
 from mnistlab.models.skopsfile import TRUSTED_TYPES, canonical_skops, load_skops
@@ -254,7 +255,7 @@ def load_model(model_dir) -> tuple[Any, dict]:
     model_dir = followed_link(home_path(model_dir, "model_dir"))  # "~/models/knn" at home; a link followed once
     with locked_folder(model_dir, shared=True):  # a save meanwhile: its card beside weights it did not write
         card = read_card(model_dir)  # first: it says what is wrong with a path that is none
-        data = _read_weights(Path(model_dir) / card["weights_file"], card)
+        data = read_weights(Path(model_dir) / card["weights_file"], card)
     model_dir = Path(model_dir)
     weights_path = model_dir / card["weights_file"]
     if card["weights_file"] == SAFETENSORS_FILE:
@@ -263,24 +264,6 @@ def load_model(model_dir) -> tuple[Any, dict]:
         check_config(card["config"], str(model_dir / CARD_FILE))
         return cnn_from_bytes(data, card["config"], source=str(weights_path)), card
     return load_skops(data, weights_path), card
-
-
-def _read_weights(path: Path, card: dict) -> bytes:
-    """The weights file's bytes: a regular file (a link to /dev/zero or a pipe would be read without end) whose
-    sha256 is the card's, hashed before it is held in memory (a 30 GB file in its place is refused, not read)."""
-    retrain = f"retrain the model with `mnistlab train {card.get('recipe', 'RECIPE')}`"
-    try:
-        data = read_regular(path, sha256=card["weights_sha256"])
-    except ValueError:
-        raise ModelFileError(
-            f"{path} does not match the sha256 recorded in {CARD_FILE}, so it was changed or corrupted; "
-            "restore the original file or retrain the model."
-        ) from None
-    except OSError:
-        raise ModelFileError(f"{path.parent} has no readable {path.name}; {retrain}.") from None
-    if data is None:
-        raise ModelFileError(f"{path} is not a regular file, so it holds no saved model; {retrain}.")
-    return data
 
 
 def find_best_model() -> Path | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mnistlab._atomic import atomic_write_together, locked_folder
 from mnistlab.errors import ModelFileError, ParameterError
+from mnistlab.models.cards import recipe_name
 
 __all__ = [
     "install_files",
@@ -37,6 +38,7 @@ __all__ = [
     "model_file_named",
     "remove_stale",
     "read_regular",
+    "read_weights",
     "check_model_name",
 ]
 
@@ -177,6 +179,24 @@ def read_regular(path: Path, most: int | None = None, *, sha256: str | None = No
         data = f.read(info.st_size if most is None else most)
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f"{path} changed while it was read")
+    return data
+
+
+def read_weights(path: Path, card: dict) -> bytes:
+    """The weights file's bytes: a regular file (a link to /dev/zero or a pipe would be read without end) whose
+    sha256 is the card's, hashed before it is held in memory (a 30 GB file in its place is refused, not read)."""
+    retrain = f"retrain the model with `mnistlab train {recipe_name(card)}`"
+    try:
+        data = read_regular(path, sha256=card["weights_sha256"])
+    except ValueError:
+        raise ModelFileError(
+            f"{path} does not match the sha256 recorded in {CARD_FILE}, so it was changed or corrupted; "
+            "restore the original file or retrain the model."
+        ) from None
+    except OSError:
+        raise ModelFileError(f"{path.parent} has no readable {path.name}; {retrain}.") from None
+    if data is None:
+        raise ModelFileError(f"{path} is not a regular file, so it holds no saved model; {retrain}.")
     return data
 
 
