@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -152,6 +153,31 @@ def test_a_reader_file_swapped_and_signed_again_is_refused_when_loaded(tmp_path,
     with pytest.raises(ModelFileError) as refused:
         load_reader(folder)
     assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use ({why}")
+    assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("space.safetensors", struct.pack("<Q", 2**40) + b"x" * 100),  # SafetensorError: header too large
+        ("space.safetensors", b""),
+        ("classifier.onnx", b"\x08\x07garbage"),  # onnxruntime's InvalidProtobuf
+        ("detector.onnx", b""),  # onnxruntime's InvalidArgument: no graph
+    ],
+)
+def test_a_reader_file_damaged_and_signed_again_is_one_sentence(tmp_path, name, data):
+    """Files whose checksums the card was signed again with, that safetensors or onnxruntime cannot read: their own
+    exception types, which the load did not catch, were a traceback."""
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder)
+    (folder / name).write_bytes(data)
+    card = json.loads((folder / CARD_FILE).read_text())
+    card["files"][name] = hashlib.sha256(data).hexdigest()
+    card["card_sha256"] = card_sha256(card)
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelFileError) as refused:
+        load_reader(folder)
+    assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use (")
     assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
 
 

@@ -158,7 +158,8 @@ def _build(folder: Path) -> Reader:
             probability_cut=ProbabilityCut(**card["classifier"]["probability_cut"]),
             card=card,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    # safetensors and onnxruntime raise their own types for a file they cannot read: signed again, it was read
+    except Exception as exc:
         raise ModelFileError(
             f"{folder} holds a reader this mnistlab cannot use ({exc}); rebuild it with `make pretrained`."
         ) from None
