@@ -325,6 +325,20 @@ def test_a_skops_model_of_values_no_fit_sets_is_refused_when_loaded(saved, fitte
     assert why in said and said.endswith("; retrain the model.")
 
 
+def test_a_skops_model_of_more_jobs_than_any_machine_runs_is_refused_when_loaded(tmp_path, small):
+    """A k-NN whose n_jobs the file set to 100,000: joblib tried as many threads at its first answer, 30 s, and
+    then said "Pipeline has neither predict_proba nor decision_function"."""
+    X_tr, _, y_tr, _ = small
+    model = get_recipe("knn").build(0, 1).fit(X_tr, y_tr)
+    folder = save_model(model, tmp_path / "m", card={})
+    model["knn"].n_jobs = 100_000
+    data = sio.dumps(model)
+    (folder / "model.skops").write_bytes(data)
+    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(ModelFileError, match=r"cannot answer .*\(ValueError: it runs 100000 jobs at once, where"):
+        load_model(folder)
+
+
 def test_a_skops_model_of_nan_weights_is_refused_when_loaded(tmp_path, small):
     """A logistic regression of NaN weights loaded and answered 0 for every digit."""
     from sklearn.linear_model import LogisticRegression

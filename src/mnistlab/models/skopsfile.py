@@ -156,6 +156,9 @@ def _check_answers(estimator, weights_path: Path) -> None:
         classes = getattr(estimator, "classes_", None)
         if classes is not None and not _increasing(np.asarray(classes)):
             raise ValueError("its classes_ are not distinct and in increasing order, as a fit sorts them")
+        jobs = next((v for v in _jobs(estimator) if not _few(v)), None)
+        if jobs is not None:  # 100,000 tried as many threads: 30 s, then 'has neither predict_proba nor ...'
+            raise ValueError(f"it runs {jobs!r} jobs at once, where a fit on any machine runs at most {_MAX_JOBS}")
         n = pixels_read(estimator) or 784
         if not 1 <= n <= _MAX_PIXELS:
             raise ValueError(f"it says it reads {n:,} pixels an image")
@@ -172,6 +175,19 @@ def _check_answers(estimator, weights_path: Path) -> None:
             f"{weights_path} holds a model that cannot answer as a fitted one does ({type(exc).__name__}: "
             f"{str(exc)[:200]}); retrain the model."
         ) from None
+
+
+_MAX_JOBS = 256  # a model's n_jobs: one per CPU of the machine it was fitted on, or -1 (every CPU)
+
+
+def _jobs(estimator) -> list:
+    """The ``n_jobs`` of ``estimator`` and of its steps, None left out."""
+    params = estimator.get_params(deep=True) if callable(getattr(estimator, "get_params", None)) else {}
+    return [v for k, v in params.items() if k.split("__")[-1] == "n_jobs" and v is not None]
+
+
+def _few(jobs) -> bool:
+    return isinstance(jobs, int | np.integer) and not isinstance(jobs, bool) and bool(-_MAX_JOBS <= jobs <= _MAX_JOBS)
 
 
 def _increasing(classes: np.ndarray) -> bool:
