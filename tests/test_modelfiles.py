@@ -339,6 +339,35 @@ def test_a_skops_model_of_more_jobs_than_any_machine_runs_is_refused_when_loaded
         load_model(folder)
 
 
+@pytest.mark.parametrize("forge", ["a child outside the tree", "a child before its parent", "a feature past 784"])
+def test_a_skops_tree_of_nodes_no_fit_makes_is_refused_when_loaded(tmp_path, small, forge):
+    """scikit-learn's Tree is allow-listed, and its Cython code follows the nodes as the file gives them: a child
+    outside the tree crashed the process at the first answer (a segfault), a child before its parent looped
+    forever, a split on pixel 1,000,000 read past the image. Loaded in a child process: a crash there fails here."""
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    X_tr, _, y_tr, _ = small
+    model = ExtraTreesClassifier(n_estimators=2, random_state=0).fit(X_tr, y_tr)
+    folder = save_model(model, tmp_path / "m", card={})
+    state = model.estimators_[1].tree_.__getstate__()
+    nodes = state["nodes"]
+    inner = nodes["left_child"] != -1
+    field, value = {
+        "a child outside the tree": ("left_child", 10**8),
+        "a child before its parent": ("left_child", 0),
+        "a feature past 784": ("feature", 10**6),
+    }[forge]
+    nodes[field][inner] = value
+    model.estimators_[1].tree_.__setstate__(state)
+    data = sio.dumps(model)
+    (folder / "model.skops").write_bytes(data)
+    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    code = "import sys\nfrom mnistlab.models.files import load_model\nload_model(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, (done.returncode, done.stderr[-500:])
+    assert "ModelFileError: " in done.stderr and "it holds a tree whose nodes no fit makes" in done.stderr
+
+
 def test_a_skops_model_of_nan_weights_is_refused_when_loaded(tmp_path, small):
     """A logistic regression of NaN weights loaded and answered 0 for every digit."""
     from sklearn.linear_model import LogisticRegression

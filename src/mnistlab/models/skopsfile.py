@@ -156,6 +156,7 @@ def _check_answers(estimator, weights_path: Path) -> None:
         classes = getattr(estimator, "classes_", None)
         if classes is not None and not _increasing(np.asarray(classes)):
             raise ValueError("its classes_ are not distinct and in increasing order, as a fit sorts them")
+        _check_trees(estimator)  # before any answer: a child out of bounds crashed the process (a segfault)
         jobs = next((v for v in _jobs(estimator) if not _few(v)), None)
         if jobs is not None:  # 100,000 tried as many threads: 30 s, then 'has neither predict_proba nor ...'
             raise ValueError(f"it runs {jobs!r} jobs at once, where a fit on any machine runs at most {_MAX_JOBS}")
@@ -175,6 +176,57 @@ def _check_answers(estimator, weights_path: Path) -> None:
             f"{weights_path} holds a model that cannot answer as a fitted one does ({type(exc).__name__}: "
             f"{str(exc)[:200]}); retrain the model."
         ) from None
+
+
+_MAX_OBJECTS = 1_000_000  # objects walked for trees: a forest of 100 trees is some 400
+
+
+def _check_trees(estimator) -> None:
+    """Refuse a scikit-learn ``Tree`` (an allow-listed type) whose nodes no fit makes: a child outside the tree, or
+    not after its parent (a loop), or a split on a feature past those the tree, or the estimator holding it, reads.
+    Its Cython code follows the nodes unchecked: such a tree crashed the process at its first answer (a segfault)
+    or never answered."""
+    from sklearn.tree._tree import Tree  # on demand: scikit-learn's import is seconds
+
+    stack: list = [(estimator, None)]
+    for _ in range(_MAX_OBJECTS):
+        if not stack:
+            return
+        node, reads = stack.pop()
+        if isinstance(node, Tree):
+            _check_tree(node, reads)
+        elif isinstance(node, dict | list | tuple) or (isinstance(node, np.ndarray) and node.dtype == object):
+            items = (
+                node.values() if isinstance(node, dict) else (node.ravel() if isinstance(node, np.ndarray) else node)
+            )
+            stack.extend((item, reads) for item in items)
+        elif hasattr(node, "get_params") and hasattr(node, "__dict__"):  # an estimator: what it reads bounds its trees
+            own = getattr(node, "__dict__", {}).get("n_features_in_")
+            if type(node).__name__ == "Pipeline":
+                own, reads = None, None  # its steps read what the step before gives
+            if isinstance(own, int | np.integer):
+                reads = int(own) if reads is None else min(reads, int(own))
+            stack.extend((value, reads) for value in vars(node).values())
+    raise ValueError(f"it holds more than {_MAX_OBJECTS:,} objects")
+
+
+def _check_tree(tree, reads: int | None) -> None:
+    state = tree.__getstate__()
+    nodes, count = state["nodes"], state["node_count"]
+    left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
+    index = np.arange(len(nodes))
+    inner = left != -1
+    width = tree.n_features if reads is None else min(tree.n_features, reads)
+    if not (
+        count == len(nodes) >= 1
+        and np.all(right[~inner] == -1)
+        and np.all((left[inner] > index[inner]) & (left[inner] < count))
+        and np.all((right[inner] > index[inner]) & (right[inner] < count))
+        and np.all((feature[inner] >= 0) & (feature[inner] < width))
+    ):
+        raise ValueError(
+            "it holds a tree whose nodes no fit makes (a child outside it or before it, or a feature past its input)"
+        )
 
 
 _MAX_JOBS = 256  # a model's n_jobs: one per CPU of the machine it was fitted on, or -1 (every CPU)
