@@ -368,6 +368,23 @@ def test_a_skops_tree_of_nodes_no_fit_makes_is_refused_when_loaded(tmp_path, sma
     assert "ModelFileError: " in done.stderr and "it holds a tree whose nodes no fit makes" in done.stderr
 
 
+@pytest.mark.parametrize("field", ["_intercept_", "_dual_coef_"])
+def test_a_skops_svm_of_arrays_that_do_not_fit_its_classes_is_refused_when_loaded(tmp_path, small, field):
+    """libsvm reads an intercept per pair of classes and a dual coefficient per other class and support vector,
+    as the file gives them: with 2 intercepts for 45 pairs, the SVC loaded and read past them (answers 0 4 1 for
+    0 1 2)."""
+    X_tr, _, y_tr, _ = small
+    model = get_recipe("svm-rbf").build(0, 1).fit(X_tr, y_tr)
+    folder = save_model(model, tmp_path / "m", card={})
+    svm = model[-1]
+    setattr(svm, field, getattr(svm, field)[..., :2].copy())
+    data = sio.dumps(model)
+    (folder / "model.skops").write_bytes(data)
+    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(ModelFileError, match="intercepts or coefficients do not fit its classes"):
+        load_model(folder)
+
+
 def test_a_skops_model_of_nan_weights_is_refused_when_loaded(tmp_path, small):
     """A logistic regression of NaN weights loaded and answered 0 for every digit."""
     from sklearn.linear_model import LogisticRegression

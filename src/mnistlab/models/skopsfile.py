@@ -206,8 +206,26 @@ def _check_trees(estimator) -> None:
                 own, reads = None, None  # its steps read what the step before gives
             if isinstance(own, int | np.integer):
                 reads = int(own) if reads is None else min(reads, int(own))
+            if "_dual_coef_" in vars(node) and "classes_" in vars(node):
+                _check_libsvm(node)
             stack.extend((value, reads) for value in vars(node).values())
     raise ValueError(f"it holds more than {_MAX_OBJECTS:,} objects")
+
+
+def _check_libsvm(svm) -> None:
+    """Refuse a libsvm classifier (SVC) whose arrays do not fit its classes and support vectors: libsvm reads one
+    intercept and probability pair per pair of classes, one dual coefficient per other class and support vector,
+    unchecked (scikit-learn checks only the support vectors and their counts). With 2 intercepts for 45 pairs of
+    classes, it read past them and answered otherwise."""
+    k, n_sv = len(svm.classes_), len(svm.support_vectors_)
+    pairs = (k * (k - 1) // 2,)
+    probability = [np.shape(getattr(svm, name, ())) for name in ("_probA", "_probB")]
+    if (
+        np.shape(svm._intercept_) != pairs
+        or np.shape(svm._dual_coef_) != (max(k - 1, 1), n_sv)
+        or any(shape not in ((0,), pairs) for shape in probability)
+    ):
+        raise ValueError("its support vector machine's intercepts or coefficients do not fit its classes")
 
 
 def _check_tree(tree, reads: int | None) -> None:
