@@ -385,6 +385,21 @@ def test_a_skops_svm_of_arrays_that_do_not_fit_its_classes_is_refused_when_loade
         load_model(folder)
 
 
+@pytest.mark.parametrize("label", [12, -3])
+def test_a_skops_knn_of_neighbours_labelled_outside_its_classes_is_refused_when_loaded(tmp_path, small, label):
+    """A k-NN's neighbours are labelled by their place in classes_: with a 12 among 10 classes it loaded, then
+    failed with numpy's IndexError at the first answer that met such a neighbour (a traceback)."""
+    X_tr, _, y_tr, _ = small
+    model = get_recipe("knn").build(0, 1).fit(X_tr, y_tr)
+    folder = save_model(model, tmp_path / "m", card={})
+    model["knn"]._y = np.where(model["knn"]._y == 7, label, model["knn"]._y)
+    data = sio.dumps(model)
+    (folder / "model.skops").write_bytes(data)
+    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(ModelFileError, match="its nearest neighbours' labels are not one per training image"):
+        load_model(folder)
+
+
 def test_a_skops_model_of_nan_weights_is_refused_when_loaded(tmp_path, small):
     """A logistic regression of NaN weights loaded and answered 0 for every digit."""
     from sklearn.linear_model import LogisticRegression

@@ -208,6 +208,8 @@ def _check_trees(estimator) -> None:
                 reads = int(own) if reads is None else min(reads, int(own))
             if "_dual_coef_" in vars(node) and "classes_" in vars(node):
                 _check_libsvm(node)
+            if "_fit_X" in vars(node) and "_y" in vars(node) and isinstance(vars(node).get("classes_"), np.ndarray):
+                _check_neighbours(node)
             stack.extend((value, reads) for value in vars(node).values())
     raise ValueError(f"it holds more than {_MAX_OBJECTS:,} objects")
 
@@ -226,6 +228,20 @@ def _check_libsvm(svm) -> None:
         or any(shape not in ((0,), pairs) for shape in probability)
     ):
         raise ValueError("its support vector machine's intercepts or coefficients do not fit its classes")
+
+
+def _check_neighbours(knn) -> None:
+    """Refuse a k-NN classifier whose neighbours' labels (``_y``, places in ``classes_``) are not one per training
+    image within its classes: one of 12 among 10 classes loaded, then failed with numpy's IndexError at the first
+    answer that met it (a negative one wrapped round to another class)."""
+    labels, n = np.asarray(knn._y), np.shape(knn._fit_X)[:1]
+    if (
+        labels.ndim != 1
+        or labels.dtype.kind not in "iu"
+        or labels.shape != n
+        or (len(labels) and not 0 <= labels.min() <= labels.max() < len(knn.classes_))
+    ):
+        raise ValueError("its nearest neighbours' labels are not one per training image among its classes")
 
 
 def _check_tree(tree, reads: int | None) -> None:
