@@ -453,6 +453,13 @@ def test_onnx_predictor_refuses_a_foreign_or_edited_graph_in_one_sentence(fitted
         OnnxPredictor(graph(["N", 1, 28, 28], ["N", 1, 28, 28]))
     # Another name for the input is no reason to refuse: it is read from the graph.
     assert OnnxPredictor(graph(["N", 1, 2, 2], ["N", 4], name="x")).predict_proba(np.ones((3, 1, 2, 2))).shape == (3, 4)
+    # A graph of any size (symbolic sides) reads the images given: every image was refused, "this model reads H x W".
+    assert OnnxPredictor(graph(["N", 1, "H", "W"], ["N", "C"])).predict(np.zeros((3, 784), np.uint8)).shape == (3,)
+    # Its columns are known only once it answers: 784 columns for 3 classes was numpy's IndexError, a traceback.
+    proto = onnx.load_from_string(graph(["N", 1, "H", "W"], ["N", "C"]))
+    onnx.helper.set_model_props(proto, {"classes": "[0, 1, 2]"})
+    with pytest.raises(ModelFileError, match="^This ONNX model's metadata names 3 classes, but it answers 784 columns"):
+        OnnxPredictor(proto.SerializeToString()).predict(np.full((3, 784), 255, np.uint8))
 
 
 def test_an_onnx_file_keeping_its_weights_in_another_file_is_refused(fitted_graph, tmp_path, monkeypatch):

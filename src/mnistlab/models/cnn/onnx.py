@@ -182,12 +182,20 @@ class OnnxPredictor:
 
     def predict(self, images) -> np.ndarray:
         pixels = unit_pixels(as_images(images))  # (N, H, W) float32 in [0, 1]
-        if pixels.shape[1:] != self.image_shape_:
+        # A graph of any height and width (symbolic sides, as other exporters write them) reads the images given:
+        # compared with its sides' names, every image was refused ("this model reads H x W").
+        fixed = all(isinstance(side, int) for side in self.image_shape_)
+        if fixed and pixels.shape[1:] != self.image_shape_:
             raise InputError(
                 f"Got {pixels.shape[1]} x {pixels.shape[2]} images, but this model reads "
                 f"{self.image_shape_[0]} x {self.image_shape_[1]}; pass images of that size."
             )
-        proba = self.predict_proba(pixels.reshape(-1, 1, *self.image_shape_))
+        proba = self.predict_proba(pixels[:, None])
+        if self.classes_ is not None and proba.shape[1] != len(self.classes_):  # a graph of symbolic columns
+            raise ModelFileError(
+                f"This ONNX model's metadata names {len(self.classes_)} classes, but it answers {proba.shape[1]} "
+                "columns; export the model again with `mnistlab export MODEL_DIR --onnx FILE`."
+            )
         return self.classes_[proba.argmax(axis=1)] if self.classes_ is not None else proba.argmax(axis=1)
 
 
