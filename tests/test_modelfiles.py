@@ -31,7 +31,7 @@ from mnistlab.models.files import (
 from mnistlab.models.folder import install_files
 from mnistlab.models.recipes import RECIPES, get_recipe
 from mnistlab.models.skopsfile import load_skops
-from mnistlab.testing import run_cli
+from mnistlab.testing import run_cli, swapping_link
 
 CLASSIC = [name for name, r in RECIPES.items() if r.family == "classic"]
 
@@ -1019,22 +1019,8 @@ def test_a_load_through_a_link_swapped_to_another_model_reads_one_of_them(tmp_pa
     v2 = save_model(get_recipe("knn").build(0, 1).fit(small[0], small[2]), tmp_path / "v2", card={"recipe": "b"})
     current = tmp_path / "current"
     current.symlink_to(v1)
-    swaps = (
-        "import itertools, os, sys\n"
-        "print('swapping', flush=True)\n"
-        "for target in itertools.cycle(sys.argv[1:3]):\n"
-        "    os.symlink(target, sys.argv[3] + '.new')\n"
-        "    os.replace(sys.argv[3] + '.new', sys.argv[3])\n"
-    )
-    swapper = subprocess.Popen(
-        [sys.executable, "-c", swaps, str(v2), str(v1), str(current)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert swapper.stdout is not None and swapper.stdout.readline() == "swapping\n"
+    with swapping_link(current, v2, v1):
         recipes = [load_model(current)[1]["recipe"] for _ in range(50)]
-    finally:
-        swapper.kill()
-        swapper.wait()
     assert set(recipes) <= {"a", "b"}
 
 

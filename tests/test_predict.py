@@ -29,7 +29,7 @@ from mnistlab import (
 )
 from mnistlab.cli import app
 from mnistlab.models.cards import card_sha256
-from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb, run_cli
+from mnistlab.testing import make_non_digit, make_number_photo, make_photo, make_pixel_bomb, run_cli, swapping_link
 from mnistlab.testing.fonts import FONT_PACKAGES, available_fonts, font_text
 from mnistlab.trust.calibration import calibrate_on_mnist, mnist_test_halves
 from mnistlab.trust.predict import load_predictor, predict_file
@@ -924,24 +924,11 @@ def test_a_model_of_fashion_mnist_swapped_in_through_a_link_is_refused_never_ans
     load_predictor(digits)  # calibrated once, before the swaps
     current = tmp_path / "current"
     current.symlink_to(digits)
-    swaps = (
-        "import itertools, os, sys\n"
-        "print('swapping', flush=True)\n"
-        "for target in itertools.cycle(sys.argv[1:3]):\n"
-        "    os.symlink(target, sys.argv[3] + '.new')\n"
-        "    os.replace(sys.argv[3] + '.new', sys.argv[3])\n"
-    )
-    args = [sys.executable, "-c", swaps, str(clothes), str(digits), str(current)]
-    swapper = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     datasets = []
-    try:
-        assert swapper.stdout is not None and swapper.stdout.readline() == "swapping\n"
+    with swapping_link(current, clothes, digits):
         for _ in range(100):
             try:
                 datasets.append(load_predictor(current).card.get("dataset"))
             except ModelFileError as exc:  # the clothes, refused
                 assert "cannot read digits" in str(exc)
-    finally:
-        swapper.kill()
-        swapper.wait()
     assert "fashion-mnist" not in datasets

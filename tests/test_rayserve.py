@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 
 from mnistlab.cli import app as cli
 from mnistlab.errors import NotReadyError
-from mnistlab.testing import make_number_photo, make_photo
+from mnistlab.testing import make_number_photo, make_photo, swapping_link
 from mnistlab.web.app import DEFAULT_MAX_UPLOAD_BYTES
 from mnistlab.web.rayserve import MnistlabReplica
 
@@ -111,24 +111,11 @@ def test_the_files_shipped_through_a_swapped_link_are_one_whole_model(mnist_smal
     current = tmp_path / "current"
     current.symlink_to(versions[0])
     model_files(versions[1])  # each model loaded (and calibrated) once before the swaps
-    swaps = (
-        "import itertools, os, sys\n"
-        "print('swapping', flush=True)\n"
-        "for target in itertools.cycle(sys.argv[1:3]):\n"
-        "    os.symlink(target, sys.argv[3] + '.new')\n"
-        "    os.replace(sys.argv[3] + '.new', sys.argv[3])\n"
-    )
-    args = [sys.executable, "-c", swaps, *map(str, versions), str(current)]
-    swapper = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    try:
-        assert swapper.stdout is not None and swapper.stdout.readline() == "swapping\n"
+    with swapping_link(current, *versions):
         for _ in range(50):
             files = model_files(current)
             card = json.loads(files["model.json"])
             assert hashlib.sha256(files["model.skops"]).hexdigest() == card["weights_sha256"]
-    finally:
-        swapper.kill()
-        swapper.wait()
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,17 @@ def test_a_missing_or_foreign_card_is_refused(tmp_path):
         load_reader(folder)
 
 
+def _refused_signed_again(folder: Path, card: dict, why: str) -> None:
+    """``card`` signed again and written to ``folder``, whose reader must then be refused, the sentence's reason
+    starting with ``why``."""
+    card["card_sha256"] = card_sha256(card)
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelFileError) as refused:
+        load_reader(folder)
+    assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use ({why}")
+    assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
+
+
 @pytest.mark.parametrize(
     "where, key, value, why",
     [
@@ -101,12 +112,7 @@ def test_a_reader_card_of_impossible_limits_is_refused_when_loaded(tmp_path, whe
     if value != value:  # NaN has no canonical JSON, so no checksum covers it: refused above, and only there
         return
     # A card signed again after the edit (made by hand, or by other code) is still held to the limits.
-    card["card_sha256"] = card_sha256(card)
-    (folder / CARD_FILE).write_text(json.dumps(card))
-    with pytest.raises(ModelFileError) as refused:
-        load_reader(folder)
-    assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use ({why}")
-    assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
+    _refused_signed_again(folder, card, why)
 
 
 def _space(folder: Path, change) -> None:
@@ -148,12 +154,7 @@ def test_a_reader_file_swapped_and_signed_again_is_refused_when_loaded(tmp_path,
     change(folder)
     card = json.loads((folder / CARD_FILE).read_text())
     card["files"] = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in READER_FILES}
-    card["card_sha256"] = card_sha256(card)
-    (folder / CARD_FILE).write_text(json.dumps(card))
-    with pytest.raises(ModelFileError) as refused:
-        load_reader(folder)
-    assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use ({why}")
-    assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
+    _refused_signed_again(folder, card, why)
 
 
 @pytest.mark.parametrize(
@@ -173,12 +174,7 @@ def test_a_reader_file_damaged_and_signed_again_is_one_sentence(tmp_path, name, 
     (folder / name).write_bytes(data)
     card = json.loads((folder / CARD_FILE).read_text())
     card["files"][name] = hashlib.sha256(data).hexdigest()
-    card["card_sha256"] = card_sha256(card)
-    (folder / CARD_FILE).write_text(json.dumps(card))
-    with pytest.raises(ModelFileError) as refused:
-        load_reader(folder)
-    assert str(refused.value).startswith(f"{folder} holds a reader this mnistlab cannot use (")
-    assert str(refused.value).endswith("; rebuild it with `make pretrained`.")
+    _refused_signed_again(folder, card, "")
 
 
 def test_a_reader_card_edited_by_hand_is_refused(tmp_path):
