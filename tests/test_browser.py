@@ -220,6 +220,20 @@ def test_the_same_answer_twice_is_said_twice(page, mnist_small, tmp_path):
     assert said[1].replace("\u00a0", "") == said[0].replace("\u00a0", "")
 
 
+def test_the_digit_and_its_percentage_are_said_apart(page, mnist_small, tmp_path):
+    # The live region's text ran the digit into the percentage ("7 95.5% sure."), which a screen reader says as one
+    # number; a comma, heard and not seen, parts them.
+    _, X_test, _, y_test = mnist_small
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_photo(X_test[0], np.random.default_rng(0), style="canvas-black-on-white"))
+    page.set_input_files("#file", str(photo))
+    assert result(page)["digit"] == str(y_test[0])
+    said = " ".join(page.eval_on_selector("#answer", "e => e.textContent").split()).replace(" ,", ",")
+    assert said.startswith(f"{y_test[0]}, "), said
+    box = page.eval_on_selector(".said-only", "e => e.getBoundingClientRect().toJSON()")
+    assert box["width"] <= 1 and box["height"] <= 1  # not seen
+
+
 def test_drop_a_photo_on_the_pad(page, mnist_small):
     _, X_test, _, y_test = mnist_small
     photo = make_photo(X_test[1], np.random.default_rng(1), style="canvas-black-on-white")
