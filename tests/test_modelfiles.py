@@ -68,8 +68,13 @@ def _rewrite_skops_modules(model_dir, old: str, new: str) -> None:
                 assert f'"{old}"'.encode() in data
                 data = data.replace(f'"{old}"'.encode(), f'"{new}"'.encode())
             dst.writestr(item, data)
-    (model_dir / "model.skops").write_bytes(buffer.getvalue())
-    _rewrite_card(model_dir, weights_sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+    _signed_skops(model_dir, buffer.getvalue())
+
+
+def _signed_skops(model_dir, data: bytes) -> None:
+    """``data`` written as the folder's model.skops, and its card signed again over it (as a forger would)."""
+    (model_dir / "model.skops").write_bytes(data)
+    _rewrite_card(model_dir, weights_sha256=hashlib.sha256(data).hexdigest())
 
 
 def _rewrite_card(model_dir, **changes):
@@ -315,9 +320,7 @@ def _unfitted_last_step(model):
 )
 def test_a_skops_model_of_values_no_fit_sets_is_refused_when_loaded(saved, fitted, change, why):
     """Every type in the file is on the allow-list, but the values are the file's, re-signed with its card."""
-    data = sio.dumps(_forged(fitted, change))
-    (saved / "model.skops").write_bytes(data)
-    _rewrite_card(saved, weights_sha256=hashlib.sha256(data).hexdigest())
+    _signed_skops(saved, sio.dumps(_forged(fitted, change)))
     with pytest.raises(ModelFileError) as refused:
         load_model(saved)
     said = str(refused.value)
@@ -332,9 +335,7 @@ def test_a_skops_model_of_more_jobs_than_any_machine_runs_is_refused_when_loaded
     model = get_recipe("knn").build(0, 1).fit(X_tr, y_tr)
     folder = save_model(model, tmp_path / "m", card={})
     model["knn"].n_jobs = 100_000
-    data = sio.dumps(model)
-    (folder / "model.skops").write_bytes(data)
-    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    _signed_skops(folder, sio.dumps(model))
     with pytest.raises(ModelFileError, match=r"cannot answer .*\(ValueError: it runs 100000 jobs at once, where"):
         load_model(folder)
 
@@ -359,9 +360,7 @@ def test_a_skops_tree_of_nodes_no_fit_makes_is_refused_when_loaded(tmp_path, sma
     }[forge]
     nodes[field][inner] = value
     model.estimators_[1].tree_.__setstate__(state)
-    data = sio.dumps(model)
-    (folder / "model.skops").write_bytes(data)
-    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    _signed_skops(folder, sio.dumps(model))
     code = "import sys\nfrom mnistlab.models.files import load_model\nload_model(sys.argv[1])"
     done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, (done.returncode, done.stderr[-500:])
@@ -378,9 +377,7 @@ def test_a_skops_svm_of_arrays_that_do_not_fit_its_classes_is_refused_when_loade
     folder = save_model(model, tmp_path / "m", card={})
     svm = model[-1]
     setattr(svm, field, getattr(svm, field)[..., :2].copy())
-    data = sio.dumps(model)
-    (folder / "model.skops").write_bytes(data)
-    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    _signed_skops(folder, sio.dumps(model))
     with pytest.raises(ModelFileError, match="intercepts or coefficients do not fit its classes"):
         load_model(folder)
 
@@ -393,9 +390,7 @@ def test_a_skops_knn_of_neighbours_labelled_outside_its_classes_is_refused_when_
     model = get_recipe("knn").build(0, 1).fit(X_tr, y_tr)
     folder = save_model(model, tmp_path / "m", card={})
     model["knn"]._y = np.where(model["knn"]._y == 7, label, model["knn"]._y)
-    data = sio.dumps(model)
-    (folder / "model.skops").write_bytes(data)
-    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    _signed_skops(folder, sio.dumps(model))
     with pytest.raises(ModelFileError, match="its nearest neighbours' labels are not one per training image"):
         load_model(folder)
 
@@ -408,9 +403,7 @@ def test_a_skops_model_of_nan_weights_is_refused_when_loaded(tmp_path, small):
     model = LogisticRegression(max_iter=20).fit(X_tr / 255, y_tr)
     folder = save_model(model, tmp_path / "m", card={})
     model.coef_[:] = np.nan
-    data = sio.dumps(model)
-    (folder / "model.skops").write_bytes(data)
-    _rewrite_card(folder, weights_sha256=hashlib.sha256(data).hexdigest())
+    _signed_skops(folder, sio.dumps(model))
     with pytest.raises(ModelFileError, match="holds a model that cannot answer .*no finite probabilities"):
         load_model(folder)
 
@@ -451,8 +444,7 @@ def _repack(model_dir, change, compression=zipfile.ZIP_STORED) -> None:
     with zipfile.ZipFile(buffer, "w", compression=compression) as dst:
         for name, data in change(entries).items():
             dst.writestr(name, data)
-    (model_dir / "model.skops").write_bytes(buffer.getvalue())
-    _rewrite_card(model_dir, weights_sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+    _signed_skops(model_dir, buffer.getvalue())
 
 
 def test_a_skops_file_that_unpacks_past_its_size_is_refused_unpacked(saved):
