@@ -139,6 +139,35 @@ def test_a_cached_cut_edited_or_moved_is_calibrated_again(tmp_path, monkeypatch,
     assert calibrate_on_mnist(classify, reader, "cd" * 32).min_probability == cut.min_probability
 
 
+def test_the_readers_scores_of_a_held_out_set_are_cached_and_a_damaged_file_scored_again(tmp_path, monkeypatch):
+    """Every `train` scored MNIST's 10,000 test digits with the reader to calibrate its cut (1-2 CPU-seconds),
+    though the scores are the same for every model trained on that split: they are cached, checked when read."""
+    from mnistlab.trust.calibration import MIN_CACHED_IMAGES, _scores_key, _scores_sha256, held_out_scores
+    from mnistlab.trust.reader import load_reader
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    reader = load_reader()
+    images = np.random.default_rng(0).integers(0, 256, (MIN_CACHED_IMAGES, 28, 28), np.uint8)
+    scores = held_out_scores(reader, images)
+    np.testing.assert_array_equal(scores, reader.scores(images))
+    (path,) = (tmp_path / "mnistlab" / "calibration").glob("scores-*.f64")
+    written = path.read_bytes()
+    # A value damaged on disk fails the file's checksum: the set is scored again and the file mended.
+    path.write_bytes(written[:-1] + bytes([written[-1] ^ 1]))
+    np.testing.assert_array_equal(held_out_scores(reader, images), scores)
+    assert path.read_bytes() == written
+    # Whole and checked, the file is what is answered: its scores are not computed again.
+    other = np.ascontiguousarray(scores[::-1])
+    path.write_bytes(_scores_sha256(_scores_key(reader, images), other.tobytes()).encode() + other.tobytes())
+    np.testing.assert_array_equal(held_out_scores(reader, images), other)
+    # Another set has a file of its own; a set too small to be worth one is scored, not cached.
+    changed = images.copy()
+    changed[0, 0, 0] ^= 1
+    np.testing.assert_array_equal(held_out_scores(reader, changed), reader.scores(changed))
+    np.testing.assert_array_equal(held_out_scores(reader, images[:10]), reader.scores(images[:10]))
+    assert len(list(path.parent.glob("scores-*.f64"))) == 2
+
+
 def _remembered(classify):
     """``classify``, its answers for images it was given before given again (a copy) rather than computed again."""
     answers: dict[bytes, np.ndarray] = {}

@@ -8,7 +8,8 @@ here on the MNIST test set (``calibrate_on_mnist``; a model fitted on a random
 split of MNIST, on its own split's test set) once: the cut of a saved model is cached in the user
 cache, keyed by its weights' sha256 and the reader's thresholds, with a
 checksum of its own (a cut edited, damaged or cached under an older measure is
-calibrated again).
+calibrated again). The reader's scores of a held-out set, the same for every
+model calibrated on it, are cached too (``held_out_scores``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab._atomic import atomic_write_bytes
+from mnistlab._version import __version__
 from mnistlab.data.cache import cache_root
 from mnistlab.data.load import load_mnist, load_split
 from mnistlab.models.folder import read_regular
 from mnistlab.trust.reader import Reader
+from mnistlab.trust.scores import SCORES
 from mnistlab.trust.thresholds import MEASURE, TOTAL_RATE, ProbabilityCut, calibrate_probability
 
-__all__ = ["halves", "probability_cut_for", "calibrate_on_mnist", "mnist_test_halves"]
+__all__ = ["halves", "held_out_scores", "probability_cut_for", "calibrate_on_mnist", "mnist_test_halves"]
 
 Classify = Callable[[np.ndarray], np.ndarray]  # (N, 28, 28) uint8 -> (N, 10) probabilities
 
@@ -47,8 +50,58 @@ def probability_cut_for(classify: Classify, reader: Reader, images: np.ndarray, 
         f"digits in all, with the reader's not-a-digit flags; the flag rate is measured on the other {len(evaluation)}"
     )
     return calibrate_probability(
-        reader.thresholds, reader.scores(images), classify(images), calibration, evaluation, method
+        reader.thresholds, held_out_scores(reader, images), classify(images), calibration, evaluation, method
     )
+
+
+# Sets smaller than this are scored, not cached: a few images cost less than a file.
+MIN_CACHED_IMAGES = 1000
+
+
+def held_out_scores(reader: Reader, images: np.ndarray) -> np.ndarray:
+    """``reader.scores(images)``, cached in the user cache for a set of ``MIN_CACHED_IMAGES`` or more.
+
+    Every model trained or compared on one test set is calibrated on the same images, whose scores depend on
+    the reader alone: 1-2 CPU-seconds for MNIST's 10,000 test digits, once per set instead of once per model.
+    The file is keyed by the images' bytes, the reader's files and this version of mnistlab (which computes the
+    scores), and carries a checksum of its key and values: a damaged or edited file is scored again.
+    """
+    if len(images) < MIN_CACHED_IMAGES or not reader.card.get("files"):  # a reader being built has no files yet
+        return reader.scores(images)
+    key = _scores_key(reader, images)
+    path = cache_root() / "calibration" / f"scores-{key.hexdigest()}.f64"
+    size = len(images) * len(SCORES) * 8
+    try:
+        data = read_regular(path, size + 64 + 1)
+    except OSError:
+        data = None
+    if (
+        data is not None
+        and len(data) == size + 64
+        and _scores_sha256(key, data[64:]) == data[:64].decode("ascii", "replace")
+    ):
+        return np.frombuffer(data[64:], np.float64).reshape(len(images), len(SCORES)).copy()
+    scores = np.ascontiguousarray(reader.scores(images), np.float64)
+    try:
+        atomic_write_bytes(path, _scores_sha256(key, scores.tobytes()).encode() + scores.tobytes())
+    except OSError:
+        pass  # a read-only cache only costs time
+    return scores
+
+
+def _scores_key(reader: Reader, images: np.ndarray):
+    """The hash (a hashlib object) of what the scores of ``images`` depend on: the images, the reader's files and
+    the code that computes them."""
+    key = hashlib.sha256(json.dumps([__version__, SCORES, reader.card["files"]], sort_keys=True).encode())
+    key.update(np.ascontiguousarray(images, np.uint8).tobytes())
+    return key
+
+
+def _scores_sha256(key, values: bytes) -> str:
+    """The checksum a cached file of scores carries (64 hex digits, its first bytes): of its key and its values."""
+    digest = key.copy()
+    digest.update(values)
+    return digest.hexdigest()
 
 
 def mnist_test_halves() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
