@@ -189,12 +189,12 @@ def test_fits_asking_for_more_cpus_than_any_node_has_are_refused_not_queued(runt
     assert not store.exists()
 
 
-def test_sigterm_while_the_fits_run_on_a_local_runtime_exits_143(tmp_path):
+def test_sigterm_while_the_fits_run_on_a_local_runtime_exits_143(tmp_path, made_store):
     # Ray's wait, in a process that started its own runtime, turned the SystemExit(143) of the command's SIGTERM
     # handler into SystemExit(1): a job scheduler saw exit code 1, a bug's, for a run it had stopped itself.
     args = ["compare", "logreg", "knn", "--limit", "3000", "--seeds", "2", "--out", str(tmp_path / "r")]
     args += ["--cluster", "local"]
-    command = [sys.executable, "-m", "mnistlab.cli", *args, "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"]
+    command = [sys.executable, "-m", "mnistlab.cli", *args, "--tracking-uri", made_store()]
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert run.stderr is not None

@@ -323,13 +323,13 @@ def test_two_classifiers_of_one_class_given_in_python_say_how_to_name_them(tmp_p
     assert not (tmp_path / "s.db").exists()
 
 
-def test_the_first_net_of_a_comparison_is_not_timed_with_torchs_first_optimizer(tmp_path):
+def test_the_first_net_of_a_comparison_is_not_timed_with_torchs_first_optimizer(tmp_path, made_store):
     """Two identical nets: the first one's fit time held torch's one-time import of torch._dynamo (its first
     optimizer's), 1-2 s against 0.02 s for the second, so the table and the accuracy-against-time figure put it
     50 times slower."""
     (tmp_path / "twin.py").write_text(NOTEBOOK_NET.format(scale=1) + "\n\ndef other(seed):\n    return Net()\n")
     specs = [f"{tmp_path / 'twin.py'}:make", f"{tmp_path / 'twin.py'}:other", "--dataset", "digits", "--json"]
-    args = ["compare", *specs, "--out", str(tmp_path / "r"), "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}"]
+    args = ["compare", *specs, "--out", str(tmp_path / "r"), "--tracking-uri", made_store()]
     done = run_cli(args)
     assert done.returncode == 0, done.stderr
     first, second = (r["fit_seconds_mean"] for r in json.loads(done.stdout)["results"])
