@@ -166,6 +166,9 @@ def test_the_readers_scores_of_a_held_out_set_are_cached_and_a_damaged_file_scor
     np.testing.assert_array_equal(held_out_scores(reader, changed), reader.scores(changed))
     np.testing.assert_array_equal(held_out_scores(reader, images[:10]), reader.scores(images[:10]))
     assert len(list(path.parent.glob("scores-*.f64"))) == 2
+    # Without a cache folder to be had, the scores are computed: calibrating never needed a cache.
+    monkeypatch.setenv("XDG_CACHE_HOME", "~no-such-user-here/cache")
+    np.testing.assert_array_equal(held_out_scores(reader, images), scores)
 
 
 def _remembered(classify):

@@ -25,6 +25,7 @@ from mnistlab._atomic import atomic_write_bytes
 from mnistlab._version import __version__
 from mnistlab.data.cache import cache_root
 from mnistlab.data.load import load_mnist, load_split
+from mnistlab.errors import DatasetError
 from mnistlab.models.folder import read_regular
 from mnistlab.trust.reader import Reader
 from mnistlab.trust.scores import SCORES
@@ -69,8 +70,11 @@ def held_out_scores(reader: Reader, images: np.ndarray) -> np.ndarray:
     if len(images) < MIN_CACHED_IMAGES or not reader.card.get("files"):  # a reader being built has no files yet
         return reader.scores(images)
     key = _scores_key(reader, images)
-    path = cache_root() / "calibration" / f"scores-{key.hexdigest()}.f64"
     size = len(images) * len(SCORES) * 8
+    try:
+        path = cache_root() / "calibration" / f"scores-{key.hexdigest()}.f64"
+    except DatasetError:  # no cache folder to be had (HOME unset, XDG_CACHE_HOME unusable): scored, not cached
+        return reader.scores(images)
     try:
         data = read_regular(path, size + 64 + 1)
     except OSError:
