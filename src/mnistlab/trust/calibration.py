@@ -62,7 +62,7 @@ MIN_CACHED_IMAGES = 1000
 def held_out_scores(reader: Reader, images: np.ndarray) -> np.ndarray:
     """``reader.scores(images)``, cached in the user cache for a set of ``MIN_CACHED_IMAGES`` or more.
 
-    Every model trained or compared on one test set is calibrated on the same images, whose scores depend on
+    Every model trained on one test set is calibrated on the same images, whose scores depend on
     the reader alone: 1-2 CPU-seconds for MNIST's 10,000 test digits, once per set instead of once per model.
     The file is keyed by the images' bytes, the reader's files and this version of mnistlab (which computes the
     scores), and carries a checksum of its key and values: a damaged or edited file is scored again.
