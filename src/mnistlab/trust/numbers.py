@@ -130,9 +130,7 @@ def keep_marks(first: dict, answer: dict) -> dict:
     surer what the number is. A later reading of another count of digits stands as it is: the first look's parts,
     and the places of its marks among them, were not the number's (a hair pen's 77506 in 10 pieces, 2 "marks")."""
     marked = [i for i, d in enumerate(first["digits"]) if d.get("reason") == MARK_BESIDE]
-    if not marked or answer is first:
-        return answer
-    if len(answer["digits"]) != len(first["digits"]):
+    if not marked or answer is first or len(answer["digits"]) != len(first["digits"]):
         return answer
     digits = list(answer["digits"])
     for i in marked:
