@@ -227,6 +227,26 @@ def test_allow_list_is_exactly_what_our_recipes_need(small):
     assert needed == set(TRUSTED_TYPES)
 
 
+def test_a_classic_model_is_saved_and_loaded_without_importing_torch(tmp_path):
+    # skops' import walks scikit-learn's packages, its torch shim among them: a second of torch per train or predict
+    script = f"""
+import sys
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from mnistlab.models.files import load_model, save_model
+X, y = np.random.default_rng(0).random((40, 784)), np.arange(40) % 10
+model = LogisticRegression(max_iter=50).fit(X, y)
+loaded, _card = load_model(save_model(model, {str(tmp_path / "m")!r}, card={{"recipe": "logreg"}}))
+assert (loaded.predict(X) == model.predict(X)).all()
+print("torch" in sys.modules)
+import sklearn.externals.array_api_compat.torch  # hidden only while skops was imported
+print("torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
+
+
 def test_tampered_weights_are_refused(saved):
     weights = saved / "model.skops"
     data = bytearray(weights.read_bytes())

@@ -176,9 +176,9 @@ def package_versions() -> dict:
         "skops": skops.__version__,
         "mnistlab": __version__,
     }
-    # torch trains and loads the CNNs (and skops imports it to save any model); onnxruntime runs the reader's nets
-    # that set a card's "not sure" cut, and CNNs' onnxruntime backend. Both always, installed or imported: asking
-    # sys.modules alone, a process's first saved model recorded no torch and every later one did.
+    # torch trains and loads the CNNs; onnxruntime runs the reader's nets that set a card's "not sure" cut, and
+    # CNNs' onnxruntime backend. Both always, installed or imported: asking sys.modules alone, a process's first
+    # saved model recorded no torch and every later one did.
     for package in ("torch", "onnxruntime"):
         version = _version(package)
         if version is not None:

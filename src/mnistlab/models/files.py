@@ -43,7 +43,7 @@ from mnistlab.models.folder import (
     read_weights,
     remove_stale,
 )
-from mnistlab.models.skopsfile import TRUSTED_TYPES, canonical_skops, load_skops
+from mnistlab.models.skopsfile import TRUSTED_TYPES, canonical_skops, load_skops, skops_io
 
 __all__ = [
     "FORMAT_VERSION",
@@ -92,8 +92,7 @@ def _serialise(estimator) -> tuple[str, bytes, dict]:
         data, config = cnn_to_bytes(estimator)
         return SAFETENSORS_FILE, data, {"format": "safetensors", "config": config}
 
-    import skops.io as sio  # skops imports torch (seconds): only for classic models
-
+    sio = skops_io()  # only for classic models: skops takes a second to import
     _check_fitted_classifier(estimator)
     try:
         data = canonical_skops(sio.dumps(estimator))  # the same model, the same bytes

@@ -26,7 +26,30 @@ import numpy as np
 
 from mnistlab.errors import ModelFileError
 
-__all__ = ["TRUSTED_TYPES", "canonical_skops", "load_skops"]
+__all__ = ["TRUSTED_TYPES", "canonical_skops", "load_skops", "skops_io"]
+
+# A package that scikit-learn ships only to take torch tensors through its array API; importing it imports torch.
+_SKLEARN_TORCH_SHIM = "sklearn.externals.array_api_compat.torch"
+
+
+def skops_io():
+    """``skops.io``, imported without importing torch.
+
+    skops lists scikit-learn's estimators as it is imported (``sklearn.utils.all_estimators``), which walks every
+    package of scikit-learn and so imports its torch shim, and torch with it: about 1 s of a ``train`` or ``predict``
+    that holds no tensor. The shim is hidden for that walk (a package that cannot be imported is skipped; it holds
+    no estimator) and importable again after.
+    """
+    hide = "skops.io" not in sys.modules and _SKLEARN_TORCH_SHIM not in sys.modules
+    if hide:
+        sys.modules[_SKLEARN_TORCH_SHIM] = None  # None: "cannot be imported"
+    try:
+        import skops.io as sio
+    finally:
+        if hide and sys.modules.get(_SKLEARN_TORCH_SHIM, 0) is None:
+            del sys.modules[_SKLEARN_TORCH_SHIM]
+    return sio
+
 
 # Types that skops does not trust by default but that our classic recipes
 # contain: our own stateless transformers and scikit-learn's tree structure.
@@ -114,8 +137,7 @@ def _zero_padding(entry: bytes) -> bytes:
 
 def load_skops(data: bytes, weights_path: Path):
     """The estimator in the skops file ``data`` (the bytes of ``weights_path``), its cost and types checked first."""
-    import skops.io as sio  # skops imports torch (seconds): only for classic models
-
+    sio = skops_io()
     _check_cost(data, weights_path)
     try:
         found = set(sio.get_untrusted_types(data=data))
