@@ -1,12 +1,17 @@
+import copy
 import hashlib
 import os
+import pickle
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from mnistlab import ChecksumError, DatasetError, InputError, load_mnist, load_split, write_idx
+from mnistlab.data.bunch import Bunch
 from mnistlab.data.cache import is_mapped
 from mnistlab.data.registry import DATASETS, ROLES
 from mnistlab.data.sources import sha256_decompressed
@@ -56,6 +61,23 @@ def test_warm_load_is_a_memory_map(mnist_full):
     b = load_mnist("mnist")
     assert is_mapped(b.images)
     assert np.shares_memory(b.data, b.images)
+
+
+def test_mnist_loads_without_scikit_learn_as_a_dict_read_by_attributes(mnist_full):
+    # scikit-learn's Bunch cost every `mnistlab data info` and `show` a second of importing scikit-learn
+    code = "import sys; from mnistlab import load_mnist, load_split; load_mnist(); load_split(); print('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["False"], done.stderr
+    bunch = Bunch(**mnist_full)
+    assert bunch.data is mnist_full["data"] and "target" in dir(bunch)
+    bunch.frame = "added"
+    assert bunch["frame"] == "added"
+    del bunch.frame
+    with pytest.raises(AttributeError, match="frame"):
+        getattr(bunch, "frame")  # noqa: B009  (the attribute read is what is tested)
+    again = pickle.loads(pickle.dumps(bunch))
+    assert type(again) is Bunch and again.keys() == bunch.keys() and np.array_equal(again.target, bunch.target)
+    assert copy.deepcopy(bunch).details == bunch.details
 
 
 def test_official_split_sizes(mnist_full):
@@ -294,8 +316,6 @@ def test_load_split_splits_a_given_bunch_and_refuses_anything_else():
         with pytest.raises(InputError, match="^bunch must be what load_mnist returned"):
             load_split(bunch=wrong)
     # What a cluster's worker gets: the arrays and details, no names (it was refused, and every cluster run with it).
-    from sklearn.utils import Bunch
-
     lean = Bunch(data=digits.data, target=digits.target, details=digits.details)
     assert len(load_split(bunch=lean, split="random", test_size=100, seed=1)[1]) == 100
 

@@ -12,13 +12,10 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from sklearn.utils import Bunch
-
+from mnistlab.data.bunch import Bunch
 from mnistlab.data.cache import fresh_manifest, load_arrays
 from mnistlab.data.download import download_dataset
 from mnistlab.data.home import expand_home, refuse_empty_path
@@ -67,8 +64,6 @@ def load_mnist(
     >>> int(load_mnist("digits").data.max()), float(load_mnist("digits", dtype=np.float32).data.max())
     (16, 1.0)
     """
-    from sklearn.utils import Bunch
-
     for param, flag in (("as_frame", as_frame), ("download", download)):
         if not isinstance(flag, bool | np.bool_):  # "no" is truthy: it went to the mirrors, or built a DataFrame
             raise ParameterError(param, f"{{param}} must be True or False, got {flag!r}.")

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab._text import path_text
+from mnistlab.data.bunch import Bunch
 from mnistlab.errors import ClusterError, MnistlabError, ParameterError, RecipeError
 from mnistlab.lab.fitting import Fitted, fit_one, split_for
 from mnistlab.lab.options import Progress, RunOptions, noop
@@ -377,8 +378,6 @@ def _install(fitted: Fitted, files: dict[str, bytes], model_dir: Path) -> Fitted
 
 def _slim(bunch):
     """What a task needs of a dataset to cut its split: pixels, labels and the details (size, checksum, name)."""
-    from sklearn.utils import Bunch  # loaded already by fitting
-
     return Bunch(data=bunch.data, target=bunch.target, details=bunch.details)
 
 
