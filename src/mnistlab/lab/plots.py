@@ -135,6 +135,12 @@ def _show(ax, image: np.ndarray) -> None:
     ax.imshow(image, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
 
 
+def _cell_title(ax, text: str, fontsize: float, **style) -> None:
+    """``text`` above a grid's cell. Set at y=1, where matplotlib would put it: a cell's axis is off, and left to
+    place the title itself it measures every cell's axis at each draw (most of a 40-digit grid's second)."""
+    ax.set_title(text, fontsize=fontsize, pad=2, y=1.0, **style)
+
+
 def save_digit_grid(images, labels, path, *, predictions=None, ncols: int = 10, title: str | None = None) -> Path:
     """A grid of digits titled by label, or by "true→pred" (red when wrong) given predictions."""
     imgs = _unit_images(images)
@@ -152,9 +158,9 @@ def save_digit_grid(images, labels, path, *, predictions=None, ncols: int = 10, 
         _show(ax, imgs[i])
         if titles:
             color, weight = (WRONG, "bold") if true[i] != pred[i] else ("black", "normal")  # type: ignore[index]
-            ax.set_title(titles[i][0], fontsize=titles[i][1], color=color, fontweight=weight, pad=2)
+            _cell_title(ax, titles[i][0], titles[i][1], color=color, fontweight=weight)
         elif true is not None:
-            ax.set_title(true[i], fontsize=9, pad=2)
+            _cell_title(ax, true[i], 9)
     return _save(fig, path)
 
 
@@ -168,7 +174,7 @@ def save_mean_digits(images, labels, path, *, names=None, title: str | None = No
     for ax, c, name in zip(axes, classes, class_titles(classes, names)):
         members = true == c
         _show(ax, imgs[members].mean(axis=0))
-        ax.set_title(f"{name}\nn={int(members.sum()):,}", fontsize=8, pad=2)
+        _cell_title(ax, f"{name}\nn={int(members.sum()):,}", 8)
     return _save(fig, path)
 
 
@@ -331,7 +337,7 @@ def save_misclassified_gallery(
     fig, axes = _grid(len(picked), 5 if len(picked) <= 25 else 10, 1.45, 1.45, title, [t for t, _ in titles])
     for ax, i, (text, size) in zip(axes, picked, titles):
         _show(ax, imgs[i])
-        ax.set_title(text, fontsize=size, pad=2)
+        _cell_title(ax, text, size)
     return _save(fig, path)
 
 
