@@ -14,11 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from sklearn.pipeline import Pipeline
-
 from mnistlab.errors import RecipeError
 from mnistlab.models.cnn.hyper import Hyper
-from mnistlab.models.transforms import Deskew, PixelScaler
 
 __all__ = ["Recipe", "RECIPES", "register", "get_recipe", "list_recipes", "DEFAULT_LINEUP"]
 
@@ -75,6 +72,8 @@ def list_recipes() -> list[Recipe]:
 
 
 def _pipeline(*steps):
+    from sklearn.pipeline import Pipeline  # on build: listing recipes stays instant
+
     return Pipeline(list(steps))
 
 
@@ -93,6 +92,8 @@ def _sgd(loss: str):
 def _logreg(seed: int, n_jobs: int):
     from sklearn.linear_model import LogisticRegression  # on build: listing recipes stays instant
 
+    from mnistlab.models.transforms import PixelScaler
+
     return _pipeline(
         ("scale", PixelScaler()),
         # C=0.05: stronger regularisation than the default scored better on held-out digits.
@@ -109,6 +110,8 @@ def _knn(seed: int, n_jobs: int):
 
 def _deskew_pca(seed: int, n_components: int):
     from sklearn.decomposition import PCA  # on build: listing recipes stays instant
+
+    from mnistlab.models.transforms import Deskew, PixelScaler
 
     return [("scale", PixelScaler()), ("deskew", Deskew()), ("pca", PCA(n_components=n_components, random_state=seed))]
 
@@ -135,6 +138,8 @@ def _svm_rbf(seed: int, n_jobs: int):
 
 def _extra_trees(seed: int, n_jobs: int):
     from sklearn.ensemble import ExtraTreesClassifier  # on build: listing recipes stays instant
+
+    from mnistlab.models.transforms import Deskew, PixelScaler
 
     return _pipeline(
         ("scale", PixelScaler()),
