@@ -33,7 +33,12 @@ def test_a_count_is_a_whole_number_of_one_or_more():
 
 @pytest.mark.parametrize(
     ("name", "option"),
-    [("bench_load.py", "--trials"), ("bench_photo_cpu.py", "--rounds"), ("bench_photo_cpu.py", "--reps")],
+    [
+        ("bench_load.py", "--trials"),
+        ("bench_photo_cpu.py", "--rounds"),
+        ("bench_photo_cpu.py", "--reps"),
+        ("bench_commands.py", "--rounds"),
+    ],
 )
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_a_count_below_one_is_a_usage_error_not_a_traceback(name, option, value):
@@ -43,6 +48,14 @@ def test_a_count_below_one_is_a_usage_error_not_a_traceback(name, option, value)
     assert done.returncode == 2, done.stderr
     assert f"argument {option}: must be 1 or more, not {value}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_bench_commands_says_a_revision_git_does_not_know_in_one_line():
+    done = script("bench_commands.py", "--against", "no-such-revision")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert (
+        "argument --against" not in done.stderr and "--against no-such-revision: git archive refused it" in done.stderr
+    )
 
 
 def test_bench_load_prints_the_t_interval_of_the_mean_and_none_for_one_trial():
