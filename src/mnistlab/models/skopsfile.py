@@ -45,6 +45,13 @@ def skops_io():
         sys.modules[_SKLEARN_TORCH_SHIM] = None  # None: "cannot be imported"
     try:
         import skops.io as sio
+    except ImportError:
+        if not hide:
+            raise
+        # A scikit-learn or skops that imports the shim by name, not only through the walk: with torch, then.
+        sys.modules.pop(_SKLEARN_TORCH_SHIM, None)
+        hide = False
+        import skops.io as sio
     finally:
         if hide and sys.modules.get(_SKLEARN_TORCH_SHIM, 0) is None:
             del sys.modules[_SKLEARN_TORCH_SHIM]
