@@ -195,16 +195,33 @@ def test_ruled_and_squared_pages_show_their_lines():
 
 
 # --- the reader on them, per source --------------------------------------------------
-# Floors are what the reader meets today; the xfail tests hold the targets for
-# other hands: >= 98% of digits right, <= 2% flagged, <= 0.5% confident and
-# wrong; numbers >= 95% exact; every non-digit kind >= 95% flagged.
+# Floors are what the reader meets today, with room; the target tests hold issue 12's
+# targets for other hands: >= 98% of digits right, <= 2% flagged, <= 0.5% confident
+# and wrong; numbers >= 95% exact; every non-digit kind >= 95% flagged. On sets this
+# small a target means every image (30 digits, 8 numbers, 10 non-digits), so these
+# tests guard the sources that read perfectly here; benchmarks/bench_hands.py measures
+# the rates. Where the shipped reader misses a target on these images, its test is a
+# strict xfail: it fails once the target is met, and the mark must come off.
 
 N_DIGITS, N_NUMBERS, N_NON_DIGITS = 30, 8, 10
-TARGET = "target for hands MNIST never saw, not met yet"
+MISSED = {  # what the shipped reader gets wrong on these images (seeds 12, 13, 14)
+    "digits": {"pen": "1 of 30 flagged", "optdigits": "2 of 30 flagged, 1 confident and wrong"},
+    "numbers": {"optdigits": "7 of 8 exact"},
+    "non-digits": {"symbols": "9 of 10 flagged", "doodles": "9 of 10 flagged"},
+}
 
 
-def xfail_target(param: str):
-    return pytest.param(param, marks=pytest.mark.xfail(strict=False, reason=TARGET))
+def targets(case: str, params) -> list:
+    """``params`` for a target test, those the shipped reader misses marked as strict xfails."""
+    missed = MISSED[case]
+    return [
+        pytest.param(
+            p, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"target not met yet: {missed[p]}")
+        )
+        if p in missed
+        else p
+        for p in params
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +260,7 @@ def test_digits_by_other_hands_are_mostly_read(digit_reads, source):
     assert right >= FLOORS[source][0] and flagged <= FLOORS[source][1]
 
 
-@pytest.mark.xfail(strict=False, reason=TARGET)
-@pytest.mark.parametrize("source", DIGIT_SOURCES)
+@pytest.mark.parametrize("source", targets("digits", DIGIT_SOURCES))
 def test_digits_by_other_hands_meet_the_target(digit_reads, source):
     if source not in digit_reads:
         pytest.skip("handwriting fonts not installed")
@@ -252,8 +268,7 @@ def test_digits_by_other_hands_meet_the_target(digit_reads, source):
     assert right >= 0.98 and flagged <= 0.02 and confident_wrong <= 0.005
 
 
-@pytest.mark.xfail(strict=False, reason=TARGET)
-@pytest.mark.parametrize("source", DIGIT_SOURCES)
+@pytest.mark.parametrize("source", targets("numbers", DIGIT_SOURCES))
 def test_numbers_by_other_hands_meet_the_target(reader, source):
     if source not in available_sources():
         pytest.skip("handwriting fonts not installed")
@@ -279,10 +294,7 @@ def test_non_digits_are_mostly_flagged(non_digit_flags, kind):
 
 
 @needs_fonts
-@pytest.mark.parametrize(
-    "kind",
-    [k if k == "empty-pages" else xfail_target(k) for k in NON_DIGIT_SOURCES],
-)
+@pytest.mark.parametrize("kind", targets("non-digits", NON_DIGIT_SOURCES))
 def test_non_digits_meet_the_target(non_digit_flags, kind):
     assert non_digit_flags[kind] >= 0.95
 
