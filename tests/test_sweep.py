@@ -17,8 +17,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from mnistlab import get_recipe
 from mnistlab.cli import app
 from mnistlab.errors import ParameterError
+from mnistlab.lab.fitting import open_dataset, split_for
+from mnistlab.lab.options import RunOptions
+from mnistlab.lab.sweep import HELD_OUT
 from mnistlab.testing import run_cli
 
 ray = pytest.importorskip("ray")
@@ -43,6 +47,16 @@ def test_asha_stops_the_trial_that_trails_and_every_trial_is_tracked_once(runtim
         assert t["stopped"] == (key == (0.0001, 3)), key
     assert trials[0.0001, 3]["epochs"] == 1 and trials[0.05, 3]["epochs"] == 3
     assert trials[0.0001, 3]["val_accuracy"] < min(trials[0.05, 3]["history"][0], trials[0.05, 1]["history"][0])
+    # Trials reuse their worker processes (Tune's reuse_actors: no process start and imports a trial), so nothing
+    # a trial leaves behind (torch's global generator, threads, caches) may shape the next: the one-epoch trials,
+    # each run after another in the same worker (lr 1e-4's after the one ASHA stopped), score as a fit here.
+    d = split_for(*open_dataset("mnist"), RunOptions(limit=500, seed=42))
+    for lr in (0.05, 0.0001):
+        rows: list[dict] = []
+        get_recipe("cnn-fast").build(42, 1).set_params(
+            lr=lr, epochs=1, batch_size=32, target=1.0, validation_fraction=HELD_OUT, callback=rows.append
+        ).fit(d.X_train, d.y_train)
+        assert trials[lr, 1]["history"] == [rows[0]["val_accuracy"]], lr
     assert result["best"]["val_accuracy"] == max(t["val_accuracy"] for t in trials.values())
     assert result["best"]["config"] == {"lr": 0.05, "epochs": 3, "batch_size": 32}  # lr 1e-4 barely moves the weights
     saved = json.loads(spec.read_text())

@@ -157,7 +157,13 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
                 tune.with_resources(trainable, {"cpu": 1}),
                 param_space={"unit": tune.grid_search(units)},
                 tune_config=tune.TuneConfig(
-                    metric="val_accuracy", mode="max", scheduler=scheduler, max_concurrent_trials=max_concurrent
+                    metric="val_accuracy",
+                    mode="max",
+                    scheduler=scheduler,
+                    max_concurrent_trials=max_concurrent,
+                    # A trial runs in a worker an earlier trial finished with: a new process per trial spent
+                    # seconds importing torch (the ASHA test's 4 trials 34 -> 17 s). Each fit seeds itself.
+                    reuse_actors=True,
                 ),
                 run_config=tune.RunConfig(storage_path=storage, name="sweep", verbose=0),
             )
