@@ -166,8 +166,9 @@ def json_safe_params(estimator) -> dict:
     return {key: safe(value) for key, value in sorted(estimator.get_params(deep=True).items()) if key != "callback"}
 
 
-def package_versions() -> dict:
-    """Versions that decide whether a saved model behaves the same elsewhere."""
+def package_versions(*also: str) -> dict:
+    """Versions that decide whether a saved model behaves the same elsewhere; ``also``: other packages that
+    shaped the run (a sweep's Ray), where installed."""
     versions = {
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -179,7 +180,7 @@ def package_versions() -> dict:
     # torch trains and loads the CNNs; onnxruntime runs the reader's nets that set a card's "not sure" cut, and
     # CNNs' onnxruntime backend. Both always, installed or imported: asking sys.modules alone, a process's first
     # saved model recorded no torch and every later one did.
-    for package in ("torch", "onnxruntime"):
+    for package in ("torch", "onnxruntime", *also):
         version = _version(package)
         if version is not None:
             versions[package] = version

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.metadata
 import itertools
 import json
 import logging
@@ -201,7 +200,7 @@ def sweep(  # long: check, plan, run the trials, pick, save, record; one reading
         "run_id": run_id,
         "tracking_uri": tracker.shown,
         **chosen_on,
-        "versions": _versions(),
+        "versions": package_versions("ray"),
     }
 
 
@@ -354,7 +353,7 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
     Recording here rather than in the trials means a trial Ray reruns is still
     one run, and workers never need the store.
     """
-    versions = {f"version.{k}": v for k, v in _versions().items()}
+    versions = {f"version.{k}": v for k, v in package_versions("ray").items()}
     # Every trial's run names its data and versions as the sweep's does: trials are searched across sweeps too.
     shared = {**{k: spec[k] for k in ("data_sha256", "data_dir") if k in spec}, **versions}
     parent = tracker.start_run(
@@ -390,17 +389,3 @@ def _record(tracker: Tracker, spec: dict, plan: dict, trials: list[dict], best: 
         raise
     tracker.end_run(parent, metrics={"best_val_accuracy": best["val_accuracy"] if best else None}, failed=not best)
     return parent
-
-
-def _versions() -> dict:
-    """The package versions of the sweep (Ray's too: it schedules the trials), those not installed left out."""
-    versions = {**package_versions(), "ray": _version("ray"), "torch": _version("torch")}
-    return {k: v for k, v in versions.items() if v is not None}
-
-
-def _version(package: str) -> str | None:
-    """An installed package's version, read without importing it (torch takes seconds)."""
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
