@@ -226,11 +226,11 @@ def test_a_store_that_cannot_be_opened_is_one_sentence_before_any_trial(tmp_path
     assert not spec.exists()
 
 
-def test_a_failed_trial_is_one_sentence_without_tunes_traceback(runtime, tmp_path):
+def test_a_failed_trial_is_one_sentence_without_tunes_traceback(runtime, tmp_path, made_store):
     spec = tmp_path / "b.json"
     # 100000 neighbours is a value KNeighborsClassifier takes, and fails in the trial: more than the images fitted
     args = ["sweep", "knn", "--param", "knn__n_neighbors=100000,1", "--limit", "200", "--out", str(spec)]
-    done = run_cli([*args, "--tracking-uri", f"sqlite:///{tmp_path / 's.db'}", "--cluster", runtime])
+    done = run_cli([*args, "--tracking-uri", made_store(), "--cluster", runtime])
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("Error: The trial {'knn__n_neighbors': 100000} failed")
@@ -250,12 +250,12 @@ def test_a_command_line_naming_a_folder_not_in_utf8_joins_the_cluster(runtime, t
     assert float(done.stdout) == 2.0  # the runtime's two CPUs
 
 
-def test_ctrl_c_stops_a_sweep_and_writes_nothing(runtime, tmp_path):
+def test_ctrl_c_stops_a_sweep_and_writes_nothing(runtime, tmp_path, made_store):
     # Tune's own SIGINT handler ended the trials early and returned as if the sweep were done: exit 0, and a
     # best.json picked from the trials that had run.
-    spec, store = tmp_path / "b.json", tmp_path / "s.db"
+    spec, store = tmp_path / "b.json", made_store()
     args = ["sweep", "cnn-fast", "--param", "lr=0.05,0.1", "--param", "epochs=400", "--limit", "500"]
-    args += ["--concurrent", "1", "--out", str(spec), "--tracking-uri", f"sqlite:///{store}", "--cluster", runtime]
+    args += ["--concurrent", "1", "--out", str(spec), "--tracking-uri", store, "--cluster", runtime]
     sweep = subprocess.Popen(
         [sys.executable, "-m", "mnistlab.cli", *args],
         stderr=subprocess.PIPE,
@@ -278,17 +278,17 @@ def test_ctrl_c_stops_a_sweep_and_writes_nothing(runtime, tmp_path):
     finally:
         sweep.kill()
     assert not spec.exists()
-    runs = json.loads(runner.invoke(app, ["runs", "--tracking-uri", f"sqlite:///{store}", "--json"]).stdout)
+    runs = json.loads(runner.invoke(app, ["runs", "--tracking-uri", store, "--json"]).stdout)
     assert runs == []
 
 
-def test_sigterm_stops_a_sweep_with_the_shells_code_and_no_crash_report(runtime, tmp_path):
+def test_sigterm_stops_a_sweep_with_the_shells_code_and_no_crash_report(runtime, tmp_path, made_store):
     # ray.init put its own SIGTERM handlers in place of the command's: a sweep sent SIGTERM (a job scheduler, a
     # container stopping) printed Ray's "*** SIGTERM received ..." crash report and aborted (SIGABRT, core dump).
-    spec, store, scratch = tmp_path / "b.json", tmp_path / "s.db", tmp_path / "scratch"
+    spec, store, scratch = tmp_path / "b.json", made_store(), tmp_path / "scratch"
     scratch.mkdir()
     args = ["sweep", "cnn-fast", "--param", "lr=0.05,0.1", "--param", "epochs=400", "--limit", "500"]
-    args += ["--concurrent", "1", "--out", str(spec), "--tracking-uri", f"sqlite:///{store}", "--cluster", runtime]
+    args += ["--concurrent", "1", "--out", str(spec), "--tracking-uri", store, "--cluster", runtime]
     env = {**os.environ, "TMPDIR": str(scratch)}  # where Tune's storage appears once the sweep joined Ray
     sweep = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", *args], stderr=subprocess.PIPE, env=env)
     try:
@@ -509,7 +509,7 @@ def test_the_ensemble_recipe_is_not_scored_as_its_first_net(tmp_path):
     assert not spec.exists()
 
 
-def test_a_spec_file_that_cannot_be_written_after_the_trials_is_one_sentence(runtime, tmp_path):
+def test_a_spec_file_that_cannot_be_written_after_the_trials_is_one_sentence(runtime, tmp_path, made_store):
     """The best configuration was written unguarded once the trials were done: a place that could not take it
     then (a full disk; here a folder made in its place meanwhile) was a traceback (IsADirectoryError)."""
     from mnistlab.errors import ParameterError
@@ -528,7 +528,7 @@ def test_a_spec_file_that_cannot_be_written_after_the_trials_is_one_sentence(run
             {"knn__n_neighbors": [1, 3]},
             RunOptions(limit=200),
             cluster=runtime,
-            tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+            tracking_uri=made_store(),
             out=spec,
             progress=progress,
         )
