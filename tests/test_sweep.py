@@ -324,7 +324,6 @@ def test_a_value_past_floats_range_is_refused_before_any_trial(value):
 
 
 def test_with_seeds_each_configuration_runs_per_seed_and_the_best_mean_wins(runtime, tmp_path):
-    from mnistlab.lab.options import RunOptions
     from mnistlab.lab.sweep import sweep
 
     result = sweep(
@@ -384,9 +383,7 @@ def test_a_sweep_records_the_test_size_and_the_folder_its_trials_were_scored_on(
     left out the held-out share. Recorded as the sweep does once its trials are back (no Ray needed here)."""
 
     from mnistlab.data.load import load_mnist
-    from mnistlab.lab.fitting import open_dataset, split_for
-    from mnistlab.lab.options import RunOptions
-    from mnistlab.lab.sweep import HELD_OUT, _chosen_on, _record
+    from mnistlab.lab.sweep import _chosen_on, _record
     from mnistlab.lab.tracking import SWEEP_EXPERIMENT, Tracker
     from mnistlab.testing import write_idx_folder
 
@@ -512,8 +509,6 @@ def test_the_ensemble_recipe_is_not_scored_as_its_first_net(tmp_path):
 def test_a_spec_file_that_cannot_be_written_after_the_trials_is_one_sentence(runtime, tmp_path, made_store):
     """The best configuration was written unguarded once the trials were done: a place that could not take it
     then (a full disk; here a folder made in its place meanwhile) was a traceback (IsADirectoryError)."""
-    from mnistlab.errors import ParameterError
-    from mnistlab.lab.options import RunOptions
     from mnistlab.lab.sweep import sweep
 
     spec = tmp_path / "b.json"
