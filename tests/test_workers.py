@@ -71,15 +71,15 @@ def _running(pids: set[int]) -> set[int]:
 
 
 def _stop_during_training(
-    command: list[str], marker: str, sig: int, below_at_least: int = 0, *, group: bool = False
+    command: list[str], marker: str, sig: int, below_at_least: int = 0, *, group: bool = False, env=None
 ) -> tuple[int, set[int], set[int], str]:
     """Run ``command``, send ``sig`` once stderr shows ``marker`` (and ``below_at_least`` processes run below it);
     return (exit code, processes below it, survivors, its stderr). ``group``: to its whole process group, as a
-    terminal sends it."""
+    terminal sends it; ``env``: the command's environment (None: this process's)."""
     # SIGINT as a terminal's Ctrl+C gives it: not ignored, as a test run started in the background would leave it.
     restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=restore, start_new_session=group
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=restore, start_new_session=group, env=env
     )
     seen, below = b"", set()
     try:
@@ -146,9 +146,12 @@ def test_a_closed_terminal_stops_train_and_its_workers_without_a_traceback(tmp_p
     assert not (tmp_path / "m" / "model.json").exists()
 
 
-def test_sigkill_of_a_python_fit_stops_its_workers():
-    """No handler runs on SIGKILL: the workers notice on their own that their parent is gone."""
-    code, below, survivors, _ = _stop_during_training([sys.executable, "-c", API_SCRIPT], "epoch done", signal.SIGKILL)
+def test_sigkill_of_a_python_fit_stops_its_workers(tmp_path):
+    """No handler runs on SIGKILL: the workers notice on their own that their parent is gone. (Nor does the fit's
+    temporary folder go: it is made under tmp_path, not left in the machine's /tmp by every run of the suite.)"""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    command = [sys.executable, "-c", API_SCRIPT]
+    code, below, survivors, _ = _stop_during_training(command, "epoch done", signal.SIGKILL, env=env)
     assert len(below) >= 2 and code == -signal.SIGKILL
     assert survivors == set()
 
