@@ -262,7 +262,8 @@ if sys.argv[1] == "twice":  # the second wait joins the lookup still running: on
     print(sum(t.name == "mnistlab-lookup" for t in threading.enumerate()), "lookup threads")
     sys.exit()
 try:
-    download_dataset("mnist", Path(tempfile.mkdtemp()) / "d", mirrors=(sys.argv[2],), timeout=1)
+    # A folder beside this script (the test's tmp_path), not one left in the machine's /tmp by every run.
+    download_dataset("mnist", Path(tempfile.mkdtemp(dir=Path(__file__).parent)) / "d", mirrors=(sys.argv[2],), timeout=1)
 except Exception as exc:
     print(type(exc).__name__, exc)
 print(f"took {time.monotonic() - started:.1f} s", flush=True)
